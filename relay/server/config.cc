@@ -1,0 +1,346 @@
+#include "relay/server/config.h"
+
+#include <toml++/toml.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace relay::server {
+namespace {
+
+std::string Where(const Config& c, const toml::node& node) {
+  const toml::source_region& src = node.source();
+  return absl::StrCat(c.path, ":", src.begin.line);
+}
+
+std::string Resolve(const Config& c, const std::string& p) {
+  if (p.empty() || p.front() == '/') return p;
+  return (std::filesystem::path(c.dir) / p).lexically_normal().string();
+}
+
+// Reads an optional key into `out`, checking its type and range.
+template <typename T>
+absl::Status ReadInt(const Config& c, const toml::table& t, const char* table_name,
+                     const char* key, T* out, int64_t min, int64_t max) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return absl::OkStatus();
+  std::optional<int64_t> v = node->value<int64_t>();
+  if (!v) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(c, *node), ": ", table_name, key, " must be an integer"));
+  }
+  if (*v < min || *v > max) {
+    return absl::InvalidArgumentError(absl::StrCat(Where(c, *node), ": ", table_name, key,
+                                                   " must be between ", min, " and ", max,
+                                                   " (got ", *v, ")"));
+  }
+  *out = static_cast<T>(*v);
+  return absl::OkStatus();
+}
+
+absl::Status ReadString(const Config& c, const toml::table& t, const char* table_name,
+                        const char* key, std::string* out) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return absl::OkStatus();
+  std::optional<std::string> v = node->value<std::string>();
+  if (!v) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(c, *node), ": ", table_name, key, " must be a string"));
+  }
+  *out = *v;
+  return absl::OkStatus();
+}
+
+absl::Status ReadBool(const Config& c, const toml::table& t, const char* table_name,
+                      const char* key, bool* out) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return absl::OkStatus();
+  std::optional<bool> v = node->value<bool>();
+  if (!v) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(c, *node), ": ", table_name, key, " must be true or false"));
+  }
+  *out = *v;
+  return absl::OkStatus();
+}
+
+absl::Status ReadStringList(const Config& c, const toml::table& t, const char* table_name,
+                            const char* key, std::vector<std::string>* out) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return absl::OkStatus();
+  const toml::array* arr = node->as_array();
+  if (arr == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(c, *node), ": ", table_name, key, " must be a list of strings"));
+  }
+  out->clear();
+  for (const toml::node& item : *arr) {
+    std::optional<std::string> v = item.value<std::string>();
+    if (!v) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Where(c, item), ": ", table_name, key, " must be a list of strings"));
+    }
+    out->push_back(*v);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckKnownKeys(const Config& c, const toml::table& t, const char* table_name,
+                            std::initializer_list<const char*> known) {
+  for (const auto& [k, v] : t) {
+    bool found = false;
+    for (const char* name : known) found = found || k.str() == name;
+    if (!found) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(c, v), ": unknown key ", table_name,
+                                                     std::string(k.str())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+const toml::table* SubTable(const toml::table& root, const char* name) {
+  const toml::node* n = root.get(name);
+  return n == nullptr ? nullptr : n->as_table();
+}
+
+#define RETURN_IF_ERROR_CFG(expr)          \
+  do {                                     \
+    absl::Status s_ = (expr);              \
+    if (!s_.ok()) return s_;               \
+  } while (0)
+
+absl::Status Parse(const toml::table& root, Config& c) {
+  RETURN_IF_ERROR_CFG(CheckKnownKeys(c, root, "",
+                                     {"hostname", "shards", "spool_dir", "users", "submission",
+                                      "tls", "limits", "auth", "queue", "dkim", "shutdown"}));
+  RETURN_IF_ERROR_CFG(ReadString(c, root, "", "hostname", &c.hostname));
+  RETURN_IF_ERROR_CFG(ReadInt(c, root, "", "shards", &c.shards, 0, 256));
+  RETURN_IF_ERROR_CFG(ReadString(c, root, "", "spool_dir", &c.spool_dir));
+  RETURN_IF_ERROR_CFG(ReadString(c, root, "", "users", &c.users_path));
+  if (const toml::table* t = SubTable(root, "submission")) {
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "submission.",
+                                       {"listen", "listen_tls", "auth_requires_tls"}));
+    RETURN_IF_ERROR_CFG(ReadStringList(c, *t, "submission.", "listen", &c.submission_listen));
+    RETURN_IF_ERROR_CFG(
+        ReadStringList(c, *t, "submission.", "listen_tls", &c.submissions_listen));
+    RETURN_IF_ERROR_CFG(
+        ReadBool(c, *t, "submission.", "auth_requires_tls", &c.auth_requires_tls));
+  }
+  if (const toml::table* t = SubTable(root, "tls")) {
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "tls.", {"cert", "key", "reload_check_ms"}));
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "tls.", "cert", &c.tls_cert_path));
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "tls.", "key", &c.tls_key_path));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "tls.", "reload_check_ms", &c.tls_reload_check_ms, 0, 86400000));
+  }
+  if (const toml::table* t = SubTable(root, "limits")) {
+    SmtpLimits& l = c.smtp;
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(
+        c, *t, "limits.",
+        {"command_line_bytes_max", "data_line_bytes_max", "message_bytes_max", "recipients_max",
+         "errors_max", "connections_max", "connections_per_ip_max", "greeting_timeout_ms",
+         "command_timeout_ms", "data_timeout_ms", "session_timeout_ms"}));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "command_line_bytes_max",
+                                &l.command_line_bytes_max, 512, 1 << 20));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "data_line_bytes_max", &l.data_line_bytes_max,
+                                1000, 1 << 24));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "message_bytes_max", &l.message_bytes_max,
+                                1024, int64_t{1} << 32));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "limits.", "recipients_max", &l.recipients_max, 1, 100000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "errors_max", &l.errors_max, 1, 1000));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "limits.", "connections_max", &l.connections_max, 1, 10000000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "connections_per_ip_max",
+                                &l.connections_per_ip_max, 1, 10000000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "greeting_timeout_ms", &l.greeting_timeout_ms,
+                                100, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "command_timeout_ms", &l.command_timeout_ms,
+                                100, 86400000));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "limits.", "data_timeout_ms", &l.data_timeout_ms, 100, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "session_timeout_ms", &l.session_timeout_ms,
+                                100, 86400000));
+  }
+  if (const toml::table* t = SubTable(root, "auth")) {
+    AuthLimits& a = c.auth;
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(
+        c, *t, "auth.",
+        {"failures_before_delay", "failure_delay_ms", "failures_before_block",
+         "failure_window_ms", "block_ms", "worker_threads"}));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_delay",
+                                &a.failures_before_delay, 0, 1000000));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "auth.", "failure_delay_ms", &a.failure_delay_ms, 0, 600000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_block",
+                                &a.failures_before_block, 1, 1000000));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "auth.", "failure_window_ms", &a.failure_window_ms, 1000, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "block_ms", &a.block_ms, 0, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "worker_threads", &a.worker_threads, 1, 64));
+  }
+  if (const toml::table* t = SubTable(root, "queue")) {
+    QueueSettings& q = c.queue;
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "queue.",
+                                       {"segment_bytes", "reserve_segments", "spool_bytes_max",
+                                        "fsync", "max_age_s"}));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "segment_bytes", &q.segment_bytes, 1 << 20,
+                                int64_t{1} << 34));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "queue.", "reserve_segments", &q.reserve_segments, 0, 1024));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "spool_bytes_max", &q.spool_bytes_max, 0,
+                                int64_t{1} << 50));
+    RETURN_IF_ERROR_CFG(ReadBool(c, *t, "queue.", "fsync", &q.fsync));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "max_age_s", &q.max_age_s, 60, 365 * 86400));
+  }
+  if (const toml::table* t = SubTable(root, "dkim")) {
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "dkim.", {"key"}));
+    if (const toml::node* keys = t->get("key")) {
+      const toml::array* arr = keys->as_array();
+      if (arr == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(c, *keys), ": dkim.key must be an array of tables ([[dkim.key]])"));
+      }
+      for (const toml::node& item : *arr) {
+        const toml::table* kt = item.as_table();
+        if (kt == nullptr) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(Where(c, item), ": each [[dkim.key]] must be a table"));
+        }
+        DkimKeyConfig k;
+        RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *kt, "dkim.key.", {"domain", "selector", "key"}));
+        RETURN_IF_ERROR_CFG(ReadString(c, *kt, "dkim.key.", "domain", &k.domain));
+        RETURN_IF_ERROR_CFG(ReadString(c, *kt, "dkim.key.", "selector", &k.selector));
+        RETURN_IF_ERROR_CFG(ReadString(c, *kt, "dkim.key.", "key", &k.key_path));
+        if (k.domain.empty() || k.selector.empty() || k.key_path.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              Where(c, item), ": [[dkim.key]] needs domain, selector and key"));
+        }
+        k.key_path = Resolve(c, k.key_path);
+        c.dkim_keys.push_back(std::move(k));
+      }
+    }
+  }
+  if (const toml::table* t = SubTable(root, "shutdown")) {
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "shutdown.", {"grace_ms"}));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "shutdown.", "grace_ms", &c.shutdown_grace_ms, 0, 3600000));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Config> LoadConfig(const std::string& path) {
+  Config c;
+  c.path = path;
+  c.dir = std::filesystem::absolute(path).parent_path().string();
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const toml::source_region& src = e.source();
+    return absl::InvalidArgumentError(absl::StrCat(path, ":", src.begin.line, ":",
+                                                   src.begin.column, ": ",
+                                                   std::string(e.description())));
+  }
+  RETURN_IF_ERROR_CFG(Parse(root, c));
+  if (c.hostname.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": hostname is required"));
+  }
+  if (c.spool_dir.empty()) c.spool_dir = "spool";
+  if (c.users_path.empty()) c.users_path = "users";
+  c.spool_dir = Resolve(c, c.spool_dir);
+  c.users_path = Resolve(c, c.users_path);
+  c.tls_cert_path = Resolve(c, c.tls_cert_path);
+  c.tls_key_path = Resolve(c, c.tls_key_path);
+  if (c.submission_listen.empty() && c.submissions_listen.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no listener: set submission.listen and/or submission.listen_tls"));
+  }
+  if (c.tls_cert_path.empty() != c.tls_key_path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": tls.cert and tls.key go together"));
+  }
+  if (!c.submissions_listen.empty() && c.tls_cert_path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": submission.listen_tls needs tls.cert and tls.key"));
+  }
+  if (c.auth_requires_tls && c.tls_cert_path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": AUTH requires TLS but no certificate is configured (tls.cert, tls.key)"));
+  }
+  return c;
+}
+
+std::string DefaultConfigText(const std::string& hostname, uint16_t submission_port,
+                              uint16_t submissions_port) {
+  return absl::StrFormat(R"(# relayd configuration. Relative paths are relative to this file.
+# Every limit has a name here; the values shown are the defaults.
+
+# Name used in the greeting, in EHLO when delivering, and in Received headers.
+hostname = "%s"
+# Worker threads, each with its own io_uring, listeners and queue partition. 0: one per core.
+shards = 0
+spool_dir = "spool"
+# Users allowed to submit: manage with `relayctl user-add USER --config-dir DIR`.
+users = "users"
+
+[submission]
+# Port 587 style: STARTTLS, then AUTH.
+listen = ["127.0.0.1:%d"]
+# Port 465 style: implicit TLS (RFC 8314).
+listen_tls = ["127.0.0.1:%d"]
+auth_requires_tls = true
+
+[tls]
+# Generated on first start (self-signed) when missing. Replace with a real certificate and send
+# SIGHUP: existing connections keep the old one, new connections get the new one.
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+reload_check_ms = 60000
+
+[limits]
+command_line_bytes_max = 512
+data_line_bytes_max = 1000
+message_bytes_max = 36700160
+recipients_max = 1000
+errors_max = 10
+connections_max = 20000
+connections_per_ip_max = 500
+greeting_timeout_ms = 300000
+command_timeout_ms = 300000
+data_timeout_ms = 600000
+session_timeout_ms = 3600000
+
+[auth]
+failures_before_delay = 3
+failure_delay_ms = 2000
+failures_before_block = 10
+failure_window_ms = 600000
+block_ms = 900000
+worker_threads = 1
+
+[queue]
+segment_bytes = 67108864
+reserve_segments = 2
+spool_bytes_max = 0
+# Never set to false in production: a 250 reply would no longer mean the message is on disk.
+fsync = true
+max_age_s = 432000
+
+[shutdown]
+grace_ms = 10000
+
+# DKIM keys: create with `relayctl dkim-keygen --domain D --selector S --algo rsa2048`.
+# [[dkim.key]]
+# domain = "example.com"
+# selector = "relay"
+# key = "keys/example.com.relay.pem"
+)",
+                         hostname, submission_port, submissions_port);
+}
+
+}  // namespace relay::server

@@ -1,0 +1,81 @@
+// The relay's configuration: one TOML file, with the users file, key files and certificates
+// beside it. Relative paths in the file are relative to the file's own directory.
+//
+// Load() validates everything it can without touching the network and names the file, the key and
+// the problem in its error. The loaded Config is immutable and shared read-only by all shards.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace relay::server {
+
+// Limits of the SMTP server, each with the reply it causes (see relay/smtp/server_session.h).
+struct SmtpLimits {
+  uint32_t command_line_bytes_max = 512;       // RFC 5321 §4.5.3.1.4, CRLF included
+  uint32_t data_line_bytes_max = 1000;         // RFC 5322 §2.1.1: 998 + CRLF
+  uint64_t message_bytes_max = 36700160;       // 35 MiB, advertised in SIZE
+  uint32_t recipients_max = 1000;              // RFC 5321 §4.5.3.1.8 asks for at least 100
+  uint32_t errors_max = 10;                    // then 421 and close
+  uint32_t connections_max = 20000;            // in total, all shards
+  uint32_t connections_per_ip_max = 500;
+  uint32_t greeting_timeout_ms = 300000;       // RFC 5321 §4.5.3.2 (server side: 5 minutes)
+  uint32_t command_timeout_ms = 300000;        // RFC 5321 §4.5.3.2.7
+  uint32_t data_timeout_ms = 600000;           // a DATA block may take up to 10 minutes
+  uint32_t session_timeout_ms = 3600000;       // whole connection
+};
+
+struct AuthLimits {
+  uint32_t failures_before_delay = 3;          // per client IP, within the window
+  uint32_t failure_delay_ms = 2000;
+  uint32_t failures_before_block = 10;
+  uint32_t failure_window_ms = 600000;
+  uint32_t block_ms = 900000;
+  uint32_t worker_threads = 1;                 // scrypt runs off the shard threads
+};
+
+struct QueueSettings {
+  uint64_t segment_bytes = 64ull << 20;
+  uint32_t reserve_segments = 2;
+  uint64_t spool_bytes_max = 0;                // 0: limited by the disk only
+  bool fsync = true;                           // false is for benchmarks only
+  uint64_t max_age_s = 5 * 24 * 3600;
+};
+
+struct DkimKeyConfig {
+  std::string domain;
+  std::string selector;
+  std::string key_path;
+};
+
+struct Config {
+  std::string path;                            // the file it was loaded from
+  std::string dir;                             // its directory
+  std::string hostname;                        // EHLO / greeting / Received "by"
+  uint32_t shards = 0;                         // 0: one per online core
+  std::string spool_dir;
+  std::vector<std::string> submission_listen;  // STARTTLS then AUTH (587)
+  std::vector<std::string> submissions_listen; // implicit TLS (465)
+  std::string tls_cert_path;
+  std::string tls_key_path;
+  std::string users_path;
+  bool auth_requires_tls = true;
+  SmtpLimits smtp;
+  AuthLimits auth;
+  QueueSettings queue;
+  std::vector<DkimKeyConfig> dkim_keys;
+  uint32_t shutdown_grace_ms = 10000;
+  uint32_t tls_reload_check_ms = 60000;        // re-read the certificate when its file changed
+};
+
+absl::StatusOr<Config> LoadConfig(const std::string& path);
+
+// The configuration written for a newcomer: submission on 127.0.0.1, a self-signed certificate,
+// spool and keys beside the file. `hostname` is used for EHLO and the certificate.
+std::string DefaultConfigText(const std::string& hostname, uint16_t submission_port,
+                              uint16_t submissions_port);
+
+}  // namespace relay::server

@@ -1,0 +1,66 @@
+#include "relay/server/config.h"
+
+#include <fstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace relay::server {
+namespace {
+
+std::string WriteFile(const std::string& name, const std::string& text) {
+  std::string path = std::string(getenv("TEST_TMPDIR")) + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(Config, DefaultTextLoadsWithDefaults) {
+  auto c = LoadConfig(WriteFile("default.toml", DefaultConfigText("relay.test", 2587, 2465)));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->hostname, "relay.test");
+  ASSERT_EQ(c->submission_listen.size(), 1u);
+  EXPECT_EQ(c->submission_listen[0], "127.0.0.1:2587");
+  EXPECT_EQ(c->submissions_listen[0], "127.0.0.1:2465");
+  EXPECT_EQ(c->smtp.command_line_bytes_max, 512u);
+  EXPECT_EQ(c->queue.segment_bytes, 64u << 20);
+  EXPECT_TRUE(c->queue.fsync);
+  // Relative paths resolve against the file's directory.
+  EXPECT_EQ(c->tls_cert_path, std::string(getenv("TEST_TMPDIR")) + "/tls/cert.pem");
+  EXPECT_EQ(c->spool_dir, std::string(getenv("TEST_TMPDIR")) + "/spool");
+}
+
+TEST(Config, ErrorsNameFileLineAndKey) {
+  auto c = LoadConfig(WriteFile("bad1.toml", "hostname = \"h\"\n[limits]\nrecipients_max = 0\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("bad1.toml:3"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("limits.recipients_max must be between"),
+            std::string::npos);
+
+  c = LoadConfig(WriteFile("bad2.toml", "hostname = \"h\"\n[limits]\nrecipient_max = 5\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("unknown key limits.recipient_max"), std::string::npos)
+      << c.status();
+
+  c = LoadConfig(WriteFile("bad3.toml", "hostname = \n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("bad3.toml:1"), std::string::npos) << c.status();
+
+  c = LoadConfig(WriteFile("bad4.toml", "hostname = \"h\"\n[submission]\nlisten=[\"127.0.0.1:1\"]\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("AUTH requires TLS"), std::string::npos) << c.status();
+}
+
+TEST(Config, DkimKeysAreListed) {
+  auto c = LoadConfig(WriteFile("dkim.toml", DefaultConfigText("h", 1, 2) +
+                                                 "[[dkim.key]]\ndomain = \"example.com\"\n"
+                                                 "selector = \"s1\"\nkey = \"k/a.pem\"\n"
+                                                 "[[dkim.key]]\ndomain = \"example.com\"\n"
+                                                 "selector = \"s2\"\nkey = \"/abs/b.pem\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->dkim_keys.size(), 2u);
+  EXPECT_EQ(c->dkim_keys[0].selector, "s1");
+  EXPECT_EQ(c->dkim_keys[1].key_path, "/abs/b.pem");
+}
+
+}  // namespace
+}  // namespace relay::server
