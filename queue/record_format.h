@@ -1,0 +1,207 @@
+// The on-disk format of the queue, version 1: every byte a segment file holds is described here.
+//
+// A spool is a directory of fixed-size segment files (`segment-NNNNNN.q`). Each file starts with a
+// 4096-byte SegmentHeader; records follow back to back from offset kSegmentHeaderBytes, each
+// aligned to 8 bytes. The rest of a pre-allocated file is zeros, so a record header whose magic is
+// zero marks the end of the written part.
+//
+//   RecordHeader (32 bytes)          payload (payload_bytes)            zero padding to 8
+//   magic version type flags len crc segment_seq reserved
+//
+// The CRC32C (Castagnoli, computed with the SSE4.2 crc32 instruction) covers the 32-byte header
+// with its crc field set to zero, then the payload. The header carries the sequence number of the
+// segment it was written into: a recycled segment still holds records of its previous life past
+// the new end, and those fail this check instead of coming back to life.
+//
+// Payloads (all integers little-endian; `str16` is a u16 length then the bytes, `str32` a u32
+// length then the bytes):
+//   kMessage:   id(16) created_unix_ms(i64) flags(u32) sender(str16) recipient_count(u32)
+//               per recipient: address(str16) status(u8) attempts(u32) next_attempt_unix_ms(i64)
+//                              last_reply(str16)
+//               message(str32)  -- the prepended headers (Received, DKIM-Signature) then the
+//                                  message as received; stored contiguously so it is served as
+//                                  one string_view straight from the mapping.
+//               A first copy has every recipient kPending with 0 attempts. A copy re-appended by
+//               compaction (flag kMessageFlagCompacted) carries the state at the time of the copy
+//               and supersedes every earlier copy of the same id.
+//   kDelivered: id(16) time_unix_ms(i64) recipient(u32) reply(str16)
+//   kDeferred:  id(16) time_unix_ms(i64) recipient(u32) reply(str16) attempts(u32)
+//               next_attempt_unix_ms(i64)
+//   kBounced:   id(16) time_unix_ms(i64) recipient(u32) reply(str16)
+//   kDeleted:   id(16) time_unix_ms(i64) recipient(u32 = kAllRecipients) reply(str16, the reason)
+// State records are only ever appended; nothing is rewritten in place except the segment header.
+//
+// Thread-safety: the functions here are pure; any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace relay::queue {
+
+// Debian's abseil keeps absl::string_view distinct from std::string_view.
+inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline std::string_view FromAbsl(absl::string_view s) { return std::string_view(s.data(), s.size()); }
+
+inline constexpr uint32_t kSegmentMagic = 0x47455351;  // "QSEG" little-endian
+inline constexpr uint32_t kRecordMagic = 0x43455251;   // "QREC" little-endian
+inline constexpr uint8_t kFormatVersion = 1;
+inline constexpr size_t kSegmentHeaderBytes = 4096;
+inline constexpr size_t kRecordHeaderBytes = 32;
+inline constexpr size_t kRecordAlignBytes = 8;
+// An address longer than this cannot be stored (RFC 5321 §4.5.3.1.3 limits a path to 256 octets).
+inline constexpr size_t kAddressBytesMax = 1024;
+inline constexpr size_t kReplyBytesMax = 4096;
+inline constexpr uint32_t kRecipientsMax = 100000;
+inline constexpr uint32_t kAllRecipients = 0xffffffff;
+
+enum class RecordType : uint8_t {
+  kMessage = 1,
+  kDelivered = 2,
+  kDeferred = 3,
+  kBounced = 4,
+  kDeleted = 5,
+};
+bool IsKnownRecordType(uint8_t type);
+
+inline constexpr uint32_t kMessageFlagCompacted = 1;
+
+// The segment header, at offset 0 of every segment file. `segment_seq` 0 means the file is a free
+// segment of the reserve. `committed_bytes` is the end of the records covered by the last completed
+// fdatasync; the writer publishes it (release store) after each sync, readers in other processes
+// load it (acquire) and read records below it without any lock.
+struct SegmentHeader {
+  uint32_t magic;
+  uint8_t version;
+  uint8_t reserved0[3];
+  uint64_t segment_bytes;
+  uint64_t segment_seq;
+  uint64_t committed_bytes;
+  uint32_t shard;
+  uint32_t reserved1;
+  // Message ids issued while this segment is the head start above this (survives restarts even if
+  // every older segment has been recycled).
+  uint64_t id_floor_hi;
+};
+static_assert(sizeof(SegmentHeader) <= kSegmentHeaderBytes);
+
+struct RecordHeader {
+  uint32_t magic;
+  uint8_t version;
+  uint8_t type;
+  uint16_t flags;
+  uint32_t payload_bytes;
+  uint32_t crc32c;
+  uint64_t segment_seq;
+  uint64_t reserved;
+};
+static_assert(sizeof(RecordHeader) == kRecordHeaderBytes);
+
+// A message id: `hi` is the spool's epoch (microseconds of the open that issued it, strictly
+// increasing across opens of one shard) with the shard number in its top 8 bits, `lo` a sequence
+// within that epoch. Printed as "EPOCH-SHARD-SEQ" in lower-case hex without padding, e.g.
+// "5f3a1c2b4d5e6-0-1a".
+struct MessageId {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+
+  friend bool operator==(const MessageId& a, const MessageId& b) {
+    return a.hi == b.hi && a.lo == b.lo;
+  }
+  friend bool operator!=(const MessageId& a, const MessageId& b) { return !(a == b); }
+  friend bool operator<(const MessageId& a, const MessageId& b) {
+    return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const MessageId& id) {
+    return H::combine(std::move(h), id.hi, id.lo);
+  }
+  std::string ToString() const;
+  static absl::StatusOr<MessageId> Parse(std::string_view text);
+};
+
+enum class RecipientStatus : uint8_t {
+  kPending = 0,    // not yet attempted, or deferred: due at next_attempt_unix_ms
+  kDelivered = 1,  // final
+  kBounced = 2,    // final
+};
+const char* RecipientStatusName(RecipientStatus status);
+
+struct RecipientState {
+  std::string address;
+  RecipientStatus status = RecipientStatus::kPending;
+  uint32_t attempts = 0;
+  int64_t next_attempt_unix_ms = 0;
+  std::string last_reply;
+};
+
+// The envelope as accepted: MAIL FROM (may be empty: the null reverse-path, RFC 5321 §4.5.5) and
+// each RCPT TO.
+struct Envelope {
+  std::string sender;
+  std::vector<std::string> recipients;
+};
+
+// An outcome to append for one recipient (or, for kDeleted, the whole message).
+struct StateRecord {
+  RecordType type = RecordType::kDelivered;  // kDelivered, kDeferred, kBounced or kDeleted
+  MessageId id;
+  uint32_t recipient = 0;  // index into the envelope's recipients; kAllRecipients for kDeleted
+  int64_t time_unix_ms = 0;
+  std::string reply;  // the remote's reply (code, enhanced code, text) or the reason
+  uint32_t attempts = 0;              // kDeferred: attempts so far
+  int64_t next_attempt_unix_ms = 0;   // kDeferred: when to try again
+};
+
+// CRC32C (Castagnoli), hardware instruction. `crc` is a running value: pass the previous result to
+// continue over more bytes; start with 0.
+uint32_t Crc32c(uint32_t crc, const void* data, size_t size);
+
+inline constexpr size_t AlignRecord(size_t bytes) {
+  return (bytes + kRecordAlignBytes - 1) & ~(kRecordAlignBytes - 1);
+}
+
+// Sizes of a payload before encoding, so the writer reserves space and encodes straight into the
+// mapping with no intermediate buffer.
+size_t MessagePayloadBytes(std::string_view sender, const std::vector<RecipientState>& recipients,
+                           size_t message_bytes);
+size_t StatePayloadBytes(const StateRecord& state);
+
+// Encoders write header + payload at `out` (which has AlignRecord(kRecordHeaderBytes + payload)
+// bytes) and return the bytes written including padding. `message_parts` are concatenated.
+size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_t created_unix_ms,
+                           uint32_t flags, std::string_view sender,
+                           const std::vector<RecipientState>& recipients,
+                           std::string_view message_part1, std::string_view message_part2);
+size_t EncodeStateRecord(char* out, uint64_t segment_seq, const StateRecord& state);
+
+// The result of looking at the bytes at one offset of a segment.
+enum class ScanResult {
+  kValid,    // a complete record with a good CRC and this segment's sequence number
+  kEnd,      // zeros: nothing was ever written here
+  kInvalid,  // something is here but it is not a valid record (torn or corrupted)
+};
+// Checks the record at `data` (at most `available` bytes) for segment `segment_seq`; on kValid sets
+// *header and *total_bytes (aligned).
+ScanResult CheckRecord(const char* data, size_t available, uint64_t segment_seq,
+                       RecordHeader* header, size_t* total_bytes);
+
+// A decoded message record. string_views point into the payload (the mapping).
+struct MessageRecordView {
+  MessageId id;
+  int64_t created_unix_ms = 0;
+  uint32_t flags = 0;
+  std::string_view sender;
+  std::vector<RecipientState> recipients;
+  std::string_view message;
+};
+absl::StatusOr<MessageRecordView> DecodeMessagePayload(std::string_view payload);
+absl::StatusOr<StateRecord> DecodeStatePayload(RecordType type, std::string_view payload);
+
+}  // namespace relay::queue

@@ -1,0 +1,153 @@
+#include "queue/record_format.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace relay::queue {
+namespace {
+
+TEST(Crc32cTest, KnownVectors) {
+  // RFC 3720 Appendix B.4 test vectors for CRC32C.
+  std::string zeros(32, '\0');
+  EXPECT_EQ(Crc32c(0, zeros.data(), zeros.size()), 0x8a9136aau);
+  std::string ones(32, '\xff');
+  EXPECT_EQ(Crc32c(0, ones.data(), ones.size()), 0x62a8ab43u);
+  std::string inc(32, '\0');
+  for (int i = 0; i < 32; ++i) inc[i] = static_cast<char>(i);
+  EXPECT_EQ(Crc32c(0, inc.data(), inc.size()), 0x46dd794eu);
+  EXPECT_EQ(Crc32c(0, "123456789", 9), 0xe3069283u);
+}
+
+TEST(Crc32cTest, Incremental) {
+  std::string data = "The quick brown fox jumps over the lazy dog, twice over.";
+  uint32_t whole = Crc32c(0, data.data(), data.size());
+  for (size_t split = 0; split <= data.size(); ++split) {
+    uint32_t c = Crc32c(0, data.data(), split);
+    EXPECT_EQ(Crc32c(c, data.data() + split, data.size() - split), whole) << split;
+  }
+}
+
+TEST(MessageIdTest, RoundTrip) {
+  MessageId id{(uint64_t{3} << 56) | 0x5f3a1c2b4d5e6, 0x1a};
+  EXPECT_EQ(id.ToString(), "5f3a1c2b4d5e6-3-1a");
+  auto parsed = MessageId::Parse(id.ToString());
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, id);
+  EXPECT_FALSE(MessageId::Parse("zz-1-2").ok());
+  EXPECT_FALSE(MessageId::Parse("1-2").ok());
+  EXPECT_FALSE(MessageId::Parse("1-100-2").ok());
+}
+
+std::vector<char> EncodeSampleMessage(uint64_t seq, size_t* size) {
+  std::vector<RecipientState> rcpts(2);
+  rcpts[0].address = "a@example.com";
+  rcpts[1].address = "b@example.org";
+  rcpts[1].attempts = 3;
+  rcpts[1].next_attempt_unix_ms = 1234;
+  rcpts[1].last_reply = "451 4.7.1 try later";
+  std::string_view sender = "sender@example.net";
+  std::string_view part1 = "DKIM-Signature: v=1\r\n";
+  std::string_view part2 = "Subject: hi\r\n\r\nbody\r\n";
+  size_t payload = MessagePayloadBytes(sender, rcpts, part1.size() + part2.size());
+  std::vector<char> buf(AlignRecord(kRecordHeaderBytes + payload), '\x55');
+  *size = EncodeMessageRecord(buf.data(), seq, MessageId{7, 9}, 1700000000000, 0, sender, rcpts,
+                              part1, part2);
+  return buf;
+}
+
+TEST(RecordTest, MessageRoundTrip) {
+  size_t size;
+  std::vector<char> buf = EncodeSampleMessage(42, &size);
+  EXPECT_EQ(size, buf.size());
+  EXPECT_EQ(size % kRecordAlignBytes, 0u);
+  RecordHeader header;
+  size_t total;
+  ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 42, &header, &total), ScanResult::kValid);
+  EXPECT_EQ(total, size);
+  EXPECT_EQ(header.type, static_cast<uint8_t>(RecordType::kMessage));
+  auto view = DecodeMessagePayload(
+      std::string_view(buf.data() + kRecordHeaderBytes, header.payload_bytes));
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->id, (MessageId{7, 9}));
+  EXPECT_EQ(view->created_unix_ms, 1700000000000);
+  EXPECT_EQ(view->sender, "sender@example.net");
+  ASSERT_EQ(view->recipients.size(), 2u);
+  EXPECT_EQ(view->recipients[0].address, "a@example.com");
+  EXPECT_EQ(view->recipients[1].attempts, 3u);
+  EXPECT_EQ(view->recipients[1].next_attempt_unix_ms, 1234);
+  EXPECT_EQ(view->recipients[1].last_reply, "451 4.7.1 try later");
+  EXPECT_EQ(view->message, "DKIM-Signature: v=1\r\nSubject: hi\r\n\r\nbody\r\n");
+  // The wrong segment (a recycled segment's old record) is not valid.
+  EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 41, &header, &total), ScanResult::kInvalid);
+}
+
+TEST(RecordTest, StateRoundTrip) {
+  for (RecordType type : {RecordType::kDelivered, RecordType::kDeferred, RecordType::kBounced,
+                          RecordType::kDeleted}) {
+    StateRecord s;
+    s.type = type;
+    s.id = MessageId{1, 2};
+    s.recipient = 5;
+    s.time_unix_ms = 99;
+    s.reply = "250 2.0.0 ok";
+    s.attempts = 4;
+    s.next_attempt_unix_ms = 1000;
+    std::vector<char> buf(AlignRecord(kRecordHeaderBytes + StatePayloadBytes(s)));
+    size_t n = EncodeStateRecord(buf.data(), 3, s);
+    ASSERT_EQ(n, buf.size());
+    RecordHeader header;
+    size_t total;
+    ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 3, &header, &total), ScanResult::kValid);
+    auto d = DecodeStatePayload(type, std::string_view(buf.data() + kRecordHeaderBytes,
+                                                       header.payload_bytes));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->id, s.id);
+    EXPECT_EQ(d->recipient, 5u);
+    EXPECT_EQ(d->reply, s.reply);
+    if (type == RecordType::kDeferred) {
+      EXPECT_EQ(d->attempts, 4u);
+      EXPECT_EQ(d->next_attempt_unix_ms, 1000);
+    }
+  }
+}
+
+TEST(RecordTest, EveryFlippedBitIsDetected) {
+  size_t size;
+  std::vector<char> buf = EncodeSampleMessage(1, &size);
+  RecordHeader header;
+  size_t total;
+  ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 1, &header, &total), ScanResult::kValid);
+  // Padding is not covered by the CRC; every other bit is.
+  const size_t covered = kRecordHeaderBytes + header.payload_bytes;
+  for (size_t bit = 0; bit < covered * 8; ++bit) {
+    std::vector<char> copy = buf;
+    copy[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+    EXPECT_NE(CheckRecord(copy.data(), copy.size(), 1, &header, &total), ScanResult::kValid)
+        << "bit " << bit;
+  }
+}
+
+TEST(RecordTest, TruncatedIsNotValidAndZerosAreEnd) {
+  size_t size;
+  std::vector<char> buf = EncodeSampleMessage(1, &size);
+  RecordHeader header;
+  size_t total;
+  ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 1, &header, &total), ScanResult::kValid);
+  // Cutting in the zero padding leaves a complete record.
+  const size_t covered = kRecordHeaderBytes + header.payload_bytes;
+  for (size_t cut = 0; cut < covered; ++cut) {
+    std::vector<char> copy(size + 64, '\0');
+    std::memcpy(copy.data(), buf.data(), cut);
+    ScanResult r = CheckRecord(copy.data(), copy.size(), 1, &header, &total);
+    EXPECT_NE(r, ScanResult::kValid) << cut;
+    if (cut == 0) {
+      EXPECT_EQ(r, ScanResult::kEnd);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace relay::queue
