@@ -77,10 +77,13 @@ std::string BuildReceivedHeader(const ReceivedInfo& info) {
   // ( Domain FWS "(" TCP-info ")" ) (§4.4). The TCP-info holds the rDNS name and the literal.
   const std::string literal = AddressLiteral(info.peer_ip);
   AppendFolded(out, line_start, Concat("from ", TokenSafe(info.ehlo_name)));
-  AppendFolded(out, line_start,
-               info.reverse_dns.empty()
-                   ? Concat("(", literal, ")")
-                   : Concat("(", CommentSafe(info.reverse_dns), " ", literal, ")"));
+  if (info.reverse_dns.empty()) {
+    AppendFolded(out, line_start, Concat("(", literal, ")"));
+  } else {
+    // Two parts, so that the fold may fall inside the comment (FWS is allowed there).
+    AppendFolded(out, line_start, Concat("(", CommentSafe(info.reverse_dns)));
+    AppendFolded(out, line_start, Concat(literal, ")"));
+  }
   AppendFolded(out, line_start, Concat("by ", info.hostname));
   AppendFolded(
       out, line_start,
