@@ -1,0 +1,30 @@
+// relayctl's user commands, as library code the relayctl main dispatches to. They edit the users
+// file DIR/users (see relay/server/users.h for its format) the way chasquid-util does:
+//
+//   relayctl user-add USER [--allow ADDR|@DOMAIN ...] [--config-dir DIR]
+//   relayctl user-del USER [--config-dir DIR]
+//   relayctl user-list [--config-dir DIR]
+//   relayctl authenticate USER [--config-dir DIR]
+//
+// A password is never taken from the command line (it would show in ps and shell history): it is
+// read from a prompt with echo off when stdin is a terminal (user-add asks twice), otherwise as
+// one line from stdin. Changes are saved atomically under an flock on DIR/users.lock, so two
+// concurrent edits do not lose one another; the running relay picks them up on SIGHUP or when it
+// sees the file change.
+//
+// Each function takes the subcommand's argv (argv[0] is the subcommand name) and returns the
+// process exit code: 0 success, 1 failure (wrong password, no such user, I/O error), 2 usage.
+// Messages go to stderr, listings to stdout. Main thread only (they may change terminal modes).
+#pragma once
+
+namespace relay::relayctl {
+
+// The configuration directory when --config-dir is not given.
+inline constexpr char kDefaultConfigDir[] = "/etc/relay";
+
+int UserAddCommand(int argc, char** argv);
+int UserDelCommand(int argc, char** argv);
+int UserListCommand(int argc, char** argv);
+int AuthenticateCommand(int argc, char** argv);
+
+}  // namespace relay::relayctl
