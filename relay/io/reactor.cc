@@ -120,6 +120,10 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(const ReactorOptions& o
 }
 
 Reactor::~Reactor() {
+  // Only the reactor's own wake-up read may still be outstanding; owners of everything else are
+  // gone, so no hook or posted task may run from here on.
+  turn_end_hooks_.clear();
+  posted_.clear();
   if (wake_read_.in_flight()) {
     Cancel(&wake_read_);
     // Give the cancellation a bounded number of turns to come back.

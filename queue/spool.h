@@ -1,0 +1,234 @@
+// The durable queue of one shard: an append-only log of fixed-size, pre-allocated segment files in
+// one directory, with group commit, recovery, an in-memory view and space management.
+//
+// Threading: a Spool belongs to its shard's thread; every method is called there and callbacks run
+// there. Appends take no lock. Other processes (relayctl) read the same files through SpoolReader,
+// without locks, up to the committed length each segment header publishes. One writer per
+// directory is enforced with an flock on `LOCK`.
+//
+// Durability contract. AppendMessage/AppendState copy the record into the head segment and return
+// its position; NOTHING is durable then. The record's DurableCallback fires (on this thread, from
+// EndSync or SyncNow) with OK only after an fdatasync that covers the record has completed, or
+// with an error status. The server sends "250" to DATA only from that callback. All records
+// appended before BeginSync share that one sync (group commit); one sync is in flight at a time,
+// so appends made while it runs ride on the next one. The shard, at the end of each loop turn:
+//
+//     if (spool.NeedsSync()) { batch = spool.BeginSync(); submit IORING_OP_FSYNC
+//       (IORING_FSYNC_DATASYNC) for each batch.targets[i].fd; when all complete:
+//       spool.EndSync(batch, 0 or the first -errno); }
+//
+// A failed fdatasync fails every waiting callback and the spool refuses further appends (the
+// kernel may have dropped the dirty pages: retrying would claim durability it does not have);
+// the server answers 452 4.3.1 until an operator restarts it, and recovery then reads what is
+// really on disk. `fsync = false` (benchmarks only, logged loudly at open) completes syncs without
+// calling fdatasync.
+//
+// Space. Appends that need a new segment take one from the reserve of pre-written files (no file
+// is created on the hot path; MaintainReserve refills it off the hot path). Messages may fill at
+// most spool_bytes_max / segment_bytes segment files; state records and compaction may use one
+// more so that outcomes can always be recorded and space freed. When no segment is available
+// AppendMessage returns kResourceExhausted, which the server maps to "452 4.3.1 Insufficient
+// system storage" (RFC 3463 §3.5; RFC 5321 §4.2.3); a full disk while pre-allocating gives the
+// same. A refused append writes nothing. Segments are freed oldest first, once every message in
+// them is final (or moved by compaction) and that is durable; a freed segment goes back to the
+// reserve or is deleted. MaintainSpace compacts the oldest segment when few live messages keep
+// it alive, re-appending them (with their current state) at the head.
+//
+// Views. string_views handed out (MessageBytes, MessageInfo fields) point into the mappings and
+// stay valid until the message becomes final or is moved by compaction, and one sync after that.
+// Pin a message while its bytes are being sent; compaction does not move pinned messages.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "queue/queue_index.h"
+#include "queue/record_format.h"
+#include "queue/segment.h"
+#include "relay/base/clock.h"
+
+namespace relay::queue {
+
+enum class WriteMode {
+  kMmap,    // memcpy into the writable MAP_SHARED mapping
+  kPwrite,  // encode into a buffer, pwrite(2) it
+};
+
+struct SpoolOptions {
+  std::string directory;
+  uint32_t shard = 0;
+  uint64_t segment_bytes = 64 << 20;
+  // Free segment files kept ready.
+  uint32_t reserve_segments = 2;
+  uint64_t spool_bytes_max = uint64_t{16} << 30;
+  // false: benchmarks only. Never durable.
+  bool fsync = true;
+  WriteMode write_mode = WriteMode::kMmap;
+  // Messages older than this are reported by ExpiredMessages for the bounce path.
+  int64_t message_age_max_ms = int64_t{5} * 24 * 3600 * 1000;
+  // MaintainSpace compacts the oldest segment when its live bytes are at most this fraction of
+  // its written bytes.
+  double compact_live_fraction_max = 0.25;
+  const Clock* clock = nullptr;  // null: RealClock
+};
+
+// What recovery found at open.
+struct RecoveryReport {
+  uint64_t segments = 0;
+  uint64_t records = 0;
+  uint64_t live_messages = 0;
+  uint64_t torn_tails = 0;
+  uint64_t orphan_states = 0;
+  // Corrupted records in the middle of a segment; each such segment was renamed to *.damaged
+  // after what could be read from it was re-appended.
+  std::vector<CorruptRecord> corruptions;
+  std::vector<std::string> damaged_segments;
+};
+
+using DurableCallback = absl::AnyInvocable<void(absl::Status)>;
+
+struct Appended {
+  MessageId id;
+  Position position;  // end of the record
+};
+
+struct SyncTarget {
+  int fd = -1;
+  uint64_t segment_seq = 0;    // 0: a segment being freed
+  uint64_t end_offset = 0;     // the bytes this sync covers
+};
+
+struct SyncBatch {
+  absl::InlinedVector<SyncTarget, 2> targets;
+  Position end;  // every record ending at or before this is covered
+  uint64_t batch_id = 0;
+};
+
+struct SpoolStats {
+  uint64_t active_segments = 0;
+  uint64_t reserve_segments = 0;
+  uint64_t live_messages = 0;
+  uint64_t syncs = 0;
+  uint64_t appends = 0;
+  uint64_t segments_freed = 0;
+  uint64_t segments_created_on_hot_path = 0;
+  uint64_t messages_compacted = 0;
+};
+
+class Spool {
+ public:
+  static absl::StatusOr<std::unique_ptr<Spool>> Open(const SpoolOptions& options,
+                                                     RecoveryReport* report = nullptr);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // Appends a new message. `prepend_headers` (Received:, DKIM-Signature:) and `message` are stored
+  // contiguously. Errors: kResourceExhausted (spool full: 452 4.3.1), kInvalidArgument (record
+  // larger than a segment: 552 5.3.4), kFailedPrecondition (a sync failed earlier: 452 4.3.1).
+  absl::StatusOr<Appended> AppendMessage(const Envelope& envelope,
+                                         std::string_view prepend_headers,
+                                         std::string_view message, DurableCallback on_durable);
+  // Appends an outcome. `on_durable` may be null.
+  absl::StatusOr<Position> AppendState(const StateRecord& state, DurableCallback on_durable);
+
+  bool NeedsSync() const;
+  SyncBatch BeginSync();
+  void EndSync(const SyncBatch& batch, int result);
+  // Blocking driver for tests and tools: BeginSync, fdatasync each target, EndSync.
+  absl::Status SyncNow();
+
+  // Creates reserve segment files up to reserve_segments (file creation: keep off the hot path).
+  absl::Status MaintainReserve();
+  // Compacts the oldest segment if few live messages keep it (see compact_live_fraction_max);
+  // returns the number of messages moved. `force` compacts it whatever its live fraction.
+  absl::StatusOr<size_t> MaintainSpace(bool force = false);
+
+  // The view.
+  const MessageInfo* Find(MessageId id) const { return index_.Find(id); }
+  std::string_view MessageBytes(MessageId id) const;
+  void ForEachMessage(absl::FunctionRef<void(const MessageInfo&)> fn) const {
+    index_.ForEach(fn);
+  }
+  // Live messages with a pending recipient due at or before now_unix_ms and not expired, earliest
+  // first, at most `max`.
+  std::vector<MessageId> DueMessages(int64_t now_unix_ms, size_t max) const;
+  // Live messages older than message_age_max_ms: bounce their pending recipients.
+  std::vector<MessageId> ExpiredMessages(int64_t now_unix_ms) const;
+  void Pin(MessageId id);
+  void Unpin(MessageId id);
+
+  Position durable_position() const { return durable_; }
+  // The id the next AppendMessage will assign (the server names it in the Received header it
+  // prepends, before appending).
+  MessageId NextMessageId() const { return MessageId{id_epoch_hi_, next_id_lo_}; }
+  Position append_position() const;
+  SpoolStats stats() const;
+  const SpoolOptions& options() const { return options_; }
+
+ private:
+  struct Segment {
+    std::unique_ptr<SegmentFile> file;
+    uint64_t write_offset = kSegmentHeaderBytes;
+    uint64_t synced_offset = kSegmentHeaderBytes;
+    uint64_t sync_requested_offset = kSegmentHeaderBytes;
+  };
+  struct Waiter {
+    Position end;
+    DurableCallback callback;
+  };
+
+  explicit Spool(const SpoolOptions& options);
+  absl::Status Recover(RecoveryReport* report);
+  std::string SegmentPath(uint64_t slot) const;
+  absl::StatusOr<std::unique_ptr<SegmentFile>> CreateSegment();
+  // Makes sure the head has `bytes` free, switching segments if needed.
+  absl::Status Reserve(size_t bytes, bool is_message);
+  absl::Status StartNewHead(bool is_message);
+  // Writes an encoded record at the head's write offset.
+  char* WritePointer(size_t bytes);
+  absl::Status CommitWrite(size_t bytes);
+  // Re-appends a message with its current state (compaction, recovery from damage).
+  absl::StatusOr<Position> AppendCopy(const MessageInfo& info);
+  void FireWaiters();
+  void FreeSegments();
+  uint64_t MessageSegmentsMax() const;
+  size_t TotalFiles() const;
+
+  SpoolOptions options_;
+  const Clock* clock_;
+  int lock_fd_ = -1;
+  std::map<uint64_t, Segment> active_;  // by segment_seq
+  uint64_t head_seq_ = 0;               // 0: no head yet (after open, until the first append)
+  // Segments written since the last BeginSync.
+  std::vector<uint64_t> dirty_;
+  std::vector<SyncTarget> in_flight_;
+  bool free_enabled_ = true;
+  std::vector<std::unique_ptr<SegmentFile>> reserve_;
+  // Segments marked free whose header has not been synced yet.
+  std::vector<std::unique_ptr<SegmentFile>> freeing_;
+  std::vector<std::unique_ptr<SegmentFile>> freeing_in_flight_;
+  uint64_t next_slot_ = 0;
+  uint64_t last_seq_ = 0;
+  uint64_t id_epoch_hi_ = 0;
+  uint64_t next_id_lo_ = 1;
+  QueueIndex index_;
+  std::deque<Waiter> waiters_;
+  Position durable_;
+  bool sync_in_flight_ = false;
+  uint64_t next_batch_id_ = 1;
+  absl::Status broken_;
+  std::string scratch_;  // kPwrite encoding buffer
+  SpoolStats stats_;
+};
+
+}  // namespace relay::queue

@@ -1,0 +1,327 @@
+// relayd: the relay daemon.
+//
+//   relayd --config DIR/relayd.toml          run
+//   relayd --init DIR [--domain D] [--hostname H] [--port-submission N] [--port-submissions N]
+//                                            write a working default configuration into DIR
+//                                            (new), with a first user whose password is printed
+//                                            once, then exit
+//
+// Signals: SIGHUP reloads the certificate and the users file (existing connections are kept);
+// SIGTERM and SIGINT stop accepting, let sessions finish within shutdown.grace_ms, flush the
+// queue and exit 0.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <openssl/rand.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "relay/base/log.h"
+#include "relay/base/status_macros.h"
+#include "relay/io/reactor.h"
+#include "relay/io/socket.h"
+#include "relay/server/auth_service.h"
+#include "relay/server/config.h"
+#include "relay/server/shard.h"
+#include "relay/server/users.h"
+#include "relay/tls/self_signed.h"
+#include "relay/tls/tls_context.h"
+
+namespace relay {
+namespace {
+
+struct Flags {
+  std::string config;
+  std::string init_dir;
+  std::string domain = "example.com";
+  std::string hostname = "localhost";
+  uint16_t port_submission = 2587;
+  uint16_t port_submissions = 2465;
+};
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: relayd --config FILE\n"
+               "       relayd --init DIR [--domain D] [--hostname H] [--port-submission N]"
+               " [--port-submissions N]\n");
+}
+
+bool ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    auto port = [&](uint16_t* out) {
+      std::string v;
+      uint32_t n = 0;
+      if (!value(&v) || !absl::SimpleAtoi(v, &n) || n == 0 || n > 65535) return false;
+      *out = static_cast<uint16_t>(n);
+      return true;
+    };
+    bool ok = true;
+    if (arg == "--config") {
+      ok = value(&flags->config);
+    } else if (arg == "--init") {
+      ok = value(&flags->init_dir);
+    } else if (arg == "--domain") {
+      ok = value(&flags->domain);
+    } else if (arg == "--hostname") {
+      ok = value(&flags->hostname);
+    } else if (arg == "--port-submission") {
+      ok = port(&flags->port_submission);
+    } else if (arg == "--port-submissions") {
+      ok = port(&flags->port_submissions);
+    } else {
+      std::fprintf(stderr, "relayd: unknown argument %s\n", arg.c_str());
+      return false;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "relayd: %s needs a valid value\n", arg.c_str());
+      return false;
+    }
+  }
+  return !flags->config.empty() || !flags->init_dir.empty();
+}
+
+std::string RandomPassword() {
+  static constexpr char kAlphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  uint8_t bytes[20];
+  RAND_bytes(bytes, sizeof(bytes));
+  std::string out;
+  for (uint8_t b : bytes) out += kAlphabet[b % (sizeof(kAlphabet) - 1)];
+  return out;
+}
+
+// Writes a new configuration directory for a newcomer and creates a first user.
+int Init(const Flags& flags) {
+  namespace fs = std::filesystem;
+  fs::path dir(flags.init_dir);
+  if (fs::exists(dir / "relayd.toml")) {
+    std::fprintf(stderr, "relayd: %s already holds a configuration; not overwriting it\n",
+                 dir.c_str());
+    return 1;
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "relayd: cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
+    return 1;
+  }
+  chmod(dir.c_str(), 0700);
+  {
+    std::ofstream out(dir / "relayd.toml");
+    out << server::DefaultConfigText(flags.hostname, flags.port_submission,
+                                     flags.port_submissions);
+    if (!out) {
+      std::fprintf(stderr, "relayd: cannot write %s\n", (dir / "relayd.toml").c_str());
+      return 1;
+    }
+  }
+  std::string user = absl::StrCat("app@", flags.domain);
+  std::string password = RandomPassword();
+  auto users = server::UserDb::LoadOrEmpty((dir / "users").string());
+  if (!users.ok()) {
+    std::fprintf(stderr, "relayd: %s\n", std::string(users.status().message()).c_str());
+    return 1;
+  }
+  absl::Status s = (*users)->Add(user, password, {absl::StrCat("@", flags.domain)});
+  if (s.ok()) s = (*users)->Save();
+  if (!s.ok()) {
+    std::fprintf(stderr, "relayd: creating the first user: %s\n",
+                 std::string(s.message()).c_str());
+    return 1;
+  }
+  std::printf(
+      "Wrote %s\n"
+      "First user: %s (may send as any address @%s)\n"
+      "Password:   %s\n"
+      "This password is shown only once; change it with `relayctl user-add` after "
+      "`relayctl user-del`.\n",
+      (dir / "relayd.toml").c_str(), user.c_str(), flags.domain.c_str(), password.c_str());
+  return 0;
+}
+
+absl::Status EnsureCertificate(const server::Config& config) {
+  if (config.tls_cert_path.empty()) return absl::OkStatus();
+  if (std::filesystem::exists(config.tls_cert_path) &&
+      std::filesystem::exists(config.tls_key_path)) {
+    return absl::OkStatus();
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(
+      std::filesystem::path(config.tls_cert_path).parent_path(), ec);
+  std::filesystem::create_directories(std::filesystem::path(config.tls_key_path).parent_path(),
+                                      ec);
+  RETURN_IF_ERROR(
+      tls::GenerateSelfSignedCertificate(config.hostname, config.tls_cert_path,
+                                         config.tls_key_path));
+  LogWarning() << "no certificate found: generated a SELF-SIGNED certificate for "
+               << config.hostname << " in " << config.tls_cert_path
+               << "; clients will not trust it. Install a real certificate there and send SIGHUP.";
+  return absl::OkStatus();
+}
+
+dkim::SignerConfig DkimConfig(const server::Config& config) {
+  dkim::SignerConfig c;
+  for (const server::DkimKeyConfig& k : config.dkim_keys) {
+    dkim::SigningKeyConfig key;
+    key.domain = k.domain;
+    key.selector = k.selector;
+    key.key_path = k.key_path;
+    c.keys.push_back(std::move(key));
+  }
+  return c;
+}
+
+int Run(const Flags& flags) {
+  absl::StatusOr<server::Config> loaded = server::LoadConfig(flags.config);
+  if (!loaded.ok()) {
+    LogError() << loaded.status().message();
+    return 2;
+  }
+  server::Config config = std::move(*loaded);
+  absl::Status probe = io::Reactor::ProbeKernel();
+  if (!probe.ok()) {
+    LogError() << probe.message();
+    return 2;
+  }
+  if (absl::Status s = EnsureCertificate(config); !s.ok()) {
+    LogError() << "certificate: " << s.message();
+    return 2;
+  }
+  std::unique_ptr<tls::ServerTlsContextHolder> tls;
+  if (!config.tls_cert_path.empty()) {
+    auto holder = tls::ServerTlsContextHolder::Create(config.tls_cert_path, config.tls_key_path);
+    if (!holder.ok()) {
+      LogError() << "TLS: " << holder.status().message();
+      return 2;
+    }
+    tls = std::move(*holder);
+  }
+  auto auth = server::AuthService::Create(config);
+  if (!auth.ok()) {
+    LogError() << auth.status().message();
+    return 2;
+  }
+  dkim::SignerConfig dkim_config = DkimConfig(config);
+  if (!dkim_config.keys.empty()) {
+    // Checked once here so that a bad key stops the start with one clear message.
+    auto signer = dkim::Signer::Create(dkim_config);
+    if (!signer.ok()) {
+      LogError() << "DKIM: " << signer.status().message();
+      return 2;
+    }
+  } else {
+    LogWarning() << "no DKIM keys configured: mail leaves unsigned";
+  }
+
+  // Signals are handled by this thread only (sigtimedwait); shards inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
+                                      : static_cast<int>(std::thread::hardware_concurrency());
+  if (shard_count < 1) shard_count = 1;
+  // Shard 0 binds first; when a listener asks for port 0 the others reuse the port it got.
+  server::Config later = config;
+  server::SharedState shared;
+  shared.config = &config;
+  shared.tls = tls.get();
+  shared.authenticator = auth->get();
+  shared.dkim = dkim_config.keys.empty() ? nullptr : &dkim_config;
+  server::SharedState shared_later = shared;
+  shared_later.config = &later;
+  std::vector<std::unique_ptr<server::Shard>> shards;
+  for (int i = 0; i < shard_count; ++i) {
+    shards.push_back(std::make_unique<server::Shard>(i, shard_count, i == 0 ? shared : shared_later));
+    absl::Status s = shards.back()->Start();
+    if (!s.ok()) {
+      LogError() << "shard " << i << ": " << s.message();
+      for (auto& shard : shards) shard->RequestStop();
+      shards.clear();
+      return 2;
+    }
+    if (i == 0) {
+      auto fix = [](std::vector<std::string>& addrs, const std::vector<uint16_t>& ports) {
+        for (size_t j = 0; j < addrs.size() && j < ports.size(); ++j) {
+          auto a = io::SocketAddress::Parse(addrs[j]);
+          if (a.ok()) {
+            a->set_port(ports[j]);
+            addrs[j] = a->ToString();
+          }
+        }
+      };
+      fix(later.submission_listen, shards[0]->submission_ports());
+      fix(later.submissions_listen, shards[0]->submissions_ports());
+    }
+  }
+  LogInfo() << "relayd ready: " << shard_count << " shards; submission (STARTTLS) on "
+            << absl::StrJoin(later.submission_listen, ", ") << "; submissions (TLS) on "
+            << absl::StrJoin(later.submissions_listen, ", ") << "; spool " << config.spool_dir;
+
+  for (;;) {
+    struct timespec wait;
+    uint32_t check_ms = config.tls_reload_check_ms > 0 ? config.tls_reload_check_ms : 60000;
+    wait.tv_sec = check_ms / 1000;
+    wait.tv_nsec = (check_ms % 1000) * 1000000L;
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGTERM || sig == SIGINT) {
+      LogInfo() << "signal " << strsignal(sig) << ": draining (grace " << config.shutdown_grace_ms
+                << " ms)";
+      break;
+    }
+    if (sig == SIGHUP) {
+      LogInfo() << "SIGHUP: reloading certificate and users";
+      if (tls != nullptr) {
+        absl::Status s = tls->Reload();
+        if (s.ok()) LogInfo() << "certificate reloaded";
+      }
+      (void)(*auth)->Reload();
+      continue;
+    }
+    if (sig < 0 && tls != nullptr && config.tls_reload_check_ms > 0) {
+      bool reloaded = false;
+      (void)tls->ReloadIfChanged(&reloaded);
+      if (reloaded) LogInfo() << "certificate file changed: reloaded";
+    }
+  }
+  for (auto& shard : shards) shard->RequestStop();
+  for (auto& shard : shards) shard->Join();
+  uint64_t accepted = 0;
+  for (auto& shard : shards) accepted += shard->counters().messages_accepted.load();
+  shards.clear();
+  LogInfo() << "relayd stopped cleanly; " << accepted << " messages accepted in this run";
+  return 0;
+}
+
+}  // namespace
+}  // namespace relay
+
+int main(int argc, char** argv) {
+  relay::Flags flags;
+  if (!relay::ParseFlags(argc, argv, &flags)) {
+    relay::Usage();
+    return 2;
+  }
+  if (!flags.init_dir.empty()) return relay::Init(flags);
+  return relay::Run(flags);
+}

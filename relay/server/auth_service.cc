@@ -1,0 +1,95 @@
+#include "relay/server/auth_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "relay/base/log.h"
+#include "relay/base/status_macros.h"
+
+namespace relay::server {
+
+absl::StatusOr<std::unique_ptr<AuthService>> AuthService::Create(const Config& config) {
+  std::unique_ptr<AuthService> service(new AuthService(config.users_path));
+  ASSIGN_OR_RETURN(std::shared_ptr<UserDb> users, UserDb::LoadOrEmpty(config.users_path));
+  if (users->size() == 0) {
+    LogWarning() << "no users in " << config.users_path
+                 << ": nobody can submit mail until `relayctl user-add` adds one";
+  }
+  service->users_ = std::move(users);
+  for (uint32_t i = 0; i < config.auth.worker_threads; ++i) {
+    service->workers_.emplace_back([s = service.get()] { s->WorkerMain(); });
+  }
+  return service;
+}
+
+AuthService::~AuthService() {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    stop_ = true;
+  }
+  jobs_cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+std::shared_ptr<const UserDb> AuthService::Snapshot() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return users_;
+}
+
+absl::Status AuthService::Reload() {
+  absl::StatusOr<std::shared_ptr<UserDb>> users = UserDb::LoadOrEmpty(users_path_);
+  if (!users.ok()) {
+    LogWarning() << "users file not reloaded, keeping the previous one: " << users.status();
+    return users.status();
+  }
+  LogInfo() << "reloaded " << (*users)->size() << " users from " << users_path_;
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  users_ = std::move(*users);
+  return absl::OkStatus();
+}
+
+void AuthService::Check(const smtp::CredentialCheck& credentials, std::string_view peer_ip,
+                        io::Reactor* reactor, Done done) {
+  std::shared_ptr<const UserDb> users = Snapshot();
+  // Acting as someone else (a PLAIN authorization identity that differs) is not supported.
+  if (!credentials.authzid.empty() &&
+      NormalizeUserName(credentials.authzid) != NormalizeUserName(credentials.user)) {
+    LogInfo() << "AUTH from " << peer_ip << " asked to act as " << credentials.authzid
+              << ": refused";
+    reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kFailed); });
+    return;
+  }
+  if (users->CheckCachedCredentials(credentials.user, credentials.password)) {
+    reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kOk); });
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    jobs_.push_back(Job{std::move(users), credentials.user, credentials.password, reactor,
+                        std::move(done)});
+  }
+  jobs_cv_.notify_one();
+}
+
+bool AuthService::MaySendAs(std::string_view user, std::string_view address) {
+  return Snapshot()->MaySendAs(absl::string_view(user.data(), user.size()),
+                               absl::string_view(address.data(), address.size()));
+}
+
+void AuthService::WorkerMain() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(jobs_mu_);
+      jobs_cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+      if (stop_ && jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    scrypt_checks_++;
+    bool ok = job.users->Verify(job.user, job.password);
+    job.reactor->RunInLoop([done = std::move(job.done), ok] {
+      done(ok ? smtp::AuthResult::kOk : smtp::AuthResult::kFailed);
+    });
+  }
+}
+
+}  // namespace relay::server

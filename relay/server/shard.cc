@@ -1,0 +1,284 @@
+#include "relay/server/shard.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "relay/base/check.h"
+#include "relay/base/log.h"
+#include "relay/base/status_macros.h"
+#include "relay/io/socket.h"
+#include "relay/server/smtp_connection.h"
+
+namespace relay::server {
+namespace {
+
+// Receive buffers: 1024 buffers of 16 KiB per shard hold 16 MiB of in-flight input in total;
+// idle connections hold none (DESIGN.md).
+constexpr uint16_t kBufferGroup = 1;
+constexpr uint32_t kReceiveBuffers = 1024;
+constexpr uint32_t kReceiveBufferBytes = 16 * 1024;
+constexpr int64_t kMaintenanceIntervalMs = 1000;
+
+uint32_t SplitLimit(uint32_t limit, int shards) {
+  return std::max<uint32_t>(1, (limit + shards - 1) / shards);
+}
+
+}  // namespace
+
+Shard::Shard(int index, int shard_count, const SharedState& shared)
+    : index_(index),
+      shard_count_(shard_count),
+      shared_(shared),
+      connections_max_(SplitLimit(shared.config->smtp.connections_max, shard_count)),
+      connections_per_ip_max_(
+          SplitLimit(shared.config->smtp.connections_per_ip_max, shard_count)) {}
+
+Shard::~Shard() { Join(); }
+
+absl::Status Shard::Start() {
+  std::promise<absl::Status> started;
+  std::future<absl::Status> result = started.get_future();
+  thread_ = std::thread([this, &started] { ThreadMain(&started); });
+  absl::Status status = result.get();
+  if (!status.ok()) Join();
+  return status;
+}
+
+void Shard::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Shard::RequestStop() {
+  if (reactor_ == nullptr) return;
+  reactor_->RunInLoop([this] { BeginStop(); });
+}
+
+void Shard::RequestTlsReloadCheck() {
+  // Connections fetch the holder's current context when they start TLS; nothing per shard.
+}
+
+absl::Status Shard::Setup() {
+  const Config& config = *shared_.config;
+  ASSIGN_OR_RETURN(reactor_, io::Reactor::Create({}));
+  ASSIGN_OR_RETURN(buffers_, io::BufferRing::Create(reactor_.get(), kBufferGroup,
+                                                    kReceiveBuffers, kReceiveBufferBytes));
+  queue::SpoolOptions spool_options;
+  spool_options.directory = absl::StrCat(config.spool_dir, "/shard-", index_);
+  spool_options.shard = static_cast<uint32_t>(index_);
+  spool_options.segment_bytes = config.queue.segment_bytes;
+  spool_options.reserve_segments = config.queue.reserve_segments;
+  if (config.queue.spool_bytes_max > 0) {
+    spool_options.spool_bytes_max = config.queue.spool_bytes_max / shard_count_;
+  }
+  spool_options.fsync = config.queue.fsync;
+  spool_options.message_age_max_ms = static_cast<int64_t>(config.queue.max_age_s) * 1000;
+  std::error_code ec;
+  std::filesystem::create_directories(spool_options.directory, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create spool directory ", spool_options.directory, ": ",
+                     ec.message()));
+  }
+  queue::RecoveryReport report;
+  ASSIGN_OR_RETURN(spool_, queue::Spool::Open(spool_options, &report));
+  if (report.live_messages > 0 || !report.corruptions.empty()) {
+    LogInfo() << "spool " << spool_options.directory << ": recovered " << report.live_messages
+              << " live messages from " << report.records << " records in " << report.segments
+              << " segments" << (report.corruptions.empty() ? "" : ", with corruption (see above)");
+  }
+  if (shared_.dkim != nullptr) {
+    ASSIGN_OR_RETURN(signer_, dkim::Signer::Create(*shared_.dkim));
+  }
+
+  auto listen = [&](const std::string& address_text, bool implicit_tls,
+                    std::vector<uint16_t>* ports) -> absl::Status {
+    ASSIGN_OR_RETURN(io::SocketAddress address, io::SocketAddress::Parse(address_text));
+    // Every shard binds the same address with SO_REUSEPORT. With port 0 (tests), shard 0 picks
+    // the port and the others have been given it by then (shards start one after another).
+    ASSIGN_OR_RETURN(int fd, io::Listen(address));
+    ASSIGN_OR_RETURN(io::SocketAddress bound, io::LocalAddress(fd));
+    ports->push_back(bound.port());
+    Listener l;
+    l.fd = fd;
+    l.implicit_tls = implicit_tls;
+    l.accept = std::make_unique<io::Completion>();
+    listeners_.push_back(std::move(l));
+    return absl::OkStatus();
+  };
+  for (const std::string& a : config.submission_listen) {
+    RETURN_IF_ERROR(listen(a, false, &submission_ports_));
+  }
+  for (const std::string& a : config.submissions_listen) {
+    RETURN_IF_ERROR(listen(a, true, &submissions_ports_));
+  }
+  for (Listener& l : listeners_) {
+    Listener* lp = &l;
+    l.accept->set_handler([this, lp](int result, uint32_t flags) {
+      OnAccept(lp, result);
+      if (!(flags & IORING_CQE_F_MORE)) {
+        if (!stopping_) {
+          ArmAccept(lp);
+        } else {
+          FinishStopIfDone();
+        }
+      }
+    });
+    ArmAccept(lp);
+  }
+  reactor_->AddTurnEndHook([this] { TurnEnd(); });
+  maintenance_timer_.set_callback([this] {
+    absl::Status s = spool_->MaintainReserve();
+    if (!s.ok()) LogWarning() << "spool reserve: " << s;
+    auto moved = spool_->MaintainSpace();
+    if (!moved.ok()) LogWarning() << "spool compaction: " << moved.status();
+    if (!stopping_) reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
+  });
+  reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
+  stop_timer_.set_callback([this] {
+    for (SmtpConnection* c : connections_) c->ForceClose("Server shutting down");
+  });
+  return absl::OkStatus();
+}
+
+void Shard::ThreadMain(std::promise<absl::Status>* started) {
+  SetThreadLogTag(absl::StrCat("shard", index_));
+  absl::Status status = Setup();
+  started->set_value(status);
+  if (status.ok()) {
+    while (!reactor_->stopping()) reactor_->RunOnce();
+  }
+  // Everything is torn down on this thread: the ring accepts submissions only from the thread
+  // that created it (IORING_SETUP_SINGLE_ISSUER).
+  if (reactor_ != nullptr) {
+    reactor_->timers().Cancel(&maintenance_timer_);
+    reactor_->timers().Cancel(&stop_timer_);
+  }
+  for (Listener& l : listeners_) ::close(l.fd);
+  listeners_.clear();
+  sync_ops_.clear();
+  signer_.reset();
+  spool_.reset();
+  buffers_.reset();
+  reactor_.reset();
+}
+
+void Shard::ArmAccept(Listener* listener) {
+  reactor_->Accept(listener->fd, listener->accept.get(), /*multishot=*/true);
+}
+
+void Shard::OnAccept(Listener* listener, int result) {
+  if (result < 0) {
+    if (result != -ECANCELED) LogWarning() << "accept: " << std::strerror(-result);
+    return;
+  }
+  int fd = result;
+  auto peer = io::PeerAddress(fd);
+  std::string ip = peer.ok() ? peer->IpString() : "unknown";
+  uint32_t& per_ip = connections_per_ip_[ip];
+  const char* refusal = nullptr;
+  if (stopping_) {
+    refusal = "421 4.3.2 Server shutting down\r\n";
+  } else if (connections_.size() >= connections_max_) {
+    refusal = "421 4.7.0 Too many connections, try again later\r\n";
+  } else if (per_ip >= connections_per_ip_max_) {
+    refusal = "421 4.7.0 Too many connections from your address, try again later\r\n";
+  }
+  if (refusal != nullptr) {
+    counters_.connections_refused++;
+    if (per_ip == 0) connections_per_ip_.erase(ip);
+    // One small non-blocking write on a fresh socket; implicit-TLS clients cannot read it, which
+    // is what every MTA does on 465 too.
+    if (!listener->implicit_tls) {
+      ssize_t n = ::send(fd, refusal, std::strlen(refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)n;
+    }
+    ::close(fd);
+    return;
+  }
+  ++per_ip;
+  counters_.connections_accepted++;
+  auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls);
+  connections_.insert(connection);
+  connection->Start();
+}
+
+void Shard::OnConnectionClosed(SmtpConnection* connection) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  connections_.erase(it);
+  auto ip = connections_per_ip_.find(connection->peer_ip());
+  if (ip != connections_per_ip_.end() && --ip->second == 0) connections_per_ip_.erase(ip);
+  reactor_->RetireWhenIdle(std::unique_ptr<io::IoObject>(connection));
+  if (stopping_) FinishStopIfDone();
+}
+
+// Group commit: every record appended during this turn shares one fdatasync, submitted here on
+// the ring; the durable callbacks (and so the 250 replies) run when all of its fsyncs completed.
+void Shard::TurnEnd() {
+  if (sync_pending_ > 0 || !spool_->NeedsSync()) return;
+  sync_batch_ = spool_->BeginSync();
+  if (sync_batch_.targets.empty()) {
+    spool_->EndSync(sync_batch_, 0);
+    return;
+  }
+  sync_pending_ = static_cast<int>(sync_batch_.targets.size());
+  sync_result_ = 0;
+  while (sync_ops_.size() < sync_batch_.targets.size()) {
+    sync_ops_.push_back(std::make_unique<io::Completion>());
+  }
+  for (size_t i = 0; i < sync_batch_.targets.size(); ++i) {
+    io::Completion* op = sync_ops_[i].get();
+    op->set_handler([this](int result, uint32_t) {
+      if (result < 0 && sync_result_ == 0) sync_result_ = result;
+      if (--sync_pending_ == 0) {
+        counters_.syncs++;
+        spool_->EndSync(sync_batch_, sync_result_);
+        if (stopping_) FinishStopIfDone();
+      }
+    });
+    if (shared_.config->queue.fsync) {
+      reactor_->Fsync(sync_batch_.targets[i].fd, /*datasync=*/true, op);
+    } else {
+      // Benchmark mode: no fdatasync, but the same completion path (a no-op on the ring).
+      io_uring_sqe* sqe = reactor_->GetSqe();
+      io_uring_prep_nop(sqe);
+      reactor_->Arm(sqe, op);
+    }
+  }
+}
+
+void Shard::BeginStop() {
+  if (stopping_) return;
+  stopping_ = true;
+  for (Listener& l : listeners_) reactor_->Cancel(l.accept.get());
+  std::vector<SmtpConnection*> open(connections_.begin(), connections_.end());
+  for (SmtpConnection* c : open) c->StopGracefully();
+  reactor_->timers().Cancel(&maintenance_timer_);
+  reactor_->timers().ScheduleAfter(&stop_timer_, shared_.config->shutdown_grace_ms);
+  FinishStopIfDone();
+}
+
+void Shard::FinishStopIfDone() {
+  if (!connections_.empty() || sync_pending_ > 0 || spool_->NeedsSync()) return;
+  for (Listener& l : listeners_) {
+    if (l.accept->in_flight()) return;
+  }
+  reactor_->timers().Cancel(&stop_timer_);
+  // Connections still retiring complete within a few turns; the loop ends once they are freed.
+  reactor_->Post([this] { DrainAndStop(); });
+}
+
+void Shard::DrainAndStop() {
+  if (reactor_->retiring() > 0 || sync_pending_ > 0) {
+    reactor_->Post([this] { DrainAndStop(); });
+    return;
+  }
+  reactor_->Stop();
+}
+
+}  // namespace relay::server

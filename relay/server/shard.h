@@ -1,0 +1,127 @@
+// A shard: one thread, one io_uring reactor, its own listening sockets (SO_REUSEPORT spreads
+// connections across shards), its own queue partition (spool/shard-N), DKIM signer copy and
+// connection table. Nothing on the per-message path takes a lock.
+//
+// Lifecycle, driven by the main thread: Start() spawns the thread and returns once the shard
+// listens (or failed to); RequestStop(grace) stops accepting, lets sessions finish for the grace
+// period, ends the others with 421, waits for the queue's last group commit, and ends the thread;
+// Join() waits for that. RequestTlsReloadCheck() is a hint to look at the certificate files.
+// Those three may be called from any thread.
+//
+// Limits are split across shards (DESIGN.md): each shard enforces connections_max / shards and
+// connections_per_ip_max / shards (rounded up), so no shard asks another before it accepts.
+#pragma once
+
+#include <atomic>
+#include <future>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "dkim/signer.h"
+#include "queue/spool.h"
+#include "relay/io/buffer_ring.h"
+#include "relay/io/reactor.h"
+#include "relay/server/authenticator.h"
+#include "relay/server/config.h"
+#include "relay/tls/tls_context.h"
+
+namespace relay::server {
+
+class SmtpConnection;
+
+// What the shards share: immutable or internally synchronised.
+struct SharedState {
+  const Config* config = nullptr;
+  tls::ServerTlsContextHolder* tls = nullptr;  // null when no certificate is configured
+  Authenticator* authenticator = nullptr;
+  const dkim::SignerConfig* dkim = nullptr;    // null: no signing
+};
+
+struct ShardCounters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> messages_accepted{0};
+  std::atomic<uint64_t> messages_refused{0};
+  std::atomic<uint64_t> syncs{0};
+};
+
+class Shard {
+ public:
+  Shard(int index, int shard_count, const SharedState& shared);
+  ~Shard();
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  // Starts the thread; returns when the shard listens, or the error that stopped it.
+  absl::Status Start();
+  void RequestStop();
+  void Join();
+  void RequestTlsReloadCheck();
+
+  const ShardCounters& counters() const { return counters_; }
+  // Ports actually bound (for tests that listen on port 0), in config order.
+  std::vector<uint16_t> submission_ports() const { return submission_ports_; }
+  std::vector<uint16_t> submissions_ports() const { return submissions_ports_; }
+
+  // For connections, on the shard thread.
+  io::Reactor* reactor() { return reactor_.get(); }
+  io::BufferRing* buffers() { return buffers_.get(); }
+  queue::Spool* spool() { return spool_.get(); }
+  const dkim::Signer* signer() const { return signer_.get(); }
+  const SharedState& shared() const { return shared_; }
+  const Config& config() const { return *shared_.config; }
+  int index() const { return index_; }
+  ShardCounters& mutable_counters() { return counters_; }
+  bool stopping() const { return stopping_; }
+  void OnConnectionClosed(SmtpConnection* connection);
+
+ private:
+  struct Listener {
+    int fd = -1;
+    bool implicit_tls = false;
+    std::unique_ptr<io::Completion> accept;
+  };
+
+  void ThreadMain(std::promise<absl::Status>* started);
+  absl::Status Setup();
+  void ArmAccept(Listener* listener);
+  void OnAccept(Listener* listener, int result);
+  void TurnEnd();
+  void BeginStop();
+  void FinishStopIfDone();
+  void DrainAndStop();
+
+  const int index_;
+  const int shard_count_;
+  const SharedState shared_;
+  uint32_t connections_max_;
+  uint32_t connections_per_ip_max_;
+  std::thread thread_;
+  std::unique_ptr<io::Reactor> reactor_;
+  std::unique_ptr<io::BufferRing> buffers_;
+  std::unique_ptr<queue::Spool> spool_;
+  std::unique_ptr<dkim::Signer> signer_;
+  std::vector<Listener> listeners_;
+  std::vector<uint16_t> submission_ports_;
+  std::vector<uint16_t> submissions_ports_;
+  absl::flat_hash_set<SmtpConnection*> connections_;
+  absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
+  // Group commit: one fdatasync batch in flight at a time.
+  queue::SyncBatch sync_batch_;
+  std::vector<std::unique_ptr<io::Completion>> sync_ops_;
+  int sync_pending_ = 0;
+  int sync_result_ = 0;
+  bool stopping_ = false;
+  int64_t stop_deadline_ms_ = 0;
+  io::Timer stop_timer_;
+  io::Timer maintenance_timer_;
+  ShardCounters counters_;
+};
+
+}  // namespace relay::server

@@ -1,0 +1,367 @@
+#include "relay/server/smtp_connection.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "relay/base/check.h"
+#include "relay/base/log.h"
+#include "relay/io/buffer_ring.h"
+#include "relay/server/shard.h"
+#include "relay/smtp/received.h"
+
+namespace relay::server {
+namespace {
+
+smtp::ServerConfig SessionConfig(const Config& config, bool tls_available) {
+  smtp::ServerConfig c;
+  c.hostname = config.hostname;
+  c.tls_available = tls_available;
+  c.auth_enabled = true;
+  c.auth_requires_tls = config.auth_requires_tls;
+  c.auth_required = true;  // submission: never an open relay
+  c.limits.command_line_bytes_max = config.smtp.command_line_bytes_max;
+  c.limits.data_line_bytes_max = config.smtp.data_line_bytes_max;
+  c.limits.message_bytes_max = config.smtp.message_bytes_max;
+  c.limits.recipients_max = config.smtp.recipients_max;
+  c.limits.errors_max = static_cast<int>(config.smtp.errors_max);
+  c.limits.command_timeout_ms = config.smtp.command_timeout_ms;
+  c.limits.data_timeout_ms = config.smtp.data_timeout_ms;
+  c.limits.session_timeout_ms = config.smtp.session_timeout_ms;
+  return c;
+}
+
+}  // namespace
+
+SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls)
+    : shard_(shard),
+      reactor_(shard->reactor()),
+      fd_(fd),
+      peer_ip_(std::move(peer_ip)),
+      implicit_tls_(implicit_tls),
+      session_(SessionConfig(shard->config(), shard->shared().tls != nullptr), this) {
+  recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
+  send_.set_handler([this](int result, uint32_t) { OnSent(result); });
+  timer_.set_callback([this] { OnTimer(); });
+}
+
+SmtpConnection::~SmtpConnection() {
+  reactor_->timers().Cancel(&timer_);
+  ::close(fd_);
+}
+
+bool SmtpConnection::Idle() const {
+  return closed_ && !recv_.in_flight() && !send_.in_flight() && !auth_pending_ &&
+         !queue_pending_;
+}
+
+void SmtpConnection::Start() {
+  session_deadline_ms_ = reactor_->NowMs() + shard_->config().smtp.session_timeout_ms;
+  if (implicit_tls_) {
+    auto stream = tls::TlsStream::NewServer(*shard_->shared().tls->Get());
+    if (!stream.ok()) {
+      LogWarning() << "TLS for " << peer_ip_ << ": " << stream.status();
+      Close();
+      return;
+    }
+    tls_ = std::move(*stream);
+  } else {
+    Apply(session_.OnConnected(peer_ip_, /*tls_active=*/false));
+  }
+  ArmRecv();
+  RearmTimer();
+}
+
+void SmtpConnection::ArmRecv() {
+  if (closed_ || peer_gone_ || recv_.in_flight()) return;
+  reactor_->RecvMultishot(fd_, shard_->buffers()->group_id(), &recv_);
+}
+
+void SmtpConnection::OnRecv(int result, uint32_t flags) {
+  io::BufferRing* buffers = shard_->buffers();
+  if (result > 0 && io::BufferRing::HasBuffer(flags)) {
+    uint16_t id = io::BufferRing::BufferId(flags);
+    if (!closed_) {
+      const char* data = buffers->Buffer(id);
+      if (tls_ != nullptr) {
+        OnCiphertext(data, static_cast<size_t>(result));
+      } else {
+        OnPlaintext(std::string_view(data, static_cast<size_t>(result)));
+      }
+    }
+    buffers->Recycle(id);
+  } else if (result == 0 || (result < 0 && result != -ENOBUFS && result != -ECANCELED)) {
+    // The peer closed or the connection broke: nothing more will arrive.
+    peer_gone_ = true;
+    if (!closed_) Close();
+    return;
+  }
+  // A multishot recv ends on ENOBUFS (all buffers out) or by itself; arm it again.
+  if (!(flags & IORING_CQE_F_MORE) && !closed_) {
+    if (result == -ENOBUFS) {
+      reactor_->Post([this] { ArmRecv(); });
+    } else {
+      ArmRecv();
+    }
+  }
+}
+
+void SmtpConnection::OnCiphertext(const char* data, size_t size) {
+  plaintext_in_.clear();
+  absl::Status status = tls_->OnCiphertext(absl::string_view(data, size), &plaintext_in_);
+  if (!status.ok()) {
+    LogInfo() << "TLS error from " << peer_ip_ << ": " << status.message();
+    Flush();  // the alert, if any
+    close_after_flush_ = true;
+    if (!send_.in_flight()) Close();
+    return;
+  }
+  if (tls_->established() && !tls_reported_) {
+    tls_reported_ = true;
+    if (implicit_tls_) Apply(session_.OnConnected(peer_ip_, /*tls_active=*/true));
+    Apply(session_.OnTlsEstablished(tls_->protocol_version(), tls_->cipher_name()));
+  }
+  if (!plaintext_in_.empty() && !closed_) OnPlaintext(plaintext_in_);
+  Flush();
+}
+
+void SmtpConnection::OnPlaintext(std::string_view data) {
+  Apply(session_.OnBytes(data));
+  RearmTimer();
+}
+
+void SmtpConnection::Apply(const smtp::ServerActions& actions) {
+  if (!actions.write.empty()) QueueOutput(actions.write);
+  if (actions.start_tls) StartTls();
+  if (actions.check_credentials) CheckCredentials(actions.credentials);
+  if (actions.message_ready) QueueMessage();
+  if (actions.close) {
+    close_after_flush_ = true;
+    if (!send_.in_flight() && pending_out_.empty()) Close();
+  }
+  Flush();
+}
+
+void SmtpConnection::QueueOutput(std::string_view plaintext) { pending_out_.append(plaintext); }
+
+void SmtpConnection::Flush() {
+  if (send_.in_flight() || closed_) return;
+  if (tls_ != nullptr && !pending_out_.empty() && tls_->established()) {
+    auto taken = tls_->Write(pending_out_);
+    if (taken.ok()) pending_out_.erase(0, *taken);
+  }
+  sending_.clear();
+  sending_offset_ = 0;
+  if (tls_ != nullptr) {
+    absl::string_view cipher = tls_->PendingCiphertext();
+    sending_.assign(cipher.data(), cipher.size());
+    tls_->ConsumeCiphertext(cipher.size());
+  } else {
+    sending_.swap(pending_out_);
+  }
+  if (sending_.empty()) {
+    if (close_after_flush_ && pending_out_.empty()) Close();
+    return;
+  }
+  reactor_->Send(fd_, sending_.data(), sending_.size(), &send_);
+}
+
+void SmtpConnection::OnSent(int result) {
+  if (result < 0) {
+    if (result != -ECANCELED && result != -EPIPE && result != -ECONNRESET) {
+      LogDebug() << "send to " << peer_ip_ << ": " << std::strerror(-result);
+    }
+    peer_gone_ = true;
+    if (!closed_) Close();
+    return;
+  }
+  sending_offset_ += static_cast<size_t>(result);
+  if (sending_offset_ < sending_.size()) {
+    reactor_->Send(fd_, sending_.data() + sending_offset_, sending_.size() - sending_offset_,
+                   &send_);
+    return;
+  }
+  sending_.clear();
+  sending_offset_ = 0;
+  if (start_tls_after_send_ && pending_out_.empty()) SwitchToTls();
+  Flush();
+}
+
+void SmtpConnection::StartTls() {
+  // "220 Ready to start TLS" is in pending_out_ and must leave in the clear (RFC 3207 §4). The
+  // stream is created when that send has completed: the client sends its ClientHello only after
+  // reading the 220, and completions are handled in order, so no ClientHello byte can be
+  // processed before the switch. Bytes that arrive earlier were sent before the client saw the
+  // 220 (command injection, CVE-2011-0411); the session discards them.
+  start_tls_after_send_ = true;
+}
+
+void SmtpConnection::SwitchToTls() {
+  start_tls_after_send_ = false;
+  auto stream = tls::TlsStream::NewServer(*shard_->shared().tls->Get());
+  if (!stream.ok()) {
+    LogWarning() << "STARTTLS for " << peer_ip_ << ": " << stream.status();
+    Close();
+    return;
+  }
+  tls_ = std::move(*stream);
+}
+
+void SmtpConnection::CheckCredentials(const smtp::CredentialCheck& credentials) {
+  auth_pending_ = true;
+  shard_->shared().authenticator->Check(credentials, peer_ip_, reactor_,
+                                        [this](smtp::AuthResult result) {
+    auth_pending_ = false;
+    if (closed_) return;
+    Apply(session_.OnAuthResult(result));
+    RearmTimer();
+  });
+}
+
+bool SmtpConnection::MaySendAs(std::string_view user, std::string_view address) {
+  return shard_->shared().authenticator->MaySendAs(user, address);
+}
+
+smtp::RcptDecision SmtpConnection::CheckRecipient(std::string_view) {
+  // Submission: an authenticated user may send anywhere (AUTH is required before MAIL).
+  return smtp::RcptDecision::kAccept;
+}
+
+void SmtpConnection::QueueMessage() {
+  queue::Spool* spool = shard_->spool();
+  std::string_view message = session_.message();
+  const smtp::Envelope& env = session_.envelope();
+  absl::Time now = absl::Now();
+  queue::MessageId id = spool->NextMessageId();
+  std::string id_text = id.ToString();
+
+  // Message-ID and Date when the client left them out (RFC 6409 §8.2-8.3); they are signed.
+  std::string missing = smtp::MissingHeaderFields(message, id_text, shard_->config().hostname, now);
+  std::string signatures;
+  if (const dkim::Signer* signer = shard_->signer()) {
+    dkim::SigningSession signing = signer->Begin();
+    if (!missing.empty()) signing.Update(missing);
+    signing.Update(message);
+    absl::StatusOr<std::string> sigs = signing.Finish(absl::ToUnixSeconds(now));
+    if (!sigs.ok()) {
+      // A message that cannot be signed is refused rather than sent unsigned and failing DMARC.
+      shard_->mutable_counters().messages_refused++;
+      LogInfo() << "refused message from " << peer_ip_ << ": DKIM: " << sigs.status().message();
+      Apply(session_.OnMessageRefused(
+          smtp::Reply{550, "5.6.0", "Message refused: cannot be DKIM-signed (malformed header)"}));
+      return;
+    }
+    signatures = std::move(*sigs);
+  }
+  smtp::ReceivedInfo info;
+  info.ehlo_name = session_.ehlo_name();
+  info.peer_ip = peer_ip_;
+  info.hostname = shard_->config().hostname;
+  info.esmtp = session_.esmtp();
+  info.tls = session_.tls_active();
+  info.authenticated = session_.authenticated();
+  info.smtputf8 = env.params.smtputf8;
+  info.tls_version = session_.tls_version();
+  info.tls_cipher = session_.tls_cipher();
+  info.queue_id = id_text;
+  for (const std::string& r : env.recipients) info.recipients.push_back(r);
+  info.time = now;
+  added_headers_ = smtp::BuildReceivedHeader(info);
+  added_headers_ += signatures;
+  added_headers_ += missing;
+
+  queue::Envelope qenv;
+  qenv.sender = env.mail_from;
+  qenv.recipients = env.recipients;
+  queue_pending_ = true;
+  absl::StatusOr<queue::Appended> appended = spool->AppendMessage(
+      qenv, added_headers_, message,
+      [this, id_text](absl::Status status) { OnQueued(std::move(status), id_text); });
+  if (!appended.ok()) {
+    queue_pending_ = false;
+    shard_->mutable_counters().messages_refused++;
+    absl::StatusCode code = appended.status().code();
+    LogWarning() << "queue refused a message from " << peer_ip_ << ": " << appended.status();
+    if (code == absl::StatusCode::kInvalidArgument) {
+      Apply(session_.OnMessageRefused(smtp::Reply{552, "5.3.4", "Message too big for the queue"}));
+    } else if (code == absl::StatusCode::kResourceExhausted ||
+               code == absl::StatusCode::kFailedPrecondition) {
+      Apply(session_.OnMessageRefused(smtp::kSpoolFull));
+    } else {
+      Apply(session_.OnMessageRefused(smtp::kLocalError));
+    }
+    return;
+  }
+  DCHECK(appended->id == id);
+}
+
+void SmtpConnection::OnQueued(absl::Status status, std::string queue_id) {
+  queue_pending_ = false;
+  if (closed_) return;  // the client left; the message is queued (or not) all the same
+  if (status.ok()) {
+    shard_->mutable_counters().messages_accepted++;
+    Apply(session_.OnMessageQueued(queue_id));
+  } else {
+    shard_->mutable_counters().messages_refused++;
+    LogError() << "queue sync failed, refusing " << queue_id << ": " << status;
+    Apply(session_.OnMessageRefused(smtp::kSpoolFull));
+  }
+  RearmTimer();
+}
+
+void SmtpConnection::RearmTimer() {
+  if (closed_) return;
+  const SmtpLimits& limits = shard_->config().smtp;
+  int64_t now = reactor_->NowMs();
+  int64_t step = session_.in_data() ? limits.data_timeout_ms : limits.command_timeout_ms;
+  if (implicit_tls_ && !tls_reported_) step = limits.greeting_timeout_ms;
+  reactor_->timers().Schedule(&timer_, std::min(now + step, session_deadline_ms_));
+}
+
+void SmtpConnection::OnTimer() {
+  if (closed_) return;
+  if (auth_pending_ || queue_pending_) {
+    // Our own work is outstanding, not the client's: wait for it.
+    RearmTimer();
+    return;
+  }
+  LogInfo() << "timeout for " << peer_ip_;
+  Apply(session_.OnTimeout());
+  if (!closed_) {
+    close_after_flush_ = true;
+    Flush();
+  }
+}
+
+void SmtpConnection::StopGracefully() {
+  if (closed_) return;
+  if (session_.in_data() || queue_pending_ || auth_pending_) return;  // let it finish
+  ForceClose("Server shutting down");
+}
+
+void SmtpConnection::ForceClose(std::string_view reason) {
+  if (closed_) return;
+  // Only where the client can read it: not in the middle of a TLS handshake.
+  if (tls_ == nullptr || tls_->established()) {
+    pending_out_ += absl::StrCat("421 4.3.2 ", shard_->config().hostname, " ",
+                                 std::string(reason), "\r\n");
+  }
+  close_after_flush_ = true;
+  Flush();
+  if (!send_.in_flight()) Close();
+}
+
+void SmtpConnection::Close() {
+  if (closed_) return;
+  closed_ = true;
+  reactor_->timers().Cancel(&timer_);
+  ::shutdown(fd_, SHUT_RDWR);
+  reactor_->Cancel(&recv_);
+  shard_->OnConnectionClosed(this);
+}
+
+}  // namespace relay::server

@@ -1,0 +1,86 @@
+// The I/O driver of one inbound SMTP connection: moves bytes between the socket (io_uring
+// multishot recv through the shard's provided buffers, one send at a time), the optional TLS
+// stream and the protocol state machine (relay/smtp/server_session.h), and carries out the
+// session's actions: STARTTLS, credential checks (on the authenticator's worker), and queueing an
+// accepted message (Received header, missing Message-ID/Date, DKIM signature, spool append). The
+// "250" for a message is written only from the spool's durable callback, i.e. after the fdatasync
+// covering the record completed.
+//
+// Shard thread only. The shard owns the connection; it is retired through the reactor once none
+// of its operations (recv, send, credential check, queue append) is outstanding.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "relay/io/reactor.h"
+#include "relay/io/timer_wheel.h"
+#include "relay/smtp/server_session.h"
+#include "relay/tls/tls_stream.h"
+
+namespace relay::server {
+
+class Shard;
+
+class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
+ public:
+  SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls);
+  ~SmtpConnection() override;
+
+  void Start();
+  // Graceful stop: a session between transactions gets 421 and is closed now; one inside a
+  // transaction is left to finish until ForceClose().
+  void StopGracefully();
+  void ForceClose(std::string_view reason);
+  bool Idle() const override;
+  const std::string& peer_ip() const { return peer_ip_; }
+
+ private:
+  // smtp::ServerPolicy
+  bool MaySendAs(std::string_view user, std::string_view address) override;
+  smtp::RcptDecision CheckRecipient(std::string_view address) override;
+
+  void ArmRecv();
+  void OnRecv(int result, uint32_t flags);
+  void OnCiphertext(const char* data, size_t size);
+  void OnPlaintext(std::string_view data);
+  void Apply(const smtp::ServerActions& actions);
+  void QueueOutput(std::string_view plaintext);
+  void Flush();
+  void OnSent(int result);
+  void StartTls();
+  void SwitchToTls();
+  void CheckCredentials(const smtp::CredentialCheck& credentials);
+  void QueueMessage();
+  void OnQueued(absl::Status status, std::string queue_id);
+  void RearmTimer();
+  void OnTimer();
+  void Close();
+
+  Shard* const shard_;
+  io::Reactor* const reactor_;
+  const int fd_;
+  const std::string peer_ip_;
+  const bool implicit_tls_;
+  smtp::ServerSession session_;
+  std::unique_ptr<tls::TlsStream> tls_;
+  bool tls_reported_ = false;      // OnTlsEstablished delivered to the session
+  std::string plaintext_in_;       // decrypted bytes of one receive
+  std::string pending_out_;        // plaintext replies not yet handed to TLS / the socket
+  std::string sending_;            // bytes of the send in flight; immutable while it is
+  size_t sending_offset_ = 0;
+  io::Completion recv_;
+  io::Completion send_;
+  io::Timer timer_;
+  int64_t session_deadline_ms_ = 0;
+  bool auth_pending_ = false;
+  bool queue_pending_ = false;
+  bool close_after_flush_ = false;
+  bool start_tls_after_send_ = false;  // the plaintext 220 to STARTTLS is being sent
+  bool closed_ = false;
+  bool peer_gone_ = false;
+  std::string added_headers_;      // scratch: trace and missing headers of one message
+};
+
+}  // namespace relay::server
