@@ -1,0 +1,498 @@
+#include "queue/spool.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "queue/spool_reader.h"
+#include "relay/base/clock.h"
+
+namespace relay::queue {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SpoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    base_ = fs::path(tmp ? tmp : "/tmp") /
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(base_);
+    fs::create_directories(base_);
+    dir_ = (base_ / "spool").string();
+  }
+
+  SpoolOptions Options(const std::string& dir) {
+    SpoolOptions o;
+    o.directory = dir;
+    o.segment_bytes = 64 << 10;
+    o.reserve_segments = 1;
+    o.clock = &clock_;
+    return o;
+  }
+
+  std::unique_ptr<Spool> OpenSpool(const std::string& dir, RecoveryReport* report = nullptr) {
+    auto spool = Spool::Open(Options(dir), report);
+    EXPECT_TRUE(spool.ok()) << spool.status();
+    return spool.ok() ? std::move(*spool) : nullptr;
+  }
+
+  static Envelope Env(int n, int rcpts = 1) {
+    Envelope e;
+    e.sender = "sender" + std::to_string(n) + "@example.net";
+    for (int i = 0; i < rcpts; ++i) {
+      e.recipients.push_back("r" + std::to_string(i) + "@example.com");
+    }
+    return e;
+  }
+  static std::string Body(int n, size_t bytes = 100) {
+    std::string b = "Subject: message " + std::to_string(n) + "\r\n\r\n";
+    while (b.size() < bytes) b += static_cast<char>('a' + (b.size() + n) % 26);
+    return b;
+  }
+
+  MessageId Append(Spool& spool, int n, size_t bytes = 100, int rcpts = 1) {
+    auto r = spool.AppendMessage(Env(n, rcpts), "X-Prepended: yes\r\n", Body(n, bytes), nullptr);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->id : MessageId{};
+  }
+
+  static std::string SegmentFileOf(const std::string& dir, uint64_t seq) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      auto f = SegmentFile::Open(entry.path().string(), false);
+      if (f.ok() && (*f)->HeaderValid() && (*f)->seq() == seq) return entry.path().string();
+    }
+    return "";
+  }
+
+  FakeClock clock_;
+  fs::path base_;
+  std::string dir_;
+};
+
+TEST_F(SpoolTest, CallbackFiresOnlyAfterSyncAndRecordsSurviveReopen) {
+  std::vector<MessageId> ids;
+  {
+    auto spool = OpenSpool(dir_);
+    int fired = 0;
+    for (int i = 0; i < 3; ++i) {
+      auto r = spool->AppendMessage(Env(i, 2), "DKIM-Signature: x\r\n", Body(i),
+                                    [&](absl::Status s) {
+                                      EXPECT_TRUE(s.ok());
+                                      ++fired;
+                                    });
+      ASSERT_TRUE(r.ok()) << r.status();
+      ids.push_back(r->id);
+    }
+    EXPECT_EQ(fired, 0);
+    EXPECT_TRUE(spool->NeedsSync());
+    ASSERT_TRUE(spool->SyncNow().ok());
+    EXPECT_EQ(fired, 3);
+    EXPECT_FALSE(spool->NeedsSync());
+    EXPECT_EQ(spool->MessageBytes(ids[1]), "DKIM-Signature: x\r\n" + Body(1));
+  }
+  RecoveryReport report;
+  auto spool = OpenSpool(dir_, &report);
+  EXPECT_EQ(report.live_messages, 3u);
+  EXPECT_TRUE(report.corruptions.empty());
+  for (int i = 0; i < 3; ++i) {
+    const MessageInfo* info = spool->Find(ids[i]);
+    ASSERT_NE(info, nullptr);
+    EXPECT_EQ(info->sender, Env(i).sender);
+    ASSERT_EQ(info->recipients.size(), 2u);
+    EXPECT_EQ(info->recipients[1].address, "r1@example.com");
+    EXPECT_EQ(spool->MessageBytes(ids[i]), "DKIM-Signature: x\r\n" + Body(i));
+  }
+  // New ids never repeat old ones.
+  MessageId fresh = Append(*spool, 9);
+  for (MessageId id : ids) EXPECT_NE(id, fresh);
+}
+
+TEST_F(SpoolTest, GroupCommitCoversEverythingAppendedBeforeBeginSync) {
+  auto spool = OpenSpool(dir_);
+  std::vector<int> fired;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(spool->AppendMessage(Env(i), "", Body(i), [&, i](absl::Status s) {
+      ASSERT_TRUE(s.ok());
+      fired.push_back(i);
+    }).ok());
+  }
+  ASSERT_TRUE(spool->NeedsSync());
+  SyncBatch batch = spool->BeginSync();
+  ASSERT_EQ(batch.targets.size(), 1u);  // five appends, one fdatasync
+  // Appends during the sync ride on the next one.
+  ASSERT_TRUE(spool->AppendMessage(Env(5), "", Body(5), [&](absl::Status s) {
+    fired.push_back(5);
+  }).ok());
+  EXPECT_FALSE(spool->NeedsSync());  // one sync in flight at a time
+  ASSERT_EQ(::fdatasync(batch.targets[0].fd), 0);
+  spool->EndSync(batch, 0);
+  EXPECT_EQ(fired, (std::vector<int>{0, 1, 2, 3, 4}));
+  ASSERT_TRUE(spool->NeedsSync());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_EQ(fired.size(), 6u);
+}
+
+TEST_F(SpoolTest, FailedSyncFailsWaitersAndRefusesAppends) {
+  auto spool = OpenSpool(dir_);
+  absl::Status got;
+  ASSERT_TRUE(spool->AppendMessage(Env(1), "", Body(1), [&](absl::Status s) { got = s; }).ok());
+  SyncBatch batch = spool->BeginSync();
+  spool->EndSync(batch, -EIO);
+  EXPECT_FALSE(got.ok());
+  auto r = spool->AppendMessage(Env(2), "", Body(2), nullptr);
+  EXPECT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+}
+
+TEST_F(SpoolTest, SecondWriterIsRefused) {
+  auto spool = OpenSpool(dir_);
+  auto second = Spool::Open(Options(dir_));
+  EXPECT_TRUE(absl::IsUnavailable(second.status())) << second.status();
+}
+
+TEST_F(SpoolTest, StateRecordsRebuildTheSchedule) {
+  MessageId a, b;
+  {
+    auto spool = OpenSpool(dir_);
+    a = Append(*spool, 1, 100, 3);
+    b = Append(*spool, 2, 100, 1);
+    StateRecord s;
+    s.id = a;
+    s.type = RecordType::kDelivered;
+    s.recipient = 0;
+    s.reply = "250 2.0.0 ok";
+    ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+    s.type = RecordType::kDeferred;
+    s.recipient = 1;
+    s.reply = "451 4.7.1 greylisted";
+    s.attempts = 2;
+    s.next_attempt_unix_ms = 1700000600000;
+    ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+    s.type = RecordType::kBounced;
+    s.recipient = 2;
+    s.reply = "550 5.1.1 no such user";
+    ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+    // Final recipients take no further outcome.
+    EXPECT_FALSE(spool->AppendState(s, nullptr).ok());
+    StateRecord d;
+    d.id = b;
+    d.type = RecordType::kDeleted;
+    ASSERT_TRUE(spool->AppendState(d, nullptr).ok());
+    EXPECT_EQ(spool->Find(b), nullptr);
+    ASSERT_TRUE(spool->SyncNow().ok());
+  }
+  auto spool = OpenSpool(dir_);
+  EXPECT_EQ(spool->Find(b), nullptr);
+  const MessageInfo* info = spool->Find(a);
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->recipients[0].status, RecipientStatus::kDelivered);
+  EXPECT_EQ(info->recipients[1].status, RecipientStatus::kPending);
+  EXPECT_EQ(info->recipients[1].attempts, 2u);
+  EXPECT_EQ(info->recipients[1].next_attempt_unix_ms, 1700000600000);
+  EXPECT_EQ(info->recipients[1].last_reply, "451 4.7.1 greylisted");
+  EXPECT_EQ(info->recipients[2].status, RecipientStatus::kBounced);
+  EXPECT_EQ(info->NextDueUnixMs(), 1700000600000);
+  EXPECT_TRUE(spool->DueMessages(1700000599999, 10).empty());
+  EXPECT_EQ(spool->DueMessages(1700000600000, 10), std::vector<MessageId>{a});
+}
+
+TEST_F(SpoolTest, ExpiryReportsOldMessages) {
+  auto spool = OpenSpool(dir_);
+  MessageId old_id = Append(*spool, 1);
+  clock_.AdvanceMillis(int64_t{4} * 24 * 3600 * 1000);
+  MessageId young = Append(*spool, 2);
+  int64_t now_ms = static_cast<int64_t>(clock_.WallSeconds() * 1000);
+  EXPECT_TRUE(spool->ExpiredMessages(now_ms).empty());
+  now_ms += int64_t{1} * 24 * 3600 * 1000 + 1;
+  EXPECT_EQ(spool->ExpiredMessages(now_ms), std::vector<MessageId>{old_id});
+  // Expired messages go to the bounce path, not to delivery.
+  EXPECT_EQ(spool->DueMessages(now_ms, 10), std::vector<MessageId>{young});
+}
+
+// Appends two synced messages and a third that never got synced, then tears the third at every
+// byte offset: recovery must keep the first two, drop the third, and report no corruption.
+TEST_F(SpoolTest, TornTailAtEveryOffset) {
+  MessageId a, b, c;
+  std::string segment;
+  uint64_t c_offset, c_bytes;
+  {
+    auto spool = OpenSpool(dir_);
+    a = Append(*spool, 1);
+    b = Append(*spool, 2);
+    ASSERT_TRUE(spool->SyncNow().ok());
+    c = Append(*spool, 3);
+    c_offset = spool->Find(c)->record_offset;
+    c_bytes = spool->Find(c)->record_bytes;
+    segment = fs::path(SegmentFileOf(dir_, spool->Find(c)->segment_seq)).filename().string();
+  }
+  ASSERT_FALSE(segment.empty());
+  RecordHeader header;
+  {
+    std::ifstream f(dir_ + "/" + segment, std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(c_offset));
+    f.read(reinterpret_cast<char*>(&header), sizeof(header));
+  }
+  const uint64_t covered = kRecordHeaderBytes + header.payload_bytes;
+  ASSERT_LE(covered, c_bytes);
+  for (int fill : {0x00, 0xab}) {
+    for (uint64_t k = 0; k < c_bytes; ++k) {
+      std::string copy = (base_ / ("torn" + std::to_string(fill) + "-" + std::to_string(k))).string();
+      fs::copy(dir_, copy);
+      {
+        std::fstream f(copy + "/" + segment, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(c_offset + k));
+        std::string junk(c_bytes - k, static_cast<char>(fill));
+        f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+      }
+      RecoveryReport report;
+      SpoolOptions o = Options(copy);
+      o.reserve_segments = 0;
+      auto spool = Spool::Open(o, &report);
+      ASSERT_TRUE(spool.ok()) << spool.status();
+      EXPECT_TRUE(report.corruptions.empty()) << "offset " << k;
+      EXPECT_NE((*spool)->Find(a), nullptr);
+      EXPECT_NE((*spool)->Find(b), nullptr);
+      // Only a tear in the zero padding leaves the record whole.
+      bool whole = k >= covered;
+      if (!whole) {
+        EXPECT_EQ((*spool)->Find(c), nullptr) << "offset " << k;
+      }
+      spool->reset();
+      fs::remove_all(copy);
+    }
+  }
+}
+
+TEST_F(SpoolTest, FlippedBitInTheMiddleIsReportedAndTheRestKept) {
+  MessageId a, b, c;
+  std::string segment;
+  uint64_t b_offset;
+  {
+    auto spool = OpenSpool(dir_);
+    a = Append(*spool, 1);
+    b = Append(*spool, 2);
+    c = Append(*spool, 3);
+    ASSERT_TRUE(spool->SyncNow().ok());
+    b_offset = spool->Find(b)->record_offset;
+    segment = SegmentFileOf(dir_, spool->Find(b)->segment_seq);
+  }
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(b_offset + 60));
+    char byte;
+    f.read(&byte, 1);
+    byte ^= 0x10;
+    f.seekp(static_cast<std::streamoff>(b_offset + 60));
+    f.write(&byte, 1);
+  }
+  {
+    RecoveryReport report;
+    auto spool = OpenSpool(dir_, &report);
+    ASSERT_EQ(report.corruptions.size(), 1u);
+    EXPECT_EQ(report.corruptions[0].segment, segment);
+    EXPECT_EQ(report.corruptions[0].offset, b_offset);
+    EXPECT_TRUE(absl::IsDataLoss(report.corruptions[0].ToStatus()));
+    ASSERT_EQ(report.damaged_segments.size(), 1u);
+    EXPECT_EQ(report.damaged_segments[0], segment + ".damaged");
+    EXPECT_TRUE(fs::exists(segment + ".damaged"));
+    EXPECT_NE(spool->Find(a), nullptr);
+    EXPECT_EQ(spool->Find(b), nullptr);
+    EXPECT_NE(spool->Find(c), nullptr);
+    EXPECT_EQ(spool->MessageBytes(c), "X-Prepended: yes\r\n" + Body(3));
+  }
+  // What was read before moving the segment aside was re-appended: a second start is clean.
+  RecoveryReport report;
+  auto spool = OpenSpool(dir_, &report);
+  EXPECT_TRUE(report.corruptions.empty());
+  EXPECT_NE(spool->Find(a), nullptr);
+  EXPECT_NE(spool->Find(c), nullptr);
+  EXPECT_EQ(spool->MessageBytes(a), "X-Prepended: yes\r\n" + Body(1));
+}
+
+TEST_F(SpoolTest, WrapsToNewSegmentsAndRecoversAll) {
+  std::vector<MessageId> ids;
+  {
+    auto spool = OpenSpool(dir_);
+    for (int i = 0; i < 60; ++i) ids.push_back(Append(*spool, i, 3000));
+    ASSERT_TRUE(spool->SyncNow().ok());
+    EXPECT_GE(spool->stats().active_segments, 3u);
+    EXPECT_GT(spool->Find(ids.back())->segment_seq, spool->Find(ids.front())->segment_seq);
+  }
+  RecoveryReport report;
+  auto spool = OpenSpool(dir_, &report);
+  EXPECT_EQ(report.live_messages, 60u);
+  for (int i = 0; i < 60; ++i) {
+    EXPECT_EQ(spool->MessageBytes(ids[i]), "X-Prepended: yes\r\n" + Body(i, 3000)) << i;
+  }
+}
+
+TEST_F(SpoolTest, FinalSegmentsAreRecycled) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 3;
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok());
+  std::unique_ptr<Spool> spool = std::move(*opened);
+  std::vector<MessageId> ids;
+  for (int i = 0; i < 60; ++i) ids.push_back(Append(*spool, i, 3000));
+  ASSERT_TRUE(spool->SyncNow().ok());
+  const uint64_t before = spool->stats().active_segments;
+  for (MessageId id : ids) {
+    StateRecord s;
+    s.id = id;
+    s.type = RecordType::kDelivered;
+    ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+  }
+  // Segments are freed oldest first, one per sync.
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_EQ(spool->stats().active_segments, 1u);
+  EXPECT_GE(spool->stats().segments_freed, before - 1);
+  // Freed files were kept for reuse or deleted; none is created on the append path.
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir_)) files += e.path().extension() == ".q";
+  EXPECT_LE(files, 1u + o.reserve_segments);
+  EXPECT_EQ(spool->stats().reserve_segments, o.reserve_segments);
+  const uint64_t created = spool->stats().segments_created_on_hot_path;
+  for (int i = 0; i < 30; ++i) Append(*spool, i, 3000);
+  EXPECT_EQ(spool->stats().segments_created_on_hot_path, created);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  spool.reset();
+  RecoveryReport report;
+  spool = std::move(*Spool::Open(o, &report));
+  EXPECT_EQ(report.live_messages, 30u);
+}
+
+TEST_F(SpoolTest, CompactionMovesLongDeferredMessagesAndFreesTheSegment) {
+  auto spool = OpenSpool(dir_);
+  std::vector<MessageId> ids;
+  for (int i = 0; i < 60; ++i) ids.push_back(Append(*spool, i, 3000));
+  const uint64_t first_seq = spool->Find(ids[0])->segment_seq;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    StateRecord s;
+    s.id = ids[i];
+    s.type = RecordType::kDelivered;
+    ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+  }
+  StateRecord d;
+  d.id = ids[0];
+  d.type = RecordType::kDeferred;
+  d.attempts = 7;
+  d.next_attempt_unix_ms = 1800000000000;
+  d.reply = "421 4.7.0 try again later";
+  ASSERT_TRUE(spool->AppendState(d, nullptr).ok());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  // Pinned messages stay where they are.
+  spool->Pin(ids[0]);
+  auto moved = spool->MaintainSpace();
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(*moved, 0u);
+  spool->Unpin(ids[0]);
+  moved = spool->MaintainSpace();
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(*moved, 1u);
+  EXPECT_GT(spool->Find(ids[0])->segment_seq, first_seq);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_EQ(spool->stats().active_segments, 1u);
+  spool.reset();
+  RecoveryReport report;
+  spool = OpenSpool(dir_, &report);
+  EXPECT_EQ(report.live_messages, 1u);
+  const MessageInfo* info = spool->Find(ids[0]);
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->recipients[0].attempts, 7u);
+  EXPECT_EQ(info->recipients[0].last_reply, "421 4.7.0 try again later");
+  EXPECT_EQ(spool->MessageBytes(ids[0]), "X-Prepended: yes\r\n" + Body(0, 3000));
+}
+
+TEST_F(SpoolTest, SpoolLimitRefusesWholeMessagesAndAcceptsAgainWhenFreed) {
+  SpoolOptions o = Options(dir_);
+  o.spool_bytes_max = 4 * o.segment_bytes;
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok());
+  Spool& spool = **opened;
+  std::vector<MessageId> ids;
+  absl::Status refused;
+  for (int i = 0; i < 1000; ++i) {
+    auto r = spool.AppendMessage(Env(i), "", Body(i, 3000), nullptr);
+    if (!r.ok()) {
+      refused = r.status();
+      break;
+    }
+    ids.push_back(r->id);
+  }
+  ASSERT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_EQ(spool.stats().live_messages, ids.size());
+  // Outcomes can still be recorded while the spool is full.
+  for (MessageId id : ids) {
+    StateRecord s;
+    s.id = id;
+    s.type = RecordType::kDelivered;
+    ASSERT_TRUE(spool.AppendState(s, nullptr).ok());
+  }
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool.SyncNow().ok());
+  auto again = spool.AppendMessage(Env(1), "", Body(1, 3000), nullptr);
+  EXPECT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE(spool.SyncNow().ok());
+  // Nothing half-written: a restart finds exactly the one live message.
+  opened->reset();
+  RecoveryReport report;
+  auto reopened = Spool::Open(o, &report);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(report.live_messages, 1u);
+  EXPECT_TRUE(report.corruptions.empty());
+}
+
+TEST_F(SpoolTest, OversizedRecordIsRefused) {
+  auto spool = OpenSpool(dir_);
+  auto r = spool->AppendMessage(Env(1), "", std::string(70 << 10, 'x'), nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+}
+
+TEST_F(SpoolTest, ReaderSeesOnlyCommittedRecords) {
+  auto spool = OpenSpool(dir_);
+  MessageId a = Append(*spool, 1);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  MessageId b = Append(*spool, 2);
+  auto reader = SpoolReader::Open(dir_);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_NE((*reader)->index().Find(a), nullptr);
+  EXPECT_EQ((*reader)->index().Find(b), nullptr);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  reader = SpoolReader::Open(dir_);
+  ASSERT_TRUE(reader.ok());
+  const MessageInfo* info = (*reader)->index().Find(b);
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->message, "X-Prepended: yes\r\n" + Body(2));
+  EXPECT_TRUE((*reader)->corruptions().empty());
+}
+
+TEST_F(SpoolTest, PwriteModeIsEquivalent) {
+  SpoolOptions o = Options(dir_);
+  o.write_mode = WriteMode::kPwrite;
+  std::vector<MessageId> ids;
+  {
+    auto spool = Spool::Open(o);
+    ASSERT_TRUE(spool.ok());
+    for (int i = 0; i < 40; ++i) {
+      auto r = (*spool)->AppendMessage(Env(i), "H: v\r\n", Body(i, 3000), nullptr);
+      ASSERT_TRUE(r.ok());
+      ids.push_back(r->id);
+      EXPECT_EQ((*spool)->MessageBytes(r->id), "H: v\r\n" + Body(i, 3000));
+    }
+    ASSERT_TRUE((*spool)->SyncNow().ok());
+  }
+  auto spool = Spool::Open(o);
+  ASSERT_TRUE(spool.ok());
+  for (int i = 0; i < 40; ++i) EXPECT_EQ((*spool)->MessageBytes(ids[i]), "H: v\r\n" + Body(i, 3000));
+}
+
+}  // namespace
+}  // namespace relay::queue
