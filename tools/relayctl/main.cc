@@ -1,0 +1,43 @@
+// relayctl: the operator's tool. Each subcommand lives in its own library; this only dispatches.
+#include <cstdio>
+#include <cstring>
+
+#include "tools/relayctl/user_commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int argc, char** argv);
+  const char* help;
+};
+
+constexpr Command kCommands[] = {
+    {"user-add", relay::relayctl::UserAddCommand,
+     "user-add USER [--allow ADDR|@DOMAIN ...] [--config-dir DIR]   add a user (password from "
+     "a prompt or stdin)"},
+    {"user-del", relay::relayctl::UserDelCommand, "user-del USER [--config-dir DIR]"},
+    {"user-list", relay::relayctl::UserListCommand, "user-list [--config-dir DIR]"},
+    {"authenticate", relay::relayctl::AuthenticateCommand,
+     "authenticate USER [--config-dir DIR]   check a password (exit 0 when right)"},
+};
+
+int Usage(FILE* out) {
+  std::fprintf(out, "usage: relayctl COMMAND [ARGS]\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %s\n", c.help);
+  return out == stderr ? 2 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return Usage(stderr);
+  if (std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0) {
+    return Usage(stdout);
+  }
+  for (const Command& c : kCommands) {
+    if (std::strcmp(argv[1], c.name) == 0) return c.run(argc - 1, argv + 1);
+  }
+  std::fprintf(stderr, "relayctl: unknown command %s\n", argv[1]);
+  return Usage(stderr);
+}
