@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""End-to-end test of the submission server: relayd on loopback, driven by swaks, Python's smtplib
+and raw sockets; accepted messages are read back from the spool with spool_dump.
+
+usage: submission_test.py RELAYD SPOOL_DUMP
+"""
+import base64
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+RELAYD, SPOOL_DUMP = sys.argv[1], sys.argv[2]
+TMP = tempfile.mkdtemp(prefix="e2e-", dir=os.environ.get("TEST_TMPDIR"))
+CONF_DIR = os.path.join(TMP, "relay")
+USER, DOMAIN = "app@example.com", "example.com"
+failures = []
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if cond:
+        print("ok   " + what)
+    else:
+        print("FAIL " + what)
+        failures.append(what)
+
+
+def run(cmd, timeout=60, input=None):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+
+
+# --- configuration: the default one, with test ports, a small timeout and size limit ---
+init = run([RELAYD, "--init", CONF_DIR, "--domain", DOMAIN, "--hostname", "relay.test"])
+assert init.returncode == 0, init.stderr
+PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
+conf_path = os.path.join(CONF_DIR, "relayd.toml")
+conf = open(conf_path).read()
+conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
+conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = ["127.0.0.1:0"]')
+conf = conf.replace("command_timeout_ms = 300000", "command_timeout_ms = 1500")
+conf = conf.replace("message_bytes_max = 36700160", "message_bytes_max = 12000000")
+conf = conf.replace("shards = 0", "shards = 2")
+conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 33554432")
+open(conf_path, "w").write(conf)
+
+log_path = os.path.join(TMP, "relayd.log")
+log = open(log_path, "w")
+relayd = subprocess.Popen([RELAYD, "--config", conf_path], stdout=log, stderr=subprocess.STDOUT)
+
+
+def log_text():
+    return open(log_path).read()
+
+
+deadline = time.time() + 30
+ready = None
+while time.time() < deadline and ready is None:
+    ready = re.search(r"submission \(STARTTLS\) on 127\.0\.0\.1:(\d+); submissions \(TLS\) on "
+                      r"127\.0\.0\.1:(\d+)", log_text())
+    if relayd.poll() is not None:
+        break
+    time.sleep(0.1)
+if ready is None:
+    print(log_text())
+    sys.exit("relayd did not start")
+PORT, TLS_PORT = int(ready.group(1)), int(ready.group(2))
+print("relayd listening on", PORT, TLS_PORT)
+
+
+def swaks(*args, port=None):
+    cmd = ["swaks", "--server", "127.0.0.1:%d" % (port or PORT), "--timeout", "20",
+           "--helo", "client.test"] + list(args)
+    r = run(cmd)
+    return r.returncode, r.stdout + r.stderr
+
+
+def queued(output):
+    return re.findall(r"250 2\.0\.0 Ok: queued as (\S+)", output)
+
+
+# --- swaks: the three ways in ---
+rc, out = swaks("--tls", "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD,
+                "--from", USER, "--to", "someone@example.org", "--header", "Subject: plain")
+check(rc == 0 and len(queued(out)) == 1, "STARTTLS + AUTH PLAIN is queued")
+check("TLSv1.3" in out or "TLS" in out, "STARTTLS negotiated")
+
+rc, out = swaks("--tls", "--auth", "LOGIN", "--auth-user", USER, "--auth-password", PASSWORD,
+                "--from", "news@example.com", "--to", "someone@example.org")
+check(rc == 0 and len(queued(out)) == 1, "STARTTLS + AUTH LOGIN, another address of the domain")
+
+rc, out = swaks("--tlsc", "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD,
+                "--from", USER, "--to", "someone@example.org", port=TLS_PORT)
+check(rc == 0 and len(queued(out)) == 1, "implicit TLS (465) + AUTH PLAIN is queued")
+
+rc, out = swaks("--tls", "--auth", "PLAIN", "--auth-user", USER, "--auth-password", "wrong",
+                "--from", USER, "--to", "someone@example.org")
+check("535 5.7.8" in out and not queued(out), "wrong password: 535 5.7.8")
+
+rc, out = swaks("--tls", "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD,
+                "--from", "ceo@other.org", "--to", "someone@example.org")
+check("550 5.7.1" in out and not queued(out), "sending as someone else: 550 5.7.1")
+
+rc, out = swaks("--from", USER, "--to", "someone@example.org")
+check("530 5.7.0" in out and not queued(out), "relaying without AUTH: 530 5.7.0")
+
+rc, out = swaks("--tls", "--from", USER, "--to", "someone@example.org")
+check("530 5.7.0" in out and not queued(out), "TLS but no AUTH: still 530 5.7.0")
+
+
+# --- raw sockets ---
+class Conn:
+    def __init__(self, port=None, implicit_tls=False):
+        self.sock = socket.create_connection(("127.0.0.1", port or PORT), timeout=20)
+        if implicit_tls:
+            self.sock = ssl._create_unverified_context().wrap_socket(self.sock)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def reply(self):
+        """Reads one complete (possibly multi-line) reply."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError("connection closed; got %r" % lines)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode())
+            if len(line) < 4 or line[3:4] != b"-":
+                return "\n".join(lines)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def starttls(self):
+        r = self.cmd("STARTTLS")
+        assert r.startswith("220"), r
+        self.sock = ssl._create_unverified_context().wrap_socket(self.sock)
+        return r
+
+    def login(self):
+        self.reply()  # greeting
+        self.cmd("EHLO client.test")
+        self.starttls()
+        self.cmd("EHLO client.test")
+        token = base64.b64encode(("\0%s\0%s" % (USER, PASSWORD)).encode()).decode()
+        r = self.cmd("AUTH PLAIN " + token)
+        assert r.startswith("235"), r
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+c = Conn()
+c.reply()
+ehlo = c.cmd("EHLO client.test")
+check("AUTH" not in ehlo and "STARTTLS" in ehlo, "AUTH is not offered before STARTTLS")
+r = c.cmd("AUTH PLAIN " + base64.b64encode(("\0%s\0%s" % (USER, PASSWORD)).encode()).decode())
+check(r.startswith("5"), "AUTH before STARTTLS refused (%s)" % r.split("\n")[0])
+r = c.cmd("X" * 600)
+check(r.startswith("500 5.5.2"), "command line longer than 512: 500 5.5.2")
+r = c.cmd("NOOP")
+check(r.startswith("250"), "the session goes on after an over-long line")
+c.close()
+
+# PIPELINING: many transactions in one write after AUTH.
+c = Conn()
+c.login()
+N = 50
+batch = ""
+for i in range(N):
+    batch += ("MAIL FROM:<%s>\r\nRCPT TO:<r%d@example.org>\r\nDATA\r\n" % (USER, i))
+    batch += "Subject: pipelined %d\r\nFrom: %s\r\n\r\nbody %d\r\n.\r\n" % (i, USER, i)
+c.send(batch)
+replies = [c.reply() for _ in range(N * 4)]
+ok_queued = sum(1 for r in replies if r.startswith("250 2.0.0 Ok: queued as"))
+check(ok_queued == N, "PIPELINING: %d transactions in one write, %d queued" % (N, ok_queued))
+c.cmd("QUIT")
+c.close()
+
+# SMTP smuggling: a bare-LF "end of data" must neither end the message nor start a second one.
+c = Conn()
+c.login()
+c.cmd("MAIL FROM:<%s>" % USER)
+c.cmd("RCPT TO:<victim@example.org>")
+c.cmd("DATA")
+c.send("Subject: smuggle\r\n\r\nfirst\n.\nMAIL FROM:<admin@example.com>\nRCPT TO:<x@example.org>\n"
+       "DATA\nSubject: smuggled\n\nsmuggled body\n.\n\r\n.\r\n")
+r = c.reply()
+check(r.startswith("5"), "bare-LF smuggling attempt refused (%s)" % r)
+r = c.cmd("NOOP")
+check(r.startswith("250"), "exactly one reply for the smuggling attempt; session goes on")
+c.send("MAIL FROM:<%s>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n" % USER)
+c.reply(), c.reply(), c.reply()
+c.send("Subject: cr\r\n\r\nfirst\r.\rsecond\r\n.\r\n")
+r = c.reply()
+check(r.startswith("5"), "bare-CR smuggling attempt refused (%s)" % r)
+# A data line longer than 1000 bytes.
+c.send("MAIL FROM:<%s>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n" % USER)
+c.reply(), c.reply(), c.reply()
+c.send("Subject: long\r\n\r\n" + "y" * 1200 + "\r\n.\r\n")
+r = c.reply()
+check(r.startswith("500 5.5.2"), "data line longer than the limit refused (%s)" % r)
+c.cmd("QUIT")
+c.close()
+
+# 500 recipients, a 10 MB message, a too-big message, and dot lines, through smtplib.
+smtp = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+smtp.starttls(context=ssl._create_unverified_context())
+smtp.login(USER, PASSWORD)
+rcpts = ["r%03d@example.net" % i for i in range(500)]
+refused = smtp.sendmail(USER, rcpts, "Subject: many\r\nFrom: %s\r\n\r\nhello\r\n" % USER)
+check(refused == {}, "500 recipients accepted")
+big_body = ("z" * 998 + "\r\n") * 10000  # ~10 MB
+big = "Subject: big\r\nFrom: %s\r\n\r\n" % USER + big_body
+smtp.sendmail(USER, ["big@example.org"], big)
+check(True, "a 10 MB message is accepted")
+try:
+    smtp.sendmail(USER, ["huge@example.org"], big + big_body[:3000000])
+    check(False, "a 13 MB message is refused (limit 12 MB)")
+except smtplib.SMTPDataError as e:
+    check(e.smtp_code == 552, "a 13 MB message is refused with 552 (%s)" % e.smtp_code)
+except smtplib.SMTPSenderRefused as e:
+    check(e.smtp_code == 552, "a 13 MB message is refused at MAIL with 552")
+DOTS = ("Subject: dots\r\nFrom: %s\r\n\r\n.leading dot\r\n..two dots\r\n.\tdot tab\r\n"
+        "middle . dot\r\n.\r\n\r\n. \r\nend\r\n" % USER)
+smtp.sendmail(USER, ["dots@example.org"], DOTS)
+smtp.quit()
+
+# A slow client is timed out (command_timeout_ms = 1500).
+c = Conn()
+c.reply()
+c.cmd("EHLO client.test")
+start = time.time()
+try:
+    r = c.reply()
+except EOFError:
+    r = ""
+check(r.startswith("421 4.4.2") and time.time() - start < 10,
+      "idle client timed out with 421 4.4.2 after %.1f s" % (time.time() - start))
+c.close()
+
+# SIGHUP certificate reload while a TLS session is open.
+def peer_cert(port):
+    s = ssl._create_unverified_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10))
+    der = s.getpeercert(binary_form=True)
+    s.close()
+    return der
+
+
+old_cert = peer_cert(TLS_PORT)
+held = Conn(port=TLS_PORT, implicit_tls=True)
+held.reply()
+held.cmd("EHLO client.test")
+cert_path = os.path.join(CONF_DIR, "tls", "cert.pem")
+key_path = os.path.join(CONF_DIR, "tls", "key.pem")
+gen = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-nodes", "-days", "2", "-subj", "/CN=relay.test", "-keyout", key_path + ".new",
+           "-out", cert_path + ".new"])
+assert gen.returncode == 0, gen.stderr
+os.replace(key_path + ".new", key_path)
+os.replace(cert_path + ".new", cert_path)
+relayd.send_signal(signal.SIGHUP)
+new_cert = old_cert
+for _ in range(50):
+    time.sleep(0.1)
+    new_cert = peer_cert(TLS_PORT)
+    if new_cert != old_cert:
+        break
+check(new_cert != old_cert, "after SIGHUP new connections get the new certificate")
+check(held.cmd("NOOP").startswith("250"), "the session opened before SIGHUP still works")
+held.cmd("QUIT")
+held.close()
+# A bad certificate is refused and the current one kept.
+open(cert_path, "w").write("-----BEGIN CERTIFICATE-----\nnot a certificate\n")
+relayd.send_signal(signal.SIGHUP)
+time.sleep(0.5)
+check(peer_cert(TLS_PORT) == new_cert, "a bad certificate on SIGHUP keeps the current one")
+
+# --- stop cleanly, then read the spool back ---
+relayd.send_signal(signal.SIGTERM)
+try:
+    code = relayd.wait(timeout=30)
+except subprocess.TimeoutExpired:
+    relayd.kill()
+    code = -1
+check(code == 0, "SIGTERM: clean exit 0")
+out_dir = os.path.join(TMP, "dump")
+dump = run([SPOOL_DUMP, os.path.join(CONF_DIR, "spool"), out_dir])
+check(dump.returncode == 0, "spool readable: " + dump.stderr.strip())
+messages = {}
+for name in os.listdir(out_dir):
+    if name.endswith(".eml"):
+        messages[name[:-4]] = open(os.path.join(out_dir, name), "rb").read()
+expected = 3 + N + 1 + 1 + 1  # swaks x3, pipelined, 500 rcpts, 10 MB, dots
+check(len(messages) == expected, "spool holds %d messages (expected %d)" % (len(messages), expected))
+check(not any(b"smuggled" in m for m in messages.values()), "nothing smuggled reached the spool")
+dots = [m for m in messages.values() if b"Subject: dots" in m]
+if dots:
+    body = dots[0].split(b"\r\n\r\n", 1)[1]
+    want = DOTS.split("\r\n\r\n", 1)[1].encode()
+    check(body == want, "lines starting with '.' arrive in the queue byte-for-byte")
+else:
+    check(False, "the dots message is in the spool")
+any_msg = dots[0] if dots else b""
+check(any_msg.startswith(b"Received: from client.test") and b"ESMTPSA" in any_msg,
+      "Received header with ESMTPSA first")
+check(b"Message-ID:" in any_msg or b"Message-Id:" in any_msg, "Message-ID added when missing")
+check(b"\r\nDate:" in any_msg, "Date added when missing")
+many = [n for n in os.listdir(out_dir) if n.endswith(".env") and
+        open(os.path.join(out_dir, n)).read().count("\nto ") == 500]
+check(len(many) == 1, "the 500-recipient envelope is in the spool")
+
+print("%d checks, %d failed" % (checks, len(failures)))
+if failures:
+    print(log_text()[-5000:])
+    sys.exit(1)
+shutil.rmtree(TMP, ignore_errors=True)
