@@ -158,11 +158,11 @@ void ServerSession::Feed(std::string_view data) {
       in_.append(data.data(), data.size());
       data = std::string_view();
     } else {
-      // Complete the buffered partial line with this chunk's first line only, so that the rest
-      // of the chunk is processed in place without another copy.
-      const void* lf = std::memchr(data.data(), '\n', data.size());
-      const size_t take =
-          lf == nullptr ? data.size() : static_cast<const char*>(lf) - data.data() + 1;
+      // Complete the buffered partial line with this chunk up to its first CRLF only, so that the
+      // rest of the chunk is processed in place without another copy. Without a CRLF the whole
+      // chunk joins the buffer (each state bounds what it keeps).
+      const size_t lf = FindCrlf(data.data(), data.size(), in_.back() == '\r');
+      const size_t take = lf == std::string_view::npos ? data.size() : lf + 1;
       in_.append(data.data(), take);
       data.remove_prefix(take);
       ResumeBuffered();

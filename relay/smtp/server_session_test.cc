@@ -426,6 +426,15 @@ TEST(ServerSession, BareLfInCommandLine) {
   EXPECT_EQ(d.Send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
 }
 
+// Found by the fuzzer: a buffered partial line completed by a chunk whose first LF is bare.
+TEST(ServerSession, PartialLineCompletedAcrossABareLf) {
+  Driver d;
+  d.Connect();
+  EXPECT_EQ(d.Send("NO"), "");
+  EXPECT_EQ(d.Send("OP\nX\r\nNOOP\r\n"),
+            "500 5.5.2 Bare CR or LF in command line; only CRLF ends a line\r\n250 2.0.0 Ok\r\n");
+}
+
 TEST(ServerSession, Bdat) {
   Driver d;
   d.LoginAlice();
