@@ -90,7 +90,7 @@ bool ReadLine(int fd, std::string* line) {
 }
 
 std::optional<std::string> PromptNoEcho(const char* prompt) {
-  std::cerr << prompt << std::flush;
+  // Echo goes off before the prompt appears: whatever is typed after seeing it is never echoed.
   termios old_mode;
   bool restore = tcgetattr(STDIN_FILENO, &old_mode) == 0;
   if (restore) {
@@ -99,9 +99,10 @@ std::optional<std::string> PromptNoEcho(const char* prompt) {
     quiet.c_lflag |= ECHONL;
     tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
+  std::cerr << prompt << std::flush;
   std::string line;
   bool ok = ReadLine(STDIN_FILENO, &line);
-  if (restore) tcsetattr(STDIN_FILENO, TCSAFLUSH, &old_mode);
+  if (restore) tcsetattr(STDIN_FILENO, TCSANOW, &old_mode);
   if (!ok) return std::nullopt;
   return line;
 }

@@ -60,7 +60,7 @@ head -3 users | cmp -s - users.good || fail "file changed"
 cp users.good users
 if command -v python3 > /dev/null; then
   python3 - "$CTL" "$DIR" <<'PY' || fail "terminal prompt"
-import os, pty, sys, time
+import os, pty, select, sys, time
 ctl, d = sys.argv[1], sys.argv[2]
 pid, fd = pty.fork()
 if pid == 0:
@@ -70,10 +70,15 @@ def read_until(marker):
     global out
     deadline = time.time() + 20
     while marker not in out and time.time() < deadline:
+        if not select.select([fd], [], [], 1)[0]:
+            continue
         try:
             out += os.read(fd, 1024)
         except OSError:
             break
+    if marker not in out:
+        os.kill(pid, 9)
+        sys.exit("no %r in %r" % (marker, out))
 read_until(b"Password: ")
 os.write(fd, b"typed-secret\n")
 read_until(b"(again): ")
