@@ -7,7 +7,14 @@
 namespace relay::server {
 
 absl::StatusOr<std::unique_ptr<AuthService>> AuthService::Create(const Config& config) {
-  std::unique_ptr<AuthService> service(new AuthService(config.users_path));
+  AuthThrottleLimits limits;
+  limits.window_ms = config.auth.failure_window_ms;
+  limits.failures_before_delay = static_cast<int>(config.auth.failures_before_delay);
+  limits.delay_per_failure_ms = config.auth.failure_delay_ms;
+  limits.delay_max_ms = config.auth.failure_delay_max_ms;
+  limits.failures_before_block = static_cast<int>(config.auth.failures_before_block);
+  limits.block_ms = config.auth.block_ms;
+  std::unique_ptr<AuthService> service(new AuthService(config.users_path, limits));
   ASSIGN_OR_RETURN(std::shared_ptr<UserDb> users, UserDb::LoadOrEmpty(config.users_path));
   if (users->size() == 0) {
     LogWarning() << "no users in " << config.users_path
@@ -48,25 +55,66 @@ absl::Status AuthService::Reload() {
 
 void AuthService::Check(const smtp::CredentialCheck& credentials, std::string_view peer_ip,
                         io::Reactor* reactor, Done done) {
+  std::string key = AuthThrottle::KeyForText(absl::string_view(peer_ip.data(), peer_ip.size()));
+  if (!key.empty() && throttle_.IsBlocked(key)) {
+    LogInfo() << "AUTH from " << peer_ip << " refused: address blocked after repeated failures";
+    reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kTemporaryFailure); });
+    return;
+  }
   std::shared_ptr<const UserDb> users = Snapshot();
   // Acting as someone else (a PLAIN authorization identity that differs) is not supported.
   if (!credentials.authzid.empty() &&
       NormalizeUserName(credentials.authzid) != NormalizeUserName(credentials.user)) {
     LogInfo() << "AUTH from " << peer_ip << " asked to act as " << credentials.authzid
               << ": refused";
-    reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kFailed); });
+    Finish(false, key, reactor, std::move(done));
     return;
   }
   if (users->CheckCachedCredentials(credentials.user, credentials.password)) {
-    reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kOk); });
+    Finish(true, key, reactor, std::move(done));
     return;
   }
   {
     std::lock_guard<std::mutex> lock(jobs_mu_);
-    jobs_.push_back(Job{std::move(users), credentials.user, credentials.password, reactor,
-                        std::move(done)});
+    jobs_.push_back(Job{std::move(users), credentials.user, credentials.password, std::move(key),
+                        reactor, std::move(done)});
   }
   jobs_cv_.notify_one();
+}
+
+void AuthService::Finish(bool ok, const std::string& throttle_key, io::Reactor* reactor,
+                         Done done) {
+  int64_t delay_ms = 0;
+  if (!throttle_key.empty()) {
+    delay_ms = throttle_.DelayMillis(throttle_key);
+    if (ok) {
+      throttle_.RecordSuccess(throttle_key);
+    } else {
+      throttle_.RecordFailure(throttle_key);
+    }
+  }
+  smtp::AuthResult result = ok ? smtp::AuthResult::kOk : smtp::AuthResult::kFailed;
+  // Runs on the reactor's thread.
+  auto deliver = [reactor, delay_ms, result, done = std::move(done)]() mutable {
+    if (delay_ms <= 0) {
+      done(result);
+      return;
+    }
+    // Rare path (an address that has been failing): a one-off timer that frees itself.
+    auto* timer = new io::Timer();
+    timer->set_callback([timer, result, done = std::move(done)] {
+      done(result);
+      delete timer;
+    });
+    reactor->timers().ScheduleAfter(timer, delay_ms);
+  };
+  // From a worker, or from the shard thread itself (cached or refused): never synchronously.
+  reactor->RunInLoop(std::move(deliver));
+}
+
+bool AuthService::IsBlocked(std::string_view peer_ip) {
+  std::string key = AuthThrottle::KeyForText(absl::string_view(peer_ip.data(), peer_ip.size()));
+  return !key.empty() && throttle_.IsBlocked(key);
 }
 
 bool AuthService::MaySendAs(std::string_view user, std::string_view address) {
@@ -86,9 +134,7 @@ void AuthService::WorkerMain() {
     }
     scrypt_checks_++;
     bool ok = job.users->Verify(job.user, job.password);
-    job.reactor->RunInLoop([done = std::move(job.done), ok] {
-      done(ok ? smtp::AuthResult::kOk : smtp::AuthResult::kFailed);
-    });
+    Finish(ok, job.throttle_key, job.reactor, std::move(job.done));
   }
 }
 

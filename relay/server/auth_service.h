@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "relay/server/auth_throttle.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
 #include "relay/server/users.h"
@@ -33,6 +34,7 @@ class AuthService final : public Authenticator {
   void Check(const smtp::CredentialCheck& credentials, std::string_view peer_ip,
              io::Reactor* reactor, Done done) override;
   bool MaySendAs(std::string_view user, std::string_view address) override;
+  bool IsBlocked(std::string_view peer_ip) override;
 
   uint64_t scrypt_checks() const { return scrypt_checks_.load(); }
 
@@ -41,11 +43,16 @@ class AuthService final : public Authenticator {
     std::shared_ptr<const UserDb> users;
     std::string user;
     std::string password;
+    std::string throttle_key;
     io::Reactor* reactor;
     Done done;
   };
 
-  explicit AuthService(std::string users_path) : users_path_(std::move(users_path)) {}
+  AuthService(std::string users_path, const AuthThrottleLimits& limits)
+      : users_path_(std::move(users_path)), throttle_(RealClock::Get(), limits) {}
+  // Records the outcome with the throttle and hands it to `done` on the reactor's thread, after
+  // the delay the throttle asks for (failures and successes alike, so timing tells nothing).
+  void Finish(bool ok, const std::string& throttle_key, io::Reactor* reactor, Done done);
   std::shared_ptr<const UserDb> Snapshot() const;
   void WorkerMain();
 
@@ -58,6 +65,7 @@ class AuthService final : public Authenticator {
   bool stop_ = false;     // guarded by jobs_mu_
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> scrypt_checks_{0};
+  AuthThrottle throttle_;
 };
 
 }  // namespace relay::server

@@ -22,6 +22,9 @@ class Authenticator {
   virtual void Check(const smtp::CredentialCheck& credentials, std::string_view peer_ip,
                      io::Reactor* reactor, Done done) = 0;
   virtual bool MaySendAs(std::string_view user, std::string_view address) = 0;
+  // True while `peer_ip` is refused after repeated authentication failures: its new connections
+  // are turned away.
+  virtual bool IsBlocked(std::string_view peer_ip) = 0;
 };
 
 }  // namespace relay::server

@@ -170,12 +170,15 @@ absl::Status Parse(const toml::table& root, Config& c) {
     AuthLimits& a = c.auth;
     RETURN_IF_ERROR_CFG(CheckKnownKeys(
         c, *t, "auth.",
-        {"failures_before_delay", "failure_delay_ms", "failures_before_block",
+        {"failures_before_delay", "failure_delay_ms", "failure_delay_max_ms",
+         "failures_before_block",
          "failure_window_ms", "block_ms", "worker_threads"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_delay",
                                 &a.failures_before_delay, 0, 1000000));
     RETURN_IF_ERROR_CFG(
         ReadInt(c, *t, "auth.", "failure_delay_ms", &a.failure_delay_ms, 0, 600000));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "auth.", "failure_delay_max_ms", &a.failure_delay_max_ms, 0, 600000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_block",
                                 &a.failures_before_block, 1, 1000000));
     RETURN_IF_ERROR_CFG(
@@ -316,8 +319,11 @@ data_timeout_ms = 600000
 session_timeout_ms = 3600000
 
 [auth]
+# Per client address (IPv6: per /64): after this many failures each AUTH reply is delayed,
+# then the address is refused for block_ms.
 failures_before_delay = 3
-failure_delay_ms = 2000
+failure_delay_ms = 1000
+failure_delay_max_ms = 10000
 failures_before_block = 10
 failure_window_ms = 600000
 block_ms = 900000

@@ -30,7 +30,8 @@ struct SmtpLimits {
 
 struct AuthLimits {
   uint32_t failures_before_delay = 3;          // per client IP, within the window
-  uint32_t failure_delay_ms = 2000;
+  uint32_t failure_delay_ms = 1000;            // per failure beyond failures_before_delay
+  uint32_t failure_delay_max_ms = 10000;
   uint32_t failures_before_block = 10;
   uint32_t failure_window_ms = 600000;
   uint32_t block_ms = 900000;

@@ -187,6 +187,8 @@ void Shard::OnAccept(Listener* listener, int result) {
     refusal = "421 4.7.0 Too many connections, try again later\r\n";
   } else if (per_ip >= connections_per_ip_max_) {
     refusal = "421 4.7.0 Too many connections from your address, try again later\r\n";
+  } else if (shared_.authenticator->IsBlocked(ip)) {
+    refusal = "421 4.7.0 Too many failed authentications from your address, try later\r\n";
   }
   if (refusal != nullptr) {
     counters_.connections_refused++;

@@ -50,6 +50,10 @@ conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = ["127.0.0.1
 conf = conf.replace("command_timeout_ms = 300000", "command_timeout_ms = 1500")
 conf = conf.replace("message_bytes_max = 36700160", "message_bytes_max = 12000000")
 conf = conf.replace("shards = 0", "shards = 2")
+conf = conf.replace("connections_per_ip_max = 500", "connections_per_ip_max = 40")
+conf = conf.replace("failures_before_delay = 3", "failures_before_delay = 2")
+conf = conf.replace("failure_delay_ms = 1000", "failure_delay_ms = 300")
+conf = conf.replace("failures_before_block = 10", "failures_before_block = 5")
 conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 33554432")
 open(conf_path, "w").write(conf)
 
@@ -294,6 +298,49 @@ open(cert_path, "w").write("-----BEGIN CERTIFICATE-----\nnot a certificate\n")
 relayd.send_signal(signal.SIGHUP)
 time.sleep(0.5)
 check(peer_cert(TLS_PORT) == new_cert, "a bad certificate on SIGHUP keeps the current one")
+
+# Connections per client address: 40 in all (20 per shard); the rest get 421 4.7.0.
+conns, refused_conns = [], 0
+for _ in range(60):
+    c = Conn()
+    r = c.reply()
+    if r.startswith("421 4.7.0"):
+        refused_conns += 1
+        c.close()
+    else:
+        conns.append(c)
+check(len(conns) <= 40 and refused_conns >= 20,
+      "connections per address limited: %d open, %d refused with 421 4.7.0"
+      % (len(conns), refused_conns))
+for c in conns:
+    c.close()
+time.sleep(0.3)
+
+# Password guessing: failures are slowed, then the address is refused (the logins above cleared
+# the earlier failure: a success forgets an address's failures).
+c = Conn()
+c.reply()
+c.cmd("EHLO client.test")
+c.starttls()
+c.cmd("EHLO client.test")
+times = []
+for i in range(5):
+    t0 = time.time()
+    r = c.cmd("AUTH PLAIN " + base64.b64encode(b"\0app@example.com\0guess%d" % i).decode())
+    times.append(time.time() - t0)
+    check(r.startswith("535"), "guess %d refused (%s)" % (i + 1, r))
+check(times[-1] >= 0.25, "repeated failures are answered slowly (%.2f s)" % times[-1])
+r = c.cmd("AUTH PLAIN " + base64.b64encode(("\0%s\0%s" % (USER, PASSWORD)).encode()).decode())
+check(r.startswith("535") or r.startswith("454"),
+      "after 5 failures even the right password is refused (%s)" % r)
+c.close()
+c = Conn()
+try:
+    r = c.reply()
+except (EOFError, OSError):
+    r = ""
+check(r.startswith("421 4.7.0"), "a blocked address's new connection gets 421 (%s)" % r)
+c.close()
 
 # --- stop cleanly, then read the spool back ---
 relayd.send_signal(signal.SIGTERM)
