@@ -1,0 +1,425 @@
+// The resolver against a real DNS server: unbound, started on loopback by this test with the zones
+// of dns/testing/unbound_server.cc, answering from local data only.
+#include "dns/resolver.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dns/testing/unbound_server.h"
+#include "gtest/gtest.h"
+#include "relay/base/clock.h"
+#include "relay/io/reactor.h"
+
+namespace dns {
+namespace {
+
+using testing::UnboundServer;
+
+std::vector<std::string> Ips(const std::vector<Candidate>& candidates) {
+  std::vector<std::string> out;
+  for (const Candidate& c : candidates) out.push_back(c.host + "/" + c.address.IpString());
+  return out;
+}
+
+class ResolverTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!UnboundServer::Available()) {
+      skip_reason_ = new std::string("unbound is not installed (Debian package unbound)");
+      return;
+    }
+    absl::Status probe = relay::io::Reactor::ProbeKernel();
+    if (!probe.ok()) {
+      skip_reason_ = new std::string(probe.message());
+      return;
+    }
+    auto server = UnboundServer::Start(testing::TempDir(), testing::TestZones());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = server->release();
+    // One small ring for the whole suite: rings are freed lazily by the kernel and their locked
+    // memory is limited.
+    relay::io::ReactorOptions reactor_options;
+    reactor_options.sq_entries = 256;
+    reactor_options.cq_entries = 1024;
+    auto reactor = relay::io::Reactor::Create(reactor_options);
+    ASSERT_TRUE(reactor.ok()) << reactor.status();
+    reactor_ = reactor->release();
+  }
+  static void TearDownTestSuite() {
+    delete reactor_;
+    reactor_ = nullptr;
+    delete server_;
+    server_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (skip_reason_ != nullptr) {
+      printf("SKIP: %s\n", skip_reason_->c_str());
+      GTEST_SKIP() << *skip_reason_;
+    }
+    resolver_ = MakeResolver({server_->address()}, 1000, 2);
+  }
+
+  void TearDown() override {
+    resolver_.reset();
+    Drain();
+  }
+
+  std::unique_ptr<Resolver> MakeResolver(std::vector<std::string> servers, int timeout_ms,
+                                         int tries) {
+    ResolverOptions options;
+    options.servers = std::move(servers);
+    options.timeout_ms = timeout_ms;
+    options.tries = tries;
+    options.cache_clock = &clock_;
+    options.random_seed = 7;
+    auto resolver = Resolver::Create(reactor_, options);
+    EXPECT_TRUE(resolver.ok()) << resolver.status();
+    return resolver.ok() ? *std::move(resolver) : nullptr;
+  }
+
+  // Runs the reactor until `done` or a 10 s deadline.
+  void RunUntil(const bool& done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done && std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(20);
+    ASSERT_TRUE(done) << "no answer within 10 s";
+  }
+  // Runs the reactor for `ms` milliseconds.
+  void RunFor(int ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(10);
+  }
+  void Drain() {
+    for (int i = 0; i < 200 && reactor_ != nullptr && reactor_->retiring() > 0; ++i) {
+      reactor_->RunOnce(10);
+    }
+  }
+
+  MxResult Mx(std::string_view domain, FamilyPreference family) {
+    MxResult out;
+    bool done = false;
+    QueryHandle h = resolver_->ResolveMx(domain, family, [&](MxResult r) {
+      out = std::move(r);
+      done = true;
+    });
+    RunUntil(done);
+    return out;
+  }
+  QueryResult RawQuery(std::string_view name, uint16_t type) {
+    QueryResult out;
+    bool done = false;
+    QueryHandle h = resolver_->Query(name, type, [&](QueryResult r) {
+      out = std::move(r);
+      done = true;
+    });
+    RunUntil(done);
+    return out;
+  }
+
+  static std::string* skip_reason_;
+  static UnboundServer* server_;
+  relay::FakeClock clock_;
+  static relay::io::Reactor* reactor_;
+  std::unique_ptr<Resolver> resolver_;
+};
+
+std::string* ResolverTest::skip_reason_ = nullptr;
+UnboundServer* ResolverTest::server_ = nullptr;
+relay::io::Reactor* ResolverTest::reactor_ = nullptr;
+
+TEST_F(ResolverTest, MxPreferencesTiesAndFamilies) {
+  std::set<std::string> first_hosts;
+  for (int i = 0; i < 30; ++i) {
+    MxResult r = Mx("MX.test.", FamilyPreference::kIpv4First);
+    ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+    EXPECT_FALSE(r.implicit_mx);
+    ASSERT_EQ(r.hosts.size(), 3u);
+    EXPECT_EQ(r.hosts[0].preference, 10);
+    EXPECT_EQ(r.hosts[1].preference, 10);
+    EXPECT_EQ(r.hosts[2].name, "c.mx.test");
+    first_hosts.insert(r.hosts[0].name);
+    EXPECT_EQ(r.site, "a.mx.test,b.mx.test,c.mx.test");
+    // b has A and AAAA: IPv4 first.
+    std::vector<std::string> ips = Ips(r.candidates);
+    ASSERT_EQ(ips.size(), 4u);
+    EXPECT_EQ(ips[3], "c.mx.test/127.0.0.3");
+    bool a_first = r.hosts[0].name == "a.mx.test";
+    std::vector<std::string> want =
+        a_first ? std::vector<std::string>{"a.mx.test/127.0.0.1", "b.mx.test/127.0.0.2",
+                                           "b.mx.test/::1", "c.mx.test/127.0.0.3"}
+                : std::vector<std::string>{"b.mx.test/127.0.0.2", "b.mx.test/::1",
+                                           "a.mx.test/127.0.0.1", "c.mx.test/127.0.0.3"};
+    EXPECT_EQ(ips, want);
+  }
+  // RFC 5321 §5.1: equal preferences are randomised.
+  EXPECT_EQ(first_hosts, (std::set<std::string>{"a.mx.test", "b.mx.test"}));
+  // Repeats came from the cache: one MX query and three hosts' A and AAAA went out.
+  EXPECT_EQ(resolver_->queries_sent(), 7u);
+  EXPECT_EQ(resolver_->cache().hits(), 29u * 7);
+}
+
+TEST_F(ResolverTest, Ipv6FirstAndIpv6Only) {
+  MxResult r = Mx("mx.test", FamilyPreference::kIpv6Only);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(Ips(r.candidates), std::vector<std::string>{"b.mx.test/::1"});
+  ASSERT_EQ(r.hosts.size(), 1u);  // a and c have no AAAA: skipped
+  EXPECT_EQ(r.site, "a.mx.test,b.mx.test,c.mx.test");
+}
+
+TEST_F(ResolverTest, DomainsOfOneProviderShareTheSite) {
+  MxResult a = Mx("mx.test", FamilyPreference::kIpv4Only);
+  MxResult b = Mx("other.test", FamilyPreference::kIpv4Only);
+  ASSERT_TRUE(a.status.ok());
+  ASSERT_TRUE(b.status.ok());
+  EXPECT_EQ(a.site, b.site);
+}
+
+TEST_F(ResolverTest, NullMxIsPermanent) {
+  MxResult r = Mx("nullmx.test", FamilyPreference::kIpv6First);
+  EXPECT_TRUE(r.status.permanent()) << r.status.ToString();
+  EXPECT_EQ(r.status.reason, Reason::kNullMx);
+  EXPECT_TRUE(r.candidates.empty());
+}
+
+TEST_F(ResolverTest, NoMxFallsBackToTheDomainsAddresses) {
+  MxResult r = Mx("nomx.test", FamilyPreference::kIpv6First);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_TRUE(r.implicit_mx);
+  EXPECT_EQ(Ips(r.candidates), (std::vector<std::string>{"nomx.test/::10", "nomx.test/127.0.0.10"}));
+  EXPECT_EQ(r.site, "nomx.test");
+}
+
+TEST_F(ResolverTest, NxDomainIsPermanent) {
+  MxResult r = Mx("does-not-exist.test", FamilyPreference::kIpv6First);
+  EXPECT_TRUE(r.status.permanent()) << r.status.ToString();
+  EXPECT_EQ(r.status.reason, Reason::kNxDomain);
+}
+
+TEST_F(ResolverTest, MxHostWithOnlyAaaa) {
+  MxResult v4 = Mx("v6only.test", FamilyPreference::kIpv4Only);
+  EXPECT_TRUE(v4.status.permanent()) << v4.status.ToString();
+  EXPECT_EQ(v4.status.reason, Reason::kNoAddresses);
+  MxResult any = Mx("v6only.test", FamilyPreference::kIpv4First);
+  ASSERT_TRUE(any.status.ok()) << any.status.ToString();
+  EXPECT_EQ(Ips(any.candidates), std::vector<std::string>{"v6.mx.test/::1"});
+}
+
+TEST_F(ResolverTest, MxHostWithoutAddressesIsSkipped) {
+  MxResult r = Mx("deadhost.test", FamilyPreference::kIpv6First);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.hosts.size(), 1u);
+  EXPECT_EQ(r.hosts[0].name, "a.mx.test");
+  EXPECT_EQ(r.site, "a.mx.test,nowhere.mx.test");
+}
+
+TEST_F(ResolverTest, RefusedIsTransient) {
+  MxResult r = Mx("x.refused.test", FamilyPreference::kIpv6First);
+  EXPECT_TRUE(r.status.transient()) << r.status.ToString();
+  EXPECT_EQ(r.status.reason, Reason::kRefused) << r.status.ToString();
+}
+
+TEST_F(ResolverTest, LongTxtInSeveralStrings) {
+  TxtResult out;
+  bool done = false;
+  QueryHandle h = resolver_->LookupTxt("txt.test", [&](TxtResult r) {
+    out = std::move(r);
+    done = true;
+  });
+  RunUntil(done);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  ASSERT_EQ(out.records.size(), 1u);
+  ASSERT_EQ(out.records[0].strings.size(), 3u);
+  EXPECT_EQ(out.records[0].strings[1], std::string(200, 'b'));
+  EXPECT_EQ(out.records[0].joined, std::string(200, 'a') + std::string(200, 'b') +
+                                       std::string(100, 'c'));
+}
+
+TEST_F(ResolverTest, TruncatedAnswerIsRetriedOverTcp) {
+  TxtResult out;
+  bool done = false;
+  QueryHandle h = resolver_->LookupTxt("big.test", [&](TxtResult r) {
+    out = std::move(r);
+    done = true;
+  });
+  RunUntil(done);
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  ASSERT_EQ(out.records.size(), 1u);
+  ASSERT_EQ(out.records[0].strings.size(), 8u);
+  EXPECT_EQ(out.records[0].joined.size(), 2000u);
+  EXPECT_EQ(out.records[0].strings[7], std::string(250, 'h'));
+}
+
+TEST_F(ResolverTest, PtrForIpv4AndIpv6) {
+  PtrResult v4, v6, bad;
+  bool d4 = false, d6 = false, dbad = false;
+  QueryHandle h4 = resolver_->LookupPtr("192.0.2.25", [&](PtrResult r) { v4 = r; d4 = true; });
+  QueryHandle h6 = resolver_->LookupPtr("2001:db8::25", [&](PtrResult r) { v6 = r; d6 = true; });
+  QueryHandle hb = resolver_->LookupPtr("not-an-ip", [&](PtrResult r) { bad = r; dbad = true; });
+  EXPECT_FALSE(dbad);  // even an immediate failure is delivered from the loop
+  RunUntil(d4);
+  RunUntil(d6);
+  RunUntil(dbad);
+  ASSERT_TRUE(v4.status.ok()) << v4.status.ToString();
+  EXPECT_EQ(v4.names, std::vector<std::string>{"mail.test"});
+  ASSERT_TRUE(v6.status.ok()) << v6.status.ToString();
+  EXPECT_EQ(v6.names, std::vector<std::string>{"mail6.test"});
+  EXPECT_EQ(bad.status.reason, Reason::kBadName);
+}
+
+TEST_F(ResolverTest, RawQueryAndTtlExpiry) {
+  QueryResult first = RawQuery("mx.test", kTypeMx);
+  ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+  ASSERT_NE(first.answer, nullptr);
+  EXPECT_FALSE(first.from_cache);
+  EXPECT_GT(first.answer->raw.size(), 12u);
+  EXPECT_EQ(AnswersFor(first.answer->message, "mx.test", kTypeMx).size(), 3u);
+  EXPECT_EQ(resolver_->queries_sent(), 1u);
+
+  clock_.AdvanceMillis(299'000);  // TTL 300 s
+  QueryResult second = RawQuery("mx.test", kTypeMx);
+  EXPECT_TRUE(second.from_cache);
+  EXPECT_EQ(second.answer, first.answer);
+  EXPECT_EQ(resolver_->queries_sent(), 1u);
+
+  clock_.AdvanceMillis(1'000);
+  QueryResult third = RawQuery("mx.test", kTypeMx);
+  EXPECT_FALSE(third.from_cache);
+  EXPECT_EQ(resolver_->queries_sent(), 2u);
+  EXPECT_EQ(resolver_->cache().hits(), 1u);
+  EXPECT_EQ(resolver_->cache().expirations(), 1u);
+}
+
+TEST_F(ResolverTest, NegativeAnswersAreCachedForTheSoaMinimum) {
+  QueryResult nx = RawQuery("gone.test", kTypeA);
+  EXPECT_TRUE(nx.status.permanent()) << nx.status.ToString();
+  EXPECT_EQ(nx.status.reason, Reason::kNxDomain);
+  EXPECT_FALSE(nx.from_cache);
+  // NODATA: the name exists without AAAA. Ok with no records for Query.
+  QueryResult nodata = RawQuery("a.mx.test", kTypeAaaa);
+  EXPECT_TRUE(nodata.status.ok()) << nodata.status.ToString();
+  ASSERT_NE(nodata.answer, nullptr);
+  EXPECT_TRUE(AnswersFor(nodata.answer->message, "a.mx.test", kTypeAaaa).empty());
+
+  clock_.AdvanceMillis(59'000);  // SOA minimum 60 s
+  EXPECT_TRUE(RawQuery("gone.test", kTypeA).from_cache);
+  EXPECT_TRUE(RawQuery("a.mx.test", kTypeAaaa).from_cache);
+  clock_.AdvanceMillis(1'000);
+  QueryResult again = RawQuery("gone.test", kTypeA);
+  EXPECT_FALSE(again.from_cache);
+  EXPECT_EQ(again.status.reason, Reason::kNxDomain);
+  EXPECT_EQ(resolver_->queries_sent(), 3u);
+}
+
+TEST_F(ResolverTest, CancelledQueriesNeverCallBack) {
+  int calls = 0;
+  {
+    QueryHandle dropped = resolver_->ResolveMx("mx.test", [&](MxResult) { ++calls; });
+  }  // destroyed: cancelled
+  QueryHandle cancelled = resolver_->LookupTxt("txt.test", [&](TxtResult) { ++calls; });
+  cancelled.Cancel();
+  EXPECT_GT(resolver_->queries_in_flight(), 0u);
+  // The queries still run to their end inside c-ares (and fill the cache).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (resolver_->queries_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    reactor_->RunOnce(20);
+  }
+  EXPECT_EQ(resolver_->queries_in_flight(), 0u);
+  RunFor(50);
+  EXPECT_EQ(calls, 0);
+  // A cached answer is delivered from a posted task: cancelling before the loop runs wins too.
+  bool done = false;
+  QueryHandle kept = resolver_->LookupTxt("txt.test", [&](TxtResult r) {
+    EXPECT_TRUE(r.status.ok());
+    done = true;
+  });
+  QueryHandle cached = resolver_->LookupTxt("txt.test", [&](TxtResult) { ++calls; });
+  cached.Cancel();
+  RunUntil(done);
+  RunFor(20);
+  EXPECT_EQ(calls, 0);
+}
+
+// A UDP socket on loopback that receives and never answers.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sin);
+    bind(fd_, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len);
+    port_ = ntohs(sin.sin_port);
+  }
+  ~SilentServer() { close(fd_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_;
+  uint16_t port_;
+};
+
+TEST_F(ResolverTest, TimeoutIsTransient) {
+  SilentServer silent;
+  std::unique_ptr<Resolver> resolver = MakeResolver({silent.address()}, 100, 2);
+  MxResult out;
+  bool done = false;
+  auto start = std::chrono::steady_clock::now();
+  QueryHandle h = resolver->ResolveMx("mx.test", [&](MxResult r) {
+    out = std::move(r);
+    done = true;
+  });
+  RunUntil(done);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(out.status.transient()) << out.status.ToString();
+  EXPECT_EQ(out.status.reason, Reason::kTimeout);
+  // Two tries of 100 ms then 200 ms (c-ares doubles per round): well under a second.
+  EXPECT_GE(elapsed, std::chrono::milliseconds(250));
+  EXPECT_LT(elapsed, std::chrono::seconds(3));
+  EXPECT_EQ(resolver->cache().size(), 0u);  // transient failures are not cached
+}
+
+TEST_F(ResolverTest, DestroyingTheResolverWithQueriesInFlightIsClean) {
+  SilentServer silent;
+  int calls = 0;
+  std::vector<QueryHandle> handles;
+  {
+    std::unique_ptr<Resolver> resolver = MakeResolver({silent.address()}, 5000, 3);
+    for (int i = 0; i < 20; ++i) {
+      handles.push_back(resolver->ResolveMx("d" + std::to_string(i) + ".bench.test",
+                                            [&](MxResult) { ++calls; }));
+    }
+    reactor_->RunOnce(0);  // the queries are on the wire, their polls in the ring
+    EXPECT_EQ(resolver->queries_in_flight(), 20u);
+    EXPECT_GT(resolver->sockets_open(), 0u);
+  }
+  // The main resolver too, with an answer on its way and a cached answer posted.
+  MxResult warm = Mx("mx.test", FamilyPreference::kIpv4Only);
+  handles.push_back(resolver_->ResolveMx("mx.test", [&](MxResult) { ++calls; }));
+  handles.push_back(resolver_->ResolveMx("other.test", [&](MxResult) { ++calls; }));
+  resolver_.reset();
+  RunFor(100);
+  Drain();
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(reactor_->retiring(), 0u);
+  handles.clear();  // handles outliving their resolver are harmless
+}
+
+TEST_F(ResolverTest, BadServerListIsAnError) {
+  ResolverOptions options;
+  options.servers = {"not an address"};
+  EXPECT_FALSE(Resolver::Create(reactor_, options).ok());
+}
+
+}  // namespace
+}  // namespace dns
