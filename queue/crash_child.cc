@@ -8,6 +8,7 @@
 //                DurableCallback fired OK)
 //   F <id>       about to make the message final (both recipients delivered); not yet durable
 //   D <id>       that final outcome is durable
+//   R            recovery is done (written once, first)
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,13 +47,18 @@ int main(int argc, char** argv) {
   options.directory = argv[1];
   options.segment_bytes = 256 << 10;
   options.reserve_segments = 2;
+  const uint64_t seed = std::strtoull(argv[2], nullptr, 10);
+  // Both write paths: a kill in the middle of a memcpy into the mapping leaves a torn record,
+  // a kill during pwrite(2) does not.
+  options.write_mode = seed % 2 == 0 ? WriteMode::kMmap : WriteMode::kPwrite;
   auto opened = Spool::Open(options);
   if (!opened.ok()) {
     std::fprintf(stderr, "open: %s\n", std::string(opened.status().message()).c_str());
     return 1;
   }
   Spool& spool = **opened;
-  std::mt19937_64 rng(std::strtoull(argv[2], nullptr, 10));
+  WriteAll("R\n");
+  std::mt19937_64 rng(seed);
   // Live messages oldest first: the old ones are finalized to keep the spool small and to make
   // segments recyclable while the test kills us.
   std::deque<MessageId> live;

@@ -474,9 +474,9 @@ TEST_F(SpoolTest, ReaderSeesOnlyCommittedRecords) {
   EXPECT_TRUE((*reader)->corruptions().empty());
 }
 
-TEST_F(SpoolTest, PwriteModeIsEquivalent) {
+TEST_F(SpoolTest, MmapModeIsEquivalent) {
   SpoolOptions o = Options(dir_);
-  o.write_mode = WriteMode::kPwrite;
+  o.write_mode = WriteMode::kMmap;
   std::vector<MessageId> ids;
   {
     auto spool = Spool::Open(o);
