@@ -10,6 +10,7 @@
 // SIGTERM and SIGINT stop accepting, let sessions finish within shutdown.grace_ms, flush the
 // queue and exit 0.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -175,6 +176,24 @@ absl::Status EnsureCertificate(const server::Config& config) {
   return absl::OkStatus();
 }
 
+// Each connection is a descriptor: make room for connections_max of them and the spool's files.
+void RaiseFileLimit(uint64_t connections_max) {
+  rlim_t needed = static_cast<rlim_t>(connections_max) + 4096;
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur >= needed) return;
+  struct rlimit wanted = limit;
+  wanted.rlim_cur = needed;
+  if (wanted.rlim_max < needed) wanted.rlim_max = needed;  // root may raise the hard limit
+  if (setrlimit(RLIMIT_NOFILE, &wanted) != 0) {
+    wanted.rlim_cur = limit.rlim_max;
+    wanted.rlim_max = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &wanted);
+    LogWarning() << "open files limited to " << limit.rlim_max << ", below limits.connections_max ("
+                 << connections_max << ") + spool files: raise LimitNOFILE";
+  }
+}
+
 dkim::SignerConfig DkimConfig(const server::Config& config) {
   dkim::SignerConfig c;
   for (const server::DkimKeyConfig& k : config.dkim_keys) {
@@ -194,6 +213,7 @@ int Run(const Flags& flags) {
     return 2;
   }
   server::Config config = std::move(*loaded);
+  RaiseFileLimit(config.smtp.connections_max);
   absl::Status probe = io::Reactor::ProbeKernel();
   if (!probe.ok()) {
     LogError() << probe.message();
