@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "relay/server/users.h"
@@ -30,6 +31,7 @@ constexpr size_t kPasswordBytesMax = 1024;
 struct Args {
   std::string config_dir = kDefaultConfigDir;
   std::vector<std::string> allow;
+  server::ScryptParams scrypt;
   std::vector<std::string> positional;
 };
 
@@ -55,6 +57,11 @@ std::optional<Args> ParseArgs(int argc, char** argv, bool allow_ok, size_t posit
       args.config_dir = value;
     } else if (allow_ok && value_of("--allow", &value)) {
       args.allow.push_back(value);
+    } else if (allow_ok && value_of("--scrypt-log2-n", &value)) {
+      if (!absl::SimpleAtoi(value, &args.scrypt.log2_n)) {
+        std::cerr << argv[0] << ": --scrypt-log2-n wants a number\n";
+        return std::nullopt;
+      }
     } else if (absl::StartsWith(arg, "-")) {
       std::cerr << argv[0] << ": unknown or incomplete option " << arg
                 << (absl::StartsWith(arg, "--pass")
@@ -161,7 +168,8 @@ int Usage(const char* text) {
 
 int UserAddCommand(int argc, char** argv) {
   auto args = ParseArgs(argc, argv, /*allow_ok=*/true, 1);
-  if (!args) return Usage("user-add USER [--allow ADDR|@DOMAIN ...] [--config-dir DIR]");
+  if (!args) return Usage(
+        "user-add USER [--allow ADDR|@DOMAIN ...] [--scrypt-log2-n N] [--config-dir DIR]");
   EditLock lock(*args);
   if (!lock.error().empty()) {
     std::cerr << "cannot lock the users file: " << lock.error() << "\n";
@@ -179,7 +187,7 @@ int UserAddCommand(int argc, char** argv) {
   }
   auto password = ReadPassword(/*confirm=*/true);
   if (!password) return kExitFailure;
-  if (absl::Status s = (*db)->Add(user, *password, args->allow); !s.ok()) {
+  if (absl::Status s = (*db)->Add(user, *password, args->allow, args->scrypt); !s.ok()) {
     std::cerr << s.message() << "\n";
     return kExitFailure;
   }

@@ -1,11 +1,13 @@
 // relayctl's user commands, as library code the relayctl main dispatches to. They edit the users
 // file DIR/users (see relay/server/users.h for its format) the way chasquid-util does:
 //
-//   relayctl user-add USER [--allow ADDR|@DOMAIN ...] [--config-dir DIR]
+//   relayctl user-add USER [--allow ADDR|@DOMAIN ...] [--scrypt-log2-n N] [--config-dir DIR]
 //   relayctl user-del USER [--config-dir DIR]
 //   relayctl user-list [--config-dir DIR]
 //   relayctl authenticate USER [--config-dir DIR]
 //
+// --scrypt-log2-n sets the scrypt cost N = 2^n of the new hash (default 15, see users.h); the
+// parameters are stored with the hash, so raising it later affects only new passwords.
 // A password is never taken from the command line (it would show in ps and shell history): it is
 // read from a prompt with echo off when stdin is a terminal (user-add asks twice), otherwise as
 // one line from stdin. Changes are saved atomically under an flock on DIR/users.lock, so two

@@ -20,13 +20,16 @@ run 0 $'s3cret pass\n' user-add app@Example.com --allow @example.org --allow=new
 grep -q '^app@example.com \$scrypt\$ln=15,r=8,p=1\$[^ ]* @example.org,news@example.com$' users ||
   fail "unexpected line: $(cat users)"
 grep -q 's3cret' users && fail "the password is in the file"
-run 0 $'other\n' user-add reports
+run 0 $'other\n' user-add reports --scrypt-log2-n 12
 run 1 $'x\n' user-add app@example.com          # Already there.
 grep -q "already exists" err.txt || fail "$(cat err.txt)"
 run 2 '' user-add bob --password hunter2         # Never from the command line.
 grep -q "never from arguments" err.txt || fail "$(cat err.txt)"
 run 1 '' user-add carol                          # No password on stdin.
 run 2 '' user-add                                # Missing user.
+run 1 $'x\n' user-add eve --scrypt-log2-n 30           # Cost over the memory bound.
+grep -q "scrypt parameters" err.txt || fail "$(cat err.txt)"
+grep -q '^reports \$scrypt\$ln=12,r=8,p=1\$' users || fail "cost not recorded: $(cat users)"
 
 run 0 '' user-list
 [ "$(cat out.txt)" = "$(printf 'app@example.com\t@example.org,news@example.com\nreports\t-')" ] ||
@@ -64,7 +67,8 @@ import os, pty, select, sys, time
 ctl, d = sys.argv[1], sys.argv[2]
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(ctl, [ctl, "user-add", "tty@example.com", "--config-dir", d])
+    os.execv(ctl, [ctl, "user-add", "tty@example.com", "--scrypt-log2-n", "12",
+                   "--config-dir", d])
 out = b""
 def read_until(marker):
     global out
