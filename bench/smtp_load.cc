@@ -1,0 +1,848 @@
+// smtp_load: an SMTP load generator that behaves like an application submitting mail. N
+// connections spread over one io_uring reactor per thread; each greets with EHLO, authenticates
+// with AUTH PLAIN when asked, and sends message after message, batching MAIL, RCPT and DATA in
+// one write when the server offers PIPELINING (RFC 2920 §3.1: DATA ends a batch, the message
+// waits for 354). It stops by itself at --count messages or after --duration-s, whichever comes
+// first, and prints accepted messages/s, the latency from the end of the message to the reply,
+// connection errors and every non-2xx reply counted by code; the last line on stdout is a JSON
+// summary.
+//
+// Safety rule of the project: the target must be loopback or a documentation prefix routed in a
+// test namespace (bench/common/address_policy.h); anything else is refused before any connect.
+//
+//   smtp_load --target 127.0.0.1:2525 --connections 50 --duration-s 20 --size 4096
+//             --domains gmail.test:67,hotmail.test:9,yahoo.test:6,other.test:18
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/common/address_policy.h"
+#include "bench/common/counter.h"
+#include "bench/common/flags.h"
+#include "bench/common/latency_histogram.h"
+#include "bench/common/smtp_reply.h"
+#include "bench/common/time.h"
+#include "bench/smtp_load_message.h"
+#include "relay/base/log.h"
+#include "relay/base/status_macros.h"
+#include "relay/io/reactor.h"
+#include "relay/io/socket.h"
+
+ABSL_FLAG(std::string, target, "", "Server address(es), comma-separated: 127.0.0.1:2525,[::1]:2525");
+ABSL_FLAG(int, connections, 10, "Concurrent connections");
+ABSL_FLAG(int, threads, 0, "Reactor threads (0: one per core, at most --connections)");
+ABSL_FLAG(int64_t, count, 0, "Stop after this many messages (0: only --duration-s bounds the run)");
+ABSL_FLAG(double, duration_s, 10, "Stop starting messages after this many seconds (> 0)");
+ABSL_FLAG(double, rate, 0, "Target messages per second over all connections (0: as fast as possible)");
+ABSL_FLAG(int, messages_per_connection, 0,
+          "Messages per connection before QUIT and a new connection (0: unlimited, 1: one each)");
+ABSL_FLAG(std::string, size, "4096", "Message size or mix: 4096, 4K, or 4K:80,100K:20");
+ABSL_FLAG(std::string, domains, "bench.test",
+          "Recipient domain mix, e.g. gmail.test:67,hotmail.test:9,yahoo.test:6,other.test:18");
+ABSL_FLAG(std::string, from, "load@sender.bench.test", "Envelope sender and From address");
+ABSL_FLAG(std::string, ehlo, "load.bench.test", "EHLO name");
+ABSL_FLAG(std::string, auth_user, "", "AUTH PLAIN with this user (RFC 4954) after EHLO");
+ABSL_FLAG(std::string, auth_password, "", "Password for --auth-user");
+ABSL_FLAG(bool, pipelining, true, "Use PIPELINING when the server offers it");
+ABSL_FLAG(bool, starttls, false, "STARTTLS after EHLO (not available in this build)");
+ABSL_FLAG(bool, tls, false, "Implicit TLS, as on port 465 (not available in this build)");
+ABSL_FLAG(int, reply_timeout_ms, 30000, "Give up on a connection whose reply takes longer");
+ABSL_FLAG(double, progress_interval_s, 0, "Seconds between progress lines on stderr (0: none)");
+ABSL_FLAG(std::string, json_file, "", "Also write the JSON summary to this file");
+ABSL_FLAG(uint64_t, seed, 1, "Seed for sizes, domains and recipients");
+
+namespace bench {
+namespace {
+
+using relay::io::Completion;
+using relay::io::Reactor;
+using relay::io::SocketAddress;
+using relay::io::Timer;
+
+constexpr size_t kRecvBufferBytes = 16 * 1024;
+constexpr int kReconnectDelayMs = 100;
+// After the duration, transactions in flight get this long to finish before connections are cut.
+constexpr int64_t kDrainGraceMs = 10000;
+constexpr int kReplyCodesMax = 600;
+
+struct LoadConfig {
+  std::vector<SocketAddress> targets;
+  int connections = 10;
+  int threads = 1;
+  int64_t count = 0;
+  double rate = 0;
+  int messages_per_connection = 0;
+  std::string ehlo;
+  std::string auth_user;
+  std::string auth_password;
+  bool pipelining = true;
+  int reply_timeout_ms = 30000;
+  const MessageFactory* messages = nullptr;
+  uint64_t seed = 1;
+};
+
+// Shared by all threads.
+struct Budget {
+  std::atomic<int64_t> claimed{0};
+  std::atomic<bool> stop{false};
+  int64_t count = 0;         // 0: unlimited
+  int64_t deadline_ns = 0;   // monotonic: no new message after this
+  bool Claim() {
+    if (stop.load(std::memory_order_relaxed) || MonoNanos() >= deadline_ns) return false;
+    if (count == 0) return true;
+    return claimed.fetch_add(1, std::memory_order_relaxed) < count;
+  }
+};
+
+// Per-thread statistics: written by the shard thread, read by the main thread.
+struct ShardStats {
+  Counter connects;
+  Counter connection_errors;
+  Counter transactions;
+  Counter sent;  // messages whose content was sent
+  Counter accepted;
+  Counter accepted_bytes;
+  Counter sent_bytes;
+  Counter last_accept_ns;  // monotonic
+  std::array<Counter, kReplyCodesMax> replies;  // non-2xx/3xx replies by code
+  LatencyHistogram latency_ns;  // end of message to its reply
+  // Read only after the thread has stopped: the first text seen for each failing code.
+  std::array<std::string, kReplyCodesMax> sample;
+};
+
+class Shard;
+
+class LoadConnection : public relay::io::IoObject {
+ public:
+  LoadConnection(Shard* shard, const SocketAddress& target);
+  bool Idle() const override {
+    return !connect_.in_flight() && !recv_.in_flight() && !send_.in_flight() &&
+           !timer_.scheduled();
+  }
+  void Start();
+  // Pacing granted a message: start the transaction.
+  void Go();
+  // The hard stop: drop the connection without waiting.
+  void Abort();
+  bool closed() const { return closed_; }
+
+ private:
+  enum class Expect { kGreeting, kEhlo, kAuth, kMail, kRcpt, kData, kDataEnd, kRset, kQuit };
+
+  void OnConnect(int result);
+  void OnRecv(int result);
+  void OnSent(int result);
+  void OnTimeout();
+  void HandleReply(const SmtpReply& reply);
+  void Send(std::string_view bytes);
+  void Flush();
+  void Expecting(Expect e);
+  void NextMessage();
+  void SendRcpt();
+  void SendData();
+  void Quit();
+  void Fail(const char* why);
+  void Close(bool reconnect);
+  void CountReply(const SmtpReply& reply);
+
+  Shard* shard_;
+  SocketAddress target_;
+  int fd_ = -1;
+  Completion connect_;
+  Completion recv_;
+  Completion send_;
+  Timer timer_;  // reply timeout, or the reconnect delay while closed
+  std::unique_ptr<char[]> recv_buffer_;
+  SmtpReplyReader reader_;
+  std::deque<Expect> expects_;
+  std::string out_;
+  size_t out_sent_ = 0;
+  std::string pending_;
+  BuiltMessage message_;
+  bool pipelining_ = false;
+  bool txn_failed_ = false;
+  bool closed_ = true;
+  bool reconnect_pending_ = false;
+  bool give_up_ = false;
+  int messages_here_ = 0;
+  int64_t data_end_ns_ = 0;
+};
+
+class Shard {
+ public:
+  Shard(int index, const LoadConfig& config, Budget* budget, ShardStats* stats, int connections)
+      : index_(index), config_(config), budget_(budget), stats_(stats),
+        connection_count_(connections), rng_(config.seed * 1000003 + index) {
+    if (config.rate > 0) {
+      interval_ns_ = static_cast<int64_t>(1e9 * config.threads / config.rate);
+    }
+  }
+
+  absl::Status Init() {
+    relay::SetThreadLogTag(absl::StrCat("load", index_));
+    ASSIGN_OR_RETURN(reactor_, Reactor::Create({}));
+    pace_timer_.set_callback([this] { ReleasePaced(); });
+    for (int i = 0; i < connection_count_; ++i) {
+      const SocketAddress& t = config_.targets[(index_ + i * config_.threads) %
+                                               config_.targets.size()];
+      connections_.push_back(std::make_unique<LoadConnection>(this, t));
+    }
+    return absl::OkStatus();
+  }
+
+  void Run() {
+    for (auto& c : connections_) c->Start();
+    const int64_t hard_stop_ms = reactor_->NowMs() +
+                                 (budget_->deadline_ns - MonoNanos()) / 1000000 + kDrainGraceMs;
+    int64_t last_check_ms = 0;
+    while (true) {
+      reactor_->RunOnce(100);
+      // Looking at every connection costs O(connections): do it a few times a second only.
+      if (reactor_->NowMs() - last_check_ms < 20) continue;
+      last_check_ms = reactor_->NowMs();
+      bool all_closed = true;
+      for (auto& c : connections_) all_closed = all_closed && c->closed() && c->Idle();
+      if (all_closed) break;
+      if (reactor_->NowMs() >= hard_stop_ms) {
+        relay::LogWarning() << "transactions still open " << kDrainGraceMs
+                            << " ms after the end: cutting connections";
+        for (auto& c : connections_) c->Abort();
+        for (int i = 0; i < 500; ++i) {
+          bool idle = true;
+          for (auto& c : connections_) idle = idle && c->Idle();
+          if (idle) break;
+          reactor_->RunOnce(10);
+        }
+        break;
+      }
+    }
+    if (pace_timer_.scheduled()) reactor_->timers().Cancel(&pace_timer_);
+    connections_.clear();
+    reactor_.reset();
+  }
+
+  // A connection wants to start a message; false when the budget is spent. With a target rate
+  // the connection may be parked and started later through Go().
+  bool RequestMessage(LoadConnection* c) {
+    if (!budget_->Claim()) return false;
+    if (interval_ns_ == 0) {
+      c->Go();
+      return true;
+    }
+    waiting_.push_back(c);
+    ReleasePaced();
+    return true;
+  }
+
+  void ReleasePaced() {
+    int64_t now = MonoNanos();
+    // At most one interval of catch-up: a stall is not followed by a burst.
+    if (next_ns_ < now - interval_ns_) next_ns_ = now - interval_ns_;
+    while (!waiting_.empty() && next_ns_ <= now) {
+      LoadConnection* c = waiting_.front();
+      waiting_.pop_front();
+      next_ns_ += interval_ns_;
+      c->Go();
+    }
+    if (!waiting_.empty() && !pace_timer_.scheduled()) {
+      int64_t delay_ms = std::max<int64_t>(1, (next_ns_ - now + 999999) / 1000000);
+      reactor_->timers().ScheduleAfter(&pace_timer_, delay_ms);
+    }
+  }
+
+  void Forget(LoadConnection* c) {
+    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), c), waiting_.end());
+  }
+
+  Reactor* reactor() { return reactor_.get(); }
+  const LoadConfig& config() const { return config_; }
+  ShardStats* stats() { return stats_; }
+  std::mt19937_64& rng() { return rng_; }
+  int index() const { return index_; }
+  uint64_t NextSeq() { return seq_++; }
+  bool draining() const {
+    return budget_->stop.load(std::memory_order_relaxed) || MonoNanos() >= budget_->deadline_ns;
+  }
+
+ private:
+  const int index_;
+  const LoadConfig& config_;
+  Budget* budget_;
+  ShardStats* stats_;
+  const int connection_count_;
+  std::mt19937_64 rng_;
+  std::unique_ptr<Reactor> reactor_;
+  std::vector<std::unique_ptr<LoadConnection>> connections_;
+  int64_t interval_ns_ = 0;
+  int64_t next_ns_ = 0;
+  std::deque<LoadConnection*> waiting_;
+  Timer pace_timer_;
+  uint64_t seq_ = 0;
+};
+
+LoadConnection::LoadConnection(Shard* shard, const SocketAddress& target)
+    : shard_(shard), target_(target), recv_buffer_(new char[kRecvBufferBytes]) {
+  connect_.set_handler([this](int result, uint32_t) { OnConnect(result); });
+  recv_.set_handler([this](int result, uint32_t) { OnRecv(result); });
+  send_.set_handler([this](int result, uint32_t) { OnSent(result); });
+  timer_.set_callback([this] { OnTimeout(); });
+}
+
+void LoadConnection::Start() {
+  reconnect_pending_ = false;
+  if (give_up_ || shard_->draining()) return;
+  fd_ = socket(target_.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    shard_->stats()->connection_errors.Add();
+    relay::LogError() << "socket: " << std::strerror(errno);
+    give_up_ = true;
+    return;
+  }
+  int one = 1;
+  // Commands are small and the reply latency is what is measured: no Nagle delay.
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  closed_ = false;
+  reader_.Clear();
+  expects_.clear();
+  out_.clear();
+  pending_.clear();
+  out_sent_ = 0;
+  messages_here_ = 0;
+  pipelining_ = false;
+  shard_->reactor()->Connect(fd_, target_.get(), target_.length, &connect_);
+  Expecting(Expect::kGreeting);
+}
+
+void LoadConnection::OnConnect(int result) {
+  if (closed_) return;
+  if (result < 0) {
+    if (shard_->stats()->connection_errors.value() < 5) {
+      relay::LogWarning() << "connect " << target_.ToString() << ": " << std::strerror(-result);
+    }
+    Fail(nullptr);
+    return;
+  }
+  shard_->stats()->connects.Add();
+  shard_->reactor()->Recv(fd_, recv_buffer_.get(), kRecvBufferBytes, &recv_);
+}
+
+void LoadConnection::Expecting(Expect e) {
+  expects_.push_back(e);
+  if (!timer_.scheduled()) {
+    shard_->reactor()->timers().ScheduleAfter(&timer_, shard_->config().reply_timeout_ms);
+  }
+}
+
+void LoadConnection::OnTimeout() {
+  if (closed_) {
+    if (!reconnect_pending_) return;
+    if (connect_.in_flight() || recv_.in_flight() || send_.in_flight()) {
+      // The old socket's operations have not all come back yet: the completions are reused.
+      shard_->reactor()->timers().ScheduleAfter(&timer_, 10);
+      return;
+    }
+    Start();
+    return;
+  }
+  Fail("reply timeout");
+}
+
+void LoadConnection::OnRecv(int result) {
+  if (closed_) return;
+  if (result <= 0) {
+    if (result == 0 && !expects_.empty() && expects_.front() == Expect::kQuit) {
+      Close(/*reconnect=*/true);
+      return;
+    }
+    Fail(result == 0 ? "connection closed by the server" : std::strerror(-result));
+    return;
+  }
+  reader_.Append(std::string_view(recv_buffer_.get(), static_cast<size_t>(result)));
+  while (!closed_) {
+    SmtpReply reply;
+    bool complete = false;
+    absl::Status s = reader_.Next(&reply, &complete);
+    if (!s.ok()) {
+      relay::LogWarning() << "from " << target_.ToString() << ": " << s.message();
+      Fail(nullptr);
+      return;
+    }
+    if (!complete) break;
+    HandleReply(reply);
+  }
+  if (!closed_ && !recv_.in_flight()) {
+    shard_->reactor()->Recv(fd_, recv_buffer_.get(), kRecvBufferBytes, &recv_);
+  }
+}
+
+void LoadConnection::CountReply(const SmtpReply& reply) {
+  ShardStats* st = shard_->stats();
+  if (reply.code > 0 && reply.code < kReplyCodesMax) {
+    st->replies[reply.code].Add();
+    if (st->sample[reply.code].empty()) st->sample[reply.code] = reply.Summary();
+  }
+}
+
+void LoadConnection::HandleReply(const SmtpReply& reply) {
+  if (expects_.empty()) {
+    relay::LogWarning() << "unexpected reply from " << target_.ToString() << ": "
+                        << reply.Summary();
+    Fail(nullptr);
+    return;
+  }
+  Expect e = expects_.front();
+  expects_.pop_front();
+  if (expects_.empty()) {
+    shard_->reactor()->timers().Cancel(&timer_);
+  } else {
+    shard_->reactor()->timers().ScheduleAfter(&timer_, shard_->config().reply_timeout_ms);
+  }
+  const LoadConfig& config = shard_->config();
+  const bool ok = reply.code / 100 == 2;
+  switch (e) {
+    case Expect::kGreeting:
+      if (reply.code != 220) {
+        CountReply(reply);
+        Fail(nullptr);
+        return;
+      }
+      Send(absl::StrCat("EHLO ", config.ehlo, "\r\n"));
+      Expecting(Expect::kEhlo);
+      return;
+    case Expect::kEhlo: {
+      if (!ok) {
+        CountReply(reply);
+        Fail(nullptr);
+        return;
+      }
+      bool auth_plain = false;
+      for (size_t i = 1; i < reply.lines.size(); ++i) {
+        std::string kw = absl::AsciiStrToUpper(reply.lines[i]);
+        if (kw == "PIPELINING") pipelining_ = config.pipelining;
+        if (absl::StartsWith(kw, "AUTH") &&
+            (absl::StrContains(kw, " PLAIN") || absl::StrContains(kw, "=PLAIN"))) {
+          auth_plain = true;
+        }
+      }
+      if (!config.auth_user.empty()) {
+        if (!auth_plain) {
+          relay::LogError() << target_.ToString() << " does not offer AUTH PLAIN";
+          give_up_ = true;
+          Fail(nullptr);
+          return;
+        }
+        // RFC 4616: authzid NUL authcid NUL passwd, as the initial response (RFC 4954 §4).
+        std::string creds = absl::StrCat(std::string(1, '\0'), config.auth_user,
+                                         std::string(1, '\0'), config.auth_password);
+        Send(absl::StrCat("AUTH PLAIN ", absl::Base64Escape(creds), "\r\n"));
+        Expecting(Expect::kAuth);
+        return;
+      }
+      NextMessage();
+      return;
+    }
+    case Expect::kAuth:
+      if (reply.code != 235) {
+        CountReply(reply);
+        relay::LogError() << "AUTH PLAIN refused: " << reply.Summary();
+        give_up_ = true;
+        Fail(nullptr);
+        return;
+      }
+      NextMessage();
+      return;
+    case Expect::kMail:
+      if (!ok) {
+        CountReply(reply);
+        txn_failed_ = true;
+      }
+      if (!pipelining_) {
+        if (txn_failed_) {
+          Send("RSET\r\n");
+          Expecting(Expect::kRset);
+        } else {
+          SendRcpt();
+        }
+      }
+      return;
+    case Expect::kRcpt:
+      if (!ok) {
+        CountReply(reply);
+        txn_failed_ = true;
+      }
+      if (!pipelining_) {
+        if (txn_failed_) {
+          Send("RSET\r\n");
+          Expecting(Expect::kRset);
+        } else {
+          SendData();
+        }
+      }
+      return;
+    case Expect::kData:
+      if (reply.code == 354) {
+        if (txn_failed_) {
+          // RFC 2920 §3.1: DATA accepted although a recipient failed; send an empty message
+          // the server will refuse or drop, and count nothing for it.
+          Send(".\r\n");
+          Expecting(Expect::kRset);
+          return;
+        }
+        Send(message_.wire);
+        data_end_ns_ = MonoNanos();
+        shard_->stats()->sent.Add();
+        shard_->stats()->sent_bytes.Add(message_.content_bytes);
+        Expecting(Expect::kDataEnd);
+        return;
+      }
+      if (!txn_failed_) CountReply(reply);  // a DATA refused only because RCPT failed is not new
+      Send("RSET\r\n");
+      Expecting(Expect::kRset);
+      return;
+    case Expect::kDataEnd:
+      shard_->stats()->latency_ns.Record(MonoNanos() - data_end_ns_);
+      if (ok) {
+        shard_->stats()->accepted.Add();
+        shard_->stats()->accepted_bytes.Add(message_.content_bytes);
+        shard_->stats()->last_accept_ns.Set(MonoNanos());
+      } else {
+        CountReply(reply);
+      }
+      NextMessage();
+      return;
+    case Expect::kRset:
+      NextMessage();
+      return;
+    case Expect::kQuit:
+      Close(/*reconnect=*/true);
+      return;
+  }
+}
+
+void LoadConnection::NextMessage() {
+  const int per_connection = shard_->config().messages_per_connection;
+  if (per_connection > 0 && messages_here_ >= per_connection) {
+    Quit();
+    return;
+  }
+  if (!shard_->RequestMessage(this)) {
+    give_up_ = true;  // the budget is spent: no new connection either
+    Quit();
+  }
+}
+
+void LoadConnection::Go() {
+  if (closed_) return;
+  ++messages_here_;
+  txn_failed_ = false;
+  shard_->stats()->transactions.Add();
+  shard_->config().messages->Build(shard_->NextSeq(), shard_->index(), shard_->rng(), &message_);
+  const std::string& from = shard_->config().messages->from();
+  if (pipelining_) {
+    Send(absl::StrCat("MAIL FROM:<", from, ">\r\nRCPT TO:<", message_.rcpt, ">\r\nDATA\r\n"));
+    Expecting(Expect::kMail);
+    Expecting(Expect::kRcpt);
+    Expecting(Expect::kData);
+  } else {
+    Send(absl::StrCat("MAIL FROM:<", from, ">\r\n"));
+    Expecting(Expect::kMail);
+  }
+}
+
+void LoadConnection::SendRcpt() {
+  Send(absl::StrCat("RCPT TO:<", message_.rcpt, ">\r\n"));
+  Expecting(Expect::kRcpt);
+}
+
+void LoadConnection::SendData() {
+  Send("DATA\r\n");
+  Expecting(Expect::kData);
+}
+
+void LoadConnection::Quit() {
+  Send("QUIT\r\n");
+  Expecting(Expect::kQuit);
+}
+
+void LoadConnection::Send(std::string_view bytes) {
+  pending_.append(bytes.data(), bytes.size());
+  Flush();
+}
+
+void LoadConnection::Flush() {
+  if (closed_ || send_.in_flight() || pending_.empty()) return;
+  out_.swap(pending_);
+  pending_.clear();
+  out_sent_ = 0;
+  shard_->reactor()->Send(fd_, out_.data(), out_.size(), &send_);
+}
+
+void LoadConnection::OnSent(int result) {
+  if (closed_) return;
+  if (result < 0) {
+    Fail(std::strerror(-result));
+    return;
+  }
+  out_sent_ += static_cast<size_t>(result);
+  if (out_sent_ < out_.size()) {
+    shard_->reactor()->Send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, &send_);
+    return;
+  }
+  out_.clear();
+  Flush();
+}
+
+void LoadConnection::Fail(const char* why) {
+  if (closed_) return;
+  shard_->stats()->connection_errors.Add();
+  if (why != nullptr && shard_->stats()->connection_errors.value() <= 5) {
+    relay::LogWarning() << target_.ToString() << ": " << why;
+  }
+  Close(/*reconnect=*/true);
+}
+
+void LoadConnection::Close(bool reconnect) {
+  if (closed_) return;
+  closed_ = true;
+  shard_->Forget(this);
+  if (timer_.scheduled()) shard_->reactor()->timers().Cancel(&timer_);
+  shard_->reactor()->Cancel(&connect_);
+  shard_->reactor()->Cancel(&recv_);
+  shard_->reactor()->Cancel(&send_);
+  shard_->reactor()->Close(fd_);
+  fd_ = -1;
+  if (reconnect && !give_up_ && !shard_->draining()) {
+    // The new socket waits until every operation of the old one has come back.
+    reconnect_pending_ = true;
+    shard_->reactor()->timers().ScheduleAfter(&timer_, kReconnectDelayMs);
+  }
+}
+
+void LoadConnection::Abort() {
+  give_up_ = true;
+  if (reconnect_pending_ && timer_.scheduled()) shard_->reactor()->timers().Cancel(&timer_);
+  reconnect_pending_ = false;
+  Close(false);
+}
+
+std::string RepliesJson(const std::vector<std::unique_ptr<ShardStats>>& stats,
+                        std::string* human) {
+  std::string json = "{";
+  for (int code = 0; code < kReplyCodesMax; ++code) {
+    uint64_t n = 0;
+    std::string sample;
+    for (const auto& s : stats) {
+      n += s->replies[code].value();
+      if (sample.empty()) sample = s->sample[code];
+    }
+    if (n == 0) continue;
+    absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"", code, "\":", n);
+    absl::StrAppend(human, "  ", n, " x ", sample, "\n");
+  }
+  return json + "}";
+}
+
+int Main(int argc, char** argv) {
+  CommandLine command_line(argc, argv, {});
+  absl::SetProgramUsageMessage(
+      "SMTP load generator.\n  smtp_load --target 127.0.0.1:2525 --connections 50 "
+      "--duration-s 20 [--count N] [--rate R] [--size 4K] [--domains d1:w1,d2:w2]");
+  absl::ParseCommandLine(command_line.argc(), command_line.argv());
+
+  LoadConfig config;
+  std::string targets = absl::GetFlag(FLAGS_target);
+  if (targets.empty()) {
+    std::fprintf(stderr, "smtp_load: --target is required\n");
+    return 2;
+  }
+  for (absl::string_view t : absl::StrSplit(targets, ',', absl::SkipWhitespace())) {
+    auto a = SocketAddress::Parse(std::string(t));
+    if (!a.ok()) {
+      std::fprintf(stderr, "smtp_load: --target %s: %s\n", std::string(t).c_str(),
+                   std::string(a.status().message()).c_str());
+      return 2;
+    }
+    if (a->port() == 0) {
+      std::fprintf(stderr, "smtp_load: --target %s needs a port\n", std::string(t).c_str());
+      return 2;
+    }
+    if (absl::Status s = CheckBenchDestination(*a); !s.ok()) {
+      std::fprintf(stderr, "smtp_load: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    config.targets.push_back(*a);
+  }
+  if (absl::GetFlag(FLAGS_starttls) || absl::GetFlag(FLAGS_tls)) {
+    std::fprintf(stderr, "smtp_load: TLS is not available in this build yet\n");
+    return 2;
+  }
+  const double duration_s = absl::GetFlag(FLAGS_duration_s);
+  if (!(duration_s > 0)) {
+    std::fprintf(stderr, "smtp_load: --duration-s must be > 0 (the run always ends by itself)\n");
+    return 2;
+  }
+  config.connections = std::max(1, absl::GetFlag(FLAGS_connections));
+  config.threads = absl::GetFlag(FLAGS_threads);
+  if (config.threads <= 0) config.threads = std::max(1u, std::thread::hardware_concurrency());
+  config.threads = std::min(config.threads, config.connections);
+  config.count = std::max<int64_t>(0, absl::GetFlag(FLAGS_count));
+  config.rate = std::max(0.0, absl::GetFlag(FLAGS_rate));
+  config.messages_per_connection = std::max(0, absl::GetFlag(FLAGS_messages_per_connection));
+  config.ehlo = absl::GetFlag(FLAGS_ehlo);
+  config.auth_user = absl::GetFlag(FLAGS_auth_user);
+  config.auth_password = absl::GetFlag(FLAGS_auth_password);
+  config.pipelining = absl::GetFlag(FLAGS_pipelining);
+  config.reply_timeout_ms = std::max(1, absl::GetFlag(FLAGS_reply_timeout_ms));
+  config.seed = absl::GetFlag(FLAGS_seed);
+  MessageOptions message_options;
+  message_options.sizes = absl::GetFlag(FLAGS_size);
+  message_options.domains = absl::GetFlag(FLAGS_domains);
+  message_options.from = absl::GetFlag(FLAGS_from);
+  auto factory = MessageFactory::Create(message_options);
+  if (!factory.ok()) {
+    std::fprintf(stderr, "smtp_load: %s\n", std::string(factory.status().message()).c_str());
+    return 2;
+  }
+  config.messages = &*factory;
+  if (absl::Status probe = Reactor::ProbeKernel(); !probe.ok()) {
+    std::fprintf(stderr, "smtp_load: %s\n", std::string(probe.message()).c_str());
+    return 3;
+  }
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Budget budget;
+  budget.count = config.count;
+  const int64_t start_ns = MonoNanos();
+  const double cpu_start_s = ProcessCpuSeconds();
+  budget.deadline_ns = start_ns + static_cast<int64_t>(duration_s * 1e9);
+  std::vector<std::unique_ptr<ShardStats>> stats;
+  std::vector<std::unique_ptr<Shard>> shards;
+  for (int t = 0; t < config.threads; ++t) {
+    int n = config.connections / config.threads + (t < config.connections % config.threads);
+    stats.push_back(std::make_unique<ShardStats>());
+    shards.push_back(std::make_unique<Shard>(t, config, &budget, stats.back().get(), n));
+  }
+  std::atomic<int> running{config.threads};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < config.threads; ++t) {
+    workers.emplace_back([&, t] {
+      absl::Status s = shards[t]->Init();  // on this thread: the ring is single-issuer
+      if (!s.ok()) {
+        std::fprintf(stderr, "smtp_load: %s\n", std::string(s.message()).c_str());
+        failed = true;
+      } else {
+        shards[t]->Run();
+      }
+      running.fetch_sub(1);
+    });
+  }
+  const double progress_s = absl::GetFlag(FLAGS_progress_interval_s);
+  double next_progress = progress_s > 0 ? progress_s : 1e300;
+  while (running.load() > 0) {
+    timespec ts{0, 50 * 1000000};
+    int sig = sigtimedwait(&signals, nullptr, &ts);
+    if (sig == SIGTERM || sig == SIGINT) budget.stop = true;
+    double elapsed = (MonoNanos() - start_ns) / 1e9;
+    if (elapsed >= next_progress) {
+      uint64_t accepted = 0, errors = 0;
+      for (const auto& s : stats) {
+        accepted += s->accepted.value();
+        errors += s->connection_errors.value();
+      }
+      std::fprintf(stderr, "smtp_load: t=%.1fs accepted=%llu (%.0f/s) connection_errors=%llu\n",
+                   elapsed, static_cast<unsigned long long>(accepted), accepted / elapsed,
+                   static_cast<unsigned long long>(errors));
+      next_progress += progress_s;
+    }
+  }
+  for (auto& w : workers) w.join();
+  const double wall_s = (MonoNanos() - start_ns) / 1e9;
+  const double cpu_s = ProcessCpuSeconds() - cpu_start_s;
+
+  uint64_t connects = 0, errors = 0, transactions = 0, sent = 0, accepted = 0, accepted_bytes = 0,
+           sent_bytes = 0;
+  int64_t last_accept = 0;
+  LatencyHistogram latency;
+  for (const auto& s : stats) {
+    connects += s->connects.value();
+    errors += s->connection_errors.value();
+    transactions += s->transactions.value();
+    sent += s->sent.value();
+    accepted += s->accepted.value();
+    accepted_bytes += s->accepted_bytes.value();
+    sent_bytes += s->sent_bytes.value();
+    last_accept = std::max<int64_t>(last_accept, s->last_accept_ns.value());
+    latency.Merge(s->latency_ns);
+  }
+  // The rate over the time in which messages were being accepted (not the final QUITs).
+  double active_s = last_accept > start_ns ? (last_accept - start_ns) / 1e9 : wall_s;
+  double rate = accepted / active_s;
+  std::string human_replies;
+  std::string replies = RepliesJson(stats, &human_replies);
+  std::fprintf(stderr,
+               "smtp_load: %llu accepted of %llu sent (%llu transactions) in %.2fs: %.1f "
+               "messages/s accepted\n"
+               "smtp_load: end of message to reply: %s\n"
+               "smtp_load: %llu connections, %llu connection errors, cpu %.2fs (%.1f%% of one "
+               "core)\n%s%s",
+               static_cast<unsigned long long>(accepted), static_cast<unsigned long long>(sent),
+               static_cast<unsigned long long>(transactions), active_s, rate,
+               FormatPercentilesNanos(latency).c_str(), static_cast<unsigned long long>(connects),
+               static_cast<unsigned long long>(errors), cpu_s, 100 * cpu_s / wall_s,
+               human_replies.empty() ? "" : "smtp_load: replies other than 2xx/3xx:\n",
+               human_replies.c_str());
+  std::string json = absl::StrFormat(
+      "{\"tool\":\"smtp_load\",\"targets\":\"%s\",\"connections\":%d,\"threads\":%d,"
+      "\"transactions\":%d,\"sent\":%d,\"accepted\":%d,\"sent_bytes\":%d,\"accepted_bytes\":%d,"
+      "\"active_s\":%.3f,\"wall_s\":%.3f,\"accepted_per_s\":%.1f,\"connects\":%d,"
+      "\"connection_errors\":%d,\"cpu_s\":%.3f,\"latency\":%s,\"replies\":%s}",
+      targets, config.connections, config.threads, transactions, sent, accepted, sent_bytes,
+      accepted_bytes, active_s, wall_s, rate, connects, errors, cpu_s,
+      PercentilesJsonNanos(latency), replies);
+  std::printf("%s\n", json.c_str());
+  std::fflush(stdout);
+  if (std::string path = absl::GetFlag(FLAGS_json_file); !path.empty()) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (f != nullptr) {
+      std::fprintf(f, "%s\n", json.c_str());
+      std::fclose(f);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace bench
+
+int main(int argc, char** argv) { return bench::Main(argc, argv); }
