@@ -112,6 +112,10 @@ struct Budget {
   std::atomic<bool> stop{false};
   int64_t count = 0;         // 0: unlimited
   int64_t deadline_ns = 0;   // monotonic: no new message after this
+  bool Spent() const {
+    return stop.load(std::memory_order_relaxed) || MonoNanos() >= deadline_ns ||
+           (count > 0 && claimed.load(std::memory_order_relaxed) >= count);
+  }
   bool Claim() {
     if (stop.load(std::memory_order_relaxed) || MonoNanos() >= deadline_ns) return false;
     if (count == 0) return true;
@@ -167,7 +171,9 @@ class LoadConnection : public relay::io::IoObject {
   void SendData();
   void Quit();
   void Fail(const char* why);
-  void Close(bool reconnect);
+  // Closes the socket; with `reconnect_delay_ms` >= 0 a new connection follows after that delay
+  // unless the run is over.
+  void Close(int reconnect_delay_ms);
   void CountReply(const SmtpReply& reply);
 
   Shard* shard_;
@@ -189,6 +195,7 @@ class LoadConnection : public relay::io::IoObject {
   bool closed_ = true;
   bool reconnect_pending_ = false;
   bool give_up_ = false;
+  bool reserved_ = false;  // a message of the budget is claimed for this connection
   int messages_here_ = 0;
   int64_t data_end_ns_ = 0;
 };
@@ -248,8 +255,9 @@ class Shard {
 
   // A connection wants to start a message; false when the budget is spent. With a target rate
   // the connection may be parked and started later through Go().
-  bool RequestMessage(LoadConnection* c) {
-    if (!budget_->Claim()) return false;
+  bool ClaimMessage() { return budget_->Claim(); }
+  bool RequestMessage(LoadConnection* c, bool claimed) {
+    if (!claimed && !budget_->Claim()) return false;
     if (interval_ns_ == 0) {
       c->Go();
       return true;
@@ -285,9 +293,8 @@ class Shard {
   std::mt19937_64& rng() { return rng_; }
   int index() const { return index_; }
   uint64_t NextSeq() { return seq_++; }
-  bool draining() const {
-    return budget_->stop.load(std::memory_order_relaxed) || MonoNanos() >= budget_->deadline_ns;
-  }
+  // No new message will be started: stop asked, duration over, or the count used up.
+  bool draining() const { return budget_->Spent(); }
 
  private:
   const int index_;
@@ -315,7 +322,11 @@ LoadConnection::LoadConnection(Shard* shard, const SocketAddress& target)
 
 void LoadConnection::Start() {
   reconnect_pending_ = false;
-  if (give_up_ || shard_->draining()) return;
+  if (give_up_) return;
+  // The first message is claimed before connecting, so that a run bounded by a count opens no
+  // connection that would find the budget spent after its EHLO.
+  reserved_ = shard_->ClaimMessage();
+  if (!reserved_) return;
   fd_ = socket(target_.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     shard_->stats()->connection_errors.Add();
@@ -363,7 +374,7 @@ void LoadConnection::OnTimeout() {
     if (!reconnect_pending_) return;
     if (connect_.in_flight() || recv_.in_flight() || send_.in_flight()) {
       // The old socket's operations have not all come back yet: the completions are reused.
-      shard_->reactor()->timers().ScheduleAfter(&timer_, 10);
+      shard_->reactor()->timers().ScheduleAfter(&timer_, 1);
       return;
     }
     Start();
@@ -376,7 +387,7 @@ void LoadConnection::OnRecv(int result) {
   if (closed_) return;
   if (result <= 0) {
     if (result == 0 && !expects_.empty() && expects_.front() == Expect::kQuit) {
-      Close(/*reconnect=*/true);
+      Close(/*reconnect_delay_ms=*/0);
       return;
     }
     Fail(result == 0 ? "connection closed by the server" : std::strerror(-result));
@@ -539,7 +550,7 @@ void LoadConnection::HandleReply(const SmtpReply& reply) {
       NextMessage();
       return;
     case Expect::kQuit:
-      Close(/*reconnect=*/true);
+      Close(/*reconnect_delay_ms=*/0);
       return;
   }
 }
@@ -550,7 +561,9 @@ void LoadConnection::NextMessage() {
     Quit();
     return;
   }
-  if (!shard_->RequestMessage(this)) {
+  bool claimed = reserved_;
+  reserved_ = false;
+  if (!shard_->RequestMessage(this, claimed)) {
     give_up_ = true;  // the budget is spent: no new connection either
     Quit();
   }
@@ -623,10 +636,10 @@ void LoadConnection::Fail(const char* why) {
   if (why != nullptr && shard_->stats()->connection_errors.value() <= 5) {
     relay::LogWarning() << target_.ToString() << ": " << why;
   }
-  Close(/*reconnect=*/true);
+  Close(kReconnectDelayMs);
 }
 
-void LoadConnection::Close(bool reconnect) {
+void LoadConnection::Close(int reconnect_delay_ms) {
   if (closed_) return;
   closed_ = true;
   shard_->Forget(this);
@@ -636,10 +649,10 @@ void LoadConnection::Close(bool reconnect) {
   shard_->reactor()->Cancel(&send_);
   shard_->reactor()->Close(fd_);
   fd_ = -1;
-  if (reconnect && !give_up_ && !shard_->draining()) {
-    // The new socket waits until every operation of the old one has come back.
+  if (reconnect_delay_ms >= 0 && !give_up_ && !shard_->draining()) {
+    // The new socket waits until every operation of the old one has come back (OnTimeout).
     reconnect_pending_ = true;
-    shard_->reactor()->timers().ScheduleAfter(&timer_, kReconnectDelayMs);
+    shard_->reactor()->timers().ScheduleAfter(&timer_, reconnect_delay_ms);
   }
 }
 
@@ -647,7 +660,7 @@ void LoadConnection::Abort() {
   give_up_ = true;
   if (reconnect_pending_ && timer_.scheduled()) shard_->reactor()->timers().Cancel(&timer_);
   reconnect_pending_ = false;
-  Close(false);
+  Close(/*reconnect_delay_ms=*/-1);
 }
 
 std::string RepliesJson(const std::vector<std::unique_ptr<ShardStats>>& stats,

@@ -534,8 +534,12 @@ int Main(int argc, char** argv) {
 
   // Bind every listener here, so that port 0 resolves once and each shard then binds the same
   // port with SO_REUSEPORT.
+  // Every address given with port 0 gets the port the first of them was given, so that one
+  // --port-file line describes them all (a range of loopback addresses on one port).
   std::vector<std::vector<int>> shard_fds(threads);
+  uint16_t shared_port = 0;
   for (SocketAddress& address : addresses) {
+    if (address.port() == 0 && shared_port != 0) address.set_port(shared_port);
     for (int t = 0; t < threads; ++t) {
       auto fd = relay::io::Listen(address);
       if (!fd.ok()) {
@@ -545,6 +549,7 @@ int Main(int argc, char** argv) {
       if (address.port() == 0) {
         auto bound = relay::io::LocalAddress(*fd);
         if (bound.ok()) address.set_port(bound->port());
+        shared_port = address.port();
       }
       shard_fds[t].push_back(*fd);
     }
