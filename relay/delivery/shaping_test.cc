@@ -1,0 +1,237 @@
+#include "relay/delivery/shaping.h"
+
+#include <toml++/toml.h>
+
+#include "gtest/gtest.h"
+
+namespace relay::delivery {
+namespace {
+
+using Hosts = std::vector<std::string>;
+
+TEST(Shaping, ProviderMatchedByMxSuffix) {
+  ShapingRules rules = ShapingRules::Shipped();
+  // A Google Workspace domain: its own name says nothing, its MX hosts do.
+  ShapingRule r = rules.Resolve("example.org", {"ASPMX.L.GOOGLE.COM.", "alt1.aspmx.l.google.com"});
+  EXPECT_EQ(r.name, "google");
+  EXPECT_EQ(r.tls, TlsPolicy::kRequired);
+  EXPECT_EQ(r.messages_per_second, 10u);
+  EXPECT_EQ(rules.Resolve("gmail.com", {"gmail-smtp-in.l.google.com"}).name, "google");
+  EXPECT_EQ(rules.Resolve("googlemail.com", {"x.googlemail.com"}).name, "google");
+  EXPECT_EQ(rules.Resolve("yahoo.com", {"mta5.am0.yahoodns.net"}).name, "yahoo");
+  EXPECT_EQ(rules.Resolve("aol.com", {"mx-aol.mail.gm0.yahoodns.net"}).name, "yahoo");
+  EXPECT_EQ(rules.Resolve("contoso.com", {"contoso-com.mail.protection.outlook.com"}).name,
+            "microsoft");
+  EXPECT_EQ(rules.Resolve("hotmail.com", {"hotmail-com.olc.protection.outlook.com"}).name,
+            "microsoft");
+  EXPECT_EQ(rules.Resolve("icloud.com", {"mx01.mail.icloud.com"}).name, "apple");
+  EXPECT_EQ(rules.Resolve("me.com", {"mx02.mail.me.com"}).name, "apple");
+}
+
+TEST(Shaping, SuffixMustMatchAtALabelBoundary) {
+  ShapingRules rules = ShapingRules::Shipped();
+  EXPECT_EQ(rules.Resolve("evil.test", {"mx.notgoogle.com"}).name, "default");
+  EXPECT_EQ(rules.Resolve("evil.test", {"google.com.evil.test"}).name, "default");
+  EXPECT_EQ(rules.Resolve("x.test", {}).name, "default");
+}
+
+TEST(Shaping, FirstMatchingMxInPreferenceOrderWins) {
+  ShapingRules rules = ShapingRules::Shipped();
+  EXPECT_EQ(rules.Resolve("d.test", {"mx.d.test", "mx1.mail.icloud.com", "a.l.google.com"}).name,
+            "apple");
+}
+
+TEST(Shaping, DefaultRule) {
+  ShapingRule r = ShapingRules::Shipped().Resolve("small.test", {"mail.small.test"});
+  EXPECT_EQ(r.name, "default");
+  EXPECT_EQ(r.tls, TlsPolicy::kOpportunistic);
+  EXPECT_EQ(r.connections_max, 10u);
+  EXPECT_EQ(r.messages_per_second, 0u);
+  EXPECT_EQ(r.timeouts.greeting_ms, 300000u);
+  EXPECT_EQ(r.timeouts.data_done_ms, 600000u);
+}
+
+TEST(Shaping, ReplyRulesOfShippedProviders) {
+  ShapingRules rules = ShapingRules::Shipped();
+  ShapingRule g = rules.Resolve("gmail.com", {"gmail-smtp-in.l.google.com"});
+  const ReplyRule* m = g.MatchReply(
+      421, "4.7.28",
+      "Our system has detected an unusual rate of unsolicited mail originating from your IP "
+      "address.");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->action, ReplyAction::kSuspend);
+  EXPECT_EQ(m->suspend_s, 3600u);
+  m = g.MatchReply(421, "4.7.0", "Our system has detected an UNUSUAL RATE of mail");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->suspend_s, 1800u);
+  EXPECT_EQ(g.MatchReply(550, "5.1.1", "The email account that you tried to reach does not exist"),
+            nullptr);
+  // The default rule's reply rules apply below the provider's.
+  m = g.MatchReply(421, "4.7.0", "Too many concurrent SMTP connections from this IP address");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->suspend_s, 60u);
+
+  ShapingRule y = rules.Resolve("yahoo.com", {"mta6.am0.yahoodns.net"});
+  m = y.MatchReply(421, "4.7.0",
+                   "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume "
+                   "or user complaints - 4.16.55.1");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->action, ReplyAction::kSuspend);
+  m = y.MatchReply(421, "4.7.1",
+                   "[TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying "
+                   "will NOT succeed.");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->action, ReplyAction::kBounce);
+
+  ShapingRule ms = rules.Resolve("outlook.com", {"outlook-com.olc.protection.outlook.com"});
+  m = ms.MatchReply(550, "5.7.1",
+                    "Unfortunately, messages from [192.0.2.1] weren't sent. (S3150)");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->suspend_s, 3600u);
+  m = ms.MatchReply(451, "4.7.650",
+                    "The mail server [192.0.2.1] has been temporarily rate limited due to IP "
+                    "reputation.");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->suspend_s, 1800u);
+}
+
+absl::StatusOr<ShapingRules> Parse(const std::string& text) {
+  toml::table root = toml::parse(std::string_view(text), std::string_view("relay.toml"));
+  const toml::node* n = root.get("shaping");
+  if (n == nullptr) return absl::NotFoundError("no shaping");
+  return ParseShapingRules(*n);
+}
+
+TEST(Shaping, ConfigAddsDomainRuleOverridingOnlySomeFields) {
+  auto rules = Parse(R"(
+[[shaping]]
+name = "acme"
+domains = ["Acme.Example"]
+connections_max = 2
+[[shaping.reply]]
+contains = "slow down"
+suspend_s = 120
+[[shaping.reply]]
+regex = "^4[0-9][0-9] 4\\.2\\.2 .*over quota"
+bounce = true
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  // A domain hosted on Google: Google's limits, with the domain's own fields on top.
+  ShapingRule r = rules->Resolve("acme.example.", {"aspmx.l.google.com"});
+  EXPECT_EQ(r.name, "acme+google");
+  EXPECT_EQ(r.connections_max, 2u);
+  EXPECT_EQ(r.messages_per_second, 10u);     // from google
+  EXPECT_EQ(r.tls, TlsPolicy::kRequired);    // from google
+  const ReplyRule* m = r.MatchReply(421, "4.7.0", "Please SLOW DOWN");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->suspend_s, 120u);
+  m = r.MatchReply(452, "4.2.2", "The email account that you tried to reach is over quota");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->action, ReplyAction::kBounce);
+  EXPECT_EQ(r.MatchReply(452, "4.2.1", "over quota"), nullptr);  // anchored regex
+  // The same domain on its own MX gets the default's other fields.
+  ShapingRule own = rules->Resolve("acme.example", {"mx.acme.example"});
+  EXPECT_EQ(own.name, "acme");
+  EXPECT_EQ(own.connections_max, 2u);
+  EXPECT_EQ(own.messages_per_second, 0u);
+  EXPECT_EQ(own.tls, TlsPolicy::kOpportunistic);
+}
+
+TEST(Shaping, ConfigMergesOverShippedRulesAndDefault) {
+  auto rules = Parse(R"(
+[[shaping]]
+name = "google"
+connections_max = 4
+data_done_timeout_ms = 900000
+[[shaping]]
+name = "default"
+tls = "required"
+messages_per_second = 50
+[[shaping]]
+name = "yahoo"
+replace_reply_rules = true
+[[shaping.reply]]
+contains = "TSS04"
+suspend_s = 7200
+[[shaping]]
+name = "fastmail"
+mx_suffixes = [".messagingengine.com"]
+tls = "disabled"
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  ShapingRule g = rules->Resolve("gmail.com", {"gmail-smtp-in.l.google.com"});
+  EXPECT_EQ(g.connections_max, 4u);
+  EXPECT_EQ(g.messages_per_second, 10u);  // kept from the shipped rule
+  EXPECT_EQ(g.timeouts.data_done_ms, 900000u);
+  ASSERT_NE(g.MatchReply(421, "4.7.28", "x"), nullptr);  // shipped reply rules kept
+  ShapingRule d = rules->Resolve("small.test", {"mx.small.test"});
+  EXPECT_EQ(d.tls, TlsPolicy::kRequired);
+  EXPECT_EQ(d.messages_per_second, 50u);
+  ShapingRule y = rules->Resolve("yahoo.com", {"mta5.am0.yahoodns.net"});
+  EXPECT_EQ(y.MatchReply(421, "4.7.1", "[TSS09] ... Retrying will NOT succeed"), nullptr);
+  ASSERT_NE(y.MatchReply(421, "4.7.0", "[TSS04] deferred"), nullptr);
+  EXPECT_EQ(y.MatchReply(421, "4.7.0", "[TSS04] deferred")->suspend_s, 7200u);
+  ShapingRule f = rules->Resolve("fastmail.com", {"in1-smtp.messagingengine.com"});
+  EXPECT_EQ(f.name, "fastmail");
+  EXPECT_EQ(f.tls, TlsPolicy::kDisabled);
+  EXPECT_EQ(f.messages_per_second, 50u);  // the configured default below it
+}
+
+TEST(Shaping, ConfigErrorsArePrecise) {
+  struct Case {
+    const char* text;
+    const char* expected;
+  } cases[] = {
+      {"[[shaping]]\nname = \"google\"\nconnections_max = 0\n",
+       "relay.toml:3:19: shaping[0] (google): connections_max must be an integer between 1 and"},
+      {"[[shaping]]\nname = \"a\"\ndomains = [\"a.test\"]\n[[shaping]]\nname = \"b\"\n"
+       "domains = [\"b.test\"]\ntls = \"maybe\"\n",
+       "relay.toml:7:7: shaping[1] (b): tls must be"},
+      {"[[shaping]]\nname = \"x\"\n", "relay.toml:1:1: shaping[0] (x): a new rule needs domains"},
+      {"[[shaping]]\ndomains = [\"a.test\"]\n", "shaping[0]: name is required"},
+      {"[[shaping]]\nname = \"google\"\nconection_max = 3\n",
+       "relay.toml:3:17: shaping[0] (google): unknown key conection_max"},
+      {"[[shaping]]\nname = \"google\"\n[[shaping.reply]]\nregex = \"([a-\"\nsuspend_s = 5\n",
+       "relay.toml:4:9: shaping[0] (google): reply.regex does not compile"},
+      {"[[shaping]]\nname = \"google\"\n[[shaping.reply]]\ncontains = \"x\"\n",
+       "relay.toml:3:1: shaping[0] (google): a reply rule needs exactly one of suspend_s"},
+      {"[[shaping]]\nname = \"google\"\n[[shaping.reply]]\ncontains = \"x\"\nbounce = false\n",
+       "relay.toml:5:10: shaping[0] (google): reply.bounce must be true"},
+      {"[[shaping]]\nname = \"default\"\ndomains = [\"a.test\"]\n",
+       "shaping[0] (default): the default rule matches everything"},
+      {"[[shaping]]\nname = \"a\"\ndomains = [\"a.test\"]\n[[shaping]]\nname = \"a\"\n",
+       "relay.toml:5:8: shaping[1] (a): name is used by an earlier"},
+      {"[[shaping]]\nname = \"a\"\ndomains = [\"user@a.test\"]\n",
+       "relay.toml:3:12: shaping[0] (a): domains entries must be host or domain names"},
+      {"shaping = 3\n", "relay.toml:1:11: shaping must be an array of tables"},
+  };
+  for (const Case& c : cases) {
+    auto rules = Parse(c.text);
+    ASSERT_FALSE(rules.ok()) << c.text;
+    EXPECT_NE(rules.status().message().find(c.expected), std::string::npos)
+        << rules.status().message() << "\n  expected: " << c.expected;
+  }
+}
+
+TEST(Shaping, SplitAcrossShardsRoundsUpAndKeepsUnlimited) {
+  ShapingRule r;
+  r.connections_max = 10;
+  r.messages_per_second = 5;
+  r.messages_burst = 1;
+  r.connections_per_minute = 0;
+  ShapingRule s = SplitAcrossShards(r, 2);
+  EXPECT_EQ(s.connections_max, 5u);
+  EXPECT_EQ(s.messages_per_second, 3u);  // 2.5 rounded up
+  EXPECT_EQ(s.messages_burst, 1u);       // at least 1
+  EXPECT_EQ(s.connections_per_minute, 0u);  // unlimited stays unlimited
+  s = SplitAcrossShards(r, 64);
+  EXPECT_EQ(s.connections_max, 1u);
+  EXPECT_EQ(s.messages_per_second, 1u);
+  s = SplitAcrossShards(r, 1);
+  EXPECT_EQ(s.connections_max, 10u);
+  EXPECT_EQ(s.messages_per_second, 5u);
+  EXPECT_EQ(SplitAcrossShards(r, 0).connections_max, 10u);
+}
+
+}  // namespace
+}  // namespace relay::delivery
