@@ -91,11 +91,16 @@ class BodyHasher : private BodySink {
 
  private:
   void Write(std::string_view bytes) override;
+  void FlushStage();
+
+  static constexpr size_t kStageBytes = 4096;
 
   BodyCanonicalizer canon_;
   SHA256_CTX sha_;
   int64_t length_limit_bytes_;
   uint64_t canonical_bytes_ = 0;
+  size_t staged_bytes_ = 0;
+  char stage_[kStageBytes];  // canonical bytes not yet hashed
 };
 
 // Base64 without line breaks (RFC 4648 §4), as DKIM's b=, bh= and p= use.
