@@ -1,0 +1,710 @@
+#include "relay/smtp/client_session.h"
+
+#include <utility>
+
+#include "relay/base/check.h"
+#include "relay/smtp/text.h"
+
+namespace relay::smtp {
+namespace {
+
+// Local outcome codes (RFC 3463): 4.4.2 "bad connection" for a lost or silent peer.
+constexpr int kLostCode = 421;
+constexpr std::string_view kLostEnhanced = "4.4.2";
+
+// A failure reply's kind: 5xx is permanent; anything else that is not the expected success
+// (4xx, or a 2xx/3xx where it makes no sense) is transient.
+OutcomeKind FailureKind(const ServerReply& reply) {
+  return reply.cls() == 5 ? OutcomeKind::kPermanent : OutcomeKind::kTransient;
+}
+
+bool ParseUint64(std::string_view text, uint64_t* out) {
+  if (text.empty() || text.size() > 19) return false;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = value;
+  return true;
+}
+
+// RFC 5321 §4.1.1.1: each line after the first is "ehlo-keyword *(SP ehlo-param)".
+Extensions ParseExtensions(const ServerReply& reply) {
+  Extensions ext;
+  for (size_t i = 1; i < reply.lines.size(); ++i) {
+    std::string_view line = reply.lines[i];
+    const size_t space = line.find(' ');
+    const std::string_view keyword = line.substr(0, space);
+    const std::string_view param =
+        space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+    if (EqualsIgnoreCase(keyword, "PIPELINING")) {
+      ext.pipelining = true;
+    } else if (EqualsIgnoreCase(keyword, "SIZE")) {
+      ext.size = true;
+      uint64_t value = 0;
+      // RFC 1870 §4: no parameter or 0 means no fixed maximum.
+      if (ParseUint64(param.substr(0, param.find(' ')), &value)) ext.size_bytes_max = value;
+    } else if (EqualsIgnoreCase(keyword, "8BITMIME")) {
+      ext.eightbitmime = true;
+    } else if (EqualsIgnoreCase(keyword, "SMTPUTF8")) {
+      ext.smtputf8 = true;
+    } else if (EqualsIgnoreCase(keyword, "STARTTLS")) {
+      ext.starttls = true;
+    } else if (EqualsIgnoreCase(keyword, "CHUNKING")) {
+      ext.chunking = true;
+    } else if (EqualsIgnoreCase(keyword, "ENHANCEDSTATUSCODES")) {
+      ext.enhanced_status_codes = true;
+    }
+  }
+  return ext;
+}
+
+}  // namespace
+
+ClientSession::ClientSession(const ClientConfig& config)
+    : config_(config), parser_(config.limits) {}
+
+void ClientSession::BeginEvent() {
+  actions_.write.clear();
+  actions_.start_tls = false;
+  actions_.send_body = false;
+  actions_.message_done = false;
+  actions_.outcomes.clear();
+  actions_.connection_failed = false;
+  actions_.connection_outcome = Outcome();
+  actions_.ready = false;
+  actions_.close = false;
+}
+
+const ClientActions& ClientSession::EndEvent() {
+  actions_.timeout_ms = state_ == State::kClosed ? 0 : timeout_ms_;
+  return actions_;
+}
+
+std::string ClientSession::Peer() const {
+  return config_.peer_name.empty() ? std::string("the server") : config_.peer_name;
+}
+
+std::string_view ClientSession::Awaiting() const {
+  switch (state_) {
+    case State::kGreeting:
+      return "the greeting";
+    case State::kEhlo:
+      return "the reply to EHLO";
+    case State::kHelo:
+      return "the reply to HELO";
+    case State::kStartTls:
+      return "the reply to STARTTLS";
+    case State::kTlsHandshake:
+      return "the TLS handshake";
+    case State::kTransaction:
+      if (pending_head_ < pending_.size()) {
+        switch (pending_[pending_head_]) {
+          case Pending::kMail:
+            return "the reply to MAIL FROM";
+          case Pending::kRcpt:
+            return "the reply to RCPT TO";
+          case Pending::kData:
+            return "the reply to DATA";
+        }
+      }
+      return "a reply";
+    case State::kBody:
+      return "the message body to be sent";
+    case State::kFinal:
+    case State::kLoneDot:
+      return "the reply to the end of data";
+    case State::kRset:
+      return "the reply to RSET";
+    case State::kQuit:
+      return "the reply to QUIT";
+    case State::kNotConnected:
+    case State::kIdle:
+    case State::kClosed:
+      break;
+  }
+  return "nothing";
+}
+
+// ---- events ----
+
+const ClientActions& ClientSession::OnConnected() {
+  BeginEvent();
+  if (state_ == State::kNotConnected) {
+    state_ = State::kGreeting;
+    timeout_ms_ = config_.timeouts.greeting_ms;  // RFC 5321 §4.5.3.2.1
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnBytes(std::string_view data) {
+  BeginEvent();
+  // Bytes during the handshake cannot be plain-text replies; bytes after close are moot.
+  if (state_ != State::kClosed && state_ != State::kTlsHandshake &&
+      state_ != State::kNotConnected) {
+    parser_.Feed(data);
+    ProcessReplies();
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnTlsEstablished() {
+  BeginEvent();
+  if (EXPECT_OR_COUNT(state_ == State::kTlsHandshake)) {
+    // RFC 3207 §4.2: forget everything learnt from the server before TLS, and ask again.
+    tls_active_ = true;
+    extensions_ = Extensions();
+    esmtp_ = false;
+    parser_.Clear();
+    SendEhlo();
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnTlsFailed(std::string_view reason) {
+  BeginEvent();
+  if (state_ == State::kTlsHandshake) {
+    // The connection is in an unknown TLS state: it cannot go back to plain text. Under an
+    // opportunistic policy the driver may reconnect without STARTTLS.
+    FailConnection(OutcomeKind::kTransient, 454, "4.7.0",
+                   Concat("TLS handshake with ", Peer(), " failed: ", reason), false);
+    CloseNow();
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnTimeout() {
+  BeginEvent();
+  if (state_ == State::kIdle || state_ == State::kQuit || state_ == State::kNotConnected) {
+    CloseNow();
+  } else if (state_ == State::kBody) {
+    // RFC 5321 §4.5.3.2.5: a body write did not complete in time.
+    Abort(kLostCode, kLostEnhanced, Concat("Timeout sending the message body to ", Peer()), false);
+  } else if (state_ != State::kClosed) {
+    Abort(kLostCode, kLostEnhanced, Concat("Timeout waiting for ", Awaiting(), " from ", Peer()),
+          false);
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnPeerClosed() {
+  BeginEvent();
+  if (state_ == State::kIdle || state_ == State::kQuit) {
+    CloseNow();
+  } else if (state_ != State::kClosed) {
+    Abort(kLostCode, kLostEnhanced,
+          Concat("Connection closed by ", Peer(), " while waiting for ", Awaiting()), false);
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnBodySent() {
+  BeginEvent();
+  if (EXPECT_OR_COUNT(state_ == State::kBody)) {
+    state_ = State::kFinal;
+    timeout_ms_ = config_.timeouts.data_termination_ms;  // RFC 5321 §4.5.3.2.6
+    ProcessReplies();  // a reply that arrived while the body was streaming
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
+  BeginEvent();
+  message_ = std::move(message);
+  const size_t n = message_.recipients.size();
+  outcomes_.assign(n, Outcome());
+  has_outcome_.assign(n, false);
+  for (size_t i = 0; i < n; ++i) outcomes_[i].recipient_index = i;
+  in_message_ = true;
+  pending_.clear();
+  pending_head_ = 0;
+  next_rcpt_reply_ = 0;
+  next_rcpt_send_ = 0;
+  accepted_ = 0;
+  mail_accepted_ = false;
+  mail_refused_ = false;
+
+  if (!EXPECT_OR_COUNT(state_ == State::kIdle)) {
+    FinishMessage(OutcomeKind::kTransient, 451, "4.3.0",
+                  "Local error: the connection was not ready for a message", false);
+    return EndEvent();
+  }
+  if (n == 0) {
+    FinishMessage(OutcomeKind::kPermanent, 554, "5.5.1", "No recipients", false);
+    actions_.ready = true;
+    return EndEvent();
+  }
+  // Needs the server cannot meet fail at once, before anything is sent.
+  if (extensions_.size && extensions_.size_bytes_max != 0 &&
+      message_.size_bytes > extensions_.size_bytes_max) {
+    // RFC 1870 §6.1: the client should not send a message larger than the server's SIZE.
+    FinishMessage(OutcomeKind::kPermanent, 552, "5.3.4",
+                  Concat("Message size ", std::to_string(message_.size_bytes),
+                         " exceeds the fixed maximum message size ",
+                         std::to_string(extensions_.size_bytes_max), " of ", Peer()),
+                  false);
+    actions_.ready = true;
+    return EndEvent();
+  }
+  if (message_.needs_smtputf8 && !extensions_.smtputf8) {
+    // RFC 6531 §3.2: no SMTPUTF8 on the server: the message cannot be delivered as is.
+    FinishMessage(OutcomeKind::kPermanent, 553, "5.6.7",
+                  Concat("Message needs SMTPUTF8 but ", Peer(), " does not offer it"), false);
+    actions_.ready = true;
+    return EndEvent();
+  }
+  if (message_.needs_8bitmime && !extensions_.eightbitmime) {
+    // RFC 6152 §3: 8-bit content must not go to a server without 8BITMIME; converting to 7 bit
+    // would break the DKIM signature added at acceptance, so the message bounces.
+    FinishMessage(OutcomeKind::kPermanent, 554, "5.6.3",
+                  Concat("Message has 8-bit content but ", Peer(), " does not offer 8BITMIME"),
+                  false);
+    actions_.ready = true;
+    return EndEvent();
+  }
+
+  state_ = State::kTransaction;
+  AppendMail();
+  pending_.push_back(Pending::kMail);
+  if (extensions_.pipelining) {
+    // RFC 2920 §3.1: MAIL, every RCPT and DATA in one write; replies come back in order.
+    for (size_t i = 0; i < n; ++i) {
+      AppendRcpt(i);
+      pending_.push_back(Pending::kRcpt);
+    }
+    next_rcpt_send_ = n;
+    actions_.write.append("DATA\r\n");
+    pending_.push_back(Pending::kData);
+  }
+  ArmFor(Pending::kMail);
+  ProcessReplies();  // replies that arrived with the one that made the session idle
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::Quit() {
+  BeginEvent();
+  if (state_ == State::kIdle) {
+    actions_.write.append("QUIT\r\n");
+    state_ = State::kQuit;
+    timeout_ms_ = config_.timeouts.command_ms;
+    ProcessReplies();
+  } else if (state_ != State::kClosed && state_ != State::kQuit) {
+    Abort(451, "4.3.0", Concat("Delivery stopped by the relay while waiting for ", Awaiting()),
+          false);
+  }
+  return EndEvent();
+}
+
+// ---- replies ----
+
+void ClientSession::ProcessReplies() {
+  while (true) {
+    switch (state_) {
+      case State::kIdle:
+        // Replies buffered behind the one that made the session idle wait for the driver's
+        // next command (SendMessage processes them); only a reply while idle is unexpected.
+        if (actions_.ready) return;
+        break;
+      case State::kGreeting:
+      case State::kEhlo:
+      case State::kHelo:
+      case State::kStartTls:
+      case State::kTransaction:
+      case State::kFinal:
+      case State::kLoneDot:
+      case State::kRset:
+      case State::kQuit:
+        break;
+      default:
+        return;  // the body is streaming, a handshake runs, or the session is closed
+    }
+    ServerReply reply;
+    const ReplyParser::Status status = parser_.Next(&reply);
+    if (status == ReplyParser::Status::kNeedMore) return;
+    if (status == ReplyParser::Status::kError) {
+      Abort(kLostCode, "4.5.0",
+            Concat("Protocol error from ", Peer(), " while waiting for ", Awaiting(), ": ",
+                   parser_.error()),
+            false);
+      return;
+    }
+    HandleReply(reply);
+  }
+}
+
+void ClientSession::HandleReply(const ServerReply& reply) {
+  // RFC 5321 §3.8: 421 means the server is closing the channel, whatever it answers.
+  if (reply.code == 421 && state_ != State::kQuit && state_ != State::kIdle) {
+    Abort(reply.code, reply.enhanced, Concat(Peer(), " said: ", reply.Text()), true);
+    return;
+  }
+  switch (state_) {
+    case State::kGreeting:
+      HandleGreeting(reply);
+      return;
+    case State::kEhlo:
+      HandleEhlo(reply);
+      return;
+    case State::kHelo:
+      HandleHelo(reply);
+      return;
+    case State::kStartTls:
+      HandleStartTls(reply);
+      return;
+    case State::kTransaction:
+      HandleTransactionReply(reply);
+      return;
+    case State::kFinal:
+      HandleFinal(reply);
+      return;
+    case State::kLoneDot:
+      // Every recipient already has its RCPT outcome; this only ends the empty transaction.
+      FinishMessage(OutcomeKind::kTransient, kLostCode, kLostEnhanced, "No final reply", false);
+      BecomeIdle();
+      return;
+    case State::kRset:
+      if (reply.cls() == 2) {
+        BecomeIdle();
+      } else {
+        actions_.write.append("QUIT\r\n");
+        state_ = State::kQuit;
+        timeout_ms_ = config_.timeouts.command_ms;
+      }
+      return;
+    case State::kIdle:
+      // A reply nobody asked for (typically a 421 before an idle close): the connection is
+      // no longer in step; no message is in flight.
+      CloseNow();
+      return;
+    case State::kQuit:
+      CloseNow();
+      return;
+    default:
+      return;
+  }
+}
+
+void ClientSession::HandleGreeting(const ServerReply& reply) {
+  if (reply.code == 220) {
+    SendEhlo();
+    return;
+  }
+  // RFC 5321 §3.1: a 554 greeting means "no SMTP service here"; another MX of the destination
+  // may serve, so it is transient for the destination, like any other refusal at this point.
+  FailConnection(OutcomeKind::kTransient, reply.code, reply.enhanced,
+                 Concat("Greeting refused by ", Peer(), ": ", std::to_string(reply.code), " ",
+                        reply.Text()),
+                 true);
+  actions_.write.append("QUIT\r\n");
+  state_ = State::kQuit;
+  timeout_ms_ = config_.timeouts.command_ms;
+}
+
+void ClientSession::SendEhlo() {
+  actions_.write.append(Concat("EHLO ", config_.ehlo_name, "\r\n"));
+  state_ = State::kEhlo;
+  timeout_ms_ = config_.timeouts.command_ms;
+}
+
+void ClientSession::HandleEhlo(const ServerReply& reply) {
+  if (reply.code == 250) {
+    esmtp_ = true;
+    extensions_ = ParseExtensions(reply);
+    AfterGreetingDone();
+    return;
+  }
+  if (reply.code == 500 || reply.code == 502) {
+    // RFC 5321 §4.1.4: fall back to HELO only when EHLO is not understood.
+    actions_.write.append(Concat("HELO ", config_.ehlo_name, "\r\n"));
+    state_ = State::kHelo;
+    timeout_ms_ = config_.timeouts.command_ms;
+    return;
+  }
+  FailConnection(FailureKind(reply), reply.code, reply.enhanced,
+                 Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ",
+                        reply.Text()),
+                 true);
+  actions_.write.append("QUIT\r\n");
+  state_ = State::kQuit;
+  timeout_ms_ = config_.timeouts.command_ms;
+}
+
+void ClientSession::HandleHelo(const ServerReply& reply) {
+  if (reply.code == 250) {
+    esmtp_ = false;
+    extensions_ = Extensions();
+    AfterGreetingDone();
+    return;
+  }
+  FailConnection(FailureKind(reply), reply.code, reply.enhanced,
+                 Concat("HELO refused by ", Peer(), ": ", std::to_string(reply.code), " ",
+                        reply.Text()),
+                 true);
+  actions_.write.append("QUIT\r\n");
+  state_ = State::kQuit;
+  timeout_ms_ = config_.timeouts.command_ms;
+}
+
+void ClientSession::AfterGreetingDone() {
+  const bool want_tls = config_.tls_policy != TlsPolicy::kDisabled && config_.tls_supported;
+  if (!tls_active_ && want_tls && extensions_.starttls) {
+    actions_.write.append("STARTTLS\r\n");
+    state_ = State::kStartTls;
+    timeout_ms_ = config_.timeouts.command_ms;
+    return;
+  }
+  if (!tls_active_ && config_.tls_policy == TlsPolicy::kRequired) {
+    // Transient: the policy may change or another MX may offer TLS; the driver decides.
+    FailConnection(OutcomeKind::kTransient, 454, "4.7.0",
+                   config_.tls_supported
+                       ? Concat("TLS required by policy but not offered by ", Peer())
+                       : Concat("TLS required by policy but this connection to ", Peer(),
+                                " cannot use TLS"),
+                   false);
+    actions_.write.append("QUIT\r\n");
+    state_ = State::kQuit;
+    timeout_ms_ = config_.timeouts.command_ms;
+    return;
+  }
+  BecomeIdle();
+}
+
+void ClientSession::HandleStartTls(const ServerReply& reply) {
+  if (reply.code == 220) {
+    // Anything the server sent after its 220 arrived in plain text and could be an injected
+    // reply (the client side of CVE-2011-0411): drop it.
+    parser_.Clear();
+    state_ = State::kTlsHandshake;
+    actions_.start_tls = true;
+    timeout_ms_ = config_.timeouts.command_ms;
+    return;
+  }
+  if (config_.tls_policy == TlsPolicy::kRequired) {
+    FailConnection(OutcomeKind::kTransient, reply.code, reply.enhanced,
+                   Concat("TLS required by policy but STARTTLS refused by ", Peer(), ": ",
+                          std::to_string(reply.code), " ", reply.Text()),
+                   true);
+    actions_.write.append("QUIT\r\n");
+    state_ = State::kQuit;
+    timeout_ms_ = config_.timeouts.command_ms;
+    return;
+  }
+  // Opportunistic: RFC 3207 §4 lets the client go on without TLS in the same session.
+  BecomeIdle();
+}
+
+void ClientSession::BecomeIdle() {
+  state_ = State::kIdle;
+  actions_.ready = true;
+  timeout_ms_ = 0;
+}
+
+// ---- transaction ----
+
+void ClientSession::AppendMail() {
+  std::string& out = actions_.write;
+  out.append("MAIL FROM:<").append(message_.mail_from).append(">");
+  if (extensions_.size) out.append(" SIZE=").append(std::to_string(message_.size_bytes));
+  if (message_.needs_8bitmime) out.append(" BODY=8BITMIME");  // RFC 6152 §2
+  if (message_.needs_smtputf8) out.append(" SMTPUTF8");      // RFC 6531 §3.4
+  out.append("\r\n");
+}
+
+void ClientSession::AppendRcpt(size_t index) {
+  actions_.write.append("RCPT TO:<").append(message_.recipients[index]).append(">\r\n");
+}
+
+void ClientSession::ArmFor(Pending pending) {
+  switch (pending) {
+    case Pending::kMail:
+      timeout_ms_ = config_.timeouts.mail_ms;  // RFC 5321 §4.5.3.2.2
+      return;
+    case Pending::kRcpt:
+      timeout_ms_ = config_.timeouts.rcpt_ms;  // §4.5.3.2.3
+      return;
+    case Pending::kData:
+      timeout_ms_ = config_.timeouts.data_initiation_ms;  // §4.5.3.2.4
+      return;
+  }
+}
+
+void ClientSession::SendNextCommand() {
+  // Without PIPELINING: one command at a time (RFC 5321 §4.1.1).
+  if (next_rcpt_send_ < message_.recipients.size()) {
+    AppendRcpt(next_rcpt_send_++);
+    pending_.push_back(Pending::kRcpt);
+  } else {
+    actions_.write.append("DATA\r\n");
+    pending_.push_back(Pending::kData);
+  }
+  ArmFor(pending_[pending_head_]);
+}
+
+void ClientSession::HandleTransactionReply(const ServerReply& reply) {
+  if (!EXPECT_OR_COUNT(pending_head_ < pending_.size())) {
+    Abort(kLostCode, "4.5.0", Concat("Unexpected reply from ", Peer()), false);
+    return;
+  }
+  const Pending what = pending_[pending_head_++];
+  const bool pipelined = extensions_.pipelining;
+  switch (what) {
+    case Pending::kMail:
+      if (reply.code == 250) {
+        mail_accepted_ = true;
+        if (!pipelined) SendNextCommand();
+      } else {
+        // Every recipient fails with MAIL's reply.
+        mail_refused_ = true;
+        for (size_t i = 0; i < outcomes_.size(); ++i) SetOutcome(i, reply);
+        if (!pipelined) {
+          FinishMessage(OutcomeKind::kTransient, kLostCode, kLostEnhanced, "", false);
+          BecomeIdle();  // no transaction was opened: no RSET
+          return;
+        }
+      }
+      break;
+    case Pending::kRcpt: {
+      const size_t index = next_rcpt_reply_++;
+      if (index >= outcomes_.size() || mail_refused_) break;
+      if (reply.code == 250 || reply.code == 251) {
+        ++accepted_;
+      } else {
+        SetOutcome(index, reply);
+      }
+      if (!pipelined) {
+        if (next_rcpt_send_ < message_.recipients.size() || accepted_ > 0) {
+          SendNextCommand();
+        } else {
+          // Every RCPT refused: do not send DATA; close the open transaction with RSET.
+          FinishMessage(OutcomeKind::kTransient, kLostCode, kLostEnhanced, "", false);
+          actions_.write.append("RSET\r\n");
+          state_ = State::kRset;
+          timeout_ms_ = config_.timeouts.command_ms;
+          return;
+        }
+      }
+      break;
+    }
+    case Pending::kData:
+      if (reply.code == 354) {
+        if (accepted_ > 0 && !mail_refused_) {
+          state_ = State::kBody;
+          actions_.send_body = true;
+          timeout_ms_ = config_.timeouts.data_block_ms;  // RFC 5321 §4.5.3.2.5
+          return;
+        }
+        // RFC 2920 §3.1: DATA was accepted although no recipient was: "the client SMTP should
+        // send a single dot". That ends the transaction on the server (RFC 5321 §4.1.1.4), so
+        // no RSET follows.
+        actions_.write.append(".\r\n");
+        state_ = State::kLoneDot;
+        timeout_ms_ = config_.timeouts.data_termination_ms;
+        return;
+      }
+      // DATA refused: recipients that were accepted fail with its reply.
+      FinishMessageWithReply(reply);
+      if (mail_accepted_) {
+        // MAIL opened a transaction that DATA did not end (RFC 2920 §3.1: "can just issue RSET").
+        actions_.write.append("RSET\r\n");
+        state_ = State::kRset;
+        timeout_ms_ = config_.timeouts.command_ms;
+      } else {
+        BecomeIdle();
+      }
+      return;
+  }
+  if (pending_head_ < pending_.size()) ArmFor(pending_[pending_head_]);
+}
+
+void ClientSession::HandleFinal(const ServerReply& reply) {
+  // Whatever the reply, the end of data closed the transaction (RFC 5321 §4.1.1.4): no RSET.
+  if (reply.cls() == 2) {
+    FinishMessage(OutcomeKind::kDelivered, reply.code, reply.enhanced, reply.Text(), true);
+  } else {
+    FinishMessageWithReply(reply);
+  }
+  BecomeIdle();
+}
+
+// ---- outcomes ----
+
+void ClientSession::SetOutcome(size_t index, const ServerReply& reply) {
+  SetOutcome(index, FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+}
+
+void ClientSession::SetOutcome(size_t index, OutcomeKind kind, int code,
+                               std::string_view enhanced, std::string_view text,
+                               bool from_peer) {
+  if (index >= outcomes_.size() || has_outcome_[index]) return;
+  Outcome& outcome = outcomes_[index];
+  outcome.kind = kind;
+  outcome.code = code;
+  outcome.enhanced.assign(enhanced);
+  outcome.text.assign(text);
+  outcome.from_peer = from_peer;
+  outcome.recipient_index = index;
+  has_outcome_[index] = true;
+}
+
+void ClientSession::FinishMessage(OutcomeKind kind, int code, std::string_view enhanced,
+                                  std::string_view text, bool from_peer) {
+  if (!in_message_) return;
+  for (size_t i = 0; i < outcomes_.size(); ++i) {
+    SetOutcome(i, kind, code, enhanced, text, from_peer);
+  }
+  actions_.message_done = true;
+  actions_.outcomes = std::move(outcomes_);
+  outcomes_.clear();
+  has_outcome_.clear();
+  pending_.clear();
+  pending_head_ = 0;
+  in_message_ = false;
+  ++messages_done_;
+}
+
+void ClientSession::FinishMessageWithReply(const ServerReply& reply) {
+  FinishMessage(FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+}
+
+void ClientSession::FailConnection(OutcomeKind kind, int code, std::string_view enhanced,
+                                   std::string text, bool from_peer) {
+  if (actions_.connection_failed) return;
+  actions_.connection_failed = true;
+  Outcome& outcome = actions_.connection_outcome;
+  outcome.kind = kind;
+  outcome.code = code;
+  outcome.enhanced.assign(enhanced);
+  outcome.text = std::move(text);
+  outcome.from_peer = from_peer;
+}
+
+void ClientSession::Abort(int code, std::string_view enhanced, std::string text, bool from_peer) {
+  // Only a 4xx code goes into a transient outcome (a protocol error gets 421 4.5.0).
+  switch (state_) {
+    case State::kNotConnected:
+    case State::kGreeting:
+    case State::kEhlo:
+    case State::kHelo:
+    case State::kStartTls:
+    case State::kTlsHandshake:
+      FailConnection(OutcomeKind::kTransient, code, enhanced, std::move(text), from_peer);
+      break;
+    default:
+      // Connection lost or timed out before the final reply: every recipient without an
+      // outcome is transient (RFC 5321 §4.1.1.4 and RFC 1047: it may or may not have been
+      // delivered; retrying risks a duplicate, not a loss).
+      FinishMessage(OutcomeKind::kTransient, code, enhanced, text, from_peer);
+      break;
+  }
+  CloseNow();
+}
+
+void ClientSession::CloseNow() {
+  state_ = State::kClosed;
+  actions_.close = true;
+  actions_.ready = false;
+  timeout_ms_ = 0;
+}
+
+}  // namespace relay::smtp

@@ -1,0 +1,657 @@
+#include "relay/smtp/client_session.h"
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace relay::smtp {
+namespace {
+
+constexpr char kEhloFull[] =
+    "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+    "250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n";
+constexpr char kEhloPlain[] = "250-mx.example\r\n250 8BITMIME\r\n";
+
+ClientConfig Config(TlsPolicy policy = TlsPolicy::kOpportunistic) {
+  ClientConfig config;
+  config.ehlo_name = "out1.relay.example";
+  config.peer_name = "mx.example";
+  config.tls_policy = policy;
+  return config;
+}
+
+OutgoingMessage Message(std::vector<std::string> recipients, uint64_t size_bytes = 100) {
+  OutgoingMessage message;
+  message.mail_from = "sender@relay.example";
+  message.recipients = std::move(recipients);
+  message.size_bytes = size_bytes;
+  return message;
+}
+
+// The driver in miniature: drains actions, sends queued messages when the session is ready,
+// "streams" the body at once when asked, and quits when nothing is left.
+struct Driver {
+  explicit Driver(const ClientConfig& config) : session(config) {}
+
+  void Drain(const ClientActions& a) {
+    written += a.write;
+    timeout_ms = a.timeout_ms;
+    if (a.message_done) done.push_back(a.outcomes);
+    if (a.connection_failed) connection.push_back(a.connection_outcome);
+    if (a.start_tls) ++start_tls;
+    if (a.close) closed = true;
+    const bool send_body = a.send_body;
+    const bool ready = a.ready;
+    // `a` is invalid after the next event.
+    if (send_body) {
+      ++bodies;
+      if (auto_body) Drain(session.OnBodySent());
+    }
+    if (ready) {
+      ++readies;
+      if (!queue.empty()) {
+        OutgoingMessage m = queue.front();
+        queue.pop_front();
+        Drain(session.SendMessage(m));
+      } else if (quit_when_idle) {
+        Drain(session.Quit());
+      }
+    }
+  }
+  void Connect() { Drain(session.OnConnected()); }
+  void Server(std::string_view bytes) { Drain(session.OnBytes(bytes)); }
+  std::string Written() {
+    std::string out;
+    out.swap(written);
+    return out;
+  }
+
+  ClientSession session;
+  std::deque<OutgoingMessage> queue;
+  bool quit_when_idle = true;
+  bool auto_body = true;
+  std::string written;
+  std::vector<std::vector<Outcome>> done;
+  std::vector<Outcome> connection;
+  int start_tls = 0;
+  int bodies = 0;
+  int readies = 0;
+  bool closed = false;
+  int64_t timeout_ms = -1;
+};
+
+void ExpectOutcome(const Outcome& o, OutcomeKind kind, int code, std::string_view enhanced = {}) {
+  EXPECT_EQ(static_cast<int>(o.kind), static_cast<int>(kind)) << o.text;
+  EXPECT_EQ(o.code, code) << o.text;
+  if (!enhanced.empty()) {
+    EXPECT_EQ(o.enhanced, enhanced) << o.text;
+  }
+}
+
+TEST(ClientSessionTest, OneMessageWithoutPipeliningOneCommandAtATime) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x.example", "b@x.example"}));
+  d.Connect();
+  EXPECT_EQ(d.timeout_ms, 5 * 60 * 1000);
+  d.Server("220 mx.example ESMTP\r\n");
+  EXPECT_EQ(d.Written(), "EHLO out1.relay.example\r\n");
+  d.Server(kEhloPlain);
+  EXPECT_EQ(d.Written(), "MAIL FROM:<sender@relay.example>\r\n");
+  EXPECT_EQ(d.timeout_ms, 5 * 60 * 1000);
+  d.Server("250 2.1.0 Ok\r\n");
+  EXPECT_EQ(d.Written(), "RCPT TO:<a@x.example>\r\n");
+  d.Server("250 2.1.5 Ok\r\n");
+  EXPECT_EQ(d.Written(), "RCPT TO:<b@x.example>\r\n");
+  d.Server("250 2.1.5 Ok\r\n");
+  EXPECT_EQ(d.Written(), "DATA\r\n");
+  EXPECT_EQ(d.timeout_ms, 2 * 60 * 1000);
+  d.auto_body = false;
+  d.Server("354 go\r\n");
+  EXPECT_EQ(d.bodies, 1);
+  EXPECT_EQ(d.timeout_ms, 3 * 60 * 1000);
+  d.Drain(d.session.OnBodySent());
+  EXPECT_EQ(d.timeout_ms, 10 * 60 * 1000);
+  d.Server("250 2.0.0 Ok: queued as ABC\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ASSERT_EQ(d.done[0].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    ExpectOutcome(d.done[0][i], OutcomeKind::kDelivered, 250, "2.0.0");
+    EXPECT_EQ(d.done[0][i].recipient_index, i);
+    EXPECT_EQ(d.done[0][i].text, "Ok: queued as ABC");
+    EXPECT_TRUE(d.done[0][i].from_peer);
+  }
+  EXPECT_EQ(d.Written(), "QUIT\r\n");
+  EXPECT_FALSE(d.closed);
+  d.Server("221 2.0.0 Bye\r\n");
+  EXPECT_TRUE(d.closed);
+  EXPECT_TRUE(d.connection.empty());
+}
+
+TEST(ClientSessionTest, PipeliningBatchesMailRcptsAndData) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x.example", "b@x.example", "c@x.example"}, 4242));
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Written();
+  d.Server(kEhloFull);
+  EXPECT_TRUE(d.session.extensions().pipelining);
+  EXPECT_EQ(d.session.extensions().size_bytes_max, 1000000u);
+  EXPECT_TRUE(d.session.extensions().chunking);
+  EXPECT_TRUE(d.session.extensions().enhanced_status_codes);
+  EXPECT_EQ(d.Written(),
+            "MAIL FROM:<sender@relay.example> SIZE=4242\r\nRCPT TO:<a@x.example>\r\n"
+            "RCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\nDATA\r\n");
+  // Replies processed in order, all in one chunk, with a partial RCPT failure.
+  d.Server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b@x.example>: unknown\r\n"
+           "451 4.3.0 try later\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+  EXPECT_EQ(d.bodies, 1);
+  d.Server("250 2.0.0 queued\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  const auto& o = d.done[0];
+  ASSERT_EQ(o.size(), 3u);
+  ExpectOutcome(o[0], OutcomeKind::kDelivered, 250, "2.0.0");
+  ExpectOutcome(o[1], OutcomeKind::kPermanent, 550, "5.1.1");
+  EXPECT_EQ(o[1].text, "<b@x.example>: unknown");
+  ExpectOutcome(o[2], OutcomeKind::kTransient, 451, "4.3.0");
+  EXPECT_EQ(d.Written(), "QUIT\r\n");
+}
+
+TEST(ClientSessionTest, PartialRcptFailuresWithoutPipelining) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x", "b@x", "c@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n");                  // MAIL
+  d.Server("452 4.2.2 full\r\n");          // a
+  d.Server("553 5.1.3 bad\r\n");           // b
+  d.Server("250 ok\r\n");                  // c
+  EXPECT_TRUE(d.Written().find("DATA\r\n") != std::string::npos);
+  d.Server("354 go\r\n250 ok\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 452, "4.2.2");
+  ExpectOutcome(d.done[0][1], OutcomeKind::kPermanent, 553, "5.1.3");
+  ExpectOutcome(d.done[0][2], OutcomeKind::kDelivered, 250);
+}
+
+TEST(ClientSessionTest, AllRcptRefusedPipelinedDataAcceptedGetsALoneDotAndNoRset) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.queue.push_back(Message({"c@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Written();
+  d.Server("250 ok\r\n550 5.1.1 no\r\n450 4.2.1 later\r\n354 go on\r\n");
+  // RFC 2920 §3.1: "should send a single dot", never the body.
+  EXPECT_EQ(d.bodies, 0);
+  EXPECT_EQ(d.Written(), ".\r\n");
+  EXPECT_TRUE(d.done.empty());
+  d.Server("554 5.5.1 no valid recipients\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 550, "5.1.1");
+  ExpectOutcome(d.done[0][1], OutcomeKind::kTransient, 450, "4.2.1");
+  // The dot ended the transaction: the next message starts with MAIL, no RSET.
+  EXPECT_EQ(d.Written().rfind("MAIL FROM:<sender@relay.example> SIZE=100\r\n", 0), 0u);
+}
+
+TEST(ClientSessionTest, AllRcptRefusedPipelinedDataRefusedGetsRset) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x"}));
+  d.queue.push_back(Message({"c@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Written();
+  d.Server("250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 550, "5.1.1");
+  EXPECT_EQ(d.Written(), "RSET\r\n");
+  d.Server("250 2.0.0 ok\r\n");
+  EXPECT_EQ(d.Written().rfind("MAIL FROM:", 0), 0u);
+}
+
+TEST(ClientSessionTest, AllRcptRefusedWithoutPipeliningSendsNoDataButRset) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n550 no\r\n551 5.1.6 moved\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 550, "");
+  EXPECT_EQ(d.done[0][0].enhanced, "");
+  ExpectOutcome(d.done[0][1], OutcomeKind::kPermanent, 551, "5.1.6");
+  const std::string w = d.Written();
+  EXPECT_EQ(w.find("DATA"), std::string::npos);
+  EXPECT_NE(w.find("RSET\r\n"), std::string::npos);
+  d.Server("250 ok\r\n");
+  EXPECT_EQ(d.Written(), "QUIT\r\n");
+}
+
+TEST(ClientSessionTest, MailRefused) {
+  for (bool pipelining : {false, true}) {
+    for (const char* reply : {"451 4.3.0 later\r\n", "553 5.7.1 sender refused\r\n"}) {
+      SCOPED_TRACE(std::string(reply) + (pipelining ? " pipelined" : ""));
+      Driver d(Config());
+      d.queue.push_back(Message({"a@x", "b@x"}));
+      d.queue.push_back(Message({"c@x"}));
+      d.Connect();
+      d.Server("220 hi\r\n");
+      d.Server(pipelining ? kEhloFull : kEhloPlain);
+      d.Written();
+      d.Server(reply);
+      if (pipelining) d.Server("503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n503 5.5.1 no\r\n");
+      ASSERT_EQ(d.done.size(), 1u);
+      const OutcomeKind kind = reply[0] == '4' ? OutcomeKind::kTransient : OutcomeKind::kPermanent;
+      for (const Outcome& o : d.done[0]) ExpectOutcome(o, kind, reply[0] == '4' ? 451 : 553);
+      // MAIL opened no transaction: no RSET, straight to the next MAIL.
+      EXPECT_EQ(d.Written().rfind("MAIL FROM:", 0), 0u);
+    }
+  }
+}
+
+TEST(ClientSessionTest, DataRefusedAndFinalRefused) {
+  for (bool pipelining : {false, true}) {
+    for (const char* reply : {"451 4.3.0 later\r\n", "554 5.6.0 nope\r\n"}) {
+      SCOPED_TRACE(std::string(reply) + (pipelining ? " pipelined" : ""));
+      const OutcomeKind kind = reply[0] == '4' ? OutcomeKind::kTransient : OutcomeKind::kPermanent;
+      {
+        // At DATA: RSET follows (MAIL's transaction is still open).
+        Driver d(Config());
+        d.queue.push_back(Message({"a@x"}));
+        d.Connect();
+        d.Server("220 hi\r\n");
+        d.Server(pipelining ? kEhloFull : kEhloPlain);
+        d.Server("250 ok\r\n250 ok\r\n");
+        d.Written();
+        d.Server(reply);
+        ASSERT_EQ(d.done.size(), 1u);
+        ExpectOutcome(d.done[0][0], kind, reply[0] == '4' ? 451 : 554);
+        EXPECT_EQ(d.Written(), "RSET\r\n");
+      }
+      {
+        // At the end of data: no RSET (the "." ended the transaction).
+        Driver d(Config());
+        d.queue.push_back(Message({"a@x"}));
+        d.queue.push_back(Message({"b@x"}));
+        d.Connect();
+        d.Server("220 hi\r\n");
+        d.Server(pipelining ? kEhloFull : kEhloPlain);
+        d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+        d.Written();
+        d.Server(reply);
+        ASSERT_EQ(d.done.size(), 1u);
+        ExpectOutcome(d.done[0][0], kind, reply[0] == '4' ? 451 : 554);
+        EXPECT_EQ(d.Written().rfind("MAIL FROM:", 0), 0u);
+      }
+    }
+  }
+}
+
+TEST(ClientSessionTest, HeloFallbackOnlyWhenEhloIsNotUnderstood) {
+  for (const char* reply : {"500 5.5.1 what?\r\n", "502 unimplemented\r\n"}) {
+    Driver d(Config());
+    d.queue.push_back(Message({"a@x"}));
+    d.Connect();
+    d.Server("220 old server\r\n");
+    d.Written();
+    d.Server(reply);
+    EXPECT_EQ(d.Written(), "HELO out1.relay.example\r\n");
+    d.Server("250 old server\r\n");
+    EXPECT_FALSE(d.session.esmtp());
+    EXPECT_EQ(d.Written(), "MAIL FROM:<sender@relay.example>\r\n");
+  }
+  {
+    Driver d(Config());
+    d.Connect();
+    d.Server("220 hi\r\n");
+    d.Written();
+    d.Server("550 5.7.1 go away\r\n");
+    ASSERT_EQ(d.connection.size(), 1u);
+    ExpectOutcome(d.connection[0], OutcomeKind::kPermanent, 550, "5.7.1");
+    EXPECT_EQ(d.Written(), "QUIT\r\n");
+  }
+  {
+    Driver d(Config());
+    d.Connect();
+    d.Server("220 hi\r\n500 no\r\n554 5.7.1 not even HELO\r\n");
+    ASSERT_EQ(d.connection.size(), 1u);
+    ExpectOutcome(d.connection[0], OutcomeKind::kPermanent, 554, "5.7.1");
+  }
+}
+
+TEST(ClientSessionTest, GreetingRefusalIsTransientForTheDestination) {
+  {
+    Driver d(Config());
+    d.Connect();
+    d.Server("554 5.3.2 no service here\r\n");
+    ASSERT_EQ(d.connection.size(), 1u);
+    ExpectOutcome(d.connection[0], OutcomeKind::kTransient, 554, "5.3.2");
+    EXPECT_NE(d.connection[0].text.find("no service here"), std::string::npos);
+    EXPECT_EQ(d.Written(), "QUIT\r\n");
+    d.Server("221 bye\r\n");
+    EXPECT_TRUE(d.closed);
+  }
+  {
+    Driver d(Config());
+    d.Connect();
+    d.Server("421 4.3.2 busy\r\n");
+    ASSERT_EQ(d.connection.size(), 1u);
+    ExpectOutcome(d.connection[0], OutcomeKind::kTransient, 421, "4.3.2");
+    EXPECT_TRUE(d.closed);
+    EXPECT_EQ(d.Written(), "");
+  }
+}
+
+TEST(ClientSessionTest, StartTlsThenEhloAgainForgettingTheFirstExtensions) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Written();
+  d.Server("250-mx.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+  EXPECT_EQ(d.Written(), "STARTTLS\r\n");
+  // A reply injected after the 220 in plain text must be dropped (the client side of
+  // CVE-2011-0411).
+  d.Server("220 2.0.0 go ahead\r\n250 injected\r\n");
+  EXPECT_EQ(d.start_tls, 1);
+  EXPECT_FALSE(d.session.tls_active());
+  d.Drain(d.session.OnTlsEstablished());
+  EXPECT_TRUE(d.session.tls_active());
+  EXPECT_FALSE(d.session.extensions().pipelining);
+  EXPECT_EQ(d.Written(), "EHLO out1.relay.example\r\n");
+  d.Server("250-mx.example\r\n250 SIZE\r\n");  // no PIPELINING, no STARTTLS this time
+  EXPECT_EQ(d.start_tls, 1);
+  EXPECT_EQ(d.Written(), "MAIL FROM:<sender@relay.example> SIZE=100\r\n");
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kDelivered, 250);
+}
+
+TEST(ClientSessionTest, TlsPolicies) {
+  {
+    // Required but not offered: transient, with a clear text; no message is sent.
+    Driver d(Config(TlsPolicy::kRequired));
+    d.queue.push_back(Message({"a@x"}));
+    d.Connect();
+    d.Server("220 hi\r\n");
+    d.Written();
+    d.Server(kEhloFull);
+    ASSERT_EQ(d.connection.size(), 1u);
+    ExpectOutcome(d.connection[0], OutcomeKind::kTransient, 454, "4.7.0");
+    EXPECT_EQ(d.connection[0].text, "TLS required by policy but not offered by mx.example");
+    EXPECT_EQ(d.Written(), "QUIT\r\n");
+    EXPECT_EQ(d.readies, 0);
+  }
+  {
+    // Required, offered, handshake fails.
+    Driver d(Config(TlsPolicy::kRequired));
+    d.Connect();
+    d.Server("220 hi\r\n250-x\r\n250 STARTTLS\r\n220 go\r\n");
+    EXPECT_EQ(d.start_tls, 1);
+    d.Drain(d.session.OnTlsFailed("certificate verify failed"));
+    ASSERT_EQ(d.connection.size(), 1u);
+    ExpectOutcome(d.connection[0], OutcomeKind::kTransient, 454);
+    EXPECT_NE(d.connection[0].text.find("certificate verify failed"), std::string::npos);
+    EXPECT_TRUE(d.closed);
+  }
+  {
+    // Required, STARTTLS refused.
+    Driver d(Config(TlsPolicy::kRequired));
+    d.Connect();
+    d.Server("220 hi\r\n250-x\r\n250 STARTTLS\r\n454 4.7.0 TLS not available\r\n");
+    ASSERT_EQ(d.connection.size(), 1u);
+    ExpectOutcome(d.connection[0], OutcomeKind::kTransient, 454, "4.7.0");
+  }
+  {
+    // Opportunistic, STARTTLS refused: goes on in plain text.
+    Driver d(Config(TlsPolicy::kOpportunistic));
+    d.queue.push_back(Message({"a@x"}));
+    d.Connect();
+    d.Server("220 hi\r\n250-x\r\n250 STARTTLS\r\n454 4.7.0 TLS not available\r\n");
+    EXPECT_TRUE(d.connection.empty());
+    EXPECT_NE(d.Written().find("MAIL FROM:"), std::string::npos);
+  }
+  {
+    // Disabled, or a driver without TLS: no STARTTLS even when offered.
+    ClientConfig config = Config(TlsPolicy::kDisabled);
+    Driver d(config);
+    d.queue.push_back(Message({"a@x"}));
+    d.Connect();
+    d.Server("220 hi\r\n250-x\r\n250 STARTTLS\r\n");
+    EXPECT_EQ(d.start_tls, 0);
+    EXPECT_NE(d.Written().find("MAIL FROM:"), std::string::npos);
+    config = Config(TlsPolicy::kRequired);
+    config.tls_supported = false;
+    Driver e(config);
+    e.Connect();
+    e.Server("220 hi\r\n250-x\r\n250 STARTTLS\r\n");
+    ASSERT_EQ(e.connection.size(), 1u);
+    EXPECT_NE(e.connection[0].text.find("cannot use TLS"), std::string::npos);
+  }
+}
+
+TEST(ClientSessionTest, NeedsTheServerCannotMeetFailBeforeSending) {
+  struct Case {
+    const char* ehlo;
+    OutgoingMessage message;
+    int code;
+    const char* enhanced;
+  };
+  OutgoingMessage big = Message({"a@x", "b@x"}, 2000);
+  OutgoingMessage utf8 = Message({"a@x"});
+  utf8.needs_smtputf8 = true;
+  OutgoingMessage eight = Message({"a@x"});
+  eight.needs_8bitmime = true;
+  const Case cases[] = {
+      {"250-x\r\n250 SIZE 1000\r\n", big, 552, "5.3.4"},
+      {"250-x\r\n250 8BITMIME\r\n", utf8, 553, "5.6.7"},
+      {"250-x\r\n250 SMTPUTF8\r\n", eight, 554, "5.6.3"},
+  };
+  for (const Case& c : cases) {
+    Driver d(Config());
+    d.queue.push_back(c.message);
+    d.Connect();
+    d.Server("220 hi\r\n");
+    d.Written();
+    d.Server(c.ehlo);
+    ASSERT_EQ(d.done.size(), 1u) << c.enhanced;
+    ASSERT_EQ(d.done[0].size(), c.message.recipients.size());
+    for (const Outcome& o : d.done[0]) {
+      ExpectOutcome(o, OutcomeKind::kPermanent, c.code, c.enhanced);
+      EXPECT_FALSE(o.from_peer);
+    }
+    EXPECT_EQ(d.Written(), "QUIT\r\n");  // nothing of the message was sent
+  }
+  // Offered: the parameters go on MAIL.
+  OutgoingMessage both = Message({"a@x"}, 999);
+  both.needs_8bitmime = true;
+  both.needs_smtputf8 = true;
+  Driver d(Config());
+  d.queue.push_back(both);
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Written();
+  d.Server(kEhloFull);
+  EXPECT_EQ(d.Written().rfind("MAIL FROM:<sender@relay.example> SIZE=999 BODY=8BITMIME SMTPUTF8\r\n"
+                              "RCPT TO:<a@x>\r\nDATA\r\n",
+                              0),
+            0u);
+}
+
+TEST(ClientSessionTest, ThreeMessagesOnOneConnectionRsetOnlyAfterAnOpenFailure) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x"}));
+  d.queue.push_back(Message({"b@x"}));
+  d.queue.push_back(Message({"c@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Written();
+  d.Server(kEhloPlain);
+  // 1: delivered; 2: DATA refused (RSET); 3: delivered.
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n250 ok 1\r\n");
+  d.Server("250 ok\r\n250 ok\r\n451 4.3.0 not now\r\n");
+  d.Server("250 reset\r\n");
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n250 ok 3\r\n");
+  EXPECT_EQ(d.Written(),
+            "MAIL FROM:<sender@relay.example>\r\nRCPT TO:<a@x>\r\nDATA\r\n"
+            "MAIL FROM:<sender@relay.example>\r\nRCPT TO:<b@x>\r\nDATA\r\nRSET\r\n"
+            "MAIL FROM:<sender@relay.example>\r\nRCPT TO:<c@x>\r\nDATA\r\nQUIT\r\n");
+  ASSERT_EQ(d.done.size(), 3u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kDelivered, 250);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kTransient, 451, "4.3.0");
+  ExpectOutcome(d.done[2][0], OutcomeKind::kDelivered, 250);
+  EXPECT_EQ(d.session.messages_done(), 3u);
+}
+
+TEST(ClientSessionTest, TimeoutsFollowTheWaitAndAbortTheMessage) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\n");
+  EXPECT_EQ(d.timeout_ms, 5 * 60 * 1000);  // RCPT
+  d.Server("550 5.1.1 no\r\n250 ok\r\n");
+  EXPECT_EQ(d.timeout_ms, 2 * 60 * 1000);  // DATA initiation
+  d.Drain(d.session.OnTimeout());
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 550);  // the RCPT verdict stands
+  ExpectOutcome(d.done[0][1], OutcomeKind::kTransient, 421, "4.4.2");
+  EXPECT_FALSE(d.done[0][1].from_peer);
+  EXPECT_NE(d.done[0][1].text.find("Timeout waiting for the reply to DATA from mx.example"),
+            std::string::npos);
+  EXPECT_TRUE(d.closed);
+  EXPECT_EQ(d.timeout_ms, 0);
+}
+
+TEST(ClientSessionTest, TimeoutBeforeTheGreetingIsAConnectionOutcome) {
+  Driver d(Config());
+  d.Connect();
+  d.Drain(d.session.OnTimeout());
+  ASSERT_EQ(d.connection.size(), 1u);
+  ExpectOutcome(d.connection[0], OutcomeKind::kTransient, 421, "4.4.2");
+  EXPECT_TRUE(d.closed);
+}
+
+TEST(ClientSessionTest, PeerClosedMidData) {
+  for (bool body_sent : {false, true}) {
+    Driver d(Config());
+    d.auto_body = false;
+    d.queue.push_back(Message({"a@x", "b@x"}));
+    d.Connect();
+    d.Server("220 hi\r\n");
+    d.Server(kEhloFull);
+    d.Server("250 ok\r\n250 ok\r\n551 5.1.6 moved\r\n354 go\r\n");
+    ASSERT_EQ(d.bodies, 1);
+    if (body_sent) d.Drain(d.session.OnBodySent());
+    d.Drain(d.session.OnPeerClosed());
+    ASSERT_EQ(d.done.size(), 1u);
+    ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.4.2");
+    ExpectOutcome(d.done[0][1], OutcomeKind::kPermanent, 551, "5.1.6");
+    EXPECT_TRUE(d.closed);
+  }
+}
+
+TEST(ClientSessionTest, ReplyArrivingWhileTheBodyStreamsIsHandledAfterIt) {
+  Driver d(Config());
+  d.auto_body = false;
+  d.queue.push_back(Message({"a@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  d.Server("552 5.3.4 too big\r\n");
+  EXPECT_TRUE(d.done.empty());
+  d.Drain(d.session.OnBodySent());
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 552, "5.3.4");
+}
+
+TEST(ClientSessionTest, ServerClosing421MidTransaction) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\n250 ok\r\n421 4.7.0 too many errors, bye\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.7.0");
+  ExpectOutcome(d.done[0][1], OutcomeKind::kTransient, 421, "4.7.0");
+  EXPECT_TRUE(d.done[0][0].from_peer);
+  EXPECT_TRUE(d.closed);
+}
+
+TEST(ClientSessionTest, GarbageFromTheServerIsAProtocolError) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\nHTTP/1.1 400 Bad Request\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.5.0");
+  EXPECT_NE(d.done[0][0].text.find("Protocol error"), std::string::npos);
+  EXPECT_TRUE(d.closed);
+}
+
+// The whole server side of a conversation with multi-line replies, cut at every byte and also
+// fed one byte at a time, gives the same writes and outcomes as in one piece.
+TEST(ClientSessionTest, ServerBytesSplitAtEveryByte) {
+  const std::string server =
+      "220-mx.example ESMTP\r\n220 welcome\r\n"
+      "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250 8BITMIME\r\n"
+      "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550-5.1.1 no such\r\n550 5.1.1 user\r\n354 go\r\n"
+      "250-2.0.0 queued\r\n250 2.0.0 as X\r\n"
+      "250 2.1.0 ok\r\n451 4.2.1 later\r\n503 5.5.1 no rcpt\r\n"
+      "250 reset\r\n221 bye\r\n";
+  auto run = [&](const std::vector<std::string_view>& chunks) {
+    Driver d(Config());
+    d.queue.push_back(Message({"a@x", "b@x"}));
+    d.queue.push_back(Message({"c@x"}));
+    d.Connect();
+    for (std::string_view chunk : chunks) d.Server(chunk);
+    std::string summary = d.written;
+    for (const auto& message : d.done) {
+      for (const Outcome& o : message) {
+        summary += std::to_string(static_cast<int>(o.kind)) + " " + std::to_string(o.code) + " " +
+                   o.enhanced + " " + o.text + "\n";
+      }
+    }
+    summary += d.closed ? "closed" : "open";
+    return summary;
+  };
+  const std::string whole = run({server});
+  EXPECT_NE(whole.find("0 250 2.0.0 queued as X\n"), std::string::npos) << whole;
+  EXPECT_NE(whole.find("2 550 5.1.1 no such user\n"), std::string::npos) << whole;
+  EXPECT_NE(whole.find("1 451 4.2.1 later\n"), std::string::npos) << whole;
+  EXPECT_NE(whole.find("RSET\r\nQUIT\r\n"), std::string::npos) << whole;
+  EXPECT_EQ(whole.substr(whole.size() - 6), "closed");
+  for (size_t cut = 1; cut < server.size(); ++cut) {
+    std::string_view s(server);
+    ASSERT_EQ(run({s.substr(0, cut), s.substr(cut)}), whole) << "cut at " << cut;
+  }
+  std::vector<std::string_view> bytes;
+  for (size_t i = 0; i < server.size(); ++i) bytes.push_back(std::string_view(server).substr(i, 1));
+  EXPECT_EQ(run(bytes), whole);
+}
+
+TEST(ClientSessionTest, SendMessageWhenNotIdleIsRefusedWithATransientOutcome) {
+  ClientSession session(Config());
+  session.OnConnected();
+  // A driver bug: counted (fatal in debug builds), so only check it in release builds.
+#ifdef NDEBUG
+  const ClientActions& a = session.SendMessage(Message({"a@x"}));
+  ASSERT_TRUE(a.message_done);
+  ASSERT_EQ(a.outcomes.size(), 1u);
+  EXPECT_EQ(a.outcomes[0].kind, OutcomeKind::kTransient);
+#else
+  GTEST_SKIP() << "debug build: EXPECT_OR_COUNT is fatal";
+#endif
+}
+
+}  // namespace
+}  // namespace relay::smtp
