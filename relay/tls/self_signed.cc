@@ -1,13 +1,6 @@
 #include "relay/tls/self_signed.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
-#include "absl/strings/str_cat.h"
 #include <openssl/bn.h>
 #include <openssl/ec_key.h>
 #include <openssl/err.h>
@@ -17,6 +10,13 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
 
 namespace relay::tls {
 namespace {
@@ -51,8 +51,10 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   while (ok && done < contents.size()) {
     ssize_t n = write(fd, contents.data() + done, contents.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) ok = false;
-    else done += static_cast<size_t>(n);
+    if (n <= 0)
+      ok = false;
+    else
+      done += static_cast<size_t>(n);
   }
   ok = ok && fsync(fd) == 0;
   int saved_errno = errno;
@@ -87,17 +89,16 @@ absl::Status GenerateSelfSignedCertificate(const std::string& hostname,
   serial_bytes[0] &= 0x7f;
   bssl::UniquePtr<BIGNUM> serial(BN_bin2bn(serial_bytes, sizeof(serial_bytes), nullptr));
   bssl::UniquePtr<X509_NAME> name(X509_NAME_new());
-  bool ok = serial != nullptr && name != nullptr &&
-            X509_set_version(cert.get(), X509_VERSION_3) &&
-            BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) != nullptr &&
-            X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0) != nullptr &&
-            X509_gmtime_adj(X509_getm_notAfter(cert.get()), kSelfSignedValiditySeconds) != nullptr &&
-            X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8,
-                                       reinterpret_cast<const uint8_t*>(hostname.data()),
-                                       static_cast<int>(hostname.size()), -1, 0) &&
-            X509_set_subject_name(cert.get(), name.get()) &&
-            X509_set_issuer_name(cert.get(), name.get()) &&
-            X509_set_pubkey(cert.get(), key.get());
+  bool ok =
+      serial != nullptr && name != nullptr && X509_set_version(cert.get(), X509_VERSION_3) &&
+      BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) != nullptr &&
+      X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0) != nullptr &&
+      X509_gmtime_adj(X509_getm_notAfter(cert.get()), kSelfSignedValiditySeconds) != nullptr &&
+      X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8,
+                                 reinterpret_cast<const uint8_t*>(hostname.data()),
+                                 static_cast<int>(hostname.size()), -1, 0) &&
+      X509_set_subject_name(cert.get(), name.get()) &&
+      X509_set_issuer_name(cert.get(), name.get()) && X509_set_pubkey(cert.get(), key.get());
   if (!ok) return absl::InternalError("certificate fields: " + SslErrors());
 
   // subjectAltName: dNSName = hostname.
@@ -134,8 +135,7 @@ absl::Status GenerateSelfSignedCertificate(const std::string& hostname,
   bssl::UniquePtr<BIO> key_bio(BIO_new(BIO_s_mem()));
   bssl::UniquePtr<BIO> cert_bio(BIO_new(BIO_s_mem()));
   if (key_bio == nullptr || cert_bio == nullptr ||
-      !PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
-                                nullptr) ||
+      !PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) ||
       !PEM_write_bio_X509(cert_bio.get(), cert.get())) {
     return absl::InternalError("PEM encoding: " + SslErrors());
   }

@@ -2,6 +2,8 @@
 //   - full TLS 1.3 handshake (ECDSA P-256) vs a resumed one (the per-host session cache's gain);
 //   - bulk transfer through TlsStream (custom BIO, received ciphertext lent, not copied) vs the
 //     same transfer through BoringSSL over a BIO pair, the classic memory-BIO arrangement.
+#include <openssl/ssl.h>
+
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include <openssl/ssl.h>
 #include "relay/tls/self_signed.h"
 #include "relay/tls/tls_context.h"
 #include "relay/tls/tls_stream.h"
@@ -128,9 +129,8 @@ void BM_TransferBioPair(benchmark::State& state) {
       if (BIO_write(to, buf, n) != n) abort();
     }
   };
-  for (int i = 0; i < 20 && !(SSL_is_init_finished(client.get()) &&
-                              SSL_is_init_finished(server.get()));
-       ++i) {
+  for (int i = 0;
+       i < 20 && !(SSL_is_init_finished(client.get()) && SSL_is_init_finished(server.get())); ++i) {
     SSL_do_handshake(client.get());
     shuttle(client_network, server_network);
     SSL_do_handshake(server.get());

@@ -53,8 +53,8 @@ bool ReadSome(int fd, TlsStream& stream, std::string* plaintext, bool* failed) {
     n = recv(fd, buf, sizeof(buf), 0);
   } while (n < 0 && errno == EINTR);
   if (n <= 0) return false;
-  absl::Status status = stream.OnCiphertext(absl::string_view(buf, static_cast<size_t>(n)),
-                                            plaintext);
+  absl::Status status =
+      stream.OnCiphertext(absl::string_view(buf, static_cast<size_t>(n)), plaintext);
   SendAll(fd, stream);  // Even after an error: the alert goes out.
   if (!status.ok()) {
     std::cerr << "tls error: " << status.message() << "\n";

@@ -1,12 +1,12 @@
 #include "relay/tls/tls_context.h"
 
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include <openssl/err.h>
-#include <openssl/x509.h>
 #include "relay/base/log.h"
 #include "relay/tls/tls_stream.h"
 
@@ -78,16 +78,16 @@ absl::StatusOr<std::shared_ptr<const ServerTlsContext>> ServerTlsContext::Load(
     uint32_t err = ERR_peek_last_error();
     if (ERR_GET_LIB(err) == ERR_LIB_X509 && ERR_GET_REASON(err) == X509_R_KEY_VALUES_MISMATCH) {
       ERR_clear_error();
-      return absl::InvalidArgumentError(absl::StrCat("private key file ", key_path,
-                                                     " does not match certificate ", cert_path));
+      return absl::InvalidArgumentError(
+          absl::StrCat("private key file ", key_path, " does not match certificate ", cert_path));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("private key file ", key_path, ": ", DrainSslErrors()));
   }
   if (!SSL_CTX_check_private_key(ctx)) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat("private key file ", key_path,
-                                                   " does not match certificate ", cert_path));
+    return absl::InvalidArgumentError(
+        absl::StrCat("private key file ", key_path, " does not match certificate ", cert_path));
   }
   // Submission clients do not present certificates; SMTP AUTH identifies them.
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
@@ -186,8 +186,7 @@ void TlsSessionCache::Erase(absl::string_view host) {
   entries_.erase(it);
 }
 
-absl::StatusOr<std::unique_ptr<ClientTlsContext>> ClientTlsContext::Create(
-    const Options& options) {
+absl::StatusOr<std::unique_ptr<ClientTlsContext>> ClientTlsContext::Create(const Options& options) {
   ERR_clear_error();
   std::unique_ptr<ClientTlsContext> context(new ClientTlsContext(options));
   context->ctx_.reset(SSL_CTX_new(TLS_method()));
@@ -218,8 +217,7 @@ int ClientTlsContext::OnNewSession(SSL* ssl, SSL_SESSION* session) {
       !SSL_SESSION_is_resumable(session)) {
     return 0;  // Not kept: BoringSSL drops its reference.
   }
-  stream->client_context_->session_cache_.Put(stream->host_,
-                                              bssl::UniquePtr<SSL_SESSION>(session));
+  stream->client_context_->session_cache_.Put(stream->host_, bssl::UniquePtr<SSL_SESSION>(session));
   return 1;  // We took the reference.
 }
 

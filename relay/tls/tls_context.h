@@ -19,6 +19,7 @@
 // A ClientTlsContext belongs to one shard thread and must outlive the streams made from it.
 #pragma once
 
+#include <openssl/ssl.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -33,7 +34,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include <openssl/ssl.h>
 
 namespace relay::tls {
 
@@ -64,10 +64,11 @@ class ServerTlsContext {
   };
 
   // Loads and checks the pair. The error names the file and what is wrong with it.
-  static absl::StatusOr<std::shared_ptr<const ServerTlsContext>> Load(
-      const std::string& cert_path, const std::string& key_path, const Options& options);
-  static absl::StatusOr<std::shared_ptr<const ServerTlsContext>> Load(
-      const std::string& cert_path, const std::string& key_path) {
+  static absl::StatusOr<std::shared_ptr<const ServerTlsContext>> Load(const std::string& cert_path,
+                                                                      const std::string& key_path,
+                                                                      const Options& options);
+  static absl::StatusOr<std::shared_ptr<const ServerTlsContext>> Load(const std::string& cert_path,
+                                                                      const std::string& key_path) {
     return Load(cert_path, key_path, Options());
   }
 

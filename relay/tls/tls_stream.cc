@@ -1,14 +1,14 @@
 #include "relay/tls/tls_stream.h"
 
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include <openssl/err.h>
-#include <openssl/x509.h>
 
 namespace relay::tls {
 namespace {
@@ -25,12 +25,18 @@ bool IsIpLiteral(const std::string& host) {
 
 const char* SslErrorName(int code) {
   switch (code) {
-    case SSL_ERROR_SSL: return "protocol error";
-    case SSL_ERROR_SYSCALL: return "transport error";
-    case SSL_ERROR_ZERO_RETURN: return "closed";
-    case SSL_ERROR_WANT_READ: return "want read";
-    case SSL_ERROR_WANT_WRITE: return "want write";
-    default: return "error";
+    case SSL_ERROR_SSL:
+      return "protocol error";
+    case SSL_ERROR_SYSCALL:
+      return "transport error";
+    case SSL_ERROR_ZERO_RETURN:
+      return "closed";
+    case SSL_ERROR_WANT_READ:
+      return "want read";
+    case SSL_ERROR_WANT_WRITE:
+      return "want write";
+    default:
+      return "error";
   }
 }
 
@@ -91,7 +97,7 @@ const BIO_METHOD* StreamBioMethod() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsStream>> TlsStream::NewServer(const ServerTlsContext& context,
-                                                                 Limits limits) {
+                                                                Limits limits) {
   std::unique_ptr<TlsStream> stream(new TlsStream(/*is_server=*/true, limits));
   if (absl::Status status = stream->Init(context.ssl_ctx()); !status.ok()) return status;
   SSL_set_accept_state(stream->ssl_.get());
@@ -99,8 +105,8 @@ absl::StatusOr<std::unique_ptr<TlsStream>> TlsStream::NewServer(const ServerTlsC
 }
 
 absl::StatusOr<std::unique_ptr<TlsStream>> TlsStream::NewClient(ClientTlsContext& context,
-                                                                 absl::string_view host,
-                                                                 Limits limits) {
+                                                                absl::string_view host,
+                                                                Limits limits) {
   std::unique_ptr<TlsStream> stream(new TlsStream(/*is_server=*/false, limits));
   stream->host_ = std::string(host);
   stream->client_context_ = &context;
@@ -168,8 +174,7 @@ absl::Status TlsStream::Start() {
   return Fail("TLS handshake", err);
 }
 
-absl::Status TlsStream::OnCiphertext(absl::Span<const uint8_t> ciphertext,
-                                     std::string* plaintext) {
+absl::Status TlsStream::OnCiphertext(absl::Span<const uint8_t> ciphertext, std::string* plaintext) {
   if (failed_) return absl::FailedPreconditionError("TLS stream already failed: " + error_);
   borrowed_ = ciphertext;
   absl::Status status = absl::OkStatus();
@@ -189,6 +194,17 @@ absl::Status TlsStream::OnCiphertext(absl::Span<const uint8_t> ciphertext,
     }
     status = Fail(SSL_is_init_finished(ssl_.get()) ? "TLS read" : "TLS handshake", err);
     break;
+  }
+  // Post-handshake messages that need an answer (a TLS 1.3 KeyUpdate with update_requested,
+  // RFC 8446 §4.6.3) are queued by SSL_read but only written by the next SSL_write. A write of
+  // zero bytes flushes them now, so that this one event leaves nothing owed to the peer.
+  if (status.ok() && !peer_closed_ && !shutdown_sent_ && SSL_is_init_finished(ssl_.get())) {
+    int rc = SSL_write(ssl_.get(), "", 0);
+    if (rc < 0) {
+      int err = SSL_get_error(ssl_.get(), rc);
+      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+        status = Fail("TLS write", err);
+    }
   }
   // Whatever BoringSSL did not take stays for the next call (after close_notify or an error it is
   // garbage, but keeping it costs nothing and hides nothing).

@@ -21,6 +21,8 @@
 // must not outlive its ClientTlsContext (the session cache is there).
 #pragma once
 
+#include <openssl/ssl.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -30,7 +32,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include <openssl/ssl.h>
 #include "relay/tls/tls_context.h"
 
 namespace relay::tls {
@@ -64,9 +65,9 @@ class TlsStream {
   // PendingCiphertext() (it may hold an alert) and close.
   absl::Status OnCiphertext(absl::Span<const uint8_t> ciphertext, std::string* plaintext);
   absl::Status OnCiphertext(absl::string_view ciphertext, std::string* plaintext) {
-    return OnCiphertext(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(ciphertext.data()),
-                                            ciphertext.size()),
-                        plaintext);
+    return OnCiphertext(
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(ciphertext.data()), ciphertext.size()),
+        plaintext);
   }
 
   // Encrypts as much of `plaintext` as the output limit allows and returns how many bytes were

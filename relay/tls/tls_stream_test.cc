@@ -1,6 +1,9 @@
 // A server TlsStream and a client TlsStream talking to each other in memory.
 #include "relay/tls/tls_stream.h"
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -9,9 +12,6 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include "relay/tls/self_signed.h"
 #include "relay/tls/tls_context.h"
 
@@ -210,9 +210,34 @@ TEST_P(TlsVersionTest, SecondConnectionResumesTheSession) {
   EXPECT_FALSE((*client2)->session_reused());
 }
 
+TEST_P(TlsVersionTest, PostHandshakeMessagesAreAnsweredWithinOneEvent) {
+  if (GetParam() != TLS1_3_VERSION) GTEST_SKIP() << "KeyUpdate is TLS 1.3 (RFC 8446 4.6.3)";
+  auto [client, server] = Connect();
+  {
+    // Plain data owes the peer nothing: no empty records, no stray output.
+    ASSERT_TRUE(client->Write("x").ok());
+    std::string x;
+    ASSERT_TRUE(Transfer(*client, *server, 1 << 20, &x).ok());
+    ASSERT_EQ(x, "x");
+    EXPECT_TRUE(server->PendingCiphertext().empty());
+  }
+  // The client asks for a KeyUpdate (RFC 8446 §4.6.3) and sends data under its new keys.
+  ASSERT_EQ(SSL_key_update(client->ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+  ASSERT_TRUE(client->Write("after update").ok());
+  std::string plain;
+  ASSERT_TRUE(Transfer(*client, *server, 1 << 20, &plain).ok());
+  EXPECT_EQ(plain, "after update");
+  // The server's own KeyUpdate must go out now, without waiting for the server to write.
+  EXPECT_FALSE(server->PendingCiphertext().empty());
+  std::string back;
+  ASSERT_TRUE(Transfer(*server, *client, 1 << 20, &back).ok());
+  ASSERT_TRUE(server->Write("reply").ok());
+  ASSERT_TRUE(Transfer(*server, *client, 1 << 20, &back).ok());
+  EXPECT_EQ(back, "reply");
+}
+
 INSTANTIATE_TEST_SUITE_P(Versions, TlsVersionTest,
-                         ::testing::Values(TLS1_2_VERSION, TLS1_3_VERSION),
-                         [](const auto& info) {
+                         ::testing::Values(TLS1_2_VERSION, TLS1_3_VERSION), [](const auto& info) {
                            return info.param == TLS1_3_VERSION ? std::string("Tls13")
                                                                : std::string("Tls12");
                          });
@@ -403,8 +428,8 @@ TEST(SelfSignedTest, CertificateParsesNamesTheHostAndMatchesTheKey) {
   X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof(cn));
   EXPECT_STREQ(cn, "relay.example.org");
   // X509_check_host looks at the subjectAltName dNSName.
-  EXPECT_EQ(X509_check_host(cert.get(), "relay.example.org", 17, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
-                            nullptr),
+  EXPECT_EQ(X509_check_host(cert.get(), "relay.example.org", 17,
+                            X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr),
             1);
   EXPECT_NE(X509_check_host(cert.get(), "other.example.org", 17, 0, nullptr), 1);
   // Valid now, expiring in a year (give or take a day), not before.
