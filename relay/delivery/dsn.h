@@ -1,0 +1,77 @@
+// Delivery status notifications (bounces and delay warnings) per RFC 3464 in the
+// multipart/report container of RFC 3462 (report-type=delivery-status):
+//   1. text/plain for people: which recipients failed and what their server said;
+//   2. message/delivery-status: Reporting-MTA and Arrival-Date, then per recipient
+//      Final-Recipient, Action (failed | delayed), Status, Remote-MTA, Diagnostic-Code,
+//      Last-Attempt-Date (and Will-Retry-Until for a delay);
+//   3. text/rfc822-headers: the original message's header section (RFC 3462 §4).
+// The DSN is marked Auto-Submitted: auto-replied (RFC 3834 §5) and travels with a null reverse
+// path (MAIL FROM:<>) to the original envelope sender, so it can never cause another DSN
+// (RFC 5321 §4.5.5: none is ever sent for a message whose reverse path is null).
+//
+// Contract: a pure function, any thread. The result uses CRLF everywhere, no line longer than
+// 998 octets (RFC 5322 §2.1.1), and is not dot-stuffed (the SMTP client does that). Fields of
+// the machine-readable part are kept 7-bit (bytes outside printable ASCII become '?');
+// internationalized DSNs (RFC 6533) are not produced.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace relay::delivery {
+
+enum class DsnKind {
+  kFailure,  // Action: failed, Status 5.x.x: the message will not be delivered
+  kDelay,    // Action: delayed, Status 4.x.x: a warning, delivery is still being retried
+};
+
+struct DsnRecipient {
+  std::string final_recipient;     // the address the relay tried (RCPT TO)
+  std::string original_recipient;  // ORCPT, RFC 3461 §4.2 (optional)
+  std::string status;              // enhanced status, RFC 3463: "5.1.1", "4.4.7"
+  std::string remote_mta;          // MX host that answered (optional)
+  // The remote reply, for Diagnostic-Code: smtp; (omitted when reply_code is 0, e.g. null MX).
+  int reply_code = 0;
+  std::string reply_enhanced;
+  std::string reply_text;
+  // Why, for people, when there is no remote reply ("the domain accepts no mail (null MX)").
+  std::string explanation;
+  int64_t last_attempt_unix_s = 0;    // 0: omitted
+  int64_t will_retry_until_unix_s = 0;  // delays only; 0: omitted
+};
+
+struct DsnRequest {
+  DsnKind kind = DsnKind::kFailure;
+  std::string reporting_mta;       // our host name: From: MAILER-DAEMON@<it>, Reporting-MTA
+  std::string envelope_sender;     // the original MAIL FROM; empty means null: no DSN
+  std::string envelope_id;         // ENVID, RFC 3461 §4.4 (optional)
+  std::string queue_id;            // for the text part and the Message-ID
+  int64_t arrival_unix_s = 0;
+  int64_t now_unix_s = 0;          // Date:
+  std::vector<DsnRecipient> recipients;
+  // The original message (or just its header section): everything up to the first empty line
+  // is returned in the text/rfc822-headers part.
+  std::string_view original_message;
+};
+
+struct Dsn {
+  std::string mail_from;  // always empty: MAIL FROM:<>
+  std::string rcpt_to;    // the original envelope sender
+  std::string data;       // the whole message, CRLF line ends, not dot-stuffed
+  bool needs_8bitmime = false;  // the original headers carry 8-bit bytes (sent as 8bit)
+};
+
+// Builds the DSN. FailedPrecondition for a null envelope sender (callers log and drop);
+// InvalidArgument for no recipients, a status whose class does not match the kind (5 for a
+// failure, 4 for a delay), or a sender or host name with CR, LF or NUL in it.
+absl::StatusOr<Dsn> BuildDsn(const DsnRequest& request);
+
+// The header section of `message`: up to and excluding the empty line that ends it (the whole
+// message when there is none).
+std::string_view HeaderSection(std::string_view message);
+
+}  // namespace relay::delivery
