@@ -27,16 +27,23 @@ skip() {
   exit 0
 }
 
-# json FILE KEY[.SUBKEY...]: prints the value (0 when a key is missing under "replies").
+# json FILE KEY[.SUBKEY...]: prints the value from the file's last line (0 when the key is
+# missing, e.g. a reply code never seen). The file is parsed once, into FILE.kv.
 json() {
-  "$PY" - "$1" "$2" <<'PYEOF'
+  if [ ! -f "$1.kv" ] || [ "$1" -nt "$1.kv" ]; then
+    "$PY" - "$1" > "$1.kv" <<'PYEOF'
 import json, sys
 doc = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-v = doc
-for k in sys.argv[2].split('.'):
-    v = v.get(k, 0) if isinstance(v, dict) else 0
-print(v)
+def walk(prefix, v):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            walk(prefix + k + ".", x)
+    else:
+        print(prefix[:-1], v)
+walk("", doc)
 PYEOF
+  fi
+  awk -v k="$2" 'BEGIN { v = 0 } $1 == k { v = $2 } END { print v }' "$1.kv"
 }
 
 # start_sink NAME ARGS...: starts the sink on 127.0.0.1 port 0 with ARGS; sets SINK_PID and
