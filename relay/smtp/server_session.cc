@@ -393,12 +393,17 @@ void ServerSession::FinishBdatChunk() {
   if (bdat_error_.code != 0) {
     const Reply reply = bdat_error_;
     bdat_error_ = Reply();
-    Error(reply.code, reply.enhanced, reply.text);
+    if (bdat_error_counts_) {
+      Error(reply.code, reply.enhanced, reply.text);
+    } else {
+      AppendReply(actions_.write, reply);
+    }
     return;
   }
   if (data_error_ == DataError::kTooBig) {
     // Refused as soon as the limit is crossed (RFC 3030 §2 allows it per chunk).
     ResetTransaction();
+    bdat_failed_ = true;
     Error(552, "5.3.4", "Message size exceeds fixed maximum message size");
     return;
   }
@@ -451,6 +456,7 @@ void ServerSession::BeginMessage() {
 
 void ServerSession::ResetTransaction() {
   in_transaction_ = false;
+  bdat_failed_ = false;
   envelope_.mail_from.clear();
   envelope_.params = MailParams();
   envelope_.recipients.clear();
@@ -665,7 +671,13 @@ void ServerSession::HandleBdat(std::string_view arg) {
     return Error(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]");
   }
   bdat_error_ = Reply();
-  if (!in_transaction_) {
+  bdat_error_counts_ = true;
+  if (!in_transaction_ && bdat_failed_) {
+    // Chunks a pipelining client sent before it saw the failure (RFC 3030 §2): consumed and
+    // answered like the failed one, not counted again.
+    bdat_error_ = Reply{552, "5.3.4", "Message size exceeds fixed maximum message size"};
+    bdat_error_counts_ = false;
+  } else if (!in_transaction_) {
     bdat_error_ = Reply{503, "5.5.1", "Need MAIL command"};
   } else if (envelope_.recipients.empty()) {
     bdat_error_ = Reply{554, "5.5.1", "No valid recipients"};

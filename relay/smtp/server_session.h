@@ -15,6 +15,10 @@
 // The message handed out by `message_ready` is a view into a buffer the session owns; it stays
 // valid and unchanged until the queue result event (or the session's destruction). The buffer is
 // reused by the next transaction.
+// `close` wins: when it comes in the same batch as `message_ready` (the client overran the
+// paused-input bound) the driver drops the message; the client got no 250 for it. A timeout while
+// the queue write is in flight closes the session but keeps the message view valid until the
+// session is destroyed, so the driver may finish the write it started.
 //
 // Security rules enforced here:
 //  - only CRLF ends a line (RFC 5321 §2.3.8). A command line holding a bare CR or LF is refused
@@ -251,7 +255,9 @@ class ServerSession {
   uint64_t bdat_remaining_bytes_ = 0;
   uint64_t bdat_chunk_bytes_ = 0;
   bool bdat_last_ = false;
-  Reply bdat_error_;  // code 0 when the chunk is accepted
+  Reply bdat_error_;               // code 0 when the chunk is accepted
+  bool bdat_error_counts_ = true;  // bdat_error_ counts towards errors_max
+  bool bdat_failed_ = false;       // the last BDAT transaction failed on size; until MAIL/RSET/EHLO
 };
 
 }  // namespace relay::smtp

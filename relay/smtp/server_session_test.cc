@@ -687,6 +687,13 @@ TEST(ServerSession, MessageSizeLimit) {
   EXPECT_EQ(d.Send("BDAT 100\r\n" + exact), "250 2.0.0 100 octets received\r\n");
   EXPECT_EQ(d.Send("BDAT 2 LAST\r\nxx"),
             "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+  // Chunks pipelined before the client saw the failure get the same reply and are not counted.
+  const int errors = d.session.errors();
+  EXPECT_EQ(d.Send("BDAT 3\r\nabcBDAT 0 LAST\r\n"),
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+  EXPECT_EQ(d.session.errors(), errors);
+  EXPECT_EQ(d.Send("RSET\r\nBDAT 0 LAST\r\n"), "250 2.0.0 Ok\r\n503 5.5.1 Need MAIL command\r\n");
   EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> SIZE=101\r\n"),
             "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
   EXPECT_EQ(d.messages.size(), 2u);
