@@ -93,8 +93,10 @@ TEST_F(AuthThrottleTest, MemoryIsBoundedByEvictingTheLeastRecentlyTouched) {
 }
 
 TEST(AuthThrottleKeyTest, Ipv6SharesAKeyPerSlash64AndMappedIpv4IsIpv4) {
-  EXPECT_EQ(AuthThrottle::KeyForText("2001:db8:1:2::1"), AuthThrottle::KeyForText("2001:db8:1:2:ffff::9"));
-  EXPECT_NE(AuthThrottle::KeyForText("2001:db8:1:2::1"), AuthThrottle::KeyForText("2001:db8:1:3::1"));
+  EXPECT_EQ(AuthThrottle::KeyForText("2001:db8:1:2::1"),
+            AuthThrottle::KeyForText("2001:db8:1:2:ffff::9"));
+  EXPECT_NE(AuthThrottle::KeyForText("2001:db8:1:2::1"),
+            AuthThrottle::KeyForText("2001:db8:1:3::1"));
   EXPECT_EQ(AuthThrottle::KeyForText("::ffff:192.0.2.1"), AuthThrottle::KeyForText("192.0.2.1"));
   EXPECT_NE(AuthThrottle::KeyForText("192.0.2.1"), AuthThrottle::KeyForText("192.0.2.2"));
   EXPECT_EQ(AuthThrottle::KeyForText("not an address"), "");

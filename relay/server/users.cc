@@ -1,6 +1,11 @@
 #include "relay/server/users.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,11 +21,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 
 namespace relay::server {
 namespace {
@@ -101,13 +101,11 @@ bool Scrypt(absl::string_view password, const std::string& salt, const ScryptPar
   return EVP_PBE_scrypt(password.data(), password.size(),
                         reinterpret_cast<const uint8_t*>(salt.data()), salt.size(),
                         1ull << params.log2_n, static_cast<uint64_t>(params.r),
-                        static_cast<uint64_t>(params.p),
-                        kScryptMemoryBytesMax + (16ull << 20), out, out_len) == 1;
+                        static_cast<uint64_t>(params.p), kScryptMemoryBytesMax + (16ull << 20), out,
+                        out_len) == 1;
 }
 
-bool IsFieldChar(char c) {
-  return static_cast<unsigned char>(c) > ' ' && c != 0x7f && c != ',';
-}
+bool IsFieldChar(char c) { return static_cast<unsigned char>(c) > ' ' && c != 0x7f && c != ','; }
 
 absl::Status CheckName(absl::string_view name) {
   if (name.empty() || name.size() > kNameBytesMax) {
@@ -166,10 +164,10 @@ absl::StatusOr<std::string> HashPassword(absl::string_view password, const Scryp
   if (!Scrypt(password, salt, params, key, sizeof(key))) {
     return absl::ResourceExhaustedError("scrypt failed (out of memory?)");
   }
-  return absl::StrCat(kScryptPrefix, "ln=", params.log2_n, ",r=", params.r, ",p=", params.p, "$",
-                      absl::Base64Escape(salt), "$",
-                      absl::Base64Escape(absl::string_view(reinterpret_cast<char*>(key),
-                                                           sizeof(key))));
+  return absl::StrCat(
+      kScryptPrefix, "ln=", params.log2_n, ",r=", params.r, ",p=", params.p, "$",
+      absl::Base64Escape(salt), "$",
+      absl::Base64Escape(absl::string_view(reinterpret_cast<char*>(key), sizeof(key))));
 }
 
 absl::Status ValidatePasswordHash(absl::string_view encoded_hash) {
@@ -209,8 +207,7 @@ std::string UserDb::CredentialCache::Mac(const std::string& stored_hash,
       !HMAC_Update(ctx.get(), reinterpret_cast<const uint8_t*>(stored_hash.data()),
                    stored_hash.size()) ||
       !HMAC_Update(ctx.get(), &separator, 1) ||
-      !HMAC_Update(ctx.get(), reinterpret_cast<const uint8_t*>(password.data()),
-                   password.size()) ||
+      !HMAC_Update(ctx.get(), reinterpret_cast<const uint8_t*>(password.data()), password.size()) ||
       !HMAC_Final(ctx.get(), out, &out_len)) {
     return "";
   }
@@ -313,10 +310,10 @@ absl::StatusOr<std::shared_ptr<UserDb>> UserDb::LoadOrEmpty(const std::string& p
   auto db = Load(path, options);
   if (absl::IsNotFound(db.status())) {
     std::shared_ptr<UserDb> empty(new UserDb(path, options));
-    empty->lines_.push_back(Line{
-        "# Users of the relay: NAME PASSWORD-HASH [MAY-SEND-AS,...]. Managed with relayctl "
-        "user-add / user-del.",
-        false, ""});
+    empty->lines_.push_back(
+        Line{"# Users of the relay: NAME PASSWORD-HASH [MAY-SEND-AS,...]. Managed with relayctl "
+             "user-add / user-del.",
+             false, ""});
     return empty;
   }
   return db;
@@ -336,8 +333,8 @@ bool UserDb::Verify(absl::string_view user, absl::string_view password) const {
   const User* u = Find(user);
   if (u == nullptr) {
     // Same cost for an unknown user, so timing does not tell which names exist.
-    static const std::string* dummy = new std::string(
-        HashPassword("unknown user", ScryptParams()).value_or(""));
+    static const std::string* dummy =
+        new std::string(HashPassword("unknown user", ScryptParams()).value_or(""));
     VerifyPasswordHash(*dummy, password);
     return false;
   }

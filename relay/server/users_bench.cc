@@ -43,10 +43,10 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& run : runs) {
       if (run.run_type != Run::RT_Iteration || run.iterations == 0) continue;
       // CPU time: wall time on the shared machine swings with the other work on it.
-      nanos_[run.benchmark_name()] = run.GetAdjustedCPUTime() *
-                                     (run.time_unit == benchmark::kMillisecond   ? 1e6
+      nanos_[run.benchmark_name()] =
+          run.GetAdjustedCPUTime() * (run.time_unit == benchmark::kMillisecond   ? 1e6
                                       : run.time_unit == benchmark::kMicrosecond ? 1e3
-                                                                                  : 1);
+                                                                                 : 1);
     }
   }
   void PrintRatios() {
@@ -58,8 +58,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
         printf("ratio %-24s %8.2fx the cost of BM_ScryptVerify/14 (%.4f ms CPU)\n", name.c_str(),
                ratio, nanos / 1e6);
       } else {
-        printf("ratio %-24s %8.0fx cheaper than BM_ScryptVerify/14 (%.4f ms CPU)\n",
-               name.c_str(), 1 / ratio, nanos / 1e6);
+        printf("ratio %-24s %8.0fx cheaper than BM_ScryptVerify/14 (%.4f ms CPU)\n", name.c_str(),
+               1 / ratio, nanos / 1e6);
       }
     }
   }

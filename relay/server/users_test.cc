@@ -51,11 +51,11 @@ TEST(PasswordHashTest, RoundTripAndSelfDescribingFormat) {
 }
 
 TEST(PasswordHashTest, MalformedHashesAreRejectedAndMatchNothing) {
-  for (const char* bad : {"", "plain", "$scrypt$ln=10,r=8$c2FsdHNhbHQ=$a2V5a2V5a2V5a2V5a2V5",
-                          "$scrypt$ln=10,r=8,p=1$!!$a2V5a2V5a2V5a2V5a2V5",
-                          "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ=$a2V5a2V5a2V5a2V5a2V5a2V5",
-                          "$scrypt$ln=10,r=8,p=1,x=2$c2FsdHNhbHQ=$a2V5a2V5a2V5a2V5a2V5a2V5",
-                          "$bcrypt$whatever"}) {
+  for (const char* bad :
+       {"", "plain", "$scrypt$ln=10,r=8$c2FsdHNhbHQ=$a2V5a2V5a2V5a2V5a2V5",
+        "$scrypt$ln=10,r=8,p=1$!!$a2V5a2V5a2V5a2V5a2V5",
+        "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ=$a2V5a2V5a2V5a2V5a2V5a2V5",
+        "$scrypt$ln=10,r=8,p=1,x=2$c2FsdHNhbHQ=$a2V5a2V5a2V5a2V5a2V5a2V5", "$bcrypt$whatever"}) {
     EXPECT_FALSE(ValidatePasswordHash(bad).ok()) << bad;
     EXPECT_FALSE(VerifyPasswordHash(bad, "x")) << bad;
   }
@@ -67,12 +67,18 @@ class UserDbTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = TempPath("users");
-    WriteFile(path_, "# Relay users\n"
-                     "\n"
-                     "app@Example.COM\t" + Hash("app-pw") + "\n"
-                     "# the reporting job\n"
-                     "reports  " + Hash("rep-pw") + "  reports@example.com,@Example.org\n"
-                     "bare " + Hash("bare-pw") + "\n");
+    WriteFile(path_,
+              "# Relay users\n"
+              "\n"
+              "app@Example.COM\t" +
+                  Hash("app-pw") +
+                  "\n"
+                  "# the reporting job\n"
+                  "reports  " +
+                  Hash("rep-pw") +
+                  "  reports@example.com,@Example.org\n"
+                  "bare " +
+                  Hash("bare-pw") + "\n");
     options_.clock = &clock_;
     options_.credential_cache_ttl_ms = 60000;
     options_.credential_cache_entries_max = 2;
@@ -181,8 +187,8 @@ TEST_F(UserDbTest, AddRemoveSaveKeepsCommentsAndIsPrivate) {
   EXPECT_EQ(text.find("reports"), std::string::npos);
 
   auto reloaded = LoadOk();
-  EXPECT_EQ(reloaded->List(), (std::vector<std::string>{"app@example.com", "bare",
-                                                        "new@example.net"}));
+  EXPECT_EQ(reloaded->List(),
+            (std::vector<std::string>{"app@example.com", "bare", "new@example.net"}));
   EXPECT_TRUE(reloaded->Verify("new@example.net", "new-pw"));
   EXPECT_TRUE(reloaded->MaySendAs("new@example.net", "x@example.net"));
   ASSERT_TRUE(reloaded->SetPassword("bare", "changed", kFast).ok());

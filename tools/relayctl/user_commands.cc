@@ -168,8 +168,8 @@ int Usage(const char* text) {
 
 int UserAddCommand(int argc, char** argv) {
   auto args = ParseArgs(argc, argv, /*allow_ok=*/true, 1);
-  if (!args) return Usage(
-        "user-add USER [--allow ADDR|@DOMAIN ...] [--scrypt-log2-n N] [--config-dir DIR]");
+  if (!args)
+    return Usage("user-add USER [--allow ADDR|@DOMAIN ...] [--scrypt-log2-n N] [--config-dir DIR]");
   EditLock lock(*args);
   if (!lock.error().empty()) {
     std::cerr << "cannot lock the users file: " << lock.error() << "\n";

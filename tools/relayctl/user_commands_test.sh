@@ -35,13 +35,19 @@ run 0 '' user-list
 [ "$(cat out.txt)" = "$(printf 'app@example.com\t@example.org,news@example.com\nreports\t-')" ] ||
   fail "user-list: $(cat out.txt)"
 
+# Checks at the default cost (N=2^15) are slow on a busy machine: only two of them.
 run 0 $'s3cret pass\n' authenticate app@example.com
-run 0 $'s3cret pass\r\n' authenticate app@EXAMPLE.COM
-run 1 $'s3cret pas\n' authenticate app@example.com
-grep -q "authentication failed" err.txt || fail "$(cat err.txt)"
-run 1 $'other\n' authenticate app@example.com
-run 0 $'other\n' authenticate reports
 run 1 $'other\n' authenticate nobody
+run 0 $'other\n' authenticate reports
+run 0 $'other\r\n' authenticate reports
+run 1 $'othe\n' authenticate reports
+grep -q "authentication failed" err.txt || fail "$(cat err.txt)"
+run 1 $'s3cret pass\n' authenticate reports
+printf 'pw\n' | "$CTL" user-add Cased@Example.NET --scrypt-log2-n 12 --config-dir "$DIR" 2> err.txt ||
+  fail "$(cat err.txt)"
+run 0 $'pw\n' authenticate Cased@example.net
+run 1 $'pw\n' authenticate cased@example.net
+run 0 '' user-del Cased@EXAMPLE.net
 
 # Comments an operator wrote survive edits.
 sed -i '1a # ops: keep this comment' users

@@ -9,7 +9,8 @@ int main(int argc, char** argv) {
   const char* command = argv[1];
   if (strcmp(command, "user-add") == 0) return relay::relayctl::UserAddCommand(argc - 1, argv + 1);
   if (strcmp(command, "user-del") == 0) return relay::relayctl::UserDelCommand(argc - 1, argv + 1);
-  if (strcmp(command, "user-list") == 0) return relay::relayctl::UserListCommand(argc - 1, argv + 1);
+  if (strcmp(command, "user-list") == 0)
+    return relay::relayctl::UserListCommand(argc - 1, argv + 1);
   if (strcmp(command, "authenticate") == 0) {
     return relay::relayctl::AuthenticateCommand(argc - 1, argv + 1);
   }
