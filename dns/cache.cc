@@ -6,8 +6,7 @@
 
 namespace dns {
 
-Cache::Cache(relay::Clock* clock, const CacheOptions& options)
-    : clock_(clock), options_(options) {}
+Cache::Cache(relay::Clock* clock, const CacheOptions& options) : clock_(clock), options_(options) {}
 
 std::string Cache::Key(std::string_view name, uint16_t type) {
   std::string key = CanonicalName(name);
@@ -64,8 +63,8 @@ uint32_t Cache::Insert(std::string_view name, uint16_t type,
                        std::shared_ptr<const CachedAnswer> answer) {
   if (options_.entries_max == 0 || answer == nullptr) return 0;
   uint32_t ttl_s = TtlFor(answer->message, name, type);
-  bool positive = answer->message.rcode == kRcodeNoError &&
-                  !AnswersFor(answer->message, name, type).empty();
+  bool positive =
+      answer->message.rcode == kRcodeNoError && !AnswersFor(answer->message, name, type).empty();
   ttl_s = std::min(ttl_s, positive ? options_.positive_ttl_max_s : options_.negative_ttl_max_s);
   if (ttl_s == 0) return 0;
   std::string key = Key(name, type);
@@ -78,8 +77,8 @@ uint32_t Cache::Insert(std::string_view name, uint16_t type,
   }
   insertion_order_.push_back(key);
   auto age = std::prev(insertion_order_.end());
-  entries_.emplace(std::move(key),
-                   Entry{std::move(answer), clock_->MonotonicMillis() + int64_t{ttl_s} * 1000, age});
+  entries_.emplace(std::move(key), Entry{std::move(answer),
+                                         clock_->MonotonicMillis() + int64_t{ttl_s} * 1000, age});
   return ttl_s;
 }
 

@@ -47,8 +47,7 @@ class Cache {
 
   // Stores an answer to the question (name, type) for the TTL it deserves (see TtlFor); answers
   // that deserve no caching (TTL 0, SERVFAIL and such) are ignored. Returns the TTL used.
-  uint32_t Insert(std::string_view name, uint16_t type,
-                  std::shared_ptr<const CachedAnswer> answer);
+  uint32_t Insert(std::string_view name, uint16_t type, std::shared_ptr<const CachedAnswer> answer);
 
   // The caching TTL of an answer to (name, type), before the caps: the minimum TTL of the
   // answering records (CNAMEs included) when there are any; RFC 2308 §5 for NXDOMAIN/NODATA;

@@ -38,8 +38,9 @@ class Reader {
   }
   absl::Status U32(uint32_t* v) {
     if (!Has(4)) return Short();
-    *v = static_cast<uint32_t>(wire_[offset_]) << 24 | static_cast<uint32_t>(wire_[offset_ + 1])
-         << 16 | static_cast<uint32_t>(wire_[offset_ + 2]) << 8 | wire_[offset_ + 3];
+    *v = static_cast<uint32_t>(wire_[offset_]) << 24 |
+         static_cast<uint32_t>(wire_[offset_ + 1]) << 16 |
+         static_cast<uint32_t>(wire_[offset_ + 2]) << 8 | wire_[offset_ + 3];
     offset_ += 4;
     return absl::OkStatus();
   }
@@ -69,7 +70,8 @@ class Reader {
       if ((len & 0xC0) == 0xC0) {
         if (pos + 1 >= wire_.size()) return Short();
         size_t target = static_cast<size_t>(len & 0x3F) << 8 | wire_[pos + 1];
-        if (target >= pos) return absl::InvalidArgumentError("DNS name pointer does not point back");
+        if (target >= pos)
+          return absl::InvalidArgumentError("DNS name pointer does not point back");
         if (++hops > kPointerHopsMax) return absl::InvalidArgumentError("DNS name pointer loop");
         if (end_of_name == 0) end_of_name = pos + 2;
         pos = target;
@@ -210,7 +212,7 @@ absl::StatusOr<Message> ParseMessage(absl::Span<const uint8_t> wire) {
   if (wire.size() > kMessageBytesMax) return absl::InvalidArgumentError("DNS message too long");
   Reader r(wire);
   Message m;
-  uint16_t flags, qd, an, ns, ar;
+  uint16_t flags = 0, qd = 0, an = 0, ns = 0, ar = 0;
   (void)r.U16(&m.id);
   (void)r.U16(&flags);
   (void)r.U16(&qd);
@@ -316,8 +318,8 @@ MessageBuilder::MessageBuilder(uint16_t id, uint16_t flags) {
 }
 
 void MessageBuilder::SetRcode(uint8_t rcode) {
-  uint16_t flags = static_cast<uint16_t>(static_cast<uint8_t>(wire_[2]) << 8 |
-                                         static_cast<uint8_t>(wire_[3]));
+  uint16_t flags =
+      static_cast<uint16_t>(static_cast<uint8_t>(wire_[2]) << 8 | static_cast<uint8_t>(wire_[3]));
   Set16(2, static_cast<uint16_t>((flags & ~0xF) | (rcode & 0xF)));
 }
 
@@ -370,8 +372,7 @@ MessageBuilder& MessageBuilder::AddQuestion(std::string_view name, uint16_t type
   return *this;
 }
 
-void MessageBuilder::BeginRecord(Section s, std::string_view name, uint16_t type,
-                                 uint32_t ttl_s) {
+void MessageBuilder::BeginRecord(Section s, std::string_view name, uint16_t type, uint32_t ttl_s) {
   int index = static_cast<int>(s);
   size_t count_offset = 4 + 2 * index;
   Set16(count_offset, static_cast<uint16_t>((static_cast<uint8_t>(wire_[count_offset]) << 8 |

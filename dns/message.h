@@ -73,9 +73,9 @@ struct ResourceRecord {
   std::string rdata;  // raw RDATA as received (compression pointers not expanded)
 
   // Decoded RDATA, filled according to `type`.
-  uint16_t preference = 0;         // MX
-  std::string target;              // MX exchange, CNAME, PTR, NS
-  std::vector<std::string> texts;  // TXT character-strings, in order (RFC 1035 §3.3.14)
+  uint16_t preference = 0;            // MX
+  std::string target;                 // MX exchange, CNAME, PTR, NS
+  std::vector<std::string> texts;     // TXT character-strings, in order (RFC 1035 §3.3.14)
   std::array<uint8_t, 16> address{};  // A (first 4 bytes) or AAAA
   SoaData soa;                        // SOA
 };
@@ -102,7 +102,9 @@ struct Message {
 };
 
 // Debian's abseil keeps absl::string_view distinct from std::string_view: this bridges them.
-inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline absl::string_view ToAbsl(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
 
 // Parses a whole DNS message.
 absl::StatusOr<Message> ParseMessage(absl::Span<const uint8_t> wire);

@@ -39,7 +39,8 @@ std::vector<std::string> Seeds() {
     MessageBuilder b(3, MessageBuilder::kFlagResponse);
     b.AddQuestion("alias.example.com", kTypeTxt);
     b.AddName(Section::kAnswer, "alias.example.com", kTypeCname, 60, "txt.example.com");
-    b.AddTxt(Section::kAnswer, "txt.example.com", 60, {"v=DKIM1; k=rsa; p=", std::string(255, 'A')});
+    b.AddTxt(Section::kAnswer, "txt.example.com", 60,
+             {"v=DKIM1; k=rsa; p=", std::string(255, 'A')});
     b.AddName(Section::kAnswer, "25.2.0.192.in-addr.arpa", kTypePtr, 60, "mail.example.com");
     seeds.push_back(b.wire());
   }
@@ -67,10 +68,18 @@ TEST(MessageFuzzTest, RandomMutationsNeverCrash) {
     for (int i = 0; i < mutations && !m.empty(); ++i) {
       size_t at = rng() % m.size();
       switch (rng() % 6) {
-        case 0: m[at] = static_cast<char>(m[at] ^ (1 << (rng() % 8))); break;
-        case 1: m[at] = static_cast<char>(kInteresting[rng() % sizeof(kInteresting)]); break;
-        case 2: m.resize(at); break;
-        case 3: m.insert(at, 1, static_cast<char>(rng())); break;
+        case 0:
+          m[at] = static_cast<char>(m[at] ^ (1 << (rng() % 8)));
+          break;
+        case 1:
+          m[at] = static_cast<char>(kInteresting[rng() % sizeof(kInteresting)]);
+          break;
+        case 2:
+          m.resize(at);
+          break;
+        case 3:
+          m.insert(at, 1, static_cast<char>(rng()));
+          break;
         case 4: {  // splice a slice of another seed
           const std::string& o = seeds[rng() % seeds.size()];
           size_t from = rng() % o.size();

@@ -1,7 +1,8 @@
 // libFuzzer entry point for the DNS message parser. Not built by Bazel (its toolchain is GCC);
 // build and run with clang:
 //   clang++-14 -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     dns/message_fuzzer.cc dns/message.cc -labsl_status -labsl_strings -labsl_str_format_internal \
+//     dns/message_fuzzer.cc dns/message.cc -labsl_status -labsl_strings -labsl_str_format_internal
+//     \
 //     -labsl_int128 -labsl_throw_delegate -labsl_raw_logging_internal -labsl_cord \
 //     -labsl_cord_internal -labsl_cordz_info -labsl_cordz_handle -labsl_cordz_functions \
 //     -labsl_strings_internal -labsl_synchronization -labsl_base -labsl_spinlock_wait \
@@ -9,10 +10,10 @@
 //     -labsl_demangle_internal -labsl_malloc_internal -labsl_exponential_biased \
 //     -labsl_graphcycles_internal -labsl_int128 -o /tmp/dns_fuzzer
 //   /tmp/dns_fuzzer -max_total_time=60
+#include "dns/message_fuzzer.h"
+
 #include <cstddef>
 #include <cstdint>
-
-#include "dns/message_fuzzer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dns::FuzzOneMessage(data, size);

@@ -47,10 +47,10 @@ TEST(MessageTest, ParsesMxAnswerWithCompression) {
 TEST(MessageTest, HandWrittenPointerIntoQuestion) {
   // Header, question "a.b" MX, answer whose owner is a pointer to offset 12 and whose exchange
   // is "mx" + pointer to "b" (offset 14).
-  std::string wire = Bytes({0x00, 0x01, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0,  // header
-                            1, 'a', 1, 'b', 0, 0, 15, 0, 1,                 // question
-                            0xC0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 7,       // answer head
-                            0, 5, 2, 'm', 'x', 0xC0, 14});                  // MX rdata
+  std::string wire = Bytes({0x00, 0x01, 0x81, 0x80, 0,   1,    0,  1, 0, 0,  0, 0,  // header
+                            1,    'a',  1,    'b',  0,   0,    15, 0, 1,            // question
+                            0xC0, 12,   0,    15,   0,   1,    0,  0, 0, 60, 0, 7,  // answer head
+                            0,    5,    2,    'm',  'x', 0xC0, 14});                // MX rdata
   absl::StatusOr<Message> m = ParseMessage(wire);
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_EQ(m->answers.size(), 1u);
@@ -64,13 +64,13 @@ TEST(MessageTest, RejectsPointerLoopAndForwardPointer) {
   std::string self = Bytes({0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1});
   EXPECT_FALSE(ParseMessage(self).ok());
   // A name that points forward.
-  std::string fwd = Bytes({0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 18, 0, 1, 0, 1,
-                           1, 'a', 0});
+  std::string fwd =
+      Bytes({0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 18, 0, 1, 0, 1, 1, 'a', 0});
   EXPECT_FALSE(ParseMessage(fwd).ok());
   // Two names pointing at each other: the second points back at the first, which points
   // forward.
-  std::string pair = Bytes({0, 1, 0x81, 0x80, 0, 2, 0, 0, 0, 0, 0, 0, 0xC0, 18, 0, 1, 0, 1,
-                            0xC0, 12, 0, 1, 0, 1});
+  std::string pair =
+      Bytes({0, 1, 0x81, 0x80, 0, 2, 0, 0, 0, 0, 0, 0, 0xC0, 18, 0, 1, 0, 1, 0xC0, 12, 0, 1, 0, 1});
   EXPECT_FALSE(ParseMessage(pair).ok());
 }
 
@@ -137,8 +137,8 @@ TEST(MessageTest, NullMxAndEscapes) {
   absl::StatusOr<Message> m = ParseMessage(b.wire());
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->answers[0].target, ".");
-  std::string odd = Bytes({0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a', '.', 0x07, 0, 0, 1,
-                           0, 1});
+  std::string odd =
+      Bytes({0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a', '.', 0x07, 0, 0, 1, 0, 1});
   m = ParseMessage(odd);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->questions[0].name, "a\\.\\007");

@@ -12,10 +12,14 @@ namespace dns {
 
 const char* FamilyPreferenceName(FamilyPreference preference) {
   switch (preference) {
-    case FamilyPreference::kIpv6First: return "ipv6-first";
-    case FamilyPreference::kIpv4First: return "ipv4-first";
-    case FamilyPreference::kIpv4Only: return "ipv4-only";
-    case FamilyPreference::kIpv6Only: return "ipv6-only";
+    case FamilyPreference::kIpv6First:
+      return "ipv6-first";
+    case FamilyPreference::kIpv4First:
+      return "ipv4-first";
+    case FamilyPreference::kIpv4Only:
+      return "ipv4-only";
+    case FamilyPreference::kIpv6Only:
+      return "ipv6-only";
   }
   return "?";
 }
@@ -25,7 +29,8 @@ DnsStatus StatusFromRcode(uint8_t rcode, std::string_view name, uint16_t type) {
     case kRcodeNoError:
       return DnsStatus::Ok();
     case kRcodeNxDomain:
-      return DnsStatus::Permanent(Reason::kNxDomain, absl::StrCat(ToAbsl(name), ": no such domain"));
+      return DnsStatus::Permanent(Reason::kNxDomain,
+                                  absl::StrCat(ToAbsl(name), ": no such domain"));
     case kRcodeServFail:
       return DnsStatus::Transient(Reason::kServFail,
                                   absl::StrCat(ToAbsl(name), " type ", type, ": server failure"));
@@ -42,9 +47,8 @@ void OrderMxHosts(std::vector<MxHost>* hosts, absl::BitGenRef random) {
   // RFC 5321 §5.1: lowest preference first; hosts of equal preference in random order so that
   // senders spread their load.
   std::shuffle(hosts->begin(), hosts->end(), random);
-  std::stable_sort(hosts->begin(), hosts->end(), [](const MxHost& a, const MxHost& b) {
-    return a.preference < b.preference;
-  });
+  std::stable_sort(hosts->begin(), hosts->end(),
+                   [](const MxHost& a, const MxHost& b) { return a.preference < b.preference; });
 }
 
 DnsStatus SelectMxHosts(const Message& answer, std::string_view domain, absl::BitGenRef random,
@@ -87,18 +91,28 @@ DnsStatus SelectMxHosts(const Message& answer, std::string_view domain, absl::Bi
 }
 
 std::vector<relay::io::SocketAddress> OrderAddresses(
-    const std::vector<relay::io::SocketAddress>& v6, const std::vector<relay::io::SocketAddress>& v4,
-    FamilyPreference preference) {
+    const std::vector<relay::io::SocketAddress>& v6,
+    const std::vector<relay::io::SocketAddress>& v4, FamilyPreference preference) {
   std::vector<relay::io::SocketAddress> out;
   out.reserve(v6.size() + v4.size());
   auto add = [&](const std::vector<relay::io::SocketAddress>& v) {
     out.insert(out.end(), v.begin(), v.end());
   };
   switch (preference) {
-    case FamilyPreference::kIpv6First: add(v6); add(v4); break;
-    case FamilyPreference::kIpv4First: add(v4); add(v6); break;
-    case FamilyPreference::kIpv4Only: add(v4); break;
-    case FamilyPreference::kIpv6Only: add(v6); break;
+    case FamilyPreference::kIpv6First:
+      add(v6);
+      add(v4);
+      break;
+    case FamilyPreference::kIpv4First:
+      add(v4);
+      add(v6);
+      break;
+    case FamilyPreference::kIpv4Only:
+      add(v4);
+      break;
+    case FamilyPreference::kIpv6Only:
+      add(v6);
+      break;
   }
   return out;
 }
@@ -126,8 +140,7 @@ std::vector<relay::io::SocketAddress> AddressesFrom(const Message& answer, std::
       sockaddr_in6 sin6{};
       sin6.sin6_family = AF_INET6;
       std::memcpy(&sin6.sin6_addr, rr->address.data(), 16);
-      a = relay::io::SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&sin6),
-                                                 sizeof(sin6));
+      a = relay::io::SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&sin6), sizeof(sin6));
     }
     out.push_back(a);
   }

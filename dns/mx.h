@@ -53,8 +53,8 @@ void OrderMxHosts(std::vector<MxHost>* hosts, absl::BitGenRef random);
 // Orders one host's addresses by family preference, dropping excluded families (stable within a
 // family, keeping the DNS server's order).
 std::vector<relay::io::SocketAddress> OrderAddresses(
-    const std::vector<relay::io::SocketAddress>& v6, const std::vector<relay::io::SocketAddress>& v4,
-    FamilyPreference preference);
+    const std::vector<relay::io::SocketAddress>& v6,
+    const std::vector<relay::io::SocketAddress>& v4, FamilyPreference preference);
 
 // The site key: sorted, de-duplicated, lower-cased host names joined by ','.
 std::string SiteKey(const std::vector<MxHost>& hosts);

@@ -32,7 +32,8 @@ DnsStatus StatusFromAres(int status, std::string_view name, uint16_t type) {
   std::string what = absl::StrCat(ToAbsl(name), " type ", type, ": ", ares_strerror(status));
   switch (status) {
     case ARES_ENOTFOUND:
-      return DnsStatus::Permanent(Reason::kNxDomain, absl::StrCat(ToAbsl(name), ": no such domain"));
+      return DnsStatus::Permanent(Reason::kNxDomain,
+                                  absl::StrCat(ToAbsl(name), ": no such domain"));
     case ARES_ESERVFAIL:
       return DnsStatus::Transient(Reason::kServFail, what);
     case ARES_EREFUSED:
@@ -61,7 +62,8 @@ DnsStatus NoAddressStatus(std::string_view host, const std::vector<DnsStatus>& p
     return s.reason == Reason::kNxDomain;
   });
   if (all_nxdomain) return parts.front();
-  return DnsStatus::Permanent(Reason::kNoAddresses, absl::StrCat(ToAbsl(host), ": no address records"));
+  return DnsStatus::Permanent(Reason::kNoAddresses,
+                              absl::StrCat(ToAbsl(host), ": no address records"));
 }
 
 }  // namespace
@@ -295,10 +297,9 @@ void Resolver::OnTimer() {
 QueryHandle Resolver::Query(std::string_view name, uint16_t type, QueryCallback callback) {
   Token token = std::make_shared<internal::Token>();
   ++api_depth_;
-  Lookup(name, type,
-         [this, token, callback = std::move(callback)](QueryResult result) mutable {
-           Deliver(token, callback, std::move(result));
-         });
+  Lookup(name, type, [this, token, callback = std::move(callback)](QueryResult result) mutable {
+    Deliver(token, callback, std::move(result));
+  });
   --api_depth_;
   return QueryHandle(token);
 }
@@ -319,8 +320,8 @@ QueryHandle Resolver::LookupTxt(std::string_view name, TxtCallback callback) {
                result.records.push_back(std::move(txt));
              }
              if (result.records.empty()) {
-               result.status = DnsStatus::Permanent(Reason::kNoData,
-                                                    absl::StrCat(qname, ": no TXT records"));
+               result.status =
+                   DnsStatus::Permanent(Reason::kNoData, absl::StrCat(qname, ": no TXT records"));
              }
            }
            Deliver(token, callback, std::move(result));
@@ -348,8 +349,8 @@ QueryHandle Resolver::LookupPtr(std::string_view ip, PtrCallback callback) {
                  result.names.push_back(CanonicalName(rr->target));
                }
                if (result.names.empty()) {
-                 result.status = DnsStatus::Permanent(Reason::kNoData,
-                                                      absl::StrCat(qname, ": no PTR records"));
+                 result.status =
+                     DnsStatus::Permanent(Reason::kNoData, absl::StrCat(qname, ": no PTR records"));
                }
              }
              Deliver(token, callback, std::move(result));
@@ -442,8 +443,8 @@ QueryHandle Resolver::ResolveMx(std::string_view domain, FamilyPreference family
       }
       result.hosts.push_back(join->hosts[i]);
       for (const relay::io::SocketAddress& addr : a.addresses) {
-        result.candidates.push_back(Candidate{join->hosts[i].name, join->hosts[i].preference,
-                                              addr});
+        result.candidates.push_back(
+            Candidate{join->hosts[i].name, join->hosts[i].preference, addr});
       }
     }
     // The site is every MX host the domain names, reachable or not, so that it does not change
@@ -458,9 +459,9 @@ QueryHandle Resolver::ResolveMx(std::string_view domain, FamilyPreference family
       } else {
         result.status = DnsStatus::Permanent(
             Reason::kNoAddresses,
-            absl::StrCat(join->domain, ": no ", join->implicit ? "address for the domain" :
-                                                                 "MX host has an address",
-                         " (", FamilyPreferenceName(join->family), ")"));
+            absl::StrCat(join->domain, ": no ",
+                         join->implicit ? "address for the domain" : "MX host has an address", " (",
+                         FamilyPreferenceName(join->family), ")"));
       }
     }
     Deliver(token, join->callback, std::move(result));

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dns/reverse_check.h"
 #include "dns/testing/unbound_server.h"
 #include "gtest/gtest.h"
 #include "relay/base/clock.h"
@@ -194,7 +195,8 @@ TEST_F(ResolverTest, NoMxFallsBackToTheDomainsAddresses) {
   MxResult r = Mx("nomx.test", FamilyPreference::kIpv6First);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   EXPECT_TRUE(r.implicit_mx);
-  EXPECT_EQ(Ips(r.candidates), (std::vector<std::string>{"nomx.test/::10", "nomx.test/127.0.0.10"}));
+  EXPECT_EQ(Ips(r.candidates),
+            (std::vector<std::string>{"nomx.test/::10", "nomx.test/127.0.0.10"}));
   EXPECT_EQ(r.site, "nomx.test");
 }
 
@@ -239,8 +241,8 @@ TEST_F(ResolverTest, LongTxtInSeveralStrings) {
   ASSERT_EQ(out.records.size(), 1u);
   ASSERT_EQ(out.records[0].strings.size(), 3u);
   EXPECT_EQ(out.records[0].strings[1], std::string(200, 'b'));
-  EXPECT_EQ(out.records[0].joined, std::string(200, 'a') + std::string(200, 'b') +
-                                       std::string(100, 'c'));
+  EXPECT_EQ(out.records[0].joined,
+            std::string(200, 'a') + std::string(200, 'b') + std::string(100, 'c'));
 }
 
 TEST_F(ResolverTest, TruncatedAnswerIsRetriedOverTcp) {
@@ -261,9 +263,18 @@ TEST_F(ResolverTest, TruncatedAnswerIsRetriedOverTcp) {
 TEST_F(ResolverTest, PtrForIpv4AndIpv6) {
   PtrResult v4, v6, bad;
   bool d4 = false, d6 = false, dbad = false;
-  QueryHandle h4 = resolver_->LookupPtr("192.0.2.25", [&](PtrResult r) { v4 = r; d4 = true; });
-  QueryHandle h6 = resolver_->LookupPtr("2001:db8::25", [&](PtrResult r) { v6 = r; d6 = true; });
-  QueryHandle hb = resolver_->LookupPtr("not-an-ip", [&](PtrResult r) { bad = r; dbad = true; });
+  QueryHandle h4 = resolver_->LookupPtr("192.0.2.25", [&](PtrResult r) {
+    v4 = r;
+    d4 = true;
+  });
+  QueryHandle h6 = resolver_->LookupPtr("2001:db8::25", [&](PtrResult r) {
+    v6 = r;
+    d6 = true;
+  });
+  QueryHandle hb = resolver_->LookupPtr("not-an-ip", [&](PtrResult r) {
+    bad = r;
+    dbad = true;
+  });
   EXPECT_FALSE(dbad);  // even an immediate failure is delivered from the loop
   RunUntil(d4);
   RunUntil(d6);
@@ -396,8 +407,8 @@ TEST_F(ResolverTest, DestroyingTheResolverWithQueriesInFlightIsClean) {
   {
     std::unique_ptr<Resolver> resolver = MakeResolver({silent.address()}, 5000, 3);
     for (int i = 0; i < 20; ++i) {
-      handles.push_back(resolver->ResolveMx("d" + std::to_string(i) + ".bench.test",
-                                            [&](MxResult) { ++calls; }));
+      handles.push_back(
+          resolver->ResolveMx("d" + std::to_string(i) + ".bench.test", [&](MxResult) { ++calls; }));
     }
     reactor_->RunOnce(0);  // the queries are on the wire, their polls in the ring
     EXPECT_EQ(resolver->queries_in_flight(), 20u);
@@ -413,6 +424,51 @@ TEST_F(ResolverTest, DestroyingTheResolverWithQueriesInFlightIsClean) {
   EXPECT_EQ(calls, 0);
   EXPECT_EQ(reactor_->retiring(), 0u);
   handles.clear();  // handles outliving their resolver are harmless
+}
+
+TEST_F(ResolverTest, ForwardConfirmedReverseDns) {
+  auto check = [&](std::string_view ip) {
+    ReverseCheckResult out;
+    bool done = false;
+    QueryHandle h = CheckReverse(resolver_.get(), ip, [&](ReverseCheckResult r) {
+      out = std::move(r);
+      done = true;
+    });
+    RunUntil(done);
+    return out;
+  };
+  ReverseCheckResult v4 = check("192.0.2.25");
+  ASSERT_TRUE(v4.status.ok()) << v4.status.ToString();
+  EXPECT_EQ(v4.confirmed_names, std::vector<std::string>{"mail.test"});
+  ReverseCheckResult v6 = check("2001:DB8:0::25");
+  ASSERT_TRUE(v6.status.ok()) << v6.status.ToString();
+  EXPECT_EQ(v6.confirmed_names, std::vector<std::string>{"mail6.test"});
+  ReverseCheckResult liar = check("192.0.2.26");
+  EXPECT_TRUE(liar.status.permanent()) << liar.status.ToString();
+  EXPECT_EQ(liar.ptr_names, std::vector<std::string>{"liar.test"});
+  EXPECT_TRUE(liar.confirmed_names.empty());
+  ReverseCheckResult none = check("192.0.2.77");
+  EXPECT_TRUE(none.status.permanent()) << none.status.ToString();
+  EXPECT_EQ(none.status.reason, Reason::kNxDomain);
+  // Cancelled before anything ran, and cancelled between the PTR answer and the forward ones:
+  // neither reports.
+  int calls = 0;
+  QueryHandle early =
+      CheckReverse(resolver_.get(), "192.0.2.25", [&](ReverseCheckResult) { ++calls; });
+  early.Cancel();
+  std::unique_ptr<Resolver> fresh = MakeResolver({server_->address()}, 1000, 2);
+  QueryHandle late = CheckReverse(fresh.get(), "192.0.2.25", [&](ReverseCheckResult) { ++calls; });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fresh->queries_sent() < 3 && std::chrono::steady_clock::now() < deadline) {
+    reactor_->RunOnce(10);
+  }
+  EXPECT_EQ(fresh->queries_sent(), 3u);  // PTR, then AAAA and A of mail.test
+  late.Cancel();
+  while (fresh->queries_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    reactor_->RunOnce(10);
+  }
+  RunFor(20);
+  EXPECT_EQ(calls, 0);
 }
 
 TEST_F(ResolverTest, BadServerListIsAnError) {

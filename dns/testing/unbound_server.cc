@@ -189,9 +189,14 @@ std::string TestZones() {
   zone("2.0.192.in-addr.arpa.", "static");
   data("2.0.192.in-addr.arpa. 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60");
   absl::StrAppend(&z, "  local-data-ptr: \"192.0.2.25 mail.test\"\n");
+  // Forward confirmation: mail.test points back; liar.test does not.
+  data("mail.test. 300 IN A 192.0.2.25");
+  absl::StrAppend(&z, "  local-data-ptr: \"192.0.2.26 liar.test\"\n");
+  data("liar.test. 300 IN A 192.0.2.99");
   zone("8.b.d.0.1.0.0.2.ip6.arpa.", "static");
   data("8.b.d.0.1.0.0.2.ip6.arpa. 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60");
   absl::StrAppend(&z, "  local-data-ptr: \"2001:db8::25 mail6.test\"\n");
+  data("mail6.test. 300 IN AAAA 2001:db8::25");
   // REFUSED: transient.
   zone("refused.test.", "refuse");
   // Many domains for the benchmark: d<N>.bench.test, all on the same two hosts.
