@@ -436,7 +436,8 @@ void ServerSession::FinishMessage() {
       ResetTransaction();
       Error(500, "5.5.2",
             Concat("Message refused: line longer than ",
-                   std::to_string(config_.limits.data_line_bytes_max - 2), " octets"));
+                   std::to_string(std::max<size_t>(config_.limits.data_line_bytes_max, 2) - 2),
+                   " octets"));
       return;
     case DataError::kTooBig:
       ResetTransaction();
