@@ -385,9 +385,22 @@ void ClientSession::HandleReply(const ServerReply& reply) {
   }
 }
 
+void ClientSession::UnexpectedReply(const ServerReply& reply) {
+  // A success or intermediate reply where it makes no sense: the server is not speaking SMTP as
+  // we understand it, and no outcome may claim the server's code for it.
+  Abort(kLostCode, "4.5.0",
+        Concat("Unexpected reply from ", Peer(), " while waiting for ", Awaiting(), ": ",
+               std::to_string(reply.code), " ", reply.Text()),
+        false);
+}
+
 void ClientSession::HandleGreeting(const ServerReply& reply) {
   if (reply.code == 220) {
     SendEhlo();
+    return;
+  }
+  if (reply.cls() < 4) {
+    UnexpectedReply(reply);
     return;
   }
   // RFC 5321 §3.1: a 554 greeting means "no SMTP service here"; another MX of the destination
@@ -408,7 +421,7 @@ void ClientSession::SendEhlo() {
 }
 
 void ClientSession::HandleEhlo(const ServerReply& reply) {
-  if (reply.code == 250) {
+  if (reply.cls() == 2) {
     esmtp_ = true;
     extensions_ = ParseExtensions(reply);
     AfterGreetingDone();
@@ -421,6 +434,10 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
     timeout_ms_ = config_.timeouts.command_ms;
     return;
   }
+  if (reply.cls() < 4) {
+    UnexpectedReply(reply);
+    return;
+  }
   FailConnection(FailureKind(reply), reply.code, reply.enhanced,
                  Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ",
                         reply.Text()),
@@ -431,10 +448,14 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
 }
 
 void ClientSession::HandleHelo(const ServerReply& reply) {
-  if (reply.code == 250) {
+  if (reply.cls() == 2) {
     esmtp_ = false;
     extensions_ = Extensions();
     AfterGreetingDone();
+    return;
+  }
+  if (reply.cls() < 4) {
+    UnexpectedReply(reply);
     return;
   }
   FailConnection(FailureKind(reply), reply.code, reply.enhanced,
@@ -478,6 +499,10 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
     state_ = State::kTlsHandshake;
     actions_.start_tls = true;
     timeout_ms_ = config_.timeouts.command_ms;
+    return;
+  }
+  if (reply.cls() < 4) {
+    UnexpectedReply(reply);
     return;
   }
   if (config_.tls_policy == TlsPolicy::kRequired) {
@@ -546,11 +571,19 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
     Abort(kLostCode, "4.5.0", Concat("Unexpected reply from ", Peer()), false);
     return;
   }
-  const Pending what = pending_[pending_head_++];
+  const Pending what = pending_[pending_head_];
+  // MAIL and RCPT succeed with any 2yz, DATA with 354 (RFC 5321 §4.2.1, §4.3.2); the other
+  // positive class is a protocol violation.
+  const bool positive = what == Pending::kData ? reply.code == 354 : reply.cls() == 2;
+  if (reply.cls() < 4 && !positive) {
+    UnexpectedReply(reply);
+    return;
+  }
+  ++pending_head_;
   const bool pipelined = extensions_.pipelining;
   switch (what) {
     case Pending::kMail:
-      if (reply.code == 250) {
+      if (reply.cls() == 2) {
         mail_accepted_ = true;
         if (!pipelined) SendNextCommand();
       } else {
@@ -567,7 +600,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
     case Pending::kRcpt: {
       const size_t index = next_rcpt_reply_++;
       if (index >= outcomes_.size() || mail_refused_) break;
-      if (reply.code == 250 || reply.code == 251) {
+      if (reply.cls() == 2) {  // 250, or 251 "will forward" (§3.4)
         ++accepted_;
       } else {
         SetOutcome(index, reply);
@@ -619,6 +652,10 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
 
 void ClientSession::HandleFinal(const ServerReply& reply) {
   // Whatever the reply, the end of data closed the transaction (RFC 5321 §4.1.1.4): no RSET.
+  if (reply.cls() == 3) {
+    UnexpectedReply(reply);
+    return;
+  }
   if (reply.cls() == 2) {
     FinishMessage(OutcomeKind::kDelivered, reply.code, reply.enhanced, reply.Text(), true);
   } else {

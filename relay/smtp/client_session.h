@@ -162,6 +162,7 @@ class ClientSession {
   const ClientActions& EndEvent();
   void ProcessReplies();
   void HandleReply(const ServerReply& reply);
+  void UnexpectedReply(const ServerReply& reply);
   void HandleGreeting(const ServerReply& reply);
   void HandleEhlo(const ServerReply& reply);
   void HandleHelo(const ServerReply& reply);

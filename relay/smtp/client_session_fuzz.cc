@@ -1,0 +1,175 @@
+// Fuzz target for the client side: the reply parser and ClientSession driven by arbitrary
+// server bytes and driver events. Checked invariants (CHECK, so a violation aborts):
+//  - every SendMessage gets exactly one message_done with one outcome per recipient, indices
+//    0..n-1 in order;
+//  - per-recipient outcomes: delivered carries a 2xx code, transient 4xx, permanent 5xx; a
+//    connection outcome is never "delivered" and carries a 4xx or 5xx code;
+//  - nothing is asked of the driver after close; parsed replies respect the limits.
+// Built with clang -fsanitize=fuzzer by hand, and replayed under GCC by client_session_fuzz_test.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "relay/base/check.h"
+#include "relay/smtp/client_reply.h"
+#include "relay/smtp/client_session.h"
+
+namespace relay::smtp {
+namespace {
+
+void CheckOutcomeCode(const Outcome& o) {
+  switch (o.kind) {
+    case OutcomeKind::kDelivered:
+      CHECK(o.code >= 200 && o.code < 300);
+      break;
+    case OutcomeKind::kTransient:
+      CHECK(o.code >= 400 && o.code < 500);
+      break;
+    case OutcomeKind::kPermanent:
+      CHECK(o.code >= 500 && o.code < 600);
+      break;
+  }
+}
+
+class Harness {
+ public:
+  explicit Harness(const ClientConfig& config) : session_(config) {}
+
+  void Apply(const ClientActions& a) {
+    CHECK(!closed_ || (a.write.empty() && !a.start_tls && !a.send_body && !a.ready &&
+                       !a.message_done && !a.connection_failed));
+    if (a.message_done) {
+      CHECK(in_flight_ >= 0);
+      CHECK(a.outcomes.size() == static_cast<size_t>(in_flight_));
+      for (size_t i = 0; i < a.outcomes.size(); ++i) {
+        CHECK(a.outcomes[i].recipient_index == i);
+        CheckOutcomeCode(a.outcomes[i]);
+      }
+      in_flight_ = -1;
+    }
+    if (a.connection_failed) {
+      // A refused greeting or STARTTLS is transient for the destination even with a 5xx code
+      // (another MX may serve), so only the code range is checked here.
+      CHECK(a.connection_outcome.kind != OutcomeKind::kDelivered);
+      CHECK(a.connection_outcome.code >= 400 && a.connection_outcome.code < 600);
+    }
+    if (a.send_body) body_pending_ = true;
+    if (a.start_tls) tls_pending_ = true;
+    if (a.close) {
+      CHECK(in_flight_ < 0);  // a message in flight got its outcomes before the close
+      closed_ = true;
+      body_pending_ = false;
+      tls_pending_ = false;
+    }
+    CHECK(a.timeout_ms >= 0);
+  }
+
+  void Run(const uint8_t* data, size_t size) {
+    Apply(session_.OnConnected());
+    size_t i = 0;
+    while (i < size) {
+      const uint8_t op = data[i++];
+      switch (op % 8) {
+        case 0:
+        case 1:
+        case 2:
+        case 3: {  // server bytes: the next (op / 8 + 1) bytes
+          const size_t n = std::min<size_t>(size - i, op / 8 + 1);
+          Apply(session_.OnBytes(
+              std::string_view(reinterpret_cast<const char*>(data + i), n)));
+          i += n;
+          break;
+        }
+        case 4:
+          if (session_.idle() && in_flight_ < 0) {
+            OutgoingMessage m;
+            m.mail_from = "a@b.example";
+            const int n = op / 8 % 4;
+            for (int r = 0; r < n; ++r) m.recipients.push_back("r" + std::to_string(r) + "@x");
+            m.size_bytes = (op / 32) * 1000;
+            m.needs_8bitmime = op & 0x40;
+            m.needs_smtputf8 = op & 0x80;
+            in_flight_ = n;
+            Apply(session_.SendMessage(std::move(m)));
+          }
+          break;
+        case 5:
+          if (body_pending_) {
+            body_pending_ = false;
+            Apply(session_.OnBodySent());
+          }
+          break;
+        case 6:
+          if (tls_pending_) {
+            tls_pending_ = false;
+            Apply(op & 0x08 ? session_.OnTlsEstablished() : session_.OnTlsFailed("fuzz"));
+          } else if (op & 0x10) {
+            Apply(session_.OnTimeout());
+          } else if (session_.idle() && op & 0x20) {
+            Apply(session_.Quit());
+          }
+          break;
+        case 7:
+          if (op & 0x08) Apply(session_.OnPeerClosed());
+          break;
+      }
+    }
+    // The end of the input is a lost connection: whatever is in flight must be settled.
+    if (body_pending_) Apply(session_.OnBodySent());
+    Apply(session_.OnPeerClosed());
+    CHECK(in_flight_ < 0);
+    CHECK(session_.closed());
+  }
+
+ private:
+  ClientSession session_;
+  int in_flight_ = -1;  // recipients of the message in flight, -1 when none
+  bool body_pending_ = false;
+  bool tls_pending_ = false;
+  bool closed_ = false;
+};
+
+void FuzzReplyParser(const uint8_t* data, size_t size) {
+  ReplyLimits limits;
+  limits.reply_line_bytes_max = 64;
+  limits.reply_lines_max = 8;
+  ReplyParser parser(limits);
+  size_t i = 0;
+  while (i < size) {
+    const size_t n = std::min<size_t>(size - i, 1 + data[i] % 23);
+    parser.Feed(std::string_view(reinterpret_cast<const char*>(data + i), n));
+    i += n;
+    ServerReply reply;
+    ReplyParser::Status status;
+    while ((status = parser.Next(&reply)) == ReplyParser::Status::kReply) {
+      CHECK(reply.code >= 200 && reply.code <= 599);
+      CHECK(!reply.lines.empty() && reply.lines.size() <= limits.reply_lines_max);
+      for (const std::string& line : reply.lines) CHECK(line.size() < limits.reply_line_bytes_max);
+    }
+    if (status == ReplyParser::Status::kError) {
+      CHECK(parser.failed());
+      return;
+    }
+    CHECK(parser.buffered_bytes() < limits.reply_line_bytes_max * (limits.reply_lines_max + 1));
+  }
+}
+
+}  // namespace
+}  // namespace relay::smtp
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace relay::smtp;
+  if (size == 0) return 0;
+  FuzzReplyParser(data + 1, size - 1);
+  ClientConfig config;
+  config.peer_name = "mx.fuzz";
+  config.tls_policy = static_cast<TlsPolicy>(data[0] % 3);
+  config.tls_supported = data[0] & 0x04;
+  config.limits.reply_line_bytes_max = 128;
+  config.limits.reply_lines_max = 16;
+  Harness harness(config);
+  harness.Run(data + 1, size - 1);
+  return 0;
+}
