@@ -1,0 +1,332 @@
+#include "relay/delivery/delivery_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
+#include "relay/base/log.h"
+#include "relay/base/status_macros.h"
+
+namespace relay::delivery {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+// Length of the valid UTF-8 sequence at s[i], or 0 when the byte there does not start one
+// (RFC 3629 §4: no overlong forms, no surrogates, nothing above U+10FFFF).
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const auto cont = [&](size_t k) { return k < s.size() && (b(k) & 0xC0) == 0x80; };
+  unsigned char c = b(i);
+  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(i + 1) || !cont(i + 2)) return 0;
+    if (c == 0xE0 && b(i + 1) < 0xA0) return 0;  // overlong
+    if (c == 0xED && b(i + 1) > 0x9F) return 0;  // surrogates
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
+    if (c == 0xF0 && b(i + 1) < 0x90) return 0;  // overlong
+    if (c == 0xF4 && b(i + 1) > 0x8F) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+void AppendTimestamp(std::string& out, int64_t unix_ms) {
+  // RFC 3339, UTC, milliseconds.
+  int64_t ms = unix_ms % 1000;
+  int64_t s = unix_ms / 1000;
+  if (ms < 0) {
+    ms += 1000;
+    --s;
+  }
+  absl::CivilSecond t = absl::ToCivilSecond(absl::FromUnixSeconds(s), absl::UTCTimeZone());
+  char buf[40];
+  int n = std::snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+                        static_cast<int>(t.year()), t.month(), t.day(), t.hour(), t.minute(),
+                        t.second(), static_cast<int>(ms));
+  out.append(buf, n);
+}
+
+void AppendKey(std::string& out, const char* key) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+}
+
+void AppendStringField(std::string& out, const char* key, std::string_view value) {
+  if (value.empty()) return;
+  AppendKey(out, key);
+  AppendJsonString(out, value);
+}
+
+void AppendIntField(std::string& out, const char* key, int64_t value) {
+  AppendKey(out, key);
+  out += std::to_string(value);
+}
+
+}  // namespace
+
+std::string_view DeliveryEventName(DeliveryEvent event) {
+  switch (event) {
+    case DeliveryEvent::kReceived:
+      return "received";
+    case DeliveryEvent::kDelivered:
+      return "delivered";
+    case DeliveryEvent::kDeferred:
+      return "deferred";
+    case DeliveryEvent::kBounced:
+      return "bounced";
+    case DeliveryEvent::kExpired:
+      return "expired";
+    case DeliveryEvent::kDsnSent:
+      return "dsn_sent";
+  }
+  return "unknown";
+}
+
+std::string DeliveryLogPath(std::string_view dir, uint32_t shard) {
+  std::string p(dir);
+  if (!p.empty() && p.back() != '/') p += '/';
+  return absl::StrCat(p, "delivery-", shard, ".log");
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      // Copy the run of plain ASCII at once.
+      size_t j = i + 1;
+      while (j < s.size()) {
+        unsigned char d = static_cast<unsigned char>(s[j]);
+        if (d < 0x20 || d >= 0x7f || d == '"' || d == '\\') break;
+        ++j;
+      }
+      out.append(s.data() + i, j - i);
+      i = j;
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x80) {  // other control characters and DEL
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xF];
+        } else if (size_t n = Utf8SequenceLength(s, i); n > 0) {
+          out.append(s.data() + i, n);
+          i += n;
+          continue;
+        } else {
+          out += "\\ufffd";
+        }
+    }
+    ++i;
+  }
+  out += '"';
+}
+
+void FormatDeliveryRecord(const DeliveryRecord& r, std::string& out) {
+  out += "{\"ts\":";
+  AppendTimestamp(out, r.time_unix_ms);
+  out += ",\"event\":\"";
+  out += DeliveryEventName(r.event);
+  out += '"';
+  AppendKey(out, "queue_id");
+  AppendJsonString(out, r.queue_id);
+  AppendKey(out, "sender");
+  AppendJsonString(out, r.sender);
+  AppendStringField(out, "recipient", r.recipient);
+  AppendStringField(out, "site", r.site);
+  AppendStringField(out, "mx", r.mx_host);
+  AppendStringField(out, "source", r.source_address);
+  if (!r.tls_version.empty()) {
+    AppendKey(out, "tls");
+    out += "{\"version\":";
+    AppendJsonString(out, r.tls_version);
+    out += ",\"cipher\":";
+    AppendJsonString(out, r.tls_cipher);
+    out += '}';
+  }
+  if (r.reply_code != 0) {
+    AppendKey(out, "reply");
+    out += "{\"code\":";
+    out += std::to_string(r.reply_code);
+    out += ",\"enhanced\":";
+    AppendJsonString(out, r.reply_enhanced);
+    out += ",\"text\":";
+    AppendJsonString(out, r.reply_text);
+    out += '}';
+  }
+  if (r.attempt != 0) AppendIntField(out, "attempt", r.attempt);
+  if (r.queued_ms >= 0) AppendIntField(out, "queued_ms", r.queued_ms);
+  if (r.attempt_ms >= 0) AppendIntField(out, "attempt_ms", r.attempt_ms);
+  if (r.next_attempt_unix_ms != 0) {
+    AppendKey(out, "next_attempt");
+    AppendTimestamp(out, r.next_attempt_unix_ms);
+  }
+  if (r.size_bytes != 0) AppendIntField(out, "size_bytes", static_cast<int64_t>(r.size_bytes));
+  out += "}\n";
+}
+
+absl::StatusOr<std::unique_ptr<DeliveryLog>> DeliveryLog::Open(DeliveryLogOptions options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("delivery log: empty path");
+  if (options.rotate_keep == 0) options.rotate_keep = 1;
+  std::unique_ptr<DeliveryLog> log(new DeliveryLog(std::move(options)));
+  RETURN_IF_ERROR(log->OpenFile());
+  log->buffer_.reserve(log->options_.buffer_bytes_max + 4096);
+  return log;
+}
+
+DeliveryLog::~DeliveryLog() {
+  absl::Status s = Flush();
+  if (!s.ok()) LogError() << "delivery log " << options_.path << ": " << s.message();
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status DeliveryLog::OpenFile() {
+  int fd = open(options_.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("delivery log: open ", options_.path, ": ", std::strerror(errno)));
+  }
+  struct stat st;
+  file_bytes_ = fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd;
+  return absl::OkStatus();
+}
+
+absl::Status DeliveryLog::Reopen() {
+  // Lines buffered before the reopen belong to the old file's period but are not yet written;
+  // they go to the new file, which is where a reader looks after rotation.
+  return OpenFile();
+}
+
+absl::Status DeliveryLog::Rotate() {
+  // path.(N-1) -> path.N, ..., path -> path.1, starting above the highest file that exists (so
+  // a large rotate_keep costs nothing until the files are there); path.N is replaced, dropping
+  // the oldest.
+  uint32_t top = 1;
+  struct stat st;
+  while (top < options_.rotate_keep &&
+         stat(absl::StrCat(options_.path, ".", top).c_str(), &st) == 0) {
+    ++top;
+  }
+  for (uint32_t i = top; i > 1; --i) {
+    std::string from = absl::StrCat(options_.path, ".", i - 1);
+    std::string to = absl::StrCat(options_.path, ".", i);
+    if (rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+      return absl::InternalError(absl::StrCat("delivery log: rename ", from, ": ",
+                                              std::strerror(errno)));
+    }
+  }
+  std::string first = absl::StrCat(options_.path, ".1");
+  if (rename(options_.path.c_str(), first.c_str()) != 0 && errno != ENOENT) {
+    return absl::InternalError(absl::StrCat("delivery log: rename ", options_.path, ": ",
+                                            std::strerror(errno)));
+  }
+  ++rotations_;
+  return OpenFile();
+}
+
+absl::Status DeliveryLog::WriteAll(const char* data, size_t size, size_t* written) {
+  *written = 0;
+  while (size > 0) {
+    ssize_t n = write(fd_, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ++write_errors_;
+      return absl::InternalError(absl::StrCat("delivery log: write ", options_.path, ": ",
+                                              std::strerror(errno)));
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+    *written += static_cast<size_t>(n);
+    file_bytes_ += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+void DeliveryLog::Append(const DeliveryRecord& record) {
+  if (buffer_.size() >= options_.pending_bytes_max) {
+    ++lines_dropped_;
+    return;
+  }
+  FormatDeliveryRecord(record, buffer_);
+  ++lines_appended_;
+  if (buffer_.size() >= options_.buffer_bytes_max) {
+    absl::Status s = Flush();
+    // Counted in write_errors(); the lines stay buffered for the next Flush().
+    (void)s;
+  }
+}
+
+absl::Status DeliveryLog::Flush() {
+  if (reopen_requested_.exchange(false, std::memory_order_relaxed)) RETURN_IF_ERROR(Reopen());
+  size_t done = 0;
+  absl::Status status;
+  while (done < buffer_.size()) {
+    size_t end = buffer_.size();
+    if (options_.rotate_bytes > 0) {
+      // As many whole lines as fit under the limit; when none fits, rotate first. A single line
+      // longer than the limit goes alone into a fresh file.
+      const uint64_t room =
+          file_bytes_ < options_.rotate_bytes ? options_.rotate_bytes - file_bytes_ : 0;
+      if (end - done > room) {
+        size_t cut = room == 0 ? std::string::npos : buffer_.rfind('\n', done + room - 1);
+        if (cut == std::string::npos || cut < done) {
+          if (file_bytes_ > 0) {
+            status = Rotate();
+            if (!status.ok()) break;
+            continue;
+          }
+          cut = buffer_.find('\n', done);
+        }
+        end = cut == std::string::npos ? buffer_.size() : cut + 1;
+      }
+    }
+    size_t written = 0;
+    status = WriteAll(buffer_.data() + done, end - done, &written);
+    done += written;
+    if (!status.ok()) break;
+  }
+  // A failed write may have written part of a line; the rest stays buffered and is written next
+  // time, completing the line (unless a reopen or rotation comes first: only then, after a write
+  // error, can a line be split). Otherwise rotation happens only after whole lines.
+  buffer_.erase(0, done);
+  return status;
+}
+
+}  // namespace relay::delivery

@@ -1,0 +1,118 @@
+// The delivery log: one JSON object per line for every event of a message's life (received,
+// delivered, deferred, bounced, expired, dsn_sent), for operators and their log pipelines.
+//
+// Contract: a DeliveryLog belongs to one thread, its shard: each shard writes its own file,
+// `delivery-<shard>.log` (DeliveryLogPath), so the hot path takes no lock and lines of different
+// shards never interleave. Append() only formats into an in-memory buffer; the buffer is written
+// with write(2) when it reaches buffer_bytes_max and whenever the owner calls Flush() (once per
+// loop turn or on a timer). Lines reach the page cache, not the disk: the queue's state records,
+// not this log, are the durable truth. Writes are whole lines, so a reader or a rotation never
+// sees half a line.
+//
+// Rotation: by size (the file is renamed to .1, .1 to .2, ... up to .rotate_keep, the oldest
+// dropped) at a line boundary; and Reopen() for logrotate's "move, then SIGHUP": the signal
+// handler (any thread) calls RequestReopen(), which only sets an atomic flag, and the owner
+// reopens the path at its next Flush().
+//
+// JSON strings are escaped per RFC 8259 §7: quote, backslash and control characters (and DEL)
+// as escapes; valid UTF-8 is kept as it is; each byte that is not part of valid UTF-8 (stray
+// continuation bytes, overlong forms, surrogates, code points above U+10FFFF) is replaced by
+// U+FFFD, written as the escape \ufffd, so every line is valid UTF-8 JSON.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace relay::delivery {
+
+enum class DeliveryEvent { kReceived, kDelivered, kDeferred, kBounced, kExpired, kDsnSent };
+std::string_view DeliveryEventName(DeliveryEvent event);
+
+// One event. Views must stay valid only for the Append() call. Empty strings and zero numbers
+// are left out of the line, except queue_id and sender (an empty sender is the null sender).
+struct DeliveryRecord {
+  DeliveryEvent event = DeliveryEvent::kReceived;
+  int64_t time_unix_ms = 0;
+  std::string_view queue_id;
+  std::string_view sender;
+  std::string_view recipient;
+  std::string_view site;            // the ready queue's site (MX set) name
+  std::string_view mx_host;
+  std::string_view source_address;  // egress source the attempt left from
+  std::string_view tls_version;     // "TLSv1.3"; empty: plaintext
+  std::string_view tls_cipher;
+  int reply_code = 0;
+  std::string_view reply_enhanced;
+  std::string_view reply_text;
+  uint32_t attempt = 0;             // 1 for the first attempt
+  int64_t queued_ms = -1;           // time since reception; -1: left out
+  int64_t attempt_ms = -1;          // duration of this attempt; -1: left out
+  int64_t next_attempt_unix_ms = 0; // deferrals: when the next attempt is due
+  uint64_t size_bytes = 0;          // message size (received)
+};
+
+struct DeliveryLogOptions {
+  std::string path;
+  uint64_t rotate_bytes = 0;          // rotate when the file would pass this size; 0: never
+  uint32_t rotate_keep = 5;           // rotated files kept: path.1 .. path.N (at least 1)
+  size_t buffer_bytes_max = 64 << 10; // Append() writes when the buffer reaches this
+  // While the file cannot be written (disk full), lines wait in memory up to this bound, then
+  // new lines are dropped and counted.
+  size_t pending_bytes_max = 16 << 20;
+};
+
+// "<dir>/delivery-<shard>.log".
+std::string DeliveryLogPath(std::string_view dir, uint32_t shard);
+
+// Appends `s` to `out` as a JSON string with its quotes, escaped as described above.
+void AppendJsonString(std::string& out, std::string_view s);
+
+// Appends one JSON object and its '\n' for `record`.
+void FormatDeliveryRecord(const DeliveryRecord& record, std::string& out);
+
+class DeliveryLog {
+ public:
+  // Opens (creating, appending) options.path.
+  static absl::StatusOr<std::unique_ptr<DeliveryLog>> Open(DeliveryLogOptions options);
+  ~DeliveryLog();  // flushes
+  DeliveryLog(const DeliveryLog&) = delete;
+  DeliveryLog& operator=(const DeliveryLog&) = delete;
+
+  // Formats `record` into the buffer; writes the buffer when it reaches buffer_bytes_max.
+  void Append(const DeliveryRecord& record);
+  // Writes every buffered line (rotating as needed); performs a requested reopen first.
+  absl::Status Flush();
+  // Closes and reopens the path (after logrotate moved the file away). Owner thread.
+  absl::Status Reopen();
+  // Any thread, async-signal-safe: ask the owner to Reopen() at its next Flush().
+  void RequestReopen() { reopen_requested_.store(true, std::memory_order_relaxed); }
+
+  uint64_t lines_appended() const { return lines_appended_; }
+  uint64_t lines_dropped() const { return lines_dropped_; }
+  uint64_t rotations() const { return rotations_; }
+  uint64_t write_errors() const { return write_errors_; }
+  size_t buffered_bytes() const { return buffer_.size(); }
+
+ private:
+  explicit DeliveryLog(DeliveryLogOptions options) : options_(std::move(options)) {}
+  absl::Status OpenFile();
+  absl::Status Rotate();
+  absl::Status WriteAll(const char* data, size_t size, size_t* written);
+
+  DeliveryLogOptions options_;
+  int fd_ = -1;
+  uint64_t file_bytes_ = 0;       // size of the current file
+  std::string buffer_;            // whole lines not yet written
+  std::atomic<bool> reopen_requested_{false};
+  uint64_t lines_appended_ = 0;
+  uint64_t lines_dropped_ = 0;
+  uint64_t rotations_ = 0;
+  uint64_t write_errors_ = 0;
+};
+
+}  // namespace relay::delivery
