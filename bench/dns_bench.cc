@@ -138,6 +138,8 @@ void BM_MxUncached(benchmark::State& state) {
     if (MxBatch(resolver.get(), domains) != 0) state.SkipWithError("MX lookups failed");
   }
   state.SetItemsProcessed(state.iterations() * domains.size());
+  state.counters["queries_sent"] = resolver->queries_sent();
+  state.counters["timeouts"] = resolver->timeouts();
 }
 
 void BM_ResolverQueries(benchmark::State& state) {

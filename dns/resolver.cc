@@ -117,6 +117,10 @@ absl::Status Resolver::Init() {
   // then report "could not contact DNS servers", losing the RCODE that tells the delivery engine
   // what happened (timeouts and socket errors still move on to the next server).
   opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP;
+  if (options_.udp_receive_buffer_bytes > 0) {
+    opts.socket_receive_buffer_size = options_.udp_receive_buffer_bytes;
+    mask |= ARES_OPT_SOCK_RCVBUF;
+  }
   if (options_.edns_payload_bytes > 0) {
     opts.flags |= ARES_FLAG_EDNS;
     opts.ednspsz = options_.edns_payload_bytes;
@@ -191,6 +195,7 @@ void Resolver::OnAnswer(void* arg, int status, int timeouts, unsigned char* abuf
   std::unique_ptr<Pending> pending(static_cast<Pending*>(arg));
   Resolver* self = pending->resolver;
   --self->queries_in_flight_;
+  self->timeouts_ += static_cast<uint64_t>(timeouts);
   if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || self->destroying_) return;
   QueryResult result;
   if (abuf != nullptr && alen > 0) {

@@ -47,6 +47,10 @@ struct ResolverOptions {
   int tries = 3;
   // EDNS0 UDP payload size advertised (RFC 6891); 0 sends plain queries (512-byte UDP, TCP on TC).
   uint16_t edns_payload_bytes = 1232;
+  // SO_RCVBUF of the UDP sockets (the kernel caps it at net.core.rmem_max). A burst of answers
+  // larger than the buffer is dropped by the kernel and costs a timeout; each small datagram
+  // takes ~2 KiB of it, so the default buffer holds only ~100 answers.
+  int udp_receive_buffer_bytes = 1 << 20;
   // The family preference of ResolveMx when none is given.
   FamilyPreference family = FamilyPreference::kIpv6First;
   CacheOptions cache;
@@ -156,6 +160,8 @@ class Resolver {
   // Queries handed to c-ares and not yet answered (cancelled ones included).
   size_t queries_in_flight() const { return queries_in_flight_; }
   uint64_t queries_sent() const { return queries_sent_; }
+  // Tries that went unanswered within the timeout (each one cost timeout_ms or more).
+  uint64_t timeouts() const { return timeouts_; }
   // Sockets c-ares currently has open.
   size_t sockets_open() const { return watches_.size(); }
 
@@ -197,6 +203,7 @@ class Resolver {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   size_t queries_in_flight_ = 0;
   uint64_t queries_sent_ = 0;
+  uint64_t timeouts_ = 0;
 };
 
 }  // namespace dns
