@@ -85,7 +85,8 @@ std::string MakeBody(int index, size_t body_kib, bool eight_bit) {
                   std::to_string(index) + "\r\nMessage-ID: <" + std::to_string(index) +
                   "@relay.example>\r\n\r\n.dotline\r\n..double\r\nplain line\r\n.\r\n";
   if (eight_bit) m += "caf\xc3\xa9\r\n";
-  const std::string line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvw\r\n";
+  const std::string line =
+      "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvw\r\n";
   while (m.size() < body_kib * 1024) m += (m.size() / line.size()) % 5 == 0 ? "." + line : line;
   m += "last line without CRLF";
   return m;
@@ -184,8 +185,8 @@ int main(int argc, char** argv) {
   char buffer[4096];
   while (!closed) {
     pollfd p{fd, POLLIN, 0};
-    const int wait_ms = timeout_ms > 0 && timeout_ms < kPollCapMs ? static_cast<int>(timeout_ms)
-                                                                  : kPollCapMs;
+    const int wait_ms =
+        timeout_ms > 0 && timeout_ms < kPollCapMs ? static_cast<int>(timeout_ms) : kPollCapMs;
     const int r = poll(&p, 1, wait_ms);
     if (r == 0) {
       drain(&session.OnTimeout(), drain);

@@ -80,7 +80,8 @@ ReplyParser::Status ReplyParser::Next(ServerReply* out) {
       return Fail("multi-line reply with differing codes");
     }
     if (partial_.lines.size() >= limits_.reply_lines_max) return Fail("too many reply lines");
-    if (!partial_.enhanced.empty() && text.substr(0, partial_.enhanced.size()) == partial_.enhanced &&
+    if (!partial_.enhanced.empty() &&
+        text.substr(0, partial_.enhanced.size()) == partial_.enhanced &&
         (text.size() == partial_.enhanced.size() || text[partial_.enhanced.size()] == ' ')) {
       text.remove_prefix(std::min(text.size(), partial_.enhanced.size() + 1));
     }

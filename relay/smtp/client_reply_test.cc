@@ -82,8 +82,8 @@ TEST(ReplyParserTest, SplitAtEveryByte) {
 
 TEST(ReplyParserTest, MalformedInputFailsForGood) {
   const char* bad[] = {
-      "hello\r\n", "25\r\n", "2500 x\r\n", "250x\r\n", "150 x\r\n", "650 x\r\n",
-      "250-a\r\n251 b\r\n",
+      "hello\r\n", "25\r\n",    "2500 x\r\n",         "250x\r\n",
+      "150 x\r\n", "650 x\r\n", "250-a\r\n251 b\r\n",
   };
   for (const char* input : bad) {
     ReplyParser parser{ReplyLimits()};

@@ -405,10 +405,10 @@ void ClientSession::HandleGreeting(const ServerReply& reply) {
   }
   // RFC 5321 §3.1: a 554 greeting means "no SMTP service here"; another MX of the destination
   // may serve, so it is transient for the destination, like any other refusal at this point.
-  FailConnection(OutcomeKind::kTransient, reply.code, reply.enhanced,
-                 Concat("Greeting refused by ", Peer(), ": ", std::to_string(reply.code), " ",
-                        reply.Text()),
-                 true);
+  FailConnection(
+      OutcomeKind::kTransient, reply.code, reply.enhanced,
+      Concat("Greeting refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
+      true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
   timeout_ms_ = config_.timeouts.command_ms;
@@ -438,10 +438,10 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
     UnexpectedReply(reply);
     return;
   }
-  FailConnection(FailureKind(reply), reply.code, reply.enhanced,
-                 Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ",
-                        reply.Text()),
-                 true);
+  FailConnection(
+      FailureKind(reply), reply.code, reply.enhanced,
+      Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
+      true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
   timeout_ms_ = config_.timeouts.command_ms;
@@ -458,10 +458,10 @@ void ClientSession::HandleHelo(const ServerReply& reply) {
     UnexpectedReply(reply);
     return;
   }
-  FailConnection(FailureKind(reply), reply.code, reply.enhanced,
-                 Concat("HELO refused by ", Peer(), ": ", std::to_string(reply.code), " ",
-                        reply.Text()),
-                 true);
+  FailConnection(
+      FailureKind(reply), reply.code, reply.enhanced,
+      Concat("HELO refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
+      true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
   timeout_ms_ = config_.timeouts.command_ms;
@@ -477,12 +477,12 @@ void ClientSession::AfterGreetingDone() {
   }
   if (!tls_active_ && config_.tls_policy == TlsPolicy::kRequired) {
     // Transient: the policy may change or another MX may offer TLS; the driver decides.
-    FailConnection(OutcomeKind::kTransient, 454, "4.7.0",
-                   config_.tls_supported
-                       ? Concat("TLS required by policy but not offered by ", Peer())
-                       : Concat("TLS required by policy but this connection to ", Peer(),
-                                " cannot use TLS"),
-                   false);
+    FailConnection(
+        OutcomeKind::kTransient, 454, "4.7.0",
+        config_.tls_supported
+            ? Concat("TLS required by policy but not offered by ", Peer())
+            : Concat("TLS required by policy but this connection to ", Peer(), " cannot use TLS"),
+        false);
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
     timeout_ms_ = config_.timeouts.command_ms;
@@ -532,7 +532,7 @@ void ClientSession::AppendMail() {
   out.append("MAIL FROM:<").append(message_.mail_from).append(">");
   if (extensions_.size) out.append(" SIZE=").append(std::to_string(message_.size_bytes));
   if (message_.needs_8bitmime) out.append(" BODY=8BITMIME");  // RFC 6152 §2
-  if (message_.needs_smtputf8) out.append(" SMTPUTF8");      // RFC 6531 §3.4
+  if (message_.needs_smtputf8) out.append(" SMTPUTF8");       // RFC 6531 §3.4
   out.append("\r\n");
 }
 
@@ -670,9 +670,8 @@ void ClientSession::SetOutcome(size_t index, const ServerReply& reply) {
   SetOutcome(index, FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
 }
 
-void ClientSession::SetOutcome(size_t index, OutcomeKind kind, int code,
-                               std::string_view enhanced, std::string_view text,
-                               bool from_peer) {
+void ClientSession::SetOutcome(size_t index, OutcomeKind kind, int code, std::string_view enhanced,
+                               std::string_view text, bool from_peer) {
   if (index >= outcomes_.size() || has_outcome_[index]) return;
   Outcome& outcome = outcomes_[index];
   outcome.kind = kind;

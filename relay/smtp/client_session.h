@@ -45,12 +45,12 @@ enum class TlsPolicy {
 
 // RFC 5321 §4.5.3.2 client timeouts, for the driver's timers.
 struct ClientTimeouts {
-  int64_t greeting_ms = 5 * 60 * 1000;          // §4.5.3.2.1 initial 220
-  int64_t mail_ms = 5 * 60 * 1000;              // §4.5.3.2.2 MAIL
-  int64_t rcpt_ms = 5 * 60 * 1000;              // §4.5.3.2.3 RCPT
-  int64_t data_initiation_ms = 2 * 60 * 1000;   // §4.5.3.2.4 DATA -> 354
-  int64_t data_block_ms = 3 * 60 * 1000;        // §4.5.3.2.5 each body write
-  int64_t data_termination_ms = 10 * 60 * 1000; // §4.5.3.2.6 "." -> final reply
+  int64_t greeting_ms = 5 * 60 * 1000;           // §4.5.3.2.1 initial 220
+  int64_t mail_ms = 5 * 60 * 1000;               // §4.5.3.2.2 MAIL
+  int64_t rcpt_ms = 5 * 60 * 1000;               // §4.5.3.2.3 RCPT
+  int64_t data_initiation_ms = 2 * 60 * 1000;    // §4.5.3.2.4 DATA -> 354
+  int64_t data_block_ms = 3 * 60 * 1000;         // §4.5.3.2.5 each body write
+  int64_t data_termination_ms = 10 * 60 * 1000;  // §4.5.3.2.6 "." -> final reply
   // EHLO, HELO, STARTTLS, RSET, QUIT: the RFC names none; the MAIL value is the usual choice.
   int64_t command_ms = 5 * 60 * 1000;
 };
@@ -91,7 +91,7 @@ struct Outcome {
   int code = 0;
   std::string enhanced;  // "" when the server gave none
   std::string text;
-  bool from_peer = false;  // the server's reply; false when the session made it up
+  bool from_peer = false;      // the server's reply; false when the session made it up
   size_t recipient_index = 0;  // index in OutgoingMessage::recipients (per-recipient outcomes)
 };
 

@@ -77,8 +77,7 @@ class Harness {
         case 2:
         case 3: {  // server bytes: the next (op / 8 + 1) bytes
           const size_t n = std::min<size_t>(size - i, op / 8 + 1);
-          Apply(session_.OnBytes(
-              std::string_view(reinterpret_cast<const char*>(data + i), n)));
+          Apply(session_.OnBytes(std::string_view(reinterpret_cast<const char*>(data + i), n)));
           i += n;
           break;
         }

@@ -88,9 +88,8 @@ std::vector<std::string> Seeds() {
                       .Server("354 go\r\n")
                       .Timeout()
                       .bytes());
-  seeds.push_back(Script(2 | 4)
-                      .Server("220 hi\r\n250-x\r\n250 STARTTLS\r\n454 4.7.0 no\r\n")
-                      .bytes());
+  seeds.push_back(
+      Script(2 | 4).Server("220 hi\r\n250-x\r\n250 STARTTLS\r\n454 4.7.0 no\r\n").bytes());
   seeds.push_back(Script(1)
                       .Server("220 hi\r\n")
                       .Server(ehlo)
@@ -115,8 +114,19 @@ TEST(ClientSessionFuzzTest, SeedsReplay) {
 TEST(ClientSessionFuzzTest, BoundedMutationLoop) {
   // Mutations: byte flips, inserts of reply fragments, deletions, splices of two seeds.
   static const char* const kFragments[] = {
-      "250 ok\r\n", "354 go\r\n", "421 4.7.0 bye\r\n", "550 5.1.1 no\r\n", "451 4.3.0 x\r\n",
-      "250-", "\r\n", "\n", "220 ", "252 x\r\n", "334 x\r\n", "999\r\n", "250 2.0.0\r\n",
+      "250 ok\r\n",
+      "354 go\r\n",
+      "421 4.7.0 bye\r\n",
+      "550 5.1.1 no\r\n",
+      "451 4.3.0 x\r\n",
+      "250-",
+      "\r\n",
+      "\n",
+      "220 ",
+      "252 x\r\n",
+      "334 x\r\n",
+      "999\r\n",
+      "250 2.0.0\r\n",
   };
   const std::vector<std::string> seeds = Seeds();
   std::mt19937 rng(20260101);

@@ -144,8 +144,9 @@ TEST(ClientSessionTest, PipeliningBatchesMailRcptsAndData) {
             "MAIL FROM:<sender@relay.example> SIZE=4242\r\nRCPT TO:<a@x.example>\r\n"
             "RCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\nDATA\r\n");
   // Replies processed in order, all in one chunk, with a partial RCPT failure.
-  d.Server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b@x.example>: unknown\r\n"
-           "451 4.3.0 try later\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+  d.Server(
+      "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b@x.example>: unknown\r\n"
+      "451 4.3.0 try later\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
   EXPECT_EQ(d.bodies, 1);
   d.Server("250 2.0.0 queued\r\n");
   ASSERT_EQ(d.done.size(), 1u);
@@ -164,10 +165,10 @@ TEST(ClientSessionTest, PartialRcptFailuresWithoutPipelining) {
   d.Connect();
   d.Server("220 hi\r\n");
   d.Server(kEhloPlain);
-  d.Server("250 ok\r\n");                  // MAIL
-  d.Server("452 4.2.2 full\r\n");          // a
-  d.Server("553 5.1.3 bad\r\n");           // b
-  d.Server("250 ok\r\n");                  // c
+  d.Server("250 ok\r\n");          // MAIL
+  d.Server("452 4.2.2 full\r\n");  // a
+  d.Server("553 5.1.3 bad\r\n");   // b
+  d.Server("250 ok\r\n");          // c
   EXPECT_TRUE(d.Written().find("DATA\r\n") != std::string::npos);
   d.Server("354 go\r\n250 ok\r\n");
   ASSERT_EQ(d.done.size(), 1u);
@@ -595,6 +596,53 @@ TEST(ClientSessionTest, GarbageFromTheServerIsAProtocolError) {
   ASSERT_EQ(d.done.size(), 1u);
   ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.5.0");
   EXPECT_NE(d.done[0][0].text.find("Protocol error"), std::string::npos);
+  EXPECT_TRUE(d.closed);
+}
+
+TEST(ClientSessionTest, RsetRefusedEndsTheConnection) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x"}));
+  d.queue.push_back(Message({"b@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n250 ok\r\n554 5.5.1 no\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  d.Written();
+  const int readies = d.readies;
+  d.Server("500 5.5.1 what RSET\r\n");
+  EXPECT_EQ(d.readies, readies);  // not idle: the second message is not started here
+  EXPECT_EQ(d.Written(), "QUIT\r\n");
+  d.Drain(d.session.OnPeerClosed());
+  EXPECT_TRUE(d.closed);
+  EXPECT_EQ(d.done.size(), 1u);
+  EXPECT_EQ(d.queue.size(), 1u);
+}
+
+TEST(ClientSessionTest, QuitDuringATransactionSettlesItsRecipients) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\n250 ok\r\n");
+  d.Drain(d.session.Quit());
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 451, "4.3.0");
+  ExpectOutcome(d.done[0][1], OutcomeKind::kTransient, 451, "4.3.0");
+  EXPECT_TRUE(d.closed);
+}
+
+TEST(ClientSessionTest, UnexpectedPositiveRepliesAreProtocolErrors) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\n250 ok\r\n250 DATA is not 354\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.5.0");
+  EXPECT_NE(d.done[0][0].text.find("Unexpected reply"), std::string::npos);
   EXPECT_TRUE(d.closed);
 }
 

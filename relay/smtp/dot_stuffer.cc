@@ -60,15 +60,15 @@ void DotStuffer::Settle() {
       if (position_ < message_.size()) {
         // RFC 5321 §4.5.2: a line starting with "." gets one more "." before it.
         const bool line_start =
-            position_ == 0 || (message_[position_ - 1] == '\n' && position_ >= 2 &&
-                               message_[position_ - 2] == '\r');
+            position_ == 0 ||
+            (message_[position_ - 1] == '\n' && position_ >= 2 && message_[position_ - 2] == '\r');
         if (line_start && message_[position_] == '.' && dotted_position_ != position_) {
           dot_emitting_ = true;
         }
         return;
       }
-      const bool ends_with_crlf = message_.size() >= 2 &&
-                                  message_[message_.size() - 2] == '\r' && message_.back() == '\n';
+      const bool ends_with_crlf =
+          message_.size() >= 2 && message_[message_.size() - 2] == '\r' && message_.back() == '\n';
       phase_ = message_.empty() || ends_with_crlf ? Phase::kTerminator : Phase::kTrailingCrlf;
       constant_offset_ = 0;
       return;

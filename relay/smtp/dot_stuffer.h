@@ -49,10 +49,10 @@ class DotStuffer {
 
   const std::string_view message_;
   Phase phase_ = Phase::kBody;
-  size_t position_ = 0;         // next message byte to hand out (kBody)
-  bool dot_emitting_ = false;   // the extra "." for the line at position_ is the next piece
+  size_t position_ = 0;                // next message byte to hand out (kBody)
+  bool dot_emitting_ = false;          // the extra "." for the line at position_ is the next piece
   size_t dotted_position_ = SIZE_MAX;  // the line start whose extra "." is already out
-  size_t constant_offset_ = 0;  // bytes of the current constant piece already handed out
+  size_t constant_offset_ = 0;         // bytes of the current constant piece already handed out
   uint64_t emitted_bytes_ = 0;
 };
 

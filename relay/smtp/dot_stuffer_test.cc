@@ -139,7 +139,8 @@ TEST(DotStufferTest, ByteExactAgainstReferenceUnderAllLimits) {
     std::string back = ReferenceUnstuff(expected, &terminated);
     EXPECT_TRUE(terminated);
     std::string original = message;
-    if (!original.empty() && original.substr(original.size() > 1 ? original.size() - 2 : 0) != "\r\n") {
+    if (!original.empty() &&
+        original.substr(original.size() > 1 ? original.size() - 2 : 0) != "\r\n") {
       original.append("\r\n");
     }
     EXPECT_EQ(back, original);
@@ -195,14 +196,15 @@ TEST(DotStufferTest, ServerSessionUnstuffsToTheOriginal) {
     while (!stuffer.done()) {
       const size_t n = stuffer.Fill(iov, 3, 1 + rng() % 17);
       for (size_t k = 0; k < n; ++k) {
-        ready |= server.OnBytes(std::string_view(static_cast<char*>(iov[k].iov_base),
-                                                 iov[k].iov_len))
-                     .message_ready;
+        ready |=
+            server.OnBytes(std::string_view(static_cast<char*>(iov[k].iov_base), iov[k].iov_len))
+                .message_ready;
       }
     }
     ASSERT_TRUE(ready) << "message #" << i;
     std::string original = message;
-    if (!original.empty() && (original.size() < 2 || original.substr(original.size() - 2) != "\r\n")) {
+    if (!original.empty() &&
+        (original.size() < 2 || original.substr(original.size() - 2) != "\r\n")) {
       original.append("\r\n");
     }
     EXPECT_EQ(server.message(), original) << "message #" << i;
