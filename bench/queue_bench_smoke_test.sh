@@ -3,8 +3,13 @@
 # ratio lines must be printed.
 set -euo pipefail
 bench="$1"
-out="$("$bench" --benchmark_min_time=0.01 --queue_recovery_records=20000 2>&1)"
+rc=0
+out="$("$bench" --benchmark_min_time=0.01 --queue_recovery_records=20000 2>&1)" || rc=$?
 echo "$out"
+if [[ $rc -ne 0 ]]; then
+  echo "FAIL: queue_bench exited with status $rc" >&2
+  exit 1
+fi
 for name in BM_Append_GroupCommit_Mmap BM_Append_FsyncPerRecord BM_Append_NoFsync_Mmap \
             BM_FilePerMessage BM_Recovery BM_Compaction; do
   if ! grep -q "^$name" <<<"$out"; then

@@ -96,7 +96,7 @@ TEST(CrashTest, AcknowledgedRecordsSurviveSigkill) {
         Drain(child.out_fd, &buffer,
               std::chrono::steady_clock::now() + std::chrono::milliseconds(5));
       }
-      const auto run_ms = std::chrono::milliseconds(5 + rng() % 150);
+      const auto run_ms = std::chrono::milliseconds(5 + rng() % 60);
       Drain(child.out_fd, &buffer, std::chrono::steady_clock::now() + run_ms);
     }
     ASSERT_EQ(::kill(child.pid, SIGKILL), 0);
@@ -132,6 +132,8 @@ TEST(CrashTest, AcknowledgedRecordsSurviveSigkill) {
     options.directory = dir;
     options.segment_bytes = 256 << 10;
     options.reserve_segments = 2;
+    // Verification only: the child's own recovery syncs what it finds.
+    options.fsync = false;
     RecoveryReport report;
     auto spool = Spool::Open(options, &report);
     ASSERT_TRUE(spool.ok()) << spool.status();

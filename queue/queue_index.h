@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -73,6 +74,7 @@ class QueueIndex {
   absl::Status CheckState(const StateRecord& state) const;
   void ApplyState(const StateRecord& state, Position end);
 
+  // The pointer stays valid until that message becomes final or is replaced by a compacted copy.
   const MessageInfo* Find(MessageId id) const;
   MessageInfo* FindMutable(MessageId id);
   size_t size() const { return messages_.size(); }
@@ -101,7 +103,8 @@ class QueueIndex {
   void Release(uint64_t segment_seq, uint32_t record_bytes, Position end);
   void Finalize(MessageId id, Position end);
 
-  absl::flat_hash_map<MessageId, MessageInfo> messages_;
+  // Node-based: MessageInfo pointers stay valid while other messages come and go.
+  absl::node_hash_map<MessageId, MessageInfo> messages_;
   absl::flat_hash_map<uint64_t, SegmentLiveness> liveness_;
   uint64_t orphan_states_ = 0;
   MessageId max_id_;

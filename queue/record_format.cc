@@ -19,10 +19,15 @@ char* Put(char* out, T value) {
   return out + sizeof(value);
 }
 
+// memcpy that accepts an empty view with a null data pointer.
+char* PutBytes(char* out, std::string_view s) {
+  if (!s.empty()) std::memcpy(out, s.data(), s.size());
+  return out + s.size();
+}
+
 char* PutStr16(char* out, std::string_view s) {
   out = Put<uint16_t>(out, static_cast<uint16_t>(s.size()));
-  std::memcpy(out, s.data(), s.size());
-  return out + s.size();
+  return PutBytes(out, s);
 }
 
 void PutId(char*& out, MessageId id) {
@@ -168,10 +173,8 @@ size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_
     p = PutStr16(p, r.last_reply);
   }
   p = Put<uint32_t>(p, static_cast<uint32_t>(message_part1.size() + message_part2.size()));
-  std::memcpy(p, message_part1.data(), message_part1.size());
-  p += message_part1.size();
-  std::memcpy(p, message_part2.data(), message_part2.size());
-  p += message_part2.size();
+  p = PutBytes(p, message_part1);
+  p = PutBytes(p, message_part2);
   return Finish(out, RecordType::kMessage, segment_seq, p - (out + kRecordHeaderBytes));
 }
 
