@@ -333,9 +333,11 @@ bool UserDb::Verify(absl::string_view user, absl::string_view password) const {
   const User* u = Find(user);
   if (u == nullptr) {
     // Same cost for an unknown user, so timing does not tell which names exist.
-    static const std::string* dummy =
-        new std::string(HashPassword("unknown user", ScryptParams()).value_or(""));
-    VerifyPasswordHash(*dummy, password);
+    // A fixed hash at the default cost: its key is zeros, which no password derives.
+    static constexpr char kDummyHash[] =
+        "$scrypt$ln=15,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    VerifyPasswordHash(kDummyHash, password);
     return false;
   }
   if (cache_->Check(u->name, u->password_hash, password)) return true;

@@ -1,6 +1,7 @@
 #include "relay/server/users.h"
 
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -102,6 +103,26 @@ TEST_F(UserDbTest, LoadsUsersInFileOrderWithNormalizedNames) {
   EXPECT_EQ(db->Find("App@example.com"), nullptr);  // ... the local part does.
   EXPECT_EQ(db->Find("reports")->may_send_as,
             (std::vector<std::string>{"reports@example.com", "@Example.org"}));
+}
+
+int64_t ThreadCpuNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+TEST_F(UserDbTest, UnknownUserCostsAFullScrypt) {
+  // So that the time to answer does not tell which names exist. CPU time of this thread, so
+  // other work on the machine does not matter; a skipped scrypt would be ~1000 times cheaper.
+  auto db = LoadOk();
+  int64_t start = ThreadCpuNanos();
+  EXPECT_FALSE(db->Verify("nobody", "x"));
+  int64_t unknown = ThreadCpuNanos() - start;
+  std::string strong = HashPassword("pw", ScryptParams()).value();
+  start = ThreadCpuNanos();
+  EXPECT_FALSE(VerifyPasswordHash(strong, "x"));
+  int64_t known = ThreadCpuNanos() - start;
+  EXPECT_GT(unknown * 3, known) << unknown << " vs " << known;
 }
 
 TEST_F(UserDbTest, VerifyChecksThePassword) {

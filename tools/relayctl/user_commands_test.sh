@@ -35,7 +35,7 @@ run 0 '' user-list
 [ "$(cat out.txt)" = "$(printf 'app@example.com\t@example.org,news@example.com\nreports\t-')" ] ||
   fail "user-list: $(cat out.txt)"
 
-# Checks at the default cost (N=2^15) are slow on a busy machine: only two of them.
+# Checks at the default cost (N=2^15) are slow on a busy machine (and under ASAN): only two.
 run 0 $'s3cret pass\n' authenticate app@example.com
 run 1 $'other\n' authenticate nobody
 run 0 $'other\n' authenticate reports
