@@ -104,7 +104,11 @@ void BodyCanonicalizer::UpdateSimple(const char* p, const char* end) {
   }
   while (p < end) {
     const char* run = p;
-    while (p < end && *p != '\r' && *p != '\n') ++p;
+    // memchr scans many bytes per step; an LF before the next CR can only be a bare LF.
+    const char* cr = static_cast<const char*>(std::memchr(p, '\r', end - p));
+    if (cr == nullptr) cr = end;
+    const char* lf = static_cast<const char*>(std::memchr(p, '\n', cr - p));
+    p = lf != nullptr ? lf : cr;
     if (p > run) {
       FlushPendingBeforeContent();
       sink_->Write(std::string_view(run, p - run));
