@@ -116,7 +116,8 @@ const toml::table* SubTable(const toml::table& root, const char* name) {
 absl::Status Parse(const toml::table& root, Config& c) {
   RETURN_IF_ERROR_CFG(CheckKnownKeys(c, root, "",
                                      {"hostname", "shards", "spool_dir", "users", "submission",
-                                      "tls", "limits", "auth", "queue", "dkim", "shutdown"}));
+                                      "tls", "limits", "auth", "queue", "dkim", "shutdown",
+                                      "delivery", "retry", "shaping"}));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "hostname", &c.hostname));
   RETURN_IF_ERROR_CFG(ReadInt(c, root, "", "shards", &c.shards, 0, 256));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "spool_dir", &c.spool_dir));
@@ -228,6 +229,93 @@ absl::Status Parse(const toml::table& root, Config& c) {
       }
     }
   }
+  if (const toml::table* t = SubTable(root, "delivery")) {
+    DeliverySettings& d = c.delivery;
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(
+        c, *t, "delivery.",
+        {"enabled", "dns_servers", "family", "mx_port", "idle_connection_ms", "source_suspend_ms",
+         "tls_verify", "tls_ca_file", "strategy", "source"}));
+    RETURN_IF_ERROR_CFG(ReadBool(c, *t, "delivery.", "enabled", &d.enabled));
+    RETURN_IF_ERROR_CFG(ReadStringList(c, *t, "delivery.", "dns_servers", &d.dns_servers));
+    std::string family;
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "delivery.", "family", &family));
+    if (!family.empty()) {
+      if (family == "ipv4-first") {
+        d.family = dns::FamilyPreference::kIpv4First;
+      } else if (family == "ipv6-first") {
+        d.family = dns::FamilyPreference::kIpv6First;
+      } else if (family == "ipv4-only") {
+        d.family = dns::FamilyPreference::kIpv4Only;
+      } else if (family == "ipv6-only") {
+        d.family = dns::FamilyPreference::kIpv6Only;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Where(c, *t->get("family")),
+            ": delivery.family must be ipv4-first, ipv6-first, ipv4-only or ipv6-only"));
+      }
+    }
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "delivery.", "mx_port", &d.mx_port, 1, 65535));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "delivery.", "idle_connection_ms", &d.idle_connection_ms,
+                                0, 3600000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "delivery.", "source_suspend_ms", &d.source_suspend_ms,
+                                1000, 86400000));
+    RETURN_IF_ERROR_CFG(ReadBool(c, *t, "delivery.", "tls_verify", &d.tls_verify));
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "delivery.", "tls_ca_file", &d.tls_ca_file));
+    std::string strategy;
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "delivery.", "strategy", &strategy));
+    if (!strategy.empty()) {
+      if (strategy == "round-robin") {
+        d.strategy = delivery::EgressStrategy::kRoundRobin;
+      } else if (strategy == "weighted") {
+        d.strategy = delivery::EgressStrategy::kWeighted;
+      } else if (strategy == "sticky") {
+        d.strategy = delivery::EgressStrategy::kSticky;
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(c, *t->get("strategy")),
+                         ": delivery.strategy must be round-robin, weighted or sticky"));
+      }
+    }
+    if (const toml::node* sources = t->get("source")) {
+      const toml::array* arr = sources->as_array();
+      if (arr == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Where(c, *sources), ": delivery.source must be an array of tables ([[delivery.source]])"));
+      }
+      for (const toml::node& item : *arr) {
+        const toml::table* st = item.as_table();
+        if (st == nullptr) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(Where(c, item), ": each [[delivery.source]] must be a table"));
+        }
+        RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *st, "delivery.source.",
+                                           {"address", "ehlo_name", "weight", "prefix", "count"}));
+        delivery::EgressSourceConfig sc;
+        RETURN_IF_ERROR_CFG(ReadString(c, *st, "delivery.source.", "address", &sc.address));
+        RETURN_IF_ERROR_CFG(ReadString(c, *st, "delivery.source.", "ehlo_name", &sc.ehlo_name));
+        RETURN_IF_ERROR_CFG(ReadInt(c, *st, "delivery.source.", "weight", &sc.weight, 1, 1000000));
+        RETURN_IF_ERROR_CFG(ReadString(c, *st, "delivery.source.", "prefix", &sc.prefix));
+        RETURN_IF_ERROR_CFG(ReadInt(c, *st, "delivery.source.", "count", &sc.count, 0, 65536));
+        if (sc.ehlo_name.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              Where(c, item), ": each [[delivery.source]] needs the ehlo_name its PTR gives"));
+        }
+        d.sources.push_back(std::move(sc));
+      }
+    }
+  }
+  if (const toml::node* retry = root.get("retry")) {
+    absl::StatusOr<delivery::RetryPolicy> parsed = delivery::ParseRetryPolicy(*retry);
+    if (!parsed.ok()) return parsed.status();
+    c.retry = std::move(*parsed);
+  }
+  if (const toml::node* shaping = root.get("shaping")) {
+    absl::StatusOr<delivery::ShapingRules> parsed = delivery::ParseShapingRules(*shaping);
+    if (!parsed.ok()) return parsed.status();
+    c.shaping = std::make_shared<const delivery::ShapingRules>(std::move(*parsed));
+  } else {
+    c.shaping = std::make_shared<const delivery::ShapingRules>(delivery::ShapingRules::Shipped());
+  }
   if (const toml::table* t = SubTable(root, "shutdown")) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "shutdown.", {"grace_ms"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "shutdown.", "grace_ms", &c.shutdown_grace_ms, 0, 3600000));
@@ -251,6 +339,7 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
                                                    std::string(e.description())));
   }
   RETURN_IF_ERROR_CFG(Parse(root, c));
+  c.retry.max_age_s = static_cast<int64_t>(c.queue.max_age_s);
   if (c.hostname.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": hostname is required"));
   }
@@ -339,6 +428,40 @@ max_age_s = 432000
 
 [shutdown]
 grace_ms = 10000
+
+[delivery]
+# false: accept and queue only.
+enabled = true
+# DNS servers for MX lookups ("127.0.0.1:53", "[::1]:53"); empty: /etc/resolv.conf.
+dns_servers = []
+# ipv4-first, ipv6-first, ipv4-only or ipv6-only. IPv6 delivery to Gmail needs a PTR for every
+# source address whose name resolves back to it.
+family = "ipv4-first"
+mx_port = 25
+idle_connection_ms = 5000
+source_suspend_ms = 300000
+# Verify MX certificates against tls_ca_file (most MX hosts do not have publicly trusted ones).
+tls_verify = false
+# round-robin, weighted or sticky (one source per destination site).
+strategy = "round-robin"
+# Egress sources; none: the kernel chooses the source address and EHLO uses hostname.
+# [[delivery.source]]
+# address = "192.0.2.10"
+# ehlo_name = "mail1.example.com"
+# [[delivery.source]]
+# prefix = "2001:db8:25::/64"   # with `ip -6 route add local 2001:db8:25::/64 dev lo`
+# count = 16
+# ehlo_name = "mail{n}.example.com"
+
+[retry]
+# Waits after the 1st, 2nd, ... failed attempt; the last repeats until queue.max_age_s.
+intervals_s = [60, 300, 900, 1800, 3600]
+jitter_fraction = 0.1
+
+# Shaping rules (defaults ship for Google, Yahoo/AOL, Microsoft and Apple):
+# [[shaping]]
+# name = "google"
+# connections_max = 10
 
 # DKIM keys: create with `relayctl dkim-keygen --domain D --selector S --algo rsa2048`.
 # [[dkim.key]]

@@ -6,10 +6,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dns/mx.h"
+#include "relay/delivery/egress.h"
+#include "relay/delivery/retry.h"
+#include "relay/delivery/shaping.h"
 
 namespace relay::server {
 
@@ -52,6 +57,19 @@ struct DkimKeyConfig {
   std::string key_path;
 };
 
+struct DeliverySettings {
+  bool enabled = true;                         // false: accept and queue only
+  std::vector<std::string> dns_servers;        // "127.0.0.1:53"; empty: /etc/resolv.conf
+  dns::FamilyPreference family = dns::FamilyPreference::kIpv4First;
+  uint16_t mx_port = 25;                       // tests point delivery at loopback sinks
+  uint32_t idle_connection_ms = 5000;          // keep an idle connection this long for reuse
+  uint32_t source_suspend_ms = 300000;         // after the kernel refused a source address
+  bool tls_verify = false;                     // verify MX certificates (system CA store)
+  std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  delivery::EgressStrategy strategy = delivery::EgressStrategy::kRoundRobin;
+  std::vector<delivery::EgressSourceConfig> sources;  // empty: the kernel's choice
+};
+
 struct Config {
   std::string path;                            // the file it was loaded from
   std::string dir;                             // its directory
@@ -68,6 +86,9 @@ struct Config {
   AuthLimits auth;
   QueueSettings queue;
   std::vector<DkimKeyConfig> dkim_keys;
+  DeliverySettings delivery;
+  std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
+  delivery::RetryPolicy retry;
   uint32_t shutdown_grace_ms = 10000;
   uint32_t tls_reload_check_ms = 60000;        // re-read the certificate when its file changed
 };

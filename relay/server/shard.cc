@@ -94,6 +94,30 @@ absl::Status Shard::Setup() {
   if (shared_.dkim != nullptr) {
     ASSIGN_OR_RETURN(signer_, dkim::Signer::Create(*shared_.dkim));
   }
+  if (config.delivery.enabled) {
+    policy_ = std::make_unique<delivery::DeliveryPolicy>(
+        config.shaping, config.retry, static_cast<uint32_t>(shard_count_), config.hostname,
+        static_cast<uint64_t>(reactor_->clock()->MonotonicNanos()) + index_);
+    delivery::DeliveryOptions options;
+    options.hostname = config.hostname;
+    options.dns_servers = config.delivery.dns_servers;
+    options.family = config.delivery.family;
+    options.mx_port = config.delivery.mx_port;
+    options.idle_connection_ms = config.delivery.idle_connection_ms;
+    options.message_age_max_ms = static_cast<int64_t>(config.queue.max_age_s) * 1000;
+    options.source_suspend_ms = config.delivery.source_suspend_ms;
+    options.tls_verify = config.delivery.tls_verify;
+    options.tls_ca_file = config.delivery.tls_ca_file;
+    options.sources = config.delivery.sources;
+    options.strategy = config.delivery.strategy;
+    delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),
+                                                           spool_.get(), options, policy_.get());
+    RETURN_IF_ERROR(delivery_->Start());
+    delivery_stopped_ = false;
+    if (delivery_->scheduled() > 0) {
+      LogInfo() << "delivery: " << delivery_->scheduled() << " queued messages scheduled";
+    }
+  }
 
   auto listen = [&](const std::string& address_text, bool implicit_tls,
                     std::vector<uint16_t>* ports) -> absl::Status {
@@ -140,7 +164,9 @@ absl::Status Shard::Setup() {
   });
   reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
   stop_timer_.set_callback([this] {
-    for (SmtpConnection* c : connections_) c->ForceClose("Server shutting down");
+    // ForceClose removes the connection from connections_: iterate over a copy.
+    std::vector<SmtpConnection*> open(connections_.begin(), connections_.end());
+    for (SmtpConnection* c : open) c->ForceClose("Server shutting down");
   });
   return absl::OkStatus();
 }
@@ -161,6 +187,8 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   for (Listener& l : listeners_) ::close(l.fd);
   listeners_.clear();
   sync_ops_.clear();
+  delivery_.reset();
+  policy_.reset();
   signer_.reset();
   spool_.reset();
   buffers_.reset();
@@ -262,11 +290,20 @@ void Shard::BeginStop() {
   for (SmtpConnection* c : open) c->StopGracefully();
   reactor_->timers().Cancel(&maintenance_timer_);
   reactor_->timers().ScheduleAfter(&stop_timer_, shared_.config->shutdown_grace_ms);
+  if (delivery_ != nullptr) {
+    // Outbound connections finish the message they are sending, then quit.
+    delivery_->Stop([this] {
+      delivery_stopped_ = true;
+      FinishStopIfDone();
+    });
+  }
   FinishStopIfDone();
 }
 
 void Shard::FinishStopIfDone() {
-  if (!connections_.empty() || sync_pending_ > 0 || spool_->NeedsSync()) return;
+  if (!connections_.empty() || !delivery_stopped_ || sync_pending_ > 0 || spool_->NeedsSync()) {
+    return;
+  }
   for (Listener& l : listeners_) {
     if (l.accept->in_flight()) return;
   }

@@ -25,6 +25,8 @@
 #include "absl/status/status.h"
 #include "dkim/signer.h"
 #include "queue/spool.h"
+#include "relay/delivery/delivery_policy.h"
+#include "relay/delivery/engine.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/server/authenticator.h"
@@ -73,6 +75,8 @@ class Shard {
   io::Reactor* reactor() { return reactor_.get(); }
   io::BufferRing* buffers() { return buffers_.get(); }
   queue::Spool* spool() { return spool_.get(); }
+  // Null when delivery is disabled in the config.
+  delivery::DeliveryEngine* delivery() { return delivery_.get(); }
   const dkim::Signer* signer() const { return signer_.get(); }
   const SharedState& shared() const { return shared_; }
   const Config& config() const { return *shared_.config; }
@@ -107,6 +111,9 @@ class Shard {
   std::unique_ptr<io::BufferRing> buffers_;
   std::unique_ptr<queue::Spool> spool_;
   std::unique_ptr<dkim::Signer> signer_;
+  std::unique_ptr<delivery::DeliveryPolicy> policy_;
+  std::unique_ptr<delivery::DeliveryEngine> delivery_;
+  bool delivery_stopped_ = true;
   std::vector<Listener> listeners_;
   std::vector<uint16_t> submission_ports_;
   std::vector<uint16_t> submissions_ports_;

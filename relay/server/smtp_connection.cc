@@ -278,9 +278,14 @@ void SmtpConnection::QueueMessage() {
   qenv.sender = env.mail_from;
   qenv.recipients = env.recipients;
   queue_pending_ = true;
+  // The durable callback runs even if this connection has gone by then: delivery must start
+  // for every durably queued message, so the engine is told from here and not from OnQueued.
+  Shard* shard = shard_;
   absl::StatusOr<queue::Appended> appended = spool->AppendMessage(
-      qenv, added_headers_, message,
-      [this, id_text](absl::Status status) { OnQueued(std::move(status), id_text); });
+      qenv, added_headers_, message, [this, shard, id, id_text](absl::Status status) {
+        if (status.ok() && shard->delivery() != nullptr) shard->delivery()->OnAccepted(id);
+        OnQueued(std::move(status), id_text);
+      });
   if (!appended.ok()) {
     queue_pending_ = false;
     shard_->mutable_counters().messages_refused++;

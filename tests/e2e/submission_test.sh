@@ -4,4 +4,4 @@ set -euo pipefail
 for tool in swaks openssl python3; do
   if ! command -v "$tool" >/dev/null; then echo "SKIP: $tool is not installed"; exit 0; fi
 done
-exec python3 "$(dirname "$0")/submission_test.py" "$1" "$2"
+exec /usr/bin/python3 "$(dirname "$0")/submission_test.py" "$1" "$2"

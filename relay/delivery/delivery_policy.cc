@@ -1,0 +1,75 @@
+#include "relay/delivery/delivery_policy.h"
+
+#include "relay/delivery/dsn.h"
+
+namespace relay::delivery {
+
+DeliveryPolicy::DeliveryPolicy(std::shared_ptr<const ShapingRules> shaping, RetryPolicy retry,
+                               uint32_t shard_count, std::string hostname, uint64_t random_seed)
+    : shaping_(std::move(shaping)),
+      retry_(std::move(retry)),
+      shard_count_(shard_count == 0 ? 1 : shard_count),
+      hostname_(std::move(hostname)),
+      random_(random_seed) {}
+
+ShapingRule DeliveryPolicy::LimitsFor(std::string_view domain,
+                                      const std::vector<dns::MxHost>& hosts) const {
+  std::vector<std::string> names;
+  names.reserve(hosts.size());
+  for (const dns::MxHost& h : hosts) names.push_back(h.name);
+  return SplitAcrossShards(shaping_->Resolve(domain, names), shard_count_);
+}
+
+int64_t DeliveryPolicy::NextAttemptUnixMs(uint32_t attempts, int64_t created_unix_ms,
+                                          int64_t now_unix_ms) {
+  RetryDecision d = NextRetry(retry_, attempts, created_unix_ms, now_unix_ms, [this] {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(random_);
+  });
+  return d.give_up ? -1 : d.next_attempt_ms;
+}
+
+int64_t DeliveryPolicy::SuspendMsForReply(const ShapingRule& rule,
+                                          const RecipientOutcome& outcome) const {
+  const ReplyRule* r = rule.MatchReply(outcome.code, outcome.enhanced, outcome.text);
+  if (r == nullptr || r->action != ReplyAction::kSuspend) return 0;
+  return static_cast<int64_t>(r->suspend_s) * 1000;
+}
+
+bool DeliveryPolicy::BounceForReply(const ShapingRule& rule,
+                                    const RecipientOutcome& outcome) const {
+  const ReplyRule* r = rule.MatchReply(outcome.code, outcome.enhanced, outcome.text);
+  return r != nullptr && r->action == ReplyAction::kBounce;
+}
+
+absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
+    std::string_view queue_id, std::string_view sender, std::string_view original_headers,
+    int64_t arrival_unix_ms, int64_t now_unix_ms,
+    const std::vector<FailedRecipient>& failed) const {
+  DsnRequest request;
+  request.kind = DsnKind::kFailure;
+  request.reporting_mta = hostname_;
+  request.envelope_sender = std::string(sender);
+  request.queue_id = std::string(queue_id);
+  request.arrival_unix_s = arrival_unix_ms / 1000;
+  request.now_unix_s = now_unix_ms / 1000;
+  request.original_message = original_headers;
+  for (const FailedRecipient& f : failed) {
+    DsnRecipient r;
+    r.final_recipient = f.address;
+    // RFC 3463: a failure's status is of class 5; a local reason without a code is 5.0.0.
+    r.status = !f.outcome.enhanced.empty() && f.outcome.enhanced[0] == '5' ? f.outcome.enhanced
+                                                                           : "5.0.0";
+    r.remote_mta = f.remote_mta;
+    r.reply_code = f.outcome.code;
+    r.reply_enhanced = f.outcome.enhanced;
+    r.reply_text = f.outcome.text;
+    if (f.outcome.code == 0) r.explanation = f.outcome.text;
+    r.last_attempt_unix_s = (f.attempt_unix_ms > 0 ? f.attempt_unix_ms : now_unix_ms) / 1000;
+    request.recipients.push_back(std::move(r));
+  }
+  absl::StatusOr<Dsn> dsn = delivery::BuildDsn(request);
+  if (!dsn.ok()) return dsn.status();
+  return std::move(dsn->data);
+}
+
+}  // namespace relay::delivery

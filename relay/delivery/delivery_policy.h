@@ -1,0 +1,55 @@
+// The decisions delivery takes from configuration: the limits of a site (shaping rules matched by
+// recipient domain or MX host suffix, split across shards), when to try again after a transient
+// failure (backoff with jitter up to the maximum age), which replies suspend a (source, site), and
+// the DSN text for failed recipients.
+//
+// Built once per shard at start from the config; shard thread only (each shard has its own: the
+// retry jitter has its own random state). The shaping rules are shared read-only.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dns/mx.h"
+#include "relay/delivery/engine.h"
+#include "relay/delivery/outcome.h"
+#include "relay/delivery/retry.h"
+#include "relay/delivery/shaping.h"
+
+namespace relay::delivery {
+
+class DeliveryPolicy {
+ public:
+  DeliveryPolicy(std::shared_ptr<const ShapingRules> shaping, RetryPolicy retry,
+                 uint32_t shard_count, std::string hostname, uint64_t random_seed);
+
+  // This shard's share of the rule for `domain` with MX `hosts` (limits split across shards).
+  ShapingRule LimitsFor(std::string_view domain, const std::vector<dns::MxHost>& hosts) const;
+  // The next attempt after `attempts` failed ones, or -1 when the message is too old to retry.
+  int64_t NextAttemptUnixMs(uint32_t attempts, int64_t created_unix_ms, int64_t now_unix_ms);
+  // How long a reply suspends the (source, site) it came from; 0 when it does not.
+  int64_t SuspendMsForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
+  // Whether a reply rule says this transient reply is in fact permanent.
+  bool BounceForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
+  // A DSN (RFC 3464) for `failed` recipients of the message `queue_id` whose header section is
+  // `original_headers`, sent by `sender`; queued with a null envelope sender to `sender`.
+  absl::StatusOr<std::string> BuildDsn(std::string_view queue_id, std::string_view sender,
+                                       std::string_view original_headers,
+                                       int64_t arrival_unix_ms, int64_t now_unix_ms,
+                                       const std::vector<FailedRecipient>& failed) const;
+  const RetryPolicy& retry() const { return retry_; }
+
+ private:
+  std::shared_ptr<const ShapingRules> shaping_;
+  RetryPolicy retry_;
+  uint32_t shard_count_;
+  std::string hostname_;
+  std::mt19937_64 random_;
+};
+
+}  // namespace relay::delivery

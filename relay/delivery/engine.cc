@@ -1,0 +1,434 @@
+#include "relay/delivery/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "relay/base/check.h"
+#include "relay/base/log.h"
+#include "relay/delivery/delivery_policy.h"
+#include "relay/delivery/dsn.h"
+#include "relay/delivery/outbound_connection.h"
+
+namespace relay::delivery {
+namespace {
+
+constexpr size_t kDispatchBatchMax = 256;  // messages dispatched per timer turn
+
+std::string DomainOf(std::string_view address) {
+  size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return "";
+  return absl::AsciiStrToLower(std::string(address.substr(at + 1)));
+}
+
+}  // namespace
+
+std::string RecipientOutcome::ToString() const {
+  if (code == 0) return text;
+  if (enhanced.empty()) return absl::StrCat(code, " ", text);
+  return absl::StrCat(code, " ", enhanced, " ", text);
+}
+
+RecipientOutcome RecipientOutcome::Transient(std::string text, int code, std::string enhanced) {
+  return RecipientOutcome{OutcomeKind::kTransient, code, std::move(enhanced), std::move(text)};
+}
+
+RecipientOutcome RecipientOutcome::Permanent(std::string text, int code, std::string enhanced) {
+  return RecipientOutcome{OutcomeKind::kPermanent, code, std::move(enhanced), std::move(text)};
+}
+
+DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers,
+                               queue::Spool* spool, DeliveryOptions options,
+                               DeliveryPolicy* policy)
+    : reactor_(reactor),
+      buffers_(buffers),
+      spool_(spool),
+      options_(std::move(options)),
+      policy_(policy) {
+  schedule_timer_.set_callback([this] { OnScheduleTimer(); });
+}
+
+DeliveryEngine::~DeliveryEngine() {
+  reactor_->timers().Cancel(&schedule_timer_);
+  for (auto& [key, queue] : queues_) reactor_->timers().Cancel(&queue->pump_timer);
+  lookups_.clear();
+  // Connections must have been stopped (Stop) before; whatever remains is detached.
+  connections_.clear();
+}
+
+absl::Status DeliveryEngine::Start() {
+  auto pool = EgressPool::Create(options_.sources, options_.strategy, options_.hostname);
+  if (!pool.ok()) return pool.status();
+  egress_ = std::move(*pool);
+  dns::ResolverOptions ropts;
+  ropts.servers = options_.dns_servers;
+  ropts.family = options_.family;
+  auto resolver = dns::Resolver::Create(reactor_, ropts);
+  if (!resolver.ok()) return resolver.status();
+  resolver_ = std::move(*resolver);
+  tls::ClientTlsContext::Options topts;
+  topts.verify_required = options_.tls_verify;
+  topts.ca_file = options_.tls_ca_file;
+  auto tls = tls::ClientTlsContext::Create(topts);
+  if (!tls.ok()) return tls.status();
+  client_tls_ = std::move(*tls);
+  // Recovery: every live message with a pending recipient is scheduled at its due time.
+  spool_->ForEachMessage([this](const queue::MessageInfo& info) {
+    int64_t due = info.NextDueUnixMs();
+    if (due >= 0) Schedule(info.id, due);
+  });
+  return absl::OkStatus();
+}
+
+int64_t DeliveryEngine::NowUnixMs() const {
+  return static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
+}
+
+void DeliveryEngine::OnAccepted(queue::MessageId id) {
+  if (stopping_) return;
+  Schedule(id, 0);
+}
+
+void DeliveryEngine::Schedule(queue::MessageId id, int64_t due_unix_ms) {
+  auto it = due_of_.find(id);
+  if (it != due_of_.end()) {
+    if (it->second <= due_unix_ms) return;  // already due sooner
+    scheduled_.erase({it->second, id});
+  }
+  due_of_[id] = due_unix_ms;
+  scheduled_.insert({due_unix_ms, id});
+  ArmScheduleTimer();
+}
+
+void DeliveryEngine::ArmScheduleTimer() {
+  if (scheduled_.empty() || stopping_) return;
+  int64_t due = scheduled_.begin()->first;
+  int64_t delay = std::max<int64_t>(0, due - NowUnixMs());
+  int64_t deadline = reactor_->NowMs() + delay;
+  if (!schedule_timer_.scheduled() || schedule_timer_.deadline_ms() > deadline) {
+    reactor_->timers().Schedule(&schedule_timer_, deadline);
+  }
+}
+
+void DeliveryEngine::OnScheduleTimer() {
+  int64_t now = NowUnixMs();
+  size_t dispatched = 0;
+  while (!scheduled_.empty() && scheduled_.begin()->first <= now &&
+         dispatched < kDispatchBatchMax && !stopping_) {
+    queue::MessageId id = scheduled_.begin()->second;
+    scheduled_.erase(scheduled_.begin());
+    due_of_.erase(id);
+    Dispatch(id);
+    ++dispatched;
+  }
+  if (!scheduled_.empty()) {
+    // More due now: continue next turn without starving I/O; otherwise wait for the next due.
+    if (scheduled_.begin()->first <= now) {
+      reactor_->timers().ScheduleAfter(&schedule_timer_, 0);
+    } else {
+      ArmScheduleTimer();
+    }
+  }
+}
+
+void DeliveryEngine::Dispatch(queue::MessageId id) {
+  if (jobs_out_.contains(id)) return;  // in progress: rescheduled when its jobs finish
+  const queue::MessageInfo* info = spool_->Find(id);
+  if (info == nullptr) return;  // deleted or final
+  int64_t now = NowUnixMs();
+  bool expired = info->created_unix_ms + options_.message_age_max_ms <= now;
+  // Group the due pending recipients by domain (RFC 5321 §5.1: one MX lookup per domain).
+  absl::flat_hash_map<std::string, Job> by_domain;
+  std::vector<std::string> order;
+  for (uint32_t i = 0; i < info->recipients.size(); ++i) {
+    const queue::RecipientState& r = info->recipients[i];
+    if (r.status != queue::RecipientStatus::kPending) continue;
+    if (!expired && r.next_attempt_unix_ms > now) continue;
+    std::string domain = DomainOf(r.address);
+    auto [it, inserted] = by_domain.try_emplace(domain);
+    if (inserted) {
+      it->second.id = id;
+      it->second.domain = domain;
+      order.push_back(domain);
+    }
+    it->second.recipients.push_back(i);
+  }
+  if (order.empty()) {
+    int64_t next = info->NextDueUnixMs();
+    if (next >= 0) Schedule(id, next);
+    return;
+  }
+  jobs_out_[id] = static_cast<int>(order.size());
+  for (const std::string& domain : order) {
+    Job job = std::move(by_domain[domain]);
+    if (expired) {
+      std::string last = info->recipients[job.recipients[0]].last_reply;
+      FailJob(job, RecipientOutcome::Permanent(absl::StrCat(
+                       "message expired after ", options_.message_age_max_ms / 3600000,
+                       " hours in the queue", last.empty() ? "" : "; last reply: ", last)));
+      continue;
+    }
+    if (domain.empty()) {
+      FailJob(job, RecipientOutcome::Permanent("recipient address has no domain", 553, "5.1.3"));
+      continue;
+    }
+    auto handle = std::make_unique<dns::QueryHandle>();
+    dns::QueryHandle* raw = handle.get();
+    *raw = resolver_->ResolveMx(domain, options_.family,
+                                [this, job = std::move(job), raw](dns::MxResult result) mutable {
+                                  OnMx(std::move(job), result);
+                                  // The handle is done; drop it after this turn.
+                                  reactor_->Post([this, raw] {
+                                    auto it = std::find_if(
+                                        lookups_.begin(), lookups_.end(),
+                                        [raw](const auto& h) { return h.get() == raw; });
+                                    if (it != lookups_.end()) {
+                                      (*it)->Detach();
+                                      lookups_.erase(it);
+                                    }
+                                  });
+                                });
+    lookups_.push_back(std::move(handle));
+  }
+}
+
+void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
+  if (result.status.permanent()) {
+    // RFC 7505 null MX, NXDOMAIN, no address at all: the domain does not take mail.
+    int code = result.status.reason == dns::Reason::kNullMx ? 556 : 550;
+    std::string enhanced = result.status.reason == dns::Reason::kNullMx ? "5.1.10" : "5.1.2";
+    FailJob(job, RecipientOutcome::Permanent(result.status.ToString(), code, enhanced));
+    return;
+  }
+  if (!result.status.ok() || result.candidates.empty()) {
+    FailJob(job, RecipientOutcome::Transient(
+                     result.status.ok() ? "no usable MX address" : result.status.ToString()));
+    return;
+  }
+  ShapingRule limits = policy_->LimitsFor(job.domain, result.hosts);
+  int family = result.candidates.front().address.family();
+  int source = egress_.Pick(result.site, family, reactor_->NowMs());
+  if (source < 0) {
+    FailJob(job, RecipientOutcome::Transient("no usable egress source address"));
+    return;
+  }
+  std::string key = absl::StrCat(source, "|", result.site);
+  auto& slot = queues_[key];
+  if (slot == nullptr) {
+    slot = std::make_unique<ReadyQueue>();
+    slot->key = key;
+    slot->site = result.site;
+    slot->source = source;
+    ReadyQueue* q = slot.get();
+    q->pump_timer.set_callback([this, q] { Pump(q); });
+  }
+  ReadyQueue* queue = slot.get();
+  if (queue->rate == nullptr || queue->limits.messages_per_second != limits.messages_per_second) {
+    uint32_t burst = limits.messages_burst > 0 ? limits.messages_burst : limits.messages_per_second;
+    queue->rate = std::make_unique<TokenBucket>(limits.messages_per_second, burst,
+                                                reactor_->NowMs());
+  }
+  queue->limits = limits;
+  queue->candidates = result.candidates;
+  for (dns::Candidate& c : queue->candidates) c.address.set_port(options_.mx_port);
+  if (queue->suspended_until_ms > reactor_->NowMs()) {
+    FailJob(job, RecipientOutcome::Transient(
+                     absl::StrCat("delivery to ", result.site, " suspended: ",
+                                  queue->suspended_reason)));
+    return;
+  }
+  job.queued_ms = reactor_->NowMs();
+  queue->jobs.push_back(std::move(job));
+  Pump(queue);
+}
+
+void DeliveryEngine::Pump(ReadyQueue* queue) {
+  if (stopping_) return;
+  // Idle connections of this queue take work first (connection reuse).
+  for (OutboundConnection* c : queue->connections) {
+    if (queue->jobs.empty()) return;
+    if (c->WaitingForWork()) c->Kick();
+  }
+  while (!queue->jobs.empty() && queue->connections.size() < queue->limits.connections_max) {
+    // One new connection per batch of messages the open ones cannot take right away.
+    size_t capacity = 0;
+    for (OutboundConnection* c : queue->connections) capacity += c->WaitingForWork() ? 1 : 0;
+    size_t busy = queue->connections.size() - capacity;
+    if (busy > 0 && queue->jobs.size() <= queue->connections.size()) break;
+    auto connection = std::make_unique<OutboundConnection>(this, queue);
+    OutboundConnection* raw = connection.get();
+    queue->connections.push_back(raw);
+    connections_[raw] = std::move(connection);
+    stats_.connections_opened++;
+    raw->Start();
+  }
+}
+
+std::unique_ptr<Job> DeliveryEngine::TakeJob(ReadyQueue* queue) {
+  if (queue->jobs.empty() || stopping_) return nullptr;
+  int64_t now = reactor_->NowMs();
+  if (!queue->rate->TryTake(1, now)) {
+    // Rate-limited: come back when the next token is there.
+    int64_t wait = queue->rate->MsUntilAvailable(1, now);
+    if (wait != TokenBucket::kNeverMs && !queue->pump_timer.scheduled()) {
+      reactor_->timers().ScheduleAfter(&queue->pump_timer, std::max<int64_t>(1, wait));
+    }
+    return nullptr;
+  }
+  auto job = std::make_unique<Job>(std::move(queue->jobs.front()));
+  queue->jobs.pop_front();
+  return job;
+}
+
+void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
+                                   const RecipientOutcome& outcome, const AttemptInfo& attempt) {
+  const queue::MessageInfo* info = spool_->Find(job.id);
+  if (info == nullptr || recipient >= info->recipients.size()) return;
+  int64_t now = NowUnixMs();
+  queue::StateRecord state;
+  state.id = job.id;
+  state.recipient = recipient;
+  state.time_unix_ms = now;
+  state.reply = outcome.ToString();
+  RecipientOutcome effective = outcome;
+  if (outcome.kind == OutcomeKind::kDelivered) {
+    state.type = queue::RecordType::kDelivered;
+    stats_.delivered++;
+  } else {
+    uint32_t attempts = info->recipients[recipient].attempts + 1;
+    int64_t next = outcome.kind == OutcomeKind::kTransient
+                       ? policy_->NextAttemptUnixMs(attempts, info->created_unix_ms, now)
+                       : -1;
+    if (outcome.kind == OutcomeKind::kTransient && next < 0) {
+      effective = RecipientOutcome::Permanent(
+          absl::StrCat("gave up after ", attempts, " attempts; last reply: ", outcome.ToString()),
+          outcome.code, outcome.enhanced);
+    }
+    if (effective.kind == OutcomeKind::kTransient) {
+      state.type = queue::RecordType::kDeferred;
+      state.attempts = attempts;
+      state.next_attempt_unix_ms = next;
+      stats_.deferred++;
+    } else {
+      state.type = queue::RecordType::kBounced;
+      state.reply = effective.ToString();
+      stats_.bounced++;
+      // RFC 3464 §2 / RFC 5321 §4.5.5: never a DSN for a null sender (a DSN about a DSN).
+      if (!info->sender.empty()) {
+        auto [it, first] = bounced_.try_emplace(job.id);
+        if (first) {
+          it->second.sender = std::string(info->sender);
+          it->second.arrival_unix_ms = info->created_unix_ms;
+          it->second.headers = std::string(HeaderSection(info->message));
+        }
+        it->second.failed.push_back(
+            FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host, now});
+      }
+    }
+  }
+  absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
+  if (!appended.ok()) {
+    // The outcome cannot be recorded: the recipient stays pending and is retried after a
+    // restart; a duplicate delivery is possible then, a lost message is not.
+    LogError() << "recording the outcome of " << job.id.ToString() << " for "
+               << info->recipients[recipient].address << ": " << appended.status();
+  }
+  if (observer_.on_outcome) observer_.on_outcome(job, recipient, effective, attempt);
+}
+
+void DeliveryEngine::FailJob(const Job& job, const RecipientOutcome& outcome) {
+  for (uint32_t r : job.recipients) RecordOutcome(job, r, outcome, AttemptInfo{});
+  JobDone(job);
+}
+
+void DeliveryEngine::JobDone(const Job& job) {
+  auto it = jobs_out_.find(job.id);
+  if (it == jobs_out_.end()) return;
+  if (--it->second > 0) return;
+  jobs_out_.erase(it);
+  MaybeSendDsn(job.id);
+  const queue::MessageInfo* info = spool_->Find(job.id);
+  if (info == nullptr) return;  // final: every recipient delivered or bounced
+  int64_t next = info->NextDueUnixMs();
+  if (next >= 0) Schedule(job.id, next);
+}
+
+void DeliveryEngine::MaybeSendDsn(queue::MessageId id) {
+  auto it = bounced_.find(id);
+  if (it == bounced_.end()) return;
+  PendingDsn pending = std::move(it->second);
+  bounced_.erase(it);
+  absl::StatusOr<std::string> dsn = policy_->BuildDsn(
+      id.ToString(), pending.sender, pending.headers, pending.arrival_unix_ms, NowUnixMs(),
+      pending.failed);
+  if (!dsn.ok()) {
+    LogError() << "building the DSN for " << id.ToString() << ": " << dsn.status();
+    return;
+  }
+  queue::Envelope envelope;
+  envelope.sender = "";
+  envelope.recipients.push_back(pending.sender);
+  auto appended = spool_->AppendMessage(envelope, "", *dsn, nullptr);
+  if (!appended.ok()) {
+    LogError() << "queueing the DSN for " << id.ToString() << " to " << pending.sender << ": "
+               << appended.status();
+    return;
+  }
+  stats_.dsn_queued++;
+  LogInfo() << "DSN " << appended->id.ToString() << " queued to " << pending.sender << " for "
+            << pending.failed.size() << " failed recipient(s) of " << id.ToString();
+  Schedule(appended->id, 0);
+}
+
+void DeliveryEngine::OnSiteUnreachable(ReadyQueue* queue, const RecipientOutcome& outcome) {
+  // Every candidate failed: the jobs waiting for this site wait for their next attempt instead.
+  std::deque<Job> jobs;
+  jobs.swap(queue->jobs);
+  for (const Job& job : jobs) FailJob(job, outcome);
+}
+
+void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::string reason) {
+  LogWarning() << "suspending delivery to " << queue->site << " from "
+               << egress_.source(queue->source).name << " for "
+               << (until_ms - reactor_->NowMs()) / 1000 << " s: " << reason;
+  queue->suspended_until_ms = until_ms;
+  queue->suspended_reason = reason;
+  OnSiteUnreachable(queue, RecipientOutcome::Transient(
+                               absl::StrCat("delivery suspended after: ", reason)));
+}
+
+void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
+  ReadyQueue* queue = connection->queue();
+  auto& list = queue->connections;
+  list.erase(std::remove(list.begin(), list.end(), connection), list.end());
+  auto it = connections_.find(connection);
+  if (it != connections_.end()) {
+    reactor_->RetireWhenIdle(std::move(it->second));
+    connections_.erase(it);
+  }
+  if (stopping_) {
+    if (connections_.empty() && stopped_) {
+      auto done = std::move(stopped_);
+      stopped_ = nullptr;
+      done();
+    }
+    return;
+  }
+  if (!queue->jobs.empty()) Pump(queue);
+}
+
+void DeliveryEngine::Stop(std::function<void()> done) {
+  stopping_ = true;
+  reactor_->timers().Cancel(&schedule_timer_);
+  lookups_.clear();
+  if (connections_.empty()) {
+    done();
+    return;
+  }
+  stopped_ = std::move(done);
+  std::vector<OutboundConnection*> open;
+  for (auto& [raw, owned] : connections_) open.push_back(raw);
+  for (OutboundConnection* c : open) c->StopAfterCurrent();
+}
+
+}  // namespace relay::delivery

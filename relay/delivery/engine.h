@@ -1,0 +1,193 @@
+// The delivery engine of one shard: from the shard's spool to the recipients' MX hosts.
+//
+// Two levels, as in KumoMTA: a scheduled queue (messages waiting for their next attempt, ordered
+// by due time, one reactor Timer armed at the earliest) feeds ready queues keyed by (egress
+// source, site), where a site is the set of MX host names of a domain, so that every domain hosted
+// by one provider shares that provider's limits. A due message is split into jobs, one per
+// recipient domain; a job's domain is resolved (MX, cached for its TTL), its shaping rule and
+// egress source chosen, and the job joins its ready queue. Each ready queue opens connections up
+// to its limits; a connection takes jobs from its queue until messages_per_connection_max, then
+// quits, and lingers idle for idle_connection_ms for reuse.
+//
+// Every outcome is recorded in the spool (state records: delivered, deferred until T with the
+// attempt count and reply, bounced) before anything else depends on it, and written to the
+// delivery log. Permanent failures and expired messages produce one DSN per message to the
+// envelope sender (never for a null sender), queued as a new message.
+//
+// Shard thread only. The spool, resolver and reactor outlive the engine.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "dns/resolver.h"
+#include "queue/spool.h"
+#include "relay/delivery/egress.h"
+#include "relay/delivery/outcome.h"
+#include "relay/delivery/shaping.h"
+#include "relay/delivery/token_bucket.h"
+#include "relay/io/buffer_ring.h"
+#include "relay/io/reactor.h"
+#include "relay/tls/tls_context.h"
+
+namespace relay::delivery {
+
+class OutboundConnection;
+class DeliveryPolicy;
+
+// A recipient that failed for good, as its DSN reports it.
+struct FailedRecipient {
+  std::string address;
+  RecipientOutcome outcome;
+  std::string remote_mta;      // the MX host that gave the reply, "" when none
+  int64_t attempt_unix_ms = 0;
+};
+
+struct DeliveryOptions {
+  std::string hostname;                  // Reporting-MTA of DSNs, default EHLO name
+  std::vector<std::string> dns_servers;  // empty: /etc/resolv.conf
+  dns::FamilyPreference family = dns::FamilyPreference::kIpv4First;
+  uint16_t mx_port = 25;                 // tests point it at loopback sinks
+  int64_t connect_timeout_ms = 30000;
+  int64_t idle_connection_ms = 5000;     // a connection without work waits this long for more
+  int64_t message_age_max_ms = int64_t{5} * 24 * 3600 * 1000;
+  int64_t source_suspend_ms = 300000;    // after the kernel refused a source address
+  bool tls_verify = false;               // verify server certificates (system CA store)
+  std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  std::vector<EgressSourceConfig> sources;
+  EgressStrategy strategy = EgressStrategy::kRoundRobin;
+};
+
+// A message's recipients of one domain, travelling through one ready queue.
+struct Job {
+  queue::MessageId id;
+  std::string domain;
+  std::vector<uint32_t> recipients;  // indices into the envelope
+  int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
+};
+
+struct ReadyQueue {
+  std::string key;    // "<source>|<site>"
+  std::string site;
+  int source = 0;
+  ShapingRule limits;  // this shard's share of the site's rule
+  std::vector<dns::Candidate> candidates;  // in the order to try
+  std::deque<Job> jobs;
+  std::vector<OutboundConnection*> connections;
+  std::unique_ptr<TokenBucket> rate;  // messages_per_second, with burst
+  io::Timer pump_timer;              // re-pumps when the rate limit lets the next message go
+  int64_t suspended_until_ms = 0;    // a reply rule or unreachable site
+  std::string suspended_reason;
+};
+
+// Callbacks a delivery log and metrics attach to (optional).
+struct DeliveryObserver {
+  std::function<void(const Job&, uint32_t recipient, const RecipientOutcome&,
+                     const AttemptInfo&)>
+      on_outcome;
+};
+
+class DeliveryEngine {
+ public:
+  // `buffers` is the shard's provided-buffer ring, shared with inbound connections.
+  DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers, queue::Spool* spool,
+                 DeliveryOptions options, DeliveryPolicy* policy);
+  ~DeliveryEngine();
+  DeliveryEngine(const DeliveryEngine&) = delete;
+  DeliveryEngine& operator=(const DeliveryEngine&) = delete;
+
+  // Creates the resolver and TLS context and schedules every live message found in the spool.
+  absl::Status Start();
+  // Stops taking new work; open connections finish their current message and quit. `done` runs
+  // once no connection is left.
+  void Stop(std::function<void()> done);
+  // A message was durably accepted: deliver it now.
+  void OnAccepted(queue::MessageId id);
+
+  void set_observer(DeliveryObserver observer) { observer_ = std::move(observer); }
+
+  // For connections.
+  io::Reactor* reactor() { return reactor_; }
+  io::BufferRing* buffers() { return buffers_; }
+  DeliveryPolicy* policy() { return policy_; }
+  queue::Spool* spool() { return spool_; }
+  const DeliveryOptions& options() const { return options_; }
+  EgressPool& egress() { return egress_; }
+  tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
+  // The next job for a connection of `queue`, honouring the rate limit; null when none now.
+  std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
+  // One recipient's outcome of a job (exactly once per recipient).
+  void RecordOutcome(const Job& job, uint32_t recipient, const RecipientOutcome& outcome,
+                     const AttemptInfo& attempt);
+  // A job is finished (every recipient has an outcome).
+  void JobDone(const Job& job);
+  // The connection could not reach any candidate; its queue's jobs are deferred.
+  void OnSiteUnreachable(ReadyQueue* queue, const RecipientOutcome& outcome);
+  // A reply matched a rule that suspends this (source, site).
+  void SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::string reason);
+  void OnConnectionClosed(OutboundConnection* connection);
+
+  // Counters.
+  struct Stats {
+    uint64_t delivered = 0;
+    uint64_t deferred = 0;
+    uint64_t bounced = 0;
+    uint64_t dsn_queued = 0;
+    uint64_t connections_opened = 0;
+  };
+  const Stats& stats() const { return stats_; }
+  size_t scheduled() const { return scheduled_.size(); }
+
+ private:
+  void Schedule(queue::MessageId id, int64_t due_unix_ms);
+  void ArmScheduleTimer();
+  void OnScheduleTimer();
+  void Dispatch(queue::MessageId id);
+  void OnMx(Job job, const dns::MxResult& result);
+  void Pump(ReadyQueue* queue);
+  // Records the outcome for every recipient of `job` and finishes it.
+  void FailJob(const Job& job, const RecipientOutcome& outcome);
+  void MaybeSendDsn(queue::MessageId id);
+  int64_t NowUnixMs() const;
+
+  io::Reactor* reactor_;
+  io::BufferRing* buffers_;
+  queue::Spool* spool_;
+  DeliveryOptions options_;
+  DeliveryPolicy* policy_;
+  EgressPool egress_;
+  std::unique_ptr<dns::Resolver> resolver_;
+  std::unique_ptr<tls::ClientTlsContext> client_tls_;
+  DeliveryObserver observer_;
+  bool stopping_ = false;
+  std::function<void()> stopped_;
+
+  // The scheduled queue: (due unix ms, id), and each scheduled id's due time.
+  std::set<std::pair<int64_t, queue::MessageId>> scheduled_;
+  absl::flat_hash_map<queue::MessageId, int64_t> due_of_;
+  io::Timer schedule_timer_;
+  // Messages with jobs out (resolving or in a ready queue or a connection): how many.
+  absl::flat_hash_map<queue::MessageId, int> jobs_out_;
+  // What a message's DSN needs, captured at its first bounce of a round: the message may become
+  // final (and leave the spool's index) with that very bounce.
+  struct PendingDsn {
+    std::string sender;
+    int64_t arrival_unix_ms = 0;
+    std::string headers;  // the original header section, for text/rfc822-headers
+    std::vector<FailedRecipient> failed;
+  };
+  absl::flat_hash_map<queue::MessageId, PendingDsn> bounced_;
+  absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;
+  std::vector<std::unique_ptr<dns::QueryHandle>> lookups_;
+  absl::flat_hash_map<OutboundConnection*, std::unique_ptr<OutboundConnection>> connections_;
+  Stats stats_;
+};
+
+}  // namespace relay::delivery

@@ -1,0 +1,468 @@
+#include "relay/delivery/outbound_connection.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "relay/base/check.h"
+#include "relay/base/log.h"
+#include "relay/delivery/delivery_policy.h"
+#include "relay/io/buffer_ring.h"
+
+namespace relay::delivery {
+namespace {
+
+constexpr size_t kBodyBytesPerWrite = 256 * 1024;
+
+smtp::TlsPolicy ToSessionTls(TlsPolicy policy) {
+  switch (policy) {
+    case TlsPolicy::kDisabled: return smtp::TlsPolicy::kDisabled;
+    case TlsPolicy::kRequired: return smtp::TlsPolicy::kRequired;
+    case TlsPolicy::kOpportunistic: return smtp::TlsPolicy::kOpportunistic;
+  }
+  return smtp::TlsPolicy::kOpportunistic;
+}
+
+OutcomeKind ToKind(smtp::OutcomeKind kind) {
+  switch (kind) {
+    case smtp::OutcomeKind::kDelivered: return OutcomeKind::kDelivered;
+    case smtp::OutcomeKind::kPermanent: return OutcomeKind::kPermanent;
+    case smtp::OutcomeKind::kTransient: return OutcomeKind::kTransient;
+  }
+  return OutcomeKind::kTransient;
+}
+
+RecipientOutcome ToOutcome(const smtp::Outcome& o) {
+  return RecipientOutcome{ToKind(o.kind), o.code, o.enhanced, o.text};
+}
+
+bool NeedsUtf8(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+}  // namespace
+
+OutboundConnection::OutboundConnection(DeliveryEngine* engine, ReadyQueue* queue)
+    : engine_(engine), reactor_(engine->reactor()), queue_(queue) {
+  connect_.set_handler([this](int result, uint32_t) { OnConnected(result); });
+  recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
+  send_.set_handler([this](int result, uint32_t) { OnSent(result); });
+  timer_.set_callback([this] { OnTimer(); });
+}
+
+OutboundConnection::~OutboundConnection() {
+  reactor_->timers().Cancel(&timer_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool OutboundConnection::Idle() const {
+  return closed_ && !connect_.in_flight() && !recv_.in_flight() && !send_.in_flight();
+}
+
+void OutboundConnection::Start() { ConnectNext(""); }
+
+void OutboundConnection::ConnectNext(std::string why) {
+  if (!why.empty()) last_error_ = std::move(why);
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  session_.reset();
+  tls_.reset();
+  pending_out_.clear();
+  connected_ = false;
+  if (closed_) return;
+  if (stop_after_current_ || candidate_ >= queue_->candidates.size()) {
+    if (!stop_after_current_) {
+      engine_->OnSiteUnreachable(
+          queue_, RecipientOutcome::Transient(absl::StrCat(
+                      "no MX host of ", queue_->site, " could be reached; last error: ",
+                      last_error_.empty() ? "none" : last_error_)));
+    }
+    Close();
+    return;
+  }
+  const dns::Candidate& c = queue_->candidates[candidate_];
+  int fd = engine_->egress().OpenSocket(queue_->source, c.address);
+  if (fd == -EADDRNOTAVAIL) {
+    engine_->egress().Suspend(queue_->source, reactor_->NowMs() + engine_->options().source_suspend_ms,
+                              "the kernel refused the address (EADDRNOTAVAIL)");
+    engine_->OnSiteUnreachable(
+        queue_, RecipientOutcome::Transient(absl::StrCat(
+                    "egress source ", engine_->egress().source(queue_->source).name,
+                    " is not usable (EADDRNOTAVAIL)")));
+    Close();
+    return;
+  }
+  if (fd < 0) {
+    ++candidate_;
+    ConnectNext(absl::StrCat("socket for ", c.host, ": ", std::strerror(-fd)));
+    return;
+  }
+  fd_ = fd;
+  attempt_start_ms_ = reactor_->NowMs();
+  reactor_->Connect(fd_, c.address.get(), c.address.length, &connect_);
+  reactor_->timers().ScheduleAfter(&timer_, queue_->limits.timeouts.connect_ms);
+}
+
+void OutboundConnection::OnConnected(int result) {
+  reactor_->timers().Cancel(&timer_);
+  const dns::Candidate& c = queue_->candidates[candidate_];
+  if (result < 0) {
+    if (result == -EADDRNOTAVAIL) {
+      engine_->egress().Suspend(queue_->source,
+                                reactor_->NowMs() + engine_->options().source_suspend_ms,
+                                "connect: EADDRNOTAVAIL");
+    }
+    std::string what = result == -ECANCELED ? "connection timed out" : std::strerror(-result);
+    ++candidate_;
+    ConnectNext(absl::StrCat(c.host, " [", c.address.IpString(), "]: ", what));
+    return;
+  }
+  connected_ = true;
+  smtp::ClientConfig config;
+  config.ehlo_name = engine_->egress().source(queue_->source).ehlo_name;
+  config.peer_name = c.host;
+  config.tls_policy = ToSessionTls(queue_->limits.tls);
+  const DeliveryTimeouts& t = queue_->limits.timeouts;
+  config.timeouts.greeting_ms = t.greeting_ms;
+  config.timeouts.mail_ms = t.command_ms;
+  config.timeouts.rcpt_ms = t.command_ms;
+  config.timeouts.command_ms = t.command_ms;
+  config.timeouts.data_initiation_ms = t.data_init_ms;
+  config.timeouts.data_block_ms = t.data_block_ms;
+  config.timeouts.data_termination_ms = t.data_done_ms;
+  config.tls_supported = engine_->client_tls() != nullptr;
+  session_.emplace(config);
+  ArmRecv();
+  Apply(session_->OnConnected());
+}
+
+void OutboundConnection::ArmRecv() {
+  if (closed_ || fd_ < 0 || recv_.in_flight()) return;
+  reactor_->RecvMultishot(fd_, engine_->buffers()->group_id(), &recv_);
+}
+
+void OutboundConnection::OnRecv(int result, uint32_t flags) {
+  io::BufferRing* buffers = engine_->buffers();
+  if (result > 0 && io::BufferRing::HasBuffer(flags)) {
+    uint16_t id = io::BufferRing::BufferId(flags);
+    if (!closed_ && session_.has_value()) {
+      OnData(std::string_view(buffers->Buffer(id), static_cast<size_t>(result)));
+    }
+    buffers->Recycle(id);
+  } else if (result == 0 || (result < 0 && result != -ENOBUFS && result != -ECANCELED)) {
+    if (!closed_ && session_.has_value()) Apply(session_->OnPeerClosed());
+    return;
+  }
+  if (!(flags & IORING_CQE_F_MORE) && !closed_ && session_.has_value()) {
+    if (result == -ENOBUFS) {
+      reactor_->Post([this] { ArmRecv(); });
+    } else if (result != -ECANCELED) {
+      ArmRecv();
+    }
+  }
+}
+
+void OutboundConnection::OnData(std::string_view bytes) {
+  if (tls_ == nullptr) {
+    Apply(session_->OnBytes(bytes));
+    return;
+  }
+  plaintext_in_.clear();
+  bool was_established = tls_->established();
+  absl::Status status = tls_->OnCiphertext(absl::string_view(bytes.data(), bytes.size()),
+                                           &plaintext_in_);
+  if (!status.ok()) {
+    std::string reason(status.message());
+    Flush();
+    Apply(session_->OnTlsFailed(reason));
+    return;
+  }
+  if (!was_established && tls_->established()) {
+    if (engine_->options().tls_verify && !tls_->peer_verified()) {
+      Apply(session_->OnTlsFailed(tls_->peer_verify_error()));
+      return;
+    }
+    Apply(session_->OnTlsEstablished());
+  }
+  if (!plaintext_in_.empty() && session_.has_value() && !closed_) {
+    Apply(session_->OnBytes(plaintext_in_));
+  }
+  Flush();
+}
+
+void OutboundConnection::Apply(const smtp::ClientActions& actions) {
+  if (!actions.write.empty()) pending_out_.append(actions.write);
+  if (actions.start_tls) StartTls();
+  if (actions.send_body && job_ != nullptr) {
+    const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
+    stuffer_.emplace(info != nullptr ? info->message : std::string_view());
+  }
+  if (actions.timeout_ms > 0) {
+    reactor_->timers().ScheduleAfter(&timer_, actions.timeout_ms);
+  } else {
+    reactor_->timers().Cancel(&timer_);
+  }
+  const dns::Candidate& c = queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)];
+  if (actions.message_done && job_ != nullptr) {
+    AttemptInfo attempt;
+    attempt.mx_host = c.host;
+    attempt.remote_ip = c.address.IpString();
+    attempt.source_ip = engine_->egress().source(queue_->source).name;
+    if (tls_ != nullptr && tls_->established()) {
+      attempt.tls_version = tls_->protocol_version();
+      attempt.tls_cipher = tls_->cipher_name();
+    }
+    attempt.duration_ms = reactor_->NowMs() - attempt_start_ms_;
+    int64_t suspend_ms = 0;
+    std::string suspend_reason;
+    for (const smtp::Outcome& o : actions.outcomes) {
+      if (o.recipient_index >= job_->recipients.size()) continue;
+      RecipientOutcome outcome = ToOutcome(o);
+      if (o.from_peer && outcome.kind == OutcomeKind::kTransient &&
+          engine_->policy()->BounceForReply(queue_->limits, outcome)) {
+        outcome.kind = OutcomeKind::kPermanent;  // a reply rule knows this 4xx is final
+      }
+      engine_->RecordOutcome(*job_, job_->recipients[o.recipient_index], outcome, attempt);
+      if (o.from_peer && outcome.kind != OutcomeKind::kDelivered && suspend_ms == 0) {
+        suspend_ms = engine_->policy()->SuspendMsForReply(queue_->limits, outcome);
+        if (suspend_ms > 0) suspend_reason = outcome.ToString();
+      }
+    }
+    ReleaseJob();
+    if (suspend_ms > 0) {
+      engine_->SuspendQueue(queue_, reactor_->NowMs() + suspend_ms, suspend_reason);
+      stop_after_current_ = true;
+    }
+  }
+  if (actions.connection_failed) {
+    // Greeting, EHLO or STARTTLS failed at this address: the next candidate may do better.
+    RecipientOutcome o = ToOutcome(actions.connection_outcome);
+    ++candidate_;
+    Flush();
+    if (recv_.in_flight()) reactor_->Cancel(&recv_);
+    ConnectNext(absl::StrCat(c.host, " [", c.address.IpString(), "]: ", o.ToString()));
+    return;
+  }
+  if (actions.close) {
+    Flush();
+    quitting_ = true;
+    if (!send_.in_flight()) Close();
+    return;
+  }
+  if (actions.ready) TakeWork();
+  Flush();
+}
+
+void OutboundConnection::StartTls() {
+  const dns::Candidate& c = queue_->candidates[candidate_];
+  auto stream = tls::TlsStream::NewClient(*engine_->client_tls(), c.host);
+  if (!stream.ok()) {
+    Apply(session_->OnTlsFailed(std::string(stream.status().message())));
+    return;
+  }
+  tls_ = std::move(*stream);
+  absl::Status s = tls_->Start();
+  if (!s.ok()) {
+    Apply(session_->OnTlsFailed(std::string(s.message())));
+    return;
+  }
+  Flush();
+}
+
+bool OutboundConnection::WaitingForWork() const {
+  return session_.has_value() && session_->idle() && job_ == nullptr && !closed_ && !quitting_;
+}
+
+void OutboundConnection::Kick() {
+  if (WaitingForWork()) TakeWork();
+  Flush();
+}
+
+void OutboundConnection::TakeWork() {
+  if (!WaitingForWork()) return;
+  bool used_up = session_->messages_done() >= queue_->limits.messages_per_connection_max;
+  if (stop_after_current_ || used_up) {
+    Apply(session_->Quit());
+    return;
+  }
+  job_ = engine_->TakeJob(queue_);
+  if (job_ == nullptr) {
+    // Nothing to do now: linger for reuse, then quit.
+    reactor_->timers().ScheduleAfter(&timer_, engine_->options().idle_connection_ms);
+    return;
+  }
+  const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
+  if (info == nullptr) {
+    ReleaseJob();
+    TakeWork();
+    return;
+  }
+  engine_->spool()->Pin(job_->id);
+  attempt_start_ms_ = reactor_->NowMs();
+  smtp::OutgoingMessage message;
+  message.mail_from = std::string(info->sender);
+  for (uint32_t r : job_->recipients) message.recipients.push_back(info->recipients[r].address);
+  message.size_bytes = info->message.size();
+  message.needs_8bitmime = NeedsUtf8(info->message);
+  message.needs_smtputf8 = NeedsUtf8(info->sender) ||
+                           std::any_of(message.recipients.begin(), message.recipients.end(),
+                                       [](const std::string& r) { return NeedsUtf8(r); });
+  reactor_->timers().Cancel(&timer_);
+  Apply(session_->SendMessage(std::move(message)));
+}
+
+void OutboundConnection::ReleaseJob() {
+  if (job_ == nullptr) return;
+  engine_->spool()->Unpin(job_->id);
+  Job done = std::move(*job_);
+  job_.reset();
+  stuffer_.reset();
+  engine_->JobDone(done);
+}
+
+void OutboundConnection::Flush() {
+  if (send_.in_flight() || closed_ || fd_ < 0 || !connected_) return;
+  sending_.clear();
+  sending_offset_ = 0;
+  writev_in_flight_ = false;
+  if (tls_ == nullptr || !tls_->established()) {
+    if (tls_ != nullptr) {
+      // Handshake in progress: only its own records go out.
+      absl::string_view c = tls_->PendingCiphertext();
+      sending_.assign(c.data(), c.size());
+      tls_->ConsumeCiphertext(c.size());
+    } else if (!pending_out_.empty()) {
+      sending_.swap(pending_out_);
+    } else if (stuffer_.has_value() && !stuffer_->done()) {
+      // Plain text: the body goes out straight from the spool's mapping.
+      iov_count_ = stuffer_->Fill(iov_, 64, kBodyBytesPerWrite);
+      if (iov_count_ > 0) {
+        writev_in_flight_ = true;
+        reactor_->Writev(fd_, iov_, static_cast<unsigned>(iov_count_), &send_);
+        return;
+      }
+    }
+  } else {
+    if (!pending_out_.empty()) {
+      auto taken = tls_->Write(pending_out_);
+      if (taken.ok()) pending_out_.erase(0, *taken);
+    }
+    if (pending_out_.empty() && stuffer_.has_value() && !stuffer_->done()) {
+      // With TLS the bytes are copied once, into the record layer.
+      size_t budget = kBodyBytesPerWrite;
+      while (budget > 0 && !stuffer_->done()) {
+        iovec one;
+        if (stuffer_->Fill(&one, 1, budget) == 0) break;
+        auto taken = tls_->Write(absl::string_view(static_cast<const char*>(one.iov_base),
+                                                   one.iov_len));
+        if (!taken.ok() || *taken < one.iov_len) {
+          // Cannot happen with budget below the TLS output limit; fail the connection cleanly.
+          LogWarning() << "TLS write refused body bytes to " << queue_->site;
+          Apply(session_->OnPeerClosed());
+          return;
+        }
+        budget -= one.iov_len;
+      }
+    }
+    absl::string_view c = tls_->PendingCiphertext();
+    sending_.assign(c.data(), c.size());
+    tls_->ConsumeCiphertext(c.size());
+  }
+  if (sending_.empty()) {
+    if (stuffer_.has_value() && stuffer_->done()) {
+      stuffer_.reset();
+      Apply(session_->OnBodySent());
+      return;
+    }
+    if (quitting_) Close();
+    return;
+  }
+  reactor_->Send(fd_, sending_.data(), sending_.size(), &send_);
+}
+
+void OutboundConnection::OnSent(int result) {
+  if (result < 0) {
+    if (!closed_ && session_.has_value()) Apply(session_->OnPeerClosed());
+    return;
+  }
+  if (writev_in_flight_) {
+    // A partial writev: hand the rest out again by re-filling from where the kernel stopped.
+    size_t total = 0;
+    for (size_t i = 0; i < iov_count_; ++i) total += iov_[i].iov_len;
+    if (static_cast<size_t>(result) < total) {
+      size_t skip = static_cast<size_t>(result);
+      size_t i = 0;
+      while (skip >= iov_[i].iov_len) skip -= iov_[i++].iov_len;
+      iov_[i].iov_base = static_cast<char*>(iov_[i].iov_base) + skip;
+      iov_[i].iov_len -= skip;
+      // The kernel reads the iovec array when the SQE is submitted: shift it before that.
+      std::memmove(iov_, iov_ + i, (iov_count_ - i) * sizeof(iovec));
+      iov_count_ -= i;
+      reactor_->Writev(fd_, iov_, static_cast<unsigned>(iov_count_), &send_);
+      return;
+    }
+    writev_in_flight_ = false;
+  } else {
+    sending_offset_ += static_cast<size_t>(result);
+    if (sending_offset_ < sending_.size()) {
+      reactor_->Send(fd_, sending_.data() + sending_offset_, sending_.size() - sending_offset_,
+                     &send_);
+      return;
+    }
+  }
+  if (quitting_ && pending_out_.empty() && (tls_ == nullptr || tls_->PendingCiphertext().empty())) {
+    Close();
+    return;
+  }
+  Flush();
+}
+
+void OutboundConnection::OnTimer() {
+  if (closed_) return;
+  if (!connected_) {
+    // Connect timeout: cancel; the connect completion moves on to the next candidate.
+    reactor_->Cancel(&connect_);
+    return;
+  }
+  if (WaitingForWork()) {
+    Apply(session_->Quit());  // idle for idle_connection_ms
+    return;
+  }
+  Apply(session_->OnTimeout());
+}
+
+void OutboundConnection::StopAfterCurrent() {
+  stop_after_current_ = true;
+  if (!connected_) {
+    if (connect_.in_flight()) reactor_->Cancel(&connect_);
+    return;
+  }
+  if (WaitingForWork()) Apply(session_->Quit());
+}
+
+void OutboundConnection::Close() {
+  if (closed_) return;
+  closed_ = true;
+  reactor_->timers().Cancel(&timer_);
+  if (job_ != nullptr) {
+    // The session always reports outcomes before closing; anything left is retried later.
+    for (uint32_t r : job_->recipients) {
+      engine_->RecordOutcome(*job_, r,
+                             RecipientOutcome::Transient("connection closed during delivery"),
+                             AttemptInfo{});
+    }
+    ReleaseJob();
+  }
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  if (recv_.in_flight()) reactor_->Cancel(&recv_);
+  if (connect_.in_flight()) reactor_->Cancel(&connect_);
+  engine_->OnConnectionClosed(this);
+}
+
+}  // namespace relay::delivery

@@ -1,0 +1,35 @@
+// The outcome of one delivery attempt for one recipient, as every layer of delivery reports it:
+// delivered, transient (try again later) or permanent (bounce), with the SMTP reply that decided
+// it (code, enhanced status code, text) or a local reason in the same shape.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace relay::delivery {
+
+enum class OutcomeKind { kDelivered, kTransient, kPermanent };
+
+struct RecipientOutcome {
+  OutcomeKind kind = OutcomeKind::kTransient;
+  int code = 0;              // SMTP reply code, or 0 for a local reason (DNS, connection)
+  std::string enhanced;      // "5.1.1", "" when none
+  std::string text;          // the reply text or the local reason
+
+  // "550 5.1.1 No such user" or "connection refused by mx.example [192.0.2.1]".
+  std::string ToString() const;
+  static RecipientOutcome Transient(std::string text, int code = 0, std::string enhanced = "");
+  static RecipientOutcome Permanent(std::string text, int code = 0, std::string enhanced = "");
+};
+
+// What the delivery log records about the attempt.
+struct AttemptInfo {
+  std::string mx_host;
+  std::string remote_ip;
+  std::string source_ip;
+  std::string tls_version;   // "" when plain text
+  std::string tls_cipher;
+  int64_t duration_ms = 0;
+};
+
+}  // namespace relay::delivery

@@ -1,0 +1,312 @@
+#!/usr/bin/python3
+"""End-to-end delivery: relayd accepts mail over submission and delivers it to MX hosts found
+through a real DNS server (unbound, on loopback, answering only from local zones) to real SMTP
+receivers (aiosmtpd, with STARTTLS, on 127.0.0.x), DKIM-signed; retries, bounces (DSN), null MX,
+implicit MX, MX fallback, required TLS and a restart in the middle.
+
+usage: delivery_test.py RELAYD
+"""
+import asyncio
+import base64
+import email
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import dkim
+import dns.resolver
+from aiosmtpd.controller import Controller
+
+RELAYD = sys.argv[1]
+TMP = tempfile.mkdtemp(prefix="delivery-", dir=os.environ.get("TEST_TMPDIR"))
+failures, checks = [], 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def free_port(hosts):
+    for _ in range(50):
+        s = socket.socket()
+        s.bind((hosts[0], 0))
+        port = s.getsockname()[1]
+        s.close()
+        ok = True
+        for h in hosts:
+            t = socket.socket()
+            try:
+                t.bind((h, port))
+            except OSError:
+                ok = False
+            t.close()
+        if ok:
+            return port
+    raise RuntimeError("no free port")
+
+
+# --- receivers -----------------------------------------------------------------------------
+MX = {"good": "127.0.0.2", "nomx": "127.0.0.3", "mx2": "127.0.0.5", "tempfail": "127.0.0.6",
+      "reject": "127.0.0.7", "dsn": "127.0.0.8", "plain": "127.0.0.9"}
+DEAD = "127.0.0.4"  # nothing listens: the first MX of second.test
+MX_PORT = free_port(list(MX.values()) + [DEAD])
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=mx.test", "-keyout", TMP + "/mx.key", "-out", TMP + "/mx.crt"],
+               check=True, capture_output=True)
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
+
+received = []  # (sink name, peer ip, tls?, mail_from, rcpt_tos, content bytes)
+lock = threading.Lock()
+tempfail_left = {"count": 2}  # the tempfail sink answers 451 to its first two transactions
+
+
+class Sink:
+    def __init__(self, name):
+        self.name = name
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.name == "reject":
+            return "550 5.1.1 <%s>: no such user here" % address
+        if self.name == "tempfail":
+            with lock:
+                if tempfail_left["count"] > 0:
+                    tempfail_left["count"] -= 1
+                    return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with lock:
+            received.append((self.name, session.peer[0], session.ssl is not None,
+                             envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 OK stored"
+
+
+controllers = []
+for name, ip in MX.items():
+    kwargs = {} if name == "plain" else {"tls_context": tls}
+    c = Controller(Sink(name), hostname=ip, port=MX_PORT, ready_timeout=10, **kwargs)
+    c.start()
+    controllers.append(c)
+
+# --- DKIM key and DNS zones ------------------------------------------------------------------
+subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                "-out", TMP + "/dkim.pem"], check=True, capture_output=True)
+der = subprocess.run(["openssl", "pkey", "-in", TMP + "/dkim.pem", "-pubout", "-outform", "DER"],
+                     check=True, capture_output=True).stdout
+record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+txt = " ".join('"%s"' % record[i:i + 200] for i in range(0, len(record), 200))
+zones = """
+  local-zone: "test." static
+  local-zone: "example.com." static
+  local-data: "good.test. 300 IN MX 10 mx1.good.test."
+  local-data: "mx1.good.test. 300 IN A {good}"
+  local-data: "nomx.test. 300 IN A {nomx}"
+  local-data: "nullmx.test. 300 IN MX 0 ."
+  local-data: "second.test. 300 IN MX 10 dead.second.test."
+  local-data: "second.test. 300 IN MX 20 mx2.second.test."
+  local-data: "dead.second.test. 300 IN A {dead}"
+  local-data: "mx2.second.test. 300 IN A {mx2}"
+  local-data: "tempfail.test. 300 IN MX 10 mx.tempfail.test."
+  local-data: "mx.tempfail.test. 300 IN A {tempfail}"
+  local-data: "reject.test. 300 IN MX 10 mx.reject.test."
+  local-data: "mx.reject.test. 300 IN A {reject}"
+  local-data: "plain.test. 300 IN MX 10 mx.plain.test."
+  local-data: "mx.plain.test. 300 IN A {plain}"
+  local-data: "example.com. 300 IN MX 10 mx.example.com."
+  local-data: "mx.example.com. 300 IN A {dsn}"
+  local-data: 'relay._domainkey.example.com. 300 IN TXT {txt}'
+""".format(dead=DEAD, txt=txt, **MX)
+DNS_PORT = free_port(["127.0.0.1"])
+with open(TMP + "/unbound.conf", "w") as f:
+    f.write("""server:
+  verbosity: 1
+  interface: 127.0.0.1
+  port: %d
+  do-ip4: yes
+  do-ip6: no
+  do-daemonize: no
+  use-syslog: no
+  logfile: "%s/unbound.log"
+  username: ""
+  chroot: ""
+  directory: "%s"
+  pidfile: ""
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+%s
+remote-control:
+  control-enable: no
+""" % (DNS_PORT, TMP, TMP, zones))
+unbound = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", TMP + "/unbound.conf"])
+resolver = dns.resolver.Resolver(configure=False)
+resolver.nameservers = ["127.0.0.1"]
+resolver.port = DNS_PORT
+for _ in range(100):
+    try:
+        resolver.resolve("good.test", "MX", lifetime=0.5)
+        break
+    except Exception:
+        time.sleep(0.1)
+
+# --- relayd ------------------------------------------------------------------------------------
+conf_dir = TMP + "/relay"
+init = subprocess.run([RELAYD, "--init", conf_dir, "--domain", "example.com", "--hostname",
+                       "relay.example.com"], capture_output=True, text=True, check=True)
+PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
+conf_path = conf_dir + "/relayd.toml"
+conf = open(conf_path).read()
+conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
+conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []')
+conf = conf.replace("shards = 0", "shards = 2")
+conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
+conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
+conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
+conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1]")
+conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
+conf += """
+[[shaping]]
+name = "plain-test"
+domains = ["plain.test"]
+tls = "required"
+
+[[dkim.key]]
+domain = "example.com"
+selector = "relay"
+key = "%s/dkim.pem"
+""" % TMP
+open(conf_path, "w").write(conf)
+log_path = TMP + "/relayd.log"
+
+
+def start_relayd():
+    p = subprocess.Popen([RELAYD, "--config", conf_path], stdout=open(log_path, "a"),
+                         stderr=subprocess.STDOUT)
+    for _ in range(300):
+        m = re.findall(r"submission \(STARTTLS\) on 127\.0\.0\.1:(\d+)", open(log_path).read())
+        if m and p.poll() is None and len(m) > start_relayd.starts:
+            start_relayd.starts += 1
+            return p, int(m[-1])
+        if p.poll() is not None:
+            break
+        time.sleep(0.1)
+    print(open(log_path).read())
+    sys.exit("relayd did not start")
+
+
+start_relayd.starts = 0
+relayd, PORT = start_relayd()
+
+
+def submit(rcpts, subject, sender="app@example.com"):
+    s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login("app@example.com", PASSWORD)
+    msg = ("From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\nHello from the delivery test.\r\n"
+           ".leading dot line\r\n" % (sender, ", ".join(rcpts), subject))
+    s.sendmail(sender, rcpts, msg)
+    s.quit()
+
+
+def wait_for(pred, seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        with lock:
+            if pred():
+                return True
+        time.sleep(0.1)
+    with lock:
+        return pred()
+
+
+def got(sink, rcpt=None):
+    return [r for r in received if r[0] == sink and (rcpt is None or rcpt in r[4])]
+
+
+submit(["alice@good.test"], "to good")
+submit(["bob@nomx.test"], "implicit mx")
+submit(["carol@second.test"], "second mx")
+submit(["dave@tempfail.test"], "tempfail")
+submit(["erin@reject.test"], "rejected")
+submit(["frank@nullmx.test"], "null mx")
+submit(["gina@plain.test"], "tls required")
+
+check(wait_for(lambda: got("good"), 20), "delivered to the MX of good.test")
+g = got("good")
+if g:
+    check(g[0][2], "STARTTLS used where offered")
+    check(g[0][3] == "app@example.com" and g[0][4] == ["alice@good.test"], "envelope kept")
+    content = g[0][5]
+    check(b"\r\n..leading" not in content and b"\r\n.leading dot line" in content,
+          "dot-stuffing undone by the receiver: body byte-for-byte")
+
+    def dnsfunc(name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        ans = resolver.resolve(name.rstrip("."), "TXT", lifetime=5)
+        return b"".join(b"".join(r.strings) for r in ans)
+
+    check(dkim.verify(content, dnsfunc=dnsfunc), "DKIM signature verifies at the receiver "
+          "(python3-dkim, key from unbound)")
+check(wait_for(lambda: got("nomx"), 20), "no MX: delivered to the domain's A record")
+check(wait_for(lambda: got("mx2"), 30), "first MX unreachable: delivered by the second")
+
+# The tempfail sink refuses twice with 451; restart relayd while the message waits for its retry.
+check(wait_for(lambda: tempfail_left["count"] < 2, 20), "451 from tempfail.test seen")
+relayd.send_signal(signal.SIGTERM)
+check(relayd.wait(timeout=30) == 0, "relayd stops cleanly while a message is deferred")
+relayd, PORT = start_relayd()
+check(wait_for(lambda: got("tempfail"), 40), "deferred message delivered after 4xx and a restart")
+
+# Bounces: 550 at RCPT and a null MX each give a DSN to app@example.com at example.com's MX.
+check(wait_for(lambda: len(got("dsn")) >= 2, 30), "two DSNs arrive at the sender's MX")
+dsns = got("dsn")
+texts = [d[5].decode("utf-8", "replace") for d in dsns]
+for rcpt, status in (("erin@reject.test", "5.1.1"), ("frank@nullmx.test", "5.1.10")):
+    match = [t for t in texts if "Final-Recipient: rfc822; " + rcpt in t or
+             "Final-Recipient: rfc822;" + rcpt in t]
+    check(len(match) == 1, "DSN for %s" % rcpt)
+    if match:
+        m = email.message_from_string(match[0])
+        check(m.get_content_type() == "multipart/report" and
+              m.get_param("report-type") == "delivery-status",
+              "DSN for %s is multipart/report; report-type=delivery-status" % rcpt)
+        check("Status: " + status in match[0], "DSN for %s has Status: %s" % (rcpt, status))
+for d in dsns:
+    # aiosmtpd records MAIL FROM:<> as the text "<>".
+    check(d[3] in ("", "<>"), "DSN sent with the null sender (%r)" % d[3])
+check(not got("reject"), "nothing delivered to the rejecting MX")
+
+# Exactly once, even across the restart.
+time.sleep(3)
+for sink, rcpt in (("good", "alice@good.test"), ("nomx", "bob@nomx.test"),
+                   ("mx2", "carol@second.test"), ("tempfail", "dave@tempfail.test")):
+    check(len(got(sink, rcpt)) == 1, "%s delivered exactly once (%d)" % (rcpt, len(got(sink, rcpt))))
+check(not got("plain"), "TLS required by the shaping rule: not delivered in plain text")
+log = open(log_path).read()
+relayd.send_signal(signal.SIGTERM)
+check(relayd.wait(timeout=30) == 0, "clean stop at the end")
+
+unbound.terminate()
+for c in controllers:
+    c.stop()
+print("%d checks, %d failed" % (checks, len(failures)))
+if failures:
+    print(log[-6000:])
+    sys.exit(1)
+shutil.rmtree(TMP, ignore_errors=True)
