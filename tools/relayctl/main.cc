@@ -2,9 +2,16 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tools/relayctl/dkim_commands.h"
+#include "tools/relayctl/dns_commands.h"
+#include "tools/relayctl/queue_commands.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace {
+
+int DnsMx(int argc, char** argv) { return relay::relayctl::DnsMxCommand(argc, argv); }
+int DnsTxt(int argc, char** argv) { return relay::relayctl::DnsTxtCommand(argc, argv); }
+int DnsPtr(int argc, char** argv) { return relay::relayctl::DnsPtrCommand(argc, argv); }
 
 struct Command {
   const char* name;
@@ -20,6 +27,15 @@ constexpr Command kCommands[] = {
     {"user-list", relay::relayctl::UserListCommand, "user-list [--config-dir DIR]"},
     {"authenticate", relay::relayctl::AuthenticateCommand,
      "authenticate USER [--config-dir DIR]   check a password (exit 0 when right)"},
+    {"queue", relay::relayctl::QueueCommand,
+     "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool"},
+    {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
+     "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
+    {"dkim-verify", relay::relayctl::DkimVerifyCommand,
+     "dkim-verify FILE [--dns-server IP[:PORT]]   verify each DKIM signature of a message"},
+    {"dns-mx", DnsMx, "dns-mx DOMAIN [--server ADDR[:PORT]] [--family F]   delivery candidates"},
+    {"dns-txt", DnsTxt, "dns-txt NAME [--server ADDR[:PORT]]"},
+    {"dns-ptr", DnsPtr, "dns-ptr IP [--server ADDR[:PORT]]   PTR and forward confirmation"},
 };
 
 int Usage(FILE* out) {
