@@ -503,7 +503,8 @@ void LoadConnection::HandleReply(const SmtpReply& reply) {
       return;
     case Expect::kRcpt:
       if (!ok) {
-        CountReply(reply);
+        // After a refused MAIL the RCPT's 503 is a consequence, not a new refusal.
+        if (!txn_failed_) CountReply(reply);
         txn_failed_ = true;
       }
       if (!pipelining_) {

@@ -8,7 +8,7 @@ SWAKS=$(command -v swaks || echo /usr/bin/swaks)
 
 mkdir -p "$T/saved"
 start_sink swaks --listen 127.0.0.1:0 --listen '[::1]:0' --save-dir "$T/saved" \
-  --auth-user bench --auth-password s3cret
+  --auth-user bench --auth-password s3cret --arrivals-file "$T/arrivals"
 
 sent_ns=$(date +%s%N)
 "$SWAKS" --server 127.0.0.1 --port "$SINK_PORT" --from a@sender.test --to b@rcpt.test \
@@ -40,5 +40,10 @@ grep -q "MAIL FROM:<>" "${eml2%.eml}.env" || fail "null sender not saved"
 [ "$(grep -c RCPT "${eml2%.eml}.env")" == 2 ] || fail "two recipients not saved"
 [ "$(json "$T/swaks.json" bytes)" -eq "$(( $(stat -c %s "$eml") + $(stat -c %s "$eml2") ))" ] ||
   fail "byte count differs from the saved messages"
+
+# One line per message: arrival_ns sent_ns, with the sent time of the one that carried it.
+[ "$(wc -l < "$T/arrivals")" == 2 ] || fail "arrivals file: $(cat "$T/arrivals")"
+grep -q " $sent_ns\$" "$T/arrivals" || fail "X-Bench-Sent not recorded: $(cat "$T/arrivals")"
+grep -q " 0\$" "$T/arrivals" || fail "missing header not recorded as 0"
 
 echo "PASS"
