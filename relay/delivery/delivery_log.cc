@@ -248,14 +248,14 @@ absl::Status DeliveryLog::Rotate() {
     std::string from = absl::StrCat(options_.path, ".", i - 1);
     std::string to = absl::StrCat(options_.path, ".", i);
     if (rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
-      return absl::InternalError(absl::StrCat("delivery log: rename ", from, ": ",
-                                              std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("delivery log: rename ", from, ": ", std::strerror(errno)));
     }
   }
   std::string first = absl::StrCat(options_.path, ".1");
   if (rename(options_.path.c_str(), first.c_str()) != 0 && errno != ENOENT) {
-    return absl::InternalError(absl::StrCat("delivery log: rename ", options_.path, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("delivery log: rename ", options_.path, ": ", std::strerror(errno)));
   }
   ++rotations_;
   return OpenFile();
@@ -268,8 +268,8 @@ absl::Status DeliveryLog::WriteAll(const char* data, size_t size, size_t* writte
     if (n < 0) {
       if (errno == EINTR) continue;
       ++write_errors_;
-      return absl::InternalError(absl::StrCat("delivery log: write ", options_.path, ": ",
-                                              std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("delivery log: write ", options_.path, ": ", std::strerror(errno)));
     }
     data += n;
     size -= static_cast<size_t>(n);

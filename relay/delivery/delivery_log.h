@@ -41,7 +41,7 @@ struct DeliveryRecord {
   std::string_view queue_id;
   std::string_view sender;
   std::string_view recipient;
-  std::string_view site;            // the ready queue's site (MX set) name
+  std::string_view site;  // the ready queue's site (MX set) name
   std::string_view mx_host;
   std::string_view source_address;  // egress source the attempt left from
   std::string_view tls_version;     // "TLSv1.3"; empty: plaintext
@@ -49,18 +49,18 @@ struct DeliveryRecord {
   int reply_code = 0;
   std::string_view reply_enhanced;
   std::string_view reply_text;
-  uint32_t attempt = 0;             // 1 for the first attempt
-  int64_t queued_ms = -1;           // time since reception; -1: left out
-  int64_t attempt_ms = -1;          // duration of this attempt; -1: left out
-  int64_t next_attempt_unix_ms = 0; // deferrals: when the next attempt is due
-  uint64_t size_bytes = 0;          // message size (received)
+  uint32_t attempt = 0;              // 1 for the first attempt
+  int64_t queued_ms = -1;            // time since reception; -1: left out
+  int64_t attempt_ms = -1;           // duration of this attempt; -1: left out
+  int64_t next_attempt_unix_ms = 0;  // deferrals: when the next attempt is due
+  uint64_t size_bytes = 0;           // message size (received)
 };
 
 struct DeliveryLogOptions {
   std::string path;
-  uint64_t rotate_bytes = 0;          // rotate when the file would pass this size; 0: never
-  uint32_t rotate_keep = 5;           // rotated files kept: path.1 .. path.N (at least 1)
-  size_t buffer_bytes_max = 64 << 10; // Append() writes when the buffer reaches this
+  uint64_t rotate_bytes = 0;           // rotate when the file would pass this size; 0: never
+  uint32_t rotate_keep = 5;            // rotated files kept: path.1 .. path.N (at least 1)
+  size_t buffer_bytes_max = 64 << 10;  // Append() writes when the buffer reaches this
   // While the file cannot be written (disk full), lines wait in memory up to this bound, then
   // new lines are dropped and counted.
   size_t pending_bytes_max = 16 << 20;
@@ -106,8 +106,8 @@ class DeliveryLog {
 
   DeliveryLogOptions options_;
   int fd_ = -1;
-  uint64_t file_bytes_ = 0;       // size of the current file
-  std::string buffer_;            // whole lines not yet written
+  uint64_t file_bytes_ = 0;  // size of the current file
+  std::string buffer_;       // whole lines not yet written
   std::atomic<bool> reopen_requested_{false};
   uint64_t lines_appended_ = 0;
   uint64_t lines_dropped_ = 0;

@@ -36,8 +36,7 @@ int main(int argc, char** argv) {
       "\xed\xa0\x80 \xf0\x9d\x84\x9e" + std::string(1, '\0') + "end";
   for (int i = 0; i < n; ++i) {
     if (i == n / 2) {
-      if ((*log)->Flush().ok() &&
-          rename(o.path.c_str(), (o.path + ".moved").c_str()) == 0) {
+      if ((*log)->Flush().ok() && rename(o.path.c_str(), (o.path + ".moved").c_str()) == 0) {
         (*log)->RequestReopen();
       } else {
         fprintf(stderr, "rename failed\n");

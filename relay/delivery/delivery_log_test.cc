@@ -99,10 +99,14 @@ class JsonChecker {
           for (int i = 0; i < 4; ++i) {
             char h = s_[pos_++];
             cp <<= 4;
-            if (h >= '0' && h <= '9') cp |= h - '0';
-            else if (h >= 'a' && h <= 'f') cp |= h - 'a' + 10;
-            else if (h >= 'A' && h <= 'F') cp |= h - 'A' + 10;
-            else return false;
+            if (h >= '0' && h <= '9')
+              cp |= h - '0';
+            else if (h >= 'a' && h <= 'f')
+              cp |= h - 'a' + 10;
+            else if (h >= 'A' && h <= 'F')
+              cp |= h - 'A' + 10;
+            else
+              return false;
           }
           if (cp >= 0xD800 && cp <= 0xDFFF) return false;  // we never write surrogate escapes
           if (out) PutUtf8(out, cp);
@@ -154,13 +158,14 @@ TEST(DeliveryLog, JsonEscaping) {
   EXPECT_EQ(Json("a\"b\\c"), "\"a\\\"b\\\\c\"");
   EXPECT_EQ(Json("\n\r\t\b\f"), "\"\\n\\r\\t\\b\\f\"");
   EXPECT_EQ(Json(std::string_view("\x00\x01\x1f\x7f", 4)), "\"\\u0000\\u0001\\u001f\\u007f\"");
-  EXPECT_EQ(Json("caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e\"");
+  EXPECT_EQ(Json("caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e"),
+            "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e\"");
   EXPECT_EQ(Json("\xff"), "\"\\ufffd\"");
-  EXPECT_EQ(Json("\xc0\xaf"), "\"\\ufffd\\ufffd\"");          // overlong '/'
-  EXPECT_EQ(Json("\xe0\x80\xaf"), "\"\\ufffd\\ufffd\\ufffd\""); // overlong
-  EXPECT_EQ(Json("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\""); // surrogate D800
+  EXPECT_EQ(Json("\xc0\xaf"), "\"\\ufffd\\ufffd\"");                        // overlong '/'
+  EXPECT_EQ(Json("\xe0\x80\xaf"), "\"\\ufffd\\ufffd\\ufffd\"");             // overlong
+  EXPECT_EQ(Json("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");             // surrogate D800
   EXPECT_EQ(Json("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");  // > U+10FFFF
-  EXPECT_EQ(Json("\xc3"), "\"\\ufffd\"");                     // truncated
+  EXPECT_EQ(Json("\xc3"), "\"\\ufffd\"");                                   // truncated
   EXPECT_EQ(Json("a\xe2\x82z"), "\"a\\ufffd\\ufffdz\"");
 }
 
@@ -217,9 +222,9 @@ TEST(DeliveryLog, RecordFields) {
             "\"tls\":{\"version\":\"TLSv1.3\",\"cipher\":\"TLS_AES_128_GCM_SHA256\"},"
             "\"reply\":{\"code\":250,\"enhanced\":\"2.0.0\",\"text\":\"OK 1763840000 x1si\"},"
             "\"attempt\":2,\"queued_ms\":65000,\"attempt_ms\":310}\n");
-  for (DeliveryEvent e : {DeliveryEvent::kReceived, DeliveryEvent::kDeferred,
-                          DeliveryEvent::kBounced, DeliveryEvent::kExpired,
-                          DeliveryEvent::kDsnSent}) {
+  for (DeliveryEvent e :
+       {DeliveryEvent::kReceived, DeliveryEvent::kDeferred, DeliveryEvent::kBounced,
+        DeliveryEvent::kExpired, DeliveryEvent::kDsnSent}) {
     EXPECT_NE(DeliveryEventName(e), "unknown");
   }
   EXPECT_EQ(DeliveryLogPath("/var/log/relay", 3), "/var/log/relay/delivery-3.log");

@@ -8,8 +8,8 @@
 namespace relay::delivery {
 namespace {
 
-constexpr size_t kLineBytesMax = 998;   // RFC 5322 §2.1.1, CRLF not counted
-constexpr size_t kFoldColumn = 78;      // RFC 5322 §2.1.1 "SHOULD" limit: fold there if we can
+constexpr size_t kLineBytesMax = 998;  // RFC 5322 §2.1.1, CRLF not counted
+constexpr size_t kFoldColumn = 78;     // RFC 5322 §2.1.1 "SHOULD" limit: fold there if we can
 
 std::string Rfc5322Date(int64_t unix_s) {
   // RFC 5322 §3.3; always UTC.
@@ -191,9 +191,9 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   const bool failure = req.kind == DsnKind::kFailure;
   for (const DsnRecipient& r : req.recipients) {
     if (!StatusMatches(r.status, failure ? '5' : '4')) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "DSN status \"", SevenBit(r.status), "\" for ", SevenBit(r.final_recipient),
-          failure ? " must be 5.x.x for a failure" : " must be 4.x.x for a delay"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("DSN status \"", SevenBit(r.status), "\" for ", SevenBit(r.final_recipient),
+                       failure ? " must be 5.x.x for a failure" : " must be 4.x.x for a delay"));
     }
   }
 
@@ -216,15 +216,16 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   AppendField(out, "Date", Rfc5322Date(req.now_unix_s));
   AppendField(out, "From", absl::StrCat("Mail Delivery System <MAILER-DAEMON@", host, ">"));
   AppendField(out, "To", absl::StrCat("<", SevenBit(req.envelope_sender), ">"));
-  AppendField(out, "Subject", failure ? "Undelivered Mail Returned to Sender"
-                                      : "Delayed Mail (still being retried)");
-  AppendField(out, "Message-ID", absl::StrCat("<dsn.", Alnum(req.queue_id), ".",
-                                              req.now_unix_s, "@", host, ">"));
+  AppendField(
+      out, "Subject",
+      failure ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)");
+  AppendField(out, "Message-ID",
+              absl::StrCat("<dsn.", Alnum(req.queue_id), ".", req.now_unix_s, "@", host, ">"));
   AppendField(out, "Auto-Submitted", "auto-replied");  // RFC 3834 §5
   AppendField(out, "MIME-Version", "1.0");
-  AppendField(out, "Content-Type",
-              absl::StrCat("multipart/report; report-type=delivery-status; boundary=\"",
-                           boundary, "\""));
+  AppendField(
+      out, "Content-Type",
+      absl::StrCat("multipart/report; report-type=delivery-status; boundary=\"", boundary, "\""));
   if (dsn.needs_8bitmime) AppendField(out, "Content-Transfer-Encoding", "8bit");
   out += "\r\n";
   out += "This is a MIME-encapsulated message.\r\n\r\n";
@@ -265,8 +266,9 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
     }
     AppendWrapped(out, what, "");
     if (!failure && r.will_retry_until_unix_s != 0) {
-      AppendWrapped(out, absl::StrCat("Delivery will be retried until ",
-                                      Rfc5322Date(r.will_retry_until_unix_s), "."),
+      AppendWrapped(out,
+                    absl::StrCat("Delivery will be retried until ",
+                                 Rfc5322Date(r.will_retry_until_unix_s), "."),
                     "    ");
     }
   }
@@ -284,13 +286,16 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   for (const DsnRecipient& r : req.recipients) {
     out += "\r\n";
     if (!r.original_recipient.empty()) {
-      AppendField(out, "Original-Recipient", absl::StrCat("rfc822; ", SevenBit(r.original_recipient)));
+      AppendField(out, "Original-Recipient",
+                  absl::StrCat("rfc822; ", SevenBit(r.original_recipient)));
     }
     AppendField(out, "Final-Recipient", absl::StrCat("rfc822; ", SevenBit(r.final_recipient)));
     AppendField(out, "Action", failure ? "failed" : "delayed");
     AppendField(out, "Status", r.status);
-    if (!r.remote_mta.empty()) AppendField(out, "Remote-MTA", absl::StrCat("dns; ", SevenBit(r.remote_mta)));
-    if (r.reply_code != 0) AppendField(out, "Diagnostic-Code", absl::StrCat("smtp; ", DiagnosticText(r)));
+    if (!r.remote_mta.empty())
+      AppendField(out, "Remote-MTA", absl::StrCat("dns; ", SevenBit(r.remote_mta)));
+    if (r.reply_code != 0)
+      AppendField(out, "Diagnostic-Code", absl::StrCat("smtp; ", DiagnosticText(r)));
     if (r.last_attempt_unix_s != 0) {
       AppendField(out, "Last-Attempt-Date", Rfc5322Date(r.last_attempt_unix_s));
     }

@@ -40,18 +40,18 @@ struct DsnRecipient {
   std::string reply_text;
   // Why, for people, when there is no remote reply ("the domain accepts no mail (null MX)").
   std::string explanation;
-  int64_t last_attempt_unix_s = 0;    // 0: omitted
+  int64_t last_attempt_unix_s = 0;      // 0: omitted
   int64_t will_retry_until_unix_s = 0;  // delays only; 0: omitted
 };
 
 struct DsnRequest {
   DsnKind kind = DsnKind::kFailure;
-  std::string reporting_mta;       // our host name: From: MAILER-DAEMON@<it>, Reporting-MTA
-  std::string envelope_sender;     // the original MAIL FROM; empty means null: no DSN
-  std::string envelope_id;         // ENVID, RFC 3461 §4.4 (optional)
-  std::string queue_id;            // for the text part and the Message-ID
+  std::string reporting_mta;    // our host name: From: MAILER-DAEMON@<it>, Reporting-MTA
+  std::string envelope_sender;  // the original MAIL FROM; empty means null: no DSN
+  std::string envelope_id;      // ENVID, RFC 3461 §4.4 (optional)
+  std::string queue_id;         // for the text part and the Message-ID
   int64_t arrival_unix_s = 0;
-  int64_t now_unix_s = 0;          // Date:
+  int64_t now_unix_s = 0;  // Date:
   std::vector<DsnRecipient> recipients;
   // The original message (or just its header section): everything up to the first empty line
   // is returned in the text/rfc822-headers part.
@@ -59,9 +59,9 @@ struct DsnRequest {
 };
 
 struct Dsn {
-  std::string mail_from;  // always empty: MAIL FROM:<>
-  std::string rcpt_to;    // the original envelope sender
-  std::string data;       // the whole message, CRLF line ends, not dot-stuffed
+  std::string mail_from;        // always empty: MAIL FROM:<>
+  std::string rcpt_to;          // the original envelope sender
+  std::string data;             // the whole message, CRLF line ends, not dot-stuffed
   bool needs_8bitmime = false;  // the original headers carry 8-bit bytes (sent as 8bit)
 };
 

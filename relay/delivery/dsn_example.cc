@@ -67,8 +67,9 @@ int main(int argc, char** argv) {
   b.remote_mta = "mta5.am0.yahoodns.net";
   b.reply_code = 421;
   b.reply_enhanced = "4.7.1";
-  b.reply_text = "[TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying "
-                 "will NOT succeed.";
+  b.reply_text =
+      "[TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying "
+      "will NOT succeed.";
   b.last_attempt_unix_s = 1763839995;
   req.recipients = {a, b};
   if (!Write(dir, "failure", req)) return 1;
@@ -85,8 +86,8 @@ int main(int argc, char** argv) {
   if (!Write(dir, "delay", delay)) return 1;
 
   DsnRequest hostile = req;
-  const std::string bad_original = "Subject: " + std::string(3000, 'S') +
-                                   "\nX-Bare-LF: 1\nX-Latin: caf\xc3\xa9\r\n\r\nbody\r\n";
+  const std::string bad_original =
+      "Subject: " + std::string(3000, 'S') + "\nX-Bare-LF: 1\nX-Latin: caf\xc3\xa9\r\n\r\nbody\r\n";
   hostile.original_message = bad_original;
   hostile.recipients[0].reply_text = std::string(2000, 'r') + "\r\nsecond line\x07";
   hostile.recipients[1].reply_code = 0;

@@ -121,15 +121,16 @@ TEST(Dsn, DelayVariant) {
 
 TEST(Dsn, LongAndHostileInputStaysWithinLineLimits) {
   DsnRequest r = Request();
-  r.recipients[0].reply_text = std::string(3000, 'x') + " and\r\nmore\x01 \xff text " +
-                               std::string(200, 'y');
+  r.recipients[0].reply_text =
+      std::string(3000, 'x') + " and\r\nmore\x01 \xff text " + std::string(200, 'y');
   DsnRecipient b = r.recipients[0];
   b.final_recipient = "second@gmail.com";
   b.reply_text = "";
   b.reply_code = 0;
   b.explanation = "the domain accepts no mail (null MX, RFC 7505)";
   r.recipients.push_back(b);
-  std::string original = "Subject: " + std::string(2500, 's') + "\nX-Bare-LF: yes\rX-Bare-CR: yes"
+  std::string original = "Subject: " + std::string(2500, 's') +
+                         "\nX-Bare-LF: yes\rX-Bare-CR: yes"
                          "\r\nX-8bit: caf\xc3\xa9\r\n\r\nbody";
   r.original_message = original;
   auto dsn = BuildDsn(r);

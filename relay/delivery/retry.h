@@ -8,11 +8,11 @@
 // Times are Unix milliseconds (they are stored in queue records, which outlive a restart).
 #pragma once
 
+#include <toml++/toml.h>
+
 #include <cstdint>
 #include <functional>
 #include <vector>
-
-#include <toml++/toml.h>
 
 #include "absl/status/statusor.h"
 
@@ -33,8 +33,8 @@ struct RetryPolicy {
 using RandomSource = std::function<double()>;
 
 struct RetryDecision {
-  bool give_up = false;          // the message is too old: bounce it (Action: failed)
-  int64_t next_attempt_ms = 0;   // when !give_up: Unix ms of the next attempt
+  bool give_up = false;         // the message is too old: bounce it (Action: failed)
+  int64_t next_attempt_ms = 0;  // when !give_up: Unix ms of the next attempt
 };
 
 // Decides after failed attempt number `attempts` (1 for the first) that ended at `now_ms`, for a

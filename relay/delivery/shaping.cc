@@ -367,7 +367,8 @@ absl::StatusOr<ReplyRule> ParseReplyRule(const ParseContext& ctx, const toml::no
   const toml::node* contains = t->get("contains");
   const toml::node* regex = t->get("regex");
   if ((contains == nullptr) == (regex == nullptr)) {
-    return Error(ctx, node, "a reply rule needs exactly one of contains = \"...\" or regex = \"...\"");
+    return Error(ctx, node,
+                 "a reply rule needs exactly one of contains = \"...\" or regex = \"...\"");
   }
   const toml::node* pattern_node = contains != nullptr ? contains : regex;
   std::optional<std::string> pattern = pattern_node->value_exact<std::string>();
@@ -393,7 +394,8 @@ absl::StatusOr<ReplyRule> ParseReplyRule(const ParseContext& ctx, const toml::no
   if (regex != nullptr) {
     // std::regex reports a bad pattern only by throwing; this is the one place it can, at load.
     try {
-      ReplyRule r = suspend != nullptr ? Suspend(*pattern, suspend_s, true) : Bounce(*pattern, true);
+      ReplyRule r =
+          suspend != nullptr ? Suspend(*pattern, suspend_s, true) : Bounce(*pattern, true);
       return r;
     } catch (const std::regex_error& e) {
       return Error(ctx, *regex, absl::StrCat("reply.regex does not compile: ", e.what()));
@@ -408,15 +410,27 @@ absl::StatusOr<ShapingRules> ParseShapingRules(const toml::node& shaping_array) 
   ShapingRules rules = ShapingRules::Shipped();
   const toml::array* arr = shaping_array.as_array();
   if (arr == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Where(shaping_array), ": shaping must be an array of tables ([[shaping]])"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(shaping_array), ": shaping must be an array of tables ([[shaping]])"));
   }
-  static constexpr const char* kKnown[] = {
-      "name", "domains", "mx_suffixes", "connections_max", "messages_per_connection_max",
-      "messages_per_second", "messages_burst", "connections_per_minute", "tls",
-      "connect_timeout_ms", "greeting_timeout_ms", "command_timeout_ms", "data_init_timeout_ms",
-      "data_block_timeout_ms", "data_done_timeout_ms", "tls_handshake_timeout_ms",
-      "replace_reply_rules", "reply"};
+  static constexpr const char* kKnown[] = {"name",
+                                           "domains",
+                                           "mx_suffixes",
+                                           "connections_max",
+                                           "messages_per_connection_max",
+                                           "messages_per_second",
+                                           "messages_burst",
+                                           "connections_per_minute",
+                                           "tls",
+                                           "connect_timeout_ms",
+                                           "greeting_timeout_ms",
+                                           "command_timeout_ms",
+                                           "data_init_timeout_ms",
+                                           "data_block_timeout_ms",
+                                           "data_done_timeout_ms",
+                                           "tls_handshake_timeout_ms",
+                                           "replace_reply_rules",
+                                           "reply"};
   std::vector<std::string> seen_names;
   for (size_t i = 0; i < arr->size(); ++i) {
     ParseContext ctx;

@@ -38,11 +38,11 @@ std::string_view TlsPolicyName(TlsPolicy policy);
 // Client timeouts, RFC 5321 §4.5.3.2 minimums by default.
 struct DeliveryTimeouts {
   uint32_t connect_ms = 60000;
-  uint32_t greeting_ms = 300000;       // §4.5.3.2.1: 5 minutes
-  uint32_t command_ms = 300000;        // EHLO, MAIL (§4.5.3.2.2), RCPT (§4.5.3.2.3): 5 minutes
-  uint32_t data_init_ms = 120000;      // §4.5.3.2.4: 2 minutes for the 354
-  uint32_t data_block_ms = 180000;     // §4.5.3.2.5: 3 minutes per block sent
-  uint32_t data_done_ms = 600000;      // §4.5.3.2.6: 10 minutes for the reply to "."
+  uint32_t greeting_ms = 300000;    // §4.5.3.2.1: 5 minutes
+  uint32_t command_ms = 300000;     // EHLO, MAIL (§4.5.3.2.2), RCPT (§4.5.3.2.3): 5 minutes
+  uint32_t data_init_ms = 120000;   // §4.5.3.2.4: 2 minutes for the 354
+  uint32_t data_block_ms = 180000;  // §4.5.3.2.5: 3 minutes per block sent
+  uint32_t data_done_ms = 600000;   // §4.5.3.2.6: 10 minutes for the reply to "."
   uint32_t tls_handshake_ms = 60000;
 };
 
@@ -53,9 +53,9 @@ enum class ReplyAction {
 };
 
 struct ReplyRule {
-  std::string pattern;                       // as written in the config
-  bool is_regex = false;                     // else a substring
-  std::shared_ptr<const std::regex> regex;   // compiled once at load, when is_regex
+  std::string pattern;                      // as written in the config
+  bool is_regex = false;                    // else a substring
+  std::shared_ptr<const std::regex> regex;  // compiled once at load, when is_regex
   ReplyAction action = ReplyAction::kSuspend;
   uint32_t suspend_s = 0;
 
@@ -66,15 +66,15 @@ struct ReplyRule {
 
 // The effective limits for one (egress source, site) pair.
 struct ShapingRule {
-  std::string name;                          // "default", "google", "example.com+google", ...
-  uint32_t connections_max = 10;             // open connections at once
+  std::string name;                            // "default", "google", "example.com+google", ...
+  uint32_t connections_max = 10;               // open connections at once
   uint32_t messages_per_connection_max = 100;  // then QUIT and reconnect
-  uint32_t messages_per_second = 0;          // token bucket rate; 0: no rate limit
-  uint32_t messages_burst = 0;               // bucket size; 0: same as messages_per_second
-  uint32_t connections_per_minute = 0;       // new connections; 0: no limit
+  uint32_t messages_per_second = 0;            // token bucket rate; 0: no rate limit
+  uint32_t messages_burst = 0;                 // bucket size; 0: same as messages_per_second
+  uint32_t connections_per_minute = 0;         // new connections; 0: no limit
   TlsPolicy tls = TlsPolicy::kOpportunistic;
   DeliveryTimeouts timeouts;
-  std::vector<ReplyRule> reply_rules;        // first match wins
+  std::vector<ReplyRule> reply_rules;  // first match wins
 
   // The first reply rule that matches, or nullptr.
   const ReplyRule* MatchReply(int code, std::string_view enhanced, std::string_view text) const;
@@ -83,8 +83,8 @@ struct ShapingRule {
 // A rule as written (shipped or in the config): what it matches and the fields it sets.
 struct ShapingRuleSpec {
   std::string name;
-  std::vector<std::string> domains;          // lower case, exact match
-  std::vector<std::string> mx_suffixes;      // lower case; ".google.com" or "google.com"
+  std::vector<std::string> domains;      // lower case, exact match
+  std::vector<std::string> mx_suffixes;  // lower case; ".google.com" or "google.com"
   std::optional<uint32_t> connections_max;
   std::optional<uint32_t> messages_per_connection_max;
   std::optional<uint32_t> messages_per_second;
@@ -114,8 +114,8 @@ class ShapingRules {
   ShapingRule Resolve(std::string_view domain, const std::vector<std::string>& mx_hosts) const;
 
   // Adds `spec`, or merges it into the rule of the same name ("default" is the default rule):
-  // fields it sets win, its domains and mx_suffixes each replace the old list when given, its reply rules
-  // go first (or replace the old ones when `replace_reply_rules`).
+  // fields it sets win, its domains and mx_suffixes each replace the old list when given, its reply
+  // rules go first (or replace the old ones when `replace_reply_rules`).
   void Merge(const ShapingRuleSpec& spec, bool replace_reply_rules = false);
 
   const ShapingRule& default_rule() const { return default_; }

@@ -84,8 +84,7 @@ TEST(Shaping, ReplyRulesOfShippedProviders) {
   EXPECT_EQ(m->action, ReplyAction::kBounce);
 
   ShapingRule ms = rules.Resolve("outlook.com", {"outlook-com.olc.protection.outlook.com"});
-  m = ms.MatchReply(550, "5.7.1",
-                    "Unfortunately, messages from [192.0.2.1] weren't sent. (S3150)");
+  m = ms.MatchReply(550, "5.7.1", "Unfortunately, messages from [192.0.2.1] weren't sent. (S3150)");
   ASSERT_NE(m, nullptr);
   EXPECT_EQ(m->suspend_s, 3600u);
   m = ms.MatchReply(451, "4.7.650",
@@ -120,8 +119,8 @@ bounce = true
   ShapingRule r = rules->Resolve("acme.example.", {"aspmx.l.google.com"});
   EXPECT_EQ(r.name, "acme+google");
   EXPECT_EQ(r.connections_max, 2u);
-  EXPECT_EQ(r.messages_per_second, 10u);     // from google
-  EXPECT_EQ(r.tls, TlsPolicy::kRequired);    // from google
+  EXPECT_EQ(r.messages_per_second, 10u);   // from google
+  EXPECT_EQ(r.tls, TlsPolicy::kRequired);  // from google
   const ReplyRule* m = r.MatchReply(421, "4.7.0", "Please SLOW DOWN");
   ASSERT_NE(m, nullptr);
   EXPECT_EQ(m->suspend_s, 120u);
@@ -221,8 +220,8 @@ TEST(Shaping, SplitAcrossShardsRoundsUpAndKeepsUnlimited) {
   r.connections_per_minute = 0;
   ShapingRule s = SplitAcrossShards(r, 2);
   EXPECT_EQ(s.connections_max, 5u);
-  EXPECT_EQ(s.messages_per_second, 3u);  // 2.5 rounded up
-  EXPECT_EQ(s.messages_burst, 1u);       // at least 1
+  EXPECT_EQ(s.messages_per_second, 3u);     // 2.5 rounded up
+  EXPECT_EQ(s.messages_burst, 1u);          // at least 1
   EXPECT_EQ(s.connections_per_minute, 0u);  // unlimited stays unlimited
   s = SplitAcrossShards(r, 64);
   EXPECT_EQ(s.connections_max, 1u);
