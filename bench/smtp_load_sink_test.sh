@@ -12,6 +12,10 @@ start_sink plain --listen 127.0.0.1:0 --listen '[::1]:0' --listen-range 127.0.0.
   --connections 9 --count 300 --duration-s 30 --size 3000:1,9000:1 \
   --domains gmail.test:67,hotmail.test:9,yahoo.test:6,other.test:18 \
   > "$T/plain-load.json" 2> "$T/plain-load.err" || fail "load exited with $?"
+kill -USR1 "$SINK_PID"
+for _ in $(seq 1 100); do grep -q "^sink: t=" "$T/plain.err" && break; sleep 0.05; done
+grep -q "^sink: t=.* messages=300 .*e2e n=300 p50=" "$T/plain.err" ||
+  fail "no stats line with percentiles on SIGUSR1"
 stop_sink
 expect_eq "$(json "$T/plain-load.json" sent)" 300 "sent"
 expect_eq "$(json "$T/plain-load.json" accepted)" 300 "accepted"
