@@ -53,12 +53,14 @@
 #include "relay/io/reactor.h"
 #include "relay/io/socket.h"
 
-ABSL_FLAG(std::string, target, "", "Server address(es), comma-separated: 127.0.0.1:2525,[::1]:2525");
+ABSL_FLAG(std::string, target, "",
+          "Server address(es), comma-separated: 127.0.0.1:2525,[::1]:2525");
 ABSL_FLAG(int, connections, 10, "Concurrent connections");
 ABSL_FLAG(int, threads, 0, "Reactor threads (0: one per core, at most --connections)");
 ABSL_FLAG(int64_t, count, 0, "Stop after this many messages (0: only --duration-s bounds the run)");
 ABSL_FLAG(double, duration_s, 10, "Stop starting messages after this many seconds (> 0)");
-ABSL_FLAG(double, rate, 0, "Target messages per second over all connections (0: as fast as possible)");
+ABSL_FLAG(double, rate, 0,
+          "Target messages per second over all connections (0: as fast as possible)");
 ABSL_FLAG(int, messages_per_connection, 0,
           "Messages per connection before QUIT and a new connection (0: unlimited, 1: one each)");
 ABSL_FLAG(std::string, size, "4096", "Message size or mix: 4096, 4K, or 4K:80,100K:20");
@@ -110,8 +112,8 @@ struct LoadConfig {
 struct Budget {
   std::atomic<int64_t> claimed{0};
   std::atomic<bool> stop{false};
-  int64_t count = 0;         // 0: unlimited
-  int64_t deadline_ns = 0;   // monotonic: no new message after this
+  int64_t count = 0;        // 0: unlimited
+  int64_t deadline_ns = 0;  // monotonic: no new message after this
   bool Spent() const {
     return stop.load(std::memory_order_relaxed) || MonoNanos() >= deadline_ns ||
            (count > 0 && claimed.load(std::memory_order_relaxed) >= count);
@@ -132,9 +134,9 @@ struct ShardStats {
   Counter accepted;
   Counter accepted_bytes;
   Counter sent_bytes;
-  Counter last_accept_ns;  // monotonic
+  Counter last_accept_ns;                       // monotonic
   std::array<Counter, kReplyCodesMax> replies;  // non-2xx/3xx replies by code
-  LatencyHistogram latency_ns;  // end of message to its reply
+  LatencyHistogram latency_ns;                  // end of message to its reply
   // Read only after the thread has stopped: the first text seen for each failing code.
   std::array<std::string, kReplyCodesMax> sample;
 };
@@ -145,8 +147,7 @@ class LoadConnection : public relay::io::IoObject {
  public:
   LoadConnection(Shard* shard, const SocketAddress& target);
   bool Idle() const override {
-    return !connect_.in_flight() && !recv_.in_flight() && !send_.in_flight() &&
-           !timer_.scheduled();
+    return !connect_.in_flight() && !recv_.in_flight() && !send_.in_flight() && !timer_.scheduled();
   }
   void Start();
   // Pacing granted a message: start the transaction.
@@ -203,8 +204,12 @@ class LoadConnection : public relay::io::IoObject {
 class Shard {
  public:
   Shard(int index, const LoadConfig& config, Budget* budget, ShardStats* stats, int connections)
-      : index_(index), config_(config), budget_(budget), stats_(stats),
-        connection_count_(connections), rng_(config.seed * 1000003 + index) {
+      : index_(index),
+        config_(config),
+        budget_(budget),
+        stats_(stats),
+        connection_count_(connections),
+        rng_(config.seed * 1000003 + index) {
     if (config.rate > 0) {
       interval_ns_ = static_cast<int64_t>(1e9 * config.threads / config.rate);
     }
@@ -215,8 +220,8 @@ class Shard {
     ASSIGN_OR_RETURN(reactor_, Reactor::Create({}));
     pace_timer_.set_callback([this] { ReleasePaced(); });
     for (int i = 0; i < connection_count_; ++i) {
-      const SocketAddress& t = config_.targets[(index_ + i * config_.threads) %
-                                               config_.targets.size()];
+      const SocketAddress& t =
+          config_.targets[(index_ + i * config_.threads) % config_.targets.size()];
       connections_.push_back(std::make_unique<LoadConnection>(this, t));
     }
     return absl::OkStatus();
@@ -224,8 +229,8 @@ class Shard {
 
   void Run() {
     for (auto& c : connections_) c->Start();
-    const int64_t hard_stop_ms = reactor_->NowMs() +
-                                 (budget_->deadline_ns - MonoNanos()) / 1000000 + kDrainGraceMs;
+    const int64_t hard_stop_ms =
+        reactor_->NowMs() + (budget_->deadline_ns - MonoNanos()) / 1000000 + kDrainGraceMs;
     int64_t last_check_ms = 0;
     while (true) {
       reactor_->RunOnce(100);
@@ -664,8 +669,7 @@ void LoadConnection::Abort() {
   Close(/*reconnect_delay_ms=*/-1);
 }
 
-std::string RepliesJson(const std::vector<std::unique_ptr<ShardStats>>& stats,
-                        std::string* human) {
+std::string RepliesJson(const std::vector<std::unique_ptr<ShardStats>>& stats, std::string* human) {
   std::string json = "{";
   for (int code = 0; code < kReplyCodesMax; ++code) {
     uint64_t n = 0;

@@ -64,7 +64,8 @@ absl::StatusOr<MessageFactory> MessageFactory::Create(const MessageOptions& opti
   MessageFactory f;
   f.options_ = options;
   auto sizes = ParseWeighted(options.sizes);
-  if (!sizes.ok()) return absl::InvalidArgumentError(absl::StrCat("--size: ", sizes.status().message()));
+  if (!sizes.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--size: ", sizes.status().message()));
   f.sizes_ = *sizes;
   for (const auto& s : f.sizes_.values) {
     auto n = ParseSize(s);

@@ -171,14 +171,17 @@ class Connection : public relay::io::IoObject {
 class Shard : public SinkSessionDelegate {
  public:
   Shard(int index, const SinkConfig& config, std::vector<int> listen_fds, ShardStats* stats)
-      : index_(index), config_(config), listen_fds_(std::move(listen_fds)), stats_(stats),
+      : index_(index),
+        config_(config),
+        listen_fds_(std::move(listen_fds)),
+        stats_(stats),
         rng_(config.seed * 7919 + index) {}
 
   absl::Status Init() {
     relay::SetThreadLogTag(absl::StrCat("sink", index_));
     ASSIGN_OR_RETURN(reactor_, Reactor::Create({}));
-    ASSIGN_OR_RETURN(buffers_, BufferRing::Create(reactor_.get(), kBufferGroup, kRecvBuffers,
-                                                  kRecvBufferBytes));
+    ASSIGN_OR_RETURN(
+        buffers_, BufferRing::Create(reactor_.get(), kBufferGroup, kRecvBuffers, kRecvBufferBytes));
     accepts_.resize(listen_fds_.size());
     for (size_t i = 0; i < listen_fds_.size(); ++i) {
       accepts_[i] = std::make_unique<Completion>();
@@ -292,8 +295,8 @@ class Shard : public SinkSessionDelegate {
     std::string base = absl::StrCat(config_.save_dir, "/", index_, "-", ++saved_);
     std::string env = absl::StrCat("MAIL FROM:<", envelope.mail_from, ">\n");
     for (const auto& r : envelope.rcpt_to) absl::StrAppend(&env, "RCPT TO:<", r, ">\n");
-    for (auto [name, data] : {std::pair<std::string, std::string_view>{base + ".eml", content},
-                              {base + ".env", env}}) {
+    for (auto [name, data] :
+         {std::pair<std::string, std::string_view>{base + ".eml", content}, {base + ".env", env}}) {
       FILE* f = std::fopen(name.c_str(), "wb");
       if (f == nullptr) {
         relay::LogError() << "cannot write " << name << ": " << std::strerror(errno);
@@ -523,8 +526,8 @@ int Main(int argc, char** argv) {
     return 2;
   }
   config.fail_at_rcpt = stage == "rcpt";
-  if (config.fail_rate > 0 &&
-      (config.fail_reply.size() < 4 || (config.fail_reply[0] != '4' && config.fail_reply[0] != '5'))) {
+  if (config.fail_rate > 0 && (config.fail_reply.size() < 4 ||
+                               (config.fail_reply[0] != '4' && config.fail_reply[0] != '5'))) {
     std::fprintf(stderr, "smtp_sink: --fail-reply must be a 4xx or 5xx reply line\n");
     return 2;
   }
@@ -555,7 +558,8 @@ int Main(int argc, char** argv) {
     }
   }
   std::string listening;
-  for (const auto& a : addresses) absl::StrAppend(&listening, listening.empty() ? "" : " ", a.ToString());
+  for (const auto& a : addresses)
+    absl::StrAppend(&listening, listening.empty() ? "" : " ", a.ToString());
   std::fprintf(stderr, "smtp_sink: listening on %s with %d threads\n", listening.c_str(), threads);
   if (std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
     std::string tmp = pf + ".tmp";
@@ -613,13 +617,13 @@ int Main(int argc, char** argv) {
     double wait_s = std::min(next_stats_s - elapsed, 0.2);
     if (max_seconds > 0) wait_s = std::min(wait_s, max_seconds - elapsed);
     wait_s = std::max(wait_s, 0.001);
-    timespec ts{static_cast<time_t>(wait_s), static_cast<long>((wait_s - static_cast<time_t>(wait_s)) * 1e9)};
+    timespec ts{static_cast<time_t>(wait_s),
+                static_cast<long>((wait_s - static_cast<time_t>(wait_s)) * 1e9)};
     int sig = sigtimedwait(&signals, nullptr, &ts);
     if (sig == SIGTERM || sig == SIGINT) break;
     elapsed = (MonoNanos() - start_ns) / 1e9;
     if (sig == SIGUSR1 || elapsed >= next_stats_s) {
-      std::fprintf(stderr, "%s\n",
-                   StatsLine(stats, elapsed, &last_messages, &last_time_s).c_str());
+      std::fprintf(stderr, "%s\n", StatsLine(stats, elapsed, &last_messages, &last_time_s).c_str());
       if (elapsed >= next_stats_s) next_stats_s += interval_s;
     }
   }

@@ -148,8 +148,8 @@ void SinkSession::HandleCommand(std::string_view line, std::string* out, Action*
   }
   size_t space = line.find(' ');
   std::string verb = absl::AsciiStrToUpper(A(line.substr(0, space)));
-  std::string_view args = space == std::string_view::npos ? std::string_view()
-                                                          : line.substr(space + 1);
+  std::string_view args =
+      space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
 
   if (verb == "EHLO") {
     ResetTransaction();

@@ -43,8 +43,8 @@ class SinkSessionDelegate {
 struct SinkSessionOptions {
   std::string hostname = "sink.bench.test";
   bool chunking = true;
-  bool starttls = false;      // offer STARTTLS (the driver must be able to do it)
-  bool tls_active = false;    // implicit TLS or after STARTTLS: do not offer it again
+  bool starttls = false;    // offer STARTTLS (the driver must be able to do it)
+  bool tls_active = false;  // implicit TLS or after STARTTLS: do not offer it again
   // AUTH PLAIN (RFC 4954) with these credentials when non-empty.
   std::string auth_user;
   std::string auth_password;

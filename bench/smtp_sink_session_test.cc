@@ -59,9 +59,10 @@ TEST(SinkSessionTest, PipelinedTransactionsAtEverySplitPoint) {
     Recorder rec;
     SinkSession s(SinkSessionOptions(), &rec);
     std::string out = Feed(s, wire, split);
-    EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "250", "250", "250", "354", "250",
-                                                    "250", "250", "354", "250", "221"}))
-        << "split " << split << "\n" << out;
+    EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "250", "250", "250", "354", "250", "250",
+                                                    "250", "354", "250", "221"}))
+        << "split " << split << "\n"
+        << out;
     ASSERT_EQ(rec.contents.size(), 2u) << split;
     EXPECT_EQ(rec.contents[0], "Subject: one\r\n\r\n.leading dot\r\n.\r\nnot the end\r\n");
     EXPECT_EQ(rec.contents[1], "Subject: two\r\n\r\nbody\r\n");
@@ -84,8 +85,8 @@ TEST(SinkSessionTest, BareLfDotDoesNotEndData) {
   Recorder rec;
   SinkSession s(SinkSessionOptions(), &rec);
   std::string out = Feed(s,
-                        "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n"
-                        "line\n.\nstill data\r\n.\r\n");
+                         "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n"
+                         "line\n.\nstill data\r\n.\r\n");
   ASSERT_EQ(rec.contents.size(), 1u);
   EXPECT_EQ(rec.contents[0], "line\n\nstill data\r\n");
 }
@@ -99,7 +100,8 @@ TEST(SinkSessionTest, ChunksAcrossReadsAndInTheCommandRead) {
     SinkSession s(SinkSessionOptions(), &rec);
     std::string out = Feed(s, wire, split);
     EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "250", "250", "250", "250", "221"}))
-        << split << "\n" << out;
+        << split << "\n"
+        << out;
     ASSERT_EQ(rec.contents.size(), 1u);
     // BDAT content is taken raw: no dot-unstuffing, no end marker.
     EXPECT_EQ(rec.contents[0], "0123456789.\r\n.\r\n");
@@ -118,11 +120,11 @@ TEST(SinkSessionTest, SequenceErrorsAndFailedRecipients) {
   Recorder rec;
   SinkSession s(SinkSessionOptions(), &rec);
   std::string out = Feed(s,
-                        "MAIL FROM:<a@x>\r\nEHLO c\r\nRCPT TO:<b@y>\r\nDATA\r\n"
-                        "MAIL FROM:<a@x>\r\nRCPT TO:<reject@x.test>\r\nDATA\r\nRSET\r\n"
-                        "FOO\r\nNOOP\r\n");
-  EXPECT_EQ(Codes(out), (std::vector<std::string>{"503", "250", "503", "503", "250", "550",
-                                                  "554", "250", "500", "250"}));
+                         "MAIL FROM:<a@x>\r\nEHLO c\r\nRCPT TO:<b@y>\r\nDATA\r\n"
+                         "MAIL FROM:<a@x>\r\nRCPT TO:<reject@x.test>\r\nDATA\r\nRSET\r\n"
+                         "FOO\r\nNOOP\r\n");
+  EXPECT_EQ(Codes(out), (std::vector<std::string>{"503", "250", "503", "503", "250", "550", "554",
+                                                  "250", "500", "250"}));
   EXPECT_TRUE(rec.contents.empty());
 }
 
@@ -130,8 +132,7 @@ TEST(SinkSessionTest, DelegateVerdictIsTheReply) {
   Recorder rec;
   rec.next_verdict = "451 4.7.28 try later";
   SinkSession s(SinkSessionOptions(), &rec);
-  std::string out =
-      Feed(s, "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\n");
+  std::string out = Feed(s, "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\n");
   EXPECT_NE(out.find("\r\n451 4.7.28 try later\r\n"), std::string::npos) << out;
 }
 
@@ -141,8 +142,8 @@ TEST(SinkSessionTest, OversizedMessageGets552) {
   options.message_bytes_max = 10;
   SinkSession s(options, &rec);
   std::string out = Feed(s,
-                        "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n"
-                        "0123456789abcdef\r\n.\r\nNOOP\r\n");
+                         "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n"
+                         "0123456789abcdef\r\n.\r\nNOOP\r\n");
   EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "250", "250", "354", "552", "250"}));
   EXPECT_TRUE(rec.contents.empty());
 }
@@ -150,8 +151,8 @@ TEST(SinkSessionTest, OversizedMessageGets552) {
 TEST(SinkSessionTest, OverlongCommandLine) {
   Recorder rec;
   SinkSession s(SinkSessionOptions(), &rec);
-  std::string out = Feed(s, std::string(SinkSession::kCommandLineBytesMax + 100, 'x') +
-                               "\r\nNOOP\r\n");
+  std::string out =
+      Feed(s, std::string(SinkSession::kCommandLineBytesMax + 100, 'x') + "\r\nNOOP\r\n");
   EXPECT_EQ(Codes(out), (std::vector<std::string>{"500", "250"}));
 }
 
@@ -163,8 +164,8 @@ TEST(SinkSessionTest, AuthPlainRequiredWhenConfigured) {
   SinkSession s(options, &rec);
   std::string good = absl::Base64Escape(std::string("\0u\0p", 4));
   std::string bad = absl::Base64Escape(std::string("\0u\0wrong", 8));
-  std::string out = Feed(s, "EHLO c\r\nMAIL FROM:<a@x>\r\nAUTH PLAIN " + bad + "\r\nAUTH PLAIN\r\n" +
-                               good + "\r\nMAIL FROM:<a@x>\r\n");
+  std::string out = Feed(s, "EHLO c\r\nMAIL FROM:<a@x>\r\nAUTH PLAIN " + bad +
+                                "\r\nAUTH PLAIN\r\n" + good + "\r\nMAIL FROM:<a@x>\r\n");
   EXPECT_NE(out.find("250-AUTH PLAIN"), std::string::npos);
   EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "530", "535", "334", "235", "250"}))
       << out;

@@ -12,7 +12,7 @@ namespace {
 
 bool AllowedV4(uint32_t host_order) {
   uint32_t a = host_order;
-  if ((a >> 24) == 127) return true;                // 127.0.0.0/8
+  if ((a >> 24) == 127) return true;                  // 127.0.0.0/8
   if ((a & 0xffffff00u) == 0xc0000200u) return true;  // 192.0.2.0/24
   if ((a & 0xffffff00u) == 0xc6336400u) return true;  // 198.51.100.0/24
   if ((a & 0xffffff00u) == 0xcb007100u) return true;  // 203.0.113.0/24

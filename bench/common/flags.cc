@@ -25,8 +25,8 @@ CommandLine::CommandLine(int argc, char** argv, const std::vector<std::string>& 
       continue;
     }
     size_t eq = arg.find('=');
-    std::string name = Underscores(arg.substr(2, eq == std::string::npos ? std::string::npos
-                                                                          : eq - 2));
+    std::string name =
+        Underscores(arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2));
     if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) {
       if (eq != std::string::npos) {
         collected_.emplace_back(name, arg.substr(eq + 1));

@@ -52,9 +52,9 @@ void LatencyHistogram::Merge(const LatencyHistogram& other) {
   RelaxedAdd(count_, other.count());
   RelaxedAdd(sum_, other.sum_.load(std::memory_order_relaxed));
   max_.store(std::max(max(), other.max()), std::memory_order_relaxed);
-  min_.store(std::min(min_.load(std::memory_order_relaxed),
-                      other.min_.load(std::memory_order_relaxed)),
-             std::memory_order_relaxed);
+  min_.store(
+      std::min(min_.load(std::memory_order_relaxed), other.min_.load(std::memory_order_relaxed)),
+      std::memory_order_relaxed);
 }
 
 int64_t LatencyHistogram::min() const {

@@ -30,10 +30,9 @@ absl::Status SmtpReplyReader::Next(SmtpReply* reply, bool* complete) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     // RFC 5321 §4.2: three digits, then SP, '-' or the end of the line.
     if (line.size() < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
-        line[2] < '0' || line[2] > '9' ||
-        (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
-      return absl::DataLossError(absl::StrCat("not an SMTP reply line: \"",
-                                              std::string(line.substr(0, 80)), "\""));
+        line[2] < '0' || line[2] > '9' || (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
+      return absl::DataLossError(
+          absl::StrCat("not an SMTP reply line: \"", std::string(line.substr(0, 80)), "\""));
     }
     int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
     if (!out.lines.empty() && code != out.code) {
