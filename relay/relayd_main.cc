@@ -310,12 +310,13 @@ int Run(const Flags& flags) {
       break;
     }
     if (sig == SIGHUP) {
-      LogInfo() << "SIGHUP: reloading certificate and users";
+      LogInfo() << "SIGHUP: reloading certificate and users, reopening the delivery logs";
       if (tls != nullptr) {
         absl::Status s = tls->Reload();
         if (s.ok()) LogInfo() << "certificate reloaded";
       }
       (void)(*auth)->Reload();
+      for (auto& shard : shards) shard->RequestLogReopen();
       continue;
     }
     if (sig < 0 && tls != nullptr && config.tls_reload_check_ms > 0) {

@@ -238,6 +238,7 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
     return;
   }
   job.queued_ms = reactor_->NowMs();
+  job.site = result.site;
   queue->jobs.push_back(std::move(job));
   Pump(queue);
 }
@@ -326,14 +327,43 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
       }
     }
   }
+  uint32_t attempt_number = info->recipients[recipient].attempts + 1;
+  std::string recipient_address = info->recipients[recipient].address;
+  std::string sender(info->sender);
+  int64_t created_unix_ms = info->created_unix_ms;
   absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
+  // The index may have dropped the message (it became final): use the copies from here on.
+  info = nullptr;
   if (!appended.ok()) {
     // The outcome cannot be recorded: the recipient stays pending and is retried after a
     // restart; a duplicate delivery is possible then, a lost message is not.
     LogError() << "recording the outcome of " << job.id.ToString() << " for "
-               << info->recipients[recipient].address << ": " << appended.status();
+               << recipient_address << ": " << appended.status();
   }
-  if (observer_.on_outcome) observer_.on_outcome(job, recipient, effective, attempt);
+  if (log_ != nullptr) {
+    DeliveryRecord line;
+    line.event = state.type == queue::RecordType::kDelivered ? DeliveryEvent::kDelivered
+                 : state.type == queue::RecordType::kDeferred ? DeliveryEvent::kDeferred
+                                                               : DeliveryEvent::kBounced;
+    std::string id_text = job.id.ToString();
+    line.time_unix_ms = now;
+    line.queue_id = id_text;
+    line.sender = sender;
+    line.recipient = recipient_address;
+    line.site = job.site;
+    line.mx_host = attempt.mx_host;
+    line.source_address = attempt.source_ip;
+    line.tls_version = attempt.tls_version;
+    line.tls_cipher = attempt.tls_cipher;
+    line.reply_code = effective.code;
+    line.reply_enhanced = effective.enhanced;
+    line.reply_text = effective.text;
+    line.attempt = attempt_number;
+    line.queued_ms = now - created_unix_ms;
+    line.attempt_ms = attempt.duration_ms > 0 ? attempt.duration_ms : -1;
+    line.next_attempt_unix_ms = state.next_attempt_unix_ms;
+    log_->Append(line);
+  }
 }
 
 void DeliveryEngine::FailJob(const Job& job, const RecipientOutcome& outcome) {
@@ -375,6 +405,17 @@ void DeliveryEngine::MaybeSendDsn(queue::MessageId id) {
     return;
   }
   stats_.dsn_queued++;
+  if (log_ != nullptr) {
+    DeliveryRecord line;
+    line.event = DeliveryEvent::kDsnSent;
+    std::string id_text = id.ToString();
+    line.time_unix_ms = NowUnixMs();
+    line.queue_id = id_text;
+    line.sender = "";
+    line.recipient = pending.sender;
+    line.reply_text = appended->id.ToString();  // the DSN's own queue id
+    log_->Append(line);
+  }
   LogInfo() << "DSN " << appended->id.ToString() << " queued to " << pending.sender << " for "
             << pending.failed.size() << " failed recipient(s) of " << id.ToString();
   Schedule(appended->id, 0);

@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "dns/resolver.h"
 #include "queue/spool.h"
+#include "relay/delivery/delivery_log.h"
 #include "relay/delivery/egress.h"
 #include "relay/delivery/outcome.h"
 #include "relay/delivery/shaping.h"
@@ -69,12 +70,14 @@ struct DeliveryOptions {
 struct Job {
   queue::MessageId id;
   std::string domain;
+  std::string site;                  // set once the MX lookup chose a ready queue
   std::vector<uint32_t> recipients;  // indices into the envelope
   int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
 };
 
 struct ReadyQueue {
   std::string key;    // "<source>|<site>"
+  std::string_view site_view() const { return site; }
   std::string site;
   int source = 0;
   ShapingRule limits;  // this shard's share of the site's rule
@@ -85,13 +88,6 @@ struct ReadyQueue {
   io::Timer pump_timer;              // re-pumps when the rate limit lets the next message go
   int64_t suspended_until_ms = 0;    // a reply rule or unreachable site
   std::string suspended_reason;
-};
-
-// Callbacks a delivery log and metrics attach to (optional).
-struct DeliveryObserver {
-  std::function<void(const Job&, uint32_t recipient, const RecipientOutcome&,
-                     const AttemptInfo&)>
-      on_outcome;
 };
 
 class DeliveryEngine {
@@ -111,7 +107,8 @@ class DeliveryEngine {
   // A message was durably accepted: deliver it now.
   void OnAccepted(queue::MessageId id);
 
-  void set_observer(DeliveryObserver observer) { observer_ = std::move(observer); }
+  // Where every outcome is logged as a JSON line (optional; the shard owns it).
+  void set_log(DeliveryLog* log) { log_ = log; }
 
   // For connections.
   io::Reactor* reactor() { return reactor_; }
@@ -165,7 +162,7 @@ class DeliveryEngine {
   EgressPool egress_;
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<tls::ClientTlsContext> client_tls_;
-  DeliveryObserver observer_;
+  DeliveryLog* log_ = nullptr;
   bool stopping_ = false;
   std::function<void()> stopped_;
 

@@ -127,7 +127,7 @@ void OutboundConnection::OnConnected(int result) {
   smtp::ClientConfig config;
   config.ehlo_name = engine_->egress().source(queue_->source).ehlo_name;
   config.peer_name = c.host;
-  config.tls_policy = ToSessionTls(queue_->limits.tls);
+  config.tls_policy = without_tls_ ? smtp::TlsPolicy::kDisabled : ToSessionTls(queue_->limits.tls);
   const DeliveryTimeouts& t = queue_->limits.timeouts;
   config.timeouts.greeting_ms = t.greeting_ms;
   config.timeouts.mail_ms = t.command_ms;
@@ -243,7 +243,15 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
   if (actions.connection_failed) {
     // Greeting, EHLO or STARTTLS failed at this address: the next candidate may do better.
     RecipientOutcome o = ToOutcome(actions.connection_outcome);
-    ++candidate_;
+    bool tls_broke = tls_ != nullptr && !tls_->established();
+    if (tls_broke && !without_tls_ && queue_->limits.tls == TlsPolicy::kOpportunistic) {
+      without_tls_ = true;  // same candidate again, in plain text
+      LogInfo() << "STARTTLS with " << c.host << " failed (" << o.ToString()
+                << "); retrying without TLS";
+    } else {
+      without_tls_ = false;
+      ++candidate_;
+    }
     Flush();
     if (recv_.in_flight()) reactor_->Cancel(&recv_);
     ConnectNext(absl::StrCat(c.host, " [", c.address.IpString(), "]: ", o.ToString()));

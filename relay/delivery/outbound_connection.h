@@ -78,6 +78,9 @@ class OutboundConnection : public io::IoObject {
   bool stop_after_current_ = false;
   bool closed_ = false;
   bool quitting_ = false;
+  // Opportunistic TLS failed its handshake at this candidate: the retry there goes without
+  // STARTTLS (RFC 7435: opportunistic security falls back to plain text, never to no delivery).
+  bool without_tls_ = false;
 };
 
 }  // namespace relay::delivery

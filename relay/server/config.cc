@@ -117,7 +117,7 @@ absl::Status Parse(const toml::table& root, Config& c) {
   RETURN_IF_ERROR_CFG(CheckKnownKeys(c, root, "",
                                      {"hostname", "shards", "spool_dir", "users", "submission",
                                       "tls", "limits", "auth", "queue", "dkim", "shutdown",
-                                      "delivery", "retry", "shaping"}));
+                                      "delivery", "retry", "shaping", "log"}));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "hostname", &c.hostname));
   RETURN_IF_ERROR_CFG(ReadInt(c, root, "", "shards", &c.shards, 0, 256));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "spool_dir", &c.spool_dir));
@@ -304,6 +304,14 @@ absl::Status Parse(const toml::table& root, Config& c) {
       }
     }
   }
+  c.log.dir = "log";
+  if (const toml::table* t = SubTable(root, "log")) {
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "log.", {"dir", "rotate_bytes", "rotate_keep"}));
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "log.", "dir", &c.log.dir));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "log.", "rotate_bytes", &c.log.rotate_bytes, 0, int64_t{1} << 40));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "log.", "rotate_keep", &c.log.rotate_keep, 1, 1000));
+  }
   if (const toml::node* retry = root.get("retry")) {
     absl::StatusOr<delivery::RetryPolicy> parsed = delivery::ParseRetryPolicy(*retry);
     if (!parsed.ok()) return parsed.status();
@@ -347,6 +355,7 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   if (c.users_path.empty()) c.users_path = "users";
   c.spool_dir = Resolve(c, c.spool_dir);
   c.users_path = Resolve(c, c.users_path);
+  c.log.dir = Resolve(c, c.log.dir);
   c.tls_cert_path = Resolve(c, c.tls_cert_path);
   c.tls_key_path = Resolve(c, c.tls_key_path);
   if (c.submission_listen.empty() && c.submissions_listen.empty()) {
@@ -452,6 +461,14 @@ strategy = "round-robin"
 # prefix = "2001:db8:25::/64"   # with `ip -6 route add local 2001:db8:25::/64 dev lo`
 # count = 16
 # ehlo_name = "mail{n}.example.com"
+
+[log]
+# The delivery log: one JSON object per line per event (received, delivered, deferred, bounced,
+# dsn_sent), one file per shard (delivery-<shard>.log). Rotated by size, and reopened on SIGHUP
+# for logrotate. "" turns it off.
+dir = "log"
+rotate_bytes = 268435456
+rotate_keep = 5
 
 [retry]
 # Waits after the 1st, 2nd, ... failed attempt; the last repeats until queue.max_age_s.

@@ -70,6 +70,12 @@ struct DeliverySettings {
   std::vector<delivery::EgressSourceConfig> sources;  // empty: the kernel's choice
 };
 
+struct LogSettings {
+  std::string dir;                             // delivery-<shard>.log files; "" disables them
+  uint64_t rotate_bytes = 256ull << 20;        // rotate a shard's file at this size (0: never)
+  uint32_t rotate_keep = 5;
+};
+
 struct Config {
   std::string path;                            // the file it was loaded from
   std::string dir;                             // its directory
@@ -87,6 +93,7 @@ struct Config {
   QueueSettings queue;
   std::vector<DkimKeyConfig> dkim_keys;
   DeliverySettings delivery;
+  LogSettings log;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   delivery::RetryPolicy retry;
   uint32_t shutdown_grace_ms = 10000;

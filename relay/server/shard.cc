@@ -58,6 +58,10 @@ void Shard::RequestStop() {
   reactor_->RunInLoop([this] { BeginStop(); });
 }
 
+void Shard::RequestLogReopen() {
+  if (log_ != nullptr) log_->RequestReopen();  // an atomic flag, acted on at the next Flush
+}
+
 void Shard::RequestTlsReloadCheck() {
   // Connections fetch the holder's current context when they start TLS; nothing per shard.
 }
@@ -94,6 +98,14 @@ absl::Status Shard::Setup() {
   if (shared_.dkim != nullptr) {
     ASSIGN_OR_RETURN(signer_, dkim::Signer::Create(*shared_.dkim));
   }
+  if (!config.log.dir.empty()) {
+    std::filesystem::create_directories(config.log.dir, ec);
+    delivery::DeliveryLogOptions log_options;
+    log_options.path = delivery::DeliveryLogPath(config.log.dir, static_cast<uint32_t>(index_));
+    log_options.rotate_bytes = config.log.rotate_bytes;
+    log_options.rotate_keep = config.log.rotate_keep;
+    ASSIGN_OR_RETURN(log_, delivery::DeliveryLog::Open(log_options));
+  }
   if (config.delivery.enabled) {
     policy_ = std::make_unique<delivery::DeliveryPolicy>(
         config.shaping, config.retry, static_cast<uint32_t>(shard_count_), config.hostname,
@@ -112,6 +124,7 @@ absl::Status Shard::Setup() {
     options.strategy = config.delivery.strategy;
     delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),
                                                            spool_.get(), options, policy_.get());
+    delivery_->set_log(log_.get());
     RETURN_IF_ERROR(delivery_->Start());
     delivery_stopped_ = false;
     if (delivery_->scheduled() > 0) {
@@ -189,6 +202,8 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   sync_ops_.clear();
   delivery_.reset();
   policy_.reset();
+  if (log_ != nullptr) (void)log_->Flush();
+  log_.reset();
   signer_.reset();
   spool_.reset();
   buffers_.reset();
@@ -250,6 +265,10 @@ void Shard::OnConnectionClosed(SmtpConnection* connection) {
 // Group commit: every record appended during this turn shares one fdatasync, submitted here on
 // the ring; the durable callbacks (and so the 250 replies) run when all of its fsyncs completed.
 void Shard::TurnEnd() {
+  if (log_ != nullptr) {
+    absl::Status s = log_->Flush();  // whole lines, one write(2) when anything is buffered
+    if (!s.ok()) LogWarning() << "delivery log: " << s;
+  }
   if (sync_pending_ > 0 || !spool_->NeedsSync()) return;
   sync_batch_ = spool_->BeginSync();
   if (sync_batch_.targets.empty()) {

@@ -65,6 +65,8 @@ class Shard {
   void RequestStop();
   void Join();
   void RequestTlsReloadCheck();
+  // Any thread (SIGHUP): reopen the delivery log at the next loop turn (logrotate moved it).
+  void RequestLogReopen();
 
   const ShardCounters& counters() const { return counters_; }
   // Ports actually bound (for tests that listen on port 0), in config order.
@@ -77,6 +79,8 @@ class Shard {
   queue::Spool* spool() { return spool_.get(); }
   // Null when delivery is disabled in the config.
   delivery::DeliveryEngine* delivery() { return delivery_.get(); }
+  // Null when the log is disabled.
+  delivery::DeliveryLog* delivery_log() { return log_.get(); }
   const dkim::Signer* signer() const { return signer_.get(); }
   const SharedState& shared() const { return shared_; }
   const Config& config() const { return *shared_.config; }
@@ -111,6 +115,7 @@ class Shard {
   std::unique_ptr<io::BufferRing> buffers_;
   std::unique_ptr<queue::Spool> spool_;
   std::unique_ptr<dkim::Signer> signer_;
+  std::unique_ptr<delivery::DeliveryLog> log_;
   std::unique_ptr<delivery::DeliveryPolicy> policy_;
   std::unique_ptr<delivery::DeliveryEngine> delivery_;
   bool delivery_stopped_ = true;

@@ -281,9 +281,27 @@ void SmtpConnection::QueueMessage() {
   // The durable callback runs even if this connection has gone by then: delivery must start
   // for every durably queued message, so the engine is told from here and not from OnQueued.
   Shard* shard = shard_;
+  uint64_t size_bytes = added_headers_.size() + message.size();
   absl::StatusOr<queue::Appended> appended = spool->AppendMessage(
-      qenv, added_headers_, message, [this, shard, id, id_text](absl::Status status) {
-        if (status.ok() && shard->delivery() != nullptr) shard->delivery()->OnAccepted(id);
+      qenv, added_headers_, message, [this, shard, id, id_text, size_bytes](absl::Status status) {
+        if (status.ok()) {
+          if (delivery::DeliveryLog* log = shard->delivery_log()) {
+            const queue::MessageInfo* info = shard->spool()->Find(id);
+            if (info != nullptr) {
+              delivery::DeliveryRecord line;
+              line.event = delivery::DeliveryEvent::kReceived;
+              line.time_unix_ms = info->created_unix_ms;
+              line.queue_id = id_text;
+              line.sender = info->sender;
+              line.size_bytes = size_bytes;
+              for (const queue::RecipientState& r : info->recipients) {
+                line.recipient = r.address;
+                log->Append(line);
+              }
+            }
+          }
+          if (shard->delivery() != nullptr) shard->delivery()->OnAccepted(id);
+        }
         OnQueued(std::move(status), id_text);
       });
   if (!appended.ok()) {
