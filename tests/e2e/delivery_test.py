@@ -9,6 +9,8 @@ usage: delivery_test.py RELAYD
 import asyncio
 import base64
 import email
+import glob
+import json
 import os
 import re
 import shutil
@@ -302,11 +304,37 @@ log = open(log_path).read()
 relayd.send_signal(signal.SIGTERM)
 check(relayd.wait(timeout=30) == 0, "clean stop at the end")
 
+# The delivery log: one JSON object per line, every event of the run.
+events = {}
+lines = 0
+for path in glob.glob(conf_dir + "/log/delivery-*.log"):
+    for line in open(path, encoding="utf-8"):
+        lines += 1
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            check(False, "delivery log line is JSON: %r" % line[:200])
+            continue
+        events.setdefault(obj.get("event"), []).append(obj)
+check(lines > 0, "delivery log written (%d lines)" % lines)
+for name in ("received", "delivered", "deferred", "bounced", "dsn_sent"):
+    check(name in events, "delivery log has %s events" % name)
+good = [e for e in events.get("delivered", []) if e.get("recipient") == "alice@good.test"]
+check(len(good) == 1 and good[0].get("tls", {}).get("version", "").startswith("TLS") and
+      good[0].get("mx") == "mx1.good.test" and good[0].get("reply", {}).get("code") == 250,
+      "delivered line for alice has MX host, TLS version and reply")
+late = [e for e in events.get("deferred", []) if e.get("recipient") == "dave@tempfail.test"]
+check(len(late) >= 1 and late[0].get("reply", {}).get("code") == 451 and
+      late[0].get("next_attempt"),
+      "deferred line for dave has the 451 and the next attempt")
+
 unbound.terminate()
 for c in controllers:
     c.stop()
 print("%d checks, %d failed" % (checks, len(failures)))
 if failures:
     print(log[-6000:])
+    for path in glob.glob(conf_dir + "/log/delivery-*.log"):
+        print(open(path).read()[-4000:])
     sys.exit(1)
 shutil.rmtree(TMP, ignore_errors=True)
