@@ -168,7 +168,7 @@ void Resolver::Deliver(const Token& token, std::function<void(Result)>& callback
     });
     return;
   }
-  // Mark it done first so that a handle destroyed inside the callback changes nothing.
+  // Moved out first: the callback may destroy its own handle or start new lookups.
   std::function<void(Result)> fn = std::move(callback);
   fn(std::move(result));
 }
