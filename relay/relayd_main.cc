@@ -9,7 +9,9 @@
 // Signals: SIGHUP reloads the certificate and the users file (existing connections are kept);
 // SIGTERM and SIGINT stop accepting, let sessions finish within shutdown.grace_ms, flush the
 // queue and exit 0.
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,6 +36,7 @@
 #include "relay/io/socket.h"
 #include "relay/server/auth_service.h"
 #include "relay/server/config.h"
+#include "relay/server/control.h"
 #include "relay/server/shard.h"
 #include "relay/server/users.h"
 #include "relay/tls/self_signed.h"
@@ -207,6 +210,17 @@ dkim::SignerConfig DkimConfig(const server::Config& config) {
 }
 
 int Run(const Flags& flags) {
+  // Signals are read from a signalfd by the main thread only. They are blocked before any thread
+  // exists (auth workers, shards), since every thread inherits the mask: a thread that did not
+  // block SIGTERM would take it and die by the default action.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   absl::StatusOr<server::Config> loaded = server::LoadConfig(flags.config);
   if (!loaded.ok()) {
     LogError() << loaded.status().message();
@@ -249,14 +263,6 @@ int Run(const Flags& flags) {
     LogWarning() << "no DKIM keys configured: mail leaves unsigned";
   }
 
-  // Signals are handled by this thread only (sigtimedwait); shards inherit the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  sigaddset(&signals, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
                                       : static_cast<int>(std::thread::hardware_concurrency());
@@ -298,12 +304,28 @@ int Run(const Flags& flags) {
             << absl::StrJoin(later.submission_listen, ", ") << "; submissions (TLS) on "
             << absl::StrJoin(later.submissions_listen, ", ") << "; spool " << config.spool_dir;
 
+  auto control = server::ControlSocket::Listen(config.control_socket_path);
+  if (!control.ok()) {
+    LogWarning() << control.status().message() << "; relayctl queue retry/bounce/delete will not "
+                 << "reach this relay";
+  }
+  std::vector<server::Shard*> shard_list;
+  for (auto& shard : shards) shard_list.push_back(shard.get());
+  int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
   for (;;) {
-    struct timespec wait;
+    // The main thread waits for a signal, a control request, or the certificate check interval.
     uint32_t check_ms = config.tls_reload_check_ms > 0 ? config.tls_reload_check_ms : 60000;
-    wait.tv_sec = check_ms / 1000;
-    wait.tv_nsec = (check_ms % 1000) * 1000000L;
-    int sig = sigtimedwait(&signals, nullptr, &wait);
+    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {control.ok() ? control->fd() : -1, POLLIN, 0}};
+    int ready = poll(fds, 2, static_cast<int>(check_ms));
+    int sig = -1;
+    if (ready > 0 && (fds[1].revents & POLLIN)) control->ServeOne(shard_list);
+    if (ready > 0 && (fds[0].revents & POLLIN)) {
+      signalfd_siginfo info;
+      if (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+        sig = static_cast<int>(info.ssi_signo);
+      }
+    }
+    if (ready > 0 && sig < 0) continue;
     if (sig == SIGTERM || sig == SIGINT) {
       LogInfo() << "signal " << strsignal(sig) << ": draining (grace " << config.shutdown_grace_ms
                 << " ms)";
@@ -325,6 +347,7 @@ int Run(const Flags& flags) {
       if (reloaded) LogInfo() << "certificate file changed: reloaded";
     }
   }
+  ::close(signal_fd);
   for (auto& shard : shards) shard->RequestStop();
   for (auto& shard : shards) shard->Join();
   uint64_t accepted = 0;

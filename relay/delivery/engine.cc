@@ -89,6 +89,83 @@ void DeliveryEngine::OnAccepted(queue::MessageId id) {
   Schedule(id, 0);
 }
 
+std::string DeliveryEngine::RetryNow(queue::MessageId id) {
+  const queue::MessageInfo* info = spool_->Find(id);
+  if (info == nullptr) return absl::StrCat("error: no live message ", id.ToString());
+  if (jobs_out_.contains(id)) return absl::StrCat("ok: ", id.ToString(), " is being delivered now");
+  if (info->NextDueUnixMs() < 0) return absl::StrCat("error: ", id.ToString(), " has no pending recipient");
+  auto it = due_of_.find(id);
+  if (it != due_of_.end()) {
+    scheduled_.erase({it->second, id});
+    due_of_.erase(it);
+  }
+  Dispatch(id, /*force=*/true);
+  return absl::StrCat("ok: ", id.ToString(), " is being retried");
+}
+
+std::string DeliveryEngine::RetryAll() {
+  std::vector<queue::MessageId> ids;
+  spool_->ForEachMessage([&](const queue::MessageInfo& info) {
+    if (info.NextDueUnixMs() >= 0 && !jobs_out_.contains(info.id)) ids.push_back(info.id);
+  });
+  for (queue::MessageId id : ids) {
+    auto it = due_of_.find(id);
+    if (it != due_of_.end()) {
+      scheduled_.erase({it->second, id});
+      due_of_.erase(it);
+    }
+    Dispatch(id, /*force=*/true);
+  }
+  return absl::StrCat("ok: ", ids.size(), " messages are being retried");
+}
+
+std::string DeliveryEngine::BounceNow(queue::MessageId id) {
+  const queue::MessageInfo* info = spool_->Find(id);
+  if (info == nullptr) return absl::StrCat("error: no live message ", id.ToString());
+  if (jobs_out_.contains(id)) {
+    return absl::StrCat("error: ", id.ToString(), " is being delivered now; try again shortly");
+  }
+  Job job;
+  job.id = id;
+  for (uint32_t i = 0; i < info->recipients.size(); ++i) {
+    if (info->recipients[i].status == queue::RecipientStatus::kPending) job.recipients.push_back(i);
+  }
+  if (job.recipients.empty()) {
+    return absl::StrCat("error: ", id.ToString(), " has no pending recipient");
+  }
+  size_t count = job.recipients.size();
+  jobs_out_[id] = 1;
+  auto it = due_of_.find(id);
+  if (it != due_of_.end()) {
+    scheduled_.erase({it->second, id});
+    due_of_.erase(it);
+  }
+  FailJob(job, RecipientOutcome::Permanent("bounced by the operator", 550, "5.0.0"));
+  return absl::StrCat("ok: ", id.ToString(), ": ", count, " recipient(s) bounced");
+}
+
+std::string DeliveryEngine::DeleteNow(queue::MessageId id) {
+  const queue::MessageInfo* info = spool_->Find(id);
+  if (info == nullptr) return absl::StrCat("error: no live message ", id.ToString());
+  if (jobs_out_.contains(id)) {
+    return absl::StrCat("error: ", id.ToString(), " is being delivered now; try again shortly");
+  }
+  queue::StateRecord state;
+  state.type = queue::RecordType::kDeleted;
+  state.id = id;
+  state.recipient = queue::kAllRecipients;
+  state.time_unix_ms = NowUnixMs();
+  state.reply = "deleted by the operator";
+  auto appended = spool_->AppendState(state, nullptr);
+  if (!appended.ok()) return absl::StrCat("error: ", appended.status().ToString());
+  auto it = due_of_.find(id);
+  if (it != due_of_.end()) {
+    scheduled_.erase({it->second, id});
+    due_of_.erase(it);
+  }
+  return absl::StrCat("ok: ", id.ToString(), " deleted");
+}
+
 void DeliveryEngine::Schedule(queue::MessageId id, int64_t due_unix_ms) {
   auto it = due_of_.find(id);
   if (it != due_of_.end()) {
@@ -131,7 +208,7 @@ void DeliveryEngine::OnScheduleTimer() {
   }
 }
 
-void DeliveryEngine::Dispatch(queue::MessageId id) {
+void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   if (jobs_out_.contains(id)) return;  // in progress: rescheduled when its jobs finish
   const queue::MessageInfo* info = spool_->Find(id);
   if (info == nullptr) return;  // deleted or final
@@ -143,7 +220,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id) {
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
     const queue::RecipientState& r = info->recipients[i];
     if (r.status != queue::RecipientStatus::kPending) continue;
-    if (!expired && r.next_attempt_unix_ms > now) continue;
+    if (!expired && !force && r.next_attempt_unix_ms > now) continue;
     std::string domain = DomainOf(r.address);
     auto [it, inserted] = by_domain.try_emplace(domain);
     if (inserted) {
@@ -228,6 +305,13 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
     queue->rate = std::make_unique<TokenBucket>(limits.messages_per_second, burst,
                                                 reactor_->NowMs());
   }
+  if (queue->connection_rate == nullptr ||
+      queue->limits.connections_per_minute != limits.connections_per_minute) {
+    // A per-minute rate as a bucket of that size refilled continuously.
+    queue->connection_rate = std::make_unique<TokenBucket>(
+        limits.connections_per_minute / 60.0, std::max<uint32_t>(1, limits.connections_per_minute),
+        reactor_->NowMs());
+  }
   queue->limits = limits;
   queue->candidates = result.candidates;
   for (dns::Candidate& c : queue->candidates) c.address.set_port(options_.mx_port);
@@ -256,6 +340,14 @@ void DeliveryEngine::Pump(ReadyQueue* queue) {
     for (OutboundConnection* c : queue->connections) capacity += c->WaitingForWork() ? 1 : 0;
     size_t busy = queue->connections.size() - capacity;
     if (busy > 0 && queue->jobs.size() <= queue->connections.size()) break;
+    int64_t now = reactor_->NowMs();
+    if (!queue->connection_rate->TryTake(1, now)) {
+      int64_t wait = queue->connection_rate->MsUntilAvailable(1, now);
+      if (wait != TokenBucket::kNeverMs && !queue->pump_timer.scheduled()) {
+        reactor_->timers().ScheduleAfter(&queue->pump_timer, std::max<int64_t>(1, wait));
+      }
+      break;
+    }
     auto connection = std::make_unique<OutboundConnection>(this, queue);
     OutboundConnection* raw = connection.get();
     queue->connections.push_back(raw);

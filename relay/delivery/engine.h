@@ -85,6 +85,7 @@ struct ReadyQueue {
   std::deque<Job> jobs;
   std::vector<OutboundConnection*> connections;
   std::unique_ptr<TokenBucket> rate;  // messages_per_second, with burst
+  std::unique_ptr<TokenBucket> connection_rate;  // connections_per_minute
   io::Timer pump_timer;              // re-pumps when the rate limit lets the next message go
   int64_t suspended_until_ms = 0;    // a reply rule or unreachable site
   std::string suspended_reason;
@@ -106,6 +107,16 @@ class DeliveryEngine {
   void Stop(std::function<void()> done);
   // A message was durably accepted: deliver it now.
   void OnAccepted(queue::MessageId id);
+
+  // Operator requests (relayctl queue ...), each answered with a line for the operator.
+  // Retry: every pending recipient is attempted now, whatever its next attempt time.
+  std::string RetryNow(queue::MessageId id);
+  // Retry every live message now.
+  std::string RetryAll();
+  // Bounce: every pending recipient fails now ("5.0.0 bounced by the operator"), with a DSN.
+  std::string BounceNow(queue::MessageId id);
+  // Delete: the message is dropped without a DSN.
+  std::string DeleteNow(queue::MessageId id);
 
   // Where every outcome is logged as a JSON line (optional; the shard owns it).
   void set_log(DeliveryLog* log) { log_ = log; }
@@ -146,7 +157,8 @@ class DeliveryEngine {
   void Schedule(queue::MessageId id, int64_t due_unix_ms);
   void ArmScheduleTimer();
   void OnScheduleTimer();
-  void Dispatch(queue::MessageId id);
+  // `force`: every pending recipient, not only those due now.
+  void Dispatch(queue::MessageId id, bool force = false);
   void OnMx(Job job, const dns::MxResult& result);
   void Pump(ReadyQueue* queue);
   // Records the outcome for every recipient of `job` and finishes it.

@@ -115,13 +115,15 @@ const toml::table* SubTable(const toml::table& root, const char* name) {
 
 absl::Status Parse(const toml::table& root, Config& c) {
   RETURN_IF_ERROR_CFG(CheckKnownKeys(c, root, "",
-                                     {"hostname", "shards", "spool_dir", "users", "submission",
+                                     {"hostname", "shards", "spool_dir", "users", "control_socket",
+                                      "submission",
                                       "tls", "limits", "auth", "queue", "dkim", "shutdown",
                                       "delivery", "retry", "shaping", "log"}));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "hostname", &c.hostname));
   RETURN_IF_ERROR_CFG(ReadInt(c, root, "", "shards", &c.shards, 0, 256));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "spool_dir", &c.spool_dir));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "users", &c.users_path));
+  RETURN_IF_ERROR_CFG(ReadString(c, root, "", "control_socket", &c.control_socket_path));
   if (const toml::table* t = SubTable(root, "submission")) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "submission.",
                                        {"listen", "listen_tls", "auth_requires_tls"}));
@@ -353,6 +355,8 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   }
   if (c.spool_dir.empty()) c.spool_dir = "spool";
   if (c.users_path.empty()) c.users_path = "users";
+  if (c.control_socket_path.empty()) c.control_socket_path = "control.sock";
+  c.control_socket_path = Resolve(c, c.control_socket_path);
   c.spool_dir = Resolve(c, c.spool_dir);
   c.users_path = Resolve(c, c.users_path);
   c.log.dir = Resolve(c, c.log.dir);
@@ -388,6 +392,8 @@ shards = 0
 spool_dir = "spool"
 # Users allowed to submit: manage with `relayctl user-add USER --config-dir DIR`.
 users = "users"
+# Where `relayctl queue retry|bounce|delete` reaches the running relay (mode 0600).
+control_socket = "control.sock"
 
 [submission]
 # Port 587 style: STARTTLS, then AUTH.

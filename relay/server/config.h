@@ -87,6 +87,7 @@ struct Config {
   std::string tls_cert_path;
   std::string tls_key_path;
   std::string users_path;
+  std::string control_socket_path;             // relayctl queue retry|bounce|delete
   bool auth_requires_tls = true;
   SmtpLimits smtp;
   AuthLimits auth;

@@ -62,6 +62,38 @@ void Shard::RequestLogReopen() {
   if (log_ != nullptr) log_->RequestReopen();  // an atomic flag, acted on at the next Flush
 }
 
+std::string Shard::Control(const std::string& verb, const std::string& id_text) {
+  if (reactor_ == nullptr) return "error: shard not running";
+  auto done = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> answer = done->get_future();
+  reactor_->RunInLoop([this, verb, id_text, done] {
+    if (delivery_ == nullptr) {
+      done->set_value("error: delivery is disabled in the configuration");
+      return;
+    }
+    if (verb == "retry-all") {
+      done->set_value(delivery_->RetryAll());
+      return;
+    }
+    absl::StatusOr<queue::MessageId> id = queue::MessageId::Parse(id_text);
+    if (!id.ok()) {
+      done->set_value(absl::StrCat("error: not a queue id: ", id_text));
+    } else if (verb == "retry") {
+      done->set_value(delivery_->RetryNow(*id));
+    } else if (verb == "bounce") {
+      done->set_value(delivery_->BounceNow(*id));
+    } else if (verb == "delete") {
+      done->set_value(delivery_->DeleteNow(*id));
+    } else {
+      done->set_value(absl::StrCat("error: unknown request ", verb));
+    }
+  });
+  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    return "error: the shard did not answer within 10 s";
+  }
+  return answer.get();
+}
+
 void Shard::RequestTlsReloadCheck() {
   // Connections fetch the holder's current context when they start TLS; nothing per shard.
 }

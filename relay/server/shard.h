@@ -67,6 +67,9 @@ class Shard {
   void RequestTlsReloadCheck();
   // Any thread (SIGHUP): reopen the delivery log at the next loop turn (logrotate moved it).
   void RequestLogReopen();
+  // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, or "retry-all")
+  // on this shard's thread and returns its one-line answer ("ok: ..." or "error: ...").
+  std::string Control(const std::string& verb, const std::string& id);
 
   const ShardCounters& counters() const { return counters_; }
   // Ports actually bound (for tests that listen on port 0), in config order.

@@ -4,7 +4,7 @@ through a real DNS server (unbound, on loopback, answering only from local zones
 receivers (aiosmtpd, with STARTTLS, on 127.0.0.x), DKIM-signed; retries, bounces (DSN), null MX,
 implicit MX, MX fallback, required TLS and a restart in the middle.
 
-usage: delivery_test.py RELAYD
+usage: delivery_test.py RELAYD RELAYCTL
 """
 import asyncio
 import base64
@@ -28,7 +28,7 @@ import dkim
 import dns.resolver
 from aiosmtpd.controller import Controller
 
-RELAYD = sys.argv[1]
+RELAYD, RELAYCTL = sys.argv[1], sys.argv[2]
 TMP = tempfile.mkdtemp(prefix="delivery-", dir=os.environ.get("TEST_TMPDIR"))
 failures, checks = [], 0
 
@@ -62,7 +62,7 @@ def free_port(hosts):
 
 # --- receivers -----------------------------------------------------------------------------
 MX = {"good": "127.0.0.2", "nomx": "127.0.0.3", "mx2": "127.0.0.5", "tempfail": "127.0.0.6",
-      "reject": "127.0.0.7", "dsn": "127.0.0.8", "plain": "127.0.0.9"}
+      "reject": "127.0.0.7", "dsn": "127.0.0.8", "plain": "127.0.0.9", "slow": "127.0.0.10"}
 DEAD = "127.0.0.4"  # nothing listens: the first MX of second.test
 MX_PORT = free_port(list(MX.values()) + [DEAD])
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -74,6 +74,7 @@ tls.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
 received = []  # (sink name, peer ip, tls?, mail_from, rcpt_tos, content bytes)
 lock = threading.Lock()
 tempfail_left = {"count": 2}  # the tempfail sink answers 451 to its first two transactions
+slow_attempts = {"count": 0}  # the slow sink answers 451, always
 
 
 class Sink:
@@ -83,6 +84,10 @@ class Sink:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.name == "reject":
             return "550 5.1.1 <%s>: no such user here" % address
+        if self.name == "slow":
+            with lock:
+                slow_attempts["count"] += 1
+            return "451 4.7.1 greylisted, come back later"
         if self.name == "tempfail":
             with lock:
                 if tempfail_left["count"] > 0:
@@ -129,6 +134,8 @@ zones = """
   local-data: "mx.reject.test. 300 IN A {reject}"
   local-data: "plain.test. 300 IN MX 10 mx.plain.test."
   local-data: "mx.plain.test. 300 IN A {plain}"
+  local-data: "slow.test. 300 IN MX 10 mx.slow.test."
+  local-data: "mx.slow.test. 300 IN A {slow}"
   local-data: "example.com. 300 IN MX 10 mx.example.com."
   local-data: "mx.example.com. 300 IN A {dsn}"
   local-data: 'relay._domainkey.example.com. 300 IN TXT {txt}'
@@ -180,8 +187,13 @@ conf = conf.replace("shards = 0", "shards = 2")
 conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
 conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
 conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
-conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1]")
+# Two quick retries, then an hour: long enough that only `relayctl queue retry` brings a fourth.
+conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]")
 conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
+# Unix socket paths are limited to 108 bytes; Bazel's temporary directory is longer.
+SOCK_DIR = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
+CONTROL = SOCK_DIR + "/control.sock"
+conf = conf.replace('control_socket = "control.sock"', 'control_socket = "%s"' % CONTROL)
 conf += """
 [[shaping]]
 name = "plain-test"
@@ -300,6 +312,52 @@ for sink, rcpt in (("good", "alice@good.test"), ("nomx", "bob@nomx.test"),
                    ("mx2", "carol@second.test"), ("tempfail", "dave@tempfail.test")):
     check(len(got(sink, rcpt)) == 1, "%s delivered exactly once (%d)" % (rcpt, len(got(sink, rcpt))))
 check(not got("plain"), "TLS required by the shaping rule: not delivered in plain text")
+
+# Operator requests to the running relay: retry, bounce and delete through the control socket.
+def relayctl(*args):
+    r = subprocess.run([RELAYCTL] + list(args), capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def queue_id_of(rcpt):
+    """The queue id of the live message for `rcpt`, from relayctl queue list and show."""
+    domain = rcpt.split("@")[1]
+    code, out = relayctl("queue", "list", "--spool", conf_dir + "/spool", "--domain", domain)
+    for line in out.splitlines()[1:]:
+        if not line.strip():
+            continue
+        qid = line.split()[0]
+        code, shown = relayctl("queue", "show", qid, "--spool", conf_dir + "/spool")
+        if rcpt in shown:
+            return qid
+    return None
+
+
+submit(["sam@slow.test"], "always 451")
+submit(["sue@slow.test"], "to be deleted")
+check(wait_for(lambda: slow_attempts["count"] >= 6, 30), "slow.test tried 3 times per message")
+time.sleep(1)
+sam, sue = queue_id_of("sam@slow.test"), queue_id_of("sue@slow.test")
+check(sam is not None and sue is not None, "relayctl queue list shows both deferred messages")
+before = slow_attempts["count"]
+code, out = relayctl("queue", "retry", sam, "--socket", CONTROL)
+check(code == 0 and out.startswith("ok"), "relayctl queue retry: %s" % out.strip())
+check(wait_for(lambda: slow_attempts["count"] > before, 10),
+      "retry brings an attempt now instead of in an hour")
+time.sleep(1)
+code, out = relayctl("queue", "bounce", sam, "--socket", CONTROL)
+check(code == 0 and out.startswith("ok"), "relayctl queue bounce: %s" % out.strip())
+check(wait_for(lambda: any(b"sam@slow.test" in d[5] for d in got("dsn")), 15),
+      "bounce by the operator sends a DSN to the sender")
+code, out = relayctl("queue", "delete", sue, "--socket", CONTROL)
+check(code == 0 and out.startswith("ok"), "relayctl queue delete: %s" % out.strip())
+time.sleep(0.5)
+check(queue_id_of("sue@slow.test") is None and queue_id_of("sam@slow.test") is None,
+      "both are gone from relayctl queue list")
+check(not any(b"sue@slow.test" in d[5] for d in got("dsn")), "delete sends no DSN")
+code, out = relayctl("queue", "retry", "1-0-ffff", "--socket", CONTROL)
+check(code == 1 and "no live message" in out, "retry of an unknown id: %s" % out.strip())
+
 log = open(log_path).read()
 relayd.send_signal(signal.SIGTERM)
 check(relayd.wait(timeout=30) == 0, "clean stop at the end")
@@ -338,3 +396,4 @@ if failures:
         print(open(path).read()[-4000:])
     sys.exit(1)
 shutil.rmtree(TMP, ignore_errors=True)
+shutil.rmtree(SOCK_DIR, ignore_errors=True)

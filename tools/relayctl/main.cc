@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tools/relayctl/control_commands.h"
 #include "tools/relayctl/dkim_commands.h"
 #include "tools/relayctl/dns_commands.h"
 #include "tools/relayctl/queue_commands.h"
@@ -12,6 +13,15 @@ namespace {
 int DnsMx(int argc, char** argv) { return relay::relayctl::DnsMxCommand(argc, argv); }
 int DnsTxt(int argc, char** argv) { return relay::relayctl::DnsTxtCommand(argc, argv); }
 int DnsPtr(int argc, char** argv) { return relay::relayctl::DnsPtrCommand(argc, argv); }
+
+// "queue retry|bounce|delete" talk to the running relay; the rest read the spool.
+int Queue(int argc, char** argv) {
+  if (argc >= 2 && (std::strcmp(argv[1], "retry") == 0 || std::strcmp(argv[1], "bounce") == 0 ||
+                    std::strcmp(argv[1], "delete") == 0)) {
+    return relay::relayctl::QueueControlCommand(argc - 1, argv + 1);
+  }
+  return relay::relayctl::QueueCommand(argc, argv);
+}
 
 struct Command {
   const char* name;
@@ -27,8 +37,10 @@ constexpr Command kCommands[] = {
     {"user-list", relay::relayctl::UserListCommand, "user-list [--config-dir DIR]"},
     {"authenticate", relay::relayctl::AuthenticateCommand,
      "authenticate USER [--config-dir DIR]   check a password (exit 0 when right)"},
-    {"queue", relay::relayctl::QueueCommand,
-     "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool"},
+    {"queue", Queue,
+     "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool\n"
+     "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
+     "the running relay"},
     {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
      "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
     {"dkim-verify", relay::relayctl::DkimVerifyCommand,
