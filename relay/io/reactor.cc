@@ -129,7 +129,12 @@ Reactor::~Reactor() {
     // Give the cancellation a bounded number of turns to come back.
     for (int i = 0; i < 100 && wake_read_.in_flight(); ++i) RunOnce(10);
   }
-  // Whatever is still retiring is freed now that nothing will complete any more.
+  // Objects still retiring (a resolver's socket watches, say, whose owner was destroyed just
+  // before) have cancelled operations whose completions are on their way: let them arrive.
+  for (int i = 0; i < 200 && !retiring_.empty(); ++i) RunOnce(10);
+  if (!retiring_.empty()) {
+    LogError() << retiring_.size() << " objects still had operations in flight at shutdown";
+  }
   io_uring_queue_exit(&ring_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
   retiring_.clear();
