@@ -406,8 +406,13 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
       state.type = queue::RecordType::kBounced;
       state.reply = effective.ToString();
       stats_.bounced++;
-      // RFC 3464 §2 / RFC 5321 §4.5.5: never a DSN for a null sender (a DSN about a DSN).
-      if (!info->sender.empty()) {
+      // RFC 3464 §2 / RFC 5321 §4.5.5: never a DSN for a null sender (a DSN about a DSN): a
+      // failed DSN is dropped here, with this line.
+      if (info->sender.empty()) {
+        LogWarning() << "message " << job.id.ToString() << " from the null sender (a DSN) to "
+                     << info->recipients[recipient].address
+                     << " failed for good; dropped without a DSN: " << effective.ToString();
+      } else {
         auto [it, first] = bounced_.try_emplace(job.id);
         if (first) {
           it->second.sender = std::string(info->sender);
