@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke run of bench/delivery_bench.py with tiny counts, so the benchmark cannot rot: 200 slow
-# sessions open at once (1.5 s per reply), then a 300-message drain with and without connection reuse.
+# sessions open at once (1.5 s per reply), then a 300-message drain with and without connection
+# reuse.
 set -euo pipefail
 if [[ ! -x /usr/sbin/unbound ]]; then echo "SKIP: unbound is not installed"; exit 0; fi
 bench="$(dirname "$0")/delivery_bench.py"
