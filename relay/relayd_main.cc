@@ -181,7 +181,8 @@ absl::Status EnsureCertificate(const server::Config& config) {
 
 // Each connection is a descriptor: make room for connections_max of them and the spool's files.
 void RaiseFileLimit(uint64_t connections_max) {
-  rlim_t needed = static_cast<rlim_t>(connections_max) + 4096;
+  // Listeners, spool segments, the log, c-ares and TLS files: a thousand is ample.
+  rlim_t needed = static_cast<rlim_t>(connections_max) + 1024;
   struct rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
   if (limit.rlim_cur >= needed) return;

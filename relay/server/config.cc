@@ -415,7 +415,8 @@ data_line_bytes_max = 1000
 message_bytes_max = 36700160
 recipients_max = 1000
 errors_max = 10
-connections_max = 20000
+# Each connection is a descriptor: keep connections_max + ~1000 under the open-files limit.
+connections_max = 16000
 connections_per_ip_max = 500
 greeting_timeout_ms = 300000
 command_timeout_ms = 300000

@@ -25,7 +25,9 @@ struct SmtpLimits {
   uint64_t message_bytes_max = 36700160;       // 35 MiB, advertised in SIZE
   uint32_t recipients_max = 1000;              // RFC 5321 §4.5.3.1.8 asks for at least 100
   uint32_t errors_max = 10;                    // then 421 and close
-  uint32_t connections_max = 20000;            // in total, all shards
+  // In total, all shards. Each connection is a descriptor: keep this plus ~1,000 under the hard
+  // RLIMIT_NOFILE (20,000 on many VMs).
+  uint32_t connections_max = 16000;
   uint32_t connections_per_ip_max = 500;
   uint32_t greeting_timeout_ms = 300000;       // RFC 5321 §4.5.3.2 (server side: 5 minutes)
   uint32_t command_timeout_ms = 300000;        // RFC 5321 §4.5.3.2.7
