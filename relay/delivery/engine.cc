@@ -555,6 +555,13 @@ void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
   if (!queue->jobs.empty()) Pump(queue);
 }
 
+void DeliveryEngine::Abort() {
+  std::vector<OutboundConnection*> open;
+  for (auto& [raw, owned] : connections_) open.push_back(raw);
+  // Close() takes each one out of connections_: iterate over the copy.
+  for (OutboundConnection* c : open) c->Abort();
+}
+
 void DeliveryEngine::Stop(std::function<void()> done) {
   stopping_ = true;
   reactor_->timers().Cancel(&schedule_timer_);

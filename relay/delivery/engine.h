@@ -105,6 +105,9 @@ class DeliveryEngine {
   // Stops taking new work; open connections finish their current message and quit. `done` runs
   // once no connection is left.
   void Stop(std::function<void()> done);
+  // After Stop, when the grace period is over: closes every connection now. A message whose final
+  // reply has not arrived is recorded as deferred and tried again after the restart.
+  void Abort();
   // A message was durably accepted: deliver it now.
   void OnAccepted(queue::MessageId id);
 

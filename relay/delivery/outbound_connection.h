@@ -34,6 +34,8 @@ class OutboundConnection : public io::IoObject {
   void Kick();
   // Finish the message in progress, then QUIT.
   void StopAfterCurrent();
+  // Close now (shutdown grace over); a message in progress is recorded as deferred.
+  void Abort() { Close(); }
   bool Idle() const override;
   ReadyQueue* queue() const { return queue_; }
 

@@ -212,6 +212,8 @@ absl::Status Shard::Setup() {
     // ForceClose removes the connection from connections_: iterate over a copy.
     std::vector<SmtpConnection*> open(connections_.begin(), connections_.end());
     for (SmtpConnection* c : open) c->ForceClose("Server shutting down");
+    // Outbound sessions to slow receivers end too: the grace bounds the whole drain.
+    if (delivery_ != nullptr) delivery_->Abort();
   });
   return absl::OkStatus();
 }

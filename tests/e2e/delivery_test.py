@@ -62,7 +62,8 @@ def free_port(hosts):
 
 # --- receivers -----------------------------------------------------------------------------
 MX = {"good": "127.0.0.2", "nomx": "127.0.0.3", "mx2": "127.0.0.5", "tempfail": "127.0.0.6",
-      "reject": "127.0.0.7", "dsn": "127.0.0.8", "plain": "127.0.0.9", "slow": "127.0.0.10"}
+      "reject": "127.0.0.7", "dsn": "127.0.0.8", "plain": "127.0.0.9", "slow": "127.0.0.10",
+      "stall": "127.0.0.11"}
 DEAD = "127.0.0.4"  # nothing listens: the first MX of second.test
 MX_PORT = free_port(list(MX.values()) + [DEAD])
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -75,6 +76,7 @@ received = []  # (sink name, peer ip, tls?, mail_from, rcpt_tos, content bytes)
 lock = threading.Lock()
 tempfail_left = {"count": 2}  # the tempfail sink answers 451 to its first two transactions
 slow_attempts = {"count": 0}  # the slow sink answers 451, always
+stalled = {"count": 0}  # transactions the stall sink is sitting on
 
 
 class Sink:
@@ -97,6 +99,9 @@ class Sink:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.name == "stall":
+            stalled["count"] += 1
+            await asyncio.sleep(60)  # a receiver that takes its time: longer than the grace
         with lock:
             received.append((self.name, session.peer[0], session.ssl is not None,
                              envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
@@ -136,6 +141,8 @@ zones = """
   local-data: "mx.plain.test. 300 IN A {plain}"
   local-data: "slow.test. 300 IN MX 10 mx.slow.test."
   local-data: "mx.slow.test. 300 IN A {slow}"
+  local-data: "stall.test. 300 IN MX 10 mx.stall.test."
+  local-data: "mx.stall.test. 300 IN A {stall}"
   local-data: "example.com. 300 IN MX 10 mx.example.com."
   local-data: "mx.example.com. 300 IN A {dsn}"
   local-data: 'relay._domainkey.example.com. 300 IN TXT {txt}'
@@ -190,6 +197,7 @@ conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
 # Two quick retries, then an hour: long enough that only `relayctl queue retry` brings a fourth.
 conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]")
 conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
+conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
 # Unix socket paths are limited to 108 bytes; Bazel's temporary directory is longer.
 SOCK_DIR = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
 CONTROL = SOCK_DIR + "/control.sock"
@@ -358,9 +366,22 @@ check(not any(b"sue@slow.test" in d[5] for d in got("dsn")), "delete sends no DS
 code, out = relayctl("queue", "retry", "1-0-ffff", "--socket", CONTROL)
 check(code == 1 and "no live message" in out, "retry of an unknown id: %s" % out.strip())
 
-log = open(log_path).read()
+# SIGTERM while an outbound session waits on a receiver slower than the grace period: relayd
+# still stops within the grace, and the message stays queued for the next start.
+submit(["tom@stall.test"], "stalled")
+check(wait_for(lambda: stalled["count"] >= 1, 20), "the stall receiver is holding a transaction")
+t0 = time.time()
 relayd.send_signal(signal.SIGTERM)
-check(relayd.wait(timeout=30) == 0, "clean stop at the end")
+try:
+    code = relayd.wait(timeout=20)
+except subprocess.TimeoutExpired:
+    relayd.kill()
+    code = -1
+check(code == 0 and time.time() - t0 < 10,
+      "SIGTERM with an outbound session stuck: exit %d after %.1f s (grace 2 s)"
+      % (code, time.time() - t0))
+check(queue_id_of("tom@stall.test") is not None, "the stuck message is still queued after the stop")
+log = open(log_path).read()
 
 # The delivery log: one JSON object per line, every event of the run.
 events = {}
