@@ -1,5 +1,7 @@
 #include "relay/server/shard.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -281,6 +283,9 @@ void Shard::OnAccept(Listener* listener, int result) {
   }
   ++per_ip;
   counters_.connections_accepted++;
+  // Replies are written whole (one write per batch of pipelined replies): no Nagle delay.
+  int nodelay = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
   auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls);
   connections_.insert(connection);
   connection->Start();
