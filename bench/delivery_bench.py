@@ -27,11 +27,14 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools",
+                                "testing"))
+import local_dns  # noqa: E402  (the project's own helper, found through the path above)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("relayd")
@@ -90,14 +93,6 @@ def fail(why):
     sys.exit(1)
 
 
-def free_port(host):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def wait_for(pred, seconds, step=0.1):
     end = time.time() + seconds
     while time.time() < end:
@@ -140,53 +135,17 @@ SITE_IPS = ["127.0.1.%d" % i for i in range(1, args.sites + 1)]
 DOMAINS = ["d%d.bench.test" % i for i in range(1, args.sites + 1)]
 
 # --- DNS ---------------------------------------------------------------------------------------
-DNS_PORT = free_port("127.0.0.1")
-zone = "".join('  local-data: "%s. 3600 IN MX 10 mx.%s."\n  local-data: "mx.%s. 3600 IN A %s"\n'
-               % (d, d, d, ip) for d, ip in zip(DOMAINS, SITE_IPS))
-with open(TMP + "/unbound.conf", "w") as f:
-    f.write("""server:
-  verbosity: 0
-  interface: 127.0.0.1
-  port: %d
-  do-ip4: yes
-  do-ip6: no
-  do-daemonize: no
-  use-syslog: no
-  logfile: "%s/unbound.log"
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: ""
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  module-config: "iterator"
-  local-zone: "bench.test." static
-%sremote-control:
-  control-enable: no
-""" % (DNS_PORT, TMP, TMP, zone))
-unbound = spawn(["/usr/sbin/unbound", "-d", "-c", TMP + "/unbound.conf"], TMP + "/unbound.out")
-
-
-def dns_ready():
-    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"".join(
-        bytes([len(l)]) + l.encode() for l in DOMAINS[0].split(".")) + b"\x00\x00\x0f\x00\x01"
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.3)
-    try:
-        s.sendto(q, ("127.0.0.1", DNS_PORT))
-        return len(s.recv(512)) > 12
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-if not wait_for(dns_ready, 10):
-    fail("unbound did not answer")
+zone = '  local-zone: "bench.test." static\n' + "".join(
+    '  local-data: "%s. 3600 IN MX 10 mx.%s."\n  local-data: "mx.%s. 3600 IN A %s"\n'
+    % (d, d, d, ip) for d, ip in zip(DOMAINS, SITE_IPS))
+try:
+    unbound, DNS_PORT = local_dns.start_unbound(
+        TMP, zone, spawn=lambda argv: spawn(argv, TMP + "/unbound.out"))
+except RuntimeError as e:
+    fail(str(e))
 
 # --- the sink ----------------------------------------------------------------------------------
-SINK_PORT = free_port("127.0.0.1")
+SINK_PORT = local_dns.free_port()
 sink_args = [args.smtp_sink, "--listen-range", "%s-%s:%d" % (SITE_IPS[0], SITE_IPS[-1], SINK_PORT),
              "--threads", "1", "--stats-interval-s", "0",
              "--port-file", TMP + "/sink.port", "--json-file", TMP + "/sink.json"]

@@ -16,7 +16,6 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +26,10 @@ import time
 import dkim
 import dns.resolver
 from aiosmtpd.controller import Controller
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "testing"))
+import local_dns  # noqa: E402  (the project's own helper, found through the path above)
 
 RELAYD, RELAYCTL = sys.argv[1], sys.argv[2]
 TMP = tempfile.mkdtemp(prefix="delivery-", dir=os.environ.get("TEST_TMPDIR"))
@@ -41,31 +44,12 @@ def check(cond, what):
         failures.append(what)
 
 
-def free_port(hosts):
-    for _ in range(50):
-        s = socket.socket()
-        s.bind((hosts[0], 0))
-        port = s.getsockname()[1]
-        s.close()
-        ok = True
-        for h in hosts:
-            t = socket.socket()
-            try:
-                t.bind((h, port))
-            except OSError:
-                ok = False
-            t.close()
-        if ok:
-            return port
-    raise RuntimeError("no free port")
-
-
 # --- receivers -----------------------------------------------------------------------------
 MX = {"good": "127.0.0.2", "nomx": "127.0.0.3", "mx2": "127.0.0.5", "tempfail": "127.0.0.6",
       "reject": "127.0.0.7", "dsn": "127.0.0.8", "plain": "127.0.0.9", "slow": "127.0.0.10",
       "stall": "127.0.0.11"}
 DEAD = "127.0.0.4"  # nothing listens: the first MX of second.test
-MX_PORT = free_port(list(MX.values()) + [DEAD])
+MX_PORT = local_dns.free_port(list(MX.values()) + [DEAD])
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                 "-subj", "/CN=mx.test", "-keyout", TMP + "/mx.key", "-out", TMP + "/mx.crt"],
                check=True, capture_output=True)
@@ -147,39 +131,10 @@ zones = """
   local-data: "mx.example.com. 300 IN A {dsn}"
   local-data: 'relay._domainkey.example.com. 300 IN TXT {txt}'
 """.format(dead=DEAD, txt=txt, **MX)
-DNS_PORT = free_port(["127.0.0.1"])
-with open(TMP + "/unbound.conf", "w") as f:
-    f.write("""server:
-  verbosity: 1
-  interface: 127.0.0.1
-  port: %d
-  do-ip4: yes
-  do-ip6: no
-  do-daemonize: no
-  use-syslog: no
-  logfile: "%s/unbound.log"
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: ""
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  module-config: "iterator"
-%s
-remote-control:
-  control-enable: no
-""" % (DNS_PORT, TMP, TMP, zones))
-unbound = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", TMP + "/unbound.conf"])
+unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
 resolver = dns.resolver.Resolver(configure=False)
 resolver.nameservers = ["127.0.0.1"]
-resolver.port = DNS_PORT
-for _ in range(100):
-    try:
-        resolver.resolve("good.test", "MX", lifetime=0.5)
-        break
-    except Exception:
-        time.sleep(0.1)
+resolver.port = DNS_PORT  # for the DKIM check at the receiver
 
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"

@@ -26,8 +26,11 @@ import tempfile
 import threading
 import time
 
-import dns.resolver
 from aiosmtpd.controller import Controller
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "testing"))
+import local_dns  # noqa: E402  (the project's own helper, found through the path above)
 
 RELAYD = sys.argv[1]
 PREFIX = ipaddress.ip_network("2001:db8:25::/64")
@@ -98,46 +101,10 @@ sink = Controller(Sink(), hostname=SINK_ADDR, port=MX_PORT, ready_timeout=10)
 sink.start()
 
 # --- DNS: the MX has only an AAAA record ---------------------------------------------------------
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-DNS_PORT = s.getsockname()[1]
-s.close()
-with open(TMP + "/unbound.conf", "w") as f:
-    f.write("""server:
-  verbosity: 1
-  interface: 127.0.0.1
-  port: %d
-  do-ip4: yes
-  do-ip6: no
-  do-daemonize: no
-  use-syslog: no
-  logfile: "%s/unbound.log"
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: ""
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  module-config: "iterator"
-  local-zone: "test." static
+unbound, DNS_PORT = local_dns.start_unbound(TMP, """  local-zone: "test." static
   local-data: "six.test. 300 IN MX 10 mx.six.test."
   local-data: "mx.six.test. 300 IN AAAA %s"
-remote-control:
-  control-enable: no
-""" % (DNS_PORT, TMP, TMP, SINK_ADDR))
-unbound = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", TMP + "/unbound.conf"])
-resolver = dns.resolver.Resolver(configure=False)
-resolver.nameservers = ["127.0.0.1"]
-resolver.port = DNS_PORT
-for _ in range(100):
-    try:
-        resolver.resolve("mx.six.test", "AAAA", lifetime=0.5)
-        break
-    except Exception:
-        time.sleep(0.1)
-else:
-    sys.exit("unbound did not answer")
+""" % SINK_ADDR)
 
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"
