@@ -1,0 +1,85 @@
+// The Authentication-Results header field (RFC 8601) the port-25 receiver adds to mail it
+// accepts: the SPF result of the MAIL FROM (or HELO) identity, one DKIM result per signature and
+// optionally the ARC chain's result.
+//
+//   Authentication-Results: mx.example.org;
+//   	spf=pass smtp.mailfrom=alice@example.com;
+//   	dkim=pass header.d=example.com header.s=sel header.b=AbCd1234;
+//   	arc=none
+//
+// Method names and results are those of the IANA registry (RFC 8601 §2.7.1 dkim, §2.7.2 spf,
+// RFC 8617 §10.2 arc). A property value is written bare when RFC 8601 §2.2's pvalue allows it
+// (a MIME token, or an address "local@domain" whose local part is a dot-atom) and as a quoted
+// string otherwise (a header.b with "/", an odd local part). The authserv-id is the relay's host
+// name. Each result goes on its own line, indented with a tab, so lines stay under 78 columns for
+// ordinary names; a single overlong token is never broken. Without any result the field says
+// "none" (§2.2). Text that could break the field (CR, LF, control bytes) is dropped from values.
+//
+// Pure functions, any thread.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace relay::receive {
+
+// RFC 7208 §2.6 results, as RFC 8601 §2.7.2 names them. dns/spf.h has the same values.
+enum class SpfVerdict { kNone, kNeutral, kPass, kFail, kSoftFail, kTempError, kPermError };
+
+struct SpfAuth {
+  SpfVerdict result = SpfVerdict::kNone;
+  // The identity checked: "smtp.mailfrom" is the MAIL FROM address (for the null sender
+  // RFC 7208 §2.4 checks "postmaster@" + HELO name: pass that); "smtp.helo" the HELO name when
+  // the HELO identity was checked. Empty ones are left out.
+  std::string mailfrom;
+  std::string helo;
+};
+
+// RFC 8601 §2.7.1; kNone is "the message was not signed".
+enum class DkimVerdict { kNone, kPass, kFail, kPolicy, kNeutral, kTempError, kPermError };
+
+struct DkimAuth {
+  DkimVerdict result = DkimVerdict::kNone;
+  std::string domain;    // header.d
+  std::string selector;  // header.s
+  // The first characters of b= (RFC 6008 §4: at least 8 tell signatures apart).
+  std::string signature_prefix;
+  // Why it was not pass, in reason="..." (RFC 8601 §2.2); empty leaves it out.
+  std::string reason;
+};
+
+enum class ArcVerdict { kNone, kPass, kFail };
+
+struct AuthResults {
+  std::string authserv_id;  // the relay's host name
+  std::optional<SpfAuth> spf;
+  // One per signature checked; empty gives "dkim=none" when `dkim_checked`.
+  std::vector<DkimAuth> dkim;
+  bool dkim_checked = true;
+  std::optional<ArcVerdict> arc;
+};
+
+// Named limits.
+inline constexpr size_t kAuthResultsReasonBytesMax = 80;
+inline constexpr size_t kSignaturePrefixCharsMax = 12;
+inline constexpr size_t kAuthResultsWidthMax = 78;
+
+const char* SpfVerdictName(SpfVerdict v);
+const char* DkimVerdictName(DkimVerdict v);
+const char* ArcVerdictName(ArcVerdict v);
+
+// The field value after "Authentication-Results:" without a leading space or final CRLF, folded
+// as the field would be: "mx.example.org;\r\n\tspf=pass smtp.mailfrom=a@b.example". It is also the
+// payload of the ARC-Authentication-Results (dkim/arc.h).
+std::string AuthResultsPayload(const AuthResults& results);
+
+// "Authentication-Results: " + payload + CRLF, to prepend to the message.
+std::string BuildAuthResultsHeader(const AuthResults& results);
+
+// A property value as RFC 8601 §2.2 pvalue allows: unchanged if it is a MIME token (RFC 2045
+// §5.1) or local@domain with a dot-atom local part, else a quoted-string.
+std::string AuthResultsValue(std::string_view value);
+
+}  // namespace relay::receive
