@@ -1,0 +1,95 @@
+#include "relay/receive/auth_results.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+
+namespace relay::receive {
+namespace {
+
+std::vector<std::string> Lines(const std::string& field) {
+  return absl::StrSplit(field, "\r\n");
+}
+
+TEST(AuthResultsTest, FullExample) {
+  AuthResults r;
+  r.authserv_id = "mx.example.org";
+  r.spf = SpfAuth{SpfVerdict::kPass, "alice@example.com", ""};
+  r.dkim.push_back(DkimAuth{DkimVerdict::kPass, "example.com", "sel", "AbCd+123xyz", ""});
+  r.dkim.push_back(
+      DkimAuth{DkimVerdict::kFail, "other.example", "s2", "ab/cd", "body hash mismatch"});
+  r.arc = ArcVerdict::kNone;
+  EXPECT_EQ(BuildAuthResultsHeader(r),
+            "Authentication-Results: mx.example.org;\r\n"
+            "\tspf=pass smtp.mailfrom=alice@example.com;\r\n"
+            "\tdkim=pass header.d=example.com header.s=sel header.b=AbCd+123xyz;\r\n"
+            "\tdkim=fail reason=\"body hash mismatch\" header.d=other.example header.s=s2\r\n"
+            "\theader.b=\"ab/cd\";\r\n"
+            "\tarc=none\r\n");
+}
+
+TEST(AuthResultsTest, NoSignatureIsDkimNoneAndNothingIsNone) {
+  AuthResults r;
+  r.authserv_id = "mx.example.org";
+  r.spf = SpfAuth{SpfVerdict::kSoftFail, "", "helo.example"};
+  EXPECT_EQ(AuthResultsPayload(r),
+            "mx.example.org;\r\n\tspf=softfail smtp.helo=helo.example;\r\n\tdkim=none");
+  AuthResults nothing;
+  nothing.authserv_id = "mx.example.org";
+  nothing.dkim_checked = false;
+  EXPECT_EQ(AuthResultsPayload(nothing), "mx.example.org; none");
+}
+
+TEST(AuthResultsTest, ValuesQuotedWhereTheGrammarNeedsIt) {
+  EXPECT_EQ(AuthResultsValue("example.com"), "example.com");
+  EXPECT_EQ(AuthResultsValue("a.b+tag@example.com"), "a.b+tag@example.com");
+  EXPECT_EQ(AuthResultsValue("@example.com"), "@example.com");
+  EXPECT_EQ(AuthResultsValue("AbCd+123"), "AbCd+123");
+  EXPECT_EQ(AuthResultsValue("ab/cd"), "\"ab/cd\"");
+  EXPECT_EQ(AuthResultsValue("a b@example.com"), "\"a b@example.com\"");
+  EXPECT_EQ(AuthResultsValue("\"q\"@example.com"), "\"\\\"q\\\"@example.com\"");
+  EXPECT_EQ(AuthResultsValue("x..y@example.com"), "\"x..y@example.com\"");
+  EXPECT_EQ(AuthResultsValue(""), "\"\"");
+  EXPECT_EQ(AuthResultsValue("a;b"), "\"a;b\"");
+}
+
+TEST(AuthResultsTest, ControlBytesCannotBreakTheField) {
+  AuthResults r;
+  r.authserv_id = "mx.example.org";
+  r.spf = SpfAuth{SpfVerdict::kFail, "evil\r\nX-Injected: 1@example.com", ""};
+  r.dkim.push_back(DkimAuth{DkimVerdict::kPermError, "d.example", "s", "", "no key\r\nX: y"});
+  std::string field = BuildAuthResultsHeader(r);
+  EXPECT_NE(field.find("smtp.mailfrom=\"evilX-Injected: 1@example.com\""), std::string::npos);
+  for (const std::string& line : Lines(field)) {
+    EXPECT_NE(line.rfind("X-Injected:", 0), 0u) << line;  // no line starts a new field
+    if (!line.empty() && line != Lines(field)[0]) {
+      EXPECT_EQ(line[0], '\t') << line;
+    }
+  }
+}
+
+TEST(AuthResultsTest, FoldedUnder78Columns) {
+  AuthResults r;
+  r.authserv_id = "mx.example.org";
+  r.spf = SpfAuth{SpfVerdict::kPass, "very.long.local.part.for.testing@sub.domain.example.com",
+                  "mail-out-17.sub.domain.example.com"};
+  for (int i = 0; i < 3; ++i) {
+    r.dkim.push_back(DkimAuth{DkimVerdict::kTempError, "a-long-signing-domain.example.com",
+                              "selector2026-november", "0123456789abcdefghij",
+                              "key lookup: transient timeout"});
+  }
+  r.arc = ArcVerdict::kPass;
+  std::string field = BuildAuthResultsHeader(r);
+  ASSERT_EQ(field.substr(field.size() - 2), "\r\n");
+  for (const std::string& line : Lines(field)) {
+    EXPECT_LE(line.size(), 78u) << line;
+  }
+  // The b= prefix is cut to its named limit.
+  EXPECT_NE(field.find("header.b=0123456789ab;"), std::string::npos) << field;
+  EXPECT_NE(field.find("\tarc=pass\r\n"), std::string::npos) << field;
+}
+
+}  // namespace
+}  // namespace relay::receive
