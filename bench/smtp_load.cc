@@ -1,17 +1,20 @@
 // smtp_load: an SMTP load generator that behaves like an application submitting mail. N
-// connections spread over one io_uring reactor per thread; each greets with EHLO, authenticates
-// with AUTH PLAIN when asked, and sends message after message, batching MAIL, RCPT and DATA in
+// connections spread over one io_uring reactor per thread; each greets with EHLO, starts TLS when
+// asked (STARTTLS, RFC 3207, or implicit TLS as on port 465, RFC 8314), authenticates with AUTH
+// PLAIN when asked, and sends message after message, batching MAIL, RCPT and DATA in
 // one write when the server offers PIPELINING (RFC 2920 §3.1: DATA ends a batch, the message
 // waits for 354). It stops by itself at --count messages or after --duration-s, whichever comes
 // first, and prints accepted messages/s, the latency from the end of the message to the reply,
-// connection errors and every non-2xx reply counted by code; the last line on stdout is a JSON
-// summary.
+// connection errors, TLS handshakes (resumed or not) and TLS errors, and every non-2xx reply
+// counted by code; the last line on stdout is a JSON summary. TLS is opportunistic in the
+// generator: the server's certificate is not checked (load tests use self-signed ones).
 //
 // Safety rule of the project: the target must be loopback or a documentation prefix routed in a
 // test namespace (bench/common/address_policy.h); anything else is refused before any connect.
 //
 //   smtp_load --target 127.0.0.1:2525 --connections 50 --duration-s 20 --size 4096
 //             --domains gmail.test:67,hotmail.test:9,yahoo.test:6,other.test:18
+//   smtp_load --target 127.0.0.1:587 --starttls --auth user:password --count 1000
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -52,6 +55,8 @@
 #include "relay/base/status_macros.h"
 #include "relay/io/reactor.h"
 #include "relay/io/socket.h"
+#include "relay/tls/tls_context.h"
+#include "relay/tls/tls_stream.h"
 
 ABSL_FLAG(std::string, target, "",
           "Server address(es), comma-separated: 127.0.0.1:2525,[::1]:2525");
@@ -70,9 +75,12 @@ ABSL_FLAG(std::string, from, "load@sender.bench.test", "Envelope sender and From
 ABSL_FLAG(std::string, ehlo, "load.bench.test", "EHLO name");
 ABSL_FLAG(std::string, auth_user, "", "AUTH PLAIN with this user (RFC 4954) after EHLO");
 ABSL_FLAG(std::string, auth_password, "", "Password for --auth-user");
+ABSL_FLAG(std::string, auth, "", "user:password, the same as --auth-user and --auth-password");
 ABSL_FLAG(bool, pipelining, true, "Use PIPELINING when the server offers it");
-ABSL_FLAG(bool, starttls, false, "STARTTLS after EHLO (not available in this build)");
-ABSL_FLAG(bool, tls, false, "Implicit TLS, as on port 465 (not available in this build)");
+ABSL_FLAG(bool, starttls, false, "STARTTLS after EHLO (RFC 3207), then EHLO again");
+ABSL_FLAG(bool, implicit_tls, false, "TLS from the first byte, as on port 465 (RFC 8314)");
+ABSL_FLAG(bool, tls_resume, true,
+          "Offer the last TLS session of the same thread and target on a new connection");
 ABSL_FLAG(int, reply_timeout_ms, 30000, "Give up on a connection whose reply takes longer");
 ABSL_FLAG(double, progress_interval_s, 0, "Seconds between progress lines on stderr (0: none)");
 ABSL_FLAG(std::string, json_file, "", "Also write the JSON summary to this file");
@@ -103,6 +111,9 @@ struct LoadConfig {
   std::string auth_user;
   std::string auth_password;
   bool pipelining = true;
+  bool starttls = false;
+  bool implicit_tls = false;
+  bool tls_resume = true;
   int reply_timeout_ms = 30000;
   const MessageFactory* messages = nullptr;
   uint64_t seed = 1;
@@ -135,6 +146,9 @@ struct ShardStats {
   Counter accepted_bytes;
   Counter sent_bytes;
   Counter last_accept_ns;                       // monotonic
+  Counter tls_handshakes;                       // completed
+  Counter tls_resumed;                          // of which resumed a session
+  Counter tls_errors;                           // failed handshakes or records, no STARTTLS
   std::array<Counter, kReplyCodesMax> replies;  // non-2xx/3xx replies by code
   LatencyHistogram latency_ns;                  // end of message to its reply
   // Read only after the thread has stopped: the first text seen for each failing code.
@@ -157,13 +171,28 @@ class LoadConnection : public relay::io::IoObject {
   bool closed() const { return closed_; }
 
  private:
-  enum class Expect { kGreeting, kEhlo, kAuth, kMail, kRcpt, kData, kDataEnd, kRset, kQuit };
+  enum class Expect {
+    kGreeting,
+    kEhlo,
+    kStartTls,
+    kTlsHandshake,  // not a reply: the handshake's end, bounded by the same timeout
+    kAuth,
+    kMail,
+    kRcpt,
+    kData,
+    kDataEnd,
+    kRset,
+    kQuit
+  };
 
   void OnConnect(int result);
   void OnRecv(int result);
   void OnSent(int result);
   void OnTimeout();
   void HandleReply(const SmtpReply& reply);
+  void HandlePlaintext(std::string_view bytes);
+  void StartTls();
+  void TlsFailed(absl::string_view why);
   void Send(std::string_view bytes);
   void Flush();
   void Expecting(Expect e);
@@ -189,7 +218,9 @@ class LoadConnection : public relay::io::IoObject {
   std::deque<Expect> expects_;
   std::string out_;
   size_t out_sent_ = 0;
-  std::string pending_;
+  std::string pending_;  // plaintext not yet handed to the socket (or to TLS)
+  std::unique_ptr<relay::tls::TlsStream> tls_;
+  std::string plaintext_in_;  // decrypted bytes of the current read
   BuiltMessage message_;
   bool pipelining_ = false;
   bool txn_failed_ = false;
@@ -218,6 +249,12 @@ class Shard {
   absl::Status Init() {
     relay::SetThreadLogTag(absl::StrCat("load", index_));
     ASSIGN_OR_RETURN(reactor_, Reactor::Create({}));
+    if (config_.starttls || config_.implicit_tls) {
+      relay::tls::ClientTlsContext::Options options;
+      options.ca_file.clear();  // test servers have self-signed certificates: nothing to verify
+      options.check_host_name = false;
+      ASSIGN_OR_RETURN(tls_, relay::tls::ClientTlsContext::Create(options));
+    }
     pace_timer_.set_callback([this] { ReleasePaced(); });
     for (int i = 0; i < connection_count_; ++i) {
       const SocketAddress& t =
@@ -293,6 +330,7 @@ class Shard {
   }
 
   Reactor* reactor() { return reactor_.get(); }
+  relay::tls::ClientTlsContext* tls() { return tls_.get(); }
   const LoadConfig& config() const { return config_; }
   ShardStats* stats() { return stats_; }
   std::mt19937_64& rng() { return rng_; }
@@ -309,6 +347,7 @@ class Shard {
   const int connection_count_;
   std::mt19937_64 rng_;
   std::unique_ptr<Reactor> reactor_;
+  std::unique_ptr<relay::tls::ClientTlsContext> tls_;  // outlives the connections (cleared first)
   std::vector<std::unique_ptr<LoadConnection>> connections_;
   int64_t interval_ns_ = 0;
   int64_t next_ns_ = 0;
@@ -350,8 +389,13 @@ void LoadConnection::Start() {
   out_sent_ = 0;
   messages_here_ = 0;
   pipelining_ = false;
+  tls_.reset();
   shard_->reactor()->Connect(fd_, target_.get(), target_.length, &connect_);
-  Expecting(Expect::kGreeting);
+  if (shard_->config().implicit_tls) {
+    Expecting(Expect::kTlsHandshake);
+  } else {
+    Expecting(Expect::kGreeting);
+  }
 }
 
 void LoadConnection::OnConnect(int result) {
@@ -364,7 +408,39 @@ void LoadConnection::OnConnect(int result) {
     return;
   }
   shard_->stats()->connects.Add();
+  if (shard_->config().implicit_tls) {
+    StartTls();
+    if (closed_) return;
+  }
   shard_->reactor()->Recv(fd_, recv_buffer_.get(), kRecvBufferBytes, &recv_);
+}
+
+void LoadConnection::StartTls() {
+  relay::tls::ClientTlsContext* context = shard_->tls();
+  // The session cache is keyed by the host: the target's address.
+  std::string host = target_.ToString();
+  if (!shard_->config().tls_resume) context->session_cache().Erase(host);
+  auto stream = relay::tls::TlsStream::NewClient(*context, host);
+  if (!stream.ok()) {
+    TlsFailed(stream.status().message());
+    return;
+  }
+  tls_ = std::move(*stream);
+  if (absl::Status s = tls_->Start(); !s.ok()) {
+    TlsFailed(s.message());
+    return;
+  }
+  Flush();  // the ClientHello
+}
+
+void LoadConnection::TlsFailed(absl::string_view why) {
+  ShardStats* st = shard_->stats();
+  st->tls_errors.Add();
+  if (st->tls_errors.value() <= 5) {
+    relay::LogWarning() << target_.ToString() << ": TLS: " << why;
+  }
+  if (tls_ != nullptr) Flush();  // the alert, if any, goes out before the close when it can
+  Fail(nullptr);
 }
 
 void LoadConnection::Expecting(Expect e) {
@@ -398,7 +474,41 @@ void LoadConnection::OnRecv(int result) {
     Fail(result == 0 ? "connection closed by the server" : std::strerror(-result));
     return;
   }
-  reader_.Append(std::string_view(recv_buffer_.get(), static_cast<size_t>(result)));
+  std::string_view bytes(recv_buffer_.get(), static_cast<size_t>(result));
+  if (tls_ == nullptr) {
+    HandlePlaintext(bytes);
+  } else {
+    plaintext_in_.clear();
+    absl::Status s =
+        tls_->OnCiphertext(absl::string_view(bytes.data(), bytes.size()), &plaintext_in_);
+    if (!s.ok()) {
+      TlsFailed(s.message());
+      return;
+    }
+    if (!expects_.empty() && expects_.front() == Expect::kTlsHandshake && tls_->established()) {
+      ShardStats* st = shard_->stats();
+      st->tls_handshakes.Add();
+      if (tls_->session_reused()) st->tls_resumed.Add();
+      expects_.pop_front();
+      shard_->reactor()->timers().Cancel(&timer_);
+      if (shard_->config().implicit_tls) {
+        Expecting(Expect::kGreeting);
+      } else {
+        // RFC 3207 §4.2: the client discards what it knew from the first EHLO and says it again.
+        Send(absl::StrCat("EHLO ", shard_->config().ehlo, "\r\n"));
+        Expecting(Expect::kEhlo);
+      }
+    }
+    if (!closed_ && !plaintext_in_.empty()) HandlePlaintext(plaintext_in_);
+    if (!closed_) Flush();  // handshake flights
+  }
+  if (!closed_ && !recv_.in_flight()) {
+    shard_->reactor()->Recv(fd_, recv_buffer_.get(), kRecvBufferBytes, &recv_);
+  }
+}
+
+void LoadConnection::HandlePlaintext(std::string_view bytes) {
+  reader_.Append(bytes);
   while (!closed_) {
     SmtpReply reply;
     bool complete = false;
@@ -410,9 +520,6 @@ void LoadConnection::OnRecv(int result) {
     }
     if (!complete) break;
     HandleReply(reply);
-  }
-  if (!closed_ && !recv_.in_flight()) {
-    shard_->reactor()->Recv(fd_, recv_buffer_.get(), kRecvBufferBytes, &recv_);
   }
 }
 
@@ -457,13 +564,27 @@ void LoadConnection::HandleReply(const SmtpReply& reply) {
         return;
       }
       bool auth_plain = false;
+      bool starttls = false;
       for (size_t i = 1; i < reply.lines.size(); ++i) {
         std::string kw = absl::AsciiStrToUpper(reply.lines[i]);
         if (kw == "PIPELINING") pipelining_ = config.pipelining;
+        if (kw == "STARTTLS") starttls = true;
         if (absl::StartsWith(kw, "AUTH") &&
             (absl::StrContains(kw, " PLAIN") || absl::StrContains(kw, "=PLAIN"))) {
           auth_plain = true;
         }
+      }
+      if (config.starttls && tls_ == nullptr) {
+        if (!starttls) {
+          relay::LogError() << target_.ToString() << " does not offer STARTTLS";
+          shard_->stats()->tls_errors.Add();
+          give_up_ = true;
+          Fail(nullptr);
+          return;
+        }
+        Send("STARTTLS\r\n");
+        Expecting(Expect::kStartTls);
+        return;
       }
       if (!config.auth_user.empty()) {
         if (!auth_plain) {
@@ -482,6 +603,22 @@ void LoadConnection::HandleReply(const SmtpReply& reply) {
       NextMessage();
       return;
     }
+    case Expect::kStartTls:
+      if (reply.code != 220) {
+        CountReply(reply);
+        TlsFailed(reply.Summary());
+        return;
+      }
+      // RFC 3207 §4: nothing the server sent before its 220 may be used after the handshake.
+      reader_.Clear();
+      Expecting(Expect::kTlsHandshake);
+      StartTls();
+      return;
+    case Expect::kTlsHandshake:
+      // OnRecv takes this expectation off when the handshake completes; a reply cannot be here.
+      relay::LogWarning() << "reply during the TLS handshake from " << target_.ToString();
+      Fail(nullptr);
+      return;
     case Expect::kAuth:
       if (reply.code != 235) {
         CountReply(reply);
@@ -614,10 +751,22 @@ void LoadConnection::Send(std::string_view bytes) {
 }
 
 void LoadConnection::Flush() {
-  if (closed_ || send_.in_flight() || pending_.empty()) return;
-  out_.swap(pending_);
-  pending_.clear();
+  if (closed_ || send_.in_flight()) return;
   out_sent_ = 0;
+  if (tls_ == nullptr) {
+    if (pending_.empty()) return;
+    out_.swap(pending_);
+    pending_.clear();
+  } else {
+    if (tls_->established() && !pending_.empty()) {
+      auto taken = tls_->Write(pending_);
+      if (taken.ok()) pending_.erase(0, *taken);
+    }
+    absl::string_view cipher = tls_->PendingCiphertext();
+    if (cipher.empty()) return;
+    out_.assign(cipher.data(), cipher.size());
+    tls_->ConsumeCiphertext(cipher.size());
+  }
   shard_->reactor()->Send(fd_, out_.data(), out_.size(), &send_);
 }
 
@@ -655,6 +804,7 @@ void LoadConnection::Close(int reconnect_delay_ms) {
   shard_->reactor()->Cancel(&send_);
   shard_->reactor()->Close(fd_);
   fd_ = -1;
+  tls_.reset();
   if (reconnect_delay_ms >= 0 && !give_up_ && !shard_->draining()) {
     // The new socket waits until every operation of the old one has come back (OnTimeout).
     reconnect_pending_ = true;
@@ -715,8 +865,11 @@ int Main(int argc, char** argv) {
     }
     config.targets.push_back(*a);
   }
-  if (absl::GetFlag(FLAGS_starttls) || absl::GetFlag(FLAGS_tls)) {
-    std::fprintf(stderr, "smtp_load: TLS is not available in this build yet\n");
+  config.starttls = absl::GetFlag(FLAGS_starttls);
+  config.implicit_tls = absl::GetFlag(FLAGS_implicit_tls);
+  config.tls_resume = absl::GetFlag(FLAGS_tls_resume);
+  if (config.starttls && config.implicit_tls) {
+    std::fprintf(stderr, "smtp_load: --starttls and --implicit-tls exclude each other\n");
     return 2;
   }
   const double duration_s = absl::GetFlag(FLAGS_duration_s);
@@ -734,6 +887,15 @@ int Main(int argc, char** argv) {
   config.ehlo = absl::GetFlag(FLAGS_ehlo);
   config.auth_user = absl::GetFlag(FLAGS_auth_user);
   config.auth_password = absl::GetFlag(FLAGS_auth_password);
+  if (std::string auth = absl::GetFlag(FLAGS_auth); !auth.empty()) {
+    size_t colon = auth.find(':');
+    if (colon == std::string::npos || colon == 0) {
+      std::fprintf(stderr, "smtp_load: --auth wants user:password\n");
+      return 2;
+    }
+    config.auth_user = auth.substr(0, colon);
+    config.auth_password = auth.substr(colon + 1);
+  }
   config.pipelining = absl::GetFlag(FLAGS_pipelining);
   config.reply_timeout_ms = std::max(1, absl::GetFlag(FLAGS_reply_timeout_ms));
   config.seed = absl::GetFlag(FLAGS_seed);
@@ -809,7 +971,7 @@ int Main(int argc, char** argv) {
   const double cpu_s = ProcessCpuSeconds() - cpu_start_s;
 
   uint64_t connects = 0, errors = 0, transactions = 0, sent = 0, accepted = 0, accepted_bytes = 0,
-           sent_bytes = 0;
+           sent_bytes = 0, tls_handshakes = 0, tls_resumed = 0, tls_errors = 0;
   int64_t last_accept = 0;
   LatencyHistogram latency;
   for (const auto& s : stats) {
@@ -820,6 +982,9 @@ int Main(int argc, char** argv) {
     accepted += s->accepted.value();
     accepted_bytes += s->accepted_bytes.value();
     sent_bytes += s->sent_bytes.value();
+    tls_handshakes += s->tls_handshakes.value();
+    tls_resumed += s->tls_resumed.value();
+    tls_errors += s->tls_errors.value();
     last_accept = std::max<int64_t>(last_accept, s->last_accept_ns.value());
     latency.Merge(s->latency_ns);
   }
@@ -833,21 +998,26 @@ int Main(int argc, char** argv) {
                "messages/s accepted\n"
                "smtp_load: end of message to reply: %s\n"
                "smtp_load: %llu connections, %llu connection errors, cpu %.2fs (%.1f%% of one "
-               "core)\n%s%s",
+               "core)\n"
+               "smtp_load: %llu TLS handshakes (%llu resumed), %llu TLS errors\n%s%s",
                static_cast<unsigned long long>(accepted), static_cast<unsigned long long>(sent),
                static_cast<unsigned long long>(transactions), active_s, rate,
                FormatPercentilesNanos(latency).c_str(), static_cast<unsigned long long>(connects),
                static_cast<unsigned long long>(errors), cpu_s, 100 * cpu_s / wall_s,
+               static_cast<unsigned long long>(tls_handshakes),
+               static_cast<unsigned long long>(tls_resumed),
+               static_cast<unsigned long long>(tls_errors),
                human_replies.empty() ? "" : "smtp_load: replies other than 2xx/3xx:\n",
                human_replies.c_str());
   std::string json = absl::StrFormat(
       "{\"tool\":\"smtp_load\",\"targets\":\"%s\",\"connections\":%d,\"threads\":%d,"
       "\"transactions\":%d,\"sent\":%d,\"accepted\":%d,\"sent_bytes\":%d,\"accepted_bytes\":%d,"
       "\"active_s\":%.3f,\"wall_s\":%.3f,\"accepted_per_s\":%.1f,\"connects\":%d,"
-      "\"connection_errors\":%d,\"cpu_s\":%.3f,\"latency\":%s,\"replies\":%s}",
+      "\"connection_errors\":%d,\"cpu_s\":%.3f,\"tls_handshakes\":%d,\"tls_resumed\":%d,"
+      "\"tls_errors\":%d,\"latency\":%s,\"replies\":%s}",
       targets, config.connections, config.threads, transactions, sent, accepted, sent_bytes,
-      accepted_bytes, active_s, wall_s, rate, connects, errors, cpu_s,
-      PercentilesJsonNanos(latency), replies);
+      accepted_bytes, active_s, wall_s, rate, connects, errors, cpu_s, tls_handshakes, tls_resumed,
+      tls_errors, PercentilesJsonNanos(latency), replies);
   std::printf("%s\n", json.c_str());
   std::fflush(stdout);
   if (std::string path = absl::GetFlag(FLAGS_json_file); !path.empty()) {

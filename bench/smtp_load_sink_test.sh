@@ -1,7 +1,8 @@
 #!/bin/bash
 # The generator against the sink on loopback: every message sent is counted received, byte
 # counts match, the latency header is parsed, scripted failures show up in the generator's
-# counts, AUTH PLAIN, one message per connection, IPv6 and an address range, reply delay.
+# counts, AUTH PLAIN, one message per connection, IPv6 and an address range, reply delay,
+# STARTTLS on both sides (with AUTH after it, session resumption, a reply delay).
 source bench/smtp_test_lib.sh
 
 [ -x "$SINK" ] && [ -x "$LOAD" ] || fail "binaries missing"
@@ -80,6 +81,58 @@ start_sink paced --listen 127.0.0.1:0
 stop_sink
 n=$(json "$T/paced-load.json" accepted)
 [ "$n" -ge 330 ] && [ "$n" -le 420 ] || fail "rate 200/s for 2 s gave $n messages"
+
+echo "== STARTTLS with a self-signed pair: AUTH after TLS, resumption, TLS counted on both sides"
+start_sink tls --listen 127.0.0.1:0 --starttls --auth-user bench --auth-password s3cret
+"$LOAD" --target "127.0.0.1:$SINK_PORT" --starttls --auth bench:s3cret --connections 4 \
+  --count 200 --messages-per-connection 10 --duration-s 30 \
+  > "$T/tls-load.json" 2> "$T/tls-load.err" || fail "load exited with $?"
+echo "== STARTTLS offered, a client that does not use it"
+"$LOAD" --target "127.0.0.1:$SINK_PORT" --auth bench:s3cret --connections 2 --count 20 \
+  --duration-s 30 > "$T/tls-plain-load.json" 2> "$T/tls-plain-load.err" || fail "load exited"
+stop_sink
+expect_eq "$(json "$T/tls-load.json" accepted)" 200 "accepted over STARTTLS"
+# At least 20 connections: the last ones may carry fewer than 10 when the count runs out.
+tls_connects=$(json "$T/tls-load.json" connects)
+[ "$tls_connects" -ge 20 ] || fail "$tls_connects connections for 200 messages at 10 each"
+expect_eq "$(json "$T/tls-load.json" tls_handshakes)" "$tls_connects" "generator handshakes"
+expect_eq "$(json "$T/tls-load.json" tls_errors)" 0 "generator TLS errors"
+[ "$(json "$T/tls-load.json" tls_resumed)" -gt 0 ] || fail "no session resumed"
+expect_eq "$(json "$T/tls-plain-load.json" accepted)" 20 "accepted in the clear"
+expect_eq "$(json "$T/tls.json" messages)" 220 "sink messages"
+expect_eq "$(json "$T/tls.json" tls_sessions)" "$tls_connects" "sink TLS sessions"
+expect_eq "$(json "$T/tls.json" tls_resumed)" "$(json "$T/tls-load.json" tls_resumed)" \
+  "resumed sessions, sink and generator"
+expect_eq "$(json "$T/tls.json" tls_errors)" 0 "sink TLS errors"
+expect_eq "$(json "$T/tls.json" connections)" \
+  "$((tls_connects + $(json "$T/tls-plain-load.json" connects)))" "sink connections"
+
+echo "== STARTTLS with a given certificate and a reply delay (the handshake is not delayed)"
+if command -v openssl > /dev/null; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=sink.bench.test -keyout "$T/key.pem" -out "$T/cert.pem" 2> "$T/openssl.err" ||
+    fail "openssl req"
+  start_sink tlsslow --listen 127.0.0.1:0 --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" \
+    --delay-ms 20
+  "$LOAD" --target "127.0.0.1:$SINK_PORT" --starttls --tls-resume=false --connections 2 \
+    --count 20 --messages-per-connection 5 --duration-s 30 \
+    > "$T/tlsslow-load.json" 2> "$T/tlsslow-load.err" || fail "load exited with $?"
+  stop_sink
+  expect_eq "$(json "$T/tlsslow-load.json" accepted)" 20 "accepted through a slow TLS sink"
+  expect_eq "$(json "$T/tlsslow-load.json" tls_resumed)" 0 "resumed with --tls-resume=false"
+  expect_eq "$(json "$T/tlsslow.json" tls_sessions)" 4 "sink TLS sessions"
+else
+  echo "openssl not installed: the given-certificate case is not run"
+fi
+
+echo "== STARTTLS asked of a sink that does not offer it: counted as a TLS error, no mail"
+start_sink notls --listen 127.0.0.1:0
+"$LOAD" --target "127.0.0.1:$SINK_PORT" --starttls --connections 2 --count 10 --duration-s 10 \
+  > "$T/notls-load.json" 2> "$T/notls-load.err" || fail "load exited with $?"
+stop_sink
+expect_eq "$(json "$T/notls-load.json" accepted)" 0 "accepted without STARTTLS"
+expect_eq "$(json "$T/notls-load.json" tls_errors)" 2 "TLS errors"
+grep -q "does not offer STARTTLS" "$T/notls-load.err" || fail "no reason given"
 
 echo "== refuses a destination that is not loopback"
 if "$LOAD" --target 192.168.1.1:25 --count 1 > /dev/null 2> "$T/refuse.err"; then

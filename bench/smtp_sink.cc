@@ -2,10 +2,13 @@
 // io_uring reactor per thread, SO_REUSEPORT listeners so the kernel spreads connections), counts
 // messages and bytes, records each arrival and, from the generator's X-Bench-Sent header, the
 // end-to-end latency, and can refuse a share of transactions or answer slowly to play a
-// throttling receiver. See --help for the flags; the last line on stdout is a JSON summary.
+// throttling receiver. With --starttls it offers STARTTLS (RFC 3207) with the given certificate
+// or a self-signed one made at start, and counts TLS sessions and TLS errors. See --help for the
+// flags; the last line on stdout is a JSON summary.
 //
 //   smtp_sink --listen 127.0.0.1:2525 --listen [::1]:2525 --listen-range 127.0.0.10-127.0.0.50:25
 //             --threads 2 --max-seconds 60 --fail-rate 0.1 --fail-reply "451 4.7.28 try later"
+//             [--starttls [--tls-cert cert.pem --tls-key key.pem]]
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -44,6 +47,9 @@
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/io/socket.h"
+#include "relay/tls/self_signed.h"
+#include "relay/tls/tls_context.h"
+#include "relay/tls/tls_stream.h"
 
 // --listen ADDRESS:PORT and --listen-range FIRST-LAST:PORT (IPv4) are repeatable and handled by
 // CommandLine, outside absl.
@@ -71,6 +77,11 @@ ABSL_FLAG(std::string, arrivals_file, "",
           "Write one line per accepted message at exit: arrival_ns sent_ns (0 when unknown)");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the fault-injection choice");
 ABSL_FLAG(int64_t, message_bytes_max, 64 << 20, "Largest message accepted (552 beyond)");
+ABSL_FLAG(bool, starttls, false,
+          "Offer STARTTLS (RFC 3207); without --tls-cert/--tls-key a self-signed pair for "
+          "--hostname is made in a temporary directory at start");
+ABSL_FLAG(std::string, tls_cert, "", "Certificate chain (PEM) for STARTTLS; implies --starttls");
+ABSL_FLAG(std::string, tls_key, "", "Private key (PEM) for --tls-cert");
 
 namespace bench {
 namespace {
@@ -89,6 +100,8 @@ constexpr size_t kPendingOutputBytesMax = 4 << 20;
 
 struct SinkConfig {
   SinkSessionOptions session;
+  // Set when STARTTLS is offered; shared read-only by every shard.
+  std::shared_ptr<const relay::tls::ServerTlsContext> tls;
   double fail_rate = 0;
   std::string fail_reply;
   bool fail_at_rcpt = false;
@@ -106,6 +119,9 @@ struct ShardStats {
   Counter bytes;
   Counter rejected;
   Counter missing_header;  // accepted messages without a readable X-Bench-Sent
+  Counter tls_sessions;    // handshakes completed
+  Counter tls_resumed;     // of which resumed a session
+  Counter tls_errors;      // handshakes or records that failed
   Counter first_arrival_ns;
   Counter last_arrival_ns;
   LatencyHistogram e2e_latency_ns;
@@ -151,9 +167,14 @@ class Connection : public relay::io::IoObject {
  private:
   void ArmRecv();
   void OnRecv(int result, uint32_t flags);
+  void OnPlaintext(std::string_view bytes);
   void OnSent(int result);
+  void OnCiphertext(std::string_view bytes);
+  void SwitchToTls();
   void Output();  // pending_ has new bytes
-  void Flush();
+  // Sends what is ready: with `release_replies` the plaintext replies in pending_ too (that is
+  // what the reply delay holds back); TLS handshake flights are never delayed.
+  void Flush(bool release_replies);
 
   Shard* shard_;
   int fd_;
@@ -161,9 +182,14 @@ class Connection : public relay::io::IoObject {
   Completion recv_;
   Completion send_;
   Timer delay_timer_;
-  std::string out_;      // being sent
+  std::string out_;      // being sent (ciphertext once TLS runs)
   size_t out_sent_ = 0;  // bytes of out_ the kernel took
-  std::string pending_;  // replies produced while out_ is in flight
+  std::string pending_;  // plaintext replies produced while out_ is in flight
+  std::unique_ptr<relay::tls::TlsStream> tls_;
+  std::string plaintext_in_;           // decrypted bytes of the current read
+  bool start_tls_after_send_ = false;  // the 220 to STARTTLS is being sent in the clear
+  bool tls_reported_ = false;
+  bool tls_failed_ = false;  // no more replies can be encrypted
   bool close_after_flush_ = false;
   bool closed_ = false;
 };
@@ -259,6 +285,7 @@ class Shard : public SinkSessionDelegate {
 
   Reactor* reactor() { return reactor_.get(); }
   BufferRing* buffers() { return buffers_.get(); }
+  ShardStats* stats() { return stats_; }
   const SinkConfig& config() const { return config_; }
 
  private:
@@ -324,7 +351,7 @@ Connection::Connection(Shard* shard, int fd)
     : shard_(shard), fd_(fd), session_(shard->config().session, shard) {
   recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
   send_.set_handler([this](int result, uint32_t) { OnSent(result); });
-  delay_timer_.set_callback([this] { Flush(); });
+  delay_timer_.set_callback([this] { Flush(/*release_replies=*/true); });
 }
 
 void Connection::Start() {
@@ -346,12 +373,13 @@ void Connection::OnRecv(int result, uint32_t flags) {
   if (result > 0 && BufferRing::HasBuffer(flags)) {
     uint16_t id = BufferRing::BufferId(flags);
     std::string_view bytes(shard_->buffers()->Buffer(id), static_cast<size_t>(result));
-    SinkSession::Action action = session_.OnBytes(bytes, &pending_);
-    shard_->buffers()->Recycle(id);
-    if (action != SinkSession::Action::kContinue) {
-      // kStartTls: this build has no TLS driver, and the session never offers STARTTLS then.
-      close_after_flush_ = true;
+    if (tls_ != nullptr) {
+      OnCiphertext(bytes);  // may close the connection
+    } else {
+      OnPlaintext(bytes);
     }
+    shard_->buffers()->Recycle(id);
+    if (closed_) return;
     if (pending_.size() > kPendingOutputBytesMax) {
       relay::LogWarning() << "client does not read its replies; closing";
       CloseNow();
@@ -370,6 +398,53 @@ void Connection::OnRecv(int result, uint32_t flags) {
   CloseNow();
 }
 
+void Connection::OnPlaintext(std::string_view bytes) {
+  SinkSession::Action action = session_.OnBytes(bytes, &pending_);
+  if (action == SinkSession::Action::kStartTls && shard_->config().tls != nullptr) {
+    // The 220 leaves in the clear; the stream is made once that send has completed (OnSent).
+    // The client sends its ClientHello only after reading the 220, and completions are handled
+    // in order, so no handshake byte can arrive before the switch (RFC 3207 §4).
+    start_tls_after_send_ = true;
+  } else if (action != SinkSession::Action::kContinue) {
+    close_after_flush_ = true;
+  }
+}
+
+void Connection::OnCiphertext(std::string_view bytes) {
+  plaintext_in_.clear();
+  absl::Status status =
+      tls_->OnCiphertext(absl::string_view(bytes.data(), bytes.size()), &plaintext_in_);
+  if (!status.ok()) {
+    ShardStats* st = shard_->stats();
+    st->tls_errors.Add();
+    if (st->tls_errors.value() <= 5) relay::LogWarning() << "TLS: " << status.message();
+    tls_failed_ = true;
+    close_after_flush_ = true;
+    Flush(/*release_replies=*/false);  // the alert, if any; closes when sent
+    return;
+  }
+  if (tls_->established() && !tls_reported_) {
+    tls_reported_ = true;
+    shard_->stats()->tls_sessions.Add();
+    if (tls_->session_reused()) shard_->stats()->tls_resumed.Add();
+    session_.TlsStarted();
+  }
+  if (!plaintext_in_.empty()) OnPlaintext(plaintext_in_);
+  Flush(/*release_replies=*/false);  // handshake flights and session tickets go out at once
+}
+
+void Connection::SwitchToTls() {
+  start_tls_after_send_ = false;
+  auto stream = relay::tls::TlsStream::NewServer(*shard_->config().tls);
+  if (!stream.ok()) {
+    shard_->stats()->tls_errors.Add();
+    relay::LogWarning() << "STARTTLS: " << stream.status().message();
+    CloseNow();
+    return;
+  }
+  tls_ = std::move(*stream);
+}
+
 void Connection::Output() {
   if (pending_.empty()) return;
   if (shard_->config().delay_ms > 0) {
@@ -378,18 +453,28 @@ void Connection::Output() {
     }
     return;
   }
-  Flush();
+  Flush(/*release_replies=*/true);
 }
 
-void Connection::Flush() {
+void Connection::Flush(bool release_replies) {
   if (closed_ || send_.in_flight()) return;
-  if (pending_.empty()) {
-    if (close_after_flush_) CloseNow();
+  out_.clear();
+  out_sent_ = 0;
+  if (tls_ == nullptr) {
+    if (release_replies) out_.swap(pending_);
+  } else {
+    if (release_replies && tls_->established() && !pending_.empty()) {
+      auto taken = tls_->Write(pending_);
+      if (taken.ok()) pending_.erase(0, *taken);
+    }
+    absl::string_view cipher = tls_->PendingCiphertext();
+    out_.assign(cipher.data(), cipher.size());
+    tls_->ConsumeCiphertext(cipher.size());
+  }
+  if (out_.empty()) {
+    if (close_after_flush_ && (pending_.empty() || tls_failed_)) CloseNow();
     return;
   }
-  out_.swap(pending_);
-  pending_.clear();
-  out_sent_ = 0;
   shard_->reactor()->Send(fd_, out_.data(), out_.size(), &send_);
 }
 
@@ -405,10 +490,15 @@ void Connection::OnSent(int result) {
     return;
   }
   out_.clear();
+  if (start_tls_after_send_ && pending_.empty()) {
+    SwitchToTls();
+    if (closed_) return;
+  }
   if (!pending_.empty() && shard_->config().delay_ms > 0 && !delay_timer_.scheduled()) {
     Output();
+    Flush(/*release_replies=*/false);
   } else {
-    Flush();
+    Flush(/*release_replies=*/true);
   }
 }
 
@@ -454,13 +544,14 @@ absl::StatusOr<std::vector<SocketAddress>> ParseRange(const std::string& text) {
 
 std::string StatsLine(const std::vector<std::unique_ptr<ShardStats>>& stats, double elapsed_s,
                       uint64_t* last_messages, double* last_time_s) {
-  uint64_t messages = 0, bytes = 0, rejected = 0, open = 0;
+  uint64_t messages = 0, bytes = 0, rejected = 0, open = 0, tls = 0;
   LatencyHistogram e2e;
   for (const auto& s : stats) {
     messages += s->messages.value();
     bytes += s->bytes.value();
     rejected += s->rejected.value();
     open += s->connections_open.value();
+    tls += s->tls_sessions.value();
     e2e.Merge(s->e2e_latency_ns);
   }
   double interval = elapsed_s - *last_time_s;
@@ -468,8 +559,9 @@ std::string StatsLine(const std::vector<std::unique_ptr<ShardStats>>& stats, dou
   *last_messages = messages;
   *last_time_s = elapsed_s;
   return absl::StrFormat(
-      "sink: t=%.1fs messages=%d (%.0f/s) bytes=%d rejected=%d open_connections=%d e2e %s",
-      elapsed_s, messages, rate, bytes, rejected, open, FormatPercentilesNanos(e2e));
+      "sink: t=%.1fs messages=%d (%.0f/s) bytes=%d rejected=%d open_connections=%d "
+      "tls_sessions=%d e2e %s",
+      elapsed_s, messages, rate, bytes, rejected, open, tls, FormatPercentilesNanos(e2e));
 }
 
 int Main(int argc, char** argv) {
@@ -532,6 +624,45 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  std::string tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  std::string tls_key = absl::GetFlag(FLAGS_tls_key);
+  std::string self_signed_dir;
+  if (tls_cert.empty() != tls_key.empty()) {
+    std::fprintf(stderr, "smtp_sink: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_starttls) || !tls_cert.empty()) {
+    if (tls_cert.empty()) {
+      char dir[] = "/tmp/smtp_sink_tls.XXXXXX";
+      if (mkdtemp(dir) == nullptr) {
+        std::fprintf(stderr, "smtp_sink: mkdtemp: %s\n", std::strerror(errno));
+        return 2;
+      }
+      self_signed_dir = dir;
+      tls_cert = self_signed_dir + "/cert.pem";
+      tls_key = self_signed_dir + "/key.pem";
+      if (absl::Status s =
+              relay::tls::GenerateSelfSignedCertificate(config.session.hostname, tls_cert, tls_key);
+          !s.ok()) {
+        std::fprintf(stderr, "smtp_sink: %s\n", std::string(s.message()).c_str());
+        return 2;
+      }
+    }
+    auto context = relay::tls::ServerTlsContext::Load(tls_cert, tls_key);
+    if (!self_signed_dir.empty()) {
+      // Loaded into memory: the files are not needed any more.
+      std::remove(tls_cert.c_str());
+      std::remove(tls_key.c_str());
+      rmdir(self_signed_dir.c_str());
+    }
+    if (!context.ok()) {
+      std::fprintf(stderr, "smtp_sink: %s\n", std::string(context.status().message()).c_str());
+      return 2;
+    }
+    config.tls = *context;
+    config.session.starttls = true;
+  }
+
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
 
@@ -560,7 +691,8 @@ int Main(int argc, char** argv) {
   std::string listening;
   for (const auto& a : addresses)
     absl::StrAppend(&listening, listening.empty() ? "" : " ", a.ToString());
-  std::fprintf(stderr, "smtp_sink: listening on %s with %d threads\n", listening.c_str(), threads);
+  std::fprintf(stderr, "smtp_sink: listening on %s with %d threads%s\n", listening.c_str(), threads,
+               config.tls != nullptr ? ", offering STARTTLS" : "");
   if (std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
     std::string tmp = pf + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "w");
@@ -631,7 +763,8 @@ int Main(int argc, char** argv) {
   for (auto& w : workers) w.join();
   const double wall_s = (MonoNanos() - start_ns) / 1e9;
 
-  uint64_t messages = 0, bytes = 0, rejected = 0, connections = 0, missing = 0;
+  uint64_t messages = 0, bytes = 0, rejected = 0, connections = 0, missing = 0, tls_sessions = 0,
+           tls_resumed = 0, tls_errors = 0;
   int64_t first = 0, last = 0;
   LatencyHistogram e2e;
   for (const auto& s : stats) {
@@ -640,6 +773,9 @@ int Main(int argc, char** argv) {
     rejected += s->rejected.value();
     connections += s->connections.value();
     missing += s->missing_header.value();
+    tls_sessions += s->tls_sessions.value();
+    tls_resumed += s->tls_resumed.value();
+    tls_errors += s->tls_errors.value();
     int64_t f = static_cast<int64_t>(s->first_arrival_ns.value());
     int64_t l = static_cast<int64_t>(s->last_arrival_ns.value());
     if (f > 0 && (first == 0 || f < first)) first = f;
@@ -660,23 +796,26 @@ int Main(int argc, char** argv) {
   }
   double span_s = last > first ? (last - first) / 1e9 : 0;
   double cpu_s = ProcessCpuSeconds();
-  std::fprintf(stderr,
-               "smtp_sink: %llu messages, %llu bytes, %llu rejected, %llu connections in %.2fs "
-               "(%.0f messages/s between first and last arrival), cpu %.2fs\n"
-               "smtp_sink: end-to-end latency (X-Bench-Sent to arrival) %s, %llu without the "
-               "header\n",
-               static_cast<unsigned long long>(messages), static_cast<unsigned long long>(bytes),
-               static_cast<unsigned long long>(rejected),
-               static_cast<unsigned long long>(connections), wall_s,
-               span_s > 0 ? messages / span_s : 0.0, cpu_s, FormatPercentilesNanos(e2e).c_str(),
-               static_cast<unsigned long long>(missing));
+  std::fprintf(
+      stderr,
+      "smtp_sink: %llu messages, %llu bytes, %llu rejected, %llu connections in %.2fs "
+      "(%.0f messages/s between first and last arrival), cpu %.2fs\n"
+      "smtp_sink: end-to-end latency (X-Bench-Sent to arrival) %s, %llu without the "
+      "header\n"
+      "smtp_sink: %llu TLS sessions (%llu resumed), %llu TLS errors\n",
+      static_cast<unsigned long long>(messages), static_cast<unsigned long long>(bytes),
+      static_cast<unsigned long long>(rejected), static_cast<unsigned long long>(connections),
+      wall_s, span_s > 0 ? messages / span_s : 0.0, cpu_s, FormatPercentilesNanos(e2e).c_str(),
+      static_cast<unsigned long long>(missing), static_cast<unsigned long long>(tls_sessions),
+      static_cast<unsigned long long>(tls_resumed), static_cast<unsigned long long>(tls_errors));
   std::string json = absl::StrFormat(
       "{\"tool\":\"smtp_sink\",\"messages\":%d,\"bytes\":%d,\"rejected\":%d,\"connections\":%d,"
       "\"missing_header\":%d,\"first_arrival_ns\":%d,\"last_arrival_ns\":%d,"
       "\"arrival_rate_per_s\":%.1f,\"wall_s\":%.3f,\"cpu_s\":%.3f,\"threads\":%d,"
-      "\"e2e_latency\":%s}",
+      "\"tls_sessions\":%d,\"tls_resumed\":%d,\"tls_errors\":%d,\"e2e_latency\":%s}",
       messages, bytes, rejected, connections, missing, first, last,
-      span_s > 0 ? messages / span_s : 0.0, wall_s, cpu_s, threads, PercentilesJsonNanos(e2e));
+      span_s > 0 ? messages / span_s : 0.0, wall_s, cpu_s, threads, tls_sessions, tls_resumed,
+      tls_errors, PercentilesJsonNanos(e2e));
   std::printf("%s\n", json.c_str());
   std::fflush(stdout);
   if (std::string path = absl::GetFlag(FLAGS_json_file); !path.empty()) {
