@@ -22,6 +22,7 @@
 // plain computation. Nothing here does I/O except the caller's lookup.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -96,7 +97,7 @@ class ArcSealer {
   const std::string& selector() const { return selector_; }
 
  private:
-  ArcSealer(PrivateKey key) : key_(std::move(key)) {}
+  explicit ArcSealer(PrivateKey key) : key_(std::move(key)) {}
 
   PrivateKey key_;
   std::string domain_;
