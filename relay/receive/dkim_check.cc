@@ -1,0 +1,191 @@
+#include "relay/receive/dkim_check.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "dkim/header.h"
+#include "dkim/key.h"
+
+namespace relay::receive {
+namespace {
+
+using KeyName = std::pair<std::string, std::string>;  // (selector, domain)
+
+std::string Lower(std::string_view s) {
+  return absl::AsciiStrToLower(absl::string_view(s.data(), s.size()));
+}
+
+// What Check keeps until every key answer is in.
+struct CheckState {
+  std::shared_ptr<dns::internal::Token> token;
+  std::string_view message;
+  int64_t now_s = 0;
+  DkimCheckOptions options;
+  DkimCheckCallback callback;
+  std::vector<KeyName> names;
+  std::vector<absl::StatusOr<std::string>> records;  // parallel to names
+  size_t pending = 0;
+  // Per DKIM-Signature field, in header order: the start of b= (for header.b).
+  std::vector<std::string> signature_prefixes;
+};
+
+// The key record among the TXT records at a key name (RFC 6376 §3.6.2.2: one record is
+// expected; with several, the one that looks like a key record).
+absl::StatusOr<std::string> PickRecord(const dns::TxtResult& r, size_t record_bytes_max) {
+  if (r.status.transient()) return absl::UnavailableError(r.status.ToString());
+  if (!r.status.ok()) return absl::NotFoundError(r.status.ToString());
+  const dns::TxtRecord* best = nullptr;
+  for (const dns::TxtRecord& rec : r.records) {
+    if (best == nullptr || (rec.joined.find("p=") != std::string::npos &&
+                            best->joined.find("p=") == std::string::npos)) {
+      best = &rec;
+    }
+  }
+  if (best == nullptr) return absl::NotFoundError("no TXT record");
+  if (best->joined.size() > record_bytes_max) {
+    // Reported as "no key" (permerror): a record this large is no key we accept.
+    return absl::NotFoundError(absl::StrCat("key record of ", best->joined.size(),
+                                            " bytes exceeds ", record_bytes_max));
+  }
+  return best->joined;
+}
+
+void Finish(const std::shared_ptr<CheckState>& state) {
+  if (state->token->cancelled) return;
+  dkim::KeyLookup lookup = [&state](std::string_view selector,
+                                    std::string_view domain) -> absl::StatusOr<std::string> {
+    KeyName name(std::string(selector), Lower(domain));
+    auto it = std::find(state->names.begin(), state->names.end(), name);
+    if (it == state->names.end()) return absl::NotFoundError("key not fetched");
+    return state->records[it - state->names.begin()];
+  };
+  DkimCheckResult result;
+  result.key_lookups = state->names.size();
+  std::vector<dkim::VerifyResult> verified =
+      dkim::VerifyMessage(state->message, lookup, state->now_s);
+  if (verified.size() > state->options.signatures_max) {
+    verified.resize(state->options.signatures_max);
+  }
+  for (size_t i = 0; i < verified.size(); ++i) {
+    const dkim::VerifyResult& v = verified[i];
+    DkimAuth a;
+    a.result = ToDkimVerdict(v.status);
+    a.domain = v.domain;
+    a.selector = v.selector;
+    if (i < state->signature_prefixes.size()) a.signature_prefix = state->signature_prefixes[i];
+    a.reason = v.reason;
+    result.dkim.push_back(std::move(a));
+  }
+  result.details = std::move(verified);
+  if (state->options.check_arc) {
+    result.arc = dkim::ValidateArcChain(state->message, lookup, state->now_s);
+  }
+  // The callback may start new checks or drop its handle; it runs last.
+  DkimCheckCallback callback = std::move(state->callback);
+  callback(std::move(result));
+}
+
+}  // namespace
+
+DkimVerdict ToDkimVerdict(dkim::VerifyStatus status) {
+  switch (status) {
+    case dkim::VerifyStatus::kPass: return DkimVerdict::kPass;
+    case dkim::VerifyStatus::kFail: return DkimVerdict::kFail;
+    case dkim::VerifyStatus::kTempError: return DkimVerdict::kTempError;
+    case dkim::VerifyStatus::kPermError: return DkimVerdict::kPermError;
+    case dkim::VerifyStatus::kNeutral: return DkimVerdict::kNeutral;
+  }
+  return DkimVerdict::kPermError;
+}
+
+ArcVerdict ToArcVerdict(dkim::ArcChainStatus status) {
+  switch (status) {
+    case dkim::ArcChainStatus::kNone: return ArcVerdict::kNone;
+    case dkim::ArcChainStatus::kPass: return ArcVerdict::kPass;
+    case dkim::ArcChainStatus::kFail: return ArcVerdict::kFail;
+  }
+  return ArcVerdict::kFail;
+}
+
+DkimChecker::DkimChecker(io::Reactor* reactor, dns::Resolver* resolver, DkimCheckOptions options)
+    : reactor_(reactor), resolver_(resolver), options_(options) {
+  options_.signatures_max = std::min(options_.signatures_max, dkim::kSignaturesCheckedMax);
+}
+
+dns::QueryHandle DkimChecker::Check(std::string_view message, int64_t now_s,
+                                    DkimCheckCallback callback) {
+  auto state = std::make_shared<CheckState>();
+  state->token = std::make_shared<dns::internal::Token>();
+  state->message = message;
+  state->now_s = now_s;
+  state->options = options_;
+  state->callback = std::move(callback);
+
+  auto add_name = [&state](std::string selector, std::string domain) {
+    KeyName name(std::move(selector), Lower(domain));
+    if (std::find(state->names.begin(), state->names.end(), name) == state->names.end()) {
+      state->names.push_back(std::move(name));
+    }
+  };
+  // The same header split as the verifier's, to find the keys it will ask for.
+  size_t header_end = message.size();
+  if (message.substr(0, 2) == "\r\n") {
+    header_end = 0;
+  } else if (size_t sep = message.find("\r\n\r\n"); sep != std::string_view::npos) {
+    header_end = sep + 2;
+  }
+  absl::StatusOr<std::vector<dkim::HeaderField>> fields =
+      dkim::ParseHeaderBlock(message.substr(0, header_end));
+  if (fields.ok()) {
+    for (const dkim::HeaderField& f : *fields) {
+      if (!dkim::HeaderNameEquals(f.name, "dkim-signature")) continue;
+      if (state->signature_prefixes.size() == options_.signatures_max) break;
+      std::string prefix;
+      std::string selector, domain;
+      if (auto tags = dkim::ParseTagList(f.raw.substr(f.raw.find(':') + 1)); tags.ok()) {
+        for (auto [name, value] : *tags) {
+          if (name == "s") selector = std::string(value);
+          if (name == "d") domain = std::string(value);
+          if (name != "b") continue;
+          for (char c : value) {
+            if (prefix.size() == kSignaturePrefixCharsMax) break;
+            if (c != ' ' && c != '\t' && c != '\r' && c != '\n') prefix.push_back(c);
+          }
+        }
+      }
+      state->signature_prefixes.push_back(std::move(prefix));
+      if (!selector.empty() && !domain.empty()) add_name(std::move(selector), std::move(domain));
+    }
+  }
+  if (options_.check_arc) {
+    for (auto& [selector, domain] : dkim::ArcKeyNames(message)) add_name(selector, domain);
+  }
+
+  dns::QueryHandle handle(state->token);
+  state->records.assign(state->names.size(), absl::UnavailableError("no answer"));
+  state->pending = state->names.size();
+  if (state->pending == 0) {
+    // Never call back inside Check.
+    reactor_->Post([state] { Finish(state); });
+    return handle;
+  }
+  for (size_t i = 0; i < state->names.size(); ++i) {
+    // RFC 6376 §3.6.2.1: the key of selector s and domain d is at s._domainkey.d.
+    std::string qname =
+        absl::StrCat(state->names[i].first, "._domainkey.", state->names[i].second);
+    const size_t record_bytes_max = options_.key_record_bytes_max;
+    dns::QueryHandle q = resolver_->LookupTxt(qname, [state, i, record_bytes_max](
+                                                         dns::TxtResult r) {
+      state->records[i] = PickRecord(r, record_bytes_max);
+      if (--state->pending == 0) Finish(state);
+    });
+    // A cancelled check lets its queries finish (they feed the cache); Finish drops the result.
+    q.Detach();
+  }
+  return handle;
+}
+
+}  // namespace relay::receive

@@ -1,0 +1,361 @@
+// DKIM and ARC checks of received mail against a real DNS server: unbound, started by this test
+// on 127.0.0.1 and a free port, serving the keys of messages signed here by the relay's own
+// signer and sealer. The DNS timeout case aims the resolver at a UDP socket that never answers.
+#include "relay/receive/dkim_check.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "dkim/arc.h"
+#include "dkim/key.h"
+#include "dkim/signer.h"
+#include "dns/resolver.h"
+#include "gtest/gtest.h"
+#include "relay/io/reactor.h"
+
+namespace relay::receive {
+namespace {
+
+constexpr char kUnbound[] = "/usr/sbin/unbound";
+constexpr int64_t kNow = 1763800000;
+
+// A UDP+TCP port free on 127.0.0.1 right now.
+uint16_t FreePort() {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sin);
+    bool ok = bind(udp, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0 &&
+              getsockname(udp, reinterpret_cast<sockaddr*>(&sin), &len) == 0;
+    int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ok = ok && bind(tcp, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0;
+    close(tcp);
+    close(udp);
+    if (ok) return ntohs(sin.sin_port);
+  }
+  return 0;
+}
+
+bool TcpListening(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Debian's unbound answering from local data only; stopped on destruction.
+class Unbound {
+ public:
+  ~Unbound() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  bool Start(const std::string& dir, const std::string& zones) {
+    port_ = FreePort();
+    std::string conf = absl::StrCat(dir, "/unbound.conf");
+    std::ofstream(conf) << "server:\n  verbosity: 1\n  interface: 127.0.0.1\n  port: " << port_
+                        << "\n  do-ip6: no\n  do-daemonize: no\n  use-syslog: no\n"
+                        << "  logfile: \"" << dir << "/unbound.log\"\n"
+                        << "  username: \"\"\n  chroot: \"\"\n  directory: \"" << dir << "\"\n"
+                        << "  pidfile: \"\"\n  num-threads: 1\n  so-reuseport: no\n"
+                        << "  access-control: 127.0.0.0/8 allow\n"
+                        << "  module-config: \"iterator\"\n" << zones
+                        << "remote-control:\n  control-enable: no\n";
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl(kUnbound, "unbound", "-d", "-c", conf.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 500; ++i) {
+      if (TcpListening(port_)) return true;
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+std::string TempDir() {
+  const char* t = getenv("TEST_TMPDIR");
+  return t != nullptr ? t : "/tmp";
+}
+
+// An unbound local-data line for a TXT record, in strings of at most 255 bytes.
+std::string TxtData(const std::string& name, const std::string& record) {
+  std::string line = absl::StrCat("  local-data: '", name, " 300 IN TXT");
+  for (const std::string& s : dkim::SplitTxtStrings(record)) absl::StrAppend(&line, " \"", s, "\"");
+  return line + "'\n";
+}
+
+const char kMessage[] =
+    "From: Alice <alice@example.test>\r\n"
+    "To: bob@fwd.test\r\n"
+    "Subject: received\r\n"
+    "Date: Sun, 22 Nov 2026 20:22:40 +0000\r\n"
+    "Message-ID: <check-1@example.test>\r\n"
+    "\r\n"
+    "Hello Bob.\r\n";
+
+class DkimCheckTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (access(kUnbound, X_OK) != 0) {
+      skip_ = new std::string("unbound is not installed (Debian package unbound)");
+      return;
+    }
+    if (absl::Status probe = io::Reactor::ProbeKernel(); !probe.ok()) {
+      skip_ = new std::string(probe.message());
+      return;
+    }
+    rsa_ = new dkim::PrivateKey(dkim::PrivateKey::Generate(dkim::KeyAlgorithm::kRsaSha256, 2048)
+                                    .value());
+    ed_ = new dkim::PrivateKey(
+        dkim::PrivateKey::Generate(dkim::KeyAlgorithm::kEd25519Sha256, 0).value());
+    std::string zones = "  local-zone: \"test.\" static\n";
+    zones += TxtData("sel._domainkey.example.test.", rsa_->PublicKeyRecord());
+    zones += TxtData("ed._domainkey.example.test.", ed_->PublicKeyRecord());
+    zones += TxtData("arc._domainkey.fwd.test.", rsa_->PublicKeyRecord());
+    // A key record larger than the checker accepts.
+    zones += TxtData("big._domainkey.example.test.",
+                     rsa_->PublicKeyRecord() + "; n=" + std::string(1200, 'x'));
+    server_ = new Unbound();
+    ASSERT_TRUE(server_->Start(TempDir(), zones)) << "unbound did not start";
+    io::ReactorOptions ro;
+    ro.sq_entries = 64;
+    ro.cq_entries = 256;
+    reactor_ = io::Reactor::Create(ro).value().release();
+  }
+  static void TearDownTestSuite() {
+    delete reactor_;
+    delete server_;
+    delete rsa_;
+    delete ed_;
+  }
+
+  void SetUp() override {
+    if (skip_ != nullptr) {
+      printf("SKIP: %s\n", skip_->c_str());
+      GTEST_SKIP() << *skip_;
+    }
+    resolver_ = MakeResolver(server_->address());
+  }
+  void TearDown() override {
+    resolver_.reset();
+    for (int i = 0; i < 100 && reactor_ != nullptr && reactor_->retiring() > 0; ++i) {
+      reactor_->RunOnce(10);
+    }
+  }
+
+  std::unique_ptr<dns::Resolver> MakeResolver(const std::string& server, int timeout_ms = 1000,
+                                              int tries = 2) {
+    dns::ResolverOptions o;
+    o.servers = {server};
+    o.timeout_ms = timeout_ms;
+    o.tries = tries;
+    return dns::Resolver::Create(reactor_, o).value();
+  }
+
+  static std::string Sign(const std::string& message,
+                          std::vector<std::pair<std::string, const dkim::PrivateKey*>> keys) {
+    dkim::SignerConfig config;
+    for (auto& [selector, key] : keys) {
+      dkim::SigningKeyConfig k;
+      k.domain = "example.test";
+      k.selector = selector;
+      k.key_contents = key->ToPem().value();
+      config.keys.push_back(k);
+    }
+    auto signer = dkim::Signer::Create(config).value();
+    dkim::SigningSession session = signer->Begin();
+    session.Update(message);
+    return session.Finish(kNow).value() + message;
+  }
+
+  DkimCheckResult Check(const std::string& message, dns::Resolver* resolver = nullptr,
+                        DkimCheckOptions options = DkimCheckOptions()) {
+    DkimChecker checker(reactor_, resolver != nullptr ? resolver : resolver_.get(), options);
+    DkimCheckResult out;
+    bool done = false;
+    dns::QueryHandle h = checker.Check(message, kNow, [&](DkimCheckResult r) {
+      out = std::move(r);
+      done = true;
+    });
+    EXPECT_FALSE(done) << "called back inside Check";
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done && std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(20);
+    EXPECT_TRUE(done) << "no result within 10 s";
+    return out;
+  }
+
+  static std::string* skip_;
+  static Unbound* server_;
+  static io::Reactor* reactor_;
+  static dkim::PrivateKey* rsa_;
+  static dkim::PrivateKey* ed_;
+  std::unique_ptr<dns::Resolver> resolver_;
+};
+
+std::string* DkimCheckTest::skip_ = nullptr;
+Unbound* DkimCheckTest::server_ = nullptr;
+io::Reactor* DkimCheckTest::reactor_ = nullptr;
+dkim::PrivateKey* DkimCheckTest::rsa_ = nullptr;
+dkim::PrivateKey* DkimCheckTest::ed_ = nullptr;
+
+TEST_F(DkimCheckTest, SignedByOurSignerPasses) {
+  std::string signed_message = Sign(kMessage, {{"sel", rsa_}, {"ed", ed_}});
+  DkimCheckResult r = Check(signed_message);
+  ASSERT_EQ(r.dkim.size(), 2u);
+  EXPECT_EQ(r.key_lookups, 2u);
+  for (const DkimAuth& a : r.dkim) {
+    EXPECT_EQ(a.result, DkimVerdict::kPass) << a.reason;
+    EXPECT_EQ(a.domain, "example.test");
+    EXPECT_EQ(a.signature_prefix.size(), kSignaturePrefixCharsMax);
+  }
+  EXPECT_EQ(r.dkim[0].selector, "sel");
+  EXPECT_EQ(r.dkim[1].selector, "ed");
+  // header.b is the start of the signature's own b=.
+  size_t b = signed_message.find(" b=") + 3;
+  std::string b_value;
+  for (size_t i = b; b_value.size() < kSignaturePrefixCharsMax; ++i) {
+    if (signed_message[i] != '\r' && signed_message[i] != '\n' && signed_message[i] != ' ') {
+      b_value.push_back(signed_message[i]);
+    }
+  }
+  EXPECT_EQ(r.dkim[0].signature_prefix, b_value);
+  EXPECT_EQ(r.arc.status, dkim::ArcChainStatus::kNone);
+}
+
+TEST_F(DkimCheckTest, ModifiedMessageFails) {
+  std::string m = Sign(kMessage, {{"sel", rsa_}});
+  m.replace(m.find("Hello Bob."), 10, "Hello Eve.");
+  DkimCheckResult r = Check(m);
+  ASSERT_EQ(r.dkim.size(), 1u);
+  EXPECT_EQ(r.dkim[0].result, DkimVerdict::kFail);
+  EXPECT_EQ(r.dkim[0].reason, "body hash mismatch");
+  std::string h = Sign(kMessage, {{"sel", rsa_}});
+  h.replace(h.find("Subject: received"), 17, "Subject: RECEIVED");
+  r = Check(h);
+  ASSERT_EQ(r.dkim.size(), 1u);
+  EXPECT_EQ(r.dkim[0].result, DkimVerdict::kFail);
+}
+
+TEST_F(DkimCheckTest, MissingKeyIsPermError) {
+  // RFC 6376 §6.1.2: no key record is a permanent failure of that signature.
+  std::string m = Sign(kMessage, {{"nokey", rsa_}});
+  DkimCheckResult r = Check(m);
+  ASSERT_EQ(r.dkim.size(), 1u);
+  EXPECT_EQ(r.dkim[0].result, DkimVerdict::kPermError);
+  EXPECT_EQ(r.dkim[0].reason.rfind("no key: ", 0), 0u) << r.dkim[0].reason;
+  EXPECT_EQ(r.dkim[0].selector, "nokey");
+}
+
+TEST_F(DkimCheckTest, OversizedKeyRecordIsPermError) {
+  std::string m = Sign(kMessage, {{"big", rsa_}});
+  DkimCheckResult r = Check(m);
+  ASSERT_EQ(r.dkim.size(), 1u);
+  EXPECT_EQ(r.dkim[0].result, DkimVerdict::kPermError);
+  EXPECT_NE(r.dkim[0].reason.find("exceeds 1024"), std::string::npos) << r.dkim[0].reason;
+}
+
+TEST_F(DkimCheckTest, DnsTimeoutIsTempError) {
+  // A bound UDP socket nobody reads: every query times out.
+  int silent = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  auto resolver = MakeResolver(absl::StrCat("127.0.0.1:", ntohs(sin.sin_port)), 200, 1);
+  DkimCheckResult r = Check(Sign(kMessage, {{"sel", rsa_}}), resolver.get());
+  close(silent);
+  ASSERT_EQ(r.dkim.size(), 1u);
+  EXPECT_EQ(r.dkim[0].result, DkimVerdict::kTempError) << r.dkim[0].reason;
+  resolver.reset();
+}
+
+TEST_F(DkimCheckTest, UnsignedMessageHasNoResults) {
+  DkimCheckResult r = Check(kMessage);
+  EXPECT_TRUE(r.dkim.empty());
+  EXPECT_EQ(r.key_lookups, 0u);
+  AuthResults ar;
+  ar.authserv_id = "mx.fwd.test";
+  ar.dkim = r.dkim;
+  EXPECT_EQ(AuthResultsPayload(ar), "mx.fwd.test;\r\n\tdkim=none");
+}
+
+TEST_F(DkimCheckTest, SignatureLimit) {
+  std::string m = Sign(kMessage, {{"sel", rsa_}, {"ed", ed_}});
+  DkimCheckOptions o;
+  o.signatures_max = 1;
+  DkimCheckResult r = Check(m, nullptr, o);
+  ASSERT_EQ(r.dkim.size(), 1u);
+  EXPECT_EQ(r.dkim[0].result, DkimVerdict::kPass);
+  EXPECT_EQ(r.key_lookups, 1u);
+}
+
+TEST_F(DkimCheckTest, ArcChainOfAForwarderPasses) {
+  dkim::ArcSealerConfig c;
+  c.domain = "fwd.test";
+  c.selector = "arc";
+  c.key_contents = rsa_->ToPem().value();
+  auto sealer = dkim::ArcSealer::Create(c).value();
+  std::string m = Sign(kMessage, {{"sel", rsa_}});
+  std::string sealed =
+      sealer->Seal(m, "mx.fwd.test; dkim=pass header.d=example.test", dkim::ArcValidation(), kNow)
+          .value() +
+      m;
+  DkimCheckResult r = Check(sealed);
+  EXPECT_EQ(r.arc.status, dkim::ArcChainStatus::kPass) << r.arc.reason;
+  EXPECT_EQ(ToArcVerdict(r.arc.status), ArcVerdict::kPass);
+  ASSERT_EQ(r.dkim.size(), 1u);
+  EXPECT_EQ(r.dkim[0].result, DkimVerdict::kPass);
+  EXPECT_EQ(r.key_lookups, 2u);
+  sealed.replace(sealed.find("Hello Bob."), 10, "Hello Eve.");
+  r = Check(sealed);
+  EXPECT_EQ(r.arc.status, dkim::ArcChainStatus::kFail);
+}
+
+TEST_F(DkimCheckTest, CancelledCheckNeverCallsBack) {
+  std::string m = Sign(kMessage, {{"sel", rsa_}});
+  DkimChecker checker(reactor_, resolver_.get());
+  int calls = 0;
+  {
+    dns::QueryHandle h = checker.Check(m, kNow, [&](DkimCheckResult) { ++calls; });
+  }
+  dns::QueryHandle h2 = checker.Check(kMessage, kNow, [&](DkimCheckResult) { ++calls; });
+  h2.Cancel();
+  // Long enough for the answers to arrive from unbound.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(10);
+  EXPECT_EQ(calls, 0);
+  // The check after them still works.
+  EXPECT_EQ(Check(m).dkim.at(0).result, DkimVerdict::kPass);
+}
+
+}  // namespace
+}  // namespace relay::receive
