@@ -2,9 +2,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tools/relayctl/check_dns.h"
 #include "tools/relayctl/control_commands.h"
 #include "tools/relayctl/dkim_commands.h"
 #include "tools/relayctl/dns_commands.h"
+#include "tools/relayctl/dns_records.h"
+#include "tools/relayctl/init_command.h"
 #include "tools/relayctl/queue_commands.h"
 #include "tools/relayctl/user_commands.h"
 
@@ -13,6 +16,9 @@ namespace {
 int DnsMx(int argc, char** argv) { return relay::relayctl::DnsMxCommand(argc, argv); }
 int DnsTxt(int argc, char** argv) { return relay::relayctl::DnsTxtCommand(argc, argv); }
 int DnsPtr(int argc, char** argv) { return relay::relayctl::DnsPtrCommand(argc, argv); }
+int Init(int argc, char** argv) { return relay::relayctl::InitCommand(argc, argv); }
+int DnsRecords(int argc, char** argv) { return relay::relayctl::DnsRecordsCommand(argc, argv); }
+int CheckDns(int argc, char** argv) { return relay::relayctl::CheckDnsCommand(argc, argv); }
 
 // "queue retry|bounce|delete" talk to the running relay; the rest read the spool.
 int Queue(int argc, char** argv) {
@@ -48,6 +54,16 @@ constexpr Command kCommands[] = {
     {"dns-mx", DnsMx, "dns-mx DOMAIN [--server ADDR[:PORT]] [--family F]   delivery candidates"},
     {"dns-txt", DnsTxt, "dns-txt NAME [--server ADDR[:PORT]]"},
     {"dns-ptr", DnsPtr, "dns-ptr IP [--server ADDR[:PORT]]   PTR and forward confirmation"},
+    {"init", Init,
+     "init DOMAIN [--dir D] [--hostname H] [--ipv4 A ...] [--ipv6 A|PREFIX/LEN ...] "
+     "[--prefix-count N]\n"
+     "       [--spool-dir P] [--log-dir P] [--control-socket P]   new config directory, DKIM "
+     "keys,\n       and the DNS records to publish"},
+    {"dns-records", DnsRecords,
+     "dns-records [--config PATH] [--domain D ...]   the DNS records the config needs"},
+    {"check-dns", CheckDns,
+     "check-dns [--config PATH] [--domain D ...] [--dns-server HOST:PORT ...]   compare them "
+     "with the live DNS"},
 };
 
 int Usage(FILE* out) {
