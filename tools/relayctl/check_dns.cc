@@ -13,6 +13,7 @@
 #include "dkim/key.h"
 #include "dns/resolver.h"
 #include "dns/reverse_check.h"
+#include "dns/spf.h"
 #include "relay/io/reactor.h"
 #include "relay/io/socket.h"
 #include "tools/relayctl/user_commands.h"
@@ -54,9 +55,16 @@ class Session {
   }
 
   dns::Resolver* resolver() { return resolver_.get(); }
+  relay::io::Reactor* reactor() { return reactor_.get(); }
 
   // Starts a lookup with `start(callback)` and runs the reactor until its result is in. A result
   // that never came is a transient timeout.
+  // Runs the reactor until `done` or the wait runs out.
+  void RunUntil(const bool& done) {
+    int64_t deadline = reactor_->NowMs() + kLookupWaitMs;
+    while (!done && reactor_->NowMs() < deadline) reactor_->RunOnce(100);
+  }
+
   template <typename Result, typename Start>
   Result Await(Start start) {
     Result result;
@@ -65,8 +73,7 @@ class Session {
       result = std::move(r);
       done = true;
     });
-    int64_t deadline = reactor_->NowMs() + kLookupWaitMs;
-    while (!done && reactor_->NowMs() < deadline) reactor_->RunOnce(100);
+    RunUntil(done);
     if (!done) result.status = dns::DnsStatus::Transient(dns::Reason::kTimeout, "no answer");
     return result;
   }
@@ -208,22 +215,57 @@ class Checker {
         problem);
   }
 
+  // RFC 7208: one valid record, within the lookup limits of §4.6.4 whatever address asks, and
+  // check_host() giving pass for every source address.
   void CheckSpf() {
-    dns::TxtResult txt = Txt(e_.domain);
-    std::vector<std::string> spf = RecordsStartingWith(txt, "v=spf1");
+    std::vector<std::string> ips;
+    for (const SourceRecord& s : e_.sources) ips.push_back(s.ip);
+    dns::SpfEvaluator evaluator(session_->reactor(), session_->resolver());
+    dns::SpfDomainReport report;
+    bool done = false;
+    dns::QueryHandle handle =
+        dns::CheckSpfSources(&evaluator, e_.domain, ips, [&](dns::SpfDomainReport r) {
+          report = std::move(r);
+          done = true;
+        });
+    session_->RunUntil(done);
     std::string expected =
-        absl::StrCat("one v=spf1 record authorising ", absl::StrJoin(e_.spf_terms, " "));
-    if (!txt.status.ok() && !Absent(txt.status)) {
+        absl::StrCat("v=spf1 ", absl::StrJoin(e_.spf_terms, " "), " ..., at most ",
+                     evaluator.limits().dns_terms_max, " DNS-querying terms");
+    if (!done) {
+      Add("spf", e_.domain, "", expected, "SPF check timed out");
+      return;
+    }
+    std::string published =
+        report.record.empty()
+            ? ""
+            : absl::StrCat(report.record, " (", report.walk.dns_terms, " DNS-querying terms)");
+    bool usable = !report.record.empty() && report.walk.result != dns::SpfResult::kPermError &&
+                  report.walk.result != dns::SpfResult::kTempError;
+    if (report.record.empty()) {
       Add("spf", e_.domain, "", expected,
-          absl::StrCat("TXT lookup failed: ", txt.status.ToString()));
-    } else if (spf.empty()) {
-      Add("spf", e_.domain, "", expected, "no SPF record (no TXT record starting with v=spf1)");
-    } else if (spf.size() > 1) {
-      // RFC 7208 §4.5: more than one record is a permerror.
-      Add("spf", e_.domain, absl::StrJoin(spf, " | "), expected,
-          "more than one SPF record (RFC 7208 §4.5: permerror)");
+          report.walk.problem.empty() ? "no SPF record (no TXT record starting with v=spf1)"
+                                      : absl::StrCat("no SPF record: ", report.walk.problem));
+    } else if (!usable) {
+      Add("spf", e_.domain, published, expected,
+          absl::StrCat(dns::SpfResultName(report.walk.result), ": ", report.walk.problem));
     } else {
-      Add("spf", e_.domain, spf[0], expected, "");
+      Add("spf", e_.domain, published, expected, "");
+    }
+    for (const dns::SpfSourceCheck& c : report.sources) {
+      const dns::SpfOutcome& o = c.outcome;
+      std::string result = dns::SpfResultName(o.result);
+      if (!o.mechanism.empty()) absl::StrAppend(&result, " (matched ", o.mechanism, ")");
+      if (!o.problem.empty()) absl::StrAppend(&result, " (", o.problem, ")");
+      if (!usable) {
+        Add("spf-auth", c.ip, result, "pass", "", CheckState::kSkip);
+        lines_.back().problem = "no usable SPF record to evaluate (see spf)";
+      } else {
+        Add("spf-auth", c.ip, result, "pass",
+            c.authorised() ? ""
+                           : absl::StrCat(c.ip, " is not authorised by the SPF record of ",
+                                          e_.domain, ": ", result));
+      }
     }
   }
 
