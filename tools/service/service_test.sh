@@ -38,7 +38,8 @@ unit)
   check "systemd-analyze security: exposure at most 2.0 (got ${score:-none})" \
     awk -v s="${score:-99}" 'BEGIN { exit !(s <= 2.0) }'
   caps="$(sed -n 's/^AmbientCapabilities=//p' "${T}/relayd.service")"
-  check "the only capability is CAP_NET_BIND_SERVICE (${caps})" test "${caps}" = CAP_NET_BIND_SERVICE
+  check "the only capability is CAP_NET_BIND_SERVICE (${caps})" \
+    test "${caps}" = CAP_NET_BIND_SERVICE
 
   # The stop timeout must exceed the drain grace the config written by relayctl init asks for.
   "${relayctl}" init example.test --dir "${T}/etc" > /dev/null 2>&1
@@ -114,7 +115,8 @@ acme)
   check "reloaded again" test "$(wc -l < "${T}/reloads")" -eq 2
   check "no arguments and no RENEWED_LINEAGE is a usage error" bash -c \
     '"$1"; test $? -eq 2' _ "${hook}"
-  check "no temporary file left behind" test -z "$(ls -A "${T}/tls" | grep -v '^cert.pem$\|^key.pem$')"
+  check "no temporary file left behind" \
+    test -z "$(ls -A "${T}/tls" | grep -v '^cert.pem$\|^key.pem$')"
   ;;
 *)
   echo "usage: service_test.sh unit RELAYCTL | logrotate | acme" >&2; exit 2 ;;
