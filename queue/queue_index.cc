@@ -41,6 +41,7 @@ absl::Status QueueIndex::Apply(const RecordHeader& header, std::string_view payl
     info.sender = view->sender;
     info.recipients = std::move(view->recipients);
     info.message = view->message;
+    info.delay_notified = (view->flags & kMessageFlagDelayNotified) != 0;
     info.segment_seq = position.segment_seq;
     info.record_offset = position.offset;
     info.record_bytes = static_cast<uint32_t>(end.offset - position.offset);
@@ -88,7 +89,9 @@ absl::Status QueueIndex::CheckState(const StateRecord& state) const {
   if (state.type == RecordType::kMessage) {
     return absl::InvalidArgumentError("a state record cannot have the message type");
   }
-  if (state.type == RecordType::kDeleted) return absl::OkStatus();
+  if (state.type == RecordType::kDeleted || state.type == RecordType::kDelayNotified) {
+    return absl::OkStatus();
+  }
   if (state.recipient >= it->second.recipients.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("message ", state.id.ToString(), " has no recipient ", state.recipient));
@@ -107,6 +110,10 @@ void QueueIndex::ApplyState(const StateRecord& state, Position end) {
   if (tracking_) touched_.insert(state.id);
   if (state.type == RecordType::kDeleted) {
     Finalize(state.id, end);
+    return;
+  }
+  if (state.type == RecordType::kDelayNotified) {
+    info.delay_notified = true;
     return;
   }
   RecipientState& r = info.recipients[state.recipient];

@@ -47,6 +47,8 @@ struct MessageInfo {
   uint32_t record_bytes = 0;
   // Pinned messages (a delivery is sending their bytes) are not moved by compaction.
   uint32_t pins = 0;
+  // A "delayed" DSN went to the sender (kDelayNotified): never a second one.
+  bool delay_notified = false;
 
   // The earliest next attempt among pending recipients, or -1 if none is pending.
   int64_t NextDueUnixMs() const;

@@ -92,7 +92,7 @@ size_t Finish(char* out, RecordType type, uint64_t segment_seq, size_t payload_b
 
 }  // namespace
 
-bool IsKnownRecordType(uint8_t type) { return type >= 1 && type <= 5; }
+bool IsKnownRecordType(uint8_t type) { return type >= 1 && type <= 6; }
 
 const char* RecipientStatusName(RecipientStatus status) {
   switch (status) {

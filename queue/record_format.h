@@ -29,6 +29,9 @@
 //               next_attempt_unix_ms(i64)
 //   kBounced:   id(16) time_unix_ms(i64) recipient(u32) reply(str16)
 //   kDeleted:   id(16) time_unix_ms(i64) recipient(u32 = kAllRecipients) reply(str16, the reason)
+//   kDelayNotified: id(16) time_unix_ms(i64) recipient(u32 = kAllRecipients) reply(str16)
+//               a "delayed" DSN (RFC 3464) went to the sender; the message is not final. A
+//               compacted copy carries it as kMessageFlagDelayNotified.
 // State records are only ever appended; nothing is rewritten in place except the segment header.
 //
 // Thread-safety: the functions here are pure; any thread.
@@ -67,10 +70,12 @@ enum class RecordType : uint8_t {
   kDeferred = 3,
   kBounced = 4,
   kDeleted = 5,
+  kDelayNotified = 6,
 };
 bool IsKnownRecordType(uint8_t type);
 
 inline constexpr uint32_t kMessageFlagCompacted = 1;
+inline constexpr uint32_t kMessageFlagDelayNotified = 2;
 
 // The segment header, at offset 0 of every segment file. `segment_seq` 0 means the file is a free
 // segment of the reserve. `committed_bytes` is the end of the records covered by the last completed
@@ -150,9 +155,11 @@ struct Envelope {
 
 // An outcome to append for one recipient (or, for kDeleted, the whole message).
 struct StateRecord {
-  RecordType type = RecordType::kDelivered;  // kDelivered, kDeferred, kBounced or kDeleted
+  // kDelivered, kDeferred, kBounced, kDeleted or kDelayNotified
+  RecordType type = RecordType::kDelivered;
   MessageId id;
-  uint32_t recipient = 0;  // index into the envelope's recipients; kAllRecipients for kDeleted
+  // Index into the envelope's recipients; kAllRecipients for kDeleted and kDelayNotified.
+  uint32_t recipient = 0;
   int64_t time_unix_ms = 0;
   std::string reply;  // the remote's reply (code, enhanced code, text) or the reason
   uint32_t attempts = 0;              // kDeferred: attempts so far

@@ -86,7 +86,7 @@ TEST(RecordTest, MessageRoundTrip) {
 
 TEST(RecordTest, StateRoundTrip) {
   for (RecordType type : {RecordType::kDelivered, RecordType::kDeferred, RecordType::kBounced,
-                          RecordType::kDeleted}) {
+                          RecordType::kDeleted, RecordType::kDelayNotified}) {
     StateRecord s;
     s.type = type;
     s.id = MessageId{1, 2};

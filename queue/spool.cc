@@ -415,7 +415,9 @@ absl::StatusOr<Position> Spool::AppendState(const StateRecord& state_in,
     return absl::InvalidArgumentError("reply too long");
   }
   StateRecord state = state_in;
-  if (state.type == RecordType::kDeleted) state.recipient = kAllRecipients;
+  if (state.type == RecordType::kDeleted || state.type == RecordType::kDelayNotified) {
+    state.recipient = kAllRecipients;
+  }
   if (state.time_unix_ms == 0) state.time_unix_ms = static_cast<int64_t>(clock_->WallSeconds() * 1000);
   const size_t total = AlignRecord(kRecordHeaderBytes + StatePayloadBytes(state));
   RETURN_IF_ERROR(Reserve(total, /*is_message=*/false));
@@ -436,11 +438,14 @@ absl::StatusOr<Position> Spool::AppendCopy(const MessageInfo& info) {
   copy.id = info.id;
   copy.created_unix_ms = info.created_unix_ms;
   copy.recipients = info.recipients;
+  copy.delay_notified = info.delay_notified;
   copy.segment_seq = head_seq_;
   copy.record_offset = active_.at(head_seq_).write_offset;
   copy.record_bytes = static_cast<uint32_t>(total);
   EncodeMessageRecord(WritePointer(total), head_seq_, info.id, info.created_unix_ms,
-                      kMessageFlagCompacted, info.sender, info.recipients, info.message, {});
+                      kMessageFlagCompacted |
+                          (info.delay_notified ? kMessageFlagDelayNotified : 0u),
+                      info.sender, info.recipients, info.message, {});
   RETURN_IF_ERROR(CommitWrite(total));
   const char* record = active_.at(head_seq_).file->data() + copy.record_offset;
   copy.sender =

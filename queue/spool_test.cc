@@ -177,6 +177,10 @@ TEST_F(SpoolTest, StateRecordsRebuildTheSchedule) {
     s.attempts = 2;
     s.next_attempt_unix_ms = 1700000600000;
     ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+    StateRecord notice;
+    notice.id = a;
+    notice.type = RecordType::kDelayNotified;
+    ASSERT_TRUE(spool->AppendState(notice, nullptr).ok());
     s.type = RecordType::kBounced;
     s.recipient = 2;
     s.reply = "550 5.1.1 no such user";
@@ -200,6 +204,7 @@ TEST_F(SpoolTest, StateRecordsRebuildTheSchedule) {
   EXPECT_EQ(info->recipients[1].next_attempt_unix_ms, 1700000600000);
   EXPECT_EQ(info->recipients[1].last_reply, "451 4.7.1 greylisted");
   EXPECT_EQ(info->recipients[2].status, RecipientStatus::kBounced);
+  EXPECT_TRUE(info->delay_notified);
   EXPECT_EQ(info->NextDueUnixMs(), 1700000600000);
   EXPECT_TRUE(spool->DueMessages(1700000599999, 10).empty());
   EXPECT_EQ(spool->DueMessages(1700000600000, 10), std::vector<MessageId>{a});
@@ -388,6 +393,11 @@ TEST_F(SpoolTest, CompactionMovesLongDeferredMessagesAndFreesTheSegment) {
   d.next_attempt_unix_ms = 1800000000000;
   d.reply = "421 4.7.0 try again later";
   ASSERT_TRUE(spool->AppendState(d, nullptr).ok());
+  StateRecord notice;
+  notice.id = ids[0];
+  notice.type = RecordType::kDelayNotified;
+  ASSERT_TRUE(spool->AppendState(notice, nullptr).ok());
+  EXPECT_TRUE(spool->Find(ids[0])->delay_notified);
   ASSERT_TRUE(spool->SyncNow().ok());
   // Pinned messages stay where they are.
   spool->Pin(ids[0]);
@@ -409,6 +419,8 @@ TEST_F(SpoolTest, CompactionMovesLongDeferredMessagesAndFreesTheSegment) {
   ASSERT_NE(info, nullptr);
   EXPECT_EQ(info->recipients[0].attempts, 7u);
   EXPECT_EQ(info->recipients[0].last_reply, "421 4.7.0 try again later");
+  // The delay notice moved with the compacted copy: no second "delayed" DSN after a restart.
+  EXPECT_TRUE(info->delay_notified);
   EXPECT_EQ(spool->MessageBytes(ids[0]), "X-Prepended: yes\r\n" + Body(0, 3000));
 }
 

@@ -188,7 +188,11 @@ void FormatDeliveryRecord(const DeliveryRecord& r, std::string& out) {
     out += ",\"text\":";
     AppendJsonString(out, r.reply_text);
     out += '}';
+  } else {
+    AppendStringField(out, "reason", r.reply_text);
   }
+  AppendStringField(out, "dsn_id", r.dsn_queue_id);
+  AppendStringField(out, "dsn", r.dsn_action);
   if (r.attempt != 0) AppendIntField(out, "attempt", r.attempt);
   if (r.queued_ms >= 0) AppendIntField(out, "queued_ms", r.queued_ms);
   if (r.attempt_ms >= 0) AppendIntField(out, "attempt_ms", r.attempt_ms);

@@ -48,7 +48,11 @@ struct DeliveryRecord {
   std::string_view tls_cipher;
   int reply_code = 0;
   std::string_view reply_enhanced;
+  // The reply's text; without a reply (reply_code 0) the local reason: "connection refused",
+  // "delivery to google suspended: ...", written as "reason".
   std::string_view reply_text;
+  std::string_view dsn_queue_id;     // dsn_sent: the DSN's own queue id
+  std::string_view dsn_action;       // dsn_sent: "failed" or "delayed" (RFC 3464 Action)
   uint32_t attempt = 0;              // 1 for the first attempt
   int64_t queued_ms = -1;            // time since reception; -1: left out
   int64_t attempt_ms = -1;           // duration of this attempt; -1: left out

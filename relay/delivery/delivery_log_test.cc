@@ -228,6 +228,28 @@ TEST(DeliveryLog, RecordFields) {
     EXPECT_NE(DeliveryEventName(e), "unknown");
   }
   EXPECT_EQ(DeliveryLogPath("/var/log/relay", 3), "/var/log/relay/delivery-3.log");
+
+  // No reply (a local reason) and a DSN line.
+  DeliveryRecord d;
+  d.event = DeliveryEvent::kDeferred;
+  d.time_unix_ms = 1763840000000;
+  d.queue_id = "Q2";
+  d.sender = "s@example.org";
+  d.reply_text = "delivery to google suspended: 421 4.7.28 unusual rate";
+  line.clear();
+  FormatDeliveryRecord(d, line);
+  EXPECT_NE(line.find(",\"reason\":\"delivery to google suspended: 421 4.7.28 unusual rate\""),
+            std::string::npos) << line;
+  EXPECT_EQ(line.find("\"reply\""), std::string::npos) << line;
+  DeliveryRecord n;
+  n.event = DeliveryEvent::kDsnSent;
+  n.queue_id = "Q3";
+  n.recipient = "s@example.org";
+  n.dsn_queue_id = "Q4";
+  n.dsn_action = "delayed";
+  line.clear();
+  FormatDeliveryRecord(n, line);
+  EXPECT_NE(line.find(",\"dsn_id\":\"Q4\",\"dsn\":\"delayed\""), std::string::npos) << line;
 }
 
 std::string TmpDir(const std::string& name) {

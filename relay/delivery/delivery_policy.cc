@@ -42,11 +42,14 @@ bool DeliveryPolicy::BounceForReply(const ShapingRule& rule,
 }
 
 absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
-    std::string_view queue_id, std::string_view sender, std::string_view original_headers,
+    DsnKind kind, std::string_view queue_id, std::string_view sender, std::string_view original_headers,
     int64_t arrival_unix_ms, int64_t now_unix_ms,
     const std::vector<FailedRecipient>& failed) const {
   DsnRequest request;
-  request.kind = DsnKind::kFailure;
+  request.kind = kind;
+  // RFC 3463: a failure's status is of class 5, a delay's of class 4; a local reason without a
+  // code is x.0.0.
+  const char status_class = kind == DsnKind::kDelay ? '4' : '5';
   request.reporting_mta = hostname_;
   request.envelope_sender = std::string(sender);
   request.queue_id = std::string(queue_id);
@@ -56,15 +59,18 @@ absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
   for (const FailedRecipient& f : failed) {
     DsnRecipient r;
     r.final_recipient = f.address;
-    // RFC 3463: a failure's status is of class 5; a local reason without a code is 5.0.0.
-    r.status = !f.outcome.enhanced.empty() && f.outcome.enhanced[0] == '5' ? f.outcome.enhanced
-                                                                           : "5.0.0";
+    r.status = !f.outcome.enhanced.empty() && f.outcome.enhanced[0] == status_class
+                   ? f.outcome.enhanced
+                   : std::string(1, status_class) + ".0.0";
     r.remote_mta = f.remote_mta;
     r.reply_code = f.outcome.code;
     r.reply_enhanced = f.outcome.enhanced;
     r.reply_text = f.outcome.text;
     if (f.outcome.code == 0) r.explanation = f.outcome.text;
     r.last_attempt_unix_s = (f.attempt_unix_ms > 0 ? f.attempt_unix_ms : now_unix_ms) / 1000;
+    if (kind == DsnKind::kDelay) {
+      r.will_retry_until_unix_s = arrival_unix_ms / 1000 + retry_.max_age_s;
+    }
     request.recipients.push_back(std::move(r));
   }
   absl::StatusOr<Dsn> dsn = delivery::BuildDsn(request);

@@ -37,8 +37,10 @@ class DeliveryPolicy {
   // Whether a reply rule says this transient reply is in fact permanent.
   bool BounceForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
   // A DSN (RFC 3464) for `failed` recipients of the message `queue_id` whose header section is
-  // `original_headers`, sent by `sender`; queued with a null envelope sender to `sender`.
-  absl::StatusOr<std::string> BuildDsn(std::string_view queue_id, std::string_view sender,
+  // `original_headers`, sent by `sender`; queued with a null envelope sender to `sender`. A
+  // kDelay DSN reports recipients that are still being retried, until arrival + max_age_s.
+  absl::StatusOr<std::string> BuildDsn(DsnKind kind, std::string_view queue_id,
+                                       std::string_view sender,
                                        std::string_view original_headers,
                                        int64_t arrival_unix_ms, int64_t now_unix_ms,
                                        const std::vector<FailedRecipient>& failed) const;

@@ -315,6 +315,7 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
   queue->limits = limits;
   queue->candidates = result.candidates;
   for (dns::Candidate& c : queue->candidates) c.address.set_port(options_.mx_port);
+  job.site = result.site;
   if (queue->suspended_until_ms > reactor_->NowMs()) {
     FailJob(job, RecipientOutcome::Transient(
                      absl::StrCat("delivery to ", result.site, " suspended: ",
@@ -322,7 +323,6 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
     return;
   }
   job.queued_ms = reactor_->NowMs();
-  job.site = result.site;
   queue->jobs.push_back(std::move(job));
   Pump(queue);
 }
@@ -402,6 +402,19 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
       state.attempts = attempts;
       state.next_attempt_unix_ms = next;
       stats_.deferred++;
+      // RFC 3464 §2.3.3 "delayed": once per message, when a recipient is still being retried
+      // after [retry] delay_warning_s; never to the null sender.
+      if (!info->sender.empty() && !info->delay_notified &&
+          DelayWarningDue(policy_->retry(), info->created_unix_ms, now)) {
+        auto [it, first] = delayed_.try_emplace(job.id);
+        if (first) {
+          it->second.sender = std::string(info->sender);
+          it->second.arrival_unix_ms = info->created_unix_ms;
+          it->second.headers = std::string(HeaderSection(info->message));
+        }
+        it->second.failed.push_back(
+            FailedRecipient{info->recipients[recipient].address, outcome, attempt.mx_host, now});
+      }
     } else {
       state.type = queue::RecordType::kBounced;
       state.reply = effective.ToString();
@@ -481,12 +494,33 @@ void DeliveryEngine::JobDone(const Job& job) {
 }
 
 void DeliveryEngine::MaybeSendDsn(queue::MessageId id) {
-  auto it = bounced_.find(id);
-  if (it == bounced_.end()) return;
-  PendingDsn pending = std::move(it->second);
-  bounced_.erase(it);
+  if (auto it = bounced_.find(id); it != bounced_.end()) {
+    PendingDsn pending = std::move(it->second);
+    bounced_.erase(it);
+    SendDsn(id, DsnKind::kFailure, std::move(pending));
+  }
+  if (auto it = delayed_.find(id); it != delayed_.end()) {
+    PendingDsn pending = std::move(it->second);
+    delayed_.erase(it);
+    // Recorded before the DSN is queued: a crash in between loses a warning, never repeats one.
+    const queue::MessageInfo* info = spool_->Find(id);
+    if (info == nullptr || info->delay_notified) return;
+    queue::StateRecord notice;
+    notice.type = queue::RecordType::kDelayNotified;
+    notice.id = id;
+    notice.time_unix_ms = NowUnixMs();
+    absl::StatusOr<queue::Position> noted = spool_->AppendState(notice, nullptr);
+    if (!noted.ok()) {
+      LogError() << "recording the delay notice of " << id.ToString() << ": " << noted.status();
+      return;
+    }
+    SendDsn(id, DsnKind::kDelay, std::move(pending));
+  }
+}
+
+void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pending) {
   absl::StatusOr<std::string> dsn = policy_->BuildDsn(
-      id.ToString(), pending.sender, pending.headers, pending.arrival_unix_ms, NowUnixMs(),
+      kind, id.ToString(), pending.sender, pending.headers, pending.arrival_unix_ms, NowUnixMs(),
       pending.failed);
   if (!dsn.ok()) {
     LogError() << "building the DSN for " << id.ToString() << ": " << dsn.status();
@@ -510,11 +544,15 @@ void DeliveryEngine::MaybeSendDsn(queue::MessageId id) {
     line.queue_id = id_text;
     line.sender = "";
     line.recipient = pending.sender;
-    line.reply_text = appended->id.ToString();  // the DSN's own queue id
+    std::string dsn_id = appended->id.ToString();
+    line.dsn_queue_id = dsn_id;
+    line.dsn_action = kind == DsnKind::kDelay ? "delayed" : "failed";
     log_->Append(line);
   }
-  LogInfo() << "DSN " << appended->id.ToString() << " queued to " << pending.sender << " for "
-            << pending.failed.size() << " failed recipient(s) of " << id.ToString();
+  LogInfo() << (kind == DsnKind::kDelay ? "delay DSN " : "DSN ") << appended->id.ToString()
+            << " queued to " << pending.sender << " for " << pending.failed.size()
+            << (kind == DsnKind::kDelay ? " delayed" : " failed") << " recipient(s) of "
+            << id.ToString();
   Schedule(appended->id, 0);
 }
 

@@ -30,6 +30,7 @@
 #include "dns/resolver.h"
 #include "queue/spool.h"
 #include "relay/delivery/delivery_log.h"
+#include "relay/delivery/dsn.h"
 #include "relay/delivery/egress.h"
 #include "relay/delivery/outcome.h"
 #include "relay/delivery/shaping.h"
@@ -166,6 +167,7 @@ class DeliveryEngine {
   void Pump(ReadyQueue* queue);
   // Records the outcome for every recipient of `job` and finishes it.
   void FailJob(const Job& job, const RecipientOutcome& outcome);
+  // Queues the failure DSN and then the delay DSN collected for `id` in this round, if any.
   void MaybeSendDsn(queue::MessageId id);
   int64_t NowUnixMs() const;
 
@@ -196,6 +198,10 @@ class DeliveryEngine {
     std::vector<FailedRecipient> failed;
   };
   absl::flat_hash_map<queue::MessageId, PendingDsn> bounced_;
+  // Recipients deferred past [retry] delay_warning_s of a message not yet warned about: one
+  // "delayed" DSN per message, ever (the spool records kDelayNotified).
+  absl::flat_hash_map<queue::MessageId, PendingDsn> delayed_;
+  void SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pending);
   absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;
   std::vector<std::unique_ptr<dns::QueryHandle>> lookups_;
   absl::flat_hash_map<OutboundConnection*, std::unique_ptr<OutboundConnection>> connections_;

@@ -481,6 +481,9 @@ rotate_keep = 5
 # Waits after the 1st, 2nd, ... failed attempt; the last repeats until queue.max_age_s.
 intervals_s = [60, 300, 900, 1800, 3600]
 jitter_fraction = 0.1
+# Tell the sender once, with a "delayed" DSN (RFC 3464), when a message is still being retried
+# this long after it arrived (0: never, like Postfix's default).
+delay_warning_s = 0
 
 # Shaping rules (defaults ship for Google, Yahoo/AOL, Microsoft and Apple):
 # [[shaping]]

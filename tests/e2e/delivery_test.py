@@ -47,7 +47,7 @@ def check(cond, what):
 # --- receivers -----------------------------------------------------------------------------
 MX = {"good": "127.0.0.2", "nomx": "127.0.0.3", "mx2": "127.0.0.5", "tempfail": "127.0.0.6",
       "reject": "127.0.0.7", "dsn": "127.0.0.8", "plain": "127.0.0.9", "slow": "127.0.0.10",
-      "stall": "127.0.0.11"}
+      "stall": "127.0.0.11", "google": "127.0.0.12"}
 DEAD = "127.0.0.4"  # nothing listens: the first MX of second.test
 MX_PORT = local_dns.free_port(list(MX.values()) + [DEAD])
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -61,6 +61,7 @@ lock = threading.Lock()
 tempfail_left = {"count": 2}  # the tempfail sink answers 451 to its first two transactions
 slow_attempts = {"count": 0}  # the slow sink answers 451, always
 stalled = {"count": 0}  # transactions the stall sink is sitting on
+google_rcpts = {"count": 0}  # RCPTs seen by the "Google" MX; the first gets Gmail's 4.7.28
 
 
 class Sink:
@@ -74,6 +75,12 @@ class Sink:
             with lock:
                 slow_attempts["count"] += 1
             return "451 4.7.1 greylisted, come back later"
+        if self.name == "google":
+            with lock:
+                google_rcpts["count"] += 1
+                if google_rcpts["count"] == 1:
+                    return ("421 4.7.28 Gmail has detected an unusual rate of unsolicited mail "
+                            "originating from your IP address")
         if self.name == "tempfail":
             with lock:
                 if tempfail_left["count"] > 0:
@@ -127,6 +134,10 @@ zones = """
   local-data: "mx.slow.test. 300 IN A {slow}"
   local-data: "stall.test. 300 IN MX 10 mx.stall.test."
   local-data: "mx.stall.test. 300 IN A {stall}"
+  local-zone: "google.com." static
+  local-data: "gmail.test. 300 IN MX 5 gmail-smtp-in.l.google.com."
+  local-data: "hosted.test. 300 IN MX 5 gmail-smtp-in.l.google.com."
+  local-data: "gmail-smtp-in.l.google.com. 300 IN A {google}"
   local-data: "example.com. 300 IN MX 10 mx.example.com."
   local-data: "mx.example.com. 300 IN A {dsn}"
   local-data: 'relay._domainkey.example.com. 300 IN TXT {txt}'
@@ -152,6 +163,9 @@ conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
 # Two quick retries, then an hour: long enough that only `relayctl queue retry` brings a fourth.
 conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]")
 conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
+# Attempts at about 0, 1 and 2 s stay under it; the operator's retry of a slow.test message comes
+# later and brings the one "delayed" DSN.
+conf = conf.replace("delay_warning_s = 0", "delay_warning_s = 4")
 conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
 # Unix socket paths are limited to 108 bytes; Bazel's temporary directory is longer.
 SOCK_DIR = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
@@ -276,6 +290,25 @@ for sink, rcpt in (("good", "alice@good.test"), ("nomx", "bob@nomx.test"),
     check(len(got(sink, rcpt)) == 1, "%s delivered exactly once (%d)" % (rcpt, len(got(sink, rcpt))))
 check(not got("plain"), "TLS required by the shaping rule: not delivered in plain text")
 
+# Gmail's "421 4.7.28 ... unusual rate" matches a reply rule of the shipped "google" shaping rule
+# (found by the MX host's suffix .google.com): the (source, site) pair is suspended and its mail
+# deferred without a connection, for every domain hosted at that site, not just the one that got
+# the reply. One SMTP session for both messages, so that both are owned by the same shard.
+s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+s.starttls(context=ssl._create_unverified_context())
+s.login("app@example.com", PASSWORD)
+s.sendmail("app@example.com", ["ivy@gmail.test"],
+           "From: app@example.com\r\nTo: ivy@gmail.test\r\nSubject: rate\r\n\r\nhi\r\n")
+check(wait_for(lambda: google_rcpts["count"] >= 1, 20), "the Google MX answered 421 4.7.28")
+time.sleep(0.5)
+s.sendmail("app@example.com", ["jay@hosted.test"],
+           "From: app@example.com\r\nTo: jay@hosted.test\r\nSubject: same site\r\n\r\nhi\r\n")
+s.quit()
+time.sleep(3)  # ivy's retries at +1 s and +2 s fall inside the suspension (3600 s)
+check(google_rcpts["count"] == 1 and not got("google"),
+      "suspended site: no further connection for either domain (%d RCPTs seen)"
+      % google_rcpts["count"])
+
 # Operator requests to the running relay: retry, bounce and delete through the control socket.
 def relayctl(*args):
     r = subprocess.run([RELAYCTL] + list(args), capture_output=True, text=True, timeout=30)
@@ -307,10 +340,35 @@ code, out = relayctl("queue", "retry", sam, "--socket", CONTROL)
 check(code == 0 and out.startswith("ok"), "relayctl queue retry: %s" % out.strip())
 check(wait_for(lambda: slow_attempts["count"] > before, 10),
       "retry brings an attempt now instead of in an hour")
+
+
+def dsns_for(rcpt, action):
+    return [d for d in got("dsn") if rcpt.encode() in d[5] and
+            ("Action: " + action).encode() in d[5]]
+
+
+time.sleep(2.5)  # past delay_warning_s for sam, whatever the timing of the first attempts
+before = slow_attempts["count"]
+relayctl("queue", "retry", sam, "--socket", CONTROL)
+check(wait_for(lambda: slow_attempts["count"] > before, 10), "a retry past delay_warning_s")
+check(wait_for(lambda: dsns_for("sam@slow.test", "delayed"), 15),
+      "a deferral past delay_warning_s sends a 'delayed' DSN")
+delayed = dsns_for("sam@slow.test", "delayed")
+if delayed:
+    text = delayed[0][5].decode("utf-8", "replace")
+    check("Status: 4." in text and "Will-Retry-Until:" in text and "451" in text,
+          "the delayed DSN has a 4.x.x Status, Will-Retry-Until and the last reply")
+code, shown = relayctl("queue", "show", sam, "--spool", conf_dir + "/spool")
+check("delay notice: sent" in shown, "relayctl queue show says the delay notice went out")
+before = slow_attempts["count"]
+code, out = relayctl("queue", "retry", sam, "--socket", CONTROL)
+check(wait_for(lambda: slow_attempts["count"] > before, 10), "another retry of the same message")
 time.sleep(1)
+check(len(dsns_for("sam@slow.test", "delayed")) == 1, "one 'delayed' DSN per message, not per attempt")
+check(not dsns_for("sue@slow.test", "delayed"), "no delayed DSN for attempts inside the warning time")
 code, out = relayctl("queue", "bounce", sam, "--socket", CONTROL)
 check(code == 0 and out.startswith("ok"), "relayctl queue bounce: %s" % out.strip())
-check(wait_for(lambda: any(b"sam@slow.test" in d[5] for d in got("dsn")), 15),
+check(wait_for(lambda: dsns_for("sam@slow.test", "failed"), 15),
       "bounce by the operator sends a DSN to the sender")
 code, out = relayctl("queue", "delete", sue, "--socket", CONTROL)
 check(code == 0 and out.startswith("ok"), "relayctl queue delete: %s" % out.strip())
@@ -361,6 +419,14 @@ late = [e for e in events.get("deferred", []) if e.get("recipient") == "dave@tem
 check(len(late) >= 1 and late[0].get("reply", {}).get("code") == 451 and
       late[0].get("next_attempt"),
       "deferred line for dave has the 451 and the next attempt")
+
+for rcpt in ("ivy@gmail.test", "jay@hosted.test"):
+    held = [e for e in events.get("deferred", []) if e.get("recipient") == rcpt and
+            "suspended" in e.get("reason", "")]
+    check(len(held) >= 1 and held[0].get("site"),
+          "deferred line for %s names the suspension as its reason" % rcpt)
+check("suspending delivery to" in log and "4.7.28" in log,
+      "relayd logs the suspension with the reply that caused it")
 
 unbound.terminate()
 for c in controllers:

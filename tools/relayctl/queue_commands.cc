@@ -176,6 +176,7 @@ int Show(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args& a
     std::printf("id: %s\nage: %s\nsize: %zu bytes\nsender: %s\n", m->id.ToString().c_str(),
                 Age(now_ms - m->created_unix_ms).c_str(), m->message.size(),
                 std::string(Sender(*m)).c_str());
+    if (m->delay_notified) std::printf("delay notice: sent to the sender\n");
     for (size_t i = 0; i < m->recipients.size(); ++i) {
       const queue::RecipientState& r = m->recipients[i];
       std::printf("recipient %zu: %s %s attempts=%u", i, r.address.c_str(),
