@@ -62,6 +62,9 @@ parser.add_argument("--expect-min-sessions", type=int, default=0,
 parser.add_argument("--tls", choices=["off", "on", "both"], default="off",
                     help="the sink offers STARTTLS (on), or run plain and TLS (both)")
 parser.add_argument("--sink-threads", type=int, default=2)
+parser.add_argument("--family", default="",
+                    help='relayd\'s [delivery] family ("ipv4-only": no AAAA lookups; the test zone '
+                    'has A records only); default: what relayd --init writes')
 args = parser.parse_args()
 if not 1 <= args.sites <= 250:
     sys.exit("--sites must be 1..250 (addresses 127.0.1.1..127.0.1.250)")
@@ -129,8 +132,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def established_to(port):
-    """Established TCP connections whose remote port is `port` (relayd's side of each session)."""
+def established_to(port, pid):
+    """Established TCP connections of process `pid` whose remote port is `port` (relayd's side of
+    each session): its socket descriptors matched by inode against /proc/net/tcp, so that other
+    processes' connections to the same port number are not counted."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    try:
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return 0
     n = 0
     hexport = ":%04X" % port
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -138,7 +155,7 @@ def established_to(port):
             next(f)
             for line in f:
                 parts = line.split()
-                if parts[2].endswith(hexport) and parts[3] == "01":
+                if parts[2].endswith(hexport) and parts[3] == "01" and parts[9] in inodes:
                     n += 1
     return n
 
@@ -179,6 +196,8 @@ for old, new in (('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
                  ("shards = 0", "shards = %d" % args.shards),
                  ("fsync = true", "fsync = false"),
                  ("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT),
+                 ('family = "ipv4-first"',
+                  'family = "%s"' % (args.family if args.family else "ipv4-first")),
                  ("mx_port = 25", "mx_port = %d" % SINK_PORT),
                  ('control_socket = "control.sock"',
                   'control_socket = "%s/control.sock"' % SOCK_DIR),
@@ -319,7 +338,7 @@ tls_handshake_timeout_ms = %d
     # with TLS until most sessions have finished their handshake.
     end = t0 + min(args.time_limit_s, args.delay_ms / 1000.0 * (4 if tls else 2) + 30)
     while time.time() < end:
-        n = established_to(SINK_PORT)
+        n = established_to(SINK_PORT, relayd.pid)
         if n > peak:
             peak, peak_t = n, time.time() - t0
             peak_rss = proc_status_kib(relayd.pid, "VmRSS")
@@ -345,6 +364,8 @@ tls_handshake_timeout_ms = %d
     stop_s = time.time() - t_stop
     summary = sink_summary(sink)
     deferred, reasons = deferrals(stop_at)
+    if os.path.isdir(conf_dir + "/log"):  # kept with --keep; the next run starts a new log
+        os.rename(conf_dir + "/log", "%s/delivery-log-%s" % (TMP, slug(label)))
     errors = [l for l in open(log).read().splitlines() if "rror" in l or "EMFILE" in l]
     per_session = (peak_rss - rss_full) * 1024.0 / peak if peak else 0
     per_tls_session = (tls_rss - rss_full) * 1024.0 / tls_n if tls_n else 0
@@ -450,7 +471,8 @@ messages_per_connection_max = 1
             p, t = results[(False, reuse)], results[(True, reuse)]
             if p["messages_per_s"] and t["messages_per_s"]:
                 print("  TLS / plain, %s: %.2fx the rate, %.2fx the CPU per message"
-                      % ("reuse" if reuse else "no reuse", t["messages_per_s"] / p["messages_per_s"],
+                      % ("reuse" if reuse else "no reuse",
+                         t["messages_per_s"] / p["messages_per_s"],
                          t["cpu_s_per_1000"] / max(p["cpu_s_per_1000"], 1e-9)))
     print(json.dumps({"bench": "delivery_rate", "messages": args.messages, "size": args.size,
                       "results": list(results.values())}))
