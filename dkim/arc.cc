@@ -85,7 +85,8 @@ std::string StripBValue(std::string_view field) {
     size_t semi = field.find(';', pos);
     size_t end = semi == std::string_view::npos ? field.size() : semi;
     std::string_view spec = field.substr(pos, end - pos);
-    if (size_t eq = spec.find('='); eq != std::string_view::npos && Trim(spec.substr(0, eq)) == "b") {
+    if (size_t eq = spec.find('=');
+        eq != std::string_view::npos && Trim(spec.substr(0, eq)) == "b") {
       std::string out(field.substr(0, pos + eq + 1));
       if (semi != std::string_view::npos) {
         out.append(field.substr(semi));
@@ -161,17 +162,28 @@ absl::StatusOr<Tags> ParseSignatureTags(const HeaderField& f) {
   ASSIGN_OR_RETURN(auto list, ParseTagList(FieldValue(f)));
   Tags t;
   for (auto [name, v] : list) {
-    if (name == "a") t.a = v;
-    else if (name == "b") t.b = v;
-    else if (name == "bh") t.bh = v;
-    else if (name == "c") t.c = v;
-    else if (name == "cv") t.cv = v;
-    else if (name == "d") t.d = v;
-    else if (name == "h") t.h = v;
-    else if (name == "i") t.i = v;
-    else if (name == "s") t.s = v;
-    else if (name == "t") t.t = v;
-    else if (name == "x") t.x = v;
+    if (name == "a")
+      t.a = v;
+    else if (name == "b")
+      t.b = v;
+    else if (name == "bh")
+      t.bh = v;
+    else if (name == "c")
+      t.c = v;
+    else if (name == "cv")
+      t.cv = v;
+    else if (name == "d")
+      t.d = v;
+    else if (name == "h")
+      t.h = v;
+    else if (name == "i")
+      t.i = v;
+    else if (name == "s")
+      t.s = v;
+    else if (name == "t")
+      t.t = v;
+    else if (name == "x")
+      t.x = v;
   }
   return t;
 }
@@ -232,9 +244,12 @@ bool ParseCanon(std::string_view c, Canonicalization* hc, Canonicalization* bc) 
     bs = c.substr(slash + 1);
   }
   auto parse = [](std::string_view s, Canonicalization* out) {
-    if (s == "simple") *out = Canonicalization::kSimple;
-    else if (s == "relaxed") *out = Canonicalization::kRelaxed;
-    else return false;
+    if (s == "simple")
+      *out = Canonicalization::kSimple;
+    else if (s == "relaxed")
+      *out = Canonicalization::kRelaxed;
+    else
+      return false;
     return true;
   };
   return parse(hs, hc) && parse(bs, bc);
@@ -277,9 +292,12 @@ std::string VerifyMessageSignature(const HeaderField& ams, const SplitMessage& m
 
 std::string_view ArcChainStatusName(ArcChainStatus status) {
   switch (status) {
-    case ArcChainStatus::kNone: return "none";
-    case ArcChainStatus::kPass: return "pass";
-    case ArcChainStatus::kFail: return "fail";
+    case ArcChainStatus::kNone:
+      return "none";
+    case ArcChainStatus::kPass:
+      return "pass";
+    case ArcChainStatus::kFail:
+      return "fail";
   }
   return "fail";
 }
@@ -342,7 +360,7 @@ ArcValidation ValidateArcChain(std::string_view message, const KeyLookup& lookup
     for (int kind = 0; kind < 3; ++kind) {
       if (it->second[kind] == nullptr) {
         static constexpr const char* kNames[] = {kAuthResultsName, kMessageSignatureName,
-                                                      kSealName};
+                                                 kSealName};
         return fail(absl::StrCat(std::string(kNames[kind]), " i=", i, " is missing"));
       }
     }
@@ -418,8 +436,7 @@ absl::StatusOr<std::unique_ptr<ArcSealer>> ArcSealer::Create(const ArcSealerConf
   return sealer;
 }
 
-absl::StatusOr<std::string> ArcSealer::Seal(std::string_view message,
-                                            std::string_view auth_results,
+absl::StatusOr<std::string> ArcSealer::Seal(std::string_view message, std::string_view auth_results,
                                             const ArcValidation& chain, int64_t now_s) const {
   ASSIGN_OR_RETURN(SplitMessage m, Split(message));
   size_t from_count = 0;

@@ -67,9 +67,9 @@ std::vector<std::pair<std::string, std::string>> ArcKeyNames(std::string_view me
 ArcValidation ValidateArcChain(std::string_view message, const KeyLookup& lookup, int64_t now_s);
 
 struct ArcSealerConfig {
-  std::string domain;    // d=
-  std::string selector;  // s=
-  std::string key_path;  // PEM file, as for DKIM signing (dkim/key.h)
+  std::string domain;        // d=
+  std::string selector;      // s=
+  std::string key_path;      // PEM file, as for DKIM signing (dkim/key.h)
   std::string key_contents;  // instead of key_path
   // The header fields the ARC-Message-Signature signs, in h= order; empty means
   // DefaultArcSignedHeaders(). ARC-Seal must not be among them (§4.1.2), nor any ARC field.

@@ -28,8 +28,9 @@ const char kMessage[] =
     "Body line one.\r\n"
     "Body line two.\r\n";
 
-const char kPayload[] = "mx.fwd.example;\r\n\tspf=pass smtp.mailfrom=alice@origin.example;\r\n"
-                        "\tdkim=none";
+const char kPayload[] =
+    "mx.fwd.example;\r\n\tspf=pass smtp.mailfrom=alice@origin.example;\r\n"
+    "\tdkim=none";
 
 class ArcTest : public ::testing::Test {
  protected:
@@ -105,8 +106,7 @@ TEST_F(ArcTest, FirstSetShape) {
   EXPECT_EQ(TagValue(fields[0], "t"), std::to_string(kNow));
   EXPECT_EQ(TagValue(fields[0], "h"), "");  // §4.1.3: no h= in the seal
   EXPECT_EQ(TagValue(fields[0], "bh"), "");
-  EXPECT_EQ(fields[1].rfind("ARC-Message-Signature: i=1; a=rsa-sha256; c=relaxed/relaxed;", 0),
-            0u);
+  EXPECT_EQ(fields[1].rfind("ARC-Message-Signature: i=1; a=rsa-sha256; c=relaxed/relaxed;", 0), 0u);
   EXPECT_EQ(TagValue(fields[1], "v"), "");  // §4.1.2: no v=
   EXPECT_EQ(TagValue(fields[1], "h"), "from:to:subject:date:message-id");
   EXPECT_EQ(fields[2], std::string("ARC-Authentication-Results: i=1; ") + kPayload + "\r\n");
@@ -135,9 +135,9 @@ TEST_F(ArcTest, OneHopValidates) {
 
 TEST_F(ArcTest, SecondHopSealsOnTopWithCvPass) {
   std::string hop1 = Forward(kMessage, "fwd.example");
-  std::string hop2 = Forward("Received: by mx.hop2.example; Sun, 22 Nov 2026 20:23:00 +0000\r\n" +
-                                 hop1,
-                             "hop2.example", "mx.hop2.example; arc=pass");
+  std::string hop2 =
+      Forward("Received: by mx.hop2.example; Sun, 22 Nov 2026 20:23:00 +0000\r\n" + hop1,
+              "hop2.example", "mx.hop2.example; arc=pass");
   EXPECT_EQ(hop2.rfind("ARC-Seal: i=2; a=rsa-sha256; cv=pass; d=hop2.example;", 0), 0u) << hop2;
   ArcValidation v = ValidateArcChain(hop2, Lookup(), kNow);
   EXPECT_EQ(v.status, ArcChainStatus::kPass) << v.reason;
@@ -202,9 +202,9 @@ TEST_F(ArcTest, StructureErrors) {
   v = ValidateArcChain(twice, Lookup(), kNow);
   EXPECT_EQ(v.reason, "two ARC-Seal i=1");
   // An instance out of range.
-  v = ValidateArcChain("ARC-Seal: i=51; cv=pass; a=rsa-sha256; d=x; s=y; b=\r\n" +
-                           std::string(kMessage),
-                       Lookup(), kNow);
+  v = ValidateArcChain(
+      "ARC-Seal: i=51; cv=pass; a=rsa-sha256; d=x; s=y; b=\r\n" + std::string(kMessage), Lookup(),
+      kNow);
   EXPECT_EQ(v.status, ArcChainStatus::kFail);
   // No key is a failure that says so.
   std::string other = hop1;

@@ -59,12 +59,18 @@ int main(int argc, char** argv) {
   int64_t now_s = 0;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--key" && i + 1 < argc) key_spec = argv[++i];
-    else if (a == "--keys" && i + 1 < argc) records_path = argv[++i];
-    else if (a == "--ar" && i + 1 < argc) payload = argv[++i];
-    else if (a == "--time" && i + 1 < argc) now_s = std::atoll(argv[++i]);
-    else if (message_path.empty()) message_path = a;
-    else return Usage();
+    if (a == "--key" && i + 1 < argc)
+      key_spec = argv[++i];
+    else if (a == "--keys" && i + 1 < argc)
+      records_path = argv[++i];
+    else if (a == "--ar" && i + 1 < argc)
+      payload = argv[++i];
+    else if (a == "--time" && i + 1 < argc)
+      now_s = std::atoll(argv[++i]);
+    else if (message_path.empty())
+      message_path = a;
+    else
+      return Usage();
   }
   std::string message;
   if (message_path.empty() || !ReadAll(message_path, &message)) return Usage();

@@ -8,8 +8,21 @@ namespace {
 // RFC 2045 §5.1 tspecials.
 bool IsTspecial(char c) {
   switch (c) {
-    case '(': case ')': case '<': case '>': case '@': case ',': case ';': case ':':
-    case '\\': case '"': case '/': case '[': case ']': case '?': case '=':
+    case '(':
+    case ')':
+    case '<':
+    case '>':
+    case '@':
+    case ',':
+    case ';':
+    case ':':
+    case '\\':
+    case '"':
+    case '/':
+    case '[':
+    case ']':
+    case '?':
+    case '=':
       return true;
     default:
       return false;
@@ -121,35 +134,52 @@ std::string Property(std::string_view name, std::string_view value) {
 
 const char* SpfVerdictName(SpfVerdict v) {
   switch (v) {
-    case SpfVerdict::kNone: return "none";
-    case SpfVerdict::kNeutral: return "neutral";
-    case SpfVerdict::kPass: return "pass";
-    case SpfVerdict::kFail: return "fail";
-    case SpfVerdict::kSoftFail: return "softfail";
-    case SpfVerdict::kTempError: return "temperror";
-    case SpfVerdict::kPermError: return "permerror";
+    case SpfVerdict::kNone:
+      return "none";
+    case SpfVerdict::kNeutral:
+      return "neutral";
+    case SpfVerdict::kPass:
+      return "pass";
+    case SpfVerdict::kFail:
+      return "fail";
+    case SpfVerdict::kSoftFail:
+      return "softfail";
+    case SpfVerdict::kTempError:
+      return "temperror";
+    case SpfVerdict::kPermError:
+      return "permerror";
   }
   return "permerror";
 }
 
 const char* DkimVerdictName(DkimVerdict v) {
   switch (v) {
-    case DkimVerdict::kNone: return "none";
-    case DkimVerdict::kPass: return "pass";
-    case DkimVerdict::kFail: return "fail";
-    case DkimVerdict::kPolicy: return "policy";
-    case DkimVerdict::kNeutral: return "neutral";
-    case DkimVerdict::kTempError: return "temperror";
-    case DkimVerdict::kPermError: return "permerror";
+    case DkimVerdict::kNone:
+      return "none";
+    case DkimVerdict::kPass:
+      return "pass";
+    case DkimVerdict::kFail:
+      return "fail";
+    case DkimVerdict::kPolicy:
+      return "policy";
+    case DkimVerdict::kNeutral:
+      return "neutral";
+    case DkimVerdict::kTempError:
+      return "temperror";
+    case DkimVerdict::kPermError:
+      return "permerror";
   }
   return "permerror";
 }
 
 const char* ArcVerdictName(ArcVerdict v) {
   switch (v) {
-    case ArcVerdict::kNone: return "none";
-    case ArcVerdict::kPass: return "pass";
-    case ArcVerdict::kFail: return "fail";
+    case ArcVerdict::kNone:
+      return "none";
+    case ArcVerdict::kPass:
+      return "pass";
+    case ArcVerdict::kFail:
+      return "fail";
   }
   return "fail";
 }
@@ -194,8 +224,8 @@ std::string AuthResultsPayload(const AuthResults& results) {
     if (!d.domain.empty()) f.Add(Property("header.d", d.domain));
     if (!d.selector.empty()) f.Add(Property("header.s", d.selector));
     if (!d.signature_prefix.empty()) {
-      f.Add(Property("header.b", std::string_view(d.signature_prefix)
-                                     .substr(0, kSignaturePrefixCharsMax)));
+      f.Add(Property("header.b",
+                     std::string_view(d.signature_prefix).substr(0, kSignaturePrefixCharsMax)));
     }
   }
   if (results.arc.has_value()) begin_result("arc", ArcVerdictName(*results.arc));

@@ -9,9 +9,7 @@
 namespace relay::receive {
 namespace {
 
-std::vector<std::string> Lines(const std::string& field) {
-  return absl::StrSplit(field, "\r\n");
-}
+std::vector<std::string> Lines(const std::string& field) { return absl::StrSplit(field, "\r\n"); }
 
 TEST(AuthResultsTest, FullExample) {
   AuthResults r;

@@ -47,8 +47,8 @@ absl::StatusOr<std::string> PickRecord(const dns::TxtResult& r, size_t record_by
   if (best == nullptr) return absl::NotFoundError("no TXT record");
   if (best->joined.size() > record_bytes_max) {
     // Reported as "no key" (permerror): a record this large is no key we accept.
-    return absl::NotFoundError(absl::StrCat("key record of ", best->joined.size(),
-                                            " bytes exceeds ", record_bytes_max));
+    return absl::NotFoundError(
+        absl::StrCat("key record of ", best->joined.size(), " bytes exceeds ", record_bytes_max));
   }
   return best->joined;
 }
@@ -92,20 +92,28 @@ void Finish(const std::shared_ptr<CheckState>& state) {
 
 DkimVerdict ToDkimVerdict(dkim::VerifyStatus status) {
   switch (status) {
-    case dkim::VerifyStatus::kPass: return DkimVerdict::kPass;
-    case dkim::VerifyStatus::kFail: return DkimVerdict::kFail;
-    case dkim::VerifyStatus::kTempError: return DkimVerdict::kTempError;
-    case dkim::VerifyStatus::kPermError: return DkimVerdict::kPermError;
-    case dkim::VerifyStatus::kNeutral: return DkimVerdict::kNeutral;
+    case dkim::VerifyStatus::kPass:
+      return DkimVerdict::kPass;
+    case dkim::VerifyStatus::kFail:
+      return DkimVerdict::kFail;
+    case dkim::VerifyStatus::kTempError:
+      return DkimVerdict::kTempError;
+    case dkim::VerifyStatus::kPermError:
+      return DkimVerdict::kPermError;
+    case dkim::VerifyStatus::kNeutral:
+      return DkimVerdict::kNeutral;
   }
   return DkimVerdict::kPermError;
 }
 
 ArcVerdict ToArcVerdict(dkim::ArcChainStatus status) {
   switch (status) {
-    case dkim::ArcChainStatus::kNone: return ArcVerdict::kNone;
-    case dkim::ArcChainStatus::kPass: return ArcVerdict::kPass;
-    case dkim::ArcChainStatus::kFail: return ArcVerdict::kFail;
+    case dkim::ArcChainStatus::kNone:
+      return ArcVerdict::kNone;
+    case dkim::ArcChainStatus::kPass:
+      return ArcVerdict::kPass;
+    case dkim::ArcChainStatus::kFail:
+      return ArcVerdict::kFail;
   }
   return ArcVerdict::kFail;
 }
@@ -174,14 +182,13 @@ dns::QueryHandle DkimChecker::Check(std::string_view message, int64_t now_s,
   }
   for (size_t i = 0; i < state->names.size(); ++i) {
     // RFC 6376 §3.6.2.1: the key of selector s and domain d is at s._domainkey.d.
-    std::string qname =
-        absl::StrCat(state->names[i].first, "._domainkey.", state->names[i].second);
+    std::string qname = absl::StrCat(state->names[i].first, "._domainkey.", state->names[i].second);
     const size_t record_bytes_max = options_.key_record_bytes_max;
-    dns::QueryHandle q = resolver_->LookupTxt(qname, [state, i, record_bytes_max](
-                                                         dns::TxtResult r) {
-      state->records[i] = PickRecord(r, record_bytes_max);
-      if (--state->pending == 0) Finish(state);
-    });
+    dns::QueryHandle q =
+        resolver_->LookupTxt(qname, [state, i, record_bytes_max](dns::TxtResult r) {
+          state->records[i] = PickRecord(r, record_bytes_max);
+          if (--state->pending == 0) Finish(state);
+        });
     // A cancelled check lets its queries finish (they feed the cache); Finish drops the result.
     q.Detach();
   }

@@ -78,8 +78,8 @@ class Unbound {
                         << "  username: \"\"\n  chroot: \"\"\n  directory: \"" << dir << "\"\n"
                         << "  pidfile: \"\"\n  num-threads: 1\n  so-reuseport: no\n"
                         << "  access-control: 127.0.0.0/8 allow\n"
-                        << "  module-config: \"iterator\"\n" << zones
-                        << "remote-control:\n  control-enable: no\n";
+                        << "  module-config: \"iterator\"\n"
+                        << zones << "remote-control:\n  control-enable: no\n";
     pid_ = fork();
     if (pid_ == 0) {
       execl(kUnbound, "unbound", "-d", "-c", conf.c_str(), static_cast<char*>(nullptr));
@@ -131,8 +131,8 @@ class DkimCheckTest : public ::testing::Test {
       skip_ = new std::string(probe.message());
       return;
     }
-    rsa_ = new dkim::PrivateKey(dkim::PrivateKey::Generate(dkim::KeyAlgorithm::kRsaSha256, 2048)
-                                    .value());
+    rsa_ = new dkim::PrivateKey(
+        dkim::PrivateKey::Generate(dkim::KeyAlgorithm::kRsaSha256, 2048).value());
     ed_ = new dkim::PrivateKey(
         dkim::PrivateKey::Generate(dkim::KeyAlgorithm::kEd25519Sha256, 0).value());
     std::string zones = "  local-zone: \"test.\" static\n";

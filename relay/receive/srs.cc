@@ -21,7 +21,9 @@ absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.
 
 std::string Lower(std::string_view s) { return absl::AsciiStrToLower(Av(s)); }
 
-bool IEquals(std::string_view a, std::string_view b) { return absl::EqualsIgnoreCase(Av(a), Av(b)); }
+bool IEquals(std::string_view a, std::string_view b) {
+  return absl::EqualsIgnoreCase(Av(a), Av(b));
+}
 
 std::string Base64(const uint8_t* p, size_t n) {
   std::string out;
@@ -124,8 +126,8 @@ absl::Status Srs::CheckHash(std::string_view hash,
       return absl::OkStatus();
     }
   }
-  return absl::PermissionDeniedError(absl::StrCat("SRS hash \"", std::string(hash),
-                                                  "\" does not match (forged or other secret)"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("SRS hash \"", std::string(hash), "\" does not match (forged or other secret)"));
 }
 
 absl::StatusOr<std::string> Srs::Forward(std::string_view sender, int64_t now_s) const {
@@ -164,9 +166,9 @@ absl::StatusOr<std::string> Srs::Forward(std::string_view sender, int64_t now_s)
                        std::string(domain), "=", std::string(local), "@", config_.domain);
   }
   if (out.size() > kSrsAddressBytesMax) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("SRS address for \"", std::string(sender), "\" would exceed ",
-                     kSrsAddressBytesMax, " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat("SRS address for \"", std::string(sender),
+                                                   "\" would exceed ", kSrsAddressBytesMax,
+                                                   " bytes"));
   }
   return out;
 }
@@ -219,9 +221,9 @@ absl::StatusOr<std::string> Srs::Reverse(std::string_view address, int64_t now_s
   if (now < 0) now += kSrsTimeSlots;
   if (now < then) now += kSrsTimeSlots;
   if (now - then > config_.max_age_days) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("SRS address \"", std::string(address), "\" expired (", now - then,
-                     " days old, ", config_.max_age_days, " allowed)"));
+    return absl::DeadlineExceededError(absl::StrCat("SRS address \"", std::string(address),
+                                                    "\" expired (", now - then, " days old, ",
+                                                    config_.max_age_days, " allowed)"));
   }
   return absl::StrCat(std::string(orig_local), "@", std::string(orig_domain));
 }

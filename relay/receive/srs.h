@@ -78,7 +78,8 @@ class Srs {
   explicit Srs(SrsConfig config) : config_(std::move(config)) {}
   // Base64 HMAC-SHA1 of the lower-cased fields with `secret`, cut to hash_chars.
   std::string Hash(const std::string& secret, std::initializer_list<std::string_view> fields) const;
-  absl::Status CheckHash(std::string_view hash, std::initializer_list<std::string_view> fields) const;
+  absl::Status CheckHash(std::string_view hash,
+                         std::initializer_list<std::string_view> fields) const;
 
   SrsConfig config_;
 };

@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
   }
   const std::string mode = argv[1];
   const int64_t now_s = time(nullptr);
-  absl::StatusOr<std::string> out = mode == "forward" ? (*srs)->Forward(argv[4], now_s)
-                                                      : (*srs)->Reverse(argv[4], now_s);
+  absl::StatusOr<std::string> out =
+      mode == "forward" ? (*srs)->Forward(argv[4], now_s) : (*srs)->Reverse(argv[4], now_s);
   if (!out.ok()) {
     printf("error %s\n", out.status().ToString().c_str());
     return 1;
