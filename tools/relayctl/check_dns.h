@@ -11,11 +11,12 @@
 //   FAIL ptr    192.0.2.10 | published: (none) | expected: mail.example.com | problem: no PTR ...
 //
 // Checks, per mail domain: mx (present, pointing at the hostname), host (the hostname resolves
-// to each fixed source address), spf (present, valid, under the lookup limits, RFC 7208 §4.6.4)
-// and spf-auth (check_host() passes for each source address), dkim (for each selector: published,
-// valid, equal to the private key's public half), dmarc (present, valid, aligned with the DKIM
-// signing domain, RFC 7489 §3.1); per egress source address: ptr (a PTR name that resolves back,
-// forward-confirmed) and ehlo (the source's EHLO name equals that PTR name; SKIP when there is no
+// to each fixed source address), spf (present, valid, under the lookup limits, RFC 7208 §4.6.4,
+// evaluated by dns/spf.h) and spf-auth (check_host() gives pass for each source address; SKIP
+// when there is no usable record), dkim (for each selector: published, valid, equal to the
+// private key's public half), dmarc (present, valid, aligned with the DKIM signing domain,
+// RFC 7489 §3.1); per egress source address: ptr (a PTR name that resolves back, forward-
+// confirmed) and ehlo (the source's EHLO name equals that PTR name; SKIP when there is no
 // confirmed PTR name to compare with). Exit 0 only when every check is OK; 1 when any failed;
 // 2 usage or configuration errors.
 //
