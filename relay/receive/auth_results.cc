@@ -84,6 +84,16 @@ std::string Sanitize(std::string_view s, size_t bytes_max) {
   return out;
 }
 
+// RFC 5322 §3.2.4 quoted-string without CFWS: DQUOTE *(qtext / quoted-pair) DQUOTE.
+bool IsQuotedString(std::string_view s) {
+  if (s.size() < 2 || s.front() != '"' || s.back() != '"') return false;
+  for (size_t i = 1; i + 1 < s.size(); ++i) {
+    if (s[i] == '"') return false;
+    if (s[i] == '\\' && ++i + 1 >= s.size()) return false;
+  }
+  return true;
+}
+
 std::string Quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -187,11 +197,16 @@ const char* ArcVerdictName(ArcVerdict v) {
 std::string AuthResultsValue(std::string_view raw) {
   std::string value = Sanitize(raw, raw.size());
   if (IsToken(value)) return value;
-  // RFC 8601 §2.2 pvalue: [ [ local-part ] "@" ] domain-name.
+  // RFC 8601 §2.2 pvalue: [ [ local-part ] "@" ] domain-name, the local part a dot-atom or a
+  // quoted-string (RFC 5322 §3.4.1): an address is written as an address, its local part quoted
+  // when it has to be, which is also the form SMTP carried it in (RFC 5321 §4.1.2).
   if (size_t at = value.rfind('@'); at != std::string::npos) {
     std::string_view local = std::string_view(value).substr(0, at);
     std::string_view domain = std::string_view(value).substr(at + 1);
-    if ((local.empty() || IsDotAtom(local)) && IsDomainName(domain)) return value;
+    if (IsDomainName(domain)) {
+      if (local.empty() || IsDotAtom(local) || IsQuotedString(local)) return value;
+      return absl::StrCat(Quote(local), "@", std::string(domain));
+    }
   }
   return Quote(value);
 }

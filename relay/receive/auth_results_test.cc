@@ -46,9 +46,13 @@ TEST(AuthResultsTest, ValuesQuotedWhereTheGrammarNeedsIt) {
   EXPECT_EQ(AuthResultsValue("@example.com"), "@example.com");
   EXPECT_EQ(AuthResultsValue("AbCd+123"), "AbCd+123");
   EXPECT_EQ(AuthResultsValue("ab/cd"), "\"ab/cd\"");
-  EXPECT_EQ(AuthResultsValue("a b@example.com"), "\"a b@example.com\"");
-  EXPECT_EQ(AuthResultsValue("\"q\"@example.com"), "\"\\\"q\\\"@example.com\"");
-  EXPECT_EQ(AuthResultsValue("x..y@example.com"), "\"x..y@example.com\"");
+  // An address keeps the form of an address, its local part quoted when needed.
+  EXPECT_EQ(AuthResultsValue("a b@example.com"), "\"a b\"@example.com");
+  EXPECT_EQ(AuthResultsValue("\"a b\"@example.com"), "\"a b\"@example.com");
+  EXPECT_EQ(AuthResultsValue("\"q\\\"x\"@example.com"), "\"q\\\"x\"@example.com");
+  EXPECT_EQ(AuthResultsValue("x..y@example.com"), "\"x..y\"@example.com");
+  EXPECT_EQ(AuthResultsValue("a\"b@example.com"), "\"a\\\"b\"@example.com");
+  EXPECT_EQ(AuthResultsValue("a@b@bad_domain"), "\"a@b@bad_domain\"");
   EXPECT_EQ(AuthResultsValue(""), "\"\"");
   EXPECT_EQ(AuthResultsValue("a;b"), "\"a;b\"");
 }
@@ -59,7 +63,8 @@ TEST(AuthResultsTest, ControlBytesCannotBreakTheField) {
   r.spf = SpfAuth{SpfVerdict::kFail, "evil\r\nX-Injected: 1@example.com", ""};
   r.dkim.push_back(DkimAuth{DkimVerdict::kPermError, "d.example", "s", "", "no key\r\nX: y"});
   std::string field = BuildAuthResultsHeader(r);
-  EXPECT_NE(field.find("smtp.mailfrom=\"evilX-Injected: 1@example.com\""), std::string::npos);
+  EXPECT_NE(field.find("smtp.mailfrom=\"evilX-Injected: 1\"@example.com"), std::string::npos)
+      << field;
   for (const std::string& line : Lines(field)) {
     EXPECT_NE(line.rfind("X-Injected:", 0), 0u) << line;  // no line starts a new field
     if (!line.empty() && line != Lines(field)[0]) {
