@@ -92,6 +92,8 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
         callback_(std::move(callback)),
         token_(std::make_shared<internal::Token>()) {}
 
+  ~Evaluation() { reactor_->timers().Cancel(&deadline_); }
+
   QueryHandle Start(const SpfRequest& request);
 
  private:
@@ -150,6 +152,8 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
   std::optional<std::vector<std::string>> validated_names_;
   // Lookups in flight; destroying a handle only drops an answer nobody waits for any more.
   std::vector<QueryHandle> pending_;
+  // SpfLimits::evaluation_timeout_ms.
+  relay::io::Timer deadline_;
 };
 
 QueryHandle Evaluation::Start(const SpfRequest& request) {
@@ -190,6 +194,18 @@ QueryHandle Evaluation::Start(const SpfRequest& request) {
     return handle;
   }
   auto self = shared_from_this();
+  if (limits_.evaluation_timeout_ms > 0) {
+    // The timer belongs to this object and is cancelled by its destructor.
+    deadline_.set_callback([this]() {
+      auto keep = shared_from_this();
+      SpfOutcome late;
+      late.result = SpfResult::kTempError;
+      late.problem =
+          absl::StrCat(top_domain_, ": no result within ", limits_.evaluation_timeout_ms, " ms");
+      Finish(std::move(late));
+    });
+    reactor_->timers().ScheduleAfter(&deadline_, limits_.evaluation_timeout_ms);
+  }
   CheckHost(top_domain_, [self](LevelResult r) { self->OnTopLevel(std::move(r)); });
   return handle;
 }
@@ -204,6 +220,7 @@ void Evaluation::FinishLater(SpfOutcome outcome) {
 void Evaluation::Finish(SpfOutcome outcome) {
   if (cancelled()) return;
   finished_ = true;
+  reactor_->timers().Cancel(&deadline_);
   outcome.dns_terms = dns_terms_;
   outcome.void_lookups = void_lookups_;
   outcome.record = top_record_;

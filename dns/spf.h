@@ -49,6 +49,9 @@ struct SpfLimits {
   size_t domain_bytes_max = 253;
   // The explanation string is cut at this length (it is put in an SMTP reply).
   size_t explanation_bytes_max = 512;
+  // §4.6.4: a bound on the whole evaluation (the RFC asks for at least 20 s); past it the result
+  // is temperror. 0: none (each lookup is still bounded by the resolver's timeout).
+  int64_t evaluation_timeout_ms = 20000;
 };
 
 // The inputs of check_host() (RFC 7208 §4.1).

@@ -2,7 +2,9 @@
 // record selection (§4.5), and the syntax errors that must be permerrors.
 #include "dns/spf_record.h"
 
+#include <random>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -208,6 +210,52 @@ TEST(SpfRecordTest, DomainsAndAddresses) {
   EXPECT_TRUE(PrefixMatches(a, b, 0));
   EXPECT_FALSE(ParseIp("192.0.2", &a, &v6));
   EXPECT_EQ(DottedIp(b, false), "192.0.2.0");
+}
+
+// Records come from the network: random mutations of valid ones must parse or fail cleanly,
+// and whatever parses must expand without trouble (run under ASan/UBSan as well).
+TEST(SpfRecordTest, MutatedRecordsNeverCrash) {
+  const std::vector<std::string> seeds = {
+      "v=spf1 +all",
+      "v=spf1 a:mail.example.com/24//64 mx/30 ptr:example.com -all",
+      "v=spf1 ip4:192.0.2.128/28 ip6:2001:db8::/32 ~all",
+      "v=spf1 exists:%{ir}.%{v}._spf.%{d2} include:%{l1r+}.%{d} redirect=%{o}",
+      "v=spf1 -include:ip4._spf.%{d} exp=explain._spf.%{d} moo=%{L-}%%%_%-",
+  };
+  const std::string alphabet = "v=spf1 %{}:/.-+~?aimxptrdlsohcv0123456789_,\x80";
+  std::mt19937 random(12345);
+  MacroContext context = Rfc74Context(true);
+  int parsed = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string s = seeds[random() % seeds.size()];
+    int edits = 1 + static_cast<int>(random() % 4);
+    for (int e = 0; e < edits && !s.empty(); ++e) {
+      size_t at = random() % s.size();
+      switch (random() % 3) {
+        case 0:
+          s[at] = alphabet[random() % alphabet.size()];
+          break;
+        case 1:
+          s.erase(at, 1 + random() % 3);
+          break;
+        default:
+          s.insert(at, 1, alphabet[random() % alphabet.size()]);
+      }
+    }
+    absl::StatusOr<Record> r = ParseRecord(s);
+    if (!r.ok()) {
+      EXPECT_FALSE(r.status().message().empty());
+      continue;
+    }
+    ++parsed;
+    for (const Mechanism& m : r->mechanisms) {
+      if (!m.domain_spec.empty()) (void)ExpandDomainSpec(m.domain_spec, context, 253);
+    }
+    if (r->redirect) (void)ExpandDomainSpec(*r->redirect, context, 253);
+    if (r->explanation) (void)ExpandMacros(*r->explanation, context, true);
+  }
+  // The mutations are small: a good share stays valid and exercises the expansion.
+  EXPECT_GT(parsed, 1000);
 }
 
 }  // namespace

@@ -529,6 +529,19 @@ TEST_F(SpfTest, TimeoutIsTempError) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
 
+TEST_F(SpfTest, WholeEvaluationIsBounded) {
+  // c-ares alone would wait 1 + 2 + 4 s; the evaluation's own limit ends it first.
+  SilentServer silent;
+  SpfLimits limits;
+  limits.evaluation_timeout_ms = 300;
+  UseServer(silent.address(), 1000, 3, limits);
+  auto start = std::chrono::steady_clock::now();
+  SpfOutcome o = Check("192.0.2.1", "example.com");
+  EXPECT_EQ(o.result, SpfResult::kTempError);
+  EXPECT_EQ(o.problem, "example.com: no result within 300 ms");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
 TEST_F(SpfTest, CancelledCheckNeverCallsBack) {
   int calls = 0;
   SpfRequest request;
