@@ -451,9 +451,10 @@ absl::StatusOr<std::string> ArcSealer::Seal(std::string_view message, std::strin
         absl::StrCat("message already has ", kArcInstanceMax, " ARC sets (RFC 8617 §4.2.1)"));
   }
   ArcChainStatus cv = chain.status;
-  // §5.1: the first set says cv=none, later ones pass or fail.
-  if (n == 1 && cv != ArcChainStatus::kNone) {
-    return absl::InvalidArgumentError("no ARC set on the message, yet its chain is not none");
+  // §5.1: the first set says cv=none, later ones pass or fail. A message whose only ARC fields
+  // were unusable (no valid instance) failed validation: its first set records that (§5.1.2).
+  if (n == 1 && cv == ArcChainStatus::kPass) {
+    return absl::InvalidArgumentError("no ARC set on the message, yet its chain passed");
   }
   if (n > 1 && cv == ArcChainStatus::kNone) {
     return absl::InvalidArgumentError("the message has ARC sets, yet its chain status is none");

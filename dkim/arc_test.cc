@@ -214,6 +214,18 @@ TEST_F(ArcTest, StructureErrors) {
   EXPECT_NE(v.reason.find("no key for zzz._domainkey.fwd.example"), std::string::npos) << v.reason;
 }
 
+TEST_F(ArcTest, UnusableArcFieldsGiveAFailedFirstSet) {
+  std::string m =
+      "ARC-Seal: i=0; cv=none; a=rsa-sha256; d=x.example; s=y; b=\r\n" + std::string(kMessage);
+  ArcValidation v = ValidateArcChain(m, Lookup(), kNow);
+  EXPECT_EQ(v.status, ArcChainStatus::kFail);
+  EXPECT_EQ(v.instance_max, 0);
+  auto set = Sealer("fwd.example")->Seal(m, kPayload, v, kNow);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->rfind("ARC-Seal: i=1; a=rsa-sha256; cv=fail;", 0), 0u) << *set;
+  EXPECT_EQ(ValidateArcChain(*set + m, Lookup(), kNow).status, ArcChainStatus::kFail);
+}
+
 TEST_F(ArcTest, TemporaryKeyFailureIsNamed) {
   std::string hop1 = Forward(kMessage, "fwd.example");
   ArcValidation v = ValidateArcChain(
@@ -230,7 +242,7 @@ TEST_F(ArcTest, SealRefusals) {
   auto sealer = Sealer("fwd.example");
   ArcValidation pass;
   pass.status = ArcChainStatus::kPass;
-  EXPECT_FALSE(sealer->Seal(kMessage, kPayload, pass, kNow).ok());  // i=1 must be cv=none
+  EXPECT_FALSE(sealer->Seal(kMessage, kPayload, pass, kNow).ok());  // i=1 cannot be cv=pass
   std::string hop1 = Forward(kMessage, "fwd.example");
   EXPECT_FALSE(sealer->Seal(hop1, kPayload, ArcValidation(), kNow).ok());
   EXPECT_FALSE(sealer->Seal("To: x@y\r\n\r\nbody\r\n", kPayload, ArcValidation(), kNow).ok());

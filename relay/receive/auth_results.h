@@ -9,8 +9,9 @@
 //
 // Method names and results are those of the IANA registry (RFC 8601 §2.7.1 dkim, §2.7.2 spf,
 // RFC 8617 §10.2 arc). A property value is written bare when RFC 8601 §2.2's pvalue allows it
-// (a MIME token, or an address "local@domain" whose local part is a dot-atom) and as a quoted
-// string otherwise (a header.b with "/", an odd local part). The authserv-id is the relay's host
+// (a MIME token, or an address "local@domain" whose local part is a dot-atom or already quoted);
+// an address with another local part gets that local part quoted ("a b"@example.com), anything
+// else becomes a quoted-string (a header.b with "/"). The authserv-id is the relay's host
 // name. Each result goes on its own line, indented with a tab, so lines stay under 78 columns for
 // ordinary names; a single overlong token is never broken. Without any result the field says
 // "none" (§2.2). Text that could break the field (CR, LF, control bytes) is dropped from values.
@@ -79,7 +80,8 @@ std::string AuthResultsPayload(const AuthResults& results);
 std::string BuildAuthResultsHeader(const AuthResults& results);
 
 // A property value as RFC 8601 §2.2 pvalue allows: unchanged if it is a MIME token (RFC 2045
-// §5.1) or local@domain with a dot-atom local part, else a quoted-string.
+// §5.1) or local@domain with a dot-atom or quoted-string local part; local@domain with its local
+// part quoted; else a quoted-string.
 std::string AuthResultsValue(std::string_view value);
 
 }  // namespace relay::receive
