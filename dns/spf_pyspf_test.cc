@@ -1,0 +1,139 @@
+// dns/spf.h against an SPF implementation nobody here wrote: Debian's python3-spf (pyspf), both
+// asking the same unbound on loopback about every name of dns/spf_test_zones.h from a set of
+// client addresses. Every result must agree.
+#include "dns/spf.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "dns/resolver.h"
+#include "dns/spf_test_zones.h"
+#include "dns/testing/unbound_server.h"
+#include "gtest/gtest.h"
+#include "relay/io/reactor.h"
+
+namespace dns {
+namespace {
+
+constexpr char kPython[] = "/usr/bin/python3";
+constexpr char kOracle[] = "dns/spf_pyspf_check.py";
+
+bool PyspfAvailable() {
+  std::string cmd = absl::StrCat(kPython, " -c 'import spf, dns.resolver' 2>/dev/null");
+  return access(kPython, X_OK) == 0 && std::system(cmd.c_str()) == 0;
+}
+
+TEST(SpfPyspfTest, SameResultsAsPyspf) {
+  if (!testing::UnboundServer::Available() || !PyspfAvailable()) {
+    printf("SKIP: needs unbound and python3-spf (Debian packages unbound, python3-spf)\n");
+    GTEST_SKIP();
+  }
+  absl::Status probe = relay::io::Reactor::ProbeKernel();
+  if (!probe.ok()) {
+    printf("SKIP: %s\n", std::string(probe.message()).c_str());
+    GTEST_SKIP();
+  }
+  std::string dir = testing::TempDir();
+  auto server = testing::UnboundServer::Start(dir, spf_testing::SuiteZones());
+  ASSERT_TRUE(server.ok()) << server.status();
+  relay::io::ReactorOptions reactor_options;
+  reactor_options.sq_entries = 256;
+  reactor_options.cq_entries = 1024;
+  auto reactor = relay::io::Reactor::Create(reactor_options);
+  ASSERT_TRUE(reactor.ok()) << reactor.status();
+  ResolverOptions options;
+  options.servers = {(*server)->address()};
+  auto resolver = Resolver::Create(reactor->get(), options);
+  ASSERT_TRUE(resolver.ok()) << resolver.status();
+  SpfEvaluator evaluator(reactor->get(), resolver->get());
+
+  const std::vector<std::string> ips = {
+      "192.0.2.5",           "192.0.2.10",   "192.0.2.65",    "192.0.2.129", "192.0.2.140",
+      "198.51.100.1",        "10.0.0.4",     "192.168.15.15", "192.0.2.77",  "2001:db8:aaaa:5::1",
+      "2001:db8:bbbb:1::99", "2001:db8::25",
+  };
+  struct Case {
+    std::string ip, sender;
+    SpfOutcome ours;
+  };
+  std::vector<Case> cases;
+  for (const std::string& domain : spf_testing::SuiteDomains()) {
+    for (const std::string& ip : ips) {
+      cases.push_back(Case{ip, absl::StrCat("joel@", domain), {}});
+    }
+  }
+  // Ours, all at once on the reactor.
+  int outstanding = static_cast<int>(cases.size());
+  std::vector<QueryHandle> handles;
+  for (Case& c : cases) {
+    SpfRequest request;
+    request.ip = c.ip;
+    request.sender = c.sender;
+    request.domain = c.sender.substr(c.sender.find('@') + 1);
+    request.helo = "mx.client.example";
+    handles.push_back(evaluator.CheckHost(request, [&c, &outstanding](SpfOutcome o) {
+      c.ours = std::move(o);
+      --outstanding;
+    }));
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (outstanding > 0 && std::chrono::steady_clock::now() < deadline) {
+    (*reactor)->RunOnce(20);
+  }
+  ASSERT_EQ(outstanding, 0);
+
+  // pyspf's, one process for all of them.
+  std::string cases_path = absl::StrCat(dir, "/spf-cases.txt");
+  {
+    std::ofstream out(cases_path);
+    for (const Case& c : cases) out << c.ip << " " << c.sender << " mx.client.example\n";
+  }
+  std::string cmd =
+      absl::StrCat(kPython, " ", kOracle, " ", (*server)->port(), " ", cases_path, " 2>&1");
+  FILE* pipe = popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::vector<std::string> theirs;
+  char line[4096];
+  while (fgets(line, sizeof(line), pipe) != nullptr) {
+    std::string s(line);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    theirs.push_back(s);
+  }
+  int status = pclose(pipe);
+  ASSERT_EQ(status, 0) << absl::StrJoin(theirs, "\n");
+  ASSERT_EQ(theirs.size(), cases.size()) << absl::StrJoin(theirs, "\n");
+
+  int differences = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    std::string ours = SpfResultName(c.ours.result);
+    if (ours == theirs[i]) continue;
+    ++differences;
+    ADD_FAILURE() << c.sender << " from " << c.ip << ": ours " << ours << " (" << c.ours.mechanism
+                  << c.ours.problem << "), pyspf " << theirs[i];
+  }
+  std::map<std::string, int> by_result;
+  for (const std::string& r : theirs) ++by_result[r];
+  std::string spread;
+  for (const auto& [r, n] : by_result) absl::StrAppend(&spread, " ", r, "=", n);
+  printf("%zu checks compared with pyspf, %d differences; pyspf's results:%s\n", cases.size(),
+         differences, spread.c_str());
+  // Every result of RFC 7208 §2.6 is among the compared ones, so agreement means something.
+  EXPECT_EQ(by_result.size(), 7u) << spread;
+  handles.clear();
+  resolver->reset();
+  for (int i = 0; i < 100 && (*reactor)->retiring() > 0; ++i) (*reactor)->RunOnce(10);
+}
+
+}  // namespace
+}  // namespace dns
