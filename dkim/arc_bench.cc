@@ -102,6 +102,8 @@ BENCHMARK(BM_ArcValidate)->Arg(0)->Arg(1);
 
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  // No colour: the ratio lines are read by scripts.
+  RatioReporter() : ConsoleReporter(OO_None) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
