@@ -1,6 +1,7 @@
 #!/bin/bash
 # The sink receives from a client nobody here wrote: swaks (Debian package swaks). Pipelined and
-# plain transactions, dot-stuffing, AUTH PLAIN, the saved message and envelope, the latency header.
+# plain transactions, dot-stuffing, AUTH PLAIN, the saved message and envelope, the latency header,
+# and STARTTLS with swaks's OpenSSL client (the message arrives, the sink counts a TLS session).
 source bench/smtp_test_lib.sh
 
 SWAKS=$(command -v swaks || echo /usr/bin/swaks)
@@ -45,5 +46,18 @@ grep -q "MAIL FROM:<>" "${eml2%.eml}.env" || fail "null sender not saved"
 [ "$(wc -l < "$T/arrivals")" == 2 ] || fail "arrivals file: $(cat "$T/arrivals")"
 grep -q " $sent_ns\$" "$T/arrivals" || fail "X-Bench-Sent not recorded: $(cat "$T/arrivals")"
 grep -q " 0\$" "$T/arrivals" || fail "missing header not recorded as 0"
+
+if "$SWAKS" --help 2>&1 | grep -q -- "--tls"; then
+  start_sink tls --listen 127.0.0.1:0 --starttls --auth-user bench --auth-password s3cret
+  "$SWAKS" --server 127.0.0.1 --port "$SINK_PORT" --from a@sender.test --to b@rcpt.test --tls \
+    --auth PLAIN --auth-user bench --auth-password s3cret < /dev/null > "$T/swaks-tls.log" 2>&1 ||
+    fail "swaks with STARTTLS failed: $(tail -5 "$T/swaks-tls.log")"
+  stop_sink
+  grep -q "TLS started with cipher TLSv1" "$T/swaks-tls.log" || fail "no TLS: $(cat "$T/swaks-tls.log")"
+  expect_eq "$(json "$T/tls.json" messages)" 1 "messages over STARTTLS"
+  expect_eq "$(json "$T/tls.json" tls_sessions)" 1 "TLS sessions"
+else
+  echo "this swaks has no --tls: the STARTTLS case is not run"
+fi
 
 echo "PASS"
