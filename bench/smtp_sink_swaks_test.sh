@@ -53,7 +53,8 @@ if "$SWAKS" --help 2>&1 | grep -q -- "--tls"; then
     --auth PLAIN --auth-user bench --auth-password s3cret < /dev/null > "$T/swaks-tls.log" 2>&1 ||
     fail "swaks with STARTTLS failed: $(tail -5 "$T/swaks-tls.log")"
   stop_sink
-  grep -q "TLS started with cipher TLSv1" "$T/swaks-tls.log" || fail "no TLS: $(cat "$T/swaks-tls.log")"
+  grep -q "TLS started with cipher TLSv1" "$T/swaks-tls.log" ||
+    fail "no TLS: $(cat "$T/swaks-tls.log")"
   expect_eq "$(json "$T/tls.json" messages)" 1 "messages over STARTTLS"
   expect_eq "$(json "$T/tls.json" tls_sessions)" 1 "TLS sessions"
 else
