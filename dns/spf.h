@@ -42,7 +42,10 @@ struct SpfLimits {
   int mx_names_max = 10;
   // PTR names looked at per "ptr" mechanism or %{p}; the rest are ignored (§4.6.4, §5.5).
   int ptr_names_max = 10;
-  // Lookups answering NXDOMAIN or no records; one more is a permerror.
+  // Terms whose own lookup (the address of an "a" or "exists" target, the MX of an "mx"
+  // target) answers NXDOMAIN or no records; one more is a permerror. §4.6.4 counts terms, so
+  // the address lookups of MX hosts are not counted (pyspf counts those too, and then fails
+  // IPv6 clients of domains whose MX hosts have no AAAA).
   int void_lookups_max = 2;
   // Bytes of a macro expansion before it is truncated from the left (§7.3: domain names longer
   // than 253 bytes drop labels from the left).

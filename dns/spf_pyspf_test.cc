@@ -1,6 +1,6 @@
 // dns/spf.h against an SPF implementation nobody here wrote: Debian's python3-spf (pyspf), both
 // asking the same unbound on loopback about every name of dns/spf_test_zones.h from a set of
-// client addresses. Every result must agree.
+// client addresses. Every result must agree, but for the deliberate differences listed below.
 #include "dns/spf.h"
 
 #include <unistd.h>
@@ -113,20 +113,46 @@ TEST(SpfPyspfTest, SameResultsAsPyspf) {
   ASSERT_EQ(status, 0) << absl::StrJoin(theirs, "\n");
   ASSERT_EQ(theirs.size(), cases.size()) << absl::StrJoin(theirs, "\n");
 
+  // Where we part from pyspf on purpose. Each must show up, and nothing else may differ.
+  struct Known {
+    const char* sender;
+    const char* ours;
+    const char* pyspf;
+    const char* why;
+    int seen = 0;
+  } known[] = {
+      // §4.6.4 limits "terms" whose lookups are void. We count the term's own query (the MX
+      // query of "mx"); pyspf counts every empty answer, also the AAAA lookups of MX hosts
+      // that only have A records, so an IPv6 client of a domain whose three MX hosts lack
+      // AAAA gets permerror from it.
+      {"joel@mxzero.example.net", "fail", "permerror",
+       "void lookups counted per term, not per MX host address lookup"},
+      // §7.1: transformers = *DIGIT [ "r" ]; pyspf also takes "r" before the digits.
+      {"joel@badmacro.example.net", "permerror", "fail", "%{ir4} is not in the grammar"},
+  };
   int differences = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
     std::string ours = SpfResultName(c.ours.result);
     if (ours == theirs[i]) continue;
     ++differences;
+    bool expected = false;
+    for (Known& k : known) {
+      if (c.sender == k.sender && ours == k.ours && theirs[i] == k.pyspf) {
+        expected = true;
+        ++k.seen;
+      }
+    }
+    if (expected) continue;
     ADD_FAILURE() << c.sender << " from " << c.ip << ": ours " << ours << " (" << c.ours.mechanism
                   << c.ours.problem << "), pyspf " << theirs[i];
   }
+  for (const Known& k : known) EXPECT_GT(k.seen, 0) << k.sender << ": " << k.why;
   std::map<std::string, int> by_result;
   for (const std::string& r : theirs) ++by_result[r];
   std::string spread;
   for (const auto& [r, n] : by_result) absl::StrAppend(&spread, " ", r, "=", n);
-  printf("%zu checks compared with pyspf, %d differences; pyspf's results:%s\n", cases.size(),
+  printf("%zu checks compared with pyspf, %d known differences; pyspf's results:%s\n", cases.size(),
          differences, spread.c_str());
   // Every result of RFC 7208 §2.6 is among the compared ones, so agreement means something.
   EXPECT_EQ(by_result.size(), 7u) << spread;

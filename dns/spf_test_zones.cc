@@ -90,6 +90,26 @@ std::string SuiteZones() {
     if (i == 11) z.Txt("limit11.example.net", absl::StrCat("v=spf1", includes, " -all"));
   }
   z.Txt("nested.example.net", "v=spf1 include:limit10.example.net -all");
+  // Corners of the grammar and of the macros, mostly for the comparison with pyspf.
+  z.Txt("modchars.example.net", "v=spf1 moo.cow-far_out=man:dog/cat ip4:192.0.2.5 -all")
+      .Txt("unknownmod.example.net", "v=spf1 foo=%{d}bar ?ip4:192.0.2.0/24 -all")
+      .Txt("empty.example.net", "v=spf1")
+      .Txt("zero.example.net", "v=spf1 ip4:0.0.0.0/0 ~ip6:::/0 -all")
+      .Txt("ptrorg.example.net", "v=spf1 ptr:example.org -all")
+      .Txt("mxzero.example.net", "v=spf1 mx:example.com//0 mx:example.org/0 -all")
+      .Txt("caps.example.net", "v=spf1 A:AMY.EXAMPLE.COM/30 Mx:Example.Org -ALL")
+      .Txt("loop.example.net", "v=spf1 redirect=loop.example.net")
+      .Txt("incredir.example.net", "v=spf1 include:redir.example.net ~all")
+      .Txt("helomacro.example.net", "v=spf1 exists:%{i}.%{v}.%{h}.chk.example.net -all")
+      .Data("10.2.0.192.in-addr.mx.client.example.chk.example.net. 300 IN A 127.0.0.2")
+      .Txt("upmacro.example.net", "v=spf1 exists:%{L}.%{O2}.%{i4r}.up.example.net -all")
+      .Data("joel.example.net.5.2.0.192.up.example.net. 300 IN A 127.0.0.2")
+      // RFC 7208 §7.1: transformers = *DIGIT [ "r" ]; the digits come first.
+      .Txt("badmacro.example.net", "v=spf1 exists:%{ir4}.up.example.net -all")
+      .Txt("leadzero.example.net", "v=spf1 ip4:192.0.2.5/032 -all")
+      .Txt("qualifiers.example.net",
+           "v=spf1 ?ip4:192.0.2.5 ~ip4:192.0.2.10 -ip4:192.0.2.65 +ip4:192.0.2.129 "
+           "?ip6:2001:db8::25 ~ip6:2001:db8:aaaa::/48");
   std::string out = z.str();
   absl::StrAppend(&out, "  local-zone: \"refused.example.net.\" refuse\n");
   return out;
@@ -133,6 +153,21 @@ std::vector<std::string> SuiteDomains() {
       "limit11.example.net",
       "nested.example.net",
       "nothere.example.net",
+      "modchars.example.net",
+      "unknownmod.example.net",
+      "empty.example.net",
+      "zero.example.net",
+      "ptrorg.example.net",
+      "mxzero.example.net",
+      "caps.example.net",
+      "loop.example.net",
+      "incredir.example.net",
+      "helomacro.example.net",
+      "upmacro.example.net",
+      "badmacro.example.net",
+      "badmacro.example.net",
+      "leadzero.example.net",
+      "qualifiers.example.net",
   };
   return names;
 }
