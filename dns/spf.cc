@@ -453,10 +453,8 @@ void Evaluation::RunMechanism(std::shared_ptr<Level> level, const Mechanism& m,
                               std::function<void(Match)> next) {
   std::string where = absl::StrCat("'", m.text, "' in ", level->domain);
   if (std::optional<Match> over = CountTerm(where)) return next(*std::move(over));
-  std::string spec = m.domain_spec.empty() ? level->domain : m.domain_spec;
   auto self = shared_from_this();
-  ExpandTarget(
-      spec, level->domain,
+  std::function<void(absl::StatusOr<std::string>)> run =
       [self, level, index = level->next, where,
        next = std::move(next)](absl::StatusOr<std::string> target) {
         if (self->cancelled()) return;
@@ -507,7 +505,10 @@ void Evaluation::RunMechanism(std::shared_ptr<Level> level, const Mechanism& m,
           default:
             return next(Match::No());
         }
-      });
+      };
+  // Without a domain-spec the target is the current domain itself, not a macro string.
+  if (m.domain_spec.empty()) return run(level->domain);
+  ExpandTarget(m.domain_spec, level->domain, std::move(run));
 }
 
 // §5.3: the A (IPv4 client) or AAAA (IPv6 client) records of `name`, compared under the
