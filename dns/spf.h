@@ -4,16 +4,17 @@
 // source, and does it stay under the lookup limits?).
 //
 // Every DNS query goes through the Resolver (dns/resolver.h) and its cache; nothing blocks. Terms
-// are evaluated left to right as §4.6.2 orders, one query (or one A+AAAA pair, or the names of
-// one mx/ptr) at a time, so the limits of §4.6.4 stop an evaluation at the exact term that
-// exceeds them and the problem text names it.
+// are evaluated left to right as §4.6.2 orders, one lookup at a time (only the address lookups of
+// one mx's hosts or of one ptr's names run together), so the limits of §4.6.4 stop an evaluation
+// at the exact term that exceeds them and the problem text names it. Addresses are A records for
+// an IPv4 client and AAAA for an IPv6 one (§5.3); "exists" always asks for A (§5.7).
 //
 // Threading and ownership, as the Resolver's: create the SpfEvaluator, call it and destroy it on
 // the resolver's thread (the reactor's); the Reactor and the Resolver must outlive it and every
-// check in flight. The callback runs on that thread, exactly
-// once, never inside the call that started the check, and never after the returned QueryHandle
-// is destroyed or cancelled. Destroying the evaluator while checks are in flight is allowed: they
-// hold what they need, and their handles still cancel them.
+// check in flight. The callback runs on that thread, exactly once, never inside the call that
+// started the check, and never after the returned QueryHandle is destroyed or cancelled.
+// Destroying the evaluator while checks are in flight is allowed: they hold what they need, and
+// their handles still cancel them.
 #pragma once
 
 #include <cstdint>
