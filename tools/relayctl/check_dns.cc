@@ -116,10 +116,11 @@ bool Absent(const dns::DnsStatus& s) {
 
 // The organisational domain by the common rule of thumb (the last two labels). RFC 7489 §3.2
 // uses the Public Suffix List; this is only used to say where an inherited record came from.
+// Empty when `domain` is itself two labels long.
 std::string ParentOf(absl::string_view domain) {
   std::vector<absl::string_view> labels = absl::StrSplit(domain, '.');
   if (labels.size() <= 2) return "";
-  return std::string(domain.substr(labels[0].size() + 1));
+  return absl::StrCat(labels[labels.size() - 2], ".", labels.back());
 }
 
 class Checker {
