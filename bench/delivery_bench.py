@@ -148,7 +148,8 @@ def established_to(port, pid):
                 inodes.add(target[8:-1])
     except OSError:
         return 0
-    n = 0
+    # A set: /proc/net/tcp read while connections come and go can list a socket twice.
+    seen = set()
     hexport = ":%04X" % port
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(path) as f:
@@ -156,8 +157,8 @@ def established_to(port, pid):
             for line in f:
                 parts = line.split()
                 if parts[2].endswith(hexport) and parts[3] == "01" and parts[9] in inodes:
-                    n += 1
-    return n
+                    seen.add(parts[9])
+    return len(seen)
 
 
 SITE_IPS = ["127.0.1.%d" % i for i in range(1, args.sites + 1)]
