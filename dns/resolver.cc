@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "relay/base/check.h"
@@ -78,13 +79,26 @@ struct Resolver::Watch : relay::io::IoObject {
   bool Idle() const override { return !poll.in_flight(); }
 };
 
-// One question handed to c-ares.
+// One question handed to c-ares, and everyone waiting for its answer: a question asked again
+// while it is in flight joins it instead of sending another (at start, thousands of queued
+// messages to a few hundred domains would otherwise flood the server with the same questions and
+// lose answers to the flood).
 struct Resolver::Pending {
   Resolver* resolver;
+  std::string key;  // InFlightKey(name, type)
   std::string name;
   uint16_t type;
-  LookupFn fn;
+  std::vector<LookupFn> fns;
 };
+
+namespace {
+std::string InFlightKey(std::string_view name, uint16_t type) {
+  std::string key = absl::AsciiStrToLower(absl::string_view(name.data(), name.size()));
+  if (!key.empty() && key.back() == '.') key.pop_back();
+  absl::StrAppend(&key, "/", type);
+  return key;
+}
+}  // namespace
 
 Resolver::Resolver(relay::io::Reactor* reactor, const ResolverOptions& options)
     : reactor_(reactor),
@@ -182,7 +196,15 @@ void Resolver::Lookup(std::string_view name, uint16_t type, LookupFn fn) {
     fn(std::move(result));
     return;
   }
-  auto* pending = new Pending{this, std::string(name), type, std::move(fn)};
+  std::string key = InFlightKey(name, type);
+  if (auto it = in_flight_.find(key); it != in_flight_.end()) {
+    it->second->fns.push_back(std::move(fn));
+    ++queries_joined_;
+    return;
+  }
+  auto* pending = new Pending{this, key, std::string(name), type, {}};
+  pending->fns.push_back(std::move(fn));
+  in_flight_.emplace(std::move(key), pending);
   ++queries_in_flight_;
   ++queries_sent_;
   ++api_depth_;  // an answer c-ares produces synchronously must not reach users re-entrantly
@@ -195,6 +217,10 @@ void Resolver::OnAnswer(void* arg, int status, int timeouts, unsigned char* abuf
   std::unique_ptr<Pending> pending(static_cast<Pending*>(arg));
   Resolver* self = pending->resolver;
   --self->queries_in_flight_;
+  if (auto it = self->in_flight_.find(pending->key);
+      it != self->in_flight_.end() && it->second == pending.get()) {
+    self->in_flight_.erase(it);
+  }
   self->timeouts_ += static_cast<uint64_t>(timeouts);
   if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || self->destroying_) return;
   QueryResult result;
@@ -216,7 +242,10 @@ void Resolver::OnAnswer(void* arg, int status, int timeouts, unsigned char* abuf
   } else {
     result.status = StatusFromAres(status, pending->name, pending->type);
   }
-  pending->fn(std::move(result));
+  // Out of the map already: a callback that asks the same question again starts a new query (or
+  // finds the answer in the cache).
+  for (size_t i = 0; i + 1 < pending->fns.size(); ++i) pending->fns[i](result);
+  pending->fns.back()(std::move(result));
 }
 
 void Resolver::OnSockState(void* data, int fd, int readable, int writable) {

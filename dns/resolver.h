@@ -160,6 +160,8 @@ class Resolver {
   // Queries handed to c-ares and not yet answered (cancelled ones included).
   size_t queries_in_flight() const { return queries_in_flight_; }
   uint64_t queries_sent() const { return queries_sent_; }
+  // Lookups that joined the same question already in flight instead of sending it again.
+  uint64_t queries_joined() const { return queries_joined_; }
   // Tries that went unanswered within the timeout (each one cost timeout_ms or more).
   uint64_t timeouts() const { return timeouts_; }
   // Sockets c-ares currently has open.
@@ -203,6 +205,10 @@ class Resolver {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   size_t queries_in_flight_ = 0;
   uint64_t queries_sent_ = 0;
+  uint64_t queries_joined_ = 0;
+  // Questions in flight by InFlightKey (lower-case name without the final dot, "/", type); the
+  // Pending is owned by c-ares until OnAnswer.
+  absl::flat_hash_map<std::string, Pending*> in_flight_;
   uint64_t timeouts_ = 0;
 };
 

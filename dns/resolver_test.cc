@@ -168,6 +168,40 @@ TEST_F(ResolverTest, MxPreferencesTiesAndFamilies) {
   EXPECT_EQ(resolver_->cache().hits(), 29u * 7);
 }
 
+TEST_F(ResolverTest, TheSameQuestionInFlightIsAskedOnce) {
+  // Many messages to one domain at once (a restart with a full queue): one MX question and one A
+  // and AAAA per host go out, and every caller gets the full answer.
+  constexpr int kCallers = 50;
+  int done = 0;
+  std::vector<MxResult> results(kCallers);
+  std::vector<QueryHandle> handles;
+  for (int i = 0; i < kCallers; ++i) {
+    handles.push_back(resolver_->ResolveMx("mx.TEST", FamilyPreference::kIpv4First,
+                                           [&, i](MxResult r) {
+                                             results[i] = std::move(r);
+                                             ++done;
+                                           }));
+  }
+  // One of them is cancelled: it never calls back, the others are not disturbed.
+  handles[7].Cancel();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (done < kCallers - 1 && std::chrono::steady_clock::now() < deadline) {
+    reactor_->RunOnce(20);
+  }
+  RunFor(50);
+  EXPECT_EQ(done, kCallers - 1);
+  for (int i = 0; i < kCallers; ++i) {
+    if (i == 7) continue;
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.ToString();
+    EXPECT_EQ(results[i].candidates.size(), 4u) << i;
+    EXPECT_EQ(results[i].site, "a.mx.test,b.mx.test,c.mx.test");
+  }
+  EXPECT_EQ(resolver_->queries_sent(), 7u);
+  // The MX question joined by 49 callers; the A and AAAA of three hosts by the 48 not cancelled.
+  EXPECT_EQ(resolver_->queries_joined(), (kCallers - 1) + (kCallers - 2) * 6u);
+  EXPECT_EQ(resolver_->queries_in_flight(), 0u);
+}
+
 TEST_F(ResolverTest, Ipv6FirstAndIpv6Only) {
   MxResult r = Mx("mx.test", FamilyPreference::kIpv6Only);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
