@@ -179,6 +179,7 @@ void Resolver::Lookup(std::string_view name, uint16_t type, LookupFn fn) {
     result.answer = std::move(cached);
     result.from_cache = true;
     result.status = StatusFromRcode(result.answer->message.rcode, name, type);
+    ++cache_hits_;
     fn(std::move(result));
     return;
   }
@@ -216,6 +217,7 @@ void Resolver::OnAnswer(void* arg, int status, int timeouts, unsigned char* abuf
   } else {
     result.status = StatusFromAres(status, pending->name, pending->type);
   }
+  if (result.status.transient()) ++self->failures_;
   pending->fn(std::move(result));
 }
 

@@ -27,13 +27,20 @@ constexpr size_t kReceiveChunkBytes = 2048;
 
 const char* Reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
   }
   return "Error";
 }
@@ -113,10 +120,10 @@ bool ParseRequestHead(std::string_view buffer, std::string* method, std::string*
 }
 
 std::string SerializeResponse(const HttpResponse& r, bool head_only) {
-  std::string out = absl::StrCat("HTTP/1.1 ", r.status, " ", Reason(r.status),
-                                 "\r\nContent-Type: ", r.content_type,
-                                 "\r\nContent-Length: ", r.body.size(),
-                                 "\r\nCache-Control: no-store\r\nConnection: close\r\n");
+  std::string out =
+      absl::StrCat("HTTP/1.1 ", r.status, " ", Reason(r.status),
+                   "\r\nContent-Type: ", r.content_type, "\r\nContent-Length: ", r.body.size(),
+                   "\r\nCache-Control: no-store\r\nConnection: close\r\n");
   if (!r.allow.empty()) absl::StrAppend(&out, "Allow: ", r.allow, "\r\n");
   out += "\r\n";
   if (!head_only) out += r.body;

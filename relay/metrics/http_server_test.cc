@@ -48,8 +48,8 @@ TEST(ParseTest, RequestHead) {
   std::string method, target;
   int error = -1;
   EXPECT_FALSE(ParseRequestHead("GET /metrics HTTP/1.1\r\nHost: x\r\n", &method, &target, &error));
-  EXPECT_TRUE(ParseRequestHead("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &method, &target,
-                               &error));
+  EXPECT_TRUE(
+      ParseRequestHead("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &method, &target, &error));
   EXPECT_EQ(error, 0);
   EXPECT_EQ(method, "GET");
   EXPECT_EQ(target, "/metrics");
@@ -157,7 +157,7 @@ TEST(HttpServerTest, StopsWithAnIdleConnectionOpen) {
   a.sin_port = htons((*server)->port());
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  usleep(50000);  // accepted and waiting for the request
+  usleep(50000);    // accepted and waiting for the request
   server->reset();  // Stop() closes it and joins
   char c;
   EXPECT_EQ(::read(fd, &c, 1), 0);

@@ -19,7 +19,8 @@ bool ValidName(std::string_view name, bool colon_allowed) {
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     bool ok = absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_' ||
-              (colon_allowed && c == ':') || (i > 0 && absl::ascii_isdigit(static_cast<unsigned char>(c)));
+              (colon_allowed && c == ':') ||
+              (i > 0 && absl::ascii_isdigit(static_cast<unsigned char>(c)));
     if (!ok) return false;
   }
   return colon_allowed || name.substr(0, 2) != "__";
@@ -27,9 +28,12 @@ bool ValidName(std::string_view name, bool colon_allowed) {
 
 const char* TypeName(MetricType type) {
   switch (type) {
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kHistogram: return "histogram";
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
   }
   return "untyped";
 }

@@ -112,7 +112,8 @@ class Registry {
   // Registers one series of a family. Registering the same (name, labels) again returns the
   // same handle; a family's type, help and label names are fixed by its first registration
   // (a mismatch is fatal). Before Freeze() only.
-  Counter AddCounter(std::string_view name, const FamilyOptions& options, const Labels& labels = {});
+  Counter AddCounter(std::string_view name, const FamilyOptions& options,
+                     const Labels& labels = {});
   Gauge AddGauge(std::string_view name, const FamilyOptions& options, const Labels& labels = {});
   Histogram AddHistogram(std::string_view name, const FamilyOptions& options,
                          const Labels& labels = {});
@@ -196,8 +197,8 @@ inline void Gauge::Set(int shard, int64_t value) const {
 inline void Gauge::Add(int shard, int64_t delta) const {
   // Two's complement: adding the unsigned image of a negative delta subtracts.
   if (registry_ != nullptr) {
-    registry_->Cell(shard, slot_).fetch_add(static_cast<uint64_t>(delta),
-                                            std::memory_order_relaxed);
+    registry_->Cell(shard, slot_)
+        .fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
   }
 }
 

@@ -61,8 +61,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::string name = r.benchmark_name();
       if (name == "BM_PlainIncrement") baseline_ns_ = ns;
       if (baseline_ns_ > 0 && name != "BM_PlainIncrement" && name.rfind("BM_Render", 0) != 0) {
-        lines_.push_back("ratio " + name + " / BM_PlainIncrement = " +
-                         std::to_string(ns / baseline_ns_));
+        lines_.push_back("ratio " + name +
+                         " / BM_PlainIncrement = " + std::to_string(ns / baseline_ns_));
       }
     }
   }

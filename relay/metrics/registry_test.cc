@@ -67,8 +67,8 @@ TEST(RegistryTest, LabelValuesAndHelpAreEscaped) {
   EXPECT_EQ(Registry::EscapeLabelValue("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
   EXPECT_EQ(Registry::EscapeHelp("a\\b\"c\nd"), "a\\\\b\"c\\nd");
   Registry r(1);
-  Counter c = r.AddCounter("relay_y_total", Opt("Line one\nline \\two"),
-                           {{"rule", "we\"ird\\name\n"}});
+  Counter c =
+      r.AddCounter("relay_y_total", Opt("Line one\nline \\two"), {{"rule", "we\"ird\\name\n"}});
   r.Freeze();
   c.Add(0);
   EXPECT_EQ(r.Render(),
@@ -79,14 +79,14 @@ TEST(RegistryTest, LabelValuesAndHelpAreEscaped) {
 
 TEST(RegistryTest, HistogramBucketsAreCumulativeWithInfSumAndCount) {
   Registry r(2);
-  Histogram h = r.AddHistogram("relay_wait_seconds", Opt("Wait.", 1e-6, {100, 1000, 10000}),
-                               {{"kind", "a"}});
+  Histogram h =
+      r.AddHistogram("relay_wait_seconds", Opt("Wait.", 1e-6, {100, 1000, 10000}), {{"kind", "a"}});
   r.Freeze();
-  h.Observe(0, 50);      // <= 100
-  h.Observe(1, 100);     // <= 100 (bounds are inclusive: le)
-  h.Observe(0, 101);     // <= 1000
-  h.Observe(1, 5000);    // <= 10000
-  h.Observe(0, 20000);   // +Inf only
+  h.Observe(0, 50);     // <= 100
+  h.Observe(1, 100);    // <= 100 (bounds are inclusive: le)
+  h.Observe(0, 101);    // <= 1000
+  h.Observe(1, 5000);   // <= 10000
+  h.Observe(0, 20000);  // +Inf only
   EXPECT_EQ(r.Render(),
             "# HELP relay_wait_seconds Wait.\n"
             "# TYPE relay_wait_seconds histogram\n"

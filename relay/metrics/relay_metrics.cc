@@ -33,9 +33,8 @@ constexpr double kMicrosToSeconds = 1e-6;
 }  // namespace
 
 const std::vector<uint64_t>& RelayMetrics::LatencyBoundsUs() {
-  static const std::vector<uint64_t> bounds = {50,    100,   250,    500,    1000,   2500,
-                                               5000,  10000, 25000,  50000,  100000, 250000,
-                                               500000, 1000000};
+  static const std::vector<uint64_t> bounds = {
+      50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000};
   return bounds;
 }
 
@@ -93,24 +92,23 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
   }
   dkim_refused = r.AddCounter("relay_dkim_refused_total",
                               Help("Messages refused because they could not be DKIM-signed."));
-  dkim_signing_us = r.AddHistogram(
-      "relay_dkim_signing_seconds",
-      Help("Time to DKIM-sign one message (hashing and every signature).", kMicrosToSeconds,
-           LatencyBoundsUs()));
+  dkim_signing_us =
+      r.AddHistogram("relay_dkim_signing_seconds",
+                     Help("Time to DKIM-sign one message (hashing and every signature).",
+                          kMicrosToSeconds, LatencyBoundsUs()));
   queue_messages =
       r.AddGauge("relay_queue_messages", Help("Messages in the queue with recipients pending."));
   queue_bytes = r.AddGauge("relay_queue_bytes",
                            Help("Bytes of the queue's segment files in use (reserve excluded)."));
-  fsync_us = r.AddHistogram(
-      "relay_queue_fsync_seconds",
-      Help("Duration of one group commit of the queue (its fdatasync calls).", kMicrosToSeconds,
-           LatencyBoundsUs()));
+  fsync_us = r.AddHistogram("relay_queue_fsync_seconds",
+                            Help("Duration of one group commit of the queue (its fdatasync calls).",
+                                 kMicrosToSeconds, LatencyBoundsUs()));
   fsync_batch_records = r.AddHistogram(
       "relay_queue_fsync_batch_records",
       Help("Records (messages and delivery outcomes) made durable by one group commit.", 1.0,
            BatchBounds()));
-  fsync_errors = r.AddCounter("relay_queue_fsync_errors_total",
-                              Help("Group commits whose fdatasync failed."));
+  fsync_errors =
+      r.AddCounter("relay_queue_fsync_errors_total", Help("Group commits whose fdatasync failed."));
   dns_queries = r.AddCounter("relay_dns_queries_total",
                              Help("DNS queries sent to the resolver (cache misses)."));
   dns_cache_hits =
@@ -118,8 +116,8 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
   dns_failures = r.AddCounter(
       "relay_dns_failures_total",
       Help("DNS queries without a usable answer (timeout, SERVFAIL, malformed reply)."));
-  outbound_connections_open = r.AddGauge("relay_outbound_connections_open",
-                                         Help("Outbound SMTP connections open now."));
+  outbound_connections_open =
+      r.AddGauge("relay_outbound_connections_open", Help("Outbound SMTP connections open now."));
   outbound_connections_opened = r.AddCounter("relay_outbound_connections_opened_total",
                                              Help("Outbound SMTP connections opened."));
   dsn_queued = r.AddCounter("relay_dsn_queued_total",
@@ -137,8 +135,7 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
   for (int result = 0; result < 3; ++result) {
     for (const std::string& site : sites) {
       for (const std::string& source : sources) {
-        recipients_.push_back(r.AddCounter(kRecipientFamilies[result],
-                                           Help(kRecipientHelp[result]),
+        recipients_.push_back(r.AddCounter(kRecipientFamilies[result], Help(kRecipientHelp[result]),
                                            {{"site", site}, {"source", source}}));
       }
     }
@@ -151,8 +148,8 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
                 Help("Start time of the relay since the Unix epoch, in seconds."), {},
                 [start] { return start; });
   r.AddCallback("relay_build_info", MetricType::kGauge,
-                Help("Always 1; the labels say which build runs."),
-                {{"version", options.version}}, [] { return 1.0; });
+                Help("Always 1; the labels say which build runs."), {{"version", options.version}},
+                [] { return 1.0; });
   r.AddCallback("relay_expectation_failures_total", MetricType::kCounter,
                 Help("Internal states that must never happen, counted instead of crashing."), {},
                 [] { return static_cast<double>(ExpectationFailures()); });
@@ -161,14 +158,21 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
 
 int RelayMetrics::SiteIndex(std::string_view rule_name) const {
   auto it = site_index_.find(absl::string_view(rule_name.data(), rule_name.size()));
+  if (it != site_index_.end()) return it->second;
+  // A domain rule layered over a provider's rule is named "domain-rule+provider": the provider
+  // names the site (the MX hosts), so its name is the label.
+  size_t plus = rule_name.rfind('+');
+  if (plus == std::string_view::npos) return -1;
+  std::string_view provider = rule_name.substr(plus + 1);
+  it = site_index_.find(absl::string_view(provider.data(), provider.size()));
   return it == site_index_.end() ? -1 : it->second;
 }
 
 void RelayMetrics::Recipient(int shard, RecipientResult result, int site, int source) const {
   if (site < -1 || site + 1 >= site_count_) site = -1;
   if (source < -1 || source + 1 >= source_count_) source = -1;
-  size_t index = (static_cast<size_t>(result) * site_count_ + (site + 1)) * source_count_ +
-                 (source + 1);
+  size_t index =
+      (static_cast<size_t>(result) * site_count_ + (site + 1)) * source_count_ + (source + 1);
   recipients_[index].Add(shard);
 }
 

@@ -52,7 +52,8 @@ class RelayMetrics {
   const Registry& registry() const { return registry_; }
   int shards() const { return registry_.shards(); }
 
-  // The index of a shaping rule's name for Recipient(), -1 ("none") when unknown. Any thread.
+  // The index of a shaping rule's name for Recipient(), -1 ("none") when unknown; for a layered
+  // rule "example.com+google" the provider's ("google"). Any thread.
   int SiteIndex(std::string_view rule_name) const;
   // One recipient's outcome; `site` from SiteIndex, `source` an egress pool index (-1: none).
   void Recipient(int shard, RecipientResult result, int site, int source) const;
@@ -63,12 +64,8 @@ class RelayMetrics {
     Gauge connections_open;
     Counter sessions;
   };
-  const Listener& listener(ListenerKind kind) const {
-    return listeners_[static_cast<int>(kind)];
-  }
-  const Counter& tls_handshakes(Direction d) const {
-    return tls_handshakes_[static_cast<int>(d)];
-  }
+  const Listener& listener(ListenerKind kind) const { return listeners_[static_cast<int>(kind)]; }
+  const Counter& tls_handshakes(Direction d) const { return tls_handshakes_[static_cast<int>(d)]; }
   const Counter& tls_failures(Direction d) const { return tls_failures_[static_cast<int>(d)]; }
   const Counter& auth(AuthOutcome o) const { return auth_[static_cast<int>(o)]; }
   const Counter& dkim_signatures(DkimAlgorithm a) const {
@@ -83,9 +80,9 @@ class RelayMetrics {
   Counter dkim_refused;            // messages refused because they could not be signed
   Histogram dkim_signing_us;       // per message, all of its signatures
   Gauge queue_messages;
-  Gauge queue_bytes;               // bytes of the spool's segment files in use
-  Histogram fsync_us;              // one group commit (every fdatasync of the batch)
-  Histogram fsync_batch_records;   // records made durable by one group commit
+  Gauge queue_bytes;              // bytes of the spool's segment files in use
+  Histogram fsync_us;             // one group commit (every fdatasync of the batch)
+  Histogram fsync_batch_records;  // records made durable by one group commit
   Counter fsync_errors;
   Counter dns_queries;
   Counter dns_cache_hits;

@@ -24,13 +24,16 @@ TEST(RelayMetricsTest, RecipientsBySiteAndSource) {
   EXPECT_EQ(m.SiteIndex("google"), 0);
   EXPECT_EQ(m.SiteIndex("default"), 2);
   EXPECT_EQ(m.SiteIndex("gmail.com"), -1);  // never a raw domain
+  EXPECT_EQ(m.SiteIndex("example.com+google"), 0);
+  EXPECT_EQ(m.SiteIndex("example.com+other"), -1);
   m.Recipient(0, RecipientResult::kDelivered, m.SiteIndex("google"), 1);
   m.Recipient(1, RecipientResult::kDelivered, m.SiteIndex("google"), 1);
   m.Recipient(1, RecipientResult::kDeferred, m.SiteIndex("yahoo"), 0);
   m.Recipient(0, RecipientResult::kBounced, -1, -1);
   m.Recipient(0, RecipientResult::kBounced, 99, 7);  // out of range: counted as none
   std::string text = m.Render();
-  EXPECT_TRUE(Has(text, "relay_recipients_delivered_total{site=\"google\",source=\"2001:db8::25\"} 2"))
+  EXPECT_TRUE(
+      Has(text, "relay_recipients_delivered_total{site=\"google\",source=\"2001:db8::25\"} 2"))
       << text;
   EXPECT_TRUE(Has(text, "relay_recipients_deferred_total{site=\"yahoo\",source=\"192.0.2.10\"} 1"));
   EXPECT_TRUE(Has(text, "relay_recipients_bounced_total{site=\"none\",source=\"none\"} 2"));
