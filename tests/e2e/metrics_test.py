@@ -31,6 +31,20 @@ failures, checks = [], 0
 children = []
 
 
+def show_log_on_error(kind, exc, tb):
+    sys.__excepthook__(kind, exc, tb)
+    try:
+        print("--- relayd log ---\n" + open(log_path).read())
+    except (NameError, OSError):
+        pass
+    for p in children:
+        if p.poll() is None:
+            p.kill()
+
+
+sys.excepthook = show_log_on_error
+
+
 def check(cond, what):
     global checks
     checks += 1
