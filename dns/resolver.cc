@@ -193,6 +193,7 @@ void Resolver::Lookup(std::string_view name, uint16_t type, LookupFn fn) {
     result.answer = std::move(cached);
     result.from_cache = true;
     result.status = StatusFromRcode(result.answer->message.rcode, name, type);
+    ++cache_hits_;
     fn(std::move(result));
     return;
   }
@@ -242,6 +243,7 @@ void Resolver::OnAnswer(void* arg, int status, int timeouts, unsigned char* abuf
   } else {
     result.status = StatusFromAres(status, pending->name, pending->type);
   }
+  if (result.status.transient()) ++self->failures_;
   // Out of the map already: a callback that asks the same question again starts a new query (or
   // finds the answer in the cache).
   for (size_t i = 0; i + 1 < pending->fns.size(); ++i) pending->fns[i](result);

@@ -164,6 +164,10 @@ class Resolver {
   uint64_t queries_joined() const { return queries_joined_; }
   // Tries that went unanswered within the timeout (each one cost timeout_ms or more).
   uint64_t timeouts() const { return timeouts_; }
+  // Lookups answered from the cache; queries that ended without a usable answer (timeout,
+  // SERVFAIL, malformed reply: transient failures; NXDOMAIN is an answer).
+  uint64_t cache_hits() const { return cache_hits_; }
+  uint64_t failures() const { return failures_; }
   // Sockets c-ares currently has open.
   size_t sockets_open() const { return watches_.size(); }
 
@@ -210,6 +214,8 @@ class Resolver {
   // Pending is owned by c-ares until OnAnswer.
   absl::flat_hash_map<std::string, Pending*> in_flight_;
   uint64_t timeouts_ = 0;
+  uint64_t cache_hits_ = 0;
+  uint64_t failures_ = 0;
 };
 
 }  // namespace dns

@@ -30,10 +30,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "relay/base/clock.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
+#include "relay/delivery/egress.h"
+#include "relay/delivery/shaping.h"
 #include "relay/io/reactor.h"
 #include "relay/io/socket.h"
+#include "relay/metrics/http_server.h"
+#include "relay/metrics/relay_metrics.h"
 #include "relay/server/auth_service.h"
 #include "relay/server/config.h"
 #include "relay/server/control.h"
@@ -210,6 +215,41 @@ dkim::SignerConfig DkimConfig(const server::Config& config) {
   return c;
 }
 
+// The build's version for relay_build_info.
+#ifndef RELAY_VERSION
+#define RELAY_VERSION "dev"
+#endif
+
+// Label values for the metrics: every shaping rule's name and every egress source's name.
+std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const server::Config& config, int shards) {
+  metrics::RelayMetricsOptions options;
+  options.shards = shards;
+  options.version = RELAY_VERSION;
+  options.start_time_unix_s = RealClock::Get()->WallSeconds();
+  if (config.shaping != nullptr) {
+    options.sites.push_back(config.shaping->default_rule().name);
+    for (const delivery::ShapingRuleSpec& spec : config.shaping->specs()) {
+      options.sites.push_back(spec.name);
+    }
+  }
+  auto pool = delivery::EgressPool::Create(config.delivery.sources, config.delivery.strategy,
+                                           config.hostname);
+  if (pool.ok()) {
+    for (size_t i = 0; i < pool->size(); ++i) options.sources.push_back(pool->source(i).name);
+  }
+  return std::make_unique<metrics::RelayMetrics>(options);
+}
+
+// Why the relay is not healthy ("" when it is): the first shard with a problem.
+std::string HealthProblem(const std::vector<server::Shard*>& shards) {
+  int64_t now_ms = RealClock::Get()->MonotonicMillis();
+  for (const server::Shard* s : shards) {
+    std::string problem = s->HealthProblem(now_ms);
+    if (!problem.empty()) return problem;
+  }
+  return "";
+}
+
 int Run(const Flags& flags) {
   // Signals are read from a signalfd by the main thread only. They are blocked before any thread
   // exists (auth workers, shards), since every thread inherits the mask: a thread that did not
@@ -268,6 +308,7 @@ int Run(const Flags& flags) {
   int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
                                       : static_cast<int>(std::thread::hardware_concurrency());
   if (shard_count < 1) shard_count = 1;
+  std::unique_ptr<metrics::RelayMetrics> relay_metrics = BuildMetrics(config, shard_count);
   // Shard 0 binds first; when a listener asks for port 0 the others reuse the port it got.
   server::Config later = config;
   server::SharedState shared;
@@ -275,6 +316,7 @@ int Run(const Flags& flags) {
   shared.tls = tls.get();
   shared.authenticator = auth->get();
   shared.dkim = dkim_config.keys.empty() ? nullptr : &dkim_config;
+  shared.metrics = relay_metrics.get();
   server::SharedState shared_later = shared;
   shared_later.config = &later;
   std::vector<std::unique_ptr<server::Shard>> shards;
@@ -312,6 +354,22 @@ int Run(const Flags& flags) {
   }
   std::vector<server::Shard*> shard_list;
   for (auto& shard : shards) shard_list.push_back(shard.get());
+  std::unique_ptr<metrics::HttpServer> metrics_server;
+  if (!config.metrics.listen.empty()) {
+    metrics::HttpHandlers handlers;
+    handlers.metrics = [m = relay_metrics.get()] { return m->Render(); };
+    handlers.health = [&shard_list] { return HealthProblem(shard_list); };
+    auto started = metrics::HttpServer::Start(config.metrics.listen, std::move(handlers));
+    if (started.ok()) {
+      metrics_server = std::move(*started);
+      LogInfo() << "metrics on http://" << config.metrics.listen << "/metrics (port "
+                << metrics_server->port() << "), health at /healthz";
+    } else {
+      // Mail matters more than its metrics: the relay runs on without the endpoint.
+      LogError() << "metrics endpoint " << config.metrics.listen << ": "
+                 << started.status().message() << "; running without it";
+    }
+  }
   int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
   for (;;) {
     // The main thread waits for a signal, a control request, or the certificate check interval.
@@ -351,6 +409,9 @@ int Run(const Flags& flags) {
   ::close(signal_fd);
   for (auto& shard : shards) shard->RequestStop();
   for (auto& shard : shards) shard->Join();
+  // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a
+  // shard has stopped. The endpoint's handlers use the shards: it stops before they go.
+  if (metrics_server != nullptr) metrics_server->Stop();
   uint64_t accepted = 0;
   for (auto& shard : shards) accepted += shard->counters().messages_accepted.load();
   shards.clear();

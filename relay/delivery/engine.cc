@@ -316,6 +316,8 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
   queue->candidates = result.candidates;
   for (dns::Candidate& c : queue->candidates) c.address.set_port(options_.mx_port);
   job.site = result.site;
+  job.source = source;
+  if (options_.metrics != nullptr) job.metrics_site = options_.metrics->SiteIndex(limits.name);
   if (queue->suspended_until_ms > reactor_->NowMs()) {
     FailJob(job, RecipientOutcome::Transient(
                      absl::StrCat("delivery to ", result.site, " suspended: ",
@@ -353,6 +355,9 @@ void DeliveryEngine::Pump(ReadyQueue* queue) {
     queue->connections.push_back(raw);
     connections_[raw] = std::move(connection);
     stats_.connections_opened++;
+    if (options_.metrics != nullptr) {
+      options_.metrics->outbound_connections_open.Add(options_.metrics_shard, 1);
+    }
     raw->Start();
   }
 }
@@ -387,6 +392,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   if (outcome.kind == OutcomeKind::kDelivered) {
     state.type = queue::RecordType::kDelivered;
     stats_.delivered++;
+    CountRecipient(job, metrics::RecipientResult::kDelivered);
   } else {
     uint32_t attempts = info->recipients[recipient].attempts + 1;
     int64_t next = outcome.kind == OutcomeKind::kTransient
@@ -402,6 +408,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
       state.attempts = attempts;
       state.next_attempt_unix_ms = next;
       stats_.deferred++;
+      CountRecipient(job, metrics::RecipientResult::kDeferred);
       // RFC 3464 §2.3.3 "delayed": once per message, when a recipient is still being retried
       // after [retry] delay_warning_s; never to the null sender.
       if (!info->sender.empty() && !info->delay_notified &&
@@ -419,6 +426,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
       state.type = queue::RecordType::kBounced;
       state.reply = effective.ToString();
       stats_.bounced++;
+      CountRecipient(job, metrics::RecipientResult::kBounced);
       // RFC 3464 §2 / RFC 5321 §4.5.5: never a DSN for a null sender (a DSN about a DSN): a
       // failed DSN is dropped here, with this line.
       if (info->sender.empty()) {
@@ -573,6 +581,18 @@ void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::stri
                                absl::StrCat("delivery suspended after: ", reason)));
 }
 
+void DeliveryEngine::CountRecipient(const Job& job, metrics::RecipientResult result) const {
+  if (options_.metrics == nullptr) return;
+  options_.metrics->Recipient(options_.metrics_shard, result, job.metrics_site, job.source);
+}
+
+void DeliveryEngine::CountTlsHandshake(bool ok) const {
+  if (options_.metrics == nullptr) return;
+  const metrics::Counter& c = ok ? options_.metrics->tls_handshakes(metrics::Direction::kOutbound)
+                                 : options_.metrics->tls_failures(metrics::Direction::kOutbound);
+  c.Add(options_.metrics_shard);
+}
+
 void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
   ReadyQueue* queue = connection->queue();
   auto& list = queue->connections;
@@ -581,6 +601,9 @@ void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
   if (it != connections_.end()) {
     reactor_->RetireWhenIdle(std::move(it->second));
     connections_.erase(it);
+    if (options_.metrics != nullptr) {
+      options_.metrics->outbound_connections_open.Add(options_.metrics_shard, -1);
+    }
   }
   if (stopping_) {
     if (connections_.empty() && stopped_) {

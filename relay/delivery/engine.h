@@ -37,6 +37,7 @@
 #include "relay/delivery/token_bucket.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
+#include "relay/metrics/relay_metrics.h"
 #include "relay/tls/tls_context.h"
 
 namespace relay::delivery {
@@ -65,6 +66,8 @@ struct DeliveryOptions {
   std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
   std::vector<EgressSourceConfig> sources;
   EgressStrategy strategy = EgressStrategy::kRoundRobin;
+  const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
+  int metrics_shard = 0;                           // the shard's cells to count in
 };
 
 // A message's recipients of one domain, travelling through one ready queue.
@@ -74,6 +77,8 @@ struct Job {
   std::string site;                  // set once the MX lookup chose a ready queue
   std::vector<uint32_t> recipients;  // indices into the envelope
   int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
+  int metrics_site = -1;             // the shaping rule's metrics label index, -1: none yet
+  int source = -1;                   // the egress source index, -1: none yet
 };
 
 struct ReadyQueue {
@@ -155,6 +160,10 @@ class DeliveryEngine {
     uint64_t connections_opened = 0;
   };
   const Stats& stats() const { return stats_; }
+  // Null before Start().
+  const dns::Resolver* resolver() const { return resolver_.get(); }
+  // An outbound TLS handshake completed (`ok`) or failed.
+  void CountTlsHandshake(bool ok) const;
   size_t scheduled() const { return scheduled_.size(); }
 
  private:
@@ -169,6 +178,7 @@ class DeliveryEngine {
   void FailJob(const Job& job, const RecipientOutcome& outcome);
   // Queues the failure DSN and then the delay DSN collected for `id` in this round, if any.
   void MaybeSendDsn(queue::MessageId id);
+  void CountRecipient(const Job& job, metrics::RecipientResult result) const;
   int64_t NowUnixMs() const;
 
   io::Reactor* reactor_;

@@ -178,6 +178,7 @@ void OutboundConnection::OnData(std::string_view bytes) {
   absl::Status status = tls_->OnCiphertext(absl::string_view(bytes.data(), bytes.size()),
                                            &plaintext_in_);
   if (!status.ok()) {
+    if (!was_established) engine_->CountTlsHandshake(false);
     std::string reason(status.message());
     Flush();
     Apply(session_->OnTlsFailed(reason));
@@ -185,9 +186,11 @@ void OutboundConnection::OnData(std::string_view bytes) {
   }
   if (!was_established && tls_->established()) {
     if (engine_->options().tls_verify && !tls_->peer_verified()) {
+      engine_->CountTlsHandshake(false);
       Apply(session_->OnTlsFailed(tls_->peer_verify_error()));
       return;
     }
+    engine_->CountTlsHandshake(true);
     Apply(session_->OnTlsEstablished());
   }
   if (!plaintext_in_.empty() && session_.has_value() && !closed_) {
@@ -271,12 +274,14 @@ void OutboundConnection::StartTls() {
   const dns::Candidate& c = queue_->candidates[candidate_];
   auto stream = tls::TlsStream::NewClient(*engine_->client_tls(), c.host);
   if (!stream.ok()) {
+    engine_->CountTlsHandshake(false);
     Apply(session_->OnTlsFailed(std::string(stream.status().message())));
     return;
   }
   tls_ = std::move(*stream);
   absl::Status s = tls_->Start();
   if (!s.ok()) {
+    engine_->CountTlsHandshake(false);
     Apply(session_->OnTlsFailed(std::string(s.message())));
     return;
   }

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "relay/io/socket.h"
+#include "relay/metrics/http_server.h"
 
 namespace relay::server {
 namespace {
@@ -118,7 +120,7 @@ absl::Status Parse(const toml::table& root, Config& c) {
                                      {"hostname", "shards", "spool_dir", "users", "control_socket",
                                       "submission",
                                       "tls", "limits", "auth", "queue", "dkim", "shutdown",
-                                      "delivery", "retry", "shaping", "log"}));
+                                      "delivery", "retry", "shaping", "log", "metrics"}));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "hostname", &c.hostname));
   RETURN_IF_ERROR_CFG(ReadInt(c, root, "", "shards", &c.shards, 0, 256));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "spool_dir", &c.spool_dir));
@@ -326,6 +328,25 @@ absl::Status Parse(const toml::table& root, Config& c) {
   } else {
     c.shaping = std::make_shared<const delivery::ShapingRules>(delivery::ShapingRules::Shipped());
   }
+  if (const toml::table* t = SubTable(root, "metrics")) {
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "metrics.", {"listen", "allow_public"}));
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "metrics.", "listen", &c.metrics.listen));
+    RETURN_IF_ERROR_CFG(ReadBool(c, *t, "metrics.", "allow_public", &c.metrics.allow_public));
+    if (!c.metrics.listen.empty()) {
+      absl::StatusOr<io::SocketAddress> a = io::SocketAddress::Parse(c.metrics.listen);
+      const toml::node* node = t->get("listen");
+      if (!a.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(c, *node), ": metrics.listen: ", a.status().message()));
+      }
+      // The endpoint has no authentication: it stays on loopback unless the operator says so.
+      if (!c.metrics.allow_public && !metrics::IsLoopback(*a)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Where(c, *node), ": metrics.listen ", c.metrics.listen,
+            " is not a loopback address; set metrics.allow_public = true to serve it there"));
+      }
+    }
+  }
   if (const toml::table* t = SubTable(root, "shutdown")) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "shutdown.", {"grace_ms"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "shutdown.", "grace_ms", &c.shutdown_grace_ms, 0, 3600000));
@@ -476,6 +497,14 @@ strategy = "round-robin"
 dir = "log"
 rotate_bytes = 268435456
 rotate_keep = 5
+
+[metrics]
+# Prometheus metrics at GET /metrics and a health check at GET /healthz (200 "ok", or 503 with
+# the reason: a shard stopped or stalled, the spool not writable). "" turns the endpoint off.
+# It has no authentication: a non-loopback address is refused unless allow_public = true.
+# When the port is taken the relay starts all the same, without the endpoint, and says so.
+listen = "127.0.0.1:9587"
+allow_public = false
 
 [retry]
 # Waits after the 1st, 2nd, ... failed attempt; the last repeats until queue.max_age_s.

@@ -78,6 +78,12 @@ struct LogSettings {
   uint32_t rotate_keep = 5;
 };
 
+// The HTTP endpoint for Prometheus (GET /metrics) and health checks (GET /healthz).
+struct MetricsSettings {
+  std::string listen;                          // "127.0.0.1:9587"; "" disables the endpoint
+  bool allow_public = false;                   // accept a non-loopback listen address
+};
+
 struct Config {
   std::string path;                            // the file it was loaded from
   std::string dir;                             // its directory
@@ -97,6 +103,7 @@ struct Config {
   std::vector<DkimKeyConfig> dkim_keys;
   DeliverySettings delivery;
   LogSettings log;
+  MetricsSettings metrics;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   delivery::RetryPolicy retry;
   uint32_t shutdown_grace_ms = 10000;

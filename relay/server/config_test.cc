@@ -62,5 +62,38 @@ TEST(Config, DkimKeysAreListed) {
   EXPECT_EQ(c->dkim_keys[1].key_path, "/abs/b.pem");
 }
 
+TEST(Config, MetricsEndpointStaysOnLoopbackUnlessAllowed) {
+  std::string base = DefaultConfigText("h", 1, 2);
+  auto c = LoadConfig(WriteFile("m1.toml", base));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.listen, "127.0.0.1:9587");  // what `relayd --init` writes
+  EXPECT_FALSE(c->metrics.allow_public);
+
+  std::string tls = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+  std::string head = "hostname = \"h\"\n[submission]\nlisten = [\"127.0.0.1:1\"]\n" + tls;
+  c = LoadConfig(WriteFile("m2.toml", head));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.listen, "");  // no [metrics] section: no endpoint
+
+  c = LoadConfig(WriteFile("m3.toml", head + "[metrics]\nlisten = \"[::1]:9000\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.listen, "[::1]:9000");
+
+  c = LoadConfig(WriteFile("m4.toml", head + "[metrics]\nlisten = \"0.0.0.0:9587\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("m4.toml:8: metrics.listen 0.0.0.0:9587 is not a loopback"),
+            std::string::npos)
+      << c.status();
+
+  c = LoadConfig(WriteFile(
+      "m5.toml", head + "[metrics]\nlisten = \"192.0.2.1:9587\"\nallow_public = true\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->metrics.allow_public);
+
+  c = LoadConfig(WriteFile("m6.toml", head + "[metrics]\nlisten = \"nonsense\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("metrics.listen: "), std::string::npos) << c.status();
+}
+
 }  // namespace
 }  // namespace relay::server

@@ -117,6 +117,7 @@ absl::Status Shard::Setup() {
   spool_options.message_age_max_ms = static_cast<int64_t>(config.queue.max_age_s) * 1000;
   std::error_code ec;
   std::filesystem::create_directories(spool_options.directory, ec);
+  spool_directory_ = spool_options.directory;
   if (ec) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create spool directory ", spool_options.directory, ": ",
@@ -156,6 +157,8 @@ absl::Status Shard::Setup() {
     options.tls_ca_file = config.delivery.tls_ca_file;
     options.sources = config.delivery.sources;
     options.strategy = config.delivery.strategy;
+    options.metrics = shared_.metrics;
+    options.metrics_shard = index_;
     delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),
                                                            spool_.get(), options, policy_.get());
     delivery_->set_log(log_.get());
@@ -223,10 +226,15 @@ absl::Status Shard::Setup() {
 void Shard::ThreadMain(std::promise<absl::Status>* started) {
   SetThreadLogTag(absl::StrCat("shard", index_));
   absl::Status status = Setup();
+  if (status.ok()) {
+    counters_.heartbeat_ms.store(reactor_->NowMs(), std::memory_order_relaxed);
+    counters_.running.store(true, std::memory_order_relaxed);
+  }
   started->set_value(status);
   if (status.ok()) {
     while (!reactor_->stopping()) reactor_->RunOnce();
   }
+  counters_.running.store(false, std::memory_order_relaxed);
   // Everything is torn down on this thread: the ring accepts submissions only from the thread
   // that created it (IORING_SETUP_SINGLE_ISSUER).
   if (reactor_ != nullptr) {
@@ -269,8 +277,14 @@ void Shard::OnAccept(Listener* listener, int result) {
   } else if (shared_.authenticator->IsBlocked(ip)) {
     refusal = "421 4.7.0 Too many failed authentications from your address, try later\r\n";
   }
+  const metrics::RelayMetrics::Listener* counted =
+      shared_.metrics == nullptr
+          ? nullptr
+          : &shared_.metrics->listener(listener->implicit_tls ? metrics::ListenerKind::kSubmissions
+                                                              : metrics::ListenerKind::kSubmission);
   if (refusal != nullptr) {
     counters_.connections_refused++;
+    if (counted != nullptr) counted->connections_refused.Add(index_);
     if (per_ip == 0) connections_per_ip_.erase(ip);
     // One small non-blocking write on a fresh socket; implicit-TLS clients cannot read it, which
     // is what every MTA does on 465 too.
@@ -283,6 +297,10 @@ void Shard::OnAccept(Listener* listener, int result) {
   }
   ++per_ip;
   counters_.connections_accepted++;
+  if (counted != nullptr) {
+    counted->connections_accepted.Add(index_);
+    counted->connections_open.Add(index_, 1);
+  }
   // Replies are written whole (one write per batch of pipelined replies): no Nagle delay.
   int nodelay = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
@@ -295,6 +313,12 @@ void Shard::OnConnectionClosed(SmtpConnection* connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
   connections_.erase(it);
+  if (shared_.metrics != nullptr) {
+    shared_.metrics
+        ->listener(connection->implicit_tls() ? metrics::ListenerKind::kSubmissions
+                                              : metrics::ListenerKind::kSubmission)
+        .connections_open.Add(index_, -1);
+  }
   auto ip = connections_per_ip_.find(connection->peer_ip());
   if (ip != connections_per_ip_.end() && --ip->second == 0) connections_per_ip_.erase(ip);
   reactor_->RetireWhenIdle(std::unique_ptr<io::IoObject>(connection));
@@ -304,12 +328,15 @@ void Shard::OnConnectionClosed(SmtpConnection* connection) {
 // Group commit: every record appended during this turn shares one fdatasync, submitted here on
 // the ring; the durable callbacks (and so the 250 replies) run when all of its fsyncs completed.
 void Shard::TurnEnd() {
+  counters_.heartbeat_ms.store(reactor_->NowMs(), std::memory_order_relaxed);
+  PublishMetrics();
   if (log_ != nullptr) {
     absl::Status s = log_->Flush();  // whole lines, one write(2) when anything is buffered
     if (!s.ok()) LogWarning() << "delivery log: " << s;
   }
   if (sync_pending_ > 0 || !spool_->NeedsSync()) return;
   sync_batch_ = spool_->BeginSync();
+  sync_started_ns_ = reactor_->clock()->MonotonicNanos();
   if (sync_batch_.targets.empty()) {
     spool_->EndSync(sync_batch_, 0);
     return;
@@ -325,6 +352,16 @@ void Shard::TurnEnd() {
       if (result < 0 && sync_result_ == 0) sync_result_ = result;
       if (--sync_pending_ == 0) {
         counters_.syncs++;
+        counters_.sync_errno.store(-sync_result_, std::memory_order_relaxed);
+        if (const metrics::RelayMetrics* m = shared_.metrics) {
+          int64_t elapsed_ns = reactor_->clock()->MonotonicNanos() - sync_started_ns_;
+          m->fsync_us.Observe(index_,
+                              static_cast<uint64_t>(std::max<int64_t>(0, elapsed_ns)) / 1000);
+          uint64_t appends = spool_->stats().appends;
+          m->fsync_batch_records.Observe(index_, appends - appends_synced_);
+          appends_synced_ = appends;
+          if (sync_result_ < 0) m->fsync_errors.Add(index_);
+        }
         spool_->EndSync(sync_batch_, sync_result_);
         if (stopping_) FinishStopIfDone();
       }
@@ -338,6 +375,48 @@ void Shard::TurnEnd() {
       reactor_->Arm(sqe, op);
     }
   }
+}
+
+// Totals kept by the modules themselves, copied into this shard's cells: a few relaxed stores per
+// loop turn, so a scrape is never more than one turn behind and the modules know nothing of
+// metrics.
+void Shard::PublishMetrics() {
+  const metrics::RelayMetrics* m = shared_.metrics;
+  if (m == nullptr) return;
+  queue::SpoolStats spool = spool_->stats();
+  m->queue_messages.Set(index_, static_cast<int64_t>(spool.live_messages));
+  m->queue_bytes.Set(index_,
+                     static_cast<int64_t>(spool.active_segments * spool_->options().segment_bytes));
+  if (delivery_ != nullptr) {
+    const delivery::DeliveryEngine::Stats& stats = delivery_->stats();
+    m->outbound_connections_opened.Set(index_, stats.connections_opened);
+    m->dsn_queued.Set(index_, stats.dsn_queued);
+    if (const dns::Resolver* resolver = delivery_->resolver()) {
+      m->dns_queries.Set(index_, resolver->queries_sent());
+      m->dns_cache_hits.Set(index_, resolver->cache_hits());
+      m->dns_failures.Set(index_, resolver->failures());
+    }
+  }
+}
+
+std::string Shard::HealthProblem(int64_t now_ms) const {
+  if (!counters_.running.load(std::memory_order_relaxed)) {
+    return absl::StrCat("shard ", index_, " is not running");
+  }
+  int64_t idle_ms = now_ms - counters_.heartbeat_ms.load(std::memory_order_relaxed);
+  if (idle_ms > kStallMs) {
+    return absl::StrCat("shard ", index_, " has not completed a loop turn for ", idle_ms, " ms");
+  }
+  if (int err = counters_.sync_errno.load(std::memory_order_relaxed); err != 0) {
+    return absl::StrCat("shard ", index_,
+                        ": the last queue fdatasync failed: ", std::strerror(err));
+  }
+  // The spool accepts new segment files (compaction and rotation create them).
+  if (::access(spool_directory_.c_str(), W_OK) != 0) {
+    return absl::StrCat("shard ", index_, ": spool directory ", spool_directory_,
+                        " is not writable: ", std::strerror(errno));
+  }
+  return "";
 }
 
 void Shard::BeginStop() {

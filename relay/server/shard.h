@@ -29,6 +29,7 @@
 #include "relay/delivery/engine.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
+#include "relay/metrics/relay_metrics.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
 #include "relay/tls/tls_context.h"
@@ -43,6 +44,7 @@ struct SharedState {
   tls::ServerTlsContextHolder* tls = nullptr;  // null when no certificate is configured
   Authenticator* authenticator = nullptr;
   const dkim::SignerConfig* dkim = nullptr;    // null: no signing
+  const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
 };
 
 struct ShardCounters {
@@ -51,6 +53,12 @@ struct ShardCounters {
   std::atomic<uint64_t> messages_accepted{0};
   std::atomic<uint64_t> messages_refused{0};
   std::atomic<uint64_t> syncs{0};
+  // Health, published by the shard thread for the metrics endpoint's thread: the monotonic time
+  // of the last loop turn (an idle shard turns at least every second, for its maintenance) and
+  // the errno of the last failed group commit (0 when the last one succeeded).
+  std::atomic<int64_t> heartbeat_ms{0};
+  std::atomic<int> sync_errno{0};
+  std::atomic<bool> running{false};
 };
 
 class Shard {
@@ -72,6 +80,10 @@ class Shard {
   std::string Control(const std::string& verb, const std::string& id);
 
   const ShardCounters& counters() const { return counters_; }
+  // Any thread: why this shard is not healthy ("" when it is): not running, no loop turn for
+  // kStallMs, the last group commit failed, or its spool directory not writable.
+  static constexpr int64_t kStallMs = 10000;
+  std::string HealthProblem(int64_t now_ms) const;
   // Ports actually bound (for tests that listen on port 0), in config order.
   std::vector<uint16_t> submission_ports() const { return submission_ports_; }
   std::vector<uint16_t> submissions_ports() const { return submissions_ports_; }
@@ -86,6 +98,7 @@ class Shard {
   delivery::DeliveryLog* delivery_log() { return log_.get(); }
   const dkim::Signer* signer() const { return signer_.get(); }
   const SharedState& shared() const { return shared_; }
+  const metrics::RelayMetrics* metrics() const { return shared_.metrics; }
   const Config& config() const { return *shared_.config; }
   int index() const { return index_; }
   ShardCounters& mutable_counters() { return counters_; }
@@ -104,6 +117,7 @@ class Shard {
   void ArmAccept(Listener* listener);
   void OnAccept(Listener* listener, int result);
   void TurnEnd();
+  void PublishMetrics();
   void BeginStop();
   void FinishStopIfDone();
   void DrainAndStop();
@@ -132,6 +146,9 @@ class Shard {
   std::vector<std::unique_ptr<io::Completion>> sync_ops_;
   int sync_pending_ = 0;
   int sync_result_ = 0;
+  int64_t sync_started_ns_ = 0;
+  uint64_t appends_synced_ = 0;  // spool appends covered by the group commits so far
+  std::string spool_directory_;
   bool stopping_ = false;
   int64_t stop_deadline_ms_ = 0;
   io::Timer stop_timer_;

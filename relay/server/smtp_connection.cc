@@ -70,6 +70,7 @@ void SmtpConnection::Start() {
     }
     tls_ = std::move(*stream);
   } else {
+    CountSession();
     Apply(session_.OnConnected(peer_ip_, /*tls_active=*/false));
   }
   ArmRecv();
@@ -114,6 +115,7 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
   plaintext_in_.clear();
   absl::Status status = tls_->OnCiphertext(absl::string_view(data, size), &plaintext_in_);
   if (!status.ok()) {
+    if (!tls_->established()) CountTls(false);
     LogInfo() << "TLS error from " << peer_ip_ << ": " << status.message();
     Flush();  // the alert, if any
     close_after_flush_ = true;
@@ -122,7 +124,11 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
   }
   if (tls_->established() && !tls_reported_) {
     tls_reported_ = true;
-    if (implicit_tls_) Apply(session_.OnConnected(peer_ip_, /*tls_active=*/true));
+    CountTls(true);
+    if (implicit_tls_) {
+      CountSession();
+      Apply(session_.OnConnected(peer_ip_, /*tls_active=*/true));
+    }
     Apply(session_.OnTlsEstablished(tls_->protocol_version(), tls_->cipher_name()));
   }
   if (!plaintext_in_.empty() && !closed_) OnPlaintext(plaintext_in_);
@@ -216,6 +222,13 @@ void SmtpConnection::CheckCredentials(const smtp::CredentialCheck& credentials) 
   shard_->shared().authenticator->Check(credentials, peer_ip_, reactor_,
                                         [this](smtp::AuthResult result) {
     auth_pending_ = false;
+    if (const metrics::RelayMetrics* m = shard_->metrics()) {
+      metrics::AuthOutcome outcome =
+          result == smtp::AuthResult::kOk       ? metrics::AuthOutcome::kSuccess
+          : result == smtp::AuthResult::kFailed ? metrics::AuthOutcome::kFailure
+                                                : metrics::AuthOutcome::kError;
+      m->auth(outcome).Add(shard_->index());
+    }
     if (closed_) return;
     Apply(session_.OnAuthResult(result));
     RearmTimer();
@@ -242,14 +255,36 @@ void SmtpConnection::QueueMessage() {
   // Message-ID and Date when the client left them out (RFC 6409 §8.2-8.3); they are signed.
   std::string missing = smtp::MissingHeaderFields(message, id_text, shard_->config().hostname, now);
   std::string signatures;
+  const metrics::RelayMetrics* m = shard_->metrics();
   if (const dkim::Signer* signer = shard_->signer()) {
+    int64_t started_ns = reactor_->clock()->MonotonicNanos();
     dkim::SigningSession signing = signer->Begin();
     if (!missing.empty()) signing.Update(missing);
     signing.Update(message);
     absl::StatusOr<std::string> sigs = signing.Finish(absl::ToUnixSeconds(now));
+    if (m != nullptr && sigs.ok() && !sigs->empty()) {
+      int shard = shard_->index();
+      m->dkim_signing_us.Observe(
+          shard, static_cast<uint64_t>(reactor_->clock()->MonotonicNanos() - started_ns) / 1000);
+      // One field per signature; its a= tag names the algorithm (RFC 6376 §3.5, RFC 8463 §3).
+      for (size_t at = sigs->find("DKIM-Signature:"); at != std::string::npos;
+           at = sigs->find("DKIM-Signature:", at + 1)) {
+        size_t end = sigs->find("DKIM-Signature:", at + 1);
+        std::string_view field = std::string_view(*sigs).substr(at, end - at);
+        if (field.find("a=ed25519-sha256") != std::string_view::npos) {
+          m->dkim_signatures(metrics::DkimAlgorithm::kEd25519Sha256).Add(shard);
+        } else if (field.find("a=rsa-sha256") != std::string_view::npos) {
+          m->dkim_signatures(metrics::DkimAlgorithm::kRsaSha256).Add(shard);
+        }
+      }
+    }
     if (!sigs.ok()) {
       // A message that cannot be signed is refused rather than sent unsigned and failing DMARC.
       shard_->mutable_counters().messages_refused++;
+      if (m != nullptr) {
+        m->dkim_refused.Add(shard_->index());
+        m->transactions_refused.Add(shard_->index());
+      }
       LogInfo() << "refused message from " << peer_ip_ << ": DKIM: " << sigs.status().message();
       Apply(session_.OnMessageRefused(
           smtp::Reply{550, "5.6.0", "Message refused: cannot be DKIM-signed (malformed header)"}));
@@ -285,6 +320,12 @@ void SmtpConnection::QueueMessage() {
   absl::StatusOr<queue::Appended> appended = spool->AppendMessage(
       qenv, added_headers_, message, [this, shard, id, id_text, size_bytes](absl::Status status) {
         if (status.ok()) {
+          // Counted here, not in OnQueued: the message is queued whether or not its client
+          // stayed for the 250.
+          if (const metrics::RelayMetrics* m = shard->metrics()) {
+            m->messages_received.Add(shard->index());
+            m->message_bytes_received.Add(shard->index(), size_bytes);
+          }
           if (delivery::DeliveryLog* log = shard->delivery_log()) {
             const queue::MessageInfo* info = shard->spool()->Find(id);
             if (info != nullptr) {
@@ -307,6 +348,7 @@ void SmtpConnection::QueueMessage() {
   if (!appended.ok()) {
     queue_pending_ = false;
     shard_->mutable_counters().messages_refused++;
+    if (m != nullptr) m->transactions_refused.Add(shard_->index());
     absl::StatusCode code = appended.status().code();
     LogWarning() << "queue refused a message from " << peer_ip_ << ": " << appended.status();
     if (code == absl::StatusCode::kInvalidArgument) {
@@ -330,6 +372,9 @@ void SmtpConnection::OnQueued(absl::Status status, std::string queue_id) {
     Apply(session_.OnMessageQueued(queue_id));
   } else {
     shard_->mutable_counters().messages_refused++;
+    if (const metrics::RelayMetrics* m = shard_->metrics()) {
+      m->transactions_refused.Add(shard_->index());
+    }
     LogError() << "queue sync failed, refusing " << queue_id << ": " << status;
     Apply(session_.OnMessageRefused(smtp::kSpoolFull));
   }
@@ -376,6 +421,22 @@ void SmtpConnection::ForceClose(std::string_view reason) {
   close_after_flush_ = true;
   Flush();
   if (!send_.in_flight()) Close();
+}
+
+void SmtpConnection::CountSession() {
+  if (const metrics::RelayMetrics* m = shard_->metrics()) {
+    m->listener(implicit_tls_ ? metrics::ListenerKind::kSubmissions
+                              : metrics::ListenerKind::kSubmission)
+        .sessions.Add(shard_->index());
+  }
+}
+
+void SmtpConnection::CountTls(bool ok) {
+  if (const metrics::RelayMetrics* m = shard_->metrics()) {
+    (ok ? m->tls_handshakes(metrics::Direction::kInbound)
+        : m->tls_failures(metrics::Direction::kInbound))
+        .Add(shard_->index());
+  }
 }
 
 void SmtpConnection::Close() {

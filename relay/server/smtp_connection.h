@@ -35,6 +35,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void ForceClose(std::string_view reason);
   bool Idle() const override;
   const std::string& peer_ip() const { return peer_ip_; }
+  bool implicit_tls() const { return implicit_tls_; }
 
  private:
   // smtp::ServerPolicy
@@ -57,6 +58,9 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void RearmTimer();
   void OnTimer();
   void Close();
+  // Counts in this shard's metrics cells (nothing when metrics are off).
+  void CountSession();
+  void CountTls(bool ok);
 
   Shard* const shard_;
   io::Reactor* const reactor_;

@@ -1,0 +1,384 @@
+#include "relay/metrics/http_server.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "relay/base/log.h"
+#include "relay/base/status_macros.h"
+#include "relay/io/reactor.h"
+
+namespace relay::metrics {
+namespace {
+
+// A small ring: a handful of connections at a time, each with at most one operation in flight
+// per direction.
+constexpr unsigned kRingEntries = 64;
+constexpr unsigned kCompletionEntries = 256;
+constexpr int kListenBacklog = 64;
+constexpr size_t kReceiveChunkBytes = 2048;
+
+const char* Reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+  }
+  return "Error";
+}
+
+}  // namespace
+
+bool IsLoopback(const io::SocketAddress& address) {
+  if (address.family() == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&address.storage);
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (address.family() == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+HttpResponse Route(std::string_view method, std::string_view target, const HttpHandlers& h) {
+  std::string_view path = target.substr(0, target.find('?'));
+  HttpResponse r;
+  bool known = path == "/metrics" || path == "/healthz";
+  if (!known) {
+    r.status = 404;
+    r.body = "not found\n";
+    return r;
+  }
+  if (method != "GET" && method != "HEAD") {
+    r.status = 405;
+    r.allow = "GET, HEAD";
+    r.body = "method not allowed\n";
+    return r;
+  }
+  if (path == "/metrics") {
+    // The content type that announces text format 0.0.4 to Prometheus.
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = h.metrics ? h.metrics() : std::string();
+    return r;
+  }
+  std::string problem = h.health ? h.health() : std::string();
+  if (problem.empty()) {
+    r.body = "ok\n";
+  } else {
+    r.status = 503;
+    r.body = problem + "\n";
+  }
+  return r;
+}
+
+bool ParseRequestHead(std::string_view buffer, std::string* method, std::string* target,
+                      int* error) {
+  *error = 0;
+  // RFC 9112 §2.2: a recipient may take a bare LF as a line end.
+  size_t end = buffer.find("\r\n\r\n");
+  size_t lf_end = buffer.find("\n\n");
+  if (end == std::string_view::npos && lf_end == std::string_view::npos) return false;
+  size_t line_end = buffer.find('\n');
+  std::string_view line = buffer.substr(0, line_end);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // RFC 9112 §3: method SP request-target SP HTTP-version.
+  std::vector<std::string_view> parts;
+  for (size_t start = 0;;) {
+    size_t space = line.find(' ', start);
+    parts.push_back(line.substr(start, space == std::string_view::npos ? space : space - start));
+    if (space == std::string_view::npos) break;
+    start = space + 1;
+  }
+  if (parts.size() != 3 || parts[0].empty() || parts[1].empty() || parts[1][0] != '/' ||
+      parts[2].substr(0, 7) != "HTTP/1.") {
+    *error = 400;
+    return true;
+  }
+  method->assign(parts[0].data(), parts[0].size());
+  target->assign(parts[1].data(), parts[1].size());
+  return true;
+}
+
+std::string SerializeResponse(const HttpResponse& r, bool head_only) {
+  std::string out =
+      absl::StrCat("HTTP/1.1 ", r.status, " ", Reason(r.status),
+                   "\r\nContent-Type: ", r.content_type, "\r\nContent-Length: ", r.body.size(),
+                   "\r\nCache-Control: no-store\r\nConnection: close\r\n");
+  if (!r.allow.empty()) absl::StrAppend(&out, "Allow: ", r.allow, "\r\n");
+  out += "\r\n";
+  if (!head_only) out += r.body;
+  return out;
+}
+
+// The server's thread: its reactor, the listener and the open connections.
+class HttpServer::Loop {
+ public:
+  Loop(int listen_fd, HttpHandlers handlers)
+      : listen_fd_(listen_fd), handlers_(std::move(handlers)) {}
+  ~Loop() {
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+
+  void Main(std::promise<absl::Status>* started);
+  // Any thread.
+  void RequestStop() {
+    io::Reactor* r = reactor_.load();
+    if (r != nullptr) r->RunInLoop([this] { BeginStop(); });
+  }
+
+ private:
+  class Connection;
+
+  void OnAccept(int result, uint32_t flags);
+  void OnClosed(Connection* c);
+  void BeginStop();
+  void StopWhenDrained();
+
+  int listen_fd_;
+  const HttpHandlers handlers_;
+  std::unique_ptr<io::Reactor> owned_reactor_;
+  std::atomic<io::Reactor*> reactor_{nullptr};
+  io::Completion accept_;
+  io::Timer drain_timer_;
+  absl::flat_hash_set<Connection*> connections_;
+  bool stopping_ = false;
+};
+
+class HttpServer::Loop::Connection : public io::IoObject {
+ public:
+  Connection(Loop* loop, io::Reactor* reactor, int fd) : loop_(loop), reactor_(reactor), fd_(fd) {
+    recv_.set_handler([this](int result, uint32_t) { OnRecv(result); });
+    send_.set_handler([this](int result, uint32_t) { OnSent(result); });
+    // Before the response: the request took too long; after: the client does not read it.
+    timer_.set_callback([this] {
+      if (responding_) {
+        Close();
+      } else {
+        Respond(408);
+      }
+    });
+  }
+  ~Connection() override {
+    reactor_->timers().Cancel(&timer_);
+    ::close(fd_);
+  }
+  bool Idle() const override { return closed_ && !recv_.in_flight() && !send_.in_flight(); }
+
+  void Start() {
+    reactor_->timers().ScheduleAfter(&timer_, kRequestTimeoutMs);
+    ArmRecv();
+  }
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    reactor_->timers().Cancel(&timer_);
+    ::shutdown(fd_, SHUT_RDWR);
+    if (recv_.in_flight()) reactor_->Cancel(&recv_);
+    if (send_.in_flight()) reactor_->Cancel(&send_);
+    loop_->OnClosed(this);
+  }
+
+ private:
+  void ArmRecv() { reactor_->Recv(fd_, chunk_, sizeof(chunk_), &recv_); }
+
+  void OnRecv(int result) {
+    if (closed_) return;
+    if (result <= 0) {
+      Close();  // the client went away (or the request was cut short)
+      return;
+    }
+    request_.append(chunk_, static_cast<size_t>(result));
+    std::string method, target;
+    int error = 0;
+    bool complete = ParseRequestHead(request_, &method, &target, &error);
+    if (!complete) {
+      if (request_.size() >= kRequestBytesMax) {
+        Respond(431);
+      } else {
+        ArmRecv();
+      }
+      return;
+    }
+    if (error != 0) {
+      Respond(error);
+      return;
+    }
+    // Requests with a body are not served: nothing here takes one, and the body is never read.
+    HttpResponse response = Route(method, target, loop_->handlers_);
+    Send(SerializeResponse(response, method == "HEAD"));
+  }
+
+  void Respond(int status) {
+    if (closed_ || responding_) return;
+    HttpResponse r;
+    r.status = status;
+    r.body = absl::StrCat(Reason(status), "\n");
+    Send(SerializeResponse(r, false));
+  }
+
+  void Send(std::string bytes) {
+    responding_ = true;
+    reactor_->timers().Cancel(&timer_);
+    // The response must still leave within the time limit (a client that does not read).
+    reactor_->timers().ScheduleAfter(&timer_, kRequestTimeoutMs);
+    out_ = std::move(bytes);
+    sent_ = 0;
+    reactor_->Send(fd_, out_.data(), out_.size(), &send_);
+  }
+
+  void OnSent(int result) {
+    if (closed_) return;
+    if (result <= 0) {
+      Close();
+      return;
+    }
+    sent_ += static_cast<size_t>(result);
+    if (sent_ < out_.size()) {
+      reactor_->Send(fd_, out_.data() + sent_, out_.size() - sent_, &send_);
+      return;
+    }
+    Close();
+  }
+
+  Loop* const loop_;
+  io::Reactor* const reactor_;
+  const int fd_;
+  char chunk_[kReceiveChunkBytes];
+  std::string request_;
+  std::string out_;
+  size_t sent_ = 0;
+  io::Completion recv_;
+  io::Completion send_;
+  io::Timer timer_;
+  bool responding_ = false;
+  bool closed_ = false;
+};
+
+void HttpServer::Loop::Main(std::promise<absl::Status>* started) {
+  SetThreadLogTag("metrics");
+  io::ReactorOptions options;
+  options.sq_entries = kRingEntries;
+  options.cq_entries = kCompletionEntries;
+  absl::StatusOr<std::unique_ptr<io::Reactor>> created = io::Reactor::Create(options);
+  if (!created.ok()) {
+    started->set_value(created.status());
+    return;
+  }
+  owned_reactor_ = std::move(*created);
+  io::Reactor* reactor = owned_reactor_.get();
+  accept_.set_handler([this](int result, uint32_t flags) { OnAccept(result, flags); });
+  drain_timer_.set_callback([this] { StopWhenDrained(); });
+  reactor->Accept(listen_fd_, &accept_, /*multishot=*/true);
+  reactor_.store(reactor);
+  started->set_value(absl::OkStatus());
+  while (!reactor->stopping()) reactor->RunOnce();
+  // Torn down on this thread: the ring takes submissions only from the thread that made it.
+  reactor->timers().Cancel(&drain_timer_);
+  reactor_.store(nullptr);
+  owned_reactor_.reset();
+  ::close(listen_fd_);  // from here on a connection is refused
+  listen_fd_ = -1;
+}
+
+void HttpServer::Loop::OnAccept(int result, uint32_t flags) {
+  io::Reactor* reactor = owned_reactor_.get();
+  if (result >= 0) {
+    if (stopping_ || connections_.size() >= kConnectionsMax) {
+      ::close(result);
+    } else {
+      auto* c = new Connection(this, reactor, result);
+      connections_.insert(c);
+      c->Start();
+    }
+  } else if (result != -ECANCELED) {
+    LogWarning() << "metrics endpoint accept: " << std::strerror(-result);
+  }
+  if (!(flags & IORING_CQE_F_MORE)) {
+    if (!stopping_) {
+      reactor->Accept(listen_fd_, &accept_, /*multishot=*/true);
+    } else {
+      StopWhenDrained();
+    }
+  }
+}
+
+void HttpServer::Loop::OnClosed(Connection* c) {
+  connections_.erase(c);
+  owned_reactor_->RetireWhenIdle(std::unique_ptr<io::IoObject>(c));
+}
+
+void HttpServer::Loop::BeginStop() {
+  if (stopping_) return;
+  stopping_ = true;
+  if (accept_.in_flight()) owned_reactor_->Cancel(&accept_);
+  std::vector<Connection*> open(connections_.begin(), connections_.end());
+  for (Connection* c : open) c->Close();
+  StopWhenDrained();
+}
+
+void HttpServer::Loop::StopWhenDrained() {
+  io::Reactor* reactor = owned_reactor_.get();
+  if (accept_.in_flight() || reactor->retiring() > 0) {
+    // Cancelled operations complete within a turn or two.
+    reactor->timers().ScheduleAfter(&drain_timer_, 1);
+    return;
+  }
+  reactor->Stop();
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
+                                                              HttpHandlers handlers) {
+  ASSIGN_OR_RETURN(io::SocketAddress address, io::SocketAddress::Parse(listen));
+  io::ListenOptions options;
+  options.reuse_port = false;  // one server per address: a second relay must not share it
+  options.backlog = kListenBacklog;
+  ASSIGN_OR_RETURN(int fd, io::Listen(address, options));
+  absl::StatusOr<io::SocketAddress> bound = io::LocalAddress(fd);
+  if (!bound.ok()) {
+    ::close(fd);
+    return bound.status();
+  }
+  std::unique_ptr<HttpServer> server(new HttpServer());
+  server->port_ = bound->port();
+  server->loop_ = std::make_unique<Loop>(fd, std::move(handlers));
+  std::promise<absl::Status> started;
+  std::future<absl::Status> result = started.get_future();
+  Loop* loop = server->loop_.get();
+  server->thread_ = std::thread([loop, &started] { loop->Main(&started); });
+  absl::Status status = result.get();
+  if (!status.ok()) {
+    server->thread_.join();
+    return status;
+  }
+  return server;
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Stop() {
+  if (!thread_.joinable()) return;
+  loop_->RequestStop();
+  thread_.join();
+}
+
+}  // namespace relay::metrics

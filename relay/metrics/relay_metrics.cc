@@ -1,0 +1,179 @@
+#include "relay/metrics/relay_metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "relay/base/check.h"
+
+namespace relay::metrics {
+namespace {
+
+constexpr const char* kListenerNames[] = {"submission", "submissions"};
+constexpr const char* kDirectionNames[] = {"inbound", "outbound"};
+constexpr const char* kAuthNames[] = {"success", "failure", "error"};
+// RFC 6376 §3.3 and RFC 8463 §3: the a= tag values.
+constexpr const char* kDkimNames[] = {"rsa-sha256", "ed25519-sha256"};
+constexpr const char* kRecipientFamilies[] = {"relay_recipients_delivered_total",
+                                              "relay_recipients_deferred_total",
+                                              "relay_recipients_bounced_total"};
+constexpr const char* kRecipientHelp[] = {
+    "Recipients accepted by the receiving MX (2xx), by shaping rule and egress source.",
+    "Recipient attempts that failed transiently and will be retried, by shaping rule and egress "
+    "source.",
+    "Recipients that failed for good (5xx, expired, null MX), by shaping rule and egress source."};
+
+FamilyOptions Help(std::string help, double scale = 1.0, std::vector<uint64_t> bounds = {}) {
+  FamilyOptions o;
+  o.help = std::move(help);
+  o.scale = scale;
+  o.bounds = std::move(bounds);
+  return o;
+}
+
+constexpr double kMicrosToSeconds = 1e-6;
+
+}  // namespace
+
+const std::vector<uint64_t>& RelayMetrics::LatencyBoundsUs() {
+  static const std::vector<uint64_t> bounds = {
+      50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000};
+  return bounds;
+}
+
+const std::vector<uint64_t>& RelayMetrics::BatchBounds() {
+  static const std::vector<uint64_t> bounds = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+  return bounds;
+}
+
+RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
+    : registry_(options.shards), options_(options) {
+  Registry& r = registry_;
+  for (int k = 0; k < kListenerKinds; ++k) {
+    Labels l = {{"listener", kListenerNames[k]}};
+    listeners_[k].connections_accepted = r.AddCounter(
+        "relay_connections_accepted_total", Help("Inbound connections accepted, by listener."), l);
+    listeners_[k].connections_refused = r.AddCounter(
+        "relay_connections_refused_total",
+        Help("Inbound connections refused with 421 (limits, shutdown, blocked address)."), l);
+    listeners_[k].connections_open =
+        r.AddGauge("relay_connections_open", Help("Inbound connections open now."), l);
+    listeners_[k].sessions = r.AddCounter(
+        "relay_smtp_sessions_total",
+        Help("SMTP sessions greeted (for implicit TLS: after the handshake), by listener."), l);
+  }
+  messages_received = r.AddCounter(
+      "relay_messages_received_total",
+      Help("Messages accepted and durably queued (the 250 reply follows the fdatasync)."));
+  message_bytes_received = r.AddCounter(
+      "relay_message_received_bytes_total",
+      Help("Bytes of the messages durably queued, headers added by the relay included."));
+  transactions_refused = r.AddCounter(
+      "relay_smtp_transactions_refused_total",
+      Help("Message transactions the relay refused at the end of DATA (queue full, unsignable, "
+           "sync failure)."));
+  for (int d = 0; d < 2; ++d) {
+    Labels l = {{"direction", kDirectionNames[d]}};
+    tls_handshakes_[d] = r.AddCounter("relay_tls_handshakes_total",
+                                      Help("TLS handshakes completed, inbound and outbound."), l);
+    tls_failures_[d] = r.AddCounter(
+        "relay_tls_handshake_failures_total",
+        Help("TLS handshakes that failed (protocol error, certificate refused), inbound and "
+             "outbound."),
+        l);
+  }
+  for (int a = 0; a < 3; ++a) {
+    auth_[a] = r.AddCounter(
+        "relay_auth_attempts_total",
+        Help("SMTP AUTH attempts by result (error: the credential check itself failed)."),
+        {{"result", kAuthNames[a]}});
+  }
+  for (int a = 0; a < 2; ++a) {
+    dkim_signatures_[a] =
+        r.AddCounter("relay_dkim_signatures_total", Help("DKIM signatures made, by algorithm."),
+                     {{"algorithm", kDkimNames[a]}});
+  }
+  dkim_refused = r.AddCounter("relay_dkim_refused_total",
+                              Help("Messages refused because they could not be DKIM-signed."));
+  dkim_signing_us =
+      r.AddHistogram("relay_dkim_signing_seconds",
+                     Help("Time to DKIM-sign one message (hashing and every signature).",
+                          kMicrosToSeconds, LatencyBoundsUs()));
+  queue_messages =
+      r.AddGauge("relay_queue_messages", Help("Messages in the queue with recipients pending."));
+  queue_bytes = r.AddGauge("relay_queue_bytes",
+                           Help("Bytes of the queue's segment files in use (reserve excluded)."));
+  fsync_us = r.AddHistogram("relay_queue_fsync_seconds",
+                            Help("Duration of one group commit of the queue (its fdatasync calls).",
+                                 kMicrosToSeconds, LatencyBoundsUs()));
+  fsync_batch_records = r.AddHistogram(
+      "relay_queue_fsync_batch_records",
+      Help("Records (messages and delivery outcomes) made durable by one group commit.", 1.0,
+           BatchBounds()));
+  fsync_errors =
+      r.AddCounter("relay_queue_fsync_errors_total", Help("Group commits whose fdatasync failed."));
+  dns_queries = r.AddCounter("relay_dns_queries_total",
+                             Help("DNS queries sent to the resolver (cache misses)."));
+  dns_cache_hits =
+      r.AddCounter("relay_dns_cache_hits_total", Help("DNS lookups answered from the cache."));
+  dns_failures = r.AddCounter(
+      "relay_dns_failures_total",
+      Help("DNS queries without a usable answer (timeout, SERVFAIL, malformed reply)."));
+  outbound_connections_open =
+      r.AddGauge("relay_outbound_connections_open", Help("Outbound SMTP connections open now."));
+  outbound_connections_opened = r.AddCounter("relay_outbound_connections_opened_total",
+                                             Help("Outbound SMTP connections opened."));
+  dsn_queued = r.AddCounter("relay_dsn_queued_total",
+                            Help("Delivery status notifications (bounces) queued."));
+
+  // Site and source labels: the configuration's names plus "none".
+  std::vector<std::string> sites = {"none"};
+  for (const std::string& s : options.sites) {
+    if (site_index_.contains(s)) continue;
+    site_index_[s] = static_cast<int>(sites.size()) - 1;
+    sites.push_back(s);
+  }
+  std::vector<std::string> sources = {"none"};
+  for (const std::string& s : options.sources) sources.push_back(s);
+  for (int result = 0; result < 3; ++result) {
+    for (const std::string& site : sites) {
+      for (const std::string& source : sources) {
+        recipients_.push_back(r.AddCounter(kRecipientFamilies[result], Help(kRecipientHelp[result]),
+                                           {{"site", site}, {"source", source}}));
+      }
+    }
+  }
+  site_count_ = static_cast<int>(sites.size());
+  source_count_ = static_cast<int>(sources.size());
+
+  double start = options.start_time_unix_s;
+  r.AddCallback("relay_process_start_time_seconds", MetricType::kGauge,
+                Help("Start time of the relay since the Unix epoch, in seconds."), {},
+                [start] { return start; });
+  r.AddCallback("relay_build_info", MetricType::kGauge,
+                Help("Always 1; the labels say which build runs."), {{"version", options.version}},
+                [] { return 1.0; });
+  r.AddCallback("relay_expectation_failures_total", MetricType::kCounter,
+                Help("Internal states that must never happen, counted instead of crashing."), {},
+                [] { return static_cast<double>(ExpectationFailures()); });
+  r.Freeze();
+}
+
+int RelayMetrics::SiteIndex(std::string_view rule_name) const {
+  auto it = site_index_.find(absl::string_view(rule_name.data(), rule_name.size()));
+  if (it != site_index_.end()) return it->second;
+  // A domain rule layered over a provider's rule is named "domain-rule+provider": the provider
+  // names the site (the MX hosts), so its name is the label.
+  size_t plus = rule_name.rfind('+');
+  if (plus == std::string_view::npos) return -1;
+  std::string_view provider = rule_name.substr(plus + 1);
+  it = site_index_.find(absl::string_view(provider.data(), provider.size()));
+  return it == site_index_.end() ? -1 : it->second;
+}
+
+void RelayMetrics::Recipient(int shard, RecipientResult result, int site, int source) const {
+  if (site < -1 || site + 1 >= site_count_) site = -1;
+  if (source < -1 || source + 1 >= source_count_) source = -1;
+  size_t index =
+      (static_cast<size_t>(result) * site_count_ + (site + 1)) * source_count_ + (source + 1);
+  recipients_[index].Add(shard);
+}
+
+}  // namespace relay::metrics

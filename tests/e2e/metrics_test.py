@@ -1,0 +1,339 @@
+#!/usr/bin/python3
+"""End-to-end metrics: relayd with its [metrics] endpoint on loopback, a real DNS server
+(unbound) and a real SMTP receiver (aiosmtpd with STARTTLS). /metrics is parsed with Debian's
+prometheus_client parser (which refuses an invalid exposition) before and after mail flows, and
+every counter the mail should move is checked against the exact amount it should move by.
+
+usage: metrics_test.py RELAYD
+"""
+import os
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from aiosmtpd.controller import Controller
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "testing"))
+import local_dns  # noqa: E402  (the project's own helper, found through the path above)
+
+RELAYD = sys.argv[1]
+TMP = tempfile.mkdtemp(prefix="metrics-", dir=os.environ.get("TEST_TMPDIR"))
+failures, checks = [], 0
+children = []
+
+
+def show_log_on_error(kind, exc, tb):
+    sys.__excepthook__(kind, exc, tb)
+    try:
+        print("--- relayd log ---\n" + open(log_path).read())
+    except (NameError, OSError):
+        pass
+    for p in children:
+        if p.poll() is None:
+            p.kill()
+
+
+sys.excepthook = show_log_on_error
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def finish():
+    for p in children:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for c in controllers:
+        c.stop()
+    print("%d checks, %d failed" % (checks, len(failures)))
+    sys.exit(1 if failures else 0)
+
+
+# --- the receiver: one aiosmtpd with STARTTLS; reject.test recipients get 550 -------------------
+SINK_IP = "127.0.0.2"
+MX_PORT = local_dns.free_port([SINK_IP])
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=mx.test", "-keyout", TMP + "/mx.key", "-out", TMP + "/mx.crt"],
+               check=True, capture_output=True)
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
+received = []
+lock = threading.Lock()
+
+
+class Sink:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.endswith("@reject.test"):
+            return "550 5.1.1 <%s>: no such user here" % address
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with lock:
+            received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 OK stored"
+
+
+controllers = [Controller(Sink(), hostname=SINK_IP, port=MX_PORT, ready_timeout=10,
+                          tls_context=tls)]
+controllers[0].start()
+
+zones = """
+  local-zone: "test." static
+  local-zone: "example.com." static
+  local-data: "good.test. 300 IN MX 10 mx.good.test."
+  local-data: "mx.good.test. 300 IN A {ip}"
+  local-data: "reject.test. 300 IN MX 10 mx.reject.test."
+  local-data: "mx.reject.test. 300 IN A {ip}"
+  local-data: "example.com. 300 IN MX 10 mx.example.com."
+  local-data: "mx.example.com. 300 IN A {ip}"
+""".format(ip=SINK_IP)
+unbound, DNS_PORT = local_dns.start_unbound(
+    TMP, zones, spawn=lambda argv: children.append(subprocess.Popen(argv)) or children[-1])
+
+# --- DKIM keys: RSA and Ed25519 for the same domain (dual signing) ------------------------------
+subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                "-out", TMP + "/rsa.pem"], check=True, capture_output=True)
+subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", TMP + "/ed.pem"],
+               check=True, capture_output=True)
+
+# --- relayd ----------------------------------------------------------------------------------
+conf_dir = TMP + "/relay"
+init = subprocess.run([RELAYD, "--init", conf_dir, "--domain", "example.com", "--hostname",
+                       "relay.example.com"], capture_output=True, text=True, check=True)
+PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
+conf_path = conf_dir + "/relayd.toml"
+base_conf = open(conf_path).read()
+check('[metrics]\n' in base_conf and 'listen = "127.0.0.1:9587"' in base_conf,
+      "relayd --init writes a commented [metrics] section")
+METRICS_PORT = local_dns.free_port()
+conf = base_conf
+conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
+conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []')
+conf = conf.replace('listen = "127.0.0.1:9587"', 'listen = "127.0.0.1:%d"' % METRICS_PORT)
+conf = conf.replace("shards = 0", "shards = 2")
+conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
+conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
+conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
+conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
+SOCK_DIR = tempfile.mkdtemp(prefix="mt-", dir="/tmp")
+conf = conf.replace('control_socket = "control.sock"',
+                    'control_socket = "%s/control.sock"' % SOCK_DIR)
+conf += """
+[[dkim.key]]
+domain = "example.com"
+selector = "rsa"
+key = "{tmp}/rsa.pem"
+
+[[dkim.key]]
+domain = "example.com"
+selector = "ed"
+key = "{tmp}/ed.pem"
+""".format(tmp=TMP)
+open(conf_path, "w").write(conf)
+log_path = TMP + "/relayd.log"
+
+# A public address without allow_public is refused at start, with the reason.
+bad_path = conf_dir + "/public.toml"
+open(bad_path, "w").write(conf.replace('listen = "127.0.0.1:%d"' % METRICS_PORT,
+                                       'listen = "0.0.0.0:%d"' % METRICS_PORT))
+bad = subprocess.run([RELAYD, "--config", bad_path], capture_output=True, text=True, timeout=30)
+check(bad.returncode == 2 and "not a loopback address" in bad.stderr + bad.stdout,
+      "metrics.listen on 0.0.0.0 refused without allow_public")
+
+relayd = subprocess.Popen([RELAYD, "--config", conf_path], stdout=open(log_path, "w"),
+                          stderr=subprocess.STDOUT)
+children.append(relayd)
+PORT = None
+for _ in range(300):
+    m = re.search(r"submission \(STARTTLS\) on 127\.0\.0\.1:(\d+)", open(log_path).read())
+    if m and "metrics on http://" in open(log_path).read():
+        PORT = int(m.group(1))
+        break
+    if relayd.poll() is not None:
+        break
+    time.sleep(0.1)
+if PORT is None:
+    print(open(log_path).read())
+    check(False, "relayd started with its metrics endpoint")
+    finish()
+
+
+def http(method, path):
+    """(status, headers text, body) of one request to the endpoint."""
+    s = socket.create_connection(("127.0.0.1", METRICS_PORT), timeout=10)
+    s.sendall(("%s %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % (method, path)).encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    return status, head.decode(), body.decode()
+
+
+def scrape():
+    """{(sample name, sorted labels): value}; fails the test if the text does not parse."""
+    status, head, body = http("GET", "/metrics")
+    if status != 200 or "Content-Type: text/plain; version=0.0.4" not in head:
+        check(False, "GET /metrics: 200, text format 0.0.4")
+    samples = {}
+    try:
+        for family in text_string_to_metric_families(body):
+            for s in family.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    except Exception as e:  # the parser raises ValueError and friends on invalid input
+        check(False, "exposition parses: %s" % e)
+        print(body)
+    return samples, body
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_until(pred, seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
+
+
+before, text = scrape()
+check(len(before) > 50, "first scrape: %d samples parsed by prometheus_client" % len(before))
+families = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)
+check(all(n.startswith("relay_") for n, _ in families), "every metric has the relay_ prefix")
+check(all(("# HELP %s " % n) in text for n, _ in families), "every metric has HELP")
+check(value(before, "relay_build_info", version="dev") == 1, "relay_build_info")
+start = value(before, "relay_process_start_time_seconds")
+check(abs(start - time.time()) < 120, "relay_process_start_time_seconds is about now")
+check(("relay_recipients_delivered_total", (("site", "google"), ("source", "default")))
+      in before, "recipient series labelled by shaping rule and source exist before any mail")
+check(not re.search(r'site="[^"]*\.test"', text), "no recipient domain becomes a label")
+
+status, _, body = http("GET", "/healthz")
+check(status == 200 and body == "ok\n", "GET /healthz: 200 ok")
+check(http("GET", "/nope")[0] == 404, "unknown path: 404")
+check(http("POST", "/metrics")[0] == 405, "POST /metrics: 405")
+
+
+def submit(rcpts, subject):
+    s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login("app@example.com", PASSWORD)
+    msg = ("From: app@example.com\r\nTo: %s\r\nSubject: %s\r\n\r\nHello from the metrics "
+           "test.\r\n" % (", ".join(rcpts), subject))
+    s.sendmail("app@example.com", rcpts, msg)
+    s.quit()
+
+
+def delivered_to(rcpt):
+    with lock:
+        return [r for r in received if rcpt in r[1]]
+
+
+# One AUTH failure.
+s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+s.starttls(context=ssl._create_unverified_context())
+try:
+    s.login("app@example.com", "wrong password")
+except smtplib.SMTPAuthenticationError:
+    pass
+s.quit()
+
+# The first message alone, so that the next ones to good.test find its MX in the cache.
+submit(["a@good.test"], "one")
+check(wait_until(lambda: delivered_to("a@good.test"), 20), "first message delivered")
+submit(["b@good.test"], "two")
+submit(["c@good.test"], "three")
+submit(["d@reject.test"], "four")  # 550: bounced, and a DSN to app@example.com
+check(wait_until(lambda: delivered_to("b@good.test") and delivered_to("c@good.test") and
+                 delivered_to("app@example.com"), 30), "the others and the DSN delivered")
+
+
+def settled():
+    now, _ = scrape.last = scrape()
+    return (value(now, "relay_recipients_delivered_total", site="default", source="default") -
+            value(before, "relay_recipients_delivered_total", site="default", source="default")
+            >= 4 and value(now, "relay_queue_messages") == 0 and
+            value(now, "relay_outbound_connections_open") == 0 and
+            value(now, "relay_connections_open", listener="submission") == 0)
+
+
+check(wait_until(settled, 30), "counters settle: queue empty, connections closed")
+after, text = scrape.last
+
+
+def delta(name, **labels):
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+DD = dict(site="default", source="default")
+check(delta("relay_messages_received_total") == 4, "messages received +4")
+check(delta("relay_message_received_bytes_total") > 4 * 100, "received bytes moved")
+check(delta("relay_connections_accepted_total", listener="submission") == 5,
+      "connections accepted +5 (4 messages, 1 failed AUTH)")
+check(delta("relay_smtp_sessions_total", listener="submission") == 5, "SMTP sessions +5")
+check(delta("relay_auth_attempts_total", result="success") == 4, "AUTH successes +4")
+# smtplib tries each mechanism the server offers (PLAIN, then LOGIN): two refusals.
+check(delta("relay_auth_attempts_total", result="failure") == 2,
+      "AUTH failures +2 (got %d)" % delta("relay_auth_attempts_total", result="failure"))
+check(delta("relay_auth_attempts_total", result="error") == 0, "no AUTH errors")
+check(delta("relay_tls_handshakes_total", direction="inbound") == 5, "inbound TLS handshakes +5")
+check(delta("relay_tls_handshake_failures_total", direction="inbound") == 0,
+      "no inbound TLS failure")
+opened = delta("relay_outbound_connections_opened_total")
+check(opened >= 1 and delta("relay_tls_handshakes_total", direction="outbound") == opened,
+      "one outbound TLS handshake per outbound connection (%d)" % opened)
+check(delta("relay_dkim_signatures_total", algorithm="rsa-sha256") == 4, "RSA signatures +4")
+check(delta("relay_dkim_signatures_total", algorithm="ed25519-sha256") == 4,
+      "Ed25519 signatures +4")
+check(delta("relay_dkim_signing_seconds_count") == 4 and delta("relay_dkim_signing_seconds_sum") > 0,
+      "DKIM signing time observed per message")
+check(delta("relay_recipients_delivered_total", **DD) == 4,
+      "recipients delivered +4 (3 to good.test, the DSN), site and source labelled")
+check(delta("relay_recipients_bounced_total", **DD) == 1, "recipients bounced +1")
+check(delta("relay_recipients_deferred_total", **DD) == 0, "nothing deferred")
+check(delta("relay_dsn_queued_total") == 1, "one DSN queued")
+syncs = delta("relay_queue_fsync_seconds_count")
+check(syncs >= 1 and delta("relay_queue_fsync_seconds_sum") > 0, "fsync latency observed")
+check(delta("relay_queue_fsync_batch_records_count") == syncs,
+      "one batch-size observation per group commit")
+# 4 messages + 1 DSN, and an outcome record per recipient (4 delivered + 1 bounced) at least.
+check(delta("relay_queue_fsync_batch_records_sum") >= 10, "group commits covered every record")
+check(value(after, "relay_queue_fsync_seconds_bucket", le="+Inf") ==
+      value(after, "relay_queue_fsync_seconds_count"), "histogram +Inf bucket equals _count")
+check(delta("relay_dns_queries_total") >= 3, "DNS queries sent")
+check(delta("relay_dns_cache_hits_total") >= 1, "DNS cache hits")
+check(delta("relay_dns_failures_total") == 0, "no DNS failures")
+check(value(after, "relay_queue_bytes") > 0, "queue bytes: segment files in use")
+
+# Shutdown: the endpoint answers until the shards have stopped, then goes away with them.
+relayd.send_signal(signal.SIGTERM)
+check(relayd.wait(timeout=30) == 0, "relayd stops cleanly with the endpoint running")
+try:
+    socket.create_connection(("127.0.0.1", METRICS_PORT), timeout=2).close()
+    check(False, "endpoint closed after shutdown")
+except OSError:
+    check(True, "endpoint closed after shutdown")
+finish()
