@@ -31,6 +31,7 @@
 #include "relay/io/reactor.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
+#include "relay/server/signing_pool.h"
 #include "relay/tls/tls_context.h"
 
 namespace relay::server {
@@ -43,6 +44,7 @@ struct SharedState {
   tls::ServerTlsContextHolder* tls = nullptr;  // null when no certificate is configured
   Authenticator* authenticator = nullptr;
   const dkim::SignerConfig* dkim = nullptr;    // null: no signing
+  SigningPool* signing_pool = nullptr;         // null: each shard signs inline
 };
 
 struct ShardCounters {
