@@ -43,6 +43,7 @@
 #include "relay/server/config.h"
 #include "relay/server/control.h"
 #include "relay/server/shard.h"
+#include "relay/server/signing_pool.h"
 #include "relay/server/users.h"
 #include "relay/tls/self_signed.h"
 #include "relay/tls/tls_context.h"
@@ -303,6 +304,18 @@ int Run(const Flags& flags) {
   } else {
     LogWarning() << "no DKIM keys configured: mail leaves unsigned";
   }
+  // Declared before the shards, so destroyed after them: a shard frees a connection only once its
+  // signature is back, so no job is queued when the pool goes.
+  std::unique_ptr<server::SigningPool> signing_pool;
+  if (!dkim_config.keys.empty()) {
+    auto pool = server::SigningPool::Create(config.dkim_signing_threads);
+    if (!pool.ok()) {
+      LogError() << "DKIM: " << pool.status().message();
+      return 2;
+    }
+    signing_pool = std::move(*pool);
+    LogInfo() << "DKIM signing on " << signing_pool->thread_count() << " threads";
+  }
 
 
   int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
@@ -317,6 +330,7 @@ int Run(const Flags& flags) {
   shared.authenticator = auth->get();
   shared.dkim = dkim_config.keys.empty() ? nullptr : &dkim_config;
   shared.metrics = relay_metrics.get();
+  shared.signing_pool = signing_pool.get();
   server::SharedState shared_later = shared;
   shared_later.config = &later;
   std::vector<std::unique_ptr<server::Shard>> shards;

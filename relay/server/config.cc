@@ -206,7 +206,9 @@ absl::Status Parse(const toml::table& root, Config& c) {
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "max_age_s", &q.max_age_s, 60, 365 * 86400));
   }
   if (const toml::table* t = SubTable(root, "dkim")) {
-    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "dkim.", {"key"}));
+    RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "dkim.", {"key", "signing_threads"}));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "dkim.", "signing_threads", &c.dkim_signing_threads, 0, 256));
     if (const toml::node* keys = t->get("key")) {
       const toml::array* arr = keys->as_array();
       if (arr == nullptr) {
@@ -520,6 +522,9 @@ delay_warning_s = 0
 # connections_max = 10
 
 # DKIM keys: create with `relayctl dkim-keygen --domain D --selector S --algo rsa2048`.
+# Signatures are computed by a pool of threads beside the shards (0: one per online core).
+# [dkim]
+# signing_threads = 0
 # [[dkim.key]]
 # domain = "example.com"
 # selector = "relay"

@@ -101,6 +101,7 @@ struct Config {
   AuthLimits auth;
   QueueSettings queue;
   std::vector<DkimKeyConfig> dkim_keys;
+  uint32_t dkim_signing_threads = 0;           // signatures off the shard threads; 0: one per core
   DeliverySettings delivery;
   LogSettings log;
   MetricsSettings metrics;

@@ -32,6 +32,7 @@
 #include "relay/metrics/relay_metrics.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
+#include "relay/server/signing_pool.h"
 #include "relay/tls/tls_context.h"
 
 namespace relay::server {
@@ -45,6 +46,7 @@ struct SharedState {
   Authenticator* authenticator = nullptr;
   const dkim::SignerConfig* dkim = nullptr;    // null: no signing
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
+  SigningPool* signing_pool = nullptr;         // null: each shard signs inline
 };
 
 struct ShardCounters {

@@ -56,7 +56,7 @@ SmtpConnection::~SmtpConnection() {
 
 bool SmtpConnection::Idle() const {
   return closed_ && !recv_.in_flight() && !send_.in_flight() && !auth_pending_ &&
-         !queue_pending_;
+         !sign_pending_ && !queue_pending_;
 }
 
 void SmtpConnection::Start() {
@@ -245,53 +245,96 @@ smtp::RcptDecision SmtpConnection::CheckRecipient(std::string_view) {
 }
 
 void SmtpConnection::QueueMessage() {
+  std::string_view message = session_.message();
+  absl::Time now = absl::Now();
+  // The queue id the next append gets. With signing on the pool, appends happen in the order
+  // signatures come back, so the id is taken again at append time; the Message-ID's left part
+  // (signed, hence fixed now) adds a per-shard sequence number to stay unique.
+  std::string id_left = shard_->spool()->NextMessageId().ToString();
+  SigningPool* pool = shard_->shared().signing_pool;
+  const dkim::Signer* signer = shard_->signer();
+  if (signer != nullptr && pool != nullptr) {
+    thread_local uint64_t signing_sequence = 0;
+    absl::StrAppend(&id_left, ".", ++signing_sequence);
+  }
+
+  // Message-ID and Date when the client left them out (RFC 6409 §8.2-8.3); they are signed.
+  std::string missing = smtp::MissingHeaderFields(message, id_left, shard_->config().hostname, now);
+  if (signer == nullptr) {
+    AppendMessage(now, std::move(missing), std::string());
+    return;
+  }
+  if (pool != nullptr) {
+    // The private-key operation runs on the pool (RFC 6376 §5.5-5.6): this shard's other
+    // connections go on meanwhile. `message` stays valid until OnMessageQueued/Refused, and the
+    // connection is not freed while sign_pending_ (Idle()), so the worker may read both.
+    sign_pending_ = true;
+    signing_started_ns_ = reactor_->clock()->MonotonicNanos();
+    signing_missing_ = std::move(missing);
+    std::vector<std::string_view> parts;
+    if (!signing_missing_.empty()) parts.push_back(signing_missing_);
+    parts.push_back(message);
+    pool->Sign(signer->Begin(), std::move(parts), absl::ToUnixSeconds(now), reactor_,
+               [this, now](absl::StatusOr<std::string> signatures) {
+                 sign_pending_ = false;
+                 // The client left: it got no 250, so the message is not queued.
+                 if (closed_) return;
+                 OnSigned(now, std::move(signing_missing_), std::move(signatures));
+               });
+    return;
+  }
+  signing_started_ns_ = reactor_->clock()->MonotonicNanos();
+  dkim::SigningSession signing = signer->Begin();
+  if (!missing.empty()) signing.Update(missing);
+  signing.Update(message);
+  absl::StatusOr<std::string> sigs = signing.Finish(absl::ToUnixSeconds(now));
+  OnSigned(now, std::move(missing), std::move(sigs));
+}
+
+void SmtpConnection::OnSigned(absl::Time now, std::string missing,
+                              absl::StatusOr<std::string> signatures) {
+  const metrics::RelayMetrics* m = shard_->metrics();
+  const int shard = shard_->index();
+  if (m != nullptr && signatures.ok() && !signatures->empty()) {
+    // From the hand-over to the result: the pool's queueing included.
+    m->dkim_signing_us.Observe(
+        shard, static_cast<uint64_t>(reactor_->clock()->MonotonicNanos() - signing_started_ns_) /
+                   1000);
+    // One field per signature; its a= tag names the algorithm (RFC 6376 §3.5, RFC 8463 §3).
+    const std::string& sigs = *signatures;
+    for (size_t at = sigs.find("DKIM-Signature:"); at != std::string::npos;
+         at = sigs.find("DKIM-Signature:", at + 1)) {
+      size_t end = sigs.find("DKIM-Signature:", at + 1);
+      std::string_view field = std::string_view(sigs).substr(at, end - at);
+      if (field.find("a=ed25519-sha256") != std::string_view::npos) {
+        m->dkim_signatures(metrics::DkimAlgorithm::kEd25519Sha256).Add(shard);
+      } else if (field.find("a=rsa-sha256") != std::string_view::npos) {
+        m->dkim_signatures(metrics::DkimAlgorithm::kRsaSha256).Add(shard);
+      }
+    }
+  }
+  if (!signatures.ok()) {
+    // A message that cannot be signed is refused rather than sent unsigned and failing DMARC.
+    shard_->mutable_counters().messages_refused++;
+    if (m != nullptr) {
+      m->dkim_refused.Add(shard);
+      m->transactions_refused.Add(shard);
+    }
+    LogInfo() << "refused message from " << peer_ip_ << ": DKIM: " << signatures.status().message();
+    Apply(session_.OnMessageRefused(
+        smtp::Reply{550, "5.6.0", "Message refused: cannot be DKIM-signed (malformed header)"}));
+    RearmTimer();
+    return;
+  }
+  AppendMessage(now, std::move(missing), std::move(*signatures));
+}
+
+void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::string signatures) {
   queue::Spool* spool = shard_->spool();
   std::string_view message = session_.message();
   const smtp::Envelope& env = session_.envelope();
-  absl::Time now = absl::Now();
   queue::MessageId id = spool->NextMessageId();
   std::string id_text = id.ToString();
-
-  // Message-ID and Date when the client left them out (RFC 6409 §8.2-8.3); they are signed.
-  std::string missing = smtp::MissingHeaderFields(message, id_text, shard_->config().hostname, now);
-  std::string signatures;
-  const metrics::RelayMetrics* m = shard_->metrics();
-  if (const dkim::Signer* signer = shard_->signer()) {
-    int64_t started_ns = reactor_->clock()->MonotonicNanos();
-    dkim::SigningSession signing = signer->Begin();
-    if (!missing.empty()) signing.Update(missing);
-    signing.Update(message);
-    absl::StatusOr<std::string> sigs = signing.Finish(absl::ToUnixSeconds(now));
-    if (m != nullptr && sigs.ok() && !sigs->empty()) {
-      int shard = shard_->index();
-      m->dkim_signing_us.Observe(
-          shard, static_cast<uint64_t>(reactor_->clock()->MonotonicNanos() - started_ns) / 1000);
-      // One field per signature; its a= tag names the algorithm (RFC 6376 §3.5, RFC 8463 §3).
-      for (size_t at = sigs->find("DKIM-Signature:"); at != std::string::npos;
-           at = sigs->find("DKIM-Signature:", at + 1)) {
-        size_t end = sigs->find("DKIM-Signature:", at + 1);
-        std::string_view field = std::string_view(*sigs).substr(at, end - at);
-        if (field.find("a=ed25519-sha256") != std::string_view::npos) {
-          m->dkim_signatures(metrics::DkimAlgorithm::kEd25519Sha256).Add(shard);
-        } else if (field.find("a=rsa-sha256") != std::string_view::npos) {
-          m->dkim_signatures(metrics::DkimAlgorithm::kRsaSha256).Add(shard);
-        }
-      }
-    }
-    if (!sigs.ok()) {
-      // A message that cannot be signed is refused rather than sent unsigned and failing DMARC.
-      shard_->mutable_counters().messages_refused++;
-      if (m != nullptr) {
-        m->dkim_refused.Add(shard_->index());
-        m->transactions_refused.Add(shard_->index());
-      }
-      LogInfo() << "refused message from " << peer_ip_ << ": DKIM: " << sigs.status().message();
-      Apply(session_.OnMessageRefused(
-          smtp::Reply{550, "5.6.0", "Message refused: cannot be DKIM-signed (malformed header)"}));
-      return;
-    }
-    signatures = std::move(*sigs);
-  }
   smtp::ReceivedInfo info;
   info.ehlo_name = session_.ehlo_name();
   info.peer_ip = peer_ip_;
@@ -392,7 +435,7 @@ void SmtpConnection::RearmTimer() {
 
 void SmtpConnection::OnTimer() {
   if (closed_) return;
-  if (auth_pending_ || queue_pending_) {
+  if (auth_pending_ || sign_pending_ || queue_pending_) {
     // Our own work is outstanding, not the client's: wait for it.
     RearmTimer();
     return;
@@ -407,7 +450,7 @@ void SmtpConnection::OnTimer() {
 
 void SmtpConnection::StopGracefully() {
   if (closed_) return;
-  if (session_.in_data() || queue_pending_ || auth_pending_) return;  // let it finish
+  if (session_.in_data() || queue_pending_ || sign_pending_ || auth_pending_) return;
   ForceClose("Server shutting down");
 }
 

@@ -3,6 +3,8 @@
 // stream and the protocol state machine (relay/smtp/server_session.h), and carries out the
 // session's actions: STARTTLS, credential checks (on the authenticator's worker), and queueing an
 // accepted message (Received header, missing Message-ID/Date, DKIM signature, spool append). The
+// DKIM signature is computed on the shared SigningPool when there is one (its result comes back
+// through the reactor; the connection is not freed while it is pending), inline otherwise. The
 // "250" for a message is written only from the spool's durable callback, i.e. after the fdatasync
 // covering the record completed.
 //
@@ -14,6 +16,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
 #include "relay/smtp/server_session.h"
@@ -54,6 +58,8 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void SwitchToTls();
   void CheckCredentials(const smtp::CredentialCheck& credentials);
   void QueueMessage();
+  void OnSigned(absl::Time now, std::string missing, absl::StatusOr<std::string> signatures);
+  void AppendMessage(absl::Time now, std::string missing, std::string signatures);
   void OnQueued(absl::Status status, std::string queue_id);
   void RearmTimer();
   void OnTimer();
@@ -79,12 +85,15 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   io::Timer timer_;
   int64_t session_deadline_ms_ = 0;
   bool auth_pending_ = false;
+  bool sign_pending_ = false;      // a signature is being computed on the SigningPool
   bool queue_pending_ = false;
   bool close_after_flush_ = false;
   bool start_tls_after_send_ = false;  // the plaintext 220 to STARTTLS is being sent
   bool closed_ = false;
   bool peer_gone_ = false;
   std::string added_headers_;      // scratch: trace and missing headers of one message
+  std::string signing_missing_;    // missing header fields, read by the pool while signing
+  int64_t signing_started_ns_ = 0;  // monotonic: for relay_dkim_signing_seconds
 };
 
 }  // namespace relay::server

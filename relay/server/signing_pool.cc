@@ -1,0 +1,80 @@
+#include "relay/server/signing_pool.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "relay/base/log.h"
+
+namespace relay::server {
+
+absl::StatusOr<std::unique_ptr<SigningPool>> SigningPool::Create(uint32_t threads) {
+  if (threads > kThreadsMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("signing pool: ", threads, " threads, at most ", kThreadsMax));
+  }
+  if (threads == 0) {
+    threads = std::thread::hardware_concurrency();
+    if (threads == 0) threads = 1;
+  }
+  std::unique_ptr<SigningPool> pool(new SigningPool());
+  for (uint32_t i = 0; i < threads; ++i) {
+    pool->workers_.emplace_back([p = pool.get(), i] {
+      SetThreadLogTag(absl::StrCat("sign", i));
+      p->WorkerMain();
+    });
+  }
+  return pool;
+}
+
+SigningPool::~SigningPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+void SigningPool::Sign(dkim::SigningSession session, std::vector<std::string_view> parts,
+                       int64_t unix_time_s, io::Reactor* reactor, Done done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(Job{std::move(session), std::move(parts), unix_time_s, reactor,
+                        std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+size_t SigningPool::queued() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return jobs_.size();
+}
+
+uint64_t SigningPool::signed_total() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return signed_total_;
+}
+
+void SigningPool::WorkerMain() {
+  for (;;) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+    // Jobs already queued are finished even when stopping: each caller waits for its `done`.
+    if (jobs_.empty()) return;
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+
+    for (std::string_view part : job.parts) job.session.Update(part);
+    absl::StatusOr<std::string> fields = job.session.Finish(job.unix_time_s);
+    job.reactor->RunInLoop(
+        [done = std::move(job.done), fields = std::move(fields)]() mutable {
+          done(std::move(fields));
+        });
+
+    lock.lock();
+    ++signed_total_;
+  }
+}
+
+}  // namespace relay::server

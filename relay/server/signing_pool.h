@@ -1,0 +1,79 @@
+// SigningPool: DKIM signatures (RFC 6376 §5) computed on worker threads, so that the private-key
+// operation of one message never holds up the I/O of the other connections of a shard.
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<SigningPool> pool, SigningPool::Create(threads));
+//   pool->Sign(signer->Begin(), {missing_headers, message}, unix_time_s, reactor,
+//              [this](absl::StatusOr<std::string> fields) { ... });  // on reactor's thread
+//
+// Contract. Sign() may be called from any thread. The worker feeds `parts` to the session in
+// order (body canonicalization and hash, header hash), calls Finish and hands the result to
+// `done` through reactor->RunInLoop(): `done` always runs on the reactor's thread, never inside
+// Sign(), exactly once, and results come back in completion order, not submission order. The
+// caller keeps alive until `done` has run: the bytes behind `parts`, the Signer the session came
+// from and the reactor. A caller that goes away meanwhile (a closed connection) stays alive but
+// ignores the result, as SmtpConnection does with its pending flag.
+//
+// The destructor lets the workers finish every job already queued (each `done` is still posted
+// to its reactor) and joins them. relayd destroys the pool after joining the shards: a shard
+// frees a connection only once its signature has come back, so no job is left by then.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dkim/signer.h"
+#include "relay/io/reactor.h"
+
+namespace relay::server {
+
+class SigningPool {
+ public:
+  using Done = std::function<void(absl::StatusOr<std::string> fields)>;
+  // Upper bound of `threads`; 0 means one per online core.
+  static constexpr uint32_t kThreadsMax = 256;
+
+  static absl::StatusOr<std::unique_ptr<SigningPool>> Create(uint32_t threads);
+  ~SigningPool();
+  SigningPool(const SigningPool&) = delete;
+  SigningPool& operator=(const SigningPool&) = delete;
+
+  // Queues one message: `parts` are fed to `session` in order (the missing header fields the
+  // relay adds, then the message as received), then Finish(unix_time_s).
+  void Sign(dkim::SigningSession session, std::vector<std::string_view> parts,
+            int64_t unix_time_s, io::Reactor* reactor, Done done);
+
+  size_t thread_count() const { return workers_.size(); }
+  // Jobs queued and not yet picked by a worker (for tests and metrics).
+  size_t queued() const;
+  uint64_t signed_total() const;
+
+ private:
+  struct Job {
+    dkim::SigningSession session;
+    std::vector<std::string_view> parts;
+    int64_t unix_time_s;
+    io::Reactor* reactor;
+    Done done;
+  };
+
+  SigningPool() = default;
+  void WorkerMain();
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;      // guarded by mu_
+  bool stop_ = false;         // guarded by mu_
+  uint64_t signed_total_ = 0; // guarded by mu_
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace relay::server
