@@ -391,7 +391,9 @@ void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::str
   if (!appended.ok()) {
     queue_pending_ = false;
     shard_->mutable_counters().messages_refused++;
-    if (m != nullptr) m->transactions_refused.Add(shard_->index());
+    if (const metrics::RelayMetrics* m = shard_->metrics()) {
+      m->transactions_refused.Add(shard_->index());
+    }
     absl::StatusCode code = appended.status().code();
     LogWarning() << "queue refused a message from " << peer_ip_ << ": " << appended.status();
     if (code == absl::StatusCode::kInvalidArgument) {
