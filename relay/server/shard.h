@@ -133,6 +133,7 @@ class Shard {
   int sync_pending_ = 0;
   int sync_result_ = 0;
   bool stopping_ = false;
+  bool drain_posted_ = false;  // FinishStopIfDone found nothing left: DrainAndStop is running
   int64_t stop_deadline_ms_ = 0;
   io::Timer stop_timer_;
   io::Timer maintenance_timer_;
