@@ -261,6 +261,9 @@ void Shard::ArmAccept(Listener* listener) {
 void Shard::OnAccept(Listener* listener, int result) {
   if (result < 0) {
     if (result != -ECANCELED) LogWarning() << "accept: " << std::strerror(-result);
+    // The stop waits for the listeners' accepts to end: this may have been the last thing left
+    // (with thousands of sessions closing at once, the cancellation can complete last).
+    if (stopping_) FinishStopIfDone();
     return;
   }
   int fd = result;
@@ -330,6 +333,9 @@ void Shard::OnConnectionClosed(SmtpConnection* connection) {
 void Shard::TurnEnd() {
   counters_.heartbeat_ms.store(reactor_->NowMs(), std::memory_order_relaxed);
   PublishMetrics();
+  // Once stopping, every turn re-checks whether the shard may stop: the last condition to clear
+  // may have been one whose completion does not call FinishStopIfDone itself.
+  if (stopping_ && !drain_posted_) FinishStopIfDone();
   if (log_ != nullptr) {
     absl::Status s = log_->Flush();  // whole lines, one write(2) when anything is buffered
     if (!s.ok()) LogWarning() << "delivery log: " << s;
@@ -444,6 +450,8 @@ void Shard::FinishStopIfDone() {
   for (Listener& l : listeners_) {
     if (l.accept->in_flight()) return;
   }
+  if (drain_posted_) return;
+  drain_posted_ = true;
   reactor_->timers().Cancel(&stop_timer_);
   // Connections still retiring complete within a few turns; the loop ends once they are freed.
   reactor_->Post([this] { DrainAndStop(); });

@@ -152,6 +152,7 @@ class Shard {
   uint64_t appends_synced_ = 0;  // spool appends covered by the group commits so far
   std::string spool_directory_;
   bool stopping_ = false;
+  bool drain_posted_ = false;  // FinishStopIfDone found nothing left: DrainAndStop is running
   int64_t stop_deadline_ms_ = 0;
   io::Timer stop_timer_;
   io::Timer maintenance_timer_;
