@@ -166,8 +166,15 @@ absl::Status Shard::Setup() {
     }
   }
 
+  if (config.receive.enabled() && config.receive.spf) {
+    dns::ResolverOptions ropts;
+    ropts.servers = config.delivery.dns_servers;
+    ASSIGN_OR_RETURN(receive_resolver_, dns::Resolver::Create(reactor_.get(), ropts));
+    spf_ = std::make_unique<dns::SpfEvaluator>(reactor_.get(), receive_resolver_.get());
+  }
+
   auto listen = [&](const std::string& address_text, bool implicit_tls,
-                    std::vector<uint16_t>* ports) -> absl::Status {
+                    std::vector<uint16_t>* ports, bool receive = false) -> absl::Status {
     ASSIGN_OR_RETURN(io::SocketAddress address, io::SocketAddress::Parse(address_text));
     // Every shard binds the same address with SO_REUSEPORT. With port 0 (tests), shard 0 picks
     // the port and the others have been given it by then (shards start one after another).
@@ -177,6 +184,7 @@ absl::Status Shard::Setup() {
     Listener l;
     l.fd = fd;
     l.implicit_tls = implicit_tls;
+    l.receive = receive;
     l.accept = std::make_unique<io::Completion>();
     listeners_.push_back(std::move(l));
     return absl::OkStatus();
@@ -186,6 +194,11 @@ absl::Status Shard::Setup() {
   }
   for (const std::string& a : config.submissions_listen) {
     RETURN_IF_ERROR(listen(a, true, &submissions_ports_));
+  }
+  if (shared_.receive != nullptr) {
+    for (const std::string& a : config.receive.listen) {
+      RETURN_IF_ERROR(listen(a, false, &receive_ports_, /*receive=*/true));
+    }
   }
   for (Listener& l : listeners_) {
     Listener* lp = &l;
@@ -238,6 +251,8 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   sync_ops_.clear();
   delivery_.reset();
   policy_.reset();
+  spf_.reset();
+  receive_resolver_.reset();
   if (log_ != nullptr) (void)log_->Flush();
   log_.reset();
   signer_.reset();
@@ -286,7 +301,7 @@ void Shard::OnAccept(Listener* listener, int result) {
   // Replies are written whole (one write per batch of pipelined replies): no Nagle delay.
   int nodelay = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
-  auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls);
+  auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls, listener->receive);
   connections_.insert(connection);
   connection->Start();
 }

@@ -16,6 +16,9 @@
 
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
+#include "absl/container/flat_hash_map.h"
+#include "relay/receive/inbound_checks.h"
+#include "relay/receive/receive_state.h"
 #include "relay/smtp/server_session.h"
 #include "relay/tls/tls_stream.h"
 
@@ -25,7 +28,10 @@ class Shard;
 
 class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
  public:
-  SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls);
+  // `receive`: a port-25 connection (relay/receive): no AUTH required, recipients by alias,
+  // SPF checked, forwarded with SRS (see smtp_connection_receive.cc).
+  SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls,
+                 bool receive = false);
   ~SmtpConnection() override;
 
   void Start();
@@ -40,6 +46,12 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   // smtp::ServerPolicy
   bool MaySendAs(std::string_view user, std::string_view address) override;
   smtp::RcptDecision CheckRecipient(std::string_view address) override;
+  void OnMailFrom(std::string_view address) override;
+
+  // Port 25 (smtp_connection_receive.cc).
+  smtp::RcptDecision ReceiveCheckRecipient(std::string_view address);
+  void ReceiveMessage();
+  void QueueReceived(const receive::InboundResults& results);
 
   void ArmRecv();
   void OnRecv(int result, uint32_t flags);
@@ -81,6 +93,12 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   bool closed_ = false;
   bool peer_gone_ = false;
   std::string added_headers_;      // scratch: trace and missing headers of one message
+  // Port 25 only.
+  const bool receive_;
+  std::unique_ptr<receive::InboundChecks> checks_;
+  bool checks_pending_ = false;    // InboundChecks::Finish is running for the message
+  std::shared_ptr<const receive::ReceiveState> receive_state_;  // snapshot taken at MAIL FROM
+  absl::flat_hash_map<std::string, receive::RecipientRoute> routes_;  // accepted RCPT -> route
 };
 
 }  // namespace relay::server
