@@ -29,6 +29,7 @@
 
 #include <openssl/rand.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -253,6 +254,27 @@ absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
   srs_config.max_age_days = static_cast<int>(r.srs_max_age_days);
   ASSIGN_OR_RETURN(std::unique_ptr<receive::Srs> srs, receive::Srs::Create(srs_config));
   auto state = std::make_shared<receive::ReceiveState>();
+  if (r.arc) {
+    // Each local domain seals with its first [[dkim.key]] (RFC 8617 §4.1.2: the same key
+    // material as DKIM); a domain without one forwards without an ARC set.
+    for (const std::string& domain : r.domains) {
+      for (const server::DkimKeyConfig& k : config.dkim_keys) {
+        if (!absl::EqualsIgnoreCase(k.domain, domain)) continue;
+        dkim::ArcSealerConfig sealer_config;
+        sealer_config.domain = domain;
+        sealer_config.selector = k.selector;
+        sealer_config.key_path = k.key_path;
+        ASSIGN_OR_RETURN(std::unique_ptr<dkim::ArcSealer> sealer,
+                         dkim::ArcSealer::Create(sealer_config));
+        state->sealers.emplace(domain, std::move(sealer));
+        break;
+      }
+      if (!state->sealers.contains(domain)) {
+        LogWarning() << "receive: no [[dkim.key]] for " << domain
+                     << ": mail forwarded for it carries no ARC set";
+      }
+    }
+  }
   state->policy = std::make_shared<const receive::RecipientPolicy>(
       std::make_shared<const receive::Aliases>(std::move(aliases)),
       std::shared_ptr<const receive::Srs>(std::move(srs)));

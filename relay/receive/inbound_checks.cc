@@ -28,10 +28,11 @@ SpfVerdict ToSpfVerdict(dns::SpfResult r) {
 
 }  // namespace
 
-InboundChecks::InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf,
+InboundChecks::InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
                              uint32_t checks_timeout_ms)
     : reactor_(reactor),
       spf_evaluator_(spf),
+      dkim_checker_(dkim),
       checks_timeout_ms_(checks_timeout_ms) {
   timer_.set_callback([this] { OnTimeout(); });
 }
@@ -81,6 +82,16 @@ void InboundChecks::Finish(std::string_view message, int64_t now_s,
   done_ = std::move(done);
   results_.dkim_checked = false;
   results_.dkim_timed_out = false;
+  results_.dkim = DkimCheckResult();
+  if (dkim_checker_ != nullptr) {
+    results_.dkim_checked = true;
+    dkim_pending_ = true;
+    dkim_query_ = dkim_checker_->Check(message, now_s, [this](DkimCheckResult result) {
+      dkim_pending_ = false;
+      results_.dkim = std::move(result);
+      MaybeDone();
+    });
+  }
   if (!spf_pending_ && !dkim_pending_) {
     // Everything is in already: still call back from the loop, never from inside Finish.
     std::shared_ptr<bool> alive = alive_;
@@ -110,6 +121,7 @@ void InboundChecks::OnTimeout() {
     spf_key_.clear();  // not reused by the next transaction
   }
   if (dkim_pending_) {
+    dkim_query_.Cancel();
     dkim_pending_ = false;
     results_.dkim_timed_out = true;
   }
@@ -119,7 +131,10 @@ void InboundChecks::OnTimeout() {
 void InboundChecks::Cancel() {
   done_ = nullptr;
   reactor_->timers().Cancel(&timer_);
-  dkim_pending_ = false;
+  if (dkim_pending_) {
+    dkim_query_.Cancel();
+    dkim_pending_ = false;
+  }
 }
 
 AuthResults ToAuthResults(const InboundResults& results, std::string_view hostname,
@@ -139,6 +154,11 @@ AuthResults ToAuthResults(const InboundResults& results, std::string_view hostna
     d.result = DkimVerdict::kTempError;
     d.reason = "key lookup timed out";
     ar.dkim.push_back(d);
+  } else {
+    ar.dkim = results.dkim.dkim;
+  }
+  if (arc_checked && results.dkim_checked && !results.dkim_timed_out) {
+    ar.arc = ToArcVerdict(results.dkim.arc.status);
   }
   return ar;
 }

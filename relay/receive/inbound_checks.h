@@ -25,6 +25,7 @@
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
 #include "relay/receive/auth_results.h"
+#include "relay/receive/dkim_check.h"
 
 namespace relay::receive {
 
@@ -35,11 +36,13 @@ struct InboundResults {
   std::string spf_helo;      // ... or smtp.helo (null reverse-path)
   bool dkim_checked = false;
   bool dkim_timed_out = false;
+  DkimCheckResult dkim;  // signatures and the ARC chain as received
 };
 
 class InboundChecks {
  public:
-  InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, uint32_t checks_timeout_ms);
+  InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
+                uint32_t checks_timeout_ms);
   ~InboundChecks();
   InboundChecks(const InboundChecks&) = delete;
   InboundChecks& operator=(const InboundChecks&) = delete;
@@ -59,12 +62,14 @@ class InboundChecks {
 
   io::Reactor* const reactor_;
   dns::SpfEvaluator* const spf_evaluator_;
+  DkimChecker* const dkim_checker_;
   const uint32_t checks_timeout_ms_;
 
   std::string spf_key_;  // client, MAIL FROM and HELO of the SPF check below
   bool spf_pending_ = false;
   dns::QueryHandle spf_query_;
   bool dkim_pending_ = false;
+  dns::QueryHandle dkim_query_;
   InboundResults results_;
   std::function<void(InboundResults)> done_;
   io::Timer timer_;

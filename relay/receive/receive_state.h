@@ -1,5 +1,5 @@
 // ReceiveState: what every shard's port-25 sessions share and SIGHUP replaces as a whole: the
-// recipient policy (aliases and SRS). A session takes a snapshot at MAIL FROM and keeps it for the
+// recipient policy (aliases and SRS) and the ARC sealers of the local domains. A session takes a snapshot at MAIL FROM and keeps it for the
 // transaction, so a reload never changes the routes of a message half-way.
 //
 // Immutable once built; the holder is thread-safe (the main thread sets, shards get).
@@ -7,6 +7,10 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "dkim/arc.h"
 
 #include "relay/receive/recipient_policy.h"
 
@@ -14,6 +18,8 @@ namespace relay::receive {
 
 struct ReceiveState {
   std::shared_ptr<const RecipientPolicy> policy;
+  // Local domain (lower-case) -> the sealer with that domain's DKIM key; no entry: no ARC set.
+  absl::flat_hash_map<std::string, std::shared_ptr<const dkim::ArcSealer>> sealers;
 };
 
 class ReceiveStateHolder {

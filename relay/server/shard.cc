@@ -166,11 +166,20 @@ absl::Status Shard::Setup() {
     }
   }
 
-  if (config.receive.enabled() && config.receive.spf) {
+  const ReceiveSettings& receive = config.receive;
+  if (receive.enabled() && (receive.spf || receive.dkim || receive.arc)) {
     dns::ResolverOptions ropts;
     ropts.servers = config.delivery.dns_servers;
     ASSIGN_OR_RETURN(receive_resolver_, dns::Resolver::Create(reactor_.get(), ropts));
-    spf_ = std::make_unique<dns::SpfEvaluator>(reactor_.get(), receive_resolver_.get());
+    if (receive.spf) {
+      spf_ = std::make_unique<dns::SpfEvaluator>(reactor_.get(), receive_resolver_.get());
+    }
+    if (receive.dkim || receive.arc) {
+      receive::DkimCheckOptions options;
+      options.check_arc = receive.arc;
+      dkim_checker_ = std::make_unique<receive::DkimChecker>(reactor_.get(),
+                                                             receive_resolver_.get(), options);
+    }
   }
 
   auto listen = [&](const std::string& address_text, bool implicit_tls,
@@ -252,6 +261,7 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   delivery_.reset();
   policy_.reset();
   spf_.reset();
+  dkim_checker_.reset();
   receive_resolver_.reset();
   if (log_ != nullptr) (void)log_->Flush();
   log_.reset();

@@ -31,6 +31,7 @@
 #include "relay/delivery/engine.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
+#include "relay/receive/dkim_check.h"
 #include "relay/receive/receive_state.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
@@ -92,6 +93,8 @@ class Shard {
   const dkim::Signer* signer() const { return signer_.get(); }
   // Port 25's SPF evaluator on this shard's resolver; null when SPF checks are off.
   dns::SpfEvaluator* spf() { return spf_.get(); }
+  // Port 25's DKIM verification and ARC validation; null when both are off.
+  receive::DkimChecker* dkim_checker() { return dkim_checker_.get(); }
   const SharedState& shared() const { return shared_; }
   const Config& config() const { return *shared_.config; }
   int index() const { return index_; }
@@ -137,6 +140,7 @@ class Shard {
   // Port 25's checks: their own resolver channel (the delivery engine's is private to it).
   std::unique_ptr<dns::Resolver> receive_resolver_;
   std::unique_ptr<dns::SpfEvaluator> spf_;
+  std::unique_ptr<receive::DkimChecker> dkim_checker_;
   absl::flat_hash_set<SmtpConnection*> connections_;
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
   // Group commit: one fdatasync batch in flight at a time.

@@ -1,7 +1,9 @@
 // Port 25 in the SMTP connection driver: recipients routed by relay/receive/recipient_policy.h,
 // SPF started at MAIL FROM, and at the end of DATA the received message is stamped (Received,
-// Authentication-Results), its envelope sender rewritten with SRS, and queued once for every
-// expanded target, with the durable 250 as for submission (smtp_connection.cc).
+// Authentication-Results), sealed with an ARC set (RFC 8617) in the local domain's name, its
+// envelope sender rewritten with SRS, and queued once for every expanded target, with the durable
+// 250 as for submission (smtp_connection.cc). Received mail is not DKIM-signed: ARC is how a
+// forwarder vouches for what it saw.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -57,12 +59,16 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   // Every target once, in the order the recipients came.
   std::vector<std::string> targets;
   bool forwarding = false;
+  std::string local_domain;  // whose key seals: the first local domain addressed
   for (const std::string& rcpt : env.recipients) {
     auto it = routes_.find(rcpt);
     EXPECT_OR_COUNT(it != routes_.end());
     if (it == routes_.end()) continue;
     const receive::RecipientRoute& route = it->second;
     forwarding = forwarding || route.kind != receive::RecipientKind::kRelay;
+    if (local_domain.empty() && route.kind == receive::RecipientKind::kAlias) {
+      local_domain = route.domain;
+    }
     for (const std::string& t : route.targets) {
       if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
     }
@@ -107,6 +113,25 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   receive::AuthResults ar = receive::ToAuthResults(results, config.hostname, config.receive.arc);
   added_headers_ = receive::BuildAuthResultsHeader(ar);
   added_headers_ += smtp::BuildReceivedHeader(info);
+  // RFC 8617 §5.1: the new ARC set covers the message as it leaves, this hop's fields included,
+  // and goes on top.
+  if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
+  if (config.receive.arc && forwarding && receive_state_ != nullptr) {
+    auto sealer = receive_state_->sealers.find(local_domain);
+    if (sealer != receive_state_->sealers.end()) {
+      std::string outgoing;
+      outgoing.reserve(added_headers_.size() + message.size());
+      outgoing.append(added_headers_).append(message);
+      absl::StatusOr<std::string> set = sealer->second->Seal(
+          outgoing, receive::AuthResultsPayload(ar), results.dkim.arc, now_s);
+      if (set.ok()) {
+        added_headers_ = absl::StrCat(*set, added_headers_);
+      } else {
+        // Forwarded all the same: ARC helps the final receiver, its absence is not an error.
+        LogInfo() << "port 25: " << id_text << ": no ARC set: " << set.status().message();
+      }
+    }
+  }
   if (results.spf_checked) {
     LogInfo() << "port 25: " << id_text << " from " << peer_ip_ << " <" << env.mail_from
               << ">: spf=" << dns::SpfResultName(results.spf.result)

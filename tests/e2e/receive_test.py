@@ -87,16 +87,16 @@ SENDER_KEY, SENDER_TXT = keypair("sender")  # the outside sender's DKIM key
 LOCAL_KEY, LOCAL_TXT = keypair("local")      # local.test's key: ARC seals
 zones = """
   local-zone: "test." static
-  local-data: "sender.test. 300 IN TXT \\"v=spf1 ip4:127.0.0.1 -all\\""
+  local-data: 'sender.test. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"'
   local-data: "sender.test. 300 IN MX 10 mx.sender.test."
   local-data: "mx.sender.test. 300 IN A {sender}"
   local-data: 'sel._domainkey.sender.test. 300 IN TXT {sender_txt}'
-  local-data: "forger.test. 300 IN TXT \\"v=spf1 ip4:192.0.2.0/24 -all\\""
+  local-data: 'forger.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"'
   local-data: "gmail.test. 300 IN MX 10 mx.gmail.test."
   local-data: "mx.gmail.test. 300 IN A {gmail}"
   local-data: "named.test. 300 IN MX 10 mx.named.test."
   local-data: "mx.named.test. 300 IN A {named}"
-  local-data: "local.test. 300 IN TXT \\"v=spf1 ip4:127.0.0.0/8 -all\\""
+  local-data: 'local.test. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"'
   local-data: 'arc._domainkey.local.test. 300 IN TXT {local_txt}'
 """.format(sender_txt=SENDER_TXT, local_txt=LOCAL_TXT, **MX)
 unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
@@ -293,7 +293,7 @@ if SRS_ADDRESS:
           "the bounce reaches the original sender's MX")
     b = got("sender", "bounce back")
     if b:
-        check(b[0][1] == "" and b[0][2] == ["alice@sender.test"],
+        check(b[0][1] in ("", "<>") and b[0][2] == ["alice@sender.test"],
               "... from the null sender to alice@sender.test: %r %r" % (b[0][1], b[0][2]))
 
 # 6. SIGHUP reloads the aliases; a broken file keeps the previous set.
