@@ -6,9 +6,11 @@
 //                                            (new), with a first user whose password is printed
 //                                            once, then exit
 //
-// Signals: SIGHUP reloads the certificate and the users file (existing connections are kept);
+// Signals: SIGHUP reloads the certificate, the users file and port 25's aliases and SRS secrets
+// (existing connections are kept);
 // SIGTERM and SIGINT stop accepting, let sessions finish within shutdown.grace_ms, flush the
 // queue and exit 0.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -27,6 +29,7 @@
 
 #include <openssl/rand.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -45,6 +48,10 @@
 #include "relay/server/shard.h"
 #include "relay/server/signing_pool.h"
 #include "relay/server/users.h"
+#include "relay/receive/aliases.h"
+#include "relay/receive/receive_state.h"
+#include "relay/receive/recipient_policy.h"
+#include "relay/receive/srs.h"
 #include "relay/tls/self_signed.h"
 #include "relay/tls/tls_context.h"
 
@@ -204,6 +211,82 @@ void RaiseFileLimit(uint64_t connections_max) {
   }
 }
 
+// The SRS secrets: one per line, the first signs (relay/receive/srs.h). A missing file is created
+// with a random secret, as a missing certificate is: forwarding must work on a first start.
+absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    uint8_t bytes[24];
+    RAND_bytes(bytes, sizeof(bytes));
+    std::string secret;
+    for (uint8_t b : bytes) absl::StrAppend(&secret, absl::Hex(b, absl::kZeroPad2));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": cannot create the SRS secret file: ", std::strerror(errno)));
+    }
+    std::string line = secret + "\n";
+    bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::close(fd);
+    if (!written) return absl::FailedPreconditionError(absl::StrCat(path, ": write failed"));
+    LogWarning() << "no SRS secret found: generated one in " << path;
+  }
+  std::ifstream in(path);
+  if (!in) return absl::FailedPreconditionError(absl::StrCat(path, ": cannot read"));
+  std::vector<std::string> secrets;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line.front() != '#') secrets.push_back(line);
+  }
+  if (secrets.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": no SRS secret in the file"));
+  }
+  return secrets;
+}
+
+// Port 25's aliases and SRS, read at start and on SIGHUP. Any error names the file and line.
+absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
+    const server::Config& config) {
+  const server::ReceiveSettings& r = config.receive;
+  receive::AliasesOptions options;
+  options.depth_max = r.alias_depth_max;
+  options.suffix_separators = r.suffix_separators;
+  options.targets_max = r.alias_targets_max;
+  ASSIGN_OR_RETURN(receive::Aliases aliases, receive::Aliases::Load(r.aliases_files, options));
+  ASSIGN_OR_RETURN(std::vector<std::string> secrets, LoadSrsSecrets(r.srs_secret_path));
+  receive::SrsConfig srs_config;
+  srs_config.domain = r.srs_domain;
+  srs_config.secrets = std::move(secrets);
+  srs_config.max_age_days = static_cast<int>(r.srs_max_age_days);
+  ASSIGN_OR_RETURN(std::unique_ptr<receive::Srs> srs, receive::Srs::Create(srs_config));
+  auto state = std::make_shared<receive::ReceiveState>();
+  if (r.arc) {
+    // Each local domain seals with its first [[dkim.key]] (RFC 8617 §4.1.2: the same key
+    // material as DKIM); a domain without one forwards without an ARC set.
+    for (const std::string& domain : r.domains) {
+      for (const server::DkimKeyConfig& k : config.dkim_keys) {
+        if (!absl::EqualsIgnoreCase(k.domain, domain)) continue;
+        dkim::ArcSealerConfig sealer_config;
+        sealer_config.domain = domain;
+        sealer_config.selector = k.selector;
+        sealer_config.key_path = k.key_path;
+        ASSIGN_OR_RETURN(std::unique_ptr<dkim::ArcSealer> sealer,
+                         dkim::ArcSealer::Create(sealer_config));
+        state->sealers.emplace(domain, std::move(sealer));
+        break;
+      }
+      if (!state->sealers.contains(domain)) {
+        LogWarning() << "receive: no [[dkim.key]] for " << domain
+                     << ": mail forwarded for it carries no ARC set";
+      }
+    }
+  }
+  state->policy = std::make_shared<const receive::RecipientPolicy>(
+      std::make_shared<const receive::Aliases>(std::move(aliases)),
+      std::shared_ptr<const receive::Srs>(std::move(srs)));
+  return std::shared_ptr<const receive::ReceiveState>(std::move(state));
+}
+
 dkim::SignerConfig DkimConfig(const server::Config& config) {
   dkim::SignerConfig c;
   for (const server::DkimKeyConfig& k : config.dkim_keys) {
@@ -318,6 +401,16 @@ int Run(const Flags& flags) {
   }
 
 
+  std::unique_ptr<receive::ReceiveStateHolder> receive_state;
+  if (config.receive.enabled()) {
+    auto state = LoadReceiveState(config);
+    if (!state.ok()) {
+      LogError() << "receive: " << state.status().message();
+      return 2;
+    }
+    receive_state = std::make_unique<receive::ReceiveStateHolder>(std::move(*state));
+  }
+
   int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
                                       : static_cast<int>(std::thread::hardware_concurrency());
   if (shard_count < 1) shard_count = 1;
@@ -331,6 +424,7 @@ int Run(const Flags& flags) {
   shared.dkim = dkim_config.keys.empty() ? nullptr : &dkim_config;
   shared.metrics = relay_metrics.get();
   shared.signing_pool = signing_pool.get();
+  shared.receive = receive_state.get();
   server::SharedState shared_later = shared;
   shared_later.config = &later;
   std::vector<std::unique_ptr<server::Shard>> shards;
@@ -355,11 +449,13 @@ int Run(const Flags& flags) {
       };
       fix(later.submission_listen, shards[0]->submission_ports());
       fix(later.submissions_listen, shards[0]->submissions_ports());
+      fix(later.receive.listen, shards[0]->receive_ports());
     }
   }
   LogInfo() << "relayd ready: " << shard_count << " shards; submission (STARTTLS) on "
             << absl::StrJoin(later.submission_listen, ", ") << "; submissions (TLS) on "
-            << absl::StrJoin(later.submissions_listen, ", ") << "; spool " << config.spool_dir;
+            << absl::StrJoin(later.submissions_listen, ", ") << "; port 25 (receive) on "
+            << absl::StrJoin(later.receive.listen, ", ") << "; spool " << config.spool_dir;
 
   auto control = server::ControlSocket::Listen(config.control_socket_path);
   if (!control.ok()) {
@@ -411,6 +507,16 @@ int Run(const Flags& flags) {
         if (s.ok()) LogInfo() << "certificate reloaded";
       }
       (void)(*auth)->Reload();
+      if (receive_state != nullptr) {
+        // A broken aliases file keeps the previous set: mail keeps flowing while it is fixed.
+        auto state = LoadReceiveState(config);
+        if (state.ok()) {
+          receive_state->Set(std::move(*state));
+          LogInfo() << "aliases reloaded";
+        } else {
+          LogError() << "receive: " << state.status().message() << "; keeping the previous aliases";
+        }
+      }
       for (auto& shard : shards) shard->RequestLogReopen();
       continue;
     }

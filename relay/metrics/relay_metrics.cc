@@ -6,7 +6,7 @@
 namespace relay::metrics {
 namespace {
 
-constexpr const char* kListenerNames[] = {"submission", "submissions"};
+constexpr const char* kListenerNames[] = {"submission", "submissions", "receive"};
 constexpr const char* kDirectionNames[] = {"inbound", "outbound"};
 constexpr const char* kAuthNames[] = {"success", "failure", "error"};
 // RFC 6376 §3.3 and RFC 8463 §3: the a= tag values.

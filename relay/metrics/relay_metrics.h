@@ -29,7 +29,7 @@ struct RelayMetricsOptions {
   double start_time_unix_s = 0;      // relay_process_start_time_seconds
 };
 
-enum class ListenerKind { kSubmission = 0, kSubmissions = 1 };
+enum class ListenerKind { kSubmission = 0, kSubmissions = 1, kReceive = 2 };
 enum class RecipientResult { kDelivered = 0, kDeferred = 1, kBounced = 2 };
 enum class Direction { kInbound = 0, kOutbound = 1 };
 enum class AuthOutcome { kSuccess = 0, kFailure = 1, kError = 2 };
@@ -37,7 +37,7 @@ enum class DkimAlgorithm { kRsaSha256 = 0, kEd25519Sha256 = 1 };
 
 class RelayMetrics {
  public:
-  static constexpr int kListenerKinds = 2;
+  static constexpr int kListenerKinds = 3;
   // Bucket bounds in microseconds: fdatasync on this class of machine takes ~0.4 ms, up to tens
   // of ms on a busy disk; RSA-2048 signing ~0.6 ms, Ed25519 ~25 µs.
   static const std::vector<uint64_t>& LatencyBoundsUs();

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -115,12 +117,87 @@ const toml::table* SubTable(const toml::table& root, const char* name) {
     if (!s_.ok()) return s_;               \
   } while (0)
 
+absl::Status ParseReceive(Config& c, const toml::table& t) {
+  ReceiveSettings& r = c.receive;
+  RETURN_IF_ERROR_CFG(CheckKnownKeys(
+      c, t, "receive.",
+      {"listen", "domains", "aliases_dir", "aliases", "alias_depth_max", "suffix_separators",
+       "alias_targets_max", "srs_domain", "srs_secret", "srs_max_age_days", "spf", "dkim", "arc",
+       "checks_timeout_ms"}));
+  RETURN_IF_ERROR_CFG(ReadStringList(c, t, "receive.", "listen", &r.listen));
+  RETURN_IF_ERROR_CFG(ReadStringList(c, t, "receive.", "domains", &r.domains));
+  std::string aliases_dir = "aliases";
+  RETURN_IF_ERROR_CFG(ReadString(c, t, "receive.", "aliases_dir", &aliases_dir));
+  RETURN_IF_ERROR_CFG(
+      ReadInt(c, t, "receive.", "alias_depth_max", &r.alias_depth_max, 1, 100));
+  RETURN_IF_ERROR_CFG(ReadString(c, t, "receive.", "suffix_separators", &r.suffix_separators));
+  RETURN_IF_ERROR_CFG(
+      ReadInt(c, t, "receive.", "alias_targets_max", &r.alias_targets_max, 1, 100000));
+  RETURN_IF_ERROR_CFG(ReadString(c, t, "receive.", "srs_domain", &r.srs_domain));
+  r.srs_secret_path = "srs.secret";
+  RETURN_IF_ERROR_CFG(ReadString(c, t, "receive.", "srs_secret", &r.srs_secret_path));
+  RETURN_IF_ERROR_CFG(
+      ReadInt(c, t, "receive.", "srs_max_age_days", &r.srs_max_age_days, 1, 365));
+  RETURN_IF_ERROR_CFG(ReadBool(c, t, "receive.", "spf", &r.spf));
+  RETURN_IF_ERROR_CFG(ReadBool(c, t, "receive.", "dkim", &r.dkim));
+  RETURN_IF_ERROR_CFG(ReadBool(c, t, "receive.", "arc", &r.arc));
+  RETURN_IF_ERROR_CFG(
+      ReadInt(c, t, "receive.", "checks_timeout_ms", &r.checks_timeout_ms, 100, 600000));
+  for (std::string& d : r.domains) {
+    for (char& ch : d) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (d.empty() || d.find_first_of(" @/") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Where(c, *t.get("domains")), ": receive.domains: not a domain name: \"", d, "\""));
+    }
+  }
+  const toml::table* files = nullptr;
+  if (const toml::node* n = t.get("aliases")) {
+    files = n->as_table();
+    if (files == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Where(c, *n), ": receive.aliases must be a table of domain = \"file\""));
+    }
+    for (const auto& [k, v] : *files) {
+      std::string domain(k.str());
+      for (char& ch : domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (std::find(r.domains.begin(), r.domains.end(), domain) == r.domains.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Where(c, v), ": receive.aliases.", domain, " is not in receive.domains"));
+      }
+      if (!v.is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(c, v), ": receive.aliases.", domain, " must be a file name"));
+      }
+    }
+  }
+  for (const std::string& d : r.domains) {
+    std::string path = absl::StrCat(aliases_dir, "/", d);
+    if (files != nullptr) {
+      for (const auto& [k, v] : *files) {
+        std::string key(k.str());
+        for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (key == d) path = *v.value<std::string>();
+      }
+    }
+    r.aliases_files.emplace_back(d, Resolve(c, path));
+  }
+  if (!r.listen.empty() && r.domains.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.path, ": receive.listen is set but receive.domains is empty (port 25 accepts mail "
+        "only for local domains)"));
+  }
+  if (r.srs_domain.empty() && !r.domains.empty()) r.srs_domain = r.domains.front();
+  for (char& ch : r.srs_domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  r.srs_secret_path = Resolve(c, r.srs_secret_path);
+  return absl::OkStatus();
+}
+
 absl::Status Parse(const toml::table& root, Config& c) {
   RETURN_IF_ERROR_CFG(CheckKnownKeys(c, root, "",
                                      {"hostname", "shards", "spool_dir", "users", "control_socket",
                                       "submission",
                                       "tls", "limits", "auth", "queue", "dkim", "shutdown",
-                                      "delivery", "retry", "shaping", "log", "metrics"}));
+                                      "delivery", "retry", "shaping", "log", "metrics", "receive"}));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "hostname", &c.hostname));
   RETURN_IF_ERROR_CFG(ReadInt(c, root, "", "shards", &c.shards, 0, 256));
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "spool_dir", &c.spool_dir));
@@ -349,6 +426,9 @@ absl::Status Parse(const toml::table& root, Config& c) {
       }
     }
   }
+  if (const toml::table* t = SubTable(root, "receive")) {
+    RETURN_IF_ERROR_CFG(ParseReceive(c, *t));
+  }
   if (const toml::table* t = SubTable(root, "shutdown")) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "shutdown.", {"grace_ms"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "shutdown.", "grace_ms", &c.shutdown_grace_ms, 0, 3600000));
@@ -385,9 +465,9 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   c.log.dir = Resolve(c, c.log.dir);
   c.tls_cert_path = Resolve(c, c.tls_cert_path);
   c.tls_key_path = Resolve(c, c.tls_key_path);
-  if (c.submission_listen.empty() && c.submissions_listen.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": no listener: set submission.listen and/or submission.listen_tls"));
+  if (c.submission_listen.empty() && c.submissions_listen.empty() && !c.receive.enabled()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": no listener: set submission.listen, submission.listen_tls or receive.listen"));
   }
   if (c.tls_cert_path.empty() != c.tls_key_path.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tls.cert and tls.key go together"));
@@ -396,7 +476,9 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": submission.listen_tls needs tls.cert and tls.key"));
   }
-  if (c.auth_requires_tls && c.tls_cert_path.empty()) {
+  // Port 25 alone needs no certificate: without one it offers neither STARTTLS nor AUTH.
+  const bool submission = !c.submission_listen.empty() || !c.submissions_listen.empty();
+  if (submission && c.auth_requires_tls && c.tls_cert_path.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": AUTH requires TLS but no certificate is configured (tls.cert, tls.key)"));
   }
@@ -520,6 +602,22 @@ delay_warning_s = 0
 # [[shaping]]
 # name = "google"
 # connections_max = 10
+
+# Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
+# aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
+# mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
+# domain's [[dkim.key]]. Reloaded on SIGHUP.
+# [receive]
+# listen = ["0.0.0.0:25"]
+# domains = ["example.com"]
+# aliases_dir = "aliases"
+# srs_domain = "example.com"
+# srs_secret = "srs.secret"      # created on first start when missing
+# spf = true
+# dkim = true
+# arc = true
+# alias_depth_max = 10
+# checks_timeout_ms = 20000
 
 # DKIM keys: create with `relayctl dkim-keygen --domain D --selector S --algo rsa2048`.
 # Signatures are computed by a pool of threads beside the shards (0: one per online core).

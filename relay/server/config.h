@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -84,6 +85,27 @@ struct MetricsSettings {
   bool allow_public = false;                   // accept a non-loopback listen address
 };
 
+// Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).
+struct ReceiveSettings {
+  std::vector<std::string> listen;             // empty: no port-25 listener
+  std::vector<std::string> domains;            // the local domains, lower-case
+  // (domain, aliases file) for each local domain: receive.aliases.<domain>, else
+  // <aliases_dir>/<domain>.
+  std::vector<std::pair<std::string, std::string>> aliases_files;
+  uint32_t alias_depth_max = 10;
+  std::string suffix_separators = "+";         // "user+tag" -> "user"
+  uint32_t alias_targets_max = 100;
+  std::string srs_domain;                      // default: the first local domain
+  std::string srs_secret_path;                 // one secret per line, the first signs
+  uint32_t srs_max_age_days = 21;
+  bool spf = true;                             // evaluate SPF (RFC 7208) of MAIL FROM / HELO
+  bool dkim = true;                            // verify DKIM signatures of received mail
+  bool arc = true;                             // validate the ARC chain and seal forwarded mail
+  // At end of DATA, how long the SPF and DKIM checks may still take; then temperror.
+  uint32_t checks_timeout_ms = 20000;
+  bool enabled() const { return !listen.empty(); }
+};
+
 struct Config {
   std::string path;                            // the file it was loaded from
   std::string dir;                             // its directory
@@ -105,6 +127,7 @@ struct Config {
   DeliverySettings delivery;
   LogSettings log;
   MetricsSettings metrics;
+  ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   delivery::RetryPolicy retry;
   uint32_t shutdown_grace_ms = 10000;

@@ -97,3 +97,54 @@ TEST(Config, MetricsEndpointStaysOnLoopbackUnlessAllowed) {
 
 }  // namespace
 }  // namespace relay::server
+
+namespace relay::server {
+namespace {
+
+TEST(Config, ReceiveSection) {
+  auto c = LoadConfig(WriteFile("recv.toml",
+                                "hostname = \"mx.test\"\n"
+                                "[receive]\n"
+                                "listen = [\"127.0.0.1:0\"]\n"
+                                "domains = [\"Local.Test\", \"other.test\"]\n"
+                                "aliases = { \"other.test\" = \"/etc/other-aliases\" }\n"
+                                "dkim = false\n"
+                                "alias_depth_max = 4\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  const ReceiveSettings& r = c->receive;
+  EXPECT_TRUE(r.enabled());
+  ASSERT_EQ(r.aliases_files.size(), 2u);
+  EXPECT_EQ(r.aliases_files[0].first, "local.test");
+  EXPECT_EQ(r.aliases_files[0].second, std::string(getenv("TEST_TMPDIR")) + "/aliases/local.test");
+  EXPECT_EQ(r.aliases_files[1].second, "/etc/other-aliases");
+  EXPECT_EQ(r.srs_domain, "local.test");
+  EXPECT_EQ(r.srs_secret_path, std::string(getenv("TEST_TMPDIR")) + "/srs.secret");
+  EXPECT_TRUE(r.spf);
+  EXPECT_FALSE(r.dkim);
+  EXPECT_EQ(r.alias_depth_max, 4u);
+  // Port 25 alone is a listener: no submission section needed, no certificate required.
+  EXPECT_TRUE(c->submission_listen.empty());
+}
+
+TEST(Config, ReceiveErrors) {
+  auto c = LoadConfig(WriteFile("recv1.toml", "hostname = \"h\"\n[receive]\nlisten = [\"127.0.0.1:0\"]\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("receive.domains is empty"), std::string::npos) << c.status();
+  c = LoadConfig(WriteFile("recv2.toml",
+                           "hostname = \"h\"\n[receive]\nlisten = [\"127.0.0.1:0\"]\n"
+                           "domains = [\"a.test\"]\naliases = { \"b.test\" = \"x\" }\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("recv2.toml:5: receive.aliases.b.test is not in"),
+            std::string::npos)
+      << c.status();
+  c = LoadConfig(WriteFile("recv3.toml",
+                           "hostname = \"h\"\n[receive]\nlisten = [\"127.0.0.1:0\"]\n"
+                           "domains = [\"a.test\"]\nspf = \"yes\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("recv3.toml:5: receive.spf must be true or false"),
+            std::string::npos)
+      << c.status();
+}
+
+}  // namespace
+}  // namespace relay::server

@@ -24,6 +24,13 @@ namespace {
 constexpr uint16_t kBufferGroup = 1;
 constexpr uint32_t kReceiveBuffers = 1024;
 constexpr uint32_t kReceiveBufferBytes = 16 * 1024;
+
+// Which listener a connection came in on, as the metrics label it.
+metrics::ListenerKind MetricsListenerKind(bool implicit_tls, bool receive) {
+  if (receive) return metrics::ListenerKind::kReceive;
+  return implicit_tls ? metrics::ListenerKind::kSubmissions : metrics::ListenerKind::kSubmission;
+}
+
 constexpr int64_t kMaintenanceIntervalMs = 1000;
 
 uint32_t SplitLimit(uint32_t limit, int shards) {
@@ -169,8 +176,24 @@ absl::Status Shard::Setup() {
     }
   }
 
+  const ReceiveSettings& receive = config.receive;
+  if (receive.enabled() && (receive.spf || receive.dkim || receive.arc)) {
+    dns::ResolverOptions ropts;
+    ropts.servers = config.delivery.dns_servers;
+    ASSIGN_OR_RETURN(receive_resolver_, dns::Resolver::Create(reactor_.get(), ropts));
+    if (receive.spf) {
+      spf_ = std::make_unique<dns::SpfEvaluator>(reactor_.get(), receive_resolver_.get());
+    }
+    if (receive.dkim || receive.arc) {
+      receive::DkimCheckOptions options;
+      options.check_arc = receive.arc;
+      dkim_checker_ = std::make_unique<receive::DkimChecker>(reactor_.get(),
+                                                             receive_resolver_.get(), options);
+    }
+  }
+
   auto listen = [&](const std::string& address_text, bool implicit_tls,
-                    std::vector<uint16_t>* ports) -> absl::Status {
+                    std::vector<uint16_t>* ports, bool receive = false) -> absl::Status {
     ASSIGN_OR_RETURN(io::SocketAddress address, io::SocketAddress::Parse(address_text));
     // Every shard binds the same address with SO_REUSEPORT. With port 0 (tests), shard 0 picks
     // the port and the others have been given it by then (shards start one after another).
@@ -180,6 +203,7 @@ absl::Status Shard::Setup() {
     Listener l;
     l.fd = fd;
     l.implicit_tls = implicit_tls;
+    l.receive = receive;
     l.accept = std::make_unique<io::Completion>();
     listeners_.push_back(std::move(l));
     return absl::OkStatus();
@@ -189,6 +213,11 @@ absl::Status Shard::Setup() {
   }
   for (const std::string& a : config.submissions_listen) {
     RETURN_IF_ERROR(listen(a, true, &submissions_ports_));
+  }
+  if (shared_.receive != nullptr) {
+    for (const std::string& a : config.receive.listen) {
+      RETURN_IF_ERROR(listen(a, false, &receive_ports_, /*receive=*/true));
+    }
   }
   for (Listener& l : listeners_) {
     Listener* lp = &l;
@@ -246,6 +275,9 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   sync_ops_.clear();
   delivery_.reset();
   policy_.reset();
+  spf_.reset();
+  dkim_checker_.reset();
+  receive_resolver_.reset();
   if (log_ != nullptr) (void)log_->Flush();
   log_.reset();
   signer_.reset();
@@ -283,8 +315,8 @@ void Shard::OnAccept(Listener* listener, int result) {
   const metrics::RelayMetrics::Listener* counted =
       shared_.metrics == nullptr
           ? nullptr
-          : &shared_.metrics->listener(listener->implicit_tls ? metrics::ListenerKind::kSubmissions
-                                                              : metrics::ListenerKind::kSubmission);
+          : &shared_.metrics->listener(MetricsListenerKind(listener->implicit_tls,
+                                                           listener->receive));
   if (refusal != nullptr) {
     counters_.connections_refused++;
     if (counted != nullptr) counted->connections_refused.Add(index_);
@@ -307,7 +339,7 @@ void Shard::OnAccept(Listener* listener, int result) {
   // Replies are written whole (one write per batch of pipelined replies): no Nagle delay.
   int nodelay = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
-  auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls);
+  auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls, listener->receive);
   connections_.insert(connection);
   connection->Start();
 }
@@ -318,8 +350,7 @@ void Shard::OnConnectionClosed(SmtpConnection* connection) {
   connections_.erase(it);
   if (shared_.metrics != nullptr) {
     shared_.metrics
-        ->listener(connection->implicit_tls() ? metrics::ListenerKind::kSubmissions
-                                              : metrics::ListenerKind::kSubmission)
+        ->listener(MetricsListenerKind(connection->implicit_tls(), connection->receive()))
         .connections_open.Add(index_, -1);
   }
   auto ip = connections_per_ip_.find(connection->peer_ip());

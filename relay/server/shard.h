@@ -23,6 +23,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "dns/resolver.h"
+#include "dns/spf.h"
 #include "dkim/signer.h"
 #include "queue/spool.h"
 #include "relay/delivery/delivery_policy.h"
@@ -30,6 +32,8 @@
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
+#include "relay/receive/dkim_check.h"
+#include "relay/receive/receive_state.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
 #include "relay/server/signing_pool.h"
@@ -47,6 +51,7 @@ struct SharedState {
   const dkim::SignerConfig* dkim = nullptr;    // null: no signing
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   SigningPool* signing_pool = nullptr;         // null: each shard signs inline
+  receive::ReceiveStateHolder* receive = nullptr;  // null: no port 25 ([receive])
 };
 
 struct ShardCounters {
@@ -89,6 +94,7 @@ class Shard {
   // Ports actually bound (for tests that listen on port 0), in config order.
   std::vector<uint16_t> submission_ports() const { return submission_ports_; }
   std::vector<uint16_t> submissions_ports() const { return submissions_ports_; }
+  std::vector<uint16_t> receive_ports() const { return receive_ports_; }
 
   // For connections, on the shard thread.
   io::Reactor* reactor() { return reactor_.get(); }
@@ -99,6 +105,10 @@ class Shard {
   // Null when the log is disabled.
   delivery::DeliveryLog* delivery_log() { return log_.get(); }
   const dkim::Signer* signer() const { return signer_.get(); }
+  // Port 25's SPF evaluator on this shard's resolver; null when SPF checks are off.
+  dns::SpfEvaluator* spf() { return spf_.get(); }
+  // Port 25's DKIM verification and ARC validation; null when both are off.
+  receive::DkimChecker* dkim_checker() { return dkim_checker_.get(); }
   const SharedState& shared() const { return shared_; }
   const metrics::RelayMetrics* metrics() const { return shared_.metrics; }
   const Config& config() const { return *shared_.config; }
@@ -111,6 +121,7 @@ class Shard {
   struct Listener {
     int fd = -1;
     bool implicit_tls = false;
+    bool receive = false;  // port 25
     std::unique_ptr<io::Completion> accept;
   };
 
@@ -141,6 +152,11 @@ class Shard {
   std::vector<Listener> listeners_;
   std::vector<uint16_t> submission_ports_;
   std::vector<uint16_t> submissions_ports_;
+  std::vector<uint16_t> receive_ports_;
+  // Port 25's checks: their own resolver channel (the delivery engine's is private to it).
+  std::unique_ptr<dns::Resolver> receive_resolver_;
+  std::unique_ptr<dns::SpfEvaluator> spf_;
+  std::unique_ptr<receive::DkimChecker> dkim_checker_;
   absl::flat_hash_set<SmtpConnection*> connections_;
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
   // Group commit: one fdatasync batch in flight at a time.

@@ -17,13 +17,18 @@
 namespace relay::server {
 namespace {
 
-smtp::ServerConfig SessionConfig(const Config& config, bool tls_available) {
+smtp::ServerConfig SessionConfig(const Config& config, bool tls_available, bool receive) {
   smtp::ServerConfig c;
   c.hostname = config.hostname;
   c.tls_available = tls_available;
   c.auth_enabled = true;
   c.auth_requires_tls = config.auth_requires_tls;
   c.auth_required = true;  // submission: never an open relay
+  if (receive) {
+    // Port 25: anyone may hand us mail for our domains; AUTH only under TLS, for relaying.
+    c.auth_required = false;
+    c.auth_requires_tls = true;
+  }
   c.limits.command_line_bytes_max = config.smtp.command_line_bytes_max;
   c.limits.data_line_bytes_max = config.smtp.data_line_bytes_max;
   c.limits.message_bytes_max = config.smtp.message_bytes_max;
@@ -37,13 +42,19 @@ smtp::ServerConfig SessionConfig(const Config& config, bool tls_available) {
 
 }  // namespace
 
-SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls)
+SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls,
+                               bool receive)
     : shard_(shard),
       reactor_(shard->reactor()),
       fd_(fd),
       peer_ip_(std::move(peer_ip)),
       implicit_tls_(implicit_tls),
-      session_(SessionConfig(shard->config(), shard->shared().tls != nullptr), this) {
+      session_(SessionConfig(shard->config(), shard->shared().tls != nullptr, receive), this),
+      receive_(receive) {
+  if (receive_) {
+    checks_ = std::make_unique<receive::InboundChecks>(
+        reactor_, shard->spf(), shard->dkim_checker(), shard->config().receive.checks_timeout_ms);
+  }
   recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
   send_.set_handler([this](int result, uint32_t) { OnSent(result); });
   timer_.set_callback([this] { OnTimer(); });
@@ -56,7 +67,7 @@ SmtpConnection::~SmtpConnection() {
 
 bool SmtpConnection::Idle() const {
   return closed_ && !recv_.in_flight() && !send_.in_flight() && !auth_pending_ &&
-         !sign_pending_ && !queue_pending_;
+         !sign_pending_ && !queue_pending_ && !checks_pending_;
 }
 
 void SmtpConnection::Start() {
@@ -239,12 +250,14 @@ bool SmtpConnection::MaySendAs(std::string_view user, std::string_view address) 
   return shard_->shared().authenticator->MaySendAs(user, address);
 }
 
-smtp::RcptDecision SmtpConnection::CheckRecipient(std::string_view) {
+smtp::RcptDecision SmtpConnection::CheckRecipient(std::string_view address) {
+  if (receive_) return ReceiveCheckRecipient(address);
   // Submission: an authenticated user may send anywhere (AUTH is required before MAIL).
   return smtp::RcptDecision::kAccept;
 }
 
 void SmtpConnection::QueueMessage() {
+  if (receive_) return ReceiveMessage();
   std::string_view message = session_.message();
   absl::Time now = absl::Now();
   // The queue id the next append gets. With signing on the pool, appends happen in the order
@@ -437,7 +450,7 @@ void SmtpConnection::RearmTimer() {
 
 void SmtpConnection::OnTimer() {
   if (closed_) return;
-  if (auth_pending_ || sign_pending_ || queue_pending_) {
+  if (auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_) {
     // Our own work is outstanding, not the client's: wait for it.
     RearmTimer();
     return;
@@ -452,7 +465,9 @@ void SmtpConnection::OnTimer() {
 
 void SmtpConnection::StopGracefully() {
   if (closed_) return;
-  if (session_.in_data() || queue_pending_ || sign_pending_ || auth_pending_) return;
+  if (session_.in_data() || queue_pending_ || sign_pending_ || auth_pending_ || checks_pending_) {
+    return;  // let it finish
+  }
   ForceClose("Server shutting down");
 }
 
@@ -488,6 +503,11 @@ void SmtpConnection::Close() {
   if (closed_) return;
   closed_ = true;
   reactor_->timers().Cancel(&timer_);
+  if (checks_ != nullptr) {
+    // The client left before its 250: nothing was accepted, the checks are dropped.
+    checks_->Cancel();
+    checks_pending_ = false;
+  }
   ::shutdown(fd_, SHUT_RDWR);
   reactor_->Cancel(&recv_);
   shard_->OnConnectionClosed(this);

@@ -20,6 +20,9 @@
 #include "absl/time/time.h"
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
+#include "absl/container/flat_hash_map.h"
+#include "relay/receive/inbound_checks.h"
+#include "relay/receive/receive_state.h"
 #include "relay/smtp/server_session.h"
 #include "relay/tls/tls_stream.h"
 
@@ -29,7 +32,10 @@ class Shard;
 
 class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
  public:
-  SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls);
+  // `receive`: a port-25 connection (relay/receive): no AUTH required, recipients by alias,
+  // SPF checked, forwarded with SRS (see smtp_connection_receive.cc).
+  SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls,
+                 bool receive = false);
   ~SmtpConnection() override;
 
   void Start();
@@ -40,11 +46,18 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   bool Idle() const override;
   const std::string& peer_ip() const { return peer_ip_; }
   bool implicit_tls() const { return implicit_tls_; }
+  bool receive() const { return receive_; }  // port 25
 
  private:
   // smtp::ServerPolicy
   bool MaySendAs(std::string_view user, std::string_view address) override;
   smtp::RcptDecision CheckRecipient(std::string_view address) override;
+  void OnMailFrom(std::string_view address) override;
+
+  // Port 25 (smtp_connection_receive.cc).
+  smtp::RcptDecision ReceiveCheckRecipient(std::string_view address);
+  void ReceiveMessage();
+  void QueueReceived(const receive::InboundResults& results);
 
   void ArmRecv();
   void OnRecv(int result, uint32_t flags);
@@ -94,6 +107,12 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   std::string added_headers_;      // scratch: trace and missing headers of one message
   std::string signing_missing_;    // missing header fields, read by the pool while signing
   int64_t signing_started_ns_ = 0;  // monotonic: for relay_dkim_signing_seconds
+  // Port 25 only.
+  const bool receive_;
+  std::unique_ptr<receive::InboundChecks> checks_;
+  bool checks_pending_ = false;    // InboundChecks::Finish is running for the message
+  std::shared_ptr<const receive::ReceiveState> receive_state_;  // snapshot taken at MAIL FROM
+  absl::flat_hash_map<std::string, receive::RecipientRoute> routes_;  // accepted RCPT -> route
 };
 
 }  // namespace relay::server

@@ -609,6 +609,7 @@ void ServerSession::HandleMail(std::string_view arg) {
   envelope_.params = std::move(mail.params);
   envelope_.recipients.clear();
   envelope_.chunked = false;
+  policy_->OnMailFrom(envelope_.mail_from);
   Ok(250, "2.1.0", "Ok");
 }
 
@@ -643,7 +644,8 @@ void ServerSession::HandleRcpt(std::string_view arg) {
     case RcptDecision::kUnknownUser:
       return Error(550, "5.1.1", "Recipient address rejected: user unknown");
     case RcptDecision::kRelayDenied:
-      return Error(554, "5.7.1", "Relay access denied");
+      // RFC 5321 §3.6.2 has no relaying without authorisation; 550 as for a refused mailbox.
+      return Error(550, "5.7.1", "Relay access denied");
     case RcptDecision::kTemporaryFailure:
       return Ok(451, "4.3.0", "Temporary failure, try again later");
   }

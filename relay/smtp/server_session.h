@@ -82,7 +82,7 @@ struct ServerConfig {
 enum class RcptDecision {
   kAccept,            // 250 2.1.5
   kUnknownUser,       // 550 5.1.1
-  kRelayDenied,       // 554 5.7.1
+  kRelayDenied,       // 550 5.7.1
   kTemporaryFailure,  // 451 4.3.0
 };
 
@@ -95,6 +95,9 @@ class ServerPolicy {
   virtual bool MaySendAs(std::string_view user, std::string_view address) = 0;
   // Accept this recipient? Submission accepts everything; port 25 only local domains.
   virtual RcptDecision CheckRecipient(std::string_view address) = 0;
+  // MAIL FROM:<address> ("" = null path) was accepted: a transaction starts. Port 25 starts its
+  // SPF evaluation here (RFC 7208 §2.4) while the client sends RCPT and DATA.
+  virtual void OnMailFrom(std::string_view address) {}
 };
 
 struct CredentialCheck {

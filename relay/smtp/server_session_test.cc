@@ -24,6 +24,8 @@ class TestPolicy : public ServerPolicy {
     return address.empty() || address == "alice@example.com" ||
            (address.size() > 14 && address.substr(address.size() - 14) == "@alice.example");
   }
+  void OnMailFrom(std::string_view address) override { mail_from.emplace_back(address); }
+  std::vector<std::string> mail_from;  // every accepted MAIL FROM, in order
   RcptDecision CheckRecipient(std::string_view address) override {
     auto ends = [&](std::string_view suffix) {
       return address.size() >= suffix.size() &&
@@ -275,13 +277,26 @@ TEST(ServerSession, MailParamsNeedEhlo) {
   EXPECT_EQ(d.policy.send_as_calls, 0);  // not authenticated: no send-as check
 }
 
+TEST(ServerSession, PolicyHearsOfEachAcceptedMailFrom) {
+  Driver d;
+  d.LoginAlice();
+  EXPECT_EQ(d.Send("MAIL FROM:<bob@example.com>\r\n"),
+            "550 5.7.1 Sender address not allowed for this user\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com>\r\n"), "250 2.1.0 Ok\r\n");
+  d.Send("RSET\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<>\r\n"), "250 2.1.0 Ok\r\n");
+  ASSERT_EQ(d.policy.mail_from.size(), 2u);
+  EXPECT_EQ(d.policy.mail_from[0], "alice@example.com");
+  EXPECT_EQ(d.policy.mail_from[1], "");
+}
+
 TEST(ServerSession, RecipientDecisions) {
   Driver d;
   d.LoginAlice();
   d.Send("MAIL FROM:<alice@example.com>\r\n");
   EXPECT_EQ(d.Send("RCPT TO:<x@unknown.example>\r\n"),
             "550 5.1.1 Recipient address rejected: user unknown\r\n");
-  EXPECT_EQ(d.Send("RCPT TO:<x@relay.example>\r\n"), "554 5.7.1 Relay access denied\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<x@relay.example>\r\n"), "550 5.7.1 Relay access denied\r\n");
   EXPECT_EQ(d.Send("RCPT TO:<x@temp.example>\r\n"),
             "451 4.3.0 Temporary failure, try again later\r\n");
   EXPECT_EQ(d.session.errors(), 2);  // the temporary failure is not the client's error

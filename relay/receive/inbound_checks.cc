@@ -1,0 +1,166 @@
+#include "relay/receive/inbound_checks.h"
+
+#include "absl/strings/str_cat.h"
+#include "relay/receive/aliases.h"
+
+namespace relay::receive {
+namespace {
+
+SpfVerdict ToSpfVerdict(dns::SpfResult r) {
+  switch (r) {
+    case dns::SpfResult::kNone:
+      return SpfVerdict::kNone;
+    case dns::SpfResult::kNeutral:
+      return SpfVerdict::kNeutral;
+    case dns::SpfResult::kPass:
+      return SpfVerdict::kPass;
+    case dns::SpfResult::kFail:
+      return SpfVerdict::kFail;
+    case dns::SpfResult::kSoftFail:
+      return SpfVerdict::kSoftFail;
+    case dns::SpfResult::kTempError:
+      return SpfVerdict::kTempError;
+    case dns::SpfResult::kPermError:
+      return SpfVerdict::kPermError;
+  }
+  return SpfVerdict::kTempError;
+}
+
+}  // namespace
+
+InboundChecks::InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
+                             uint32_t checks_timeout_ms)
+    : reactor_(reactor),
+      spf_evaluator_(spf),
+      dkim_checker_(dkim),
+      checks_timeout_ms_(checks_timeout_ms) {
+  timer_.set_callback([this] { OnTimeout(); });
+}
+
+InboundChecks::~InboundChecks() {
+  *alive_ = false;
+  reactor_->timers().Cancel(&timer_);
+}
+
+void InboundChecks::StartSpf(std::string_view client_ip, std::string_view mail_from,
+                             std::string_view helo, std::string_view receiver) {
+  if (spf_evaluator_ == nullptr || done_ != nullptr) return;
+  std::string key = absl::StrCat(std::string(client_ip), " ", std::string(mail_from), " ",
+                                 std::string(helo));
+  if (key == spf_key_ && results_.spf_checked) return;  // same question, same answer
+  spf_key_ = std::move(key);
+  dns::SpfRequest request;
+  request.ip = std::string(client_ip);
+  request.helo = std::string(helo);
+  request.receiver = std::string(receiver);
+  results_.spf_mailfrom.clear();
+  results_.spf_helo.clear();
+  std::string_view local, domain;
+  if (!mail_from.empty() && SplitAddress(mail_from, &local, &domain)) {
+    // RFC 7208 §2.4: the MAIL FROM identity.
+    request.domain = std::string(domain);
+    request.sender = std::string(mail_from);
+    results_.spf_mailfrom = std::string(mail_from);
+  } else {
+    // The null reverse-path: the HELO identity, local part "postmaster" (§2.4, §4.3).
+    request.domain = std::string(helo);
+    request.sender = absl::StrCat("postmaster@", std::string(helo));
+    results_.spf_helo = std::string(helo);
+  }
+  results_.spf_checked = true;
+  results_.spf = dns::SpfOutcome();
+  spf_pending_ = true;
+  spf_query_ = spf_evaluator_->CheckHost(request, [this](dns::SpfOutcome outcome) {
+    spf_pending_ = false;
+    results_.spf = std::move(outcome);
+    MaybeDone();
+  });
+}
+
+void InboundChecks::Finish(std::string_view message, int64_t now_s,
+                           std::function<void(InboundResults)> done) {
+  done_ = std::move(done);
+  results_.dkim_checked = false;
+  results_.dkim_timed_out = false;
+  results_.dkim = DkimCheckResult();
+  if (dkim_checker_ != nullptr) {
+    results_.dkim_checked = true;
+    dkim_pending_ = true;
+    dkim_query_ = dkim_checker_->Check(message, now_s, [this](DkimCheckResult result) {
+      dkim_pending_ = false;
+      results_.dkim = std::move(result);
+      MaybeDone();
+    });
+  }
+  if (!spf_pending_ && !dkim_pending_) {
+    // Everything is in already: still call back from the loop, never from inside Finish.
+    std::shared_ptr<bool> alive = alive_;
+    reactor_->Post([this, alive] {
+      if (*alive) MaybeDone();
+    });
+    return;
+  }
+  reactor_->timers().ScheduleAfter(&timer_, checks_timeout_ms_);
+}
+
+void InboundChecks::MaybeDone() {
+  if (done_ == nullptr || spf_pending_ || dkim_pending_) return;
+  reactor_->timers().Cancel(&timer_);
+  std::function<void(InboundResults)> done = std::move(done_);
+  done_ = nullptr;
+  done(results_);
+}
+
+void InboundChecks::OnTimeout() {
+  if (spf_pending_) {
+    spf_query_.Cancel();
+    spf_pending_ = false;
+    results_.spf = dns::SpfOutcome();
+    results_.spf.result = dns::SpfResult::kTempError;
+    results_.spf.problem = absl::StrCat("no answer within ", checks_timeout_ms_, " ms");
+    spf_key_.clear();  // not reused by the next transaction
+  }
+  if (dkim_pending_) {
+    dkim_query_.Cancel();
+    dkim_pending_ = false;
+    results_.dkim_timed_out = true;
+  }
+  MaybeDone();
+}
+
+void InboundChecks::Cancel() {
+  done_ = nullptr;
+  reactor_->timers().Cancel(&timer_);
+  if (dkim_pending_) {
+    dkim_query_.Cancel();
+    dkim_pending_ = false;
+  }
+}
+
+AuthResults ToAuthResults(const InboundResults& results, std::string_view hostname,
+                          bool arc_checked) {
+  AuthResults ar;
+  ar.authserv_id = std::string(hostname);
+  if (results.spf_checked) {
+    SpfAuth spf;
+    spf.result = ToSpfVerdict(results.spf.result);
+    spf.mailfrom = results.spf_mailfrom;
+    spf.helo = results.spf_helo;
+    ar.spf = spf;
+  }
+  ar.dkim_checked = results.dkim_checked;
+  if (results.dkim_timed_out) {
+    DkimAuth d;
+    d.result = DkimVerdict::kTempError;
+    d.reason = "key lookup timed out";
+    ar.dkim.push_back(d);
+  } else {
+    ar.dkim = results.dkim.dkim;
+  }
+  if (arc_checked && results.dkim_checked && !results.dkim_timed_out) {
+    ar.arc = ToArcVerdict(results.dkim.arc.status);
+  }
+  return ar;
+}
+
+}  // namespace relay::receive
