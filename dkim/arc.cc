@@ -77,29 +77,6 @@ int InstanceOf(const HeaderField& f, int kind) {
   return 0;
 }
 
-// The field with the value of its b= tag removed (RFC 6376 §3.7, which RFC 8617 §4.1.2 and §4.1.3
-// follow), FWS inside the value included, the final CRLF kept.
-std::string StripBValue(std::string_view field) {
-  size_t pos = field.find(':') + 1;
-  while (pos < field.size()) {
-    size_t semi = field.find(';', pos);
-    size_t end = semi == std::string_view::npos ? field.size() : semi;
-    std::string_view spec = field.substr(pos, end - pos);
-    if (size_t eq = spec.find('=');
-        eq != std::string_view::npos && Trim(spec.substr(0, eq)) == "b") {
-      std::string out(field.substr(0, pos + eq + 1));
-      if (semi != std::string_view::npos) {
-        out.append(field.substr(semi));
-      } else if (field.size() >= 2 && field.substr(field.size() - 2) == "\r\n") {
-        out.append("\r\n");
-      }
-      return out;
-    }
-    if (semi == std::string_view::npos) break;
-    pos = semi + 1;
-  }
-  return std::string(field);
-}
 
 struct SplitMessage {
   std::vector<HeaderField> fields;

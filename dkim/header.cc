@@ -9,6 +9,13 @@ namespace dkim {
 namespace {
 
 inline bool IsWsp(char c) { return c == ' ' || c == '\t'; }
+inline bool IsFws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+std::string_view TrimFws(std::string_view s) {
+  while (!s.empty() && IsFws(s.front())) s.remove_prefix(1);
+  while (!s.empty() && IsFws(s.back())) s.remove_suffix(1);
+  return s;
+}
 
 // RFC 5322 §3.6.8: ftext is printable US-ASCII except colon.
 inline bool IsFieldNameChar(char c) { return c >= 33 && c <= 126 && c != ':'; }
@@ -149,6 +156,28 @@ absl::StatusOr<std::string> FromDomain(std::string_view raw) {
     }
   }
   return out;
+}
+
+std::string StripBValue(std::string_view field) {
+  size_t pos = field.find(':') + 1;
+  while (pos < field.size()) {
+    size_t semi = field.find(';', pos);
+    size_t end = semi == std::string_view::npos ? field.size() : semi;
+    std::string_view spec = field.substr(pos, end - pos);
+    if (size_t eq = spec.find('=');
+        eq != std::string_view::npos && TrimFws(spec.substr(0, eq)) == "b") {
+      std::string out(field.substr(0, pos + eq + 1));
+      if (semi != std::string_view::npos) {
+        out.append(field.substr(semi));
+      } else if (field.size() >= 2 && field.substr(field.size() - 2) == "\r\n") {
+        out.append("\r\n");
+      }
+      return out;
+    }
+    if (semi == std::string_view::npos) break;
+    pos = semi + 1;
+  }
+  return std::string(field);
 }
 
 }  // namespace dkim

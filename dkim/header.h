@@ -41,6 +41,11 @@ bool HeaderNameEquals(std::string_view a, std::string_view b);
 std::vector<const HeaderField*> SelectHeaders(const std::vector<HeaderField>& fields,
                                               const std::vector<std::string_view>& names);
 
+// The field with the value of its b= tag removed (RFC 6376 §3.7; RFC 8617 §4.1.2 and §4.1.3 for
+// ARC), FWS inside the value included, the final CRLF kept: what a signature's own field
+// contributes to the data it signs.
+std::string StripBValue(std::string_view field);
+
 // The domain of the From field's address, lower-cased: "Joe <joe@Example.COM>" -> "example.com".
 // Refuses a From with no address, no '@', or several mailboxes.
 absl::StatusOr<std::string> FromDomain(std::string_view from_field_raw);

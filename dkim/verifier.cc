@@ -26,35 +26,6 @@ bool ParseUint(std::string_view s, int64_t* out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-// The field with the value of its b= tag removed (§3.7), FWS inside the value included.
-std::string StripBValue(std::string_view field) {
-  size_t colon = field.find(':');
-  size_t pos = colon + 1;
-  while (pos < field.size()) {
-    size_t semi = field.find(';', pos);
-    size_t end = semi == std::string_view::npos ? field.size() : semi;
-    std::string_view spec = field.substr(pos, end - pos);
-    size_t eq = spec.find('=');
-    if (eq != std::string_view::npos) {
-      std::string_view name = spec.substr(0, eq);
-      while (!name.empty() && IsFws(name.front())) name.remove_prefix(1);
-      while (!name.empty() && IsFws(name.back())) name.remove_suffix(1);
-      if (name == "b") {
-        // Keep the trailing CRLF of the field, if the value ran to the end.
-        std::string out(field.substr(0, pos + eq + 1));
-        if (semi != std::string_view::npos) {
-          out.append(field.substr(semi));
-        } else if (field.size() >= 2 && field.substr(field.size() - 2) == "\r\n") {
-          out.append("\r\n");
-        }
-        return out;
-      }
-    }
-    if (semi == std::string_view::npos) break;
-    pos = semi + 1;
-  }
-  return std::string(field);
-}
 
 struct Signature {
   std::string_view a, b, bh, c, d, h, i, l, q, s, t, x, v;
