@@ -343,11 +343,21 @@ void SmtpConnection::OnSigned(absl::Time now, std::string missing,
 }
 
 void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::string signatures) {
-  queue::Spool* spool = shard_->spool();
-  std::string_view message = session_.message();
   const smtp::Envelope& env = session_.envelope();
-  queue::MessageId id = spool->NextMessageId();
+  queue::MessageId id = shard_->spool()->NextMessageId();
   std::string id_text = id.ToString();
+  added_headers_ = smtp::BuildReceivedHeader(TraceInfo(id_text, now));
+  added_headers_ += signatures;
+  added_headers_ += missing;
+
+  queue::Envelope qenv;
+  qenv.sender = env.mail_from;
+  qenv.recipients = env.recipients;
+  AppendToSpool(qenv, id, std::move(id_text));
+}
+
+smtp::ReceivedInfo SmtpConnection::TraceInfo(const std::string& queue_id, absl::Time now) const {
+  const smtp::Envelope& env = session_.envelope();
   smtp::ReceivedInfo info;
   info.ehlo_name = session_.ehlo_name();
   info.peer_ip = peer_ip_;
@@ -358,16 +368,16 @@ void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::str
   info.smtputf8 = env.params.smtputf8;
   info.tls_version = session_.tls_version();
   info.tls_cipher = session_.tls_cipher();
-  info.queue_id = id_text;
+  info.queue_id = queue_id;
   for (const std::string& r : env.recipients) info.recipients.push_back(r);
   info.time = now;
-  added_headers_ = smtp::BuildReceivedHeader(info);
-  added_headers_ += signatures;
-  added_headers_ += missing;
+  return info;
+}
 
-  queue::Envelope qenv;
-  qenv.sender = env.mail_from;
-  qenv.recipients = env.recipients;
+void SmtpConnection::AppendToSpool(const queue::Envelope& qenv, queue::MessageId id,
+                                   std::string id_text) {
+  queue::Spool* spool = shard_->spool();
+  std::string_view message = session_.message();
   queue_pending_ = true;
   // The durable callback runs even if this connection has gone by then: delivery must start
   // for every durably queued message, so the engine is told from here and not from OnQueued.

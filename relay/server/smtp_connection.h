@@ -16,13 +16,15 @@
 #include <memory>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "queue/spool.h"
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
-#include "absl/container/flat_hash_map.h"
 #include "relay/receive/inbound_checks.h"
 #include "relay/receive/receive_state.h"
+#include "relay/smtp/received.h"
 #include "relay/smtp/server_session.h"
 #include "relay/tls/tls_stream.h"
 
@@ -73,6 +75,11 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void QueueMessage();
   void OnSigned(absl::Time now, std::string missing, absl::StatusOr<std::string> signatures);
   void AppendMessage(absl::Time now, std::string missing, std::string signatures);
+  // Appends added_headers_ + the session's message with `qenv` as the queue record `id` (the id
+  // the spool hands out next); the 250 (or the refusal) follows from the durable callback.
+  void AppendToSpool(const queue::Envelope& qenv, queue::MessageId id, std::string id_text);
+  // This hop's trace (RFC 5321 §4.4) for the message queued as `queue_id`.
+  smtp::ReceivedInfo TraceInfo(const std::string& queue_id, absl::Time now) const;
   void OnQueued(absl::Status status, std::string queue_id);
   void RearmTimer();
   void OnTimer();

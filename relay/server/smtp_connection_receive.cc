@@ -96,19 +96,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
 
   queue::MessageId id = spool->NextMessageId();
   std::string id_text = id.ToString();
-  smtp::ReceivedInfo info;
-  info.ehlo_name = session_.ehlo_name();
-  info.peer_ip = peer_ip_;
-  info.hostname = config.hostname;
-  info.esmtp = session_.esmtp();
-  info.tls = session_.tls_active();
-  info.authenticated = session_.authenticated();
-  info.smtputf8 = env.params.smtputf8;
-  info.tls_version = session_.tls_version();
-  info.tls_cipher = session_.tls_cipher();
-  info.queue_id = id_text;
-  for (const std::string& r : env.recipients) info.recipients.push_back(r);
-  info.time = now;
+  smtp::ReceivedInfo info = TraceInfo(id_text, now);
   // RFC 8601 §5: the Authentication-Results goes above the trace field of this hop.
   receive::AuthResults ar = receive::ToAuthResults(results, config.hostname, config.receive.arc);
   added_headers_ = receive::BuildAuthResultsHeader(ar);
@@ -142,47 +130,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   queue::Envelope qenv;
   qenv.sender = sender;
   qenv.recipients = targets;
-  queue_pending_ = true;
-  Shard* shard = shard_;
-  uint64_t size_bytes = added_headers_.size() + message.size();
-  absl::StatusOr<queue::Appended> appended = spool->AppendMessage(
-      qenv, added_headers_, message, [this, shard, id, id_text, size_bytes](absl::Status status) {
-        if (status.ok()) {
-          if (delivery::DeliveryLog* log = shard->delivery_log()) {
-            const queue::MessageInfo* info = shard->spool()->Find(id);
-            if (info != nullptr) {
-              delivery::DeliveryRecord line;
-              line.event = delivery::DeliveryEvent::kReceived;
-              line.time_unix_ms = info->created_unix_ms;
-              line.queue_id = id_text;
-              line.sender = info->sender;
-              line.size_bytes = size_bytes;
-              for (const queue::RecipientState& r : info->recipients) {
-                line.recipient = r.address;
-                log->Append(line);
-              }
-            }
-          }
-          if (shard->delivery() != nullptr) shard->delivery()->OnAccepted(id);
-        }
-        OnQueued(std::move(status), id_text);
-      });
-  if (!appended.ok()) {
-    queue_pending_ = false;
-    shard_->mutable_counters().messages_refused++;
-    absl::StatusCode code = appended.status().code();
-    LogWarning() << "queue refused a message from " << peer_ip_ << ": " << appended.status();
-    if (code == absl::StatusCode::kInvalidArgument) {
-      Apply(session_.OnMessageRefused(smtp::Reply{552, "5.3.4", "Message too big for the queue"}));
-    } else if (code == absl::StatusCode::kResourceExhausted ||
-               code == absl::StatusCode::kFailedPrecondition) {
-      Apply(session_.OnMessageRefused(smtp::kSpoolFull));
-    } else {
-      Apply(session_.OnMessageRefused(smtp::kLocalError));
-    }
-    return;
-  }
-  DCHECK(appended->id == id);
+  AppendToSpool(qenv, id, std::move(id_text));
 }
 
 }  // namespace relay::server
