@@ -5,104 +5,27 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "dkim/arc.h"
 #include "dkim/key.h"
 #include "dkim/signer.h"
 #include "dns/resolver.h"
+#include "dns/testing/unbound_server.h"
 #include "gtest/gtest.h"
 #include "relay/io/reactor.h"
 
 namespace relay::receive {
 namespace {
 
-constexpr char kUnbound[] = "/usr/sbin/unbound";
 constexpr int64_t kNow = 1763800000;
-
-// A UDP+TCP port free on 127.0.0.1 right now.
-uint16_t FreePort() {
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(sin);
-    bool ok = bind(udp, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0 &&
-              getsockname(udp, reinterpret_cast<sockaddr*>(&sin), &len) == 0;
-    int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ok = ok && bind(tcp, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0;
-    close(tcp);
-    close(udp);
-    if (ok) return ntohs(sin.sin_port);
-  }
-  return 0;
-}
-
-bool TcpListening(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0;
-  close(fd);
-  return ok;
-}
-
-// Debian's unbound answering from local data only; stopped on destruction.
-class Unbound {
- public:
-  ~Unbound() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-  }
-  bool Start(const std::string& dir, const std::string& zones) {
-    port_ = FreePort();
-    std::string conf = absl::StrCat(dir, "/unbound.conf");
-    std::ofstream(conf) << "server:\n  verbosity: 1\n  interface: 127.0.0.1\n  port: " << port_
-                        << "\n  do-ip6: no\n  do-daemonize: no\n  use-syslog: no\n"
-                        << "  logfile: \"" << dir << "/unbound.log\"\n"
-                        << "  username: \"\"\n  chroot: \"\"\n  directory: \"" << dir << "\"\n"
-                        << "  pidfile: \"\"\n  num-threads: 1\n  so-reuseport: no\n"
-                        << "  access-control: 127.0.0.0/8 allow\n"
-                        << "  module-config: \"iterator\"\n"
-                        << zones << "remote-control:\n  control-enable: no\n";
-    pid_ = fork();
-    if (pid_ == 0) {
-      execl(kUnbound, "unbound", "-d", "-c", conf.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 500; ++i) {
-      if (TcpListening(port_)) return true;
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-};
-
-std::string TempDir() {
-  const char* t = getenv("TEST_TMPDIR");
-  return t != nullptr ? t : "/tmp";
-}
 
 // An unbound local-data line for a TXT record, in strings of at most 255 bytes.
 std::string TxtData(const std::string& name, const std::string& record) {
@@ -123,7 +46,7 @@ const char kMessage[] =
 class DkimCheckTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (access(kUnbound, X_OK) != 0) {
+    if (!dns::testing::UnboundServer::Available()) {
       skip_ = new std::string("unbound is not installed (Debian package unbound)");
       return;
     }
@@ -142,8 +65,9 @@ class DkimCheckTest : public ::testing::Test {
     // A key record larger than the checker accepts.
     zones += TxtData("big._domainkey.example.test.",
                      rsa_->PublicKeyRecord() + "; n=" + std::string(1200, 'x'));
-    server_ = new Unbound();
-    ASSERT_TRUE(server_->Start(TempDir(), zones)) << "unbound did not start";
+    auto server = dns::testing::UnboundServer::Start(dns::testing::TempDir(), zones);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = server->release();
     io::ReactorOptions ro;
     ro.sq_entries = 64;
     ro.cq_entries = 256;
@@ -212,7 +136,7 @@ class DkimCheckTest : public ::testing::Test {
   }
 
   static std::string* skip_;
-  static Unbound* server_;
+  static dns::testing::UnboundServer* server_;
   static io::Reactor* reactor_;
   static dkim::PrivateKey* rsa_;
   static dkim::PrivateKey* ed_;
@@ -220,7 +144,7 @@ class DkimCheckTest : public ::testing::Test {
 };
 
 std::string* DkimCheckTest::skip_ = nullptr;
-Unbound* DkimCheckTest::server_ = nullptr;
+dns::testing::UnboundServer* DkimCheckTest::server_ = nullptr;
 io::Reactor* DkimCheckTest::reactor_ = nullptr;
 dkim::PrivateKey* DkimCheckTest::rsa_ = nullptr;
 dkim::PrivateKey* DkimCheckTest::ed_ = nullptr;
