@@ -29,7 +29,8 @@ from aiosmtpd.controller import Controller
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
-import local_dns  # noqa: E402  (the project's own helper, found through the path above)
+import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
+import relayd_process  # noqa: E402
 
 RELAYD, RELAYCTL = sys.argv[1], sys.argv[2]
 TMP = tempfile.mkdtemp(prefix="delivery-", dir=os.environ.get("TEST_TMPDIR"))
@@ -187,21 +188,13 @@ log_path = TMP + "/relayd.log"
 
 
 def start_relayd():
-    p = subprocess.Popen([RELAYD, "--config", conf_path], stdout=open(log_path, "a"),
-                         stderr=subprocess.STDOUT)
-    for _ in range(300):
-        m = re.findall(r"submission \(STARTTLS\) on 127\.0\.0\.1:(\d+)", open(log_path).read())
-        if m and p.poll() is None and len(m) > start_relayd.starts:
-            start_relayd.starts += 1
-            return p, int(m[-1])
-        if p.poll() is not None:
-            break
-        time.sleep(0.1)
-    print(open(log_path).read())
-    sys.exit("relayd did not start")
+    p, ready = relayd_process.start(RELAYD, conf_path, log_path)
+    if ready is None:
+        print(open(log_path).read())
+        sys.exit("relayd did not start")
+    return p, relayd_process.port(ready, "submission (STARTTLS)")
 
 
-start_relayd.starts = 0
 relayd, PORT = start_relayd()
 
 

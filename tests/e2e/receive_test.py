@@ -34,6 +34,7 @@ from aiosmtpd.controller import Controller
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import local_dns  # noqa: E402
+import relayd_process  # noqa: E402
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="receive-", dir=os.environ.get("TEST_TMPDIR"))
@@ -154,21 +155,13 @@ log_path = TMP + "/relayd.log"
 
 
 def start_relayd(path=conf_path):
-    p = subprocess.Popen([RELAYD, "--config", path], stdout=open(log_path, "a"),
-                         stderr=subprocess.STDOUT)
-    for _ in range(300):
-        m = re.findall(r"port 25 \(receive\) on 127\.0\.0\.1:(\d+)", open(log_path).read())
-        if m and p.poll() is None and len(m) > start_relayd.starts:
-            start_relayd.starts += 1
-            return p, int(m[-1])
-        if p.poll() is not None:
-            break
-        time.sleep(0.1)
-    print(open(log_path).read())
-    sys.exit("relayd did not start")
+    p, ready = relayd_process.start(RELAYD, path, log_path)
+    if ready is None:
+        print(open(log_path).read())
+        sys.exit("relayd did not start")
+    return p, relayd_process.port(ready, "port 25 (receive)")
 
 
-start_relayd.starts = 0
 relayd, PORT = start_relayd()
 
 
