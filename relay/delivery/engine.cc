@@ -445,19 +445,8 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
       }
     }
   }
-  uint32_t attempt_number = info->recipients[recipient].attempts + 1;
-  std::string recipient_address = info->recipients[recipient].address;
-  std::string sender(info->sender);
-  int64_t created_unix_ms = info->created_unix_ms;
-  absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
-  // The index may have dropped the message (it became final): use the copies from here on.
-  info = nullptr;
-  if (!appended.ok()) {
-    // The outcome cannot be recorded: the recipient stays pending and is retried after a
-    // restart; a duplicate delivery is possible then, a lost message is not.
-    LogError() << "recording the outcome of " << job.id.ToString() << " for "
-               << recipient_address << ": " << appended.status();
-  }
+  // Logged first, while `info` is certainly valid: appending the state may drop the message from
+  // the index (it became final). The log is not the durable truth, the state record is.
   if (log_ != nullptr) {
     DeliveryRecord line;
     line.event = state.type == queue::RecordType::kDelivered ? DeliveryEvent::kDelivered
@@ -466,8 +455,8 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     std::string id_text = job.id.ToString();
     line.time_unix_ms = now;
     line.queue_id = id_text;
-    line.sender = sender;
-    line.recipient = recipient_address;
+    line.sender = info->sender;
+    line.recipient = info->recipients[recipient].address;
     line.site = job.site;
     line.mx_host = attempt.mx_host;
     line.source_address = attempt.source_ip;
@@ -476,11 +465,19 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     line.reply_code = effective.code;
     line.reply_enhanced = effective.enhanced;
     line.reply_text = effective.text;
-    line.attempt = attempt_number;
-    line.queued_ms = now - created_unix_ms;
+    line.attempt = info->recipients[recipient].attempts + 1;
+    line.queued_ms = now - info->created_unix_ms;
     line.attempt_ms = attempt.duration_ms > 0 ? attempt.duration_ms : -1;
     line.next_attempt_unix_ms = state.next_attempt_unix_ms;
     log_->Append(line);
+  }
+  absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
+  if (!appended.ok()) {
+    // The outcome cannot be recorded: the recipient stays pending and is retried after a
+    // restart; a duplicate delivery is possible then, a lost message is not. A refused append
+    // leaves the index as it was, so `info` is still valid here.
+    LogError() << "recording the outcome of " << job.id.ToString() << " for "
+               << info->recipients[recipient].address << ": " << appended.status();
   }
 }
 
