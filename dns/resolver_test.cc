@@ -34,26 +34,14 @@ std::vector<std::string> Ips(const std::vector<Candidate>& candidates) {
 class ResolverTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!UnboundServer::Available()) {
-      skip_reason_ = new std::string("unbound is not installed (Debian package unbound)");
+    auto suite = testing::StartUnboundSuite(testing::TestZones());
+    ASSERT_TRUE(suite.ok()) << suite.status();
+    if (!suite->skip_reason.empty()) {
+      skip_reason_ = new std::string(suite->skip_reason);
       return;
     }
-    absl::Status probe = relay::io::Reactor::ProbeKernel();
-    if (!probe.ok()) {
-      skip_reason_ = new std::string(probe.message());
-      return;
-    }
-    auto server = UnboundServer::Start(testing::TempDir(), testing::TestZones());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-    // One small ring for the whole suite: rings are freed lazily by the kernel and their locked
-    // memory is limited.
-    relay::io::ReactorOptions reactor_options;
-    reactor_options.sq_entries = 256;
-    reactor_options.cq_entries = 1024;
-    auto reactor = relay::io::Reactor::Create(reactor_options);
-    ASSERT_TRUE(reactor.ok()) << reactor.status();
-    reactor_ = reactor->release();
+    server_ = suite->server.release();
+    reactor_ = suite->reactor.release();
   }
   static void TearDownTestSuite() {
     delete reactor_;

@@ -213,4 +213,29 @@ std::string TestZones() {
   return z;
 }
 
+absl::StatusOr<UnboundSuite> StartUnboundSuite(const std::string& zone_config) {
+  UnboundSuite suite;
+  if (!UnboundServer::Available()) {
+    suite.skip_reason = "unbound is not installed (Debian package unbound)";
+    return suite;
+  }
+  if (absl::Status probe = relay::io::Reactor::ProbeKernel(); !probe.ok()) {
+    suite.skip_reason = std::string(probe.message());
+    return suite;
+  }
+  absl::StatusOr<std::unique_ptr<UnboundServer>> server =
+      UnboundServer::Start(TempDir(), zone_config);
+  if (!server.ok()) return server.status();
+  suite.server = *std::move(server);
+  // One small ring per suite: rings are freed lazily by the kernel and their locked memory is
+  // limited.
+  relay::io::ReactorOptions options;
+  options.sq_entries = 256;
+  options.cq_entries = 1024;
+  absl::StatusOr<std::unique_ptr<relay::io::Reactor>> reactor = relay::io::Reactor::Create(options);
+  if (!reactor.ok()) return reactor.status();
+  suite.reactor = *std::move(reactor);
+  return suite;
+}
+
 }  // namespace dns::testing

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "relay/io/reactor.h"
 
 namespace dns::testing {
 
@@ -36,6 +37,16 @@ class UnboundServer {
   pid_t pid_ = -1;
   uint16_t port_ = 0;
 };
+
+// What a test suite against unbound needs: the server with `zone_config` and a small reactor for
+// the resolver, or why the suite must skip (unbound not installed, io_uring missing), in
+// skip_reason. An error only when unbound is there but does not start.
+struct UnboundSuite {
+  std::unique_ptr<UnboundServer> server;
+  std::unique_ptr<relay::io::Reactor> reactor;
+  std::string skip_reason;
+};
+absl::StatusOr<UnboundSuite> StartUnboundSuite(const std::string& zone_config);
 
 // The zones the dns tests and benchmarks use (see the .cc for what each name shows).
 std::string TestZones();

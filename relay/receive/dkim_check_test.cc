@@ -46,14 +46,6 @@ const char kMessage[] =
 class DkimCheckTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!dns::testing::UnboundServer::Available()) {
-      skip_ = new std::string("unbound is not installed (Debian package unbound)");
-      return;
-    }
-    if (absl::Status probe = io::Reactor::ProbeKernel(); !probe.ok()) {
-      skip_ = new std::string(probe.message());
-      return;
-    }
     rsa_ = new dkim::PrivateKey(
         dkim::PrivateKey::Generate(dkim::KeyAlgorithm::kRsaSha256, 2048).value());
     ed_ = new dkim::PrivateKey(
@@ -65,13 +57,14 @@ class DkimCheckTest : public ::testing::Test {
     // A key record larger than the checker accepts.
     zones += TxtData("big._domainkey.example.test.",
                      rsa_->PublicKeyRecord() + "; n=" + std::string(1200, 'x'));
-    auto server = dns::testing::UnboundServer::Start(dns::testing::TempDir(), zones);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-    io::ReactorOptions ro;
-    ro.sq_entries = 64;
-    ro.cq_entries = 256;
-    reactor_ = io::Reactor::Create(ro).value().release();
+    auto suite = dns::testing::StartUnboundSuite(zones);
+    ASSERT_TRUE(suite.ok()) << suite.status();
+    if (!suite->skip_reason.empty()) {
+      skip_ = new std::string(suite->skip_reason);
+      return;
+    }
+    server_ = suite->server.release();
+    reactor_ = suite->reactor.release();
   }
   static void TearDownTestSuite() {
     delete reactor_;
