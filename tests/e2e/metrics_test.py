@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
-import local_dns  # noqa: E402  (the project's own helper, found through the path above)
+import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
+import relayd_process  # noqa: E402
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="metrics-", dir=os.environ.get("TEST_TMPDIR"))
@@ -156,19 +157,15 @@ bad = subprocess.run([RELAYD, "--config", bad_path], capture_output=True, text=T
 check(bad.returncode == 2 and "not a loopback address" in bad.stderr + bad.stdout,
       "metrics.listen on 0.0.0.0 refused without allow_public")
 
-relayd = subprocess.Popen([RELAYD, "--config", conf_path], stdout=open(log_path, "w"),
-                          stderr=subprocess.STDOUT)
+relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
 children.append(relayd)
-PORT = None
-for _ in range(300):
-    m = re.search(r"submission \(STARTTLS\) on 127\.0\.0\.1:(\d+)", open(log_path).read())
-    if m and "metrics on http://" in open(log_path).read():
-        PORT = int(m.group(1))
-        break
-    if relayd.poll() is not None:
+# The endpoint starts after the ready line.
+for _ in range(100):
+    if ready is None or "metrics on http://" in open(log_path).read():
         break
     time.sleep(0.1)
-if PORT is None:
+PORT = relayd_process.port(ready, "submission (STARTTLS)") if ready else None
+if PORT is None or "metrics on http://" not in open(log_path).read():
     print(open(log_path).read())
     check(False, "relayd started with its metrics endpoint")
     finish()

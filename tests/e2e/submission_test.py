@@ -17,6 +17,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "testing"))
+import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
+
 RELAYD, SPOOL_DUMP = sys.argv[1], sys.argv[2]
 TMP = tempfile.mkdtemp(prefix="e2e-", dir=os.environ.get("TEST_TMPDIR"))
 CONF_DIR = os.path.join(TMP, "relay")
@@ -59,26 +63,18 @@ conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 33554432")
 open(conf_path, "w").write(conf)
 
 log_path = os.path.join(TMP, "relayd.log")
-log = open(log_path, "w")
-relayd = subprocess.Popen([RELAYD, "--config", conf_path], stdout=log, stderr=subprocess.STDOUT)
 
 
 def log_text():
     return open(log_path).read()
 
 
-deadline = time.time() + 30
-ready = None
-while time.time() < deadline and ready is None:
-    ready = re.search(r"submission \(STARTTLS\) on 127\.0\.0\.1:(\d+); submissions \(TLS\) on "
-                      r"127\.0\.0\.1:(\d+)", log_text())
-    if relayd.poll() is not None:
-        break
-    time.sleep(0.1)
+relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
 if ready is None:
     print(log_text())
     sys.exit("relayd did not start")
-PORT, TLS_PORT = int(ready.group(1)), int(ready.group(2))
+PORT = relayd_process.port(ready, "submission (STARTTLS)")
+TLS_PORT = relayd_process.port(ready, "submissions (TLS)")
 print("relayd listening on", PORT, TLS_PORT)
 
 
