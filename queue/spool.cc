@@ -271,7 +271,7 @@ uint64_t Spool::MessageSegmentsMax() const {
 }
 
 size_t Spool::TotalFiles() const {
-  return active_.size() + reserve_.size() + freeing_.size() + freeing_in_flight_.size();
+  return active_.size() + reserve_.size() + freeing_.size() + freeing_in_flight_;
 }
 
 absl::Status Spool::StartNewHead(bool is_message) {
@@ -459,68 +459,93 @@ absl::StatusOr<Position> Spool::AppendCopy(const MessageInfo& info) {
 }
 
 bool Spool::NeedsSync() const {
-  return !sync_in_flight_ && broken_.ok() && (!dirty_.empty() || !freeing_.empty());
+  if (!broken_.ok() || (dirty_.empty() && freeing_.empty())) return false;
+  if (syncs_running_ == 0) return true;
+  if (syncs_running_ >= std::max<uint32_t>(1, options_.syncs_in_flight_max)) return false;
+  // Overlap only past the middle of the youngest sync (see the contract in spool.h).
+  const int64_t running_ns = clock_->MonotonicNanos() - in_flight_.back().begin_ns;
+  return 2 * running_ns >= last_sync_ns_;
 }
 
 SyncBatch Spool::BeginSync() {
-  CHECK(!sync_in_flight_);
-  SyncBatch batch;
-  batch.batch_id = next_batch_id_++;
-  batch.end = append_position();
-  in_flight_.clear();
+  CHECK(syncs_running_ < std::max<uint32_t>(1, options_.syncs_in_flight_max));
+  ++syncs_running_;
+  InFlightSync& sync = in_flight_.emplace_back();
+  sync.batch_id = next_batch_id_++;
+  sync.begin_ns = clock_->MonotonicNanos();
+  sync.end = append_position();
   for (uint64_t seq : dirty_) {
     auto it = active_.find(seq);
     if (it == active_.end()) continue;
     Segment& s = it->second;
     if (s.sync_requested_offset == s.write_offset) continue;
     s.sync_requested_offset = s.write_offset;
-    in_flight_.push_back(SyncTarget{s.file->fd(), seq, s.write_offset});
+    sync.targets.push_back(SyncTarget{s.file->fd(), seq, s.write_offset});
   }
   dirty_.clear();
   for (auto& file : freeing_) {
-    in_flight_.push_back(SyncTarget{file->fd(), 0, 0});
-    freeing_in_flight_.push_back(std::move(file));
+    sync.targets.push_back(SyncTarget{file->fd(), 0, 0});
+    sync.freeing.push_back(std::move(file));
   }
+  freeing_in_flight_ += freeing_.size();
   freeing_.clear();
-  if (options_.fsync) batch.targets.assign(in_flight_.begin(), in_flight_.end());
-  sync_in_flight_ = true;
+  SyncBatch batch;
+  batch.batch_id = sync.batch_id;
+  batch.end = sync.end;
+  if (options_.fsync) batch.targets.assign(sync.targets.begin(), sync.targets.end());
   return batch;
 }
 
 void Spool::EndSync(const SyncBatch& batch, int result) {
-  CHECK(sync_in_flight_);
-  sync_in_flight_ = false;
-  if (result < 0) {
-    broken_ = absl::InternalError(
-        absl::StrCat("fdatasync failed in ", options_.directory, ": ", std::strerror(-result)));
-    LogError() << broken_ << "; refusing further appends";
-    while (!waiters_.empty()) {
-      DurableCallback callback = std::move(waiters_.front().callback);
-      waiters_.pop_front();
-      callback(broken_);
+  auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlightSync& s) {
+    return s.batch_id == batch.batch_id;
+  });
+  CHECK(it != in_flight_.end() && !it->done);
+  --syncs_running_;
+  last_sync_ns_ = clock_->MonotonicNanos() - it->begin_ns;
+  it->done = true;
+  it->result = result;
+  RetireSyncs();
+}
+
+void Spool::RetireSyncs() {
+  while (!in_flight_.empty() && in_flight_.front().done) {
+    InFlightSync sync = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    freeing_in_flight_ -= sync.freeing.size();
+    if (sync.result < 0 && broken_.ok()) {
+      broken_ = absl::InternalError(absl::StrCat("fdatasync failed in ", options_.directory, ": ",
+                                                 std::strerror(-sync.result)));
+      LogError() << broken_ << "; refusing further appends";
+      while (!waiters_.empty()) {
+        DurableCallback callback = std::move(waiters_.front().callback);
+        waiters_.pop_front();
+        callback(broken_);
+      }
     }
-    return;
-  }
-  ++stats_.syncs;
-  for (const SyncTarget& t : in_flight_) {
-    if (t.segment_seq == 0) continue;
-    auto it = active_.find(t.segment_seq);
-    if (it == active_.end()) continue;
-    it->second.synced_offset = std::max(it->second.synced_offset, t.end_offset);
-    it->second.file->PublishCommitted(it->second.synced_offset);
-  }
-  in_flight_.clear();
-  if (durable_ < batch.end) durable_ = batch.end;
-  for (auto& file : freeing_in_flight_) {
-    ++stats_.segments_freed;
-    if (reserve_.size() < options_.reserve_segments &&
-        file->bytes() == options_.segment_bytes) {
-      reserve_.push_back(std::move(file));
-    } else {
-      ::unlink(file->path().c_str());
+    // Nothing becomes durable after a failed sync: the kernel may have dropped dirty pages that
+    // a later sync then reported as written.
+    if (!broken_.ok()) continue;
+    ++stats_.syncs;
+    for (const SyncTarget& t : sync.targets) {
+      if (t.segment_seq == 0) continue;
+      auto seg = active_.find(t.segment_seq);
+      if (seg == active_.end()) continue;
+      seg->second.synced_offset = std::max(seg->second.synced_offset, t.end_offset);
+      seg->second.file->PublishCommitted(seg->second.synced_offset);
+    }
+    if (durable_ < sync.end) durable_ = sync.end;
+    for (auto& file : sync.freeing) {
+      ++stats_.segments_freed;
+      if (reserve_.size() < options_.reserve_segments &&
+          file->bytes() == options_.segment_bytes) {
+        reserve_.push_back(std::move(file));
+      } else {
+        ::unlink(file->path().c_str());
+      }
     }
   }
-  freeing_in_flight_.clear();
+  if (!broken_.ok()) return;
   FireWaiters();
   FreeSegments();
 }
@@ -536,7 +561,7 @@ void Spool::FireWaiters() {
 void Spool::FreeSegments() {
   // Oldest first, one at a time, each free mark synced before the next: a segment whose free
   // mark was lost in a crash must find the outcome records of later segments still there.
-  while (free_enabled_ && freeing_.empty() && freeing_in_flight_.empty() && !active_.empty()) {
+  while (free_enabled_ && freeing_.empty() && freeing_in_flight_ == 0 && !active_.empty()) {
     auto it = active_.begin();
     if (it->first == head_seq_) return;
     Segment& s = it->second;

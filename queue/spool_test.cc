@@ -118,7 +118,11 @@ TEST_F(SpoolTest, CallbackFiresOnlyAfterSyncAndRecordsSurviveReopen) {
 }
 
 TEST_F(SpoolTest, GroupCommitCoversEverythingAppendedBeforeBeginSync) {
-  auto spool = OpenSpool(dir_);
+  SpoolOptions options = Options(dir_);
+  options.syncs_in_flight_max = 1;
+  auto opened = Spool::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Spool> spool = std::move(*opened);
   std::vector<int> fired;
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(spool->AppendMessage(Env(i), "", Body(i), [&, i](absl::Status s) {
@@ -140,6 +144,88 @@ TEST_F(SpoolTest, GroupCommitCoversEverythingAppendedBeforeBeginSync) {
   ASSERT_TRUE(spool->NeedsSync());
   ASSERT_TRUE(spool->SyncNow().ok());
   EXPECT_EQ(fired.size(), 6u);
+}
+
+// Two batches in flight; the second's fdatasync ends first. Its records must still wait for the
+// first batch: durability is reported in the order the batches began.
+TEST_F(SpoolTest, OverlappingSyncsCompleteInBeginOrder) {
+  auto spool = OpenSpool(dir_);  // syncs_in_flight_max = 2 by default
+  std::vector<int> fired;
+  auto append = [&](int i) {
+    ASSERT_TRUE(spool->AppendMessage(Env(i), "", Body(i), [&, i](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      fired.push_back(i);
+    }).ok());
+  };
+  append(0);
+  append(1);
+  SyncBatch first = spool->BeginSync();
+  append(2);
+  ASSERT_TRUE(spool->NeedsSync());  // a second batch may start while the first runs
+  SyncBatch second = spool->BeginSync();
+  ASSERT_EQ(second.targets.size(), 1u);
+  EXPECT_LT(first.end, second.end);
+  append(3);
+  EXPECT_FALSE(spool->NeedsSync());  // two in flight: the limit
+  ASSERT_EQ(::fdatasync(second.targets[0].fd), 0);
+  spool->EndSync(second, 0);
+  EXPECT_TRUE(fired.empty());  // the first batch has not completed
+  EXPECT_LT(spool->durable_position(), first.end);
+  ASSERT_TRUE(spool->NeedsSync());  // a slot is free again
+  spool->EndSync(first, 0);
+  EXPECT_EQ(fired, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(spool->durable_position(), second.end);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_EQ(fired, (std::vector<int>{0, 1, 2, 3}));
+  // What the readers see: everything, committed.
+  spool.reset();
+  auto reopened = OpenSpool(dir_);
+  EXPECT_EQ(reopened->stats().live_messages, 4u);
+}
+
+// A second batch may begin only once the running one has run for half of the last sync's time.
+TEST_F(SpoolTest, OverlappingSyncWaitsForTheMiddleOfTheRunningOne) {
+  auto spool = OpenSpool(dir_);
+  ASSERT_TRUE(spool->AppendMessage(Env(0), "", Body(0), nullptr).ok());
+  SyncBatch first = spool->BeginSync();
+  clock_.AdvanceMillis(10);  // the last sync took 10 ms
+  spool->EndSync(first, 0);
+  ASSERT_TRUE(spool->AppendMessage(Env(1), "", Body(1), nullptr).ok());
+  ASSERT_TRUE(spool->NeedsSync());  // none running: at once
+  SyncBatch second = spool->BeginSync();
+  ASSERT_TRUE(spool->AppendMessage(Env(2), "", Body(2), nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  clock_.AdvanceMillis(4);
+  EXPECT_FALSE(spool->NeedsSync());
+  clock_.AdvanceMillis(1);  // 5 ms: half of the last one
+  ASSERT_TRUE(spool->NeedsSync());
+  SyncBatch third = spool->BeginSync();
+  spool->EndSync(second, 0);
+  spool->EndSync(third, 0);
+  EXPECT_EQ(spool->durable_position(), third.end);
+}
+
+// The first of two batches fails after the second succeeded: nothing of either is reported
+// durable, every waiter gets the error, and the spool refuses appends.
+TEST_F(SpoolTest, FailureOfAnEarlierBatchFailsTheLaterOnesToo) {
+  auto spool = OpenSpool(dir_);
+  int ok = 0, failed = 0;
+  auto append = [&](int i) {
+    ASSERT_TRUE(spool->AppendMessage(Env(i), "", Body(i), [&](absl::Status s) {
+      (s.ok() ? ok : failed)++;
+    }).ok());
+  };
+  append(0);
+  SyncBatch first = spool->BeginSync();
+  append(1);
+  SyncBatch second = spool->BeginSync();
+  spool->EndSync(second, 0);
+  spool->EndSync(first, -EIO);
+  EXPECT_EQ(ok, 0);
+  EXPECT_EQ(failed, 2);
+  EXPECT_FALSE(spool->NeedsSync());
+  auto r = spool->AppendMessage(Env(2), "", Body(2), nullptr);
+  EXPECT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
 }
 
 TEST_F(SpoolTest, FailedSyncFailsWaitersAndRefusesAppends) {

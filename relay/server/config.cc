@@ -272,7 +272,7 @@ absl::Status Parse(const toml::table& root, Config& c) {
     QueueSettings& q = c.queue;
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "queue.",
                                        {"segment_bytes", "reserve_segments", "spool_bytes_max",
-                                        "fsync", "max_age_s"}));
+                                        "fsync", "syncs_in_flight_max", "max_age_s"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "segment_bytes", &q.segment_bytes, 1 << 20,
                                 int64_t{1} << 34));
     RETURN_IF_ERROR_CFG(
@@ -280,6 +280,8 @@ absl::Status Parse(const toml::table& root, Config& c) {
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "spool_bytes_max", &q.spool_bytes_max, 0,
                                 int64_t{1} << 50));
     RETURN_IF_ERROR_CFG(ReadBool(c, *t, "queue.", "fsync", &q.fsync));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "queue.", "syncs_in_flight_max", &q.syncs_in_flight_max, 1, 64));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "max_age_s", &q.max_age_s, 60, 365 * 86400));
   }
   if (const toml::table* t = SubTable(root, "dkim")) {
@@ -545,6 +547,10 @@ reserve_segments = 2
 spool_bytes_max = 0
 # Never set to false in production: a 250 reply would no longer mean the message is on disk.
 fsync = true
+# Group commits (fdatasync batches) in flight at once. With 1, a message that arrives just after a
+# batch began waits for the rest of it and a whole next one; with 2 or more, a new batch starts
+# at once and the wait is about one fdatasync.
+syncs_in_flight_max = 2
 max_age_s = 432000
 
 [shutdown]

@@ -51,6 +51,7 @@ struct QueueSettings {
   uint32_t reserve_segments = 2;
   uint64_t spool_bytes_max = 0;                // 0: limited by the disk only
   bool fsync = true;                           // false is for benchmarks only
+  uint32_t syncs_in_flight_max = 2;            // group commits in flight at once
   uint64_t max_age_s = 5 * 24 * 3600;
 };
 

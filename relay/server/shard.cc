@@ -121,6 +121,7 @@ absl::Status Shard::Setup() {
     spool_options.spool_bytes_max = config.queue.spool_bytes_max / shard_count_;
   }
   spool_options.fsync = config.queue.fsync;
+  spool_options.syncs_in_flight_max = config.queue.syncs_in_flight_max;
   spool_options.message_age_max_ms = static_cast<int64_t>(config.queue.max_age_s) * 1000;
   std::error_code ec;
   std::filesystem::create_directories(spool_options.directory, ec);
@@ -272,7 +273,8 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   }
   for (Listener& l : listeners_) ::close(l.fd);
   listeners_.clear();
-  sync_ops_.clear();
+  sync_free_.clear();
+  sync_slots_.clear();
   delivery_.reset();
   policy_.reset();
   spf_.reset();
@@ -371,40 +373,53 @@ void Shard::TurnEnd() {
     absl::Status s = log_->Flush();  // whole lines, one write(2) when anything is buffered
     if (!s.ok()) LogWarning() << "delivery log: " << s;
   }
-  if (sync_pending_ > 0 || !spool_->NeedsSync()) return;
-  sync_batch_ = spool_->BeginSync();
-  sync_started_ns_ = reactor_->clock()->MonotonicNanos();
-  if (sync_batch_.targets.empty()) {
-    spool_->EndSync(sync_batch_, 0);
+  // One new batch per turn at most: it takes every record appended so far.
+  if (spool_->NeedsSync()) StartSync();
+}
+
+void Shard::StartSync() {
+  if (sync_free_.empty()) {
+    sync_slots_.push_back(std::make_unique<SyncInFlight>());
+    sync_free_.push_back(sync_slots_.back().get());
+  }
+  SyncInFlight* sync = sync_free_.back();
+  sync_free_.pop_back();
+  sync->batch = spool_->BeginSync();
+  sync->started_ns = reactor_->clock()->MonotonicNanos();
+  const uint64_t appends = spool_->stats().appends;
+  sync->records = appends - appends_synced_;
+  appends_synced_ = appends;
+  if (sync->batch.targets.empty()) {
+    spool_->EndSync(sync->batch, 0);
+    sync_free_.push_back(sync);
     return;
   }
-  sync_pending_ = static_cast<int>(sync_batch_.targets.size());
-  sync_result_ = 0;
-  while (sync_ops_.size() < sync_batch_.targets.size()) {
-    sync_ops_.push_back(std::make_unique<io::Completion>());
+  ++syncs_in_flight_;
+  sync->pending = static_cast<int>(sync->batch.targets.size());
+  sync->result = 0;
+  while (sync->ops.size() < sync->batch.targets.size()) {
+    sync->ops.push_back(std::make_unique<io::Completion>());
   }
-  for (size_t i = 0; i < sync_batch_.targets.size(); ++i) {
-    io::Completion* op = sync_ops_[i].get();
-    op->set_handler([this](int result, uint32_t) {
-      if (result < 0 && sync_result_ == 0) sync_result_ = result;
-      if (--sync_pending_ == 0) {
-        counters_.syncs++;
-        counters_.sync_errno.store(-sync_result_, std::memory_order_relaxed);
-        if (const metrics::RelayMetrics* m = shared_.metrics) {
-          int64_t elapsed_ns = reactor_->clock()->MonotonicNanos() - sync_started_ns_;
-          m->fsync_us.Observe(index_,
-                              static_cast<uint64_t>(std::max<int64_t>(0, elapsed_ns)) / 1000);
-          uint64_t appends = spool_->stats().appends;
-          m->fsync_batch_records.Observe(index_, appends - appends_synced_);
-          appends_synced_ = appends;
-          if (sync_result_ < 0) m->fsync_errors.Add(index_);
-        }
-        spool_->EndSync(sync_batch_, sync_result_);
-        if (stopping_) FinishStopIfDone();
+  for (size_t i = 0; i < sync->batch.targets.size(); ++i) {
+    io::Completion* op = sync->ops[i].get();
+    op->set_handler([this, sync](int result, uint32_t) {
+      if (result < 0 && sync->result == 0) sync->result = result;
+      if (--sync->pending > 0) return;
+      --syncs_in_flight_;
+      counters_.syncs++;
+      counters_.sync_errno.store(-sync->result, std::memory_order_relaxed);
+      if (const metrics::RelayMetrics* m = shared_.metrics) {
+        int64_t elapsed_ns = reactor_->clock()->MonotonicNanos() - sync->started_ns;
+        m->fsync_us.Observe(index_, static_cast<uint64_t>(std::max<int64_t>(0, elapsed_ns)) / 1000);
+        m->fsync_batch_records.Observe(index_, sync->records);
+        if (sync->result < 0) m->fsync_errors.Add(index_);
       }
+      spool_->EndSync(sync->batch, sync->result);
+      sync_free_.push_back(sync);
+      if (stopping_) FinishStopIfDone();
     });
     if (shared_.config->queue.fsync) {
-      reactor_->Fsync(sync_batch_.targets[i].fd, /*datasync=*/true, op);
+      reactor_->Fsync(sync->batch.targets[i].fd, /*datasync=*/true, op);
     } else {
       // Benchmark mode: no fdatasync, but the same completion path (a no-op on the ring).
       io_uring_sqe* sqe = reactor_->GetSqe();
@@ -475,7 +490,7 @@ void Shard::BeginStop() {
 }
 
 void Shard::FinishStopIfDone() {
-  if (!connections_.empty() || !delivery_stopped_ || sync_pending_ > 0 || spool_->NeedsSync()) {
+  if (!connections_.empty() || !delivery_stopped_ || syncs_in_flight_ > 0 || spool_->NeedsSync()) {
     return;
   }
   for (Listener& l : listeners_) {
@@ -489,7 +504,7 @@ void Shard::FinishStopIfDone() {
 }
 
 void Shard::DrainAndStop() {
-  if (reactor_->retiring() > 0 || sync_pending_ > 0) {
+  if (reactor_->retiring() > 0 || syncs_in_flight_ > 0) {
     reactor_->Post([this] { DrainAndStop(); });
     return;
   }

@@ -159,13 +159,20 @@ class Shard {
   std::unique_ptr<receive::DkimChecker> dkim_checker_;
   absl::flat_hash_set<SmtpConnection*> connections_;
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
-  // Group commit: one fdatasync batch in flight at a time.
-  queue::SyncBatch sync_batch_;
-  std::vector<std::unique_ptr<io::Completion>> sync_ops_;
-  int sync_pending_ = 0;
-  int sync_result_ = 0;
-  int64_t sync_started_ns_ = 0;
-  uint64_t appends_synced_ = 0;  // spool appends covered by the group commits so far
+  // Group commit: up to [queue] syncs_in_flight_max fdatasync batches in flight at once.
+  struct SyncInFlight {
+    queue::SyncBatch batch;
+    std::vector<std::unique_ptr<io::Completion>> ops;  // one per target, reused
+    int pending = 0;
+    int result = 0;
+    int64_t started_ns = 0;
+    uint64_t records = 0;  // spool appends this batch covers
+  };
+  void StartSync();
+  std::vector<std::unique_ptr<SyncInFlight>> sync_slots_;  // busy and free, reused
+  std::vector<SyncInFlight*> sync_free_;
+  int syncs_in_flight_ = 0;
+  uint64_t appends_synced_ = 0;  // spool appends covered by the group commits begun so far
   std::string spool_directory_;
   bool stopping_ = false;
   bool drain_posted_ = false;  // FinishStopIfDone found nothing left: DrainAndStop is running

@@ -221,6 +221,8 @@ reserve_segments = %u
 spool_bytes_max = %u
 # Never false in production: a 250 reply would no longer mean the message is on disk.
 fsync = true
+# Group commits (fdatasync batches) in flight at once.
+syncs_in_flight_max = %u
 max_age_s = %u
 
 [shutdown]
@@ -280,7 +282,7 @@ key = "%s/%s.%s.pem"
       l.greeting_timeout_ms, l.command_timeout_ms, l.data_timeout_ms, l.session_timeout_ms,
       a.failures_before_delay, a.failure_delay_ms, a.failure_delay_max_ms, a.failures_before_block,
       a.failure_window_ms, a.block_ms, a.worker_threads, q.segment_bytes, q.reserve_segments,
-      q.spool_bytes_max, q.max_age_s, c.shutdown_grace_ms, d.idle_connection_ms,
+      q.spool_bytes_max, q.syncs_in_flight_max, q.max_age_s, c.shutdown_grace_ms, d.idle_connection_ms,
       d.source_suspend_ms, d.tls_ca_file, SourcesText(o), o.log_dir, log.rotate_bytes,
       log.rotate_keep, absl::StrJoin(r.intervals_s, ", "), r.jitter_fraction,
       ShippedShapingComment(), o.domain, o.domain, rsa_selector, keys_dir, o.domain, rsa_selector,
