@@ -49,7 +49,7 @@ BENCHMARK(BM_RawLiburingNop);
 void BM_ReactorNop(benchmark::State& state) {
   auto reactor = relay::io::Reactor::Create({});
   if (!reactor.ok()) {
-    state.SkipWithError("io_uring unavailable");
+    state.SkipWithError(("io_uring unavailable: " + reactor.status().ToString()).c_str());
     return;
   }
   relay::io::Reactor& r = **reactor;

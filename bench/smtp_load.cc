@@ -295,6 +295,8 @@ class Shard {
     reactor_.reset();
   }
 
+  static constexpr int64_t kPaceCatchUpNs = 1500000;
+
   // A connection wants to start a message; false when the budget is spent. With a target rate
   // the connection may be parked and started later through Go().
   bool ClaimMessage() { return budget_->Claim(); }
@@ -311,8 +313,12 @@ class Shard {
 
   void ReleasePaced() {
     int64_t now = MonoNanos();
-    // At most one interval of catch-up: a stall is not followed by a burst.
-    if (next_ns_ < now - interval_ns_) next_ns_ = now - interval_ns_;
+    // Catch-up of at most one interval or one timer tick and a half (the timers have 1 ms
+    // granularity), whichever is longer: a stall is not followed by a burst, and rates above one
+    // message per millisecond are still reached (with one interval only, a 1 ms wake-up released
+    // at most two messages: a 4,800/s target ran at 2,600/s).
+    const int64_t catch_up_ns = std::max<int64_t>(interval_ns_, kPaceCatchUpNs);
+    if (next_ns_ < now - catch_up_ns) next_ns_ = now - catch_up_ns;
     while (!waiting_.empty() && next_ns_ <= now) {
       LoadConnection* c = waiting_.front();
       waiting_.pop_front();
