@@ -42,6 +42,10 @@
 // reserve or is deleted. MaintainSpace compacts the oldest segment when few live messages keep
 // it alive, re-appending them (with their current state) at the head.
 //
+// Readers. A segment's committed_bytes (what SpoolReader trusts) is published after a sync at most
+// every 50 ms while appends go on, and at once when the spool is quiet (nothing written since the
+// last sync began and none running): it may lag what is durable, never lead it.
+//
 // Views. string_views handed out (MessageBytes, MessageInfo fields) point into the mappings and
 // stay valid until the message becomes final or is moved by compaction, and one sync after that.
 // Pin a message while its bytes are being sent; compaction does not move pinned messages.
@@ -226,6 +230,8 @@ class Spool {
   absl::StatusOr<Position> AppendCopy(const MessageInfo& info);
   // Retires completed batches from the front of in_flight_, in begin order.
   void RetireSyncs();
+  // Stores the synced length into the headers of unpublished_ segments (throttled, see .cc).
+  void PublishSynced();
   void FireWaiters();
   void FreeSegments();
   uint64_t MessageSegmentsMax() const;
@@ -242,6 +248,10 @@ class Spool {
   size_t freeing_in_flight_ = 0;  // free marks in in_flight_'s batches
   uint32_t syncs_running_ = 0;    // batches of in_flight_ not yet ended
   int64_t last_sync_ns_ = 0;      // how long the last batch to end took, BeginSync to EndSync
+  // Segments whose synced length is ahead of their header's committed_bytes.
+  std::vector<uint64_t> unpublished_;
+  int64_t last_publish_ns_ = 0;
+  static constexpr int64_t kCommittedPublishIntervalNs = 50'000'000;
   bool free_enabled_ = true;
   std::vector<std::unique_ptr<SegmentFile>> reserve_;
   // Segments marked free whose header has not been synced yet.

@@ -572,6 +572,35 @@ TEST_F(SpoolTest, ReaderSeesOnlyCommittedRecords) {
   EXPECT_TRUE((*reader)->corruptions().empty());
 }
 
+// Under continuous appends the committed length is republished at most every 50 ms; once the
+// spool is quiet, at once. It never runs ahead of what is durable.
+TEST_F(SpoolTest, CommittedLengthIsPublishedThrottledAndWhenQuiet) {
+  auto spool = OpenSpool(dir_);
+  auto reader_finds = [&](MessageId id) {
+    auto reader = SpoolReader::Open(dir_);
+    EXPECT_TRUE(reader.ok()) << reader.status();
+    return reader.ok() && (*reader)->index().Find(id) != nullptr;
+  };
+  MessageId a = Append(*spool, 1);
+  ASSERT_TRUE(spool->SyncNow().ok());  // quiet afterwards: published
+  EXPECT_TRUE(reader_finds(a));
+  MessageId b = Append(*spool, 2);
+  SyncBatch first = spool->BeginSync();
+  MessageId c = Append(*spool, 3);  // written while the sync runs: not quiet when it ends
+  clock_.AdvanceMillis(10);
+  spool->EndSync(first, 0);
+  EXPECT_FALSE(reader_finds(b));  // durable, not yet published (10 ms since the last one)
+  clock_.AdvanceMillis(40);       // 50 ms
+  SyncBatch second = spool->BeginSync();
+  MessageId d = Append(*spool, 4);
+  spool->EndSync(second, 0);
+  EXPECT_TRUE(reader_finds(b));
+  EXPECT_TRUE(reader_finds(c));
+  EXPECT_FALSE(reader_finds(d));  // not durable
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_TRUE(reader_finds(d));
+}
+
 TEST_F(SpoolTest, MmapModeIsEquivalent) {
   SpoolOptions o = Options(dir_);
   o.write_mode = WriteMode::kMmap;
