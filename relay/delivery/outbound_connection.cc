@@ -304,6 +304,7 @@ bool OutboundConnection::IdleWithoutWork() const {
 
 bool OutboundConnection::CanPipeline() const {
   if (!session_.has_value() || closed_ || quitting_ || stop_after_current_) return false;
+  if (!queue_->limits.pipeline_transactions) return false;
   if (!session_->can_pipeline() || job_ == nullptr || next_job_ != nullptr) return false;
   const uint64_t messages = session_->messages_done() + session_->messages_open();
   return messages < queue_->limits.messages_per_connection_max;
