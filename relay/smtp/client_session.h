@@ -24,12 +24,14 @@
 // `pipeline_ready` sees the one-message-at-a-time behaviour.
 //
 // Outcomes. Every message given to SendMessage gets exactly one outcome per recipient, in one
-// `message_done` action (messages finish in SendMessage order; when one event finishes two, the
-// earlier is in `outcomes` and the pipelined one in `next_message_done` / `next_outcomes`): delivered (the final 250), transient (4xx, connection lost or timed out
+// `message_done` action: delivered (the final 250), transient (4xx, connection lost or timed out
 // before the final reply, a 421) or permanent (5xx, or a need the server cannot meet, decided
-// before anything is sent). A problem before any message started (greeting, EHLO/HELO,
-// STARTTLS, TLS required but impossible) is one `connection_outcome`: the driver applies it to
-// the messages it planned for this address and tries the next MX.
+// before anything is sent; behind a pipelined body it is reported after that message's outcome).
+// Messages finish in SendMessage order; when one event finishes two, the earlier is in
+// `outcomes` and the pipelined one in `next_message_done` / `next_outcomes`. A problem before any
+// message started (greeting, EHLO/HELO, STARTTLS, TLS required but impossible) is one
+// `connection_outcome`: the driver applies it to the messages it planned for this address and
+// tries the next MX.
 //
 // Decisions (each documented where it is made): 554 greeting is transient for the destination
 // (RFC 5321 §3.1: "no SMTP service here", another MX may serve); HELO only after 500/502 to EHLO

@@ -97,7 +97,7 @@ std::vector<std::string> Seeds() {
                       .Server("250 ok\r\n250 ok\r\n")
                       .PeerClosed()
                       .bytes());
-  // RFC 2920 §3.1 across transactions: message 2 sent while body 1 streams, message 3 after body 2.
+  // RFC 2920 §3.1 across transactions: message 2 sent while body 1 streams, 3 after body 2.
   seeds.push_back(Script(1)
                       .Server("220 hi\r\n")
                       .Server(ehlo)
