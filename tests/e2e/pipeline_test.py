@@ -8,14 +8,17 @@ waiting for its final reply.
       each end of data, waits up to PROBE_WAIT_S before its final reply: bytes arriving in that
       window are the client's next commands, sent without waiting (pipelined). It answers 554 to
       the "." of the message whose subject says "reject at dot". At tlspipe.test it offers
-      STARTTLS, so the pipelined commands go through relayd's TLS path.
+      STARTTLS, so the pipelined commands go through relayd's TLS path. At droppipe.test
+      (127.0.0.6) its first connection closes after the first end of data without a reply, with
+      the next transaction already sent behind it.
   Postfix's smtp-sink (127.0.0.4, Debian package postfix; it offers PIPELINING): each message
       dumped to a file, so that each is counted.
 
 Checks: every message arrives exactly once over one connection per site; at pipe.test every
 message but the last is pipelined (also over TLS), and the one after the rejected "." still goes;
 with
-pipeline_transactions = false (nopipe.test) none is; smtp-sink gets each of its messages once.
+pipeline_transactions = false (nopipe.test) none is; a connection lost with two messages open
+leaves both to a retry that delivers each once; smtp-sink gets each of its messages once.
 
 usage: pipeline_test.py RELAYD
 """
@@ -40,7 +43,8 @@ RELAYD = sys.argv[1]
 SINK = "/usr/sbin/smtp-sink"
 TMP = tempfile.mkdtemp(prefix="pipeline-", dir=os.environ.get("TEST_TMPDIR"))
 failures, checks = [], 0
-PROBE_IPS = {"pipe": "127.0.0.2", "nopipe": "127.0.0.3", "tlspipe": "127.0.0.5"}
+PROBE_IPS = {"pipe": "127.0.0.2", "nopipe": "127.0.0.3", "tlspipe": "127.0.0.5",
+             "droppipe": "127.0.0.6"}
 SINK_IP = "127.0.0.4"
 GREETING_DELAY_S = 2.0
 PROBE_WAIT_S = 0.5
@@ -57,7 +61,7 @@ def check(cond, what):
 # --- the probe server ----------------------------------------------------------------------------
 lock = threading.Lock()
 probe_messages = []  # dicts: site, connection, subject, pipelined, reply
-probe_connections = {"pipe": 0, "nopipe": 0, "tlspipe": 0}
+probe_connections = {site: 0 for site in PROBE_IPS}
 probe_tls = []  # sites whose messages came over TLS
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                 "-subj", "/CN=mx.tlspipe.test", "-keyout", TMP + "/mx.key",
@@ -116,6 +120,13 @@ def serve_probe(conn, site, number):
             # Anything the client sends before this reply was written without waiting for it.
             pipelined = (bool(buf) or (tls and conn.pending() > 0) or
                          bool(select.select([conn], [], [], PROBE_WAIT_S)[0]))
+            if site == "droppipe" and number == 1:
+                # Connection lost with the message's final reply and the next transaction open.
+                with lock:
+                    probe_messages.append({"site": site, "connection": number, "subject": subject,
+                                           "pipelined": pipelined, "reply": "", "tls": tls,
+                                           "size": size})
+                return
             reply = "554 5.7.1 rejected at dot" if "reject at dot" in subject else "250 2.0.0 ok"
             with lock:
                 probe_messages.append({"site": site, "connection": number, "subject": subject,
@@ -163,6 +174,8 @@ zones = """
   local-data: "mx.nopipe.test. 300 IN A {nopipe}"
   local-data: "tlspipe.test. 300 IN MX 10 mx.tlspipe.test."
   local-data: "mx.tlspipe.test. 300 IN A {tlspipe}"
+  local-data: "droppipe.test. 300 IN MX 10 mx.droppipe.test."
+  local-data: "mx.droppipe.test. 300 IN A {droppipe}"
   local-data: "sink.test. 300 IN MX 10 mx.sink.test."
   local-data: "mx.sink.test. 300 IN A {sink}"
 """.format(sink=SINK_IP, **PROBE_IPS)
@@ -181,6 +194,9 @@ conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
 conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
 conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
 conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
+# A quick retry for the messages of the dropped connection.
+conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]")
+conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
 SOCK_DIR = tempfile.mkdtemp(prefix="pl-", dir="/tmp")
 conf = conf.replace('control_socket = "control.sock"',
                     'control_socket = "%s/control.sock"' % SOCK_DIR)
@@ -188,7 +204,7 @@ conf = conf.replace('control_socket = "control.sock"',
 conf += """
 [[shaping]]
 name = "pipe-test"
-domains = ["pipe.test", "tlspipe.test", "sink.test"]
+domains = ["pipe.test", "tlspipe.test", "droppipe.test", "sink.test"]
 connections_max = 1
 
 [[shaping]]
@@ -205,16 +221,16 @@ if ready is None:
     sys.exit("relayd did not start")
 PORT = relayd_process.port(ready, "submission (STARTTLS)")
 
-N_PIPE, N_NOPIPE, N_TLS, N_SINK = 8, 3, 4, 20
+N_PIPE, N_NOPIPE, N_TLS, N_DROP, N_SINK = 8, 3, 4, 3, 20
 REJECTED = 3  # pipe.test message whose "." gets 554
 LARGE = 5  # pipe.test message of about 630 KB: its body takes several writes, the commands the last
 try:
     s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
     s.starttls(context=ssl._create_unverified_context())
     s.login("app@example.com", PASSWORD)
-    expected = {"pipe": [], "nopipe": [], "tlspipe": [], "sink": []}
+    expected = {"pipe": [], "nopipe": [], "tlspipe": [], "droppipe": [], "sink": []}
     for site, n in (("pipe", N_PIPE), ("nopipe", N_NOPIPE), ("tlspipe", N_TLS),
-                    ("sink", N_SINK)):
+                    ("droppipe", N_DROP), ("sink", N_SINK)):
         for i in range(n):
             subject = "%s %d%s" % (site, i, " reject at dot" if site == "pipe" and i == REJECTED
                                    else "")
@@ -237,7 +253,9 @@ try:
     def done():
         with lock:
             probed = len(probe_messages)
-        return probed >= N_PIPE + N_NOPIPE + N_TLS and len(sink_subjects()) >= N_SINK
+            answered = sum(1 for m in probe_messages if m["site"] == "droppipe" and m["reply"])
+        return (probed >= N_PIPE + N_NOPIPE + N_TLS + N_DROP + 1 and answered >= N_DROP and
+                len(sink_subjects()) >= N_SINK)
 
     deadline = time.time() + 30
     while time.time() < deadline and not done():
@@ -247,7 +265,7 @@ try:
     with lock:
         seen = list(probe_messages)
         connections = dict(probe_connections)
-    for site in ("pipe", "nopipe", "tlspipe"):
+    for site in ("pipe", "nopipe", "tlspipe"):  # droppipe below
         got = [m for m in seen if m["site"] == site]
         subjects = [m["subject"] for m in got]
         check(sorted(subjects) == sorted(expected[site]),
@@ -273,6 +291,15 @@ try:
         else:
             check(pipelined == 0, "nopipe.test (pipeline_transactions = false): none pipelined "
                   "(%d)" % pipelined)
+    got = [m for m in seen if m["site"] == "droppipe"]
+    dropped = [m for m in got if not m["reply"]]
+    check(len(dropped) == 1 and dropped[0]["pipelined"] and dropped[0]["connection"] == 1,
+          "droppipe.test: the first connection dropped after a \".\" with the next MAIL behind it")
+    delivered = sorted(m["subject"] for m in got if m["reply"] == "250")
+    check(delivered == sorted(expected["droppipe"]),
+          "droppipe.test: after the retry each message delivered exactly once (%s)" % delivered)
+    check(connections["droppipe"] >= 2, "droppipe.test: retried over a new connection (%d)"
+          % connections["droppipe"])
     subjects = sink_subjects()
     check(sorted(subjects) == sorted(expected["sink"]),
           "smtp-sink: each of its %d messages exactly once (%d dumped)" % (N_SINK, len(subjects)))
