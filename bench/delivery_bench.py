@@ -15,6 +15,10 @@ unbound (Debian), messages submitted by bench/smtp_load (AUTH PLAIN without TLS 
       enabled and drains it to a fast sink, once with connection reuse (the default rule, up to
       100 messages per connection) and once without (messages_per_connection_max = 1). Prints
       messages/s (first to last arrival at the sink) and relayd's CPU seconds per 1,000 messages.
+      With --compare-pipelining, a third drain with reuse but pipeline_transactions = false (the
+      next MAIL waits for the previous message's final reply instead of following its ".",
+      RFC 2920 §3.1), and the ratios of the default (pipelined) to it. --reply-delay-ms D holds
+      every reply batch of the sink back D ms, a round trip's cost, so that round trips show.
       With TLS the sink offers STARTTLS and every delivery uses it (relayd resumes TLS sessions
       per destination host).
 
@@ -25,7 +29,7 @@ usage:
   delivery_bench.py RELAYD SMTP_SINK SMTP_LOAD concurrency [--messages N] [--sites S]
       [--delay-ms D] [--time-limit-s T] [--expect-min-sessions M] [--tls off|on|both]
   delivery_bench.py RELAYD SMTP_SINK SMTP_LOAD rate [--messages N] [--sites S]
-      [--time-limit-s T] [--tls off|on|both]
+      [--time-limit-s T] [--tls off|on|both] [--compare-pipelining] [--reply-delay-ms D]
 Bounded: every run stops after --time-limit-s and everything it started is stopped.
 """
 import argparse
@@ -57,6 +61,10 @@ parser.add_argument("--time-limit-s", type=float, default=120)
 parser.add_argument("--size", default="1K")
 parser.add_argument("--shards", type=int, default=2)
 parser.add_argument("--keep", action="store_true", help="keep the logs (the path is printed)")
+parser.add_argument("--compare-pipelining", action="store_true",
+                    help="rate: also drain with pipeline_transactions = false")
+parser.add_argument("--reply-delay-ms", type=int, default=0,
+                    help="rate: the sink holds every reply batch back this long (a round trip)")
 parser.add_argument("--expect-min-sessions", type=int, default=0,
                     help="exit 1 when fewer sessions were open at once (smoke test)")
 parser.add_argument("--tls", choices=["off", "on", "both"], default="off",
@@ -182,6 +190,8 @@ sink_args = [args.smtp_sink, "--listen-range", "%s-%s:%d" % (SITE_IPS[0], SITE_I
              "--port-file", TMP + "/sink.port", "--json-file", TMP + "/sink.json"]
 if args.mode == "concurrency":
     sink_args += ["--delay-ms", str(args.delay_ms)]
+elif args.reply_delay_ms > 0:
+    sink_args += ["--delay-ms", str(args.reply_delay_ms)]
 TLS_RUNS = {"off": [False], "on": [True], "both": [False, True]}[args.tls]
 
 # --- relayd ------------------------------------------------------------------------------------
@@ -450,8 +460,8 @@ def drain(shaping, tag, tls):
 
 
 def rate():
-    print("rate: %d messages of %s to %d sites from a full queue, %d shards"
-          % (args.messages, args.size, args.sites, args.shards), flush=True)
+    print("rate: %d messages of %s to %d sites from a full queue, %d shards, sink reply delay %d ms"
+          % (args.messages, args.size, args.sites, args.shards, args.reply_delay_ms), flush=True)
     results = {}
     for tls in TLS_RUNS:
         label = "TLS" if tls else "plain"
@@ -467,6 +477,18 @@ messages_per_connection_max = 1
             print("  %s: reuse / no reuse: %.2fx the rate, %.2fx the CPU per message"
                   % (label, reuse["messages_per_s"] / single["messages_per_s"],
                      reuse["cpu_s_per_1000"] / max(single["cpu_s_per_1000"], 1e-9)))
+        if args.compare_pipelining:
+            results[(tls, "unpipelined")] = unpipelined = drain("""
+[[shaping]]
+name = "bench-sites"
+mx_suffixes = ["bench.test"]
+pipeline_transactions = false
+""", "%s, reuse, not pipelined" % label, tls)
+            if reuse["messages_per_s"] and unpipelined["messages_per_s"]:
+                print("  %s: pipelined / not pipelined (both with reuse): %.2fx the rate, %.2fx "
+                      "the CPU per message"
+                      % (label, reuse["messages_per_s"] / unpipelined["messages_per_s"],
+                         reuse["cpu_s_per_1000"] / max(unpipelined["cpu_s_per_1000"], 1e-9)))
     if len(TLS_RUNS) == 2:
         for reuse in (True, False):
             p, t = results[(False, reuse)], results[(True, reuse)]

@@ -202,47 +202,20 @@ void OutboundConnection::OnData(std::string_view bytes) {
 void OutboundConnection::Apply(const smtp::ClientActions& actions) {
   if (!actions.write.empty()) pending_out_.append(actions.write);
   if (actions.start_tls) StartTls();
-  if (actions.send_body && job_ != nullptr) {
-    const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
-    stuffer_.emplace(info != nullptr ? info->message : std::string_view());
-  }
   if (actions.timeout_ms > 0) {
     reactor_->timers().ScheduleAfter(&timer_, actions.timeout_ms);
   } else {
     reactor_->timers().Cancel(&timer_);
   }
-  const dns::Candidate& c = queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)];
-  if (actions.message_done && job_ != nullptr) {
-    AttemptInfo attempt;
-    attempt.mx_host = c.host;
-    attempt.remote_ip = c.address.IpString();
-    attempt.source_ip = engine_->egress().source(queue_->source).name;
-    if (tls_ != nullptr && tls_->established()) {
-      attempt.tls_version = tls_->protocol_version();
-      attempt.tls_cipher = tls_->cipher_name();
-    }
-    attempt.duration_ms = reactor_->NowMs() - attempt_start_ms_;
-    int64_t suspend_ms = 0;
-    std::string suspend_reason;
-    for (const smtp::Outcome& o : actions.outcomes) {
-      if (o.recipient_index >= job_->recipients.size()) continue;
-      RecipientOutcome outcome = ToOutcome(o);
-      if (o.from_peer && outcome.kind == OutcomeKind::kTransient &&
-          engine_->policy()->BounceForReply(queue_->limits, outcome)) {
-        outcome.kind = OutcomeKind::kPermanent;  // a reply rule knows this 4xx is final
-      }
-      engine_->RecordOutcome(*job_, job_->recipients[o.recipient_index], outcome, attempt);
-      if (o.from_peer && outcome.kind != OutcomeKind::kDelivered && suspend_ms == 0) {
-        suspend_ms = engine_->policy()->SuspendMsForReply(queue_->limits, outcome);
-        if (suspend_ms > 0) suspend_reason = outcome.ToString();
-      }
-    }
-    ReleaseJob();
-    if (suspend_ms > 0) {
-      engine_->SuspendQueue(queue_, reactor_->NowMs() + suspend_ms, suspend_reason);
-      stop_after_current_ = true;
-    }
+  // Outcomes before the body: with pipelining, the message ahead finishes in the same event in
+  // which the next one gets its 354, and the body is that next one's.
+  if (actions.message_done) FinishJob(actions.outcomes);
+  if (actions.next_message_done) FinishJob(actions.next_outcomes);
+  if (actions.send_body && job_ != nullptr) {
+    const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
+    stuffer_.emplace(info != nullptr ? info->message : std::string_view());
   }
+  const dns::Candidate& c = queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)];
   if (actions.connection_failed) {
     // Greeting, EHLO or STARTTLS failed at this address: the next candidate may do better.
     RecipientOutcome o = ToOutcome(actions.connection_outcome);
@@ -266,8 +239,45 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
     if (!send_.in_flight()) Close();
     return;
   }
-  if (actions.ready) TakeWork();
+  // Last use of `actions`: TakeWork feeds the session another event.
+  if (actions.ready || actions.pipeline_ready) TakeWork();
   Flush();
+}
+
+void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
+  if (job_ == nullptr) return;
+  const dns::Candidate& c = queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)];
+  AttemptInfo attempt;
+  attempt.mx_host = c.host;
+  attempt.remote_ip = c.address.IpString();
+  attempt.source_ip = engine_->egress().source(queue_->source).name;
+  if (tls_ != nullptr && tls_->established()) {
+    attempt.tls_version = tls_->protocol_version();
+    attempt.tls_cipher = tls_->cipher_name();
+  }
+  attempt.duration_ms = reactor_->NowMs() - attempt_start_ms_;
+  int64_t suspend_ms = 0;
+  std::string suspend_reason;
+  for (const smtp::Outcome& o : outcomes) {
+    if (o.recipient_index >= job_->recipients.size()) continue;
+    RecipientOutcome outcome = ToOutcome(o);
+    if (o.from_peer && outcome.kind == OutcomeKind::kTransient &&
+        engine_->policy()->BounceForReply(queue_->limits, outcome)) {
+      outcome.kind = OutcomeKind::kPermanent;  // a reply rule knows this 4xx is final
+    }
+    engine_->RecordOutcome(*job_, job_->recipients[o.recipient_index], outcome, attempt);
+    if (o.from_peer && outcome.kind != OutcomeKind::kDelivered && suspend_ms == 0) {
+      suspend_ms = engine_->policy()->SuspendMsForReply(queue_->limits, outcome);
+      if (suspend_ms > 0) suspend_reason = outcome.ToString();
+    }
+  }
+  ReleaseJob(job_);
+  job_ = std::move(next_job_);
+  attempt_start_ms_ = next_attempt_start_ms_;
+  if (suspend_ms > 0) {
+    engine_->SuspendQueue(queue_, reactor_->NowMs() + suspend_ms, suspend_reason);
+    stop_after_current_ = true;
+  }
 }
 
 void OutboundConnection::StartTls() {
@@ -288,9 +298,19 @@ void OutboundConnection::StartTls() {
   Flush();
 }
 
-bool OutboundConnection::WaitingForWork() const {
+bool OutboundConnection::IdleWithoutWork() const {
   return session_.has_value() && session_->idle() && job_ == nullptr && !closed_ && !quitting_;
 }
+
+bool OutboundConnection::CanPipeline() const {
+  if (!session_.has_value() || closed_ || quitting_ || stop_after_current_) return false;
+  if (!queue_->limits.pipeline_transactions) return false;
+  if (!session_->can_pipeline() || job_ == nullptr || next_job_ != nullptr) return false;
+  const uint64_t messages = session_->messages_done() + session_->messages_open();
+  return messages < queue_->limits.messages_per_connection_max;
+}
+
+bool OutboundConnection::WaitingForWork() const { return IdleWithoutWork() || CanPipeline(); }
 
 void OutboundConnection::Kick() {
   if (WaitingForWork()) TakeWork();
@@ -298,44 +318,51 @@ void OutboundConnection::Kick() {
 }
 
 void OutboundConnection::TakeWork() {
-  if (!WaitingForWork()) return;
-  bool used_up = session_->messages_done() >= queue_->limits.messages_per_connection_max;
-  if (stop_after_current_ || used_up) {
-    Apply(session_->Quit());
+  const bool idle = IdleWithoutWork();
+  if (!idle && !CanPipeline()) return;  // pipelining: CanPipeline checks the limits itself
+  if (idle) {
+    bool used_up = session_->messages_done() >= queue_->limits.messages_per_connection_max;
+    if (stop_after_current_ || used_up) {
+      Apply(session_->Quit());
+      return;
+    }
+  }
+  std::unique_ptr<Job>& slot = idle ? job_ : next_job_;
+  slot = engine_->TakeJob(queue_);
+  if (slot == nullptr) {
+    // Nothing to do now: when idle, linger for reuse, then quit. Behind a body the session's timer
+    // runs; the next `ready` or a Kick asks again.
+    if (idle) reactor_->timers().ScheduleAfter(&timer_, engine_->options().idle_connection_ms);
     return;
   }
-  job_ = engine_->TakeJob(queue_);
-  if (job_ == nullptr) {
-    // Nothing to do now: linger for reuse, then quit.
-    reactor_->timers().ScheduleAfter(&timer_, engine_->options().idle_connection_ms);
-    return;
-  }
-  const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
+  const queue::MessageInfo* info = engine_->spool()->Find(slot->id);
   if (info == nullptr) {
-    ReleaseJob();
+    ReleaseJob(slot);
     TakeWork();
     return;
   }
-  engine_->spool()->Pin(job_->id);
-  attempt_start_ms_ = reactor_->NowMs();
+  engine_->spool()->Pin(slot->id);
+  (idle ? attempt_start_ms_ : next_attempt_start_ms_) = reactor_->NowMs();
   smtp::OutgoingMessage message;
   message.mail_from = std::string(info->sender);
-  for (uint32_t r : job_->recipients) message.recipients.push_back(info->recipients[r].address);
+  for (uint32_t r : slot->recipients) message.recipients.push_back(info->recipients[r].address);
   message.size_bytes = info->message.size();
   message.needs_8bitmime = NeedsUtf8(info->message);
   message.needs_smtputf8 = NeedsUtf8(info->sender) ||
                            std::any_of(message.recipients.begin(), message.recipients.end(),
                                        [](const std::string& r) { return NeedsUtf8(r); });
-  reactor_->timers().Cancel(&timer_);
+  if (idle) reactor_->timers().Cancel(&timer_);
+  // Behind a body (RFC 2920 §3.1): the commands wait in pending_out_ and Flush writes them after
+  // the body's last segment.
   Apply(session_->SendMessage(std::move(message)));
 }
 
-void OutboundConnection::ReleaseJob() {
-  if (job_ == nullptr) return;
-  engine_->spool()->Unpin(job_->id);
-  Job done = std::move(*job_);
-  job_.reset();
-  stuffer_.reset();
+void OutboundConnection::ReleaseJob(std::unique_ptr<Job>& job) {
+  if (job == nullptr) return;
+  if (job == job_) stuffer_.reset();  // only the oldest job's body can be streaming
+  engine_->spool()->Unpin(job->id);
+  Job done = std::move(*job);
+  job.reset();
   engine_->JobDone(done);
 }
 
@@ -344,29 +371,39 @@ void OutboundConnection::Flush() {
   sending_.clear();
   sending_offset_ = 0;
   writev_in_flight_ = false;
+  // Commands queued while a body streams are the next transaction's (RFC 2920 §3.1): they go out
+  // after the body's terminator, never before.
+  const bool body_streaming = stuffer_.has_value() && !stuffer_->done();
   if (tls_ == nullptr || !tls_->established()) {
     if (tls_ != nullptr) {
       // Handshake in progress: only its own records go out.
       absl::string_view c = tls_->PendingCiphertext();
       sending_.assign(c.data(), c.size());
       tls_->ConsumeCiphertext(c.size());
-    } else if (!pending_out_.empty()) {
-      sending_.swap(pending_out_);
-    } else if (stuffer_.has_value() && !stuffer_->done()) {
+    } else if (body_streaming) {
       // Plain text: the body goes out straight from the spool's mapping.
-      iov_count_ = stuffer_->Fill(iov_, 64, kBodyBytesPerWrite);
+      iov_count_ = stuffer_->Fill(iov_, kIovecsMax - 1, kBodyBytesPerWrite);
+      if (stuffer_->done() && !pending_out_.empty()) {
+        // The next transaction's commands in the same writev as the body's last segments.
+        sending_.swap(pending_out_);
+        iov_[iov_count_].iov_base = sending_.data();
+        iov_[iov_count_].iov_len = sending_.size();
+        ++iov_count_;
+      }
       if (iov_count_ > 0) {
         writev_in_flight_ = true;
         reactor_->Writev(fd_, iov_, static_cast<unsigned>(iov_count_), &send_);
         return;
       }
+    } else if (!pending_out_.empty()) {
+      sending_.swap(pending_out_);
     }
   } else {
-    if (!pending_out_.empty()) {
+    if (!body_streaming && !pending_out_.empty()) {
       auto taken = tls_->Write(pending_out_);
       if (taken.ok()) pending_out_.erase(0, *taken);
     }
-    if (pending_out_.empty() && stuffer_.has_value() && !stuffer_->done()) {
+    if (body_streaming) {
       // With TLS the bytes are copied once, into the record layer.
       size_t budget = kBodyBytesPerWrite;
       while (budget > 0 && !stuffer_->done()) {
@@ -381,6 +418,12 @@ void OutboundConnection::Flush() {
           return;
         }
         budget -= one.iov_len;
+      }
+      if (stuffer_->done() && !pending_out_.empty()) {
+        // The next transaction's commands in the same records as the body's end; what the
+        // output limit refuses now goes in the next write.
+        auto taken = tls_->Write(pending_out_);
+        if (taken.ok()) pending_out_.erase(0, *taken);
       }
     }
     absl::string_view c = tls_->PendingCiphertext();
@@ -443,7 +486,7 @@ void OutboundConnection::OnTimer() {
     reactor_->Cancel(&connect_);
     return;
   }
-  if (WaitingForWork()) {
+  if (IdleWithoutWork()) {
     Apply(session_->Quit());  // idle for idle_connection_ms
     return;
   }
@@ -456,21 +499,22 @@ void OutboundConnection::StopAfterCurrent() {
     if (connect_.in_flight()) reactor_->Cancel(&connect_);
     return;
   }
-  if (WaitingForWork()) Apply(session_->Quit());
+  if (IdleWithoutWork()) Apply(session_->Quit());
 }
 
 void OutboundConnection::Close() {
   if (closed_) return;
   closed_ = true;
   reactor_->timers().Cancel(&timer_);
-  if (job_ != nullptr) {
-    // The session always reports outcomes before closing; anything left is retried later.
-    for (uint32_t r : job_->recipients) {
-      engine_->RecordOutcome(*job_, r,
+  // The session always reports outcomes before closing; anything left is retried later.
+  for (std::unique_ptr<Job>* job : {&job_, &next_job_}) {
+    if (*job == nullptr) continue;
+    for (uint32_t r : (*job)->recipients) {
+      engine_->RecordOutcome(**job, r,
                              RecipientOutcome::Transient("connection closed during delivery"),
                              AttemptInfo{});
     }
-    ReleaseJob();
+    ReleaseJob(*job);
   }
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
   if (recv_.in_flight()) reactor_->Cancel(&recv_);

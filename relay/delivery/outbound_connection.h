@@ -5,6 +5,11 @@
 // (no per-connection copy of the message in plain text; with TLS the bytes are copied once, into
 // the encryption), and reports one outcome per recipient to the engine. It takes jobs from its
 // ready queue until messages_per_connection_max, lingers idle_connection_ms for more, then quits.
+// With PIPELINING (RFC 2920 §3.1) the next job is taken while a body is being sent, and its
+// MAIL/RCPT/DATA go out in the same writev as the body's last segments (or, when they do not fit,
+// in the write that follows), before the body's final reply: one round trip per message on a busy
+// connection instead of two. At most two jobs are held then: the one whose final reply is awaited
+// and the pipelined one; a lost connection records both as deferred.
 //
 // Shard thread only; owned by the engine and retired through the reactor once none of its
 // operations is in flight.
@@ -13,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "relay/delivery/engine.h"
 #include "relay/io/reactor.h"
@@ -28,7 +34,8 @@ class OutboundConnection : public io::IoObject {
   ~OutboundConnection() override;
 
   void Start();
-  // Idle in the protocol, holding no job: may take one.
+  // Idle in the protocol holding no job, or sending a body with PIPELINING and nothing pipelined
+  // behind it yet: may take one.
   bool WaitingForWork() const;
   // Work may be waiting in the queue: take it if idle.
   void Kick();
@@ -48,10 +55,17 @@ class OutboundConnection : public io::IoObject {
   void Apply(const smtp::ClientActions& actions);
   void StartTls();
   void TakeWork();
+  // Idle in the protocol and holding no job (lingering for reuse).
+  bool IdleWithoutWork() const;
+  // The session can take a pipelined message now and the limits allow one more.
+  bool CanPipeline() const;
+  // The oldest job's outcomes (the session finishes messages in order): record, release, and the
+  // pipelined job becomes the oldest.
+  void FinishJob(const std::vector<smtp::Outcome>& outcomes);
   void Flush();
   void OnSent(int result);
   void OnTimer();
-  void ReleaseJob();
+  void ReleaseJob(std::unique_ptr<Job>& job);
   void Close();
 
   DeliveryEngine* const engine_;
@@ -67,10 +81,13 @@ class OutboundConnection : public io::IoObject {
   std::string sending_;           // bytes of the send in flight (commands or ciphertext)
   size_t sending_offset_ = 0;
   bool writev_in_flight_ = false;
-  iovec iov_[64];
+  static constexpr size_t kIovecsMax = 64;
+  iovec iov_[kIovecsMax];
   size_t iov_count_ = 0;
   std::optional<smtp::DotStuffer> stuffer_;  // the body being streamed
-  std::unique_ptr<Job> job_;
+  std::unique_ptr<Job> job_;       // the oldest message in the session (its body, its replies)
+  std::unique_ptr<Job> next_job_;  // pipelined behind job_'s body (RFC 2920 §3.1), or null
+  int64_t next_attempt_start_ms_ = 0;
   io::Completion connect_;
   io::Completion recv_;
   io::Completion send_;

@@ -110,6 +110,7 @@ void ShapingRuleSpec::ApplyTo(ShapingRule& rule) const {
   if (messages_burst) rule.messages_burst = *messages_burst;
   if (connections_per_minute) rule.connections_per_minute = *connections_per_minute;
   if (tls) rule.tls = *tls;
+  if (pipeline_transactions) rule.pipeline_transactions = *pipeline_transactions;
   if (connect_timeout_ms) rule.timeouts.connect_ms = *connect_timeout_ms;
   if (greeting_timeout_ms) rule.timeouts.greeting_ms = *greeting_timeout_ms;
   if (command_timeout_ms) rule.timeouts.command_ms = *command_timeout_ms;
@@ -237,6 +238,7 @@ void ShapingRules::Merge(const ShapingRuleSpec& spec, bool replace_reply_rules) 
     RELAY_MERGE_FIELD_(messages_burst);
     RELAY_MERGE_FIELD_(connections_per_minute);
     RELAY_MERGE_FIELD_(tls);
+    RELAY_MERGE_FIELD_(pipeline_transactions);
     RELAY_MERGE_FIELD_(connect_timeout_ms);
     RELAY_MERGE_FIELD_(greeting_timeout_ms);
     RELAY_MERGE_FIELD_(command_timeout_ms);
@@ -422,6 +424,7 @@ absl::StatusOr<ShapingRules> ParseShapingRules(const toml::node& shaping_array) 
                                            "messages_burst",
                                            "connections_per_minute",
                                            "tls",
+                                           "pipeline_transactions",
                                            "connect_timeout_ms",
                                            "greeting_timeout_ms",
                                            "command_timeout_ms",
@@ -499,6 +502,11 @@ absl::StatusOr<ShapingRules> ParseShapingRules(const toml::node& shaping_array) 
       } else {
         return Error(ctx, *tls, "tls must be \"required\", \"opportunistic\" or \"disabled\"");
       }
+    }
+    if (const toml::node* p = t->get("pipeline_transactions")) {
+      std::optional<bool> b = p->value_exact<bool>();
+      if (!b) return Error(ctx, *p, "pipeline_transactions must be true or false");
+      spec.pipeline_transactions = *b;
     }
     bool replace_reply_rules = false;
     if (const toml::node* r = t->get("replace_reply_rules")) {

@@ -73,6 +73,9 @@ struct ShapingRule {
   uint32_t messages_burst = 0;                 // bucket size; 0: same as messages_per_second
   uint32_t connections_per_minute = 0;         // new connections; 0: no limit
   TlsPolicy tls = TlsPolicy::kOpportunistic;
+  // With PIPELINING, send the next message's MAIL/RCPT/DATA right after a body's "." instead of
+  // after its final reply (RFC 2920 §3.1); false for a server that mishandles that.
+  bool pipeline_transactions = true;
   DeliveryTimeouts timeouts;
   std::vector<ReplyRule> reply_rules;  // first match wins
 
@@ -91,6 +94,7 @@ struct ShapingRuleSpec {
   std::optional<uint32_t> messages_burst;
   std::optional<uint32_t> connections_per_minute;
   std::optional<TlsPolicy> tls;
+  std::optional<bool> pipeline_transactions;
   std::optional<uint32_t> connect_timeout_ms;
   std::optional<uint32_t> greeting_timeout_ms;
   std::optional<uint32_t> command_timeout_ms;
@@ -129,7 +133,8 @@ class ShapingRules {
 // Parses the config's `[[shaping]]` array of tables and merges it over the shipped defaults.
 // Each entry: name (required); domains and/or mx_suffixes (required for a new rule);
 // connections_max, messages_per_connection_max, messages_per_second, messages_burst,
-// connections_per_minute, tls ("required" | "opportunistic" | "disabled"), connect_timeout_ms,
+// connections_per_minute, tls ("required" | "opportunistic" | "disabled"), pipeline_transactions
+// (true | false), connect_timeout_ms,
 // greeting_timeout_ms, command_timeout_ms, data_init_timeout_ms, data_block_timeout_ms,
 // data_done_timeout_ms, tls_handshake_timeout_ms, replace_reply_rules, and [[shaping.reply]]
 // entries with `contains = "..."` or `regex = "..."` and either `suspend_s = N` or

@@ -156,6 +156,7 @@ suspend_s = 7200
 name = "fastmail"
 mx_suffixes = [".messagingengine.com"]
 tls = "disabled"
+pipeline_transactions = false
 )");
   ASSERT_TRUE(rules.ok()) << rules.status();
   ShapingRule g = rules->Resolve("gmail.com", {"gmail-smtp-in.l.google.com"});
@@ -174,6 +175,9 @@ tls = "disabled"
   EXPECT_EQ(f.name, "fastmail");
   EXPECT_EQ(f.tls, TlsPolicy::kDisabled);
   EXPECT_EQ(f.messages_per_second, 50u);  // the configured default below it
+  EXPECT_FALSE(f.pipeline_transactions);
+  EXPECT_TRUE(d.pipeline_transactions);  // on unless a rule turns it off
+  EXPECT_TRUE(g.pipeline_transactions);
 }
 
 TEST(Shaping, ConfigErrorsArePrecise) {
@@ -186,6 +190,8 @@ TEST(Shaping, ConfigErrorsArePrecise) {
       {"[[shaping]]\nname = \"a\"\ndomains = [\"a.test\"]\n[[shaping]]\nname = \"b\"\n"
        "domains = [\"b.test\"]\ntls = \"maybe\"\n",
        "relay.toml:7:7: shaping[1] (b): tls must be"},
+      {"[[shaping]]\nname = \"google\"\npipeline_transactions = 1\n",
+       "relay.toml:3:25: shaping[0] (google): pipeline_transactions must be true or false"},
       {"[[shaping]]\nname = \"x\"\n", "relay.toml:1:1: shaping[0] (x): a new rule needs domains"},
       {"[[shaping]]\ndomains = [\"a.test\"]\n", "shaping[0]: name is required"},
       {"[[shaping]]\nname = \"google\"\nconection_max = 3\n",

@@ -73,7 +73,10 @@ void ClientSession::BeginEvent() {
   actions_.outcomes.clear();
   actions_.connection_failed = false;
   actions_.connection_outcome = Outcome();
+  actions_.next_message_done = false;
+  actions_.next_outcomes.clear();
   actions_.ready = false;
+  actions_.pipeline_ready = false;
   actions_.close = false;
 }
 
@@ -99,8 +102,11 @@ std::string_view ClientSession::Awaiting() const {
     case State::kTlsHandshake:
       return "the TLS handshake";
     case State::kTransaction:
+      if (body_streaming_) return "the message body to be sent";
       if (pending_head_ < pending_.size()) {
         switch (pending_[pending_head_]) {
+          case Pending::kFinal:
+            return "the reply to the end of data";
           case Pending::kMail:
             return "the reply to MAIL FROM";
           case Pending::kRcpt:
@@ -178,7 +184,7 @@ const ClientActions& ClientSession::OnTimeout() {
   BeginEvent();
   if (state_ == State::kIdle || state_ == State::kQuit || state_ == State::kNotConnected) {
     CloseNow();
-  } else if (state_ == State::kBody) {
+  } else if (state_ == State::kBody || body_streaming_) {
     // RFC 5321 §4.5.3.2.5: a body write did not complete in time.
     Abort(kLostCode, kLostEnhanced, Concat("Timeout sending the message body to ", Peer()), false);
   } else if (state_ != State::kClosed) {
@@ -201,16 +207,50 @@ const ClientActions& ClientSession::OnPeerClosed() {
 
 const ClientActions& ClientSession::OnBodySent() {
   BeginEvent();
-  if (EXPECT_OR_COUNT(state_ == State::kBody)) {
+  if (state_ == State::kTransaction && body_streaming_) {
+    // The next transaction is already written behind the body: its replies follow the final one.
+    body_streaming_ = false;
+    ArmFor(pending_[pending_head_]);  // kFinal: data_termination
+    ProcessReplies();
+  } else if (EXPECT_OR_COUNT(state_ == State::kBody)) {
     state_ = State::kFinal;
     timeout_ms_ = config_.timeouts.data_termination_ms;  // RFC 5321 §4.5.3.2.6
     ProcessReplies();  // a reply that arrived while the body was streaming
+    if (can_pipeline()) actions_.pipeline_ready = true;
   }
   return EndEvent();
 }
 
+bool ClientSession::can_pipeline() const {
+  return extensions_.pipelining && in_message_ && !ahead_open_ &&
+         (state_ == State::kBody || state_ == State::kFinal);
+}
+
 const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
   BeginEvent();
+  const bool pipelined = can_pipeline();
+  if (!EXPECT_OR_COUNT(state_ == State::kIdle || pipelined)) {
+    // The messages in flight stay as they are; this one is not sent.
+    std::vector<Outcome> outcomes(message.recipients.size());
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      outcomes[i].kind = OutcomeKind::kTransient;
+      outcomes[i].code = 451;
+      outcomes[i].enhanced = "4.3.0";
+      outcomes[i].text = "Local error: the connection was not ready for a message";
+      outcomes[i].recipient_index = i;
+    }
+    EmitDone(std::move(outcomes));
+    return EndEvent();
+  }
+  if (pipelined) {
+    // RFC 2920 §3.1: the body just sent is the first "command" of the group; its final reply
+    // comes before the replies to the next MAIL/RCPT/DATA.
+    ahead_outcomes_ = std::move(outcomes_);
+    ahead_has_outcome_ = std::move(has_outcome_);
+    ahead_open_ = true;
+    body_streaming_ = state_ == State::kBody;
+    state_ = State::kTransaction;
+  }
   message_ = std::move(message);
   const size_t n = message_.recipients.size();
   outcomes_.assign(n, Outcome());
@@ -224,44 +264,43 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
   accepted_ = 0;
   mail_accepted_ = false;
   mail_refused_ = false;
+  if (pipelined) pending_.push_back(Pending::kFinal);
 
-  if (!EXPECT_OR_COUNT(state_ == State::kIdle)) {
-    FinishMessage(OutcomeKind::kTransient, 451, "4.3.0",
-                  "Local error: the connection was not ready for a message", false);
+  // Refused before anything is sent: without a message ahead, at once; behind one, once its final
+  // reply came (messages finish in order), see HandleTransactionReply.
+  auto refuse = [&](OutcomeKind kind, int code, std::string_view enhanced,
+                    const std::string& text) -> const ClientActions& {
+    if (!pipelined) {
+      FinishMessage(kind, code, enhanced, text, false);
+      actions_.ready = true;
+      return EndEvent();
+    }
+    for (size_t i = 0; i < n; ++i) SetOutcome(i, kind, code, enhanced, text, false);
+    timeout_ms_ = body_streaming_ ? config_.timeouts.data_block_ms
+                                  : config_.timeouts.data_termination_ms;
+    ProcessReplies();
     return EndEvent();
-  }
-  if (n == 0) {
-    FinishMessage(OutcomeKind::kPermanent, 554, "5.5.1", "No recipients", false);
-    actions_.ready = true;
-    return EndEvent();
-  }
+  };
+  if (n == 0) return refuse(OutcomeKind::kPermanent, 554, "5.5.1", "No recipients");
   // Needs the server cannot meet fail at once, before anything is sent.
   if (extensions_.size && extensions_.size_bytes_max != 0 &&
       message_.size_bytes > extensions_.size_bytes_max) {
     // RFC 1870 §6.1: the client should not send a message larger than the server's SIZE.
-    FinishMessage(OutcomeKind::kPermanent, 552, "5.3.4",
+    return refuse(OutcomeKind::kPermanent, 552, "5.3.4",
                   Concat("Message size ", std::to_string(message_.size_bytes),
                          " exceeds the fixed maximum message size ",
-                         std::to_string(extensions_.size_bytes_max), " of ", Peer()),
-                  false);
-    actions_.ready = true;
-    return EndEvent();
+                         std::to_string(extensions_.size_bytes_max), " of ", Peer()));
   }
   if (message_.needs_smtputf8 && !extensions_.smtputf8) {
     // RFC 6531 §3.2: no SMTPUTF8 on the server: the message cannot be delivered as is.
-    FinishMessage(OutcomeKind::kPermanent, 553, "5.6.7",
-                  Concat("Message needs SMTPUTF8 but ", Peer(), " does not offer it"), false);
-    actions_.ready = true;
-    return EndEvent();
+    return refuse(OutcomeKind::kPermanent, 553, "5.6.7",
+                  Concat("Message needs SMTPUTF8 but ", Peer(), " does not offer it"));
   }
   if (message_.needs_8bitmime && !extensions_.eightbitmime) {
     // RFC 6152 §3: 8-bit content must not go to a server without 8BITMIME; converting to 7 bit
     // would break the DKIM signature added at acceptance, so the message bounces.
-    FinishMessage(OutcomeKind::kPermanent, 554, "5.6.3",
-                  Concat("Message has 8-bit content but ", Peer(), " does not offer 8BITMIME"),
-                  false);
-    actions_.ready = true;
-    return EndEvent();
+    return refuse(OutcomeKind::kPermanent, 554, "5.6.3",
+                  Concat("Message has 8-bit content but ", Peer(), " does not offer 8BITMIME"));
   }
 
   state_ = State::kTransaction;
@@ -277,7 +316,11 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
     actions_.write.append("DATA\r\n");
     pending_.push_back(Pending::kData);
   }
-  ArmFor(Pending::kMail);
+  if (body_streaming_) {
+    timeout_ms_ = config_.timeouts.data_block_ms;  // RFC 5321 §4.5.3.2.5, the body still goes out
+  } else {
+    ArmFor(pending_[pending_head_]);
+  }
   ProcessReplies();  // replies that arrived with the one that made the session idle
   return EndEvent();
 }
@@ -306,11 +349,14 @@ void ClientSession::ProcessReplies() {
         // next command (SendMessage processes them); only a reply while idle is unexpected.
         if (actions_.ready) return;
         break;
+      case State::kTransaction:
+        // The replies of a pipelined group wait until the body ahead of it is written.
+        if (body_streaming_) return;
+        break;
       case State::kGreeting:
       case State::kEhlo:
       case State::kHelo:
       case State::kStartTls:
-      case State::kTransaction:
       case State::kFinal:
       case State::kLoneDot:
       case State::kRset:
@@ -542,6 +588,9 @@ void ClientSession::AppendRcpt(size_t index) {
 
 void ClientSession::ArmFor(Pending pending) {
   switch (pending) {
+    case Pending::kFinal:
+      timeout_ms_ = config_.timeouts.data_termination_ms;  // §4.5.3.2.6
+      return;
     case Pending::kMail:
       timeout_ms_ = config_.timeouts.mail_ms;  // RFC 5321 §4.5.3.2.2
       return;
@@ -574,6 +623,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
   const Pending what = pending_[pending_head_];
   // MAIL and RCPT succeed with any 2yz, DATA with 354 (RFC 5321 §4.2.1, §4.3.2); the other
   // positive class is a protocol violation.
+  // The final reply of the message ahead (kFinal) succeeds with 2yz, like MAIL and RCPT.
   const bool positive = what == Pending::kData ? reply.code == 354 : reply.cls() == 2;
   if (reply.cls() < 4 && !positive) {
     UnexpectedReply(reply);
@@ -582,6 +632,21 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
   ++pending_head_;
   const bool pipelined = extensions_.pipelining;
   switch (what) {
+    case Pending::kFinal:
+      // The end of data closed the message ahead's transaction whatever the reply (RFC 5321
+      // §4.1.1.4); the pipelined transaction goes on independently.
+      if (reply.cls() == 2) {
+        FinishAhead(OutcomeKind::kDelivered, reply.code, reply.enhanced, reply.Text(), true);
+      } else {
+        FinishAhead(FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+      }
+      if (pending_head_ == pending_.size()) {
+        // The pipelined message was refused before it was sent (every recipient has its outcome).
+        FinishMessage(OutcomeKind::kTransient, kLostCode, kLostEnhanced, "", false);
+        BecomeIdle();
+        return;
+      }
+      break;
     case Pending::kMail:
       if (reply.cls() == 2) {
         mail_accepted_ = true;
@@ -624,6 +689,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
         if (accepted_ > 0 && !mail_refused_) {
           state_ = State::kBody;
           actions_.send_body = true;
+          actions_.pipeline_ready = can_pipeline();
           timeout_ms_ = config_.timeouts.data_block_ms;  // RFC 5321 §4.5.3.2.5
           return;
         }
@@ -689,13 +755,46 @@ void ClientSession::FinishMessage(OutcomeKind kind, int code, std::string_view e
   for (size_t i = 0; i < outcomes_.size(); ++i) {
     SetOutcome(i, kind, code, enhanced, text, from_peer);
   }
-  actions_.message_done = true;
-  actions_.outcomes = std::move(outcomes_);
+  std::vector<Outcome> done = std::move(outcomes_);
   outcomes_.clear();
   has_outcome_.clear();
   pending_.clear();
   pending_head_ = 0;
   in_message_ = false;
+  EmitDone(std::move(done));
+}
+
+void ClientSession::FinishAhead(OutcomeKind kind, int code, std::string_view enhanced,
+                                std::string_view text, bool from_peer) {
+  if (!ahead_open_) return;
+  for (size_t i = 0; i < ahead_outcomes_.size(); ++i) {
+    if (ahead_has_outcome_[i]) continue;
+    Outcome& outcome = ahead_outcomes_[i];
+    outcome.kind = kind;
+    outcome.code = code;
+    outcome.enhanced.assign(enhanced);
+    outcome.text.assign(text);
+    outcome.from_peer = from_peer;
+    outcome.recipient_index = i;
+  }
+  std::vector<Outcome> done = std::move(ahead_outcomes_);
+  ahead_outcomes_.clear();
+  ahead_has_outcome_.clear();
+  ahead_open_ = false;
+  body_streaming_ = false;
+  EmitDone(std::move(done));
+}
+
+void ClientSession::EmitDone(std::vector<Outcome> outcomes) {
+  if (!actions_.message_done) {
+    actions_.message_done = true;
+    actions_.outcomes = std::move(outcomes);
+  } else {
+    // At most two messages are open, so at most two finish in one event.
+    DCHECK(!actions_.next_message_done);
+    actions_.next_message_done = true;
+    actions_.next_outcomes = std::move(outcomes);
+  }
   ++messages_done_;
 }
 
@@ -729,7 +828,9 @@ void ClientSession::Abort(int code, std::string_view enhanced, std::string text,
     default:
       // Connection lost or timed out before the final reply: every recipient without an
       // outcome is transient (RFC 5321 §4.1.1.4 and RFC 1047: it may or may not have been
-      // delivered; retrying risks a duplicate, not a loss).
+      // delivered; retrying risks a duplicate, not a loss). The message ahead of a pipelined one
+      // first: messages finish in order.
+      FinishAhead(OutcomeKind::kTransient, code, enhanced, text, from_peer);
       FinishMessage(OutcomeKind::kTransient, code, enhanced, text, from_peer);
       break;
   }

@@ -5,18 +5,33 @@
 // Contract. One session per connection, used by one thread (its shard); not thread-safe. The
 // delivery driver feeds events and, after EACH event, drains the returned ClientActions in this
 // order: write `write`; then `start_tls` (handshake with the destination host; answer with
-// OnTlsEstablished or OnTlsFailed); `send_body` (stream the current message through a DotStuffer,
-// then call OnBodySent); apply `outcomes` / `connection_outcome`; `ready` (the session is idle and
-// takes SendMessage or Quit); `close`. `timeout_ms` is the timer to arm now, replacing any armed
-// one (0: none); on expiry the driver calls OnTimeout. The returned reference is valid until the
-// next event; every event clears it first.
+// OnTlsEstablished or OnTlsFailed); apply `outcomes` then `next_outcomes` / `connection_outcome`;
+// `send_body` (stream the newest message through a DotStuffer, then call OnBodySent); `ready`
+// (the session is idle and takes SendMessage or Quit) or `pipeline_ready`; `close`. `timeout_ms`
+// is the timer to arm now, replacing any armed one (0: none); on expiry the driver calls
+// OnTimeout. The returned reference is valid until the next event; every event clears it first.
+//
+// Pipelining across transactions (RFC 2920 §3.1: the message content may be the first "command"
+// of a group). With PIPELINING, `pipeline_ready` comes with `send_body` (and again after
+// OnBodySent while the final reply is awaited): the session takes the NEXT message now. Its
+// SendMessage returns MAIL/RCPT/DATA in `write`, which the driver writes right after the body's
+// terminating "." (in the same write when it can; never before the body's last byte). At most two
+// messages are open then: the one whose final reply is awaited and the pipelined one. Replies are
+// matched in order: the final reply settles the first message as for any message (a 5xx does
+// not stop the next MAIL), then the pipelined transaction goes on; a 421, a timeout (the
+// data_termination timer covers the final reply, then the MAIL/RCPT/DATA timers) or a lost
+// connection settles both as transient. A driver that never calls SendMessage after
+// `pipeline_ready` sees the one-message-at-a-time behaviour.
 //
 // Outcomes. Every message given to SendMessage gets exactly one outcome per recipient, in one
 // `message_done` action: delivered (the final 250), transient (4xx, connection lost or timed out
 // before the final reply, a 421) or permanent (5xx, or a need the server cannot meet, decided
-// before anything is sent). A problem before any message started (greeting, EHLO/HELO,
-// STARTTLS, TLS required but impossible) is one `connection_outcome`: the driver applies it to
-// the messages it planned for this address and tries the next MX.
+// before anything is sent; behind a pipelined body it is reported after that message's outcome).
+// Messages finish in SendMessage order; when one event finishes two, the earlier is in
+// `outcomes` and the pipelined one in `next_message_done` / `next_outcomes`. A problem before any
+// message started (greeting, EHLO/HELO, STARTTLS, TLS required but impossible) is one
+// `connection_outcome`: the driver applies it to the messages it planned for this address and
+// tries the next MX.
 //
 // Decisions (each documented where it is made): 554 greeting is transient for the destination
 // (RFC 5321 §3.1: "no SMTP service here", another MX may serve); HELO only after 500/502 to EHLO
@@ -103,7 +118,13 @@ struct ClientActions {
   std::vector<Outcome> outcomes;  // with message_done: one per recipient, in recipient order
   bool connection_failed = false;
   Outcome connection_outcome;  // with connection_failed
+  // A second message finished in the same event (the pipelined one, after `outcomes`' message).
+  bool next_message_done = false;
+  std::vector<Outcome> next_outcomes;
   bool ready = false;          // idle: SendMessage or Quit may be called
+  // PIPELINING: SendMessage may be called now for the next message; its commands go out after
+  // the body's terminating "." (RFC 2920 §3.1). Until then, nothing changes.
+  bool pipeline_ready = false;
   bool close = false;          // close the connection
   int64_t timeout_ms = 0;      // the timer to arm now (replaces the previous one); 0 = none
 };
@@ -123,13 +144,19 @@ class ClientSession {
   const ClientActions& OnPeerClosed();
   // The last byte of the body (the stuffer's terminator included) was written.
   const ClientActions& OnBodySent();
-  // Only when idle (after a `ready` action). A call at any other time is a driver bug: counted,
-  // and the message gets a transient outcome at once.
+  // When idle (after a `ready` action), or when can_pipeline() (after a `pipeline_ready` action).
+  // A call at any other time is a driver bug: counted, and the message gets a transient outcome
+  // at once (the messages in flight are left alone).
   const ClientActions& SendMessage(OutgoingMessage message);
   // QUIT (when idle) and close; any other time it just closes.
   const ClientActions& Quit();
 
   bool idle() const { return state_ == State::kIdle; }
+  // PIPELINING and the current message's body is being sent or its final reply awaited, with no
+  // message pipelined behind it yet: SendMessage takes the next message now.
+  bool can_pipeline() const;
+  // Messages given to SendMessage and not finished yet (0, 1, or 2 when one is pipelined).
+  int messages_open() const { return (in_message_ ? 1 : 0) + (ahead_open_ ? 1 : 0); }
   bool closed() const { return state_ == State::kClosed; }
   bool tls_active() const { return tls_active_; }
   bool esmtp() const { return esmtp_; }
@@ -156,7 +183,8 @@ class ClientSession {
     kClosed,
   };
   // Commands whose replies are outstanding, in order.
-  enum class Pending { kMail, kRcpt, kData };
+  // kFinal: the final reply of the message ahead of a pipelined transaction (RFC 2920 §3.1).
+  enum class Pending { kFinal, kMail, kRcpt, kData };
 
   void BeginEvent();
   const ClientActions& EndEvent();
@@ -185,6 +213,12 @@ class ClientSession {
   void FinishMessage(OutcomeKind kind, int code, std::string_view enhanced, std::string_view text,
                      bool from_peer);
   void FinishMessageWithReply(const ServerReply& reply);
+  // The message ahead of the pipelined one: every recipient without an outcome gets this one.
+  void FinishAhead(OutcomeKind kind, int code, std::string_view enhanced, std::string_view text,
+                   bool from_peer);
+  // Hands one finished message's outcomes to the driver (`outcomes`, or `next_outcomes` when a
+  // message already finished in this event).
+  void EmitDone(std::vector<Outcome> outcomes);
   void FailConnection(OutcomeKind kind, int code, std::string_view enhanced, std::string text,
                       bool from_peer);
   // The connection is unusable (lost, timed out, protocol error, 421): outcomes for whatever is in
@@ -216,6 +250,13 @@ class ClientSession {
   bool mail_accepted_ = false;
   bool mail_refused_ = false;
   uint64_t messages_done_ = 0;
+
+  // Pipelining across transactions: the message whose final reply is awaited while the next
+  // transaction (the fields above) is already sent behind it.
+  bool ahead_open_ = false;
+  std::vector<Outcome> ahead_outcomes_;
+  std::vector<bool> ahead_has_outcome_;
+  bool body_streaming_ = false;  // the ahead message's body is still being sent
 };
 
 }  // namespace relay::smtp

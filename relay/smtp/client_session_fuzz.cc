@@ -1,7 +1,8 @@
 // Fuzz target for the client side: the reply parser and ClientSession driven by arbitrary
 // server bytes and driver events. Checked invariants (CHECK, so a violation aborts):
 //  - every SendMessage gets exactly one message_done with one outcome per recipient, indices
-//    0..n-1 in order;
+//    0..n-1 in order, messages in SendMessage order (also with a message pipelined behind a body,
+//    RFC 2920 §3.1, which the harness does whenever the session offers it);
 //  - per-recipient outcomes: delivered carries a 2xx code, transient 4xx, permanent 5xx; a
 //    connection outcome is never "delivered" and carries a 4xx or 5xx code;
 //  - nothing is asked of the driver after close; parsed replies respect the limits.
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 
@@ -40,15 +42,10 @@ class Harness {
   void Apply(const ClientActions& a) {
     CHECK(!closed_ || (a.write.empty() && !a.start_tls && !a.send_body && !a.ready &&
                        !a.message_done && !a.connection_failed));
-    if (a.message_done) {
-      CHECK(in_flight_ >= 0);
-      CHECK(a.outcomes.size() == static_cast<size_t>(in_flight_));
-      for (size_t i = 0; i < a.outcomes.size(); ++i) {
-        CHECK(a.outcomes[i].recipient_index == i);
-        CheckOutcomeCode(a.outcomes[i]);
-      }
-      in_flight_ = -1;
-    }
+    CHECK(!a.next_message_done || a.message_done);
+    if (a.message_done) Done(a.outcomes);
+    if (a.next_message_done) Done(a.next_outcomes);
+    CHECK(!(a.ready && a.pipeline_ready));
     if (a.connection_failed) {
       // A refused greeting or STARTTLS is transient for the destination even with a 5xx code
       // (another MX may serve), so only the code range is checked here.
@@ -58,12 +55,23 @@ class Harness {
     if (a.send_body) body_pending_ = true;
     if (a.start_tls) tls_pending_ = true;
     if (a.close) {
-      CHECK(in_flight_ < 0);  // a message in flight got its outcomes before the close
+      CHECK(in_flight_.empty());  // a message in flight got its outcomes before the close
       closed_ = true;
       body_pending_ = false;
       tls_pending_ = false;
     }
     CHECK(a.timeout_ms >= 0);
+    CHECK(session_.messages_open() == static_cast<int>(in_flight_.size()));
+  }
+
+  void Done(const std::vector<Outcome>& outcomes) {
+    CHECK(!in_flight_.empty());
+    CHECK(outcomes.size() == in_flight_.front());
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      CHECK(outcomes[i].recipient_index == i);
+      CheckOutcomeCode(outcomes[i]);
+    }
+    in_flight_.pop_front();
   }
 
   void Run(const uint8_t* data, size_t size) {
@@ -82,7 +90,7 @@ class Harness {
           break;
         }
         case 4:
-          if (session_.idle() && in_flight_ < 0) {
+          if ((session_.idle() && in_flight_.empty()) || session_.can_pipeline()) {
             OutgoingMessage m;
             m.mail_from = "a@b.example";
             const int n = op / 8 % 4;
@@ -90,7 +98,7 @@ class Harness {
             m.size_bytes = (op / 32) * 1000;
             m.needs_8bitmime = op & 0x40;
             m.needs_smtputf8 = op & 0x80;
-            in_flight_ = n;
+            in_flight_.push_back(static_cast<size_t>(n));
             Apply(session_.SendMessage(std::move(m)));
           }
           break;
@@ -118,13 +126,13 @@ class Harness {
     // The end of the input is a lost connection: whatever is in flight must be settled.
     if (body_pending_) Apply(session_.OnBodySent());
     Apply(session_.OnPeerClosed());
-    CHECK(in_flight_ < 0);
+    CHECK(in_flight_.empty());
     CHECK(session_.closed());
   }
 
  private:
   ClientSession session_;
-  int in_flight_ = -1;  // recipients of the message in flight, -1 when none
+  std::deque<size_t> in_flight_;  // recipients of each message in flight, oldest first
   bool body_pending_ = false;
   bool tls_pending_ = false;
   bool closed_ = false;

@@ -97,6 +97,22 @@ std::vector<std::string> Seeds() {
                       .Server("250 ok\r\n250 ok\r\n")
                       .PeerClosed()
                       .bytes());
+  // RFC 2920 §3.1 across transactions: message 2 sent while body 1 streams, 3 after body 2.
+  seeds.push_back(Script(1)
+                      .Server("220 hi\r\n")
+                      .Server(ehlo)
+                      .Send(1)
+                      .Server("250 ok\r\n250 ok\r\n354 go\r\n")
+                      .Send(2)
+                      .BodySent()
+                      .Server("250 ok 1\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n354 go\r\n")
+                      .BodySent()
+                      .Send(1)
+                      .Server("554 5.7.1 no 2\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+                      .BodySent()
+                      .Send(3)
+                      .Server("421 4.3.2 bye\r\n")
+                      .bytes());
   seeds.push_back(Script(0).Server("554 5.3.2 no service\r\n221 bye\r\n").bytes());
   seeds.push_back(
       Script(0).Server("220 hi\r\n").Server(ehlo).Send(1).Server("HTTP/1.0 200 OK\r\n").bytes());

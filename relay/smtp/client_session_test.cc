@@ -30,25 +30,37 @@ OutgoingMessage Message(std::vector<std::string> recipients, uint64_t size_bytes
   return message;
 }
 
-// The driver in miniature: drains actions, sends queued messages when the session is ready,
-// "streams" the body at once when asked, and quits when nothing is left.
+// The driver in miniature: drains actions, sends queued messages when the session is ready (or,
+// with `pipeline`, when it takes the next message behind a body), "streams" the body at once when
+// asked, and quits when nothing is left. Commands written while a body streams go out after it,
+// as the real driver does; `mark_body` shows the body as "<body>" in `written`.
 struct Driver {
   explicit Driver(const ClientConfig& config) : session(config) {}
 
   void Drain(const ClientActions& a) {
-    written += a.write;
+    (streaming && pipeline ? after_body : written) += a.write;
     timeout_ms = a.timeout_ms;
     if (a.message_done) done.push_back(a.outcomes);
+    if (a.next_message_done) done.push_back(a.next_outcomes);
+    if (a.message_done && a.next_message_done) ++two_done_in_one_event;
     if (a.connection_failed) connection.push_back(a.connection_outcome);
     if (a.start_tls) ++start_tls;
     if (a.close) closed = true;
     const bool send_body = a.send_body;
     const bool ready = a.ready;
+    const bool pipeline_ready = a.pipeline_ready;
     // `a` is invalid after the next event.
+    if (pipeline_ready) ++pipeline_readies;
     if (send_body) {
       ++bodies;
-      if (auto_body) Drain(session.OnBodySent());
+      streaming = true;
     }
+    if (pipeline_ready && pipeline && !queue.empty()) {
+      OutgoingMessage m = queue.front();
+      queue.pop_front();
+      Drain(session.SendMessage(m));
+    }
+    if (send_body && auto_body) BodySent();
     if (ready) {
       ++readies;
       if (!queue.empty()) {
@@ -59,6 +71,14 @@ struct Driver {
         Drain(session.Quit());
       }
     }
+  }
+  // The body's last byte and whatever was queued behind it are written.
+  void BodySent() {
+    if (mark_body) written += "<body>";
+    written += after_body;
+    after_body.clear();
+    streaming = false;
+    Drain(session.OnBodySent());
   }
   void Connect() { Drain(session.OnConnected()); }
   void Server(std::string_view bytes) { Drain(session.OnBytes(bytes)); }
@@ -72,12 +92,18 @@ struct Driver {
   std::deque<OutgoingMessage> queue;
   bool quit_when_idle = true;
   bool auto_body = true;
+  bool pipeline = false;
+  bool mark_body = false;
+  bool streaming = false;
   std::string written;
+  std::string after_body;
   std::vector<std::vector<Outcome>> done;
   std::vector<Outcome> connection;
   int start_tls = 0;
   int bodies = 0;
   int readies = 0;
+  int pipeline_readies = 0;
+  int two_done_in_one_event = 0;
   bool closed = false;
   int64_t timeout_ms = -1;
 };
@@ -699,6 +725,351 @@ TEST(ClientSessionTest, SendMessageWhenNotIdleIsRefusedWithATransientOutcome) {
 #else
   GTEST_SKIP() << "debug build: EXPECT_OR_COUNT is fatal";
 #endif
+}
+
+
+// ---- pipelining across transactions (RFC 2920 §3.1) ----
+
+// A driver that pipelines, with `messages` queued, past the greeting and EHLO (PIPELINING).
+void StartPipelined(Driver& d, std::vector<OutgoingMessage> messages) {
+  d.pipeline = true;
+  d.mark_body = true;
+  for (OutgoingMessage& m : messages) d.queue.push_back(std::move(m));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloFull);
+}
+
+constexpr char kMailA[] = "MAIL FROM:<sender@relay.example> SIZE=100\r\nRCPT TO:<a@x>\r\nDATA\r\n";
+constexpr char kMailBC[] =
+    "MAIL FROM:<sender@relay.example> SIZE=100\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n";
+constexpr char kMailD[] = "MAIL FROM:<sender@relay.example> SIZE=100\r\nRCPT TO:<d@x>\r\nDATA\r\n";
+
+TEST(ClientSessionPipelineTest, NextTransactionFollowsTheBodyInTheSameWrite) {
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x", "c@x"}), Message({"d@x"})});
+  EXPECT_EQ(d.Written(), std::string("EHLO out1.relay.example\r\n") + kMailA);
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  // Body 1, then message 2's commands without waiting for body 1's final reply.
+  EXPECT_EQ(d.Written(), std::string("<body>") + kMailBC);
+  EXPECT_TRUE(d.done.empty());
+  EXPECT_EQ(d.session.messages_open(), 2);
+  EXPECT_FALSE(d.session.can_pipeline());
+  EXPECT_EQ(d.timeout_ms, 10 * 60 * 1000);  // the final reply of message 1
+  // Final reply of 1 and the group of 2 in one read.
+  d.Server("250 2.0.0 queued as 1\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ASSERT_EQ(d.done[0].size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kDelivered, 250, "2.0.0");
+  EXPECT_EQ(d.done[0][0].text, "queued as 1");
+  EXPECT_EQ(d.Written(), std::string("<body>") + kMailD);
+  d.Server("250 2.0.0 queued as 2\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  ASSERT_EQ(d.done[1].size(), 2u);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kDelivered, 250);
+  ExpectOutcome(d.done[1][1], OutcomeKind::kDelivered, 250);
+  EXPECT_EQ(d.done[1][1].recipient_index, 1u);
+  EXPECT_EQ(d.done[1][1].text, "queued as 2");
+  EXPECT_EQ(d.Written(), "<body>");  // nothing left to pipeline
+  EXPECT_EQ(d.session.messages_open(), 1);
+  d.Server("250 2.0.0 queued as 3\r\n");
+  ASSERT_EQ(d.done.size(), 3u);
+  ExpectOutcome(d.done[2][0], OutcomeKind::kDelivered, 250);
+  EXPECT_EQ(d.done[2][0].text, "queued as 3");
+  EXPECT_EQ(d.Written(), "QUIT\r\n");
+  d.Server("221 bye\r\n");
+  EXPECT_TRUE(d.closed);
+  EXPECT_EQ(d.session.messages_done(), 3u);
+  EXPECT_EQ(d.bodies, 3);
+}
+
+TEST(ClientSessionPipelineTest, BothMessagesCanFinishInOneRead) {
+  // Message 2's MAIL is refused: with PIPELINING its RCPT and DATA replies still come; message 1's
+  // final reply and all of message 2's arrive together.
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x", "c@x"})});
+  d.Written();
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  d.Server("250 ok 1\r\n451 4.3.0 later\r\n503 5.5.1 no\r\n503 5.5.1 no\r\n503 5.5.1 no\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  EXPECT_EQ(d.two_done_in_one_event, 1);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kDelivered, 250);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kTransient, 451, "4.3.0");
+  ExpectOutcome(d.done[1][1], OutcomeKind::kTransient, 451, "4.3.0");
+  // MAIL was refused: no transaction is open, no RSET.
+  EXPECT_EQ(d.Written(), std::string("<body>") + kMailBC + "QUIT\r\n");
+}
+
+TEST(ClientSessionPipelineTest, FiveHundredToTheDotDoesNotStopTheNextMail) {
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x", "c@x"})});
+  d.Written();
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  d.Server("554 5.7.1 content rejected\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 554, "5.7.1");
+  EXPECT_TRUE(d.done[0][0].from_peer);
+  EXPECT_EQ(d.timeout_ms, 5 * 60 * 1000);  // now MAIL's
+  d.Server("250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go\r\n");
+  d.Server("250 2.0.0 queued\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kPermanent, 550, "5.1.1");
+  ExpectOutcome(d.done[1][1], OutcomeKind::kDelivered, 250, "2.0.0");
+  EXPECT_EQ(d.Written(), std::string("<body>") + kMailBC + "<body>QUIT\r\n");
+}
+
+TEST(ClientSessionPipelineTest, ServerClosing421AfterTheGroup) {
+  // 421 as the final reply of message 1, and 421 after message 1's final reply.
+  for (bool first_delivered : {false, true}) {
+    Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x", "c@x"}), Message({"d@x"})});
+    d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+    d.Server(first_delivered ? "250 ok 1\r\n250 ok\r\n421 4.3.2 shutting down\r\n"
+                             : "421 4.3.2 shutting down\r\n");
+    ASSERT_EQ(d.done.size(), 2u) << first_delivered;
+    if (first_delivered) {
+      ExpectOutcome(d.done[0][0], OutcomeKind::kDelivered, 250);
+    } else {
+      ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.3.2");
+    }
+    ASSERT_EQ(d.done[1].size(), 2u);
+    ExpectOutcome(d.done[1][0], OutcomeKind::kTransient, 421, "4.3.2");
+    ExpectOutcome(d.done[1][1], OutcomeKind::kTransient, 421, "4.3.2");
+    EXPECT_TRUE(d.done[1][0].from_peer);
+    EXPECT_TRUE(d.closed);
+    EXPECT_EQ(d.queue.size(), 1u);  // message 3 was never taken
+    EXPECT_EQ(d.session.messages_open(), 0);
+  }
+}
+
+TEST(ClientSessionPipelineTest, ConnectionLostWithTwoMessagesOpen) {
+  for (bool body_sent : {false, true}) {
+    Driver d(Config());
+    StartPipelined(d, {Message({"a@x", "e@x"}), Message({"b@x", "c@x"})});
+    d.auto_body = false;
+    d.Server("250 ok\r\n250 ok\r\n551 5.1.6 moved\r\n354 go\r\n");
+    ASSERT_EQ(d.bodies, 1);
+    ASSERT_EQ(d.session.messages_open(), 2);  // message 2 taken while body 1 streams
+    if (body_sent) {
+      d.BodySent();
+      EXPECT_EQ(d.timeout_ms, 10 * 60 * 1000);
+    } else {
+      EXPECT_EQ(d.timeout_ms, 3 * 60 * 1000);  // a body write
+      // Replies cannot come before the body is out; any that do wait for it.
+      d.Server("250 early\r\n");
+      EXPECT_TRUE(d.done.empty());
+    }
+    d.Drain(d.session.OnPeerClosed());
+    ASSERT_EQ(d.done.size(), 2u) << body_sent;
+    EXPECT_EQ(d.two_done_in_one_event, 1);
+    ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.4.2");
+    ExpectOutcome(d.done[0][1], OutcomeKind::kPermanent, 551, "5.1.6");  // the RCPT verdict stands
+    ExpectOutcome(d.done[1][0], OutcomeKind::kTransient, 421, "4.4.2");
+    ExpectOutcome(d.done[1][1], OutcomeKind::kTransient, 421, "4.4.2");
+    EXPECT_FALSE(d.done[1][0].from_peer);
+    EXPECT_TRUE(d.closed);
+    EXPECT_EQ(d.session.messages_open(), 0);
+  }
+}
+
+TEST(ClientSessionPipelineTest, AllRcptRefusedInThePipelinedTransaction) {
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x", "c@x"}), Message({"d@x"})});
+  d.Written();
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(d.Written(), std::string("<body>") + kMailBC);
+  // RFC 2920 §3.1: DATA accepted although no RCPT was: a lone ".", no RSET.
+  d.Server("250 ok 1\r\n250 ok\r\n550 5.1.1 no b\r\n550 5.1.1 no c\r\n354 go\r\n");
+  EXPECT_EQ(d.Written(), ".\r\n");
+  EXPECT_EQ(d.bodies, 1);
+  ASSERT_EQ(d.done.size(), 1u);
+  d.Server("554 5.5.1 no valid recipients\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kPermanent, 550, "5.1.1");
+  ExpectOutcome(d.done[1][1], OutcomeKind::kPermanent, 550, "5.1.1");
+  // Idle again: message 3 goes as a group of its own.
+  EXPECT_EQ(d.Written(), kMailD);
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n250 ok 3\r\n");
+  ASSERT_EQ(d.done.size(), 3u);
+  ExpectOutcome(d.done[2][0], OutcomeKind::kDelivered, 250);
+}
+
+TEST(ClientSessionPipelineTest, TimersAndATimeoutWaitingForThePreviousFinalReply) {
+  ClientConfig config = Config();
+  config.timeouts.mail_ms = 11;
+  config.timeouts.rcpt_ms = 12;
+  config.timeouts.data_initiation_ms = 13;
+  config.timeouts.data_block_ms = 14;
+  config.timeouts.data_termination_ms = 15;
+  for (bool final_arrives : {false, true}) {
+    Driver d(config);
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x"})});
+    d.auto_body = false;
+    d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+    EXPECT_EQ(d.timeout_ms, 14);  // message 2 queued behind a body that is still being written
+    d.BodySent();
+    EXPECT_EQ(d.timeout_ms, 15);  // then the final reply of message 1
+    if (final_arrives) {
+      d.Server("250 ok 1\r\n");
+      EXPECT_EQ(d.timeout_ms, 11);
+      d.Server("250 ok\r\n");
+      EXPECT_EQ(d.timeout_ms, 12);
+      d.Server("250 ok\r\n");
+      EXPECT_EQ(d.timeout_ms, 13);
+    }
+    d.Drain(d.session.OnTimeout());
+    ASSERT_EQ(d.done.size(), 2u);
+    if (final_arrives) {
+      ExpectOutcome(d.done[0][0], OutcomeKind::kDelivered, 250);
+      EXPECT_NE(d.done[1][0].text.find("Timeout waiting for the reply to DATA"),
+                std::string::npos);
+    } else {
+      ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.4.2");
+      EXPECT_NE(d.done[0][0].text.find("Timeout waiting for the reply to the end of data"),
+                std::string::npos)
+          << d.done[0][0].text;
+    }
+    ExpectOutcome(d.done[1][0], OutcomeKind::kTransient, 421, "4.4.2");
+    EXPECT_TRUE(d.closed);
+    EXPECT_EQ(d.timeout_ms, 0);
+  }
+}
+
+TEST(ClientSessionPipelineTest, TimeoutWhileTheBodyAheadIsBeingWritten) {
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x"})});
+  d.auto_body = false;
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  ASSERT_EQ(d.session.messages_open(), 2);
+  d.Drain(d.session.OnTimeout());
+  ASSERT_EQ(d.done.size(), 2u);
+  EXPECT_NE(d.done[0][0].text.find("Timeout sending the message body"), std::string::npos);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kTransient, 421, "4.4.2");
+  EXPECT_TRUE(d.closed);
+}
+
+TEST(ClientSessionPipelineTest, TakenAfterTheBodyWhileTheFinalReplyIsAwaited) {
+  // The driver had no work when the body started; a message arrives while the final reply of the
+  // first is awaited: it is pipelined then.
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"})});
+  d.auto_body = false;
+  d.quit_when_idle = false;
+  d.Written();
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(d.pipeline_readies, 1);
+  d.BodySent();
+  EXPECT_EQ(d.pipeline_readies, 2);  // offered again after the body
+  EXPECT_TRUE(d.session.can_pipeline());
+  EXPECT_EQ(d.Written(), "<body>");
+  d.Drain(d.session.SendMessage(Message({"d@x"})));
+  EXPECT_EQ(d.Written(), kMailD);
+  EXPECT_EQ(d.timeout_ms, 10 * 60 * 1000);
+  d.Server("250 ok 1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  d.BodySent();
+  d.Server("250 ok 2\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kDelivered, 250);
+  EXPECT_EQ(d.done[1][0].text, "ok 2");
+}
+
+TEST(ClientSessionPipelineTest, RefusedBeforeSendingBehindAMessageFinishesAfterIt) {
+  // Message 2 is larger than the server's SIZE: nothing is sent for it, and its outcome comes
+  // right after message 1's final reply, keeping the order.
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x"}, 2000000), Message({"d@x"})});
+  d.Written();
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(d.Written(), "<body>");
+  EXPECT_TRUE(d.done.empty());
+  EXPECT_EQ(d.session.messages_open(), 2);
+  d.Server("250 ok 1\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  EXPECT_EQ(d.two_done_in_one_event, 1);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kDelivered, 250);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kPermanent, 552, "5.3.4");
+  EXPECT_EQ(d.Written(), kMailD);  // message 3 on the idle session
+}
+
+TEST(ClientSessionPipelineTest, DataRefusedInThePipelinedTransactionGetsRset) {
+  Driver d(Config());
+    StartPipelined(d, {Message({"a@x"}), Message({"b@x"}), Message({"d@x"})});
+  d.Written();
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  d.Written();
+  d.Server("250 ok 1\r\n250 ok\r\n250 ok\r\n451 4.3.0 not now\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  ExpectOutcome(d.done[1][0], OutcomeKind::kTransient, 451, "4.3.0");
+  EXPECT_EQ(d.Written(), "RSET\r\n");
+  d.Server("250 reset\r\n");
+  EXPECT_EQ(d.Written(), kMailD);
+}
+
+TEST(ClientSessionPipelineTest, WithoutPipeliningNothingChanges) {
+  Driver d(Config());
+  d.pipeline = true;
+  d.mark_body = true;
+  d.queue.push_back(Message({"a@x"}));
+  d.queue.push_back(Message({"b@x"}));
+  d.Connect();
+  d.Server("220 hi\r\n");
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_FALSE(d.session.can_pipeline());
+  EXPECT_EQ(d.session.messages_open(), 1);
+  d.Server("250 ok 1\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok 2\r\n");
+  EXPECT_EQ(d.pipeline_readies, 0);
+  EXPECT_EQ(d.Written(),
+            "EHLO out1.relay.example\r\nMAIL FROM:<sender@relay.example>\r\nRCPT TO:<a@x>\r\n"
+            "DATA\r\n<body>MAIL FROM:<sender@relay.example>\r\nRCPT TO:<b@x>\r\nDATA\r\n<body>"
+            "QUIT\r\n");
+  ASSERT_EQ(d.done.size(), 2u);
+  EXPECT_EQ(d.two_done_in_one_event, 0);
+}
+
+// The pipelined conversation cut at every byte gives the same writes and outcomes.
+TEST(ClientSessionPipelineTest, ServerBytesSplitAtEveryByte) {
+  const std::string server =
+      "220 hi\r\n250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n"
+      "250 ok\r\n250 ok\r\n354 go\r\n"
+      "250-2.0.0 queued\r\n250 2.0.0 as 1\r\n250 ok\r\n550 5.1.1 no b\r\n250 ok\r\n354 go\r\n"
+      "554 5.7.1 no 2\r\n250 ok\r\n451 4.2.1 later\r\n354 go\r\n"
+      "250 lone dot\r\n221 bye\r\n";
+  auto run = [&](const std::vector<std::string_view>& chunks) {
+    Driver d(Config());
+    d.pipeline = true;
+    d.mark_body = true;
+    d.queue.push_back(Message({"a@x"}));
+    d.queue.push_back(Message({"b@x", "c@x"}));
+    d.queue.push_back(Message({"d@x"}));
+    d.Connect();
+    for (std::string_view chunk : chunks) d.Server(chunk);
+    std::string summary = d.written;
+    for (const auto& message : d.done) {
+      for (const Outcome& o : message) {
+        summary += std::to_string(static_cast<int>(o.kind)) + " " + std::to_string(o.code) + " " +
+                   o.text + "\n";
+      }
+    }
+    summary += d.closed ? "closed" : "open";
+    return summary;
+  };
+  const std::string whole = run({server});
+  EXPECT_EQ(whole,
+            "EHLO out1.relay.example\r\n"
+            "MAIL FROM:<sender@relay.example> SIZE=100\r\nRCPT TO:<a@x>\r\nDATA\r\n<body>"
+            "MAIL FROM:<sender@relay.example> SIZE=100\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\n"
+            "DATA\r\n<body>"
+            "MAIL FROM:<sender@relay.example> SIZE=100\r\nRCPT TO:<d@x>\r\nDATA\r\n.\r\nQUIT\r\n"
+            "0 250 queued as 1\n2 550 no b\n2 554 no 2\n1 451 later\nclosed");
+  for (size_t cut = 1; cut < server.size(); ++cut) {
+    std::string_view s(server);
+    ASSERT_EQ(run({s.substr(0, cut), s.substr(cut)}), whole) << "cut at " << cut;
+  }
+  std::vector<std::string_view> bytes;
+  for (size_t i = 0; i < server.size(); ++i) bytes.push_back(std::string_view(server).substr(i, 1));
+  EXPECT_EQ(run(bytes), whole);
 }
 
 }  // namespace

@@ -1,0 +1,320 @@
+#!/usr/bin/python3
+"""End-to-end pipelining across transactions (RFC 2920 §3.1): relayd delivers several messages
+over one connection and writes the next message's MAIL/RCPT/DATA right after a body's "." without
+waiting for its final reply.
+
+  probe (127.0.0.2, .3, .5): a small SMTP server written here that offers PIPELINING, answers
+      its greeting late (so that every message is queued before the first transaction) and, after
+      each end of data, waits up to PROBE_WAIT_S before its final reply: bytes arriving in that
+      window are the client's next commands, sent without waiting (pipelined). It answers 554 to
+      the "." of the message whose subject says "reject at dot". At tlspipe.test it offers
+      STARTTLS, so the pipelined commands go through relayd's TLS path. At droppipe.test
+      (127.0.0.6) its first connection closes after the first end of data without a reply, with
+      the next transaction already sent behind it.
+  Postfix's smtp-sink (127.0.0.4, Debian package postfix; it offers PIPELINING): each message
+      dumped to a file, so that each is counted.
+
+Checks: every message arrives exactly once over one connection per site; at pipe.test every
+message but the last is pipelined (also over TLS), and the one after the rejected "." still goes;
+with
+pipeline_transactions = false (nopipe.test) none is; a connection lost with two messages open
+leaves both to a retry that delivers each once; smtp-sink gets each of its messages once.
+
+usage: pipeline_test.py RELAYD
+"""
+import os
+import re
+import select
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "testing"))
+import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
+import relayd_process  # noqa: E402
+
+RELAYD = sys.argv[1]
+SINK = "/usr/sbin/smtp-sink"
+TMP = tempfile.mkdtemp(prefix="pipeline-", dir=os.environ.get("TEST_TMPDIR"))
+failures, checks = [], 0
+PROBE_IPS = {"pipe": "127.0.0.2", "nopipe": "127.0.0.3", "tlspipe": "127.0.0.5",
+             "droppipe": "127.0.0.6"}
+SINK_IP = "127.0.0.4"
+GREETING_DELAY_S = 2.0
+PROBE_WAIT_S = 0.5
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+# --- the probe server ----------------------------------------------------------------------------
+lock = threading.Lock()
+probe_messages = []  # dicts: site, connection, subject, pipelined, reply
+probe_connections = {site: 0 for site in PROBE_IPS}
+probe_tls = []  # sites whose messages came over TLS
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=mx.tlspipe.test", "-keyout", TMP + "/mx.key",
+                "-out", TMP + "/mx.crt"],
+               check=True, capture_output=True)
+tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls_context.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
+
+
+def serve_probe(conn, site, number):
+    buf = b""
+    tls = False
+
+    def line():
+        nonlocal buf
+        while b"\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            buf += data
+        text, buf = buf.split(b"\r\n", 1)
+        return text
+
+    def send(text):
+        conn.sendall(text.encode() + b"\r\n")
+
+    time.sleep(GREETING_DELAY_S)
+    send("220 probe ESMTP")
+    while True:
+        cmd = line()
+        if cmd is None:
+            return
+        verb = cmd[:4].upper()
+        if verb == b"EHLO":
+            starttls = "250-STARTTLS\r\n" if site == "tlspipe" and not tls else ""
+            send("250-probe\r\n250-PIPELINING\r\n%s250-8BITMIME\r\n250 SIZE 2000000" % starttls)
+        elif cmd.upper() == b"STARTTLS" and site == "tlspipe" and not tls:
+            send("220 go ahead")
+            conn = tls_context.wrap_socket(conn, server_side=True)
+            buf, tls = b"", True
+        elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+            send("250 ok")
+        elif verb == b"DATA":
+            send("354 go")
+            body, size = [], 0
+            while True:
+                l = line()
+                if l is None:
+                    return
+                if l == b".":
+                    break
+                body.append(l)
+                size += len(l) + 2
+            subject = next((l.decode(errors="replace")[9:] for l in body
+                            if l.lower().startswith(b"subject: ")), "")
+            # Anything the client sends before this reply was written without waiting for it.
+            pipelined = (bool(buf) or (tls and conn.pending() > 0) or
+                         bool(select.select([conn], [], [], PROBE_WAIT_S)[0]))
+            if site == "droppipe" and number == 1:
+                # Connection lost with the message's final reply and the next transaction open.
+                with lock:
+                    probe_messages.append({"site": site, "connection": number, "subject": subject,
+                                           "pipelined": pipelined, "reply": "", "tls": tls,
+                                           "size": size})
+                return
+            reply = "554 5.7.1 rejected at dot" if "reject at dot" in subject else "250 2.0.0 ok"
+            with lock:
+                probe_messages.append({"site": site, "connection": number, "subject": subject,
+                                       "pipelined": pipelined, "reply": reply[:3], "tls": tls,
+                                       "size": size})
+            send(reply)
+        elif verb == b"QUIT":
+            send("221 bye")
+            return
+        else:
+            send("502 5.5.2 what")
+
+
+def listen_probe(site, ip, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((ip, port))
+    s.listen(16)
+
+    def accept_loop():
+        while True:
+            conn, _ = s.accept()
+            with lock:
+                probe_connections[site] += 1
+                number = probe_connections[site]
+            threading.Thread(target=lambda: (serve_probe(conn, site, number), conn.close()),
+                             daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+
+
+MX_PORT = local_dns.free_port(list(PROBE_IPS.values()) + [SINK_IP])
+for site, ip in PROBE_IPS.items():
+    listen_probe(site, ip, MX_PORT)
+os.makedirs(TMP + "/sink")
+sink = subprocess.Popen([SINK, "-u", "root", "-d", TMP + "/sink/%M.", "%s:%d" % (SINK_IP, MX_PORT),
+                         "64"], stdout=open(TMP + "/sink.log", "w"), stderr=subprocess.STDOUT)
+
+# --- DNS and relayd ------------------------------------------------------------------------------
+zones = """
+  local-zone: "test." static
+  local-data: "pipe.test. 300 IN MX 10 mx.pipe.test."
+  local-data: "mx.pipe.test. 300 IN A {pipe}"
+  local-data: "nopipe.test. 300 IN MX 10 mx.nopipe.test."
+  local-data: "mx.nopipe.test. 300 IN A {nopipe}"
+  local-data: "tlspipe.test. 300 IN MX 10 mx.tlspipe.test."
+  local-data: "mx.tlspipe.test. 300 IN A {tlspipe}"
+  local-data: "droppipe.test. 300 IN MX 10 mx.droppipe.test."
+  local-data: "mx.droppipe.test. 300 IN A {droppipe}"
+  local-data: "sink.test. 300 IN MX 10 mx.sink.test."
+  local-data: "mx.sink.test. 300 IN A {sink}"
+""".format(sink=SINK_IP, **PROBE_IPS)
+unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
+
+conf_dir = TMP + "/relay"
+init = subprocess.run([RELAYD, "--init", conf_dir, "--domain", "example.com", "--hostname",
+                       "relay.example.com"], capture_output=True, text=True, check=True)
+PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
+conf_path = conf_dir + "/relayd.toml"
+conf = open(conf_path).read()
+conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
+conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []')
+conf = conf.replace("shards = 0", "shards = 1")
+conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
+conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
+conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
+conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
+# A quick retry for the messages of the dropped connection.
+conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]")
+conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
+SOCK_DIR = tempfile.mkdtemp(prefix="pl-", dir="/tmp")
+conf = conf.replace('control_socket = "control.sock"',
+                    'control_socket = "%s/control.sock"' % SOCK_DIR)
+# One connection per site, so that every message goes over the same one.
+conf += """
+[[shaping]]
+name = "pipe-test"
+domains = ["pipe.test", "tlspipe.test", "droppipe.test", "sink.test"]
+connections_max = 1
+
+[[shaping]]
+name = "nopipe-test"
+domains = ["nopipe.test"]
+connections_max = 1
+pipeline_transactions = false
+"""
+open(conf_path, "w").write(conf)
+log_path = TMP + "/relayd.log"
+relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
+if ready is None:
+    print(open(log_path).read())
+    sys.exit("relayd did not start")
+PORT = relayd_process.port(ready, "submission (STARTTLS)")
+
+N_PIPE, N_NOPIPE, N_TLS, N_DROP, N_SINK = 8, 3, 4, 3, 20
+REJECTED = 3  # pipe.test message whose "." gets 554
+LARGE = 5  # pipe.test message of about 630 KB: its body takes several writes, the commands the last
+try:
+    s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login("app@example.com", PASSWORD)
+    expected = {"pipe": [], "nopipe": [], "tlspipe": [], "droppipe": [], "sink": []}
+    for site, n in (("pipe", N_PIPE), ("nopipe", N_NOPIPE), ("tlspipe", N_TLS),
+                    ("droppipe", N_DROP), ("sink", N_SINK)):
+        for i in range(n):
+            subject = "%s %d%s" % (site, i, " reject at dot" if site == "pipe" and i == REJECTED
+                                   else "")
+            expected[site].append(subject)
+            rcpt = "user%d@%s.test" % (i, site)
+            filler = ("." + "x" * 75 + "\r\n") * 8000 if site == "pipe" and i == LARGE else ""
+            s.sendmail("app@example.com", [rcpt],
+                       "From: app@example.com\r\nTo: %s\r\nSubject: %s\r\n\r\nbody %d\r\n"
+                       ".leading dot\r\n%s" % (rcpt, subject, i, filler))
+    s.quit()
+
+    def sink_subjects():
+        out = []
+        for name in os.listdir(TMP + "/sink"):
+            text = open(os.path.join(TMP, "sink", name), errors="replace").read()
+            m = re.search(r"^Subject: (.*)$", text, re.M)
+            out.append(m.group(1).strip() if m else "")
+        return out
+
+    def done():
+        with lock:
+            probed = len(probe_messages)
+            answered = sum(1 for m in probe_messages if m["site"] == "droppipe" and m["reply"])
+        return (probed >= N_PIPE + N_NOPIPE + N_TLS + N_DROP + 1 and answered >= N_DROP and
+                len(sink_subjects()) >= N_SINK)
+
+    deadline = time.time() + 30
+    while time.time() < deadline and not done():
+        time.sleep(0.1)
+    time.sleep(1)  # anything delivered twice would show up now
+
+    with lock:
+        seen = list(probe_messages)
+        connections = dict(probe_connections)
+    for site in ("pipe", "nopipe", "tlspipe"):  # droppipe below
+        got = [m for m in seen if m["site"] == site]
+        subjects = [m["subject"] for m in got]
+        check(sorted(subjects) == sorted(expected[site]),
+              "%s.test: each of its %d messages exactly once (%d seen)"
+              % (site, len(expected[site]), len(subjects)))
+        check(connections[site] == 1, "%s.test: one connection (%d)" % (site, connections[site]))
+        pipelined = sum(1 for m in got if m["pipelined"])
+        if site == "pipe":
+            check(pipelined == N_PIPE - 1,
+                  "pipe.test: the next MAIL came before the final reply for every message but the "
+                  "last (%d of %d)" % (pipelined, N_PIPE))
+            after = [m for m in got if m["subject"] == expected["pipe"][REJECTED + 1]]
+            check(len(after) == 1 and after[0]["reply"] == "250",
+                  "pipe.test: the message after the 554 to the \".\" was delivered")
+            large = [m for m in got if m["subject"] == expected["pipe"][LARGE]]
+            check(len(large) == 1 and large[0]["size"] > 8000 * 78 and large[0]["pipelined"],
+                  "pipe.test: a large body (%s bytes, dot-stuffed lines) followed by the next "
+                  "MAIL" % (large[0]["size"] if large else "no"))
+        elif site == "tlspipe":
+            check(all(m["tls"] for m in got) and pipelined == N_TLS - 1,
+                  "tlspipe.test: over STARTTLS, every message but the last pipelined (%d of %d)"
+                  % (pipelined, N_TLS))
+        else:
+            check(pipelined == 0, "nopipe.test (pipeline_transactions = false): none pipelined "
+                  "(%d)" % pipelined)
+    got = [m for m in seen if m["site"] == "droppipe"]
+    dropped = [m for m in got if not m["reply"]]
+    check(len(dropped) == 1 and dropped[0]["pipelined"] and dropped[0]["connection"] == 1,
+          "droppipe.test: the first connection dropped after a \".\" with the next MAIL behind it")
+    delivered = sorted(m["subject"] for m in got if m["reply"] == "250")
+    check(delivered == sorted(expected["droppipe"]),
+          "droppipe.test: after the retry each message delivered exactly once (%s)" % delivered)
+    check(connections["droppipe"] >= 2, "droppipe.test: retried over a new connection (%d)"
+          % connections["droppipe"])
+    subjects = sink_subjects()
+    check(sorted(subjects) == sorted(expected["sink"]),
+          "smtp-sink: each of its %d messages exactly once (%d dumped)" % (N_SINK, len(subjects)))
+finally:
+    relayd.terminate()
+    try:
+        relayd.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        relayd.kill()
+    sink.terminate()
+    sink.wait()
+    unbound.terminate()
+    unbound.wait()
+
+print("%d checks, %d failures" % (checks, len(failures)))
+if failures:
+    print(open(log_path, errors="replace").read()[-5000:])
+    sys.exit(1)
