@@ -60,9 +60,11 @@ std::string ShippedShapingComment() {
   const delivery::ShapingRule& d = shipped.default_rule();
   std::string out = absl::StrFormat(
       "# [[shaping]]\n# name = \"default\"\n# connections_max = %u\n"
-      "# messages_per_connection_max = %u\n# messages_per_second = %u\n# tls = \"%s\"\n",
+      "# messages_per_connection_max = %u\n# messages_per_second = %u\n# tls = \"%s\"\n"
+      "# Next message's MAIL/RCPT/DATA behind the previous body (RFC 2920 §3.1); false for a\n"
+      "# receiver that mishandles it.\n# pipeline_transactions = %s\n",
       d.connections_max, d.messages_per_connection_max, d.messages_per_second,
-      std::string(delivery::TlsPolicyName(d.tls)));
+      std::string(delivery::TlsPolicyName(d.tls)), d.pipeline_transactions ? "true" : "false");
   for (const delivery::ShapingRuleSpec& s : shipped.specs()) {
     absl::StrAppend(&out, "#\n# [[shaping]]\n# name = ", Quoted(s.name), "\n");
     if (!s.domains.empty()) absl::StrAppend(&out, "# domains = ", QuotedList(s.domains), "\n");
