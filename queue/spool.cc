@@ -265,7 +265,7 @@ absl::Status Spool::Recover(RecoveryReport* report) {
 }
 
 absl::Status Spool::MaintainReserve() {
-  while (reserve_.size() < options_.reserve_segments &&
+  while (reserve_.size() + pending_slots_.size() < options_.reserve_segments &&
          TotalFiles() < MessageSegmentsMax() + 1) {
     ASSIGN_OR_RETURN(std::unique_ptr<SegmentFile> file, CreateSegment());
     reserve_.push_back(std::move(file));
@@ -273,12 +273,57 @@ absl::Status Spool::MaintainReserve() {
   return absl::OkStatus();
 }
 
+std::optional<SegmentRequest> Spool::TakeReserveRequest() {
+  if (reserve_.size() + pending_slots_.size() >= options_.reserve_segments) return std::nullopt;
+  if (TotalFiles() >= MessageSegmentsMax() + 1) return std::nullopt;
+  if (reserve_retry_after_ms_ != 0) {
+    if (clock_->MonotonicMillis() < reserve_retry_after_ms_) return std::nullopt;
+    reserve_retry_after_ms_ = 0;
+  }
+  SegmentRequest request;
+  request.slot = next_slot_++;
+  request.path = SegmentPath(request.slot);
+  request.segment_bytes = options_.segment_bytes;
+  request.shard = options_.shard;
+  pending_slots_.push_back(request.slot);
+  return request;
+}
+
+void Spool::AddReserve(const SegmentRequest& request,
+                       absl::StatusOr<std::unique_ptr<SegmentFile>> created) {
+  auto pending = std::find(pending_slots_.begin(), pending_slots_.end(), request.slot);
+  if (!EXPECT_OR_COUNT(pending != pending_slots_.end() &&
+                       request.path == SegmentPath(request.slot))) {
+    // Not a request of this spool: leave the file alone.
+    return;
+  }
+  pending_slots_.erase(pending);
+  if (!created.ok()) {
+    ++stats_.reserve_creation_failures;
+    reserve_retry_after_ms_ = std::max<int64_t>(1, clock_->MonotonicMillis() + kReserveRetryMs);
+    LogWarning() << "spool " << options_.directory << ": creating reserve segment "
+                 << request.path << " failed, retrying in " << kReserveRetryMs
+                 << " ms: " << created.status();
+    return;
+  }
+  ++stats_.reserve_segments_handed_back;
+  std::unique_ptr<SegmentFile> file = std::move(*created);
+  // Freed segments may have refilled the reserve meanwhile, or the spool filled up.
+  if (reserve_.size() < options_.reserve_segments && file->bytes() == options_.segment_bytes &&
+      TotalFiles() < MessageSegmentsMax() + 1) {
+    reserve_.push_back(std::move(file));
+  } else {
+    ::unlink(file->path().c_str());
+  }
+}
+
 uint64_t Spool::MessageSegmentsMax() const {
   return std::max<uint64_t>(1, options_.spool_bytes_max / options_.segment_bytes);
 }
 
 size_t Spool::TotalFiles() const {
-  return active_.size() + reserve_.size() + freeing_.size() + freeing_in_flight_;
+  return active_.size() + reserve_.size() + freeing_.size() + freeing_in_flight_ +
+         pending_slots_.size();
 }
 
 absl::Status Spool::StartNewHead(bool is_message) {
@@ -699,6 +744,7 @@ SpoolStats Spool::stats() const {
   SpoolStats s = stats_;
   s.active_segments = active_.size();
   s.reserve_segments = reserve_.size();
+  s.reserve_pending = pending_slots_.size();
   s.live_messages = index_.size();
   return s;
 }

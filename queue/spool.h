@@ -31,8 +31,26 @@
 // really on disk. `fsync = false` (benchmarks only, logged loudly at open) completes syncs without
 // calling fdatasync.
 //
-// Space. Appends that need a new segment take one from the reserve of pre-written files (no file
-// is created on the hot path; MaintainReserve refills it off the hot path). Messages may fill at
+// Space. Appends that need a new segment take one from the reserve of pre-written files, so no
+// file is created on the append path. Creating one (SegmentFile::Create: zeros, fsync, directory
+// fsync; tens to hundreds of milliseconds) must not block the shard either, so a shard refills the
+// reserve through a request/hand-back protocol, still calling the Spool only on its own thread:
+//
+//     while (auto request = spool.TakeReserveRequest()) {      // cheap; every loop turn
+//       creator.Create(*request, ...);     // SegmentFile::Create on a background thread
+//     }
+//     ... back on the shard thread: spool.AddReserve(request, created_or_error);
+//
+// TakeReserveRequest returns a request while reserve + pending creations < reserve_segments and
+// the file cap (MessageSegmentsMax() + 1 files, pending ones included) allows; each request has its
+// own file name, never reused (not even after a failure). A segment taken from the reserve makes
+// the next call return a replacement request at once. A failed creation (ENOSPC, usually) is
+// logged by AddReserve and releases its slot; TakeReserveRequest asks again kReserveRetryMs later.
+// MaintainReserve does the same creations synchronously (Open, tools, tests). When the reserve is
+// empty all the same, the append creates a segment itself (counted in
+// segments_created_on_hot_path and logged): the last resort. A creation the Spool never hears
+// back about (a process stopping) leaves a free segment file: Open takes it into the reserve, or
+// deletes it (beyond the reserve, or cut short before its header was complete). Messages may fill at
 // most spool_bytes_max / segment_bytes segment files; state records and compaction may use one
 // more so that outcomes can always be recorded and space freed. When no segment is available
 // AppendMessage returns kResourceExhausted, which the server maps to "452 4.3.1 Insufficient
@@ -55,6 +73,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,6 +151,15 @@ struct SyncBatch {
   uint64_t batch_id = 0;
 };
 
+// A reserve segment file for the caller to create with SegmentFile::Create(path, segment_bytes,
+// shard), on any thread, and hand back with Spool::AddReserve.
+struct SegmentRequest {
+  std::string path;
+  uint64_t segment_bytes = 0;
+  uint32_t shard = 0;
+  uint64_t slot = 0;  // the number in the file name; unique within the spool directory
+};
+
 struct SpoolStats {
   uint64_t active_segments = 0;
   uint64_t reserve_segments = 0;
@@ -140,6 +168,12 @@ struct SpoolStats {
   uint64_t appends = 0;
   uint64_t segments_freed = 0;
   uint64_t segments_created_on_hot_path = 0;
+  // Reserve creations requested and not handed back yet.
+  uint64_t reserve_pending = 0;
+  // Results handed back through AddReserve: files added to the reserve (or deleted when the
+  // reserve had been refilled meanwhile), and failures.
+  uint64_t reserve_segments_handed_back = 0;
+  uint64_t reserve_creation_failures = 0;
   uint64_t messages_compacted = 0;
 };
 
@@ -166,8 +200,20 @@ class Spool {
   // Blocking driver for tests and tools: BeginSync, fdatasync each target, EndSync.
   absl::Status SyncNow();
 
-  // Creates reserve segment files up to reserve_segments (file creation: keep off the hot path).
+  // How long TakeReserveRequest waits after a failed creation before asking again.
+  static constexpr int64_t kReserveRetryMs = 1000;
+
+  // Creates reserve segment files up to reserve_segments, here and now (pending requests count
+  // toward it). Blocks for each creation: Open, tools and tests; a shard uses the two below.
   absl::Status MaintainReserve();
+  // The next reserve segment to create off this thread, if the reserve (with the creations
+  // pending) is below reserve_segments, the file cap allows one more, and no failure happened in
+  // the last kReserveRetryMs. Counts it as pending. A few comparisons when there is nothing to do.
+  std::optional<SegmentRequest> TakeReserveRequest();
+  // The result of a request from TakeReserveRequest (exactly once per request): the file joins the
+  // reserve (or is deleted if the reserve is full by now); an error is logged and retried later.
+  void AddReserve(const SegmentRequest& request,
+                  absl::StatusOr<std::unique_ptr<SegmentFile>> created);
   // Compacts the oldest segment if few live messages keep it (see compact_live_fraction_max);
   // returns the number of messages moved. `force` compacts it whatever its live fraction.
   absl::StatusOr<size_t> MaintainSpace(bool force = false);
@@ -257,6 +303,10 @@ class Spool {
   // Segments marked free whose header has not been synced yet.
   std::vector<std::unique_ptr<SegmentFile>> freeing_;
   uint64_t next_slot_ = 0;
+  // Slots of the reserve creations requested and not handed back yet.
+  std::vector<uint64_t> pending_slots_;
+  // After a failed creation: no request before this (clock_ monotonic ms); 0: none failed.
+  int64_t reserve_retry_after_ms_ = 0;
   uint64_t last_seq_ = 0;
   uint64_t id_epoch_hi_ = 0;
   uint64_t next_id_lo_ = 1;

@@ -8,10 +8,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
+#include "queue/segment_creator.h"
 #include "queue/spool_reader.h"
 #include "relay/base/clock.h"
 
@@ -619,6 +624,283 @@ TEST_F(SpoolTest, MmapModeIsEquivalent) {
   auto spool = Spool::Open(o);
   ASSERT_TRUE(spool.ok());
   for (int i = 0; i < 40; ++i) EXPECT_EQ((*spool)->MessageBytes(ids[i]), "H: v\r\n" + Body(i, 3000));
+}
+
+// --- Reserve refill off the shard thread: TakeReserveRequest / AddReserve -----------------------
+
+class ReserveTest : public SpoolTest {
+ protected:
+  // Appends messages of 30000 bytes (two per 64 KiB segment) until the spool has `active`
+  // segments; returns the ids.
+  std::vector<MessageId> AppendUntilActive(Spool& spool, uint64_t active, int first = 0) {
+    std::vector<MessageId> ids;
+    for (int i = first; spool.stats().active_segments < active && i < first + 100; ++i) {
+      ids.push_back(Append(spool, i, 30000));
+    }
+    EXPECT_EQ(spool.stats().active_segments, active);
+    return ids;
+  }
+  static CreatedSegment CreateFor(const SegmentRequest& r) {
+    return SegmentFile::Create(r.path, r.segment_bytes, r.shard);
+  }
+  static size_t SegmentFiles(const std::string& dir) {
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(dir)) files += e.path().extension() == ".q";
+    return files;
+  }
+};
+
+TEST_F(ReserveTest, PendingCreationsCountAgainstTheTargetAndTheFileCap) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 2;
+  o.spool_bytes_max = 2 * o.segment_bytes;  // 2 segments of messages: 3 files in all
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Spool& spool = **opened;
+  EXPECT_EQ(spool.stats().reserve_segments, 2u);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "the reserve is full";
+
+  AppendUntilActive(spool, 1);  // took one reserve segment: ask for its replacement at once
+  std::optional<SegmentRequest> a = spool.TakeReserveRequest();
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->segment_bytes, o.segment_bytes);
+  EXPECT_FALSE(fs::exists(a->path)) << "the request names a new file";
+  EXPECT_EQ(spool.stats().reserve_pending, 1u);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "reserve 1 + pending 1 = target";
+  // The synchronous path counts pending creations too.
+  ASSERT_TRUE(spool.MaintainReserve().ok());
+  EXPECT_EQ(spool.stats().reserve_segments, 1u);
+
+  AppendUntilActive(spool, 2, 100);  // active 2 + reserve 0 + pending 1 = the cap of 3 files
+  EXPECT_EQ(spool.stats().reserve_segments, 0u);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "the pending file fills the cap";
+  ASSERT_TRUE(spool.MaintainReserve().ok());
+  EXPECT_EQ(SegmentFiles(dir_), 2u) << "MaintainReserve created a file beyond the cap";
+
+  spool.AddReserve(*a, CreateFor(*a));
+  EXPECT_EQ(spool.stats().reserve_segments, 1u);
+  EXPECT_EQ(spool.stats().reserve_pending, 0u);
+  EXPECT_EQ(spool.stats().reserve_segments_handed_back, 1u);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "3 files: the cap";
+  EXPECT_EQ(SegmentFiles(dir_), 3u);
+}
+
+TEST_F(ReserveTest, FailedCreationIsRetriedLaterUnderANewName) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 1;
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok());
+  Spool& spool = **opened;
+  AppendUntilActive(spool, 1);
+  std::optional<SegmentRequest> a = spool.TakeReserveRequest();
+  ASSERT_TRUE(a.has_value());
+  spool.AddReserve(*a, absl::ResourceExhaustedError("write: No space left on device"));
+  EXPECT_EQ(spool.stats().reserve_creation_failures, 1u);
+  EXPECT_EQ(spool.stats().reserve_pending, 0u);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "no retry before kReserveRetryMs";
+  clock_.AdvanceMillis(Spool::kReserveRetryMs - 1);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value());
+  clock_.AdvanceMillis(1);
+  std::optional<SegmentRequest> b = spool.TakeReserveRequest();
+  ASSERT_TRUE(b.has_value()) << "retried after kReserveRetryMs";
+  EXPECT_NE(b->slot, a->slot);
+  EXPECT_NE(b->path, a->path);
+  spool.AddReserve(*b, CreateFor(*b));
+  EXPECT_EQ(spool.stats().reserve_segments, 1u);
+  EXPECT_TRUE(fs::exists(b->path));
+  EXPECT_FALSE(fs::exists(a->path));
+}
+
+TEST_F(ReserveTest, ResultArrivingAfterMoreAppendsAndHotPathCreations) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 2;
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok());
+  Spool& spool = **opened;
+  std::vector<MessageId> ids = AppendUntilActive(spool, 1);
+  std::optional<SegmentRequest> a = spool.TakeReserveRequest();
+  ASSERT_TRUE(a.has_value());
+  // The creation is slow: the spool rolls over 4 more segments meanwhile, emptying the reserve and
+  // falling back to creating on the append path.
+  std::vector<MessageId> more = AppendUntilActive(spool, 5, 100);
+  ids.insert(ids.end(), more.begin(), more.end());
+  EXPECT_GE(spool.stats().segments_created_on_hot_path, 2u);
+  std::optional<SegmentRequest> b = spool.TakeReserveRequest();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_NE(a->slot, b->slot);
+  // Created only now: the hot path must not have used their names (creation would fail: O_EXCL).
+  CreatedSegment created_a = CreateFor(*a);
+  ASSERT_TRUE(created_a.ok()) << created_a.status();
+  CreatedSegment created_b = CreateFor(*b);
+  ASSERT_TRUE(created_b.ok()) << created_b.status();
+  spool.AddReserve(*b, std::move(created_b));
+  spool.AddReserve(*a, std::move(created_a));
+  EXPECT_EQ(spool.stats().reserve_segments, 2u);
+  const uint64_t hot = spool.stats().segments_created_on_hot_path;
+  more = AppendUntilActive(spool, 7, 200);  // uses the two handed back
+  ids.insert(ids.end(), more.begin(), more.end());
+  EXPECT_EQ(spool.stats().segments_created_on_hot_path, hot);
+  ASSERT_TRUE(spool.SyncNow().ok());
+  opened->reset();
+  RecoveryReport report;
+  auto reopened = Spool::Open(o, &report);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(report.live_messages, ids.size());
+  EXPECT_TRUE(report.corruptions.empty());
+  for (MessageId id : ids) EXPECT_NE((*reopened)->Find(id), nullptr);
+}
+
+TEST_F(ReserveTest, ResultBeyondAFullReserveIsDeleted) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 1;
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok());
+  Spool& spool = **opened;
+  AppendUntilActive(spool, 1);
+  std::optional<SegmentRequest> a = spool.TakeReserveRequest();
+  ASSERT_TRUE(a.has_value());
+  ASSERT_TRUE(spool.MaintainReserve().ok());
+  EXPECT_EQ(spool.stats().reserve_segments, 0u) << "pending counts toward the target";
+  // A freed segment refills the reserve before the creation comes back.
+  AppendUntilActive(spool, 2, 100);  // hot path: the reserve is empty
+  std::vector<MessageId> live;
+  spool.ForEachMessage([&](const MessageInfo& info) { live.push_back(info.id); });
+  ASSERT_FALSE(live.empty());
+  for (MessageId id : live) {
+    StateRecord s;
+    s.id = id;
+    s.type = RecordType::kDelivered;
+    ASSERT_TRUE(spool.AppendState(s, nullptr).ok());
+  }
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(spool.SyncNow().ok());
+  ASSERT_EQ(spool.stats().reserve_segments, 1u);
+  spool.AddReserve(*a, CreateFor(*a));
+  EXPECT_EQ(spool.stats().reserve_segments, 1u);
+  EXPECT_FALSE(fs::exists(a->path));
+}
+
+TEST_F(ReserveTest, RecoveryHandlesLeftOverCreations) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 2;
+  uint64_t next_slot = 0;
+  {
+    auto opened = Spool::Open(o);
+    ASSERT_TRUE(opened.ok());
+    AppendUntilActive(**opened, 1);
+    ASSERT_TRUE((*opened)->SyncNow().ok());
+    // A creation that finished after its spool went away: a whole free segment file.
+    std::optional<SegmentRequest> a = (*opened)->TakeReserveRequest();
+    ASSERT_TRUE(a.has_value());
+    ASSERT_TRUE(CreateFor(*a).ok());
+    next_slot = a->slot + 1;
+  }
+  // Creations cut short by a crash: one before any byte was written, one after the first
+  // megabyte (a valid-looking header in a file shorter than a segment).
+  const std::string empty = absl::StrFormat("%s/segment-%06d.q", dir_, next_slot + 5);
+  std::ofstream(empty).close();
+  const std::string short_file = absl::StrFormat("%s/segment-%06d.q", dir_, next_slot + 6);
+  ASSERT_TRUE(SegmentFile::Create(short_file, o.segment_bytes, 0).ok());
+  ASSERT_EQ(::truncate(short_file.c_str(), o.segment_bytes / 2), 0);
+  // And one more whole free file than the reserve wants.
+  const std::string extra = absl::StrFormat("%s/segment-%06d.q", dir_, next_slot + 7);
+  ASSERT_TRUE(SegmentFile::Create(extra, o.segment_bytes, 0).ok());
+
+  RecoveryReport report;
+  auto opened = Spool::Open(o, &report);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Spool& spool = **opened;
+  EXPECT_TRUE(report.corruptions.empty());
+  EXPECT_TRUE(report.damaged_segments.empty());
+  EXPECT_EQ(report.segments, 1u);
+  EXPECT_EQ(spool.stats().reserve_segments, 2u);
+  EXPECT_FALSE(fs::exists(empty));
+  EXPECT_FALSE(fs::exists(short_file));
+  EXPECT_EQ(SegmentFiles(dir_), 3u) << "one active, two in the reserve";
+  // New names come after every name found on disk.
+  AppendUntilActive(spool, 2, 100);
+  std::optional<SegmentRequest> b = spool.TakeReserveRequest();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_GT(b->slot, next_slot + 7);
+  // The recovered free files are used like any reserve segment.
+  const uint64_t hot = spool.stats().segments_created_on_hot_path;
+  spool.AddReserve(*b, CreateFor(*b));
+  AppendUntilActive(spool, 4, 200);
+  EXPECT_EQ(spool.stats().segments_created_on_hot_path, hot);
+}
+
+TEST_F(ReserveTest, CreatorRefillsInTheBackgroundAndStopsPromptly) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 2;
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok());
+  Spool& spool = **opened;
+  // The hand-back queue stands in for the reactor: results are applied on this thread.
+  std::mutex mu;
+  std::vector<std::pair<SegmentRequest, CreatedSegment>> results;
+  auto drain = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [request, created] : results) spool.AddReserve(request, std::move(created));
+    results.clear();
+  };
+  {
+    SegmentCreator creator("test-creator");
+    std::vector<MessageId> ids;
+    for (int i = 0; i < 40; ++i) {
+      ids.push_back(Append(spool, i, 30000));
+      while (auto request = spool.TakeReserveRequest()) {
+        creator.Create(std::move(*request), [&](SegmentRequest r, CreatedSegment created) {
+          std::lock_guard<std::mutex> lock(mu);
+          results.emplace_back(std::move(r), std::move(created));
+        });
+      }
+      // Wait for the refill as a shard's next turns would, then apply it.
+      for (int spin = 0; spin < 2000 && spool.stats().reserve_pending > 0; ++spin) {
+        drain();
+        if (spool.stats().reserve_pending > 0) ::usleep(1000);
+      }
+      ASSERT_EQ(spool.stats().reserve_pending, 0u);
+    }
+    EXPECT_EQ(spool.stats().segments_created_on_hot_path, 0u);
+    EXPECT_GE(creator.created_total(), 15u);
+    EXPECT_EQ(spool.stats().reserve_segments, 2u);
+    ASSERT_TRUE(spool.SyncNow().ok());
+
+    // Stopping with creations queued: at most the one in progress finishes.
+    for (int i = 0; i < 4; ++i) {
+      SegmentRequest r;
+      r.path = absl::StrFormat("%s/segment-%06d.q", dir_, 900 + i);
+      r.segment_bytes = o.segment_bytes;
+      creator.Create(std::move(r), [&](SegmentRequest r, CreatedSegment created) {
+        std::lock_guard<std::mutex> lock(mu);
+        results.emplace_back(std::move(r), std::move(created));
+      });
+    }
+  }
+  // The destructor returned: whatever was going to run has run.
+  size_t done = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = results.size();
+    for (auto& [request, created] : results) {
+      EXPECT_TRUE(created.ok()) << created.status();
+      EXPECT_TRUE(fs::exists(request.path));
+    }
+    results.clear();  // dropped: the shard's stand-in is gone
+  }
+  EXPECT_LE(done, 4u);
+  size_t left = 0;
+  for (int i = 0; i < 4; ++i) {
+    left += fs::exists(absl::StrFormat("%s/segment-%06d.q", dir_, 900 + i));
+  }
+  EXPECT_EQ(left, done) << "a job that never ran left a file, or one that ran left none";
+  // The next start takes the left-overs into the reserve or deletes them.
+  opened->reset();
+  RecoveryReport report;
+  auto reopened = Spool::Open(o, &report);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE(report.corruptions.empty());
+  EXPECT_EQ(report.live_messages, 40u);
+  EXPECT_EQ((*reopened)->stats().reserve_segments, 2u);
 }
 
 }  // namespace
