@@ -8,6 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "relay/base/check.h"
@@ -133,6 +136,7 @@ absl::Status Shard::Setup() {
   }
   queue::RecoveryReport report;
   ASSIGN_OR_RETURN(spool_, queue::Spool::Open(spool_options, &report));
+  segment_creator_ = std::make_unique<queue::SegmentCreator>(absl::StrCat("segments", index_));
   if (report.live_messages > 0 || !report.corruptions.empty()) {
     LogInfo() << "spool " << spool_options.directory << ": recovered " << report.live_messages
               << " live messages from " << report.records << " records in " << report.segments
@@ -236,8 +240,8 @@ absl::Status Shard::Setup() {
   }
   reactor_->AddTurnEndHook([this] { TurnEnd(); });
   maintenance_timer_.set_callback([this] {
-    absl::Status s = spool_->MaintainReserve();
-    if (!s.ok()) LogWarning() << "spool reserve: " << s;
+    // Retries a failed reserve creation (TurnEnd asks too; this covers an idle shard).
+    RequestReserveSegments();
     auto moved = spool_->MaintainSpace();
     if (!moved.ok()) LogWarning() << "spool compaction: " << moved.status();
     if (!stopping_) reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
@@ -271,6 +275,9 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
     reactor_->timers().Cancel(&maintenance_timer_);
     reactor_->timers().Cancel(&stop_timer_);
   }
+  // Waits for a creation in progress (one at most) and drops the queued ones; a result it posts
+  // to the reactor finds spool_ gone and is dropped, its file recovered at the next start.
+  segment_creator_.reset();
   for (Listener& l : listeners_) ::close(l.fd);
   listeners_.clear();
   sync_free_.clear();
@@ -373,6 +380,9 @@ void Shard::TurnEnd() {
     absl::Status s = log_->Flush();  // whole lines, one write(2) when anything is buffered
     if (!s.ok()) LogWarning() << "delivery log: " << s;
   }
+  // A reserve segment taken by this turn's appends is replaced off this thread (at once when
+  // the reserve is low).
+  if (!stopping_) RequestReserveSegments();
   // One new batch per turn at most: it takes every record appended so far.
   if (spool_->NeedsSync()) StartSync();
 }
@@ -426,6 +436,24 @@ void Shard::StartSync() {
       io_uring_prep_nop(sqe);
       reactor_->Arm(sqe, op);
     }
+  }
+}
+
+void Shard::RequestReserveSegments() {
+  while (std::optional<queue::SegmentRequest> request = spool_->TakeReserveRequest()) {
+    io::Reactor* reactor = reactor_.get();
+    segment_creator_->Create(
+        std::move(*request),
+        [this, reactor](queue::SegmentRequest request, queue::CreatedSegment created) {
+          // On the creator's thread. The reactor outlives the creator (ThreadMain); RunInLoop
+          // takes a copyable task, hence the shared_ptr.
+          auto result = std::make_shared<std::pair<queue::SegmentRequest, queue::CreatedSegment>>(
+              std::move(request), std::move(created));
+          reactor->RunInLoop([this, result] {
+            if (spool_ == nullptr) return;  // the shard is being torn down
+            spool_->AddReserve(result->first, std::move(result->second));
+          });
+        });
   }
 }
 

@@ -26,6 +26,7 @@
 #include "dns/resolver.h"
 #include "dns/spf.h"
 #include "dkim/signer.h"
+#include "queue/segment_creator.h"
 #include "queue/spool.h"
 #include "relay/delivery/delivery_policy.h"
 #include "relay/delivery/engine.h"
@@ -130,6 +131,9 @@ class Shard {
   void ArmAccept(Listener* listener);
   void OnAccept(Listener* listener, int result);
   void TurnEnd();
+  // Hands the spool's reserve segment requests to segment_creator_; each result comes back
+  // through the reactor to Spool::AddReserve.
+  void RequestReserveSegments();
   void PublishMetrics();
   void BeginStop();
   void FinishStopIfDone();
@@ -144,6 +148,8 @@ class Shard {
   std::unique_ptr<io::Reactor> reactor_;
   std::unique_ptr<io::BufferRing> buffers_;
   std::unique_ptr<queue::Spool> spool_;
+  // Creates the spool's reserve segments off this thread; destroyed (joined) before spool_.
+  std::unique_ptr<queue::SegmentCreator> segment_creator_;
   std::unique_ptr<dkim::Signer> signer_;
   std::unique_ptr<delivery::DeliveryLog> log_;
   std::unique_ptr<delivery::DeliveryPolicy> policy_;
