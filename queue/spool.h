@@ -44,14 +44,15 @@
 // TakeReserveRequest returns a request while reserve + pending creations < reserve_segments and
 // the file cap (MessageSegmentsMax() + 1 files, pending ones included) allows; each request has its
 // own file name, never reused (not even after a failure). A segment taken from the reserve makes
-// the next call return a replacement request at once. A failed creation (ENOSPC, usually) is
+// the next call return its replacement at once; a result that finds the reserve full by then (a
+// freed segment refilled it) is deleted. A failed creation (ENOSPC, usually) is
 // logged by AddReserve and releases its slot; TakeReserveRequest asks again kReserveRetryMs later.
 // MaintainReserve does the same creations synchronously (Open, tools, tests). When the reserve is
 // empty all the same, the append creates a segment itself (counted in
 // segments_created_on_hot_path and logged): the last resort. A creation the Spool never hears
 // back about (a process stopping) leaves a free segment file: Open takes it into the reserve, or
-// deletes it (beyond the reserve, or cut short before its header was complete). Messages may fill at
-// most spool_bytes_max / segment_bytes segment files; state records and compaction may use one
+// deletes it (beyond the reserve, or cut short by a crash). Messages may fill at most
+// spool_bytes_max / segment_bytes segment files; state records and compaction may use one
 // more so that outcomes can always be recorded and space freed. When no segment is available
 // AppendMessage returns kResourceExhausted, which the server maps to "452 4.3.1 Insufficient
 // system storage" (RFC 3463 §3.5; RFC 5321 §4.2.3); a full disk while pre-allocating gives the

@@ -1,0 +1,316 @@
+// Spool refill benchmark: how long the thread driving a spool stalls while segments roll over,
+// with the reserve refilled the old way (Spool::MaintainReserve on the driving thread from a 1 s
+// maintenance timer) against the shard's way (TakeReserveRequest at the end of every turn, a
+// SegmentCreator thread, results handed back through a queue drained every turn, as the reactor's
+// RunInLoop does). Both variants run in the same process one after the other on the same
+// workload, and the ratios are printed at the end.
+//
+//   bazel run -c opt //bench:spool_refill_bench -- [--refill_segment_mib=64] [--refill_rollovers=6]
+//
+// Each loop turn models a shard's turn: `kBatch` appends of 4 KiB messages, the refill work, then
+// the group commit submitted on io_uring (IORING_OP_FSYNC, DATASYNC) and completed at the next
+// turn, as relay/server/shard.cc does. Messages are never deleted, so every segment comes from a
+// creation (freed segments would otherwise refill the reserve). Figures per variant:
+//   longest_turn_ms   the longest turn, not counting the wait for the previous fdatasync (the
+//                     reactor does not wait for it): the stall every session of the shard sees
+//   turns_over_10ms   turns longer than 10 ms
+//   p99_us, max_us    append-to-durable latency (what a client waits for its 250)
+//   hot_path          segments created on the append path (reserve empty)
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "liburing.h"
+#include "queue/segment_creator.h"
+#include "queue/spool.h"
+
+namespace relay::queue {
+namespace {
+
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
+uint64_t g_segment_mib = 64;
+uint64_t g_rollovers = 6;
+constexpr size_t kMessageBytes = 4096;
+constexpr int kBatch = 32;
+constexpr int64_t kMaintenanceIntervalMs = 1000;  // the shard's maintenance timer
+constexpr double kLongTurnMs = 10;
+
+std::string BenchDir(const std::string& name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  if (tmp == nullptr) tmp = std::getenv("TMPDIR");
+  fs::path dir = fs::path(tmp ? tmp : "/tmp") /
+                 ("spool_refill_bench." + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir.string();
+}
+
+double Ms(SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return v[k];
+}
+
+// Group commit on io_uring: started at the end of a turn, completed at the next one.
+class UringSyncer {
+ public:
+  UringSyncer() { ok_ = io_uring_queue_init(16, &ring_, 0) == 0; }
+  ~UringSyncer() {
+    if (ok_) io_uring_queue_exit(&ring_);
+  }
+  bool ok() const { return ok_; }
+
+  void Finish(Spool& spool) {
+    if (!in_flight_) return;
+    int result = 0;
+    for (int i = 0; i < pending_; ++i) {
+      struct io_uring_cqe* cqe;
+      int rc = io_uring_wait_cqe(&ring_, &cqe);
+      if (rc < 0) {
+        result = rc;
+        break;
+      }
+      if (cqe->res < 0 && result == 0) result = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+    }
+    in_flight_ = false;
+    spool.EndSync(batch_, result);
+  }
+
+  void Start(Spool& spool) {
+    if (in_flight_ || !spool.NeedsSync()) return;
+    batch_ = spool.BeginSync();
+    pending_ = 0;
+    for (const SyncTarget& t : batch_.targets) {
+      struct io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      io_uring_prep_fsync(sqe, t.fd, IORING_FSYNC_DATASYNC);
+      ++pending_;
+    }
+    if (pending_ == 0) {
+      spool.EndSync(batch_, 0);
+      return;
+    }
+    io_uring_submit(&ring_);
+    in_flight_ = true;
+  }
+
+ private:
+  struct io_uring ring_;
+  bool ok_ = false;
+  bool in_flight_ = false;
+  int pending_ = 0;
+  SyncBatch batch_;
+};
+
+// Results of the background creator, handed back to the driving thread (the reactor's
+// RunInLoop in relayd).
+class HandBack {
+ public:
+  void Push(SegmentRequest request, CreatedSegment created) {
+    std::lock_guard<std::mutex> lock(mu_);
+    results_.emplace_back(std::move(request), std::move(created));
+  }
+  void Drain(Spool& spool) {
+    std::vector<std::pair<SegmentRequest, CreatedSegment>> results;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      results.swap(results_);
+    }
+    for (auto& [request, created] : results) spool.AddReserve(request, std::move(created));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<SegmentRequest, CreatedSegment>> results_;
+};
+
+enum class Refill { kSyncTimer, kBackground };
+
+void RunRollover(benchmark::State& state, Refill refill) {
+  const std::string dir = BenchDir(refill == Refill::kSyncTimer ? "sync" : "background");
+  SpoolOptions o;
+  o.directory = dir;
+  o.segment_bytes = g_segment_mib << 20;
+  o.reserve_segments = 2;  // relayd's default
+  o.write_mode = WriteMode::kPwrite;
+  auto opened = Spool::Open(o);
+  if (!opened.ok()) {
+    state.SkipWithError(std::string(opened.status().message()).c_str());
+    return;
+  }
+  std::unique_ptr<Spool> spool = std::move(*opened);
+  UringSyncer uring;
+  if (!uring.ok()) {
+    state.SkipWithError("SKIP: io_uring_queue_init failed");
+    return;
+  }
+  const Envelope envelope{"app@example.net", {"user@example.com"}};
+  std::string message = "Subject: refill benchmark\r\n\r\n";
+  while (message.size() < kMessageBytes) {
+    message.push_back(static_cast<char>('a' + message.size() % 26));
+  }
+  // Messages until the spool has written `g_rollovers` segments after the first.
+  const uint64_t total_messages = (g_rollovers + 1) * (o.segment_bytes / (kMessageBytes + 256));
+
+  std::vector<double> latencies_us;
+  latencies_us.reserve(total_messages);
+  std::vector<double> turns_ms;
+  HandBack hand_back;
+  uint64_t appended = 0;
+  for (auto _ : state) {
+    SegmentCreator creator("refill");
+    auto last_maintenance = SteadyClock::now();
+    const auto start = SteadyClock::now();
+    while (appended < total_messages) {
+      uring.Finish(*spool);  // the reactor would be handling other completions meanwhile
+      const auto turn_start = SteadyClock::now();
+      if (refill == Refill::kBackground) hand_back.Drain(*spool);  // RunInLoop tasks
+      for (int i = 0; i < kBatch; ++i) {
+        const auto t0 = SteadyClock::now();
+        auto r = spool->AppendMessage(envelope, "", message, [&latencies_us, t0](absl::Status s) {
+          if (s.ok()) {
+            latencies_us.push_back(
+                std::chrono::duration<double, std::micro>(SteadyClock::now() - t0).count());
+          }
+        });
+        if (!r.ok()) {
+          state.SkipWithError(std::string(r.status().message()).c_str());
+          return;
+        }
+        ++appended;
+      }
+      // End of the turn: the refill, then the group commit.
+      if (refill == Refill::kBackground) {
+        while (auto request = spool->TakeReserveRequest()) {
+          creator.Create(std::move(*request), [&hand_back](SegmentRequest r, CreatedSegment c) {
+            hand_back.Push(std::move(r), std::move(c));
+          });
+        }
+      } else if (Ms(SteadyClock::now() - last_maintenance) >= kMaintenanceIntervalMs) {
+        last_maintenance = SteadyClock::now();
+        absl::Status s = spool->MaintainReserve();
+        if (!s.ok()) {
+          state.SkipWithError(std::string(s.message()).c_str());
+          return;
+        }
+      }
+      uring.Start(*spool);
+      turns_ms.push_back(Ms(SteadyClock::now() - turn_start));
+    }
+    uring.Finish(*spool);
+    state.SetIterationTime(std::chrono::duration<double>(SteadyClock::now() - start).count());
+  }
+  const SpoolStats stats = spool->stats();
+  state.SetItemsProcessed(static_cast<int64_t>(latencies_us.size()));
+  state.counters["segments"] = static_cast<double>(stats.active_segments);
+  state.counters["hot_path"] = static_cast<double>(stats.segments_created_on_hot_path);
+  state.counters["longest_turn_ms"] = *std::max_element(turns_ms.begin(), turns_ms.end());
+  state.counters["turns_over_10ms"] = static_cast<double>(
+      std::count_if(turns_ms.begin(), turns_ms.end(), [](double t) { return t > kLongTurnMs; }));
+  state.counters["p99_turn_ms"] = Percentile(turns_ms, 0.99);
+  state.counters["p50_us"] = Percentile(latencies_us, 0.50);
+  state.counters["p99_us"] = Percentile(latencies_us, 0.99);
+  state.counters["max_us"] = *std::max_element(latencies_us.begin(), latencies_us.end());
+  spool.reset();
+  fs::remove_all(dir);
+}
+
+void BM_Rollover_SyncTimerRefill(benchmark::State& state) {
+  RunRollover(state, Refill::kSyncTimer);
+}
+void BM_Rollover_BackgroundRefill(benchmark::State& state) {
+  RunRollover(state, Refill::kBackground);
+}
+BENCHMARK(BM_Rollover_SyncTimerRefill)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Rollover_BackgroundRefill)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Keeps the counters of every run to print ratios at the end.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  RatioReporter() : ConsoleReporter(OO_Tabular) {}
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
+      for (const auto& [name, counter] : run.counters) {
+        values_[run.benchmark_name()][name] = counter.value;
+      }
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+  void PrintRatios() const {
+    const std::string sync = "BM_Rollover_SyncTimerRefill/iterations:1/manual_time";
+    const std::string background = "BM_Rollover_BackgroundRefill/iterations:1/manual_time";
+    auto value = [&](const std::string& run, const char* counter) {
+      auto r = values_.find(run);
+      if (r == values_.end()) return -1.0;
+      auto c = r->second.find(counter);
+      return c == r->second.end() ? -1.0 : c->second;
+    };
+    std::printf("\n--- ratios measured in this run (segments of %llu MiB, %llu rollovers) ---\n",
+                static_cast<unsigned long long>(g_segment_mib),
+                static_cast<unsigned long long>(g_rollovers));
+    for (const char* counter :
+         {"longest_turn_ms", "p99_turn_ms", "max_us", "p99_us", "p50_us", "items_per_second"}) {
+      double a = value(sync, counter), b = value(background, counter);
+      if (a < 0 || b <= 0) continue;
+      std::printf("ratio %-16s sync timer refill / background refill %8.2fx  (%.3f vs %.3f)\n",
+                  counter, a / b, a, b);
+    }
+  }
+
+ private:
+  std::map<std::string, std::map<std::string, double>> values_;
+};
+
+}  // namespace
+}  // namespace relay::queue
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    auto flag = [&](const char* prefix, uint64_t* value) {
+      if (std::strncmp(argv[i], prefix, std::strlen(prefix)) != 0) return false;
+      *value = std::strtoull(argv[i] + std::strlen(prefix), nullptr, 10);
+      return true;
+    };
+    if (!flag("--refill_segment_mib=", &relay::queue::g_segment_mib) &&
+        !flag("--refill_rollovers=", &relay::queue::g_rollovers)) {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (relay::queue::g_segment_mib == 0 || relay::queue::g_segment_mib > 4096 ||
+      relay::queue::g_rollovers == 0) {
+    std::fprintf(stderr, "--refill_segment_mib must be in [1, 4096], --refill_rollovers > 0\n");
+    return 2;
+  }
+  int rest_argc = static_cast<int>(rest.size());
+  benchmark::Initialize(&rest_argc, rest.data());
+  relay::queue::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.PrintRatios();
+  benchmark::Shutdown();
+  return 0;
+}
