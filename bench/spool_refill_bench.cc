@@ -5,16 +5,19 @@
 // RunInLoop does). Both variants run in the same process one after the other on the same
 // workload, and the ratios are printed at the end.
 //
-//   bazel run -c opt //bench:spool_refill_bench -- [--refill_segment_mib=64] [--refill_rollovers=6]
+//   bazel run //bench:spool_refill_bench -- [--refill_segment_mib=64] [--refill_rollovers=4]
+//       [--refill_rate=10000]
 //
-// Each loop turn models a shard's turn: `kBatch` appends of 4 KiB messages, the refill work, then
-// the group commit submitted on io_uring (IORING_OP_FSYNC, DATASYNC) and completed at the next
-// turn, as relay/server/shard.cc does. Messages are never deleted, so every segment comes from a
-// creation (freed segments would otherwise refill the reserve). Figures per variant:
+// 4 KiB messages arrive at --refill_rate per second (open loop: arrivals do not wait for the
+// thread). Each loop turn models a shard's turn: the appends of the messages arrived so far, the
+// refill work, then the group commit submitted on io_uring (IORING_OP_FSYNC, DATASYNC) and
+// completed at the next turn, as relay/server/shard.cc does. Messages are never deleted, so every
+// segment comes from a creation (freed segments would otherwise refill the reserve). Figures per
+// variant:
 //   longest_turn_ms   the longest turn, not counting the wait for the previous fdatasync (the
 //                     reactor does not wait for it): the stall every session of the shard sees
 //   turns_over_10ms   turns longer than 10 ms
-//   p99_us, max_us    append-to-durable latency (what a client waits for its 250)
+//   p99_us, max_us    arrival-to-durable latency (what a client waits for its 250)
 //   hot_path          segments created on the append path (reserve empty)
 #include <unistd.h>
 
@@ -27,6 +30,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -42,9 +46,10 @@ namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
 uint64_t g_segment_mib = 64;
-uint64_t g_rollovers = 6;
+uint64_t g_rollovers = 4;
+uint64_t g_rate = 10000;  // messages per second
 constexpr size_t kMessageBytes = 4096;
-constexpr int kBatch = 32;
+constexpr int kBatchMax = 1024;  // appends per turn at most
 constexpr int64_t kMaintenanceIntervalMs = 1000;  // the shard's maintenance timer
 constexpr double kLongTurnMs = 10;
 
@@ -173,16 +178,28 @@ void RunRollover(benchmark::State& state, Refill refill) {
   std::vector<double> turns_ms;
   HandBack hand_back;
   uint64_t appended = 0;
+  // Open loop: message i arrives at start + i / rate, whether or not the thread is stalled, and
+  // its latency runs from its arrival (a stall delays the messages arriving during it too).
+  const auto interval = std::chrono::duration_cast<SteadyClock::duration>(
+      std::chrono::duration<double>(1.0 / static_cast<double>(g_rate)));
   for (auto _ : state) {
     SegmentCreator creator("refill");
-    auto last_maintenance = SteadyClock::now();
     const auto start = SteadyClock::now();
+    auto last_maintenance = start;
+    auto arrival = [&](uint64_t i) { return start + interval * static_cast<int64_t>(i); };
     while (appended < total_messages) {
       uring.Finish(*spool);  // the reactor would be handling other completions meanwhile
-      const auto turn_start = SteadyClock::now();
+      auto now = SteadyClock::now();
+      if (arrival(appended) > now) {
+        std::this_thread::sleep_until(
+            std::min(arrival(appended), now + std::chrono::milliseconds(1)));
+        now = SteadyClock::now();
+      }
+      const auto turn_start = now;
       if (refill == Refill::kBackground) hand_back.Drain(*spool);  // RunInLoop tasks
-      for (int i = 0; i < kBatch; ++i) {
-        const auto t0 = SteadyClock::now();
+      for (int i = 0; i < kBatchMax && appended < total_messages && arrival(appended) <= now;
+           ++i) {
+        const auto t0 = arrival(appended);
         auto r = spool->AppendMessage(envelope, "", message, [&latencies_us, t0](absl::Status s) {
           if (s.ok()) {
             latencies_us.push_back(
@@ -269,9 +286,10 @@ class RatioReporter : public benchmark::ConsoleReporter {
       auto c = r->second.find(counter);
       return c == r->second.end() ? -1.0 : c->second;
     };
-    std::printf("\n--- ratios measured in this run (segments of %llu MiB, %llu rollovers) ---\n",
-                static_cast<unsigned long long>(g_segment_mib),
-                static_cast<unsigned long long>(g_rollovers));
+    std::printf(
+        "\n--- ratios measured in this run (%llu MiB segments, %llu rollovers, %llu msg/s) ---\n",
+        static_cast<unsigned long long>(g_segment_mib),
+        static_cast<unsigned long long>(g_rollovers), static_cast<unsigned long long>(g_rate));
     for (const char* counter :
          {"longest_turn_ms", "p99_turn_ms", "max_us", "p99_us", "p50_us", "items_per_second"}) {
       double a = value(sync, counter), b = value(background, counter);
@@ -297,13 +315,16 @@ int main(int argc, char** argv) {
       return true;
     };
     if (!flag("--refill_segment_mib=", &relay::queue::g_segment_mib) &&
-        !flag("--refill_rollovers=", &relay::queue::g_rollovers)) {
+        !flag("--refill_rollovers=", &relay::queue::g_rollovers) &&
+        !flag("--refill_rate=", &relay::queue::g_rate)) {
       rest.push_back(argv[i]);
     }
   }
   if (relay::queue::g_segment_mib == 0 || relay::queue::g_segment_mib > 4096 ||
-      relay::queue::g_rollovers == 0) {
-    std::fprintf(stderr, "--refill_segment_mib must be in [1, 4096], --refill_rollovers > 0\n");
+      relay::queue::g_rollovers == 0 || relay::queue::g_rate == 0) {
+    std::fprintf(stderr,
+                 "--refill_segment_mib must be in [1, 4096], --refill_rollovers and "
+                 "--refill_rate above 0\n");
     return 2;
   }
   int rest_argc = static_cast<int>(rest.size());
