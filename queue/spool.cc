@@ -274,11 +274,22 @@ absl::Status Spool::MaintainReserve() {
 }
 
 std::optional<SegmentRequest> Spool::TakeReserveRequest() {
-  if (reserve_.size() + pending_slots_.size() >= options_.reserve_segments) return std::nullopt;
+  const size_t have = reserve_.size() + pending_slots_.size();
+  if (have >= options_.reserve_segments) {
+    reserve_short_since_ms_ = -1;
+    return std::nullopt;
+  }
   if (TotalFiles() >= MessageSegmentsMax() + 1) return std::nullopt;
+  const int64_t now_ms = clock_->MonotonicMillis();
   if (reserve_retry_after_ms_ != 0) {
-    if (clock_->MonotonicMillis() < reserve_retry_after_ms_) return std::nullopt;
+    if (now_ms < reserve_retry_after_ms_) return std::nullopt;
     reserve_retry_after_ms_ = 0;
+  }
+  // Above the low-water mark a freed segment usually comes back before long (delivery is fast):
+  // wait for one rather than write a file that would then be deleted.
+  if (have >= (options_.reserve_segments + 1) / 2) {
+    if (reserve_short_since_ms_ < 0) reserve_short_since_ms_ = now_ms;
+    if (now_ms - reserve_short_since_ms_ < kReserveRefillDelayMs) return std::nullopt;
   }
   SegmentRequest request;
   request.slot = next_slot_++;

@@ -42,11 +42,14 @@
 //     ... back on the shard thread: spool.AddReserve(request, created_or_error);
 //
 // TakeReserveRequest returns a request while reserve + pending creations < reserve_segments and
-// the file cap (MessageSegmentsMax() + 1 files, pending ones included) allows; each request has its
-// own file name, never reused (not even after a failure). A segment taken from the reserve makes
-// the next call return its replacement at once; a result that finds the reserve full by then (a
-// freed segment refilled it) is deleted. A failed creation (ENOSPC, usually) is
-// logged by AddReserve and releases its slot; TakeReserveRequest asks again kReserveRetryMs later.
+// the file cap (MessageSegmentsMax() + 1 files, pending ones included) allows; each request has
+// its own file name, never reused (not even after a failure). A segment taken from the reserve
+// that leaves it below its low-water mark ((reserve_segments + 1) / 2: empty, with the default 2)
+// makes the next call return its replacement at once; above that mark the call waits until the
+// reserve has stayed short for kReserveRefillDelayMs, because a segment freed by delivery usually
+// refills it first (asking at once wrote a file per rollover, deleted soon after). A result that
+// finds the reserve full by then is deleted. A failed creation (ENOSPC, usually) is logged by
+// AddReserve and releases its slot; TakeReserveRequest asks again kReserveRetryMs later.
 // MaintainReserve does the same creations synchronously (Open, tools, tests). When the reserve is
 // empty all the same, the append creates a segment itself (counted in
 // segments_created_on_hot_path and logged): the last resort. A creation the Spool never hears
@@ -203,13 +206,18 @@ class Spool {
 
   // How long TakeReserveRequest waits after a failed creation before asking again.
   static constexpr int64_t kReserveRetryMs = 1000;
+  // How long the reserve may stay short, above its low-water mark, before TakeReserveRequest asks
+  // for a creation (a freed segment may refill it meanwhile).
+  static constexpr int64_t kReserveRefillDelayMs = 1000;
 
   // Creates reserve segment files up to reserve_segments, here and now (pending requests count
   // toward it). Blocks for each creation: Open, tools and tests; a shard uses the two below.
   absl::Status MaintainReserve();
   // The next reserve segment to create off this thread, if the reserve (with the creations
-  // pending) is below reserve_segments, the file cap allows one more, and no failure happened in
-  // the last kReserveRetryMs. Counts it as pending. A few comparisons when there is nothing to do.
+  // pending) is below reserve_segments, the file cap allows one more, no failure happened in the
+  // last kReserveRetryMs, and either the reserve is below its low-water mark
+  // ((reserve_segments + 1) / 2) or has been short for kReserveRefillDelayMs. Counts it as
+  // pending. A few comparisons when the reserve is full.
   std::optional<SegmentRequest> TakeReserveRequest();
   // The result of a request from TakeReserveRequest (exactly once per request): the file joins the
   // reserve (or is deleted if the reserve is full by now); an error is logged and retried later.
@@ -308,6 +316,9 @@ class Spool {
   std::vector<uint64_t> pending_slots_;
   // After a failed creation: no request before this (clock_ monotonic ms); 0: none failed.
   int64_t reserve_retry_after_ms_ = 0;
+  // Since when the reserve (with pending creations) has been below reserve_segments; -1: it is
+  // not.
+  int64_t reserve_short_since_ms_ = -1;
   uint64_t last_seq_ = 0;
   uint64_t id_epoch_hi_ = 0;
   uint64_t next_id_lo_ = 1;

@@ -660,7 +660,9 @@ TEST_F(ReserveTest, PendingCreationsCountAgainstTheTargetAndTheFileCap) {
   EXPECT_EQ(spool.stats().reserve_segments, 2u);
   EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "the reserve is full";
 
-  AppendUntilActive(spool, 1);  // took one reserve segment: ask for its replacement at once
+  AppendUntilActive(spool, 1);  // took one reserve segment; one is left
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "a freed segment may come back";
+  clock_.AdvanceMillis(Spool::kReserveRefillDelayMs);
   std::optional<SegmentRequest> a = spool.TakeReserveRequest();
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->segment_bytes, o.segment_bytes);
@@ -683,6 +685,42 @@ TEST_F(ReserveTest, PendingCreationsCountAgainstTheTargetAndTheFileCap) {
   EXPECT_EQ(spool.stats().reserve_segments_handed_back, 1u);
   EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "3 files: the cap";
   EXPECT_EQ(SegmentFiles(dir_), 3u);
+}
+
+TEST_F(ReserveTest, ReplacementIsAskedAtOnceOnlyBelowTheLowWaterMark) {
+  SpoolOptions o = Options(dir_);
+  o.reserve_segments = 2;  // low-water mark 1: at once when the reserve is empty
+  auto opened = Spool::Open(o);
+  ASSERT_TRUE(opened.ok());
+  Spool& spool = **opened;
+  AppendUntilActive(spool, 1);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value());
+  clock_.AdvanceMillis(Spool::kReserveRefillDelayMs - 1);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value());
+  AppendUntilActive(spool, 2, 100);  // the reserve is empty now
+  std::optional<SegmentRequest> urgent = spool.TakeReserveRequest();
+  ASSERT_TRUE(urgent.has_value()) << "below the low-water mark: at once";
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "back at the mark: wait again";
+  std::vector<MessageId> live;
+  spool.ForEachMessage([&](const MessageInfo& info) { live.push_back(info.id); });
+  for (MessageId id : live) {
+    StateRecord s;
+    s.id = id;
+    s.type = RecordType::kDelivered;
+    ASSERT_TRUE(spool.AppendState(s, nullptr).ok());
+  }
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(spool.SyncNow().ok());
+  EXPECT_EQ(spool.stats().reserve_segments, 1u) << "the first segment was freed into the reserve";
+  spool.AddReserve(*urgent, CreateFor(*urgent));
+  EXPECT_EQ(spool.stats().reserve_segments, 2u);
+  clock_.AdvanceMillis(10 * Spool::kReserveRefillDelayMs);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value()) << "full";
+  // Short again, above the mark: asked once the delay has run from when it was seen short.
+  AppendUntilActive(spool, 2, 200);
+  EXPECT_EQ(spool.stats().reserve_segments, 1u);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value());
+  clock_.AdvanceMillis(Spool::kReserveRefillDelayMs);
+  EXPECT_TRUE(spool.TakeReserveRequest().has_value());
 }
 
 TEST_F(ReserveTest, FailedCreationIsRetriedLaterUnderANewName) {
@@ -718,6 +756,8 @@ TEST_F(ReserveTest, ResultArrivingAfterMoreAppendsAndHotPathCreations) {
   ASSERT_TRUE(opened.ok());
   Spool& spool = **opened;
   std::vector<MessageId> ids = AppendUntilActive(spool, 1);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value());
+  clock_.AdvanceMillis(Spool::kReserveRefillDelayMs);
   std::optional<SegmentRequest> a = spool.TakeReserveRequest();
   ASSERT_TRUE(a.has_value());
   // The creation is slow: the spool rolls over 4 more segments meanwhile, emptying the reserve and
@@ -788,6 +828,8 @@ TEST_F(ReserveTest, RecoveryHandlesLeftOverCreations) {
     ASSERT_TRUE(opened.ok());
     AppendUntilActive(**opened, 1);
     ASSERT_TRUE((*opened)->SyncNow().ok());
+    EXPECT_FALSE((*opened)->TakeReserveRequest().has_value());
+    clock_.AdvanceMillis(Spool::kReserveRefillDelayMs);
     // A creation that finished after its spool went away: a whole free segment file.
     std::optional<SegmentRequest> a = (*opened)->TakeReserveRequest();
     ASSERT_TRUE(a.has_value());
@@ -818,6 +860,8 @@ TEST_F(ReserveTest, RecoveryHandlesLeftOverCreations) {
   EXPECT_EQ(SegmentFiles(dir_), 3u) << "one active, two in the reserve";
   // New names come after every name found on disk.
   AppendUntilActive(spool, 2, 100);
+  EXPECT_FALSE(spool.TakeReserveRequest().has_value());
+  clock_.AdvanceMillis(Spool::kReserveRefillDelayMs);
   std::optional<SegmentRequest> b = spool.TakeReserveRequest();
   ASSERT_TRUE(b.has_value());
   EXPECT_GT(b->slot, next_slot + 7);
@@ -846,6 +890,7 @@ TEST_F(ReserveTest, CreatorRefillsInTheBackgroundAndStopsPromptly) {
     SegmentCreator creator("test-creator");
     std::vector<MessageId> ids;
     for (int i = 0; i < 40; ++i) {
+      clock_.AdvanceMillis(300);  // a segment rolls over every 600 ms
       ids.push_back(Append(spool, i, 30000));
       while (auto request = spool.TakeReserveRequest()) {
         creator.Create(std::move(*request), [&](SegmentRequest r, CreatedSegment created) {
@@ -861,8 +906,8 @@ TEST_F(ReserveTest, CreatorRefillsInTheBackgroundAndStopsPromptly) {
       ASSERT_EQ(spool.stats().reserve_pending, 0u);
     }
     EXPECT_EQ(spool.stats().segments_created_on_hot_path, 0u);
-    EXPECT_GE(creator.created_total(), 15u);
-    EXPECT_EQ(spool.stats().reserve_segments, 2u);
+    EXPECT_GE(creator.created_total(), 18u);
+    EXPECT_GE(spool.stats().reserve_segments, 1u);
     ASSERT_TRUE(spool.SyncNow().ok());
 
     // Stopping with creations queued: at most the one in progress finishes.
