@@ -296,8 +296,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
         "\n--- ratios measured in this run (%llu MiB segments, %llu rollovers, %llu msg/s) ---\n",
         static_cast<unsigned long long>(g_segment_mib),
         static_cast<unsigned long long>(g_rollovers), static_cast<unsigned long long>(g_rate));
-    for (const char* counter :
-         {"longest_refill_ms", "longest_turn_ms", "p99_turn_ms", "max_us", "p99_us", "p50_us", "items_per_second"}) {
+    for (const char* counter : {"longest_refill_ms", "longest_turn_ms", "p99_turn_ms", "max_us",
+                                "p99_us", "p50_us", "items_per_second"}) {
       double a = value(sync, counter), b = value(background, counter);
       if (a < 0 || b <= 0) continue;
       std::printf("ratio %-17s sync timer refill / background refill %10.2fx  (%.3f vs %.3f)\n",
