@@ -100,6 +100,16 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
       r.AddGauge("relay_queue_messages", Help("Messages in the queue with recipients pending."));
   queue_bytes = r.AddGauge("relay_queue_bytes",
                            Help("Bytes of the queue's segment files in use (reserve excluded)."));
+  queue_reserve_segments = r.AddGauge(
+      "relay_queue_reserve_segments",
+      Help("Pre-written segment files ready for the append path (created in the background)."));
+  queue_segments_created_on_append_path = r.AddCounter(
+      "relay_queue_segments_created_on_append_path_total",
+      Help("Segment files created on the append path because the reserve was empty: each one "
+           "stalls its shard (raise [queue] reserve_segments if this grows)."));
+  queue_segment_creation_failures = r.AddCounter(
+      "relay_queue_segment_creation_failures_total",
+      Help("Background creations of reserve segment files that failed (a full disk, usually)."));
   fsync_us = r.AddHistogram("relay_queue_fsync_seconds",
                             Help("Duration of one group commit of the queue (its fdatasync calls).",
                                  kMicrosToSeconds, LatencyBoundsUs()));

@@ -81,6 +81,9 @@ class RelayMetrics {
   Histogram dkim_signing_us;       // per message, all of its signatures
   Gauge queue_messages;
   Gauge queue_bytes;              // bytes of the spool's segment files in use
+  Gauge queue_reserve_segments;   // pre-written segment files ready for the append path
+  Counter queue_segments_created_on_append_path;  // the reserve was empty: a stall
+  Counter queue_segment_creation_failures;        // background creations that failed
   Histogram fsync_us;             // one group commit (every fdatasync of the batch)
   Histogram fsync_batch_records;  // records made durable by one group commit
   Counter fsync_errors;

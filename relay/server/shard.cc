@@ -467,6 +467,9 @@ void Shard::PublishMetrics() {
   m->queue_messages.Set(index_, static_cast<int64_t>(spool.live_messages));
   m->queue_bytes.Set(index_,
                      static_cast<int64_t>(spool.active_segments * spool_->options().segment_bytes));
+  m->queue_reserve_segments.Set(index_, static_cast<int64_t>(spool.reserve_segments));
+  m->queue_segments_created_on_append_path.Set(index_, spool.segments_created_on_hot_path);
+  m->queue_segment_creation_failures.Set(index_, spool.reserve_creation_failures);
   if (delivery_ != nullptr) {
     const delivery::DeliveryEngine::Stats& stats = delivery_->stats();
     m->outbound_connections_opened.Set(index_, stats.connections_opened);

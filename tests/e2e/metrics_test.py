@@ -324,6 +324,13 @@ check(delta("relay_dns_queries_total") >= 3, "DNS queries sent")
 check(delta("relay_dns_cache_hits_total") >= 1, "DNS cache hits")
 check(delta("relay_dns_failures_total") == 0, "no DNS failures")
 check(value(after, "relay_queue_bytes") > 0, "queue bytes: segment files in use")
+check(value(after, "relay_queue_reserve_segments") >= 1, "reserve segments ready")
+check(("relay_queue_segments_created_on_append_path_total", ()) in after and
+      value(after, "relay_queue_segments_created_on_append_path_total") == 0,
+      "no segment created on the append path")
+check(("relay_queue_segment_creation_failures_total", ()) in after and
+      value(after, "relay_queue_segment_creation_failures_total") == 0,
+      "no failed segment creation")
 
 # Shutdown: the endpoint answers until the shards have stopped, then goes away with them.
 relayd.send_signal(signal.SIGTERM)
