@@ -1,6 +1,7 @@
 #include "relay/io/reactor.h"
 
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -96,6 +97,18 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(const ReactorOptions& o
     params.flags = IORING_SETUP_CQSIZE;
     params.cq_entries = options.cq_entries;
     rc = io_uring_queue_init_params(options.sq_entries, &reactor->ring_, &params);
+  }
+  if (rc == -ENOMEM) {
+    // Newer kernels charge ring memory to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.
+    struct rlimit limit {};
+    getrlimit(RLIMIT_MEMLOCK, &limit);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "io_uring_queue_init_params: ", std::strerror(-rc), " (a ring of ", options.sq_entries,
+        " + ", options.cq_entries, " entries counts against the locked-memory limit, now ",
+        limit.rlim_cur == RLIM_INFINITY ? std::string("unlimited")
+                                        : absl::StrCat(limit.rlim_cur >> 10, " KiB"),
+        ", shared by all of this user's processes: raise it, e.g. LimitMEMLOCK= in the systemd "
+        "unit or ulimit -l)"));
   }
   if (rc < 0) {
     return absl::FailedPreconditionError(
