@@ -150,29 +150,20 @@ resolver.port = DNS_PORT  # for the DKIM check at the receiver
 
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"
-init = subprocess.run([RELAYD, "--init", conf_dir, "--domain", "example.com", "--hostname",
-                       "relay.example.com"], capture_output=True, text=True, check=True)
-PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
-conf_path = conf_dir + "/relayd.toml"
-conf = open(conf_path).read()
-conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
-conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []')
-conf = conf.replace("shards = 0", "shards = 2")
-conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
-conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
-conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
-# Two quick retries, then an hour: long enough that only `relayctl queue retry` brings a fourth.
-conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]")
-conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
-# Attempts at about 0, 1 and 2 s stay under it; the operator's retry of a slow.test message comes
-# later and brings the one "delayed" DSN.
-conf = conf.replace("delay_warning_s = 0", "delay_warning_s = 4")
-conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
 # Unix socket paths are limited to 108 bytes; Bazel's temporary directory is longer.
 SOCK_DIR = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
 CONTROL = SOCK_DIR + "/control.sock"
-conf = conf.replace('control_socket = "control.sock"', 'control_socket = "%s"' % CONTROL)
-conf += """
+conf_path, PASSWORD = relayd_process.init(RELAYD, conf_dir, relayd_process.loopback(
+    DNS_PORT, MX_PORT) + [
+    # Two quick retries, then an hour: long enough that only `relayctl queue retry` brings a
+    # fourth.
+    ("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]"),
+    ("jitter_fraction = 0.1", "jitter_fraction = 0.0"),
+    # Attempts at about 0, 1 and 2 s stay under it; the operator's retry of a slow.test message
+    # comes later and brings the one "delayed" DSN.
+    ("delay_warning_s = 0", "delay_warning_s = 4"),
+    ('control_socket = "control.sock"', 'control_socket = "%s"' % CONTROL)],
+    append="""
 [[shaping]]
 name = "plain-test"
 domains = ["plain.test"]
@@ -182,8 +173,7 @@ tls = "required"
 domain = "example.com"
 selector = "relay"
 key = "%s/dkim.pem"
-""" % TMP
-open(conf_path, "w").write(conf)
+""" % TMP)
 log_path = TMP + "/relayd.log"
 
 

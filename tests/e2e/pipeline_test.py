@@ -181,27 +181,15 @@ zones = """
 """.format(sink=SINK_IP, **PROBE_IPS)
 unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
 
-conf_dir = TMP + "/relay"
-init = subprocess.run([RELAYD, "--init", conf_dir, "--domain", "example.com", "--hostname",
-                       "relay.example.com"], capture_output=True, text=True, check=True)
-PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
-conf_path = conf_dir + "/relayd.toml"
-conf = open(conf_path).read()
-conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
-conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []')
-conf = conf.replace("shards = 0", "shards = 1")
-conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
-conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
-conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
-conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
-# A quick retry for the messages of the dropped connection.
-conf = conf.replace("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]")
-conf = conf.replace("jitter_fraction = 0.1", "jitter_fraction = 0.0")
 SOCK_DIR = tempfile.mkdtemp(prefix="pl-", dir="/tmp")
-conf = conf.replace('control_socket = "control.sock"',
-                    'control_socket = "%s/control.sock"' % SOCK_DIR)
-# One connection per site, so that every message goes over the same one.
-conf += """
+conf_path, PASSWORD = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.loopback(
+    DNS_PORT, MX_PORT, shards=1) + [
+    # A quick retry for the messages of the dropped connection.
+    ("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]"),
+    ("jitter_fraction = 0.1", "jitter_fraction = 0.0"),
+    ('control_socket = "control.sock"', 'control_socket = "%s/control.sock"' % SOCK_DIR)],
+    # One connection per site, so that every message goes over the same one.
+    append="""
 [[shaping]]
 name = "pipe-test"
 domains = ["pipe.test", "tlspipe.test", "droppipe.test", "sink.test"]
@@ -212,8 +200,7 @@ name = "nopipe-test"
 domains = ["nopipe.test"]
 connections_max = 1
 pipeline_transactions = false
-"""
-open(conf_path, "w").write(conf)
+""")
 log_path = TMP + "/relayd.log"
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
 if ready is None:

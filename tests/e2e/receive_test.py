@@ -118,20 +118,11 @@ def dns_txt(name, timeout=5):
 
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"
-subprocess.run([RELAYD, "--init", conf_dir, "--domain", "local.test", "--hostname", "mx.local.test"],
-               capture_output=True, text=True, check=True)
-conf_path = conf_dir + "/relayd.toml"
-conf = open(conf_path).read()
-conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
-conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', "listen_tls = []")
-conf = conf.replace("shards = 0", "shards = 2")
-conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
-conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
-conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
-conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
-conf = conf.replace('control_socket = "control.sock"',
-                    'control_socket = "%s/control.sock"' % tempfile.mkdtemp(prefix="rcv-", dir="/tmp"))
-conf += """
+conf_path, _ = relayd_process.init(
+    RELAYD, conf_dir, relayd_process.loopback(DNS_PORT, MX_PORT) + [
+        ('control_socket = "control.sock"',
+         'control_socket = "%s/control.sock"' % tempfile.mkdtemp(prefix="rcv-", dir="/tmp"))],
+    domain="local.test", hostname="mx.local.test", append="""
 [receive]
 listen = ["127.0.0.1:0"]
 domains = ["local.test", "strict.test"]
@@ -143,8 +134,7 @@ checks_timeout_ms = 5000
 domain = "local.test"
 selector = "arc"
 key = "%s"
-""" % LOCAL_KEY
-open(conf_path, "w").write(conf)
+""" % LOCAL_KEY)
 os.makedirs(conf_dir + "/aliases")
 ALIASES = conf_dir + "/aliases/local.test"
 open(ALIASES, "w").write("# local.test forwards everything\n"
