@@ -47,16 +47,13 @@ absl::Status FullSpoolError(std::string_view why) {
 }  // namespace
 
 Spool::Spool(const SpoolOptions& options)
-    : options_(options), clock_(options.clock ? options.clock : RealClock::Get()) {}
+    : options_(options), clock_(options.clock ? options.clock : RealClock::Get()) {
+  options_.syncs_in_flight_max = std::max<uint32_t>(1, options_.syncs_in_flight_max);
+}
 
 Spool::~Spool() {
   // What is durable is published before the files close (a throttled publication may be due).
-  if (broken_.ok()) {
-    for (uint64_t seq : unpublished_) {
-      auto seg = active_.find(seq);
-      if (seg != active_.end()) seg->second.file->PublishCommitted(seg->second.synced_offset);
-    }
-  }
+  if (broken_.ok()) PublishSynced(/*force=*/true);
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -318,10 +315,16 @@ void Spool::AddReserve(const SegmentRequest& request,
     return;
   }
   ++stats_.reserve_segments_handed_back;
-  std::unique_ptr<SegmentFile> file = std::move(*created);
   // Freed segments may have refilled the reserve meanwhile, or the spool filled up.
-  if (reserve_.size() < options_.reserve_segments && file->bytes() == options_.segment_bytes &&
-      TotalFiles() < MessageSegmentsMax() + 1) {
+  if (TotalFiles() < MessageSegmentsMax() + 1) {
+    KeepInReserveOrDelete(std::move(*created));
+  } else {
+    ::unlink((*created)->path().c_str());
+  }
+}
+
+void Spool::KeepInReserveOrDelete(std::unique_ptr<SegmentFile> file) {
+  if (reserve_.size() < options_.reserve_segments && file->bytes() == options_.segment_bytes) {
     reserve_.push_back(std::move(file));
   } else {
     ::unlink(file->path().c_str());
@@ -524,14 +527,14 @@ absl::StatusOr<Position> Spool::AppendCopy(const MessageInfo& info) {
 bool Spool::NeedsSync() const {
   if (!broken_.ok() || (dirty_.empty() && freeing_.empty())) return false;
   if (syncs_running_ == 0) return true;
-  if (syncs_running_ >= std::max<uint32_t>(1, options_.syncs_in_flight_max)) return false;
+  if (syncs_running_ >= options_.syncs_in_flight_max) return false;
   // Overlap only past the middle of the youngest sync (see the contract in spool.h).
   const int64_t running_ns = clock_->MonotonicNanos() - in_flight_.back().begin_ns;
   return 2 * running_ns >= last_sync_ns_;
 }
 
 SyncBatch Spool::BeginSync() {
-  CHECK(syncs_running_ < std::max<uint32_t>(1, options_.syncs_in_flight_max));
+  CHECK(syncs_running_ < options_.syncs_in_flight_max);
   ++syncs_running_;
   InFlightSync& sync = in_flight_.emplace_back();
   sync.batch_id = next_batch_id_++;
@@ -603,12 +606,7 @@ void Spool::RetireSyncs() {
     if (durable_ < sync.end) durable_ = sync.end;
     for (auto& file : sync.freeing) {
       ++stats_.segments_freed;
-      if (reserve_.size() < options_.reserve_segments &&
-          file->bytes() == options_.segment_bytes) {
-        reserve_.push_back(std::move(file));
-      } else {
-        ::unlink(file->path().c_str());
-      }
+      KeepInReserveOrDelete(std::move(file));
     }
   }
   if (!broken_.ok()) return;
@@ -617,14 +615,14 @@ void Spool::RetireSyncs() {
   FreeSegments();
 }
 
-void Spool::PublishSynced() {
+void Spool::PublishSynced(bool force) {
   if (unpublished_.empty()) return;
   // Each store into the header after the page was written back takes a write fault (and a TLB
   // flush); under load that was 3% of relayd's CPU. Readers may lag: at most
   // kCommittedPublishIntervalNs while appends go on, none once the spool is quiet.
   const int64_t now_ns = clock_->MonotonicNanos();
   const bool quiet = dirty_.empty() && syncs_running_ == 0;
-  if (!quiet && now_ns - last_publish_ns_ < kCommittedPublishIntervalNs) return;
+  if (!force && !quiet && now_ns - last_publish_ns_ < kCommittedPublishIntervalNs) return;
   last_publish_ns_ = now_ns;
   for (uint64_t seq : unpublished_) {
     auto seg = active_.find(seq);
@@ -662,11 +660,7 @@ void Spool::FreeSegments() {
       return;
     }
     ++stats_.segments_freed;
-    if (reserve_.size() < options_.reserve_segments) {
-      reserve_.push_back(std::move(file));
-    } else {
-      ::unlink(file->path().c_str());
-    }
+    KeepInReserveOrDelete(std::move(file));
   }
 }
 

@@ -285,8 +285,12 @@ class Spool {
   absl::StatusOr<Position> AppendCopy(const MessageInfo& info);
   // Retires completed batches from the front of in_flight_, in begin order.
   void RetireSyncs();
-  // Stores the synced length into the headers of unpublished_ segments (throttled, see .cc).
-  void PublishSynced();
+  // Stores the synced length into the headers of unpublished_ segments (throttled, see .cc;
+  // `force`: now).
+  void PublishSynced(bool force = false);
+  // A free segment file back into the reserve when there is room and it has the configured size;
+  // otherwise its file is deleted.
+  void KeepInReserveOrDelete(std::unique_ptr<SegmentFile> file);
   void FireWaiters();
   void FreeSegments();
   uint64_t MessageSegmentsMax() const;
