@@ -60,6 +60,17 @@ Extensions ParseExtensions(const ServerReply& reply) {
   return ext;
 }
 
+// Sets every field of one recipient's outcome.
+void FillOutcome(Outcome& outcome, size_t index, OutcomeKind kind, int code,
+                 std::string_view enhanced, std::string_view text, bool from_peer) {
+  outcome.kind = kind;
+  outcome.code = code;
+  outcome.enhanced.assign(enhanced);
+  outcome.text.assign(text);
+  outcome.from_peer = from_peer;
+  outcome.recipient_index = index;
+}
+
 }  // namespace
 
 ClientSession::ClientSession(const ClientConfig& config)
@@ -233,11 +244,8 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
     // The messages in flight stay as they are; this one is not sent.
     std::vector<Outcome> outcomes(message.recipients.size());
     for (size_t i = 0; i < outcomes.size(); ++i) {
-      outcomes[i].kind = OutcomeKind::kTransient;
-      outcomes[i].code = 451;
-      outcomes[i].enhanced = "4.3.0";
-      outcomes[i].text = "Local error: the connection was not ready for a message";
-      outcomes[i].recipient_index = i;
+      FillOutcome(outcomes[i], i, OutcomeKind::kTransient, 451, "4.3.0",
+                  "Local error: the connection was not ready for a message", false);
     }
     EmitDone(std::move(outcomes));
     return EndEvent();
@@ -739,13 +747,7 @@ void ClientSession::SetOutcome(size_t index, const ServerReply& reply) {
 void ClientSession::SetOutcome(size_t index, OutcomeKind kind, int code, std::string_view enhanced,
                                std::string_view text, bool from_peer) {
   if (index >= outcomes_.size() || has_outcome_[index]) return;
-  Outcome& outcome = outcomes_[index];
-  outcome.kind = kind;
-  outcome.code = code;
-  outcome.enhanced.assign(enhanced);
-  outcome.text.assign(text);
-  outcome.from_peer = from_peer;
-  outcome.recipient_index = index;
+  FillOutcome(outcomes_[index], index, kind, code, enhanced, text, from_peer);
   has_outcome_[index] = true;
 }
 
@@ -769,13 +771,7 @@ void ClientSession::FinishAhead(OutcomeKind kind, int code, std::string_view enh
   if (!ahead_open_) return;
   for (size_t i = 0; i < ahead_outcomes_.size(); ++i) {
     if (ahead_has_outcome_[i]) continue;
-    Outcome& outcome = ahead_outcomes_[i];
-    outcome.kind = kind;
-    outcome.code = code;
-    outcome.enhanced.assign(enhanced);
-    outcome.text.assign(text);
-    outcome.from_peer = from_peer;
-    outcome.recipient_index = i;
+    FillOutcome(ahead_outcomes_[i], i, kind, code, enhanced, text, from_peer);
   }
   std::vector<Outcome> done = std::move(ahead_outcomes_);
   ahead_outcomes_.clear();
