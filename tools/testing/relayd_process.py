@@ -1,7 +1,7 @@
 """relayd as the project's end-to-end tests and benchmarks configure and start it: `relayd --init
 DIR`, then the config it wrote edited for loopback (init), then `relayd --config PATH` with its
-output appended to one log file, ready once it logs a new "relayd ready" line, which names the port of every listener
-(port 0 in the config means the kernel chose one).
+output appended to one log file, ready once it logs a new "relayd ready" line, which names the
+port of every listener (port 0 in the config means the kernel chose one).
 
     import relayd_process
     conf_path, password = relayd_process.init(
