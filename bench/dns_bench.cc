@@ -226,8 +226,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<relay::io::Reactor> reactor;
   std::string skip;
   if (!dns::testing::UnboundServer::Available()) {
-    skip = "unbound is not installed";
-  } else if (absl::Status probe = relay::io::Reactor::ProbeKernel(); !probe.ok()) {
+    fprintf(stderr, "FAIL: unbound is not installed (Debian package unbound)\n");
+    return 1;
+  }
+  if (absl::Status probe = relay::io::Reactor::ProbeKernel(); !probe.ok()) {
     skip = std::string(probe.message());
   } else {
     auto started =

@@ -5,7 +5,7 @@
 source bench/smtp_test_lib.sh
 
 SMTP_SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
-[ -x "$SMTP_SINK" ] || skip "Postfix's smtp-sink is not installed (Debian package postfix)"
+[ -x "$SMTP_SINK" ] || fail "Postfix's smtp-sink is not installed (Debian package postfix)"
 
 # run_postfix_sink NAME ARGS...: sets PF_PID and PF_PORT.
 run_postfix_sink() {

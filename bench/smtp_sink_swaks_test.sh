@@ -5,7 +5,7 @@
 source bench/smtp_test_lib.sh
 
 SWAKS=$(command -v swaks || echo /usr/bin/swaks)
-[ -x "$SWAKS" ] || skip "swaks is not installed (Debian package swaks)"
+[ -x "$SWAKS" ] || fail "swaks is not installed (Debian package swaks)"
 
 mkdir -p "$T/saved"
 start_sink swaks --listen 127.0.0.1:0 --listen '[::1]:0' --save-dir "$T/saved" \

@@ -22,11 +22,6 @@ fail() {
   exit 1
 }
 
-skip() {
-  echo "SKIP: $*"
-  exit 0
-}
-
 # json FILE KEY[.SUBKEY...]: prints the value from the file's last line (0 when the key is
 # missing, e.g. a reply code never seen). The file is parsed once, into FILE.kv.
 json() {

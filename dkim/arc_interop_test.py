@@ -12,8 +12,8 @@ import tempfile
 try:
     import dkim
 except ImportError:
-    print("SKIP: python3-dkim is not installed (Debian package python3-dkim)")
-    sys.exit(0)
+    print("FAIL: python3-dkim is not installed (Debian package python3-dkim)")
+    sys.exit(1)
 
 TOOL = sys.argv[1]
 TMP = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()

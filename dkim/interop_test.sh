@@ -12,11 +12,11 @@ SIGN_TOOL="$(pwd)/dkim/dkim_sign_tool"
 [[ -x "$SIGN_TOOL" ]] || fail "dkim_sign_tool not found"
 PATH="$PATH:/usr/sbin:/sbin"
 for tool in dkimverify opendkim-testmsg unbound unshare ip openssl mount; do
-  command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
+  command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (tools/install-deps --test)"
 done
 [[ "$(id -u)" == 0 ]] || skip "needs root for unshare --net --mount (private DNS on loopback)"
-/usr/bin/python3 -c "import nacl" 2>/dev/null || skip "python3-nacl missing (dkimverify needs it for Ed25519)"
-/usr/bin/python3 -c "import dns.resolver" 2>/dev/null || skip "python3-dnspython missing (dkimverify's DNS)"
+/usr/bin/python3 -c "import nacl" 2>/dev/null || fail "python3-nacl missing (dkimverify needs it for Ed25519)"
+/usr/bin/python3 -c "import dns.resolver" 2>/dev/null || fail "python3-dnspython missing (dkimverify's DNS)"
 unshare --net --mount true 2>/dev/null || skip "unshare --net --mount not permitted here"
 
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/interop"

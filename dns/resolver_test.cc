@@ -55,6 +55,7 @@ class ResolverTest : public ::testing::Test {
       printf("SKIP: %s\n", skip_reason_->c_str());
       GTEST_SKIP() << *skip_reason_;
     }
+    ASSERT_NE(server_, nullptr) << "unbound did not start: see the suite's first failure";
     resolver_ = MakeResolver({server_->address()}, 1000, 2);
   }
 

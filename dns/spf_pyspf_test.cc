@@ -34,10 +34,8 @@ bool PyspfAvailable() {
 }
 
 TEST(SpfPyspfTest, SameResultsAsPyspf) {
-  if (!testing::UnboundServer::Available() || !PyspfAvailable()) {
-    printf("SKIP: needs unbound and python3-spf (Debian packages unbound, python3-spf)\n");
-    GTEST_SKIP();
-  }
+  ASSERT_TRUE(testing::UnboundServer::Available() && PyspfAvailable())
+      << "needs unbound and python3-spf (Debian packages unbound, python3-spf)";
   absl::Status probe = relay::io::Reactor::ProbeKernel();
   if (!probe.ok()) {
     printf("SKIP: %s\n", std::string(probe.message()).c_str());

@@ -77,6 +77,7 @@ class SpfTest : public ::testing::Test {
       printf("SKIP: %s\n", skip_reason_->c_str());
       GTEST_SKIP() << *skip_reason_;
     }
+    ASSERT_NE(server_, nullptr) << "unbound did not start: see the suite's first failure";
     UseServer(server_->address());
   }
   void TearDown() override {

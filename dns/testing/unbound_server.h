@@ -39,8 +39,8 @@ class UnboundServer {
 };
 
 // What a test suite against unbound needs: the server with `zone_config` and a small reactor for
-// the resolver, or why the suite must skip (unbound not installed, io_uring missing), in
-// skip_reason. An error only when unbound is there but does not start.
+// the resolver, or why the suite must skip (io_uring missing: the kernel lacks it), in skip_reason.
+// An error when unbound is not installed or does not start.
 struct UnboundSuite {
   std::unique_ptr<UnboundServer> server;
   std::unique_ptr<relay::io::Reactor> reactor;

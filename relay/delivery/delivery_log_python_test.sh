@@ -3,7 +3,7 @@
 # by line: each line must parse, every record must be there exactly once across the rotated and
 # moved files, and the escaped strings must decode to the documented values.
 set -euo pipefail
-if ! command -v python3 >/dev/null; then echo "SKIP: python3 not installed"; exit 0; fi
+if ! command -v python3 >/dev/null; then echo "FAIL: python3 not installed"; exit 1; fi
 example="$1"
 dir="${TEST_TMPDIR:-$(mktemp -d)}/dlog"
 rm -rf "$dir"

@@ -2,7 +2,7 @@
 # Parses the DSNs written by dsn_example with Python's email package and checks that each is a
 # valid multipart/report (RFC 3462) with the RFC 3464 fields, CRLF line ends and short lines.
 set -euo pipefail
-if ! command -v python3 >/dev/null; then echo "SKIP: python3 not installed"; exit 0; fi
+if ! command -v python3 >/dev/null; then echo "FAIL: python3 not installed"; exit 1; fi
 example="$1"
 dir="${TEST_TMPDIR:-$(mktemp -d)}/dsn"
 mkdir -p "$dir"

@@ -8,8 +8,8 @@ import sys
 try:
     import authres
 except ImportError:
-    print("SKIP: python3-authres is not installed (Debian package python3-authres)")
-    sys.exit(0)
+    print("FAIL: python3-authres is not installed (Debian package python3-authres)")
+    sys.exit(1)
 
 TOOL = sys.argv[1]
 

@@ -78,6 +78,7 @@ class DkimCheckTest : public ::testing::Test {
       printf("SKIP: %s\n", skip_->c_str());
       GTEST_SKIP() << *skip_;
     }
+    ASSERT_NE(server_, nullptr) << "unbound did not start: see the suite's first failure";
     resolver_ = MakeResolver(server_->address());
   }
   void TearDown() override {

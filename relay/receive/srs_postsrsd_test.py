@@ -12,8 +12,8 @@ import urllib.parse
 
 POSTSRSD = "/usr/sbin/postsrsd"
 if not os.access(POSTSRSD, os.X_OK):
-    print("SKIP: postsrsd is not installed (Debian package postsrsd)")
-    sys.exit(0)
+    print("FAIL: postsrsd is not installed (Debian package postsrsd)")
+    sys.exit(1)
 
 TOOL = sys.argv[1]
 TMP = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()

@@ -9,9 +9,9 @@ TMP="${TEST_TMPDIR:-$(mktemp -d)}"
 SINK="$(command -v smtp-sink || echo /usr/sbin/smtp-sink)"
 PY=/usr/bin/python3
 
-if [ ! -x "$SINK" ]; then echo "SKIP: smtp-sink not installed (Debian package postfix)"; exit 0; fi
+if [ ! -x "$SINK" ]; then echo "FAIL: smtp-sink not installed (Debian package postfix)"; exit 1; fi
 if ! "$PY" -c 'import aiosmtpd' 2>/dev/null; then
-  echo "SKIP: aiosmtpd not installed (Debian package python3-aiosmtpd)"; exit 0
+  echo "FAIL: aiosmtpd not installed (Debian package python3-aiosmtpd)"; exit 1
 fi
 
 failures=0

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs the SMTP server session fuzz target built with clang and libFuzzer (by fuzz_clang_build.sh,
 # -fsanitize=fuzzer,address,undefined) for a bounded time over the committed corpus. When clang
-# was missing at build time the binary is a stand-in that prints "SKIP: reason".
+# was missing at build time the binary is a stand-in that prints "FAIL: reason" and exits 1.
 # Usage: fuzz_clang_test.sh FUZZER CORPUS_FILE...
 set -euo pipefail
 fuzzer="$1"
@@ -12,7 +12,7 @@ work="${TEST_TMPDIR:?}/fuzz"
 mkdir -p "$work/corpus"
 cp "$@" "$work/corpus/"
 if head -c 2 "$fuzzer" | grep -q '#!'; then
-  exec "$fuzzer"  # the SKIP stand-in
+  exec "$fuzzer"  # the stand-in, which fails
 fi
 
 # Crash inputs are kept with the test's outputs for replay.

@@ -8,8 +8,8 @@
 set -euo pipefail
 
 if ! command -v openssl >/dev/null; then
-  echo "SKIP: the openssl command (Debian package openssl) is not installed"
-  exit 0
+  echo "FAIL: the openssl command (Debian package openssl) is not installed"
+  exit 1
 fi
 
 BRIDGE="${TEST_SRCDIR}/${TEST_WORKSPACE}/relay/tls/tls_bridge"

@@ -3,10 +3,10 @@
 # `unshare --net`, iproute2, unbound and python3-aiosmtpd / python3-dnspython from Debian).
 set -euo pipefail
 export PATH="${PATH}:/usr/sbin:/sbin"
-if [[ ! -x /usr/sbin/unbound ]]; then echo "SKIP: unbound is not installed"; exit 0; fi
-if ! command -v ip >/dev/null; then echo "SKIP: iproute2 (ip) is not installed"; exit 0; fi
+if [[ ! -x /usr/sbin/unbound ]]; then echo "FAIL: unbound is not installed"; exit 1; fi
+if ! command -v ip >/dev/null; then echo "FAIL: iproute2 (ip) is not installed"; exit 1; fi
 if ! /usr/bin/python3 -c "import aiosmtpd, dns.resolver" 2>/dev/null; then
-  echo "SKIP: python3-aiosmtpd or python3-dnspython is missing"; exit 0
+  echo "FAIL: python3-aiosmtpd or python3-dnspython is missing"; exit 1
 fi
 if ! why="$(unshare --net true 2>&1)"; then
   echo "SKIP: cannot create a network namespace (unshare --net: ${why:-not permitted})"; exit 0

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the port-25 receiving end-to-end test (unbound, aiosmtpd, swaks and python3-dkim).
 set -euo pipefail
-if [[ ! -x /usr/sbin/unbound ]]; then echo "SKIP: unbound is not installed"; exit 0; fi
-if ! command -v swaks >/dev/null; then echo "SKIP: swaks is not installed"; exit 0; fi
+if [[ ! -x /usr/sbin/unbound ]]; then echo "FAIL: unbound is not installed"; exit 1; fi
+if ! command -v swaks >/dev/null; then echo "FAIL: swaks is not installed"; exit 1; fi
 if ! /usr/bin/python3 -c "import aiosmtpd, dkim, dns.resolver" 2>/dev/null; then
-  echo "SKIP: python3-aiosmtpd, python3-dkim or python3-dnspython is missing"; exit 0
+  echo "FAIL: python3-aiosmtpd, python3-dkim or python3-dnspython is missing"; exit 1
 fi
 exec /usr/bin/python3 "$(dirname "$0")/receive_test.py" "$1"
