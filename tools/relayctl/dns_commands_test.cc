@@ -15,10 +15,8 @@ namespace {
 class DnsCommandsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!dns::testing::UnboundServer::Available()) {
-      skip_ = new std::string("unbound is not installed (Debian package unbound)");
-      return;
-    }
+    ASSERT_TRUE(dns::testing::UnboundServer::Available())
+        << "unbound is not installed (Debian package unbound)";
     if (absl::Status probe = relay::io::Reactor::ProbeKernel(); !probe.ok()) {
       skip_ = new std::string(probe.message());
       return;
@@ -34,6 +32,7 @@ class DnsCommandsTest : public ::testing::Test {
       printf("SKIP: %s\n", skip_->c_str());
       GTEST_SKIP() << *skip_;
     }
+    ASSERT_NE(server_, nullptr) << "unbound did not start: see the suite's first failure";
   }
 
   // Runs `command` with `args` plus --server; returns the exit code, `out` gets stdout.

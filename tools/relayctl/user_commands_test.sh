@@ -98,6 +98,6 @@ if os.WEXITSTATUS(status) != 0:
 PY
   run 0 $'typed-secret\n' authenticate tty@example.com
 else
-  echo "SKIP (part): python3 missing, terminal prompt not tested"
+  echo "FAIL: python3 missing, terminal prompt not tested"; exit 1
 fi
 echo PASS

@@ -3,7 +3,7 @@
 # (and its offline security score) on relayd.service; `service_test.sh logrotate` runs
 # logrotate -d and then a forced rotation on relayd.logrotate; `service_test.sh acme` installs
 # certificates with acme-reload-hook. Paths are rewritten into $TEST_TMPDIR; nothing outside it
-# is touched. A missing tool is a SKIP with its reason.
+# is touched. A missing tool is a failure that names its package.
 set -euo pipefail
 export PATH="${PATH}:/usr/sbin:/sbin"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,7 +18,7 @@ check() {  # check DESCRIPTION COMMAND...
 case "${mode}" in
 unit)
   if ! command -v systemd-analyze >/dev/null; then
-    echo "SKIP: systemd-analyze is not installed (Debian package systemd)"; exit 0
+    echo "FAIL: systemd-analyze is not installed (Debian package systemd)"; exit 1
   fi
   relayctl="$(realpath "$2")"
   # ExecStart must name an executable that exists: a stand-in at a path of our own.
@@ -53,7 +53,7 @@ unit)
 
 logrotate)
   if ! command -v logrotate >/dev/null; then
-    echo "SKIP: logrotate is not installed (Debian package logrotate)"; exit 0
+    echo "FAIL: logrotate is not installed (Debian package logrotate)"; exit 1
   fi
   mkdir "${T}/log"
   me="$(id -un) $(id -gn)"
@@ -83,7 +83,7 @@ logrotate)
 
 acme)
   if ! command -v openssl >/dev/null; then
-    echo "SKIP: openssl is not installed (Debian package openssl)"; exit 0
+    echo "FAIL: openssl is not installed (Debian package openssl)"; exit 1
   fi
   hook="${here}/acme-reload-hook"
   for n in a b; do
