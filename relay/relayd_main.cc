@@ -2,9 +2,12 @@
 //
 //   relayd --config DIR/relayd.toml          run
 //   relayd --init DIR [--domain D] [--hostname H] [--port-submission N] [--port-submissions N]
+//                [--no-dkim]
 //                                            write a working default configuration into DIR
-//                                            (new), with a first user whose password is printed
-//                                            once, then exit
+//                                            (relay/server/init_config.h): a first user whose
+//                                            password is printed once, and DKIM keys (RSA-2048 and
+//                                            Ed25519; none with --no-dkim) whose TXT records are
+//                                            printed to publish; then exit
 //
 // Signals: SIGHUP reloads the certificate, the users file and port 25's aliases and SRS secrets
 // (existing connections are kept);
@@ -15,7 +18,6 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -33,6 +35,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dkim/key.h"
 #include "relay/base/clock.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
@@ -45,9 +48,9 @@
 #include "relay/server/auth_service.h"
 #include "relay/server/config.h"
 #include "relay/server/control.h"
+#include "relay/server/init_config.h"
 #include "relay/server/shard.h"
 #include "relay/server/signing_pool.h"
-#include "relay/server/users.h"
 #include "relay/receive/aliases.h"
 #include "relay/receive/receive_state.h"
 #include "relay/receive/recipient_policy.h"
@@ -65,13 +68,15 @@ struct Flags {
   std::string hostname = "localhost";
   uint16_t port_submission = 2587;
   uint16_t port_submissions = 2465;
+  bool dkim = true;  // --init makes DKIM keys
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: relayd --config FILE\n"
                "       relayd --init DIR [--domain D] [--hostname H] [--port-submission N]"
-               " [--port-submissions N]\n");
+               " [--port-submissions N]\n"
+               "                         [--no-dkim]\n");
 }
 
 bool ParseFlags(int argc, char** argv, Flags* flags) {
@@ -102,6 +107,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       ok = port(&flags->port_submission);
     } else if (arg == "--port-submissions") {
       ok = port(&flags->port_submissions);
+    } else if (arg == "--no-dkim") {
+      flags->dkim = false;
     } else {
       std::fprintf(stderr, "relayd: unknown argument %s\n", arg.c_str());
       return false;
@@ -114,52 +121,19 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   return !flags->config.empty() || !flags->init_dir.empty();
 }
 
-std::string RandomPassword() {
-  static constexpr char kAlphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-  uint8_t bytes[20];
-  RAND_bytes(bytes, sizeof(bytes));
-  std::string out;
-  for (uint8_t b : bytes) out += kAlphabet[b % (sizeof(kAlphabet) - 1)];
-  return out;
-}
-
-// Writes a new configuration directory for a newcomer and creates a first user.
+// Writes a new configuration directory for a newcomer: the same one as `relayctl init`, on
+// loopback ports, with a first user and, unless --no-dkim, keys that sign the first message.
 int Init(const Flags& flags) {
-  namespace fs = std::filesystem;
-  fs::path dir(flags.init_dir);
-  if (fs::exists(dir / "relayd.toml")) {
-    std::fprintf(stderr, "relayd: %s already holds a configuration; not overwriting it\n",
-                 dir.c_str());
-    return 1;
-  }
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) {
-    std::fprintf(stderr, "relayd: cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
-    return 1;
-  }
-  chmod(dir.c_str(), 0700);
-  {
-    std::ofstream out(dir / "relayd.toml");
-    out << server::DefaultConfigText(flags.hostname, flags.port_submission,
-                                     flags.port_submissions);
-    if (!out) {
-      std::fprintf(stderr, "relayd: cannot write %s\n", (dir / "relayd.toml").c_str());
-      return 1;
-    }
-  }
-  std::string user = absl::StrCat("app@", flags.domain);
-  std::string password = RandomPassword();
-  auto users = server::UserDb::LoadOrEmpty((dir / "users").string());
-  if (!users.ok()) {
-    std::fprintf(stderr, "relayd: %s\n", std::string(users.status().message()).c_str());
-    return 1;
-  }
-  absl::Status s = (*users)->Add(user, password, {absl::StrCat("@", flags.domain)});
-  if (s.ok()) s = (*users)->Save();
-  if (!s.ok()) {
-    std::fprintf(stderr, "relayd: creating the first user: %s\n",
-                 std::string(s.message()).c_str());
+  server::InitOptions options;
+  options.domain = flags.domain;
+  options.hostname = flags.hostname;
+  options.submission_listen = {absl::StrCat("127.0.0.1:", flags.port_submission)};
+  options.submissions_listen = {absl::StrCat("127.0.0.1:", flags.port_submissions)};
+  options.first_user = absl::StrCat("app@", flags.domain);
+  if (!flags.dkim) options.dkim_algorithms.clear();
+  absl::StatusOr<server::InitResult> init = server::InitDirectory(flags.init_dir, options);
+  if (!init.ok()) {
+    std::fprintf(stderr, "relayd: %s\n", std::string(init.status().message()).c_str());
     return 1;
   }
   std::printf(
@@ -168,7 +142,26 @@ int Init(const Flags& flags) {
       "Password:   %s\n"
       "This password is shown only once; change it with `relayctl user-add` after "
       "`relayctl user-del`.\n",
-      (dir / "relayd.toml").c_str(), user.c_str(), flags.domain.c_str(), password.c_str());
+      init->config_path.c_str(), options.first_user.c_str(), flags.domain.c_str(),
+      init->password.c_str());
+  if (init->keys.empty()) {
+    std::printf("No DKIM key (--no-dkim): mail leaves unsigned until relayd.toml names one.\n");
+    return 0;
+  }
+  std::printf(
+      "DKIM: every message from @%s is signed with each key in %s/keys.\n"
+      "Publish these TXT records in the DNS of %s so that receivers can verify the signatures\n"
+      "(`relayctl dns-records --config %s` prints them with the MX, SPF and DMARC records):\n",
+      flags.domain.c_str(), flags.init_dir.c_str(), flags.domain.c_str(),
+      init->config_path.c_str());
+  for (const server::InitKey& key : init->keys) {
+    // Zone-file syntax; a TXT string holds at most 255 bytes (RFC 1035 §3.3.14).
+    std::vector<std::string> strings;
+    for (const std::string& part : dkim::SplitTxtStrings(key.record)) {
+      strings.push_back(absl::StrCat("\"", part, "\""));
+    }
+    std::printf("%s. IN TXT %s\n", key.owner.c_str(), absl::StrJoin(strings, " ").c_str());
+  }
   return 0;
 }
 
