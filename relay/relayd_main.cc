@@ -8,6 +8,7 @@
 //                                            password is printed once, and DKIM keys (RSA-2048 and
 //                                            Ed25519; none with --no-dkim) whose TXT records are
 //                                            printed to publish; then exit
+//   relayd --help                            this usage, on stdout
 //
 // Signals: SIGHUP reloads the certificate, the users file and port 25's aliases and SRS secrets
 // (existing connections are kept);
@@ -69,16 +70,25 @@ struct Flags {
   uint16_t port_submission = 2587;
   uint16_t port_submissions = 2465;
   bool dkim = true;  // --init makes DKIM keys
+  bool help = false;
 };
 
-void Usage() {
-  std::fprintf(stderr,
+void Usage(FILE* out) {
+  std::fprintf(out,
                "usage: relayd --config FILE\n"
                "       relayd --init DIR [--domain D] [--hostname H] [--port-submission N]"
                " [--port-submissions N]\n"
-               "                         [--no-dkim]\n");
+               "                         [--no-dkim]\n"
+               "       relayd --help\n"
+               "\n"
+               "--init writes a new configuration into DIR (refused when DIR/relayd.toml exists):\n"
+               "a first user app@D whose password is printed once, a self-signed certificate and\n"
+               "DKIM keys for D (RSA-2048 and Ed25519; none with --no-dkim) whose DNS records are\n"
+               "printed. Defaults: --domain example.com --hostname localhost, submission on\n"
+               "127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (implicit TLS).\n");
 }
 
+// False on a wrong argument (the usage goes to stderr, exit 2); --help stops parsing.
 bool ParseFlags(int argc, char** argv, Flags* flags) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -95,7 +105,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       return true;
     };
     bool ok = true;
-    if (arg == "--config") {
+    if (arg == "--help" || arg == "-h") {
+      flags->help = true;
+      return true;
+    } else if (arg == "--config") {
       ok = value(&flags->config);
     } else if (arg == "--init") {
       ok = value(&flags->init_dir);
@@ -538,8 +551,12 @@ int Run(const Flags& flags) {
 int main(int argc, char** argv) {
   relay::Flags flags;
   if (!relay::ParseFlags(argc, argv, &flags)) {
-    relay::Usage();
+    relay::Usage(stderr);
     return 2;
+  }
+  if (flags.help) {
+    relay::Usage(stdout);
+    return 0;
   }
   if (!flags.init_dir.empty()) return relay::Init(flags);
   return relay::Run(flags);
