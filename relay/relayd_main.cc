@@ -458,10 +458,16 @@ int Run(const Flags& flags) {
       fix(later.receive.listen, shards[0]->receive_ports());
     }
   }
-  LogInfo() << "relayd ready: " << shard_count << " shards; submission (STARTTLS) on "
-            << absl::StrJoin(later.submission_listen, ", ") << "; submissions (TLS) on "
-            << absl::StrJoin(later.submissions_listen, ", ") << "; port 25 (receive) on "
-            << absl::StrJoin(later.receive.listen, ", ") << "; spool " << config.spool_dir;
+  // "<kind> on <addr>, <addr>" for each kind that listens (tools/testing/relayd_process.py
+  // reads the ports from it); a kind without addresses is left out.
+  std::vector<std::string> ready = {absl::StrCat(shard_count, " shards")};
+  for (const auto& [kind, addrs] : {std::pair{"submission (STARTTLS)", &later.submission_listen},
+                                    std::pair{"submissions (TLS)", &later.submissions_listen},
+                                    std::pair{"port 25 (receive)", &later.receive.listen}}) {
+    if (!addrs->empty()) ready.push_back(absl::StrCat(kind, " on ", absl::StrJoin(*addrs, ", ")));
+  }
+  ready.push_back(absl::StrCat("spool ", config.spool_dir));
+  LogInfo() << "relayd ready: " << absl::StrJoin(ready, "; ");
 
   auto control = server::ControlSocket::Listen(config.control_socket_path);
   if (!control.ok()) {
