@@ -2,9 +2,13 @@
 //
 //   relayd --config DIR/relayd.toml          run
 //   relayd --init DIR [--domain D] [--hostname H] [--port-submission N] [--port-submissions N]
+//                [--no-dkim]
 //                                            write a working default configuration into DIR
-//                                            (new), with a first user whose password is printed
-//                                            once, then exit
+//                                            (relay/server/init_config.h): a first user whose
+//                                            password is printed once, and DKIM keys (RSA-2048 and
+//                                            Ed25519; none with --no-dkim) whose TXT records are
+//                                            printed to publish; then exit
+//   relayd --help                            this usage, on stdout
 //
 // Signals: SIGHUP reloads the certificate, the users file and port 25's aliases and SRS secrets
 // (existing connections are kept);
@@ -15,7 +19,6 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -33,6 +36,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dkim/key.h"
 #include "relay/base/clock.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
@@ -45,9 +49,9 @@
 #include "relay/server/auth_service.h"
 #include "relay/server/config.h"
 #include "relay/server/control.h"
+#include "relay/server/init_config.h"
 #include "relay/server/shard.h"
 #include "relay/server/signing_pool.h"
-#include "relay/server/users.h"
 #include "relay/receive/aliases.h"
 #include "relay/receive/receive_state.h"
 #include "relay/receive/recipient_policy.h"
@@ -65,15 +69,26 @@ struct Flags {
   std::string hostname = "localhost";
   uint16_t port_submission = 2587;
   uint16_t port_submissions = 2465;
+  bool dkim = true;  // --init makes DKIM keys
+  bool help = false;
 };
 
-void Usage() {
-  std::fprintf(stderr,
+void Usage(FILE* out) {
+  std::fprintf(out,
                "usage: relayd --config FILE\n"
                "       relayd --init DIR [--domain D] [--hostname H] [--port-submission N]"
-               " [--port-submissions N]\n");
+               " [--port-submissions N]\n"
+               "                         [--no-dkim]\n"
+               "       relayd --help\n"
+               "\n"
+               "--init writes a new configuration into DIR (refused when DIR/relayd.toml exists):\n"
+               "a first user app@D whose password is printed once, a self-signed certificate and\n"
+               "DKIM keys for D (RSA-2048 and Ed25519; none with --no-dkim) whose DNS records are\n"
+               "printed. Defaults: --domain example.com --hostname localhost, submission on\n"
+               "127.0.0.1:2587 (STARTTLS) and 127.0.0.1:2465 (implicit TLS).\n");
 }
 
+// False on a wrong argument (the usage goes to stderr, exit 2); --help stops parsing.
 bool ParseFlags(int argc, char** argv, Flags* flags) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -90,7 +105,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       return true;
     };
     bool ok = true;
-    if (arg == "--config") {
+    if (arg == "--help" || arg == "-h") {
+      flags->help = true;
+      return true;
+    } else if (arg == "--config") {
       ok = value(&flags->config);
     } else if (arg == "--init") {
       ok = value(&flags->init_dir);
@@ -102,6 +120,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       ok = port(&flags->port_submission);
     } else if (arg == "--port-submissions") {
       ok = port(&flags->port_submissions);
+    } else if (arg == "--no-dkim") {
+      flags->dkim = false;
     } else {
       std::fprintf(stderr, "relayd: unknown argument %s\n", arg.c_str());
       return false;
@@ -114,52 +134,19 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   return !flags->config.empty() || !flags->init_dir.empty();
 }
 
-std::string RandomPassword() {
-  static constexpr char kAlphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-  uint8_t bytes[20];
-  RAND_bytes(bytes, sizeof(bytes));
-  std::string out;
-  for (uint8_t b : bytes) out += kAlphabet[b % (sizeof(kAlphabet) - 1)];
-  return out;
-}
-
-// Writes a new configuration directory for a newcomer and creates a first user.
+// Writes a new configuration directory for a newcomer: the same one as `relayctl init`, on
+// loopback ports, with a first user and, unless --no-dkim, keys that sign the first message.
 int Init(const Flags& flags) {
-  namespace fs = std::filesystem;
-  fs::path dir(flags.init_dir);
-  if (fs::exists(dir / "relayd.toml")) {
-    std::fprintf(stderr, "relayd: %s already holds a configuration; not overwriting it\n",
-                 dir.c_str());
-    return 1;
-  }
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) {
-    std::fprintf(stderr, "relayd: cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
-    return 1;
-  }
-  chmod(dir.c_str(), 0700);
-  {
-    std::ofstream out(dir / "relayd.toml");
-    out << server::DefaultConfigText(flags.hostname, flags.port_submission,
-                                     flags.port_submissions);
-    if (!out) {
-      std::fprintf(stderr, "relayd: cannot write %s\n", (dir / "relayd.toml").c_str());
-      return 1;
-    }
-  }
-  std::string user = absl::StrCat("app@", flags.domain);
-  std::string password = RandomPassword();
-  auto users = server::UserDb::LoadOrEmpty((dir / "users").string());
-  if (!users.ok()) {
-    std::fprintf(stderr, "relayd: %s\n", std::string(users.status().message()).c_str());
-    return 1;
-  }
-  absl::Status s = (*users)->Add(user, password, {absl::StrCat("@", flags.domain)});
-  if (s.ok()) s = (*users)->Save();
-  if (!s.ok()) {
-    std::fprintf(stderr, "relayd: creating the first user: %s\n",
-                 std::string(s.message()).c_str());
+  server::InitOptions options;
+  options.domain = flags.domain;
+  options.hostname = flags.hostname;
+  options.submission_listen = {absl::StrCat("127.0.0.1:", flags.port_submission)};
+  options.submissions_listen = {absl::StrCat("127.0.0.1:", flags.port_submissions)};
+  options.first_user = absl::StrCat("app@", flags.domain);
+  if (!flags.dkim) options.dkim_algorithms.clear();
+  absl::StatusOr<server::InitResult> init = server::InitDirectory(flags.init_dir, options);
+  if (!init.ok()) {
+    std::fprintf(stderr, "relayd: %s\n", std::string(init.status().message()).c_str());
     return 1;
   }
   std::printf(
@@ -168,7 +155,26 @@ int Init(const Flags& flags) {
       "Password:   %s\n"
       "This password is shown only once; change it with `relayctl user-add` after "
       "`relayctl user-del`.\n",
-      (dir / "relayd.toml").c_str(), user.c_str(), flags.domain.c_str(), password.c_str());
+      init->config_path.c_str(), options.first_user.c_str(), flags.domain.c_str(),
+      init->password.c_str());
+  if (init->keys.empty()) {
+    std::printf("No DKIM key (--no-dkim): mail leaves unsigned until relayd.toml names one.\n");
+    return 0;
+  }
+  std::printf(
+      "DKIM: every message from @%s is signed with each key in %s/keys.\n"
+      "Publish these TXT records in the DNS of %s so that receivers can verify the signatures\n"
+      "(`relayctl dns-records --config %s` prints them with the MX, SPF and DMARC records):\n",
+      flags.domain.c_str(), flags.init_dir.c_str(), flags.domain.c_str(),
+      init->config_path.c_str());
+  for (const server::InitKey& key : init->keys) {
+    // Zone-file syntax; a TXT string holds at most 255 bytes (RFC 1035 §3.3.14).
+    std::vector<std::string> strings;
+    for (const std::string& part : dkim::SplitTxtStrings(key.record)) {
+      strings.push_back(absl::StrCat("\"", part, "\""));
+    }
+    std::printf("%s. IN TXT %s\n", key.owner.c_str(), absl::StrJoin(strings, " ").c_str());
+  }
   return 0;
 }
 
@@ -452,10 +458,16 @@ int Run(const Flags& flags) {
       fix(later.receive.listen, shards[0]->receive_ports());
     }
   }
-  LogInfo() << "relayd ready: " << shard_count << " shards; submission (STARTTLS) on "
-            << absl::StrJoin(later.submission_listen, ", ") << "; submissions (TLS) on "
-            << absl::StrJoin(later.submissions_listen, ", ") << "; port 25 (receive) on "
-            << absl::StrJoin(later.receive.listen, ", ") << "; spool " << config.spool_dir;
+  // "<kind> on <addr>, <addr>" for each kind that listens (tools/testing/relayd_process.py
+  // reads the ports from it); a kind without addresses is left out.
+  std::vector<std::string> ready = {absl::StrCat(shard_count, " shards")};
+  for (const auto& [kind, addrs] : {std::pair{"submission (STARTTLS)", &later.submission_listen},
+                                    std::pair{"submissions (TLS)", &later.submissions_listen},
+                                    std::pair{"port 25 (receive)", &later.receive.listen}}) {
+    if (!addrs->empty()) ready.push_back(absl::StrCat(kind, " on ", absl::StrJoin(*addrs, ", ")));
+  }
+  ready.push_back(absl::StrCat("spool ", config.spool_dir));
+  LogInfo() << "relayd ready: " << absl::StrJoin(ready, "; ");
 
   auto control = server::ControlSocket::Listen(config.control_socket_path);
   if (!control.ok()) {
@@ -545,8 +557,12 @@ int Run(const Flags& flags) {
 int main(int argc, char** argv) {
   relay::Flags flags;
   if (!relay::ParseFlags(argc, argv, &flags)) {
-    relay::Usage();
+    relay::Usage(stderr);
     return 2;
+  }
+  if (flags.help) {
+    relay::Usage(stdout);
+    return 0;
   }
   if (!flags.init_dir.empty()) return relay::Init(flags);
   return relay::Run(flags);

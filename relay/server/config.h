@@ -135,11 +135,7 @@ struct Config {
   uint32_t tls_reload_check_ms = 60000;        // re-read the certificate when its file changed
 };
 
+// Reads and validates `path`. A new, commented file comes from relay/server/init_config.h.
 absl::StatusOr<Config> LoadConfig(const std::string& path);
-
-// The configuration written for a newcomer: submission on 127.0.0.1, a self-signed certificate,
-// spool and keys beside the file. `hostname` is used for EHLO and the certificate.
-std::string DefaultConfigText(const std::string& hostname, uint16_t submission_port,
-                              uint16_t submissions_port);
 
 }  // namespace relay::server

@@ -108,8 +108,10 @@ unbound, DNS_PORT = local_dns.start_unbound(TMP, """  local-zone: "test." static
 
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"
+# --no-dkim: what is checked here is the source each message leaves from, not its signature.
 init = subprocess.run([RELAYD, "--init", conf_dir, "--domain", "example.com", "--hostname",
-                       "relay.example.com"], capture_output=True, text=True, check=True)
+                       "relay.example.com", "--no-dkim"],
+                      capture_output=True, text=True, check=True)
 PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
 conf_path = conf_dir + "/relayd.toml"
 conf = open(conf_path).read()

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end test of the submission server: relayd on loopback, driven by swaks, Python's smtplib
-and raw sockets; accepted messages are read back from the spool with spool_dump.
+and raw sockets; accepted messages are read back from the spool with spool_dump. The configuration
+is `relayd --init`'s own, DKIM keys included: every message accepted must be signed with both, and
+verify (python3-dkim) against the records --init printed.
 
 usage: submission_test.py RELAYD SPOOL_DUMP
 """
@@ -12,6 +14,7 @@ import signal
 import smtplib
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -49,6 +52,27 @@ assert init.returncode == 0, init.stderr
 PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
 conf_path = os.path.join(CONF_DIR, "relayd.toml")
 conf = open(conf_path).read()
+
+# --init made two DKIM keys, named them in the config and printed their TXT records, as zone-file
+# lines: "<selector>._domainkey.<domain>. IN TXT "v=DKIM1; k=rsa; p=..." "..."".
+DKIM_RECORDS = {}
+for owner, strings in re.findall(r'^(\S+)\. IN TXT ((?:"[^"]*" ?)+)$', init.stdout, re.M):
+    DKIM_RECORDS[owner] = "".join(re.findall(r'"([^"]*)"', strings))
+check(sorted(r.split(";")[1].strip() for r in DKIM_RECORDS.values()) == ["k=ed25519", "k=rsa"],
+      "relayd --init prints an RSA and an Ed25519 DKIM record: %s" % sorted(DKIM_RECORDS))
+keys = re.findall(r'^\[\[dkim\.key\]\]\ndomain = "([^"]+)"\nselector = "([^"]+)"\nkey = "([^"]+)"$',
+                  conf, re.M)
+check(sorted("%s._domainkey.%s" % (s, d) for d, s, _ in keys) == sorted(DKIM_RECORDS),
+      "the config names one [[dkim.key]] per record printed")
+check(keys and all(stat.S_IMODE(os.stat(os.path.join(CONF_DIR, k)).st_mode) == 0o600
+                   for _, _, k in keys), "the private keys exist, mode 0600")
+help_run = run([RELAYD, "--help"])
+check(help_run.returncode == 0 and help_run.stdout.startswith("usage: relayd") and
+      "--no-dkim" in help_run.stdout and help_run.stderr == "",
+      "relayd --help: the usage on stdout, exit 0")
+bad = run([RELAYD, "--bogus"])
+check(bad.returncode == 2 and "usage: relayd" in bad.stderr and bad.stdout == "",
+      "a wrong argument: the usage on stderr, exit 2")
 conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
 conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = ["127.0.0.1:0"]')
 conf = conf.replace("command_timeout_ms = 300000", "command_timeout_ms = 4000")
@@ -76,6 +100,8 @@ if ready is None:
 PORT = relayd_process.port(ready, "submission (STARTTLS)")
 TLS_PORT = relayd_process.port(ready, "submissions (TLS)")
 print("relayd listening on", PORT, TLS_PORT)
+check(" on ;" not in ready and "port 25" not in ready,
+      "the ready line leaves out port 25, where nothing listens")
 
 
 def swaks(*args, port=None):
@@ -374,6 +400,38 @@ check(b"\r\nDate:" in any_msg, "Date added when missing")
 many = [n for n in os.listdir(out_dir) if n.endswith(".env") and
         open(os.path.join(out_dir, n)).read().count("\nto ") == 500]
 check(len(many) == 1, "the 500-recipient envelope is in the spool")
+
+
+# Signed once, at acceptance, with each key --init made (RFC 6376, RFC 8463 dual signing).
+def signature_algorithms(message):
+    head = message.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    fields = re.findall(r"^DKIM-Signature:.*(?:\r\n[ \t].*)*", head, re.M | re.I)
+    return sorted(re.search(r"\ba=([\w-]+)", f).group(1) for f in fields)
+
+
+dual = [n for n, m in messages.items()
+        if signature_algorithms(m) == ["ed25519-sha256", "rsa-sha256"]]
+check(messages and len(dual) == len(messages),
+      "every message in the spool is signed RSA + Ed25519 (%d of %d)"
+      % (len(dual), len(messages)))
+try:
+    import dkim
+except ImportError:
+    dkim = None
+    print("note: python3-dkim is missing; the signatures are not verified")
+if dkim is not None:
+    def dnsfunc(name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        return DKIM_RECORDS.get(name.rstrip("."), "").encode()
+
+    bad_sigs = []
+    for name, m in messages.items():
+        d = dkim.DKIM(m)
+        for idx in range(len(signature_algorithms(m))):
+            if not d.verify(idx=idx, dnsfunc=dnsfunc):
+                bad_sigs.append("%s#%d" % (name, idx))
+    check(not bad_sigs, "every signature verifies with the records --init printed (failed: %s)"
+          % bad_sigs[:5])
 
 print("%d checks, %d failed" % (checks, len(failures)))
 if failures:

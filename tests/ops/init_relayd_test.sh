@@ -12,13 +12,18 @@ conf="${T}/relay/relayd.toml"
 "${relayctl}" init example.test --dir "${T}/relay" --ipv4 192.0.2.10 --ipv6 2001:db8::25 \
   --ipv6 2001:db8:1::/64 > "${T}/records.zone"
 grep -q 'IN MX    10 mail.example.test.' "${T}/records.zone"
-sed -i -e 's/^listen = .*/listen = ["127.0.0.1:0"]/' \
+# The metrics endpoint (a string, on loopback already) moves to a free port too.
+sed -i -e 's/^listen = \[.*/listen = ["127.0.0.1:0"]/' \
   -e 's/^listen_tls = .*/listen_tls = ["127.0.0.1:0"]/' \
+  -e 's/^listen = "127.0.0.1:9587"/listen = "127.0.0.1:0"/' \
   -e 's/^shards = 0/shards = 1/' -e 's/^segment_bytes = .*/segment_bytes = 8388608/' "${conf}"
 # The control socket path must stay under 108 bytes: put it in a short directory of /tmp.
 sock_dir="$(mktemp -d /tmp/relay-ctl.XXXXXX)"
 sed -i "s#^control_socket = .*#control_socket = \"${sock_dir}/control.sock\"#" "${conf}"
-if grep -q '0.0.0.0' "${conf}"; then echo "FAIL: a listener was not moved to loopback"; exit 1; fi
+# Commented examples (port 25's [receive]) may name 0.0.0.0; settings must not.
+if grep -q '^[^#]*0\.0\.0\.0' "${conf}"; then
+  echo "FAIL: a listener was not moved to loopback"; exit 1
+fi
 
 "${relayd}" --config "${conf}" > "${T}/relayd.log" 2>&1 &
 pid=$!

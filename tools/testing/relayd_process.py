@@ -29,11 +29,15 @@ def loopback(dns_port, mx_port, shards=2, grace_ms=2000, metrics_port=0):
             ("grace_ms = 10000", "grace_ms = %d" % grace_ms)]
 
 
-def init(relayd, conf_dir, edits, append="", domain="example.com", hostname="relay.example.com"):
+def init(relayd, conf_dir, edits, append="", domain="example.com", hostname="relay.example.com",
+         dkim=False):
     """`relayd --init conf_dir`, then each (old, new) of `edits` replaced in the config it wrote and
     `append` added at its end. An `old` that is not in the config raises: the test would otherwise
-    run on a default it did not mean. Returns (config path, the password --init gave the user)."""
-    out = subprocess.run([relayd, "--init", conf_dir, "--domain", domain, "--hostname", hostname],
+    run on a default it did not mean. Without `dkim` it passes --no-dkim: tests and benchmarks sign
+    with the keys they configure themselves, or not at all. Returns (config path, the password
+    --init gave the user)."""
+    out = subprocess.run([relayd, "--init", conf_dir, "--domain", domain, "--hostname", hostname]
+                         + ([] if dkim else ["--no-dkim"]),
                          capture_output=True, text=True, check=True).stdout
     password = re.search(r"Password:\s+(\S+)", out)
     conf_path = conf_dir + "/relayd.toml"

@@ -1,0 +1,506 @@
+#include "relay/server/init_config.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
+#include "relay/base/status_macros.h"
+#include "relay/delivery/retry.h"
+#include "relay/delivery/shaping.h"
+#include "relay/server/config.h"
+#include "relay/server/users.h"
+#include "relay/tls/self_signed.h"
+
+namespace relay::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr mode_t kSecretMode = 0600;  // private keys
+constexpr mode_t kConfigMode = 0640;
+constexpr char kConfigName[] = "relayd.toml";
+constexpr size_t kPasswordChars = 20;
+
+// The one template of relayd.toml. Tests and tools edit the text written by exact replacement
+// (tools/testing/relayd_process.py: 'shards = 0', 'mx_port = 25', ...): change a key's line only
+// together with every user of it. The values are filled in from the settings' own defaults.
+constexpr char kTemplate[] = R"(# relayd configuration for mail from ${domain}.
+# Relative paths are relative to this file. Every limit has a name here; the values shown are the
+# defaults. `relayctl dns-records --config THIS_FILE` prints the DNS records it needs and
+# `relayctl check-dns --config THIS_FILE` checks them.
+
+# Name used in the greeting, in Received headers, and in EHLO for sources without their own.
+# The MX of ${domain} points here.
+hostname = "${hostname}"
+# Worker threads, each with its own io_uring, listeners and queue partition. 0: one per core.
+shards = 0
+# The durable queue. Under systemd it must be one of the unit's ReadWritePaths.
+spool_dir = "${spool_dir}"
+# Users allowed to submit: `relayctl user-add USER --allow @${domain} --config-dir DIR`.
+users = "users"
+# Where `relayctl queue retry|bounce|delete` reaches the running relay (mode 0600).
+control_socket = "${control_socket}"
+
+[submission]
+# Port 587 style: STARTTLS, then AUTH (RFC 6409).
+listen = ${submission_listen}
+# Port 465 style: implicit TLS (RFC 8314 §3.3).
+listen_tls = ${submissions_listen}
+auth_requires_tls = true
+
+[tls]
+# A SELF-SIGNED certificate for the hostname, made at init so that TLS works from the first
+# start (relayd makes one the same way when these files are missing): mail clients that verify
+# will refuse it until you bring a real one. Put a certificate from a CA (ACME: acme.sh or certbot
+# with tools/service/acme-reload-hook) in these files and send SIGHUP: new connections get it,
+# existing ones keep the old one.
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+# How often the files are checked for a new certificate; 0: only on SIGHUP.
+reload_check_ms = ${tls_reload_check_ms}
+
+[limits]
+command_line_bytes_max = ${command_line_bytes_max}
+data_line_bytes_max = ${data_line_bytes_max}
+message_bytes_max = ${message_bytes_max}
+recipients_max = ${recipients_max}
+errors_max = ${errors_max}
+# Each connection is a descriptor: keep connections_max + ~1000 under the open-files limit.
+connections_max = ${connections_max}
+connections_per_ip_max = ${connections_per_ip_max}
+greeting_timeout_ms = ${greeting_timeout_ms}
+command_timeout_ms = ${command_timeout_ms}
+data_timeout_ms = ${data_timeout_ms}
+session_timeout_ms = ${session_timeout_ms}
+
+[auth]
+# Per client address (IPv6: per /64): after this many failures each AUTH reply is delayed,
+# then the address is refused for block_ms.
+failures_before_delay = ${failures_before_delay}
+failure_delay_ms = ${failure_delay_ms}
+failure_delay_max_ms = ${failure_delay_max_ms}
+failures_before_block = ${failures_before_block}
+failure_window_ms = ${failure_window_ms}
+block_ms = ${block_ms}
+worker_threads = ${auth_worker_threads}
+
+[queue]
+segment_bytes = ${segment_bytes}
+reserve_segments = ${reserve_segments}
+# 0: limited by the disk only.
+spool_bytes_max = ${spool_bytes_max}
+# Never set to false in production: a 250 reply would no longer mean the message is on disk.
+fsync = true
+# Group commits (fdatasync batches) in flight at once. With 1, a message that arrives just after a
+# batch began waits for the rest of it and a whole next one; with 2 or more, a new batch starts
+# at once and the wait is about one fdatasync.
+syncs_in_flight_max = ${syncs_in_flight_max}
+max_age_s = ${max_age_s}
+
+[shutdown]
+# SIGTERM: stop accepting, let sessions finish this long. The unit's TimeoutStopSec is above it.
+grace_ms = ${grace_ms}
+
+[delivery]
+# false: accept and queue only.
+enabled = true
+# DNS servers for MX lookups ("127.0.0.1:53", "[::1]:53"); empty: /etc/resolv.conf. check-dns
+# asks these too.
+dns_servers = []
+# ipv4-first, ipv6-first, ipv4-only or ipv6-only. IPv6 delivery to Gmail needs a PTR for every
+# source address whose name resolves back to it.
+family = "ipv4-first"
+mx_port = 25
+idle_connection_ms = ${idle_connection_ms}
+source_suspend_ms = ${source_suspend_ms}
+# Verify MX certificates against tls_ca_file (most MX hosts do not have publicly trusted ones).
+tls_verify = false
+tls_ca_file = "${tls_ca_file}"
+# round-robin, weighted or sticky (one source per destination site).
+strategy = "round-robin"
+# The egress pool: each source address with the EHLO name its PTR gives.
+${sources}
+[log]
+# The delivery log: one JSON object per line per event (received, delivered, deferred, bounced,
+# dsn_sent), one file per shard (delivery-<shard>.log). Rotated by size, and reopened on SIGHUP
+# (tools/service/relayd.logrotate). Under systemd: a ReadWritePaths entry. "" turns it off.
+dir = "${log_dir}"
+rotate_bytes = ${rotate_bytes}
+rotate_keep = ${rotate_keep}
+
+[metrics]
+# Prometheus metrics at GET /metrics and a health check at GET /healthz (200 "ok", or 503 with
+# the reason: a shard stopped or stalled, the spool not writable). "" turns the endpoint off.
+# It has no authentication: a non-loopback address is refused unless allow_public = true.
+# When the port is taken the relay starts all the same, without the endpoint, and says so.
+listen = "${metrics_listen}"
+allow_public = false
+
+[retry]
+# Waits after the 1st, 2nd, ... failed attempt; the last repeats until queue.max_age_s.
+intervals_s = [${intervals_s}]
+jitter_fraction = ${jitter_fraction}
+# Tell the sender once, with a "delayed" DSN (RFC 3464), when a message is still being retried
+# this long after it arrived (0: never, like Postfix's default).
+delay_warning_s = ${delay_warning_s}
+
+# Shaping: the rules shipped for the large receivers, in force without any [[shaping]] entry.
+# An entry with the same name changes only the fields it sets.
+${shaping}
+# Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
+# aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
+# mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
+# domain's [[dkim.key]]. Reloaded on SIGHUP.
+# [receive]
+# listen = ["0.0.0.0:25"]
+# domains = ["${domain}"]
+# aliases_dir = "aliases"
+# srs_domain = "${domain}"
+# srs_secret = "srs.secret"      # created on first start when missing
+# srs_max_age_days = ${srs_max_age_days}
+# spf = true
+# dkim = true
+# arc = true
+# suffix_separators = "${suffix_separators}"
+# alias_depth_max = ${alias_depth_max}
+# alias_targets_max = ${alias_targets_max}
+# checks_timeout_ms = ${checks_timeout_ms}
+
+# DKIM (RFC 6376, RFC 8463). Signatures are computed by a pool of threads beside the shards
+# (0: one per online core).
+# [dkim]
+# signing_threads = ${signing_threads}
+${dkim_keys})";
+
+std::string Quoted(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
+
+std::string QuotedList(const std::vector<std::string>& items) {
+  std::vector<std::string> q;
+  for (const std::string& s : items) q.push_back(Quoted(s));
+  return absl::StrCat("[", absl::StrJoin(q, ", "), "]");
+}
+
+// The shipped shaping rules as commented [[shaping]] entries, so the operator sees the values in
+// force and the syntax to change them.
+std::string ShippedShapingComment() {
+  delivery::ShapingRules shipped = delivery::ShapingRules::Shipped();
+  const delivery::ShapingRule& d = shipped.default_rule();
+  const delivery::DeliveryTimeouts& t = d.timeouts;
+  std::string out = absl::StrCat(
+      "# [[shaping]]\n# name = ", Quoted(d.name), "\n# connections_max = ", d.connections_max,
+      "\n# messages_per_connection_max = ", d.messages_per_connection_max,
+      "\n# 0: no limit (messages_burst 0: as many as messages_per_second).",
+      "\n# messages_per_second = ", d.messages_per_second,
+      "\n# messages_burst = ", d.messages_burst,
+      "\n# connections_per_minute = ", d.connections_per_minute, "\n# tls = \"",
+      std::string(delivery::TlsPolicyName(d.tls)), "\"",
+      "\n# Next message's MAIL/RCPT/DATA behind the previous body (RFC 2920 §3.1); false for a\n"
+      "# receiver that mishandles it.\n# pipeline_transactions = ",
+      d.pipeline_transactions ? "true" : "false",
+      "\n# Waits for the MX, RFC 5321 §4.5.3.2.\n# connect_timeout_ms = ", t.connect_ms,
+      "\n# greeting_timeout_ms = ", t.greeting_ms, "\n# command_timeout_ms = ", t.command_ms,
+      "\n# data_init_timeout_ms = ", t.data_init_ms,
+      "\n# data_block_timeout_ms = ", t.data_block_ms,
+      "\n# data_done_timeout_ms = ", t.data_done_ms,
+      "\n# tls_handshake_timeout_ms = ", t.tls_handshake_ms, "\n");
+  for (const delivery::ShapingRuleSpec& s : shipped.specs()) {
+    absl::StrAppend(&out, "#\n# [[shaping]]\n# name = ", Quoted(s.name), "\n");
+    if (!s.domains.empty()) absl::StrAppend(&out, "# domains = ", QuotedList(s.domains), "\n");
+    if (!s.mx_suffixes.empty()) {
+      absl::StrAppend(&out, "# mx_suffixes = ", QuotedList(s.mx_suffixes), "\n");
+    }
+    if (s.connections_max) absl::StrAppend(&out, "# connections_max = ", *s.connections_max, "\n");
+    if (s.messages_per_connection_max) {
+      absl::StrAppend(&out, "# messages_per_connection_max = ", *s.messages_per_connection_max,
+                      "\n");
+    }
+    if (s.messages_per_second) {
+      absl::StrAppend(&out, "# messages_per_second = ", *s.messages_per_second, "\n");
+    }
+    if (s.messages_burst) absl::StrAppend(&out, "# messages_burst = ", *s.messages_burst, "\n");
+    if (s.connections_per_minute) {
+      absl::StrAppend(&out, "# connections_per_minute = ", *s.connections_per_minute, "\n");
+    }
+    if (s.tls)
+      absl::StrAppend(&out, "# tls = \"", std::string(delivery::TlsPolicyName(*s.tls)), "\"\n");
+  }
+  return out;
+}
+
+std::string SourcesText(const InitOptions& o) {
+  if (o.sources.empty()) {
+    return "# None: the kernel chooses the source address and EHLO uses hostname.\n"
+           "# [[delivery.source]]\n"
+           "# address = \"192.0.2.10\"\n"
+           "# ehlo_name = \"mail1.example.com\"\n"
+           "# [[delivery.source]]\n"
+           "# prefix = \"2001:db8:25::/64\"   # with `ip -6 route add local 2001:db8:25::/64 dev "
+           "lo`\n"
+           "# count = 16\n"
+           "# ehlo_name = \"mail{n}.example.com\"\n";
+  }
+  std::string out;
+  for (const delivery::EgressSourceConfig& s : o.sources) {
+    absl::StrAppend(&out, "[[delivery.source]]\n");
+    if (s.prefix.empty()) {
+      absl::StrAppend(&out, "address = ", Quoted(s.address),
+                      "\n# Its PTR must name ehlo_name, and ehlo_name must resolve back to it.\n");
+    } else {
+      // relay/delivery/egress.h: "{n}" in the name is replaced by n, else the name is "<n>.name".
+      std::string named = s.ehlo_name.find("{n}") == std::string::npos
+                              ? absl::StrCat("<n>.", s.ehlo_name)
+                              : absl::StrReplaceAll(s.ehlo_name, {{"{n}", "<n>"}});
+      absl::StrAppend(
+          &out, "# An AnyIP prefix: route it locally with\n#   ip -6 route add local ", s.prefix,
+          " dev lo\n# The relay sends from the first `count` addresses of it (prefix "
+          "+ 1, + 2, ...), each\n# with EHLO name ",
+          named, "; each needs a PTR naming it and an AAAA back.\nprefix = ", Quoted(s.prefix),
+          "\ncount = ", s.count, "\n");
+    }
+    absl::StrAppend(&out, "ehlo_name = ", Quoted(s.ehlo_name), "\n");
+    if (s.weight != 1) absl::StrAppend(&out, "weight = ", s.weight, "\n");
+  }
+  return out;
+}
+
+std::string DkimKeysText(const InitOptions& o, const std::vector<InitKey>& keys) {
+  if (keys.empty()) {
+    std::string example = absl::StrCat("keys/", o.domain, ".relay.pem");
+    return absl::StrCat(
+        "# No key: mail leaves unsigned. Make one in this directory with\n"
+        "#   relayctl dkim-keygen --domain ",
+        o.domain, " --selector relay --algo rsa2048 \\\n#     --out ", example,
+        "\n# publish the TXT record it prints, and name the key here:\n"
+        "# [[dkim.key]]\n# domain = ",
+        Quoted(o.domain), "\n# selector = \"relay\"\n# key = ", Quoted(example), "\n");
+  }
+  std::string out = absl::StrCat(
+      "#\n# The keys below sign every message from @", o.domain,
+      ".\n# Their public halves are the <selector>._domainkey TXT records that `relayctl "
+      "dns-records`\n# prints. An RSA and an Ed25519 key together are dual signing: receivers "
+      "that know\n# Ed25519 use it, the others RSA. To rotate, add a key with a new selector, "
+      "publish it,\n# wait a day, then remove the old one.\n");
+  for (size_t i = 0; i < keys.size(); ++i) {
+    absl::StrAppend(&out, i == 0 ? "" : "\n", "[[dkim.key]]\ndomain = ", Quoted(o.domain),
+                    "\nselector = ", Quoted(keys[i].selector), "\nkey = ", Quoted(keys[i].path),
+                    "\n");
+  }
+  return out;
+}
+
+absl::Status WriteNewFile(const fs::path& path, absl::string_view contents, mode_t mode) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", path.string()));
+  size_t done = 0;
+  while (done < contents.size()) {
+    ssize_t n = write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      return absl::ErrnoToStatus(e, absl::StrCat("cannot write ", path.string()));
+    }
+    done += static_cast<size_t>(n);
+  }
+  // The mode asked for, whatever the umask.
+  if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
+    int e = errno;
+    close(fd);
+    return absl::ErrnoToStatus(e, absl::StrCat("cannot write ", path.string()));
+  }
+  if (close(fd) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot write ", path.string()));
+  }
+  return absl::OkStatus();
+}
+
+// Creates `path` with `mode` unless it is already a directory.
+absl::Status MakeDirectory(const fs::path& path, mode_t mode) {
+  if (mkdir(path.c_str(), mode) == 0 || (errno == EEXIST && fs::is_directory(path))) {
+    if (chmod(path.c_str(), mode) == 0) return absl::OkStatus();
+  }
+  return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", path.string()));
+}
+
+int CurrentYear() {
+  time_t now = time(nullptr);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  return tm.tm_year + 1900;
+}
+
+std::string RandomPassword() {
+  // No 0/O, 1/l/I: the password is read off a terminal once and typed elsewhere.
+  static constexpr char kAlphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  uint8_t bytes[kPasswordChars];
+  RAND_bytes(bytes, sizeof(bytes));
+  std::string out;
+  for (uint8_t b : bytes) out += kAlphabet[b % (sizeof(kAlphabet) - 1)];
+  return out;
+}
+
+absl::StatusOr<InitKey> WriteKey(const fs::path& root, const InitOptions& o,
+                                 dkim::KeyAlgorithm algorithm, int year) {
+  InitKey k;
+  k.algorithm = algorithm;
+  k.selector = absl::StrCat(algorithm == dkim::KeyAlgorithm::kRsaSha256 ? "rsa" : "ed", year);
+  k.path = absl::StrCat("keys/", o.domain, ".", k.selector, ".pem");
+  k.owner = absl::StrCat(k.selector, "._domainkey.", o.domain);
+  ASSIGN_OR_RETURN(dkim::PrivateKey key, dkim::PrivateKey::Generate(algorithm, kInitRsaBits));
+  ASSIGN_OR_RETURN(std::string pem, key.ToPem());
+  RETURN_IF_ERROR(WriteNewFile(root / k.path, pem, kSecretMode));
+  k.record = key.PublicKeyRecord();
+  return k;
+}
+
+}  // namespace
+
+std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& keys) {
+  const SmtpLimits l;
+  const AuthLimits a;
+  const QueueSettings q;
+  const DeliverySettings d;
+  const LogSettings log;
+  const ReceiveSettings r;
+  const delivery::RetryPolicy retry;
+  const Config c;
+  const std::vector<std::pair<absl::string_view, std::string>> values = {
+      {"${domain}", o.domain},
+      {"${hostname}", o.hostname},
+      {"${spool_dir}", o.spool_dir},
+      {"${control_socket}", o.control_socket},
+      {"${submission_listen}", QuotedList(o.submission_listen)},
+      {"${submissions_listen}", QuotedList(o.submissions_listen)},
+      {"${tls_reload_check_ms}", absl::StrCat(c.tls_reload_check_ms)},
+      {"${command_line_bytes_max}", absl::StrCat(l.command_line_bytes_max)},
+      {"${data_line_bytes_max}", absl::StrCat(l.data_line_bytes_max)},
+      {"${message_bytes_max}", absl::StrCat(l.message_bytes_max)},
+      {"${recipients_max}", absl::StrCat(l.recipients_max)},
+      {"${errors_max}", absl::StrCat(l.errors_max)},
+      {"${connections_max}", absl::StrCat(l.connections_max)},
+      {"${connections_per_ip_max}", absl::StrCat(l.connections_per_ip_max)},
+      {"${greeting_timeout_ms}", absl::StrCat(l.greeting_timeout_ms)},
+      {"${command_timeout_ms}", absl::StrCat(l.command_timeout_ms)},
+      {"${data_timeout_ms}", absl::StrCat(l.data_timeout_ms)},
+      {"${session_timeout_ms}", absl::StrCat(l.session_timeout_ms)},
+      {"${failures_before_delay}", absl::StrCat(a.failures_before_delay)},
+      {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
+      {"${failure_delay_max_ms}", absl::StrCat(a.failure_delay_max_ms)},
+      {"${failures_before_block}", absl::StrCat(a.failures_before_block)},
+      {"${failure_window_ms}", absl::StrCat(a.failure_window_ms)},
+      {"${block_ms}", absl::StrCat(a.block_ms)},
+      {"${auth_worker_threads}", absl::StrCat(a.worker_threads)},
+      {"${segment_bytes}", absl::StrCat(q.segment_bytes)},
+      {"${reserve_segments}", absl::StrCat(q.reserve_segments)},
+      {"${spool_bytes_max}", absl::StrCat(q.spool_bytes_max)},
+      {"${syncs_in_flight_max}", absl::StrCat(q.syncs_in_flight_max)},
+      {"${max_age_s}", absl::StrCat(q.max_age_s)},
+      {"${grace_ms}", absl::StrCat(c.shutdown_grace_ms)},
+      {"${idle_connection_ms}", absl::StrCat(d.idle_connection_ms)},
+      {"${source_suspend_ms}", absl::StrCat(d.source_suspend_ms)},
+      {"${tls_ca_file}", d.tls_ca_file},
+      {"${sources}", SourcesText(o)},
+      {"${log_dir}", o.log_dir},
+      {"${rotate_bytes}", absl::StrCat(log.rotate_bytes)},
+      {"${rotate_keep}", absl::StrCat(log.rotate_keep)},
+      {"${metrics_listen}", o.metrics_listen},
+      {"${intervals_s}", absl::StrJoin(retry.intervals_s, ", ")},
+      {"${jitter_fraction}", absl::StrCat(retry.jitter_fraction)},
+      {"${delay_warning_s}", absl::StrCat(retry.delay_warning_s)},
+      {"${shaping}", ShippedShapingComment()},
+      {"${srs_max_age_days}", absl::StrCat(r.srs_max_age_days)},
+      {"${suffix_separators}", r.suffix_separators},
+      {"${alias_depth_max}", absl::StrCat(r.alias_depth_max)},
+      {"${alias_targets_max}", absl::StrCat(r.alias_targets_max)},
+      {"${checks_timeout_ms}", absl::StrCat(r.checks_timeout_ms)},
+      {"${signing_threads}", absl::StrCat(c.dkim_signing_threads)},
+      {"${dkim_keys}", DkimKeysText(o, keys)},
+  };
+  return absl::StrReplaceAll(kTemplate, values);
+}
+
+absl::StatusOr<InitResult> InitDirectory(const std::string& dir, const InitOptions& o) {
+  if (o.domain.empty() || o.hostname.empty()) {
+    return absl::InvalidArgumentError("init needs a domain and a hostname");
+  }
+  for (size_t i = 0; i < o.dkim_algorithms.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (o.dkim_algorithms[i] == o.dkim_algorithms[j]) {
+        return absl::InvalidArgumentError("init makes one DKIM key per algorithm");
+      }
+    }
+  }
+  const fs::path root(dir);
+  std::error_code ec;
+  const bool exists = fs::exists(root, ec);
+  if (ec) return absl::FailedPreconditionError(absl::StrCat(dir, ": ", ec.message()));
+  if (exists && o.new_dir_only) {
+    return absl::AlreadyExistsError(absl::StrCat(dir, " already exists; not touching it"));
+  }
+  if (fs::exists(root / kConfigName, ec)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(dir, " already holds a configuration; not overwriting it"));
+  }
+  if (!exists && root.has_parent_path()) fs::create_directories(root.parent_path(), ec);
+  RETURN_IF_ERROR(MakeDirectory(root, o.dir_mode));
+
+  InitResult result;
+  if (!o.dkim_algorithms.empty()) {
+    RETURN_IF_ERROR(MakeDirectory(root / "keys", o.dir_mode));
+    const int year = o.year != 0 ? o.year : CurrentYear();
+    for (dkim::KeyAlgorithm algorithm : o.dkim_algorithms) {
+      ASSIGN_OR_RETURN(InitKey key, WriteKey(root, o, algorithm, year));
+      result.keys.push_back(std::move(key));
+    }
+  }
+
+  RETURN_IF_ERROR(MakeDirectory(root / "tls", o.dir_mode));
+  const fs::path cert = root / "tls" / "cert.pem";
+  const fs::path cert_key = root / "tls" / "key.pem";
+  const bool has_cert = fs::exists(cert, ec);
+  const bool has_cert_key = fs::exists(cert_key, ec);
+  if (has_cert != has_cert_key) {
+    return absl::FailedPreconditionError(
+        absl::StrCat((has_cert ? cert : cert_key).string(),
+                     " is there without its other half; not touching it"));
+  }
+  if (!has_cert) {
+    RETURN_IF_ERROR(
+        tls::GenerateSelfSignedCertificate(o.hostname, cert.string(), cert_key.string()));
+  }
+
+  if (!o.first_user.empty()) {
+    ASSIGN_OR_RETURN(std::shared_ptr<UserDb> users, UserDb::LoadOrEmpty((root / "users").string()));
+    result.password = RandomPassword();
+    RETURN_IF_ERROR(users->Add(o.first_user, result.password, {absl::StrCat("@", o.domain)}));
+    RETURN_IF_ERROR(users->Save());
+  }
+
+  const fs::path config_path = root / kConfigName;
+  RETURN_IF_ERROR(WriteNewFile(config_path, InitConfigText(o, result.keys), kConfigMode));
+  // What relayd will read: a template that stopped loading must fail here, not at first start.
+  absl::StatusOr<Config> loaded = LoadConfig(config_path.string());
+  if (!loaded.ok()) {
+    return absl::InternalError(
+        absl::StrCat("the config written does not load: ", loaded.status().message()));
+  }
+  result.config_path = config_path.string();
+  return result;
+}
+
+}  // namespace relay::server
