@@ -67,13 +67,14 @@ void SigningPool::WorkerMain() {
 
     for (std::string_view part : job.parts) job.session.Update(part);
     absl::StatusOr<std::string> fields = job.session.Finish(job.unix_time_s);
+    // Counted before the result is posted: whoever sees the result also sees it counted.
+    lock.lock();
+    ++signed_total_;
+    lock.unlock();
     job.reactor->RunInLoop(
         [done = std::move(job.done), fields = std::move(fields)]() mutable {
           done(std::move(fields));
         });
-
-    lock.lock();
-    ++signed_total_;
   }
 }
 
