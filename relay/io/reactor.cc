@@ -305,6 +305,10 @@ void Reactor::RunOnce(int max_wait_ms) {
     io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   }
 
+  // The wait may have lasted long (no timer armed: an idle metrics thread sleeps for minutes).
+  // Handlers that arm a deadline count from now, not from the last Advance.
+  timers_.Observe(NowMs());
+
   // Reap everything available, then advance the CQ once.
   batch_.clear();
   unsigned head;

@@ -232,5 +232,43 @@ TEST(SocketAddress, ParsesBothFamilies) {
   EXPECT_FALSE(SocketAddress::Parse("1.2.3.4:99999").ok());
 }
 
+// An idle loop (no timer armed) sleeps until I/O arrives. A deadline that the I/O's handler arms
+// counts from the wake-up, not from the last turn: the metrics endpoint answered the first request
+// after an idle gap with 408 because its 5 s request timer fired at once.
+TEST(ReactorClock, DeadlineArmedAfterAnIdleGapCountsFromTheWakeUp) {
+  if (!Reactor::ProbeKernel().ok()) GTEST_SKIP() << "SKIP: io_uring unavailable";
+  FakeClock clock;
+  ReactorOptions options;
+  options.clock = &clock;
+  auto r = Reactor::Create(options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  Reactor& reactor = **r;
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  int fired = 0;
+  Timer deadline([&] { ++fired; });
+  char in[4];
+  bool read_done = false;
+  Completion read([&](int res, uint32_t) {
+    read_done = true;
+    reactor.timers().ScheduleAfter(&deadline, 1000);
+  });
+  reactor.Read(fds[0], in, sizeof(in), 0, &read);
+  reactor.RunOnce(0);
+  clock.AdvanceMillis(60000);  // a minute without any event
+  ASSERT_EQ(write(fds[1], "x", 1), 1);
+  for (int i = 0; i < 100 && !read_done; ++i) reactor.RunOnce(100);
+  ASSERT_TRUE(read_done);
+  EXPECT_EQ(fired, 0);
+  clock.AdvanceMillis(999);
+  reactor.RunOnce(0);
+  EXPECT_EQ(fired, 0);
+  clock.AdvanceMillis(1);
+  reactor.RunOnce(0);
+  EXPECT_EQ(fired, 1);
+  close(fds[0]);
+  close(fds[1]);
+}
+
 }  // namespace
 }  // namespace relay::io

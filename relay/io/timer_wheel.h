@@ -11,8 +11,8 @@
 // schedule or cancel any timer, including its own.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
-
 #include <functional>
 
 namespace relay::io {
@@ -55,8 +55,17 @@ class TimerWheel {
   // Arms `timer` to fire at `deadline_ms` (a deadline in the past fires at the next Advance).
   // Re-arming a scheduled timer moves it.
   void Schedule(Timer* timer, int64_t deadline_ms);
-  void ScheduleAfter(Timer* timer, int64_t delay_ms) { Schedule(timer, now_ms_ + delay_ms); }
+  // Counts from the latest time the wheel knows (Observe or Advance): a loop that slept long
+  // without a timer must not arm a deadline that is already past when it wakes.
+  void ScheduleAfter(Timer* timer, int64_t delay_ms) {
+    Schedule(timer, std::max(now_ms_, observed_ms_) + delay_ms);
+  }
   void Cancel(Timer* timer);
+
+  // Tells the wheel the time without running any callback: the owner's loop calls it when it
+  // wakes, before the I/O completions whose handlers may call ScheduleAfter, and calls Advance
+  // after them (so a completion and a deadline due in the same turn: the completion runs first).
+  void Observe(int64_t now_ms) { observed_ms_ = std::max(observed_ms_, now_ms); }
 
   // Moves time forward to `now_ms` and runs the callbacks of every timer due by then.
   // Returns how many fired.
@@ -75,6 +84,7 @@ class TimerWheel {
   void Cascade(int level);
 
   int64_t now_ms_;
+  int64_t observed_ms_ = 0;  // the latest Observe(); ahead of now_ms_ between Observe and Advance
   size_t size_ = 0;
   Timer* slots_[kLevels][kSlots] = {};
   uint64_t occupied_[kLevels] = {};  // bit s set when slots_[level][s] is non-empty

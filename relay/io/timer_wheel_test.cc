@@ -110,5 +110,21 @@ TEST(TimerWheel, NextWakeIsNeverLaterThanTheEarliestDeadline) {
   wheel.Advance(200);
 }
 
+// A loop that slept 60 s without a timer learns the time when it wakes (Observe), before handlers
+// arm deadlines: a 1 s deadline armed then fires 1 s later, not at the next Advance.
+TEST(TimerWheel, ScheduleAfterCountsFromTheObservedTime) {
+  TimerWheel wheel(0);
+  int fired = 0;
+  Timer t([&] { ++fired; });
+  wheel.Observe(60000);
+  wheel.ScheduleAfter(&t, 1000);
+  wheel.Advance(60000);
+  EXPECT_EQ(fired, 0);
+  wheel.Advance(60999);
+  EXPECT_EQ(fired, 0);
+  wheel.Advance(61000);
+  EXPECT_EQ(fired, 1);
+}
+
 }  // namespace
 }  // namespace relay::io

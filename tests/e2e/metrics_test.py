@@ -235,6 +235,14 @@ check(status == 200 and body == "ok\n", "GET /healthz: 200 ok")
 check(http("GET", "/nope")[0] == 404, "unknown path: 404")
 check(http("POST", "/metrics")[0] == 405, "POST /metrics: 405")
 
+# A scrape after an idle minute: the endpoint's thread slept without a timer, and the request's
+# 5 s timeout used to be armed from the time it fell asleep and fire at once (408 or no reply).
+time.sleep(61)
+status, _, body = http("GET", "/healthz")
+check(status == 200 and body == "ok\n", "GET /healthz after an idle minute: 200 ok")
+status, _, body = http("GET", "/metrics")
+check(status == 200 and "relay_build_info" in body, "GET /metrics right after it: 200")
+
 
 def submit(rcpts, subject):
     s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
