@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -427,14 +428,26 @@ std::string UserDb::Render() const {
 
 absl::Status UserDb::Save() const {
   const std::string contents = Render();
-  const std::string tmp = absl::StrCat(path_, ".tmp.", getpid());
+  // The new file replaces the old one with the old one's owner, group and mode: an operator who
+  // made it readable by relayd's group (root:relay 0640) must not find it root:root 0600 after a
+  // `relayctl user-add` run as root, or relayd can no longer read it. It holds password hashes:
+  // never readable by others, whatever it was; a new file is 0600.
+  struct stat old_st;
+  const bool existed = stat(path_.c_str(), &old_st) == 0;
+  const mode_t mode = existed ? ((old_st.st_mode & 0070) | 0600) : 0600;
+  // A fresh, unpredictable name opened with O_EXCL (mkostemp): a link planted at a guessable
+  // temporary name in a shared directory cannot redirect the write.
+  std::string tmp = absl::StrCat(path_, ".tmp.XXXXXX");
   auto fail = [&](absl::string_view what) {
     std::string message = absl::StrCat(what, " ", tmp, ": ", strerror(errno));
     unlink(tmp.c_str());
     return absl::InternalError(message);
   };
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return fail("open");
+  int fd = mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) {
+    std::string message = absl::StrCat("create ", tmp, ": ", strerror(errno));
+    return absl::InternalError(message);
+  }
   size_t done = 0;
   while (done < contents.size()) {
     ssize_t n = write(fd, contents.data() + done, contents.size() - done);
@@ -445,7 +458,13 @@ absl::Status UserDb::Save() const {
     }
     done += static_cast<size_t>(n);
   }
-  if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
+  if (existed && (old_st.st_uid != geteuid() || old_st.st_gid != getegid()) &&
+      fchown(fd, old_st.st_uid, old_st.st_gid) != 0) {
+    close(fd);
+    return fail(absl::StrCat("keep the owner ", old_st.st_uid, ":", old_st.st_gid, " of ", path_,
+                             " on"));
+  }
+  if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
     close(fd);
     return fail("fsync");
   }

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -187,7 +188,29 @@ TEST_F(UserDbTest, ErrorsNameTheFileAndLine) {
   EXPECT_EQ((*empty)->size(), 0u);
 }
 
+// relayd reads the file as its own user: an operator makes it root:relay 0640, and a save (as
+// root, by relayctl) must keep that, or the next restart cannot read it.
+TEST_F(UserDbTest, SaveKeepsTheFilesOwnerGroupAndMode) {
+  ASSERT_EQ(chmod(path_.c_str(), 0640), 0);
+  const bool root = geteuid() == 0;
+  if (root) {
+    ASSERT_EQ(chown(path_.c_str(), 1, 1), 0);
+  }
+  auto db = LoadOk();
+  ASSERT_TRUE(db->Add("second@example.com", "pw", {}, kFast).ok());
+  ASSERT_TRUE(db->Save().ok());
+  struct stat st;
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  if (root) {
+    EXPECT_EQ(st.st_uid, 1u);
+    EXPECT_EQ(st.st_gid, 1u);
+  }
+  EXPECT_TRUE(LoadOk()->Verify("second@example.com", "pw"));
+}
+
 TEST_F(UserDbTest, AddRemoveSaveKeepsCommentsAndIsPrivate) {
+  ASSERT_EQ(chmod(path_.c_str(), 0644), 0);
   auto db = LoadOk();
   ASSERT_TRUE(db->Add("new@Example.net", "new-pw", {"@example.net"}, kFast).ok());
   EXPECT_TRUE(absl::IsAlreadyExists(db->Add("new@example.NET", "x", {}, kFast)));
@@ -199,7 +222,7 @@ TEST_F(UserDbTest, AddRemoveSaveKeepsCommentsAndIsPrivate) {
 
   struct stat st;
   ASSERT_EQ(stat(path_.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600);
+  EXPECT_EQ(st.st_mode & 0777, 0640);  // 0644 before: the group's read is kept, others' not
   std::string text = ReadFile(path_);
   EXPECT_EQ(text.rfind("# Relay users\n\napp@example.com $scrypt$", 0), 0u) << text;
   EXPECT_NE(text.find("# the reporting job\n"), std::string::npos);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -42,10 +43,11 @@ std::string BioContents(BIO* bio) {
 // Writes `contents` to `path` atomically with the given mode.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents,
                                  mode_t mode) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
-  // The mode of an existing temporary file is not changed by open(2).
+  // A fresh, unpredictable name opened with O_EXCL (mkostemp, mode 0600): a link planted at a
+  // guessable temporary name cannot redirect the private key's write.
+  std::string tmp = path + ".tmp.XXXXXX";
+  int fd = mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("create ", tmp, ": ", strerror(errno)));
   bool ok = fchmod(fd, mode) == 0;
   size_t done = 0;
   while (ok && done < contents.size()) {
