@@ -90,6 +90,8 @@ std::string_view DeliveryEventName(DeliveryEvent event) {
       return "expired";
     case DeliveryEvent::kDsnSent:
       return "dsn_sent";
+    case DeliveryEvent::kDeleted:
+      return "deleted";
   }
   return "unknown";
 }

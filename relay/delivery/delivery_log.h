@@ -30,7 +30,16 @@
 
 namespace relay::delivery {
 
-enum class DeliveryEvent { kReceived, kDelivered, kDeferred, kBounced, kExpired, kDsnSent };
+// kDeleted: the operator removed a pending recipient (`relayctl queue delete`); no DSN is sent.
+enum class DeliveryEvent {
+  kReceived,
+  kDelivered,
+  kDeferred,
+  kBounced,
+  kExpired,
+  kDsnSent,
+  kDeleted
+};
 std::string_view DeliveryEventName(DeliveryEvent event);
 
 // One event. Views must stay valid only for the Append() call. Empty strings and zero numbers

@@ -156,12 +156,35 @@ std::string DeliveryEngine::DeleteNow(queue::MessageId id) {
   state.recipient = queue::kAllRecipients;
   state.time_unix_ms = NowUnixMs();
   state.reply = "deleted by the operator";
+  // Copied before the append, which drops the message from the index (it became final).
+  std::vector<std::string> pending;
+  for (const queue::RecipientState& r : info->recipients) {
+    if (r.status == queue::RecipientStatus::kPending) pending.push_back(r.address);
+  }
+  const std::string sender(info->sender);
+  const int64_t created_unix_ms = info->created_unix_ms;
   auto appended = spool_->AppendState(state, nullptr);
   if (!appended.ok()) return absl::StrCat("error: ", appended.status().ToString());
   auto it = due_of_.find(id);
   if (it != due_of_.end()) {
     scheduled_.erase({it->second, id});
     due_of_.erase(it);
+  }
+  // One line per recipient that will now never be delivered: the log says what became of every
+  // recipient it said was received.
+  if (log_ != nullptr) {
+    std::string id_text = id.ToString();
+    for (const std::string& address : pending) {
+      DeliveryRecord line;
+      line.event = DeliveryEvent::kDeleted;
+      line.time_unix_ms = state.time_unix_ms;
+      line.queue_id = id_text;
+      line.sender = sender;
+      line.recipient = address;
+      line.reply_text = state.reply;
+      line.queued_ms = state.time_unix_ms - created_unix_ms;
+      log_->Append(line);
+    }
   }
   return absl::StrCat("ok: ", id.ToString(), " deleted");
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -65,12 +66,16 @@ std::string ControlSocket::Handle(const std::string& request,
   }
   if (id == "--all") {
     if (verb != "retry") return "error: only retry takes --all";
+    // One answer that starts with "ok" only when every shard's does: relayctl's exit status.
     std::string answers;
+    bool all_ok = true;
     for (Shard* s : shards) {
+      std::string answer = s->Control("retry-all", "");
+      all_ok = all_ok && absl::StartsWith(answer, "ok");
       if (!answers.empty()) answers += "; ";
-      answers += absl::StrCat("shard ", s->index(), ": ", s->Control("retry-all", ""));
+      answers += absl::StrCat("shard ", s->index(), ": ", answer);
     }
-    return answers;
+    return absl::StrCat(all_ok ? "ok: " : "error: ", answers);
   }
   // "EPOCH-SHARD-SEQ": the shard that owns the message.
   std::vector<std::string> parts = absl::StrSplit(id, '-');

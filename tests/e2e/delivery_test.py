@@ -319,10 +319,17 @@ time.sleep(1)
 sam, sue = queue_id_of("sam@slow.test"), queue_id_of("sue@slow.test")
 check(sam is not None and sue is not None, "relayctl queue list shows both deferred messages")
 before = slow_attempts["count"]
-code, out = relayctl("queue", "retry", sam, "--socket", CONTROL)
-check(code == 0 and out.startswith("ok"), "relayctl queue retry: %s" % out.strip())
+# The README's form: the socket comes from the config's control_socket, not a fixed name.
+code, out = relayctl("queue", "retry", sam, "--config", conf_path)
+check(code == 0 and out.startswith("ok"), "relayctl queue retry --config: %s" % out.strip())
 check(wait_for(lambda: slow_attempts["count"] > before, 10),
       "retry brings an attempt now instead of in an hour")
+time.sleep(0.5)
+before = slow_attempts["count"]
+code, out = relayctl("queue", "retry", "--all", "--config", conf_path)
+check(code == 0 and out.startswith("ok") and "shard 1" in out,
+      "relayctl queue retry --all answers ok for every shard, exit 0: %s" % out.strip())
+check(wait_for(lambda: slow_attempts["count"] > before, 10), "retry --all brings an attempt")
 
 
 def dsns_for(rcpt, action):
@@ -379,6 +386,11 @@ check(code == 0 and time.time() - t0 < 10,
 check(queue_id_of("tom@stall.test") is not None, "the stuck message is still queued after the stop")
 log = open(log_path).read()
 
+def e_reason(event):
+    """The local reason or reply text of a delivery log line."""
+    return event.get("reason", "") or event.get("reply", {}).get("text", "")
+
+
 # The delivery log: one JSON object per line, every event of the run.
 events = {}
 lines = 0
@@ -392,8 +404,11 @@ for path in glob.glob(conf_dir + "/log/delivery-*.log"):
             continue
         events.setdefault(obj.get("event"), []).append(obj)
 check(lines > 0, "delivery log written (%d lines)" % lines)
-for name in ("received", "delivered", "deferred", "bounced", "dsn_sent"):
+for name in ("received", "delivered", "deferred", "bounced", "dsn_sent", "deleted"):
     check(name in events, "delivery log has %s events" % name)
+gone = [e for e in events.get("deleted", []) if e.get("recipient") == "sue@slow.test"]
+check(len(gone) == 1 and "operator" in e_reason(gone[0]),
+      "relayctl queue delete leaves one 'deleted' line for sue: %r" % gone)
 good = [e for e in events.get("delivered", []) if e.get("recipient") == "alice@good.test"]
 check(len(good) == 1 and good[0].get("tls", {}).get("version", "").startswith("TLS") and
       good[0].get("mx") == "mx1.good.test" and good[0].get("reply", {}).get("code") == 250,

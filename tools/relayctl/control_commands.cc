@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 
+#include "relay/server/config.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace relay::relayctl {
@@ -18,11 +19,14 @@ int QueueControlCommand(int argc, char** argv) {
   std::string verb = argc > 0 ? argv[0] : "";
   std::string id;
   std::string config_dir = kDefaultConfigDir;
+  std::string config_path;
   std::string socket_path;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--config-dir" && i + 1 < argc) {
       config_dir = argv[++i];
+    } else if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
     } else if (arg == "--socket" && i + 1 < argc) {
       socket_path = argv[++i];
     } else if (id.empty()) {
@@ -34,11 +38,23 @@ int QueueControlCommand(int argc, char** argv) {
     }
   }
   if (id.empty()) {
-    std::fprintf(stderr, "usage: relayctl queue %s ID%s [--config-dir DIR | --socket PATH]\n",
+    std::fprintf(stderr,
+                 "usage: relayctl queue %s ID%s [--config PATH | --config-dir DIR | --socket "
+                 "PATH]\n",
                  verb.c_str(), verb == "retry" ? "|--all" : "");
     return 2;
   }
-  if (socket_path.empty()) socket_path = config_dir + "/control.sock";
+  if (socket_path.empty()) {
+    // Where the running relay listens is the config's control_socket, not a fixed name.
+    if (config_path.empty()) config_path = config_dir + "/relayd.toml";
+    absl::StatusOr<server::Config> config = server::LoadConfig(config_path);
+    if (!config.ok()) {
+      std::fprintf(stderr, "relayctl: %s (name the control socket with --socket PATH)\n",
+                   std::string(config.status().message()).c_str());
+      return 1;
+    }
+    socket_path = config->control_socket_path;
+  }
   sockaddr_un addr{};
   if (socket_path.size() >= sizeof(addr.sun_path)) {
     std::fprintf(stderr, "relayctl: socket path too long: %s\n", socket_path.c_str());

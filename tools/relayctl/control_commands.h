@@ -1,11 +1,12 @@
 // relayctl's requests to a running relayd, through its control socket (relay/server/control.h):
 //
-//   relayctl queue retry ID|--all [--config-dir DIR | --socket PATH]
-//   relayctl queue bounce ID      [--config-dir DIR | --socket PATH]
-//   relayctl queue delete ID      [--config-dir DIR | --socket PATH]
+//   relayctl queue retry ID|--all [--config PATH | --config-dir DIR | --socket PATH]
+//   relayctl queue bounce ID      [--config PATH | --config-dir DIR | --socket PATH]
+//   relayctl queue delete ID      [--config PATH | --config-dir DIR | --socket PATH]
 //
-// The socket is DIR/control.sock unless --socket names another. Prints relayd's answer; exit 0
-// when it starts with "ok", 1 otherwise (or when relayd cannot be reached), 2 for usage errors.
+// The socket is the config's control_socket (PATH, or DIR/relayd.toml; default
+// /etc/relay/relayd.toml), unless --socket names one. Prints relayd's answer; exit 0 when it
+// starts with "ok", 1 otherwise (or when relayd cannot be reached), 2 for usage errors.
 // argv[0] is the verb (retry, bounce or delete).
 #pragma once
 
