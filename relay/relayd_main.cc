@@ -25,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -228,7 +229,9 @@ absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path)
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
       return absl::FailedPreconditionError(
-          absl::StrCat(path, ": cannot create the SRS secret file: ", std::strerror(errno)));
+          absl::StrCat(path, ": cannot create the SRS secret file: ", std::strerror(errno),
+                       " (relayctl init and relayd --init make it; or write one random line of",
+                       " 32 or more characters into it, readable by relayd)"));
     }
     std::string line = secret + "\n";
     bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
@@ -248,6 +251,13 @@ absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path)
     return absl::FailedPreconditionError(absl::StrCat(path, ": no SRS secret in the file"));
   }
   return secrets;
+}
+
+std::string ReadConfigText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // Port 25's aliases and SRS, read at start and on SIGHUP. Any error names the file and line.
@@ -352,6 +362,8 @@ int Run(const Flags& flags) {
   sigaddset(&signals, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // The text the running configuration came from: SIGHUP compares the file with it.
+  const std::string config_text = ReadConfigText(flags.config);
   absl::StatusOr<server::Config> loaded = server::LoadConfig(flags.config);
   if (!loaded.ok()) {
     LogError() << loaded.status().message();
@@ -530,6 +542,17 @@ int Run(const Flags& flags) {
         }
       }
       for (auto& shard : shards) shard->RequestLogReopen();
+      // relayd.toml itself is read only at start: say what an edit changed that this did not
+      // apply, rather than let the operator believe it took effect.
+      absl::StatusOr<std::vector<std::string>> changed =
+          server::ChangedSettings(config_text, ReadConfigText(flags.config));
+      if (!changed.ok()) {
+        LogError() << "SIGHUP: " << flags.config << ": " << changed.status().message()
+                   << "; the running configuration stays";
+      } else if (!changed->empty()) {
+        LogWarning() << "SIGHUP: " << flags.config << " changed (" << absl::StrJoin(*changed, ", ")
+                     << "): not applied; these take effect at the next restart";
+      }
       continue;
     }
     if (sig < 0 && tls != nullptr && config.tls_reload_check_ms > 0) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "relay/io/socket.h"
@@ -438,6 +439,65 @@ absl::Status Parse(const toml::table& root, Config& c) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string NodeText(const toml::node& node) {
+  std::ostringstream out;
+  node.visit([&out](const auto& n) { out << n; });
+  return out.str();
+}
+
+void Diff(const toml::node* a, const toml::node* b, const std::string& key,
+          std::vector<std::string>* changed) {
+  if (a == nullptr || b == nullptr || a->type() != b->type()) {
+    changed->push_back(key);
+    return;
+  }
+  if (const toml::table* ta = a->as_table()) {
+    const toml::table* tb = b->as_table();
+    for (const auto& [k, v] : *ta) {
+      std::string sub = key.empty() ? std::string(k.str()) : absl::StrCat(key, ".", std::string(k.str()));
+      Diff(&v, tb->get(k.str()), sub, changed);
+    }
+    for (const auto& [k, v] : *tb) {
+      if (ta->get(k.str()) == nullptr) {
+        changed->push_back(key.empty() ? std::string(k.str()) : absl::StrCat(key, ".", std::string(k.str())));
+      }
+    }
+    return;
+  }
+  const toml::array* aa = a->as_array();
+  const toml::array* ab = b->as_array();
+  if (aa != nullptr && aa->is_array_of_tables() && ab->is_array_of_tables() &&
+      aa->size() == ab->size()) {
+    for (size_t i = 0; i < aa->size(); ++i) {
+      Diff(aa->get(i), ab->get(i), absl::StrCat(key, "[", i, "]"), changed);
+    }
+    return;
+  }
+  if (NodeText(*a) != NodeText(*b)) changed->push_back(key);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ChangedSettings(const std::string& before_text,
+                                                         const std::string& after_text) {
+  toml::table before, after;
+  for (auto [text, table, name] : {std::tuple{&before_text, &before, "the running config"},
+                                   std::tuple{&after_text, &after, "the file"}}) {
+    try {
+      *table = toml::parse(*text);
+    } catch (const toml::parse_error& e) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " does not parse: line ",
+                                                     e.source().begin.line, ": ",
+                                                     std::string(e.description())));
+    }
+  }
+  std::vector<std::string> changed;
+  Diff(&before, &after, "", &changed);
+  return changed;
+}
 
 absl::StatusOr<Config> LoadConfig(const std::string& path) {
   Config c;

@@ -138,4 +138,11 @@ struct Config {
 // Reads and validates `path`. A new, commented file comes from relay/server/init_config.h.
 absl::StatusOr<Config> LoadConfig(const std::string& path);
 
+// The settings whose values differ between two texts of a config file, as dotted keys
+// ("metrics.listen", "dkim.key[1].selector"; a table added or removed whole is its own key),
+// sorted within each table. Comments and layout do not count. An error names the text that does
+// not parse. SIGHUP does not re-read relayd.toml: it reports these as needing a restart.
+absl::StatusOr<std::vector<std::string>> ChangedSettings(const std::string& before_text,
+                                                         const std::string& after_text);
+
 }  // namespace relay::server

@@ -154,5 +154,43 @@ TEST(Config, ReceiveErrors) {
       << c.status();
 }
 
+// SIGHUP does not re-read relayd.toml; what changed in it is named so that the operator knows a
+// restart is needed (a [metrics] section added later used to be ignored without a word).
+TEST(Config, ChangedSettingsNamesWhatDiffers) {
+  const std::string before = R"(# comment
+hostname = "a.example"
+[limits]
+connections_max = 100
+[[dkim.key]]
+domain = "example.com"
+selector = "s1"
+)";
+  auto same = ChangedSettings(before, "hostname   =  \"a.example\"  # moved\n"
+                                      "[[dkim.key]]\nselector = \"s1\"\ndomain = \"example.com\"\n"
+                                      "[limits]\nconnections_max = 100\n");
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_TRUE(same->empty());
+
+  const std::string after = R"(hostname = "b.example"
+[limits]
+connections_max = 100
+recipients_max = 5
+[[dkim.key]]
+domain = "example.com"
+selector = "s2"
+[metrics]
+listen = "127.0.0.1:9587"
+)";
+  auto changed = ChangedSettings(before, after);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(*changed, (std::vector<std::string>{"dkim.key[0].selector", "hostname",
+                                                "limits.recipients_max", "metrics"}));
+
+  auto broken = ChangedSettings(before, "hostname = \n");
+  EXPECT_FALSE(broken.ok());
+  EXPECT_NE(broken.status().message().find("the file does not parse: line 1"), std::string::npos)
+      << broken.status();
+}
+
 }  // namespace
 }  // namespace relay::server

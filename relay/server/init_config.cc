@@ -31,7 +31,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr mode_t kSecretMode = 0600;  // private keys
+constexpr mode_t kSecretMode = 0600;  // private keys, the SRS secret
+constexpr char kSrsSecretName[] = "srs.secret";
+// 192 bits: SRS's HMAC key (postsrsd makes 18 random bytes; more costs nothing).
+constexpr size_t kSrsSecretBytes = 24;
 constexpr mode_t kConfigMode = 0640;
 constexpr char kConfigName[] = "relayd.toml";
 constexpr size_t kPasswordChars = 20;
@@ -171,7 +174,7 @@ ${shaping}
 # domains = ["${domain}"]
 # aliases_dir = "aliases"
 # srs_domain = "${domain}"
-# srs_secret = "srs.secret"      # created on first start when missing
+# srs_secret = "srs.secret"      # made by init; one secret a line, the first signs
 # srs_max_age_days = ${srs_max_age_days}
 # spf = true
 # dkim = true
@@ -344,6 +347,14 @@ int CurrentYear() {
   return tm.tm_year + 1900;
 }
 
+std::string RandomHex(size_t bytes_count) {
+  std::vector<uint8_t> bytes(bytes_count);
+  RAND_bytes(bytes.data(), bytes.size());
+  std::string out;
+  for (uint8_t b : bytes) absl::StrAppend(&out, absl::Hex(b, absl::kZeroPad2));
+  return out;
+}
+
 std::string RandomPassword() {
   // No 0/O, 1/l/I: the password is read off a terminal once and typed elsewhere.
   static constexpr char kAlphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -482,6 +493,14 @@ absl::StatusOr<InitResult> InitDirectory(const std::string& dir, const InitOptio
   if (!has_cert) {
     RETURN_IF_ERROR(
         tls::GenerateSelfSignedCertificate(o.hostname, cert.string(), cert_key.string()));
+  }
+
+  // The SRS secret (relay/receive/srs.h) is made here, not at first start: under the shipped unit
+  // the configuration directory is read-only to relayd, which could not create it then.
+  const fs::path srs_secret = root / kSrsSecretName;
+  if (!fs::exists(srs_secret, ec)) {
+    RETURN_IF_ERROR(WriteNewFile(srs_secret, absl::StrCat(RandomHex(kSrsSecretBytes), "\n"),
+                                 kSecretMode));
   }
 
   if (!o.first_user.empty()) {

@@ -68,6 +68,13 @@ TEST_F(InitDirectoryTest, WritesAConfigThatLoadsWithBothKeysAndTheFirstUser) {
   EXPECT_EQ(Mode(dir_ + "/users"), 0600u);
   EXPECT_EQ(Mode(dir_ + "/tls/key.pem"), 0600u);
   EXPECT_TRUE(fs::exists(dir_ + "/tls/cert.pem"));
+  // The SRS secret exists before the first start: relayd may not write the directory then.
+  EXPECT_EQ(Mode(dir_ + "/srs.secret"), 0600u);
+  std::ifstream srs(dir_ + "/srs.secret");
+  std::string secret;
+  std::getline(srs, secret);
+  EXPECT_EQ(secret.size(), 48u);
+  EXPECT_EQ(secret.find_first_not_of("0123456789abcdef"), std::string::npos) << secret;
 
   absl::StatusOr<Config> c = LoadConfig(r->config_path);
   ASSERT_TRUE(c.ok()) << c.status();
