@@ -202,7 +202,9 @@ class HttpServer::Loop::Connection : public io::IoObject {
   void ArmRecv() { reactor_->Recv(fd_, chunk_, sizeof(chunk_), &recv_); }
 
   void OnRecv(int result) {
-    if (closed_) return;
+    // After a 408 or 431 the request is no longer read: a second response would re-arm send_
+    // while the first is in flight and free the buffer the kernel is still sending.
+    if (closed_ || responding_) return;
     if (result <= 0) {
       Close();  // the client went away (or the request was cut short)
       return;
@@ -230,6 +232,7 @@ class HttpServer::Loop::Connection : public io::IoObject {
 
   void Respond(int status) {
     if (closed_ || responding_) return;
+    if (recv_.in_flight()) reactor_->Cancel(&recv_);
     HttpResponse r;
     r.status = status;
     r.body = absl::StrCat(Reason(status), "\n");
