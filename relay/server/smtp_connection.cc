@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -89,7 +90,7 @@ void SmtpConnection::Start() {
 }
 
 void SmtpConnection::ArmRecv() {
-  if (closed_ || peer_gone_ || recv_.in_flight()) return;
+  if (closed_ || peer_gone_ || reading_paused_ || recv_.in_flight()) return;
   reactor_->RecvMultishot(fd_, shard_->buffers()->group_id(), &recv_);
 }
 
@@ -147,8 +148,62 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
 }
 
 void SmtpConnection::OnPlaintext(std::string_view data) {
-  Apply(session_.OnBytes(data));
+  const SmtpLimits& limits = shard_->config().smtp;
+  const size_t bound = limits.reply_bytes_max;
+  if (reading_paused_) {
+    // Bytes already on their way when reading stopped (a multishot receive's last buffers): kept
+    // for when the client has read its replies.
+    if (held_in_.size() + data.size() > limits.input_held_bytes_max) {
+      LogInfo() << peer_ip_ << " sends more than " << limits.input_held_bytes_max
+                << " bytes without reading its replies: closing";
+      pending_out_ += absl::StrCat("421 4.7.0 ", shard_->config().hostname,
+                                   " Too much input without reading the replies\r\n");
+      Flush();
+      Close();
+      return;
+    }
+    held_in_.append(data);
+    return;
+  }
+  // Fed in slices, so that the replies of one slice are counted before the next is parsed: a
+  // client pipelining commands that each cost more reply than input (EHLO, HELP, RSET) stops
+  // near the bound, not a whole receive buffer beyond it.
+  constexpr size_t kSliceBytes = 4096;
+  while (!data.empty() && !closed_) {
+    size_t n = std::min(data.size(), kSliceBytes);
+    Apply(session_.OnBytes(data.substr(0, n)));
+    data.remove_prefix(n);
+    if (OutputBacklog() > bound) {
+      held_in_.assign(data.data(), data.size());
+      PauseReading();
+      break;
+    }
+  }
   RearmTimer();
+}
+
+size_t SmtpConnection::OutputBacklog() const {
+  size_t backlog = pending_out_.size() + (sending_.size() - sending_offset_);
+  if (tls_ != nullptr) backlog += tls_->PendingCiphertext().size();
+  return backlog;
+}
+
+void SmtpConnection::PauseReading() {
+  if (reading_paused_ || closed_) return;
+  reading_paused_ = true;
+  // The kernel keeps the rest in the socket's buffer, and TCP tells the client to wait.
+  if (recv_.in_flight()) reactor_->Cancel(&recv_);
+}
+
+void SmtpConnection::MaybeResumeReading() {
+  if (!reading_paused_ || closed_) return;
+  if (OutputBacklog() > shard_->config().smtp.reply_bytes_max / 2) return;
+  reading_paused_ = false;
+  std::string held;
+  held.swap(held_in_);
+  if (!held.empty()) OnPlaintext(held);  // may pause again, holding what is left
+  ArmRecv();
+  RearmTimer();  // the stall deadline no longer applies
 }
 
 void SmtpConnection::Apply(const smtp::ServerActions& actions) {
@@ -206,6 +261,7 @@ void SmtpConnection::OnSent(int result) {
   sending_offset_ = 0;
   if (start_tls_after_send_ && pending_out_.empty()) SwitchToTls();
   Flush();
+  MaybeResumeReading();
 }
 
 void SmtpConnection::StartTls() {
@@ -455,6 +511,7 @@ void SmtpConnection::RearmTimer() {
   int64_t now = reactor_->NowMs();
   int64_t step = session_.in_data() ? limits.data_timeout_ms : limits.command_timeout_ms;
   if (implicit_tls_ && !tls_reported_) step = limits.greeting_timeout_ms;
+  if (reading_paused_) step = limits.reply_stall_timeout_ms;
   reactor_->timers().Schedule(&timer_, std::min(now + step, session_deadline_ms_));
 }
 
@@ -463,6 +520,17 @@ void SmtpConnection::OnTimer() {
   if (auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_) {
     // Our own work is outstanding, not the client's: wait for it.
     RearmTimer();
+    return;
+  }
+  if (reading_paused_) {
+    // The client has left its replies unread for reply_stall_timeout_ms: nothing it sends is read
+    // meanwhile, so waiting for it to finish a command is pointless.
+    LogInfo() << peer_ip_ << " has not read its replies for "
+              << shard_->config().smtp.reply_stall_timeout_ms << " ms: closing";
+    pending_out_ += absl::StrCat("421 4.4.2 ", shard_->config().hostname,
+                                 " Replies not read in time\r\n");
+    Flush();
+    Close();
     return;
   }
   LogInfo() << "timeout for " << peer_ip_;

@@ -67,6 +67,12 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void OnPlaintext(std::string_view data);
   void Apply(const smtp::ServerActions& actions);
   void QueueOutput(std::string_view plaintext);
+  // Bytes of replies not yet on the socket: queued plaintext, TLS records, the send in flight.
+  size_t OutputBacklog() const;
+  // Reading stops while OutputBacklog() is above SmtpLimits::reply_bytes_max and starts again
+  // once the client has read it down to half.
+  void PauseReading();
+  void MaybeResumeReading();
   void Flush();
   void OnSent(int result);
   void StartTls();
@@ -97,6 +103,10 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   std::unique_ptr<tls::TlsStream> tls_;
   bool tls_reported_ = false;      // OnTlsEstablished delivered to the session
   std::string plaintext_in_;       // decrypted bytes of one receive
+  // Plaintext received but not yet given to the session because the client had not read its
+  // replies; at most SmtpLimits::input_held_bytes_max.
+  std::string held_in_;
+  bool reading_paused_ = false;
   std::string pending_out_;        // plaintext replies not yet handed to TLS / the socket
   std::string sending_;            // bytes of the send in flight; immutable while it is
   size_t sending_offset_ = 0;

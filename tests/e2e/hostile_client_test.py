@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""A client that pipelines commands and never reads its replies (issue 13, item 1): each "EHLO a"
+costs the relay about twice its size in reply. Shown bounded, on relayd --init's configuration on
+loopback with reply_bytes_max = 65536 and reply_stall_timeout_ms = 3000:
+  - the relay stops reading (TCP pushes back): the client cannot hand it anywhere near the 24 MiB
+    it tries to, and relayd's resident memory (VmRSS from /proc) grows by less than RSS_GROWTH_MAX;
+  - another client is served normally meanwhile (greeting, EHLO, QUIT);
+  - the flooder is dropped, for the input it sent without reading (input_held_bytes_max) or at
+    the stall timeout, and relayd says which;
+  - a client that pipelines the same way but reads its replies gets every one of them.
+
+usage: hostile_client_test.py RELAYD
+"""
+import os
+import re
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "testing"))
+import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
+
+RELAYD = sys.argv[1]
+TMP = tempfile.mkdtemp(prefix="hostile-", dir=os.environ.get("TEST_TMPDIR"))
+FLOOD_BYTES = 24 << 20        # what the issue's experiment sent (RSS went from 11 to 433 MiB)
+RSS_GROWTH_MAX = 24 << 20     # far below the flood's reply volume (~48 MiB), far above the bound
+STALL_MS = 3000
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def rss_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
+conf_path, _ = relayd_process.init(
+    RELAYD, TMP + "/relay",
+    [('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
+     ('listen_tls = ["127.0.0.1:2465"]', "listen_tls = []"),
+     ('listen = "127.0.0.1:9587"', 'listen = ""'),
+     ("shards = 0", "shards = 1"),
+     ("segment_bytes = 67108864", "segment_bytes = 8388608"),
+     ("enabled = true", "enabled = false"),
+     ("reply_bytes_max = 65536", "reply_bytes_max = 65536"),
+     ("reply_stall_timeout_ms = 60000", "reply_stall_timeout_ms = %d" % STALL_MS)])
+relayd, ready = relayd_process.start(RELAYD, conf_path, TMP + "/relayd.log")
+if ready is None:
+    print(open(TMP + "/relayd.log").read())
+    sys.exit("relayd did not start")
+PORT = relayd_process.port(ready, "submission (STARTTLS)")
+try:
+    rss_before = rss_bytes(relayd.pid)
+
+    # The flooder: a small receive buffer so that its unread replies do not sit in our own kernel
+    # buffers either, and a send timeout to notice when the relay stops taking bytes.
+    flooder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    flooder.connect(("127.0.0.1", PORT))
+    flooder.settimeout(2.0)
+    chunk = b"EHLO a\r\n" * 8192  # 64 KiB
+    sent = 0
+    t0 = time.time()
+    try:
+        while sent < FLOOD_BYTES and time.time() - t0 < 20:
+            sent += flooder.send(chunk)
+    except socket.timeout:
+        pass  # the relay stopped reading: TCP pushes back
+    except OSError as e:
+        print("flooder: %s after %d bytes" % (e, sent))
+    flooder_blocked_at = time.time()
+    rss_during = rss_bytes(relayd.pid)
+    print("flood: %d bytes taken of %d; relayd VmRSS %d -> %d KiB" %
+          (sent, FLOOD_BYTES, rss_before >> 10, rss_during >> 10))
+    check(sent < FLOOD_BYTES, "the relay stops reading a client that does not read its replies")
+    check(rss_during - rss_before < RSS_GROWTH_MAX,
+          "relayd's RSS grows by less than %d MiB (grew %d KiB)" %
+          (RSS_GROWTH_MAX >> 20, (rss_during - rss_before) >> 10))
+
+    # Meanwhile another client is served as usual.
+    other = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    f = other.makefile("rb")
+    greeting = f.readline()
+    other.sendall(b"EHLO other.test\r\n")
+    lines = []
+    while True:
+        line = f.readline()
+        lines.append(line)
+        if not line or line[3:4] == b" ":
+            break
+    other.sendall(b"QUIT\r\n")
+    bye = f.readline()
+    other.close()
+    check(greeting.startswith(b"220") and lines[-1].startswith(b"250") and bye.startswith(b"221"),
+          "another client is served during the flood")
+
+    # The flooder is dropped once its replies have stayed unread for the stall timeout: reading
+    # now yields the replies that were waiting, then the 421, then the end of the stream.
+    flooder.settimeout(STALL_MS / 1000 + 10)
+    time.sleep(STALL_MS / 1000 + 1)
+    tail = b""
+    try:
+        while True:
+            data = flooder.recv(65536)
+            if not data:
+                break
+            tail = (tail + data)[-4096:]
+    except OSError as e:
+        print("flooder read: %s" % e)
+    closed_after = time.time() - flooder_blocked_at
+    flooder.close()
+    # The 421 is sent, but a close with the client's input unread resets the connection, and the
+    # reset may discard what was on its way: only the end of the connection is certain.
+    check(closed_after < STALL_MS / 1000 + 10,
+          "the flooding client is dropped within the stall timeout (%.1f s)" % closed_after)
+
+    # A pipelining client that reads as it goes is never cut: 20,000 EHLO replies arrive.
+    count = 20000
+    reader = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    got = {"bytes": b"", "done": False}
+
+    def read_all():
+        buf = b""
+        while True:  # until the relay closes after QUIT
+            data = reader.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+        got["bytes"] = buf
+        got["done"] = True
+
+    thread = threading.Thread(target=read_all, daemon=True)
+    thread.start()
+    reader.sendall(b"EHLO b\r\n" * count + b"QUIT\r\n")
+    thread.join(60)
+    reader.close()
+    finals = got["bytes"].count(b"\r\n250 ")
+    check(got["done"] and finals == count and b"221 " in got["bytes"],
+          "a reading client gets all %d pipelined replies (%d)" % (count, finals))
+    log = open(TMP + "/relayd.log").read()
+    check("without reading its replies: closing" in log or "has not read its replies" in log,
+          "relayd logs why it dropped the flooder")
+finally:
+    relayd.terminate()
+    code = relayd.wait(timeout=30)
+check(code == 0, "relayd stops cleanly (exit %s)" % code)
+print("%d checks failed" % len(failures) if failures else "all checks passed")
+sys.exit(1 if failures else 0)
