@@ -136,6 +136,7 @@ void OutboundConnection::OnConnected(int result) {
   config.timeouts.data_initiation_ms = t.data_init_ms;
   config.timeouts.data_block_ms = t.data_block_ms;
   config.timeouts.data_termination_ms = t.data_done_ms;
+  config.timeouts.tls_handshake_ms = t.tls_handshake_ms;
   config.tls_supported = engine_->client_tls() != nullptr;
   session_.emplace(config);
   ArmRecv();
@@ -199,14 +200,20 @@ void OutboundConnection::OnData(std::string_view bytes) {
   Flush();
 }
 
-void OutboundConnection::Apply(const smtp::ClientActions& actions) {
-  if (!actions.write.empty()) pending_out_.append(actions.write);
-  if (actions.start_tls) StartTls();
+void OutboundConnection::ApplyTimer(const smtp::ClientActions& actions) {
+  // The session says when a deadline starts; bytes that arrive in between leave it running.
+  if (!actions.rearm_timer) return;
   if (actions.timeout_ms > 0) {
     reactor_->timers().ScheduleAfter(&timer_, actions.timeout_ms);
   } else {
     reactor_->timers().Cancel(&timer_);
   }
+}
+
+void OutboundConnection::Apply(const smtp::ClientActions& actions) {
+  if (!actions.write.empty()) pending_out_.append(actions.write);
+  if (actions.start_tls) StartTls();
+  ApplyTimer(actions);
   // Outcomes before the body: with pipelining, the message ahead finishes in the same event in
   // which the next one gets its 354, and the body is that next one's.
   if (actions.message_done) FinishJob(actions.outcomes);
@@ -475,6 +482,11 @@ void OutboundConnection::OnSent(int result) {
   if (quitting_ && pending_out_.empty() && (tls_ == nullptr || tls_->PendingCiphertext().empty())) {
     Close();
     return;
+  }
+  if (stuffer_.has_value() && !stuffer_->done() && session_.has_value()) {
+    // A whole body write completed (partial ones were resubmitted above): the next write gets its
+    // own deadline. Only the timer: Flush below starts that write.
+    ApplyTimer(session_->OnBodyProgress());
   }
   Flush();
 }

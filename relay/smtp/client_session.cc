@@ -77,6 +77,7 @@ ClientSession::ClientSession(const ClientConfig& config)
     : config_(config), parser_(config.limits) {}
 
 void ClientSession::BeginEvent() {
+  timer_changed_ = false;
   actions_.write.clear();
   actions_.start_tls = false;
   actions_.send_body = false;
@@ -93,7 +94,13 @@ void ClientSession::BeginEvent() {
 
 const ClientActions& ClientSession::EndEvent() {
   actions_.timeout_ms = state_ == State::kClosed ? 0 : timeout_ms_;
+  actions_.rearm_timer = timer_changed_;
   return actions_;
+}
+
+void ClientSession::Arm(int64_t timeout_ms) {
+  timeout_ms_ = timeout_ms;
+  timer_changed_ = true;
 }
 
 std::string ClientSession::Peer() const {
@@ -150,7 +157,7 @@ const ClientActions& ClientSession::OnConnected() {
   BeginEvent();
   if (state_ == State::kNotConnected) {
     state_ = State::kGreeting;
-    timeout_ms_ = config_.timeouts.greeting_ms;  // RFC 5321 §4.5.3.2.1
+    Arm(config_.timeouts.greeting_ms);  // RFC 5321 §4.5.3.2.1
   }
   return EndEvent();
 }
@@ -225,9 +232,20 @@ const ClientActions& ClientSession::OnBodySent() {
     ProcessReplies();
   } else if (EXPECT_OR_COUNT(state_ == State::kBody)) {
     state_ = State::kFinal;
-    timeout_ms_ = config_.timeouts.data_termination_ms;  // RFC 5321 §4.5.3.2.6
+    Arm(config_.timeouts.data_termination_ms);  // RFC 5321 §4.5.3.2.6
     ProcessReplies();  // a reply that arrived while the body was streaming
     if (can_pipeline()) actions_.pipeline_ready = true;
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnBodyProgress() {
+  BeginEvent();
+  // RFC 5321 §4.5.3.2.5: the data block timeout covers each write of the body, so a write that
+  // completed starts the next one's; a peer that reads slower than one write per data_block_ms
+  // ends the session.
+  if (state_ == State::kBody || (state_ == State::kTransaction && body_streaming_)) {
+    Arm(config_.timeouts.data_block_ms);
   }
   return EndEvent();
 }
@@ -283,9 +301,8 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
       actions_.ready = true;
       return EndEvent();
     }
+    // The body or the final reply ahead is still awaited: its deadline runs on.
     for (size_t i = 0; i < n; ++i) SetOutcome(i, kind, code, enhanced, text, false);
-    timeout_ms_ = body_streaming_ ? config_.timeouts.data_block_ms
-                                  : config_.timeouts.data_termination_ms;
     ProcessReplies();
     return EndEvent();
   };
@@ -324,11 +341,9 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
     actions_.write.append("DATA\r\n");
     pending_.push_back(Pending::kData);
   }
-  if (body_streaming_) {
-    timeout_ms_ = config_.timeouts.data_block_ms;  // RFC 5321 §4.5.3.2.5, the body still goes out
-  } else {
-    ArmFor(pending_[pending_head_]);
-  }
+  // Behind a body (pipelined), the deadline of the body write or of the final reply ahead runs
+  // on: what the session awaits first has not changed.
+  if (!pipelined) ArmFor(pending_[pending_head_]);
   ProcessReplies();  // replies that arrived with the one that made the session idle
   return EndEvent();
 }
@@ -338,7 +353,7 @@ const ClientActions& ClientSession::Quit() {
   if (state_ == State::kIdle) {
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     ProcessReplies();
   } else if (state_ != State::kClosed && state_ != State::kQuit) {
     Abort(451, "4.3.0", Concat("Delivery stopped by the relay while waiting for ", Awaiting()),
@@ -423,7 +438,7 @@ void ClientSession::HandleReply(const ServerReply& reply) {
       } else {
         actions_.write.append("QUIT\r\n");
         state_ = State::kQuit;
-        timeout_ms_ = config_.timeouts.command_ms;
+        Arm(config_.timeouts.command_ms);
       }
       return;
     case State::kIdle:
@@ -465,13 +480,13 @@ void ClientSession::HandleGreeting(const ServerReply& reply) {
       true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::SendEhlo() {
   actions_.write.append(Concat("EHLO ", config_.ehlo_name, "\r\n"));
   state_ = State::kEhlo;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::HandleEhlo(const ServerReply& reply) {
@@ -485,7 +500,7 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
     // RFC 5321 §4.1.4: fall back to HELO only when EHLO is not understood.
     actions_.write.append(Concat("HELO ", config_.ehlo_name, "\r\n"));
     state_ = State::kHelo;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   if (reply.cls() < 4) {
@@ -498,7 +513,7 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
       true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::HandleHelo(const ServerReply& reply) {
@@ -518,7 +533,7 @@ void ClientSession::HandleHelo(const ServerReply& reply) {
       true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::AfterGreetingDone() {
@@ -526,7 +541,7 @@ void ClientSession::AfterGreetingDone() {
   if (!tls_active_ && want_tls && extensions_.starttls) {
     actions_.write.append("STARTTLS\r\n");
     state_ = State::kStartTls;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   if (!tls_active_ && config_.tls_policy == TlsPolicy::kRequired) {
@@ -539,7 +554,7 @@ void ClientSession::AfterGreetingDone() {
         false);
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   BecomeIdle();
@@ -552,7 +567,7 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
     parser_.Clear();
     state_ = State::kTlsHandshake;
     actions_.start_tls = true;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.tls_handshake_ms);
     return;
   }
   if (reply.cls() < 4) {
@@ -566,7 +581,7 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
                    true);
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   // Opportunistic: RFC 3207 §4 lets the client go on without TLS in the same session.
@@ -576,7 +591,7 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
 void ClientSession::BecomeIdle() {
   state_ = State::kIdle;
   actions_.ready = true;
-  timeout_ms_ = 0;
+  Arm(0);
 }
 
 // ---- transaction ----
@@ -597,16 +612,16 @@ void ClientSession::AppendRcpt(size_t index) {
 void ClientSession::ArmFor(Pending pending) {
   switch (pending) {
     case Pending::kFinal:
-      timeout_ms_ = config_.timeouts.data_termination_ms;  // §4.5.3.2.6
+      Arm(config_.timeouts.data_termination_ms);  // §4.5.3.2.6
       return;
     case Pending::kMail:
-      timeout_ms_ = config_.timeouts.mail_ms;  // RFC 5321 §4.5.3.2.2
+      Arm(config_.timeouts.mail_ms);  // RFC 5321 §4.5.3.2.2
       return;
     case Pending::kRcpt:
-      timeout_ms_ = config_.timeouts.rcpt_ms;  // §4.5.3.2.3
+      Arm(config_.timeouts.rcpt_ms);  // §4.5.3.2.3
       return;
     case Pending::kData:
-      timeout_ms_ = config_.timeouts.data_initiation_ms;  // §4.5.3.2.4
+      Arm(config_.timeouts.data_initiation_ms);  // §4.5.3.2.4
       return;
   }
 }
@@ -686,7 +701,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
           FinishMessage(OutcomeKind::kTransient, kLostCode, kLostEnhanced, "", false);
           actions_.write.append("RSET\r\n");
           state_ = State::kRset;
-          timeout_ms_ = config_.timeouts.command_ms;
+          Arm(config_.timeouts.command_ms);
           return;
         }
       }
@@ -698,7 +713,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
           state_ = State::kBody;
           actions_.send_body = true;
           actions_.pipeline_ready = can_pipeline();
-          timeout_ms_ = config_.timeouts.data_block_ms;  // RFC 5321 §4.5.3.2.5
+          Arm(config_.timeouts.data_block_ms);  // RFC 5321 §4.5.3.2.5
           return;
         }
         // RFC 2920 §3.1: DATA was accepted although no recipient was: "the client SMTP should
@@ -706,7 +721,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
         // no RSET follows.
         actions_.write.append(".\r\n");
         state_ = State::kLoneDot;
-        timeout_ms_ = config_.timeouts.data_termination_ms;
+        Arm(config_.timeouts.data_termination_ms);
         return;
       }
       // DATA refused: recipients that were accepted fail with its reply.
@@ -715,7 +730,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
         // MAIL opened a transaction that DATA did not end (RFC 2920 §3.1: "can just issue RSET").
         actions_.write.append("RSET\r\n");
         state_ = State::kRset;
-        timeout_ms_ = config_.timeouts.command_ms;
+        Arm(config_.timeouts.command_ms);
       } else {
         BecomeIdle();
       }
@@ -837,7 +852,7 @@ void ClientSession::CloseNow() {
   state_ = State::kClosed;
   actions_.close = true;
   actions_.ready = false;
-  timeout_ms_ = 0;
+  Arm(0);
 }
 
 }  // namespace relay::smtp
