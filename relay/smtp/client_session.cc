@@ -60,13 +60,14 @@ Extensions ParseExtensions(const ServerReply& reply) {
   return ext;
 }
 
-// Sets every field of one recipient's outcome.
+// Sets every field of one recipient's outcome; the text cut to `text_bytes_max`.
 void FillOutcome(Outcome& outcome, size_t index, OutcomeKind kind, int code,
-                 std::string_view enhanced, std::string_view text, bool from_peer) {
+                 std::string_view enhanced, std::string_view text, bool from_peer,
+                 size_t text_bytes_max) {
   outcome.kind = kind;
   outcome.code = code;
   outcome.enhanced.assign(enhanced);
-  outcome.text.assign(text);
+  outcome.text = TruncateText(text, text_bytes_max);
   outcome.from_peer = from_peer;
   outcome.recipient_index = index;
 }
@@ -101,6 +102,12 @@ const ClientActions& ClientSession::EndEvent() {
 void ClientSession::Arm(int64_t timeout_ms) {
   timeout_ms_ = timeout_ms;
   timer_changed_ = true;
+}
+
+std::string ClientSession::ReplyText(const ServerReply& reply) const {
+  // A reply may be reply_bytes_max long: cut it before it is joined with other text (FillOutcome
+  // bounds each outcome's text again, whatever it is made of).
+  return TruncateText(reply.Text(), config_.outcome_text_bytes_max);
 }
 
 std::string ClientSession::Peer() const {
@@ -168,7 +175,13 @@ const ClientActions& ClientSession::OnBytes(std::string_view data) {
   if (state_ != State::kClosed && state_ != State::kTlsHandshake &&
       state_ != State::kNotConnected) {
     parser_.Feed(data);
-    ProcessReplies();
+    if (parser_.failed()) {
+      // Checked here and not only when replies are read: while the body streams nothing is read,
+      // and a server that sends without pause must end the session, not fill memory.
+      ProtocolError();
+    } else {
+      ProcessReplies();
+    }
   }
   return EndEvent();
 }
@@ -263,7 +276,8 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
     std::vector<Outcome> outcomes(message.recipients.size());
     for (size_t i = 0; i < outcomes.size(); ++i) {
       FillOutcome(outcomes[i], i, OutcomeKind::kTransient, 451, "4.3.0",
-                  "Local error: the connection was not ready for a message", false);
+                  "Local error: the connection was not ready for a message", false,
+                  config_.outcome_text_bytes_max);
     }
     EmitDone(std::move(outcomes));
     return EndEvent();
@@ -364,6 +378,15 @@ const ClientActions& ClientSession::Quit() {
 
 // ---- replies ----
 
+void ClientSession::ProtocolError() {
+  // Transient: the recipients not yet answered may well be deliverable by a server that speaks
+  // SMTP, or by this one later (RFC 3463 §3.6: 4.5.0 "other or undefined protocol status").
+  Abort(kLostCode, "4.5.0",
+        Concat("Protocol error from ", Peer(), " while waiting for ", Awaiting(), ": ",
+               parser_.error()),
+        false);
+}
+
 void ClientSession::ProcessReplies() {
   while (true) {
     switch (state_) {
@@ -392,10 +415,7 @@ void ClientSession::ProcessReplies() {
     const ReplyParser::Status status = parser_.Next(&reply);
     if (status == ReplyParser::Status::kNeedMore) return;
     if (status == ReplyParser::Status::kError) {
-      Abort(kLostCode, "4.5.0",
-            Concat("Protocol error from ", Peer(), " while waiting for ", Awaiting(), ": ",
-                   parser_.error()),
-            false);
+      ProtocolError();
       return;
     }
     HandleReply(reply);
@@ -405,7 +425,7 @@ void ClientSession::ProcessReplies() {
 void ClientSession::HandleReply(const ServerReply& reply) {
   // RFC 5321 §3.8: 421 means the server is closing the channel, whatever it answers.
   if (reply.code == 421 && state_ != State::kQuit && state_ != State::kIdle) {
-    Abort(reply.code, reply.enhanced, Concat(Peer(), " said: ", reply.Text()), true);
+    Abort(reply.code, reply.enhanced, Concat(Peer(), " said: ", ReplyText(reply)), true);
     return;
   }
   switch (state_) {
@@ -459,7 +479,7 @@ void ClientSession::UnexpectedReply(const ServerReply& reply) {
   // we understand it, and no outcome may claim the server's code for it.
   Abort(kLostCode, "4.5.0",
         Concat("Unexpected reply from ", Peer(), " while waiting for ", Awaiting(), ": ",
-               std::to_string(reply.code), " ", reply.Text()),
+               std::to_string(reply.code), " ", ReplyText(reply)),
         false);
 }
 
@@ -474,10 +494,10 @@ void ClientSession::HandleGreeting(const ServerReply& reply) {
   }
   // RFC 5321 §3.1: a 554 greeting means "no SMTP service here"; another MX of the destination
   // may serve, so it is transient for the destination, like any other refusal at this point.
-  FailConnection(
-      OutcomeKind::kTransient, reply.code, reply.enhanced,
-      Concat("Greeting refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
-      true);
+  FailConnection(OutcomeKind::kTransient, reply.code, reply.enhanced,
+                 Concat("Greeting refused by ", Peer(), ": ", std::to_string(reply.code), " ",
+                        ReplyText(reply)),
+                 true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
   Arm(config_.timeouts.command_ms);
@@ -509,7 +529,7 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
   }
   FailConnection(
       FailureKind(reply), reply.code, reply.enhanced,
-      Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
+      Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ", ReplyText(reply)),
       true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
@@ -529,7 +549,7 @@ void ClientSession::HandleHelo(const ServerReply& reply) {
   }
   FailConnection(
       FailureKind(reply), reply.code, reply.enhanced,
-      Concat("HELO refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
+      Concat("HELO refused by ", Peer(), ": ", std::to_string(reply.code), " ", ReplyText(reply)),
       true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
@@ -577,7 +597,7 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
   if (config_.tls_policy == TlsPolicy::kRequired) {
     FailConnection(OutcomeKind::kTransient, reply.code, reply.enhanced,
                    Concat("TLS required by policy but STARTTLS refused by ", Peer(), ": ",
-                          std::to_string(reply.code), " ", reply.Text()),
+                          std::to_string(reply.code), " ", ReplyText(reply)),
                    true);
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
@@ -659,9 +679,9 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
       // The end of data closed the message ahead's transaction whatever the reply (RFC 5321
       // §4.1.1.4); the pipelined transaction goes on independently.
       if (reply.cls() == 2) {
-        FinishAhead(OutcomeKind::kDelivered, reply.code, reply.enhanced, reply.Text(), true);
+        FinishAhead(OutcomeKind::kDelivered, reply.code, reply.enhanced, ReplyText(reply), true);
       } else {
-        FinishAhead(FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+        FinishAhead(FailureKind(reply), reply.code, reply.enhanced, ReplyText(reply), true);
       }
       if (pending_head_ == pending_.size()) {
         // The pipelined message was refused before it was sent (every recipient has its outcome).
@@ -746,7 +766,7 @@ void ClientSession::HandleFinal(const ServerReply& reply) {
     return;
   }
   if (reply.cls() == 2) {
-    FinishMessage(OutcomeKind::kDelivered, reply.code, reply.enhanced, reply.Text(), true);
+    FinishMessage(OutcomeKind::kDelivered, reply.code, reply.enhanced, ReplyText(reply), true);
   } else {
     FinishMessageWithReply(reply);
   }
@@ -756,13 +776,14 @@ void ClientSession::HandleFinal(const ServerReply& reply) {
 // ---- outcomes ----
 
 void ClientSession::SetOutcome(size_t index, const ServerReply& reply) {
-  SetOutcome(index, FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+  SetOutcome(index, FailureKind(reply), reply.code, reply.enhanced, ReplyText(reply), true);
 }
 
 void ClientSession::SetOutcome(size_t index, OutcomeKind kind, int code, std::string_view enhanced,
                                std::string_view text, bool from_peer) {
   if (index >= outcomes_.size() || has_outcome_[index]) return;
-  FillOutcome(outcomes_[index], index, kind, code, enhanced, text, from_peer);
+  FillOutcome(outcomes_[index], index, kind, code, enhanced, text, from_peer,
+              config_.outcome_text_bytes_max);
   has_outcome_[index] = true;
 }
 
@@ -786,7 +807,8 @@ void ClientSession::FinishAhead(OutcomeKind kind, int code, std::string_view enh
   if (!ahead_open_) return;
   for (size_t i = 0; i < ahead_outcomes_.size(); ++i) {
     if (ahead_has_outcome_[i]) continue;
-    FillOutcome(ahead_outcomes_[i], i, kind, code, enhanced, text, from_peer);
+    FillOutcome(ahead_outcomes_[i], i, kind, code, enhanced, text, from_peer,
+                config_.outcome_text_bytes_max);
   }
   std::vector<Outcome> done = std::move(ahead_outcomes_);
   ahead_outcomes_.clear();
@@ -810,7 +832,7 @@ void ClientSession::EmitDone(std::vector<Outcome> outcomes) {
 }
 
 void ClientSession::FinishMessageWithReply(const ServerReply& reply) {
-  FinishMessage(FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+  FinishMessage(FailureKind(reply), reply.code, reply.enhanced, ReplyText(reply), true);
 }
 
 void ClientSession::FailConnection(OutcomeKind kind, int code, std::string_view enhanced,
@@ -821,7 +843,9 @@ void ClientSession::FailConnection(OutcomeKind kind, int code, std::string_view 
   outcome.kind = kind;
   outcome.code = code;
   outcome.enhanced.assign(enhanced);
-  outcome.text = std::move(text);
+  outcome.text = text.size() <= config_.outcome_text_bytes_max
+                     ? std::move(text)
+                     : TruncateText(text, config_.outcome_text_bytes_max);
   outcome.from_peer = from_peer;
 }
 

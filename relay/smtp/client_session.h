@@ -18,6 +18,12 @@
 // still has only the command's timeout to complete it. A body write that completed
 // (OnBodyProgress) arms the next write's (RFC 5321 §4.5.3.2.5).
 //
+// Bounds. What the server sends is held by the reply parser, at most limits.reply_bytes_max
+// (client_reply.h), in every state: while the body streams and replies are not read, too. A server
+// that sends more is a protocol error: the session ends, and every recipient not yet answered
+// gets a transient 421 4.5.0 outcome. The text of every outcome is cut to outcome_text_bytes_max
+// (at a UTF-8 boundary, marked), so that a long reply is not copied whole for each recipient.
+//
 // Pipelining across transactions (RFC 2920 §3.1: the message content may be the first "command"
 // of a group). With PIPELINING, `pipeline_ready` comes with `send_body` (and again after
 // OnBodySent while the final reply is awaited): the session takes the NEXT message now. Its
@@ -86,6 +92,8 @@ struct ClientConfig {
   bool tls_supported = true;  // the driver can do TLS at all
   ReplyLimits limits;
   ClientTimeouts timeouts;
+  // The text an outcome carries, at most (the driver sets what its records can hold).
+  size_t outcome_text_bytes_max = 4096;
 };
 
 // What the server's EHLO reply offered (RFC 5321 §4.1.1.1; forgotten after STARTTLS).
@@ -205,6 +213,10 @@ class ClientSession {
   const ClientActions& EndEvent();
   // Sets the deadline of what is awaited now, to be armed by the driver after this event.
   void Arm(int64_t timeout_ms);
+  // The reply's text for outcomes, cut to outcome_text_bytes_max.
+  std::string ReplyText(const ServerReply& reply) const;
+  // The parser failed (malformed reply, or more than its bounds): ends the session.
+  void ProtocolError();
   void ProcessReplies();
   void HandleReply(const ServerReply& reply);
   void UnexpectedReply(const ServerReply& reply);

@@ -1074,7 +1074,7 @@ TEST(ClientSessionPipelineTest, ServerBytesSplitAtEveryByte) {
   EXPECT_EQ(run(bytes), whole);
 }
 
-// ---- deadlines against a hostile server ----
+// ---- bounds and deadlines against a hostile server ----
 
 // One message to one recipient up to its body, without PIPELINING; the driver holds the body
 // until BodySent().
@@ -1159,6 +1159,65 @@ TEST(ClientSessionBoundsTest, BodyWritesEachGetADeadline) {
   d.Drain(d.session.OnBodyProgress());  // after the body: nothing to do
   EXPECT_FALSE(d.rearmed);
   EXPECT_EQ(d.timeout_ms, 15);
+}
+
+TEST(ClientSessionBoundsTest, AServerPushingBytesDuringTheBodyEndsTheSession) {
+  ClientConfig config = Config();
+  config.limits.reply_bytes_max = 4096;
+  Driver d(config);
+  d.auto_body = false;
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n");                  // MAIL
+  d.Server("550 5.1.1 no such user\r\n");  // a@x
+  d.Server("250 ok\r\n");                  // b@x
+  d.Server("354 go\r\n");
+  ASSERT_TRUE(d.streaming);
+  // Replies are not read while the body streams: the parser holds these bytes, up to its bound.
+  const std::string junk(1000, 'x');
+  int sent = 0;
+  while (!d.closed && sent < 100) {
+    d.Server(junk);
+    ++sent;
+  }
+  EXPECT_TRUE(d.closed);
+  EXPECT_EQ(sent, 5);  // the fifth kilobyte would make 5,000 bytes held: over 4,096
+  ASSERT_EQ(d.done.size(), 1u);
+  // The refused recipient keeps its 550; the other is transient, a protocol error.
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 550, "5.1.1");
+  ExpectOutcome(d.done[0][1], OutcomeKind::kTransient, 421, "4.5.0");
+  EXPECT_NE(d.done[0][1].text.find("Protocol error from mx.example while waiting for the "
+                                   "message body to be sent"),
+            std::string::npos)
+      << d.done[0][1].text;
+  EXPECT_NE(d.done[0][1].text.find("reply_bytes_max (4096 bytes)"), std::string::npos);
+  // A late OnBodySent (the write in flight completing) changes nothing.
+  d.Drain(d.session.OnBodySent());
+  EXPECT_EQ(d.done.size(), 1u);
+}
+
+TEST(ClientSessionBoundsTest, ReplyTextInOutcomesIsCutOncePerReply) {
+  ClientConfig config = Config();
+  config.outcome_text_bytes_max = 300;
+  Driver d(config);
+  d.queue.push_back(Message({"a@x", "b@x", "c@x"}));
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  // The final reply: three lines of 2,000 bytes (6 KB), in the default limits.
+  const std::string line(1990, 'y');
+  d.Server("250-2.0.0 " + line + "\r\n250-2.0.0 " + line + "\r\n250 2.0.0 " + line + "\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ASSERT_EQ(d.done[0].size(), 3u);
+  for (const Outcome& o : d.done[0]) {
+    ExpectOutcome(o, OutcomeKind::kDelivered, 250, "2.0.0");
+    EXPECT_LE(o.text.size(), 300u);
+    EXPECT_EQ(o.text.substr(0, 10), "yyyyyyyyyy");
+    EXPECT_EQ(o.text.substr(o.text.size() - 12), " [truncated]");
+  }
 }
 
 TEST(ClientSessionBoundsTest, TheTlsHandshakeHasItsOwnDeadline) {
