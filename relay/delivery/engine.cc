@@ -23,20 +23,6 @@ std::string DomainOf(std::string_view address) {
 
 }  // namespace
 
-std::string RecipientOutcome::ToString() const {
-  if (code == 0) return text;
-  if (enhanced.empty()) return absl::StrCat(code, " ", text);
-  return absl::StrCat(code, " ", enhanced, " ", text);
-}
-
-RecipientOutcome RecipientOutcome::Transient(std::string text, int code, std::string enhanced) {
-  return RecipientOutcome{OutcomeKind::kTransient, code, std::move(enhanced), std::move(text)};
-}
-
-RecipientOutcome RecipientOutcome::Permanent(std::string text, int code, std::string enhanced) {
-  return RecipientOutcome{OutcomeKind::kPermanent, code, std::move(enhanced), std::move(text)};
-}
-
 DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers,
                                queue::Spool* spool, DeliveryOptions options,
                                DeliveryPolicy* policy)
@@ -379,10 +365,13 @@ std::unique_ptr<Job> DeliveryEngine::TakeJob(ReadyQueue* queue) {
 }
 
 void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
-                                   const RecipientOutcome& outcome, const AttemptInfo& attempt) {
+                                   const RecipientOutcome& reported, const AttemptInfo& attempt) {
   const queue::MessageInfo* info = spool_->Find(job.id);
   if (info == nullptr || recipient >= info->recipients.size()) return;
   int64_t now = NowUnixMs();
+  // The record holds kReplyBytesMax of reply: a longer one would be refused, and the recipient
+  // attempted again at once (a delivery or a DSN per attempt). Code and enhanced code are kept.
+  const RecipientOutcome outcome = reported.FittedTo(queue::kReplyBytesMax);
   queue::StateRecord state;
   state.id = job.id;
   state.recipient = recipient;
@@ -399,9 +388,11 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
                        ? policy_->NextAttemptUnixMs(attempts, info->created_unix_ms, now)
                        : -1;
     if (outcome.kind == OutcomeKind::kTransient && next < 0) {
-      effective = RecipientOutcome::Permanent(
-          absl::StrCat("gave up after ", attempts, " attempts; last reply: ", outcome.ToString()),
-          outcome.code, outcome.enhanced);
+      effective =
+          RecipientOutcome::Permanent(absl::StrCat("gave up after ", attempts,
+                                                   " attempts; last reply: ", outcome.ToString()),
+                                      outcome.code, outcome.enhanced)
+              .FittedTo(queue::kReplyBytesMax);
     }
     if (effective.kind == OutcomeKind::kTransient) {
       state.type = queue::RecordType::kDeferred;

@@ -14,6 +14,9 @@
 // delivery log. Permanent failures and expired messages produce one DSN per message to the
 // envelope sender (never for a null sender), queued as a new message.
 //
+// A recorded outcome always fits its record: the reply is cut to queue::kReplyBytesMax (code and
+// enhanced code kept, the text cut at a UTF-8 boundary and marked).
+//
 // Shard thread only. The spool, resolver and reactor outlive the engine.
 #pragma once
 
@@ -140,7 +143,7 @@ class DeliveryEngine {
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
-  // One recipient's outcome of a job (exactly once per recipient).
+  // One recipient's outcome of a job (exactly once per recipient), fitted to the record first.
   void RecordOutcome(const Job& job, uint32_t recipient, const RecipientOutcome& outcome,
                      const AttemptInfo& attempt);
   // A job is finished (every recipient has an outcome).
