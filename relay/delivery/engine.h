@@ -48,6 +48,7 @@
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
+#include "relay/smtp/client_reply.h"
 #include "relay/tls/tls_context.h"
 
 namespace relay::delivery {
@@ -78,6 +79,8 @@ struct DeliveryOptions {
   EgressStrategy strategy = EgressStrategy::kRoundRobin;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
+  // What an MX may make a connection hold (relay/smtp/client_reply.h).
+  smtp::ReplyLimits reply_limits;
   // An outcome the spool refused is appended again after this, doubling up to the maximum.
   int64_t outcome_retry_ms = 1000;
   int64_t outcome_retry_max_ms = 60000;
