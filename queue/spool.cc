@@ -476,6 +476,10 @@ absl::StatusOr<Position> Spool::AppendState(const StateRecord& state_in,
   if (!broken_.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("spool unusable: ", broken_.message()));
   }
+  if (failing_state_appends_ > 0) {
+    --failing_state_appends_;
+    return failing_state_status_;
+  }
   RETURN_IF_ERROR(index_.CheckState(state_in));
   if (state_in.reply.size() > kReplyBytesMax) {
     return absl::InvalidArgumentError("reply too long");

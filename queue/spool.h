@@ -80,6 +80,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
@@ -195,8 +196,16 @@ class Spool {
   absl::StatusOr<Appended> AppendMessage(const Envelope& envelope,
                                          std::string_view prepend_headers,
                                          std::string_view message, DurableCallback on_durable);
-  // Appends an outcome. `on_durable` may be null.
+  // Appends an outcome. `on_durable` may be null. Errors: those of AppendMessage, and
+  // kInvalidArgument for a reply over kReplyBytesMax or a state the index refuses.
   absl::StatusOr<Position> AppendState(const StateRecord& state, DurableCallback on_durable);
+  // Tests: the next `count` AppendState calls fail with `status` and write nothing, as a full or
+  // failing disk makes them fail (for tests of what a caller does with an outcome it could not
+  // record).
+  void FailStateAppendsForTesting(uint32_t count, absl::Status status) {
+    failing_state_appends_ = count;
+    failing_state_status_ = std::move(status);
+  }
 
   bool NeedsSync() const;
   SyncBatch BeginSync();
@@ -333,6 +342,8 @@ class Spool {
   absl::Status broken_;
   std::string scratch_;  // kPwrite encoding buffer
   SpoolStats stats_;
+  uint32_t failing_state_appends_ = 0;  // FailStateAppendsForTesting
+  absl::Status failing_state_status_;
 };
 
 }  // namespace relay::queue

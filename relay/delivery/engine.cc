@@ -1,6 +1,7 @@
 #include "relay/delivery/engine.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -23,20 +24,6 @@ std::string DomainOf(std::string_view address) {
 
 }  // namespace
 
-std::string RecipientOutcome::ToString() const {
-  if (code == 0) return text;
-  if (enhanced.empty()) return absl::StrCat(code, " ", text);
-  return absl::StrCat(code, " ", enhanced, " ", text);
-}
-
-RecipientOutcome RecipientOutcome::Transient(std::string text, int code, std::string enhanced) {
-  return RecipientOutcome{OutcomeKind::kTransient, code, std::move(enhanced), std::move(text)};
-}
-
-RecipientOutcome RecipientOutcome::Permanent(std::string text, int code, std::string enhanced) {
-  return RecipientOutcome{OutcomeKind::kPermanent, code, std::move(enhanced), std::move(text)};
-}
-
 DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers,
                                queue::Spool* spool, DeliveryOptions options,
                                DeliveryPolicy* policy)
@@ -46,10 +33,17 @@ DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers,
       options_(std::move(options)),
       policy_(policy) {
   schedule_timer_.set_callback([this] { OnScheduleTimer(); });
+  record_timer_.set_callback([this] { OnRecordTimer(); });
 }
 
 DeliveryEngine::~DeliveryEngine() {
   reactor_->timers().Cancel(&schedule_timer_);
+  reactor_->timers().Cancel(&record_timer_);
+  if (!unrecorded_.empty()) {
+    LogError() << unrecorded_.size()
+               << " delivery outcomes could not be recorded in the spool; their recipients will "
+                  "be attempted again after the restart";
+  }
   for (auto& [key, queue] : queues_) reactor_->timers().Cancel(&queue->pump_timer);
   lookups_.clear();
   // Connections must have been stopped (Stop) before; whatever remains is detached.
@@ -93,7 +87,12 @@ std::string DeliveryEngine::RetryNow(queue::MessageId id) {
   const queue::MessageInfo* info = spool_->Find(id);
   if (info == nullptr) return absl::StrCat("error: no live message ", id.ToString());
   if (jobs_out_.contains(id)) return absl::StrCat("ok: ", id.ToString(), " is being delivered now");
-  if (info->NextDueUnixMs() < 0) return absl::StrCat("error: ", id.ToString(), " has no pending recipient");
+  if (NextDueUnixMs(*info) < 0) {
+    return absl::StrCat("error: ", id.ToString(),
+                        info->NextDueUnixMs() < 0
+                            ? " has no pending recipient"
+                            : " has outcomes waiting to be recorded (the spool refused them)");
+  }
   auto it = due_of_.find(id);
   if (it != due_of_.end()) {
     scheduled_.erase({it->second, id});
@@ -106,7 +105,7 @@ std::string DeliveryEngine::RetryNow(queue::MessageId id) {
 std::string DeliveryEngine::RetryAll() {
   std::vector<queue::MessageId> ids;
   spool_->ForEachMessage([&](const queue::MessageInfo& info) {
-    if (info.NextDueUnixMs() >= 0 && !jobs_out_.contains(info.id)) ids.push_back(info.id);
+    if (NextDueUnixMs(info) >= 0 && !jobs_out_.contains(info.id)) ids.push_back(info.id);
   });
   for (queue::MessageId id : ids) {
     auto it = due_of_.find(id);
@@ -128,7 +127,9 @@ std::string DeliveryEngine::BounceNow(queue::MessageId id) {
   Job job;
   job.id = id;
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
-    if (info->recipients[i].status == queue::RecipientStatus::kPending) job.recipients.push_back(i);
+    if (info->recipients[i].status == queue::RecipientStatus::kPending && !OutcomeWaiting(id, i)) {
+      job.recipients.push_back(i);
+    }
   }
   if (job.recipients.empty()) {
     return absl::StrCat("error: ", id.ToString(), " has no pending recipient");
@@ -211,6 +212,11 @@ void DeliveryEngine::ArmScheduleTimer() {
 }
 
 void DeliveryEngine::OnScheduleTimer() {
+  if (unrecorded_.size() >= options_.unrecorded_outcomes_max) {
+    // The spool refuses outcomes: more deliveries would only add outcomes it cannot record.
+    // OnRecordTimer arms this timer again once enough of them are recorded.
+    return;
+  }
   int64_t now = NowUnixMs();
   size_t dispatched = 0;
   while (!scheduled_.empty() && scheduled_.begin()->first <= now &&
@@ -243,6 +249,8 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
     const queue::RecipientState& r = info->recipients[i];
     if (r.status != queue::RecipientStatus::kPending) continue;
+    // Its outcome is known but not yet recorded: attempting it again would repeat a delivery.
+    if (OutcomeWaiting(id, i)) continue;
     if (!expired && !force && r.next_attempt_unix_ms > now) continue;
     std::string domain = DomainOf(r.address);
     auto [it, inserted] = by_domain.try_emplace(domain);
@@ -254,7 +262,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     it->second.recipients.push_back(i);
   }
   if (order.empty()) {
-    int64_t next = info->NextDueUnixMs();
+    int64_t next = NextDueUnixMs(*info);
     if (next >= 0) Schedule(id, next);
     return;
   }
@@ -402,16 +410,23 @@ std::unique_ptr<Job> DeliveryEngine::TakeJob(ReadyQueue* queue) {
 }
 
 void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
-                                   const RecipientOutcome& outcome, const AttemptInfo& attempt) {
+                                   const RecipientOutcome& reported, const AttemptInfo& attempt) {
   const queue::MessageInfo* info = spool_->Find(job.id);
   if (info == nullptr || recipient >= info->recipients.size()) return;
+  if (!EXPECT_OR_COUNT(!OutcomeWaiting(job.id, recipient))) return;  // it is in no job
   int64_t now = NowUnixMs();
+  // The record holds kReplyBytesMax of reply: a longer one would be refused, and the recipient
+  // attempted again at once (a delivery or a DSN per attempt). Code and enhanced code are kept.
+  const RecipientOutcome outcome = reported.FittedTo(queue::kReplyBytesMax);
   queue::StateRecord state;
   state.id = job.id;
   state.recipient = recipient;
   state.time_unix_ms = now;
   state.reply = outcome.ToString();
   RecipientOutcome effective = outcome;
+  bool bounce = false;
+  bool delay_warning = false;
+  FailedRecipient failed;
   if (outcome.kind == OutcomeKind::kDelivered) {
     state.type = queue::RecordType::kDelivered;
     stats_.delivered++;
@@ -422,9 +437,11 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
                        ? policy_->NextAttemptUnixMs(attempts, info->created_unix_ms, now)
                        : -1;
     if (outcome.kind == OutcomeKind::kTransient && next < 0) {
-      effective = RecipientOutcome::Permanent(
-          absl::StrCat("gave up after ", attempts, " attempts; last reply: ", outcome.ToString()),
-          outcome.code, outcome.enhanced);
+      effective =
+          RecipientOutcome::Permanent(absl::StrCat("gave up after ", attempts,
+                                                   " attempts; last reply: ", outcome.ToString()),
+                                      outcome.code, outcome.enhanced)
+              .FittedTo(queue::kReplyBytesMax);
     }
     if (effective.kind == OutcomeKind::kTransient) {
       state.type = queue::RecordType::kDeferred;
@@ -444,6 +461,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
         }
         it->second.failed.push_back(
             FailedRecipient{info->recipients[recipient].address, outcome, attempt.mx_host, now});
+        delay_warning = true;
       }
     } else {
       state.type = queue::RecordType::kBounced;
@@ -457,14 +475,10 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
                      << info->recipients[recipient].address
                      << " failed for good; dropped without a DSN: " << effective.ToString();
       } else {
-        auto [it, first] = bounced_.try_emplace(job.id);
-        if (first) {
-          it->second.sender = std::string(info->sender);
-          it->second.arrival_unix_ms = info->created_unix_ms;
-          it->second.headers = std::string(HeaderSection(info->message));
-        }
-        it->second.failed.push_back(
-            FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host, now});
+        bounce = true;
+        failed =
+            FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host, now};
+        AddBounce(*info, failed);
       }
     }
   }
@@ -496,12 +510,123 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   }
   absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
   if (!appended.ok()) {
-    // The outcome cannot be recorded: the recipient stays pending and is retried after a
-    // restart; a duplicate delivery is possible then, a lost message is not. A refused append
-    // leaves the index as it was, so `info` is still valid here.
-    LogError() << "recording the outcome of " << job.id.ToString() << " for "
-               << info->recipients[recipient].address << ": " << appended.status();
+    // Not recorded: nothing that depends on it may happen yet. The DSN waits for the record, the
+    // delay warning comes with a later deferral, and the recipient waits in unrecorded_ instead
+    // of being attempted again when the job ends (a refused append leaves the index as it was).
+    if (bounce) DropBounce(job.id);
+    if (delay_warning) {
+      auto it = delayed_.find(job.id);
+      it->second.failed.pop_back();
+      if (it->second.failed.empty()) delayed_.erase(it);
+    }
+    UnrecordedOutcome entry;
+    entry.state = std::move(state);
+    entry.bounce = bounce;
+    entry.failed = std::move(failed);
+    KeepUnrecorded(std::move(entry), appended.status());
   }
+}
+
+bool DeliveryEngine::OutcomeWaiting(queue::MessageId id, uint32_t recipient) const {
+  return !waiting_.empty() && waiting_.contains(std::make_pair(id, recipient));
+}
+
+int64_t DeliveryEngine::NextDueUnixMs(const queue::MessageInfo& info) const {
+  if (waiting_.empty()) return info.NextDueUnixMs();
+  int64_t due = -1;
+  for (uint32_t i = 0; i < info.recipients.size(); ++i) {
+    const queue::RecipientState& r = info.recipients[i];
+    if (r.status != queue::RecipientStatus::kPending || OutcomeWaiting(info.id, i)) continue;
+    if (due < 0 || r.next_attempt_unix_ms < due) due = r.next_attempt_unix_ms;
+  }
+  return due;
+}
+
+void DeliveryEngine::AddBounce(const queue::MessageInfo& info, FailedRecipient failed) {
+  auto [it, first] = bounced_.try_emplace(info.id);
+  if (first) {
+    it->second.sender = std::string(info.sender);
+    it->second.arrival_unix_ms = info.created_unix_ms;
+    it->second.headers = std::string(HeaderSection(info.message));
+  }
+  it->second.failed.push_back(std::move(failed));
+}
+
+void DeliveryEngine::DropBounce(queue::MessageId id) {
+  auto it = bounced_.find(id);
+  if (it == bounced_.end()) return;
+  it->second.failed.pop_back();
+  if (it->second.failed.empty()) bounced_.erase(it);
+}
+
+void DeliveryEngine::KeepUnrecorded(UnrecordedOutcome entry, const absl::Status& why) {
+  const int64_t delay_ms =
+      std::min(options_.outcome_retry_max_ms,
+               options_.outcome_retry_ms << std::min<uint32_t>(entry.tries - 1, 20));
+  entry.next_try_ms = reactor_->NowMs() + delay_ms;
+  if (entry.tries == 1) {
+    LogError() << "recording the outcome of " << entry.state.id.ToString() << " for recipient "
+               << entry.state.recipient << " (" << entry.state.reply.substr(0, 200) << "): " << why
+               << "; trying again in " << delay_ms << " ms, and the recipient waits until then";
+  }
+  waiting_.insert(std::make_pair(entry.state.id, entry.state.recipient));
+  unrecorded_.push_back(std::move(entry));
+  ArmRecordTimer();
+}
+
+void DeliveryEngine::ArmRecordTimer() {
+  if (unrecorded_.empty()) return;
+  int64_t due = unrecorded_.front().next_try_ms;
+  for (const UnrecordedOutcome& e : unrecorded_) due = std::min(due, e.next_try_ms);
+  if (!record_timer_.scheduled() || record_timer_.deadline_ms() > due) {
+    reactor_->timers().Schedule(&record_timer_, due);
+  }
+}
+
+void DeliveryEngine::OnRecordTimer() {
+  const int64_t now = reactor_->NowMs();
+  const bool was_paused = unrecorded_.size() >= options_.unrecorded_outcomes_max;
+  std::vector<UnrecordedOutcome> entries;
+  entries.swap(unrecorded_);
+  std::vector<queue::MessageId> recorded;
+  for (UnrecordedOutcome& entry : entries) {
+    if (entry.next_try_ms > now) {
+      unrecorded_.push_back(std::move(entry));
+      continue;
+    }
+    const queue::StateRecord& state = entry.state;
+    const auto key = std::make_pair(state.id, state.recipient);
+    const queue::MessageInfo* info = spool_->Find(state.id);
+    if (info == nullptr || state.recipient >= info->recipients.size() ||
+        info->recipients[state.recipient].status != queue::RecipientStatus::kPending) {
+      // Deleted by the operator meanwhile: nothing left to record.
+      waiting_.erase(key);
+      continue;
+    }
+    if (entry.bounce) AddBounce(*info, entry.failed);
+    absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
+    if (appended.ok()) {
+      waiting_.erase(key);
+      recorded.push_back(state.id);
+      LogInfo() << "recorded the outcome of " << state.id.ToString() << " for recipient "
+                << state.recipient << " after " << entry.tries << " refused appends";
+      continue;
+    }
+    if (entry.bounce) DropBounce(state.id);
+    ++entry.tries;
+    KeepUnrecorded(std::move(entry), appended.status());
+  }
+  for (queue::MessageId id : recorded) {
+    // A message whose jobs are out is handled by JobDone when they end.
+    if (jobs_out_.contains(id)) continue;
+    MaybeSendDsn(id);
+    const queue::MessageInfo* info = spool_->Find(id);
+    if (info == nullptr) continue;
+    int64_t next = NextDueUnixMs(*info);
+    if (next >= 0) Schedule(id, next);
+  }
+  ArmRecordTimer();
+  if (was_paused && unrecorded_.size() < options_.unrecorded_outcomes_max) ArmScheduleTimer();
 }
 
 void DeliveryEngine::FailJob(const Job& job, const RecipientOutcome& outcome) {
@@ -517,7 +642,9 @@ void DeliveryEngine::JobDone(const Job& job) {
   MaybeSendDsn(job.id);
   const queue::MessageInfo* info = spool_->Find(job.id);
   if (info == nullptr) return;  // final: every recipient delivered or bounced
-  int64_t next = info->NextDueUnixMs();
+  // Recipients whose outcome waits to be recorded are left out: they are not due again, whatever
+  // the spool still says (OnRecordTimer schedules the message once they are recorded).
+  int64_t next = NextDueUnixMs(*info);
   if (next >= 0) Schedule(job.id, next);
 }
 

@@ -14,6 +14,15 @@
 // delivery log. Permanent failures and expired messages produce one DSN per message to the
 // envelope sender (never for a null sender), queued as a new message.
 //
+// A recorded outcome always fits its record: the reply is cut to queue::kReplyBytesMax (code and
+// enhanced code kept, the text cut at a UTF-8 boundary and marked). An outcome the spool refuses
+// all the same (disk full, I/O error) is kept in memory and appended again with backoff
+// (outcome_retry_ms doubling up to outcome_retry_max_ms); until it is recorded its recipient is
+// not attempted again, and a bounce's DSN waits for it: a refused append never repeats a delivery
+// or a DSN. While unrecorded_outcomes_max outcomes wait, no new delivery starts. Outcomes still
+// waiting when the relay stops are lost: their recipients are attempted again after the restart
+// (a possible duplicate, never a lost message), and that is logged.
+//
 // Shard thread only. The spool, resolver and reactor outlive the engine.
 #pragma once
 
@@ -26,6 +35,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "dns/resolver.h"
 #include "queue/spool.h"
@@ -38,6 +48,7 @@
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
+#include "relay/smtp/client_reply.h"
 #include "relay/tls/tls_context.h"
 
 namespace relay::delivery {
@@ -68,6 +79,13 @@ struct DeliveryOptions {
   EgressStrategy strategy = EgressStrategy::kRoundRobin;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
+  // What an MX may make a connection hold (relay/smtp/client_reply.h).
+  smtp::ReplyLimits reply_limits;
+  // An outcome the spool refused is appended again after this, doubling up to the maximum.
+  int64_t outcome_retry_ms = 1000;
+  int64_t outcome_retry_max_ms = 60000;
+  // Outcomes waiting to be recorded at which no new delivery starts.
+  size_t unrecorded_outcomes_max = 1000;
 };
 
 // A message's recipients of one domain, travelling through one ready queue.
@@ -140,7 +158,8 @@ class DeliveryEngine {
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
-  // One recipient's outcome of a job (exactly once per recipient).
+  // One recipient's outcome of a job (exactly once per recipient). Fitted to the record first; if
+  // the spool refuses it, kept and appended again later (see the header).
   void RecordOutcome(const Job& job, uint32_t recipient, const RecipientOutcome& outcome,
                      const AttemptInfo& attempt);
   // A job is finished (every recipient has an outcome).
@@ -162,6 +181,8 @@ class DeliveryEngine {
   const Stats& stats() const { return stats_; }
   // Null before Start().
   const dns::Resolver* resolver() const { return resolver_.get(); }
+  // Outcomes the spool refused, waiting to be appended again.
+  size_t unrecorded_outcomes() const { return unrecorded_.size(); }
   // An outbound TLS handshake completed (`ok`) or failed.
   void CountTlsHandshake(bool ok) const;
   size_t scheduled() const { return scheduled_.size(); }
@@ -180,6 +201,18 @@ class DeliveryEngine {
   void MaybeSendDsn(queue::MessageId id);
   void CountRecipient(const Job& job, metrics::RecipientResult result) const;
   int64_t NowUnixMs() const;
+  // The recipient's outcome waits in unrecorded_: it must not be attempted again.
+  bool OutcomeWaiting(queue::MessageId id, uint32_t recipient) const;
+  // The earliest next attempt of a pending recipient whose outcome is not waiting; -1: none.
+  int64_t NextDueUnixMs(const queue::MessageInfo& info) const;
+  // A failed recipient joins the message's DSN of this round; DropBounce takes it out again.
+  void AddBounce(const queue::MessageInfo& info, FailedRecipient failed);
+  void DropBounce(queue::MessageId id);
+  // Keeps an outcome the spool refused, for OnRecordTimer to append again.
+  struct UnrecordedOutcome;
+  void KeepUnrecorded(UnrecordedOutcome entry, const absl::Status& why);
+  void ArmRecordTimer();
+  void OnRecordTimer();
 
   io::Reactor* reactor_;
   io::BufferRing* buffers_;
@@ -216,6 +249,18 @@ class DeliveryEngine {
   std::vector<std::unique_ptr<dns::QueryHandle>> lookups_;
   absl::flat_hash_map<OutboundConnection*, std::unique_ptr<OutboundConnection>> connections_;
   Stats stats_;
+
+  struct UnrecordedOutcome {
+    queue::StateRecord state;
+    bool bounce = false;      // a permanent failure: its DSN goes out once it is recorded
+    FailedRecipient failed;   // with bounce: what the DSN reports
+    uint32_t tries = 1;       // appends refused so far
+    int64_t next_try_ms = 0;  // reactor ms
+  };
+  std::vector<UnrecordedOutcome> unrecorded_;
+  // (message, recipient) of every entry of unrecorded_.
+  absl::flat_hash_set<std::pair<queue::MessageId, uint32_t>> waiting_;
+  io::Timer record_timer_;
 };
 
 }  // namespace relay::delivery

@@ -136,6 +136,11 @@ void OutboundConnection::OnConnected(int result) {
   config.timeouts.data_initiation_ms = t.data_init_ms;
   config.timeouts.data_block_ms = t.data_block_ms;
   config.timeouts.data_termination_ms = t.data_done_ms;
+  config.timeouts.tls_handshake_ms = t.tls_handshake_ms;
+  config.limits = engine_->options().reply_limits;
+  // One reply text per outcome record; longer texts are cut in the session, before they are
+  // copied for each recipient.
+  config.outcome_text_bytes_max = queue::kReplyBytesMax;
   config.tls_supported = engine_->client_tls() != nullptr;
   session_.emplace(config);
   ArmRecv();
@@ -196,17 +201,30 @@ void OutboundConnection::OnData(std::string_view bytes) {
   if (!plaintext_in_.empty() && session_.has_value() && !closed_) {
     Apply(session_->OnBytes(plaintext_in_));
   }
+  if (tls_ != nullptr && tls_->peer_closed() && session_.has_value() && !closed_) {
+    // close_notify (RFC 8446 §6.1): no more replies can come on this connection, and whatever the
+    // peer sends after it is discarded by the stream. Waiting for the TCP close would hold the
+    // connection for a whole command timeout.
+    Apply(session_->OnPeerClosed());
+    return;
+  }
   Flush();
 }
 
-void OutboundConnection::Apply(const smtp::ClientActions& actions) {
-  if (!actions.write.empty()) pending_out_.append(actions.write);
-  if (actions.start_tls) StartTls();
+void OutboundConnection::ApplyTimer(const smtp::ClientActions& actions) {
+  // The session says when a deadline starts; bytes that arrive in between leave it running.
+  if (!actions.rearm_timer) return;
   if (actions.timeout_ms > 0) {
     reactor_->timers().ScheduleAfter(&timer_, actions.timeout_ms);
   } else {
     reactor_->timers().Cancel(&timer_);
   }
+}
+
+void OutboundConnection::Apply(const smtp::ClientActions& actions) {
+  if (!actions.write.empty()) pending_out_.append(actions.write);
+  if (actions.start_tls) StartTls();
+  ApplyTimer(actions);
   // Outcomes before the body: with pipelining, the message ahead finishes in the same event in
   // which the next one gets its 354, and the body is that next one's.
   if (actions.message_done) FinishJob(actions.outcomes);
@@ -234,9 +252,11 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
     return;
   }
   if (actions.close) {
-    Flush();
+    // Nothing is left to say: a QUIT was answered already, or the session was aborted (timeout,
+    // protocol error, lost peer). Close now even with a write in flight: a peer that stopped
+    // reading would otherwise hold the connection open for as long as it likes.
     quitting_ = true;
-    if (!send_.in_flight()) Close();
+    Close();
     return;
   }
   // Last use of `actions`: TakeWork feeds the session another event.
@@ -443,8 +463,9 @@ void OutboundConnection::Flush() {
 }
 
 void OutboundConnection::OnSent(int result) {
+  if (closed_) return;  // closed with this write in flight
   if (result < 0) {
-    if (!closed_ && session_.has_value()) Apply(session_->OnPeerClosed());
+    if (session_.has_value()) Apply(session_->OnPeerClosed());
     return;
   }
   if (writev_in_flight_) {
@@ -475,6 +496,11 @@ void OutboundConnection::OnSent(int result) {
   if (quitting_ && pending_out_.empty() && (tls_ == nullptr || tls_->PendingCiphertext().empty())) {
     Close();
     return;
+  }
+  if (stuffer_.has_value() && !stuffer_->done() && session_.has_value()) {
+    // A whole body write completed (partial ones were resubmitted above): the next write gets its
+    // own deadline. Only the timer: Flush below starts that write.
+    ApplyTimer(session_->OnBodyProgress());
   }
   Flush();
 }

@@ -53,6 +53,8 @@ class OutboundConnection : public io::IoObject {
   void OnRecv(int result, uint32_t flags);
   void OnData(std::string_view bytes);
   void Apply(const smtp::ClientActions& actions);
+  // The timer part of `actions` alone.
+  void ApplyTimer(const smtp::ClientActions& actions);
   void StartTls();
   void TakeWork();
   // Idle in the protocol and holding no job (lingering for reuse).

@@ -3,6 +3,7 @@
 // it (code, enhanced status code, text) or a local reason in the same shape.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -18,6 +19,11 @@ struct RecipientOutcome {
 
   // "550 5.1.1 No such user" or "connection refused by mx.example [192.0.2.1]".
   std::string ToString() const;
+  // This outcome with ToString() at most `bytes_max` bytes, for a record that holds no more: the
+  // code and the enhanced code are kept, the text is cut at a UTF-8 boundary and marked (only
+  // the start of a reply helps a reader; a receiver's 6 KB of text must not make the outcome
+  // impossible to record).
+  RecipientOutcome FittedTo(size_t bytes_max) const;
   static RecipientOutcome Transient(std::string text, int code = 0, std::string enhanced = "");
   static RecipientOutcome Permanent(std::string text, int code = 0, std::string enhanced = "");
 };

@@ -324,10 +324,12 @@ absl::Status Parse(const toml::table& root, Config& c) {
   }
   if (const toml::table* t = SubTable(root, "delivery")) {
     DeliverySettings& d = c.delivery;
-    RETURN_IF_ERROR_CFG(CheckKnownKeys(
-        c, *t, "delivery.",
-        {"enabled", "dns_servers", "family", "mx_port", "idle_connection_ms", "source_suspend_ms",
-         "tls_verify", "tls_ca_file", "strategy", "source"}));
+    RETURN_IF_ERROR_CFG(
+        CheckKnownKeys(c, *t, "delivery.",
+                       {"enabled", "dns_servers", "family", "mx_port", "idle_connection_ms",
+                        "source_suspend_ms", "tls_verify", "tls_ca_file", "strategy", "source",
+                        "reply_line_bytes_max", "reply_lines_max", "reply_bytes_max",
+                        "outcome_retry_ms", "outcome_retry_max_ms", "unrecorded_outcomes_max"}));
     RETURN_IF_ERROR_CFG(ReadBool(c, *t, "delivery.", "enabled", &d.enabled));
     RETURN_IF_ERROR_CFG(ReadStringList(c, *t, "delivery.", "dns_servers", &d.dns_servers));
     std::string family;
@@ -354,6 +356,32 @@ absl::Status Parse(const toml::table& root, Config& c) {
                                 1000, 86400000));
     RETURN_IF_ERROR_CFG(ReadBool(c, *t, "delivery.", "tls_verify", &d.tls_verify));
     RETURN_IF_ERROR_CFG(ReadString(c, *t, "delivery.", "tls_ca_file", &d.tls_ca_file));
+    // RFC 5321 §4.5.3.1.5: a reply line may be 512 octets; a client must take at least that.
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "delivery.", "reply_line_bytes_max",
+                                &d.reply_limits.reply_line_bytes_max, 512, 65536));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "delivery.", "reply_lines_max", &d.reply_limits.reply_lines_max, 1, 10000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "delivery.", "reply_bytes_max",
+                                &d.reply_limits.reply_bytes_max, 512, 16 << 20));
+    if (d.reply_limits.reply_bytes_max < d.reply_limits.reply_line_bytes_max) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Where(c, *t),
+          ": delivery.reply_bytes_max must be at least delivery.reply_line_bytes_max (",
+          d.reply_limits.reply_line_bytes_max, ")"));
+    }
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "delivery.", "outcome_retry_ms", &d.outcome_retry_ms, 10, 3600000));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "delivery.", "outcome_retry_max_ms", &d.outcome_retry_max_ms, 10, 86400000));
+    if (d.outcome_retry_max_ms < d.outcome_retry_ms) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Where(c, *t),
+                       ": delivery.outcome_retry_max_ms must be at least "
+                       "delivery.outcome_retry_ms (",
+                       d.outcome_retry_ms, ")"));
+    }
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "delivery.", "unrecorded_outcomes_max",
+                                &d.unrecorded_outcomes_max, 1, 10000000));
     std::string strategy;
     RETURN_IF_ERROR_CFG(ReadString(c, *t, "delivery.", "strategy", &strategy));
     if (!strategy.empty()) {

@@ -16,6 +16,7 @@
 #include "relay/delivery/egress.h"
 #include "relay/delivery/retry.h"
 #include "relay/delivery/shaping.h"
+#include "relay/smtp/client_reply.h"
 
 namespace relay::server {
 
@@ -82,6 +83,14 @@ struct DeliverySettings {
   std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
   delivery::EgressStrategy strategy = delivery::EgressStrategy::kRoundRobin;
   std::vector<delivery::EgressSourceConfig> sources;  // empty: the kernel's choice
+  // What an MX may make one connection hold: reply_line_bytes_max, reply_lines_max and
+  // reply_bytes_max (relay/smtp/client_reply.h). More is a protocol error that ends the session.
+  smtp::ReplyLimits reply_limits;
+  // An outcome the spool refused is appended again after outcome_retry_ms, doubling up to
+  // outcome_retry_max_ms; no new delivery starts while unrecorded_outcomes_max wait.
+  uint32_t outcome_retry_ms = 1000;
+  uint32_t outcome_retry_max_ms = 60000;
+  uint32_t unrecorded_outcomes_max = 1000;
 };
 
 struct LogSettings {

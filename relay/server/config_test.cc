@@ -2,6 +2,8 @@
 
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "relay/server/init_config.h"
@@ -56,6 +58,58 @@ TEST(Config, ErrorsNameFileLineAndKey) {
   c = LoadConfig(WriteFile("bad4.toml", "hostname = \"h\"\n[submission]\nlisten=[\"127.0.0.1:1\"]\n"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("AUTH requires TLS"), std::string::npos) << c.status();
+}
+
+// The default text with each (old, new) replaced; `old` must be there.
+std::string Edited(std::string text,
+                   const std::vector<std::pair<std::string, std::string>>& edits) {
+  for (const auto& [old_text, new_text] : edits) {
+    const size_t at = text.find(old_text);
+    EXPECT_NE(at, std::string::npos) << old_text;
+    if (at != std::string::npos) text.replace(at, old_text.size(), new_text);
+  }
+  return text;
+}
+
+TEST(Config, OutboundBoundsAreReadAndChecked) {
+  auto c = LoadConfig(WriteFile(
+      "bounds.toml", Edited(DefaultText("h"),
+                            {{"reply_line_bytes_max = 2048", "reply_line_bytes_max = 1000"},
+                             {"reply_lines_max = 128", "reply_lines_max = 20"},
+                             {"reply_bytes_max = 65536", "reply_bytes_max = 8192"},
+                             {"outcome_retry_ms = 1000", "outcome_retry_ms = 500"},
+                             {"outcome_retry_max_ms = 60000", "outcome_retry_max_ms = 8000"},
+                             {"unrecorded_outcomes_max = 1000", "unrecorded_outcomes_max = 50"}})));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->delivery.reply_limits.reply_line_bytes_max, 1000u);
+  EXPECT_EQ(c->delivery.reply_limits.reply_lines_max, 20u);
+  EXPECT_EQ(c->delivery.reply_limits.reply_bytes_max, 8192u);
+  EXPECT_EQ(c->delivery.outcome_retry_ms, 500u);
+  EXPECT_EQ(c->delivery.outcome_retry_max_ms, 8000u);
+  EXPECT_EQ(c->delivery.unrecorded_outcomes_max, 50u);
+
+  // RFC 5321 §4.5.3.1.5: a client takes reply lines of 512 octets at least.
+  c = LoadConfig(WriteFile(
+      "bounds2.toml",
+      Edited(DefaultText("h"), {{"reply_line_bytes_max = 2048", "reply_line_bytes_max = 100"}})));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("delivery.reply_line_bytes_max must be between"),
+            std::string::npos)
+      << c.status();
+  c = LoadConfig(WriteFile(
+      "bounds3.toml",
+      Edited(DefaultText("h"), {{"reply_line_bytes_max = 2048", "reply_line_bytes_max = 4096"},
+                                {"reply_bytes_max = 65536", "reply_bytes_max = 2048"}})));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("reply_bytes_max must be at least"), std::string::npos)
+      << c.status();
+  c = LoadConfig(WriteFile(
+      "bounds4.toml",
+      Edited(DefaultText("h"), {{"outcome_retry_ms = 1000", "outcome_retry_ms = 5000"},
+                                {"outcome_retry_max_ms = 60000", "outcome_retry_max_ms = 1000"}})));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("outcome_retry_max_ms must be at least"), std::string::npos)
+      << c.status();
 }
 
 TEST(Config, DkimKeysAreListed) {

@@ -138,6 +138,21 @@ family = "ipv4-first"
 mx_port = 25
 idle_connection_ms = ${idle_connection_ms}
 source_suspend_ms = ${source_suspend_ms}
+# What a receiving MX may make one connection hold, in every state: one reply line, the lines of
+# one reply, and the bytes of one reply, which is also the most held from the MX at any time
+# (while a body is sent replies are not read). More is a protocol error: the connection ends and
+# the recipients not yet answered are deferred (421 4.5.0). Towards the MX, at most one body write
+# of 256 KiB is in flight, under data_block_timeout_ms ([[shaping]] below).
+reply_line_bytes_max = ${reply_line_bytes_max}
+reply_lines_max = ${reply_lines_max}
+reply_bytes_max = ${reply_bytes_max}
+# An outcome the spool cannot record (disk full, I/O error) waits in memory and is appended again
+# after outcome_retry_ms, doubling up to outcome_retry_max_ms; its recipient is not attempted again
+# (and a bounce's DSN not sent) until then. No new delivery starts while unrecorded_outcomes_max
+# outcomes wait.
+outcome_retry_ms = ${outcome_retry_ms}
+outcome_retry_max_ms = ${outcome_retry_max_ms}
+unrecorded_outcomes_max = ${unrecorded_outcomes_max}
 # Verify MX certificates against tls_ca_file (most MX hosts do not have publicly trusted ones).
 tls_verify = false
 tls_ca_file = "${tls_ca_file}"
@@ -222,9 +237,12 @@ std::string ShippedShapingComment() {
       "\n# Next message's MAIL/RCPT/DATA behind the previous body (RFC 2920 §3.1); false for a\n"
       "# receiver that mishandles it.\n# pipeline_transactions = ",
       d.pipeline_transactions ? "true" : "false",
-      "\n# Waits for the MX, RFC 5321 §4.5.3.2.\n# connect_timeout_ms = ", t.connect_ms,
-      "\n# greeting_timeout_ms = ", t.greeting_ms, "\n# command_timeout_ms = ", t.command_ms,
-      "\n# data_init_timeout_ms = ", t.data_init_ms,
+      "\n# Deadlines for the MX, RFC 5321 §4.5.3.2: each runs from the command, body write or\n"
+      "# handshake it covers, and bytes arriving do not extend it (a reply dripped byte by byte "
+      "is\n"
+      "# cut at its deadline).\n# connect_timeout_ms = ",
+      t.connect_ms, "\n# greeting_timeout_ms = ", t.greeting_ms,
+      "\n# command_timeout_ms = ", t.command_ms, "\n# data_init_timeout_ms = ", t.data_init_ms,
       "\n# data_block_timeout_ms = ", t.data_block_ms,
       "\n# data_done_timeout_ms = ", t.data_done_ms,
       "\n# tls_handshake_timeout_ms = ", t.tls_handshake_ms, "\n");
@@ -434,6 +452,12 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${grace_ms}", absl::StrCat(c.shutdown_grace_ms)},
       {"${idle_connection_ms}", absl::StrCat(d.idle_connection_ms)},
       {"${source_suspend_ms}", absl::StrCat(d.source_suspend_ms)},
+      {"${reply_line_bytes_max}", absl::StrCat(d.reply_limits.reply_line_bytes_max)},
+      {"${reply_lines_max}", absl::StrCat(d.reply_limits.reply_lines_max)},
+      {"${reply_bytes_max}", absl::StrCat(d.reply_limits.reply_bytes_max)},
+      {"${outcome_retry_ms}", absl::StrCat(d.outcome_retry_ms)},
+      {"${outcome_retry_max_ms}", absl::StrCat(d.outcome_retry_max_ms)},
+      {"${unrecorded_outcomes_max}", absl::StrCat(d.unrecorded_outcomes_max)},
       {"${tls_ca_file}", d.tls_ca_file},
       {"${sources}", SourcesText(o)},
       {"${log_dir}", o.log_dir},

@@ -158,6 +158,13 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->queue.max_age_s, d.queue.max_age_s);
   EXPECT_EQ(c->delivery.tls_ca_file, d.delivery.tls_ca_file);
   EXPECT_EQ(c->delivery.source_suspend_ms, d.delivery.source_suspend_ms);
+  EXPECT_EQ(c->delivery.reply_limits.reply_line_bytes_max,
+            d.delivery.reply_limits.reply_line_bytes_max);
+  EXPECT_EQ(c->delivery.reply_limits.reply_lines_max, d.delivery.reply_limits.reply_lines_max);
+  EXPECT_EQ(c->delivery.reply_limits.reply_bytes_max, d.delivery.reply_limits.reply_bytes_max);
+  EXPECT_EQ(c->delivery.outcome_retry_ms, d.delivery.outcome_retry_ms);
+  EXPECT_EQ(c->delivery.outcome_retry_max_ms, d.delivery.outcome_retry_max_ms);
+  EXPECT_EQ(c->delivery.unrecorded_outcomes_max, d.delivery.unrecorded_outcomes_max);
   EXPECT_EQ(c->log.rotate_bytes, d.log.rotate_bytes);
   EXPECT_EQ(c->retry.intervals_s, d.retry.intervals_s);
   EXPECT_EQ(c->retry.jitter_fraction, d.retry.jitter_fraction);
@@ -192,6 +199,8 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
                            "failures_before_delay = 3",
                            "failure_delay_ms = 1000",
                            "failures_before_block = 10",
+                           "reply_bytes_max = 65536",
+                           "outcome_retry_ms = 1000",
                            "[metrics]\n"}) {
     EXPECT_EQ(Count(text, line), 1u) << line;
   }

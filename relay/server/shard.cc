@@ -169,6 +169,10 @@ absl::Status Shard::Setup() {
     options.tls_ca_file = config.delivery.tls_ca_file;
     options.sources = config.delivery.sources;
     options.strategy = config.delivery.strategy;
+    options.reply_limits = config.delivery.reply_limits;
+    options.outcome_retry_ms = config.delivery.outcome_retry_ms;
+    options.outcome_retry_max_ms = config.delivery.outcome_retry_max_ms;
+    options.unrecorded_outcomes_max = config.delivery.unrecorded_outcomes_max;
     options.metrics = shared_.metrics;
     options.metrics_shard = index_;
     delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),

@@ -1,6 +1,7 @@
 #include "relay/smtp/client_reply.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 #include "relay/smtp/reply.h"
@@ -18,6 +19,13 @@ std::string ServerReply::Text() const {
 
 void ReplyParser::Feed(std::string_view data) {
   if (failed()) return;
+  if (data.size() > limits_.reply_bytes_max - std::min(limits_.reply_bytes_max, buffered_bytes())) {
+    // Checked before appending, so that the bound holds for the bytes held, not only for what
+    // Next() gets to see: during a body nothing is parsed.
+    Fail("more than reply_bytes_max (" + std::to_string(limits_.reply_bytes_max) +
+         " bytes) of reply data");
+    return;
+  }
   // Compact once the parsed prefix dominates, so the buffer stays bounded by one reply.
   if (consumed_ > 0 && consumed_ >= buffer_.size() / 2) {
     buffer_.erase(0, consumed_);
@@ -30,12 +38,13 @@ void ReplyParser::Clear() {
   buffer_.clear();
   consumed_ = 0;
   partial_ = ServerReply();
+  partial_bytes_ = 0;
 }
 
 ReplyParser::Status ReplyParser::Fail(std::string why) {
   error_ = std::move(why);
-  buffer_.clear();
-  consumed_ = 0;
+  Clear();
+  buffer_.shrink_to_fit();
   return Status::kError;
 }
 
@@ -86,9 +95,11 @@ ReplyParser::Status ReplyParser::Next(ServerReply* out) {
       text.remove_prefix(std::min(text.size(), partial_.enhanced.size() + 1));
     }
     partial_.lines.emplace_back(text);
+    partial_bytes_ += lf + 1;
     if (last) {
       *out = std::move(partial_);
       partial_ = ServerReply();
+      partial_bytes_ = 0;
       return Status::kReply;
     }
   }

@@ -10,7 +10,13 @@
 // of the first line's text when its class agrees with the reply code, and removed from every line
 // that repeats it. Malformed input (no 3-digit code, codes that differ inside one reply, a line
 // over reply_line_bytes_max, more than reply_lines_max lines) makes the parser fail for good:
-// the connection can no longer be trusted. Memory is bounded by the two limits.
+// the connection can no longer be trusted.
+//
+// Memory. The parser holds the lines of the reply in progress and the bytes not parsed yet; a
+// Feed that would make them more than reply_bytes_max fails the parser instead of buffering. That
+// bounds one reply, and also the bytes a server sends while the client is not reading replies
+// (during the body, nothing is parsed): a peer that pushes bytes without pause costs at most
+// reply_bytes_max plus the chunk being fed, never more.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +32,10 @@ struct ReplyLimits {
   size_t reply_line_bytes_max = 2048;
   // Lines of one multi-line reply (an EHLO reply has one per extension).
   size_t reply_lines_max = 128;
+  // One reply, every line with its line end, and at the same time the most the parser holds (the
+  // reply in progress plus bytes not parsed yet, such as pipelined replies waiting behind a body,
+  // RFC 2920 §3.1). Real replies are a few hundred bytes; an EHLO reply rarely reaches 1 KiB.
+  size_t reply_bytes_max = 64 * 1024;
 };
 
 struct ServerReply {
@@ -44,7 +54,8 @@ class ReplyParser {
   explicit ReplyParser(const ReplyLimits& limits) : limits_(limits) {}
 
   // Buffers `data`. Lines are parsed by Next(), so bytes after a reply that changes the
-  // connection (220 to STARTTLS) can be dropped with Clear().
+  // connection (220 to STARTTLS) can be dropped with Clear(). Fails the parser (failed()) rather
+  // than hold more than reply_bytes_max.
   void Feed(std::string_view data);
   // The next complete reply, if any. After kError every call returns kError; error() says why.
   Status Next(ServerReply* out);
@@ -54,8 +65,9 @@ class ReplyParser {
 
   bool failed() const { return !error_.empty(); }
   const std::string& error() const { return error_; }
-  // Bytes received but not yet returned as part of a reply.
-  size_t buffered_bytes() const { return buffer_.size() - consumed_; }
+  // Bytes received but not yet returned as part of a reply: the lines of the reply in progress
+  // (with their line ends) and the bytes not parsed yet. At most reply_bytes_max.
+  size_t buffered_bytes() const { return buffer_.size() - consumed_ + partial_bytes_; }
 
  private:
   Status Fail(std::string why);
@@ -64,6 +76,7 @@ class ReplyParser {
   std::string buffer_;
   size_t consumed_ = 0;  // bytes of buffer_ already parsed into lines
   ServerReply partial_;  // the lines of a multi-line reply so far
+  size_t partial_bytes_ = 0;  // the bytes those lines took on the wire, line ends included
   std::string error_;
 };
 

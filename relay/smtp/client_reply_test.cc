@@ -124,6 +124,63 @@ TEST(ReplyParserTest, Limits) {
   }
 }
 
+TEST(ReplyParserTest, HeldBytesAreBoundedWhenNothingIsParsed) {
+  // While the body streams the session does not call Next(): Feed alone must hold the bound.
+  ReplyLimits limits;
+  limits.reply_bytes_max = 1024;
+  ReplyParser parser(limits);
+  const std::string chunk(100, 'x');
+  for (int i = 0; i < 10; ++i) parser.Feed(chunk);
+  EXPECT_FALSE(parser.failed());
+  EXPECT_EQ(parser.buffered_bytes(), 1000u);
+  parser.Feed(chunk);
+  ASSERT_TRUE(parser.failed());
+  EXPECT_EQ(parser.error(), "more than reply_bytes_max (1024 bytes) of reply data");
+  EXPECT_EQ(parser.buffered_bytes(), 0u);  // what it held is released
+  parser.Feed(chunk);                      // and nothing more is taken
+  EXPECT_EQ(parser.buffered_bytes(), 0u);
+  ServerReply reply;
+  EXPECT_EQ(parser.Next(&reply), ReplyParser::Status::kError);
+}
+
+TEST(ReplyParserTest, OneReplyIsBoundedWithItsLineEnds) {
+  ReplyLimits limits;
+  limits.reply_line_bytes_max = 512;
+  limits.reply_bytes_max = 1024;
+  const std::string text(398, 'y');  // "250-" + 398 + CRLF: 404 bytes a line
+  {
+    ReplyParser parser(limits);
+    ReplyParser::Status status;
+    EXPECT_TRUE(ParseAll(parser, "250-" + text + "\r\n", &status).empty());
+    EXPECT_TRUE(ParseAll(parser, "250-" + text + "\r\n", &status).empty());
+    EXPECT_EQ(parser.buffered_bytes(), 808u);  // the lines of the reply in progress count
+    EXPECT_EQ(status, ReplyParser::Status::kNeedMore);
+    ParseAll(parser, "250 " + text + "\r\n", &status);
+    EXPECT_EQ(status, ReplyParser::Status::kError);
+  }
+  {
+    // Up to the bound is fine, and a complete reply no longer counts.
+    ReplyParser parser(limits);
+    const std::string last(1024 - 808 - 6, 'z');
+    auto replies = ParseAll(parser, "250-" + text + "\r\n250-" + text + "\r\n250 " + last + "\r\n");
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(replies[0].lines.size(), 3u);
+    EXPECT_EQ(parser.buffered_bytes(), 0u);
+    EXPECT_EQ(ParseAll(parser, "250 " + text + "\r\n").size(), 1u);
+  }
+}
+
+TEST(ReplyParserTest, ALongReplyWithinTheDefaultsIsAccepted) {
+  // Three lines of 2,000 bytes: what a hostile or verbose MX may answer to the final dot.
+  ReplyParser parser{ReplyLimits()};
+  const std::string line(1990, 'q');
+  const auto replies = ParseAll(
+      parser, "250-2.0.0 " + line + "\r\n250-2.0.0 " + line + "\r\n250 2.0.0 " + line + "\r\n");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].enhanced, "2.0.0");
+  EXPECT_EQ(replies[0].Text().size(), 3 * 1990u + 2);
+}
+
 TEST(ReplyParserTest, ClearDropsBufferedBytes) {
   ReplyParser parser{ReplyLimits()};
   parser.Feed("220 go ahead\r\n250 injected\r\n250-par");

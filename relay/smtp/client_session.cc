@@ -60,13 +60,14 @@ Extensions ParseExtensions(const ServerReply& reply) {
   return ext;
 }
 
-// Sets every field of one recipient's outcome.
+// Sets every field of one recipient's outcome; the text cut to `text_bytes_max`.
 void FillOutcome(Outcome& outcome, size_t index, OutcomeKind kind, int code,
-                 std::string_view enhanced, std::string_view text, bool from_peer) {
+                 std::string_view enhanced, std::string_view text, bool from_peer,
+                 size_t text_bytes_max) {
   outcome.kind = kind;
   outcome.code = code;
   outcome.enhanced.assign(enhanced);
-  outcome.text.assign(text);
+  outcome.text = TruncateText(text, text_bytes_max);
   outcome.from_peer = from_peer;
   outcome.recipient_index = index;
 }
@@ -77,6 +78,7 @@ ClientSession::ClientSession(const ClientConfig& config)
     : config_(config), parser_(config.limits) {}
 
 void ClientSession::BeginEvent() {
+  timer_changed_ = false;
   actions_.write.clear();
   actions_.start_tls = false;
   actions_.send_body = false;
@@ -93,7 +95,19 @@ void ClientSession::BeginEvent() {
 
 const ClientActions& ClientSession::EndEvent() {
   actions_.timeout_ms = state_ == State::kClosed ? 0 : timeout_ms_;
+  actions_.rearm_timer = timer_changed_;
   return actions_;
+}
+
+void ClientSession::Arm(int64_t timeout_ms) {
+  timeout_ms_ = timeout_ms;
+  timer_changed_ = true;
+}
+
+std::string ClientSession::ReplyText(const ServerReply& reply) const {
+  // A reply may be reply_bytes_max long: cut it before it is joined with other text (FillOutcome
+  // bounds each outcome's text again, whatever it is made of).
+  return TruncateText(reply.Text(), config_.outcome_text_bytes_max);
 }
 
 std::string ClientSession::Peer() const {
@@ -150,7 +164,7 @@ const ClientActions& ClientSession::OnConnected() {
   BeginEvent();
   if (state_ == State::kNotConnected) {
     state_ = State::kGreeting;
-    timeout_ms_ = config_.timeouts.greeting_ms;  // RFC 5321 §4.5.3.2.1
+    Arm(config_.timeouts.greeting_ms);  // RFC 5321 §4.5.3.2.1
   }
   return EndEvent();
 }
@@ -161,7 +175,13 @@ const ClientActions& ClientSession::OnBytes(std::string_view data) {
   if (state_ != State::kClosed && state_ != State::kTlsHandshake &&
       state_ != State::kNotConnected) {
     parser_.Feed(data);
-    ProcessReplies();
+    if (parser_.failed()) {
+      // Checked here and not only when replies are read: while the body streams nothing is read,
+      // and a server that sends without pause must end the session, not fill memory.
+      ProtocolError();
+    } else {
+      ProcessReplies();
+    }
   }
   return EndEvent();
 }
@@ -225,9 +245,20 @@ const ClientActions& ClientSession::OnBodySent() {
     ProcessReplies();
   } else if (EXPECT_OR_COUNT(state_ == State::kBody)) {
     state_ = State::kFinal;
-    timeout_ms_ = config_.timeouts.data_termination_ms;  // RFC 5321 §4.5.3.2.6
+    Arm(config_.timeouts.data_termination_ms);  // RFC 5321 §4.5.3.2.6
     ProcessReplies();  // a reply that arrived while the body was streaming
     if (can_pipeline()) actions_.pipeline_ready = true;
+  }
+  return EndEvent();
+}
+
+const ClientActions& ClientSession::OnBodyProgress() {
+  BeginEvent();
+  // RFC 5321 §4.5.3.2.5: the data block timeout covers each write of the body, so a write that
+  // completed starts the next one's; a peer that reads slower than one write per data_block_ms
+  // ends the session.
+  if (state_ == State::kBody || (state_ == State::kTransaction && body_streaming_)) {
+    Arm(config_.timeouts.data_block_ms);
   }
   return EndEvent();
 }
@@ -245,7 +276,8 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
     std::vector<Outcome> outcomes(message.recipients.size());
     for (size_t i = 0; i < outcomes.size(); ++i) {
       FillOutcome(outcomes[i], i, OutcomeKind::kTransient, 451, "4.3.0",
-                  "Local error: the connection was not ready for a message", false);
+                  "Local error: the connection was not ready for a message", false,
+                  config_.outcome_text_bytes_max);
     }
     EmitDone(std::move(outcomes));
     return EndEvent();
@@ -283,9 +315,8 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
       actions_.ready = true;
       return EndEvent();
     }
+    // The body or the final reply ahead is still awaited: its deadline runs on.
     for (size_t i = 0; i < n; ++i) SetOutcome(i, kind, code, enhanced, text, false);
-    timeout_ms_ = body_streaming_ ? config_.timeouts.data_block_ms
-                                  : config_.timeouts.data_termination_ms;
     ProcessReplies();
     return EndEvent();
   };
@@ -324,11 +355,9 @@ const ClientActions& ClientSession::SendMessage(OutgoingMessage message) {
     actions_.write.append("DATA\r\n");
     pending_.push_back(Pending::kData);
   }
-  if (body_streaming_) {
-    timeout_ms_ = config_.timeouts.data_block_ms;  // RFC 5321 §4.5.3.2.5, the body still goes out
-  } else {
-    ArmFor(pending_[pending_head_]);
-  }
+  // Behind a body (pipelined), the deadline of the body write or of the final reply ahead runs
+  // on: what the session awaits first has not changed.
+  if (!pipelined) ArmFor(pending_[pending_head_]);
   ProcessReplies();  // replies that arrived with the one that made the session idle
   return EndEvent();
 }
@@ -338,7 +367,7 @@ const ClientActions& ClientSession::Quit() {
   if (state_ == State::kIdle) {
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     ProcessReplies();
   } else if (state_ != State::kClosed && state_ != State::kQuit) {
     Abort(451, "4.3.0", Concat("Delivery stopped by the relay while waiting for ", Awaiting()),
@@ -348,6 +377,15 @@ const ClientActions& ClientSession::Quit() {
 }
 
 // ---- replies ----
+
+void ClientSession::ProtocolError() {
+  // Transient: the recipients not yet answered may well be deliverable by a server that speaks
+  // SMTP, or by this one later (RFC 3463 §3.6: 4.5.0 "other or undefined protocol status").
+  Abort(kLostCode, "4.5.0",
+        Concat("Protocol error from ", Peer(), " while waiting for ", Awaiting(), ": ",
+               parser_.error()),
+        false);
+}
 
 void ClientSession::ProcessReplies() {
   while (true) {
@@ -377,10 +415,7 @@ void ClientSession::ProcessReplies() {
     const ReplyParser::Status status = parser_.Next(&reply);
     if (status == ReplyParser::Status::kNeedMore) return;
     if (status == ReplyParser::Status::kError) {
-      Abort(kLostCode, "4.5.0",
-            Concat("Protocol error from ", Peer(), " while waiting for ", Awaiting(), ": ",
-                   parser_.error()),
-            false);
+      ProtocolError();
       return;
     }
     HandleReply(reply);
@@ -390,7 +425,7 @@ void ClientSession::ProcessReplies() {
 void ClientSession::HandleReply(const ServerReply& reply) {
   // RFC 5321 §3.8: 421 means the server is closing the channel, whatever it answers.
   if (reply.code == 421 && state_ != State::kQuit && state_ != State::kIdle) {
-    Abort(reply.code, reply.enhanced, Concat(Peer(), " said: ", reply.Text()), true);
+    Abort(reply.code, reply.enhanced, Concat(Peer(), " said: ", ReplyText(reply)), true);
     return;
   }
   switch (state_) {
@@ -423,7 +458,7 @@ void ClientSession::HandleReply(const ServerReply& reply) {
       } else {
         actions_.write.append("QUIT\r\n");
         state_ = State::kQuit;
-        timeout_ms_ = config_.timeouts.command_ms;
+        Arm(config_.timeouts.command_ms);
       }
       return;
     case State::kIdle:
@@ -444,7 +479,7 @@ void ClientSession::UnexpectedReply(const ServerReply& reply) {
   // we understand it, and no outcome may claim the server's code for it.
   Abort(kLostCode, "4.5.0",
         Concat("Unexpected reply from ", Peer(), " while waiting for ", Awaiting(), ": ",
-               std::to_string(reply.code), " ", reply.Text()),
+               std::to_string(reply.code), " ", ReplyText(reply)),
         false);
 }
 
@@ -459,19 +494,19 @@ void ClientSession::HandleGreeting(const ServerReply& reply) {
   }
   // RFC 5321 §3.1: a 554 greeting means "no SMTP service here"; another MX of the destination
   // may serve, so it is transient for the destination, like any other refusal at this point.
-  FailConnection(
-      OutcomeKind::kTransient, reply.code, reply.enhanced,
-      Concat("Greeting refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
-      true);
+  FailConnection(OutcomeKind::kTransient, reply.code, reply.enhanced,
+                 Concat("Greeting refused by ", Peer(), ": ", std::to_string(reply.code), " ",
+                        ReplyText(reply)),
+                 true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::SendEhlo() {
   actions_.write.append(Concat("EHLO ", config_.ehlo_name, "\r\n"));
   state_ = State::kEhlo;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::HandleEhlo(const ServerReply& reply) {
@@ -485,7 +520,7 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
     // RFC 5321 §4.1.4: fall back to HELO only when EHLO is not understood.
     actions_.write.append(Concat("HELO ", config_.ehlo_name, "\r\n"));
     state_ = State::kHelo;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   if (reply.cls() < 4) {
@@ -494,11 +529,11 @@ void ClientSession::HandleEhlo(const ServerReply& reply) {
   }
   FailConnection(
       FailureKind(reply), reply.code, reply.enhanced,
-      Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
+      Concat("EHLO refused by ", Peer(), ": ", std::to_string(reply.code), " ", ReplyText(reply)),
       true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::HandleHelo(const ServerReply& reply) {
@@ -514,11 +549,11 @@ void ClientSession::HandleHelo(const ServerReply& reply) {
   }
   FailConnection(
       FailureKind(reply), reply.code, reply.enhanced,
-      Concat("HELO refused by ", Peer(), ": ", std::to_string(reply.code), " ", reply.Text()),
+      Concat("HELO refused by ", Peer(), ": ", std::to_string(reply.code), " ", ReplyText(reply)),
       true);
   actions_.write.append("QUIT\r\n");
   state_ = State::kQuit;
-  timeout_ms_ = config_.timeouts.command_ms;
+  Arm(config_.timeouts.command_ms);
 }
 
 void ClientSession::AfterGreetingDone() {
@@ -526,7 +561,7 @@ void ClientSession::AfterGreetingDone() {
   if (!tls_active_ && want_tls && extensions_.starttls) {
     actions_.write.append("STARTTLS\r\n");
     state_ = State::kStartTls;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   if (!tls_active_ && config_.tls_policy == TlsPolicy::kRequired) {
@@ -539,7 +574,7 @@ void ClientSession::AfterGreetingDone() {
         false);
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   BecomeIdle();
@@ -552,7 +587,7 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
     parser_.Clear();
     state_ = State::kTlsHandshake;
     actions_.start_tls = true;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.tls_handshake_ms);
     return;
   }
   if (reply.cls() < 4) {
@@ -562,11 +597,11 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
   if (config_.tls_policy == TlsPolicy::kRequired) {
     FailConnection(OutcomeKind::kTransient, reply.code, reply.enhanced,
                    Concat("TLS required by policy but STARTTLS refused by ", Peer(), ": ",
-                          std::to_string(reply.code), " ", reply.Text()),
+                          std::to_string(reply.code), " ", ReplyText(reply)),
                    true);
     actions_.write.append("QUIT\r\n");
     state_ = State::kQuit;
-    timeout_ms_ = config_.timeouts.command_ms;
+    Arm(config_.timeouts.command_ms);
     return;
   }
   // Opportunistic: RFC 3207 §4 lets the client go on without TLS in the same session.
@@ -576,7 +611,7 @@ void ClientSession::HandleStartTls(const ServerReply& reply) {
 void ClientSession::BecomeIdle() {
   state_ = State::kIdle;
   actions_.ready = true;
-  timeout_ms_ = 0;
+  Arm(0);
 }
 
 // ---- transaction ----
@@ -597,16 +632,16 @@ void ClientSession::AppendRcpt(size_t index) {
 void ClientSession::ArmFor(Pending pending) {
   switch (pending) {
     case Pending::kFinal:
-      timeout_ms_ = config_.timeouts.data_termination_ms;  // §4.5.3.2.6
+      Arm(config_.timeouts.data_termination_ms);  // §4.5.3.2.6
       return;
     case Pending::kMail:
-      timeout_ms_ = config_.timeouts.mail_ms;  // RFC 5321 §4.5.3.2.2
+      Arm(config_.timeouts.mail_ms);  // RFC 5321 §4.5.3.2.2
       return;
     case Pending::kRcpt:
-      timeout_ms_ = config_.timeouts.rcpt_ms;  // §4.5.3.2.3
+      Arm(config_.timeouts.rcpt_ms);  // §4.5.3.2.3
       return;
     case Pending::kData:
-      timeout_ms_ = config_.timeouts.data_initiation_ms;  // §4.5.3.2.4
+      Arm(config_.timeouts.data_initiation_ms);  // §4.5.3.2.4
       return;
   }
 }
@@ -644,9 +679,9 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
       // The end of data closed the message ahead's transaction whatever the reply (RFC 5321
       // §4.1.1.4); the pipelined transaction goes on independently.
       if (reply.cls() == 2) {
-        FinishAhead(OutcomeKind::kDelivered, reply.code, reply.enhanced, reply.Text(), true);
+        FinishAhead(OutcomeKind::kDelivered, reply.code, reply.enhanced, ReplyText(reply), true);
       } else {
-        FinishAhead(FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+        FinishAhead(FailureKind(reply), reply.code, reply.enhanced, ReplyText(reply), true);
       }
       if (pending_head_ == pending_.size()) {
         // The pipelined message was refused before it was sent (every recipient has its outcome).
@@ -686,7 +721,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
           FinishMessage(OutcomeKind::kTransient, kLostCode, kLostEnhanced, "", false);
           actions_.write.append("RSET\r\n");
           state_ = State::kRset;
-          timeout_ms_ = config_.timeouts.command_ms;
+          Arm(config_.timeouts.command_ms);
           return;
         }
       }
@@ -698,7 +733,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
           state_ = State::kBody;
           actions_.send_body = true;
           actions_.pipeline_ready = can_pipeline();
-          timeout_ms_ = config_.timeouts.data_block_ms;  // RFC 5321 §4.5.3.2.5
+          Arm(config_.timeouts.data_block_ms);  // RFC 5321 §4.5.3.2.5
           return;
         }
         // RFC 2920 §3.1: DATA was accepted although no recipient was: "the client SMTP should
@@ -706,7 +741,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
         // no RSET follows.
         actions_.write.append(".\r\n");
         state_ = State::kLoneDot;
-        timeout_ms_ = config_.timeouts.data_termination_ms;
+        Arm(config_.timeouts.data_termination_ms);
         return;
       }
       // DATA refused: recipients that were accepted fail with its reply.
@@ -715,7 +750,7 @@ void ClientSession::HandleTransactionReply(const ServerReply& reply) {
         // MAIL opened a transaction that DATA did not end (RFC 2920 §3.1: "can just issue RSET").
         actions_.write.append("RSET\r\n");
         state_ = State::kRset;
-        timeout_ms_ = config_.timeouts.command_ms;
+        Arm(config_.timeouts.command_ms);
       } else {
         BecomeIdle();
       }
@@ -731,7 +766,7 @@ void ClientSession::HandleFinal(const ServerReply& reply) {
     return;
   }
   if (reply.cls() == 2) {
-    FinishMessage(OutcomeKind::kDelivered, reply.code, reply.enhanced, reply.Text(), true);
+    FinishMessage(OutcomeKind::kDelivered, reply.code, reply.enhanced, ReplyText(reply), true);
   } else {
     FinishMessageWithReply(reply);
   }
@@ -741,13 +776,14 @@ void ClientSession::HandleFinal(const ServerReply& reply) {
 // ---- outcomes ----
 
 void ClientSession::SetOutcome(size_t index, const ServerReply& reply) {
-  SetOutcome(index, FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+  SetOutcome(index, FailureKind(reply), reply.code, reply.enhanced, ReplyText(reply), true);
 }
 
 void ClientSession::SetOutcome(size_t index, OutcomeKind kind, int code, std::string_view enhanced,
                                std::string_view text, bool from_peer) {
   if (index >= outcomes_.size() || has_outcome_[index]) return;
-  FillOutcome(outcomes_[index], index, kind, code, enhanced, text, from_peer);
+  FillOutcome(outcomes_[index], index, kind, code, enhanced, text, from_peer,
+              config_.outcome_text_bytes_max);
   has_outcome_[index] = true;
 }
 
@@ -771,7 +807,8 @@ void ClientSession::FinishAhead(OutcomeKind kind, int code, std::string_view enh
   if (!ahead_open_) return;
   for (size_t i = 0; i < ahead_outcomes_.size(); ++i) {
     if (ahead_has_outcome_[i]) continue;
-    FillOutcome(ahead_outcomes_[i], i, kind, code, enhanced, text, from_peer);
+    FillOutcome(ahead_outcomes_[i], i, kind, code, enhanced, text, from_peer,
+                config_.outcome_text_bytes_max);
   }
   std::vector<Outcome> done = std::move(ahead_outcomes_);
   ahead_outcomes_.clear();
@@ -795,7 +832,7 @@ void ClientSession::EmitDone(std::vector<Outcome> outcomes) {
 }
 
 void ClientSession::FinishMessageWithReply(const ServerReply& reply) {
-  FinishMessage(FailureKind(reply), reply.code, reply.enhanced, reply.Text(), true);
+  FinishMessage(FailureKind(reply), reply.code, reply.enhanced, ReplyText(reply), true);
 }
 
 void ClientSession::FailConnection(OutcomeKind kind, int code, std::string_view enhanced,
@@ -806,7 +843,9 @@ void ClientSession::FailConnection(OutcomeKind kind, int code, std::string_view 
   outcome.kind = kind;
   outcome.code = code;
   outcome.enhanced.assign(enhanced);
-  outcome.text = std::move(text);
+  outcome.text = text.size() <= config_.outcome_text_bytes_max
+                     ? std::move(text)
+                     : TruncateText(text, config_.outcome_text_bytes_max);
   outcome.from_peer = from_peer;
 }
 
@@ -837,7 +876,7 @@ void ClientSession::CloseNow() {
   state_ = State::kClosed;
   actions_.close = true;
   actions_.ready = false;
-  timeout_ms_ = 0;
+  Arm(0);
 }
 
 }  // namespace relay::smtp

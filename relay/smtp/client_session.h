@@ -7,9 +7,22 @@
 // order: write `write`; then `start_tls` (handshake with the destination host; answer with
 // OnTlsEstablished or OnTlsFailed); apply `outcomes` then `next_outcomes` / `connection_outcome`;
 // `send_body` (stream the newest message through a DotStuffer, then call OnBodySent); `ready`
-// (the session is idle and takes SendMessage or Quit) or `pipeline_ready`; `close`. `timeout_ms`
-// is the timer to arm now, replacing any armed one (0: none); on expiry the driver calls
-// OnTimeout. The returned reference is valid until the next event; every event clears it first.
+// (the session is idle and takes SendMessage or Quit) or `pipeline_ready`; `close`. When
+// `rearm_timer` is set, the driver arms its timer to `timeout_ms`, replacing any armed one (0:
+// none); otherwise the timer armed earlier runs on. On expiry the driver calls OnTimeout. The
+// returned reference is valid until the next event; every event clears it first.
+//
+// Deadlines. Each timer is a deadline for one thing awaited: a reply (armed when its command is
+// sent, or when the reply before it in a pipelined group completed), a body write, the TLS
+// handshake. Bytes arriving never re-arm it, so a server that drips a reply one byte at a time
+// still has only the command's timeout to complete it. A body write that completed
+// (OnBodyProgress) arms the next write's (RFC 5321 §4.5.3.2.5).
+//
+// Bounds. What the server sends is held by the reply parser, at most limits.reply_bytes_max
+// (client_reply.h), in every state: while the body streams and replies are not read, too. A server
+// that sends more is a protocol error: the session ends, and every recipient not yet answered
+// gets a transient 421 4.5.0 outcome. The text of every outcome is cut to outcome_text_bytes_max
+// (at a UTF-8 boundary, marked), so that a long reply is not copied whole for each recipient.
 //
 // Pipelining across transactions (RFC 2920 §3.1: the message content may be the first "command"
 // of a group). With PIPELINING, `pipeline_ready` comes with `send_body` (and again after
@@ -68,6 +81,8 @@ struct ClientTimeouts {
   int64_t data_termination_ms = 10 * 60 * 1000;  // §4.5.3.2.6 "." -> final reply
   // EHLO, HELO, STARTTLS, RSET, QUIT: the RFC names none; the MAIL value is the usual choice.
   int64_t command_ms = 5 * 60 * 1000;
+  // After the 220 to STARTTLS, until the handshake completes (RFC 3207 names none).
+  int64_t tls_handshake_ms = 60 * 1000;
 };
 
 struct ClientConfig {
@@ -77,6 +92,8 @@ struct ClientConfig {
   bool tls_supported = true;  // the driver can do TLS at all
   ReplyLimits limits;
   ClientTimeouts timeouts;
+  // The text an outcome carries, at most (the driver sets what its records can hold).
+  size_t outcome_text_bytes_max = 4096;
 };
 
 // What the server's EHLO reply offered (RFC 5321 §4.1.1.1; forgotten after STARTTLS).
@@ -126,7 +143,11 @@ struct ClientActions {
   // the body's terminating "." (RFC 2920 §3.1). Until then, nothing changes.
   bool pipeline_ready = false;
   bool close = false;          // close the connection
-  int64_t timeout_ms = 0;      // the timer to arm now (replaces the previous one); 0 = none
+  // The deadline of what the session awaits now, in ms from when it was armed; 0 = none.
+  int64_t timeout_ms = 0;
+  // The deadline changed in this event: arm the timer to timeout_ms now (replacing the previous
+  // one). When false, the armed timer runs on.
+  bool rearm_timer = false;
 };
 
 class ClientSession {
@@ -144,6 +165,8 @@ class ClientSession {
   const ClientActions& OnPeerClosed();
   // The last byte of the body (the stuffer's terminator included) was written.
   const ClientActions& OnBodySent();
+  // A write of body bytes (not the last) completed: the next write gets a new deadline.
+  const ClientActions& OnBodyProgress();
   // When idle (after a `ready` action), or when can_pipeline() (after a `pipeline_ready` action).
   // A call at any other time is a driver bug: counted, and the message gets a transient outcome
   // at once (the messages in flight are left alone).
@@ -188,6 +211,12 @@ class ClientSession {
 
   void BeginEvent();
   const ClientActions& EndEvent();
+  // Sets the deadline of what is awaited now, to be armed by the driver after this event.
+  void Arm(int64_t timeout_ms);
+  // The reply's text for outcomes, cut to outcome_text_bytes_max.
+  std::string ReplyText(const ServerReply& reply) const;
+  // The parser failed (malformed reply, or more than its bounds): ends the session.
+  void ProtocolError();
   void ProcessReplies();
   void HandleReply(const ServerReply& reply);
   void UnexpectedReply(const ServerReply& reply);
@@ -236,6 +265,7 @@ class ClientSession {
   bool esmtp_ = false;
   bool tls_active_ = false;
   int64_t timeout_ms_ = 0;  // the timer that applies in the current state
+  bool timer_changed_ = false;  // Arm() was called in this event
 
   // The transaction.
   OutgoingMessage message_;

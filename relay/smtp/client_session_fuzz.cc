@@ -5,7 +5,9 @@
 //    RFC 2920 §3.1, which the harness does whenever the session offers it);
 //  - per-recipient outcomes: delivered carries a 2xx code, transient 4xx, permanent 5xx; a
 //    connection outcome is never "delivered" and carries a 4xx or 5xx code;
-//  - nothing is asked of the driver after close; parsed replies respect the limits.
+//  - nothing is asked of the driver after close; parsed replies respect the limits;
+//  - the parser never holds more than reply_bytes_max, whether or not replies are read (bytes fed
+//    while a body streams are not parsed), and outcome texts stay within outcome_text_bytes_max.
 // Built with clang -fsanitize=fuzzer by hand, and replayed under GCC by client_session_fuzz_test.
 #include <algorithm>
 #include <cstddef>
@@ -21,7 +23,10 @@
 namespace relay::smtp {
 namespace {
 
+constexpr size_t kOutcomeTextBytesMax = 200;
+
 void CheckOutcomeCode(const Outcome& o) {
+  CHECK(o.text.size() <= kOutcomeTextBytesMax);
   switch (o.kind) {
     case OutcomeKind::kDelivered:
       CHECK(o.code >= 200 && o.code < 300);
@@ -83,9 +88,10 @@ class Harness {
         case 0:
         case 1:
         case 2:
-        case 3: {  // server bytes: the next (op / 8 + 1) bytes
+        case 3: {  // server bytes: the next (op / 8 + 1) bytes, sent (op % 8 + 1) times
           const size_t n = std::min<size_t>(size - i, op / 8 + 1);
-          Apply(session_.OnBytes(std::string_view(reinterpret_cast<const char*>(data + i), n)));
+          const std::string_view bytes(reinterpret_cast<const char*>(data + i), n);
+          for (int r = 0; r <= op % 8 && !closed_; ++r) Apply(session_.OnBytes(bytes));
           i += n;
           break;
         }
@@ -142,24 +148,33 @@ void FuzzReplyParser(const uint8_t* data, size_t size) {
   ReplyLimits limits;
   limits.reply_line_bytes_max = 64;
   limits.reply_lines_max = 8;
+  limits.reply_bytes_max = 256;
   ReplyParser parser(limits);
   size_t i = 0;
   while (i < size) {
     const size_t n = std::min<size_t>(size - i, 1 + data[i] % 23);
+    // Some chunks are fed without reading replies, as during a body: the bound must hold then too.
+    const bool read_replies = data[i] % 5 != 0;
     parser.Feed(std::string_view(reinterpret_cast<const char*>(data + i), n));
     i += n;
+    CHECK(parser.buffered_bytes() <= limits.reply_bytes_max);
+    if (!read_replies && !parser.failed()) continue;
     ServerReply reply;
     ReplyParser::Status status;
     while ((status = parser.Next(&reply)) == ReplyParser::Status::kReply) {
+      size_t reply_bytes = 0;
+      for (const std::string& line : reply.lines) reply_bytes += line.size();
+      CHECK(reply_bytes <= limits.reply_bytes_max);
       CHECK(reply.code >= 200 && reply.code <= 599);
       CHECK(!reply.lines.empty() && reply.lines.size() <= limits.reply_lines_max);
       for (const std::string& line : reply.lines) CHECK(line.size() < limits.reply_line_bytes_max);
     }
     if (status == ReplyParser::Status::kError) {
       CHECK(parser.failed());
+      CHECK(parser.buffered_bytes() == 0);
       return;
     }
-    CHECK(parser.buffered_bytes() < limits.reply_line_bytes_max * (limits.reply_lines_max + 1));
+    CHECK(parser.buffered_bytes() <= limits.reply_bytes_max);
   }
 }
 
@@ -176,6 +191,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.tls_supported = data[0] & 0x04;
   config.limits.reply_line_bytes_max = 128;
   config.limits.reply_lines_max = 16;
+  config.limits.reply_bytes_max = 512;
+  config.outcome_text_bytes_max = kOutcomeTextBytesMax;
   Harness harness(config);
   harness.Run(data + 1, size - 1);
   return 0;

@@ -18,13 +18,19 @@ class Script {
  public:
   explicit Script(uint8_t config) { bytes_.push_back(static_cast<char>(config)); }
   Script& Server(std::string_view text) {
-    // Op 3 with length 1 + op/8: send in chunks of up to 8 bytes.
+    // Op 0 with length 1 + op/8: send in chunks of up to 8 bytes, each once.
     while (!text.empty()) {
       const size_t n = std::min<size_t>(text.size(), 8);
-      bytes_.push_back(static_cast<char>(((n - 1) << 3) | 3));
+      bytes_.push_back(static_cast<char>((n - 1) << 3));
       bytes_.append(text.substr(0, n));
       text.remove_prefix(n);
     }
+    return *this;
+  }
+  // Op 3: `chunk` (at most 32 bytes) sent four times in a row.
+  Script& ServerTimesFour(std::string_view chunk) {
+    bytes_.push_back(static_cast<char>(((chunk.size() - 1) << 3) | 3));
+    bytes_.append(chunk);
     return *this;
   }
   Script& Send(int recipients) {
@@ -114,6 +120,20 @@ std::vector<std::string> Seeds() {
                       .Server("421 4.3.2 bye\r\n")
                       .bytes());
   seeds.push_back(Script(0).Server("554 5.3.2 no service\r\n221 bye\r\n").bytes());
+  // A server that pushes bytes while the body streams, past reply_bytes_max (512 in the target).
+  Script junk(0);
+  junk.Server("220 hi\r\n").Server(ehlo).Send(2).Server("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  for (int i = 0; i < 6; ++i) junk.ServerTimesFour(std::string(32, 'j'));
+  seeds.push_back(junk.BodySent().bytes());
+  // A reply of many lines, longer than the outcome text bound.
+  Script lines(0);
+  lines.Server("220 hi\r\n")
+      .Server(ehlo)
+      .Send(1)
+      .Server("250 ok\r\n250 ok\r\n354 go\r\n")
+      .BodySent();
+  for (int i = 0; i < 5; ++i) lines.Server("250-" + std::string(90, 'l') + "\r\n");
+  seeds.push_back(lines.Server("250 done\r\n").bytes());
   seeds.push_back(
       Script(0).Server("220 hi\r\n").Server(ehlo).Send(1).Server("HTTP/1.0 200 OK\r\n").bytes());
   return seeds;

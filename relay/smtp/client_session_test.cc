@@ -40,6 +40,7 @@ struct Driver {
   void Drain(const ClientActions& a) {
     (streaming && pipeline ? after_body : written) += a.write;
     timeout_ms = a.timeout_ms;
+    rearmed = a.rearm_timer;
     if (a.message_done) done.push_back(a.outcomes);
     if (a.next_message_done) done.push_back(a.next_outcomes);
     if (a.message_done && a.next_message_done) ++two_done_in_one_event;
@@ -106,6 +107,7 @@ struct Driver {
   int two_done_in_one_event = 0;
   bool closed = false;
   int64_t timeout_ms = -1;
+  bool rearmed = false;  // the last event asked to (re)arm the timer
 };
 
 void ExpectOutcome(const Outcome& o, OutcomeKind kind, int code, std::string_view enhanced = {}) {
@@ -1070,6 +1072,169 @@ TEST(ClientSessionPipelineTest, ServerBytesSplitAtEveryByte) {
   std::vector<std::string_view> bytes;
   for (size_t i = 0; i < server.size(); ++i) bytes.push_back(std::string_view(server).substr(i, 1));
   EXPECT_EQ(run(bytes), whole);
+}
+
+// ---- bounds and deadlines against a hostile server ----
+
+// One message to one recipient up to its body, without PIPELINING; the driver holds the body
+// until BodySent().
+void StartBody(Driver& d) {
+  d.auto_body = false;
+  d.queue.push_back(Message({"a@x"}));
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n");  // MAIL
+  d.Server("250 ok\r\n");  // RCPT
+  d.Server("354 go\r\n");
+  ASSERT_TRUE(d.streaming);
+}
+
+TEST(ClientSessionBoundsTest, BytesArrivingDoNotExtendTheReplyDeadline) {
+  Driver d(Config());
+  d.queue.push_back(Message({"a@x"}));
+  d.Connect();
+  EXPECT_TRUE(d.rearmed);
+  // A greeting dripped byte by byte: each byte is an event, none moves the deadline.
+  for (char c : std::string_view("220 mx.example")) {
+    d.Server(std::string_view(&c, 1));
+    EXPECT_FALSE(d.rearmed);
+    EXPECT_EQ(d.timeout_ms, 5 * 60 * 1000);
+  }
+  d.Server(" ESMTP\r\n");  // complete: EHLO goes out with a deadline of its own
+  EXPECT_TRUE(d.rearmed);
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n250 ok\r\n");  // MAIL, RCPT
+  d.auto_body = false;
+  d.Server("354 go\r\n");
+  d.BodySent();
+  EXPECT_TRUE(d.rearmed);
+  EXPECT_EQ(d.timeout_ms, 10 * 60 * 1000);
+  d.Server("25");
+  EXPECT_FALSE(d.rearmed);
+  d.Server("0 o");
+  EXPECT_FALSE(d.rearmed);
+  // The driver's timer fires at the deadline armed by OnBodySent: the reply is cut there.
+  d.Drain(d.session.OnTimeout());
+  ASSERT_EQ(d.done.size(), 1u);
+  ExpectOutcome(d.done[0][0], OutcomeKind::kTransient, 421, "4.4.2");
+  EXPECT_NE(d.done[0][0].text.find("Timeout waiting for the reply to the end of data"),
+            std::string::npos)
+      << d.done[0][0].text;
+  EXPECT_TRUE(d.closed);
+}
+
+TEST(ClientSessionBoundsTest, EachRepliedCommandOfAPipelinedGroupArmsTheNext) {
+  ClientConfig config = Config();
+  config.timeouts.mail_ms = 11;
+  config.timeouts.rcpt_ms = 12;
+  Driver d(config);
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Server(kEhloFull);
+  EXPECT_TRUE(d.rearmed);
+  EXPECT_EQ(d.timeout_ms, 11);
+  d.Server("250 o");
+  EXPECT_FALSE(d.rearmed);
+  d.Server("k\r\n");  // MAIL answered: the first RCPT's reply is awaited now
+  EXPECT_TRUE(d.rearmed);
+  EXPECT_EQ(d.timeout_ms, 12);
+}
+
+TEST(ClientSessionBoundsTest, BodyWritesEachGetADeadline) {
+  ClientConfig config = Config();
+  config.timeouts.data_block_ms = 14;
+  config.timeouts.data_termination_ms = 15;
+  Driver d(config);
+  StartBody(d);
+  EXPECT_EQ(d.timeout_ms, 14);
+  d.Server("2");  // bytes from the server while the body goes out: no new deadline
+  EXPECT_FALSE(d.rearmed);
+  d.Drain(d.session.OnBodyProgress());  // a write completed: the next one has 14 ms again
+  EXPECT_TRUE(d.rearmed);
+  EXPECT_EQ(d.timeout_ms, 14);
+  d.BodySent();
+  EXPECT_EQ(d.timeout_ms, 15);
+  d.Drain(d.session.OnBodyProgress());  // after the body: nothing to do
+  EXPECT_FALSE(d.rearmed);
+  EXPECT_EQ(d.timeout_ms, 15);
+}
+
+TEST(ClientSessionBoundsTest, AServerPushingBytesDuringTheBodyEndsTheSession) {
+  ClientConfig config = Config();
+  config.limits.reply_bytes_max = 4096;
+  Driver d(config);
+  d.auto_body = false;
+  d.queue.push_back(Message({"a@x", "b@x"}));
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Server(kEhloPlain);
+  d.Server("250 ok\r\n");                  // MAIL
+  d.Server("550 5.1.1 no such user\r\n");  // a@x
+  d.Server("250 ok\r\n");                  // b@x
+  d.Server("354 go\r\n");
+  ASSERT_TRUE(d.streaming);
+  // Replies are not read while the body streams: the parser holds these bytes, up to its bound.
+  const std::string junk(1000, 'x');
+  int sent = 0;
+  while (!d.closed && sent < 100) {
+    d.Server(junk);
+    ++sent;
+  }
+  EXPECT_TRUE(d.closed);
+  EXPECT_EQ(sent, 5);  // the fifth kilobyte would make 5,000 bytes held: over 4,096
+  ASSERT_EQ(d.done.size(), 1u);
+  // The refused recipient keeps its 550; the other is transient, a protocol error.
+  ExpectOutcome(d.done[0][0], OutcomeKind::kPermanent, 550, "5.1.1");
+  ExpectOutcome(d.done[0][1], OutcomeKind::kTransient, 421, "4.5.0");
+  EXPECT_NE(d.done[0][1].text.find("Protocol error from mx.example while waiting for the "
+                                   "message body to be sent"),
+            std::string::npos)
+      << d.done[0][1].text;
+  EXPECT_NE(d.done[0][1].text.find("reply_bytes_max (4096 bytes)"), std::string::npos);
+  // A late OnBodySent (the write in flight completing) changes nothing.
+  d.Drain(d.session.OnBodySent());
+  EXPECT_EQ(d.done.size(), 1u);
+}
+
+TEST(ClientSessionBoundsTest, ReplyTextInOutcomesIsCutOncePerReply) {
+  ClientConfig config = Config();
+  config.outcome_text_bytes_max = 300;
+  Driver d(config);
+  d.queue.push_back(Message({"a@x", "b@x", "c@x"}));
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Server(kEhloFull);
+  d.Server("250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  // The final reply: three lines of 2,000 bytes (6 KB), in the default limits.
+  const std::string line(1990, 'y');
+  d.Server("250-2.0.0 " + line + "\r\n250-2.0.0 " + line + "\r\n250 2.0.0 " + line + "\r\n");
+  ASSERT_EQ(d.done.size(), 1u);
+  ASSERT_EQ(d.done[0].size(), 3u);
+  for (const Outcome& o : d.done[0]) {
+    ExpectOutcome(o, OutcomeKind::kDelivered, 250, "2.0.0");
+    EXPECT_LE(o.text.size(), 300u);
+    EXPECT_EQ(o.text.substr(0, 10), "yyyyyyyyyy");
+    EXPECT_EQ(o.text.substr(o.text.size() - 12), " [truncated]");
+  }
+}
+
+TEST(ClientSessionBoundsTest, TheTlsHandshakeHasItsOwnDeadline) {
+  ClientConfig config = Config();
+  config.timeouts.tls_handshake_ms = 1234;
+  Driver d(config);
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Server("250-mx.example\r\n250 STARTTLS\r\n");
+  EXPECT_EQ(d.Written(), "EHLO out1.relay.example\r\nSTARTTLS\r\n");
+  d.Server("220 go ahead\r\n");
+  EXPECT_EQ(d.start_tls, 1);
+  EXPECT_TRUE(d.rearmed);
+  EXPECT_EQ(d.timeout_ms, 1234);
+  d.Drain(d.session.OnTimeout());
+  ASSERT_EQ(d.connection.size(), 1u);
+  EXPECT_NE(d.connection[0].text.find("Timeout waiting for the TLS handshake"), std::string::npos);
 }
 
 }  // namespace

@@ -42,34 +42,19 @@ const char* SslErrorName(int code) {
 
 }  // namespace
 
-// The custom BIO: reads come from the stream's kept bytes, then from the borrowed span; writes
-// append to the output buffer. Its data pointer is the TlsStream.
+// The custom BIO: reads come from the borrowed span; writes append to the output buffer. Its data
+// pointer is the TlsStream.
 int TlsStream::BioRead(BIO* bio, char* out, int len) {
   auto* stream = static_cast<TlsStream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
-  size_t want = static_cast<size_t>(len);
-  size_t got = 0;
-  if (stream->in_consumed_ < stream->in_.size()) {
-    size_t n = std::min(want, stream->in_.size() - stream->in_consumed_);
-    memcpy(out, stream->in_.data() + stream->in_consumed_, n);
-    stream->in_consumed_ += n;
-    got += n;
-    if (stream->in_consumed_ == stream->in_.size()) {
-      stream->in_.clear();
-      stream->in_consumed_ = 0;
-    }
-  }
-  if (got < want && !stream->borrowed_.empty()) {
-    size_t n = std::min(want - got, stream->borrowed_.size());
-    memcpy(out + got, stream->borrowed_.data(), n);
-    stream->borrowed_.remove_prefix(n);
-    got += n;
-  }
-  if (got == 0) {
+  const size_t n = std::min(static_cast<size_t>(len), stream->borrowed_.size());
+  if (n == 0) {
     BIO_set_retry_read(bio);
     return -1;
   }
-  return static_cast<int>(got);
+  memcpy(out, stream->borrowed_.data(), n);
+  stream->borrowed_.remove_prefix(n);
+  return static_cast<int>(n);
 }
 
 int TlsStream::BioWrite(BIO* bio, const char* in, int len) {
@@ -176,6 +161,10 @@ absl::Status TlsStream::Start() {
 
 absl::Status TlsStream::OnCiphertext(absl::Span<const uint8_t> ciphertext, std::string* plaintext) {
   if (failed_) return absl::FailedPreconditionError("TLS stream already failed: " + error_);
+  if (peer_closed_) {
+    discarded_bytes_ += ciphertext.size();  // after close_notify: ignored (RFC 8446 §6.1)
+    return absl::OkStatus();
+  }
   borrowed_ = ciphertext;
   absl::Status status = absl::OkStatus();
   while (!peer_closed_) {
@@ -206,16 +195,12 @@ absl::Status TlsStream::OnCiphertext(absl::Span<const uint8_t> ciphertext, std::
         status = Fail("TLS write", err);
     }
   }
-  // Whatever BoringSSL did not take stays for the next call (after close_notify or an error it is
-  // garbage, but keeping it costs nothing and hides nothing).
-  if (!borrowed_.empty()) {
-    if (in_consumed_ > 0) {
-      in_.erase(0, in_consumed_);
-      in_consumed_ = 0;
-    }
-    in_.append(reinterpret_cast<const char*>(borrowed_.data()), borrowed_.size());
-    borrowed_ = {};
-  }
+  // BoringSSL reads until the BIO runs dry (SSL_ERROR_WANT_READ), so bytes are left over only
+  // after close_notify or an error. Both end the stream: RFC 8446 §6.1 says data received after a
+  // closure alert MUST be ignored, and keeping it would let a peer that goes on sending grow
+  // memory without bound. It is discarded, and so is everything a later call brings.
+  discarded_bytes_ += borrowed_.size();
+  borrowed_ = {};
   return status;
 }
 

@@ -4,11 +4,13 @@
 // Data path. BoringSSL reads and writes through a small custom BIO instead of a BIO pair or a
 // memory BIO, so that received ciphertext is not copied into an intermediate BIO buffer:
 // OnCiphertext(bytes) lends the driver's receive buffer (a provided-buffer-ring slot, say) to
-// BoringSSL for the duration of the call, and BoringSSL decrypts straight out of it. Only the
-// tail of a buffer that BoringSSL could not take (it stopped at close_notify or at an error) is
-// copied and kept for the next call. Ciphertext to send accumulates in one buffer that the driver
-// sends from (PendingCiphertext / ConsumeCiphertext) and that keeps its capacity, so steady state
-// allocates nothing.
+// BoringSSL for the duration of the call, and BoringSSL decrypts straight out of it (it buffers a
+// partial record itself). BoringSSL takes every byte it is lent unless it stops at close_notify or
+// at an error; those leftover bytes, and every byte received after a close_notify, are discarded
+// and counted (discarded_bytes), never kept (RFC 8446 §6.1: data after a closure alert is
+// ignored), so a peer that goes on sending after its close_notify costs no memory. Ciphertext to
+// send accumulates in one buffer that the driver sends from (PendingCiphertext /
+// ConsumeCiphertext) and that keeps its capacity, so steady state allocates nothing.
 //
 // One event is processed to completion: OnCiphertext drives the handshake as far as the bytes
 // allow, decrypts every complete record into *plaintext, and leaves in the output buffer
@@ -62,7 +64,8 @@ class TlsStream {
 
   // Bytes arrived from the peer. `ciphertext` is only borrowed for the call. Decrypted
   // application data is appended to *plaintext. An error is fatal for the connection: send
-  // PendingCiphertext() (it may hold an alert) and close.
+  // PendingCiphertext() (it may hold an alert) and close. After the peer's close_notify the bytes
+  // are discarded (see above) and OK is returned: the driver closes once peer_closed().
   absl::Status OnCiphertext(absl::Span<const uint8_t> ciphertext, std::string* plaintext);
   absl::Status OnCiphertext(absl::string_view ciphertext, std::string* plaintext) {
     return OnCiphertext(
@@ -89,6 +92,8 @@ class TlsStream {
   // The peer sent close_notify: no more plaintext will come.
   bool peer_closed() const { return peer_closed_; }
   bool shutdown_sent() const { return shutdown_sent_; }
+  // Received bytes dropped after a close_notify or an error.
+  uint64_t discarded_bytes() const { return discarded_bytes_; }
   bool session_reused() const;
   // "TLSv1.3", "TLSv1.2"; empty before the handshake completed.
   std::string protocol_version() const;
@@ -122,9 +127,7 @@ class TlsStream {
   std::string host_;
   // Received ciphertext lent by the driver for the current OnCiphertext call.
   absl::Span<const uint8_t> borrowed_;
-  // Received ciphertext kept from an earlier call (rare: see the header comment).
-  std::string in_;
-  size_t in_consumed_ = 0;
+  uint64_t discarded_bytes_ = 0;
   // Ciphertext to send; [out_consumed_, size) is still pending.
   std::string out_;
   size_t out_consumed_ = 0;

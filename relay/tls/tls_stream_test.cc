@@ -236,6 +236,29 @@ TEST_P(TlsVersionTest, PostHandshakeMessagesAreAnsweredWithinOneEvent) {
   EXPECT_EQ(back, "reply");
 }
 
+TEST_P(TlsVersionTest, BytesAfterCloseNotifyAreDiscarded) {
+  auto [client, server] = Connect();
+  // The server's last data, its close_notify and then more records and junk, all in one chunk:
+  // the data before the alert is delivered, nothing after it (RFC 8446 §6.1).
+  ASSERT_TRUE(server->Write("221 bye\r\n").ok());
+  ASSERT_TRUE(server->Shutdown().ok());
+  std::string wire(server->PendingCiphertext());
+  server->ConsumeCiphertext(wire.size());
+  const std::string junk(100000, '\x17');
+  std::string plain;
+  ASSERT_TRUE(client->OnCiphertext(wire + junk, &plain).ok());
+  EXPECT_EQ(plain, "221 bye\r\n");
+  EXPECT_TRUE(client->peer_closed());
+  EXPECT_EQ(client->discarded_bytes(), junk.size());
+  // Whatever comes later is dropped as it arrives, not kept.
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(client->OnCiphertext(junk, &plain).ok());
+  }
+  EXPECT_EQ(plain, "221 bye\r\n");
+  EXPECT_EQ(client->discarded_bytes(), 101 * junk.size());
+  EXPECT_TRUE(client->PendingCiphertext().empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Versions, TlsVersionTest,
                          ::testing::Values(TLS1_2_VERSION, TLS1_3_VERSION), [](const auto& info) {
                            return info.param == TLS1_3_VERSION ? std::string("Tls13")
