@@ -69,8 +69,8 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void QueueOutput(std::string_view plaintext);
   // Bytes of replies not yet on the socket: queued plaintext, TLS records, the send in flight.
   size_t OutputBacklog() const;
-  // Reading stops while OutputBacklog() is above SmtpLimits::reply_bytes_max and starts again
-  // once the client has read it down to half.
+  // Reading stops while OutputBacklog() is above SmtpLimits::unread_reply_bytes_max and starts
+  // again once the client has read it down to half.
   void PauseReading();
   void MaybeResumeReading();
   void Flush();
