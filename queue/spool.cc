@@ -485,6 +485,12 @@ absl::StatusOr<Position> Spool::AppendState(const StateRecord& state_in,
     state.recipient = kAllRecipients;
   }
   if (state.time_unix_ms == 0) state.time_unix_ms = static_cast<int64_t>(clock_->WallSeconds() * 1000);
+  ASSIGN_OR_RETURN(Position end, WriteState(state));
+  if (on_durable) waiters_.push_back(Waiter{end, std::move(on_durable)});
+  return end;
+}
+
+absl::StatusOr<Position> Spool::WriteState(const StateRecord& state) {
   const size_t total = AlignRecord(kRecordHeaderBytes + StatePayloadBytes(state));
   RETURN_IF_ERROR(Reserve(total, /*is_message=*/false));
   const uint64_t offset = active_.at(head_seq_).write_offset;
@@ -492,7 +498,6 @@ absl::StatusOr<Position> Spool::AppendState(const StateRecord& state_in,
   RETURN_IF_ERROR(CommitWrite(total));
   Position end{head_seq_, offset + total};
   index_.ApplyState(state, end);
-  if (on_durable) waiters_.push_back(Waiter{end, std::move(on_durable)});
   return end;
 }
 
@@ -521,6 +526,19 @@ absl::StatusOr<Position> Spool::AppendCopy(const MessageInfo& info) {
   Position end{head_seq_, copy.record_offset + total};
   index_.AddMessage(std::move(copy), end);
   ++stats_.messages_compacted;
+  // The copy supersedes the records that opened these attempts, and the segments holding them may
+  // be freed: say again that their outcome is unknown, right after the copy.
+  for (uint32_t i = 0; i < info.recipients.size(); ++i) {
+    const RecipientState& r = info.recipients[i];
+    if (!r.attempt_open || r.status != RecipientStatus::kPending) continue;
+    StateRecord marker;
+    marker.type = RecordType::kAttempt;
+    marker.id = info.id;
+    marker.recipient = i;
+    marker.time_unix_ms = static_cast<int64_t>(clock_->WallSeconds() * 1000);
+    marker.reply = "outcome of an earlier attempt unknown";
+    ASSIGN_OR_RETURN(end, WriteState(marker));
+  }
   return end;
 }
 

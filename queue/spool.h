@@ -281,8 +281,11 @@ class Spool {
   // Writes an encoded record at the head's write offset.
   char* WritePointer(size_t bytes);
   absl::Status CommitWrite(size_t bytes);
-  // Re-appends a message with its current state (compaction, recovery from damage).
+  // Re-appends a message with its current state (compaction, recovery from damage), and an
+  // attempt marker after it for each recipient with an attempt open.
   absl::StatusOr<Position> AppendCopy(const MessageInfo& info);
+  // Appends an already checked state record and applies it to the index.
+  absl::StatusOr<Position> WriteState(const StateRecord& state);
   // Retires completed batches from the front of in_flight_, in begin order.
   void RetireSyncs();
   // Stores the synced length into the headers of unpublished_ segments (throttled, see .cc;

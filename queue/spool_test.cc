@@ -210,6 +210,57 @@ TEST_F(SpoolTest, OverlappingSyncWaitsForTheMiddleOfTheRunningOne) {
   EXPECT_EQ(spool->durable_position(), third.end);
 }
 
+// An attempt marker without an outcome after it is what recovery finds after a crash between the
+// body and the reply: the recipient's attempt is open. An outcome closes it.
+TEST_F(SpoolTest, AttemptMarkersOpenUntilAnOutcomeAndSurviveReopen) {
+  MessageId id;
+  {
+    auto spool = OpenSpool(dir_);
+    id = Append(*spool, 0, 100, 3);
+    for (uint32_t r = 0; r < 3; ++r) {
+      StateRecord marker;
+      marker.id = id;
+      marker.type = RecordType::kAttempt;
+      marker.recipient = r;
+      marker.reply = "mx.example.com";
+      ASSERT_TRUE(spool->AppendState(marker, nullptr).ok());
+    }
+    StateRecord deferred;
+    deferred.id = id;
+    deferred.type = RecordType::kDeferred;
+    deferred.recipient = 1;
+    deferred.attempts = 1;
+    deferred.next_attempt_unix_ms = 1;
+    deferred.reply = "451 4.3.0 try later";
+    ASSERT_TRUE(spool->AppendState(deferred, nullptr).ok());
+    StateRecord delivered;
+    delivered.id = id;
+    delivered.type = RecordType::kDelivered;
+    delivered.recipient = 2;
+    ASSERT_TRUE(spool->AppendState(delivered, nullptr).ok());
+    const MessageInfo* info = spool->Find(id);
+    EXPECT_TRUE(info->recipients[0].attempt_open);
+    EXPECT_FALSE(info->recipients[1].attempt_open);
+    EXPECT_FALSE(info->recipients[2].attempt_open);
+    // A marker for a final recipient is refused, like any state record.
+    StateRecord late;
+    late.id = id;
+    late.type = RecordType::kAttempt;
+    late.recipient = 2;
+    EXPECT_FALSE(spool->AppendState(late, nullptr).ok());
+    // No sync: a killed process leaves its appends in the page cache, and recovery reads them.
+  }
+  RecoveryReport report;
+  auto spool = OpenSpool(dir_, &report);
+  EXPECT_TRUE(report.corruptions.empty());
+  const MessageInfo* info = spool->Find(id);
+  ASSERT_NE(info, nullptr);
+  EXPECT_TRUE(info->recipients[0].attempt_open);
+  EXPECT_FALSE(info->recipients[1].attempt_open);
+  EXPECT_EQ(info->recipients[1].attempts, 1u);
+  EXPECT_EQ(info->recipients[2].status, RecipientStatus::kDelivered);
+}
+
 // The first of two batches fails after the second succeeded: nothing of either is reported
 // durable, every waiter gets the error, and the spool refuses appends.
 TEST_F(SpoolTest, FailureOfAnEarlierBatchFailsTheLaterOnesToo) {
@@ -489,6 +540,12 @@ TEST_F(SpoolTest, CompactionMovesLongDeferredMessagesAndFreesTheSegment) {
   notice.type = RecordType::kDelayNotified;
   ASSERT_TRUE(spool->AppendState(notice, nullptr).ok());
   EXPECT_TRUE(spool->Find(ids[0])->delay_notified);
+  StateRecord attempt;
+  attempt.id = ids[0];
+  attempt.type = RecordType::kAttempt;
+  attempt.reply = "mx.example.com";
+  ASSERT_TRUE(spool->AppendState(attempt, nullptr).ok());
+  EXPECT_TRUE(spool->Find(ids[0])->recipients[0].attempt_open);
   ASSERT_TRUE(spool->SyncNow().ok());
   // Pinned messages stay where they are.
   spool->Pin(ids[0]);
@@ -512,6 +569,9 @@ TEST_F(SpoolTest, CompactionMovesLongDeferredMessagesAndFreesTheSegment) {
   EXPECT_EQ(info->recipients[0].last_reply, "421 4.7.0 try again later");
   // The delay notice moved with the compacted copy: no second "delayed" DSN after a restart.
   EXPECT_TRUE(info->delay_notified);
+  // So did the open attempt, though the segment of its marker was freed: the next delivery will
+  // still say it may be a duplicate.
+  EXPECT_TRUE(info->recipients[0].attempt_open);
   EXPECT_EQ(spool->MessageBytes(ids[0]), "X-Prepended: yes\r\n" + Body(0, 3000));
 }
 
