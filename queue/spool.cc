@@ -415,6 +415,7 @@ absl::Status Spool::CommitWrite(size_t bytes) {
     }
   }
   if (head.sync_requested_offset == head.write_offset) dirty_.push_back(head_seq_);
+  if (unsynced_since_ms_ < 0) unsynced_since_ms_ = clock_->MonotonicMillis();
   head.write_offset += bytes;
   ++stats_.appends;
   return absl::OkStatus();
@@ -468,6 +469,7 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
   Appended appended{info.id, end};
   index_.AddMessage(std::move(info), end);
   if (on_durable) waiters_.push_back(Waiter{end, std::move(on_durable)});
+  prompt_sync_ = true;  // a client waits for its 250, or a DSN for its first attempt
   return appended;
 }
 
@@ -486,7 +488,10 @@ absl::StatusOr<Position> Spool::AppendState(const StateRecord& state_in,
   }
   if (state.time_unix_ms == 0) state.time_unix_ms = static_cast<int64_t>(clock_->WallSeconds() * 1000);
   ASSIGN_OR_RETURN(Position end, WriteState(state));
-  if (on_durable) waiters_.push_back(Waiter{end, std::move(on_durable)});
+  if (on_durable) {
+    waiters_.push_back(Waiter{end, std::move(on_durable)});
+    prompt_sync_ = true;
+  }
   return end;
 }
 
@@ -542,8 +547,20 @@ absl::StatusOr<Position> Spool::AppendCopy(const MessageInfo& info) {
   return end;
 }
 
+int64_t Spool::OutcomeSyncDueMs() const {
+  if (!broken_.ok() || prompt_sync_ || !freeing_.empty() || dirty_.empty()) return -1;
+  if (options_.outcome_sync_ms <= 0 || unsynced_since_ms_ < 0) return -1;
+  const int64_t due_ms = unsynced_since_ms_ + options_.outcome_sync_ms;
+  return due_ms > clock_->MonotonicMillis() ? due_ms : -1;
+}
+
 bool Spool::NeedsSync() const {
-  if (!broken_.ok() || (dirty_.empty() && freeing_.empty())) return false;
+  if (!broken_.ok() || !HasUnsyncedRecords()) return false;
+  if (OutcomeSyncDueMs() >= 0) return false;  // nobody waits: ride on a later batch
+  return CanBeginSync();
+}
+
+bool Spool::CanBeginSync() const {
   if (syncs_running_ == 0) return true;
   if (syncs_running_ >= options_.syncs_in_flight_max) return false;
   // Overlap only past the middle of the youngest sync (see the contract in spool.h).
@@ -558,6 +575,8 @@ SyncBatch Spool::BeginSync() {
   sync.batch_id = next_batch_id_++;
   sync.begin_ns = clock_->MonotonicNanos();
   sync.end = append_position();
+  prompt_sync_ = false;
+  unsynced_since_ms_ = -1;
   for (uint64_t seq : dirty_) {
     auto it = active_.find(seq);
     if (it == active_.end()) continue;
@@ -683,7 +702,7 @@ void Spool::FreeSegments() {
 }
 
 absl::Status Spool::SyncNow() {
-  if (!NeedsSync()) {
+  if (!broken_.ok() || !HasUnsyncedRecords() || !CanBeginSync()) {
     if (!broken_.ok()) return broken_;
     return absl::OkStatus();
   }

@@ -210,6 +210,97 @@ TEST_F(SpoolTest, OverlappingSyncWaitsForTheMiddleOfTheRunningOne) {
   EXPECT_EQ(spool->durable_position(), third.end);
 }
 
+// Outcomes nobody waits for do not ask for a sync of their own at once: they ride on the next
+// group commit, and when none begins within outcome_sync_ms, NeedsSync asks for one then.
+TEST_F(SpoolTest, OutcomesJoinTheGroupCommitWithinOutcomeSyncMs) {
+  auto spool = OpenSpool(dir_);  // outcome_sync_ms = 5 by default
+  MessageId id = Append(*spool, 0, 100, 3);
+  ASSERT_TRUE(spool->NeedsSync());  // a message: at once
+  ASSERT_TRUE(spool->SyncNow().ok());
+  StateRecord delivered;
+  delivered.id = id;
+  delivered.type = RecordType::kDelivered;
+  delivered.recipient = 0;
+  ASSERT_TRUE(spool->AppendState(delivered, nullptr).ok());
+  const int64_t appended_ms = clock_.MonotonicMillis();
+  EXPECT_TRUE(spool->HasUnsyncedRecords());
+  EXPECT_FALSE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), appended_ms + 5);
+  clock_.AdvanceMillis(4);
+  StateRecord second = delivered;
+  second.recipient = 1;
+  ASSERT_TRUE(spool->AppendState(second, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), appended_ms + 5);  // counted from the first one
+  clock_.AdvanceMillis(1);
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+  ASSERT_TRUE(spool->NeedsSync());
+  SyncBatch batch = spool->BeginSync();
+  ASSERT_EQ(batch.targets.size(), 1u);
+  spool->EndSync(batch, 0);
+  EXPECT_FALSE(spool->HasUnsyncedRecords());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+
+  // An outcome, then a message: the message's batch takes the outcome along, at once.
+  StateRecord third = delivered;
+  third.recipient = 2;
+  ASSERT_TRUE(spool->AppendState(third, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  MessageId other = Append(*spool, 1);
+  ASSERT_TRUE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+  ASSERT_TRUE(spool->SyncNow().ok());
+
+  // A state record with a callback is waited for: at once.
+  int fired = 0;
+  StateRecord bounced;
+  bounced.id = other;
+  bounced.type = RecordType::kBounced;
+  bounced.reply = "550 5.1.1 no such user";
+  ASSERT_TRUE(spool->AppendState(bounced, [&](absl::Status s) {
+    EXPECT_TRUE(s.ok());
+    ++fired;
+  }).ok());
+  ASSERT_TRUE(spool->NeedsSync());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_EQ(fired, 1);
+
+  // A stop does not wait for the bound; SyncNow never does.
+  MessageId last = Append(*spool, 2, 100, 2);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  StateRecord marker;
+  marker.id = last;
+  marker.type = RecordType::kAttempt;
+  ASSERT_TRUE(spool->AppendState(marker, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  spool->RequestPromptSync();
+  EXPECT_TRUE(spool->NeedsSync());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_FALSE(spool->HasUnsyncedRecords());
+  marker.recipient = 1;
+  ASSERT_TRUE(spool->AppendState(marker, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_FALSE(spool->HasUnsyncedRecords());
+}
+
+// outcome_sync_ms = 0: every record asks for a sync at once, as before the bound existed.
+TEST_F(SpoolTest, OutcomeSyncMsZeroSyncsOutcomesAtOnce) {
+  SpoolOptions options = Options(dir_);
+  options.outcome_sync_ms = 0;
+  auto opened = Spool::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Spool> spool = std::move(*opened);
+  MessageId id = Append(*spool, 0);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  StateRecord delivered;
+  delivered.id = id;
+  delivered.type = RecordType::kDelivered;
+  ASSERT_TRUE(spool->AppendState(delivered, nullptr).ok());
+  EXPECT_TRUE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+}
+
 // An attempt marker without an outcome after it is what recovery finds after a crash between the
 // body and the reply: the recipient's attempt is open. An outcome closes it.
 TEST_F(SpoolTest, AttemptMarkersOpenUntilAnOutcomeAndSurviveReopen) {
