@@ -487,6 +487,7 @@ void Shard::PublishMetrics() {
     const delivery::DeliveryEngine::Stats& stats = delivery_->stats();
     m->outbound_connections_opened.Set(index_, stats.connections_opened);
     m->dsn_queued.Set(index_, stats.dsn_queued);
+    m->possible_duplicates.Set(index_, stats.possible_duplicates);
     if (const dns::Resolver* resolver = delivery_->resolver()) {
       m->dns_queries.Set(index_, resolver->queries_sent());
       m->dns_cache_hits.Set(index_, resolver->cache_hits());
