@@ -121,16 +121,22 @@ void QueueIndex::ApplyState(const StateRecord& state, Position end) {
     case RecordType::kDelivered:
       r.status = RecipientStatus::kDelivered;
       r.last_reply = state.reply;
+      r.attempt_open = false;
       break;
     case RecordType::kBounced:
       r.status = RecipientStatus::kBounced;
       r.last_reply = state.reply;
+      r.attempt_open = false;
       break;
     case RecordType::kDeferred:
       r.attempts = state.attempts;
       r.next_attempt_unix_ms = state.next_attempt_unix_ms;
       r.last_reply = state.reply;
+      r.attempt_open = false;
       break;
+    case RecordType::kAttempt:
+      r.attempt_open = true;
+      return;  // changes nothing else: the message stays where it is
     default:
       break;
   }

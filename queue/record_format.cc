@@ -76,7 +76,7 @@ uint32_t RecordCrc(const RecordHeader& header, const char* payload) {
 size_t Finish(char* out, RecordType type, uint64_t segment_seq, size_t payload_bytes) {
   RecordHeader header{};
   header.magic = kRecordMagic;
-  header.version = kFormatVersion;
+  header.version = RecordVersion(type);
   header.type = static_cast<uint8_t>(type);
   header.payload_bytes = static_cast<uint32_t>(payload_bytes);
   header.segment_seq = segment_seq;
@@ -92,7 +92,9 @@ size_t Finish(char* out, RecordType type, uint64_t segment_seq, size_t payload_b
 
 }  // namespace
 
-bool IsKnownRecordType(uint8_t type) { return type >= 1 && type <= 6; }
+bool IsKnownRecordType(uint8_t type) { return type >= 1 && type <= 7; }
+
+uint8_t RecordVersion(RecordType type) { return type == RecordType::kAttempt ? 2 : 1; }
 
 const char* RecipientStatusName(RecipientStatus status) {
   switch (status) {
@@ -205,7 +207,8 @@ ScanResult CheckRecord(const char* data, size_t available, uint64_t segment_seq,
     return std::memcmp(data, kZeros, kRecordHeaderBytes) == 0 ? ScanResult::kEnd
                                                               : ScanResult::kInvalid;
   }
-  if (header->version != kFormatVersion || !IsKnownRecordType(header->type) ||
+  if (!IsKnownRecordType(header->type) ||
+      header->version != RecordVersion(static_cast<RecordType>(header->type)) ||
       header->segment_seq != segment_seq ||
       header->payload_bytes > available - kRecordHeaderBytes) {
     return ScanResult::kInvalid;

@@ -1,4 +1,11 @@
-// The on-disk format of the queue, version 1: every byte a segment file holds is described here.
+// The on-disk format of the queue: every byte a segment file holds is described here.
+//
+// Versions. The segment header's `version` is kFormatVersion (1): the layout of the files has not
+// changed since. Each record carries the format version its type appeared in (RecordVersion):
+// version 1 for the types of the first format, version 2 for kAttempt. A reader accepts a record
+// only with its type's version, so code of the first format reads a spool of this one as long as it
+// holds no attempt marker, and sees an attempt marker as a damaged record (its segment's messages
+// are re-appended and the segment moved aside: nothing is lost).
 //
 // A spool is a directory of fixed-size segment files (`segment-NNNNNN.q`). Each file starts with a
 // 4096-byte SegmentHeader; records follow back to back from offset kSegmentHeaderBytes, each
@@ -32,6 +39,13 @@
 //   kDelayNotified: id(16) time_unix_ms(i64) recipient(u32 = kAllRecipients) reply(str16)
 //               a "delayed" DSN (RFC 3464) went to the sender; the message is not final. A
 //               compacted copy carries it as kMessageFlagDelayNotified.
+//   kAttempt:   id(16) time_unix_ms(i64) recipient(u32) reply(str16, the MX host or why)
+//               (version 2) the message's body is about to go out to this recipient's MX, or an
+//               earlier attempt's outcome is still unknown: until a kDelivered, kBounced or
+//               kDeferred record follows it, the recipient has an attempt whose outcome nobody
+//               recorded, and the remote may hold a copy (RFC 1047). Written before the body, so
+//               a crash can only leave it without its outcome, never the other way round. A
+//               compacted copy is followed by one for each recipient that has one open.
 // State records are only ever appended; nothing is rewritten in place except the segment header.
 //
 // Thread-safety: the functions here are pure; any thread.
@@ -54,7 +68,10 @@ inline std::string_view FromAbsl(absl::string_view s) { return std::string_view(
 
 inline constexpr uint32_t kSegmentMagic = 0x47455351;  // "QSEG" little-endian
 inline constexpr uint32_t kRecordMagic = 0x43455251;   // "QREC" little-endian
+// The segment header's version.
 inline constexpr uint8_t kFormatVersion = 1;
+// The newest record version this code reads and writes (see RecordVersion).
+inline constexpr uint8_t kRecordVersionMax = 2;
 inline constexpr size_t kSegmentHeaderBytes = 4096;
 inline constexpr size_t kRecordHeaderBytes = 32;
 inline constexpr size_t kRecordAlignBytes = 8;
@@ -71,8 +88,11 @@ enum class RecordType : uint8_t {
   kBounced = 4,
   kDeleted = 5,
   kDelayNotified = 6,
+  kAttempt = 7,
 };
 bool IsKnownRecordType(uint8_t type);
+// The format version a record type appeared in, which its records carry: 1, or 2 for kAttempt.
+uint8_t RecordVersion(RecordType type);
 
 inline constexpr uint32_t kMessageFlagCompacted = 1;
 inline constexpr uint32_t kMessageFlagDelayNotified = 2;
@@ -144,6 +164,9 @@ struct RecipientState {
   uint32_t attempts = 0;
   int64_t next_attempt_unix_ms = 0;
   std::string last_reply;
+  // A kAttempt record with no outcome after it: an attempt whose outcome is unknown, so the remote
+  // may already hold a copy. Not part of the message record: kAttempt records carry it.
+  bool attempt_open = false;
 };
 
 // The envelope as accepted: MAIL FROM (may be empty: the null reverse-path, RFC 5321 §4.5.5) and
@@ -155,7 +178,7 @@ struct Envelope {
 
 // An outcome to append for one recipient (or, for kDeleted, the whole message).
 struct StateRecord {
-  // kDelivered, kDeferred, kBounced, kDeleted or kDelayNotified
+  // kDelivered, kDeferred, kBounced, kDeleted, kDelayNotified or kAttempt
   RecordType type = RecordType::kDelivered;
   MessageId id;
   // Index into the envelope's recipients; kAllRecipients for kDeleted and kDelayNotified.

@@ -86,7 +86,8 @@ TEST(RecordTest, MessageRoundTrip) {
 
 TEST(RecordTest, StateRoundTrip) {
   for (RecordType type : {RecordType::kDelivered, RecordType::kDeferred, RecordType::kBounced,
-                          RecordType::kDeleted, RecordType::kDelayNotified}) {
+                          RecordType::kDeleted, RecordType::kDelayNotified,
+                          RecordType::kAttempt}) {
     StateRecord s;
     s.type = type;
     s.id = MessageId{1, 2};
@@ -111,6 +112,34 @@ TEST(RecordTest, StateRoundTrip) {
       EXPECT_EQ(d->attempts, 4u);
       EXPECT_EQ(d->next_attempt_unix_ms, 1000);
     }
+  }
+}
+
+// A record carries the version its type appeared in: the first format's types stay readable by
+// its readers, and an attempt marker claiming version 1 (or any record claiming another version)
+// is not a valid record.
+TEST(RecordTest, EachTypeCarriesTheVersionItAppearedIn) {
+  for (RecordType type : {RecordType::kDelivered, RecordType::kAttempt}) {
+    StateRecord s;
+    s.type = type;
+    s.id = MessageId{1, 2};
+    s.reply = "mx.example.com";
+    std::vector<char> buf(AlignRecord(kRecordHeaderBytes + StatePayloadBytes(s)));
+    EncodeStateRecord(buf.data(), 3, s);
+    RecordHeader header;
+    size_t total;
+    ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 3, &header, &total), ScanResult::kValid);
+    EXPECT_EQ(header.version, type == RecordType::kAttempt ? 2 : 1);
+    EXPECT_EQ(header.version, RecordVersion(type));
+    EXPECT_LE(header.version, kRecordVersionMax);
+    // The same record under the other version, CRC recomputed: refused.
+    header.version = type == RecordType::kAttempt ? 1 : 2;
+    header.crc32c = 0;
+    std::memcpy(buf.data(), &header, sizeof(header));
+    uint32_t crc = Crc32c(0, buf.data(), kRecordHeaderBytes);
+    header.crc32c = Crc32c(crc, buf.data() + kRecordHeaderBytes, header.payload_bytes);
+    std::memcpy(buf.data(), &header, sizeof(header));
+    EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 3, &header, &total), ScanResult::kInvalid);
   }
 }
 

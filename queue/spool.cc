@@ -415,6 +415,7 @@ absl::Status Spool::CommitWrite(size_t bytes) {
     }
   }
   if (head.sync_requested_offset == head.write_offset) dirty_.push_back(head_seq_);
+  if (unsynced_since_ms_ < 0) unsynced_since_ms_ = clock_->MonotonicMillis();
   head.write_offset += bytes;
   ++stats_.appends;
   return absl::OkStatus();
@@ -468,6 +469,7 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
   Appended appended{info.id, end};
   index_.AddMessage(std::move(info), end);
   if (on_durable) waiters_.push_back(Waiter{end, std::move(on_durable)});
+  prompt_sync_ = true;  // a client waits for its 250, or a DSN for its first attempt
   return appended;
 }
 
@@ -489,6 +491,15 @@ absl::StatusOr<Position> Spool::AppendState(const StateRecord& state_in,
     state.recipient = kAllRecipients;
   }
   if (state.time_unix_ms == 0) state.time_unix_ms = static_cast<int64_t>(clock_->WallSeconds() * 1000);
+  ASSIGN_OR_RETURN(Position end, WriteState(state));
+  if (on_durable) {
+    waiters_.push_back(Waiter{end, std::move(on_durable)});
+    prompt_sync_ = true;
+  }
+  return end;
+}
+
+absl::StatusOr<Position> Spool::WriteState(const StateRecord& state) {
   const size_t total = AlignRecord(kRecordHeaderBytes + StatePayloadBytes(state));
   RETURN_IF_ERROR(Reserve(total, /*is_message=*/false));
   const uint64_t offset = active_.at(head_seq_).write_offset;
@@ -496,7 +507,6 @@ absl::StatusOr<Position> Spool::AppendState(const StateRecord& state_in,
   RETURN_IF_ERROR(CommitWrite(total));
   Position end{head_seq_, offset + total};
   index_.ApplyState(state, end);
-  if (on_durable) waiters_.push_back(Waiter{end, std::move(on_durable)});
   return end;
 }
 
@@ -525,11 +535,36 @@ absl::StatusOr<Position> Spool::AppendCopy(const MessageInfo& info) {
   Position end{head_seq_, copy.record_offset + total};
   index_.AddMessage(std::move(copy), end);
   ++stats_.messages_compacted;
+  // The copy supersedes the records that opened these attempts, and the segments holding them may
+  // be freed: say again that their outcome is unknown, right after the copy.
+  for (uint32_t i = 0; i < info.recipients.size(); ++i) {
+    const RecipientState& r = info.recipients[i];
+    if (!r.attempt_open || r.status != RecipientStatus::kPending) continue;
+    StateRecord marker;
+    marker.type = RecordType::kAttempt;
+    marker.id = info.id;
+    marker.recipient = i;
+    marker.time_unix_ms = static_cast<int64_t>(clock_->WallSeconds() * 1000);
+    marker.reply = "outcome of an earlier attempt unknown";
+    ASSIGN_OR_RETURN(end, WriteState(marker));
+  }
   return end;
 }
 
+int64_t Spool::OutcomeSyncDueMs() const {
+  if (!broken_.ok() || prompt_sync_ || !freeing_.empty() || dirty_.empty()) return -1;
+  if (options_.outcome_sync_ms <= 0 || unsynced_since_ms_ < 0) return -1;
+  const int64_t due_ms = unsynced_since_ms_ + options_.outcome_sync_ms;
+  return due_ms > clock_->MonotonicMillis() ? due_ms : -1;
+}
+
 bool Spool::NeedsSync() const {
-  if (!broken_.ok() || (dirty_.empty() && freeing_.empty())) return false;
+  if (!broken_.ok() || !HasUnsyncedRecords()) return false;
+  if (OutcomeSyncDueMs() >= 0) return false;  // nobody waits: ride on a later batch
+  return CanBeginSync();
+}
+
+bool Spool::CanBeginSync() const {
   if (syncs_running_ == 0) return true;
   if (syncs_running_ >= options_.syncs_in_flight_max) return false;
   // Overlap only past the middle of the youngest sync (see the contract in spool.h).
@@ -544,6 +579,8 @@ SyncBatch Spool::BeginSync() {
   sync.batch_id = next_batch_id_++;
   sync.begin_ns = clock_->MonotonicNanos();
   sync.end = append_position();
+  prompt_sync_ = false;
+  unsynced_since_ms_ = -1;
   for (uint64_t seq : dirty_) {
     auto it = active_.find(seq);
     if (it == active_.end()) continue;
@@ -669,7 +706,7 @@ void Spool::FreeSegments() {
 }
 
 absl::Status Spool::SyncNow() {
-  if (!NeedsSync()) {
+  if (!broken_.ok() || !HasUnsyncedRecords() || !CanBeginSync()) {
     if (!broken_.ok()) return broken_;
     return absl::OkStatus();
   }

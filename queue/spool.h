@@ -10,7 +10,16 @@
 // its position; NOTHING is durable then. The record's DurableCallback fires (on this thread, from
 // EndSync or SyncNow) with OK only after an fdatasync that covers the record has completed, or
 // with an error status. The server sends "250" to DATA only from that callback. All records
-// appended before BeginSync share that one sync (group commit). Up to syncs_in_flight_max syncs
+// appended before BeginSync share that one sync (group commit). A new message, or a state record
+// with a callback, asks for a sync at once (NeedsSync). Records nobody waits for (delivery
+// outcomes, attempt markers, compacted copies) do not: they join the next group commit, and when
+// none begins within outcome_sync_ms of the first of them, NeedsSync asks for one then
+// (OutcomeSyncDueMs says when, for the caller's timer). So an outcome is covered by a sync that
+// begins at most outcome_sync_ms after it was appended (later only while syncs_in_flight_max
+// batches are running: the next one begins when one ends), at the cost of one fdatasync per
+// outcome_sync_ms at most while only deliveries run, instead of one per loop turn that recorded
+// an outcome. A process crash (SIGKILL) loses none of them: they are in the page cache once
+// appended; the bound is what a machine crash may lose. Up to syncs_in_flight_max syncs
 // may be in flight at once: appends made while they run ride on the next one. With one at a time,
 // a record appended just after a sync began waits for the rest of it and then a whole one (about
 // 1.5 fdatasync times on average). NeedsSync therefore lets a batch begin while another runs, but
@@ -24,6 +33,10 @@
 //     if (spool.NeedsSync()) { batch = spool.BeginSync(); submit IORING_OP_FSYNC
 //       (IORING_FSYNC_DATASYNC) for each batch.targets[i].fd; when all complete:
 //       spool.EndSync(batch, 0 or the first -errno); }
+//     else if (spool.OutcomeSyncDueMs() >= 0) { wake up then and ask again; }
+//
+// Before it stops, the owner calls RequestPromptSync (each turn) so that nothing waits for the
+// bound, and stops once HasUnsyncedRecords() is false and no batch runs.
 //
 // A failed fdatasync fails every waiting callback and the spool refuses further appends (the
 // kernel may have dropped the dirty pages: retrying would claim durability it does not have);
@@ -115,6 +128,9 @@ struct SpoolOptions {
   // Group commits in flight at once: begun and not yet ended (see the durability contract
   // above); at least 1.
   uint32_t syncs_in_flight_max = 2;
+  // How long records nobody waits for (outcomes) may wait for a group commit before one is begun
+  // for them alone; 0: at once, like messages.
+  int64_t outcome_sync_ms = 5;
   WriteMode write_mode = WriteMode::kPwrite;
   // Messages older than this are reported by ExpiredMessages for the bounce path.
   int64_t message_age_max_ms = int64_t{5} * 24 * 3600 * 1000;
@@ -207,10 +223,21 @@ class Spool {
     failing_state_status_ = std::move(status);
   }
 
+  // A batch should begin now (see the durability contract above).
   bool NeedsSync() const;
+  // When (clock monotonic ms) NeedsSync will ask for a sync for the records that wait without a
+  // callback; -1 when none waits that way or NeedsSync already asks.
+  int64_t OutcomeSyncDueMs() const;
+  // Something appended (or a segment marked free) is not covered by a begun sync yet.
+  bool HasUnsyncedRecords() const { return !dirty_.empty() || !freeing_.empty(); }
+  // What waits for outcome_sync_ms is synced at the next chance instead (a stop).
+  void RequestPromptSync() {
+    if (HasUnsyncedRecords()) prompt_sync_ = true;
+  }
   SyncBatch BeginSync();
   void EndSync(const SyncBatch& batch, int result);
-  // Blocking driver for tests and tools: BeginSync, fdatasync each target, EndSync.
+  // Blocking driver for tests and tools: BeginSync, fdatasync each target, EndSync. Syncs what
+  // waits for outcome_sync_ms too.
   absl::Status SyncNow();
 
   // How long TakeReserveRequest waits after a failed creation before asking again.
@@ -290,8 +317,13 @@ class Spool {
   // Writes an encoded record at the head's write offset.
   char* WritePointer(size_t bytes);
   absl::Status CommitWrite(size_t bytes);
-  // Re-appends a message with its current state (compaction, recovery from damage).
+  // Re-appends a message with its current state (compaction, recovery from damage), and an
+  // attempt marker after it for each recipient with an attempt open.
   absl::StatusOr<Position> AppendCopy(const MessageInfo& info);
+  // Appends an already checked state record and applies it to the index.
+  absl::StatusOr<Position> WriteState(const StateRecord& state);
+  // A batch may begin now as far as the syncs in flight go.
+  bool CanBeginSync() const;
   // Retires completed batches from the front of in_flight_, in begin order.
   void RetireSyncs();
   // Stores the synced length into the headers of unpublished_ segments (throttled, see .cc;
@@ -312,6 +344,11 @@ class Spool {
   uint64_t head_seq_ = 0;               // 0: no head yet (after open, until the first append)
   // Segments written since the last BeginSync.
   std::vector<uint64_t> dirty_;
+  // Since the last BeginSync: a message or a record with a callback was appended (or a stop
+  // asked), so the next batch should begin at once.
+  bool prompt_sync_ = false;
+  // clock_ monotonic ms of the first append since the last BeginSync; -1: none.
+  int64_t unsynced_since_ms_ = -1;
   std::deque<InFlightSync> in_flight_;
   size_t freeing_in_flight_ = 0;  // free marks in in_flight_'s batches
   uint32_t syncs_running_ = 0;    // batches of in_flight_ not yet ended

@@ -210,6 +210,148 @@ TEST_F(SpoolTest, OverlappingSyncWaitsForTheMiddleOfTheRunningOne) {
   EXPECT_EQ(spool->durable_position(), third.end);
 }
 
+// Outcomes nobody waits for do not ask for a sync of their own at once: they ride on the next
+// group commit, and when none begins within outcome_sync_ms, NeedsSync asks for one then.
+TEST_F(SpoolTest, OutcomesJoinTheGroupCommitWithinOutcomeSyncMs) {
+  auto spool = OpenSpool(dir_);  // outcome_sync_ms = 5 by default
+  MessageId id = Append(*spool, 0, 100, 3);
+  ASSERT_TRUE(spool->NeedsSync());  // a message: at once
+  ASSERT_TRUE(spool->SyncNow().ok());
+  StateRecord delivered;
+  delivered.id = id;
+  delivered.type = RecordType::kDelivered;
+  delivered.recipient = 0;
+  ASSERT_TRUE(spool->AppendState(delivered, nullptr).ok());
+  const int64_t appended_ms = clock_.MonotonicMillis();
+  EXPECT_TRUE(spool->HasUnsyncedRecords());
+  EXPECT_FALSE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), appended_ms + 5);
+  clock_.AdvanceMillis(4);
+  StateRecord second = delivered;
+  second.recipient = 1;
+  ASSERT_TRUE(spool->AppendState(second, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), appended_ms + 5);  // counted from the first one
+  clock_.AdvanceMillis(1);
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+  ASSERT_TRUE(spool->NeedsSync());
+  SyncBatch batch = spool->BeginSync();
+  ASSERT_EQ(batch.targets.size(), 1u);
+  spool->EndSync(batch, 0);
+  EXPECT_FALSE(spool->HasUnsyncedRecords());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+
+  // An outcome, then a message: the message's batch takes the outcome along, at once.
+  StateRecord third = delivered;
+  third.recipient = 2;
+  ASSERT_TRUE(spool->AppendState(third, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  MessageId other = Append(*spool, 1);
+  ASSERT_TRUE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+  ASSERT_TRUE(spool->SyncNow().ok());
+
+  // A state record with a callback is waited for: at once.
+  int fired = 0;
+  StateRecord bounced;
+  bounced.id = other;
+  bounced.type = RecordType::kBounced;
+  bounced.reply = "550 5.1.1 no such user";
+  ASSERT_TRUE(spool->AppendState(bounced, [&](absl::Status s) {
+    EXPECT_TRUE(s.ok());
+    ++fired;
+  }).ok());
+  ASSERT_TRUE(spool->NeedsSync());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_EQ(fired, 1);
+
+  // A stop does not wait for the bound; SyncNow never does.
+  MessageId last = Append(*spool, 2, 100, 2);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  StateRecord marker;
+  marker.id = last;
+  marker.type = RecordType::kAttempt;
+  ASSERT_TRUE(spool->AppendState(marker, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  spool->RequestPromptSync();
+  EXPECT_TRUE(spool->NeedsSync());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_FALSE(spool->HasUnsyncedRecords());
+  marker.recipient = 1;
+  ASSERT_TRUE(spool->AppendState(marker, nullptr).ok());
+  EXPECT_FALSE(spool->NeedsSync());
+  ASSERT_TRUE(spool->SyncNow().ok());
+  EXPECT_FALSE(spool->HasUnsyncedRecords());
+}
+
+// outcome_sync_ms = 0: every record asks for a sync at once, as before the bound existed.
+TEST_F(SpoolTest, OutcomeSyncMsZeroSyncsOutcomesAtOnce) {
+  SpoolOptions options = Options(dir_);
+  options.outcome_sync_ms = 0;
+  auto opened = Spool::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Spool> spool = std::move(*opened);
+  MessageId id = Append(*spool, 0);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  StateRecord delivered;
+  delivered.id = id;
+  delivered.type = RecordType::kDelivered;
+  ASSERT_TRUE(spool->AppendState(delivered, nullptr).ok());
+  EXPECT_TRUE(spool->NeedsSync());
+  EXPECT_EQ(spool->OutcomeSyncDueMs(), -1);
+}
+
+// An attempt marker without an outcome after it is what recovery finds after a crash between the
+// body and the reply: the recipient's attempt is open. An outcome closes it.
+TEST_F(SpoolTest, AttemptMarkersOpenUntilAnOutcomeAndSurviveReopen) {
+  MessageId id;
+  {
+    auto spool = OpenSpool(dir_);
+    id = Append(*spool, 0, 100, 3);
+    for (uint32_t r = 0; r < 3; ++r) {
+      StateRecord marker;
+      marker.id = id;
+      marker.type = RecordType::kAttempt;
+      marker.recipient = r;
+      marker.reply = "mx.example.com";
+      ASSERT_TRUE(spool->AppendState(marker, nullptr).ok());
+    }
+    StateRecord deferred;
+    deferred.id = id;
+    deferred.type = RecordType::kDeferred;
+    deferred.recipient = 1;
+    deferred.attempts = 1;
+    deferred.next_attempt_unix_ms = 1;
+    deferred.reply = "451 4.3.0 try later";
+    ASSERT_TRUE(spool->AppendState(deferred, nullptr).ok());
+    StateRecord delivered;
+    delivered.id = id;
+    delivered.type = RecordType::kDelivered;
+    delivered.recipient = 2;
+    ASSERT_TRUE(spool->AppendState(delivered, nullptr).ok());
+    const MessageInfo* info = spool->Find(id);
+    EXPECT_TRUE(info->recipients[0].attempt_open);
+    EXPECT_FALSE(info->recipients[1].attempt_open);
+    EXPECT_FALSE(info->recipients[2].attempt_open);
+    // A marker for a final recipient is refused, like any state record.
+    StateRecord late;
+    late.id = id;
+    late.type = RecordType::kAttempt;
+    late.recipient = 2;
+    EXPECT_FALSE(spool->AppendState(late, nullptr).ok());
+    // No sync: a killed process leaves its appends in the page cache, and recovery reads them.
+  }
+  RecoveryReport report;
+  auto spool = OpenSpool(dir_, &report);
+  EXPECT_TRUE(report.corruptions.empty());
+  const MessageInfo* info = spool->Find(id);
+  ASSERT_NE(info, nullptr);
+  EXPECT_TRUE(info->recipients[0].attempt_open);
+  EXPECT_FALSE(info->recipients[1].attempt_open);
+  EXPECT_EQ(info->recipients[1].attempts, 1u);
+  EXPECT_EQ(info->recipients[2].status, RecipientStatus::kDelivered);
+}
+
 // The first of two batches fails after the second succeeded: nothing of either is reported
 // durable, every waiter gets the error, and the spool refuses appends.
 TEST_F(SpoolTest, FailureOfAnEarlierBatchFailsTheLaterOnesToo) {
@@ -489,6 +631,12 @@ TEST_F(SpoolTest, CompactionMovesLongDeferredMessagesAndFreesTheSegment) {
   notice.type = RecordType::kDelayNotified;
   ASSERT_TRUE(spool->AppendState(notice, nullptr).ok());
   EXPECT_TRUE(spool->Find(ids[0])->delay_notified);
+  StateRecord attempt;
+  attempt.id = ids[0];
+  attempt.type = RecordType::kAttempt;
+  attempt.reply = "mx.example.com";
+  ASSERT_TRUE(spool->AppendState(attempt, nullptr).ok());
+  EXPECT_TRUE(spool->Find(ids[0])->recipients[0].attempt_open);
   ASSERT_TRUE(spool->SyncNow().ok());
   // Pinned messages stay where they are.
   spool->Pin(ids[0]);
@@ -512,6 +660,9 @@ TEST_F(SpoolTest, CompactionMovesLongDeferredMessagesAndFreesTheSegment) {
   EXPECT_EQ(info->recipients[0].last_reply, "421 4.7.0 try again later");
   // The delay notice moved with the compacted copy: no second "delayed" DSN after a restart.
   EXPECT_TRUE(info->delay_notified);
+  // So did the open attempt, though the segment of its marker was freed: the next delivery will
+  // still say it may be a duplicate.
+  EXPECT_TRUE(info->recipients[0].attempt_open);
   EXPECT_EQ(spool->MessageBytes(ids[0]), "X-Prepended: yes\r\n" + Body(0, 3000));
 }
 

@@ -196,6 +196,10 @@ void FormatDeliveryRecord(const DeliveryRecord& r, std::string& out) {
   AppendStringField(out, "dsn_id", r.dsn_queue_id);
   AppendStringField(out, "dsn", r.dsn_action);
   if (r.attempt != 0) AppendIntField(out, "attempt", r.attempt);
+  if (r.possible_duplicate) {
+    AppendKey(out, "possible_duplicate");
+    out += "true";
+  }
   if (r.queued_ms >= 0) AppendIntField(out, "queued_ms", r.queued_ms);
   if (r.attempt_ms >= 0) AppendIntField(out, "attempt_ms", r.attempt_ms);
   if (r.next_attempt_unix_ms != 0) {

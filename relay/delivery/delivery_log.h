@@ -14,6 +14,13 @@
 // handler (any thread) calls RequestReopen(), which only sets an atomic flag, and the owner
 // reopens the path at its next Flush().
 //
+// A delivered, deferred or bounced line with "possible_duplicate":true is about a recipient that
+// had an earlier attempt whose outcome was never learned or never recorded: the relay died after
+// the message's body went out and before the reply was recorded, or the connection was lost
+// after the body and before the reply (RFC 1047). The remote may hold a copy from that attempt,
+// so a delivered line with it may be the second copy. Lines without it are about recipients with
+// no such attempt (queue/record_format.h, kAttempt).
+//
 // JSON strings are escaped per RFC 8259 §7: quote, backslash and control characters (and DEL)
 // as escapes; valid UTF-8 is kept as it is; each byte that is not part of valid UTF-8 (stray
 // continuation bytes, overlong forms, surrogates, code points above U+10FFFF) is replaced by
@@ -63,6 +70,7 @@ struct DeliveryRecord {
   std::string_view dsn_queue_id;     // dsn_sent: the DSN's own queue id
   std::string_view dsn_action;       // dsn_sent: "failed" or "delayed" (RFC 3464 Action)
   uint32_t attempt = 0;              // 1 for the first attempt
+  bool possible_duplicate = false;   // see the contract above; written only when true
   int64_t queued_ms = -1;            // time since reception; -1: left out
   int64_t attempt_ms = -1;           // duration of this attempt; -1: left out
   int64_t next_attempt_unix_ms = 0;  // deferrals: when the next attempt is due

@@ -222,6 +222,13 @@ TEST(DeliveryLog, RecordFields) {
             "\"tls\":{\"version\":\"TLSv1.3\",\"cipher\":\"TLS_AES_128_GCM_SHA256\"},"
             "\"reply\":{\"code\":250,\"enhanced\":\"2.0.0\",\"text\":\"OK 1763840000 x1si\"},"
             "\"attempt\":2,\"queued_ms\":65000,\"attempt_ms\":310}\n");
+  // A delivery whose earlier attempt's outcome is unknown says so.
+  r.possible_duplicate = true;
+  line.clear();
+  FormatDeliveryRecord(r, line);
+  EXPECT_NE(line.find("\"attempt\":2,\"possible_duplicate\":true,\"queued_ms\":65000"),
+            std::string::npos)
+      << line;
   for (DeliveryEvent e :
        {DeliveryEvent::kReceived, DeliveryEvent::kDeferred, DeliveryEvent::kBounced,
         DeliveryEvent::kExpired, DeliveryEvent::kDsnSent}) {

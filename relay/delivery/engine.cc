@@ -409,6 +409,33 @@ std::unique_ptr<Job> DeliveryEngine::TakeJob(ReadyQueue* queue) {
   return job;
 }
 
+void DeliveryEngine::RecordAttemptStart(Job& job, std::string_view mx_host) {
+  const queue::MessageInfo* info = spool_->Find(job.id);
+  if (info == nullptr || job.body_sent) return;
+  job.body_sent = true;
+  job.unknown_before.clear();
+  for (uint32_t r : job.recipients) {
+    if (r >= info->recipients.size()) continue;
+    const queue::RecipientState& state = info->recipients[r];
+    if (state.status != queue::RecipientStatus::kPending) continue;
+    if (state.attempt_open) job.unknown_before.push_back(r);
+    queue::StateRecord marker;
+    marker.type = queue::RecordType::kAttempt;
+    marker.id = job.id;
+    marker.recipient = r;
+    marker.time_unix_ms = NowUnixMs();
+    marker.reply = std::string(mx_host);
+    // No callback: the marker is in the page cache before the body leaves, which a crash of the
+    // process cannot undo; a crash of the machine can lose it only within outcome_sync_ms.
+    absl::StatusOr<queue::Position> appended = spool_->AppendState(marker, nullptr);
+    if (!appended.ok()) {
+      // Delivery goes on: a crash before the outcome would then deliver again without saying so.
+      LogError() << "recording the attempt of " << job.id.ToString() << " to "
+                 << state.address << ": " << appended.status();
+    }
+  }
+}
+
 void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
                                    const RecipientOutcome& reported, const AttemptInfo& attempt) {
   const queue::MessageInfo* info = spool_->Find(job.id);
@@ -418,6 +445,14 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   // The record holds kReplyBytesMax of reply: a longer one would be refused, and the recipient
   // attempted again at once (a delivery or a DSN per attempt). Code and enhanced code are kept.
   const RecipientOutcome outcome = reported.FittedTo(queue::kReplyBytesMax);
+  // An earlier attempt of unknown outcome: the remote may already hold a copy. Without a body in
+  // this attempt the recipient's marker, if open, is an earlier attempt's.
+  const bool earlier_unknown =
+      job.body_sent ? std::find(job.unknown_before.begin(), job.unknown_before.end(),
+                                recipient) != job.unknown_before.end()
+                    : info->recipients[recipient].attempt_open;
+  // This attempt's body went out and no reply came back: its outcome is unknown too.
+  const bool this_unknown = job.body_sent && !attempt.reply_received;
   queue::StateRecord state;
   state.id = job.id;
   state.recipient = recipient;
@@ -503,11 +538,13 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     line.reply_enhanced = effective.enhanced;
     line.reply_text = effective.text;
     line.attempt = info->recipients[recipient].attempts + 1;
+    line.possible_duplicate = earlier_unknown;
     line.queued_ms = now - info->created_unix_ms;
     line.attempt_ms = attempt.duration_ms > 0 ? attempt.duration_ms : -1;
     line.next_attempt_unix_ms = state.next_attempt_unix_ms;
     log_->Append(line);
   }
+  if (earlier_unknown) ++stats_.possible_duplicates;
   absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
   if (!appended.ok()) {
     // Not recorded: nothing that depends on it may happen yet. The DSN waits for the record, the
@@ -524,6 +561,23 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     entry.bounce = bounce;
     entry.failed = std::move(failed);
     KeepUnrecorded(std::move(entry), appended.status());
+    return;
+  }
+  if (state.type == queue::RecordType::kDeferred && (earlier_unknown || this_unknown)) {
+    // The deferral closed the recipient's marker, but a copy may still be out there: open one
+    // again, so that the next attempt, after a restart too, says so.
+    queue::StateRecord marker;
+    marker.type = queue::RecordType::kAttempt;
+    marker.id = job.id;
+    marker.recipient = recipient;
+    marker.time_unix_ms = now;
+    marker.reply =
+        this_unknown ? "no reply after the body" : "outcome of an earlier attempt unknown";
+    absl::StatusOr<queue::Position> kept = spool_->AppendState(marker, nullptr);
+    if (!kept.ok()) {
+      LogError() << "recording the unknown outcome of " << job.id.ToString() << ": "
+                 << kept.status();
+    }
   }
 }
 

@@ -11,8 +11,12 @@
 //
 // Every outcome is recorded in the spool (state records: delivered, deferred until T with the
 // attempt count and reply, bounced) before anything else depends on it, and written to the
-// delivery log. Permanent failures and expired messages produce one DSN per message to the
-// envelope sender (never for a null sender), queued as a new message.
+// delivery log. Before a message's body goes out, an attempt marker is recorded for its
+// recipients; a recipient whose marker has no outcome after it (the relay died, or the connection
+// was lost after the body and before the reply) may already have a copy, and every later line
+// about it says "possible_duplicate" (RFC 1047; delivery_log.h). Permanent failures and expired
+// messages produce one DSN per message to the envelope sender (never for a null sender), queued
+// as a new message.
 //
 // A recorded outcome always fits its record: the reply is cut to queue::kReplyBytesMax (code and
 // enhanced code kept, the text cut at a UTF-8 boundary and marked). An outcome the spool refuses
@@ -97,6 +101,10 @@ struct Job {
   int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
   int metrics_site = -1;             // the shaping rule's metrics label index, -1: none yet
   int source = -1;                   // the egress source index, -1: none yet
+  // RecordAttemptStart ran: the body is going out, the remote may accept the message from now on.
+  bool body_sent = false;
+  // Recipients that, when the body went out, already had an attempt of unknown outcome.
+  std::vector<uint32_t> unknown_before;
 };
 
 struct ReadyQueue {
@@ -158,6 +166,10 @@ class DeliveryEngine {
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
+  // The job's body is about to go out to `mx_host` (before its first byte is written): records
+  // an attempt marker for each of its pending recipients, and notes which of them already had an
+  // attempt of unknown outcome.
+  void RecordAttemptStart(Job& job, std::string_view mx_host);
   // One recipient's outcome of a job (exactly once per recipient). Fitted to the record first; if
   // the spool refuses it, kept and appended again later (see the header).
   void RecordOutcome(const Job& job, uint32_t recipient, const RecipientOutcome& outcome,
@@ -177,6 +189,8 @@ class DeliveryEngine {
     uint64_t bounced = 0;
     uint64_t dsn_queued = 0;
     uint64_t connections_opened = 0;
+    // Outcomes of recipients with an earlier attempt of unknown outcome (possible_duplicate).
+    uint64_t possible_duplicates = 0;
   };
   const Stats& stats() const { return stats_; }
   // Null before Start().

@@ -230,6 +230,9 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
   if (actions.message_done) FinishJob(actions.outcomes);
   if (actions.next_message_done) FinishJob(actions.next_outcomes);
   if (actions.send_body && job_ != nullptr) {
+    // From the body's end on, the remote may accept the message: mark the attempt first.
+    engine_->RecordAttemptStart(
+        *job_, queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)].host);
     const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
     stuffer_.emplace(info != nullptr ? info->message : std::string_view());
   }
@@ -281,6 +284,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
   for (const smtp::Outcome& o : outcomes) {
     if (o.recipient_index >= job_->recipients.size()) continue;
     RecipientOutcome outcome = ToOutcome(o);
+    attempt.reply_received = o.from_peer;
     if (o.from_peer && outcome.kind == OutcomeKind::kTransient &&
         engine_->policy()->BounceForReply(queue_->limits, outcome)) {
       outcome.kind = OutcomeKind::kPermanent;  // a reply rule knows this 4xx is final

@@ -36,6 +36,9 @@ struct AttemptInfo {
   std::string tls_version;   // "" when plain text
   std::string tls_cipher;
   int64_t duration_ms = 0;
+  // The outcome is the remote's reply. False when it was made up here (timeout, connection lost,
+  // DNS): after the body went out, such an outcome leaves the attempt's real outcome unknown.
+  bool reply_received = false;
 };
 
 }  // namespace relay::delivery

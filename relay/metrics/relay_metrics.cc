@@ -132,6 +132,10 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
                                              Help("Outbound SMTP connections opened."));
   dsn_queued = r.AddCounter("relay_dsn_queued_total",
                             Help("Delivery status notifications (bounces) queued."));
+  possible_duplicates = r.AddCounter(
+      "relay_possible_duplicate_outcomes_total",
+      Help("Delivery outcomes of recipients whose earlier attempt's outcome is unknown (the relay "
+           "died, or the connection was lost, after the body): the remote may hold a copy."));
 
   // Site and source labels: the configuration's names plus "none".
   std::vector<std::string> sites = {"none"};

@@ -93,6 +93,9 @@ class RelayMetrics {
   Gauge outbound_connections_open;
   Counter outbound_connections_opened;
   Counter dsn_queued;
+  // Outcomes of recipients with an earlier attempt of unknown outcome (the delivery log's
+  // "possible_duplicate").
+  Counter possible_duplicates;
 
  private:
   Registry registry_;

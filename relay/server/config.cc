@@ -280,7 +280,8 @@ absl::Status Parse(const toml::table& root, Config& c) {
     QueueSettings& q = c.queue;
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "queue.",
                                        {"segment_bytes", "reserve_segments", "spool_bytes_max",
-                                        "fsync", "syncs_in_flight_max", "max_age_s"}));
+                                        "fsync", "syncs_in_flight_max", "outcome_sync_ms",
+                                        "max_age_s"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "segment_bytes", &q.segment_bytes, 1 << 20,
                                 int64_t{1} << 34));
     RETURN_IF_ERROR_CFG(
@@ -290,6 +291,8 @@ absl::Status Parse(const toml::table& root, Config& c) {
     RETURN_IF_ERROR_CFG(ReadBool(c, *t, "queue.", "fsync", &q.fsync));
     RETURN_IF_ERROR_CFG(
         ReadInt(c, *t, "queue.", "syncs_in_flight_max", &q.syncs_in_flight_max, 1, 64));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "queue.", "outcome_sync_ms", &q.outcome_sync_ms, 0, 1000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "queue.", "max_age_s", &q.max_age_s, 60, 365 * 86400));
   }
   if (const toml::table* t = SubTable(root, "dkim")) {

@@ -64,6 +64,8 @@ struct QueueSettings {
   uint64_t spool_bytes_max = 0;                // 0: limited by the disk only
   bool fsync = true;                           // false is for benchmarks only
   uint32_t syncs_in_flight_max = 2;            // group commits in flight at once
+  // A delivery outcome waits at most this long for a group commit to cover it (queue/spool.h).
+  uint32_t outcome_sync_ms = 5;
   uint64_t max_age_s = 5 * 24 * 3600;
 };
 

@@ -112,6 +112,28 @@ TEST(Config, OutboundBoundsAreReadAndChecked) {
       << c.status();
 }
 
+// The bound on how long a delivery outcome waits for a group commit: read, and range-checked.
+TEST(Config, QueueOutcomeSyncMs) {
+  // The generated config shows the setting with its default; change only that line.
+  const std::string text = DefaultText("h");
+  const std::string line = "outcome_sync_ms = 5\n";
+  ASSERT_NE(text.find(line), std::string::npos);
+  auto with = [&](const std::string& value) {
+    std::string edited = text;
+    edited.replace(edited.find(line), line.size(), "outcome_sync_ms = " + value + "\n");
+    return edited;
+  };
+  auto c = LoadConfig(WriteFile("osync1.toml", with("2")));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->queue.outcome_sync_ms, 2u);
+  c = LoadConfig(WriteFile("osync2.toml", with("0")));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->queue.outcome_sync_ms, 0u);
+  c = LoadConfig(WriteFile("osync3.toml", with("5000")));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("outcome_sync_ms"), std::string::npos) << c.status();
+}
+
 TEST(Config, DkimKeysAreListed) {
   auto c = LoadConfig(WriteFile("dkim.toml", DefaultText("h") +
                                                  "[[dkim.key]]\ndomain = \"example.com\"\n"

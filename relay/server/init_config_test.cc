@@ -155,6 +155,7 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->auth.worker_threads, d.auth.worker_threads);
   EXPECT_EQ(c->queue.segment_bytes, d.queue.segment_bytes);
   EXPECT_EQ(c->queue.syncs_in_flight_max, d.queue.syncs_in_flight_max);
+  EXPECT_EQ(c->queue.outcome_sync_ms, d.queue.outcome_sync_ms);
   EXPECT_EQ(c->queue.max_age_s, d.queue.max_age_s);
   EXPECT_EQ(c->delivery.tls_ca_file, d.delivery.tls_ca_file);
   EXPECT_EQ(c->delivery.source_suspend_ms, d.delivery.source_suspend_ms);

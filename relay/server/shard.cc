@@ -125,6 +125,8 @@ absl::Status Shard::Setup() {
   }
   spool_options.fsync = config.queue.fsync;
   spool_options.syncs_in_flight_max = config.queue.syncs_in_flight_max;
+  spool_options.outcome_sync_ms = config.queue.outcome_sync_ms;
+  spool_options.clock = reactor_->clock();  // OutcomeSyncDueMs is a deadline on our timers
   spool_options.message_age_max_ms = static_cast<int64_t>(config.queue.max_age_s) * 1000;
   std::error_code ec;
   std::filesystem::create_directories(spool_options.directory, ec);
@@ -243,6 +245,8 @@ absl::Status Shard::Setup() {
     ArmAccept(lp);
   }
   reactor_->AddTurnEndHook([this] { TurnEnd(); });
+  // Only wakes the loop: TurnEnd begins the sync the outcomes waited for.
+  outcome_sync_timer_.set_callback([] {});
   maintenance_timer_.set_callback([this] {
     // Retries a failed reserve creation (TurnEnd asks too; this covers an idle shard).
     RequestReserveSegments();
@@ -278,6 +282,7 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   if (reactor_ != nullptr) {
     reactor_->timers().Cancel(&maintenance_timer_);
     reactor_->timers().Cancel(&stop_timer_);
+    reactor_->timers().Cancel(&outcome_sync_timer_);
   }
   // Waits for a creation in progress (one at most) and drops the queued ones; a result it posts
   // to the reactor finds spool_ gone and is dropped, its file recovered at the next start.
@@ -387,8 +392,16 @@ void Shard::TurnEnd() {
   // A reserve segment taken by this turn's appends is replaced off this thread (at once when
   // the reserve is low).
   if (!stopping_) RequestReserveSegments();
-  // One new batch per turn at most: it takes every record appended so far.
-  if (spool_->NeedsSync()) StartSync();
+  // One new batch per turn at most: it takes every record appended so far. Outcomes alone wait
+  // up to [queue] outcome_sync_ms for one (the timer wakes us then); a stop waits for nothing.
+  if (stopping_) spool_->RequestPromptSync();
+  if (spool_->NeedsSync()) {
+    StartSync();
+  } else if (int64_t due_ms = spool_->OutcomeSyncDueMs(); due_ms >= 0) {
+    if (!outcome_sync_timer_.scheduled() || outcome_sync_timer_.deadline_ms() > due_ms) {
+      reactor_->timers().Schedule(&outcome_sync_timer_, due_ms);
+    }
+  }
 }
 
 void Shard::StartSync() {
@@ -478,6 +491,7 @@ void Shard::PublishMetrics() {
     const delivery::DeliveryEngine::Stats& stats = delivery_->stats();
     m->outbound_connections_opened.Set(index_, stats.connections_opened);
     m->dsn_queued.Set(index_, stats.dsn_queued);
+    m->possible_duplicates.Set(index_, stats.possible_duplicates);
     if (const dns::Resolver* resolver = delivery_->resolver()) {
       m->dns_queries.Set(index_, resolver->queries_sent());
       m->dns_cache_hits.Set(index_, resolver->cache_hits());
@@ -525,7 +539,8 @@ void Shard::BeginStop() {
 }
 
 void Shard::FinishStopIfDone() {
-  if (!connections_.empty() || !delivery_stopped_ || syncs_in_flight_ > 0 || spool_->NeedsSync()) {
+  if (!connections_.empty() || !delivery_stopped_ || syncs_in_flight_ > 0 ||
+      spool_->HasUnsyncedRecords()) {
     return;
   }
   for (Listener& l : listeners_) {

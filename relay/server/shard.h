@@ -185,6 +185,8 @@ class Shard {
   int64_t stop_deadline_ms_ = 0;
   io::Timer stop_timer_;
   io::Timer maintenance_timer_;
+  // Armed at the spool's OutcomeSyncDueMs: outcomes get their group commit without new messages.
+  io::Timer outcome_sync_timer_;
   ShardCounters counters_;
 };
 

@@ -322,6 +322,9 @@ check(delta("relay_recipients_delivered_total", **DD) == 4,
 check(delta("relay_recipients_bounced_total", **DD) == 1, "recipients bounced +1")
 check(delta("relay_recipients_deferred_total", **DD) == 0, "nothing deferred")
 check(delta("relay_dsn_queued_total") == 1, "one DSN queued")
+check(any(k[0] == "relay_possible_duplicate_outcomes_total" for k in after) and
+      delta("relay_possible_duplicate_outcomes_total") == 0,
+      "possible duplicates counted, none without a crash or a lost reply")
 syncs = delta("relay_queue_fsync_seconds_count")
 check(syncs >= 1 and delta("relay_queue_fsync_seconds_sum") > 0, "fsync latency observed")
 check(delta("relay_queue_fsync_batch_records_count") == syncs,

@@ -18,10 +18,13 @@ Checks: every message arrives exactly once over one connection per site; at pipe
 message but the last is pipelined (also over TLS), and the one after the rejected "." still goes;
 with
 pipeline_transactions = false (nopipe.test) none is; a connection lost with two messages open
-leaves both to a retry that delivers each once; smtp-sink gets each of its messages once.
+leaves both to a retry that delivers each once, the one whose "." got no reply logged as a possible
+duplicate; smtp-sink gets each of its messages once.
 
 usage: pipeline_test.py RELAYD
 """
+import glob
+import json
 import os
 import re
 import select
@@ -287,6 +290,18 @@ try:
           "droppipe.test: after the retry each message delivered exactly once (%s)" % delivered)
     check(connections["droppipe"] >= 2, "droppipe.test: retried over a new connection (%d)"
           % connections["droppipe"])
+    # The message whose "." got no reply may have been taken (RFC 1047): its second delivery is
+    # logged as a possible duplicate, and no other delivery is.
+    flagged, unflagged = set(), set()
+    for path in glob.glob(TMP + "/relay/log/delivery-*.log"):
+        for line in open(path):
+            rec = json.loads(line)
+            if rec.get("event") == "delivered" and rec["recipient"].endswith("@droppipe.test"):
+                (flagged if rec.get("possible_duplicate") else unflagged).add(rec["recipient"])
+    expected_flagged = {"user%s@droppipe.test" % m["subject"].split()[1] for m in dropped}
+    check(flagged == expected_flagged and len(unflagged) == N_DROP - 1,
+          "droppipe.test: the delivery after the unanswered \".\" says possible_duplicate (%s), "
+          "the others do not (%d)" % (sorted(flagged), len(unflagged)))
     subjects = sink_subjects()
     check(sorted(subjects) == sorted(expected["sink"]),
           "smtp-sink: each of its %d messages exactly once (%d dumped)" % (N_SINK, len(subjects)))
