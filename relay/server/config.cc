@@ -226,7 +226,7 @@ absl::Status Parse(const toml::table& root, Config& c) {
         {"command_line_bytes_max", "data_line_bytes_max", "message_bytes_max", "recipients_max",
          "errors_max", "connections_max", "connections_per_ip_max", "greeting_timeout_ms",
          "command_timeout_ms", "data_timeout_ms", "session_timeout_ms",
-         "unread_reply_bytes_max", "input_held_bytes_max", "unread_reply_timeout_ms"}));
+         "replies_unread_bytes_max", "input_held_bytes_max", "replies_unread_timeout_ms"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "command_line_bytes_max",
                                 &l.command_line_bytes_max, 512, 1 << 20));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "data_line_bytes_max", &l.data_line_bytes_max,
@@ -249,12 +249,12 @@ absl::Status Parse(const toml::table& root, Config& c) {
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "session_timeout_ms", &l.session_timeout_ms,
                                 100, 86400000));
     // At least one multi-line EHLO reply and a pipelined batch of replies (RFC 2920).
-    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "unread_reply_bytes_max",
-                                &l.unread_reply_bytes_max, 4096, 64 << 20));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "replies_unread_bytes_max",
+                                &l.replies_unread_bytes_max, 4096, 64 << 20));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "input_held_bytes_max",
                                 &l.input_held_bytes_max, 16384, 1 << 30));
-    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "unread_reply_timeout_ms",
-                                &l.unread_reply_timeout_ms, 100, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "replies_unread_timeout_ms",
+                                &l.replies_unread_timeout_ms, 100, 86400000));
   }
   if (const toml::table* t = SubTable(root, "auth")) {
     AuthLimits& a = c.auth;

@@ -38,14 +38,14 @@ struct SmtpLimits {
   // Replies not yet taken by the client (plaintext and TLS records). Above it the connection stops
   // reading: a client that pipelines commands without reading the replies (EHLO costs twice its
   // size in reply) cannot make the relay buffer for it.
-  uint32_t unread_reply_bytes_max = 65536;
+  uint32_t replies_unread_bytes_max = 65536;
   // Input that had already arrived when reading stopped (the kernel fills receive buffers ahead
   // of the loop), kept until the replies are read. A client that has more than this in flight
   // while it reads nothing is closed: RFC 2920 §3.1 has the client read as it pipelines.
   uint32_t input_held_bytes_max = 1 << 20;
-  // How long the client may leave replies unread above unread_reply_bytes_max before it is
+  // How long the client may leave replies unread above replies_unread_bytes_max before it is
   // dropped.
-  uint32_t unread_reply_timeout_ms = 60000;
+  uint32_t replies_unread_timeout_ms = 60000;
 };
 
 struct AuthLimits {

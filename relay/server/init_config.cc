@@ -93,10 +93,10 @@ session_timeout_ms = ${session_timeout_ms}
 # Replies the client has not read yet (plaintext and TLS). Above this the relay stops reading from
 # it (a client pipelining commands without reading its replies). Input that had already arrived
 # is held up to input_held_bytes_max (beyond: 421 and close), and a client that leaves its
-# replies unread for unread_reply_timeout_ms is dropped.
-unread_reply_bytes_max = ${unread_reply_bytes_max}
+# replies unread for replies_unread_timeout_ms is dropped.
+replies_unread_bytes_max = ${replies_unread_bytes_max}
 input_held_bytes_max = ${input_held_bytes_max}
-unread_reply_timeout_ms = ${unread_reply_timeout_ms}
+replies_unread_timeout_ms = ${replies_unread_timeout_ms}
 
 [auth]
 # Per client address (IPv6: per /64): after this many failures each AUTH reply is delayed,
@@ -438,9 +438,9 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${command_timeout_ms}", absl::StrCat(l.command_timeout_ms)},
       {"${data_timeout_ms}", absl::StrCat(l.data_timeout_ms)},
       {"${session_timeout_ms}", absl::StrCat(l.session_timeout_ms)},
-      {"${unread_reply_bytes_max}", absl::StrCat(l.unread_reply_bytes_max)},
+      {"${replies_unread_bytes_max}", absl::StrCat(l.replies_unread_bytes_max)},
       {"${input_held_bytes_max}", absl::StrCat(l.input_held_bytes_max)},
-      {"${unread_reply_timeout_ms}", absl::StrCat(l.unread_reply_timeout_ms)},
+      {"${replies_unread_timeout_ms}", absl::StrCat(l.replies_unread_timeout_ms)},
       {"${failures_before_delay}", absl::StrCat(a.failures_before_delay)},
       {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
       {"${failure_delay_max_ms}", absl::StrCat(a.failure_delay_max_ms)},

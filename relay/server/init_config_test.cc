@@ -148,8 +148,8 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->smtp.message_bytes_max, d.smtp.message_bytes_max);
   EXPECT_EQ(c->smtp.connections_max, d.smtp.connections_max);
   EXPECT_EQ(c->smtp.session_timeout_ms, d.smtp.session_timeout_ms);
-  EXPECT_EQ(c->smtp.unread_reply_bytes_max, d.smtp.unread_reply_bytes_max);
-  EXPECT_EQ(c->smtp.unread_reply_timeout_ms, d.smtp.unread_reply_timeout_ms);
+  EXPECT_EQ(c->smtp.replies_unread_bytes_max, d.smtp.replies_unread_bytes_max);
+  EXPECT_EQ(c->smtp.replies_unread_timeout_ms, d.smtp.replies_unread_timeout_ms);
   EXPECT_EQ(c->smtp.input_held_bytes_max, d.smtp.input_held_bytes_max);
   EXPECT_EQ(c->auth.block_ms, d.auth.block_ms);
   EXPECT_EQ(c->auth.worker_threads, d.auth.worker_threads);

@@ -149,7 +149,7 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
 
 void SmtpConnection::OnPlaintext(std::string_view data) {
   const SmtpLimits& limits = shard_->config().smtp;
-  const size_t bound = limits.unread_reply_bytes_max;
+  const size_t bound = limits.replies_unread_bytes_max;
   if (reading_paused_) {
     // Bytes already on their way when reading stopped (a multishot receive's last buffers): kept
     // for when the client has read its replies.
@@ -197,7 +197,7 @@ void SmtpConnection::PauseReading() {
 
 void SmtpConnection::MaybeResumeReading() {
   if (!reading_paused_ || closed_) return;
-  if (OutputBacklog() > shard_->config().smtp.unread_reply_bytes_max / 2) return;
+  if (OutputBacklog() > shard_->config().smtp.replies_unread_bytes_max / 2) return;
   reading_paused_ = false;
   std::string held;
   held.swap(held_in_);
@@ -511,7 +511,7 @@ void SmtpConnection::RearmTimer() {
   int64_t now = reactor_->NowMs();
   int64_t step = session_.in_data() ? limits.data_timeout_ms : limits.command_timeout_ms;
   if (implicit_tls_ && !tls_reported_) step = limits.greeting_timeout_ms;
-  if (reading_paused_) step = limits.unread_reply_timeout_ms;
+  if (reading_paused_) step = limits.replies_unread_timeout_ms;
   reactor_->timers().Schedule(&timer_, std::min(now + step, session_deadline_ms_));
 }
 
@@ -523,10 +523,10 @@ void SmtpConnection::OnTimer() {
     return;
   }
   if (reading_paused_) {
-    // The client has left its replies unread for unread_reply_timeout_ms: nothing it sends is read
-    // meanwhile, so waiting for it to finish a command is pointless.
+    // The client has left its replies unread for replies_unread_timeout_ms: nothing it sends is
+    // read meanwhile, so waiting for it to finish a command is pointless.
     LogInfo() << peer_ip_ << " has not read its replies for "
-              << shard_->config().smtp.unread_reply_timeout_ms << " ms: closing";
+              << shard_->config().smtp.replies_unread_timeout_ms << " ms: closing";
     pending_out_ += absl::StrCat("421 4.4.2 ", shard_->config().hostname,
                                  " Replies not read in time\r\n");
     Flush();

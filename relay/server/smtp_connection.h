@@ -69,7 +69,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void QueueOutput(std::string_view plaintext);
   // Bytes of replies not yet on the socket: queued plaintext, TLS records, the send in flight.
   size_t OutputBacklog() const;
-  // Reading stops while OutputBacklog() is above SmtpLimits::unread_reply_bytes_max and starts
+  // Reading stops while OutputBacklog() is above SmtpLimits::replies_unread_bytes_max and starts
   // again once the client has read it down to half.
   void PauseReading();
   void MaybeResumeReading();

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A client that pipelines commands and never reads its replies (issue 13, item 1): each "EHLO a"
 costs the relay about twice its size in reply. Shown bounded, on relayd --init's configuration on
-loopback with unread_reply_bytes_max = 65536 and unread_reply_timeout_ms = 3000:
+loopback with replies_unread_bytes_max = 65536 and replies_unread_timeout_ms = 3000:
   - the relay stops reading (TCP pushes back): the client cannot hand it anywhere near the 24 MiB
     it tries to, and relayd's resident memory (VmRSS from /proc) grows by less than RSS_GROWTH_MAX;
   - another client is served normally meanwhile (greeting, EHLO, QUIT);
@@ -50,8 +50,8 @@ conf_path, _ = relayd_process.init(
      ("shards = 0", "shards = 1"),
      ("segment_bytes = 67108864", "segment_bytes = 8388608"),
      ("enabled = true", "enabled = false"),
-     ("unread_reply_bytes_max = 65536", "unread_reply_bytes_max = 65536"),
-     ("unread_reply_timeout_ms = 60000", "unread_reply_timeout_ms = %d" % STALL_MS)])
+     ("replies_unread_bytes_max = 65536", "replies_unread_bytes_max = 65536"),
+     ("replies_unread_timeout_ms = 60000", "replies_unread_timeout_ms = %d" % STALL_MS)])
 relayd, ready = relayd_process.start(RELAYD, conf_path, TMP + "/relayd.log")
 if ready is None:
     print(open(TMP + "/relayd.log").read())
