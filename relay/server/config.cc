@@ -225,7 +225,8 @@ absl::Status Parse(const toml::table& root, Config& c) {
         c, *t, "limits.",
         {"command_line_bytes_max", "data_line_bytes_max", "message_bytes_max", "recipients_max",
          "errors_max", "connections_max", "connections_per_ip_max", "greeting_timeout_ms",
-         "command_timeout_ms", "data_timeout_ms", "session_timeout_ms",
+         "command_timeout_ms", "data_timeout_ms", "session_timeout_ms", "command_deadline_ms",
+         "idle_before_auth_ms", "stress_connections_percent", "stress_timeout_ms",
          "replies_unread_bytes_max", "input_held_bytes_max", "replies_unread_timeout_ms"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "command_line_bytes_max",
                                 &l.command_line_bytes_max, 512, 1 << 20));
@@ -248,6 +249,14 @@ absl::Status Parse(const toml::table& root, Config& c) {
         ReadInt(c, *t, "limits.", "data_timeout_ms", &l.data_timeout_ms, 100, 86400000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "session_timeout_ms", &l.session_timeout_ms,
                                 100, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "command_deadline_ms", &l.command_deadline_ms,
+                                100, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "idle_before_auth_ms", &l.idle_before_auth_ms,
+                                100, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "stress_connections_percent",
+                                &l.stress_connections_percent, 1, 100));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "limits.", "stress_timeout_ms", &l.stress_timeout_ms, 100, 86400000));
     // At least one multi-line EHLO reply and a pipelined batch of replies (RFC 2920).
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "limits.", "replies_unread_bytes_max",
                                 &l.replies_unread_bytes_max, 4096, 64 << 20));

@@ -32,8 +32,18 @@ struct SmtpLimits {
   uint32_t connections_max = 16000;
   uint32_t connections_per_ip_max = 500;
   uint32_t greeting_timeout_ms = 300000;       // RFC 5321 §4.5.3.2 (server side: 5 minutes)
-  uint32_t command_timeout_ms = 300000;        // RFC 5321 §4.5.3.2.7
+  uint32_t command_timeout_ms = 300000;        // idle, waiting for a command: RFC 5321 §4.5.3.2.7
+  // Deadlines that arriving bytes do not extend: a client dripping a byte at a time holds a
+  // connection no longer than these. A command line, from its first byte to its CRLF; a DATA
+  // body or BDAT chunk, from its start to its end.
+  uint32_t command_deadline_ms = 60000;
   uint32_t data_timeout_ms = 600000;           // a DATA block may take up to 10 minutes
+  // Submission sessions not yet authenticated wait this long at most for their next command.
+  uint32_t idle_before_auth_ms = 60000;
+  // Postfix's stress mode: while a shard holds this share of its connections, the greeting, idle
+  // and command limits above shrink to stress_timeout_ms, freeing slots held by idle clients.
+  uint32_t stress_connections_percent = 80;
+  uint32_t stress_timeout_ms = 10000;
   uint32_t session_timeout_ms = 3600000;       // whole connection
   // Replies not yet taken by the client (plaintext and TLS records). Above it the connection stops
   // reading: a client that pipelines commands without reading the replies (EHLO costs twice its

@@ -87,8 +87,18 @@ errors_max = ${errors_max}
 connections_max = ${connections_max}
 connections_per_ip_max = ${connections_per_ip_max}
 greeting_timeout_ms = ${greeting_timeout_ms}
+# Idle, waiting for the next command (RFC 5321 §4.5.3.2.7); before AUTH on submission, at most
+# idle_before_auth_ms.
 command_timeout_ms = ${command_timeout_ms}
+idle_before_auth_ms = ${idle_before_auth_ms}
+# Deadlines that arriving bytes do not extend: a command line from its first byte to its CRLF, a
+# DATA body or BDAT chunk from its start to its end. A client dripping bytes is cut at these.
+command_deadline_ms = ${command_deadline_ms}
 data_timeout_ms = ${data_timeout_ms}
+# Stress mode (as Postfix's): while a shard holds stress_connections_percent of its share of
+# connections_max, the greeting, idle and command limits shrink to stress_timeout_ms.
+stress_connections_percent = ${stress_connections_percent}
+stress_timeout_ms = ${stress_timeout_ms}
 session_timeout_ms = ${session_timeout_ms}
 # Replies the client has not read yet (plaintext and TLS). Above this the relay stops reading from
 # it (a client pipelining commands without reading its replies). Input that had already arrived
@@ -438,6 +448,10 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${command_timeout_ms}", absl::StrCat(l.command_timeout_ms)},
       {"${data_timeout_ms}", absl::StrCat(l.data_timeout_ms)},
       {"${session_timeout_ms}", absl::StrCat(l.session_timeout_ms)},
+      {"${command_deadline_ms}", absl::StrCat(l.command_deadline_ms)},
+      {"${idle_before_auth_ms}", absl::StrCat(l.idle_before_auth_ms)},
+      {"${stress_connections_percent}", absl::StrCat(l.stress_connections_percent)},
+      {"${stress_timeout_ms}", absl::StrCat(l.stress_timeout_ms)},
       {"${replies_unread_bytes_max}", absl::StrCat(l.replies_unread_bytes_max)},
       {"${input_held_bytes_max}", absl::StrCat(l.input_held_bytes_max)},
       {"${replies_unread_timeout_ms}", absl::StrCat(l.replies_unread_timeout_ms)},

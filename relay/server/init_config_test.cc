@@ -151,6 +151,10 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->smtp.replies_unread_bytes_max, d.smtp.replies_unread_bytes_max);
   EXPECT_EQ(c->smtp.replies_unread_timeout_ms, d.smtp.replies_unread_timeout_ms);
   EXPECT_EQ(c->smtp.input_held_bytes_max, d.smtp.input_held_bytes_max);
+  EXPECT_EQ(c->smtp.command_deadline_ms, d.smtp.command_deadline_ms);
+  EXPECT_EQ(c->smtp.idle_before_auth_ms, d.smtp.idle_before_auth_ms);
+  EXPECT_EQ(c->smtp.stress_connections_percent, d.smtp.stress_connections_percent);
+  EXPECT_EQ(c->smtp.stress_timeout_ms, d.smtp.stress_timeout_ms);
   EXPECT_EQ(c->auth.block_ms, d.auth.block_ms);
   EXPECT_EQ(c->auth.worker_threads, d.auth.worker_threads);
   EXPECT_EQ(c->queue.segment_bytes, d.queue.segment_bytes);

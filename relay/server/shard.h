@@ -116,6 +116,12 @@ class Shard {
   int index() const { return index_; }
   ShardCounters& mutable_counters() { return counters_; }
   bool stopping() const { return stopping_; }
+  // The shard holds [limits] stress_connections_percent of its share of connections_max: its
+  // connections' greeting, idle and command limits shrink (SmtpConnection::RearmTimer).
+  bool UnderStress() const {
+    return uint64_t{connections_.size()} * 100 >=
+           uint64_t{connections_max_} * config().smtp.stress_connections_percent;
+  }
   void OnConnectionClosed(SmtpConnection* connection);
 
  private:

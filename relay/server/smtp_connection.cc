@@ -508,16 +508,58 @@ void SmtpConnection::OnQueued(absl::Status status, std::string queue_id) {
 void SmtpConnection::RearmTimer() {
   if (closed_) return;
   const SmtpLimits& limits = shard_->config().smtp;
-  int64_t now = reactor_->NowMs();
-  int64_t step = session_.in_data() ? limits.data_timeout_ms : limits.command_timeout_ms;
-  if (implicit_tls_ && !tls_reported_) step = limits.greeting_timeout_ms;
-  if (reading_paused_) step = limits.replies_unread_timeout_ms;
-  reactor_->timers().Schedule(&timer_, std::min(now + step, session_deadline_ms_));
+  const int64_t now = reactor_->NowMs();
+  int64_t deadline;
+  if (reading_paused_) {
+    deadline = now + limits.replies_unread_timeout_ms;
+  } else if (OwnWorkPending()) {
+    // The client waits for us: no deadline of its own runs, and a new one starts afterwards.
+    phase_ = Phase::kNone;
+    deadline = now + limits.command_timeout_ms;  // OnTimer checks again then
+  } else {
+    const Phase phase = tls_ != nullptr && !tls_reported_ ? Phase::kHandshake
+                        : session_.in_data()              ? Phase::kData
+                        : session_.mid_command()          ? Phase::kCommand
+                                                          : Phase::kIdle;
+    // A deadline is set when its phase begins; only waiting for the next command starts afresh
+    // with each completed one.
+    if (phase != phase_ || phase == Phase::kIdle) {
+      phase_ = phase;
+      phase_deadline_ms_ = now + PhaseLimitMs();
+    }
+    deadline = phase_deadline_ms_;
+  }
+  reactor_->timers().Schedule(&timer_, std::min(deadline, session_deadline_ms_));
+}
+
+int64_t SmtpConnection::PhaseLimitMs() const {
+  const SmtpLimits& limits = shard_->config().smtp;
+  int64_t ms = 0;
+  switch (phase_) {
+    case Phase::kHandshake:
+      ms = limits.greeting_timeout_ms;
+      break;
+    case Phase::kData:
+      return limits.data_timeout_ms;  // a body cannot be hurried; stress does not shorten it
+    case Phase::kCommand:
+      ms = limits.command_deadline_ms;
+      break;
+    case Phase::kIdle:
+    case Phase::kNone:
+      ms = limits.command_timeout_ms;
+      // Port 25 has no AUTH; on submission an unauthenticated client has little to wait for.
+      if (!receive_ && !session_.authenticated()) {
+        ms = std::min<int64_t>(ms, limits.idle_before_auth_ms);
+      }
+      break;
+  }
+  if (shard_->UnderStress()) ms = std::min<int64_t>(ms, limits.stress_timeout_ms);
+  return ms;
 }
 
 void SmtpConnection::OnTimer() {
   if (closed_) return;
-  if (auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_) {
+  if (OwnWorkPending()) {
     // Our own work is outstanding, not the client's: wait for it.
     RearmTimer();
     return;

@@ -87,7 +87,13 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   // This hop's trace (RFC 5321 §4.4) for the message queued as `queue_id`.
   smtp::ReceivedInfo TraceInfo(const std::string& queue_id, absl::Time now) const;
   void OnQueued(absl::Status status, std::string queue_id);
+  // Arms the one timer for what the connection waits for now (see Phase); a phase's deadline is
+  // set when it begins and bytes arriving do not move it.
   void RearmTimer();
+  int64_t PhaseLimitMs() const;
+  bool OwnWorkPending() const {
+    return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_;
+  }
   void OnTimer();
   void Close();
   // Counts in this shard's metrics cells (nothing when metrics are off).
@@ -114,6 +120,11 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   io::Completion send_;
   io::Timer timer_;
   int64_t session_deadline_ms_ = 0;
+  // What the client owes next: a TLS handshake, a command (idle), the rest of a command line, the
+  // rest of a DATA body or BDAT chunk. kNone: no client deadline runs (our own work is pending).
+  enum class Phase { kNone, kHandshake, kIdle, kCommand, kData };
+  Phase phase_ = Phase::kNone;
+  int64_t phase_deadline_ms_ = 0;
   bool auth_pending_ = false;
   bool sign_pending_ = false;      // a signature is being computed on the SigningPool
   bool queue_pending_ = false;

@@ -156,6 +156,8 @@ class ServerSession {
   bool paused() const { return state_ == State::kAuthPending || state_ == State::kQueuePending; }
   bool closed() const { return state_ == State::kClosed; }
   bool in_data() const { return state_ == State::kData || state_ == State::kBdatChunk; }
+  // Part of a command line has arrived and not its end: the driver's command deadline runs.
+  bool mid_command() const { return !in_.empty() || discarding_line_; }
   const Envelope& envelope() const { return envelope_; }
   // The message of the last message_ready action (dot-unstuffed, CRLF lines).
   std::string_view message() const { return message_; }

@@ -7,7 +7,10 @@ loopback with replies_unread_bytes_max = 65536 and replies_unread_timeout_ms = 3
   - another client is served normally meanwhile (greeting, EHLO, QUIT);
   - the flooder is dropped, for the input it sent without reading (input_held_bytes_max) or at
     the stall timeout, and relayd says which;
-  - a client that pipelines the same way but reads its replies gets every one of them.
+  - a client that pipelines the same way but reads its replies gets every one of them;
+  - a client dripping a command a byte at a time is cut at command_deadline_ms (bytes do not
+    re-arm it), an idle unauthenticated one after idle_before_auth_ms, and with half of
+    connections_max held (stress mode) a new idle one after stress_timeout_ms.
 
 usage: hostile_client_test.py RELAYD
 """
@@ -28,6 +31,10 @@ TMP = tempfile.mkdtemp(prefix="hostile-", dir=os.environ.get("TEST_TMPDIR"))
 FLOOD_BYTES = 24 << 20        # what the issue's experiment sent (RSS went from 11 to 433 MiB)
 RSS_GROWTH_MAX = 24 << 20     # far below the flood's reply volume (~48 MiB), far above the bound
 STALL_MS = 3000
+DEADLINE_MS = 2000        # command_deadline_ms
+IDLE_MS = 4000            # idle_before_auth_ms
+CONNECTIONS_MAX = 20      # one shard: stress mode from 10 connections
+STRESS_MS = 1000          # stress_timeout_ms
 failures = []
 
 
@@ -51,7 +58,12 @@ conf_path, _ = relayd_process.init(
      ("segment_bytes = 67108864", "segment_bytes = 8388608"),
      ("enabled = true", "enabled = false"),
      ("replies_unread_bytes_max = 65536", "replies_unread_bytes_max = 65536"),
-     ("replies_unread_timeout_ms = 60000", "replies_unread_timeout_ms = %d" % STALL_MS)])
+     ("replies_unread_timeout_ms = 60000", "replies_unread_timeout_ms = %d" % STALL_MS),
+     ("command_deadline_ms = 60000", "command_deadline_ms = %d" % DEADLINE_MS),
+     ("idle_before_auth_ms = 60000", "idle_before_auth_ms = %d" % IDLE_MS),
+     ("connections_max = 16000", "connections_max = %d" % CONNECTIONS_MAX),
+     ("stress_connections_percent = 80", "stress_connections_percent = 50"),
+     ("stress_timeout_ms = 10000", "stress_timeout_ms = %d" % STRESS_MS)])
 relayd, ready = relayd_process.start(RELAYD, conf_path, TMP + "/relayd.log")
 if ready is None:
     print(open(TMP + "/relayd.log").read())
@@ -145,6 +157,71 @@ try:
     finals = got["bytes"].count(b"\r\n250 ")
     check(got["done"] and finals == count and b"221 " in got["bytes"],
           "a reading client gets all %d pipelined replies (%d)" % (count, finals))
+    def closed_after(sock, limit_s):
+        """Seconds until the relay ends the connection (EOF or reset), reading what it says;
+        (seconds, bytes read)."""
+        t = time.time()
+        sock.settimeout(limit_s)
+        data = b""
+        try:
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        return time.time() - t, data
+
+    # A client dripping one byte every 0.4 s is cut at the command deadline, not kept alive by
+    # each byte re-arming an idle timer.
+    drip = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    drip.recv(4096)  # the greeting
+    t0 = time.time()
+    result = {}
+
+    def drip_bytes():
+        try:
+            for b in b"EHLO dripping.example.test\r\n":
+                drip.send(bytes([b]))
+                time.sleep(0.4)
+        except OSError:
+            pass
+        result["sent_for"] = time.time() - t0
+
+    dripper = threading.Thread(target=drip_bytes, daemon=True)
+    dripper.start()
+    waited, said = closed_after(drip, 20)
+    dripper.join(15)
+    drip.close()
+    print("drip: closed after %.1f s: %r" % (time.time() - t0, said[-80:]))
+    check(time.time() - t0 < DEADLINE_MS / 1000 + 2 and b"421" in said,
+          "a dripping client is cut at command_deadline_ms with a 421 (%.1f s)" % (time.time() - t0))
+
+    # An idle client that has not authenticated is closed after idle_before_auth_ms.
+    idle = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    idle.recv(4096)
+    waited, said = closed_after(idle, 20)
+    idle.close()
+    check(IDLE_MS / 1000 - 0.5 < waited < IDLE_MS / 1000 + 2 and b"421" in said,
+          "an idle unauthenticated client is closed after idle_before_auth_ms (%.1f s)" % waited)
+
+    # Stress mode: with half of connections_max held by idle clients, a new idle client is closed
+    # after stress_timeout_ms instead.
+    held = []
+    for _ in range(CONNECTIONS_MAX // 2):
+        s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+        s.recv(4096)
+        held.append(s)
+    late = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    late.recv(4096)
+    waited, said = closed_after(late, 20)
+    late.close()
+    for s in held:
+        s.close()
+    check(waited < STRESS_MS / 1000 + 1.5 and b"421" in said,
+          "under stress a new idle client is closed after stress_timeout_ms (%.1f s)" % waited)
+
     log = open(TMP + "/relayd.log").read()
     check("without reading its replies: closing" in log or "has not read its replies" in log,
           "relayd logs why it dropped the flooder")
