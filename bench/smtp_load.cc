@@ -264,6 +264,19 @@ class Shard {
     return absl::OkStatus();
   }
 
+  // Called on the main thread before any shard runs: every connection holds its first message, so
+  // a short run bounded by a count opens all --connections even when one thread's connections
+  // could send the whole count before another thread has started.
+  void ReserveFirstMessages() {
+    for (int i = 0; i < connection_count_ && budget_->Claim(); ++i) ++reserved_first_;
+  }
+  // One of those, for a connection's first Start(); false when none is left.
+  bool TakeReservedFirst() {
+    if (reserved_first_ == 0) return false;
+    --reserved_first_;
+    return true;
+  }
+
   void Run() {
     for (auto& c : connections_) c->Start();
     const int64_t hard_stop_ms =
@@ -349,6 +362,7 @@ class Shard {
   const int index_;
   const LoadConfig& config_;
   Budget* budget_;
+  int reserved_first_ = 0;  // messages claimed for first connections before the threads ran
   ShardStats* stats_;
   const int connection_count_;
   std::mt19937_64 rng_;
@@ -375,7 +389,7 @@ void LoadConnection::Start() {
   if (give_up_) return;
   // The first message is claimed before connecting, so that a run bounded by a count opens no
   // connection that would find the budget spent after its EHLO.
-  reserved_ = shard_->ClaimMessage();
+  if (!reserved_) reserved_ = shard_->TakeReservedFirst() || shard_->ClaimMessage();
   if (!reserved_) return;
   fd_ = socket(target_.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
@@ -938,6 +952,7 @@ int Main(int argc, char** argv) {
     stats.push_back(std::make_unique<ShardStats>());
     shards.push_back(std::make_unique<Shard>(t, config, &budget, stats.back().get(), n));
   }
+  for (auto& shard : shards) shard->ReserveFirstMessages();
   std::atomic<int> running{config.threads};
   std::atomic<bool> failed{false};
   std::vector<std::thread> workers;
