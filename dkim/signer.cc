@@ -159,8 +159,8 @@ const std::vector<size_t>* Signer::KeysFor(std::string_view from_domain,
   return nullptr;
 }
 
-SigningSession::SigningSession(const Signer* signer)
-    : signer_(signer), body_(signer->body_canon_) {
+SigningSession::SigningSession(const Signer* signer, std::string forced_domain)
+    : signer_(signer), forced_domain_(std::move(forced_domain)), body_(signer->body_canon_) {
   header_.reserve(kHeaderReserveBytes);
 }
 
@@ -212,9 +212,12 @@ absl::StatusOr<std::string> SigningSession::Finish(int64_t unix_time_s) {
   }
   if (from == nullptr) return absl::InvalidArgumentError("message has no From");
   ASSIGN_OR_RETURN(report_.from_domain, FromDomain(from->raw));
-  const std::vector<size_t>* keys = signer_->KeysFor(report_.from_domain, &report_.signing_domain);
+  const std::string& lookup = forced_domain_.empty() ? report_.from_domain : forced_domain_;
+  const std::vector<size_t>* keys = signer_->KeysFor(lookup, &report_.signing_domain);
   if (keys == nullptr) {
-    report_.unsigned_reason = absl::StrCat("no DKIM key for From domain ", report_.from_domain);
+    report_.unsigned_reason = absl::StrCat("no DKIM key for ",
+                                           forced_domain_.empty() ? "From" : "sender's",
+                                           " domain ", lookup);
     return std::string();
   }
   if (body_.saw_bare_line_break()) {

@@ -92,9 +92,10 @@ class SigningSession {
 
  private:
   friend class Signer;
-  explicit SigningSession(const Signer* signer);
+  SigningSession(const Signer* signer, std::string forced_domain);
 
   const Signer* signer_;
+  std::string forced_domain_;  // empty: the domain comes from the From field
   std::string header_;         // the header block, buffered until its end
   bool in_body_ = false;
   BodyHasher body_;
@@ -106,7 +107,12 @@ class Signer {
  public:
   static absl::StatusOr<std::unique_ptr<Signer>> Create(const SignerConfig& config);
 
-  SigningSession Begin() const { return SigningSession(this); }
+  SigningSession Begin() const { return SigningSession(this, ""); }
+  // Signs with the keys of `signing_domain` (chosen as for a From in that domain) whatever the
+  // From says: for a sender allowed to use the From address but not to sign for its domain.
+  SigningSession BeginFor(std::string signing_domain) const {
+    return SigningSession(this, std::move(signing_domain));
+  }
 
   size_t key_count() const { return keys_.size(); }
 

@@ -343,6 +343,19 @@ TEST(SignerTest, SigningDomainChoice) {
   EXPECT_EQ(s.report().from_domain, "other.org");
   EXPECT_NE(s.report().unsigned_reason.find("other.org"), std::string::npos);
 
+  // BeginFor: the key comes from the sender's own domain, whatever the From says (a submitter
+  // allowed to write that From, but not to sign for its domain).
+  auto forced = [&](const std::string& from_domain, const std::string& own) {
+    SigningSession f = (*signer)->BeginFor(own);
+    f.Update("From: x@" + from_domain + "\r\n\r\nhi\r\n");
+    absl::StatusOr<std::string> out = f.Finish(kNow);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() && !out->empty() ? TagValue(*out, "d") : std::string("(unsigned)");
+  };
+  EXPECT_EQ(forced("brand.example", "example.com"), "example.com");
+  EXPECT_EQ(forced("example.com", "shop.example"), "brand.example");
+  EXPECT_EQ(forced("example.com", "other.org"), "(unsigned)");
+
   config.default_signing_domain = "relay.example";
   signer = Signer::Create(config);
   ASSERT_TRUE(signer.ok());

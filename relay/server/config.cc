@@ -205,12 +205,21 @@ absl::Status Parse(const toml::table& root, Config& c) {
   RETURN_IF_ERROR_CFG(ReadString(c, root, "", "control_socket", &c.control_socket_path));
   if (const toml::table* t = SubTable(root, "submission")) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "submission.",
-                                       {"listen", "listen_tls", "auth_requires_tls"}));
+                                       {"listen", "listen_tls", "auth_requires_tls",
+                                        "header_from"}));
     RETURN_IF_ERROR_CFG(ReadStringList(c, *t, "submission.", "listen", &c.submission_listen));
     RETURN_IF_ERROR_CFG(
         ReadStringList(c, *t, "submission.", "listen_tls", &c.submissions_listen));
     RETURN_IF_ERROR_CFG(
         ReadBool(c, *t, "submission.", "auth_requires_tls", &c.auth_requires_tls));
+    std::string header_from = "owned";
+    RETURN_IF_ERROR_CFG(ReadString(c, *t, "submission.", "header_from", &header_from));
+    if (header_from != "owned" && header_from != "any") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          c.path, ": submission.header_from must be \"owned\" or \"any\" (got \"", header_from,
+          "\")"));
+    }
+    c.header_from_any = header_from == "any";
   }
   if (const toml::table* t = SubTable(root, "tls")) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(c, *t, "tls.", {"cert", "key", "reload_check_ms"}));

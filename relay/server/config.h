@@ -152,6 +152,11 @@ struct Config {
   std::string users_path;
   std::string control_socket_path;             // relayctl queue retry|bounce|delete
   bool auth_requires_tls = true;
+  // [submission] header_from: "owned" (false) refuses a message whose From: address the user may
+  // not send as (550 5.7.1); "any" (true) accepts it and signs with the envelope sender's domain,
+  // never the From domain's key: a signature aligned with a domain the user does not own would
+  // pass DMARC for it.
+  bool header_from_any = false;
   SmtpLimits smtp;
   AuthLimits auth;
   QueueSettings queue;

@@ -65,6 +65,10 @@ listen = ${submission_listen}
 # Port 465 style: implicit TLS (RFC 8314 §3.3).
 listen_tls = ${submissions_listen}
 auth_requires_tls = true
+# The message's From: must be an address the user may send as (like MAIL FROM): "owned" refuses
+# any other with 550 5.7.1; "any" accepts it and signs with the envelope sender's domain only,
+# never with the key of the From domain, which the user does not own.
+header_from = "owned"
 
 [tls]
 # A SELF-SIGNED certificate for the hostname, made at init so that TLS works from the first

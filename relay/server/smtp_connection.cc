@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "dkim/header.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/io/buffer_ring.h"
@@ -312,10 +314,68 @@ smtp::RcptDecision SmtpConnection::CheckRecipient(std::string_view address) {
   return smtp::RcptDecision::kAccept;
 }
 
+namespace {
+
+// The address of the message's one From field ("Joe <joe@example.com>" -> "joe@example.com"), or
+// "" when there is no From, several, or one without a single address: the signer refuses those.
+std::string HeaderFromAddress(std::string_view message) {
+  size_t end = message.find("\r\n\r\n");
+  std::string_view block = end == std::string_view::npos ? message : message.substr(0, end + 2);
+  absl::StatusOr<std::vector<dkim::HeaderField>> fields = dkim::ParseHeaderBlock(block);
+  if (!fields.ok()) return "";
+  const dkim::HeaderField* from = nullptr;
+  for (const dkim::HeaderField& f : *fields) {
+    if (!dkim::HeaderNameEquals(f.name, "from")) continue;
+    if (from != nullptr) return "";
+    from = &f;
+  }
+  if (from == nullptr || !dkim::FromDomain(from->raw).ok()) return "";
+  std::string_view value = from->raw.substr(from->raw.find(':') + 1);
+  // The angle-addr, if any, is last (RFC 5322 §3.4: display names come before it).
+  if (size_t lt = value.rfind('<'); lt != std::string_view::npos) {
+    size_t gt = value.find('>', lt);
+    if (gt == std::string_view::npos) return "";
+    value = value.substr(lt + 1, gt - lt - 1);
+  }
+  return std::string(absl::StripAsciiWhitespace(absl::string_view(value.data(), value.size())));
+}
+
+constexpr smtp::Reply kFromNotOwned{550, "5.7.1",
+                                    "From: is not an address this user may send as"};
+
+}  // namespace
+
 void SmtpConnection::QueueMessage() {
   if (receive_) return ReceiveMessage();
   std::string_view message = session_.message();
   absl::Time now = absl::Now();
+  // DESIGN.md: the signing domain is bound to the authenticated user, like the envelope sender.
+  // The From domain picks the key, so a From the user may not send as is refused, or with
+  // [submission] header_from = "any" signed with the envelope sender's domain instead.
+  std::string forced_domain;
+  if (session_.authenticated()) {
+    std::string from = HeaderFromAddress(message);
+    if (!from.empty() && !MaySendAs(session_.user(), from)) {
+      if (!shard_->config().header_from_any) {
+        LogInfo() << "refused a message from " << session_.user() << " with a From: it may not "
+                  << "send as";
+        // Answered on the next turn: this runs inside Apply(), whose actions the session reuses.
+        queue_pending_ = true;
+        reactor_->Post([this] {
+          queue_pending_ = false;
+          if (closed_) return;
+          Apply(session_.OnMessageRefused(kFromNotOwned));
+          RearmTimer();
+        });
+        return;
+      }
+      const std::string& sender = session_.envelope().mail_from;
+      size_t at = sender.rfind('@');
+      // The null sender names no domain of the user's: only a configured default signing
+      // domain can sign then.
+      forced_domain = at == std::string::npos ? "-" : absl::AsciiStrToLower(sender.substr(at + 1));
+    }
+  }
   // The queue id the next append gets. With signing on the pool, appends happen in the order
   // signatures come back, so the id is taken again at append time; the Message-ID's left part
   // (signed, hence fixed now) adds a per-shard sequence number to stay unique.
@@ -343,7 +403,8 @@ void SmtpConnection::QueueMessage() {
     std::vector<std::string_view> parts;
     if (!signing_missing_.empty()) parts.push_back(signing_missing_);
     parts.push_back(message);
-    pool->Sign(signer->Begin(), std::move(parts), absl::ToUnixSeconds(now), reactor_,
+    pool->Sign(forced_domain.empty() ? signer->Begin() : signer->BeginFor(forced_domain),
+               std::move(parts), absl::ToUnixSeconds(now), reactor_,
                [this, now](absl::StatusOr<std::string> signatures) {
                  sign_pending_ = false;
                  // The client left: it got no 250, so the message is not queued.
@@ -353,7 +414,8 @@ void SmtpConnection::QueueMessage() {
     return;
   }
   signing_started_ns_ = reactor_->clock()->MonotonicNanos();
-  dkim::SigningSession signing = signer->Begin();
+  dkim::SigningSession signing =
+      forced_domain.empty() ? signer->Begin() : signer->BeginFor(forced_domain);
   if (!missing.empty()) signing.Update(missing);
   signing.Update(message);
   absl::StatusOr<std::string> sigs = signing.Finish(absl::ToUnixSeconds(now));

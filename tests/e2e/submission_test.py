@@ -271,6 +271,19 @@ except smtplib.SMTPSenderRefused as e:
 DOTS = ("Subject: dots\r\nFrom: %s\r\n\r\n.leading dot\r\n..two dots\r\n.\tdot tab\r\n"
         "middle . dot\r\n.\r\n\r\n. \r\nend\r\n" % USER)
 smtp.sendmail(USER, ["dots@example.org"], DOTS)
+# The signing domain is bound to the user (header_from = "owned"): a From: it may not send as is
+# refused at the end of DATA, and the session goes on.
+try:
+    smtp.sendmail(USER, ["x@example.org"],
+                  "Subject: spoof\r\nFrom: CEO <ceo@other.test>\r\n\r\nhi\r\n")
+    check(False, "a From: the user may not send as is refused")
+except smtplib.SMTPDataError as e:
+    check(e.smtp_code == 550 and b"5.7.1" in e.smtp_error,
+          "a From: the user may not send as is refused with 550 5.7.1 (%s %r)" %
+          (e.smtp_code, e.smtp_error))
+smtp.sendmail(USER, ["after@example.org"],
+              "Subject: after\r\nFrom: Someone <%s>\r\n\r\nhi\r\n" % USER)
+check(True, "the session goes on after the refusal")
 smtp.quit()
 
 # A slow client is timed out (command_timeout_ms = 1500).
@@ -382,7 +395,8 @@ messages = {}
 for name in os.listdir(out_dir):
     if name.endswith(".eml"):
         messages[name[:-4]] = open(os.path.join(out_dir, name), "rb").read()
-expected = 3 + N + 1 + 1 + 1  # swaks x3, pipelined, 500 rcpts, 10 MB, dots
+# swaks x3, pipelined, 500 recipients, 10 MB, dots, the message after the refused spoof
+expected = 3 + N + 1 + 1 + 1 + 1
 check(len(messages) == expected, "spool holds %d messages (expected %d)" % (len(messages), expected))
 check(not any(b"smuggled" in m for m in messages.values()), "nothing smuggled reached the spool")
 dots = [m for m in messages.values() if b"Subject: dots" in m]
@@ -400,6 +414,8 @@ check(b"\r\nDate:" in any_msg, "Date added when missing")
 many = [n for n in os.listdir(out_dir) if n.endswith(".env") and
         open(os.path.join(out_dir, n)).read().count("\nto ") == 500]
 check(len(many) == 1, "the 500-recipient envelope is in the spool")
+check(not any(b"Subject: spoof" in m for m in messages.values()),
+      "the message with a From: the user may not send as is not in the spool")
 
 
 # Signed once, at acceptance, with each key --init made (RFC 6376, RFC 8463 dual signing).
