@@ -3,6 +3,7 @@
 #include "gtest/gtest.h"
 #include "relay/base/check.h"
 #include "relay/base/clock.h"
+#include "relay/base/log.h"
 #include "relay/base/status_macros.h"
 
 namespace relay {
@@ -47,6 +48,16 @@ TEST(Check, ExpectOrCountPassesWhenTrue) {
 }
 
 TEST(CheckDeathTest, CheckAborts) { EXPECT_DEATH(CHECK(1 == 2), "CHECK failed: 1 == 2"); }
+
+// A peer's text cannot forge a log line: CR, LF and other control characters are escaped.
+TEST(LogTest, ControlCharactersAreEscaped) {
+  std::string out = "prefix ";
+  AppendLogText(&out, "user\r\n2026-01-01T00:00:00Z ERROR [main] forged\x1b[2J\tend\x7f");
+  EXPECT_EQ(out, "prefix user\\r\\n2026-01-01T00:00:00Z ERROR [main] forged\\x1b[2J\tend\\x7f");
+  out.clear();
+  AppendLogText(&out, "caf\xc3\xa9 ok");  // UTF-8 passes as it is
+  EXPECT_EQ(out, "caf\xc3\xa9 ok");
+}
 
 }  // namespace
 }  // namespace relay

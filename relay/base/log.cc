@@ -47,6 +47,27 @@ void SetThreadLogTag(std::string_view tag) {
 LogLine::LogLine(LogLevel level)
     : level_(level), enabled_(static_cast<int>(level) >= log_level.load(std::memory_order_relaxed)) {}
 
+void AppendLogText(std::string* out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->reserve(out->size() + text.size());
+  for (char ch : text) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out->push_back(ch);
+    } else if (c == '\t') {
+      out->push_back('\t');
+    } else if (c == '\r') {
+      out->append("\\r");
+    } else if (c == '\n') {
+      out->append("\\n");
+    } else {
+      out->append("\\x");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 0xf]);
+    }
+  }
+}
+
 LogLine::~LogLine() {
   if (!enabled_) return;
   struct timeval tv;
@@ -59,7 +80,7 @@ LogLine::~LogLine() {
                         tm.tm_sec, static_cast<long>(tv.tv_usec / 1000), LevelName(level_),
                         thread_tag);
   std::string line(prefix, n > 0 ? static_cast<size_t>(n) : 0);
-  line += stream_.str();
+  AppendLogText(&line, stream_.str());
   line += '\n';
   ssize_t ignored = ::write(2, line.data(), line.size());
   (void)ignored;

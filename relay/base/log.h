@@ -37,6 +37,11 @@ class LogLine {
   std::ostringstream stream_;
 };
 
+// Appends `text` to `out` with control characters escaped ("\\r", "\\n", "\\x1b"; a tab stays):
+// what a peer sent (an AUTH identity, an SPF explanation, a reply) cannot start a forged log line
+// or move a terminal's cursor. Every LogLine goes through it.
+void AppendLogText(std::string* out, std::string_view text);
+
 inline LogLine LogDebug() { return LogLine(LogLevel::kDebug); }
 inline LogLine LogInfo() { return LogLine(LogLevel::kInfo); }
 inline LogLine LogWarning() { return LogLine(LogLevel::kWarning); }
