@@ -230,6 +230,16 @@ TEST(HeaderTest, SelectBottomUp) {
   EXPECT_EQ(picked[3]->raw, "From: x@y.z\r\n");
 }
 
+// The address the relay checks against the user is the one whose domain picks the key: a '<'
+// inside a comment must not make them differ.
+TEST(HeaderTest, FromAddress) {
+  EXPECT_EQ(*FromAddress("From: Joe <joe@Example.COM>\r\n"), "joe@Example.COM");
+  EXPECT_EQ(*FromAddress("From: ceo@bank.example (Joe <x@evil.example>)\r\n"),
+            "ceo@bank.example");
+  EXPECT_EQ(*FromAddress("From: \"a <b@c>\" <d@e.example>\r\n"), "d@e.example");
+  EXPECT_FALSE(FromAddress("From: a@b.example, c@d.example\r\n").ok());
+}
+
 TEST(HeaderTest, FromDomain) {
   EXPECT_EQ(*FromDomain("From: Joe <joe@Example.COM>\r\n"), "example.com");
   EXPECT_EQ(*FromDomain("From: joe@example.com (Joe, <x@evil.com>)\r\n"), "example.com");

@@ -96,7 +96,7 @@ std::vector<const HeaderField*> SelectHeaders(const std::vector<HeaderField>& fi
   return out;
 }
 
-absl::StatusOr<std::string> FromDomain(std::string_view raw) {
+absl::StatusOr<std::string> FromAddress(std::string_view raw) {
   size_t colon = raw.find(':');
   std::string_view value = colon == std::string_view::npos ? raw : raw.substr(colon + 1);
   // Drop comments and quoted strings so that '@', '<' and ',' inside them do not count.
@@ -139,9 +139,20 @@ absl::StatusOr<std::string> FromDomain(std::string_view raw) {
     if (gt == std::string_view::npos) return absl::InvalidArgumentError("From has no closing >");
     v = v.substr(lt + 1, gt - lt - 1);
   }
-  size_t at = v.rfind('@');
-  if (at == std::string_view::npos) return absl::InvalidArgumentError("From has no domain");
-  std::string_view domain = v.substr(at + 1);
+  std::string address;
+  for (char ch : v) {
+    if (ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n') address.push_back(ch);
+  }
+  return address;
+}
+
+absl::StatusOr<std::string> FromDomain(std::string_view raw) {
+  absl::StatusOr<std::string> parsed = FromAddress(raw);
+  if (!parsed.ok()) return parsed.status();
+  const std::string& address = *parsed;
+  size_t at = address.rfind('@');
+  if (at == std::string::npos) return absl::InvalidArgumentError("From has no domain");
+  std::string_view domain = std::string_view(address).substr(at + 1);
   std::string out;
   for (char ch : domain) {
     if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') continue;

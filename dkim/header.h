@@ -46,6 +46,11 @@ std::vector<const HeaderField*> SelectHeaders(const std::vector<HeaderField>& fi
 // contributes to the data it signs.
 std::string StripBValue(std::string_view field);
 
+// The address of the From field, as the domain below is taken from it: comments and quoted
+// strings dropped, the angle-addr if there is one, white space removed ("Joe (x, <a@b>)
+// <joe@Example.COM>" -> "joe@Example.COM"). Refuses several mailboxes or an unclosed '<'.
+absl::StatusOr<std::string> FromAddress(std::string_view from_field_raw);
+
 // The domain of the From field's address, lower-cased: "Joe <joe@Example.COM>" -> "example.com".
 // Refuses a From with no address, no '@', or several mailboxes.
 absl::StatusOr<std::string> FromDomain(std::string_view from_field_raw);

@@ -330,14 +330,9 @@ std::string HeaderFromAddress(std::string_view message) {
     from = &f;
   }
   if (from == nullptr || !dkim::FromDomain(from->raw).ok()) return "";
-  std::string_view value = from->raw.substr(from->raw.find(':') + 1);
-  // The angle-addr, if any, is last (RFC 5322 §3.4: display names come before it).
-  if (size_t lt = value.rfind('<'); lt != std::string_view::npos) {
-    size_t gt = value.find('>', lt);
-    if (gt == std::string_view::npos) return "";
-    value = value.substr(lt + 1, gt - lt - 1);
-  }
-  return std::string(absl::StripAsciiWhitespace(absl::string_view(value.data(), value.size())));
+  // The same parse that picks the signing domain: the address checked is the one signed for.
+  absl::StatusOr<std::string> address = dkim::FromAddress(from->raw);
+  return address.ok() ? *address : "";
 }
 
 constexpr smtp::Reply kFromNotOwned{550, "5.7.1",

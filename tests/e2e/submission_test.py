@@ -281,6 +281,14 @@ except smtplib.SMTPDataError as e:
     check(e.smtp_code == 550 and b"5.7.1" in e.smtp_error,
           "a From: the user may not send as is refused with 550 5.7.1 (%s %r)" %
           (e.smtp_code, e.smtp_error))
+# A comment holding the user's own address does not hide the real From (the signer would take
+# other.test's domain from it).
+try:
+    smtp.sendmail(USER, ["x@example.org"],
+                  "Subject: spoof\r\nFrom: ceo@other.test (CEO <%s>)\r\n\r\nhi\r\n" % USER)
+    check(False, "a From: hiding behind a comment is refused")
+except smtplib.SMTPDataError as e:
+    check(e.smtp_code == 550, "a From: hiding behind a comment is refused (%s)" % e.smtp_code)
 smtp.sendmail(USER, ["after@example.org"],
               "Subject: after\r\nFrom: Someone <%s>\r\n\r\nhi\r\n" % USER)
 check(True, "the session goes on after the refusal")
