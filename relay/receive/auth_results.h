@@ -84,4 +84,14 @@ std::string BuildAuthResultsHeader(const AuthResults& results);
 // part quoted; else a quoted-string.
 std::string AuthResultsValue(std::string_view value);
 
+// RFC 8601 §5: an Authentication-Results field that names our own authserv-id but comes from
+// outside was not written by us (a forgery meant to make a later reader trust it). The message
+// without those fields (compared case-insensitively; the authserv-id is the first value after
+// the field name, past any CFWS), or nullopt when it holds none, the usual case, so that nothing
+// is copied. Other Authentication-Results fields, and ARC-Authentication-Results (part of their
+// ARC sets), stay. Linear in the message's header block; a block that does not parse is left
+// as it is (the DKIM and ARC checks already reported it).
+std::optional<std::string> WithoutOwnAuthResults(std::string_view message,
+                                                 std::string_view authserv_id);
+
 }  // namespace relay::receive

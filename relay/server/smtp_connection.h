@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -66,6 +67,9 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void OnCiphertext(const char* data, size_t size);
   void OnPlaintext(std::string_view data);
   void Apply(const smtp::ServerActions& actions);
+  // Apply() for the answer to an asynchronous step (AUTH, queueing): reading resumes, and the
+  // client's deadlines start again.
+  void ApplyResult(const smtp::ServerActions& actions);
   void QueueOutput(std::string_view plaintext);
   // Bytes of replies not yet on the socket: queued plaintext, TLS records, the send in flight.
   size_t OutputBacklog() const;
@@ -84,6 +88,10 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   // Appends added_headers_ + the session's message with `qenv` as the queue record `id` (the id
   // the spool hands out next); the 250 (or the refusal) follows from the durable callback.
   void AppendToSpool(const queue::Envelope& qenv, queue::MessageId id, std::string id_text);
+  // What AppendToSpool queues after added_headers_: the session's message, or cleaned_message_.
+  std::string_view QueuedMessage() const {
+    return cleaned_message_ ? std::string_view(*cleaned_message_) : session_.message();
+  }
   // This hop's trace (RFC 5321 §4.4) for the message queued as `queue_id`.
   smtp::ReceivedInfo TraceInfo(const std::string& queue_id, absl::Time now) const;
   void OnQueued(absl::Status status, std::string queue_id);
@@ -133,6 +141,9 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   bool closed_ = false;
   bool peer_gone_ = false;
   std::string added_headers_;      // scratch: trace and missing headers of one message
+  // Port 25: the message without the Authentication-Results fields that forge our authserv-id
+  // (RFC 8601 §5), when it had any; else the session's message is queued as it came.
+  std::optional<std::string> cleaned_message_;
   std::string signing_missing_;    // missing header fields, read by the pool while signing
   int64_t signing_started_ns_ = 0;  // monotonic: for relay_dkim_signing_seconds
   // Port 25 only.

@@ -5,6 +5,7 @@
 // 250 as for submission (smtp_connection.cc). Received mail is not DKIM-signed: ARC is how a
 // forwarder vouches for what it saw.
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -50,9 +51,14 @@ void SmtpConnection::ReceiveMessage() {
 
 void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   queue::Spool* spool = shard_->spool();
-  std::string_view message = session_.message();
   const smtp::Envelope& env = session_.envelope();
   const Config& config = shard_->config();
+  cleaned_message_ = receive::WithoutOwnAuthResults(session_.message(), config.hostname);
+  if (cleaned_message_) {
+    LogInfo() << "port 25: removed Authentication-Results claiming " << config.hostname
+              << " from a message from " << peer_ip_;
+  }
+  std::string_view message = QueuedMessage();
   absl::Time now = absl::Now();
   const int64_t now_s = absl::ToUnixSeconds(now);
 
@@ -74,7 +80,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     }
   }
   if (targets.empty()) {
-    Apply(session_.OnMessageRefused(smtp::kLocalError));
+    ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
     return;
   }
   // Forwarded mail leaves with an envelope sender in our SRS domain, so that SPF passes at the
@@ -87,7 +93,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     if (!rewritten.ok()) {
       LogInfo() << "port 25: refused message from " << peer_ip_ << ": SRS: "
                 << rewritten.status().message();
-      Apply(session_.OnMessageRefused(
+      ApplyResult(session_.OnMessageRefused(
           smtp::Reply{550, "5.1.7", "Sender address cannot be forwarded"}));
       return;
     }

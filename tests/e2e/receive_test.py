@@ -10,7 +10,10 @@ python3-dkim's arc_verify validates, when the relay seals); a named alias wins o
 catch-all; an unknown user of a domain without catch-all is refused at RCPT (550 5.1.1); a
 non-local domain without AUTH is refused (550 5.7.1); a bounce to the SRS address reaches the
 original sender, a forged SRS address is refused (550 5.1.1); a SIGHUP reloads the aliases; an
-alias loop is a configuration error that stops the start, naming the file and line.
+alias loop is a configuration error that stops the start, naming the file and line. An incoming
+Authentication-Results that claims our authserv-id is removed (RFC 8601 §5); a client that
+pipelines a message and 1.5 MiB of commands behind it gets its 250 and every reply, not a 421
+for a message that was queued all the same.
 
 usage: receive_test.py RELAYD
 """
@@ -21,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import smtplib
 import subprocess
 import sys
@@ -226,6 +230,65 @@ if g:
     SRS_ADDRESS = mail_from
 else:
     SRS_ADDRESS = None
+
+# 1b. RFC 8601 §5: an Authentication-Results field from outside that claims our authserv-id is a
+# forgery and is removed; one naming another host stays; the sender's signature still verifies.
+forged_msg = signed_message("forged results")
+forged_msg = (b"Authentication-Results: MX.local.test; dkim=pass header.d=bank.test\r\n"
+              b"Authentication-Results: elsewhere.test; spf=none\r\n" + forged_msg)
+r = swaks(["--from", "alice@sender.test", "--to", "anything@local.test"], forged_msg)
+check(r.returncode == 0 and "250 2.0.0 Ok: queued" in r.stdout,
+      "a message with a forged Authentication-Results is accepted")
+check(wait_for(lambda: got("gmail", "forged results")), "... and forwarded")
+g = got("gmail", "forged results")
+if g:
+    m = headers_of(g[0][3])
+    ar = [" ".join(v.split()) for v in (m.get_all("Authentication-Results") or [])]
+    print("     Authentication-Results: " + " | ".join(ar))
+    check(len(ar) == 2 and ar[0].startswith("mx.local.test;") and "header.d=bank.test" not in
+          ar[0] and ar[1] == "elsewhere.test; spf=none",
+          "the forged field claiming mx.local.test is gone; ours and elsewhere.test's remain")
+    check(dkim.verify(g[0][3], dnsfunc=dns_txt), "the sender's DKIM signature still verifies")
+
+# 1c. A client that pipelines a whole message and then 1.5 MiB of NOOPs in one go: the relay
+# stops reading while the message is being queued (instead of buffering the NOOPs and closing
+# with 421 after the message was queued, so that the client would send it again), then answers
+# everything. The message is queued once and the client is told so.
+NOOPS = 262144
+piped = socket.create_connection(("127.0.0.1", PORT), timeout=30)
+replies = {"bytes": b""}
+
+
+def read_replies():
+    buf = b""
+    try:
+        while True:
+            data = piped.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+    except OSError:
+        pass
+    replies["bytes"] = buf
+
+
+reader = threading.Thread(target=read_replies, daemon=True)
+reader.start()
+body = signed_message("pipelined flood").replace(b"\r\n.", b"\r\n..")
+piped.sendall(b"EHLO mail.sender.test\r\nMAIL FROM:<alice@sender.test>\r\n"
+              b"RCPT TO:<anything@local.test>\r\nDATA\r\n" + body + b".\r\n" +
+              b"NOOP\r\n" * NOOPS + b"QUIT\r\n")
+reader.join(60)
+piped.close()
+out = replies["bytes"]
+print("     pipelined: %d bytes of replies, %d x 250 Ok, 421: %s" %
+      (len(out), out.count(b"250 2.0.0 Ok\r\n"), b"\r\n421" in out))
+check(b"250 2.0.0 Ok: queued as" in out and b"\r\n421" not in out and
+      out.count(b"250 2.0.0 Ok\r\n") == NOOPS and out.endswith(b"221 2.0.0 Bye\r\n"),
+      "a message pipelined with 1.5 MiB of commands is queued, and every command answered")
+check(wait_for(lambda: got("gmail", "pipelined flood")) and
+      (time.sleep(1) or len(got("gmail", "pipelined flood")) == 1),
+      "... and delivered once")
 
 # 2. A named alias wins over the catch-all; "+" suffixes and case do not matter.
 s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="mail.sender.test", timeout=30)
