@@ -481,13 +481,13 @@ int Run(const Flags& flags) {
   ready.push_back(absl::StrCat("spool ", config.spool_dir));
   LogInfo() << "relayd ready: " << absl::StrJoin(ready, "; ");
 
-  auto control = server::ControlSocket::Listen(config.control_socket_path);
+  std::vector<server::Shard*> shard_list;
+  for (auto& shard : shards) shard_list.push_back(shard.get());
+  auto control = server::ControlSocket::Start(config.control_socket_path, shard_list);
   if (!control.ok()) {
     LogWarning() << control.status().message() << "; relayctl queue retry/bounce/delete will not "
                  << "reach this relay";
   }
-  std::vector<server::Shard*> shard_list;
-  for (auto& shard : shards) shard_list.push_back(shard.get());
   std::unique_ptr<metrics::HttpServer> metrics_server;
   if (!config.metrics.listen.empty()) {
     metrics::HttpHandlers handlers;
@@ -506,12 +506,11 @@ int Run(const Flags& flags) {
   }
   int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
   for (;;) {
-    // The main thread waits for a signal, a control request, or the certificate check interval.
+    // The main thread waits for a signal or the certificate check interval.
     uint32_t check_ms = config.tls_reload_check_ms > 0 ? config.tls_reload_check_ms : 60000;
-    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {control.ok() ? control->fd() : -1, POLLIN, 0}};
-    int ready = poll(fds, 2, static_cast<int>(check_ms));
+    pollfd fds[1] = {{signal_fd, POLLIN, 0}};
+    int ready = poll(fds, 1, static_cast<int>(check_ms));
     int sig = -1;
-    if (ready > 0 && (fds[1].revents & POLLIN)) control->ServeOne(shard_list);
     if (ready > 0 && (fds[0].revents & POLLIN)) {
       signalfd_siginfo info;
       if (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
@@ -562,6 +561,7 @@ int Run(const Flags& flags) {
     }
   }
   ::close(signal_fd);
+  control = absl::UnavailableError("stopped");  // its thread ends before the shards it asks
   for (auto& shard : shards) shard->RequestStop();
   for (auto& shard : shards) shard->Join();
   // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a
