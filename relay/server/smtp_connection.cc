@@ -146,6 +146,11 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
     Apply(session_.OnTlsEstablished(tls_->protocol_version(), tls_->cipher_name()));
   }
   if (!plaintext_in_.empty() && !closed_) OnPlaintext(plaintext_in_);
+  if (tls_->peer_closed() && !closed_) {
+    // close_notify: the client sends nothing more (RFC 8446 §6.1). What it is owed is sent (it
+    // may still read), then the connection ends instead of waiting for a timeout.
+    close_after_flush_ = true;
+  }
   Flush();
 }
 

@@ -9,7 +9,8 @@ loopback with replies_unread_bytes_max = 65536 and replies_unread_timeout_ms = 3
     the stall timeout, and relayd says which;
   - a client that pipelines the same way but reads its replies gets every one of them;
   - a client dripping a command a byte at a time is cut at command_deadline_ms (bytes do not
-    re-arm it), an idle unauthenticated one after idle_before_auth_ms, and with half of
+    re-arm it), a TLS client that sends close_notify at once, an idle unauthenticated one after
+    idle_before_auth_ms, and with half of
     connections_max held (stress mode) a new idle one after stress_timeout_ms.
 
 usage: hostile_client_test.py RELAYD
@@ -17,6 +18,7 @@ usage: hostile_client_test.py RELAYD
 import os
 import re
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -197,6 +199,31 @@ try:
     print("drip: closed after %.1f s: %r" % (time.time() - t0, said[-80:]))
     check(time.time() - t0 < DEADLINE_MS / 1000 + 2 and b"421" in said,
           "a dripping client is cut at command_deadline_ms with a 421 (%.1f s)" % (time.time() - t0))
+
+    # A TLS client that sends close_notify is done: the relay ends the connection then, not at
+    # a timeout.
+    tls_client = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    tf = tls_client.makefile("rb")
+    tf.readline()
+    tls_client.sendall(b"EHLO tls.example.test\r\n")
+    while tf.readline()[3:4] == b"-":
+        pass
+    tls_client.sendall(b"STARTTLS\r\n")
+    tf.readline()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    wrapped = ctx.wrap_socket(tls_client, server_hostname="relay.example.com")
+    wrapped.sendall(b"EHLO tls.example.test\r\n")
+    wrapped.recv(4096)
+    t0 = time.time()
+    try:
+        # Sends close_notify, then waits (5 s at most) for the relay's close_notify or its end.
+        wrapped.unwrap().close()
+    except (OSError, ssl.SSLError):
+        wrapped.close()
+    waited = time.time() - t0
+    check(waited < 2, "a TLS client's close_notify ends the connection at once (%.1f s)" % waited)
 
     # An idle client that has not authenticated is closed after idle_before_auth_ms.
     idle = socket.create_connection(("127.0.0.1", PORT), timeout=5)
