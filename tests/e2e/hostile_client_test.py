@@ -9,9 +9,9 @@ loopback with replies_unread_bytes_max = 65536 and replies_unread_timeout_ms = 3
     the stall timeout, and relayd says which;
   - a client that pipelines the same way but reads its replies gets every one of them;
   - a client dripping a command a byte at a time is cut at command_deadline_ms (bytes do not
-    re-arm it), a TLS client that sends close_notify at once, an idle unauthenticated one after
-    idle_before_auth_ms, and with half of
-    connections_max held (stress mode) a new idle one after stress_timeout_ms.
+    re-arm it), a TLS client that sends close_notify at once, an idle unauthenticated one
+    after idle_before_auth_ms, and with half of connections_max held (stress mode) a new idle
+    one after stress_timeout_ms.
 
 usage: hostile_client_test.py RELAYD
 """
