@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <ctime>
 #include <cstring>
 
@@ -37,8 +38,52 @@ int64_t NowMs() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(const std::string& path,
-                                                                    std::vector<Shard*> shards) {
+MainThreadRequests::MainThreadRequests() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+MainThreadRequests::~MainThreadRequests() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string MainThreadRequests::Ask(int timeout_ms) {
+  auto promise = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> answer = promise->get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return closed_answer_;
+    waiting_.push_back(promise);
+  }
+  uint64_t one = 1;
+  ssize_t n = ::write(fd_, &one, sizeof(one));
+  (void)n;
+  if (answer.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
+    return absl::StrCat("error: relayd's main thread did not answer within ", timeout_ms, " ms");
+  }
+  return answer.get();
+}
+
+void MainThreadRequests::Answer(const std::string& answer) {
+  uint64_t count;
+  ssize_t n = ::read(fd_, &count, sizeof(count));
+  (void)n;
+  std::vector<std::shared_ptr<std::promise<std::string>>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting.swap(waiting_);
+  }
+  for (auto& p : waiting) p->set_value(answer);
+}
+
+void MainThreadRequests::Close(const std::string& answer) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    closed_answer_ = answer;
+  }
+  Answer(answer);
+}
+
+absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
+    const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread) {
   // Bound as DIR/.ctl-XXXXXX/s, chmod 0600 there (the directory is 0700), then renamed.
   std::string dir = path;
   size_t slash = dir.rfind('/');
@@ -84,7 +129,8 @@ absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(const std::s
     ::unlink(path.c_str());
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(err)));
   }
-  std::unique_ptr<ControlSocket> control(new ControlSocket(fd, wake, path, std::move(shards)));
+  std::unique_ptr<ControlSocket> control(
+      new ControlSocket(fd, wake, path, std::move(shards), main_thread));
   control->thread_ = std::thread([c = control.get()] { c->Serve(); });
   return control;
 }
@@ -133,7 +179,7 @@ void ControlSocket::Serve() {
         continue;
       }
       std::string answer =
-          done ? Handle(c.request.substr(0, newline), shards_)
+          done ? Handle(c.request.substr(0, newline), shards_, main_thread_)
           : c.request.size() >= kRequestBytesMax
               ? absl::StrCat("error: request longer than ", kRequestBytesMax, " bytes")
               : std::string("error: incomplete request");
@@ -154,11 +200,17 @@ void ControlSocket::Serve() {
   for (const Client& c : clients) ::close(c.fd);
 }
 
-std::string ControlSocket::Handle(const std::string& request,
-                                  const std::vector<Shard*>& shards) {
+std::string ControlSocket::Handle(const std::string& request, const std::vector<Shard*>& shards,
+                                  MainThreadRequests* main_thread) {
   std::vector<std::string> words =
       absl::StrSplit(absl::StripAsciiWhitespace(request), ' ', absl::SkipEmpty());
-  if (words.size() != 2) return "error: expected \"retry|bounce|delete ID\" or \"retry --all\"";
+  if (words.size() == 1 && words[0] == "reload") {
+    if (main_thread == nullptr) return "error: reload is not available here";
+    return main_thread->Ask(kReloadTimeoutMs);
+  }
+  if (words.size() != 2) {
+    return "error: expected \"retry|bounce|delete ID\", \"retry --all\" or \"reload\"";
+  }
   const std::string& verb = words[0];
   const std::string& id = words[1];
   if (verb != "retry" && verb != "bounce" && verb != "delete") {

@@ -2,7 +2,7 @@
 //
 // A Unix stream socket (mode 0600, so only the relay's user and root may use it) served by a
 // thread of its own: one request line per connection ("retry ID", "retry --all", "bounce ID",
-// "delete ID"), one answer line ("ok: ..." or "error: ..."). A request about a message goes to
+// "delete ID", "reload"), one answer line ("ok: ..." or "error: ..."). A request about a message goes to
 // the shard that owns it (the shard number is part of the queue id) and runs on that shard's
 // thread, so the queue is only ever written by its own shard.
 //
@@ -16,6 +16,10 @@
 // while other threads create files.
 #pragma once
 
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,33 +30,69 @@ namespace relay::server {
 
 class Shard;
 
+// Requests that only the main thread may carry out (a reload: certificate, users, aliases, logs),
+// asked from the control thread. The main thread polls fd() and answers every waiting request
+// with one Answer(); after Close() requests are answered at once with an error.
+class MainThreadRequests {
+ public:
+  MainThreadRequests();
+  ~MainThreadRequests();
+  MainThreadRequests(const MainThreadRequests&) = delete;
+  MainThreadRequests& operator=(const MainThreadRequests&) = delete;
+
+  int fd() const { return fd_; }  // readable while requests wait
+  // Control thread: waits up to `timeout_ms` for the answer.
+  std::string Ask(int timeout_ms);
+  // Main thread.
+  void Answer(const std::string& answer);
+  void Close(const std::string& answer);
+
+ private:
+  const int fd_;  // an eventfd
+  std::mutex mu_;
+  bool closed_ = false;
+  std::string closed_answer_;
+  std::vector<std::shared_ptr<std::promise<std::string>>> waiting_;
+};
+
 class ControlSocket {
  public:
   static constexpr size_t kRequestBytesMax = 512;
   static constexpr int kRequestTimeoutMs = 2000;
   static constexpr size_t kClientsMax = 16;
 
+  // The time the main thread has to answer a reload.
+  static constexpr int kReloadTimeoutMs = 30000;
+
   // Binds `path` (an old socket file left by a previous run is replaced) and starts serving.
-  // `shards` must outlive the returned object.
+  // `shards` and `main_thread` (may be null: no reload) must outlive the returned object.
   static absl::StatusOr<std::unique_ptr<ControlSocket>> Start(const std::string& path,
-                                                              std::vector<Shard*> shards);
+                                                              std::vector<Shard*> shards,
+                                                              MainThreadRequests* main_thread);
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
   // Stops the thread (a request being handled finishes first), closes, removes the file.
   ~ControlSocket();
 
   // The answer to one request line.
-  static std::string Handle(const std::string& request, const std::vector<Shard*>& shards);
+  static std::string Handle(const std::string& request, const std::vector<Shard*>& shards,
+                            MainThreadRequests* main_thread);
 
  private:
-  ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards)
-      : fd_(fd), wake_fd_(wake_fd), path_(std::move(path)), shards_(std::move(shards)) {}
+  ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards,
+                MainThreadRequests* main_thread)
+      : fd_(fd),
+        wake_fd_(wake_fd),
+        path_(std::move(path)),
+        shards_(std::move(shards)),
+        main_thread_(main_thread) {}
   void Serve();
 
   const int fd_;
   const int wake_fd_;  // an eventfd: the destructor writes it to stop Serve()
   const std::string path_;
   const std::vector<Shard*> shards_;
+  MainThreadRequests* const main_thread_;
   std::thread thread_;
 };
 

@@ -1,6 +1,7 @@
 #include "relay/server/control.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 
@@ -44,7 +46,7 @@ std::string ReadAll(int fd) {
 TEST(ControlSocketTest, SocketIsPrivateWhateverTheUmask) {
   const std::string path = TempDir() + "/control.sock";
   mode_t old = umask(0);
-  auto control = ControlSocket::Start(path, {});
+  auto control = ControlSocket::Start(path, {}, nullptr);
   umask(old);
   ASSERT_TRUE(control.ok()) << control.status();
   struct stat st;
@@ -57,7 +59,7 @@ TEST(ControlSocketTest, SocketIsPrivateWhateverTheUmask) {
 
 TEST(ControlSocketTest, ASilentClientDelaysNoOther) {
   const std::string path = TempDir() + "/control.sock";
-  auto control = ControlSocket::Start(path, {});
+  auto control = ControlSocket::Start(path, {}, nullptr);
   ASSERT_TRUE(control.ok()) << control.status();
   int silent = Connect(path);
   int other = Connect(path);
@@ -76,7 +78,7 @@ TEST(ControlSocketTest, ASilentClientDelaysNoOther) {
 
 TEST(ControlSocketTest, OverlongRequestIsRefused) {
   const std::string path = TempDir() + "/control.sock";
-  auto control = ControlSocket::Start(path, {});
+  auto control = ControlSocket::Start(path, {}, nullptr);
   ASSERT_TRUE(control.ok()) << control.status();
   int fd = Connect(path);
   std::string request(ControlSocket::kRequestBytesMax + 100, 'a');
@@ -87,12 +89,40 @@ TEST(ControlSocketTest, OverlongRequestIsRefused) {
 
 TEST(ControlSocketTest, RequestsNamingNoShard) {
   std::vector<Shard*> none;
-  EXPECT_EQ(ControlSocket::Handle("retry", none),
-            "error: expected \"retry|bounce|delete ID\" or \"retry --all\"");
-  EXPECT_EQ(ControlSocket::Handle("bounce --all", none), "error: only retry takes --all");
-  EXPECT_EQ(ControlSocket::Handle("delete nonsense", none), "error: not a queue id: nonsense");
-  EXPECT_EQ(ControlSocket::Handle("delete 6a1b2c3d-4-1", none),
+  EXPECT_EQ(ControlSocket::Handle("retry", none, nullptr),
+            "error: expected \"retry|bounce|delete ID\", \"retry --all\" or \"reload\"");
+  EXPECT_EQ(ControlSocket::Handle("bounce --all", none, nullptr),
+            "error: only retry takes --all");
+  EXPECT_EQ(ControlSocket::Handle("delete nonsense", none, nullptr),
+            "error: not a queue id: nonsense");
+  EXPECT_EQ(ControlSocket::Handle("reload", none, nullptr), "error: reload is not available here");
+  EXPECT_EQ(ControlSocket::Handle("delete 6a1b2c3d-4-1", none, nullptr),
             "error: 6a1b2c3d-4-1 belongs to shard 4, which is not running");
+}
+
+// A reload asked on the socket is carried out by the thread that polls MainThreadRequests::fd(),
+// and its answer goes back to the client.
+TEST(ControlSocketTest, ReloadIsAnsweredByTheMainThread) {
+  const std::string path = TempDir() + "/control.sock";
+  MainThreadRequests main_thread;
+  auto control = ControlSocket::Start(path, {}, &main_thread);
+  ASSERT_TRUE(control.ok()) << control.status();
+  std::thread main_loop([&] {
+    pollfd p{main_thread.fd(), POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1);
+    main_thread.Answer("ok: certificate reloaded");
+  });
+  int fd = Connect(path);
+  ASSERT_EQ(::write(fd, "reload\n", 7), 7);
+  EXPECT_EQ(ReadAll(fd), "ok: certificate reloaded\n");
+  ::close(fd);
+  main_loop.join();
+  // Once closed (relayd stopping), a reload is refused at once instead of waiting.
+  main_thread.Close("error: relayd is stopping");
+  fd = Connect(path);
+  ASSERT_EQ(::write(fd, "reload\n", 7), 7);
+  EXPECT_EQ(ReadAll(fd), "error: relayd is stopping\n");
+  ::close(fd);
 }
 
 }  // namespace

@@ -331,6 +331,21 @@ check(code == 0 and out.startswith("ok") and "shard 1" in out,
       "relayctl queue retry --all answers ok for every shard, exit 0: %s" % out.strip())
 check(wait_for(lambda: slow_attempts["count"] > before, 10), "retry --all brings an attempt")
 
+# relayctl reload: this relay (found through --config) reloads and says what it did; an edit of
+# relayd.toml that needs a restart is named, not silently ignored.
+code, out = relayctl("reload", "--config", conf_path)
+check(code == 0 and out.startswith("ok: ") and "users reloaded" in out and
+      "delivery logs reopened" in out and "changed" not in out,
+      "relayctl reload answers what it reloaded, exit 0: %s" % out.strip())
+conf_text = open(conf_path).read()
+edited = re.sub(r"(?m)^connections_max = \d+", "connections_max = 1234", conf_text, count=1)
+check(edited != conf_text, "the test edits limits.connections_max")
+open(conf_path, "w").write(edited)
+code, out = relayctl("reload", "--config", conf_path)
+check(code == 0 and "connections_max" in out and "next restart" in out,
+      "relayctl reload names an edit that needs a restart: %s" % out.strip())
+open(conf_path, "w").write(conf_text)
+
 
 def dsns_for(rcpt, action):
     return [d for d in got("dsn") if rcpt.encode() in d[5] and

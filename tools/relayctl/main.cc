@@ -47,6 +47,9 @@ constexpr Command kCommands[] = {
      "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
      "the running relay"},
+    {"reload", relay::relayctl::ReloadCommand,
+     "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
+     "users\n       and aliases and reopens its logs; says what changed that needs a restart"},
     {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
      "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
     {"dkim-verify", relay::relayctl::DkimVerifyCommand,
