@@ -52,6 +52,9 @@ constexpr Command kCommands[] = {
      "users\n       and aliases and reopens its logs; says what changed that needs a restart"},
     {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
      "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
+    {"dkim-record", relay::relayctl::DkimRecordCommand,
+     "dkim-record [--config PATH] [--domain D] [--selector S] | KEYFILE --domain D --selector S"
+     "\n       the TXT record of existing keys, also as one string to paste"},
     {"dkim-verify", relay::relayctl::DkimVerifyCommand,
      "dkim-verify FILE [--dns-server IP[:PORT]]   verify each DKIM signature of a message"},
     {"dns-mx", DnsMx, "dns-mx DOMAIN [--server ADDR[:PORT]] [--family F]   delivery candidates"},
