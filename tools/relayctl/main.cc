@@ -9,6 +9,7 @@
 #include "tools/relayctl/dns_records.h"
 #include "tools/relayctl/init_command.h"
 #include "tools/relayctl/queue_commands.h"
+#include "tools/relayctl/send_test_command.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace {
@@ -50,6 +51,9 @@ constexpr Command kCommands[] = {
     {"reload", relay::relayctl::ReloadCommand,
      "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
      "users\n       and aliases and reopens its logs; says what changed that needs a restart"},
+    {"send-test", relay::relayctl::SendTestCommand,
+     "send-test --to ADDRESS --user USER [--from A] [--config PATH] [--wait S]   submit a test\n"
+     "       message through the running relay; say how it left and what to check on arrival"},
     {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
      "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
     {"dkim-record", relay::relayctl::DkimRecordCommand,
