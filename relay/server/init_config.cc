@@ -349,6 +349,19 @@ std::string DkimKeysText(const InitOptions& o, const std::vector<InitKey>& keys)
   return out;
 }
 
+std::string AliasesText(const std::string& domain) {
+  return absl::StrCat(
+      "# Aliases of ", domain, ", read when [receive] in relayd.toml lists it (chasquid's format):\n",
+      "#   user: target, target      mail to user@", domain, " goes to each target\n",
+      "#   *: target                 everything else (a catch-all)\n",
+      "# Reloaded by `relayctl reload`. Before turning receiving on, give these two a target:\n",
+      "# postmaster (RFC 5321 requires it) and ", kDmarcReportsLocalPart,
+      ", where the DMARC record init printed\n",
+      "# (rua=mailto:", kDmarcReportsLocalPart, "@", domain, ") sends the daily reports.\n",
+      "# postmaster: you@example.net\n",
+      "# ", kDmarcReportsLocalPart, ": you@example.net\n");
+}
+
 absl::Status WriteNewFile(const fs::path& path, absl::string_view contents, mode_t mode) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", path.string()));
@@ -558,6 +571,14 @@ absl::StatusOr<InitResult> InitDirectory(const std::string& dir, const InitOptio
   if (!fs::exists(srs_secret, ec)) {
     RETURN_IF_ERROR(WriteNewFile(srs_secret, absl::StrCat(RandomHex(kSrsSecretBytes), "\n"),
                                  kSecretMode));
+  }
+
+  // The aliases of the mail domain, for when [receive] is turned on: postmaster (RFC 5321 §4.5.1)
+  // and the address the printed DMARC record sends reports to must reach someone.
+  RETURN_IF_ERROR(MakeDirectory(root / "aliases", o.dir_mode));
+  const fs::path aliases = root / "aliases" / o.domain;
+  if (!fs::exists(aliases, ec)) {
+    RETURN_IF_ERROR(WriteNewFile(aliases, AliasesText(o.domain), kConfigMode));
   }
 
   if (!o.first_user.empty()) {

@@ -28,6 +28,10 @@ namespace relay::server {
 // comfortably (two 255-byte strings).
 inline constexpr unsigned kInitRsaBits = 2048;
 
+// The local part of the address the DMARC record init prints sends reports to
+// (rua=mailto:dmarc-reports@<domain>); init's aliases file names it.
+inline constexpr char kDmarcReportsLocalPart[] = "dmarc-reports";
+
 struct InitOptions {
   std::string domain = "example.com";  // the mail domain: DKIM d=, the first user's addresses
   std::string hostname = "localhost";  // greeting, Received, EHLO, the certificate's name

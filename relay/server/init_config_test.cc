@@ -14,9 +14,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "dkim/key.h"
 #include "gtest/gtest.h"
+#include "relay/receive/aliases.h"
 #include "relay/server/config.h"
 #include "relay/server/users.h"
 
@@ -120,6 +122,28 @@ TEST_F(InitDirectoryTest, WritesAConfigThatLoadsWithBothKeysAndTheFirstUser) {
     absl::StatusOr<std::string> signature = key->SignDigest(digest);
     ASSERT_TRUE(signature.ok()) << signature.status();
     EXPECT_TRUE(published->VerifyDigest(digest, *signature));
+  }
+
+  // The aliases file for receiving: as written it names no one (receiving is off); with its two
+  // example lines uncommented, postmaster and the DMARC report address reach their target.
+  const std::string aliases_path = dir_ + "/aliases/example.test";
+  EXPECT_EQ(Mode(aliases_path), 0640u);
+  std::ifstream aliases_in(aliases_path);
+  std::stringstream aliases_text;
+  aliases_text << aliases_in.rdbuf();
+  EXPECT_TRUE(absl::StrContains(aliases_text.str(), "rua=mailto:dmarc-reports@example.test"));
+  auto built = receive::Aliases::Build({{"example.test", aliases_path, aliases_text.str()}}, {});
+  ASSERT_TRUE(built.ok()) << built.status();
+  EXPECT_EQ(built->Expand("postmaster@example.test").status, receive::ExpandStatus::kUnknownUser);
+  std::string enabled = aliases_text.str();
+  absl::StrReplaceAll({{"# postmaster:", "postmaster:"}, {"# dmarc-reports:", "dmarc-reports:"}},
+                      &enabled);
+  built = receive::Aliases::Build({{"example.test", aliases_path, enabled}}, {});
+  ASSERT_TRUE(built.ok()) << built.status();
+  for (const char* address : {"postmaster@example.test", "dmarc-reports@example.test"}) {
+    receive::Expansion e = built->Expand(address);
+    EXPECT_EQ(e.status, receive::ExpandStatus::kExpanded) << address;
+    EXPECT_EQ(e.targets, std::vector<std::string>{"you@example.net"}) << address;
   }
 
   absl::StatusOr<std::shared_ptr<UserDb>> users = UserDb::Load(c->users_path);
