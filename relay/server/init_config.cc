@@ -210,7 +210,7 @@ ${shaping}
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
 # domain's [[dkim.key]]. Reloaded on SIGHUP.
 # [receive]
-# listen = ["0.0.0.0:25"]
+# listen = ["0.0.0.0:25", "[::]:25"]
 # domains = ["${domain}"]
 # aliases_dir = "aliases"
 # srs_domain = "${domain}"
