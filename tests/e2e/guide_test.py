@@ -43,21 +43,13 @@ from aiosmtpd.controller import Controller
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import local_dns  # noqa: E402
+from checks import check, failures, finish  # noqa: E402
 
 RELAYD, RELAYCTL = os.path.realpath(sys.argv[1]), os.path.realpath(sys.argv[2])
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(HERE, "..", "..", "README.md")
 UNIT = os.path.join(HERE, "..", "..", "tools", "service", "relayd.service")
 GMAIL_V4, GMAIL_V6 = "198.51.100.25", "2001:db8:53::25"
-failures, checks = [], 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def run(argv, **kw):
@@ -336,5 +328,4 @@ finally:
         print("---- relayd's log:\n" + open(ROOT + "/relayd.out").read()[-6000:])
     shutil.rmtree(ROOT, ignore_errors=True)
 
-print("%d checks, %d failed" % (checks, len(failures)))
-sys.exit(1 if failures else 0)
+finish()
