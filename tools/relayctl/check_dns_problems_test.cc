@@ -116,13 +116,12 @@ TEST(CheckDnsProblemsTest, PlaceholdersAreUpperCaseWordsInBraces) {
 }
 
 TEST(CheckDnsProblemsTest, WarningsAreLinesOfTheirOwnState) {
-  CheckLine l;
-  l.state = CheckState::kWarn;
-  l.check = "mx";
-  l.subject = "example.com";
-  l.published = "10 mx.provider.test";
-  l.expected = "10 mail.example.com";
-  l.problem = "the MX points at mx.provider.test, not at mail.example.com";
+  CheckLine l{.state = CheckState::kWarn,
+              .check = "mx",
+              .subject = "example.com",
+              .published = "10 mx.provider.test",
+              .expected = "10 mail.example.com",
+              .problem = "the MX points at mx.provider.test, not at mail.example.com"};
   EXPECT_EQ(FormatCheckLine(l),
             "WARN mx       example.com | published: 10 mx.provider.test | expected: 10 "
             "mail.example.com | problem: the MX points at mx.provider.test, not at "
