@@ -341,6 +341,22 @@ check(value(after, "relay_queue_reserve_segments") >= 1, "reserve segments ready
 check(("relay_queue_segments_created_on_append_path_total", ()) in after and
       value(after, "relay_queue_segments_created_on_append_path_total") == 0,
       "no segment created on the append path")
+# The series the alert rules in tools/monitoring/ are built on.
+check(delta("relay_recipients_delivered_tls_total", site="default") == 4,
+      "recipients delivered over TLS +4 (the sink offers STARTTLS)")
+check(value(after, "relay_queue_oldest_message_age_seconds") == 0,
+      "oldest queued message age 0 once the queue is empty")
+check(value(after, "relay_queue_capacity_bytes") >= value(after, "relay_queue_bytes") > 0,
+      "queue capacity reported, above the bytes in use")
+avail = value(after, "relay_spool_filesystem_avail_bytes")
+check(0 < avail <= value(after, "relay_spool_filesystem_size_bytes"),
+      "spool file system space reported")
+check(all(delta("relay_shard_loop_turns_total", shard=str(i)) >= 1 for i in range(2)),
+      "both shards' loop turns move")
+check(value(after, "relay_ready_queue_messages", site="default") == 0 and
+      value(after, "relay_site_suspended_queues", site="default") == 0 and
+      value(after, "relay_site_suspensions_total", site="default") == 0,
+      "no ready message waits, no site suspended")
 check(("relay_queue_segment_creation_failures_total", ()) in after and
       value(after, "relay_queue_segment_creation_failures_total") == 0,
       "no failed segment creation")
