@@ -9,6 +9,7 @@
 #include "tools/relayctl/dns_records.h"
 #include "tools/relayctl/init_command.h"
 #include "tools/relayctl/queue_commands.h"
+#include "tools/relayctl/top_command.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace {
@@ -47,6 +48,8 @@ constexpr Command kCommands[] = {
      "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
      "the running relay"},
+    {"top", relay::relayctl::TopCommand,
+     "top [--config PATH | --url URL] [--interval S] [--once]   live view of the running relay"},
     {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
      "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
     {"dkim-verify", relay::relayctl::DkimVerifyCommand,
