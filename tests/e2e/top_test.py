@@ -28,11 +28,11 @@ import tempfile
 import threading
 import time
 
-from aiosmtpd.controller import Controller
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
+import checks  # noqa: E402  (the project's own helpers, found through the path above)
 import local_dns  # noqa: E402
+import local_smtp  # noqa: E402
 import relayd_process  # noqa: E402
 
 RELAYD, RELAYCTL = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
@@ -40,18 +40,8 @@ TMP = tempfile.mkdtemp(prefix="top-", dir=os.environ.get("TEST_TMPDIR"))
 # tmux's socket path must stay short (sun_path): its own directory under /tmp.
 TMUX_DIR = tempfile.mkdtemp(prefix="top-tmux-", dir="/tmp")
 TMUX = ["tmux", "-S", TMUX_DIR + "/sock", "-f", "/dev/null"]
-failures, checks = [], 0
+check = checks.Checks()
 children, controllers = [], []
-
-
-def check(cond, what, detail=""):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        if detail:
-            print(detail)
-        failures.append(what)
 
 
 def finish():
@@ -66,8 +56,7 @@ def finish():
                 p.kill()
     for c in controllers:
         c.stop()
-    print("%d checks, %d failed" % (checks, len(failures)))
-    sys.exit(1 if failures else 0)
+    sys.exit(check.summary())
 
 
 def wait_until(pred, seconds, step=0.2):
@@ -82,36 +71,21 @@ def wait_until(pred, seconds, step=0.2):
 # --- the receiver ---------------------------------------------------------------------------
 SINK_IP = "127.0.0.2"
 MX_PORT = local_dns.free_port([SINK_IP])
-subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                "-subj", "/CN=mx.test", "-keyout", TMP + "/mx.key", "-out", TMP + "/mx.crt"],
-               check=True, capture_output=True)
-tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-tls.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
-received = []
-lock = threading.Lock()
 
 
-class Sink:
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.endswith("@reject.test"):
-            return "550 5.1.1 <%s>: no such user here" % address
-        if address.endswith("@slow.test"):
-            return "451 4.3.0 try again later"
-        if address == "limited@gmail.test":
-            return ("450 4.7.28 Our system has detected an unusual rate of unsolicited mail "
-                    "originating from your IP address.")
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        with lock:
-            received.extend(envelope.rcpt_tos)
-        return "250 2.0.0 OK stored"
+def refusal(rcpt):
+    if rcpt.endswith("@reject.test"):
+        return "550 5.1.1 <%s>: no such user here" % rcpt
+    if rcpt.endswith("@slow.test"):
+        return "451 4.3.0 try again later"
+    if rcpt == "limited@gmail.test":
+        return ("450 4.7.28 Our system has detected an unusual rate of unsolicited mail "
+                "originating from your IP address.")
+    return None
 
 
-controllers.append(Controller(Sink(), hostname=SINK_IP, port=MX_PORT, ready_timeout=10,
-                              tls_context=tls))
-controllers[0].start()
+sink = local_smtp.Sink(refusal)
+controllers.append(local_smtp.start(sink, SINK_IP, MX_PORT, TMP))
 zones = "".join('  local-data: "%s"\n' % rr for rr in [
     "good.test. 300 IN MX 10 mx.good.test.", "mx.good.test. 300 IN A " + SINK_IP,
     "reject.test. 300 IN MX 10 mx.good.test.",
@@ -151,8 +125,7 @@ def submit(rcpts, subject="top test"):
 
 
 def delivered(address):
-    with lock:
-        return received.count(address)
+    return len(sink.delivered_to(address))
 
 
 # The Gmail ones first, so that the site is suspended only after they went out.

@@ -24,19 +24,12 @@ import tempfile
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "testing"))
+import checks  # noqa: E402  (the project's own helper, found through the path above)
+
 RENDER = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="monitoring-", dir=os.environ.get("TEST_TMPDIR"))
-failures, checks = [], 0
-
-
-def check(cond, what, detail=""):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        if detail:
-            print(detail)
-        failures.append(what)
+check = checks.Checks()
 
 
 def promtool(*args, stdin=None):
@@ -202,5 +195,4 @@ with open(path, "w") as f:
         {"record": "x:y", "expr": "sum(rate(relay_messages_received_total[5m])"}]}]}, f)
 check(promtool("check", "rules", path).returncode != 0, "promtool refuses a broken expression")
 
-print("%d checks, %d failed" % (checks, len(failures)))
-sys.exit(1 if failures else 0)
+sys.exit(check.summary())

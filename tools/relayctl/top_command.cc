@@ -372,54 +372,50 @@ int Usage() {
 }  // namespace
 
 TopSnapshot Summarize(const std::vector<ExpositionSample>& samples, double time_s) {
+  // Families summed into the snapshot and, when they carry a site label, into the site's row
+  // (a null site member: not shown per site).
+  struct Summed {
+    const char* family;
+    double TopSnapshot::*total;
+    double TopSite::*site;
+  };
+  static const Summed kSummed[] = {
+      {"relay_messages_received_total", &TopSnapshot::received, nullptr},
+      {"relay_recipients_delivered_total", &TopSnapshot::delivered, &TopSite::delivered},
+      {"relay_recipients_deferred_total", &TopSnapshot::deferred, &TopSite::deferred},
+      {"relay_recipients_bounced_total", &TopSnapshot::bounced, &TopSite::bounced},
+      {"relay_recipients_delivered_tls_total", &TopSnapshot::delivered_tls,
+       &TopSite::delivered_tls},
+      {"relay_site_suspensions_total", nullptr, &TopSite::suspensions},
+      {"relay_site_suspended_queues", &TopSnapshot::suspended_queues, &TopSite::suspended_queues},
+      {"relay_ready_queue_messages", &TopSnapshot::ready_messages, &TopSite::ready_messages},
+      {"relay_queue_messages", &TopSnapshot::queue_messages, nullptr},
+      {"relay_queue_bytes", &TopSnapshot::queue_bytes, nullptr},
+      {"relay_queue_capacity_bytes", &TopSnapshot::queue_capacity_bytes, nullptr},
+      {"relay_connections_open", &TopSnapshot::inbound_connections, nullptr},
+      {"relay_outbound_connections_open", &TopSnapshot::outbound_connections, nullptr},
+      {"relay_dns_queries_total", &TopSnapshot::dns_queries, nullptr},
+      {"relay_dns_failures_total", &TopSnapshot::dns_failures, nullptr},
+  };
   TopSnapshot t;
   t.time_s = time_s;
   std::map<std::string, TopSite> sites;
   for (const ExpositionSample& s : samples) {
     const std::string& n = s.name;
     const double v = s.value;
-    if (n == "relay_messages_received_total") {
-      t.received += v;
-    } else if (n == "relay_recipients_delivered_total") {
-      t.delivered += v;
-      SiteOf(sites, s.Label("site")).delivered += v;
-    } else if (n == "relay_recipients_deferred_total") {
-      t.deferred += v;
-      SiteOf(sites, s.Label("site")).deferred += v;
-    } else if (n == "relay_recipients_bounced_total") {
-      t.bounced += v;
-      SiteOf(sites, s.Label("site")).bounced += v;
-    } else if (n == "relay_recipients_delivered_tls_total") {
-      t.delivered_tls += v;
-      SiteOf(sites, s.Label("site")).delivered_tls += v;
-    } else if (n == "relay_site_suspensions_total") {
-      SiteOf(sites, s.Label("site")).suspensions += v;
-    } else if (n == "relay_site_suspended_queues") {
-      t.suspended_queues += v;
-      SiteOf(sites, s.Label("site")).suspended_queues += v;
-    } else if (n == "relay_ready_queue_messages") {
-      t.ready_messages += v;
-      SiteOf(sites, s.Label("site")).ready_messages += v;
-    } else if (n == "relay_queue_messages") {
-      t.queue_messages += v;
-    } else if (n == "relay_queue_bytes") {
-      t.queue_bytes += v;
-    } else if (n == "relay_queue_capacity_bytes") {
-      t.queue_capacity_bytes += v;
+    const Summed* summed = nullptr;
+    for (const Summed& f : kSummed) {
+      if (n == f.family) summed = &f;
+    }
+    if (summed != nullptr) {
+      if (summed->total != nullptr) t.*(summed->total) += v;
+      if (summed->site != nullptr) SiteOf(sites, s.Label("site")).*(summed->site) += v;
     } else if (n == "relay_queue_oldest_message_age_seconds") {
       t.oldest_message_age_s = std::max(t.oldest_message_age_s, v);
-    } else if (n == "relay_connections_open") {
-      t.inbound_connections += v;
-    } else if (n == "relay_outbound_connections_open") {
-      t.outbound_connections += v;
     } else if (n == "relay_tls_handshakes_total") {
       (s.Label("direction") == "outbound" ? t.tls_outbound : t.tls_inbound) += v;
     } else if (n == "relay_tls_handshake_failures_total") {
       (s.Label("direction") == "outbound" ? t.tls_outbound_failures : t.tls_inbound_failures) += v;
-    } else if (n == "relay_dns_queries_total") {
-      t.dns_queries += v;
-    } else if (n == "relay_dns_failures_total") {
-      t.dns_failures += v;
     } else if (n == "relay_shard_loop_turns_total") {
       // The shard index is the label; a bounded one (the registry caps shards at 1024).
       std::string_view shard = s.Label("shard");
