@@ -40,7 +40,13 @@ TMP = tempfile.mkdtemp(prefix="top-", dir=os.environ.get("TEST_TMPDIR"))
 # tmux's socket path must stay short (sun_path): its own directory under /tmp.
 TMUX_DIR = tempfile.mkdtemp(prefix="top-tmux-", dir="/tmp")
 TMUX = ["tmux", "-S", TMUX_DIR + "/sock", "-f", "/dev/null"]
-check = checks.Checks()
+
+
+def check(cond, what, detail=""):
+    """checks.check, printing what was seen when it fails."""
+    if not checks.check(cond, what) and detail:
+        print(detail)
+    return cond
 children, controllers = [], []
 
 
@@ -56,7 +62,7 @@ def finish():
                 p.kill()
     for c in controllers:
         c.stop()
-    sys.exit(check.summary())
+    checks.finish()
 
 
 def wait_until(pred, seconds, step=0.2):

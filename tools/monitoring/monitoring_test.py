@@ -29,7 +29,13 @@ import checks  # noqa: E402  (the project's own helper, found through the path a
 
 RENDER = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="monitoring-", dir=os.environ.get("TEST_TMPDIR"))
-check = checks.Checks()
+
+
+def check(cond, what, detail=""):
+    """checks.check, printing what was seen when it fails."""
+    if not checks.check(cond, what) and detail:
+        print(detail)
+    return cond
 
 
 def promtool(*args, stdin=None):
@@ -195,4 +201,4 @@ with open(path, "w") as f:
         {"record": "x:y", "expr": "sum(rate(relay_messages_received_total[5m])"}]}]}, f)
 check(promtool("check", "rules", path).returncode != 0, "promtool refuses a broken expression")
 
-sys.exit(check.summary())
+checks.finish()

@@ -1,29 +1,26 @@
-"""The checklist the project's end-to-end tests print: one "ok   ..." or "FAIL ..." line per
-check (with what was seen when it fails), and a closing "N checks, M failed".
+"""Pass/fail lines for the project's end-to-end test scripts: each check prints "ok   what" or
+"FAIL what" as it happens, and finish() prints the count and exits 1 when any failed.
 
-    import checks
-    check = checks.Checks()
-    check(port is not None, "relayd started", log_text)
-    ...
-    sys.exit(check.summary())   # 1 when anything failed
+    from checks import check, finish
+    check(reply.startswith(b"250"), "the relay accepts the message")
+    finish()
 """
+import sys
+
+failures = []
+_count = 0
 
 
-class Checks:
-    def __init__(self):
-        self.count = 0
-        self.failures = []
+def check(cond, what):
+    """Records one check; returns `cond` so that callers can stop early."""
+    global _count
+    _count += 1
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
 
-    def __call__(self, cond, what, detail=""):
-        self.count += 1
-        print(("ok   " if cond else "FAIL ") + what, flush=True)
-        if not cond:
-            if detail:
-                print(detail)
-            self.failures.append(what)
-        return cond
 
-    def summary(self):
-        """Prints the closing line; the exit status: 1 when a check failed."""
-        print("%d checks, %d failed" % (self.count, len(self.failures)))
-        return 1 if self.failures else 0
+def finish():
+    print("%d checks, %d failed" % (_count, len(failures)), flush=True)
+    sys.exit(1 if failures else 0)
