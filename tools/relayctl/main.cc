@@ -48,8 +48,6 @@ constexpr Command kCommands[] = {
      "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
      "the running relay"},
-    {"top", relay::relayctl::TopCommand,
-     "top [--config PATH | --url URL] [--interval S] [--once]   live view of the running relay"},
     {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
      "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
     {"dkim-verify", relay::relayctl::DkimVerifyCommand,
@@ -67,6 +65,8 @@ constexpr Command kCommands[] = {
     {"check-dns", CheckDns,
      "check-dns [--config PATH] [--domain D ...] [--dns-server HOST:PORT ...]   compare them "
      "with the live DNS"},
+    {"top", relay::relayctl::TopCommand,
+     "top [--config PATH | --url URL] [--interval S] [--once]   live view of the running relay"},
 };
 
 int Usage(FILE* out) {
