@@ -456,6 +456,43 @@ TEST_F(SpoolTest, ExpiryReportsOldMessages) {
   EXPECT_EQ(spool->DueMessages(now_ms, 10), std::vector<MessageId>{young});
 }
 
+TEST_F(SpoolTest, OldestLiveMessageIsTrackedThroughFinalityCompactionAndRecovery) {
+  auto spool = OpenSpool(dir_);
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), -1);
+  const int64_t t0 = static_cast<int64_t>(clock_.WallSeconds() * 1000);
+  MessageId first = Append(*spool, 1, 100, 2);
+  clock_.AdvanceMillis(60000);
+  MessageId second = Append(*spool, 2);
+  clock_.AdvanceMillis(60000);
+  Append(*spool, 3);
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0);
+  // One recipient of two final: still live, still the oldest.
+  StateRecord s;
+  s.id = first;
+  s.recipient = 0;
+  s.type = RecordType::kDelivered;
+  ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0);
+  s.recipient = 1;
+  s.type = RecordType::kBounced;
+  ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 60000);
+  // A compacted copy keeps its creation time, and the next one takes over once it is deleted.
+  ASSERT_TRUE(spool->SyncNow().ok());
+  ASSERT_TRUE(spool->MaintainSpace(/*force=*/true).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 60000);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  spool.reset();
+  spool = OpenSpool(dir_);
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 60000);
+  StateRecord deleted;
+  deleted.id = second;
+  deleted.type = RecordType::kDeleted;
+  deleted.recipient = kAllRecipients;
+  ASSERT_TRUE(spool->AppendState(deleted, nullptr).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 120000);
+}
+
 // Appends two synced messages and a third that never got synced, then tears the third at every
 // byte offset: recovery must keep the first two, drop the third, and report no corruption.
 TEST_F(SpoolTest, TornTailAtEveryOffset) {

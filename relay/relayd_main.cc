@@ -326,6 +326,7 @@ std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const server::Config& config
   options.shards = shards;
   options.version = RELAY_VERSION;
   options.start_time_unix_s = RealClock::Get()->WallSeconds();
+  options.spool_directory = config.spool_dir;
   if (config.shaping != nullptr) {
     options.sites.push_back(config.shaping->default_rule().name);
     for (const delivery::ShapingRuleSpec& spec : config.shaping->specs()) {

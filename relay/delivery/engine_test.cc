@@ -136,6 +136,41 @@ TEST_F(EngineTest, GivingUpOnALongReplyStillFits) {
   EXPECT_EQ(engine_->stats().bounced, 1u);
 }
 
+TEST_F(EngineTest, DeliveriesOverTlsAreCountedPerSite) {
+  metrics::RelayMetricsOptions mo;
+  mo.sites = {"default", "google"};
+  metrics::RelayMetrics m(mo);
+  DeliveryOptions options;
+  options.metrics = &m;
+  MakeEngine(options);
+  const queue::MessageId id = Append({"a@b.test", "c@b.test", "d@b.test"});
+  Job job;
+  job.id = id;
+  job.recipients = {0, 1, 2};
+  job.metrics_site = m.SiteIndex("google");
+  AttemptInfo tls{"mx.b.test"};
+  tls.tls_version = "TLSv1.3";
+  tls.reply_received = true;
+  AttemptInfo plain{"mx.b.test"};
+  plain.reply_received = true;
+  const RecipientOutcome ok{OutcomeKind::kDelivered, 250, "2.0.0", "ok"};
+  engine_->RecordOutcome(job, 0, ok, tls);
+  engine_->RecordOutcome(job, 1, ok, plain);
+  engine_->RecordOutcome(job, 2, RecipientOutcome::Transient("busy", 451, "4.3.2"), tls);
+  const std::string text = m.Render();
+  EXPECT_NE(text.find("relay_recipients_delivered_tls_total{site=\"google\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("relay_recipients_delivered_total{site=\"google\",source=\"none\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("relay_recipients_deferred_total{site=\"google\",source=\"none\"} 1\n"),
+            std::string::npos);
+  // No ready queue yet: every per-site gauge reads 0.
+  engine_->PublishSiteMetrics();
+  EXPECT_NE(m.Render().find("relay_ready_queue_messages{site=\"google\"} 0\n"),
+            std::string::npos);
+}
+
 TEST_F(EngineTest, ARefusedBounceIsRetriedWithBackoffAndGetsOneDsn) {
   DeliveryOptions options;
   options.outcome_retry_ms = 1000;

@@ -138,6 +138,10 @@ absl::Status Shard::Setup() {
   }
   queue::RecoveryReport report;
   ASSIGN_OR_RETURN(spool_, queue::Spool::Open(spool_options, &report));
+  if (shared_.metrics != nullptr) {
+    shared_.metrics->queue_capacity_bytes.Set(index_,
+                                              static_cast<int64_t>(spool_->MessageBytesMax()));
+  }
   segment_creator_ = std::make_unique<queue::SegmentCreator>(absl::StrCat("segments", index_));
   if (report.live_messages > 0 || !report.corruptions.empty()) {
     LogInfo() << "spool " << spool_options.directory << ": recovered " << report.live_messages
@@ -252,6 +256,7 @@ absl::Status Shard::Setup() {
     RequestReserveSegments();
     auto moved = spool_->MaintainSpace();
     if (!moved.ok()) LogWarning() << "spool compaction: " << moved.status();
+    if (delivery_ != nullptr) delivery_->PublishSiteMetrics();
     if (!stopping_) reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
   });
   reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
@@ -480,6 +485,8 @@ void Shard::RequestReserveSegments() {
 void Shard::PublishMetrics() {
   const metrics::RelayMetrics* m = shared_.metrics;
   if (m == nullptr) return;
+  m->loop_turns(index_).Add(index_);
+  m->SetOldestMessage(index_, spool_->OldestMessageCreatedUnixMs());
   queue::SpoolStats spool = spool_->stats();
   m->queue_messages.Set(index_, static_cast<int64_t>(spool.live_messages));
   m->queue_bytes.Set(index_,

@@ -10,6 +10,7 @@
 #include "tools/relayctl/init_command.h"
 #include "tools/relayctl/queue_commands.h"
 #include "tools/relayctl/send_test_command.h"
+#include "tools/relayctl/top_command.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace {
@@ -74,6 +75,8 @@ constexpr Command kCommands[] = {
     {"check-dns", CheckDns,
      "check-dns [--config PATH] [--domain D ...] [--dns-server HOST:PORT ...]   compare them "
      "with the live DNS"},
+    {"top", relay::relayctl::TopCommand,
+     "top [--config PATH | --url URL] [--interval S] [--once]   live view of the running relay"},
 };
 
 int Usage(FILE* out) {
