@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
+#include "relay/server/client_key.h"
 
 namespace relay::server {
 
@@ -55,7 +56,7 @@ absl::Status AuthService::Reload() {
 
 void AuthService::Check(const smtp::CredentialCheck& credentials, std::string_view peer_ip,
                         io::Reactor* reactor, Done done) {
-  std::string key = AuthThrottle::KeyForText(absl::string_view(peer_ip.data(), peer_ip.size()));
+  std::string key = ClientKeyFromText(absl::string_view(peer_ip.data(), peer_ip.size()));
   if (!key.empty() && throttle_.IsBlocked(key)) {
     LogInfo() << "AUTH from " << peer_ip << " refused: address blocked after repeated failures";
     reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kTemporaryFailure); });
@@ -113,7 +114,7 @@ void AuthService::Finish(bool ok, const std::string& throttle_key, io::Reactor* 
 }
 
 bool AuthService::IsBlocked(std::string_view peer_ip) {
-  std::string key = AuthThrottle::KeyForText(absl::string_view(peer_ip.data(), peer_ip.size()));
+  std::string key = ClientKeyFromText(absl::string_view(peer_ip.data(), peer_ip.size()));
   return !key.empty() && throttle_.IsBlocked(key);
 }
 

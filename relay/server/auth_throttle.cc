@@ -1,9 +1,6 @@
 #include "relay/server/auth_throttle.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <cstring>
 #include <string>
 
 namespace relay::server {
@@ -11,35 +8,7 @@ namespace {
 
 constexpr int64_t kNanosPerMilli = 1000000;
 
-std::string KeyForV6(const in6_addr& addr) {
-  if (IN6_IS_ADDR_V4MAPPED(&addr)) return std::string(reinterpret_cast<const char*>(&addr) + 12, 4);
-  return std::string(reinterpret_cast<const char*>(&addr), 8);
-}
-
 }  // namespace
-
-std::string AuthThrottle::KeyFor(const sockaddr* address) {
-  if (address == nullptr) return "";
-  if (address->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
-    return std::string(reinterpret_cast<const char*>(&in->sin_addr), 4);
-  }
-  if (address->sa_family == AF_INET6) {
-    return KeyForV6(reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr);
-  }
-  return "";
-}
-
-std::string AuthThrottle::KeyForText(absl::string_view address) {
-  std::string text(address);
-  in_addr v4;
-  in6_addr v6;
-  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
-    return std::string(reinterpret_cast<const char*>(&v4), 4);
-  }
-  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return KeyForV6(v6);
-  return "";
-}
 
 AuthThrottle::State* AuthThrottle::Lookup(absl::string_view key, int64_t now) {
   auto it = states_.find(key);

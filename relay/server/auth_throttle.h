@@ -1,7 +1,7 @@
 // Slows, then refuses, password guessing from one client address.
 //
-// Per client address (IPv4 address, or IPv6 /64: one subscriber usually holds a whole /64, so
-// rotating inside it must not reset the count), failed AUTH attempts are counted in a window.
+// Per client (a ClientKey, client_key.h: an IPv4 address or an IPv6 /64), failed AUTH attempts
+// are counted in a window.
 // From `failures_before_delay` on, the driver waits DelayMillis() before sending each AUTH reply
 // (failures and successes alike, so the delay does not reveal the answer); at
 // `failures_before_block` the address is blocked for `block_ms`: AUTH gets 454 4.7.0 and new
@@ -12,9 +12,6 @@
 // attacker's connections over every shard, so per-shard counts would multiply the limits). Every
 // method takes an internal mutex; calls happen at accept and at AUTH, never per byte.
 #pragma once
-
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -48,12 +45,7 @@ class AuthThrottle {
  public:
   AuthThrottle(const Clock* clock, AuthThrottleLimits limits) : clock_(clock), limits_(limits) {}
 
-  // The key for a peer address: 4 bytes for IPv4 (also IPv4-mapped IPv6), 8 bytes (the /64) for
-  // IPv6. Empty for other families (never throttled).
-  static std::string KeyFor(const sockaddr* address);
-  // For tests and logs: the same key from text ("192.0.2.1", "2001:db8::1"); empty when invalid.
-  static std::string KeyForText(absl::string_view address);
-
+  // `key` is a ClientKey; "" is never throttled.
   // True while the address is blocked: refuse the connection or the AUTH command.
   bool IsBlocked(absl::string_view key) ABSL_LOCKS_EXCLUDED(mu_);
   // How long to wait before replying to this address's next AUTH attempt.

@@ -30,7 +30,7 @@ struct SmtpLimits {
   // In total, all shards. Each connection is a descriptor: keep this plus ~1,000 under the hard
   // RLIMIT_NOFILE (20,000 on many VMs).
   uint32_t connections_max = 16000;
-  uint32_t connections_per_ip_max = 500;
+  uint32_t connections_per_ip_max = 500;        // per client: IPv4 address or IPv6 /64
   uint32_t greeting_timeout_ms = 300000;       // RFC 5321 §4.5.3.2 (server side: 5 minutes)
   uint32_t command_timeout_ms = 300000;        // idle, waiting for a command: RFC 5321 §4.5.3.2.7
   // Deadlines that arriving bytes do not extend: a client dripping a byte at a time holds a

@@ -89,6 +89,8 @@ recipients_max = ${recipients_max}
 errors_max = ${errors_max}
 # Each connection is a descriptor: keep connections_max + ~1000 under the open-files limit.
 connections_max = ${connections_max}
+# Per client: an IPv4 address, or an IPv6 /64 (one subscriber holds a whole /64); the AUTH
+# throttle below counts clients the same way.
 connections_per_ip_max = ${connections_per_ip_max}
 greeting_timeout_ms = ${greeting_timeout_ms}
 # Idle, waiting for the next command (RFC 5321 §4.5.3.2.7); before AUTH on submission, at most
