@@ -14,7 +14,9 @@ absl::StatusOr<std::unique_ptr<AuthService>> AuthService::Create(const Config& c
   limits.delay_per_failure_ms = config.auth.failure_delay_ms;
   limits.delay_max_ms = config.auth.failure_delay_max_ms;
   limits.failures_before_block = static_cast<int>(config.auth.failures_before_block);
+  limits.user_failures_before_block = static_cast<int>(config.auth.user_failures_before_block);
   limits.block_ms = config.auth.block_ms;
+  limits.entries_max = config.auth.throttle_entries_max;
   std::unique_ptr<AuthService> service(new AuthService(config.users_path, limits));
   ASSIGN_OR_RETURN(std::shared_ptr<UserDb> users, UserDb::LoadOrEmpty(config.users_path));
   if (users->size() == 0) {
@@ -57,41 +59,42 @@ absl::Status AuthService::Reload() {
 void AuthService::Check(const smtp::CredentialCheck& credentials, std::string_view peer_ip,
                         io::Reactor* reactor, Done done) {
   std::string key = ClientKeyFromText(absl::string_view(peer_ip.data(), peer_ip.size()));
-  if (!key.empty() && throttle_.IsBlocked(key)) {
-    LogInfo() << "AUTH from " << peer_ip << " refused: address blocked after repeated failures";
+  std::string user_key = NormalizeUserName(credentials.user);
+  if (throttle_.IsBlocked(key, user_key)) {
+    LogInfo() << "AUTH from " << peer_ip << " as " << credentials.user
+              << " refused: blocked after repeated failures";
     reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kTemporaryFailure); });
     return;
   }
   std::shared_ptr<const UserDb> users = Snapshot();
   // Acting as someone else (a PLAIN authorization identity that differs) is not supported.
-  if (!credentials.authzid.empty() &&
-      NormalizeUserName(credentials.authzid) != NormalizeUserName(credentials.user)) {
+  if (!credentials.authzid.empty() && NormalizeUserName(credentials.authzid) != user_key) {
     LogInfo() << "AUTH from " << peer_ip << " asked to act as " << credentials.authzid
               << ": refused";
-    Finish(false, key, reactor, std::move(done));
+    Finish(false, key, user_key, reactor, std::move(done));
     return;
   }
   if (users->CheckCachedCredentials(credentials.user, credentials.password)) {
-    Finish(true, key, reactor, std::move(done));
+    Finish(true, key, user_key, reactor, std::move(done));
     return;
   }
   {
     std::lock_guard<std::mutex> lock(jobs_mu_);
     jobs_.push_back(Job{std::move(users), credentials.user, credentials.password, std::move(key),
-                        reactor, std::move(done)});
+                        std::move(user_key), reactor, std::move(done)});
   }
   jobs_cv_.notify_one();
 }
 
-void AuthService::Finish(bool ok, const std::string& throttle_key, io::Reactor* reactor,
-                         Done done) {
+void AuthService::Finish(bool ok, const std::string& throttle_key, const std::string& user_key,
+                         io::Reactor* reactor, Done done) {
   int64_t delay_ms = 0;
   if (!throttle_key.empty()) {
     delay_ms = throttle_.DelayMillis(throttle_key);
     if (ok) {
-      throttle_.RecordSuccess(throttle_key);
+      throttle_.RecordSuccess(throttle_key, user_key);
     } else {
-      throttle_.RecordFailure(throttle_key);
+      throttle_.RecordFailure(throttle_key, user_key);
     }
   }
   smtp::AuthResult result = ok ? smtp::AuthResult::kOk : smtp::AuthResult::kFailed;
@@ -114,8 +117,7 @@ void AuthService::Finish(bool ok, const std::string& throttle_key, io::Reactor* 
 }
 
 bool AuthService::IsBlocked(std::string_view peer_ip) {
-  std::string key = ClientKeyFromText(absl::string_view(peer_ip.data(), peer_ip.size()));
-  return !key.empty() && throttle_.IsBlocked(key);
+  return throttle_.IsBlocked(ClientKeyFromText(absl::string_view(peer_ip.data(), peer_ip.size())));
 }
 
 bool AuthService::MaySendAs(std::string_view user, std::string_view address) {
@@ -135,7 +137,7 @@ void AuthService::WorkerMain() {
     }
     scrypt_checks_++;
     bool ok = job.users->Verify(job.user, job.password);
-    Finish(ok, job.throttle_key, job.reactor, std::move(job.done));
+    Finish(ok, job.throttle_key, job.user_key, job.reactor, std::move(job.done));
   }
 }
 

@@ -44,6 +44,7 @@ class AuthService final : public Authenticator {
     std::string user;
     std::string password;
     std::string throttle_key;
+    std::string user_key;  // normalized user name, for the throttle
     io::Reactor* reactor;
     Done done;
   };
@@ -52,7 +53,8 @@ class AuthService final : public Authenticator {
       : users_path_(std::move(users_path)), throttle_(RealClock::Get(), limits) {}
   // Records the outcome with the throttle and hands it to `done` on the reactor's thread, after
   // the delay the throttle asks for (failures and successes alike, so timing tells nothing).
-  void Finish(bool ok, const std::string& throttle_key, io::Reactor* reactor, Done done);
+  void Finish(bool ok, const std::string& throttle_key, const std::string& user_key,
+              io::Reactor* reactor, Done done);
   std::shared_ptr<const UserDb> Snapshot() const;
   void WorkerMain();
 

@@ -58,13 +58,17 @@ struct SmtpLimits {
   uint32_t replies_unread_timeout_ms = 60000;
 };
 
+// AUTH throttling (relay/server/auth_throttle.h). A client is an IPv4 address or an IPv6 /64
+// (relay/server/client_key.h).
 struct AuthLimits {
-  uint32_t failures_before_delay = 3;          // per client IP, within the window
+  uint32_t failures_before_delay = 3;          // per client, within the window
   uint32_t failure_delay_ms = 1000;            // per failure beyond failures_before_delay
   uint32_t failure_delay_max_ms = 10000;
-  uint32_t failures_before_block = 10;
+  uint32_t failures_before_block = 10;         // per client, all user names together
+  uint32_t user_failures_before_block = 5;     // per client and user name
   uint32_t failure_window_ms = 600000;
   uint32_t block_ms = 900000;
+  uint32_t throttle_entries_max = 100000;      // clients + (client, user) pairs remembered
   uint32_t worker_threads = 1;                 // scrypt runs off the shard threads
 };
 

@@ -115,14 +115,21 @@ input_held_bytes_max = ${input_held_bytes_max}
 replies_unread_timeout_ms = ${replies_unread_timeout_ms}
 
 [auth]
-# Per client address (IPv6: per /64): after this many failures each AUTH reply is delayed,
-# then the address is refused for block_ms.
+# Failed AUTH is counted per client (an IPv4 address or an IPv6 /64) and per client and user
+# name, each count over failure_window_ms from its first failure (fail2ban's findtime). After
+# failures_before_delay failures of a client each AUTH reply to it is delayed; at
+# failures_before_block (all user names together) the client is refused for block_ms, its new
+# connections too; at user_failures_before_block one user name is refused from that client for
+# block_ms. A success clears only that user's count there, not the client's.
 failures_before_delay = ${failures_before_delay}
 failure_delay_ms = ${failure_delay_ms}
 failure_delay_max_ms = ${failure_delay_max_ms}
 failures_before_block = ${failures_before_block}
+user_failures_before_block = ${user_failures_before_block}
 failure_window_ms = ${failure_window_ms}
 block_ms = ${block_ms}
+# Clients and (client, user) pairs remembered at most (~200 bytes each); the oldest go first.
+throttle_entries_max = ${throttle_entries_max}
 worker_threads = ${auth_worker_threads}
 
 [queue]
@@ -465,6 +472,8 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
       {"${failure_delay_max_ms}", absl::StrCat(a.failure_delay_max_ms)},
       {"${failures_before_block}", absl::StrCat(a.failures_before_block)},
+      {"${user_failures_before_block}", absl::StrCat(a.user_failures_before_block)},
+      {"${throttle_entries_max}", absl::StrCat(a.throttle_entries_max)},
       {"${failure_window_ms}", absl::StrCat(a.failure_window_ms)},
       {"${block_ms}", absl::StrCat(a.block_ms)},
       {"${auth_worker_threads}", absl::StrCat(a.worker_threads)},
