@@ -280,7 +280,7 @@ absl::Status Parse(const toml::table& root, Config& c) {
         c, *t, "auth.",
         {"failures_before_delay", "failure_delay_ms", "failure_delay_max_ms",
          "failures_before_block", "user_failures_before_block", "failure_window_ms", "block_ms",
-         "throttle_entries_max", "worker_threads"}));
+         "throttle_entries_max", "worker_threads", "checks_queued_max"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_delay",
                                 &a.failures_before_delay, 0, 1000000));
     RETURN_IF_ERROR_CFG(
@@ -297,6 +297,8 @@ absl::Status Parse(const toml::table& root, Config& c) {
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "throttle_entries_max", &a.throttle_entries_max,
                                 100, 100000000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "worker_threads", &a.worker_threads, 1, 64));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "auth.", "checks_queued_max", &a.checks_queued_max, 1, 1000000));
   }
   if (const toml::table* t = SubTable(root, "queue")) {
     QueueSettings& q = c.queue;

@@ -70,6 +70,8 @@ struct AuthLimits {
   uint32_t block_ms = 900000;
   uint32_t throttle_entries_max = 100000;      // clients + (client, user) pairs remembered
   uint32_t worker_threads = 1;                 // scrypt runs off the shard threads
+  // Password checks waiting for a worker; beyond, AUTH gets 454 4.7.0 at once.
+  uint32_t checks_queued_max = 128;
 };
 
 struct QueueSettings {

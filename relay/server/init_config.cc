@@ -130,7 +130,10 @@ failure_window_ms = ${failure_window_ms}
 block_ms = ${block_ms}
 # Clients and (client, user) pairs remembered at most (~200 bytes each); the oldest go first.
 throttle_entries_max = ${throttle_entries_max}
+# Password checks (scrypt, ~140 ms each) run on worker_threads threads. At most checks_queued_max
+# wait for one; beyond that AUTH gets 454 4.7.0 at once and the client may try again.
 worker_threads = ${auth_worker_threads}
+checks_queued_max = ${checks_queued_max}
 
 [queue]
 segment_bytes = ${segment_bytes}
@@ -474,6 +477,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${failures_before_block}", absl::StrCat(a.failures_before_block)},
       {"${user_failures_before_block}", absl::StrCat(a.user_failures_before_block)},
       {"${throttle_entries_max}", absl::StrCat(a.throttle_entries_max)},
+      {"${checks_queued_max}", absl::StrCat(a.checks_queued_max)},
       {"${failure_window_ms}", absl::StrCat(a.failure_window_ms)},
       {"${block_ms}", absl::StrCat(a.block_ms)},
       {"${auth_worker_threads}", absl::StrCat(a.worker_threads)},

@@ -160,6 +160,7 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->auth.failures_before_block, d.auth.failures_before_block);
   EXPECT_EQ(c->auth.user_failures_before_block, d.auth.user_failures_before_block);
   EXPECT_EQ(c->auth.throttle_entries_max, d.auth.throttle_entries_max);
+  EXPECT_EQ(c->auth.checks_queued_max, d.auth.checks_queued_max);
   EXPECT_EQ(c->queue.segment_bytes, d.queue.segment_bytes);
   EXPECT_EQ(c->queue.syncs_in_flight_max, d.queue.syncs_in_flight_max);
   EXPECT_EQ(c->queue.outcome_sync_ms, d.queue.outcome_sync_ms);
@@ -208,6 +209,7 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
                            "failure_delay_ms = 1000",
                            "failures_before_block = 10",
                            "user_failures_before_block = 5",
+                           "checks_queued_max = 128",
                            "worker_threads = 1",
                            "reply_bytes_max = 65536",
                            "outcome_retry_ms = 1000",
