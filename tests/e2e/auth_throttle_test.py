@@ -39,6 +39,8 @@ import relayd_process  # noqa: E402  (the project's own helper, found through th
 
 RELAYD = sys.argv[1]
 IN_NETNS = "--netns" in sys.argv[2:]
+with open(RELAYD, "rb") as f:
+    ASAN = b"__asan_init" in f.read()
 TMP = tempfile.mkdtemp(prefix="auth-", dir=os.environ.get("TEST_TMPDIR"))
 MALLORY, MALLORY_PW = "mallory@example.com", "mallory-password"
 VICTIM, VICTIM_PW = "victim@example.com", "victim-password"
@@ -341,9 +343,14 @@ try:
           "no admitted check waits longer than a queue-full of them (%.2f s; one takes %.2f s)"
           % (slow, check_s))
     check(usable[0] == len(results["454"]), "after each 454 the session answers NOOP with 250")
-    check(rss_peak - rss_before < 64 << 20,
-          "relayd's RSS grows by less than 64 MiB during the flood (%d KiB)"
-          % ((rss_peak - rss_before) >> 10))
+    if ASAN:
+        print("SKIP: RSS bound: relayd is built with AddressSanitizer, whose quarantine keeps the "
+              "freed 32 MiB scrypt buffers (grew %d KiB)" % ((rss_peak - rss_before) >> 10))
+    else:
+        # One scrypt at a time holds 32 MiB (N=2^15, r=8) while it runs.
+        check(rss_peak - rss_before < 64 << 20,
+              "relayd's RSS grows by less than 64 MiB during the flood (%d KiB)"
+              % ((rss_peak - rss_before) >> 10))
     log = open(log_path, errors="replace").read()
     check("AUTH queue full (%d password checks waiting" % QUEUE_MAX in log,
           "relayd logs that the AUTH queue is full")
