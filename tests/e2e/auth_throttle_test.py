@@ -59,11 +59,6 @@ def check(cond, what):
         failures.append(what)
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
-
-
 def users_line(name, password):
     """A users-file line in relayd's format (relay/server/users.h): scrypt N=2^15, r=8, p=1."""
     salt = os.urandom(16)
@@ -285,7 +280,7 @@ try:
     r = login("127.0.0.9", "127.0.0.1", PORT, "nobody@example.com", "x")
     check_s = time.time() - t0
     print("one failed AUTH alone: %.0f ms (%s)" % (check_s * 1000, r[:3]))
-    rss_before = rss_bytes(relayd.pid)
+    rss_before = relayd_process.rss_bytes(relayd.pid)
 
     conns = [Conn("127.0.1.%d" % (i + 1), "127.0.0.1", PORT) for i in range(FLOOD_CONNECTIONS)]
     for c in conns:
@@ -319,7 +314,7 @@ try:
         c.close()
     rss_peak = 0
     while any(t.is_alive() for t in threads):
-        rss_peak = max(rss_peak, rss_bytes(relayd.pid))
+        rss_peak = max(rss_peak, relayd_process.rss_bytes(relayd.pid))
         time.sleep(0.05)
     flood_s = time.time() - t0
     for c in conns:
