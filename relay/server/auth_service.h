@@ -65,7 +65,6 @@ class AuthService final : public Authenticator {
   uint64_t scrypt_checks() const { return scrypt_checks_.load(); }
   // AUTH attempts answered 454 because the queue was full.
   uint64_t refused_queue_full() const { return refused_queue_full_.load(); }
-  const AuthThrottle& throttle() const { return throttle_; }
 
  private:
   struct Job {
