@@ -279,8 +279,8 @@ absl::Status Parse(const toml::table& root, Config& c) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(
         c, *t, "auth.",
         {"failures_before_delay", "failure_delay_ms", "failure_delay_max_ms",
-         "failures_before_block",
-         "failure_window_ms", "block_ms", "worker_threads"}));
+         "failures_before_block", "user_failures_before_block", "failure_window_ms", "block_ms",
+         "throttle_entries_max", "worker_threads", "checks_queued_max"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_delay",
                                 &a.failures_before_delay, 0, 1000000));
     RETURN_IF_ERROR_CFG(
@@ -289,10 +289,16 @@ absl::Status Parse(const toml::table& root, Config& c) {
         ReadInt(c, *t, "auth.", "failure_delay_max_ms", &a.failure_delay_max_ms, 0, 600000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_block",
                                 &a.failures_before_block, 1, 1000000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "user_failures_before_block",
+                                &a.user_failures_before_block, 1, 1000000));
     RETURN_IF_ERROR_CFG(
         ReadInt(c, *t, "auth.", "failure_window_ms", &a.failure_window_ms, 1000, 86400000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "block_ms", &a.block_ms, 0, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "throttle_entries_max", &a.throttle_entries_max,
+                                100, 100000000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "worker_threads", &a.worker_threads, 1, 64));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "auth.", "checks_queued_max", &a.checks_queued_max, 1, 1000000));
   }
   if (const toml::table* t = SubTable(root, "queue")) {
     QueueSettings& q = c.queue;

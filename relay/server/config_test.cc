@@ -134,6 +134,32 @@ TEST(Config, QueueOutcomeSyncMs) {
   EXPECT_NE(c.status().message().find("outcome_sync_ms"), std::string::npos) << c.status();
 }
 
+TEST(Config, AuthThrottleAndQueueBoundsAreReadAndChecked) {
+  const std::string text = DefaultText("h");
+  auto c = LoadConfig(WriteFile("auth1.toml", Edited(text, {
+      {"failures_before_block = 10", "failures_before_block = 30"},
+      {"user_failures_before_block = 5", "user_failures_before_block = 4"},
+      {"throttle_entries_max = 100000", "throttle_entries_max = 5000"},
+      {"checks_queued_max = 128", "checks_queued_max = 16"}})));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->auth.failures_before_block, 30u);
+  EXPECT_EQ(c->auth.user_failures_before_block, 4u);
+  EXPECT_EQ(c->auth.throttle_entries_max, 5000u);
+  EXPECT_EQ(c->auth.checks_queued_max, 16u);
+
+  for (const auto& [old_line, new_line] : std::vector<std::pair<std::string, std::string>>{
+           {"checks_queued_max = 128", "checks_queued_max = 0"},
+           {"user_failures_before_block = 5", "user_failures_before_block = 0"},
+           {"throttle_entries_max = 100000", "throttle_entries_max = 10"}}) {
+    c = LoadConfig(WriteFile("auth2.toml", Edited(text, {{old_line, new_line}})));
+    ASSERT_FALSE(c.ok()) << new_line;
+    EXPECT_NE(c.status().message().find(
+                  "auth." + new_line.substr(0, new_line.find(' ')) + " must be between"),
+              std::string::npos)
+        << c.status();
+  }
+}
+
 TEST(Config, DkimKeysAreListed) {
   auto c = LoadConfig(WriteFile("dkim.toml", DefaultText("h") +
                                                  "[[dkim.key]]\ndomain = \"example.com\"\n"

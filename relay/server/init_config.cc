@@ -89,6 +89,8 @@ recipients_max = ${recipients_max}
 errors_max = ${errors_max}
 # Each connection is a descriptor: keep connections_max + ~1000 under the open-files limit.
 connections_max = ${connections_max}
+# Per client: an IPv4 address, or an IPv6 /64 (one subscriber holds a whole /64); the AUTH
+# throttle below counts clients the same way.
 connections_per_ip_max = ${connections_per_ip_max}
 greeting_timeout_ms = ${greeting_timeout_ms}
 # Idle, waiting for the next command (RFC 5321 §4.5.3.2.7); before AUTH on submission, at most
@@ -113,15 +115,25 @@ input_held_bytes_max = ${input_held_bytes_max}
 replies_unread_timeout_ms = ${replies_unread_timeout_ms}
 
 [auth]
-# Per client address (IPv6: per /64): after this many failures each AUTH reply is delayed,
-# then the address is refused for block_ms.
+# Failed AUTH is counted per client (an IPv4 address or an IPv6 /64) and per client and user
+# name, each count over failure_window_ms from its first failure (fail2ban's findtime). After
+# failures_before_delay failures of a client each AUTH reply to it is delayed; at
+# failures_before_block (all user names together) the client is refused for block_ms, its new
+# connections too; at user_failures_before_block one user name is refused from that client for
+# block_ms. A success clears only that user's count there, not the client's.
 failures_before_delay = ${failures_before_delay}
 failure_delay_ms = ${failure_delay_ms}
 failure_delay_max_ms = ${failure_delay_max_ms}
 failures_before_block = ${failures_before_block}
+user_failures_before_block = ${user_failures_before_block}
 failure_window_ms = ${failure_window_ms}
 block_ms = ${block_ms}
+# Clients and (client, user) pairs remembered at most (~200 bytes each); the oldest go first.
+throttle_entries_max = ${throttle_entries_max}
+# Password checks (scrypt, ~140 ms each) run on worker_threads threads. At most checks_queued_max
+# wait for one; beyond that AUTH gets 454 4.7.0 at once and the client may try again.
 worker_threads = ${auth_worker_threads}
+checks_queued_max = ${checks_queued_max}
 
 [queue]
 segment_bytes = ${segment_bytes}
@@ -476,6 +488,9 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
       {"${failure_delay_max_ms}", absl::StrCat(a.failure_delay_max_ms)},
       {"${failures_before_block}", absl::StrCat(a.failures_before_block)},
+      {"${user_failures_before_block}", absl::StrCat(a.user_failures_before_block)},
+      {"${throttle_entries_max}", absl::StrCat(a.throttle_entries_max)},
+      {"${checks_queued_max}", absl::StrCat(a.checks_queued_max)},
       {"${failure_window_ms}", absl::StrCat(a.failure_window_ms)},
       {"${block_ms}", absl::StrCat(a.block_ms)},
       {"${auth_worker_threads}", absl::StrCat(a.worker_threads)},

@@ -181,6 +181,10 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->smtp.stress_timeout_ms, d.smtp.stress_timeout_ms);
   EXPECT_EQ(c->auth.block_ms, d.auth.block_ms);
   EXPECT_EQ(c->auth.worker_threads, d.auth.worker_threads);
+  EXPECT_EQ(c->auth.failures_before_block, d.auth.failures_before_block);
+  EXPECT_EQ(c->auth.user_failures_before_block, d.auth.user_failures_before_block);
+  EXPECT_EQ(c->auth.throttle_entries_max, d.auth.throttle_entries_max);
+  EXPECT_EQ(c->auth.checks_queued_max, d.auth.checks_queued_max);
   EXPECT_EQ(c->queue.segment_bytes, d.queue.segment_bytes);
   EXPECT_EQ(c->queue.syncs_in_flight_max, d.queue.syncs_in_flight_max);
   EXPECT_EQ(c->queue.outcome_sync_ms, d.queue.outcome_sync_ms);
@@ -228,6 +232,9 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
                            "failures_before_delay = 3",
                            "failure_delay_ms = 1000",
                            "failures_before_block = 10",
+                           "user_failures_before_block = 5",
+                           "checks_queued_max = 128",
+                           "worker_threads = 1",
                            "reply_bytes_max = 65536",
                            "outcome_retry_ms = 1000",
                            "[metrics]\n"}) {

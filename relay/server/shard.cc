@@ -17,6 +17,7 @@
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
 #include "relay/io/socket.h"
+#include "relay/server/client_key.h"
 #include "relay/server/smtp_connection.h"
 
 namespace relay::server {
@@ -324,7 +325,9 @@ void Shard::OnAccept(Listener* listener, int result) {
   int fd = result;
   auto peer = io::PeerAddress(fd);
   std::string ip = peer.ok() ? peer->IpString() : "unknown";
-  uint32_t& per_ip = connections_per_ip_[ip];
+  // Per client, as the AUTH throttle counts: an IPv6 peer's whole /64 shares the limit.
+  std::string client = peer.ok() ? ClientKey(peer->get()) : "";
+  uint32_t& per_ip = connections_per_ip_[client];
   const char* refusal = nullptr;
   if (stopping_) {
     refusal = "421 4.3.2 Server shutting down\r\n";
@@ -343,7 +346,7 @@ void Shard::OnAccept(Listener* listener, int result) {
   if (refusal != nullptr) {
     counters_.connections_refused++;
     if (counted != nullptr) counted->connections_refused.Add(index_);
-    if (per_ip == 0) connections_per_ip_.erase(ip);
+    if (per_ip == 0) connections_per_ip_.erase(client);
     // One small non-blocking write on a fresh socket; implicit-TLS clients cannot read it, which
     // is what every MTA does on 465 too.
     if (!listener->implicit_tls) {
@@ -362,7 +365,8 @@ void Shard::OnAccept(Listener* listener, int result) {
   // Replies are written whole (one write per batch of pipelined replies): no Nagle delay.
   int nodelay = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
-  auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls, listener->receive);
+  auto* connection = new SmtpConnection(this, fd, ip, std::move(client), listener->implicit_tls,
+                                        listener->receive);
   connections_.insert(connection);
   connection->Start();
 }
@@ -376,7 +380,7 @@ void Shard::OnConnectionClosed(SmtpConnection* connection) {
         ->listener(MetricsListenerKind(connection->implicit_tls(), connection->receive()))
         .connections_open.Add(index_, -1);
   }
-  auto ip = connections_per_ip_.find(connection->peer_ip());
+  auto ip = connections_per_ip_.find(connection->client_key());
   if (ip != connections_per_ip_.end() && --ip->second == 0) connections_per_ip_.erase(ip);
   reactor_->RetireWhenIdle(std::unique_ptr<io::IoObject>(connection));
   if (stopping_) FinishStopIfDone();

@@ -9,7 +9,8 @@
 // Those three may be called from any thread.
 //
 // Limits are split across shards (DESIGN.md): each shard enforces connections_max / shards and
-// connections_per_ip_max / shards (rounded up), so no shard asks another before it accepts.
+// connections_per_ip_max / shards (rounded up), so no shard asks another before it accepts. A
+// client, for connections_per_ip_max, is an IPv4 address or an IPv6 /64 (client_key.h).
 #pragma once
 
 #include <atomic>
@@ -170,6 +171,7 @@ class Shard {
   std::unique_ptr<dns::SpfEvaluator> spf_;
   std::unique_ptr<receive::DkimChecker> dkim_checker_;
   absl::flat_hash_set<SmtpConnection*> connections_;
+  // Open connections per ClientKey (client_key.h): IPv4 address or IPv6 /64.
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
   // Group commit: up to [queue] syncs_in_flight_max fdatasync batches in flight at once.
   struct SyncInFlight {

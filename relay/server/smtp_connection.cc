@@ -45,12 +45,13 @@ smtp::ServerConfig SessionConfig(const Config& config, bool tls_available, bool 
 
 }  // namespace
 
-SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls,
-                               bool receive)
+SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::string client_key,
+                               bool implicit_tls, bool receive)
     : shard_(shard),
       reactor_(shard->reactor()),
       fd_(fd),
       peer_ip_(std::move(peer_ip)),
+      client_key_(std::move(client_key)),
       implicit_tls_(implicit_tls),
       session_(SessionConfig(shard->config(), shard->shared().tls != nullptr, receive), this),
       receive_(receive) {

@@ -37,8 +37,10 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
  public:
   // `receive`: a port-25 connection (relay/receive): no AUTH required, recipients by alias,
   // SPF checked, forwarded with SRS (see smtp_connection_receive.cc).
-  SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls,
-                 bool receive = false);
+  // `client_key`: the peer's ClientKey (client_key.h), under which the shard counts its
+  // connections.
+  SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::string client_key,
+                 bool implicit_tls, bool receive = false);
   ~SmtpConnection() override;
 
   void Start();
@@ -48,6 +50,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void ForceClose(std::string_view reason);
   bool Idle() const override;
   const std::string& peer_ip() const { return peer_ip_; }
+  const std::string& client_key() const { return client_key_; }
   bool implicit_tls() const { return implicit_tls_; }
   bool receive() const { return receive_; }  // port 25
 
@@ -112,6 +115,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   io::Reactor* const reactor_;
   const int fd_;
   const std::string peer_ip_;
+  const std::string client_key_;
   const bool implicit_tls_;
   smtp::ServerSession session_;
   std::unique_ptr<tls::TlsStream> tls_;

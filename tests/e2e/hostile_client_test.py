@@ -16,7 +16,6 @@ loopback with replies_unread_bytes_max = 65536 and replies_unread_timeout_ms = 3
 usage: hostile_client_test.py RELAYD
 """
 import os
-import re
 import socket
 import ssl
 import sys
@@ -46,11 +45,6 @@ def check(cond, what):
         failures.append(what)
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
-
-
 conf_path, _ = relayd_process.init(
     RELAYD, TMP + "/relay",
     [('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
@@ -72,7 +66,7 @@ if ready is None:
     sys.exit("relayd did not start")
 PORT = relayd_process.port(ready, "submission (STARTTLS)")
 try:
-    rss_before = rss_bytes(relayd.pid)
+    rss_before = relayd_process.rss_bytes(relayd.pid)
 
     # The flooder: a small receive buffer so that its unread replies do not sit in our own kernel
     # buffers either, and a send timeout to notice when the relay stops taking bytes.
@@ -91,7 +85,7 @@ try:
     except OSError as e:
         print("flooder: %s after %d bytes" % (e, sent))
     flooder_blocked_at = time.time()
-    rss_during = rss_bytes(relayd.pid)
+    rss_during = relayd_process.rss_bytes(relayd.pid)
     print("flood: %d bytes taken of %d; relayd VmRSS %d -> %d KiB" %
           (sent, FLOOD_BYTES, rss_before >> 10, rss_during >> 10))
     check(sent < FLOOD_BYTES, "the relay stops reading a client that does not read its replies")
