@@ -135,6 +135,58 @@ TEST_F(InboundChecksTest, NothingToCheckStillCallsBackFromTheLoop) {
   EXPECT_TRUE(done);
 }
 
+// RFC 7489 §6.6.3 leaves DNS trouble to the receiver: dmarc=temperror, and accepted.
+TEST_F(InboundChecksTest, DmarcWithoutAnswerIsTempErrorAndNotRefused) {
+  DmarcChecker dmarc(resolver_.get());
+  InboundChecks checks(reactor_.get(), spf_.get(), dkim_.get(), 300, &dmarc);
+  checks.StartSpf("192.0.2.1", "alice@example.test", "mail.example.test", "mx.local.test");
+  bool done = false;
+  std::optional<InboundResults> results;
+  checks.Finish(kSigned, kNow, [&](InboundResults r) {
+    results = std::move(r);
+    done = true;
+  });
+  RunFor(5000, &done);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(results->dmarc_checked);
+  EXPECT_EQ(results->dmarc.result, DmarcVerdict::kTempError);
+  EXPECT_EQ(results->dmarc.from_domain, "example.test");
+  EXPECT_EQ(results->dmarc_ids.spf_domain, "example.test");
+  std::string payload = AuthResultsPayload(ToAuthResults(*results, "mx.local.test", true));
+  EXPECT_NE(payload.find("dmarc=temperror header.from=example.test"), std::string::npos) << payload;
+  EXPECT_EQ(DecideInbound(results->dmarc_ids, &results->dmarc, InboundPolicy()).action,
+            InboundAction::kAccept);
+}
+
+TEST_F(InboundChecksTest, DmarcNeedsSpfAndDkimAndOneFrom) {
+  DmarcChecker dmarc(resolver_.get());
+  {
+    InboundChecks checks(reactor_.get(), spf_.get(), nullptr, 200, &dmarc);
+    bool done = false;
+    checks.Finish(kSigned, kNow, [&](InboundResults r) {
+      EXPECT_FALSE(r.dmarc_checked);
+      done = true;
+    });
+    RunFor(1000, &done);
+    EXPECT_TRUE(done);
+  }
+  // Two From fields: permerror at once, no lookup to wait for.
+  InboundChecks checks(reactor_.get(), spf_.get(), dkim_.get(), 200, &dmarc);
+  bool done = false;
+  std::optional<InboundResults> results;
+  checks.Finish("From: a@example.test\r\nFrom: b@bank.test\r\n\r\nbody\r\n", kNow,
+                [&](InboundResults r) {
+                  results = std::move(r);
+                  done = true;
+                });
+  RunFor(1000, &done);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(results->dmarc.result, DmarcVerdict::kPermError);
+  EXPECT_EQ(results->dmarc_ids.from_problem, "2 From fields");
+  EXPECT_EQ(DecideInbound(results->dmarc_ids, &results->dmarc, InboundPolicy()).action,
+            InboundAction::kRefuse);
+}
+
 TEST_F(InboundChecksTest, CancelSilencesTheCallback) {
   bool done = false;
   {

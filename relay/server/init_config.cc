@@ -219,6 +219,17 @@ ${shaping}
 # spf = true
 # dkim = true
 # arc = true
+# DMARC (RFC 7489) of the From domain, evaluated from the SPF and DKIM results (needs both):
+# dmarc= in Authentication-Results, and the policy applied at the end of DATA. A forwarder that
+# accepted a failing message would only bounce it later, to a sender who may be forged.
+# dmarc = ${dmarc}
+# A failure under p=reject: "refuse" (550 5.7.1), "quarantine-header" (forwarded with
+# X-Spam-Flag: YES) or "accept" (forwarded; the result only in Authentication-Results).
+# dmarc_reject = "${dmarc_reject}"
+# A failure under p=quarantine (or p=reject not sampled by pct=): the same three choices.
+# dmarc_quarantine = "${dmarc_quarantine}"
+# SPF fail (the domain's -all) with no DKIM signature that verifies: "refuse" or "accept".
+# spf_fail_without_dkim = "${spf_fail_without_dkim}"
 # suffix_separators = "${suffix_separators}"
 # alias_depth_max = ${alias_depth_max}
 # alias_targets_max = ${alias_targets_max}
@@ -496,6 +507,10 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${alias_depth_max}", absl::StrCat(r.alias_depth_max)},
       {"${alias_targets_max}", absl::StrCat(r.alias_targets_max)},
       {"${checks_timeout_ms}", absl::StrCat(r.checks_timeout_ms)},
+      {"${dmarc}", r.dmarc ? "true" : "false"},
+      {"${dmarc_reject}", receive::InboundActionName(r.policy.dmarc_reject)},
+      {"${dmarc_quarantine}", receive::InboundActionName(r.policy.dmarc_quarantine)},
+      {"${spf_fail_without_dkim}", r.policy.refuse_spf_fail_without_dkim ? "refuse" : "accept"},
       {"${signing_threads}", absl::StrCat(c.dkim_signing_threads)},
       {"${dkim_keys}", DkimKeysText(o, keys)},
   };
