@@ -76,8 +76,10 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   absl::Time now = absl::Now();
   const int64_t now_s = absl::ToUnixSeconds(now);
 
-  // Every target once, in the order the recipients came.
+  // Every target once, in the order the recipients came, with the address the sender used for it
+  // when it is an alias's target: that one is private, and a DSN names the sender's instead.
   std::vector<std::string> targets;
+  std::vector<std::string> originals;
   bool forwarding = false;
   std::string local_domain;  // whose key seals: the first local domain addressed
   for (const std::string& rcpt : env.recipients) {
@@ -90,7 +92,9 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
       local_domain = route.domain;
     }
     for (const std::string& t : route.targets) {
-      if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
+      if (std::find(targets.begin(), targets.end(), t) != targets.end()) continue;
+      targets.push_back(t);
+      originals.push_back(route.kind == receive::RecipientKind::kAlias ? rcpt : "");
     }
   }
   if (targets.empty()) {
@@ -163,6 +167,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   queue::Envelope qenv;
   qenv.sender = sender;
   qenv.recipients = targets;
+  qenv.original_recipients = originals;
   AppendToSpool(qenv, id, std::move(id_text));
 }
 

@@ -21,7 +21,8 @@ with 550 5.7.1 and nothing is forwarded or bounced, whether SPF fails or passes 
 domain, for a subdomain too; so is SPF fail without a DKIM signature; signed mail passes with
 dmarc=pass, even when it arrives with SPF failing; p=quarantine, p=none and pct=0 are forwarded,
 the first and the last marked X-Spam-Flag: YES; with dmarc_reject = "quarantine-header" a p=reject
-failure is marked instead of refused.
+failure is marked instead of refused. A DSN for forwarded mail that the target refuses names the
+address the sender used, never the private target.
 
 usage: receive_test.py RELAYD
 """
@@ -62,7 +63,7 @@ def check(cond, what):
 
 
 # --- sinks: the MX hosts of the alias targets and of the original sender ----------------------
-MX = {"gmail": "127.0.0.2", "named": "127.0.0.3", "sender": "127.0.0.4"}
+MX = {"gmail": "127.0.0.2", "named": "127.0.0.3", "sender": "127.0.0.4", "self": "127.0.0.5"}
 MX_PORT = local_dns.free_port(list(MX.values()))
 received = []  # (sink, mail_from, rcpt_tos, content bytes)
 lock = threading.RLock()
@@ -73,6 +74,10 @@ class Sink:
         self.name = name
 
     async def handle_DATA(self, server, session, envelope):
+        if self.name == "gmail" and b"Subject: refused by target" in envelope.content:
+            # What Gmail answers a forwarder; the target's address in the text, as some MX do.
+            return ("550 5.7.26 <%s>: Unauthenticated email is not accepted"
+                    % envelope.rcpt_tos[0])
         with lock:
             received.append((self.name, envelope.mail_from, list(envelope.rcpt_tos),
                              envelope.content))
@@ -116,6 +121,8 @@ zones = """
   local-data: "named.test. 300 IN MX 10 mx.named.test."
   local-data: "mx.named.test. 300 IN A {named}"
   local-data: 'local.test. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"'
+  local-data: "local.test. 300 IN MX 10 mx.local.test."
+  local-data: "mx.local.test. 300 IN A {self}"
   local-data: 'arc._domainkey.local.test. 300 IN TXT {local_txt}'
 """.format(sender_txt=SENDER_TXT, local_txt=LOCAL_TXT, **MX)
 unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
@@ -409,6 +416,28 @@ for subject, frm, policy, marked in [
     flags = (m.get_all("X-Spam-Flag") or []) if m else []
     check(flags == (["YES"] if marked else []),
           "%s: %s" % (subject, "marked X-Spam-Flag: YES" if marked else "not marked"))
+
+# 4b. A DSN for forwarded mail that the target refuses names the address the sender used, not
+# the private target (nor its MX host), even when the target's reply text names it.
+code, _ = send("alice@sender.test", "alice@sender.test", "refused by target",
+               rcpt="private@local.test", sign=True)
+check(code == 250, "a message for the catch-all is accepted (the target will refuse it)")
+check(wait_for(lambda: got("self", "refused by target")),
+      "a DSN comes back to the SRS address (local.test's MX)")
+d = got("self", "refused by target")
+if d:
+    _, mail_from, rcpts, content = d[0]
+    print("     DSN to %s:\n       " % rcpts + "\n       ".join(
+        l for l in content.decode(errors="replace").splitlines()
+        if re.match(r"(Final|Original)-Recipient|Remote-MTA|Diagnostic-Code|Action|Status", l)))
+    check(mail_from in ("", "<>") and len(rcpts) == 1 and rcpts[0].startswith("SRS0="),
+          "... from the null sender to the SRS address: %r %r" % (mail_from, rcpts))
+    check(b"Final-Recipient: rfc822; private@local.test" in content,
+          "the DSN names the address the sender used (private@local.test)")
+    named = [l for l in content.decode(errors="replace").splitlines() if "gmail" in l.lower()]
+    check(not named, "the DSN never names the private target me@gmail.test nor its MX host: %s"
+          % named)
+    check(b"550 5.7.26" in content, "... and still gives the target's reply")
 
 # Nothing refused above was forwarded or bounced: every later message has arrived by now.
 time.sleep(1)
