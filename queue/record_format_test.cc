@@ -115,6 +115,15 @@ TEST(RecordTest, StateRoundTrip) {
   }
 }
 
+// Writes `header` over the record in `buf` with its CRC recomputed, as a writer would have.
+void RewriteHeader(RecordHeader& header, std::vector<char>& buf) {
+  header.crc32c = 0;
+  std::memcpy(buf.data(), &header, sizeof(header));
+  uint32_t crc = Crc32c(0, buf.data(), kRecordHeaderBytes);
+  header.crc32c = Crc32c(crc, buf.data() + kRecordHeaderBytes, header.payload_bytes);
+  std::memcpy(buf.data(), &header, sizeof(header));
+}
+
 // A record carries the version its type appeared in: the first format's types stay readable by
 // its readers, and an attempt marker claiming version 1 (or any record claiming another version)
 // is not a valid record.
@@ -134,11 +143,7 @@ TEST(RecordTest, EachTypeCarriesTheVersionItAppearedIn) {
     EXPECT_LE(header.version, kRecordVersionMax);
     // The same record under the other version, CRC recomputed: refused.
     header.version = type == RecordType::kAttempt ? 1 : 2;
-    header.crc32c = 0;
-    std::memcpy(buf.data(), &header, sizeof(header));
-    uint32_t crc = Crc32c(0, buf.data(), kRecordHeaderBytes);
-    header.crc32c = Crc32c(crc, buf.data() + kRecordHeaderBytes, header.payload_bytes);
-    std::memcpy(buf.data(), &header, sizeof(header));
+    RewriteHeader(header, buf);
     EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 3, &header, &total), ScanResult::kInvalid);
   }
 }
@@ -198,11 +203,7 @@ TEST(RecordTest, OriginalRecipientsRoundTripInVersion3) {
   EncodeStateRecord(buf.data(), 3, s);
   std::memcpy(&header, buf.data(), sizeof(header));
   header.version = kMessageWithOriginalsVersion;
-  header.crc32c = 0;
-  std::memcpy(buf.data(), &header, sizeof(header));
-  uint32_t crc = Crc32c(0, buf.data(), kRecordHeaderBytes);
-  header.crc32c = Crc32c(crc, buf.data() + kRecordHeaderBytes, header.payload_bytes);
-  std::memcpy(buf.data(), &header, sizeof(header));
+  RewriteHeader(header, buf);
   EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 3, &header, &total), ScanResult::kInvalid);
 }
 

@@ -3,21 +3,12 @@
 // never answers.
 #include "relay/receive/dmarc_check.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
 #include <memory>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "dns/resolver.h"
-#include "dns/testing/unbound_server.h"
+#include "dns/testing/unbound_test.h"
 #include "gtest/gtest.h"
-#include "relay/io/reactor.h"
 
 namespace relay::receive {
 namespace {
@@ -36,46 +27,9 @@ const char kZones[] = R"(  local-zone: "test." static
   local-data: 'nodmarc.test. 300 IN A 192.0.2.1'
 )";
 
-class DmarcCheckTest : public ::testing::Test {
+class DmarcCheckTest : public dns::testing::UnboundTest {
  protected:
-  static void SetUpTestSuite() {
-    auto suite = dns::testing::StartUnboundSuite(kZones);
-    ASSERT_TRUE(suite.ok()) << suite.status();
-    if (!suite->skip_reason.empty()) {
-      skip_ = new std::string(suite->skip_reason);
-      return;
-    }
-    server_ = suite->server.release();
-    reactor_ = suite->reactor.release();
-  }
-  static void TearDownTestSuite() {
-    delete reactor_;
-    delete server_;
-  }
-
-  void SetUp() override {
-    if (skip_ != nullptr) {
-      printf("SKIP: %s\n", skip_->c_str());
-      GTEST_SKIP() << *skip_;
-    }
-    ASSERT_NE(server_, nullptr) << "unbound did not start: see the suite's first failure";
-    resolver_ = MakeResolver(server_->address());
-  }
-  void TearDown() override {
-    resolver_.reset();
-    for (int i = 0; i < 100 && reactor_ != nullptr && reactor_->retiring() > 0; ++i) {
-      reactor_->RunOnce(10);
-    }
-  }
-
-  std::unique_ptr<dns::Resolver> MakeResolver(const std::string& server, int timeout_ms = 1000,
-                                              int tries = 2) {
-    dns::ResolverOptions o;
-    o.servers = {server};
-    o.timeout_ms = timeout_ms;
-    o.tries = tries;
-    return dns::Resolver::Create(reactor_, o).value();
-  }
+  static void SetUpTestSuite() { StartUnbound(kZones); }
 
   DmarcDiscovery Discover(const std::string& domain, dns::Resolver* resolver = nullptr) {
     DmarcChecker checker(resolver != nullptr ? resolver : resolver_.get());
@@ -86,21 +40,11 @@ class DmarcCheckTest : public ::testing::Test {
       done = true;
     });
     EXPECT_FALSE(done) << "called back inside Discover";
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done && std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(20);
+    RunUntil(&done, 10000);
     EXPECT_TRUE(done) << "no result within 10 s";
     return out;
   }
-
-  static std::string* skip_;
-  static dns::testing::UnboundServer* server_;
-  static io::Reactor* reactor_;
-  std::unique_ptr<dns::Resolver> resolver_;
 };
-
-std::string* DmarcCheckTest::skip_ = nullptr;
-dns::testing::UnboundServer* DmarcCheckTest::server_ = nullptr;
-io::Reactor* DmarcCheckTest::reactor_ = nullptr;
 
 TEST_F(DmarcCheckTest, TheFromDomainsOwnRecord) {
   // The other TXT record at the name is not DMARC's and is ignored (§6.6.3 step 2).
@@ -155,14 +99,8 @@ TEST_F(DmarcCheckTest, BrokenRecordsArePermErrors) {
 }
 
 TEST_F(DmarcCheckTest, NoAnswerIsTempErrorAndCancelSilences) {
-  int silent = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(sin);
-  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
-  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&sin), &len), 0);
-  auto resolver = MakeResolver(absl::StrCat("127.0.0.1:", ntohs(sin.sin_port)), 200, 1);
+  dns::testing::SilentDnsServer silent;
+  auto resolver = MakeResolver(silent.address(), 200, 1);
   DmarcDiscovery d = Discover("reject.test", resolver.get());
   EXPECT_EQ(d.status, Status::kTempError);
   EXPECT_EQ(d.problem.rfind("_dmarc.reject.test: transient", 0), 0u) << d.problem;
@@ -173,10 +111,8 @@ TEST_F(DmarcCheckTest, NoAnswerIsTempErrorAndCancelSilences) {
     dns::QueryHandle h = checker.Discover("other.test", [&](DmarcDiscovery) { called = true; });
     h.Cancel();
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
-  while (std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(20);
+  RunUntil(&called, 800);
   EXPECT_FALSE(called);
-  close(silent);
   resolver.reset();
 }
 

@@ -138,24 +138,22 @@ absl::StatusOr<DmarcRecord> ParseDmarcRecord(std::string_view text) {
     }
     std::string_view name = TrimWsp(spec.substr(0, eq));
     std::string_view value = TrimWsp(spec.substr(eq + 1));
-    if (Is(name, "p")) {
+    if (Is(name, "p") || Is(name, "sp")) {
+      const bool sp = Is(name, "sp");
+      const char* tag = sp ? "sp=" : "p=";
+      std::string& tag_problem = sp ? sp_problem : p_problem;
       std::optional<DmarcPolicy> v = ParsePolicy(value);
-      if (!once(kSeenP)) {
-        p_problem = "p= given twice";
+      if (!once(sp ? kSeenSp : kSeenP)) {
+        tag_problem = absl::StrCat(tag, " given twice");
       } else if (!v) {
-        p_problem = absl::StrCat("invalid p=", Quoted(value));
+        tag_problem = absl::StrCat("invalid ", tag, Quoted(value));
       } else {
-        record.p = *v;
-        p_problem.clear();
-      }
-    } else if (Is(name, "sp")) {
-      std::optional<DmarcPolicy> v = ParsePolicy(value);
-      if (!once(kSeenSp)) {
-        sp_problem = "sp= given twice";
-      } else if (!v) {
-        sp_problem = absl::StrCat("invalid sp=", Quoted(value));
-      } else {
-        record.sp = *v;
+        tag_problem.clear();
+        if (sp) {
+          record.sp = *v;
+        } else {
+          record.p = *v;
+        }
       }
     } else if (Is(name, "adkim") || Is(name, "aspf")) {
       bool dkim = Is(name, "adkim");
