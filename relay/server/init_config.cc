@@ -209,6 +209,12 @@ ${shaping}
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
 # domain's [[dkim.key]]. Reloaded on SIGHUP.
+# DMARC (RFC 7489) of the From domain is evaluated from SPF and DKIM (dmarc needs both on) and
+# applied at the end of DATA, since a forwarder that accepted failing mail would only bounce it
+# later, to a sender who may be forged: a failure under p=reject is refused with 550 5.7.1
+# (dmarc_reject: "refuse", "quarantine-header" to forward it marked X-Spam-Flag: YES, or
+# "accept"), one under p=quarantine is marked (dmarc_quarantine, the same choices), and SPF fail
+# with no DKIM signature that verifies is refused (spf_fail_without_dkim: "refuse" or "accept").
 # [receive]
 # listen = ["0.0.0.0:25"]
 # domains = ["${domain}"]
@@ -219,16 +225,9 @@ ${shaping}
 # spf = true
 # dkim = true
 # arc = true
-# DMARC (RFC 7489) of the From domain, evaluated from the SPF and DKIM results (needs both):
-# dmarc= in Authentication-Results, and the policy applied at the end of DATA. A forwarder that
-# accepted a failing message would only bounce it later, to a sender who may be forged.
 # dmarc = ${dmarc}
-# A failure under p=reject: "refuse" (550 5.7.1), "quarantine-header" (forwarded with
-# X-Spam-Flag: YES) or "accept" (forwarded; the result only in Authentication-Results).
 # dmarc_reject = "${dmarc_reject}"
-# A failure under p=quarantine (or p=reject not sampled by pct=): the same three choices.
 # dmarc_quarantine = "${dmarc_quarantine}"
-# SPF fail (the domain's -all) with no DKIM signature that verifies: "refuse" or "accept".
 # spf_fail_without_dkim = "${spf_fail_without_dkim}"
 # suffix_separators = "${suffix_separators}"
 # alias_depth_max = ${alias_depth_max}

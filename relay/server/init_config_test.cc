@@ -226,16 +226,14 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
                            "\n# spf_fail_without_dkim = \"refuse\"\n"}) {
     EXPECT_EQ(Count(text, line), 1u) << line;
   }
+  // Every line of the block, from "# [receive]" to the empty line, loses its "# ", as the
+  // operator guide says (and its test does): the block holds settings only.
   std::string edited;
   bool in_receive = false;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     if (line == "# [receive]") in_receive = true;
     if (line.empty()) in_receive = false;
-    // Settings ("# key = value", "# [section]") lose their "# "; the prose stays a comment.
-    if (in_receive && absl::StartsWith(line, "# ") &&
-        (absl::StrContains(line, " = ") || absl::StartsWith(line, "# ["))) {
-      line.remove_prefix(2);
-    }
+    if (in_receive && absl::StartsWith(line, "# ")) line.remove_prefix(2);
     absl::StrAppend(&edited, line, "\n");
   }
   std::ofstream(r->config_path, std::ios::trunc) << edited;
