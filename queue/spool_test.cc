@@ -122,6 +122,44 @@ TEST_F(SpoolTest, CallbackFiresOnlyAfterSyncAndRecordsSurviveReopen) {
   for (MessageId id : ids) EXPECT_NE(id, fresh);
 }
 
+// The address each recipient was expanded from (forwarded mail) survives recovery and compaction.
+TEST_F(SpoolTest, OriginalRecipientsSurviveReopenAndCompaction) {
+  MessageId id;
+  {
+    auto spool = OpenSpool(dir_);
+    Envelope e = Env(1, 2);
+    e.original_recipients = {"alias@local.example", ""};
+    auto r = spool->AppendMessage(e, "", Body(1, 3000), nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    id = r->id;
+    // Filler, delivered, so that compaction has a reason to move the message.
+    for (int i = 2; i < 40; ++i) {
+      StateRecord s;
+      s.id = Append(*spool, i, 3000);
+      s.type = RecordType::kDelivered;
+      ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+    }
+    ASSERT_TRUE(spool->SyncNow().ok());
+    auto moved = spool->MaintainSpace();
+    ASSERT_TRUE(moved.ok()) << moved.status();
+    EXPECT_EQ(*moved, 1u);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool->SyncNow().ok());
+  }
+  RecoveryReport report;
+  auto spool = OpenSpool(dir_, &report);
+  EXPECT_TRUE(report.corruptions.empty());
+  const MessageInfo* info = spool->Find(id);
+  ASSERT_NE(info, nullptr);
+  ASSERT_EQ(info->recipients.size(), 2u);
+  EXPECT_EQ(info->recipients[0].address, "r0@example.com");
+  EXPECT_EQ(info->recipients[0].original, "alias@local.example");
+  EXPECT_EQ(info->recipients[1].original, "");
+  // A list that does not match the recipients is refused.
+  Envelope bad = Env(2, 2);
+  bad.original_recipients = {"one@local.example"};
+  EXPECT_FALSE(spool->AppendMessage(bad, "", Body(2), nullptr).ok());
+}
+
 TEST_F(SpoolTest, GroupCommitCoversEverythingAppendedBeforeBeginSync) {
   SpoolOptions options = Options(dir_);
   options.syncs_in_flight_max = 1;

@@ -257,7 +257,10 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
     out += "\r\n";
     std::string what = absl::StrCat("<", SevenBit(r.final_recipient), ">:");
     if (r.reply_code != 0) {
-      absl::StrAppend(&what, " host ", r.remote_mta.empty() ? "?" : SevenBit(r.remote_mta),
+      // No host for a forwarded recipient: where it was forwarded is private.
+      absl::StrAppend(&what,
+                      r.remote_mta.empty() ? " the receiving server"
+                                           : absl::StrCat(" host ", SevenBit(r.remote_mta)),
                       " said: ", DiagnosticText(r));
     }
     if (!r.explanation.empty()) absl::StrAppend(&what, " ", SevenBit(r.explanation));

@@ -498,8 +498,9 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
           it->second.arrival_unix_ms = info->created_unix_ms;
           it->second.headers = std::string(HeaderSection(info->message));
         }
-        it->second.failed.push_back(
-            FailedRecipient{info->recipients[recipient].address, outcome, attempt.mx_host, now});
+        it->second.failed.push_back(FailedRecipient{info->recipients[recipient].address, outcome,
+                                                    attempt.mx_host, now,
+                                                    info->recipients[recipient].original});
         delay_warning = true;
       }
     } else {
@@ -515,8 +516,8 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
                      << " failed for good; dropped without a DSN: " << effective.ToString();
       } else {
         bounce = true;
-        failed =
-            FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host, now};
+        failed = FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host,
+                                 now, info->recipients[recipient].original};
         AddBounce(*info, failed);
       }
     }

@@ -66,6 +66,9 @@ struct FailedRecipient {
   RecipientOutcome outcome;
   std::string remote_mta;      // the MX host that gave the reply, "" when none
   int64_t attempt_unix_ms = 0;
+  // The address the sender used when `address` is what the relay forwarded it to (an alias's
+  // target, queue::RecipientState::original); "" otherwise.
+  std::string original;
 };
 
 struct DeliveryOptions {

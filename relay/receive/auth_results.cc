@@ -196,6 +196,22 @@ const char* ArcVerdictName(ArcVerdict v) {
   return "fail";
 }
 
+const char* DmarcVerdictName(DmarcVerdict v) {
+  switch (v) {
+    case DmarcVerdict::kNone:
+      return "none";
+    case DmarcVerdict::kPass:
+      return "pass";
+    case DmarcVerdict::kFail:
+      return "fail";
+    case DmarcVerdict::kTempError:
+      return "temperror";
+    case DmarcVerdict::kPermError:
+      return "permerror";
+  }
+  return "permerror";
+}
+
 std::string AuthResultsValue(std::string_view raw) {
   std::string value = Sanitize(raw, raw.size());
   if (IsToken(value)) return value;
@@ -244,6 +260,16 @@ std::string AuthResultsPayload(const AuthResults& results) {
       f.Add(Property("header.b",
                      std::string_view(d.signature_prefix).substr(0, kSignaturePrefixCharsMax)));
     }
+  }
+  if (results.dmarc.has_value()) {
+    const DmarcAuth& d = *results.dmarc;
+    begin_result("dmarc", DmarcVerdictName(d.result));
+    if (!d.policy.empty() && d.result == DmarcVerdict::kFail) {
+      // A comment (RFC 8601 §2.2 allows CFWS between the result and its properties).
+      f.Add(absl::StrCat("(p=", Sanitize(d.policy, kAuthResultsReasonBytesMax)));
+      f.Add(absl::StrCat("dis=", Sanitize(d.disposition, kAuthResultsReasonBytesMax), ")"));
+    }
+    if (!d.header_from.empty()) f.Add(Property("header.from", d.header_from));
   }
   if (results.arc.has_value()) begin_result("arc", ArcVerdictName(*results.arc));
   // RFC 8601 §2.2: "none" when no method was applied.

@@ -1,14 +1,18 @@
 // The Authentication-Results header field (RFC 8601) the port-25 receiver adds to mail it
 // accepts: the SPF result of the MAIL FROM (or HELO) identity, one DKIM result per signature and
-// optionally the ARC chain's result.
+// optionally the DMARC result and the ARC chain's result.
 //
 //   Authentication-Results: mx.example.org;
 //   	spf=pass smtp.mailfrom=alice@example.com;
 //   	dkim=pass header.d=example.com header.s=sel header.b=AbCd1234;
+//   	dmarc=pass header.from=example.com;
 //   	arc=none
 //
 // Method names and results are those of the IANA registry (RFC 8601 §2.7.1 dkim, §2.7.2 spf,
-// RFC 8617 §10.2 arc). A property value is written bare when RFC 8601 §2.2's pvalue allows it
+// RFC 7489 §11.2 dmarc, RFC 8617 §10.2 arc). A DMARC fail carries the domain's policy in a
+// comment, as the large receivers write it: "dmarc=fail (p=reject dis=reject)
+// header.from=example.com", dis being what was applied after pct= (RFC 7489 §6.6.4).
+// A property value is written bare when RFC 8601 §2.2's pvalue allows it
 // (a MIME token, or an address "local@domain" whose local part is a dot-atom or already quoted);
 // an address with another local part gets that local part quoted ("a b"@example.com), anything
 // else becomes a quoted-string (a header.b with "/"). The authserv-id is the relay's host
@@ -53,12 +57,25 @@ struct DkimAuth {
 
 enum class ArcVerdict { kNone, kPass, kFail };
 
+// RFC 7489 §11.2.
+enum class DmarcVerdict { kNone, kPass, kFail, kTempError, kPermError };
+
+struct DmarcAuth {
+  DmarcVerdict result = DmarcVerdict::kNone;
+  std::string header_from;  // the RFC5322.From domain; empty leaves header.from out
+  // For the comment of a fail: the policy requested (p=, or sp= for a subdomain) and the
+  // disposition applied ("none", "quarantine", "reject"); empty leaves the comment out.
+  std::string policy;
+  std::string disposition;
+};
+
 struct AuthResults {
   std::string authserv_id;  // the relay's host name
   std::optional<SpfAuth> spf;
   // One per signature checked; empty gives "dkim=none" when `dkim_checked`.
   std::vector<DkimAuth> dkim;
   bool dkim_checked = true;
+  std::optional<DmarcAuth> dmarc;
   std::optional<ArcVerdict> arc;
 };
 
@@ -70,6 +87,7 @@ inline constexpr size_t kAuthResultsWidthMax = 78;
 const char* SpfVerdictName(SpfVerdict v);
 const char* DkimVerdictName(DkimVerdict v);
 const char* ArcVerdictName(ArcVerdict v);
+const char* DmarcVerdictName(DmarcVerdict v);
 
 // The field value after "Authentication-Results:" without a leading space or final CRLF, folded
 // as the field would be: "mx.example.org;\r\n\tspf=pass smtp.mailfrom=a@b.example". It is also the

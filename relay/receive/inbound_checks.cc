@@ -26,14 +26,25 @@ SpfVerdict ToSpfVerdict(dns::SpfResult r) {
   return SpfVerdict::kTempError;
 }
 
+// One result per signature checked; a check that ran out of time is one temperror.
+std::vector<DkimAuth> DkimResults(const InboundResults& results) {
+  if (!results.dkim_timed_out) return results.dkim.dkim;
+  DkimAuth d;
+  d.result = DkimVerdict::kTempError;
+  d.reason = "key lookup timed out";
+  return {d};
+}
+
 }  // namespace
 
 InboundChecks::InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
-                             uint32_t checks_timeout_ms)
+                             uint32_t checks_timeout_ms, DmarcChecker* dmarc)
     : reactor_(reactor),
       spf_evaluator_(spf),
       dkim_checker_(dkim),
-      checks_timeout_ms_(checks_timeout_ms) {
+      checks_timeout_ms_(checks_timeout_ms),
+      // DMARC is evaluated from SPF and DKIM: without both it would fail mail that passes.
+      dmarc_checker_(spf != nullptr && dkim != nullptr ? dmarc : nullptr) {
   timer_.set_callback([this] { OnTimeout(); });
 }
 
@@ -92,7 +103,8 @@ void InboundChecks::Finish(std::string_view message, int64_t now_s,
       MaybeDone();
     });
   }
-  if (!spf_pending_ && !dkim_pending_) {
+  StartDmarc(message);
+  if (!spf_pending_ && !dkim_pending_ && !dmarc_pending_) {
     // Everything is in already: still call back from the loop, never from inside Finish.
     std::shared_ptr<bool> alive = alive_;
     reactor_->Post([this, alive] {
@@ -103,8 +115,45 @@ void InboundChecks::Finish(std::string_view message, int64_t now_s,
   reactor_->timers().ScheduleAfter(&timer_, checks_timeout_ms_);
 }
 
+void InboundChecks::StartDmarc(std::string_view message) {
+  results_.dmarc_checked = false;
+  results_.dmarc_ids = DmarcIdentifiers();
+  results_.dmarc = DmarcOutcome();
+  dmarc_discovery_ = DmarcDiscovery();
+  if (dmarc_checker_ == nullptr) return;
+  results_.dmarc_checked = true;
+  absl::StatusOr<std::string> from = MessageFromDomain(message);
+  if (!from.ok()) {
+    results_.dmarc_ids.from_problem = std::string(from.status().message());
+    return;
+  }
+  results_.dmarc_ids.from_domain = *from;
+  dmarc_pending_ = true;
+  dmarc_query_ = dmarc_checker_->Discover(*from, [this](DmarcDiscovery discovery) {
+    dmarc_pending_ = false;
+    dmarc_discovery_ = std::move(discovery);
+    MaybeDone();
+  });
+}
+
+void InboundChecks::EvaluateDmarcNow() {
+  if (!results_.dmarc_checked) return;
+  DmarcIdentifiers& ids = results_.dmarc_ids;
+  // RFC 7489 §4.1: SPF's MAIL FROM identity, which for the null path is the HELO name.
+  ids.spf = results_.spf_checked ? ToSpfVerdict(results_.spf.result) : SpfVerdict::kNone;
+  std::string_view local, domain;
+  if (SplitAddress(results_.spf_mailfrom, &local, &domain)) {
+    ids.spf_domain = std::string(domain);
+  } else {
+    ids.spf_domain = results_.spf_helo;
+  }
+  ids.dkim = DkimResults(results_);
+  results_.dmarc = EvaluateDmarc(ids, dmarc_discovery_, absl::Uniform(pct_bits_, 0, 100));
+}
+
 void InboundChecks::MaybeDone() {
-  if (done_ == nullptr || spf_pending_ || dkim_pending_) return;
+  if (done_ == nullptr || spf_pending_ || dkim_pending_ || dmarc_pending_) return;
+  EvaluateDmarcNow();
   reactor_->timers().Cancel(&timer_);
   std::function<void(InboundResults)> done = std::move(done_);
   done_ = nullptr;
@@ -125,6 +174,13 @@ void InboundChecks::OnTimeout() {
     dkim_pending_ = false;
     results_.dkim_timed_out = true;
   }
+  if (dmarc_pending_) {
+    dmarc_query_.Cancel();
+    dmarc_pending_ = false;
+    dmarc_discovery_.status = DmarcDiscovery::Status::kTempError;
+    dmarc_discovery_.problem =
+        absl::StrCat("no DMARC record lookup answer within ", checks_timeout_ms_, " ms");
+  }
   MaybeDone();
 }
 
@@ -134,6 +190,10 @@ void InboundChecks::Cancel() {
   if (dkim_pending_) {
     dkim_query_.Cancel();
     dkim_pending_ = false;
+  }
+  if (dmarc_pending_) {
+    dmarc_query_.Cancel();
+    dmarc_pending_ = false;
   }
 }
 
@@ -149,14 +209,8 @@ AuthResults ToAuthResults(const InboundResults& results, std::string_view hostna
     ar.spf = spf;
   }
   ar.dkim_checked = results.dkim_checked;
-  if (results.dkim_timed_out) {
-    DkimAuth d;
-    d.result = DkimVerdict::kTempError;
-    d.reason = "key lookup timed out";
-    ar.dkim.push_back(d);
-  } else {
-    ar.dkim = results.dkim.dkim;
-  }
+  ar.dkim = DkimResults(results);
+  if (results.dmarc_checked) ar.dmarc = ToDmarcAuth(results.dmarc);
   if (arc_checked && results.dkim_checked && !results.dkim_timed_out) {
     ar.arc = ToArcVerdict(results.dkim.arc.status);
   }

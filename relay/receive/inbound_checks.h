@@ -1,7 +1,9 @@
 // InboundChecks: the authentication checks of one port-25 connection, run while the client
 // talks. SPF (RFC 7208) starts when MAIL FROM is accepted; the DKIM verification and ARC chain
-// validation (relay/receive/dkim_check.h) start when the message is complete; Finish() calls back
-// once both are done, or when checks_timeout_ms has passed since the end of DATA, whichever comes
+// validation (relay/receive/dkim_check.h) and the DMARC policy discovery of the From domain
+// (relay/receive/dmarc_check.h) start when the message is complete; Finish() calls back once all
+// are done (DMARC then evaluated from the SPF and DKIM results, relay/receive/dmarc.h),
+// or when checks_timeout_ms has passed since the end of DATA, whichever comes
 // first: what is still pending then is temperror (the session never blocks the shard, and a slow
 // DNS server delays the 250 by at most the timeout).
 //
@@ -9,10 +11,11 @@
 // "postmaster" as local part. An SPF check for the same (client, MAIL FROM, HELO) as the previous
 // transaction of the connection is reused.
 //
-// Threading and ownership: the reactor's thread only. The evaluator and checker (either may be
-// null: that check is off) and the reactor outlive this object. `done` runs on the reactor's
-// thread, never inside Finish, and never after Cancel() or destruction. The message given to
-// Finish must stay valid until `done` runs or Cancel() is called.
+// Threading and ownership: the reactor's thread only. The evaluator and checkers (any may be
+// null: that check is off; DMARC needs the other two) and the reactor outlive this object.
+// `done` runs on the reactor's thread, never inside Finish, and never after Cancel() or
+// destruction. The message given to Finish must stay valid until `done` runs or Cancel() is
+// called.
 #pragma once
 
 #include <cstdint>
@@ -21,11 +24,14 @@
 #include <string>
 #include <string_view>
 
+#include "absl/random/random.h"
 #include "dns/spf.h"
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
 #include "relay/receive/auth_results.h"
 #include "relay/receive/dkim_check.h"
+#include "relay/receive/dmarc.h"
+#include "relay/receive/dmarc_check.h"
 
 namespace relay::receive {
 
@@ -37,12 +43,15 @@ struct InboundResults {
   bool dkim_checked = false;
   bool dkim_timed_out = false;
   DkimCheckResult dkim;  // signatures and the ARC chain as received
+  bool dmarc_checked = false;
+  DmarcIdentifiers dmarc_ids;  // what DMARC was evaluated from
+  DmarcOutcome dmarc;
 };
 
 class InboundChecks {
  public:
   InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
-                uint32_t checks_timeout_ms);
+                uint32_t checks_timeout_ms, DmarcChecker* dmarc = nullptr);
   ~InboundChecks();
   InboundChecks(const InboundChecks&) = delete;
   InboundChecks& operator=(const InboundChecks&) = delete;
@@ -59,17 +68,24 @@ class InboundChecks {
  private:
   void MaybeDone();
   void OnTimeout();
+  void StartDmarc(std::string_view message);
+  void EvaluateDmarcNow();
 
   io::Reactor* const reactor_;
   dns::SpfEvaluator* const spf_evaluator_;
   DkimChecker* const dkim_checker_;
   const uint32_t checks_timeout_ms_;
+  DmarcChecker* const dmarc_checker_;
 
   std::string spf_key_;  // client, MAIL FROM and HELO of the SPF check below
   bool spf_pending_ = false;
   dns::QueryHandle spf_query_;
   bool dkim_pending_ = false;
   dns::QueryHandle dkim_query_;
+  bool dmarc_pending_ = false;
+  dns::QueryHandle dmarc_query_;
+  DmarcDiscovery dmarc_discovery_;
+  absl::InsecureBitGen pct_bits_;  // pct= sampling (RFC 7489 §6.6.4)
   InboundResults results_;
   std::function<void(InboundResults)> done_;
   io::Timer timer_;
@@ -77,7 +93,8 @@ class InboundChecks {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// The Authentication-Results of these checks (RFC 8601), authserv-id `hostname`.
+// The Authentication-Results of these checks (RFC 8601), authserv-id `hostname`, dmarc= included
+// when it was evaluated.
 AuthResults ToAuthResults(const InboundResults& results, std::string_view hostname,
                           bool arc_checked);
 

@@ -2,17 +2,12 @@
 // pending into temperror, the callback never runs inside Finish, and Cancel silences it.
 #include "relay/receive/inbound_checks.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include "absl/strings/str_cat.h"
+#include "dns/testing/unbound_test.h"
 #include "gtest/gtest.h"
 
 namespace relay::receive {
@@ -29,23 +24,15 @@ constexpr char kSigned[] =
 class InboundChecksTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    // A bound UDP socket nobody reads: every query waits for the resolver's own timeout (10 s),
-    // far beyond the checks' timeout.
-    silent_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(sin);
-    ASSERT_EQ(bind(silent_, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
-    ASSERT_EQ(getsockname(silent_, reinterpret_cast<sockaddr*>(&sin), &len), 0);
     io::ReactorOptions ro;
     ro.sq_entries = 64;
     ro.cq_entries = 256;
     auto reactor = io::Reactor::Create(ro);
     ASSERT_TRUE(reactor.ok()) << reactor.status();
     reactor_ = std::move(*reactor);
+    // Every query waits for the resolver's own timeout (10 s), far beyond the checks' timeout.
     dns::ResolverOptions o;
-    o.servers = {absl::StrCat("127.0.0.1:", ntohs(sin.sin_port))};
+    o.servers = {silent_.address()};
     o.timeout_ms = 10000;
     o.tries = 1;
     resolver_ = dns::Resolver::Create(reactor_.get(), o).value();
@@ -58,7 +45,6 @@ class InboundChecksTest : public ::testing::Test {
     resolver_.reset();
     for (int i = 0; i < 100 && reactor_->retiring() > 0; ++i) reactor_->RunOnce(10);
     reactor_.reset();
-    close(silent_);
   }
 
   // Runs the loop until `done` or `ms` passed.
@@ -67,7 +53,20 @@ class InboundChecksTest : public ::testing::Test {
     while (!*done && std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(10);
   }
 
-  int silent_ = -1;
+  // Finish(message) and the loop run until the results are in (or 5 s passed).
+  std::optional<InboundResults> FinishAndWait(InboundChecks& checks, std::string_view message) {
+    bool done = false;
+    std::optional<InboundResults> results;
+    checks.Finish(message, kNow, [&](InboundResults r) {
+      results = std::move(r);
+      done = true;
+    });
+    EXPECT_FALSE(done) << "called back inside Finish";
+    RunFor(5000, &done);
+    return results;
+  }
+
+  dns::testing::SilentDnsServer silent_;
   std::unique_ptr<io::Reactor> reactor_;
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<dns::SpfEvaluator> spf_;
@@ -133,6 +132,42 @@ TEST_F(InboundChecksTest, NothingToCheckStillCallsBackFromTheLoop) {
   EXPECT_FALSE(done) << "called back inside Finish";
   RunFor(1000, &done);
   EXPECT_TRUE(done);
+}
+
+// RFC 7489 §6.6.3 leaves DNS trouble to the receiver: dmarc=temperror, and accepted.
+TEST_F(InboundChecksTest, DmarcWithoutAnswerIsTempErrorAndNotRefused) {
+  DmarcChecker dmarc(resolver_.get());
+  InboundChecks checks(reactor_.get(), spf_.get(), dkim_.get(), 300, &dmarc);
+  checks.StartSpf("192.0.2.1", "alice@example.test", "mail.example.test", "mx.local.test");
+  std::optional<InboundResults> results = FinishAndWait(checks, kSigned);
+  ASSERT_TRUE(results.has_value());
+  EXPECT_TRUE(results->dmarc_checked);
+  EXPECT_EQ(results->dmarc.result, DmarcVerdict::kTempError);
+  EXPECT_EQ(results->dmarc.from_domain, "example.test");
+  EXPECT_EQ(results->dmarc_ids.spf_domain, "example.test");
+  std::string payload = AuthResultsPayload(ToAuthResults(*results, "mx.local.test", true));
+  EXPECT_NE(payload.find("dmarc=temperror header.from=example.test"), std::string::npos) << payload;
+  EXPECT_EQ(DecideInbound(results->dmarc_ids, &results->dmarc, InboundPolicy()).action,
+            InboundAction::kAccept);
+}
+
+TEST_F(InboundChecksTest, DmarcNeedsSpfAndDkimAndOneFrom) {
+  DmarcChecker dmarc(resolver_.get());
+  {
+    InboundChecks checks(reactor_.get(), spf_.get(), nullptr, 200, &dmarc);
+    std::optional<InboundResults> results = FinishAndWait(checks, kSigned);
+    ASSERT_TRUE(results.has_value());
+    EXPECT_FALSE(results->dmarc_checked);
+  }
+  // Two From fields: permerror at once, no lookup to wait for.
+  InboundChecks checks(reactor_.get(), spf_.get(), dkim_.get(), 200, &dmarc);
+  std::optional<InboundResults> results =
+      FinishAndWait(checks, "From: a@example.test\r\nFrom: b@bank.test\r\n\r\nbody\r\n");
+  ASSERT_TRUE(results.has_value());
+  EXPECT_EQ(results->dmarc.result, DmarcVerdict::kPermError);
+  EXPECT_EQ(results->dmarc_ids.from_problem, "2 From fields");
+  EXPECT_EQ(DecideInbound(results->dmarc_ids, &results->dmarc, InboundPolicy()).action,
+            InboundAction::kRefuse);
 }
 
 TEST_F(InboundChecksTest, CancelSilencesTheCallback) {

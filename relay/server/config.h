@@ -16,6 +16,7 @@
 #include "relay/delivery/egress.h"
 #include "relay/delivery/retry.h"
 #include "relay/delivery/shaping.h"
+#include "relay/receive/dmarc.h"
 #include "relay/smtp/client_reply.h"
 
 namespace relay::server {
@@ -140,7 +141,12 @@ struct ReceiveSettings {
   bool spf = true;                             // evaluate SPF (RFC 7208) of MAIL FROM / HELO
   bool dkim = true;                            // verify DKIM signatures of received mail
   bool arc = true;                             // validate the ARC chain and seal forwarded mail
-  // At end of DATA, how long the SPF and DKIM checks may still take; then temperror.
+  // Evaluate DMARC (RFC 7489) of the From domain; needs spf and dkim (off without them).
+  bool dmarc = true;
+  // dmarc_reject, dmarc_quarantine and spf_fail_without_dkim: what happens to mail that fails
+  // (relay/receive/dmarc.h). Not for authenticated clients.
+  receive::InboundPolicy policy;
+  // At end of DATA, how long the SPF, DKIM and DMARC checks may still take; then temperror.
   uint32_t checks_timeout_ms = 20000;
   bool enabled() const { return !listen.empty(); }
 };

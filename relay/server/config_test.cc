@@ -256,6 +256,48 @@ TEST(Config, ReceiveErrors) {
       << c.status();
 }
 
+TEST(Config, ReceiveDmarcPolicy) {
+  const std::string head =
+      "hostname = \"h\"\n[receive]\nlisten = [\"127.0.0.1:0\"]\n"
+      "domains = [\"a.test\"]\n";
+  auto c = LoadConfig(WriteFile("dmarc0.toml", head));
+  ASSERT_TRUE(c.ok()) << c.status();
+  // The defaults: DMARC on, p=reject failures refused, p=quarantine ones marked, SPF fail
+  // without a verifying signature refused.
+  EXPECT_TRUE(c->receive.dmarc);
+  EXPECT_EQ(c->receive.policy.dmarc_reject, receive::InboundAction::kRefuse);
+  EXPECT_EQ(c->receive.policy.dmarc_quarantine, receive::InboundAction::kQuarantineHeader);
+  EXPECT_TRUE(c->receive.policy.refuse_spf_fail_without_dkim);
+
+  c = LoadConfig(
+      WriteFile("dmarc1.toml", head + "dmarc = false\ndmarc_reject = \"quarantine-header\"\n"
+                                      "dmarc_quarantine = \"accept\"\n"
+                                      "spf_fail_without_dkim = \"accept\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->receive.dmarc);
+  EXPECT_EQ(c->receive.policy.dmarc_reject, receive::InboundAction::kQuarantineHeader);
+  EXPECT_EQ(c->receive.policy.dmarc_quarantine, receive::InboundAction::kAccept);
+  EXPECT_FALSE(c->receive.policy.refuse_spf_fail_without_dkim);
+
+  c = LoadConfig(WriteFile("dmarc2.toml", head + "dmarc_reject = \"reject\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), std::string(getenv("TEST_TMPDIR")) +
+                                      "/dmarc2.toml:5: receive.dmarc_reject must be \"refuse\", "
+                                      "\"quarantine-header\" or \"accept\" (got \"reject\")");
+  c = LoadConfig(
+      WriteFile("dmarc3.toml", head + "spf_fail_without_dkim = \"quarantine-header\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(
+      c.status().message().find("receive.spf_fail_without_dkim must be \"refuse\" or \"accept\""),
+      std::string::npos)
+      << c.status();
+  c = LoadConfig(WriteFile("dmarc4.toml", head + "dmarc_quarantine = 1\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("receive.dmarc_quarantine must be a string"),
+            std::string::npos)
+      << c.status();
+}
+
 // SIGHUP does not re-read relayd.toml; what changed in it is named so that the operator knows a
 // restart is needed (a [metrics] section added later used to be ignored without a word).
 TEST(Config, ChangedSettingsNamesWhatDiffers) {

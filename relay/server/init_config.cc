@@ -221,6 +221,12 @@ ${shaping}
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
 # domain's [[dkim.key]]. Reloaded on SIGHUP.
+# DMARC (RFC 7489) of the From domain is evaluated from SPF and DKIM (dmarc needs both on) and
+# applied at the end of DATA, since a forwarder that accepted failing mail would only bounce it
+# later, to a sender who may be forged: a failure under p=reject is refused with 550 5.7.1
+# (dmarc_reject: "refuse", "quarantine-header" to forward it marked X-Spam-Flag: YES, or
+# "accept"), one under p=quarantine is marked (dmarc_quarantine, the same choices), and SPF fail
+# with no DKIM signature that verifies is refused (spf_fail_without_dkim: "refuse" or "accept").
 # [receive]
 # listen = ["0.0.0.0:25", "[::]:25"]
 # domains = ["${domain}"]
@@ -231,6 +237,10 @@ ${shaping}
 # spf = true
 # dkim = true
 # arc = true
+# dmarc = ${dmarc}
+# dmarc_reject = "${dmarc_reject}"
+# dmarc_quarantine = "${dmarc_quarantine}"
+# spf_fail_without_dkim = "${spf_fail_without_dkim}"
 # suffix_separators = "${suffix_separators}"
 # alias_depth_max = ${alias_depth_max}
 # alias_targets_max = ${alias_targets_max}
@@ -524,6 +534,10 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${alias_depth_max}", absl::StrCat(r.alias_depth_max)},
       {"${alias_targets_max}", absl::StrCat(r.alias_targets_max)},
       {"${checks_timeout_ms}", absl::StrCat(r.checks_timeout_ms)},
+      {"${dmarc}", r.dmarc ? "true" : "false"},
+      {"${dmarc_reject}", receive::InboundActionName(r.policy.dmarc_reject)},
+      {"${dmarc_quarantine}", receive::InboundActionName(r.policy.dmarc_quarantine)},
+      {"${spf_fail_without_dkim}", r.policy.refuse_spf_fail_without_dkim ? "refuse" : "accept"},
       {"${signing_threads}", absl::StrCat(c.dkim_signing_threads)},
       {"${dkim_keys}", DkimKeysText(o, keys)},
   };

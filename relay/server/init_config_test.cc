@@ -246,6 +246,40 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_TRUE(absl::StrContains(text, "\n# [[shaping]]\n# name = \"google\"\n"));
 }
 
+// The commented [receive] section, uncommented as an operator would, loads with the values it
+// shows, which are the defaults (the DMARC policy keys included).
+TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
+  absl::StatusOr<InitResult> r = InitDirectory(dir_, options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string text = ReadFile(r->config_path);
+  for (const char* line : {"\n# dmarc = true\n", "\n# dmarc_reject = \"refuse\"\n",
+                           "\n# dmarc_quarantine = \"quarantine-header\"\n",
+                           "\n# spf_fail_without_dkim = \"refuse\"\n"}) {
+    EXPECT_EQ(Count(text, line), 1u) << line;
+  }
+  // Every line of the block, from "# [receive]" to the empty line, loses its "# ", as the
+  // operator guide says (and its test does): the block holds settings only.
+  std::string edited;
+  bool in_receive = false;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (line == "# [receive]") in_receive = true;
+    if (line.empty()) in_receive = false;
+    if (in_receive && absl::StartsWith(line, "# ")) line.remove_prefix(2);
+    absl::StrAppend(&edited, line, "\n");
+  }
+  std::ofstream(r->config_path, std::ios::trunc) << edited;
+  absl::StatusOr<Config> c = LoadConfig(r->config_path);
+  ASSERT_TRUE(c.ok()) << c.status() << "\n" << edited;
+  ASSERT_TRUE(c->receive.enabled());
+  const ReceiveSettings d;
+  EXPECT_EQ(c->receive.dmarc, d.dmarc);
+  EXPECT_EQ(c->receive.policy.dmarc_reject, d.policy.dmarc_reject);
+  EXPECT_EQ(c->receive.policy.dmarc_quarantine, d.policy.dmarc_quarantine);
+  EXPECT_EQ(c->receive.policy.refuse_spf_fail_without_dkim, d.policy.refuse_spf_fail_without_dkim);
+  EXPECT_EQ(c->receive.checks_timeout_ms, d.checks_timeout_ms);
+  EXPECT_EQ(c->receive.srs_max_age_days, d.srs_max_age_days);
+}
+
 TEST_F(InitDirectoryTest, WithoutDkimWritesNoKey) {
   options_.dkim_algorithms.clear();
   absl::StatusOr<InitResult> r = InitDirectory(dir_, options_);

@@ -206,6 +206,10 @@ absl::Status Shard::Setup() {
       dkim_checker_ = std::make_unique<receive::DkimChecker>(reactor_.get(),
                                                              receive_resolver_.get(), options);
     }
+    // DMARC is evaluated from the SPF and DKIM results: without both it would fail good mail.
+    if (receive.dmarc && receive.spf && receive.dkim) {
+      dmarc_checker_ = std::make_unique<receive::DmarcChecker>(receive_resolver_.get());
+    }
   }
 
   auto listen = [&](const std::string& address_text, bool implicit_tls,
@@ -301,6 +305,7 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   policy_.reset();
   spf_.reset();
   dkim_checker_.reset();
+  dmarc_checker_.reset();
   receive_resolver_.reset();
   if (log_ != nullptr) (void)log_->Flush();
   log_.reset();

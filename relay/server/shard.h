@@ -35,6 +35,7 @@
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
 #include "relay/receive/dkim_check.h"
+#include "relay/receive/dmarc_check.h"
 #include "relay/receive/receive_state.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
@@ -111,6 +112,8 @@ class Shard {
   dns::SpfEvaluator* spf() { return spf_.get(); }
   // Port 25's DKIM verification and ARC validation; null when both are off.
   receive::DkimChecker* dkim_checker() { return dkim_checker_.get(); }
+  // Port 25's DMARC policy discovery; null when DMARC, SPF or DKIM checks are off.
+  receive::DmarcChecker* dmarc_checker() { return dmarc_checker_.get(); }
   const SharedState& shared() const { return shared_; }
   const metrics::RelayMetrics* metrics() const { return shared_.metrics; }
   const Config& config() const { return *shared_.config; }
@@ -170,6 +173,7 @@ class Shard {
   std::unique_ptr<dns::Resolver> receive_resolver_;
   std::unique_ptr<dns::SpfEvaluator> spf_;
   std::unique_ptr<receive::DkimChecker> dkim_checker_;
+  std::unique_ptr<receive::DmarcChecker> dmarc_checker_;
   absl::flat_hash_set<SmtpConnection*> connections_;
   // Open connections per ClientKey (client_key.h): IPv4 address or IPv6 /64.
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;

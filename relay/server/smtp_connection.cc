@@ -57,7 +57,8 @@ SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::s
       receive_(receive) {
   if (receive_) {
     checks_ = std::make_unique<receive::InboundChecks>(
-        reactor_, shard->spf(), shard->dkim_checker(), shard->config().receive.checks_timeout_ms);
+        reactor_, shard->spf(), shard->dkim_checker(), shard->config().receive.checks_timeout_ms,
+        shard->dmarc_checker());
   }
   recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
   send_.set_handler([this](int result, uint32_t) { OnSent(result); });

@@ -1,9 +1,10 @@
 // Port 25 in the SMTP connection driver: recipients routed by relay/receive/recipient_policy.h,
-// SPF started at MAIL FROM, and at the end of DATA the received message is stamped (Received,
-// Authentication-Results), sealed with an ARC set (RFC 8617) in the local domain's name, its
-// envelope sender rewritten with SRS, and queued once for every expanded target, with the durable
-// 250 as for submission (smtp_connection.cc). Received mail is not DKIM-signed: ARC is how a
-// forwarder vouches for what it saw.
+// SPF started at MAIL FROM, and at the end of DATA the message is refused when DMARC or SPF say
+// so (relay/receive/dmarc.h: a forwarder that accepted it would only bounce it later, to a
+// sender who may be forged), else stamped (Received, Authentication-Results), sealed with an ARC
+// set (RFC 8617) in the local domain's name, its envelope sender rewritten with SRS, and queued
+// once for every expanded target, with the durable 250 as for submission (smtp_connection.cc).
+// Received mail is not DKIM-signed: ARC is how a forwarder vouches for what it saw.
 #include <algorithm>
 #include <optional>
 
@@ -12,6 +13,7 @@
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/receive/auth_results.h"
+#include "relay/receive/dmarc.h"
 #include "relay/server/shard.h"
 #include "relay/server/smtp_connection.h"
 #include "relay/smtp/received.h"
@@ -53,6 +55,18 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   queue::Spool* spool = shard_->spool();
   const smtp::Envelope& env = session_.envelope();
   const Config& config = shard_->config();
+  // Our own authenticated users are not judged by the From domain's policy.
+  receive::InboundDecision decision;
+  if (!session_.authenticated()) {
+    decision = receive::DecideInbound(
+        results.dmarc_ids, results.dmarc_checked ? &results.dmarc : nullptr, config.receive.policy);
+  }
+  if (decision.action == receive::InboundAction::kRefuse) {
+    LogInfo() << "port 25: refused message from " << peer_ip_ << " <" << env.mail_from
+              << ">: " << decision.why;
+    ApplyResult(session_.OnMessageRefused(smtp::Reply{550, "5.7.1", decision.reply_text}));
+    return;
+  }
   cleaned_message_ = receive::WithoutOwnAuthResults(session_.message(), config.hostname);
   if (cleaned_message_) {
     LogInfo() << "port 25: removed Authentication-Results claiming " << config.hostname
@@ -62,8 +76,10 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   absl::Time now = absl::Now();
   const int64_t now_s = absl::ToUnixSeconds(now);
 
-  // Every target once, in the order the recipients came.
+  // Every target once, in the order the recipients came, with the address the sender used for it
+  // when it is an alias's target: that one is private, and a DSN names the sender's instead.
   std::vector<std::string> targets;
+  std::vector<std::string> originals;
   bool forwarding = false;
   std::string local_domain;  // whose key seals: the first local domain addressed
   for (const std::string& rcpt : env.recipients) {
@@ -76,7 +92,9 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
       local_domain = route.domain;
     }
     for (const std::string& t : route.targets) {
-      if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
+      if (std::find(targets.begin(), targets.end(), t) != targets.end()) continue;
+      targets.push_back(t);
+      originals.push_back(route.kind == receive::RecipientKind::kAlias ? rcpt : "");
     }
   }
   if (targets.empty()) {
@@ -107,6 +125,9 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   receive::AuthResults ar = receive::ToAuthResults(results, config.hostname, config.receive.arc);
   added_headers_ = receive::BuildAuthResultsHeader(ar);
   added_headers_ += smtp::BuildReceivedHeader(info);
+  if (decision.action == receive::InboundAction::kQuarantineHeader) {
+    added_headers_ += receive::kQuarantineField;
+  }
   // RFC 8617 §5.1: the new ARC set covers the message as it leaves, this hop's fields included,
   // and goes on top.
   if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
@@ -132,10 +153,21 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
               << (results.spf.problem.empty() ? "" : " (") << results.spf.problem
               << (results.spf.problem.empty() ? "" : ")");
   }
+  if (results.dmarc_checked) {
+    LogInfo() << "port 25: " << id_text
+              << ": dmarc=" << receive::DmarcVerdictName(results.dmarc.result)
+              << " header.from=" << results.dmarc.from_domain
+              << (results.dmarc.problem.empty() ? "" : " (") << results.dmarc.problem
+              << (results.dmarc.problem.empty() ? "" : ")")
+              << (decision.action == receive::InboundAction::kQuarantineHeader
+                      ? ", quarantined: " + decision.why
+                      : "");
+  }
 
   queue::Envelope qenv;
   qenv.sender = sender;
   qenv.recipients = targets;
+  qenv.original_recipients = originals;
   AppendToSpool(qenv, id, std::move(id_text));
 }
 
