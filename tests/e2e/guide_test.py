@@ -16,7 +16,8 @@ at the end). Shown:
   - step 7 (send-test) reaches Gmail's MX from a source address of the pool, with the EHLO name
     of that source's PTR, signed with both DKIM keys (python3-dkim verifies them against the
     zone);
-  - step 8 (receiving): postmaster and a catch-all are forwarded to Gmail with an SRS sender;
+  - step 8 (receiving): postmaster and a catch-all are forwarded to Gmail with an SRS sender; a
+    spoof of a p=reject domain is refused at the end of DATA, nothing forwarded or bounced;
   - the metrics endpoint answers after an idle minute.
 
 usage: guide_test.py RELAYD RELAYCTL     (as root, in a fresh network namespace)
@@ -173,6 +174,9 @@ try:
   local-zone: "gmail.com." static
   local-data: "gmail.com. 300 IN MX 5 gmail-smtp-in.l.google.com."
   local-zone: "example.net." static
+  local-zone: "bank.example." static
+  local-data: 'bank.example. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"'
+  local-data: '_dmarc.bank.example. 300 IN TXT "v=DMARC1; p=reject"'
   local-zone: "google.com." static
   local-data: "gmail-smtp-in.l.google.com. 300 IN A %s"
   local-data: "gmail-smtp-in.l.google.com. 300 IN AAAA %s"
@@ -189,7 +193,8 @@ try:
                                           "--dns-server 127.0.0.1:%d" % DNS_PORT)
     r = run_block(4, block)
     print(r.stdout)
-    check(r.returncode == 0 and "FAIL" not in r.stdout and r.stdout.count("OK ") >= 8,
+    check(r.returncode == 0 and re.search(r"(?m)^(FAIL|WARN|SKIP) ", r.stdout) is None and
+          len(re.findall(r"(?m)^OK ", r.stdout)) >= 8,
           "step 4: check-dns passes on the zone init printed: exit %d" % r.returncode)
 
     # --- step 5: users, twice, readable by relayd ---------------------------------------------
@@ -301,6 +306,18 @@ try:
           "both are forwarded to you@gmail.com")
     check(all(re.fullmatch(r"SRS0=[^=]+=[A-Z2-7]{2}=example\.net=someone@example\.com", x[2])
               for x in fwd), "with an SRS envelope sender: %s" % [x[2] for x in fwd])
+
+    # A spoof of a p=reject domain, from an address outside its SPF, unsigned: refused at the end
+    # of DATA, so that nothing is forwarded and no bounce goes to the forged sender.
+    r = run(["swaks", "--server", "203.0.113.25:25", "--helo", "outside.example.net", "--from",
+             "ceo@bank.example", "--to", "anyone@example.com", "--h-Subject", "spoofed"])
+    check(r.returncode != 0 and "550 5.7.1" in r.stdout,
+          "a p=reject spoof is refused with 550 5.7.1: %s" %
+          [l for l in r.stdout.splitlines() if l.startswith("<** ")])
+    time.sleep(2)
+    with lock:
+        check(not [x for x in received if b"Subject: spoofed" in x[4] or not x[2]],
+              "nothing of it is forwarded, and no bounce is sent")
 
     # --- metrics after an idle minute ------------------------------------------------------------
     time.sleep(61)

@@ -160,7 +160,7 @@ domain = "local.test"
 selector = "arc"
 key = "%s"
 """ % LOCAL_KEY)
-os.makedirs(conf_dir + "/aliases")
+os.makedirs(conf_dir + "/aliases", exist_ok=True)  # init writes it
 ALIASES = conf_dir + "/aliases/local.test"
 open(ALIASES, "w").write("# local.test forwards everything\n"
                          "postmaster: boss@named.test\n"
