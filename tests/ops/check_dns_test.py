@@ -4,7 +4,7 @@ to publish; those records, as printed (zone-file lines), are served by a real un
 `relayctl check-dns` then passes. Then one broken record at a time (SPF without the IPv6 sources,
 a DKIM key that does not match, no PTR, a PTR whose name does not resolve back, an EHLO name that
 differs from the PTR, no DMARC): check-dns names exactly that problem and exits non-zero. Also:
-init refuses an existing directory.
+init refuses a directory that holds an earlier init.
 
 usage: check_dns_test.py RELAYCTL
 """
@@ -119,8 +119,8 @@ check(relayctl("dns-records", "--config", config).stdout == init.stdout,
       "dns-records prints what init printed")
 
 again = relayctl("init", DOMAIN, "--dir", conf_dir)
-check(again.returncode != 0 and "already exists" in again.stderr,
-      "init refuses an existing directory: %s" % again.stderr.strip())
+check(again.returncode != 0 and "already holds a configuration" in again.stderr,
+      "init refuses a directory that holds an earlier init: %s" % again.stderr.strip())
 
 # --- everything published as printed: check-dns passes -----------------------------------------
 rc, lines = check_dns(records, config)
