@@ -10,12 +10,7 @@ set -euo pipefail
 export PATH="${PATH}:/usr/sbin:/sbin"
 tree="${TEST_SRCDIR:?}/${TEST_WORKSPACE:?}"
 T="$(mktemp -d "${TEST_TMPDIR:-/tmp}/deb.XXXXXX")"
-failures=0
-check() {  # check DESCRIPTION COMMAND...
-  local what="$1"; shift
-  if "$@"; then echo "ok   ${what}"; else echo "FAIL ${what}"; failures=$((failures + 1)); fi
-}
-quiet() { "$@" > /dev/null 2>&1; }
+. "${tree}/tools/testing/checks.sh"
 for tool in dpkg-buildpackage:dpkg-dev dh:debhelper lintian:lintian; do
   command -v "${tool%%:*}" >/dev/null ||
     { echo "FAIL: ${tool%%:*} is not installed (Debian package ${tool#*:})"; exit 1; }
@@ -139,5 +134,5 @@ for tag in $(awk '/^[EWIPX]: / { print $3 }' "${T}/lintian" | sort -u); do
   check "lintian tag ${tag} is explained in README.md" grep -q "\`${tag}\`" "${tree}/README.md"
 done
 
-if [[ "${failures}" -ne 0 ]]; then echo "${failures} failed"; exit 1; fi
+if [[ "${checks_failed}" -ne 0 ]]; then echo "${checks_failed} failed"; exit 1; fi
 echo "all passed"

@@ -9,11 +9,7 @@ export PATH="${PATH}:/usr/sbin:/sbin"
 here="$(cd "$(dirname "$0")" && pwd)"
 mode="$1"
 T="$(mktemp -d "${TEST_TMPDIR:-/tmp}/service.XXXXXX")"
-failures=0
-check() {  # check DESCRIPTION COMMAND...
-  local what="$1"; shift
-  if "$@"; then echo "ok   ${what}"; else echo "FAIL ${what}"; failures=$((failures + 1)); fi
-}
+. "${here}/../testing/checks.sh"
 
 case "${mode}" in
 unit)
@@ -126,5 +122,5 @@ acme)
   echo "usage: service_test.sh unit RELAYCTL | logrotate | acme" >&2; exit 2 ;;
 esac
 
-if [[ "${failures}" -ne 0 ]]; then echo "${failures} failed"; exit 1; fi
+if [[ "${checks_failed}" -ne 0 ]]; then echo "${checks_failed} failed"; exit 1; fi
 echo "all passed"
