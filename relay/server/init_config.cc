@@ -559,12 +559,18 @@ absl::StatusOr<InitResult> InitDirectory(const std::string& dir, const InitOptio
   std::error_code ec;
   const bool exists = fs::exists(root, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat(dir, ": ", ec.message()));
-  if (exists && o.new_dir_only) {
-    return absl::AlreadyExistsError(absl::StrCat(dir, " already exists; not touching it"));
-  }
   if (fs::exists(root / kConfigName, ec)) {
     return absl::AlreadyExistsError(
         absl::StrCat(dir, " already holds a configuration; not overwriting it"));
+  }
+  if (exists && o.refuse_earlier_init) {
+    // Half of an earlier init (a crash, a key that failed) is not mixed with a new one.
+    for (const char* name : {"keys", "tls", "users", kSrsSecretName}) {
+      if (fs::exists(root / name, ec)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat(dir, " already holds ", name, " from an earlier init; not touching it"));
+      }
+    }
   }
   if (!exists && root.has_parent_path()) fs::create_directories(root.parent_path(), ec);
   RETURN_IF_ERROR(MakeDirectory(root, o.dir_mode));

@@ -321,14 +321,26 @@ TEST_F(InitDirectoryTest, RefusesAnExistingConfiguration) {
   EXPECT_EQ(ReadFile(dir_ + "/keys/example.test.rsa2031.pem"), key);
   EXPECT_FALSE(fs::exists(dir_ + "/keys/other.test.rsa2031.pem"));
 
-  // With new_dir_only, even an empty directory is refused.
-  const std::string empty = dir_ + "-empty";
-  fs::create_directories(empty);
-  options_.new_dir_only = true;
-  r = InitDirectory(empty, options_);
+  // With refuse_earlier_init, a directory holding part of an earlier init (keys/ here) is
+  // refused and left as it is ...
+  const std::string half = dir_ + "-half";
+  fs::create_directories(half + "/keys");
+  std::ofstream(half + "/keys/old.pem") << "an earlier key\n";
+  options_.refuse_earlier_init = true;
+  r = InitDirectory(half, options_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists) << r.status();
-  EXPECT_TRUE(fs::is_empty(empty));
+  EXPECT_FALSE(fs::exists(half + "/tls"));
+  EXPECT_EQ(ReadFile(half + "/keys/old.pem"), "an earlier key\n");
+
+  // ... while other files, such as the Debian package's relayd.toml.example, do not stop it.
+  const std::string packaged = dir_ + "-packaged";
+  fs::create_directories(packaged);
+  std::ofstream(packaged + "/relayd.toml.example") << "# reference\n";
+  r = InitDirectory(packaged, options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(fs::exists(packaged + "/relayd.toml"));
+  EXPECT_EQ(ReadFile(packaged + "/relayd.toml.example"), "# reference\n");
 }
 
 TEST_F(InitDirectoryTest, EgressSourcesAndListenersAsGiven) {

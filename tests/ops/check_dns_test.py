@@ -8,7 +8,7 @@ DMARC records, no MX, a null MX, an MX host without an address, an MX at another
 check-dns names exactly that problem, shows what is published next to what is expected, and
 exits 1 (0 for the warnings: an MX at another host, ?all). A DNS server that does not answer (a
 closed loopback port) is one error line and exit 2. Every problem printed is worded as a row of
-the README's table. Also: init refuses an existing directory.
+the README's table. Also: init refuses a directory that holds an earlier init.
 
 usage: check_dns_test.py RELAYCTL
 """
@@ -184,8 +184,8 @@ check(relayctl("dns-records", "--config", config).stdout == init.stdout,
       "dns-records prints what init printed")
 
 again = relayctl("init", DOMAIN, "--dir", conf_dir)
-check(again.returncode != 0 and "already exists" in again.stderr,
-      "init refuses an existing directory: %s" % again.stderr.strip())
+check(again.returncode != 0 and "already holds a configuration" in again.stderr,
+      "init refuses a directory that holds an earlier init: %s" % again.stderr.strip())
 
 # --- everything published as printed: check-dns passes -----------------------------------------
 rc, lines = check_dns(records, config)
