@@ -78,7 +78,7 @@ for b in (RELAYD, RELAYCTL):
     shutil.copy(b, BIN)  # the Bazel tree under /root is not readable by `relay`
 PATHS = [("/etc/relay", ROOT + "/etc/relay"), ("/var/spool/relay", ROOT + "/spool"),
          ("/var/log/relay", ROOT + "/log"), ("/run/relay", ROOT + "/run"),
-         ("/usr/local/bin/", BIN + "/"), ("/usr/bin/relayd", BIN + "/relayd")]
+         ("/usr/local/bin/", BIN + "/"), ("/usr/sbin/relayd", BIN + "/relayd")]
 
 
 def moved(text):

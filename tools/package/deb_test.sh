@@ -44,6 +44,10 @@ cat > "${T}/expected" <<'FILES'
 -rw-r--r-- root/root /usr/share/doc/relay/changelog.gz
 -rw-r--r-- root/root /usr/share/doc/relay/copyright
 -rw-r--r-- root/root /usr/share/lintian/overrides/relay
+-rw-r--r-- root/root /usr/share/relay/monitoring/prometheus.yml
+-rw-r--r-- root/root /usr/share/relay/monitoring/relay-dashboard.json
+-rw-r--r-- root/root /usr/share/relay/monitoring/relay.rules.yml
+-rw-r--r-- root/root /usr/share/relay/monitoring/relay.rules_test.yml
 -rw-r--r-- root/root /usr/share/man/man8/relayctl.8.gz
 -rw-r--r-- root/root /usr/share/man/man8/relayd.8.gz
 FILES
@@ -64,6 +68,10 @@ check "the logrotate file is tools/service's" \
   cmp "${tree}/tools/service/relayd.logrotate" "${T}/root/etc/logrotate.d/relayd"
 check "the ACME hook is tools/service's" \
   cmp "${tree}/tools/service/acme-reload-hook" "${T}/root/usr/libexec/relay/acme-reload-hook"
+for f in prometheus.yml relay-dashboard.json relay.rules.yml relay.rules_test.yml; do
+  check "the monitoring file ${f} is tools/monitoring's" \
+    cmp "${tree}/tools/monitoring/${f}" "${T}/root/usr/share/relay/monitoring/${f}"
+done
 unit="${T}/root/lib/systemd/system/relayd.service"
 exec_start="$(sed -n 's/^ExecStart=//p' "${unit}")"
 check "ExecStart (${exec_start%% *}) is in the package" test -x "${T}/root${exec_start%% *}"
@@ -112,9 +120,15 @@ split() { tr ',' '\n' | sed 's/^ *//; s/ *$//' | sort; }
 # at start to verify MX certificates (it does not start without it: package-test found that).
 check "Depends is dpkg-shlibdeps' list, adduser and ca-certificates, nothing more" \
   diff -u <(printf '%s, adduser, ca-certificates\n' "${shlibs}" | split) <(split <<<"${depends}")
-# The same from the other side: the packages that own the libraries the binaries load.
-owners="$(for b in relayd relayctl; do ldd "${T}/root/usr/sbin/${b}"; done |
-          awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u |
+# The same from the other side: the packages that own the libraries the binaries load
+# directly (their NEEDED entries, as ldd resolves them; what those load in turn is theirs).
+owners="$(for b in relayd relayctl; do
+            f="${T}/root/usr/sbin/${b}"
+            ldd "${f}" | awk -v needed="$(readelf -d "${f}" |
+              sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')" '
+              BEGIN { n = split(needed, list, " "); for (i = 1; i <= n; i++) want[list[i]] = 1 }
+              $2 == "=>" && $3 ~ /^\// && ($1 in want) { print $3 }'
+          done | sort -u |
           while read -r lib; do dpkg -S "$(realpath "${lib}")" 2>/dev/null ||
             dpkg -S "${lib}"; done | sed 's/:.*//; s/,.*//' | sort -u)"
 check "the libraries' packages are exactly Depends without adduser and ca-certificates" \
