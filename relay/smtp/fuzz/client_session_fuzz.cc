@@ -8,7 +8,10 @@
 //  - nothing is asked of the driver after close; parsed replies respect the limits;
 //  - the parser never holds more than reply_bytes_max, whether or not replies are read (bytes fed
 //    while a body streams are not parsed), and outcome texts stay within outcome_text_bytes_max.
-// Built with clang -fsanitize=fuzzer by hand, and replayed under GCC by client_session_fuzz_test.
+// Built by relay_fuzz_test (tools/bazel/fuzz.bzl). The input is a config byte, then ops: a byte
+// whose low 3 bits say what (0-3: the next op/8+1 bytes from the server, sent op%8+1 times; 4:
+// send a message with op/8%4 recipients; 5: body sent; 6: TLS up or failed, timeout, QUIT; 7:
+// peer closed), as the corpus files (relay/smtp/fuzz/client_session_corpus) show.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +22,7 @@
 #include "relay/base/check.h"
 #include "relay/smtp/client_reply.h"
 #include "relay/smtp/client_session.h"
+#include "tools/fuzz/fuzz.h"
 
 namespace relay::smtp {
 namespace {
@@ -178,12 +182,10 @@ void FuzzReplyParser(const uint8_t* data, size_t size) {
   }
 }
 
-}  // namespace
-}  // namespace relay::smtp
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace relay::smtp;
-  if (size == 0) return 0;
+void FuzzClientSession(std::string_view input) {
+  const auto* data = reinterpret_cast<const uint8_t*>(input.data());
+  const size_t size = input.size();
+  if (size == 0) return;
   FuzzReplyParser(data + 1, size - 1);
   ClientConfig config;
   config.peer_name = "mx.fuzz";
@@ -195,5 +197,56 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.outcome_text_bytes_max = kOutcomeTextBytesMax;
   Harness harness(config);
   harness.Run(data + 1, size - 1);
-  return 0;
+}
+
+// Server bytes of `text` for the op encoding: chunks of 8 bytes, each sent once.
+std::string ServerOps(std::string_view text) {
+  std::string ops;
+  while (!text.empty()) {
+    const size_t n = std::min<size_t>(text.size(), 8);
+    ops.push_back(static_cast<char>((n - 1) << 3));
+    ops.append(text.substr(0, n));
+    text.remove_prefix(n);
+  }
+  return ops;
+}
+
+constexpr char kEhlo[] = "250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+
+// A server that pushes junk while the body streams: what the session buffers must not grow.
+std::string JunkDuringBody(size_t bytes) {
+  const std::string start = std::string(1, '\0') + ServerOps("220 hi\r\n") + ServerOps(kEhlo) +
+                            std::string(1, 4 | 1 << 3) +
+                            ServerOps("250 ok\r\n250 ok\r\n354 go\r\n");
+  // Op 3 with 32 bytes: the 32 bytes sent four times.
+  const std::string junk = std::string(1, static_cast<char>(31 << 3 | 3)) + std::string(32, 'j');
+  return relay::fuzz::Repeat(start, junk, std::string(1, 5) + ServerOps("250 ok\r\n"), bytes);
+}
+
+// One message after another on the connection.
+std::string ManyMessages(size_t bytes) {
+  const std::string start = std::string(1, '\0') + ServerOps("220 hi\r\n") + ServerOps(kEhlo);
+  const std::string message = std::string(1, 4 | 2 << 3) +
+                              ServerOps("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n354 go\r\n") +
+                              std::string(1, 5) + ServerOps("250 2.0.0 queued\r\n");
+  return relay::fuzz::Repeat(start, message, "", bytes);
+}
+
+}  // namespace
+}  // namespace relay::smtp
+
+const relay::fuzz::Target& relay::fuzz::GetTarget() {
+  static const Target target{
+      .name = "smtp_client_session",
+      .run = relay::smtp::FuzzClientSession,
+      // The reply parser holds at most reply_bytes_max (512 here) whatever the server sends.
+      // One op byte may start a message: its envelope, outcomes and replies, about 20
+      // allocations and 1 KiB, all freed when the message is done.
+      .bounds = {.heap_peak_bytes = {16 << 10, 2},
+                 .heap_allocated_bytes = {64 << 10, 1024},
+                 .allocations = {256, 24}},
+      .scaled = {{.name = "junk during a body", .make = relay::smtp::JunkDuringBody},
+                 {.name = "many messages", .make = relay::smtp::ManyMessages}},
+  };
+  return target;
 }
