@@ -38,6 +38,25 @@ std::string SevenBit(std::string_view s) {
   return out;
 }
 
+// When `line` is longer than kLineBytesMax, moves all but its last piece to `out` as lines of
+// kLineBytesMax octets, each after the first starting with `prefix` (a fold's space, an indent).
+// In one pass: cutting one line off at a time copied the rest of a long word each time.
+void BreakLongLine(std::string& out, std::string& line, std::string_view prefix) {
+  if (line.size() <= kLineBytesMax) return;
+  out.append(line, 0, kLineBytesMax);
+  out += "\r\n";
+  const size_t room = kLineBytesMax - prefix.size();
+  size_t pos = kLineBytesMax;
+  while (line.size() - pos > room) {
+    out.append(prefix.data(), prefix.size());
+    out.append(line, pos, room);
+    out += "\r\n";
+    pos += room;
+  }
+  line.erase(0, pos);
+  line.insert(0, prefix.data(), prefix.size());
+}
+
 // Appends "Name: value" folded (RFC 5322 §2.2.3): a line that would pass 78 columns is broken
 // before the next word. Runs of spaces become one. A word longer than 998 octets is broken by
 // force (unfolding then shows an extra space in it: better than an invalid message).
@@ -59,11 +78,7 @@ void AppendField(std::string& out, std::string_view name, std::string_view value
     line += ' ';
     line.append(word.data(), word.size());
     has_word = true;
-    while (line.size() > kLineBytesMax) {
-      out.append(line, 0, kLineBytesMax);
-      out += "\r\n";
-      line = absl::StrCat(" ", line.substr(kLineBytesMax));
-    }
+    BreakLongLine(out, line, " ");
     pos = end;
   }
   out += line;
@@ -90,11 +105,7 @@ void AppendWrapped(std::string& out, std::string_view text, std::string_view ind
     if (line_has_word) line += ' ';
     line.append(word.data(), word.size());
     line_has_word = true;
-    while (line.size() > kLineBytesMax) {
-      out.append(line, 0, kLineBytesMax);
-      out += "\r\n";
-      line = absl::StrCat(std::string(indent), line.substr(kLineBytesMax));
-    }
+    BreakLongLine(out, line, indent);
     pos = end;
   }
   if (line_has_word) {
