@@ -25,7 +25,10 @@ set +e
 "$fuzzer" "${flags[@]}" "$work/corpus" >"$work/fuzz.log" 2>&1
 status=$?
 set -e
-tail -30 "$work/fuzz.log"
+# What went wrong (an invariant, a bound, a sanitizer report), then how the run ended.
+grep -E -A3 "fuzz invariant violated|fuzz bounds exceeded|ERROR: (AddressSanitizer|libFuzzer)|runtime error" \
+  "$work/fuzz.log" | head -40 || true
+tail -12 "$work/fuzz.log"
 if (( status != 0 )); then
   echo "FAIL: the fuzzer found a crash, an invariant violation or a bound exceeded (exit $status)"
   exit 1
