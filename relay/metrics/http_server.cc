@@ -101,6 +101,14 @@ bool ParseRequestHead(std::string_view buffer, std::string* method, std::string*
   size_t line_end = buffer.find('\n');
   std::string_view line = buffer.substr(0, line_end);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // RFC 9112 §2.2: a bare CR in the line makes it invalid; no part of it may hold a control
+  // character (RFC 9110 §5.6.2 tokens, RFC 3986 targets).
+  for (unsigned char c : line) {
+    if (c < 0x20 || c == 0x7f) {
+      *error = 400;
+      return true;
+    }
+  }
   // RFC 9112 §3: method SP request-target SP HTTP-version.
   std::vector<std::string_view> parts;
   for (size_t start = 0;;) {
