@@ -91,6 +91,13 @@ HttpResponse Route(std::string_view method, std::string_view target, const HttpH
   return r;
 }
 
+bool RequestHeadEnded(std::string_view buffer, size_t searched_bytes) {
+  // RFC 9112 §2.2: a recipient may take a bare LF as a line end.
+  const size_t from = searched_bytes >= 3 ? searched_bytes - 3 : 0;
+  return buffer.find("\r\n\r\n", from) != std::string_view::npos ||
+         buffer.find("\n\n", from) != std::string_view::npos;
+}
+
 bool ParseRequestHead(std::string_view buffer, std::string* method, std::string* target,
                       int* error) {
   *error = 0;
@@ -217,10 +224,12 @@ class HttpServer::Loop::Connection : public io::IoObject {
       Close();  // the client went away (or the request was cut short)
       return;
     }
+    const size_t searched = request_.size();
     request_.append(chunk_, static_cast<size_t>(result));
     std::string method, target;
     int error = 0;
-    bool complete = ParseRequestHead(request_, &method, &target, &error);
+    const bool complete = RequestHeadEnded(request_, searched) &&
+                          ParseRequestHead(request_, &method, &target, &error);
     if (!complete) {
       if (request_.size() >= kRequestBytesMax) {
         Respond(431);
