@@ -1,7 +1,12 @@
 #include "tools/fuzz/fuzz.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace relay::fuzz {
 
@@ -46,6 +51,36 @@ std::string_view InputReader::Rest() {
   std::string_view out = data_;
   data_ = {};
   return out;
+}
+
+const std::string& ScratchDirectory() {
+  static const std::string* const dir = [] {
+    const char* base = std::getenv("RELAY_FUZZ_SCRATCH");
+    if (base == nullptr) base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : nullptr;
+    if (base == nullptr) base = std::getenv("TEST_TMPDIR");
+    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/relay-fuzz-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) Fail(__FILE__, __LINE__, "mkdtemp", pattern);
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(ScratchDirectory(), ignored);
+    });
+    return new std::string(pattern);
+  }();
+  return *dir;
+}
+
+void WriteFile(const std::string& path, std::string_view contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+  if (!out) Fail(__FILE__, __LINE__, "cannot write", path);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Fail(__FILE__, __LINE__, "cannot read", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string Repeat(std::string_view prefix, std::string_view unit, std::string_view suffix,

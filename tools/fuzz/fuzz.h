@@ -111,6 +111,15 @@ class InputReader {
   std::string_view data_;
 };
 
+// A private directory for targets that parse files (users, config, spool segments), made once
+// per process in /dev/shm when there is one (fsync is free there, and the fuzzer runs millions
+// of inputs), removed with its files at exit. Aborts if it cannot be made.
+const std::string& ScratchDirectory();
+// Writes `contents` to `path` (replacing it); aborts on failure.
+void WriteFile(const std::string& path, std::string_view contents);
+// The contents of `path`; aborts if it cannot be read.
+std::string ReadFile(const std::string& path);
+
 // `unit` repeated until the result has at least `bytes` bytes, between `prefix` and `suffix`.
 std::string Repeat(std::string_view prefix, std::string_view unit, std::string_view suffix,
                    size_t bytes);
