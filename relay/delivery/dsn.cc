@@ -316,28 +316,21 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   out += "\r\n";
   out += "This is a MIME-encapsulated message.\r\n\r\n";
 
-  absl::StrAppend(&out, "--", boundary, "\r\n");
-  AppendField(out, "Content-Description", "Notification");
-  AppendField(out, "Content-Type", "text/plain; charset=us-ascii");
-  out += "\r\n";
-  out += notification;
-  out += "\r\n";
-
-  absl::StrAppend(&out, "--", boundary, "\r\n");
-  AppendField(out, "Content-Description", "Delivery report");
-  AppendField(out, "Content-Type", "message/delivery-status");
-  out += "\r\n";
-  out += report;
-  out += "\r\n";
-
+  auto append_part = [&](std::string_view description, std::string_view type, std::string_view body,
+                         bool eight_bit) {
+    absl::StrAppend(&out, "--", boundary, "\r\n");
+    AppendField(out, "Content-Description", description);
+    AppendField(out, "Content-Type", type);
+    if (eight_bit) AppendField(out, "Content-Transfer-Encoding", "8bit");
+    out += "\r\n";
+    out.append(body.data(), body.size());
+    out += "\r\n";
+  };
+  append_part("Notification", "text/plain; charset=us-ascii", notification, false);
+  append_part("Delivery report", "message/delivery-status", report, false);
   // 3. The original header section (RFC 3462 §4).
-  absl::StrAppend(&out, "--", boundary, "\r\n");
-  AppendField(out, "Content-Description", "Undelivered Message Headers");
-  AppendField(out, "Content-Type", "text/rfc822-headers");
-  if (dsn.needs_8bitmime) AppendField(out, "Content-Transfer-Encoding", "8bit");
-  out += "\r\n";
-  out += headers;
-  absl::StrAppend(&out, "\r\n--", boundary, "--\r\n");
+  append_part("Undelivered Message Headers", "text/rfc822-headers", headers, dsn.needs_8bitmime);
+  absl::StrAppend(&out, "--", boundary, "--\r\n");
   return dsn;
 }
 

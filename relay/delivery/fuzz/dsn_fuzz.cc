@@ -126,23 +126,20 @@ std::string Prefix() {
   return std::string("\0\0\0\0relay.example.net\x1fsender@example.org\x1f\x1fQ42\x1f", 46);
 }
 
-// A remote reply of one long word (a hostile MX): folded and broken at 998 octets.
-std::string LongReplyWord(size_t bytes) {
+// One recipient whose remote reply is `unit` repeated up to `bytes`.
+std::string LongReply(std::string_view unit, size_t bytes) {
   return relay::fuzz::Repeat(Prefix() +
                                  "From: a@example.org\r\n\r\n\x1f"
                                  "a@gmail.com\x1f\x1f" +
                                  "5.1.1\x1fmx.example\x1f" + "550\x1f" + "5.1.1\x1f",
-                             "x", "\x1f", bytes);
+                             unit, "\x1f", bytes);
 }
 
+// A remote reply of one long word (a hostile MX): folded and broken at 998 octets.
+std::string LongReplyWord(size_t bytes) { return LongReply("x", bytes); }
+
 // A reply of many short words: wrapped at 76 columns.
-std::string LongReplyWords(size_t bytes) {
-  return relay::fuzz::Repeat(Prefix() +
-                                 "From: a@example.org\r\n\r\n\x1f"
-                                 "a@gmail.com\x1f\x1f" +
-                                 "5.1.1\x1fmx.example\x1f" + "550\x1f" + "5.1.1\x1f",
-                             "no such user ", "\x1f", bytes);
-}
+std::string LongReplyWords(size_t bytes) { return LongReply("no such user ", bytes); }
 
 // An original message with a long header section of long lines.
 std::string LongHeaders(size_t bytes) {
