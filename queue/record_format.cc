@@ -61,6 +61,7 @@ class Reader {
   }
   bool GetId(MessageId* id) { return Get(&id->hi) && Get(&id->lo); }
   bool empty() const { return data_.empty(); }
+  size_t remaining() const { return data_.size(); }
 
  private:
   std::string_view data_;
@@ -248,8 +249,12 @@ absl::StatusOr<MessageRecordView> DecodeMessagePayload(std::string_view payload)
   Reader r(payload);
   MessageRecordView v;
   uint32_t count;
-  if (!r.GetId(&v.id) || !r.Get(&v.created_unix_ms) || !r.Get(&v.flags) ||
-      !r.GetStr16(&v.sender) || !r.Get(&count) || count > kRecipientsMax) {
+  // A recipient takes at least 17 bytes (address and reply lengths, status, attempts, next
+  // attempt): a count the payload cannot hold is refused before room is made for it, or a
+  // record of a few bytes claiming kRecipientsMax recipients would allocate megabytes.
+  constexpr size_t kRecipientBytesMin = 2 + 1 + 4 + 8 + 2;
+  if (!r.GetId(&v.id) || !r.Get(&v.created_unix_ms) || !r.Get(&v.flags) || !r.GetStr16(&v.sender) ||
+      !r.Get(&count) || count > kRecipientsMax || count > r.remaining() / kRecipientBytesMin) {
     return absl::DataLossError("malformed message record envelope");
   }
   v.recipients.resize(count);

@@ -84,6 +84,16 @@ TEST(RecordTest, MessageRoundTrip) {
   EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 41, &header, &total), ScanResult::kInvalid);
 }
 
+// A recipient count the payload cannot hold (each recipient takes at least 17 bytes) is refused
+// before anything is allocated for it.
+TEST(RecordTest, RecipientCountLargerThanThePayloadIsRefused) {
+  std::string payload(16 + 8 + 4 + 2, '\0');  // id, created, flags, empty sender
+  const uint32_t count = kRecipientsMax;
+  payload.append(reinterpret_cast<const char*>(&count), sizeof(count));
+  payload.append(17, '\0');  // room for one recipient only
+  EXPECT_TRUE(absl::IsDataLoss(DecodeMessagePayload(payload).status()));
+}
+
 TEST(RecordTest, StateRoundTrip) {
   for (RecordType type : {RecordType::kDelivered, RecordType::kDeferred, RecordType::kBounced,
                           RecordType::kDeleted, RecordType::kDelayNotified,

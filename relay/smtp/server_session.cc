@@ -87,6 +87,7 @@ const ServerActions& ServerSession::OnTlsEstablished(std::string_view protocol_v
     ResetAll();
     state_ = State::kCommand;
     in_.clear();
+    in_start_ = 0;
   }
   return actions_;
 }
@@ -153,7 +154,7 @@ const ServerActions& ServerSession::OnTimeout() {
 void ServerSession::Feed(std::string_view data) {
   if (state_ == State::kClosed) return;
   if (state_ == State::kTlsPending) return;  // CVE-2011-0411: nothing before TLS survives
-  if (!in_.empty()) {
+  if (in_start_ < in_.size()) {
     if (paused() || state_ == State::kNotConnected) {
       in_.append(data.data(), data.size());
       data = std::string_view();
@@ -166,7 +167,7 @@ void ServerSession::Feed(std::string_view data) {
       in_.append(data.data(), take);
       data.remove_prefix(take);
       ResumeBuffered();
-      if (!in_.empty() || state_ == State::kClosed || state_ == State::kTlsPending) {
+      if (in_start_ < in_.size() || state_ == State::kClosed || state_ == State::kTlsPending) {
         if (state_ != State::kClosed && state_ != State::kTlsPending) {
           in_.append(data.data(), data.size());
         }
@@ -178,17 +179,24 @@ void ServerSession::Feed(std::string_view data) {
     const size_t used = Process(data);
     in_.append(data.data() + used, data.size() - used);
   }
-  if (paused() && in_.size() > config_.limits.input_buffered_bytes_max) {
+  if (paused() && in_.size() - in_start_ > config_.limits.input_buffered_bytes_max) {
     in_.clear();
+    in_start_ = 0;
     Close421("4.7.0", "Too much pipelined input");
   }
 }
 
 void ServerSession::ResumeBuffered() {
-  if (in_.empty()) return;
-  const size_t used = Process(in_);
-  in_.erase(0, used);
-  if (state_ == State::kClosed || state_ == State::kTlsPending) in_.clear();
+  if (in_start_ == in_.size()) return;
+  in_start_ += Process(std::string_view(in_).substr(in_start_));
+  if (in_start_ == in_.size() || state_ == State::kClosed || state_ == State::kTlsPending) {
+    in_.clear();
+    in_start_ = 0;
+  } else if (in_start_ >= in_.size() - in_start_) {
+    // Each byte moves at most once per time the buffer halves: linear in the input overall.
+    in_.erase(0, in_start_);
+    in_start_ = 0;
+  }
 }
 
 size_t ServerSession::Process(std::string_view in) {

@@ -157,7 +157,7 @@ class ServerSession {
   bool closed() const { return state_ == State::kClosed; }
   bool in_data() const { return state_ == State::kData || state_ == State::kBdatChunk; }
   // Part of a command line has arrived and not its end: the driver's command deadline runs.
-  bool mid_command() const { return !in_.empty() || discarding_line_; }
+  bool mid_command() const { return in_start_ < in_.size() || discarding_line_; }
   const Envelope& envelope() const { return envelope_; }
   // The message of the last message_ready action (dot-unstuffed, CRLF lines).
   std::string_view message() const { return message_; }
@@ -228,8 +228,11 @@ class ServerSession {
   ServerActions actions_;
   State state_ = State::kNotConnected;
 
-  // Unconsumed input: a partial line, or pipelined input while paused.
+  // Unconsumed input: a partial line, or pipelined input while paused. Bytes before in_start_
+  // are consumed; they are dropped once they are half the buffer, so that resuming after each of
+  // many pipelined transactions does not move the rest of the buffer every time.
   std::string in_;
+  size_t in_start_ = 0;
   // A command line longer than the limit is being skipped up to its CRLF.
   bool discarding_line_ = false;
   bool discard_prev_cr_ = false;
