@@ -86,7 +86,7 @@ const ServerActions& ServerSession::OnTlsEstablished(std::string_view protocol_v
     // must send EHLO again; no new greeting.
     ResetAll();
     state_ = State::kCommand;
-    in_.clear();
+    ClearInput();
   }
   return actions_;
 }
@@ -153,8 +153,13 @@ const ServerActions& ServerSession::OnTimeout() {
 void ServerSession::Feed(std::string_view data) {
   if (state_ == State::kClosed) return;
   if (state_ == State::kTlsPending) return;  // CVE-2011-0411: nothing before TLS survives
-  if (!in_.empty()) {
+  if (InputBuffered() > 0) {
     if (paused() || state_ == State::kNotConnected) {
+      in_.append(data.data(), data.size());
+      data = std::string_view();
+    } else if (ExtendsBufferedLine(data)) {
+      // Nothing in `data` can end the buffered line: it only grows. Parsing the buffer again for
+      // each piece made a line that arrives a byte at a time cost its length squared (issue 13).
       in_.append(data.data(), data.size());
       data = std::string_view();
     } else {
@@ -166,7 +171,7 @@ void ServerSession::Feed(std::string_view data) {
       in_.append(data.data(), take);
       data.remove_prefix(take);
       ResumeBuffered();
-      if (!in_.empty() || state_ == State::kClosed || state_ == State::kTlsPending) {
+      if (InputBuffered() > 0 || state_ == State::kClosed || state_ == State::kTlsPending) {
         if (state_ != State::kClosed && state_ != State::kTlsPending) {
           in_.append(data.data(), data.size());
         }
@@ -178,17 +183,47 @@ void ServerSession::Feed(std::string_view data) {
     const size_t used = Process(data);
     in_.append(data.data() + used, data.size() - used);
   }
-  if (paused() && in_.size() > config_.limits.input_buffered_bytes_max) {
-    in_.clear();
+  if (paused() && InputBuffered() > config_.limits.input_buffered_bytes_max) {
+    ClearInput();
     Close421("4.7.0", "Too much pipelined input");
   }
 }
 
+bool ServerSession::ExtendsBufferedLine(std::string_view data) const {
+  if (std::memchr(data.data(), '\n', data.size()) != nullptr) return false;
+  const size_t total = InputBuffered() + data.size();
+  switch (state_) {
+    case State::kCommand:
+    case State::kAuthResponse:
+      // ProcessCommandInput waits for more below the scan bound, and starts discarding at it.
+      return !discarding_line_ && total < std::max(config_.limits.command_line_bytes_max,
+                                                   config_.limits.auth_line_bytes_max);
+    case State::kData:
+      // ProcessData keeps a partial line up to the line bound, and drops its head beyond.
+      return total <= config_.limits.data_line_bytes_max;
+    default:
+      return false;
+  }
+}
+
 void ServerSession::ResumeBuffered() {
-  if (in_.empty()) return;
-  const size_t used = Process(in_);
-  in_.erase(0, used);
-  if (state_ == State::kClosed || state_ == State::kTlsPending) in_.clear();
+  if (InputBuffered() == 0) return;
+  const size_t used = Process(std::string_view(in_).substr(in_consumed_));
+  in_consumed_ += used;
+  if (state_ == State::kClosed || state_ == State::kTlsPending || in_consumed_ == in_.size()) {
+    ClearInput();
+  } else if (in_consumed_ >= in_.size() / 2) {
+    // Consumed bytes leave the buffer once they are half of it, not at every resume: pipelined
+    // transactions resumed one by one from a large buffer moved all of it each time (issue 13).
+    // Each byte left is moved at most as often as its size in consumed bytes: linear.
+    in_.erase(0, in_consumed_);
+    in_consumed_ = 0;
+  }
+}
+
+void ServerSession::ClearInput() {
+  in_.clear();
+  in_consumed_ = 0;
 }
 
 size_t ServerSession::Process(std::string_view in) {
