@@ -149,10 +149,11 @@ absl::StatusOr<Aliases> Aliases::Build(const std::vector<AliasesFile>& files,
   // Every line and every catch-all must end at external addresses.
   for (const auto& [domain, d] : aliases.domains_) {
     for (const auto& [user, entry] : d.entries) {
-      std::vector<std::string> path = {absl::StrCat(entry.source, " (", user, "@", domain, ")")};
+      ExpandState state;
+      state.path = {absl::StrCat(entry.source, " (", user, "@", domain, ")")};
       std::vector<std::string> out;
       for (const std::string& target : entry.targets) {
-        absl::Status s = aliases.ExpandInto(target, 1, &path, &out);
+        absl::Status s = aliases.ExpandInto(target, 1, &state, &out);
         if (!s.ok()) {
           return absl::InvalidArgumentError(absl::StrCat(entry.source, ": ", s.message()));
         }
@@ -196,20 +197,21 @@ const Aliases::Entry* Aliases::Lookup(const Domain& domain, std::string_view loc
   return domain.catch_all();
 }
 
-absl::Status Aliases::ExpandInto(std::string_view address, uint32_t depth,
-                                 std::vector<std::string>* path,
+absl::Status Aliases::ExpandInto(std::string_view address, uint32_t depth, ExpandState* state,
                                  std::vector<std::string>* out) const {
+  std::vector<std::string>* path = &state->path;
   std::string_view local, domain_name;
   if (!SplitAddress(address, &local, &domain_name)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid address ", A(address)));
   }
   auto d = domains_.find(Lower(domain_name));
   if (d == domains_.end()) {
-    if (std::find(out->begin(), out->end(), address) == out->end()) {
+    if (!state->targets.contains(A(address))) {
       if (out->size() >= options_.targets_max) {
         return absl::InvalidArgumentError(absl::StrCat(
             path->front(), " expands to more than ", options_.targets_max, " targets"));
       }
+      state->targets.emplace(address);
       out->emplace_back(address);
     }
     return absl::OkStatus();
@@ -220,6 +222,12 @@ absl::Status Aliases::ExpandInto(std::string_view address, uint32_t depth,
         "target ", A(address), " is a local address with no alias and no catch-all (this relay "
         "stores no mailboxes)"));
   }
+  // A line already expanded from this deep or deeper added all its targets then (they do not
+  // depend on the address that reached it) and stayed within depth_max: expanding it again adds
+  // nothing. Without this a line reached along many paths (a chain of diamonds) was expanded
+  // once per path (issue 13).
+  auto done = state->expanded_at_depth.find(entry);
+  if (done != state->expanded_at_depth.end() && done->second >= depth) return absl::OkStatus();
   // A loop is a line reached again on the way down: "A" and "a+x" reach the same line.
   std::string via = absl::StrCat(entry->source, " (", A(address), ")");
   if (std::find(path->begin(), path->end(), via) != path->end()) {
@@ -233,9 +241,11 @@ absl::Status Aliases::ExpandInto(std::string_view address, uint32_t depth,
   }
   path->push_back(via);
   for (const std::string& target : entry->targets) {
-    RETURN_IF_ERROR(ExpandInto(target, depth + 1, path, out));
+    RETURN_IF_ERROR(ExpandInto(target, depth + 1, state, out));
   }
   path->pop_back();
+  uint32_t& deepest = state->expanded_at_depth[entry];
+  deepest = std::max(deepest, depth);
   return absl::OkStatus();
 }
 
@@ -250,9 +260,10 @@ Expansion Aliases::Expand(std::string_view address) const {
     result.status = ExpandStatus::kUnknownUser;
     return result;
   }
-  std::vector<std::string> path = {absl::StrCat(entry->source, " (", A(address), ")")};
+  ExpandState state;
+  state.path = {absl::StrCat(entry->source, " (", A(address), ")")};
   for (const std::string& target : entry->targets) {
-    absl::Status s = ExpandInto(target, 1, &path, &result.targets);
+    absl::Status s = ExpandInto(target, 1, &state, &result.targets);
     // Build() expanded every line already; a failure here means that check is broken.
     EXPECT_OR_COUNT(s.ok());
     if (!s.ok()) {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 
 namespace relay::receive {
@@ -85,10 +86,18 @@ class Aliases {
     const Entry* catch_all() const;
   };
 
+  // What one expansion has seen: linear in the lines and targets it goes through.
+  struct ExpandState {
+    std::vector<std::string> path;             // the lines on the way down, for loops
+    absl::flat_hash_set<std::string> targets;  // the external targets in `out`
+    // Lines expanded completely, and the greatest depth they were expanded from.
+    absl::flat_hash_map<const Entry*, uint32_t> expanded_at_depth;
+  };
+
   // Finds the entry for a local address (exact, then without suffix, then catch-all).
   const Entry* Lookup(const Domain& domain, std::string_view local) const;
-  absl::Status ExpandInto(std::string_view address, uint32_t depth,
-                          std::vector<std::string>* path, std::vector<std::string>* out) const;
+  absl::Status ExpandInto(std::string_view address, uint32_t depth, ExpandState* state,
+                          std::vector<std::string>* out) const;
 
   AliasesOptions options_;
   absl::flat_hash_map<std::string, Domain> domains_;  // lower-case domain -> its aliases
