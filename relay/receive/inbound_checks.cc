@@ -6,6 +6,9 @@
 namespace relay::receive {
 namespace {
 
+// After the checks' timeout, how often to look again while work handed to the offload is out.
+constexpr uint32_t kBusyRecheckMs = 100;
+
 SpfVerdict ToSpfVerdict(dns::SpfResult r) {
   switch (r) {
     case dns::SpfResult::kNone:
@@ -29,11 +32,12 @@ SpfVerdict ToSpfVerdict(dns::SpfResult r) {
 }  // namespace
 
 InboundChecks::InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
-                             uint32_t checks_timeout_ms)
+                             uint32_t checks_timeout_ms, Offload offload)
     : reactor_(reactor),
       spf_evaluator_(spf),
       dkim_checker_(dkim),
-      checks_timeout_ms_(checks_timeout_ms) {
+      checks_timeout_ms_(checks_timeout_ms),
+      offload_(std::move(offload)) {
   timer_.set_callback([this] { OnTimeout(); });
 }
 
@@ -86,11 +90,29 @@ void InboundChecks::Finish(std::string_view message, int64_t now_s,
   if (dkim_checker_ != nullptr) {
     results_.dkim_checked = true;
     dkim_pending_ = true;
-    dkim_query_ = dkim_checker_->Check(message, now_s, [this](DkimCheckResult result) {
-      dkim_pending_ = false;
-      results_.dkim = std::move(result);
-      MaybeDone();
-    });
+    Offload counted;
+    if (offload_ != nullptr) {
+      // Counted from hand-over to return, cancelled or not: the owner must keep the message (and
+      // this object) until then (busy()).
+      counted = [this](std::function<void()> work, std::function<void()> done) {
+        if (!offload_(std::move(work), [this, done = std::move(done)] {
+              --verifying_;
+              done();
+            })) {
+          return false;
+        }
+        ++verifying_;
+        return true;
+      };
+    }
+    dkim_query_ = dkim_checker_->Check(
+        message, now_s,
+        [this](DkimCheckResult result) {
+          dkim_pending_ = false;
+          results_.dkim = std::move(result);
+          MaybeDone();
+        },
+        std::move(counted));
   }
   if (!spf_pending_ && !dkim_pending_) {
     // Everything is in already: still call back from the loop, never from inside Finish.
@@ -120,7 +142,12 @@ void InboundChecks::OnTimeout() {
     results_.spf.problem = absl::StrCat("no answer within ", checks_timeout_ms_, " ms");
     spf_key_.clear();  // not reused by the next transaction
   }
-  if (dkim_pending_) {
+  if (dkim_pending_ && verifying_ > 0) {
+    // Work handed to the offload reads the message until it ends: wait for it (it is bounded by
+    // the offload's queue), then for the keys it asks for, a little longer each time.
+    reactor_->timers().ScheduleAfter(&timer_, kBusyRecheckMs);
+  } else if (dkim_pending_) {
+    // Still waiting for keys.
     dkim_query_.Cancel();
     dkim_pending_ = false;
     results_.dkim_timed_out = true;

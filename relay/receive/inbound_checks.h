@@ -9,10 +9,17 @@
 // "postmaster" as local part. An SPF check for the same (client, MAIL FROM, HELO) as the previous
 // transaction of the connection is reused.
 //
+// With an `offload` (relay/server/signing_pool.h), the DKIM verification and ARC validation run
+// there once the keys are in; when it refuses them (too much already waits), `done` gets
+// dkim.overloaded and the message should be refused for now. The timeout does not cut a
+// verification already handed over: that is our own work, bounded by the offload's queue.
+//
 // Threading and ownership: the reactor's thread only. The evaluator and checker (either may be
 // null: that check is off) and the reactor outlive this object. `done` runs on the reactor's
 // thread, never inside Finish, and never after Cancel() or destruction. The message given to
-// Finish must stay valid until `done` runs or Cancel() is called.
+// Finish must stay valid until `done` runs or Cancel() is called, and while busy(): a
+// verification handed to the offload reads it until it ends, cancelled or not. Do not destroy
+// this object while busy().
 #pragma once
 
 #include <cstdint>
@@ -42,7 +49,7 @@ struct InboundResults {
 class InboundChecks {
  public:
   InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
-                uint32_t checks_timeout_ms);
+                uint32_t checks_timeout_ms, Offload offload = nullptr);
   ~InboundChecks();
   InboundChecks(const InboundChecks&) = delete;
   InboundChecks& operator=(const InboundChecks&) = delete;
@@ -55,6 +62,8 @@ class InboundChecks {
   // Drops whatever is pending; `done` will not run.
   void Cancel();
   bool finishing() const { return done_ != nullptr; }
+  // A verification handed to the offload has not come back yet.
+  bool busy() const { return verifying_ > 0; }
 
  private:
   void MaybeDone();
@@ -64,6 +73,8 @@ class InboundChecks {
   dns::SpfEvaluator* const spf_evaluator_;
   DkimChecker* const dkim_checker_;
   const uint32_t checks_timeout_ms_;
+  const Offload offload_;
+  int verifying_ = 0;  // verifications handed to offload_ and not back yet
 
   std::string spf_key_;  // client, MAIL FROM and HELO of the SPF check below
   bool spf_pending_ = false;

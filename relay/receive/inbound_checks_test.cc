@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -150,6 +153,70 @@ TEST_F(InboundChecksTest, CancelSilencesTheCallback) {
   // Destroyed with the SPF query still out: nothing runs afterwards either.
   RunFor(200, &done);
   EXPECT_FALSE(done);
+}
+
+// Work handed to an offload reads the message until it returns: the checks say busy() until
+// then, a Cancel() meanwhile silences the callback without cutting the work short, and a timeout
+// does not finish the checks under it.
+TEST_F(InboundChecksTest, OffloadedWorkKeepsTheChecksBusyUntilItReturns) {
+  std::vector<std::pair<std::function<void()>, std::function<void()>>> handed;
+  Offload offload = [&](std::function<void()> work, std::function<void()> done) {
+    handed.emplace_back(std::move(work), std::move(done));
+    return true;
+  };
+  auto run_handed = [&] {
+    auto jobs = std::move(handed);
+    handed.clear();
+    for (auto& [work, done] : jobs) {
+      work();
+      done();
+    }
+  };
+  bool done = false;
+  {
+    InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), /*checks_timeout_ms=*/100,
+                         offload);
+    checks.Finish(kSigned, kNow, [&](InboundResults) { done = true; });
+    ASSERT_EQ(handed.size(), 1u);  // the parse and key names
+    EXPECT_TRUE(checks.busy());
+    RunFor(300, &done);  // past the timeout: the work is still out, nothing finishes
+    EXPECT_FALSE(done);
+    EXPECT_TRUE(checks.busy());
+    checks.Cancel();
+    EXPECT_TRUE(checks.busy());
+    run_handed();
+    EXPECT_FALSE(checks.busy());
+    RunFor(300, &done);
+    EXPECT_FALSE(done);
+  }
+  // Without a cancel: the parse comes back, the (silent) key lookup times out.
+  InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), 200, offload);
+  std::optional<InboundResults> results;
+  checks.Finish(kSigned, kNow, [&](InboundResults r) {
+    results = std::move(r);
+    done = true;
+  });
+  run_handed();
+  RunFor(3000, &done);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(results->dkim_timed_out);
+  EXPECT_FALSE(checks.busy());
+}
+
+TEST_F(InboundChecksTest, RefusedOffloadIsReportedAsOverloaded) {
+  Offload refuse = [](std::function<void()>, std::function<void()>) { return false; };
+  InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), 200, refuse);
+  bool done = false;
+  std::optional<InboundResults> results;
+  checks.Finish(kSigned, kNow, [&](InboundResults r) {
+    results = std::move(r);
+    done = true;
+  });
+  EXPECT_FALSE(done) << "called back inside Finish";
+  RunFor(1000, &done);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(results->dkim.overloaded);
+  EXPECT_FALSE(checks.busy());
 }
 
 }  // namespace
