@@ -136,6 +136,9 @@ struct ReceiveSettings {
   bool arc = true;                             // validate the ARC chain and seal forwarded mail
   // At end of DATA, how long the SPF and DKIM checks may still take; then temperror.
   uint32_t checks_timeout_ms = 20000;
+  // DKIM/ARC verifications and ARC seals waiting for a worker thread ([dkim] signing_threads),
+  // all shards together; a message that finds them full gets 451 4.3.2.
+  uint32_t checks_queued_max = 64;
   bool enabled() const { return !listen.empty(); }
 };
 

@@ -223,9 +223,14 @@ ${shaping}
 # alias_depth_max = ${alias_depth_max}
 # alias_targets_max = ${alias_targets_max}
 # checks_timeout_ms = ${checks_timeout_ms}
+# The DKIM verification, ARC validation and ARC seal of a received message run on the worker
+# threads of [dkim] below, not on the shard that talks to the client; at most checks_queued_max
+# of them wait for a thread (all shards together), beyond which a message is refused for now
+# (451 4.3.2) and its sender tries again later.
+# checks_queued_max = ${checks_queued_max}
 
-# DKIM (RFC 6376, RFC 8463). Signatures are computed by a pool of threads beside the shards
-# (0: one per online core).
+# DKIM (RFC 6376, RFC 8463). Signatures, and port 25's checks and seals, are computed by a pool of
+# threads beside the shards (0: one per online core).
 # [dkim]
 # signing_threads = ${signing_threads}
 ${dkim_keys})";
@@ -496,6 +501,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${alias_depth_max}", absl::StrCat(r.alias_depth_max)},
       {"${alias_targets_max}", absl::StrCat(r.alias_targets_max)},
       {"${checks_timeout_ms}", absl::StrCat(r.checks_timeout_ms)},
+      {"${checks_queued_max}", absl::StrCat(r.checks_queued_max)},
       {"${signing_threads}", absl::StrCat(c.dkim_signing_threads)},
       {"${dkim_keys}", DkimKeysText(o, keys)},
   };

@@ -60,6 +60,11 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   smtp::RcptDecision ReceiveCheckRecipient(std::string_view address);
   void ReceiveMessage();
   void QueueReceived(const receive::InboundResults& results);
+  // Appends the received message with `above` (ARC set, Authentication-Results) and this hop's
+  // Received field (with the queue id of the append) on top.
+  void AppendReceived(const queue::Envelope& qenv, std::string above, absl::Time now);
+  // 451 4.3.2: the workers have too much waiting to check this message now.
+  void RefuseReceivedBusy();
 
   void ArmRecv();
   void OnRecv(int result, uint32_t flags);
@@ -92,7 +97,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void RearmTimer();
   int64_t PhaseLimitMs() const;
   bool OwnWorkPending() const {
-    return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_;
+    return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_ || seal_pending_;
   }
   void OnTimer();
   void Close();
@@ -139,6 +144,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   const bool receive_;
   std::unique_ptr<receive::InboundChecks> checks_;
   bool checks_pending_ = false;    // InboundChecks::Finish is running for the message
+  bool seal_pending_ = false;      // the ARC seal is being computed on the SigningPool
   std::shared_ptr<const receive::ReceiveState> receive_state_;  // snapshot taken at MAIL FROM
   absl::flat_hash_map<std::string, receive::RecipientRoute> routes_;  // accepted RCPT -> route
 };

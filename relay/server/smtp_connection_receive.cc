@@ -3,11 +3,14 @@
 // Authentication-Results), sealed with an ARC set (RFC 8617) in the local domain's name, its
 // envelope sender rewritten with SRS, and queued once for every expanded target, with the durable
 // 250 as for submission (smtp_connection.cc). Received mail is not DKIM-signed: ARC is how a
-// forwarder vouches for what it saw.
+// forwarder vouches for what it saw. The DKIM/ARC verification and the ARC seal run on the
+// SigningPool's workers, at most [receive] checks_queued_max of them waiting (else 451 4.3.2).
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "dkim/message.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/receive/auth_results.h"
@@ -16,6 +19,12 @@
 #include "relay/smtp/received.h"
 
 namespace relay::server {
+namespace {
+
+// RFC 3463 4.3.2: the system is not accepting messages now; the client tries again later.
+constexpr smtp::Reply kChecksBusy{451, "4.3.2", "Too busy to check messages now, try again later"};
+
+}  // namespace
 
 void SmtpConnection::OnMailFrom(std::string_view address) {
   if (!receive_) return;
@@ -49,15 +58,20 @@ void SmtpConnection::ReceiveMessage() {
 }
 
 void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
-  queue::Spool* spool = shard_->spool();
+  if (results.dkim.overloaded) {
+    RefuseReceivedBusy();
+    return;
+  }
   std::string_view message = session_.message();
   const smtp::Envelope& env = session_.envelope();
   const Config& config = shard_->config();
   absl::Time now = absl::Now();
   const int64_t now_s = absl::ToUnixSeconds(now);
 
-  // Every target once, in the order the recipients came.
+  // Every target once, in the order the recipients came. Up to recipients_max recipients of up
+  // to alias_targets_max targets each: a set, not a search of the list for each (issue 13).
   std::vector<std::string> targets;
+  absl::flat_hash_set<std::string_view> seen;
   bool forwarding = false;
   std::string local_domain;  // whose key seals: the first local domain addressed
   for (const std::string& rcpt : env.recipients) {
@@ -70,7 +84,8 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
       local_domain = route.domain;
     }
     for (const std::string& t : route.targets) {
-      if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
+      // The views point into routes_, which stays as it is until the next transaction.
+      if (seen.insert(t).second) targets.push_back(t);
     }
   }
   if (targets.empty()) {
@@ -94,43 +109,115 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     sender = std::move(*rewritten);
   }
 
-  queue::MessageId id = spool->NextMessageId();
-  std::string id_text = id.ToString();
-  smtp::ReceivedInfo info = TraceInfo(id_text, now);
   // RFC 8601 §5: the Authentication-Results goes above the trace field of this hop.
   receive::AuthResults ar = receive::ToAuthResults(results, config.hostname, config.receive.arc);
-  added_headers_ = receive::BuildAuthResultsHeader(ar);
-  added_headers_ += smtp::BuildReceivedHeader(info);
-  // RFC 8617 §5.1: the new ARC set covers the message as it leaves, this hop's fields included,
-  // and goes on top.
-  if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
-  if (config.receive.arc && forwarding && receive_state_ != nullptr) {
-    auto sealer = receive_state_->sealers.find(local_domain);
-    if (sealer != receive_state_->sealers.end()) {
-      std::string outgoing;
-      outgoing.reserve(added_headers_.size() + message.size());
-      outgoing.append(added_headers_).append(message);
-      absl::StatusOr<std::string> set = sealer->second->Seal(
-          outgoing, receive::AuthResultsPayload(ar), results.dkim.arc, now_s);
-      if (set.ok()) {
-        added_headers_ = absl::StrCat(*set, added_headers_);
-      } else {
-        // Forwarded all the same: ARC helps the final receiver, its absence is not an error.
-        LogInfo() << "port 25: " << id_text << ": no ARC set: " << set.status().message();
-      }
-    }
-  }
+  std::string auth_results = receive::BuildAuthResultsHeader(ar);
   if (results.spf_checked) {
-    LogInfo() << "port 25: " << id_text << " from " << peer_ip_ << " <" << env.mail_from
+    LogInfo() << "port 25: from " << peer_ip_ << " <" << env.mail_from
               << ">: spf=" << dns::SpfResultName(results.spf.result)
               << (results.spf.problem.empty() ? "" : " (") << results.spf.problem
               << (results.spf.problem.empty() ? "" : ")");
   }
-
   queue::Envelope qenv;
   qenv.sender = sender;
   qenv.recipients = targets;
+  // RFC 8617 §5.1: the new ARC set covers the message as it leaves, this hop's fields included,
+  // and goes on top.
+  if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
+  std::shared_ptr<const dkim::ArcSealer> sealer;
+  if (config.receive.arc && forwarding && receive_state_ != nullptr) {
+    auto it = receive_state_->sealers.find(local_domain);
+    if (it != receive_state_->sealers.end()) sealer = it->second;
+  }
+  if (sealer == nullptr) {
+    AppendReceived(qenv, std::move(auth_results), now);
+    return;
+  }
+  // Sealed on the worker threads when there are some (issue 13: the seal hashes the whole
+  // message). The message as parsed by the checks is reused, their body hashes with it. The
+  // Received field is added at append time with the queue id the append gets (appends follow the
+  // order seals come back); the ARC-Message-Signature signs neither it nor Authentication-Results
+  // (dkim::DefaultArcSignedHeaders), so what is sealed is the same.
+  struct Seal {
+    std::shared_ptr<const dkim::ParsedMessage> parsed;  // null: parse it on the worker
+    std::string_view message;
+    std::string auth_results;
+    std::string payload;
+    dkim::ArcValidation chain;
+    absl::StatusOr<std::string> set;
+  };
+  auto seal = std::make_shared<Seal>();
+  seal->parsed = results.dkim.message;
+  seal->message = message;
+  seal->auth_results = auth_results;
+  seal->payload = receive::AuthResultsPayload(ar);
+  seal->chain = results.dkim.arc;
+  auto work = [seal, sealer, now_s] {
+    const dkim::ParsedMessage* received = seal->parsed.get();
+    absl::StatusOr<dkim::ParsedMessage> parsed_here;
+    if (received == nullptr) {
+      // The checks were off or timed out.
+      parsed_here = dkim::ParsedMessage::Parse(seal->message);
+      if (!parsed_here.ok()) {
+        seal->set = parsed_here.status();
+        return;
+      }
+      received = &*parsed_here;
+    }
+    absl::StatusOr<dkim::ParsedMessage> outgoing =
+        dkim::ParsedMessage::WithFields(seal->auth_results, *received);
+    if (!outgoing.ok()) {
+      seal->set = outgoing.status();
+      return;
+    }
+    seal->set = sealer->Seal(*outgoing, seal->payload, seal->chain, now_s);
+  };
+  auto done = [this, seal, qenv, now] {
+    seal_pending_ = false;
+    if (closed_) return;  // the client left: it got no 250, nothing is queued
+    std::string above = std::move(seal->auth_results);
+    if (seal->set.ok()) {
+      above = absl::StrCat(*seal->set, above);
+    } else {
+      // Forwarded all the same: ARC helps the final receiver, its absence is not an error.
+      LogInfo() << "port 25: no ARC set for a message from " << peer_ip_ << ": "
+                << seal->set.status().message();
+    }
+    AppendReceived(qenv, std::move(above), now);
+    RearmTimer();
+  };
+  SigningPool* pool = shard_->shared().signing_pool;
+  if (pool == nullptr) {
+    work();
+    seal_pending_ = true;
+    done();
+    return;
+  }
+  if (!pool->TryRun(std::move(work), reactor_, std::move(done), config.receive.checks_queued_max)) {
+    RefuseReceivedBusy();
+    return;
+  }
+  seal_pending_ = true;
+}
+
+void SmtpConnection::AppendReceived(const queue::Envelope& qenv, std::string above,
+                                    absl::Time now) {
+  queue::MessageId id = shard_->spool()->NextMessageId();
+  std::string id_text = id.ToString();
+  added_headers_ = std::move(above);
+  added_headers_ += smtp::BuildReceivedHeader(TraceInfo(id_text, now));
   AppendToSpool(qenv, id, std::move(id_text));
+}
+
+void SmtpConnection::RefuseReceivedBusy() {
+  shard_->mutable_counters().messages_refused++;
+  if (const metrics::RelayMetrics* m = shard_->metrics()) {
+    m->transactions_refused.Add(shard_->index());
+  }
+  LogInfo() << "port 25: refused a message from " << peer_ip_
+            << " for now: too many checks waiting for a worker ([receive] checks_queued_max "
+            << shard_->config().receive.checks_queued_max << ")";
+  Apply(session_.OnMessageRefused(kChecksBusy));
 }
 
 }  // namespace relay::server
