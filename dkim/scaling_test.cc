@@ -32,16 +32,17 @@ std::string TagList(size_t tags) {
 }
 
 TEST(DkimScaling, TagListParsingIsLinear) {
-  // Sizes whose hash sets stay in the caches, so that the ratio measures the algorithm; four
-  // parses a run for a millisecond or more.
+  // From 2,000 tags on, what a parse holds no longer fits in the first-level cache and a tag
+  // costs ~1.6 times what it does below (57 against 36 ns here): both sizes above that, so that
+  // the ratio measures the algorithm; eight parses a run for a millisecond or more.
   double ratio = ScalingRatio([](size_t n) { return TagList(n); },
                               [](const std::string& text) {
-                                for (int i = 0; i < 4; ++i) {
+                                for (int i = 0; i < 8; ++i) {
                                   auto tags = ParseTagList(text);
                                   ASSERT_TRUE(tags.ok()) << tags.status();
                                 }
                               },
-                              4000);
+                              2000);
   EXPECT_LT(ratio, kLinearRatioMax);
 }
 
