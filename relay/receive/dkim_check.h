@@ -11,9 +11,9 @@
 // before the queries go out, and the verification runs on a worker after (issue 13: many
 // signatures or a long ARC chain take long enough to stall the shard's other sessions); without,
 // on the reactor's thread. The message is parsed once (linear in it: dkim/message.h), and the
-// result carries that parse on to whoever seals the message. Key outcomes (RFC 6376 §6.1.2): no record (NXDOMAIN,
-// no TXT) is permerror "no key"; a DNS timeout or SERVFAIL is temperror; a record over
-// `key_record_bytes_max` is permerror. A message without DKIM-Signature gives no results
+// result carries that parse on to whoever seals the message. Key outcomes (RFC 6376 §6.1.2): no
+// record (NXDOMAIN, no TXT) is permerror "no key"; a DNS timeout or SERVFAIL is temperror; a record
+// over `key_record_bytes_max` is permerror. A message without DKIM-Signature gives no results
 // (dkim=none).
 //
 // Threading and ownership, as the Resolver's (dns/resolver.h): create, call and destroy on the

@@ -302,9 +302,9 @@ TEST_F(DkimCheckTest, OffloadedChecksGiveTheSameResultsOffTheReactorThread) {
   c.domain = "fwd.test";
   c.selector = "arc";
   c.key_contents = rsa_->ToPem().value();
-  sealed = dkim::ArcSealer::Create(c).value()->Seal(sealed, "mx.fwd.test; arc=none", {}, kNow)
-               .value() +
-           sealed;
+  sealed =
+      dkim::ArcSealer::Create(c).value()->Seal(sealed, "mx.fwd.test; arc=none", {}, kNow).value() +
+      sealed;
   DkimCheckResult inline_result = Check(sealed);
   ThreadOffload offload(reactor_);
   DkimCheckResult r = Check(sealed, nullptr, DkimCheckOptions(), offload.Get());
@@ -327,8 +327,8 @@ TEST_F(DkimCheckTest, OffloadedChecksGiveTheSameResultsOffTheReactorThread) {
 TEST_F(DkimCheckTest, RefusedOffloadReportsOverloaded) {
   ThreadOffload offload(reactor_);
   offload.refuse_ = true;
-  DkimCheckResult r = Check(Sign(kMessage, {{"sel", rsa_}}), nullptr, DkimCheckOptions(),
-                            offload.Get());
+  DkimCheckResult r =
+      Check(Sign(kMessage, {{"sel", rsa_}}), nullptr, DkimCheckOptions(), offload.Get());
   EXPECT_TRUE(r.overloaded);
   EXPECT_TRUE(r.dkim.empty());
 }

@@ -174,8 +174,7 @@ TEST_F(InboundChecksTest, OffloadedWorkKeepsTheChecksBusyUntilItReturns) {
   };
   bool done = false;
   {
-    InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), /*checks_timeout_ms=*/100,
-                         offload);
+    InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), /*checks_timeout_ms=*/100, offload);
     checks.Finish(kSigned, kNow, [&](InboundResults) { done = true; });
     ASSERT_EQ(handed.size(), 1u);  // the parse and key names
     EXPECT_TRUE(checks.busy());

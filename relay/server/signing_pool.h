@@ -96,7 +96,7 @@ class SigningPool {
   size_t work_queued_ = 0;    // TryRun jobs in jobs_; guarded by mu_
   bool stop_ = false;         // guarded by mu_
   uint64_t signed_total_ = 0; // guarded by mu_
-  uint64_t refused_total_ = 0; // guarded by mu_
+  uint64_t refused_total_ = 0;  // guarded by mu_
   std::vector<std::thread> workers_;
 };
 
