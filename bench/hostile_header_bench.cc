@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/common/cpu_time_reporter.h"
 #include "dkim/arc.h"
 #include "dkim/canon.h"
 #include "dkim/header.h"
@@ -267,30 +268,15 @@ void BM_Port25Relay(benchmark::State& state, const char* name) {
 HOSTILE_CASES(BM_Port25Checks);
 HOSTILE_CASES(BM_Port25Relay);
 
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  RatioReporter() : ConsoleReporter(OO_None) {}
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
-      cpu_ms_[run.benchmark_name()] = run.GetAdjustedCPUTime();
-    }
-  }
-  const std::map<std::string, double>& cpu_ms() const { return cpu_ms_; }
-
- private:
-  std::map<std::string, double> cpu_ms_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   Messages();  // built before any timing
-  RatioReporter reporter;
+  // No colour: the ratio lines are read by scripts.
+  relay::bench::CpuTimeReporter reporter(benchmark::ConsoleReporter::OO_None);
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  const auto& cpu = reporter.cpu_ms();
+  const auto& cpu = reporter.cpu_time();
   for (const char* bm : {"BM_Port25Checks", "BM_Port25Relay"}) {
     const auto base = cpu.find(std::string(bm) + "/ordinary");
     if (base == cpu.end() || base->second <= 0) continue;
