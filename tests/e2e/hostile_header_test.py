@@ -60,18 +60,8 @@ def check(cond, what):
         failures.append(what)
 
 
-def keypair(name):
-    path = "%s/%s.pem" % (TMP, name)
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                    "-out", path], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
-    record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
-    return path, " ".join('"%s"' % record[i:i + 200] for i in range(0, len(record), 200))
-
-
-HOSTILE_KEY, HOSTILE_TXT = keypair("hostile")
-LOCAL_KEY, LOCAL_TXT = keypair("local")
+_, HOSTILE_TXT = local_dns.dkim_key(TMP, "hostile")
+LOCAL_KEY, LOCAL_TXT = local_dns.dkim_key(TMP, "local")
 unbound, DNS_PORT = local_dns.start_unbound(TMP, """
   local-zone: "test." static
   local-data: 'sel._domainkey.hostile.test. 300 IN TXT {hostile}'

@@ -14,7 +14,6 @@ alias loop is a configuration error that stops the start, naming the file and li
 
 usage: receive_test.py RELAYD
 """
-import base64
 import email
 import email.policy
 import os
@@ -74,18 +73,8 @@ for name, ip in MX.items():
     controllers.append(c)
 
 
-def keypair(name):
-    path = "%s/%s.pem" % (TMP, name)
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                    "-out", path], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
-    record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
-    return path, " ".join('"%s"' % record[i:i + 200] for i in range(0, len(record), 200))
-
-
-SENDER_KEY, SENDER_TXT = keypair("sender")  # the outside sender's DKIM key
-LOCAL_KEY, LOCAL_TXT = keypair("local")      # local.test's key: ARC seals
+SENDER_KEY, SENDER_TXT = local_dns.dkim_key(TMP, "sender")  # the outside sender's DKIM key
+LOCAL_KEY, LOCAL_TXT = local_dns.dkim_key(TMP, "local")  # local.test's key: ARC seals
 zones = """
   local-zone: "test." static
   local-data: 'sender.test. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"'
