@@ -3,8 +3,9 @@
 // stream and the protocol state machine (relay/smtp/server_session.h), and carries out the
 // session's actions: STARTTLS, credential checks (on the authenticator's worker), and queueing an
 // accepted message (Received header, missing Message-ID/Date, DKIM signature, spool append). The
-// DKIM signature is computed on the shared SigningPool when there is one (its result comes back
-// through the reactor; the connection is not freed while it is pending), inline otherwise. The
+// DKIM signature, and on port 25 the DKIM/ARC checks and the ARC seal, are computed on the shared
+// SigningPool when there is one (results come back through the reactor; the connection is not
+// freed while a worker may still read its message), inline otherwise. The
 // "250" for a message is written only from the spool's durable callback, i.e. after the fdatasync
 // covering the record completed.
 //
