@@ -42,6 +42,17 @@ absl::StatusOr<ParsedMessage> ParsedMessage::WithFields(std::string_view block,
   return m;
 }
 
+ParsedMessage ParsedMessage::WithoutFields(const ParsedMessage& message,
+                                           const std::function<bool(const HeaderField&)>& drop) {
+  ParsedMessage m;
+  for (const HeaderField& f : message.fields_) {
+    if (!drop(f)) m.fields_.push_back(f);
+  }
+  m.body_ = message.body_;
+  m.hashes_ = message.hashes_;
+  return m;
+}
+
 void ParsedMessage::WantBodyHash(Canonicalization c, int64_t length_limit) const {
   if (length_limit < 0) return;  // every pass computes the whole body's hash
   std::vector<uint64_t>& wanted = hashes_->wanted[Index(c)];

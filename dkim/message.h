@@ -21,6 +21,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +48,11 @@ class ParsedMessage {
   // forwarder's new fields make of it. Same body, same body hashes.
   static absl::StatusOr<ParsedMessage> WithFields(std::string_view block,
                                                   const ParsedMessage& message);
+  // `message` without the fields `drop` says yes to: what the message with those fields cut out
+  // of its bytes parses to (the fields left still view `message`'s bytes). Same body, same body
+  // hashes.
+  static ParsedMessage WithoutFields(const ParsedMessage& message,
+                                     const std::function<bool(const HeaderField&)>& drop);
 
   const std::vector<HeaderField>& fields() const { return fields_; }
   std::string_view body() const { return body_; }

@@ -48,6 +48,26 @@ TEST(ParsedMessageTest, FieldsAboveKeepTheBodyAndItsHashes) {
   EXPECT_FALSE(ParsedMessage::WithFields("bad\r\n", *m).ok());
 }
 
+TEST(ParsedMessageTest, FieldsDroppedKeepTheBodyAndItsHashes) {
+  constexpr char kTwice[] =
+      "X-A: 1\r\nFrom: a@example.com\r\nX-A: 2\r\nSubject: hi\r\n\r\nLine  one. \r\n";
+  auto m = ParsedMessage::Parse(kTwice);
+  ASSERT_TRUE(m.ok());
+  const BodyHash& before = m->Body(Canonicalization::kRelaxed, -1);
+  ParsedMessage cut = ParsedMessage::WithoutFields(
+      *m, [](const HeaderField& f) { return HeaderNameEquals(f.name, "x-a"); });
+  auto reparsed =
+      ParsedMessage::Parse("From: a@example.com\r\nSubject: hi\r\n\r\nLine  one. \r\n");
+  ASSERT_TRUE(reparsed.ok());
+  ASSERT_EQ(cut.fields().size(), reparsed->fields().size());
+  for (size_t i = 0; i < cut.fields().size(); ++i) {
+    EXPECT_EQ(cut.fields()[i].raw, reparsed->fields()[i].raw);
+  }
+  EXPECT_EQ(cut.body(), m->body());
+  EXPECT_EQ(&cut.Body(Canonicalization::kRelaxed, -1), &before);
+  EXPECT_EQ(m->fields().size(), 4u);  // the original is as it was
+}
+
 TEST(ParsedMessageTest, BodyHashesAtEveryLengthMatchOneHasherEach) {
   auto m = ParsedMessage::Parse(kMessage);
   ASSERT_TRUE(m.ok());

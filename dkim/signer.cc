@@ -220,6 +220,13 @@ absl::StatusOr<std::string> SigningSession::Finish(int64_t unix_time_s) {
                                            " domain ", lookup);
     return std::string();
   }
+  // The signed message must stay within the limits verifiers apply (ours among them), or it
+  // would go out with a signature nobody can check.
+  if (fields.size() + keys->size() > kHeaderFieldCountMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header has ", fields.size(), " fields: no room for ", keys->size(),
+                     " DKIM-Signature within ", kHeaderFieldCountMax));
+  }
   if (body_.saw_bare_line_break()) {
     // Verifiers disagree on bare CR/LF; a signature on it would fail somewhere.
     return absl::InvalidArgumentError("bare CR or LF in body (line endings must be CRLF)");
@@ -286,6 +293,10 @@ absl::StatusOr<std::string> SigningSession::Finish(int64_t unix_time_s) {
     field.append("\r\n");
     out.append(field);
     ++report_.signature_count;
+  }
+  if (header_.size() + out.size() > kHeaderBlockBytesMax) {
+    return absl::InvalidArgumentError(absl::StrCat("header block with its DKIM-Signature exceeds ",
+                                                   kHeaderBlockBytesMax, " bytes"));
   }
   return out;
 }

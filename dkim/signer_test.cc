@@ -147,6 +147,12 @@ TEST(VerifierTest, Rfc8463PublishedMessage) {
 
 class RoundTripTest : public ::testing::TestWithParam<std::tuple<Canonicalization, bool>> {};
 
+std::string Repeated(std::string_view unit, size_t count) {
+  std::string out;
+  for (size_t i = 0; i < count; ++i) out.append(unit);
+  return out;
+}
+
 std::string SampleMessage() {
   return "Received: from a by b; Fri, 1 Jan 2021 00:00:00 +0000\r\n"
          "From: \"Sender, Esq.\" <sender@Mail.Example.COM>\r\n"
@@ -284,6 +290,11 @@ TEST(SignerTest, RefusesBadInput) {
       {"From: a@football.example.com, b@football.example.com\r\n\r\n", "several mailboxes"},
       {from + "Subject: " + std::string(kHeaderBlockBytesMax, 'x') + "\r\n\r\n", "exceeds"},
       {from + "Subject: no final CRLF", "without CRLF"},
+      // A header already at the field limit has no room for the signature: signed, it would
+      // fail every verifier that applies the limit, ours included.
+      {from + Repeated("X: 1\r\n", kHeaderFieldCountMax - 1) + "\r\n", "no room"},
+      {from + "Subject: " + std::string(kHeaderBlockBytesMax - 200, 'x') + "\r\n\r\n",
+       "with its DKIM-Signature exceeds"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<std::string> out = Sign(*signer, c.message, kNow);

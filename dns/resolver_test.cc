@@ -470,6 +470,10 @@ TEST_F(ResolverTest, ForwardConfirmedReverseDns) {
   EXPECT_TRUE(liar.status.permanent()) << liar.status.ToString();
   EXPECT_EQ(liar.ptr_names, std::vector<std::string>{"liar.test"});
   EXPECT_TRUE(liar.confirmed_names.empty());
+  // What the PTR name resolves to instead, for the operator tool to show.
+  ASSERT_EQ(liar.forward.size(), 1u);
+  EXPECT_EQ(liar.forward[0].name, "liar.test");
+  EXPECT_EQ(liar.forward[0].addresses, std::vector<std::string>{"192.0.2.99"});
   ReverseCheckResult none = check("192.0.2.77");
   EXPECT_TRUE(none.status.permanent()) << none.status.ToString();
   EXPECT_EQ(none.status.reason, Reason::kNxDomain);

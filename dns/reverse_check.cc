@@ -76,20 +76,22 @@ QueryHandle CheckReverse(Resolver* resolver, std::string_view ip,
       return;
     }
     join->result.ptr_names = ptr.names;
+    join->result.forward.resize(ptr.names.size());
     join->outstanding = static_cast<int>(ptr.names.size());
-    for (const std::string& name : ptr.names) {
+    for (size_t i = 0; i < ptr.names.size(); ++i) {
+      const std::string& name = ptr.names[i];
       join->forward.push_back(resolver->ResolveAddresses(
-          name, FamilyPreference::kIpv6First, [join, name](AddressResult a) {
-            if (a.status.ok()) {
-              for (const relay::io::SocketAddress& addr : a.addresses) {
-                if (addr.IpString() == join->ip) {
-                  join->result.confirmed_names.push_back(name);
-                  break;
-                }
-              }
-            } else {
-              join->failures.push_back(a.status);
+          name, FamilyPreference::kIpv6First, [join, name, i](AddressResult a) {
+            ForwardAnswer& answer = join->result.forward[i];
+            answer.name = name;
+            answer.status = a.status;
+            bool confirmed = false;
+            for (const relay::io::SocketAddress& addr : a.addresses) {
+              answer.addresses.push_back(addr.IpString());
+              confirmed |= answer.addresses.back() == join->ip;
             }
+            if (confirmed) join->result.confirmed_names.push_back(name);
+            if (!a.status.ok()) join->failures.push_back(a.status);
             if (--join->outstanding == 0) join->Finish();
           }));
     }

@@ -83,10 +83,10 @@ struct Lookup {
 // The state of one check_host() call, kept alive by the resolver callbacks that will resume it.
 class Evaluation : public std::enable_shared_from_this<Evaluation> {
  public:
-  Evaluation(relay::io::Reactor* reactor, Resolver* resolver, const SpfLimits& limits,
+  Evaluation(relay::io::Reactor* reactor, const SpfQueryFunction& query, const SpfLimits& limits,
              bool match_nothing, SpfCallback callback)
       : reactor_(reactor),
-        resolver_(resolver),
+        query_(query),
         limits_(limits),
         match_nothing_(match_nothing),
         callback_(std::move(callback)),
@@ -132,7 +132,7 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
   std::optional<Match> CountTerm(const std::string& where);
 
   relay::io::Reactor* reactor_;
-  Resolver* resolver_;
+  SpfQueryFunction query_;
   SpfLimits limits_;
   bool match_nothing_;
   SpfCallback callback_;
@@ -286,20 +286,19 @@ void Evaluation::FetchExplanation(LevelResult r) {
 
 void Evaluation::Query(const std::string& name, uint16_t type, std::function<void(Lookup)> next) {
   auto self = shared_from_this();
-  pending_.push_back(
-      resolver_->Query(name, type, [self, name, type, next = std::move(next)](QueryResult q) {
-        if (self->cancelled()) return;
-        Lookup l;
-        l.status = q.status;
-        l.answer = q.answer;
-        if (q.status.permanent() && q.status.reason == Reason::kNxDomain) {
-          l.void_answer = true;
-        } else if (q.status.ok()) {
-          if (q.answer != nullptr) l.records = AnswersFor(q.answer->message, name, type);
-          l.void_answer = l.records.empty();
-        }
-        next(std::move(l));
-      }));
+  pending_.push_back(query_(name, type, [self, name, type, next = std::move(next)](QueryResult q) {
+    if (self->cancelled()) return;
+    Lookup l;
+    l.status = q.status;
+    l.answer = q.answer;
+    if (q.status.permanent() && q.status.reason == Reason::kNxDomain) {
+      l.void_answer = true;
+    } else if (q.status.ok()) {
+      if (q.answer != nullptr) l.records = AnswersFor(q.answer->message, name, type);
+      l.void_answer = l.records.empty();
+    }
+    next(std::move(l));
+  }));
 }
 
 std::optional<Match> Evaluation::CountVoid(const std::string& where) {
@@ -709,17 +708,25 @@ const char* SpfResultName(SpfResult result) {
 }
 
 SpfEvaluator::SpfEvaluator(relay::io::Reactor* reactor, Resolver* resolver, SpfLimits limits)
-    : reactor_(reactor), resolver_(resolver), limits_(limits) {}
+    : SpfEvaluator(
+          reactor,
+          [resolver](std::string_view name, uint16_t type, Resolver::QueryCallback callback) {
+            return resolver->Query(name, type, std::move(callback));
+          },
+          limits) {}
+
+SpfEvaluator::SpfEvaluator(relay::io::Reactor* reactor, SpfQueryFunction query, SpfLimits limits)
+    : reactor_(reactor), query_(std::move(query)), limits_(limits) {}
 
 QueryHandle SpfEvaluator::CheckHost(const SpfRequest& request, SpfCallback callback) {
   auto evaluation =
-      std::make_shared<Evaluation>(reactor_, resolver_, limits_, false, std::move(callback));
+      std::make_shared<Evaluation>(reactor_, query_, limits_, false, std::move(callback));
   return evaluation->Start(request);
 }
 
 QueryHandle SpfEvaluator::Walk(const SpfRequest& request, SpfCallback callback) {
   auto evaluation =
-      std::make_shared<Evaluation>(reactor_, resolver_, limits_, true, std::move(callback));
+      std::make_shared<Evaluation>(reactor_, query_, limits_, true, std::move(callback));
   return evaluation->Start(request);
 }
 

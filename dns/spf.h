@@ -99,9 +99,16 @@ struct SpfOutcome {
 
 using SpfCallback = std::function<void(SpfOutcome)>;
 
+// How an evaluation asks the DNS, with Resolver::Query's contract: the callback runs on the
+// reactor's thread, once, never inside the call that asked, never after the handle is gone.
+using SpfQueryFunction =
+    std::function<QueryHandle(std::string_view name, uint16_t type, Resolver::QueryCallback)>;
+
 class SpfEvaluator {
  public:
   SpfEvaluator(relay::io::Reactor* reactor, Resolver* resolver, SpfLimits limits = SpfLimits());
+  // Asks `query` instead of a Resolver (tests and the fuzz target answer from memory).
+  SpfEvaluator(relay::io::Reactor* reactor, SpfQueryFunction query, SpfLimits limits = SpfLimits());
   SpfEvaluator(const SpfEvaluator&) = delete;
   SpfEvaluator& operator=(const SpfEvaluator&) = delete;
 
@@ -120,7 +127,7 @@ class SpfEvaluator {
 
  private:
   relay::io::Reactor* reactor_;
-  Resolver* resolver_;
+  SpfQueryFunction query_;
   SpfLimits limits_;
 };
 

@@ -462,17 +462,18 @@ absl::StatusOr<std::string> ExpandDomainSpec(std::string_view domain_spec,
   if (!expanded.ok()) return expanded.status();
   std::string name = *std::move(expanded);
   if (absl::EndsWith(name, ".")) name.pop_back();
-  // §7.3: when the result exceeds 253 bytes, labels are removed from the left: up to the first
-  // dot that leaves at most bytes_max, in one cut (a label at a time moved the rest each time,
-  // and a record's macros can expand to tens of KiB of one-byte labels; issue 13).
-  if (name.size() > bytes_max) {
-    size_t dot = name.find('.', name.size() - bytes_max - 1);
+  // §7.3: when the result exceeds 253 bytes, labels are removed from the left. Found first,
+  // then erased at once: erasing them one by one moved the rest of a long expansion each time.
+  size_t start = 0;
+  while (name.size() - start > bytes_max) {
+    const size_t dot = name.find('.', start);
     if (dot == std::string::npos) {
-      name.clear();
-    } else {
-      name.erase(0, dot + 1);
+      start = name.size();
+      break;
     }
+    start = dot + 1;
   }
+  name.erase(0, start);
   if (name.empty()) return Invalid("empty name from", domain_spec);
   for (absl::string_view label : absl::StrSplit(name, '.')) {
     if (label.empty() || label.size() > kLabelBytesMax) {

@@ -66,6 +66,10 @@ void QueueIndex::AddMessage(MessageInfo info, Position end) {
     // A compacted copy supersedes the earlier one.
     MessageInfo& old = it->second;
     Release(old.segment_seq, old.record_bytes, end);
+    if (old.created_unix_ms != info.created_unix_ms) {  // a copy keeps its creation time
+      by_age_.erase({old.created_unix_ms, old.id});
+      by_age_.insert({info.created_unix_ms, info.id});
+    }
     info.pins = old.pins;
     old = std::move(info);
     ++home.live_messages;
@@ -77,6 +81,7 @@ void QueueIndex::AddMessage(MessageInfo info, Position end) {
   home.live_bytes += info.record_bytes;
   MessageId id = info.id;
   bool final = info.AllFinal();
+  by_age_.insert({info.created_unix_ms, id});
   messages_.emplace(id, std::move(info));
   if (final) Finalize(id, end);
 }
@@ -148,6 +153,7 @@ void QueueIndex::Finalize(MessageId id, Position end) {
   if (it == messages_.end()) return;
   if (tracking_) finalized_.insert(id);
   Release(it->second.segment_seq, it->second.record_bytes, end);
+  by_age_.erase({it->second.created_unix_ms, id});
   messages_.erase(it);
 }
 

@@ -9,8 +9,10 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -80,6 +82,10 @@ class QueueIndex {
   const MessageInfo* Find(MessageId id) const;
   MessageInfo* FindMutable(MessageId id);
   size_t size() const { return messages_.size(); }
+  // created_unix_ms of the oldest live message, -1 when none (the metrics' oldest-message age).
+  int64_t OldestCreatedUnixMs() const {
+    return by_age_.empty() ? -1 : by_age_.begin()->first;
+  }
   void ForEach(absl::FunctionRef<void(const MessageInfo&)> fn) const;
   // Ids whose current copy lives in `segment_seq`.
   std::vector<MessageId> MessagesIn(uint64_t segment_seq) const;
@@ -107,6 +113,9 @@ class QueueIndex {
 
   // Node-based: MessageInfo pointers stay valid while other messages come and go.
   absl::node_hash_map<MessageId, MessageInfo> messages_;
+  // (created_unix_ms, id) of every live message: the oldest one without a scan of the index. A
+  // B-tree: one insert and one erase per message, O(log n), few allocations.
+  absl::btree_set<std::pair<int64_t, MessageId>> by_age_;
   absl::flat_hash_map<uint64_t, SegmentLiveness> liveness_;
   uint64_t orphan_states_ = 0;
   MessageId max_id_;

@@ -61,6 +61,7 @@ class Reader {
   }
   bool GetId(MessageId* id) { return Get(&id->hi) && Get(&id->lo); }
   bool empty() const { return data_.empty(); }
+  size_t remaining() const { return data_.size(); }
 
  private:
   std::string_view data_;
@@ -73,10 +74,11 @@ uint32_t RecordCrc(const RecordHeader& header, const char* payload) {
   return Crc32c(crc, payload, header.payload_bytes);
 }
 
-size_t Finish(char* out, RecordType type, uint64_t segment_seq, size_t payload_bytes) {
+size_t Finish(char* out, RecordType type, uint64_t segment_seq, size_t payload_bytes,
+              uint8_t version) {
   RecordHeader header{};
   header.magic = kRecordMagic;
-  header.version = RecordVersion(type);
+  header.version = version;
   header.type = static_cast<uint8_t>(type);
   header.payload_bytes = static_cast<uint32_t>(payload_bytes);
   header.segment_seq = segment_seq;
@@ -88,6 +90,22 @@ size_t Finish(char* out, RecordType type, uint64_t segment_seq, size_t payload_b
   // magic before the payload (readers in other processes rely on committed_bytes instead).
   std::memcpy(out, &header, sizeof(header));
   return aligned;
+}
+
+size_t Finish(char* out, RecordType type, uint64_t segment_seq, size_t payload_bytes) {
+  return Finish(out, type, segment_seq, payload_bytes, RecordVersion(type));
+}
+
+bool HasOriginals(const std::vector<RecipientState>& recipients) {
+  for (const RecipientState& r : recipients) {
+    if (!r.original.empty()) return true;
+  }
+  return false;
+}
+
+bool KnownVersion(RecordType type, uint8_t version) {
+  return version == RecordVersion(type) ||
+         (type == RecordType::kMessage && version == kMessageWithOriginalsVersion);
 }
 
 }  // namespace
@@ -145,8 +163,10 @@ uint32_t Crc32c(uint32_t crc, const void* data, size_t size) {
 size_t MessagePayloadBytes(std::string_view sender, const std::vector<RecipientState>& recipients,
                            size_t message_bytes) {
   size_t n = 16 + 8 + 4 + 2 + sender.size() + 4;
+  const bool originals = HasOriginals(recipients);
   for (const RecipientState& r : recipients) {
     n += 2 + r.address.size() + 1 + 4 + 8 + 2 + r.last_reply.size();
+    if (originals) n += 2 + r.original.size();
   }
   return n + 4 + message_bytes;
 }
@@ -162,6 +182,9 @@ size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_
                            const std::vector<RecipientState>& recipients,
                            std::string_view message_part1, std::string_view message_part2) {
   char* p = out + kRecordHeaderBytes;
+  const bool originals = HasOriginals(recipients);
+  flags &= ~kMessageFlagOriginalRecipients;
+  if (originals) flags |= kMessageFlagOriginalRecipients;
   PutId(p, id);
   p = Put<int64_t>(p, created_unix_ms);
   p = Put<uint32_t>(p, flags);
@@ -173,11 +196,14 @@ size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_
     p = Put<uint32_t>(p, r.attempts);
     p = Put<int64_t>(p, r.next_attempt_unix_ms);
     p = PutStr16(p, r.last_reply);
+    if (originals) p = PutStr16(p, r.original);
   }
   p = Put<uint32_t>(p, static_cast<uint32_t>(message_part1.size() + message_part2.size()));
   p = PutBytes(p, message_part1);
   p = PutBytes(p, message_part2);
-  return Finish(out, RecordType::kMessage, segment_seq, p - (out + kRecordHeaderBytes));
+  // Version 1 unless the originals are there: the first format's readers still read the rest.
+  return Finish(out, RecordType::kMessage, segment_seq, p - (out + kRecordHeaderBytes),
+                originals ? kMessageWithOriginalsVersion : RecordVersion(RecordType::kMessage));
 }
 
 size_t EncodeStateRecord(char* out, uint64_t segment_seq, const StateRecord& state) {
@@ -208,7 +234,7 @@ ScanResult CheckRecord(const char* data, size_t available, uint64_t segment_seq,
                                                               : ScanResult::kInvalid;
   }
   if (!IsKnownRecordType(header->type) ||
-      header->version != RecordVersion(static_cast<RecordType>(header->type)) ||
+      !KnownVersion(static_cast<RecordType>(header->type), header->version) ||
       header->segment_seq != segment_seq ||
       header->payload_bytes > available - kRecordHeaderBytes) {
     return ScanResult::kInvalid;
@@ -223,21 +249,28 @@ absl::StatusOr<MessageRecordView> DecodeMessagePayload(std::string_view payload)
   Reader r(payload);
   MessageRecordView v;
   uint32_t count;
-  if (!r.GetId(&v.id) || !r.Get(&v.created_unix_ms) || !r.Get(&v.flags) ||
-      !r.GetStr16(&v.sender) || !r.Get(&count) || count > kRecipientsMax) {
+  // A recipient takes at least 17 bytes (address and reply lengths, status, attempts, next
+  // attempt): a count the payload cannot hold is refused before room is made for it, or a
+  // record of a few bytes claiming kRecipientsMax recipients would allocate megabytes.
+  constexpr size_t kRecipientBytesMin = 2 + 1 + 4 + 8 + 2;
+  if (!r.GetId(&v.id) || !r.Get(&v.created_unix_ms) || !r.Get(&v.flags) || !r.GetStr16(&v.sender) ||
+      !r.Get(&count) || count > kRecipientsMax || count > r.remaining() / kRecipientBytesMin) {
     return absl::DataLossError("malformed message record envelope");
   }
   v.recipients.resize(count);
+  const bool originals = (v.flags & kMessageFlagOriginalRecipients) != 0;
   for (RecipientState& rs : v.recipients) {
-    std::string_view address, reply;
+    std::string_view address, reply, original;
     uint8_t status;
     if (!r.GetStr16(&address) || !r.Get(&status) || status > 2 || !r.Get(&rs.attempts) ||
-        !r.Get(&rs.next_attempt_unix_ms) || !r.GetStr16(&reply)) {
+        !r.Get(&rs.next_attempt_unix_ms) || !r.GetStr16(&reply) ||
+        (originals && !r.GetStr16(&original))) {
       return absl::DataLossError("malformed message record recipient");
     }
     rs.address.assign(address);
     rs.status = static_cast<RecipientStatus>(status);
     rs.last_reply.assign(reply);
+    rs.original.assign(original);
   }
   if (!r.GetStr32(&v.message) || !r.empty()) {
     return absl::DataLossError("malformed message record body");

@@ -2,10 +2,12 @@
 //
 // Versions. The segment header's `version` is kFormatVersion (1): the layout of the files has not
 // changed since. Each record carries the format version its type appeared in (RecordVersion):
-// version 1 for the types of the first format, version 2 for kAttempt. A reader accepts a record
-// only with its type's version, so code of the first format reads a spool of this one as long as it
-// holds no attempt marker, and sees an attempt marker as a damaged record (its segment's messages
-// are re-appended and the segment moved aside: nothing is lost).
+// version 1 for the types of the first format, version 2 for kAttempt, version 3 for a kMessage
+// whose recipients carry the address each was expanded from (kMessageFlagOriginalRecipients:
+// forwarded mail). A reader accepts a record only with a version it knows for its type, so code of
+// the first format reads a spool of this one as long as it holds neither kind, and sees them as
+// damaged records (its segment's messages are re-appended and the segment moved aside: nothing is
+// lost).
 //
 // A spool is a directory of fixed-size segment files (`segment-NNNNNN.q`). Each file starts with a
 // 4096-byte SegmentHeader; records follow back to back from offset kSegmentHeaderBytes, each
@@ -24,7 +26,8 @@
 // length then the bytes):
 //   kMessage:   id(16) created_unix_ms(i64) flags(u32) sender(str16) recipient_count(u32)
 //               per recipient: address(str16) status(u8) attempts(u32) next_attempt_unix_ms(i64)
-//                              last_reply(str16)
+//                              last_reply(str16) [original(str16): with
+//                              kMessageFlagOriginalRecipients, record version 3]
 //               message(str32)  -- the prepended headers (Received, DKIM-Signature) then the
 //                                  message as received; stored contiguously so it is served as
 //                                  one string_view straight from the mapping.
@@ -71,7 +74,9 @@ inline constexpr uint32_t kRecordMagic = 0x43455251;   // "QREC" little-endian
 // The segment header's version.
 inline constexpr uint8_t kFormatVersion = 1;
 // The newest record version this code reads and writes (see RecordVersion).
-inline constexpr uint8_t kRecordVersionMax = 2;
+inline constexpr uint8_t kRecordVersionMax = 3;
+// The version of a kMessage record with kMessageFlagOriginalRecipients; without it, version 1.
+inline constexpr uint8_t kMessageWithOriginalsVersion = 3;
 inline constexpr size_t kSegmentHeaderBytes = 4096;
 inline constexpr size_t kRecordHeaderBytes = 32;
 inline constexpr size_t kRecordAlignBytes = 8;
@@ -96,6 +101,8 @@ uint8_t RecordVersion(RecordType type);
 
 inline constexpr uint32_t kMessageFlagCompacted = 1;
 inline constexpr uint32_t kMessageFlagDelayNotified = 2;
+// Every recipient carries `original` (set by the encoder when any recipient has one).
+inline constexpr uint32_t kMessageFlagOriginalRecipients = 4;
 
 // The segment header, at offset 0 of every segment file. `segment_seq` 0 means the file is a free
 // segment of the reserve. `committed_bytes` is the end of the records covered by the last completed
@@ -160,6 +167,10 @@ const char* RecipientStatusName(RecipientStatus status);
 
 struct RecipientState {
   std::string address;
+  // The address the sender gave at RCPT when the relay expanded it into `address` (an alias's
+  // target, which is private: a DSN names this one instead, see relay/delivery/delivery_policy.h);
+  // empty when the sender's own address is `address`. RFC 3461 §4.2 calls it the ORCPT.
+  std::string original;
   RecipientStatus status = RecipientStatus::kPending;
   uint32_t attempts = 0;
   int64_t next_attempt_unix_ms = 0;
@@ -174,6 +185,8 @@ struct RecipientState {
 struct Envelope {
   std::string sender;
   std::vector<std::string> recipients;
+  // Empty, or parallel to `recipients`: RecipientState::original of each.
+  std::vector<std::string> original_recipients;
 };
 
 // An outcome to append for one recipient (or, for kDeleted, the whole message).

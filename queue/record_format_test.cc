@@ -84,6 +84,16 @@ TEST(RecordTest, MessageRoundTrip) {
   EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 41, &header, &total), ScanResult::kInvalid);
 }
 
+// A recipient count the payload cannot hold (each recipient takes at least 17 bytes) is refused
+// before anything is allocated for it.
+TEST(RecordTest, RecipientCountLargerThanThePayloadIsRefused) {
+  std::string payload(16 + 8 + 4 + 2, '\0');  // id, created, flags, empty sender
+  const uint32_t count = kRecipientsMax;
+  payload.append(reinterpret_cast<const char*>(&count), sizeof(count));
+  payload.append(17, '\0');  // room for one recipient only
+  EXPECT_TRUE(absl::IsDataLoss(DecodeMessagePayload(payload).status()));
+}
+
 TEST(RecordTest, StateRoundTrip) {
   for (RecordType type : {RecordType::kDelivered, RecordType::kDeferred, RecordType::kBounced,
                           RecordType::kDeleted, RecordType::kDelayNotified,
@@ -115,6 +125,15 @@ TEST(RecordTest, StateRoundTrip) {
   }
 }
 
+// Writes `header` over the record in `buf` with its CRC recomputed, as a writer would have.
+void RewriteHeader(RecordHeader& header, std::vector<char>& buf) {
+  header.crc32c = 0;
+  std::memcpy(buf.data(), &header, sizeof(header));
+  uint32_t crc = Crc32c(0, buf.data(), kRecordHeaderBytes);
+  header.crc32c = Crc32c(crc, buf.data() + kRecordHeaderBytes, header.payload_bytes);
+  std::memcpy(buf.data(), &header, sizeof(header));
+}
+
 // A record carries the version its type appeared in: the first format's types stay readable by
 // its readers, and an attempt marker claiming version 1 (or any record claiming another version)
 // is not a valid record.
@@ -134,13 +153,68 @@ TEST(RecordTest, EachTypeCarriesTheVersionItAppearedIn) {
     EXPECT_LE(header.version, kRecordVersionMax);
     // The same record under the other version, CRC recomputed: refused.
     header.version = type == RecordType::kAttempt ? 1 : 2;
-    header.crc32c = 0;
-    std::memcpy(buf.data(), &header, sizeof(header));
-    uint32_t crc = Crc32c(0, buf.data(), kRecordHeaderBytes);
-    header.crc32c = Crc32c(crc, buf.data() + kRecordHeaderBytes, header.payload_bytes);
-    std::memcpy(buf.data(), &header, sizeof(header));
+    RewriteHeader(header, buf);
     EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 3, &header, &total), ScanResult::kInvalid);
   }
+}
+
+// Forwarded mail keeps, per recipient, the address the sender used (a DSN names it instead of the
+// private target). Such a message record is version 3, so that the first format's readers refuse
+// it as a whole instead of misreading its recipients; every other message record stays version 1.
+TEST(RecordTest, OriginalRecipientsRoundTripInVersion3) {
+  std::vector<RecipientState> rcpts(3);
+  rcpts[0].address = "me@gmail.example";
+  rcpts[0].original = "anything@local.example";
+  rcpts[1].address = "boss@named.example";
+  rcpts[1].original = "PostMaster+x@Local.Example";
+  rcpts[2].address = "same@example.org";  // not expanded: no original
+  rcpts[2].last_reply = "451 4.7.1 later";
+  std::string_view part = "Subject: fwd\r\n\r\nbody\r\n";
+  for (uint32_t flags : {0u, kMessageFlagCompacted}) {
+    size_t payload = MessagePayloadBytes("SRS0=x@local.example", rcpts, part.size());
+    std::vector<char> buf(AlignRecord(kRecordHeaderBytes + payload));
+    ASSERT_EQ(EncodeMessageRecord(buf.data(), 5, MessageId{1, 2}, 17, flags, "SRS0=x@local.example",
+                                  rcpts, part, {}),
+              buf.size());
+    RecordHeader header;
+    size_t total;
+    ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 5, &header, &total), ScanResult::kValid);
+    EXPECT_EQ(header.version, kMessageWithOriginalsVersion);
+    EXPECT_LE(header.version, kRecordVersionMax);
+    auto view = DecodeMessagePayload(
+        std::string_view(buf.data() + kRecordHeaderBytes, header.payload_bytes));
+    ASSERT_TRUE(view.ok()) << view.status();
+    EXPECT_EQ(view->flags, flags | kMessageFlagOriginalRecipients);
+    ASSERT_EQ(view->recipients.size(), 3u);
+    EXPECT_EQ(view->recipients[0].original, "anything@local.example");
+    EXPECT_EQ(view->recipients[1].original, "PostMaster+x@Local.Example");
+    EXPECT_EQ(view->recipients[1].address, "boss@named.example");
+    EXPECT_EQ(view->recipients[2].original, "");
+    EXPECT_EQ(view->recipients[2].last_reply, "451 4.7.1 later");
+    EXPECT_EQ(view->message, part);
+  }
+  // Without originals: version 1 and no flag, byte for byte the first format.
+  size_t size;
+  std::vector<char> plain = EncodeSampleMessage(42, &size);
+  RecordHeader header;
+  size_t total;
+  ASSERT_EQ(CheckRecord(plain.data(), plain.size(), 42, &header, &total), ScanResult::kValid);
+  EXPECT_EQ(header.version, 1);
+  auto view = DecodeMessagePayload(
+      std::string_view(plain.data() + kRecordHeaderBytes, header.payload_bytes));
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->flags, 0u);
+  EXPECT_EQ(view->recipients[0].original, "");
+  // Version 3 means nothing for other record types.
+  StateRecord s;
+  s.type = RecordType::kDelivered;
+  s.id = MessageId{1, 2};
+  std::vector<char> buf(AlignRecord(kRecordHeaderBytes + StatePayloadBytes(s)));
+  EncodeStateRecord(buf.data(), 3, s);
+  std::memcpy(&header, buf.data(), sizeof(header));
+  header.version = kMessageWithOriginalsVersion;
+  RewriteHeader(header, buf);
+  EXPECT_EQ(CheckRecord(buf.data(), buf.size(), 3, &header, &total), ScanResult::kInvalid);
 }
 
 TEST(RecordTest, EveryFlippedBitIsDetected) {

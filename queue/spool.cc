@@ -434,12 +434,22 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
   if (envelope.sender.size() > kAddressBytesMax) {
     return absl::InvalidArgumentError("sender address too long");
   }
+  if (!envelope.original_recipients.empty() &&
+      envelope.original_recipients.size() != envelope.recipients.size()) {
+    return absl::InvalidArgumentError("original recipients do not match the recipients");
+  }
   std::vector<RecipientState> recipients(envelope.recipients.size());
   for (size_t i = 0; i < recipients.size(); ++i) {
     if (envelope.recipients[i].size() > kAddressBytesMax) {
       return absl::InvalidArgumentError("recipient address too long");
     }
     recipients[i].address = envelope.recipients[i];
+    if (!envelope.original_recipients.empty()) {
+      if (envelope.original_recipients[i].size() > kAddressBytesMax) {
+        return absl::InvalidArgumentError("original recipient address too long");
+      }
+      recipients[i].original = envelope.original_recipients[i];
+    }
   }
   const size_t message_bytes = prepend_headers.size() + message.size();
   if (message_bytes > UINT32_MAX) return absl::InvalidArgumentError("message too large");

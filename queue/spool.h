@@ -274,6 +274,11 @@ class Spool {
   std::vector<MessageId> DueMessages(int64_t now_unix_ms, size_t max) const;
   // Live messages older than message_age_max_ms: bounce their pending recipients.
   std::vector<MessageId> ExpiredMessages(int64_t now_unix_ms) const;
+  // created_unix_ms of the oldest live message, -1 when the spool holds none. O(1).
+  int64_t OldestMessageCreatedUnixMs() const { return index_.OldestCreatedUnixMs(); }
+  // The bytes of segment files messages may fill (spool_bytes_max rounded down to whole
+  // segments): beyond them AppendMessage refuses (452 4.3.1).
+  uint64_t MessageBytesMax() const { return MessageSegmentsMax() * options_.segment_bytes; }
   void Pin(MessageId id);
   void Unpin(MessageId id);
 

@@ -122,6 +122,44 @@ TEST_F(SpoolTest, CallbackFiresOnlyAfterSyncAndRecordsSurviveReopen) {
   for (MessageId id : ids) EXPECT_NE(id, fresh);
 }
 
+// The address each recipient was expanded from (forwarded mail) survives recovery and compaction.
+TEST_F(SpoolTest, OriginalRecipientsSurviveReopenAndCompaction) {
+  MessageId id;
+  {
+    auto spool = OpenSpool(dir_);
+    Envelope e = Env(1, 2);
+    e.original_recipients = {"alias@local.example", ""};
+    auto r = spool->AppendMessage(e, "", Body(1, 3000), nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    id = r->id;
+    // Filler, delivered, so that compaction has a reason to move the message.
+    for (int i = 2; i < 40; ++i) {
+      StateRecord s;
+      s.id = Append(*spool, i, 3000);
+      s.type = RecordType::kDelivered;
+      ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+    }
+    ASSERT_TRUE(spool->SyncNow().ok());
+    auto moved = spool->MaintainSpace();
+    ASSERT_TRUE(moved.ok()) << moved.status();
+    EXPECT_EQ(*moved, 1u);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool->SyncNow().ok());
+  }
+  RecoveryReport report;
+  auto spool = OpenSpool(dir_, &report);
+  EXPECT_TRUE(report.corruptions.empty());
+  const MessageInfo* info = spool->Find(id);
+  ASSERT_NE(info, nullptr);
+  ASSERT_EQ(info->recipients.size(), 2u);
+  EXPECT_EQ(info->recipients[0].address, "r0@example.com");
+  EXPECT_EQ(info->recipients[0].original, "alias@local.example");
+  EXPECT_EQ(info->recipients[1].original, "");
+  // A list that does not match the recipients is refused.
+  Envelope bad = Env(2, 2);
+  bad.original_recipients = {"one@local.example"};
+  EXPECT_FALSE(spool->AppendMessage(bad, "", Body(2), nullptr).ok());
+}
+
 TEST_F(SpoolTest, GroupCommitCoversEverythingAppendedBeforeBeginSync) {
   SpoolOptions options = Options(dir_);
   options.syncs_in_flight_max = 1;
@@ -454,6 +492,43 @@ TEST_F(SpoolTest, ExpiryReportsOldMessages) {
   EXPECT_EQ(spool->ExpiredMessages(now_ms), std::vector<MessageId>{old_id});
   // Expired messages go to the bounce path, not to delivery.
   EXPECT_EQ(spool->DueMessages(now_ms, 10), std::vector<MessageId>{young});
+}
+
+TEST_F(SpoolTest, OldestLiveMessageIsTrackedThroughFinalityCompactionAndRecovery) {
+  auto spool = OpenSpool(dir_);
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), -1);
+  const int64_t t0 = static_cast<int64_t>(clock_.WallSeconds() * 1000);
+  MessageId first = Append(*spool, 1, 100, 2);
+  clock_.AdvanceMillis(60000);
+  MessageId second = Append(*spool, 2);
+  clock_.AdvanceMillis(60000);
+  Append(*spool, 3);
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0);
+  // One recipient of two final: still live, still the oldest.
+  StateRecord s;
+  s.id = first;
+  s.recipient = 0;
+  s.type = RecordType::kDelivered;
+  ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0);
+  s.recipient = 1;
+  s.type = RecordType::kBounced;
+  ASSERT_TRUE(spool->AppendState(s, nullptr).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 60000);
+  // A compacted copy keeps its creation time, and the next one takes over once it is deleted.
+  ASSERT_TRUE(spool->SyncNow().ok());
+  ASSERT_TRUE(spool->MaintainSpace(/*force=*/true).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 60000);
+  ASSERT_TRUE(spool->SyncNow().ok());
+  spool.reset();
+  spool = OpenSpool(dir_);
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 60000);
+  StateRecord deleted;
+  deleted.id = second;
+  deleted.type = RecordType::kDeleted;
+  deleted.recipient = kAllRecipients;
+  ASSERT_TRUE(spool->AppendState(deleted, nullptr).ok());
+  EXPECT_EQ(spool->OldestMessageCreatedUnixMs(), t0 + 120000);
 }
 
 // Appends two synced messages and a third that never got synced, then tears the third at every

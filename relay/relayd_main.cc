@@ -326,6 +326,7 @@ std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const server::Config& config
   options.shards = shards;
   options.version = RELAY_VERSION;
   options.start_time_unix_s = RealClock::Get()->WallSeconds();
+  options.spool_directory = config.spool_dir;
   if (config.shaping != nullptr) {
     options.sites.push_back(config.shaping->default_rule().name);
     for (const delivery::ShapingRuleSpec& spec : config.shaping->specs()) {
@@ -483,13 +484,14 @@ int Run(const Flags& flags) {
   ready.push_back(absl::StrCat("spool ", config.spool_dir));
   LogInfo() << "relayd ready: " << absl::StrJoin(ready, "; ");
 
-  auto control = server::ControlSocket::Listen(config.control_socket_path);
+  std::vector<server::Shard*> shard_list;
+  for (auto& shard : shards) shard_list.push_back(shard.get());
+  server::MainThreadRequests main_thread;
+  auto control = server::ControlSocket::Start(config.control_socket_path, shard_list, &main_thread);
   if (!control.ok()) {
     LogWarning() << control.status().message() << "; relayctl queue retry/bounce/delete will not "
                  << "reach this relay";
   }
-  std::vector<server::Shard*> shard_list;
-  for (auto& shard : shards) shard_list.push_back(shard.get());
   std::unique_ptr<metrics::HttpServer> metrics_server;
   if (!config.metrics.listen.empty()) {
     metrics::HttpHandlers handlers;
@@ -506,64 +508,79 @@ int Run(const Flags& flags) {
                  << started.status().message() << "; running without it";
     }
   }
+  // SIGHUP and `relayctl reload`: the certificate, the users and the aliases are read again and
+  // the delivery logs reopened; relayd.toml itself is read only at start. The answer says what
+  // happened to each, and starts with "error" when one of them failed.
+  auto reload = [&]() -> std::string {
+    std::vector<std::string> done;
+    bool failed = false;
+    auto report = [&](absl::string_view what, const absl::Status& status) {
+      if (status.ok()) {
+        done.push_back(absl::StrCat(what, " reloaded"));
+      } else {
+        failed = true;
+        done.push_back(absl::StrCat(what, ": ", status.message(), " (the previous one stays)"));
+      }
+    };
+    if (tls != nullptr) report("certificate", tls->Reload());
+    report("users", (*auth)->Reload());
+    if (receive_state != nullptr) {
+      // A broken aliases file keeps the previous set: mail keeps flowing while it is fixed.
+      auto state = LoadReceiveState(config);
+      if (state.ok()) receive_state->Set(std::move(*state));
+      report("aliases", state.status());
+    }
+    for (auto& shard : shards) shard->RequestLogReopen();
+    done.push_back("delivery logs reopened");
+    // Say what an edit of relayd.toml changed that this did not apply, rather than let the
+    // operator believe it took effect.
+    absl::StatusOr<std::vector<std::string>> changed =
+        server::ChangedSettings(config_text, ReadConfigText(flags.config));
+    if (!changed.ok()) {
+      failed = true;
+      done.push_back(absl::StrCat(flags.config, ": ", changed.status().message(),
+                                  "; the running configuration stays"));
+    } else if (!changed->empty()) {
+      done.push_back(absl::StrCat(flags.config, " changed (", absl::StrJoin(*changed, ", "),
+                                  "): not applied; these take effect at the next restart"));
+    }
+    return absl::StrCat(failed ? "error: " : "ok: ", absl::StrJoin(done, "; "));
+  };
   int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
   for (;;) {
-    // The main thread waits for a signal, a control request, or the certificate check interval.
+    // The main thread waits for a signal, a reload asked through the control socket, or the
+    // certificate check interval.
     uint32_t check_ms = config.tls_reload_check_ms > 0 ? config.tls_reload_check_ms : 60000;
-    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {control.ok() ? control->fd() : -1, POLLIN, 0}};
+    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {main_thread.fd(), POLLIN, 0}};
     int ready = poll(fds, 2, static_cast<int>(check_ms));
     int sig = -1;
-    if (ready > 0 && (fds[1].revents & POLLIN)) control->ServeOne(shard_list);
+    const bool reload_asked = ready > 0 && (fds[1].revents & POLLIN);
     if (ready > 0 && (fds[0].revents & POLLIN)) {
       signalfd_siginfo info;
       if (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
         sig = static_cast<int>(info.ssi_signo);
       }
     }
-    if (ready > 0 && sig < 0) continue;
     if (sig == SIGTERM || sig == SIGINT) {
       LogInfo() << "signal " << strsignal(sig) << ": draining (grace " << config.shutdown_grace_ms
                 << " ms)";
       break;
     }
-    if (sig == SIGHUP) {
-      LogInfo() << "SIGHUP: reloading certificate and users, reopening the delivery logs";
-      if (tls != nullptr) {
-        absl::Status s = tls->Reload();
-        if (s.ok()) LogInfo() << "certificate reloaded";
-      }
-      (void)(*auth)->Reload();
-      if (receive_state != nullptr) {
-        // A broken aliases file keeps the previous set: mail keeps flowing while it is fixed.
-        auto state = LoadReceiveState(config);
-        if (state.ok()) {
-          receive_state->Set(std::move(*state));
-          LogInfo() << "aliases reloaded";
-        } else {
-          LogError() << "receive: " << state.status().message() << "; keeping the previous aliases";
-        }
-      }
-      for (auto& shard : shards) shard->RequestLogReopen();
-      // relayd.toml itself is read only at start: say what an edit changed that this did not
-      // apply, rather than let the operator believe it took effect.
-      absl::StatusOr<std::vector<std::string>> changed =
-          server::ChangedSettings(config_text, ReadConfigText(flags.config));
-      if (!changed.ok()) {
-        LogError() << "SIGHUP: " << flags.config << ": " << changed.status().message()
-                   << "; the running configuration stays";
-      } else if (!changed->empty()) {
-        LogWarning() << "SIGHUP: " << flags.config << " changed (" << absl::StrJoin(*changed, ", ")
-                     << "): not applied; these take effect at the next restart";
-      }
-      continue;
+    if (sig == SIGHUP) LogInfo() << "SIGHUP: " << reload();
+    if (reload_asked) {
+      std::string summary = reload();
+      LogInfo() << "relayctl reload: " << summary;
+      main_thread.Answer(summary);
     }
-    if (sig < 0 && tls != nullptr && config.tls_reload_check_ms > 0) {
+    if (ready == 0 && tls != nullptr && config.tls_reload_check_ms > 0) {
       bool reloaded = false;
       (void)tls->ReloadIfChanged(&reloaded);
       if (reloaded) LogInfo() << "certificate file changed: reloaded";
     }
   }
   ::close(signal_fd);
+  main_thread.Close("error: relayd is stopping");
+  control = absl::UnavailableError("stopped");  // its thread ends before the shards it asks
   for (auto& shard : shards) shard->RequestStop();
   for (auto& shard : shards) shard->Join();
   // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a

@@ -17,6 +17,7 @@ LogLevel InitialLevel() {
   if (std::strcmp(env, "debug") == 0) return LogLevel::kDebug;
   if (std::strcmp(env, "warning") == 0) return LogLevel::kWarning;
   if (std::strcmp(env, "error") == 0) return LogLevel::kError;
+  if (std::strcmp(env, "off") == 0) return LogLevel::kOff;
   return LogLevel::kInfo;
 }
 
@@ -29,6 +30,8 @@ const char* LevelName(LogLevel level) {
     case LogLevel::kInfo: return "INFO";
     case LogLevel::kWarning: return "WARN";
     case LogLevel::kError: return "ERROR";
+    case LogLevel::kOff:
+      break;  // nothing is logged at kOff
   }
   return "?";
 }

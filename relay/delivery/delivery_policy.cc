@@ -1,8 +1,28 @@
 #include "relay/delivery/delivery_policy.h"
 
+#include "absl/strings/ascii.h"
 #include "relay/delivery/dsn.h"
 
 namespace relay::delivery {
+namespace {
+
+// `text` with every occurrence of `what` (ASCII case ignored) replaced by `with`.
+std::string ReplaceIgnoringCase(std::string_view text, std::string_view what,
+                                std::string_view with) {
+  if (what.empty()) return std::string(text);
+  std::string lower_text = absl::AsciiStrToLower(absl::string_view(text.data(), text.size()));
+  std::string lower_what = absl::AsciiStrToLower(absl::string_view(what.data(), what.size()));
+  std::string out;
+  size_t from = 0;
+  for (size_t at = lower_text.find(lower_what); at != std::string::npos;
+       at = lower_text.find(lower_what, from)) {
+    out.append(text.substr(from, at - from)).append(with);
+    from = at + what.size();
+  }
+  return out.append(text.substr(from));
+}
+
+}  // namespace
 
 DeliveryPolicy::DeliveryPolicy(std::shared_ptr<const ShapingRules> shaping, RetryPolicy retry,
                                uint32_t shard_count, std::string hostname, uint64_t random_seed)
@@ -58,15 +78,22 @@ absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
   request.original_message = original_headers;
   for (const FailedRecipient& f : failed) {
     DsnRecipient r;
-    r.final_recipient = f.address;
+    // A forwarded recipient is the alias owner's private address. From the sender's side the
+    // alias is the recipient (RFC 5321 §3.9.1): the DSN names it, leaves out the target's MX
+    // host, and puts it in place of the target wherever the remote's reply names the target.
+    const bool forwarded = !f.original.empty();
+    auto hide = [&](const std::string& text) {
+      return forwarded ? ReplaceIgnoringCase(text, f.address, f.original) : text;
+    };
+    r.final_recipient = forwarded ? f.original : f.address;
     r.status = !f.outcome.enhanced.empty() && f.outcome.enhanced[0] == status_class
                    ? f.outcome.enhanced
                    : std::string(1, status_class) + ".0.0";
-    r.remote_mta = f.remote_mta;
+    r.remote_mta = forwarded ? "" : f.remote_mta;
     r.reply_code = f.outcome.code;
     r.reply_enhanced = f.outcome.enhanced;
-    r.reply_text = f.outcome.text;
-    if (f.outcome.code == 0) r.explanation = f.outcome.text;
+    r.reply_text = hide(f.outcome.text);
+    if (f.outcome.code == 0) r.explanation = hide(f.outcome.text);
     r.last_attempt_unix_s = (f.attempt_unix_ms > 0 ? f.attempt_unix_ms : now_unix_ms) / 1000;
     if (kind == DsnKind::kDelay) {
       r.will_retry_until_unix_s = arrival_unix_ms / 1000 + retry_.max_age_s;

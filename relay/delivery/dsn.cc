@@ -38,6 +38,25 @@ std::string SevenBit(std::string_view s) {
   return out;
 }
 
+// When `line` is longer than kLineBytesMax, moves all but its last piece to `out` as lines of
+// kLineBytesMax octets, each after the first starting with `prefix` (a fold's space, an indent).
+// In one pass: cutting one line off at a time copied the rest of a long word each time.
+void BreakLongLine(std::string& out, std::string& line, std::string_view prefix) {
+  if (line.size() <= kLineBytesMax) return;
+  out.append(line, 0, kLineBytesMax);
+  out += "\r\n";
+  const size_t room = kLineBytesMax - prefix.size();
+  size_t pos = kLineBytesMax;
+  while (line.size() - pos > room) {
+    out.append(prefix.data(), prefix.size());
+    out.append(line, pos, room);
+    out += "\r\n";
+    pos += room;
+  }
+  line.erase(0, pos);
+  line.insert(0, prefix.data(), prefix.size());
+}
+
 // Appends "Name: value" folded (RFC 5322 §2.2.3): a line that would pass 78 columns is broken
 // before the next word. Runs of spaces become one. A word longer than 998 octets is broken by
 // force (unfolding then shows an extra space in it: better than an invalid message).
@@ -59,11 +78,7 @@ void AppendField(std::string& out, std::string_view name, std::string_view value
     line += ' ';
     line.append(word.data(), word.size());
     has_word = true;
-    while (line.size() > kLineBytesMax) {
-      out.append(line, 0, kLineBytesMax);
-      out += "\r\n";
-      line = absl::StrCat(" ", line.substr(kLineBytesMax));
-    }
+    BreakLongLine(out, line, " ");
     pos = end;
   }
   out += line;
@@ -90,11 +105,7 @@ void AppendWrapped(std::string& out, std::string_view text, std::string_view ind
     if (line_has_word) line += ' ';
     line.append(word.data(), word.size());
     line_has_word = true;
-    while (line.size() > kLineBytesMax) {
-      out.append(line, 0, kLineBytesMax);
-      out += "\r\n";
-      line = absl::StrCat(std::string(indent), line.substr(kLineBytesMax));
-    }
+    BreakLongLine(out, line, indent);
     pos = end;
   }
   if (line_has_word) {
@@ -203,16 +214,94 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   const std::string headers =
       NormalizedHeaders(HeaderSection(req.original_message), &dsn.needs_8bitmime);
 
-  // A boundary that occurs nowhere in the content (RFC 2046 §5.1.1).
+  // 1. For people.
+  std::string notification;
+  AppendWrapped(notification, absl::StrCat("This is the mail system at host ", host, "."), "");
+  notification += "\r\n";
+  if (failure) {
+    AppendWrapped(notification,
+                  "I'm sorry to have to inform you that your message could not be delivered to "
+                  "one or more recipients. The message's headers are attached below.",
+                  "");
+  } else {
+    AppendWrapped(notification,
+                  "Your message could not yet be delivered to one or more recipients. This is a "
+                  "warning only: delivery is still being attempted and you do not need to send "
+                  "the message again.",
+                  "");
+  }
+  if (!req.queue_id.empty()) {
+    notification += "\r\n";
+    AppendWrapped(notification, absl::StrCat("Queue ID: ", SevenBit(req.queue_id)), "");
+  }
+  for (const DsnRecipient& r : req.recipients) {
+    notification += "\r\n";
+    std::string what = absl::StrCat("<", SevenBit(r.final_recipient), ">:");
+    if (r.reply_code != 0) {
+      // No host for a forwarded recipient: where it was forwarded is private.
+      absl::StrAppend(&what,
+                      r.remote_mta.empty() ? " the receiving server"
+                                           : absl::StrCat(" host ", SevenBit(r.remote_mta)),
+                      " said: ", DiagnosticText(r));
+    }
+    if (!r.explanation.empty()) absl::StrAppend(&what, " ", SevenBit(r.explanation));
+    if (r.reply_code == 0 && r.explanation.empty()) {
+      absl::StrAppend(&what, " delivery status ", SevenBit(r.status));
+    }
+    AppendWrapped(notification, what, "");
+    if (!failure && r.will_retry_until_unix_s != 0) {
+      AppendWrapped(notification,
+                    absl::StrCat("Delivery will be retried until ",
+                                 Rfc5322Date(r.will_retry_until_unix_s), "."),
+                    "    ");
+    }
+  }
+
+  // 2. For programs: RFC 3464 §2.2 per-message fields, then §2.3 per-recipient blocks, each
+  // preceded by an empty line.
+  std::string report;
+  AppendField(report, "Reporting-MTA", absl::StrCat("dns; ", host));
+  if (!req.envelope_id.empty()) {
+    AppendField(report, "Original-Envelope-Id", SevenBit(req.envelope_id));
+  }
+  if (req.arrival_unix_s != 0) AppendField(report, "Arrival-Date", Rfc5322Date(req.arrival_unix_s));
+  for (const DsnRecipient& r : req.recipients) {
+    report += "\r\n";
+    if (!r.original_recipient.empty()) {
+      AppendField(report, "Original-Recipient",
+                  absl::StrCat("rfc822; ", SevenBit(r.original_recipient)));
+    }
+    AppendField(report, "Final-Recipient", absl::StrCat("rfc822; ", SevenBit(r.final_recipient)));
+    AppendField(report, "Action", failure ? "failed" : "delayed");
+    AppendField(report, "Status", r.status);
+    if (!r.remote_mta.empty()) {
+      AppendField(report, "Remote-MTA", absl::StrCat("dns; ", SevenBit(r.remote_mta)));
+    }
+    if (r.reply_code != 0) {
+      AppendField(report, "Diagnostic-Code", absl::StrCat("smtp; ", DiagnosticText(r)));
+    }
+    if (r.last_attempt_unix_s != 0) {
+      AppendField(report, "Last-Attempt-Date", Rfc5322Date(r.last_attempt_unix_s));
+    }
+    if (!failure && r.will_retry_until_unix_s != 0) {
+      AppendField(report, "Will-Retry-Until", Rfc5322Date(r.will_retry_until_unix_s));
+    }
+  }
+
+  // A boundary that occurs nowhere in the content (RFC 2046 §5.1.1). The parts quote remote
+  // replies and the original headers, and the boundary is guessable (the queue id and the
+  // time): a reply holding a delimiter line would otherwise end the report early and add parts
+  // of the remote host's choosing to a message from our MAILER-DAEMON.
   std::string boundary = absl::StrCat("=_dsn_", Alnum(req.queue_id), "_", req.now_unix_s);
-  for (int i = 0; headers.find(boundary) != std::string::npos ||
-                  req.envelope_sender.find(boundary) != std::string::npos;
+  for (int i = 0;
+       notification.find(boundary) != std::string::npos ||
+       report.find(boundary) != std::string::npos || headers.find(boundary) != std::string::npos;
        ++i) {
     absl::StrAppend(&boundary, "_", i);
   }
 
   std::string& out = dsn.data;
-  out.reserve(2048 + headers.size() + 512 * req.recipients.size());
+  out.reserve(2048 + notification.size() + report.size() + headers.size());
   AppendField(out, "Date", Rfc5322Date(req.now_unix_s));
   AppendField(out, "From", absl::StrCat("Mail Delivery System <MAILER-DAEMON@", host, ">"));
   AppendField(out, "To", absl::StrCat("<", SevenBit(req.envelope_sender), ">"));
@@ -230,89 +319,21 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   out += "\r\n";
   out += "This is a MIME-encapsulated message.\r\n\r\n";
 
-  // 1. For people.
-  absl::StrAppend(&out, "--", boundary, "\r\n");
-  AppendField(out, "Content-Description", "Notification");
-  AppendField(out, "Content-Type", "text/plain; charset=us-ascii");
-  out += "\r\n";
-  AppendWrapped(out, absl::StrCat("This is the mail system at host ", host, "."), "");
-  out += "\r\n";
-  if (failure) {
-    AppendWrapped(out,
-                  "I'm sorry to have to inform you that your message could not be delivered to "
-                  "one or more recipients. The message's headers are attached below.",
-                  "");
-  } else {
-    AppendWrapped(out,
-                  "Your message could not yet be delivered to one or more recipients. This is a "
-                  "warning only: delivery is still being attempted and you do not need to send "
-                  "the message again.",
-                  "");
-  }
-  if (!req.queue_id.empty()) {
+  auto append_part = [&](std::string_view description, std::string_view type, std::string_view body,
+                         bool eight_bit) {
+    absl::StrAppend(&out, "--", boundary, "\r\n");
+    AppendField(out, "Content-Description", description);
+    AppendField(out, "Content-Type", type);
+    if (eight_bit) AppendField(out, "Content-Transfer-Encoding", "8bit");
     out += "\r\n";
-    AppendWrapped(out, absl::StrCat("Queue ID: ", SevenBit(req.queue_id)), "");
-  }
-  for (const DsnRecipient& r : req.recipients) {
+    out.append(body.data(), body.size());
     out += "\r\n";
-    std::string what = absl::StrCat("<", SevenBit(r.final_recipient), ">:");
-    if (r.reply_code != 0) {
-      absl::StrAppend(&what, " host ", r.remote_mta.empty() ? "?" : SevenBit(r.remote_mta),
-                      " said: ", DiagnosticText(r));
-    }
-    if (!r.explanation.empty()) absl::StrAppend(&what, " ", SevenBit(r.explanation));
-    if (r.reply_code == 0 && r.explanation.empty()) {
-      absl::StrAppend(&what, " delivery status ", SevenBit(r.status));
-    }
-    AppendWrapped(out, what, "");
-    if (!failure && r.will_retry_until_unix_s != 0) {
-      AppendWrapped(out,
-                    absl::StrCat("Delivery will be retried until ",
-                                 Rfc5322Date(r.will_retry_until_unix_s), "."),
-                    "    ");
-    }
-  }
-  out += "\r\n";
-
-  // 2. For programs: RFC 3464 §2.2 per-message fields, then §2.3 per-recipient blocks, each
-  // preceded by an empty line.
-  absl::StrAppend(&out, "--", boundary, "\r\n");
-  AppendField(out, "Content-Description", "Delivery report");
-  AppendField(out, "Content-Type", "message/delivery-status");
-  out += "\r\n";
-  AppendField(out, "Reporting-MTA", absl::StrCat("dns; ", host));
-  if (!req.envelope_id.empty()) AppendField(out, "Original-Envelope-Id", SevenBit(req.envelope_id));
-  if (req.arrival_unix_s != 0) AppendField(out, "Arrival-Date", Rfc5322Date(req.arrival_unix_s));
-  for (const DsnRecipient& r : req.recipients) {
-    out += "\r\n";
-    if (!r.original_recipient.empty()) {
-      AppendField(out, "Original-Recipient",
-                  absl::StrCat("rfc822; ", SevenBit(r.original_recipient)));
-    }
-    AppendField(out, "Final-Recipient", absl::StrCat("rfc822; ", SevenBit(r.final_recipient)));
-    AppendField(out, "Action", failure ? "failed" : "delayed");
-    AppendField(out, "Status", r.status);
-    if (!r.remote_mta.empty())
-      AppendField(out, "Remote-MTA", absl::StrCat("dns; ", SevenBit(r.remote_mta)));
-    if (r.reply_code != 0)
-      AppendField(out, "Diagnostic-Code", absl::StrCat("smtp; ", DiagnosticText(r)));
-    if (r.last_attempt_unix_s != 0) {
-      AppendField(out, "Last-Attempt-Date", Rfc5322Date(r.last_attempt_unix_s));
-    }
-    if (!failure && r.will_retry_until_unix_s != 0) {
-      AppendField(out, "Will-Retry-Until", Rfc5322Date(r.will_retry_until_unix_s));
-    }
-  }
-  out += "\r\n";
-
+  };
+  append_part("Notification", "text/plain; charset=us-ascii", notification, false);
+  append_part("Delivery report", "message/delivery-status", report, false);
   // 3. The original header section (RFC 3462 §4).
-  absl::StrAppend(&out, "--", boundary, "\r\n");
-  AppendField(out, "Content-Description", "Undelivered Message Headers");
-  AppendField(out, "Content-Type", "text/rfc822-headers");
-  if (dsn.needs_8bitmime) AppendField(out, "Content-Transfer-Encoding", "8bit");
-  out += "\r\n";
-  out += headers;
-  absl::StrAppend(&out, "\r\n--", boundary, "--\r\n");
+  append_part("Undelivered Message Headers", "text/rfc822-headers", headers, dsn.needs_8bitmime);
+  absl::StrAppend(&out, "--", boundary, "--\r\n");
   return dsn;
 }
 

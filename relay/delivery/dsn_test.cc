@@ -156,6 +156,27 @@ TEST(Dsn, BoundaryNeverOccursInContent) {
   EXPECT_NE(dsn->data.find("boundary=\"=_dsn_Q0001a_1763840000_0\""), std::string::npos);
 }
 
+// A remote MX's reply is quoted in both report parts; it knows the queue id (from the Received
+// field of the message it got) and roughly the time, so it can write the boundary. Holding it
+// would end the report early and add parts of its own.
+TEST(Dsn, BoundaryNeverOccursInQuotedReplies) {
+  DsnRequest r = Request();
+  r.recipients[0].reply_text =
+      "no --=_dsn_Q0001a_1763840000-- --=_dsn_Q0001a_1763840000 Content-Type: text/html";
+  r.recipients[0].explanation = "--=_dsn_Q0001a_1763840000_0";
+  auto dsn = BuildDsn(r);
+  ASSERT_TRUE(dsn.ok());
+  const std::string boundary = "=_dsn_Q0001a_1763840000_0_1";
+  EXPECT_NE(dsn->data.find("boundary=\"" + boundary + "\""), std::string::npos);
+  // The header parameter, three delimiters and the close: nowhere else.
+  size_t count = 0;
+  for (size_t at = dsn->data.find(boundary); at != std::string::npos;
+       at = dsn->data.find(boundary, at + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 5u);
+}
+
 TEST(Dsn, HeaderSection) {
   EXPECT_EQ(HeaderSection("A: 1\r\nB: 2\r\n\r\nbody"), "A: 1\r\nB: 2\r\n");
   EXPECT_EQ(HeaderSection("A: 1\nB: 2\n\nbody"), "A: 1\nB: 2\n");

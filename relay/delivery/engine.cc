@@ -349,6 +349,7 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
   job.site = result.site;
   job.source = source;
   if (options_.metrics != nullptr) job.metrics_site = options_.metrics->SiteIndex(limits.name);
+  queue->metrics_site = job.metrics_site;
   if (queue->suspended_until_ms > reactor_->NowMs()) {
     FailJob(job, RecipientOutcome::Transient(
                      absl::StrCat("delivery to ", result.site, " suspended: ",
@@ -466,6 +467,9 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     state.type = queue::RecordType::kDelivered;
     stats_.delivered++;
     CountRecipient(job, metrics::RecipientResult::kDelivered);
+    if (options_.metrics != nullptr && !attempt.tls_version.empty()) {
+      options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
+    }
   } else {
     uint32_t attempts = info->recipients[recipient].attempts + 1;
     int64_t next = outcome.kind == OutcomeKind::kTransient
@@ -494,8 +498,9 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
           it->second.arrival_unix_ms = info->created_unix_ms;
           it->second.headers = std::string(HeaderSection(info->message));
         }
-        it->second.failed.push_back(
-            FailedRecipient{info->recipients[recipient].address, outcome, attempt.mx_host, now});
+        it->second.failed.push_back(FailedRecipient{info->recipients[recipient].address, outcome,
+                                                    attempt.mx_host, now,
+                                                    info->recipients[recipient].original});
         delay_warning = true;
       }
     } else {
@@ -511,8 +516,8 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
                      << " failed for good; dropped without a DSN: " << effective.ToString();
       } else {
         bounce = true;
-        failed =
-            FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host, now};
+        failed = FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host,
+                                 now, info->recipients[recipient].original};
         AddBounce(*info, failed);
       }
     }
@@ -778,6 +783,9 @@ void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::stri
                << (until_ms - reactor_->NowMs()) / 1000 << " s: " << reason;
   queue->suspended_until_ms = until_ms;
   queue->suspended_reason = reason;
+  if (options_.metrics != nullptr) {
+    options_.metrics->site(queue->metrics_site).suspensions.Add(options_.metrics_shard);
+  }
   OnSiteUnreachable(queue, RecipientOutcome::Transient(
                                absl::StrCat("delivery suspended after: ", reason)));
 }
@@ -792,6 +800,26 @@ void DeliveryEngine::CountTlsHandshake(bool ok) const {
   const metrics::Counter& c = ok ? options_.metrics->tls_handshakes(metrics::Direction::kOutbound)
                                  : options_.metrics->tls_failures(metrics::Direction::kOutbound);
   c.Add(options_.metrics_shard);
+}
+
+void DeliveryEngine::PublishSiteMetrics() {
+  const metrics::RelayMetrics* m = options_.metrics;
+  if (m == nullptr) return;
+  const size_t sites = static_cast<size_t>(m->site_count());
+  site_ready_.assign(sites, 0);
+  site_suspended_.assign(sites, 0);
+  const int64_t now = reactor_->NowMs();
+  for (const auto& [key, queue] : queues_) {
+    size_t label = static_cast<size_t>(queue->metrics_site + 1);
+    if (label >= sites) label = 0;
+    site_ready_[label] += static_cast<int64_t>(queue->jobs.size());
+    if (queue->suspended_until_ms > now) ++site_suspended_[label];
+  }
+  for (size_t i = 0; i < sites; ++i) {
+    const metrics::RelayMetrics::Site& site = m->site(static_cast<int>(i) - 1);
+    site.ready_messages.Set(options_.metrics_shard, site_ready_[i]);
+    site.suspended_queues.Set(options_.metrics_shard, site_suspended_[i]);
+  }
 }
 
 void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {

@@ -66,6 +66,9 @@ struct FailedRecipient {
   RecipientOutcome outcome;
   std::string remote_mta;      // the MX host that gave the reply, "" when none
   int64_t attempt_unix_ms = 0;
+  // The address the sender used when `address` is what the relay forwarded it to (an alias's
+  // target, queue::RecipientState::original); "" otherwise.
+  std::string original;
 };
 
 struct DeliveryOptions {
@@ -121,6 +124,7 @@ struct ReadyQueue {
   io::Timer pump_timer;              // re-pumps when the rate limit lets the next message go
   int64_t suspended_until_ms = 0;    // a reply rule or unreachable site
   std::string suspended_reason;
+  int metrics_site = -1;             // its shaping rule's metrics label index (SiteIndex)
 };
 
 class DeliveryEngine {
@@ -199,6 +203,9 @@ class DeliveryEngine {
   size_t unrecorded_outcomes() const { return unrecorded_.size(); }
   // An outbound TLS handshake completed (`ok`) or failed.
   void CountTlsHandshake(bool ok) const;
+  // Sets this shard's per-site gauges (ready messages, suspended queues) from its ready queues:
+  // O(ready queues), for a periodic timer rather than every loop turn.
+  void PublishSiteMetrics();
   size_t scheduled() const { return scheduled_.size(); }
 
  private:
@@ -272,6 +279,9 @@ class DeliveryEngine {
     int64_t next_try_ms = 0;  // reactor ms
   };
   std::vector<UnrecordedOutcome> unrecorded_;
+  // PublishSiteMetrics' per-site sums, kept to allocate once.
+  std::vector<int64_t> site_ready_;
+  std::vector<int64_t> site_suspended_;
   // (message, recipient) of every entry of unrecorded_.
   absl::flat_hash_set<std::pair<queue::MessageId, uint32_t>> waiting_;
   io::Timer record_timer_;

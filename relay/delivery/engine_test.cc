@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "gtest/gtest.h"
 #include "queue/spool.h"
 #include "relay/base/clock.h"
@@ -136,6 +137,41 @@ TEST_F(EngineTest, GivingUpOnALongReplyStillFits) {
   EXPECT_EQ(engine_->stats().bounced, 1u);
 }
 
+TEST_F(EngineTest, DeliveriesOverTlsAreCountedPerSite) {
+  metrics::RelayMetricsOptions mo;
+  mo.sites = {"default", "google"};
+  metrics::RelayMetrics m(mo);
+  DeliveryOptions options;
+  options.metrics = &m;
+  MakeEngine(options);
+  const queue::MessageId id = Append({"a@b.test", "c@b.test", "d@b.test"});
+  Job job;
+  job.id = id;
+  job.recipients = {0, 1, 2};
+  job.metrics_site = m.SiteIndex("google");
+  AttemptInfo tls{"mx.b.test"};
+  tls.tls_version = "TLSv1.3";
+  tls.reply_received = true;
+  AttemptInfo plain{"mx.b.test"};
+  plain.reply_received = true;
+  const RecipientOutcome ok{OutcomeKind::kDelivered, 250, "2.0.0", "ok"};
+  engine_->RecordOutcome(job, 0, ok, tls);
+  engine_->RecordOutcome(job, 1, ok, plain);
+  engine_->RecordOutcome(job, 2, RecipientOutcome::Transient("busy", 451, "4.3.2"), tls);
+  const std::string text = m.Render();
+  EXPECT_NE(text.find("relay_recipients_delivered_tls_total{site=\"google\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("relay_recipients_delivered_total{site=\"google\",source=\"none\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("relay_recipients_deferred_total{site=\"google\",source=\"none\"} 1\n"),
+            std::string::npos);
+  // No ready queue yet: every per-site gauge reads 0.
+  engine_->PublishSiteMetrics();
+  EXPECT_NE(m.Render().find("relay_ready_queue_messages{site=\"google\"} 0\n"),
+            std::string::npos);
+}
+
 TEST_F(EngineTest, ARefusedBounceIsRetriedWithBackoffAndGetsOneDsn) {
   DeliveryOptions options;
   options.outcome_retry_ms = 1000;
@@ -229,6 +265,37 @@ TEST_F(EngineTest, AMessageDeletedMeanwhileDropsItsWaitingOutcome) {
   Advance(1000);
   EXPECT_EQ(engine_->unrecorded_outcomes(), 0u);
   EXPECT_EQ(spool_->Find(id), nullptr);
+}
+
+// Issue 22: a DSN for forwarded mail named the alias's private target (Final-Recipient, the
+// target's MX host, the target in the remote's reply). It names the address the sender used.
+TEST(DsnForForwardedMail, NamesTheAddressTheSenderUsedNotTheTarget) {
+  DeliveryPolicy policy(std::make_shared<const ShapingRules>(ShapingRules::Shipped()),
+                        RetryPolicy(), 1, "mx.local.test", 1);
+  FailedRecipient forwarded;
+  forwarded.address = "me@gmail.test";
+  forwarded.original = "private@local.test";
+  forwarded.outcome.code = 550;
+  forwarded.outcome.enhanced = "5.7.26";
+  forwarded.outcome.text = "<Me@Gmail.test>: unauthenticated mail is refused for me@gmail.test";
+  forwarded.remote_mta = "mx.gmail.test";
+  FailedRecipient direct;  // not forwarded: reported as before
+  direct.address = "bob@example.org";
+  direct.outcome = forwarded.outcome;
+  direct.outcome.text = "<bob@example.org>: no such user";
+  direct.remote_mta = "mx.example.org";
+  auto dsn = policy.BuildDsn(DsnKind::kFailure, "q1", "SRS0=ab=CD=sender.test=alice@local.test",
+                             "Subject: hi\r\n", 0, 0, {forwarded, direct});
+  ASSERT_TRUE(dsn.ok()) << dsn.status();
+  EXPECT_NE(dsn->find("Final-Recipient: rfc822; private@local.test"), std::string::npos) << *dsn;
+  EXPECT_NE(dsn->find("<private@local.test>: unauthenticated mail is refused for "
+                      "private@local.test"),
+            std::string::npos)
+      << *dsn;
+  EXPECT_EQ(absl::AsciiStrToLower(*dsn).find("gmail"), std::string::npos) << *dsn;
+  EXPECT_NE(dsn->find("Final-Recipient: rfc822; bob@example.org"), std::string::npos);
+  EXPECT_NE(dsn->find("Remote-MTA: dns; mx.example.org"), std::string::npos);
+  EXPECT_NE(dsn->find("<bob@example.org>: no such user"), std::string::npos);
 }
 
 }  // namespace

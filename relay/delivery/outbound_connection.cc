@@ -87,6 +87,19 @@ void OutboundConnection::ConnectNext(std::string why) {
     return;
   }
   const dns::Candidate& c = queue_->candidates[candidate_];
+  const EgressSource& source = engine_->egress().source(queue_->source);
+  if (!source.any_address && source.address.family() != c.address.family()) {
+    // The queue's source cannot reach this address family (an IPv4 source and an AAAA, or the
+    // reverse); the queue's family was chosen from the first candidate. Not an error of its own:
+    // the reason kept is that of the candidates tried.
+    ++candidate_;
+    if (last_error_.empty()) {
+      last_error_ = absl::StrCat("egress source ", source.name, " has no address of the family",
+                                 " of ", c.host, " [", c.address.IpString(), "]");
+    }
+    ConnectNext("");
+    return;
+  }
   int fd = engine_->egress().OpenSocket(queue_->source, c.address);
   if (fd == -EADDRNOTAVAIL) {
     engine_->egress().Suspend(queue_->source, reactor_->NowMs() + engine_->options().source_suspend_ms,

@@ -91,6 +91,13 @@ HttpResponse Route(std::string_view method, std::string_view target, const HttpH
   return r;
 }
 
+bool RequestHeadEnded(std::string_view buffer, size_t searched_bytes) {
+  // RFC 9112 §2.2: a recipient may take a bare LF as a line end.
+  const size_t from = searched_bytes >= 3 ? searched_bytes - 3 : 0;
+  return buffer.find("\r\n\r\n", from) != std::string_view::npos ||
+         buffer.find("\n\n", from) != std::string_view::npos;
+}
+
 bool ParseRequestHead(std::string_view buffer, std::string* method, std::string* target,
                       int* error) {
   *error = 0;
@@ -101,6 +108,14 @@ bool ParseRequestHead(std::string_view buffer, std::string* method, std::string*
   size_t line_end = buffer.find('\n');
   std::string_view line = buffer.substr(0, line_end);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // RFC 9112 §2.2: a bare CR in the line makes it invalid; no part of it may hold a control
+  // character (RFC 9110 §5.6.2 tokens, RFC 3986 targets).
+  for (unsigned char c : line) {
+    if (c < 0x20 || c == 0x7f) {
+      *error = 400;
+      return true;
+    }
+  }
   // RFC 9112 §3: method SP request-target SP HTTP-version.
   std::vector<std::string_view> parts;
   for (size_t start = 0;;) {
@@ -209,10 +224,12 @@ class HttpServer::Loop::Connection : public io::IoObject {
       Close();  // the client went away (or the request was cut short)
       return;
     }
+    const size_t searched = request_.size();
     request_.append(chunk_, static_cast<size_t>(result));
     std::string method, target;
     int error = 0;
-    bool complete = ParseRequestHead(request_, &method, &target, &error);
+    const bool complete = RequestHeadEnded(request_, searched) &&
+                          ParseRequestHead(request_, &method, &target, &error);
     if (!complete) {
       if (request_.size() >= kRequestBytesMax) {
         Respond(431);

@@ -46,6 +46,11 @@ struct HttpHandlers {
 // The response to one request (no I/O; tests call it directly).
 HttpResponse Route(std::string_view method, std::string_view target, const HttpHandlers& h);
 
+// Whether `buffer` holds the blank line that ends a request head, knowing that its first
+// `searched_bytes` were searched before without finding one: only what came since (and the three
+// bytes before it) is looked at, so a head that arrives a byte at a time costs linear time.
+bool RequestHeadEnded(std::string_view buffer, size_t searched_bytes);
+
 // Parses the request head in `buffer`. Returns false while the head is incomplete; once it is
 // complete, true with `method` and `target` set, or with `error` set (the status to answer).
 bool ParseRequestHead(std::string_view buffer, std::string* method, std::string* target,

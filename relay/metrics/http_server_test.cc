@@ -62,6 +62,11 @@ TEST(ParseTest, RequestHead) {
   EXPECT_EQ(error, 400);
   EXPECT_TRUE(ParseRequestHead("GET /metrics SMTP/1.0\r\n\r\n", &method, &target, &error));
   EXPECT_EQ(error, 400);
+  // A bare CR or another control character in the request line (RFC 9112 §2.2).
+  EXPECT_TRUE(ParseRequestHead("HEAD /healthz\r HTTP/1.0\n\n", &method, &target, &error));
+  EXPECT_EQ(error, 400);
+  EXPECT_TRUE(ParseRequestHead("GET /metrics\x01 HTTP/1.1\r\n\r\n", &method, &target, &error));
+  EXPECT_EQ(error, 400);
 }
 
 TEST(LoopbackTest, Addresses) {

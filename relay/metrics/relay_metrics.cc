@@ -1,5 +1,10 @@
 #include "relay/metrics/relay_metrics.h"
 
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "relay/base/check.h"
 
@@ -100,6 +105,10 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
       r.AddGauge("relay_queue_messages", Help("Messages in the queue with recipients pending."));
   queue_bytes = r.AddGauge("relay_queue_bytes",
                            Help("Bytes of the queue's segment files in use (reserve excluded)."));
+  queue_capacity_bytes = r.AddGauge(
+      "relay_queue_capacity_bytes",
+      Help("Bytes of segment files messages may fill ([queue] spool_bytes_max in whole segments): "
+           "at relay_queue_bytes equal to it new messages get 452 4.3.1."));
   queue_reserve_segments = r.AddGauge(
       "relay_queue_reserve_segments",
       Help("Pre-written segment files ready for the append path (created in the background)."));
@@ -137,15 +146,33 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
       Help("Delivery outcomes of recipients whose earlier attempt's outcome is unknown (the relay "
            "died, or the connection was lost, after the body): the remote may hold a copy."));
 
-  // Site and source labels: the configuration's names plus "none".
+  // Site and source labels: "none", the configuration's names up to the caps, then "other" for
+  // the rest (only when there is a rest).
   std::vector<std::string> sites = {"none"};
+  int other_site = -1;
   for (const std::string& s : options.sites) {
     if (site_index_.contains(s)) continue;
-    site_index_[s] = static_cast<int>(sites.size()) - 1;
-    sites.push_back(s);
+    if (static_cast<int>(sites.size()) - 1 < kSitesMax) {
+      site_index_[s] = static_cast<int>(sites.size()) - 1;
+      sites.push_back(s);
+      continue;
+    }
+    if (other_site < 0) {
+      other_site = static_cast<int>(sites.size()) - 1;
+      sites.push_back("other");
+    }
+    site_index_[s] = other_site;
   }
   std::vector<std::string> sources = {"none"};
-  for (const std::string& s : options.sources) sources.push_back(s);
+  for (const std::string& s : options.sources) {
+    if (static_cast<int>(sources.size()) - 1 < kSourcesMax) {
+      sources.push_back(s);
+    } else {
+      source_other_ = static_cast<int>(sources.size());
+      sources.push_back("other");
+      break;
+    }
+  }
   for (int result = 0; result < 3; ++result) {
     for (const std::string& site : sites) {
       for (const std::string& source : sources) {
@@ -156,6 +183,68 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
   }
   site_count_ = static_cast<int>(sites.size());
   source_count_ = static_cast<int>(sources.size());
+  for (const std::string& name : sites) {
+    Labels l = {{"site", name}};
+    Site site;
+    site.delivered_tls =
+        r.AddCounter("relay_recipients_delivered_tls_total",
+                     Help("Recipients delivered over TLS, by shaping rule (the TLS share of "
+                          "relay_recipients_delivered_total)."),
+                     l);
+    site.suspensions = r.AddCounter(
+        "relay_site_suspensions_total",
+        Help("Suspensions of an (egress source, site) ready queue by a reply rule (e.g. Gmail's "
+             "421 4.7.28), by shaping rule."),
+        l);
+    site.suspended_queues = r.AddGauge(
+        "relay_site_suspended_queues",
+        Help("(egress source, site) ready queues suspended now, by shaping rule (each shard "
+             "suspends its own; refreshed every second)."),
+        l);
+    site.ready_messages = r.AddGauge(
+        "relay_ready_queue_messages",
+        Help("Messages (one per recipient domain) waiting in ready queues for a connection or a "
+             "rate token, by shaping rule (refreshed every second)."),
+        l);
+    sites_.push_back(site);
+  }
+  for (int shard = 0; shard < options.shards; ++shard) {
+    loop_turns_.push_back(r.AddCounter(
+        "relay_shard_loop_turns_total",
+        Help("Event loop turns of each shard; an idle shard turns at least once a second, so a "
+             "count that stops moving is a stalled shard."),
+        {{"shard", absl::StrCat(shard)}}));
+  }
+  oldest_ = std::make_unique<Oldest[]>(options.shards);
+  const Clock* clock = options.clock != nullptr ? options.clock : RealClock::Get();
+  r.AddCallback(
+      "relay_queue_oldest_message_age_seconds", MetricType::kGauge,
+      Help("Age of the oldest message in the queue with a recipient pending (0 when empty)."), {},
+      [this, clock, shards = options.shards] {
+        int64_t oldest = -1;
+        for (int i = 0; i < shards; ++i) {
+          int64_t v = oldest_[i].created_unix_ms.load(std::memory_order_relaxed);
+          if (v >= 0 && (oldest < 0 || v < oldest)) oldest = v;
+        }
+        if (oldest < 0) return 0.0;
+        return std::max(0.0, clock->WallSeconds() - oldest / 1000.0);
+      });
+  if (!options.spool_directory.empty()) {
+    // One statvfs per series and scrape, on the scraping thread. NaN when it fails.
+    auto fs = [dir = options.spool_directory](bool avail) {
+      struct statvfs st;
+      if (::statvfs(dir.c_str(), &st) != 0) return std::nan("");
+      return static_cast<double>(avail ? st.f_bavail : st.f_blocks) *
+             static_cast<double>(st.f_frsize);
+    };
+    r.AddCallback("relay_spool_filesystem_avail_bytes", MetricType::kGauge,
+                  Help("Bytes available to the relay on the spool's file system (statvfs "
+                       "f_bavail): new segment files are created there."),
+                  {}, [fs] { return fs(true); });
+    r.AddCallback("relay_spool_filesystem_size_bytes", MetricType::kGauge,
+                  Help("Size of the spool's file system in bytes."), {},
+                  [fs] { return fs(false); });
+  }
 
   double start = options.start_time_unix_s;
   r.AddCallback("relay_process_start_time_seconds", MetricType::kGauge,
@@ -184,10 +273,17 @@ int RelayMetrics::SiteIndex(std::string_view rule_name) const {
 
 void RelayMetrics::Recipient(int shard, RecipientResult result, int site, int source) const {
   if (site < -1 || site + 1 >= site_count_) site = -1;
-  if (source < -1 || source + 1 >= source_count_) source = -1;
+  int source_label = source + 1;
+  if (source_other_ >= 0 && source_label >= source_other_) source_label = source_other_;
+  if (source < -1 || source_label >= source_count_) source_label = 0;
   size_t index =
-      (static_cast<size_t>(result) * site_count_ + (site + 1)) * source_count_ + (source + 1);
+      (static_cast<size_t>(result) * site_count_ + (site + 1)) * source_count_ + source_label;
   recipients_[index].Add(shard);
+}
+
+const RelayMetrics::Site& RelayMetrics::site(int site) const {
+  if (site < -1 || site + 1 >= site_count_) site = -1;
+  return sites_[site + 1];
 }
 
 }  // namespace relay::metrics

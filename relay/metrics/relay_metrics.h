@@ -1,22 +1,29 @@
 // The relay's metrics: every series relayd exports, registered once at start from the
 // configuration, and the handles the shards write through.
 //
-// Label values are bounded by the configuration: `listener` is a listener kind ("submission",
-// "submissions"), `site` a shaping rule's name ("google", "default"; "none" for a recipient that
-// failed before a rule was chosen, e.g. its MX lookup), `source` an egress source's name (its
-// address, or "default" for the kernel's choice; "none" when no source was chosen). Recipient
-// domains and addresses never become labels.
+// Label values are bounded by the configuration and capped: `listener` is a listener kind
+// ("submission", "submissions", "receive"), `site` a shaping rule's name ("google", "default";
+// "none" for a recipient that failed before a rule was chosen, e.g. its MX lookup), `source` an
+// egress source's name (its address, or "default" for the kernel's choice; "none" when no source
+// was chosen), `shard` a shard's index. Recipient domains and addresses never become labels. A
+// configuration may name many rules (one per customer domain) and an IPv6 prefix many sources:
+// the first kSitesMax rule names and kSourcesMax sources get a label of their own, the rest share
+// "other". So the recipient families hold at most 3 x (kSitesMax + 2) x (kSourcesMax + 2) series
+// (6,732), the per-site ones kSitesMax + 2 each, whatever the configuration.
 //
 // Built by the main thread before the shards start; immutable afterwards except for the cells,
 // which each shard writes for its own index (see registry.h). Render() from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "relay/base/clock.h"
 #include "relay/metrics/registry.h"
 
 namespace relay::metrics {
@@ -27,6 +34,10 @@ struct RelayMetricsOptions {
   std::vector<std::string> sources;  // egress source names, in the pool's index order
   std::string version;               // relay_build_info{version=...}
   double start_time_unix_s = 0;      // relay_process_start_time_seconds
+  // The spool's directory: the free space of its file system is read (statvfs) at each scrape.
+  // Empty: those two series are left out.
+  std::string spool_directory;
+  const Clock* clock = nullptr;  // for the oldest message's age; null: RealClock
 };
 
 enum class ListenerKind { kSubmission = 0, kSubmissions = 1, kReceive = 2 };
@@ -38,6 +49,9 @@ enum class DkimAlgorithm { kRsaSha256 = 0, kEd25519Sha256 = 1 };
 class RelayMetrics {
  public:
   static constexpr int kListenerKinds = 3;
+  // Rule names and egress sources with a label of their own (see the file comment).
+  static constexpr int kSitesMax = 32;
+  static constexpr int kSourcesMax = 64;
   // Bucket bounds in microseconds: fdatasync on this class of machine takes ~0.4 ms, up to tens
   // of ms on a busy disk; RSA-2048 signing ~0.6 ms, Ed25519 ~25 µs.
   static const std::vector<uint64_t>& LatencyBoundsUs();
@@ -52,11 +66,32 @@ class RelayMetrics {
   const Registry& registry() const { return registry_; }
   int shards() const { return registry_.shards(); }
 
-  // The index of a shaping rule's name for Recipient(), -1 ("none") when unknown; for a layered
-  // rule "example.com+google" the provider's ("google"). Any thread.
+  // The index of a shaping rule's name for Recipient() and site(), -1 ("none") when unknown; for
+  // a layered rule "example.com+google" the provider's ("google"); a rule beyond kSitesMax gets
+  // the index of "other". Any thread.
   int SiteIndex(std::string_view rule_name) const;
   // One recipient's outcome; `site` from SiteIndex, `source` an egress pool index (-1: none).
   void Recipient(int shard, RecipientResult result, int site, int source) const;
+
+  // Per-site series; `site` from SiteIndex (out of range: "none").
+  struct Site {
+    Counter delivered_tls;   // recipients delivered over TLS
+    Counter suspensions;     // (source, site) ready queues suspended by a reply rule
+    Gauge suspended_queues;  // (source, site) ready queues suspended now (set periodically)
+    Gauge ready_messages;    // messages waiting in ready queues for a connection (same)
+  };
+  const Site& site(int site) const;
+  // Site indices run from -1 ("none") to site_count() - 2.
+  int site_count() const { return site_count_; }
+
+  // The shard's loop turns: a shard whose count stops moving is stalled (an idle shard turns at
+  // least once a second).
+  const Counter& loop_turns(int shard) const { return loop_turns_[shard]; }
+  // created_unix_ms of the oldest message in `shard`'s spool (-1: none), for
+  // relay_queue_oldest_message_age_seconds. The shard's thread; a relaxed store.
+  void SetOldestMessage(int shard, int64_t created_unix_ms) const {
+    oldest_[shard].created_unix_ms.store(created_unix_ms, std::memory_order_relaxed);
+  }
 
   struct Listener {
     Counter connections_accepted;
@@ -80,12 +115,13 @@ class RelayMetrics {
   Counter dkim_refused;            // messages refused because they could not be signed
   Histogram dkim_signing_us;       // per message, all of its signatures
   Gauge queue_messages;
-  Gauge queue_bytes;              // bytes of the spool's segment files in use
-  Gauge queue_reserve_segments;   // pre-written segment files ready for the append path
+  Gauge queue_bytes;             // bytes of the spool's segment files in use
+  Gauge queue_capacity_bytes;    // bytes of segment files messages may fill (spool_bytes_max)
+  Gauge queue_reserve_segments;  // pre-written segment files ready for the append path
   Counter queue_segments_created_on_append_path;  // the reserve was empty: a stall
   Counter queue_segment_creation_failures;        // background creations that failed
-  Histogram fsync_us;             // one group commit (every fdatasync of the batch)
-  Histogram fsync_batch_records;  // records made durable by one group commit
+  Histogram fsync_us;                             // one group commit (every fdatasync of the batch)
+  Histogram fsync_batch_records;                  // records made durable by one group commit
   Counter fsync_errors;
   Counter dns_queries;
   Counter dns_cache_hits;
@@ -106,10 +142,18 @@ class RelayMetrics {
   Counter auth_[3];
   Counter dkim_signatures_[2];
   absl::flat_hash_map<std::string, int> site_index_;
-  // [result][site + 1][source + 1]: index 0 is "none".
+  // [result][site + 1][source label]: index 0 is "none".
   std::vector<Counter> recipients_;
-  int site_count_ = 0;    // "none" included
-  int source_count_ = 0;  // "none" included
+  std::vector<Site> sites_;  // [site + 1]
+  int site_count_ = 0;       // "none" and "other" included
+  int source_count_ = 0;     // "none" and "other" included
+  int source_other_ = -1;    // the source label of "other", -1 when every source has its own
+  std::vector<Counter> loop_turns_;
+  // One cache line per shard: each shard stores its own without sharing a line.
+  struct alignas(64) Oldest {
+    std::atomic<int64_t> created_unix_ms{-1};
+  };
+  std::unique_ptr<Oldest[]> oldest_;
 };
 
 }  // namespace relay::metrics

@@ -42,7 +42,7 @@ TEST(RelayMetricsTest, RecipientsBySiteAndSource) {
   size_t series = 0;
   for (size_t p = text.find("\nrelay_recipients_"); p != std::string::npos;
        p = text.find("\nrelay_recipients_", p + 1)) {
-    ++series;
+    if (text.find(",source=", p) < text.find('\n', p + 1)) ++series;  // not the per-site ones
   }
   EXPECT_EQ(series, 3u * 4 * 3);
 }
@@ -73,6 +73,85 @@ TEST(RelayMetricsTest, EveryFamilyIsExported) {
         "relay_connections_refused_total", "relay_expectation_failures_total"}) {
     EXPECT_NE(text.find(std::string("# TYPE ") + family + " "), std::string::npos) << family;
   }
+}
+
+TEST(RelayMetricsTest, SitesAndSourcesBeyondTheCapShareOther) {
+  RelayMetricsOptions o = Options();
+  o.sites.clear();
+  o.sources.clear();
+  for (int i = 0; i < RelayMetrics::kSitesMax + 10; ++i)
+    o.sites.push_back("rule" + std::to_string(i));
+  for (int i = 0; i < RelayMetrics::kSourcesMax + 100; ++i) {
+    o.sources.push_back("2001:db8::" + std::to_string(i + 1));
+  }
+  RelayMetrics m(o);
+  const int last = RelayMetrics::kSitesMax - 1;
+  EXPECT_EQ(m.SiteIndex("rule0"), 0);
+  EXPECT_EQ(m.SiteIndex("rule" + std::to_string(last)), last);
+  const int other = m.SiteIndex("rule" + std::to_string(last + 1));
+  EXPECT_EQ(other, RelayMetrics::kSitesMax);
+  EXPECT_EQ(m.SiteIndex("rule" + std::to_string(last + 10)), other);
+  EXPECT_EQ(m.SiteIndex("example.com+rule40"), other);
+  EXPECT_EQ(m.site_count(), RelayMetrics::kSitesMax + 2);
+  m.Recipient(0, RecipientResult::kDelivered, other, RelayMetrics::kSourcesMax + 50);
+  m.Recipient(1, RecipientResult::kDelivered, m.SiteIndex("rule41"), RelayMetrics::kSourcesMax);
+  m.Recipient(1, RecipientResult::kDelivered, 0, RelayMetrics::kSourcesMax - 1);
+  m.site(other).suspended_queues.Set(0, 3);
+  std::string text = m.Render();
+  EXPECT_TRUE(Has(text, "relay_recipients_delivered_total{site=\"other\",source=\"other\"} 2"))
+      << text;
+  EXPECT_TRUE(Has(text, "relay_recipients_delivered_total{site=\"rule0\",source=\"2001:db8::" +
+                            std::to_string(RelayMetrics::kSourcesMax) + "\"} 1"));
+  EXPECT_TRUE(Has(text, "relay_site_suspended_queues{site=\"other\"} 3"));
+  size_t series = 0;
+  for (size_t p = text.find("\nrelay_recipients_bounced_total{"); p != std::string::npos;
+       p = text.find("\nrelay_recipients_bounced_total{", p + 1)) {
+    ++series;
+  }
+  // The bound the header states: (sites + none + other) x (sources + none + other).
+  EXPECT_EQ(series, size_t{RelayMetrics::kSitesMax + 2} * (RelayMetrics::kSourcesMax + 2));
+}
+
+TEST(RelayMetricsTest, PerSiteSeriesLoopTurnsAndOldestMessage) {
+  RelayMetricsOptions o = Options();
+  FakeClock clock(1000000000, 1763850000.0);
+  o.clock = &clock;
+  o.spool_directory = ::testing::TempDir();
+  RelayMetrics m(o);
+  std::string text = m.Render();
+  EXPECT_TRUE(Has(text, "relay_queue_oldest_message_age_seconds 0")) << text;  // empty queue
+  m.SetOldestMessage(0, 1763849700000);                                        // 300 s ago
+  m.SetOldestMessage(1, 1763849900000);
+  clock.AdvanceMillis(1500);
+  const int google = m.SiteIndex("google");
+  m.site(google).delivered_tls.Add(1, 4);
+  m.site(google).suspensions.Add(0);
+  m.site(google).suspended_queues.Set(1, 1);
+  m.site(m.SiteIndex("yahoo")).ready_messages.Set(0, 7);
+  m.site(m.SiteIndex("yahoo")).ready_messages.Set(1, 5);
+  m.site(99).ready_messages.Set(0, 1);  // out of range: "none"
+  m.loop_turns(1).Add(1, 42);
+  m.queue_capacity_bytes.Set(0, 1 << 20);
+  m.queue_capacity_bytes.Set(1, 1 << 20);
+  text = m.Render();
+  for (const char* line : {
+           "relay_queue_oldest_message_age_seconds 301.5",
+           "relay_recipients_delivered_tls_total{site=\"google\"} 4",
+           "relay_site_suspensions_total{site=\"google\"} 1",
+           "relay_site_suspended_queues{site=\"google\"} 1",
+           "relay_ready_queue_messages{site=\"yahoo\"} 12",  // both shards' shares
+           "relay_ready_queue_messages{site=\"none\"} 1",
+           "relay_shard_loop_turns_total{shard=\"0\"} 0",
+           "relay_shard_loop_turns_total{shard=\"1\"} 42",
+           "relay_queue_capacity_bytes 2097152",
+       }) {
+    EXPECT_TRUE(Has(text, line)) << line << "\n" << text;
+  }
+  EXPECT_NE(text.find("\nrelay_spool_filesystem_avail_bytes "), std::string::npos);
+  EXPECT_EQ(text.find("relay_spool_filesystem_size_bytes NaN"), std::string::npos);
+  EXPECT_NE(text.find("\nrelay_spool_filesystem_size_bytes "), std::string::npos);
+  m.SetOldestMessage(0, -1);
+  EXPECT_TRUE(Has(m.Render(), "relay_queue_oldest_message_age_seconds 101.5"));
 }
 
 }  // namespace

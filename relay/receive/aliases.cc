@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -146,17 +147,16 @@ absl::StatusOr<Aliases> Aliases::Build(const std::vector<AliasesFile>& files,
       d.entries.emplace(std::move(key), std::move(entry));
     }
   }
-  // Every line and every catch-all must end at external addresses.
-  for (const auto& [domain, d] : aliases.domains_) {
-    for (const auto& [user, entry] : d.entries) {
-      ExpandState state;
-      state.path = {absl::StrCat(entry.source, " (", user, "@", domain, ")")};
-      std::vector<std::string> out;
-      for (const std::string& target : entry.targets) {
-        absl::Status s = aliases.ExpandInto(target, 1, &state, &out);
-        if (!s.ok()) {
-          return absl::InvalidArgumentError(absl::StrCat(entry.source, ": ", s.message()));
-        }
+  // Every line and every catch-all must end at external addresses. Each line is expanded once:
+  // walking every path instead cost fan-out^depth_max for lists of lists (four lines naming four
+  // on each of ten levels, a 1.3 KB file, took seconds to check, and again at every RCPT).
+  for (auto& [domain, d] : aliases.domains_) {
+    for (auto& [user, entry] : d.entries) {
+      std::vector<std::string> path;
+      absl::Status s = aliases.ExpandEntry(
+          &entry, absl::StrCat(entry.source, " (", user, "@", domain, ")"), &path);
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(entry.source, ": ", s.message()));
       }
     }
   }
@@ -197,55 +197,54 @@ const Aliases::Entry* Aliases::Lookup(const Domain& domain, std::string_view loc
   return domain.catch_all();
 }
 
-absl::Status Aliases::ExpandInto(std::string_view address, uint32_t depth, ExpandState* state,
-                                 std::vector<std::string>* out) const {
-  std::vector<std::string>* path = &state->path;
-  std::string_view local, domain_name;
-  if (!SplitAddress(address, &local, &domain_name)) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid address ", A(address)));
-  }
-  auto d = domains_.find(Lower(domain_name));
-  if (d == domains_.end()) {
-    if (!state->targets.contains(A(address))) {
-      if (out->size() >= options_.targets_max) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path->front(), " expands to more than ", options_.targets_max, " targets"));
-      }
-      state->targets.emplace(address);
-      out->emplace_back(address);
-    }
-    return absl::OkStatus();
-  }
-  const Entry* entry = Lookup(d->second, local);
-  if (entry == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "target ", A(address), " is a local address with no alias and no catch-all (this relay "
-        "stores no mailboxes)"));
-  }
-  // A line already expanded from this deep or deeper added all its targets then (they do not
-  // depend on the address that reached it) and stayed within depth_max: expanding it again adds
-  // nothing. Without this a line reached along many paths (a chain of diamonds) was expanded
-  // once per path (issue 13).
-  auto done = state->expanded_at_depth.find(entry);
-  if (done != state->expanded_at_depth.end() && done->second >= depth) return absl::OkStatus();
-  // A loop is a line reached again on the way down: "A" and "a+x" reach the same line.
-  std::string via = absl::StrCat(entry->source, " (", A(address), ")");
-  if (std::find(path->begin(), path->end(), via) != path->end()) {
+absl::Status Aliases::ExpandEntry(Entry* entry, std::string via, std::vector<std::string>* path) {
+  if (entry->state == Entry::State::kExpanded) return absl::OkStatus();
+  // A loop is a line reached again on the way down.
+  if (entry->state == Entry::State::kExpanding) {
     return absl::InvalidArgumentError(
         absl::StrCat("alias loop: ", absl::StrJoin(*path, " -> "), " -> ", via));
   }
-  if (depth > options_.depth_max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "aliases nested deeper than depth_max ", options_.depth_max, ": ",
-        absl::StrJoin(*path, " -> ")));
-  }
-  path->push_back(via);
+  entry->state = Entry::State::kExpanding;
+  path->push_back(std::move(via));
+  absl::flat_hash_set<std::string> seen;
+  auto add = [&](const std::string& address) -> absl::Status {
+    if (!seen.insert(address).second) return absl::OkStatus();
+    if (entry->expansion.size() >= options_.targets_max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path->front(), " expands to more than ", options_.targets_max, " targets"));
+    }
+    entry->expansion.push_back(address);
+    return absl::OkStatus();
+  };
   for (const std::string& target : entry->targets) {
-    RETURN_IF_ERROR(ExpandInto(target, depth + 1, state, out));
+    std::string_view local, domain_name;
+    if (!SplitAddress(target, &local, &domain_name)) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid address ", target));
+    }
+    auto d = domains_.find(Lower(domain_name));
+    if (d == domains_.end()) {
+      RETURN_IF_ERROR(add(target));
+      continue;
+    }
+    // Lookup is const; the entry is this object's own, being filled.
+    Entry* next = const_cast<Entry*>(Lookup(d->second, local));
+    if (next == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("target ", target,
+                       " is a local address with no alias and no catch-all (this relay "
+                       "stores no mailboxes)"));
+    }
+    RETURN_IF_ERROR(ExpandEntry(next, absl::StrCat(next->source, " (", target, ")"), path));
+    entry->height = std::max(entry->height, next->height + 1);
+    if (entry->height > options_.depth_max) {
+      return absl::InvalidArgumentError(absl::StrCat("aliases nested deeper than depth_max ",
+                                                     options_.depth_max, ": ",
+                                                     absl::StrJoin(*path, " -> ")));
+    }
+    for (const std::string& address : next->expansion) RETURN_IF_ERROR(add(address));
   }
   path->pop_back();
-  uint32_t& deepest = state->expanded_at_depth[entry];
-  deepest = std::max(deepest, depth);
+  entry->state = Entry::State::kExpanded;
   return absl::OkStatus();
 }
 
@@ -260,18 +259,13 @@ Expansion Aliases::Expand(std::string_view address) const {
     result.status = ExpandStatus::kUnknownUser;
     return result;
   }
-  ExpandState state;
-  state.path = {absl::StrCat(entry->source, " (", A(address), ")")};
-  for (const std::string& target : entry->targets) {
-    absl::Status s = ExpandInto(target, 1, &state, &result.targets);
-    // Build() expanded every line already; a failure here means that check is broken.
-    EXPECT_OR_COUNT(s.ok());
-    if (!s.ok()) {
-      result.targets.clear();
-      result.status = ExpandStatus::kUnknownUser;
-      return result;
-    }
+  // Build() expanded every line; one that is not means that check is broken.
+  EXPECT_OR_COUNT(entry->state == Entry::State::kExpanded);
+  if (entry->state != Entry::State::kExpanded) {
+    result.status = ExpandStatus::kUnknownUser;
+    return result;
   }
+  result.targets = entry->expansion;
   result.status = ExpandStatus::kExpanded;
   return result;
 }

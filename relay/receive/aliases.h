@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 
 namespace relay::receive {
@@ -80,24 +79,22 @@ class Aliases {
   struct Entry {
     std::vector<std::string> targets;  // as written, each a full address (domain added)
     std::string source;                // "file:line" for errors
+    // Filled by Build: the external addresses the line expands to, and how many lines deep its
+    // expansion goes. Each line is expanded once and the lines that name it reuse the result.
+    std::vector<std::string> expansion;
+    uint32_t height = 0;
+    enum class State { kNew, kExpanding, kExpanded } state = State::kNew;
   };
   struct Domain {
     absl::flat_hash_map<std::string, Entry> entries;  // lower-case local part -> entry
     const Entry* catch_all() const;
   };
 
-  // What one expansion has seen: linear in the lines and targets it goes through.
-  struct ExpandState {
-    std::vector<std::string> path;             // the lines on the way down, for loops
-    absl::flat_hash_set<std::string> targets;  // the external targets in `out`
-    // Lines expanded completely, and the greatest depth they were expanded from.
-    absl::flat_hash_map<const Entry*, uint32_t> expanded_at_depth;
-  };
-
   // Finds the entry for a local address (exact, then without suffix, then catch-all).
   const Entry* Lookup(const Domain& domain, std::string_view local) const;
-  absl::Status ExpandInto(std::string_view address, uint32_t depth, ExpandState* state,
-                          std::vector<std::string>* out) const;
+  // Fills entry->expansion (see Entry), depth first. `path` holds the lines on the way down, for
+  // the messages; `via` names this one.
+  absl::Status ExpandEntry(Entry* entry, std::string via, std::vector<std::string>* path);
 
   AliasesOptions options_;
   absl::flat_hash_map<std::string, Domain> domains_;  // lower-case domain -> its aliases

@@ -104,6 +104,28 @@ TEST(AliasesTest, DepthLimit) {
   EXPECT_THAT(a.status().message(), HasSubstr("deeper than depth_max 3"));
 }
 
+// Lists of lists: each line is expanded once, whatever the number of paths to it. Walking every
+// path, ten levels of six lines naming all six of the next level took 6^10 steps.
+TEST(AliasesTest, ListsOfListsExpandOnce) {
+  std::string text;
+  for (int level = 0; level < 10; ++level) {
+    for (int i = 0; i < 6; ++i) {
+      text += "l" + std::to_string(level) + "x" + std::to_string(i) + ":";
+      for (int j = 0; j < 6; ++j) {
+        text += j == 0 ? " " : ", ";
+        text += level < 9 ? "l" + std::to_string(level + 1) + "x" + std::to_string(j)
+                          : "m" + std::to_string(j) + "@ext.example";
+      }
+      text += "\n";
+    }
+  }
+  auto a = Make({File("local.test", text)});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_THAT(a->Expand("l0x3@local.test").targets,
+              ElementsAre("m0@ext.example", "m1@ext.example", "m2@ext.example", "m3@ext.example",
+                          "m4@ext.example", "m5@ext.example"));
+}
+
 TEST(AliasesTest, LocalUserWithoutForwardingIsAConfigError) {
   auto a = Make({File("local.test", "postmaster: admin\n")});
   ASSERT_FALSE(a.ok());

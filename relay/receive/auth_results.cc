@@ -1,6 +1,8 @@
 #include "relay/receive/auth_results.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "dkim/header.h"
 
 namespace relay::receive {
 namespace {
@@ -194,6 +196,22 @@ const char* ArcVerdictName(ArcVerdict v) {
   return "fail";
 }
 
+const char* DmarcVerdictName(DmarcVerdict v) {
+  switch (v) {
+    case DmarcVerdict::kNone:
+      return "none";
+    case DmarcVerdict::kPass:
+      return "pass";
+    case DmarcVerdict::kFail:
+      return "fail";
+    case DmarcVerdict::kTempError:
+      return "temperror";
+    case DmarcVerdict::kPermError:
+      return "permerror";
+  }
+  return "permerror";
+}
+
 std::string AuthResultsValue(std::string_view raw) {
   std::string value = Sanitize(raw, raw.size());
   if (IsToken(value)) return value;
@@ -243,6 +261,16 @@ std::string AuthResultsPayload(const AuthResults& results) {
                      std::string_view(d.signature_prefix).substr(0, kSignaturePrefixCharsMax)));
     }
   }
+  if (results.dmarc.has_value()) {
+    const DmarcAuth& d = *results.dmarc;
+    begin_result("dmarc", DmarcVerdictName(d.result));
+    if (!d.policy.empty() && d.result == DmarcVerdict::kFail) {
+      // A comment (RFC 8601 §2.2 allows CFWS between the result and its properties).
+      f.Add(absl::StrCat("(p=", Sanitize(d.policy, kAuthResultsReasonBytesMax)));
+      f.Add(absl::StrCat("dis=", Sanitize(d.disposition, kAuthResultsReasonBytesMax), ")"));
+    }
+    if (!d.header_from.empty()) f.Add(Property("header.from", d.header_from));
+  }
   if (results.arc.has_value()) begin_result("arc", ArcVerdictName(*results.arc));
   // RFC 8601 §2.2: "none" when no method was applied.
   if (!any) f.Add("none");
@@ -251,6 +279,84 @@ std::string AuthResultsPayload(const AuthResults& results) {
 
 std::string BuildAuthResultsHeader(const AuthResults& results) {
   return absl::StrCat("Authentication-Results: ", AuthResultsPayload(results), "\r\n");
+}
+
+namespace {
+
+// The authserv-id of an Authentication-Results field ("Name: value..." with its folding): the
+// first value after the colon, past CFWS (RFC 5322 §3.2.2; comments nest). A quoted-string is
+// returned with its quotes and escapes removed.
+std::string AuthservId(std::string_view raw) {
+  size_t i = raw.find(':');
+  if (i == std::string_view::npos) return "";
+  ++i;
+  int depth = 0;
+  for (; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (depth > 0) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '(') {
+        ++depth;
+      } else if (c == ')') {
+        --depth;
+      }
+    } else if (c == '(') {
+      depth = 1;
+    } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+      break;
+    }
+  }
+  std::string id;
+  if (i < raw.size() && raw[i] == '"') {
+    for (++i; i < raw.size() && raw[i] != '"'; ++i) {
+      if (raw[i] == '\\' && i + 1 < raw.size()) ++i;
+      id.push_back(raw[i]);
+    }
+    return id;
+  }
+  for (; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == ';' || c == '(' || c == ' ' || c == '\t' || c == '\r' || c == '\n') break;
+    id.push_back(c);
+  }
+  return id;
+}
+
+}  // namespace
+
+bool ClaimsAuthservId(const dkim::HeaderField& field, std::string_view authserv_id) {
+  return dkim::HeaderNameEquals(field.name, "Authentication-Results") &&
+         absl::EqualsIgnoreCase(AuthservId(field.raw),
+                                absl::string_view(authserv_id.data(), authserv_id.size()));
+}
+
+std::optional<std::string> WithoutOwnAuthResults(std::string_view message,
+                                                 std::string_view authserv_id) {
+  size_t end = message.find("\r\n\r\n");
+  std::string_view block = end == std::string_view::npos ? message : message.substr(0, end + 2);
+  absl::StatusOr<std::vector<dkim::HeaderField>> fields = dkim::ParseHeaderBlock(block);
+  if (!fields.ok()) return std::nullopt;
+  return WithoutOwnAuthResults(message, *fields, authserv_id);
+}
+
+std::optional<std::string> WithoutOwnAuthResults(std::string_view message,
+                                                 const std::vector<dkim::HeaderField>& fields,
+                                                 std::string_view authserv_id) {
+  std::optional<std::string> kept;
+  size_t copied_to = 0;  // message bytes before this offset are in `kept` or dropped
+  for (const dkim::HeaderField& f : fields) {
+    if (!ClaimsAuthservId(f, authserv_id)) continue;
+    if (!kept) {
+      kept.emplace();
+      kept->reserve(message.size());
+    }
+    size_t at = static_cast<size_t>(f.raw.data() - message.data());
+    kept->append(message.substr(copied_to, at - copied_to));
+    copied_to = at + f.raw.size();
+  }
+  if (kept) kept->append(message.substr(copied_to));
+  return kept;
 }
 
 }  // namespace relay::receive

@@ -14,9 +14,14 @@ except ImportError:
 TOOL = sys.argv[1]
 
 CASES = [
-    # (spf, [dkim...], arc): spf = (result, mailfrom, helo); dkim = (result, d, s, b, reason)
-    (("pass", "alice@example.com", ""), [("pass", "example.com", "sel", "AbCd+123", "")], "none"),
+    # (spf, [dkim...], arc[, dmarc]): spf = (result, mailfrom, helo); dkim = (result, d, s, b,
+    # reason); dmarc = (result, header.from, policy, disposition), the last two in a comment
+    (("pass", "alice@example.com", ""), [("pass", "example.com", "sel", "AbCd+123", "")], "none",
+     ("pass", "example.com", "", "")),
     (("softfail", "", "helo.example"), [], None),
+    (("fail", "ceo@bank.example", ""), [], "none", ("fail", "bank.example", "reject", "reject")),
+    (("temperror", "a@news.bank.example", ""), [], None,
+     ("temperror", "news.bank.example", "", "")),
     (("fail", '"a b"@example.com', "mail.example"),
      [("fail", "other.example", "s2", "ab/cd+ef", "body hash mismatch"),
       ("permerror", "x.example", "s3", "", "no key: permanent nxdomain: s3._domainkey.x.example"),
@@ -39,12 +44,14 @@ def check(what, ok, detail=""):
     failed |= not ok
 
 
-for n, (spf, dkims, arc) in enumerate(CASES):
+for n, (spf, dkims, arc, *dmarc) in enumerate(CASES):
     args = [TOOL, "mx.example.org"]
     if spf:
         args += ["--spf", *spf]
     for d in dkims:
         args += ["--dkim", *d]
+    if dmarc:
+        args += ["--dmarc", *dmarc[0]]
     if arc:
         args += ["--arc", arc]
     field = subprocess.run(args, check=True, capture_output=True).stdout.decode()
@@ -69,6 +76,8 @@ for n, (spf, dkims, arc) in enumerate(CASES):
         if d[3]:
             props["header.b"] = d[3]
         want.append(("dkim", d[0], d[4] if d[0] != "pass" else "", props))
+    if dmarc:
+        want.append(("dmarc", dmarc[0][0], "", {"header.from": dmarc[0][1]}))
     if arc:
         want.append(("arc", arc, "", {}))
     check("case %d results round-trip" % n, got == want, (field, got, want))

@@ -1,5 +1,6 @@
 #include "relay/receive/auth_results.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,66 @@ TEST(AuthResultsTest, FoldedUnder78Columns) {
   // The b= prefix is cut to its named limit.
   EXPECT_NE(field.find("header.b=0123456789ab;"), std::string::npos) << field;
   EXPECT_NE(field.find("\tarc=pass\r\n"), std::string::npos) << field;
+}
+
+TEST(WithoutOwnAuthResultsTest, RemovesOnlyFieldsClaimingOurAuthservId) {
+  const std::string message =
+      "Authentication-Results: MX.Example.Org; spf=pass smtp.mailfrom=ceo@bank.example\r\n"
+      "Received: from a by b\r\n"
+      "Authentication-Results: other.example; dkim=fail\r\n"
+      "authentication-results: (forged)\r\n"
+      "\t\"mx.example.org\"; dkim=pass header.d=bank.example\r\n"
+      "Authentication-Results: mx.example.org.evil.test; dkim=pass\r\n"
+      "ARC-Authentication-Results: i=1; mx.example.org; arc=none\r\n"
+      "Subject: hi\r\n"
+      "\r\n"
+      "Authentication-Results: mx.example.org; in the body, kept\r\n";
+  std::optional<std::string> kept = WithoutOwnAuthResults(message, "mx.example.org");
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(*kept,
+            "Received: from a by b\r\n"
+            "Authentication-Results: other.example; dkim=fail\r\n"
+            "Authentication-Results: mx.example.org.evil.test; dkim=pass\r\n"
+            "ARC-Authentication-Results: i=1; mx.example.org; arc=none\r\n"
+            "Subject: hi\r\n"
+            "\r\n"
+            "Authentication-Results: mx.example.org; in the body, kept\r\n");
+}
+
+TEST(WithoutOwnAuthResultsTest, FromFieldsParsedOnceGivesTheSame) {
+  const std::string message =
+      "Authentication-Results: MX.Example.Org; spf=pass\r\n"
+      "Subject: hi\r\n"
+      "authentication-results: (c) mx.example.org; dkim=pass\r\n"
+      "Authentication-Results: other.example; dkim=fail\r\n"
+      "\r\n"
+      "body\r\n";
+  auto fields =
+      dkim::ParseHeaderBlock(std::string_view(message).substr(0, message.find("\r\n\r\n") + 2));
+  ASSERT_TRUE(fields.ok());
+  std::optional<std::string> kept = WithoutOwnAuthResults(message, *fields, "mx.example.org");
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept, WithoutOwnAuthResults(message, "mx.example.org"));
+  EXPECT_EQ(*kept,
+            "Subject: hi\r\nAuthentication-Results: other.example; dkim=fail\r\n\r\nbody\r\n");
+  std::vector<bool> claims;
+  for (const dkim::HeaderField& f : *fields) {
+    claims.push_back(ClaimsAuthservId(f, "mx.example.org"));
+  }
+  EXPECT_EQ(claims, (std::vector<bool>{true, false, true, false}));
+}
+
+TEST(WithoutOwnAuthResultsTest, NothingToRemoveCopiesNothing) {
+  EXPECT_FALSE(WithoutOwnAuthResults("Subject: a\r\n\r\nbody\r\n", "mx.example.org"));
+  EXPECT_FALSE(WithoutOwnAuthResults(
+      "Authentication-Results: other.example; spf=pass\r\n\r\n", "mx.example.org"));
+  EXPECT_FALSE(WithoutOwnAuthResults("", "mx.example.org"));
+  // The last field at the very end of a message without a body.
+  std::optional<std::string> kept = WithoutOwnAuthResults(
+      "Subject: a\r\nAuthentication-Results: mx.example.org (c (nested)); none\r\n",
+      "mx.example.org");
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(*kept, "Subject: a\r\n");
 }
 
 }  // namespace

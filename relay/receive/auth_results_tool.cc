@@ -1,5 +1,5 @@
 // auth_results_tool AUTHSERV_ID [--spf RESULT MAILFROM HELO] [--dkim RESULT D S B REASON]...
-//                   [--arc RESULT]
+//                   [--dmarc RESULT FROM POLICY DISPOSITION] [--arc RESULT]
 // Prints the Authentication-Results field built from the arguments (results by their RFC 8601
 // names), for the test that parses it with another implementation. Exit status 2 on bad usage.
 #include <cstdio>
@@ -50,6 +50,16 @@ int main(int argc, char** argv) {
       r.dkim.push_back(d);
       r.dkim_checked = true;
       i += 6;
+    } else if (opt == "--dmarc" && i + 4 < argc) {
+      DmarcAuth d;
+      if (!ParseVerdict(argv[i + 1], DmarcVerdict::kPermError, DmarcVerdictName, &d.result)) {
+        return 2;
+      }
+      d.header_from = argv[i + 2];
+      d.policy = argv[i + 3];
+      d.disposition = argv[i + 4];
+      r.dmarc = d;
+      i += 5;
     } else if (opt == "--arc" && i + 1 < argc) {
       ArcVerdict a;
       if (!ParseVerdict(argv[i + 1], ArcVerdict::kFail, ArcVerdictName, &a)) return 2;

@@ -10,6 +10,7 @@
 #include "dkim/key.h"
 #include "dkim/message.h"
 #include "dkim/verifier.h"
+#include "relay/receive/dmarc.h"
 
 namespace relay::receive {
 namespace {
@@ -31,6 +32,8 @@ struct CheckState {
   DkimCheckOptions options;
   DkimCheckCallback callback;
   Offload offload;
+  DkimParsedCallback parsed_callback;
+  absl::StatusOr<std::string> from_domain;  // read by Prepare when parsed_callback is set
   io::Reactor* reactor = nullptr;
   dns::Resolver* resolver = nullptr;
   std::vector<KeyName> names;
@@ -142,9 +145,14 @@ void Prepare(CheckState& state) {
   absl::StatusOr<dkim::ParsedMessage> parsed = dkim::ParsedMessage::Parse(state.message);
   if (!parsed.ok()) {
     state.parse_error = std::string(parsed.status().message());
+    // As MessageFromDomain says it.
+    state.from_domain = absl::InvalidArgumentError("the header does not parse");
     return;
   }
   state.parsed = std::make_shared<dkim::ParsedMessage>(std::move(*parsed));
+  if (state.parsed_callback != nullptr) {
+    state.from_domain = HeaderFromDomain(state.parsed->fields());
+  }
   for (const dkim::HeaderField& f : state.parsed->fields()) {
     if (!dkim::HeaderNameEquals(f.name, "dkim-signature")) continue;
     if (state.signature_prefixes.size() == state.options.signatures_max) break;
@@ -167,6 +175,17 @@ void Prepare(CheckState& state) {
   if (state.options.check_arc) {
     for (auto& [selector, domain] : dkim::ArcKeyNames(*state.parsed)) add_name(selector, domain);
   }
+}
+
+// Hands what Prepare found to the parsed callback, if any. The reactor's thread.
+void NotifyParsed(CheckState& state) {
+  if (state.parsed_callback == nullptr || state.token->cancelled) return;
+  DkimParsed parsed;
+  parsed.message = state.parsed;
+  parsed.from_domain = std::move(state.from_domain);
+  DkimParsedCallback callback = std::move(state.parsed_callback);
+  state.parsed_callback = nullptr;
+  callback(std::move(parsed));
 }
 
 // Sends every key query at once; Finish runs when the last answer is in. The reactor's thread.
@@ -228,7 +247,8 @@ DkimChecker::DkimChecker(io::Reactor* reactor, dns::Resolver* resolver, DkimChec
 }
 
 dns::QueryHandle DkimChecker::Check(std::string_view message, int64_t now_s,
-                                    DkimCheckCallback callback, Offload offload) {
+                                    DkimCheckCallback callback, Offload offload,
+                                    DkimParsedCallback parsed) {
   auto state = std::make_shared<CheckState>();
   state->token = std::make_shared<dns::internal::Token>();
   state->message = message;
@@ -236,18 +256,21 @@ dns::QueryHandle DkimChecker::Check(std::string_view message, int64_t now_s,
   state->options = options_;
   state->callback = std::move(callback);
   state->offload = std::move(offload);
+  state->parsed_callback = std::move(parsed);
   state->reactor = reactor_;
   state->resolver = resolver_;
   dns::QueryHandle handle(state->token);
   if (state->offload == nullptr) {
     Prepare(*state);
-    FetchKeys(state);
+    NotifyParsed(*state);
+    if (!state->token->cancelled) FetchKeys(state);
     return handle;
   }
   // Parsing and reading the tag lists is linear, yet a few milliseconds for a hostile 1 MiB
   // header: done on a worker too, so that the shard only sends the queries.
   bool queued = state->offload([state] { Prepare(*state); },
                                [state] {
+                                 NotifyParsed(*state);
                                  if (!state->token->cancelled) FetchKeys(state);
                                });
   if (!queued) {

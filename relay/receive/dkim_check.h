@@ -16,6 +16,11 @@
 // over `key_record_bytes_max` is permerror. A message without DKIM-Signature gives no results
 // (dkim=none).
 //
+// With a `parsed` callback, Check also reads the message's From domain from that one parse (as
+// MessageFromDomain does, relay/receive/dmarc.h) and hands both over on the reactor's thread
+// before the key queries go out, so that the DMARC policy lookup runs alongside them and nothing
+// parses the header on the shard again.
+//
 // Threading and ownership, as the Resolver's (dns/resolver.h): create, call and destroy on the
 // reactor's thread. The callback runs on that thread exactly once, never inside Check, and never
 // after the returned handle is destroyed or cancelled (the DNS queries already sent run to their
@@ -74,6 +79,18 @@ struct DkimCheckResult {
 
 using DkimCheckCallback = std::function<void(DkimCheckResult)>;
 
+// What Check's parse of the message found, before any key is fetched.
+struct DkimParsed {
+  // The message as parsed (null when its header could not be parsed). The verification still
+  // reads it afterwards (on the offload): until the check's callback has run or its handle is
+  // cancelled with nothing handed to the offload, only hold it.
+  std::shared_ptr<const dkim::ParsedMessage> message;
+  // The From domain of its header, or why there is none (relay/receive/dmarc.h).
+  absl::StatusOr<std::string> from_domain;
+};
+
+using DkimParsedCallback = std::function<void(DkimParsed)>;
+
 // The Authentication-Results verdict for a verifier status.
 DkimVerdict ToDkimVerdict(dkim::VerifyStatus status);
 ArcVerdict ToArcVerdict(dkim::ArcChainStatus status);
@@ -86,9 +103,12 @@ class DkimChecker {
   DkimChecker& operator=(const DkimChecker&) = delete;
 
   // `message`: the whole message, CRLF line ends. `now_s`: for x= expiry. `offload`: where the
-  // verification runs once the keys are in; null: on the reactor's thread.
+  // verification runs once the keys are in; null: on the reactor's thread. `parsed`: when given,
+  // runs once on the reactor's thread when the message is parsed, before `callback` (inside Check
+  // when there is no offload); not when the offload refuses the parse, nor after a cancel.
   [[nodiscard]] dns::QueryHandle Check(std::string_view message, int64_t now_s,
-                                       DkimCheckCallback callback, Offload offload = nullptr);
+                                       DkimCheckCallback callback, Offload offload = nullptr,
+                                       DkimParsedCallback parsed = nullptr);
 
  private:
   io::Reactor* reactor_;

@@ -3,16 +3,11 @@
 // signer and sealer. The DNS timeout case aims the resolver at a UDP socket that never answers.
 #include "relay/receive/dkim_check.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,7 +17,7 @@
 #include "dkim/key.h"
 #include "dkim/signer.h"
 #include "dns/resolver.h"
-#include "dns/testing/unbound_server.h"
+#include "dns/testing/unbound_test.h"
 #include "gtest/gtest.h"
 #include "relay/io/reactor.h"
 
@@ -47,7 +42,7 @@ const char kMessage[] =
     "\r\n"
     "Hello Bob.\r\n";
 
-class DkimCheckTest : public ::testing::Test {
+class DkimCheckTest : public dns::testing::UnboundTest {
  protected:
   static void SetUpTestSuite() {
     rsa_ = new dkim::PrivateKey(
@@ -61,44 +56,12 @@ class DkimCheckTest : public ::testing::Test {
     // A key record larger than the checker accepts.
     zones += TxtData("big._domainkey.example.test.",
                      rsa_->PublicKeyRecord() + "; n=" + std::string(1200, 'x'));
-    auto suite = dns::testing::StartUnboundSuite(zones);
-    ASSERT_TRUE(suite.ok()) << suite.status();
-    if (!suite->skip_reason.empty()) {
-      skip_ = new std::string(suite->skip_reason);
-      return;
-    }
-    server_ = suite->server.release();
-    reactor_ = suite->reactor.release();
+    StartUnbound(zones);
   }
   static void TearDownTestSuite() {
-    delete reactor_;
-    delete server_;
+    UnboundTest::TearDownTestSuite();
     delete rsa_;
     delete ed_;
-  }
-
-  void SetUp() override {
-    if (skip_ != nullptr) {
-      printf("SKIP: %s\n", skip_->c_str());
-      GTEST_SKIP() << *skip_;
-    }
-    ASSERT_NE(server_, nullptr) << "unbound did not start: see the suite's first failure";
-    resolver_ = MakeResolver(server_->address());
-  }
-  void TearDown() override {
-    resolver_.reset();
-    for (int i = 0; i < 100 && reactor_ != nullptr && reactor_->retiring() > 0; ++i) {
-      reactor_->RunOnce(10);
-    }
-  }
-
-  std::unique_ptr<dns::Resolver> MakeResolver(const std::string& server, int timeout_ms = 1000,
-                                              int tries = 2) {
-    dns::ResolverOptions o;
-    o.servers = {server};
-    o.timeout_ms = timeout_ms;
-    o.tries = tries;
-    return dns::Resolver::Create(reactor_, o).value();
   }
 
   static std::string Sign(const std::string& message,
@@ -130,23 +93,15 @@ class DkimCheckTest : public ::testing::Test {
         },
         std::move(offload));
     EXPECT_FALSE(done) << "called back inside Check";
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done && std::chrono::steady_clock::now() < deadline) reactor_->RunOnce(20);
+    RunUntil(&done, 10000);
     EXPECT_TRUE(done) << "no result within 10 s";
     return out;
   }
 
-  static std::string* skip_;
-  static dns::testing::UnboundServer* server_;
-  static io::Reactor* reactor_;
   static dkim::PrivateKey* rsa_;
   static dkim::PrivateKey* ed_;
-  std::unique_ptr<dns::Resolver> resolver_;
 };
 
-std::string* DkimCheckTest::skip_ = nullptr;
-dns::testing::UnboundServer* DkimCheckTest::server_ = nullptr;
-io::Reactor* DkimCheckTest::reactor_ = nullptr;
 dkim::PrivateKey* DkimCheckTest::rsa_ = nullptr;
 dkim::PrivateKey* DkimCheckTest::ed_ = nullptr;
 
@@ -207,17 +162,9 @@ TEST_F(DkimCheckTest, OversizedKeyRecordIsPermError) {
 }
 
 TEST_F(DkimCheckTest, DnsTimeoutIsTempError) {
-  // A bound UDP socket nobody reads: every query times out.
-  int silent = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(sin);
-  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
-  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&sin), &len), 0);
-  auto resolver = MakeResolver(absl::StrCat("127.0.0.1:", ntohs(sin.sin_port)), 200, 1);
+  dns::testing::SilentDnsServer silent;  // every query times out
+  auto resolver = MakeResolver(silent.address(), 200, 1);
   DkimCheckResult r = Check(Sign(kMessage, {{"sel", rsa_}}), resolver.get());
-  close(silent);
   ASSERT_EQ(r.dkim.size(), 1u);
   EXPECT_EQ(r.dkim[0].result, DkimVerdict::kTempError) << r.dkim[0].reason;
   resolver.reset();
@@ -331,6 +278,54 @@ TEST_F(DkimCheckTest, RefusedOffloadReportsOverloaded) {
       Check(Sign(kMessage, {{"sel", rsa_}}), nullptr, DkimCheckOptions(), offload.Get());
   EXPECT_TRUE(r.overloaded);
   EXPECT_TRUE(r.dkim.empty());
+}
+
+// The parse is handed over before the keys are fetched, with the From domain read from it: inside
+// Check without an offload, back on the reactor's thread with one; before the result either way.
+TEST_F(DkimCheckTest, ParsedCallbackGivesTheParseAndFromDomainFirst) {
+  const std::string m = Sign(kMessage, {{"sel", rsa_}});
+  for (bool offloaded : {false, true}) {
+    SCOPED_TRACE(offloaded ? "offloaded" : "inline");
+    ThreadOffload offload(reactor_);
+    DkimChecker checker(reactor_, resolver_.get());
+    const std::thread::id test_thread = std::this_thread::get_id();
+    std::vector<std::string> order;
+    std::optional<DkimParsed> parsed;
+    bool done = false;
+    dns::QueryHandle h = checker.Check(
+        m, kNow,
+        [&](DkimCheckResult r) {
+          order.push_back("result");
+          EXPECT_EQ(r.dkim.at(0).result, DkimVerdict::kPass);
+          done = true;
+        },
+        offloaded ? offload.Get() : nullptr,
+        [&](DkimParsed p) {
+          EXPECT_EQ(std::this_thread::get_id(), test_thread);
+          order.push_back("parsed");
+          parsed = std::move(p);
+        });
+    EXPECT_EQ(parsed.has_value(), !offloaded) << "handed over inside Check only without offload";
+    RunUntil(&done, 10000);
+    ASSERT_TRUE(done);
+    EXPECT_EQ(order, (std::vector<std::string>{"parsed", "result"}));
+    ASSERT_TRUE(parsed.has_value());
+    ASSERT_NE(parsed->message, nullptr);
+    EXPECT_EQ(parsed->message->body(), "Hello Bob.\r\n");
+    ASSERT_TRUE(parsed->from_domain.ok()) << parsed->from_domain.status();
+    EXPECT_EQ(*parsed->from_domain, "example.test");
+  }
+  // A header that does not parse: no message, and the reason DMARC gives for it.
+  DkimChecker checker(reactor_, resolver_.get());
+  std::optional<DkimParsed> parsed;
+  bool done = false;
+  dns::QueryHandle h = checker.Check(
+      "no colon here\r\n\r\nbody\r\n", kNow, [&](DkimCheckResult) { done = true; }, nullptr,
+      [&](DkimParsed p) { parsed = std::move(p); });
+  RunUntil(&done, 10000);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->message, nullptr);
+  EXPECT_EQ(parsed->from_domain.status().message(), "the header does not parse");
 }
 
 TEST_F(DkimCheckTest, CancelledCheckNeverCallsBack) {

@@ -56,6 +56,12 @@ bool SplitAddress(std::string_view address, std::string_view* local, std::string
   return true;
 }
 
+// The part of an SRS0 address an SRS1 address carries: "=HHHH=TT=domain=local", its first
+// character the SRS0 address's separator.
+bool IsCarriedSrs0(std::string_view carried) {
+  return carried.size() >= 2 && kSeparators.find(carried[0]) != std::string_view::npos;
+}
+
 }  // namespace
 
 std::string SrsTimestamp(int64_t now_s) {
@@ -138,6 +144,12 @@ absl::StatusOr<std::string> Srs::Forward(std::string_view sender, int64_t now_s)
         absl::StrCat("sender \"", std::string(sender), "\" is not local@domain"));
   }
   if (IEquals(domain, config_.domain)) return std::string(sender);
+  // '=' separates the fields of an SRS address: Reverse would cut such a domain in two and the
+  // hash would not match, so the bounce could never come back. No host name has one.
+  if (domain.find('=') != std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sender domain \"", std::string(domain), "\" has an '='"));
+  }
   std::string out;
   const std::string sep(1, config_.separator);
   if (local.size() > 5 && IEquals(local.substr(0, 4), "SRS1") &&
@@ -146,12 +158,14 @@ absl::StatusOr<std::string> Srs::Forward(std::string_view sender, int64_t now_s)
     std::string_view rest = local.substr(5);
     size_t eq1 = rest.find('=');
     size_t eq2 = eq1 == std::string_view::npos ? eq1 : rest.find('=', eq1 + 1);
-    if (eq2 == std::string_view::npos || eq2 == eq1 + 1) {
+    std::string_view carried =
+        eq2 == std::string_view::npos ? std::string_view() : rest.substr(eq2 + 1);
+    // What Reverse will ask of it: a first hop, then the SRS0 address's fields.
+    if (eq2 == std::string_view::npos || eq2 == eq1 + 1 || !IsCarriedSrs0(carried)) {
       return absl::InvalidArgumentError(
           absl::StrCat("malformed SRS1 sender \"", std::string(sender), "\""));
     }
     std::string_view first_hop = rest.substr(eq1 + 1, eq2 - eq1 - 1);
-    std::string_view carried = rest.substr(eq2 + 1);
     out = absl::StrCat("SRS1", sep, Hash(config_.secrets[0], {first_hop, carried}), "=",
                        std::string(first_hop), "=", std::string(carried), "@", config_.domain);
   } else if (local.size() > 5 && IEquals(local.substr(0, 4), "SRS0") &&
@@ -195,9 +209,7 @@ absl::StatusOr<std::string> Srs::Reverse(std::string_view address, int64_t now_s
     if (eq == std::string_view::npos || eq == 0) return malformed("no first hop");
     std::string_view first_hop = rest.substr(0, eq);
     std::string_view carried = rest.substr(eq + 1);
-    if (carried.size() < 2 || kSeparators.find(carried[0]) == std::string_view::npos) {
-      return malformed("nothing after the first hop");
-    }
+    if (!IsCarriedSrs0(carried)) return malformed("nothing after the first hop");
     if (absl::Status s = CheckHash(hash, {first_hop, carried}); !s.ok()) return s;
     return absl::StrCat("SRS0", std::string(carried), "@", std::string(first_hop));
   }

@@ -49,6 +49,15 @@ TEST(SrsTest, NullSenderStaysNullAndOwnDomainUnchanged) {
   EXPECT_EQ(srs->Forward("", kNow).value(), "");
   EXPECT_EQ(srs->Forward("bob@FWD.example", kNow).value(), "bob@FWD.example");
   EXPECT_EQ(srs->Forward("nodomain", kNow).status().code(), absl::StatusCode::kInvalidArgument);
+  // Reverse would split "ex=mple.com" at its '=': the bounce could never be reversed.
+  EXPECT_EQ(srs->Forward("alice@ex=mple.com", kNow).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // An SRS1 sender whose first hop is not followed by an SRS0 address's fields: its SRS1 would
+  // not reverse either.
+  EXPECT_EQ(srs->Forward("SRS1=Bs30=hop1.example=OOpg=G3=example.com=Alice@hop2.example", kNow)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SrsTest, SecondHopMakesSrs1AndReversesToFirstHop) {

@@ -3,25 +3,41 @@
 #include "absl/strings/str_cat.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
+#include "relay/server/client_key.h"
 
 namespace relay::server {
 
-absl::StatusOr<std::unique_ptr<AuthService>> AuthService::Create(const Config& config) {
-  AuthThrottleLimits limits;
+AuthServiceOptions AuthService::OptionsFrom(const Config& config) {
+  AuthServiceOptions options;
+  options.users_path = config.users_path;
+  AuthThrottleLimits& limits = options.throttle;
   limits.window_ms = config.auth.failure_window_ms;
   limits.failures_before_delay = static_cast<int>(config.auth.failures_before_delay);
   limits.delay_per_failure_ms = config.auth.failure_delay_ms;
   limits.delay_max_ms = config.auth.failure_delay_max_ms;
   limits.failures_before_block = static_cast<int>(config.auth.failures_before_block);
+  limits.user_failures_before_block = static_cast<int>(config.auth.user_failures_before_block);
   limits.block_ms = config.auth.block_ms;
-  std::unique_ptr<AuthService> service(new AuthService(config.users_path, limits));
-  ASSIGN_OR_RETURN(std::shared_ptr<UserDb> users, UserDb::LoadOrEmpty(config.users_path));
+  limits.entries_max = config.auth.throttle_entries_max;
+  options.checks_queued_max = config.auth.checks_queued_max;
+  options.worker_threads = config.auth.worker_threads;
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<AuthService>> AuthService::Create(const Config& config) {
+  return Create(OptionsFrom(config));
+}
+
+absl::StatusOr<std::unique_ptr<AuthService>> AuthService::Create(AuthServiceOptions options) {
+  const uint32_t threads = options.worker_threads;
+  std::unique_ptr<AuthService> service(new AuthService(std::move(options)));
+  ASSIGN_OR_RETURN(std::shared_ptr<UserDb> users, UserDb::LoadOrEmpty(service->users_path_));
   if (users->size() == 0) {
-    LogWarning() << "no users in " << config.users_path
+    LogWarning() << "no users in " << service->users_path_
                  << ": nobody can submit mail until `relayctl user-add` adds one";
   }
   service->users_ = std::move(users);
-  for (uint32_t i = 0; i < config.auth.worker_threads; ++i) {
+  for (uint32_t i = 0; i < threads; ++i) {
     service->workers_.emplace_back([s = service.get()] { s->WorkerMain(); });
   }
   return service;
@@ -55,42 +71,66 @@ absl::Status AuthService::Reload() {
 
 void AuthService::Check(const smtp::CredentialCheck& credentials, std::string_view peer_ip,
                         io::Reactor* reactor, Done done) {
-  std::string key = AuthThrottle::KeyForText(absl::string_view(peer_ip.data(), peer_ip.size()));
-  if (!key.empty() && throttle_.IsBlocked(key)) {
-    LogInfo() << "AUTH from " << peer_ip << " refused: address blocked after repeated failures";
-    reactor->Post([done = std::move(done)] { done(smtp::AuthResult::kTemporaryFailure); });
+  std::string client = ClientKeyFromText(absl::string_view(peer_ip.data(), peer_ip.size()));
+  std::string user_key = NormalizeUserName(credentials.user);
+  if (throttle_.IsBlocked(client, user_key)) {
+    LogInfo() << "AUTH from " << peer_ip << " as " << credentials.user
+              << " refused: blocked after repeated failures";
+    Refuse(reactor, std::move(done));
     return;
   }
   std::shared_ptr<const UserDb> users = Snapshot();
   // Acting as someone else (a PLAIN authorization identity that differs) is not supported.
-  if (!credentials.authzid.empty() &&
-      NormalizeUserName(credentials.authzid) != NormalizeUserName(credentials.user)) {
+  if (!credentials.authzid.empty() && NormalizeUserName(credentials.authzid) != user_key) {
     LogInfo() << "AUTH from " << peer_ip << " asked to act as " << credentials.authzid
               << ": refused";
-    Finish(false, key, reactor, std::move(done));
+    Finish(false, client, user_key, reactor, std::move(done));
     return;
   }
   if (users->CheckCachedCredentials(credentials.user, credentials.password)) {
-    Finish(true, key, reactor, std::move(done));
+    Finish(true, client, user_key, reactor, std::move(done));
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(jobs_mu_);
-    jobs_.push_back(Job{std::move(users), credentials.user, credentials.password, std::move(key),
-                        reactor, std::move(done)});
+  if (Enqueue(Job{std::move(users), credentials.user, credentials.password, std::move(client),
+                  std::move(user_key), reactor, std::move(done)})) {
+    jobs_cv_.notify_one();
   }
-  jobs_cv_.notify_one();
 }
 
-void AuthService::Finish(bool ok, const std::string& throttle_key, io::Reactor* reactor,
-                         Done done) {
+bool AuthService::Enqueue(Job job) {
+  size_t queued = 0;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    if (jobs_.size() < checks_queued_max_) {
+      jobs_.push_back(std::move(job));
+      return true;
+    }
+    queued = jobs_.size();
+    if (refused_since_full_++ != 0) queued = 0;  // already said
+  }
+  refused_queue_full_++;
+  if (queued != 0) {
+    LogWarning() << "AUTH queue full (" << queued << " password checks waiting, [auth] "
+                 << "checks_queued_max): AUTH gets 454 4.7.0 until it drains";
+  }
+  Refuse(job.reactor, std::move(job.done));
+  return false;
+}
+
+void AuthService::Refuse(io::Reactor* reactor, Done done) {
+  reactor->RunInLoop(
+      [done = std::move(done)] { done(smtp::AuthResult::kTemporaryFailure); });
+}
+
+void AuthService::Finish(bool ok, const std::string& client, const std::string& user_key,
+                         io::Reactor* reactor, Done done) {
   int64_t delay_ms = 0;
-  if (!throttle_key.empty()) {
-    delay_ms = throttle_.DelayMillis(throttle_key);
+  if (!client.empty()) {
+    delay_ms = throttle_.DelayMillis(client);
     if (ok) {
-      throttle_.RecordSuccess(throttle_key);
+      throttle_.RecordSuccess(client, user_key);
     } else {
-      throttle_.RecordFailure(throttle_key);
+      throttle_.RecordFailure(client, user_key);
     }
   }
   smtp::AuthResult result = ok ? smtp::AuthResult::kOk : smtp::AuthResult::kFailed;
@@ -113,8 +153,7 @@ void AuthService::Finish(bool ok, const std::string& throttle_key, io::Reactor* 
 }
 
 bool AuthService::IsBlocked(std::string_view peer_ip) {
-  std::string key = AuthThrottle::KeyForText(absl::string_view(peer_ip.data(), peer_ip.size()));
-  return !key.empty() && throttle_.IsBlocked(key);
+  return throttle_.IsBlocked(ClientKeyFromText(absl::string_view(peer_ip.data(), peer_ip.size())));
 }
 
 bool AuthService::MaySendAs(std::string_view user, std::string_view address) {
@@ -122,20 +161,53 @@ bool AuthService::MaySendAs(std::string_view user, std::string_view address) {
                                absl::string_view(address.data(), address.size()));
 }
 
-void AuthService::WorkerMain() {
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(jobs_mu_);
-      jobs_cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-      if (stop_ && jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    scrypt_checks_++;
-    bool ok = job.users->Verify(job.user, job.password);
-    Finish(ok, job.throttle_key, job.reactor, std::move(job.done));
+void AuthService::RunJob(Job job) {
+  // The client (or this user there) may have been blocked while the check waited: answer without
+  // spending scrypt on it.
+  if (throttle_.IsBlocked(job.client, job.user_key)) {
+    Refuse(job.reactor, std::move(job.done));
+    return;
   }
+  scrypt_checks_++;
+  bool ok = job.users->Verify(job.user, job.password);
+  Finish(ok, job.client, job.user_key, job.reactor, std::move(job.done));
+}
+
+size_t AuthService::queued() const {
+  std::lock_guard<std::mutex> lock(jobs_mu_);
+  return jobs_.size();
+}
+
+bool AuthService::TakeJob(Job* job, bool wait) {
+  uint64_t refused = 0;
+  {
+    std::unique_lock<std::mutex> lock(jobs_mu_);
+    if (wait) jobs_cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+    if (jobs_.empty()) return false;
+    *job = std::move(jobs_.front());
+    jobs_.pop_front();
+    if (jobs_.empty()) std::swap(refused, refused_since_full_);
+  }
+  if (refused != 0) {
+    LogInfo() << "AUTH queue drained; " << refused
+              << " AUTH attempts got 454 4.7.0 while it was full";
+  }
+  return true;
+}
+
+size_t AuthService::RunQueuedChecks() {
+  size_t ran = 0;
+  Job job;
+  while (TakeJob(&job, /*wait=*/false)) {
+    RunJob(std::move(job));
+    ++ran;
+  }
+  return ran;
+}
+
+void AuthService::WorkerMain() {
+  Job job;
+  while (TakeJob(&job, /*wait=*/true)) RunJob(std::move(job));
 }
 
 }  // namespace relay::server

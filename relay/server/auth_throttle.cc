@@ -1,120 +1,117 @@
 #include "relay/server/auth_throttle.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <cstring>
 #include <string>
+
+#include "absl/strings/str_cat.h"
 
 namespace relay::server {
 namespace {
 
 constexpr int64_t kNanosPerMilli = 1000000;
 
-std::string KeyForV6(const in6_addr& addr) {
-  if (IN6_IS_ADDR_V4MAPPED(&addr)) return std::string(reinterpret_cast<const char*>(&addr) + 12, 4);
-  return std::string(reinterpret_cast<const char*>(&addr), 8);
-}
-
 }  // namespace
 
-std::string AuthThrottle::KeyFor(const sockaddr* address) {
-  if (address == nullptr) return "";
-  if (address->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
-    return std::string(reinterpret_cast<const char*>(&in->sin_addr), 4);
-  }
-  if (address->sa_family == AF_INET6) {
-    return KeyForV6(reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr);
-  }
-  return "";
+// 'c' + client, or 'u' + the client's length + client + user: the two kinds never collide, and
+// the length keeps a 4-byte client's pairs apart from an 8-byte one's.
+std::string AuthThrottle::ClientEntryKey(absl::string_view client) {
+  return absl::StrCat("c", client);
 }
 
-std::string AuthThrottle::KeyForText(absl::string_view address) {
-  std::string text(address);
-  in_addr v4;
-  in6_addr v6;
-  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
-    return std::string(reinterpret_cast<const char*>(&v4), 4);
-  }
-  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return KeyForV6(v6);
-  return "";
+std::string AuthThrottle::UserEntryKey(absl::string_view client, absl::string_view user) {
+  return absl::StrCat("u", std::string(1, static_cast<char>(client.size())), client,
+                      user.substr(0, kUserBytesMax));
 }
 
-AuthThrottle::State* AuthThrottle::Lookup(absl::string_view key, int64_t now) {
-  auto it = states_.find(key);
-  if (it == states_.end()) return nullptr;
-  State& state = *it->second;
-  if (state.blocked_until_nanos != 0 && state.blocked_until_nanos <= now) {
-    // The block is over: start again from a clean count.
-    state.blocked_until_nanos = 0;
-    state.failures = 0;
-  }
-  if (state.failures > 0 && now - state.window_start_nanos >= limits_.window_ms * kNanosPerMilli &&
-      state.blocked_until_nanos == 0) {
-    state.failures = 0;
-  }
-  return &state;
+bool AuthThrottle::Expired(const Entry& entry, int64_t now) const {
+  if (entry.blocked_until_nanos != 0) return entry.blocked_until_nanos <= now;
+  return now - entry.window_start_nanos >= limits_.window_ms * kNanosPerMilli;
 }
 
-void AuthThrottle::Forget(absl::string_view key) {
-  auto it = states_.find(key);
-  if (it == states_.end()) return;
+void AuthThrottle::Erase(absl::flat_hash_map<std::string, Lru::iterator>::iterator it) {
   lru_.erase(it->second);
-  states_.erase(it);
+  entries_.erase(it);
 }
 
-bool AuthThrottle::IsBlocked(absl::string_view key) {
-  if (key.empty()) return false;
+AuthThrottle::Entry* AuthThrottle::Lookup(const std::string& key, int64_t now) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  if (Expired(*it->second, now)) {
+    // The window or the block is over: the next failure starts a clean count.
+    Erase(it);
+    return nullptr;
+  }
+  return &*it->second;
+}
+
+bool AuthThrottle::BlockedLocked(const std::string& key, int64_t now) {
+  const Entry* entry = Lookup(key, now);
+  return entry != nullptr && entry->blocked_until_nanos > now;
+}
+
+bool AuthThrottle::IsBlocked(absl::string_view client) {
+  if (client.empty()) return false;
+  absl::MutexLock lock(&mu_);
+  return BlockedLocked(ClientEntryKey(client), clock_->MonotonicNanos());
+}
+
+bool AuthThrottle::IsBlocked(absl::string_view client, absl::string_view user) {
+  if (client.empty()) return false;
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->MonotonicNanos();
-  State* state = Lookup(key, now);
-  return state != nullptr && state->blocked_until_nanos > now;
+  return BlockedLocked(ClientEntryKey(client), now) ||
+         BlockedLocked(UserEntryKey(client, user), now);
 }
 
-int64_t AuthThrottle::DelayMillis(absl::string_view key) {
-  if (key.empty()) return 0;
+int64_t AuthThrottle::DelayMillis(absl::string_view client) {
+  if (client.empty()) return 0;
   absl::MutexLock lock(&mu_);
-  State* state = Lookup(key, clock_->MonotonicNanos());
-  if (state == nullptr || state->failures < limits_.failures_before_delay) return 0;
-  int64_t excess = state->failures - limits_.failures_before_delay + 1;
+  const Entry* entry = Lookup(ClientEntryKey(client), clock_->MonotonicNanos());
+  if (entry == nullptr || entry->failures < limits_.failures_before_delay) return 0;
+  int64_t excess = entry->failures - limits_.failures_before_delay + 1;
   return std::min(limits_.delay_max_ms, excess * limits_.delay_per_failure_ms);
 }
 
-void AuthThrottle::RecordFailure(absl::string_view key) {
-  if (key.empty() || limits_.addresses_max == 0) return;
+void AuthThrottle::CountFailure(const std::string& key, int block_at, int64_t now) {
+  Entry* entry = Lookup(key, now);
+  if (entry == nullptr) {
+    // Drop the expired entries at the back (the least recently touched are the likeliest to be
+    // over), then, while the table is full, the least recently touched live ones.
+    while (!lru_.empty() && Expired(lru_.back(), now)) Erase(entries_.find(lru_.back().key));
+    while (!lru_.empty() && entries_.size() >= limits_.entries_max) {
+      Erase(entries_.find(lru_.back().key));
+    }
+    lru_.push_front(Entry{key, 0, now, 0});
+    entries_.emplace(key, lru_.begin());
+    entry = &lru_.front();
+  } else {
+    lru_.splice(lru_.begin(), lru_, entries_.find(key)->second);
+  }
+  ++entry->failures;
+  if (entry->failures >= block_at && entry->blocked_until_nanos == 0) {
+    entry->blocked_until_nanos = now + limits_.block_ms * kNanosPerMilli;
+  }
+}
+
+void AuthThrottle::RecordFailure(absl::string_view client, absl::string_view user) {
+  if (client.empty() || limits_.entries_max == 0) return;
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->MonotonicNanos();
-  State* state = Lookup(key, now);
-  if (state == nullptr) {
-    while (states_.size() >= limits_.addresses_max) {
-      states_.erase(lru_.back().key);
-      lru_.pop_back();
-    }
-    lru_.push_front(State{std::string(key), 0, now, 0});
-    states_.emplace(lru_.front().key, lru_.begin());
-    state = &lru_.front();
-  } else {
-    lru_.splice(lru_.begin(), lru_, states_.find(key)->second);
-  }
-  if (state->failures == 0) state->window_start_nanos = now;
-  ++state->failures;
-  if (state->failures >= limits_.failures_before_block && state->blocked_until_nanos <= now) {
-    state->blocked_until_nanos = now + limits_.block_ms * kNanosPerMilli;
-  }
+  CountFailure(ClientEntryKey(client), limits_.failures_before_block, now);
+  CountFailure(UserEntryKey(client, user), limits_.user_failures_before_block, now);
 }
 
-void AuthThrottle::RecordSuccess(absl::string_view key) {
-  if (key.empty()) return;
+void AuthThrottle::RecordSuccess(absl::string_view client, absl::string_view user) {
+  if (client.empty()) return;
   absl::MutexLock lock(&mu_);
-  State* state = Lookup(key, clock_->MonotonicNanos());
-  // A block stands even if a password is right: the guesser may just have found it.
-  if (state != nullptr && state->blocked_until_nanos == 0) Forget(key);
+  const std::string key = UserEntryKey(client, user);
+  const Entry* entry = Lookup(key, clock_->MonotonicNanos());
+  if (entry != nullptr && entry->blocked_until_nanos == 0) Erase(entries_.find(key));
 }
 
-size_t AuthThrottle::tracked_addresses() const {
+size_t AuthThrottle::tracked_entries() const {
   absl::MutexLock lock(&mu_);
-  return states_.size();
+  return entries_.size();
 }
 
 }  // namespace relay::server

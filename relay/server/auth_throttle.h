@@ -1,20 +1,27 @@
-// Slows, then refuses, password guessing from one client address.
+// Slows, then refuses, password guessing from one client.
 //
-// Per client address (IPv4 address, or IPv6 /64: one subscriber usually holds a whole /64, so
-// rotating inside it must not reset the count), failed AUTH attempts are counted in a window.
-// From `failures_before_delay` on, the driver waits DelayMillis() before sending each AUTH reply
-// (failures and successes alike, so the delay does not reveal the answer); at
-// `failures_before_block` the address is blocked for `block_ms`: AUTH gets 454 4.7.0 and new
-// connections are refused (RFC 4954 §6 leaves the policy to the server). A success clears the
-// address's failures. Memory is bounded by `addresses_max`, evicting the least recently touched.
+// A client is a ClientKey (client_key.h): an IPv4 address or an IPv6 /64. Failed AUTH attempts
+// are counted twice, each count in its own window (failure_window_ms, from its first failure):
+//   - per client, all user names together: from `failures_before_delay` on, the driver waits
+//     DelayMillis() before sending each AUTH reply (failures and successes alike, so the delay
+//     does not reveal the answer); at `failures_before_block` the client is blocked for
+//     `block_ms`: every AUTH gets 454 4.7.0 and new connections are refused;
+//   - per client and user name: at `user_failures_before_block` that user name is blocked for
+//     that client for `block_ms` (454 4.7.0 to its AUTH), while other users there carry on.
+// A success clears only the count of that (client, user); the client's total stays, so one valid
+// account does not let a client go on guessing others (RFC 4954 §6 leaves the policy to the
+// server). A block stands even if a password is then right: the guesser may just have found it.
+//
+// Memory: an entry is forgotten once its window (or its block) is over, and at most
+// `entries_max` entries (clients plus (client, user) pairs) are held; beyond that the least
+// recently touched is forgotten first, so a spray of addresses cannot grow the table. User names
+// count by their first kUserBytesMax bytes.
 //
 // Threads: one AuthThrottle for the whole process, shared by the shards (SO_REUSEPORT spreads one
-// attacker's connections over every shard, so per-shard counts would multiply the limits). Every
-// method takes an internal mutex; calls happen at accept and at AUTH, never per byte.
+// attacker's connections over every shard, so per-shard counts would multiply the limits) and the
+// AUTH workers. Every method takes an internal mutex; calls happen at accept and at AUTH, never
+// per byte.
 #pragma once
-
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -30,58 +37,71 @@
 namespace relay::server {
 
 struct AuthThrottleLimits {
-  // Failures older than this are forgotten (the count restarts after a quiet window).
-  int64_t window_ms = 15 * 60 * 1000;
-  // Failures in the window before replies are delayed.
+  // A count restarts this long after its first failure (fail2ban's findtime).
+  int64_t window_ms = 10 * 60 * 1000;
+  // Failures of a client before its replies are delayed.
   int failures_before_delay = 3;
   // Delay per failure beyond failures_before_delay, capped at delay_max_ms.
   int64_t delay_per_failure_ms = 1000;
   int64_t delay_max_ms = 10000;
-  // Failures in the window that block the address, and for how long.
+  // Failures of a client, all user names together, that block it.
   int failures_before_block = 10;
-  int64_t block_ms = 30 * 60 * 1000;
-  // Addresses tracked at most; the least recently touched is forgotten first.
-  size_t addresses_max = 100000;
+  // Failures of one user name from a client that block that user name there.
+  int user_failures_before_block = 5;
+  // How long a block lasts (fail2ban's bantime).
+  int64_t block_ms = 15 * 60 * 1000;
+  // Clients and (client, user) pairs tracked at most; the least recently touched goes first.
+  size_t entries_max = 100000;
 };
 
 class AuthThrottle {
  public:
+  // Longer user names are not valid ones (users.h: 256 bytes); sharing a count is harmless.
+  static constexpr size_t kUserBytesMax = 256;
+
   AuthThrottle(const Clock* clock, AuthThrottleLimits limits) : clock_(clock), limits_(limits) {}
 
-  // The key for a peer address: 4 bytes for IPv4 (also IPv4-mapped IPv6), 8 bytes (the /64) for
-  // IPv6. Empty for other families (never throttled).
-  static std::string KeyFor(const sockaddr* address);
-  // For tests and logs: the same key from text ("192.0.2.1", "2001:db8::1"); empty when invalid.
-  static std::string KeyForText(absl::string_view address);
+  // `client` is a ClientKey; "" is never throttled. `user` is the normalized user name.
+  // True while the client is blocked: refuse its connections and every AUTH.
+  bool IsBlocked(absl::string_view client) ABSL_LOCKS_EXCLUDED(mu_);
+  // True while the client, or this user name from it, is blocked: refuse this AUTH.
+  bool IsBlocked(absl::string_view client, absl::string_view user) ABSL_LOCKS_EXCLUDED(mu_);
+  // How long to wait before replying to this client's next AUTH attempt.
+  int64_t DelayMillis(absl::string_view client) ABSL_LOCKS_EXCLUDED(mu_);
+  void RecordFailure(absl::string_view client, absl::string_view user) ABSL_LOCKS_EXCLUDED(mu_);
+  // Clears the (client, user) count unless it is blocked; the client's count stays.
+  void RecordSuccess(absl::string_view client, absl::string_view user) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // True while the address is blocked: refuse the connection or the AUTH command.
-  bool IsBlocked(absl::string_view key) ABSL_LOCKS_EXCLUDED(mu_);
-  // How long to wait before replying to this address's next AUTH attempt.
-  int64_t DelayMillis(absl::string_view key) ABSL_LOCKS_EXCLUDED(mu_);
-  void RecordFailure(absl::string_view key) ABSL_LOCKS_EXCLUDED(mu_);
-  void RecordSuccess(absl::string_view key) ABSL_LOCKS_EXCLUDED(mu_);
-
-  size_t tracked_addresses() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Clients and (client, user) pairs held, expired ones not yet dropped included.
+  size_t tracked_entries() const ABSL_LOCKS_EXCLUDED(mu_);
   const AuthThrottleLimits& limits() const { return limits_; }
 
  private:
-  struct State {
-    std::string key;
+  struct Entry {
+    std::string key;  // ClientEntryKey or UserEntryKey
     int failures = 0;
     int64_t window_start_nanos = 0;
-    int64_t blocked_until_nanos = 0;
+    int64_t blocked_until_nanos = 0;  // 0: not blocked
   };
-  using Lru = std::list<State>;
+  using Lru = std::list<Entry>;
 
-  // The address's state with an expired window reset, or null when unknown.
-  State* Lookup(absl::string_view key, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Forget(absl::string_view key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static std::string ClientEntryKey(absl::string_view client);
+  static std::string UserEntryKey(absl::string_view client, absl::string_view user);
+  bool Expired(const Entry& entry, int64_t now) const;
+  // The live entry for `key`, or null (an expired one is dropped on the way).
+  Entry* Lookup(const std::string& key, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool BlockedLocked(const std::string& key, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts one failure under `key`, blocking at `block_at`.
+  void CountFailure(const std::string& key, int block_at, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Erase(absl::flat_hash_map<std::string, Lru::iterator>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock* const clock_;
   const AuthThrottleLimits limits_;
   mutable absl::Mutex mu_;
   Lru lru_ ABSL_GUARDED_BY(mu_);  // Front: most recently touched.
-  absl::flat_hash_map<std::string, Lru::iterator> states_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Lru::iterator> entries_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace relay::server

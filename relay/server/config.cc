@@ -93,6 +93,24 @@ absl::Status ReadStringList(const Config& c, const toml::table& t, const char* t
   return absl::OkStatus();
 }
 
+// A [receive] action: "refuse", "quarantine-header" or "accept"; `two_way` allows only the first
+// and the last.
+absl::Status ReadAction(const Config& c, const toml::table& t, const char* table_name,
+                        const char* key, bool two_way, receive::InboundAction* out) {
+  std::string name;
+  if (absl::Status s = ReadString(c, t, table_name, key, &name); !s.ok()) return s;
+  if (t.get(key) == nullptr) return absl::OkStatus();
+  std::optional<receive::InboundAction> a = receive::ParseInboundAction(name);
+  if (!a || (two_way && *a == receive::InboundAction::kQuarantineHeader)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(c, *t.get(key)), ": ", table_name, key, " must be ",
+        two_way ? "\"refuse\" or \"accept\"" : "\"refuse\", \"quarantine-header\" or \"accept\"",
+        " (got \"", name, "\")"));
+  }
+  *out = *a;
+  return absl::OkStatus();
+}
+
 absl::Status CheckKnownKeys(const Config& c, const toml::table& t, const char* table_name,
                             std::initializer_list<const char*> known) {
   for (const auto& [k, v] : t) {
@@ -123,7 +141,8 @@ absl::Status ParseReceive(Config& c, const toml::table& t) {
       c, t, "receive.",
       {"listen", "domains", "aliases_dir", "aliases", "alias_depth_max", "suffix_separators",
        "alias_targets_max", "srs_domain", "srs_secret", "srs_max_age_days", "spf", "dkim", "arc",
-       "checks_timeout_ms", "checks_queued_max"}));
+       "dmarc", "dmarc_reject", "dmarc_quarantine", "spf_fail_without_dkim", "checks_timeout_ms",
+       "checks_queued_max"}));
   RETURN_IF_ERROR_CFG(ReadStringList(c, t, "receive.", "listen", &r.listen));
   RETURN_IF_ERROR_CFG(ReadStringList(c, t, "receive.", "domains", &r.domains));
   std::string aliases_dir = "aliases";
@@ -141,6 +160,15 @@ absl::Status ParseReceive(Config& c, const toml::table& t) {
   RETURN_IF_ERROR_CFG(ReadBool(c, t, "receive.", "spf", &r.spf));
   RETURN_IF_ERROR_CFG(ReadBool(c, t, "receive.", "dkim", &r.dkim));
   RETURN_IF_ERROR_CFG(ReadBool(c, t, "receive.", "arc", &r.arc));
+  RETURN_IF_ERROR_CFG(ReadBool(c, t, "receive.", "dmarc", &r.dmarc));
+  RETURN_IF_ERROR_CFG(ReadAction(c, t, "receive.", "dmarc_reject", false, &r.policy.dmarc_reject));
+  RETURN_IF_ERROR_CFG(
+      ReadAction(c, t, "receive.", "dmarc_quarantine", false, &r.policy.dmarc_quarantine));
+  receive::InboundAction spf_fail = r.policy.refuse_spf_fail_without_dkim
+                                        ? receive::InboundAction::kRefuse
+                                        : receive::InboundAction::kAccept;
+  RETURN_IF_ERROR_CFG(ReadAction(c, t, "receive.", "spf_fail_without_dkim", true, &spf_fail));
+  r.policy.refuse_spf_fail_without_dkim = spf_fail == receive::InboundAction::kRefuse;
   RETURN_IF_ERROR_CFG(
       ReadInt(c, t, "receive.", "checks_timeout_ms", &r.checks_timeout_ms, 100, 600000));
   RETURN_IF_ERROR_CFG(
@@ -281,8 +309,8 @@ absl::Status Parse(const toml::table& root, Config& c) {
     RETURN_IF_ERROR_CFG(CheckKnownKeys(
         c, *t, "auth.",
         {"failures_before_delay", "failure_delay_ms", "failure_delay_max_ms",
-         "failures_before_block",
-         "failure_window_ms", "block_ms", "worker_threads"}));
+         "failures_before_block", "user_failures_before_block", "failure_window_ms", "block_ms",
+         "throttle_entries_max", "worker_threads", "checks_queued_max"}));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_delay",
                                 &a.failures_before_delay, 0, 1000000));
     RETURN_IF_ERROR_CFG(
@@ -291,10 +319,16 @@ absl::Status Parse(const toml::table& root, Config& c) {
         ReadInt(c, *t, "auth.", "failure_delay_max_ms", &a.failure_delay_max_ms, 0, 600000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "failures_before_block",
                                 &a.failures_before_block, 1, 1000000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "user_failures_before_block",
+                                &a.user_failures_before_block, 1, 1000000));
     RETURN_IF_ERROR_CFG(
         ReadInt(c, *t, "auth.", "failure_window_ms", &a.failure_window_ms, 1000, 86400000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "block_ms", &a.block_ms, 0, 86400000));
+    RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "throttle_entries_max", &a.throttle_entries_max,
+                                100, 100000000));
     RETURN_IF_ERROR_CFG(ReadInt(c, *t, "auth.", "worker_threads", &a.worker_threads, 1, 64));
+    RETURN_IF_ERROR_CFG(
+        ReadInt(c, *t, "auth.", "checks_queued_max", &a.checks_queued_max, 1, 1000000));
   }
   if (const toml::table* t = SubTable(root, "queue")) {
     QueueSettings& q = c.queue;

@@ -16,6 +16,7 @@
 #include "relay/delivery/egress.h"
 #include "relay/delivery/retry.h"
 #include "relay/delivery/shaping.h"
+#include "relay/receive/dmarc.h"
 #include "relay/smtp/client_reply.h"
 
 namespace relay::server {
@@ -30,7 +31,7 @@ struct SmtpLimits {
   // In total, all shards. Each connection is a descriptor: keep this plus ~1,000 under the hard
   // RLIMIT_NOFILE (20,000 on many VMs).
   uint32_t connections_max = 16000;
-  uint32_t connections_per_ip_max = 500;
+  uint32_t connections_per_ip_max = 500;        // per client: IPv4 address or IPv6 /64
   uint32_t greeting_timeout_ms = 300000;       // RFC 5321 §4.5.3.2 (server side: 5 minutes)
   uint32_t command_timeout_ms = 300000;        // idle, waiting for a command: RFC 5321 §4.5.3.2.7
   // Deadlines that arriving bytes do not extend: a client dripping a byte at a time holds a
@@ -58,14 +59,20 @@ struct SmtpLimits {
   uint32_t replies_unread_timeout_ms = 60000;
 };
 
+// AUTH throttling (relay/server/auth_throttle.h). A client is an IPv4 address or an IPv6 /64
+// (relay/server/client_key.h).
 struct AuthLimits {
-  uint32_t failures_before_delay = 3;          // per client IP, within the window
+  uint32_t failures_before_delay = 3;          // per client, within the window
   uint32_t failure_delay_ms = 1000;            // per failure beyond failures_before_delay
   uint32_t failure_delay_max_ms = 10000;
-  uint32_t failures_before_block = 10;
+  uint32_t failures_before_block = 10;         // per client, all user names together
+  uint32_t user_failures_before_block = 5;     // per client and user name
   uint32_t failure_window_ms = 600000;
   uint32_t block_ms = 900000;
+  uint32_t throttle_entries_max = 100000;      // clients + (client, user) pairs remembered
   uint32_t worker_threads = 1;                 // scrypt runs off the shard threads
+  // Password checks waiting for a worker; beyond, AUTH gets 454 4.7.0 at once.
+  uint32_t checks_queued_max = 128;
 };
 
 struct QueueSettings {
@@ -134,7 +141,12 @@ struct ReceiveSettings {
   bool spf = true;                             // evaluate SPF (RFC 7208) of MAIL FROM / HELO
   bool dkim = true;                            // verify DKIM signatures of received mail
   bool arc = true;                             // validate the ARC chain and seal forwarded mail
-  // At end of DATA, how long the SPF and DKIM checks may still take; then temperror.
+  // Evaluate DMARC (RFC 7489) of the From domain; needs spf and dkim (off without them).
+  bool dmarc = true;
+  // dmarc_reject, dmarc_quarantine and spf_fail_without_dkim: what happens to mail that fails
+  // (relay/receive/dmarc.h). Not for authenticated clients.
+  receive::InboundPolicy policy;
+  // At end of DATA, how long the SPF, DKIM and DMARC checks may still take; then temperror.
   uint32_t checks_timeout_ms = 20000;
   // DKIM/ARC verifications and ARC seals waiting for a worker thread ([dkim] signing_threads),
   // all shards together; a message that finds them full gets 451 4.3.2.

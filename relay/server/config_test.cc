@@ -134,6 +134,32 @@ TEST(Config, QueueOutcomeSyncMs) {
   EXPECT_NE(c.status().message().find("outcome_sync_ms"), std::string::npos) << c.status();
 }
 
+TEST(Config, AuthThrottleAndQueueBoundsAreReadAndChecked) {
+  const std::string text = DefaultText("h");
+  auto c = LoadConfig(WriteFile("auth1.toml", Edited(text, {
+      {"failures_before_block = 10", "failures_before_block = 30"},
+      {"user_failures_before_block = 5", "user_failures_before_block = 4"},
+      {"throttle_entries_max = 100000", "throttle_entries_max = 5000"},
+      {"checks_queued_max = 128", "checks_queued_max = 16"}})));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->auth.failures_before_block, 30u);
+  EXPECT_EQ(c->auth.user_failures_before_block, 4u);
+  EXPECT_EQ(c->auth.throttle_entries_max, 5000u);
+  EXPECT_EQ(c->auth.checks_queued_max, 16u);
+
+  for (const auto& [old_line, new_line] : std::vector<std::pair<std::string, std::string>>{
+           {"checks_queued_max = 128", "checks_queued_max = 0"},
+           {"user_failures_before_block = 5", "user_failures_before_block = 0"},
+           {"throttle_entries_max = 100000", "throttle_entries_max = 10"}}) {
+    c = LoadConfig(WriteFile("auth2.toml", Edited(text, {{old_line, new_line}})));
+    ASSERT_FALSE(c.ok()) << new_line;
+    EXPECT_NE(c.status().message().find(
+                  "auth." + new_line.substr(0, new_line.find(' ')) + " must be between"),
+              std::string::npos)
+        << c.status();
+  }
+}
+
 TEST(Config, DkimKeysAreListed) {
   auto c = LoadConfig(WriteFile("dkim.toml", DefaultText("h") +
                                                  "[[dkim.key]]\ndomain = \"example.com\"\n"
@@ -235,6 +261,48 @@ TEST(Config, ReceiveErrors) {
                            "domains = [\"a.test\"]\nchecks_queued_max = 0\n"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("checks_queued_max"), std::string::npos) << c.status();
+}
+
+TEST(Config, ReceiveDmarcPolicy) {
+  const std::string head =
+      "hostname = \"h\"\n[receive]\nlisten = [\"127.0.0.1:0\"]\n"
+      "domains = [\"a.test\"]\n";
+  auto c = LoadConfig(WriteFile("dmarc0.toml", head));
+  ASSERT_TRUE(c.ok()) << c.status();
+  // The defaults: DMARC on, p=reject failures refused, p=quarantine ones marked, SPF fail
+  // without a verifying signature refused.
+  EXPECT_TRUE(c->receive.dmarc);
+  EXPECT_EQ(c->receive.policy.dmarc_reject, receive::InboundAction::kRefuse);
+  EXPECT_EQ(c->receive.policy.dmarc_quarantine, receive::InboundAction::kQuarantineHeader);
+  EXPECT_TRUE(c->receive.policy.refuse_spf_fail_without_dkim);
+
+  c = LoadConfig(
+      WriteFile("dmarc1.toml", head + "dmarc = false\ndmarc_reject = \"quarantine-header\"\n"
+                                      "dmarc_quarantine = \"accept\"\n"
+                                      "spf_fail_without_dkim = \"accept\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->receive.dmarc);
+  EXPECT_EQ(c->receive.policy.dmarc_reject, receive::InboundAction::kQuarantineHeader);
+  EXPECT_EQ(c->receive.policy.dmarc_quarantine, receive::InboundAction::kAccept);
+  EXPECT_FALSE(c->receive.policy.refuse_spf_fail_without_dkim);
+
+  c = LoadConfig(WriteFile("dmarc2.toml", head + "dmarc_reject = \"reject\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), std::string(getenv("TEST_TMPDIR")) +
+                                      "/dmarc2.toml:5: receive.dmarc_reject must be \"refuse\", "
+                                      "\"quarantine-header\" or \"accept\" (got \"reject\")");
+  c = LoadConfig(
+      WriteFile("dmarc3.toml", head + "spf_fail_without_dkim = \"quarantine-header\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(
+      c.status().message().find("receive.spf_fail_without_dkim must be \"refuse\" or \"accept\""),
+      std::string::npos)
+      << c.status();
+  c = LoadConfig(WriteFile("dmarc4.toml", head + "dmarc_quarantine = 1\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("receive.dmarc_quarantine must be a string"),
+            std::string::npos)
+      << c.status();
 }
 
 // SIGHUP does not re-read relayd.toml; what changed in it is named so that the operator knows a

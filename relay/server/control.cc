@@ -1,12 +1,16 @@
 #include "relay/server/control.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <ctime>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -20,45 +24,193 @@
 namespace relay::server {
 namespace {
 
-constexpr size_t kRequestBytesMax = 512;
-constexpr int kRequestTimeoutMs = 2000;
+struct Client {
+  int fd;
+  int64_t deadline_ms;
+  std::string request;
+};
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 }  // namespace
 
-absl::StatusOr<ControlSocket> ControlSocket::Listen(const std::string& path) {
+MainThreadRequests::MainThreadRequests() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+MainThreadRequests::~MainThreadRequests() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string MainThreadRequests::Ask(int timeout_ms) {
+  auto promise = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> answer = promise->get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return closed_answer_;
+    waiting_.push_back(promise);
+  }
+  uint64_t one = 1;
+  ssize_t n = ::write(fd_, &one, sizeof(one));
+  (void)n;
+  if (answer.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
+    return absl::StrCat("error: relayd's main thread did not answer within ", timeout_ms, " ms");
+  }
+  return answer.get();
+}
+
+void MainThreadRequests::Answer(const std::string& answer) {
+  uint64_t count;
+  ssize_t n = ::read(fd_, &count, sizeof(count));
+  (void)n;
+  std::vector<std::shared_ptr<std::promise<std::string>>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting.swap(waiting_);
+  }
+  for (auto& p : waiting) p->set_value(answer);
+}
+
+void MainThreadRequests::Close(const std::string& answer) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    closed_answer_ = answer;
+  }
+  Answer(answer);
+}
+
+absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
+    const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread) {
+  // Bound as DIR/.ctl-XXXXXX/s, chmod 0600 there (the directory is 0700), then renamed.
+  std::string dir = path;
+  size_t slash = dir.rfind('/');
+  dir = slash == std::string::npos ? "." : dir.substr(0, slash == 0 ? 1 : slash);
+  std::string scratch = absl::StrCat(dir, "/.ctl-XXXXXX");
+  if (mkdtemp(scratch.data()) == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("control socket ", path, ": mkdtemp in ", dir, ": ", std::strerror(errno)));
+  }
+  const std::string bound = scratch + "/s";
   sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("control socket path too long: ", path));
+  if (bound.size() >= sizeof(addr.sun_path) || path.size() >= sizeof(addr.sun_path)) {
+    ::rmdir(scratch.c_str());
+    return absl::InvalidArgumentError(
+        absl::StrCat("control socket path too long for a Unix socket: ", path));
   }
   addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  std::memcpy(addr.sun_path, bound.c_str(), bound.size() + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-  ::unlink(path.c_str());
-  mode_t old = umask(0077);
-  int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  umask(old);
-  if (rc < 0 || listen(fd, 16) < 0) {
-    int err = errno;
-    ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("control socket ", path, ": ", std::strerror(err)));
+  if (fd < 0) {
+    ::rmdir(scratch.c_str());
+    return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   }
-  return ControlSocket(fd, path);
+  const char* step = "bind";
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  if (ok) ok = (step = "chmod", ::chmod(bound.c_str(), 0600) == 0);
+  if (ok) ok = (step = "listen", listen(fd, 16) == 0);
+  if (ok) ok = (step = "rename", ::rename(bound.c_str(), path.c_str()) == 0);
+  int err = errno;
+  if (!ok) {
+    ::close(fd);
+    ::unlink(bound.c_str());
+  }
+  ::rmdir(scratch.c_str());
+  if (!ok) {
+    return absl::UnavailableError(
+        absl::StrCat("control socket ", path, ": ", step, ": ", std::strerror(err)));
+  }
+  int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake < 0) {
+    err = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(err)));
+  }
+  std::unique_ptr<ControlSocket> control(
+      new ControlSocket(fd, wake, path, std::move(shards), main_thread));
+  control->thread_ = std::thread([c = control.get()] { c->Serve(); });
+  return control;
 }
 
 ControlSocket::~ControlSocket() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    ::unlink(path_.c_str());
-  }
+  uint64_t one = 1;
+  ssize_t n = ::write(wake_fd_, &one, sizeof(one));
+  (void)n;
+  if (thread_.joinable()) thread_.join();
+  ::close(wake_fd_);
+  ::close(fd_);
+  ::unlink(path_.c_str());
 }
 
-std::string ControlSocket::Handle(const std::string& request,
-                                  const std::vector<Shard*>& shards) {
+void ControlSocket::Serve() {
+  std::vector<Client> clients;
+  std::vector<pollfd> fds;
+  for (;;) {
+    const int64_t now = NowMs();
+    int timeout_ms = -1;
+    for (const Client& c : clients) {
+      int left = static_cast<int>(std::max<int64_t>(0, c.deadline_ms - now));
+      timeout_ms = timeout_ms < 0 ? left : std::min(timeout_ms, left);
+    }
+    fds.clear();
+    fds.push_back({wake_fd_, POLLIN, 0});
+    // At the client bound the listener is left out: new clients wait in the backlog.
+    fds.push_back({clients.size() < kClientsMax ? fd_ : -1, POLLIN, 0});
+    for (const Client& c : clients) fds.push_back({c.fd, POLLIN, 0});
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) return;
+    if (fds[0].revents != 0) break;
+    // Each client with input, a complete line, an error or a passed deadline is finished here.
+    std::vector<Client> waiting;
+    for (size_t i = 0; i < clients.size(); ++i) {
+      Client& c = clients[i];
+      if (fds[i + 2].revents != 0) {
+        char buf[256];
+        ssize_t n = ::read(c.fd, buf, sizeof(buf));
+        if (n > 0) c.request.append(buf, static_cast<size_t>(n));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) c.deadline_ms = 0;
+      }
+      const size_t newline = c.request.find('\n');
+      const bool done = newline != std::string::npos;
+      if (!done && c.request.size() < kRequestBytesMax && NowMs() < c.deadline_ms) {
+        waiting.push_back(std::move(c));
+        continue;
+      }
+      std::string answer =
+          done ? Handle(c.request.substr(0, newline), shards_, main_thread_)
+          : c.request.size() >= kRequestBytesMax
+              ? absl::StrCat("error: request longer than ", kRequestBytesMax, " bytes")
+              : std::string("error: incomplete request");
+      LogInfo() << "control: " << absl::StripAsciiWhitespace(c.request.substr(0, 80)) << " -> "
+                << answer;
+      answer += "\n";
+      // Non-blocking: an answer the client does not take at once is dropped with the client.
+      ssize_t written = ::send(c.fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)written;
+      ::close(c.fd);
+    }
+    clients.swap(waiting);
+    if (fds[1].revents != 0) {
+      int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (client >= 0) clients.push_back({client, NowMs() + kRequestTimeoutMs, std::string()});
+    }
+  }
+  for (const Client& c : clients) ::close(c.fd);
+}
+
+std::string ControlSocket::Handle(const std::string& request, const std::vector<Shard*>& shards,
+                                  MainThreadRequests* main_thread) {
   std::vector<std::string> words =
       absl::StrSplit(absl::StripAsciiWhitespace(request), ' ', absl::SkipEmpty());
-  if (words.size() != 2) return "error: expected \"retry|bounce|delete ID\" or \"retry --all\"";
+  if (words.size() == 1 && words[0] == "reload") {
+    if (main_thread == nullptr) return "error: reload is not available here";
+    return main_thread->Ask(kReloadTimeoutMs);
+  }
+  if (words.size() != 2) {
+    return "error: expected \"retry|bounce|delete ID\", \"retry --all\" or \"reload\"";
+  }
   const std::string& verb = words[0];
   const std::string& id = words[1];
   if (verb != "retry" && verb != "bounce" && verb != "delete") {
@@ -87,29 +239,6 @@ std::string ControlSocket::Handle(const std::string& request,
     return absl::StrCat("error: ", id, " belongs to shard ", shard, ", which is not running");
   }
   return shards[shard]->Control(verb, id);
-}
-
-void ControlSocket::ServeOne(const std::vector<Shard*>& shards) {
-  int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (client < 0) return;
-  std::string request;
-  char buf[256];
-  while (request.find('\n') == std::string::npos && request.size() < kRequestBytesMax) {
-    pollfd p{client, POLLIN, 0};
-    if (poll(&p, 1, kRequestTimeoutMs) <= 0) break;
-    ssize_t n = ::read(client, buf, sizeof(buf));
-    if (n <= 0) break;
-    request.append(buf, static_cast<size_t>(n));
-  }
-  std::string answer = request.find('\n') == std::string::npos
-                           ? "error: incomplete request"
-                           : Handle(request.substr(0, request.find('\n')), shards);
-  LogInfo() << "control: " << absl::StripAsciiWhitespace(request.substr(0, 80)) << " -> "
-            << answer;
-  answer += "\n";
-  ssize_t written = ::write(client, answer.data(), answer.size());
-  (void)written;
-  ::close(client);
 }
 
 }  // namespace relay::server

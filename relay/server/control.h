@@ -1,13 +1,27 @@
 // The control socket: how `relayctl queue retry|bounce|delete` reaches a running relayd.
 //
-// A Unix stream socket (mode 0600, so only the relay's user and root may use it) served by the
-// main thread: one request line per connection ("retry ID", "retry --all", "bounce ID",
-// "delete ID"), one answer line ("ok: ..." or "error: ..."). A request about a message goes to
+// A Unix stream socket (mode 0600, so only the relay's user and root may use it) served by a
+// thread of its own: one request line per connection ("retry ID", "retry --all", "bounce ID",
+// "delete ID", "reload"), one answer line ("ok: ..." or "error: ..."). A request about a message goes to
 // the shard that owns it (the shard number is part of the queue id) and runs on that shard's
 // thread, so the queue is only ever written by its own shard.
+//
+// Local clients are bounded like remote ones: at most kClientsMax at once (others wait in the
+// listen backlog), a request line of at most kRequestBytesMax that must arrive within
+// kRequestTimeoutMs, and an answer that is dropped if the client does not take it. A slow client
+// delays no other and never the main thread, which handles the signals.
+//
+// The socket is bound inside a fresh private directory and renamed into place once its mode is
+// 0600: no moment where it is reachable with another mode, and no process-wide umask change
+// while other threads create files.
 #pragma once
 
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,26 +30,70 @@ namespace relay::server {
 
 class Shard;
 
-class ControlSocket {
+// Requests that only the main thread may carry out (a reload: certificate, users, aliases, logs),
+// asked from the control thread. The main thread polls fd() and answers every waiting request
+// with one Answer(); after Close() requests are answered at once with an error.
+class MainThreadRequests {
  public:
-  // Binds `path` (an old socket file left by a previous run is replaced).
-  static absl::StatusOr<ControlSocket> Listen(const std::string& path);
-  ControlSocket(ControlSocket&& other) noexcept : fd_(other.fd_), path_(std::move(other.path_)) {
-    other.fd_ = -1;
-  }
-  ControlSocket(const ControlSocket&) = delete;
-  ~ControlSocket();
+  MainThreadRequests();
+  ~MainThreadRequests();
+  MainThreadRequests(const MainThreadRequests&) = delete;
+  MainThreadRequests& operator=(const MainThreadRequests&) = delete;
 
-  int fd() const { return fd_; }
-  // Accepts one client, reads its request (bounded in size and time), answers it, closes.
-  void ServeOne(const std::vector<Shard*>& shards);
-  // The answer to one request line.
-  static std::string Handle(const std::string& request, const std::vector<Shard*>& shards);
+  int fd() const { return fd_; }  // readable while requests wait
+  // Control thread: waits up to `timeout_ms` for the answer.
+  std::string Ask(int timeout_ms);
+  // Main thread.
+  void Answer(const std::string& answer);
+  void Close(const std::string& answer);
 
  private:
-  ControlSocket(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  int fd_ = -1;
-  std::string path_;
+  const int fd_;  // an eventfd
+  std::mutex mu_;
+  bool closed_ = false;
+  std::string closed_answer_;
+  std::vector<std::shared_ptr<std::promise<std::string>>> waiting_;
+};
+
+class ControlSocket {
+ public:
+  static constexpr size_t kRequestBytesMax = 512;
+  static constexpr int kRequestTimeoutMs = 2000;
+  static constexpr size_t kClientsMax = 16;
+
+  // The time the main thread has to answer a reload.
+  static constexpr int kReloadTimeoutMs = 30000;
+
+  // Binds `path` (an old socket file left by a previous run is replaced) and starts serving.
+  // `shards` and `main_thread` (may be null: no reload) must outlive the returned object.
+  static absl::StatusOr<std::unique_ptr<ControlSocket>> Start(const std::string& path,
+                                                              std::vector<Shard*> shards,
+                                                              MainThreadRequests* main_thread);
+  ControlSocket(const ControlSocket&) = delete;
+  ControlSocket& operator=(const ControlSocket&) = delete;
+  // Stops the thread (a request being handled finishes first), closes, removes the file.
+  ~ControlSocket();
+
+  // The answer to one request line.
+  static std::string Handle(const std::string& request, const std::vector<Shard*>& shards,
+                            MainThreadRequests* main_thread);
+
+ private:
+  ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards,
+                MainThreadRequests* main_thread)
+      : fd_(fd),
+        wake_fd_(wake_fd),
+        path_(std::move(path)),
+        shards_(std::move(shards)),
+        main_thread_(main_thread) {}
+  void Serve();
+
+  const int fd_;
+  const int wake_fd_;  // an eventfd: the destructor writes it to stop Serve()
+  const std::string path_;
+  const std::vector<Shard*> shards_;
+  MainThreadRequests* const main_thread_;
+  std::thread thread_;
 };
 
 }  // namespace relay::server

@@ -89,6 +89,8 @@ recipients_max = ${recipients_max}
 errors_max = ${errors_max}
 # Each connection is a descriptor: keep connections_max + ~1000 under the open-files limit.
 connections_max = ${connections_max}
+# Per client: an IPv4 address, or an IPv6 /64 (one subscriber holds a whole /64); the AUTH
+# throttle below counts clients the same way.
 connections_per_ip_max = ${connections_per_ip_max}
 greeting_timeout_ms = ${greeting_timeout_ms}
 # Idle, waiting for the next command (RFC 5321 §4.5.3.2.7); before AUTH on submission, at most
@@ -113,15 +115,25 @@ input_held_bytes_max = ${input_held_bytes_max}
 replies_unread_timeout_ms = ${replies_unread_timeout_ms}
 
 [auth]
-# Per client address (IPv6: per /64): after this many failures each AUTH reply is delayed,
-# then the address is refused for block_ms.
+# Failed AUTH is counted per client (an IPv4 address or an IPv6 /64) and per client and user
+# name, each count over failure_window_ms from its first failure (fail2ban's findtime). After
+# failures_before_delay failures of a client each AUTH reply to it is delayed; at
+# failures_before_block (all user names together) the client is refused for block_ms, its new
+# connections too; at user_failures_before_block one user name is refused from that client for
+# block_ms. A success clears only that user's count there, not the client's.
 failures_before_delay = ${failures_before_delay}
 failure_delay_ms = ${failure_delay_ms}
 failure_delay_max_ms = ${failure_delay_max_ms}
 failures_before_block = ${failures_before_block}
+user_failures_before_block = ${user_failures_before_block}
 failure_window_ms = ${failure_window_ms}
 block_ms = ${block_ms}
+# Clients and (client, user) pairs remembered at most (~200 bytes each); the oldest go first.
+throttle_entries_max = ${throttle_entries_max}
+# Password checks (scrypt, ~140 ms each) run on worker_threads threads. At most checks_queued_max
+# wait for one; beyond that AUTH gets 454 4.7.0 at once and the client may try again.
 worker_threads = ${auth_worker_threads}
+checks_queued_max = ${auth_checks_queued_max}
 
 [queue]
 segment_bytes = ${segment_bytes}
@@ -209,8 +221,18 @@ ${shaping}
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
 # domain's [[dkim.key]]. Reloaded on SIGHUP.
+# DMARC (RFC 7489) of the From domain is evaluated from SPF and DKIM (dmarc needs both on) and
+# applied at the end of DATA, since a forwarder that accepted failing mail would only bounce it
+# later, to a sender who may be forged: a failure under p=reject is refused with 550 5.7.1
+# (dmarc_reject: "refuse", "quarantine-header" to forward it marked X-Spam-Flag: YES, or
+# "accept"), one under p=quarantine is marked (dmarc_quarantine, the same choices), and SPF fail
+# with no DKIM signature that verifies is refused (spf_fail_without_dkim: "refuse" or "accept").
+# The DKIM verification, ARC validation and ARC seal of a received message run on the worker
+# threads of [dkim] below, not on the shard that talks to the client; at most checks_queued_max
+# of them wait for a thread (all shards together), beyond which a message is refused for now
+# (451 4.3.2) and its sender tries again later.
 # [receive]
-# listen = ["0.0.0.0:25"]
+# listen = ["0.0.0.0:25", "[::]:25"]
 # domains = ["${domain}"]
 # aliases_dir = "aliases"
 # srs_domain = "${domain}"
@@ -219,15 +241,15 @@ ${shaping}
 # spf = true
 # dkim = true
 # arc = true
+# dmarc = ${dmarc}
+# dmarc_reject = "${dmarc_reject}"
+# dmarc_quarantine = "${dmarc_quarantine}"
+# spf_fail_without_dkim = "${spf_fail_without_dkim}"
 # suffix_separators = "${suffix_separators}"
 # alias_depth_max = ${alias_depth_max}
 # alias_targets_max = ${alias_targets_max}
 # checks_timeout_ms = ${checks_timeout_ms}
-# The DKIM verification, ARC validation and ARC seal of a received message run on the worker
-# threads of [dkim] below, not on the shard that talks to the client; at most checks_queued_max
-# of them wait for a thread (all shards together), beyond which a message is refused for now
-# (451 4.3.2) and its sender tries again later.
-# checks_queued_max = ${checks_queued_max}
+# checks_queued_max = ${receive_checks_queued_max}
 
 # DKIM (RFC 6376, RFC 8463). Signatures, and port 25's checks and seals, are computed by a pool of
 # threads beside the shards (0: one per online core).
@@ -354,6 +376,19 @@ std::string DkimKeysText(const InitOptions& o, const std::vector<InitKey>& keys)
   return out;
 }
 
+std::string AliasesText(const std::string& domain) {
+  return absl::StrCat(
+      "# Aliases of ", domain, ", read when [receive] in relayd.toml lists it (chasquid's format):\n",
+      "#   user: target, target      mail to user@", domain, " goes to each target\n",
+      "#   *: target                 everything else (a catch-all)\n",
+      "# Reloaded by `relayctl reload`. Before turning receiving on, give these two a target:\n",
+      "# postmaster (RFC 5321 requires it) and ", kDmarcReportsLocalPart,
+      ", where the DMARC record init printed\n",
+      "# (rua=mailto:", kDmarcReportsLocalPart, "@", domain, ") sends the daily reports.\n",
+      "# postmaster: you@example.net\n",
+      "# ", kDmarcReportsLocalPart, ": you@example.net\n");
+}
+
 absl::Status WriteNewFile(const fs::path& path, absl::string_view contents, mode_t mode) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", path.string()));
@@ -468,6 +503,9 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
       {"${failure_delay_max_ms}", absl::StrCat(a.failure_delay_max_ms)},
       {"${failures_before_block}", absl::StrCat(a.failures_before_block)},
+      {"${user_failures_before_block}", absl::StrCat(a.user_failures_before_block)},
+      {"${throttle_entries_max}", absl::StrCat(a.throttle_entries_max)},
+      {"${auth_checks_queued_max}", absl::StrCat(a.checks_queued_max)},
       {"${failure_window_ms}", absl::StrCat(a.failure_window_ms)},
       {"${block_ms}", absl::StrCat(a.block_ms)},
       {"${auth_worker_threads}", absl::StrCat(a.worker_threads)},
@@ -501,7 +539,11 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${alias_depth_max}", absl::StrCat(r.alias_depth_max)},
       {"${alias_targets_max}", absl::StrCat(r.alias_targets_max)},
       {"${checks_timeout_ms}", absl::StrCat(r.checks_timeout_ms)},
-      {"${checks_queued_max}", absl::StrCat(r.checks_queued_max)},
+      {"${receive_checks_queued_max}", absl::StrCat(r.checks_queued_max)},
+      {"${dmarc}", r.dmarc ? "true" : "false"},
+      {"${dmarc_reject}", receive::InboundActionName(r.policy.dmarc_reject)},
+      {"${dmarc_quarantine}", receive::InboundActionName(r.policy.dmarc_quarantine)},
+      {"${spf_fail_without_dkim}", r.policy.refuse_spf_fail_without_dkim ? "refuse" : "accept"},
       {"${signing_threads}", absl::StrCat(c.dkim_signing_threads)},
       {"${dkim_keys}", DkimKeysText(o, keys)},
   };
@@ -523,12 +565,18 @@ absl::StatusOr<InitResult> InitDirectory(const std::string& dir, const InitOptio
   std::error_code ec;
   const bool exists = fs::exists(root, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat(dir, ": ", ec.message()));
-  if (exists && o.new_dir_only) {
-    return absl::AlreadyExistsError(absl::StrCat(dir, " already exists; not touching it"));
-  }
   if (fs::exists(root / kConfigName, ec)) {
     return absl::AlreadyExistsError(
         absl::StrCat(dir, " already holds a configuration; not overwriting it"));
+  }
+  if (exists && o.refuse_earlier_init) {
+    // Half of an earlier init (a crash, a key that failed) is not mixed with a new one.
+    for (const char* name : {"keys", "tls", "users", kSrsSecretName}) {
+      if (fs::exists(root / name, ec)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat(dir, " already holds ", name, " from an earlier init; not touching it"));
+      }
+    }
   }
   if (!exists && root.has_parent_path()) fs::create_directories(root.parent_path(), ec);
   RETURN_IF_ERROR(MakeDirectory(root, o.dir_mode));
@@ -564,6 +612,14 @@ absl::StatusOr<InitResult> InitDirectory(const std::string& dir, const InitOptio
   if (!fs::exists(srs_secret, ec)) {
     RETURN_IF_ERROR(WriteNewFile(srs_secret, absl::StrCat(RandomHex(kSrsSecretBytes), "\n"),
                                  kSecretMode));
+  }
+
+  // The aliases of the mail domain, for when [receive] is turned on: postmaster (RFC 5321 §4.5.1)
+  // and the address the printed DMARC record sends reports to must reach someone.
+  RETURN_IF_ERROR(MakeDirectory(root / "aliases", o.dir_mode));
+  const fs::path aliases = root / "aliases" / o.domain;
+  if (!fs::exists(aliases, ec)) {
+    RETURN_IF_ERROR(WriteNewFile(aliases, AliasesText(o.domain), kConfigMode));
   }
 
   if (!o.first_user.empty()) {

@@ -5,9 +5,12 @@
 // and, when asked, a first user whose password is returned to be shown once.
 //
 // Nothing is overwritten. A directory that already holds relayd.toml is refused, and with
-// `new_dir_only` so is any existing directory; every file is created with O_EXCL, so a key or
-// certificate an operator left there stays. relayd.toml is written last and then loaded the way
-// relayd loads it: a directory with a relayd.toml is a finished init whose config loads.
+// `refuse_earlier_init` so is one holding anything an init writes (keys/, tls/, users,
+// srs.secret: an earlier init, finished or not), while other files (the Debian package's
+// relayd.toml.example, an operator's .git) are left as they are; every file is created with
+// O_EXCL, so a key or certificate an operator left there stays. relayd.toml is written last and
+// then loaded the way relayd loads it: a directory with a relayd.toml is a finished init whose
+// config loads.
 // Private keys and the users file have mode 0600.
 //
 // Blocking file I/O on the calling thread; no state kept between calls.
@@ -28,6 +31,10 @@ namespace relay::server {
 // comfortably (two 255-byte strings).
 inline constexpr unsigned kInitRsaBits = 2048;
 
+// The local part of the address the DMARC record init prints sends reports to
+// (rua=mailto:dmarc-reports@<domain>); init's aliases file names it.
+inline constexpr char kDmarcReportsLocalPart[] = "dmarc-reports";
+
 struct InitOptions {
   std::string domain = "example.com";  // the mail domain: DKIM d=, the first user's addresses
   std::string hostname = "localhost";  // greeting, Received, EHLO, the certificate's name
@@ -44,7 +51,7 @@ struct InitOptions {
                                                      dkim::KeyAlgorithm::kEd25519Sha256};
   int year = 0;               // of the selectors; 0: the current year (UTC)
   std::string first_user;     // "": none; else a user who may send as any address @domain
-  bool new_dir_only = false;  // refuse an existing directory, even one without relayd.toml
+  bool refuse_earlier_init = false;  // refuse a directory with keys/, tls/, users or srs.secret
   mode_t dir_mode = 0700;     // of the directory and of keys/ and tls/
 };
 

@@ -14,9 +14,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "dkim/key.h"
 #include "gtest/gtest.h"
+#include "relay/receive/aliases.h"
 #include "relay/server/config.h"
 #include "relay/server/users.h"
 
@@ -122,6 +124,28 @@ TEST_F(InitDirectoryTest, WritesAConfigThatLoadsWithBothKeysAndTheFirstUser) {
     EXPECT_TRUE(published->VerifyDigest(digest, *signature));
   }
 
+  // The aliases file for receiving: as written it names no one (receiving is off); with its two
+  // example lines uncommented, postmaster and the DMARC report address reach their target.
+  const std::string aliases_path = dir_ + "/aliases/example.test";
+  EXPECT_EQ(Mode(aliases_path), 0640u);
+  std::ifstream aliases_in(aliases_path);
+  std::stringstream aliases_text;
+  aliases_text << aliases_in.rdbuf();
+  EXPECT_TRUE(absl::StrContains(aliases_text.str(), "rua=mailto:dmarc-reports@example.test"));
+  auto built = receive::Aliases::Build({{"example.test", aliases_path, aliases_text.str()}}, {});
+  ASSERT_TRUE(built.ok()) << built.status();
+  EXPECT_EQ(built->Expand("postmaster@example.test").status, receive::ExpandStatus::kUnknownUser);
+  std::string enabled = aliases_text.str();
+  absl::StrReplaceAll({{"# postmaster:", "postmaster:"}, {"# dmarc-reports:", "dmarc-reports:"}},
+                      &enabled);
+  built = receive::Aliases::Build({{"example.test", aliases_path, enabled}}, {});
+  ASSERT_TRUE(built.ok()) << built.status();
+  for (const char* address : {"postmaster@example.test", "dmarc-reports@example.test"}) {
+    receive::Expansion e = built->Expand(address);
+    EXPECT_EQ(e.status, receive::ExpandStatus::kExpanded) << address;
+    EXPECT_EQ(e.targets, std::vector<std::string>{"you@example.net"}) << address;
+  }
+
   absl::StatusOr<std::shared_ptr<UserDb>> users = UserDb::Load(c->users_path);
   ASSERT_TRUE(users.ok()) << users.status();
   EXPECT_EQ(r->password.size(), 20u);
@@ -157,6 +181,10 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->smtp.stress_timeout_ms, d.smtp.stress_timeout_ms);
   EXPECT_EQ(c->auth.block_ms, d.auth.block_ms);
   EXPECT_EQ(c->auth.worker_threads, d.auth.worker_threads);
+  EXPECT_EQ(c->auth.failures_before_block, d.auth.failures_before_block);
+  EXPECT_EQ(c->auth.user_failures_before_block, d.auth.user_failures_before_block);
+  EXPECT_EQ(c->auth.throttle_entries_max, d.auth.throttle_entries_max);
+  EXPECT_EQ(c->auth.checks_queued_max, d.auth.checks_queued_max);
   EXPECT_EQ(c->queue.segment_bytes, d.queue.segment_bytes);
   EXPECT_EQ(c->queue.syncs_in_flight_max, d.queue.syncs_in_flight_max);
   EXPECT_EQ(c->queue.outcome_sync_ms, d.queue.outcome_sync_ms);
@@ -204,16 +232,53 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
                            "failures_before_delay = 3",
                            "failure_delay_ms = 1000",
                            "failures_before_block = 10",
+                           "user_failures_before_block = 5",
+                           "checks_queued_max = 128",
+                           "worker_threads = 1",
                            "reply_bytes_max = 65536",
                            "outcome_retry_ms = 1000",
                            "[metrics]\n"}) {
     EXPECT_EQ(Count(text, line), 1u) << line;
   }
   // The sections a newcomer turns on later, commented.
-  EXPECT_TRUE(absl::StrContains(text, "\n# [receive]\n# listen = [\"0.0.0.0:25\"]\n"));
+  EXPECT_TRUE(absl::StrContains(text, "\n# [receive]\n# listen = [\"0.0.0.0:25\", \"[::]:25\"]\n"));
   EXPECT_TRUE(absl::StrContains(text, "\n# [dkim]\n# signing_threads = 0\n"));
   EXPECT_TRUE(absl::StrContains(text, "\n# checks_queued_max = 64\n"));
   EXPECT_TRUE(absl::StrContains(text, "\n# [[shaping]]\n# name = \"google\"\n"));
+}
+
+// The commented [receive] section, uncommented as an operator would, loads with the values it
+// shows, which are the defaults (the DMARC policy keys included).
+TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
+  absl::StatusOr<InitResult> r = InitDirectory(dir_, options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string text = ReadFile(r->config_path);
+  for (const char* line : {"\n# dmarc = true\n", "\n# dmarc_reject = \"refuse\"\n",
+                           "\n# dmarc_quarantine = \"quarantine-header\"\n",
+                           "\n# spf_fail_without_dkim = \"refuse\"\n"}) {
+    EXPECT_EQ(Count(text, line), 1u) << line;
+  }
+  // Every line of the block, from "# [receive]" to the empty line, loses its "# ", as the
+  // operator guide says (and its test does): the block holds settings only.
+  std::string edited;
+  bool in_receive = false;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (line == "# [receive]") in_receive = true;
+    if (line.empty()) in_receive = false;
+    if (in_receive && absl::StartsWith(line, "# ")) line.remove_prefix(2);
+    absl::StrAppend(&edited, line, "\n");
+  }
+  std::ofstream(r->config_path, std::ios::trunc) << edited;
+  absl::StatusOr<Config> c = LoadConfig(r->config_path);
+  ASSERT_TRUE(c.ok()) << c.status() << "\n" << edited;
+  ASSERT_TRUE(c->receive.enabled());
+  const ReceiveSettings d;
+  EXPECT_EQ(c->receive.dmarc, d.dmarc);
+  EXPECT_EQ(c->receive.policy.dmarc_reject, d.policy.dmarc_reject);
+  EXPECT_EQ(c->receive.policy.dmarc_quarantine, d.policy.dmarc_quarantine);
+  EXPECT_EQ(c->receive.policy.refuse_spf_fail_without_dkim, d.policy.refuse_spf_fail_without_dkim);
+  EXPECT_EQ(c->receive.checks_timeout_ms, d.checks_timeout_ms);
+  EXPECT_EQ(c->receive.srs_max_age_days, d.srs_max_age_days);
 }
 
 TEST_F(InitDirectoryTest, WithoutDkimWritesNoKey) {
@@ -257,14 +322,26 @@ TEST_F(InitDirectoryTest, RefusesAnExistingConfiguration) {
   EXPECT_EQ(ReadFile(dir_ + "/keys/example.test.rsa2031.pem"), key);
   EXPECT_FALSE(fs::exists(dir_ + "/keys/other.test.rsa2031.pem"));
 
-  // With new_dir_only, even an empty directory is refused.
-  const std::string empty = dir_ + "-empty";
-  fs::create_directories(empty);
-  options_.new_dir_only = true;
-  r = InitDirectory(empty, options_);
+  // With refuse_earlier_init, a directory holding part of an earlier init (keys/ here) is
+  // refused and left as it is ...
+  const std::string half = dir_ + "-half";
+  fs::create_directories(half + "/keys");
+  std::ofstream(half + "/keys/old.pem") << "an earlier key\n";
+  options_.refuse_earlier_init = true;
+  r = InitDirectory(half, options_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists) << r.status();
-  EXPECT_TRUE(fs::is_empty(empty));
+  EXPECT_FALSE(fs::exists(half + "/tls"));
+  EXPECT_EQ(ReadFile(half + "/keys/old.pem"), "an earlier key\n");
+
+  // ... while other files, such as the Debian package's relayd.toml.example, do not stop it.
+  const std::string packaged = dir_ + "-packaged";
+  fs::create_directories(packaged);
+  std::ofstream(packaged + "/relayd.toml.example") << "# reference\n";
+  r = InitDirectory(packaged, options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(fs::exists(packaged + "/relayd.toml"));
+  EXPECT_EQ(ReadFile(packaged + "/relayd.toml.example"), "# reference\n");
 }
 
 TEST_F(InitDirectoryTest, EgressSourcesAndListenersAsGiven) {

@@ -17,6 +17,7 @@
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
 #include "relay/io/socket.h"
+#include "relay/server/client_key.h"
 #include "relay/server/smtp_connection.h"
 
 namespace relay::server {
@@ -138,6 +139,10 @@ absl::Status Shard::Setup() {
   }
   queue::RecoveryReport report;
   ASSIGN_OR_RETURN(spool_, queue::Spool::Open(spool_options, &report));
+  if (shared_.metrics != nullptr) {
+    shared_.metrics->queue_capacity_bytes.Set(index_,
+                                              static_cast<int64_t>(spool_->MessageBytesMax()));
+  }
   segment_creator_ = std::make_unique<queue::SegmentCreator>(absl::StrCat("segments", index_));
   if (report.live_messages > 0 || !report.corruptions.empty()) {
     LogInfo() << "spool " << spool_options.directory << ": recovered " << report.live_messages
@@ -201,6 +206,10 @@ absl::Status Shard::Setup() {
       dkim_checker_ = std::make_unique<receive::DkimChecker>(reactor_.get(),
                                                              receive_resolver_.get(), options);
     }
+    // DMARC is evaluated from the SPF and DKIM results: without both it would fail good mail.
+    if (receive.dmarc && receive.spf && receive.dkim) {
+      dmarc_checker_ = std::make_unique<receive::DmarcChecker>(receive_resolver_.get());
+    }
   }
 
   auto listen = [&](const std::string& address_text, bool implicit_tls,
@@ -252,6 +261,7 @@ absl::Status Shard::Setup() {
     RequestReserveSegments();
     auto moved = spool_->MaintainSpace();
     if (!moved.ok()) LogWarning() << "spool compaction: " << moved.status();
+    if (delivery_ != nullptr) delivery_->PublishSiteMetrics();
     if (!stopping_) reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
   });
   reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
@@ -295,6 +305,7 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   policy_.reset();
   spf_.reset();
   dkim_checker_.reset();
+  dmarc_checker_.reset();
   receive_resolver_.reset();
   if (log_ != nullptr) (void)log_->Flush();
   log_.reset();
@@ -319,7 +330,9 @@ void Shard::OnAccept(Listener* listener, int result) {
   int fd = result;
   auto peer = io::PeerAddress(fd);
   std::string ip = peer.ok() ? peer->IpString() : "unknown";
-  uint32_t& per_ip = connections_per_ip_[ip];
+  // Per client, as the AUTH throttle counts: an IPv6 peer's whole /64 shares the limit.
+  std::string client = peer.ok() ? ClientKey(peer->get()) : "";
+  uint32_t& per_ip = connections_per_ip_[client];
   const char* refusal = nullptr;
   if (stopping_) {
     refusal = "421 4.3.2 Server shutting down\r\n";
@@ -338,7 +351,7 @@ void Shard::OnAccept(Listener* listener, int result) {
   if (refusal != nullptr) {
     counters_.connections_refused++;
     if (counted != nullptr) counted->connections_refused.Add(index_);
-    if (per_ip == 0) connections_per_ip_.erase(ip);
+    if (per_ip == 0) connections_per_ip_.erase(client);
     // One small non-blocking write on a fresh socket; implicit-TLS clients cannot read it, which
     // is what every MTA does on 465 too.
     if (!listener->implicit_tls) {
@@ -357,7 +370,8 @@ void Shard::OnAccept(Listener* listener, int result) {
   // Replies are written whole (one write per batch of pipelined replies): no Nagle delay.
   int nodelay = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
-  auto* connection = new SmtpConnection(this, fd, ip, listener->implicit_tls, listener->receive);
+  auto* connection = new SmtpConnection(this, fd, ip, std::move(client), listener->implicit_tls,
+                                        listener->receive);
   connections_.insert(connection);
   connection->Start();
 }
@@ -371,7 +385,7 @@ void Shard::OnConnectionClosed(SmtpConnection* connection) {
         ->listener(MetricsListenerKind(connection->implicit_tls(), connection->receive()))
         .connections_open.Add(index_, -1);
   }
-  auto ip = connections_per_ip_.find(connection->peer_ip());
+  auto ip = connections_per_ip_.find(connection->client_key());
   if (ip != connections_per_ip_.end() && --ip->second == 0) connections_per_ip_.erase(ip);
   reactor_->RetireWhenIdle(std::unique_ptr<io::IoObject>(connection));
   if (stopping_) FinishStopIfDone();
@@ -480,6 +494,8 @@ void Shard::RequestReserveSegments() {
 void Shard::PublishMetrics() {
   const metrics::RelayMetrics* m = shared_.metrics;
   if (m == nullptr) return;
+  m->loop_turns(index_).Add(index_);
+  m->SetOldestMessage(index_, spool_->OldestMessageCreatedUnixMs());
   queue::SpoolStats spool = spool_->stats();
   m->queue_messages.Set(index_, static_cast<int64_t>(spool.live_messages));
   m->queue_bytes.Set(index_,

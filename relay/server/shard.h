@@ -9,7 +9,8 @@
 // Those three may be called from any thread.
 //
 // Limits are split across shards (DESIGN.md): each shard enforces connections_max / shards and
-// connections_per_ip_max / shards (rounded up), so no shard asks another before it accepts.
+// connections_per_ip_max / shards (rounded up), so no shard asks another before it accepts. A
+// client, for connections_per_ip_max, is an IPv4 address or an IPv6 /64 (client_key.h).
 #pragma once
 
 #include <atomic>
@@ -34,6 +35,7 @@
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
 #include "relay/receive/dkim_check.h"
+#include "relay/receive/dmarc_check.h"
 #include "relay/receive/receive_state.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
@@ -110,6 +112,8 @@ class Shard {
   dns::SpfEvaluator* spf() { return spf_.get(); }
   // Port 25's DKIM verification and ARC validation; null when both are off.
   receive::DkimChecker* dkim_checker() { return dkim_checker_.get(); }
+  // Port 25's DMARC policy discovery; null when DMARC, SPF or DKIM checks are off.
+  receive::DmarcChecker* dmarc_checker() { return dmarc_checker_.get(); }
   const SharedState& shared() const { return shared_; }
   const metrics::RelayMetrics* metrics() const { return shared_.metrics; }
   const Config& config() const { return *shared_.config; }
@@ -169,7 +173,9 @@ class Shard {
   std::unique_ptr<dns::Resolver> receive_resolver_;
   std::unique_ptr<dns::SpfEvaluator> spf_;
   std::unique_ptr<receive::DkimChecker> dkim_checker_;
+  std::unique_ptr<receive::DmarcChecker> dmarc_checker_;
   absl::flat_hash_set<SmtpConnection*> connections_;
+  // Open connections per ClientKey (client_key.h): IPv4 address or IPv6 /64.
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
   // Group commit: up to [queue] syncs_in_flight_max fdatasync batches in flight at once.
   struct SyncInFlight {

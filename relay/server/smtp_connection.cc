@@ -45,12 +45,13 @@ smtp::ServerConfig SessionConfig(const Config& config, bool tls_available, bool 
 
 }  // namespace
 
-SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls,
-                               bool receive)
+SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::string client_key,
+                               bool implicit_tls, bool receive)
     : shard_(shard),
       reactor_(shard->reactor()),
       fd_(fd),
       peer_ip_(std::move(peer_ip)),
+      client_key_(std::move(client_key)),
       implicit_tls_(implicit_tls),
       session_(SessionConfig(shard->config(), shard->shared().tls != nullptr, receive), this),
       receive_(receive) {
@@ -65,7 +66,7 @@ SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool i
     }
     checks_ = std::make_unique<receive::InboundChecks>(
         reactor_, shard->spf(), shard->dkim_checker(), shard->config().receive.checks_timeout_ms,
-        std::move(offload));
+        shard->dmarc_checker(), std::move(offload));
   }
   recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
   send_.set_handler([this](int result, uint32_t) { OnSent(result); });
@@ -156,6 +157,11 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
     Apply(session_.OnTlsEstablished(tls_->protocol_version(), tls_->cipher_name()));
   }
   if (!plaintext_in_.empty() && !closed_) OnPlaintext(plaintext_in_);
+  if (tls_->peer_closed() && !closed_) {
+    // close_notify: the client sends nothing more (RFC 8446 §6.1). What it is owed is sent (it
+    // may still read), then the connection ends instead of waiting for a timeout.
+    close_after_flush_ = true;
+  }
   Flush();
 }
 
@@ -185,7 +191,10 @@ void SmtpConnection::OnPlaintext(std::string_view data) {
     size_t n = std::min(data.size(), kSliceBytes);
     Apply(session_.OnBytes(data.substr(0, n)));
     data.remove_prefix(n);
-    if (OutputBacklog() > bound) {
+    // The session waits for AUTH or the queue: what the client pipelined meanwhile stays in the
+    // kernel, not in the session, so that no overflow can close a connection whose message is
+    // being queued (the client would get 421 for a message we deliver).
+    if (OutputBacklog() > bound || session_.paused()) {
       held_in_.assign(data.data(), data.size());
       PauseReading();
       break;
@@ -208,7 +217,7 @@ void SmtpConnection::PauseReading() {
 }
 
 void SmtpConnection::MaybeResumeReading() {
-  if (!reading_paused_ || closed_) return;
+  if (!reading_paused_ || closed_ || session_.paused()) return;
   if (OutputBacklog() > shard_->config().smtp.replies_unread_bytes_max / 2) return;
   reading_paused_ = false;
   std::string held;
@@ -221,13 +230,20 @@ void SmtpConnection::MaybeResumeReading() {
 void SmtpConnection::Apply(const smtp::ServerActions& actions) {
   if (!actions.write.empty()) QueueOutput(actions.write);
   if (actions.start_tls) StartTls();
-  if (actions.check_credentials) CheckCredentials(actions.credentials);
-  if (actions.message_ready) QueueMessage();
+  // `close` wins (server_session.h): the client got 421, not 250, so the message is not queued.
+  if (actions.check_credentials && !actions.close) CheckCredentials(actions.credentials);
+  if (actions.message_ready && !actions.close) QueueMessage();
   if (actions.close) {
     close_after_flush_ = true;
     if (!send_.in_flight() && pending_out_.empty()) Close();
   }
   Flush();
+}
+
+void SmtpConnection::ApplyResult(const smtp::ServerActions& actions) {
+  Apply(actions);
+  MaybeResumeReading();  // what the client pipelined while the session waited
+  RearmTimer();
 }
 
 void SmtpConnection::QueueOutput(std::string_view plaintext) { pending_out_.append(plaintext); }
@@ -309,8 +325,7 @@ void SmtpConnection::CheckCredentials(const smtp::CredentialCheck& credentials) 
       m->auth(outcome).Add(shard_->index());
     }
     if (closed_) return;
-    Apply(session_.OnAuthResult(result));
-    RearmTimer();
+    ApplyResult(session_.OnAuthResult(result));
   });
 }
 
@@ -369,8 +384,7 @@ void SmtpConnection::QueueMessage() {
         reactor_->Post([this] {
           queue_pending_ = false;
           if (closed_) return;
-          Apply(session_.OnMessageRefused(kFromNotOwned));
-          RearmTimer();
+          ApplyResult(session_.OnMessageRefused(kFromNotOwned));
         });
         return;
       }
@@ -457,9 +471,8 @@ void SmtpConnection::OnSigned(absl::Time now, std::string missing,
       m->transactions_refused.Add(shard);
     }
     LogInfo() << "refused message from " << peer_ip_ << ": DKIM: " << signatures.status().message();
-    Apply(session_.OnMessageRefused(
+    ApplyResult(session_.OnMessageRefused(
         smtp::Reply{550, "5.6.0", "Message refused: cannot be DKIM-signed (malformed header)"}));
-    RearmTimer();
     return;
   }
   AppendMessage(now, std::move(missing), std::move(*signatures));
@@ -500,7 +513,7 @@ smtp::ReceivedInfo SmtpConnection::TraceInfo(const std::string& queue_id, absl::
 void SmtpConnection::AppendToSpool(const queue::Envelope& qenv, queue::MessageId id,
                                    std::string id_text) {
   queue::Spool* spool = shard_->spool();
-  std::string_view message = session_.message();
+  std::string_view message = QueuedMessage();
   queue_pending_ = true;
   // The durable callback runs even if this connection has gone by then: delivery must start
   // for every durably queued message, so the engine is told from here and not from OnQueued.
@@ -543,12 +556,13 @@ void SmtpConnection::AppendToSpool(const queue::Envelope& qenv, queue::MessageId
     absl::StatusCode code = appended.status().code();
     LogWarning() << "queue refused a message from " << peer_ip_ << ": " << appended.status();
     if (code == absl::StatusCode::kInvalidArgument) {
-      Apply(session_.OnMessageRefused(smtp::Reply{552, "5.3.4", "Message too big for the queue"}));
+      ApplyResult(
+          session_.OnMessageRefused(smtp::Reply{552, "5.3.4", "Message too big for the queue"}));
     } else if (code == absl::StatusCode::kResourceExhausted ||
                code == absl::StatusCode::kFailedPrecondition) {
-      Apply(session_.OnMessageRefused(smtp::kSpoolFull));
+      ApplyResult(session_.OnMessageRefused(smtp::kSpoolFull));
     } else {
-      Apply(session_.OnMessageRefused(smtp::kLocalError));
+      ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
     }
     return;
   }
@@ -560,16 +574,15 @@ void SmtpConnection::OnQueued(absl::Status status, std::string queue_id) {
   if (closed_) return;  // the client left; the message is queued (or not) all the same
   if (status.ok()) {
     shard_->mutable_counters().messages_accepted++;
-    Apply(session_.OnMessageQueued(queue_id));
+    ApplyResult(session_.OnMessageQueued(queue_id));
   } else {
     shard_->mutable_counters().messages_refused++;
     if (const metrics::RelayMetrics* m = shard_->metrics()) {
       m->transactions_refused.Add(shard_->index());
     }
     LogError() << "queue sync failed, refusing " << queue_id << ": " << status;
-    Apply(session_.OnMessageRefused(smtp::kSpoolFull));
+    ApplyResult(session_.OnMessageRefused(smtp::kSpoolFull));
   }
-  RearmTimer();
 }
 
 void SmtpConnection::RearmTimer() {

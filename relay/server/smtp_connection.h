@@ -15,7 +15,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -37,8 +39,10 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
  public:
   // `receive`: a port-25 connection (relay/receive): no AUTH required, recipients by alias,
   // SPF checked, forwarded with SRS (see smtp_connection_receive.cc).
-  SmtpConnection(Shard* shard, int fd, std::string peer_ip, bool implicit_tls,
-                 bool receive = false);
+  // `client_key`: the peer's ClientKey (client_key.h), under which the shard counts its
+  // connections.
+  SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::string client_key,
+                 bool implicit_tls, bool receive = false);
   ~SmtpConnection() override;
 
   void Start();
@@ -48,6 +52,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void ForceClose(std::string_view reason);
   bool Idle() const override;
   const std::string& peer_ip() const { return peer_ip_; }
+  const std::string& client_key() const { return client_key_; }
   bool implicit_tls() const { return implicit_tls_; }
   bool receive() const { return receive_; }  // port 25
 
@@ -61,9 +66,16 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   smtp::RcptDecision ReceiveCheckRecipient(std::string_view address);
   void ReceiveMessage();
   void QueueReceived(const receive::InboundResults& results);
-  // Appends the received message with `above` (ARC set, Authentication-Results) and this hop's
-  // Received field (with the queue id of the append) on top.
-  void AppendReceived(const queue::Envelope& qenv, std::string above, absl::Time now);
+  // What a received message is queued with around this hop's Received field, which gets the
+  // queue id of the append, and this hop's verdicts, logged with that id.
+  struct ReceivedStamp {
+    std::string above;  // ARC set (when sealed) and Authentication-Results, above Received
+    std::string below;  // below Received: the quarantine mark, when DMARC asks for one
+    std::vector<std::string> log;  // each logged as "port 25: <queue id>" + it
+    absl::Time now;
+  };
+  // Appends the received message (QueuedMessage()) stamped with `stamp`.
+  void AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp);
   // 451 4.3.2: the workers have too much waiting to check this message now.
   void RefuseReceivedBusy();
 
@@ -72,6 +84,9 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void OnCiphertext(const char* data, size_t size);
   void OnPlaintext(std::string_view data);
   void Apply(const smtp::ServerActions& actions);
+  // Apply() for the answer to an asynchronous step (AUTH, queueing): reading resumes, and the
+  // client's deadlines start again.
+  void ApplyResult(const smtp::ServerActions& actions);
   void QueueOutput(std::string_view plaintext);
   // Bytes of replies not yet on the socket: queued plaintext, TLS records, the send in flight.
   size_t OutputBacklog() const;
@@ -90,6 +105,10 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   // Appends added_headers_ + the session's message with `qenv` as the queue record `id` (the id
   // the spool hands out next); the 250 (or the refusal) follows from the durable callback.
   void AppendToSpool(const queue::Envelope& qenv, queue::MessageId id, std::string id_text);
+  // What AppendToSpool queues after added_headers_: the session's message, or cleaned_message_.
+  std::string_view QueuedMessage() const {
+    return cleaned_message_ ? std::string_view(*cleaned_message_) : session_.message();
+  }
   // This hop's trace (RFC 5321 §4.4) for the message queued as `queue_id`.
   smtp::ReceivedInfo TraceInfo(const std::string& queue_id, absl::Time now) const;
   void OnQueued(absl::Status status, std::string queue_id);
@@ -110,6 +129,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   io::Reactor* const reactor_;
   const int fd_;
   const std::string peer_ip_;
+  const std::string client_key_;
   const bool implicit_tls_;
   smtp::ServerSession session_;
   std::unique_ptr<tls::TlsStream> tls_;
@@ -139,6 +159,9 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   bool closed_ = false;
   bool peer_gone_ = false;
   std::string added_headers_;      // scratch: trace and missing headers of one message
+  // Port 25: the message without the Authentication-Results fields that forge our authserv-id
+  // (RFC 8601 §5), when it had any; else the session's message is queued as it came.
+  std::optional<std::string> cleaned_message_;
   std::string signing_missing_;    // missing header fields, read by the pool while signing
   int64_t signing_started_ns_ = 0;  // monotonic: for relay_dkim_signing_seconds
   // Port 25 only.

@@ -274,7 +274,9 @@ absl::StatusOr<std::shared_ptr<UserDb>> UserDb::Load(const std::string& path,
       return absl::InvalidArgumentError(
           absl::StrCat("users file ", path, " line ", line_number, ": ", what));
     };
-    if (!text.empty() && text.back() == '\r') text.pop_back();
+    // CRLF files read like LF ones. Every CR at the end goes: a comment line kept with one
+    // would be saved as "...\r\n", and lose it on the next load (a file that changes each save).
+    while (!text.empty() && text.back() == '\r') text.pop_back();
     absl::string_view stripped = absl::StripAsciiWhitespace(text);
     if (stripped.empty() || stripped[0] == '#') {
       db->lines_.push_back(Line{text, false, ""});

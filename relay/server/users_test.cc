@@ -240,6 +240,17 @@ TEST_F(UserDbTest, AddRemoveSaveKeepsCommentsAndIsPrivate) {
   EXPECT_FALSE(reloaded->Verify("bare", "bare-pw"));
 }
 
+// Saving a loaded file twice writes the same bytes, also for a comment line ending in CRs.
+TEST_F(UserDbTest, SaveIsStableWithCarriageReturns) {
+  const std::string hash = Hash("bare-pw");
+  WriteFile(path_, "# crlf\r\r\n\r\r\nbare " + hash + "\r\n");
+  ASSERT_TRUE(LoadOk()->Save().ok());
+  const std::string once = ReadFile(path_);
+  EXPECT_EQ(once, "# crlf\n\nbare " + hash + "\n");
+  ASSERT_TRUE(LoadOk()->Save().ok());
+  EXPECT_EQ(ReadFile(path_), once);
+}
+
 TEST_F(UserDbTest, CredentialCacheRemembersSuccessOnlyForAWhile) {
   auto db = LoadOk();
   EXPECT_FALSE(db->CheckCachedCredentials("app@example.com", "app-pw"));

@@ -208,22 +208,19 @@ bool ServerSession::ExtendsBufferedLine(std::string_view data) const {
 
 void ServerSession::ResumeBuffered() {
   if (InputBuffered() == 0) return;
-  const size_t used = Process(std::string_view(in_).substr(in_consumed_));
-  in_consumed_ += used;
-  if (state_ == State::kClosed || state_ == State::kTlsPending || in_consumed_ == in_.size()) {
+  in_start_ += Process(std::string_view(in_).substr(in_start_));
+  if (in_start_ == in_.size() || state_ == State::kClosed || state_ == State::kTlsPending) {
     ClearInput();
-  } else if (in_consumed_ >= in_.size() / 2) {
-    // Consumed bytes leave the buffer once they are half of it, not at every resume: pipelined
-    // transactions resumed one by one from a large buffer moved all of it each time (issue 13).
-    // Each byte left is moved at most as often as its size in consumed bytes: linear.
-    in_.erase(0, in_consumed_);
-    in_consumed_ = 0;
+  } else if (in_start_ >= in_.size() - in_start_) {
+    // Each byte moves at most once per time the buffer halves: linear in the input overall.
+    in_.erase(0, in_start_);
+    in_start_ = 0;
   }
 }
 
 void ServerSession::ClearInput() {
   in_.clear();
-  in_consumed_ = 0;
+  in_start_ = 0;
 }
 
 size_t ServerSession::Process(std::string_view in) {

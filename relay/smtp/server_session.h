@@ -200,7 +200,7 @@ class ServerSession {
   // Whether `data`, appended to the buffered partial line, leaves it a partial line the current
   // state would keep as it is (so that it need not be parsed again).
   bool ExtendsBufferedLine(std::string_view data) const;
-  size_t InputBuffered() const { return in_.size() - in_consumed_; }
+  size_t InputBuffered() const { return in_.size() - in_start_; }
   void ClearInput();
 
   void HandleCommand(std::string_view line);
@@ -233,9 +233,11 @@ class ServerSession {
   ServerActions actions_;
   State state_ = State::kNotConnected;
 
-  // Unconsumed input from in_consumed_ on: a partial line, or pipelined input while paused.
+  // Unconsumed input: a partial line, or pipelined input while paused. Bytes before in_start_
+  // are consumed; they are dropped once they are half the buffer, so that resuming after each of
+  // many pipelined transactions does not move the rest of the buffer every time.
   std::string in_;
-  size_t in_consumed_ = 0;
+  size_t in_start_ = 0;
   // A command line longer than the limit is being skipped up to its CRLF.
   bool discarding_line_ = false;
   bool discard_prev_cr_ = false;

@@ -238,6 +238,25 @@ if g:
     check(dkim.verify(content, dnsfunc=dnsfunc), "DKIM signature verifies at the receiver "
           "(python3-dkim, key from unbound)")
 check(wait_for(lambda: got("nomx"), 20), "no MX: delivered to the domain's A record")
+
+# relayctl send-test: submits through the running relay as the user, follows the delivery log
+# and says what to look for on arrival.
+r = subprocess.run([RELAYCTL, "send-test", "--config", conf_path, "--server", "127.0.0.1:%d" % PORT,
+                    "--user", "app@example.com", "--to", "tess@good.test", "--wait", "20"],
+                   input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+print("     " + r.stdout.replace("\n", "\n     ") + r.stderr)
+check(r.returncode == 0 and "TLSv1.3" in r.stdout and "accepted: 250 2.0.0 Ok: queued as" in r.stdout,
+      "relayctl send-test submits over TLS with AUTH and the relay queues it")
+check(re.search(r"(?m)^delivered .*mx_host=\S+ .*reply_code=250", r.stdout) is not None,
+      "send-test follows the delivery log to the delivery")
+check("dkim=pass header.d=example.com header.s=relay" in r.stdout and "spf=pass" in r.stdout,
+      "send-test says what the recipient's headers should show")
+check(wait_for(lambda: got("good", "tess@good.test"), 10), "the test message arrives")
+r = subprocess.run([RELAYCTL, "send-test", "--config", conf_path, "--server", "127.0.0.1:%d" % PORT,
+                    "--user", "app@example.com", "--to", "tess@good.test", "--wait", "0"],
+                   input="wrong\n", capture_output=True, text=True, timeout=60)
+check(r.returncode == 1 and "AUTH: 535" in r.stderr,
+      "send-test with a wrong password says AUTH failed, exit 1: %s" % r.stderr.strip())
 check(wait_for(lambda: got("mx2"), 30), "first MX unreachable: delivered by the second")
 
 # The tempfail sink refuses twice with 451; restart relayd while the message waits for its retry.
@@ -330,6 +349,21 @@ code, out = relayctl("queue", "retry", "--all", "--config", conf_path)
 check(code == 0 and out.startswith("ok") and "shard 1" in out,
       "relayctl queue retry --all answers ok for every shard, exit 0: %s" % out.strip())
 check(wait_for(lambda: slow_attempts["count"] > before, 10), "retry --all brings an attempt")
+
+# relayctl reload: this relay (found through --config) reloads and says what it did; an edit of
+# relayd.toml that needs a restart is named, not silently ignored.
+code, out = relayctl("reload", "--config", conf_path)
+check(code == 0 and out.startswith("ok: ") and "users reloaded" in out and
+      "delivery logs reopened" in out and "changed" not in out,
+      "relayctl reload answers what it reloaded, exit 0: %s" % out.strip())
+conf_text = open(conf_path).read()
+edited = re.sub(r"(?m)^connections_max = \d+", "connections_max = 1234", conf_text, count=1)
+check(edited != conf_text, "the test edits limits.connections_max")
+open(conf_path, "w").write(edited)
+code, out = relayctl("reload", "--config", conf_path)
+check(code == 0 and "connections_max" in out and "next restart" in out,
+      "relayctl reload names an edit that needs a restart: %s" % out.strip())
+open(conf_path, "w").write(conf_text)
 
 
 def dsns_for(rcpt, action):

@@ -9,14 +9,15 @@ loopback with replies_unread_bytes_max = 65536 and replies_unread_timeout_ms = 3
     the stall timeout, and relayd says which;
   - a client that pipelines the same way but reads its replies gets every one of them;
   - a client dripping a command a byte at a time is cut at command_deadline_ms (bytes do not
-    re-arm it), an idle unauthenticated one after idle_before_auth_ms, and with half of
-    connections_max held (stress mode) a new idle one after stress_timeout_ms.
+    re-arm it), a TLS client that sends close_notify at once, an idle unauthenticated one
+    after idle_before_auth_ms, and with half of connections_max held (stress mode) a new idle
+    one after stress_timeout_ms.
 
 usage: hostile_client_test.py RELAYD
 """
 import os
-import re
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -44,11 +45,6 @@ def check(cond, what):
         failures.append(what)
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
-
-
 conf_path, _ = relayd_process.init(
     RELAYD, TMP + "/relay",
     [('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
@@ -70,7 +66,7 @@ if ready is None:
     sys.exit("relayd did not start")
 PORT = relayd_process.port(ready, "submission (STARTTLS)")
 try:
-    rss_before = rss_bytes(relayd.pid)
+    rss_before = relayd_process.rss_bytes(relayd.pid)
 
     # The flooder: a small receive buffer so that its unread replies do not sit in our own kernel
     # buffers either, and a send timeout to notice when the relay stops taking bytes.
@@ -89,7 +85,7 @@ try:
     except OSError as e:
         print("flooder: %s after %d bytes" % (e, sent))
     flooder_blocked_at = time.time()
-    rss_during = rss_bytes(relayd.pid)
+    rss_during = relayd_process.rss_bytes(relayd.pid)
     print("flood: %d bytes taken of %d; relayd VmRSS %d -> %d KiB" %
           (sent, FLOOD_BYTES, rss_before >> 10, rss_during >> 10))
     check(sent < FLOOD_BYTES, "the relay stops reading a client that does not read its replies")
@@ -197,6 +193,31 @@ try:
     print("drip: closed after %.1f s: %r" % (time.time() - t0, said[-80:]))
     check(time.time() - t0 < DEADLINE_MS / 1000 + 2 and b"421" in said,
           "a dripping client is cut at command_deadline_ms with a 421 (%.1f s)" % (time.time() - t0))
+
+    # A TLS client that sends close_notify is done: the relay ends the connection then, not at
+    # a timeout.
+    tls_client = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    tf = tls_client.makefile("rb")
+    tf.readline()
+    tls_client.sendall(b"EHLO tls.example.test\r\n")
+    while tf.readline()[3:4] == b"-":
+        pass
+    tls_client.sendall(b"STARTTLS\r\n")
+    tf.readline()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    wrapped = ctx.wrap_socket(tls_client, server_hostname="relay.example.com")
+    wrapped.sendall(b"EHLO tls.example.test\r\n")
+    wrapped.recv(4096)
+    t0 = time.time()
+    try:
+        # Sends close_notify, then waits (5 s at most) for the relay's close_notify or its end.
+        wrapped.unwrap().close()
+    except (OSError, ssl.SSLError):
+        wrapped.close()
+    waited = time.time() - t0
+    check(waited < 2, "a TLS client's close_notify ends the connection at once (%.1f s)" % waited)
 
     # An idle client that has not authenticated is closed after idle_before_auth_ms.
     idle = socket.create_connection(("127.0.0.1", PORT), timeout=5)

@@ -87,7 +87,7 @@ domain = "local.test"
 selector = "arc"
 key = "%s"
 """ % LOCAL_KEY)
-os.makedirs(TMP + "/relay/aliases")
+os.makedirs(TMP + "/relay/aliases", exist_ok=True)  # init writes it
 open(TMP + "/relay/aliases/local.test", "w").write("*: me@elsewhere.test\n")
 log_path = TMP + "/relayd.log"
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)

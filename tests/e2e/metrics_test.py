@@ -15,15 +15,14 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
+import local_smtp  # noqa: E402
 import relayd_process  # noqa: E402
 
 RELAYD = sys.argv[1]
@@ -68,31 +67,9 @@ def finish():
 # --- the receiver: one aiosmtpd with STARTTLS; reject.test recipients get 550 -------------------
 SINK_IP = "127.0.0.2"
 MX_PORT = local_dns.free_port([SINK_IP])
-subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                "-subj", "/CN=mx.test", "-keyout", TMP + "/mx.key", "-out", TMP + "/mx.crt"],
-               check=True, capture_output=True)
-tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-tls.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
-received = []
-lock = threading.Lock()
-
-
-class Sink:
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.endswith("@reject.test"):
-            return "550 5.1.1 <%s>: no such user here" % address
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        with lock:
-            received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 2.0.0 OK stored"
-
-
-controllers = [Controller(Sink(), hostname=SINK_IP, port=MX_PORT, ready_timeout=10,
-                          tls_context=tls)]
-controllers[0].start()
+sink = local_smtp.Sink(lambda rcpt: "550 5.1.1 <%s>: no such user here" % rcpt
+                       if rcpt.endswith("@reject.test") else None)
+controllers = [local_smtp.start(sink, SINK_IP, MX_PORT, TMP)]
 
 zones = """
   local-zone: "test." static
@@ -254,9 +231,7 @@ def submit(rcpts, subject):
     s.quit()
 
 
-def delivered_to(rcpt):
-    with lock:
-        return [r for r in received if rcpt in r[1]]
+delivered_to = sink.delivered_to
 
 
 # One AUTH failure.
@@ -341,6 +316,22 @@ check(value(after, "relay_queue_reserve_segments") >= 1, "reserve segments ready
 check(("relay_queue_segments_created_on_append_path_total", ()) in after and
       value(after, "relay_queue_segments_created_on_append_path_total") == 0,
       "no segment created on the append path")
+# The series the alert rules in tools/monitoring/ are built on.
+check(delta("relay_recipients_delivered_tls_total", site="default") == 4,
+      "recipients delivered over TLS +4 (the sink offers STARTTLS)")
+check(value(after, "relay_queue_oldest_message_age_seconds") == 0,
+      "oldest queued message age 0 once the queue is empty")
+check(value(after, "relay_queue_capacity_bytes") >= value(after, "relay_queue_bytes") > 0,
+      "queue capacity reported, above the bytes in use")
+avail = value(after, "relay_spool_filesystem_avail_bytes")
+check(0 < avail <= value(after, "relay_spool_filesystem_size_bytes"),
+      "spool file system space reported")
+check(all(delta("relay_shard_loop_turns_total", shard=str(i)) >= 1 for i in range(2)),
+      "both shards' loop turns move")
+check(value(after, "relay_ready_queue_messages", site="default") == 0 and
+      value(after, "relay_site_suspended_queues", site="default") == 0 and
+      value(after, "relay_site_suspensions_total", site="default") == 0,
+      "no ready message waits, no site suspended")
 check(("relay_queue_segment_creation_failures_total", ()) in after and
       value(after, "relay_queue_segment_creation_failures_total") == 0,
       "no failed segment creation")

@@ -10,7 +10,19 @@ python3-dkim's arc_verify validates, when the relay seals); a named alias wins o
 catch-all; an unknown user of a domain without catch-all is refused at RCPT (550 5.1.1); a
 non-local domain without AUTH is refused (550 5.7.1); a bounce to the SRS address reaches the
 original sender, a forged SRS address is refused (550 5.1.1); a SIGHUP reloads the aliases; an
-alias loop is a configuration error that stops the start, naming the file and line.
+alias loop is a configuration error that stops the start, naming the file and line. An incoming
+Authentication-Results that claims our authserv-id is removed (RFC 8601 §5); a client that
+pipelines a message and 1.5 MiB of commands behind it gets its 250 and every reply, not a 421
+for a message that was queued all the same.
+
+DMARC (RFC 7489) and the forwarder's duty not to turn forgeries into backscatter (issue 22, bug
+4): a forged, unsigned message in the name of a p=reject domain is refused at the end of DATA
+with 550 5.7.1 and nothing is forwarded or bounced, whether SPF fails or passes for another
+domain, for a subdomain too; so is SPF fail without a DKIM signature; signed mail passes with
+dmarc=pass, even when it arrives with SPF failing; p=quarantine, p=none and pct=0 are forwarded,
+the first and the last marked X-Spam-Flag: YES; with dmarc_reject = "quarantine-header" a p=reject
+failure is marked instead of refused. A DSN for forwarded mail that the target refuses names the
+address the sender used, never the private target.
 
 usage: receive_test.py RELAYD
 """
@@ -20,6 +32,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import smtplib
 import subprocess
 import sys
@@ -49,7 +62,7 @@ def check(cond, what):
 
 
 # --- sinks: the MX hosts of the alias targets and of the original sender ----------------------
-MX = {"gmail": "127.0.0.2", "named": "127.0.0.3", "sender": "127.0.0.4"}
+MX = {"gmail": "127.0.0.2", "named": "127.0.0.3", "sender": "127.0.0.4", "self": "127.0.0.5"}
 MX_PORT = local_dns.free_port(list(MX.values()))
 received = []  # (sink, mail_from, rcpt_tos, content bytes)
 lock = threading.RLock()
@@ -60,6 +73,10 @@ class Sink:
         self.name = name
 
     async def handle_DATA(self, server, session, envelope):
+        if self.name == "gmail" and b"Subject: refused by target" in envelope.content:
+            # What Gmail answers a forwarder; the target's address in the text, as some MX do.
+            return ("550 5.7.26 <%s>: Unauthenticated email is not accepted"
+                    % envelope.rcpt_tos[0])
         with lock:
             received.append((self.name, envelope.mail_from, list(envelope.rcpt_tos),
                              envelope.content))
@@ -81,12 +98,20 @@ zones = """
   local-data: "sender.test. 300 IN MX 10 mx.sender.test."
   local-data: "mx.sender.test. 300 IN A {sender}"
   local-data: 'sel._domainkey.sender.test. 300 IN TXT {sender_txt}'
+  local-data: '_dmarc.sender.test. 300 IN TXT "v=DMARC1; p=reject"'
   local-data: 'forger.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"'
+  local-data: '_dmarc.forger.test. 300 IN TXT "v=DMARC1; p=reject; rua=mailto:d@forger.test"'
+  local-data: 'nodmarc.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"'
+  local-data: '_dmarc.quarantine.test. 300 IN TXT "v=DMARC1; p=quarantine"'
+  local-data: '_dmarc.none.test. 300 IN TXT "v=DMARC1; p=none"'
+  local-data: '_dmarc.sampled.test. 300 IN TXT "v=DMARC1; p=reject; pct=0"'
   local-data: "gmail.test. 300 IN MX 10 mx.gmail.test."
   local-data: "mx.gmail.test. 300 IN A {gmail}"
   local-data: "named.test. 300 IN MX 10 mx.named.test."
   local-data: "mx.named.test. 300 IN A {named}"
   local-data: 'local.test. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"'
+  local-data: "local.test. 300 IN MX 10 mx.local.test."
+  local-data: "mx.local.test. 300 IN A {self}"
   local-data: 'arc._domainkey.local.test. 300 IN TXT {local_txt}'
 """.format(sender_txt=SENDER_TXT, local_txt=LOCAL_TXT, **MX)
 unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
@@ -124,7 +149,7 @@ domain = "local.test"
 selector = "arc"
 key = "%s"
 """ % LOCAL_KEY)
-os.makedirs(conf_dir + "/aliases")
+os.makedirs(conf_dir + "/aliases", exist_ok=True)  # init writes it
 ALIASES = conf_dir + "/aliases/local.test"
 open(ALIASES, "w").write("# local.test forwards everything\n"
                          "postmaster: boss@named.test\n"
@@ -205,6 +230,9 @@ if g:
     ar_text = " ".join(ar[0].split()) if ar else ""
     check("spf=pass smtp.mailfrom=alice@sender.test" in ar_text, "SPF passes for sender.test")
     check("dkim=pass header.d=sender.test" in ar_text, "DKIM passes for sender.test")
+    check("dmarc=pass header.from=sender.test" in ar_text,
+          "DMARC passes for sender.test (p=reject)")
+    check(not m.get_all("X-Spam-Flag"), "... and the message is not marked")
     check(dkim.verify(content, dnsfunc=dns_txt), "the sender's DKIM signature still verifies")
     if m.get_all("ARC-Seal"):
         cv, results, reason = dkim.arc_verify(content, dnsfunc=dns_txt)
@@ -215,6 +243,69 @@ if g:
     SRS_ADDRESS = mail_from
 else:
     SRS_ADDRESS = None
+
+# 1b. RFC 8601 §5: an Authentication-Results field from outside that claims our authserv-id is a
+# forgery and is removed; one naming another host stays; the sender's signature still verifies.
+forged_msg = signed_message("forged results")
+forged_msg = (b"Authentication-Results: MX.local.test; dkim=pass header.d=bank.test\r\n"
+              b"Authentication-Results: elsewhere.test; spf=none\r\n" + forged_msg)
+r = swaks(["--from", "alice@sender.test", "--to", "anything@local.test"], forged_msg)
+check(r.returncode == 0 and "250 2.0.0 Ok: queued" in r.stdout,
+      "a message with a forged Authentication-Results is accepted")
+check(wait_for(lambda: got("gmail", "forged results")), "... and forwarded")
+g = got("gmail", "forged results")
+if g:
+    m = headers_of(g[0][3])
+    ar = [" ".join(v.split()) for v in (m.get_all("Authentication-Results") or [])]
+    print("     Authentication-Results: " + " | ".join(ar))
+    check(len(ar) == 2 and ar[0].startswith("mx.local.test;") and "header.d=bank.test" not in
+          ar[0] and ar[1] == "elsewhere.test; spf=none",
+          "the forged field claiming mx.local.test is gone; ours and elsewhere.test's remain")
+    check(dkim.verify(g[0][3], dnsfunc=dns_txt), "the sender's DKIM signature still verifies")
+    # Sealed from the checks' parse of the message, less the field removed.
+    cv, _, reason = dkim.arc_verify(g[0][3], dnsfunc=dns_txt)
+    check(cv == dkim.CV_Pass, "the ARC set sealed over what was forwarded validates: %s %s"
+          % (cv, reason))
+
+# 1c. A client that pipelines a whole message and then 1.5 MiB of NOOPs in one go: the relay
+# stops reading while the message is being queued (instead of buffering the NOOPs and closing
+# with 421 after the message was queued, so that the client would send it again), then answers
+# everything. The message is queued once and the client is told so.
+NOOPS = 262144
+piped = socket.create_connection(("127.0.0.1", PORT), timeout=30)
+replies = {"bytes": b""}
+
+
+def read_replies():
+    buf = b""
+    try:
+        while True:
+            data = piped.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+    except OSError:
+        pass
+    replies["bytes"] = buf
+
+
+reader = threading.Thread(target=read_replies, daemon=True)
+reader.start()
+body = signed_message("pipelined flood").replace(b"\r\n.", b"\r\n..")
+piped.sendall(b"EHLO mail.sender.test\r\nMAIL FROM:<alice@sender.test>\r\n"
+              b"RCPT TO:<anything@local.test>\r\nDATA\r\n" + body + b".\r\n" +
+              b"NOOP\r\n" * NOOPS + b"QUIT\r\n")
+reader.join(60)
+piped.close()
+out = replies["bytes"]
+print("     pipelined: %d bytes of replies, %d x 250 Ok, 421: %s" %
+      (len(out), out.count(b"250 2.0.0 Ok\r\n"), b"\r\n421" in out))
+check(b"250 2.0.0 Ok: queued as" in out and b"\r\n421" not in out and
+      out.count(b"250 2.0.0 Ok\r\n") == NOOPS and out.endswith(b"221 2.0.0 Bye\r\n"),
+      "a message pipelined with 1.5 MiB of commands is queued, and every command answered")
+check(wait_for(lambda: got("gmail", "pipelined flood")) and
+      (time.sleep(1) or len(got("gmail", "pipelined flood")) == 1),
+      "... and delivered once")
 
 # 2. A named alias wins over the catch-all; "+" suffixes and case do not matter.
 s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="mail.sender.test", timeout=30)
@@ -244,17 +335,112 @@ if SRS_ADDRESS:
 s.rset()
 s.quit()
 
-# 4. SPF fail is reported, not refused (the policy is the final receiver's).
-s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="mail.forger.test", timeout=30)
-s.sendmail("ceo@forger.test", ["x@local.test"],
-           b"From: ceo@forger.test\r\nSubject: spf fail\r\n\r\nbody\r\n")
-s.quit()
-check(wait_for(lambda: got("gmail", "spf fail")), "mail failing SPF is still forwarded")
-g = got("gmail", "spf fail")
-if g:
-    ar = " ".join((headers_of(g[0][3]).get("Authentication-Results") or "").split())
-    check("spf=fail smtp.mailfrom=ceo@forger.test" in ar, "... with spf=fail: " + ar)
-    check("dkim=none" in ar, "... and dkim=none for an unsigned message: " + ar)
+# 4. DMARC and SPF at the end of DATA (issue 22, bug 4): a forgery in the name of a p=reject
+# domain is refused (550 5.7.1) instead of forwarded, so the final receiver never refuses it and
+# no DSN goes to the forged sender.
+def send(mail_from, frm, subject, rcpt="x@local.test", sign=False, more_headers=""):
+    """Sends one message; returns (code, text) of the reply to the end of DATA."""
+    msg = ("From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: Sun, 22 Nov 2026 23:00:00 +0000\r\n"
+           "Message-ID: <%s@test>\r\n%s\r\nbody\r\n" %
+           (frm, rcpt, subject, subject.replace(" ", "-"), more_headers)).encode()
+    if sign:
+        msg = dkim.sign(msg, b"sel", b"sender.test", open(SENDER_KEY, "rb").read(),
+                        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"]) + msg
+    s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="mail.sender.test", timeout=30)
+    try:
+        s.sendmail(mail_from, [rcpt], msg)
+        result = (250, b"")
+    except smtplib.SMTPDataError as e:
+        result = (e.smtp_code, e.smtp_error)
+    s.quit()
+    return result
+
+
+def auth_results(sink, subject):
+    g = got(sink, subject)
+    if not g:
+        return None, ""
+    m = headers_of(g[0][3])
+    return m, " ".join((m.get("Authentication-Results") or "").split())
+
+
+REFUSED = []  # subjects that must never reach any sink, as a message or inside a DSN
+for what, mail_from, frm, subject in [
+        ("SPF fails, unsigned", "ceo@forger.test", "CEO <ceo@forger.test>", "spoof spf fail"),
+        ("SPF passes for another domain", "alice@sender.test", "ceo@forger.test",
+         "spoof spf unaligned"),
+        ("a subdomain, through the organizational domain's record", "alice@sender.test",
+         "ceo@news.forger.test", "spoof subdomain")]:
+    code, text = send(mail_from, frm, subject)
+    check((code, text[:5]) == (550, b"5.7.1") and b"DMARC policy (p=reject)" in text,
+          "a forged From of a p=reject domain (%s) is refused: %d %s" % (what, code, text))
+    REFUSED.append(subject)
+code, text = send("ceo@nodmarc.test", "ceo@nodmarc.test", "spf fail no dkim")
+check((code, text[:5]) == (550, b"5.7.1") and b"SPF of nodmarc.test" in text,
+      "SPF fail without a DKIM signature, no DMARC record: refused: %d %s" % (code, text))
+REFUSED.append("spf fail no dkim")
+code, text = send("alice@sender.test", "a@sender.test", "two from",
+                  more_headers="From: ceo@forger.test\r\n")
+check((code, text[:5]) == (550, b"5.7.1") and b"exactly one From" in text,
+      "a message with two From fields is refused: %d %s" % (code, text))
+REFUSED.append("two from")
+
+# Signed mail of the p=reject domain arriving through another forwarder: SPF fails for that
+# forwarder's envelope, the aligned signature carries DMARC.
+code, text = send("bounces@forger.test", "Alice <alice@sender.test>", "signed via forwarder",
+                  sign=True)
+check(code == 250, "signed mail passes although SPF fails: %d %s" % (code, text))
+check(wait_for(lambda: got("gmail", "signed via forwarder")), "... and is forwarded")
+_, ar = auth_results("gmail", "signed via forwarder")
+check("spf=fail" in ar and "dmarc=pass header.from=sender.test" in ar, "... dmarc=pass: " + ar)
+
+# The milder policies: forwarded, p=quarantine (and p=reject sampled out by pct=0) marked.
+for subject, frm, policy, marked in [
+        ("quarantine policy", "news@quarantine.test", "p=quarantine dis=quarantine", True),
+        ("none policy", "news@none.test", "p=none dis=none", False),
+        ("pct zero", "news@sampled.test", "p=reject dis=quarantine", True)]:
+    code, text = send("alice@sender.test", frm, subject)
+    check(code == 250, "%s: accepted (%d %s)" % (subject, code, text))
+    check(wait_for(lambda: got("gmail", subject)), "%s: forwarded" % subject)
+    m, ar = auth_results("gmail", subject)
+    domain = frm.split("@")[1]
+    check("dmarc=fail (%s) header.from=%s" % (policy, domain) in ar,
+          "%s: dmarc=fail (%s): %s" % (subject, policy, ar))
+    flags = (m.get_all("X-Spam-Flag") or []) if m else []
+    check(flags == (["YES"] if marked else []),
+          "%s: %s" % (subject, "marked X-Spam-Flag: YES" if marked else "not marked"))
+    if m:
+        cv, _, reason = dkim.arc_verify(got("gmail", subject)[0][3], dnsfunc=dns_txt)
+        check(cv == dkim.CV_Pass, "%s: its ARC set validates: %s %s" % (subject, cv, reason))
+
+# 4b. A DSN for forwarded mail that the target refuses names the address the sender used, not
+# the private target (nor its MX host), even when the target's reply text names it.
+code, _ = send("alice@sender.test", "alice@sender.test", "refused by target",
+               rcpt="private@local.test", sign=True)
+check(code == 250, "a message for the catch-all is accepted (the target will refuse it)")
+check(wait_for(lambda: got("self", "refused by target")),
+      "a DSN comes back to the SRS address (local.test's MX)")
+d = got("self", "refused by target")
+if d:
+    _, mail_from, rcpts, content = d[0]
+    print("     DSN to %s:\n       " % rcpts + "\n       ".join(
+        l for l in content.decode(errors="replace").splitlines()
+        if re.match(r"(Final|Original)-Recipient|Remote-MTA|Diagnostic-Code|Action|Status", l)))
+    check(mail_from in ("", "<>") and len(rcpts) == 1 and rcpts[0].startswith("SRS0="),
+          "... from the null sender to the SRS address: %r %r" % (mail_from, rcpts))
+    check(b"Final-Recipient: rfc822; private@local.test" in content,
+          "the DSN names the address the sender used (private@local.test)")
+    named = [l for l in content.decode(errors="replace").splitlines() if "gmail" in l.lower()]
+    check(not named, "the DSN never names the private target me@gmail.test nor its MX host: %s"
+          % named)
+    check(b"550 5.7.26" in content, "... and still gives the target's reply")
+
+# Nothing refused above was forwarded or bounced: every later message has arrived by now.
+time.sleep(1)
+with lock:
+    leaked = [(r[0], sub) for r in received for sub in REFUSED
+              if ("Subject: " + sub).encode() in r[3]]
+check(not leaked, "nothing refused was forwarded or came back as a DSN: %s" % leaked)
 
 # 5. A bounce of the forwarded mail, to the SRS address, reaches the original sender.
 if SRS_ADDRESS:
@@ -289,6 +475,23 @@ check("alias loop" in open(log_path).read(), "... and the loop is logged")
 
 relayd.send_signal(signal.SIGTERM)
 check(relayd.wait(timeout=20) == 0, "relayd stops cleanly")
+
+# 6b. dmarc_reject = "quarantine-header": the p=reject failure is forwarded, marked, instead.
+open(ALIASES, "w").write("*: me@gmail.test\n")
+conf = open(conf_path).read()
+open(conf_path, "w").write(conf.replace("checks_timeout_ms = 5000\n",
+                                        'checks_timeout_ms = 5000\ndmarc_reject = "quarantine-header"\n'))
+relayd, PORT = start_relayd()
+code, text = send("alice@sender.test", "ceo@forger.test", "spoof quarantined")
+check(code == 250, "with dmarc_reject = quarantine-header the forgery is accepted: %d" % code)
+check(wait_for(lambda: got("gmail", "spoof quarantined")), "... forwarded")
+m, ar = auth_results("gmail", "spoof quarantined")
+check(m is not None and m.get_all("X-Spam-Flag") == ["YES"] and
+      "dmarc=fail (p=reject dis=reject) header.from=forger.test" in ar,
+      "... marked X-Spam-Flag: YES, dmarc=fail (p=reject dis=reject): " + ar)
+relayd.send_signal(signal.SIGTERM)
+check(relayd.wait(timeout=20) == 0, "relayd stops cleanly")
+open(ALIASES, "w").write("a: b\nb: a\n")
 
 # 7. A loop is a configuration error at start, named with file and line: the aliases are known
 # in full before any mail arrives, so it is refused before it can turn into a mail loop.

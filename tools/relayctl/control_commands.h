@@ -3,15 +3,20 @@
 //   relayctl queue retry ID|--all [--config PATH | --config-dir DIR | --socket PATH]
 //   relayctl queue bounce ID      [--config PATH | --config-dir DIR | --socket PATH]
 //   relayctl queue delete ID      [--config PATH | --config-dir DIR | --socket PATH]
+//   relayctl reload               [--config PATH | --config-dir DIR | --socket PATH]
 //
 // The socket is the config's control_socket (PATH, or DIR/relayd.toml; default
-// /etc/relay/relayd.toml), unless --socket names one. Prints relayd's answer; exit 0 when it
-// starts with "ok", 1 otherwise (or when relayd cannot be reached), 2 for usage errors.
-// argv[0] is the verb (retry, bounce or delete).
+// /etc/relay/relayd.toml), unless --socket names one: the relay of that configuration, not every
+// relayd on the host (as `kill -HUP $(pidof relayd)` would). Prints relayd's answer; exit 0 when
+// it starts with "ok", 1 otherwise (or when relayd cannot be reached), 2 for usage errors.
 #pragma once
 
 namespace relay::relayctl {
 
+// argv[0] is the verb (retry, bounce or delete).
 int QueueControlCommand(int argc, char** argv);
+// reload: the certificate, the users and the aliases read again, the delivery logs reopened; the
+// answer says what was reloaded and which edits of relayd.toml need a restart.
+int ReloadCommand(int argc, char** argv);
 
 }  // namespace relay::relayctl

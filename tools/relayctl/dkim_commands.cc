@@ -18,11 +18,16 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "dkim/key.h"
 #include "dkim/verifier.h"
+#include "relay/server/config.h"
+#include "tools/relayctl/user_commands.h"
 
 namespace relay::relayctl {
 namespace {
@@ -107,6 +112,45 @@ bool UseDnsServer(const std::string& spec) {
 
 }  // namespace
 
+namespace {
+
+// The TXT record of `key` at S._domainkey.D: the value as one string (what DNS providers' web
+// forms take; they split it themselves), then as a zone-file line in strings of at most 255 bytes
+// (RFC 1035 §3.3.14), then those strings one per line.
+void PrintRecord(const std::string& domain, const std::string& selector,
+                 const dkim::PrivateKey& key) {
+  std::string record = key.PublicKeyRecord();
+  std::string name = selector + "._domainkey." + domain + ".";
+  std::string quoted;
+  for (const std::string& s : dkim::SplitTxtStrings(record)) {
+    if (!quoted.empty()) quoted += " ";
+    quoted += "\"" + s + "\"";
+  }
+  std::printf("%s IN TXT ( %s )\n", name.c_str(), quoted.c_str());
+  std::printf("name: %s\n", name.c_str());
+  std::printf("record: %s\n", record.c_str());
+  for (const std::string& s : dkim::SplitTxtStrings(record)) {
+    std::printf("value: %s\n", s.c_str());
+  }
+}
+
+absl::StatusOr<dkim::PrivateKey> LoadKey(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read: ", std::strerror(errno)));
+  std::stringstream text;
+  text << in.rdbuf();
+  return dkim::PrivateKey::FromFileContents(text.str());
+}
+
+int RecordUsage() {
+  std::fprintf(stderr,
+               "usage: relayctl dkim-record [--config PATH] [--domain D] [--selector S]\n"
+               "       relayctl dkim-record KEYFILE --domain D --selector S\n");
+  return 2;
+}
+
+}  // namespace
+
 int DkimKeygenCommand(int argc, char** argv) {
   std::string domain, selector, algo, out;
   for (int i = 1; i < argc; ++i) {
@@ -159,19 +203,62 @@ int DkimKeygenCommand(int argc, char** argv) {
     unlink(out.c_str());
     return 1;
   }
-  std::string record = key->PublicKeyRecord();
-  std::string name = selector + "._domainkey." + domain + ".";
-  std::string quoted;
-  for (const std::string& s : dkim::SplitTxtStrings(record)) {
-    if (!quoted.empty()) quoted += " ";
-    quoted += "\"" + s + "\"";
-  }
   std::printf("private key: %s (mode 0600)\n", out.c_str());
   std::printf("publish this TXT record:\n");
-  std::printf("%s IN TXT ( %s )\n", name.c_str(), quoted.c_str());
-  std::printf("name: %s\n", name.c_str());
-  for (const std::string& s : dkim::SplitTxtStrings(record)) {
-    std::printf("value: %s\n", s.c_str());
+  PrintRecord(domain, selector, *key);
+  return 0;
+}
+
+int DkimRecordCommand(int argc, char** argv) {
+  std::string config_path = std::string(kDefaultConfigDir) + "/relayd.toml";
+  std::string key_path, domain, selector;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg == "--domain" && i + 1 < argc) {
+      domain = argv[++i];
+    } else if (arg == "--selector" && i + 1 < argc) {
+      selector = argv[++i];
+    } else if (!arg.empty() && arg[0] != '-' && key_path.empty()) {
+      key_path = arg;
+    } else {
+      return RecordUsage();
+    }
+  }
+  std::vector<server::DkimKeyConfig> keys;
+  if (!key_path.empty()) {
+    if (domain.empty() || selector.empty()) return RecordUsage();
+    keys.push_back({domain, selector, key_path});
+  } else {
+    absl::StatusOr<server::Config> config = server::LoadConfig(config_path);
+    if (!config.ok()) {
+      std::fprintf(stderr, "relayctl: %s\n", std::string(config.status().message()).c_str());
+      return 1;
+    }
+    for (const server::DkimKeyConfig& k : config->dkim_keys) {
+      if ((domain.empty() || absl::EqualsIgnoreCase(k.domain, domain)) &&
+          (selector.empty() || k.selector == selector)) {
+        keys.push_back(k);
+      }
+    }
+    if (keys.empty()) {
+      std::fprintf(stderr, "relayctl: %s has no [[dkim.key]]%s%s%s%s\n", config_path.c_str(),
+                   domain.empty() ? "" : " for ", domain.c_str(),
+                   selector.empty() ? "" : " with selector ", selector.c_str());
+      return 1;
+    }
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const server::DkimKeyConfig& k = keys[i];
+    absl::StatusOr<dkim::PrivateKey> key = LoadKey(k.key_path);
+    if (!key.ok()) {
+      std::fprintf(stderr, "relayctl: %s: %s\n", k.key_path.c_str(),
+                   std::string(key.status().message()).c_str());
+      return 1;
+    }
+    if (i > 0) std::printf("\n");
+    PrintRecord(k.domain, k.selector, *key);
   }
   return 0;
 }

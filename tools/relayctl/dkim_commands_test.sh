@@ -7,6 +7,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 PATH="$PATH:/usr/sbin:/sbin"
 CMD="$(pwd)/tools/relayctl/dkim_commands_testmain"
 SIGN="$(pwd)/dkim/dkim_sign_tool"
+RELAYD="$(pwd)/relay/relayd"
 command -v unbound >/dev/null || fail "unbound is not installed"
 W="${TEST_TMPDIR:-$(mktemp -d)}/relayctl-dkim"
 rm -rf "$W"; mkdir -p "$W"; cd "$W"
@@ -31,6 +32,25 @@ done < <(grep '^value: ' big.out r1.out e1.out | cut -d: -f2- | sed 's/^ //')
 grep -q 'IN TXT ( "v=DKIM1; k=ed25519; p=' e1.out || fail "zone line: $(cat e1.out)"
 "$CMD" dkim-keygen --domain example.test --selector r1 --algo rsa2048 --out r1.pem 2>/dev/null
 [[ $? == 1 ]] || fail "keygen must not overwrite an existing key"
+
+# dkim-record: the same record again from the key file, and from a config's [[dkim.key]] entries;
+# "record:" is the whole value as one string.
+"$CMD" dkim-record r1.pem --domain example.test --selector r1 > r1.again || fail "dkim-record file"
+diff <(grep -v '^private key' r1.out | grep -v '^publish') r1.again \
+  || fail "dkim-record differs from what keygen printed"
+[[ "$(sed -n 's/^record: //p' r1.again)" == "$(grep '^value: ' r1.out | sed 's/^value: //' | tr -d '\n')" ]] \
+  || fail "record: is not the strings joined: $(cat r1.again)"
+"$RELAYD" --init cfg --domain example.test > init.out 2>&1 || fail "relayd --init: $(cat init.out)"
+"$CMD" dkim-record --config cfg/relayd.toml > both.out || fail "dkim-record --config: $(cat both.out)"
+[[ $(grep -c '^record: v=DKIM1' both.out) == 2 ]] || fail "two records: $(cat both.out)"
+ed_selector="$(sed -n 's/^selector = "\(ed[^"]*\)"/\1/p' cfg/relayd.toml)"
+[[ -n "$ed_selector" ]] || fail "no Ed25519 key in the config relayd --init wrote"
+"$CMD" dkim-record --config cfg/relayd.toml --selector "$ed_selector" > e1.again \
+  || fail "dkim-record --selector"
+grep -q "^record: v=DKIM1; k=ed25519; p=" e1.again && [[ $(grep -c '^record: ' e1.again) == 1 ]] \
+  || fail "--selector $ed_selector: $(cat e1.again)"
+"$CMD" dkim-record --config cfg/relayd.toml --domain other.test 2>/dev/null
+[[ $? == 1 ]] || fail "dkim-record for a domain without keys must fail"
 "$CMD" dkim-keygen --domain example.test --selector x --algo dsa 2>/dev/null
 [[ $? == 2 ]] || fail "unknown algorithm must be a usage error"
 

@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "dkim-verify") == 0) {
     return relay::relayctl::DkimVerifyCommand(argc - 1, argv + 1);
   }
-  std::fprintf(stderr, "usage: dkim_commands_testmain dkim-keygen|dkim-verify ...\n");
+  if (argc >= 2 && std::strcmp(argv[1], "dkim-record") == 0) {
+    return relay::relayctl::DkimRecordCommand(argc - 1, argv + 1);
+  }
+  std::fprintf(stderr, "usage: dkim_commands_testmain dkim-keygen|dkim-verify|dkim-record ...\n");
   return 2;
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "dkim/key.h"
 #include "relay/delivery/egress.h"
+#include "relay/server/init_config.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace relay::relayctl {
@@ -138,7 +139,8 @@ absl::StatusOr<ExpectedDns> ExpectedRecords(const server::Config& config,
     d.key_path = k.key_path;
     e.dkim.push_back(std::move(d));
   }
-  e.dmarc = absl::StrCat("v=DMARC1; p=none; rua=mailto:dmarc-reports@", e.domain);
+  e.dmarc = absl::StrCat("v=DMARC1; p=none; rua=mailto:", server::kDmarcReportsLocalPart, "@",
+                         e.domain);
   return e;
 }
 

@@ -49,7 +49,7 @@ int InitCommand(int argc, char** argv, FILE* out) {
   // directory (/etc/relay), not a trial on loopback.
   o.submission_listen = {"0.0.0.0:587", "[::]:587"};
   o.submissions_listen = {"0.0.0.0:465", "[::]:465"};
-  o.new_dir_only = true;
+  o.refuse_earlier_init = true;
   o.dir_mode = kDirMode;
   std::vector<std::string> ipv4;
   std::vector<std::string> ipv6;
@@ -119,9 +119,10 @@ int InitCommand(int argc, char** argv, FILE* out) {
   if (!init.ok()) {
     if (init.status().code() == absl::StatusCode::kAlreadyExists) {
       std::fprintf(stderr,
-                   "relayctl init: %s already exists; not touching it (init only creates a new "
-                   "directory: remove it or choose another --dir)\n",
-                   dir.c_str());
+                   "relayctl init: %s (init writes only into a new directory or one without "
+                   "relayd.toml, keys/, tls/, users and srs.secret: remove them or choose another "
+                   "--dir)\n",
+                   std::string(init.status().message()).c_str());
     } else {
       std::fprintf(stderr, "relayctl init: %s\n", std::string(init.status().message()).c_str());
     }

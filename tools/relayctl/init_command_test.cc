@@ -1,5 +1,5 @@
 // relayctl init and dns-records: the directory written, the config loading as relayd loads it,
-// the records printed, and the refusal to touch an existing directory.
+// the records printed, and the refusal to touch a directory holding an earlier init.
 #include "tools/relayctl/init_command.h"
 
 #include <sys/stat.h>
@@ -125,14 +125,16 @@ TEST_F(InitTest, WritesAConfigThatLoadsWithBothKeysAndTheEgressPool) {
   EXPECT_EQ(again, zone);
 }
 
-TEST_F(InitTest, RefusesAnExistingDirectory) {
+TEST_F(InitTest, RefusesADirectoryHoldingAnEarlierInit) {
   ASSERT_EQ(mkdir(dir_.c_str(), 0700), 0);
-  std::ofstream(dir_ + "/keep") << "operator's file\n";
+  ASSERT_EQ(mkdir((dir_ + "/tls").c_str(), 0700), 0);
+  std::ofstream(dir_ + "/tls/cert.pem") << "operator's file\n";
   std::string out;
   EXPECT_EQ(Init(&out), 1);
   EXPECT_EQ(out, "");
   EXPECT_FALSE(fs::exists(dir_ + "/relayd.toml"));
-  EXPECT_EQ(ReadFile(dir_ + "/keep"), "operator's file\n");
+  EXPECT_FALSE(fs::exists(dir_ + "/keys"));
+  EXPECT_EQ(ReadFile(dir_ + "/tls/cert.pem"), "operator's file\n");
 
   // And a directory it wrote itself is not rewritten either.
   std::string other = dir_ + "2";
@@ -140,6 +142,19 @@ TEST_F(InitTest, RefusesAnExistingDirectory) {
   std::string config = ReadFile(other + "/relayd.toml");
   EXPECT_EQ(RunCommand(InitCommand, {"init", "other.test", "--dir", other}, &out), 1);
   EXPECT_EQ(ReadFile(other + "/relayd.toml"), config);
+}
+
+// The Debian package makes /etc/relay for its relayd.toml.example: init writes beside it.
+TEST_F(InitTest, WritesIntoThePackagesDirectory) {
+  ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0);
+  std::ofstream(dir_ + "/relayd.toml.example") << "# the package's reference copy\n";
+  std::string zone;
+  ASSERT_EQ(Init(&zone), 0);
+  EXPECT_TRUE(server::LoadConfig(dir_ + "/relayd.toml").ok());
+  EXPECT_EQ(ReadFile(dir_ + "/relayd.toml.example"), "# the package's reference copy\n");
+  struct stat st;
+  ASSERT_EQ(stat(dir_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
 }
 
 TEST_F(InitTest, WithoutSourcesTheKernelChoosesAndSpfUsesMx) {

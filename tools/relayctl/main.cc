@@ -9,6 +9,8 @@
 #include "tools/relayctl/dns_records.h"
 #include "tools/relayctl/init_command.h"
 #include "tools/relayctl/queue_commands.h"
+#include "tools/relayctl/send_test_command.h"
+#include "tools/relayctl/top_command.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace {
@@ -47,8 +49,17 @@ constexpr Command kCommands[] = {
      "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
      "the running relay"},
+    {"reload", relay::relayctl::ReloadCommand,
+     "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
+     "users\n       and aliases and reopens its logs; says what changed that needs a restart"},
+    {"send-test", relay::relayctl::SendTestCommand,
+     "send-test --to ADDRESS --user USER [--from A] [--config PATH] [--wait S]   submit a test\n"
+     "       message through the running relay; say how it left and what to check on arrival"},
     {"dkim-keygen", relay::relayctl::DkimKeygenCommand,
      "dkim-keygen --domain D --selector S --algo rsa2048|rsa4096|ed25519 [--out FILE]"},
+    {"dkim-record", relay::relayctl::DkimRecordCommand,
+     "dkim-record [--config PATH] [--domain D] [--selector S] | KEYFILE --domain D --selector S"
+     "\n       the TXT record of existing keys, also as one string to paste"},
     {"dkim-verify", relay::relayctl::DkimVerifyCommand,
      "dkim-verify FILE [--dns-server IP[:PORT]]   verify each DKIM signature of a message"},
     {"dns-mx", DnsMx, "dns-mx DOMAIN [--server ADDR[:PORT]] [--family F]   delivery candidates"},
@@ -64,6 +75,8 @@ constexpr Command kCommands[] = {
     {"check-dns", CheckDns,
      "check-dns [--config PATH] [--domain D ...] [--dns-server HOST:PORT ...]   compare them "
      "with the live DNS"},
+    {"top", relay::relayctl::TopCommand,
+     "top [--config PATH | --url URL] [--interval S] [--once]   live view of the running relay"},
 };
 
 int Usage(FILE* out) {

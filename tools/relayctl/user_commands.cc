@@ -114,7 +114,8 @@ std::optional<std::string> PromptNoEcho(const char* prompt) {
   return line;
 }
 
-// The password from the terminal (asked twice when `confirm`) or from stdin.
+}  // namespace
+
 std::optional<std::string> ReadPassword(bool confirm) {
   std::string password;
   if (isatty(STDIN_FILENO)) {
@@ -138,6 +139,8 @@ std::optional<std::string> ReadPassword(bool confirm) {
   }
   return password;
 }
+
+namespace {
 
 // Holds an exclusive flock on DIR/users.lock while a command reads, changes and saves the file.
 class EditLock {

@@ -19,6 +19,9 @@
 // Messages go to stderr, listings to stdout. Main thread only (they may change terminal modes).
 #pragma once
 
+#include <optional>
+#include <string>
+
 namespace relay::relayctl {
 
 // The configuration directory when --config-dir is not given.
@@ -28,5 +31,9 @@ int UserAddCommand(int argc, char** argv);
 int UserDelCommand(int argc, char** argv);
 int UserListCommand(int argc, char** argv);
 int AuthenticateCommand(int argc, char** argv);
+
+// A password as described above: from a prompt with echo off (asked twice when `confirm`) when
+// stdin is a terminal, else one line of stdin. nullopt (after saying why on stderr) when none.
+std::optional<std::string> ReadPassword(bool confirm);
 
 }  // namespace relay::relayctl

@@ -75,6 +75,12 @@ def start(relayd, conf_path, log_path, timeout_s=30):
     return p, None
 
 
+def rss_bytes(pid):
+    """The resident memory of process `pid` (VmRSS from /proc), in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
 def port(ready_line, listener):
     """The first port `listener` ("submission (STARTTLS)", "submissions (TLS)", "port 25
     (receive)") is bound to, from the ready line; None when it has none."""
