@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/cpu_time_reporter.h"
 #include "benchmark/benchmark.h"
 #include "dkim/canon.h"
 #include "dkim/key.h"
@@ -188,23 +189,6 @@ void BM_PlainSha256(benchmark::State& state) {
 }
 BENCHMARK(BM_PlainSha256)->Unit(benchmark::kMicrosecond);
 
-// Keeps each run's CPU time per iteration (µs) so that main can print ratios from the same run.
-// CPU time, not wall time: wall time swings with the load of the shared machine.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
-      us_[run.benchmark_name()] = run.GetAdjustedCPUTime();
-    }
-  }
-  const std::map<std::string, double>& us() const { return us_; }
-
- private:
-  std::map<std::string, double> us_;
-};
-
 void PrintRatios(const std::map<std::string, double>& us) {
   auto get = [&us](const std::string& name) {
     auto it = us.find(name);
@@ -245,9 +229,9 @@ void PrintRatios(const std::map<std::string, double>& us) {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
+  relay::bench::CpuTimeReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  PrintRatios(reporter.us());
+  PrintRatios(reporter.cpu_time());  // µs: every benchmark here is in kMicrosecond
   benchmark::Shutdown();
   return 0;
 }

@@ -32,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "dkim/key.h"
+#include "dkim/message.h"
 #include "dkim/verifier.h"
 
 namespace dkim {
@@ -60,11 +61,16 @@ struct ArcValidation {
 // ARC-Message-Signature and every ARC-Seal, without repeats. Empty when the message has no ARC
 // fields or its header cannot be parsed (validation then needs no key).
 std::vector<std::pair<std::string, std::string>> ArcKeyNames(std::string_view message);
+std::vector<std::pair<std::string, std::string>> ArcKeyNames(const ParsedMessage& message);
 
 // Validates the ARC chain of `message` (the whole message, CRLF line ends) per RFC 8617 §5.2:
 // every set 1..N present exactly once, the highest ARC-Message-Signature verifies, cv=none on
 // i=1 and cv=pass on every later seal, and every ARC-Seal verifies. `now_s` is for x= expiry.
 ArcValidation ValidateArcChain(std::string_view message, const KeyLookup& lookup, int64_t now_s);
+// The same for a message already parsed (dkim/message.h), whose body hashes it shares. Linear in
+// the header block: each ARC-Seal's data is the previous one's plus one set, hashed on from there.
+ArcValidation ValidateArcChain(const ParsedMessage& message, const KeyLookup& lookup,
+                               int64_t now_s);
 
 struct ArcSealerConfig {
   std::string domain;        // d=
@@ -91,6 +97,10 @@ class ArcSealer {
   // whose header cannot be parsed, has no From or several, bare CR or LF line breaks, or already
   // holds kArcInstanceMax sets.
   absl::StatusOr<std::string> Seal(std::string_view message, std::string_view auth_results,
+                                   const ArcValidation& chain, int64_t now_s) const;
+  // The same for a message already parsed: ParsedMessage::WithFields puts this hop's new fields
+  // above the message as received without parsing it again.
+  absl::StatusOr<std::string> Seal(const ParsedMessage& message, std::string_view auth_results,
                                    const ArcValidation& chain, int64_t now_s) const;
 
   const std::string& domain() const { return domain_; }

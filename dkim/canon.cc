@@ -2,7 +2,9 @@
 
 #include <openssl/base64.h>
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace dkim {
 namespace {
@@ -220,25 +222,49 @@ void BodyCanonicalizer::Finish() {
 }
 
 BodyHasher::BodyHasher(Canonicalization c, int64_t length_limit_bytes)
-    : canon_(c, this), length_limit_bytes_(length_limit_bytes) {
+    : BodyHasher(c, length_limit_bytes < 0
+                        ? std::vector<uint64_t>()
+                        : std::vector<uint64_t>{static_cast<uint64_t>(length_limit_bytes)}) {
+  length_limit_bytes_ = length_limit_bytes;
+}
+
+BodyHasher::BodyHasher(Canonicalization c, std::vector<uint64_t> lengths)
+    : canon_(c, this), snapshot_lengths_(std::move(lengths)) {
+  std::sort(snapshot_lengths_.begin(), snapshot_lengths_.end());
+  snapshot_lengths_.erase(std::unique(snapshot_lengths_.begin(), snapshot_lengths_.end()),
+                          snapshot_lengths_.end());
+  snapshot_digests_.reserve(snapshot_lengths_.size());
   SHA256_Init(&sha_);
 }
 
 BodyHasher::BodyHasher(BodyHasher&& other) noexcept
-    : canon_(other.canon_), sha_(other.sha_), length_limit_bytes_(other.length_limit_bytes_),
-      canonical_bytes_(other.canonical_bytes_), staged_bytes_(other.staged_bytes_) {
+    : canon_(other.canon_),
+      sha_(other.sha_),
+      length_limit_bytes_(other.length_limit_bytes_),
+      snapshot_lengths_(std::move(other.snapshot_lengths_)),
+      snapshot_digests_(std::move(other.snapshot_digests_)),
+      canonical_bytes_(other.canonical_bytes_),
+      staged_bytes_(other.staged_bytes_) {
   canon_.set_sink(this);
   std::memcpy(stage_, other.stage_, staged_bytes_);
 }
 
 void BodyHasher::Write(std::string_view bytes) {
-  size_t n = bytes.size();
-  if (length_limit_bytes_ >= 0) {
-    uint64_t limit = static_cast<uint64_t>(length_limit_bytes_);
-    uint64_t room = canonical_bytes_ >= limit ? 0 : limit - canonical_bytes_;
-    if (n > room) n = room;
+  // A snapshot length inside these bytes (or at their end): hash up to it and keep the digest.
+  while (snapshot_digests_.size() < snapshot_lengths_.size() &&
+         snapshot_lengths_[snapshot_digests_.size()] <= canonical_bytes_ + bytes.size()) {
+    const size_t take =
+        static_cast<size_t>(snapshot_lengths_[snapshot_digests_.size()] - canonical_bytes_);
+    Consume(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    Snapshot();
   }
-  canonical_bytes_ += bytes.size();
+  Consume(bytes);
+}
+
+void BodyHasher::Consume(std::string_view bytes) {
+  const size_t n = bytes.size();
+  canonical_bytes_ += n;
   if (n == 0) return;
   // Small pieces (a CRLF, one SP, a short run) are gathered: one SHA256_Update per few KiB
   // instead of one per piece.
@@ -256,12 +282,30 @@ void BodyHasher::FlushStage() {
   staged_bytes_ = 0;
 }
 
+void BodyHasher::Snapshot() {
+  FlushStage();
+  SHA256_CTX copy = sha_;
+  std::string digest(SHA256_DIGEST_LENGTH, '\0');
+  SHA256_Final(reinterpret_cast<uint8_t*>(digest.data()), &copy);
+  snapshot_digests_.push_back(std::move(digest));
+}
+
 std::string BodyHasher::Finish() {
   canon_.Finish();
   FlushStage();
   std::string digest(SHA256_DIGEST_LENGTH, '\0');
   SHA256_Final(reinterpret_cast<uint8_t*>(digest.data()), &sha_);
+  // Lengths beyond the body: everything there is (§3.5 leaves such an l= to the verifier).
+  while (snapshot_digests_.size() < snapshot_lengths_.size()) snapshot_digests_.push_back(digest);
+  if (length_limit_bytes_ >= 0) return DigestAt(static_cast<uint64_t>(length_limit_bytes_));
   return digest;
+}
+
+std::string BodyHasher::DigestAt(uint64_t length) const {
+  auto it = std::lower_bound(snapshot_lengths_.begin(), snapshot_lengths_.end(), length);
+  if (it == snapshot_lengths_.end() || *it != length) return "";
+  const size_t i = static_cast<size_t>(it - snapshot_lengths_.begin());
+  return i < snapshot_digests_.size() ? snapshot_digests_[i] : "";
 }
 
 std::string Base64Encode(std::string_view bytes) {

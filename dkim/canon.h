@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dkim {
 
@@ -74,16 +75,26 @@ class BodyCanonicalizer {
 };
 
 // Canonicalizes and SHA-256-hashes a body in one pass. `length_limit_bytes` < 0 means all
-// (no l= tag); otherwise only that many canonical bytes are hashed (§3.5 l=).
+// (no l= tag); otherwise Finish gives the digest of only that many canonical bytes (§3.5 l=).
+//
+// Several l= values need no pass each: with `lengths`, one pass over the body also keeps the
+// digest of the first `lengths[i]` canonical bytes for each i (DigestAt after Finish), as the
+// verifier does for all the signatures of a message (issue 13: a stranger's message can carry
+// many signatures, each with its own l=).
 class BodyHasher : private BodySink {
  public:
   explicit BodyHasher(Canonicalization c, int64_t length_limit_bytes = -1);
+  BodyHasher(Canonicalization c, std::vector<uint64_t> lengths);
   BodyHasher(BodyHasher&& other) noexcept;
   BodyHasher& operator=(BodyHasher&&) = delete;
 
   void Update(std::string_view chunk) { canon_.Update(chunk); }
-  // Returns the 32-byte digest. Call once.
+  // Returns the 32-byte digest (of length_limit_bytes when given, else of the whole canonical
+  // body). Call once.
   std::string Finish();
+  // After Finish: the digest of the first `length` canonical bytes, `length` one of `lengths`
+  // (the whole body when it has fewer). Empty for a length not asked for.
+  std::string DigestAt(uint64_t length) const;
 
   bool saw_bare_line_break() const { return canon_.saw_bare_line_break(); }
   // Canonical bytes produced (including those beyond the l= limit).
@@ -91,13 +102,19 @@ class BodyHasher : private BodySink {
 
  private:
   void Write(std::string_view bytes) override;
+  // Hashes `bytes` (through the stage) and counts them.
+  void Consume(std::string_view bytes);
   void FlushStage();
+  // Keeps the digest of what was hashed so far for the next snapshot length.
+  void Snapshot();
 
   static constexpr size_t kStageBytes = 4096;
 
   BodyCanonicalizer canon_;
   SHA256_CTX sha_;
-  int64_t length_limit_bytes_;
+  int64_t length_limit_bytes_ = -1;
+  std::vector<uint64_t> snapshot_lengths_;     // ascending, no repeats
+  std::vector<std::string> snapshot_digests_;  // one per length reached so far
   uint64_t canonical_bytes_ = 0;
   size_t staged_bytes_ = 0;
   char stage_[kStageBytes];  // canonical bytes not yet hashed

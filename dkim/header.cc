@@ -1,5 +1,10 @@
 #include "dkim/header.h"
 
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -77,21 +82,60 @@ bool HeaderNameEquals(std::string_view a, std::string_view b) {
                                 absl::string_view(b.data(), b.size()));
 }
 
+namespace {
+
+// A field name hashed as its lower-case form, a block at a time, without an allocation.
+struct LowerCaseName {
+  std::string_view name;
+
+  template <typename H>
+  friend H AbslHashValue(H state, const LowerCaseName& n) {
+    char block[64];
+    for (std::string_view rest = n.name; !rest.empty();) {
+      const size_t len = std::min(rest.size(), sizeof(block));
+      for (size_t i = 0; i < len; ++i) {
+        block[i] = absl::ascii_tolower(static_cast<unsigned char>(rest[i]));
+      }
+      state = H::combine_contiguous(std::move(state), block, len);
+      rest.remove_prefix(len);
+    }
+    return H::combine(std::move(state), n.name.size());
+  }
+};
+
+}  // namespace
+
+// absl::Hash is seeded per process: a stranger cannot pick names that all fall in one bucket.
+size_t HeaderNameHash::operator()(std::string_view name) const {
+  return absl::Hash<LowerCaseName>{}(LowerCaseName{name});
+}
+
 std::vector<const HeaderField*> SelectHeaders(const std::vector<HeaderField>& fields,
                                               const std::vector<std::string_view>& names) {
+  // Per name, the bottom-most field not yet picked, and for each field the next one up with the
+  // same name: one pass over the fields and one lookup per name. Looking through every field for
+  // every name took seconds for an h= of a stranger's choosing (issue 13).
+  constexpr size_t kNone = static_cast<size_t>(-1);
+  absl::flat_hash_map<std::string_view, size_t, HeaderNameHash, HeaderNameEq> bottom;
+  bottom.reserve(fields.size());
+  std::vector<size_t> above(fields.size(), kNone);
+  for (size_t i = 0; i < fields.size(); ++i) {
+    auto [it, inserted] = bottom.try_emplace(fields[i].name, i);
+    if (!inserted) {
+      above[i] = it->second;
+      it->second = i;
+    }
+  }
   std::vector<const HeaderField*> out;
   out.reserve(names.size());
-  std::vector<bool> used(fields.size(), false);
   for (std::string_view name : names) {
-    const HeaderField* pick = nullptr;
-    for (size_t i = fields.size(); i-- > 0;) {
-      if (!used[i] && HeaderNameEquals(fields[i].name, name)) {
-        used[i] = true;
-        pick = &fields[i];
-        break;
-      }
+    auto it = bottom.find(name);
+    if (it == bottom.end() || it->second == kNone) {
+      out.push_back(nullptr);
+      continue;
     }
-    out.push_back(pick);
+    out.push_back(&fields[it->second]);
+    it->second = above[it->second];
   }
   return out;
 }

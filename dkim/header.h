@@ -36,8 +36,17 @@ absl::StatusOr<std::vector<HeaderField>> ParseHeaderBlock(std::string_view block
 // Case-insensitive ASCII comparison of field names.
 bool HeaderNameEquals(std::string_view a, std::string_view b);
 
+// Hash and equality of field names for hash containers keyed by a name, case-insensitive.
+struct HeaderNameHash {
+  size_t operator()(std::string_view name) const;
+};
+struct HeaderNameEq {
+  bool operator()(std::string_view a, std::string_view b) const { return HeaderNameEquals(a, b); }
+};
+
 // RFC 6376 §5.4.2: for each name of `names` (in order, repeats allowed), the bottom-most field of
-// that name not yet used; nullptr when none is left (a name that signs "no such field").
+// that name not yet used; nullptr when none is left (a name that signs "no such field"). Linear in
+// the fields plus the names.
 std::vector<const HeaderField*> SelectHeaders(const std::vector<HeaderField>& fields,
                                               const std::vector<std::string_view>& names);
 

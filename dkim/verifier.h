@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dkim/message.h"
 
 namespace dkim {
 
@@ -44,5 +45,12 @@ inline constexpr size_t kSignaturesCheckedMax = 16;
 // `message` is the whole message with CRLF line endings. `now_s` is for x= (expiry).
 std::vector<VerifyResult> VerifyMessage(std::string_view message, const KeyLookup& lookup,
                                         int64_t now_s);
+
+// The same for a message already parsed (dkim/message.h), checking its first `signatures_max`
+// signatures (at most kSignaturesCheckedMax). Linear in the header block; the body is
+// canonicalized once per canonicalization the signatures name, whatever their number and l=.
+std::vector<VerifyResult> VerifyMessage(const ParsedMessage& message, const KeyLookup& lookup,
+                                        int64_t now_s,
+                                        size_t signatures_max = kSignaturesCheckedMax);
 
 }  // namespace dkim

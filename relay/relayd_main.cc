@@ -407,16 +407,18 @@ int Run(const Flags& flags) {
     LogWarning() << "no DKIM keys configured: mail leaves unsigned";
   }
   // Declared before the shards, so destroyed after them: a shard frees a connection only once its
-  // signature is back, so no job is queued when the pool goes.
+  // signature (or port 25's checks and seal) is back, so no job is queued when the pool goes.
+  // Port 25 uses it even without keys: a stranger's message can take long to check (issue 13).
   std::unique_ptr<server::SigningPool> signing_pool;
-  if (!dkim_config.keys.empty()) {
+  if (!dkim_config.keys.empty() || config.receive.enabled()) {
     auto pool = server::SigningPool::Create(config.dkim_signing_threads);
     if (!pool.ok()) {
       LogError() << "DKIM: " << pool.status().message();
       return 2;
     }
     signing_pool = std::move(*pool);
-    LogInfo() << "DKIM signing on " << signing_pool->thread_count() << " threads";
+    LogInfo() << "DKIM signing and port-25 checks on " << signing_pool->thread_count()
+              << " threads";
   }
 
 

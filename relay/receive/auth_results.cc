@@ -325,18 +325,28 @@ std::string AuthservId(std::string_view raw) {
 
 }  // namespace
 
+bool ClaimsAuthservId(const dkim::HeaderField& field, std::string_view authserv_id) {
+  return dkim::HeaderNameEquals(field.name, "Authentication-Results") &&
+         absl::EqualsIgnoreCase(AuthservId(field.raw),
+                                absl::string_view(authserv_id.data(), authserv_id.size()));
+}
+
 std::optional<std::string> WithoutOwnAuthResults(std::string_view message,
                                                  std::string_view authserv_id) {
   size_t end = message.find("\r\n\r\n");
   std::string_view block = end == std::string_view::npos ? message : message.substr(0, end + 2);
   absl::StatusOr<std::vector<dkim::HeaderField>> fields = dkim::ParseHeaderBlock(block);
   if (!fields.ok()) return std::nullopt;
+  return WithoutOwnAuthResults(message, *fields, authserv_id);
+}
+
+std::optional<std::string> WithoutOwnAuthResults(std::string_view message,
+                                                 const std::vector<dkim::HeaderField>& fields,
+                                                 std::string_view authserv_id) {
   std::optional<std::string> kept;
   size_t copied_to = 0;  // message bytes before this offset are in `kept` or dropped
-  for (const dkim::HeaderField& f : *fields) {
-    if (!dkim::HeaderNameEquals(f.name, "Authentication-Results")) continue;
-    if (!absl::EqualsIgnoreCase(AuthservId(f.raw),
-                                absl::string_view(authserv_id.data(), authserv_id.size()))) continue;
+  for (const dkim::HeaderField& f : fields) {
+    if (!ClaimsAuthservId(f, authserv_id)) continue;
     if (!kept) {
       kept.emplace();
       kept->reserve(message.size());

@@ -28,6 +28,8 @@
 #include <string_view>
 #include <vector>
 
+#include "dkim/header.h"
+
 namespace relay::receive {
 
 // RFC 7208 §2.6 results, as RFC 8601 §2.7.2 names them. dns/spf.h has the same values.
@@ -111,5 +113,12 @@ std::string AuthResultsValue(std::string_view value);
 // as it is (the DKIM and ARC checks already reported it).
 std::optional<std::string> WithoutOwnAuthResults(std::string_view message,
                                                  std::string_view authserv_id);
+// The same from the header fields of `message` already parsed (views into it, as
+// dkim::ParsedMessage holds them): no parse of its own, for the port-25 checks that parsed it once.
+std::optional<std::string> WithoutOwnAuthResults(std::string_view message,
+                                                 const std::vector<dkim::HeaderField>& fields,
+                                                 std::string_view authserv_id);
+// Whether `field` is one of those that WithoutOwnAuthResults removes.
+bool ClaimsAuthservId(const dkim::HeaderField& field, std::string_view authserv_id);
 
 }  // namespace relay::receive

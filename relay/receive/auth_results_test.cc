@@ -119,6 +119,29 @@ TEST(WithoutOwnAuthResultsTest, RemovesOnlyFieldsClaimingOurAuthservId) {
             "Authentication-Results: mx.example.org; in the body, kept\r\n");
 }
 
+TEST(WithoutOwnAuthResultsTest, FromFieldsParsedOnceGivesTheSame) {
+  const std::string message =
+      "Authentication-Results: MX.Example.Org; spf=pass\r\n"
+      "Subject: hi\r\n"
+      "authentication-results: (c) mx.example.org; dkim=pass\r\n"
+      "Authentication-Results: other.example; dkim=fail\r\n"
+      "\r\n"
+      "body\r\n";
+  auto fields =
+      dkim::ParseHeaderBlock(std::string_view(message).substr(0, message.find("\r\n\r\n") + 2));
+  ASSERT_TRUE(fields.ok());
+  std::optional<std::string> kept = WithoutOwnAuthResults(message, *fields, "mx.example.org");
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept, WithoutOwnAuthResults(message, "mx.example.org"));
+  EXPECT_EQ(*kept,
+            "Subject: hi\r\nAuthentication-Results: other.example; dkim=fail\r\n\r\nbody\r\n");
+  std::vector<bool> claims;
+  for (const dkim::HeaderField& f : *fields) {
+    claims.push_back(ClaimsAuthservId(f, "mx.example.org"));
+  }
+  EXPECT_EQ(claims, (std::vector<bool>{true, false, true, false}));
+}
+
 TEST(WithoutOwnAuthResultsTest, NothingToRemoveCopiesNothing) {
   EXPECT_FALSE(WithoutOwnAuthResults("Subject: a\r\n\r\nbody\r\n", "mx.example.org"));
   EXPECT_FALSE(WithoutOwnAuthResults(

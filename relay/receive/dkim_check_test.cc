@@ -4,8 +4,13 @@
 #include "relay/receive/dkim_check.h"
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "dkim/arc.h"
@@ -76,14 +81,17 @@ class DkimCheckTest : public dns::testing::UnboundTest {
   }
 
   DkimCheckResult Check(const std::string& message, dns::Resolver* resolver = nullptr,
-                        DkimCheckOptions options = DkimCheckOptions()) {
+                        DkimCheckOptions options = DkimCheckOptions(), Offload offload = nullptr) {
     DkimChecker checker(reactor_, resolver != nullptr ? resolver : resolver_.get(), options);
     DkimCheckResult out;
     bool done = false;
-    dns::QueryHandle h = checker.Check(message, kNow, [&](DkimCheckResult r) {
-      out = std::move(r);
-      done = true;
-    });
+    dns::QueryHandle h = checker.Check(
+        message, kNow,
+        [&](DkimCheckResult r) {
+          out = std::move(r);
+          done = true;
+        },
+        std::move(offload));
     EXPECT_FALSE(done) << "called back inside Check";
     RunUntil(&done, 10000);
     EXPECT_TRUE(done) << "no result within 10 s";
@@ -202,6 +210,122 @@ TEST_F(DkimCheckTest, ArcChainOfAForwarderPasses) {
   sealed.replace(sealed.find("Hello Bob."), 10, "Hello Eve.");
   r = Check(sealed);
   EXPECT_EQ(r.arc.status, dkim::ArcChainStatus::kFail);
+}
+
+// An offload that runs each work on a thread of its own, as the SigningPool's workers do, and
+// posts `done` back to the reactor.
+class ThreadOffload {
+ public:
+  explicit ThreadOffload(io::Reactor* reactor) : reactor_(reactor) {}
+  ~ThreadOffload() {
+    for (std::thread& t : threads_) t.join();
+  }
+  Offload Get() {
+    return [this](std::function<void()> work, std::function<void()> done) {
+      if (refuse_) return false;
+      ++jobs_;
+      threads_.emplace_back([this, work = std::move(work), done = std::move(done)]() mutable {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          work_threads_.push_back(std::this_thread::get_id());
+        }
+        work();
+        reactor_->RunInLoop(std::move(done));
+      });
+      return true;
+    };
+  }
+  io::Reactor* reactor_;
+  bool refuse_ = false;
+  int jobs_ = 0;
+  std::mutex mu_;
+  std::vector<std::thread::id> work_threads_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(DkimCheckTest, OffloadedChecksGiveTheSameResultsOffTheReactorThread) {
+  std::string sealed = Sign(kMessage, {{"sel", rsa_}, {"ed", ed_}});
+  dkim::ArcSealerConfig c;
+  c.domain = "fwd.test";
+  c.selector = "arc";
+  c.key_contents = rsa_->ToPem().value();
+  sealed =
+      dkim::ArcSealer::Create(c).value()->Seal(sealed, "mx.fwd.test; arc=none", {}, kNow).value() +
+      sealed;
+  DkimCheckResult inline_result = Check(sealed);
+  ThreadOffload offload(reactor_);
+  DkimCheckResult r = Check(sealed, nullptr, DkimCheckOptions(), offload.Get());
+  // The parse and key names, then the verification: both on a worker.
+  EXPECT_EQ(offload.jobs_, 2);
+  for (std::thread::id t : offload.work_threads_) EXPECT_NE(t, std::this_thread::get_id());
+  EXPECT_FALSE(r.overloaded);
+  ASSERT_EQ(r.dkim.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(r.dkim[i].result, DkimVerdict::kPass) << i;
+    EXPECT_EQ(r.dkim[i].signature_prefix, inline_result.dkim[i].signature_prefix);
+  }
+  EXPECT_EQ(r.arc.status, dkim::ArcChainStatus::kPass) << r.arc.reason;
+  EXPECT_EQ(r.key_lookups, inline_result.key_lookups);
+  // The parse travels with the result, for the seal.
+  ASSERT_NE(r.message, nullptr);
+  EXPECT_EQ(r.message->body(), "Hello Bob.\r\n");
+}
+
+TEST_F(DkimCheckTest, RefusedOffloadReportsOverloaded) {
+  ThreadOffload offload(reactor_);
+  offload.refuse_ = true;
+  DkimCheckResult r =
+      Check(Sign(kMessage, {{"sel", rsa_}}), nullptr, DkimCheckOptions(), offload.Get());
+  EXPECT_TRUE(r.overloaded);
+  EXPECT_TRUE(r.dkim.empty());
+}
+
+// The parse is handed over before the keys are fetched, with the From domain read from it: inside
+// Check without an offload, back on the reactor's thread with one; before the result either way.
+TEST_F(DkimCheckTest, ParsedCallbackGivesTheParseAndFromDomainFirst) {
+  const std::string m = Sign(kMessage, {{"sel", rsa_}});
+  for (bool offloaded : {false, true}) {
+    SCOPED_TRACE(offloaded ? "offloaded" : "inline");
+    ThreadOffload offload(reactor_);
+    DkimChecker checker(reactor_, resolver_.get());
+    const std::thread::id test_thread = std::this_thread::get_id();
+    std::vector<std::string> order;
+    std::optional<DkimParsed> parsed;
+    bool done = false;
+    dns::QueryHandle h = checker.Check(
+        m, kNow,
+        [&](DkimCheckResult r) {
+          order.push_back("result");
+          EXPECT_EQ(r.dkim.at(0).result, DkimVerdict::kPass);
+          done = true;
+        },
+        offloaded ? offload.Get() : nullptr,
+        [&](DkimParsed p) {
+          EXPECT_EQ(std::this_thread::get_id(), test_thread);
+          order.push_back("parsed");
+          parsed = std::move(p);
+        });
+    EXPECT_EQ(parsed.has_value(), !offloaded) << "handed over inside Check only without offload";
+    RunUntil(&done, 10000);
+    ASSERT_TRUE(done);
+    EXPECT_EQ(order, (std::vector<std::string>{"parsed", "result"}));
+    ASSERT_TRUE(parsed.has_value());
+    ASSERT_NE(parsed->message, nullptr);
+    EXPECT_EQ(parsed->message->body(), "Hello Bob.\r\n");
+    ASSERT_TRUE(parsed->from_domain.ok()) << parsed->from_domain.status();
+    EXPECT_EQ(*parsed->from_domain, "example.test");
+  }
+  // A header that does not parse: no message, and the reason DMARC gives for it.
+  DkimChecker checker(reactor_, resolver_.get());
+  std::optional<DkimParsed> parsed;
+  bool done = false;
+  dns::QueryHandle h = checker.Check(
+      "no colon here\r\n\r\nbody\r\n", kNow, [&](DkimCheckResult) { done = true; }, nullptr,
+      [&](DkimParsed p) { parsed = std::move(p); });
+  RunUntil(&done, 10000);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->message, nullptr);
+  EXPECT_EQ(parsed->from_domain.status().message(), "the header does not parse");
 }
 
 TEST_F(DkimCheckTest, CancelledCheckNeverCallsBack) {

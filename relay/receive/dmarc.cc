@@ -43,9 +43,13 @@ absl::StatusOr<std::string> MessageFromDomain(std::string_view message) {
   if (message.substr(0, 2) == "\r\n") block = {};
   absl::StatusOr<std::vector<dkim::HeaderField>> fields = dkim::ParseHeaderBlock(block);
   if (!fields.ok()) return absl::InvalidArgumentError("the header does not parse");
+  return HeaderFromDomain(*fields);
+}
+
+absl::StatusOr<std::string> HeaderFromDomain(const std::vector<dkim::HeaderField>& fields) {
   const dkim::HeaderField* from = nullptr;
   size_t count = 0;
-  for (const dkim::HeaderField& f : *fields) {
+  for (const dkim::HeaderField& f : fields) {
     if (!dkim::HeaderNameEquals(f.name, "From")) continue;
     ++count;
     from = &f;

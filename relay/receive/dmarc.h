@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dkim/header.h"
 #include "relay/receive/auth_results.h"
 #include "relay/receive/dmarc_record.h"
 
@@ -70,6 +71,9 @@ struct DmarcOutcome {
 // The From domain of `message` (CRLF line ends), or InvalidArgument when its header has no From
 // field, several (RFC 5322 §3.6 allows one), or a From without exactly one address with a domain.
 absl::StatusOr<std::string> MessageFromDomain(std::string_view message);
+// The same from a header already parsed (dkim/header.h), for the checks that parse it once
+// (relay/receive/dkim_check.h).
+absl::StatusOr<std::string> HeaderFromDomain(const std::vector<dkim::HeaderField>& fields);
 
 // §3.1.1 and §3.1.2: `domain` (d= or the SPF domain) aligned with `from_domain`.
 bool DmarcAligned(std::string_view domain, std::string_view from_domain, DmarcAlignment mode);

@@ -6,6 +6,9 @@
 namespace relay::receive {
 namespace {
 
+// After the checks' timeout, how often to look again while work handed to the offload is out.
+constexpr uint32_t kBusyRecheckMs = 100;
+
 SpfVerdict ToSpfVerdict(dns::SpfResult r) {
   switch (r) {
     case dns::SpfResult::kNone:
@@ -38,13 +41,14 @@ std::vector<DkimAuth> DkimResults(const InboundResults& results) {
 }  // namespace
 
 InboundChecks::InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
-                             uint32_t checks_timeout_ms, DmarcChecker* dmarc)
+                             uint32_t checks_timeout_ms, DmarcChecker* dmarc, Offload offload)
     : reactor_(reactor),
       spf_evaluator_(spf),
       dkim_checker_(dkim),
       checks_timeout_ms_(checks_timeout_ms),
       // DMARC is evaluated from SPF and DKIM: without both it would fail mail that passes.
-      dmarc_checker_(spf != nullptr && dkim != nullptr ? dmarc : nullptr) {
+      dmarc_checker_(spf != nullptr && dkim != nullptr ? dmarc : nullptr),
+      offload_(std::move(offload)) {
   timer_.set_callback([this] { OnTimeout(); });
 }
 
@@ -94,17 +98,54 @@ void InboundChecks::Finish(std::string_view message, int64_t now_s,
   results_.dkim_checked = false;
   results_.dkim_timed_out = false;
   results_.dkim = DkimCheckResult();
+  results_.message = nullptr;
+  results_.dmarc_checked = false;
+  results_.dmarc_ids = DmarcIdentifiers();
+  results_.dmarc = DmarcOutcome();
+  dmarc_discovery_ = DmarcDiscovery();
   if (dkim_checker_ != nullptr) {
     results_.dkim_checked = true;
     dkim_pending_ = true;
-    dkim_query_ = dkim_checker_->Check(message, now_s, [this](DkimCheckResult result) {
-      dkim_pending_ = false;
-      results_.dkim = std::move(result);
-      MaybeDone();
-    });
+    // DMARC (on only with DKIM) looks up the From domain that the DKIM check's parse finds.
+    results_.dmarc_checked = dmarc_checker_ != nullptr;
+    dmarc_from_pending_ = dmarc_checker_ != nullptr;
+    Offload counted;
+    if (offload_ != nullptr) {
+      // Counted from hand-over to return, cancelled or not: the owner must keep the message (and
+      // this object) until then (busy()).
+      counted = [this](std::function<void()> work, std::function<void()> done) {
+        if (!offload_(std::move(work), [this, done = std::move(done)] {
+              --verifying_;
+              done();
+            })) {
+          return false;
+        }
+        ++verifying_;
+        return true;
+      };
+    }
+    // Without an offload this runs inside Check, hence inside Finish: it calls nothing back.
+    DkimParsedCallback parsed = [this](DkimParsed p) {
+      results_.message = std::move(p.message);
+      if (dmarc_from_pending_) StartDmarc(std::move(p.from_domain));
+    };
+    dkim_query_ = dkim_checker_->Check(
+        message, now_s,
+        [this](DkimCheckResult result) {
+          dkim_pending_ = false;
+          if (dmarc_from_pending_) {
+            // The parse never came back: the offload refused it (and the message with it).
+            dmarc_from_pending_ = false;
+            dmarc_discovery_.status = DmarcDiscovery::Status::kTempError;
+            dmarc_discovery_.problem = "the message was not checked";
+          }
+          if (results_.message == nullptr) results_.message = result.message;
+          results_.dkim = std::move(result);
+          MaybeDone();
+        },
+        std::move(counted), std::move(parsed));
   }
-  StartDmarc(message);
-  if (!spf_pending_ && !dkim_pending_ && !dmarc_pending_) {
+  if (!spf_pending_ && !dkim_pending_ && !dmarc_from_pending_ && !dmarc_pending_) {
     // Everything is in already: still call back from the loop, never from inside Finish.
     std::shared_ptr<bool> alive = alive_;
     reactor_->Post([this, alive] {
@@ -115,21 +156,15 @@ void InboundChecks::Finish(std::string_view message, int64_t now_s,
   reactor_->timers().ScheduleAfter(&timer_, checks_timeout_ms_);
 }
 
-void InboundChecks::StartDmarc(std::string_view message) {
-  results_.dmarc_checked = false;
-  results_.dmarc_ids = DmarcIdentifiers();
-  results_.dmarc = DmarcOutcome();
-  dmarc_discovery_ = DmarcDiscovery();
-  if (dmarc_checker_ == nullptr) return;
-  results_.dmarc_checked = true;
-  absl::StatusOr<std::string> from = MessageFromDomain(message);
-  if (!from.ok()) {
-    results_.dmarc_ids.from_problem = std::string(from.status().message());
+void InboundChecks::StartDmarc(absl::StatusOr<std::string> from_domain) {
+  dmarc_from_pending_ = false;
+  if (!from_domain.ok()) {
+    results_.dmarc_ids.from_problem = std::string(from_domain.status().message());
     return;
   }
-  results_.dmarc_ids.from_domain = *from;
+  results_.dmarc_ids.from_domain = *from_domain;
   dmarc_pending_ = true;
-  dmarc_query_ = dmarc_checker_->Discover(*from, [this](DmarcDiscovery discovery) {
+  dmarc_query_ = dmarc_checker_->Discover(*from_domain, [this](DmarcDiscovery discovery) {
     dmarc_pending_ = false;
     dmarc_discovery_ = std::move(discovery);
     MaybeDone();
@@ -152,7 +187,9 @@ void InboundChecks::EvaluateDmarcNow() {
 }
 
 void InboundChecks::MaybeDone() {
-  if (done_ == nullptr || spf_pending_ || dkim_pending_ || dmarc_pending_) return;
+  if (done_ == nullptr || spf_pending_ || dkim_pending_ || dmarc_from_pending_ || dmarc_pending_) {
+    return;
+  }
   EvaluateDmarcNow();
   reactor_->timers().Cancel(&timer_);
   std::function<void(InboundResults)> done = std::move(done_);
@@ -169,10 +206,22 @@ void InboundChecks::OnTimeout() {
     results_.spf.problem = absl::StrCat("no answer within ", checks_timeout_ms_, " ms");
     spf_key_.clear();  // not reused by the next transaction
   }
-  if (dkim_pending_) {
+  if (dkim_pending_ && verifying_ > 0) {
+    // Work handed to the offload reads the message until it ends: wait for it (it is bounded by
+    // the offload's queue), then for the keys it asks for, a little longer each time.
+    reactor_->timers().ScheduleAfter(&timer_, kBusyRecheckMs);
+  } else if (dkim_pending_) {
+    // Still waiting for keys.
     dkim_query_.Cancel();
     dkim_pending_ = false;
     results_.dkim_timed_out = true;
+  }
+  // While the parse that gives the From domain is on the offload, the timer was re-armed above;
+  // the policy lookup it starts is cut like the key lookups, at the next look.
+  if (dmarc_from_pending_ && !dkim_pending_) {
+    dmarc_from_pending_ = false;
+    dmarc_discovery_.status = DmarcDiscovery::Status::kTempError;
+    dmarc_discovery_.problem = absl::StrCat("no answer within ", checks_timeout_ms_, " ms");
   }
   if (dmarc_pending_) {
     dmarc_query_.Cancel();
@@ -191,6 +240,7 @@ void InboundChecks::Cancel() {
     dkim_query_.Cancel();
     dkim_pending_ = false;
   }
+  dmarc_from_pending_ = false;
   if (dmarc_pending_) {
     dmarc_query_.Cancel();
     dmarc_pending_ = false;

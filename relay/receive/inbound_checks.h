@@ -11,11 +11,20 @@
 // "postmaster" as local part. An SPF check for the same (client, MAIL FROM, HELO) as the previous
 // transaction of the connection is reused.
 //
+// With an `offload` (relay/server/signing_pool.h), the parse of the message and the DKIM
+// verification and ARC validation run there (relay/receive/dkim_check.h); when it refuses them
+// (too much already waits), `done` gets dkim.overloaded and the message should be refused for
+// now. The From domain DMARC looks up comes from that same parse, so the policy lookup starts
+// when the parse is back, alongside the key lookups. The timeout does not cut work already handed
+// over: that is our own work, bounded by the offload's queue; what it then waits for in DNS is cut
+// shortly after it returns.
+//
 // Threading and ownership: the reactor's thread only. The evaluator and checkers (any may be
 // null: that check is off; DMARC needs the other two) and the reactor outlive this object.
 // `done` runs on the reactor's thread, never inside Finish, and never after Cancel() or
 // destruction. The message given to Finish must stay valid until `done` runs or Cancel() is
-// called.
+// called, and while busy(): work handed to the offload reads it until it ends, cancelled or not.
+// Do not destroy this object while busy().
 #pragma once
 
 #include <cstdint>
@@ -25,6 +34,8 @@
 #include <string_view>
 
 #include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "dkim/message.h"
 #include "dns/spf.h"
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
@@ -43,6 +54,10 @@ struct InboundResults {
   bool dkim_checked = false;
   bool dkim_timed_out = false;
   DkimCheckResult dkim;  // signatures and the ARC chain as received
+  // The message as the checks parsed it (null: not parsed, or its header does not parse), kept
+  // when the key lookups time out: for whoever reads its header or seals it next, on the shard
+  // or a worker, instead of a parse of its own.
+  std::shared_ptr<const dkim::ParsedMessage> message;
   bool dmarc_checked = false;
   DmarcIdentifiers dmarc_ids;  // what DMARC was evaluated from
   DmarcOutcome dmarc;
@@ -51,7 +66,8 @@ struct InboundResults {
 class InboundChecks {
  public:
   InboundChecks(io::Reactor* reactor, dns::SpfEvaluator* spf, DkimChecker* dkim,
-                uint32_t checks_timeout_ms, DmarcChecker* dmarc = nullptr);
+                uint32_t checks_timeout_ms, DmarcChecker* dmarc = nullptr,
+                Offload offload = nullptr);
   ~InboundChecks();
   InboundChecks(const InboundChecks&) = delete;
   InboundChecks& operator=(const InboundChecks&) = delete;
@@ -64,11 +80,14 @@ class InboundChecks {
   // Drops whatever is pending; `done` will not run.
   void Cancel();
   bool finishing() const { return done_ != nullptr; }
+  // Work handed to the offload has not come back yet.
+  bool busy() const { return verifying_ > 0; }
 
  private:
   void MaybeDone();
   void OnTimeout();
-  void StartDmarc(std::string_view message);
+  // The From domain is known (or known not to be there): look up its policy.
+  void StartDmarc(absl::StatusOr<std::string> from_domain);
   void EvaluateDmarcNow();
 
   io::Reactor* const reactor_;
@@ -76,13 +95,16 @@ class InboundChecks {
   DkimChecker* const dkim_checker_;
   const uint32_t checks_timeout_ms_;
   DmarcChecker* const dmarc_checker_;
+  const Offload offload_;
+  int verifying_ = 0;  // work handed to offload_ and not back yet
 
   std::string spf_key_;  // client, MAIL FROM and HELO of the SPF check below
   bool spf_pending_ = false;
   dns::QueryHandle spf_query_;
   bool dkim_pending_ = false;
   dns::QueryHandle dkim_query_;
-  bool dmarc_pending_ = false;
+  bool dmarc_from_pending_ = false;  // waiting for the parse that gives the From domain
+  bool dmarc_pending_ = false;       // the policy lookup is out
   dns::QueryHandle dmarc_query_;
   DmarcDiscovery dmarc_discovery_;
   absl::InsecureBitGen pct_bits_;  // pct= sampling (RFC 7489 §6.6.4)

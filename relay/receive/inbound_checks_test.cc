@@ -3,9 +3,12 @@
 #include "relay/receive/inbound_checks.h"
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dns/testing/unbound_test.h"
 #include "gtest/gtest.h"
@@ -145,6 +148,7 @@ TEST_F(InboundChecksTest, DmarcWithoutAnswerIsTempErrorAndNotRefused) {
   EXPECT_EQ(results->dmarc.result, DmarcVerdict::kTempError);
   EXPECT_EQ(results->dmarc.from_domain, "example.test");
   EXPECT_EQ(results->dmarc_ids.spf_domain, "example.test");
+  ASSERT_NE(results->message, nullptr);  // the DKIM check's parse, kept past its timeout
   std::string payload = AuthResultsPayload(ToAuthResults(*results, "mx.local.test", true));
   EXPECT_NE(payload.find("dmarc=temperror header.from=example.test"), std::string::npos) << payload;
   EXPECT_EQ(DecideInbound(results->dmarc_ids, &results->dmarc, InboundPolicy()).action,
@@ -185,6 +189,141 @@ TEST_F(InboundChecksTest, CancelSilencesTheCallback) {
   // Destroyed with the SPF query still out: nothing runs afterwards either.
   RunFor(200, &done);
   EXPECT_FALSE(done);
+}
+
+// Work handed to an offload reads the message until it returns: the checks say busy() until
+// then, a Cancel() meanwhile silences the callback without cutting the work short, and a timeout
+// does not finish the checks under it.
+TEST_F(InboundChecksTest, OffloadedWorkKeepsTheChecksBusyUntilItReturns) {
+  std::vector<std::pair<std::function<void()>, std::function<void()>>> handed;
+  Offload offload = [&](std::function<void()> work, std::function<void()> done) {
+    handed.emplace_back(std::move(work), std::move(done));
+    return true;
+  };
+  auto run_handed = [&] {
+    auto jobs = std::move(handed);
+    handed.clear();
+    for (auto& [work, done] : jobs) {
+      work();
+      done();
+    }
+  };
+  bool done = false;
+  {
+    InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), /*checks_timeout_ms=*/100,
+                         /*dmarc=*/nullptr, offload);
+    checks.Finish(kSigned, kNow, [&](InboundResults) { done = true; });
+    ASSERT_EQ(handed.size(), 1u);  // the parse and key names
+    EXPECT_TRUE(checks.busy());
+    RunFor(300, &done);  // past the timeout: the work is still out, nothing finishes
+    EXPECT_FALSE(done);
+    EXPECT_TRUE(checks.busy());
+    checks.Cancel();
+    EXPECT_TRUE(checks.busy());
+    run_handed();
+    EXPECT_FALSE(checks.busy());
+    RunFor(300, &done);
+    EXPECT_FALSE(done);
+  }
+  // Without a cancel: the parse comes back, the (silent) key lookup times out.
+  InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), 200, /*dmarc=*/nullptr, offload);
+  std::optional<InboundResults> results;
+  checks.Finish(kSigned, kNow, [&](InboundResults r) {
+    results = std::move(r);
+    done = true;
+  });
+  run_handed();
+  RunFor(3000, &done);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(results->dkim_timed_out);
+  EXPECT_FALSE(checks.busy());
+}
+
+// With an offload, DMARC's From domain comes from the one parse made there: the policy lookup
+// starts when it is back, and the parse is kept for the stamping and sealing of the message, even
+// when every lookup then times out.
+TEST_F(InboundChecksTest, DmarcTakesTheFromDomainFromTheOffloadedParse) {
+  std::vector<std::pair<std::function<void()>, std::function<void()>>> handed;
+  Offload offload = [&](std::function<void()> work, std::function<void()> done) {
+    handed.emplace_back(std::move(work), std::move(done));
+    return true;
+  };
+  DmarcChecker dmarc(resolver_.get());
+  InboundChecks checks(reactor_.get(), spf_.get(), dkim_.get(), 200, &dmarc, offload);
+  checks.StartSpf("192.0.2.1", "alice@example.test", "mail.example.test", "mx.local.test");
+  bool done = false;
+  std::optional<InboundResults> results;
+  checks.Finish(kSigned, kNow, [&](InboundResults r) {
+    results = std::move(r);
+    done = true;
+  });
+  ASSERT_EQ(handed.size(), 1u);  // the parse
+  RunFor(300, &done);            // past the timeout: the parse is still out, nothing finishes
+  EXPECT_FALSE(done);
+  auto [work, back] = std::move(handed[0]);
+  handed.clear();
+  work();
+  back();
+  RunFor(3000, &done);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(results->dmarc_checked);
+  EXPECT_EQ(results->dmarc_ids.from_domain, "example.test");
+  EXPECT_EQ(results->dmarc.result, DmarcVerdict::kTempError) << results->dmarc.problem;
+  EXPECT_TRUE(results->dkim_timed_out);
+  ASSERT_NE(results->message, nullptr);
+  EXPECT_EQ(results->message->fields().size(), 2u);
+  EXPECT_FALSE(checks.busy());
+
+  // Two From fields, found in the same parse: permerror, no lookup.
+  std::optional<InboundResults> two = std::nullopt;
+  done = false;
+  checks.Finish("From: a@example.test\r\nFrom: b@bank.test\r\n\r\nbody\r\n", kNow,
+                [&](InboundResults r) {
+                  two = std::move(r);
+                  done = true;
+                });
+  // The parse, then (no signature, no key to wait for) the verification of nothing.
+  for (int i = 0; i < 300 && !done; ++i) {
+    auto jobs = std::move(handed);
+    handed.clear();
+    for (auto& [w, b] : jobs) {
+      w();
+      b();
+    }
+    reactor_->RunOnce(10);
+  }
+  ASSERT_TRUE(done);
+  EXPECT_EQ(two->dmarc.result, DmarcVerdict::kPermError);
+  EXPECT_EQ(two->dmarc_ids.from_problem, "2 From fields");
+}
+
+// Refused by the offload before the parse: DMARC has no From domain, and says temperror rather
+// than a failure that would refuse the message for good (it is refused for now: 451).
+TEST_F(InboundChecksTest, DmarcOfARefusedParseIsTempError) {
+  Offload refuse = [](std::function<void()>, std::function<void()>) { return false; };
+  DmarcChecker dmarc(resolver_.get());
+  InboundChecks checks(reactor_.get(), spf_.get(), dkim_.get(), 200, &dmarc, refuse);
+  std::optional<InboundResults> results = FinishAndWait(checks, kSigned);
+  ASSERT_TRUE(results.has_value());
+  EXPECT_TRUE(results->dkim.overloaded);
+  EXPECT_EQ(results->dmarc.result, DmarcVerdict::kTempError);
+  EXPECT_EQ(results->message, nullptr);
+}
+
+TEST_F(InboundChecksTest, RefusedOffloadIsReportedAsOverloaded) {
+  Offload refuse = [](std::function<void()>, std::function<void()>) { return false; };
+  InboundChecks checks(reactor_.get(), nullptr, dkim_.get(), 200, /*dmarc=*/nullptr, refuse);
+  bool done = false;
+  std::optional<InboundResults> results;
+  checks.Finish(kSigned, kNow, [&](InboundResults r) {
+    results = std::move(r);
+    done = true;
+  });
+  EXPECT_FALSE(done) << "called back inside Finish";
+  RunFor(1000, &done);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(results->dkim.overloaded);
+  EXPECT_FALSE(checks.busy());
 }
 
 }  // namespace

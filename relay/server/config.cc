@@ -141,7 +141,8 @@ absl::Status ParseReceive(Config& c, const toml::table& t) {
       c, t, "receive.",
       {"listen", "domains", "aliases_dir", "aliases", "alias_depth_max", "suffix_separators",
        "alias_targets_max", "srs_domain", "srs_secret", "srs_max_age_days", "spf", "dkim", "arc",
-       "dmarc", "dmarc_reject", "dmarc_quarantine", "spf_fail_without_dkim", "checks_timeout_ms"}));
+       "dmarc", "dmarc_reject", "dmarc_quarantine", "spf_fail_without_dkim", "checks_timeout_ms",
+       "checks_queued_max"}));
   RETURN_IF_ERROR_CFG(ReadStringList(c, t, "receive.", "listen", &r.listen));
   RETURN_IF_ERROR_CFG(ReadStringList(c, t, "receive.", "domains", &r.domains));
   std::string aliases_dir = "aliases";
@@ -170,6 +171,8 @@ absl::Status ParseReceive(Config& c, const toml::table& t) {
   r.policy.refuse_spf_fail_without_dkim = spf_fail == receive::InboundAction::kRefuse;
   RETURN_IF_ERROR_CFG(
       ReadInt(c, t, "receive.", "checks_timeout_ms", &r.checks_timeout_ms, 100, 600000));
+  RETURN_IF_ERROR_CFG(
+      ReadInt(c, t, "receive.", "checks_queued_max", &r.checks_queued_max, 1, 100000));
   for (std::string& d : r.domains) {
     for (char& ch : d) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     if (d.empty() || d.find_first_of(" @/") != std::string::npos) {

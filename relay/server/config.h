@@ -148,6 +148,9 @@ struct ReceiveSettings {
   receive::InboundPolicy policy;
   // At end of DATA, how long the SPF, DKIM and DMARC checks may still take; then temperror.
   uint32_t checks_timeout_ms = 20000;
+  // DKIM/ARC verifications and ARC seals waiting for a worker thread ([dkim] signing_threads),
+  // all shards together; a message that finds them full gets 451 4.3.2.
+  uint32_t checks_queued_max = 64;
   bool enabled() const { return !listen.empty(); }
 };
 

@@ -219,7 +219,8 @@ TEST(Config, ReceiveSection) {
                                 "domains = [\"Local.Test\", \"other.test\"]\n"
                                 "aliases = { \"other.test\" = \"/etc/other-aliases\" }\n"
                                 "dkim = false\n"
-                                "alias_depth_max = 4\n"));
+                                "alias_depth_max = 4\n"
+                                "checks_queued_max = 7\n"));
   ASSERT_TRUE(c.ok()) << c.status();
   const ReceiveSettings& r = c->receive;
   EXPECT_TRUE(r.enabled());
@@ -232,6 +233,7 @@ TEST(Config, ReceiveSection) {
   EXPECT_TRUE(r.spf);
   EXPECT_FALSE(r.dkim);
   EXPECT_EQ(r.alias_depth_max, 4u);
+  EXPECT_EQ(r.checks_queued_max, 7u);
   // Port 25 alone is a listener: no submission section needed, no certificate required.
   EXPECT_TRUE(c->submission_listen.empty());
 }
@@ -254,6 +256,11 @@ TEST(Config, ReceiveErrors) {
   EXPECT_NE(c.status().message().find("recv3.toml:5: receive.spf must be true or false"),
             std::string::npos)
       << c.status();
+  c = LoadConfig(WriteFile("recv4.toml",
+                           "hostname = \"h\"\n[receive]\nlisten = [\"127.0.0.1:0\"]\n"
+                           "domains = [\"a.test\"]\nchecks_queued_max = 0\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("checks_queued_max"), std::string::npos) << c.status();
 }
 
 TEST(Config, ReceiveDmarcPolicy) {

@@ -133,7 +133,7 @@ throttle_entries_max = ${throttle_entries_max}
 # Password checks (scrypt, ~140 ms each) run on worker_threads threads. At most checks_queued_max
 # wait for one; beyond that AUTH gets 454 4.7.0 at once and the client may try again.
 worker_threads = ${auth_worker_threads}
-checks_queued_max = ${checks_queued_max}
+checks_queued_max = ${auth_checks_queued_max}
 
 [queue]
 segment_bytes = ${segment_bytes}
@@ -227,6 +227,10 @@ ${shaping}
 # (dmarc_reject: "refuse", "quarantine-header" to forward it marked X-Spam-Flag: YES, or
 # "accept"), one under p=quarantine is marked (dmarc_quarantine, the same choices), and SPF fail
 # with no DKIM signature that verifies is refused (spf_fail_without_dkim: "refuse" or "accept").
+# The DKIM verification, ARC validation and ARC seal of a received message run on the worker
+# threads of [dkim] below, not on the shard that talks to the client; at most checks_queued_max
+# of them wait for a thread (all shards together), beyond which a message is refused for now
+# (451 4.3.2) and its sender tries again later.
 # [receive]
 # listen = ["0.0.0.0:25", "[::]:25"]
 # domains = ["${domain}"]
@@ -245,9 +249,10 @@ ${shaping}
 # alias_depth_max = ${alias_depth_max}
 # alias_targets_max = ${alias_targets_max}
 # checks_timeout_ms = ${checks_timeout_ms}
+# checks_queued_max = ${receive_checks_queued_max}
 
-# DKIM (RFC 6376, RFC 8463). Signatures are computed by a pool of threads beside the shards
-# (0: one per online core).
+# DKIM (RFC 6376, RFC 8463). Signatures, and port 25's checks and seals, are computed by a pool of
+# threads beside the shards (0: one per online core).
 # [dkim]
 # signing_threads = ${signing_threads}
 ${dkim_keys})";
@@ -500,7 +505,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${failures_before_block}", absl::StrCat(a.failures_before_block)},
       {"${user_failures_before_block}", absl::StrCat(a.user_failures_before_block)},
       {"${throttle_entries_max}", absl::StrCat(a.throttle_entries_max)},
-      {"${checks_queued_max}", absl::StrCat(a.checks_queued_max)},
+      {"${auth_checks_queued_max}", absl::StrCat(a.checks_queued_max)},
       {"${failure_window_ms}", absl::StrCat(a.failure_window_ms)},
       {"${block_ms}", absl::StrCat(a.block_ms)},
       {"${auth_worker_threads}", absl::StrCat(a.worker_threads)},
@@ -534,6 +539,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${alias_depth_max}", absl::StrCat(r.alias_depth_max)},
       {"${alias_targets_max}", absl::StrCat(r.alias_targets_max)},
       {"${checks_timeout_ms}", absl::StrCat(r.checks_timeout_ms)},
+      {"${receive_checks_queued_max}", absl::StrCat(r.checks_queued_max)},
       {"${dmarc}", r.dmarc ? "true" : "false"},
       {"${dmarc_reject}", receive::InboundActionName(r.policy.dmarc_reject)},
       {"${dmarc_quarantine}", receive::InboundActionName(r.policy.dmarc_quarantine)},

@@ -243,6 +243,7 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   // The sections a newcomer turns on later, commented.
   EXPECT_TRUE(absl::StrContains(text, "\n# [receive]\n# listen = [\"0.0.0.0:25\", \"[::]:25\"]\n"));
   EXPECT_TRUE(absl::StrContains(text, "\n# [dkim]\n# signing_threads = 0\n"));
+  EXPECT_TRUE(absl::StrContains(text, "\n# checks_queued_max = 64\n"));
   EXPECT_TRUE(absl::StrContains(text, "\n# [[shaping]]\n# name = \"google\"\n"));
 }
 

@@ -1,7 +1,9 @@
 #include "relay/server/signing_pool.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -228,6 +230,75 @@ TEST(SigningPoolTest, ConnectionClosedWhileItsSignatureIsPendingIsFreedAfterTheR
   ASSERT_TRUE(RunUntil(reactor->get(), [&] { return destroyed.load() == kConnections; }));
   EXPECT_EQ(ignored, kConnections);
   EXPECT_EQ(reactor->get()->retiring(), 0u);
+}
+
+// Port 25's checks and seals (issue 13): any work on a worker, its `done` on the reactor's thread,
+// and a bound on what waits, beyond which TryRun refuses (the connection answers 451 4.3.2).
+TEST(SigningPoolTest, TryRunRunsWorkOffTheReactorThreadAndRefusesBeyondItsBound) {
+  auto reactor = io::Reactor::Create({});
+  ASSERT_TRUE(reactor.ok());
+  auto pool = SigningPool::Create(1);
+  ASSERT_TRUE(pool.ok());
+  // The one worker is held by a job that waits for `release`, so that the next ones wait.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false, release = false;
+  std::vector<std::thread::id> work_threads;
+  std::vector<int> done_order;
+  ASSERT_TRUE((*pool)->TryRun(
+      [&] {
+        std::unique_lock<std::mutex> lock(mu);
+        started = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return release; });
+        work_threads.push_back(std::this_thread::get_id());
+      },
+      reactor->get(), [&] { done_order.push_back(0); }, 2));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return started; });
+  }
+  // Two may wait; a third is refused and runs neither function.
+  constexpr size_t kQueuedMax = 2;
+  for (int i = 1; i <= 2; ++i) {
+    EXPECT_TRUE((*pool)->TryRun(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu);
+          work_threads.push_back(std::this_thread::get_id());
+        },
+        reactor->get(), [&done_order, i] { done_order.push_back(i); }, kQueuedMax));
+  }
+  bool refused_ran = false;
+  EXPECT_FALSE((*pool)->TryRun([&] { refused_ran = true; }, reactor->get(),
+                               [&] { refused_ran = true; }, kQueuedMax));
+  EXPECT_EQ((*pool)->refused_total(), 1u);
+  EXPECT_EQ((*pool)->queued(), 2u);
+  // Signatures are not counted against the bound.
+  std::unique_ptr<dkim::Signer> signer = MakeSigner();
+  std::string message = Message(3);
+  bool signed_done = false;
+  (*pool)->Sign(signer->Begin(), {message}, kSignTimeS, reactor->get(),
+                [&](absl::StatusOr<std::string> f) {
+                  EXPECT_TRUE(f.ok());
+                  signed_done = true;
+                });
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(RunUntil(reactor->get(), [&] { return done_order.size() == 3 && signed_done; }));
+  EXPECT_EQ(done_order, (std::vector<int>{0, 1, 2}));  // one worker: in order
+  EXPECT_FALSE(refused_ran);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(work_threads.size(), 3u);
+    for (std::thread::id t : work_threads) EXPECT_NE(t, std::this_thread::get_id());
+  }
+  // Room again once the queue drained.
+  bool again = false;
+  EXPECT_TRUE((*pool)->TryRun([] {}, reactor->get(), [&] { again = true; }, kQueuedMax));
+  ASSERT_TRUE(RunUntil(reactor->get(), [&] { return again; }));
 }
 
 TEST(SigningPoolTest, ThreadCountIsBounded) {

@@ -56,9 +56,17 @@ SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::s
       session_(SessionConfig(shard->config(), shard->shared().tls != nullptr, receive), this),
       receive_(receive) {
   if (receive_) {
+    receive::Offload offload;
+    if (SigningPool* pool = shard->shared().signing_pool) {
+      // DKIM verification and ARC validation on the worker threads (issue 13).
+      offload = [pool, reactor = reactor_, queued_max = shard->config().receive.checks_queued_max](
+                    std::function<void()> work, std::function<void()> done) {
+        return pool->TryRun(std::move(work), reactor, std::move(done), queued_max);
+      };
+    }
     checks_ = std::make_unique<receive::InboundChecks>(
         reactor_, shard->spf(), shard->dkim_checker(), shard->config().receive.checks_timeout_ms,
-        shard->dmarc_checker());
+        shard->dmarc_checker(), std::move(offload));
   }
   recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
   send_.set_handler([this](int result, uint32_t) { OnSent(result); });
@@ -71,8 +79,9 @@ SmtpConnection::~SmtpConnection() {
 }
 
 bool SmtpConnection::Idle() const {
-  return closed_ && !recv_.in_flight() && !send_.in_flight() && !auth_pending_ &&
-         !sign_pending_ && !queue_pending_ && !checks_pending_;
+  return closed_ && !recv_.in_flight() && !send_.in_flight() && !auth_pending_ && !sign_pending_ &&
+         !queue_pending_ && !checks_pending_ && !seal_pending_ &&
+         (checks_ == nullptr || !checks_->busy());
 }
 
 void SmtpConnection::Start() {
@@ -656,9 +665,7 @@ void SmtpConnection::OnTimer() {
 
 void SmtpConnection::StopGracefully() {
   if (closed_) return;
-  if (session_.in_data() || queue_pending_ || sign_pending_ || auth_pending_ || checks_pending_) {
-    return;  // let it finish
-  }
+  if (session_.in_data() || OwnWorkPending()) return;  // let it finish
   ForceClose("Server shutting down");
 }
 

@@ -3,8 +3,9 @@
 // stream and the protocol state machine (relay/smtp/server_session.h), and carries out the
 // session's actions: STARTTLS, credential checks (on the authenticator's worker), and queueing an
 // accepted message (Received header, missing Message-ID/Date, DKIM signature, spool append). The
-// DKIM signature is computed on the shared SigningPool when there is one (its result comes back
-// through the reactor; the connection is not freed while it is pending), inline otherwise. The
+// DKIM signature, and on port 25 the DKIM/ARC checks and the ARC seal, are computed on the shared
+// SigningPool when there is one (results come back through the reactor; the connection is not
+// freed while a worker may still read its message), inline otherwise. The
 // "250" for a message is written only from the spool's durable callback, i.e. after the fdatasync
 // covering the record completed.
 //
@@ -16,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -64,6 +66,18 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   smtp::RcptDecision ReceiveCheckRecipient(std::string_view address);
   void ReceiveMessage();
   void QueueReceived(const receive::InboundResults& results);
+  // What a received message is queued with around this hop's Received field, which gets the
+  // queue id of the append, and this hop's verdicts, logged with that id.
+  struct ReceivedStamp {
+    std::string above;  // ARC set (when sealed) and Authentication-Results, above Received
+    std::string below;  // below Received: the quarantine mark, when DMARC asks for one
+    std::vector<std::string> log;  // each logged as "port 25: <queue id>" + it
+    absl::Time now;
+  };
+  // Appends the received message (QueuedMessage()) stamped with `stamp`.
+  void AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp);
+  // 451 4.3.2: the workers have too much waiting to check this message now.
+  void RefuseReceivedBusy();
 
   void ArmRecv();
   void OnRecv(int result, uint32_t flags);
@@ -103,7 +117,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void RearmTimer();
   int64_t PhaseLimitMs() const;
   bool OwnWorkPending() const {
-    return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_;
+    return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_ || seal_pending_;
   }
   void OnTimer();
   void Close();
@@ -154,6 +168,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   const bool receive_;
   std::unique_ptr<receive::InboundChecks> checks_;
   bool checks_pending_ = false;    // InboundChecks::Finish is running for the message
+  bool seal_pending_ = false;      // the ARC seal is being computed on the SigningPool
   std::shared_ptr<const receive::ReceiveState> receive_state_;  // snapshot taken at MAIL FROM
   absl::flat_hash_map<std::string, receive::RecipientRoute> routes_;  // accepted RCPT -> route
 };

@@ -4,12 +4,17 @@
 // sender who may be forged), else stamped (Received, Authentication-Results), sealed with an ARC
 // set (RFC 8617) in the local domain's name, its envelope sender rewritten with SRS, and queued
 // once for every expanded target, with the durable 250 as for submission (smtp_connection.cc).
-// Received mail is not DKIM-signed: ARC is how a forwarder vouches for what it saw.
+// Received mail is not DKIM-signed: ARC is how a forwarder vouches for what it saw. The DKIM/ARC
+// verification and the ARC seal run on the SigningPool's workers, at most [receive]
+// checks_queued_max of them waiting (else 451 4.3.2), from one parse of the message, which also
+// gives DMARC its From domain and the removal of forged Authentication-Results its fields.
 #include <algorithm>
 #include <optional>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "dkim/message.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/receive/auth_results.h"
@@ -19,6 +24,12 @@
 #include "relay/smtp/received.h"
 
 namespace relay::server {
+namespace {
+
+// RFC 3463 4.3.2: the system is not accepting messages now; the client tries again later.
+constexpr smtp::Reply kChecksBusy{451, "4.3.2", "Too busy to check messages now, try again later"};
+
+}  // namespace
 
 void SmtpConnection::OnMailFrom(std::string_view address) {
   if (!receive_) return;
@@ -52,7 +63,10 @@ void SmtpConnection::ReceiveMessage() {
 }
 
 void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
-  queue::Spool* spool = shard_->spool();
+  if (results.dkim.overloaded) {
+    RefuseReceivedBusy();
+    return;
+  }
   const smtp::Envelope& env = session_.envelope();
   const Config& config = shard_->config();
   // Our own authenticated users are not judged by the From domain's policy.
@@ -67,7 +81,17 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     ApplyResult(session_.OnMessageRefused(smtp::Reply{550, "5.7.1", decision.reply_text}));
     return;
   }
-  cleaned_message_ = receive::WithoutOwnAuthResults(session_.message(), config.hostname);
+  // From the fields the checks parsed (on a worker) when they ran: they parsed the message
+  // whatever became of its keys; no field to look at when its header does not parse.
+  const dkim::ParsedMessage* parsed = results.message.get();
+  if (parsed != nullptr) {
+    cleaned_message_ =
+        receive::WithoutOwnAuthResults(session_.message(), parsed->fields(), config.hostname);
+  } else if (!results.dkim_checked) {
+    cleaned_message_ = receive::WithoutOwnAuthResults(session_.message(), config.hostname);
+  } else {
+    cleaned_message_.reset();
+  }
   if (cleaned_message_) {
     LogInfo() << "port 25: removed Authentication-Results claiming " << config.hostname
               << " from a message from " << peer_ip_;
@@ -77,9 +101,12 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   const int64_t now_s = absl::ToUnixSeconds(now);
 
   // Every target once, in the order the recipients came, with the address the sender used for it
-  // when it is an alias's target: that one is private, and a DSN names the sender's instead.
+  // when it is an alias's target: that one is private, and a DSN names the sender's instead. Up
+  // to recipients_max recipients of up to alias_targets_max targets each: a set, not a search of
+  // the list for each (issue 13).
   std::vector<std::string> targets;
   std::vector<std::string> originals;
+  absl::flat_hash_set<std::string_view> seen;
   bool forwarding = false;
   std::string local_domain;  // whose key seals: the first local domain addressed
   for (const std::string& rcpt : env.recipients) {
@@ -92,7 +119,8 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
       local_domain = route.domain;
     }
     for (const std::string& t : route.targets) {
-      if (std::find(targets.begin(), targets.end(), t) != targets.end()) continue;
+      // The views point into routes_, which stays as it is until the next transaction.
+      if (!seen.insert(t).second) continue;
       targets.push_back(t);
       originals.push_back(route.kind == receive::RecipientKind::kAlias ? rcpt : "");
     }
@@ -118,57 +146,139 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     sender = std::move(*rewritten);
   }
 
-  queue::MessageId id = spool->NextMessageId();
-  std::string id_text = id.ToString();
-  smtp::ReceivedInfo info = TraceInfo(id_text, now);
   // RFC 8601 §5: the Authentication-Results goes above the trace field of this hop.
   receive::AuthResults ar = receive::ToAuthResults(results, config.hostname, config.receive.arc);
-  added_headers_ = receive::BuildAuthResultsHeader(ar);
-  added_headers_ += smtp::BuildReceivedHeader(info);
+  ReceivedStamp stamp;
+  stamp.now = now;
+  stamp.above = receive::BuildAuthResultsHeader(ar);
   if (decision.action == receive::InboundAction::kQuarantineHeader) {
-    added_headers_ += receive::kQuarantineField;
-  }
-  // RFC 8617 §5.1: the new ARC set covers the message as it leaves, this hop's fields included,
-  // and goes on top.
-  if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
-  if (config.receive.arc && forwarding && receive_state_ != nullptr) {
-    auto sealer = receive_state_->sealers.find(local_domain);
-    if (sealer != receive_state_->sealers.end()) {
-      std::string outgoing;
-      outgoing.reserve(added_headers_.size() + message.size());
-      outgoing.append(added_headers_).append(message);
-      absl::StatusOr<std::string> set = sealer->second->Seal(
-          outgoing, receive::AuthResultsPayload(ar), results.dkim.arc, now_s);
-      if (set.ok()) {
-        added_headers_ = absl::StrCat(*set, added_headers_);
-      } else {
-        // Forwarded all the same: ARC helps the final receiver, its absence is not an error.
-        LogInfo() << "port 25: " << id_text << ": no ARC set: " << set.status().message();
-      }
-    }
+    stamp.below = std::string(receive::kQuarantineField);
   }
   if (results.spf_checked) {
-    LogInfo() << "port 25: " << id_text << " from " << peer_ip_ << " <" << env.mail_from
-              << ">: spf=" << dns::SpfResultName(results.spf.result)
-              << (results.spf.problem.empty() ? "" : " (") << results.spf.problem
-              << (results.spf.problem.empty() ? "" : ")");
+    stamp.log.push_back(absl::StrCat(" from ", peer_ip_, " <", env.mail_from,
+                                     ">: spf=", dns::SpfResultName(results.spf.result),
+                                     results.spf.problem.empty() ? "" : " (", results.spf.problem,
+                                     results.spf.problem.empty() ? "" : ")"));
   }
   if (results.dmarc_checked) {
-    LogInfo() << "port 25: " << id_text
-              << ": dmarc=" << receive::DmarcVerdictName(results.dmarc.result)
-              << " header.from=" << results.dmarc.from_domain
-              << (results.dmarc.problem.empty() ? "" : " (") << results.dmarc.problem
-              << (results.dmarc.problem.empty() ? "" : ")")
-              << (decision.action == receive::InboundAction::kQuarantineHeader
-                      ? ", quarantined: " + decision.why
-                      : "");
+    stamp.log.push_back(absl::StrCat(
+        ": dmarc=", receive::DmarcVerdictName(results.dmarc.result),
+        " header.from=", results.dmarc.from_domain, results.dmarc.problem.empty() ? "" : " (",
+        results.dmarc.problem, results.dmarc.problem.empty() ? "" : ")",
+        decision.action == receive::InboundAction::kQuarantineHeader
+            ? ", quarantined: " + decision.why
+            : ""));
   }
-
   queue::Envelope qenv;
   qenv.sender = sender;
   qenv.recipients = targets;
   qenv.original_recipients = originals;
+  // RFC 8617 §5.1: the new ARC set covers the message as it leaves, this hop's fields included,
+  // and goes on top.
+  if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
+  std::shared_ptr<const dkim::ArcSealer> sealer;
+  if (config.receive.arc && forwarding && receive_state_ != nullptr) {
+    auto it = receive_state_->sealers.find(local_domain);
+    if (it != receive_state_->sealers.end()) sealer = it->second;
+  }
+  if (sealer == nullptr) {
+    AppendReceived(qenv, std::move(stamp));
+    return;
+  }
+  // Sealed on the worker threads when there are some (issue 13: the seal hashes the whole
+  // message). The message as parsed by the checks is reused, their body hashes with it, less the
+  // forged Authentication-Results removed above: what is sealed is what is queued. The Received
+  // field is added at append time with the queue id the append gets (appends follow the order
+  // seals come back); the ARC-Message-Signature signs neither it, nor Authentication-Results, nor
+  // the quarantine mark (dkim::DefaultArcSignedHeaders), so what is sealed is the same.
+  struct Seal {
+    std::shared_ptr<const dkim::ParsedMessage> parsed;  // null: parse `message` on the worker
+    bool cleaned = false;  // `parsed` still has the fields claiming `hostname` that `message` lost
+    std::string hostname;
+    std::string_view message;
+    std::string fields;  // this hop's, above the message
+    std::string payload;
+    dkim::ArcValidation chain;
+    absl::StatusOr<std::string> set;
+  };
+  auto seal = std::make_shared<Seal>();
+  seal->parsed = results.message;
+  seal->cleaned = cleaned_message_.has_value();
+  seal->hostname = config.hostname;
+  seal->message = message;
+  seal->fields = absl::StrCat(stamp.above, stamp.below);
+  seal->payload = receive::AuthResultsPayload(ar);
+  seal->chain = results.dkim.arc;
+  auto work = [seal, sealer, now_s] {
+    const dkim::ParsedMessage* received = seal->parsed.get();
+    absl::StatusOr<dkim::ParsedMessage> parsed_here;
+    if (received == nullptr) {
+      // The checks were off.
+      parsed_here = dkim::ParsedMessage::Parse(seal->message);
+      if (!parsed_here.ok()) {
+        seal->set = parsed_here.status();
+        return;
+      }
+      received = &*parsed_here;
+    } else if (seal->cleaned) {
+      parsed_here = dkim::ParsedMessage::WithoutFields(*received, [&](const dkim::HeaderField& f) {
+        return receive::ClaimsAuthservId(f, seal->hostname);
+      });
+      received = &*parsed_here;
+    }
+    absl::StatusOr<dkim::ParsedMessage> outgoing =
+        dkim::ParsedMessage::WithFields(seal->fields, *received);
+    if (!outgoing.ok()) {
+      seal->set = outgoing.status();
+      return;
+    }
+    seal->set = sealer->Seal(*outgoing, seal->payload, seal->chain, now_s);
+  };
+  auto done = [this, seal, qenv, stamp = std::move(stamp)]() mutable {
+    seal_pending_ = false;
+    if (closed_) return;  // the client left: it got no 250, nothing is queued
+    if (seal->set.ok()) {
+      stamp.above = absl::StrCat(*seal->set, stamp.above);
+    } else {
+      // Forwarded all the same: ARC helps the final receiver, its absence is not an error.
+      stamp.log.push_back(absl::StrCat(": no ARC set: ", seal->set.status().message()));
+    }
+    AppendReceived(qenv, std::move(stamp));
+    RearmTimer();
+  };
+  SigningPool* pool = shard_->shared().signing_pool;
+  if (pool == nullptr) {
+    work();
+    seal_pending_ = true;
+    done();
+    return;
+  }
+  if (!pool->TryRun(std::move(work), reactor_, std::move(done), config.receive.checks_queued_max)) {
+    RefuseReceivedBusy();
+    return;
+  }
+  seal_pending_ = true;
+}
+
+void SmtpConnection::AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp) {
+  queue::MessageId id = shard_->spool()->NextMessageId();
+  std::string id_text = id.ToString();
+  for (const std::string& line : stamp.log) LogInfo() << "port 25: " << id_text << line;
+  added_headers_ = std::move(stamp.above);
+  added_headers_ += smtp::BuildReceivedHeader(TraceInfo(id_text, stamp.now));
+  added_headers_ += stamp.below;
   AppendToSpool(qenv, id, std::move(id_text));
+}
+
+void SmtpConnection::RefuseReceivedBusy() {
+  shard_->mutable_counters().messages_refused++;
+  if (const metrics::RelayMetrics* m = shard_->metrics()) {
+    m->transactions_refused.Add(shard_->index());
+  }
+  LogInfo() << "port 25: refused a message from " << peer_ip_
+            << " for now: too many checks waiting for a worker ([receive] checks_queued_max "
+            << shard_->config().receive.checks_queued_max << ")";
+  ApplyResult(session_.OnMessageRefused(kChecksBusy));
 }
 
 }  // namespace relay::server

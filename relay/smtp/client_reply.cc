@@ -37,6 +37,7 @@ void ReplyParser::Feed(std::string_view data) {
 void ReplyParser::Clear() {
   buffer_.clear();
   consumed_ = 0;
+  unterminated_bytes_ = 0;
   partial_ = ServerReply();
   partial_bytes_ = 0;
 }
@@ -52,8 +53,9 @@ ReplyParser::Status ReplyParser::Next(ServerReply* out) {
   if (failed()) return Status::kError;
   while (true) {
     const std::string_view rest = std::string_view(buffer_).substr(consumed_);
-    const size_t lf = rest.find('\n');
+    const size_t lf = rest.find('\n', unterminated_bytes_);
     if (lf == std::string_view::npos) {
+      unterminated_bytes_ = rest.size();
       // The line-length limit applies before the line is complete, so a server that never sends
       // LF cannot grow the buffer without bound.
       if (rest.size() >= limits_.reply_line_bytes_max) return Fail("reply line too long");
@@ -62,6 +64,7 @@ ReplyParser::Status ReplyParser::Next(ServerReply* out) {
     if (lf + 1 > limits_.reply_line_bytes_max) return Fail("reply line too long");
     std::string_view line = rest.substr(0, lf);
     consumed_ += lf + 1;
+    unterminated_bytes_ = 0;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
 
     // Reply-line = Reply-code [ SP / "-" textstring ] (RFC 5321 §4.2).

@@ -75,6 +75,9 @@ class ReplyParser {
   const ReplyLimits limits_;
   std::string buffer_;
   size_t consumed_ = 0;  // bytes of buffer_ already parsed into lines
+  // Bytes after consumed_ already searched for a line end without finding one: a line that
+  // arrives a byte at a time is searched once, not once per byte.
+  size_t unterminated_bytes_ = 0;
   ServerReply partial_;  // the lines of a multi-line reply so far
   size_t partial_bytes_ = 0;  // the bytes those lines took on the wire, line ends included
   std::string error_;

@@ -13,15 +13,9 @@ constexpr std::string_view kTerminator = ".\r\n";
 
 std::string_view DotStuffer::NextPiece() const {
   switch (phase_) {
-    case Phase::kBody: {
+    case Phase::kBody:
       if (dot_emitting_) return kDot.substr(constant_offset_);
-      // The piece runs up to the end of the next line that is followed by a line starting with
-      // "." (that line needs its extra dot first), or to the end of the message.
-      // Search from one byte back: an earlier piece may have been cut between CR and LF.
-      const size_t next = message_.find("\r\n.", position_ == 0 ? 0 : position_ - 1);
-      const size_t end = next == std::string_view::npos ? message_.size() : next + 2;
-      return message_.substr(position_, end - position_);
-    }
+      return message_.substr(position_, run_end_ - position_);
     case Phase::kTrailingCrlf:
       return kCrlf.substr(constant_offset_);
     case Phase::kTerminator:
@@ -64,6 +58,16 @@ void DotStuffer::Settle() {
             (message_[position_ - 1] == '\n' && position_ >= 2 && message_[position_ - 2] == '\r');
         if (line_start && message_[position_] == '.' && dotted_position_ != position_) {
           dot_emitting_ = true;
+          return;
+        }
+        if (position_ == run_end_) {
+          // The next run goes up to the end of the next line that is followed by a line starting
+          // with "." (that line needs its extra dot first), or to the end of the message. Found
+          // once per run, not once per piece: a run handed out in many writes was searched to
+          // its end for each (issue 13). A run ends after a CRLF, so the search starts at a line
+          // start, past the "\r\n." of a dotted line whose dot is out.
+          const size_t next = message_.find("\r\n.", position_);
+          run_end_ = next == std::string_view::npos ? message_.size() : next + 2;
         }
         return;
       }

@@ -7,7 +7,8 @@
 // end-of-data ".\r\n" (§4.1.1.4). The message (for example the queue's mmap) must stay mapped and
 // unchanged until the last segment has been written. Fill() is incremental: each call adds at most
 // `segments_max` segments and `bytes_max` bytes and the next call resumes exactly where the last
-// stopped (a segment may be cut in the middle), so a 100 MB message goes out in bounded writes.
+// stopped (a segment may be cut in the middle), so a 100 MB message goes out in bounded writes;
+// the message is searched for dotted lines once in all, however small the writes.
 // Lines end with CRLF only: the queue holds no bare CR or LF (the server session refuses them), so
 // a "." after a bare LF is not a line start here. One stuffer per message; one thread; no
 // allocation.
@@ -50,6 +51,7 @@ class DotStuffer {
   const std::string_view message_;
   Phase phase_ = Phase::kBody;
   size_t position_ = 0;                // next message byte to hand out (kBody)
+  size_t run_end_ = 0;                 // where the run of message bytes at position_ ends
   bool dot_emitting_ = false;          // the extra "." for the line at position_ is the next piece
   size_t dotted_position_ = SIZE_MAX;  // the line start whose extra "." is already out
   size_t constant_offset_ = 0;         // bytes of the current constant piece already handed out

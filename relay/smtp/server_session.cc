@@ -86,8 +86,7 @@ const ServerActions& ServerSession::OnTlsEstablished(std::string_view protocol_v
     // must send EHLO again; no new greeting.
     ResetAll();
     state_ = State::kCommand;
-    in_.clear();
-    in_start_ = 0;
+    ClearInput();
   }
   return actions_;
 }
@@ -154,8 +153,13 @@ const ServerActions& ServerSession::OnTimeout() {
 void ServerSession::Feed(std::string_view data) {
   if (state_ == State::kClosed) return;
   if (state_ == State::kTlsPending) return;  // CVE-2011-0411: nothing before TLS survives
-  if (in_start_ < in_.size()) {
+  if (InputBuffered() > 0) {
     if (paused() || state_ == State::kNotConnected) {
+      in_.append(data.data(), data.size());
+      data = std::string_view();
+    } else if (ExtendsBufferedLine(data)) {
+      // Nothing in `data` can end the buffered line: it only grows. Parsing the buffer again for
+      // each piece made a line that arrives a byte at a time cost its length squared (issue 13).
       in_.append(data.data(), data.size());
       data = std::string_view();
     } else {
@@ -167,7 +171,7 @@ void ServerSession::Feed(std::string_view data) {
       in_.append(data.data(), take);
       data.remove_prefix(take);
       ResumeBuffered();
-      if (in_start_ < in_.size() || state_ == State::kClosed || state_ == State::kTlsPending) {
+      if (InputBuffered() > 0 || state_ == State::kClosed || state_ == State::kTlsPending) {
         if (state_ != State::kClosed && state_ != State::kTlsPending) {
           in_.append(data.data(), data.size());
         }
@@ -179,24 +183,44 @@ void ServerSession::Feed(std::string_view data) {
     const size_t used = Process(data);
     in_.append(data.data() + used, data.size() - used);
   }
-  if (paused() && in_.size() - in_start_ > config_.limits.input_buffered_bytes_max) {
-    in_.clear();
-    in_start_ = 0;
+  if (paused() && InputBuffered() > config_.limits.input_buffered_bytes_max) {
+    ClearInput();
     Close421("4.7.0", "Too much pipelined input");
   }
 }
 
+bool ServerSession::ExtendsBufferedLine(std::string_view data) const {
+  if (std::memchr(data.data(), '\n', data.size()) != nullptr) return false;
+  const size_t total = InputBuffered() + data.size();
+  switch (state_) {
+    case State::kCommand:
+    case State::kAuthResponse:
+      // ProcessCommandInput waits for more below the scan bound, and starts discarding at it.
+      return !discarding_line_ && total < std::max(config_.limits.command_line_bytes_max,
+                                                   config_.limits.auth_line_bytes_max);
+    case State::kData:
+      // ProcessData keeps a partial line up to the line bound, and drops its head beyond.
+      return total <= config_.limits.data_line_bytes_max;
+    default:
+      return false;
+  }
+}
+
 void ServerSession::ResumeBuffered() {
-  if (in_start_ == in_.size()) return;
+  if (InputBuffered() == 0) return;
   in_start_ += Process(std::string_view(in_).substr(in_start_));
   if (in_start_ == in_.size() || state_ == State::kClosed || state_ == State::kTlsPending) {
-    in_.clear();
-    in_start_ = 0;
+    ClearInput();
   } else if (in_start_ >= in_.size() - in_start_) {
     // Each byte moves at most once per time the buffer halves: linear in the input overall.
     in_.erase(0, in_start_);
     in_start_ = 0;
   }
+}
+
+void ServerSession::ClearInput() {
+  in_.clear();
+  in_start_ = 0;
 }
 
 size_t ServerSession::Process(std::string_view in) {

@@ -157,7 +157,7 @@ class ServerSession {
   bool closed() const { return state_ == State::kClosed; }
   bool in_data() const { return state_ == State::kData || state_ == State::kBdatChunk; }
   // Part of a command line has arrived and not its end: the driver's command deadline runs.
-  bool mid_command() const { return in_start_ < in_.size() || discarding_line_; }
+  bool mid_command() const { return InputBuffered() > 0 || discarding_line_; }
   const Envelope& envelope() const { return envelope_; }
   // The message of the last message_ready action (dot-unstuffed, CRLF lines).
   std::string_view message() const { return message_; }
@@ -197,6 +197,11 @@ class ServerSession {
   size_t ProcessData(std::string_view in);
   size_t ProcessBdat(std::string_view in);
   void ResumeBuffered();
+  // Whether `data`, appended to the buffered partial line, leaves it a partial line the current
+  // state would keep as it is (so that it need not be parsed again).
+  bool ExtendsBufferedLine(std::string_view data) const;
+  size_t InputBuffered() const { return in_.size() - in_start_; }
+  void ClearInput();
 
   void HandleCommand(std::string_view line);
   void HandleEhlo(std::string_view arg, bool extended);

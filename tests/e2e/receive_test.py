@@ -26,7 +26,6 @@ address the sender used, never the private target.
 
 usage: receive_test.py RELAYD
 """
-import base64
 import email
 import email.policy
 import os
@@ -91,18 +90,8 @@ for name, ip in MX.items():
     controllers.append(c)
 
 
-def keypair(name):
-    path = "%s/%s.pem" % (TMP, name)
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                    "-out", path], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
-    record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
-    return path, " ".join('"%s"' % record[i:i + 200] for i in range(0, len(record), 200))
-
-
-SENDER_KEY, SENDER_TXT = keypair("sender")  # the outside sender's DKIM key
-LOCAL_KEY, LOCAL_TXT = keypair("local")      # local.test's key: ARC seals
+SENDER_KEY, SENDER_TXT = local_dns.dkim_key(TMP, "sender")  # the outside sender's DKIM key
+LOCAL_KEY, LOCAL_TXT = local_dns.dkim_key(TMP, "local")  # local.test's key: ARC seals
 zones = """
   local-zone: "test." static
   local-data: 'sender.test. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"'
@@ -273,6 +262,10 @@ if g:
           ar[0] and ar[1] == "elsewhere.test; spf=none",
           "the forged field claiming mx.local.test is gone; ours and elsewhere.test's remain")
     check(dkim.verify(g[0][3], dnsfunc=dns_txt), "the sender's DKIM signature still verifies")
+    # Sealed from the checks' parse of the message, less the field removed.
+    cv, _, reason = dkim.arc_verify(g[0][3], dnsfunc=dns_txt)
+    check(cv == dkim.CV_Pass, "the ARC set sealed over what was forwarded validates: %s %s"
+          % (cv, reason))
 
 # 1c. A client that pipelines a whole message and then 1.5 MiB of NOOPs in one go: the relay
 # stops reading while the message is being queued (instead of buffering the NOOPs and closing
@@ -416,6 +409,9 @@ for subject, frm, policy, marked in [
     flags = (m.get_all("X-Spam-Flag") or []) if m else []
     check(flags == (["YES"] if marked else []),
           "%s: %s" % (subject, "marked X-Spam-Flag: YES" if marked else "not marked"))
+    if m:
+        cv, _, reason = dkim.arc_verify(got("gmail", subject)[0][3], dnsfunc=dns_txt)
+        check(cv == dkim.CV_Pass, "%s: its ARC set validates: %s %s" % (subject, cv, reason))
 
 # 4b. A DSN for forwarded mail that the target refuses names the address the sender used, not
 # the private target (nor its MX host), even when the target's reply text names it.

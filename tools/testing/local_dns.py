@@ -6,8 +6,10 @@ nothing leaves the host), and the free-port helper they all need.
     unbound, port = local_dns.start_unbound(tmp, '  local-zone: "test." static\\n'
                                                  '  local-data: "a.test. 300 IN A 127.0.0.2"\\n')
 
-Callers that track their child processes pass `spawn(argv) -> subprocess.Popen`.
+Callers that track their child processes pass `spawn(argv) -> subprocess.Popen`. dkim_key()
+makes a DKIM key and the TXT data that publishes it in such a zone.
 """
+import base64
 import socket
 import subprocess
 import time
@@ -93,3 +95,16 @@ remote-control:
     if spawn is None and proc.poll() is None:
         proc.kill()
     raise RuntimeError("unbound did not answer on port %d: see %s/unbound.log" % (port, tmp))
+
+
+def dkim_key(tmp, name):
+    """A new RSA-2048 key in `tmp`/`name`.pem (openssl), and its DKIM key record (RFC 6376
+    §3.6.1) as the quoted strings of at most 200 bytes an unbound TXT local-data takes. Returns
+    (key path, TXT data)."""
+    path = "%s/%s.pem" % (tmp, name)
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", path], check=True, capture_output=True)
+    der = subprocess.run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+    return path, " ".join('"%s"' % record[i:i + 200] for i in range(0, len(record), 200))
