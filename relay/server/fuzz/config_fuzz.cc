@@ -3,7 +3,8 @@
 //   - a refusal names the file (and the line where there is one);
 //   - a file that loads has a host name, a listener and absolute paths;
 //   - ChangedSettings finds nothing between a text that parses and itself, nor between it and
-//     its re-serialization by toml++ (comments and layout do not count);
+//     its re-serialization by toml++ (comments and layout do not count), where toml++ writes a
+//     file it can read back (corpus 10: its one known gap, keys with an apostrophe);
 //   - the re-serialized file loads exactly when the original does, to the same settings.
 #include <toml++/toml.h>
 
@@ -58,6 +59,15 @@ void FuzzConfig(std::string_view input) {
   std::ostringstream out;
   out << table;
   const std::string again = out.str();
+  // toml++ 3.3.0 (Debian 12) writes a key holding an apostrophe as a literal key ('other't'),
+  // which no TOML parser reads back. Only the relay's own comparison is under test here, and the
+  // relay never writes TOML through toml++, so that one gap of the serializer ends the round trip.
+  try {
+    (void)toml::parse(again);
+  } catch (const toml::parse_error&) {
+    FUZZ_CHECK_MSG(again.find('\'') != std::string::npos, again);
+    return;
+  }
   absl::StatusOr<std::vector<std::string>> changed = ChangedSettings(text, again);
   FUZZ_CHECK_MSG(changed.ok() && changed->empty(), changed.ok()
                                                        ? (changed->empty() ? "" : changed->front())
