@@ -116,15 +116,18 @@ bool ParseRequestHead(std::string_view buffer, std::string* method, std::string*
       return true;
     }
   }
-  // RFC 9112 §3: method SP request-target SP HTTP-version.
-  std::vector<std::string_view> parts;
-  for (size_t start = 0;;) {
-    size_t space = line.find(' ', start);
-    parts.push_back(line.substr(start, space == std::string_view::npos ? space : space - start));
-    if (space == std::string_view::npos) break;
-    start = space + 1;
+  // RFC 9112 §3: method SP request-target SP HTTP-version, exactly two spaces (nothing is
+  // collected per space: a line of spaces costs no memory).
+  const size_t first = line.find(' ');
+  const size_t second = first == std::string_view::npos ? first : line.find(' ', first + 1);
+  if (second == std::string_view::npos || line.find(' ', second + 1) != std::string_view::npos) {
+    *error = 400;
+    return true;
   }
-  if (parts.size() != 3 || parts[0].empty() || parts[1].empty() || parts[1][0] != '/' ||
+  const std::string_view parts[3] = {line.substr(0, first),
+                                     line.substr(first + 1, second - first - 1),
+                                     line.substr(second + 1)};
+  if (parts[0].empty() || parts[1].empty() || parts[1][0] != '/' ||
       parts[2].substr(0, 7) != "HTTP/1.") {
     *error = 400;
     return true;
