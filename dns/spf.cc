@@ -145,6 +145,7 @@ class Evaluation : public std::enable_shared_from_this<Evaluation> {
   std::array<uint8_t, 16> address_{};
   bool ipv6_ = false;
   std::string sender_, local_part_, sender_domain_, helo_, receiver_;
+  int64_t time_unix_s_ = 0;
 
   std::string top_record_;
   int dns_terms_ = 0;
@@ -160,6 +161,7 @@ QueryHandle Evaluation::Start(const SpfRequest& request) {
   top_domain_ = CanonicalName(request.domain);
   helo_ = request.helo;
   receiver_ = request.receiver.empty() ? "unknown" : request.receiver;
+  time_unix_s_ = request.time_unix_s >= 0 ? request.time_unix_s : absl::ToUnixSeconds(absl::Now());
   // §4.3: a sender without a local-part gets "postmaster"; the domain part is what follows the
   // last "@" (a local-part may be quoted and hold "@").
   std::string sender =
@@ -263,12 +265,10 @@ void Evaluation::FetchExplanation(LevelResult r) {
                    for (const std::string& s : l.records[0]->texts) text += s;
                    auto expand = [self, result, finish, text]() {
                      spf::MacroContext context = self->Context(result->domain);
-                     absl::StatusOr<std::string> e = spf::ExpandMacros(text, context, true);
+                     absl::StatusOr<std::string> e = spf::ExpandMacros(
+                         text, context, true, self->limits_.explanation_bytes_max);
                      if (!e.ok()) return finish("");
                      std::string explanation = *std::move(e);
-                     if (explanation.size() > self->limits_.explanation_bytes_max) {
-                       explanation.resize(self->limits_.explanation_bytes_max);
-                     }
                      // Only printable US-ASCII goes into an SMTP reply.
                      for (char& c : explanation) {
                        if (c < 0x20 || c > 0x7e) c = '?';
@@ -672,7 +672,7 @@ spf::MacroContext Evaluation::Context(const std::string& domain) const {
   c.validated_name = ValidatedNameFor(domain);
   c.helo = helo_;
   c.receiver = receiver_;
-  c.timestamp_s = absl::ToUnixSeconds(absl::Now());
+  c.timestamp_s = time_unix_s_;
   return c;
 }
 

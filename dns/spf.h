@@ -72,6 +72,9 @@ struct SpfRequest {
   std::string helo;
   // The receiving host's name, for %{r} in explanations (§7.3); "unknown" when empty.
   std::string receiver;
+  // The time of the check, for %{t} in explanations (§7.3): Unix seconds, or -1 for the clock
+  // at the start of the evaluation (one value for the whole evaluation either way).
+  int64_t time_unix_s = -1;
 };
 
 struct SpfOutcome {

@@ -164,8 +164,11 @@ std::string MacroValue(char letter, const MacroContext& c) {
 // §7.3: split on the delimiters, optionally reverse, keep the rightmost `digits` parts, join
 // with dots.
 std::string Transform(const std::string& value, const Token& t) {
-  std::string delimiters = t.delimiters.empty() ? "." : t.delimiters;
-  std::vector<std::string> parts = absl::StrSplit(Absl(value), absl::ByAnyChar(Absl(delimiters)));
+  if (t.delimiters.empty() && !t.reverse && t.digits == 0) return value;  // the common case
+  const std::string_view delimiters =
+      t.delimiters.empty() ? std::string_view(".") : std::string_view(t.delimiters);
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(Absl(value), absl::ByAnyChar(Absl(delimiters)));
   if (t.reverse) std::reverse(parts.begin(), parts.end());
   if (t.digits > 0 && static_cast<size_t>(t.digits) < parts.size()) {
     parts.erase(parts.begin(), parts.end() - t.digits);
@@ -427,8 +430,15 @@ std::string DottedIp(const std::array<uint8_t, 16>& address, bool ipv6) {
   return out;
 }
 
-absl::StatusOr<std::string> ExpandMacros(std::string_view macro_string, const MacroContext& context,
-                                         bool explanation) {
+namespace {
+
+// Which part of a long expansion is kept: the start (an explanation, cut at its limit) or the end
+// (a domain-spec, whose labels go from the left). The whole of it can be as long as the record
+// times the longest value (a client chooses the sender), so it is never held.
+enum class Keep { kHead, kTail };
+
+absl::StatusOr<std::string> Expand(std::string_view macro_string, const MacroContext& context,
+                                   bool explanation, Keep keep, size_t bytes_max) {
   absl::StatusOr<std::vector<Token>> tokens = Tokenize(macro_string, explanation);
   if (!tokens.ok()) return tokens.status();
   std::string out;
@@ -452,13 +462,29 @@ absl::StatusOr<std::string> ExpandMacros(std::string_view macro_string, const Ma
         break;
       }
     }
+    if (keep == Keep::kHead && out.size() >= bytes_max) {
+      out.resize(bytes_max);
+      break;
+    }
+    // The last bytes_max bytes decide the name; trimmed in batches so that the erase is linear.
+    if (keep == Keep::kTail && out.size() > 4 * bytes_max) out.erase(0, out.size() - bytes_max);
   }
   return out;
 }
 
+}  // namespace
+
+absl::StatusOr<std::string> ExpandMacros(std::string_view macro_string, const MacroContext& context,
+                                         bool explanation, size_t bytes_max) {
+  return Expand(macro_string, context, explanation, Keep::kHead, bytes_max);
+}
+
 absl::StatusOr<std::string> ExpandDomainSpec(std::string_view domain_spec,
                                              const MacroContext& context, size_t bytes_max) {
-  absl::StatusOr<std::string> expanded = ExpandMacros(domain_spec, context, false);
+  // A final dot, then bytes_max bytes after the dot that ends the labels removed (§7.3): the
+  // name is decided by the last bytes_max + 2 bytes of the expansion.
+  absl::StatusOr<std::string> expanded =
+      Expand(domain_spec, context, false, Keep::kTail, bytes_max + 2);
   if (!expanded.ok()) return expanded.status();
   std::string name = *std::move(expanded);
   if (absl::EndsWith(name, ".")) name.pop_back();

@@ -78,10 +78,12 @@ struct MacroContext {
 // The dotted form %{i} takes: "192.0.2.3", or 32 dot-separated nibbles for IPv6 (§7.3).
 std::string DottedIp(const std::array<uint8_t, 16>& address, bool ipv6);
 
-// Expands a macro-string (§7.1). `explanation` allows c, r, t and spaces (the explain-string of
-// §6.2). Syntax errors give InvalidArgument naming the problem.
+// Expands a macro-string (§7.1) and returns at most the first `bytes_max` bytes of it (the rest
+// is never built: a record of many macros of a long sender would expand to megabytes).
+// `explanation` allows c, r, t and spaces (the explain-string of §6.2). Syntax errors give
+// InvalidArgument naming the problem.
 absl::StatusOr<std::string> ExpandMacros(std::string_view macro_string, const MacroContext& context,
-                                         bool explanation);
+                                         bool explanation, size_t bytes_max);
 
 // Expands a domain-spec into a name to look up: macros expanded, a final dot dropped, and labels
 // removed from the left until it fits `bytes_max` (§7.3). An expansion that is not a valid name

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace dns::spf {
@@ -25,7 +27,7 @@ MacroContext Rfc74Context(bool v6) {
 }
 
 std::string Expand(const std::string& s, bool v6 = false) {
-  absl::StatusOr<std::string> out = ExpandMacros(s, Rfc74Context(v6), false);
+  absl::StatusOr<std::string> out = ExpandMacros(s, Rfc74Context(v6), false, 4096);
   EXPECT_TRUE(out.ok()) << s << ": " << out.status();
   return out.ok() ? *out : "<error>";
 }
@@ -62,7 +64,7 @@ TEST(SpfMacroTest, EscapesAndUpperCase) {
   // §7.3: an upper-case macro letter URL-escapes the value.
   MacroContext c = Rfc74Context(false);
   c.local_part = "a b/c";
-  absl::StatusOr<std::string> out = ExpandMacros("%{L}", c, false);
+  absl::StatusOr<std::string> out = ExpandMacros("%{L}", c, false, 4096);
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(*out, "a%20b%2Fc");
   EXPECT_EQ(Expand("%{H}"), "mx.example.org");
@@ -74,8 +76,8 @@ TEST(SpfMacroTest, ExplanationOnlyMacrosAndSyntaxErrors) {
   MacroContext c = Rfc74Context(false);
   c.receiver = "mx.receiver.example";
   c.timestamp_s = 1234;
-  absl::StatusOr<std::string> out =
-      ExpandMacros("%{i} is not one of %{d}'s designated mail servers (%{c} %{r} %{t})", c, true);
+  absl::StatusOr<std::string> out = ExpandMacros(
+      "%{i} is not one of %{d}'s designated mail servers (%{c} %{r} %{t})", c, true, 4096);
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(*out,
             "192.0.2.3 is not one of email.example.com's designated mail servers "
@@ -83,7 +85,7 @@ TEST(SpfMacroTest, ExplanationOnlyMacrosAndSyntaxErrors) {
   // c, r and t outside explanations, spaces, bad letters, zero digits, lone '%'.
   for (const char* bad :
        {"%{c}", "%{r}.x.com", "%{t}", "a b", "%{x}", "%{d0}", "%{d", "%", "%a", "%{d2r!}", "%{}"}) {
-    EXPECT_FALSE(ExpandMacros(bad, c, false).ok()) << bad;
+    EXPECT_FALSE(ExpandMacros(bad, c, false, 4096).ok()) << bad;
   }
 }
 
@@ -97,6 +99,28 @@ TEST(SpfMacroTest, DomainSpecTruncatesFromTheLeft) {
   EXPECT_EQ(out->substr(0, 60), std::string(60, 'b'));
   EXPECT_FALSE(ExpandDomainSpec("a..example.com", c, 253).ok());
   EXPECT_EQ(*ExpandDomainSpec("_spf.example.com.", c, 253), "_spf.example.com");
+}
+
+// A record of many macros of a long sender: only the part that is kept is built, and it is what
+// the whole expansion would give (the start of an explanation; the last labels of a name).
+TEST(SpfMacroTest, LongExpansionsKeepTheirPart) {
+  MacroContext c = Rfc74Context(false);
+  c.local_part = std::string(60, 'l') + "." + std::string(60, 'm');
+  std::string spec;
+  for (int i = 0; i < 2000; ++i) absl::StrAppend(&spec, "%{l}.x", i, ".");
+  spec += "%{d}";
+  absl::StatusOr<std::string> head = ExpandMacros(spec, c, false, 512);
+  ASSERT_TRUE(head.ok()) << head.status();
+  std::string start;
+  for (int i = 0; i < 5; ++i) absl::StrAppend(&start, c.local_part, ".x", i, ".");
+  EXPECT_EQ(*head, start.substr(0, 512));
+  absl::StatusOr<std::string> name = ExpandDomainSpec(spec, c, 253);
+  ASSERT_TRUE(name.ok()) << name.status();
+  // The whole would end "...<l>.x1998.<l>.x1999.email.example.com"; labels go from the left
+  // until 253 bytes are left.
+  EXPECT_LE(name->size(), 253u);
+  EXPECT_TRUE(absl::EndsWith(*name, "x1998." + c.local_part + ".x1999.email.example.com")) << *name;
+  EXPECT_GT(name->size(), 200u);
 }
 
 TEST(SpfRecordTest, SelectsVersionOneOnly) {
@@ -252,7 +276,7 @@ TEST(SpfRecordTest, MutatedRecordsNeverCrash) {
       if (!m.domain_spec.empty()) (void)ExpandDomainSpec(m.domain_spec, context, 253);
     }
     if (r->redirect) (void)ExpandDomainSpec(*r->redirect, context, 253);
-    if (r->explanation) (void)ExpandMacros(*r->explanation, context, true);
+    if (r->explanation) (void)ExpandMacros(*r->explanation, context, true, 512);
   }
   // The mutations are small: a good share stays valid and exercises the expansion.
   EXPECT_GT(parsed, 1000);

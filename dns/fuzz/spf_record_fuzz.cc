@@ -4,9 +4,9 @@
 // client address. Checks:
 //   - a parsed record's terms are terms of the text, prefix lengths in range, and only ip4/ip6
 //     and all need no DNS;
-//   - a macro expansion is no longer than the string with each macro replaced by the longest
-//     value, URL-escaped (3 bytes a byte); a domain-spec expands to a valid name of at most
-//     253 bytes;
+//   - a macro expansion is no longer than its limit nor than the string with each macro replaced
+//     by the longest value, URL-escaped (3 bytes a byte), and a longer limit gives the same
+//     start; a domain-spec expands to a valid name of at most 253 bytes;
 //   - the expansion depends on the validated name (%{p}) only when UsesPtrMacro says so;
 //   - ParseIp agrees with inet_ntop: the text it makes parses to the same address.
 #include <arpa/inet.h>
@@ -45,14 +45,19 @@ void CheckExpansion(std::string_view macro, MacroContext& context, bool explanat
       std::max({context.sender.size(), context.local_part.size(), context.sender_domain.size(),
                 context.domain.size(), context.helo.size(), context.validated_name.size(),
                 context.receiver.size(), size_t{63}});
-  absl::StatusOr<std::string> out = ExpandMacros(macro, context, explanation);
+  constexpr size_t kBytesMax = 512;  // SpfLimits::explanation_bytes_max
+  absl::StatusOr<std::string> out = ExpandMacros(macro, context, explanation, kBytesMax);
   if (out.ok()) {
     size_t macros = std::count(macro.begin(), macro.end(), '%');
-    FUZZ_CHECK(out->size() <= macro.size() + macros * 3 * value_max);
+    FUZZ_CHECK(out->size() <= std::min(kBytesMax, macro.size() + macros * 3 * value_max));
+    // A longer limit gives the same start.
+    absl::StatusOr<std::string> wider = ExpandMacros(macro, context, explanation, 4 * kBytesMax);
+    FUZZ_CHECK(wider.ok() && wider->substr(0, out->size()) == *out &&
+               (out->size() == kBytesMax || wider->size() == out->size()));
     if (!UsesPtrMacro(macro)) {
       const std::string saved = context.validated_name;
       context.validated_name = "other.example";
-      absl::StatusOr<std::string> again = ExpandMacros(macro, context, explanation);
+      absl::StatusOr<std::string> again = ExpandMacros(macro, context, explanation, kBytesMax);
       context.validated_name = saved;
       FUZZ_CHECK(again.ok() && *again == *out);
     }
