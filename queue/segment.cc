@@ -142,7 +142,6 @@ ScanOutcome ScanSegment(const SegmentFile& segment, uint64_t limit_bytes, Record
     size_t total = 0;
     ScanResult r = CheckRecord(base + off, limit - off, seq, &header, &total);
     std::string detail;
-    if (r == ScanResult::kEnd && off >= committed) break;
     if (r == ScanResult::kValid) {
       absl::Status s = visit(header, std::string_view(base + off + kRecordHeaderBytes,
                                                       header.payload_bytes),
@@ -155,11 +154,15 @@ ScanOutcome ScanSegment(const SegmentFile& segment, uint64_t limit_bytes, Record
       }
       detail = std::string(s.message());
     } else {
-      detail = r == ScanResult::kEnd ? "zeros below the committed length"
-                                     : "bad magic, header, length or CRC";
+      detail = r != ScanResult::kEnd  ? "bad magic, header, length or CRC"
+               : off < committed     ? "zeros below the committed length"
+                                     : "zeros before a later record";
     }
     // Look for a later valid record of this segment: if there is one, this is damage in the
-    // middle, not the torn tail a crash leaves.
+    // middle, not the torn tail a crash leaves. Zeros past the committed length are looked
+    // past too: the header's committed length reaches the disk one group commit late, so a
+    // record after zeros there may be one that was acknowledged (its bytes are checked, and a
+    // recycled segment's old records carry another sequence number).
     uint64_t next = off + kRecordAlignBytes;
     bool found = false;
     for (; next + kRecordHeaderBytes <= limit; next += kRecordAlignBytes) {
