@@ -44,7 +44,7 @@ DeliveryEngine::~DeliveryEngine() {
                << " delivery outcomes could not be recorded in the spool; their recipients will "
                   "be attempted again after the restart";
   }
-  for (auto& [key, queue] : queues_) reactor_->timers().Cancel(&queue->pump_timer);
+  for (auto& [key, queue] : queues_) reactor_->timers().Cancel(queue->pump_timer());
   lookups_.clear();
   // Connections must have been stopped (Stop) before; whatever remains is detached.
   connections_.clear();
@@ -83,46 +83,39 @@ void DeliveryEngine::OnAccepted(queue::MessageId id) {
   Schedule(id, 0);
 }
 
-std::string DeliveryEngine::RetryNow(queue::MessageId id) {
+absl::StatusOr<std::string> DeliveryEngine::RetryNow(queue::MessageId id) {
   const queue::MessageInfo* info = spool_->Find(id);
-  if (info == nullptr) return absl::StrCat("error: no live message ", id.ToString());
-  if (jobs_out_.contains(id)) return absl::StrCat("ok: ", id.ToString(), " is being delivered now");
+  if (info == nullptr) return absl::NotFoundError(absl::StrCat("no live message ", id.ToString()));
+  if (jobs_out_.contains(id)) return absl::StrCat(id.ToString(), " is being delivered now");
   if (NextDueUnixMs(*info) < 0) {
-    return absl::StrCat("error: ", id.ToString(),
-                        info->NextDueUnixMs() < 0
-                            ? " has no pending recipient"
-                            : " has outcomes waiting to be recorded (the spool refused them)");
+    return absl::FailedPreconditionError(absl::StrCat(
+        id.ToString(), info->NextDueUnixMs() < 0
+                           ? " has no pending recipient"
+                           : " has outcomes waiting to be recorded (the spool refused them)"));
   }
-  auto it = due_of_.find(id);
-  if (it != due_of_.end()) {
-    scheduled_.erase({it->second, id});
-    due_of_.erase(it);
-  }
+  scheduled_.Remove(id);
   Dispatch(id, /*force=*/true);
-  return absl::StrCat("ok: ", id.ToString(), " is being retried");
+  return absl::StrCat(id.ToString(), " is being retried");
 }
 
-std::string DeliveryEngine::RetryAll() {
+absl::StatusOr<std::string> DeliveryEngine::RetryAll() {
   std::vector<queue::MessageId> ids;
   spool_->ForEachMessage([&](const queue::MessageInfo& info) {
     if (NextDueUnixMs(info) >= 0 && !jobs_out_.contains(info.id)) ids.push_back(info.id);
   });
   for (queue::MessageId id : ids) {
-    auto it = due_of_.find(id);
-    if (it != due_of_.end()) {
-      scheduled_.erase({it->second, id});
-      due_of_.erase(it);
-    }
+    scheduled_.Remove(id);
     Dispatch(id, /*force=*/true);
   }
-  return absl::StrCat("ok: ", ids.size(), " messages are being retried");
+  return absl::StrCat(ids.size(), " messages are being retried");
 }
 
-std::string DeliveryEngine::BounceNow(queue::MessageId id) {
+absl::StatusOr<std::string> DeliveryEngine::BounceNow(queue::MessageId id) {
   const queue::MessageInfo* info = spool_->Find(id);
-  if (info == nullptr) return absl::StrCat("error: no live message ", id.ToString());
+  if (info == nullptr) return absl::NotFoundError(absl::StrCat("no live message ", id.ToString()));
   if (jobs_out_.contains(id)) {
-    return absl::StrCat("error: ", id.ToString(), " is being delivered now; try again shortly");
+    return absl::FailedPreconditionError(
+        absl::StrCat(id.ToString(), " is being delivered now; try again shortly"));
   }
   Job job;
   job.id = id;
@@ -132,24 +125,21 @@ std::string DeliveryEngine::BounceNow(queue::MessageId id) {
     }
   }
   if (job.recipients.empty()) {
-    return absl::StrCat("error: ", id.ToString(), " has no pending recipient");
+    return absl::FailedPreconditionError(absl::StrCat(id.ToString(), " has no pending recipient"));
   }
   size_t count = job.recipients.size();
   jobs_out_[id] = 1;
-  auto it = due_of_.find(id);
-  if (it != due_of_.end()) {
-    scheduled_.erase({it->second, id});
-    due_of_.erase(it);
-  }
+  scheduled_.Remove(id);
   FailJob(job, RecipientOutcome::Permanent("bounced by the operator", 550, "5.0.0"));
-  return absl::StrCat("ok: ", id.ToString(), ": ", count, " recipient(s) bounced");
+  return absl::StrCat(id.ToString(), ": ", count, " recipient(s) bounced");
 }
 
-std::string DeliveryEngine::DeleteNow(queue::MessageId id) {
+absl::StatusOr<std::string> DeliveryEngine::DeleteNow(queue::MessageId id) {
   const queue::MessageInfo* info = spool_->Find(id);
-  if (info == nullptr) return absl::StrCat("error: no live message ", id.ToString());
+  if (info == nullptr) return absl::NotFoundError(absl::StrCat("no live message ", id.ToString()));
   if (jobs_out_.contains(id)) {
-    return absl::StrCat("error: ", id.ToString(), " is being delivered now; try again shortly");
+    return absl::FailedPreconditionError(
+        absl::StrCat(id.ToString(), " is being delivered now; try again shortly"));
   }
   queue::StateRecord state;
   state.type = queue::RecordType::kDeleted;
@@ -165,12 +155,8 @@ std::string DeliveryEngine::DeleteNow(queue::MessageId id) {
   const std::string sender(info->sender);
   const int64_t created_unix_ms = info->created_unix_ms;
   auto appended = spool_->AppendState(state, nullptr);
-  if (!appended.ok()) return absl::StrCat("error: ", appended.status().ToString());
-  auto it = due_of_.find(id);
-  if (it != due_of_.end()) {
-    scheduled_.erase({it->second, id});
-    due_of_.erase(it);
-  }
+  if (!appended.ok()) return appended.status();
+  scheduled_.Remove(id);
   // One line per recipient that will now never be delivered: the log says what became of every
   // recipient it said was received.
   if (log_ != nullptr) {
@@ -187,24 +173,17 @@ std::string DeliveryEngine::DeleteNow(queue::MessageId id) {
       log_->Append(line);
     }
   }
-  return absl::StrCat("ok: ", id.ToString(), " deleted");
+  return absl::StrCat(id.ToString(), " deleted");
 }
 
 void DeliveryEngine::Schedule(queue::MessageId id, int64_t due_unix_ms) {
-  auto it = due_of_.find(id);
-  if (it != due_of_.end()) {
-    if (it->second <= due_unix_ms) return;  // already due sooner
-    scheduled_.erase({it->second, id});
-  }
-  due_of_[id] = due_unix_ms;
-  scheduled_.insert({due_unix_ms, id});
+  scheduled_.Schedule(id, due_unix_ms);
   ArmScheduleTimer();
 }
 
 void DeliveryEngine::ArmScheduleTimer() {
   if (scheduled_.empty() || stopping_) return;
-  int64_t due = scheduled_.begin()->first;
-  int64_t delay = std::max<int64_t>(0, due - NowUnixMs());
+  int64_t delay = std::max<int64_t>(0, scheduled_.NextDueUnixMs() - NowUnixMs());
   int64_t deadline = reactor_->NowMs() + delay;
   if (!schedule_timer_.scheduled() || schedule_timer_.deadline_ms() > deadline) {
     reactor_->timers().Schedule(&schedule_timer_, deadline);
@@ -219,17 +198,15 @@ void DeliveryEngine::OnScheduleTimer() {
   }
   int64_t now = NowUnixMs();
   size_t dispatched = 0;
-  while (!scheduled_.empty() && scheduled_.begin()->first <= now &&
-         dispatched < kDispatchBatchMax && !stopping_) {
-    queue::MessageId id = scheduled_.begin()->second;
-    scheduled_.erase(scheduled_.begin());
-    due_of_.erase(id);
-    Dispatch(id);
+  while (dispatched < kDispatchBatchMax && !stopping_) {
+    std::optional<queue::MessageId> id = scheduled_.TakeDue(now);
+    if (!id) break;
+    Dispatch(*id);
     ++dispatched;
   }
   if (!scheduled_.empty()) {
     // More due now: continue next turn without starving I/O; otherwise wait for the next due.
-    if (scheduled_.begin()->first <= now) {
+    if (scheduled_.NextDueUnixMs() <= now) {
       reactor_->timers().ScheduleAfter(&schedule_timer_, 0);
     } else {
       ArmScheduleTimer();
@@ -323,68 +300,51 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
   std::string key = absl::StrCat(source, "|", result.site);
   auto& slot = queues_[key];
   if (slot == nullptr) {
-    slot = std::make_unique<ReadyQueue>();
-    slot->key = key;
-    slot->site = result.site;
-    slot->source = source;
+    slot = std::make_unique<ReadyQueue>(result.site, source, reactor_->NowMs());
     ReadyQueue* q = slot.get();
-    q->pump_timer.set_callback([this, q] { Pump(q); });
+    q->pump_timer()->set_callback([this, q] { Pump(q); });
   }
   ReadyQueue* queue = slot.get();
-  if (queue->rate == nullptr || queue->limits.messages_per_second != limits.messages_per_second) {
-    uint32_t burst = limits.messages_burst > 0 ? limits.messages_burst : limits.messages_per_second;
-    queue->rate = std::make_unique<TokenBucket>(limits.messages_per_second, burst,
-                                                reactor_->NowMs());
-  }
-  if (queue->connection_rate == nullptr ||
-      queue->limits.connections_per_minute != limits.connections_per_minute) {
-    // A per-minute rate as a bucket of that size refilled continuously.
-    queue->connection_rate = std::make_unique<TokenBucket>(
-        limits.connections_per_minute / 60.0, std::max<uint32_t>(1, limits.connections_per_minute),
-        reactor_->NowMs());
-  }
-  queue->limits = limits;
-  queue->candidates = result.candidates;
-  for (dns::Candidate& c : queue->candidates) c.address.set_port(options_.mx_port);
+  std::vector<dns::Candidate> candidates = result.candidates;
+  for (dns::Candidate& c : candidates) c.address.set_port(options_.mx_port);
   job.site = result.site;
   job.source = source;
   if (options_.metrics != nullptr) job.metrics_site = options_.metrics->SiteIndex(limits.name);
-  queue->metrics_site = job.metrics_site;
-  if (queue->suspended_until_ms > reactor_->NowMs()) {
-    FailJob(job, RecipientOutcome::Transient(
-                     absl::StrCat("delivery to ", result.site, " suspended: ",
-                                  queue->suspended_reason)));
+  queue->Update(limits, std::move(candidates), job.metrics_site, reactor_->NowMs());
+  if (queue->suspended(reactor_->NowMs())) {
+    FailJob(job, RecipientOutcome::Transient(absl::StrCat(
+                     "delivery to ", result.site, " suspended: ", queue->suspended_reason())));
     return;
   }
   job.queued_ms = reactor_->NowMs();
-  queue->jobs.push_back(std::move(job));
+  queue->Push(std::move(job));
   Pump(queue);
+}
+
+void DeliveryEngine::PumpLater(ReadyQueue* queue, int64_t wait_ms) {
+  if (wait_ms != TokenBucket::kNeverMs && !queue->pump_timer()->scheduled()) {
+    reactor_->timers().ScheduleAfter(queue->pump_timer(), std::max<int64_t>(1, wait_ms));
+  }
 }
 
 void DeliveryEngine::Pump(ReadyQueue* queue) {
   if (stopping_) return;
   // Idle connections of this queue take work first (connection reuse).
-  for (OutboundConnection* c : queue->connections) {
-    if (queue->jobs.empty()) return;
+  for (OutboundConnection* c : queue->connections()) {
+    if (queue->empty()) return;
     if (c->WaitingForWork()) c->Kick();
   }
-  while (!queue->jobs.empty() && queue->connections.size() < queue->limits.connections_max) {
-    // One new connection per batch of messages the open ones cannot take right away.
-    size_t capacity = 0;
-    for (OutboundConnection* c : queue->connections) capacity += c->WaitingForWork() ? 1 : 0;
-    size_t busy = queue->connections.size() - capacity;
-    if (busy > 0 && queue->jobs.size() <= queue->connections.size()) break;
-    int64_t now = reactor_->NowMs();
-    if (!queue->connection_rate->TryTake(1, now)) {
-      int64_t wait = queue->connection_rate->MsUntilAvailable(1, now);
-      if (wait != TokenBucket::kNeverMs && !queue->pump_timer.scheduled()) {
-        reactor_->timers().ScheduleAfter(&queue->pump_timer, std::max<int64_t>(1, wait));
-      }
-      break;
+  for (;;) {
+    size_t idle = 0;
+    for (OutboundConnection* c : queue->connections()) idle += c->WaitingForWork() ? 1 : 0;
+    int64_t wait_ms = 0;
+    if (!queue->MayOpenConnection(idle, reactor_->NowMs(), &wait_ms)) {
+      if (wait_ms > 0) PumpLater(queue, wait_ms);
+      return;
     }
     auto connection = std::make_unique<OutboundConnection>(this, queue);
     OutboundConnection* raw = connection.get();
-    queue->connections.push_back(raw);
+    queue->AddConnection(raw);
     connections_[raw] = std::move(connection);
     stats_.connections_opened++;
     if (options_.metrics != nullptr) {
@@ -395,18 +355,11 @@ void DeliveryEngine::Pump(ReadyQueue* queue) {
 }
 
 std::unique_ptr<Job> DeliveryEngine::TakeJob(ReadyQueue* queue) {
-  if (queue->jobs.empty() || stopping_) return nullptr;
-  int64_t now = reactor_->NowMs();
-  if (!queue->rate->TryTake(1, now)) {
-    // Rate-limited: come back when the next token is there.
-    int64_t wait = queue->rate->MsUntilAvailable(1, now);
-    if (wait != TokenBucket::kNeverMs && !queue->pump_timer.scheduled()) {
-      reactor_->timers().ScheduleAfter(&queue->pump_timer, std::max<int64_t>(1, wait));
-    }
-    return nullptr;
-  }
-  auto job = std::make_unique<Job>(std::move(queue->jobs.front()));
-  queue->jobs.pop_front();
+  if (stopping_) return nullptr;
+  int64_t wait_ms = 0;
+  std::unique_ptr<Job> job = queue->TakeJob(reactor_->NowMs(), &wait_ms);
+  // Rate-limited: come back when the next token is there.
+  if (job == nullptr && wait_ms > 0) PumpLater(queue, wait_ms);
   return job;
 }
 
@@ -442,133 +395,90 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   const queue::MessageInfo* info = spool_->Find(job.id);
   if (info == nullptr || recipient >= info->recipients.size()) return;
   if (!EXPECT_OR_COUNT(!OutcomeWaiting(job.id, recipient))) return;  // it is in no job
-  int64_t now = NowUnixMs();
+  const queue::RecipientState& rcpt = info->recipients[recipient];
   // The record holds kReplyBytesMax of reply: a longer one would be refused, and the recipient
   // attempted again at once (a delivery or a DSN per attempt). Code and enhanced code are kept.
   const RecipientOutcome outcome = reported.FittedTo(queue::kReplyBytesMax);
-  // An earlier attempt of unknown outcome: the remote may already hold a copy. Without a body in
-  // this attempt the recipient's marker, if open, is an earlier attempt's.
-  const bool earlier_unknown =
-      job.body_sent ? std::find(job.unknown_before.begin(), job.unknown_before.end(),
-                                recipient) != job.unknown_before.end()
-                    : info->recipients[recipient].attempt_open;
-  // This attempt's body went out and no reply came back: its outcome is unknown too.
-  const bool this_unknown = job.body_sent && !attempt.reply_received;
+  DispositionFacts facts;
+  facts.attempts_before = rcpt.attempts;
+  facts.created_unix_ms = info->created_unix_ms;
+  facts.now_unix_ms = NowUnixMs();
+  if (outcome.kind == OutcomeKind::kTransient) {
+    facts.retry_at_unix_ms = policy_->NextAttemptUnixMs(facts.attempts_before + 1,
+                                                        facts.created_unix_ms, facts.now_unix_ms);
+  }
+  facts.null_sender = info->sender.empty();
+  facts.delay_notified = info->delay_notified;
+  // Without a body in this attempt the recipient's marker, if open, is an earlier attempt's.
+  facts.earlier_unknown = job.body_sent
+                              ? std::find(job.unknown_before.begin(), job.unknown_before.end(),
+                                          recipient) != job.unknown_before.end()
+                              : rcpt.attempt_open;
+  facts.this_unknown = job.body_sent && !attempt.reply_received;
+  const int64_t now = facts.now_unix_ms;
+  const Disposition d = Dispose(outcome, facts, policy_->retry(), queue::kReplyBytesMax);
+
   queue::StateRecord state;
+  state.type = d.record;
   state.id = job.id;
   state.recipient = recipient;
   state.time_unix_ms = now;
-  state.reply = outcome.ToString();
-  RecipientOutcome effective = outcome;
-  bool bounce = false;
-  bool delay_warning = false;
-  FailedRecipient failed;
-  if (outcome.kind == OutcomeKind::kDelivered) {
-    state.type = queue::RecordType::kDelivered;
-    stats_.delivered++;
-    CountRecipient(job, metrics::RecipientResult::kDelivered);
-    if (options_.metrics != nullptr && !attempt.tls_version.empty()) {
-      options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
-    }
-  } else {
-    uint32_t attempts = info->recipients[recipient].attempts + 1;
-    int64_t next = outcome.kind == OutcomeKind::kTransient
-                       ? policy_->NextAttemptUnixMs(attempts, info->created_unix_ms, now)
-                       : -1;
-    if (outcome.kind == OutcomeKind::kTransient && next < 0) {
-      effective =
-          RecipientOutcome::Permanent(absl::StrCat("gave up after ", attempts,
-                                                   " attempts; last reply: ", outcome.ToString()),
-                                      outcome.code, outcome.enhanced)
-              .FittedTo(queue::kReplyBytesMax);
-    }
-    if (effective.kind == OutcomeKind::kTransient) {
-      state.type = queue::RecordType::kDeferred;
-      state.attempts = attempts;
-      state.next_attempt_unix_ms = next;
+  state.reply = d.effective.ToString();
+  if (d.record == queue::RecordType::kDeferred) {
+    state.attempts = d.attempt;
+    state.next_attempt_unix_ms = d.next_attempt_unix_ms;
+  }
+  switch (d.record) {
+    case queue::RecordType::kDelivered:
+      stats_.delivered++;
+      CountRecipient(job, metrics::RecipientResult::kDelivered);
+      if (options_.metrics != nullptr && !attempt.tls_version.empty()) {
+        options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
+      }
+      break;
+    case queue::RecordType::kDeferred:
       stats_.deferred++;
       CountRecipient(job, metrics::RecipientResult::kDeferred);
-      // RFC 3464 §2.3.3 "delayed": once per message, when a recipient is still being retried
-      // after [retry] delay_warning_s; never to the null sender.
-      if (!info->sender.empty() && !info->delay_notified &&
-          DelayWarningDue(policy_->retry(), info->created_unix_ms, now)) {
-        auto [it, first] = delayed_.try_emplace(job.id);
-        if (first) {
-          it->second.sender = std::string(info->sender);
-          it->second.arrival_unix_ms = info->created_unix_ms;
-          it->second.headers = std::string(HeaderSection(info->message));
-        }
-        it->second.failed.push_back(FailedRecipient{info->recipients[recipient].address, outcome,
-                                                    attempt.mx_host, now,
-                                                    info->recipients[recipient].original});
-        delay_warning = true;
-      }
-    } else {
-      state.type = queue::RecordType::kBounced;
-      state.reply = effective.ToString();
+      break;
+    default:
       stats_.bounced++;
       CountRecipient(job, metrics::RecipientResult::kBounced);
-      // RFC 3464 §2 / RFC 5321 §4.5.5: never a DSN for a null sender (a DSN about a DSN): a
-      // failed DSN is dropped here, with this line.
-      if (info->sender.empty()) {
-        LogWarning() << "message " << job.id.ToString() << " from the null sender (a DSN) to "
-                     << info->recipients[recipient].address
-                     << " failed for good; dropped without a DSN: " << effective.ToString();
-      } else {
-        bounce = true;
-        failed = FailedRecipient{info->recipients[recipient].address, effective, attempt.mx_host,
-                                 now, info->recipients[recipient].original};
-        AddBounce(*info, failed);
-      }
-    }
+      break;
+  }
+  FailedRecipient failed{rcpt.address, d.effective, attempt.mx_host, now, rcpt.original};
+  switch (d.dsn) {
+    case DsnIntent::kFailure:
+      AddToDsn(&bounced_, *info, failed);
+      break;
+    case DsnIntent::kDelayWarning:
+      AddToDsn(&delayed_, *info, failed);
+      break;
+    case DsnIntent::kDropped:
+      LogWarning() << "message " << job.id.ToString() << " from the null sender (a DSN) to "
+                   << rcpt.address << " failed for good; dropped without a DSN: " << state.reply;
+      break;
+    case DsnIntent::kNone:
+      break;
   }
   // Logged first, while `info` is certainly valid: appending the state may drop the message from
   // the index (it became final). The log is not the durable truth, the state record is.
-  if (log_ != nullptr) {
-    DeliveryRecord line;
-    line.event = state.type == queue::RecordType::kDelivered ? DeliveryEvent::kDelivered
-                 : state.type == queue::RecordType::kDeferred ? DeliveryEvent::kDeferred
-                                                               : DeliveryEvent::kBounced;
-    std::string id_text = job.id.ToString();
-    line.time_unix_ms = now;
-    line.queue_id = id_text;
-    line.sender = info->sender;
-    line.recipient = info->recipients[recipient].address;
-    line.site = job.site;
-    line.mx_host = attempt.mx_host;
-    line.source_address = attempt.source_ip;
-    line.tls_version = attempt.tls_version;
-    line.tls_cipher = attempt.tls_cipher;
-    line.reply_code = effective.code;
-    line.reply_enhanced = effective.enhanced;
-    line.reply_text = effective.text;
-    line.attempt = info->recipients[recipient].attempts + 1;
-    line.possible_duplicate = earlier_unknown;
-    line.queued_ms = now - info->created_unix_ms;
-    line.attempt_ms = attempt.duration_ms > 0 ? attempt.duration_ms : -1;
-    line.next_attempt_unix_ms = state.next_attempt_unix_ms;
-    log_->Append(line);
-  }
-  if (earlier_unknown) ++stats_.possible_duplicates;
+  if (log_ != nullptr) LogOutcome(job, *info, rcpt, d, attempt, now);
+  if (d.possible_duplicate) ++stats_.possible_duplicates;
   absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
   if (!appended.ok()) {
     // Not recorded: nothing that depends on it may happen yet. The DSN waits for the record, the
     // delay warning comes with a later deferral, and the recipient waits in unrecorded_ instead
     // of being attempted again when the job ends (a refused append leaves the index as it was).
-    if (bounce) DropBounce(job.id);
-    if (delay_warning) {
-      auto it = delayed_.find(job.id);
-      it->second.failed.pop_back();
-      if (it->second.failed.empty()) delayed_.erase(it);
-    }
+    if (d.dsn == DsnIntent::kFailure) DropFromDsn(&bounced_, job.id);
+    if (d.dsn == DsnIntent::kDelayWarning) DropFromDsn(&delayed_, job.id);
     UnrecordedOutcome entry;
     entry.state = std::move(state);
-    entry.bounce = bounce;
+    entry.bounce = d.dsn == DsnIntent::kFailure;
     entry.failed = std::move(failed);
     KeepUnrecorded(std::move(entry), appended.status());
     return;
   }
-  if (state.type == queue::RecordType::kDeferred && (earlier_unknown || this_unknown)) {
+  if (d.reopen_marker != nullptr) {
     // The deferral closed the recipient's marker, but a copy may still be out there: open one
     // again, so that the next attempt, after a restart too, says so.
     queue::StateRecord marker;
@@ -576,14 +486,41 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     marker.id = job.id;
     marker.recipient = recipient;
     marker.time_unix_ms = now;
-    marker.reply =
-        this_unknown ? "no reply after the body" : "outcome of an earlier attempt unknown";
+    marker.reply = d.reopen_marker;
     absl::StatusOr<queue::Position> kept = spool_->AppendState(marker, nullptr);
     if (!kept.ok()) {
       LogError() << "recording the unknown outcome of " << job.id.ToString() << ": "
                  << kept.status();
     }
   }
+}
+
+void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
+                                const queue::RecipientState& rcpt, const Disposition& d,
+                                const AttemptInfo& attempt, int64_t now) {
+  DeliveryRecord line;
+  line.event = d.record == queue::RecordType::kDelivered  ? DeliveryEvent::kDelivered
+               : d.record == queue::RecordType::kDeferred ? DeliveryEvent::kDeferred
+                                                          : DeliveryEvent::kBounced;
+  std::string id_text = job.id.ToString();
+  line.time_unix_ms = now;
+  line.queue_id = id_text;
+  line.sender = info.sender;
+  line.recipient = rcpt.address;
+  line.site = job.site;
+  line.mx_host = attempt.mx_host;
+  line.source_address = attempt.source_ip;
+  line.tls_version = attempt.tls_version;
+  line.tls_cipher = attempt.tls_cipher;
+  line.reply_code = d.effective.code;
+  line.reply_enhanced = d.effective.enhanced;
+  line.reply_text = d.effective.text;
+  line.attempt = d.attempt;
+  line.possible_duplicate = d.possible_duplicate;
+  line.queued_ms = now - info.created_unix_ms;
+  line.attempt_ms = attempt.duration_ms > 0 ? attempt.duration_ms : -1;
+  line.next_attempt_unix_ms = d.record == queue::RecordType::kDeferred ? d.next_attempt_unix_ms : 0;
+  log_->Append(line);
 }
 
 bool DeliveryEngine::OutcomeWaiting(queue::MessageId id, uint32_t recipient) const {
@@ -601,8 +538,9 @@ int64_t DeliveryEngine::NextDueUnixMs(const queue::MessageInfo& info) const {
   return due;
 }
 
-void DeliveryEngine::AddBounce(const queue::MessageInfo& info, FailedRecipient failed) {
-  auto [it, first] = bounced_.try_emplace(info.id);
+void DeliveryEngine::AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns,
+                              const queue::MessageInfo& info, FailedRecipient failed) {
+  auto [it, first] = dsns->try_emplace(info.id);
   if (first) {
     it->second.sender = std::string(info.sender);
     it->second.arrival_unix_ms = info.created_unix_ms;
@@ -611,11 +549,12 @@ void DeliveryEngine::AddBounce(const queue::MessageInfo& info, FailedRecipient f
   it->second.failed.push_back(std::move(failed));
 }
 
-void DeliveryEngine::DropBounce(queue::MessageId id) {
-  auto it = bounced_.find(id);
-  if (it == bounced_.end()) return;
+void DeliveryEngine::DropFromDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns,
+                                 queue::MessageId id) {
+  auto it = dsns->find(id);
+  if (it == dsns->end()) return;
   it->second.failed.pop_back();
-  if (it->second.failed.empty()) bounced_.erase(it);
+  if (it->second.failed.empty()) dsns->erase(it);
 }
 
 void DeliveryEngine::KeepUnrecorded(UnrecordedOutcome entry, const absl::Status& why) {
@@ -662,7 +601,7 @@ void DeliveryEngine::OnRecordTimer() {
       waiting_.erase(key);
       continue;
     }
-    if (entry.bounce) AddBounce(*info, entry.failed);
+    if (entry.bounce) AddToDsn(&bounced_, *info, entry.failed);
     absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
     if (appended.ok()) {
       waiting_.erase(key);
@@ -671,7 +610,7 @@ void DeliveryEngine::OnRecordTimer() {
                 << state.recipient << " after " << entry.tries << " refused appends";
       continue;
     }
-    if (entry.bounce) DropBounce(state.id);
+    if (entry.bounce) DropFromDsn(&bounced_, state.id);
     ++entry.tries;
     KeepUnrecorded(std::move(entry), appended.status());
   }
@@ -772,19 +711,16 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
 
 void DeliveryEngine::OnSiteUnreachable(ReadyQueue* queue, const RecipientOutcome& outcome) {
   // Every candidate failed: the jobs waiting for this site wait for their next attempt instead.
-  std::deque<Job> jobs;
-  jobs.swap(queue->jobs);
-  for (const Job& job : jobs) FailJob(job, outcome);
+  for (const Job& job : queue->TakeAll()) FailJob(job, outcome);
 }
 
 void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::string reason) {
-  LogWarning() << "suspending delivery to " << queue->site << " from "
-               << egress_.source(queue->source).name << " for "
+  LogWarning() << "suspending delivery to " << queue->site() << " from "
+               << egress_.source(queue->source()).name << " for "
                << (until_ms - reactor_->NowMs()) / 1000 << " s: " << reason;
-  queue->suspended_until_ms = until_ms;
-  queue->suspended_reason = reason;
+  queue->Suspend(until_ms, reason);
   if (options_.metrics != nullptr) {
-    options_.metrics->site(queue->metrics_site).suspensions.Add(options_.metrics_shard);
+    options_.metrics->site(queue->metrics_site()).suspensions.Add(options_.metrics_shard);
   }
   OnSiteUnreachable(queue, RecipientOutcome::Transient(
                                absl::StrCat("delivery suspended after: ", reason)));
@@ -810,10 +746,10 @@ void DeliveryEngine::PublishSiteMetrics() {
   site_suspended_.assign(sites, 0);
   const int64_t now = reactor_->NowMs();
   for (const auto& [key, queue] : queues_) {
-    size_t label = static_cast<size_t>(queue->metrics_site + 1);
+    size_t label = static_cast<size_t>(queue->metrics_site() + 1);
     if (label >= sites) label = 0;
-    site_ready_[label] += static_cast<int64_t>(queue->jobs.size());
-    if (queue->suspended_until_ms > now) ++site_suspended_[label];
+    site_ready_[label] += static_cast<int64_t>(queue->waiting());
+    if (queue->suspended(now)) ++site_suspended_[label];
   }
   for (size_t i = 0; i < sites; ++i) {
     const metrics::RelayMetrics::Site& site = m->site(static_cast<int>(i) - 1);
@@ -824,8 +760,7 @@ void DeliveryEngine::PublishSiteMetrics() {
 
 void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
   ReadyQueue* queue = connection->queue();
-  auto& list = queue->connections;
-  list.erase(std::remove(list.begin(), list.end(), connection), list.end());
+  queue->RemoveConnection(connection);
   auto it = connections_.find(connection);
   if (it != connections_.end()) {
     reactor_->RetireWhenIdle(std::move(it->second));
@@ -842,7 +777,7 @@ void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
     }
     return;
   }
-  if (!queue->jobs.empty()) Pump(queue);
+  if (!queue->empty()) Pump(queue);
 }
 
 void DeliveryEngine::Abort() {

@@ -44,9 +44,12 @@
 #include "dns/resolver.h"
 #include "queue/spool.h"
 #include "relay/delivery/delivery_log.h"
+#include "relay/delivery/disposition.h"
 #include "relay/delivery/dsn.h"
 #include "relay/delivery/egress.h"
 #include "relay/delivery/outcome.h"
+#include "relay/delivery/ready_queue.h"
+#include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/io/buffer_ring.h"
@@ -95,38 +98,6 @@ struct DeliveryOptions {
   size_t unrecorded_outcomes_max = 1000;
 };
 
-// A message's recipients of one domain, travelling through one ready queue.
-struct Job {
-  queue::MessageId id;
-  std::string domain;
-  std::string site;                  // set once the MX lookup chose a ready queue
-  std::vector<uint32_t> recipients;  // indices into the envelope
-  int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
-  int metrics_site = -1;             // the shaping rule's metrics label index, -1: none yet
-  int source = -1;                   // the egress source index, -1: none yet
-  // RecordAttemptStart ran: the body is going out, the remote may accept the message from now on.
-  bool body_sent = false;
-  // Recipients that, when the body went out, already had an attempt of unknown outcome.
-  std::vector<uint32_t> unknown_before;
-};
-
-struct ReadyQueue {
-  std::string key;    // "<source>|<site>"
-  std::string_view site_view() const { return site; }
-  std::string site;
-  int source = 0;
-  ShapingRule limits;  // this shard's share of the site's rule
-  std::vector<dns::Candidate> candidates;  // in the order to try
-  std::deque<Job> jobs;
-  std::vector<OutboundConnection*> connections;
-  std::unique_ptr<TokenBucket> rate;  // messages_per_second, with burst
-  std::unique_ptr<TokenBucket> connection_rate;  // connections_per_minute
-  io::Timer pump_timer;              // re-pumps when the rate limit lets the next message go
-  int64_t suspended_until_ms = 0;    // a reply rule or unreachable site
-  std::string suspended_reason;
-  int metrics_site = -1;             // its shaping rule's metrics label index (SiteIndex)
-};
-
 class DeliveryEngine {
  public:
   // `buffers` is the shard's provided-buffer ring, shared with inbound connections.
@@ -147,15 +118,17 @@ class DeliveryEngine {
   // A message was durably accepted: deliver it now.
   void OnAccepted(queue::MessageId id);
 
-  // Operator requests (relayctl queue ...), each answered with a line for the operator.
+  // Operator requests (relayctl queue ...), each answered with a line for the operator, or
+  // NotFound (no live message with that id), FailedPrecondition (being delivered now, nothing
+  // pending, outcomes waiting to be recorded) or the spool's error.
   // Retry: every pending recipient is attempted now, whatever its next attempt time.
-  std::string RetryNow(queue::MessageId id);
+  absl::StatusOr<std::string> RetryNow(queue::MessageId id);
   // Retry every live message now.
-  std::string RetryAll();
+  absl::StatusOr<std::string> RetryAll();
   // Bounce: every pending recipient fails now ("5.0.0 bounced by the operator"), with a DSN.
-  std::string BounceNow(queue::MessageId id);
+  absl::StatusOr<std::string> BounceNow(queue::MessageId id);
   // Delete: the message is dropped without a DSN.
-  std::string DeleteNow(queue::MessageId id);
+  absl::StatusOr<std::string> DeleteNow(queue::MessageId id);
 
   // Where every outcome is logged as a JSON line (optional; the shard owns it).
   void set_log(DeliveryLog* log) { log_ = log; }
@@ -216,6 +189,8 @@ class DeliveryEngine {
   void Dispatch(queue::MessageId id, bool force = false);
   void OnMx(Job job, const dns::MxResult& result);
   void Pump(ReadyQueue* queue);
+  // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.
+  void PumpLater(ReadyQueue* queue, int64_t wait_ms);
   // Records the outcome for every recipient of `job` and finishes it.
   void FailJob(const Job& job, const RecipientOutcome& outcome);
   // Queues the failure DSN and then the delay DSN collected for `id` in this round, if any.
@@ -226,9 +201,9 @@ class DeliveryEngine {
   bool OutcomeWaiting(queue::MessageId id, uint32_t recipient) const;
   // The earliest next attempt of a pending recipient whose outcome is not waiting; -1: none.
   int64_t NextDueUnixMs(const queue::MessageInfo& info) const;
-  // A failed recipient joins the message's DSN of this round; DropBounce takes it out again.
-  void AddBounce(const queue::MessageInfo& info, FailedRecipient failed);
-  void DropBounce(queue::MessageId id);
+  // The delivery log's line for a recorded outcome.
+  void LogOutcome(const Job& job, const queue::MessageInfo& info, const queue::RecipientState& rcpt,
+                  const Disposition& d, const AttemptInfo& attempt, int64_t now);
   // Keeps an outcome the spool refused, for OnRecordTimer to append again.
   struct UnrecordedOutcome;
   void KeepUnrecorded(UnrecordedOutcome entry, const absl::Status& why);
@@ -247,9 +222,7 @@ class DeliveryEngine {
   bool stopping_ = false;
   std::function<void()> stopped_;
 
-  // The scheduled queue: (due unix ms, id), and each scheduled id's due time.
-  std::set<std::pair<int64_t, queue::MessageId>> scheduled_;
-  absl::flat_hash_map<queue::MessageId, int64_t> due_of_;
+  ScheduledQueue scheduled_;
   io::Timer schedule_timer_;
   // Messages with jobs out (resolving or in a ready queue or a connection): how many.
   absl::flat_hash_map<queue::MessageId, int> jobs_out_;
@@ -266,6 +239,11 @@ class DeliveryEngine {
   // "delayed" DSN per message, ever (the spool records kDelayNotified).
   absl::flat_hash_map<queue::MessageId, PendingDsn> delayed_;
   void SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pending);
+  // A recipient joins the message's failure (bounced_) or delay (delayed_) DSN of this round;
+  // DropFromDsn takes the last one out again.
+  void AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns,
+                const queue::MessageInfo& info, FailedRecipient failed);
+  void DropFromDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns, queue::MessageId id);
   absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;
   std::vector<std::unique_ptr<dns::QueryHandle>> lookups_;
   absl::flat_hash_map<OutboundConnection*, std::unique_ptr<OutboundConnection>> connections_;

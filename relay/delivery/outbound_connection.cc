@@ -76,18 +76,18 @@ void OutboundConnection::ConnectNext(std::string why) {
   pending_out_.clear();
   connected_ = false;
   if (closed_) return;
-  if (stop_after_current_ || candidate_ >= queue_->candidates.size()) {
+  if (stop_after_current_ || candidate_ >= queue_->candidates().size()) {
     if (!stop_after_current_) {
       engine_->OnSiteUnreachable(
           queue_, RecipientOutcome::Transient(absl::StrCat(
-                      "no MX host of ", queue_->site, " could be reached; last error: ",
+                      "no MX host of ", queue_->site(), " could be reached; last error: ",
                       last_error_.empty() ? "none" : last_error_)));
     }
     Close();
     return;
   }
-  const dns::Candidate& c = queue_->candidates[candidate_];
-  const EgressSource& source = engine_->egress().source(queue_->source);
+  const dns::Candidate& c = queue_->candidates()[candidate_];
+  const EgressSource& source = engine_->egress().source(queue_->source());
   if (!source.any_address && source.address.family() != c.address.family()) {
     // The queue's source cannot reach this address family (an IPv4 source and an AAAA, or the
     // reverse); the queue's family was chosen from the first candidate. Not an error of its own:
@@ -100,14 +100,15 @@ void OutboundConnection::ConnectNext(std::string why) {
     ConnectNext("");
     return;
   }
-  int fd = engine_->egress().OpenSocket(queue_->source, c.address);
+  int fd = engine_->egress().OpenSocket(queue_->source(), c.address);
   if (fd == -EADDRNOTAVAIL) {
-    engine_->egress().Suspend(queue_->source, reactor_->NowMs() + engine_->options().source_suspend_ms,
+    engine_->egress().Suspend(queue_->source(),
+                              reactor_->NowMs() + engine_->options().source_suspend_ms,
                               "the kernel refused the address (EADDRNOTAVAIL)");
     engine_->OnSiteUnreachable(
-        queue_, RecipientOutcome::Transient(absl::StrCat(
-                    "egress source ", engine_->egress().source(queue_->source).name,
-                    " is not usable (EADDRNOTAVAIL)")));
+        queue_, RecipientOutcome::Transient(
+                    absl::StrCat("egress source ", engine_->egress().source(queue_->source()).name,
+                                 " is not usable (EADDRNOTAVAIL)")));
     Close();
     return;
   }
@@ -119,15 +120,15 @@ void OutboundConnection::ConnectNext(std::string why) {
   fd_ = fd;
   attempt_start_ms_ = reactor_->NowMs();
   reactor_->Connect(fd_, c.address.get(), c.address.length, &connect_);
-  reactor_->timers().ScheduleAfter(&timer_, queue_->limits.timeouts.connect_ms);
+  reactor_->timers().ScheduleAfter(&timer_, queue_->limits().timeouts.connect_ms);
 }
 
 void OutboundConnection::OnConnected(int result) {
   reactor_->timers().Cancel(&timer_);
-  const dns::Candidate& c = queue_->candidates[candidate_];
+  const dns::Candidate& c = queue_->candidates()[candidate_];
   if (result < 0) {
     if (result == -EADDRNOTAVAIL) {
-      engine_->egress().Suspend(queue_->source,
+      engine_->egress().Suspend(queue_->source(),
                                 reactor_->NowMs() + engine_->options().source_suspend_ms,
                                 "connect: EADDRNOTAVAIL");
     }
@@ -138,10 +139,11 @@ void OutboundConnection::OnConnected(int result) {
   }
   connected_ = true;
   smtp::ClientConfig config;
-  config.ehlo_name = engine_->egress().source(queue_->source).ehlo_name;
+  config.ehlo_name = engine_->egress().source(queue_->source()).ehlo_name;
   config.peer_name = c.host;
-  config.tls_policy = without_tls_ ? smtp::TlsPolicy::kDisabled : ToSessionTls(queue_->limits.tls);
-  const DeliveryTimeouts& t = queue_->limits.timeouts;
+  config.tls_policy =
+      without_tls_ ? smtp::TlsPolicy::kDisabled : ToSessionTls(queue_->limits().tls);
+  const DeliveryTimeouts& t = queue_->limits().timeouts;
   config.timeouts.greeting_ms = t.greeting_ms;
   config.timeouts.mail_ms = t.command_ms;
   config.timeouts.rcpt_ms = t.command_ms;
@@ -245,16 +247,17 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
   if (actions.send_body && job_ != nullptr) {
     // From the body's end on, the remote may accept the message: mark the attempt first.
     engine_->RecordAttemptStart(
-        *job_, queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)].host);
+        *job_, queue_->candidates()[std::min(candidate_, queue_->candidates().size() - 1)].host);
     const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
     stuffer_.emplace(info != nullptr ? info->message : std::string_view());
   }
-  const dns::Candidate& c = queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)];
+  const dns::Candidate& c =
+      queue_->candidates()[std::min(candidate_, queue_->candidates().size() - 1)];
   if (actions.connection_failed) {
     // Greeting, EHLO or STARTTLS failed at this address: the next candidate may do better.
     RecipientOutcome o = ToOutcome(actions.connection_outcome);
     bool tls_broke = tls_ != nullptr && !tls_->established();
-    if (tls_broke && !without_tls_ && queue_->limits.tls == TlsPolicy::kOpportunistic) {
+    if (tls_broke && !without_tls_ && queue_->limits().tls == TlsPolicy::kOpportunistic) {
       without_tls_ = true;  // same candidate again, in plain text
       LogInfo() << "STARTTLS with " << c.host << " failed (" << o.ToString()
                 << "); retrying without TLS";
@@ -282,11 +285,12 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
 
 void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
   if (job_ == nullptr) return;
-  const dns::Candidate& c = queue_->candidates[std::min(candidate_, queue_->candidates.size() - 1)];
+  const dns::Candidate& c =
+      queue_->candidates()[std::min(candidate_, queue_->candidates().size() - 1)];
   AttemptInfo attempt;
   attempt.mx_host = c.host;
   attempt.remote_ip = c.address.IpString();
-  attempt.source_ip = engine_->egress().source(queue_->source).name;
+  attempt.source_ip = engine_->egress().source(queue_->source()).name;
   if (tls_ != nullptr && tls_->established()) {
     attempt.tls_version = tls_->protocol_version();
     attempt.tls_cipher = tls_->cipher_name();
@@ -299,12 +303,12 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
     RecipientOutcome outcome = ToOutcome(o);
     attempt.reply_received = o.from_peer;
     if (o.from_peer && outcome.kind == OutcomeKind::kTransient &&
-        engine_->policy()->BounceForReply(queue_->limits, outcome)) {
+        engine_->policy()->BounceForReply(queue_->limits(), outcome)) {
       outcome.kind = OutcomeKind::kPermanent;  // a reply rule knows this 4xx is final
     }
     engine_->RecordOutcome(*job_, job_->recipients[o.recipient_index], outcome, attempt);
     if (o.from_peer && outcome.kind != OutcomeKind::kDelivered && suspend_ms == 0) {
-      suspend_ms = engine_->policy()->SuspendMsForReply(queue_->limits, outcome);
+      suspend_ms = engine_->policy()->SuspendMsForReply(queue_->limits(), outcome);
       if (suspend_ms > 0) suspend_reason = outcome.ToString();
     }
   }
@@ -318,7 +322,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
 }
 
 void OutboundConnection::StartTls() {
-  const dns::Candidate& c = queue_->candidates[candidate_];
+  const dns::Candidate& c = queue_->candidates()[candidate_];
   auto stream = tls::TlsStream::NewClient(*engine_->client_tls(), c.host);
   if (!stream.ok()) {
     engine_->CountTlsHandshake(false);
@@ -341,10 +345,10 @@ bool OutboundConnection::IdleWithoutWork() const {
 
 bool OutboundConnection::CanPipeline() const {
   if (!session_.has_value() || closed_ || quitting_ || stop_after_current_) return false;
-  if (!queue_->limits.pipeline_transactions) return false;
+  if (!queue_->limits().pipeline_transactions) return false;
   if (!session_->can_pipeline() || job_ == nullptr || next_job_ != nullptr) return false;
   const uint64_t messages = session_->messages_done() + session_->messages_open();
-  return messages < queue_->limits.messages_per_connection_max;
+  return messages < queue_->limits().messages_per_connection_max;
 }
 
 bool OutboundConnection::WaitingForWork() const { return IdleWithoutWork() || CanPipeline(); }
@@ -358,7 +362,7 @@ void OutboundConnection::TakeWork() {
   const bool idle = IdleWithoutWork();
   if (!idle && !CanPipeline()) return;  // pipelining: CanPipeline checks the limits itself
   if (idle) {
-    bool used_up = session_->messages_done() >= queue_->limits.messages_per_connection_max;
+    bool used_up = session_->messages_done() >= queue_->limits().messages_per_connection_max;
     if (stop_after_current_ || used_up) {
       Apply(session_->Quit());
       return;
@@ -450,7 +454,7 @@ void OutboundConnection::Flush() {
                                                    one.iov_len));
         if (!taken.ok() || *taken < one.iov_len) {
           // Cannot happen with budget below the TLS output limit; fail the connection cleanly.
-          LogWarning() << "TLS write refused body bytes to " << queue_->site;
+          LogWarning() << "TLS write refused body bytes to " << queue_->site();
           Apply(session_->OnPeerClosed());
           return;
         }

@@ -84,19 +84,24 @@ std::string Shard::Control(const std::string& verb, const std::string& id_text) 
       done->set_value("error: delivery is disabled in the configuration");
       return;
     }
+    // The control protocol's line: "ok: what was done" or "error: why not".
+    auto line = [](const absl::StatusOr<std::string>& answer) {
+      return answer.ok() ? absl::StrCat("ok: ", *answer)
+                         : absl::StrCat("error: ", answer.status().message());
+    };
     if (verb == "retry-all") {
-      done->set_value(delivery_->RetryAll());
+      done->set_value(line(delivery_->RetryAll()));
       return;
     }
     absl::StatusOr<queue::MessageId> id = queue::MessageId::Parse(id_text);
     if (!id.ok()) {
       done->set_value(absl::StrCat("error: not a queue id: ", id_text));
     } else if (verb == "retry") {
-      done->set_value(delivery_->RetryNow(*id));
+      done->set_value(line(delivery_->RetryNow(*id)));
     } else if (verb == "bounce") {
-      done->set_value(delivery_->BounceNow(*id));
+      done->set_value(line(delivery_->BounceNow(*id)));
     } else if (verb == "delete") {
-      done->set_value(delivery_->DeleteNow(*id));
+      done->set_value(line(delivery_->DeleteNow(*id)));
     } else {
       done->set_value(absl::StrCat("error: unknown request ", verb));
     }

@@ -1,0 +1,102 @@
+// A ready queue: the jobs waiting for a connection to one site (a shaping rule's MX hosts) from
+// one egress source, with that pair's limits: open connections, the message and connection
+// rates (token buckets), and a suspension after a reply rule or an unreachable site. It decides;
+// the engine acts (opens connections, arms the pump timer, fails jobs). No clock of its own:
+// every call takes the caller's monotonic milliseconds, so tests drive it exactly.
+//
+// Shard thread only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dns/mx.h"
+#include "queue/record_format.h"
+#include "relay/delivery/shaping.h"
+#include "relay/delivery/token_bucket.h"
+#include "relay/io/timer_wheel.h"
+
+namespace relay::delivery {
+
+class OutboundConnection;
+
+// A message's recipients of one domain, travelling through one ready queue.
+struct Job {
+  queue::MessageId id;
+  std::string domain;
+  std::string site;                  // set once the MX lookup chose a ready queue
+  std::vector<uint32_t> recipients;  // indices into the envelope
+  int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
+  int metrics_site = -1;             // the shaping rule's metrics label index, -1: none yet
+  int source = -1;                   // the egress source index, -1: none yet
+  // RecordAttemptStart ran: the body is going out, the remote may accept the message from now on.
+  bool body_sent = false;
+  // Recipients that, when the body went out, already had an attempt of unknown outcome.
+  std::vector<uint32_t> unknown_before;
+};
+
+class ReadyQueue {
+ public:
+  ReadyQueue(std::string site, int source, int64_t now_ms);
+  ReadyQueue(const ReadyQueue&) = delete;
+  ReadyQueue& operator=(const ReadyQueue&) = delete;
+
+  // After each MX lookup for the site: this shard's share of its rule and the hosts to try, in
+  // order. A rate bucket is made again only when its rate or burst changed (a lookup must not
+  // refill it).
+  void Update(const ShapingRule& limits, std::vector<dns::Candidate> candidates, int metrics_site,
+              int64_t now_ms);
+
+  // Suspension: no job is taken in until `until_ms` (the engine fails them as deferred).
+  void Suspend(int64_t until_ms, std::string reason);
+  bool suspended(int64_t now_ms) const { return suspended_until_ms_ > now_ms; }
+  const std::string& suspended_reason() const { return suspended_reason_; }
+
+  void Push(Job job) { jobs_.push_back(std::move(job)); }
+  // The next job, when the message rate allows one now; otherwise nullptr, and `*wait_ms` says
+  // when to ask again (TokenBucket::kNeverMs: never). nullptr with *wait_ms 0 when empty.
+  std::unique_ptr<Job> TakeJob(int64_t now_ms, int64_t* wait_ms);
+  // Every waiting job, leaving the queue empty (the site is unreachable or suspended).
+  std::deque<Job> TakeAll();
+  size_t waiting() const { return jobs_.size(); }
+  bool empty() const { return jobs_.empty(); }
+
+  // Whether to open one more connection now, given how many of the open ones wait for work:
+  // only while jobs wait, below connections_max, when the open ones cannot take the jobs right
+  // away, and when the connection rate has a token (taken when the answer is yes). When the rate
+  // is what says no, `*wait_ms` says when to ask again; otherwise it is 0.
+  bool MayOpenConnection(size_t idle_connections, int64_t now_ms, int64_t* wait_ms);
+  void AddConnection(OutboundConnection* c) { connections_.push_back(c); }
+  void RemoveConnection(OutboundConnection* c);
+  const std::vector<OutboundConnection*>& connections() const { return connections_; }
+
+  const std::string& site() const { return site_; }
+  int source() const { return source_; }
+  const ShapingRule& limits() const { return limits_; }
+  const std::vector<dns::Candidate>& candidates() const { return candidates_; }
+  int metrics_site() const { return metrics_site_; }
+  // Re-pumps the queue when a rate lets the next message or connection go (the engine's).
+  io::Timer* pump_timer() { return &pump_timer_; }
+
+ private:
+  std::string site_;
+  int source_;
+  ShapingRule limits_;
+  std::vector<dns::Candidate> candidates_;
+  int metrics_site_ = -1;
+  std::deque<Job> jobs_;
+  std::vector<OutboundConnection*> connections_;
+  bool updated_ = false;         // Update ran: limits_ holds a rule
+  TokenBucket rate_;             // messages_per_second, with burst
+  TokenBucket connection_rate_;  // connections_per_minute
+  io::Timer pump_timer_;
+  int64_t suspended_until_ms_ = 0;
+  std::string suspended_reason_;
+};
+
+}  // namespace relay::delivery
