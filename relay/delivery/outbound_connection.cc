@@ -119,7 +119,10 @@ void OutboundConnection::ConnectNext(std::string why) {
   }
   fd_ = fd;
   attempt_start_ms_ = reactor_->NowMs();
-  reactor_->Connect(fd_, c.address.get(), c.address.length, &connect_);
+  // The kernel reads the address when the ring submits the connect, after this returns: it
+  // must not live in the queue's candidate list, which the next MX lookup replaces.
+  connect_address_ = c.address;
+  reactor_->Connect(fd_, connect_address_.get(), connect_address_.length, &connect_);
   reactor_->timers().ScheduleAfter(&timer_, queue_->limits().timeouts.connect_ms);
 }
 

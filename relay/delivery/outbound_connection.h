@@ -91,6 +91,7 @@ class OutboundConnection : public io::IoObject {
   std::unique_ptr<Job> next_job_;  // pipelined behind job_'s body (RFC 2920 §3.1), or null
   int64_t next_attempt_start_ms_ = 0;
   io::Completion connect_;
+  io::SocketAddress connect_address_;  // what connect_ was given, until it completes
   io::Completion recv_;
   io::Completion send_;
   io::Timer timer_;

@@ -85,7 +85,8 @@ class Reactor {
   // Ties `sqe` to `completion` (marks it in flight).
   void Arm(io_uring_sqe* sqe, Completion* completion);
 
-  // Convenience wrappers; each marks `c` in flight.
+  // Convenience wrappers; each marks `c` in flight. Buffers and addresses are read by the kernel
+  // when the ring is submitted, later than the call: they must stay valid until `c` completes.
   void Accept(int fd, Completion* c, bool multishot);
   void RecvMultishot(int fd, uint16_t buffer_group, Completion* c);
   void Recv(int fd, void* buf, size_t len, Completion* c);
