@@ -135,9 +135,12 @@ absl::StatusOr<std::unique_ptr<Signer>> Signer::Create(const SignerConfig& confi
 
 const std::vector<size_t>* Signer::KeysFor(std::string_view from_domain,
                                            std::string* domain) const {
-  std::string_view candidate = from_domain;
+  // A name longer than DNS allows has no key of its own (RFC 1035 §2.3.4), and walking its
+  // labels would hash the rest of it once per label: quadratic in a From field of any length.
+  constexpr size_t kDomainBytesMax = 253;
+  std::string_view candidate = from_domain.size() <= kDomainBytesMax ? from_domain : "";
   while (!candidate.empty()) {
-    std::string c(candidate);
+    const absl::string_view c(candidate.data(), candidate.size());  // absl's own string_view
     if (auto it = domain_map_.find(c); it != domain_map_.end()) {
       *domain = it->second;
       return &keys_by_domain_.find(it->second)->second;
