@@ -32,7 +32,9 @@ absl::Status ReadInt(const Config& c, const toml::table& t, const char* table_na
                      const char* key, T* out, int64_t min, int64_t max) {
   const toml::node* node = t.get(key);
   if (node == nullptr) return absl::OkStatus();
-  std::optional<int64_t> v = node->value<int64_t>();
+  // value_exact: toml++ 3.3 converts a float to an integer by a cast that is undefined out of
+  // range (1e77); an integer setting is written as one.
+  std::optional<int64_t> v = node->value_exact<int64_t>();
   if (!v) {
     return absl::InvalidArgumentError(
         absl::StrCat(Where(c, *node), ": ", table_name, key, " must be an integer"));
