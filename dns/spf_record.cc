@@ -119,21 +119,23 @@ absl::StatusOr<std::vector<Token>> Tokenize(std::string_view s, bool explanation
 }
 
 // RFC 3986 unreserved characters stay; everything else is %XX (§7.3, upper-case letters).
-std::string UrlEscape(std::string_view s) {
-  std::string out;
+void AppendUrlEscaped(std::string_view s, std::string* out) {
+  static constexpr char kHexUpper[] = "0123456789ABCDEF";
   for (char c : s) {
     if (IsAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out.push_back(c);
+      out->push_back(c);
     } else {
-      absl::StrAppend(&out, "%",
-                      absl::AsciiStrToUpper(
-                          absl::StrCat(absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2))));
+      const auto u = static_cast<unsigned char>(c);
+      out->push_back('%');
+      out->push_back(kHexUpper[u >> 4]);
+      out->push_back(kHexUpper[u & 0xf]);
     }
   }
-  return out;
 }
 
-std::string MacroValue(char letter, const MacroContext& c) {
+// The value a macro letter stands for: a view of the context, or of `scratch` for the values
+// made here (i, v, t). No copy: a record of many macros of a long sender costs its output only.
+std::string_view MacroValue(char letter, const MacroContext& c, std::string* scratch) {
   switch (absl::ascii_tolower(letter)) {
     case 's':
       return c.sender;
@@ -144,7 +146,8 @@ std::string MacroValue(char letter, const MacroContext& c) {
     case 'd':
       return c.domain;
     case 'i':
-      return DottedIp(c.address, c.ipv6);
+      *scratch = DottedIp(c.address, c.ipv6);
+      return *scratch;
     case 'p':
       return c.validated_name;
     case 'h':
@@ -156,24 +159,76 @@ std::string MacroValue(char letter, const MacroContext& c) {
     case 'r':
       return c.receiver;
     case 't':
-      return absl::StrCat(c.timestamp_s);
+      *scratch = absl::StrCat(c.timestamp_s);
+      return *scratch;
   }
   return "";
 }
 
 // §7.3: split on the delimiters, optionally reverse, keep the rightmost `digits` parts, join
-// with dots.
-std::string Transform(const std::string& value, const Token& t) {
-  if (t.delimiters.empty() && !t.reverse && t.digits == 0) return value;  // the common case
+// with dots; appended to `out`, URL-escaped when `escape`. Only the parts kept are visited (from
+// the end, or from the start when reversed), so the work is that of what is appended.
+void AppendTransformed(std::string_view value, const Token& t, bool escape, std::string* out) {
+  auto append = [&](std::string_view piece) {
+    if (escape) {
+      AppendUrlEscaped(piece, out);
+    } else {
+      out->append(piece.data(), piece.size());
+    }
+  };
+  if (t.delimiters.empty() && !t.reverse && t.digits == 0) {  // the common case
+    append(value);
+    return;
+  }
   const std::string_view delimiters =
       t.delimiters.empty() ? std::string_view(".") : std::string_view(t.delimiters);
-  std::vector<absl::string_view> parts =
-      absl::StrSplit(Absl(value), absl::ByAnyChar(Absl(delimiters)));
-  if (t.reverse) std::reverse(parts.begin(), parts.end());
-  if (t.digits > 0 && static_cast<size_t>(t.digits) < parts.size()) {
-    parts.erase(parts.begin(), parts.end() - t.digits);
+  const bool all = t.digits == 0;
+  const size_t keep = all ? 0 : static_cast<size_t>(t.digits);
+  if (!t.reverse) {
+    // The last `keep` parts, in order: find where they start, then copy with '.' joins.
+    size_t start = 0;
+    if (!all) {
+      size_t found = 0;
+      for (size_t i = value.size(); i > 0; --i) {
+        if (delimiters.find(value[i - 1]) != std::string_view::npos && ++found == keep) {
+          start = i;
+          break;
+        }
+      }
+    }
+    size_t from = start;
+    for (size_t i = start; i <= value.size(); ++i) {
+      if (i == value.size() || delimiters.find(value[i]) != std::string_view::npos) {
+        if (from > start) append(".");
+        append(value.substr(from, i - from));
+        from = i + 1;
+      }
+    }
+    return;
   }
-  return absl::StrJoin(parts, ".");
+  // Reversed: the last `keep` parts of the reversed list are the first `keep` parts of the value,
+  // last first. Find where they end, then walk them backwards.
+  size_t end = value.size();
+  if (!all) {
+    size_t found = 0;
+    for (size_t i = 0; i < value.size(); ++i) {
+      if (delimiters.find(value[i]) != std::string_view::npos && ++found == keep) {
+        end = i;
+        break;
+      }
+    }
+  }
+  size_t to = end;
+  bool first = true;
+  for (size_t i = end + 1; i-- > 0;) {
+    if (i == 0 || delimiters.find(value[i - 1]) != std::string_view::npos) {
+      if (!first) append(".");
+      first = false;
+      append(value.substr(i, to - i));
+      if (i == 0) break;
+      to = i - 1;
+    }
+  }
 }
 
 // §4.8: toplabel = ( *alphanum ALPHA *alphanum ) / ( 1*alphanum "-" *( alphanum / "-" ) alphanum )
@@ -437,38 +492,57 @@ namespace {
 // times the longest value (a client chooses the sender), so it is never held.
 enum class Keep { kHead, kTail };
 
+void AppendToken(const Token& t, const MacroContext& context, std::string* scratch,
+                 std::string* out) {
+  switch (t.kind) {
+    case Token::kLiteral:
+      out->append(t.literal);
+      break;
+    case Token::kPercent:
+      out->push_back('%');
+      break;
+    case Token::kSpace:
+      out->push_back(' ');
+      break;
+    case Token::kEncodedSpace:
+      out->append("%20");
+      break;
+    case Token::kExpand:
+      AppendTransformed(MacroValue(t.letter, context, scratch), t, absl::ascii_isupper(t.letter),
+                        out);
+      break;
+  }
+}
+
+// Expands tokens from the kept end only until bytes_max bytes are there: the start of an
+// explanation from the first token, the end of a name from the last one backwards. The work is
+// the tokens visited and what they append, at most bytes_max and one token's worth.
 absl::StatusOr<std::string> Expand(std::string_view macro_string, const MacroContext& context,
                                    bool explanation, Keep keep, size_t bytes_max) {
   absl::StatusOr<std::vector<Token>> tokens = Tokenize(macro_string, explanation);
   if (!tokens.ok()) return tokens.status();
+  std::string scratch;
   std::string out;
-  for (const Token& t : *tokens) {
-    switch (t.kind) {
-      case Token::kLiteral:
-        out += t.literal;
-        break;
-      case Token::kPercent:
-        out += "%";
-        break;
-      case Token::kSpace:
-        out += " ";
-        break;
-      case Token::kEncodedSpace:
-        out += "%20";
-        break;
-      case Token::kExpand: {
-        std::string value = Transform(MacroValue(t.letter, context), t);
-        out += absl::ascii_isupper(t.letter) ? UrlEscape(value) : value;
+  if (keep == Keep::kHead) {
+    for (const Token& t : *tokens) {
+      AppendToken(t, context, &scratch, &out);
+      if (out.size() >= bytes_max) {
+        out.resize(bytes_max);
         break;
       }
     }
-    if (keep == Keep::kHead && out.size() >= bytes_max) {
-      out.resize(bytes_max);
-      break;
-    }
-    // The last bytes_max bytes decide the name; trimmed in batches so that the erase is linear.
-    if (keep == Keep::kTail && out.size() > 4 * bytes_max) out.erase(0, out.size() - bytes_max);
+    return out;
   }
+  std::vector<std::string> pieces;  // last token first
+  size_t bytes = 0;
+  for (auto t = tokens->rbegin(); t != tokens->rend() && bytes < bytes_max; ++t) {
+    std::string piece;
+    AppendToken(*t, context, &scratch, &piece);
+    bytes += piece.size();
+    if (!piece.empty()) pieces.push_back(std::move(piece));
+  }
+  for (auto p = pieces.rbegin(); p != pieces.rend(); ++p) out += *p;
+  if (out.size() > bytes_max) out.erase(0, out.size() - bytes_max);
   return out;
 }
 

@@ -141,6 +141,16 @@ std::string ManyMacros(size_t bytes) {
                              bytes);
 }
 
+// Many macros and a sender as long: half the input each, so that work proportional to their
+// product (a copy of the sender per macro) grows 64 times for 8 times the input.
+std::string MacrosOfALongSender(size_t bytes) {
+  std::string macros;
+  while (macros.size() < bytes / 2) macros += "%{s}.%{s1}.%{sr}.";
+  std::string sender(bytes / 2, 'a');
+  for (size_t i = 3; i < sender.size(); i += 4) sender[i] = '.';
+  return std::string("\0v=spf1\n", 8) + macros + "example.com\n" + sender + "@s.example\nh\n::1";
+}
+
 }  // namespace
 }  // namespace dns::spf
 
@@ -155,7 +165,8 @@ const relay::fuzz::Target& relay::fuzz::GetTarget() {
                  .allocations = {512, 4}},
       .scaled = {{.name = "many terms", .make = dns::spf::ManyTerms},
                  {.name = "many labels", .make = dns::spf::ManyLabels},
-                 {.name = "many macros", .make = dns::spf::ManyMacros}},
+                 {.name = "many macros", .make = dns::spf::ManyMacros},
+                 {.name = "many macros of a long sender", .make = dns::spf::MacrosOfALongSender}},
   };
   return target;
 }
