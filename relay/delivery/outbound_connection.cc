@@ -27,17 +27,8 @@ smtp::TlsPolicy ToSessionTls(TlsPolicy policy) {
   return smtp::TlsPolicy::kOpportunistic;
 }
 
-OutcomeKind ToKind(smtp::OutcomeKind kind) {
-  switch (kind) {
-    case smtp::OutcomeKind::kDelivered: return OutcomeKind::kDelivered;
-    case smtp::OutcomeKind::kPermanent: return OutcomeKind::kPermanent;
-    case smtp::OutcomeKind::kTransient: return OutcomeKind::kTransient;
-  }
-  return OutcomeKind::kTransient;
-}
-
 RecipientOutcome ToOutcome(const smtp::Outcome& o) {
-  return RecipientOutcome{ToKind(o.kind), o.code, o.enhanced, o.text};
+  return RecipientOutcome{o.kind, o.code, o.enhanced, o.text};
 }
 
 bool NeedsUtf8(std::string_view s) {

@@ -7,9 +7,12 @@
 #include <cstdint>
 #include <string>
 
+#include "relay/smtp/outcome_kind.h"
+
 namespace relay::delivery {
 
-enum class OutcomeKind { kDelivered, kTransient, kPermanent };
+// The session's kinds (relay/smtp/outcome_kind.h): no mapping between two copies.
+using OutcomeKind = smtp::OutcomeKind;
 
 struct RecipientOutcome {
   OutcomeKind kind = OutcomeKind::kTransient;

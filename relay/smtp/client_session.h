@@ -62,6 +62,7 @@
 #include <vector>
 
 #include "relay/smtp/client_reply.h"
+#include "relay/smtp/outcome_kind.h"
 
 namespace relay::smtp {
 
@@ -115,8 +116,6 @@ struct OutgoingMessage {
   bool needs_8bitmime = false;
   bool needs_smtputf8 = false;
 };
-
-enum class OutcomeKind { kDelivered, kTransient, kPermanent };
 
 struct Outcome {
   OutcomeKind kind = OutcomeKind::kTransient;
