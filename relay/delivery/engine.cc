@@ -428,23 +428,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     state.attempts = d.attempt;
     state.next_attempt_unix_ms = d.next_attempt_unix_ms;
   }
-  switch (d.record) {
-    case queue::RecordType::kDelivered:
-      stats_.delivered++;
-      CountRecipient(job, metrics::RecipientResult::kDelivered);
-      if (options_.metrics != nullptr && !attempt.tls_version.empty()) {
-        options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
-      }
-      break;
-    case queue::RecordType::kDeferred:
-      stats_.deferred++;
-      CountRecipient(job, metrics::RecipientResult::kDeferred);
-      break;
-    default:
-      stats_.bounced++;
-      CountRecipient(job, metrics::RecipientResult::kBounced);
-      break;
-  }
+  CountOutcome(job, d.record, attempt);
   FailedRecipient failed{rcpt.address, d.effective, attempt.mx_host, now, rcpt.original};
   switch (d.dsn) {
     case DsnIntent::kFailure:
@@ -478,20 +462,43 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     KeepUnrecorded(std::move(entry), appended.status());
     return;
   }
-  if (d.reopen_marker != nullptr) {
-    // The deferral closed the recipient's marker, but a copy may still be out there: open one
-    // again, so that the next attempt, after a restart too, says so.
-    queue::StateRecord marker;
-    marker.type = queue::RecordType::kAttempt;
-    marker.id = job.id;
-    marker.recipient = recipient;
-    marker.time_unix_ms = now;
-    marker.reply = d.reopen_marker;
-    absl::StatusOr<queue::Position> kept = spool_->AppendState(marker, nullptr);
-    if (!kept.ok()) {
-      LogError() << "recording the unknown outcome of " << job.id.ToString() << ": "
-                 << kept.status();
-    }
+  // The deferral closed the recipient's marker, but a copy may still be out there: open one
+  // again, so that the next attempt, after a restart too, says so.
+  if (d.reopen_marker != nullptr) ReopenAttemptMarker(job.id, recipient, now, d.reopen_marker);
+}
+
+void DeliveryEngine::CountOutcome(const Job& job, queue::RecordType record,
+                                  const AttemptInfo& attempt) {
+  switch (record) {
+    case queue::RecordType::kDelivered:
+      stats_.delivered++;
+      CountRecipient(job, metrics::RecipientResult::kDelivered);
+      if (options_.metrics != nullptr && !attempt.tls_version.empty()) {
+        options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
+      }
+      break;
+    case queue::RecordType::kDeferred:
+      stats_.deferred++;
+      CountRecipient(job, metrics::RecipientResult::kDeferred);
+      break;
+    default:
+      stats_.bounced++;
+      CountRecipient(job, metrics::RecipientResult::kBounced);
+      break;
+  }
+}
+
+void DeliveryEngine::ReopenAttemptMarker(queue::MessageId id, uint32_t recipient, int64_t now,
+                                         const char* why) {
+  queue::StateRecord marker;
+  marker.type = queue::RecordType::kAttempt;
+  marker.id = id;
+  marker.recipient = recipient;
+  marker.time_unix_ms = now;
+  marker.reply = why;
+  absl::StatusOr<queue::Position> kept = spool_->AppendState(marker, nullptr);
+  if (!kept.ok()) {
+    LogError() << "recording the unknown outcome of " << id.ToString() << ": " << kept.status();
   }
 }
 

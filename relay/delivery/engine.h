@@ -201,6 +201,10 @@ class DeliveryEngine {
   bool OutcomeWaiting(queue::MessageId id, uint32_t recipient) const;
   // The earliest next attempt of a pending recipient whose outcome is not waiting; -1: none.
   int64_t NextDueUnixMs(const queue::MessageInfo& info) const;
+  // The stats and metrics of a recorded outcome.
+  void CountOutcome(const Job& job, queue::RecordType record, const AttemptInfo& attempt);
+  // Opens an attempt marker again after a deferral whose copy may be out there (Disposition).
+  void ReopenAttemptMarker(queue::MessageId id, uint32_t recipient, int64_t now, const char* why);
   // The delivery log's line for a recorded outcome.
   void LogOutcome(const Job& job, const queue::MessageInfo& info, const queue::RecipientState& rcpt,
                   const Disposition& d, const AttemptInfo& attempt, int64_t now);
