@@ -168,16 +168,14 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
 void SmtpConnection::OnPlaintext(std::string_view data) {
   const SmtpLimits& limits = shard_->config().smtp;
   const size_t bound = limits.replies_unread_bytes_max;
+  if (input_overflowed_) return;  // the connection ends after the replies it is owed
   if (reading_paused_) {
     // Bytes already on their way when reading stopped (a multishot receive's last buffers): kept
     // for when the client has read its replies.
     if (held_in_.size() + data.size() > limits.input_held_bytes_max) {
       LogInfo() << peer_ip_ << " sends more than " << limits.input_held_bytes_max
                 << " bytes without reading its replies: closing";
-      pending_out_ += absl::StrCat("421 4.7.0 ", shard_->config().hostname,
-                                   " Too much input without reading the replies\r\n");
-      Flush();
-      Close();
+      EndForOverflow();
       return;
     }
     held_in_.append(data);
@@ -216,8 +214,26 @@ void SmtpConnection::PauseReading() {
   if (recv_.in_flight()) reactor_->Cancel(&recv_);
 }
 
+void SmtpConnection::EndForOverflow() {
+  input_overflowed_ = true;
+  std::string().swap(held_in_);
+  // The reply to work in progress (the 250 of a message being queued) goes first: a 421 in its
+  // place would make the client send again a message that is delivered all the same.
+  if (!OwnWorkPending()) SayGoodbyeForOverflow();
+}
+
+void SmtpConnection::SayGoodbyeForOverflow() {
+  pending_out_ += absl::StrCat("421 4.7.0 ", shard_->config().hostname,
+                               " Too much input without reading the replies\r\n");
+  // After what is being sent: Close() now would drop the 421 and the replies before it. A client
+  // that reads nothing more is dropped by the timer (replies_unread_timeout_ms).
+  close_after_flush_ = true;
+  Flush();
+  RearmTimer();
+}
+
 void SmtpConnection::MaybeResumeReading() {
-  if (!reading_paused_ || closed_ || session_.paused()) return;
+  if (!reading_paused_ || closed_ || session_.paused() || input_overflowed_) return;
   if (OutputBacklog() > shard_->config().smtp.replies_unread_bytes_max / 2) return;
   reading_paused_ = false;
   std::string held;
@@ -242,6 +258,10 @@ void SmtpConnection::Apply(const smtp::ServerActions& actions) {
 
 void SmtpConnection::ApplyResult(const smtp::ServerActions& actions) {
   Apply(actions);
+  if (input_overflowed_) {
+    if (!closed_ && !close_after_flush_) SayGoodbyeForOverflow();
+    return;
+  }
   MaybeResumeReading();  // what the client pipelined while the session waited
   RearmTimer();
 }
@@ -642,6 +662,12 @@ void SmtpConnection::OnTimer() {
   if (OwnWorkPending()) {
     // Our own work is outstanding, not the client's: wait for it.
     RearmTimer();
+    return;
+  }
+  if (close_after_flush_ && reading_paused_) {
+    // Its last replies (a 421) have not been taken in replies_unread_timeout_ms.
+    LogInfo() << peer_ip_ << " has not read its last replies: closing";
+    Close();
     return;
   }
   if (reading_paused_) {

@@ -94,6 +94,10 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   // again once the client has read it down to half.
   void PauseReading();
   void MaybeResumeReading();
+  // More than input_held_bytes_max arrived while reading was paused: input is discarded from now
+  // on, and the connection ends with 421 after the replies it is owed (SayGoodbyeForOverflow).
+  void EndForOverflow();
+  void SayGoodbyeForOverflow();
   void Flush();
   void OnSent(int result);
   void StartTls();
@@ -139,6 +143,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   // replies; at most SmtpLimits::input_held_bytes_max.
   std::string held_in_;
   bool reading_paused_ = false;
+  bool input_overflowed_ = false;  // see EndForOverflow
   std::string pending_out_;        // plaintext replies not yet handed to TLS / the socket
   std::string sending_;            // bytes of the send in flight; immutable while it is
   size_t sending_offset_ = 0;
