@@ -8,13 +8,9 @@
 // Times are Unix milliseconds (they are stored in queue records, which outlive a restart).
 #pragma once
 
-#include <toml++/toml.h>
-
 #include <cstdint>
 #include <functional>
 #include <vector>
-
-#include "absl/status/statusor.h"
 
 namespace relay::delivery {
 
@@ -49,13 +45,5 @@ int64_t BaseIntervalSeconds(const RetryPolicy& policy, uint32_t attempts);
 
 // True when a delay warning is due for a message received at `received_ms` that has not had one.
 bool DelayWarningDue(const RetryPolicy& policy, int64_t received_ms, int64_t now_ms);
-
-// Parses the config's `[retry]` table, keys (all optional, defaults above):
-//   intervals_s = [60, 300, 900, 1800, 3600]   # positive, non-decreasing
-//   jitter_fraction = 0.1                       # 0 <= f < 1
-//   max_age_s = 432000
-//   delay_warning_s = 0
-// Errors name the file, line and key: "relay.toml:12: retry.intervals_s must ...".
-absl::StatusOr<RetryPolicy> ParseRetryPolicy(const toml::node& retry_table);
 
 }  // namespace relay::delivery

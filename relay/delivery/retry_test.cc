@@ -1,7 +1,5 @@
 #include "relay/delivery/retry.h"
 
-#include <toml++/toml.h>
-
 #include "gtest/gtest.h"
 
 namespace relay::delivery {
@@ -81,48 +79,6 @@ TEST(Retry, DelayWarning) {
   p.delay_warning_s = 4 * 3600;
   EXPECT_FALSE(DelayWarningDue(p, kT0, kT0 + 4 * 3600000 - 1));
   EXPECT_TRUE(DelayWarningDue(p, kT0, kT0 + 4 * 3600000));
-}
-
-absl::StatusOr<RetryPolicy> Parse(const std::string& text) {
-  toml::table root = toml::parse(std::string_view(text), std::string_view("relay.toml"));
-  return ParseRetryPolicy(*root.get("retry"));
-}
-
-TEST(Retry, ParsesConfig) {
-  auto p = Parse(
-      "[retry]\nintervals_s = [30, 120, 600]\njitter_fraction = 0.25\nmax_age_s = 86400\n"
-      "delay_warning_s = 14400\n");
-  ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->intervals_s, (std::vector<int64_t>{30, 120, 600}));
-  EXPECT_DOUBLE_EQ(p->jitter_fraction, 0.25);
-  EXPECT_EQ(p->max_age_s, 86400);
-  EXPECT_EQ(p->delay_warning_s, 14400);
-  EXPECT_EQ(BaseIntervalSeconds(*p, 9), 600);
-
-  auto d = Parse("[retry]\n");
-  ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->intervals_s, RetryPolicy().intervals_s);
-}
-
-TEST(Retry, ConfigErrorsNameLineAndKey) {
-  struct Case {
-    const char* text;
-    const char* expected;
-  } cases[] = {
-      {"[retry]\n\nintervals_s = [60, 30]\n", "relay.toml:3: retry.intervals_s must not decrease"},
-      {"[retry]\nintervals_s = []\n", "relay.toml:2: retry.intervals_s must be a non-empty"},
-      {"[retry]\nintervals_s = [60, \"5m\"]\n", "relay.toml:2: retry.intervals_s entries"},
-      {"[retry]\njitter_fraction = 1.5\n", "relay.toml:2: retry.jitter_fraction must be in"},
-      {"[retry]\nmax_age_s = 10\n", "relay.toml:2: retry.max_age_s must be between 60"},
-      {"[retry]\nmax_age = 10\n", "relay.toml:2: unknown key retry.max_age"},
-      {"retry = 5\n", "relay.toml:1: [retry] must be a table"},
-  };
-  for (const Case& c : cases) {
-    auto p = Parse(c.text);
-    ASSERT_FALSE(p.ok()) << c.text;
-    EXPECT_NE(p.status().message().find(c.expected), std::string::npos)
-        << p.status() << " vs " << c.expected;
-  }
 }
 
 }  // namespace

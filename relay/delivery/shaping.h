@@ -13,8 +13,6 @@
 // copies the effective rule) and is meant for the creation of a ready queue, not per message.
 #pragma once
 
-#include <toml++/toml.h>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -58,6 +56,11 @@ struct ReplyRule {
   std::shared_ptr<const std::regex> regex;  // compiled once at load, when is_regex
   ReplyAction action = ReplyAction::kSuspend;
   uint32_t suspend_s = 0;
+
+  // A rule for `pattern` (a substring, or an ECMAScript regex when `is_regex`), compiled here;
+  // a regex that does not compile is an error naming the problem.
+  static absl::StatusOr<ReplyRule> Make(std::string pattern, bool is_regex, ReplyAction action,
+                                        uint32_t suspend_s);
 
   // Matching is case-insensitive, against the reply as one line: "421 4.7.28 text" (the text of
   // a multi-line reply joined with spaces by the caller).
@@ -108,10 +111,11 @@ struct ShapingRuleSpec {
   void ApplyTo(ShapingRule& rule) const;
 };
 
+// The rules of every site. Built empty (the default rule of ShapingRule's defaults) and filled
+// by Merge; the shipped rules and the config's are data, read by //relay/server/config.
 class ShapingRules {
  public:
-  // The shipped defaults: Google, Yahoo/AOL, Microsoft, Apple and the default rule.
-  static ShapingRules Shipped();
+  ShapingRules() { default_.name = "default"; }
 
   // The effective rule for mail to `domain` whose MX hosts (preference order) are `mx_hosts`.
   // Names are compared case-insensitively, a trailing dot ignored.
@@ -130,17 +134,8 @@ class ShapingRules {
   std::vector<ShapingRuleSpec> specs_;  // named rules other than the default, in order
 };
 
-// Parses the config's `[[shaping]]` array of tables and merges it over the shipped defaults.
-// Each entry: name (required); domains and/or mx_suffixes (required for a new rule);
-// connections_max, messages_per_connection_max, messages_per_second, messages_burst,
-// connections_per_minute, tls ("required" | "opportunistic" | "disabled"), pipeline_transactions
-// (true | false), connect_timeout_ms,
-// greeting_timeout_ms, command_timeout_ms, data_init_timeout_ms, data_block_timeout_ms,
-// data_done_timeout_ms, tls_handshake_timeout_ms, replace_reply_rules, and [[shaping.reply]]
-// entries with `contains = "..."` or `regex = "..."` and either `suspend_s = N` or
-// `bounce = true`. Errors name file, line, column, entry and key:
-// "relay.toml:14:1: shaping[1] (google): connections_max must be between 1 and 10000".
-absl::StatusOr<ShapingRules> ParseShapingRules(const toml::node& shaping_array);
+// A host or domain name as rules compare it: lower case, without a trailing dot.
+std::string NormalizeHostName(std::string_view name);
 
 // The share of `rule` for one of `shards` shards: connections_max, messages_per_second,
 // messages_burst and connections_per_minute divided by the shard count, rounded up and at least 1

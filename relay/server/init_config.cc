@@ -23,6 +23,7 @@
 #include "relay/delivery/retry.h"
 #include "relay/delivery/shaping.h"
 #include "relay/server/config.h"
+#include "relay/server/config/delivery_sections.h"
 #include "relay/server/users.h"
 #include "relay/tls/self_signed.h"
 
@@ -268,7 +269,7 @@ std::string QuotedList(const std::vector<std::string>& items) {
 // The shipped shaping rules as commented [[shaping]] entries, so the operator sees the values in
 // force and the syntax to change them.
 std::string ShippedShapingComment() {
-  delivery::ShapingRules shipped = delivery::ShapingRules::Shipped();
+  const delivery::ShapingRules& shipped = config::ShippedShapingRules();
   const delivery::ShapingRule& d = shipped.default_rule();
   const delivery::DeliveryTimeouts& t = d.timeouts;
   std::string out = absl::StrCat(
