@@ -443,4 +443,17 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   return c;
 }
 
+Config DefaultConfig(const std::string& dir, const std::string& hostname) {
+  Config c;
+  c.dir = dir;
+  c.hostname = hostname;
+  c.spool_dir = Resolve(c, "spool");
+  c.users_path = Resolve(c, "users");
+  c.control_socket_path = Resolve(c, "control.sock");
+  c.log.dir = Resolve(c, "log");
+  c.shaping = std::make_shared<const delivery::ShapingRules>(config::ShippedShapingRules());
+  c.retry.max_age_s = static_cast<int64_t>(c.queue.max_age_s);
+  return c;
+}
+
 }  // namespace relay::server

@@ -190,6 +190,11 @@ struct Config {
 // Reads and validates `path`. A new, commented file comes from relay/server/init_config.h.
 absl::StatusOr<Config> LoadConfig(const std::string& path);
 
+// The configuration a relayd.toml in `dir` naming only `hostname` gives: every default, the
+// spool, users, control socket and delivery logs under `dir`, the shipped shaping rules, no
+// listener. Tests build on it as data (then set the listeners, limits and keys they need).
+Config DefaultConfig(const std::string& dir, const std::string& hostname);
+
 // The settings whose values differ between two texts of a config file, as dotted keys
 // ("metrics.listen", "dkim.key[1].selector"; a table added or removed whole is its own key),
 // sorted within each table. Comments and layout do not count. An error names the text that does

@@ -1,0 +1,459 @@
+#include "relay/server/daemon.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include <openssl/rand.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "dkim/arc.h"
+#include "dkim/signer.h"
+#include "relay/base/clock.h"
+#include "relay/base/log.h"
+#include "relay/base/status_macros.h"
+#include "relay/delivery/egress.h"
+#include "relay/delivery/shaping.h"
+#include "relay/io/reactor.h"
+#include "relay/io/socket.h"
+#include "relay/metrics/http_server.h"
+#include "relay/metrics/relay_metrics.h"
+#include "relay/receive/aliases.h"
+#include "relay/receive/receive_state.h"
+#include "relay/receive/recipient_policy.h"
+#include "relay/receive/srs.h"
+#include "relay/server/auth_service.h"
+#include "relay/server/control.h"
+#include "relay/server/shard.h"
+#include "relay/server/signing_pool.h"
+#include "relay/tls/self_signed.h"
+#include "relay/tls/tls_context.h"
+
+namespace relay::server {
+namespace {
+
+absl::Status EnsureCertificate(const Config& config) {
+  if (config.tls_cert_path.empty()) return absl::OkStatus();
+  if (std::filesystem::exists(config.tls_cert_path) &&
+      std::filesystem::exists(config.tls_key_path)) {
+    return absl::OkStatus();
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(
+      std::filesystem::path(config.tls_cert_path).parent_path(), ec);
+  std::filesystem::create_directories(std::filesystem::path(config.tls_key_path).parent_path(),
+                                      ec);
+  RETURN_IF_ERROR(
+      tls::GenerateSelfSignedCertificate(config.hostname, config.tls_cert_path,
+                                         config.tls_key_path));
+  LogWarning() << "no certificate found: generated a SELF-SIGNED certificate for "
+               << config.hostname << " in " << config.tls_cert_path
+               << "; clients will not trust it. Install a real certificate there and send SIGHUP.";
+  return absl::OkStatus();
+}
+
+void RaiseFileLimit(uint64_t connections_max) {
+  // Listeners, spool segments, the log, c-ares and TLS files: a thousand is ample.
+  rlim_t needed = static_cast<rlim_t>(connections_max) + 1024;
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur >= needed) return;
+  struct rlimit wanted = limit;
+  wanted.rlim_cur = needed;
+  if (wanted.rlim_max < needed) wanted.rlim_max = needed;  // root may raise the hard limit
+  if (setrlimit(RLIMIT_NOFILE, &wanted) != 0) {
+    wanted.rlim_cur = limit.rlim_max;
+    wanted.rlim_max = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &wanted);
+    LogWarning() << "open files limited to " << limit.rlim_max << ", below limits.connections_max ("
+                 << connections_max << ") + spool files: raise LimitNOFILE";
+  }
+}
+
+// The SRS secrets: one per line, the first signs (relay/receive/srs.h). A missing file is created
+// with a random secret, as a missing certificate is: forwarding must work on a first start.
+absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    uint8_t bytes[24];
+    RAND_bytes(bytes, sizeof(bytes));
+    std::string secret;
+    for (uint8_t b : bytes) absl::StrAppend(&secret, absl::Hex(b, absl::kZeroPad2));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": cannot create the SRS secret file: ", std::strerror(errno),
+                       " (relayctl init and relayd --init make it; or write one random line of",
+                       " 32 or more characters into it, readable by relayd)"));
+    }
+    std::string line = secret + "\n";
+    bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::close(fd);
+    if (!written) return absl::FailedPreconditionError(absl::StrCat(path, ": write failed"));
+    LogWarning() << "no SRS secret found: generated one in " << path;
+  }
+  std::ifstream in(path);
+  if (!in) return absl::FailedPreconditionError(absl::StrCat(path, ": cannot read"));
+  std::vector<std::string> secrets;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line.front() != '#') secrets.push_back(line);
+  }
+  if (secrets.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": no SRS secret in the file"));
+  }
+  return secrets;
+}
+
+std::string ReadConfigText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Port 25's aliases and SRS, read at start and on SIGHUP. Any error names the file and line.
+absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
+    const Config& config) {
+  const ReceiveSettings& r = config.receive;
+  receive::AliasesOptions options;
+  options.depth_max = r.alias_depth_max;
+  options.suffix_separators = r.suffix_separators;
+  options.targets_max = r.alias_targets_max;
+  ASSIGN_OR_RETURN(receive::Aliases aliases, receive::Aliases::Load(r.aliases_files, options));
+  ASSIGN_OR_RETURN(std::vector<std::string> secrets, LoadSrsSecrets(r.srs_secret_path));
+  receive::SrsConfig srs_config;
+  srs_config.domain = r.srs_domain;
+  srs_config.secrets = std::move(secrets);
+  srs_config.max_age_days = static_cast<int>(r.srs_max_age_days);
+  ASSIGN_OR_RETURN(std::unique_ptr<receive::Srs> srs, receive::Srs::Create(srs_config));
+  auto state = std::make_shared<receive::ReceiveState>();
+  if (r.arc) {
+    // Each local domain seals with its first [[dkim.key]] (RFC 8617 §4.1.2: the same key
+    // material as DKIM); a domain without one forwards without an ARC set.
+    for (const std::string& domain : r.domains) {
+      for (const DkimKeyConfig& k : config.dkim_keys) {
+        if (!absl::EqualsIgnoreCase(k.domain, domain)) continue;
+        dkim::ArcSealerConfig sealer_config;
+        sealer_config.domain = domain;
+        sealer_config.selector = k.selector;
+        sealer_config.key_path = k.key_path;
+        ASSIGN_OR_RETURN(std::unique_ptr<dkim::ArcSealer> sealer,
+                         dkim::ArcSealer::Create(sealer_config));
+        state->sealers.emplace(domain, std::move(sealer));
+        break;
+      }
+      if (!state->sealers.contains(domain)) {
+        LogWarning() << "receive: no [[dkim.key]] for " << domain
+                     << ": mail forwarded for it carries no ARC set";
+      }
+    }
+  }
+  state->policy = std::make_shared<const receive::RecipientPolicy>(
+      std::make_shared<const receive::Aliases>(std::move(aliases)),
+      std::shared_ptr<const receive::Srs>(std::move(srs)));
+  return std::shared_ptr<const receive::ReceiveState>(std::move(state));
+}
+
+dkim::SignerConfig DkimConfig(const Config& config) {
+  dkim::SignerConfig c;
+  for (const DkimKeyConfig& k : config.dkim_keys) {
+    dkim::SigningKeyConfig key;
+    key.domain = k.domain;
+    key.selector = k.selector;
+    key.key_path = k.key_path;
+    c.keys.push_back(std::move(key));
+  }
+  return c;
+}
+
+// Label values for the metrics: every shaping rule's name and every egress source's name.
+std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const Config& config, int shards,
+                                                   const std::string& version) {
+  metrics::RelayMetricsOptions options;
+  options.shards = shards;
+  options.version = version;
+  options.start_time_unix_s = RealClock::Get()->WallSeconds();
+  options.spool_directory = config.spool_dir;
+  if (config.shaping != nullptr) {
+    options.sites.push_back(config.shaping->default_rule().name);
+    for (const delivery::ShapingRuleSpec& spec : config.shaping->specs()) {
+      options.sites.push_back(spec.name);
+    }
+  }
+  auto pool = delivery::EgressPool::Create(config.delivery.sources, config.delivery.strategy,
+                                           config.hostname);
+  if (pool.ok()) {
+    for (size_t i = 0; i < pool->size(); ++i) options.sources.push_back(pool->source(i).name);
+  }
+  return std::make_unique<metrics::RelayMetrics>(options);
+}
+
+// Why the relay is not healthy ("" when it is): the first shard with a problem.
+std::string HealthProblem(const std::vector<Shard*>& shards) {
+  int64_t now_ms = RealClock::Get()->MonotonicMillis();
+  for (const Shard* s : shards) {
+    std::string problem = s->HealthProblem(now_ms);
+    if (!problem.empty()) return problem;
+  }
+  return "";
+}
+
+}  // namespace
+
+// Everything a running relay owns. Members are destroyed in reverse order: the shards before the
+// signing pool (a shard frees a connection only once its signature, or port 25's checks and
+// seal, is back), the endpoints before the shards they ask.
+class DaemonParts {
+ public:
+  Config config;  // as loaded
+  Config later;   // with the ports shard 0 got for port 0
+  DaemonOptions options;
+  std::unique_ptr<tls::ServerTlsContextHolder> tls;
+  std::unique_ptr<AuthService> auth;
+  dkim::SignerConfig dkim_config;
+  std::unique_ptr<SigningPool> signing_pool;
+  std::unique_ptr<receive::ReceiveStateHolder> receive_state;
+  std::unique_ptr<metrics::RelayMetrics> relay_metrics;
+  SharedState shared;
+  SharedState shared_later;
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::vector<Shard*> shard_list;
+  MainThreadRequests main_thread;
+  std::unique_ptr<ControlSocket> control;
+  std::unique_ptr<metrics::HttpServer> metrics_server;
+  bool stopped = false;
+
+  absl::Status StartShards();
+  void StartEndpoints();
+};
+
+absl::Status DaemonParts::StartShards() {
+  int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
+                                      : static_cast<int>(std::thread::hardware_concurrency());
+  if (shard_count < 1) shard_count = 1;
+  relay_metrics = BuildMetrics(config, shard_count, options.version);
+  // Shard 0 binds first; when a listener asks for port 0 the others reuse the port it got.
+  later = config;
+  shared.config = &config;
+  shared.tls = tls.get();
+  shared.authenticator = auth.get();
+  shared.dkim = dkim_config.keys.empty() ? nullptr : &dkim_config;
+  shared.metrics = relay_metrics.get();
+  shared.signing_pool = signing_pool.get();
+  shared.receive = receive_state.get();
+  shared_later = shared;
+  shared_later.config = &later;
+  for (int i = 0; i < shard_count; ++i) {
+    shards.push_back(std::make_unique<Shard>(i, shard_count, i == 0 ? shared : shared_later));
+    absl::Status s = shards.back()->Start();
+    if (!s.ok()) {
+      for (auto& shard : shards) shard->RequestStop();
+      shards.clear();
+      return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
+    }
+    if (i == 0) {
+      auto fix = [](std::vector<std::string>& addrs, const std::vector<uint16_t>& ports) {
+        for (size_t j = 0; j < addrs.size() && j < ports.size(); ++j) {
+          auto a = io::SocketAddress::Parse(addrs[j]);
+          if (a.ok()) {
+            a->set_port(ports[j]);
+            addrs[j] = a->ToString();
+          }
+        }
+      };
+      fix(later.submission_listen, shards[0]->submission_ports());
+      fix(later.submissions_listen, shards[0]->submissions_ports());
+      fix(later.receive.listen, shards[0]->receive_ports());
+    }
+  }
+  for (auto& shard : shards) shard_list.push_back(shard.get());
+  return absl::OkStatus();
+}
+
+void DaemonParts::StartEndpoints() {
+  auto started_control = ControlSocket::Start(config.control_socket_path, shard_list, &main_thread);
+  if (started_control.ok()) {
+    control = std::move(*started_control);
+  } else {
+    LogWarning() << started_control.status().message()
+                 << "; relayctl queue retry/bounce/delete will not reach this relay";
+  }
+  if (config.metrics.listen.empty()) return;
+  metrics::HttpHandlers handlers;
+  handlers.metrics = [m = relay_metrics.get()] { return m->Render(); };
+  handlers.health = [this] { return HealthProblem(shard_list); };
+  auto started = metrics::HttpServer::Start(config.metrics.listen, std::move(handlers));
+  if (started.ok()) {
+    metrics_server = std::move(*started);
+    LogInfo() << "metrics on http://" << config.metrics.listen << "/metrics (port "
+              << metrics_server->port() << "), health at /healthz";
+  } else {
+    // Mail matters more than its metrics: the relay runs on without the endpoint.
+    LogError() << "metrics endpoint " << config.metrics.listen << ": "
+               << started.status().message() << "; running without it";
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptions options) {
+  auto parts = std::make_unique<DaemonParts>();
+  parts->config = std::move(config);
+  parts->options = std::move(options);
+  DaemonParts& p = *parts;
+  RaiseFileLimit(p.config.smtp.connections_max);
+  RETURN_IF_ERROR(io::Reactor::ProbeKernel());
+  if (absl::Status s = EnsureCertificate(p.config); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("certificate: ", s.message()));
+  }
+  if (!p.config.tls_cert_path.empty()) {
+    auto holder =
+        tls::ServerTlsContextHolder::Create(p.config.tls_cert_path, p.config.tls_key_path);
+    if (!holder.ok()) {
+      return absl::Status(holder.status().code(),
+                          absl::StrCat("TLS: ", holder.status().message()));
+    }
+    p.tls = std::move(*holder);
+  }
+  ASSIGN_OR_RETURN(p.auth, AuthService::Create(p.config));
+  p.dkim_config = DkimConfig(p.config);
+  if (!p.dkim_config.keys.empty()) {
+    // Checked once here so that a bad key stops the start with one clear message.
+    auto signer = dkim::Signer::Create(p.dkim_config);
+    if (!signer.ok()) {
+      return absl::Status(signer.status().code(),
+                          absl::StrCat("DKIM: ", signer.status().message()));
+    }
+  } else {
+    LogWarning() << "no DKIM keys configured: mail leaves unsigned";
+  }
+  // Port 25 uses the pool even without keys: a stranger's message can take long to check.
+  if (!p.dkim_config.keys.empty() || p.config.receive.enabled()) {
+    auto pool = SigningPool::Create(p.config.dkim_signing_threads);
+    if (!pool.ok()) {
+      return absl::Status(pool.status().code(), absl::StrCat("DKIM: ", pool.status().message()));
+    }
+    p.signing_pool = std::move(*pool);
+    LogInfo() << "DKIM signing and port-25 checks on " << p.signing_pool->thread_count()
+              << " threads";
+  }
+  if (p.config.receive.enabled()) {
+    auto state = LoadReceiveState(p.config);
+    if (!state.ok()) {
+      return absl::Status(state.status().code(),
+                          absl::StrCat("receive: ", state.status().message()));
+    }
+    p.receive_state = std::make_unique<receive::ReceiveStateHolder>(std::move(*state));
+  }
+  RETURN_IF_ERROR(p.StartShards());
+  p.StartEndpoints();
+  return std::unique_ptr<Daemon>(new Daemon(std::move(parts)));
+}
+
+Daemon::Daemon(std::unique_ptr<DaemonParts> parts) : parts_(std::move(parts)) {}
+
+Daemon::~Daemon() {
+  if (!parts_->stopped) Stop();
+}
+
+const Config& Daemon::config() const { return parts_->later; }
+
+std::vector<Shard*> Daemon::shards() const { return parts_->shard_list; }
+
+std::string Daemon::ReadyLine() const {
+  const Config& c = parts_->later;
+  // "<kind> on <addr>, <addr>" for each kind that listens; a kind without addresses is left out.
+  std::vector<std::string> ready = {absl::StrCat(parts_->shards.size(), " shards")};
+  for (const auto& [kind, addrs] : {std::pair{"submission (STARTTLS)", &c.submission_listen},
+                                    std::pair{"submissions (TLS)", &c.submissions_listen},
+                                    std::pair{"port 25 (receive)", &c.receive.listen}}) {
+    if (!addrs->empty()) ready.push_back(absl::StrCat(kind, " on ", absl::StrJoin(*addrs, ", ")));
+  }
+  ready.push_back(absl::StrCat("spool ", c.spool_dir));
+  return absl::StrJoin(ready, "; ");
+}
+
+ReloadResult Daemon::Reload() {
+  DaemonParts& p = *parts_;
+  std::vector<std::string> done;
+  ReloadResult result;
+  auto report = [&](absl::string_view what, const absl::Status& status) {
+    if (status.ok()) {
+      done.push_back(absl::StrCat(what, " reloaded"));
+    } else {
+      result.ok = false;
+      done.push_back(absl::StrCat(what, ": ", status.message(), " (the previous one stays)"));
+    }
+  };
+  if (p.tls != nullptr) report("certificate", p.tls->Reload());
+  report("users", p.auth->Reload());
+  if (p.receive_state != nullptr) {
+    // A broken aliases file keeps the previous set: mail keeps flowing while it is fixed.
+    auto state = LoadReceiveState(p.config);
+    if (state.ok()) p.receive_state->Set(std::move(*state));
+    report("aliases", state.status());
+  }
+  for (auto& shard : p.shards) shard->RequestLogReopen();
+  done.push_back("delivery logs reopened");
+  // Say what an edit of relayd.toml changed that this did not apply, rather than let the
+  // operator believe it took effect.
+  if (!p.options.config_path.empty()) {
+    absl::StatusOr<std::vector<std::string>> changed =
+        ChangedSettings(p.options.config_text, ReadConfigText(p.options.config_path));
+    if (!changed.ok()) {
+      result.ok = false;
+      done.push_back(absl::StrCat(p.options.config_path, ": ", changed.status().message(),
+                                  "; the running configuration stays"));
+    } else if (!changed->empty()) {
+      done.push_back(absl::StrCat(p.options.config_path, " changed (",
+                                  absl::StrJoin(*changed, ", "),
+                                  "): not applied; these take effect at the next restart"));
+    }
+  }
+  result.summary = absl::StrCat(result.ok ? "ok: " : "error: ", absl::StrJoin(done, "; "));
+  return result;
+}
+
+void Daemon::CheckCertificate() {
+  if (parts_->tls == nullptr) return;
+  bool reloaded = false;
+  (void)parts_->tls->ReloadIfChanged(&reloaded);
+  if (reloaded) LogInfo() << "certificate file changed: reloaded";
+}
+
+int Daemon::control_request_fd() const { return parts_->main_thread.fd(); }
+
+void Daemon::AnswerControlRequest() {
+  std::string summary = Reload().summary;
+  LogInfo() << "relayctl reload: " << summary;
+  parts_->main_thread.Answer(summary);
+}
+
+uint64_t Daemon::Stop() {
+  DaemonParts& p = *parts_;
+  if (p.stopped) return 0;
+  p.stopped = true;
+  p.main_thread.Close("error: relayd is stopping");
+  p.control.reset();  // its thread ends before the shards it asks
+  for (auto& shard : p.shards) shard->RequestStop();
+  for (auto& shard : p.shards) shard->Join();
+  // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a
+  // shard has stopped. The endpoint's handlers use the shards: it stops before they go.
+  if (p.metrics_server != nullptr) p.metrics_server->Stop();
+  uint64_t accepted = 0;
+  for (auto& shard : p.shards) accepted += shard->counters().messages_accepted.load();
+  p.shard_list.clear();
+  p.shards.clear();
+  return accepted;
+}
+
+}  // namespace relay::server
