@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/group_commit.h"
 #include "benchmark/benchmark.h"
 #include "liburing.h"
-#include "bench/uring_syncer.h"
 #include "queue/spool.h"
 
 namespace relay::queue {
@@ -98,9 +98,9 @@ void RunAppends(benchmark::State& state, SyncPolicy policy, WriteMode mode) {
   const int batch = static_cast<int>(state.range(0));
   const std::string dir = BenchDir("append");
   auto spool = OpenBenchSpool(dir, policy != SyncPolicy::kNone, mode);
-  UringSyncer uring;
-  if (policy == SyncPolicy::kGroupCommit && !uring.ok()) {
-    state.SkipWithError("SKIP: io_uring_queue_init failed");
+  GroupCommit group_commit(spool.get());
+  if (policy == SyncPolicy::kGroupCommit && !group_commit.ok()) {
+    state.SkipWithError("SKIP: no io_uring reactor");
     return;
   }
   std::vector<MessageId> previous, current;
@@ -137,14 +137,14 @@ void RunAppends(benchmark::State& state, SyncPolicy policy, WriteMode mode) {
       }
     }
     if (policy == SyncPolicy::kGroupCommit) {
-      uring.Finish(*spool);
-      uring.Start(*spool);
+      group_commit.Finish();
+      group_commit.Start();
     } else if (!spool->SyncNow().ok()) {
       state.SkipWithError("sync failed");
     }
     std::swap(previous, current);
   }
-  uring.Finish(*spool);
+  group_commit.Finish();
   state.SetItemsProcessed(durable);
   state.SetBytesProcessed(durable * static_cast<int64_t>(kMessageBytes));
   state.counters["p50_us"] = Percentile(latencies_us, 0.50);

@@ -36,10 +36,10 @@
 #include <utility>
 #include <vector>
 
+#include "bench/group_commit.h"
 #include "benchmark/benchmark.h"
 #include "liburing.h"
 #include "queue/segment_creator.h"
-#include "bench/uring_syncer.h"
 #include "queue/spool.h"
 
 namespace relay::queue {
@@ -113,9 +113,9 @@ void RunRollover(benchmark::State& state, Refill refill) {
     return;
   }
   std::unique_ptr<Spool> spool = std::move(*opened);
-  UringSyncer uring;
-  if (!uring.ok()) {
-    state.SkipWithError("SKIP: io_uring_queue_init failed");
+  GroupCommit group_commit(spool.get());
+  if (!group_commit.ok()) {
+    state.SkipWithError("SKIP: no io_uring reactor");
     return;
   }
   const Envelope envelope{"app@example.net", {"user@example.com"}};
@@ -142,7 +142,7 @@ void RunRollover(benchmark::State& state, Refill refill) {
     auto last_maintenance = start;
     auto arrival = [&](uint64_t i) { return start + interval * static_cast<int64_t>(i); };
     while (appended < total_messages) {
-      uring.Finish(*spool);  // the reactor would be handling other completions meanwhile
+      group_commit.Finish();  // the reactor would be handling other completions meanwhile
       auto now = SteadyClock::now();
       if (arrival(appended) > now) {
         std::this_thread::sleep_until(
@@ -183,10 +183,10 @@ void RunRollover(benchmark::State& state, Refill refill) {
         }
       }
       longest_refill_ms = std::max(longest_refill_ms, Ms(SteadyClock::now() - refill_start));
-      uring.Start(*spool);
+      group_commit.Start();
       turns_ms.push_back(Ms(SteadyClock::now() - turn_start));
     }
-    uring.Finish(*spool);
+    group_commit.Finish();
     state.SetIterationTime(std::chrono::duration<double>(SteadyClock::now() - start).count());
   }
   const SpoolStats stats = spool->stats();

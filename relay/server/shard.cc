@@ -144,6 +144,8 @@ absl::Status Shard::Setup() {
   }
   queue::RecoveryReport report;
   ASSIGN_OR_RETURN(spool_, queue::Spool::Open(spool_options, &report));
+  syncer_ = std::make_unique<SpoolSyncer>(reactor_.get(), spool_.get(),
+                                          [this](const SyncReport& r) { OnSynced(r); });
   if (shared_.metrics != nullptr) {
     shared_.metrics->queue_capacity_bytes.Set(index_,
                                               static_cast<int64_t>(spool_->MessageBytesMax()));
@@ -259,8 +261,6 @@ absl::Status Shard::Setup() {
     ArmAccept(lp);
   }
   reactor_->AddTurnEndHook([this] { TurnEnd(); });
-  // Only wakes the loop: TurnEnd begins the sync the outcomes waited for.
-  outcome_sync_timer_.set_callback([] {});
   maintenance_timer_.set_callback([this] {
     // Retries a failed reserve creation (TurnEnd asks too; this covers an idle shard).
     RequestReserveSegments();
@@ -297,15 +297,13 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   if (reactor_ != nullptr) {
     reactor_->timers().Cancel(&maintenance_timer_);
     reactor_->timers().Cancel(&stop_timer_);
-    reactor_->timers().Cancel(&outcome_sync_timer_);
   }
   // Waits for a creation in progress (one at most) and drops the queued ones; a result it posts
   // to the reactor finds spool_ gone and is dropped, its file recovered at the next start.
   segment_creator_.reset();
   for (Listener& l : listeners_) ::close(l.fd);
   listeners_.clear();
-  sync_free_.clear();
-  sync_slots_.clear();
+  syncer_.reset();
   delivery_.reset();
   policy_.reset();
   spf_.reset();
@@ -411,68 +409,20 @@ void Shard::TurnEnd() {
   // A reserve segment taken by this turn's appends is replaced off this thread (at once when
   // the reserve is low).
   if (!stopping_) RequestReserveSegments();
-  // One new batch per turn at most: it takes every record appended so far. Outcomes alone wait
-  // up to [queue] outcome_sync_ms for one (the timer wakes us then); a stop waits for nothing.
-  if (stopping_) spool_->RequestPromptSync();
-  if (spool_->NeedsSync()) {
-    StartSync();
-  } else if (int64_t due_ms = spool_->OutcomeSyncDueMs(); due_ms >= 0) {
-    if (!outcome_sync_timer_.scheduled() || outcome_sync_timer_.deadline_ms() > due_ms) {
-      reactor_->timers().Schedule(&outcome_sync_timer_, due_ms);
-    }
-  }
+  // Outcomes alone wait up to [queue] outcome_sync_ms for a batch; a stop waits for nothing.
+  syncer_->TurnEnd(/*prompt=*/stopping_);
 }
 
-void Shard::StartSync() {
-  if (sync_free_.empty()) {
-    sync_slots_.push_back(std::make_unique<SyncInFlight>());
-    sync_free_.push_back(sync_slots_.back().get());
+void Shard::OnSynced(const SyncReport& report) {
+  counters_.syncs++;
+  counters_.sync_errno.store(-report.result, std::memory_order_relaxed);
+  if (const metrics::RelayMetrics* m = shared_.metrics) {
+    m->fsync_us.Observe(index_,
+                        static_cast<uint64_t>(std::max<int64_t>(0, report.elapsed_ns)) / 1000);
+    m->fsync_batch_records.Observe(index_, report.records);
+    if (report.result < 0) m->fsync_errors.Add(index_);
   }
-  SyncInFlight* sync = sync_free_.back();
-  sync_free_.pop_back();
-  sync->batch = spool_->BeginSync();
-  sync->started_ns = reactor_->clock()->MonotonicNanos();
-  const uint64_t appends = spool_->stats().appends;
-  sync->records = appends - appends_synced_;
-  appends_synced_ = appends;
-  if (sync->batch.targets.empty()) {
-    spool_->EndSync(sync->batch, 0);
-    sync_free_.push_back(sync);
-    return;
-  }
-  ++syncs_in_flight_;
-  sync->pending = static_cast<int>(sync->batch.targets.size());
-  sync->result = 0;
-  while (sync->ops.size() < sync->batch.targets.size()) {
-    sync->ops.push_back(std::make_unique<io::Completion>());
-  }
-  for (size_t i = 0; i < sync->batch.targets.size(); ++i) {
-    io::Completion* op = sync->ops[i].get();
-    op->set_handler([this, sync](int result, uint32_t) {
-      if (result < 0 && sync->result == 0) sync->result = result;
-      if (--sync->pending > 0) return;
-      --syncs_in_flight_;
-      counters_.syncs++;
-      counters_.sync_errno.store(-sync->result, std::memory_order_relaxed);
-      if (const metrics::RelayMetrics* m = shared_.metrics) {
-        int64_t elapsed_ns = reactor_->clock()->MonotonicNanos() - sync->started_ns;
-        m->fsync_us.Observe(index_, static_cast<uint64_t>(std::max<int64_t>(0, elapsed_ns)) / 1000);
-        m->fsync_batch_records.Observe(index_, sync->records);
-        if (sync->result < 0) m->fsync_errors.Add(index_);
-      }
-      spool_->EndSync(sync->batch, sync->result);
-      sync_free_.push_back(sync);
-      if (stopping_) FinishStopIfDone();
-    });
-    if (shared_.config->queue.fsync) {
-      reactor_->Fsync(sync->batch.targets[i].fd, /*datasync=*/true, op);
-    } else {
-      // Benchmark mode: no fdatasync, but the same completion path (a no-op on the ring).
-      io_uring_sqe* sqe = reactor_->GetSqe();
-      io_uring_prep_nop(sqe);
-      reactor_->Arm(sqe, op);
-    }
-  }
+  if (stopping_) FinishStopIfDone();
 }
 
 void Shard::RequestReserveSegments() {
@@ -560,8 +510,8 @@ void Shard::BeginStop() {
 }
 
 void Shard::FinishStopIfDone() {
-  if (!connections_.empty() || !delivery_stopped_ || syncs_in_flight_ > 0 ||
-      spool_->HasUnsyncedRecords()) {
+  if (!connections_.empty() || !delivery_stopped_ ||
+      (syncer_ != nullptr && syncer_->in_flight() > 0) || spool_->HasUnsyncedRecords()) {
     return;
   }
   for (Listener& l : listeners_) {
@@ -575,7 +525,7 @@ void Shard::FinishStopIfDone() {
 }
 
 void Shard::DrainAndStop() {
-  if (reactor_->retiring() > 0 || syncs_in_flight_ > 0) {
+  if (reactor_->retiring() > 0 || (syncer_ != nullptr && syncer_->in_flight() > 0)) {
     reactor_->Post([this] { DrainAndStop(); });
     return;
   }

@@ -14,8 +14,8 @@
 #pragma once
 
 #include <atomic>
-#include <future>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,9 +24,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "dkim/signer.h"
 #include "dns/resolver.h"
 #include "dns/spf.h"
-#include "dkim/signer.h"
 #include "queue/segment_creator.h"
 #include "queue/spool.h"
 #include "relay/delivery/delivery_policy.h"
@@ -40,6 +40,7 @@
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
 #include "relay/server/signing_pool.h"
+#include "relay/server/spool_syncer.h"
 #include "relay/tls/tls_context.h"
 
 namespace relay::server {
@@ -177,28 +178,14 @@ class Shard {
   absl::flat_hash_set<SmtpConnection*> connections_;
   // Open connections per ClientKey (client_key.h): IPv4 address or IPv6 /64.
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
-  // Group commit: up to [queue] syncs_in_flight_max fdatasync batches in flight at once.
-  struct SyncInFlight {
-    queue::SyncBatch batch;
-    std::vector<std::unique_ptr<io::Completion>> ops;  // one per target, reused
-    int pending = 0;
-    int result = 0;
-    int64_t started_ns = 0;
-    uint64_t records = 0;  // spool appends this batch covers
-  };
-  void StartSync();
-  std::vector<std::unique_ptr<SyncInFlight>> sync_slots_;  // busy and free, reused
-  std::vector<SyncInFlight*> sync_free_;
-  int syncs_in_flight_ = 0;
-  uint64_t appends_synced_ = 0;  // spool appends covered by the group commits begun so far
+  void OnSynced(const SyncReport& report);
+  std::unique_ptr<SpoolSyncer> syncer_;  // the group commit (spool_syncer.h)
   std::string spool_directory_;
   bool stopping_ = false;
   bool drain_posted_ = false;  // FinishStopIfDone found nothing left: DrainAndStop is running
   int64_t stop_deadline_ms_ = 0;
   io::Timer stop_timer_;
   io::Timer maintenance_timer_;
-  // Armed at the spool's OutcomeSyncDueMs: outcomes get their group commit without new messages.
-  io::Timer outcome_sync_timer_;
   ShardCounters counters_;
 };
 

@@ -47,6 +47,11 @@ def _clang_fuzz_aspect_impl(target, ctx):
     for inc in getattr(ctx.rule.attr, "includes", []):
         parts = [p for p in [target.label.workspace_root, target.label.package, inc] if p]
         own_includes.append("/".join(parts))
+
+    # A generated header (a genrule's output) is included by its path under the output root.
+    for f in own_headers:
+        if not f.is_source and f.root.path not in own_includes:
+            own_includes.append(f.root.path)
     includes = depset(own_includes, transitive = [d.includes for d in deps])
     defines = depset(getattr(ctx.rule.attr, "defines", []), transitive = [d.defines for d in deps])
     linkopts = depset(

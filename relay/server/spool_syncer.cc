@@ -1,0 +1,79 @@
+#include "relay/server/spool_syncer.h"
+
+#include <utility>
+
+#include "relay/base/check.h"
+
+namespace relay::server {
+
+SpoolSyncer::SpoolSyncer(io::Reactor* reactor, queue::Spool* spool,
+                         std::function<void(const SyncReport&)> on_done)
+    : reactor_(reactor), spool_(spool), on_done_(std::move(on_done)) {
+  // Only wakes the loop: the TurnEnd that follows begins the batch the outcomes waited for.
+  outcome_timer_.set_callback([] {});
+}
+
+SpoolSyncer::~SpoolSyncer() {
+  // A batch in flight would complete into freed memory: the owner stops only once none runs.
+  CHECK(in_flight_ == 0);
+  reactor_->timers().Cancel(&outcome_timer_);
+}
+
+void SpoolSyncer::TurnEnd(bool prompt) {
+  if (prompt) spool_->RequestPromptSync();
+  // One new batch per turn at most: it takes every record appended so far.
+  if (spool_->NeedsSync()) {
+    Begin();
+  } else if (int64_t due_ms = spool_->OutcomeSyncDueMs(); due_ms >= 0) {
+    if (!outcome_timer_.scheduled() || outcome_timer_.deadline_ms() > due_ms) {
+      reactor_->timers().Schedule(&outcome_timer_, due_ms);
+    }
+  }
+}
+
+void SpoolSyncer::Begin() {
+  if (free_.empty()) {
+    batches_.push_back(std::make_unique<Batch>());
+    free_.push_back(batches_.back().get());
+  }
+  Batch* b = free_.back();
+  free_.pop_back();
+  b->batch = spool_->BeginSync();
+  b->started_ns = reactor_->clock()->MonotonicNanos();
+  const uint64_t appends = spool_->stats().appends;
+  b->records = appends - appends_synced_;
+  appends_synced_ = appends;
+  if (b->batch.targets.empty()) {  // a spool without fsync: nothing to wait for
+    spool_->EndSync(b->batch, 0);
+    free_.push_back(b);
+    return;
+  }
+  ++in_flight_;
+  b->pending = static_cast<int>(b->batch.targets.size());
+  b->result = 0;
+  while (b->ops.size() < b->batch.targets.size()) {
+    b->ops.push_back(std::make_unique<io::Completion>());
+  }
+  for (size_t i = 0; i < b->batch.targets.size(); ++i) {
+    io::Completion* op = b->ops[i].get();
+    op->set_handler([this, b](int result, uint32_t) { OnTargetSynced(b, result); });
+    reactor_->Fsync(b->batch.targets[i].fd, /*datasync=*/true, op);
+  }
+}
+
+void SpoolSyncer::OnTargetSynced(Batch* b, int result) {
+  if (result < 0 && b->result == 0) b->result = result;
+  if (--b->pending > 0) return;
+  --in_flight_;
+  spool_->EndSync(b->batch, b->result);
+  free_.push_back(b);
+  if (on_done_) {
+    SyncReport report;
+    report.records = b->records;
+    report.elapsed_ns = reactor_->clock()->MonotonicNanos() - b->started_ns;
+    report.result = b->result;
+    on_done_(report);
+  }
+}
+
+}  // namespace relay::server
