@@ -277,7 +277,46 @@ absl::Status Shard::Setup() {
     // Outbound sessions to slow receivers end too: the grace bounds the whole drain.
     if (delivery_ != nullptr) delivery_->Abort();
   });
+  ConnectionContext& cc = connection_context_;
+  cc.shared = &shared_;
+  cc.reactor = reactor_.get();
+  cc.buffers = buffers_.get();
+  cc.spool = spool_.get();
+  cc.signer = signer_.get();
+  cc.shard_index = index_;
+  cc.counters = &counters_;
+  cc.host = this;
+  cc.spf = spf_.get();
+  cc.dkim_checker = dkim_checker_.get();
+  cc.dmarc_checker = dmarc_checker_.get();
   return absl::OkStatus();
+}
+
+bool Shard::UnderStress() const {
+  return uint64_t{connections_.size()} * 100 >=
+         uint64_t{connections_max_} * config().smtp.stress_connections_percent;
+}
+
+void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uint64_t size_bytes) {
+  if (const metrics::RelayMetrics* m = shared_.metrics) {
+    m->messages_received.Add(index_);
+    m->message_bytes_received.Add(index_, size_bytes);
+  }
+  if (log_ != nullptr) {
+    if (const queue::MessageInfo* info = spool_->Find(id)) {
+      delivery::DeliveryRecord line;
+      line.event = delivery::DeliveryEvent::kReceived;
+      line.time_unix_ms = info->created_unix_ms;
+      line.queue_id = id_text;
+      line.sender = info->sender;
+      line.size_bytes = size_bytes;
+      for (const queue::RecipientState& r : info->recipients) {
+        line.recipient = r.address;
+        log_->Append(line);
+      }
+    }
+  }
+  if (delivery_ != nullptr) delivery_->OnAccepted(id);
 }
 
 void Shard::ThreadMain(std::promise<absl::Status>* started) {
@@ -373,8 +412,8 @@ void Shard::OnAccept(Listener* listener, int result) {
   // Replies are written whole (one write per batch of pipelined replies): no Nagle delay.
   int nodelay = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
-  auto* connection = new SmtpConnection(this, fd, ip, std::move(client), listener->implicit_tls,
-                                        listener->receive);
+  auto* connection = new SmtpConnection(connection_context_, fd, ip, std::move(client),
+                                        listener->implicit_tls, listener->receive);
   connections_.insert(connection);
   connection->Start();
 }

@@ -39,6 +39,7 @@
 #include "relay/receive/receive_state.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
+#include "relay/server/connection_context.h"
 #include "relay/server/signing_pool.h"
 #include "relay/server/spool_syncer.h"
 #include "relay/tls/tls_context.h"
@@ -47,32 +48,7 @@ namespace relay::server {
 
 class SmtpConnection;
 
-// What the shards share: immutable or internally synchronised.
-struct SharedState {
-  const Config* config = nullptr;
-  tls::ServerTlsContextHolder* tls = nullptr;  // null when no certificate is configured
-  Authenticator* authenticator = nullptr;
-  const dkim::SignerConfig* dkim = nullptr;    // null: no signing
-  const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
-  SigningPool* signing_pool = nullptr;         // null: each shard signs inline
-  receive::ReceiveStateHolder* receive = nullptr;  // null: no port 25 ([receive])
-};
-
-struct ShardCounters {
-  std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<uint64_t> connections_refused{0};
-  std::atomic<uint64_t> messages_accepted{0};
-  std::atomic<uint64_t> messages_refused{0};
-  std::atomic<uint64_t> syncs{0};
-  // Health, published by the shard thread for the metrics endpoint's thread: the monotonic time
-  // of the last loop turn (an idle shard turns at least every second, for its maintenance) and
-  // the errno of the last failed group commit (0 when the last one succeeded).
-  std::atomic<int64_t> heartbeat_ms{0};
-  std::atomic<int> sync_errno{0};
-  std::atomic<bool> running{false};
-};
-
-class Shard {
+class Shard final : private ConnectionHost {
  public:
   Shard(int index, int shard_count, const SharedState& shared);
   ~Shard();
@@ -100,34 +76,10 @@ class Shard {
   std::vector<uint16_t> submissions_ports() const { return submissions_ports_; }
   std::vector<uint16_t> receive_ports() const { return receive_ports_; }
 
-  // For connections, on the shard thread.
-  io::Reactor* reactor() { return reactor_.get(); }
-  io::BufferRing* buffers() { return buffers_.get(); }
-  queue::Spool* spool() { return spool_.get(); }
-  // Null when delivery is disabled in the config.
+  // The delivery engine, for the control socket's verbs; null when delivery is disabled.
   delivery::DeliveryEngine* delivery() { return delivery_.get(); }
-  // Null when the log is disabled.
-  delivery::DeliveryLog* delivery_log() { return log_.get(); }
-  const dkim::Signer* signer() const { return signer_.get(); }
-  // Port 25's SPF evaluator on this shard's resolver; null when SPF checks are off.
-  dns::SpfEvaluator* spf() { return spf_.get(); }
-  // Port 25's DKIM verification and ARC validation; null when both are off.
-  receive::DkimChecker* dkim_checker() { return dkim_checker_.get(); }
-  // Port 25's DMARC policy discovery; null when DMARC, SPF or DKIM checks are off.
-  receive::DmarcChecker* dmarc_checker() { return dmarc_checker_.get(); }
-  const SharedState& shared() const { return shared_; }
-  const metrics::RelayMetrics* metrics() const { return shared_.metrics; }
   const Config& config() const { return *shared_.config; }
   int index() const { return index_; }
-  ShardCounters& mutable_counters() { return counters_; }
-  bool stopping() const { return stopping_; }
-  // The shard holds [limits] stress_connections_percent of its share of connections_max: its
-  // connections' greeting, idle and command limits shrink (SmtpConnection::RearmTimer).
-  bool UnderStress() const {
-    return uint64_t{connections_.size()} * 100 >=
-           uint64_t{connections_max_} * config().smtp.stress_connections_percent;
-  }
-  void OnConnectionClosed(SmtpConnection* connection);
 
  private:
   struct Listener {
@@ -136,6 +88,12 @@ class Shard {
     bool receive = false;  // port 25
     std::unique_ptr<io::Completion> accept;
   };
+
+  // ConnectionHost
+  bool UnderStress() const override;
+  void OnConnectionClosed(SmtpConnection* connection) override;
+  void OnMessageQueued(queue::MessageId id, const std::string& id_text,
+                       uint64_t size_bytes) override;
 
   void ThreadMain(std::promise<absl::Status>* started);
   absl::Status Setup();
@@ -153,6 +111,7 @@ class Shard {
   const int index_;
   const int shard_count_;
   const SharedState shared_;
+  ConnectionContext connection_context_;  // filled by Setup, handed to every connection
   uint32_t connections_max_;
   uint32_t connections_per_ip_max_;
   std::thread thread_;

@@ -14,7 +14,6 @@
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/io/buffer_ring.h"
-#include "relay/server/shard.h"
 #include "relay/smtp/received.h"
 
 namespace relay::server {
@@ -45,28 +44,28 @@ smtp::ServerConfig SessionConfig(const Config& config, bool tls_available, bool 
 
 }  // namespace
 
-SmtpConnection::SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::string client_key,
-                               bool implicit_tls, bool receive)
-    : shard_(shard),
-      reactor_(shard->reactor()),
+SmtpConnection::SmtpConnection(const ConnectionContext& context, int fd, std::string peer_ip,
+                               std::string client_key, bool implicit_tls, bool receive)
+    : ctx_(context),
+      reactor_(context.reactor),
       fd_(fd),
       peer_ip_(std::move(peer_ip)),
       client_key_(std::move(client_key)),
       implicit_tls_(implicit_tls),
-      session_(SessionConfig(shard->config(), shard->shared().tls != nullptr, receive), this),
+      session_(SessionConfig(context.config(), context.shared->tls != nullptr, receive), this),
       receive_(receive) {
   if (receive_) {
     receive::Offload offload;
-    if (SigningPool* pool = shard->shared().signing_pool) {
+    if (SigningPool* pool = context.shared->signing_pool) {
       // DKIM verification and ARC validation on the worker threads (issue 13).
-      offload = [pool, reactor = reactor_, queued_max = shard->config().receive.checks_queued_max](
+      offload = [pool, reactor = reactor_, queued_max = context.config().receive.checks_queued_max](
                     std::function<void()> work, std::function<void()> done) {
         return pool->TryRun(std::move(work), reactor, std::move(done), queued_max);
       };
     }
-    checks_ = std::make_unique<receive::InboundChecks>(
-        reactor_, shard->spf(), shard->dkim_checker(), shard->config().receive.checks_timeout_ms,
-        shard->dmarc_checker(), std::move(offload));
+    checks_ = std::make_unique<receive::InboundChecks>(reactor_, context.spf, context.dkim_checker,
+                                                       context.config().receive.checks_timeout_ms,
+                                                       context.dmarc_checker, std::move(offload));
   }
   recv_.set_handler([this](int result, uint32_t flags) { OnRecv(result, flags); });
   send_.set_handler([this](int result, uint32_t) { OnSent(result); });
@@ -85,9 +84,9 @@ bool SmtpConnection::Idle() const {
 }
 
 void SmtpConnection::Start() {
-  session_deadline_ms_ = reactor_->NowMs() + shard_->config().smtp.session_timeout_ms;
+  session_deadline_ms_ = reactor_->NowMs() + ctx_.config().smtp.session_timeout_ms;
   if (implicit_tls_) {
-    auto stream = tls::TlsStream::NewServer(*shard_->shared().tls->Get());
+    auto stream = tls::TlsStream::NewServer(*ctx_.shared->tls->Get());
     if (!stream.ok()) {
       LogWarning() << "TLS for " << peer_ip_ << ": " << stream.status();
       Close();
@@ -104,11 +103,11 @@ void SmtpConnection::Start() {
 
 void SmtpConnection::ArmRecv() {
   if (closed_ || peer_gone_ || reading_paused_ || recv_.in_flight()) return;
-  reactor_->RecvMultishot(fd_, shard_->buffers()->group_id(), &recv_);
+  reactor_->RecvMultishot(fd_, ctx_.buffers->group_id(), &recv_);
 }
 
 void SmtpConnection::OnRecv(int result, uint32_t flags) {
-  io::BufferRing* buffers = shard_->buffers();
+  io::BufferRing* buffers = ctx_.buffers;
   if (result > 0 && io::BufferRing::HasBuffer(flags)) {
     uint16_t id = io::BufferRing::BufferId(flags);
     if (!closed_) {
@@ -166,7 +165,7 @@ void SmtpConnection::OnCiphertext(const char* data, size_t size) {
 }
 
 void SmtpConnection::OnPlaintext(std::string_view data) {
-  const SmtpLimits& limits = shard_->config().smtp;
+  const SmtpLimits& limits = ctx_.config().smtp;
   const size_t bound = limits.replies_unread_bytes_max;
   if (input_overflowed_) return;  // the connection ends after the replies it is owed
   if (reading_paused_) {
@@ -223,7 +222,7 @@ void SmtpConnection::EndForOverflow() {
 }
 
 void SmtpConnection::SayGoodbyeForOverflow() {
-  pending_out_ += absl::StrCat("421 4.7.0 ", shard_->config().hostname,
+  pending_out_ += absl::StrCat("421 4.7.0 ", ctx_.config().hostname,
                                " Too much input without reading the replies\r\n");
   // After what is being sent: Close() now would drop the 421 and the replies before it. A client
   // that reads nothing more is dropped by the timer (replies_unread_timeout_ms).
@@ -234,7 +233,7 @@ void SmtpConnection::SayGoodbyeForOverflow() {
 
 void SmtpConnection::MaybeResumeReading() {
   if (!reading_paused_ || closed_ || session_.paused() || input_overflowed_) return;
-  if (OutputBacklog() > shard_->config().smtp.replies_unread_bytes_max / 2) return;
+  if (OutputBacklog() > ctx_.config().smtp.replies_unread_bytes_max / 2) return;
   reading_paused_ = false;
   std::string held;
   held.swap(held_in_);
@@ -323,7 +322,7 @@ void SmtpConnection::StartTls() {
 
 void SmtpConnection::SwitchToTls() {
   start_tls_after_send_ = false;
-  auto stream = tls::TlsStream::NewServer(*shard_->shared().tls->Get());
+  auto stream = tls::TlsStream::NewServer(*ctx_.shared->tls->Get());
   if (!stream.ok()) {
     LogWarning() << "STARTTLS for " << peer_ip_ << ": " << stream.status();
     Close();
@@ -334,23 +333,23 @@ void SmtpConnection::SwitchToTls() {
 
 void SmtpConnection::CheckCredentials(const smtp::CredentialCheck& credentials) {
   auth_pending_ = true;
-  shard_->shared().authenticator->Check(credentials, peer_ip_, reactor_,
-                                        [this](smtp::AuthResult result) {
-    auth_pending_ = false;
-    if (const metrics::RelayMetrics* m = shard_->metrics()) {
-      metrics::AuthOutcome outcome =
-          result == smtp::AuthResult::kOk       ? metrics::AuthOutcome::kSuccess
-          : result == smtp::AuthResult::kFailed ? metrics::AuthOutcome::kFailure
-                                                : metrics::AuthOutcome::kError;
-      m->auth(outcome).Add(shard_->index());
-    }
-    if (closed_) return;
-    ApplyResult(session_.OnAuthResult(result));
-  });
+  ctx_.shared->authenticator->Check(
+      credentials, peer_ip_, reactor_, [this](smtp::AuthResult result) {
+        auth_pending_ = false;
+        if (const metrics::RelayMetrics* m = ctx_.metrics()) {
+          metrics::AuthOutcome outcome =
+              result == smtp::AuthResult::kOk       ? metrics::AuthOutcome::kSuccess
+              : result == smtp::AuthResult::kFailed ? metrics::AuthOutcome::kFailure
+                                                    : metrics::AuthOutcome::kError;
+          m->auth(outcome).Add(ctx_.shard_index);
+        }
+        if (closed_) return;
+        ApplyResult(session_.OnAuthResult(result));
+      });
 }
 
 bool SmtpConnection::MaySendAs(std::string_view user, std::string_view address) {
-  return shard_->shared().authenticator->MaySendAs(user, address);
+  return ctx_.shared->authenticator->MaySendAs(user, address);
 }
 
 smtp::RcptDecision SmtpConnection::CheckRecipient(std::string_view address) {
@@ -396,7 +395,7 @@ void SmtpConnection::QueueMessage() {
   if (session_.authenticated()) {
     std::string from = HeaderFromAddress(message);
     if (!from.empty() && !MaySendAs(session_.user(), from)) {
-      if (!shard_->config().header_from_any) {
+      if (!ctx_.config().header_from_any) {
         LogInfo() << "refused a message from " << session_.user() << " with a From: it may not "
                   << "send as";
         // Answered on the next turn: this runs inside Apply(), whose actions the session reuses.
@@ -418,16 +417,16 @@ void SmtpConnection::QueueMessage() {
   // The queue id the next append gets. With signing on the pool, appends happen in the order
   // signatures come back, so the id is taken again at append time; the Message-ID's left part
   // (signed, hence fixed now) adds a per-shard sequence number to stay unique.
-  std::string id_left = shard_->spool()->NextMessageId().ToString();
-  SigningPool* pool = shard_->shared().signing_pool;
-  const dkim::Signer* signer = shard_->signer();
+  std::string id_left = ctx_.spool->NextMessageId().ToString();
+  SigningPool* pool = ctx_.shared->signing_pool;
+  const dkim::Signer* signer = ctx_.signer;
   if (signer != nullptr && pool != nullptr) {
     thread_local uint64_t signing_sequence = 0;
     absl::StrAppend(&id_left, ".", ++signing_sequence);
   }
 
   // Message-ID and Date when the client left them out (RFC 6409 §8.2-8.3); they are signed.
-  std::string missing = smtp::MissingHeaderFields(message, id_left, shard_->config().hostname, now);
+  std::string missing = smtp::MissingHeaderFields(message, id_left, ctx_.config().hostname, now);
   if (signer == nullptr) {
     AppendMessage(now, std::move(missing), std::string());
     return;
@@ -463,8 +462,8 @@ void SmtpConnection::QueueMessage() {
 
 void SmtpConnection::OnSigned(absl::Time now, std::string missing,
                               absl::StatusOr<std::string> signatures) {
-  const metrics::RelayMetrics* m = shard_->metrics();
-  const int shard = shard_->index();
+  const metrics::RelayMetrics* m = ctx_.metrics();
+  const int shard = ctx_.shard_index;
   if (m != nullptr && signatures.ok() && !signatures->empty()) {
     // From the hand-over to the result: the pool's queueing included.
     m->dkim_signing_us.Observe(
@@ -485,7 +484,7 @@ void SmtpConnection::OnSigned(absl::Time now, std::string missing,
   }
   if (!signatures.ok()) {
     // A message that cannot be signed is refused rather than sent unsigned and failing DMARC.
-    shard_->mutable_counters().messages_refused++;
+    ctx_.counters->messages_refused++;
     if (m != nullptr) {
       m->dkim_refused.Add(shard);
       m->transactions_refused.Add(shard);
@@ -500,7 +499,7 @@ void SmtpConnection::OnSigned(absl::Time now, std::string missing,
 
 void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::string signatures) {
   const smtp::Envelope& env = session_.envelope();
-  queue::MessageId id = shard_->spool()->NextMessageId();
+  queue::MessageId id = ctx_.spool->NextMessageId();
   std::string id_text = id.ToString();
   added_headers_ = smtp::BuildReceivedHeader(TraceInfo(id_text, now));
   added_headers_ += signatures;
@@ -517,7 +516,7 @@ smtp::ReceivedInfo SmtpConnection::TraceInfo(const std::string& queue_id, absl::
   smtp::ReceivedInfo info;
   info.ehlo_name = session_.ehlo_name();
   info.peer_ip = peer_ip_;
-  info.hostname = shard_->config().hostname;
+  info.hostname = ctx_.config().hostname;
   info.esmtp = session_.esmtp();
   info.tls = session_.tls_active();
   info.authenticated = session_.authenticated();
@@ -532,46 +531,25 @@ smtp::ReceivedInfo SmtpConnection::TraceInfo(const std::string& queue_id, absl::
 
 void SmtpConnection::AppendToSpool(const queue::Envelope& qenv, queue::MessageId id,
                                    std::string id_text) {
-  queue::Spool* spool = shard_->spool();
+  queue::Spool* spool = ctx_.spool;
   std::string_view message = QueuedMessage();
   queue_pending_ = true;
   // The durable callback runs even if this connection has gone by then: delivery must start
   // for every durably queued message, so the engine is told from here and not from OnQueued.
-  Shard* shard = shard_;
+  ConnectionHost* host = ctx_.host;
   uint64_t size_bytes = added_headers_.size() + message.size();
   absl::StatusOr<queue::Appended> appended = spool->AppendMessage(
-      qenv, added_headers_, message, [this, shard, id, id_text, size_bytes](absl::Status status) {
-        if (status.ok()) {
-          // Counted here, not in OnQueued: the message is queued whether or not its client
-          // stayed for the 250.
-          if (const metrics::RelayMetrics* m = shard->metrics()) {
-            m->messages_received.Add(shard->index());
-            m->message_bytes_received.Add(shard->index(), size_bytes);
-          }
-          if (delivery::DeliveryLog* log = shard->delivery_log()) {
-            const queue::MessageInfo* info = shard->spool()->Find(id);
-            if (info != nullptr) {
-              delivery::DeliveryRecord line;
-              line.event = delivery::DeliveryEvent::kReceived;
-              line.time_unix_ms = info->created_unix_ms;
-              line.queue_id = id_text;
-              line.sender = info->sender;
-              line.size_bytes = size_bytes;
-              for (const queue::RecipientState& r : info->recipients) {
-                line.recipient = r.address;
-                log->Append(line);
-              }
-            }
-          }
-          if (shard->delivery() != nullptr) shard->delivery()->OnAccepted(id);
-        }
+      qenv, added_headers_, message, [this, host, id, id_text, size_bytes](absl::Status status) {
+        // Told here, not in OnQueued: the message is queued whether or not its client stayed
+        // for the 250.
+        if (status.ok()) host->OnMessageQueued(id, id_text, size_bytes);
         OnQueued(std::move(status), id_text);
       });
   if (!appended.ok()) {
     queue_pending_ = false;
-    shard_->mutable_counters().messages_refused++;
-    if (const metrics::RelayMetrics* m = shard_->metrics()) {
-      m->transactions_refused.Add(shard_->index());
+    ctx_.counters->messages_refused++;
+    if (const metrics::RelayMetrics* m = ctx_.metrics()) {
+      m->transactions_refused.Add(ctx_.shard_index);
     }
     absl::StatusCode code = appended.status().code();
     LogWarning() << "queue refused a message from " << peer_ip_ << ": " << appended.status();
@@ -593,12 +571,12 @@ void SmtpConnection::OnQueued(absl::Status status, std::string queue_id) {
   queue_pending_ = false;
   if (closed_) return;  // the client left; the message is queued (or not) all the same
   if (status.ok()) {
-    shard_->mutable_counters().messages_accepted++;
+    ctx_.counters->messages_accepted++;
     ApplyResult(session_.OnMessageQueued(queue_id));
   } else {
-    shard_->mutable_counters().messages_refused++;
-    if (const metrics::RelayMetrics* m = shard_->metrics()) {
-      m->transactions_refused.Add(shard_->index());
+    ctx_.counters->messages_refused++;
+    if (const metrics::RelayMetrics* m = ctx_.metrics()) {
+      m->transactions_refused.Add(ctx_.shard_index);
     }
     LogError() << "queue sync failed, refusing " << queue_id << ": " << status;
     ApplyResult(session_.OnMessageRefused(smtp::kSpoolFull));
@@ -607,7 +585,7 @@ void SmtpConnection::OnQueued(absl::Status status, std::string queue_id) {
 
 void SmtpConnection::RearmTimer() {
   if (closed_) return;
-  const SmtpLimits& limits = shard_->config().smtp;
+  const SmtpLimits& limits = ctx_.config().smtp;
   const int64_t now = reactor_->NowMs();
   int64_t deadline;
   if (reading_paused_) {
@@ -633,7 +611,7 @@ void SmtpConnection::RearmTimer() {
 }
 
 int64_t SmtpConnection::PhaseLimitMs() const {
-  const SmtpLimits& limits = shard_->config().smtp;
+  const SmtpLimits& limits = ctx_.config().smtp;
   int64_t ms = 0;
   switch (phase_) {
     case Phase::kHandshake:
@@ -653,7 +631,7 @@ int64_t SmtpConnection::PhaseLimitMs() const {
       }
       break;
   }
-  if (shard_->UnderStress()) ms = std::min<int64_t>(ms, limits.stress_timeout_ms);
+  if (ctx_.host->UnderStress()) ms = std::min<int64_t>(ms, limits.stress_timeout_ms);
   return ms;
 }
 
@@ -674,9 +652,9 @@ void SmtpConnection::OnTimer() {
     // The client has left its replies unread for replies_unread_timeout_ms: nothing it sends is
     // read meanwhile, so waiting for it to finish a command is pointless.
     LogInfo() << peer_ip_ << " has not read its replies for "
-              << shard_->config().smtp.replies_unread_timeout_ms << " ms: closing";
-    pending_out_ += absl::StrCat("421 4.4.2 ", shard_->config().hostname,
-                                 " Replies not read in time\r\n");
+              << ctx_.config().smtp.replies_unread_timeout_ms << " ms: closing";
+    pending_out_ +=
+        absl::StrCat("421 4.4.2 ", ctx_.config().hostname, " Replies not read in time\r\n");
     Flush();
     Close();
     return;
@@ -699,8 +677,8 @@ void SmtpConnection::ForceClose(std::string_view reason) {
   if (closed_) return;
   // Only where the client can read it: not in the middle of a TLS handshake.
   if (tls_ == nullptr || tls_->established()) {
-    pending_out_ += absl::StrCat("421 4.3.2 ", shard_->config().hostname, " ",
-                                 std::string(reason), "\r\n");
+    pending_out_ +=
+        absl::StrCat("421 4.3.2 ", ctx_.config().hostname, " ", std::string(reason), "\r\n");
   }
   close_after_flush_ = true;
   Flush();
@@ -708,18 +686,18 @@ void SmtpConnection::ForceClose(std::string_view reason) {
 }
 
 void SmtpConnection::CountSession() {
-  if (const metrics::RelayMetrics* m = shard_->metrics()) {
+  if (const metrics::RelayMetrics* m = ctx_.metrics()) {
     m->listener(implicit_tls_ ? metrics::ListenerKind::kSubmissions
                               : metrics::ListenerKind::kSubmission)
-        .sessions.Add(shard_->index());
+        .sessions.Add(ctx_.shard_index);
   }
 }
 
 void SmtpConnection::CountTls(bool ok) {
-  if (const metrics::RelayMetrics* m = shard_->metrics()) {
+  if (const metrics::RelayMetrics* m = ctx_.metrics()) {
     (ok ? m->tls_handshakes(metrics::Direction::kInbound)
         : m->tls_failures(metrics::Direction::kInbound))
-        .Add(shard_->index());
+        .Add(ctx_.shard_index);
   }
 }
 
@@ -734,7 +712,7 @@ void SmtpConnection::Close() {
   }
   ::shutdown(fd_, SHUT_RDWR);
   reactor_->Cancel(&recv_);
-  shard_->OnConnectionClosed(this);
+  ctx_.host->OnConnectionClosed(this);
 }
 
 }  // namespace relay::server

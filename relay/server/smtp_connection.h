@@ -9,8 +9,9 @@
 // "250" for a message is written only from the spool's durable callback, i.e. after the fdatasync
 // covering the record completed.
 //
-// Shard thread only. The shard owns the connection; it is retired through the reactor once none
-// of its operations (recv, send, credential check, queue append) is outstanding.
+// Shard thread only. It uses its shard only through the ConnectionContext it is given
+// (connection_context.h). The shard owns the connection; it is retired through the reactor once
+// none of its operations (recv, send, credential check, queue append) is outstanding.
 #pragma once
 
 #include <cstdint>
@@ -27,13 +28,12 @@
 #include "relay/io/timer_wheel.h"
 #include "relay/receive/inbound_checks.h"
 #include "relay/receive/receive_state.h"
+#include "relay/server/connection_context.h"
 #include "relay/smtp/received.h"
 #include "relay/smtp/server_session.h"
 #include "relay/tls/tls_stream.h"
 
 namespace relay::server {
-
-class Shard;
 
 class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
  public:
@@ -41,8 +41,8 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   // SPF checked, forwarded with SRS (see smtp_connection_receive.cc).
   // `client_key`: the peer's ClientKey (client_key.h), under which the shard counts its
   // connections.
-  SmtpConnection(Shard* shard, int fd, std::string peer_ip, std::string client_key,
-                 bool implicit_tls, bool receive = false);
+  SmtpConnection(const ConnectionContext& context, int fd, std::string peer_ip,
+                 std::string client_key, bool implicit_tls, bool receive = false);
   ~SmtpConnection() override;
 
   void Start();
@@ -129,7 +129,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   void CountSession();
   void CountTls(bool ok);
 
-  Shard* const shard_;
+  const ConnectionContext ctx_;
   io::Reactor* const reactor_;
   const int fd_;
   const std::string peer_ip_;

@@ -19,7 +19,6 @@
 #include "relay/base/log.h"
 #include "relay/receive/auth_results.h"
 #include "relay/receive/dmarc.h"
-#include "relay/server/shard.h"
 #include "relay/server/smtp_connection.h"
 #include "relay/smtp/received.h"
 
@@ -33,13 +32,13 @@ constexpr smtp::Reply kChecksBusy{451, "4.3.2", "Too busy to check messages now,
 
 void SmtpConnection::OnMailFrom(std::string_view address) {
   if (!receive_) return;
-  receive_state_ = shard_->shared().receive->Get();
+  receive_state_ = ctx_.shared->receive->Get();
   routes_.clear();
-  checks_->StartSpf(peer_ip_, address, session_.ehlo_name(), shard_->config().hostname);
+  checks_->StartSpf(peer_ip_, address, session_.ehlo_name(), ctx_.config().hostname);
 }
 
 smtp::RcptDecision SmtpConnection::ReceiveCheckRecipient(std::string_view address) {
-  if (receive_state_ == nullptr) receive_state_ = shard_->shared().receive->Get();
+  if (receive_state_ == nullptr) receive_state_ = ctx_.shared->receive->Get();
   receive::RecipientRoute route = receive_state_->policy->Route(
       address, session_.authenticated(), absl::ToUnixSeconds(absl::Now()));
   if (route.decision != smtp::RcptDecision::kAccept) {
@@ -68,7 +67,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     return;
   }
   const smtp::Envelope& env = session_.envelope();
-  const Config& config = shard_->config();
+  const Config& config = ctx_.config();
   // Our own authenticated users are not judged by the From domain's policy.
   receive::InboundDecision decision;
   if (!session_.authenticated()) {
@@ -246,7 +245,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     AppendReceived(qenv, std::move(stamp));
     RearmTimer();
   };
-  SigningPool* pool = shard_->shared().signing_pool;
+  SigningPool* pool = ctx_.shared->signing_pool;
   if (pool == nullptr) {
     work();
     seal_pending_ = true;
@@ -261,7 +260,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
 }
 
 void SmtpConnection::AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp) {
-  queue::MessageId id = shard_->spool()->NextMessageId();
+  queue::MessageId id = ctx_.spool->NextMessageId();
   std::string id_text = id.ToString();
   for (const std::string& line : stamp.log) LogInfo() << "port 25: " << id_text << line;
   added_headers_ = std::move(stamp.above);
@@ -271,13 +270,13 @@ void SmtpConnection::AppendReceived(const queue::Envelope& qenv, ReceivedStamp s
 }
 
 void SmtpConnection::RefuseReceivedBusy() {
-  shard_->mutable_counters().messages_refused++;
-  if (const metrics::RelayMetrics* m = shard_->metrics()) {
-    m->transactions_refused.Add(shard_->index());
+  ctx_.counters->messages_refused++;
+  if (const metrics::RelayMetrics* m = ctx_.metrics()) {
+    m->transactions_refused.Add(ctx_.shard_index);
   }
   LogInfo() << "port 25: refused a message from " << peer_ip_
             << " for now: too many checks waiting for a worker ([receive] checks_queued_max "
-            << shard_->config().receive.checks_queued_max << ")";
+            << ctx_.config().receive.checks_queued_max << ")";
   ApplyResult(session_.OnMessageRefused(kChecksBusy));
 }
 

@@ -1,0 +1,89 @@
+// What an inbound SMTP connection uses of its shard, handed to it at construction instead of a
+// pointer back into the Shard: the shared, read-only state; the shard's reactor, receive
+// buffers, spool and signer; port 25's checkers; the shard's counters; and the two things it asks
+// of its owner (ConnectionHost). The shard outlives its connections and everything named here.
+// Shard thread only, except SharedState's members, which are immutable or synchronised.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "dkim/signer.h"
+#include "dns/spf.h"
+#include "queue/spool.h"
+#include "relay/io/buffer_ring.h"
+#include "relay/io/reactor.h"
+#include "relay/metrics/relay_metrics.h"
+#include "relay/receive/dkim_check.h"
+#include "relay/receive/dmarc_check.h"
+#include "relay/receive/receive_state.h"
+#include "relay/server/authenticator.h"
+#include "relay/server/config.h"
+#include "relay/server/signing_pool.h"
+#include "relay/tls/tls_context.h"
+
+namespace relay::server {
+
+class SmtpConnection;
+
+// What the shards share: immutable or internally synchronised.
+struct SharedState {
+  const Config* config = nullptr;
+  tls::ServerTlsContextHolder* tls = nullptr;  // null when no certificate is configured
+  Authenticator* authenticator = nullptr;
+  const dkim::SignerConfig* dkim = nullptr;    // null: no signing
+  const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
+  SigningPool* signing_pool = nullptr;         // null: each shard signs inline
+  receive::ReceiveStateHolder* receive = nullptr;  // null: no port 25 ([receive])
+};
+
+struct ShardCounters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> messages_accepted{0};
+  std::atomic<uint64_t> messages_refused{0};
+  std::atomic<uint64_t> syncs{0};
+  // Health, published by the shard thread for the metrics endpoint's thread: the monotonic time
+  // of the last loop turn (an idle shard turns at least every second, for its maintenance) and
+  // the errno of the last failed group commit (0 when the last one succeeded).
+  std::atomic<int64_t> heartbeat_ms{0};
+  std::atomic<int> sync_errno{0};
+  std::atomic<bool> running{false};
+};
+
+// What a connection asks of the shard that owns it.
+class ConnectionHost {
+ public:
+  virtual ~ConnectionHost() = default;
+  // The shard holds [limits] stress_connections_percent of its share of connections_max: its
+  // connections' greeting, idle and command limits shrink (SmtpConnection::RearmTimer).
+  virtual bool UnderStress() const = 0;
+  // The connection has closed its socket; the host retires it once its operations are done.
+  virtual void OnConnectionClosed(SmtpConnection* connection) = 0;
+  // A message is durably queued (the group commit covering it completed): it is counted, logged
+  // and handed to delivery, whether or not its client stays for the 250. `id_text` is the queue
+  // id as the client is told it; `size_bytes` counts the headers this hop added.
+  virtual void OnMessageQueued(queue::MessageId id, const std::string& id_text,
+                               uint64_t size_bytes) = 0;
+};
+
+struct ConnectionContext {
+  const SharedState* shared = nullptr;
+  io::Reactor* reactor = nullptr;
+  io::BufferRing* buffers = nullptr;
+  queue::Spool* spool = nullptr;
+  const dkim::Signer* signer = nullptr;  // null: no signing
+  int shard_index = 0;
+  ShardCounters* counters = nullptr;
+  ConnectionHost* host = nullptr;
+  // Port 25's checks, on the shard's resolver; each null when [receive] turns it off.
+  dns::SpfEvaluator* spf = nullptr;
+  receive::DkimChecker* dkim_checker = nullptr;
+  receive::DmarcChecker* dmarc_checker = nullptr;
+
+  const Config& config() const { return *shared->config; }
+  const metrics::RelayMetrics* metrics() const { return shared->metrics; }
+};
+
+}  // namespace relay::server
