@@ -52,9 +52,12 @@ SmtpConnection::SmtpConnection(const ConnectionContext& context, int fd, std::st
       peer_ip_(std::move(peer_ip)),
       client_key_(std::move(client_key)),
       implicit_tls_(implicit_tls),
-      session_(SessionConfig(context.config(), context.shared->tls != nullptr, receive), this),
+      policy_(MakePolicy(receive)),
+      session_(SessionConfig(context.config(), context.shared->tls != nullptr, receive),
+               policy_.get()),
       receive_(receive) {
   if (receive_) {
+    receive_policy_ = static_cast<ReceivePolicy*>(policy_.get());
     receive::Offload offload;
     if (SigningPool* pool = context.shared->signing_pool) {
       // DKIM verification and ARC validation on the worker threads (issue 13).
@@ -348,14 +351,17 @@ void SmtpConnection::CheckCredentials(const smtp::CredentialCheck& credentials) 
       });
 }
 
-bool SmtpConnection::MaySendAs(std::string_view user, std::string_view address) {
-  return ctx_.shared->authenticator->MaySendAs(user, address);
-}
-
-smtp::RcptDecision SmtpConnection::CheckRecipient(std::string_view address) {
-  if (receive_) return ReceiveCheckRecipient(address);
-  // Submission: an authenticated user may send anywhere (AUTH is required before MAIL).
-  return smtp::RcptDecision::kAccept;
+std::unique_ptr<smtp::ServerPolicy> SmtpConnection::MakePolicy(bool receive) {
+  Authenticator* authenticator = ctx_.shared->authenticator;
+  if (!receive) return std::make_unique<SubmissionPolicy>(authenticator);
+  ReceivePolicy::Hooks hooks;
+  hooks.authenticated = [this] { return session_.authenticated(); };
+  // SPF is evaluated while the client sends RCPT and DATA (RFC 7208 §2.4).
+  hooks.on_mail_from = [this](std::string_view address) {
+    checks_->StartSpf(peer_ip_, address, session_.ehlo_name(), ctx_.config().hostname);
+  };
+  return std::make_unique<ReceivePolicy>(authenticator, ctx_.shared->receive, peer_ip_,
+                                         std::move(hooks));
 }
 
 namespace {
@@ -394,7 +400,7 @@ void SmtpConnection::QueueMessage() {
   std::string forced_domain;
   if (session_.authenticated()) {
     std::string from = HeaderFromAddress(message);
-    if (!from.empty() && !MaySendAs(session_.user(), from)) {
+    if (!from.empty() && !policy_->MaySendAs(session_.user(), from)) {
       if (!ctx_.config().header_from_any) {
         LogInfo() << "refused a message from " << session_.user() << " with a From: it may not "
                   << "send as";

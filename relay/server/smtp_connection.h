@@ -29,13 +29,14 @@
 #include "relay/receive/inbound_checks.h"
 #include "relay/receive/receive_state.h"
 #include "relay/server/connection_context.h"
+#include "relay/server/server_policies.h"
 #include "relay/smtp/received.h"
 #include "relay/smtp/server_session.h"
 #include "relay/tls/tls_stream.h"
 
 namespace relay::server {
 
-class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
+class SmtpConnection : public io::IoObject {
  public:
   // `receive`: a port-25 connection (relay/receive): no AUTH required, recipients by alias,
   // SPF checked, forwarded with SRS (see smtp_connection_receive.cc).
@@ -57,13 +58,10 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   bool receive() const { return receive_; }  // port 25
 
  private:
-  // smtp::ServerPolicy
-  bool MaySendAs(std::string_view user, std::string_view address) override;
-  smtp::RcptDecision CheckRecipient(std::string_view address) override;
-  void OnMailFrom(std::string_view address) override;
+  // The listener's policy (server_policies.h); called from the initialiser list.
+  std::unique_ptr<smtp::ServerPolicy> MakePolicy(bool receive);
 
   // Port 25 (smtp_connection_receive.cc).
-  smtp::RcptDecision ReceiveCheckRecipient(std::string_view address);
   void ReceiveMessage();
   void QueueReceived(const receive::InboundResults& results);
   // What a received message is queued with around this hop's Received field, which gets the
@@ -135,6 +133,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   const std::string peer_ip_;
   const std::string client_key_;
   const bool implicit_tls_;
+  std::unique_ptr<smtp::ServerPolicy> policy_;  // before session_, which asks it
   smtp::ServerSession session_;
   std::unique_ptr<tls::TlsStream> tls_;
   bool tls_reported_ = false;      // OnTlsEstablished delivered to the session
@@ -174,8 +173,7 @@ class SmtpConnection : public io::IoObject, private smtp::ServerPolicy {
   std::unique_ptr<receive::InboundChecks> checks_;
   bool checks_pending_ = false;    // InboundChecks::Finish is running for the message
   bool seal_pending_ = false;      // the ARC seal is being computed on the SigningPool
-  std::shared_ptr<const receive::ReceiveState> receive_state_;  // snapshot taken at MAIL FROM
-  absl::flat_hash_map<std::string, receive::RecipientRoute> routes_;  // accepted RCPT -> route
+  ReceivePolicy* receive_policy_ = nullptr;  // policy_, on port 25: the transaction's routes
 };
 
 }  // namespace relay::server

@@ -30,26 +30,6 @@ constexpr smtp::Reply kChecksBusy{451, "4.3.2", "Too busy to check messages now,
 
 }  // namespace
 
-void SmtpConnection::OnMailFrom(std::string_view address) {
-  if (!receive_) return;
-  receive_state_ = ctx_.shared->receive->Get();
-  routes_.clear();
-  checks_->StartSpf(peer_ip_, address, session_.ehlo_name(), ctx_.config().hostname);
-}
-
-smtp::RcptDecision SmtpConnection::ReceiveCheckRecipient(std::string_view address) {
-  if (receive_state_ == nullptr) receive_state_ = ctx_.shared->receive->Get();
-  receive::RecipientRoute route = receive_state_->policy->Route(
-      address, session_.authenticated(), absl::ToUnixSeconds(absl::Now()));
-  if (route.decision != smtp::RcptDecision::kAccept) {
-    LogInfo() << "port 25: refused RCPT <" << address << "> from " << peer_ip_ << ": "
-              << route.why;
-    return route.decision;
-  }
-  routes_.insert_or_assign(std::string(address), std::move(route));
-  return smtp::RcptDecision::kAccept;
-}
-
 void SmtpConnection::ReceiveMessage() {
   checks_pending_ = true;
   checks_->Finish(session_.message(), absl::ToUnixSeconds(absl::Now()),
@@ -109,16 +89,16 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   bool forwarding = false;
   std::string local_domain;  // whose key seals: the first local domain addressed
   for (const std::string& rcpt : env.recipients) {
-    auto it = routes_.find(rcpt);
-    EXPECT_OR_COUNT(it != routes_.end());
-    if (it == routes_.end()) continue;
-    const receive::RecipientRoute& route = it->second;
+    const receive::RecipientRoute* found = receive_policy_->RouteOf(rcpt);
+    EXPECT_OR_COUNT(found != nullptr);
+    if (found == nullptr) continue;
+    const receive::RecipientRoute& route = *found;
     forwarding = forwarding || route.kind != receive::RecipientKind::kRelay;
     if (local_domain.empty() && route.kind == receive::RecipientKind::kAlias) {
       local_domain = route.domain;
     }
     for (const std::string& t : route.targets) {
-      // The views point into routes_, which stays as it is until the next transaction.
+      // The views point into the policy's routes, kept until the next transaction.
       if (!seen.insert(t).second) continue;
       targets.push_back(t);
       originals.push_back(route.kind == receive::RecipientKind::kAlias ? rcpt : "");
@@ -132,7 +112,8 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   // final receiver and its bounces come back to us to be reversed (RFC 7208 §1.1.3 on
   // forwarding). A null sender stays null (RFC 5321 §4.5.5).
   std::string sender = env.mail_from;
-  const receive::Srs* srs = receive_state_ != nullptr ? receive_state_->policy->srs() : nullptr;
+  const receive::ReceiveState* state = receive_policy_->state();
+  const receive::Srs* srs = state != nullptr ? state->policy->srs() : nullptr;
   if (forwarding && srs != nullptr && !sender.empty()) {
     absl::StatusOr<std::string> rewritten = srs->Forward(sender, now_s);
     if (!rewritten.ok()) {
@@ -176,9 +157,9 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   // and goes on top.
   if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
   std::shared_ptr<const dkim::ArcSealer> sealer;
-  if (config.receive.arc && forwarding && receive_state_ != nullptr) {
-    auto it = receive_state_->sealers.find(local_domain);
-    if (it != receive_state_->sealers.end()) sealer = it->second;
+  if (config.receive.arc && forwarding && state != nullptr) {
+    auto it = state->sealers.find(local_domain);
+    if (it != state->sealers.end()) sealer = it->second;
   }
   if (sealer == nullptr) {
     AppendReceived(qenv, std::move(stamp));

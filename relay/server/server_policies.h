@@ -1,0 +1,70 @@
+// The relay's two answers to the SMTP session's questions (smtp::ServerPolicy): what an
+// authenticated user may send as, and which recipients a listener takes.
+//
+// SubmissionPolicy (587, 465): AUTH is required before MAIL; the user may use the addresses the
+// users file gives it as MAIL FROM, and send to anyone.
+//
+// ReceivePolicy (port 25): anyone may send to the local domains; each recipient is routed by the
+// aliases (relay/receive/recipient_policy.h) of the receive state snapshot taken at MAIL FROM,
+// so a SIGHUP in the middle of a transaction does not change its routes; an authenticated client
+// (after STARTTLS) may relay. It keeps the route of each accepted recipient for the message.
+//
+// Shard thread only (each belongs to one connection).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "relay/base/clock.h"
+#include "relay/receive/receive_state.h"
+#include "relay/receive/recipient_policy.h"
+#include "relay/server/authenticator.h"
+#include "relay/smtp/server_session.h"
+
+namespace relay::server {
+
+class SubmissionPolicy final : public smtp::ServerPolicy {
+ public:
+  explicit SubmissionPolicy(Authenticator* authenticator) : authenticator_(authenticator) {}
+  bool MaySendAs(std::string_view user, std::string_view address) override;
+  smtp::RcptDecision CheckRecipient(std::string_view address) override;
+
+ private:
+  Authenticator* const authenticator_;
+};
+
+class ReceivePolicy final : public smtp::ServerPolicy {
+ public:
+  struct Hooks {
+    // Whether the session has authenticated (RCPT to a non-local domain is then relaying).
+    std::function<bool()> authenticated;
+    // MAIL FROM was accepted (port 25 starts its SPF evaluation then).
+    std::function<void(std::string_view mail_from)> on_mail_from;
+  };
+  // All outlive the policy. `clock` dates SRS addresses.
+  ReceivePolicy(Authenticator* authenticator, const receive::ReceiveStateHolder* state,
+                std::string peer_ip, Hooks hooks, const Clock* clock = RealClock::Get());
+
+  bool MaySendAs(std::string_view user, std::string_view address) override;
+  smtp::RcptDecision CheckRecipient(std::string_view address) override;
+  void OnMailFrom(std::string_view address) override;
+
+  // The snapshot of this transaction (null before MAIL FROM).
+  const receive::ReceiveState* state() const { return state_.get(); }
+  // The route of accepted recipient `rcpt` in this transaction; null when it was not accepted.
+  const receive::RecipientRoute* RouteOf(std::string_view rcpt) const;
+
+ private:
+  Authenticator* const authenticator_;
+  const receive::ReceiveStateHolder* const holder_;
+  const std::string peer_ip_;
+  const Hooks hooks_;
+  const Clock* const clock_;
+  std::shared_ptr<const receive::ReceiveState> state_;  // taken at MAIL FROM
+  absl::flat_hash_map<std::string, receive::RecipientRoute> routes_;  // accepted RCPT -> route
+};
+
+}  // namespace relay::server

@@ -1,0 +1,104 @@
+#include "relay/server/server_policies.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "relay/receive/aliases.h"
+#include "relay/receive/srs.h"
+
+namespace relay::server {
+namespace {
+
+using smtp::RcptDecision;
+
+// Users may send as their own domain only; no credential is ever checked here.
+class FakeAuthenticator final : public Authenticator {
+ public:
+  void Check(const smtp::CredentialCheck&, std::string_view, io::Reactor*, Done) override {}
+  bool MaySendAs(std::string_view user, std::string_view address) override {
+    return address.size() > user.size() && address.substr(address.size() - user.size()) == user;
+  }
+  bool IsBlocked(std::string_view) override { return false; }
+};
+
+std::shared_ptr<const receive::ReceiveState> StateWith(const std::string& aliases_text) {
+  auto aliases = receive::Aliases::Build(
+      {receive::AliasesFile{"local.test", "aliases/local.test", aliases_text}}, {});
+  EXPECT_TRUE(aliases.ok()) << aliases.status();
+  receive::SrsConfig c;
+  c.domain = "local.test";
+  c.secrets = {"s3cret-s3cret-s3cret-s3cret-s3cret"};
+  auto srs = receive::Srs::Create(c);
+  EXPECT_TRUE(srs.ok()) << srs.status();
+  auto state = std::make_shared<receive::ReceiveState>();
+  state->policy = std::make_shared<const receive::RecipientPolicy>(
+      std::make_shared<const receive::Aliases>(std::move(*aliases)),
+      std::shared_ptr<const receive::Srs>(std::move(*srs)));
+  return state;
+}
+
+TEST(SubmissionPolicy, AnyRecipientAndTheAuthenticatorSaysWhoMaySendAs) {
+  FakeAuthenticator auth;
+  SubmissionPolicy policy(&auth);
+  EXPECT_EQ(policy.CheckRecipient("anyone@anywhere.example"), RcptDecision::kAccept);
+  EXPECT_TRUE(policy.MaySendAs("example.com", "app@example.com"));
+  EXPECT_FALSE(policy.MaySendAs("example.com", "app@other.example"));
+}
+
+class ReceivePolicyTest : public ::testing::Test {
+ protected:
+  ReceivePolicyTest() : holder_(StateWith("postmaster: boss@named.example\n")) {
+    ReceivePolicy::Hooks hooks;
+    hooks.authenticated = [this] { return authenticated_; };
+    hooks.on_mail_from = [this](std::string_view a) { mail_from_.emplace_back(a); };
+    policy_ = std::make_unique<ReceivePolicy>(&auth_, &holder_, "192.0.2.7", std::move(hooks));
+  }
+  FakeAuthenticator auth_;
+  receive::ReceiveStateHolder holder_;
+  bool authenticated_ = false;
+  std::vector<std::string> mail_from_;
+  std::unique_ptr<ReceivePolicy> policy_;
+};
+
+TEST_F(ReceivePolicyTest, RoutesLocalRecipientsAndRefusesTheRest) {
+  policy_->OnMailFrom("alice@sender.example");
+  EXPECT_EQ(mail_from_, std::vector<std::string>{"alice@sender.example"});
+  EXPECT_EQ(policy_->CheckRecipient("postmaster@local.test"), RcptDecision::kAccept);
+  const receive::RecipientRoute* route = policy_->RouteOf("postmaster@local.test");
+  ASSERT_NE(route, nullptr);
+  EXPECT_EQ(route->targets, std::vector<std::string>{"boss@named.example"});
+  EXPECT_EQ(route->domain, "local.test");
+  // No catch-all: an unknown user is refused, and has no route.
+  EXPECT_EQ(policy_->CheckRecipient("nobody@local.test"), RcptDecision::kUnknownUser);
+  EXPECT_EQ(policy_->RouteOf("nobody@local.test"), nullptr);
+  // Another domain is relaying: only for an authenticated client.
+  EXPECT_EQ(policy_->CheckRecipient("x@elsewhere.example"), RcptDecision::kRelayDenied);
+  authenticated_ = true;
+  EXPECT_EQ(policy_->CheckRecipient("x@elsewhere.example"), RcptDecision::kAccept);
+  EXPECT_NE(policy_->RouteOf("x@elsewhere.example"), nullptr);
+}
+
+// The aliases of a transaction are those of its MAIL FROM: a reload in the middle does not change
+// them; the next transaction sees the new set and none of the old routes.
+TEST_F(ReceivePolicyTest, ATransactionKeepsTheStateOfItsMailFrom) {
+  policy_->OnMailFrom("alice@sender.example");
+  const receive::ReceiveState* first = policy_->state();
+  holder_.Set(StateWith("postmaster: other@named.example\n*: all@named.example\n"));
+  EXPECT_EQ(policy_->CheckRecipient("anything@local.test"), RcptDecision::kUnknownUser);
+  EXPECT_EQ(policy_->CheckRecipient("postmaster@local.test"), RcptDecision::kAccept);
+  EXPECT_EQ(policy_->RouteOf("postmaster@local.test")->targets,
+            std::vector<std::string>{"boss@named.example"});
+  EXPECT_EQ(policy_->state(), first);
+
+  policy_->OnMailFrom("alice@sender.example");
+  EXPECT_NE(policy_->state(), first);
+  EXPECT_EQ(policy_->RouteOf("postmaster@local.test"), nullptr);
+  EXPECT_EQ(policy_->CheckRecipient("anything@local.test"), RcptDecision::kAccept);
+  EXPECT_EQ(policy_->RouteOf("anything@local.test")->targets,
+            std::vector<std::string>{"all@named.example"});
+}
+
+}  // namespace
+}  // namespace relay::server
