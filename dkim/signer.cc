@@ -296,6 +296,7 @@ absl::StatusOr<std::string> SigningSession::Finish(int64_t unix_time_s) {
     field.append("\r\n");
     out.append(field);
     ++report_.signature_count;
+    report_.algorithms.push_back(pk.key.algorithm());
   }
   if (header_.size() + out.size() > kHeaderBlockBytesMax) {
     return absl::InvalidArgumentError(absl::StrCat("header block with its DKIM-Signature exceeds ",

@@ -76,6 +76,7 @@ struct SignReport {
   std::string from_domain;
   std::string signing_domain;  // empty when unsigned
   int signature_count = 0;
+  std::vector<KeyAlgorithm> algorithms;  // of each signature, in the order of the fields
   std::string unsigned_reason;  // set when the message passes unsigned
 };
 

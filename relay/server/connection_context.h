@@ -20,6 +20,7 @@
 #include "relay/receive/receive_state.h"
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
+#include "relay/server/message_preparer.h"
 #include "relay/server/signing_pool.h"
 #include "relay/tls/tls_context.h"
 
@@ -73,7 +74,7 @@ struct ConnectionContext {
   io::Reactor* reactor = nullptr;
   io::BufferRing* buffers = nullptr;
   queue::Spool* spool = nullptr;
-  const dkim::Signer* signer = nullptr;  // null: no signing
+  MessagePreparer* preparer = nullptr;  // missing header fields and DKIM signatures
   int shard_index = 0;
   ShardCounters* counters = nullptr;
   ConnectionHost* host = nullptr;

@@ -159,6 +159,8 @@ absl::Status Shard::Setup() {
   if (shared_.dkim != nullptr) {
     ASSIGN_OR_RETURN(signer_, dkim::Signer::Create(*shared_.dkim));
   }
+  preparer_ = std::make_unique<MessagePreparer>(signer_.get(), shared_.signing_pool, reactor_.get(),
+                                                config.hostname);
   if (!config.log.dir.empty()) {
     std::filesystem::create_directories(config.log.dir, ec);
     delivery::DeliveryLogOptions log_options;
@@ -282,7 +284,7 @@ absl::Status Shard::Setup() {
   cc.reactor = reactor_.get();
   cc.buffers = buffers_.get();
   cc.spool = spool_.get();
-  cc.signer = signer_.get();
+  cc.preparer = preparer_.get();
   cc.shard_index = index_;
   cc.counters = &counters_;
   cc.host = this;
@@ -351,6 +353,7 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   receive_resolver_.reset();
   if (log_ != nullptr) (void)log_->Flush();
   log_.reset();
+  preparer_.reset();
   signer_.reset();
   spool_.reset();
   buffers_.reset();

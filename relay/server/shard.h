@@ -40,6 +40,7 @@
 #include "relay/server/authenticator.h"
 #include "relay/server/config.h"
 #include "relay/server/connection_context.h"
+#include "relay/server/message_preparer.h"
 #include "relay/server/signing_pool.h"
 #include "relay/server/spool_syncer.h"
 #include "relay/tls/tls_context.h"
@@ -121,6 +122,7 @@ class Shard final : private ConnectionHost {
   // Creates the spool's reserve segments off this thread; destroyed (joined) before spool_.
   std::unique_ptr<queue::SegmentCreator> segment_creator_;
   std::unique_ptr<dkim::Signer> signer_;
+  std::unique_ptr<MessagePreparer> preparer_;  // uses signer_
   std::unique_ptr<delivery::DeliveryLog> log_;
   std::unique_ptr<delivery::DeliveryPolicy> policy_;
   std::unique_ptr<delivery::DeliveryEngine> delivery_;

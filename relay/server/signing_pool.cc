@@ -111,8 +111,9 @@ void SigningPool::WorkerMain() {
     lock.lock();
     ++signed_total_;
     lock.unlock();
-    job.reactor->RunInLoop([done = std::move(job.signed_done),
-                            fields = std::move(fields)]() mutable { done(std::move(fields)); });
+    job.reactor->RunInLoop(
+        [done = std::move(job.signed_done), fields = std::move(fields),
+         report = job.session->report()]() mutable { done(std::move(fields), std::move(report)); });
   }
 }
 

@@ -5,7 +5,7 @@
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<SigningPool> pool, SigningPool::Create(threads));
 //   pool->Sign(signer->Begin(), {missing_headers, message}, unix_time_s, reactor,
-//              [this](absl::StatusOr<std::string> fields) { ... });  // on reactor's thread
+//              [this](absl::StatusOr<std::string> fields, dkim::SignReport report) { ... });
 //   if (!pool->TryRun([] { /* worker */ }, reactor, [] { /* reactor's thread */ }, queued_max)) {
 //     // too much already waits: answer 451 4.3.2
 //   }
@@ -49,7 +49,9 @@ namespace relay::server {
 
 class SigningPool {
  public:
-  using Done = std::function<void(absl::StatusOr<std::string> fields)>;
+  // The DKIM-Signature fields (or why the message cannot be signed) and the session's report
+  // (the algorithm of each signature).
+  using Done = std::function<void(absl::StatusOr<std::string> fields, dkim::SignReport report)>;
   // Upper bound of `threads`; 0 means one per online core.
   static constexpr uint32_t kThreadsMax = 256;
 

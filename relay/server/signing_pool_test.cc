@@ -80,7 +80,7 @@ TEST(SigningPoolTest, ResultsComeBackOnTheReactorThreadAndMatchInlineSigning) {
   std::vector<Result> results;
   for (int i = 0; i < kMessages; ++i) {
     (*pool)->Sign(signer->Begin(), {messages[i]}, kSignTimeS, reactor->get(),
-                  [&results, i](absl::StatusOr<std::string> fields) {
+                  [&results, i](absl::StatusOr<std::string> fields, const dkim::SignReport&) {
                     results.push_back({i, std::this_thread::get_id(), std::move(fields)});
                   });
   }
@@ -114,7 +114,7 @@ TEST(SigningPoolTest, ResultsArriveInCompletionOrder) {
   std::vector<int> order;
   for (int i = 0; i <= kSmall; ++i) {
     (*pool)->Sign(signer->Begin(), {messages[i]}, kSignTimeS, reactor->get(),
-                  [&order, i](absl::StatusOr<std::string> fields) {
+                  [&order, i](absl::StatusOr<std::string> fields, const dkim::SignReport&) {
                     EXPECT_TRUE(fields.ok()) << fields.status();
                     order.push_back(i);
                   });
@@ -135,9 +135,15 @@ TEST(SigningPoolTest, PartsAreSignedInOrderAndRefusalsComeBackAsErrors) {
   absl::StatusOr<std::string> split, refused;
   int done = 0;
   (*pool)->Sign(signer->Begin(), {added, message}, kSignTimeS, reactor->get(),
-                [&](absl::StatusOr<std::string> f) { split = std::move(f); ++done; });
+                [&](absl::StatusOr<std::string> f, const dkim::SignReport&) {
+                  split = std::move(f);
+                  ++done;
+                });
   (*pool)->Sign(signer->Begin(), {no_from}, kSignTimeS, reactor->get(),
-                [&](absl::StatusOr<std::string> f) { refused = std::move(f); ++done; });
+                [&](absl::StatusOr<std::string> f, const dkim::SignReport&) {
+                  refused = std::move(f);
+                  ++done;
+                });
   ASSERT_TRUE(RunUntil(reactor->get(), [&] { return done == 2; }));
   ASSERT_TRUE(split.ok()) << split.status();
   EXPECT_EQ(*split, SignInline(*signer, added + message));
@@ -158,7 +164,7 @@ TEST(SigningPoolTest, DestructionFinishesQueuedJobs) {
     ASSERT_TRUE(pool.ok());
     for (int i = 0; i < kMessages; ++i) {
       (*pool)->Sign(signer->Begin(), {messages[i]}, kSignTimeS, reactor->get(),
-                    [&calls, i](absl::StatusOr<std::string> f) {
+                    [&calls, i](absl::StatusOr<std::string> f, const dkim::SignReport&) {
                       EXPECT_TRUE(f.ok());
                       calls[i]++;
                     });
@@ -186,7 +192,7 @@ class FakeConnection : public io::IoObject {
   void Submit(SigningPool* pool, const dkim::Signer& signer, io::Reactor* reactor) {
     sign_pending_ = true;
     pool->Sign(signer.Begin(), {message_}, kSignTimeS, reactor,
-               [this](absl::StatusOr<std::string> fields) {
+               [this](absl::StatusOr<std::string> fields, const dkim::SignReport&) {
                  sign_pending_ = false;
                  EXPECT_TRUE(fields.ok());
                  if (closed_) {
@@ -278,7 +284,7 @@ TEST(SigningPoolTest, TryRunRunsWorkOffTheReactorThreadAndRefusesBeyondItsBound)
   std::string message = Message(3);
   bool signed_done = false;
   (*pool)->Sign(signer->Begin(), {message}, kSignTimeS, reactor->get(),
-                [&](absl::StatusOr<std::string> f) {
+                [&](absl::StatusOr<std::string> f, const dkim::SignReport&) {
                   EXPECT_TRUE(f.ok());
                   signed_done = true;
                 });

@@ -420,87 +420,42 @@ void SmtpConnection::QueueMessage() {
       forced_domain = at == std::string::npos ? "-" : absl::AsciiStrToLower(sender.substr(at + 1));
     }
   }
-  // The queue id the next append gets. With signing on the pool, appends happen in the order
-  // signatures come back, so the id is taken again at append time; the Message-ID's left part
-  // (signed, hence fixed now) adds a per-shard sequence number to stay unique.
-  std::string id_left = ctx_.spool->NextMessageId().ToString();
-  SigningPool* pool = ctx_.shared->signing_pool;
-  const dkim::Signer* signer = ctx_.signer;
-  if (signer != nullptr && pool != nullptr) {
-    thread_local uint64_t signing_sequence = 0;
-    absl::StrAppend(&id_left, ".", ++signing_sequence);
-  }
-
-  // Message-ID and Date when the client left them out (RFC 6409 §8.2-8.3); they are signed.
-  std::string missing = smtp::MissingHeaderFields(message, id_left, ctx_.config().hostname, now);
-  if (signer == nullptr) {
-    AppendMessage(now, std::move(missing), std::string());
-    return;
-  }
-  if (pool != nullptr) {
-    // The private-key operation runs on the pool (RFC 6376 §5.5-5.6): this shard's other
-    // connections go on meanwhile. `message` stays valid until OnMessageQueued/Refused, and the
-    // connection is not freed while sign_pending_ (Idle()), so the worker may read both.
-    sign_pending_ = true;
-    signing_started_ns_ = reactor_->clock()->MonotonicNanos();
-    signing_missing_ = std::move(missing);
-    std::vector<std::string_view> parts;
-    if (!signing_missing_.empty()) parts.push_back(signing_missing_);
-    parts.push_back(message);
-    pool->Sign(forced_domain.empty() ? signer->Begin() : signer->BeginFor(forced_domain),
-               std::move(parts), absl::ToUnixSeconds(now), reactor_,
-               [this, now](absl::StatusOr<std::string> signatures) {
-                 sign_pending_ = false;
-                 // The client left: it got no 250, so the message is not queued.
-                 if (closed_) return;
-                 OnSigned(now, std::move(signing_missing_), std::move(signatures));
-               });
-    return;
-  }
-  signing_started_ns_ = reactor_->clock()->MonotonicNanos();
-  dkim::SigningSession signing =
-      forced_domain.empty() ? signer->Begin() : signer->BeginFor(forced_domain);
-  if (!missing.empty()) signing.Update(missing);
-  signing.Update(message);
-  absl::StatusOr<std::string> sigs = signing.Finish(absl::ToUnixSeconds(now));
-  OnSigned(now, std::move(missing), std::move(sigs));
+  // The connection is not freed while sign_pending_ (Idle()): `message` stays for the pool.
+  sign_pending_ = true;
+  ctx_.preparer->Prepare(message, forced_domain, ctx_.spool->NextMessageId().ToString(), now,
+                         [this, now](absl::StatusOr<PreparedMessage> prepared) {
+                           sign_pending_ = false;
+                           // The client left: it got no 250, so the message is not queued.
+                           if (closed_) return;
+                           OnPrepared(now, std::move(prepared));
+                         });
 }
 
-void SmtpConnection::OnSigned(absl::Time now, std::string missing,
-                              absl::StatusOr<std::string> signatures) {
+void SmtpConnection::OnPrepared(absl::Time now, absl::StatusOr<PreparedMessage> prepared) {
   const metrics::RelayMetrics* m = ctx_.metrics();
   const int shard = ctx_.shard_index;
-  if (m != nullptr && signatures.ok() && !signatures->empty()) {
-    // From the hand-over to the result: the pool's queueing included.
-    m->dkim_signing_us.Observe(
-        shard, static_cast<uint64_t>(reactor_->clock()->MonotonicNanos() - signing_started_ns_) /
-                   1000);
-    // One field per signature; its a= tag names the algorithm (RFC 6376 §3.5, RFC 8463 §3).
-    const std::string& sigs = *signatures;
-    for (size_t at = sigs.find("DKIM-Signature:"); at != std::string::npos;
-         at = sigs.find("DKIM-Signature:", at + 1)) {
-      size_t end = sigs.find("DKIM-Signature:", at + 1);
-      std::string_view field = std::string_view(sigs).substr(at, end - at);
-      if (field.find("a=ed25519-sha256") != std::string_view::npos) {
-        m->dkim_signatures(metrics::DkimAlgorithm::kEd25519Sha256).Add(shard);
-      } else if (field.find("a=rsa-sha256") != std::string_view::npos) {
-        m->dkim_signatures(metrics::DkimAlgorithm::kRsaSha256).Add(shard);
-      }
-    }
-  }
-  if (!signatures.ok()) {
+  if (!prepared.ok()) {
     // A message that cannot be signed is refused rather than sent unsigned and failing DMARC.
     ctx_.counters->messages_refused++;
     if (m != nullptr) {
       m->dkim_refused.Add(shard);
       m->transactions_refused.Add(shard);
     }
-    LogInfo() << "refused message from " << peer_ip_ << ": DKIM: " << signatures.status().message();
+    LogInfo() << "refused message from " << peer_ip_ << ": DKIM: " << prepared.status().message();
     ApplyResult(session_.OnMessageRefused(
         smtp::Reply{550, "5.6.0", "Message refused: cannot be DKIM-signed (malformed header)"}));
     return;
   }
-  AppendMessage(now, std::move(missing), std::move(*signatures));
+  if (m != nullptr && !prepared->algorithms.empty()) {
+    m->dkim_signing_us.Observe(shard, static_cast<uint64_t>(prepared->signing_ns) / 1000);
+    for (dkim::KeyAlgorithm a : prepared->algorithms) {
+      m->dkim_signatures(a == dkim::KeyAlgorithm::kEd25519Sha256
+                             ? metrics::DkimAlgorithm::kEd25519Sha256
+                             : metrics::DkimAlgorithm::kRsaSha256)
+          .Add(shard);
+    }
+  }
+  AppendMessage(now, std::move(prepared->missing), std::move(prepared->signatures));
 }
 
 void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::string signatures) {

@@ -102,7 +102,7 @@ class SmtpConnection : public io::IoObject {
   void SwitchToTls();
   void CheckCredentials(const smtp::CredentialCheck& credentials);
   void QueueMessage();
-  void OnSigned(absl::Time now, std::string missing, absl::StatusOr<std::string> signatures);
+  void OnPrepared(absl::Time now, absl::StatusOr<PreparedMessage> prepared);
   void AppendMessage(absl::Time now, std::string missing, std::string signatures);
   // Appends added_headers_ + the session's message with `qenv` as the queue record `id` (the id
   // the spool hands out next); the 250 (or the refusal) follows from the durable callback.
@@ -156,7 +156,7 @@ class SmtpConnection : public io::IoObject {
   Phase phase_ = Phase::kNone;
   int64_t phase_deadline_ms_ = 0;
   bool auth_pending_ = false;
-  bool sign_pending_ = false;      // a signature is being computed on the SigningPool
+  bool sign_pending_ = false;  // MessagePreparer is preparing the message
   bool queue_pending_ = false;
   bool close_after_flush_ = false;
   bool start_tls_after_send_ = false;  // the plaintext 220 to STARTTLS is being sent
@@ -166,8 +166,6 @@ class SmtpConnection : public io::IoObject {
   // Port 25: the message without the Authentication-Results fields that forge our authserv-id
   // (RFC 8601 §5), when it had any; else the session's message is queued as it came.
   std::optional<std::string> cleaned_message_;
-  std::string signing_missing_;    // missing header fields, read by the pool while signing
-  int64_t signing_started_ns_ = 0;  // monotonic: for relay_dkim_signing_seconds
   // Port 25 only.
   const bool receive_;
   std::unique_ptr<receive::InboundChecks> checks_;

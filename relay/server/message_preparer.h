@@ -1,0 +1,60 @@
+// MessagePreparer: what a submitted message gets before it is queued: the header fields it lacks
+// (Message-ID and Date, RFC 6409 §8.2-8.3, which are signed) and its DKIM signatures, computed on
+// the SigningPool when there is one (this shard's other connections go on meanwhile) or inline.
+// The Received field, which names the queue id of the append, is the connection's.
+//
+// One per shard, on its thread. With a pool, appends happen in the order signatures come back,
+// so a Message-ID cannot use the queue id the append will get: its left part is the id next to be
+// handed out when the message was prepared, plus this preparer's sequence number.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dkim/key.h"
+#include "dkim/signer.h"
+#include "relay/io/reactor.h"
+#include "relay/server/signing_pool.h"
+
+namespace relay::server {
+
+struct PreparedMessage {
+  std::string missing;     // header fields the message lacked, to add above it
+  std::string signatures;  // DKIM-Signature fields to add above those; "" when not signed
+  std::vector<dkim::KeyAlgorithm> algorithms;  // of each signature
+  int64_t signing_ns = 0;  // from the hand-over to the result, a pool's queueing included
+};
+
+class MessagePreparer {
+ public:
+  // `signer` null: messages are not signed. `pool` null: signatures are computed inline. All
+  // outlive the preparer.
+  MessagePreparer(const dkim::Signer* signer, SigningPool* pool, io::Reactor* reactor,
+                  std::string hostname);
+
+  // An error means the message cannot be signed (a malformed header): it is refused rather than
+  // sent unsigned. Never for an unsigned relay.
+  using Done = std::function<void(absl::StatusOr<PreparedMessage>)>;
+  // Prepares `message`, signing with the key of `forced_domain` when it is not empty (else the
+  // From domain's). `next_queue_id` is the id the spool hands out next. `done` runs inside this
+  // call when the signature is computed inline (or there is none), else later on the reactor's
+  // thread; until it has run the caller keeps `message` as it is.
+  void Prepare(std::string_view message, const std::string& forced_domain,
+               const std::string& next_queue_id, absl::Time now, Done done);
+
+  bool signs() const { return signer_ != nullptr; }
+
+ private:
+  const dkim::Signer* const signer_;
+  SigningPool* const pool_;
+  io::Reactor* const reactor_;
+  const std::string hostname_;
+  uint64_t sequence_ = 0;  // Message-IDs of signed messages on the pool (see above)
+};
+
+}  // namespace relay::server
