@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
+#include "relay/base/check.h"
 #include "relay/base/log.h"
 
 namespace relay::server {
@@ -51,6 +53,26 @@ smtp::RcptDecision ReceivePolicy::CheckRecipient(std::string_view address) {
 const receive::RecipientRoute* ReceivePolicy::RouteOf(std::string_view rcpt) const {
   auto it = routes_.find(absl::string_view(rcpt.data(), rcpt.size()));
   return it == routes_.end() ? nullptr : &it->second;
+}
+
+ForwardPlan ReceivePolicy::Plan(const std::vector<std::string>& recipients) const {
+  ForwardPlan plan;
+  absl::flat_hash_set<std::string_view> seen;  // views into routes_, kept for the transaction
+  for (const std::string& rcpt : recipients) {
+    const receive::RecipientRoute* route = RouteOf(rcpt);
+    EXPECT_OR_COUNT(route != nullptr);  // the session passes only accepted recipients
+    if (route == nullptr) continue;
+    plan.forwarding = plan.forwarding || route->kind != receive::RecipientKind::kRelay;
+    if (plan.local_domain.empty() && route->kind == receive::RecipientKind::kAlias) {
+      plan.local_domain = route->domain;
+    }
+    for (const std::string& t : route->targets) {
+      if (!seen.insert(t).second) continue;
+      plan.targets.push_back(t);
+      plan.originals.push_back(route->kind == receive::RecipientKind::kAlias ? rcpt : "");
+    }
+  }
+  return plan;
 }
 
 }  // namespace relay::server

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "relay/base/clock.h"
@@ -34,6 +35,16 @@ class SubmissionPolicy final : public smtp::ServerPolicy {
 
  private:
   Authenticator* const authenticator_;
+};
+
+// Where a message received on port 25 goes: every target of its recipients once, in the order the
+// recipients came, with the address the sender used for it when it is an alias's target (that
+// one is private: a DSN names the sender's instead).
+struct ForwardPlan {
+  std::vector<std::string> targets;
+  std::vector<std::string> originals;  // parallel to targets; "" for a relayed recipient
+  bool forwarding = false;             // some recipient is local (alias or SRS): SRS and ARC apply
+  std::string local_domain;            // the first local domain addressed by alias: it seals
 };
 
 class ReceivePolicy final : public smtp::ServerPolicy {
@@ -56,6 +67,9 @@ class ReceivePolicy final : public smtp::ServerPolicy {
   const receive::ReceiveState* state() const { return state_.get(); }
   // The route of accepted recipient `rcpt` in this transaction; null when it was not accepted.
   const receive::RecipientRoute* RouteOf(std::string_view rcpt) const;
+  // The plan for the accepted `recipients` of this transaction. Linear: up to recipients_max
+  // recipients of up to alias_targets_max targets each are deduplicated with a set (issue 13).
+  ForwardPlan Plan(const std::vector<std::string>& recipients) const;
 
  private:
   Authenticator* const authenticator_;

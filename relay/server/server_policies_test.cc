@@ -100,5 +100,35 @@ TEST_F(ReceivePolicyTest, ATransactionKeepsTheStateOfItsMailFrom) {
             std::vector<std::string>{"all@named.example"});
 }
 
+// Every target once, in the order of the recipients; an alias's target remembers the address the
+// sender used, a relayed one does not; the first local domain addressed seals.
+TEST(ReceivePolicyPlan, TargetsOnceWithTheAddressTheSenderUsed) {
+  FakeAuthenticator auth;
+  receive::ReceiveStateHolder holder(
+      StateWith("a: one@named.example, two@named.example\nb: two@named.example\n"));
+  ReceivePolicy::Hooks hooks;
+  hooks.authenticated = [] { return true; };
+  ReceivePolicy policy(&auth, &holder, "192.0.2.7", std::move(hooks));
+  policy.OnMailFrom("alice@sender.example");
+  for (const char* rcpt : {"b@local.test", "relayed@elsewhere.example", "a@local.test"}) {
+    ASSERT_EQ(policy.CheckRecipient(rcpt), RcptDecision::kAccept) << rcpt;
+  }
+  ForwardPlan plan = policy.Plan({"b@local.test", "relayed@elsewhere.example", "a@local.test"});
+  EXPECT_EQ(plan.targets,
+            (std::vector<std::string>{"two@named.example", "relayed@elsewhere.example",
+                                      "one@named.example"}));
+  EXPECT_EQ(plan.originals, (std::vector<std::string>{"b@local.test", "", "a@local.test"}));
+  EXPECT_TRUE(plan.forwarding);
+  EXPECT_EQ(plan.local_domain, "local.test");
+
+  // Relaying only: nothing is forwarded, no SRS, no seal.
+  policy.OnMailFrom("alice@sender.example");
+  ASSERT_EQ(policy.CheckRecipient("x@elsewhere.example"), RcptDecision::kAccept);
+  ForwardPlan relayed = policy.Plan({"x@elsewhere.example"});
+  EXPECT_FALSE(relayed.forwarding);
+  EXPECT_EQ(relayed.local_domain, "");
+  EXPECT_EQ(relayed.originals, std::vector<std::string>{""});
+}
+
 }  // namespace
 }  // namespace relay::server

@@ -23,9 +23,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "dkim/arc.h"
 #include "queue/spool.h"
 #include "relay/io/reactor.h"
 #include "relay/io/timer_wheel.h"
+#include "relay/receive/auth_results.h"
+#include "relay/receive/dmarc.h"
 #include "relay/receive/inbound_checks.h"
 #include "relay/receive/receive_state.h"
 #include "relay/server/connection_context.h"
@@ -73,6 +76,15 @@ class SmtpConnection : public io::IoObject {
     absl::Time now;
   };
   // Appends the received message (QueuedMessage()) stamped with `stamp`.
+  // Steps of QueueReceived: forged Authentication-Results out (cleaned_message_), this hop's
+  // fields and log lines, the ARC seal (on the pool when there is one), the append.
+  void RemoveOwnAuthResults(const receive::InboundResults& results);
+  ReceivedStamp Stamp(const receive::InboundResults& results,
+                      const receive::InboundDecision& decision, const receive::AuthResults& ar,
+                      absl::Time now) const;
+  void SealThenAppend(const receive::InboundResults& results, const receive::AuthResults& ar,
+                      std::shared_ptr<const dkim::ArcSealer> sealer, queue::Envelope qenv,
+                      ReceivedStamp stamp);
   void AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp);
   // 451 4.3.2: the workers have too much waiting to check this message now.
   void RefuseReceivedBusy();

@@ -60,62 +60,22 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     ApplyResult(session_.OnMessageRefused(smtp::Reply{550, "5.7.1", decision.reply_text}));
     return;
   }
-  // From the fields the checks parsed (on a worker) when they ran: they parsed the message
-  // whatever became of its keys; no field to look at when its header does not parse.
-  const dkim::ParsedMessage* parsed = results.message.get();
-  if (parsed != nullptr) {
-    cleaned_message_ =
-        receive::WithoutOwnAuthResults(session_.message(), parsed->fields(), config.hostname);
-  } else if (!results.dkim_checked) {
-    cleaned_message_ = receive::WithoutOwnAuthResults(session_.message(), config.hostname);
-  } else {
-    cleaned_message_.reset();
-  }
-  if (cleaned_message_) {
-    LogInfo() << "port 25: removed Authentication-Results claiming " << config.hostname
-              << " from a message from " << peer_ip_;
-  }
-  std::string_view message = QueuedMessage();
-  absl::Time now = absl::Now();
-  const int64_t now_s = absl::ToUnixSeconds(now);
-
-  // Every target once, in the order the recipients came, with the address the sender used for it
-  // when it is an alias's target: that one is private, and a DSN names the sender's instead. Up
-  // to recipients_max recipients of up to alias_targets_max targets each: a set, not a search of
-  // the list for each (issue 13).
-  std::vector<std::string> targets;
-  std::vector<std::string> originals;
-  absl::flat_hash_set<std::string_view> seen;
-  bool forwarding = false;
-  std::string local_domain;  // whose key seals: the first local domain addressed
-  for (const std::string& rcpt : env.recipients) {
-    const receive::RecipientRoute* found = receive_policy_->RouteOf(rcpt);
-    EXPECT_OR_COUNT(found != nullptr);
-    if (found == nullptr) continue;
-    const receive::RecipientRoute& route = *found;
-    forwarding = forwarding || route.kind != receive::RecipientKind::kRelay;
-    if (local_domain.empty() && route.kind == receive::RecipientKind::kAlias) {
-      local_domain = route.domain;
-    }
-    for (const std::string& t : route.targets) {
-      // The views point into the policy's routes, kept until the next transaction.
-      if (!seen.insert(t).second) continue;
-      targets.push_back(t);
-      originals.push_back(route.kind == receive::RecipientKind::kAlias ? rcpt : "");
-    }
-  }
-  if (targets.empty()) {
+  RemoveOwnAuthResults(results);
+  const absl::Time now = absl::Now();
+  const ForwardPlan plan = receive_policy_->Plan(env.recipients);
+  if (plan.targets.empty()) {
     ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
     return;
   }
   // Forwarded mail leaves with an envelope sender in our SRS domain, so that SPF passes at the
   // final receiver and its bounces come back to us to be reversed (RFC 7208 §1.1.3 on
   // forwarding). A null sender stays null (RFC 5321 §4.5.5).
-  std::string sender = env.mail_from;
   const receive::ReceiveState* state = receive_policy_->state();
   const receive::Srs* srs = state != nullptr ? state->policy->srs() : nullptr;
-  if (forwarding && srs != nullptr && !sender.empty()) {
-    absl::StatusOr<std::string> rewritten = srs->Forward(sender, now_s);
+  queue::Envelope qenv;
+  qenv.sender = env.mail_from;
+  if (plan.forwarding && srs != nullptr && !qenv.sender.empty()) {
+    absl::StatusOr<std::string> rewritten = srs->Forward(qenv.sender, absl::ToUnixSeconds(now));
     if (!rewritten.ok()) {
       LogInfo() << "port 25: refused message from " << peer_ip_ << ": SRS: "
                 << rewritten.status().message();
@@ -123,48 +83,79 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
           smtp::Reply{550, "5.1.7", "Sender address cannot be forwarded"}));
       return;
     }
-    sender = std::move(*rewritten);
+    qenv.sender = std::move(*rewritten);
   }
-
+  qenv.recipients = plan.targets;
+  qenv.original_recipients = plan.originals;
   // RFC 8601 §5: the Authentication-Results goes above the trace field of this hop.
-  receive::AuthResults ar = receive::ToAuthResults(results, config.hostname, config.receive.arc);
-  ReceivedStamp stamp;
-  stamp.now = now;
-  stamp.above = receive::BuildAuthResultsHeader(ar);
-  if (decision.action == receive::InboundAction::kQuarantineHeader) {
-    stamp.below = std::string(receive::kQuarantineField);
-  }
-  if (results.spf_checked) {
-    stamp.log.push_back(absl::StrCat(" from ", peer_ip_, " <", env.mail_from,
-                                     ">: spf=", dns::SpfResultName(results.spf.result),
-                                     results.spf.problem.empty() ? "" : " (", results.spf.problem,
-                                     results.spf.problem.empty() ? "" : ")"));
-  }
-  if (results.dmarc_checked) {
-    stamp.log.push_back(absl::StrCat(
-        ": dmarc=", receive::DmarcVerdictName(results.dmarc.result),
-        " header.from=", results.dmarc.from_domain, results.dmarc.problem.empty() ? "" : " (",
-        results.dmarc.problem, results.dmarc.problem.empty() ? "" : ")",
-        decision.action == receive::InboundAction::kQuarantineHeader
-            ? ", quarantined: " + decision.why
-            : ""));
-  }
-  queue::Envelope qenv;
-  qenv.sender = sender;
-  qenv.recipients = targets;
-  qenv.original_recipients = originals;
+  const receive::AuthResults ar =
+      receive::ToAuthResults(results, config.hostname, config.receive.arc);
+  ReceivedStamp stamp = Stamp(results, decision, ar, now);
   // RFC 8617 §5.1: the new ARC set covers the message as it leaves, this hop's fields included,
-  // and goes on top.
-  if (local_domain.empty() && srs != nullptr && forwarding) local_domain = srs->domain();
+  // and goes on top; in the name of the first local domain addressed (or the SRS domain).
+  std::string sealing_domain = plan.local_domain;
+  if (sealing_domain.empty() && srs != nullptr) sealing_domain = srs->domain();
   std::shared_ptr<const dkim::ArcSealer> sealer;
-  if (config.receive.arc && forwarding && state != nullptr) {
-    auto it = state->sealers.find(local_domain);
+  if (config.receive.arc && plan.forwarding && state != nullptr) {
+    auto it = state->sealers.find(sealing_domain);
     if (it != state->sealers.end()) sealer = it->second;
   }
   if (sealer == nullptr) {
     AppendReceived(qenv, std::move(stamp));
     return;
   }
+  SealThenAppend(results, ar, std::move(sealer), std::move(qenv), std::move(stamp));
+}
+
+void SmtpConnection::RemoveOwnAuthResults(const receive::InboundResults& results) {
+  const std::string& hostname = ctx_.config().hostname;
+  // From the fields the checks parsed (on a worker) when they ran: they parsed the message
+  // whatever became of its keys; no field to look at when its header does not parse.
+  const dkim::ParsedMessage* parsed = results.message.get();
+  if (parsed != nullptr) {
+    cleaned_message_ =
+        receive::WithoutOwnAuthResults(session_.message(), parsed->fields(), hostname);
+  } else if (!results.dkim_checked) {
+    cleaned_message_ = receive::WithoutOwnAuthResults(session_.message(), hostname);
+  } else {
+    cleaned_message_.reset();
+  }
+  if (cleaned_message_) {
+    LogInfo() << "port 25: removed Authentication-Results claiming " << hostname
+              << " from a message from " << peer_ip_;
+  }
+}
+
+SmtpConnection::ReceivedStamp SmtpConnection::Stamp(const receive::InboundResults& results,
+                                                    const receive::InboundDecision& decision,
+                                                    const receive::AuthResults& ar,
+                                                    absl::Time now) const {
+  const std::string& mail_from = session_.envelope().mail_from;
+  ReceivedStamp stamp;
+  stamp.now = now;
+  stamp.above = receive::BuildAuthResultsHeader(ar);
+  const bool quarantined = decision.action == receive::InboundAction::kQuarantineHeader;
+  if (quarantined) stamp.below = std::string(receive::kQuarantineField);
+  if (results.spf_checked) {
+    const std::string& problem = results.spf.problem;
+    stamp.log.push_back(absl::StrCat(
+        " from ", peer_ip_, " <", mail_from, ">: spf=", dns::SpfResultName(results.spf.result),
+        problem.empty() ? "" : " (", problem, problem.empty() ? "" : ")"));
+  }
+  if (results.dmarc_checked) {
+    const std::string& problem = results.dmarc.problem;
+    stamp.log.push_back(absl::StrCat(
+        ": dmarc=", receive::DmarcVerdictName(results.dmarc.result),
+        " header.from=", results.dmarc.from_domain, problem.empty() ? "" : " (", problem,
+        problem.empty() ? "" : ")", quarantined ? ", quarantined: " + decision.why : ""));
+  }
+  return stamp;
+}
+
+void SmtpConnection::SealThenAppend(const receive::InboundResults& results,
+                                    const receive::AuthResults& ar,
+                                    std::shared_ptr<const dkim::ArcSealer> sealer,
+                                    queue::Envelope qenv, ReceivedStamp stamp) {
   // Sealed on the worker threads when there are some (issue 13: the seal hashes the whole
   // message). The message as parsed by the checks is reused, their body hashes with it, less the
   // forged Authentication-Results removed above: what is sealed is what is queued. The Received
@@ -184,11 +175,12 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   auto seal = std::make_shared<Seal>();
   seal->parsed = results.message;
   seal->cleaned = cleaned_message_.has_value();
-  seal->hostname = config.hostname;
-  seal->message = message;
+  seal->hostname = ctx_.config().hostname;
+  seal->message = QueuedMessage();
   seal->fields = absl::StrCat(stamp.above, stamp.below);
   seal->payload = receive::AuthResultsPayload(ar);
   seal->chain = results.dkim.arc;
+  const int64_t now_s = absl::ToUnixSeconds(stamp.now);
   auto work = [seal, sealer, now_s] {
     const dkim::ParsedMessage* received = seal->parsed.get();
     absl::StatusOr<dkim::ParsedMessage> parsed_here;
@@ -214,7 +206,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     }
     seal->set = sealer->Seal(*outgoing, seal->payload, seal->chain, now_s);
   };
-  auto done = [this, seal, qenv, stamp = std::move(stamp)]() mutable {
+  auto done = [this, seal, qenv = std::move(qenv), stamp = std::move(stamp)]() mutable {
     seal_pending_ = false;
     if (closed_) return;  // the client left: it got no 250, nothing is queued
     if (seal->set.ok()) {
@@ -233,7 +225,8 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
     done();
     return;
   }
-  if (!pool->TryRun(std::move(work), reactor_, std::move(done), config.receive.checks_queued_max)) {
+  if (!pool->TryRun(std::move(work), reactor_, std::move(done),
+                    ctx_.config().receive.checks_queued_max)) {
     RefuseReceivedBusy();
     return;
   }
