@@ -121,6 +121,33 @@ absl::Status Shard::Setup() {
   ASSIGN_OR_RETURN(reactor_, io::Reactor::Create({}));
   ASSIGN_OR_RETURN(buffers_, io::BufferRing::Create(reactor_.get(), kBufferGroup,
                                                     kReceiveBuffers, kReceiveBufferBytes));
+  RETURN_IF_ERROR(OpenSpool());
+  if (shared_.dkim != nullptr) {
+    ASSIGN_OR_RETURN(signer_, dkim::Signer::Create(*shared_.dkim));
+  }
+  preparer_ = std::make_unique<MessagePreparer>(signer_.get(), shared_.signing_pool, reactor_.get(),
+                                                config.hostname);
+  RETURN_IF_ERROR(StartDelivery());
+  RETURN_IF_ERROR(StartReceiveChecks());
+  RETURN_IF_ERROR(OpenListeners());
+  ArmTimers();
+  ConnectionContext& cc = connection_context_;
+  cc.shared = &shared_;
+  cc.reactor = reactor_.get();
+  cc.buffers = buffers_.get();
+  cc.spool = spool_.get();
+  cc.preparer = preparer_.get();
+  cc.shard_index = index_;
+  cc.counters = &counters_;
+  cc.host = this;
+  cc.spf = spf_.get();
+  cc.dkim_checker = dkim_checker_.get();
+  cc.dmarc_checker = dmarc_checker_.get();
+  return absl::OkStatus();
+}
+
+absl::Status Shard::OpenSpool() {
+  const Config& config = *shared_.config;
   queue::SpoolOptions spool_options;
   spool_options.directory = absl::StrCat(config.spool_dir, "/shard-", index_);
   spool_options.shard = static_cast<uint32_t>(index_);
@@ -156,11 +183,13 @@ absl::Status Shard::Setup() {
               << " live messages from " << report.records << " records in " << report.segments
               << " segments" << (report.corruptions.empty() ? "" : ", with corruption (see above)");
   }
-  if (shared_.dkim != nullptr) {
-    ASSIGN_OR_RETURN(signer_, dkim::Signer::Create(*shared_.dkim));
-  }
-  preparer_ = std::make_unique<MessagePreparer>(signer_.get(), shared_.signing_pool, reactor_.get(),
-                                                config.hostname);
+  return absl::OkStatus();
+}
+
+// The delivery log and, unless [delivery] enabled = false, the engine with the queued messages.
+absl::Status Shard::StartDelivery() {
+  const Config& config = *shared_.config;
+  std::error_code ec;
   if (!config.log.dir.empty()) {
     std::filesystem::create_directories(config.log.dir, ec);
     delivery::DeliveryLogOptions log_options;
@@ -201,6 +230,12 @@ absl::Status Shard::Setup() {
     }
   }
 
+  return absl::OkStatus();
+}
+
+// Port 25's checks, on a resolver channel of their own (the delivery engine's is private to it).
+absl::Status Shard::StartReceiveChecks() {
+  const Config& config = *shared_.config;
   const ReceiveSettings& receive = config.receive;
   if (receive.enabled() && (receive.spf || receive.dkim || receive.arc)) {
     dns::ResolverOptions ropts;
@@ -221,6 +256,12 @@ absl::Status Shard::Setup() {
     }
   }
 
+  return absl::OkStatus();
+}
+
+// Every listener of the config, bound with SO_REUSEPORT, its accept armed.
+absl::Status Shard::OpenListeners() {
+  const Config& config = *shared_.config;
   auto listen = [&](const std::string& address_text, bool implicit_tls,
                     std::vector<uint16_t>* ports, bool receive = false) -> absl::Status {
     ASSIGN_OR_RETURN(io::SocketAddress address, io::SocketAddress::Parse(address_text));
@@ -262,6 +303,10 @@ absl::Status Shard::Setup() {
     });
     ArmAccept(lp);
   }
+  return absl::OkStatus();
+}
+
+void Shard::ArmTimers() {
   reactor_->AddTurnEndHook([this] { TurnEnd(); });
   maintenance_timer_.set_callback([this] {
     // Retries a failed reserve creation (TurnEnd asks too; this covers an idle shard).
@@ -279,19 +324,6 @@ absl::Status Shard::Setup() {
     // Outbound sessions to slow receivers end too: the grace bounds the whole drain.
     if (delivery_ != nullptr) delivery_->Abort();
   });
-  ConnectionContext& cc = connection_context_;
-  cc.shared = &shared_;
-  cc.reactor = reactor_.get();
-  cc.buffers = buffers_.get();
-  cc.spool = spool_.get();
-  cc.preparer = preparer_.get();
-  cc.shard_index = index_;
-  cc.counters = &counters_;
-  cc.host = this;
-  cc.spf = spf_.get();
-  cc.dkim_checker = dkim_checker_.get();
-  cc.dmarc_checker = dmarc_checker_.get();
-  return absl::OkStatus();
 }
 
 bool Shard::UnderStress() const {

@@ -97,7 +97,13 @@ class Shard final : private ConnectionHost {
                        uint64_t size_bytes) override;
 
   void ThreadMain(std::promise<absl::Status>* started);
+  // Setup, in its steps: everything the shard runs, made on its own thread.
   absl::Status Setup();
+  absl::Status OpenSpool();
+  absl::Status StartDelivery();
+  absl::Status StartReceiveChecks();
+  absl::Status OpenListeners();
+  void ArmTimers();
   void ArmAccept(Listener* listener);
   void OnAccept(Listener* listener, int result);
   void TurnEnd();
