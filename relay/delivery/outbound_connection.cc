@@ -240,13 +240,11 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
   if (actions.next_message_done) FinishJob(actions.next_outcomes);
   if (actions.send_body && job_ != nullptr) {
     // From the body's end on, the remote may accept the message: mark the attempt first.
-    engine_->RecordAttemptStart(
-        *job_, queue_->candidates()[std::min(candidate_, queue_->candidates().size() - 1)].host);
+    engine_->RecordAttemptStart(*job_, current_candidate().host);
     const queue::MessageInfo* info = engine_->spool()->Find(job_->id);
     stuffer_.emplace(info != nullptr ? info->message : std::string_view());
   }
-  const dns::Candidate& c =
-      queue_->candidates()[std::min(candidate_, queue_->candidates().size() - 1)];
+  const dns::Candidate& c = current_candidate();
   if (actions.connection_failed) {
     // Greeting, EHLO or STARTTLS failed at this address: the next candidate may do better.
     RecipientOutcome o = ToOutcome(actions.connection_outcome);
@@ -279,8 +277,7 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
 
 void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
   if (job_ == nullptr) return;
-  const dns::Candidate& c =
-      queue_->candidates()[std::min(candidate_, queue_->candidates().size() - 1)];
+  const dns::Candidate& c = current_candidate();
   AttemptInfo attempt;
   attempt.mx_host = c.host;
   attempt.remote_ip = c.address.IpString();

@@ -15,6 +15,7 @@
 // operations is in flight.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,11 @@ class OutboundConnection : public io::IoObject {
   io::Reactor* const reactor_;
   ReadyQueue* const queue_;
   size_t candidate_ = 0;          // index of the candidate being tried / connected
+  // The candidate of the session in progress (candidate_ may already point past the last one
+  // when the session ends).
+  const dns::Candidate& current_candidate() const {
+    return queue_->candidates()[std::min(candidate_, queue_->candidates().size() - 1)];
+  }
   int fd_ = -1;
   std::optional<smtp::ClientSession> session_;
   std::unique_ptr<tls::TlsStream> tls_;
