@@ -36,6 +36,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 IN_NETNS = "--netns" in sys.argv[2:]
@@ -50,13 +52,6 @@ CONNECTIONS_PER_CLIENT = 4
 QUEUE_MAX = 8        # checks_queued_max (phase 3)
 FLOOD_CONNECTIONS = 60
 FLOOD_ROUNDS = 8
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def users_line(name, password):
@@ -143,6 +138,7 @@ def start_relayd(name, edits):
         f.write(users_line(MALLORY, MALLORY_PW) + users_line(VICTIM, VICTIM_PW))
     log_path = TMP + "/" + name + ".log"
     proc, ready = relayd_process.start(RELAYD, conf_path, log_path)
+    harness.stop_at_exit(proc)
     if ready is None:
         print(open(log_path).read())
         sys.exit("relayd did not start")
@@ -366,7 +362,4 @@ try:
 finally:
     stop_relayd(relayd, log_path, "flood")
 
-if failures:
-    print("\n%d FAILED:\n  %s" % (len(failures), "\n  ".join(failures)))
-    sys.exit(1)
-print("PASS")
+harness.finish()

@@ -31,18 +31,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "testing"))
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
 import relayd_process  # noqa: E402
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD, RELAYCTL = sys.argv[1], sys.argv[2]
 TMP = tempfile.mkdtemp(prefix="delivery-", dir=os.environ.get("TEST_TMPDIR"))
-failures, checks = [], 0
 
-
-def check(cond, what):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 # --- receivers -----------------------------------------------------------------------------
@@ -105,7 +99,7 @@ for name, ip in MX.items():
     kwargs = {} if name == "plain" else {"tls_context": tls}
     c = Controller(Sink(name), hostname=ip, port=MX_PORT, ready_timeout=10, **kwargs)
     c.start()
-    controllers.append(c)
+    controllers.append(harness.stop_at_exit(c))
 
 # --- DKIM key and DNS zones ------------------------------------------------------------------
 subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
@@ -144,6 +138,7 @@ zones = """
   local-data: 'relay._domainkey.example.com. 300 IN TXT {txt}'
 """.format(dead=DEAD, txt=txt, **MX)
 unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
+harness.stop_at_exit(unbound)
 resolver = dns.resolver.Resolver(configure=False)
 resolver.nameservers = ["127.0.0.1"]
 resolver.port = DNS_PORT  # for the DKIM check at the receiver
@@ -179,6 +174,7 @@ log_path = TMP + "/relayd.log"
 
 def start_relayd():
     p, ready = relayd_process.start(RELAYD, conf_path, log_path)
+    harness.stop_at_exit(p)
     if ready is None:
         print(open(log_path).read())
         sys.exit("relayd did not start")
@@ -460,14 +456,11 @@ for rcpt in ("ivy@gmail.test", "jay@hosted.test"):
 check("suspending delivery to" in log and "4.7.28" in log,
       "relayd logs the suspension with the reply that caused it")
 
-unbound.terminate()
-for c in controllers:
-    c.stop()
-print("%d checks, %d failed" % (checks, len(failures)))
 if failures:
     print(log[-6000:])
     for path in glob.glob(conf_dir + "/log/delivery-*.log"):
         print(open(path).read()[-4000:])
-    sys.exit(1)
-shutil.rmtree(TMP, ignore_errors=True)
-shutil.rmtree(SOCK_DIR, ignore_errors=True)
+else:
+    shutil.rmtree(TMP, ignore_errors=True)
+    shutil.rmtree(SOCK_DIR, ignore_errors=True)
+harness.finish()

@@ -31,21 +31,15 @@ from aiosmtpd.controller import Controller
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import local_dns  # noqa: E402  (the project's own helper, found through the path above)
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 PREFIX = ipaddress.ip_network("2001:db8:25::/64")
 SINK_ADDR = "2001:db8:53::25"
 BAD_SOURCE = "2001:db8:99::1"
 MESSAGES = 8
-failures, checks = [], 0
 
-
-def check(cond, what):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def skip(reason):
@@ -99,12 +93,14 @@ MX_PORT = s.getsockname()[1]
 s.close()
 sink = Controller(Sink(), hostname=SINK_ADDR, port=MX_PORT, ready_timeout=10)
 sink.start()
+harness.stop_at_exit(sink)
 
 # --- DNS: the MX has only an AAAA record ---------------------------------------------------------
 unbound, DNS_PORT = local_dns.start_unbound(TMP, """  local-zone: "test." static
   local-data: "six.test. 300 IN MX 10 mx.six.test."
   local-data: "mx.six.test. 300 IN AAAA %s"
 """ % SINK_ADDR)
+harness.stop_at_exit(unbound)
 
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"
@@ -148,6 +144,7 @@ open(conf_path, "w").write(conf)
 log_path = TMP + "/relayd.log"
 relayd = subprocess.Popen([RELAYD, "--config", conf_path], stdout=open(log_path, "w"),
                           stderr=subprocess.STDOUT)
+harness.stop_at_exit(relayd)
 PORT = None
 for _ in range(300):
     m = re.search(r"submission \(STARTTLS\) on 127\.0\.0\.1:(\d+)", open(log_path).read())
@@ -217,8 +214,8 @@ check(relayd.wait(timeout=30) == 0, "relayd stops cleanly")
 unbound.terminate()
 unbound.wait(timeout=10)
 sink.stop()
-print("%d checks, %d failed" % (checks, len(failures)))
 if failures:
     print(log[-6000:])
-    sys.exit(1)
-shutil.rmtree(TMP, ignore_errors=True)
+else:
+    shutil.rmtree(TMP, ignore_errors=True)
+harness.finish()

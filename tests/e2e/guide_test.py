@@ -44,7 +44,8 @@ from aiosmtpd.controller import Controller
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import local_dns  # noqa: E402
-from checks import check, failures, finish  # noqa: E402
+import harness  # noqa: E402
+from harness import check, failures, finish  # noqa: E402
 
 RELAYD, RELAYCTL = os.path.realpath(sys.argv[1]), os.path.realpath(sys.argv[2])
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -157,6 +158,7 @@ sinks = [Controller(Gmail(), hostname=h, port=MX_PORT, ready_timeout=10, tls_con
          for h in (GMAIL_V4, GMAIL_V6)]
 for s in sinks:
     s.start()
+    harness.stop_at_exit(s)
 relayd = None
 unbound = None
 try:

@@ -26,6 +26,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="hostile-", dir=os.environ.get("TEST_TMPDIR"))
@@ -36,13 +38,6 @@ DEADLINE_MS = 2000        # command_deadline_ms
 IDLE_MS = 4000            # idle_before_auth_ms
 CONNECTIONS_MAX = 20      # one shard: stress mode from 10 connections
 STRESS_MS = 1000          # stress_timeout_ms
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 conf_path, _ = relayd_process.init(
@@ -61,6 +56,7 @@ conf_path, _ = relayd_process.init(
      ("stress_connections_percent = 80", "stress_connections_percent = 50"),
      ("stress_timeout_ms = 10000", "stress_timeout_ms = %d" % STRESS_MS)])
 relayd, ready = relayd_process.start(RELAYD, conf_path, TMP + "/relayd.log")
+harness.stop_at_exit(relayd)
 if ready is None:
     print(open(TMP + "/relayd.log").read())
     sys.exit("relayd did not start")
@@ -250,5 +246,4 @@ finally:
     relayd.terminate()
     code = relayd.wait(timeout=30)
 check(code == 0, "relayd stops cleanly (exit %s)" % code)
-print("%d checks failed" % len(failures) if failures else "all checks passed")
-sys.exit(1 if failures else 0)
+harness.finish()

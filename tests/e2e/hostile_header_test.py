@@ -42,6 +42,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "testing"))
 import local_dns  # noqa: E402
 import relayd_process  # noqa: E402
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="hostile-header-", dir=os.environ.get("TEST_TMPDIR"))
@@ -51,13 +53,6 @@ BASELINE_S = 3.0
 AFTER_S = 1.0
 TAG_LIST_BYTES = 900 * 1024
 ROUNDS_MAX = 3
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 _, HOSTILE_TXT = local_dns.dkim_key(TMP, "hostile")
@@ -67,6 +62,7 @@ unbound, DNS_PORT = local_dns.start_unbound(TMP, """
   local-data: 'sel._domainkey.hostile.test. 300 IN TXT {hostile}'
   local-data: 'arc._domainkey.local.test. 300 IN TXT {local}'
 """.format(hostile=HOSTILE_TXT, local=LOCAL_TXT))
+harness.stop_at_exit(unbound)
 
 conf_path, _ = relayd_process.init(
     RELAYD, TMP + "/relay",
@@ -91,6 +87,7 @@ os.makedirs(TMP + "/relay/aliases", exist_ok=True)  # init writes it
 open(TMP + "/relay/aliases/local.test", "w").write("*: me@elsewhere.test\n")
 log_path = TMP + "/relayd.log"
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
+harness.stop_at_exit(relayd)
 if ready is None:
     print(open(log_path).read())
     sys.exit("relayd did not start")
@@ -289,7 +286,4 @@ finally:
     unbound.terminate()
     unbound.wait(10)
 
-if failures:
-    print("%d failure(s)" % len(failures))
-    sys.exit(1)
-print("PASS")
+harness.finish()

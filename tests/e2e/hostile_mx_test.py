@@ -39,10 +39,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "testing"))
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
 import relayd_process  # noqa: E402
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="hostile-mx-", dir=os.environ.get("TEST_TMPDIR"))
-failures, checks = [], 0
 
 MX = {"longdot": "127.0.0.2", "longrcpt": "127.0.0.3", "junk": "127.0.0.4", "drip": "127.0.0.5",
       "sink": "127.0.0.6"}
@@ -63,13 +64,6 @@ RECORD_REPLY_BYTES_MAX = 4096  # queue::kReplyBytesMax
 RSS_GROWTH_MAX_BYTES = 16 << 20
 WAIT_S = 40
 
-
-def check(cond, what):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 # --- the hostile MX ------------------------------------------------------------------------------
@@ -222,6 +216,7 @@ try:
         zones += '  local-data: "%s. 300 IN MX 10 mx.%s."\n' % (domain, domain)
         zones += '  local-data: "mx.%s. 300 IN A %s"\n' % (domain, ip)
     unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
+    harness.stop_at_exit(unbound)
 
     conf_dir = TMP + "/relay"
     conf_path, PASSWORD = relayd_process.init(RELAYD, conf_dir, relayd_process.loopback(
@@ -245,6 +240,7 @@ data_block_timeout_ms = %d
     check("reply_bytes_max = %d" % REPLY_BYTES_MAX in conf,
           "the generated config shows reply_bytes_max with its default")
     relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
+    harness.stop_at_exit(relayd)
     if ready is None:
         print(open(log_path).read())
         sys.exit("relayd did not start")
@@ -416,9 +412,9 @@ finally:
     loop.call_soon_threadsafe(loop.stop)
     mx_thread.join(timeout=10)
 
-print("%d checks, %d failed" % (checks, len(failures)))
 if failures:
     print(open(log_path).read()[-6000:])
-    sys.exit(1)
-shutil.rmtree(TMP, ignore_errors=True)
-shutil.rmtree(SOCK_DIR, ignore_errors=True)
+else:
+    shutil.rmtree(TMP, ignore_errors=True)
+    shutil.rmtree(SOCK_DIR, ignore_errors=True)
+harness.finish()

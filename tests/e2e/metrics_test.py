@@ -24,11 +24,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
 import local_smtp  # noqa: E402
 import relayd_process  # noqa: E402
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="metrics-", dir=os.environ.get("TEST_TMPDIR"))
-failures, checks = [], 0
-children = []
 
 
 def show_log_on_error(kind, exc, tb):
@@ -37,31 +37,14 @@ def show_log_on_error(kind, exc, tb):
         print("--- relayd log ---\n" + open(log_path).read())
     except (NameError, OSError):
         pass
-    for p in children:
-        if p.poll() is None:
-            p.kill()
 
 
 sys.excepthook = show_log_on_error
 
 
-def check(cond, what):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
 
 def finish():
-    for p in children:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    for c in controllers:
-        c.stop()
-    print("%d checks, %d failed" % (checks, len(failures)))
-    sys.exit(1 if failures else 0)
+    harness.finish()  # the sink, unbound and relayd stop at exit
 
 
 # --- the receiver: one aiosmtpd with STARTTLS; reject.test recipients get 550 -------------------
@@ -69,7 +52,7 @@ SINK_IP = "127.0.0.2"
 MX_PORT = local_dns.free_port([SINK_IP])
 sink = local_smtp.Sink(lambda rcpt: "550 5.1.1 <%s>: no such user here" % rcpt
                        if rcpt.endswith("@reject.test") else None)
-controllers = [local_smtp.start(sink, SINK_IP, MX_PORT, TMP)]
+controllers = [harness.stop_at_exit(local_smtp.start(sink, SINK_IP, MX_PORT, TMP))]
 
 zones = """
   local-zone: "test." static
@@ -82,7 +65,7 @@ zones = """
   local-data: "mx.example.com. 300 IN A {ip}"
 """.format(ip=SINK_IP)
 unbound, DNS_PORT = local_dns.start_unbound(
-    TMP, zones, spawn=lambda argv: children.append(subprocess.Popen(argv)) or children[-1])
+    TMP, zones, spawn=lambda argv: harness.stop_at_exit(subprocess.Popen(argv)))
 
 # --- DKIM keys: RSA and Ed25519 for the same domain (dual signing) ------------------------------
 subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
@@ -137,7 +120,7 @@ check(bad.returncode == 2 and "not a loopback address" in bad.stderr + bad.stdou
       "metrics.listen on 0.0.0.0 refused without allow_public")
 
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
-children.append(relayd)
+harness.stop_at_exit(relayd)
 # The endpoint starts after the ready line.
 for _ in range(100):
     if ready is None or "metrics on http://" in open(log_path).read():

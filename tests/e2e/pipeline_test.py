@@ -41,24 +41,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "testing"))
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
 import relayd_process  # noqa: E402
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 SINK = "/usr/sbin/smtp-sink"
 TMP = tempfile.mkdtemp(prefix="pipeline-", dir=os.environ.get("TEST_TMPDIR"))
-failures, checks = [], 0
 PROBE_IPS = {"pipe": "127.0.0.2", "nopipe": "127.0.0.3", "tlspipe": "127.0.0.5",
              "droppipe": "127.0.0.6"}
 SINK_IP = "127.0.0.4"
 GREETING_DELAY_S = 2.0
 PROBE_WAIT_S = 0.5
 
-
-def check(cond, what):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 # --- the probe server ----------------------------------------------------------------------------
@@ -167,6 +161,7 @@ for site, ip in PROBE_IPS.items():
 os.makedirs(TMP + "/sink")
 sink = subprocess.Popen([SINK, "-u", "root", "-d", TMP + "/sink/%M.", "%s:%d" % (SINK_IP, MX_PORT),
                          "64"], stdout=open(TMP + "/sink.log", "w"), stderr=subprocess.STDOUT)
+harness.stop_at_exit(sink)
 
 # --- DNS and relayd ------------------------------------------------------------------------------
 zones = """
@@ -183,6 +178,7 @@ zones = """
   local-data: "mx.sink.test. 300 IN A {sink}"
 """.format(sink=SINK_IP, **PROBE_IPS)
 unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
+harness.stop_at_exit(unbound)
 
 SOCK_DIR = tempfile.mkdtemp(prefix="pl-", dir="/tmp")
 conf_path, PASSWORD = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.loopback(
@@ -206,6 +202,7 @@ pipeline_transactions = false
 """)
 log_path = TMP + "/relayd.log"
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
+harness.stop_at_exit(relayd)
 if ready is None:
     print(open(log_path).read())
     sys.exit("relayd did not start")
@@ -316,7 +313,6 @@ finally:
     unbound.terminate()
     unbound.wait()
 
-print("%d checks, %d failures" % (checks, len(failures)))
 if failures:
     print(open(log_path, errors="replace").read()[-5000:])
-    sys.exit(1)
+harness.finish()

@@ -47,18 +47,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "testing"))
 import local_dns  # noqa: E402
 import relayd_process  # noqa: E402
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="receive-", dir=os.environ.get("TEST_TMPDIR"))
-failures, checks = [], 0
 
-
-def check(cond, what):
-    global checks
-    checks += 1
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 # --- sinks: the MX hosts of the alias targets and of the original sender ----------------------
@@ -87,6 +81,7 @@ controllers = []
 for name, ip in MX.items():
     c = Controller(Sink(name), hostname=ip, port=MX_PORT, ready_timeout=10)
     c.start()
+    harness.stop_at_exit(c)
     controllers.append(c)
 
 
@@ -115,6 +110,7 @@ zones = """
   local-data: 'arc._domainkey.local.test. 300 IN TXT {local_txt}'
 """.format(sender_txt=SENDER_TXT, local_txt=LOCAL_TXT, **MX)
 unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
+harness.stop_at_exit(unbound)
 
 
 def dns_txt(name, timeout=5):
@@ -160,6 +156,7 @@ log_path = TMP + "/relayd.log"
 
 def start_relayd(path=conf_path):
     p, ready = relayd_process.start(RELAYD, path, log_path)
+    harness.stop_at_exit(p)
     if ready is None:
         print(open(log_path).read())
         sys.exit("relayd did not start")
@@ -523,8 +520,8 @@ for c in controllers:
     c.stop()
 unbound.terminate()
 unbound.wait()
-print("%d checks, %d failed" % (checks, len(failures)))
 if failures:
     print(open(log_path).read()[-4000:])
-    sys.exit(1)
-shutil.rmtree(TMP, ignore_errors=True)
+else:
+    shutil.rmtree(TMP, ignore_errors=True)
+harness.finish()

@@ -23,23 +23,13 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
+import harness  # noqa: E402
+from harness import check, failures  # noqa: E402,F401
 
 RELAYD, SPOOL_DUMP = sys.argv[1], sys.argv[2]
 TMP = tempfile.mkdtemp(prefix="e2e-", dir=os.environ.get("TEST_TMPDIR"))
 CONF_DIR = os.path.join(TMP, "relay")
 USER, DOMAIN = "app@example.com", "example.com"
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if cond:
-        print("ok   " + what)
-    else:
-        print("FAIL " + what)
-        failures.append(what)
 
 
 def run(cmd, timeout=60, input=None):
@@ -94,6 +84,7 @@ def log_text():
 
 
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
+harness.stop_at_exit(relayd)
 if ready is None:
     print(log_text())
     sys.exit("relayd did not start")
@@ -458,8 +449,8 @@ if dkim is not None:
     check(not bad_sigs, "every signature verifies with the records --init printed (failed: %s)"
           % bad_sigs[:5])
 
-print("%d checks, %d failed" % (checks, len(failures)))
 if failures:
     print(log_text()[-5000:])
-    sys.exit(1)
-shutil.rmtree(TMP, ignore_errors=True)
+else:
+    shutil.rmtree(TMP, ignore_errors=True)
+harness.finish()

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
-import checks  # noqa: E402  (the project's own helpers, found through the path above)
+import harness  # noqa: E402  (the project's own helpers, found through the path above)
 import local_dns  # noqa: E402
 import local_smtp  # noqa: E402
 import relayd_process  # noqa: E402
@@ -40,29 +40,20 @@ TMP = tempfile.mkdtemp(prefix="top-", dir=os.environ.get("TEST_TMPDIR"))
 # tmux's socket path must stay short (sun_path): its own directory under /tmp.
 TMUX_DIR = tempfile.mkdtemp(prefix="top-tmux-", dir="/tmp")
 TMUX = ["tmux", "-S", TMUX_DIR + "/sock", "-f", "/dev/null"]
+harness.at_exit("tmux", lambda: (subprocess.run(TMUX + ["kill-server"], capture_output=True),
+                                 shutil.rmtree(TMUX_DIR, ignore_errors=True)))
 
 
 def check(cond, what, detail=""):
-    """checks.check, printing what was seen when it fails."""
-    if not checks.check(cond, what) and detail:
+    """harness.check, printing what was seen when it fails."""
+    if not harness.check(cond, what) and detail:
         print(detail)
     return cond
-children, controllers = [], []
+controllers = []
 
 
 def finish():
-    subprocess.run(TMUX + ["kill-server"], capture_output=True)
-    shutil.rmtree(TMUX_DIR, ignore_errors=True)
-    for p in children:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    for c in controllers:
-        c.stop()
-    checks.finish()
+    harness.finish()  # tmux, the sink, unbound and relayd stop at exit
 
 
 def wait_until(pred, seconds, step=0.2):
@@ -91,7 +82,7 @@ def refusal(rcpt):
 
 
 sink = local_smtp.Sink(refusal)
-controllers.append(local_smtp.start(sink, SINK_IP, MX_PORT, TMP))
+controllers.append(harness.stop_at_exit(local_smtp.start(sink, SINK_IP, MX_PORT, TMP)))
 zones = "".join('  local-data: "%s"\n' % rr for rr in [
     "good.test. 300 IN MX 10 mx.good.test.", "mx.good.test. 300 IN A " + SINK_IP,
     "reject.test. 300 IN MX 10 mx.good.test.",
@@ -102,7 +93,7 @@ zones = "".join('  local-data: "%s"\n' % rr for rr in [
 zones = ('  local-zone: "test." static\n  local-zone: "google.com." static\n'
          '  local-zone: "example.com." static\n' + zones)
 unbound, DNS_PORT = local_dns.start_unbound(
-    TMP, zones, spawn=lambda argv: children.append(subprocess.Popen(argv)) or children[-1])
+    TMP, zones, spawn=lambda argv: harness.stop_at_exit(subprocess.Popen(argv)))
 
 # --- relayd: metrics on a port named in its config, so that --config finds it ----------------
 METRICS_PORT = local_dns.free_port()
@@ -113,7 +104,7 @@ conf_path, PASSWORD = relayd_process.init(
     [("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [3600]")])
 log_path = TMP + "/relayd.log"
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
-children.append(relayd)
+harness.stop_at_exit(relayd)
 if ready is None or not wait_until(lambda: "metrics on http://" in open(log_path).read(), 10):
     print(open(log_path).read())
     check(False, "relayd started with its metrics endpoint")
