@@ -197,26 +197,22 @@ TLS_RUNS = {"off": [False], "on": [True], "both": [False, True]}[args.tls]
 
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"
-conf_path, PASSWORD = relayd_process.init(args.relayd, conf_dir, [
-                 ('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
-                 ('listen_tls = ["127.0.0.1:2465"]', "listen_tls = []"),
-                 ("auth_requires_tls = true", "auth_requires_tls = false"),
-                 ("shards = 0", "shards = %d" % args.shards),
-                 ("fsync = true", "fsync = false"),
-                 ("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT),
-                 ('family = "ipv4-first"',
-                  'family = "%s"' % (args.family if args.family else "ipv4-first")),
-                 ("mx_port = 25", "mx_port = %d" % SINK_PORT),
-                 ('control_socket = "control.sock"',
-                  'control_socket = "%s/control.sock"' % SOCK_DIR),
-                 # The delivery log is kept in concurrency mode only, to count deferrals.
-                 ('dir = "log"', 'dir = "%s"' % ("log" if args.mode == "concurrency" else ""))])
+conf_path, PASSWORD = relayd_process.init(args.relayd, conf_dir, {
+    "submission": {"listen": ["127.0.0.1:0"], "listen_tls": [], "auth_requires_tls": False},
+    "shards": args.shards,
+    "queue": {"fsync": False},
+    "delivery": {"dns_servers": ["127.0.0.1:%d" % DNS_PORT],
+                 "family": args.family if args.family else "ipv4-first",
+                 "mx_port": SINK_PORT},
+    "control_socket": SOCK_DIR + "/control.sock",
+    # The delivery log is kept in concurrency mode only, to count deferrals.
+    "log": {"dir": "log" if args.mode == "concurrency" else ""}})
 base_conf = open(conf_path).read()
 
 
 def write_conf(enabled, shaping):
-    conf = base_conf.replace("enabled = true", "enabled = %s" % ("true" if enabled else "false"))
-    open(conf_path, "w").write(conf + shaping)
+    open(conf_path, "w").write(base_conf)
+    relayd_process.configure(conf_path, {"delivery": {"enabled": enabled}}, append=shaping)
 
 
 def slug(tag):

@@ -17,6 +17,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools",
+                                "testing"))
+import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
+
 RELAYD = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 tmp = tempfile.mkdtemp(prefix="idle-", dir=os.environ.get("TEST_TMPDIR"))
@@ -26,15 +30,11 @@ conf_dir = os.path.join(tmp, "relay")
 subprocess.run([RELAYD, "--init", conf_dir, "--hostname", "relay.test", "--no-dkim"], check=True,
                capture_output=True)
 conf_path = os.path.join(conf_dir, "relayd.toml")
-conf = open(conf_path).read()
-conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
-conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []')
-conf = conf.replace("connections_max = 16000", "connections_max = %d" % (N + 1000))
-conf = conf.replace("connections_per_ip_max = 500", "connections_per_ip_max = %d" % (N + 1000))
-conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
-conf = conf.replace("reserve_segments = 2", "reserve_segments = 1")
-conf = conf.replace("shards = 0", "shards = 2")
-open(conf_path, "w").write(conf)
+relayd_process.configure(conf_path, {
+    "submission": {"listen": ["127.0.0.1:0"], "listen_tls": []},
+    "limits": {"connections_max": N + 1000, "connections_per_ip_max": N + 1000},
+    "queue": {"segment_bytes": 8 << 20, "reserve_segments": 1},
+    "shards": 2})
 
 # Each side needs a descriptor per connection. Without CAP_SYS_RESOURCE the hard RLIMIT_NOFILE
 # cannot be raised (20,000 on the project's machines), which caps N for relayd and this client.

@@ -118,11 +118,10 @@ unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
 
 SOCK_DIR = tempfile.mkdtemp(prefix="cr-", dir="/tmp")
 LOG_DIR = TMP + "/log"
-conf_path, PASSWORD = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.loopback(
-    DNS_PORT, MX_PORT) + [
-    ("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 2]"),
-    ("jitter_fraction = 0.1", "jitter_fraction = 0.0"),
-    ('control_socket = "control.sock"', 'control_socket = "%s/control.sock"' % SOCK_DIR)])
+conf_path, PASSWORD = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.merged(
+    relayd_process.loopback(DNS_PORT, MX_PORT),
+    {"retry": {"intervals_s": [1, 1, 2], "jitter_fraction": 0.0},
+     "control_socket": SOCK_DIR + "/control.sock"}))
 conf = open(conf_path).read()
 m = re.search(r'^dir = "(.*)"$', conf[conf.index("[log]"):], re.M)
 LOG_DIR = m.group(1) if m and m.group(1).startswith("/") else os.path.join(

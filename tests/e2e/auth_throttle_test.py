@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "testing"))
 import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
 import harness  # noqa: E402
-from harness import check, failures  # noqa: E402,F401
+from harness import check  # noqa: E402
 
 RELAYD = sys.argv[1]
 IN_NETNS = "--netns" in sys.argv[2:]
@@ -124,16 +124,15 @@ def login(source, dest, port, user, password):
     return r
 
 
-def start_relayd(name, edits):
+def start_relayd(name, settings):
     conf_path, _ = relayd_process.init(
-        RELAYD, TMP + "/" + name,
-        [('listen_tls = ["127.0.0.1:2465"]', "listen_tls = []"),
-         ('listen = "127.0.0.1:9587"', 'listen = ""'),
-         ("shards = 0", "shards = 1"),
-         ("segment_bytes = 67108864", "segment_bytes = 8388608"),
-         ("# false: accept and queue only.\nenabled = true", "enabled = false"),
-         ("auth_requires_tls = true", "auth_requires_tls = false"),
-         ("failures_before_delay = 3", "failures_before_delay = 1000")] + edits)
+        RELAYD, TMP + "/" + name, relayd_process.merged({
+            "submission": {"listen_tls": [], "auth_requires_tls": False},
+            "metrics": {"listen": ""},
+            "shards": 1,
+            "queue": {"segment_bytes": 8 << 20},
+            "delivery": {"enabled": False},  # accept and queue only
+            "auth": {"failures_before_delay": 1000}}, settings))
     with open(os.path.join(os.path.dirname(conf_path), "users"), "w") as f:
         f.write(users_line(MALLORY, MALLORY_PW) + users_line(VICTIM, VICTIM_PW))
     log_path = TMP + "/" + name + ".log"
@@ -193,12 +192,11 @@ else:
             break
 
 # --- 1 and 2: the throttle ----------------------------------------------------------------------
-listen = '["127.0.0.1:0", "[::1]:0"]' if six_skip is None else '["127.0.0.1:0"]'
-relayd, ports, log_path = start_relayd("throttle", [
-    ('listen = ["127.0.0.1:2587"]', "listen = %s" % listen),
-    ("failures_before_block = 10", "failures_before_block = %d" % CLIENT_LIMIT),
-    ("user_failures_before_block = 5", "user_failures_before_block = %d" % USER_LIMIT),
-    ("connections_per_ip_max = 500", "connections_per_ip_max = %d" % CONNECTIONS_PER_CLIENT)])
+listen = ["127.0.0.1:0", "[::1]:0"] if six_skip is None else ["127.0.0.1:0"]
+relayd, ports, log_path = start_relayd("throttle", {
+    "submission": {"listen": listen},
+    "auth": {"failures_before_block": CLIENT_LIMIT, "user_failures_before_block": USER_LIMIT},
+    "limits": {"connections_per_ip_max": CONNECTIONS_PER_CLIENT}})
 PORT = ports["127.0.0.1"]
 try:
     # 1. Guess the victim's password, log in as mallory, again and again, from 127.0.0.2.
@@ -263,12 +261,11 @@ finally:
     stop_relayd(relayd, log_path, "throttle")
 
 # --- 3. The flood -------------------------------------------------------------------------------
-relayd, ports, log_path = start_relayd("flood", [
-    ('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
+relayd, ports, log_path = start_relayd("flood", {
+    "submission": {"listen": ["127.0.0.1:0"]},
     # Many failures per address are allowed here: what refuses is the queue, not the throttle.
-    ("failures_before_block = 10", "failures_before_block = 100000"),
-    ("user_failures_before_block = 5", "user_failures_before_block = 100000"),
-    ("checks_queued_max = 128", "checks_queued_max = %d" % QUEUE_MAX)])
+    "auth": {"failures_before_block": 100000, "user_failures_before_block": 100000,
+             "checks_queued_max": QUEUE_MAX}})
 PORT = ports["127.0.0.1"]
 try:
     # How long one check costs here (an unknown user costs the same scrypt as a known one).

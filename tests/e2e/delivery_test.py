@@ -148,16 +148,13 @@ conf_dir = TMP + "/relay"
 # Unix socket paths are limited to 108 bytes; Bazel's temporary directory is longer.
 SOCK_DIR = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
 CONTROL = SOCK_DIR + "/control.sock"
-conf_path, PASSWORD = relayd_process.init(RELAYD, conf_dir, relayd_process.loopback(
-    DNS_PORT, MX_PORT) + [
+conf_path, PASSWORD = relayd_process.init(RELAYD, conf_dir, relayd_process.merged(
+    relayd_process.loopback(DNS_PORT, MX_PORT),
     # Two quick retries, then an hour: long enough that only `relayctl queue retry` brings a
-    # fourth.
-    ("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]"),
-    ("jitter_fraction = 0.1", "jitter_fraction = 0.0"),
-    # Attempts at about 0, 1 and 2 s stay under it; the operator's retry of a slow.test message
-    # comes later and brings the one "delayed" DSN.
-    ("delay_warning_s = 0", "delay_warning_s = 4"),
-    ('control_socket = "control.sock"', 'control_socket = "%s"' % CONTROL)],
+    # fourth. Attempts at about 0, 1 and 2 s stay under delay_warning_s; the operator's retry of
+    # a slow.test message comes later and brings the one "delayed" DSN.
+    {"retry": {"intervals_s": [1, 1, 3600], "jitter_fraction": 0.0, "delay_warning_s": 4},
+     "control_socket": CONTROL}),
     append="""
 [[shaping]]
 name = "plain-test"

@@ -25,12 +25,14 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 
 from aiosmtpd.controller import Controller
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import local_dns  # noqa: E402  (the project's own helper, found through the path above)
+import relayd_process  # noqa: E402
 import harness  # noqa: E402
 from harness import check, failures  # noqa: E402,F401
 
@@ -110,37 +112,34 @@ init = subprocess.run([RELAYD, "--init", conf_dir, "--domain", "example.com", "-
                       capture_output=True, text=True, check=True)
 PASSWORD = re.search(r"Password:\s+(\S+)", init.stdout).group(1)
 conf_path = conf_dir + "/relayd.toml"
-conf = open(conf_path).read()
-for old, new in (('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
-                 ('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []'),
-                 ("shards = 0", "shards = 1"),
-                 ("segment_bytes = 67108864", "segment_bytes = 8388608"),
-                 ("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT),
-                 ("mx_port = 25", "mx_port = %d" % MX_PORT),
-                 ('family = "ipv4-first"', 'family = "ipv6-only"'),
-                 ("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]"),
-                 ("jitter_fraction = 0.1", "jitter_fraction = 0.0")):
-    check(old in conf, "default config has %s" % old)
-    conf = conf.replace(old, new)
-conf = conf.replace('control_socket = "control.sock"',
-                    'control_socket = "%s/control.sock"' % tempfile.mkdtemp(dir="/tmp"))
-conf = conf.replace('strategy = "round-robin"', """strategy = "round-robin"
-[[delivery.source]]
-prefix = "%s"
-count = 4
-ehlo_name = "mail{n}.example.com"
-[[delivery.source]]
-address = "%s"
-ehlo_name = "refused.example.com"
-""" % (PREFIX, BAD_SOURCE))
+defaults = tomllib.load(open(conf_path, "rb"))
+for table, key, value in (("submission", "listen", ["127.0.0.1:2587"]),
+                          ("submission", "listen_tls", ["127.0.0.1:2465"]),
+                          (None, "shards", 0), ("queue", "segment_bytes", 64 << 20),
+                          ("delivery", "dns_servers", []), ("delivery", "mx_port", 25),
+                          ("delivery", "family", "ipv4-first"),
+                          ("delivery", "strategy", "round-robin"),
+                          ("retry", "intervals_s", [60, 300, 900, 1800, 3600]),
+                          ("retry", "jitter_fraction", 0.1)):
+    got = (defaults if table is None else defaults.get(table, {})).get(key)
+    check(got == value, "default config has %s%s = %r" % (table + "." if table else "", key, value))
+settings = {
+    "submission": {"listen": ["127.0.0.1:0"], "listen_tls": []},
+    "shards": 1,
+    "queue": {"segment_bytes": 8 << 20},
+    "delivery": {"dns_servers": ["127.0.0.1:%d" % DNS_PORT], "mx_port": MX_PORT,
+                 "family": "ipv6-only",
+                 "source": [{"prefix": str(PREFIX), "count": 4, "ehlo_name": "mail{n}.example.com"},
+                            {"address": str(BAD_SOURCE), "ehlo_name": "refused.example.com"}]},
+    "retry": {"intervals_s": [1, 1, 3600], "jitter_fraction": 0.0},
+    "control_socket": tempfile.mkdtemp(dir="/tmp") + "/control.sock"}
 # One connection per message, so that every message picks its source anew.
-conf += """
+relayd_process.configure(conf_path, settings, append="""
 [[shaping]]
 name = "six"
 domains = ["six.test"]
 messages_per_connection_max = 1
-"""
-open(conf_path, "w").write(conf)
+""")
 log_path = TMP + "/relayd.log"
 relayd = subprocess.Popen([RELAYD, "--config", conf_path], stdout=open(log_path, "w"),
                           stderr=subprocess.STDOUT)

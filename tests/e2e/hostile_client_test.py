@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "testing"))
 import relayd_process  # noqa: E402  (the project's own helper, found through the path above)
 import harness  # noqa: E402
-from harness import check, failures  # noqa: E402,F401
+from harness import check  # noqa: E402
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="hostile-", dir=os.environ.get("TEST_TMPDIR"))
@@ -42,19 +42,18 @@ STRESS_MS = 1000          # stress_timeout_ms
 
 conf_path, _ = relayd_process.init(
     RELAYD, TMP + "/relay",
-    [('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
-     ('listen_tls = ["127.0.0.1:2465"]', "listen_tls = []"),
-     ('listen = "127.0.0.1:9587"', 'listen = ""'),
-     ("shards = 0", "shards = 1"),
-     ("segment_bytes = 67108864", "segment_bytes = 8388608"),
-     ("enabled = true", "enabled = false"),
-     ("replies_unread_bytes_max = 65536", "replies_unread_bytes_max = 65536"),
-     ("replies_unread_timeout_ms = 60000", "replies_unread_timeout_ms = %d" % STALL_MS),
-     ("command_deadline_ms = 60000", "command_deadline_ms = %d" % DEADLINE_MS),
-     ("idle_before_auth_ms = 60000", "idle_before_auth_ms = %d" % IDLE_MS),
-     ("connections_max = 16000", "connections_max = %d" % CONNECTIONS_MAX),
-     ("stress_connections_percent = 80", "stress_connections_percent = 50"),
-     ("stress_timeout_ms = 10000", "stress_timeout_ms = %d" % STRESS_MS)])
+    {"submission": {"listen": ["127.0.0.1:0"], "listen_tls": []},
+     "metrics": {"listen": ""},
+     "shards": 1,
+     "queue": {"segment_bytes": 8 << 20},
+     "delivery": {"enabled": False},
+     "limits": {"replies_unread_bytes_max": 65536,
+                "replies_unread_timeout_ms": STALL_MS,
+                "command_deadline_ms": DEADLINE_MS,
+                "idle_before_auth_ms": IDLE_MS,
+                "connections_max": CONNECTIONS_MAX,
+                "stress_connections_percent": 50,
+                "stress_timeout_ms": STRESS_MS}})
 relayd, ready = relayd_process.start(RELAYD, conf_path, TMP + "/relayd.log")
 harness.stop_at_exit(relayd)
 if ready is None:

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import local_dns  # noqa: E402
 import relayd_process  # noqa: E402
 import harness  # noqa: E402
-from harness import check, failures  # noqa: E402,F401
+from harness import check  # noqa: E402
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="hostile-header-", dir=os.environ.get("TEST_TMPDIR"))
@@ -66,11 +66,11 @@ harness.stop_at_exit(unbound)
 
 conf_path, _ = relayd_process.init(
     RELAYD, TMP + "/relay",
-    [e for e in relayd_process.loopback(DNS_PORT, local_dns.free_port(), shards=1)
-     if not e[0].startswith("segment_bytes")] +  # the default 64 MiB: room for the heavy one
-    [("enabled = true", "enabled = false"),  # accept and queue only: no delivery
-     ('control_socket = "control.sock"',
-      'control_socket = "%s/control.sock"' % tempfile.mkdtemp(prefix="hh-", dir="/tmp"))],
+    relayd_process.merged(
+        relayd_process.loopback(DNS_PORT, local_dns.free_port(), shards=1),
+        {"queue": {"segment_bytes": 64 << 20},  # the default: room for the heavy one
+         "delivery": {"enabled": False},  # accept and queue only: no delivery
+         "control_socket": tempfile.mkdtemp(prefix="hh-", dir="/tmp") + "/control.sock"}),
     domain="local.test", hostname="mx.local.test", append="""
 [receive]
 listen = ["127.0.0.1:0"]

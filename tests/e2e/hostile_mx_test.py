@@ -219,12 +219,11 @@ try:
     harness.stop_at_exit(unbound)
 
     conf_dir = TMP + "/relay"
-    conf_path, PASSWORD = relayd_process.init(RELAYD, conf_dir, relayd_process.loopback(
-        DNS_PORT, MX_PORT) + [
+    conf_path, PASSWORD = relayd_process.init(RELAYD, conf_dir, relayd_process.merged(
+        relayd_process.loopback(DNS_PORT, MX_PORT),
         # One attempt each within the test: a second one would be a bug made visible.
-        ("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [3600]"),
-        ("jitter_fraction = 0.1", "jitter_fraction = 0.0"),
-        ('control_socket = "control.sock"', 'control_socket = "%s/control.sock"' % SOCK_DIR)],
+        {"retry": {"intervals_s": [3600], "jitter_fraction": 0.0},
+         "control_socket": SOCK_DIR + "/control.sock"}),
         append="""
 [[shaping]]
 name = "drip-test"

@@ -8,6 +8,7 @@ usage: metrics_test.py RELAYD
 """
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -25,7 +26,7 @@ import local_dns  # noqa: E402  (the project's own helpers, found through the pa
 import local_smtp  # noqa: E402
 import relayd_process  # noqa: E402
 import harness  # noqa: E402
-from harness import check, failures  # noqa: E402,F401
+from harness import check  # noqa: E402
 
 RELAYD = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="metrics-", dir=os.environ.get("TEST_TMPDIR"))
@@ -85,19 +86,10 @@ base_conf = open(conf_path).read()
 check('[metrics]\n' in base_conf and 'listen = "127.0.0.1:9587"' in base_conf,
       "relayd --init writes a commented [metrics] section")
 METRICS_PORT = local_dns.free_port()
-conf = base_conf
-conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
-conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = []')
-conf = conf.replace('listen = "127.0.0.1:9587"', 'listen = "127.0.0.1:%d"' % METRICS_PORT)
-conf = conf.replace("shards = 0", "shards = 2")
-conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 8388608")
-conf = conf.replace("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % DNS_PORT)
-conf = conf.replace("mx_port = 25", "mx_port = %d" % MX_PORT)
-conf = conf.replace("grace_ms = 10000", "grace_ms = 2000")
 SOCK_DIR = tempfile.mkdtemp(prefix="mt-", dir="/tmp")
-conf = conf.replace('control_socket = "control.sock"',
-                    'control_socket = "%s/control.sock"' % SOCK_DIR)
-conf += """
+relayd_process.configure(conf_path, relayd_process.merged(
+    relayd_process.loopback(DNS_PORT, MX_PORT, metrics_port=METRICS_PORT),
+    {"control_socket": SOCK_DIR + "/control.sock"}), append="""
 [[dkim.key]]
 domain = "example.com"
 selector = "rsa"
@@ -107,14 +99,13 @@ key = "{tmp}/rsa.pem"
 domain = "example.com"
 selector = "ed"
 key = "{tmp}/ed.pem"
-""".format(tmp=TMP)
-open(conf_path, "w").write(conf)
+""".format(tmp=TMP))
 log_path = TMP + "/relayd.log"
 
 # A public address without allow_public is refused at start, with the reason.
 bad_path = conf_dir + "/public.toml"
-open(bad_path, "w").write(conf.replace('listen = "127.0.0.1:%d"' % METRICS_PORT,
-                                       'listen = "0.0.0.0:%d"' % METRICS_PORT))
+shutil.copy(conf_path, bad_path)
+relayd_process.configure(bad_path, {"metrics": {"listen": "0.0.0.0:%d" % METRICS_PORT}})
 bad = subprocess.run([RELAYD, "--config", bad_path], capture_output=True, text=True, timeout=30)
 check(bad.returncode == 2 and "not a loopback address" in bad.stderr + bad.stdout,
       "metrics.listen on 0.0.0.0 refused without allow_public")

@@ -181,12 +181,11 @@ unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
 harness.stop_at_exit(unbound)
 
 SOCK_DIR = tempfile.mkdtemp(prefix="pl-", dir="/tmp")
-conf_path, PASSWORD = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.loopback(
-    DNS_PORT, MX_PORT, shards=1) + [
+conf_path, PASSWORD = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.merged(
+    relayd_process.loopback(DNS_PORT, MX_PORT, shards=1),
     # A quick retry for the messages of the dropped connection.
-    ("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [1, 1, 3600]"),
-    ("jitter_fraction = 0.1", "jitter_fraction = 0.0"),
-    ('control_socket = "control.sock"', 'control_socket = "%s/control.sock"' % SOCK_DIR)],
+    {"retry": {"intervals_s": [1, 1, 3600], "jitter_fraction": 0.0},
+     "control_socket": SOCK_DIR + "/control.sock"}),
     # One connection per site, so that every message goes over the same one.
     append="""
 [[shaping]]

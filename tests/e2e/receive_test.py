@@ -129,9 +129,9 @@ def dns_txt(name, timeout=5):
 # --- relayd ------------------------------------------------------------------------------------
 conf_dir = TMP + "/relay"
 conf_path, _ = relayd_process.init(
-    RELAYD, conf_dir, relayd_process.loopback(DNS_PORT, MX_PORT) + [
-        ('control_socket = "control.sock"',
-         'control_socket = "%s/control.sock"' % tempfile.mkdtemp(prefix="rcv-", dir="/tmp"))],
+    RELAYD, conf_dir, relayd_process.merged(
+        relayd_process.loopback(DNS_PORT, MX_PORT),
+        {"control_socket": tempfile.mkdtemp(prefix="rcv-", dir="/tmp") + "/control.sock"}),
     domain="local.test", hostname="mx.local.test", append="""
 [receive]
 listen = ["127.0.0.1:0"]
@@ -492,9 +492,7 @@ check(relayd.wait(timeout=20) == 0, "relayd stops cleanly")
 
 # 6b. dmarc_reject = "quarantine-header": the p=reject failure is forwarded, marked, instead.
 open(ALIASES, "w").write("*: me@gmail.test\n")
-conf = open(conf_path).read()
-open(conf_path, "w").write(conf.replace("checks_timeout_ms = 5000\n",
-                                        'checks_timeout_ms = 5000\ndmarc_reject = "quarantine-header"\n'))
+relayd_process.configure(conf_path, {"receive": {"dmarc_reject": "quarantine-header"}})
 relayd, PORT = start_relayd()
 code, text = send("alice@sender.test", "ceo@forger.test", "spoof quarantined")
 check(code == 250, "with dmarc_reject = quarantine-header the forgery is accepted: %d" % code)

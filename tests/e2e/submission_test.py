@@ -63,18 +63,14 @@ check(help_run.returncode == 0 and help_run.stdout.startswith("usage: relayd") a
 bad = run([RELAYD, "--bogus"])
 check(bad.returncode == 2 and "usage: relayd" in bad.stderr and bad.stdout == "",
       "a wrong argument: the usage on stderr, exit 2")
-conf = conf.replace('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]')
-conf = conf.replace('listen_tls = ["127.0.0.1:2465"]', 'listen_tls = ["127.0.0.1:0"]')
-conf = conf.replace("command_timeout_ms = 300000", "command_timeout_ms = 4000")
-conf = conf.replace("message_bytes_max = 36700160", "message_bytes_max = 12000000")
-conf = conf.replace("shards = 0", "shards = 2")
-conf = conf.replace("# false: accept and queue only.\nenabled = true", "enabled = false")
-conf = conf.replace("connections_per_ip_max = 500", "connections_per_ip_max = 40")
-conf = conf.replace("failures_before_delay = 3", "failures_before_delay = 2")
-conf = conf.replace("failure_delay_ms = 1000", "failure_delay_ms = 300")
-conf = conf.replace("failures_before_block = 10", "failures_before_block = 6")
-conf = conf.replace("segment_bytes = 67108864", "segment_bytes = 33554432")
-open(conf_path, "w").write(conf)
+relayd_process.configure(conf_path, {
+    "submission": {"listen": ["127.0.0.1:0"], "listen_tls": ["127.0.0.1:0"]},
+    "limits": {"command_timeout_ms": 4000, "message_bytes_max": 12000000,
+               "connections_per_ip_max": 40},
+    "shards": 2,
+    "delivery": {"enabled": False},  # accept and queue only
+    "auth": {"failures_before_delay": 2, "failure_delay_ms": 300, "failures_before_block": 6},
+    "queue": {"segment_bytes": 32 << 20}})
 
 log_path = os.path.join(TMP, "relayd.log")
 

@@ -99,9 +99,10 @@ unbound, DNS_PORT = local_dns.start_unbound(
 METRICS_PORT = local_dns.free_port()
 conf_path, PASSWORD = relayd_process.init(
     RELAYD, TMP + "/relay",
-    relayd_process.loopback(DNS_PORT, MX_PORT, metrics_port=METRICS_PORT) +
-    # One retry an hour: the deferred recipients stay deferred once while the test looks.
-    [("intervals_s = [60, 300, 900, 1800, 3600]", "intervals_s = [3600]")])
+    relayd_process.merged(
+        relayd_process.loopback(DNS_PORT, MX_PORT, metrics_port=METRICS_PORT),
+        # One retry an hour: the deferred recipients stay deferred once while the test looks.
+        {"retry": {"intervals_s": [3600]}}))
 log_path = TMP + "/relayd.log"
 relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
 harness.stop_at_exit(relayd)

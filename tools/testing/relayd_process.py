@@ -1,52 +1,110 @@
 """relayd as the project's end-to-end tests and benchmarks configure and start it: `relayd --init
-DIR`, then the config it wrote edited for loopback (init), then `relayd --config PATH` with its
-output appended to one log file, ready once it logs a new "relayd ready" line, which names the
-port of every listener (port 0 in the config means the kernel chose one).
+DIR`, then the configuration it wrote changed as data (settings: nested dicts of the TOML tables,
+merged over what --init wrote), then `relayd --config PATH` with its output appended to one log
+file, ready once it logs a new "relayd ready" line, which names the port of every listener (port 0
+in the config means the kernel chose one).
 
     import relayd_process
     conf_path, password = relayd_process.init(
-        RELAYD, TMP + "/relay", relayd_process.loopback(DNS_PORT, MX_PORT) + [(old, new), ...])
+        RELAYD, TMP + "/relay", relayd_process.merged(
+            relayd_process.loopback(DNS_PORT, MX_PORT), {"retry": {"intervals_s": [1, 1, 3600]}}))
     proc, ready = relayd_process.start(RELAYD, conf_path, log_path)
     port = relayd_process.port(ready, "submission (STARTTLS)")   # or "port 25 (receive)"
 """
+import json
 import re
 import subprocess
 import time
+import tomllib
 
 
 def loopback(dns_port, mx_port, shards=2, grace_ms=2000, metrics_port=0):
-    """The edits every end-to-end test makes to what `relayd --init` writes: listeners on ports the
-    kernel chooses (no implicit-TLS port), `shards` shards, 8 MiB segments, the test's DNS server
-    and MX port, a short stop grace, and the metrics endpoint on `metrics_port` (0: any free one,
-    so that tests running at once, or a relayd on the machine, do not meet on 9587)."""
-    return [('listen = ["127.0.0.1:2587"]', 'listen = ["127.0.0.1:0"]'),
-            ('listen_tls = ["127.0.0.1:2465"]', "listen_tls = []"),
-            ('listen = "127.0.0.1:9587"', 'listen = "127.0.0.1:%d"' % metrics_port),
-            ("shards = 0", "shards = %d" % shards),
-            ("segment_bytes = 67108864", "segment_bytes = 8388608"),
-            ("dns_servers = []", 'dns_servers = ["127.0.0.1:%d"]' % dns_port),
-            ("mx_port = 25", "mx_port = %d" % mx_port),
-            ("grace_ms = 10000", "grace_ms = %d" % grace_ms)]
+    """The settings every end-to-end test changes in what `relayd --init` writes: listeners on
+    ports the kernel chooses (no implicit-TLS port), `shards` shards, 8 MiB segments, the test's
+    DNS server and MX port, a short stop grace, and the metrics endpoint on `metrics_port` (0: any
+    free one, so that tests running at once, or a relayd on the machine, do not meet on 9587)."""
+    return {"shards": shards,
+            "submission": {"listen": ["127.0.0.1:0"], "listen_tls": []},
+            "metrics": {"listen": "127.0.0.1:%d" % metrics_port},
+            "queue": {"segment_bytes": 8 << 20},
+            "delivery": {"dns_servers": ["127.0.0.1:%d" % dns_port], "mx_port": mx_port},
+            "shutdown": {"grace_ms": grace_ms}}
 
 
-def init(relayd, conf_dir, edits, append="", domain="example.com", hostname="relay.example.com",
-         dkim=False):
-    """`relayd --init conf_dir`, then each (old, new) of `edits` replaced in the config it wrote and
-    `append` added at its end. An `old` that is not in the config raises: the test would otherwise
-    run on a default it did not mean. Without `dkim` it passes --no-dkim: tests and benchmarks sign
-    with the keys they configure themselves, or not at all. Returns (config path, the password
-    --init gave the user)."""
+def merged(*settings):
+    """The settings merged left to right: tables merge key by key, anything else is replaced."""
+    out = {}
+    for s in settings:
+        for key, value in s.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merged(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def _key(k):
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+def _value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join("%s = %s" % (_key(k), _value(x)) for k, x in v.items()) + " }"
+    raise TypeError("no TOML for %r" % (v,))
+
+
+def _tables_list(v):
+    return isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
+
+
+def to_toml(table, path=""):
+    """`table` (what tomllib reads) as TOML text: plain keys, then sub-tables, then arrays of
+    tables."""
+    lines = []
+    for k, v in table.items():
+        if not isinstance(v, dict) and not _tables_list(v):
+            lines.append("%s = %s" % (_key(k), _value(v)))
+    for k, v in table.items():
+        name = (path + "." if path else "") + _key(k)
+        if isinstance(v, dict):
+            lines.append("\n[%s]" % name)
+            lines.append(to_toml(v, name))
+        elif _tables_list(v):
+            for item in v:
+                lines.append("\n[[%s]]" % name)
+                lines.append(to_toml(item, name))
+    return "\n".join(l for l in lines if l != "")
+
+
+def configure(conf_path, settings, append=""):
+    """Merges `settings` into the configuration at conf_path and writes it back (without its
+    comments), `append` (TOML text) added at its end. A misspelt key needs no check here: relayd
+    refuses to start on a key it does not know, naming it."""
+    with open(conf_path, "rb") as f:
+        conf = tomllib.load(f)
+    open(conf_path, "w").write(to_toml(merged(conf, settings)) + "\n" + append)
+
+
+def init(relayd, conf_dir, settings, append="", domain="example.com",
+         hostname="relay.example.com", dkim=False):
+    """`relayd --init conf_dir`, then `settings` merged into the config it wrote (configure) and
+    `append` added at its end. Without `dkim` it passes --no-dkim: tests and benchmarks sign with
+    the keys they configure themselves, or not at all. Returns (config path, the password --init
+    gave the user)."""
     out = subprocess.run([relayd, "--init", conf_dir, "--domain", domain, "--hostname", hostname]
                          + ([] if dkim else ["--no-dkim"]),
                          capture_output=True, text=True, check=True).stdout
     password = re.search(r"Password:\s+(\S+)", out)
     conf_path = conf_dir + "/relayd.toml"
-    conf = open(conf_path).read()
-    for old, new in edits:
-        if old not in conf:
-            raise RuntimeError("relayd --init's config has no %r" % old)
-        conf = conf.replace(old, new)
-    open(conf_path, "w").write(conf + append)
+    configure(conf_path, settings, append)
     return conf_path, password.group(1) if password else None
 
 
