@@ -10,6 +10,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 SIGN_TOOL="$(pwd)/dkim/dkim_sign_tool"
 [[ -x "$SIGN_TOOL" ]] || fail "dkim_sign_tool not found"
+UNBOUND_TEMPLATE="$(pwd)/tools/testing/unbound.conf.in"  # the project's one unbound configuration
+[[ -r "$UNBOUND_TEMPLATE" ]] || fail "tools/testing/unbound.conf.in not found"
 PATH="$PATH:/usr/sbin:/sbin"
 for tool in dkimverify opendkim-testmsg unbound unshare ip openssl mount; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (tools/install-deps --test)"
@@ -35,25 +37,18 @@ txt() {
   for ((i = 0; i < ${#record}; i += 255)); do out+=" \"${record:i:255}\""; done
   echo "$out"
 }
-cat > unbound.conf <<CONF
-server:
-  interface: 127.0.0.1
-  port: 53
-  do-ip6: no
-  use-syslog: no
-  logfile: ""
-  username: ""
-  chroot: ""
-  directory: "$WORK"
-  pidfile: "$WORK/unbound.pid"
-  do-daemonize: no
-  access-control: 127.0.0.0/8 allow
-  local-zone: "$DOMAIN." static
+zones="  local-zone: \"$DOMAIN.\" static
   local-data: 'rsa._domainkey.$DOMAIN. 300 IN TXT $(txt rsa.pem)'
-  local-data: 'ed._domainkey.$DOMAIN. 300 IN TXT $(txt ed.pem)'
-remote-control:
-  control-enable: no
-CONF
+  local-data: 'ed._domainkey.$DOMAIN. 300 IN TXT $(txt ed.pem)'"
+shopt -u patsub_replacement 2>/dev/null || true  # bash 5.2: "&" in a replacement is literal
+conf="$(cat "$UNBOUND_TEMPLATE")"
+conf="${conf//@PORT@/53}"
+conf="${conf//@DIR@/$WORK}"
+conf="${conf//@LOGFILE@/}"
+conf="${conf//@PIDFILE@/$WORK/unbound.pid}"
+conf="${conf//@EXTRA@/}"
+conf="${conf//@ZONES@/$zones}"
+printf '%s\n' "$conf" > unbound.conf
 echo "nameserver 127.0.0.1" > resolv.conf
 
 cat > message.txt <<'MSG'

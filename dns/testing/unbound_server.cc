@@ -16,10 +16,16 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "dns/message.h"
 
 namespace dns::testing {
 namespace {
+
+// tools/testing/unbound.conf.in, the project's one unbound configuration.
+constexpr char kUnboundConfTemplate[] =
+#include "dns/testing/unbound_conf.inc"
+    ;
 
 // A port that is free for both UDP and TCP on 127.0.0.1 right now.
 absl::StatusOr<uint16_t> FreePort() {
@@ -88,28 +94,17 @@ absl::StatusOr<std::unique_ptr<UnboundServer>> UnboundServer::Start(
     std::string log_path = absl::StrCat(dir, "/unbound-", *port, ".log");
     {
       std::ofstream conf(conf_path);
-      conf << "server:\n"
-           << "  verbosity: 1\n"
-           << "  interface: 127.0.0.1\n"
-           << "  port: " << *port << "\n"
-           << "  do-ip4: yes\n  do-ip6: no\n  do-udp: yes\n  do-tcp: yes\n"
-           << "  do-daemonize: no\n  use-syslog: no\n"
-           << "  logfile: \"" << log_path << "\"\n"
-           << "  username: \"\"\n  chroot: \"\"\n"
-           << "  directory: \"" << dir << "\"\n"
-           << "  pidfile: \"\"\n"
-           << "  num-threads: 1\n"
-           << "  so-reuseport: no\n"
-           // Bursts of hundreds of queries (benchmarks) overflow the default 208 KiB buffer.
-           << "  so-rcvbuf: 4m\n  so-sndbuf: 4m\n"
-           << "  access-control: 127.0.0.0/8 allow\n"
-           // Never recurse: everything is answered from local data, nothing leaves the host.
-           << "  do-not-query-localhost: no\n"
-           << "  module-config: \"iterator\"\n"
-           << "  minimal-responses: yes\n"
-           << "  edns-buffer-size: 1232\n"
-           << zone_config << "\n"
-           << "remote-control:\n  control-enable: no\n";
+      conf << absl::StrReplaceAll(
+          kUnboundConfTemplate,
+          {{"@PORT@", absl::StrCat(*port)},
+           {"@DIR@", dir},
+           {"@LOGFILE@", log_path},
+           {"@PIDFILE@", ""},
+           // The resolver tests: small UDP answers (truncation and TCP are tested with them).
+           {"@EXTRA@",
+            "  so-reuseport: no\n  so-sndbuf: 4m\n  minimal-responses: yes\n"
+            "  edns-buffer-size: 1232"},
+           {"@ZONES@", zone_config}});
       if (!conf) return absl::InternalError(absl::StrCat("cannot write ", conf_path));
     }
     pid_t pid = fork();

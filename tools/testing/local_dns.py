@@ -10,6 +10,7 @@ Callers that track their child processes pass `spawn(argv) -> subprocess.Popen`.
 makes a DKIM key and the TXT data that publishes it in such a zone.
 """
 import base64
+import os
 import socket
 import subprocess
 import time
@@ -51,34 +52,23 @@ def _answers(port):
         s.close()
 
 
+def unbound_conf(port, directory, logfile, pidfile, zones, extra=""):
+    """The project's one unbound configuration (unbound.conf.in beside this file) filled in."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "unbound.conf.in")) as f:
+        text = f.read()
+    for key, value in (("@PORT@", str(port)), ("@DIR@", directory), ("@LOGFILE@", logfile),
+                       ("@PIDFILE@", pidfile), ("@EXTRA@", extra), ("@ZONES@", zones)):
+        text = text.replace(key, value)
+    return text
+
+
 def start_unbound(tmp, zones, spawn=None, ready_timeout_s=10):
     """Starts unbound with `zones` (unbound "server:" lines) in directory `tmp`; returns
     (process, port) once it answers, or raises RuntimeError naming its log."""
     port = free_port()
     conf = tmp + "/unbound.conf"
     with open(conf, "w") as f:
-        f.write("""server:
-  verbosity: 1
-  interface: 127.0.0.1
-  port: %d
-  do-ip4: yes
-  do-ip6: no
-  do-daemonize: no
-  use-syslog: no
-  logfile: "%s/unbound.log"
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: ""
-  num-threads: 1
-  so-rcvbuf: 4m
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  module-config: "iterator"
-%s
-remote-control:
-  control-enable: no
-""" % (port, tmp, tmp, zones))
+        f.write(unbound_conf(port, tmp, tmp + "/unbound.log", "", zones))
     argv = [UNBOUND, "-d", "-c", conf]
     if spawn is None:
         proc = subprocess.Popen(argv, stdout=open(tmp + "/unbound.out", "w"),
