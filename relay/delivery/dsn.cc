@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "relay/base/status_macros.h"
 
 namespace relay::delivery {
 namespace {
@@ -189,7 +190,9 @@ std::string_view HeaderSection(std::string_view message) {
   return message.substr(0, end);
 }
 
-absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
+namespace {
+
+absl::Status CheckRequest(const DsnRequest& req) {
   if (req.envelope_sender.empty()) {
     return absl::FailedPreconditionError(
         "no DSN for a message with a null reverse path (RFC 5321 §4.5.5)");
@@ -207,14 +210,12 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
                        failure ? " must be 5.x.x for a failure" : " must be 4.x.x for a delay"));
     }
   }
+  return absl::OkStatus();
+}
 
-  Dsn dsn;
-  dsn.rcpt_to = req.envelope_sender;
-  const std::string host = SevenBit(req.reporting_mta);
-  const std::string headers =
-      NormalizedHeaders(HeaderSection(req.original_message), &dsn.needs_8bitmime);
-
-  // 1. For people.
+// Part 1, for people: what happened to each recipient, in words.
+std::string Notification(const DsnRequest& req, const std::string& host) {
+  const bool failure = req.kind == DsnKind::kFailure;
   std::string notification;
   AppendWrapped(notification, absl::StrCat("This is the mail system at host ", host, "."), "");
   notification += "\r\n";
@@ -256,9 +257,13 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
                     "    ");
     }
   }
+  return notification;
+}
 
-  // 2. For programs: RFC 3464 §2.2 per-message fields, then §2.3 per-recipient blocks, each
-  // preceded by an empty line.
+// Part 2, for programs: RFC 3464 §2.2 per-message fields, then §2.3 per-recipient blocks, each
+// preceded by an empty line.
+std::string DeliveryReport(const DsnRequest& req, const std::string& host) {
+  const bool failure = req.kind == DsnKind::kFailure;
   std::string report;
   AppendField(report, "Reporting-MTA", absl::StrCat("dns; ", host));
   if (!req.envelope_id.empty()) {
@@ -287,18 +292,36 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
       AppendField(report, "Will-Retry-Until", Rfc5322Date(r.will_retry_until_unix_s));
     }
   }
+  return report;
+}
 
-  // A boundary that occurs nowhere in the content (RFC 2046 §5.1.1). The parts quote remote
-  // replies and the original headers, and the boundary is guessable (the queue id and the
-  // time): a reply holding a delimiter line would otherwise end the report early and add parts
-  // of the remote host's choosing to a message from our MAILER-DAEMON.
+// A boundary that occurs nowhere in the content (RFC 2046 §5.1.1). The parts quote remote replies
+// and the original headers, and the boundary is guessable (the queue id and the time): a reply
+// holding a delimiter line would otherwise end the report early and add parts of the remote
+// host's choosing to a message from our MAILER-DAEMON.
+std::string Boundary(const DsnRequest& req, std::initializer_list<std::string_view> parts) {
   std::string boundary = absl::StrCat("=_dsn_", Alnum(req.queue_id), "_", req.now_unix_s);
-  for (int i = 0;
-       notification.find(boundary) != std::string::npos ||
-       report.find(boundary) != std::string::npos || headers.find(boundary) != std::string::npos;
+  for (int i = 0; std::any_of(parts.begin(), parts.end(),
+                              [&](std::string_view p) { return p.find(boundary) != p.npos; });
        ++i) {
     absl::StrAppend(&boundary, "_", i);
   }
+  return boundary;
+}
+
+}  // namespace
+
+absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
+  RETURN_IF_ERROR(CheckRequest(req));
+  const bool failure = req.kind == DsnKind::kFailure;
+  Dsn dsn;
+  dsn.rcpt_to = req.envelope_sender;
+  const std::string host = SevenBit(req.reporting_mta);
+  const std::string headers =
+      NormalizedHeaders(HeaderSection(req.original_message), &dsn.needs_8bitmime);
+  const std::string notification = Notification(req, host);
+  const std::string report = DeliveryReport(req, host);
+  const std::string boundary = Boundary(req, {notification, report, headers});
 
   std::string& out = dsn.data;
   out.reserve(2048 + notification.size() + report.size() + headers.size());
