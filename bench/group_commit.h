@@ -10,15 +10,15 @@
 #include "relay/io/reactor.h"
 #include "relay/server/spool_syncer.h"
 
-namespace relay::queue {
+namespace queue {
 
 class GroupCommit {
  public:
   explicit GroupCommit(Spool* spool) {
-    auto reactor = io::Reactor::Create({});
+    auto reactor = relay::io::Reactor::Create({});
     if (!reactor.ok()) return;
     reactor_ = std::move(*reactor);
-    syncer_ = std::make_unique<server::SpoolSyncer>(reactor_.get(), spool, nullptr);
+    syncer_ = std::make_unique<relay::server::SpoolSyncer>(reactor_.get(), spool, nullptr);
   }
   ~GroupCommit() { Finish(); }
   bool ok() const { return syncer_ != nullptr; }
@@ -31,8 +31,8 @@ class GroupCommit {
   }
 
  private:
-  std::unique_ptr<io::Reactor> reactor_;
-  std::unique_ptr<server::SpoolSyncer> syncer_;  // destroyed before the reactor
+  std::unique_ptr<relay::io::Reactor> reactor_;
+  std::unique_ptr<relay::server::SpoolSyncer> syncer_;  // destroyed before the reactor
 };
 
-}  // namespace relay::queue
+}  // namespace queue

@@ -30,7 +30,7 @@
 #include "liburing.h"
 #include "queue/spool.h"
 
-namespace relay::queue {
+namespace queue {
 namespace {
 
 namespace fs = std::filesystem;
@@ -343,21 +343,21 @@ class RatioReporter : public benchmark::ConsoleReporter {
 };
 
 }  // namespace
-}  // namespace relay::queue
+}  // namespace queue
 
 int main(int argc, char** argv) {
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i) {
     const char* prefix = "--queue_recovery_records=";
     if (std::strncmp(argv[i], prefix, std::strlen(prefix)) == 0) {
-      relay::queue::g_recovery_records = std::strtoull(argv[i] + std::strlen(prefix), nullptr, 10);
+      queue::g_recovery_records = std::strtoull(argv[i] + std::strlen(prefix), nullptr, 10);
     } else {
       rest.push_back(argv[i]);
     }
   }
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
-  relay::queue::RatioReporter reporter;
+  queue::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.PrintRatios();
   benchmark::Shutdown();

@@ -42,7 +42,7 @@
 #include "queue/segment_creator.h"
 #include "queue/spool.h"
 
-namespace relay::queue {
+namespace queue {
 namespace {
 
 namespace fs = std::filesystem;
@@ -261,7 +261,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 };
 
 }  // namespace
-}  // namespace relay::queue
+}  // namespace queue
 
 int main(int argc, char** argv) {
   std::vector<char*> rest;
@@ -271,14 +271,14 @@ int main(int argc, char** argv) {
       *value = std::strtoull(argv[i] + std::strlen(prefix), nullptr, 10);
       return true;
     };
-    if (!flag("--refill_segment_mib=", &relay::queue::g_segment_mib) &&
-        !flag("--refill_rollovers=", &relay::queue::g_rollovers) &&
-        !flag("--refill_rate=", &relay::queue::g_rate)) {
+    if (!flag("--refill_segment_mib=", &queue::g_segment_mib) &&
+        !flag("--refill_rollovers=", &queue::g_rollovers) &&
+        !flag("--refill_rate=", &queue::g_rate)) {
       rest.push_back(argv[i]);
     }
   }
-  if (relay::queue::g_segment_mib == 0 || relay::queue::g_segment_mib > 4096 ||
-      relay::queue::g_rollovers == 0 || relay::queue::g_rate == 0) {
+  if (queue::g_segment_mib == 0 || queue::g_segment_mib > 4096 || queue::g_rollovers == 0 ||
+      queue::g_rate == 0) {
     std::fprintf(stderr,
                  "--refill_segment_mib must be in [1, 4096], --refill_rollovers and "
                  "--refill_rate above 0\n");
@@ -286,7 +286,7 @@ int main(int argc, char** argv) {
   }
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
-  relay::queue::RatioReporter reporter;
+  queue::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.PrintRatios();
   benchmark::Shutdown();

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-namespace relay::queue {
+namespace queue {
 
 inline std::string SenderFor(uint64_t n) { return "n" + std::to_string(n) + "@example.net"; }
 
@@ -22,4 +22,4 @@ inline std::string BodyFor(uint64_t n) {
   return body;
 }
 
-}  // namespace relay::queue
+}  // namespace queue

@@ -40,7 +40,7 @@ void WriteAll(const std::string& data) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace relay::queue;
+  using namespace queue;
   if (argc != 3) return 2;
   relay::SetLogLevel(relay::LogLevel::kError);
   SpoolOptions options;
@@ -105,12 +105,12 @@ int main(int argc, char** argv) {
         s.reply = "250 2.0.0 ok";
         bool last = r + 1 == count;
         std::string done = "D " + id.ToString() + "\n";
-        auto pos = spool.AppendState(s, last ? relay::queue::DurableCallback(
-                                                   [&out, done](absl::Status st) {
-                                                     if (!st.ok()) std::_Exit(3);
-                                                     out += done;
-                                                   })
-                                             : nullptr);
+        auto pos =
+            spool.AppendState(s, last ? queue::DurableCallback([&out, done](absl::Status st) {
+                                if (!st.ok()) std::_Exit(3);
+                                out += done;
+                              })
+                                      : nullptr);
         if (!pos.ok()) {
           std::fprintf(stderr, "state: %s\n", std::string(pos.status().message()).c_str());
           return 1;

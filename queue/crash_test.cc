@@ -22,7 +22,7 @@
 #include "queue/spool.h"
 #include "relay/base/log.h"
 
-namespace relay::queue {
+namespace queue {
 namespace {
 
 std::string g_child_path;
@@ -189,7 +189,7 @@ TEST(CrashTest, AcknowledgedRecordsSurviveSigkill) {
 }
 
 }  // namespace
-}  // namespace relay::queue
+}  // namespace queue
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: crash_test PATH_TO_CRASH_CHILD\n");
     return 2;
   }
-  relay::queue::g_child_path = argv[1];
+  queue::g_child_path = argv[1];
   relay::SetLogLevel(relay::LogLevel::kError);
   return RUN_ALL_TESTS();
 }

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace relay::queue {
+namespace queue {
 
 int64_t MessageInfo::NextDueUnixMs() const {
   int64_t due = -1;
@@ -194,4 +194,4 @@ const SegmentLiveness* QueueIndex::Liveness(uint64_t segment_seq) const {
   return it == liveness_.end() ? nullptr : &it->second;
 }
 
-}  // namespace relay::queue
+}  // namespace queue

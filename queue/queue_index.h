@@ -20,7 +20,7 @@
 #include "absl/status/status.h"
 #include "queue/record_format.h"
 
-namespace relay::queue {
+namespace queue {
 
 // A place in the log: the segment's sequence number and a byte offset in it. Ordered by log order.
 struct Position {
@@ -124,4 +124,4 @@ class QueueIndex {
   absl::flat_hash_set<MessageId> finalized_;
 };
 
-}  // namespace relay::queue
+}  // namespace queue

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace relay::queue {
+namespace queue {
 namespace {
 
 // Little-endian put/get: the relay only runs on x86-64 (the CRC needs SSE4.2), so plain memcpy.
@@ -295,4 +295,4 @@ absl::StatusOr<StateRecord> DecodeStatePayload(RecordType type, std::string_view
   return s;
 }
 
-}  // namespace relay::queue
+}  // namespace queue

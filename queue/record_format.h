@@ -63,7 +63,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace relay::queue {
+namespace queue {
 
 // Debian's abseil keeps absl::string_view distinct from std::string_view.
 inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
@@ -247,4 +247,4 @@ struct MessageRecordView {
 absl::StatusOr<MessageRecordView> DecodeMessagePayload(std::string_view payload);
 absl::StatusOr<StateRecord> DecodeStatePayload(RecordType type, std::string_view payload);
 
-}  // namespace relay::queue
+}  // namespace queue

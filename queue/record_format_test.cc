@@ -6,7 +6,7 @@
 
 #include "gtest/gtest.h"
 
-namespace relay::queue {
+namespace queue {
 namespace {
 
 TEST(Crc32cTest, KnownVectors) {
@@ -253,4 +253,4 @@ TEST(RecordTest, TruncatedIsNotValidAndZerosAreEnd) {
 }
 
 }  // namespace
-}  // namespace relay::queue
+}  // namespace queue

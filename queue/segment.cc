@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace relay::queue {
+namespace queue {
 namespace {
 
 absl::Status ErrnoStatus(int err, std::string_view what, std::string_view path) {
@@ -187,4 +187,4 @@ ScanOutcome ScanSegment(const SegmentFile& segment, uint64_t limit_bytes, Record
   return out;
 }
 
-}  // namespace relay::queue
+}  // namespace queue

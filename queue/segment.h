@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "queue/record_format.h"
 
-namespace relay::queue {
+namespace queue {
 
 class SegmentFile {
  public:
@@ -85,4 +85,4 @@ using RecordVisitor = absl::FunctionRef<absl::Status(const RecordHeader& header,
                                                      uint64_t end_offset)>;
 ScanOutcome ScanSegment(const SegmentFile& segment, uint64_t limit_bytes, RecordVisitor visit);
 
-}  // namespace relay::queue
+}  // namespace queue

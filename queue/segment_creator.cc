@@ -4,7 +4,9 @@
 
 #include "relay/base/log.h"
 
-namespace relay::queue {
+namespace queue {
+
+using relay::SetThreadLogTag;
 
 SegmentCreator::SegmentCreator(std::string thread_tag)
     : worker_([this, tag = std::move(thread_tag)] { WorkerMain(tag); }) {}
@@ -55,4 +57,4 @@ void SegmentCreator::WorkerMain(const std::string& thread_tag) {
   }
 }
 
-}  // namespace relay::queue
+}  // namespace queue

@@ -33,7 +33,7 @@
 #include "queue/segment.h"
 #include "queue/spool.h"
 
-namespace relay::queue {
+namespace queue {
 
 using CreatedSegment = absl::StatusOr<std::unique_ptr<SegmentFile>>;
 
@@ -68,4 +68,4 @@ class SegmentCreator {
   std::thread worker_;
 };
 
-}  // namespace relay::queue
+}  // namespace queue

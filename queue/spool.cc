@@ -20,7 +20,13 @@
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
 
-namespace relay::queue {
+namespace queue {
+
+using relay::LogError;
+using relay::LogInfo;
+using relay::LogWarning;
+using relay::RealClock;
+
 namespace {
 
 constexpr uint64_t kEpochMask = (uint64_t{1} << 56) - 1;
@@ -805,4 +811,4 @@ SpoolStats Spool::stats() const {
   return s;
 }
 
-}  // namespace relay::queue
+}  // namespace queue

@@ -105,7 +105,7 @@
 #include "queue/segment.h"
 #include "relay/base/clock.h"
 
-namespace relay::queue {
+namespace queue {
 
 // How records reach the page cache. Measured by //bench:queue_bench on the project's machine:
 // with fdatasync, pwrite is about 3x faster than stores into the mapping (every sync write-protects
@@ -137,7 +137,7 @@ struct SpoolOptions {
   // MaintainSpace compacts the oldest segment when its live bytes are at most this fraction of
   // its written bytes.
   double compact_live_fraction_max = 0.25;
-  const Clock* clock = nullptr;  // null: RealClock
+  const relay::Clock* clock = nullptr;  // null: RealClock
 };
 
 // What recovery found at open.
@@ -343,7 +343,7 @@ class Spool {
   size_t TotalFiles() const;
 
   SpoolOptions options_;
-  const Clock* clock_;
+  const relay::Clock* clock_;
   int lock_fd_ = -1;
   std::map<uint64_t, Segment> active_;  // by segment_seq
   uint64_t head_seq_ = 0;               // 0: no head yet (after open, until the first append)
@@ -388,4 +388,4 @@ class Spool {
   absl::Status failing_state_status_;
 };
 
-}  // namespace relay::queue
+}  // namespace queue

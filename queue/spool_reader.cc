@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace relay::queue {
+namespace queue {
 
 absl::StatusOr<std::unique_ptr<SpoolReader>> SpoolReader::Open(const std::string& directory) {
   DIR* dir = ::opendir(directory.c_str());
@@ -62,4 +62,4 @@ absl::StatusOr<std::unique_ptr<SpoolReader>> SpoolReader::Open(const std::string
   return reader;
 }
 
-}  // namespace relay::queue
+}  // namespace queue

@@ -16,7 +16,7 @@
 #include "queue/queue_index.h"
 #include "queue/segment.h"
 
-namespace relay::queue {
+namespace queue {
 
 class SpoolReader {
  public:
@@ -45,4 +45,4 @@ class SpoolReader {
   QueueIndex index_;
 };
 
-}  // namespace relay::queue
+}  // namespace queue

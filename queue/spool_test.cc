@@ -20,7 +20,10 @@
 #include "queue/spool_reader.h"
 #include "relay/base/clock.h"
 
-namespace relay::queue {
+namespace queue {
+
+using relay::FakeClock;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -1175,4 +1178,4 @@ TEST_F(ReserveTest, CreatorRefillsInTheBackgroundAndStopsPromptly) {
 }
 
 }  // namespace
-}  // namespace relay::queue
+}  // namespace queue

@@ -25,7 +25,7 @@
 #include "relay/base/log.h"
 #include "tools/fuzz/fuzz.h"
 
-namespace relay::queue {
+namespace queue {
 namespace {
 
 constexpr uint64_t kSegmentBytes = 64 << 10;
@@ -238,12 +238,12 @@ std::string ManyMessages(size_t bytes) {
 }
 
 }  // namespace
-}  // namespace relay::queue
+}  // namespace queue
 
 const relay::fuzz::Target& relay::fuzz::GetTarget() {
   static const Target target{
       .name = "spool_recovery",
-      .run = relay::queue::FuzzSpoolRecovery,
+      .run = queue::FuzzSpoolRecovery,
       // The segment image (64 KiB), the spool's write buffer (1 MiB) and the map of what was
       // written, the index of the reader and of the spool, the copies recovery re-appends; a
       // message record for as little as 4 input bytes.
@@ -255,12 +255,10 @@ const relay::fuzz::Target& relay::fuzz::GetTarget() {
             relay::SetLogLevel(relay::LogLevel::kOff);  // every damaged segment is logged
             (void)relay::fuzz::ScratchDirectory();
             const char kText[] = "123456789";
-            FUZZ_CHECK(relay::queue::ReferenceCrc32c(0, kText, 9) == 0xE3069283u);
-            FUZZ_CHECK(relay::queue::Crc32c(0, kText, 9) == 0xE3069283u);
+            FUZZ_CHECK(queue::ReferenceCrc32c(0, kText, 9) == 0xE3069283u);
+            FUZZ_CHECK(queue::Crc32c(0, kText, 9) == 0xE3069283u);
           },
-      .scaled = {{.name = "many messages",
-                  .make = relay::queue::ManyMessages,
-                  .bytes_max = 8 << 10}},
+      .scaled = {{.name = "many messages", .make = queue::ManyMessages, .bytes_max = 8 << 10}},
   };
   return target;
 }

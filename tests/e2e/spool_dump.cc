@@ -19,13 +19,13 @@ int main(int argc, char** argv) {
   int count = 0;
   for (const auto& entry : fs::directory_iterator(argv[1])) {
     if (!entry.is_directory()) continue;
-    auto reader = relay::queue::SpoolReader::Open(entry.path().string());
+    auto reader = queue::SpoolReader::Open(entry.path().string());
     if (!reader.ok()) {
       std::fprintf(stderr, "spool_dump: %s: %s\n", entry.path().c_str(),
                    std::string(reader.status().message()).c_str());
       return 1;
     }
-    (*reader)->index().ForEach([&](const relay::queue::MessageInfo& info) {
+    (*reader)->index().ForEach([&](const queue::MessageInfo& info) {
       std::string id = info.id.ToString();
       std::ofstream eml(fs::path(argv[2]) / (id + ".eml"), std::ios::binary);
       eml.write(info.message.data(), static_cast<std::streamsize>(info.message.size()));
