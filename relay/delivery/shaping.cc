@@ -127,8 +127,9 @@ void ShapingRules::Merge(const ShapingRuleSpec& spec, bool replace_reply_rules) 
     spec.ApplyTo(default_);
     return;
   }
-  for (ShapingRuleSpec& old : specs_) {
-    if (old.name != spec.name) continue;
+  auto found = index_.find(spec.name);
+  if (found != index_.end()) {
+    ShapingRuleSpec& old = specs_[found->second];
     std::vector<ReplyRule> kept = replace_reply_rules ? std::vector<ReplyRule>{} : old.reply_rules;
     ShapingRuleSpec merged = old;
 #define RELAY_MERGE_FIELD_(f) \
@@ -156,6 +157,7 @@ void ShapingRules::Merge(const ShapingRuleSpec& spec, bool replace_reply_rules) 
     old = std::move(merged);
     return;
   }
+  index_.emplace(spec.name, specs_.size());
   specs_.push_back(spec);
 }
 

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 
 namespace relay::delivery {
@@ -132,6 +133,7 @@ class ShapingRules {
  private:
   ShapingRule default_;
   std::vector<ShapingRuleSpec> specs_;  // named rules other than the default, in order
+  absl::flat_hash_map<std::string, size_t> index_;  // name -> position in specs_
 };
 
 // A host or domain name as rules compare it: lower case, without a trailing dot.

@@ -9,6 +9,9 @@
 #include <sstream>
 #include <tuple>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/status_macros.h"
 #include "relay/io/socket.h"
@@ -26,9 +29,16 @@ std::string Resolve(const Config& c, const std::string& p) {
   return (std::filesystem::path(c.dir) / p).lexically_normal().string();
 }
 
-std::string Lower(std::string s) {
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
+// The paths not set take their defaults; relative ones are made absolute under the config's
+// directory (log.dir "" stays "": no delivery logs).
+void ResolvePaths(Config& c) {
+  if (c.spool_dir.empty()) c.spool_dir = "spool";
+  if (c.users_path.empty()) c.users_path = "users";
+  if (c.control_socket_path.empty()) c.control_socket_path = "control.sock";
+  for (std::string* p : {&c.spool_dir, &c.users_path, &c.control_socket_path, &c.log.dir,
+                         &c.tls_cert_path, &c.tls_key_path}) {
+    *p = Resolve(c, *p);
+  }
 }
 
 // A [receive] action: "refuse", "quarantine-header" or "accept"; `two_way` allows only the first
@@ -50,25 +60,23 @@ absl::Status ReadAction(const Section& t, std::string_view key, bool two_way,
 // for every domain (aliases_dir/DOMAIN unless named here).
 absl::Status ReadAliasFiles(const Config& c, const Section& t, const std::string& aliases_dir,
                             ReceiveSettings& r) {
-  std::vector<std::pair<std::string, std::string>> named;  // lower-case domain, file
+  // Linear in the config: a set of the domains, a map of the files named.
+  const absl::flat_hash_set<std::string> domains(r.domains.begin(), r.domains.end());
+  absl::flat_hash_map<std::string, std::string> named;  // lower-case domain -> file
   ASSIGN_OR_RETURN(std::optional<Section> files, t.Table("aliases"));
   if (files) {
     for (const std::string& key : files->Keys()) {
-      const std::string domain = Lower(key);
-      if (std::find(r.domains.begin(), r.domains.end(), domain) == r.domains.end()) {
-        return files->Error(key, "is not in receive.domains");
-      }
+      std::string domain = absl::AsciiStrToLower(key);
+      if (!domains.contains(domain)) return files->Error(key, "is not in receive.domains");
       std::string file;
       RETURN_IF_ERROR(files->NonEmptyString(key, &file));
-      named.emplace_back(domain, std::move(file));
+      named.insert_or_assign(std::move(domain), std::move(file));
     }
   }
   for (const std::string& d : r.domains) {
-    std::string path = absl::StrCat(aliases_dir, "/", d);
-    for (const auto& [domain, file] : named) {
-      if (domain == d) path = file;
-    }
-    r.aliases_files.emplace_back(d, Resolve(c, path));
+    auto it = named.find(d);
+    r.aliases_files.emplace_back(
+        d, Resolve(c, it != named.end() ? it->second : absl::StrCat(aliases_dir, "/", d)));
   }
   return absl::OkStatus();
 }
@@ -83,7 +91,7 @@ absl::Status ParseReceive(Config& c, const Section& t) {
   RETURN_IF_ERROR(t.StringList("listen", &r.listen));
   RETURN_IF_ERROR(t.StringList("domains", &r.domains));
   for (size_t i = 0; i < r.domains.size(); ++i) {
-    r.domains[i] = Lower(r.domains[i]);
+    absl::AsciiStrToLower(&r.domains[i]);
     if (r.domains[i].empty() || r.domains[i].find_first_of(" @/") != std::string::npos) {
       return t.ItemError("domains", i, absl::StrCat("not a domain name: \"", r.domains[i], "\""));
     }
@@ -117,7 +125,7 @@ absl::Status ParseReceive(Config& c, const Section& t) {
                    "domains)");
   }
   if (r.srs_domain.empty() && !r.domains.empty()) r.srs_domain = r.domains.front();
-  r.srs_domain = Lower(r.srs_domain);
+  absl::AsciiStrToLower(&r.srs_domain);
   r.srs_secret_path = Resolve(c, r.srs_secret_path);
   return absl::OkStatus();
 }
@@ -414,15 +422,7 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   RETURN_IF_ERROR(Parse(root, c));
   c.retry.max_age_s = static_cast<int64_t>(c.queue.max_age_s);
   if (c.hostname.empty()) return root.Error("hostname", "is required");
-  if (c.spool_dir.empty()) c.spool_dir = "spool";
-  if (c.users_path.empty()) c.users_path = "users";
-  if (c.control_socket_path.empty()) c.control_socket_path = "control.sock";
-  c.control_socket_path = Resolve(c, c.control_socket_path);
-  c.spool_dir = Resolve(c, c.spool_dir);
-  c.users_path = Resolve(c, c.users_path);
-  c.log.dir = Resolve(c, c.log.dir);
-  c.tls_cert_path = Resolve(c, c.tls_cert_path);
-  c.tls_key_path = Resolve(c, c.tls_key_path);
+  ResolvePaths(c);
   if (c.submission_listen.empty() && c.submissions_listen.empty() && !c.receive.enabled()) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": no listener: set submission.listen, submission.listen_tls or receive.listen"));
@@ -447,10 +447,8 @@ Config DefaultConfig(const std::string& dir, const std::string& hostname) {
   Config c;
   c.dir = dir;
   c.hostname = hostname;
-  c.spool_dir = Resolve(c, "spool");
-  c.users_path = Resolve(c, "users");
-  c.control_socket_path = Resolve(c, "control.sock");
-  c.log.dir = Resolve(c, "log");
+  c.log.dir = "log";
+  ResolvePaths(c);
   c.shaping = std::make_shared<const delivery::ShapingRules>(config::ShippedShapingRules());
   c.retry.max_age_s = static_cast<int64_t>(c.queue.max_age_s);
   return c;

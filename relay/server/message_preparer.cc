@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "relay/smtp/received.h"
@@ -16,44 +17,46 @@ void MessagePreparer::Prepare(std::string_view message, const std::string& force
                               const std::string& next_queue_id, absl::Time now, Done done) {
   std::string id_left = next_queue_id;
   if (signer_ != nullptr && pool_ != nullptr) absl::StrAppend(&id_left, ".", ++sequence_);
-  // The pool reads `missing` while it signs: it lives in the result until `done`.
-  auto prepared = std::make_shared<PreparedMessage>();
-  prepared->missing = smtp::MissingHeaderFields(message, id_left, hostname_, now);
+  PreparedMessage prepared;
+  prepared.missing = smtp::MissingHeaderFields(message, id_left, hostname_, now);
   if (signer_ == nullptr) {
-    done(std::move(*prepared));
+    done(std::move(prepared));
     return;
   }
   const int64_t started_ns = reactor_->clock()->MonotonicNanos();
   dkim::SigningSession session =
       forced_domain.empty() ? signer_->Begin() : signer_->BeginFor(forced_domain);
-  auto finish = [this, prepared, started_ns, done = std::move(done)](
-                    absl::StatusOr<std::string> signatures,
-                    const dkim::SignReport& report) mutable {
-    if (!signatures.ok()) {
-      done(signatures.status());
-      return;
-    }
-    prepared->signatures = std::move(*signatures);
-    prepared->algorithms = report.algorithms;
-    prepared->signing_ns = reactor_->clock()->MonotonicNanos() - started_ns;
-    done(std::move(*prepared));
-  };
-  if (pool_ != nullptr) {
-    // The private-key operation runs on a worker (RFC 6376 §5.5-5.6).
-    std::vector<std::string_view> parts;
-    if (!prepared->missing.empty()) parts.push_back(prepared->missing);
-    parts.push_back(message);
-    pool_->Sign(std::move(session), std::move(parts), absl::ToUnixSeconds(now), reactor_,
-                [finish = std::move(finish)](absl::StatusOr<std::string> signatures,
-                                             dkim::SignReport report) mutable {
-                  finish(std::move(signatures), report);
-                });
+  if (pool_ == nullptr) {
+    if (!prepared.missing.empty()) session.Update(prepared.missing);
+    session.Update(message);
+    absl::StatusOr<std::string> signatures = session.Finish(absl::ToUnixSeconds(now));
+    Finish(std::move(prepared), std::move(signatures), session.report(), started_ns, done);
     return;
   }
-  if (!prepared->missing.empty()) session.Update(prepared->missing);
-  session.Update(message);
-  absl::StatusOr<std::string> signatures = session.Finish(absl::ToUnixSeconds(now));
-  finish(std::move(signatures), session.report());
+  // The private-key operation runs on a worker (RFC 6376 §5.5-5.6), which reads `missing` from
+  // here until the result comes back: the result is on the heap for that time.
+  auto pending = std::make_shared<PreparedMessage>(std::move(prepared));
+  std::vector<std::string_view> parts;
+  if (!pending->missing.empty()) parts.push_back(pending->missing);
+  parts.push_back(message);
+  pool_->Sign(std::move(session), std::move(parts), absl::ToUnixSeconds(now), reactor_,
+              [this, pending, started_ns, done = std::move(done)](
+                  absl::StatusOr<std::string> signatures, dkim::SignReport report) {
+                Finish(std::move(*pending), std::move(signatures), report, started_ns, done);
+              });
+}
+
+void MessagePreparer::Finish(PreparedMessage prepared, absl::StatusOr<std::string> signatures,
+                             const dkim::SignReport& report, int64_t started_ns,
+                             const Done& done) const {
+  if (!signatures.ok()) {
+    done(signatures.status());
+    return;
+  }
+  prepared.signatures = std::move(*signatures);
+  prepared.algorithms = report.algorithms;
+  prepared.signing_ns = reactor_->clock()->MonotonicNanos() - started_ns;
+  done(std::move(prepared));
 }
 
 }  // namespace relay::server

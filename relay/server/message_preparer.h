@@ -50,6 +50,10 @@ class MessagePreparer {
   bool signs() const { return signer_ != nullptr; }
 
  private:
+  // Completes `prepared` with the signing result and hands it to `done`.
+  void Finish(PreparedMessage prepared, absl::StatusOr<std::string> signatures,
+              const dkim::SignReport& report, int64_t started_ns, const Done& done) const;
+
   const dkim::Signer* const signer_;
   SigningPool* const pool_;
   io::Reactor* const reactor_;

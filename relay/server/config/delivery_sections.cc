@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/check.h"
 #include "relay/base/status_macros.h"
@@ -55,8 +56,11 @@ absl::StatusOr<delivery::ReplyRule> ParseReplyRule(const Section& r) {
   return rule;
 }
 
+// `names`: the rules that exist (shipped or earlier entries); `seen`: the names of this file's
+// earlier entries. Sets, so that a file of many entries is read in linear time.
 absl::Status ParseShapingEntry(const Section& t, delivery::ShapingRules& rules,
-                               std::vector<std::string>& seen_names) {
+                               absl::flat_hash_set<std::string>& names,
+                               absl::flat_hash_set<std::string>& seen) {
   RETURN_IF_ERROR(t.Known({"name", "domains", "mx_suffixes", "connections_max",
                            "messages_per_connection_max", "messages_per_second", "messages_burst",
                            "connections_per_minute", "tls", "pipeline_transactions",
@@ -67,18 +71,16 @@ absl::Status ParseShapingEntry(const Section& t, delivery::ShapingRules& rules,
   delivery::ShapingRuleSpec spec;
   if (!t.Has("name")) return t.TableError("name is required");
   RETURN_IF_ERROR(t.NonEmptyString("name", &spec.name));
-  if (std::find(seen_names.begin(), seen_names.end(), spec.name) != seen_names.end()) {
+  if (!seen.insert(spec.name).second) {
     return t.Error("name", absl::StrCat("\"", spec.name, "\" is used by an earlier entry"));
   }
-  seen_names.push_back(spec.name);
   RETURN_IF_ERROR(ReadNames(t, "domains", &spec.domains));
   RETURN_IF_ERROR(ReadNames(t, "mx_suffixes", &spec.mx_suffixes));
   const bool is_default = spec.name == "default";
   if (is_default && (!spec.domains.empty() || !spec.mx_suffixes.empty())) {
     return t.TableError("the default rule matches everything: no domains or mx_suffixes");
   }
-  bool exists = is_default;
-  for (const delivery::ShapingRuleSpec& s : rules.specs()) exists = exists || s.name == spec.name;
+  const bool exists = is_default || names.contains(spec.name);
   if (!exists && spec.domains.empty() && spec.mx_suffixes.empty()) {
     return t.TableError(absl::StrCat("a new rule (\"", spec.name,
                                      "\") needs domains or mx_suffixes (it would match nothing)"));
@@ -114,6 +116,7 @@ absl::Status ParseShapingEntry(const Section& t, delivery::ShapingRules& rules,
     ASSIGN_OR_RETURN(delivery::ReplyRule rule, ParseReplyRule(r));
     spec.reply_rules.push_back(std::move(rule));
   }
+  names.insert(spec.name);
   rules.Merge(spec, replace_reply_rules);
   return absl::OkStatus();
 }
@@ -134,9 +137,10 @@ absl::StatusOr<delivery::RetryPolicy> ParseRetry(const Section& t) {
 absl::StatusOr<delivery::ShapingRules> ParseShaping(const Section& root,
                                                     delivery::ShapingRules base) {
   ASSIGN_OR_RETURN(std::vector<Section> entries, root.Tables("shaping"));
-  std::vector<std::string> seen_names;
+  absl::flat_hash_set<std::string> names, seen;
+  for (const delivery::ShapingRuleSpec& spec : base.specs()) names.insert(spec.name);
   for (const Section& entry : entries) {
-    RETURN_IF_ERROR(ParseShapingEntry(entry, base, seen_names));
+    RETURN_IF_ERROR(ParseShapingEntry(entry, base, names, seen));
   }
   return base;
 }
