@@ -65,7 +65,7 @@ uint32_t Cache::Insert(std::string_view name, uint16_t type,
   uint32_t ttl_s = TtlFor(answer->message, name, type);
   bool positive =
       answer->message.rcode == kRcodeNoError && !AnswersFor(answer->message, name, type).empty();
-  ttl_s = std::min(ttl_s, positive ? options_.positive_ttl_max_s : options_.negative_ttl_max_s);
+  ttl_s = std::min(ttl_s, positive ? options_.positive_ttl_s_max : options_.negative_ttl_s_max);
   if (ttl_s == 0) return 0;
   std::string key = Key(name, type);
   auto it = entries_.find(key);

@@ -31,8 +31,8 @@ struct CachedAnswer {
 struct CacheOptions {
   size_t entries_max = 10000;
   // Caps on how long an answer is kept, whatever its TTL says.
-  uint32_t positive_ttl_max_s = 86400;
-  uint32_t negative_ttl_max_s = 3600;  // RFC 2308 §5 suggests 1-3 hours at most
+  uint32_t positive_ttl_s_max = 86400;
+  uint32_t negative_ttl_s_max = 3600;  // RFC 2308 §5 suggests 1-3 hours at most
 };
 
 class Cache {

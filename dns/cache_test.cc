@@ -68,8 +68,8 @@ TEST(CacheTest, NegativeTtlIsSoaMinimumOrSoaTtlWhicheverIsSmaller) {
 TEST(CacheTest, CapsAndUncacheableAnswers) {
   relay::FakeClock clock;
   CacheOptions options;
-  options.positive_ttl_max_s = 100;
-  options.negative_ttl_max_s = 10;
+  options.positive_ttl_s_max = 100;
+  options.negative_ttl_s_max = 10;
   Cache cache(&clock, options);
   EXPECT_EQ(cache.Insert("a.example", kTypeMx, MxAnswer("a.example", 86400)), 100u);
   EXPECT_EQ(cache.Insert("nx.example", kTypeMx, Negative("nx.example", kRcodeNxDomain, 900, 900)),

@@ -767,7 +767,7 @@ std::string_view Spool::MessageBytes(MessageId id) const {
 std::vector<MessageId> Spool::DueMessages(int64_t now_unix_ms, size_t max) const {
   std::vector<std::pair<int64_t, MessageId>> due;
   index_.ForEach([&](const MessageInfo& info) {
-    if (info.created_unix_ms + options_.message_age_max_ms <= now_unix_ms) return;
+    if (info.created_unix_ms + options_.message_age_ms_max <= now_unix_ms) return;
     int64_t next = info.NextDueUnixMs();
     if (next >= 0 && next <= now_unix_ms) due.emplace_back(next, info.id);
   });
@@ -782,7 +782,7 @@ std::vector<MessageId> Spool::DueMessages(int64_t now_unix_ms, size_t max) const
 std::vector<MessageId> Spool::ExpiredMessages(int64_t now_unix_ms) const {
   std::vector<MessageId> ids;
   index_.ForEach([&](const MessageInfo& info) {
-    if (info.created_unix_ms + options_.message_age_max_ms <= now_unix_ms) ids.push_back(info.id);
+    if (info.created_unix_ms + options_.message_age_ms_max <= now_unix_ms) ids.push_back(info.id);
   });
   std::sort(ids.begin(), ids.end());
   return ids;

@@ -133,7 +133,7 @@ struct SpoolOptions {
   int64_t outcome_sync_ms = 5;
   WriteMode write_mode = WriteMode::kPwrite;
   // Messages older than this are reported by ExpiredMessages for the bounce path.
-  int64_t message_age_max_ms = int64_t{5} * 24 * 3600 * 1000;
+  int64_t message_age_ms_max = int64_t{5} * 24 * 3600 * 1000;
   // MaintainSpace compacts the oldest segment when its live bytes are at most this fraction of
   // its written bytes.
   double compact_live_fraction_max = 0.25;
@@ -272,7 +272,7 @@ class Spool {
   // Live messages with a pending recipient due at or before now_unix_ms and not expired, earliest
   // first, at most `max`.
   std::vector<MessageId> DueMessages(int64_t now_unix_ms, size_t max) const;
-  // Live messages older than message_age_max_ms: bounce their pending recipients.
+  // Live messages older than message_age_ms_max: bounce their pending recipients.
   std::vector<MessageId> ExpiredMessages(int64_t now_unix_ms) const;
   // created_unix_ms of the oldest live message, -1 when the spool holds none. O(1).
   int64_t OldestMessageCreatedUnixMs() const { return index_.OldestCreatedUnixMs(); }

@@ -96,7 +96,7 @@ absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
     if (f.outcome.code == 0) r.explanation = hide(f.outcome.text);
     r.last_attempt_unix_s = (f.attempt_unix_ms > 0 ? f.attempt_unix_ms : now_unix_ms) / 1000;
     if (kind == DsnKind::kDelay) {
-      r.will_retry_until_unix_s = arrival_unix_ms / 1000 + retry_.max_age_s;
+      r.will_retry_until_unix_s = arrival_unix_ms / 1000 + retry_.message_age_s_max;
     }
     request.recipients.push_back(std::move(r));
   }

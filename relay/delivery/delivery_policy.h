@@ -38,7 +38,7 @@ class DeliveryPolicy {
   bool BounceForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
   // A DSN (RFC 3464) for `failed` recipients of the message `queue_id` whose header section is
   // `original_headers`, sent by `sender`; queued with a null envelope sender to `sender`. A
-  // kDelay DSN reports recipients that are still being retried, until arrival + max_age_s.
+  // kDelay DSN reports recipients that are still being retried, until arrival + message_age_s_max.
   absl::StatusOr<std::string> BuildDsn(DsnKind kind, std::string_view queue_id,
                                        std::string_view sender,
                                        std::string_view original_headers,

@@ -219,7 +219,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   const queue::MessageInfo* info = spool_->Find(id);
   if (info == nullptr) return;  // deleted or final
   int64_t now = NowUnixMs();
-  bool expired = info->created_unix_ms + options_.message_age_max_ms <= now;
+  bool expired = info->created_unix_ms + options_.message_age_ms_max <= now;
   // Group the due pending recipients by domain (RFC 5321 §5.1: one MX lookup per domain).
   absl::flat_hash_map<std::string, Job> by_domain;
   std::vector<std::string> order;
@@ -249,7 +249,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     if (expired) {
       std::string last = info->recipients[job.recipients[0]].last_reply;
       FailJob(job, RecipientOutcome::Permanent(absl::StrCat(
-                       "message expired after ", options_.message_age_max_ms / 3600000,
+                       "message expired after ", options_.message_age_ms_max / 3600000,
                        " hours in the queue", last.empty() ? "" : "; last reply: ", last)));
       continue;
     }
@@ -566,7 +566,7 @@ void DeliveryEngine::DropFromDsn(absl::flat_hash_map<queue::MessageId, PendingDs
 
 void DeliveryEngine::KeepUnrecorded(UnrecordedOutcome entry, const absl::Status& why) {
   const int64_t delay_ms =
-      std::min(options_.outcome_retry_max_ms,
+      std::min(options_.outcome_retry_ms_max,
                options_.outcome_retry_ms << std::min<uint32_t>(entry.tries - 1, 20));
   entry.next_try_ms = reactor_->NowMs() + delay_ms;
   if (entry.tries == 1) {

@@ -21,7 +21,7 @@
 // A recorded outcome always fits its record: the reply is cut to queue::kReplyBytesMax (code and
 // enhanced code kept, the text cut at a UTF-8 boundary and marked). An outcome the spool refuses
 // all the same (disk full, I/O error) is kept in memory and appended again with backoff
-// (outcome_retry_ms doubling up to outcome_retry_max_ms); until it is recorded its recipient is
+// (outcome_retry_ms doubling up to outcome_retry_ms_max); until it is recorded its recipient is
 // not attempted again, and a bounce's DSN waits for it: a refused append never repeats a delivery
 // or a DSN. While unrecorded_outcomes_max outcomes wait, no new delivery starts. Outcomes still
 // waiting when the relay stops are lost: their recipients are attempted again after the restart
@@ -81,7 +81,7 @@ struct DeliveryOptions {
   uint16_t mx_port = 25;                 // tests point it at loopback sinks
   int64_t connect_timeout_ms = 30000;
   int64_t idle_connection_ms = 5000;     // a connection without work waits this long for more
-  int64_t message_age_max_ms = int64_t{5} * 24 * 3600 * 1000;
+  int64_t message_age_ms_max = int64_t{5} * 24 * 3600 * 1000;
   int64_t source_suspend_ms = 300000;    // after the kernel refused a source address
   bool tls_verify = false;               // verify server certificates (system CA store)
   std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
@@ -93,7 +93,7 @@ struct DeliveryOptions {
   smtp::ReplyLimits reply_limits;
   // An outcome the spool refused is appended again after this, doubling up to the maximum.
   int64_t outcome_retry_ms = 1000;
-  int64_t outcome_retry_max_ms = 60000;
+  int64_t outcome_retry_ms_max = 60000;
   // Outcomes waiting to be recorded at which no new delivery starts.
   size_t unrecorded_outcomes_max = 1000;
 };

@@ -124,7 +124,7 @@ TEST_F(EngineTest, ALongReplyIsRecordedCutToTheRecord) {
 
 TEST_F(EngineTest, GivingUpOnALongReplyStillFits) {
   RetryPolicy retry;
-  retry.max_age_s = 1;
+  retry.message_age_s_max = 1;
   MakeEngine(DeliveryOptions(), retry);
   const queue::MessageId id = Append({"a@b.test"});
   clock_.AdvanceMillis(5000);
@@ -176,7 +176,7 @@ TEST_F(EngineTest, DeliveriesOverTlsAreCountedPerSite) {
 TEST_F(EngineTest, ARefusedBounceIsRetriedWithBackoffAndGetsOneDsn) {
   DeliveryOptions options;
   options.outcome_retry_ms = 1000;
-  options.outcome_retry_max_ms = 4000;
+  options.outcome_retry_ms_max = 4000;
   MakeEngine(options);
   const queue::MessageId id = Append({"nodomain"});
   spool_->FailStateAppendsForTesting(2, absl::ResourceExhaustedError("disk full"));

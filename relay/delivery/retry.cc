@@ -16,7 +16,7 @@ int64_t BaseIntervalSeconds(const RetryPolicy& policy, uint32_t attempts) {
 RetryDecision NextRetry(const RetryPolicy& policy, uint32_t attempts, int64_t received_ms,
                         int64_t now_ms, const RandomSource& random) {
   RetryDecision d;
-  const int64_t expiry_ms = received_ms + policy.max_age_s * 1000;
+  const int64_t expiry_ms = received_ms + policy.message_age_s_max * 1000;
   if (now_ms >= expiry_ms) {
     d.give_up = true;
     return d;
@@ -33,7 +33,7 @@ RetryDecision NextRetry(const RetryPolicy& policy, uint32_t attempts, int64_t re
 
 bool DelayWarningDue(const RetryPolicy& policy, int64_t received_ms, int64_t now_ms) {
   return policy.delay_warning_s > 0 && now_ms - received_ms >= policy.delay_warning_s * 1000 &&
-         policy.delay_warning_s < policy.max_age_s;
+         policy.delay_warning_s < policy.message_age_s_max;
 }
 
 }  // namespace relay::delivery

@@ -19,7 +19,7 @@ struct RetryPolicy {
   std::vector<int64_t> intervals_s = {60, 300, 900, 1800, 3600};
   // Each wait is multiplied by a factor drawn uniformly from [1 - f, 1 + f].
   double jitter_fraction = 0.1;
-  int64_t max_age_s = 5 * 24 * 3600;
+  int64_t message_age_s_max = 5 * 24 * 3600;
   // Send a "delayed" DSN once a message has waited this long (0: never). Postfix and Sendmail
   // use 4 hours when enabled.
   int64_t delay_warning_s = 0;

@@ -41,7 +41,7 @@ TEST(Retry, JitterStaysWithinFractionAndFollowsTheSource) {
 TEST(Retry, GivesUpAtMaxAgeAndClampsTheLastAttemptToIt) {
   RetryPolicy p;
   p.jitter_fraction = 0;
-  const int64_t expiry = kT0 + p.max_age_s * 1000;
+  const int64_t expiry = kT0 + p.message_age_s_max * 1000;
   // Half an hour before expiry, an hourly retry is pulled in to the expiry instant.
   RetryDecision d = NextRetry(p, 40, kT0, expiry - 1800000, Fixed(0.5));
   ASSERT_FALSE(d.give_up);
@@ -70,7 +70,7 @@ TEST(Retry, WholeLifeCountsAttempts) {
   // 5 days: 4 short intervals (~52 min) then about 119 hourly ones, plus the final one.
   EXPECT_GT(attempts, 110u);
   EXPECT_LT(attempts, 135u);
-  EXPECT_EQ(now, kT0 + p.max_age_s * 1000);
+  EXPECT_EQ(now, kT0 + p.message_age_s_max * 1000);
 }
 
 TEST(Retry, DelayWarning) {

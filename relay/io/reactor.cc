@@ -281,10 +281,10 @@ void Reactor::RetireWhenIdle(std::unique_ptr<IoObject> object) {
   retiring_.push_back(std::move(object));
 }
 
-void Reactor::RunOnce(int max_wait_ms) {
+void Reactor::RunOnce(int wait_ms_max) {
   ++loop_turns_;
   int64_t now = NowMs();
-  int64_t wait_ms = max_wait_ms;
+  int64_t wait_ms = wait_ms_max;
   int64_t next_timer = timers_.NextWakeMs();
   if (next_timer >= 0) {
     int64_t until = std::max<int64_t>(0, next_timer - now);

@@ -117,8 +117,8 @@ class Reactor {
   // Frees `object` at the end of a turn once object->Idle().
   void RetireWhenIdle(std::unique_ptr<IoObject> object);
 
-  // One loop turn; waits at most `max_wait_ms` (-1: until a completion or the next timer).
-  void RunOnce(int max_wait_ms = -1);
+  // One loop turn; waits at most `wait_ms_max` (-1: until a completion or the next timer).
+  void RunOnce(int wait_ms_max = -1);
   // Loops until Stop() (from this thread, or via RunInLoop from another).
   void Run();
   void Stop() { stop_ = true; }

@@ -85,8 +85,8 @@ absl::StatusOr<std::unique_ptr<Srs>> Srs::Create(const SrsConfig& config) {
   if (config.hash_chars_min < 0 || config.hash_chars_min > config.hash_chars) {
     return absl::InvalidArgumentError("SRS hash_chars_min must be 0 to hash_chars");
   }
-  if (config.max_age_days < 1 || config.max_age_days >= kSrsTimeSlots) {
-    return absl::InvalidArgumentError("SRS max_age_days must be 1 to 1023");
+  if (config.age_days_max < 1 || config.age_days_max >= kSrsTimeSlots) {
+    return absl::InvalidArgumentError("SRS age_days_max must be 1 to 1023");
   }
   if (kSeparators.find(config.separator) == std::string_view::npos) {
     return absl::InvalidArgumentError("SRS separator must be '=', '+' or '-'");
@@ -232,10 +232,10 @@ absl::StatusOr<std::string> Srs::Reverse(std::string_view address, int64_t now_s
   int64_t now = (now_s / kSrsTimePrecisionS) % kSrsTimeSlots;
   if (now < 0) now += kSrsTimeSlots;
   if (now < then) now += kSrsTimeSlots;
-  if (now - then > config_.max_age_days) {
+  if (now - then > config_.age_days_max) {
     return absl::DeadlineExceededError(absl::StrCat("SRS address \"", std::string(address),
                                                     "\" expired (", now - then, " days old, ",
-                                                    config_.max_age_days, " allowed)"));
+                                                    config_.age_days_max, " allowed)"));
   }
   return absl::StrCat(std::string(orig_local), "@", std::string(orig_domain));
 }

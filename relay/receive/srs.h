@@ -10,7 +10,7 @@
 // local part; for SRS1 the first hop's domain and the part after "SRS0". TT is the day number
 // (unix time / 86400) modulo 1024 in two base32 characters (RFC 4648 §6 alphabet, high bits
 // first). The hash is compared case-insensitively (some MTAs lower-case local parts) and a
-// timestamp older than `max_age_days` is refused. The first secret signs; every secret is
+// timestamp older than `age_days_max` is refused. The first secret signs; every secret is
 // accepted on reversal, so a secret can be rotated. An SRS1 address always points at the hop
 // that made the SRS0 address: re-forwarding it again only changes the outer hash and domain.
 //
@@ -40,7 +40,7 @@ struct SrsConfig {
   // Fewer characters are refused on reversal (libsrs2's hashmin; defaults to hash_chars).
   int hash_chars_min = 0;
   // Maximum age of an SRS0 address on reversal (libsrs2 and postsrsd default: 21 days).
-  int max_age_days = 21;
+  int age_days_max = 21;
   // The character after SRS0 / SRS1 in addresses we create: '=', '+' or '-'.
   char separator = '=';
 };
@@ -65,7 +65,7 @@ class Srs {
   //   NotFound: not an SRS address (the caller treats it as an ordinary local address);
   //   InvalidArgument: malformed SRS address;
   //   PermissionDenied: bad hash;
-  //   DeadlineExceeded: the timestamp is older than max_age_days.
+  //   DeadlineExceeded: the timestamp is older than age_days_max.
   absl::StatusOr<std::string> Reverse(std::string_view address, int64_t now_s) const;
 
   // Whether `local_part` starts like an SRS address ("SRS0" or "SRS1" and a separator,

@@ -12,11 +12,11 @@ constexpr int64_t kNow = 1700000000;
 constexpr int64_t kDay = 86400;
 
 std::unique_ptr<Srs> Make(std::string domain, std::vector<std::string> secrets,
-                          int max_age_days = 21) {
+                          int age_days_max = 21) {
   SrsConfig c;
   c.domain = std::move(domain);
   c.secrets = std::move(secrets);
-  c.max_age_days = max_age_days;
+  c.age_days_max = age_days_max;
   auto srs = Srs::Create(c);
   EXPECT_TRUE(srs.ok()) << srs.status();
   return srs.ok() ? std::move(*srs) : nullptr;

@@ -14,7 +14,7 @@ AuthServiceOptions AuthService::OptionsFrom(const Config& config) {
   limits.window_ms = config.auth.failure_window_ms;
   limits.failures_before_delay = static_cast<int>(config.auth.failures_before_delay);
   limits.delay_per_failure_ms = config.auth.failure_delay_ms;
-  limits.delay_max_ms = config.auth.failure_delay_max_ms;
+  limits.delay_ms_max = config.auth.failure_delay_ms_max;
   limits.failures_before_block = static_cast<int>(config.auth.failures_before_block);
   limits.user_failures_before_block = static_cast<int>(config.auth.user_failures_before_block);
   limits.block_ms = config.auth.block_ms;

@@ -69,7 +69,7 @@ int64_t AuthThrottle::DelayMillis(absl::string_view client) {
   const Entry* entry = Lookup(ClientEntryKey(client), clock_->MonotonicNanos());
   if (entry == nullptr || entry->failures < limits_.failures_before_delay) return 0;
   int64_t excess = entry->failures - limits_.failures_before_delay + 1;
-  return std::min(limits_.delay_max_ms, excess * limits_.delay_per_failure_ms);
+  return std::min(limits_.delay_ms_max, excess * limits_.delay_per_failure_ms);
 }
 
 void AuthThrottle::CountFailure(const std::string& key, int block_at, int64_t now) {

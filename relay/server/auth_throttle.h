@@ -41,9 +41,9 @@ struct AuthThrottleLimits {
   int64_t window_ms = 10 * 60 * 1000;
   // Failures of a client before its replies are delayed.
   int failures_before_delay = 3;
-  // Delay per failure beyond failures_before_delay, capped at delay_max_ms.
+  // Delay per failure beyond failures_before_delay, capped at delay_ms_max.
   int64_t delay_per_failure_ms = 1000;
-  int64_t delay_max_ms = 10000;
+  int64_t delay_ms_max = 10000;
   // Failures of a client, all user names together, that block it.
   int failures_before_block = 10;
   // Failures of one user name from a client that block that user name there.

@@ -13,7 +13,7 @@ AuthThrottleLimits TestLimits() {
   limits.window_ms = 60000;
   limits.failures_before_delay = 2;
   limits.delay_per_failure_ms = 500;
-  limits.delay_max_ms = 1200;
+  limits.delay_ms_max = 1200;
   limits.failures_before_block = 5;
   limits.user_failures_before_block = 3;
   limits.block_ms = 300000;

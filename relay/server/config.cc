@@ -85,7 +85,7 @@ absl::Status ParseReceive(Config& c, const Section& t) {
   ReceiveSettings& r = c.receive;
   RETURN_IF_ERROR(t.Known({"listen", "domains", "aliases_dir", "aliases", "alias_depth_max",
                            "suffix_separators", "alias_targets_max", "srs_domain", "srs_secret",
-                           "srs_max_age_days", "spf", "dkim", "arc", "dmarc", "dmarc_reject",
+                           "srs_age_days_max", "spf", "dkim", "arc", "dmarc", "dmarc_reject",
                            "dmarc_quarantine", "spf_fail_without_dkim", "checks_timeout_ms",
                            "checks_queued_max"}));
   RETURN_IF_ERROR(t.StringList("listen", &r.listen));
@@ -104,7 +104,7 @@ absl::Status ParseReceive(Config& c, const Section& t) {
   RETURN_IF_ERROR(t.String("srs_domain", &r.srs_domain));
   r.srs_secret_path = "srs.secret";
   RETURN_IF_ERROR(t.String("srs_secret", &r.srs_secret_path));
-  RETURN_IF_ERROR(t.Int("srs_max_age_days", &r.srs_max_age_days, 1, 365));
+  RETURN_IF_ERROR(t.Int("srs_age_days_max", &r.srs_age_days_max, 1, 365));
   RETURN_IF_ERROR(t.Bool("spf", &r.spf));
   RETURN_IF_ERROR(t.Bool("dkim", &r.dkim));
   RETURN_IF_ERROR(t.Bool("arc", &r.arc));
@@ -176,12 +176,12 @@ absl::Status ParseLimits(SmtpLimits& l, const Section& t) {
 
 absl::Status ParseAuth(AuthLimits& a, const Section& t) {
   RETURN_IF_ERROR(
-      t.Known({"failures_before_delay", "failure_delay_ms", "failure_delay_max_ms",
+      t.Known({"failures_before_delay", "failure_delay_ms", "failure_delay_ms_max",
                "failures_before_block", "user_failures_before_block", "failure_window_ms",
                "block_ms", "throttle_entries_max", "worker_threads", "checks_queued_max"}));
   RETURN_IF_ERROR(t.Int("failures_before_delay", &a.failures_before_delay, 0, 1000000));
   RETURN_IF_ERROR(t.Int("failure_delay_ms", &a.failure_delay_ms, 0, 600000));
-  RETURN_IF_ERROR(t.Int("failure_delay_max_ms", &a.failure_delay_max_ms, 0, 600000));
+  RETURN_IF_ERROR(t.Int("failure_delay_ms_max", &a.failure_delay_ms_max, 0, 600000));
   RETURN_IF_ERROR(t.Int("failures_before_block", &a.failures_before_block, 1, 1000000));
   RETURN_IF_ERROR(t.Int("user_failures_before_block", &a.user_failures_before_block, 1, 1000000));
   RETURN_IF_ERROR(t.Int("failure_window_ms", &a.failure_window_ms, 1000, 86400000));
@@ -193,14 +193,14 @@ absl::Status ParseAuth(AuthLimits& a, const Section& t) {
 
 absl::Status ParseQueue(QueueSettings& q, const Section& t) {
   RETURN_IF_ERROR(t.Known({"segment_bytes", "reserve_segments", "spool_bytes_max", "fsync",
-                           "syncs_in_flight_max", "outcome_sync_ms", "max_age_s"}));
+                           "syncs_in_flight_max", "outcome_sync_ms", "message_age_s_max"}));
   RETURN_IF_ERROR(t.Int("segment_bytes", &q.segment_bytes, 1 << 20, int64_t{1} << 34));
   RETURN_IF_ERROR(t.Int("reserve_segments", &q.reserve_segments, 0, 1024));
   RETURN_IF_ERROR(t.Int("spool_bytes_max", &q.spool_bytes_max, 0, int64_t{1} << 50));
   RETURN_IF_ERROR(t.Bool("fsync", &q.fsync));
   RETURN_IF_ERROR(t.Int("syncs_in_flight_max", &q.syncs_in_flight_max, 1, 64));
   RETURN_IF_ERROR(t.Int("outcome_sync_ms", &q.outcome_sync_ms, 0, 1000));
-  return t.Int("max_age_s", &q.max_age_s, 60, 365 * 86400);
+  return t.Int("message_age_s_max", &q.message_age_s_max, 60, 365 * 86400);
 }
 
 absl::Status ParseDkim(Config& c, const Section& t) {
@@ -244,7 +244,7 @@ absl::Status ParseDelivery(DeliverySettings& d, const Section& t) {
   RETURN_IF_ERROR(t.Known({"enabled", "dns_servers", "family", "mx_port", "idle_connection_ms",
                            "source_suspend_ms", "tls_verify", "tls_ca_file", "strategy", "source",
                            "reply_line_bytes_max", "reply_lines_max", "reply_bytes_max",
-                           "outcome_retry_ms", "outcome_retry_max_ms", "unrecorded_outcomes_max"}));
+                           "outcome_retry_ms", "outcome_retry_ms_max", "unrecorded_outcomes_max"}));
   RETURN_IF_ERROR(t.Bool("enabled", &d.enabled));
   RETURN_IF_ERROR(t.StringList("dns_servers", &d.dns_servers));
   RETURN_IF_ERROR(t.Enum("family", &d.family,
@@ -268,10 +268,10 @@ absl::Status ParseDelivery(DeliverySettings& d, const Section& t) {
                                 rl.reply_line_bytes_max, ")"));
   }
   RETURN_IF_ERROR(t.Int("outcome_retry_ms", &d.outcome_retry_ms, 10, 3600000));
-  RETURN_IF_ERROR(t.Int("outcome_retry_max_ms", &d.outcome_retry_max_ms, 10, 86400000));
-  if (d.outcome_retry_max_ms < d.outcome_retry_ms) {
+  RETURN_IF_ERROR(t.Int("outcome_retry_ms_max", &d.outcome_retry_ms_max, 10, 86400000));
+  if (d.outcome_retry_ms_max < d.outcome_retry_ms) {
     return t.Error(
-        "outcome_retry_max_ms",
+        "outcome_retry_ms_max",
         absl::StrCat("must be at least delivery.outcome_retry_ms (", d.outcome_retry_ms, ")"));
   }
   RETURN_IF_ERROR(t.Int("unrecorded_outcomes_max", &d.unrecorded_outcomes_max, 1, 10000000));
@@ -352,6 +352,39 @@ absl::Status Parse(const Section& root, Config& c) {
   return WithTable(root, "shutdown", [&](const Section& t) { return ParseShutdown(c, t); });
 }
 
+// Settings renamed so that the unit comes last (message_age_s_max, not max_age_s). A file with an
+// old name still loads: the setting is read under its new name and a notice says so.
+struct RenamedSetting {
+  std::string_view table, old_key, new_key;
+};
+constexpr RenamedSetting kRenamedSettings[] = {
+    {"queue", "max_age_s", "message_age_s_max"},
+    {"receive", "srs_max_age_days", "srs_age_days_max"},
+    {"auth", "failure_delay_max_ms", "failure_delay_ms_max"},
+    {"delivery", "outcome_retry_max_ms", "outcome_retry_ms_max"},
+};
+
+// Moves every old name in `doc` to its new one (both given is an error) and notes each.
+absl::Status ReadOldNames(const std::string& path, toml::table& doc,
+                          std::vector<std::string>* notices) {
+  for (const RenamedSetting& r : kRenamedSettings) {
+    toml::table* t = doc[r.table].as_table();
+    toml::node* old_value = t == nullptr ? nullptr : t->get(r.old_key);
+    if (old_value == nullptr) continue;
+    const Section section(path, std::string(r.table), *t);
+    const std::string new_name = absl::StrCat(std::string(r.table), ".", std::string(r.new_key));
+    if (t->contains(r.new_key)) {
+      return section.Error(r.old_key, absl::StrCat("is the old name of ", new_name,
+                                                   ", which is set too; remove this one"));
+    }
+    notices->push_back(std::string(
+        section.Error(r.old_key, absl::StrCat("is an old name; read as ", new_name)).message()));
+    t->insert_or_assign(r.new_key, std::move(*old_value));
+    t->erase(r.old_key);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 namespace {
@@ -418,9 +451,10 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   c.path = path;
   c.dir = std::filesystem::absolute(path).parent_path().string();
   ASSIGN_OR_RETURN(toml::table doc, config::ParseFile(path));
+  RETURN_IF_ERROR(ReadOldNames(path, doc, &c.notices));
   const Section root(path, "", doc);
   RETURN_IF_ERROR(Parse(root, c));
-  c.retry.max_age_s = static_cast<int64_t>(c.queue.max_age_s);
+  c.retry.message_age_s_max = static_cast<int64_t>(c.queue.message_age_s_max);
   if (c.hostname.empty()) return root.Error("hostname", "is required");
   ResolvePaths(c);
   if (c.submission_listen.empty() && c.submissions_listen.empty() && !c.receive.enabled()) {
@@ -450,7 +484,7 @@ Config DefaultConfig(const std::string& dir, const std::string& hostname) {
   c.log.dir = "log";
   ResolvePaths(c);
   c.shaping = std::make_shared<const delivery::ShapingRules>(config::ShippedShapingRules());
-  c.retry.max_age_s = static_cast<int64_t>(c.queue.max_age_s);
+  c.retry.message_age_s_max = static_cast<int64_t>(c.queue.message_age_s_max);
   return c;
 }
 

@@ -64,7 +64,7 @@ struct SmtpLimits {
 struct AuthLimits {
   uint32_t failures_before_delay = 3;          // per client, within the window
   uint32_t failure_delay_ms = 1000;            // per failure beyond failures_before_delay
-  uint32_t failure_delay_max_ms = 10000;
+  uint32_t failure_delay_ms_max = 10000;
   uint32_t failures_before_block = 10;         // per client, all user names together
   uint32_t user_failures_before_block = 5;     // per client and user name
   uint32_t failure_window_ms = 600000;
@@ -83,7 +83,7 @@ struct QueueSettings {
   uint32_t syncs_in_flight_max = 2;            // group commits in flight at once
   // A delivery outcome waits at most this long for a group commit to cover it (queue/spool.h).
   uint32_t outcome_sync_ms = 5;
-  uint64_t max_age_s = 5 * 24 * 3600;
+  uint64_t message_age_s_max = 5 * 24 * 3600;
 };
 
 struct DkimKeyConfig {
@@ -107,9 +107,9 @@ struct DeliverySettings {
   // reply_bytes_max (relay/smtp/client_reply.h). More is a protocol error that ends the session.
   smtp::ReplyLimits reply_limits;
   // An outcome the spool refused is appended again after outcome_retry_ms, doubling up to
-  // outcome_retry_max_ms; no new delivery starts while unrecorded_outcomes_max wait.
+  // outcome_retry_ms_max; no new delivery starts while unrecorded_outcomes_max wait.
   uint32_t outcome_retry_ms = 1000;
-  uint32_t outcome_retry_max_ms = 60000;
+  uint32_t outcome_retry_ms_max = 60000;
   uint32_t unrecorded_outcomes_max = 1000;
 };
 
@@ -137,7 +137,7 @@ struct ReceiveSettings {
   uint32_t alias_targets_max = 100;
   std::string srs_domain;                      // default: the first local domain
   std::string srs_secret_path;                 // one secret per line, the first signs
-  uint32_t srs_max_age_days = 21;
+  uint32_t srs_age_days_max = 21;
   bool spf = true;                             // evaluate SPF (RFC 7208) of MAIL FROM / HELO
   bool dkim = true;                            // verify DKIM signatures of received mail
   bool arc = true;                             // validate the ARC chain and seal forwarded mail
@@ -156,6 +156,9 @@ struct ReceiveSettings {
 
 struct Config {
   std::string path;                            // the file it was loaded from
+  // What the operator should know about the file that is not an error (a setting given by its
+  // old name), one line each in the form of an error; relayd logs them at start.
+  std::vector<std::string> notices;
   std::string dir;                             // its directory
   std::string hostname;                        // EHLO / greeting / Received "by"
   uint32_t shards = 0;                         // 0: one per online core

@@ -77,14 +77,14 @@ TEST(Config, OutboundBoundsAreReadAndChecked) {
                              {"reply_lines_max = 128", "reply_lines_max = 20"},
                              {"reply_bytes_max = 65536", "reply_bytes_max = 8192"},
                              {"outcome_retry_ms = 1000", "outcome_retry_ms = 500"},
-                             {"outcome_retry_max_ms = 60000", "outcome_retry_max_ms = 8000"},
+                             {"outcome_retry_ms_max = 60000", "outcome_retry_ms_max = 8000"},
                              {"unrecorded_outcomes_max = 1000", "unrecorded_outcomes_max = 50"}})));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->delivery.reply_limits.reply_line_bytes_max, 1000u);
   EXPECT_EQ(c->delivery.reply_limits.reply_lines_max, 20u);
   EXPECT_EQ(c->delivery.reply_limits.reply_bytes_max, 8192u);
   EXPECT_EQ(c->delivery.outcome_retry_ms, 500u);
-  EXPECT_EQ(c->delivery.outcome_retry_max_ms, 8000u);
+  EXPECT_EQ(c->delivery.outcome_retry_ms_max, 8000u);
   EXPECT_EQ(c->delivery.unrecorded_outcomes_max, 50u);
 
   // RFC 5321 §4.5.3.1.5: a client takes reply lines of 512 octets at least.
@@ -105,9 +105,9 @@ TEST(Config, OutboundBoundsAreReadAndChecked) {
   c = LoadConfig(WriteFile(
       "bounds4.toml",
       Edited(DefaultText("h"), {{"outcome_retry_ms = 1000", "outcome_retry_ms = 5000"},
-                                {"outcome_retry_max_ms = 60000", "outcome_retry_max_ms = 1000"}})));
+                                {"outcome_retry_ms_max = 60000", "outcome_retry_ms_max = 1000"}})));
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.status().message().find("outcome_retry_max_ms: must be at least"), std::string::npos)
+  EXPECT_NE(c.status().message().find("outcome_retry_ms_max: must be at least"), std::string::npos)
       << c.status();
 }
 
@@ -157,6 +157,51 @@ TEST(Config, AuthThrottleAndQueueBoundsAreReadAndChecked) {
               std::string::npos)
         << c.status();
   }
+}
+
+// A file written before the unit-last names still loads: each old name is read under its new one,
+// with a notice naming where it is; both names at once is an error.
+TEST(Config, OldNamesAreReadWithANotice) {
+  const std::string text = DefaultText("h");
+  auto c = LoadConfig(
+      WriteFile("old1.toml",
+                Edited(text, {{"message_age_s_max = 432000", "max_age_s = 7200"},
+                              {"failure_delay_ms_max = 10000", "failure_delay_max_ms = 2000"},
+                              {"outcome_retry_ms_max = 60000", "outcome_retry_max_ms = 30000"}})));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->queue.message_age_s_max, 7200u);
+  EXPECT_EQ(c->retry.message_age_s_max, 7200);
+  EXPECT_EQ(c->auth.failure_delay_ms_max, 2000u);
+  EXPECT_EQ(c->delivery.outcome_retry_ms_max, 30000u);
+  ASSERT_EQ(c->notices.size(), 3u);
+  EXPECT_NE(c->notices[0].find("old1.toml:"), std::string::npos) << c->notices[0];
+  EXPECT_NE(c->notices[0].find(": queue.max_age_s: is an old name; read as "
+                               "queue.message_age_s_max"),
+            std::string::npos)
+      << c->notices[0];
+
+  c = LoadConfig(WriteFile("old_srs.toml",
+                           "hostname = \"mx.test\"\n[receive]\nlisten = [\"127.0.0.1:0\"]\n"
+                           "domains = [\"local.test\"]\nsrs_max_age_days = 7\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->receive.srs_age_days_max, 7u);
+  ASSERT_EQ(c->notices.size(), 1u);
+  EXPECT_NE(c->notices[0].find("old_srs.toml:5:20: receive.srs_max_age_days: is an old name"),
+            std::string::npos)
+      << c->notices[0];
+
+  c = LoadConfig(
+      WriteFile("old2.toml", Edited(text, {{"message_age_s_max = 432000",
+                                            "message_age_s_max = 432000\nmax_age_s = 60"}})));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("queue.max_age_s: is the old name of "
+                                      "queue.message_age_s_max, which is set too"),
+            std::string::npos)
+      << c.status();
+
+  c = LoadConfig(WriteFile("new.toml", text));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->notices.empty());
 }
 
 TEST(Config, DkimKeysAreListed) {

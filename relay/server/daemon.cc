@@ -135,7 +135,7 @@ absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
   receive::SrsConfig srs_config;
   srs_config.domain = r.srs_domain;
   srs_config.secrets = std::move(secrets);
-  srs_config.max_age_days = static_cast<int>(r.srs_max_age_days);
+  srs_config.age_days_max = static_cast<int>(r.srs_age_days_max);
   ASSIGN_OR_RETURN(std::unique_ptr<receive::Srs> srs, receive::Srs::Create(srs_config));
   auto state = std::make_shared<receive::ReceiveState>();
   if (r.arc) {
@@ -310,6 +310,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
   parts->config = std::move(config);
   parts->options = std::move(options);
   DaemonParts& p = *parts;
+  for (const std::string& notice : p.config.notices) LogWarning() << notice;
   RaiseFileLimit(p.config.smtp.connections_max);
   RETURN_IF_ERROR(io::Reactor::ProbeKernel());
   if (absl::Status s = EnsureCertificate(p.config); !s.ok()) {

@@ -124,7 +124,7 @@ replies_unread_timeout_ms = ${replies_unread_timeout_ms}
 # block_ms. A success clears only that user's count there, not the client's.
 failures_before_delay = ${failures_before_delay}
 failure_delay_ms = ${failure_delay_ms}
-failure_delay_max_ms = ${failure_delay_max_ms}
+failure_delay_ms_max = ${failure_delay_ms_max}
 failures_before_block = ${failures_before_block}
 user_failures_before_block = ${user_failures_before_block}
 failure_window_ms = ${failure_window_ms}
@@ -151,7 +151,7 @@ syncs_in_flight_max = ${syncs_in_flight_max}
 # it before one starts for it alone: more means fewer fdatasyncs while only deliveries run, less
 # means fewer messages delivered twice if the machine loses power. 0: a sync at once.
 outcome_sync_ms = ${outcome_sync_ms}
-max_age_s = ${max_age_s}
+message_age_s_max = ${message_age_s_max}
 
 [shutdown]
 # SIGTERM: stop accepting, let sessions finish this long. The unit's TimeoutStopSec is above it.
@@ -178,11 +178,11 @@ reply_line_bytes_max = ${reply_line_bytes_max}
 reply_lines_max = ${reply_lines_max}
 reply_bytes_max = ${reply_bytes_max}
 # An outcome the spool cannot record (disk full, I/O error) waits in memory and is appended again
-# after outcome_retry_ms, doubling up to outcome_retry_max_ms; its recipient is not attempted again
+# after outcome_retry_ms, doubling up to outcome_retry_ms_max; its recipient is not attempted again
 # (and a bounce's DSN not sent) until then. No new delivery starts while unrecorded_outcomes_max
 # outcomes wait.
 outcome_retry_ms = ${outcome_retry_ms}
-outcome_retry_max_ms = ${outcome_retry_max_ms}
+outcome_retry_ms_max = ${outcome_retry_ms_max}
 unrecorded_outcomes_max = ${unrecorded_outcomes_max}
 # Verify MX certificates against tls_ca_file (most MX hosts do not have publicly trusted ones).
 tls_verify = false
@@ -208,7 +208,7 @@ listen = "${metrics_listen}"
 allow_public = false
 
 [retry]
-# Waits after the 1st, 2nd, ... failed attempt; the last repeats until queue.max_age_s.
+# Waits after the 1st, 2nd, ... failed attempt; the last repeats until queue.message_age_s_max.
 intervals_s = [${intervals_s}]
 jitter_fraction = ${jitter_fraction}
 # Tell the sender once, with a "delayed" DSN (RFC 3464), when a message is still being retried
@@ -238,7 +238,7 @@ ${shaping}
 # aliases_dir = "aliases"
 # srs_domain = "${domain}"
 # srs_secret = "srs.secret"      # made by init; one secret a line, the first signs
-# srs_max_age_days = ${srs_max_age_days}
+# srs_age_days_max = ${srs_age_days_max}
 # spf = true
 # dkim = true
 # arc = true
@@ -502,7 +502,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${replies_unread_timeout_ms}", absl::StrCat(l.replies_unread_timeout_ms)},
       {"${failures_before_delay}", absl::StrCat(a.failures_before_delay)},
       {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
-      {"${failure_delay_max_ms}", absl::StrCat(a.failure_delay_max_ms)},
+      {"${failure_delay_ms_max}", absl::StrCat(a.failure_delay_ms_max)},
       {"${failures_before_block}", absl::StrCat(a.failures_before_block)},
       {"${user_failures_before_block}", absl::StrCat(a.user_failures_before_block)},
       {"${throttle_entries_max}", absl::StrCat(a.throttle_entries_max)},
@@ -515,7 +515,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${spool_bytes_max}", absl::StrCat(q.spool_bytes_max)},
       {"${syncs_in_flight_max}", absl::StrCat(q.syncs_in_flight_max)},
       {"${outcome_sync_ms}", absl::StrCat(q.outcome_sync_ms)},
-      {"${max_age_s}", absl::StrCat(q.max_age_s)},
+      {"${message_age_s_max}", absl::StrCat(q.message_age_s_max)},
       {"${grace_ms}", absl::StrCat(c.shutdown_grace_ms)},
       {"${idle_connection_ms}", absl::StrCat(d.idle_connection_ms)},
       {"${source_suspend_ms}", absl::StrCat(d.source_suspend_ms)},
@@ -523,7 +523,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${reply_lines_max}", absl::StrCat(d.reply_limits.reply_lines_max)},
       {"${reply_bytes_max}", absl::StrCat(d.reply_limits.reply_bytes_max)},
       {"${outcome_retry_ms}", absl::StrCat(d.outcome_retry_ms)},
-      {"${outcome_retry_max_ms}", absl::StrCat(d.outcome_retry_max_ms)},
+      {"${outcome_retry_ms_max}", absl::StrCat(d.outcome_retry_ms_max)},
       {"${unrecorded_outcomes_max}", absl::StrCat(d.unrecorded_outcomes_max)},
       {"${tls_ca_file}", d.tls_ca_file},
       {"${sources}", SourcesText(o)},
@@ -535,7 +535,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${jitter_fraction}", absl::StrCat(retry.jitter_fraction)},
       {"${delay_warning_s}", absl::StrCat(retry.delay_warning_s)},
       {"${shaping}", ShippedShapingComment()},
-      {"${srs_max_age_days}", absl::StrCat(r.srs_max_age_days)},
+      {"${srs_age_days_max}", absl::StrCat(r.srs_age_days_max)},
       {"${suffix_separators}", r.suffix_separators},
       {"${alias_depth_max}", absl::StrCat(r.alias_depth_max)},
       {"${alias_targets_max}", absl::StrCat(r.alias_targets_max)},

@@ -188,7 +188,7 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->queue.segment_bytes, d.queue.segment_bytes);
   EXPECT_EQ(c->queue.syncs_in_flight_max, d.queue.syncs_in_flight_max);
   EXPECT_EQ(c->queue.outcome_sync_ms, d.queue.outcome_sync_ms);
-  EXPECT_EQ(c->queue.max_age_s, d.queue.max_age_s);
+  EXPECT_EQ(c->queue.message_age_s_max, d.queue.message_age_s_max);
   EXPECT_EQ(c->delivery.tls_ca_file, d.delivery.tls_ca_file);
   EXPECT_EQ(c->delivery.source_suspend_ms, d.delivery.source_suspend_ms);
   EXPECT_EQ(c->delivery.reply_limits.reply_line_bytes_max,
@@ -196,7 +196,7 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_EQ(c->delivery.reply_limits.reply_lines_max, d.delivery.reply_limits.reply_lines_max);
   EXPECT_EQ(c->delivery.reply_limits.reply_bytes_max, d.delivery.reply_limits.reply_bytes_max);
   EXPECT_EQ(c->delivery.outcome_retry_ms, d.delivery.outcome_retry_ms);
-  EXPECT_EQ(c->delivery.outcome_retry_max_ms, d.delivery.outcome_retry_max_ms);
+  EXPECT_EQ(c->delivery.outcome_retry_ms_max, d.delivery.outcome_retry_ms_max);
   EXPECT_EQ(c->delivery.unrecorded_outcomes_max, d.delivery.unrecorded_outcomes_max);
   EXPECT_EQ(c->log.rotate_bytes, d.log.rotate_bytes);
   EXPECT_EQ(c->retry.intervals_s, d.retry.intervals_s);
@@ -278,7 +278,7 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   EXPECT_EQ(c->receive.policy.dmarc_quarantine, d.policy.dmarc_quarantine);
   EXPECT_EQ(c->receive.policy.refuse_spf_fail_without_dkim, d.policy.refuse_spf_fail_without_dkim);
   EXPECT_EQ(c->receive.checks_timeout_ms, d.checks_timeout_ms);
-  EXPECT_EQ(c->receive.srs_max_age_days, d.srs_max_age_days);
+  EXPECT_EQ(c->receive.srs_age_days_max, d.srs_age_days_max);
 }
 
 TEST_F(InitDirectoryTest, WithoutDkimWritesNoKey) {

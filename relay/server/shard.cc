@@ -160,7 +160,7 @@ absl::Status Shard::OpenSpool() {
   spool_options.syncs_in_flight_max = config.queue.syncs_in_flight_max;
   spool_options.outcome_sync_ms = config.queue.outcome_sync_ms;
   spool_options.clock = reactor_->clock();  // OutcomeSyncDueMs is a deadline on our timers
-  spool_options.message_age_max_ms = static_cast<int64_t>(config.queue.max_age_s) * 1000;
+  spool_options.message_age_ms_max = static_cast<int64_t>(config.queue.message_age_s_max) * 1000;
   std::error_code ec;
   std::filesystem::create_directories(spool_options.directory, ec);
   spool_directory_ = spool_options.directory;
@@ -208,7 +208,7 @@ absl::Status Shard::StartDelivery() {
     options.family = config.delivery.family;
     options.mx_port = config.delivery.mx_port;
     options.idle_connection_ms = config.delivery.idle_connection_ms;
-    options.message_age_max_ms = static_cast<int64_t>(config.queue.max_age_s) * 1000;
+    options.message_age_ms_max = static_cast<int64_t>(config.queue.message_age_s_max) * 1000;
     options.source_suspend_ms = config.delivery.source_suspend_ms;
     options.tls_verify = config.delivery.tls_verify;
     options.tls_ca_file = config.delivery.tls_ca_file;
@@ -216,7 +216,7 @@ absl::Status Shard::StartDelivery() {
     options.strategy = config.delivery.strategy;
     options.reply_limits = config.delivery.reply_limits;
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;
-    options.outcome_retry_max_ms = config.delivery.outcome_retry_max_ms;
+    options.outcome_retry_ms_max = config.delivery.outcome_retry_ms_max;
     options.unrecorded_outcomes_max = config.delivery.unrecorded_outcomes_max;
     options.metrics = shared_.metrics;
     options.metrics_shard = index_;

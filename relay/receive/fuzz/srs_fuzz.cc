@@ -5,7 +5,7 @@
 //   - Forward's result fits kSrsAddressBytesMax and is at our domain;
 //   - Reverse undoes Forward: the sender itself for an ordinary sender or an SRS0 address of
 //     another hop, the first hop's SRS0 address for an SRS1 one;
-//   - another secret cannot reverse it, nor can we once it is older than max_age_days;
+//   - another secret cannot reverse it, nor can we once it is older than age_days_max;
 //   - Reverse of anything never yields more than the address carries.
 #include <string>
 #include <string_view>

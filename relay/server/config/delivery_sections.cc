@@ -124,12 +124,15 @@ absl::Status ParseShapingEntry(const Section& t, delivery::ShapingRules& rules,
 }  // namespace
 
 absl::StatusOr<delivery::RetryPolicy> ParseRetry(const Section& t) {
-  RETURN_IF_ERROR(t.Known({"intervals_s", "jitter_fraction", "max_age_s", "delay_warning_s"}));
+  for (std::string_view moved : {"max_age_s", "message_age_s_max"}) {
+    // The queue's limit: read from queue.message_age_s_max, never from here.
+    if (t.Has(moved)) return t.Error(moved, "is not read here; set queue.message_age_s_max");
+  }
+  RETURN_IF_ERROR(t.Known({"intervals_s", "jitter_fraction", "delay_warning_s"}));
   delivery::RetryPolicy p;
   RETURN_IF_ERROR(t.IntList("intervals_s", &p.intervals_s, 1, 7 * 24 * 3600,
                             /*non_decreasing=*/true));
   RETURN_IF_ERROR(t.Fraction("jitter_fraction", &p.jitter_fraction, 0.0, 1.0));
-  RETURN_IF_ERROR(t.Int("max_age_s", &p.max_age_s, 60, 365 * 24 * 3600));
   RETURN_IF_ERROR(t.Int("delay_warning_s", &p.delay_warning_s, 0, 365 * 24 * 3600));
   return p;
 }

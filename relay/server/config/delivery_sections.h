@@ -12,8 +12,9 @@ namespace relay::server::config {
 // [retry], keys (all optional, defaults in delivery::RetryPolicy):
 //   intervals_s = [60, 300, 900, 1800, 3600]   # 1 to 604800, non-decreasing
 //   jitter_fraction = 0.1                       # 0 <= f < 1
-//   max_age_s = 432000                          # 60 to 31536000
 //   delay_warning_s = 0                         # 0 to 31536000
+// The last wait repeats until the message is queue.message_age_s_max old (RetryPolicy's
+// message_age_s_max is set from there); [retry] refuses that key.
 absl::StatusOr<delivery::RetryPolicy> ParseRetry(const Section& retry);
 
 // The [[shaping]] entries of `root` merged over `base` (ShapingRules::Merge). Each entry: name

@@ -234,12 +234,11 @@ absl::StatusOr<RetryPolicy> ParseRetryText(const std::string& text) {
 
 TEST(Retry, ParsesConfig) {
   auto p = ParseRetryText(
-      "[retry]\nintervals_s = [30, 120, 600]\njitter_fraction = 0.25\nmax_age_s = 86400\n"
+      "[retry]\nintervals_s = [30, 120, 600]\njitter_fraction = 0.25\n"
       "delay_warning_s = 14400\n");
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->intervals_s, (std::vector<int64_t>{30, 120, 600}));
   EXPECT_DOUBLE_EQ(p->jitter_fraction, 0.25);
-  EXPECT_EQ(p->max_age_s, 86400);
   EXPECT_EQ(p->delay_warning_s, 14400);
   EXPECT_EQ(delivery::BaseIntervalSeconds(*p, 9), 600);
 
@@ -253,11 +252,17 @@ TEST(Retry, ConfigErrorsNameLineAndKey) {
     const char* text;
     const char* expected;
   } cases[] = {
-      {"[retry]\n\nintervals_s = [60, 30]\n", "relay.toml:3:20: retry.intervals_s[1]: must not be less than the one before"},
+      {"[retry]\n\nintervals_s = [60, 30]\n",
+       "relay.toml:3:20: retry.intervals_s[1]: must not be less than the one before"},
       {"[retry]\nintervals_s = []\n", "relay.toml:2:15: retry.intervals_s: must be a non-empty"},
-      {"[retry]\nintervals_s = [60, \"5m\"]\n", "relay.toml:2:20: retry.intervals_s[1]: must be an integer between 1 and 604800"},
-      {"[retry]\njitter_fraction = 1.5\n", "relay.toml:2:19: retry.jitter_fraction: must be a number in [0, 1)"},
-      {"[retry]\nmax_age_s = 10\n", "relay.toml:2:13: retry.max_age_s: must be between 60"},
+      {"[retry]\nintervals_s = [60, \"5m\"]\n",
+       "relay.toml:2:20: retry.intervals_s[1]: must be an integer between 1 and 604800"},
+      {"[retry]\njitter_fraction = 1.5\n",
+       "relay.toml:2:19: retry.jitter_fraction: must be a number in [0, 1)"},
+      {"[retry]\nmax_age_s = 10\n",
+       "relay.toml:2:13: retry.max_age_s: is not read here; set queue.message_age_s_max"},
+      {"[retry]\nmessage_age_s_max = 10\n",
+       "relay.toml:2:21: retry.message_age_s_max: is not read here"},
       {"[retry]\nmax_age = 10\n", "relay.toml:2:11: retry.max_age: unknown key"},
       {"retry = 5\n", "relay.toml:1:9: retry: must be a table"},
   };
