@@ -390,6 +390,49 @@ void DeliveryEngine::RecordAttemptStart(Job& job, std::string_view mx_host) {
   }
 }
 
+DispositionFacts DeliveryEngine::FactsOf(const Job& job, uint32_t recipient,
+                                         const queue::MessageInfo& info,
+                                         const RecipientOutcome& outcome,
+                                         const AttemptInfo& attempt) const {
+  const queue::RecipientState& rcpt = info.recipients[recipient];
+  DispositionFacts facts;
+  facts.attempts_before = rcpt.attempts;
+  facts.created_unix_ms = info.created_unix_ms;
+  facts.now_unix_ms = NowUnixMs();
+  if (outcome.kind == OutcomeKind::kTransient) {
+    facts.retry_at_unix_ms = policy_->NextAttemptUnixMs(facts.attempts_before + 1,
+                                                        facts.created_unix_ms, facts.now_unix_ms);
+  }
+  facts.null_sender = info.sender.empty();
+  facts.delay_notified = info.delay_notified;
+  // Without a body in this attempt the recipient's marker, if open, is an earlier attempt's.
+  facts.earlier_unknown = job.body_sent
+                              ? std::find(job.unknown_before.begin(), job.unknown_before.end(),
+                                          recipient) != job.unknown_before.end()
+                              : rcpt.attempt_open;
+  facts.this_unknown = job.body_sent && !attempt.reply_received;
+  return facts;
+}
+
+void DeliveryEngine::CollectDsn(DsnIntent intent, const queue::MessageInfo& info,
+                                const FailedRecipient& failed) {
+  switch (intent) {
+    case DsnIntent::kFailure:
+      AddToDsn(&bounced_, info, failed);
+      break;
+    case DsnIntent::kDelayWarning:
+      AddToDsn(&delayed_, info, failed);
+      break;
+    case DsnIntent::kDropped:
+      LogWarning() << "message " << info.id.ToString() << " from the null sender (a DSN) to "
+                   << failed.address
+                   << " failed for good; dropped without a DSN: " << failed.outcome.ToString();
+      break;
+    case DsnIntent::kNone:
+      break;
+  }
+}
+
 void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
                                    const RecipientOutcome& reported, const AttemptInfo& attempt) {
   const queue::MessageInfo* info = spool_->Find(job.id);
@@ -399,22 +442,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   // The record holds kReplyBytesMax of reply: a longer one would be refused, and the recipient
   // attempted again at once (a delivery or a DSN per attempt). Code and enhanced code are kept.
   const RecipientOutcome outcome = reported.FittedTo(queue::kReplyBytesMax);
-  DispositionFacts facts;
-  facts.attempts_before = rcpt.attempts;
-  facts.created_unix_ms = info->created_unix_ms;
-  facts.now_unix_ms = NowUnixMs();
-  if (outcome.kind == OutcomeKind::kTransient) {
-    facts.retry_at_unix_ms = policy_->NextAttemptUnixMs(facts.attempts_before + 1,
-                                                        facts.created_unix_ms, facts.now_unix_ms);
-  }
-  facts.null_sender = info->sender.empty();
-  facts.delay_notified = info->delay_notified;
-  // Without a body in this attempt the recipient's marker, if open, is an earlier attempt's.
-  facts.earlier_unknown = job.body_sent
-                              ? std::find(job.unknown_before.begin(), job.unknown_before.end(),
-                                          recipient) != job.unknown_before.end()
-                              : rcpt.attempt_open;
-  facts.this_unknown = job.body_sent && !attempt.reply_received;
+  const DispositionFacts facts = FactsOf(job, recipient, *info, outcome, attempt);
   const int64_t now = facts.now_unix_ms;
   const Disposition d = Dispose(outcome, facts, policy_->retry(), queue::kReplyBytesMax);
 
@@ -430,20 +458,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   }
   CountOutcome(job, d.record, attempt);
   FailedRecipient failed{rcpt.address, d.effective, attempt.mx_host, now, rcpt.original};
-  switch (d.dsn) {
-    case DsnIntent::kFailure:
-      AddToDsn(&bounced_, *info, failed);
-      break;
-    case DsnIntent::kDelayWarning:
-      AddToDsn(&delayed_, *info, failed);
-      break;
-    case DsnIntent::kDropped:
-      LogWarning() << "message " << job.id.ToString() << " from the null sender (a DSN) to "
-                   << rcpt.address << " failed for good; dropped without a DSN: " << state.reply;
-      break;
-    case DsnIntent::kNone:
-      break;
-  }
+  CollectDsn(d.dsn, *info, failed);
   // Logged first, while `info` is certainly valid: appending the state may drop the message from
   // the index (it became final). The log is not the durable truth, the state record is.
   if (log_ != nullptr) LogOutcome(job, *info, rcpt, d, attempt, now);

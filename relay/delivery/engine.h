@@ -201,6 +201,11 @@ class DeliveryEngine {
   bool OutcomeWaiting(queue::MessageId id, uint32_t recipient) const;
   // The earliest next attempt of a pending recipient whose outcome is not waiting; -1: none.
   int64_t NextDueUnixMs(const queue::MessageInfo& info) const;
+  // What Dispose needs to know about `recipient` of `info` besides the outcome.
+  DispositionFacts FactsOf(const Job& job, uint32_t recipient, const queue::MessageInfo& info,
+                           const RecipientOutcome& outcome, const AttemptInfo& attempt) const;
+  // Adds `failed` to the failure or delay DSN of `info` that `intent` asks for.
+  void CollectDsn(DsnIntent intent, const queue::MessageInfo& info, const FailedRecipient& failed);
   // The stats and metrics of a recorded outcome.
   void CountOutcome(const Job& job, queue::RecordType record, const AttemptInfo& attempt);
   // Opens an attempt marker again after a deferral whose copy may be out there (Disposition).

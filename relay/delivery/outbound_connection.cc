@@ -406,61 +406,14 @@ void OutboundConnection::Flush() {
   // Commands queued while a body streams are the next transaction's (RFC 2920 §3.1): they go out
   // after the body's terminator, never before.
   const bool body_streaming = stuffer_.has_value() && !stuffer_->done();
-  if (tls_ == nullptr || !tls_->established()) {
-    if (tls_ != nullptr) {
-      // Handshake in progress: only its own records go out.
-      absl::string_view c = tls_->PendingCiphertext();
-      sending_.assign(c.data(), c.size());
-      tls_->ConsumeCiphertext(c.size());
-    } else if (body_streaming) {
-      // Plain text: the body goes out straight from the spool's mapping.
-      iov_count_ = stuffer_->Fill(iov_, kIovecsMax - 1, kBodyBytesPerWrite);
-      if (stuffer_->done() && !pending_out_.empty()) {
-        // The next transaction's commands in the same writev as the body's last segments.
-        sending_.swap(pending_out_);
-        iov_[iov_count_].iov_base = sending_.data();
-        iov_[iov_count_].iov_len = sending_.size();
-        ++iov_count_;
-      }
-      if (iov_count_ > 0) {
-        writev_in_flight_ = true;
-        reactor_->Writev(fd_, iov_, static_cast<unsigned>(iov_count_), &send_);
-        return;
-      }
-    } else if (!pending_out_.empty()) {
-      sending_.swap(pending_out_);
-    }
-  } else {
-    if (!body_streaming && !pending_out_.empty()) {
-      auto taken = tls_->Write(pending_out_);
-      if (taken.ok()) pending_out_.erase(0, *taken);
-    }
-    if (body_streaming) {
-      // With TLS the bytes are copied once, into the record layer.
-      size_t budget = kBodyBytesPerWrite;
-      while (budget > 0 && !stuffer_->done()) {
-        iovec one;
-        if (stuffer_->Fill(&one, 1, budget) == 0) break;
-        auto taken = tls_->Write(absl::string_view(static_cast<const char*>(one.iov_base),
-                                                   one.iov_len));
-        if (!taken.ok() || *taken < one.iov_len) {
-          // Cannot happen with budget below the TLS output limit; fail the connection cleanly.
-          LogWarning() << "TLS write refused body bytes to " << queue_->site();
-          Apply(session_->OnPeerClosed());
-          return;
-        }
-        budget -= one.iov_len;
-      }
-      if (stuffer_->done() && !pending_out_.empty()) {
-        // The next transaction's commands in the same records as the body's end; what the
-        // output limit refuses now goes in the next write.
-        auto taken = tls_->Write(pending_out_);
-        if (taken.ok()) pending_out_.erase(0, *taken);
-      }
-    }
-    absl::string_view c = tls_->PendingCiphertext();
-    sending_.assign(c.data(), c.size());
-    tls_->ConsumeCiphertext(c.size());
+  if (tls_ != nullptr && tls_->established()) {
+    if (!EncryptForSending(body_streaming)) return;
+  } else if (tls_ != nullptr) {
+    TakeCiphertext();  // handshake in progress: only its own records go out
+  } else if (body_streaming) {
+    if (WriteBodyPlain()) return;
+  } else if (!pending_out_.empty()) {
+    sending_.swap(pending_out_);
   }
   if (sending_.empty()) {
     if (stuffer_.has_value() && stuffer_->done()) {
@@ -472,6 +425,60 @@ void OutboundConnection::Flush() {
     return;
   }
   reactor_->Send(fd_, sending_.data(), sending_.size(), &send_);
+}
+
+void OutboundConnection::TakeCiphertext() {
+  absl::string_view c = tls_->PendingCiphertext();
+  sending_.assign(c.data(), c.size());
+  tls_->ConsumeCiphertext(c.size());
+}
+
+bool OutboundConnection::WriteBodyPlain() {
+  // The body goes out straight from the spool's mapping.
+  iov_count_ = stuffer_->Fill(iov_, kIovecsMax - 1, kBodyBytesPerWrite);
+  if (stuffer_->done() && !pending_out_.empty()) {
+    // The next transaction's commands in the same writev as the body's last segments.
+    sending_.swap(pending_out_);
+    iov_[iov_count_].iov_base = sending_.data();
+    iov_[iov_count_].iov_len = sending_.size();
+    ++iov_count_;
+  }
+  if (iov_count_ == 0) return false;
+  writev_in_flight_ = true;
+  reactor_->Writev(fd_, iov_, static_cast<unsigned>(iov_count_), &send_);
+  return true;
+}
+
+bool OutboundConnection::EncryptForSending(bool body_streaming) {
+  if (!body_streaming && !pending_out_.empty()) {
+    auto taken = tls_->Write(pending_out_);
+    if (taken.ok()) pending_out_.erase(0, *taken);
+  }
+  if (body_streaming) {
+    // With TLS the bytes are copied once, into the record layer.
+    size_t budget = kBodyBytesPerWrite;
+    while (budget > 0 && !stuffer_->done()) {
+      iovec one;
+      if (stuffer_->Fill(&one, 1, budget) == 0) break;
+      auto taken =
+          tls_->Write(absl::string_view(static_cast<const char*>(one.iov_base), one.iov_len));
+      if (!taken.ok() || *taken < one.iov_len) {
+        // Cannot happen with budget below the TLS output limit; fail the connection cleanly.
+        LogWarning() << "TLS write refused body bytes to " << queue_->site();
+        Apply(session_->OnPeerClosed());
+        return false;
+      }
+      budget -= one.iov_len;
+    }
+    if (stuffer_->done() && !pending_out_.empty()) {
+      // The next transaction's commands in the same records as the body's end; what the output
+      // limit refuses now goes in the next write.
+      auto taken = tls_->Write(pending_out_);
+      if (taken.ok()) pending_out_.erase(0, *taken);
+    }
+  }
+  TakeCiphertext();
+  return true;
 }
 
 void OutboundConnection::OnSent(int result) {

@@ -65,7 +65,16 @@ class OutboundConnection : public io::IoObject {
   // The oldest job's outcomes (the session finishes messages in order): record, release, and the
   // pipelined job becomes the oldest.
   void FinishJob(const std::vector<smtp::Outcome>& outcomes);
+  // Starts the next send: TLS records, the plain body's next segments (writev), or commands.
   void Flush();
+  // sending_ = the TLS records waiting to go out.
+  void TakeCiphertext();
+  // Starts a writev of the plain body's next segments (and the next commands once it is done);
+  // false when there is nothing to write.
+  bool WriteBodyPlain();
+  // Puts the pending commands and up to kBodyBytesPerWrite of body through TLS into sending_;
+  // false when the connection failed instead.
+  bool EncryptForSending(bool body_streaming);
   void OnSent(int result);
   void OnTimer();
   void ReleaseJob(std::unique_ptr<Job>& job);
