@@ -16,6 +16,7 @@
 #include "relay/base/status_macros.h"
 #include "relay/io/socket.h"
 #include "relay/metrics/http_server.h"
+#include "relay/server/config/bounce_sections.h"
 #include "relay/server/config/delivery_sections.h"
 #include "relay/server/config/toml_section.h"
 
@@ -318,9 +319,10 @@ absl::Status WithTable(const Section& root, std::string_view key, Parser parse) 
 }
 
 absl::Status Parse(const Section& root, Config& c) {
-  RETURN_IF_ERROR(root.Known({"hostname", "shards", "spool_dir", "users", "control_socket",
-                              "submission", "tls", "limits", "auth", "queue", "dkim", "shutdown",
-                              "delivery", "retry", "shaping", "log", "metrics", "receive"}));
+  RETURN_IF_ERROR(
+      root.Known({"hostname", "shards", "spool_dir", "users", "control_socket", "submission", "tls",
+                  "limits", "auth", "queue", "dkim", "shutdown", "delivery", "retry", "shaping",
+                  "bounces", "log", "metrics", "receive"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -346,6 +348,7 @@ absl::Status Parse(const Section& root, Config& c) {
   ASSIGN_OR_RETURN(delivery::ShapingRules shaping,
                    config::ParseShaping(root, config::ShippedShapingRules()));
   c.shaping = std::make_shared<const delivery::ShapingRules>(std::move(shaping));
+  ASSIGN_OR_RETURN(c.bounces, config::ParseBounces(root));
   RETURN_IF_ERROR(
       WithTable(root, "metrics", [&](const Section& t) { return ParseMetrics(c.metrics, t); }));
   RETURN_IF_ERROR(WithTable(root, "receive", [&](const Section& t) { return ParseReceive(c, t); }));
@@ -484,6 +487,7 @@ Config DefaultConfig(const std::string& dir, const std::string& hostname) {
   c.log.dir = "log";
   ResolvePaths(c);
   c.shaping = std::make_shared<const delivery::ShapingRules>(config::ShippedShapingRules());
+  c.bounces = config::ShippedBounceClassifier();
   c.retry.message_age_s_max = static_cast<int64_t>(c.queue.message_age_s_max);
   return c;
 }

@@ -16,6 +16,7 @@
 #include "relay/delivery/egress.h"
 #include "relay/delivery/retry.h"
 #include "relay/delivery/shaping.h"
+#include "relay/feedback/bounce_classifier.h"
 #include "relay/receive/dmarc.h"
 #include "relay/smtp/client_reply.h"
 
@@ -185,6 +186,8 @@ struct Config {
   MetricsSettings metrics;
   ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
+  // [[bounces.rule]] then the shipped bounce rules (config/bounce_sections.h).
+  std::shared_ptr<const feedback::BounceClassifier> bounces;
   delivery::RetryPolicy retry;
   uint32_t shutdown_grace_ms = 10000;
   uint32_t tls_reload_check_ms = 60000;        // re-read the certificate when its file changed

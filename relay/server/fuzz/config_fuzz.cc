@@ -13,6 +13,8 @@
 #include <string_view>
 
 #include "relay/server/config.h"
+#include "relay/server/config/bounce_sections.h"
+#include "relay/server/config/delivery_sections.h"
 #include "tools/fuzz/fuzz.h"
 
 namespace relay::server {
@@ -118,7 +120,13 @@ const relay::fuzz::Target& relay::fuzz::GetTarget() {
       .bounds = {.heap_peak_bytes = {256 << 10, 256},
                  .heap_allocated_bytes = {1 << 20, 1024},
                  .allocations = {8192, 16}},
-      .init = [] { (void)relay::fuzz::ScratchDirectory(); },
+      // The shipped rules are parsed and compiled once per process, not per input.
+      .init =
+          [] {
+            (void)relay::fuzz::ScratchDirectory();
+            (void)relay::server::config::ShippedBounceClassifier();
+            (void)relay::server::config::ShippedShapingRules();
+          },
       .scaled = {{.name = "long list", .make = relay::server::LongList},
                  {.name = "many [[shaping]] entries", .make = relay::server::ManyShapingRules},
                  {.name = "many comments", .make = relay::server::ManyComments}},
