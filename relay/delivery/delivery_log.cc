@@ -193,6 +193,7 @@ void FormatDeliveryRecord(const DeliveryRecord& r, std::string& out) {
   } else {
     AppendStringField(out, "reason", r.reply_text);
   }
+  AppendStringField(out, "category", r.category);
   AppendStringField(out, "dsn_id", r.dsn_queue_id);
   AppendStringField(out, "dsn", r.dsn_action);
   if (r.attempt != 0) AppendIntField(out, "attempt", r.attempt);

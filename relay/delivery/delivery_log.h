@@ -67,6 +67,8 @@ struct DeliveryRecord {
   // The reply's text; without a reply (reply_code 0) the local reason: "connection refused",
   // "delivery to google suspended: ...", written as "reason".
   std::string_view reply_text;
+  // Deferred and bounced: the bounce rules' category ("bad-mailbox"), written as "category".
+  std::string_view category;
   std::string_view dsn_queue_id;     // dsn_sent: the DSN's own queue id
   std::string_view dsn_action;       // dsn_sent: "failed" or "delayed" (RFC 3464 Action)
   uint32_t attempt = 0;              // 1 for the first attempt

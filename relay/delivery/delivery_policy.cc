@@ -25,12 +25,20 @@ std::string ReplaceIgnoringCase(std::string_view text, std::string_view what,
 }  // namespace
 
 DeliveryPolicy::DeliveryPolicy(std::shared_ptr<const ShapingRules> shaping, RetryPolicy retry,
+                               std::shared_ptr<const feedback::BounceClassifier> bounces,
                                uint32_t shard_count, std::string hostname, uint64_t random_seed)
     : shaping_(std::move(shaping)),
       retry_(std::move(retry)),
+      bounces_(std::move(bounces)),
       shard_count_(shard_count == 0 ? 1 : shard_count),
       hostname_(std::move(hostname)),
       random_(random_seed) {}
+
+feedback::BounceCategory DeliveryPolicy::Classify(const RecipientOutcome& outcome) const {
+  if (outcome.category.has_value()) return *outcome.category;
+  if (bounces_ == nullptr) return feedback::BounceCategory::kOther;
+  return bounces_->Classify({outcome.code, outcome.enhanced, outcome.text});
+}
 
 ShapingRule DeliveryPolicy::LimitsFor(std::string_view domain,
                                       const std::vector<dns::MxHost>& hosts) const {
@@ -94,6 +102,7 @@ absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
     r.reply_enhanced = f.outcome.enhanced;
     r.reply_text = hide(f.outcome.text);
     if (f.outcome.code == 0) r.explanation = hide(f.outcome.text);
+    r.category = std::string(feedback::CategoryName(f.category));
     r.last_attempt_unix_s = (f.attempt_unix_ms > 0 ? f.attempt_unix_ms : now_unix_ms) / 1000;
     if (kind == DsnKind::kDelay) {
       r.will_retry_until_unix_s = arrival_unix_ms / 1000 + retry_.message_age_s_max;

@@ -8,8 +8,8 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,13 +20,15 @@
 #include "relay/delivery/outcome.h"
 #include "relay/delivery/retry.h"
 #include "relay/delivery/shaping.h"
+#include "relay/feedback/bounce_classifier.h"
 
 namespace relay::delivery {
 
 class DeliveryPolicy {
  public:
   DeliveryPolicy(std::shared_ptr<const ShapingRules> shaping, RetryPolicy retry,
-                 uint32_t shard_count, std::string hostname, uint64_t random_seed);
+                 std::shared_ptr<const feedback::BounceClassifier> bounces, uint32_t shard_count,
+                 std::string hostname, uint64_t random_seed);
 
   // This shard's share of the rule for `domain` with MX `hosts` (limits split across shards).
   ShapingRule LimitsFor(std::string_view domain, const std::vector<dns::MxHost>& hosts) const;
@@ -45,10 +47,14 @@ class DeliveryPolicy {
                                        int64_t arrival_unix_ms, int64_t now_unix_ms,
                                        const std::vector<FailedRecipient>& failed) const;
   const RetryPolicy& retry() const { return retry_; }
+  // The category of a failure: the relay's own verdict when it made the outcome up, else the
+  // bounce rules' on the reply.
+  feedback::BounceCategory Classify(const RecipientOutcome& outcome) const;
 
  private:
   std::shared_ptr<const ShapingRules> shaping_;
   RetryPolicy retry_;
+  std::shared_ptr<const feedback::BounceClassifier> bounces_;
   uint32_t shard_count_;
   std::string hostname_;
   std::mt19937_64 random_;

@@ -10,6 +10,7 @@ Disposition Dispose(const RecipientOutcome& outcome, const DispositionFacts& fac
   d.effective = outcome;
   d.attempt = facts.attempts_before + 1;
   d.possible_duplicate = facts.earlier_unknown;
+  d.category = facts.category;
   if (outcome.kind == OutcomeKind::kDelivered) {
     d.record = queue::RecordType::kDelivered;
     return d;
@@ -34,6 +35,7 @@ Disposition Dispose(const RecipientOutcome& outcome, const DispositionFacts& fac
                                                  " attempts; last reply: ", outcome.ToString()),
                                     outcome.code, outcome.enhanced)
             .FittedTo(reply_bytes_max);
+    d.category = feedback::BounceCategory::kMessageExpired;
   }
   d.record = queue::RecordType::kBounced;
   d.dsn = facts.null_sender ? DsnIntent::kDropped : DsnIntent::kFailure;

@@ -5,7 +5,8 @@
 //   delivered                                   -> kDelivered
 //   transient, retry_at_unix_ms >= 0            -> kDeferred until then (+ a delay warning once
 //                                                  per message past [retry] delay_warning_s)
-//   transient, too old (retry_at_unix_ms < 0)   -> kBounced "gave up after N attempts; last reply"
+//   transient, too old (retry_at_unix_ms < 0)   -> kBounced "gave up after N attempts; last reply",
+//                                                  category message-expired
 //   permanent                                   -> kBounced
 //   kBounced from the null sender               -> no DSN (RFC 3464 §2: never a DSN about a DSN)
 //
@@ -33,6 +34,8 @@ struct DispositionFacts {
   bool delay_notified = false;   // the message already had its "delayed" DSN
   bool earlier_unknown = false;  // an earlier attempt's outcome is unknown (marker open)
   bool this_unknown = false;     // this attempt's body went out and no reply came back
+  // The outcome's category (DeliveryPolicy::Classify); ignored for a delivery.
+  feedback::BounceCategory category = feedback::BounceCategory::kOther;
 };
 
 enum class DsnIntent {
@@ -50,6 +53,8 @@ struct Disposition {
   uint32_t attempt = 1;              // this attempt's number: attempts_before + 1
   int64_t next_attempt_unix_ms = 0;  // kDeferred: when; else 0
   DsnIntent dsn = DsnIntent::kNone;
+  // Deferred or bounced: the facts' category, or message-expired when the relay gave up.
+  feedback::BounceCategory category = feedback::BounceCategory::kOther;
   bool possible_duplicate = false;  // the remote may already hold a copy (log it)
   // kDeferred with a copy possibly out there: the text of the attempt marker to open again;
   // nullptr when none.

@@ -249,6 +249,7 @@ std::string Notification(const DsnRequest& req, const std::string& host) {
     if (r.reply_code == 0 && r.explanation.empty()) {
       absl::StrAppend(&what, " delivery status ", SevenBit(r.status));
     }
+    if (!r.category.empty()) absl::StrAppend(&what, " (", SevenBit(r.category), ")");
     AppendWrapped(notification, what, "");
     if (!failure && r.will_retry_until_unix_s != 0) {
       AppendWrapped(notification,
@@ -279,6 +280,7 @@ std::string DeliveryReport(const DsnRequest& req, const std::string& host) {
     AppendField(report, "Final-Recipient", absl::StrCat("rfc822; ", SevenBit(r.final_recipient)));
     AppendField(report, "Action", failure ? "failed" : "delayed");
     AppendField(report, "Status", r.status);
+    if (!r.category.empty()) AppendField(report, "X-Bounce-Category", SevenBit(r.category));
     if (!r.remote_mta.empty()) {
       AppendField(report, "Remote-MTA", absl::StrCat("dns; ", SevenBit(r.remote_mta)));
     }

@@ -42,6 +42,9 @@ struct DsnRecipient {
   std::string explanation;
   int64_t last_attempt_unix_s = 0;      // 0: omitted
   int64_t will_retry_until_unix_s = 0;  // delays only; 0: omitted
+  // The bounce rules' category ("bad-mailbox"), as the extension field X-Bounce-Category
+  // (RFC 3464 §7) and in the text part; "" omits it.
+  std::string category;
 };
 
 struct DsnRequest {

@@ -12,6 +12,8 @@
 #include "relay/delivery/outbound_connection.h"
 
 namespace relay::delivery {
+
+using Category = feedback::BounceCategory;
 namespace {
 
 constexpr size_t kDispatchBatchMax = 256;  // messages dispatched per timer turn
@@ -248,13 +250,17 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     Job job = std::move(by_domain[domain]);
     if (expired) {
       std::string last = info->recipients[job.recipients[0]].last_reply;
-      FailJob(job, RecipientOutcome::Permanent(absl::StrCat(
-                       "message expired after ", options_.message_age_ms_max / 3600000,
-                       " hours in the queue", last.empty() ? "" : "; last reply: ", last)));
+      FailJob(job,
+              RecipientOutcome::Permanent(
+                  absl::StrCat("message expired after ", options_.message_age_ms_max / 3600000,
+                               " hours in the queue", last.empty() ? "" : "; last reply: ", last),
+                  0, "5.4.7")
+                  .Categorized(Category::kMessageExpired));
       continue;
     }
     if (domain.empty()) {
-      FailJob(job, RecipientOutcome::Permanent("recipient address has no domain", 553, "5.1.3"));
+      FailJob(job, RecipientOutcome::Permanent("recipient address has no domain", 553, "5.1.3")
+                       .Categorized(Category::kBadMailbox));
       continue;
     }
     auto handle = std::make_unique<dns::QueryHandle>();
@@ -282,19 +288,23 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
     // RFC 7505 null MX, NXDOMAIN, no address at all: the domain does not take mail.
     int code = result.status.reason == dns::Reason::kNullMx ? 556 : 550;
     std::string enhanced = result.status.reason == dns::Reason::kNullMx ? "5.1.10" : "5.1.2";
-    FailJob(job, RecipientOutcome::Permanent(result.status.ToString(), code, enhanced));
+    FailJob(job, RecipientOutcome::Permanent(result.status.ToString(), code, enhanced)
+                     .Categorized(Category::kBadDomain));
     return;
   }
   if (!result.status.ok() || result.candidates.empty()) {
-    FailJob(job, RecipientOutcome::Transient(
-                     result.status.ok() ? "no usable MX address" : result.status.ToString()));
+    FailJob(job,
+            RecipientOutcome::Transient(
+                result.status.ok() ? "no usable MX address" : result.status.ToString(), 0, "4.4.3")
+                .Categorized(Category::kRouting));
     return;
   }
   ShapingRule limits = policy_->LimitsFor(job.domain, result.hosts);
   int family = result.candidates.front().address.family();
   int source = egress_.Pick(result.site, family, reactor_->NowMs());
   if (source < 0) {
-    FailJob(job, RecipientOutcome::Transient("no usable egress source address"));
+    FailJob(job, RecipientOutcome::Transient("no usable egress source address", 0, "4.4.0")
+                     .Categorized(Category::kRouting));
     return;
   }
   std::string key = absl::StrCat(source, "|", result.site);
@@ -411,6 +421,7 @@ DispositionFacts DeliveryEngine::FactsOf(const Job& job, uint32_t recipient,
                                           recipient) != job.unknown_before.end()
                               : rcpt.attempt_open;
   facts.this_unknown = job.body_sent && !attempt.reply_received;
+  if (outcome.kind != OutcomeKind::kDelivered) facts.category = policy_->Classify(outcome);
   return facts;
 }
 
@@ -456,8 +467,9 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     state.attempts = d.attempt;
     state.next_attempt_unix_ms = d.next_attempt_unix_ms;
   }
-  CountOutcome(job, d.record, attempt);
-  FailedRecipient failed{rcpt.address, d.effective, attempt.mx_host, now, rcpt.original};
+  CountOutcome(job, d, attempt);
+  FailedRecipient failed{rcpt.address, d.effective,   attempt.mx_host,
+                         now,          rcpt.original, d.category};
   CollectDsn(d.dsn, *info, failed);
   // Logged first, while `info` is certainly valid: appending the state may drop the message from
   // the index (it became final). The log is not the durable truth, the state record is.
@@ -482,9 +494,16 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   if (d.reopen_marker != nullptr) ReopenAttemptMarker(job.id, recipient, now, d.reopen_marker);
 }
 
-void DeliveryEngine::CountOutcome(const Job& job, queue::RecordType record,
+void DeliveryEngine::CountOutcome(const Job& job, const Disposition& d,
                                   const AttemptInfo& attempt) {
-  switch (record) {
+  if (options_.metrics != nullptr && d.record != queue::RecordType::kDelivered) {
+    options_.metrics->Failure(options_.metrics_shard,
+                              d.record == queue::RecordType::kDeferred
+                                  ? metrics::RecipientResult::kDeferred
+                                  : metrics::RecipientResult::kBounced,
+                              job.metrics_site, d.category);
+  }
+  switch (d.record) {
     case queue::RecordType::kDelivered:
       stats_.delivered++;
       CountRecipient(job, metrics::RecipientResult::kDelivered);
@@ -537,6 +556,7 @@ void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
   line.reply_code = d.effective.code;
   line.reply_enhanced = d.effective.enhanced;
   line.reply_text = d.effective.text;
+  if (d.record != queue::RecordType::kDelivered) line.category = feedback::CategoryName(d.category);
   line.attempt = d.attempt;
   line.possible_duplicate = d.possible_duplicate;
   line.queued_ms = now - info.created_unix_ms;

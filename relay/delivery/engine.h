@@ -72,6 +72,7 @@ struct FailedRecipient {
   // The address the sender used when `address` is what the relay forwarded it to (an alias's
   // target, queue::RecipientState::original); "" otherwise.
   std::string original;
+  feedback::BounceCategory category = feedback::BounceCategory::kOther;
 };
 
 struct DeliveryOptions {
@@ -207,7 +208,7 @@ class DeliveryEngine {
   // Adds `failed` to the failure or delay DSN of `info` that `intent` asks for.
   void CollectDsn(DsnIntent intent, const queue::MessageInfo& info, const FailedRecipient& failed);
   // The stats and metrics of a recorded outcome.
-  void CountOutcome(const Job& job, queue::RecordType record, const AttemptInfo& attempt);
+  void CountOutcome(const Job& job, const Disposition& d, const AttemptInfo& attempt);
   // Opens an attempt marker again after a deferral whose copy may be out there (Disposition).
   void ReopenAttemptMarker(queue::MessageId id, uint32_t recipient, int64_t now, const char* why);
   // The delivery log's line for a recorded outcome.

@@ -53,7 +53,7 @@ class EngineTest : public ::testing::Test {
   void MakeEngine(DeliveryOptions options = DeliveryOptions(), RetryPolicy retry = RetryPolicy()) {
     retry.jitter_fraction = 0;
     policy_ = std::make_unique<DeliveryPolicy>(std::make_shared<const ShapingRules>(ShapingRules()),
-                                               retry, 1, "relay.test", 1);
+                                               retry, /*bounces=*/nullptr, 1, "relay.test", 1);
     options.hostname = "relay.test";
     engine_ = std::make_unique<DeliveryEngine>(reactor_.get(), nullptr, spool_.get(), options,
                                                policy_.get());
@@ -273,8 +273,8 @@ TEST_F(EngineTest, AMessageDeletedMeanwhileDropsItsWaitingOutcome) {
 // Issue 22: a DSN for forwarded mail named the alias's private target (Final-Recipient, the
 // target's MX host, the target in the remote's reply). It names the address the sender used.
 TEST(DsnForForwardedMail, NamesTheAddressTheSenderUsedNotTheTarget) {
-  DeliveryPolicy policy(std::make_shared<const ShapingRules>(ShapingRules()), RetryPolicy(), 1,
-                        "mx.local.test", 1);
+  DeliveryPolicy policy(std::make_shared<const ShapingRules>(ShapingRules()), RetryPolicy(),
+                        nullptr, 1, "mx.local.test", 1);
   FailedRecipient forwarded;
   forwarded.address = "me@gmail.test";
   forwarded.original = "private@local.test";

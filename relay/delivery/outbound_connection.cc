@@ -70,9 +70,12 @@ void OutboundConnection::ConnectNext(std::string why) {
   if (stop_after_current_ || candidate_ >= queue_->candidates().size()) {
     if (!stop_after_current_) {
       engine_->OnSiteUnreachable(
-          queue_, RecipientOutcome::Transient(absl::StrCat(
-                      "no MX host of ", queue_->site(), " could be reached; last error: ",
-                      last_error_.empty() ? "none" : last_error_)));
+          queue_,
+          RecipientOutcome::Transient(
+              absl::StrCat("no MX host of ", queue_->site(), " could be reached; last error: ",
+                           last_error_.empty() ? "none" : last_error_),
+              0, "4.4.1")
+              .Categorized(feedback::BounceCategory::kNoAnswerFromHost));
     }
     Close();
     return;
@@ -99,7 +102,9 @@ void OutboundConnection::ConnectNext(std::string why) {
     engine_->OnSiteUnreachable(
         queue_, RecipientOutcome::Transient(
                     absl::StrCat("egress source ", engine_->egress().source(queue_->source()).name,
-                                 " is not usable (EADDRNOTAVAIL)")));
+                                 " is not usable (EADDRNOTAVAIL)"),
+                    0, "4.4.0")
+                    .Categorized(feedback::BounceCategory::kRouting));
     Close();
     return;
   }

@@ -17,7 +17,7 @@ RecipientOutcome RecipientOutcome::FittedTo(size_t bytes_max) const {
   const std::string line = ToString();
   if (line.size() <= bytes_max) return *this;
   const size_t prefix_bytes = line.size() - text.size();  // "550 5.1.1 ", or 0
-  RecipientOutcome fitted{kind, code, enhanced, ""};
+  RecipientOutcome fitted{kind, code, enhanced, "", category};
   if (prefix_bytes + smtp::kTruncatedMark.size() > bytes_max) {
     // Only for a bytes_max too small for any reply: what fits of the whole line, as a local text.
     fitted.code = 0;
@@ -27,6 +27,11 @@ RecipientOutcome RecipientOutcome::FittedTo(size_t bytes_max) const {
   }
   fitted.text = smtp::TruncateText(text, bytes_max - prefix_bytes);
   return fitted;
+}
+
+RecipientOutcome RecipientOutcome::Categorized(feedback::BounceCategory c) && {
+  category = c;
+  return std::move(*this);
 }
 
 RecipientOutcome RecipientOutcome::Transient(std::string text, int code, std::string enhanced) {

@@ -5,8 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
+#include "relay/feedback/bounce_category.h"
 #include "relay/smtp/outcome_kind.h"
 
 namespace relay::delivery {
@@ -19,6 +21,9 @@ struct RecipientOutcome {
   int code = 0;              // SMTP reply code, or 0 for a local reason (DNS, connection)
   std::string enhanced;      // "5.1.1", "" when none
   std::string text;          // the reply text or the local reason
+  // The relay's own verdict on a failure it made up (expired, DNS, unreachable); unset: the bounce
+  // rules classify the reply (DeliveryPolicy::Classify).
+  std::optional<feedback::BounceCategory> category;
 
   // "550 5.1.1 No such user" or "connection refused by mx.example [192.0.2.1]".
   std::string ToString() const;
@@ -29,6 +34,8 @@ struct RecipientOutcome {
   RecipientOutcome FittedTo(size_t bytes_max) const;
   static RecipientOutcome Transient(std::string text, int code = 0, std::string enhanced = "");
   static RecipientOutcome Permanent(std::string text, int code = 0, std::string enhanced = "");
+  // This outcome with the relay's own category.
+  RecipientOutcome Categorized(feedback::BounceCategory c) &&;
 };
 
 // What the delivery log records about the attempt.

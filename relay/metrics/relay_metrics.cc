@@ -181,6 +181,21 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
       }
     }
   }
+  for (int result = 1; result < 3; ++result) {
+    for (const std::string& site : sites) {
+      for (int c = 0; c < feedback::kBounceCategoryCount; ++c) {
+        const std::string_view category =
+            feedback::CategoryName(static_cast<feedback::BounceCategory>(c));
+        failures_.push_back(r.AddCounter(
+            "relay_recipient_failures_total",
+            Help("Deferrals and bounces by category (the bounce rules' verdict on the reply: "
+                 "bad-mailbox, rate-limited, ...) and shaping rule."),
+            {{"result", result == 1 ? "deferred" : "bounced"},
+             {"category", std::string(category)},
+             {"site", site}}));
+      }
+    }
+  }
   site_count_ = static_cast<int>(sites.size());
   source_count_ = static_cast<int>(sources.size());
   for (const std::string& name : sites) {
@@ -279,6 +294,20 @@ void RelayMetrics::Recipient(int shard, RecipientResult result, int site, int so
   size_t index =
       (static_cast<size_t>(result) * site_count_ + (site + 1)) * source_count_ + source_label;
   recipients_[index].Add(shard);
+}
+
+void RelayMetrics::Failure(int shard, RecipientResult result, int site,
+                           feedback::BounceCategory category) const {
+  if (result == RecipientResult::kDelivered) return;
+  if (site < -1 || site + 1 >= site_count_) site = -1;
+  int c = static_cast<int>(category);
+  if (c < 0 || c >= feedback::kBounceCategoryCount)
+    c = static_cast<int>(feedback::BounceCategory::kOther);
+  const size_t index =
+      (static_cast<size_t>(static_cast<int>(result) - 1) * site_count_ + (site + 1)) *
+          feedback::kBounceCategoryCount +
+      static_cast<size_t>(c);
+  failures_[index].Add(shard);
 }
 
 const RelayMetrics::Site& RelayMetrics::site(int site) const {

@@ -9,7 +9,8 @@
 // configuration may name many rules (one per customer domain) and an IPv6 prefix many sources:
 // the first kSitesMax rule names and kSourcesMax sources get a label of their own, the rest share
 // "other". So the recipient families hold at most 3 x (kSitesMax + 2) x (kSourcesMax + 2) series
-// (6,732), the per-site ones kSitesMax + 2 each, whatever the configuration.
+// (6,732), the per-site ones kSitesMax + 2 each, and the failures by category 2 x (kSitesMax + 2)
+// x kBounceCategoryCount (1,224), whatever the configuration.
 //
 // Built by the main thread before the shards start; immutable afterwards except for the cells,
 // which each shard writes for its own index (see registry.h). Render() from any thread.
@@ -24,6 +25,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "relay/base/clock.h"
+#include "relay/feedback/bounce_category.h"
 #include "relay/metrics/registry.h"
 
 namespace relay::metrics {
@@ -72,6 +74,10 @@ class RelayMetrics {
   int SiteIndex(std::string_view rule_name) const;
   // One recipient's outcome; `site` from SiteIndex, `source` an egress pool index (-1: none).
   void Recipient(int shard, RecipientResult result, int site, int source) const;
+  // The category of a deferral or bounce (`result` kDeferred or kBounced), by site:
+  // relay_recipient_failures_total{result, category, site}.
+  void Failure(int shard, RecipientResult result, int site,
+               feedback::BounceCategory category) const;
 
   // Per-site series; `site` from SiteIndex (out of range: "none").
   struct Site {
@@ -144,6 +150,8 @@ class RelayMetrics {
   absl::flat_hash_map<std::string, int> site_index_;
   // [result][site + 1][source label]: index 0 is "none".
   std::vector<Counter> recipients_;
+  // [result - 1][site + 1][category]: deferred and bounced only.
+  std::vector<Counter> failures_;
   std::vector<Site> sites_;  // [site + 1]
   int site_count_ = 0;       // "none" and "other" included
   int source_count_ = 0;     // "none" and "other" included

@@ -47,6 +47,35 @@ TEST(RelayMetricsTest, RecipientsBySiteAndSource) {
   EXPECT_EQ(series, 3u * 4 * 3);
 }
 
+TEST(RelayMetricsTest, FailuresByCategoryAndSite) {
+  RelayMetrics m(Options());
+  m.Failure(0, RecipientResult::kBounced, m.SiteIndex("google"),
+            feedback::BounceCategory::kBadMailbox);
+  m.Failure(1, RecipientResult::kBounced, m.SiteIndex("google"),
+            feedback::BounceCategory::kBadMailbox);
+  m.Failure(1, RecipientResult::kDeferred, m.SiteIndex("yahoo"),
+            feedback::BounceCategory::kRateLimited);
+  m.Failure(0, RecipientResult::kDeferred, 99, feedback::BounceCategory::kOther);  // none
+  m.Failure(0, RecipientResult::kDelivered, 0, feedback::BounceCategory::kOther);  // not counted
+  const std::string text = m.Render();
+  EXPECT_TRUE(Has(text,
+                  "relay_recipient_failures_total{result=\"bounced\",category=\"bad-mailbox\","
+                  "site=\"google\"} 2"))
+      << text;
+  EXPECT_TRUE(Has(text,
+                  "relay_recipient_failures_total{result=\"deferred\",category=\"rate-limited\","
+                  "site=\"yahoo\"} 1"));
+  EXPECT_TRUE(Has(text,
+                  "relay_recipient_failures_total{result=\"deferred\",category=\"other\","
+                  "site=\"none\"} 1"));
+  size_t series = 0;
+  for (size_t p = text.find("\nrelay_recipient_failures_total{"); p != std::string::npos;
+       p = text.find("\nrelay_recipient_failures_total{", p + 1)) {
+    ++series;
+  }
+  EXPECT_EQ(series, 2u * 4 * feedback::kBounceCategoryCount);  // 2 results x (3 sites + none)
+}
+
 TEST(RelayMetricsTest, EveryFamilyIsExported) {
   RelayMetrics m(Options());
   m.listener(ListenerKind::kSubmissions).connections_accepted.Add(1);

@@ -200,8 +200,8 @@ absl::Status Shard::StartDelivery() {
   }
   if (config.delivery.enabled) {
     policy_ = std::make_unique<delivery::DeliveryPolicy>(
-        config.shaping, config.retry, static_cast<uint32_t>(shard_count_), config.hostname,
-        static_cast<uint64_t>(reactor_->clock()->MonotonicNanos()) + index_);
+        config.shaping, config.retry, config.bounces, static_cast<uint32_t>(shard_count_),
+        config.hostname, static_cast<uint64_t>(reactor_->clock()->MonotonicNanos()) + index_);
     delivery::DeliveryOptions options;
     options.hostname = config.hostname;
     options.dns_servers = config.delivery.dns_servers;
