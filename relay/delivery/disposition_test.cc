@@ -26,6 +26,7 @@ struct Row {
 
 DispositionFacts Facts(uint32_t attempts_before, int64_t age_ms, int64_t retry_at) {
   DispositionFacts f;
+  f.category = feedback::BounceCategory::kQuota;  // what DeliveryPolicy::Classify said
   f.attempts_before = attempts_before;
   f.created_unix_ms = kCreated;
   f.now_unix_ms = kCreated + age_ms;
@@ -95,6 +96,11 @@ TEST(DispositionTest, Table) {
     EXPECT_EQ(d.attempt, row.facts.attempts_before + 1);
     EXPECT_EQ(d.next_attempt_unix_ms, row.next_attempt_unix_ms);
     EXPECT_EQ(d.possible_duplicate, row.facts.earlier_unknown);
+    // The facts' category, except when the relay gave up on a transient failure.
+    const bool gave_up = row.outcome.kind == OutcomeKind::kTransient &&
+                         row.facts.retry_at_unix_ms < 0;
+    EXPECT_EQ(d.category,
+              gave_up ? feedback::BounceCategory::kMessageExpired : row.facts.category);
     EXPECT_EQ(d.effective.ToString().rfind(row.effective_text, 0), 0u) << d.effective.ToString();
     if (row.reopen_marker == nullptr) {
       EXPECT_EQ(d.reopen_marker, nullptr) << d.reopen_marker;

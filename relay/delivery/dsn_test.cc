@@ -26,6 +26,7 @@ DsnRequest Request() {
   a.reply_enhanced = "5.1.1";
   a.reply_text = "The email account that you tried to reach does not exist.";
   a.last_attempt_unix_s = kNow - 5;
+  a.category = "bad-mailbox";
   r.recipients.push_back(a);
   r.original_message =
       "From: Sender <sender@example.org>\r\nTo: nobody@gmail.com\r\nSubject: hello\r\n"
@@ -66,7 +67,8 @@ TEST(Dsn, FailureHasEnvelopeAndFields) {
            "Arrival-Date: Sat, 22 Nov 2025 18:33:20 +0000\r\n",
            "Final-Recipient: rfc822; nobody@gmail.com\r\n",
            "Action: failed\r\n",
-           "Status: 5.1.1\r\n",
+           "Status: 5.1.1\r\nX-Bounce-Category: bad-mailbox\r\n",
+           "does not exist. (bad-mailbox)\r\n",
            "Remote-MTA: dns; gmail-smtp-in.l.google.com\r\n",
            "Diagnostic-Code: smtp; 550 5.1.1 The email account that you tried to reach\r\n does",
            "Last-Attempt-Date: Sat, 22 Nov 2025 19:33:15 +0000\r\n",

@@ -218,6 +218,17 @@ delay_warning_s = ${delay_warning_s}
 # Shaping: the rules shipped for the large receivers, in force without any [[shaping]] entry.
 # An entry with the same name changes only the fields it sets.
 ${shaping}
+# Bounce categories: every deferral and bounce gets one (bad-mailbox, inactive-mailbox,
+# bad-domain, quota, no-answer-from-host, bad-connection, routing, protocol, policy, spam-block,
+# spam-content, virus, auth-failure, rate-limited, too-large, invalid-sender, message-expired,
+# other), in the delivery log ("category"), the DSN (X-Bounce-Category) and the metrics
+# (relay_recipient_failures_total). The shipped rules know the large receivers' replies; rules
+# here are tried first (the first that matches wins): codes, enhanced (C.S.D, "*" for any part)
+# and text (RE2 patterns, case-insensitive), each optional, all given must hold.
+# [[bounces.rule]]
+# category = "spam-block"
+# codes = [550]
+# text = ['blocked by our partner list']
 # Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
