@@ -425,6 +425,30 @@ DispositionFacts DeliveryEngine::FactsOf(const Job& job, uint32_t recipient,
   return facts;
 }
 
+void DeliveryEngine::MaybeSuppress(const queue::MessageInfo& info,
+                                   const queue::RecipientState& rcpt, const Disposition& d,
+                                   int64_t now) {
+  if (options_.suppression == nullptr || d.record != queue::RecordType::kBounced) return;
+  // Forwarded mail (port 25) is not a tenant's: its sender is an SRS address of ours.
+  if (!rcpt.original.empty()) return;
+  const std::vector<Category>& categories = options_.suppress_categories;
+  if (std::find(categories.begin(), categories.end(), d.category) == categories.end()) return;
+  const size_t at = info.sender.rfind('@');
+  if (at == std::string_view::npos) return;  // the null sender: a DSN
+  feedback::SuppressionEntry entry;
+  entry.tenant = std::string(info.sender.substr(at + 1));
+  entry.address = rcpt.address;
+  entry.reason = feedback::SuppressionReason::kBounce;
+  entry.category = std::string(feedback::CategoryName(d.category));
+  entry.time_unix_ms = now;
+  entry.queue_id = info.id.ToString();
+  entry.detail = d.effective.ToString().substr(0, feedback::kDetailBytesMax);
+  if (!options_.suppression->AddLater(std::move(entry))) {
+    LogWarning() << "suppression list writer is behind: <" << rcpt.address << "> not added for "
+                 << info.sender.substr(at + 1);
+  }
+}
+
 void DeliveryEngine::CollectDsn(DsnIntent intent, const queue::MessageInfo& info,
                                 const FailedRecipient& failed) {
   switch (intent) {
@@ -474,6 +498,8 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   // Logged first, while `info` is certainly valid: appending the state may drop the message from
   // the index (it became final). The log is not the durable truth, the state record is.
   if (log_ != nullptr) LogOutcome(job, *info, rcpt, d, attempt, now);
+  // Whether or not the record is appended at once: the receiver's verdict stands either way.
+  MaybeSuppress(*info, rcpt, d, now);
   if (d.possible_duplicate) ++stats_.possible_duplicates;
   absl::StatusOr<queue::Position> appended = spool_->AppendState(state, nullptr);
   if (!appended.ok()) {

@@ -52,6 +52,7 @@
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/token_bucket.h"
+#include "relay/feedback/suppression_list.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
@@ -97,6 +98,10 @@ struct DeliveryOptions {
   int64_t outcome_retry_ms_max = 60000;
   // Outcomes waiting to be recorded at which no new delivery starts.
   size_t unrecorded_outcomes_max = 1000;
+  // A recipient that bounces for good in one of these categories joins the suppression list of
+  // its message's sending domain (null: no list).
+  feedback::SuppressionList* suppression = nullptr;
+  std::vector<feedback::BounceCategory> suppress_categories;
 };
 
 class DeliveryEngine {
@@ -205,6 +210,9 @@ class DeliveryEngine {
   // What Dispose needs to know about `recipient` of `info` besides the outcome.
   DispositionFacts FactsOf(const Job& job, uint32_t recipient, const queue::MessageInfo& info,
                            const RecipientOutcome& outcome, const AttemptInfo& attempt) const;
+  // A recorded bounce in one of suppress_categories: the recipient joins the list.
+  void MaybeSuppress(const queue::MessageInfo& info, const queue::RecipientState& rcpt,
+                     const Disposition& d, int64_t now);
   // Adds `failed` to the failure or delay DSN of `info` that `intent` asks for.
   void CollectDsn(DsnIntent intent, const queue::MessageInfo& info, const FailedRecipient& failed);
   // The stats and metrics of a recorded outcome.

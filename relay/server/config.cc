@@ -37,8 +37,11 @@ void ResolvePaths(Config& c) {
   if (c.users_path.empty()) c.users_path = "users";
   if (c.control_socket_path.empty()) c.control_socket_path = "control.sock";
   for (std::string* p : {&c.spool_dir, &c.users_path, &c.control_socket_path, &c.log.dir,
-                         &c.tls_cert_path, &c.tls_key_path}) {
+                         &c.tls_cert_path, &c.tls_key_path, &c.suppression.path}) {
     *p = Resolve(c, *p);
+  }
+  if (c.suppression.path.empty()) {
+    c.suppression.path = (std::filesystem::path(c.spool_dir) / "suppression.mdb").string();
   }
 }
 
@@ -290,6 +293,27 @@ absl::Status ParseLog(LogSettings& l, const Section& t) {
   return t.Int("rotate_keep", &l.rotate_keep, 1, 1000);
 }
 
+absl::Status ParseSuppression(SuppressionSettings& s, const Section& t) {
+  RETURN_IF_ERROR(t.Known({"enabled", "path", "map_bytes_max", "bounce_categories"}));
+  RETURN_IF_ERROR(t.Bool("enabled", &s.enabled));
+  RETURN_IF_ERROR(t.String("path", &s.path));
+  RETURN_IF_ERROR(t.Int("map_bytes_max", &s.map_bytes_max, 1 << 20, int64_t{1} << 40));
+  if (t.Has("bounce_categories")) {
+    std::vector<std::string> names;
+    RETURN_IF_ERROR(t.StringList("bounce_categories", &names));
+    s.bounce_categories.clear();
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::optional<feedback::BounceCategory> c = feedback::CategoryNamed(names[i]);
+      if (!c) {
+        return t.ItemError("bounce_categories", i,
+                           absl::StrCat("\"", names[i], "\" is not a bounce category"));
+      }
+      s.bounce_categories.push_back(*c);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseMetrics(MetricsSettings& m, const Section& t) {
   RETURN_IF_ERROR(t.Known({"listen", "allow_public"}));
   RETURN_IF_ERROR(t.String("listen", &m.listen));
@@ -319,10 +343,10 @@ absl::Status WithTable(const Section& root, std::string_view key, Parser parse) 
 }
 
 absl::Status Parse(const Section& root, Config& c) {
-  RETURN_IF_ERROR(
-      root.Known({"hostname", "shards", "spool_dir", "users", "control_socket", "submission", "tls",
-                  "limits", "auth", "queue", "dkim", "shutdown", "delivery", "retry", "shaping",
-                  "bounces", "log", "metrics", "receive"}));
+  RETURN_IF_ERROR(root.Known({"hostname",   "shards",      "spool_dir", "users",   "control_socket",
+                              "submission", "tls",         "limits",    "auth",    "queue",
+                              "dkim",       "shutdown",    "delivery",  "retry",   "shaping",
+                              "bounces",    "suppression", "log",       "metrics", "receive"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -352,6 +376,8 @@ absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(
       WithTable(root, "metrics", [&](const Section& t) { return ParseMetrics(c.metrics, t); }));
   RETURN_IF_ERROR(WithTable(root, "receive", [&](const Section& t) { return ParseReceive(c, t); }));
+  RETURN_IF_ERROR(WithTable(root, "suppression",
+                            [&](const Section& t) { return ParseSuppression(c.suppression, t); }));
   return WithTable(root, "shutdown", [&](const Section& t) { return ParseShutdown(c, t); });
 }
 

@@ -126,6 +126,18 @@ struct MetricsSettings {
   bool allow_public = false;                   // accept a non-loopback listen address
 };
 
+// [suppression]: the addresses each sending domain must not mail again (relay/feedback/
+// suppression_list.h), checked at RCPT on the submission ports.
+struct SuppressionSettings {
+  bool enabled = true;
+  std::string path;                            // "": <spool_dir>/suppression.mdb
+  uint64_t map_bytes_max = uint64_t{1} << 30;  // the file's mapping: about 4M entries
+  // A recipient that bounces for good in one of these categories joins the list.
+  std::vector<feedback::BounceCategory> bounce_categories = {
+      feedback::BounceCategory::kBadMailbox, feedback::BounceCategory::kInactiveMailbox,
+      feedback::BounceCategory::kBadDomain};
+};
+
 // Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).
 struct ReceiveSettings {
   std::vector<std::string> listen;             // empty: no port-25 listener
@@ -184,6 +196,7 @@ struct Config {
   DeliverySettings delivery;
   LogSettings log;
   MetricsSettings metrics;
+  SuppressionSettings suppression;
   ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   // [[bounces.rule]] then the shipped bounce rules (config/bounce_sections.h).

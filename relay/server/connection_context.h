@@ -12,6 +12,7 @@
 #include "dkim/signer.h"
 #include "dns/spf.h"
 #include "queue/spool.h"
+#include "relay/feedback/suppression_list.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
@@ -37,6 +38,7 @@ struct SharedState {
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   SigningPool* signing_pool = nullptr;         // null: each shard signs inline
   receive::ReceiveStateHolder* receive = nullptr;  // null: no port 25 ([receive])
+  feedback::SuppressionList* suppression = nullptr;  // null: [suppression] enabled = false
 };
 
 struct ShardCounters {

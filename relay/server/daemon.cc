@@ -225,6 +225,7 @@ class DaemonParts {
   std::unique_ptr<SigningPool> signing_pool;
   std::unique_ptr<receive::ReceiveStateHolder> receive_state;
   std::unique_ptr<metrics::RelayMetrics> relay_metrics;
+  std::unique_ptr<feedback::SuppressionList> suppression;  // outlives the shards that use it
   SharedState shared;
   SharedState shared_later;
   std::vector<std::unique_ptr<Shard>> shards;
@@ -252,6 +253,7 @@ absl::Status DaemonParts::StartShards() {
   shared.metrics = relay_metrics.get();
   shared.signing_pool = signing_pool.get();
   shared.receive = receive_state.get();
+  shared.suppression = suppression.get();
   shared_later = shared;
   shared_later.config = &later;
   for (int i = 0; i < shard_count; ++i) {
@@ -354,6 +356,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
                           absl::StrCat("receive: ", state.status().message()));
     }
     p.receive_state = std::make_unique<receive::ReceiveStateHolder>(std::move(*state));
+  }
+  if (p.config.suppression.enabled) {
+    std::error_code ec;
+    std::filesystem::create_directories(
+        std::filesystem::path(p.config.suppression.path).parent_path(), ec);
+    feedback::SuppressionListOptions o;
+    o.path = p.config.suppression.path;
+    o.map_bytes_max = p.config.suppression.map_bytes_max;
+    auto list = feedback::SuppressionList::Open(o);
+    if (!list.ok()) return list.status();
+    p.suppression = std::move(*list);
+    LogInfo() << "suppression list " << o.path << ": " << p.suppression->Count().value_or(0)
+              << " entries";
   }
   RETURN_IF_ERROR(p.StartShards());
   p.StartEndpoints();

@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 
@@ -12,9 +14,57 @@ bool SubmissionPolicy::MaySendAs(std::string_view user, std::string_view address
   return authenticator_->MaySendAs(user, address);
 }
 
-smtp::RcptDecision SubmissionPolicy::CheckRecipient(std::string_view) {
-  // An authenticated user may send anywhere (the session requires AUTH before MAIL).
-  return smtp::RcptDecision::kAccept;
+void SubmissionPolicy::OnMailFrom(std::string_view address) {
+  const size_t at = address.rfind('@');
+  tenant_.clear();
+  if (at != std::string_view::npos) {
+    for (char c : address.substr(at + 1)) {
+      tenant_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    }
+  }
+}
+
+smtp::RcptDecision SubmissionPolicy::CheckRecipient(std::string_view address) {
+  // An authenticated user may send anywhere (the session requires AUTH before MAIL), except to
+  // the addresses its sending domain must not mail again.
+  if (suppression_ == nullptr || tenant_.empty()) return smtp::RcptDecision::kAccept;
+  absl::StatusOr<std::optional<feedback::SuppressionEntry>> found =
+      suppression_->Find(tenant_, address);
+  if (!found.ok()) {
+    // Unknown is not "not suppressed": the client tries again later.
+    LogWarning() << "suppression lookup for <" << address << ">: " << found.status().message();
+    return smtp::RcptDecision::kTemporaryFailure;
+  }
+  if (!found->has_value()) return smtp::RcptDecision::kAccept;
+  refusal_ = SuppressedText(**found);
+  return smtp::RcptDecision::kSuppressed;
+}
+
+std::string SuppressedText(const feedback::SuppressionEntry& entry) {
+  std::string what;
+  switch (entry.reason) {
+    case feedback::SuppressionReason::kBounce:
+      what = absl::StrCat(entry.category.empty() ? "hard" : entry.category, " bounce");
+      break;
+    case feedback::SuppressionReason::kComplaint:
+      what = "complaint";
+      break;
+    case feedback::SuppressionReason::kUnsubscribe:
+      what = "unsubscribe";
+      break;
+    case feedback::SuppressionReason::kManual:
+      what = "added by the operator";
+      break;
+  }
+  const absl::Time t = absl::FromUnixMillis(entry.time_unix_ms);
+  std::string text =
+      absl::StrCat(entry.address, " is on the suppression list of ", entry.tenant, ": ", what,
+                   " on ", absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone()));
+  if (!entry.queue_id.empty()) absl::StrAppend(&text, " (message ", entry.queue_id, ")");
+  for (char& c : text) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return text.substr(0, 400);
 }
 
 ReceivePolicy::ReceivePolicy(Authenticator* authenticator,

@@ -2,7 +2,8 @@
 // authenticated user may send as, and which recipients a listener takes.
 //
 // SubmissionPolicy (587, 465): AUTH is required before MAIL; the user may use the addresses the
-// users file gives it as MAIL FROM, and send to anyone.
+// users file gives it as MAIL FROM, and send to anyone not on the suppression list of the sending
+// domain (the domain of MAIL FROM): a suppressed recipient gets 550 5.7.1 naming the reason.
 //
 // ReceivePolicy (port 25): anyone may send to the local domains; each recipient is routed by the
 // aliases (relay/receive/recipient_policy.h) of the receive state snapshot taken at MAIL FROM,
@@ -20,6 +21,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "relay/base/clock.h"
+#include "relay/feedback/suppression_list.h"
 #include "relay/receive/receive_state.h"
 #include "relay/receive/recipient_policy.h"
 #include "relay/server/authenticator.h"
@@ -29,13 +31,24 @@ namespace relay::server {
 
 class SubmissionPolicy final : public smtp::ServerPolicy {
  public:
-  explicit SubmissionPolicy(Authenticator* authenticator) : authenticator_(authenticator) {}
+  // `suppression` null: no list is checked.
+  SubmissionPolicy(Authenticator* authenticator, const feedback::SuppressionList* suppression)
+      : authenticator_(authenticator), suppression_(suppression) {}
   bool MaySendAs(std::string_view user, std::string_view address) override;
   smtp::RcptDecision CheckRecipient(std::string_view address) override;
+  void OnMailFrom(std::string_view address) override;
+  std::string RefusalText() override { return refusal_; }
 
  private:
   Authenticator* const authenticator_;
+  const feedback::SuppressionList* const suppression_;
+  std::string tenant_;   // the sending domain of this transaction, lower-case; "" for <>
+  std::string refusal_;  // the text of the last kSuppressed
 };
+
+// "recipient@example.org is on the suppression list of example.com: bad-mailbox bounce on
+// 2026-12-07 (message 0a1b2c)": printable ASCII only, whatever the entry holds.
+std::string SuppressedText(const feedback::SuppressionEntry& entry);
 
 // Where a message received on port 25 goes: every target of its recipients once, in the order the
 // recipients came, with the address the sender used for it when it is an alias's target (that

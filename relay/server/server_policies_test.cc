@@ -41,10 +41,42 @@ std::shared_ptr<const receive::ReceiveState> StateWith(const std::string& aliase
 
 TEST(SubmissionPolicy, AnyRecipientAndTheAuthenticatorSaysWhoMaySendAs) {
   FakeAuthenticator auth;
-  SubmissionPolicy policy(&auth);
+  SubmissionPolicy policy(&auth, nullptr);
+  policy.OnMailFrom("app@example.com");
   EXPECT_EQ(policy.CheckRecipient("anyone@anywhere.example"), RcptDecision::kAccept);
   EXPECT_TRUE(policy.MaySendAs("example.com", "app@example.com"));
   EXPECT_FALSE(policy.MaySendAs("example.com", "app@other.example"));
+}
+
+// The sending domain's list refuses its suppressed recipients with the reason; another sending
+// domain, and the null sender, are not concerned.
+TEST(SubmissionPolicy, SuppressedRecipientsOfTheSendingDomainAreRefused) {
+  feedback::SuppressionListOptions o;
+  o.path = std::string(getenv("TEST_TMPDIR")) + "/policy-suppression.mdb";
+  o.map_bytes_max = 1 << 22;
+  auto list = feedback::SuppressionList::Open(o);
+  ASSERT_TRUE(list.ok()) << list.status();
+  feedback::SuppressionEntry e;
+  e.tenant = "example.com";
+  e.address = "gone@gmail.test";
+  e.reason = feedback::SuppressionReason::kBounce;
+  e.category = "bad-mailbox";
+  e.time_unix_ms = 1765065600000;  // 2025-12-07
+  e.queue_id = "00a1b2\r\n";       // stored as spaces: never a line end in a reply
+  ASSERT_TRUE((*list)->Add(e).ok());
+
+  FakeAuthenticator auth;
+  SubmissionPolicy policy(&auth, list->get());
+  policy.OnMailFrom("App@Example.COM");
+  EXPECT_EQ(policy.CheckRecipient("Gone@gmail.test"), RcptDecision::kSuppressed);
+  EXPECT_EQ(policy.RefusalText(),
+            "gone@gmail.test is on the suppression list of example.com: bad-mailbox bounce on "
+            "2025-12-07 (message 00a1b2  )");
+  EXPECT_EQ(policy.CheckRecipient("other@gmail.test"), RcptDecision::kAccept);
+  policy.OnMailFrom("app@other.example");
+  EXPECT_EQ(policy.CheckRecipient("gone@gmail.test"), RcptDecision::kAccept);
+  policy.OnMailFrom("");
+  EXPECT_EQ(policy.CheckRecipient("gone@gmail.test"), RcptDecision::kAccept);
 }
 
 class ReceivePolicyTest : public ::testing::Test {

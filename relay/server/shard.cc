@@ -218,6 +218,8 @@ absl::Status Shard::StartDelivery() {
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;
     options.outcome_retry_ms_max = config.delivery.outcome_retry_ms_max;
     options.unrecorded_outcomes_max = config.delivery.unrecorded_outcomes_max;
+    options.suppression = shared_.suppression;
+    options.suppress_categories = config.suppression.bounce_categories;
     options.metrics = shared_.metrics;
     options.metrics_shard = index_;
     delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),

@@ -353,7 +353,7 @@ void SmtpConnection::CheckCredentials(const smtp::CredentialCheck& credentials) 
 
 std::unique_ptr<smtp::ServerPolicy> SmtpConnection::MakePolicy(bool receive) {
   Authenticator* authenticator = ctx_.shared->authenticator;
-  if (!receive) return std::make_unique<SubmissionPolicy>(authenticator);
+  if (!receive) return std::make_unique<SubmissionPolicy>(authenticator, ctx_.shared->suppression);
   ReceivePolicy::Hooks hooks;
   hooks.authenticated = [this] { return session_.authenticated(); };
   // SPF is evaluated while the client sends RCPT and DATA (RFC 7208 §2.4).

@@ -680,6 +680,10 @@ void ServerSession::HandleRcpt(std::string_view arg) {
       return Error(550, "5.7.1", "Relay access denied");
     case RcptDecision::kTemporaryFailure:
       return Ok(451, "4.3.0", "Temporary failure, try again later");
+    case RcptDecision::kSuppressed:
+      // The sender's own list said no: a normal answer about this address (the client goes on
+      // with the others), not an error that counts toward errors_max.
+      return Ok(550, "5.7.1", policy_->RefusalText());
   }
   envelope_.recipients.push_back(std::move(rcpt.path.address));
   Ok(250, "2.1.5", "Ok");

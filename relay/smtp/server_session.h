@@ -84,6 +84,7 @@ enum class RcptDecision {
   kUnknownUser,       // 550 5.1.1
   kRelayDenied,       // 550 5.7.1
   kTemporaryFailure,  // 451 4.3.0
+  kSuppressed,        // 550 5.7.1 with the policy's RefusalText(): not counted as a client error
 };
 
 // Decisions the session asks for synchronously; implemented by the driver. Called on the
@@ -98,6 +99,8 @@ class ServerPolicy {
   // MAIL FROM:<address> ("" = null path) was accepted: a transaction starts. Port 25 starts its
   // SPF evaluation here (RFC 7208 §2.4) while the client sends RCPT and DATA.
   virtual void OnMailFrom(std::string_view address) {}
+  // The reply text for the last kSuppressed decision (why the address may not be mailed).
+  virtual std::string RefusalText() { return "Recipient address suppressed"; }
 };
 
 struct CredentialCheck {

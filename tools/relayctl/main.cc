@@ -10,6 +10,7 @@
 #include "tools/relayctl/init_command.h"
 #include "tools/relayctl/queue_commands.h"
 #include "tools/relayctl/send_test_command.h"
+#include "tools/relayctl/suppress_commands.h"
 #include "tools/relayctl/top_command.h"
 #include "tools/relayctl/user_commands.h"
 
@@ -75,6 +76,9 @@ constexpr Command kCommands[] = {
     {"check-dns", CheckDns,
      "check-dns [--config PATH] [--domain D ...] [--dns-server HOST:PORT ...]   compare them "
      "with the live DNS"},
+    {"suppress", relay::relayctl::SuppressCommand,
+     "suppress add|remove ADDRESS --tenant DOMAIN, suppress list|export [--tenant DOMAIN],\n"
+     "       suppress import FILE   the suppression list the running relay checks at RCPT"},
     {"top", relay::relayctl::TopCommand,
      "top [--config PATH | --url URL] [--interval S] [--once]   live view of the running relay"},
 };
