@@ -229,6 +229,13 @@ ${shaping}
 # category = "spam-block"
 # codes = [550]
 # text = ['blocked by our partner list']
+# The suppression list: a recipient that bounces in one of bounce_categories joins the list of
+# the message's sending domain (the domain of MAIL FROM), and the next RCPT to it is refused with
+# 550 5.7.1 and the reason. `relayctl suppress` adds, removes, lists, exports and imports (CSV).
+# [suppression]
+# enabled = true
+# path = "spool/suppression.mdb"
+# bounce_categories = ["bad-mailbox", "inactive-mailbox", "bad-domain"]
 # Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
