@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -67,7 +69,11 @@ class Client {
         return reply;
       }
       ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) return reply;
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        // Said in the reply, so that a failed check shows why the reply is short.
+        return reply + (n == 0 ? "[closed]" : std::string("[") + std::strerror(errno) + "]");
+      }
       reply.append(buf, static_cast<size_t>(n));
     }
   }
