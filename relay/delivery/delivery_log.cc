@@ -92,6 +92,8 @@ std::string_view DeliveryEventName(DeliveryEvent event) {
       return "dsn_sent";
     case DeliveryEvent::kDeleted:
       return "deleted";
+    case DeliveryEvent::kSuppressed:
+      return "suppressed";
   }
   return "unknown";
 }

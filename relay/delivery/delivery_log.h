@@ -45,7 +45,8 @@ enum class DeliveryEvent {
   kBounced,
   kExpired,
   kDsnSent,
-  kDeleted
+  kDeleted,
+  kSuppressed,  // taken at RCPT but not queued: on the suppression list ([suppression] at_rcpt)
 };
 std::string_view DeliveryEventName(DeliveryEvent event);
 

@@ -70,6 +70,11 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
   message_bytes_received = r.AddCounter(
       "relay_message_received_bytes_total",
       Help("Bytes of the messages durably queued, headers added by the relay included."));
+  recipients_suppressed = r.AddCounter(
+      "relay_recipients_suppressed_total",
+      Help("Recipients taken at RCPT but not queued because they are on the sending domain's "
+           "suppression list ([suppression] at_rcpt = \"accept\"; refused ones are RCPT "
+           "replies, not counted here)."));
   transactions_refused = r.AddCounter(
       "relay_smtp_transactions_refused_total",
       Help("Message transactions the relay refused at the end of DATA (queue full, unsignable, "

@@ -118,6 +118,7 @@ class RelayMetrics {
   Counter messages_received;       // durably queued (250 sent or due)
   Counter message_bytes_received;  // their size as stored, added headers included
   Counter transactions_refused;    // DATA/BDAT answered with a refusal by the relay
+  Counter recipients_suppressed;   // taken at RCPT and not queued: on the suppression list
   Counter dkim_refused;            // messages refused because they could not be signed
   Histogram dkim_signing_us;       // per message, all of its signatures
   Gauge queue_messages;

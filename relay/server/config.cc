@@ -294,8 +294,9 @@ absl::Status ParseLog(LogSettings& l, const Section& t) {
 }
 
 absl::Status ParseSuppression(SuppressionSettings& s, const Section& t) {
-  RETURN_IF_ERROR(t.Known({"enabled", "path", "map_bytes_max", "bounce_categories"}));
+  RETURN_IF_ERROR(t.Known({"enabled", "path", "map_bytes_max", "at_rcpt", "bounce_categories"}));
   RETURN_IF_ERROR(t.Bool("enabled", &s.enabled));
+  RETURN_IF_ERROR(t.Enum("at_rcpt", &s.accept_suppressed, {{"refuse", false}, {"accept", true}}));
   RETURN_IF_ERROR(t.String("path", &s.path));
   RETURN_IF_ERROR(t.Int("map_bytes_max", &s.map_bytes_max, 1 << 20, int64_t{1} << 40));
   if (t.Has("bounce_categories")) {

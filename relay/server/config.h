@@ -133,6 +133,10 @@ struct SuppressionSettings {
   std::string path;                            // "": <spool_dir>/suppression.mdb
   uint64_t map_bytes_max = uint64_t{1} << 30;  // the file's mapping: about 4M entries
   // A recipient that bounces for good in one of these categories joins the list.
+  // At RCPT, a suppressed recipient is refused (550 5.7.1 with the reason), or taken and
+  // reported: not queued, a "suppressed" line in the delivery log, the message queued for the
+  // others (250 without a queue id when none is left).
+  bool accept_suppressed = false;  // at_rcpt = "refuse" | "accept"
   std::vector<feedback::BounceCategory> bounce_categories = {
       feedback::BounceCategory::kBadMailbox, feedback::BounceCategory::kInactiveMailbox,
       feedback::BounceCategory::kBadDomain};

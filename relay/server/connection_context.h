@@ -69,6 +69,10 @@ class ConnectionHost {
   // id as the client is told it; `size_bytes` counts the headers this hop added.
   virtual void OnMessageQueued(queue::MessageId id, const std::string& id_text,
                                uint64_t size_bytes) = 0;
+  // Recipients taken at RCPT but left out of the message `id_text` ("" when nothing was queued)
+  // because they are suppressed: logged and counted.
+  virtual void OnRecipientsSuppressed(const std::string& id_text, std::string_view sender,
+                                      const std::vector<feedback::SuppressionEntry>& entries) = 0;
 };
 
 struct ConnectionContext {

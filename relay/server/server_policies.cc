@@ -17,6 +17,7 @@ bool SubmissionPolicy::MaySendAs(std::string_view user, std::string_view address
 void SubmissionPolicy::OnMailFrom(std::string_view address) {
   const size_t at = address.rfind('@');
   tenant_.clear();
+  suppressed_.clear();
   if (at != std::string_view::npos) {
     for (char c : address.substr(at + 1)) {
       tenant_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
@@ -36,6 +37,11 @@ smtp::RcptDecision SubmissionPolicy::CheckRecipient(std::string_view address) {
     return smtp::RcptDecision::kTemporaryFailure;
   }
   if (!found->has_value()) return smtp::RcptDecision::kAccept;
+  if (accept_suppressed_) {
+    suppressed_.push_back(std::move(**found));
+    suppressed_.back().address = std::string(address);  // as the client wrote it
+    return smtp::RcptDecision::kAccept;
+  }
   refusal_ = SuppressedText(**found);
   return smtp::RcptDecision::kSuppressed;
 }

@@ -31,17 +31,26 @@ namespace relay::server {
 
 class SubmissionPolicy final : public smtp::ServerPolicy {
  public:
-  // `suppression` null: no list is checked.
-  SubmissionPolicy(Authenticator* authenticator, const feedback::SuppressionList* suppression)
-      : authenticator_(authenticator), suppression_(suppression) {}
+  // `suppression` null: no list is checked. `accept_suppressed`: a suppressed recipient is
+  // accepted and listed in suppressed() for the driver to leave out of the queued envelope.
+  SubmissionPolicy(Authenticator* authenticator, const feedback::SuppressionList* suppression,
+                   bool accept_suppressed = false)
+      : authenticator_(authenticator),
+        suppression_(suppression),
+        accept_suppressed_(accept_suppressed) {}
   bool MaySendAs(std::string_view user, std::string_view address) override;
   smtp::RcptDecision CheckRecipient(std::string_view address) override;
   void OnMailFrom(std::string_view address) override;
   std::string RefusalText() override { return refusal_; }
+  // The recipients of this transaction accepted although suppressed (accept_suppressed), with
+  // their entries; cleared at each MAIL FROM.
+  const std::vector<feedback::SuppressionEntry>& suppressed() const { return suppressed_; }
 
  private:
   Authenticator* const authenticator_;
   const feedback::SuppressionList* const suppression_;
+  const bool accept_suppressed_;
+  std::vector<feedback::SuppressionEntry> suppressed_;
   std::string tenant_;   // the sending domain of this transaction, lower-case; "" for <>
   std::string refusal_;  // the text of the last kSuppressed
 };

@@ -79,6 +79,31 @@ TEST(SubmissionPolicy, SuppressedRecipientsOfTheSendingDomainAreRefused) {
   EXPECT_EQ(policy.CheckRecipient("gone@gmail.test"), RcptDecision::kAccept);
 }
 
+TEST(SubmissionPolicy, AcceptingSuppressedRecipientsListsThemForTheDriver) {
+  feedback::SuppressionListOptions o;
+  o.path = std::string(getenv("TEST_TMPDIR")) + "/policy-accept.mdb";
+  o.map_bytes_max = 1 << 22;
+  auto list = feedback::SuppressionList::Open(o);
+  ASSERT_TRUE(list.ok()) << list.status();
+  feedback::SuppressionEntry e;
+  e.tenant = "example.com";
+  e.address = "gone@gmail.test";
+  e.reason = feedback::SuppressionReason::kUnsubscribe;
+  e.time_unix_ms = 1765065600000;
+  ASSERT_TRUE((*list)->Add(e).ok());
+
+  FakeAuthenticator auth;
+  SubmissionPolicy policy(&auth, list->get(), /*accept_suppressed=*/true);
+  policy.OnMailFrom("app@example.com");
+  EXPECT_EQ(policy.CheckRecipient("Gone@gmail.test"), RcptDecision::kAccept);
+  EXPECT_EQ(policy.CheckRecipient("other@gmail.test"), RcptDecision::kAccept);
+  ASSERT_EQ(policy.suppressed().size(), 1u);
+  EXPECT_EQ(policy.suppressed()[0].address, "Gone@gmail.test");  // as the client wrote it
+  EXPECT_EQ(policy.suppressed()[0].reason, feedback::SuppressionReason::kUnsubscribe);
+  policy.OnMailFrom("app@example.com");  // a new transaction
+  EXPECT_TRUE(policy.suppressed().empty());
+}
+
 class ReceivePolicyTest : public ::testing::Test {
  protected:
   ReceivePolicyTest() : holder_(StateWith("postmaster: boss@named.example\n")) {

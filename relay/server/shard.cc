@@ -355,6 +355,27 @@ void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uin
   if (delivery_ != nullptr) delivery_->OnAccepted(id);
 }
 
+void Shard::OnRecipientsSuppressed(const std::string& id_text, std::string_view sender,
+                                   const std::vector<feedback::SuppressionEntry>& entries) {
+  if (const metrics::RelayMetrics* m = shared_.metrics) {
+    m->recipients_suppressed.Add(index_, entries.size());
+  }
+  if (log_ == nullptr) return;
+  const int64_t now = static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
+  for (const feedback::SuppressionEntry& e : entries) {
+    delivery::DeliveryRecord line;
+    line.event = delivery::DeliveryEvent::kSuppressed;
+    line.time_unix_ms = now;
+    line.queue_id = id_text;
+    line.sender = sender;
+    line.recipient = e.address;
+    const std::string reason = SuppressedText(e);
+    line.reply_text = reason;
+    line.category = e.category;
+    log_->Append(line);
+  }
+}
+
 void Shard::ThreadMain(std::promise<absl::Status>* started) {
   SetThreadLogTag(absl::StrCat("shard", index_));
   absl::Status status = Setup();

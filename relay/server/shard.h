@@ -95,6 +95,8 @@ class Shard final : private ConnectionHost {
   void OnConnectionClosed(SmtpConnection* connection) override;
   void OnMessageQueued(queue::MessageId id, const std::string& id_text,
                        uint64_t size_bytes) override;
+  void OnRecipientsSuppressed(const std::string& id_text, std::string_view sender,
+                              const std::vector<feedback::SuppressionEntry>& entries) override;
 
   void ThreadMain(std::promise<absl::Status>* started);
   // Setup, in its steps: everything the shard runs, made on its own thread.

@@ -353,7 +353,12 @@ void SmtpConnection::CheckCredentials(const smtp::CredentialCheck& credentials) 
 
 std::unique_ptr<smtp::ServerPolicy> SmtpConnection::MakePolicy(bool receive) {
   Authenticator* authenticator = ctx_.shared->authenticator;
-  if (!receive) return std::make_unique<SubmissionPolicy>(authenticator, ctx_.shared->suppression);
+  if (!receive) {
+    auto policy = std::make_unique<SubmissionPolicy>(authenticator, ctx_.shared->suppression,
+                                                     ctx_.config().suppression.accept_suppressed);
+    submission_policy_ = policy.get();
+    return policy;
+  }
   ReceivePolicy::Hooks hooks;
   hooks.authenticated = [this] { return session_.authenticated(); };
   // SPF is evaluated while the client sends RCPT and DATA (RFC 7208 §2.4).
@@ -469,6 +474,20 @@ void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::str
   queue::Envelope qenv;
   qenv.sender = env.mail_from;
   qenv.recipients = env.recipients;
+  if (submission_policy_ != nullptr && !submission_policy_->suppressed().empty()) {
+    // Taken at RCPT, reported, never queued ([suppression] at_rcpt = "accept").
+    const auto& suppressed = submission_policy_->suppressed();
+    std::erase_if(qenv.recipients, [&](const std::string& r) {
+      return std::any_of(suppressed.begin(), suppressed.end(),
+                         [&](const feedback::SuppressionEntry& e) { return e.address == r; });
+    });
+    if (qenv.recipients.empty()) {
+      ctx_.host->OnRecipientsSuppressed("", env.mail_from, suppressed);
+      ApplyResult(session_.OnMessageTakenUnqueued("Ok: not queued, every recipient is suppressed"));
+      return;
+    }
+    ctx_.host->OnRecipientsSuppressed(id_text, env.mail_from, suppressed);
+  }
   AppendToSpool(qenv, id, std::move(id_text));
 }
 

@@ -145,6 +145,8 @@ class SmtpConnection : public io::IoObject {
   const std::string peer_ip_;
   const std::string client_key_;
   const bool implicit_tls_;
+  // policy_ on the submission ports; set by MakePolicy, so declared before policy_.
+  SubmissionPolicy* submission_policy_ = nullptr;
   std::unique_ptr<smtp::ServerPolicy> policy_;  // before session_, which asks it
   smtp::ServerSession session_;
   std::unique_ptr<tls::TlsStream> tls_;

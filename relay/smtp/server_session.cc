@@ -116,13 +116,17 @@ const ServerActions& ServerSession::OnAuthResult(AuthResult result) {
 }
 
 const ServerActions& ServerSession::OnMessageQueued(std::string_view queue_id) {
+  return OnMessageTakenUnqueued(Concat("Ok: queued as ", queue_id));
+}
+
+const ServerActions& ServerSession::OnMessageTakenUnqueued(std::string_view text) {
   BeginEvent();
   if (state_ != State::kQueuePending) {
     EXPECT_OR_COUNT(state_ == State::kClosed);
     return actions_;
   }
   state_ = State::kCommand;
-  Ok(250, "2.0.0", Concat("Ok: queued as ", queue_id));
+  Ok(250, "2.0.0", text);
   ResetTransaction();
   ResumeBuffered();
   return actions_;

@@ -150,6 +150,9 @@ class ServerSession {
   const ServerActions& OnAuthResult(AuthResult result);
   // The message is durably queued: "250 2.0.0 Ok: queued as <queue_id>".
   const ServerActions& OnMessageQueued(std::string_view queue_id);
+  // The message was taken without being queued (every recipient is suppressed and the relay
+  // reports them instead of refusing them): "250 2.0.0 <text>".
+  const ServerActions& OnMessageTakenUnqueued(std::string_view text);
   // The queue refused the message with `reply` (4xx or 5xx, e.g. kSpoolFull).
   const ServerActions& OnMessageRefused(const Reply& reply);
   // A command, data or session timer expired: 421 4.4.2 and close.
