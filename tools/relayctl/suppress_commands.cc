@@ -1,6 +1,7 @@
 #include "tools/relayctl/suppress_commands.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -88,6 +89,9 @@ std::unique_ptr<SuppressionList> OpenList(const Options& o) {
     options.path = config->suppression.path;
     options.map_bytes_max = config->suppression.map_bytes_max;
   }
+  // Before relayd's first start the spool directory may not exist yet; relayd makes it too.
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(options.path).parent_path(), ec);
   absl::StatusOr<std::unique_ptr<SuppressionList>> list = SuppressionList::Open(options);
   if (!list.ok()) {
     std::fprintf(stderr, "relayctl suppress: %s\n", std::string(list.status().message()).c_str());
@@ -330,7 +334,10 @@ int SuppressCommand(int argc, char** argv) {
                  s.ok() ? "write failed" : std::string(s.message()).c_str());
     return 1;
   }
-  if (!csv) std::printf("%llu entries\n", static_cast<unsigned long long>(count));
+  if (!csv) {
+    std::printf("%llu %s\n", static_cast<unsigned long long>(count),
+                count == 1 ? "entry" : "entries");
+  }
   return 0;
 }
 
