@@ -254,55 +254,49 @@ std::string CsvField(std::string_view field) {
   return out;
 }
 
-int SuppressCommand(int argc, char** argv) {
-  Options o;
-  if (!ParseOptions(argc, argv, &o)) return Usage();
-  const bool known = o.verb == "add" || o.verb == "remove" || o.verb == "list" ||
-                     o.verb == "export" || o.verb == "import";
-  if (!known) return Usage();
-  if ((o.verb == "add" || o.verb == "remove") && (o.args.size() != 1 || o.tenant.empty())) {
-    return Usage();
+namespace {
+
+int AddOne(SuppressionList& list, const Options& o) {
+  std::optional<feedback::SuppressionReason> reason = feedback::ReasonNamed(o.reason);
+  if (!reason) {
+    std::fprintf(stderr,
+                 "relayctl suppress: --reason is manual, bounce, complaint or "
+                 "unsubscribe\n");
+    return 2;
   }
-  std::unique_ptr<SuppressionList> list = OpenList(o);
-  if (list == nullptr) return 1;
-  if (o.verb == "add") {
-    std::optional<feedback::SuppressionReason> reason = feedback::ReasonNamed(o.reason);
-    if (!reason) {
-      std::fprintf(stderr, "relayctl suppress: --reason is manual, bounce, complaint or "
-                           "unsubscribe\n");
-      return 2;
-    }
-    SuppressionEntry e;
-    e.tenant = o.tenant;
-    e.address = o.args[0];
-    e.reason = *reason;
-    e.time_unix_ms = absl::ToUnixMillis(absl::Now());
-    e.detail = o.note;
-    absl::Status s = list->Add(e);
-    if (!s.ok()) {
-      std::fprintf(stderr, "relayctl suppress add: %s\n", std::string(s.message()).c_str());
-      return 1;
-    }
-    std::printf("suppressed %s for %s\n", o.args[0].c_str(), o.tenant.c_str());
-    return 0;
+  SuppressionEntry e;
+  e.tenant = o.tenant;
+  e.address = o.args[0];
+  e.reason = *reason;
+  e.time_unix_ms = absl::ToUnixMillis(absl::Now());
+  e.detail = o.note;
+  absl::Status s = list.Add(e);
+  if (!s.ok()) {
+    std::fprintf(stderr, "relayctl suppress add: %s\n", std::string(s.message()).c_str());
+    return 1;
   }
-  if (o.verb == "remove") {
-    absl::StatusOr<bool> removed = list->Remove(o.tenant, o.args[0]);
-    if (!removed.ok()) {
-      std::fprintf(stderr, "relayctl suppress remove: %s\n",
-                   std::string(removed.status().message()).c_str());
-      return 1;
-    }
-    if (!*removed) {
-      std::fprintf(stderr, "relayctl suppress remove: %s is not on the list of %s\n",
-                   o.args[0].c_str(), o.tenant.c_str());
-      return 1;
-    }
-    std::printf("removed %s from the list of %s\n", o.args[0].c_str(), o.tenant.c_str());
-    return 0;
+  std::printf("suppressed %s for %s\n", o.args[0].c_str(), o.tenant.c_str());
+  return 0;
+}
+
+int RemoveOne(SuppressionList& list, const Options& o) {
+  absl::StatusOr<bool> removed = list.Remove(o.tenant, o.args[0]);
+  if (!removed.ok()) {
+    std::fprintf(stderr, "relayctl suppress remove: %s\n",
+                 std::string(removed.status().message()).c_str());
+    return 1;
   }
-  if (o.verb == "import") return Import(*list, o);
-  // list and export
+  if (!*removed) {
+    std::fprintf(stderr, "relayctl suppress remove: %s is not on the list of %s\n",
+                 o.args[0].c_str(), o.tenant.c_str());
+    return 1;
+  }
+  std::printf("removed %s from the list of %s\n", o.args[0].c_str(), o.tenant.c_str());
+  return 0;
+}
+
+// list (for people) and export (CSV).
+int Print(const SuppressionList& list, const Options& o) {
   if (!o.args.empty()) return Usage();
   std::ofstream file;
   std::ostream* out = &std::cout;
@@ -317,7 +311,7 @@ int SuppressCommand(int argc, char** argv) {
   const bool csv = o.verb == "export";
   if (csv) *out << kCsvHeader << "\n";
   uint64_t count = 0;
-  absl::Status s = list->ForEach(o.tenant, [&](const SuppressionEntry& e) {
+  absl::Status s = list.ForEach(o.tenant, [&](const SuppressionEntry& e) {
     ++count;
     if (csv) {
       *out << CsvRecord(e) << "\n";
@@ -339,6 +333,25 @@ int SuppressCommand(int argc, char** argv) {
                 count == 1 ? "entry" : "entries");
   }
   return 0;
+}
+
+}  // namespace
+
+int SuppressCommand(int argc, char** argv) {
+  Options o;
+  if (!ParseOptions(argc, argv, &o)) return Usage();
+  const bool known = o.verb == "add" || o.verb == "remove" || o.verb == "list" ||
+                     o.verb == "export" || o.verb == "import";
+  if (!known) return Usage();
+  if ((o.verb == "add" || o.verb == "remove") && (o.args.size() != 1 || o.tenant.empty())) {
+    return Usage();
+  }
+  std::unique_ptr<SuppressionList> list = OpenList(o);
+  if (list == nullptr) return 1;
+  if (o.verb == "add") return AddOne(*list, o);
+  if (o.verb == "remove") return RemoveOne(*list, o);
+  if (o.verb == "import") return Import(*list, o);
+  return Print(*list, o);
 }
 
 }  // namespace relay::relayctl
