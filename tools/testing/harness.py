@@ -39,7 +39,8 @@ Fixtures: @harness.fixture makes a function without arguments lazy and shared: t
 runs it and keeps what it returned, later calls get the same value. A generator function gives
 the value it yields, and its code after the yield runs at exit, so a `with` around the yield
 stops a context-manager peer. A fixture that raised is not tried again: every later call raises
-(a peer that did not start fails each case that needs it, quickly).
+(a peer that did not start fails each case that needs it, quickly). Threads may call fixtures:
+the first makes it, the others wait for it.
 
 Peers started outside fixtures:
 
@@ -60,6 +61,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -184,9 +186,15 @@ def case(number, title):
 def fixture(function):
     """Makes `function` (no arguments) lazy and shared; see the module's comment."""
     state = {}
+    # Its own lock: a fixture may start threads that need other fixtures while it is being made.
+    lock = threading.RLock()
 
     @functools.wraps(function)
     def get():
+        with lock:
+            return made()
+
+    def made():
         if "error" in state:
             e = state["error"]
             if isinstance(e, Skip):

@@ -23,7 +23,7 @@ from checks import check, finish  # noqa: E402
 TMP = tempfile.mkdtemp(prefix="harness-", dir=os.environ.get("TEST_TMPDIR"))
 
 CHILD = textwrap.dedent("""
-    import os, signal, subprocess, sys, time
+    import os, signal, subprocess, sys, threading, time
     sys.path.insert(0, %(here)r)
     import harness
     from harness import check
@@ -88,7 +88,7 @@ for how, code in (("pass", 0), ("fail", 1), ("exception", 1), ("sigterm", 1)):
 
 # --- the case runner ---------------------------------------------------------------------------
 CASES = textwrap.dedent("""
-    import os, signal, subprocess, sys, time
+    import os, signal, subprocess, sys, threading, time
     sys.path.insert(0, %(here)r)
     import harness
     from harness import check
@@ -125,6 +125,23 @@ CASES = textwrap.dedent("""
 
 
     @harness.fixture
+    def slow():
+        time.sleep(0.3)
+        log("slow made")
+        return 1
+
+
+    @harness.fixture
+    def with_threads():
+        threads = [threading.Thread(target=slow) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        return all(not t.is_alive() for t in threads)
+
+
+    @harness.fixture
     def broken():
         log("broken tried")
         raise RuntimeError("the peer did not start")
@@ -134,6 +151,13 @@ CASES = textwrap.dedent("""
     def one():
         check(sleeper().poll() is None, "the sleeper runs")
         harness.enter(Peer())
+        threads = [threading.Thread(target=slow) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if not with_threads():
+            log("with_threads waited for itself")
 
 
     @harness.case(2, "fails a check")
@@ -205,7 +229,9 @@ def headers(out):
     return [int(n) for n in re.findall(r"(?m)^== case (\d+): ", out)]
 
 
+t0 = time.time()
 r, log, pid = run_cases("positional", "--flag")
+took = time.time() - t0
 out = r.stdout
 check(r.returncode == 1, "all cases: exit 1 when one failed (%d): %s" % (r.returncode,
                                                                          r.stderr[-200:]))
@@ -224,6 +250,9 @@ check("7 checks, 4 failed" in out.splitlines()[-1],
       "the summary line comes last: %r" % out.strip().splitlines()[-1:])
 check(log.count("sleeper started") == 1 and log.count("broken tried") == 1,
       "a fixture runs once, however many cases need it, also when it failed: %r" % log)
+check(log.count("slow made") == 1, "a fixture runs once when threads need it at the same time")
+check("waited for itself" not in log and took < 15,
+      "threads started while a fixture is made can make other fixtures (%.1f s)" % took)
 check("fixture broken failed earlier: RuntimeError: the peer did not start" in out,
       "the next case that needs a failed fixture is told so")
 check(pid is not None and not alive(pid) and log.endswith("peer exited\nsleeper stopped\n"),
