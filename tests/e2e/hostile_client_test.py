@@ -211,7 +211,8 @@ def drip():
     drip.close()
     print("drip: closed after %.1f s: %r" % (time.time() - t0, said[-80:]))
     check(time.time() - t0 < DEADLINE_MS / 1000 + 2 and b"421" in said,
-          "a dripping client is cut at command_deadline_ms with a 421 (%.1f s)" % (time.time() - t0))
+          "a dripping client is cut at command_deadline_ms with a 421 (%.1f s)"
+          % (time.time() - t0))
 
 
 @harness.case(4, "a TLS client's close_notify ends the connection at once")
@@ -250,7 +251,7 @@ def idle():
           "an idle unauthenticated client is closed after idle_before_auth_ms (%.1f s)" % waited)
 
 
-@harness.case(6, "with half of connections_max held, a new idle client goes after stress_timeout_ms")
+@harness.case(6, "with half of connections_max held, a new idle client goes at stress_timeout_ms")
 def stress():
     held = []
     for _ in range(CONNECTIONS_MAX // 2):
