@@ -8,7 +8,7 @@ export PATH="${PATH}:/usr/sbin:/sbin"
 relayd="$(realpath "$1")"
 test_py="$(dirname "$0")/auth_throttle_test.py"
 if command -v ip >/dev/null && why="$(unshare --net true 2>&1)"; then
-  exec unshare --net /usr/bin/python3 "${test_py}" "${relayd}" --netns
+  exec unshare --net /usr/bin/python3 "${test_py}" "${relayd}" --netns "${@:2}"
 fi
 echo "no network namespace here (${why:-iproute2 (ip) is not installed}): IPv6 /64 part skipped"
-exec /usr/bin/python3 "${test_py}" "${relayd}"
+exec /usr/bin/python3 "${test_py}" "${relayd}" "${@:2}"

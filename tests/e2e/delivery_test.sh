@@ -5,4 +5,4 @@ if [[ ! -x /usr/sbin/unbound ]]; then echo "FAIL: unbound is not installed"; exi
 if ! /usr/bin/python3 -c "import aiosmtpd, dkim, dns.resolver" 2>/dev/null; then
   echo "FAIL: python3-aiosmtpd, python3-dkim or python3-dnspython is missing"; exit 1
 fi
-exec /usr/bin/python3 "$(dirname "$0")/delivery_test.py" "$1" "$2"
+exec /usr/bin/python3 "$(dirname "$0")/delivery_test.py" "$1" "$2" "${@:3}"

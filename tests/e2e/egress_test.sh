@@ -12,4 +12,4 @@ if ! why="$(unshare --net true 2>&1)"; then
   echo "SKIP: cannot create a network namespace (unshare --net: ${why:-not permitted})"; exit 0
 fi
 relayd="$(realpath "$1")"
-exec unshare --net /usr/bin/python3 "$(dirname "$0")/egress_test.py" "${relayd}"
+exec unshare --net /usr/bin/python3 "$(dirname "$0")/egress_test.py" "${relayd}" "${@:2}"

@@ -14,4 +14,4 @@ if ! why="$(unshare --net true 2>&1)"; then
   echo "SKIP: cannot create a network namespace (unshare --net: ${why:-not permitted})"; exit 0
 fi
 exec unshare --net /usr/bin/python3 "$(dirname "$0")/guide_test.py" "$(realpath "$1")" \
-  "$(realpath "$2")"
+  "$(realpath "$2")" "${@:3}"

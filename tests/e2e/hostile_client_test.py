@@ -12,14 +12,14 @@ loopback with replies_unread_bytes_max = 65536 and replies_unread_timeout_ms = 3
     re-arm it), a TLS client that sends close_notify at once, an idle unauthenticated one
     after idle_before_auth_ms, and with half of connections_max held (stress mode) a new idle
     one after stress_timeout_ms.
+The cases share one relayd; each leaves no connection open behind it.
 
-usage: hostile_client_test.py RELAYD
+usage: hostile_client_test.py RELAYD [--case N[,M...]] [--list]
 """
 import os
 import socket
 import ssl
 import sys
-import tempfile
 import threading
 import time
 
@@ -29,8 +29,8 @@ import relayd_process  # noqa: E402  (the project's own helper, found through th
 import harness  # noqa: E402
 from harness import check  # noqa: E402
 
-RELAYD = sys.argv[1]
-TMP = tempfile.mkdtemp(prefix="hostile-", dir=os.environ.get("TEST_TMPDIR"))
+RELAYD = harness.args()[0]
+TMP = harness.scratch("hostile-")
 FLOOD_BYTES = 24 << 20        # what the issue's experiment sent (RSS went from 11 to 433 MiB)
 RSS_GROWTH_MAX = 24 << 20     # far below the flood's reply volume (~48 MiB), far above the bound
 STALL_MS = 3000
@@ -40,34 +40,65 @@ CONNECTIONS_MAX = 20      # one shard: stress mode from 10 connections
 STRESS_MS = 1000          # stress_timeout_ms
 
 
-conf_path, _ = relayd_process.init(
-    RELAYD, TMP + "/relay",
-    {"submission": {"listen": ["127.0.0.1:0"], "listen_tls": []},
-     "metrics": {"listen": ""},
-     "shards": 1,
-     "queue": {"segment_bytes": 8 << 20},
-     "delivery": {"enabled": False},
-     "limits": {"replies_unread_bytes_max": 65536,
-                "replies_unread_timeout_ms": STALL_MS,
-                "command_deadline_ms": DEADLINE_MS,
-                "idle_before_auth_ms": IDLE_MS,
-                "connections_max": CONNECTIONS_MAX,
-                "stress_connections_percent": 50,
-                "stress_timeout_ms": STRESS_MS}})
-relayd, ready = relayd_process.start(RELAYD, conf_path, TMP + "/relayd.log")
-harness.stop_at_exit(relayd)
-if ready is None:
-    print(open(TMP + "/relayd.log").read())
-    sys.exit("relayd did not start")
-PORT = relayd_process.port(ready, "submission (STARTTLS)")
-try:
-    rss_before = relayd_process.rss_bytes(relayd.pid)
+@harness.fixture
+def relay():
+    conf_path, _ = relayd_process.init(
+        RELAYD, TMP + "/relay",
+        {"submission": {"listen": ["127.0.0.1:0"], "listen_tls": []},
+         "metrics": {"listen": ""},
+         "shards": 1,
+         "queue": {"segment_bytes": 8 << 20},
+         "delivery": {"enabled": False},
+         "limits": {"replies_unread_bytes_max": 65536,
+                    "replies_unread_timeout_ms": STALL_MS,
+                    "command_deadline_ms": DEADLINE_MS,
+                    "idle_before_auth_ms": IDLE_MS,
+                    "connections_max": CONNECTIONS_MAX,
+                    "stress_connections_percent": 50,
+                    "stress_timeout_ms": STRESS_MS}})
+    with relayd_process.Relayd(RELAYD, conf_path, TMP + "/relayd.log") as r:
+        yield r
+
+
+def port():
+    return relay().port()
+
+
+def closed_after(sock, limit_s):
+    """Seconds until the relay ends the connection (EOF or reset), reading what it says;
+    (seconds, bytes read)."""
+    t = time.time()
+    sock.settimeout(limit_s)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    return time.time() - t, data
+
+
+def wait_until(pred, seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+@harness.case(1, "a client that does not read its replies is pushed back, bounded and dropped")
+def flood():
+    rss_before = relayd_process.rss_bytes(relay().pid)
 
     # The flooder: a small receive buffer so that its unread replies do not sit in our own kernel
     # buffers either, and a send timeout to notice when the relay stops taking bytes.
     flooder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    flooder.connect(("127.0.0.1", PORT))
+    flooder.connect(("127.0.0.1", port()))
     flooder.settimeout(2.0)
     chunk = b"EHLO a\r\n" * 8192  # 64 KiB
     sent = 0
@@ -80,7 +111,7 @@ try:
     except OSError as e:
         print("flooder: %s after %d bytes" % (e, sent))
     flooder_blocked_at = time.time()
-    rss_during = relayd_process.rss_bytes(relayd.pid)
+    rss_during = relayd_process.rss_bytes(relay().pid)
     print("flood: %d bytes taken of %d; relayd VmRSS %d -> %d KiB" %
           (sent, FLOOD_BYTES, rss_before >> 10, rss_during >> 10))
     check(sent < FLOOD_BYTES, "the relay stops reading a client that does not read its replies")
@@ -89,7 +120,7 @@ try:
           (RSS_GROWTH_MAX >> 20, (rss_during - rss_before) >> 10))
 
     # Meanwhile another client is served as usual.
-    other = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    other = socket.create_connection(("127.0.0.1", port()), timeout=5)
     f = other.makefile("rb")
     greeting = f.readline()
     other.sendall(b"EHLO other.test\r\n")
@@ -118,16 +149,22 @@ try:
             tail = (tail + data)[-4096:]
     except OSError as e:
         print("flooder read: %s" % e)
-    closed_after = time.time() - flooder_blocked_at
+    dropped_after = time.time() - flooder_blocked_at
     flooder.close()
     # The 421 is sent, but a close with the client's input unread resets the connection, and the
     # reset may discard what was on its way: only the end of the connection is certain.
-    check(closed_after < STALL_MS / 1000 + 10,
-          "the flooding client is dropped within the stall timeout (%.1f s)" % closed_after)
+    check(dropped_after < STALL_MS / 1000 + 10,
+          "the flooding client is dropped within the stall timeout (%.1f s)" % dropped_after)
+    # The connection has ended, so its line is written; a moment for it to reach the file.
+    check(wait_until(lambda: "without reading its replies: closing" in relay().log() or
+                     "has not read its replies" in relay().log(), 5),
+          "relayd logs why it dropped the flooder")
 
-    # A pipelining client that reads as it goes is never cut: 20,000 EHLO replies arrive.
+
+@harness.case(2, "a pipelining client that reads as it goes gets all 20,000 replies")
+def pipelined_reader():
     count = 20000
-    reader = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    reader = socket.create_connection(("127.0.0.1", port()), timeout=10)
     got = {"bytes": b"", "done": False}
 
     def read_all():
@@ -148,25 +185,12 @@ try:
     finals = got["bytes"].count(b"\r\n250 ")
     check(got["done"] and finals == count and b"221 " in got["bytes"],
           "a reading client gets all %d pipelined replies (%d)" % (count, finals))
-    def closed_after(sock, limit_s):
-        """Seconds until the relay ends the connection (EOF or reset), reading what it says;
-        (seconds, bytes read)."""
-        t = time.time()
-        sock.settimeout(limit_s)
-        data = b""
-        try:
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            pass
-        return time.time() - t, data
 
-    # A client dripping one byte every 0.4 s is cut at the command deadline, not kept alive by
-    # each byte re-arming an idle timer.
-    drip = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+
+@harness.case(3, "a client dripping a command a byte at a time is cut at command_deadline_ms")
+def drip():
+    # One byte every 0.4 s: each byte must not re-arm an idle timer.
+    drip = socket.create_connection(("127.0.0.1", port()), timeout=5)
     drip.recv(4096)  # the greeting
     t0 = time.time()
     result = {}
@@ -187,11 +211,13 @@ try:
     drip.close()
     print("drip: closed after %.1f s: %r" % (time.time() - t0, said[-80:]))
     check(time.time() - t0 < DEADLINE_MS / 1000 + 2 and b"421" in said,
-          "a dripping client is cut at command_deadline_ms with a 421 (%.1f s)" % (time.time() - t0))
+          "a dripping client is cut at command_deadline_ms with a 421 (%.1f s)"
+          % (time.time() - t0))
 
-    # A TLS client that sends close_notify is done: the relay ends the connection then, not at
-    # a timeout.
-    tls_client = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+
+@harness.case(4, "a TLS client's close_notify ends the connection at once")
+def close_notify():
+    tls_client = socket.create_connection(("127.0.0.1", port()), timeout=5)
     tf = tls_client.makefile("rb")
     tf.readline()
     tls_client.sendall(b"EHLO tls.example.test\r\n")
@@ -214,22 +240,25 @@ try:
     waited = time.time() - t0
     check(waited < 2, "a TLS client's close_notify ends the connection at once (%.1f s)" % waited)
 
-    # An idle client that has not authenticated is closed after idle_before_auth_ms.
-    idle = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+
+@harness.case(5, "an idle unauthenticated client is closed after idle_before_auth_ms")
+def idle():
+    idle = socket.create_connection(("127.0.0.1", port()), timeout=5)
     idle.recv(4096)
     waited, said = closed_after(idle, 20)
     idle.close()
     check(IDLE_MS / 1000 - 0.5 < waited < IDLE_MS / 1000 + 2 and b"421" in said,
           "an idle unauthenticated client is closed after idle_before_auth_ms (%.1f s)" % waited)
 
-    # Stress mode: with half of connections_max held by idle clients, a new idle client is closed
-    # after stress_timeout_ms instead.
+
+@harness.case(6, "with half of connections_max held, a new idle client goes at stress_timeout_ms")
+def stress():
     held = []
     for _ in range(CONNECTIONS_MAX // 2):
-        s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+        s = socket.create_connection(("127.0.0.1", port()), timeout=5)
         s.recv(4096)
         held.append(s)
-    late = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    late = socket.create_connection(("127.0.0.1", port()), timeout=5)
     late.recv(4096)
     waited, said = closed_after(late, 20)
     late.close()
@@ -238,11 +267,11 @@ try:
     check(waited < STRESS_MS / 1000 + 1.5 and b"421" in said,
           "under stress a new idle client is closed after stress_timeout_ms (%.1f s)" % waited)
 
-    log = open(TMP + "/relayd.log").read()
-    check("without reading its replies: closing" in log or "has not read its replies" in log,
-          "relayd logs why it dropped the flooder")
-finally:
-    relayd.terminate()
-    code = relayd.wait(timeout=30)
-check(code == 0, "relayd stops cleanly (exit %s)" % code)
-harness.finish()
+
+@harness.case(7, "relayd stops cleanly")
+def stops_cleanly():
+    code = relay().stop()
+    check(code == 0, "relayd stops cleanly (exit %s)" % code)
+
+
+harness.main()

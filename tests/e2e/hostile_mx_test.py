@@ -19,19 +19,19 @@ stays within RSS_GROWTH_MAX_BYTES of its level before the junk; the dripped repl
 deadline (data_done_timeout_ms) although a byte arrives every second, with a transient outcome. The
 retry interval is an hour, so each count below would be wrong on a second attempt.
 
-usage: hostile_mx_test.py RELAYD
+The four messages go out together, once, whichever cases run (the traffic fixture): each case
+then looks at what one MX saw and what relayd recorded for it.
+
+usage: hostile_mx_test.py RELAYD [--case N[,M...]] [--list]
 """
 import asyncio
 import glob
 import json
 import os
 import re
-import shutil
-import signal
 import smtplib
 import ssl
 import sys
-import tempfile
 import threading
 import time
 
@@ -40,10 +40,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
 import relayd_process  # noqa: E402
 import harness  # noqa: E402
-from harness import check, failures  # noqa: E402,F401
+from harness import check  # noqa: E402
 
-RELAYD = sys.argv[1]
-TMP = tempfile.mkdtemp(prefix="hostile-mx-", dir=os.environ.get("TEST_TMPDIR"))
+RELAYD = harness.args()[0]
+TMP = harness.scratch("hostile-mx-")
 
 MX = {"longdot": "127.0.0.2", "longrcpt": "127.0.0.3", "junk": "127.0.0.4", "drip": "127.0.0.5",
       "sink": "127.0.0.6"}
@@ -183,14 +183,6 @@ async def serve(name, reader, writer):
 
 
 loop = asyncio.new_event_loop()
-servers = []
-
-
-def run_loop():
-    asyncio.set_event_loop(loop)
-    loop.run_forever()
-
-
 MX_PORT = local_dns.free_port(list(MX.values()))
 
 
@@ -199,31 +191,48 @@ async def make_event():
 
 
 junk_go = loop.run_until_complete(make_event())  # bound to the MX's loop
-for name, ip in MX.items():
-    servers.append(loop.run_until_complete(asyncio.start_server(
-        lambda r, w, name=name: serve(name, r, w), ip, MX_PORT)))
-mx_thread = threading.Thread(target=run_loop, daemon=True)
-mx_thread.start()
 
-unbound = relayd = None
-SOCK_DIR = tempfile.mkdtemp(prefix="hm-", dir="/tmp")
-log_path = TMP + "/relayd.log"
-try:
-    # --- DNS and relayd ------------------------------------------------------------------------
+
+@harness.fixture
+def hostile_mx():
+    """The MX's servers, on their own thread until the end."""
+    servers = [loop.run_until_complete(asyncio.start_server(
+        lambda r, w, name=name: serve(name, r, w), ip, MX_PORT)) for name, ip in MX.items()]
+
+    def run_loop():
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+
+    mx_thread = threading.Thread(target=run_loop, daemon=True)
+    mx_thread.start()
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        mx_thread.join(timeout=10)
+
+
+@harness.fixture
+def dns_port():
     zones = '  local-zone: "test." static\n  local-zone: "example.com." static\n'
     for name, ip in MX.items():
         domain = "example.com" if name == "sink" else name + ".test"
         zones += '  local-data: "%s. 300 IN MX 10 mx.%s."\n' % (domain, domain)
         zones += '  local-data: "mx.%s. 300 IN A %s"\n' % (domain, ip)
-    unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
-    harness.stop_at_exit(unbound)
+    with local_dns.unbound(TMP, zones) as port:
+        yield port
 
-    conf_dir = TMP + "/relay"
-    conf_path, PASSWORD = relayd_process.init(RELAYD, conf_dir, relayd_process.merged(
-        relayd_process.loopback(DNS_PORT, MX_PORT),
+
+@harness.fixture
+def config():
+    """(the config's path, app@example.com's password)."""
+    return relayd_process.init(RELAYD, TMP + "/relay", relayd_process.merged(
+        relayd_process.loopback(dns_port(), MX_PORT),
         # One attempt each within the test: a second one would be a bug made visible.
         {"retry": {"intervals_s": [3600], "jitter_fraction": 0.0},
-         "control_socket": SOCK_DIR + "/control.sock"}),
+         "control_socket": harness.scratch("hm-", dir="/tmp") + "/control.sock"}),
         append="""
 [[shaping]]
 name = "drip-test"
@@ -235,29 +244,48 @@ name = "junk-test"
 domains = ["junk.test"]
 data_block_timeout_ms = %d
 """ % (DATA_DONE_TIMEOUT_MS, DATA_BLOCK_TIMEOUT_MS))
-    conf = open(conf_path).read()
-    check("reply_bytes_max = %d" % REPLY_BYTES_MAX in conf,
-          "the generated config shows reply_bytes_max with its default")
-    relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
-    harness.stop_at_exit(relayd)
-    if ready is None:
-        print(open(log_path).read())
-        sys.exit("relayd did not start")
-    PORT = relayd_process.port(ready, "submission (STARTTLS)")
-
-    def rss_bytes(field="VmRSS"):
-        try:
-            for line in open("/proc/%d/status" % relayd.pid):
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
 
 
-    s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+@harness.fixture
+def relay():
+    hostile_mx()
+    with relayd_process.Relayd(RELAYD, config()[0], TMP + "/relayd.log") as r:
+        harness.on_failure(lambda: print(r.log()[-6000:]))
+        yield r
+
+
+def rss_bytes(field="VmRSS"):
+    try:
+        for line in open("/proc/%d/status" % relay().pid):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def events():
+    out = []
+    for path in glob.glob(TMP + "/relay/log/delivery-*.log"):
+        for line in open(path, encoding="utf-8"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def of(evs, event, rcpt):
+    return [e for e in evs if e.get("event") == event and e.get("recipient") == rcpt]
+
+
+@harness.fixture
+def traffic():
+    """One message for each hostile domain sent and every outcome in: (the delivery log's events,
+    what each MX saw, relayd's RSS before the junk and at its peak)."""
+    s = smtplib.SMTP("127.0.0.1", relay().port(), local_hostname="client.test", timeout=30)
     s.starttls(context=ssl._create_unverified_context())
-    s.login("app@example.com", PASSWORD)
+    s.login("app@example.com", config()[1])
     for name in ("longdot", "longrcpt", "junk", "drip"):
         rcpt = "%s@%s.test" % (name, name)
         # junk.test's body is larger than the socket buffers can take (JUNK_BODY_BYTES).
@@ -282,19 +310,6 @@ data_block_timeout_ms = %d
     sampler.start()
     loop.call_soon_threadsafe(junk_go.set)
 
-    def events():
-        out = []
-        for path in glob.glob(conf_dir + "/log/delivery-*.log"):
-            for line in open(path, encoding="utf-8"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-        return out
-
-    def of(evs, event, rcpt):
-        return [e for e in evs if e.get("event") == event and e.get("recipient") == rcpt]
-
     def settled():
         evs = events()
         with lock:
@@ -313,12 +328,22 @@ data_block_timeout_ms = %d
     time.sleep(5)
     sampling.set()
     sampler.join()
-    evs = events()
     with lock:
         st = {n: {k: (list(v) if isinstance(v, list) else v) for k, v in stats[n].items()}
               for n in stats}
+    return events(), st, rss
 
-    # (a) three 2,000-byte lines of 250 to the final dot.
+
+@harness.case(1, "the generated config shows reply_bytes_max with its default")
+def generated_config():
+    conf = open(config()[0]).read()
+    check("reply_bytes_max = %d" % REPLY_BYTES_MAX in conf,
+          "the generated config shows reply_bytes_max with its default")
+
+
+@harness.case(2, "a 6 KB 250 to the final dot: recorded cut, delivered exactly once")
+def long_dot():
+    evs, st, _ = traffic()
     delivered = of(evs, "delivered", "longdot@longdot.test")
     check(st["longdot"]["dots"] == 1 and len(delivered) == 1,
           "6 KB 250 at the dot: delivered exactly once (%d transactions at the MX, %d delivered "
@@ -333,7 +358,10 @@ data_block_timeout_ms = %d
               "the delivery log records the reply cut to the record: code, enhanced code, the "
               "start of the text (%d bytes of ~6,000)" % len(line.encode()))
 
-    # (b) a 6 KB 550 at RCPT.
+
+@harness.case(3, "a 6 KB 550 at RCPT: one attempt, one bounce, exactly one DSN")
+def long_rcpt():
+    evs, st, _ = traffic()
     bounced = of(evs, "bounced", "longrcpt@longrcpt.test")
     dsn_lines = [e for e in evs if e.get("event") == "dsn_sent"]
     dsns = [m for m in st["sink"]["messages"] if b"longrcpt@longrcpt.test" in m]
@@ -355,7 +383,10 @@ data_block_timeout_ms = %d
               b"[truncated]" in unfolded and len(dsns[0]) < 16384,
               "the DSN carries the cut reply (%d bytes in all)" % len(dsns[0]))
 
-    # (c) junk pushed while the body goes out.
+
+@harness.case(4, "junk pushed while the body goes out: cut early, bounded memory, transient")
+def junk():
+    evs, st, rss = traffic()
     junk = st["junk"]["closed"]
     deferred = of(evs, "deferred", "junk@junk.test")
     growth = rss["peak"] - rss["base"]
@@ -381,7 +412,10 @@ data_block_timeout_ms = %d
     check(st["junk"]["connections"] == 1 and st["junk"]["dots"] == 0,
           "... one attempt only (%d connections)" % st["junk"]["connections"])
 
-    # (d) the final reply dripped one byte per second.
+
+@harness.case(5, "a final reply dripped a byte a second is cut at data_done_timeout_ms")
+def drip():
+    evs, st, _ = traffic()
     drip = st["drip"]["closed"]
     deferred = of(evs, "deferred", "drip@drip.test")
     check(len(drip) == 1 and
@@ -397,23 +431,10 @@ data_block_timeout_ms = %d
     check(len(of(evs, "delivered", "drip@drip.test")) == 0 and st["drip"]["connections"] == 1,
           "... not delivered, one attempt")
 
-    relayd.send_signal(signal.SIGTERM)
-    check(relayd.wait(timeout=30) == 0, "relayd stops cleanly")
-finally:
-    if relayd is not None and relayd.poll() is None:
-        relayd.kill()
-        relayd.wait()
-    if unbound is not None:
-        unbound.terminate()
-        unbound.wait()
-    for server in servers:
-        loop.call_soon_threadsafe(server.close)
-    loop.call_soon_threadsafe(loop.stop)
-    mx_thread.join(timeout=10)
 
-if failures:
-    print(open(log_path).read()[-6000:])
-else:
-    shutil.rmtree(TMP, ignore_errors=True)
-    shutil.rmtree(SOCK_DIR, ignore_errors=True)
-harness.finish()
+@harness.case(6, "relayd stops cleanly")
+def stops_cleanly():
+    check(relay().stop() == 0, "relayd stops cleanly")
+
+
+harness.main()

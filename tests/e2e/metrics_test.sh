@@ -5,4 +5,4 @@ if [[ ! -x /usr/sbin/unbound ]]; then echo "FAIL: unbound is not installed"; exi
 if ! /usr/bin/python3 -c "import aiosmtpd, prometheus_client.parser" 2>/dev/null; then
   echo "FAIL: python3-aiosmtpd or python3-prometheus-client is missing"; exit 1
 fi
-exec /usr/bin/python3 "$(dirname "$0")/metrics_test.py" "$1"
+exec /usr/bin/python3 "$(dirname "$0")/metrics_test.py" "$1" "${@:2}"

@@ -21,7 +21,10 @@ pipeline_transactions = false (nopipe.test) none is; a connection lost with two 
 leaves both to a retry that delivers each once, the one whose "." got no reply logged as a possible
 duplicate; smtp-sink gets each of its messages once.
 
-usage: pipeline_test.py RELAYD
+Every site's messages are submitted together in one session, once, whichever cases run (the
+traffic fixture): each case then checks one site.
+
+usage: pipeline_test.py RELAYD [--case N[,M...]] [--list]
 """
 import glob
 import json
@@ -33,7 +36,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -42,11 +44,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
 import relayd_process  # noqa: E402
 import harness  # noqa: E402
-from harness import check, failures  # noqa: E402,F401
+from harness import check  # noqa: E402
 
-RELAYD = sys.argv[1]
+RELAYD = harness.args()[0]
 SINK = "/usr/sbin/smtp-sink"
-TMP = tempfile.mkdtemp(prefix="pipeline-", dir=os.environ.get("TEST_TMPDIR"))
+TMP = harness.scratch("pipeline-")
 PROBE_IPS = {"pipe": "127.0.0.2", "nopipe": "127.0.0.3", "tlspipe": "127.0.0.5",
              "droppipe": "127.0.0.6"}
 SINK_IP = "127.0.0.4"
@@ -60,12 +62,6 @@ lock = threading.Lock()
 probe_messages = []  # dicts: site, connection, subject, pipelined, reply
 probe_connections = {site: 0 for site in PROBE_IPS}
 probe_tls = []  # sites whose messages came over TLS
-subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                "-subj", "/CN=mx.tlspipe.test", "-keyout", TMP + "/mx.key",
-                "-out", TMP + "/mx.crt"],
-               check=True, capture_output=True)
-tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-tls_context.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
 
 
 def serve_probe(conn, site, number):
@@ -97,7 +93,7 @@ def serve_probe(conn, site, number):
             send("250-probe\r\n250-PIPELINING\r\n%s250-8BITMIME\r\n250 SIZE 2000000" % starttls)
         elif cmd.upper() == b"STARTTLS" and site == "tlspipe" and not tls:
             send("220 go ahead")
-            conn = tls_context.wrap_socket(conn, server_side=True)
+            conn = tls_context().wrap_socket(conn, server_side=True)
             buf, tls = b"", True
         elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
             send("250 ok")
@@ -137,6 +133,17 @@ def serve_probe(conn, site, number):
             send("502 5.5.2 what")
 
 
+@harness.fixture
+def tls_context():
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=mx.tlspipe.test", "-keyout", TMP + "/mx.key",
+                    "-out", TMP + "/mx.crt"],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TMP + "/mx.crt", TMP + "/mx.key")
+    return context
+
+
 def listen_probe(site, ip, port):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -156,15 +163,37 @@ def listen_probe(site, ip, port):
 
 
 MX_PORT = local_dns.free_port(list(PROBE_IPS.values()) + [SINK_IP])
-for site, ip in PROBE_IPS.items():
-    listen_probe(site, ip, MX_PORT)
-os.makedirs(TMP + "/sink")
-sink = subprocess.Popen([SINK, "-u", "root", "-d", TMP + "/sink/%M.", "%s:%d" % (SINK_IP, MX_PORT),
-                         "64"], stdout=open(TMP + "/sink.log", "w"), stderr=subprocess.STDOUT)
-harness.stop_at_exit(sink)
+N_PIPE, N_NOPIPE, N_TLS, N_DROP, N_SINK = 8, 3, 4, 3, 20
+REJECTED = 3  # pipe.test message whose "." gets 554
+LARGE = 5  # pipe.test message of about 630 KB: its body takes several writes, the commands the last
+# The subjects each site must receive, once each.
+EXPECTED = {site: ["%s %d%s" % (site, i, " reject at dot" if site == "pipe" and i == REJECTED
+                                else "") for i in range(n)]
+            for site, n in (("pipe", N_PIPE), ("nopipe", N_NOPIPE), ("tlspipe", N_TLS),
+                            ("droppipe", N_DROP), ("sink", N_SINK))}
 
-# --- DNS and relayd ------------------------------------------------------------------------------
-zones = """
+
+@harness.fixture
+def receivers():
+    """The probe on its addresses and smtp-sink, until the end."""
+    tls_context()
+    for site, ip in PROBE_IPS.items():
+        listen_probe(site, ip, MX_PORT)  # daemon threads: they end with the test
+    os.makedirs(TMP + "/sink")
+    sink = subprocess.Popen([SINK, "-u", "root", "-d", TMP + "/sink/%M.",
+                             "%s:%d" % (SINK_IP, MX_PORT), "64"],
+                            stdout=open(TMP + "/sink.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        yield sink
+    finally:
+        harness.stop_process(sink)
+
+
+@harness.fixture
+def relay():
+    """relayd, its DNS server and the receivers."""
+    receivers()
+    zones = """
   local-zone: "test." static
   local-data: "pipe.test. 300 IN MX 10 mx.pipe.test."
   local-data: "mx.pipe.test. 300 IN A {pipe}"
@@ -177,17 +206,14 @@ zones = """
   local-data: "sink.test. 300 IN MX 10 mx.sink.test."
   local-data: "mx.sink.test. 300 IN A {sink}"
 """.format(sink=SINK_IP, **PROBE_IPS)
-unbound, DNS_PORT = local_dns.start_unbound(TMP, zones)
-harness.stop_at_exit(unbound)
-
-SOCK_DIR = tempfile.mkdtemp(prefix="pl-", dir="/tmp")
-conf_path, PASSWORD = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.merged(
-    relayd_process.loopback(DNS_PORT, MX_PORT, shards=1),
-    # A quick retry for the messages of the dropped connection.
-    {"retry": {"intervals_s": [1, 1, 3600], "jitter_fraction": 0.0},
-     "control_socket": SOCK_DIR + "/control.sock"}),
-    # One connection per site, so that every message goes over the same one.
-    append="""
+    with local_dns.unbound(TMP, zones) as dns_port:
+        conf_path, password = relayd_process.init(RELAYD, TMP + "/relay", relayd_process.merged(
+            relayd_process.loopback(dns_port, MX_PORT, shards=1),
+            # A quick retry for the messages of the dropped connection.
+            {"retry": {"intervals_s": [1, 1, 3600], "jitter_fraction": 0.0},
+             "control_socket": harness.scratch("pl-", dir="/tmp") + "/control.sock"}),
+            # One connection per site, so that every message goes over the same one.
+            append="""
 [[shaping]]
 name = "pipe-test"
 domains = ["pipe.test", "tlspipe.test", "droppipe.test", "sink.test"]
@@ -199,42 +225,37 @@ domains = ["nopipe.test"]
 connections_max = 1
 pipeline_transactions = false
 """)
-log_path = TMP + "/relayd.log"
-relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
-harness.stop_at_exit(relayd)
-if ready is None:
-    print(open(log_path).read())
-    sys.exit("relayd did not start")
-PORT = relayd_process.port(ready, "submission (STARTTLS)")
+        with relayd_process.Relayd(RELAYD, conf_path, TMP + "/relayd.log") as r:
+            harness.on_failure(lambda: print(r.log()[-5000:]))
+            r.password = password
+            yield r
 
-N_PIPE, N_NOPIPE, N_TLS, N_DROP, N_SINK = 8, 3, 4, 3, 20
-REJECTED = 3  # pipe.test message whose "." gets 554
-LARGE = 5  # pipe.test message of about 630 KB: its body takes several writes, the commands the last
-try:
-    s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+
+def sink_subjects():
+    out = []
+    for name in os.listdir(TMP + "/sink"):
+        text = open(os.path.join(TMP, "sink", name), errors="replace").read()
+        m = re.search(r"^Subject: (.*)$", text, re.M)
+        out.append(m.group(1).strip() if m else "")
+    return out
+
+
+@harness.fixture
+def traffic():
+    """Every site's messages submitted in one session and delivered (or 30 s gone): (what the
+    probe saw, its connections per site)."""
+    r = relay()
+    s = smtplib.SMTP("127.0.0.1", r.port(), local_hostname="client.test", timeout=30)
     s.starttls(context=ssl._create_unverified_context())
-    s.login("app@example.com", PASSWORD)
-    expected = {"pipe": [], "nopipe": [], "tlspipe": [], "droppipe": [], "sink": []}
-    for site, n in (("pipe", N_PIPE), ("nopipe", N_NOPIPE), ("tlspipe", N_TLS),
-                    ("droppipe", N_DROP), ("sink", N_SINK)):
-        for i in range(n):
-            subject = "%s %d%s" % (site, i, " reject at dot" if site == "pipe" and i == REJECTED
-                                   else "")
-            expected[site].append(subject)
+    s.login("app@example.com", r.password)
+    for site, subjects in EXPECTED.items():
+        for i, subject in enumerate(subjects):
             rcpt = "user%d@%s.test" % (i, site)
             filler = ("." + "x" * 75 + "\r\n") * 8000 if site == "pipe" and i == LARGE else ""
             s.sendmail("app@example.com", [rcpt],
                        "From: app@example.com\r\nTo: %s\r\nSubject: %s\r\n\r\nbody %d\r\n"
                        ".leading dot\r\n%s" % (rcpt, subject, i, filler))
     s.quit()
-
-    def sink_subjects():
-        out = []
-        for name in os.listdir(TMP + "/sink"):
-            text = open(os.path.join(TMP, "sink", name), errors="replace").read()
-            m = re.search(r"^Subject: (.*)$", text, re.M)
-            out.append(m.group(1).strip() if m else "")
-        return out
 
     def done():
         with lock:
@@ -249,40 +270,61 @@ try:
     time.sleep(1)  # anything delivered twice would show up now
 
     with lock:
-        seen = list(probe_messages)
-        connections = dict(probe_connections)
-    for site in ("pipe", "nopipe", "tlspipe"):  # droppipe below
-        got = [m for m in seen if m["site"] == site]
-        subjects = [m["subject"] for m in got]
-        check(sorted(subjects) == sorted(expected[site]),
-              "%s.test: each of its %d messages exactly once (%d seen)"
-              % (site, len(expected[site]), len(subjects)))
-        check(connections[site] == 1, "%s.test: one connection (%d)" % (site, connections[site]))
-        pipelined = sum(1 for m in got if m["pipelined"])
-        if site == "pipe":
-            check(pipelined == N_PIPE - 1,
-                  "pipe.test: the next MAIL came before the final reply for every message but the "
-                  "last (%d of %d)" % (pipelined, N_PIPE))
-            after = [m for m in got if m["subject"] == expected["pipe"][REJECTED + 1]]
-            check(len(after) == 1 and after[0]["reply"] == "250",
-                  "pipe.test: the message after the 554 to the \".\" was delivered")
-            large = [m for m in got if m["subject"] == expected["pipe"][LARGE]]
-            check(len(large) == 1 and large[0]["size"] > 8000 * 78 and large[0]["pipelined"],
-                  "pipe.test: a large body (%s bytes, dot-stuffed lines) followed by the next "
-                  "MAIL" % (large[0]["size"] if large else "no"))
-        elif site == "tlspipe":
-            check(all(m["tls"] for m in got) and pipelined == N_TLS - 1,
-                  "tlspipe.test: over STARTTLS, every message but the last pipelined (%d of %d)"
-                  % (pipelined, N_TLS))
-        else:
-            check(pipelined == 0, "nopipe.test (pipeline_transactions = false): none pipelined "
-                  "(%d)" % pipelined)
+        return list(probe_messages), dict(probe_connections)
+
+
+def check_site(site):
+    """The checks every probe site shares: its messages once each, over one connection; returns
+    what the probe saw of them and how many were pipelined."""
+    seen, connections = traffic()
+    got = [m for m in seen if m["site"] == site]
+    subjects = [m["subject"] for m in got]
+    check(sorted(subjects) == sorted(EXPECTED[site]),
+          "%s.test: each of its %d messages exactly once (%d seen)"
+          % (site, len(EXPECTED[site]), len(subjects)))
+    check(connections[site] == 1, "%s.test: one connection (%d)" % (site, connections[site]))
+    return got, sum(1 for m in got if m["pipelined"])
+
+
+@harness.case(1, "pipe.test: every message but the last pipelined, past a 554 and a large body")
+def pipe():
+    got, pipelined = check_site("pipe")
+    check(pipelined == N_PIPE - 1,
+          "pipe.test: the next MAIL came before the final reply for every message but the "
+          "last (%d of %d)" % (pipelined, N_PIPE))
+    after = [m for m in got if m["subject"] == EXPECTED["pipe"][REJECTED + 1]]
+    check(len(after) == 1 and after[0]["reply"] == "250",
+          "pipe.test: the message after the 554 to the \".\" was delivered")
+    large = [m for m in got if m["subject"] == EXPECTED["pipe"][LARGE]]
+    check(len(large) == 1 and large[0]["size"] > 8000 * 78 and large[0]["pipelined"],
+          "pipe.test: a large body (%s bytes, dot-stuffed lines) followed by the next "
+          "MAIL" % (large[0]["size"] if large else "no"))
+
+
+@harness.case(2, "nopipe.test (pipeline_transactions = false): none pipelined")
+def nopipe():
+    _, pipelined = check_site("nopipe")
+    check(pipelined == 0, "nopipe.test (pipeline_transactions = false): none pipelined "
+          "(%d)" % pipelined)
+
+
+@harness.case(3, "tlspipe.test: pipelined over STARTTLS")
+def tlspipe():
+    got, pipelined = check_site("tlspipe")
+    check(all(m["tls"] for m in got) and pipelined == N_TLS - 1,
+          "tlspipe.test: over STARTTLS, every message but the last pipelined (%d of %d)"
+          % (pipelined, N_TLS))
+
+
+@harness.case(4, "droppipe.test: a connection lost with two messages open, retried once each")
+def droppipe():
+    seen, connections = traffic()
     got = [m for m in seen if m["site"] == "droppipe"]
     dropped = [m for m in got if not m["reply"]]
     check(len(dropped) == 1 and dropped[0]["pipelined"] and dropped[0]["connection"] == 1,
           "droppipe.test: the first connection dropped after a \".\" with the next MAIL behind it")
     delivered = sorted(m["subject"] for m in got if m["reply"] == "250")
-    check(delivered == sorted(expected["droppipe"]),
+    check(delivered == sorted(EXPECTED["droppipe"]),
           "droppipe.test: after the retry each message delivered exactly once (%s)" % delivered)
     check(connections["droppipe"] >= 2, "droppipe.test: retried over a new connection (%d)"
           % connections["droppipe"])
@@ -298,20 +340,14 @@ try:
     check(flagged == expected_flagged and len(unflagged) == N_DROP - 1,
           "droppipe.test: the delivery after the unanswered \".\" says possible_duplicate (%s), "
           "the others do not (%d)" % (sorted(flagged), len(unflagged)))
-    subjects = sink_subjects()
-    check(sorted(subjects) == sorted(expected["sink"]),
-          "smtp-sink: each of its %d messages exactly once (%d dumped)" % (N_SINK, len(subjects)))
-finally:
-    relayd.terminate()
-    try:
-        relayd.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        relayd.kill()
-    sink.terminate()
-    sink.wait()
-    unbound.terminate()
-    unbound.wait()
 
-if failures:
-    print(open(log_path, errors="replace").read()[-5000:])
-harness.finish()
+
+@harness.case(5, "Postfix's smtp-sink gets each of its messages once")
+def smtp_sink():
+    traffic()
+    subjects = sink_subjects()
+    check(sorted(subjects) == sorted(EXPECTED["sink"]),
+          "smtp-sink: each of its %d messages exactly once (%d dumped)" % (N_SINK, len(subjects)))
+
+
+harness.main()

@@ -5,4 +5,4 @@ if [[ ! -x /usr/sbin/unbound ]]; then echo "FAIL: unbound is not installed"; exi
 if [[ ! -x /usr/sbin/smtp-sink ]]; then
   echo "FAIL: smtp-sink is not installed (Debian package postfix)"; exit 1
 fi
-exec /usr/bin/python3 "$(dirname "$0")/pipeline_test.py" "$1"
+exec /usr/bin/python3 "$(dirname "$0")/pipeline_test.py" "$1" "${@:2}"

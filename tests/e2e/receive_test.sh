@@ -6,4 +6,4 @@ if ! command -v swaks >/dev/null; then echo "FAIL: swaks is not installed"; exit
 if ! /usr/bin/python3 -c "import aiosmtpd, dkim, dns.resolver" 2>/dev/null; then
   echo "FAIL: python3-aiosmtpd, python3-dkim or python3-dnspython is missing"; exit 1
 fi
-exec /usr/bin/python3 "$(dirname "$0")/receive_test.py" "$1"
+exec /usr/bin/python3 "$(dirname "$0")/receive_test.py" "$1" "${@:2}"

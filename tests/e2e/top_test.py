@@ -15,16 +15,17 @@ except one recipient answered with Gmail's "450 4.7.28" rate-limit reply, which 
 - q ends it with status 0 and the terminal is back from the alternate screen; so does Ctrl-C;
 - `--once` prints the same frame to a pipe; an unreachable --url exits 1 with the reason.
 
-usage: top_test.py RELAYD RELAYCTL
+The cases share one relayd and its traffic, sent once; the six later messages go while top runs
+(case 3), or before --once when that case runs without it.
+
+usage: top_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
 import os
 import re
-import shutil
 import smtplib
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -35,13 +36,12 @@ import local_dns  # noqa: E402
 import local_smtp  # noqa: E402
 import relayd_process  # noqa: E402
 
-RELAYD, RELAYCTL = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-TMP = tempfile.mkdtemp(prefix="top-", dir=os.environ.get("TEST_TMPDIR"))
+RELAYD, RELAYCTL = (os.path.abspath(a) for a in harness.args()[:2])
+TMP = harness.scratch("top-")
 # tmux's socket path must stay short (sun_path): its own directory under /tmp.
-TMUX_DIR = tempfile.mkdtemp(prefix="top-tmux-", dir="/tmp")
+TMUX_DIR = harness.scratch("top-tmux-", dir="/tmp", keep_on_failure=False)
 TMUX = ["tmux", "-S", TMUX_DIR + "/sock", "-f", "/dev/null"]
-harness.at_exit("tmux", lambda: (subprocess.run(TMUX + ["kill-server"], capture_output=True),
-                                 shutil.rmtree(TMUX_DIR, ignore_errors=True)))
+harness.at_exit("tmux", lambda: subprocess.run(TMUX + ["kill-server"], capture_output=True))
 
 
 def check(cond, what, detail=""):
@@ -49,11 +49,6 @@ def check(cond, what, detail=""):
     if not harness.check(cond, what) and detail:
         print(detail)
     return cond
-controllers = []
-
-
-def finish():
-    harness.finish()  # tmux, the sink, unbound and relayd stop at exit
 
 
 def wait_until(pred, seconds, step=0.2):
@@ -68,6 +63,7 @@ def wait_until(pred, seconds, step=0.2):
 # --- the receiver ---------------------------------------------------------------------------
 SINK_IP = "127.0.0.2"
 MX_PORT = local_dns.free_port([SINK_IP])
+METRICS_PORT = local_dns.free_port()
 
 
 def refusal(rcpt):
@@ -82,41 +78,46 @@ def refusal(rcpt):
 
 
 sink = local_smtp.Sink(refusal)
-controllers.append(harness.stop_at_exit(local_smtp.start(sink, SINK_IP, MX_PORT, TMP)))
-zones = "".join('  local-data: "%s"\n' % rr for rr in [
-    "good.test. 300 IN MX 10 mx.good.test.", "mx.good.test. 300 IN A " + SINK_IP,
-    "reject.test. 300 IN MX 10 mx.good.test.",
-    "slow.test. 300 IN MX 10 mx.good.test.",
-    "gmail.test. 300 IN MX 5 gmail-smtp-in.l.google.com.",
-    "gmail-smtp-in.l.google.com. 300 IN A " + SINK_IP,
-    "example.com. 300 IN MX 10 mx.good.test."])
-zones = ('  local-zone: "test." static\n  local-zone: "google.com." static\n'
-         '  local-zone: "example.com." static\n' + zones)
-unbound, DNS_PORT = local_dns.start_unbound(
-    TMP, zones, spawn=lambda argv: harness.stop_at_exit(subprocess.Popen(argv)))
 
-# --- relayd: metrics on a port named in its config, so that --config finds it ----------------
-METRICS_PORT = local_dns.free_port()
-conf_path, PASSWORD = relayd_process.init(
-    RELAYD, TMP + "/relay",
-    relayd_process.merged(
-        relayd_process.loopback(DNS_PORT, MX_PORT, metrics_port=METRICS_PORT),
-        # One retry an hour: the deferred recipients stay deferred once while the test looks.
-        {"retry": {"intervals_s": [3600]}}))
-log_path = TMP + "/relayd.log"
-relayd, ready = relayd_process.start(RELAYD, conf_path, log_path)
-harness.stop_at_exit(relayd)
-if ready is None or not wait_until(lambda: "metrics on http://" in open(log_path).read(), 10):
-    print(open(log_path).read())
-    check(False, "relayd started with its metrics endpoint")
-    finish()
-PORT = relayd_process.port(ready, "submission (STARTTLS)")
+
+@harness.fixture
+def relay():
+    """relayd, metrics on a port named in its config so that --config finds it, delivering
+    through unbound to the sink."""
+    zones = "".join('  local-data: "%s"\n' % rr for rr in [
+        "good.test. 300 IN MX 10 mx.good.test.", "mx.good.test. 300 IN A " + SINK_IP,
+        "reject.test. 300 IN MX 10 mx.good.test.",
+        "slow.test. 300 IN MX 10 mx.good.test.",
+        "gmail.test. 300 IN MX 5 gmail-smtp-in.l.google.com.",
+        "gmail-smtp-in.l.google.com. 300 IN A " + SINK_IP,
+        "example.com. 300 IN MX 10 mx.good.test."])
+    zones = ('  local-zone: "test." static\n  local-zone: "google.com." static\n'
+             '  local-zone: "example.com." static\n' + zones)
+    with local_smtp.serving(sink, SINK_IP, MX_PORT, TMP), \
+            local_dns.unbound(TMP, zones) as dns_port:
+        conf_path, password = relayd_process.init(
+            RELAYD, TMP + "/relay",
+            relayd_process.merged(
+                relayd_process.loopback(dns_port, MX_PORT, metrics_port=METRICS_PORT),
+                # One retry an hour: the deferred recipients stay deferred once while the test
+                # looks.
+                {"retry": {"intervals_s": [3600]}}))
+        with relayd_process.Relayd(RELAYD, conf_path, TMP + "/relayd.log") as r:
+            if not wait_until(lambda: "metrics on http://" in r.log(), 10):
+                print(r.log())
+                raise RuntimeError("relayd started without its metrics endpoint")
+            r.password = password
+            yield r
+
+
+def conf_path():
+    return relay().conf_path
 
 
 def submit(rcpts, subject="top test"):
-    s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+    s = smtplib.SMTP("127.0.0.1", relay().port(), local_hostname="client.test", timeout=30)
     s.starttls(context=ssl._create_unverified_context())
-    s.login("app@example.com", PASSWORD)
+    s.login("app@example.com", relay().password)
     s.sendmail("app@example.com", rcpts, "From: app@example.com\r\nTo: %s\r\nSubject: %s\r\n\r\n"
                "Hello.\r\n" % (", ".join(rcpts), subject))
     s.quit()
@@ -126,18 +127,30 @@ def delivered(address):
     return len(sink.delivered_to(address))
 
 
-# The Gmail ones first, so that the site is suspended only after they went out.
-submit(["g1@gmail.test"])
-submit(["g2@gmail.test"])
-check(wait_until(lambda: delivered("g1@gmail.test") and delivered("g2@gmail.test"), 30),
-      "mail to the google site delivered")
-for rcpt in ["a@good.test", "b@good.test", "c@good.test", "d@reject.test", "s@slow.test",
-             "limited@gmail.test"]:
-    submit([rcpt])
-check(wait_until(lambda: delivered("c@good.test") and delivered("app@example.com"), 30),
-      "good.test delivered, the bounce's DSN delivered")
-check(wait_until(lambda: "suspending delivery to" in open(log_path).read(), 30),
-      "the 4.7.28 reply suspended the google queue")
+@harness.fixture
+def traffic():
+    """8 messages: delivered, bounced (with its DSN), deferred, and a 4.7.28 that suspends the
+    google queue; whether each stage was seen in time."""
+    # The Gmail ones first, so that the site is suspended only after they went out.
+    submit(["g1@gmail.test"])
+    submit(["g2@gmail.test"])
+    google = wait_until(lambda: delivered("g1@gmail.test") and delivered("g2@gmail.test"), 30)
+    for rcpt in ["a@good.test", "b@good.test", "c@good.test", "d@reject.test", "s@slow.test",
+                 "limited@gmail.test"]:
+        submit([rcpt])
+    good = wait_until(lambda: delivered("c@good.test") and delivered("app@example.com"), 30)
+    suspended = wait_until(lambda: "suspending delivery to" in relay().log(), 30)
+    return google, good, suspended
+
+
+@harness.fixture
+def more_traffic():
+    """6 more messages, sent on a thread of their own (join it to know they are in)."""
+    traffic()
+    sender = threading.Thread(target=lambda: [submit(["n%d@good.test" % i]) for i in range(6)])
+    sender.start()
+    return sender
+
 
 # --- relayctl top in a 120x40 terminal ---------------------------------------------------------
 env = dict(os.environ, TERM="xterm-256color", TZ="UTC")
@@ -152,11 +165,11 @@ def screen(session):
 
 
 def start_top(session, extra=()):
+    """Starts top in a new tmux session; the result of `tmux new-session`."""
     # The shell prints top's exit status after it ends, and keeps the pane open to read it.
     command = "%s top --config %s --interval 1 %s; echo \"top exited with $?\"; sleep 60" % (
-        RELAYCTL, conf_path, " ".join(extra))
-    r = tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", session, command)
-    check(r.returncode == 0, "tmux session %s started" % session, r.stderr)
+        RELAYCTL, conf_path(), " ".join(extra))
+    return tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", session, command)
 
 
 def line(text, start):
@@ -167,99 +180,135 @@ def line(text, start):
     return None
 
 
-start_top("top")
-# The first frame has totals; rates need a second scrape, a second later.
-check(wait_until(lambda: re.search(r"^received +\d+ +\d", screen("top"), re.M), 15),
-      "top draws a frame with rates", screen("top"))
+@harness.fixture
+def top():
+    """top running in tmux session "top" once the traffic is in: (tmux's result, whether a frame
+    with rates was drawn)."""
+    traffic()
+    started = start_top("top")
+    # The first frame has totals; rates need a second scrape, a second later.
+    return started, wait_until(lambda: re.search(r"^received +\d+ +\d", screen("top"), re.M), 15)
 
 
-def settled():
+@harness.case(1, "the traffic is delivered, bounced, deferred, and suspends the google queue")
+def traffic_in():
+    google, good, suspended = traffic()
+    check(google, "mail to the google site delivered")
+    check(good, "good.test delivered, the bounce's DSN delivered")
+    check(suspended, "the 4.7.28 reply suspended the google queue")
+
+
+@harness.case(2, "top's frame: totals, queue, suspension, and a row per site")
+def frame():
+    started, drawn = top()
+    check(started.returncode == 0, "tmux session top started", started.stderr)
+    check(drawn, "top draws a frame with rates", screen("top"))
+
+    def settled():
+        s = screen("top")
+        return (line(s, "delivered") == "delivered 6 0.00" and
+                line(s, "received") == "received 8 0.00" and
+                (line(s, "suspended") or "").startswith("suspended google"))
+
+    wait_until(settled, 20)
     s = screen("top")
-    return (line(s, "delivered") == "delivered 6 0.00" and line(s, "received") == "received 8 0.00"
-            and (line(s, "suspended") or "").startswith("suspended google"))
+    print(s)
+    title = s.splitlines()[0]
+    check(title.startswith("relayd http://127.0.0.1:%d/metrics   version dev   up " % METRICS_PORT)
+          and "2 shards   every 1s" in title, "title: the endpoint from the config, 2 shards",
+          title)
+    check(line(s, "received") == "received 8 0.00", "8 messages received", line(s, "received"))
+    check(line(s, "delivered") == "delivered 6 0.00",
+          "6 recipients delivered (5 and the DSN)", line(s, "delivered"))
+    check(line(s, "deferred") == "deferred 2 0.00", "2 deferred (slow.test, the 4.7.28)",
+          line(s, "deferred"))
+    check(line(s, "bounced") == "bounced 1 0.00", "1 bounced", line(s, "bounced"))
+    q = line(s, "queue") or ""
+    m = re.match(r"queue 2 messages [\d.]+ MiB of [\d.]+ [MG]iB \(\d+%\) oldest (\d+)s ready for "
+                 r"a connection 0$", q)
+    check(m is not None and 1 <= int(m.group(1)) < 120,
+          "queue: 2 messages, the spool's use, the oldest one's age in seconds", q)
+    check(line(s, "suspended") == "suspended google (1 queue)", "google shown suspended",
+          line(s, "suspended"))
+    check(re.match(r"outbound \d+ connections TLS 100% of deliveries TLS failures 0.00/s$",
+                   line(s, "outbound") or "") is not None,
+          "every delivery went over TLS", line(s, "outbound"))
+    turns = re.match(r"loop turns/s by shard 0: ([\d.]+) 1: ([\d.]+)$",
+                     line(s, "loop turns/s") or "")
+    check(turns is not None and float(turns.group(1)) >= 0.5 and float(turns.group(2)) >= 0.5,
+          "both shards turn (at least once a second when idle)", line(s, "loop turns/s"))
+    check(line(s, "SITE") == "SITE DELIVERED /s DEFERRED /s BOUNCED /s READY SUSP TLS",
+          "the site table's header", line(s, "SITE"))
+    check(line(s, "google ") == "google 2 0.00 1 0.00 0 0.00 0 1 100%",
+          "google: 2 delivered, 1 deferred, suspended, all over TLS", line(s, "google "))
+    check(line(s, "default ") == "default 4 0.00 1 0.00 1 0.00 0 0 100%",
+          "default: 4 delivered (3 and the DSN), 1 deferred, 1 bounced", line(s, "default "))
+    check(line(s, "q quits") == "q quits", "the screen says how to quit")
 
 
-wait_until(settled, 20)
-s = screen("top")
-print(s)
-title = s.splitlines()[0]
-check(title.startswith("relayd http://127.0.0.1:%d/metrics   version dev   up " % METRICS_PORT)
-      and "2 shards   every 1s" in title, "title: the endpoint from the config, 2 shards", title)
-check(line(s, "received") == "received 8 0.00", "8 messages received", line(s, "received"))
-check(line(s, "delivered") == "delivered 6 0.00",
-      "6 recipients delivered (5 and the DSN)", line(s, "delivered"))
-check(line(s, "deferred") == "deferred 2 0.00", "2 deferred (slow.test, the 4.7.28)",
-      line(s, "deferred"))
-check(line(s, "bounced") == "bounced 1 0.00", "1 bounced", line(s, "bounced"))
-q = line(s, "queue") or ""
-m = re.match(r"queue 2 messages [\d.]+ MiB of [\d.]+ [MG]iB \(\d+%\) oldest (\d+)s ready for a "
-             r"connection 0$", q)
-check(m is not None and 1 <= int(m.group(1)) < 120,
-      "queue: 2 messages, the spool's use, the oldest one's age in seconds", q)
-check(line(s, "suspended") == "suspended google (1 queue)", "google shown suspended",
-      line(s, "suspended"))
-check(re.match(r"outbound \d+ connections TLS 100% of deliveries TLS failures 0.00/s$",
-               line(s, "outbound") or "") is not None,
-      "every delivery went over TLS", line(s, "outbound"))
-turns = re.match(r"loop turns/s by shard 0: ([\d.]+) 1: ([\d.]+)$",
-                 line(s, "loop turns/s") or "")
-check(turns is not None and float(turns.group(1)) >= 0.5 and float(turns.group(2)) >= 0.5,
-      "both shards turn (at least once a second when idle)", line(s, "loop turns/s"))
-check(line(s, "SITE") == "SITE DELIVERED /s DEFERRED /s BOUNCED /s READY SUSP TLS",
-      "the site table's header", line(s, "SITE"))
-check(line(s, "google ") == "google 2 0.00 1 0.00 0 0.00 0 1 100%",
-      "google: 2 delivered, 1 deferred, suspended, all over TLS", line(s, "google "))
-check(line(s, "default ") == "default 4 0.00 1 0.00 1 0.00 0 0 100%",
-      "default: 4 delivered (3 and the DSN), 1 deferred, 1 bounced", line(s, "default "))
-check(line(s, "q quits") == "q quits", "the screen says how to quit")
+@harness.case(3, "traffic while top runs shows as a receiving rate, then falls back to 0")
+def rate():
+    top()
+    rates = []
 
-# Traffic while it runs: some frame shows messages arriving per second.
-rates = []
+    def receiving():
+        r = line(screen("top"), "received") or ""
+        rates.append(r)
+        f = r.split()
+        return len(f) == 3 and f[2] not in ("0.00", "-") and float(f[2]) > 0
+
+    sender = more_traffic()
+    check(wait_until(receiving, 20, step=0.1), "a frame shows a non-zero receiving rate",
+          " | ".join(rates[-5:]))
+    sender.join()
+    check(wait_until(lambda: line(screen("top"), "received") == "received 14 0.00", 20),
+          "the total reaches 14 and the rate falls back to 0", line(screen("top"), "received"))
 
 
-def receiving():
-    r = line(screen("top"), "received") or ""
-    rates.append(r)
-    f = r.split()
-    return len(f) == 3 and f[2] not in ("0.00", "-") and float(f[2]) > 0
+@harness.case(4, "q quits with status 0 and leaves the alternate screen")
+def quit_with_q():
+    top()
+    tmux("send-keys", "-t", "top", "q")
+    check(wait_until(lambda: "top exited with 0" in screen("top"), 10), "q quits with status 0",
+          screen("top"))
+    s = screen("top")
+    check("SITE" not in s and "q quits" not in s, "the terminal left the alternate screen", s)
 
 
-sender = threading.Thread(target=lambda: [submit(["n%d@good.test" % i]) for i in range(6)])
-sender.start()
-check(wait_until(receiving, 20, step=0.1), "a frame shows a non-zero receiving rate",
-      " | ".join(rates[-5:]))
-sender.join()
-check(wait_until(lambda: line(screen("top"), "received") == "received 14 0.00", 20),
-      "the total reaches 14 and the rate falls back to 0", line(screen("top"), "received"))
+@harness.case(5, "Ctrl-C quits the same way")
+def quit_with_ctrl_c():
+    relay()
+    started = start_top("top2")
+    check(started.returncode == 0, "tmux session top2 started", started.stderr)
+    check(wait_until(lambda: line(screen("top2"), "SITE") is not None, 15), "top runs again")
+    tmux("send-keys", "-t", "top2", "C-c")
+    check(wait_until(lambda: "top exited with 0" in screen("top2"), 10),
+          "Ctrl-C quits with status 0", screen("top2"))
+    check("SITE" not in screen("top2"), "and restores the screen")
 
-# q quits, status 0, and the normal screen is back (the shell's line, no frame).
-tmux("send-keys", "-t", "top", "q")
-check(wait_until(lambda: "top exited with 0" in screen("top"), 10), "q quits with status 0",
-      screen("top"))
-s = screen("top")
-check("SITE" not in s and "q quits" not in s, "the terminal left the alternate screen", s)
 
-# Ctrl-C quits the same way.
-start_top("top2")
-check(wait_until(lambda: line(screen("top2"), "SITE") is not None, 15), "top runs again")
-tmux("send-keys", "-t", "top2", "C-c")
-check(wait_until(lambda: "top exited with 0" in screen("top2"), 10),
-      "Ctrl-C quits with status 0", screen("top2"))
-check("SITE" not in screen("top2"), "and restores the screen")
+@harness.case(6, "--once prints one plain frame, for scripts")
+def once():
+    more_traffic().join()
+    once = subprocess.run([RELAYCTL, "top", "--config", conf_path(), "--once", "--interval",
+                           "0.5"], capture_output=True, text=True, timeout=30)
+    check(once.returncode == 0 and "\x1b" not in once.stdout and
+          line(once.stdout, "received") == "received 14 0.00" and
+          line(once.stdout, "google ") == "google 2 0.00 1 0.00 0 0.00 0 1 100%",
+          "--once prints one plain frame", once.stdout + once.stderr)
 
-# --once, for scripts: one frame on a pipe, no escapes.
-once = subprocess.run([RELAYCTL, "top", "--config", conf_path, "--once", "--interval", "0.5"],
-                      capture_output=True, text=True, timeout=30)
-check(once.returncode == 0 and "\x1b" not in once.stdout and
-      line(once.stdout, "received") == "received 14 0.00" and
-      line(once.stdout, "google ") == "google 2 0.00 1 0.00 0 0.00 0 1 100%",
-      "--once prints one plain frame", once.stdout + once.stderr)
-once = subprocess.run([RELAYCTL, "top", "--url", "127.0.0.1:%d" % local_dns.free_port(),
-                       "--once"], capture_output=True, text=True, timeout=30)
-check(once.returncode == 1 and "cannot connect to http://127.0.0.1:" in once.stderr,
-      "an unreachable endpoint: exit 1 and why", once.stderr)
-once = subprocess.run([RELAYCTL, "top", "--url", "127.0.0.1:%d/healthz" % METRICS_PORT,
-                       "--once"], capture_output=True, text=True, timeout=30)
-check(once.returncode == 1 and "is not a Prometheus exposition: line 1:" in once.stderr,
-      "an endpoint that is not relayd's metrics: exit 1 and why", once.stderr)
-finish()
+
+@harness.case(7, "an endpoint that cannot be reached, or is not relayd's: exit 1 and why")
+def bad_endpoints():
+    relay()
+    once = subprocess.run([RELAYCTL, "top", "--url", "127.0.0.1:%d" % local_dns.free_port(),
+                           "--once"], capture_output=True, text=True, timeout=30)
+    check(once.returncode == 1 and "cannot connect to http://127.0.0.1:" in once.stderr,
+          "an unreachable endpoint: exit 1 and why", once.stderr)
+    once = subprocess.run([RELAYCTL, "top", "--url", "127.0.0.1:%d/healthz" % METRICS_PORT,
+                           "--once"], capture_output=True, text=True, timeout=30)
+    check(once.returncode == 1 and "is not a Prometheus exposition: line 1:" in once.stderr,
+          "an endpoint that is not relayd's metrics: exit 1 and why", once.stderr)
+
+
+harness.main()

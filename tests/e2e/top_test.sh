@@ -6,4 +6,4 @@ if [[ ! -x /usr/sbin/unbound ]]; then echo "FAIL: unbound is not installed"; exi
 if ! /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null; then
   echo "FAIL: python3-aiosmtpd is missing"; exit 1
 fi
-exec /usr/bin/python3 "$(dirname "$0")/top_test.py" "$1" "$2"
+exec /usr/bin/python3 "$(dirname "$0")/top_test.py" "$1" "$2" "${@:3}"

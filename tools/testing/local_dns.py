@@ -6,10 +6,14 @@ nothing leaves the host), and the free-port helper they all need.
     unbound, port = local_dns.start_unbound(tmp, '  local-zone: "test." static\\n'
                                                  '  local-data: "a.test. 300 IN A 127.0.0.2"\\n')
 
+    with local_dns.unbound(tmp, zones) as port:   # stopped at the end of the block
+        ...
+
 Callers that track their child processes pass `spawn(argv) -> subprocess.Popen`. dkim_key()
 makes a DKIM key and the TXT data that publishes it in such a zone.
 """
 import base64
+import contextlib
 import os
 import socket
 import subprocess
@@ -85,6 +89,22 @@ def start_unbound(tmp, zones, spawn=None, ready_timeout_s=10):
     if spawn is None and proc.poll() is None:
         proc.kill()
     raise RuntimeError("unbound did not answer on port %d: see %s/unbound.log" % (port, tmp))
+
+
+@contextlib.contextmanager
+def unbound(tmp, zones):
+    """start_unbound(tmp, zones) as a context manager: gives the port, stops unbound at the end
+    (SIGTERM, then SIGKILL)."""
+    proc, port = start_unbound(tmp, zones)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def dkim_key(tmp, name):

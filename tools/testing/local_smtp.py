@@ -7,8 +7,12 @@ verify MX certificates unless told to).
     controller = local_smtp.start(sink, "127.0.0.2", port, tmp)   # .stop() at the end
     sink.delivered_to("a@example.test")   # the messages that reached it for that recipient
 
-start() takes any aiosmtpd handler; Sink is the receiver most tests want.
+    with local_smtp.serving(sink, "127.0.0.2", port, tmp):   # stopped at the end of the block
+        ...
+
+start() and serving() take any aiosmtpd handler; Sink is the receiver most tests want.
 """
+import contextlib
 import ssl
 import subprocess
 import threading
@@ -33,6 +37,16 @@ def start(handler, host, port, tmp):
                             tls_context=tls_context(tmp))
     controller.start()
     return controller
+
+
+@contextlib.contextmanager
+def serving(handler, host, port, tmp):
+    """start() as a context manager: gives the controller, stops it at the end."""
+    controller = start(handler, host, port, tmp)
+    try:
+        yield controller
+    finally:
+        controller.stop()
 
 
 class Sink:

@@ -10,9 +10,15 @@ in the config means the kernel chose one).
             relayd_process.loopback(DNS_PORT, MX_PORT), {"retry": {"intervals_s": [1, 1, 3600]}}))
     proc, ready = relayd_process.start(RELAYD, conf_path, log_path)
     port = relayd_process.port(ready, "submission (STARTTLS)")   # or "port 25 (receive)"
+
+or, as a context manager that stops it (SIGTERM, then SIGKILL) however the block ends:
+
+    with relayd_process.Relayd(RELAYD, conf_path, log_path) as relay:
+        relay.port("port 25 (receive)"), relay.restart(), relay.stop() == 0
 """
 import json
 import re
+import signal
 import subprocess
 import time
 import tomllib
@@ -144,3 +150,67 @@ def port(ready_line, listener):
     (receive)") is bound to, from the ready line; None when it has none."""
     m = re.search(re.escape(listener) + r" on [^;]*?:(\d+)", ready_line)
     return int(m.group(1)) if m else None
+
+
+class Relayd:
+    """relayd started from `conf_path`, its output appended to `log_path`; a context manager whose
+    exit stops it. start() raises RuntimeError, with the end of the log, when relayd exits or is
+    not ready within timeout_s (the process is stopped then)."""
+
+    def __init__(self, relayd, conf_path, log_path, timeout_s=30):
+        self.relayd, self.conf_path, self.log_path = relayd, conf_path, log_path
+        self.timeout_s = timeout_s
+        self.proc = None  # the running (or last) relayd process
+        self.ready = None  # its "relayd ready" line
+
+    def start(self):
+        self.proc, self.ready = start(self.relayd, self.conf_path, self.log_path, self.timeout_s)
+        if self.ready is None:
+            self.stop(timeout_s=5)
+            raise RuntimeError("relayd did not start (exit %s); the end of %s:\n%s"
+                               % (self.proc.returncode, self.log_path, self.log()[-3000:]))
+        return self
+
+    def stop(self, timeout_s=30):
+        """SIGTERM, then SIGKILL when relayd has not exited within timeout_s; returns its exit
+        status (negative: the signal that ended it). A relayd that has exited is left be."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def port(self, listener="submission (STARTTLS)"):
+        """The port of `listener` in the ready line of the current start (see port())."""
+        return port(self.ready, listener)
+
+    def log(self):
+        try:
+            return open(self.log_path, errors="replace").read()
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self):
+        return self if self.running() else self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
