@@ -58,6 +58,11 @@ struct SmtpLimits {
   // How long the client may leave replies unread above replies_unread_bytes_max before it is
   // dropped.
   uint32_t replies_unread_timeout_ms = 60000;
+  // Closing after the last reply (421, 221): the relay ends its side after the replies (FIN) and
+  // reads and discards what the client still sends for at most this long, or until it closes;
+  // closing with client bytes unread would reset the connection and the kernel would drop the
+  // replies not yet delivered, the 421 first. 0: close at once.
+  uint32_t close_linger_ms = 2000;
 };
 
 // AUTH throttling (relay/server/auth_throttle.h). A client is an IPv4 address or an IPv6 /64

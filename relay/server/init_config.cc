@@ -114,6 +114,9 @@ session_timeout_ms = ${session_timeout_ms}
 replies_unread_bytes_max = ${replies_unread_bytes_max}
 input_held_bytes_max = ${input_held_bytes_max}
 replies_unread_timeout_ms = ${replies_unread_timeout_ms}
+# Closing after the last reply, the relay reads and discards what the client still sends for up
+# to this long, so that the 421 or 221 is not lost to a reset (0: close at once).
+close_linger_ms = ${close_linger_ms}
 
 [auth]
 # Failed AUTH is counted per client (an IPv4 address or an IPv6 /64) and per client and user
@@ -518,6 +521,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${replies_unread_bytes_max}", absl::StrCat(l.replies_unread_bytes_max)},
       {"${input_held_bytes_max}", absl::StrCat(l.input_held_bytes_max)},
       {"${replies_unread_timeout_ms}", absl::StrCat(l.replies_unread_timeout_ms)},
+      {"${close_linger_ms}", absl::StrCat(l.close_linger_ms)},
       {"${failures_before_delay}", absl::StrCat(a.failures_before_delay)},
       {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
       {"${failure_delay_ms_max}", absl::StrCat(a.failure_delay_ms_max)},

@@ -113,7 +113,7 @@ void SmtpConnection::OnRecv(int result, uint32_t flags) {
   io::BufferRing* buffers = ctx_.buffers;
   if (result > 0 && io::BufferRing::HasBuffer(flags)) {
     uint16_t id = io::BufferRing::BufferId(flags);
-    if (!closed_) {
+    if (!closed_ && !lingering_) {  // lingering: read only to be discarded
       const char* data = buffers->Buffer(id);
       if (tls_ != nullptr) {
         OnCiphertext(data, static_cast<size_t>(result));
@@ -565,6 +565,10 @@ void SmtpConnection::OnQueued(absl::Status status, std::string queue_id) {
 
 void SmtpConnection::RearmTimer() {
   if (closed_) return;
+  if (lingering_) {
+    reactor_->timers().Schedule(&timer_, linger_deadline_ms_);
+    return;
+  }
   const SmtpLimits& limits = ctx_.config().smtp;
   const int64_t now = reactor_->NowMs();
   int64_t deadline;
@@ -617,6 +621,10 @@ int64_t SmtpConnection::PhaseLimitMs() const {
 
 void SmtpConnection::OnTimer() {
   if (closed_) return;
+  if (lingering_) {
+    Close();  // the client is still sending: end it now
+    return;
+  }
   if (OwnWorkPending()) {
     // Our own work is outstanding, not the client's: wait for it.
     RearmTimer();
@@ -655,6 +663,10 @@ void SmtpConnection::StopGracefully() {
 
 void SmtpConnection::ForceClose(std::string_view reason) {
   if (closed_) return;
+  if (lingering_) {
+    Close();  // its replies are out already
+    return;
+  }
   // Only where the client can read it: not in the middle of a TLS handshake.
   if (tls_ == nullptr || tls_->established()) {
     pending_out_ +=
@@ -681,8 +693,27 @@ void SmtpConnection::CountTls(bool ok) {
   }
 }
 
+void SmtpConnection::StartLinger() {
+  lingering_ = true;
+  linger_deadline_ms_ = reactor_->NowMs() + ctx_.config().smtp.close_linger_ms;
+  if (checks_ != nullptr) {
+    checks_->Cancel();  // nothing more is accepted on this connection
+    checks_pending_ = false;
+  }
+  ::shutdown(fd_, SHUT_WR);  // FIN after the replies already queued in the kernel
+  reading_paused_ = false;
+  held_in_.clear();
+  ArmRecv();
+  RearmTimer();
+}
+
 void SmtpConnection::Close() {
   if (closed_) return;
+  if (!lingering_ && close_after_flush_ && !peer_gone_ && !send_.in_flight() &&
+      pending_out_.empty() && ctx_.config().smtp.close_linger_ms > 0) {
+    StartLinger();
+    return;
+  }
   closed_ = true;
   reactor_->timers().Cancel(&timer_);
   if (checks_ != nullptr) {

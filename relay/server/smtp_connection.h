@@ -134,7 +134,10 @@ class SmtpConnection : public io::IoObject {
     return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_ || seal_pending_;
   }
   void OnTimer();
+  // Ends the connection: at once, or, when every reply has been sent and the client may still be
+  // sending, after a linger (lingering_) so that a reset does not destroy the last replies.
   void Close();
+  void StartLinger();
   // Counts in this shard's metrics cells (nothing when metrics are off).
   void CountSession();
   void CountTls(bool ok);
@@ -176,6 +179,10 @@ class SmtpConnection : public io::IoObject {
   bool start_tls_after_send_ = false;  // the plaintext 220 to STARTTLS is being sent
   bool closed_ = false;
   bool peer_gone_ = false;
+  // The replies are all out and our side is shut (FIN): input is read and discarded until the
+  // client closes or linger_deadline_ms_ (SmtpLimits::close_linger_ms), then Close().
+  bool lingering_ = false;
+  int64_t linger_deadline_ms_ = 0;
   std::string added_headers_;      // scratch: trace and missing headers of one message
   // Port 25: the message without the Authentication-Results fields that forge our authserv-id
   // (RFC 8601 §5), when it had any; else the session's message is queued as it came.
