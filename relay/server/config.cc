@@ -150,13 +150,26 @@ absl::Status ParseTls(Config& c, const Section& t) {
 }
 
 absl::Status ParseLimits(SmtpLimits& l, const Section& t) {
-  RETURN_IF_ERROR(
-      t.Known({"command_line_bytes_max", "data_line_bytes_max", "message_bytes_max",
-               "recipients_max", "errors_max", "connections_max", "connections_per_ip_max",
-               "greeting_timeout_ms", "command_timeout_ms", "data_timeout_ms", "session_timeout_ms",
-               "command_deadline_ms", "idle_before_auth_ms", "stress_connections_percent",
-               "stress_timeout_ms", "replies_unread_bytes_max", "input_held_bytes_max",
-               "replies_unread_timeout_ms", "close_linger_ms"}));
+  RETURN_IF_ERROR(t.Known({"command_line_bytes_max",
+                           "data_line_bytes_max",
+                           "message_bytes_max",
+                           "recipients_max",
+                           "errors_max",
+                           "connections_max",
+                           "connections_per_ip_max",
+                           "greeting_timeout_ms",
+                           "command_timeout_ms",
+                           "data_timeout_ms",
+                           "session_timeout_ms",
+                           "command_deadline_ms",
+                           "idle_before_auth_ms",
+                           "stress_connections_percent",
+                           "stress_timeout_ms",
+                           "replies_unread_bytes_max",
+                           "input_held_bytes_max",
+                           "replies_unread_timeout_ms",
+                           "close_linger_ms",
+                           "close_linger_bytes_max"}));
   constexpr int64_t kDayMs = 86400000;
   RETURN_IF_ERROR(t.Int("command_line_bytes_max", &l.command_line_bytes_max, 512, 1 << 20));
   RETURN_IF_ERROR(t.Int("data_line_bytes_max", &l.data_line_bytes_max, 1000, 1 << 24));
@@ -177,7 +190,8 @@ absl::Status ParseLimits(SmtpLimits& l, const Section& t) {
   RETURN_IF_ERROR(t.Int("replies_unread_bytes_max", &l.replies_unread_bytes_max, 4096, 64 << 20));
   RETURN_IF_ERROR(t.Int("input_held_bytes_max", &l.input_held_bytes_max, 16384, 1 << 30));
   RETURN_IF_ERROR(t.Int("replies_unread_timeout_ms", &l.replies_unread_timeout_ms, 100, kDayMs));
-  return t.Int("close_linger_ms", &l.close_linger_ms, 0, 60000);
+  RETURN_IF_ERROR(t.Int("close_linger_ms", &l.close_linger_ms, 0, 60000));
+  return t.Int("close_linger_bytes_max", &l.close_linger_bytes_max, 0, 1 << 30);
 }
 
 absl::Status ParseAuth(AuthLimits& a, const Section& t) {

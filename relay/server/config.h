@@ -61,8 +61,10 @@ struct SmtpLimits {
   // Closing after the last reply (421, 221): the relay ends its side after the replies (FIN) and
   // reads and discards what the client still sends for at most this long, or until it closes;
   // closing with client bytes unread would reset the connection and the kernel would drop the
-  // replies not yet delivered, the 421 first. 0: close at once.
+  // replies not yet delivered, the 421 first. 0: close at once. At most close_linger_bytes_max
+  // are read that way: a client that floods rather than reads is then reset.
   uint32_t close_linger_ms = 2000;
+  uint32_t close_linger_bytes_max = 8 << 20;
 };
 
 // AUTH throttling (relay/server/auth_throttle.h). A client is an IPv4 address or an IPv6 /64

@@ -115,8 +115,10 @@ replies_unread_bytes_max = ${replies_unread_bytes_max}
 input_held_bytes_max = ${input_held_bytes_max}
 replies_unread_timeout_ms = ${replies_unread_timeout_ms}
 # Closing after the last reply, the relay reads and discards what the client still sends for up
-# to this long, so that the 421 or 221 is not lost to a reset (0: close at once).
+# to close_linger_ms and close_linger_bytes_max, so that the 421 or 221 is not lost to a reset
+# (0: close at once).
 close_linger_ms = ${close_linger_ms}
+close_linger_bytes_max = ${close_linger_bytes_max}
 
 [auth]
 # Failed AUTH is counted per client (an IPv4 address or an IPv6 /64) and per client and user
@@ -522,6 +524,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${input_held_bytes_max}", absl::StrCat(l.input_held_bytes_max)},
       {"${replies_unread_timeout_ms}", absl::StrCat(l.replies_unread_timeout_ms)},
       {"${close_linger_ms}", absl::StrCat(l.close_linger_ms)},
+      {"${close_linger_bytes_max}", absl::StrCat(l.close_linger_bytes_max)},
       {"${failures_before_delay}", absl::StrCat(a.failures_before_delay)},
       {"${failure_delay_ms}", absl::StrCat(a.failure_delay_ms)},
       {"${failure_delay_ms_max}", absl::StrCat(a.failure_delay_ms_max)},

@@ -113,7 +113,15 @@ void SmtpConnection::OnRecv(int result, uint32_t flags) {
   io::BufferRing* buffers = ctx_.buffers;
   if (result > 0 && io::BufferRing::HasBuffer(flags)) {
     uint16_t id = io::BufferRing::BufferId(flags);
-    if (!closed_ && !lingering_) {  // lingering: read only to be discarded
+    if (lingering_ && !closed_) {
+      // Read only to be discarded, within the linger's byte bound.
+      linger_bytes_ += static_cast<uint64_t>(result);
+      if (linger_bytes_ > ctx_.config().smtp.close_linger_bytes_max) {
+        buffers->Recycle(id);
+        Close();
+        return;
+      }
+    } else if (!closed_) {
       const char* data = buffers->Buffer(id);
       if (tls_ != nullptr) {
         OnCiphertext(data, static_cast<size_t>(result));

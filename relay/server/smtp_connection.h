@@ -183,6 +183,7 @@ class SmtpConnection : public io::IoObject {
   // client closes or linger_deadline_ms_ (SmtpLimits::close_linger_ms), then Close().
   bool lingering_ = false;
   int64_t linger_deadline_ms_ = 0;
+  uint64_t linger_bytes_ = 0;      // discarded so far, at most SmtpLimits::close_linger_bytes_max
   std::string added_headers_;      // scratch: trace and missing headers of one message
   // Port 25: the message without the Authentication-Results fields that forge our authserv-id
   // (RFC 8601 §5), when it had any; else the session's message is queued as it came.
