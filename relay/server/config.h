@@ -144,9 +144,11 @@ struct SuppressionSettings {
   // reported: not queued, a "suppressed" line in the delivery log, the message queued for the
   // others (250 without a queue id when none is left).
   bool accept_suppressed = false;  // at_rcpt = "refuse" | "accept"
+  // Not bad-domain by default: NXDOMAIN from a resolver that cannot see a domain (a wrong
+  // [delivery] dns_servers, a sandbox without DNS) would otherwise suppress every address it
+  // touched, and a domain's mail setup can be repaired.
   std::vector<feedback::BounceCategory> bounce_categories = {
-      feedback::BounceCategory::kBadMailbox, feedback::BounceCategory::kInactiveMailbox,
-      feedback::BounceCategory::kBadDomain};
+      feedback::BounceCategory::kBadMailbox, feedback::BounceCategory::kInactiveMailbox};
 };
 
 // Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).

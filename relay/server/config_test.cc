@@ -204,6 +204,33 @@ TEST(Config, OldNamesAreReadWithANotice) {
   EXPECT_TRUE(c->notices.empty());
 }
 
+TEST(Config, SuppressionSection) {
+  auto c = LoadConfig(WriteFile("supp0.toml", DefaultText("h")));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->suppression.enabled);
+  EXPECT_FALSE(c->suppression.accept_suppressed);
+  EXPECT_EQ(c->suppression.path, c->spool_dir + "/suppression.mdb");
+  // A resolver that cannot see a domain must not suppress every address it touched.
+  EXPECT_EQ(c->suppression.bounce_categories,
+            (std::vector<feedback::BounceCategory>{feedback::BounceCategory::kBadMailbox,
+                                                   feedback::BounceCategory::kInactiveMailbox}));
+  c = LoadConfig(WriteFile(
+      "supp1.toml", DefaultText("h") + "[suppression]\nat_rcpt = \"accept\"\n"
+                                       "bounce_categories = [\"quota\"]\npath = \"s.mdb\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->suppression.accept_suppressed);
+  EXPECT_EQ(c->suppression.bounce_categories,
+            (std::vector<feedback::BounceCategory>{feedback::BounceCategory::kQuota}));
+  EXPECT_EQ(c->suppression.path, std::string(getenv("TEST_TMPDIR")) + "/s.mdb");
+  c = LoadConfig(WriteFile("supp2.toml",
+                           DefaultText("h") + "[suppression]\nbounce_categories = [\"hard\"]\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find(
+                "suppression.bounce_categories[0]: \"hard\" is not a bounce category"),
+            std::string::npos)
+      << c.status();
+}
+
 TEST(Config, DkimKeysAreListed) {
   auto c = LoadConfig(WriteFile("dkim.toml", DefaultText("h") +
                                                  "[[dkim.key]]\ndomain = \"example.com\"\n"

@@ -240,7 +240,7 @@ ${shaping}
 # [suppression]
 # enabled = true
 # path = "spool/suppression.mdb"
-# bounce_categories = ["bad-mailbox", "inactive-mailbox", "bad-domain"]
+# bounce_categories = ["bad-mailbox", "inactive-mailbox"]
 # Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
