@@ -50,23 +50,31 @@ TEST(SubmissionPolicy, AnyRecipientAndTheAuthenticatorSaysWhoMaySendAs) {
 
 // The sending domain's list refuses its suppressed recipients with the reason; another sending
 // domain, and the null sender, are not concerned.
-TEST(SubmissionPolicy, SuppressedRecipientsOfTheSendingDomainAreRefused) {
+// A suppression list in its own file holding gone@gmail.test for example.com, for `reason`.
+std::unique_ptr<feedback::SuppressionList> ListWithGone(const std::string& name,
+                                                        feedback::SuppressionReason reason) {
   feedback::SuppressionListOptions o;
-  o.path = std::string(getenv("TEST_TMPDIR")) + "/policy-suppression.mdb";
+  o.path = std::string(getenv("TEST_TMPDIR")) + "/" + name;
   o.map_bytes_max = 1 << 22;
   auto list = feedback::SuppressionList::Open(o);
-  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_TRUE(list.ok()) << list.status();
+  if (!list.ok()) return nullptr;
   feedback::SuppressionEntry e;
   e.tenant = "example.com";
   e.address = "gone@gmail.test";
-  e.reason = feedback::SuppressionReason::kBounce;
-  e.category = "bad-mailbox";
+  e.reason = reason;
+  e.category = reason == feedback::SuppressionReason::kBounce ? "bad-mailbox" : "";
   e.time_unix_ms = 1765065600000;  // 2025-12-07
   e.queue_id = "00a1b2\r\n";       // stored as spaces: never a line end in a reply
-  ASSERT_TRUE((*list)->Add(e).ok());
+  EXPECT_TRUE((*list)->Add(e).ok());
+  return std::move(*list);
+}
 
+TEST(SubmissionPolicy, SuppressedRecipientsOfTheSendingDomainAreRefused) {
+  auto list = ListWithGone("policy-suppression.mdb", feedback::SuppressionReason::kBounce);
+  ASSERT_NE(list, nullptr);
   FakeAuthenticator auth;
-  SubmissionPolicy policy(&auth, list->get());
+  SubmissionPolicy policy(&auth, list.get());
   policy.OnMailFrom("App@Example.COM");
   EXPECT_EQ(policy.CheckRecipient("Gone@gmail.test"), RcptDecision::kSuppressed);
   EXPECT_EQ(policy.RefusalText(),
@@ -80,20 +88,10 @@ TEST(SubmissionPolicy, SuppressedRecipientsOfTheSendingDomainAreRefused) {
 }
 
 TEST(SubmissionPolicy, AcceptingSuppressedRecipientsListsThemForTheDriver) {
-  feedback::SuppressionListOptions o;
-  o.path = std::string(getenv("TEST_TMPDIR")) + "/policy-accept.mdb";
-  o.map_bytes_max = 1 << 22;
-  auto list = feedback::SuppressionList::Open(o);
-  ASSERT_TRUE(list.ok()) << list.status();
-  feedback::SuppressionEntry e;
-  e.tenant = "example.com";
-  e.address = "gone@gmail.test";
-  e.reason = feedback::SuppressionReason::kUnsubscribe;
-  e.time_unix_ms = 1765065600000;
-  ASSERT_TRUE((*list)->Add(e).ok());
-
+  auto list = ListWithGone("policy-accept.mdb", feedback::SuppressionReason::kUnsubscribe);
+  ASSERT_NE(list, nullptr);
   FakeAuthenticator auth;
-  SubmissionPolicy policy(&auth, list->get(), /*accept_suppressed=*/true);
+  SubmissionPolicy policy(&auth, list.get(), /*accept_suppressed=*/true);
   policy.OnMailFrom("app@example.com");
   EXPECT_EQ(policy.CheckRecipient("Gone@gmail.test"), RcptDecision::kAccept);
   EXPECT_EQ(policy.CheckRecipient("other@gmail.test"), RcptDecision::kAccept);

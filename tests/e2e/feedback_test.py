@@ -21,8 +21,6 @@ queued message and logs it as suppressed.
 
 usage: feedback_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
-import glob
-import json
 import os
 import smtplib
 import ssl
@@ -116,14 +114,7 @@ def submit(rcpts):
 
 
 def events():
-    out = []
-    for path in glob.glob(TMP + "/relay/log/delivery-*.log"):
-        for line in open(path, encoding="utf-8"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
+    return relayd_process.delivery_events(TMP + "/relay")
 
 
 def wait_for(predicate, what):
@@ -269,10 +260,7 @@ def accepting_relay():
 
 
 def accepting_events():
-    out = []
-    for path in glob.glob(TMP + "/accepting/log/delivery-*.log"):
-        out += [json.loads(l) for l in open(path, encoding="utf-8") if l.startswith("{")]
-    return out
+    return relayd_process.delivery_events(TMP + "/accepting")
 
 
 @harness.case(6, 'at_rcpt = "accept": a suppressed recipient is taken, not queued, and logged')

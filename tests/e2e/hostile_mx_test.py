@@ -25,8 +25,6 @@ then looks at what one MX saw and what relayd recorded for it.
 usage: hostile_mx_test.py RELAYD [--case N[,M...]] [--list]
 """
 import asyncio
-import glob
-import json
 import os
 import re
 import smtplib
@@ -265,14 +263,7 @@ def rss_bytes(field="VmRSS"):
 
 
 def events():
-    out = []
-    for path in glob.glob(TMP + "/relay/log/delivery-*.log"):
-        for line in open(path, encoding="utf-8"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
+    return relayd_process.delivery_events(TMP + "/relay")
 
 
 def of(evs, event, rcpt):

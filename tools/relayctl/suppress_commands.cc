@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -157,6 +158,24 @@ absl::StatusOr<SuppressionEntry> ImportEntry(std::string_view line, bool full,
   return e;
 }
 
+// The next line of `in` without its LF (and CR), read into a buffer of kImportLineBytesMax + 2:
+// a longer line is never held whole. False at the end of the input; `too_long` when the line
+// did not fit (the rest of it is skipped).
+bool ReadImportLine(std::istream& in, std::string* line, bool* too_long) {
+  char buf[kImportLineBytesMax + 2];
+  *too_long = false;
+  in.getline(buf, sizeof(buf));
+  if (in.bad() || (in.eof() && in.gcount() == 0)) return false;
+  if (in.fail() && !in.eof()) {  // the buffer filled before the LF
+    *too_long = true;
+    in.clear();
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  line->assign(buf);
+  if (!line->empty() && line->back() == '\r') line->pop_back();
+  return true;
+}
+
 int Import(SuppressionList& list, const Options& o) {
   if (o.args.size() != 1) return Usage();
   std::ifstream in(o.args[0]);
@@ -179,18 +198,18 @@ int Import(SuppressionList& list, const Options& o) {
     batch.clear();
     return true;
   };
-  while (std::getline(in, line)) {
+  bool too_long = false;
+  while (ReadImportLine(in, &line, &too_long)) {
     ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
     if (number == 1 && line == kCsvHeader) {
       full = true;
       continue;
     }
-    if (line.empty()) continue;
-    absl::StatusOr<SuppressionEntry> e =
-        line.size() > kImportLineBytesMax
-            ? absl::InvalidArgumentError(absl::StrCat("longer than ", kImportLineBytesMax, " bytes"))
-            : ImportEntry(line, full, o.tenant, now_ms);
+    if (line.empty() && !too_long) continue;
+    absl::StatusOr<SuppressionEntry> e = too_long || line.size() > kImportLineBytesMax
+                                             ? absl::InvalidArgumentError(absl::StrCat(
+                                                   "longer than ", kImportLineBytesMax, " bytes"))
+                                             : ImportEntry(line, full, o.tenant, now_ms);
     if (!e.ok()) {
       if (flush()) std::printf("imported %zu entries before the error\n", added);
       std::fprintf(stderr, "relayctl suppress import: %s:%zu: %s\n", o.args[0].c_str(), number,

@@ -16,6 +16,7 @@ or, as a context manager that stops it (SIGTERM, then SIGKILL) however the block
     with relayd_process.Relayd(RELAYD, conf_path, log_path) as relay:
         relay.port("port 25 (receive)"), relay.restart(), relay.stop() == 0
 """
+import glob
 import json
 import re
 import signal
@@ -137,6 +138,19 @@ def start(relayd, conf_path, log_path, timeout_s=30):
             break
         time.sleep(0.1)
     return p, None
+
+
+def delivery_events(conf_dir):
+    """Every line of the delivery logs of the relayd configured in conf_dir (its log/ directory,
+    one file per shard), parsed; a line cut short by a write in progress is left out."""
+    out = []
+    for path in sorted(glob.glob(conf_dir + "/log/delivery-*.log")):
+        for line in open(path, encoding="utf-8"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
 
 
 def rss_bytes(pid):
