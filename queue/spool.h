@@ -225,6 +225,8 @@ class Spool {
 
   // A batch should begin now (see the durability contract above).
   bool NeedsSync() const;
+  // A batch may begin now as far as the syncs in flight go.
+  bool CanBeginSync() const;
   // When (clock monotonic ms) NeedsSync will ask for a sync for the records that wait without a
   // callback; -1 when none waits that way or NeedsSync already asks.
   int64_t OutcomeSyncDueMs() const;
@@ -327,8 +329,6 @@ class Spool {
   absl::StatusOr<Position> AppendCopy(const MessageInfo& info);
   // Appends an already checked state record and applies it to the index.
   absl::StatusOr<Position> WriteState(const StateRecord& state);
-  // A batch may begin now as far as the syncs in flight go.
-  bool CanBeginSync() const;
   // Retires completed batches from the front of in_flight_, in begin order.
   void RetireSyncs();
   // Stores the synced length into the headers of unpublished_ segments (throttled, see .cc;

@@ -78,6 +78,9 @@ struct DeliveryRecord {
   int64_t attempt_ms = -1;           // duration of this attempt; -1: left out
   int64_t next_attempt_unix_ms = 0;  // deferrals: when the next attempt is due
   uint64_t size_bytes = 0;           // message size (received)
+  // For the event journal only (relay/events/event_journal.h); the delivery log leaves them out.
+  std::string_view tenant;
+  std::string_view message_id;
 };
 
 struct DeliveryLogOptions {

@@ -156,12 +156,16 @@ absl::StatusOr<std::string> DeliveryEngine::DeleteNow(queue::MessageId id) {
   }
   const std::string sender(info->sender);
   const int64_t created_unix_ms = info->created_unix_ms;
+  std::string message_id_storage;
+  const std::string message_id(
+      journal_ != nullptr ? events::FindMessageId(spool_->MessageBytes(id), &message_id_storage)
+                          : "");
   auto appended = spool_->AppendState(state, nullptr);
   if (!appended.ok()) return appended.status();
   scheduled_.Remove(id);
   // One line per recipient that will now never be delivered: the log says what became of every
   // recipient it said was received.
-  if (log_ != nullptr) {
+  if (Recording()) {
     std::string id_text = id.ToString();
     for (const std::string& address : pending) {
       DeliveryRecord line;
@@ -172,7 +176,8 @@ absl::StatusOr<std::string> DeliveryEngine::DeleteNow(queue::MessageId id) {
       line.recipient = address;
       line.reply_text = state.reply;
       line.queued_ms = state.time_unix_ms - created_unix_ms;
-      log_->Append(line);
+      line.message_id = message_id;
+      Record(line, "");
     }
   }
   return absl::StrCat(id.ToString(), " deleted");
@@ -497,7 +502,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   CollectDsn(d.dsn, *info, failed);
   // Logged first, while `info` is certainly valid: appending the state may drop the message from
   // the index (it became final). The log is not the durable truth, the state record is.
-  if (log_ != nullptr) LogOutcome(job, *info, rcpt, d, attempt, now);
+  if (Recording()) LogOutcome(job, *info, rcpt, d, attempt, now);
   // Whether or not the record is appended at once: the receiver's verdict stands either way.
   MaybeSuppress(*info, rcpt, d, now);
   if (d.possible_duplicate) ++stats_.possible_duplicates;
@@ -566,9 +571,10 @@ void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
                                 const queue::RecipientState& rcpt, const Disposition& d,
                                 const AttemptInfo& attempt, int64_t now) {
   DeliveryRecord line;
-  line.event = d.record == queue::RecordType::kDelivered  ? DeliveryEvent::kDelivered
-               : d.record == queue::RecordType::kDeferred ? DeliveryEvent::kDeferred
-                                                          : DeliveryEvent::kBounced;
+  line.event = d.record == queue::RecordType::kDelivered                 ? DeliveryEvent::kDelivered
+               : d.record == queue::RecordType::kDeferred                ? DeliveryEvent::kDeferred
+               : d.category == feedback::BounceCategory::kMessageExpired ? DeliveryEvent::kExpired
+                                                                         : DeliveryEvent::kBounced;
   std::string id_text = job.id.ToString();
   line.time_unix_ms = now;
   line.queue_id = id_text;
@@ -588,7 +594,12 @@ void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
   line.queued_ms = now - info.created_unix_ms;
   line.attempt_ms = attempt.duration_ms > 0 ? attempt.duration_ms : -1;
   line.next_attempt_unix_ms = d.record == queue::RecordType::kDeferred ? d.next_attempt_unix_ms : 0;
-  log_->Append(line);
+  Record(line, journal_ != nullptr ? spool_->MessageBytes(job.id) : "");
+}
+
+void DeliveryEngine::Record(const DeliveryRecord& line, std::string_view message) {
+  if (log_ != nullptr) log_->Append(line);
+  if (journal_ != nullptr) journal_->Append(line, message);
 }
 
 bool DeliveryEngine::OutcomeWaiting(queue::MessageId id, uint32_t recipient) const {
@@ -757,7 +768,7 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
     return;
   }
   stats_.dsn_queued++;
-  if (log_ != nullptr) {
+  if (Recording()) {
     DeliveryRecord line;
     line.event = DeliveryEvent::kDsnSent;
     std::string id_text = id.ToString();
@@ -768,7 +779,9 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
     std::string dsn_id = appended->id.ToString();
     line.dsn_queue_id = dsn_id;
     line.dsn_action = kind == DsnKind::kDelay ? "delayed" : "failed";
-    log_->Append(line);
+    std::string message_id_storage;
+    line.message_id = events::FindMessageId(pending.headers, &message_id_storage);
+    Record(line, "");
   }
   LogInfo() << (kind == DsnKind::kDelay ? "delay DSN " : "DSN ") << appended->id.ToString()
             << " queued to " << pending.sender << " for " << pending.failed.size()

@@ -52,6 +52,7 @@
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/token_bucket.h"
+#include "relay/events/event_journal.h"
 #include "relay/feedback/suppression_list.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
@@ -138,6 +139,8 @@ class DeliveryEngine {
 
   // Where every outcome is logged as a JSON line (optional; the shard owns it).
   void set_log(DeliveryLog* log) { log_ = log; }
+  // The shard's event journal (null: no event sinks); every line the log gets, it gets too.
+  void set_journal(events::EventJournal* journal) { journal_ = journal; }
 
   // For connections.
   io::Reactor* reactor() { return reactor_; }
@@ -219,6 +222,10 @@ class DeliveryEngine {
   void CountOutcome(const Job& job, const Disposition& d, const AttemptInfo& attempt);
   // Opens an attempt marker again after a deferral whose copy may be out there (Disposition).
   void ReopenAttemptMarker(queue::MessageId id, uint32_t recipient, int64_t now, const char* why);
+  bool Recording() const { return log_ != nullptr || journal_ != nullptr; }
+  // One event to the delivery log and the event journal; `message` is the message's text, for the
+  // journal's message_id (empty when line.message_id is set or the text is gone).
+  void Record(const DeliveryRecord& line, std::string_view message);
   // The delivery log's line for a recorded outcome.
   void LogOutcome(const Job& job, const queue::MessageInfo& info, const queue::RecipientState& rcpt,
                   const Disposition& d, const AttemptInfo& attempt, int64_t now);
@@ -237,6 +244,7 @@ class DeliveryEngine {
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<tls::ClientTlsContext> client_tls_;
   DeliveryLog* log_ = nullptr;
+  events::EventJournal* journal_ = nullptr;
   bool stopping_ = false;
   std::function<void()> stopped_;
 

@@ -276,6 +276,7 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
   r.AddCallback("relay_expectation_failures_total", MetricType::kCounter,
                 Help("Internal states that must never happen, counted instead of crashing."), {},
                 [] { return static_cast<double>(ExpectationFailures()); });
+  if (options.add_series) options.add_series(&r);
   r.Freeze();
 }
 

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -40,6 +41,9 @@ struct RelayMetricsOptions {
   // Empty: those two series are left out.
   std::string spool_directory;
   const Clock* clock = nullptr;  // for the oldest message's age; null: RealClock
+  // Series of parts outside the shards (the event sinks), added as callbacks before the registry
+  // freezes; null: none.
+  std::function<void(Registry*)> add_series;
 };
 
 enum class ListenerKind { kSubmission = 0, kSubmissions = 1, kReceive = 2 };

@@ -37,12 +37,13 @@ void ResolvePaths(Config& c) {
   if (c.users_path.empty()) c.users_path = "users";
   if (c.control_socket_path.empty()) c.control_socket_path = "control.sock";
   for (std::string* p : {&c.spool_dir, &c.users_path, &c.control_socket_path, &c.log.dir,
-                         &c.tls_cert_path, &c.tls_key_path, &c.suppression.path}) {
+                         &c.tls_cert_path, &c.tls_key_path, &c.suppression.path, &c.events.dir}) {
     *p = Resolve(c, *p);
   }
   if (c.suppression.path.empty()) {
     c.suppression.path = (std::filesystem::path(c.spool_dir) / "suppression.mdb").string();
   }
+  if (c.events.dir.empty()) c.events.dir = (std::filesystem::path(c.spool_dir) / "events").string();
 }
 
 // A [receive] action: "refuse", "quarantine-header" or "accept"; `two_way` allows only the first
@@ -360,10 +361,10 @@ absl::Status WithTable(const Section& root, std::string_view key, Parser parse) 
 }
 
 absl::Status Parse(const Section& root, Config& c) {
-  RETURN_IF_ERROR(root.Known({"hostname",   "shards",      "spool_dir", "users",   "control_socket",
-                              "submission", "tls",         "limits",    "auth",    "queue",
-                              "dkim",       "shutdown",    "delivery",  "retry",   "shaping",
-                              "bounces",    "suppression", "log",       "metrics", "receive"}));
+  RETURN_IF_ERROR(root.Known(
+      {"hostname", "shards",  "spool_dir",   "users", "control_socket", "submission", "tls",
+       "limits",   "auth",    "queue",       "dkim",  "shutdown",       "delivery",   "retry",
+       "shaping",  "bounces", "suppression", "log",   "metrics",        "receive",    "events"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -395,6 +396,7 @@ absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(WithTable(root, "receive", [&](const Section& t) { return ParseReceive(c, t); }));
   RETURN_IF_ERROR(WithTable(root, "suppression",
                             [&](const Section& t) { return ParseSuppression(c.suppression, t); }));
+  ASSIGN_OR_RETURN(c.events, config::ParseEvents(root, c.dir));
   return WithTable(root, "shutdown", [&](const Section& t) { return ParseShutdown(c, t); });
 }
 

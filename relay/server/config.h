@@ -18,6 +18,7 @@
 #include "relay/delivery/shaping.h"
 #include "relay/feedback/bounce_classifier.h"
 #include "relay/receive/dmarc.h"
+#include "relay/server/config/event_sections.h"
 #include "relay/smtp/client_reply.h"
 
 namespace relay::server {
@@ -210,6 +211,7 @@ struct Config {
   LogSettings log;
   MetricsSettings metrics;
   SuppressionSettings suppression;
+  config::EventsSettings events;  // [events] (config/event_sections.h)
   ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   // [[bounces.rule]] then the shipped bounce rules (config/bounce_sections.h).

@@ -25,6 +25,10 @@
 #include "relay/server/signing_pool.h"
 #include "relay/tls/tls_context.h"
 
+namespace relay::events {
+class EventSinks;
+}  // namespace relay::events
+
 namespace relay::server {
 
 class SmtpConnection;
@@ -39,6 +43,7 @@ struct SharedState {
   SigningPool* signing_pool = nullptr;         // null: each shard signs inline
   receive::ReceiveStateHolder* receive = nullptr;  // null: no port 25 ([receive])
   feedback::SuppressionList* suppression = nullptr;  // null: [suppression] enabled = false
+  events::EventSinks* events = nullptr;              // null: no event sinks ([events])
 };
 
 struct ShardCounters {

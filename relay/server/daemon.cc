@@ -1,6 +1,7 @@
 #include "relay/server/daemon.h"
 
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -12,8 +13,6 @@
 #include <thread>
 #include <utility>
 
-#include <openssl/rand.h>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,6 +23,7 @@
 #include "relay/base/status_macros.h"
 #include "relay/delivery/egress.h"
 #include "relay/delivery/shaping.h"
+#include "relay/events/event_sinks.h"
 #include "relay/io/reactor.h"
 #include "relay/io/socket.h"
 #include "relay/metrics/http_server.h"
@@ -178,9 +178,47 @@ dkim::SignerConfig DkimConfig(const Config& config) {
 }
 
 // Label values for the metrics: every shaping rule's name and every egress source's name.
+// The event sinks' series: per webhook, what it sent, failed and has yet to send.
+void AddEventSeries(const events::EventSinks* sinks, metrics::Registry* r) {
+  using metrics::MetricType;
+  r->AddCallback("relay_events_dropped_total", MetricType::kCounter,
+                 {.help = "Events removed from the journal unsent to keep it within "
+                          "[events] journal_bytes_max."},
+                 {}, [sinks] { return static_cast<double>(sinks->events_dropped()); });
+  for (const auto& w : sinks->webhooks()) {
+    const events::WebhookStats* st = &w->stats();
+    const metrics::Labels labels = {{"webhook", w->options().name}};
+    r->AddCallback("relay_webhook_events_sent_total", MetricType::kCounter,
+                   {.help = "Events a webhook endpoint acknowledged (2xx)."}, labels,
+                   [st] { return static_cast<double>(st->events_sent.load()); });
+    r->AddCallback("relay_webhook_batches_sent_total", MetricType::kCounter,
+                   {.help = "Batches a webhook endpoint acknowledged."}, labels,
+                   [st] { return static_cast<double>(st->batches_sent.load()); });
+    r->AddCallback("relay_webhook_failures_total", MetricType::kCounter,
+                   {.help = "Posts to a webhook endpoint that failed (no 2xx): each is retried."},
+                   labels, [st] { return static_cast<double>(st->failures.load()); });
+    r->AddCallback(
+        "relay_webhook_pending_events", MetricType::kGauge,
+        {.help = "Journal events a webhook has not passed yet (sent, or not for it)."}, labels,
+        [st] { return static_cast<double>(std::max<int64_t>(0, st->backlog_events.load())); });
+    r->AddCallback("relay_webhook_oldest_pending_age_seconds", MetricType::kGauge,
+                   {.help = "Age of the oldest event waiting for a webhook's acknowledgement "
+                            "(0 when none waits)."},
+                   labels, [st] {
+                     const int64_t t = st->oldest_pending_unix_ms.load();
+                     return t == 0 ? 0.0
+                                   : std::max(0.0, RealClock::Get()->WallSeconds() - t / 1000.0);
+                   });
+  }
+}
+
 std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const Config& config, int shards,
-                                                   const std::string& version) {
+                                                    const std::string& version,
+                                                    const events::EventSinks* sinks) {
   metrics::RelayMetricsOptions options;
+  if (sinks != nullptr) {
+    options.add_series = [sinks](metrics::Registry* r) { AddEventSeries(sinks, r); };
+  }
   options.shards = shards;
   options.version = version;
   options.start_time_unix_s = RealClock::Get()->WallSeconds();
@@ -226,6 +264,7 @@ class DaemonParts {
   std::unique_ptr<receive::ReceiveStateHolder> receive_state;
   std::unique_ptr<metrics::RelayMetrics> relay_metrics;
   std::unique_ptr<feedback::SuppressionList> suppression;  // outlives the shards that use it
+  std::unique_ptr<events::EventSinks> event_sinks;         // likewise
   SharedState shared;
   SharedState shared_later;
   std::vector<std::unique_ptr<Shard>> shards;
@@ -243,7 +282,16 @@ absl::Status DaemonParts::StartShards() {
   int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
                                       : static_cast<int>(std::thread::hardware_concurrency());
   if (shard_count < 1) shard_count = 1;
-  relay_metrics = BuildMetrics(config, shard_count, options.version);
+  if (config.events.enabled()) {
+    events::EventSinksOptions o;
+    o.dir = config.events.dir;
+    o.shards = static_cast<uint32_t>(shard_count);
+    o.file_bytes_max = config.events.file_bytes_max;
+    o.journal_bytes_max = config.events.journal_bytes_max;
+    o.webhooks = config.events.webhooks;
+    ASSIGN_OR_RETURN(event_sinks, events::EventSinks::Create(std::move(o)));
+  }
+  relay_metrics = BuildMetrics(config, shard_count, options.version, event_sinks.get());
   // Shard 0 binds first; when a listener asks for port 0 the others reuse the port it got.
   later = config;
   shared.config = &config;
@@ -254,6 +302,7 @@ absl::Status DaemonParts::StartShards() {
   shared.signing_pool = signing_pool.get();
   shared.receive = receive_state.get();
   shared.suppression = suppression.get();
+  shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;
   for (int i = 0; i < shard_count; ++i) {
@@ -280,6 +329,11 @@ absl::Status DaemonParts::StartShards() {
     }
   }
   for (auto& shard : shards) shard_list.push_back(shard.get());
+  if (event_sinks != nullptr) {
+    event_sinks->Start();
+    LogInfo() << "events journal " << config.events.dir << ": " << event_sinks->webhooks().size()
+              << " webhook(s)";
+  }
   return absl::OkStatus();
 }
 
@@ -462,6 +516,8 @@ uint64_t Daemon::Stop() {
   p.control.reset();  // its thread ends before the shards it asks
   for (auto& shard : p.shards) shard->RequestStop();
   for (auto& shard : p.shards) shard->Join();
+  // After the shards: their last events are in the journal, for the next start to send.
+  if (p.event_sinks != nullptr) p.event_sinks->Stop();
   // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a
   // shard has stopped. The endpoint's handlers use the shards: it stops before they go.
   if (p.metrics_server != nullptr) p.metrics_server->Stop();

@@ -16,6 +16,7 @@
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
+#include "relay/events/event_sinks.h"
 #include "relay/io/socket.h"
 #include "relay/server/client_key.h"
 #include "relay/server/smtp_connection.h"
@@ -186,9 +187,41 @@ absl::Status Shard::OpenSpool() {
   return absl::OkStatus();
 }
 
-// The delivery log and, unless [delivery] enabled = false, the engine with the queued messages.
+namespace {
+
+// The event journal, made durable with the spool's batches.
+class JournalSync : public SyncCompanion {
+ public:
+  explicit JournalSync(events::EventJournal* journal) : journal_(journal) {}
+  bool HasUnsynced() const override { return journal_->HasUnsynced(); }
+  uint64_t BeginSync(std::vector<int>* fds) override { return journal_->BeginSync(fds); }
+  void EndSync(uint64_t token, int result) override { journal_->EndSync(token, result); }
+
+ private:
+  events::EventJournal* const journal_;
+};
+
+}  // namespace
+
+absl::Status Shard::OpenJournal() {
+  if (shared_.events == nullptr) return absl::OkStatus();
+  const events::EventSinksOptions& o = shared_.events->options();
+  events::JournalOptions options;
+  options.dir = o.dir;
+  options.shard = static_cast<uint32_t>(index_);
+  options.file_bytes_max = o.file_bytes_max;
+  ASSIGN_OR_RETURN(journal_, events::EventJournal::Open(
+                                 options, shared_.events->head(static_cast<uint32_t>(index_))));
+  journal_sync_ = std::make_unique<JournalSync>(journal_.get());
+  syncer_->set_companion(journal_sync_.get());
+  return absl::OkStatus();
+}
+
+// The delivery log, the event journal and, unless [delivery] enabled = false, the engine with the
+// queued messages.
 absl::Status Shard::StartDelivery() {
   const Config& config = *shared_.config;
+  RETURN_IF_ERROR(OpenJournal());
   std::error_code ec;
   if (!config.log.dir.empty()) {
     std::filesystem::create_directories(config.log.dir, ec);
@@ -225,6 +258,7 @@ absl::Status Shard::StartDelivery() {
     delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),
                                                            spool_.get(), options, policy_.get());
     delivery_->set_log(log_.get());
+    delivery_->set_journal(journal_.get());
     RETURN_IF_ERROR(delivery_->Start());
     delivery_stopped_ = false;
     if (delivery_->scheduled() > 0) {
@@ -338,7 +372,7 @@ void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uin
     m->messages_received.Add(index_);
     m->message_bytes_received.Add(index_, size_bytes);
   }
-  if (log_ != nullptr) {
+  if (log_ != nullptr || journal_ != nullptr) {
     if (const queue::MessageInfo* info = spool_->Find(id)) {
       delivery::DeliveryRecord line;
       line.event = delivery::DeliveryEvent::kReceived;
@@ -346,9 +380,11 @@ void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uin
       line.queue_id = id_text;
       line.sender = info->sender;
       line.size_bytes = size_bytes;
+      const std::string_view message =
+          journal_ != nullptr ? spool_->MessageBytes(id) : std::string_view();
       for (const queue::RecipientState& r : info->recipients) {
         line.recipient = r.address;
-        log_->Append(line);
+        Record(line, message);
       }
     }
   }
@@ -360,7 +396,7 @@ void Shard::OnRecipientsSuppressed(const std::string& id_text, std::string_view 
   if (const metrics::RelayMetrics* m = shared_.metrics) {
     m->recipients_suppressed.Add(index_, entries.size());
   }
-  if (log_ == nullptr) return;
+  if (log_ == nullptr && journal_ == nullptr) return;
   const int64_t now = static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
   for (const feedback::SuppressionEntry& e : entries) {
     delivery::DeliveryRecord line;
@@ -372,8 +408,13 @@ void Shard::OnRecipientsSuppressed(const std::string& id_text, std::string_view 
     const std::string reason = SuppressedText(e);
     line.reply_text = reason;
     line.category = e.category;
-    log_->Append(line);
+    Record(line, "");
   }
+}
+
+void Shard::Record(const delivery::DeliveryRecord& line, std::string_view message) {
+  if (log_ != nullptr) log_->Append(line);
+  if (journal_ != nullptr) journal_->Append(line, message);
 }
 
 void Shard::ThreadMain(std::promise<absl::Status>* started) {
@@ -400,6 +441,8 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   for (Listener& l : listeners_) ::close(l.fd);
   listeners_.clear();
   syncer_.reset();
+  journal_sync_.reset();
+  journal_.reset();  // writes and syncs what it holds
   delivery_.reset();
   policy_.reset();
   spf_.reset();

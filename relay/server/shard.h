@@ -31,6 +31,7 @@
 #include "queue/spool.h"
 #include "relay/delivery/delivery_policy.h"
 #include "relay/delivery/engine.h"
+#include "relay/events/event_journal.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
@@ -132,6 +133,10 @@ class Shard final : private ConnectionHost {
   std::unique_ptr<dkim::Signer> signer_;
   std::unique_ptr<MessagePreparer> preparer_;  // uses signer_
   std::unique_ptr<delivery::DeliveryLog> log_;
+  // The event journal (null without event sinks), synced with the spool's batches through
+  // journal_sync_; both outlive syncer_.
+  std::unique_ptr<events::EventJournal> journal_;
+  std::unique_ptr<SyncCompanion> journal_sync_;
   std::unique_ptr<delivery::DeliveryPolicy> policy_;
   std::unique_ptr<delivery::DeliveryEngine> delivery_;
   bool delivery_stopped_ = true;
@@ -148,6 +153,9 @@ class Shard final : private ConnectionHost {
   // Open connections per ClientKey (client_key.h): IPv4 address or IPv6 /64.
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
   void OnSynced(const SyncReport& report);
+  absl::Status OpenJournal();
+  // One event to the delivery log and the event journal (`message`: the message's text).
+  void Record(const delivery::DeliveryRecord& line, std::string_view message);
   std::unique_ptr<SpoolSyncer> syncer_;  // the group commit (spool_syncer.h)
   std::string spool_directory_;
   bool stopping_ = false;

@@ -20,6 +20,18 @@
 
 namespace relay::server {
 
+// Files made durable with the spool's batches (the event journal): as a batch begins, BeginSync
+// writes out what it holds and names the descriptors to fdatasync with the batch; EndSync gets the
+// token back with their result once all of them are synced. Their result does not touch the
+// spool's: the spool fails only for its own files.
+class SyncCompanion {
+ public:
+  virtual ~SyncCompanion() = default;
+  virtual bool HasUnsynced() const = 0;
+  virtual uint64_t BeginSync(std::vector<int>* fds) = 0;
+  virtual void EndSync(uint64_t token, int result) = 0;
+};
+
 // A batch that ended: how many appends it covered, how long it took, its result (0 or -errno).
 struct SyncReport {
   uint64_t records = 0;
@@ -37,6 +49,9 @@ class SpoolSyncer {
   SpoolSyncer(const SpoolSyncer&) = delete;
   SpoolSyncer& operator=(const SpoolSyncer&) = delete;
 
+  // Syncs `companion` with every batch from now on (null: none). It outlives the syncer.
+  void set_companion(SyncCompanion* companion) { companion_ = companion; }
+
   // At the end of a loop turn. `prompt` (a stopping shard): records nobody waits for do not wait
   // for the outcome bound either.
   void TurnEnd(bool prompt);
@@ -46,14 +61,19 @@ class SpoolSyncer {
   struct Batch {
     queue::SyncBatch batch;
     std::vector<std::unique_ptr<io::Completion>> ops;  // one per target, reused
+    std::vector<int> companion_fds;
+    uint64_t companion_token = 0;
     int pending = 0;
-    int result = 0;
+    int result = 0;            // of the spool's targets
+    int companion_result = 0;  // of the companion's
     int64_t started_ns = 0;
     uint64_t records = 0;
   };
   void Begin();
-  void OnTargetSynced(Batch* batch, int result);
+  void OnTargetSynced(Batch* batch, int result, bool companion);
+  bool CompanionAlone() const;
 
+  SyncCompanion* companion_ = nullptr;
   io::Reactor* const reactor_;
   queue::Spool* const spool_;
   const std::function<void(const SyncReport&)> on_done_;

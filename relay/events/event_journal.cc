@@ -1,0 +1,282 @@
+#include "relay/events/event_journal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "relay/base/log.h"
+
+namespace relay::events {
+namespace {
+
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+constexpr std::string_view kSuffix = ".events";
+constexpr size_t kMessageIdBytesMax = 998;  // RFC 5322 §2.1.1: a line's limit
+
+std::string_view DomainOf(std::string_view address) {
+  size_t at = address.rfind('@');
+  return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
+}
+
+}  // namespace
+
+std::string JournalFileName(uint32_t shard, uint32_t seq) {
+  char name[48];
+  std::snprintf(name, sizeof(name), "s%u-%010u.events", shard, seq);
+  return name;
+}
+
+std::optional<std::pair<uint32_t, uint32_t>> ParseJournalFileName(std::string_view name) {
+  if (name.size() < 3 || name[0] != 's' || !absl::EndsWith(Sv(name), Sv(kSuffix)))
+    return std::nullopt;
+  name.remove_prefix(1);
+  name.remove_suffix(kSuffix.size());
+  size_t dash = name.find('-');
+  if (dash == std::string_view::npos || dash == 0 || name.size() - dash - 1 != 10) {
+    return std::nullopt;
+  }
+  uint32_t shard = 0, seq = 0;
+  std::string_view shard_text = name.substr(0, dash), seq_text = name.substr(dash + 1);
+  for (std::string_view digits : {shard_text, seq_text}) {
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+    }
+  }
+  if (!absl::SimpleAtoi(Sv(shard_text), &shard) || !absl::SimpleAtoi(Sv(seq_text), &seq) ||
+      seq == 0) {
+    return std::nullopt;
+  }
+  return std::make_pair(shard, seq);
+}
+
+namespace {
+
+template <typename Visit>
+void ForEachJournalFile(const std::string& dir, Visit visit) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (const dirent* e = ::readdir(d)) {
+    if (auto parsed = ParseJournalFileName(e->d_name)) visit(parsed->first, parsed->second);
+  }
+  ::closedir(d);
+}
+
+}  // namespace
+
+std::vector<uint32_t> ListJournalFiles(const std::string& dir, uint32_t shard) {
+  std::vector<uint32_t> seqs;
+  ForEachJournalFile(dir, [&](uint32_t s, uint32_t seq) {
+    if (s == shard) seqs.push_back(seq);
+  });
+  std::sort(seqs.begin(), seqs.end());
+  return seqs;
+}
+
+std::vector<uint32_t> ListJournalShards(const std::string& dir) {
+  std::vector<uint32_t> shards;
+  ForEachJournalFile(dir, [&](uint32_t s, uint32_t) { shards.push_back(s); });
+  std::sort(shards.begin(), shards.end());
+  shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
+  return shards;
+}
+
+std::string EventTenant(const delivery::DeliveryRecord& record) {
+  std::string_view address =
+      record.event == delivery::DeliveryEvent::kDsnSent ? record.recipient : record.sender;
+  return absl::AsciiStrToLower(Sv(DomainOf(address)));
+}
+
+std::string_view FindMessageId(std::string_view message, std::string* storage) {
+  size_t pos = 0;
+  while (pos < message.size()) {
+    size_t eol = message.find('\n', pos);
+    if (eol == std::string_view::npos) eol = message.size();
+    std::string_view line = message.substr(pos, eol - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) return "";  // the end of the header section
+    pos = eol + 1;
+    constexpr std::string_view kName = "message-id";
+    if (line.size() <= kName.size() || !absl::StartsWithIgnoreCase(Sv(line), Sv(kName))) continue;
+    std::string_view rest = line.substr(kName.size());
+    size_t colon = rest.find_first_not_of(" \t");
+    if (colon == std::string_view::npos || rest[colon] != ':') continue;
+    storage->assign(rest.substr(colon + 1));
+    // Continuation lines (starting with white space) belong to the field.
+    while (pos < message.size() && (message[pos] == ' ' || message[pos] == '\t') &&
+           storage->size() <= kMessageIdBytesMax) {
+      eol = message.find('\n', pos);
+      if (eol == std::string_view::npos) eol = message.size();
+      std::string_view more = message.substr(pos, eol - pos);
+      if (!more.empty() && more.back() == '\r') more.remove_suffix(1);
+      storage->append(more);
+      pos = eol + 1;
+    }
+    if (storage->size() > kMessageIdBytesMax) storage->resize(kMessageIdBytesMax);
+    absl::string_view stripped = absl::StripAsciiWhitespace(*storage);
+    return std::string_view(stripped.data(), stripped.size());
+  }
+  return "";
+}
+
+void FormatJournalLine(const delivery::DeliveryRecord& record, std::string& out) {
+  const size_t start = out.size();
+  out += delivery::DeliveryEventName(record.event);
+  out += '\t';
+  // The tenant is a domain; a tab or newline in it would break the line's fields.
+  for (char c : record.tenant) out += (c == '\t' || c == '\n' || c == '\r') ? '?' : c;
+  out += '\t';
+  absl::StrAppend(&out, record.time_unix_ms);
+  out += '\t';
+  delivery::FormatDeliveryRecord(record, out);
+  out.resize(out.size() - 2);  // "}\n"
+  out += ",\"tenant\":";
+  delivery::AppendJsonString(out, record.tenant);
+  if (!record.message_id.empty()) {
+    out += ",\"message_id\":";
+    delivery::AppendJsonString(out, record.message_id);
+  }
+  out += "}\n";
+  if (out.size() - start > kLineBytesMax) out.resize(start);  // never written
+}
+
+absl::StatusOr<std::unique_ptr<EventJournal>> EventJournal::Open(JournalOptions options,
+                                                                 JournalHead* head) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the events directory ", options.dir, ": ", ec.message()));
+  }
+  std::vector<uint32_t> seqs = ListJournalFiles(options.dir, options.shard);
+  const uint32_t seq = seqs.empty() ? 1 : seqs.back() + 1;
+  std::unique_ptr<EventJournal> journal(new EventJournal(std::move(options), head));
+  if (absl::Status s = journal->OpenFile(seq); !s.ok()) return s;
+  head->Publish(Position{seq, 0});
+  return journal;
+}
+
+EventJournal::~EventJournal() {
+  WriteBuffer();
+  if (fd_ >= 0) {
+    ::fdatasync(fd_);
+    ::close(fd_);
+  }
+  for (int fd : rotated_fds_) ::close(fd);
+  for (Pending& p : pending_) {
+    for (int fd : p.close_fds) ::close(fd);
+  }
+}
+
+absl::Status EventJournal::OpenFile(uint32_t seq) {
+  std::string path = absl::StrCat(options_.dir, "/", JournalFileName(options_.shard, seq));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  }
+  if (fd_ >= 0) rotated_fds_.push_back(fd_);
+  fd_ = fd;
+  seq_ = seq;
+  path_ = std::move(path);
+  written_ = 0;
+  requested_ = 0;
+  return absl::OkStatus();
+}
+
+void EventJournal::Append(delivery::DeliveryRecord record, std::string_view message) {
+  const size_t before = buffer_.size();
+  if (before >= options_.pending_bytes_max) {
+    ++lines_dropped_;
+    return;
+  }
+  std::string tenant, message_id;
+  if (record.tenant.empty()) {
+    tenant = EventTenant(record);
+    record.tenant = tenant;
+  }
+  if (record.message_id.empty()) record.message_id = FindMessageId(message, &message_id);
+  FormatJournalLine(record, buffer_);
+  if (buffer_.size() == before) {
+    ++lines_dropped_;  // longer than a line may be
+    return;
+  }
+  ++lines_appended_;
+  if (buffer_.size() >= options_.buffer_bytes_max) WriteBuffer();
+}
+
+void EventJournal::WriteBuffer() {
+  if (buffer_.empty() || fd_ < 0) return;
+  if (written_ > 0 && written_ + buffer_.size() > options_.file_bytes_max) {
+    if (absl::Status s = OpenFile(seq_ + 1); !s.ok()) {
+      ++write_errors_;
+      LogError() << "event journal: " << s;  // the lines wait in memory
+      return;
+    }
+  }
+  size_t done = 0;
+  while (done < buffer_.size()) {
+    ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ++write_errors_;
+      if (write_errors_ == 1 || write_errors_ % 1000 == 0) {
+        LogError() << "event journal " << path_ << ": write failed: " << std::strerror(errno)
+                   << "; events wait in memory";
+      }
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  // A partial write leaves a partial line: the rest goes after it at the next write.
+  written_ += done;
+  buffer_.erase(0, done);
+}
+
+uint64_t EventJournal::BeginSync(std::vector<int>* fds) {
+  WriteBuffer();
+  Pending& p = pending_.emplace_back();
+  p.token = next_token_++;
+  p.close_fds = std::move(rotated_fds_);
+  rotated_fds_.clear();
+  for (int fd : p.close_fds) fds->push_back(fd);
+  if (requested_ != written_) fds->push_back(fd_);
+  requested_ = written_;
+  p.end = Position{seq_, static_cast<uint32_t>(written_)};
+  return p.token;
+}
+
+void EventJournal::EndSync(uint64_t token, int result) {
+  if (result < 0) {
+    ++write_errors_;
+    LogError() << "event journal " << path_ << ": fdatasync failed: " << std::strerror(-result);
+  }
+  for (Pending& p : pending_) {
+    if (p.token == token) p.done = true;
+  }
+  std::optional<Position> reached;
+  while (!pending_.empty() && pending_.front().done) {
+    for (int fd : pending_.front().close_fds) ::close(fd);
+    reached = pending_.front().end;
+    pending_.pop_front();
+  }
+  if (reached) head_->Publish(*reached);
+}
+
+void EventJournal::WriteAndPublish() {
+  std::vector<int> fds;
+  EndSync(BeginSync(&fds), 0);
+}
+
+}  // namespace relay::events

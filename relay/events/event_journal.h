@@ -1,0 +1,152 @@
+// The event journal: every event of a message's life (received, delivered, deferred, bounced,
+// expired, suppressed, dsn_sent, deleted), kept on disk until every event sink has taken it.
+//
+// Each shard appends to its own files in the events directory, "s<shard>-<seq>.events" (seq
+// counts up from 1; a restarted shard starts a new file after the last one there). A line is
+//
+//   <event>\t<tenant>\t<time, Unix ms>\t<JSON object>\n
+//
+// where the JSON object is the delivery log's line for the event (delivery_log.h) with "tenant"
+// and "message_id" added, and the leading fields let a sink filter without parsing JSON.
+//
+// Durability rides on the spool's group commit (relay/server/spool_syncer.h): as a batch begins,
+// the journal writes its buffered lines and names its files; the batch fdatasyncs them with the
+// spool's segments, and when it ends the journal publishes the position it reached. So an event is
+// durable no later than the outcome it describes, a 250 is sent only after the "received" events
+// of its message are on disk, and sinks read only up to the published (durable) position.
+//
+// Contract: an EventJournal belongs to its shard's thread; its JournalHead is read by any thread.
+// Append() never blocks on the disk: it formats into memory and writes (write(2), to the page
+// cache) when the buffer reaches buffer_bytes_max or a batch begins. While the disk refuses
+// writes, lines wait in memory up to pending_bytes_max, then are dropped and counted.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "relay/delivery/delivery_log.h"
+
+namespace relay::events {
+
+// A line longer than this is not written (and a reader skips one).
+inline constexpr size_t kLineBytesMax = 64 << 10;
+
+// A place in a shard's journal: the file's sequence number and a byte offset in it. seq 0 is
+// before the first file.
+struct Position {
+  uint32_t seq = 0;
+  uint32_t offset = 0;
+  uint64_t Packed() const { return (uint64_t{seq} << 32) | offset; }
+  static Position Unpack(uint64_t v) {
+    return {static_cast<uint32_t>(v >> 32), static_cast<uint32_t>(v)};
+  }
+  friend bool operator==(Position a, Position b) { return a.Packed() == b.Packed(); }
+  friend bool operator<(Position a, Position b) { return a.Packed() < b.Packed(); }
+};
+
+// How far a shard's journal is durable: sinks read files before `seq` whole and file `seq` up
+// to `offset`. Written by the shard, read by any thread.
+class JournalHead {
+ public:
+  Position Get() const { return Position::Unpack(packed_.load(std::memory_order_acquire)); }
+  void Publish(Position p) { packed_.store(p.Packed(), std::memory_order_release); }
+
+ private:
+  std::atomic<uint64_t> packed_{0};
+};
+
+// "s<shard>-<seq>.events", seq zero-padded to 10 digits so names sort in order.
+std::string JournalFileName(uint32_t shard, uint32_t seq);
+// The shard and seq of a journal file's name; nullopt for any other name.
+std::optional<std::pair<uint32_t, uint32_t>> ParseJournalFileName(std::string_view name);
+// The seqs of `shard`'s files in `dir`, ascending (empty when the directory is missing).
+std::vector<uint32_t> ListJournalFiles(const std::string& dir, uint32_t shard);
+// Every shard that has a file in `dir`.
+std::vector<uint32_t> ListJournalShards(const std::string& dir);
+
+// The tenant an event belongs to: the sending domain, lower-case ("" for the null sender). For
+// dsn_sent, whose sender is <>, the domain of the original sender (the DSN's recipient).
+std::string EventTenant(const delivery::DeliveryRecord& record);
+// The Message-ID field's value in `message`'s header (folding removed, at most 998 bytes), ""
+// when it has none. Reads the header section only; linear in it.
+std::string_view FindMessageId(std::string_view message, std::string* storage);
+
+// Appends the journal line for `record` (tenant and message_id taken from it) to `out`.
+void FormatJournalLine(const delivery::DeliveryRecord& record, std::string& out);
+
+struct JournalOptions {
+  std::string dir;
+  uint32_t shard = 0;
+  uint64_t file_bytes_max = 16 << 20;   // a new file once the current one would pass this
+  size_t buffer_bytes_max = 1 << 20;    // written at once when the buffer reaches this
+  size_t pending_bytes_max = 64 << 20;  // held while writes fail; beyond it lines are dropped
+};
+
+class EventJournal {
+ public:
+  // Creates the directory and starts a new file after the shard's last one; `head` (kept by the
+  // caller, outliving the journal) is published at once with the new file's start.
+  static absl::StatusOr<std::unique_ptr<EventJournal>> Open(JournalOptions options,
+                                                            JournalHead* head);
+  ~EventJournal();
+  EventJournal(const EventJournal&) = delete;
+  EventJournal& operator=(const EventJournal&) = delete;
+
+  // Formats `record` into the buffer. An empty record.tenant is taken from EventTenant, an empty
+  // record.message_id from `message`'s header (the message the event is about; may be empty).
+  void Append(delivery::DeliveryRecord record, std::string_view message);
+
+  // Lines appended and not yet covered by a begun sync.
+  bool HasUnsynced() const { return !buffer_.empty() || written_ != requested_; }
+  // A sync batch begins: writes the buffer and adds to `fds` the files to fdatasync with it.
+  // Returns the token to give EndSync.
+  uint64_t BeginSync(std::vector<int>* fds);
+  // The batch `token` ended (result 0 or -errno): publishes the position it covered once every
+  // earlier batch has ended too.
+  void EndSync(uint64_t token, int result);
+  // Without a syncing spool (benchmarks, fsync off): writes and publishes at once.
+  void WriteAndPublish();
+
+  uint64_t lines_appended() const { return lines_appended_; }
+  uint64_t lines_dropped() const { return lines_dropped_; }
+  uint64_t write_errors() const { return write_errors_; }
+  const std::string& current_path() const { return path_; }
+
+ private:
+  EventJournal(JournalOptions options, JournalHead* head)
+      : options_(std::move(options)), head_(head) {}
+  absl::Status OpenFile(uint32_t seq);
+  // Writes the buffer (starting a new file first when this one is full); keeps it on failure.
+  void WriteBuffer();
+
+  struct Pending {
+    uint64_t token = 0;
+    Position end;
+    std::vector<int> close_fds;  // rotated-out files, closed once synced
+    bool done = false;
+  };
+
+  const JournalOptions options_;
+  JournalHead* const head_;
+  int fd_ = -1;
+  uint32_t seq_ = 0;
+  std::string path_;
+  uint64_t written_ = 0;          // bytes written to the current file
+  uint64_t requested_ = 0;        // of those, covered by a begun sync
+  std::vector<int> rotated_fds_;  // files left behind since the last sync began
+  std::string buffer_;
+  std::deque<Pending> pending_;
+  uint64_t next_token_ = 1;
+  uint64_t lines_appended_ = 0;
+  uint64_t lines_dropped_ = 0;
+  uint64_t write_errors_ = 0;
+};
+
+}  // namespace relay::events

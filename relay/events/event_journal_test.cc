@@ -1,0 +1,186 @@
+#include "relay/events/event_journal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "relay/events/journal_reader.h"
+
+namespace relay::events {
+namespace {
+
+std::string FreshDir(const std::string& name) {
+  std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+delivery::DeliveryRecord Delivered(const std::string& recipient) {
+  delivery::DeliveryRecord r;
+  r.event = delivery::DeliveryEvent::kDelivered;
+  r.time_unix_ms = 1700000000123;
+  r.queue_id = "q1";
+  r.sender = "App@Example.COM";
+  r.recipient = recipient;
+  r.reply_code = 250;
+  r.reply_enhanced = "2.0.0";
+  r.reply_text = "ok";
+  return r;
+}
+
+struct Read {
+  std::vector<std::string> recipients_json;
+  std::vector<JournalEvent> events;
+  Position next;
+};
+
+Read ReadAll(JournalReader& reader, Position from, Position head) {
+  Read out;
+  out.next = reader.Read(from, head, 1 << 20, [&](const JournalEvent& e) {
+    out.recipients_json.emplace_back(e.json);
+    out.events.push_back(e);
+    return true;
+  });
+  return out;
+}
+
+TEST(JournalFileName, RoundTripsAndRefusesOthers) {
+  EXPECT_EQ(JournalFileName(3, 42), "s3-0000000042.events");
+  auto parsed = ParseJournalFileName("s3-0000000042.events");
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->first, 3u);
+  EXPECT_EQ(parsed->second, 42u);
+  for (const char* bad :
+       {"s3-42.events", "x3-0000000042.events", "s-0000000042.events", "s3-0000000042.events.tmp",
+        "s3-00000000a2.events", "cursor-app", "s3-0000000000.events"}) {
+    EXPECT_FALSE(ParseJournalFileName(bad)) << bad;
+  }
+}
+
+TEST(FindMessageId, ReadsTheFieldInTheHeaderOnly) {
+  std::string storage;
+  EXPECT_EQ(FindMessageId("From: a\r\nMessage-ID: <x@y>\r\n\r\nbody", &storage), "<x@y>");
+  EXPECT_EQ(FindMessageId("message-id :\r\n <folded@y>\r\nSubject: s\r\n\r\n", &storage),
+            "<folded@y>");
+  EXPECT_EQ(FindMessageId("From: a\r\n\r\nMessage-ID: <in-body@y>\r\n", &storage), "");
+  EXPECT_EQ(FindMessageId("Message-IDs: <no@y>\r\n\r\n", &storage), "");
+  EXPECT_EQ(FindMessageId("", &storage), "");
+  std::string huge = "Message-ID: <" + std::string(5000, 'a') + ">\r\n\r\n";
+  const size_t kept = FindMessageId(huge, &storage).size();
+  EXPECT_LE(kept, 998u);
+  EXPECT_GE(kept, 990u);
+}
+
+TEST(EventJournal, LinesBecomeReadableWhenTheirSyncEnds) {
+  const std::string dir = FreshDir("sync");
+  JournalHead head;
+  auto journal = EventJournal::Open({.dir = dir, .shard = 1}, &head);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  EXPECT_EQ(head.Get(), (Position{1, 0}));
+  (*journal)->Append(Delivered("a@example.org"), "Message-ID: <m1@x>\r\n\r\nbody");
+  (*journal)->Append(Delivered("b@example.org"), "");
+  EXPECT_TRUE((*journal)->HasUnsynced());
+  std::vector<int> fds;
+  const uint64_t token = (*journal)->BeginSync(&fds);
+  EXPECT_EQ(fds.size(), 1u);
+  EXPECT_FALSE((*journal)->HasUnsynced());
+
+  JournalReader reader(dir, 1);
+  EXPECT_TRUE(ReadAll(reader, Position{}, head.Get()).events.empty()) << "not durable yet";
+  (*journal)->EndSync(token, 0);
+  Read read = ReadAll(reader, Position{}, head.Get());
+  ASSERT_EQ(read.events.size(), 2u);
+  EXPECT_EQ(read.events[0].event, "delivered");
+  EXPECT_EQ(read.events[0].tenant, "example.com");
+  EXPECT_EQ(read.events[0].time_unix_ms, 1700000000123);
+  EXPECT_EQ(read.events[0].at, (Position{1, 0}));
+  EXPECT_NE(read.recipients_json[0].find("\"message_id\":\"<m1@x>\""), std::string::npos);
+  EXPECT_NE(read.recipients_json[0].find("\"tenant\":\"example.com\""), std::string::npos);
+  EXPECT_EQ(read.recipients_json[1].find("message_id"), std::string::npos);
+  EXPECT_EQ(read.next, head.Get());
+  EXPECT_TRUE(ReadAll(reader, read.next, head.Get()).events.empty());
+}
+
+TEST(EventJournal, PublishesInOrderWhenSyncsEndOutOfOrder) {
+  JournalHead head;
+  auto journal = EventJournal::Open({.dir = FreshDir("order")}, &head);
+  ASSERT_TRUE(journal.ok());
+  std::vector<int> fds;
+  (*journal)->Append(Delivered("a@example.org"), "");
+  const uint64_t first = (*journal)->BeginSync(&fds);
+  (*journal)->Append(Delivered("b@example.org"), "");
+  const uint64_t second = (*journal)->BeginSync(&fds);
+  (*journal)->EndSync(second, 0);
+  EXPECT_EQ(head.Get(), (Position{1, 0})) << "the first batch has not ended";
+  (*journal)->EndSync(first, 0);
+  EXPECT_GT(head.Get().offset, 0u);
+}
+
+TEST(EventJournal, RotatesAndARestartStartsTheNextFile) {
+  const std::string dir = FreshDir("rotate");
+  JournalHead head;
+  {
+    auto journal = EventJournal::Open({.dir = dir, .file_bytes_max = 600}, &head);
+    ASSERT_TRUE(journal.ok());
+    for (int i = 0; i < 10; ++i) {
+      (*journal)->Append(Delivered("r" + std::to_string(i) + "@example.org"), "");
+      (*journal)->WriteAndPublish();
+    }
+  }
+  std::vector<uint32_t> files = ListJournalFiles(dir, 0);
+  EXPECT_GT(files.size(), 2u);
+  JournalReader reader(dir, 0);
+  Read read = ReadAll(reader, Position{}, head.Get());
+  EXPECT_EQ(read.events.size(), 10u);
+  JournalHead again;
+  auto reopened = EventJournal::Open({.dir = dir}, &again);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(again.Get(), (Position{files.back() + 1, 0}));
+}
+
+TEST(JournalReader, SkipsWhatIsBrokenAndCountsIt) {
+  const std::string dir = FreshDir("broken");
+  std::filesystem::create_directories(dir);
+  const std::string good = "delivered\texample.com\t5\t{\"a\":1}\n";
+  {
+    std::ofstream f(dir + "/" + JournalFileName(0, 1));
+    f << good << "no tabs here\n"
+      << "delivered\texample.com\tnot-a-time\t{}\n"
+      << std::string(kLineBytesMax + 10, 'x') << "\n"
+      << good << "delivered\texample.com\t5\t{\"torn";  // a crash cut the last line
+  }
+  {
+    std::ofstream f(dir + "/" + JournalFileName(0, 3));  // 2 is gone
+    f << good;
+  }
+  JournalReader reader(dir, 0);
+  Read read = ReadAll(reader, Position{}, Position{3, static_cast<uint32_t>(good.size())});
+  EXPECT_EQ(read.events.size(), 3u);
+  EXPECT_EQ(reader.malformed_lines(), 4u);
+  EXPECT_EQ(read.next, (Position{3, static_cast<uint32_t>(good.size())}));
+}
+
+TEST(JournalReader, TakesAtMostTheBudgetAndStopsWhereVisitSays) {
+  const std::string dir = FreshDir("budget");
+  JournalHead head;
+  auto journal = EventJournal::Open({.dir = dir}, &head);
+  ASSERT_TRUE(journal.ok());
+  for (int i = 0; i < 5; ++i) (*journal)->Append(Delivered("r@example.org"), "");
+  (*journal)->WriteAndPublish();
+  JournalReader reader(dir, 0);
+  int seen = 0;
+  Position after_two = reader.Read(Position{}, head.Get(), 1 << 20,
+                                   [&](const JournalEvent&) { return ++seen <= 2; });
+  EXPECT_EQ(seen, 3);
+  Read rest = ReadAll(reader, after_two, head.Get());
+  EXPECT_EQ(rest.events.size(), 3u) << "the refused line is read again";
+}
+
+}  // namespace
+}  // namespace relay::events

@@ -1,0 +1,65 @@
+// The event sinks of a relay and the journal they read: the heads the shards publish, one
+// WebhookSender per configured endpoint, and the journal's upkeep. Once a second a maintenance
+// thread removes the files every sink has passed, and keeps the journal within
+// journal_bytes_max: past it (an endpoint down for long), the oldest files go first, their events
+// counted as dropped and logged, so a dead endpoint cannot fill the disk the spool lives on.
+//
+// Made before the shards start (they take their head from it) and stopped after they stop.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "relay/events/event_journal.h"
+#include "relay/events/webhook_sender.h"
+
+namespace relay::events {
+
+struct EventSinksOptions {
+  std::string dir;
+  uint32_t shards = 1;                             // shards running now
+  uint64_t file_bytes_max = 16 << 20;              // for the shards' journals
+  uint64_t journal_bytes_max = uint64_t{4} << 30;  // all files of all shards
+  std::vector<WebhookOptions> webhooks;
+};
+
+class EventSinks {
+ public:
+  static absl::StatusOr<std::unique_ptr<EventSinks>> Create(EventSinksOptions options);
+  ~EventSinks();
+
+  // The head shard `shard` publishes to.
+  JournalHead* head(uint32_t shard) { return heads_[shard].get(); }
+  const EventSinksOptions& options() const { return options_; }
+  const std::vector<std::unique_ptr<WebhookSender>>& webhooks() const { return webhooks_; }
+  uint64_t events_dropped() const { return events_dropped_.load(std::memory_order_relaxed); }
+
+  // After the shards have opened their journals (their heads are then where they write).
+  void Start();
+  void Stop();
+
+  // One upkeep pass (the maintenance thread's, or a test's).
+  void Maintain();
+
+ private:
+  explicit EventSinks(EventSinksOptions options) : options_(std::move(options)) {}
+
+  const EventSinksOptions options_;
+  std::vector<std::unique_ptr<JournalHead>> heads_;  // live shards, then shards with old files
+  JournalSet journals_;
+  std::vector<std::unique_ptr<WebhookSender>> webhooks_;
+  std::atomic<uint64_t> events_dropped_{0};
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace relay::events

@@ -1,0 +1,117 @@
+#include "relay/events/journal_reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace relay::events {
+namespace {
+
+// Closes a descriptor when it goes out of scope.
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+bool ParseJournalLine(std::string_view line, JournalEvent* out) {
+  size_t tab1 = line.find('\t');
+  if (tab1 == std::string_view::npos || tab1 == 0) return false;
+  size_t tab2 = line.find('\t', tab1 + 1);
+  if (tab2 == std::string_view::npos) return false;
+  size_t tab3 = line.find('\t', tab2 + 1);
+  if (tab3 == std::string_view::npos) return false;
+  std::string_view json = line.substr(tab3 + 1);
+  if (json.size() < 2 || json.front() != '{' || json.back() != '}') return false;
+  const std::string_view time = line.substr(tab2 + 1, tab3 - tab2 - 1);
+  if (!absl::SimpleAtoi(absl::string_view(time.data(), time.size()), &out->time_unix_ms)) {
+    return false;
+  }
+  out->event = line.substr(0, tab1);
+  out->tenant = line.substr(tab1 + 1, tab2 - tab1 - 1);
+  out->json = json;
+  return true;
+}
+
+uint32_t JournalReader::NextFile(uint32_t seq, uint32_t head_seq) {
+  for (uint32_t s : ListJournalFiles(dir_, shard_)) {
+    if (s >= seq && s <= head_seq) return s;
+  }
+  return head_seq;
+}
+
+Position JournalReader::Read(Position from, Position head, size_t bytes_max,
+                             absl::FunctionRef<bool(const JournalEvent&)> visit, uint64_t* lines) {
+  Position pos = from;
+  if (pos.seq == 0) pos = Position{NextFile(1, head.seq), 0};
+  size_t taken = 0;
+  while (taken < bytes_max && pos.seq != 0 && pos < head) {
+    const bool whole_file = pos.seq < head.seq;  // complete: read to its end
+    Fd file;
+    file.fd = ::open(absl::StrCat(dir_, "/", JournalFileName(shard_, pos.seq)).c_str(),
+                     O_RDONLY | O_CLOEXEC);
+    if (file.fd < 0) {
+      if (errno != ENOENT || !whole_file) return pos;  // try again later
+      ++missing_files_;
+      skipping_ = false;
+      pos = Position{NextFile(pos.seq + 1, head.seq), 0};
+      continue;
+    }
+    // Read chunks of this file until the budget is spent, the head is reached or the file ends.
+    for (;;) {
+      size_t want = std::max(bytes_max - taken, kLineBytesMax + 1);
+      if (!whole_file) want = std::min<size_t>(want, head.offset - pos.offset);
+      if (want == 0) return pos;
+      buffer_.resize(want);
+      ssize_t n = ::pread(file.fd, buffer_.data(), want, pos.offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return pos;
+      std::string_view data(buffer_.data(), static_cast<size_t>(n));
+      size_t used = 0;
+      while (used < data.size()) {
+        size_t nl = data.find('\n', used);
+        if (nl == std::string_view::npos) break;
+        std::string_view line = data.substr(used, nl - used);
+        JournalEvent event;
+        if (skipping_) {
+          skipping_ = false;  // the end of an over-long line
+        } else if (line.size() <= kLineBytesMax && ParseJournalLine(line, &event)) {
+          event.at = Position{pos.seq, static_cast<uint32_t>(pos.offset + used)};
+          if (!visit(event)) return Position{pos.seq, static_cast<uint32_t>(pos.offset + used)};
+        } else {
+          ++malformed_lines_;
+        }
+        if (lines != nullptr) ++*lines;
+        used = nl + 1;
+      }
+      const bool at_end = static_cast<size_t>(n) < want;  // nothing more in the file for now
+      if (used == 0 && data.size() > kLineBytesMax) {
+        // No newline in more than a line's bound: drop it all, and the rest up to the newline.
+        if (!skipping_) ++malformed_lines_;
+        skipping_ = true;
+        used = data.size();
+      }
+      pos.offset += static_cast<uint32_t>(used);
+      taken += used;
+      if (at_end || (!whole_file && pos.offset >= head.offset)) break;
+      if (taken >= bytes_max) return pos;
+    }
+    if (!whole_file) return pos;  // a partial line at the head waits for its end
+    // A complete file ends here; a torn last line (a crash mid-write) is dropped.
+    off_t size = ::lseek(file.fd, 0, SEEK_END);
+    if (size >= 0 && static_cast<uint64_t>(size) > pos.offset) ++malformed_lines_;
+    skipping_ = false;
+    pos = Position{NextFile(pos.seq + 1, head.seq), 0};
+  }
+  return pos;
+}
+
+}  // namespace relay::events

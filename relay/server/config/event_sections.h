@@ -1,0 +1,42 @@
+// [events]: the event journal and the webhooks that take each tenant's events (relay/events).
+//
+//   [events]
+//   dir = ""                          # "": <spool_dir>/events
+//   file_bytes_max = 16777216         # a journal file per shard up to this, then the next
+//   journal_bytes_max = 4294967296    # all files; past it the oldest go (events dropped, counted)
+//   [[events.webhook]]
+//   name = "app"                      # [a-z0-9_-]: the cursor file and the metrics label
+//   url = "https://hooks.example.com/relay"
+//   tenants = ["example.com"]         # sending domains whose events it gets; "*" for all
+//   events = ["delivered", "bounced"] # optional: only these
+//   secret_file = "webhook-app.secret"  # or secret = "..."; the HMAC-SHA256 key
+//   ca_file = "/etc/ssl/certs/ca-certificates.crt"
+//   batch_events_max = 500, batch_bytes_max = 1048576, batch_wait_ms = 1000
+//   timeout_ms = 10000, retry_initial_ms = 1000, retry_ms_max = 300000
+//
+// Without a webhook there is no journal and no event costs anything.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "relay/events/webhook_sender.h"
+#include "relay/server/config/toml_section.h"
+
+namespace relay::server::config {
+
+struct EventsSettings {
+  std::string dir;  // "": <spool_dir>/events (relative: under the config's directory)
+  uint64_t file_bytes_max = 16 << 20;
+  uint64_t journal_bytes_max = uint64_t{4} << 30;
+  std::vector<events::WebhookOptions> webhooks;
+  bool enabled() const { return !webhooks.empty(); }
+};
+
+// The [events] table of `root`; relative secret_file and ca_file paths are read under
+// `config_dir`.
+absl::StatusOr<EventsSettings> ParseEvents(const Section& root, const std::string& config_dir);
+
+}  // namespace relay::server::config
