@@ -29,6 +29,7 @@ int64_t NowUnixMs() {
       .count();
 }
 
+constexpr uint32_t kShardsMax = 256;        // as [shards] allows
 constexpr int kPollMs = 100;                // how often an idle sender looks at the heads
 constexpr size_t kCountBytesMax = 8 << 20;  // backlog counting per look, per shard
 
@@ -62,10 +63,10 @@ absl::StatusOr<std::vector<Position>> ParseCursor(std::string_view text) {
   for (absl::string_view line : absl::StrSplit(Sv(text), '\n')) {
     ++line_number;
     if (line.empty() || line[0] == '#') continue;
-    std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(' ', 2));
     uint32_t shard = 0, seq = 0, offset = 0;
     if (f.size() != 3 || !absl::SimpleAtoi(f[0], &shard) || !absl::SimpleAtoi(f[1], &seq) ||
-        !absl::SimpleAtoi(f[2], &offset) || shard > 4096) {
+        !absl::SimpleAtoi(f[2], &offset) || shard >= kShardsMax) {
       return absl::DataLossError(
           absl::StrCat("line ", line_number, " is not \"shard seq offset\""));
     }
