@@ -67,7 +67,7 @@ absl::StatusOr<std::unique_ptr<EventSinks>> EventSinks::Create(EventSinksOptions
       return absl::Status(sender.status().code(),
                           absl::StrCat("webhook ", w.name, ": ", sender.status().message()));
     }
-    sinks->webhooks_.push_back(std::move(*sender));
+    sinks->sinks_.push_back(std::move(*sender));
   }
   return sinks;
 }
@@ -75,7 +75,7 @@ absl::StatusOr<std::unique_ptr<EventSinks>> EventSinks::Create(EventSinksOptions
 EventSinks::~EventSinks() { Stop(); }
 
 void EventSinks::Start() {
-  for (auto& w : webhooks_) w->Start();
+  for (auto& sink : sinks_) sink->Start();
   thread_ = std::thread([this] {
     SetThreadLogTag("events");
     std::unique_lock<std::mutex> lock(mu_);
@@ -95,13 +95,13 @@ void EventSinks::Stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
-  for (auto& w : webhooks_) w->Stop();
+  for (auto& sink : sinks_) sink->Stop();
 }
 
 void EventSinks::Maintain() {
   // Files every sink has passed, never the one a shard writes.
   std::vector<std::vector<Position>> cursors;
-  for (auto& w : webhooks_) cursors.push_back(w->PersistedCursor());
+  for (auto& sink : sinks_) cursors.push_back(sink->PersistedCursor());
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> kept;  // (seq, shard) -> bytes, oldest first
   uint64_t total = 0;
   for (uint32_t shard = 0; shard < heads_.size(); ++shard) {

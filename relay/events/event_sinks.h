@@ -1,6 +1,6 @@
-// The event sinks of a relay and the journal they read: the heads the shards publish, one
-// WebhookSender per configured endpoint, and the journal's upkeep. Once a second a maintenance
-// thread removes the files every sink has passed, and keeps the journal within
+// The event sinks of a relay and the journal they read: the heads the shards publish, the sinks
+// (one WebhookSender per configured endpoint), and the journal's upkeep. Once a second a
+// maintenance thread removes the files every sink has passed, and keeps the journal within
 // journal_bytes_max: past it (an endpoint down for long), the oldest files go first, their events
 // counted as dropped and logged, so a dead endpoint cannot fill the disk the spool lives on.
 //
@@ -38,7 +38,7 @@ class EventSinks {
   // The head shard `shard` publishes to.
   JournalHead* head(uint32_t shard) { return heads_[shard].get(); }
   const EventSinksOptions& options() const { return options_; }
-  const std::vector<std::unique_ptr<WebhookSender>>& webhooks() const { return webhooks_; }
+  const std::vector<std::unique_ptr<EventSink>>& sinks() const { return sinks_; }
   uint64_t events_dropped() const { return events_dropped_.load(std::memory_order_relaxed); }
 
   // After the shards have opened their journals (their heads are then where they write).
@@ -54,7 +54,7 @@ class EventSinks {
   const EventSinksOptions options_;
   std::vector<std::unique_ptr<JournalHead>> heads_;  // live shards, then shards with old files
   JournalSet journals_;
-  std::vector<std::unique_ptr<WebhookSender>> webhooks_;
+  std::vector<std::unique_ptr<EventSink>> sinks_;
   std::atomic<uint64_t> events_dropped_{0};
   std::mutex mu_;
   std::condition_variable wake_;

@@ -185,9 +185,9 @@ void AddEventSeries(const events::EventSinks* sinks, metrics::Registry* r) {
                  {.help = "Events removed from the journal unsent to keep it within "
                           "[events] journal_bytes_max."},
                  {}, [sinks] { return static_cast<double>(sinks->events_dropped()); });
-  for (const auto& w : sinks->webhooks()) {
-    const events::WebhookStats* st = &w->stats();
-    const metrics::Labels labels = {{"webhook", w->options().name}};
+  for (const auto& sink : sinks->sinks()) {
+    const events::SinkStats* st = &sink->stats();
+    const metrics::Labels labels = {{"webhook", sink->sink_options().name}};
     r->AddCallback("relay_webhook_events_sent_total", MetricType::kCounter,
                    {.help = "Events a webhook endpoint acknowledged (2xx)."}, labels,
                    [st] { return static_cast<double>(st->events_sent.load()); });
@@ -331,7 +331,7 @@ absl::Status DaemonParts::StartShards() {
   for (auto& shard : shards) shard_list.push_back(shard.get());
   if (event_sinks != nullptr) {
     event_sinks->Start();
-    LogInfo() << "events journal " << config.events.dir << ": " << event_sinks->webhooks().size()
+    LogInfo() << "events journal " << config.events.dir << ": " << event_sinks->sinks().size()
               << " webhook(s)";
   }
   return absl::OkStatus();

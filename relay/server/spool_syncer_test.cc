@@ -1,5 +1,8 @@
 #include "relay/server/spool_syncer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -120,6 +123,57 @@ TEST_F(SpoolSyncerTest, WithoutFsyncNothingWaits) {
   EXPECT_EQ(syncer_->in_flight(), 0);
   EXPECT_EQ(durable, 1);
   EXPECT_TRUE(reports_.empty());
+}
+
+// A companion (the event journal) whose file is synced with the spool's batches.
+class FakeCompanion : public SyncCompanion {
+ public:
+  explicit FakeCompanion(int fd) : fd_(fd) {}
+  bool HasUnsynced() const override { return unsynced; }
+  uint64_t BeginSync(std::vector<int>* fds) override {
+    if (unsynced) fds->push_back(fd_);
+    unsynced = false;
+    begun.push_back(++token_);
+    return token_;
+  }
+  void EndSync(uint64_t token, int result) override { ended.push_back({token, result}); }
+
+  bool unsynced = false;
+  std::vector<uint64_t> begun;
+  std::vector<std::pair<uint64_t, int>> ended;
+
+ private:
+  int fd_;
+  uint64_t token_ = 0;
+};
+
+TEST_F(SpoolSyncerTest, ACompanionIsSyncedWithTheSpoolAndAlone) {
+  const int fd = ::open((dir_ + "/companion").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  FakeCompanion companion(fd);
+  syncer_->set_companion(&companion);
+  int durable = 0;
+  Append(&durable);
+  companion.unsynced = true;
+  syncer_->TurnEnd(false);
+  ASSERT_EQ(companion.begun.size(), 1u);
+  EXPECT_TRUE(companion.ended.empty());
+  RunUntilIdle();
+  EXPECT_EQ(durable, 1);
+  ASSERT_EQ(companion.ended.size(), 1u);
+  EXPECT_EQ(companion.ended[0], std::make_pair(uint64_t{1}, 0));
+
+  // Lines of the companion alone (nothing in the spool) get a batch of their own.
+  companion.unsynced = true;
+  syncer_->TurnEnd(false);
+  EXPECT_EQ(syncer_->in_flight(), 1);
+  RunUntilIdle();
+  ASSERT_EQ(companion.ended.size(), 2u);
+  EXPECT_EQ(companion.ended[1], std::make_pair(uint64_t{2}, 0));
+  syncer_->TurnEnd(false);
+  EXPECT_EQ(companion.begun.size(), 2u) << "nothing to sync: no batch";
+  syncer_->set_companion(nullptr);
+  ::close(fd);
 }
 
 }  // namespace
