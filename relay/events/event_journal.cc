@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -92,6 +93,44 @@ std::vector<uint32_t> ListJournalShards(const std::string& dir) {
   return shards;
 }
 
+absl::Status PrepareJournalFile(const std::string& dir, uint32_t shard, uint32_t seq,
+                                uint64_t bytes, std::string_view tag) {
+  const std::string path = absl::StrCat(dir, "/", JournalFileName(shard, seq));
+  const std::string tmp = absl::StrCat(path, ".", Sv(tag), ".tmp");
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  }
+  constexpr size_t kChunk = 1 << 20;
+  std::unique_ptr<char[]> zeros(new char[kChunk]());
+  bool ok = true;
+  for (uint64_t off = 0; ok && off < bytes;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, bytes - off));
+    ssize_t w = ::pwrite(fd, zeros.get(), n, static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    off += ok ? static_cast<uint64_t>(w) : 0;
+  }
+  ok = ok && ::fdatasync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  // link(2), not rename(2): a file the journal made meanwhile under the name is never replaced.
+  if (ok && ::link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST) ok = false;
+  const int link_error = errno;
+  ::unlink(tmp.c_str());
+  if (!ok) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot prepare ", path, ": ", std::strerror(error != 0 ? error : link_error)));
+  }
+  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d >= 0) {
+    ::fsync(d);
+    ::close(d);
+  }
+  return absl::OkStatus();
+}
+
 std::string EventTenant(const delivery::DeliveryRecord& record) {
   std::string_view address =
       record.event == delivery::DeliveryEvent::kDsnSent ? record.recipient : record.sender;
@@ -160,7 +199,17 @@ absl::StatusOr<std::unique_ptr<EventJournal>> EventJournal::Open(JournalOptions 
         absl::StrCat("cannot create the events directory ", options.dir, ": ", ec.message()));
   }
   std::vector<uint32_t> seqs = ListJournalFiles(options.dir, options.shard);
-  const uint32_t seq = seqs.empty() ? 1 : seqs.back() + 1;
+  uint32_t seq = seqs.empty() ? 1 : seqs.back() + 1;
+  // The last file made ahead and never written (its first byte is still zero) is taken.
+  if (!seqs.empty()) {
+    const std::string last =
+        absl::StrCat(options.dir, "/", JournalFileName(options.shard, seqs.back()));
+    int fd = ::open(last.c_str(), O_RDONLY | O_CLOEXEC);
+    char first = 1;
+    if (fd >= 0 && ::pread(fd, &first, 1, 0) == 1 && first == '\0') seq = seqs.back();
+    if (fd >= 0) ::close(fd);
+  }
+  options.buffer_bytes_max = std::min<size_t>(options.buffer_bytes_max, options.file_bytes_max / 4);
   std::unique_ptr<EventJournal> journal(new EventJournal(std::move(options), head));
   if (absl::Status s = journal->OpenFile(seq); !s.ok()) return s;
   head->Publish(Position{seq, 0});
@@ -181,10 +230,20 @@ EventJournal::~EventJournal() {
 
 absl::Status EventJournal::OpenFile(uint32_t seq) {
   std::string path = absl::StrCat(options_.dir, "/", JournalFileName(options_.shard, seq));
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 ||
+      static_cast<uint64_t>(st.st_size) < options_.file_bytes_max) {
+    // Not made ahead by the sinks' upkeep (PrepareJournalFile): made here, at a cost.
+    if (absl::Status s =
+            PrepareJournalFile(options_.dir, options_.shard, seq, options_.file_bytes_max, "w");
+        !s.ok()) {
+      return s;
+    }
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
   }
   if (fd_ >= 0) rotated_fds_.push_back(fd_);
   fd_ = fd;

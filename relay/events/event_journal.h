@@ -2,7 +2,8 @@
 // expired, suppressed, dsn_sent, deleted), kept on disk until every event sink has taken it.
 //
 // Each shard appends to its own files in the events directory, "s<shard>-<seq>.events" (seq
-// counts up from 1; a restarted shard starts a new file after the last one there). A line is
+// counts up from 1; a restarted shard starts a new file after the last one written there), each
+// made ahead of its use full of zeros (PrepareJournalFile). A line is
 //
 //   <event>\t<tenant>\t<time, Unix ms>\t<JSON object>\n
 //
@@ -70,6 +71,14 @@ std::optional<std::pair<uint32_t, uint32_t>> ParseJournalFileName(std::string_vi
 std::vector<uint32_t> ListJournalFiles(const std::string& dir, uint32_t shard);
 // Every shard that has a file in `dir`.
 std::vector<uint32_t> ListJournalShards(const std::string& dir);
+
+// Makes journal file `seq` of `shard` ahead of its use: `bytes` of zeros, synced, linked into
+// place (never over a file that is there) and the directory synced. Writing into a file whose
+// blocks and size are already on disk keeps each fdatasync to the data alone, as the spool's
+// segments do; a reader takes a zero byte as the end of a file's lines. `tag` keeps the temporary
+// names of two callers apart.
+absl::Status PrepareJournalFile(const std::string& dir, uint32_t shard, uint32_t seq,
+                                uint64_t bytes, std::string_view tag);
 
 // The tenant an event belongs to: the sending domain, lower-case ("" for the null sender). For
 // dsn_sent, whose sender is <>, the domain of the original sender (the DSN's recipient).

@@ -166,6 +166,41 @@ TEST(JournalReader, SkipsWhatIsBrokenAndCountsIt) {
   EXPECT_EQ(read.next, (Position{3, static_cast<uint32_t>(good.size())}));
 }
 
+TEST(EventJournal, WritesIntoFilesMadeAheadAndReadersStopAtTheirZeros) {
+  const std::string dir = FreshDir("ahead");
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(PrepareJournalFile(dir, 0, 1, 65536, "t").ok());
+  ASSERT_TRUE(PrepareJournalFile(dir, 0, 1, 65536, "u").ok()) << "a file there is kept";
+  EXPECT_EQ(std::filesystem::file_size(dir + "/" + JournalFileName(0, 1)), 65536u);
+  JournalHead head;
+  {
+    auto journal = EventJournal::Open({.dir = dir, .file_bytes_max = 65536}, &head);
+    ASSERT_TRUE(journal.ok());
+    EXPECT_EQ(head.Get(), (Position{1, 0})) << "the unused file made ahead is taken";
+    (*journal)->Append(Delivered("a@example.org"), "");
+    (*journal)->WriteAndPublish();
+  }
+  EXPECT_EQ(std::filesystem::file_size(dir + "/" + JournalFileName(0, 1)), 65536u);
+  // A later start goes on in a new file; the first is complete: read up to its zeros.
+  JournalHead again;
+  auto reopened = EventJournal::Open({.dir = dir, .file_bytes_max = 65536}, &again);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(again.Get(), (Position{2, 0}));
+  JournalReader reader(dir, 0);
+  Read read = ReadAll(reader, Position{}, again.Get());
+  EXPECT_EQ(read.events.size(), 1u);
+  EXPECT_EQ(read.next, again.Get());
+  EXPECT_EQ(reader.malformed_lines(), 0u);
+  // A line cut short before the zeros (a crash mid-write) is dropped and counted.
+  {
+    std::ofstream f(dir + "/" + JournalFileName(0, 2), std::ios::in | std::ios::out);
+    f << "delivered\texample.com\t5\t{\"a\":1}\ndelivered\texam";
+  }
+  Read torn = ReadAll(reader, Position{2, 0}, Position{3, 0});
+  EXPECT_EQ(torn.events.size(), 1u);
+  EXPECT_EQ(reader.malformed_lines(), 1u);
+}
+
 TEST(JournalReader, TakesAtMostTheBudgetAndStopsWhereVisitSays) {
   const std::string dir = FreshDir("budget");
   JournalHead head;

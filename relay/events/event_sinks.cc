@@ -99,6 +99,17 @@ void EventSinks::Stop() {
 }
 
 void EventSinks::Maintain() {
+  // The next file of each running shard, made ahead so that a shard never waits for one.
+  for (uint32_t shard = 0; shard < options_.shards; ++shard) {
+    const uint32_t next = heads_[shard]->Get().seq + 1;
+    const std::string path = FilePath(options_.dir, shard, next);
+    if (FileSize(path) >= options_.file_bytes_max) continue;
+    if (absl::Status s =
+            PrepareJournalFile(options_.dir, shard, next, options_.file_bytes_max, "m");
+        !s.ok()) {
+      LogError() << "event journal: " << s;
+    }
+  }
   // Files every sink has passed, never the one a shard writes.
   std::vector<std::vector<Position>> cursors;
   for (auto& sink : sinks_) cursors.push_back(sink->PersistedCursor());

@@ -54,7 +54,7 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
   if (pos.seq == 0) pos = Position{NextFile(1, head.seq), 0};
   size_t taken = 0;
   while (taken < bytes_max && pos.seq != 0 && pos < head) {
-    const bool whole_file = pos.seq < head.seq;  // complete: read to its end
+    const bool whole_file = pos.seq < head.seq;  // complete: read to the end of its lines
     Fd file;
     file.fd = ::open(absl::StrCat(dir_, "/", JournalFileName(shard_, pos.seq)).c_str(),
                      O_RDONLY | O_CLOEXEC);
@@ -65,7 +65,9 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
       pos = Position{NextFile(pos.seq + 1, head.seq), 0};
       continue;
     }
-    // Read chunks of this file until the budget is spent, the head is reached or the file ends.
+    // Read chunks of this file until the budget is spent, the head is reached or its lines end
+    // (the end of the file, or the zeros it was written over).
+    bool torn = false;
     for (;;) {
       size_t want = std::max(bytes_max - taken, kLineBytesMax + 1);
       if (!whole_file) want = std::min<size_t>(want, head.offset - pos.offset);
@@ -75,6 +77,13 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return pos;
       std::string_view data(buffer_.data(), static_cast<size_t>(n));
+      bool at_end = static_cast<size_t>(n) < want;  // nothing more in the file
+      if (whole_file) {
+        if (size_t nul = data.find('\0'); nul != std::string_view::npos) {
+          data = data.substr(0, nul);
+          at_end = true;
+        }
+      }
       size_t used = 0;
       while (used < data.size()) {
         size_t nl = data.find('\n', used);
@@ -92,7 +101,6 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
         if (lines != nullptr) ++*lines;
         used = nl + 1;
       }
-      const bool at_end = static_cast<size_t>(n) < want;  // nothing more in the file for now
       if (used == 0 && data.size() > kLineBytesMax) {
         // No newline in more than a line's bound: drop it all, and the rest up to the newline.
         if (!skipping_) ++malformed_lines_;
@@ -101,13 +109,15 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
       }
       pos.offset += static_cast<uint32_t>(used);
       taken += used;
-      if (at_end || (!whole_file && pos.offset >= head.offset)) break;
+      if (at_end) {
+        torn = used < data.size() && !skipping_;  // a line a crash cut short
+        break;
+      }
+      if (!whole_file && pos.offset >= head.offset) break;
       if (taken >= bytes_max) return pos;
     }
     if (!whole_file) return pos;  // a partial line at the head waits for its end
-    // A complete file ends here; a torn last line (a crash mid-write) is dropped.
-    off_t size = ::lseek(file.fd, 0, SEEK_END);
-    if (size >= 0 && static_cast<uint64_t>(size) > pos.offset) ++malformed_lines_;
+    if (torn) ++malformed_lines_;
     skipping_ = false;
     pos = Position{NextFile(pos.seq + 1, head.seq), 0};
   }

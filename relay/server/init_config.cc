@@ -241,6 +241,16 @@ ${shaping}
 # enabled = true
 # path = "spool/suppression.mdb"
 # bounce_categories = ["bad-mailbox", "inactive-mailbox"]
+# Events: every line of the delivery log, with its tenant (the sending domain) and Message-ID,
+# kept in a journal synced with the queue and POSTed as JSON batches to each webhook whose
+# tenants it concerns ("*" for all), signed X-Relay-Signature: sha256=HMAC-SHA256(secret,
+# "<X-Relay-Timestamp>.<body>"), retried until a 2xx: at least once, across restarts.
+# [[events.webhook]]
+# name = "app"
+# url = "https://hooks.example.com/relay"
+# tenants = ["${domain}"]
+# secret_file = "webhook-app.secret"
+# events = ["delivered", "bounced", "expired", "suppressed"]
 # Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the

@@ -13,7 +13,8 @@ made by openssl for 127.0.0.1, given to relayd as the webhooks' CA file):
 The receiver checks every post's HMAC-SHA256 signature and can be told to answer 503. Shows: the
 events arrive signed, with tenant, queue id, message id and category; each webhook gets only its
 tenants' events and types; an endpoint down for a while gets every event once it is back; a
-kill -9 of relayd loses no event whose outcome was durable; the metrics say what waits.
+kill -9 of relayd loses no event whose outcome was durable; the metrics say what waits; a fourth
+webhook (/untrusted) that trusts another certificate than the receiver's posts nothing.
 
 usage: events_test.py RELAYD [--case N[,M...]] [--list]
 """
@@ -110,14 +111,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@harness.fixture
-def certificate():
-    cert, key = TMP + "/hook.crt", TMP + "/hook.key"
+def make_certificate(name):
+    cert, key = TMP + "/%s.crt" % name, TMP + "/%s.key" % name
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1", "-addext",
                     "subjectAltName=IP:127.0.0.1", "-days", "2", "-keyout", key, "-out", cert],
                    check=True, capture_output=True)
     return cert, key
+
+
+@harness.fixture
+def certificate():
+    """The receiver's certificate, the CA file of the webhooks that trust it."""
+    return make_certificate("hook")
+
+
+@harness.fixture
+def stranger_certificate():
+    """A certificate for the same address that the receiver does not use."""
+    return make_certificate("stranger")
 
 
 @harness.fixture
@@ -148,12 +160,12 @@ def dns_port():
         yield port
 
 
-def webhook(name, path, tenants, events=None):
+def webhook(name, path, tenants, events=None, ca_file=None):
     text = "\n[[events.webhook]]\nname = %s\nurl = %s\ntenants = %s\nsecret = %s\n" % (
         json.dumps(name), json.dumps("https://127.0.0.1:%d%s" % (HOOK_PORT, path)),
         json.dumps(tenants), json.dumps(SECRET))
     text += "ca_file = %s\nbatch_wait_ms = 200\nretry_initial_ms = 200\nretry_ms_max = 1000\n" % (
-        json.dumps(certificate()[0]))
+        json.dumps(ca_file or certificate()[0]))
     if events:
         text += "events = %s\n" % json.dumps(events)
     return text
@@ -167,7 +179,8 @@ def config():
         {"retry": {"intervals_s": [3600], "jitter_fraction": 0.0}}),
         append=webhook("tenant", "/tenant", ["example.com"]) +
         webhook("other", "/other", ["other.example"]) +
-        webhook("bounces", "/bounces", ["*"], ["bounced"]))
+        webhook("bounces", "/bounces", ["*"], ["bounced"]) +
+        webhook("untrusted", "/untrusted", ["*"], ca_file=stranger_certificate()[0]))
 
 
 @harness.fixture
@@ -317,6 +330,21 @@ def crash_loses_nothing():
     check(bool(got), "every event of the 30 messages arrives after kill -9 and restart")
     dropped = metric(metrics(), "relay_events_dropped_total")
     check(dropped == 0, "no event dropped: %s" % dropped)
+
+
+@harness.case(5, "a webhook whose endpoint's certificate does not verify posts nothing")
+def certificate_verified():
+    first_traffic()
+    failures = wait_for(lambda: metric(metrics(), 'relay_webhook_failures_total'
+                                                  '{webhook="untrusted"}'),
+                        "failures of the webhook that trusts another certificate")
+    check(failures and failures >= 1, "its posts fail: %s" % failures)
+    check(receiver().by("/untrusted") == [], "the receiver got nothing at /untrusted")
+    log = relay().log()
+    check("certificate verify failed" in log or "self-signed certificate" in log or
+          "unable to get local issuer certificate" in log or "TLS with 127.0.0.1" in log,
+          "the log says the TLS handshake failed: %s" %
+          [l for l in log.splitlines() if "untrusted" in l][:2])
 
 
 harness.main()
