@@ -131,6 +131,17 @@ absl::Status PrepareJournalFile(const std::string& dir, uint32_t shard, uint32_t
   return absl::OkStatus();
 }
 
+bool JournalFileUsed(const std::string& dir, uint32_t shard, uint32_t seq) {
+  int fd =
+      ::open(absl::StrCat(dir, "/", JournalFileName(shard, seq)).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char head[16];
+  ssize_t n = ::pread(fd, head, sizeof(head), 0);
+  ::close(fd);
+  const std::string tag = absl::StrCat(seq, "\t");
+  return n >= static_cast<ssize_t>(tag.size()) && std::string_view(head, tag.size()) == tag;
+}
+
 std::string EventTenant(const delivery::DeliveryRecord& record) {
   std::string_view address =
       record.event == delivery::DeliveryEvent::kDsnSent ? record.recipient : record.sender;
@@ -169,8 +180,10 @@ std::string_view FindMessageId(std::string_view message, std::string* storage) {
   return "";
 }
 
-void FormatJournalLine(const delivery::DeliveryRecord& record, std::string& out) {
+void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out) {
   const size_t start = out.size();
+  absl::StrAppend(&out, seq);
+  out += '\t';
   out += delivery::DeliveryEventName(record.event);
   out += '\t';
   // The tenant is a domain; a tab or newline in it would break the line's fields.
@@ -198,16 +211,15 @@ absl::StatusOr<std::unique_ptr<EventJournal>> EventJournal::Open(JournalOptions 
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create the events directory ", options.dir, ": ", ec.message()));
   }
+  // After the last file written (its first line is tagged with its own seq); files made or
+  // recycled ahead of it are used as they are.
   std::vector<uint32_t> seqs = ListJournalFiles(options.dir, options.shard);
-  uint32_t seq = seqs.empty() ? 1 : seqs.back() + 1;
-  // The last file made ahead and never written (its first byte is still zero) is taken.
-  if (!seqs.empty()) {
-    const std::string last =
-        absl::StrCat(options.dir, "/", JournalFileName(options.shard, seqs.back()));
-    int fd = ::open(last.c_str(), O_RDONLY | O_CLOEXEC);
-    char first = 1;
-    if (fd >= 0 && ::pread(fd, &first, 1, 0) == 1 && first == '\0') seq = seqs.back();
-    if (fd >= 0) ::close(fd);
+  uint32_t seq = seqs.empty() ? 1 : seqs.front();
+  for (auto it = seqs.rbegin(); it != seqs.rend(); ++it) {
+    if (JournalFileUsed(options.dir, options.shard, *it)) {
+      seq = *it + 1;
+      break;
+    }
   }
   options.buffer_bytes_max = std::min<size_t>(options.buffer_bytes_max, options.file_bytes_max / 4);
   std::unique_ptr<EventJournal> journal(new EventJournal(std::move(options), head));
@@ -266,24 +278,33 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
     record.tenant = tenant;
   }
   if (record.message_id.empty()) record.message_id = FindMessageId(message, &message_id);
-  FormatJournalLine(record, buffer_);
-  if (buffer_.size() == before) {
+  line_.clear();
+  FormatJournalLine(record, seq_, line_);
+  if (line_.empty()) {
     ++lines_dropped_;  // longer than a line may be
     return;
   }
+  // The next file once this one is full: what is buffered goes to this one first, so every line
+  // lands in the file its tag names.
+  if (written_ > 0 && written_ + buffer_.size() + line_.size() > options_.file_bytes_max) {
+    WriteBuffer();
+    if (buffer_.empty()) {
+      if (absl::Status s = OpenFile(seq_ + 1); !s.ok()) {
+        ++write_errors_;
+        LogError() << "event journal: " << s;  // this file grows past its size instead
+      } else {
+        line_.clear();
+        FormatJournalLine(record, seq_, line_);
+      }
+    }
+  }
+  buffer_ += line_;
   ++lines_appended_;
   if (buffer_.size() >= options_.buffer_bytes_max) WriteBuffer();
 }
 
 void EventJournal::WriteBuffer() {
   if (buffer_.empty() || fd_ < 0) return;
-  if (written_ > 0 && written_ + buffer_.size() > options_.file_bytes_max) {
-    if (absl::Status s = OpenFile(seq_ + 1); !s.ok()) {
-      ++write_errors_;
-      LogError() << "event journal: " << s;  // the lines wait in memory
-      return;
-    }
-  }
   size_t done = 0;
   while (done < buffer_.size()) {
     ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);

@@ -3,12 +3,15 @@
 //
 // Each shard appends to its own files in the events directory, "s<shard>-<seq>.events" (seq
 // counts up from 1; a restarted shard starts a new file after the last one written there), each
-// made ahead of its use full of zeros (PrepareJournalFile). A line is
+// made ahead of its use, full of zeros (PrepareJournalFile) or recycled. A line is
 //
-//   <event>\t<tenant>\t<time, Unix ms>\t<JSON object>\n
+//   <seq>\t<event>\t<tenant>\t<time, Unix ms>\t<JSON object>\n
 //
 // where the JSON object is the delivery log's line for the event (delivery_log.h) with "tenant"
-// and "message_id" added, and the leading fields let a sink filter without parsing JSON.
+// and "message_id" added, and the leading fields let a sink filter without parsing JSON. <seq> is
+// the number of the file the line was written into: files are recycled (a file every sink has
+// passed becomes a later one, its blocks already on disk) and the first line whose tag is not the
+// file's own number, or a zero byte, ends a file's lines.
 //
 // Durability rides on the spool's group commit (relay/server/spool_syncer.h): as a batch begins,
 // the journal writes its buffered lines and names its files; the batch fdatasyncs them with the
@@ -87,8 +90,12 @@ std::string EventTenant(const delivery::DeliveryRecord& record);
 // when it has none. Reads the header section only; linear in it.
 std::string_view FindMessageId(std::string_view message, std::string* storage);
 
-// Appends the journal line for `record` (tenant and message_id taken from it) to `out`.
-void FormatJournalLine(const delivery::DeliveryRecord& record, std::string& out);
+// Appends the journal line for `record` (tenant and message_id taken from it), tagged for file
+// `seq`, to `out`; nothing when it would be longer than kLineBytesMax.
+void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out);
+// Whether file `seq` of `shard` holds a line written into it under that number (not a file made
+// or recycled ahead and not yet used).
+bool JournalFileUsed(const std::string& dir, uint32_t shard, uint32_t seq);
 
 struct JournalOptions {
   std::string dir;
@@ -151,6 +158,7 @@ class EventJournal {
   uint64_t requested_ = 0;        // of those, covered by a begun sync
   std::vector<int> rotated_fds_;  // files left behind since the last sync began
   std::string buffer_;
+  std::string line_;  // the line Append formats
   std::deque<Pending> pending_;
   uint64_t next_token_ = 1;
   uint64_t lines_appended_ = 0;

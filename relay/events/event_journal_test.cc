@@ -144,26 +144,28 @@ TEST(EventJournal, RotatesAndARestartStartsTheNextFile) {
   EXPECT_EQ(again.Get(), (Position{files.back() + 1, 0}));
 }
 
-TEST(JournalReader, SkipsWhatIsBrokenAndCountsIt) {
+TEST(JournalReader, EndsACompleteFileAtItsFirstForeignLineAndSkipsGoneFiles) {
   const std::string dir = FreshDir("broken");
   std::filesystem::create_directories(dir);
-  const std::string good = "delivered\texample.com\t5\t{\"a\":1}\n";
+  const std::string one = "1\tdelivered\texample.com\t5\t{\"a\":1}\n";
+  const std::string three = "3\tdelivered\texample.com\t5\t{\"a\":1}\n";
   {
     std::ofstream f(dir + "/" + JournalFileName(0, 1));
-    f << good << "no tabs here\n"
-      << "delivered\texample.com\tnot-a-time\t{}\n"
-      << std::string(kLineBytesMax + 10, 'x') << "\n"
-      << good << "delivered\texample.com\t5\t{\"torn";  // a crash cut the last line
+    // Two lines of this file, then its earlier life as file 0 (recycled): not read.
+    f << one << one << "0\tdelivered\texample.com\t5\t{\"old\":1}\n" << one;
   }
   {
     std::ofstream f(dir + "/" + JournalFileName(0, 3));  // 2 is gone
-    f << good;
+    f << three << "no tabs here\n" << std::string(kLineBytesMax + 10, 'x') << "\n" << three;
   }
   JournalReader reader(dir, 0);
-  Read read = ReadAll(reader, Position{}, Position{3, static_cast<uint32_t>(good.size())});
-  EXPECT_EQ(read.events.size(), 3u);
-  EXPECT_EQ(reader.malformed_lines(), 4u);
-  EXPECT_EQ(read.next, (Position{3, static_cast<uint32_t>(good.size())}));
+  const Position head{
+      3, static_cast<uint32_t>(std::filesystem::file_size(dir + "/" + JournalFileName(0, 3)))};
+  Read read = ReadAll(reader, Position{}, head);
+  EXPECT_EQ(read.events.size(), 4u) << "two of file 1, two of file 3 (the head's)";
+  EXPECT_EQ(reader.malformed_lines(), 2u) << "in the head's file, bad lines are skipped";
+  EXPECT_EQ(reader.missing_files(), 1u);
+  EXPECT_EQ(read.next, head);
 }
 
 TEST(EventJournal, WritesIntoFilesMadeAheadAndReadersStopAtTheirZeros) {
@@ -194,7 +196,7 @@ TEST(EventJournal, WritesIntoFilesMadeAheadAndReadersStopAtTheirZeros) {
   // A line cut short before the zeros (a crash mid-write) is dropped and counted.
   {
     std::ofstream f(dir + "/" + JournalFileName(0, 2), std::ios::in | std::ios::out);
-    f << "delivered\texample.com\t5\t{\"a\":1}\ndelivered\texam";
+    f << "2\tdelivered\texample.com\t5\t{\"a\":1}\n2\tdelivered\texam";
   }
   Read torn = ReadAll(reader, Position{2, 0}, Position{3, 0});
   EXPECT_EQ(torn.events.size(), 1u);

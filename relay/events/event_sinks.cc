@@ -1,5 +1,6 @@
 #include "relay/events/event_sinks.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,8 +55,16 @@ absl::StatusOr<std::unique_ptr<EventSinks>> EventSinks::Create(EventSinksOptions
   for (uint32_t s : ListJournalShards(o.dir)) shards = std::max(shards, s + 1);
   for (uint32_t s = 0; s < shards; ++s) {
     auto head = std::make_unique<JournalHead>();
+    // After the last file written: files recycled or made ahead of it are not read.
     std::vector<uint32_t> seqs = ListJournalFiles(o.dir, s);
-    head->Publish(Position{seqs.empty() ? 1 : seqs.back() + 1, 0});
+    uint32_t seq = seqs.empty() ? 1 : seqs.front();
+    for (auto it = seqs.rbegin(); it != seqs.rend(); ++it) {
+      if (JournalFileUsed(o.dir, s, *it)) {
+        seq = *it + 1;
+        break;
+      }
+    }
+    head->Publish(Position{seq, 0});
     sinks->heads_.push_back(std::move(head));
   }
   sinks->journals_.dir = o.dir;
@@ -69,6 +78,9 @@ absl::StatusOr<std::unique_ptr<EventSinks>> EventSinks::Create(EventSinksOptions
     }
     sinks->sinks_.push_back(std::move(*sender));
   }
+  // With the sinks' cursors known: the files the shards start with are made now, before they
+  // take mail.
+  sinks->Maintain();
   return sinks;
 }
 
@@ -99,37 +111,65 @@ void EventSinks::Stop() {
 }
 
 void EventSinks::Maintain() {
-  // The next file of each running shard, made ahead so that a shard never waits for one.
-  for (uint32_t shard = 0; shard < options_.shards; ++shard) {
-    const uint32_t next = heads_[shard]->Get().seq + 1;
-    const std::string path = FilePath(options_.dir, shard, next);
-    if (FileSize(path) >= options_.file_bytes_max) continue;
-    if (absl::Status s =
-            PrepareJournalFile(options_.dir, shard, next, options_.file_bytes_max, "m");
-        !s.ok()) {
-      LogError() << "event journal: " << s;
-    }
-  }
-  // Files every sink has passed, never the one a shard writes.
+  // Files every sink has passed are recycled as the shard's next ones (their blocks are on disk,
+  // so writing into them needs no metadata at each sync) or removed; each running shard keeps
+  // kReserveFiles ahead of the one it writes, made full of zeros when none could be recycled.
+  constexpr size_t kReserveFiles = 1;
   std::vector<std::vector<Position>> cursors;
   for (auto& sink : sinks_) cursors.push_back(sink->PersistedCursor());
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> kept;  // (seq, shard) -> bytes, oldest first
   uint64_t total = 0;
+  bool renamed = false;
   for (uint32_t shard = 0; shard < heads_.size(); ++shard) {
     const uint32_t head_seq = heads_[shard]->Get().seq;
+    const bool running = shard < options_.shards;
     uint32_t needed = head_seq;
     for (const auto& c : cursors) {
       if (shard < c.size()) needed = std::min(needed, std::max<uint32_t>(c[shard].seq, 1));
     }
-    for (uint32_t seq : ListJournalFiles(options_.dir, shard)) {
+    std::vector<uint32_t> seqs = ListJournalFiles(options_.dir, shard);
+    uint32_t top = std::max(head_seq, seqs.empty() ? 0 : seqs.back());
+    size_t reserve = 0;
+    for (uint32_t seq : seqs) reserve += seq > head_seq ? 1 : 0;
+    for (uint32_t seq : seqs) {
       const std::string path = FilePath(options_.dir, shard, seq);
+      const uint64_t bytes = FileSize(path);
       if (seq < needed) {
+        if (running && reserve < kReserveFiles && bytes == options_.file_bytes_max &&
+            ::link(path.c_str(), FilePath(options_.dir, shard, top + 1).c_str()) == 0) {
+          ++top;
+          ++reserve;
+        }
         ::unlink(path.c_str());
+        renamed = true;
         continue;
       }
-      const uint64_t bytes = FileSize(path);
       total += bytes;
       if (seq < head_seq) kept[{seq, shard}] = bytes;
+    }
+    // The head's own file too, before a shard has opened it (the first start).
+    if (running && FileSize(FilePath(options_.dir, shard, head_seq)) < options_.file_bytes_max) {
+      if (absl::Status s =
+              PrepareJournalFile(options_.dir, shard, head_seq, options_.file_bytes_max, "m");
+          !s.ok()) {
+        LogError() << "event journal: " << s;
+      }
+    }
+    for (; running && reserve < kReserveFiles; ++reserve, ++top) {
+      if (absl::Status s =
+              PrepareJournalFile(options_.dir, shard, top + 1, options_.file_bytes_max, "m");
+          !s.ok()) {
+        LogError() << "event journal: " << s;
+        break;
+      }
+      total += options_.file_bytes_max;
+    }
+  }
+  if (renamed) {
+    int d = ::open(options_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+      ::fsync(d);
+      ::close(d);
     }
   }
   // Over the bound: the oldest complete files go.

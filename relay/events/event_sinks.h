@@ -25,7 +25,7 @@ namespace relay::events {
 struct EventSinksOptions {
   std::string dir;
   uint32_t shards = 1;                             // shards running now
-  uint64_t file_bytes_max = 16 << 20;              // for the shards' journals
+  uint64_t file_bytes_max = 8 << 20;               // for the shards' journals
   uint64_t journal_bytes_max = uint64_t{4} << 30;  // all files of all shards
   std::vector<WebhookOptions> webhooks;
 };

@@ -23,6 +23,11 @@ struct Fd {
 }  // namespace
 
 bool ParseJournalLine(std::string_view line, JournalEvent* out) {
+  size_t tab0 = line.find('\t');
+  if (tab0 == std::string_view::npos || tab0 == 0 || tab0 > 10) return false;
+  const std::string_view tag = line.substr(0, tab0);
+  if (!absl::SimpleAtoi(absl::string_view(tag.data(), tag.size()), &out->file_seq)) return false;
+  line.remove_prefix(tab0 + 1);
   size_t tab1 = line.find('\t');
   if (tab1 == std::string_view::npos || tab1 == 0) return false;
   size_t tab2 = line.find('\t', tab1 + 1);
@@ -90,9 +95,17 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
         if (nl == std::string_view::npos) break;
         std::string_view line = data.substr(used, nl - used);
         JournalEvent event;
+        const bool good = line.size() <= kLineBytesMax && ParseJournalLine(line, &event) &&
+                          event.file_seq == pos.seq;
+        if (whole_file && !good && !skipping_) {
+          // The end of what was written into this file: its earlier life follows.
+          data = data.substr(0, used);
+          at_end = true;
+          break;
+        }
         if (skipping_) {
           skipping_ = false;  // the end of an over-long line
-        } else if (line.size() <= kLineBytesMax && ParseJournalLine(line, &event)) {
+        } else if (good) {
           event.at = Position{pos.seq, static_cast<uint32_t>(pos.offset + used)};
           if (!visit(event)) return Position{pos.seq, static_cast<uint32_t>(pos.offset + used)};
         } else {
@@ -119,7 +132,9 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
     if (!whole_file) return pos;  // a partial line at the head waits for its end
     if (torn) ++malformed_lines_;
     skipping_ = false;
-    pos = Position{NextFile(pos.seq + 1, head.seq), 0};
+    const uint32_t next = NextFile(pos.seq + 1, head.seq);
+    missing_files_ += next - pos.seq - 1;  // removed unread, to keep the journal in its bound
+    pos = Position{next, 0};
   }
   return pos;
 }

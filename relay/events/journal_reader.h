@@ -1,8 +1,11 @@
 // Reading a shard's event journal (event_journal.h) from a position up to its durable head, for
-// the event sinks. The journal is on-disk input: a reader takes whole lines only, skips lines that
-// are malformed or longer than kLineBytesMax (counted), skips a torn last line of a file that a
-// crash cut short, and steps over files that are gone (removed to keep the journal in its bound,
-// counted). Time and memory are linear in the bytes read, the memory bounded by the read size.
+// the event sinks. The journal is on-disk input: a reader takes whole lines only. In a file before
+// the head's, the lines end at a zero byte or at the first line that is not well formed or not
+// tagged with the file's number (what follows is the file's earlier life, or a line a crash cut
+// short: counted as malformed when it is not zeros); in the head's file, up to the head, a line
+// that is malformed or longer than kLineBytesMax is skipped and counted. Files that are gone
+// (removed to keep the journal in its bound) are stepped over and counted. Time and memory are
+// linear in the bytes read, the memory bounded by the read size.
 //
 // Not thread-safe: one reader per sink and shard.
 #pragma once
@@ -18,6 +21,7 @@ namespace relay::events {
 
 struct JournalEvent {
   Position at;  // where the line starts: with the shard, the event's id
+  uint32_t file_seq = 0;  // the tag: the file the line was written into
   std::string_view event;
   std::string_view tenant;
   int64_t time_unix_ms = 0;
@@ -25,7 +29,7 @@ struct JournalEvent {
 };
 
 // Splits one line (without '\n') into its fields; false when it is not
-// "<event>\t<tenant>\t<time>\t{...}".
+// "<seq>\t<event>\t<tenant>\t<time>\t{...}".
 bool ParseJournalLine(std::string_view line, JournalEvent* out);
 
 class JournalReader {

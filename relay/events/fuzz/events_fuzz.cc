@@ -62,7 +62,7 @@ void FuzzEvents(std::string_view input) {
 }
 
 std::string ManyJournalFields(size_t bytes) {
-  return std::string(1, '\0') + "delivered\t" + std::string(bytes, 'a') + "\t5\t{}";
+  return std::string(1, '\0') + "1\tdelivered\t" + std::string(bytes, 'a') + "\t5\t{}";
 }
 
 std::string LongHeader(size_t bytes) {

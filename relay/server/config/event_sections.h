@@ -2,7 +2,7 @@
 //
 //   [events]
 //   dir = ""                          # "": <spool_dir>/events
-//   file_bytes_max = 16777216         # a journal file per shard up to this, then the next
+//   file_bytes_max = 8388608          # each journal file (per shard, made and reused ahead)
 //   journal_bytes_max = 4294967296    # all files; past it the oldest go (events dropped, counted)
 //   [[events.webhook]]
 //   name = "app"                      # [a-z0-9_-]: the cursor file and the metrics label
@@ -29,7 +29,7 @@ namespace relay::server::config {
 
 struct EventsSettings {
   std::string dir;  // "": <spool_dir>/events (relative: under the config's directory)
-  uint64_t file_bytes_max = 16 << 20;
+  uint64_t file_bytes_max = 8 << 20;
   uint64_t journal_bytes_max = uint64_t{4} << 30;
   std::vector<events::WebhookOptions> webhooks;
   bool enabled() const { return !webhooks.empty(); }
