@@ -298,6 +298,19 @@ void DeliveryLog::Append(const DeliveryRecord& record) {
     return;
   }
   FormatDeliveryRecord(record, buffer_);
+  Appended();
+}
+
+void DeliveryLog::AppendFormatted(std::string_view line) {
+  if (buffer_.size() >= options_.pending_bytes_max) {
+    ++lines_dropped_;
+    return;
+  }
+  buffer_.append(line);
+  Appended();
+}
+
+void DeliveryLog::Appended() {
   ++lines_appended_;
   if (buffer_.size() >= options_.buffer_bytes_max) {
     absl::Status s = Flush();

@@ -112,6 +112,8 @@ class DeliveryLog {
 
   // Formats `record` into the buffer; writes the buffer when it reaches buffer_bytes_max.
   void Append(const DeliveryRecord& record);
+  // The same with the line already formatted (FormatDeliveryRecord's output, '\n' included).
+  void AppendFormatted(std::string_view line);
   // Writes every buffered line (rotating as needed); performs a requested reopen first.
   absl::Status Flush();
   // Closes and reopens the path (after logrotate moved the file away). Owner thread.
@@ -127,6 +129,8 @@ class DeliveryLog {
 
  private:
   explicit DeliveryLog(DeliveryLogOptions options) : options_(std::move(options)) {}
+  // Counts the line just buffered and writes the buffer when it is full.
+  void Appended();
   absl::Status OpenFile();
   absl::Status Rotate();
   absl::Status WriteAll(const char* data, size_t size, size_t* written);

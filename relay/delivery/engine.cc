@@ -598,8 +598,7 @@ void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
 }
 
 void DeliveryEngine::Record(const DeliveryRecord& line, std::string_view message) {
-  if (log_ != nullptr) log_->Append(line);
-  if (journal_ != nullptr) journal_->Append(line, message);
+  events::RecordEvent(log_, journal_, line, message);
 }
 
 bool DeliveryEngine::OutcomeWaiting(queue::MessageId id, uint32_t recipient) const {

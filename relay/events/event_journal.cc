@@ -180,7 +180,8 @@ std::string_view FindMessageId(std::string_view message, std::string* storage) {
   return "";
 }
 
-void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out) {
+void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out,
+                       std::string_view formatted) {
   const size_t start = out.size();
   absl::StrAppend(&out, seq);
   out += '\t';
@@ -191,7 +192,11 @@ void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std
   out += '\t';
   absl::StrAppend(&out, record.time_unix_ms);
   out += '\t';
-  delivery::FormatDeliveryRecord(record, out);
+  if (formatted.size() >= 2) {
+    out.append(formatted);
+  } else {
+    delivery::FormatDeliveryRecord(record, out);
+  }
   out.resize(out.size() - 2);  // "}\n"
   out += ",\"tenant\":";
   delivery::AppendJsonString(out, record.tenant);
@@ -266,7 +271,21 @@ absl::Status EventJournal::OpenFile(uint32_t seq) {
   return absl::OkStatus();
 }
 
-void EventJournal::Append(delivery::DeliveryRecord record, std::string_view message) {
+void RecordEvent(delivery::DeliveryLog* log, EventJournal* journal,
+                 const delivery::DeliveryRecord& record, std::string_view message) {
+  if (journal == nullptr) {
+    if (log != nullptr) log->Append(record);
+    return;
+  }
+  thread_local std::string formatted;  // the shard thread's, reused
+  formatted.clear();
+  delivery::FormatDeliveryRecord(record, formatted);
+  if (log != nullptr) log->AppendFormatted(formatted);
+  journal->Append(record, message, formatted);
+}
+
+void EventJournal::Append(delivery::DeliveryRecord record, std::string_view message,
+                          std::string_view formatted) {
   const size_t before = buffer_.size();
   if (before >= options_.pending_bytes_max) {
     ++lines_dropped_;
@@ -279,7 +298,7 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
   }
   if (record.message_id.empty()) record.message_id = FindMessageId(message, &message_id);
   line_.clear();
-  FormatJournalLine(record, seq_, line_);
+  FormatJournalLine(record, seq_, line_, formatted);
   if (line_.empty()) {
     ++lines_dropped_;  // longer than a line may be
     return;
@@ -294,7 +313,7 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
         LogError() << "event journal: " << s;  // this file grows past its size instead
       } else {
         line_.clear();
-        FormatJournalLine(record, seq_, line_);
+        FormatJournalLine(record, seq_, line_, formatted);
       }
     }
   }

@@ -91,8 +91,11 @@ std::string EventTenant(const delivery::DeliveryRecord& record);
 std::string_view FindMessageId(std::string_view message, std::string* storage);
 
 // Appends the journal line for `record` (tenant and message_id taken from it), tagged for file
-// `seq`, to `out`; nothing when it would be longer than kLineBytesMax.
-void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out);
+// `seq`, to `out`; nothing when it would be longer than kLineBytesMax. `formatted`: as in
+// EventJournal::Append.
+void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out,
+                       std::string_view formatted = {});
+
 // Whether file `seq` of `shard` holds a line written into it under that number (not a file made
 // or recycled ahead and not yet used).
 bool JournalFileUsed(const std::string& dir, uint32_t shard, uint32_t seq);
@@ -117,7 +120,10 @@ class EventJournal {
 
   // Formats `record` into the buffer. An empty record.tenant is taken from EventTenant, an empty
   // record.message_id from `message`'s header (the message the event is about; may be empty).
-  void Append(delivery::DeliveryRecord record, std::string_view message);
+  // `formatted`, when given, is the delivery log's line for `record` (FormatDeliveryRecord),
+  // taken instead of formatting it again.
+  void Append(delivery::DeliveryRecord record, std::string_view message,
+              std::string_view formatted = {});
 
   // Lines appended and not yet covered by a begun sync.
   bool HasUnsynced() const { return !buffer_.empty() || written_ != requested_; }
@@ -165,5 +171,10 @@ class EventJournal {
   uint64_t lines_dropped_ = 0;
   uint64_t write_errors_ = 0;
 };
+
+// One event to the delivery log and the event journal (either may be null), formatted once.
+// `message`: the message's text, for the journal's message_id.
+void RecordEvent(delivery::DeliveryLog* log, EventJournal* journal,
+                 const delivery::DeliveryRecord& record, std::string_view message);
 
 }  // namespace relay::events

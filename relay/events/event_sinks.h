@@ -27,6 +27,7 @@ struct EventSinksOptions {
   uint32_t shards = 1;                             // shards running now
   uint64_t file_bytes_max = 8 << 20;               // for the shards' journals
   uint64_t journal_bytes_max = uint64_t{4} << 30;  // all files of all shards
+  int sync_interval_ms = 100;  // the shards' journal fdatasync; 0: in each queue group commit
   std::vector<WebhookOptions> webhooks;
 };
 

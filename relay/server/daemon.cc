@@ -288,6 +288,7 @@ absl::Status DaemonParts::StartShards() {
     o.shards = static_cast<uint32_t>(shard_count);
     o.file_bytes_max = config.events.file_bytes_max;
     o.journal_bytes_max = config.events.journal_bytes_max;
+    o.sync_interval_ms = config.events.sync_interval_ms;
     o.webhooks = config.events.webhooks;
     ASSIGN_OR_RETURN(event_sinks, events::EventSinks::Create(std::move(o)));
   }

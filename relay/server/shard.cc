@@ -213,7 +213,7 @@ absl::Status Shard::OpenJournal() {
   ASSIGN_OR_RETURN(journal_, events::EventJournal::Open(
                                  options, shared_.events->head(static_cast<uint32_t>(index_))));
   journal_sync_ = std::make_unique<JournalSync>(journal_.get());
-  syncer_->set_companion(journal_sync_.get());
+  syncer_->set_companion(journal_sync_.get(), o.sync_interval_ms);
   return absl::OkStatus();
 }
 
@@ -380,11 +380,14 @@ void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uin
       line.queue_id = id_text;
       line.sender = info->sender;
       line.size_bytes = size_bytes;
-      const std::string_view message =
-          journal_ != nullptr ? spool_->MessageBytes(id) : std::string_view();
+      // The Message-ID once for all the recipients' lines.
+      std::string message_id_storage;
+      if (journal_ != nullptr) {
+        line.message_id = events::FindMessageId(spool_->MessageBytes(id), &message_id_storage);
+      }
       for (const queue::RecipientState& r : info->recipients) {
         line.recipient = r.address;
-        Record(line, message);
+        Record(line, "");
       }
     }
   }
@@ -413,8 +416,7 @@ void Shard::OnRecipientsSuppressed(const std::string& id_text, std::string_view 
 }
 
 void Shard::Record(const delivery::DeliveryRecord& line, std::string_view message) {
-  if (log_ != nullptr) log_->Append(line);
-  if (journal_ != nullptr) journal_->Append(line, message);
+  events::RecordEvent(log_.get(), journal_.get(), line, message);
 }
 
 void Shard::ThreadMain(std::promise<absl::Status>* started) {

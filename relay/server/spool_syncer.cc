@@ -11,16 +11,27 @@ SpoolSyncer::SpoolSyncer(io::Reactor* reactor, queue::Spool* spool,
     : reactor_(reactor), spool_(spool), on_done_(std::move(on_done)) {
   // Only wakes the loop: the TurnEnd that follows begins the batch the outcomes waited for.
   outcome_timer_.set_callback([] {});
+  companion_timer_.set_callback([] {});
+}
+
+void SpoolSyncer::set_companion(SyncCompanion* companion, int interval_ms) {
+  companion_ = companion;
+  companion_interval_ms_ = interval_ms;
 }
 
 SpoolSyncer::~SpoolSyncer() {
   // A batch in flight would complete into freed memory: the owner stops only once none runs.
-  CHECK(in_flight_ == 0);
+  CHECK(in_flight() == 0);
   reactor_->timers().Cancel(&outcome_timer_);
+  reactor_->timers().Cancel(&companion_timer_);
 }
 
 void SpoolSyncer::TurnEnd(bool prompt) {
   if (prompt) spool_->RequestPromptSync();
+  if (companion_ != nullptr && companion_interval_ms_ > 0) {
+    if (prompt) companion_due_ms_ = 0;
+    SyncCompanionWhenDue();
+  }
   // One new batch per turn at most: it takes every record appended so far.
   if (spool_->NeedsSync() || CompanionAlone()) {
     Begin();
@@ -34,8 +45,40 @@ void SpoolSyncer::TurnEnd(bool prompt) {
 // The companion has lines and the spool nothing that waits: a batch of the companion's own.
 // (With spool records waiting for the outcome bound, the companion waits with them.)
 bool SpoolSyncer::CompanionAlone() const {
-  return companion_ != nullptr && companion_->HasUnsynced() && !spool_->HasUnsyncedRecords() &&
-         spool_->CanBeginSync();
+  return companion_ != nullptr && companion_interval_ms_ == 0 && companion_->HasUnsynced() &&
+         !spool_->HasUnsyncedRecords() && spool_->CanBeginSync();
+}
+
+void SpoolSyncer::SyncCompanionWhenDue() {
+  if (companion_pending_ > 0 || !companion_->HasUnsynced()) return;
+  const int64_t now = reactor_->NowMs();
+  if (now < companion_due_ms_) {
+    if (!companion_timer_.scheduled())
+      reactor_->timers().Schedule(&companion_timer_, companion_due_ms_);
+    return;
+  }
+  std::vector<int> fds;
+  companion_token_ = companion_->BeginSync(&fds);
+  companion_due_ms_ = now + companion_interval_ms_;
+  if (!spool_->options().fsync || fds.empty()) {
+    companion_->EndSync(companion_token_, 0);
+    return;
+  }
+  while (companion_ops_.size() < fds.size()) {
+    companion_ops_.push_back(std::make_unique<io::Completion>());
+  }
+  companion_pending_ = static_cast<int>(fds.size());
+  companion_result_ = 0;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    companion_ops_[i]->set_handler([this](int result, uint32_t) { OnCompanionSynced(result); });
+    reactor_->Fsync(fds[i], /*datasync=*/true, companion_ops_[i].get());
+  }
+}
+
+void SpoolSyncer::OnCompanionSynced(int result) {
+  if (result < 0 && companion_result_ == 0) companion_result_ = result;
+  if (--companion_pending_ > 0) return;
+  companion_->EndSync(companion_token_, companion_result_);
 }
 
 void SpoolSyncer::Begin() {
@@ -51,14 +94,15 @@ void SpoolSyncer::Begin() {
   b->records = appends - appends_synced_;
   appends_synced_ = appends;
   b->companion_fds.clear();
-  if (companion_ != nullptr) b->companion_token = companion_->BeginSync(&b->companion_fds);
+  const bool with_companion = companion_ != nullptr && companion_interval_ms_ == 0;
+  if (with_companion) b->companion_token = companion_->BeginSync(&b->companion_fds);
   if (!spool_->options().fsync) {  // a spool without fsync (benchmarks): nothing to wait for
     b->companion_fds.clear();
   }
   const size_t targets = b->batch.targets.size() + b->companion_fds.size();
   if (targets == 0) {
     spool_->EndSync(b->batch, 0);
-    if (companion_ != nullptr) companion_->EndSync(b->companion_token, 0);
+    if (with_companion) companion_->EndSync(b->companion_token, 0);
     free_.push_back(b);
     return;
   }
@@ -84,7 +128,9 @@ void SpoolSyncer::OnTargetSynced(Batch* b, int result, bool companion) {
   if (--b->pending > 0) return;
   --in_flight_;
   spool_->EndSync(b->batch, b->result);
-  if (companion_ != nullptr) companion_->EndSync(b->companion_token, b->companion_result);
+  if (companion_ != nullptr && companion_interval_ms_ == 0) {
+    companion_->EndSync(b->companion_token, b->companion_result);
+  }
   free_.push_back(b);
   if (on_done_) {
     SyncReport report;

@@ -49,13 +49,16 @@ class SpoolSyncer {
   SpoolSyncer(const SpoolSyncer&) = delete;
   SpoolSyncer& operator=(const SpoolSyncer&) = delete;
 
-  // Syncs `companion` with every batch from now on (null: none). It outlives the syncer.
-  void set_companion(SyncCompanion* companion) { companion_ = companion; }
+  // Syncs `companion` from now on (null: none); it outlives the syncer. With interval_ms 0, in
+  // every batch: its lines are durable with the records they describe, at the price of a second
+  // fdatasync in each batch. Otherwise on its own, at most every interval_ms, one sync at a time:
+  // the spool's batches do not wait for it.
+  void set_companion(SyncCompanion* companion, int interval_ms = 0);
 
   // At the end of a loop turn. `prompt` (a stopping shard): records nobody waits for do not wait
   // for the outcome bound either.
   void TurnEnd(bool prompt);
-  int in_flight() const { return in_flight_; }
+  int in_flight() const { return in_flight_ + (companion_pending_ > 0 ? 1 : 0); }
 
  private:
   struct Batch {
@@ -72,8 +75,19 @@ class SpoolSyncer {
   void Begin();
   void OnTargetSynced(Batch* batch, int result, bool companion);
   bool CompanionAlone() const;
+  // Interval mode: begins the companion's own sync when it is due.
+  void SyncCompanionWhenDue();
+  void OnCompanionSynced(int result);
 
   SyncCompanion* companion_ = nullptr;
+  int companion_interval_ms_ = 0;  // 0: the companion rides in the spool's batches
+  // Interval mode: the sync in flight (its completions, how many are pending, its token).
+  std::vector<std::unique_ptr<io::Completion>> companion_ops_;
+  int companion_pending_ = 0;
+  uint64_t companion_token_ = 0;
+  int companion_result_ = 0;
+  int64_t companion_due_ms_ = 0;
+  io::Timer companion_timer_;  // only wakes the loop
   io::Reactor* const reactor_;
   queue::Spool* const spool_;
   const std::function<void(const SyncReport&)> on_done_;

@@ -176,5 +176,31 @@ TEST_F(SpoolSyncerTest, ACompanionIsSyncedWithTheSpoolAndAlone) {
   ::close(fd);
 }
 
+TEST_F(SpoolSyncerTest, ACompanionOnAnIntervalSyncsOnItsOwn) {
+  const int fd = ::open((dir_ + "/companion").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  FakeCompanion companion(fd);
+  syncer_->set_companion(&companion, /*interval_ms=*/50);
+  int durable = 0;
+  Append(&durable);
+  companion.unsynced = true;
+  syncer_->TurnEnd(false);
+  EXPECT_EQ(syncer_->in_flight(), 2) << "the spool's batch and the companion's own sync";
+  RunUntilIdle();
+  EXPECT_EQ(durable, 1);
+  ASSERT_EQ(companion.ended.size(), 1u);
+  // More lines at once: they wait for the interval (a timer wakes the loop).
+  companion.unsynced = true;
+  syncer_->TurnEnd(false);
+  EXPECT_EQ(companion.begun.size(), 1u);
+  for (int i = 0; i < 100 && companion.ended.size() < 2; ++i) {
+    reactor_->RunOnce(10);
+    syncer_->TurnEnd(false);
+  }
+  EXPECT_EQ(companion.ended.size(), 2u);
+  syncer_->set_companion(nullptr);
+  ::close(fd);
+}
+
 }  // namespace
 }  // namespace relay::server

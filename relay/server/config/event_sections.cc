@@ -105,7 +105,15 @@ absl::StatusOr<EventsSettings> ParseEvents(const Section& root, const std::strin
   EventsSettings s;
   ASSIGN_OR_RETURN(std::optional<Section> t, root.Table("events"));
   if (!t) return s;
-  RETURN_IF_ERROR(t->Known({"dir", "file_bytes_max", "journal_bytes_max", "webhook"}));
+  RETURN_IF_ERROR(
+      t->Known({"dir", "file_bytes_max", "journal_bytes_max", "sync", "sync_ms", "webhook"}));
+  bool with_queue = false;
+  RETURN_IF_ERROR(t->Enum("sync", &with_queue, {{"interval", false}, {"with-queue", true}}));
+  RETURN_IF_ERROR(t->Int("sync_ms", &s.sync_interval_ms, 1, 60000));
+  if (with_queue) {
+    if (t->Has("sync_ms")) return t->Error("sync_ms", "is for sync = \"interval\" only");
+    s.sync_interval_ms = 0;
+  }
   RETURN_IF_ERROR(t->String("dir", &s.dir));
   RETURN_IF_ERROR(t->Int("file_bytes_max", &s.file_bytes_max, 65536, int64_t{1} << 30));
   RETURN_IF_ERROR(t->Int("journal_bytes_max", &s.journal_bytes_max, 1 << 20, int64_t{1} << 50));

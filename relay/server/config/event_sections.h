@@ -4,6 +4,8 @@
 //   dir = ""                          # "": <spool_dir>/events
 //   file_bytes_max = 8388608          # each journal file (per shard, made and reused ahead)
 //   journal_bytes_max = 4294967296    # all files; past it the oldest go (events dropped, counted)
+//   sync = "interval"                 # or "with-queue" (see below)
+//   sync_ms = 100                     # interval: the journal's fdatasync at most this often
 //   [[events.webhook]]
 //   name = "app"                      # [a-z0-9_-]: the cursor file and the metrics label
 //   url = "https://hooks.example.com/relay"
@@ -13,6 +15,12 @@
 //   ca_file = "/etc/ssl/certs/ca-certificates.crt"
 //   batch_events_max = 500, batch_bytes_max = 1048576, batch_wait_ms = 1000
 //   timeout_ms = 10000, retry_initial_ms = 1000, retry_ms_max = 300000
+//
+// sync: "with-queue" fdatasyncs the journal in each group commit of the queue, so an event is on
+// disk no later than the outcome it describes, even across a power loss; it costs a second
+// fdatasync per commit (bench/RESULTS.md). "interval" writes the journal at each commit (into the
+// page cache, which a crash of relayd does not lose) and fdatasyncs it on its own every sync_ms:
+// a power loss or kernel crash may lose the last sync_ms of events.
 //
 // Without a webhook there is no journal and no event costs anything.
 #pragma once
@@ -31,6 +39,7 @@ struct EventsSettings {
   std::string dir;  // "": <spool_dir>/events (relative: under the config's directory)
   uint64_t file_bytes_max = 8 << 20;
   uint64_t journal_bytes_max = uint64_t{4} << 30;
+  int sync_interval_ms = 100;  // 0: sync = "with-queue"
   std::vector<events::WebhookOptions> webhooks;
   bool enabled() const { return !webhooks.empty(); }
 };

@@ -38,6 +38,11 @@ TEST(Events, ReadsAWebhookWithItsSecretFile) {
   EXPECT_EQ(w.events, std::vector<std::string>{"bounced"});
   EXPECT_EQ(w.batch_events_max, 10u);
   EXPECT_EQ(s->journal_bytes_max, 1048576u);
+  EXPECT_EQ(s->sync_interval_ms, 100);
+  auto strict = Parse(std::string("[events]\nsync = \"with-queue\"\n") + kHook +
+                      "secret = \"0123456789abcdef\"\n");
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  EXPECT_EQ(strict->sync_interval_ms, 0);
 }
 
 TEST(Events, RefusesWhatCannotWork) {
