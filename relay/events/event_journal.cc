@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -22,6 +23,12 @@ namespace relay::events {
 namespace {
 
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 constexpr std::string_view kSuffix = ".events";
 constexpr size_t kMessageIdBytesMax = 998;  // RFC 5322 §2.1.1: a line's limit
@@ -96,6 +103,8 @@ std::vector<uint32_t> ListJournalShards(const std::string& dir) {
 absl::Status PrepareJournalFile(const std::string& dir, uint32_t shard, uint32_t seq,
                                 uint64_t bytes, std::string_view tag) {
   const std::string path = absl::StrCat(dir, "/", JournalFileName(shard, seq));
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) return absl::OkStatus();  // there: used as it is
   const std::string tmp = absl::StrCat(path, ".", Sv(tag), ".tmp");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) {
@@ -226,6 +235,7 @@ absl::StatusOr<std::unique_ptr<EventJournal>> EventJournal::Open(JournalOptions 
       break;
     }
   }
+  seq = std::max(seq, head->Get().seq);  // never a number a sink has passed
   options.buffer_bytes_max = std::min<size_t>(options.buffer_bytes_max, options.file_bytes_max / 4);
   std::unique_ptr<EventJournal> journal(new EventJournal(std::move(options), head));
   if (absl::Status s = journal->OpenFile(seq); !s.ok()) return s;
@@ -239,9 +249,16 @@ EventJournal::~EventJournal() {
     ::fdatasync(fd_);
     ::close(fd_);
   }
-  for (int fd : rotated_fds_) ::close(fd);
+  // Files left behind and not yet synced: synced before they are closed.
+  for (int fd : rotated_fds_) {
+    ::fdatasync(fd);
+    ::close(fd);
+  }
   for (Pending& p : pending_) {
-    for (int fd : p.close_fds) ::close(fd);
+    for (int fd : p.close_fds) {
+      ::fdatasync(fd);
+      ::close(fd);
+    }
   }
 }
 
@@ -305,16 +322,26 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
   }
   // The next file once this one is full: what is buffered goes to this one first, so every line
   // lands in the file its tag names.
-  if (written_ > 0 && written_ + buffer_.size() + line_.size() > options_.file_bytes_max) {
-    WriteBuffer();
-    if (buffer_.empty()) {
-      if (absl::Status s = OpenFile(seq_ + 1); !s.ok()) {
+  const uint64_t after = written_ + buffer_.size() + line_.size();
+  if (written_ > 0 && after > options_.file_bytes_max) {
+    const int64_t now = NowMs();
+    if (now >= rotate_retry_after_ms_) {
+      WriteBuffer();
+      absl::Status s = buffer_.empty() ? OpenFile(seq_ + 1) : absl::OkStatus();
+      if (!buffer_.empty() || !s.ok()) {
         ++write_errors_;
-        LogError() << "event journal: " << s;  // this file grows past its size instead
+        rotate_retry_after_ms_ = now + 1000;
+        if (!s.ok()) LogError() << "event journal: " << s << "; this file grows meanwhile";
       } else {
         line_.clear();
         FormatJournalLine(record, seq_, line_, formatted);
       }
+    }
+    // A file grows past its size only while the next cannot be had, and at most to twice it
+    // (offsets stay far below 4 GiB); beyond, lines are dropped and counted.
+    if (written_ > 0 && written_ + buffer_.size() + line_.size() > 2 * options_.file_bytes_max) {
+      ++lines_dropped_;
+      return;
     }
   }
   buffer_ += line_;
@@ -357,17 +384,22 @@ uint64_t EventJournal::BeginSync(std::vector<int>* fds) {
 }
 
 void EventJournal::EndSync(uint64_t token, int result) {
+  for (Pending& p : pending_) {
+    if (p.token == token) {
+      p.done = true;
+      p.failed = result < 0;
+    }
+  }
   if (result < 0) {
     ++write_errors_;
     LogError() << "event journal " << path_ << ": fdatasync failed: " << std::strerror(-result);
   }
-  for (Pending& p : pending_) {
-    if (p.token == token) p.done = true;
-  }
+  // Published up to the last batch that ended well: what a failed one covered is published by
+  // the next that succeeds (its fdatasync covers the same pages), never before.
   std::optional<Position> reached;
   while (!pending_.empty() && pending_.front().done) {
     for (int fd : pending_.front().close_fds) ::close(fd);
-    reached = pending_.front().end;
+    if (!pending_.front().failed) reached = pending_.front().end;
     pending_.pop_front();
   }
   if (reached) head_->Publish(*reached);

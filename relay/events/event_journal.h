@@ -110,8 +110,9 @@ struct JournalOptions {
 
 class EventJournal {
  public:
-  // Creates the directory and starts a new file after the shard's last one; `head` (kept by the
-  // caller, outliving the journal) is published at once with the new file's start.
+  // Creates the directory and starts a new file after the shard's last one written, and not
+  // before the file `head` names (a sink's cursor may be past the files there are); `head` (kept
+  // by the caller, outliving the journal) is published at once with the new file's start.
   static absl::StatusOr<std::unique_ptr<EventJournal>> Open(JournalOptions options,
                                                             JournalHead* head);
   ~EventJournal();
@@ -125,6 +126,8 @@ class EventJournal {
   void Append(delivery::DeliveryRecord record, std::string_view message,
               std::string_view formatted = {});
 
+  // Writes what is buffered (the shard calls it at the end of each loop turn).
+  void Write() { WriteBuffer(); }
   // Lines appended and not yet covered by a begun sync.
   bool HasUnsynced() const { return !buffer_.empty() || written_ != requested_; }
   // A sync batch begins: writes the buffer and adds to `fds` the files to fdatasync with it.
@@ -153,6 +156,7 @@ class EventJournal {
     Position end;
     std::vector<int> close_fds;  // rotated-out files, closed once synced
     bool done = false;
+    bool failed = false;
   };
 
   const JournalOptions options_;
@@ -167,6 +171,7 @@ class EventJournal {
   std::string line_;  // the line Append formats
   std::deque<Pending> pending_;
   uint64_t next_token_ = 1;
+  int64_t rotate_retry_after_ms_ = 0;  // after a failed rotation, tried again at most once a second
   uint64_t lines_appended_ = 0;
   uint64_t lines_dropped_ = 0;
   uint64_t write_errors_ = 0;

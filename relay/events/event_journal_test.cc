@@ -203,6 +203,32 @@ TEST(EventJournal, WritesIntoFilesMadeAheadAndReadersStopAtTheirZeros) {
   EXPECT_EQ(reader.malformed_lines(), 1u);
 }
 
+TEST(JournalReader, WaitsForALineTheHeadEndsIn) {
+  const std::string dir = FreshDir("midline");
+  std::filesystem::create_directories(dir);
+  const std::string whole = "1\tdelivered\texample.com\t5\t{\"a\":1}\n";
+  {
+    std::ofstream f(dir + "/" + JournalFileName(0, 1));
+    f << whole << "1\tdelivered\texam";  // a short write: the head ends inside this line
+  }
+  JournalReader reader(dir, 0);
+  const Position head{1, static_cast<uint32_t>(whole.size() + 17)};
+  Read read = ReadAll(reader, Position{}, head);
+  EXPECT_EQ(read.events.size(), 1u);
+  EXPECT_EQ(read.next, (Position{1, static_cast<uint32_t>(whole.size())}));
+  EXPECT_EQ(ReadAll(reader, read.next, head).next, read.next) << "returns, takes nothing";
+}
+
+TEST(EventJournal, NeverStartsAtANumberTheHeadIsPast) {
+  const std::string dir = FreshDir("floor");
+  JournalHead head;
+  head.Publish(Position{7, 0});  // a sink's cursor: files up to 6 were passed (and are gone)
+  auto journal = EventJournal::Open({.dir = dir, .file_bytes_max = 65536}, &head);
+  ASSERT_TRUE(journal.ok());
+  EXPECT_EQ(head.Get(), (Position{7, 0}));
+  EXPECT_EQ(ListJournalFiles(dir, 0), std::vector<uint32_t>{7});
+}
+
 TEST(JournalReader, TakesAtMostTheBudgetAndStopsWhereVisitSays) {
   const std::string dir = FreshDir("budget");
   JournalHead head;

@@ -126,6 +126,7 @@ void EventSink::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
+  stopping_flag_.store(true);
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
@@ -160,7 +161,10 @@ bool EventSink::Wants(const JournalEvent& e) const {
 }
 
 void EventSink::Collect() {
-  for (size_t shard = 0; shard < readers_.size(); ++shard) {
+  // From a different shard each batch: one busy shard cannot keep the others' events waiting.
+  if (batch_events_ == 0 && !readers_.empty()) first_shard_ = (first_shard_ + 1) % readers_.size();
+  for (size_t i = 0; i < readers_.size(); ++i) {
+    const size_t shard = (first_shard_ + i) % readers_.size();
     if (batch_events_ >= options_.batch_events_max || batch_.size() >= options_.batch_bytes_max) {
       return;
     }

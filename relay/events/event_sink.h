@@ -85,6 +85,8 @@ class EventSink {
   // Hands one batch to the far side: `events` is `count` JSON objects separated by commas. OK
   // once the far side has taken it; an error (its message is logged and kept) is retried.
   virtual absl::Status Deliver(std::string_view events, size_t count) = 0;
+  // Set when Stop() is called: a Deliver that waits on the network gives up when it is.
+  const std::atomic<bool>& stopping() const { return stopping_flag_; }
 
  private:
   void Run();
@@ -107,6 +109,7 @@ class EventSink {
   std::vector<Position> cursor_;              // taken
   std::vector<Position> next_;                // after the events in batch_
   std::vector<Position> counted_;             // the backlog count has seen up to here
+  size_t first_shard_ = 0;                    // Collect starts here, one further each batch
   std::string batch_;                         // the events, comma-separated JSON objects
   size_t batch_events_ = 0;
   uint64_t batch_lines_ = 0;  // journal lines the batch passes, taken or filtered
@@ -116,6 +119,7 @@ class EventSink {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};
   std::vector<Position> persisted_;
   std::string last_error_;
   std::thread thread_;

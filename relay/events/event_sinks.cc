@@ -78,6 +78,20 @@ absl::StatusOr<std::unique_ptr<EventSinks>> EventSinks::Create(EventSinksOptions
     }
     sinks->sinks_.push_back(std::move(*sender));
   }
+  // A shard never starts a file at a number a sink has passed (its files may be gone: another
+  // shard count before, or removed unread).
+  for (auto& sink : sinks->sinks_) {
+    const std::vector<Position> cursor = sink->PersistedCursor();
+    for (size_t shard = 0; shard < cursor.size() && shard < sinks->heads_.size(); ++shard) {
+      if (sinks->heads_[shard]->Get().seq < cursor[shard].seq) {
+        sinks->heads_[shard]->Publish(Position{cursor[shard].seq, 0});
+      }
+    }
+  }
+  // Temporary files of a preparation a crash cut short.
+  for (const auto& entry : std::filesystem::directory_iterator(o.dir, ec)) {
+    if (entry.path().extension() == ".tmp") std::filesystem::remove(entry.path(), ec);
+  }
   // With the sinks' cursors known: the files the shards start with are made now, before they
   // take mail.
   sinks->Maintain();
@@ -114,7 +128,7 @@ void EventSinks::Maintain() {
   // Files every sink has passed are recycled as the shard's next ones (their blocks are on disk,
   // so writing into them needs no metadata at each sync) or removed; each running shard keeps
   // kReserveFiles ahead of the one it writes, made full of zeros when none could be recycled.
-  constexpr size_t kReserveFiles = 1;
+  constexpr size_t kReserveFiles = 2;
   std::vector<std::vector<Position>> cursors;
   for (auto& sink : sinks_) cursors.push_back(sink->PersistedCursor());
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> kept;  // (seq, shard) -> bytes, oldest first

@@ -61,8 +61,8 @@ TEST(EventSinks, RecyclesPassedFilesAsTheNextOnes) {
   (*sinks)->Maintain();
   std::vector<uint32_t> after = ListJournalFiles(dir, 0);
   EXPECT_EQ(after.front(), head.seq) << "the passed files are gone from their old numbers";
-  EXPECT_EQ(after.size(), 2u) << "the head's file and one ahead";
-  EXPECT_EQ(after.back(), head.seq + 1);
+  EXPECT_EQ(after.size(), 3u) << "the head's file and two ahead";
+  EXPECT_EQ(after.back(), head.seq + 2);
   EXPECT_FALSE(JournalFileUsed(dir, 0, head.seq + 1));
   EXPECT_EQ(std::filesystem::file_size(dir + "/" + JournalFileName(0, head.seq + 1)), 65536u);
 

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -54,7 +55,8 @@ std::string SslError() {
 // A connection with a deadline: every wait is a poll for what is left of it.
 class Connection {
  public:
-  explicit Connection(Clock::time_point deadline) : deadline_(deadline) {}
+  Connection(Clock::time_point deadline, const std::atomic<bool>* stop)
+      : deadline_(deadline), stop_(stop) {}
   ~Connection() {
     if (ssl_ != nullptr) SSL_free(ssl_);
     if (fd_ >= 0) ::close(fd_);
@@ -194,20 +196,20 @@ class Connection {
   bool Wait(int fd, short events) {
     for (;;) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
-      if (left.count() <= 0) {
+      if (left.count() <= 0 || (stop_ != nullptr && stop_->load())) {
         timed_out_ = true;
         return false;
       }
       pollfd p{fd, events, 0};
-      int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+      // In slices, so that a stop is seen within one.
+      int rc = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 100)));
       if (rc > 0) return true;
-      if (rc < 0 && errno == EINTR) continue;
-      if (rc == 0) timed_out_ = true;
-      return false;
+      if (rc < 0 && errno != EINTR) return false;
     }
   }
 
   const Clock::time_point deadline_;
+  const std::atomic<bool>* const stop_;
   int fd_ = -1;
   SSL* ssl_ = nullptr;
   bool timed_out_ = false;
@@ -300,8 +302,9 @@ HttpsPoster::~HttpsPoster() {
 }
 
 absl::StatusOr<int> HttpsPoster::Post(std::string_view body,
-                                      const std::vector<std::string>& headers, int timeout_ms) {
-  Connection c(Clock::now() + std::chrono::milliseconds(timeout_ms));
+                                      const std::vector<std::string>& headers, int timeout_ms,
+                                      const std::atomic<bool>* stop) {
+  Connection c(Clock::now() + std::chrono::milliseconds(timeout_ms), stop);
   if (absl::Status s = c.Connect(url_); !s.ok()) return s;
   if (ctx_ != nullptr) {
     if (absl::Status s = c.Handshake(ctx_, url_); !s.ok()) return s;

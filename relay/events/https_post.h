@@ -7,6 +7,7 @@
 
 #include <openssl/ssl.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -39,8 +40,10 @@ class HttpsPoster {
 
   // POSTs `body` with the extra header lines (each "Name: value") and returns the status code;
   // an error for anything short of a status line (DNS, connect, TLS, timeout, a bad response).
+  // `stop` (when given) ends the wait early once it is set: a stopping relay does not wait out
+  // the timeout.
   absl::StatusOr<int> Post(std::string_view body, const std::vector<std::string>& headers,
-                           int timeout_ms);
+                           int timeout_ms, const std::atomic<bool>* stop = nullptr);
   const Url& url() const { return url_; }
 
  private:

@@ -12,6 +12,8 @@
 namespace relay::events {
 namespace {
 
+constexpr size_t kChunkBytes = 256 << 10;
+
 // Closes a descriptor when it goes out of scope.
 struct Fd {
   int fd = -1;
@@ -74,7 +76,8 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
     // (the end of the file, or the zeros it was written over).
     bool torn = false;
     for (;;) {
-      size_t want = std::max(bytes_max - taken, kLineBytesMax + 1);
+      // At most kChunkBytes at a time: the buffer stays small whatever the budget.
+      size_t want = std::min(std::max(bytes_max - taken, kLineBytesMax + 1), kChunkBytes);
       if (!whole_file) want = std::min<size_t>(want, head.offset - pos.offset);
       if (want == 0) return pos;
       buffer_.resize(want);
@@ -126,7 +129,9 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
         torn = used < data.size() && !skipping_;  // a line a crash cut short
         break;
       }
-      if (!whole_file && pos.offset >= head.offset) break;
+      // In the head's file, a chunk without a whole line is the line still being written: it is
+      // read at a later call, once the head has passed its end.
+      if (!whole_file && (used == 0 || pos.offset >= head.offset)) return pos;
       if (taken >= bytes_max) return pos;
     }
     if (!whole_file) return pos;  // a partial line at the head waits for its end

@@ -56,7 +56,7 @@ absl::Status WebhookSender::Deliver(std::string_view events, size_t) {
       absl::StrCat("X-Relay-Timestamp: ", timestamp),
       absl::StrCat("X-Relay-Signature: sha256=", SignBatch(options_.secret, timestamp, body)),
   };
-  absl::StatusOr<int> code = poster_->Post(body, headers, options_.timeout_ms);
+  absl::StatusOr<int> code = poster_->Post(body, headers, options_.timeout_ms, &stopping());
   if (!code.ok()) return code.status();
   if (*code < 200 || *code > 299)
     return absl::UnavailableError(absl::StrCat("HTTP status ", *code));

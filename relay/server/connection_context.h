@@ -72,6 +72,10 @@ class ConnectionHost {
   // A message is durably queued (the group commit covering it completed): it is counted, logged
   // and handed to delivery, whether or not its client stays for the 250. `id_text` is the queue
   // id as the client is told it; `size_bytes` counts the headers this hop added.
+  // The message was appended to the spool, in the batch whose end makes it durable (and sends
+  // its 250): its "received" events go to the event journal now, to be durable in that batch.
+  virtual void OnMessageAppended(queue::MessageId id, const std::string& id_text,
+                                 uint64_t size_bytes) = 0;
   virtual void OnMessageQueued(queue::MessageId id, const std::string& id_text,
                                uint64_t size_bytes) = 0;
   // Recipients taken at RCPT but left out of the message `id_text` ("" when nothing was queued)

@@ -242,9 +242,14 @@ ${shaping}
 # path = "spool/suppression.mdb"
 # bounce_categories = ["bad-mailbox", "inactive-mailbox"]
 # Events: every line of the delivery log, with its tenant (the sending domain) and Message-ID,
-# kept in a journal synced with the queue and POSTed as JSON batches to each webhook whose
-# tenants it concerns ("*" for all), signed X-Relay-Signature: sha256=HMAC-SHA256(secret,
+# kept in a journal beside the queue (sync = "interval": fdatasynced every sync_ms; "with-queue":
+# in each group commit, safe across a power loss too) and POSTed as JSON batches to each webhook
+# whose tenants it concerns ("*" for all), signed X-Relay-Signature: sha256=HMAC-SHA256(secret,
 # "<X-Relay-Timestamp>.<body>"), retried until a 2xx: at least once, across restarts.
+# [events]
+# sync = "interval"
+# sync_ms = 100
+# journal_bytes_max = 4294967296
 # [[events.webhook]]
 # name = "app"
 # url = "https://hooks.example.com/relay"

@@ -367,29 +367,44 @@ bool Shard::UnderStress() const {
          uint64_t{connections_max_} * config().smtp.stress_connections_percent;
 }
 
+void Shard::ForEachReceivedLine(queue::MessageId id, const std::string& id_text,
+                                uint64_t size_bytes, bool with_message_id,
+                                absl::FunctionRef<void(const delivery::DeliveryRecord&)> record) {
+  const queue::MessageInfo* info = spool_->Find(id);
+  if (info == nullptr) return;
+  delivery::DeliveryRecord line;
+  line.event = delivery::DeliveryEvent::kReceived;
+  line.time_unix_ms = info->created_unix_ms;
+  line.queue_id = id_text;
+  line.sender = info->sender;
+  line.size_bytes = size_bytes;
+  // The Message-ID once for all the recipients' lines.
+  std::string message_id_storage;
+  if (with_message_id) {
+    line.message_id = events::FindMessageId(spool_->MessageBytes(id), &message_id_storage);
+  }
+  for (const queue::RecipientState& r : info->recipients) {
+    line.recipient = r.address;
+    record(line);
+  }
+}
+
+void Shard::OnMessageAppended(queue::MessageId id, const std::string& id_text,
+                              uint64_t size_bytes) {
+  if (journal_ == nullptr) return;
+  ForEachReceivedLine(id, id_text, size_bytes, /*with_message_id=*/true,
+                      [this](const delivery::DeliveryRecord& line) { journal_->Append(line, ""); });
+}
+
 void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uint64_t size_bytes) {
   if (const metrics::RelayMetrics* m = shared_.metrics) {
     m->messages_received.Add(index_);
     m->message_bytes_received.Add(index_, size_bytes);
   }
-  if (log_ != nullptr || journal_ != nullptr) {
-    if (const queue::MessageInfo* info = spool_->Find(id)) {
-      delivery::DeliveryRecord line;
-      line.event = delivery::DeliveryEvent::kReceived;
-      line.time_unix_ms = info->created_unix_ms;
-      line.queue_id = id_text;
-      line.sender = info->sender;
-      line.size_bytes = size_bytes;
-      // The Message-ID once for all the recipients' lines.
-      std::string message_id_storage;
-      if (journal_ != nullptr) {
-        line.message_id = events::FindMessageId(spool_->MessageBytes(id), &message_id_storage);
-      }
-      for (const queue::RecipientState& r : info->recipients) {
-        line.recipient = r.address;
-        Record(line, "");
-      }
-    }
+  // The delivery log's lines once the message is durable (its journal lines went with it).
+  if (log_ != nullptr) {
+    ForEachReceivedLine(id, id_text, size_bytes, /*with_message_id=*/false,
+                        [this](const delivery::DeliveryRecord& line) { log_->Append(line); });
   }
   if (delivery_ != nullptr) delivery_->OnAccepted(id);
 }
@@ -548,6 +563,9 @@ void Shard::TurnEnd() {
     absl::Status s = log_->Flush();  // whole lines, one write(2) when anything is buffered
     if (!s.ok()) LogWarning() << "delivery log: " << s;
   }
+  // The journal's lines reach the page cache at once: a crash of relayd loses none of them,
+  // whenever they are fdatasynced.
+  if (journal_ != nullptr) journal_->Write();
   // A reserve segment taken by this turn's appends is replaced off this thread (at once when
   // the reserve is low).
   if (!stopping_) RequestReserveSegments();

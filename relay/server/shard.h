@@ -94,6 +94,8 @@ class Shard final : private ConnectionHost {
   // ConnectionHost
   bool UnderStress() const override;
   void OnConnectionClosed(SmtpConnection* connection) override;
+  void OnMessageAppended(queue::MessageId id, const std::string& id_text,
+                         uint64_t size_bytes) override;
   void OnMessageQueued(queue::MessageId id, const std::string& id_text,
                        uint64_t size_bytes) override;
   void OnRecipientsSuppressed(const std::string& id_text, std::string_view sender,
@@ -156,6 +158,10 @@ class Shard final : private ConnectionHost {
   absl::Status OpenJournal();
   // One event to the delivery log and the event journal (`message`: the message's text).
   void Record(const delivery::DeliveryRecord& line, std::string_view message);
+  // The "received" line of each recipient of message `id` to `record`.
+  void ForEachReceivedLine(queue::MessageId id, const std::string& id_text, uint64_t size_bytes,
+                           bool with_message_id,
+                           absl::FunctionRef<void(const delivery::DeliveryRecord&)> record);
   std::unique_ptr<SpoolSyncer> syncer_;  // the group commit (spool_syncer.h)
   std::string spool_directory_;
   bool stopping_ = false;

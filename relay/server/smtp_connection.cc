@@ -533,6 +533,7 @@ void SmtpConnection::AppendToSpool(const queue::Envelope& qenv, queue::MessageId
         if (status.ok()) host->OnMessageQueued(id, id_text, size_bytes);
         OnQueued(std::move(status), id_text);
       });
+  if (appended.ok()) host->OnMessageAppended(id, id_text, size_bytes);
   if (!appended.ok()) {
     queue_pending_ = false;
     ctx_.counters->messages_refused++;
