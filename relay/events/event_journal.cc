@@ -305,7 +305,7 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
                           std::string_view formatted) {
   const size_t before = buffer_.size();
   if (before >= options_.pending_bytes_max) {
-    ++lines_dropped_;
+    head_->lines_dropped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   std::string tenant, message_id;
@@ -317,7 +317,7 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
   line_.clear();
   FormatJournalLine(record, seq_, line_, formatted);
   if (line_.empty()) {
-    ++lines_dropped_;  // longer than a line may be
+    head_->lines_dropped.fetch_add(1, std::memory_order_relaxed);  // longer than a line may be
     return;
   }
   // The next file once this one is full: what is buffered goes to this one first, so every line
@@ -329,7 +329,7 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
       WriteBuffer();
       absl::Status s = buffer_.empty() ? OpenFile(seq_ + 1) : absl::OkStatus();
       if (!buffer_.empty() || !s.ok()) {
-        ++write_errors_;
+        head_->write_errors.fetch_add(1, std::memory_order_relaxed);
         rotate_retry_after_ms_ = now + 1000;
         if (!s.ok()) LogError() << "event journal: " << s << "; this file grows meanwhile";
       } else {
@@ -340,7 +340,7 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view mess
     // A file grows past its size only while the next cannot be had, and at most to twice it
     // (offsets stay far below 4 GiB); beyond, lines are dropped and counted.
     if (written_ > 0 && written_ + buffer_.size() + line_.size() > 2 * options_.file_bytes_max) {
-      ++lines_dropped_;
+      head_->lines_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
@@ -356,8 +356,8 @@ void EventJournal::WriteBuffer() {
     ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      ++write_errors_;
-      if (write_errors_ == 1 || write_errors_ % 1000 == 0) {
+      head_->write_errors.fetch_add(1, std::memory_order_relaxed);
+      if (const uint64_t n = head_->write_errors.load(); n == 1 || n % 1000 == 0) {
         LogError() << "event journal " << path_ << ": write failed: " << std::strerror(errno)
                    << "; events wait in memory";
       }
@@ -391,7 +391,7 @@ void EventJournal::EndSync(uint64_t token, int result) {
     }
   }
   if (result < 0) {
-    ++write_errors_;
+    head_->write_errors.fetch_add(1, std::memory_order_relaxed);
     LogError() << "event journal " << path_ << ": fdatasync failed: " << std::strerror(-result);
   }
   // Published up to the last batch that ended well: what a failed one covered is published by

@@ -61,6 +61,11 @@ class JournalHead {
  public:
   Position Get() const { return Position::Unpack(packed_.load(std::memory_order_acquire)); }
   void Publish(Position p) { packed_.store(p.Packed(), std::memory_order_release); }
+  // What the journal could not keep, for the metrics: lines dropped (held back past
+  // pending_bytes_max, longer than kLineBytesMax, or past a file that could not be replaced) and
+  // failed writes and syncs.
+  std::atomic<uint64_t> lines_dropped{0};
+  std::atomic<uint64_t> write_errors{0};
 
  private:
   std::atomic<uint64_t> packed_{0};
@@ -140,8 +145,8 @@ class EventJournal {
   void WriteAndPublish();
 
   uint64_t lines_appended() const { return lines_appended_; }
-  uint64_t lines_dropped() const { return lines_dropped_; }
-  uint64_t write_errors() const { return write_errors_; }
+  uint64_t lines_dropped() const { return head_->lines_dropped.load(); }
+  uint64_t write_errors() const { return head_->write_errors.load(); }
   const std::string& current_path() const { return path_; }
 
  private:
@@ -173,8 +178,6 @@ class EventJournal {
   uint64_t next_token_ = 1;
   int64_t rotate_retry_after_ms_ = 0;  // after a failed rotation, tried again at most once a second
   uint64_t lines_appended_ = 0;
-  uint64_t lines_dropped_ = 0;
-  uint64_t write_errors_ = 0;
 };
 
 // One event to the delivery log and the event journal (either may be null), formatted once.

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -96,11 +97,23 @@ absl::Status EventSink::LoadCursor() {
   return absl::OkStatus();
 }
 
-bool EventSink::DeliverBatch() {
+size_t EventSink::EventsMax() const {
+  return events_cap_ != 0 ? std::min(events_cap_, options_.batch_events_max)
+                          : options_.batch_events_max;
+}
+
+EventSink::Delivered EventSink::DeliverBatch() {
   int delay_ms = options_.retry_initial_ms;
   for (;;) {
     absl::Status s = Deliver(batch_, batch_events_);
-    if (s.ok()) return true;
+    if (s.ok()) return Delivered::kTaken;
+    if (absl::IsResourceExhausted(s) && batch_events_ > 1) {
+      // Too large for the far side (HTTP 413): the same events again, in halves.
+      LogWarning() << "event sink " << options_.name << ": " << s.message() << " for "
+                   << batch_events_ << " events; sending them " << batch_events_ / 2
+                   << " at a time";
+      return Delivered::kTooLarge;
+    }
     std::string error(s.message());
     stats_.failures.fetch_add(1, std::memory_order_relaxed);
     if (stats_.failures.load(std::memory_order_relaxed) % 100 == 1 || last_error() != error) {
@@ -111,11 +124,10 @@ bool EventSink::DeliverBatch() {
       std::lock_guard<std::mutex> lock(mu_);
       last_error_ = error;
     }
-    if (!Sleep(delay_ms)) return false;
+    if (!Sleep(delay_ms)) return Delivered::kStopping;
     delay_ms = static_cast<int>(std::min<int64_t>(int64_t{delay_ms} * 2, options_.retry_ms_max));
   }
 }
-
 
 void EventSink::Start() {
   thread_ = std::thread([this] { Run(); });
@@ -165,7 +177,7 @@ void EventSink::Collect() {
   if (batch_events_ == 0 && !readers_.empty()) first_shard_ = (first_shard_ + 1) % readers_.size();
   for (size_t i = 0; i < readers_.size(); ++i) {
     const size_t shard = (first_shard_ + i) % readers_.size();
-    if (batch_events_ >= options_.batch_events_max || batch_.size() >= options_.batch_bytes_max) {
+    if (batch_events_ >= EventsMax() || batch_.size() >= options_.batch_bytes_max) {
       return;
     }
     const size_t budget =
@@ -176,7 +188,7 @@ void EventSink::Collect() {
           if (!Wants(e)) return true;
           // Room for this one? (A batch takes at least one event, whatever its size.)
           if (batch_events_ > 0 &&
-              (batch_events_ >= options_.batch_events_max ||
+              (batch_events_ >= EventsMax() ||
                batch_.size() + e.json.size() + 40 > options_.batch_bytes_max)) {
             return false;
           }
@@ -250,13 +262,24 @@ void EventSink::Run() {
       continue;
     }
     stats_.oldest_pending_unix_ms.store(batch_first_unix_ms_, std::memory_order_relaxed);
-    const bool full =
-        batch_events_ >= options_.batch_events_max || batch_.size() >= options_.batch_bytes_max;
+    const bool full = batch_events_ >= EventsMax() || batch_.size() >= options_.batch_bytes_max;
     if (!full && now - batch_first_unix_ms_ < options_.batch_wait_ms) {
       if (!Sleep(kPollMs)) break;
       continue;
     }
-    if (!DeliverBatch()) break;
+    const Delivered delivered = DeliverBatch();
+    if (delivered == Delivered::kStopping) break;
+    if (delivered == Delivered::kTooLarge) {
+      events_cap_ = std::max<size_t>(1, batch_events_ / 2);
+      batch_.clear();
+      batch_events_ = 0;
+      batch_lines_ = 0;
+      next_ = cursor_;
+      continue;
+    }
+    // Taken: a halved batch size grows back, doubling with each batch taken.
+    if (events_cap_ != 0)
+      events_cap_ = events_cap_ * 2 >= options_.batch_events_max ? 0 : events_cap_ * 2;
     stats_.events_sent.fetch_add(batch_events_, std::memory_order_relaxed);
     stats_.batches_sent.fetch_add(1, std::memory_order_relaxed);
     stats_.backlog_events.fetch_sub(static_cast<int64_t>(batch_lines_));

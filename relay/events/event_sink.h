@@ -12,7 +12,8 @@
 // when its first event has waited batch_wait_ms. Each event is the journal's JSON object with
 // "id":"<shard>-<seq>-<offset>" first: its place in the journal, the same on every retry, so a
 // receiver can drop a repeat. A batch the far side refuses is tried again, the same batch, after
-// retry_initial_ms, doubling up to retry_ms_max.
+// retry_initial_ms, doubling up to retry_ms_max; one the far side finds too large (HTTP 413) is
+// sent again in halves.
 #pragma once
 
 #include <atomic>
@@ -93,8 +94,12 @@ class EventSink {
   // Reads the next events for this sink into batch_, from cursor_ into next_.
   void Collect();
   bool Wants(const JournalEvent& e) const;
-  // Delivers batch_ until it is taken; false when stopping first.
-  bool DeliverBatch();
+  enum class Delivered { kTaken, kStopping, kTooLarge };
+  // Delivers batch_ until it is taken, the sink stops, or the far side says it is too large
+  // (ResourceExhausted from Deliver, with more than one event).
+  Delivered DeliverBatch();
+  // batch_events_max, or less while the far side refuses batches that large.
+  size_t EventsMax() const;
   absl::Status SaveCursor(const std::vector<Position>& cursor);
   void CountBacklog();
   // Sleeps up to `ms`; false when asked to stop.
@@ -109,6 +114,7 @@ class EventSink {
   std::vector<Position> cursor_;              // taken
   std::vector<Position> next_;                // after the events in batch_
   std::vector<Position> counted_;             // the backlog count has seen up to here
+  size_t events_cap_ = 0;                     // 0: batch_events_max; else halved after an HTTP 413
   size_t first_shard_ = 0;                    // Collect starts here, one further each batch
   std::string batch_;                         // the events, comma-separated JSON objects
   size_t batch_events_ = 0;

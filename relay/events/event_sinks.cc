@@ -100,6 +100,18 @@ absl::StatusOr<std::unique_ptr<EventSinks>> EventSinks::Create(EventSinksOptions
 
 EventSinks::~EventSinks() { Stop(); }
 
+uint64_t EventSinks::journal_lines_dropped() const {
+  uint64_t n = 0;
+  for (const auto& h : heads_) n += h->lines_dropped.load(std::memory_order_relaxed);
+  return n;
+}
+
+uint64_t EventSinks::journal_write_errors() const {
+  uint64_t n = 0;
+  for (const auto& h : heads_) n += h->write_errors.load(std::memory_order_relaxed);
+  return n;
+}
+
 void EventSinks::Start() {
   for (auto& sink : sinks_) sink->Start();
   thread_ = std::thread([this] {

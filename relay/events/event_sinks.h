@@ -41,6 +41,9 @@ class EventSinks {
   const EventSinksOptions& options() const { return options_; }
   const std::vector<std::unique_ptr<EventSink>>& sinks() const { return sinks_; }
   uint64_t events_dropped() const { return events_dropped_.load(std::memory_order_relaxed); }
+  // Summed over the shards' journals (JournalHead).
+  uint64_t journal_lines_dropped() const;
+  uint64_t journal_write_errors() const;
 
   // After the shards have opened their journals (their heads are then where they write).
   void Start();

@@ -58,8 +58,10 @@ absl::Status WebhookSender::Deliver(std::string_view events, size_t) {
   };
   absl::StatusOr<int> code = poster_->Post(body, headers, options_.timeout_ms, &stopping());
   if (!code.ok()) return code.status();
-  if (*code < 200 || *code > 299)
+  if (*code == 413) return absl::ResourceExhaustedError("HTTP status 413");
+  if (*code < 200 || *code > 299) {
     return absl::UnavailableError(absl::StrCat("HTTP status ", *code));
+  }
   return absl::OkStatus();
 }
 

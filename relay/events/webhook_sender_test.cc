@@ -194,6 +194,36 @@ TEST(WebhookSender, RetriesUntilAcknowledgedAndSendsOnlyItsTenantsEvents) {
   EXPECT_EQ((*again)->PersistedCursor(), std::vector<Position>{head.Get()});
 }
 
+TEST(WebhookSender, ABatchTooLargeForTheEndpointIsSentInHalves) {
+  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/halves";
+  std::filesystem::remove_all(dir);
+  JournalHead head;
+  auto journal = EventJournal::Open({.dir = dir}, &head);
+  ASSERT_TRUE(journal.ok());
+  JournalSet set{dir, {&head}};
+  Endpoint endpoint({413, 200});
+  WebhookOptions o;
+  o.name = "halves";
+  o.url = "http://127.0.0.1:" + std::to_string(endpoint.port()) + "/hook";
+  o.tenants = {"*"};
+  o.secret = "0123456789abcdef";
+  o.batch_events_max = 4;
+  o.batch_wait_ms = 0;
+  o.retry_initial_ms = 10;
+  auto sender = WebhookSender::Create(o, &set);  // its cursor: the head, before the events
+  ASSERT_TRUE(sender.ok());
+  for (int i = 0; i < 4; ++i) {
+    (*journal)->Append(Event(delivery::DeliveryEvent::kDelivered, "a@example.com"), "");
+  }
+  (*journal)->WriteAndPublish();
+  (*sender)->Start();
+  ASSERT_TRUE(WaitUntil([&] { return (*sender)->stats().events_sent.load() == 4; }));
+  (*sender)->Stop();
+  EXPECT_EQ(endpoint.posts(), 3) << "4 refused, then 2 and 2";
+  EXPECT_EQ((*sender)->stats().batches_sent.load(), 2u);
+  EXPECT_EQ(endpoint.bodies().size(), 2u);
+}
+
 TEST(WebhookSender, ANewWebhookStartsAtTheHeads) {
   const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/new";
   std::filesystem::remove_all(dir);

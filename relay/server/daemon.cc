@@ -185,6 +185,13 @@ void AddEventSeries(const events::EventSinks* sinks, metrics::Registry* r) {
                  {.help = "Events removed from the journal unsent to keep it within "
                           "[events] journal_bytes_max."},
                  {}, [sinks] { return static_cast<double>(sinks->events_dropped()); });
+  r->AddCallback("relay_events_journal_dropped_total", MetricType::kCounter,
+                 {.help = "Events the journal could not keep: held back past its memory bound "
+                          "while the disk refused writes, or too long."},
+                 {}, [sinks] { return static_cast<double>(sinks->journal_lines_dropped()); });
+  r->AddCallback("relay_events_journal_write_errors_total", MetricType::kCounter,
+                 {.help = "Failed writes, syncs and file rotations of the event journal."}, {},
+                 [sinks] { return static_cast<double>(sinks->journal_write_errors()); });
   for (const auto& sink : sinks->sinks()) {
     const events::SinkStats* st = &sink->stats();
     const metrics::Labels labels = {{"webhook", sink->sink_options().name}};

@@ -328,8 +328,11 @@ def crash_loses_nothing():
     got = wait_for(lambda: expected <= kinds(receiver().by("/tenant")),
                    "the 60 events of the 30 messages after the restart")
     check(bool(got), "every event of the 30 messages arrives after kill -9 and restart")
-    dropped = metric(metrics(), "relay_events_dropped_total")
-    check(dropped == 0, "no event dropped: %s" % dropped)
+    body = metrics()
+    dropped = (metric(body, "relay_events_dropped_total"),
+               metric(body, "relay_events_journal_dropped_total"),
+               metric(body, "relay_events_journal_write_errors_total"))
+    check(dropped == (0, 0, 0), "no event dropped, no journal write failed: %s" % (dropped,))
 
 
 @harness.case(5, "a webhook whose endpoint's certificate does not verify posts nothing")
