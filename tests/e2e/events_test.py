@@ -151,12 +151,8 @@ def sink():
 
 @harness.fixture
 def dns_port():
-    zones = ""
-    for domain in ("example.org", "example.com"):
-        zones += '  local-zone: "%s." static\n' % domain
-        zones += '  local-data: "%s. 300 IN MX 10 mx.%s."\n' % (domain, domain)
-        zones += '  local-data: "mx.%s. 300 IN A %s"\n' % (domain, SINK_IP)
-    with local_dns.unbound(TMP, zones) as port:
+    with local_dns.unbound(TMP, local_dns.mx_zones(("example.org", "example.com"),
+                                                   SINK_IP)) as port:
         yield port
 
 

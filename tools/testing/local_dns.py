@@ -118,3 +118,13 @@ def dkim_key(tmp, name):
                          check=True, capture_output=True).stdout
     record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
     return path, " ".join('"%s"' % record[i:i + 200] for i in range(0, len(record), 200))
+
+
+def mx_zones(domains, ip):
+    """unbound local zones in which each of `domains` has one MX, mx.<domain>, at `ip`."""
+    zones = ""
+    for domain in domains:
+        zones += '  local-zone: "%s." static\n' % domain
+        zones += '  local-data: "%s. 300 IN MX 10 mx.%s."\n' % (domain, domain)
+        zones += '  local-data: "mx.%s. 300 IN A %s"\n' % (domain, ip)
+    return zones
