@@ -137,61 +137,17 @@ void EventSinks::Stop() {
 }
 
 void EventSinks::Maintain() {
-  // Files every sink has passed are recycled as the shard's next ones (their blocks are on disk,
-  // so writing into them needs no metadata at each sync) or removed; each running shard keeps
-  // kReserveFiles ahead of the one it writes, made full of zeros when none could be recycled.
-  constexpr size_t kReserveFiles = 2;
   std::vector<std::vector<Position>> cursors;
   for (auto& sink : sinks_) cursors.push_back(sink->PersistedCursor());
-  std::map<std::pair<uint32_t, uint32_t>, uint64_t> kept;  // (seq, shard) -> bytes, oldest first
-  uint64_t total = 0;
-  bool renamed = false;
+  Upkeep upkeep;
   for (uint32_t shard = 0; shard < heads_.size(); ++shard) {
-    const uint32_t head_seq = heads_[shard]->Get().seq;
-    const bool running = shard < options_.shards;
-    uint32_t needed = head_seq;
+    uint32_t needed = heads_[shard]->Get().seq;
     for (const auto& c : cursors) {
       if (shard < c.size()) needed = std::min(needed, std::max<uint32_t>(c[shard].seq, 1));
     }
-    std::vector<uint32_t> seqs = ListJournalFiles(options_.dir, shard);
-    uint32_t top = std::max(head_seq, seqs.empty() ? 0 : seqs.back());
-    size_t reserve = 0;
-    for (uint32_t seq : seqs) reserve += seq > head_seq ? 1 : 0;
-    for (uint32_t seq : seqs) {
-      const std::string path = FilePath(options_.dir, shard, seq);
-      const uint64_t bytes = FileSize(path);
-      if (seq < needed) {
-        if (running && reserve < kReserveFiles && bytes == options_.file_bytes_max &&
-            ::link(path.c_str(), FilePath(options_.dir, shard, top + 1).c_str()) == 0) {
-          ++top;
-          ++reserve;
-        }
-        ::unlink(path.c_str());
-        renamed = true;
-        continue;
-      }
-      total += bytes;
-      if (seq < head_seq) kept[{seq, shard}] = bytes;
-    }
-    // The head's own file too, before a shard has opened it (the first start).
-    if (running && FileSize(FilePath(options_.dir, shard, head_seq)) < options_.file_bytes_max) {
-      if (absl::Status s =
-              PrepareJournalFile(options_.dir, shard, head_seq, options_.file_bytes_max, "m");
-          !s.ok()) {
-        LogError() << "event journal: " << s;
-      }
-    }
-    for (; running && reserve < kReserveFiles; ++reserve, ++top) {
-      if (absl::Status s =
-              PrepareJournalFile(options_.dir, shard, top + 1, options_.file_bytes_max, "m");
-          !s.ok()) {
-        LogError() << "event journal: " << s;
-        break;
-      }
-      total += options_.file_bytes_max;
-    }
+    KeepShardFiles(shard, needed, &upkeep);
   }
-  if (renamed) {
+  if (upkeep.removed) {
     int d = ::open(options_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d >= 0) {
       ::fsync(d);
@@ -199,15 +155,61 @@ void EventSinks::Maintain() {
     }
   }
   // Over the bound: the oldest complete files go.
-  for (auto it = kept.begin(); total > options_.journal_bytes_max && it != kept.end(); ++it) {
+  for (auto it = upkeep.kept.begin();
+       upkeep.total > options_.journal_bytes_max && it != upkeep.kept.end(); ++it) {
     const auto [seq, shard] = it->first;
     const uint64_t lines = CountLines(options_.dir, shard, seq);
     ::unlink(FilePath(options_.dir, shard, seq).c_str());
-    total -= it->second;
+    upkeep.total -= it->second;
     events_dropped_.fetch_add(lines, std::memory_order_relaxed);
     LogError() << "event journal over events.journal_bytes_max (" << options_.journal_bytes_max
                << " bytes): dropped " << JournalFileName(shard, seq) << " with " << lines
                << " events no sink had taken yet";
+  }
+}
+
+// Files every sink has passed (before `needed`) are recycled as the shard's next ones (their
+// blocks are on disk, so writing into them needs no metadata at each sync) or removed; a running
+// shard keeps kReserveFiles ahead of the one it writes, made full of zeros when none could be
+// recycled. The files kept are counted into `upkeep`.
+void EventSinks::KeepShardFiles(uint32_t shard, uint32_t needed, Upkeep* upkeep) {
+  constexpr size_t kReserveFiles = 2;
+  const uint32_t head_seq = heads_[shard]->Get().seq;
+  const bool running = shard < options_.shards;
+  std::vector<uint32_t> seqs = ListJournalFiles(options_.dir, shard);
+  uint32_t top = std::max(head_seq, seqs.empty() ? 0 : seqs.back());
+  size_t reserve = 0;
+  for (uint32_t seq : seqs) reserve += seq > head_seq ? 1 : 0;
+  for (uint32_t seq : seqs) {
+    const std::string path = FilePath(options_.dir, shard, seq);
+    const uint64_t bytes = FileSize(path);
+    if (seq < needed) {
+      if (running && reserve < kReserveFiles && bytes == options_.file_bytes_max &&
+          ::link(path.c_str(), FilePath(options_.dir, shard, top + 1).c_str()) == 0) {
+        ++top;
+        ++reserve;
+      }
+      ::unlink(path.c_str());
+      upkeep->removed = true;
+      continue;
+    }
+    upkeep->total += bytes;
+    if (seq < head_seq) upkeep->kept[{seq, shard}] = bytes;
+  }
+  if (!running) return;
+  // The head's own file too, before the shard has opened it (the first start), then the reserve.
+  std::vector<uint32_t> missing;
+  if (FileSize(FilePath(options_.dir, shard, head_seq)) < options_.file_bytes_max) {
+    missing.push_back(head_seq);
+  }
+  for (; reserve < kReserveFiles; ++reserve) missing.push_back(++top);
+  for (uint32_t seq : missing) {
+    if (absl::Status s = PrepareJournalFile(options_.dir, shard, seq, options_.file_bytes_max, "m");
+        !s.ok()) {
+      LogError() << "event journal: " << s;
+      return;
+    }
+    upkeep->total += options_.file_bytes_max;
   }
 }
 

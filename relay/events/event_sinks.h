@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -54,6 +55,14 @@ class EventSinks {
 
  private:
   explicit EventSinks(EventSinksOptions options) : options_(std::move(options)) {}
+  // What one upkeep pass found: the complete files kept ((seq, shard) -> bytes), all bytes kept,
+  // and whether a file was removed or renamed (the directory is then synced).
+  struct Upkeep {
+    std::map<std::pair<uint32_t, uint32_t>, uint64_t> kept;
+    uint64_t total = 0;
+    bool removed = false;
+  };
+  void KeepShardFiles(uint32_t shard, uint32_t needed, Upkeep* upkeep);
 
   const EventSinksOptions options_;
   std::vector<std::unique_ptr<JournalHead>> heads_;  // live shards, then shards with old files

@@ -72,76 +72,98 @@ Position JournalReader::Read(Position from, Position head, size_t bytes_max,
       pos = Position{NextFile(pos.seq + 1, head.seq), 0};
       continue;
     }
-    // Read chunks of this file until the budget is spent, the head is reached or its lines end
-    // (the end of the file, or the zeros it was written over).
-    bool torn = false;
-    for (;;) {
-      // At most kChunkBytes at a time: the buffer stays small whatever the budget.
-      size_t want = std::min(std::max(bytes_max - taken, kLineBytesMax + 1), kChunkBytes);
-      if (!whole_file) want = std::min<size_t>(want, head.offset - pos.offset);
-      if (want == 0) return pos;
-      buffer_.resize(want);
-      ssize_t n = ::pread(file.fd, buffer_.data(), want, pos.offset);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return pos;
-      std::string_view data(buffer_.data(), static_cast<size_t>(n));
-      bool at_end = static_cast<size_t>(n) < want;  // nothing more in the file
-      if (whole_file) {
-        if (size_t nul = data.find('\0'); nul != std::string_view::npos) {
-          data = data.substr(0, nul);
-          at_end = true;
-        }
-      }
-      size_t used = 0;
-      while (used < data.size()) {
-        size_t nl = data.find('\n', used);
-        if (nl == std::string_view::npos) break;
-        std::string_view line = data.substr(used, nl - used);
-        JournalEvent event;
-        const bool good = line.size() <= kLineBytesMax && ParseJournalLine(line, &event) &&
-                          event.file_seq == pos.seq;
-        if (whole_file && !good && !skipping_) {
-          // The end of what was written into this file: its earlier life follows.
-          data = data.substr(0, used);
-          at_end = true;
-          break;
-        }
-        if (skipping_) {
-          skipping_ = false;  // the end of an over-long line
-        } else if (good) {
-          event.at = Position{pos.seq, static_cast<uint32_t>(pos.offset + used)};
-          if (!visit(event)) return Position{pos.seq, static_cast<uint32_t>(pos.offset + used)};
-        } else {
-          ++malformed_lines_;
-        }
-        if (lines != nullptr) ++*lines;
-        used = nl + 1;
-      }
-      if (used == 0 && data.size() > kLineBytesMax) {
-        // No newline in more than a line's bound: drop it all, and the rest up to the newline.
-        if (!skipping_) ++malformed_lines_;
-        skipping_ = true;
-        used = data.size();
-      }
-      pos.offset += static_cast<uint32_t>(used);
-      taken += used;
-      if (at_end) {
-        torn = used < data.size() && !skipping_;  // a line a crash cut short
-        break;
-      }
-      // In the head's file, a chunk without a whole line is the line still being written: it is
-      // read at a later call, once the head has passed its end.
-      if (!whole_file && (used == 0 || pos.offset >= head.offset)) return pos;
-      if (taken >= bytes_max) return pos;
-    }
-    if (!whole_file) return pos;  // a partial line at the head waits for its end
-    if (torn) ++malformed_lines_;
+    const FileRead read = ReadFile(file.fd, head, bytes_max, &pos, &taken, visit, lines);
+    if (read == FileRead::kStop || !whole_file) return pos;
+    if (read == FileRead::kEndedTorn) ++malformed_lines_;
     skipping_ = false;
     const uint32_t next = NextFile(pos.seq + 1, head.seq);
     missing_files_ += next - pos.seq - 1;  // removed unread, to keep the journal in its bound
     pos = Position{next, 0};
   }
   return pos;
+}
+
+// Reads chunks of the file at *pos until the budget is spent, the head is reached or the file's
+// lines end (the end of the file, or the zeros or earlier life after what was written into it).
+JournalReader::FileRead JournalReader::ReadFile(int fd, Position head, size_t bytes_max,
+                                                Position* pos, size_t* taken,
+                                                absl::FunctionRef<bool(const JournalEvent&)> visit,
+                                                uint64_t* lines) {
+  const bool whole_file = pos->seq < head.seq;
+  for (;;) {
+    // At most kChunkBytes at a time: the buffer stays small whatever the budget.
+    size_t want = std::min(std::max(bytes_max - *taken, kLineBytesMax + 1), kChunkBytes);
+    if (!whole_file) want = std::min<size_t>(want, head.offset - pos->offset);
+    if (want == 0) return FileRead::kStop;
+    buffer_.resize(want);
+    ssize_t n = ::pread(fd, buffer_.data(), want, pos->offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FileRead::kStop;
+    std::string_view data(buffer_.data(), static_cast<size_t>(n));
+    bool at_end = static_cast<size_t>(n) < want;  // nothing more in the file
+    if (whole_file) {
+      if (size_t nul = data.find('\0'); nul != std::string_view::npos) {
+        data = data.substr(0, nul);
+        at_end = true;
+      }
+    }
+    bool refused = false;
+    const size_t used = TakeLines(&data, *pos, whole_file, &at_end, &refused, visit, lines);
+    pos->offset += static_cast<uint32_t>(used);
+    *taken += used;
+    if (refused) return FileRead::kStop;
+    if (at_end) {
+      // A line a crash cut short.
+      return used < data.size() && !skipping_ ? FileRead::kEndedTorn : FileRead::kEnded;
+    }
+    // In the head's file, a chunk without a whole line is the line still being written: it is
+    // read at a later call, once the head has passed its end.
+    if (!whole_file && (used == 0 || pos->offset >= head.offset)) return FileRead::kStop;
+    if (*taken >= bytes_max) return FileRead::kStop;
+  }
+}
+
+// The whole lines of *data (read at `at`): visits the good ones, counts the others, and returns
+// the bytes taken. In a complete file the first line that is not its own ends *data (*at_end).
+// *refused: `visit` declined a line, which is not taken.
+size_t JournalReader::TakeLines(std::string_view* data, Position at, bool whole_file, bool* at_end,
+                                bool* refused, absl::FunctionRef<bool(const JournalEvent&)> visit,
+                                uint64_t* lines) {
+  size_t used = 0;
+  while (used < data->size()) {
+    size_t nl = data->find('\n', used);
+    if (nl == std::string_view::npos) break;
+    std::string_view line = data->substr(used, nl - used);
+    JournalEvent event;
+    const bool good =
+        line.size() <= kLineBytesMax && ParseJournalLine(line, &event) && event.file_seq == at.seq;
+    if (whole_file && !good && !skipping_) {
+      // The end of what was written into this file: its earlier life follows.
+      *data = data->substr(0, used);
+      *at_end = true;
+      return used;
+    }
+    if (skipping_) {
+      skipping_ = false;  // the end of an over-long line
+    } else if (good) {
+      event.at = Position{at.seq, static_cast<uint32_t>(at.offset + used)};
+      if (!visit(event)) {
+        *refused = true;
+        return used;
+      }
+    } else {
+      ++malformed_lines_;
+    }
+    if (lines != nullptr) ++*lines;
+    used = nl + 1;
+  }
+  if (used == 0 && data->size() > kLineBytesMax) {
+    // No newline in more than a line's bound: drop it all, and the rest up to the newline.
+    if (!skipping_) ++malformed_lines_;
+    skipping_ = true;
+    used = data->size();
+  }
+  return used;
 }
 
 }  // namespace relay::events

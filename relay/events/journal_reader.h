@@ -49,6 +49,12 @@ class JournalReader {
  private:
   // The first file at or after `seq` (up to `head_seq`), or head_seq itself when none is there.
   uint32_t NextFile(uint32_t seq, uint32_t head_seq);
+  enum class FileRead { kStop, kEnded, kEndedTorn };
+  FileRead ReadFile(int fd, Position head, size_t bytes_max, Position* pos, size_t* taken,
+                    absl::FunctionRef<bool(const JournalEvent&)> visit, uint64_t* lines);
+  size_t TakeLines(std::string_view* data, Position at, bool whole_file, bool* at_end,
+                   bool* refused, absl::FunctionRef<bool(const JournalEvent&)> visit,
+                   uint64_t* lines);
 
   const std::string dir_;
   const uint32_t shard_;
