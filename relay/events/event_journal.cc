@@ -299,6 +299,9 @@ void RecordEvent(delivery::DeliveryLog* log, EventJournal* journal,
   delivery::FormatDeliveryRecord(record, formatted);
   if (log != nullptr) log->AppendFormatted(formatted);
   journal->Append(record, message, formatted);
+  // Written at once: the caller appends the record this event is about after this returns, and
+  // a crash in between must not leave the record without its event.
+  journal->Write();
 }
 
 void EventJournal::Append(delivery::DeliveryRecord record, std::string_view message,

@@ -13,16 +13,26 @@
 // passed becomes a later one, its blocks already on disk) and the first line whose tag is not the
 // file's own number, or a zero byte, ends a file's lines.
 //
-// Durability rides on the spool's group commit (relay/server/spool_syncer.h): as a batch begins,
-// the journal writes its buffered lines and names its files; the batch fdatasyncs them with the
-// spool's segments, and when it ends the journal publishes the position it reached. So an event is
-// durable no later than the outcome it describes, a 250 is sent only after the "received" events
-// of its message are on disk, and sinks read only up to the published (durable) position.
+// Durability ([events] sync, relay/server/config/event_sections.h): the shard writes the
+// journal's buffered lines (write(2), into the page cache) with each event, at the end of every
+// loop turn and as each group commit begins. With sync = "with-queue" the commit fdatasyncs the
+// journal's files with the spool's segments, so an event is on disk no later than the outcome it
+// describes and a 250 is sent only after the "received" events of its message are (they are
+// appended with the message); with "interval" the files are fdatasynced on their own every sync_ms.
+// Either way the journal publishes the position a finished sync reached, and sinks read only up to
+// it.
+//
+// What a crash can cost: an event is written (write(2), into the page cache, which a kill of
+// relayd does not lose) before the spool's record of what it describes (RecordEvent; a message's
+// "received" events before the message), so no crash of relayd leaves a record without its
+// event. The exceptions, both operator or relay-made messages: "deleted" and "dsn_sent" are
+// written just after their record. A power loss loses, with "interval", up to sync_ms of events.
 //
 // Contract: an EventJournal belongs to its shard's thread; its JournalHead is read by any thread.
 // Append() never blocks on the disk: it formats into memory and writes (write(2), to the page
-// cache) when the buffer reaches buffer_bytes_max or a batch begins. While the disk refuses
-// writes, lines wait in memory up to pending_bytes_max, then are dropped and counted.
+// cache) when the buffer reaches buffer_bytes_max; Write() and BeginSync() write the rest. While
+// the disk refuses writes, lines wait in memory up to pending_bytes_max, then are dropped and
+// counted.
 #pragma once
 
 #include <atomic>
@@ -180,8 +190,8 @@ class EventJournal {
   uint64_t lines_appended_ = 0;
 };
 
-// One event to the delivery log and the event journal (either may be null), formatted once.
-// `message`: the message's text, for the journal's message_id.
+// One event to the delivery log and the event journal (either may be null), formatted once; the
+// journal's line is written at once. `message`: the message's text, for the journal's message_id.
 void RecordEvent(delivery::DeliveryLog* log, EventJournal* journal,
                  const delivery::DeliveryRecord& record, std::string_view message);
 

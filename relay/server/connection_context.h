@@ -72,10 +72,13 @@ class ConnectionHost {
   // A message is durably queued (the group commit covering it completed): it is counted, logged
   // and handed to delivery, whether or not its client stays for the 250. `id_text` is the queue
   // id as the client is told it; `size_bytes` counts the headers this hop added.
-  // The message was appended to the spool, in the batch whose end makes it durable (and sends
-  // its 250): its "received" events go to the event journal now, to be durable in that batch.
-  virtual void OnMessageAppended(queue::MessageId id, const std::string& id_text,
-                                 uint64_t size_bytes) = 0;
+  // The message is about to be appended to the spool (`headers` are the ones this hop adds):
+  // its "received" events go to the event journal first, written before its record is, so that
+  // no crash leaves the message without them (with [events] sync = "with-queue" they are durable
+  // in the same batch as the message, before its 250).
+  virtual void OnMessageAppending(const queue::Envelope& envelope, const std::string& id_text,
+                                  uint64_t size_bytes, std::string_view headers,
+                                  std::string_view message) = 0;
   virtual void OnMessageQueued(queue::MessageId id, const std::string& id_text,
                                uint64_t size_bytes) = 0;
   // Recipients taken at RCPT but left out of the message `id_text` ("" when nothing was queued)

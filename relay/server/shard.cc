@@ -367,33 +367,25 @@ bool Shard::UnderStress() const {
          uint64_t{connections_max_} * config().smtp.stress_connections_percent;
 }
 
-void Shard::ForEachReceivedLine(queue::MessageId id, const std::string& id_text,
-                                uint64_t size_bytes, bool with_message_id,
-                                absl::FunctionRef<void(const delivery::DeliveryRecord&)> record) {
-  const queue::MessageInfo* info = spool_->Find(id);
-  if (info == nullptr) return;
+void Shard::OnMessageAppending(const queue::Envelope& envelope, const std::string& id_text,
+                               uint64_t size_bytes, std::string_view headers,
+                               std::string_view message) {
+  if (journal_ == nullptr) return;
   delivery::DeliveryRecord line;
   line.event = delivery::DeliveryEvent::kReceived;
-  line.time_unix_ms = info->created_unix_ms;
+  line.time_unix_ms = static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
   line.queue_id = id_text;
-  line.sender = info->sender;
+  line.sender = envelope.sender;
   line.size_bytes = size_bytes;
-  // The Message-ID once for all the recipients' lines.
   std::string message_id_storage;
-  if (with_message_id) {
-    line.message_id = events::FindMessageId(spool_->MessageBytes(id), &message_id_storage);
+  line.message_id = events::FindMessageId(message, &message_id_storage);
+  if (line.message_id.empty())
+    line.message_id = events::FindMessageId(headers, &message_id_storage);
+  for (const std::string& recipient : envelope.recipients) {
+    line.recipient = recipient;
+    journal_->Append(line, "");
   }
-  for (const queue::RecipientState& r : info->recipients) {
-    line.recipient = r.address;
-    record(line);
-  }
-}
-
-void Shard::OnMessageAppended(queue::MessageId id, const std::string& id_text,
-                              uint64_t size_bytes) {
-  if (journal_ == nullptr) return;
-  ForEachReceivedLine(id, id_text, size_bytes, /*with_message_id=*/true,
-                      [this](const delivery::DeliveryRecord& line) { journal_->Append(line, ""); });
+  journal_->Write();
 }
 
 void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uint64_t size_bytes) {
@@ -401,10 +393,20 @@ void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uin
     m->messages_received.Add(index_);
     m->message_bytes_received.Add(index_, size_bytes);
   }
-  // The delivery log's lines once the message is durable (its journal lines went with it).
+  // The delivery log's lines once the message is durable (its journal lines went before it).
   if (log_ != nullptr) {
-    ForEachReceivedLine(id, id_text, size_bytes, /*with_message_id=*/false,
-                        [this](const delivery::DeliveryRecord& line) { log_->Append(line); });
+    if (const queue::MessageInfo* info = spool_->Find(id)) {
+      delivery::DeliveryRecord line;
+      line.event = delivery::DeliveryEvent::kReceived;
+      line.time_unix_ms = info->created_unix_ms;
+      line.queue_id = id_text;
+      line.sender = info->sender;
+      line.size_bytes = size_bytes;
+      for (const queue::RecipientState& r : info->recipients) {
+        line.recipient = r.address;
+        log_->Append(line);
+      }
+    }
   }
   if (delivery_ != nullptr) delivery_->OnAccepted(id);
 }

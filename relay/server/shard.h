@@ -94,8 +94,9 @@ class Shard final : private ConnectionHost {
   // ConnectionHost
   bool UnderStress() const override;
   void OnConnectionClosed(SmtpConnection* connection) override;
-  void OnMessageAppended(queue::MessageId id, const std::string& id_text,
-                         uint64_t size_bytes) override;
+  void OnMessageAppending(const queue::Envelope& envelope, const std::string& id_text,
+                          uint64_t size_bytes, std::string_view headers,
+                          std::string_view message) override;
   void OnMessageQueued(queue::MessageId id, const std::string& id_text,
                        uint64_t size_bytes) override;
   void OnRecipientsSuppressed(const std::string& id_text, std::string_view sender,
@@ -158,10 +159,7 @@ class Shard final : private ConnectionHost {
   absl::Status OpenJournal();
   // One event to the delivery log and the event journal (`message`: the message's text).
   void Record(const delivery::DeliveryRecord& line, std::string_view message);
-  // The "received" line of each recipient of message `id` to `record`.
-  void ForEachReceivedLine(queue::MessageId id, const std::string& id_text, uint64_t size_bytes,
-                           bool with_message_id,
-                           absl::FunctionRef<void(const delivery::DeliveryRecord&)> record);
+
   std::unique_ptr<SpoolSyncer> syncer_;  // the group commit (spool_syncer.h)
   std::string spool_directory_;
   bool stopping_ = false;

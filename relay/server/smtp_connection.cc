@@ -526,6 +526,7 @@ void SmtpConnection::AppendToSpool(const queue::Envelope& qenv, queue::MessageId
   // for every durably queued message, so the engine is told from here and not from OnQueued.
   ConnectionHost* host = ctx_.host;
   uint64_t size_bytes = added_headers_.size() + message.size();
+  host->OnMessageAppending(qenv, id_text, size_bytes, added_headers_, message);
   absl::StatusOr<queue::Appended> appended = spool->AppendMessage(
       qenv, added_headers_, message, [this, host, id, id_text, size_bytes](absl::Status status) {
         // Told here, not in OnQueued: the message is queued whether or not its client stayed
@@ -533,7 +534,6 @@ void SmtpConnection::AppendToSpool(const queue::Envelope& qenv, queue::MessageId
         if (status.ok()) host->OnMessageQueued(id, id_text, size_bytes);
         OnQueued(std::move(status), id_text);
       });
-  if (appended.ok()) host->OnMessageAppended(id, id_text, size_bytes);
   if (!appended.ok()) {
     queue_pending_ = false;
     ctx_.counters->messages_refused++;
