@@ -177,7 +177,7 @@ absl::StatusOr<std::string> DeliveryEngine::DeleteNow(queue::MessageId id) {
       line.reply_text = state.reply;
       line.queued_ms = state.time_unix_ms - created_unix_ms;
       line.message_id = message_id;
-      Record(line, "");
+      Record(line);
     }
   }
   return absl::StrCat(id.ToString(), " deleted");
@@ -594,11 +594,15 @@ void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
   line.queued_ms = now - info.created_unix_ms;
   line.attempt_ms = attempt.duration_ms > 0 ? attempt.duration_ms : -1;
   line.next_attempt_unix_ms = d.record == queue::RecordType::kDeferred ? d.next_attempt_unix_ms : 0;
-  Record(line, journal_ != nullptr ? spool_->MessageBytes(job.id) : "");
+  std::string message_id_storage;
+  if (journal_ != nullptr) {
+    line.message_id = events::FindMessageId(spool_->MessageBytes(job.id), &message_id_storage);
+  }
+  Record(line);
 }
 
-void DeliveryEngine::Record(const DeliveryRecord& line, std::string_view message) {
-  events::RecordEvent(log_, journal_, line, message);
+void DeliveryEngine::Record(const DeliveryRecord& line) {
+  events::RecordEvent(log_, journal_, line);
 }
 
 bool DeliveryEngine::OutcomeWaiting(queue::MessageId id, uint32_t recipient) const {
@@ -780,7 +784,7 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
     line.dsn_action = kind == DsnKind::kDelay ? "delayed" : "failed";
     std::string message_id_storage;
     line.message_id = events::FindMessageId(pending.headers, &message_id_storage);
-    Record(line, "");
+    Record(line);
   }
   LogInfo() << (kind == DsnKind::kDelay ? "delay DSN " : "DSN ") << appended->id.ToString()
             << " queued to " << pending.sender << " for " << pending.failed.size()

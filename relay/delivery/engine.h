@@ -223,9 +223,8 @@ class DeliveryEngine {
   // Opens an attempt marker again after a deferral whose copy may be out there (Disposition).
   void ReopenAttemptMarker(queue::MessageId id, uint32_t recipient, int64_t now, const char* why);
   bool Recording() const { return log_ != nullptr || journal_ != nullptr; }
-  // One event to the delivery log and the event journal; `message` is the message's text, for the
-  // journal's message_id (empty when line.message_id is set or the text is gone).
-  void Record(const DeliveryRecord& line, std::string_view message);
+  // One event to the delivery log and the event journal.
+  void Record(const DeliveryRecord& line);
   // The delivery log's line for a recorded outcome.
   void LogOutcome(const Job& job, const queue::MessageInfo& info, const queue::RecipientState& rcpt,
                   const Disposition& d, const AttemptInfo& attempt, int64_t now);

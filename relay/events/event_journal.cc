@@ -289,7 +289,7 @@ absl::Status EventJournal::OpenFile(uint32_t seq) {
 }
 
 void RecordEvent(delivery::DeliveryLog* log, EventJournal* journal,
-                 const delivery::DeliveryRecord& record, std::string_view message) {
+                 const delivery::DeliveryRecord& record) {
   if (journal == nullptr) {
     if (log != nullptr) log->Append(record);
     return;
@@ -298,25 +298,22 @@ void RecordEvent(delivery::DeliveryLog* log, EventJournal* journal,
   formatted.clear();
   delivery::FormatDeliveryRecord(record, formatted);
   if (log != nullptr) log->AppendFormatted(formatted);
-  journal->Append(record, message, formatted);
+  journal->Append(record, formatted);
   // Written at once: the caller appends the record this event is about after this returns, and
   // a crash in between must not leave the record without its event.
   journal->Write();
 }
 
-void EventJournal::Append(delivery::DeliveryRecord record, std::string_view message,
-                          std::string_view formatted) {
-  const size_t before = buffer_.size();
-  if (before >= options_.pending_bytes_max) {
+void EventJournal::Append(delivery::DeliveryRecord record, std::string_view formatted) {
+  if (buffer_.size() >= options_.pending_bytes_max) {
     head_->lines_dropped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  std::string tenant, message_id;
+  std::string tenant;
   if (record.tenant.empty()) {
     tenant = EventTenant(record);
     record.tenant = tenant;
   }
-  if (record.message_id.empty()) record.message_id = FindMessageId(message, &message_id);
   line_.clear();
   FormatJournalLine(record, seq_, line_, formatted);
   if (line_.empty()) {

@@ -14,8 +14,8 @@
 // file's own number, or a zero byte, ends a file's lines.
 //
 // Durability ([events] sync, relay/server/config/event_sections.h): the shard writes the
-// journal's buffered lines (write(2), into the page cache) with each event, at the end of every
-// loop turn and as each group commit begins. With sync = "with-queue" the commit fdatasyncs the
+// journal's buffered lines (write(2), into the page cache) with each event, and as each group
+// commit begins. With sync = "with-queue" the commit fdatasyncs the
 // journal's files with the spool's segments, so an event is on disk no later than the outcome it
 // describes and a 250 is sent only after the "received" events of its message are (they are
 // appended with the message); with "interval" the files are fdatasynced on their own every sync_ms.
@@ -134,14 +134,12 @@ class EventJournal {
   EventJournal(const EventJournal&) = delete;
   EventJournal& operator=(const EventJournal&) = delete;
 
-  // Formats `record` into the buffer. An empty record.tenant is taken from EventTenant, an empty
-  // record.message_id from `message`'s header (the message the event is about; may be empty).
+  // Formats `record` into the buffer; an empty record.tenant is taken from EventTenant.
   // `formatted`, when given, is the delivery log's line for `record` (FormatDeliveryRecord),
   // taken instead of formatting it again.
-  void Append(delivery::DeliveryRecord record, std::string_view message,
-              std::string_view formatted = {});
+  void Append(delivery::DeliveryRecord record, std::string_view formatted = {});
 
-  // Writes what is buffered (the shard calls it at the end of each loop turn).
+  // Writes what is buffered (RecordEvent after each event; the shard after a message's lines).
   void Write() { WriteBuffer(); }
   // Lines appended and not yet covered by a begun sync.
   bool HasUnsynced() const { return !buffer_.empty() || written_ != requested_; }
@@ -191,8 +189,8 @@ class EventJournal {
 };
 
 // One event to the delivery log and the event journal (either may be null), formatted once; the
-// journal's line is written at once. `message`: the message's text, for the journal's message_id.
+// journal's line is written at once.
 void RecordEvent(delivery::DeliveryLog* log, EventJournal* journal,
-                 const delivery::DeliveryRecord& record, std::string_view message);
+                 const delivery::DeliveryRecord& record);
 
 }  // namespace relay::events

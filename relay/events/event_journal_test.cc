@@ -83,8 +83,10 @@ TEST(EventJournal, LinesBecomeReadableWhenTheirSyncEnds) {
   auto journal = EventJournal::Open({.dir = dir, .shard = 1}, &head);
   ASSERT_TRUE(journal.ok()) << journal.status();
   EXPECT_EQ(head.Get(), (Position{1, 0}));
-  (*journal)->Append(Delivered("a@example.org"), "Message-ID: <m1@x>\r\n\r\nbody");
-  (*journal)->Append(Delivered("b@example.org"), "");
+  delivery::DeliveryRecord with_id = Delivered("a@example.org");
+  with_id.message_id = "<m1@x>";
+  (*journal)->Append(with_id);
+  (*journal)->Append(Delivered("b@example.org"));
   EXPECT_TRUE((*journal)->HasUnsynced());
   std::vector<int> fds;
   const uint64_t token = (*journal)->BeginSync(&fds);
@@ -112,9 +114,9 @@ TEST(EventJournal, PublishesInOrderWhenSyncsEndOutOfOrder) {
   auto journal = EventJournal::Open({.dir = FreshDir("order")}, &head);
   ASSERT_TRUE(journal.ok());
   std::vector<int> fds;
-  (*journal)->Append(Delivered("a@example.org"), "");
+  (*journal)->Append(Delivered("a@example.org"));
   const uint64_t first = (*journal)->BeginSync(&fds);
-  (*journal)->Append(Delivered("b@example.org"), "");
+  (*journal)->Append(Delivered("b@example.org"));
   const uint64_t second = (*journal)->BeginSync(&fds);
   (*journal)->EndSync(second, 0);
   EXPECT_EQ(head.Get(), (Position{1, 0})) << "the first batch has not ended";
@@ -129,7 +131,7 @@ TEST(EventJournal, RotatesAndARestartStartsTheNextFile) {
     auto journal = EventJournal::Open({.dir = dir, .file_bytes_max = 600}, &head);
     ASSERT_TRUE(journal.ok());
     for (int i = 0; i < 10; ++i) {
-      (*journal)->Append(Delivered("r" + std::to_string(i) + "@example.org"), "");
+      (*journal)->Append(Delivered("r" + std::to_string(i) + "@example.org"));
       (*journal)->WriteAndPublish();
     }
   }
@@ -179,7 +181,7 @@ TEST(EventJournal, WritesIntoFilesMadeAheadAndReadersStopAtTheirZeros) {
     auto journal = EventJournal::Open({.dir = dir, .file_bytes_max = 65536}, &head);
     ASSERT_TRUE(journal.ok());
     EXPECT_EQ(head.Get(), (Position{1, 0})) << "the unused file made ahead is taken";
-    (*journal)->Append(Delivered("a@example.org"), "");
+    (*journal)->Append(Delivered("a@example.org"));
     (*journal)->WriteAndPublish();
   }
   EXPECT_EQ(std::filesystem::file_size(dir + "/" + JournalFileName(0, 1)), 65536u);
@@ -234,7 +236,7 @@ TEST(JournalReader, TakesAtMostTheBudgetAndStopsWhereVisitSays) {
   JournalHead head;
   auto journal = EventJournal::Open({.dir = dir}, &head);
   ASSERT_TRUE(journal.ok());
-  for (int i = 0; i < 5; ++i) (*journal)->Append(Delivered("r@example.org"), "");
+  for (int i = 0; i < 5; ++i) (*journal)->Append(Delivered("r@example.org"));
   (*journal)->WriteAndPublish();
   JournalReader reader(dir, 0);
   int seen = 0;

@@ -50,7 +50,7 @@ TEST(EventSinks, RecyclesPassedFilesAsTheNextOnes) {
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   auto journal = EventJournal::Open({.dir = dir, .file_bytes_max = 65536}, (*sinks)->head(0));
   ASSERT_TRUE(journal.ok());
-  for (int i = 0; i < 1000; ++i) (*journal)->Append(Delivered(i), "");
+  for (int i = 0; i < 1000; ++i) (*journal)->Append(Delivered(i));
   (*journal)->WriteAndPublish();
   const Position head = (*sinks)->head(0)->Get();
   ASSERT_GE(head.seq, 3u) << "the lines span several files";
@@ -67,7 +67,7 @@ TEST(EventSinks, RecyclesPassedFilesAsTheNextOnes) {
   EXPECT_EQ(std::filesystem::file_size(dir + "/" + JournalFileName(0, head.seq + 1)), 65536u);
 
   // Written into a recycled file: a reader sees its new lines only, not its earlier life.
-  for (int i = 0; i < 700; ++i) (*journal)->Append(Delivered(i), "");
+  for (int i = 0; i < 700; ++i) (*journal)->Append(Delivered(i));
   (*journal)->WriteAndPublish();
   const Position later = (*sinks)->head(0)->Get();
   ASSERT_GT(later.seq, head.seq);

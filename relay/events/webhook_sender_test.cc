@@ -171,10 +171,10 @@ TEST(WebhookSender, RetriesUntilAcknowledgedAndSendsOnlyItsTenantsEvents) {
     auto sender = WebhookSender::Create(o, &set);
     ASSERT_TRUE(sender.ok()) << sender.status();
     (*sender)->Start();
-    (*journal)->Append(Event(delivery::DeliveryEvent::kDelivered, "a@example.com"), "");
-    (*journal)->Append(Event(delivery::DeliveryEvent::kReceived, "a@example.com"), "");
-    (*journal)->Append(Event(delivery::DeliveryEvent::kBounced, "a@other.example"), "");
-    (*journal)->Append(Event(delivery::DeliveryEvent::kBounced, "b@EXAMPLE.com"), "");
+    (*journal)->Append(Event(delivery::DeliveryEvent::kDelivered, "a@example.com"));
+    (*journal)->Append(Event(delivery::DeliveryEvent::kReceived, "a@example.com"));
+    (*journal)->Append(Event(delivery::DeliveryEvent::kBounced, "a@other.example"));
+    (*journal)->Append(Event(delivery::DeliveryEvent::kBounced, "b@EXAMPLE.com"));
     (*journal)->WriteAndPublish();
     ASSERT_TRUE(WaitUntil([&] { return (*sender)->stats().events_sent.load() == 2; }));
     EXPECT_EQ((*sender)->stats().failures.load(), 2u);
@@ -213,7 +213,7 @@ TEST(WebhookSender, ABatchTooLargeForTheEndpointIsSentInHalves) {
   auto sender = WebhookSender::Create(o, &set);  // its cursor: the head, before the events
   ASSERT_TRUE(sender.ok());
   for (int i = 0; i < 4; ++i) {
-    (*journal)->Append(Event(delivery::DeliveryEvent::kDelivered, "a@example.com"), "");
+    (*journal)->Append(Event(delivery::DeliveryEvent::kDelivered, "a@example.com"));
   }
   (*journal)->WriteAndPublish();
   (*sender)->Start();
@@ -230,7 +230,7 @@ TEST(WebhookSender, ANewWebhookStartsAtTheHeads) {
   JournalHead head;
   auto journal = EventJournal::Open({.dir = dir}, &head);
   ASSERT_TRUE(journal.ok());
-  (*journal)->Append(Event(delivery::DeliveryEvent::kDelivered, "a@example.com"), "");
+  (*journal)->Append(Event(delivery::DeliveryEvent::kDelivered, "a@example.com"));
   (*journal)->WriteAndPublish();
   JournalSet set{dir, {&head}};
   WebhookOptions o;

@@ -383,7 +383,7 @@ void Shard::OnMessageAppending(const queue::Envelope& envelope, const std::strin
     line.message_id = events::FindMessageId(headers, &message_id_storage);
   for (const std::string& recipient : envelope.recipients) {
     line.recipient = recipient;
-    journal_->Append(line, "");
+    journal_->Append(line);
   }
   journal_->Write();
 }
@@ -428,12 +428,12 @@ void Shard::OnRecipientsSuppressed(const std::string& id_text, std::string_view 
     const std::string reason = SuppressedText(e);
     line.reply_text = reason;
     line.category = e.category;
-    Record(line, "");
+    Record(line);
   }
 }
 
-void Shard::Record(const delivery::DeliveryRecord& line, std::string_view message) {
-  events::RecordEvent(log_.get(), journal_.get(), line, message);
+void Shard::Record(const delivery::DeliveryRecord& line) {
+  events::RecordEvent(log_.get(), journal_.get(), line);
 }
 
 void Shard::ThreadMain(std::promise<absl::Status>* started) {
@@ -565,9 +565,6 @@ void Shard::TurnEnd() {
     absl::Status s = log_->Flush();  // whole lines, one write(2) when anything is buffered
     if (!s.ok()) LogWarning() << "delivery log: " << s;
   }
-  // The journal's lines reach the page cache at once: a crash of relayd loses none of them,
-  // whenever they are fdatasynced.
-  if (journal_ != nullptr) journal_->Write();
   // A reserve segment taken by this turn's appends is replaced off this thread (at once when
   // the reserve is low).
   if (!stopping_) RequestReserveSegments();

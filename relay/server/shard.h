@@ -157,8 +157,8 @@ class Shard final : private ConnectionHost {
   absl::flat_hash_map<std::string, uint32_t> connections_per_ip_;
   void OnSynced(const SyncReport& report);
   absl::Status OpenJournal();
-  // One event to the delivery log and the event journal (`message`: the message's text).
-  void Record(const delivery::DeliveryRecord& line, std::string_view message);
+  // One event to the delivery log and the event journal.
+  void Record(const delivery::DeliveryRecord& line);
 
   std::unique_ptr<SpoolSyncer> syncer_;  // the group commit (spool_syncer.h)
   std::string spool_directory_;

@@ -18,7 +18,7 @@
 //
 // sync: "with-queue" fdatasyncs the journal in each group commit of the queue, so an event is on
 // disk no later than the outcome it describes, even across a power loss; it costs a second
-// fdatasync per commit (bench/RESULTS.md). "interval" writes the journal at each commit (into the
+// fdatasync per commit (bench/RESULTS.md). "interval" writes each event at once (into the
 // page cache, which a crash of relayd does not lose) and fdatasyncs it on its own every sync_ms:
 // a power loss or kernel crash may lose the last sync_ms of events.
 //
