@@ -94,6 +94,8 @@ std::string_view DeliveryEventName(DeliveryEvent event) {
       return "deleted";
     case DeliveryEvent::kSuppressed:
       return "suppressed";
+    case DeliveryEvent::kComplained:
+      return "complained";
   }
   return "unknown";
 }
@@ -210,6 +212,8 @@ void FormatDeliveryRecord(const DeliveryRecord& r, std::string& out) {
     AppendTimestamp(out, r.next_attempt_unix_ms);
   }
   if (r.size_bytes != 0) AppendIntField(out, "size_bytes", static_cast<int64_t>(r.size_bytes));
+  AppendStringField(out, "feedback", r.feedback);
+  AppendStringField(out, "feedback_type", r.feedback_type);
   out += "}\n";
 }
 

@@ -1,5 +1,6 @@
 // The delivery log: one JSON object per line for every event of a message's life (received,
-// delivered, deferred, bounced, expired, dsn_sent), for operators and their log pipelines.
+// delivered, deferred, bounced, expired, dsn_sent, suppressed, and the bounces and complaints
+// that come back later), for operators and their log pipelines.
 //
 // Contract: a DeliveryLog belongs to one thread, its shard: each shard writes its own file,
 // `delivery-<shard>.log` (DeliveryLogPath), so the hot path takes no lock and lines of different
@@ -47,6 +48,7 @@ enum class DeliveryEvent {
   kDsnSent,
   kDeleted,
   kSuppressed,  // taken at RCPT but not queued: on the suppression list ([suppression] at_rcpt)
+  kComplained,  // a complaint (ARF, RFC 5965) came back about a recipient ([feedback])
 };
 std::string_view DeliveryEventName(DeliveryEvent event);
 
@@ -78,6 +80,10 @@ struct DeliveryRecord {
   int64_t attempt_ms = -1;           // duration of this attempt; -1: left out
   int64_t next_attempt_unix_ms = 0;  // deferrals: when the next attempt is due
   uint64_t size_bytes = 0;           // message size (received)
+  // Bounced and complained lines that come from a report returned later ([feedback]): what it
+  // was ("dsn", "bounce-text", "complaint") and, for a complaint, its Feedback-Type ("abuse").
+  std::string_view feedback;
+  std::string_view feedback_type;
   // For the event journal only (relay/events/event_journal.h); the delivery log leaves them out.
   std::string_view tenant;
   std::string_view message_id;

@@ -227,7 +227,10 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   if (info == nullptr) return;  // deleted or final
   int64_t now = NowUnixMs();
   bool expired = info->created_unix_ms + options_.message_age_ms_max <= now;
-  // Group the due pending recipients by domain (RFC 5321 §5.1: one MX lookup per domain).
+  // Group the due pending recipients by domain (RFC 5321 §5.1: one MX lookup per domain), or
+  // one job per recipient when each gets its own return path (VERP).
+  const bool verp = options_.verp != nullptr && options_.verp->ForSender(info->sender) != nullptr;
+  const std::string id_text = verp ? id.ToString() : std::string();
   absl::flat_hash_map<std::string, Job> by_domain;
   std::vector<std::string> order;
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
@@ -237,11 +240,15 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     if (OutcomeWaiting(id, i)) continue;
     if (!expired && !force && r.next_attempt_unix_ms > now) continue;
     std::string domain = DomainOf(r.address);
-    auto [it, inserted] = by_domain.try_emplace(domain);
+    std::optional<std::string> return_path;
+    if (verp) return_path = options_.verp->ReturnPath(info->sender, id_text, i, r.address);
+    std::string key = return_path ? absl::StrCat(domain, "\n", i) : domain;
+    auto [it, inserted] = by_domain.try_emplace(key);
     if (inserted) {
       it->second.id = id;
       it->second.domain = domain;
-      order.push_back(domain);
+      if (return_path) it->second.mail_from = std::move(*return_path);
+      order.push_back(std::move(key));
     }
     it->second.recipients.push_back(i);
   }
@@ -251,8 +258,9 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     return;
   }
   jobs_out_[id] = static_cast<int>(order.size());
-  for (const std::string& domain : order) {
-    Job job = std::move(by_domain[domain]);
+  for (const std::string& key : order) {
+    Job job = std::move(by_domain[key]);
+    const std::string domain = job.domain;  // a copy: `job` moves into the lookup
     if (expired) {
       std::string last = info->recipients[job.recipients[0]].last_reply;
       FailJob(job,

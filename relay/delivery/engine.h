@@ -54,6 +54,7 @@
 #include "relay/delivery/token_bucket.h"
 #include "relay/events/event_journal.h"
 #include "relay/feedback/suppression_list.h"
+#include "relay/feedback/verp.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
 #include "relay/metrics/relay_metrics.h"
@@ -103,6 +104,9 @@ struct DeliveryOptions {
   // its message's sending domain (null: no list).
   feedback::SuppressionList* suppression = nullptr;
   std::vector<feedback::BounceCategory> suppress_categories;
+  // VERP ([feedback]): a message whose sending domain has a bounce domain goes out one
+  // transaction per recipient, each with its own return path (relay/feedback/verp.h). Null: none.
+  const feedback::Verp* verp = nullptr;
 };
 
 class DeliveryEngine {

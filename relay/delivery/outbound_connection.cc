@@ -381,7 +381,7 @@ void OutboundConnection::TakeWork() {
   engine_->spool()->Pin(slot->id);
   (idle ? attempt_start_ms_ : next_attempt_start_ms_) = reactor_->NowMs();
   smtp::OutgoingMessage message;
-  message.mail_from = std::string(info->sender);
+  message.mail_from = slot->mail_from.empty() ? std::string(info->sender) : slot->mail_from;
   for (uint32_t r : slot->recipients) message.recipients.push_back(info->recipients[r].address);
   message.size_bytes = info->message.size();
   message.needs_8bitmime = NeedsUtf8(info->message);

@@ -31,6 +31,7 @@ struct Job {
   std::string domain;
   std::string site;                  // set once the MX lookup chose a ready queue
   std::vector<uint32_t> recipients;  // indices into the envelope
+  std::string mail_from;             // the return path when not the stored sender: VERP
   int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
   int metrics_site = -1;             // the shaping rule's metrics label index, -1: none yet
   int source = -1;                   // the egress source index, -1: none yet

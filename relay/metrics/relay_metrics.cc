@@ -14,6 +14,8 @@ namespace {
 constexpr const char* kListenerNames[] = {"submission", "submissions", "receive"};
 constexpr const char* kDirectionNames[] = {"inbound", "outbound"};
 constexpr const char* kAuthNames[] = {"success", "failure", "error"};
+constexpr const char* kFeedbackNames[] = {"bounce", "complaint", "auto-reply", "not-a-report",
+                                          "unmatched"};
 // RFC 6376 §3.3 and RFC 8463 §3: the a= tag values.
 constexpr const char* kDkimNames[] = {"rsa-sha256", "ed25519-sha256"};
 constexpr const char* kRecipientFamilies[] = {"relay_recipients_delivered_total",
@@ -94,6 +96,13 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
         "relay_auth_attempts_total",
         Help("SMTP AUTH attempts by result (error: the credential check itself failed)."),
         {{"result", kAuthNames[a]}});
+  }
+  for (int f = 0; f < kFeedbackResults; ++f) {
+    feedback_[f] = r.AddCounter(
+        "relay_feedback_reports_total",
+        Help("Messages to a bounce domain ([feedback]) by what they were: returned bounces and "
+             "complaints matched to their message, or dropped."),
+        {{"result", kFeedbackNames[f]}});
   }
   for (int a = 0; a < 2; ++a) {
     dkim_signatures_[a] =

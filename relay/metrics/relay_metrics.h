@@ -51,6 +51,15 @@ enum class RecipientResult { kDelivered = 0, kDeferred = 1, kBounced = 2 };
 enum class Direction { kInbound = 0, kOutbound = 1 };
 enum class AuthOutcome { kSuccess = 0, kFailure = 1, kError = 2 };
 enum class DkimAlgorithm { kRsaSha256 = 0, kEd25519Sha256 = 1 };
+// What a message to a bounce domain turned out to be (relay/feedback/returned_mail.h).
+enum class FeedbackResult {
+  kBounce = 0,     // a returned bounce, matched to its message and recipient
+  kComplaint = 1,  // an ARF complaint, matched
+  kAutoReply = 2,  // dropped
+  kNotReport = 3,  // neither a bounce nor a complaint: dropped
+  kUnmatched = 4,  // a report no valid token names (forged, damaged, other secret): dropped
+};
+inline constexpr int kFeedbackResults = 5;
 
 class RelayMetrics {
  public:
@@ -113,6 +122,7 @@ class RelayMetrics {
   const Counter& tls_handshakes(Direction d) const { return tls_handshakes_[static_cast<int>(d)]; }
   const Counter& tls_failures(Direction d) const { return tls_failures_[static_cast<int>(d)]; }
   const Counter& auth(AuthOutcome o) const { return auth_[static_cast<int>(o)]; }
+  const Counter& feedback(FeedbackResult r) const { return feedback_[static_cast<int>(r)]; }
   const Counter& dkim_signatures(DkimAlgorithm a) const {
     return dkim_signatures_[static_cast<int>(a)];
   }
@@ -151,6 +161,7 @@ class RelayMetrics {
   Counter tls_handshakes_[2];
   Counter tls_failures_[2];
   Counter auth_[3];
+  Counter feedback_[kFeedbackResults];
   Counter dkim_signatures_[2];
   absl::flat_hash_map<std::string, int> site_index_;
   // [result][site + 1][source label]: index 0 is "none".

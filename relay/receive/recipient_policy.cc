@@ -15,6 +15,17 @@ RecipientRoute RecipientPolicy::Route(std::string_view address, bool authenticat
     route.why = "no domain";
     return route;
   }
+  if (verp_ != nullptr && verp_->ForBounceDomain(domain) != nullptr) {
+    if (verp_->IsFeedbackAddress(local) || verp_->Parse(local, domain).has_value()) {
+      route.decision = smtp::RcptDecision::kAccept;
+      route.kind = RecipientKind::kFeedback;
+      route.domain = absl::AsciiStrToLower(absl::string_view(domain.data(), domain.size()));
+      return route;
+    }
+    route.decision = smtp::RcptDecision::kUnknownUser;
+    route.why = "not a return path of this bounce domain";
+    return route;
+  }
   if (srs_ != nullptr && Srs::IsSrs(local) &&
       absl::EqualsIgnoreCase(absl::string_view(domain.data(), domain.size()), srs_->domain())) {
     absl::StatusOr<std::string> original = srs_->Reverse(address, now_s);

@@ -5,6 +5,10 @@
 //     hash, a malformed or an expired SRS address is 550 5.1.1;
 //   - an address of a local domain is expanded through the aliases (relay/receive/aliases.h):
 //     its external targets, or 550 5.1.1 for an unknown user when the domain has no catch-all;
+//   - an address of a bounce domain ([feedback], relay/feedback/verp.h) is a VERP return path
+//     (bounces+TOKEN, its structure checked here, its MAC once the report names the recipient)
+//     or the bare feedback-loop address: the mail is read as a report, never forwarded. Any
+//     other local part there is 550 5.1.1;
 //   - any other domain is relayed only for an authenticated client (the same rule as submission);
 //     without AUTH it is 550 5.7.1 relay access denied (RFC 5321 §3.6.2: no open relay).
 //
@@ -17,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "relay/feedback/verp.h"
 #include "relay/receive/aliases.h"
 #include "relay/receive/srs.h"
 #include "relay/smtp/server_session.h"
@@ -27,6 +32,7 @@ enum class RecipientKind {
   kAlias,      // a local address, expanded
   kSrsReturn,  // an SRS address reversed to the original sender
   kRelay,      // another domain, for an authenticated client
+  kFeedback,   // a bounce domain's return path or feedback-loop address: read, not forwarded
 };
 
 struct RecipientRoute {
@@ -39,18 +45,21 @@ struct RecipientRoute {
 
 class RecipientPolicy {
  public:
-  // `srs` may be null (no SRS reversal); both must outlive the policy.
-  RecipientPolicy(std::shared_ptr<const Aliases> aliases, std::shared_ptr<const Srs> srs)
-      : aliases_(std::move(aliases)), srs_(std::move(srs)) {}
+  // `srs` may be null (no SRS reversal), `verp` null (no bounce domain).
+  RecipientPolicy(std::shared_ptr<const Aliases> aliases, std::shared_ptr<const Srs> srs,
+                  std::shared_ptr<const feedback::Verp> verp = nullptr)
+      : aliases_(std::move(aliases)), srs_(std::move(srs)), verp_(std::move(verp)) {}
 
   RecipientRoute Route(std::string_view address, bool authenticated, int64_t now_s) const;
 
   const Aliases& aliases() const { return *aliases_; }
   const Srs* srs() const { return srs_.get(); }
+  const feedback::Verp* verp() const { return verp_.get(); }
 
  private:
   std::shared_ptr<const Aliases> aliases_;
   std::shared_ptr<const Srs> srs_;
+  std::shared_ptr<const feedback::Verp> verp_;
 };
 
 }  // namespace relay::receive

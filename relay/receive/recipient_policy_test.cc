@@ -99,5 +99,28 @@ TEST_F(RecipientPolicyTest, WithoutSrsAnSrsLookingAddressIsAnAlias) {
   EXPECT_THAT(r.targets, ElementsAre("catchall@gmail.example"));
 }
 
+TEST(RecipientPolicyFeedbackTest, BounceDomainTakesReturnPathsOnly) {
+  feedback::VerpOptions o;
+  o.secrets = {"s3cret"};
+  o.domains = {{"example.com", "bounce.example.com"}};
+  auto verp = feedback::Verp::Make(o);
+  ASSERT_TRUE(verp.ok()) << verp.status();
+  std::shared_ptr<const feedback::Verp> shared(std::move(*verp));
+  auto aliases = Aliases::Build({}, {});
+  ASSERT_TRUE(aliases.ok());
+  RecipientPolicy policy(std::make_shared<const Aliases>(std::move(*aliases)), nullptr, shared);
+  std::string path = *shared->ReturnPath("news@example.com", "ab-0-1", 0, "x@y.test");
+  RecipientRoute r = policy.Route(path, false, kNow);
+  EXPECT_EQ(r.decision, RcptDecision::kAccept);
+  EXPECT_EQ(r.kind, RecipientKind::kFeedback);
+  EXPECT_EQ(r.domain, "bounce.example.com");
+  EXPECT_TRUE(r.targets.empty()) << "a report is read, never forwarded";
+  EXPECT_EQ(policy.Route("Bounces@bounce.example.com", false, kNow).kind, RecipientKind::kFeedback);
+  r = policy.Route("postmaster@bounce.example.com", false, kNow);
+  EXPECT_EQ(r.decision, RcptDecision::kUnknownUser);
+  EXPECT_EQ(policy.Route("bounces+junk@bounce.example.com", true, kNow).decision,
+            RcptDecision::kUnknownUser);
+}
+
 }  // namespace
 }  // namespace relay::receive

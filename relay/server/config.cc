@@ -361,10 +361,11 @@ absl::Status WithTable(const Section& root, std::string_view key, Parser parse) 
 }
 
 absl::Status Parse(const Section& root, Config& c) {
-  RETURN_IF_ERROR(root.Known(
-      {"hostname", "shards",  "spool_dir",   "users", "control_socket", "submission", "tls",
-       "limits",   "auth",    "queue",       "dkim",  "shutdown",       "delivery",   "retry",
-       "shaping",  "bounces", "suppression", "log",   "metrics",        "receive",    "events"}));
+  RETURN_IF_ERROR(
+      root.Known({"hostname", "shards",  "spool_dir", "users",   "control_socket", "submission",
+                  "tls",      "limits",  "auth",      "queue",   "dkim",           "shutdown",
+                  "delivery", "retry",   "shaping",   "bounces", "suppression",    "log",
+                  "metrics",  "receive", "events",    "feedback"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -397,6 +398,13 @@ absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(WithTable(root, "suppression",
                             [&](const Section& t) { return ParseSuppression(c.suppression, t); }));
   ASSIGN_OR_RETURN(c.events, config::ParseEvents(root, c.dir));
+  ASSIGN_OR_RETURN(c.feedback, config::ParseFeedback(root, c.dir, c.receive.domains));
+  if (c.feedback.enabled() && !c.receive.enabled()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(c.path,
+                     ": [[feedback.verp]] needs [receive] listen: bounces and complaints come back "
+                     "to the bounce domain on port 25"));
+  }
   return WithTable(root, "shutdown", [&](const Section& t) { return ParseShutdown(c, t); });
 }
 

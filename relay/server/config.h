@@ -19,6 +19,7 @@
 #include "relay/feedback/bounce_classifier.h"
 #include "relay/receive/dmarc.h"
 #include "relay/server/config/event_sections.h"
+#include "relay/server/config/feedback_sections.h"
 #include "relay/smtp/client_reply.h"
 
 namespace relay::server {
@@ -212,6 +213,7 @@ struct Config {
   MetricsSettings metrics;
   SuppressionSettings suppression;
   config::EventsSettings events;  // [events] (config/event_sections.h)
+  config::FeedbackSettings feedback;  // [feedback] (config/feedback_sections.h)
   ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   // [[bounces.rule]] then the shipped bounce rules (config/bounce_sections.h).

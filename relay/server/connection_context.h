@@ -12,6 +12,7 @@
 #include "dkim/signer.h"
 #include "dns/spf.h"
 #include "queue/spool.h"
+#include "relay/feedback/returned_mail.h"
 #include "relay/feedback/suppression_list.h"
 #include "relay/io/buffer_ring.h"
 #include "relay/io/reactor.h"
@@ -44,6 +45,7 @@ struct SharedState {
   receive::ReceiveStateHolder* receive = nullptr;  // null: no port 25 ([receive])
   feedback::SuppressionList* suppression = nullptr;  // null: [suppression] enabled = false
   events::EventSinks* events = nullptr;              // null: no event sinks ([events])
+  const feedback::Verp* verp = nullptr;              // null: no VERP domains ([feedback])
 };
 
 struct ShardCounters {
@@ -85,6 +87,9 @@ class ConnectionHost {
   // because they are suppressed: logged and counted.
   virtual void OnRecipientsSuppressed(const std::string& id_text, std::string_view sender,
                                       const std::vector<feedback::SuppressionEntry>& entries) = 0;
+  // A message to a bounce domain was read (its suppressions already committed): its bounces
+  // and complaints become events, and it is counted.
+  virtual void OnReturnedMail(const feedback::ReturnedMail& mail, std::string_view peer_ip) = 0;
 };
 
 struct ConnectionContext {

@@ -80,9 +80,11 @@ void RaiseFileLimit(uint64_t connections_max) {
   }
 }
 
-// The SRS secrets: one per line, the first signs (relay/receive/srs.h). A missing file is created
-// with a random secret, as a missing certificate is: forwarding must work on a first start.
-absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path) {
+// HMAC secrets, SRS's (relay/receive/srs.h) or VERP's (relay/feedback/verp.h): one per line, the
+// first signs. A missing file is created with a random secret, as a missing certificate is:
+// forwarding and return paths must work on a first start.
+absl::StatusOr<std::vector<std::string>> LoadSecrets(const std::string& path,
+                                                     absl::string_view what) {
   if (!std::filesystem::exists(path)) {
     uint8_t bytes[24];
     RAND_bytes(bytes, sizeof(bytes));
@@ -91,7 +93,7 @@ absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path)
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
       return absl::FailedPreconditionError(
-          absl::StrCat(path, ": cannot create the SRS secret file: ", std::strerror(errno),
+          absl::StrCat(path, ": cannot create the ", what, " secret file: ", std::strerror(errno),
                        " (relayctl init and relayd --init make it; or write one random line of",
                        " 32 or more characters into it, readable by relayd)"));
     }
@@ -99,7 +101,7 @@ absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path)
     bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
     ::close(fd);
     if (!written) return absl::FailedPreconditionError(absl::StrCat(path, ": write failed"));
-    LogWarning() << "no SRS secret found: generated one in " << path;
+    LogWarning() << "no " << what << " secret found: generated one in " << path;
   }
   std::ifstream in(path);
   if (!in) return absl::FailedPreconditionError(absl::StrCat(path, ": cannot read"));
@@ -110,7 +112,7 @@ absl::StatusOr<std::vector<std::string>> LoadSrsSecrets(const std::string& path)
     if (!line.empty() && line.front() != '#') secrets.push_back(line);
   }
   if (secrets.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": no SRS secret in the file"));
+    return absl::FailedPreconditionError(absl::StrCat(path, ": no ", what, " secret in the file"));
   }
   return secrets;
 }
@@ -124,14 +126,14 @@ std::string ReadConfigText(const std::string& path) {
 
 // Port 25's aliases and SRS, read at start and on SIGHUP. Any error names the file and line.
 absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
-    const Config& config) {
+    const Config& config, std::shared_ptr<const feedback::Verp> verp) {
   const ReceiveSettings& r = config.receive;
   receive::AliasesOptions options;
   options.depth_max = r.alias_depth_max;
   options.suffix_separators = r.suffix_separators;
   options.targets_max = r.alias_targets_max;
   ASSIGN_OR_RETURN(receive::Aliases aliases, receive::Aliases::Load(r.aliases_files, options));
-  ASSIGN_OR_RETURN(std::vector<std::string> secrets, LoadSrsSecrets(r.srs_secret_path));
+  ASSIGN_OR_RETURN(std::vector<std::string> secrets, LoadSecrets(r.srs_secret_path, "SRS"));
   receive::SrsConfig srs_config;
   srs_config.domain = r.srs_domain;
   srs_config.secrets = std::move(secrets);
@@ -161,7 +163,7 @@ absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
   }
   state->policy = std::make_shared<const receive::RecipientPolicy>(
       std::make_shared<const receive::Aliases>(std::move(aliases)),
-      std::shared_ptr<const receive::Srs>(std::move(srs)));
+      std::shared_ptr<const receive::Srs>(std::move(srs)), std::move(verp));
   return std::shared_ptr<const receive::ReceiveState>(std::move(state));
 }
 
@@ -269,6 +271,7 @@ class DaemonParts {
   dkim::SignerConfig dkim_config;
   std::unique_ptr<SigningPool> signing_pool;
   std::unique_ptr<receive::ReceiveStateHolder> receive_state;
+  std::shared_ptr<const feedback::Verp> verp;  // [feedback]; null without VERP domains
   std::unique_ptr<metrics::RelayMetrics> relay_metrics;
   std::unique_ptr<feedback::SuppressionList> suppression;  // outlives the shards that use it
   std::unique_ptr<events::EventSinks> event_sinks;         // likewise
@@ -310,6 +313,7 @@ absl::Status DaemonParts::StartShards() {
   shared.signing_pool = signing_pool.get();
   shared.receive = receive_state.get();
   shared.suppression = suppression.get();
+  shared.verp = verp.get();
   shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;
@@ -411,8 +415,27 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     LogInfo() << "DKIM signing and port-25 checks on " << p.signing_pool->thread_count()
               << " threads";
   }
+  if (p.config.feedback.enabled()) {
+    absl::StatusOr<std::vector<std::string>> secrets =
+        LoadSecrets(p.config.feedback.secret_path, "feedback");
+    if (!secrets.ok()) return secrets.status();
+    feedback::VerpOptions o;
+    o.secrets = std::move(*secrets);
+    o.local_part = p.config.feedback.local_part;
+    o.domains = p.config.feedback.verp;
+    auto verp = feedback::Verp::Make(std::move(o));
+    if (!verp.ok()) {
+      return absl::Status(verp.status().code(),
+                          absl::StrCat("feedback: ", verp.status().message()));
+    }
+    p.verp = std::move(*verp);
+    for (const feedback::VerpDomain& d : p.config.feedback.verp) {
+      LogInfo() << "mail from " << d.domain << " leaves with VERP return paths at "
+                << d.bounce_domain;
+    }
+  }
   if (p.config.receive.enabled()) {
-    auto state = LoadReceiveState(p.config);
+    auto state = LoadReceiveState(p.config, p.verp);
     if (!state.ok()) {
       return absl::Status(state.status().code(),
                           absl::StrCat("receive: ", state.status().message()));
@@ -476,7 +499,7 @@ ReloadResult Daemon::Reload() {
   report("users", p.auth->Reload());
   if (p.receive_state != nullptr) {
     // A broken aliases file keeps the previous set: mail keeps flowing while it is fixed.
-    auto state = LoadReceiveState(p.config);
+    auto state = LoadReceiveState(p.config, p.verp);
     if (state.ok()) p.receive_state->Set(std::move(*state));
     report("aliases", state.status());
   }

@@ -102,6 +102,15 @@ smtp::RcptDecision ReceivePolicy::CheckRecipient(std::string_view address) {
               << route.why;
     return route.decision;
   }
+  // A report to a bounce domain is read, not forwarded: it goes in a transaction without
+  // recipients that are forwarded, so that each kind gets its own answer to DATA.
+  const bool feedback = route.kind == receive::RecipientKind::kFeedback;
+  for (const auto& [rcpt, taken] : routes_) {
+    if ((taken.kind == receive::RecipientKind::kFeedback) != feedback) {
+      return smtp::RcptDecision::kSeparately;
+    }
+    break;  // all taken so far are of one kind
+  }
   routes_.insert_or_assign(std::string(address), std::move(route));
   return smtp::RcptDecision::kAccept;
 }
@@ -118,6 +127,10 @@ ForwardPlan ReceivePolicy::Plan(const std::vector<std::string>& recipients) cons
     const receive::RecipientRoute* route = RouteOf(rcpt);
     EXPECT_OR_COUNT(route != nullptr);  // the session passes only accepted recipients
     if (route == nullptr) continue;
+    if (route->kind == receive::RecipientKind::kFeedback) {
+      plan.feedback.push_back(rcpt);
+      continue;
+    }
     plan.forwarding = plan.forwarding || route->kind != receive::RecipientKind::kRelay;
     if (plan.local_domain.empty() && route->kind == receive::RecipientKind::kAlias) {
       plan.local_domain = route->domain;

@@ -67,6 +67,7 @@ struct ForwardPlan {
   std::vector<std::string> originals;  // parallel to targets; "" for a relayed recipient
   bool forwarding = false;             // some recipient is local (alias or SRS): SRS and ARC apply
   std::string local_domain;            // the first local domain addressed by alias: it seals
+  std::vector<std::string> feedback;   // bounce-domain recipients: the message is a report
 };
 
 class ReceivePolicy final : public smtp::ServerPolicy {
@@ -87,6 +88,7 @@ class ReceivePolicy final : public smtp::ServerPolicy {
 
   // The snapshot of this transaction (null before MAIL FROM).
   const receive::ReceiveState* state() const { return state_.get(); }
+  std::shared_ptr<const receive::ReceiveState> state_shared() const { return state_; }
   // The route of accepted recipient `rcpt` in this transaction; null when it was not accepted.
   const receive::RecipientRoute* RouteOf(std::string_view rcpt) const;
   // The plan for the accepted `recipients` of this transaction. Linear: up to recipients_max

@@ -253,6 +253,7 @@ absl::Status Shard::StartDelivery() {
     options.unrecorded_outcomes_max = config.delivery.unrecorded_outcomes_max;
     options.suppression = shared_.suppression;
     options.suppress_categories = config.suppression.bounce_categories;
+    options.verp = shared_.verp;
     options.metrics = shared_.metrics;
     options.metrics_shard = index_;
     delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),
@@ -428,6 +429,50 @@ void Shard::OnRecipientsSuppressed(const std::string& id_text, std::string_view 
     const std::string reason = SuppressedText(e);
     line.reply_text = reason;
     line.category = e.category;
+    Record(line);
+  }
+}
+
+void Shard::OnReturnedMail(const feedback::ReturnedMail& mail, std::string_view peer_ip) {
+  using metrics::FeedbackResult;
+  const metrics::RelayMetrics* m = shared_.metrics;
+  if (mail.items.empty()) {
+    LogInfo() << "port 25: dropped a message from " << peer_ip << " to a bounce domain ("
+              << feedback::ReportKindName(mail.kind) << "): " << mail.why;
+    if (m != nullptr) {
+      const bool report = mail.kind != feedback::ReportKind::kAutoReply &&
+                          mail.kind != feedback::ReportKind::kUnknown;
+      m->feedback(report                                          ? FeedbackResult::kUnmatched
+                  : mail.kind == feedback::ReportKind::kAutoReply ? FeedbackResult::kAutoReply
+                                                                  : FeedbackResult::kNotReport)
+          .Add(index_);
+    }
+    return;
+  }
+  const int64_t now = static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
+  for (const feedback::ReturnedItem& item : mail.items) {
+    if (m != nullptr) {
+      m->feedback(item.complaint ? FeedbackResult::kComplaint : FeedbackResult::kBounce)
+          .Add(index_);
+    }
+    LogInfo() << "port 25: " << item.report << " from " << peer_ip << " about " << item.queue_id
+              << " to <" << item.recipient << ">: "
+              << (item.complaint ? item.feedback_type : feedback::CategoryName(item.category));
+    delivery::DeliveryRecord line;
+    line.event =
+        item.complaint ? delivery::DeliveryEvent::kComplained : delivery::DeliveryEvent::kBounced;
+    line.time_unix_ms = now;
+    line.queue_id = item.queue_id;
+    line.recipient = item.recipient;
+    line.tenant = item.tenant;
+    line.message_id = item.message_id;
+    line.mx_host = item.remote_mta;
+    line.reply_code = item.code;
+    line.reply_enhanced = item.enhanced;
+    line.reply_text = item.text;
+    if (!item.complaint) line.category = feedback::CategoryName(item.category);
+    line.feedback = item.report;
+    line.feedback_type = item.feedback_type;
     Record(line);
   }
 }

@@ -101,6 +101,7 @@ class Shard final : private ConnectionHost {
                        uint64_t size_bytes) override;
   void OnRecipientsSuppressed(const std::string& id_text, std::string_view sender,
                               const std::vector<feedback::SuppressionEntry>& entries) override;
+  void OnReturnedMail(const feedback::ReturnedMail& mail, std::string_view peer_ip) override;
 
   void ThreadMain(std::promise<absl::Status>* started);
   // Setup, in its steps: everything the shard runs, made on its own thread.

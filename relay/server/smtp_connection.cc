@@ -82,7 +82,7 @@ SmtpConnection::~SmtpConnection() {
 
 bool SmtpConnection::Idle() const {
   return closed_ && !recv_.in_flight() && !send_.in_flight() && !auth_pending_ && !sign_pending_ &&
-         !queue_pending_ && !checks_pending_ && !seal_pending_ &&
+         !queue_pending_ && !checks_pending_ && !seal_pending_ && !report_pending_ &&
          (checks_ == nullptr || !checks_->busy());
 }
 

@@ -86,6 +86,10 @@ class SmtpConnection : public io::IoObject {
                       std::shared_ptr<const dkim::ArcSealer> sealer, queue::Envelope qenv,
                       ReceivedStamp stamp);
   void AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp);
+  // A message to bounce-domain addresses (`to`): read on a worker as a returned bounce or a
+  // complaint, its suppressions committed there, then its events recorded and 250 sent; it is
+  // never queued (smtp_connection_receive.cc).
+  void ReadReturnedMail(std::vector<std::string> to);
   // 451 4.3.2: the workers have too much waiting to check this message now.
   void RefuseReceivedBusy();
 
@@ -131,7 +135,8 @@ class SmtpConnection : public io::IoObject {
   void RearmTimer();
   int64_t PhaseLimitMs() const;
   bool OwnWorkPending() const {
-    return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_ || seal_pending_;
+    return auth_pending_ || sign_pending_ || queue_pending_ || checks_pending_ || seal_pending_ ||
+           report_pending_;
   }
   void OnTimer();
   // Ends the connection: at once, or, when every reply has been sent and the client may still be
@@ -193,6 +198,7 @@ class SmtpConnection : public io::IoObject {
   std::unique_ptr<receive::InboundChecks> checks_;
   bool checks_pending_ = false;    // InboundChecks::Finish is running for the message
   bool seal_pending_ = false;      // the ARC seal is being computed on the SigningPool
+  bool report_pending_ = false;    // a returned report is being read on the SigningPool
   ReceivePolicy* receive_policy_ = nullptr;  // policy_, on port 25: the transaction's routes
 };
 

@@ -48,6 +48,13 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   }
   const smtp::Envelope& env = session_.envelope();
   const Config& config = ctx_.config();
+  const ForwardPlan plan = receive_policy_->Plan(env.recipients);
+  if (!plan.feedback.empty()) {
+    // A bounce or a complaint about our own mail: its VERP token, not DMARC, says whether to
+    // believe it (a bounce's From is the remote's MAILER-DAEMON).
+    ReadReturnedMail(plan.feedback);
+    return;
+  }
   // Our own authenticated users are not judged by the From domain's policy.
   receive::InboundDecision decision;
   if (!session_.authenticated()) {
@@ -62,7 +69,6 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   }
   RemoveOwnAuthResults(results);
   const absl::Time now = absl::Now();
-  const ForwardPlan plan = receive_policy_->Plan(env.recipients);
   if (plan.targets.empty()) {
     ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
     return;
@@ -241,6 +247,71 @@ void SmtpConnection::AppendReceived(const queue::Envelope& qenv, ReceivedStamp s
   added_headers_ += smtp::BuildReceivedHeader(TraceInfo(id_text, stamp.now));
   added_headers_ += stamp.below;
   AppendToSpool(qenv, id, std::move(id_text));
+}
+
+void SmtpConnection::ReadReturnedMail(std::vector<std::string> to) {
+  const receive::ReceiveState* state = receive_policy_->state();
+  const feedback::Verp* verp = state != nullptr ? state->policy->verp() : nullptr;
+  if (verp == nullptr) {  // a reload took the bounce domain away since RCPT
+    ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
+    return;
+  }
+  struct Report {
+    std::shared_ptr<const receive::ReceiveState> state;  // keeps `verp` alive
+    std::shared_ptr<const feedback::BounceClassifier> classifier;
+    std::string_view message;
+    std::string sender;
+    std::vector<std::string> to;
+    feedback::ReturnedMail mail;
+    absl::Status suppressed;
+  };
+  const Config& config = ctx_.config();
+  auto report = std::make_shared<Report>();
+  report->state = receive_policy_->state_shared();
+  report->classifier = config.bounces;
+  report->message = session_.message();
+  report->sender = session_.envelope().mail_from;
+  report->to = std::move(to);
+  feedback::SuppressionList* list = ctx_.shared->suppression;
+  const std::vector<feedback::BounceCategory> categories = config.suppression.bounce_categories;
+  const bool complaints = config.feedback.suppress_complaints;
+  auto work = [report, verp, list, categories, complaints] {
+    report->mail = feedback::ReadReturnedMail(*verp, *report->classifier, report->message,
+                                              report->sender, report->to);
+    if (list == nullptr) return;
+    // Committed (durable) before the 250: a report the relay took is never forgotten.
+    std::vector<feedback::SuppressionEntry> entries = feedback::SuppressionsFor(
+        report->mail, categories, complaints, absl::ToUnixMillis(absl::Now()));
+    if (!entries.empty()) report->suppressed = list->AddMany(entries);
+  };
+  auto done = [this, report] {
+    report_pending_ = false;
+    if (!report->suppressed.ok()) {
+      LogWarning() << "port 25: a report from " << peer_ip_
+                   << " could not be recorded: " << report->suppressed;
+      if (!closed_) ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
+      return;
+    }
+    // Recorded whether or not the client stayed: the suppressions are committed.
+    ctx_.host->OnReturnedMail(report->mail, peer_ip_);
+    if (closed_) return;
+    ApplyResult(session_.OnMessageTakenUnqueued(report->mail.items.empty()
+                                                    ? "Ok: not a report about our mail, dropped"
+                                                    : "Ok: report taken"));
+    RearmTimer();
+  };
+  SigningPool* pool = ctx_.shared->signing_pool;
+  report_pending_ = true;
+  if (pool == nullptr) {
+    work();
+    done();
+    return;
+  }
+  if (!pool->TryRun(std::move(work), reactor_, std::move(done),
+                    ctx_.config().receive.checks_queued_max)) {
+    report_pending_ = false;
+    RefuseReceivedBusy();
+  }
 }
 
 void SmtpConnection::RefuseReceivedBusy() {

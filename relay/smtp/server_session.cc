@@ -688,6 +688,10 @@ void ServerSession::HandleRcpt(std::string_view arg) {
       // The sender's own list said no: a normal answer about this address (the client goes on
       // with the others), not an error that counts toward errors_max.
       return Ok(550, "5.7.1", policy_->RefusalText());
+    case RcptDecision::kSeparately:
+      // RFC 5321 §4.5.3.1.10's answer to "too many": the client sends this one in another
+      // transaction.
+      return Ok(452, "4.5.3", "Send this recipient in a transaction of its own");
   }
   envelope_.recipients.push_back(std::move(rcpt.path.address));
   Ok(250, "2.1.5", "Ok");

@@ -85,6 +85,7 @@ enum class RcptDecision {
   kRelayDenied,       // 550 5.7.1
   kTemporaryFailure,  // 451 4.3.0
   kSuppressed,        // 550 5.7.1 with the policy's RefusalText(): not counted as a client error
+  kSeparately,        // 452 4.5.3: not with the recipients taken so far; another transaction
 };
 
 // Decisions the session asks for synchronously; implemented by the driver. Called on the

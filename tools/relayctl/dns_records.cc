@@ -141,6 +141,9 @@ absl::StatusOr<ExpectedDns> ExpectedRecords(const server::Config& config,
   }
   e.dmarc = absl::StrCat("v=DMARC1; p=none; rua=mailto:", server::kDmarcReportsLocalPart, "@",
                          e.domain);
+  for (const feedback::VerpDomain& v : config.feedback.verp) {
+    if (SameName(v.domain, e.domain)) e.bounce_domain = v.bounce_domain;
+  }
   return e;
 }
 
@@ -187,6 +190,16 @@ std::string FormatZone(const ExpectedDns& e) {
                   "reports; move to\n; p=quarantine, then p=reject, once every sender "
                   "passes.\n",
                   Line(absl::StrCat("_dmarc.", e.domain), "TXT", QuotedTxt(e.dmarc)));
+  if (!e.bounce_domain.empty()) {
+    absl::StrAppend(
+        &out, "\n; Bounce domain ([[feedback.verp]]): mail from ", e.domain,
+        " leaves with return paths at ", e.bounce_domain,
+        ";\n; bounces and complaints come back there, to this relay's port 25. Receivers check "
+        "SPF on the\n; return path, and DMARC aligns it with ",
+        e.domain, " (relaxed): it needs the same SPF.\n",
+        Line(e.bounce_domain, "MX", absl::StrCat(kMxPreference, " ", Fqdn(e.hostname))),
+        Line(e.bounce_domain, "TXT", QuotedTxt(e.spf)));
+  }
   absl::StrAppend(&out,
                   "\n; Reverse DNS (PTR): published in the reverse zone of each address, "
                   "usually through the\n; hosting provider's panel. Each PTR name must "

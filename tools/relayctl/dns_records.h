@@ -61,6 +61,9 @@ struct ExpectedDns {
   std::string spf;                     // "v=spf1 ip4:... ~all"
   std::vector<DkimRecord> dkim;
   std::string dmarc;  // "v=DMARC1; p=none; rua=mailto:dmarc-reports@<domain>"
+  // [[feedback.verp]]: where the domain's bounces and complaints come back (VERP return paths);
+  // it needs an MX naming the relay and the same SPF as the domain. "" when none.
+  std::string bounce_domain;
 };
 
 // The mail domains of a config: the distinct domains of its DKIM keys, in order.

@@ -26,7 +26,8 @@ bool IsEventName(std::string_view name) {
   for (auto e : {delivery::DeliveryEvent::kReceived, delivery::DeliveryEvent::kDelivered,
                  delivery::DeliveryEvent::kDeferred, delivery::DeliveryEvent::kBounced,
                  delivery::DeliveryEvent::kExpired, delivery::DeliveryEvent::kDsnSent,
-                 delivery::DeliveryEvent::kDeleted, delivery::DeliveryEvent::kSuppressed}) {
+                 delivery::DeliveryEvent::kDeleted, delivery::DeliveryEvent::kSuppressed,
+                 delivery::DeliveryEvent::kComplained}) {
     if (delivery::DeliveryEventName(e) == name) return true;
   }
   return false;
