@@ -290,6 +290,19 @@ ${shaping}
 # checks_timeout_ms = ${checks_timeout_ms}
 # checks_queued_max = ${receive_checks_queued_max}
 
+# Returned bounces and complaints (needs [receive] listen): mail from a domain with a bounce
+# domain leaves one transaction per recipient, each with its own return path
+# bounces+TOKEN@bounce_domain (an HMAC names the message and recipient); DSNs, bounce texts and
+# ARF complaints that come back there are matched, logged as bounced or complained events, and
+# put the address on the suppression list (bounces in [suppression] bounce_categories).
+# Publish the bounce domain's MX and SPF (`relayctl dns-records`).
+# [feedback]
+# secret_file = "feedback.secret"   # made at first start; one secret a line, the first signs
+# suppress_complaints = true
+# [[feedback.verp]]
+# domain = "${domain}"
+# bounce_domain = "bounce.${domain}"
+
 # DKIM (RFC 6376, RFC 8463). Signatures, and port 25's checks and seals, are computed by a pool of
 # threads beside the shards (0: one per online core).
 # [dkim]

@@ -263,7 +263,7 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   std::string edited;
   bool in_receive = false;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line == "# [receive]") in_receive = true;
+    if (line == "# [receive]" || line == "# [feedback]") in_receive = true;
     if (line.empty()) in_receive = false;
     if (in_receive && absl::StartsWith(line, "# ")) line.remove_prefix(2);
     absl::StrAppend(&edited, line, "\n");
@@ -279,6 +279,9 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   EXPECT_EQ(c->receive.policy.refuse_spf_fail_without_dkim, d.policy.refuse_spf_fail_without_dkim);
   EXPECT_EQ(c->receive.checks_timeout_ms, d.checks_timeout_ms);
   EXPECT_EQ(c->receive.srs_age_days_max, d.srs_age_days_max);
+  // And the [feedback] block beside it: the domain's bounce domain.
+  ASSERT_EQ(c->feedback.verp.size(), 1u);
+  EXPECT_EQ(c->feedback.verp[0].bounce_domain, "bounce." + c->feedback.verp[0].domain);
 }
 
 TEST_F(InitDirectoryTest, WithoutDkimWritesNoKey) {
