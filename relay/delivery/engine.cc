@@ -227,10 +227,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   if (info == nullptr) return;  // deleted or final
   int64_t now = NowUnixMs();
   bool expired = info->created_unix_ms + options_.message_age_ms_max <= now;
-  // Group the due pending recipients by domain (RFC 5321 §5.1: one MX lookup per domain), or
-  // one job per recipient when each gets its own return path (VERP).
-  const bool verp = options_.verp != nullptr && options_.verp->ForSender(info->sender) != nullptr;
-  const std::string id_text = verp ? id.ToString() : std::string();
+  // Group the due pending recipients by domain (RFC 5321 §5.1: one MX lookup per domain).
   absl::flat_hash_map<std::string, Job> by_domain;
   std::vector<std::string> order;
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
@@ -240,15 +237,11 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     if (OutcomeWaiting(id, i)) continue;
     if (!expired && !force && r.next_attempt_unix_ms > now) continue;
     std::string domain = DomainOf(r.address);
-    std::optional<std::string> return_path;
-    if (verp) return_path = options_.verp->ReturnPath(info->sender, id_text, i, r.address);
-    std::string key = return_path ? absl::StrCat(domain, "\n", i) : domain;
-    auto [it, inserted] = by_domain.try_emplace(key);
+    auto [it, inserted] = by_domain.try_emplace(domain);
     if (inserted) {
       it->second.id = id;
       it->second.domain = domain;
-      if (return_path) it->second.mail_from = std::move(*return_path);
-      order.push_back(std::move(key));
+      order.push_back(domain);
     }
     it->second.recipients.push_back(i);
   }
@@ -258,9 +251,8 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     return;
   }
   jobs_out_[id] = static_cast<int>(order.size());
-  for (const std::string& key : order) {
-    Job job = std::move(by_domain[key]);
-    const std::string domain = job.domain;  // a copy: `job` moves into the lookup
+  for (const std::string& domain : order) {
+    Job job = std::move(by_domain[domain]);
     if (expired) {
       std::string last = info->recipients[job.recipients[0]].last_reply;
       FailJob(job,
@@ -340,8 +332,41 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
     return;
   }
   job.queued_ms = reactor_->NowMs();
-  queue->Push(std::move(job));
+  for (Job& part : SplitForVerp(std::move(job))) queue->Push(std::move(part));
   Pump(queue);
+}
+
+std::vector<Job> DeliveryEngine::SplitForVerp(Job job) {
+  std::vector<Job> jobs;
+  const queue::MessageInfo* info = spool_->Find(job.id);
+  if (options_.verp == nullptr || info == nullptr || job.recipients.empty() ||
+      options_.verp->ForSender(info->sender) == nullptr) {
+    jobs.push_back(std::move(job));
+    return jobs;
+  }
+  // Each recipient in a transaction of its own, with its own return path. Not forwarded mail
+  // (an alias's target, `original` set): its bounces belong to the SRS sender's owner.
+  const std::string id_text = job.id.ToString();
+  Job shared = job;
+  shared.recipients.clear();
+  for (uint32_t r : job.recipients) {
+    const queue::RecipientState& rcpt = info->recipients[r];
+    std::optional<std::string> path =
+        rcpt.original.empty()
+            ? options_.verp->ReturnPath(info->sender, id_text, r, rcpt.address)
+            : std::nullopt;
+    if (!path) {
+      shared.recipients.push_back(r);
+      continue;
+    }
+    Job own = job;
+    own.recipients = {r};
+    own.mail_from = std::move(*path);
+    jobs.push_back(std::move(own));
+  }
+  if (!shared.recipients.empty()) jobs.push_back(std::move(shared));
+  jobs_out_[job.id] += static_cast<int>(jobs.size()) - 1;  // one job became these
+  return jobs;
 }
 
 void DeliveryEngine::PumpLater(ReadyQueue* queue, int64_t wait_ms) {

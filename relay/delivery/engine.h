@@ -200,6 +200,9 @@ class DeliveryEngine {
   void OnScheduleTimer();
   // `force`: every pending recipient, not only those due now.
   void Dispatch(queue::MessageId id, bool force = false);
+  // `job` as it goes into its ready queue: one job per recipient with its own return path when
+  // the sender's domain has VERP ([feedback]); jobs_out_ counts the parts.
+  std::vector<Job> SplitForVerp(Job job);
   void OnMx(Job job, const dns::MxResult& result);
   void Pump(ReadyQueue* queue);
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.

@@ -385,7 +385,7 @@ void OutboundConnection::TakeWork() {
   for (uint32_t r : slot->recipients) message.recipients.push_back(info->recipients[r].address);
   message.size_bytes = info->message.size();
   message.needs_8bitmime = NeedsUtf8(info->message);
-  message.needs_smtputf8 = NeedsUtf8(info->sender) ||
+  message.needs_smtputf8 = NeedsUtf8(message.mail_from) ||
                            std::any_of(message.recipients.begin(), message.recipients.end(),
                                        [](const std::string& r) { return NeedsUtf8(r); });
   if (idle) reactor_->timers().Cancel(&timer_);

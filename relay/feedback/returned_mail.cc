@@ -46,19 +46,27 @@ std::string RecipientOf(const Verp& verp, const VerpToken& token, const ParsedRe
   return "";
 }
 
-// The report's block about `recipient`: the one naming it, else the only failed one.
+// The report's block about `recipient`: the one naming it, else the only failed one when no
+// block names it (a forwarded recipient's report names where it was forwarded). Null when the
+// block naming it did not fail (a delay notice about it, another recipient's failure beside).
 const ReportedRecipient* BlockFor(const ParsedReport& report, std::string_view recipient) {
   const ReportedRecipient* only_failed = nullptr;
   int failed = 0;
   for (const ReportedRecipient& r : report.recipients) {
-    if (r.action != "failed") continue;
     if (IEquals(r.final_recipient, recipient) || IEquals(r.original_recipient, recipient)) {
-      return &r;
+      return r.action == "failed" ? &r : nullptr;
     }
+    if (r.action != "failed") continue;
     ++failed;
     only_failed = &r;
   }
   return failed == 1 ? only_failed : nullptr;
+}
+
+// RFC 5965 §7.3: "abuse" and "fraud" are the recipient's complaint; "not-spam", "virus",
+// "other" and RFC 6591's "auth-failure" are not about the recipient's wishes.
+bool IsComplaint(std::string_view feedback_type) {
+  return feedback_type == "abuse" || feedback_type == "fraud";
 }
 
 int CodeOf(const ReportedRecipient& r) {
@@ -84,6 +92,10 @@ ReturnedMail ReadReturnedMail(const Verp& verp, const BounceClassifier& classifi
     return mail;
   }
   const bool complaint = report.kind == ReportKind::kComplaint;
+  if (complaint && !IsComplaint(report.feedback_type)) {
+    mail.why = absl::StrCat("feedback type \"", report.feedback_type, "\" is no complaint");
+    return mail;
+  }
   if (!complaint && std::none_of(report.recipients.begin(), report.recipients.end(),
                                  [](const ReportedRecipient& r) { return r.action == "failed"; })) {
     mail.why = "no failed recipient in the report (a delay or success notice)";
@@ -106,7 +118,7 @@ ReturnedMail ReadReturnedMail(const Verp& verp, const BounceClassifier& classifi
     item.message_id = report.original_message_id;
     item.report = std::string(ReportKindName(report.kind));
     if (complaint) {
-      item.feedback_type = report.feedback_type.empty() ? "abuse" : report.feedback_type;
+      item.feedback_type = report.feedback_type;
       item.text = absl::StrCat("complaint (", item.feedback_type, ")",
                                report.user_agent.empty() ? "" : " from ", report.user_agent);
     } else {

@@ -98,6 +98,25 @@ TEST_F(ReturnedMailTest, ComplaintToLoopAddressMatchedByQuotedReturnPath) {
   EXPECT_TRUE(SuppressionsFor(mail, {}, false, 1000).empty());
 }
 
+TEST_F(ReturnedMailTest, NotSpamIsNoComplaint) {
+  std::string report = Arf("gone@example.org", path_);
+  report.replace(report.find("Feedback-Type: abuse"), 20, "Feedback-Type: not-spam");
+  ReturnedMail mail = Read(report, {path_});
+  EXPECT_TRUE(mail.items.empty());
+  EXPECT_TRUE(SuppressionsFor(mail, {}, true, 1000).empty());
+}
+
+TEST_F(ReturnedMailTest, OurRecipientDelayedBesideAnotherFailed) {
+  // Two blocks: ours only delayed, another recipient failed. Ours is not bounced.
+  std::string report = Dsn("gone@example.org", "delayed");
+  const std::string other =
+      "\r\n\r\nFinal-Recipient: rfc822; other@example.org\r\nAction: failed\r\n"
+      "Status: 5.1.1\r\n";
+  report.insert(report.find("\r\n--B--"), other);
+  ReturnedMail mail = Read(report, {path_});
+  EXPECT_TRUE(mail.items.empty()) << mail.items.size();
+}
+
 TEST_F(ReturnedMailTest, AutoReplyAndPlainMailDropped) {
   ReturnedMail mail = Read(
       "From: gone@example.org\r\nSubject: Out of Office\r\nAuto-Submitted: auto-replied\r\n"

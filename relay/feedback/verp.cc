@@ -5,7 +5,6 @@
 #include <openssl/sha.h>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace relay::feedback {
@@ -15,6 +14,10 @@ constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
 constexpr size_t kMacChars = 12;         // 60 bits
 constexpr size_t kQueueIdCharsMax = 40;  // "<14 hex>-<2 hex>-<16 hex>"
 constexpr size_t kPathBytesMax = 254;    // RFC 5321 §4.5.3.1.3 less the brackets
+constexpr size_t kLocalPartBytesMax = 64;  // RFC 5321 §4.5.3.1.1
+// The configured local part leaves the token room within 64 octets: "+", a queue id (about 20
+// characters, 35 at most), ".", an index, ".", the MAC; ReturnPath checks each path.
+constexpr size_t kConfiguredLocalPartBytesMax = 12;
 constexpr uint32_t kIndexMax = 1u << 20;
 
 std::string Lower(std::string_view s) {
@@ -76,9 +79,11 @@ absl::StatusOr<std::unique_ptr<const Verp>> Verp::Make(VerpOptions options) {
     if (s.empty()) return absl::InvalidArgumentError("a VERP secret is empty");
   }
   options.local_part = Lower(options.local_part);
-  if (!IsDotAtom(options.local_part) || options.local_part.find('+') != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("VERP local part \"", options.local_part,
-                                                   "\" must be a dot-atom without '+'"));
+  if (!IsDotAtom(options.local_part) || options.local_part.find('+') != std::string::npos ||
+      options.local_part.size() > kConfiguredLocalPartBytesMax) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "VERP local part \"", options.local_part, "\" must be a dot-atom without '+' of at most ",
+        kConfiguredLocalPartBytesMax, " characters (the token needs the rest of 64)"));
   }
   std::unique_ptr<Verp> verp(new Verp(std::move(options)));
   for (size_t i = 0; i < verp->options_.domains.size(); ++i) {
@@ -149,7 +154,8 @@ std::optional<std::string> Verp::ReturnPath(std::string_view sender, std::string
   std::string path = absl::StrCat(
       options_.local_part, "+", Lower(queue_id), ".", index, ".",
       Mac(options_.secrets.front(), d->domain, queue_id, index, address), "@", d->bounce_domain);
-  if (path.size() > kPathBytesMax) return std::nullopt;
+  // RFC 5321 §4.5.3.1.1 and §4.5.3.1.3: 64 octets of local part, 256 of path.
+  if (path.find('@') > kLocalPartBytesMax || path.size() > kPathBytesMax) return std::nullopt;
   return path;
 }
 
@@ -172,12 +178,17 @@ std::optional<VerpToken> Verp::Parse(std::string_view local_part, std::string_vi
   std::string_view id = token.substr(0, dot1);
   std::string_view index = token.substr(dot1 + 1, dot2 - dot1 - 1);
   std::string_view mac = token.substr(dot2 + 1);
+  // The index as ReturnPath writes it: digits, no sign, no leading zero, so that each token has
+  // one spelling.
   uint32_t n = 0;
   if (!IsQueueIdText(id) || index.empty() || index.size() > 7 ||
-      !absl::SimpleAtoi(absl::string_view(index.data(), index.size()), &n) || n >= kIndexMax ||
-      mac.size() != kMacChars || !IsBase32(mac)) {
+      (index.size() > 1 && index[0] == '0') ||
+      index.find_first_not_of("0123456789") != std::string_view::npos || mac.size() != kMacChars ||
+      !IsBase32(mac)) {
     return std::nullopt;
   }
+  for (char c : index) n = n * 10 + static_cast<uint32_t>(c - '0');
+  if (n >= kIndexMax) return std::nullopt;
   VerpToken t;
   t.tenant = d->domain;
   t.queue_id = Lower(id);

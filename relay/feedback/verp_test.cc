@@ -81,15 +81,17 @@ TEST(VerpTest, NoReturnPathWithoutBounceDomainOrForNullSender) {
 TEST(VerpTest, ParseRefusesWhatIsNoToken) {
   auto verp = MakeVerp();
   for (const char* address : {
-           "bounces@bounce.example.com",                        // the feedback-loop address
-           "bounces+@bounce.example.com",                       // empty token
-           "bounces+ab-0-1.0@bounce.example.com",               // no MAC
-           "bounces+ab-0-1.x.aaaaaaaaaaaa@bounce.example.com",  // index not a number
-           "bounces+ab-0-1.0.aaaaaaaaaaa@bounce.example.com",   // MAC one short
-           "bounces+ab-0-1.0.aaaaaaaaaaa1@bounce.example.com",  // not base32
-           "bounces+zz-0-1.0.aaaaaaaaaaaa@bounce.example.com",  // queue id not hex
-           "other+ab-0-1.0.aaaaaaaaaaaa@bounce.example.com",    // other local part
-           "bounces+ab-0-1.0.aaaaaaaaaaaa@example.com",         // not a bounce domain
+           "bounces@bounce.example.com",                         // the feedback-loop address
+           "bounces+@bounce.example.com",                        // empty token
+           "bounces+ab-0-1.0@bounce.example.com",                // no MAC
+           "bounces+ab-0-1.x.aaaaaaaaaaaa@bounce.example.com",   // index not a number
+           "bounces+ab-0-1.0.aaaaaaaaaaa@bounce.example.com",    // MAC one short
+           "bounces+ab-0-1.0.aaaaaaaaaaa1@bounce.example.com",   // not base32
+           "bounces+zz-0-1.0.aaaaaaaaaaaa@bounce.example.com",   // queue id not hex
+           "other+ab-0-1.0.aaaaaaaaaaaa@bounce.example.com",     // other local part
+           "bounces+ab-0-1.0.aaaaaaaaaaaa@example.com",          // not a bounce domain
+           "bounces+ab-0-1.01.aaaaaaaaaaaa@bounce.example.com",  // another spelling of 1
+           "bounces+ab-0-1.+1.aaaaaaaaaaaa@bounce.example.com",  // a sign
        }) {
     EXPECT_FALSE(verp->ParseAddress(address).has_value()) << address;
   }
@@ -109,6 +111,25 @@ TEST(VerpTest, MakeRefusesAmbiguousDomains) {
   o.secrets = {"s"};
   o.local_part = "bad+part";
   EXPECT_FALSE(Verp::Make(o).ok());
+  o.local_part = "much-too-long-local-part";  // no room left for the token in 64 octets
+  EXPECT_FALSE(Verp::Make(o).ok());
+}
+
+TEST(VerpTest, LocalPartStaysWithin64Octets) {
+  VerpOptions o;
+  o.secrets = {"s"};
+  o.local_part = "bounces-1234";
+  o.domains = {{"example.com", "b.example.com"}};
+  auto verp = std::move(*Verp::Make(o));
+  // The longest queue id the spool writes and a large index: no path longer than RFC 5321 allows.
+  std::optional<std::string> path =
+      verp->ReturnPath("a@example.com", "ffffffffffffff-ff-ffffffffffffffff", 999999, "x@y.test");
+  if (path) {
+    EXPECT_LE(path->find('@'), 64u);
+  }
+  path = verp->ReturnPath("a@example.com", "18c3f2a1b2c-1-2a", 12, "x@y.test");
+  ASSERT_TRUE(path.has_value());
+  EXPECT_LE(path->find('@'), 64u);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/status_macros.h"
 #include "relay/io/socket.h"
@@ -399,6 +400,19 @@ absl::Status Parse(const Section& root, Config& c) {
                             [&](const Section& t) { return ParseSuppression(c.suppression, t); }));
   ASSIGN_OR_RETURN(c.events, config::ParseEvents(root, c.dir));
   ASSIGN_OR_RETURN(c.feedback, config::ParseFeedback(root, c.dir, c.receive.domains));
+  for (const feedback::VerpDomain& d : c.feedback.verp) {
+    if (d.bounce_domain == c.receive.srs_domain) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          c.path, ": bounce domain ", d.bounce_domain,
+          " is also [receive] srs_domain: SRS bounces would be taken for VERP reports"));
+    }
+    if (!absl::EndsWith(d.bounce_domain, absl::StrCat(".", d.domain))) {
+      c.notices.push_back(absl::StrCat(
+          c.path, ": bounce domain ", d.bounce_domain, " is not under ", d.domain,
+          ": SPF of the return path will not align with the From domain for DMARC "
+          "(RFC 7489 §3.1.2)"));
+    }
+  }
   if (c.feedback.enabled() && !c.receive.enabled()) {
     return absl::InvalidArgumentError(
         absl::StrCat(c.path,

@@ -282,6 +282,13 @@ void SmtpConnection::ReadReturnedMail(std::vector<std::string> to) {
     // Committed (durable) before the 250: a report the relay took is never forgotten.
     std::vector<feedback::SuppressionEntry> entries = feedback::SuppressionsFor(
         report->mail, categories, complaints, absl::ToUnixMillis(absl::Now()));
+    // An address already on the list is not written again: a report sent over and over costs a
+    // lookup each time, not a commit.
+    std::erase_if(entries, [list](const feedback::SuppressionEntry& e) {
+      absl::StatusOr<std::optional<feedback::SuppressionEntry>> found =
+          list->Find(e.tenant, e.address);
+      return found.ok() && found->has_value();
+    });
     if (!entries.empty()) report->suppressed = list->AddMany(entries);
   };
   auto done = [this, report] {
@@ -289,8 +296,12 @@ void SmtpConnection::ReadReturnedMail(std::vector<std::string> to) {
     if (!report->suppressed.ok()) {
       LogWarning() << "port 25: a report from " << peer_ip_
                    << " could not be recorded: " << report->suppressed;
-      if (!closed_) ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
-      return;
+      // An entry that cannot be keyed (an address too long) never will be: taken all the same.
+      // Anything else (the disk) is worth the reporter's retry.
+      if (report->suppressed.code() != absl::StatusCode::kInvalidArgument) {
+        if (!closed_) ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
+        return;
+      }
     }
     // Recorded whether or not the client stayed: the suppressions are committed.
     ctx_.host->OnReturnedMail(report->mail, peer_ip_);
