@@ -10,10 +10,14 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
 #include "relay/io/reactor.h"
+#include "relay/tls/tls_stream.h"
 
 namespace relay::metrics {
 namespace {
@@ -37,6 +41,10 @@ const char* Reason(int status) {
       return "Method Not Allowed";
     case 408:
       return "Request Timeout";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
     case 431:
       return "Request Header Fields Too Large";
     case 503:
@@ -124,9 +132,8 @@ bool ParseRequestHead(std::string_view buffer, std::string* method, std::string*
     *error = 400;
     return true;
   }
-  const std::string_view parts[3] = {line.substr(0, first),
-                                     line.substr(first + 1, second - first - 1),
-                                     line.substr(second + 1)};
+  const std::string_view parts[3] = {
+      line.substr(0, first), line.substr(first + 1, second - first - 1), line.substr(second + 1)};
   if (parts[0].empty() || parts[1].empty() || parts[1][0] != '/' ||
       parts[2].substr(0, 7) != "HTTP/1.") {
     *error = 400;
@@ -134,6 +141,54 @@ bool ParseRequestHead(std::string_view buffer, std::string* method, std::string*
   }
   method->assign(parts[0].data(), parts[0].size());
   target->assign(parts[1].data(), parts[1].size());
+  return true;
+}
+
+bool ParseRequest(std::string_view buffer, size_t bytes_max, HttpRequest* request, int* error) {
+  if (!ParseRequestHead(buffer, &request->method, &request->target, error)) return false;
+  if (*error != 0) return true;
+  // The head's end, whichever line ending it used.
+  const size_t crlf = buffer.find("\r\n\r\n");
+  const size_t lf = buffer.find("\n\n");
+  const size_t head_end =
+      crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf) ? crlf + 4
+                                                                                    : lf + 2;
+  std::string_view head = buffer.substr(0, head_end);
+  int64_t length = -1;
+  size_t pos = head.find('\n') + 1;  // after the request line
+  while (pos < head.size()) {
+    size_t eol = head.find('\n', pos);
+    if (eol == std::string_view::npos) eol = head.size();
+    std::string_view line = head.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const absl::string_view name(line.data(), colon);
+    const absl::string_view value = absl::StripAsciiWhitespace(
+        absl::string_view(line.data() + colon + 1, line.size() - colon - 1));
+    if (absl::EqualsIgnoreCase(name, "content-length")) {
+      int64_t n = 0;
+      // RFC 9112 §6.3: a length that is not a number, or two that differ, is an error.
+      if (!absl::SimpleAtoi(value, &n) || n < 0 || (length >= 0 && n != length)) {
+        *error = 400;
+        return true;
+      }
+      length = n;
+    } else if (absl::EqualsIgnoreCase(name, "transfer-encoding")) {
+      *error = 411;
+      return true;
+    } else if (absl::EqualsIgnoreCase(name, "content-type")) {
+      request->content_type = std::string(value.substr(0, 256));
+    }
+  }
+  if (length < 0) length = 0;
+  if (static_cast<uint64_t>(length) > bytes_max - std::min(bytes_max, head.size())) {
+    *error = 413;
+    return true;
+  }
+  if (buffer.size() - head.size() < static_cast<size_t>(length)) return false;
+  request->body = std::string(buffer.substr(head.size(), static_cast<size_t>(length)));
   return true;
 }
 
@@ -151,8 +206,9 @@ std::string SerializeResponse(const HttpResponse& r, bool head_only) {
 // The server's thread: its reactor, the listener and the open connections.
 class HttpServer::Loop {
  public:
-  Loop(int listen_fd, HttpHandlers handlers)
-      : listen_fd_(listen_fd), handlers_(std::move(handlers)) {}
+  Loop(int listen_fd, HttpHandlers handlers, const tls::ServerTlsContextHolder* tls,
+       std::string name)
+      : listen_fd_(listen_fd), handlers_(std::move(handlers)), tls_(tls), name_(std::move(name)) {}
   ~Loop() {
     if (listen_fd_ >= 0) ::close(listen_fd_);
   }
@@ -174,6 +230,8 @@ class HttpServer::Loop {
 
   int listen_fd_;
   const HttpHandlers handlers_;
+  const tls::ServerTlsContextHolder* const tls_;  // null: plain HTTP
+  const std::string name_;
   std::unique_ptr<io::Reactor> owned_reactor_;
   std::atomic<io::Reactor*> reactor_{nullptr};
   io::Completion accept_;
@@ -204,6 +262,16 @@ class HttpServer::Loop::Connection : public io::IoObject {
 
   void Start() {
     reactor_->timers().ScheduleAfter(&timer_, kRequestTimeoutMs);
+    if (loop_->tls_ != nullptr) {
+      absl::StatusOr<std::unique_ptr<tls::TlsStream>> stream =
+          tls::TlsStream::NewServer(*loop_->tls_->Get());
+      if (!stream.ok()) {
+        LogWarning() << loop_->name_ << ": TLS: " << stream.status().message();
+        Close();
+        return;
+      }
+      tls_ = std::move(*stream);
+    }
     ArmRecv();
   }
   void Close() {
@@ -228,14 +296,26 @@ class HttpServer::Loop::Connection : public io::IoObject {
       return;
     }
     const size_t searched = request_.size();
-    request_.append(chunk_, static_cast<size_t>(result));
-    std::string method, target;
+    if (tls_ != nullptr) {
+      // A record decrypts to at most what it holds: request_ grows by at most one chunk here.
+      absl::Status status =
+          tls_->OnCiphertext(absl::string_view(chunk_, static_cast<size_t>(result)), &request_);
+      FlushTls();  // handshake flights, alerts
+      if (!status.ok() || tls_->peer_closed()) {
+        if (!send_.in_flight()) Close();
+        closing_ = true;
+        return;
+      }
+    } else {
+      request_.append(chunk_, static_cast<size_t>(result));
+    }
+    head_ended_ = head_ended_ || RequestHeadEnded(request_, searched);
+    HttpRequest request;
     int error = 0;
-    const bool complete = RequestHeadEnded(request_, searched) &&
-                          ParseRequestHead(request_, &method, &target, &error);
+    const bool complete = head_ended_ && ParseRequest(request_, kRequestBytesMax, &request, &error);
     if (!complete) {
       if (request_.size() >= kRequestBytesMax) {
-        Respond(431);
+        Respond(head_ended_ ? 413 : 431);
       } else {
         ArmRecv();
       }
@@ -245,9 +325,10 @@ class HttpServer::Loop::Connection : public io::IoObject {
       Respond(error);
       return;
     }
-    // Requests with a body are not served: nothing here takes one, and the body is never read.
-    HttpResponse response = Route(method, target, loop_->handlers_);
-    Send(SerializeResponse(response, method == "HEAD"));
+    const HttpHandlers& h = loop_->handlers_;
+    HttpResponse response =
+        h.request ? h.request(request) : Route(request.method, request.target, h);
+    Send(SerializeResponse(response, request.method == "HEAD"));
   }
 
   void Respond(int status) {
@@ -264,7 +345,43 @@ class HttpServer::Loop::Connection : public io::IoObject {
     reactor_->timers().Cancel(&timer_);
     // The response must still leave within the time limit (a client that does not read).
     reactor_->timers().ScheduleAfter(&timer_, kRequestTimeoutMs);
-    out_ = std::move(bytes);
+    if (tls_ == nullptr) {
+      out_ = std::move(bytes);
+      sent_ = 0;
+      reactor_->Send(fd_, out_.data(), out_.size(), &send_);
+      return;
+    }
+    plain_ = std::move(bytes);
+    plain_taken_ = 0;
+    if (!tls_->established()) {
+      Close();  // a response before the handshake (408): nothing can carry it
+      return;
+    }
+    FlushTls();
+  }
+
+  // TLS: encrypts what the output limit allows of the response, then the close_notify after it,
+  // and sends the ciphertext, one send at a time from a copy (the stream's buffer may move).
+  void FlushTls() {
+    if (closed_ || send_.in_flight()) return;
+    if (responding_ && plain_taken_ < plain_.size()) {
+      absl::StatusOr<size_t> taken = tls_->Write(absl::string_view(plain_).substr(plain_taken_));
+      if (!taken.ok()) {
+        Close();
+        return;
+      }
+      plain_taken_ += *taken;
+    }
+    if (responding_ && plain_taken_ == plain_.size() && !tls_->shutdown_sent()) {
+      (void)tls_->Shutdown();  // RFC 8446 §6.1: the response is complete
+    }
+    absl::string_view pending = tls_->PendingCiphertext();
+    if (pending.empty()) {
+      if (closing_ || (responding_ && tls_->shutdown_sent())) Close();
+      return;
+    }
+    out_.assign(pending.data(), pending.size());
+    tls_->ConsumeCiphertext(pending.size());
     sent_ = 0;
     reactor_->Send(fd_, out_.data(), out_.size(), &send_);
   }
@@ -280,6 +397,10 @@ class HttpServer::Loop::Connection : public io::IoObject {
       reactor_->Send(fd_, out_.data() + sent_, out_.size() - sent_, &send_);
       return;
     }
+    if (tls_ != nullptr) {
+      FlushTls();
+      return;
+    }
     Close();
   }
 
@@ -287,18 +408,23 @@ class HttpServer::Loop::Connection : public io::IoObject {
   io::Reactor* const reactor_;
   const int fd_;
   char chunk_[kReceiveChunkBytes];
-  std::string request_;
-  std::string out_;
+  std::string request_;  // plaintext
+  std::string out_;      // bytes on the wire being sent
   size_t sent_ = 0;
+  std::unique_ptr<tls::TlsStream> tls_;
+  std::string plain_;  // TLS: the response, encrypted as the output limit allows
+  size_t plain_taken_ = 0;
   io::Completion recv_;
   io::Completion send_;
   io::Timer timer_;
+  bool head_ended_ = false;
   bool responding_ = false;
+  bool closing_ = false;  // TLS failed or the peer closed: close once the alert is sent
   bool closed_ = false;
 };
 
 void HttpServer::Loop::Main(std::promise<absl::Status>* started) {
-  SetThreadLogTag("metrics");
+  SetThreadLogTag(name_);
   io::ReactorOptions options;
   options.sq_entries = kRingEntries;
   options.cq_entries = kCompletionEntries;
@@ -334,7 +460,7 @@ void HttpServer::Loop::OnAccept(int result, uint32_t flags) {
       c->Start();
     }
   } else if (result != -ECANCELED) {
-    LogWarning() << "metrics endpoint accept: " << std::strerror(-result);
+    LogWarning() << name_ << " endpoint accept: " << std::strerror(-result);
   }
   if (!(flags & IORING_CQE_F_MORE)) {
     if (!stopping_) {
@@ -371,6 +497,12 @@ void HttpServer::Loop::StopWhenDrained() {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
                                                               HttpHandlers handlers) {
+  return Start(listen, std::move(handlers), nullptr, "metrics");
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    const std::string& listen, HttpHandlers handlers, const tls::ServerTlsContextHolder* tls,
+    std::string name) {
   ASSIGN_OR_RETURN(io::SocketAddress address, io::SocketAddress::Parse(listen));
   io::ListenOptions options;
   options.reuse_port = false;  // one server per address: a second relay must not share it
@@ -383,7 +515,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   }
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->port_ = bound->port();
-  server->loop_ = std::make_unique<Loop>(fd, std::move(handlers));
+  server->loop_ = std::make_unique<Loop>(fd, std::move(handlers), tls, std::move(name));
   std::promise<absl::Status> started;
   std::future<absl::Status> result = started.get_future();
   Loop* loop = server->loop_.get();

@@ -69,6 +69,38 @@ TEST(ParseTest, RequestHead) {
   EXPECT_EQ(error, 400);
 }
 
+TEST(ParseTest, RequestWithBody) {
+  HttpRequest r;
+  int error = -1;
+  const std::string head =
+      "POST /u/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+      "Content-Length: 26\r\n\r\n";
+  EXPECT_FALSE(ParseRequest(head + "List-Unsub", 8192, &r, &error)) << "the body is due";
+  ASSERT_TRUE(ParseRequest(head + "List-Unsubscribe=One-Click", 8192, &r, &error));
+  EXPECT_EQ(error, 0);
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.target, "/u/x");
+  EXPECT_EQ(r.content_type, "application/x-www-form-urlencoded");
+  EXPECT_EQ(r.body, "List-Unsubscribe=One-Click");
+  // No length: no body.
+  ASSERT_TRUE(ParseRequest("GET / HTTP/1.1\n\n", 8192, &r, &error));
+  EXPECT_EQ(error, 0);
+  EXPECT_EQ(r.body, "");
+  struct Case {
+    const char* request;
+    int error;
+  };
+  for (const Case& c : {Case{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411},
+                        Case{"POST / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413},
+                        Case{"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
+                        Case{"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                             400}}) {
+    error = -1;
+    ASSERT_TRUE(ParseRequest(c.request, 8192, &r, &error)) << c.request;
+    EXPECT_EQ(error, c.error) << c.request;
+  }
+}
+
 TEST(LoopbackTest, Addresses) {
   auto is = [](const char* text) { return IsLoopback(*io::SocketAddress::Parse(text)); };
   EXPECT_TRUE(is("127.0.0.1:9587"));

@@ -1,4 +1,4 @@
-// Fuzz target for the metrics endpoint's request head (relay/metrics/http_server.h): bytes from
+// Fuzz target for the HTTP endpoints' request head and body (relay/metrics/http_server.h): bytes from
 // any client that reaches the port. The input's first byte picks how the rest arrives in pieces
 // (1 to 256 bytes each); the harness reads them the way HttpServer's connection does: append,
 // look for the blank line in what is new (RequestHeadEnded), parse the head once it is there,
@@ -39,6 +39,20 @@ void CheckResponse(std::string_view method, std::string_view target) {
   if (target.size() > 8) FUZZ_CHECK(header.find(target) == std::string_view::npos);
 }
 
+// The whole request (head and body) as ParseRequest reads it: the same method and target, a
+// body no longer than the buffer allows, or a status the server answers with.
+void CheckWholeRequest(std::string_view buffer, std::string_view method, std::string_view target) {
+  HttpRequest request;
+  int error = -1;
+  if (!ParseRequest(buffer, HttpServer::kRequestBytesMax, &request, &error)) return;  // body due
+  if (error != 0) {
+    FUZZ_CHECK(error == 400 || error == 411 || error == 413);
+    return;
+  }
+  FUZZ_CHECK(request.method == method && request.target == target);
+  FUZZ_CHECK(request.body.size() <= buffer.size() && request.content_type.size() <= 256);
+}
+
 void FuzzHttpRequest(std::string_view input) {
   if (input.empty()) return;
   uint32_t rng = static_cast<uint8_t>(input[0]) * 2654435761u + 1;
@@ -76,6 +90,7 @@ void FuzzHttpRequest(std::string_view input) {
     FUZZ_CHECK(!method.empty() && !target.empty() && target[0] == '/');
     FUZZ_CHECK((method + target).find_first_of(" \r\n") == std::string::npos);
     CheckResponse(method, target);
+    CheckWholeRequest(request, method, target);
     return;
   }
   std::string method, target;
