@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+
 namespace relay::feedback {
 namespace {
 
@@ -25,45 +28,31 @@ constexpr size_t kDomainBytesMax = 255;
 constexpr int kBounceLinesMax = 16;
 // The start of a bounce's text searched for the markers that say it is one.
 constexpr size_t kMarkerBytesMax = 64 * 1024;
+// The returned message (message/rfc822, text/rfc822-headers) is read for its header only, so only
+// its start is decoded: real headers stay well under this, and a longer one loses its tail.
+constexpr size_t kReturnedHeaderBytesMax = 64 * 1024;
 
 // Bytes and lines.
 
-char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
 bool IsWsp(char c) { return c == ' ' || c == '\t'; }
+// RFC 5322's white space and line ends; not absl::ascii_isspace, which also takes '\v' and '\f'.
 bool IsSpace(char c) { return IsWsp(c) || c == '\r' || c == '\n'; }
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-bool IsAlnum(char c) { return IsDigit(c) || (Lower(c) >= 'a' && Lower(c) <= 'z'); }
 
-Text Trim(Text s) {
-  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-bool EqualsIgnoreCase(Text a, Text b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (Lower(a[i]) != Lower(b[i])) return false;
-  }
-  return true;
-}
+// Debian's abseil keeps its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW is 0).
+absl::string_view Absl(Text s) { return {s.data(), s.size()}; }
+Text Std(absl::string_view s) { return {s.data(), s.size()}; }
+Text Strip(Text s) { return Std(absl::StripAsciiWhitespace(Absl(s))); }
 
 // `needle` is one of this file's short lower-case constants, so the naive search is linear in
-// `haystack` (times the needle's length).
+// `haystack` (times the needle's length). (This abseil has no StrContainsIgnoreCase.)
 bool ContainsIgnoreCase(Text haystack, Text needle) {
   if (needle.empty()) return true;
   if (haystack.size() < needle.size()) return false;
   for (size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
-    if (Lower(haystack[i]) != needle[0]) continue;
-    if (EqualsIgnoreCase(haystack.substr(i, needle.size()), needle)) return true;
+    if (absl::ascii_tolower(haystack[i]) != needle[0]) continue;
+    if (absl::EqualsIgnoreCase(Absl(haystack.substr(i, needle.size())), Absl(needle))) return true;
   }
   return false;
-}
-
-std::string ToLower(Text s) {
-  std::string out(s);
-  for (char& c : out) c = Lower(c);
-  return out;
 }
 
 // Cuts `s` to at most `max` bytes without splitting a UTF-8 sequence: a continuation byte at the
@@ -111,23 +100,23 @@ std::string Unfold(Text raw, size_t max) {
 
 // "<a@b>" -> "a@b"; "Name <a@b>" -> "a@b"; anything else trimmed.
 Text StripAngle(Text s) {
-  s = Trim(s);
+  s = Strip(s);
   const size_t open = s.find('<');
   if (open == kNpos) return s;
   const size_t close = s.find('>', open + 1);
-  return Trim(s.substr(open + 1, close == kNpos ? kNpos : close - open - 1));
+  return Strip(s.substr(open + 1, close == kNpos ? kNpos : close - open - 1));
 }
 
 // RFC 3464 §2.1.2's "type; value" fields (address-type, mta-name-type, diagnostic-type) -> value.
 // A "type" with spaces in it is text that happens to hold a ';', not a type.
 Text StripType(Text s) {
-  s = Trim(s);
+  s = Strip(s);
   const size_t semi = s.find(';');
   if (semi == kNpos || semi > 64) return s;
   for (char c : s.substr(0, semi)) {
     if (IsSpace(c)) return s;
   }
-  return Trim(s.substr(semi + 1));
+  return Strip(s.substr(semi + 1));
 }
 
 // Header fields (RFC 5322 §2.2, also the blocks of RFC 3464 §2.1 and RFC 5965 §3.1).
@@ -160,7 +149,7 @@ Fields ReadFields(Text text, size_t* pos, bool garbage_ends) {
     const size_t line_start = p;
     Text line;
     NextLine(text, &p, &line);
-    if (Trim(line).empty()) break;
+    if (absl::StripAsciiWhitespace(Absl(line)).empty()) break;
     if (IsWsp(line[0])) {
       if (continues) {
         Field& last = fields.back();
@@ -193,7 +182,7 @@ Fields ReadFields(Text text, size_t* pos, bool garbage_ends) {
 
 const Field* Find(const Fields& fields, Text name) {
   for (const Field& f : fields) {
-    if (EqualsIgnoreCase(f.name, name)) return &f;
+    if (absl::EqualsIgnoreCase(Absl(f.name), Absl(name))) return &f;
   }
   return nullptr;
 }
@@ -211,15 +200,15 @@ ContentType ParseContentType(Text raw) {
   const std::string value = Unfold(raw, kContentTypeBytesMax);
   Text v = value;
   size_t semi = v.find(';');
-  Text type = Trim(v.substr(0, semi));
-  if (type.find('/') != kNpos) ct.type = ToLower(type);
+  Text type = Strip(v.substr(0, semi));
+  if (type.find('/') != kNpos) ct.type = absl::AsciiStrToLower(Absl(type));
   // Parameters: name=value or name="quoted \"value\"" (RFC 2045 §5.1), separated by ';'.
   size_t i = semi == kNpos ? v.size() : semi + 1;
   while (i < v.size()) {
     while (i < v.size() && (IsSpace(v[i]) || v[i] == ';')) ++i;
     const size_t name_start = i;
     while (i < v.size() && v[i] != '=' && v[i] != ';') ++i;
-    const Text name = Trim(v.substr(name_start, i - name_start));
+    const Text name = Strip(v.substr(name_start, i - name_start));
     if (i >= v.size() || v[i] != '=') continue;
     ++i;
     while (i < v.size() && IsWsp(v[i])) ++i;
@@ -235,10 +224,10 @@ ContentType ParseContentType(Text raw) {
       while (i < v.size() && v[i] != ';' && !IsSpace(v[i])) ++i;
       param = std::string(v.substr(start, i - start));
     }
-    if (EqualsIgnoreCase(name, "boundary")) {
+    if (absl::EqualsIgnoreCase(Absl(name), "boundary")) {
       if (param.size() <= kBoundaryBytesMax) ct.boundary = std::move(param);
-    } else if (EqualsIgnoreCase(name, "report-type")) {
-      ct.report_type = ToLower(param);
+    } else if (absl::EqualsIgnoreCase(Absl(name), "report-type")) {
+      ct.report_type = absl::AsciiStrToLower(param);
     }
   }
   return ct;
@@ -263,7 +252,7 @@ bool IsDelimiter(Text line, Text boundary, bool* close) {
     return true;
   }
   *close = false;
-  return Trim(rest).empty();
+  return absl::StripAsciiWhitespace(Absl(rest)).empty();
 }
 
 // Walks the MIME tree and keeps its leaves in order. Each level of nesting reads its body once
@@ -289,7 +278,7 @@ class Walker {
     // RFC 2046 §5.1.5: a digest's parts are messages by default.
     if (ct.type.empty()) ct.type = in_digest ? "message/rfc822" : "text/plain";
     if (const Field* cte = Find(part.fields, "Content-Transfer-Encoding")) {
-      part.encoding = ToLower(Unfold(cte->value, 64));
+      part.encoding = absl::AsciiStrToLower(Unfold(cte->value, 64));
     }
     if (depth == 0) {
       top_fields_ = part.fields;
@@ -352,7 +341,7 @@ class Walker {
 int Base64Value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (IsDigit(c)) return c - '0' + 52;
+  if (absl::ascii_isdigit(c)) return c - '0' + 52;
   if (c == '+') return 62;
   if (c == '/') return 63;
   return -1;
@@ -384,8 +373,8 @@ void DecodeBase64(Text in, size_t max, std::string* out) {
 }
 
 int HexValue(char c) {
-  if (IsDigit(c)) return c - '0';
-  c = Lower(c);
+  if (absl::ascii_isdigit(c)) return c - '0';
+  c = absl::ascii_tolower(c);
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
 }
@@ -434,12 +423,12 @@ Text BodyText(const Part& part, size_t max, std::string* storage) {
 
 // RFC 5322 §3.2.3 atext and '.', plus bytes of UTF-8 (RFC 6531).
 bool IsLocalChar(char c) {
-  return IsAlnum(c) || static_cast<unsigned char>(c) >= 0x80 ||
+  return absl::ascii_isalnum(c) || static_cast<unsigned char>(c) >= 0x80 ||
          Text("!#$%&'*+-/=?^_`{|}~.").find(c) != kNpos;
 }
 
 bool IsDomainChar(char c) {
-  return IsAlnum(c) || c == '-' || c == '.' || static_cast<unsigned char>(c) >= 0x80;
+  return absl::ascii_isalnum(c) || c == '-' || c == '.' || static_cast<unsigned char>(c) >= 0x80;
 }
 
 // The next local@domain token at or after *pos, with a dot in its domain; *pos moves past it.
@@ -499,9 +488,10 @@ class Candidates {
       // An address cut to the field limit would name no one: left out.
       if (address.size() > address_bytes_max_) continue;
       // Compared in place: a text that repeats one address allocates nothing per repeat.
-      if (std::none_of(list->begin(), list->end(),
-                       [&](const std::string& a) { return EqualsIgnoreCase(a, address); })) {
-        list->push_back(ToLower(address));
+      if (std::none_of(list->begin(), list->end(), [&](const std::string& a) {
+            return absl::EqualsIgnoreCase(a, Absl(address));
+          })) {
+        list->push_back(absl::AsciiStrToLower(Absl(address)));
       }
     }
   }
@@ -519,10 +509,12 @@ class Candidates {
 bool IsCodeAt(Text s, size_t i) {
   if (i + 3 > s.size()) return false;
   const char a = s[i], b = s[i + 1], c = s[i + 2];
-  if ((a != '2' && a != '4' && a != '5') || b < '0' || b > '5' || !IsDigit(c)) return false;
+  if ((a != '2' && a != '4' && a != '5') || b < '0' || b > '5' || !absl::ascii_isdigit(c))
+    return false;
   if (i > 0) {
     const char p = s[i - 1];
-    if (IsAlnum(p) || p == '.' || p == '-' || p == '_' || p == '/' || p == '=' || p == '#') {
+    if (absl::ascii_isalnum(p) || p == '.' || p == '-' || p == '_' || p == '/' || p == '=' ||
+        p == '#') {
       return false;
     }
   }
@@ -535,18 +527,19 @@ size_t EnhancedAt(Text s, size_t i) {
   if (i + 5 > s.size() || (s[i] != '2' && s[i] != '4' && s[i] != '5') || s[i + 1] != '.') {
     return 0;
   }
-  if (i > 0 && (IsAlnum(s[i - 1]) || s[i - 1] == '.')) return 0;
+  if (i > 0 && (absl::ascii_isalnum(s[i - 1]) || s[i - 1] == '.')) return 0;
   size_t j = i + 2;
   for (int part = 0; part < 2; ++part) {
     const size_t start = j;
-    while (j < s.size() && IsDigit(s[j]) && j - start < 4) ++j;
+    while (j < s.size() && absl::ascii_isdigit(s[j]) && j - start < 4) ++j;
     if (j == start || j - start > 3) return 0;
     if (part == 0) {
       if (j >= s.size() || s[j] != '.') return 0;
       ++j;
     }
   }
-  if (j < s.size() && (IsAlnum(s[j]) || (s[j] == '.' && j + 1 < s.size() && IsDigit(s[j + 1])))) {
+  if (j < s.size() && (absl::ascii_isalnum(s[j]) ||
+                       (s[j] == '.' && j + 1 < s.size() && absl::ascii_isdigit(s[j + 1])))) {
     return 0;
   }
   return j - i;
@@ -694,23 +687,24 @@ void ParseDeliveryStatus(Text body, const ReportLimits& limits, ParsedReport* re
       has_any = false;
     };
     for (const Field& f : fields) {
-      if (EqualsIgnoreCase(f.name, "Final-Recipient")) {
+      const absl::string_view name = Absl(f.name);
+      if (absl::EqualsIgnoreCase(name, "Final-Recipient")) {
         if (has_final) flush();
         r.final_recipient = AddressValue(f.value, limits);
         has_final = has_any = true;
-      } else if (EqualsIgnoreCase(f.name, "Original-Recipient")) {
+      } else if (absl::EqualsIgnoreCase(name, "Original-Recipient")) {
         r.original_recipient = AddressValue(f.value, limits);
         has_any = true;
-      } else if (EqualsIgnoreCase(f.name, "Action")) {
-        r.action = ToLower(FirstToken(f.value, limits.field_bytes_max));
+      } else if (absl::EqualsIgnoreCase(name, "Action")) {
+        r.action = absl::AsciiStrToLower(FirstToken(f.value, limits.field_bytes_max));
         has_any = true;
-      } else if (EqualsIgnoreCase(f.name, "Status")) {
+      } else if (absl::EqualsIgnoreCase(name, "Status")) {
         r.status = FirstToken(f.value, limits.field_bytes_max);
         has_any = true;
-      } else if (EqualsIgnoreCase(f.name, "Remote-MTA")) {
+      } else if (absl::EqualsIgnoreCase(name, "Remote-MTA")) {
         const std::string v = Unfold(f.value, limits.field_bytes_max);
         r.remote_mta = std::string(StripType(v));
-      } else if (EqualsIgnoreCase(f.name, "Diagnostic-Code")) {
+      } else if (absl::EqualsIgnoreCase(name, "Diagnostic-Code")) {
         SetDiagnostic(f.value, limits, &r);
         has_any = true;
       }
@@ -729,26 +723,28 @@ bool ParseFeedbackReport(Text body, const ReportLimits& limits, ParsedReport* re
   while (pos < body.size()) {
     const Fields fields = ReadFields(body, &pos, false);
     for (const Field& f : fields) {
-      if (EqualsIgnoreCase(f.name, "Feedback-Type") && !has_type) {
-        report->feedback_type = ToLower(FirstToken(f.value, max));
+      const absl::string_view name = Absl(f.name);
+      if (absl::EqualsIgnoreCase(name, "Feedback-Type") && !has_type) {
+        report->feedback_type = absl::AsciiStrToLower(FirstToken(f.value, max));
         has_type = !report->feedback_type.empty();
-      } else if (EqualsIgnoreCase(f.name, "User-Agent") && report->user_agent.empty()) {
+      } else if (absl::EqualsIgnoreCase(name, "User-Agent") && report->user_agent.empty()) {
         report->user_agent = Unfold(f.value, max);
-      } else if (EqualsIgnoreCase(f.name, "Original-Mail-From") &&
+      } else if (absl::EqualsIgnoreCase(name, "Original-Mail-From") &&
                  report->original_mail_from.empty()) {
         report->original_mail_from = AddressValue(f.value, limits);
-      } else if (EqualsIgnoreCase(f.name, "Original-Rcpt-To")) {
+      } else if (absl::EqualsIgnoreCase(name, "Original-Rcpt-To")) {
         if (report->original_rcpt_to.empty()) {
           report->original_rcpt_to = AddressValue(f.value, limits);
         }
         candidates->AddSpecific(f.value);
-      } else if (EqualsIgnoreCase(f.name, "Source-IP") && report->source_ip.empty()) {
+      } else if (absl::EqualsIgnoreCase(name, "Source-IP") && report->source_ip.empty()) {
         report->source_ip = Unfold(f.value, max);
-      } else if ((EqualsIgnoreCase(f.name, "Arrival-Date") ||
-                  EqualsIgnoreCase(f.name, "Received-Date")) &&  // draft-era name
+      } else if ((absl::EqualsIgnoreCase(name, "Arrival-Date") ||
+                  absl::EqualsIgnoreCase(name, "Received-Date")) &&  // draft-era name
                  report->arrival_date.empty()) {
         report->arrival_date = Unfold(f.value, max);
-      } else if (EqualsIgnoreCase(f.name, "Reported-Domain") && report->reported_domain.empty()) {
+      } else if (absl::EqualsIgnoreCase(name, "Reported-Domain") &&
+                 report->reported_domain.empty()) {
         report->reported_domain = Unfold(f.value, max);
       }
     }
@@ -763,7 +759,8 @@ void ReadReturnedHeaders(Text text, const ReportLimits& limits, ParsedReport* re
                          Candidates* candidates) {
   size_t pos = 0;
   Text line;
-  for (size_t p = 0; NextLine(text, &p, &line) && Trim(line).empty();) pos = p;
+  for (size_t p = 0; NextLine(text, &p, &line) && absl::StripAsciiWhitespace(Absl(line)).empty();)
+    pos = p;
   const Fields fields = ReadFields(text, &pos, true);
   if (const Field* f = Find(fields, "Message-ID")) {
     const std::string v = Unfold(f->value, limits.field_bytes_max);
@@ -775,7 +772,7 @@ void ReadReturnedHeaders(Text text, const ReportLimits& limits, ParsedReport* re
   }
   for (const char* name : {"To", "Cc", "Return-Path"}) {
     for (const Field& f : fields) {
-      if (EqualsIgnoreCase(f.name, name)) candidates->AddSeen(f.value);
+      if (absl::EqualsIgnoreCase(Absl(f.name), name)) candidates->AddSeen(f.value);
     }
   }
 }
@@ -789,7 +786,7 @@ bool IsDaemonName(Text s) {
 }
 
 bool IsNullSender(Text sender) {
-  const Text s = Trim(sender);
+  const Text s = Strip(sender);
   return s.empty() || s == "<>";
 }
 
@@ -837,7 +834,7 @@ constexpr const char* kCopyMarkers[] = {
 };
 
 bool IsCopyMarker(Text line) {
-  const Text t = Trim(line);
+  const Text t = Strip(line);
   if (t.size() > 200) return false;
   for (const char* m : kCopyMarkers) {
     if (ContainsIgnoreCase(t, m)) return true;
@@ -865,23 +862,62 @@ bool IsRecipientLine(Text trimmed, Text* address, Text* rest) {
     if (i >= trimmed.size() || trimmed[i] != '>') return false;
     ++i;
   }
-  Text r = Trim(trimmed.substr(i));
+  Text r = Strip(trimmed.substr(i));
   if (!r.empty() && r[0] != ':' && r.substr(0, 3) != "..." && r[0] != '(' &&
       r.substr(0, 8) != "<mailto:") {
     return false;
   }
   if (!r.empty() && r[0] == ':') r.remove_prefix(1);
-  *rest = Trim(r);
+  *rest = Strip(r);
   return true;
 }
 
-void SetBounceReply(Text text, const ReplyCode& reply, const ReportLimits& limits,
-                    ReportedRecipient* r) {
+// The first reply in `text`, if there is one, becomes r's; false when there is none.
+bool TakeBounceReply(Text text, const ReportLimits& limits, ReportedRecipient* r) {
+  const ReplyCode reply = FindReplyCode(text);
+  if (reply.code == 0 && reply.enhanced.empty()) return false;
   r->code = reply.code;
   r->enhanced = reply.enhanced;
   r->status = reply.enhanced;
   r->diagnostic = std::string(text.substr(0, limits.field_bytes_max + 1));
   CutUtf8(&r->diagnostic, limits.field_bytes_max);
+  return true;
+}
+
+// Where ScanBounceText is: the recipient whose reply it is reading or looking for.
+struct BounceScan {
+  int current = -1;         // index in report->recipients, -1 when none
+  int lines_since = 0;      // lines read since the current recipient's line
+  bool continuing = false;  // the current recipient's reply may go on over indented lines
+  size_t block_indent = 0;  // of the current recipient's line
+};
+
+// A line naming `address` (`rest` is what follows it): the recipient becomes the current one,
+// added when it is new, and takes the reply on the line when there is one.
+void StartRecipient(Text address, Text rest, size_t indent, const ReportLimits& limits,
+                    ParsedReport* report, BounceScan* scan) {
+  scan->current = -1;
+  scan->lines_since = 0;
+  scan->block_indent = indent;
+  // A recipient named again (a summary, then the details) gets its reply from either place.
+  bool named = false;
+  for (size_t i = 0; i < report->recipients.size() && !named; ++i) {
+    if (absl::EqualsIgnoreCase(report->recipients[i].final_recipient, Absl(address))) {
+      named = true;
+      if (report->recipients[i].code == 0) scan->current = static_cast<int>(i);
+    }
+  }
+  if (!named && report->recipients.size() < limits.recipients_max) {
+    ReportedRecipient r;
+    r.final_recipient = std::string(address.substr(0, limits.field_bytes_max + 1));
+    CutUtf8(&r.final_recipient, limits.field_bytes_max);
+    r.action = "failed";
+    report->recipients.push_back(std::move(r));
+    scan->current = static_cast<int>(report->recipients.size()) - 1;
+  }
+  if (scan->current >= 0 && TakeBounceReply(rest, limits, &report->recipients[scan->current])) {
+    scan->continuing = true;
+  }
 }
 
 // One recipient per line that names one, with the first reply found on that line or on the
@@ -891,23 +927,20 @@ void SetBounceReply(Text text, const ReplyCode& reply, const ReportLimits& limit
 // Returns where the quoted copy starts, kNpos when there is none.
 size_t ScanBounceText(Text text, const ReportLimits& limits, ParsedReport* report,
                       Candidates* candidates) {
-  int current = -1;
-  int lines_since = 0;
-  bool continuing = false;
-  size_t block_indent = 0;  // of the current recipient's line
+  BounceScan scan;
   size_t pos = 0;
   Text line;
   while (NextLine(text, &pos, &line)) {
     if (IsCopyMarker(line)) return pos;
     candidates->AddSeen(line);
-    const Text trimmed = Trim(line);
+    const Text trimmed = Strip(line);
     size_t indent = 0;
     while (indent < line.size() && IsWsp(line[indent])) ++indent;
     // A reply folded over more lines is indented deeper than its recipient's line (Postfix
     // indents by four under an address at the margin; Exim's next address comes back to two).
-    if (continuing) {
-      if (indent > block_indent && !trimmed.empty()) {
-        ReportedRecipient& r = report->recipients[current];
+    if (scan.continuing) {
+      if (indent > scan.block_indent && !trimmed.empty()) {
+        ReportedRecipient& r = report->recipients[scan.current];
         if (r.diagnostic.size() < limits.field_bytes_max) {
           r.diagnostic += ' ';
           r.diagnostic.append(trimmed.substr(0, limits.field_bytes_max + 1));
@@ -915,49 +948,21 @@ size_t ScanBounceText(Text text, const ReportLimits& limits, ParsedReport* repor
         }
         continue;
       }
-      continuing = false;
-      current = -1;
+      scan.continuing = false;
+      scan.current = -1;
     }
     Text address, rest;
     if (IsRecipientLine(trimmed, &address, &rest)) {
-      current = -1;
-      lines_since = 0;
-      block_indent = indent;
-      // A recipient named again (a summary, then the details) gets its reply from either place.
-      bool named = false;
-      for (size_t i = 0; i < report->recipients.size() && !named; ++i) {
-        if (EqualsIgnoreCase(report->recipients[i].final_recipient, address)) {
-          named = true;
-          if (report->recipients[i].code == 0) current = static_cast<int>(i);
-        }
-      }
-      if (!named && report->recipients.size() < limits.recipients_max) {
-        ReportedRecipient r;
-        r.final_recipient = std::string(address.substr(0, limits.field_bytes_max + 1));
-        CutUtf8(&r.final_recipient, limits.field_bytes_max);
-        r.action = "failed";
-        report->recipients.push_back(std::move(r));
-        current = static_cast<int>(report->recipients.size()) - 1;
-      }
-      if (current >= 0) {
-        const ReplyCode reply = FindReplyCode(rest);
-        if (reply.code != 0 || !reply.enhanced.empty()) {
-          SetBounceReply(rest, reply, limits, &report->recipients[current]);
-          continuing = true;
-        }
-      }
+      StartRecipient(address, rest, indent, limits, report, &scan);
       continue;
     }
-    if (current < 0) continue;
-    ReportedRecipient& r = report->recipients[current];
-    if (++lines_since > kBounceLinesMax) {
-      current = -1;
+    if (scan.current < 0) continue;
+    if (++scan.lines_since > kBounceLinesMax) {
+      scan.current = -1;
       continue;
     }
-    const ReplyCode reply = FindReplyCode(trimmed);
-    if (reply.code != 0 || !reply.enhanced.empty()) {
-      SetBounceReply(trimmed, reply, limits, &r);
-      continuing = true;
+    if (TakeBounceReply(trimmed, limits, &report->recipients[scan.current])) {
+      scan.continuing = true;
     }
   }
   return kNpos;
@@ -988,20 +993,23 @@ constexpr struct {
 // auto-reply.
 std::string AutoReplyReason(const Fields& top, size_t max) {
   if (const Field* f = Find(top, "Auto-Submitted")) {
-    if (ToLower(FirstToken(f->value, 64)) == "auto-replied") return "Auto-Submitted: auto-replied";
+    if (absl::AsciiStrToLower(FirstToken(f->value, 64)) == "auto-replied")
+      return "Auto-Submitted: auto-replied";
   }
   if (const Field* f = Find(top, "X-Autoreply")) {
-    if (ToLower(FirstToken(f->value, 64)) != "no") return "X-Autoreply";
+    if (absl::AsciiStrToLower(FirstToken(f->value, 64)) != "no") return "X-Autoreply";
   }
   if (Find(top, "X-Autorespond") != nullptr) return "X-Autorespond";
   if (const Field* f = Find(top, "Precedence")) {
-    if (ToLower(FirstToken(f->value, 64)) == "auto_reply") return "Precedence: auto_reply";
+    if (absl::AsciiStrToLower(FirstToken(f->value, 64)) == "auto_reply")
+      return "Precedence: auto_reply";
   }
   if (const Field* f = Find(top, "X-Autogenerated")) {
-    if (ToLower(FirstToken(f->value, 64)) == "reply") return "X-Autogenerated: Reply";
+    if (absl::AsciiStrToLower(FirstToken(f->value, 64)) == "reply") return "X-Autogenerated: Reply";
   }
   if (const Field* f = Find(top, "Subject")) {
-    const std::string subject = ToLower(Unfold(f->value, std::min<size_t>(max, 1000)));
+    const std::string subject =
+        absl::AsciiStrToLower(Unfold(f->value, std::min<size_t>(max, 1000)));
     for (const auto& s : kAutoReplySubjects) {
       if (s.prefix ? Text(subject).substr(0, std::char_traits<char>::length(s.phrase)) == s.phrase
                    : ContainsIgnoreCase(subject, s.phrase)) {
@@ -1033,6 +1041,126 @@ size_t SaturatingMulAdd(size_t a, size_t b, size_t c) {
   return a + b * c;
 }
 
+// The leaves that decide what a message is: the first of each report part, and the text parts.
+struct ReportParts {
+  const Part* dsn = nullptr;
+  const Part* arf = nullptr;
+  const Part* returned = nullptr;
+  std::vector<const Part*> texts;  // text/plain, in order
+};
+
+ReportParts ClassifyParts(const std::vector<Part>& leaves) {
+  ReportParts parts;
+  for (const Part& part : leaves) {
+    if (parts.dsn == nullptr && IsDeliveryStatusType(part.type)) parts.dsn = &part;
+    if (parts.arf == nullptr && part.type == "message/feedback-report") parts.arf = &part;
+    if (parts.returned == nullptr && IsReturnedMessageType(part.type)) parts.returned = &part;
+    if (part.type == "text/plain") parts.texts.push_back(&part);
+  }
+  return parts;
+}
+
+// A feedback report (kComplaint), else a delivery-status part with recipient blocks (kDsn);
+// the kind stays kUnknown when neither is there or readable.
+void ReadStructuredReport(const ReportParts& parts, const ReportLimits& limits,
+                          ParsedReport* report, Candidates* candidates, std::string* storage) {
+  // Report parts are small; a decoded one is bounded by what a report can reasonably hold.
+  const size_t report_bytes_max = SaturatingMulAdd(
+      64 * 1024, limits.recipients_max, SaturatingMulAdd(1024, limits.field_bytes_max, 8));
+  if (parts.arf != nullptr && ParseFeedbackReport(BodyText(*parts.arf, report_bytes_max, storage),
+                                                  limits, report, candidates)) {
+    report->kind = ReportKind::kComplaint;
+    candidates->AddSeen(report->original_mail_from);
+  } else if (parts.dsn != nullptr) {
+    *report = ParsedReport();  // what a feedback-report part without its type may have left
+    *candidates = Candidates(limits.addresses_max, limits.field_bytes_max);
+    ParseDeliveryStatus(BodyText(*parts.dsn, report_bytes_max, storage), limits, report);
+    if (!report->recipients.empty()) report->kind = ReportKind::kDsn;
+  }
+  if (report->kind == ReportKind::kDsn) {
+    for (const ReportedRecipient& r : report->recipients) {
+      candidates->AddSpecific(r.final_recipient);
+      candidates->AddSpecific(r.original_recipient);
+    }
+    for (const ReportedRecipient& r : report->recipients) candidates->AddSeen(r.diagnostic);
+  }
+}
+
+// What a message without a usable report part says of itself.
+struct BounceSigns {
+  bool daemon = false;  // sent by a mailer-daemon: the null sender or one of their names
+  bool marked = false;  // says it is a bounce: report type, subject or a marker in its text
+};
+
+BounceSigns ReadBounceSigns(const Walker& walker, const ReportParts& parts, Text envelope_sender,
+                            const ReportLimits& limits, std::string* storage) {
+  BounceSigns signs;
+  const Fields& top = walker.top_fields();
+  const Field* from = Find(top, "From");
+  const Field* subject = Find(top, "Subject");
+  // A multipart/report whose delivery-status part is damaged is still a bounce, whoever sent it.
+  signs.marked = parts.dsn != nullptr || walker.top_report_type() == "delivery-status";
+  signs.daemon = signs.marked || IsNullSender(envelope_sender) || IsDaemonName(envelope_sender) ||
+                 (from != nullptr && IsDaemonName(Unfold(from->value, 1000)));
+  if (!signs.marked && subject != nullptr) {
+    const std::string s = Unfold(subject->value, 1000);
+    for (const char* m : kBounceSubjects) signs.marked = signs.marked || ContainsIgnoreCase(s, m);
+  }
+  if (!signs.marked && signs.daemon) {
+    size_t marker_budget = std::min(kMarkerBytesMax, limits.text_bytes_max);
+    for (const Part* part : parts.texts) {
+      if (signs.marked || marker_budget == 0) break;
+      const Text text = BodyText(*part, marker_budget, storage);
+      marker_budget -= text.size();
+      for (const char* m : kBounceMarkers) {
+        signs.marked = signs.marked || ContainsIgnoreCase(text, m);
+      }
+    }
+  }
+  return signs;
+}
+
+// Not a bounce: an auto-reply, or kUnknown with the reason.
+void SetNotBounce(const Fields& top, const ReportParts& parts, bool marked,
+                  const ReportLimits& limits, ParsedReport* report) {
+  report->why = AutoReplyReason(top, limits.field_bytes_max);
+  if (!report->why.empty()) {
+    report->kind = ReportKind::kAutoReply;
+  } else if (parts.dsn != nullptr) {
+    report->why = "delivery-status part without recipient blocks";
+  } else if (parts.arf != nullptr) {
+    report->why = "feedback-report part without Feedback-Type";
+  } else if (marked) {
+    report->why = "bounce subject from a sender that is not a mailer-daemon";
+  } else {
+    report->why = "no report part";
+  }
+}
+
+// A bounce text: the recipients its text parts name (text_bytes_max of them in all), and the
+// header of the copy it quotes when there is no returned-message part.
+void ReadBounceTexts(const ReportParts& parts, const ReportLimits& limits, ParsedReport* report,
+                     Candidates* candidates, std::string* storage) {
+  report->kind = ReportKind::kBounceText;
+  size_t budget = limits.text_bytes_max;
+  for (const Part* part : parts.texts) {
+    if (budget == 0) break;
+    const Text text = BodyText(*part, budget, storage);
+    budget -= text.size();
+    const size_t copy = ScanBounceText(text, limits, report, candidates);
+    if (copy != kNpos) {
+      // The copy quoted inline (qmail, Exim) when there is no returned-message part.
+      if (parts.returned == nullptr) {
+        ReadReturnedHeaders(text.substr(copy), limits, report, candidates);
+      }
+      break;
+    }
+  }
+  for (const ReportedRecipient& r : report->recipients) {
+    candidates->AddSpecific(r.final_recipient);
+  }
+}
+
 }  // namespace
 
 std::string_view ReportKindName(ReportKind kind) {
@@ -1053,107 +1181,27 @@ std::string_view ReportKindName(ReportKind kind) {
 
 ParsedReport ParseReport(std::string_view message, std::string_view envelope_sender,
                          const ReportLimits& limits) {
-  ParsedReport report;
-  Candidates candidates(limits.addresses_max, limits.field_bytes_max);
   Walker walker(limits);
   walker.Walk(message, 0, false);
-
-  const Part* dsn_part = nullptr;
-  const Part* arf_part = nullptr;
-  const Part* returned_part = nullptr;
-  for (const Part& part : walker.leaves()) {
-    if (dsn_part == nullptr && IsDeliveryStatusType(part.type)) dsn_part = &part;
-    if (arf_part == nullptr && part.type == "message/feedback-report") arf_part = &part;
-    if (returned_part == nullptr && IsReturnedMessageType(part.type)) returned_part = &part;
-  }
-  // Report parts are small; a decoded one is bounded by what a report can reasonably hold.
-  const size_t report_bytes_max = SaturatingMulAdd(
-      64 * 1024, limits.recipients_max, SaturatingMulAdd(1024, limits.field_bytes_max, 8));
-  std::string storage;
-
-  if (arf_part != nullptr && ParseFeedbackReport(BodyText(*arf_part, report_bytes_max, &storage),
-                                                 limits, &report, &candidates)) {
-    report.kind = ReportKind::kComplaint;
-    candidates.AddSeen(report.original_mail_from);
-  } else if (dsn_part != nullptr) {
-    report = ParsedReport();  // what a feedback-report part without its type may have left
-    candidates = Candidates(limits.addresses_max, limits.field_bytes_max);
-    ParseDeliveryStatus(BodyText(*dsn_part, report_bytes_max, &storage), limits, &report);
-    if (!report.recipients.empty()) report.kind = ReportKind::kDsn;
-  }
-  if (report.kind == ReportKind::kDsn) {
-    for (const ReportedRecipient& r : report.recipients) {
-      candidates.AddSpecific(r.final_recipient);
-      candidates.AddSpecific(r.original_recipient);
-    }
-    for (const ReportedRecipient& r : report.recipients) candidates.AddSeen(r.diagnostic);
-  }
-
+  const ReportParts parts = ClassifyParts(walker.leaves());
+  ParsedReport report;
+  Candidates candidates(limits.addresses_max, limits.field_bytes_max);
+  std::string storage;  // the part being read, decoded
+  ReadStructuredReport(parts, limits, &report, &candidates, &storage);
   if (report.kind == ReportKind::kUnknown) {
     report = ParsedReport();
     candidates = Candidates(limits.addresses_max, limits.field_bytes_max);
-    const Fields& top = walker.top_fields();
-    const Field* from = Find(top, "From");
-    const Field* subject = Find(top, "Subject");
-    // A multipart/report whose delivery-status part is damaged is still a bounce, whoever sent it.
-    bool marked = dsn_part != nullptr || walker.top_report_type() == "delivery-status";
-    const bool daemon = marked || IsNullSender(envelope_sender) || IsDaemonName(envelope_sender) ||
-                        (from != nullptr && IsDaemonName(Unfold(from->value, 1000)));
-    if (!marked && subject != nullptr) {
-      const std::string s = Unfold(subject->value, 1000);
-      for (const char* m : kBounceSubjects) marked = marked || ContainsIgnoreCase(s, m);
-    }
-    std::vector<const Part*> texts;
-    for (const Part& part : walker.leaves()) {
-      if (part.type == "text/plain") texts.push_back(&part);
-    }
-    if (!marked && daemon) {
-      size_t marker_budget = std::min(kMarkerBytesMax, limits.text_bytes_max);
-      for (const Part* part : texts) {
-        if (marked || marker_budget == 0) break;
-        const Text text = BodyText(*part, marker_budget, &storage);
-        marker_budget -= text.size();
-        for (const char* m : kBounceMarkers) marked = marked || ContainsIgnoreCase(text, m);
-      }
-    }
-    if (!daemon || !marked) {
-      report.why = AutoReplyReason(top, limits.field_bytes_max);
-      if (!report.why.empty()) {
-        report.kind = ReportKind::kAutoReply;
-      } else if (dsn_part != nullptr) {
-        report.why = "delivery-status part without recipient blocks";
-      } else if (arf_part != nullptr) {
-        report.why = "feedback-report part without Feedback-Type";
-      } else if (marked) {
-        report.why = "bounce subject from a sender that is not a mailer-daemon";
-      } else {
-        report.why = "no report part";
-      }
+    const BounceSigns signs = ReadBounceSigns(walker, parts, envelope_sender, limits, &storage);
+    if (!signs.daemon || !signs.marked) {
+      SetNotBounce(walker.top_fields(), parts, signs.marked, limits, &report);
       CutAll(&report, limits.field_bytes_max);
       return report;
     }
-    report.kind = ReportKind::kBounceText;
-    size_t budget = limits.text_bytes_max;
-    for (const Part* part : texts) {
-      if (budget == 0) break;
-      const Text text = BodyText(*part, budget, &storage);
-      budget -= text.size();
-      const size_t copy = ScanBounceText(text, limits, &report, &candidates);
-      if (copy != kNpos) {
-        // The copy quoted inline (qmail, Exim) when there is no returned-message part.
-        if (returned_part == nullptr) {
-          ReadReturnedHeaders(text.substr(copy), limits, &report, &candidates);
-        }
-        break;
-      }
-    }
-    for (const ReportedRecipient& r : report.recipients) {
-      candidates.AddSpecific(r.final_recipient);
-    }
+    ReadBounceTexts(parts, limits, &report, &candidates, &storage);
   }
-  if (returned_part != nullptr) {
-    ReadReturnedHeaders(BodyText(*returned_part, message.size(), &storage), limits, &report,
-                        &candidates);
+  if (parts.returned != nullptr) {
+    ReadReturnedHeaders(BodyText(*parts.returned, kReturnedHeaderBytesMax, &storage), limits,
+                        &report, &candidates);
   }
   report.candidate_addresses = std::move(candidates).Merge();
   CutAll(&report, limits.field_bytes_max);
