@@ -96,6 +96,8 @@ std::string_view DeliveryEventName(DeliveryEvent event) {
       return "suppressed";
     case DeliveryEvent::kComplained:
       return "complained";
+    case DeliveryEvent::kUnsubscribed:
+      return "unsubscribed";
   }
   return "unknown";
 }

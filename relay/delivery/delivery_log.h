@@ -47,8 +47,9 @@ enum class DeliveryEvent {
   kExpired,
   kDsnSent,
   kDeleted,
-  kSuppressed,  // taken at RCPT but not queued: on the suppression list ([suppression] at_rcpt)
-  kComplained,  // a complaint (ARF, RFC 5965) came back about a recipient ([feedback])
+  kSuppressed,    // taken at RCPT but not queued: on the suppression list ([suppression] at_rcpt)
+  kComplained,    // a complaint (ARF, RFC 5965) came back about a recipient ([feedback])
+  kUnsubscribed,  // a recipient unsubscribed (RFC 8058 one-click, or the mailto; [unsubscribe])
 };
 std::string_view DeliveryEventName(DeliveryEvent event);
 
@@ -81,7 +82,8 @@ struct DeliveryRecord {
   int64_t next_attempt_unix_ms = 0;  // deferrals: when the next attempt is due
   uint64_t size_bytes = 0;           // message size (received)
   // Bounced and complained lines that come from a report returned later ([feedback]): what it
-  // was ("dsn", "bounce-text", "complaint") and, for a complaint, its Feedback-Type ("abuse").
+  // was ("dsn", "bounce-text", "complaint"; "one-click" or "mailto" for an unsubscribe) and, for
+  // a complaint, its Feedback-Type ("abuse").
   std::string_view feedback;
   std::string_view feedback_type;
   // For the event journal only (relay/events/event_journal.h); the delivery log leaves them out.

@@ -78,13 +78,65 @@ int CodeOf(const ReportedRecipient& r) {
   return 0;
 }
 
+// The address of the message's From: field ("" when none): the angle-bracketed one, else the
+// field's value. Looks at the header section only.
+std::string FromAddress(std::string_view message) {
+  size_t pos = 0;
+  while (pos < message.size()) {
+    size_t eol = message.find('\n', pos);
+    if (eol == std::string_view::npos) eol = message.size();
+    std::string_view line = message.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;
+    if (line.size() < 5 || !IEquals(line.substr(0, 5), "from:")) continue;
+    std::string_view value = line.substr(5);
+    const size_t open = value.find('<');
+    const size_t close = open == std::string_view::npos ? open : value.find('>', open);
+    if (close != std::string_view::npos) value = value.substr(open + 1, close - open - 1);
+    return absl::AsciiStrToLower(
+        absl::StripAsciiWhitespace(absl::string_view(value.data(), value.size())));
+  }
+  return "";
+}
+
+// An unsubscribe by mail: the first `to` that is an unsubscribe mailto, verified for the
+// address the message comes from.
+bool ReadUnsubscribe(const Unsubscribe& unsubscribe, std::string_view message,
+                     std::string_view envelope_sender, const std::vector<std::string>& to,
+                     ReturnedMail* mail) {
+  for (const std::string& address : to) {
+    std::optional<UnsubscribeToken> token = unsubscribe.ParseMailto(address);
+    if (!token) continue;
+    mail->kind = ReportKind::kUnknown;
+    for (const std::string& from : {std::string(envelope_sender), FromAddress(message)}) {
+      if (!unsubscribe.Verifies(*token, from)) continue;
+      ReturnedItem item;
+      item.unsubscribe = true;
+      item.tenant = token->tenant;
+      item.recipient = absl::AsciiStrToLower(from);
+      item.report = "mailto";
+      item.text = "unsubscribed by mail";
+      mail->items.push_back(std::move(item));
+      return true;
+    }
+    mail->why = "an unsubscribe from an address its token was not made for";
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 ReturnedMail ReadReturnedMail(const Verp& verp, const BounceClassifier& classifier,
-                              std::string_view message, std::string_view envelope_sender,
-                              const std::vector<std::string>& to,
+                              const Unsubscribe* unsubscribe, std::string_view message,
+                              std::string_view envelope_sender, const std::vector<std::string>& to,
                               const ReturnedMailLimits& limits) {
   ReturnedMail mail;
+  if (unsubscribe != nullptr &&
+      ReadUnsubscribe(*unsubscribe, message, envelope_sender, to, &mail)) {
+    return mail;
+  }
   ParsedReport report = ParseReport(message, envelope_sender, limits.report);
   mail.kind = report.kind;
   if (report.kind == ReportKind::kAutoReply || report.kind == ReportKind::kUnknown) {
@@ -141,16 +193,20 @@ std::vector<SuppressionEntry> SuppressionsFor(const ReturnedMail& mail,
                                               bool complaints, int64_t now_unix_ms) {
   std::vector<SuppressionEntry> entries;
   for (const ReturnedItem& item : mail.items) {
-    if (item.complaint
-            ? !complaints
-            : std::find(categories.begin(), categories.end(), item.category) == categories.end()) {
-      continue;
-    }
+    const bool suppress =
+        item.unsubscribe || (item.complaint ? complaints
+                                            : std::find(categories.begin(), categories.end(),
+                                                        item.category) != categories.end());
+    if (!suppress) continue;
     SuppressionEntry e;
     e.tenant = item.tenant;
     e.address = item.recipient;
-    e.reason = item.complaint ? SuppressionReason::kComplaint : SuppressionReason::kBounce;
-    if (!item.complaint) e.category = std::string(CategoryName(item.category));
+    e.reason = item.unsubscribe ? SuppressionReason::kUnsubscribe
+               : item.complaint ? SuppressionReason::kComplaint
+                                : SuppressionReason::kBounce;
+    if (!item.complaint && !item.unsubscribe) {
+      e.category = std::string(CategoryName(item.category));
+    }
     e.time_unix_ms = now_unix_ms;
     e.queue_id = item.queue_id;
     e.detail =

@@ -9,6 +9,9 @@
 // Return-Path). The recipient is the address among those the report names that the token's MAC
 // verifies: a report cannot make the relay suppress an address of its choosing.
 //
+// A message to an unsubscribe mailto (relay/feedback/unsubscribe.h) is an unsubscribe of the
+// address it comes from (its envelope sender, else its From:), when the token verifies for it.
+//
 // Pure computation, any thread: relayd runs it on a worker (the report may be large), then
 // records the events and suppressions it gives on the shard.
 #pragma once
@@ -22,12 +25,14 @@
 #include "relay/feedback/bounce_classifier.h"
 #include "relay/feedback/report_parser.h"
 #include "relay/feedback/suppression_list.h"
+#include "relay/feedback/unsubscribe.h"
 #include "relay/feedback/verp.h"
 
 namespace relay::feedback {
 
 struct ReturnedItem {
-  bool complaint = false;  // else a bounce
+  bool complaint = false;    // else a bounce
+  bool unsubscribe = false;  // an unsubscribe by mail (neither bounce nor complaint)
   std::string tenant;      // the sending domain
   std::string queue_id;
   uint32_t recipient_index = 0;
@@ -39,7 +44,7 @@ struct ReturnedItem {
   BounceCategory category = BounceCategory::kOther;
   std::string remote_mta;
   std::string message_id;     // the returned message's Message-ID, without <>
-  std::string report;         // "dsn", "bounce-text", "complaint"
+  std::string report;         // "dsn", "bounce-text", "complaint", "mailto"
   std::string feedback_type;  // complaints: "abuse", ...
 };
 
@@ -55,13 +60,14 @@ struct ReturnedMailLimits {
 };
 
 // `to` are the message's bounce-domain recipients; `envelope_sender` its MAIL FROM.
+// `unsubscribe` may be null (no [unsubscribe]).
 ReturnedMail ReadReturnedMail(const Verp& verp, const BounceClassifier& classifier,
-                              std::string_view message, std::string_view envelope_sender,
-                              const std::vector<std::string>& to,
+                              const Unsubscribe* unsubscribe, std::string_view message,
+                              std::string_view envelope_sender, const std::vector<std::string>& to,
                               const ReturnedMailLimits& limits = {});
 
 // The suppression entries `mail` gives: bounces in `categories`, complaints when
-// `complaints` is set. `detail` is the reply or the complaint's kind.
+// `complaints` is set, every unsubscribe. `detail` is the reply or the complaint's kind.
 std::vector<SuppressionEntry> SuppressionsFor(const ReturnedMail& mail,
                                               const std::vector<BounceCategory>& categories,
                                               bool complaints, int64_t now_unix_ms);

@@ -43,7 +43,7 @@ class ReturnedMailTest : public ::testing::Test {
   }
 
   ReturnedMail Read(std::string_view message, std::vector<std::string> to) {
-    return ReadReturnedMail(*verp_, *classifier_, message, "", to);
+    return ReadReturnedMail(*verp_, *classifier_, nullptr, message, "", to);
   }
 
   std::unique_ptr<const Verp> verp_;
@@ -115,6 +115,32 @@ TEST_F(ReturnedMailTest, OurRecipientDelayedBesideAnotherFailed) {
   report.insert(report.find("\r\n--B--"), other);
   ReturnedMail mail = Read(report, {path_});
   EXPECT_TRUE(mail.items.empty()) << mail.items.size();
+}
+
+TEST_F(ReturnedMailTest, UnsubscribeByMailFromTheSubscriber) {
+  UnsubscribeOptions o;
+  o.secrets = {"s3cret"};
+  o.base_url = "https://u.example.com";
+  VerpOptions v;
+  v.secrets = {"s3cret"};
+  v.domains = {{"example.com", "bounce.example.com"}};
+  auto links = *Unsubscribe::Make(o, std::shared_ptr<const Verp>(std::move(*Verp::Make(v))));
+  const std::string fields = links->HeaderFields("example.com", "reader@example.org");
+  const size_t at = fields.find("mailto:") + 7;
+  const std::string mailto = fields.substr(at, fields.find('?', at) - at);
+  ReturnedMail mail =
+      ReadReturnedMail(*verp_, *classifier_, links.get(),
+                       "From: Reader <Reader@example.org>\r\n\r\nstop\r\n", "", {mailto});
+  ASSERT_EQ(mail.items.size(), 1u) << mail.why;
+  EXPECT_TRUE(mail.items[0].unsubscribe);
+  EXPECT_EQ(mail.items[0].recipient, "reader@example.org");
+  std::vector<SuppressionEntry> entries = SuppressionsFor(mail, {}, false, 1000);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].reason, SuppressionReason::kUnsubscribe);
+  // From someone else: nobody is unsubscribed.
+  mail = ReadReturnedMail(*verp_, *classifier_, links.get(),
+                          "From: other@example.org\r\n\r\nstop\r\n", "other@example.org", {mailto});
+  EXPECT_TRUE(mail.items.empty());
 }
 
 TEST_F(ReturnedMailTest, AutoReplyAndPlainMailDropped) {

@@ -14,8 +14,8 @@ namespace {
 constexpr const char* kListenerNames[] = {"submission", "submissions", "receive"};
 constexpr const char* kDirectionNames[] = {"inbound", "outbound"};
 constexpr const char* kAuthNames[] = {"success", "failure", "error"};
-constexpr const char* kFeedbackNames[] = {"bounce", "complaint", "auto-reply", "not-a-report",
-                                          "unmatched"};
+constexpr const char* kFeedbackNames[] = {"bounce",       "complaint", "auto-reply",
+                                          "not-a-report", "unmatched", "unsubscribe"};
 // RFC 6376 §3.3 and RFC 8463 §3: the a= tag values.
 constexpr const char* kDkimNames[] = {"rsa-sha256", "ed25519-sha256"};
 constexpr const char* kRecipientFamilies[] = {"relay_recipients_delivered_total",

@@ -53,13 +53,14 @@ enum class AuthOutcome { kSuccess = 0, kFailure = 1, kError = 2 };
 enum class DkimAlgorithm { kRsaSha256 = 0, kEd25519Sha256 = 1 };
 // What a message to a bounce domain turned out to be (relay/feedback/returned_mail.h).
 enum class FeedbackResult {
-  kBounce = 0,     // a returned bounce, matched to its message and recipient
-  kComplaint = 1,  // an ARF complaint, matched
-  kAutoReply = 2,  // dropped
-  kNotReport = 3,  // neither a bounce nor a complaint: dropped
-  kUnmatched = 4,  // a report no valid token names (forged, damaged, other secret): dropped
+  kBounce = 0,       // a returned bounce, matched to its message and recipient
+  kComplaint = 1,    // an ARF complaint, matched
+  kAutoReply = 2,    // dropped
+  kNotReport = 3,    // neither a bounce nor a complaint: dropped
+  kUnmatched = 4,    // a report no valid token names (forged, damaged, other secret): dropped
+  kUnsubscribe = 5,  // an unsubscribe by mail to the bounce domain, verified
 };
-inline constexpr int kFeedbackResults = 5;
+inline constexpr int kFeedbackResults = 6;
 
 class RelayMetrics {
  public:

@@ -16,7 +16,8 @@ RecipientRoute RecipientPolicy::Route(std::string_view address, bool authenticat
     return route;
   }
   if (verp_ != nullptr && verp_->ForBounceDomain(domain) != nullptr) {
-    if (verp_->IsFeedbackAddress(local) || verp_->Parse(local, domain).has_value()) {
+    if (verp_->IsFeedbackAddress(local) || verp_->Parse(local, domain).has_value() ||
+        (unsubscribe_ != nullptr && unsubscribe_->ParseMailto(address).has_value())) {
       route.decision = smtp::RcptDecision::kAccept;
       route.kind = RecipientKind::kFeedback;
       route.domain = absl::AsciiStrToLower(absl::string_view(domain.data(), domain.size()));

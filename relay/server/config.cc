@@ -363,10 +363,10 @@ absl::Status WithTable(const Section& root, std::string_view key, Parser parse) 
 
 absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(
-      root.Known({"hostname", "shards",  "spool_dir", "users",   "control_socket", "submission",
-                  "tls",      "limits",  "auth",      "queue",   "dkim",           "shutdown",
-                  "delivery", "retry",   "shaping",   "bounces", "suppression",    "log",
-                  "metrics",  "receive", "events",    "feedback"}));
+      root.Known({"hostname", "shards",  "spool_dir", "users",    "control_socket", "submission",
+                  "tls",      "limits",  "auth",      "queue",    "dkim",           "shutdown",
+                  "delivery", "retry",   "shaping",   "bounces",  "suppression",    "log",
+                  "metrics",  "receive", "events",    "feedback", "unsubscribe"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -407,12 +407,13 @@ absl::Status Parse(const Section& root, Config& c) {
           " is also [receive] srs_domain: SRS bounces would be taken for VERP reports"));
     }
     if (!absl::EndsWith(d.bounce_domain, absl::StrCat(".", d.domain))) {
-      c.notices.push_back(absl::StrCat(
-          c.path, ": bounce domain ", d.bounce_domain, " is not under ", d.domain,
-          ": SPF of the return path will not align with the From domain for DMARC "
-          "(RFC 7489 §3.1.2)"));
+      c.notices.push_back(
+          absl::StrCat(c.path, ": bounce domain ", d.bounce_domain, " is not under ", d.domain,
+                       ": SPF of the return path will not align with the From domain for DMARC "
+                       "(RFC 7489 §3.1.2)"));
     }
   }
+  ASSIGN_OR_RETURN(c.unsubscribe, config::ParseUnsubscribe(root));
   if (c.feedback.enabled() && !c.receive.enabled()) {
     return absl::InvalidArgumentError(
         absl::StrCat(c.path,
@@ -474,12 +475,14 @@ void Diff(const toml::node* a, const toml::node* b, const std::string& key,
   if (const toml::table* ta = a->as_table()) {
     const toml::table* tb = b->as_table();
     for (const auto& [k, v] : *ta) {
-      std::string sub = key.empty() ? std::string(k.str()) : absl::StrCat(key, ".", std::string(k.str()));
+      std::string sub =
+          key.empty() ? std::string(k.str()) : absl::StrCat(key, ".", std::string(k.str()));
       Diff(&v, tb->get(k.str()), sub, changed);
     }
     for (const auto& [k, v] : *tb) {
       if (ta->get(k.str()) == nullptr) {
-        changed->push_back(key.empty() ? std::string(k.str()) : absl::StrCat(key, ".", std::string(k.str())));
+        changed->push_back(key.empty() ? std::string(k.str())
+                                       : absl::StrCat(key, ".", std::string(k.str())));
       }
     }
     return;
@@ -530,6 +533,20 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   if (c.submission_listen.empty() && c.submissions_listen.empty() && !c.receive.enabled()) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": no listener: set submission.listen, submission.listen_tls or receive.listen"));
+  }
+  for (const std::string& listen : c.unsubscribe.listen) {
+    // RFC 8058 §3.1: the link is HTTPS. Without a certificate only a proxy on this host, which
+    // terminates TLS, may reach the endpoint.
+    absl::StatusOr<io::SocketAddress> a = io::SocketAddress::Parse(listen);
+    if (!a.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": unsubscribe.listen \"", listen, "\": ", a.status().message()));
+    }
+    if (c.tls_cert_path.empty() && !metrics::IsLoopback(*a)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": unsubscribe.listen \"", listen,
+          "\" needs tls.cert and tls.key (HTTPS; plain HTTP only on a loopback address)"));
+    }
   }
   if (c.tls_cert_path.empty() != c.tls_key_path.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tls.cert and tls.key go together"));

@@ -214,6 +214,7 @@ struct Config {
   SuppressionSettings suppression;
   config::EventsSettings events;  // [events] (config/event_sections.h)
   config::FeedbackSettings feedback;  // [feedback] (config/feedback_sections.h)
+  config::UnsubscribeSettings unsubscribe;  // [unsubscribe] (config/feedback_sections.h)
   ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   // [[bounces.rule]] then the shipped bounce rules (config/bounce_sections.h).

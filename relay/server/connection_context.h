@@ -46,6 +46,7 @@ struct SharedState {
   feedback::SuppressionList* suppression = nullptr;  // null: [suppression] enabled = false
   events::EventSinks* events = nullptr;              // null: no event sinks ([events])
   const feedback::Verp* verp = nullptr;              // null: no VERP domains ([feedback])
+  const feedback::Unsubscribe* unsubscribe = nullptr;  // null: no [unsubscribe]
 };
 
 struct ShardCounters {

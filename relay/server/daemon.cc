@@ -36,6 +36,7 @@
 #include "relay/server/control.h"
 #include "relay/server/shard.h"
 #include "relay/server/signing_pool.h"
+#include "relay/server/unsubscribe_endpoint.h"
 #include "relay/tls/self_signed.h"
 #include "relay/tls/tls_context.h"
 
@@ -126,7 +127,8 @@ std::string ReadConfigText(const std::string& path) {
 
 // Port 25's aliases and SRS, read at start and on SIGHUP. Any error names the file and line.
 absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
-    const Config& config, std::shared_ptr<const feedback::Verp> verp) {
+    const Config& config, std::shared_ptr<const feedback::Verp> verp,
+    std::shared_ptr<const feedback::Unsubscribe> unsubscribe) {
   const ReceiveSettings& r = config.receive;
   receive::AliasesOptions options;
   options.depth_max = r.alias_depth_max;
@@ -163,7 +165,7 @@ absl::StatusOr<std::shared_ptr<const receive::ReceiveState>> LoadReceiveState(
   }
   state->policy = std::make_shared<const receive::RecipientPolicy>(
       std::make_shared<const receive::Aliases>(std::move(aliases)),
-      std::shared_ptr<const receive::Srs>(std::move(srs)), std::move(verp));
+      std::shared_ptr<const receive::Srs>(std::move(srs)), std::move(verp), std::move(unsubscribe));
   return std::shared_ptr<const receive::ReceiveState>(std::move(state));
 }
 
@@ -272,6 +274,10 @@ class DaemonParts {
   std::unique_ptr<SigningPool> signing_pool;
   std::unique_ptr<receive::ReceiveStateHolder> receive_state;
   std::shared_ptr<const feedback::Verp> verp;  // [feedback]; null without VERP domains
+  std::shared_ptr<const feedback::Unsubscribe> unsubscribe;  // [unsubscribe]; null when off
+  // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
+  // suppression list, so they stop before either goes.
+  std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
   std::unique_ptr<metrics::RelayMetrics> relay_metrics;
   std::unique_ptr<feedback::SuppressionList> suppression;  // outlives the shards that use it
   std::unique_ptr<events::EventSinks> event_sinks;         // likewise
@@ -286,6 +292,7 @@ class DaemonParts {
 
   absl::Status StartShards();
   void StartEndpoints();
+  absl::Status StartUnsubscribe();
 };
 
 absl::Status DaemonParts::StartShards() {
@@ -314,6 +321,7 @@ absl::Status DaemonParts::StartShards() {
   shared.receive = receive_state.get();
   shared.suppression = suppression.get();
   shared.verp = verp.get();
+  shared.unsubscribe = unsubscribe.get();
   shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;
@@ -345,6 +353,41 @@ absl::Status DaemonParts::StartShards() {
     event_sinks->Start();
     LogInfo() << "events journal " << config.events.dir << ": " << event_sinks->sinks().size()
               << " webhook(s)";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DaemonParts::StartUnsubscribe() {
+  if (unsubscribe == nullptr) return absl::OkStatus();
+  UnsubscribeEndpoint endpoint;
+  endpoint.links = unsubscribe.get();
+  endpoint.suppression = suppression.get();
+  endpoint.unsubscribed = [this](const feedback::Unsubscription& who) {
+    // The event goes to a shard's journal; any shard will do, the same one for an address.
+    const size_t shard = std::hash<std::string>()(who.address) % shard_list.size();
+    shard_list[shard]->RecordUnsubscribed(who.tenant, who.address, "one-click");
+  };
+  for (size_t i = 0; i < config.unsubscribe.listen.size(); ++i) {
+    const std::string& listen = config.unsubscribe.listen[i];
+    metrics::HttpHandlers handlers;
+    handlers.request = [endpoint](const metrics::HttpRequest& request) {
+      return ServeUnsubscribe(request, endpoint, absl::ToUnixMillis(absl::Now()));
+    };
+    // HTTPS with the relay's certificate; plain HTTP only on loopback (config.cc), for a proxy.
+    auto started =
+        metrics::HttpServer::Start(listen, std::move(handlers), tls.get(), "unsubscribe");
+    if (!started.ok()) {
+      return absl::Status(started.status().code(), absl::StrCat("unsubscribe.listen ", listen, ": ",
+                                                                started.status().message()));
+    }
+    absl::StatusOr<io::SocketAddress> bound = io::SocketAddress::Parse(listen);
+    if (bound.ok()) {
+      bound->set_port((*started)->port());
+      later.unsubscribe.listen[i] = bound->ToString();
+    }
+    LogInfo() << "one-click unsubscribe on " << (tls != nullptr ? "https://" : "http://")
+              << later.unsubscribe.listen[i] << " for links " << config.unsubscribe.url << "/u/...";
+    unsubscribe_servers.push_back(std::move(*started));
   }
   return absl::OkStatus();
 }
@@ -434,8 +477,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
                 << d.bounce_domain;
     }
   }
+  if (p.config.unsubscribe.enabled()) {
+    absl::StatusOr<std::vector<std::string>> secrets =
+        LoadSecrets(p.config.feedback.secret_path, "feedback");
+    if (!secrets.ok()) return secrets.status();
+    feedback::UnsubscribeOptions o;
+    o.secrets = std::move(*secrets);
+    o.base_url = p.config.unsubscribe.url;
+    auto links = feedback::Unsubscribe::Make(std::move(o), p.verp);
+    if (!links.ok()) return links.status();
+    p.unsubscribe = std::move(*links);
+  }
   if (p.config.receive.enabled()) {
-    auto state = LoadReceiveState(p.config, p.verp);
+    auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
     if (!state.ok()) {
       return absl::Status(state.status().code(),
                           absl::StrCat("receive: ", state.status().message()));
@@ -456,6 +510,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
               << " entries";
   }
   RETURN_IF_ERROR(p.StartShards());
+  RETURN_IF_ERROR(p.StartUnsubscribe());
   p.StartEndpoints();
   return std::unique_ptr<Daemon>(new Daemon(std::move(parts)));
 }
@@ -476,7 +531,8 @@ std::string Daemon::ReadyLine() const {
   std::vector<std::string> ready = {absl::StrCat(parts_->shards.size(), " shards")};
   for (const auto& [kind, addrs] : {std::pair{"submission (STARTTLS)", &c.submission_listen},
                                     std::pair{"submissions (TLS)", &c.submissions_listen},
-                                    std::pair{"port 25 (receive)", &c.receive.listen}}) {
+                                    std::pair{"port 25 (receive)", &c.receive.listen},
+                                    std::pair{"unsubscribe", &c.unsubscribe.listen}}) {
     if (!addrs->empty()) ready.push_back(absl::StrCat(kind, " on ", absl::StrJoin(*addrs, ", ")));
   }
   ready.push_back(absl::StrCat("spool ", c.spool_dir));
@@ -499,7 +555,7 @@ ReloadResult Daemon::Reload() {
   report("users", p.auth->Reload());
   if (p.receive_state != nullptr) {
     // A broken aliases file keeps the previous set: mail keeps flowing while it is fixed.
-    auto state = LoadReceiveState(p.config, p.verp);
+    auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
     if (state.ok()) p.receive_state->Set(std::move(*state));
     report("aliases", state.status());
   }
@@ -545,6 +601,7 @@ uint64_t Daemon::Stop() {
   p.stopped = true;
   p.main_thread.Close("error: relayd is stopping");
   p.control.reset();  // its thread ends before the shards it asks
+  for (auto& server : p.unsubscribe_servers) server->Stop();  // likewise
   for (auto& shard : p.shards) shard->RequestStop();
   for (auto& shard : p.shards) shard->Join();
   // After the shards: their last events are in the journal, for the next start to send.

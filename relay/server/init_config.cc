@@ -303,6 +303,16 @@ ${shaping}
 # domain = "${domain}"
 # bounce_domain = "bounce.${domain}"
 
+# One-click unsubscribe (RFC 8058) for bulk mail: a message of a bulk user, or with the header
+# X-Relay-Bulk: yes (removed), for one recipient, gets List-Unsubscribe (an HTTPS link to this
+# relay, and a mailto at the bounce domain) and List-Unsubscribe-Post, signed by DKIM. The relay
+# serves the links on listen (HTTPS, the [tls] certificate); a one-click POST puts the address on
+# the suppression list. url's host must name this server in DNS and in the certificate.
+# [unsubscribe]
+# url = "https://${hostname}"
+# listen = ["0.0.0.0:443", "[::]:443"]
+# bulk_users = ["news@${domain}"]
+
 # DKIM (RFC 6376, RFC 8463). Signatures, and port 25's checks and seals, are computed by a pool of
 # threads beside the shards (0: one per online core).
 # [dkim]

@@ -263,7 +263,9 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   std::string edited;
   bool in_receive = false;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line == "# [receive]" || line == "# [feedback]") in_receive = true;
+    if (line == "# [receive]" || line == "# [feedback]" || line == "# [unsubscribe]") {
+      in_receive = true;
+    }
     if (line.empty()) in_receive = false;
     if (in_receive && absl::StartsWith(line, "# ")) line.remove_prefix(2);
     absl::StrAppend(&edited, line, "\n");
@@ -282,6 +284,9 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   // And the [feedback] block beside it: the domain's bounce domain.
   ASSERT_EQ(c->feedback.verp.size(), 1u);
   EXPECT_EQ(c->feedback.verp[0].bounce_domain, "bounce." + c->feedback.verp[0].domain);
+  // And [unsubscribe], with the relay's own certificate.
+  EXPECT_TRUE(c->unsubscribe.enabled());
+  EXPECT_EQ(c->unsubscribe.url, "https://" + c->hostname);
 }
 
 TEST_F(InitDirectoryTest, WithoutDkimWritesNoKey) {

@@ -14,11 +14,13 @@ MessagePreparer::MessagePreparer(const dkim::Signer* signer, SigningPool* pool,
     : signer_(signer), pool_(pool), reactor_(reactor), hostname_(std::move(hostname)) {}
 
 void MessagePreparer::Prepare(std::string_view message, const std::string& forced_domain,
-                              const std::string& next_queue_id, absl::Time now, Done done) {
+                              const std::string& next_queue_id, absl::Time now,
+                              std::string added_fields, Done done) {
   std::string id_left = next_queue_id;
   if (signer_ != nullptr && pool_ != nullptr) absl::StrAppend(&id_left, ".", ++sequence_);
   PreparedMessage prepared;
-  prepared.missing = smtp::MissingHeaderFields(message, id_left, hostname_, now);
+  prepared.missing = std::move(added_fields);
+  prepared.missing += smtp::MissingHeaderFields(message, id_left, hostname_, now);
   if (signer_ == nullptr) {
     done(std::move(prepared));
     return;

@@ -41,11 +41,14 @@ class MessagePreparer {
   // sent unsigned. Never for an unsigned relay.
   using Done = std::function<void(absl::StatusOr<PreparedMessage>)>;
   // Prepares `message`, signing with the key of `forced_domain` when it is not empty (else the
-  // From domain's). `next_queue_id` is the id the spool hands out next. `done` runs inside this
-  // call when the signature is computed inline (or there is none), else later on the reactor's
-  // thread; until it has run the caller keeps `message` as it is.
+  // From domain's). `next_queue_id` is the id the spool hands out next. `added_fields` (complete
+  // header fields, CRLF-terminated, or "") go on top of the missing ones, signed with them
+  // (List-Unsubscribe). `done` runs inside this call when the signature is computed inline (or
+  // there is none), else later on the reactor's thread; until it has run the caller keeps
+  // `message` as it is.
   void Prepare(std::string_view message, const std::string& forced_domain,
-               const std::string& next_queue_id, absl::Time now, Done done);
+               const std::string& next_queue_id, absl::Time now, std::string added_fields,
+               Done done);
 
   bool signs() const { return signer_ != nullptr; }
 

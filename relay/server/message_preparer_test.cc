@@ -49,7 +49,7 @@ class MessagePreparerTest : public ::testing::Test {
   absl::StatusOr<PreparedMessage> Prepare(MessagePreparer& p, std::string_view message,
                                           bool* inline_done = nullptr) {
     std::optional<absl::StatusOr<PreparedMessage>> result;
-    p.Prepare(message, "", "QID", kNow,
+    p.Prepare(message, "", "QID", kNow, "",
               [&](absl::StatusOr<PreparedMessage> r) { result = std::move(r); });
     if (inline_done != nullptr) *inline_done = result.has_value();
     for (int i = 0; i < 3000 && !result; ++i) reactor_->RunOnce(10);

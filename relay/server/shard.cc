@@ -452,15 +452,21 @@ void Shard::OnReturnedMail(const feedback::ReturnedMail& mail, std::string_view 
   const int64_t now = static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
   for (const feedback::ReturnedItem& item : mail.items) {
     if (m != nullptr) {
-      m->feedback(item.complaint ? FeedbackResult::kComplaint : FeedbackResult::kBounce)
+      m->feedback(item.unsubscribe ? FeedbackResult::kUnsubscribe
+                  : item.complaint ? FeedbackResult::kComplaint
+                                   : FeedbackResult::kBounce)
           .Add(index_);
     }
-    LogInfo() << "port 25: " << item.report << " from " << peer_ip << " about " << item.queue_id
-              << " to <" << item.recipient << ">: "
-              << (item.complaint ? item.feedback_type : feedback::CategoryName(item.category));
+    const std::string_view what = item.unsubscribe ? std::string_view("unsubscribed")
+                                  : item.complaint ? std::string_view(item.feedback_type)
+                                                   : feedback::CategoryName(item.category);
+    LogInfo() << "port 25: " << item.report << " from " << peer_ip << " about "
+              << (item.queue_id.empty() ? "-" : item.queue_id) << " to <" << item.recipient
+              << ">: " << what;
     delivery::DeliveryRecord line;
-    line.event =
-        item.complaint ? delivery::DeliveryEvent::kComplained : delivery::DeliveryEvent::kBounced;
+    line.event = item.unsubscribe ? delivery::DeliveryEvent::kUnsubscribed
+                 : item.complaint ? delivery::DeliveryEvent::kComplained
+                                  : delivery::DeliveryEvent::kBounced;
     line.time_unix_ms = now;
     line.queue_id = item.queue_id;
     line.recipient = item.recipient;
@@ -470,11 +476,25 @@ void Shard::OnReturnedMail(const feedback::ReturnedMail& mail, std::string_view 
     line.reply_code = item.code;
     line.reply_enhanced = item.enhanced;
     line.reply_text = item.text;
-    if (!item.complaint) line.category = feedback::CategoryName(item.category);
+    if (!item.complaint && !item.unsubscribe) line.category = feedback::CategoryName(item.category);
     line.feedback = item.report;
     line.feedback_type = item.feedback_type;
     Record(line);
   }
+}
+
+void Shard::RecordUnsubscribed(std::string tenant, std::string address, std::string via) {
+  if (reactor_ == nullptr) return;
+  reactor_->RunInLoop(
+      [this, tenant = std::move(tenant), address = std::move(address), via = std::move(via)] {
+        delivery::DeliveryRecord line;
+        line.event = delivery::DeliveryEvent::kUnsubscribed;
+        line.time_unix_ms = static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
+        line.recipient = address;
+        line.tenant = tenant;
+        line.feedback = via;
+        Record(line);
+      });
 }
 
 void Shard::Record(const delivery::DeliveryRecord& line) {

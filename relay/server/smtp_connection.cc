@@ -14,6 +14,7 @@
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/io/buffer_ring.h"
+#include "relay/server/bulk_mail.h"
 #include "relay/smtp/received.h"
 
 namespace relay::server {
@@ -405,7 +406,9 @@ constexpr smtp::Reply kFromNotOwned{550, "5.7.1",
 
 void SmtpConnection::QueueMessage() {
   if (receive_) return ReceiveMessage();
-  std::string_view message = session_.message();
+  cleaned_message_.reset();
+  std::string unsubscribe_fields = UnsubscribeFields();  // may set cleaned_message_
+  std::string_view message = QueuedMessage();
   absl::Time now = absl::Now();
   // DESIGN.md: the signing domain is bound to the authenticated user, like the envelope sender.
   // The From domain picks the key, so a From the user may not send as is refused, or with
@@ -436,12 +439,38 @@ void SmtpConnection::QueueMessage() {
   // The connection is not freed while sign_pending_ (Idle()): `message` stays for the pool.
   sign_pending_ = true;
   ctx_.preparer->Prepare(message, forced_domain, ctx_.spool->NextMessageId().ToString(), now,
+                         std::move(unsubscribe_fields),
                          [this, now](absl::StatusOr<PreparedMessage> prepared) {
                            sign_pending_ = false;
                            // The client left: it got no 250, so the message is not queued.
                            if (closed_) return;
                            OnPrepared(now, std::move(prepared));
                          });
+}
+
+std::string SmtpConnection::UnsubscribeFields() {
+  const config::UnsubscribeSettings& settings = ctx_.config().unsubscribe;
+  const feedback::Unsubscribe* links = ctx_.shared->unsubscribe;
+  if (links == nullptr) return "";
+  BulkMarks marks = ReadBulkMarks(session_.message(), settings.bulk_header);
+  if (marks.without_marker) cleaned_message_ = std::move(*marks.without_marker);
+  const bool bulk =
+      marks.marked ||
+      (session_.authenticated() &&
+       std::find(settings.bulk_users.begin(), settings.bulk_users.end(),
+                 absl::AsciiStrToLower(session_.user())) != settings.bulk_users.end());
+  if (!bulk || marks.has_list_unsubscribe) return "";
+  const smtp::Envelope& env = session_.envelope();
+  const size_t at = env.mail_from.rfind('@');
+  if (env.recipients.size() != 1 || at == std::string::npos) {
+    // A link names one address: a message for several gets none (send bulk mail one recipient
+    // a message, as list software does).
+    LogInfo() << "bulk message from <" << env.mail_from << "> for " << env.recipients.size()
+              << " recipients: no List-Unsubscribe (one link names one address)";
+    return "";
+  }
+  return links->HeaderFields(absl::AsciiStrToLower(env.mail_from.substr(at + 1)),
+                             env.recipients.front());
 }
 
 void SmtpConnection::OnPrepared(absl::Time now, absl::StatusOr<PreparedMessage> prepared) {

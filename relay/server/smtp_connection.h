@@ -86,6 +86,10 @@ class SmtpConnection : public io::IoObject {
                       std::shared_ptr<const dkim::ArcSealer> sealer, queue::Envelope qenv,
                       ReceivedStamp stamp);
   void AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp);
+  // Submission: a bulk message's List-Unsubscribe fields ("" when none: not bulk, several
+  // recipients, the client's own); the bulk marker field, if any, leaves the message
+  // (cleaned_message_). relay/server/bulk_mail.h.
+  std::string UnsubscribeFields();
   // A message to bounce-domain addresses (`to`): read on a worker as a returned bounce or a
   // complaint, its suppressions committed there, then its events recorded and 250 sent; it is
   // never queued (smtp_connection_receive.cc).

@@ -276,8 +276,9 @@ void SmtpConnection::ReadReturnedMail(std::vector<std::string> to) {
   const std::vector<feedback::BounceCategory> categories = config.suppression.bounce_categories;
   const bool complaints = config.feedback.suppress_complaints;
   auto work = [report, verp, list, categories, complaints] {
-    report->mail = feedback::ReadReturnedMail(*verp, *report->classifier, report->message,
-                                              report->sender, report->to);
+    report->mail =
+        feedback::ReadReturnedMail(*verp, *report->classifier, report->state->policy->unsubscribe(),
+                                   report->message, report->sender, report->to);
     if (list == nullptr) return;
     // Committed (durable) before the 250: a report the relay took is never forgotten.
     std::vector<feedback::SuppressionEntry> entries = feedback::SuppressionsFor(

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""End-to-end: bounces and complaints that come back later (issue 15, item 2).
+"""End-to-end: bounces, complaints and unsubscribes that come back later (issue 15, items 2, 4).
 
 relayd on loopback, with [[feedback.verp]] for example.com at bounce.example.com and a port-25
 listener, delivers through a real DNS server (unbound) to a real receiver (aiosmtpd) that takes
@@ -12,6 +12,13 @@ list, so the next RCPT to it is refused; a report sent to the feedback-loop addr
 by the return path it quotes; an auto-reply, a report naming an address its token was not made
 for, and an address of the bounce domain that is no return path are dropped or refused;
 `relayctl dns-records` prints the bounce domain's MX and SPF.
+
+One-click unsubscribe (RFC 8058): mail marked bulk (X-Relay-Bulk, removed) leaves with
+List-Unsubscribe (an HTTPS link and a mailto at the bounce domain) and List-Unsubscribe-Post,
+both covered by its DKIM signature (checked with python3-dkim against the key in the test's DNS);
+curl's POST to the link, over HTTPS verified against the relay's certificate, suppresses the
+address and logs an unsubscribed event, a GET only shows a page; a mail to the mailto from the
+subscriber does the same.
 
 usage: returned_mail_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
@@ -49,9 +56,16 @@ def sink():
 
 
 @harness.fixture
+def dkim_key():
+    """(private key path, DNS TXT value) for selector "s1" of example.com."""
+    return local_dns.dkim_key(TMP, "example")
+
+
+@harness.fixture
 def dns_port():
-    with local_dns.unbound(TMP, local_dns.mx_zones(("example.org", "example.com"),
-                                                   SINK_IP)) as port:
+    zones = local_dns.mx_zones(("example.org", "example.com"), SINK_IP)
+    zones += "  local-data: 's1._domainkey.example.com. 300 IN TXT %s'\n" % dkim_key()[1]
+    with local_dns.unbound(TMP, zones) as port:
         yield port
 
 
@@ -76,7 +90,16 @@ dmarc = false
 [[feedback.verp]]
 domain = "example.com"
 bounce_domain = "bounce.example.com"
-""")
+
+[unsubscribe]
+url = "https://relay.example.com"
+listen = ["127.0.0.1:0"]
+
+[[dkim.key]]
+domain = "example.com"
+selector = "s1"
+key = "%s"
+""" % dkim_key()[0])
     os.makedirs(conf_dir + "/aliases", exist_ok=True)
     open(conf_dir + "/aliases/local.test", "w").write("postmaster: owner@example.org\n")
     return conf, password
@@ -327,6 +350,117 @@ def dns_records():
     spf = re.search(r"^example\.com\.\s+\d+\s+IN\s+TXT\s+(\".*\")$", out, re.M)
     check(spf and re.search(r"^bounce\.example\.com\.\s+\d+\s+IN\s+TXT\s+" + re.escape(
         spf.group(1)) + "$", out, re.M), "the bounce domain's SPF is the domain's")
+
+
+def unsubscribe_port():
+    return relayd_process.port(relay().ready, "unsubscribe")
+
+
+def bulk_copy(rcpt):
+    """Sends a bulk message (X-Relay-Bulk) to `rcpt` alone: the copy the MX received."""
+    s = smtplib.SMTP("127.0.0.1", relay().port(), local_hostname="client.test", timeout=30)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login("app@example.com", config()[1])
+    s.sendmail("app@example.com", [rcpt], "From: app@example.com\r\nTo: %s\r\n"
+               "Subject: news\r\nX-Relay-Bulk: yes\r\n\r\nThis week.\r\n" % rcpt)
+    s.quit()
+    return copy_for(rcpt)[1]
+
+
+def header(content, name):
+    import email
+    return email.message_from_bytes(content).get(name, "")
+
+
+def curl(method, url, data=None):
+    """(HTTP status, body) of curl's request, the certificate verified against relayd's."""
+    host_port = url.split("/")[2]
+    cmd = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20",
+           "--cacert", TMP + "/relay/tls/cert.pem",
+           "--resolve", "%s:%d:127.0.0.1" % (host_port.split(":")[0], unsubscribe_port()),
+           "-X", method, url.replace(host_port, "%s:%d" % (host_port.split(":")[0],
+                                                           unsubscribe_port()))]
+    if data is not None:
+        cmd += ["-H", "Content-Type: application/x-www-form-urlencoded", "--data", data]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code) if code.isdigit() else 0, body + r.stderr
+
+
+@harness.case(8, "bulk mail carries List-Unsubscribe and -Post, DKIM-covered, marker removed")
+def list_unsubscribe_fields():
+    content = bulk_copy("reader@example.org")
+    lu = header(content, "List-Unsubscribe")
+    check(re.match(r"^<https://relay\.example\.com/u/example\.com/[A-Za-z0-9_-]+/[a-z2-7]{16}>,"
+                   r"\s*<mailto:unsubscribe\+[a-z2-7]{16}@bounce\.example\.com\?subject="
+                   r"unsubscribe>$", lu), "List-Unsubscribe: an HTTPS link and a mailto: %s" % lu)
+    check(header(content, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click",
+          "List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    check(b"X-Relay-Bulk" not in content, "the bulk marker is removed")
+    sig = header(content, "DKIM-Signature").replace("\r\n", "").replace("\n", "")
+    h = re.search(r"h=([^;]+)", sig)
+    signed = [x.strip().lower() for x in h.group(1).split(":")] if h else []
+    check("list-unsubscribe" in signed and "list-unsubscribe-post" in signed,
+          "the DKIM signature covers both fields: h=%s" % signed)
+    import dkim
+    import dns.resolver
+
+    def dnsfunc(name, timeout=5):
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers, r.port = ["127.0.0.1"], dns_port()
+        name = name.decode() if isinstance(name, bytes) else name
+        ans = r.resolve(name.rstrip("."), "TXT", lifetime=5)
+        return b"".join(b"".join(x.strings) for x in ans)
+
+    check(dkim.verify(content, dnsfunc=dnsfunc),
+          "the signature verifies (python3-dkim, the key from unbound)")
+    submit(["plain@example.org"], subject="plain")
+    check("List-Unsubscribe" not in copy_for("plain@example.org")[1].decode(errors="replace"),
+          "mail not marked bulk gets no List-Unsubscribe")
+
+
+@harness.case(9, "curl's one-click POST unsubscribes; a GET only shows the page")
+def one_click():
+    content = bulk_copy("clicker@example.org")
+    url = re.search(r"<(https://[^>]+)>", header(content, "List-Unsubscribe"))
+    url = url.group(1) if url else "https://relay.example.com/u/none"
+    code, body = curl("GET", url)
+    check(code == 200 and "<form method=\"post\"" in body, "GET: a page with a form: %d" % code)
+    refused, queued = submit(["clicker@example.org"])
+    check(queued and not refused, "a GET unsubscribes nobody (link scanners fetch every URL)")
+    code, body = curl("POST", url, "List-Unsubscribe=One-Click")
+    check(code == 200 and "unsubscribed" in body, "POST: 200: %d %s" % (code, body.strip()))
+    line = wait_for(lambda: [e for e in events() if e.get("event") == "unsubscribed" and
+                             e.get("recipient") == "clicker@example.org"],
+                    "an unsubscribed line")
+    check(line and line[0].get("feedback") == "one-click", "via one-click: %s" % line)
+    code, text = refused_now("clicker@example.org")
+    check(code == 550 and "unsubscribe" in text, "the next RCPT is refused: %d %s" % (code, text))
+    code, _ = curl("POST", url, "List-Unsubscribe=One-Click")
+    check(code == 200, "a second POST: 200 again")
+    forged = re.sub(r"/[a-z2-7]{16}$", "/" + "a" * 16, url)
+    code, _ = curl("POST", forged, "List-Unsubscribe=One-Click")
+    check(code == 404, "a forged link: 404: %d" % code)
+    code, _ = curl("POST", url.replace("clicker", "x"), "nothing")
+    check(code in (400, 404), "a POST without the one-click body changes nothing: %d" % code)
+
+
+@harness.case(10, "a mail to the mailto from the subscriber unsubscribes")
+def mailto_unsubscribe():
+    content = bulk_copy("writer@example.org")
+    m = re.search(r"mailto:([^?>]+)", header(content, "List-Unsubscribe"))
+    mailto = m.group(1) if m else "unsubscribe+none@bounce.example.com"
+    code, _ = send_back(mailto, "From: someone.else@example.org\r\nSubject: unsubscribe\r\n\r\n",
+                        mail_from="someone.else@example.org")
+    check(code == 250 and refused_now("writer@example.org")[0] == 0,
+          "from another address: taken, nobody unsubscribed")
+    code, _ = send_back(mailto, "From: writer@example.org\r\nSubject: unsubscribe\r\n\r\n",
+                        mail_from="writer@example.org")
+    check(code == 250, "the mailto takes it")
+    line = wait_for(lambda: [e for e in events() if e.get("event") == "unsubscribed" and
+                             e.get("recipient") == "writer@example.org"], "an unsubscribed line")
+    check(line and line[0].get("feedback") == "mailto", "via mailto: %s" % line)
+    check(refused_now("writer@example.org")[0] == 550, "the next RCPT is refused")
 
 
 harness.main()

@@ -27,7 +27,7 @@ bool IsEventName(std::string_view name) {
                  delivery::DeliveryEvent::kDeferred, delivery::DeliveryEvent::kBounced,
                  delivery::DeliveryEvent::kExpired, delivery::DeliveryEvent::kDsnSent,
                  delivery::DeliveryEvent::kDeleted, delivery::DeliveryEvent::kSuppressed,
-                 delivery::DeliveryEvent::kComplained}) {
+                 delivery::DeliveryEvent::kComplained, delivery::DeliveryEvent::kUnsubscribed}) {
     if (delivery::DeliveryEventName(e) == name) return true;
   }
   return false;

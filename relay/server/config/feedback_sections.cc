@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/status_macros.h"
+#include "relay/feedback/unsubscribe.h"
 
 namespace relay::server::config {
 namespace {
@@ -67,6 +68,30 @@ absl::StatusOr<FeedbackSettings> ParseFeedback(const Section& root, const std::s
   if (absl::StatusOr<std::unique_ptr<const feedback::Verp>> v = feedback::Verp::Make(check);
       !v.ok()) {
     return t->TableError(std::string(v.status().message()));
+  }
+  return s;
+}
+
+absl::StatusOr<UnsubscribeSettings> ParseUnsubscribe(const Section& root) {
+  UnsubscribeSettings s;
+  ASSIGN_OR_RETURN(std::optional<Section> t, root.Table("unsubscribe"));
+  if (!t) return s;
+  RETURN_IF_ERROR(t->Known({"url", "listen", "bulk_users", "bulk_header"}));
+  if (!t->Has("url")) return t->Error("url", "is required");
+  RETURN_IF_ERROR(t->NonEmptyString("url", &s.url));
+  RETURN_IF_ERROR(t->StringList("listen", &s.listen));
+  RETURN_IF_ERROR(t->StringList("bulk_users", &s.bulk_users));
+  for (std::string& u : s.bulk_users) absl::AsciiStrToLower(&u);
+  RETURN_IF_ERROR(t->NonEmptyString("bulk_header", &s.bulk_header));
+  for (char c : s.bulk_header) {
+    // RFC 5322 §3.6.8: a field name is printable ASCII but ':'.
+    if (c <= ' ' || c > '~' || c == ':') return t->Error("bulk_header", "is not a field name");
+  }
+  feedback::UnsubscribeOptions check;
+  check.secrets = {"x"};
+  check.base_url = s.url;
+  if (auto u = feedback::Unsubscribe::Make(check, nullptr); !u.ok()) {
+    return t->Error("url", std::string(u.status().message()));
   }
   return s;
 }

@@ -13,6 +13,19 @@
 //
 // Returned bounces join the suppression list in [suppression] bounce_categories, as bounces at
 // delivery time do.
+//
+// [unsubscribe]: one-click unsubscribe (RFC 8058, relay/feedback/unsubscribe.h) for bulk mail.
+//
+//   [unsubscribe]
+//   url = "https://unsubscribe.example.com"  # the links' origin; it must reach a listener
+//   listen = ["0.0.0.0:443"]          # HTTPS with [tls] cert and key; plain HTTP only on
+//                                     # loopback (a proxy in front terminates TLS)
+//   bulk_users = ["news@example.com"] # every message of these users is bulk
+//   bulk_header = "X-Relay-Bulk"      # or per message: this header (removed), any value but "no"
+//
+// A bulk message with one recipient gets List-Unsubscribe (the HTTPS link, and a mailto at the
+// tenant's bounce domain when it has one) and List-Unsubscribe-Post, covered by its DKIM
+// signature; a message the client gave a List-Unsubscribe of its own keeps it.
 #pragma once
 
 #include <string>
@@ -31,6 +44,17 @@ struct FeedbackSettings {
   std::vector<feedback::VerpDomain> verp;
   bool enabled() const { return !verp.empty(); }
 };
+
+struct UnsubscribeSettings {
+  std::string url;  // "": off
+  std::vector<std::string> listen;
+  std::vector<std::string> bulk_users;  // lower-case
+  std::string bulk_header = "X-Relay-Bulk";
+  bool enabled() const { return !url.empty(); }
+};
+
+// The [unsubscribe] table of `root`.
+absl::StatusOr<UnsubscribeSettings> ParseUnsubscribe(const Section& root);
 
 // The [feedback] table of `root`; a relative secret_file is under `config_dir`. `local_domains`
 // are port 25's own domains ([receive] domains), which no bounce domain may be.

@@ -46,5 +46,29 @@ TEST(Feedback, RefusesWhatCannotWork) {
   }
 }
 
+absl::StatusOr<UnsubscribeSettings> ParseU(const std::string& text) {
+  ASSIGN_OR_RETURN(toml::table doc, ParseDocument(text, "relayd.toml"));
+  return ParseUnsubscribe(Section("relayd.toml", "", doc));
+}
+
+TEST(Unsubscribe, ReadsTheTable) {
+  auto s = ParseU("");
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(s->enabled());
+  s = ParseU(
+      "[unsubscribe]\nurl = \"https://u.example.com\"\nlisten = [\"0.0.0.0:443\"]\n"
+      "bulk_users = [\"News@Example.com\"]\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->enabled());
+  EXPECT_EQ(s->bulk_users, std::vector<std::string>{"news@example.com"});
+  EXPECT_EQ(s->bulk_header, "X-Relay-Bulk");
+  for (const char* text :
+       {"[unsubscribe]\nlisten = []\n", "[unsubscribe]\nurl = \"http://u.example.com\"\n",
+        "[unsubscribe]\nurl = \"https://u.example.com/path\"\n",
+        "[unsubscribe]\nurl = \"https://u.example.com\"\nbulk_header = \"a:b\"\n"}) {
+    EXPECT_FALSE(ParseU(text).ok()) << text;
+  }
+}
+
 }  // namespace
 }  // namespace relay::server::config
