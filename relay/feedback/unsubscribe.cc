@@ -1,36 +1,19 @@
 #include "relay/feedback/unsubscribe.h"
 
 #include <openssl/base64.h>
-#include <openssl/crypto.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "relay/feedback/hmac_token.h"
 
 namespace relay::feedback {
 namespace {
 
-constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
 constexpr size_t kMacChars = 16;          // 80 bits
 constexpr size_t kAddressBytesMax = 254;  // RFC 5321's path less the brackets
 constexpr char kPathPrefix[] = "/u/";
 constexpr size_t kPathPrefixBytes = 3;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  absl::AsciiStrToLower(&out);
-  return out;
-}
-
-bool IsBase32(std::string_view s) {
-  for (char c : s) {
-    char l = absl::ascii_tolower(static_cast<unsigned char>(c));
-    if (!((l >= 'a' && l <= 'z') || (l >= '2' && l <= '7'))) return false;
-  }
-  return true;
-}
 
 bool IsDomainText(std::string_view s) {
   if (s.empty() || s.size() > 253) return false;
@@ -101,25 +84,7 @@ Unsubscribe::Unsubscribe(UnsubscribeOptions options, std::shared_ptr<const Verp>
 
 std::string Unsubscribe::Mac(const std::string& secret, std::string_view tenant,
                              std::string_view address) const {
-  const std::string lower_tenant = Lower(tenant);
-  const std::string lower_address = Lower(address);
-  std::string data = "unsub1";
-  for (std::string_view field : {std::string_view(lower_tenant), std::string_view(lower_address)}) {
-    data += '\0';
-    data += field;
-  }
-  uint8_t mac[SHA256_DIGEST_LENGTH];
-  unsigned mac_len = 0;
-  HMAC(EVP_sha256(), secret.data(), secret.size(), reinterpret_cast<const uint8_t*>(data.data()),
-       data.size(), mac, &mac_len);
-  std::string out(kMacChars, 'a');
-  for (size_t i = 0; i < kMacChars; ++i) {
-    // 5 bits at a time from the first 10 bytes.
-    const size_t bit = 5 * i;
-    const unsigned two = (mac[bit / 8] << 8) | mac[bit / 8 + 1];
-    out[i] = kBase32[(two >> (11 - bit % 8)) & 31];
-  }
-  return out;
+  return Base32Hmac(secret, {"unsub1", Lower(tenant), Lower(address)}, kMacChars);
 }
 
 std::string Unsubscribe::Url(std::string_view tenant, std::string_view address) const {
@@ -179,12 +144,8 @@ std::optional<UnsubscribeToken> Unsubscribe::ParseMailto(std::string_view addres
 
 bool Unsubscribe::Verifies(const UnsubscribeToken& token, std::string_view address) const {
   if (address.empty() || token.mac.size() != kMacChars) return false;
-  bool ok = false;
-  for (const std::string& secret : options_.secrets) {
-    const std::string expected = Mac(secret, token.tenant, address);
-    ok |= CRYPTO_memcmp(expected.data(), token.mac.data(), kMacChars) == 0;
-  }
-  return ok;
+  return Base32HmacMatches(options_.secrets, {"unsub1", Lower(token.tenant), Lower(address)},
+                           token.mac);
 }
 
 }  // namespace relay::feedback

@@ -1,30 +1,20 @@
 #include "relay/feedback/verp.h"
 
-#include <openssl/crypto.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "relay/feedback/hmac_token.h"
 
 namespace relay::feedback {
 namespace {
 
-constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
-constexpr size_t kMacChars = 12;         // 60 bits
-constexpr size_t kQueueIdCharsMax = 40;  // "<14 hex>-<2 hex>-<16 hex>"
-constexpr size_t kPathBytesMax = 254;    // RFC 5321 §4.5.3.1.3 less the brackets
+constexpr size_t kMacChars = 12;           // 60 bits
+constexpr size_t kQueueIdCharsMax = 40;    // "<14 hex>-<2 hex>-<16 hex>"
+constexpr size_t kPathBytesMax = 254;      // RFC 5321 §4.5.3.1.3 less the brackets
 constexpr size_t kLocalPartBytesMax = 64;  // RFC 5321 §4.5.3.1.1
 // The configured local part leaves the token room within 64 octets: "+", a queue id (about 20
 // characters, 35 at most), ".", an index, ".", the MAC; ReturnPath checks each path.
 constexpr size_t kConfiguredLocalPartBytesMax = 12;
 constexpr uint32_t kIndexMax = 1u << 20;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  absl::AsciiStrToLower(&out);
-  return out;
-}
 
 std::string_view DomainOf(std::string_view address) {
   size_t at = address.rfind('@');
@@ -59,14 +49,6 @@ bool IsQueueIdText(std::string_view s) {
   if (s.empty() || s.size() > kQueueIdCharsMax) return false;
   for (char c : s) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) && c != '-') return false;
-  }
-  return true;
-}
-
-bool IsBase32(std::string_view s) {
-  for (char c : s) {
-    char l = absl::ascii_tolower(static_cast<unsigned char>(c));
-    if (!((l >= 'a' && l <= 'z') || (l >= '2' && l <= '7'))) return false;
   }
   return true;
 }
@@ -126,25 +108,8 @@ const VerpDomain* Verp::ForBounceDomain(std::string_view domain) const {
 
 std::string Verp::Mac(const std::string& secret, std::string_view tenant, std::string_view queue_id,
                       uint32_t index, std::string_view address) const {
-  // Fields separated by NUL, which none of them contains, so that no two tuples hash alike.
-  const std::string id = Lower(queue_id);
-  const std::string number = std::to_string(index);
-  const std::string rcpt = Lower(address);
-  std::string data = "verp1";
-  for (std::string_view field :
-       {tenant, std::string_view(id), std::string_view(number), std::string_view(rcpt)}) {
-    data += '\0';
-    data += field;
-  }
-  uint8_t mac[SHA256_DIGEST_LENGTH];
-  unsigned mac_len = 0;
-  HMAC(EVP_sha256(), secret.data(), secret.size(), reinterpret_cast<const uint8_t*>(data.data()),
-       data.size(), mac, &mac_len);
-  uint64_t bits = 0;
-  for (int i = 0; i < 8; ++i) bits = (bits << 8) | mac[i];
-  std::string out(kMacChars, 'a');
-  for (size_t i = 0; i < kMacChars; ++i) out[i] = kBase32[(bits >> (59 - 5 * i)) & 31];
-  return out;
+  return Base32Hmac(
+      secret, {"verp1", tenant, Lower(queue_id), std::to_string(index), Lower(address)}, kMacChars);
 }
 
 std::optional<std::string> Verp::ReturnPath(std::string_view sender, std::string_view queue_id,
@@ -205,13 +170,10 @@ std::optional<VerpToken> Verp::ParseAddress(std::string_view address) const {
 
 bool Verp::Verifies(const VerpToken& token, std::string_view address) const {
   if (address.empty() || token.mac.size() != kMacChars) return false;
-  bool ok = false;
-  for (const std::string& secret : options_.secrets) {
-    std::string expected =
-        Mac(secret, token.tenant, token.queue_id, token.recipient_index, address);
-    ok |= CRYPTO_memcmp(expected.data(), token.mac.data(), kMacChars) == 0;
-  }
-  return ok;
+  return Base32HmacMatches(options_.secrets,
+                           {"verp1", token.tenant, token.queue_id,
+                            std::to_string(token.recipient_index), Lower(address)},
+                           token.mac);
 }
 
 }  // namespace relay::feedback
