@@ -326,6 +326,10 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
   job.source = source;
   if (options_.metrics != nullptr) job.metrics_site = options_.metrics->SiteIndex(limits.name);
   queue->Update(limits, std::move(candidates), job.metrics_site, reactor_->NowMs());
+  SyncSuspensions();
+  if (auto it = shared_suspensions_.find(key); it != shared_suspensions_.end()) {
+    ApplySharedSuspension(queue, it->second);
+  }
   if (queue->suspended(reactor_->NowMs())) {
     FailJob(job, RecipientOutcome::Transient(absl::StrCat(
                      "delivery to ", result.site, " suspended: ", queue->suspended_reason())));
@@ -377,6 +381,7 @@ void DeliveryEngine::PumpLater(ReadyQueue* queue, int64_t wait_ms) {
 
 void DeliveryEngine::Pump(ReadyQueue* queue) {
   if (stopping_) return;
+  SyncSuspensions();
   // Idle connections of this queue take work first (connection reuse).
   for (OutboundConnection* c : queue->connections()) {
     if (queue->empty()) return;
@@ -839,8 +844,43 @@ void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::stri
   if (options_.metrics != nullptr) {
     options_.metrics->site(queue->metrics_site()).suspensions.Add(options_.metrics_shard);
   }
+  if (options_.suspensions != nullptr) {
+    // The receiver judges the source address, whichever shard sends: every shard stops.
+    Suspension s;
+    s.key = absl::StrCat(queue->source(), "|", queue->site());
+    s.until_unix_ms = NowUnixMs() + (until_ms - reactor_->NowMs());
+    s.reason = reason;
+    s.shard = options_.shard;
+    options_.suspensions->Suspend(std::move(s));
+  }
   OnSiteUnreachable(queue, RecipientOutcome::Transient(
                                absl::StrCat("delivery suspended after: ", reason)));
+}
+
+void DeliveryEngine::SyncSuspensions() {
+  if (options_.suspensions == nullptr) return;
+  const uint64_t generation = options_.suspensions->generation();
+  if (generation == suspensions_seen_) return;
+  suspensions_seen_ = generation;
+  shared_suspensions_.clear();
+  for (Suspension& s : options_.suspensions->InForce(NowUnixMs())) {
+    std::string key = s.key;
+    auto it = queues_.find(key);
+    Suspension& kept = shared_suspensions_[key] = std::move(s);
+    if (it != queues_.end()) ApplySharedSuspension(it->second.get(), kept);
+  }
+}
+
+void DeliveryEngine::ApplySharedSuspension(ReadyQueue* queue, const Suspension& s) {
+  const int64_t until_ms = reactor_->NowMs() + (s.until_unix_ms - NowUnixMs());
+  if (queue->suspended_until_ms() >= until_ms - 1000 || until_ms <= reactor_->NowMs()) return;
+  LogWarning() << "suspending delivery to " << queue->site() << " from "
+               << egress_.source(queue->source()).name << " for "
+               << (until_ms - reactor_->NowMs()) / 1000 << " s, as shard " << s.shard
+               << " did: " << s.reason;
+  queue->Suspend(until_ms, s.reason);
+  OnSiteUnreachable(queue, RecipientOutcome::Transient(
+                               absl::StrCat("delivery suspended after: ", s.reason)));
 }
 
 void DeliveryEngine::CountRecipient(const Job& job, metrics::RecipientResult result) const {

@@ -51,6 +51,7 @@
 #include "relay/delivery/ready_queue.h"
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
+#include "relay/delivery/suspensions.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/events/event_journal.h"
 #include "relay/feedback/suppression_list.h"
@@ -107,6 +108,10 @@ struct DeliveryOptions {
   // VERP ([feedback]): a message whose sending domain has a bounce domain goes out one
   // transaction per recipient, each with its own return path (relay/feedback/verp.h). Null: none.
   const feedback::Verp* verp = nullptr;
+  // Suspensions shared by every shard's engine (relay/delivery/suspensions.h); null: this
+  // engine's suspensions are its own.
+  Suspensions* suspensions = nullptr;
+  int shard = 0;  // named in the suspensions it posts
 };
 
 class DeliveryEngine {
@@ -203,6 +208,11 @@ class DeliveryEngine {
   // `job` as it goes into its ready queue: one job per recipient with its own return path when
   // the sender's domain has VERP ([feedback]); jobs_out_ counts the parts.
   std::vector<Job> SplitForVerp(Job job);
+  // Takes the shared board's suspensions when it changed since the last look (one atomic load
+  // otherwise), and applies them to this engine's ready queues.
+  void SyncSuspensions();
+  // Suspends `queue` as another shard did, unless it already is for as long.
+  void ApplySharedSuspension(ReadyQueue* queue, const Suspension& s);
   void OnMx(Job job, const dns::MxResult& result);
   void Pump(ReadyQueue* queue);
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.
@@ -276,6 +286,8 @@ class DeliveryEngine {
   void AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns,
                 const queue::MessageInfo& info, FailedRecipient failed);
   void DropFromDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns, queue::MessageId id);
+  uint64_t suspensions_seen_ = 0;  // the board's generation last taken
+  absl::flat_hash_map<std::string, Suspension> shared_suspensions_;  // by ready-queue key
   absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;
   std::vector<std::unique_ptr<dns::QueryHandle>> lookups_;
   absl::flat_hash_map<OutboundConnection*, std::unique_ptr<OutboundConnection>> connections_;

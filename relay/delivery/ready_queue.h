@@ -56,6 +56,7 @@ class ReadyQueue {
   // Suspension: no job is taken in until `until_ms` (the engine fails them as deferred).
   void Suspend(int64_t until_ms, std::string reason);
   bool suspended(int64_t now_ms) const { return suspended_until_ms_ > now_ms; }
+  int64_t suspended_until_ms() const { return suspended_until_ms_; }
   const std::string& suspended_reason() const { return suspended_reason_; }
 
   void Push(Job job) { jobs_.push_back(std::move(job)); }

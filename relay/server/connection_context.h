@@ -12,6 +12,7 @@
 #include "dkim/signer.h"
 #include "dns/spf.h"
 #include "queue/spool.h"
+#include "relay/delivery/suspensions.h"
 #include "relay/feedback/returned_mail.h"
 #include "relay/feedback/suppression_list.h"
 #include "relay/io/buffer_ring.h"
@@ -47,6 +48,7 @@ struct SharedState {
   events::EventSinks* events = nullptr;              // null: no event sinks ([events])
   const feedback::Verp* verp = nullptr;              // null: no VERP domains ([feedback])
   const feedback::Unsubscribe* unsubscribe = nullptr;  // null: no [unsubscribe]
+  delivery::Suspensions* suspensions = nullptr;  // shared by the shards' delivery engines
 };
 
 struct ShardCounters {

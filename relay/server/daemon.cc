@@ -275,6 +275,7 @@ class DaemonParts {
   std::unique_ptr<receive::ReceiveStateHolder> receive_state;
   std::shared_ptr<const feedback::Verp> verp;  // [feedback]; null without VERP domains
   std::shared_ptr<const feedback::Unsubscribe> unsubscribe;  // [unsubscribe]; null when off
+  delivery::Suspensions suspensions;  // one board for every shard's engine
   // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
   // suppression list, so they stop before either goes.
   std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
@@ -322,6 +323,7 @@ absl::Status DaemonParts::StartShards() {
   shared.suppression = suppression.get();
   shared.verp = verp.get();
   shared.unsubscribe = unsubscribe.get();
+  shared.suspensions = &suspensions;
   shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;

@@ -254,6 +254,8 @@ absl::Status Shard::StartDelivery() {
     options.suppression = shared_.suppression;
     options.suppress_categories = config.suppression.bounce_categories;
     options.verp = shared_.verp;
+    options.suspensions = shared_.suspensions;
+    options.shard = index_;
     options.metrics = shared_.metrics;
     options.metrics_shard = index_;
     delivery_ = std::make_unique<delivery::DeliveryEngine>(reactor_.get(), buffers_.get(),

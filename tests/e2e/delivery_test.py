@@ -591,4 +591,41 @@ def delivery_log():
           "relayd logs the suspension with the reply that caused it")
 
 
+def submit_for_id(rcpt, subject):
+    """Sends one message to `rcpt` over a connection of its own: its queue id ("" if refused)."""
+    s = smtplib.SMTP("127.0.0.1", port(), local_hostname="client.test", timeout=30)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login("app@example.com", relay().password)
+    s.mail("app@example.com")
+    s.rcpt(rcpt)
+    code, text = s.data(("From: app@example.com\r\nTo: %s\r\nSubject: %s\r\n\r\nhi\r\n"
+                         % (rcpt, subject)).encode())
+    s.quit()
+    m = re.search(r"queued as (\S+)", text.decode(errors="replace"))
+    return m.group(1) if code == 250 and m else ""
+
+
+@harness.case(14, "a suspension holds in every shard, not only the one that saw the reply")
+def suspension_in_every_shard():
+    # google_suspended's 421 suspended (source, Google) in the shard that owned that session.
+    # Mail for the same site from new connections lands on either shard (SO_REUSEPORT): none of
+    # it reaches the Google MX, whichever shard queued it.
+    answered, rcpts = google_suspended()
+    check(answered, "the Google MX answered 421 4.7.28")
+    shards = set()
+    for i in range(16):
+        qid = submit_for_id("kim%d@hosted.test" % i, "every shard %d" % i)
+        if qid.count("-") == 2:
+            shards.add(qid.split("-")[1])
+        if len(shards) == 2 and i >= 3:
+            break
+    check(len(shards) == 2, "messages queued by both shards: %s" % sorted(shards))
+    time.sleep(2)
+    check(google_rcpts["count"] == rcpts,
+          "no shard opened a connection to the suspended site (%d RCPTs seen, %d before)"
+          % (google_rcpts["count"], rcpts))
+    check(", as shard " in relay().log() or len(shards) < 2,
+          "the other shard logs the suspension it took over")
+
+
 harness.main()
