@@ -50,13 +50,11 @@ absl::Status EnsureCertificate(const Config& config) {
     return absl::OkStatus();
   }
   std::error_code ec;
-  std::filesystem::create_directories(
-      std::filesystem::path(config.tls_cert_path).parent_path(), ec);
-  std::filesystem::create_directories(std::filesystem::path(config.tls_key_path).parent_path(),
+  std::filesystem::create_directories(std::filesystem::path(config.tls_cert_path).parent_path(),
                                       ec);
-  RETURN_IF_ERROR(
-      tls::GenerateSelfSignedCertificate(config.hostname, config.tls_cert_path,
-                                         config.tls_key_path));
+  std::filesystem::create_directories(std::filesystem::path(config.tls_key_path).parent_path(), ec);
+  RETURN_IF_ERROR(tls::GenerateSelfSignedCertificate(config.hostname, config.tls_cert_path,
+                                                     config.tls_key_path));
   LogWarning() << "no certificate found: generated a SELF-SIGNED certificate for "
                << config.hostname << " in " << config.tls_cert_path
                << "; clients will not trust it. Install a real certificate there and send SIGHUP.";
@@ -275,7 +273,7 @@ class DaemonParts {
   std::unique_ptr<receive::ReceiveStateHolder> receive_state;
   std::shared_ptr<const feedback::Verp> verp;  // [feedback]; null without VERP domains
   std::shared_ptr<const feedback::Unsubscribe> unsubscribe;  // [unsubscribe]; null when off
-  delivery::Suspensions suspensions;  // one board for every shard's engine
+  delivery::Suspensions suspensions;                         // one board for every shard's engine
   // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
   // suppression list, so they stop before either goes.
   std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
@@ -294,6 +292,8 @@ class DaemonParts {
   absl::Status StartShards();
   void StartEndpoints();
   absl::Status StartUnsubscribe();
+  // [feedback] and [unsubscribe]: the VERP codec and the unsubscribe links, with their secret.
+  absl::Status LoadFeedback();
 };
 
 absl::Status DaemonParts::StartShards() {
@@ -359,6 +359,35 @@ absl::Status DaemonParts::StartShards() {
   return absl::OkStatus();
 }
 
+absl::Status DaemonParts::LoadFeedback() {
+  if (!config.feedback.enabled() && !config.unsubscribe.enabled()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<std::string> secrets,
+                   LoadSecrets(config.feedback.secret_path, "feedback"));
+  if (config.feedback.enabled()) {
+    feedback::VerpOptions o;
+    o.secrets = secrets;
+    o.local_part = config.feedback.local_part;
+    o.domains = config.feedback.verp;
+    auto made = feedback::Verp::Make(std::move(o));
+    if (!made.ok()) {
+      return absl::Status(made.status().code(),
+                          absl::StrCat("feedback: ", made.status().message()));
+    }
+    verp = std::move(*made);
+    for (const feedback::VerpDomain& d : config.feedback.verp) {
+      LogInfo() << "mail from " << d.domain << " leaves with VERP return paths at "
+                << d.bounce_domain;
+    }
+  }
+  if (config.unsubscribe.enabled()) {
+    feedback::UnsubscribeOptions o;
+    o.secrets = std::move(secrets);
+    o.base_url = config.unsubscribe.url;
+    ASSIGN_OR_RETURN(unsubscribe, feedback::Unsubscribe::Make(std::move(o), verp));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DaemonParts::StartUnsubscribe() {
   if (unsubscribe == nullptr) return absl::OkStatus();
   UnsubscribeEndpoint endpoint;
@@ -413,8 +442,8 @@ void DaemonParts::StartEndpoints() {
               << metrics_server->port() << "), health at /healthz";
   } else {
     // Mail matters more than its metrics: the relay runs on without the endpoint.
-    LogError() << "metrics endpoint " << config.metrics.listen << ": "
-               << started.status().message() << "; running without it";
+    LogError() << "metrics endpoint " << config.metrics.listen << ": " << started.status().message()
+               << "; running without it";
   }
 }
 
@@ -433,8 +462,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     auto holder =
         tls::ServerTlsContextHolder::Create(p.config.tls_cert_path, p.config.tls_key_path);
     if (!holder.ok()) {
-      return absl::Status(holder.status().code(),
-                          absl::StrCat("TLS: ", holder.status().message()));
+      return absl::Status(holder.status().code(), absl::StrCat("TLS: ", holder.status().message()));
     }
     p.tls = std::move(*holder);
   }
@@ -460,36 +488,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     LogInfo() << "DKIM signing and port-25 checks on " << p.signing_pool->thread_count()
               << " threads";
   }
-  if (p.config.feedback.enabled()) {
-    absl::StatusOr<std::vector<std::string>> secrets =
-        LoadSecrets(p.config.feedback.secret_path, "feedback");
-    if (!secrets.ok()) return secrets.status();
-    feedback::VerpOptions o;
-    o.secrets = std::move(*secrets);
-    o.local_part = p.config.feedback.local_part;
-    o.domains = p.config.feedback.verp;
-    auto verp = feedback::Verp::Make(std::move(o));
-    if (!verp.ok()) {
-      return absl::Status(verp.status().code(),
-                          absl::StrCat("feedback: ", verp.status().message()));
-    }
-    p.verp = std::move(*verp);
-    for (const feedback::VerpDomain& d : p.config.feedback.verp) {
-      LogInfo() << "mail from " << d.domain << " leaves with VERP return paths at "
-                << d.bounce_domain;
-    }
-  }
-  if (p.config.unsubscribe.enabled()) {
-    absl::StatusOr<std::vector<std::string>> secrets =
-        LoadSecrets(p.config.feedback.secret_path, "feedback");
-    if (!secrets.ok()) return secrets.status();
-    feedback::UnsubscribeOptions o;
-    o.secrets = std::move(*secrets);
-    o.base_url = p.config.unsubscribe.url;
-    auto links = feedback::Unsubscribe::Make(std::move(o), p.verp);
-    if (!links.ok()) return links.status();
-    p.unsubscribe = std::move(*links);
-  }
+  RETURN_IF_ERROR(p.LoadFeedback());
   if (p.config.receive.enabled()) {
     auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
     if (!state.ok()) {

@@ -83,8 +83,8 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   if (plan.forwarding && srs != nullptr && !qenv.sender.empty()) {
     absl::StatusOr<std::string> rewritten = srs->Forward(qenv.sender, absl::ToUnixSeconds(now));
     if (!rewritten.ok()) {
-      LogInfo() << "port 25: refused message from " << peer_ip_ << ": SRS: "
-                << rewritten.status().message();
+      LogInfo() << "port 25: refused message from " << peer_ip_
+                << ": SRS: " << rewritten.status().message();
       ApplyResult(session_.OnMessageRefused(
           smtp::Reply{550, "5.1.7", "Sender address cannot be forwarded"}));
       return;
@@ -249,48 +249,58 @@ void SmtpConnection::AppendReceived(const queue::Envelope& qenv, ReceivedStamp s
   AppendToSpool(qenv, id, std::move(id_text));
 }
 
+namespace {
+
+// A message to a bounce domain, read on a worker.
+struct ReturnedReport {
+  std::shared_ptr<const receive::ReceiveState> state;  // keeps its Verp and Unsubscribe alive
+  std::shared_ptr<const feedback::BounceClassifier> classifier;
+  std::string_view message;  // the connection's; it stays while report_pending_
+  std::string sender;
+  std::vector<std::string> to;
+  feedback::ReturnedMail mail;
+  absl::Status suppressed;
+};
+
+// The worker's part: reads the report, and commits the suppressions it gives (durable before
+// the 250). An address already on the list is not written again: a report sent over and over
+// costs a lookup each time, not a commit.
+void ReadAndSuppress(ReturnedReport& report, feedback::SuppressionList* list,
+                     const std::vector<feedback::BounceCategory>& categories, bool complaints) {
+  const receive::RecipientPolicy& policy = *report.state->policy;
+  report.mail = feedback::ReadReturnedMail(*policy.verp(), *report.classifier, policy.unsubscribe(),
+                                           report.message, report.sender, report.to);
+  if (list == nullptr) return;
+  std::vector<feedback::SuppressionEntry> entries = feedback::SuppressionsFor(
+      report.mail, categories, complaints, absl::ToUnixMillis(absl::Now()));
+  std::erase_if(entries, [list](const feedback::SuppressionEntry& e) {
+    absl::StatusOr<std::optional<feedback::SuppressionEntry>> found =
+        list->Find(e.tenant, e.address);
+    return found.ok() && found->has_value();
+  });
+  if (!entries.empty()) report.suppressed = list->AddMany(entries);
+}
+
+}  // namespace
+
 void SmtpConnection::ReadReturnedMail(std::vector<std::string> to) {
-  const receive::ReceiveState* state = receive_policy_->state();
-  const feedback::Verp* verp = state != nullptr ? state->policy->verp() : nullptr;
-  if (verp == nullptr) {  // a reload took the bounce domain away since RCPT
+  std::shared_ptr<const receive::ReceiveState> state = receive_policy_->state_shared();
+  if (state == nullptr || state->policy->verp() == nullptr) {
+    // A reload took the bounce domain away since RCPT.
     ApplyResult(session_.OnMessageRefused(smtp::kLocalError));
     return;
   }
-  struct Report {
-    std::shared_ptr<const receive::ReceiveState> state;  // keeps `verp` alive
-    std::shared_ptr<const feedback::BounceClassifier> classifier;
-    std::string_view message;
-    std::string sender;
-    std::vector<std::string> to;
-    feedback::ReturnedMail mail;
-    absl::Status suppressed;
-  };
   const Config& config = ctx_.config();
-  auto report = std::make_shared<Report>();
-  report->state = receive_policy_->state_shared();
+  auto report = std::make_shared<ReturnedReport>();
+  report->state = std::move(state);
   report->classifier = config.bounces;
   report->message = session_.message();
   report->sender = session_.envelope().mail_from;
   report->to = std::move(to);
-  feedback::SuppressionList* list = ctx_.shared->suppression;
-  const std::vector<feedback::BounceCategory> categories = config.suppression.bounce_categories;
-  const bool complaints = config.feedback.suppress_complaints;
-  auto work = [report, verp, list, categories, complaints] {
-    report->mail =
-        feedback::ReadReturnedMail(*verp, *report->classifier, report->state->policy->unsubscribe(),
-                                   report->message, report->sender, report->to);
-    if (list == nullptr) return;
-    // Committed (durable) before the 250: a report the relay took is never forgotten.
-    std::vector<feedback::SuppressionEntry> entries = feedback::SuppressionsFor(
-        report->mail, categories, complaints, absl::ToUnixMillis(absl::Now()));
-    // An address already on the list is not written again: a report sent over and over costs a
-    // lookup each time, not a commit.
-    std::erase_if(entries, [list](const feedback::SuppressionEntry& e) {
-      absl::StatusOr<std::optional<feedback::SuppressionEntry>> found =
-          list->Find(e.tenant, e.address);
-      return found.ok() && found->has_value();
-    });
-    if (!entries.empty()) report->suppressed = list->AddMany(entries);
+  auto work = [report, list = ctx_.shared->suppression,
+               categories = config.suppression.bounce_categories,
+               complaints = config.feedback.suppress_complaints] {
+    ReadAndSuppress(*report, list, categories, complaints);
   };
   auto done = [this, report] {
     report_pending_ = false;
@@ -319,8 +329,7 @@ void SmtpConnection::ReadReturnedMail(std::vector<std::string> to) {
     done();
     return;
   }
-  if (!pool->TryRun(std::move(work), reactor_, std::move(done),
-                    ctx_.config().receive.checks_queued_max)) {
+  if (!pool->TryRun(std::move(work), reactor_, std::move(done), config.receive.checks_queued_max)) {
     report_pending_ = false;
     RefuseReceivedBusy();
   }
