@@ -26,9 +26,8 @@ std::string DomainOf(std::string_view address) {
 
 }  // namespace
 
-DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers,
-                               queue::Spool* spool, DeliveryOptions options,
-                               DeliveryPolicy* policy)
+DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers, queue::Spool* spool,
+                               DeliveryOptions options, DeliveryPolicy* policy)
     : reactor_(reactor),
       buffers_(buffers),
       spool_(spool),
@@ -270,20 +269,19 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     }
     auto handle = std::make_unique<dns::QueryHandle>();
     dns::QueryHandle* raw = handle.get();
-    *raw = resolver_->ResolveMx(domain, options_.family,
-                                [this, job = std::move(job), raw](dns::MxResult result) mutable {
-                                  OnMx(std::move(job), result);
-                                  // The handle is done; drop it after this turn.
-                                  reactor_->Post([this, raw] {
-                                    auto it = std::find_if(
-                                        lookups_.begin(), lookups_.end(),
-                                        [raw](const auto& h) { return h.get() == raw; });
-                                    if (it != lookups_.end()) {
-                                      (*it)->Detach();
-                                      lookups_.erase(it);
-                                    }
-                                  });
-                                });
+    *raw = resolver_->ResolveMx(
+        domain, options_.family, [this, job = std::move(job), raw](dns::MxResult result) mutable {
+          OnMx(std::move(job), result);
+          // The handle is done; drop it after this turn.
+          reactor_->Post([this, raw] {
+            auto it = std::find_if(lookups_.begin(), lookups_.end(),
+                                   [raw](const auto& h) { return h.get() == raw; });
+            if (it != lookups_.end()) {
+              (*it)->Detach();
+              lookups_.erase(it);
+            }
+          });
+        });
     lookups_.push_back(std::move(handle));
   }
 }
@@ -327,8 +325,8 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
   if (options_.metrics != nullptr) job.metrics_site = options_.metrics->SiteIndex(limits.name);
   queue->Update(limits, std::move(candidates), job.metrics_site, reactor_->NowMs());
   SyncSuspensions();
-  if (auto it = shared_suspensions_.find(key); it != shared_suspensions_.end()) {
-    ApplySharedSuspension(queue, it->second);
+  if (const Suspension* shared = SharedSuspensionFor(*queue); shared != nullptr) {
+    ApplySharedSuspension(queue, *shared);
   }
   if (queue->suspended(reactor_->NowMs())) {
     FailJob(job, RecipientOutcome::Transient(absl::StrCat(
@@ -356,9 +354,8 @@ std::vector<Job> DeliveryEngine::SplitForVerp(Job job) {
   for (uint32_t r : job.recipients) {
     const queue::RecipientState& rcpt = info->recipients[r];
     std::optional<std::string> path =
-        rcpt.original.empty()
-            ? options_.verp->ReturnPath(info->sender, id_text, r, rcpt.address)
-            : std::nullopt;
+        rcpt.original.empty() ? options_.verp->ReturnPath(info->sender, id_text, r, rcpt.address)
+                              : std::nullopt;
     if (!path) {
       shared.recipients.push_back(r);
       continue;
@@ -437,8 +434,8 @@ void DeliveryEngine::RecordAttemptStart(Job& job, std::string_view mx_host) {
     absl::StatusOr<queue::Position> appended = spool_->AppendState(marker, nullptr);
     if (!appended.ok()) {
       // Delivery goes on: a crash before the outcome would then deliver again without saying so.
-      LogError() << "recording the attempt of " << job.id.ToString() << " to "
-                 << state.address << ": " << appended.status();
+      LogError() << "recording the attempt of " << job.id.ToString() << " to " << state.address
+                 << ": " << appended.status();
     }
   }
 }
@@ -792,9 +789,9 @@ void DeliveryEngine::MaybeSendDsn(queue::MessageId id) {
 }
 
 void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pending) {
-  absl::StatusOr<std::string> dsn = policy_->BuildDsn(
-      kind, id.ToString(), pending.sender, pending.headers, pending.arrival_unix_ms, NowUnixMs(),
-      pending.failed);
+  absl::StatusOr<std::string> dsn =
+      policy_->BuildDsn(kind, id.ToString(), pending.sender, pending.headers,
+                        pending.arrival_unix_ms, NowUnixMs(), pending.failed);
   if (!dsn.ok()) {
     LogError() << "building the DSN for " << id.ToString() << ": " << dsn.status();
     return;
@@ -853,8 +850,8 @@ void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::stri
     s.shard = options_.shard;
     options_.suspensions->Suspend(std::move(s));
   }
-  OnSiteUnreachable(queue, RecipientOutcome::Transient(
-                               absl::StrCat("delivery suspended after: ", reason)));
+  OnSiteUnreachable(
+      queue, RecipientOutcome::Transient(absl::StrCat("delivery suspended after: ", reason)));
 }
 
 void DeliveryEngine::SyncSuspensions() {
@@ -865,22 +862,61 @@ void DeliveryEngine::SyncSuspensions() {
   shared_suspensions_.clear();
   for (Suspension& s : options_.suspensions->InForce(NowUnixMs())) {
     std::string key = s.key;
-    auto it = queues_.find(key);
-    Suspension& kept = shared_suspensions_[key] = std::move(s);
-    if (it != queues_.end()) ApplySharedSuspension(it->second.get(), kept);
+    shared_suspensions_[key] = std::move(s);
+  }
+  // Queues are never removed, and nothing below adds one: the pointers stay valid.
+  std::vector<ReadyQueue*> queues;
+  queues.reserve(queues_.size());
+  for (const auto& [key, queue] : queues_) queues.push_back(queue.get());
+  const int64_t now = reactor_->NowMs();
+  for (ReadyQueue* queue : queues) {
+    const Suspension* s = SharedSuspensionFor(*queue);
+    if (s != nullptr) {
+      ApplySharedSuspension(queue, *s);
+    } else if (queue->suspended(now)) {
+      // Every suspension is on the board while it lasts: one that is gone was resumed.
+      LogInfo() << "delivery to " << queue->site() << " from "
+                << egress_.source(queue->source()).name << " resumed";
+      queue->Suspend(0, "");
+    }
   }
 }
 
+const Suspension* DeliveryEngine::SharedSuspensionFor(const ReadyQueue& queue) const {
+  // The pair's own entry (a reply rule's), or the operator's for its site, named by the MX set
+  // or by the shaping rule it falls under ("google").
+  const Suspension* best = nullptr;
+  for (const std::string& k :
+       {absl::StrCat(queue.source(), "|", queue.site()), AnySourceKey(queue.site()),
+        AnySourceKey(queue.limits().name)}) {
+    auto it = shared_suspensions_.find(k);
+    if (it != shared_suspensions_.end() &&
+        (best == nullptr || it->second.until_unix_ms > best->until_unix_ms)) {
+      best = &it->second;
+    }
+  }
+  return best;
+}
+
 void DeliveryEngine::ApplySharedSuspension(ReadyQueue* queue, const Suspension& s) {
-  const int64_t until_ms = reactor_->NowMs() + (s.until_unix_ms - NowUnixMs());
-  if (queue->suspended_until_ms() >= until_ms - 1000 || until_ms <= reactor_->NowMs()) return;
+  const int64_t now = reactor_->NowMs();
+  const int64_t left_ms = s.until_unix_ms - NowUnixMs();
+  // "Until resumed" is far in the future: kept as such, not added to the monotonic clock.
+  const int64_t until_ms = left_ms > kSuspensionForeverMs ? kSuspensionForeverMs : now + left_ms;
+  const int64_t held_ms = queue->suspended_until_ms();
+  // Already so (the shard that posted it, or an earlier look); the operator may shorten it.
+  if (until_ms <= now ||
+      (held_ms >= until_ms - 1000 && (s.shard >= 0 || held_ms <= until_ms + 1000))) {
+    return;
+  }
   LogWarning() << "suspending delivery to " << queue->site() << " from "
-               << egress_.source(queue->source()).name << " for "
-               << (until_ms - reactor_->NowMs()) / 1000 << " s, as shard " << s.shard
-               << " did: " << s.reason;
+               << egress_.source(queue->source()).name << " for " << (until_ms - now) / 1000
+               << " s, "
+               << (s.shard >= 0 ? absl::StrCat("as shard ", s.shard, " did") : "by the operator")
+               << ": " << s.reason;
   queue->Suspend(until_ms, s.reason);
-  OnSiteUnreachable(queue, RecipientOutcome::Transient(
-                               absl::StrCat("delivery suspended after: ", s.reason)));
+  OnSiteUnreachable(
+      queue, RecipientOutcome::Transient(absl::StrCat("delivery suspended after: ", s.reason)));
 }
 
 void DeliveryEngine::CountRecipient(const Job& job, metrics::RecipientResult result) const {

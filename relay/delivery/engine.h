@@ -71,7 +71,7 @@ class DeliveryPolicy;
 struct FailedRecipient {
   std::string address;
   RecipientOutcome outcome;
-  std::string remote_mta;      // the MX host that gave the reply, "" when none
+  std::string remote_mta;  // the MX host that gave the reply, "" when none
   int64_t attempt_unix_ms = 0;
   // The address the sender used when `address` is what the relay forwarded it to (an alias's
   // target, queue::RecipientState::original); "" otherwise.
@@ -83,12 +83,12 @@ struct DeliveryOptions {
   std::string hostname;                  // Reporting-MTA of DSNs, default EHLO name
   std::vector<std::string> dns_servers;  // empty: /etc/resolv.conf
   dns::FamilyPreference family = dns::FamilyPreference::kIpv4First;
-  uint16_t mx_port = 25;                 // tests point it at loopback sinks
+  uint16_t mx_port = 25;  // tests point it at loopback sinks
   int64_t connect_timeout_ms = 30000;
-  int64_t idle_connection_ms = 5000;     // a connection without work waits this long for more
+  int64_t idle_connection_ms = 5000;  // a connection without work waits this long for more
   int64_t message_age_ms_max = int64_t{5} * 24 * 3600 * 1000;
-  int64_t source_suspend_ms = 300000;    // after the kernel refused a source address
-  bool tls_verify = false;               // verify server certificates (system CA store)
+  int64_t source_suspend_ms = 300000;  // after the kernel refused a source address
+  bool tls_verify = false;             // verify server certificates (system CA store)
   std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
   std::vector<EgressSourceConfig> sources;
   EgressStrategy strategy = EgressStrategy::kRoundRobin;
@@ -211,8 +211,13 @@ class DeliveryEngine {
   // Takes the shared board's suspensions when it changed since the last look (one atomic load
   // otherwise), and applies them to this engine's ready queues.
   void SyncSuspensions();
-  // Suspends `queue` as another shard did, unless it already is for as long.
+  // Suspends `queue` as another shard or the operator did, unless it already is for as long.
   void ApplySharedSuspension(ReadyQueue* queue, const Suspension& s);
+  // The board's entry for `queue` (its own, or its site's from every source), the later ending;
+  // null when none.
+  const Suspension* SharedSuspensionFor(const ReadyQueue& queue) const;
+  // Far enough to mean "until resumed" on the monotonic clock (about 300 years).
+  static constexpr int64_t kSuspensionForeverMs = int64_t{1} << 53;
   void OnMx(Job job, const dns::MxResult& result);
   void Pump(ReadyQueue* queue);
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.

@@ -10,14 +10,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "relay/base/log.h"
 #include "relay/server/shard.h"
 
@@ -83,7 +85,8 @@ void MainThreadRequests::Close(const std::string& answer) {
 }
 
 absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
-    const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread) {
+    const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
+    delivery::Suspensions* suspensions) {
   // Bound as DIR/.ctl-XXXXXX/s, chmod 0600 there (the directory is 0700), then renamed.
   std::string dir = path;
   size_t slash = dir.rfind('/');
@@ -130,7 +133,7 @@ absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(err)));
   }
   std::unique_ptr<ControlSocket> control(
-      new ControlSocket(fd, wake, path, std::move(shards), main_thread));
+      new ControlSocket(fd, wake, path, std::move(shards), main_thread, suspensions));
   control->thread_ = std::thread([c = control.get()] { c->Serve(); });
   return control;
 }
@@ -179,7 +182,7 @@ void ControlSocket::Serve() {
         continue;
       }
       std::string answer =
-          done ? Handle(c.request.substr(0, newline), shards_, main_thread_)
+          done ? Handle(c.request.substr(0, newline), shards_, main_thread_, suspensions_)
           : c.request.size() >= kRequestBytesMax
               ? absl::StrCat("error: request longer than ", kRequestBytesMax, " bytes")
               : std::string("error: incomplete request");
@@ -200,10 +203,67 @@ void ControlSocket::Serve() {
   for (const Client& c : clients) ::close(c.fd);
 }
 
+std::string ControlSocket::HandleSuspension(const std::vector<std::string>& words,
+                                            delivery::Suspensions& suspensions,
+                                            int64_t now_unix_ms) {
+  const std::string& verb = words[0];
+  if (verb == "suspensions") {
+    std::vector<std::string> lines;
+    for (const delivery::Suspension& s : suspensions.InForce(now_unix_ms)) {
+      const std::string source = s.key.substr(0, s.key.find('|'));
+      lines.push_back(absl::StrCat(
+          std::string(delivery::SiteOfKey(s.key)),
+          source == delivery::kAnySource ? "" : absl::StrCat(" from source ", source),
+          s.until_unix_ms - now_unix_ms > (int64_t{100} * 365 * 86400 * 1000)
+              ? std::string(" until resumed")
+              : absl::StrCat(" for ", (s.until_unix_ms - now_unix_ms + 999) / 1000, " s"),
+          s.shard < 0 ? " (operator)" : absl::StrCat(" (shard ", s.shard, ")"), ": ", s.reason));
+    }
+    return absl::StrCat("ok: ", lines.size(), " suspended", lines.empty() ? "" : "; ",
+                        absl::StrJoin(lines, "; "));
+  }
+  if (verb == "resume") {
+    if (words.size() != 2) return "error: expected \"resume SITE\"";
+    const size_t n = suspensions.Resume(words[1]);
+    if (n == 0) return absl::StrCat("error: ", words[1], " is not suspended");
+    LogInfo() << "control: delivery to " << words[1] << " resumed by the operator";
+    return absl::StrCat("ok: ", words[1], " resumed (", n, n == 1 ? " entry)" : " entries)");
+  }
+  // suspend SITE SECONDS [REASON...]
+  int64_t seconds = 0;
+  if (words.size() < 3 || !absl::SimpleAtoi(words[2], &seconds) || seconds < 0 ||
+      seconds > int64_t{10} * 365 * 86400) {
+    return "error: expected \"suspend SITE SECONDS [REASON]\" (0 seconds: until resumed)";
+  }
+  delivery::Suspension s;
+  s.key = delivery::AnySourceKey(words[1]);
+  // "Until resumed": far beyond any queue's message age.
+  s.until_unix_ms = seconds == 0 ? now_unix_ms + (int64_t{1000} * 365 * 86400 * 1000)
+                                 : now_unix_ms + seconds * 1000;
+  std::vector<std::string> reason(words.begin() + 3, words.end());
+  s.reason = absl::StrCat("suspended by the operator", reason.empty() ? "" : ": ",
+                          absl::StrJoin(reason, " "));
+  s.shard = -1;
+  if (!suspensions.Suspend(s)) return "error: too many suspensions already";
+  LogInfo() << "control: delivery to " << words[1] << " "
+            << (seconds == 0 ? std::string("suspended until resumed")
+                             : absl::StrCat("suspended for ", seconds, " s"))
+            << " by the operator: " << s.reason;
+  return absl::StrCat(
+      "ok: ", words[1],
+      seconds == 0 ? " suspended until resumed" : absl::StrCat(" suspended for ", seconds, " s"));
+}
+
 std::string ControlSocket::Handle(const std::string& request, const std::vector<Shard*>& shards,
-                                  MainThreadRequests* main_thread) {
+                                  MainThreadRequests* main_thread,
+                                  delivery::Suspensions* suspensions) {
   std::vector<std::string> words =
       absl::StrSplit(absl::StripAsciiWhitespace(request), ' ', absl::SkipEmpty());
+  if (!words.empty() &&
+      (words[0] == "suspend" || words[0] == "resume" || words[0] == "suspensions")) {
+    if (suspensions == nullptr) return "error: suspensions are not available here";
+    return HandleSuspension(words, *suspensions, absl::ToUnixMillis(absl::Now()));
+  }
   if (words.size() == 1 && words[0] == "reload") {
     if (main_thread == nullptr) return "error: reload is not available here";
     return main_thread->Ask(kReloadTimeoutMs);

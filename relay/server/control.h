@@ -2,7 +2,8 @@
 //
 // A Unix stream socket (mode 0600, so only the relay's user and root may use it) served by a
 // thread of its own: one request line per connection ("retry ID", "retry --all", "bounce ID",
-// "delete ID", "reload"), one answer line ("ok: ..." or "error: ..."). A request about a message goes to
+// "delete ID", "reload", "suspend SITE SECONDS [REASON]", "resume SITE", "suspensions"), one
+// answer line ("ok: ..." or "error: ..."). A request about a message goes to
 // the shard that owns it (the shard number is part of the queue id) and runs on that shard's
 // thread, so the queue is only ever written by its own shard.
 //
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "relay/delivery/suspensions.h"
 
 namespace relay::server {
 
@@ -66,9 +68,10 @@ class ControlSocket {
 
   // Binds `path` (an old socket file left by a previous run is replaced) and starts serving.
   // `shards` and `main_thread` (may be null: no reload) must outlive the returned object.
-  static absl::StatusOr<std::unique_ptr<ControlSocket>> Start(const std::string& path,
-                                                              std::vector<Shard*> shards,
-                                                              MainThreadRequests* main_thread);
+  // `suspensions` (may be null) is the board the operator's suspend and resume act on.
+  static absl::StatusOr<std::unique_ptr<ControlSocket>> Start(
+      const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
+      delivery::Suspensions* suspensions = nullptr);
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
   // Stops the thread (a request being handled finishes first), closes, removes the file.
@@ -76,16 +79,23 @@ class ControlSocket {
 
   // The answer to one request line.
   static std::string Handle(const std::string& request, const std::vector<Shard*>& shards,
-                            MainThreadRequests* main_thread);
+                            MainThreadRequests* main_thread,
+                            delivery::Suspensions* suspensions = nullptr);
+  // suspend SITE SECONDS [REASON] (0 seconds: until resumed), resume SITE, suspensions: the
+  // operator's suspensions of a site (its MX set or its shaping rule's name, "google"), from
+  // every source, in every shard, kept across a restart.
+  static std::string HandleSuspension(const std::vector<std::string>& words,
+                                      delivery::Suspensions& suspensions, int64_t now_unix_ms);
 
  private:
   ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards,
-                MainThreadRequests* main_thread)
+                MainThreadRequests* main_thread, delivery::Suspensions* suspensions)
       : fd_(fd),
         wake_fd_(wake_fd),
         path_(std::move(path)),
         shards_(std::move(shards)),
-        main_thread_(main_thread) {}
+        main_thread_(main_thread),
+        suspensions_(suspensions) {}
   void Serve();
 
   const int fd_;
@@ -93,6 +103,7 @@ class ControlSocket {
   const std::string path_;
   const std::vector<Shard*> shards_;
   MainThreadRequests* const main_thread_;
+  delivery::Suspensions* const suspensions_;
   std::thread thread_;
 };
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 
 namespace relay::server {
@@ -91,8 +93,7 @@ TEST(ControlSocketTest, RequestsNamingNoShard) {
   std::vector<Shard*> none;
   EXPECT_EQ(ControlSocket::Handle("retry", none, nullptr),
             "error: expected \"retry|bounce|delete ID\", \"retry --all\" or \"reload\"");
-  EXPECT_EQ(ControlSocket::Handle("bounce --all", none, nullptr),
-            "error: only retry takes --all");
+  EXPECT_EQ(ControlSocket::Handle("bounce --all", none, nullptr), "error: only retry takes --all");
   EXPECT_EQ(ControlSocket::Handle("delete nonsense", none, nullptr),
             "error: not a queue id: nonsense");
   EXPECT_EQ(ControlSocket::Handle("reload", none, nullptr), "error: reload is not available here");
@@ -123,6 +124,49 @@ TEST(ControlSocketTest, ReloadIsAnsweredByTheMainThread) {
   ASSERT_EQ(::write(fd, "reload\n", 7), 7);
   EXPECT_EQ(ReadAll(fd), "error: relayd is stopping\n");
   ::close(fd);
+}
+
+TEST(ControlHandleTest, SuspendResumeAndList) {
+  delivery::Suspensions board;
+  const int64_t now = 1700000000000;
+  auto handle = [&](const char* request) {
+    std::vector<std::string> words = absl::StrSplit(request, ' ', absl::SkipEmpty());
+    return ControlSocket::HandleSuspension(words, board, now);
+  };
+  EXPECT_EQ(handle("suspend google 3600 blocklisted, asking Google"),
+            "ok: google suspended for 3600 s");
+  EXPECT_EQ(handle("suspend yahoo 0"), "ok: yahoo suspended until resumed");
+  std::string list = handle("suspensions");
+  EXPECT_TRUE(absl::StartsWith(list, "ok: 2 suspended; ")) << list;
+  EXPECT_NE(list.find("google for 3600 s (operator): suspended by the operator: blocklisted, "
+                      "asking Google"),
+            std::string::npos)
+      << list;
+  EXPECT_NE(list.find("yahoo until resumed (operator)"), std::string::npos) << list;
+  EXPECT_EQ(board.InForce(now).size(), 2u);
+  EXPECT_EQ(handle("resume google"), "ok: google resumed (1 entry)");
+  EXPECT_EQ(handle("resume google"), "error: google is not suspended");
+  EXPECT_TRUE(absl::StartsWith(handle("suspend x -1"), "error: expected"));
+  EXPECT_TRUE(absl::StartsWith(handle("suspend x"), "error: expected"));
+  EXPECT_EQ(ControlSocket::Handle("suspensions", {}, nullptr, nullptr),
+            "error: suspensions are not available here");
+}
+
+TEST(SuspensionsFileTest, KeptAcrossARestart) {
+  const std::string path = std::string(getenv("TEST_TMPDIR")) + "/suspensions";
+  {
+    delivery::Suspensions board;
+    board.SetFile(path);
+    board.Suspend({delivery::AnySourceKey("google"), 5000, "by hand", -1});
+    board.Suspend({"0|yahoo", 2000, "TSS04", 1});
+  }
+  delivery::Suspensions again;
+  ASSERT_TRUE(again.Load(path, 3000).ok());
+  std::vector<delivery::Suspension> in_force = again.InForce(3000);
+  ASSERT_EQ(in_force.size(), 1u) << "the one over by then is left out";
+  EXPECT_EQ(in_force[0].key, "*|google");
+  EXPECT_EQ(in_force[0].reason, "by hand");
+  EXPECT_EQ(in_force[0].shard, -1);
 }
 
 }  // namespace

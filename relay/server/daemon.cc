@@ -424,7 +424,8 @@ absl::Status DaemonParts::StartUnsubscribe() {
 }
 
 void DaemonParts::StartEndpoints() {
-  auto started_control = ControlSocket::Start(config.control_socket_path, shard_list, &main_thread);
+  auto started_control =
+      ControlSocket::Start(config.control_socket_path, shard_list, &main_thread, &suspensions);
   if (started_control.ok()) {
     control = std::move(*started_control);
   } else {
@@ -489,6 +490,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
               << " threads";
   }
   RETURN_IF_ERROR(p.LoadFeedback());
+  {
+    // The suspensions in force when the relay stopped hold again (relayctl queue suspend).
+    const std::string path = p.config.spool_dir + "/suspensions";
+    absl::Status loaded = p.suspensions.Load(path, absl::ToUnixMillis(absl::Now()));
+    if (!loaded.ok()) LogWarning() << "suspensions: " << loaded.message();
+    p.suspensions.SetFile(path);
+  }
   if (p.config.receive.enabled()) {
     auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
     if (!state.ok()) {

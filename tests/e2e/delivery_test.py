@@ -628,4 +628,35 @@ def suspension_in_every_shard():
           "the other shard logs the suspension it took over")
 
 
+@harness.case(15, "relayctl queue suspend holds a site in every shard and across a restart; resume")
+def operator_suspension():
+    relay()
+    code, out = relayctl("queue", "suspend", "mx1.good.test", "--for", "1h", "--reason",
+                         "receiver maintenance", "--config", conf_path())
+    check(code == 0 and "suspended for 3600 s" in out, "relayctl queue suspend: %s" % out.strip())
+    for i in range(6):  # over new connections: both shards queue some
+        submit_for_id("held%d@good.test" % i, "held %d" % i)
+    time.sleep(2)
+    check(not [r for r in received if r[0] == "good" and any("held" in t for t in r[4])],
+          "nothing reaches the suspended site, whichever shard queued it")
+    code, out = relayctl("queue", "suspensions", "--config", conf_path())
+    check(code == 0 and "mx1.good.test for " in out and "(operator)" in out and
+          "receiver maintenance" in out, "relayctl queue suspensions lists it: %s" % out.strip())
+    relay().stop()
+    relay()
+    code, out = relayctl("queue", "suspensions", "--config", conf_path())
+    check("mx1.good.test for " in out, "still suspended after a restart: %s" % out.strip())
+    time.sleep(2)
+    check(not [r for r in received if r[0] == "good" and any("held" in t for t in r[4])],
+          "the restarted relay holds the site too")
+    code, out = relayctl("queue", "resume", "mx1.good.test", "--config", conf_path())
+    check(code == 0 and "resumed" in out, "relayctl queue resume: %s" % out.strip())
+    code, out = relayctl("queue", "retry", "--all", "--config", conf_path())
+    check(wait_for(lambda: len([r for r in received if r[0] == "good" and
+                                any("held" in t for t in r[4])]) >= 6, 20),
+          "resumed and retried: the held messages are delivered")
+    code, out = relayctl("queue", "resume", "mx1.good.test", "--config", conf_path())
+    check(code == 1 and "not suspended" in out, "resuming again: not suspended: %s" % out.strip())
+
+
 harness.main()

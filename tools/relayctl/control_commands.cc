@@ -118,6 +118,80 @@ int QueueControlCommand(int argc, char** argv) {
   return Ask(target, verb + " " + rest[0]);
 }
 
+namespace {
+
+// "90", "90s", "15m", "2h", "7d" in seconds; -1 when it is none of these.
+int64_t DurationSeconds(const std::string& text) {
+  if (text.empty()) return -1;
+  int64_t unit = 1;
+  std::string digits = text;
+  switch (text.back()) {
+    case 's':
+      unit = 1;
+      digits.pop_back();
+      break;
+    case 'm':
+      unit = 60;
+      digits.pop_back();
+      break;
+    case 'h':
+      unit = 3600;
+      digits.pop_back();
+      break;
+    case 'd':
+      unit = 86400;
+      digits.pop_back();
+      break;
+    default:
+      break;
+  }
+  int64_t n = 0;
+  if (digits.empty() || digits.size() > 7 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return -1;
+  }
+  n = std::stoll(digits);
+  return n * unit;
+}
+
+}  // namespace
+
+int QueueSuspendCommand(int argc, char** argv) {
+  const std::string verb = argc > 0 ? argv[0] : "";
+  // --for and --reason are this command's own; the rest are the target's.
+  std::vector<char*> args = {argv[0]};
+  std::string duration, reason;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--for" && i + 1 < argc && verb == "suspend") {
+      duration = argv[++i];
+    } else if (a == "--reason" && i + 1 < argc && verb == "suspend") {
+      reason = argv[++i];
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  Target target;
+  std::vector<std::string> rest;
+  const std::string command = "queue " + verb;
+  if (!ParseTarget(static_cast<int>(args.size()), args.data(), command.c_str(), &target, &rest)) {
+    return 2;
+  }
+  const int64_t seconds = duration.empty() ? 0 : DurationSeconds(duration);
+  const size_t want = verb == "suspensions" ? 0 : 1;
+  if (rest.size() != want || seconds < 0 || reason.find_first_of("\r\n") != std::string::npos) {
+    std::fprintf(stderr,
+                 "usage: relayctl queue suspend SITE [--for 90s|15m|2h|7d] [--reason TEXT] %s\n"
+                 "       relayctl queue resume SITE %s\n       relayctl queue suspensions %s\n",
+                 kTargetUsage, kTargetUsage, kTargetUsage);
+    return 2;
+  }
+  if (verb == "suspensions") return Ask(target, "suspensions");
+  if (verb == "resume") return Ask(target, "resume " + rest[0]);
+  return Ask(target, "suspend " + rest[0] + " " + std::to_string(seconds) +
+                         (reason.empty() ? "" : " " + reason));
+}
+
 int ReloadCommand(int argc, char** argv) {
   Target target;
   std::vector<std::string> rest;

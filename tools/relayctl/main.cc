@@ -29,6 +29,10 @@ int Queue(int argc, char** argv) {
                     std::strcmp(argv[1], "delete") == 0)) {
     return relay::relayctl::QueueControlCommand(argc - 1, argv + 1);
   }
+  if (argc >= 2 && (std::strcmp(argv[1], "suspend") == 0 || std::strcmp(argv[1], "resume") == 0 ||
+                    std::strcmp(argv[1], "suspensions") == 0)) {
+    return relay::relayctl::QueueSuspendCommand(argc - 1, argv + 1);
+  }
   return relay::relayctl::QueueCommand(argc, argv);
 }
 
@@ -49,7 +53,10 @@ constexpr Command kCommands[] = {
     {"queue", Queue,
      "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
-     "the running relay"},
+     "the running relay\n"
+     "  queue suspend SITE [--for DURATION] [--reason TEXT], queue resume SITE, queue "
+     "suspensions\n       stop or restart delivery to a site (MX set or shaping rule name) in "
+     "every shard"},
     {"reload", relay::relayctl::ReloadCommand,
      "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
      "users\n       and aliases and reopens its logs; says what changed that needs a restart"},
