@@ -51,7 +51,9 @@ constexpr Command kCommands[] = {
     {"authenticate", relay::relayctl::AuthenticateCommand,
      "authenticate USER [--config-dir DIR]   check a password (exit 0 when right)"},
     {"queue", Queue,
-     "queue list|show ID|stats [--spool DIR] [--domain D] [--sender S]   inspect the spool\n"
+     "queue list|show ID|stats|summary [--spool DIR] [--domain D] [--sender S] [--by domain|"
+     "sender]\n       inspect the spool (summary: pending recipients by domain and age, like "
+     "qshape)\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
      "the running relay\n"
      "  queue suspend SITE [--for DURATION] [--reason TEXT], queue resume SITE, queue "

@@ -31,13 +31,17 @@ struct Args {
   std::string domain;
   std::string sender;
   std::string id;
+  std::string by = "domain";  // summary: "domain" (destination) or "sender" (sending domain)
+  size_t top = 20;            // summary: rows before "(other)"
 };
 
 int Usage() {
-  std::fprintf(stderr,
-               "usage: relayctl queue list [--spool DIR] [--domain DOMAIN] [--sender ADDR|@DOMAIN]\n"
-               "       relayctl queue show ID [--spool DIR]\n"
-               "       relayctl queue stats [--spool DIR]\n");
+  std::fprintf(
+      stderr,
+      "usage: relayctl queue list [--spool DIR] [--domain DOMAIN] [--sender ADDR|@DOMAIN]\n"
+      "       relayctl queue show ID [--spool DIR]\n"
+      "       relayctl queue stats [--spool DIR]\n"
+      "       relayctl queue summary [--spool DIR] [--by domain|sender] [--top N]\n");
   return 2;
 }
 
@@ -147,8 +151,8 @@ int List(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args& a
     return a->created_unix_ms != b->created_unix_ms ? a->created_unix_ms < b->created_unix_ms
                                                     : a->id < b->id;
   });
-  std::printf("%-24s %5s %-32s %7s %4s %-10s %s\n", "ID", "AGE", "SENDER", "RCPTS", "TRY",
-              "NEXT", "LAST REPLY");
+  std::printf("%-24s %5s %-32s %7s %4s %-10s %s\n", "ID", "AGE", "SENDER", "RCPTS", "TRY", "NEXT",
+              "LAST REPLY");
   for (const MessageInfo* m : messages) {
     size_t pending = 0;
     for (const queue::RecipientState& r : m->recipients) {
@@ -156,9 +160,9 @@ int List(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args& a
     }
     const int64_t next = m->NextDueUnixMs();
     std::printf("%-24s %5s %-32s %3zu/%-3zu %4u %-10s %s\n", m->id.ToString().c_str(),
-                Age(now_ms - m->created_unix_ms).c_str(), OneLine(Sender(*m), 32).c_str(),
-                pending, m->recipients.size(), m->MaxAttempts(),
-                next < 0 ? "-" : When(next, now_ms).c_str(), OneLine(LastReply(*m), 60).c_str());
+                Age(now_ms - m->created_unix_ms).c_str(), OneLine(Sender(*m), 32).c_str(), pending,
+                m->recipients.size(), m->MaxAttempts(), next < 0 ? "-" : When(next, now_ms).c_str(),
+                OneLine(LastReply(*m), 60).c_str());
   }
   return 0;
 }
@@ -249,7 +253,7 @@ int Stats(const std::vector<std::unique_ptr<SpoolReader>>& readers) {
     std::printf("damaged records seen: %llu\n", static_cast<unsigned long long>(corruptions));
   }
   std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> domains(by_domain.begin(),
-                                                                            by_domain.end());
+                                                                             by_domain.end());
   std::sort(domains.begin(), domains.end(), [](const auto& a, const auto& b) {
     return a.second.first != b.second.first ? a.second.first > b.second.first : a.first < b.first;
   });
@@ -259,6 +263,68 @@ int Stats(const std::vector<std::unique_ptr<SpoolReader>>& readers) {
                 static_cast<unsigned long long>(counts.first),
                 static_cast<unsigned long long>(counts.second));
   }
+  return 0;
+}
+
+// qshape's buckets (Postfix): pending recipients by how long their message has been queued, in
+// minutes, each bucket twice the one before.
+constexpr int64_t kSummaryBucketsMin[] = {5, 10, 20, 40, 80, 160, 320, 640, 1280};
+constexpr size_t kSummaryBuckets = sizeof(kSummaryBucketsMin) / sizeof(kSummaryBucketsMin[0]) + 1;
+
+struct SummaryRow {
+  uint64_t total = 0;
+  uint64_t buckets[kSummaryBuckets] = {};
+};
+
+size_t BucketOf(int64_t age_ms) {
+  size_t b = 0;
+  while (b + 1 < kSummaryBuckets && age_ms >= kSummaryBucketsMin[b] * 60000) ++b;
+  return b;
+}
+
+void PrintSummaryRow(const std::string& name, const SummaryRow& row) {
+  std::printf("%-32s %7llu", name.c_str(), static_cast<unsigned long long>(row.total));
+  for (uint64_t n : row.buckets) std::printf(" %6llu", static_cast<unsigned long long>(n));
+  std::printf("\n");
+}
+
+// Pending recipients by destination domain (or sending domain) and by age: what Postfix's
+// qshape shows, for the relay's spool.
+int Summary(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args& args) {
+  const int64_t now_ms = static_cast<int64_t>(RealClock::Get()->WallSeconds() * 1000);
+  std::map<std::string, SummaryRow> rows;
+  SummaryRow all;
+  for (const auto& reader : readers) {
+    reader->index().ForEach([&](const MessageInfo& m) {
+      const size_t bucket = BucketOf(now_ms - m.created_unix_ms);
+      for (const queue::RecipientState& r : m.recipients) {
+        if (r.status != RecipientStatus::kPending) continue;
+        SummaryRow& row = rows[args.by == "sender" ? Domain(m.sender) : Domain(r.address)];
+        for (SummaryRow* x : {&row, &all}) {
+          ++x->total;
+          ++x->buckets[bucket];
+        }
+      }
+    });
+  }
+  std::vector<std::pair<std::string, SummaryRow>> sorted(rows.begin(), rows.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return a.second.total != b.second.total ? a.second.total > b.second.total : a.first < b.first;
+  });
+  std::printf("%-32s %7s", args.by == "sender" ? "SENDING DOMAIN" : "DESTINATION DOMAIN", "T");
+  for (int64_t m : kSummaryBucketsMin) std::printf(" %6lld", static_cast<long long>(m));
+  std::printf(" %6s\n", "more");
+  PrintSummaryRow("TOTAL", all);
+  SummaryRow other;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (i < args.top) {
+      PrintSummaryRow(sorted[i].first.empty() ? "(none)" : sorted[i].first, sorted[i].second);
+      continue;
+    }
+    other.total += sorted[i].second.total;
+    for (size_t b = 0; b < kSummaryBuckets; ++b) other.buckets[b] += sorted[i].second.buckets[b];
+  }
+  if (sorted.size() > args.top) PrintSummaryRow("(other)", other);
   return 0;
 }
 
@@ -281,13 +347,25 @@ int QueueCommand(int argc, char** argv) {
       if (!value(&args.domain)) return Usage();
     } else if (a == "--sender" && args.command == "list") {
       if (!value(&args.sender)) return Usage();
+    } else if (a == "--by" && args.command == "summary") {
+      if (!value(&args.by) || (args.by != "domain" && args.by != "sender")) return Usage();
+    } else if (a == "--top" && args.command == "summary") {
+      std::string n;
+      if (!value(&n) || n.empty() || n.size() > 6 ||
+          n.find_first_not_of("0123456789") != std::string::npos) {
+        return Usage();
+      }
+      args.top = std::stoul(n);
     } else if (args.command == "show" && args.id.empty() && !a.empty() && a[0] != '-') {
       args.id = std::string(a);
     } else {
       return Usage();
     }
   }
-  if (args.command != "list" && args.command != "show" && args.command != "stats") return Usage();
+  if (args.command != "list" && args.command != "show" && args.command != "stats" &&
+      args.command != "summary") {
+    return Usage();
+  }
   if (args.command == "show" && args.id.empty()) return Usage();
 
   std::vector<std::string> dirs = SpoolDirs(args.spool);
@@ -310,6 +388,7 @@ int QueueCommand(int argc, char** argv) {
   }
   if (args.command == "list") return List(readers, args);
   if (args.command == "show") return Show(readers, args);
+  if (args.command == "summary") return Summary(readers, args);
   return Stats(readers);
 }
 
