@@ -127,6 +127,10 @@ def delivered(address):
     return len(sink.delivered_to(address))
 
 
+# google's row: 2 delivered, 1 deferred, its queue suspended in one shard or in both.
+GOOGLE_ROWS = ("google 2 0.00 1 0.00 0 0.00 0 1 100%", "google 2 0.00 1 0.00 0 0.00 0 2 100%")
+
+
 @harness.fixture
 def traffic():
     """8 messages: delivered, bounced (with its DSN), deferred, and a 4.7.28 that suspends the
@@ -228,8 +232,10 @@ def frame():
                  r"a connection 0$", q)
     check(m is not None and 1 <= int(m.group(1)) < 120,
           "queue: 2 messages, the spool's use, the oldest one's age in seconds", q)
-    check(line(s, "suspended") == "suspended google (1 queue)", "google shown suspended",
-          line(s, "suspended"))
+    # The suspension holds in every shard: each shard that has a queue for the site (one or two,
+    # as the connections of the traffic fell) shows it suspended once it looks at the board.
+    check(line(s, "suspended") in ("suspended google (1 queue)", "suspended google (2 queues)"),
+          "google shown suspended", line(s, "suspended"))
     check(re.match(r"outbound \d+ connections TLS 100% of deliveries TLS failures 0.00/s$",
                    line(s, "outbound") or "") is not None,
           "every delivery went over TLS", line(s, "outbound"))
@@ -239,7 +245,7 @@ def frame():
           "both shards turn (at least once a second when idle)", line(s, "loop turns/s"))
     check(line(s, "SITE") == "SITE DELIVERED /s DEFERRED /s BOUNCED /s READY SUSP TLS",
           "the site table's header", line(s, "SITE"))
-    check(line(s, "google ") == "google 2 0.00 1 0.00 0 0.00 0 1 100%",
+    check(line(s, "google ") in GOOGLE_ROWS,
           "google: 2 delivered, 1 deferred, suspended, all over TLS", line(s, "google "))
     check(line(s, "default ") == "default 4 0.00 1 0.00 1 0.00 0 0 100%",
           "default: 4 delivered (3 and the DSN), 1 deferred, 1 bounced", line(s, "default "))
@@ -294,7 +300,7 @@ def once():
                            "0.5"], capture_output=True, text=True, timeout=30)
     check(once.returncode == 0 and "\x1b" not in once.stdout and
           line(once.stdout, "received") == "received 14 0.00" and
-          line(once.stdout, "google ") == "google 2 0.00 1 0.00 0 0.00 0 1 100%",
+          line(once.stdout, "google ") in GOOGLE_ROWS,
           "--once prints one plain frame", once.stdout + once.stderr)
 
 
