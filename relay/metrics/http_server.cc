@@ -297,7 +297,8 @@ class HttpServer::Loop::Connection : public io::IoObject {
     }
     const size_t searched = request_.size();
     if (tls_ != nullptr) {
-      // A record decrypts to at most what it holds: request_ grows by at most one chunk here.
+      // BoringSSL returns a record once it is whole (at most 16 KiB of plaintext, RFC 8446
+      // §5.1): request_ stays within kRequestBytesMax and one record, then 413 or 431.
       absl::Status status =
           tls_->OnCiphertext(absl::string_view(chunk_, static_cast<size_t>(result)), &request_);
       FlushTls();  // handshake flights, alerts
