@@ -349,9 +349,13 @@ std::vector<Job> DeliveryEngine::SplitForVerp(Job job) {
   // Each recipient in a transaction of its own, with its own return path. Not forwarded mail
   // (an alias's target, `original` set): its bounces belong to the SRS sender's owner.
   const std::string id_text = job.id.ToString();
+  // Copies start from a job without recipients: copying the whole list for each recipient
+  // would make a message of many recipients cost their square.
+  std::vector<uint32_t> recipients = std::move(job.recipients);
+  job.recipients.clear();
   Job shared = job;
-  shared.recipients.clear();
-  for (uint32_t r : job.recipients) {
+  jobs.reserve(recipients.size());
+  for (uint32_t r : recipients) {
     const queue::RecipientState& rcpt = info->recipients[r];
     std::optional<std::string> path =
         rcpt.original.empty() ? options_.verp->ReturnPath(info->sender, id_text, r, rcpt.address)
