@@ -39,6 +39,7 @@ absl::Status QueueIndex::Apply(const RecordHeader& header, std::string_view payl
     info.id = view->id;
     info.created_unix_ms = view->created_unix_ms;
     info.sender = view->sender;
+    info.attributes = std::move(view->attributes);
     info.recipients = std::move(view->recipients);
     info.message = view->message;
     info.delay_notified = (view->flags & kMessageFlagDelayNotified) != 0;

@@ -40,6 +40,7 @@ struct MessageInfo {
   MessageId id;
   int64_t created_unix_ms = 0;
   std::string_view sender;
+  MessageAttributes attributes;
   std::vector<RecipientState> recipients;
   // The prepended headers and the message, straight from the mapping.
   std::string_view message;

@@ -105,12 +105,65 @@ bool HasOriginals(const std::vector<RecipientState>& recipients) {
 
 bool KnownVersion(RecordType type, uint8_t version) {
   return version == RecordVersion(type) ||
-         (type == RecordType::kMessage && version == kMessageWithOriginalsVersion);
+         (type == RecordType::kMessage &&
+          (version == kMessageWithOriginalsVersion || version == kMessageWithAttributesVersion));
+}
+
+// The attributes block's bytes (without its own str16 length); 0 for empty attributes.
+size_t AttributesBytes(const MessageAttributes& a) {
+  return a.empty() ? 0 : 2 + a.tenant.size() + 2 + a.campaign.size() + 1;
+}
+
+char* PutAttributes(char* p, const MessageAttributes& a) {
+  p = Put<uint16_t>(p, static_cast<uint16_t>(AttributesBytes(a)));
+  p = PutStr16(p, a.tenant);
+  p = PutStr16(p, a.campaign);
+  return Put<uint8_t>(p, static_cast<uint8_t>(a.priority));
+}
+
+// The fields of an attributes block this code knows; bytes after them are a later version's
+// fields and are ignored.
+bool DecodeAttributes(std::string_view block, MessageAttributes* a) {
+  Reader r(block);
+  std::string_view tenant, campaign;
+  uint8_t priority;
+  if (!r.GetStr16(&tenant) || !r.GetStr16(&campaign) || !r.Get(&priority) ||
+      priority > kPriorityMax || tenant.size() > kAttributeBytesMax ||
+      campaign.size() > kAttributeBytesMax) {
+    return false;
+  }
+  a->tenant.assign(tenant);
+  a->campaign.assign(campaign);
+  a->priority = static_cast<Priority>(priority);
+  return true;
 }
 
 }  // namespace
 
 bool IsKnownRecordType(uint8_t type) { return type >= 1 && type <= 7; }
+
+const char* PriorityName(Priority priority) {
+  switch (priority) {
+    case Priority::kDefault:
+      return "default";
+    case Priority::kBulk:
+      return "bulk";
+    case Priority::kTransactional:
+      return "transactional";
+  }
+  return "unknown";
+}
+
+std::string TenantOf(const MessageAttributes& attributes, std::string_view sender) {
+  if (!attributes.tenant.empty()) return attributes.tenant;
+  const size_t at = sender.rfind('@');
+  if (at == std::string_view::npos) return "";
+  std::string domain(sender.substr(at + 1));
+  for (char& c : domain) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return domain;
+}
 
 uint8_t RecordVersion(RecordType type) { return type == RecordType::kAttempt ? 2 : 1; }
 
@@ -160,9 +213,10 @@ uint32_t Crc32c(uint32_t crc, const void* data, size_t size) {
   return ~c32;
 }
 
-size_t MessagePayloadBytes(std::string_view sender, const std::vector<RecipientState>& recipients,
-                           size_t message_bytes) {
+size_t MessagePayloadBytes(std::string_view sender, const MessageAttributes& attributes,
+                           const std::vector<RecipientState>& recipients, size_t message_bytes) {
   size_t n = 16 + 8 + 4 + 2 + sender.size() + 4;
+  if (!attributes.empty()) n += 2 + AttributesBytes(attributes);
   const bool originals = HasOriginals(recipients);
   for (const RecipientState& r : recipients) {
     n += 2 + r.address.size() + 1 + 4 + 8 + 2 + r.last_reply.size();
@@ -179,16 +233,20 @@ size_t StatePayloadBytes(const StateRecord& state) {
 
 size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_t created_unix_ms,
                            uint32_t flags, std::string_view sender,
+                           const MessageAttributes& attributes,
                            const std::vector<RecipientState>& recipients,
                            std::string_view message_part1, std::string_view message_part2) {
   char* p = out + kRecordHeaderBytes;
   const bool originals = HasOriginals(recipients);
-  flags &= ~kMessageFlagOriginalRecipients;
+  const bool with_attributes = !attributes.empty();
+  flags &= ~(kMessageFlagOriginalRecipients | kMessageFlagAttributes);
   if (originals) flags |= kMessageFlagOriginalRecipients;
+  if (with_attributes) flags |= kMessageFlagAttributes;
   PutId(p, id);
   p = Put<int64_t>(p, created_unix_ms);
   p = Put<uint32_t>(p, flags);
   p = PutStr16(p, sender);
+  if (with_attributes) p = PutAttributes(p, attributes);
   p = Put<uint32_t>(p, static_cast<uint32_t>(recipients.size()));
   for (const RecipientState& r : recipients) {
     p = PutStr16(p, r.address);
@@ -201,9 +259,11 @@ size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_
   p = Put<uint32_t>(p, static_cast<uint32_t>(message_part1.size() + message_part2.size()));
   p = PutBytes(p, message_part1);
   p = PutBytes(p, message_part2);
-  // Version 1 unless the originals are there: the first format's readers still read the rest.
-  return Finish(out, RecordType::kMessage, segment_seq, p - (out + kRecordHeaderBytes),
-                originals ? kMessageWithOriginalsVersion : RecordVersion(RecordType::kMessage));
+  // The lowest version that holds the record: older readers still read the rest.
+  const uint8_t version = with_attributes ? kMessageWithAttributesVersion
+                          : originals     ? kMessageWithOriginalsVersion
+                                          : RecordVersion(RecordType::kMessage);
+  return Finish(out, RecordType::kMessage, segment_seq, p - (out + kRecordHeaderBytes), version);
 }
 
 size_t EncodeStateRecord(char* out, uint64_t segment_seq, const StateRecord& state) {
@@ -253,8 +313,16 @@ absl::StatusOr<MessageRecordView> DecodeMessagePayload(std::string_view payload)
   // attempt): a count the payload cannot hold is refused before room is made for it, or a
   // record of a few bytes claiming kRecipientsMax recipients would allocate megabytes.
   constexpr size_t kRecipientBytesMin = 2 + 1 + 4 + 8 + 2;
-  if (!r.GetId(&v.id) || !r.Get(&v.created_unix_ms) || !r.Get(&v.flags) || !r.GetStr16(&v.sender) ||
-      !r.Get(&count) || count > kRecipientsMax || count > r.remaining() / kRecipientBytesMin) {
+  if (!r.GetId(&v.id) || !r.Get(&v.created_unix_ms) || !r.Get(&v.flags) || !r.GetStr16(&v.sender)) {
+    return absl::DataLossError("malformed message record envelope");
+  }
+  if ((v.flags & kMessageFlagAttributes) != 0) {
+    std::string_view block;
+    if (!r.GetStr16(&block) || !DecodeAttributes(block, &v.attributes)) {
+      return absl::DataLossError("malformed message record attributes");
+    }
+  }
+  if (!r.Get(&count) || count > kRecipientsMax || count > r.remaining() / kRecipientBytesMin) {
     return absl::DataLossError("malformed message record envelope");
   }
   v.recipients.resize(count);

@@ -4,8 +4,10 @@
 // changed since. Each record carries the format version its type appeared in (RecordVersion):
 // version 1 for the types of the first format, version 2 for kAttempt, version 3 for a kMessage
 // whose recipients carry the address each was expanded from (kMessageFlagOriginalRecipients:
-// forwarded mail). A reader accepts a record only with a version it knows for its type, so code of
-// the first format reads a spool of this one as long as it holds neither kind, and sees them as
+// forwarded mail), version 4 for a kMessage with attributes (kMessageFlagAttributes: a named
+// tenant, a campaign, a priority class). A message is written with the lowest version that holds
+// it. A reader accepts a record only with a version it knows for its type, so code of the first
+// format reads a spool of this one as long as it holds none of the newer kinds, and sees them as
 // damaged records (its segment's messages are re-appended and the segment moved aside: nothing is
 // lost).
 //
@@ -24,7 +26,11 @@
 //
 // Payloads (all integers little-endian; `str16` is a u16 length then the bytes, `str32` a u32
 // length then the bytes):
-//   kMessage:   id(16) created_unix_ms(i64) flags(u32) sender(str16) recipient_count(u32)
+//   kMessage:   id(16) created_unix_ms(i64) flags(u32) sender(str16)
+//               [attributes(str16): with kMessageFlagAttributes, record version 4; its bytes are
+//                tenant(str16) campaign(str16) priority(u8), and a reader ignores bytes after the
+//                fields it knows, so later fields need no new version]
+//               recipient_count(u32)
 //               per recipient: address(str16) status(u8) attempts(u32) next_attempt_unix_ms(i64)
 //                              last_reply(str16) [original(str16): with
 //                              kMessageFlagOriginalRecipients, record version 3]
@@ -74,9 +80,11 @@ inline constexpr uint32_t kRecordMagic = 0x43455251;   // "QREC" little-endian
 // The segment header's version.
 inline constexpr uint8_t kFormatVersion = 1;
 // The newest record version this code reads and writes (see RecordVersion).
-inline constexpr uint8_t kRecordVersionMax = 3;
+inline constexpr uint8_t kRecordVersionMax = 4;
 // The version of a kMessage record with kMessageFlagOriginalRecipients; without it, version 1.
 inline constexpr uint8_t kMessageWithOriginalsVersion = 3;
+// The version of a kMessage record with kMessageFlagAttributes (originals or not).
+inline constexpr uint8_t kMessageWithAttributesVersion = 4;
 inline constexpr size_t kSegmentHeaderBytes = 4096;
 inline constexpr size_t kRecordHeaderBytes = 32;
 inline constexpr size_t kRecordAlignBytes = 8;
@@ -103,6 +111,8 @@ inline constexpr uint32_t kMessageFlagCompacted = 1;
 inline constexpr uint32_t kMessageFlagDelayNotified = 2;
 // Every recipient carries `original` (set by the encoder when any recipient has one).
 inline constexpr uint32_t kMessageFlagOriginalRecipients = 4;
+// The attributes block follows the sender (set by the encoder when any attribute is set).
+inline constexpr uint32_t kMessageFlagAttributes = 8;
 
 // The segment header, at offset 0 of every segment file. `segment_seq` 0 means the file is a free
 // segment of the reserve. `committed_bytes` is the end of the records covered by the last completed
@@ -180,6 +190,33 @@ struct RecipientState {
   bool attempt_open = false;
 };
 
+// How urgent a message is for the scheduler (issue 16): transactional mail (a password reset)
+// goes before bulk mail (a newsletter) at a busy site. kDefault: the tenant's class.
+enum class Priority : uint8_t { kDefault = 0, kBulk = 1, kTransactional = 2 };
+inline constexpr uint8_t kPriorityMax = 2;
+const char* PriorityName(Priority priority);  // "default", "bulk", "transactional"
+
+// Who a message belongs to and how it is to be treated, fixed at acceptance. Empty strings and
+// kDefault are "not set"; a message with nothing set stores no attributes block at all.
+struct MessageAttributes {
+  // The named tenant (relay/server/tenants.h), lower-case; empty: the tenant is the domain of
+  // the sender, as it was before tenants had names (TenantOf).
+  std::string tenant;
+  std::string campaign;  // as the client named it (printable ASCII, checked on input)
+  Priority priority = Priority::kDefault;
+
+  bool empty() const {
+    return tenant.empty() && campaign.empty() && priority == Priority::kDefault;
+  }
+  friend bool operator==(const MessageAttributes&, const MessageAttributes&) = default;
+};
+// Bytes each string attribute may hold; longer ones are refused by the spool.
+inline constexpr size_t kAttributeBytesMax = 128;
+
+// The message's tenant: the named one, else the sender's domain (lower-case), else "" (the null
+// sender: the relay's own DSNs).
+std::string TenantOf(const MessageAttributes& attributes, std::string_view sender);
+
 // The envelope as accepted: MAIL FROM (may be empty: the null reverse-path, RFC 5321 §4.5.5) and
 // each RCPT TO.
 struct Envelope {
@@ -187,6 +224,7 @@ struct Envelope {
   std::vector<std::string> recipients;
   // Empty, or parallel to `recipients`: RecipientState::original of each.
   std::vector<std::string> original_recipients;
+  MessageAttributes attributes;
 };
 
 // An outcome to append for one recipient (or, for kDeleted, the whole message).
@@ -212,14 +250,15 @@ inline constexpr size_t AlignRecord(size_t bytes) {
 
 // Sizes of a payload before encoding, so the writer reserves space and encodes straight into the
 // mapping with no intermediate buffer.
-size_t MessagePayloadBytes(std::string_view sender, const std::vector<RecipientState>& recipients,
-                           size_t message_bytes);
+size_t MessagePayloadBytes(std::string_view sender, const MessageAttributes& attributes,
+                           const std::vector<RecipientState>& recipients, size_t message_bytes);
 size_t StatePayloadBytes(const StateRecord& state);
 
 // Encoders write header + payload at `out` (which has AlignRecord(kRecordHeaderBytes + payload)
 // bytes) and return the bytes written including padding. `message_parts` are concatenated.
 size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_t created_unix_ms,
                            uint32_t flags, std::string_view sender,
+                           const MessageAttributes& attributes,
                            const std::vector<RecipientState>& recipients,
                            std::string_view message_part1, std::string_view message_part2);
 size_t EncodeStateRecord(char* out, uint64_t segment_seq, const StateRecord& state);
@@ -241,6 +280,7 @@ struct MessageRecordView {
   int64_t created_unix_ms = 0;
   uint32_t flags = 0;
   std::string_view sender;
+  MessageAttributes attributes;
   std::vector<RecipientState> recipients;
   std::string_view message;
 };

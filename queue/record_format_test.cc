@@ -51,9 +51,9 @@ std::vector<char> EncodeSampleMessage(uint64_t seq, size_t* size) {
   std::string_view sender = "sender@example.net";
   std::string_view part1 = "DKIM-Signature: v=1\r\n";
   std::string_view part2 = "Subject: hi\r\n\r\nbody\r\n";
-  size_t payload = MessagePayloadBytes(sender, rcpts, part1.size() + part2.size());
+  size_t payload = MessagePayloadBytes(sender, {}, rcpts, part1.size() + part2.size());
   std::vector<char> buf(AlignRecord(kRecordHeaderBytes + payload), '\x55');
-  *size = EncodeMessageRecord(buf.data(), seq, MessageId{7, 9}, 1700000000000, 0, sender, rcpts,
+  *size = EncodeMessageRecord(buf.data(), seq, MessageId{7, 9}, 1700000000000, 0, sender, {}, rcpts,
                               part1, part2);
   return buf;
 }
@@ -158,6 +158,74 @@ TEST(RecordTest, EachTypeCarriesTheVersionItAppearedIn) {
   }
 }
 
+// A message with a tenant, a campaign or a priority carries them in an attributes block after the
+// sender, in a version 4 record (older readers refuse it as a whole); the recipients and the body
+// around the block read as before, originals included.
+TEST(RecordTest, AttributesRoundTripInVersion4) {
+  std::vector<RecipientState> rcpts(2);
+  rcpts[0].address = "a@example.org";
+  rcpts[1].address = "b@example.org";
+  rcpts[1].original = "alias@local.example";
+  MessageAttributes attributes;
+  attributes.tenant = "shop";
+  attributes.campaign = "spring-sale 2027";
+  attributes.priority = Priority::kBulk;
+  std::string_view part = "Subject: sale\r\n\r\nbody\r\n";
+  size_t payload = MessagePayloadBytes("news@shop.example", attributes, rcpts, part.size());
+  std::vector<char> buf(AlignRecord(kRecordHeaderBytes + payload));
+  ASSERT_EQ(EncodeMessageRecord(buf.data(), 5, MessageId{1, 2}, 17, 0, "news@shop.example",
+                                attributes, rcpts, part, {}),
+            buf.size());
+  RecordHeader header;
+  size_t total;
+  ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 5, &header, &total), ScanResult::kValid);
+  EXPECT_EQ(header.version, kMessageWithAttributesVersion);
+  EXPECT_EQ(header.version, kRecordVersionMax);
+  const std::string_view bytes(buf.data() + kRecordHeaderBytes, header.payload_bytes);
+  auto view = DecodeMessagePayload(bytes);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->flags, kMessageFlagAttributes | kMessageFlagOriginalRecipients);
+  EXPECT_EQ(view->sender, "news@shop.example");
+  EXPECT_EQ(view->attributes, attributes);
+  ASSERT_EQ(view->recipients.size(), 2u);
+  EXPECT_EQ(view->recipients[1].original, "alias@local.example");
+  EXPECT_EQ(view->message, part);
+  EXPECT_EQ(TenantOf(view->attributes, view->sender), "shop");
+  // No named tenant: the sender's domain, lower-cased; the null sender has none.
+  EXPECT_EQ(TenantOf(MessageAttributes{}, "News@Shop.Example"), "shop.example");
+  EXPECT_EQ(TenantOf(MessageAttributes{}, ""), "");
+
+  // A priority out of range or a block cut short is damage, not a guess.
+  const size_t priority_at = 16 + 8 + 4 + 2 + 17 + 2 + 2 + 4 + 2 + 16;
+  ASSERT_EQ(bytes[priority_at], static_cast<char>(Priority::kBulk));
+  std::string bad(bytes);
+  bad[priority_at] = 9;
+  EXPECT_FALSE(DecodeMessagePayload(bad).ok());
+  bad = std::string(bytes);
+  bad[16 + 8 + 4 + 2 + 17] = 3;  // the block's length: shorter than its fields
+  EXPECT_FALSE(DecodeMessagePayload(bad).ok());
+}
+
+// A later version may append fields to the attributes block: this one reads the fields it knows.
+TEST(RecordTest, AttributesBlockIgnoresLaterFields) {
+  std::string payload(16 + 8, '\0');
+  const uint32_t flags = kMessageFlagAttributes;
+  payload.append(reinterpret_cast<const char*>(&flags), 4);
+  payload.append("\0\0", 2);  // the null sender
+  const std::string block =
+      std::string("\x01\0t", 3) + std::string("\x01\0c", 3) + "\x02" + "later";
+  const uint16_t block_bytes = static_cast<uint16_t>(block.size());
+  payload.append(reinterpret_cast<const char*>(&block_bytes), 2);
+  payload += block;
+  payload.append(std::string(4, '\0'));  // no recipients
+  payload.append(std::string(4, '\0'));  // an empty message
+  auto view = DecodeMessagePayload(payload);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->attributes.tenant, "t");
+  EXPECT_EQ(view->attributes.campaign, "c");
+  EXPECT_EQ(view->attributes.priority, Priority::kTransactional);
+}
+
 // Forwarded mail keeps, per recipient, the address the sender used (a DSN names it instead of the
 // private target). Such a message record is version 3, so that the first format's readers refuse
 // it as a whole instead of misreading its recipients; every other message record stays version 1.
@@ -171,10 +239,10 @@ TEST(RecordTest, OriginalRecipientsRoundTripInVersion3) {
   rcpts[2].last_reply = "451 4.7.1 later";
   std::string_view part = "Subject: fwd\r\n\r\nbody\r\n";
   for (uint32_t flags : {0u, kMessageFlagCompacted}) {
-    size_t payload = MessagePayloadBytes("SRS0=x@local.example", rcpts, part.size());
+    size_t payload = MessagePayloadBytes("SRS0=x@local.example", {}, rcpts, part.size());
     std::vector<char> buf(AlignRecord(kRecordHeaderBytes + payload));
     ASSERT_EQ(EncodeMessageRecord(buf.data(), 5, MessageId{1, 2}, 17, flags, "SRS0=x@local.example",
-                                  rcpts, part, {}),
+                                  {}, rcpts, part, {}),
               buf.size());
     RecordHeader header;
     size_t total;

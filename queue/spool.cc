@@ -459,7 +459,13 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
   }
   const size_t message_bytes = prepend_headers.size() + message.size();
   if (message_bytes > UINT32_MAX) return absl::InvalidArgumentError("message too large");
-  const size_t payload = MessagePayloadBytes(envelope.sender, recipients, message_bytes);
+  const MessageAttributes& attributes = envelope.attributes;
+  if (attributes.tenant.size() > kAttributeBytesMax ||
+      attributes.campaign.size() > kAttributeBytesMax) {
+    return absl::InvalidArgumentError("message attribute too long");
+  }
+  const size_t payload =
+      MessagePayloadBytes(envelope.sender, attributes, recipients, message_bytes);
   const size_t total = AlignRecord(kRecordHeaderBytes + payload);
   RETURN_IF_ERROR(Reserve(total, /*is_message=*/true));
 
@@ -470,7 +476,7 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
   info.record_offset = active_.at(head_seq_).write_offset;
   info.record_bytes = static_cast<uint32_t>(total);
   char* out = WritePointer(total);
-  EncodeMessageRecord(out, head_seq_, info.id, info.created_unix_ms, 0, envelope.sender,
+  EncodeMessageRecord(out, head_seq_, info.id, info.created_unix_ms, 0, envelope.sender, attributes,
                       recipients, prepend_headers, message);
   RETURN_IF_ERROR(CommitWrite(total));
   ++next_id_lo_;
@@ -481,6 +487,7 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
   info.message = std::string_view(record + kRecordHeaderBytes + payload - message_bytes,
                                   message_bytes);
   info.recipients = std::move(recipients);
+  info.attributes = attributes;
   Position end{head_seq_, info.record_offset + total};
   Appended appended{info.id, end};
   index_.AddMessage(std::move(info), end);
@@ -527,21 +534,23 @@ absl::StatusOr<Position> Spool::WriteState(const StateRecord& state) {
 }
 
 absl::StatusOr<Position> Spool::AppendCopy(const MessageInfo& info) {
-  const size_t payload = MessagePayloadBytes(info.sender, info.recipients, info.message.size());
+  const size_t payload =
+      MessagePayloadBytes(info.sender, info.attributes, info.recipients, info.message.size());
   const size_t total = AlignRecord(kRecordHeaderBytes + payload);
   RETURN_IF_ERROR(Reserve(total, /*is_message=*/false));
   MessageInfo copy;
   copy.id = info.id;
   copy.created_unix_ms = info.created_unix_ms;
   copy.recipients = info.recipients;
+  copy.attributes = info.attributes;
   copy.delay_notified = info.delay_notified;
   copy.segment_seq = head_seq_;
   copy.record_offset = active_.at(head_seq_).write_offset;
   copy.record_bytes = static_cast<uint32_t>(total);
-  EncodeMessageRecord(WritePointer(total), head_seq_, info.id, info.created_unix_ms,
-                      kMessageFlagCompacted |
-                          (info.delay_notified ? kMessageFlagDelayNotified : 0u),
-                      info.sender, info.recipients, info.message, {});
+  EncodeMessageRecord(
+      WritePointer(total), head_seq_, info.id, info.created_unix_ms,
+      kMessageFlagCompacted | (info.delay_notified ? kMessageFlagDelayNotified : 0u), info.sender,
+      info.attributes, info.recipients, info.message, {});
   RETURN_IF_ERROR(CommitWrite(total));
   const char* record = active_.at(head_seq_).file->data() + copy.record_offset;
   copy.sender =

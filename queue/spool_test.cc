@@ -125,13 +125,19 @@ TEST_F(SpoolTest, CallbackFiresOnlyAfterSyncAndRecordsSurviveReopen) {
   for (MessageId id : ids) EXPECT_NE(id, fresh);
 }
 
-// The address each recipient was expanded from (forwarded mail) survives recovery and compaction.
+// The address each recipient was expanded from (forwarded mail) and the message's attributes
+// survive recovery and compaction.
 TEST_F(SpoolTest, OriginalRecipientsSurviveReopenAndCompaction) {
   MessageId id;
+  MessageAttributes attributes;
+  attributes.tenant = "shop";
+  attributes.campaign = "spring";
+  attributes.priority = Priority::kTransactional;
   {
     auto spool = OpenSpool(dir_);
     Envelope e = Env(1, 2);
     e.original_recipients = {"alias@local.example", ""};
+    e.attributes = attributes;
     auto r = spool->AppendMessage(e, "", Body(1, 3000), nullptr);
     ASSERT_TRUE(r.ok()) << r.status();
     id = r->id;
@@ -157,9 +163,14 @@ TEST_F(SpoolTest, OriginalRecipientsSurviveReopenAndCompaction) {
   EXPECT_EQ(info->recipients[0].address, "r0@example.com");
   EXPECT_EQ(info->recipients[0].original, "alias@local.example");
   EXPECT_EQ(info->recipients[1].original, "");
-  // A list that does not match the recipients is refused.
+  // The tenant, campaign and priority came through the append, the copy and the recovery.
+  EXPECT_EQ(info->attributes, attributes);
+  // A list that does not match the recipients is refused, and so is an attribute too long.
   Envelope bad = Env(2, 2);
   bad.original_recipients = {"one@local.example"};
+  EXPECT_FALSE(spool->AppendMessage(bad, "", Body(2), nullptr).ok());
+  bad = Env(2, 2);
+  bad.attributes.campaign = std::string(kAttributeBytesMax + 1, 'c');
   EXPECT_FALSE(spool->AppendMessage(bad, "", Body(2), nullptr).ok());
 }
 

@@ -43,6 +43,7 @@ uint32_t ReferenceCrc32c(uint32_t crc, const char* data, size_t size) {
 
 struct Written {
   std::string sender;
+  MessageAttributes attributes;
   std::vector<std::string> recipients;
   std::string message;
   uint64_t offset = 0;
@@ -76,13 +77,19 @@ void FuzzSpoolRecovery(std::string_view data) {
         states[r].address = "r" + std::to_string(r) + "@" + std::string(in.Take(in.Byte() % 16));
         w.recipients.push_back(states[r].address);
       }
+      if (op & 0x80) {  // a message with attributes (record version 4)
+        w.attributes.tenant = std::string(in.Take(in.Byte() % 24));
+        w.attributes.campaign = std::string(in.Take(in.Byte() % 24));
+        w.attributes.priority = static_cast<Priority>(in.Byte() % (kPriorityMax + 1));
+      }
       w.message = std::string(in.Take(4 * static_cast<size_t>(in.Byte())));
       const MessageId id{kEpoch, ids.size() + 1};
       const size_t total =
-          AlignRecord(kRecordHeaderBytes + MessagePayloadBytes(w.sender, states, w.message.size()));
+          AlignRecord(kRecordHeaderBytes +
+                      MessagePayloadBytes(w.sender, w.attributes, states, w.message.size()));
       if (end + total > kSegmentBytes) break;
-      EncodeMessageRecord(file.data() + end, seq, id, 1763840000000, 0, w.sender, states, w.message,
-                          "");
+      EncodeMessageRecord(file.data() + end, seq, id, 1763840000000, 0, w.sender, w.attributes,
+                          states, w.message, "");
       w.offset = end;
       w.end = end + total;
       end += total;
@@ -178,6 +185,7 @@ void FuzzSpoolRecovery(std::string_view data) {
   }
 
   auto check_message = [&](MessageId id, std::string_view sender,
+                           const MessageAttributes& attributes,
                            const std::vector<RecipientState>& recipients, std::string_view bytes) {
     auto it = written.find(id);
     if (it == written.end()) {
@@ -191,6 +199,7 @@ void FuzzSpoolRecovery(std::string_view data) {
       return;
     }
     FUZZ_CHECK(sender == it->second.sender);
+    FUZZ_CHECK(attributes == it->second.attributes);
     FUZZ_CHECK(recipients.size() == it->second.recipients.size());
     for (size_t r = 0; r < recipients.size(); ++r) {
       FUZZ_CHECK(recipients[r].address == it->second.recipients[r]);
@@ -199,8 +208,9 @@ void FuzzSpoolRecovery(std::string_view data) {
   };
 
   if (auto reader = SpoolReader::Open(dir); reader.ok()) {
-    (*reader)->index().ForEach(
-        [&](const MessageInfo& m) { check_message(m.id, m.sender, m.recipients, m.message); });
+    (*reader)->index().ForEach([&](const MessageInfo& m) {
+      check_message(m.id, m.sender, m.attributes, m.recipients, m.message);
+    });
   }
 
   SpoolOptions options;
@@ -215,7 +225,7 @@ void FuzzSpoolRecovery(std::string_view data) {
   std::set<MessageId> live;
   (*spool)->ForEachMessage([&](const MessageInfo& m) {
     live.insert(m.id);
-    check_message(m.id, m.sender, m.recipients, (*spool)->MessageBytes(m.id));
+    check_message(m.id, m.sender, m.attributes, m.recipients, (*spool)->MessageBytes(m.id));
   });
   // A damaged segment header makes the whole segment a free one (segment_seq 0: a recycled
   // segment keeps its old records, so nothing tells them apart) or moves it aside: no record of
