@@ -144,8 +144,8 @@ bool IsKnownRecordType(uint8_t type) { return type >= 1 && type <= 7; }
 
 const char* PriorityName(Priority priority) {
   switch (priority) {
-    case Priority::kDefault:
-      return "default";
+    case Priority::kNormal:
+      return "normal";
     case Priority::kBulk:
       return "bulk";
     case Priority::kTransactional:

@@ -191,23 +191,21 @@ struct RecipientState {
 };
 
 // How urgent a message is for the scheduler (issue 16): transactional mail (a password reset)
-// goes before bulk mail (a newsletter) at a busy site. kDefault: the tenant's class.
-enum class Priority : uint8_t { kDefault = 0, kBulk = 1, kTransactional = 2 };
+// goes before bulk mail (a newsletter) at a busy site; kNormal between the two.
+enum class Priority : uint8_t { kNormal = 0, kBulk = 1, kTransactional = 2 };
 inline constexpr uint8_t kPriorityMax = 2;
-const char* PriorityName(Priority priority);  // "default", "bulk", "transactional"
+const char* PriorityName(Priority priority);  // "normal", "bulk", "transactional"
 
 // Who a message belongs to and how it is to be treated, fixed at acceptance. Empty strings and
-// kDefault are "not set"; a message with nothing set stores no attributes block at all.
+// kNormal are "not set"; a message with nothing set stores no attributes block at all.
 struct MessageAttributes {
   // The named tenant (relay/server/tenants.h), lower-case; empty: the tenant is the domain of
   // the sender, as it was before tenants had names (TenantOf).
   std::string tenant;
   std::string campaign;  // as the client named it (printable ASCII, checked on input)
-  Priority priority = Priority::kDefault;
+  Priority priority = Priority::kNormal;
 
-  bool empty() const {
-    return tenant.empty() && campaign.empty() && priority == Priority::kDefault;
-  }
+  bool empty() const { return tenant.empty() && campaign.empty() && priority == Priority::kNormal; }
   friend bool operator==(const MessageAttributes&, const MessageAttributes&) = default;
 };
 // Bytes each string attribute may hold; longer ones are refused by the spool.

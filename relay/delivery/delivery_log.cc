@@ -175,6 +175,8 @@ void FormatDeliveryRecord(const DeliveryRecord& r, std::string& out) {
   AppendJsonString(out, r.queue_id);
   AppendKey(out, "sender");
   AppendJsonString(out, r.sender);
+  AppendStringField(out, "tenant", r.tenant);
+  AppendStringField(out, "campaign", r.campaign);
   AppendStringField(out, "recipient", r.recipient);
   AppendStringField(out, "site", r.site);
   AppendStringField(out, "mx", r.mx_host);

@@ -86,8 +86,11 @@ struct DeliveryRecord {
   // a complaint, its Feedback-Type ("abuse").
   std::string_view feedback;
   std::string_view feedback_type;
-  // For the event journal only (relay/events/event_journal.h); the delivery log leaves them out.
+  // The message's tenant (queue::TenantOf) and campaign, written when set. The event journal
+  // fills an empty tenant itself (relay/events/event_journal.h).
   std::string_view tenant;
+  std::string_view campaign;
+  // For the event journal only; the delivery log leaves it out.
   std::string_view message_id;
 };
 

@@ -70,20 +70,22 @@ bool DeliveryPolicy::BounceForReply(const ShapingRule& rule,
 }
 
 absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
-    DsnKind kind, std::string_view queue_id, std::string_view sender, std::string_view original_headers,
-    int64_t arrival_unix_ms, int64_t now_unix_ms,
+    DsnKind kind, const DsnSubject& subject, int64_t now_unix_ms,
     const std::vector<FailedRecipient>& failed) const {
+  const int64_t arrival_unix_ms = subject.arrival_unix_ms;
   DsnRequest request;
   request.kind = kind;
   // RFC 3463: a failure's status is of class 5, a delay's of class 4; a local reason without a
   // code is x.0.0.
   const char status_class = kind == DsnKind::kDelay ? '4' : '5';
   request.reporting_mta = hostname_;
-  request.envelope_sender = std::string(sender);
-  request.queue_id = std::string(queue_id);
+  request.envelope_sender = std::string(subject.sender);
+  request.queue_id = std::string(subject.queue_id);
+  request.tenant = std::string(subject.tenant);
+  request.campaign = std::string(subject.campaign);
   request.arrival_unix_s = arrival_unix_ms / 1000;
   request.now_unix_s = now_unix_ms / 1000;
-  request.original_message = original_headers;
+  request.original_message = subject.headers;
   for (const FailedRecipient& f : failed) {
     DsnRecipient r;
     // A forwarded recipient is the alias owner's private address. From the sender's side the

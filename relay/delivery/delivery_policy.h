@@ -38,13 +38,18 @@ class DeliveryPolicy {
   int64_t SuspendMsForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
   // Whether a reply rule says this transient reply is in fact permanent.
   bool BounceForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
-  // A DSN (RFC 3464) for `failed` recipients of the message `queue_id` whose header section is
-  // `original_headers`, sent by `sender`; queued with a null envelope sender to `sender`. A
-  // kDelay DSN reports recipients that are still being retried, until arrival + message_age_s_max.
-  absl::StatusOr<std::string> BuildDsn(DsnKind kind, std::string_view queue_id,
-                                       std::string_view sender,
-                                       std::string_view original_headers,
-                                       int64_t arrival_unix_ms, int64_t now_unix_ms,
+  // The message a DSN reports on.
+  struct DsnSubject {
+    std::string_view queue_id;
+    std::string_view sender;   // the DSN goes to it, with a null envelope sender
+    std::string_view headers;  // its header section
+    int64_t arrival_unix_ms = 0;
+    std::string_view tenant;  // its tenant and campaign, named in the report when set
+    std::string_view campaign;
+  };
+  // A DSN (RFC 3464) for `failed` recipients of `subject`. A kDelay DSN reports recipients that
+  // are still being retried, until arrival + message_age_s_max.
+  absl::StatusOr<std::string> BuildDsn(DsnKind kind, const DsnSubject& subject, int64_t now_unix_ms,
                                        const std::vector<FailedRecipient>& failed) const;
   const RetryPolicy& retry() const { return retry_; }
   // The category of a failure: the relay's own verdict when it made the outcome up, else the

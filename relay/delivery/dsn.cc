@@ -271,6 +271,8 @@ std::string DeliveryReport(const DsnRequest& req, const std::string& host) {
     AppendField(report, "Original-Envelope-Id", SevenBit(req.envelope_id));
   }
   if (req.arrival_unix_s != 0) AppendField(report, "Arrival-Date", Rfc5322Date(req.arrival_unix_s));
+  if (!req.tenant.empty()) AppendField(report, "X-Relay-Tenant", SevenBit(req.tenant));
+  if (!req.campaign.empty()) AppendField(report, "X-Relay-Campaign", SevenBit(req.campaign));
   for (const DsnRecipient& r : req.recipients) {
     report += "\r\n";
     if (!r.original_recipient.empty()) {

@@ -1,7 +1,8 @@
 // Delivery status notifications (bounces and delay warnings) per RFC 3464 in the
 // multipart/report container of RFC 3462 (report-type=delivery-status):
 //   1. text/plain for people: which recipients failed and what their server said;
-//   2. message/delivery-status: Reporting-MTA and Arrival-Date, then per recipient
+//   2. message/delivery-status: Reporting-MTA and Arrival-Date (and the relay's X-Relay-Tenant
+//      and X-Relay-Campaign), then per recipient
 //      Final-Recipient, Action (failed | delayed), Status, Remote-MTA, Diagnostic-Code,
 //      Last-Attempt-Date (and Will-Retry-Until for a delay);
 //   3. text/rfc822-headers: the original message's header section (RFC 3462 §4).
@@ -53,6 +54,11 @@ struct DsnRequest {
   std::string envelope_sender;  // the original MAIL FROM; empty means null: no DSN
   std::string envelope_id;      // ENVID, RFC 3461 §4.4 (optional)
   std::string queue_id;         // for the text part and the Message-ID
+  // The message's tenant and campaign, as the per-message extension fields X-Relay-Tenant and
+  // X-Relay-Campaign (RFC 3464 §2.2, §7) so that the sender's software can file the report; ""
+  // omits each.
+  std::string tenant;
+  std::string campaign;
   int64_t arrival_unix_s = 0;
   int64_t now_unix_s = 0;  // Date:
   std::vector<DsnRecipient> recipients;

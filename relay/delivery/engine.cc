@@ -154,6 +154,8 @@ absl::StatusOr<std::string> DeliveryEngine::DeleteNow(queue::MessageId id) {
     if (r.status == queue::RecipientStatus::kPending) pending.push_back(r.address);
   }
   const std::string sender(info->sender);
+  const std::string tenant = queue::TenantOf(info->attributes, info->sender);
+  const std::string campaign = info->attributes.campaign;
   const int64_t created_unix_ms = info->created_unix_ms;
   std::string message_id_storage;
   const std::string message_id(
@@ -172,6 +174,8 @@ absl::StatusOr<std::string> DeliveryEngine::DeleteNow(queue::MessageId id) {
       line.time_unix_ms = state.time_unix_ms;
       line.queue_id = id_text;
       line.sender = sender;
+      line.tenant = tenant;
+      line.campaign = campaign;
       line.recipient = address;
       line.reply_text = state.reply;
       line.queued_ms = state.time_unix_ms - created_unix_ms;
@@ -480,7 +484,7 @@ void DeliveryEngine::MaybeSuppress(const queue::MessageInfo& info,
   const size_t at = info.sender.rfind('@');
   if (at == std::string_view::npos) return;  // the null sender: a DSN
   feedback::SuppressionEntry entry;
-  entry.tenant = std::string(info.sender.substr(at + 1));
+  entry.tenant = queue::TenantOf(info.attributes, info.sender);
   entry.address = rcpt.address;
   entry.reason = feedback::SuppressionReason::kBounce;
   entry.category = std::string(feedback::CategoryName(d.category));
@@ -489,7 +493,7 @@ void DeliveryEngine::MaybeSuppress(const queue::MessageInfo& info,
   entry.detail = d.effective.ToString().substr(0, feedback::kDetailBytesMax);
   if (!options_.suppression->AddLater(std::move(entry))) {
     LogWarning() << "suppression list writer is behind: <" << rcpt.address << "> not added for "
-                 << info.sender.substr(at + 1);
+                 << queue::TenantOf(info.attributes, info.sender);
   }
 }
 
@@ -618,6 +622,9 @@ void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
   line.time_unix_ms = now;
   line.queue_id = id_text;
   line.sender = info.sender;
+  const std::string tenant = queue::TenantOf(info.attributes, info.sender);
+  line.tenant = tenant;
+  line.campaign = info.attributes.campaign;
   line.recipient = rcpt.address;
   line.site = job.site;
   line.mx_host = attempt.mx_host;
@@ -666,6 +673,8 @@ void DeliveryEngine::AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>*
     it->second.sender = std::string(info.sender);
     it->second.arrival_unix_ms = info.created_unix_ms;
     it->second.headers = std::string(HeaderSection(info.message));
+    it->second.tenant = queue::TenantOf(info.attributes, info.sender);
+    it->second.campaign = info.attributes.campaign;
   }
   it->second.failed.push_back(std::move(failed));
 }
@@ -793,9 +802,15 @@ void DeliveryEngine::MaybeSendDsn(queue::MessageId id) {
 }
 
 void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pending) {
-  absl::StatusOr<std::string> dsn =
-      policy_->BuildDsn(kind, id.ToString(), pending.sender, pending.headers,
-                        pending.arrival_unix_ms, NowUnixMs(), pending.failed);
+  const std::string id_text = id.ToString();
+  DeliveryPolicy::DsnSubject subject;
+  subject.queue_id = id_text;
+  subject.sender = pending.sender;
+  subject.headers = pending.headers;
+  subject.arrival_unix_ms = pending.arrival_unix_ms;
+  subject.tenant = pending.tenant;
+  subject.campaign = pending.campaign;
+  absl::StatusOr<std::string> dsn = policy_->BuildDsn(kind, subject, NowUnixMs(), pending.failed);
   if (!dsn.ok()) {
     LogError() << "building the DSN for " << id.ToString() << ": " << dsn.status();
     return;
@@ -813,11 +828,12 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
   if (Recording()) {
     DeliveryRecord line;
     line.event = DeliveryEvent::kDsnSent;
-    std::string id_text = id.ToString();
     line.time_unix_ms = NowUnixMs();
     line.queue_id = id_text;
     line.sender = "";
     line.recipient = pending.sender;
+    line.tenant = pending.tenant;
+    line.campaign = pending.campaign;
     std::string dsn_id = appended->id.ToString();
     line.dsn_queue_id = dsn_id;
     line.dsn_action = kind == DsnKind::kDelay ? "delayed" : "failed";

@@ -279,6 +279,8 @@ class DeliveryEngine {
     std::string sender;
     int64_t arrival_unix_ms = 0;
     std::string headers;  // the original header section, for text/rfc822-headers
+    std::string tenant;   // the message's (queue::TenantOf)
+    std::string campaign;
     std::vector<FailedRecipient> failed;
   };
   absl::flat_hash_map<queue::MessageId, PendingDsn> bounced_;

@@ -287,8 +287,11 @@ TEST(DsnForForwardedMail, NamesTheAddressTheSenderUsedNotTheTarget) {
   direct.outcome = forwarded.outcome;
   direct.outcome.text = "<bob@example.org>: no such user";
   direct.remote_mta = "mx.example.org";
-  auto dsn = policy.BuildDsn(DsnKind::kFailure, "q1", "SRS0=ab=CD=sender.test=alice@local.test",
-                             "Subject: hi\r\n", 0, 0, {forwarded, direct});
+  DeliveryPolicy::DsnSubject subject;
+  subject.queue_id = "q1";
+  subject.sender = "SRS0=ab=CD=sender.test=alice@local.test";
+  subject.headers = "Subject: hi\r\n";
+  auto dsn = policy.BuildDsn(DsnKind::kFailure, subject, 0, {forwarded, direct});
   ASSERT_TRUE(dsn.ok()) << dsn.status();
   EXPECT_NE(dsn->find("Final-Recipient: rfc822; private@local.test"), std::string::npos) << *dsn;
   EXPECT_NE(dsn->find("<private@local.test>: unauthenticated mail is refused for "

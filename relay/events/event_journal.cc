@@ -190,7 +190,7 @@ std::string_view FindMessageId(std::string_view message, std::string* storage) {
 }
 
 void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out,
-                       std::string_view formatted) {
+                       std::string_view formatted, bool formatted_has_tenant) {
   const size_t start = out.size();
   absl::StrAppend(&out, seq);
   out += '\t';
@@ -201,14 +201,19 @@ void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std
   out += '\t';
   absl::StrAppend(&out, record.time_unix_ms);
   out += '\t';
+  bool has_tenant;
   if (formatted.size() >= 2) {
     out.append(formatted);
+    has_tenant = formatted_has_tenant;
   } else {
     delivery::FormatDeliveryRecord(record, out);
+    has_tenant = !record.tenant.empty();
   }
   out.resize(out.size() - 2);  // "}\n"
-  out += ",\"tenant\":";
-  delivery::AppendJsonString(out, record.tenant);
+  if (!has_tenant) {           // every event names its tenant, "" for the null sender's
+    out += ",\"tenant\":";
+    delivery::AppendJsonString(out, record.tenant);
+  }
   if (!record.message_id.empty()) {
     out += ",\"message_id\":";
     delivery::AppendJsonString(out, record.message_id);
@@ -309,13 +314,14 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view form
     head_->lines_dropped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  const bool formatted_has_tenant = !record.tenant.empty();
   std::string tenant;
   if (record.tenant.empty()) {
     tenant = EventTenant(record);
     record.tenant = tenant;
   }
   line_.clear();
-  FormatJournalLine(record, seq_, line_, formatted);
+  FormatJournalLine(record, seq_, line_, formatted, formatted_has_tenant);
   if (line_.empty()) {
     head_->lines_dropped.fetch_add(1, std::memory_order_relaxed);  // longer than a line may be
     return;
@@ -334,7 +340,7 @@ void EventJournal::Append(delivery::DeliveryRecord record, std::string_view form
         if (!s.ok()) LogError() << "event journal: " << s << "; this file grows meanwhile";
       } else {
         line_.clear();
-        FormatJournalLine(record, seq_, line_, formatted);
+        FormatJournalLine(record, seq_, line_, formatted, formatted_has_tenant);
       }
     }
     // A file grows past its size only while the next cannot be had, and at most to twice it

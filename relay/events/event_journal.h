@@ -107,9 +107,10 @@ std::string_view FindMessageId(std::string_view message, std::string* storage);
 
 // Appends the journal line for `record` (tenant and message_id taken from it), tagged for file
 // `seq`, to `out`; nothing when it would be longer than kLineBytesMax. `formatted`: as in
-// EventJournal::Append.
+// EventJournal::Append; `formatted_has_tenant`: it was made from a record with a tenant (the
+// JSON has its "tenant" already).
 void FormatJournalLine(const delivery::DeliveryRecord& record, uint32_t seq, std::string& out,
-                       std::string_view formatted = {});
+                       std::string_view formatted = {}, bool formatted_has_tenant = false);
 
 // Whether file `seq` of `shard` holds a line written into it under that number (not a file made
 // or recycled ahead and not yet used).

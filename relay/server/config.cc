@@ -363,10 +363,11 @@ absl::Status WithTable(const Section& root, std::string_view key, Parser parse) 
 
 absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(
-      root.Known({"hostname", "shards",  "spool_dir", "users",    "control_socket", "submission",
-                  "tls",      "limits",  "auth",      "queue",    "dkim",           "shutdown",
-                  "delivery", "retry",   "shaping",   "bounces",  "suppression",    "log",
-                  "metrics",  "receive", "events",    "feedback", "unsubscribe"}));
+      root.Known({"hostname",   "shards",      "spool_dir",   "users",   "control_socket",
+                  "submission", "tls",         "limits",      "auth",    "queue",
+                  "dkim",       "shutdown",    "delivery",    "retry",   "shaping",
+                  "bounces",    "suppression", "log",         "metrics", "receive",
+                  "events",     "feedback",    "unsubscribe", "tenants", "campaigns"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -399,6 +400,7 @@ absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(WithTable(root, "suppression",
                             [&](const Section& t) { return ParseSuppression(c.suppression, t); }));
   ASSIGN_OR_RETURN(c.events, config::ParseEvents(root, c.dir));
+  ASSIGN_OR_RETURN(c.tenants, config::ParseTenants(root));
   ASSIGN_OR_RETURN(c.feedback, config::ParseFeedback(root, c.dir, c.receive.domains));
   for (const feedback::VerpDomain& d : c.feedback.verp) {
     if (d.bounce_domain == c.receive.srs_domain) {

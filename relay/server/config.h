@@ -20,6 +20,7 @@
 #include "relay/receive/dmarc.h"
 #include "relay/server/config/event_sections.h"
 #include "relay/server/config/feedback_sections.h"
+#include "relay/server/config/tenant_sections.h"
 #include "relay/smtp/client_reply.h"
 
 namespace relay::server {
@@ -215,6 +216,7 @@ struct Config {
   config::EventsSettings events;  // [events] (config/event_sections.h)
   config::FeedbackSettings feedback;  // [feedback] (config/feedback_sections.h)
   config::UnsubscribeSettings unsubscribe;  // [unsubscribe] (config/feedback_sections.h)
+  config::TenantSettings tenants;           // [[tenants]], [campaigns] (config/tenant_sections.h)
   ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   // [[bounces.rule]] then the shipped bounce rules (config/bounce_sections.h).

@@ -11,26 +11,40 @@
 namespace relay::server {
 
 bool SubmissionPolicy::MaySendAs(std::string_view user, std::string_view address) {
+  user_.assign(user);
   return authenticator_->MaySendAs(user, address);
 }
 
 void SubmissionPolicy::OnMailFrom(std::string_view address) {
   const size_t at = address.rfind('@');
-  tenant_.clear();
+  sending_domain_.clear();
   suppressed_.clear();
   if (at != std::string_view::npos) {
     for (char c : address.substr(at + 1)) {
-      tenant_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+      sending_domain_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
     }
   }
+  named_tenant_ = tenants_ != nullptr ? tenants_->Find(user_, sending_domain_) : nullptr;
+  tenant_ = named_tenant_ != nullptr ? named_tenant_->name : sending_domain_;
+}
+
+absl::StatusOr<std::optional<feedback::SuppressionEntry>> SubmissionPolicy::FindEntry(
+    std::string_view address) const {
+  absl::StatusOr<std::optional<feedback::SuppressionEntry>> found =
+      suppression_->Find(tenant_, address);
+  if (!found.ok() || found->has_value() || tenant_ == sending_domain_ || sending_domain_.empty()) {
+    return found;
+  }
+  // A named tenant's mail also honours its sending domain's list: returned reports and
+  // unsubscribe links name the sending domain, and entries made before the tenant was named stay.
+  return suppression_->Find(sending_domain_, address);
 }
 
 smtp::RcptDecision SubmissionPolicy::CheckRecipient(std::string_view address) {
   // An authenticated user may send anywhere (the session requires AUTH before MAIL), except to
-  // the addresses its sending domain must not mail again.
+  // the addresses its tenant must not mail again.
   if (suppression_ == nullptr || tenant_.empty()) return smtp::RcptDecision::kAccept;
-  absl::StatusOr<std::optional<feedback::SuppressionEntry>> found =
-      suppression_->Find(tenant_, address);
+  absl::StatusOr<std::optional<feedback::SuppressionEntry>> found = FindEntry(address);
   if (!found.ok()) {
     // Unknown is not "not suppressed": the client tries again later.
     LogWarning() << "suppression lookup for <" << address << ">: " << found.status().message();

@@ -2,8 +2,10 @@
 // authenticated user may send as, and which recipients a listener takes.
 //
 // SubmissionPolicy (587, 465): AUTH is required before MAIL; the user may use the addresses the
-// users file gives it as MAIL FROM, and send to anyone not on the suppression list of the sending
-// domain (the domain of MAIL FROM): a suppressed recipient gets 550 5.7.1 naming the reason.
+// users file gives it as MAIL FROM, and send to anyone not on the suppression list of the
+// transaction's tenant ([[tenants]], else the sending domain) nor on the sending domain's own
+// (entries made by returned reports and unsubscribe links are keyed by it): a suppressed recipient
+// gets 550 5.7.1 naming the reason.
 //
 // ReceivePolicy (port 25): anyone may send to the local domains; each recipient is routed by the
 // aliases (relay/receive/recipient_policy.h) of the receive state snapshot taken at MAIL FROM,
@@ -25,6 +27,7 @@
 #include "relay/receive/receive_state.h"
 #include "relay/receive/recipient_policy.h"
 #include "relay/server/authenticator.h"
+#include "relay/server/config/tenant_sections.h"
 #include "relay/smtp/server_session.h"
 
 namespace relay::server {
@@ -33,15 +36,22 @@ class SubmissionPolicy final : public smtp::ServerPolicy {
  public:
   // `suppression` null: no list is checked. `accept_suppressed`: a suppressed recipient is
   // accepted and listed in suppressed() for the driver to leave out of the queued envelope.
+  // `tenants` null: no named tenants.
   SubmissionPolicy(Authenticator* authenticator, const feedback::SuppressionList* suppression,
-                   bool accept_suppressed = false)
+                   bool accept_suppressed = false, const config::TenantSettings* tenants = nullptr)
       : authenticator_(authenticator),
         suppression_(suppression),
-        accept_suppressed_(accept_suppressed) {}
+        accept_suppressed_(accept_suppressed),
+        tenants_(tenants) {}
+  // The session asks this for MAIL FROM right before OnMailFrom: the user is remembered there.
   bool MaySendAs(std::string_view user, std::string_view address) override;
   smtp::RcptDecision CheckRecipient(std::string_view address) override;
   void OnMailFrom(std::string_view address) override;
   std::string RefusalText() override { return refusal_; }
+  // This transaction's named tenant (null: none, the sending domain is the tenant) and its
+  // tenant's name ("" for the null sender without a named tenant). Set at MAIL FROM.
+  const config::Tenant* named_tenant() const { return named_tenant_; }
+  const std::string& tenant() const { return tenant_; }
   // The recipients of this transaction accepted although suppressed (accept_suppressed), with
   // their entries; cleared at each MAIL FROM.
   const std::vector<feedback::SuppressionEntry>& suppressed() const { return suppressed_; }
@@ -50,9 +60,16 @@ class SubmissionPolicy final : public smtp::ServerPolicy {
   Authenticator* const authenticator_;
   const feedback::SuppressionList* const suppression_;
   const bool accept_suppressed_;
+  const config::TenantSettings* const tenants_;
   std::vector<feedback::SuppressionEntry> suppressed_;
-  std::string tenant_;   // the sending domain of this transaction, lower-case; "" for <>
-  std::string refusal_;  // the text of the last kSuppressed
+  std::string user_;  // the last MaySendAs's
+  const config::Tenant* named_tenant_ = nullptr;
+  std::string tenant_;          // named_tenant_'s name, else sending_domain_
+  std::string sending_domain_;  // of this transaction, lower-case; "" for <>
+  std::string refusal_;         // the text of the last kSuppressed
+  // The entry for `address` on the tenant's list, else on the sending domain's; nullopt: none.
+  absl::StatusOr<std::optional<feedback::SuppressionEntry>> FindEntry(
+      std::string_view address) const;
 };
 
 // "recipient@example.org is on the suppression list of example.com: bad-mailbox bounce on

@@ -379,6 +379,9 @@ void Shard::OnMessageAppending(const queue::Envelope& envelope, const std::strin
   line.time_unix_ms = static_cast<int64_t>(reactor_->clock()->WallSeconds() * 1000);
   line.queue_id = id_text;
   line.sender = envelope.sender;
+  const std::string tenant = queue::TenantOf(envelope.attributes, envelope.sender);
+  line.tenant = tenant;
+  line.campaign = envelope.attributes.campaign;
   line.size_bytes = size_bytes;
   std::string message_id_storage;
   line.message_id = events::FindMessageId(message, &message_id_storage);
@@ -404,6 +407,9 @@ void Shard::OnMessageQueued(queue::MessageId id, const std::string& id_text, uin
       line.time_unix_ms = info->created_unix_ms;
       line.queue_id = id_text;
       line.sender = info->sender;
+      const std::string tenant = queue::TenantOf(info->attributes, info->sender);
+      line.tenant = tenant;
+      line.campaign = info->attributes.campaign;
       line.size_bytes = size_bytes;
       for (const queue::RecipientState& r : info->recipients) {
         line.recipient = r.address;
@@ -427,6 +433,7 @@ void Shard::OnRecipientsSuppressed(const std::string& id_text, std::string_view 
     line.time_unix_ms = now;
     line.queue_id = id_text;
     line.sender = sender;
+    line.tenant = e.tenant;
     line.recipient = e.address;
     const std::string reason = SuppressedText(e);
     line.reply_text = reason;

@@ -14,7 +14,7 @@
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/io/buffer_ring.h"
-#include "relay/server/bulk_mail.h"
+#include "relay/server/client_fields.h"
 #include "relay/smtp/received.h"
 
 namespace relay::server {
@@ -27,6 +27,7 @@ smtp::ServerConfig SessionConfig(const Config& config, bool tls_available, bool 
   c.auth_enabled = true;
   c.auth_requires_tls = config.auth_requires_tls;
   c.auth_required = true;  // submission: never an open relay
+  c.campaigns = !receive;  // XCAMPAIGN
   if (receive) {
     // Port 25: anyone may hand us mail for our domains; AUTH only under TLS, for relaying.
     c.auth_required = false;
@@ -364,7 +365,8 @@ std::unique_ptr<smtp::ServerPolicy> SmtpConnection::MakePolicy(bool receive) {
   Authenticator* authenticator = ctx_.shared->authenticator;
   if (!receive) {
     auto policy = std::make_unique<SubmissionPolicy>(authenticator, ctx_.shared->suppression,
-                                                     ctx_.config().suppression.accept_suppressed);
+                                                     ctx_.config().suppression.accept_suppressed,
+                                                     &ctx_.config().tenants);
     submission_policy_ = policy.get();
     return policy;
   }
@@ -399,15 +401,13 @@ std::string HeaderFromAddress(std::string_view message) {
   return address.ok() ? *address : "";
 }
 
-constexpr smtp::Reply kFromNotOwned{550, "5.7.1",
-                                    "From: is not an address this user may send as"};
-
 }  // namespace
 
 void SmtpConnection::QueueMessage() {
   if (receive_) return ReceiveMessage();
   cleaned_message_.reset();
-  std::string unsubscribe_fields = UnsubscribeFields();  // may set cleaned_message_
+  std::string unsubscribe_fields;
+  if (!TakeClientFields(&unsubscribe_fields)) return;  // may set cleaned_message_
   std::string_view message = QueuedMessage();
   absl::Time now = absl::Now();
   // DESIGN.md: the signing domain is bound to the authenticated user, like the envelope sender.
@@ -420,14 +420,7 @@ void SmtpConnection::QueueMessage() {
       if (!ctx_.config().header_from_any) {
         LogInfo() << "refused a message from " << session_.user() << " with a From: it may not "
                   << "send as";
-        // Answered on the next turn: this runs inside Apply(), whose actions the session reuses.
-        queue_pending_ = true;
-        reactor_->Post([this] {
-          queue_pending_ = false;
-          if (closed_) return;
-          ApplyResult(session_.OnMessageRefused(kFromNotOwned));
-        });
-        return;
+        return RefuseMessage(550, "5.7.1", "From: is not an address this user may send as");
       }
       const std::string& sender = session_.envelope().mail_from;
       size_t at = sender.rfind('@');
@@ -448,18 +441,63 @@ void SmtpConnection::QueueMessage() {
                          });
 }
 
-std::string SmtpConnection::UnsubscribeFields() {
+void SmtpConnection::RefuseMessage(int code, std::string_view enhanced, std::string text) {
+  refusal_text_ = std::move(text);
+  queue_pending_ = true;
+  reactor_->Post([this, code, enhanced] {
+    queue_pending_ = false;
+    if (closed_) return;
+    ApplyResult(session_.OnMessageRefused(smtp::Reply{code, enhanced, refusal_text_}));
+  });
+}
+
+bool SmtpConnection::TakeClientFields(std::string* unsubscribe_fields) {
+  const Config& config = ctx_.config();
+  const config::TenantSettings& tenants = config.tenants;
+  const bool links = ctx_.shared->unsubscribe != nullptr;
+  ClientFields fields = ReadClientFields(
+      session_.message(),
+      {links ? std::string_view(config.unsubscribe.bulk_header) : std::string_view(),
+       tenants.campaign_header, tenants.priority_header});
+  if (fields.without_fields) cleaned_message_ = std::move(*fields.without_fields);
+  attributes_ = queue::MessageAttributes();
+  if (const config::Tenant* tenant = submission_policy_->named_tenant()) {
+    attributes_.tenant = tenant->name;
+    attributes_.priority = tenant->priority;
+  }
+  if (const std::optional<std::string>& campaign = session_.envelope().params.campaign) {
+    attributes_.campaign = *campaign;
+  }
+  if (const std::optional<std::string>& campaign = fields.values[1]) {
+    if (!smtp::IsValidLabel(*campaign)) {
+      RefuseMessage(550, "5.6.0",
+                    absl::StrCat(tenants.campaign_header, ": a campaign name is 1 to ",
+                                 smtp::kLabelBytesMax, " letters, digits, spaces and -_.+@:/"));
+      return false;
+    }
+    attributes_.campaign = *campaign;
+  }
+  if (const std::optional<std::string>& priority = fields.values[2]) {
+    std::optional<queue::Priority> named = config::PriorityNamed(*priority);
+    if (!named) {
+      RefuseMessage(550, "5.6.0",
+                    absl::StrCat(tenants.priority_header, ": transactional, normal or bulk"));
+      return false;
+    }
+    attributes_.priority = *named;
+  }
+  if (links) *unsubscribe_fields = UnsubscribeFields(fields);
+  return true;
+}
+
+std::string SmtpConnection::UnsubscribeFields(const ClientFields& fields) {
   const config::UnsubscribeSettings& settings = ctx_.config().unsubscribe;
-  const feedback::Unsubscribe* links = ctx_.shared->unsubscribe;
-  if (links == nullptr) return "";
-  BulkMarks marks = ReadBulkMarks(session_.message(), settings.bulk_header);
-  if (marks.without_marker) cleaned_message_ = std::move(*marks.without_marker);
   const bool bulk =
-      marks.marked ||
+      (fields.values[0] && SaysBulk(*fields.values[0])) ||
       (session_.authenticated() &&
        std::find(settings.bulk_users.begin(), settings.bulk_users.end(),
                  absl::AsciiStrToLower(session_.user())) != settings.bulk_users.end());
-  if (!bulk || marks.has_list_unsubscribe) return "";
+  if (!bulk || fields.has_list_unsubscribe) return "";
   const smtp::Envelope& env = session_.envelope();
   const size_t at = env.mail_from.rfind('@');
   if (env.recipients.size() != 1 || at == std::string::npos) {
@@ -469,8 +507,8 @@ std::string SmtpConnection::UnsubscribeFields() {
               << " recipients: no List-Unsubscribe (one link names one address)";
     return "";
   }
-  return links->HeaderFields(absl::AsciiStrToLower(env.mail_from.substr(at + 1)),
-                             env.recipients.front());
+  return ctx_.shared->unsubscribe->HeaderFields(absl::AsciiStrToLower(env.mail_from.substr(at + 1)),
+                                                env.recipients.front());
 }
 
 void SmtpConnection::OnPrepared(absl::Time now, absl::StatusOr<PreparedMessage> prepared) {
@@ -511,6 +549,7 @@ void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::str
   queue::Envelope qenv;
   qenv.sender = env.mail_from;
   qenv.recipients = env.recipients;
+  qenv.attributes = attributes_;
   if (submission_policy_ != nullptr && !submission_policy_->suppressed().empty()) {
     // Taken at RCPT, reported, never queued ([suppression] at_rcpt = "accept").
     const auto& suppressed = submission_policy_->suppressed();

@@ -31,6 +31,7 @@
 #include "relay/receive/dmarc.h"
 #include "relay/receive/inbound_checks.h"
 #include "relay/receive/receive_state.h"
+#include "relay/server/client_fields.h"
 #include "relay/server/connection_context.h"
 #include "relay/server/server_policies.h"
 #include "relay/smtp/received.h"
@@ -86,10 +87,17 @@ class SmtpConnection : public io::IoObject {
                       std::shared_ptr<const dkim::ArcSealer> sealer, queue::Envelope qenv,
                       ReceivedStamp stamp);
   void AppendReceived(const queue::Envelope& qenv, ReceivedStamp stamp);
-  // Submission: a bulk message's List-Unsubscribe fields ("" when none: not bulk, several
-  // recipients, the client's own); the bulk marker field, if any, leaves the message
-  // (cleaned_message_). relay/server/bulk_mail.h.
-  std::string UnsubscribeFields();
+  // Submission: the client's fields (relay/server/client_fields.h) leave the message
+  // (cleaned_message_); with the session's tenant and XCAMPAIGN they fix attributes_. Returns
+  // false after refusing (RefuseMessage) a value the relay cannot take; else sets
+  // *unsubscribe_fields to the List-Unsubscribe fields to add ("" for none).
+  bool TakeClientFields(std::string* unsubscribe_fields);
+  // A bulk message's List-Unsubscribe fields ("" when none: not bulk, several recipients, the
+  // client's own).
+  std::string UnsubscribeFields(const ClientFields& fields);
+  // Answers the message just received with `code` `enhanced` `text` on the next turn (this runs
+  // inside Apply(), whose actions the session reuses). `enhanced` is a literal.
+  void RefuseMessage(int code, std::string_view enhanced, std::string text);
   // A message to bounce-domain addresses (`to`): read on a worker as a returned bounce or a
   // complaint, its suppressions committed there, then its events recorded and 250 sent; it is
   // never queued (smtp_connection_receive.cc).
@@ -194,9 +202,12 @@ class SmtpConnection : public io::IoObject {
   int64_t linger_deadline_ms_ = 0;
   uint64_t linger_bytes_ = 0;      // discarded so far, at most SmtpLimits::close_linger_bytes_max
   std::string added_headers_;      // scratch: trace and missing headers of one message
-  // Port 25: the message without the Authentication-Results fields that forge our authserv-id
-  // (RFC 8601 §5), when it had any; else the session's message is queued as it came.
+  // The message less what the relay takes out of it: on port 25 the Authentication-Results
+  // fields that forge our authserv-id (RFC 8601 §5), on submission the client's fields; empty
+  // when it had none, and the session's message is queued as it came.
   std::optional<std::string> cleaned_message_;
+  queue::MessageAttributes attributes_;  // submission: the message's tenant, campaign, priority
+  std::string refusal_text_;             // RefuseMessage's, until the posted answer runs
   // Port 25 only.
   const bool receive_;
   std::unique_ptr<receive::InboundChecks> checks_;

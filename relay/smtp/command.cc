@@ -222,6 +222,13 @@ ArgError ParseParams(std::string_view text, MailParams* mail) {
       std::string decoded;
       if (value.empty() || !DecodeXtext(value, &decoded)) return ArgError::kParamSyntax;
       mail->auth = std::move(decoded);
+    } else if (EqualsIgnoreCase(keyword, "XCAMPAIGN")) {
+      if (mail->campaign.has_value()) return ArgError::kParamDuplicate;
+      std::string decoded;
+      if (value.empty() || !DecodeXtext(value, &decoded) || !IsValidLabel(decoded)) {
+        return ArgError::kParamSyntax;
+      }
+      mail->campaign = std::move(decoded);
     } else {
       return ArgError::kParamUnknown;
     }
@@ -401,6 +408,17 @@ ArgError ParsePath(std::string_view text, bool allow_null, Path* out) {
   out->address.assign(inner.data(), inner.size());
   out->non_ascii = non_ascii;
   return ArgError::kNone;
+}
+
+bool IsValidLabel(std::string_view name) {
+  if (name.empty() || name.size() > kLabelBytesMax) return false;
+  for (unsigned char c : name) {
+    if (!IsLetDig(c) &&
+        std::string_view("-_.+@:/ ").find(static_cast<char>(c)) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return name.front() != ' ' && name.back() != ' ';
 }
 
 ArgError ParseMailArgument(std::string_view argument, MailCommand* out) {

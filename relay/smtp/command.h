@@ -64,7 +64,15 @@ struct MailParams {
   BodyType body = BodyType::kUnspecified;
   bool smtputf8 = false;            // SMTPUTF8 (RFC 6531 §3.4)
   std::optional<std::string> auth;  // AUTH=<mailbox> decoded from xtext, "<>" kept (RFC 4954 §5)
+  // XCAMPAIGN=<name>, the relay's own extension (advertised on the submission ports): the
+  // campaign the message belongs to, xtext-decoded; a valid label (IsValidLabel).
+  std::optional<std::string> campaign;
 };
+
+// A tenant's or a campaign's name: 1 to kLabelBytesMax of letters, digits and "-_.+@:/ ", not
+// starting or ending with a space ("spring-2027/a").
+inline constexpr size_t kLabelBytesMax = 64;
+bool IsValidLabel(std::string_view name);
 
 enum class ArgError {
   kNone,

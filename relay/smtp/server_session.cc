@@ -587,7 +587,7 @@ void ServerSession::HandleEhlo(std::string_view arg, bool extended) {
     return AppendReply(actions_.write, 250, "", config_.hostname);
   }
   const std::string size_line = Concat("SIZE ", std::to_string(config_.limits.message_bytes_max));
-  std::string_view lines[10];
+  std::string_view lines[12];
   size_t n = 0;
   lines[n++] = config_.hostname;
   lines[n++] = "PIPELINING";
@@ -597,6 +597,7 @@ void ServerSession::HandleEhlo(std::string_view arg, bool extended) {
   lines[n++] = "ENHANCEDSTATUSCODES";
   lines[n++] = "CHUNKING";
   if (config_.tls_available && !tls_active_) lines[n++] = "STARTTLS";
+  if (config_.campaigns) lines[n++] = "XCAMPAIGN";
   if (config_.auth_enabled && (tls_active_ || !config_.auth_requires_tls)) {
     lines[n++] = "AUTH PLAIN LOGIN";
   }
@@ -626,10 +627,13 @@ void ServerSession::HandleMail(std::string_view arg) {
       return Error(501, "5.5.4", "Bad MAIL parameter");
   }
   const MailParams& params = mail.params;
-  const bool has_params =
-      params.size_bytes || params.body != BodyType::kUnspecified || params.smtputf8 || params.auth;
+  const bool has_params = params.size_bytes || params.body != BodyType::kUnspecified ||
+                          params.smtputf8 || params.auth || params.campaign;
   if (has_params && greeted_ != Greeted::kEhlo) {
     return Error(555, "5.5.4", "MAIL parameters need EHLO");
+  }
+  if (params.campaign && !config_.campaigns) {
+    return Error(555, "5.5.4", "Unsupported MAIL parameter");  // XCAMPAIGN not advertised
   }
   if (params.size_bytes && *params.size_bytes > config_.limits.message_bytes_max) {
     return Error(552, "5.3.4", "Message size exceeds fixed maximum message size");  // RFC 1870

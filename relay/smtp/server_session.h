@@ -76,6 +76,7 @@ struct ServerConfig {
   bool auth_enabled = true;
   bool auth_requires_tls = true;  // AUTH offered and accepted only under TLS (the default)
   bool auth_required = true;      // MAIL needs AUTH first (submission); false for port 25
+  bool campaigns = false;         // XCAMPAIGN offered (MailParams::campaign; submission)
   ServerLimits limits;
 };
 
