@@ -539,7 +539,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     state.attempts = d.attempt;
     state.next_attempt_unix_ms = d.next_attempt_unix_ms;
   }
-  CountOutcome(job, d, attempt);
+  CountOutcome(job, *info, d, attempt);
   FailedRecipient failed{rcpt.address, d.effective,   attempt.mx_host,
                          now,          rcpt.original, d.category};
   CollectDsn(d.dsn, *info, failed);
@@ -568,8 +568,8 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
   if (d.reopen_marker != nullptr) ReopenAttemptMarker(job.id, recipient, now, d.reopen_marker);
 }
 
-void DeliveryEngine::CountOutcome(const Job& job, const Disposition& d,
-                                  const AttemptInfo& attempt) {
+void DeliveryEngine::CountOutcome(const Job& job, const queue::MessageInfo& info,
+                                  const Disposition& d, const AttemptInfo& attempt) {
   if (options_.metrics != nullptr && d.record != queue::RecordType::kDelivered) {
     options_.metrics->Failure(options_.metrics_shard,
                               d.record == queue::RecordType::kDeferred
@@ -580,18 +580,18 @@ void DeliveryEngine::CountOutcome(const Job& job, const Disposition& d,
   switch (d.record) {
     case queue::RecordType::kDelivered:
       stats_.delivered++;
-      CountRecipient(job, metrics::RecipientResult::kDelivered);
+      CountRecipient(job, info, metrics::RecipientResult::kDelivered);
       if (options_.metrics != nullptr && !attempt.tls_version.empty()) {
         options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
       }
       break;
     case queue::RecordType::kDeferred:
       stats_.deferred++;
-      CountRecipient(job, metrics::RecipientResult::kDeferred);
+      CountRecipient(job, info, metrics::RecipientResult::kDeferred);
       break;
     default:
       stats_.bounced++;
-      CountRecipient(job, metrics::RecipientResult::kBounced);
+      CountRecipient(job, info, metrics::RecipientResult::kBounced);
       break;
   }
 }
@@ -939,9 +939,13 @@ void DeliveryEngine::ApplySharedSuspension(ReadyQueue* queue, const Suspension& 
       queue, RecipientOutcome::Transient(absl::StrCat("delivery suspended after: ", s.reason)));
 }
 
-void DeliveryEngine::CountRecipient(const Job& job, metrics::RecipientResult result) const {
-  if (options_.metrics == nullptr) return;
-  options_.metrics->Recipient(options_.metrics_shard, result, job.metrics_site, job.source);
+void DeliveryEngine::CountRecipient(const Job& job, const queue::MessageInfo& info,
+                                    metrics::RecipientResult result) const {
+  const metrics::RelayMetrics* m = options_.metrics;
+  if (m == nullptr) return;
+  m->Recipient(options_.metrics_shard, result, job.metrics_site, job.source);
+  m->TenantRecipient(options_.metrics_shard, result, m->TenantIndex(info.attributes.tenant),
+                     m->CampaignIndex(info.attributes.campaign));
 }
 
 void DeliveryEngine::CountTlsHandshake(bool ok) const {

@@ -226,7 +226,8 @@ class DeliveryEngine {
   void FailJob(const Job& job, const RecipientOutcome& outcome);
   // Queues the failure DSN and then the delay DSN collected for `id` in this round, if any.
   void MaybeSendDsn(queue::MessageId id);
-  void CountRecipient(const Job& job, metrics::RecipientResult result) const;
+  void CountRecipient(const Job& job, const queue::MessageInfo& info,
+                      metrics::RecipientResult result) const;
   int64_t NowUnixMs() const;
   // The recipient's outcome waits in unrecorded_: it must not be attempted again.
   bool OutcomeWaiting(queue::MessageId id, uint32_t recipient) const;
@@ -241,7 +242,8 @@ class DeliveryEngine {
   // Adds `failed` to the failure or delay DSN of `info` that `intent` asks for.
   void CollectDsn(DsnIntent intent, const queue::MessageInfo& info, const FailedRecipient& failed);
   // The stats and metrics of a recorded outcome.
-  void CountOutcome(const Job& job, const Disposition& d, const AttemptInfo& attempt);
+  void CountOutcome(const Job& job, const queue::MessageInfo& info, const Disposition& d,
+                    const AttemptInfo& attempt);
   // Opens an attempt marker again after a deferral whose copy may be out there (Disposition).
   void ReopenAttemptMarker(queue::MessageId id, uint32_t recipient, int64_t now, const char* why);
   bool Recording() const { return log_ != nullptr || journal_ != nullptr; }

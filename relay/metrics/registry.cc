@@ -55,6 +55,22 @@ void AppendLabels(const Labels& labels, const std::pair<std::string, std::string
 
 }  // namespace
 
+int LabelTable::Slot(std::string_view value) {
+  absl::MutexLock lock(&mu_);
+  auto it = index_.find(absl::string_view(value.data(), value.size()));
+  if (it != index_.end()) return it->second;
+  if (names_.size() >= slots_) return kOther;
+  const int slot = static_cast<int>(names_.size());
+  names_.emplace_back(value);
+  index_.emplace(names_.back(), slot);
+  return slot;
+}
+
+std::string LabelTable::Name(int slot) const {
+  absl::MutexLock lock(&mu_);
+  return slot >= 0 && static_cast<size_t>(slot) < names_.size() ? names_[slot] : "";
+}
+
 Registry::Registry(int shards) : shards_(shards) { CHECK(shards >= 1 && shards <= kShardsMax); }
 
 Registry::~Registry() = default;
@@ -104,6 +120,23 @@ Counter Registry::AddCounter(std::string_view name, const FamilyOptions& options
                              const Labels& labels) {
   Family* f = FindOrAddFamily(name, MetricType::kCounter, options, labels);
   return Counter(this, SeriesSlot(f, labels, 1));
+}
+
+Counter Registry::AddDynamicCounter(std::string_view name, const FamilyOptions& options,
+                                    const Labels& labels, const std::string& dynamic_label,
+                                    const LabelTable* table, int slot) {
+  Labels all = labels;
+  // A placeholder no real value can be (a control character): one series per slot.
+  all.emplace_back(dynamic_label, absl::StrCat("\x01", slot));
+  Family* f = FindOrAddFamily(name, MetricType::kCounter, options, all);
+  const uint32_t cell = SeriesSlot(f, all, 1);
+  for (Series& s : f->series) {
+    if (s.slot == cell) {
+      s.table = table;
+      s.table_slot = slot;
+    }
+  }
+  return Counter(this, cell);
 }
 
 Gauge Registry::AddGauge(std::string_view name, const FamilyOptions& options,
@@ -214,8 +247,16 @@ void Registry::RenderFamily(const Family& f, std::string* out) const {
       continue;
     }
     if (f.type == MetricType::kCounter) {
-      out->append(f.name);
-      AppendLabels(s.labels, nullptr, out);
+      if (s.table != nullptr) {
+        Labels labels = s.labels;
+        labels.back().second = s.table->Name(s.table_slot);
+        if (labels.back().second.empty()) continue;  // a slot no value has taken yet
+        out->append(f.name);
+        AppendLabels(labels, nullptr, out);
+      } else {
+        out->append(f.name);
+        AppendLabels(s.labels, nullptr, out);
+      }
       uint64_t v = Sum(s.slot);
       absl::StrAppend(out, " ", scale == 1.0 ? absl::StrCat(v) : FormatDouble(v * scale), "\n");
       continue;

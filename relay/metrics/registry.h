@@ -28,6 +28,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "relay/base/check.h"
 
 namespace relay::metrics {
@@ -90,6 +93,28 @@ class Histogram {
   const std::vector<uint64_t>* bounds_ = nullptr;
 };
 
+// Label values learned from traffic (a campaign's name), bounded: the first `slots` distinct
+// values get a slot each, in the order they are first seen, and keep it for the life of the
+// process; later ones share kOther. Any thread (one mutex around a hash probe).
+class LabelTable {
+ public:
+  static constexpr int kOther = -1;
+  explicit LabelTable(size_t slots) : slots_(slots) {}
+  LabelTable(const LabelTable&) = delete;
+  LabelTable& operator=(const LabelTable&) = delete;
+  // The slot of `value`, taking the next free one; kOther when every slot is taken.
+  int Slot(std::string_view value);
+  // The value in `slot`; "" while the slot is free.
+  std::string Name(int slot) const;
+  size_t slots() const { return slots_; }
+
+ private:
+  const size_t slots_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int> index_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> names_ ABSL_GUARDED_BY(mu_);
+};
+
 struct FamilyOptions {
   std::string help;
   // Values (and, for histograms, bounds and sums) are multiplied by this when rendered.
@@ -117,6 +142,12 @@ class Registry {
   Gauge AddGauge(std::string_view name, const FamilyOptions& options, const Labels& labels = {});
   Histogram AddHistogram(std::string_view name, const FamilyOptions& options,
                          const Labels& labels = {});
+  // A counter whose last label, `dynamic_label`, takes at each scrape the value `table` holds in
+  // `slot`; the series is left out while the slot is free. `labels` are the fixed ones; `table`
+  // outlives the registry.
+  Counter AddDynamicCounter(std::string_view name, const FamilyOptions& options,
+                            const Labels& labels, const std::string& dynamic_label,
+                            const LabelTable* table, int slot);
   // A series whose value is computed at scrape time (on the scraping thread): process-wide
   // values such as the start time. `value` must be safe to call from that thread.
   void AddCallback(std::string_view name, MetricType type, const FamilyOptions& options,
@@ -150,6 +181,8 @@ class Registry {
     Labels labels;
     uint32_t slot = 0;
     std::function<double()> callback;
+    const LabelTable* table = nullptr;  // AddDynamicCounter: the last label's value is
+    int table_slot = 0;                 // table->Name(table_slot)
   };
   struct Family {
     std::string name;

@@ -212,6 +212,7 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
   }
   site_count_ = static_cast<int>(sites.size());
   source_count_ = static_cast<int>(sources.size());
+  AddTenantSeries(options.tenants);
   for (const std::string& name : sites) {
     Labels l = {{"site", name}};
     Site site;
@@ -287,6 +288,66 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
                 [] { return static_cast<double>(ExpectationFailures()); });
   if (options.add_series) options.add_series(&r);
   r.Freeze();
+}
+
+void RelayMetrics::AddTenantSeries(const std::vector<std::string>& named) {
+  std::vector<std::string> tenants = {"none"};
+  for (const std::string& t : named) {
+    if (tenant_index_.contains(t)) continue;
+    if (static_cast<int>(tenants.size()) - 1 >= kTenantsMax) {
+      tenants.push_back("other");
+      break;
+    }
+    tenant_index_[t] = static_cast<int>(tenants.size());
+    tenants.push_back(t);
+  }
+  for (const std::string& t : named) {
+    if (!tenant_index_.contains(t)) tenant_index_[t] = static_cast<int>(tenants.size()) - 1;
+  }
+  tenant_count_ = static_cast<int>(tenants.size());
+  campaigns_ = std::make_unique<LabelTable>(kCampaignsMax);
+  static constexpr const char* kResults[] = {"delivered", "deferred", "bounced"};
+  for (const char* result : kResults) {
+    for (const std::string& t : tenants) {
+      tenant_recipients_.push_back(registry_.AddCounter(
+          "relay_tenant_recipients_total",
+          Help("Recipients' outcomes by named tenant ([[tenants]]; \"none\": mail of no named "
+               "tenant)."),
+          {{"result", result}, {"tenant", t}}));
+    }
+    const FamilyOptions help = Help(
+        "Recipients' outcomes by campaign (the first 32 campaigns named since the start "
+        "have a label each; later ones share \"other\"; \"none\": no campaign).");
+    for (const char* fixed : {"none", "other"}) {
+      campaign_recipients_.push_back(registry_.AddCounter(
+          "relay_campaign_recipients_total", help, {{"result", result}, {"campaign", fixed}}));
+    }
+    for (int slot = 0; slot < kCampaignsMax; ++slot) {
+      campaign_recipients_.push_back(
+          registry_.AddDynamicCounter("relay_campaign_recipients_total", help, {{"result", result}},
+                                      "campaign", campaigns_.get(), slot));
+    }
+  }
+}
+
+int RelayMetrics::TenantIndex(std::string_view tenant) const {
+  auto it = tenant_index_.find(absl::string_view(tenant.data(), tenant.size()));
+  return it == tenant_index_.end() ? 0 : it->second;
+}
+
+int RelayMetrics::CampaignIndex(std::string_view campaign) const {
+  if (campaign.empty()) return 0;
+  const int slot = campaigns_->Slot(campaign);
+  return slot == LabelTable::kOther ? 1 : 2 + slot;
+}
+
+void RelayMetrics::TenantRecipient(int shard, RecipientResult result, int tenant,
+                                   int campaign) const {
+  const size_t r = static_cast<size_t>(result);
+  if (tenant < 0 || tenant >= tenant_count_) tenant = 0;
+  if (campaign < 0 || campaign >= 2 + kCampaignsMax) campaign = 0;
+  tenant_recipients_[r * tenant_count_ + tenant].Add(shard);
+  campaign_recipients_[r * (2 + kCampaignsMax) + campaign].Add(shard);
 }
 
 int RelayMetrics::SiteIndex(std::string_view rule_name) const {

@@ -41,6 +41,8 @@ struct RelayMetricsOptions {
   // Empty: those two series are left out.
   std::string spool_directory;
   const Clock* clock = nullptr;  // for the oldest message's age; null: RealClock
+  // Named tenants ([[tenants]] names): relay_tenant_recipients_total{tenant}.
+  std::vector<std::string> tenants;
   // Series of parts outside the shards (the event sinks), added as callbacks before the registry
   // freezes; null: none.
   std::function<void(Registry*)> add_series;
@@ -68,6 +70,10 @@ class RelayMetrics {
   // Rule names and egress sources with a label of their own (see the file comment).
   static constexpr int kSitesMax = 32;
   static constexpr int kSourcesMax = 64;
+  // Named tenants with a label of their own (the rest share "other"; mail of no named tenant is
+  // "none"), and campaigns: the first kCampaignsMax names seen since the start get one each.
+  static constexpr int kTenantsMax = 32;
+  static constexpr int kCampaignsMax = 32;
   // Bucket bounds in microseconds: fdatasync on this class of machine takes ~0.4 ms, up to tens
   // of ms on a busy disk; RSA-2048 signing ~0.6 ms, Ed25519 ~25 µs.
   static const std::vector<uint64_t>& LatencyBoundsUs();
@@ -92,6 +98,15 @@ class RelayMetrics {
   // relay_recipient_failures_total{result, category, site}.
   void Failure(int shard, RecipientResult result, int site,
                feedback::BounceCategory category) const;
+
+  // The label index of a message's named tenant ("" or unknown: "none"), and of its campaign
+  // ("": "none"; a new name takes a free label while there is one, else "other"). Any thread.
+  int TenantIndex(std::string_view tenant) const;
+  int CampaignIndex(std::string_view campaign) const;
+  // One recipient's outcome by tenant and by campaign (indices from the two above):
+  // relay_tenant_recipients_total{tenant, result}, relay_campaign_recipients_total{campaign,
+  // result}.
+  void TenantRecipient(int shard, RecipientResult result, int tenant, int campaign) const;
 
   // Per-site series; `site` from SiteIndex (out of range: "none").
   struct Site {
@@ -164,6 +179,7 @@ class RelayMetrics {
   Counter auth_[3];
   Counter feedback_[kFeedbackResults];
   Counter dkim_signatures_[2];
+  void AddTenantSeries(const std::vector<std::string>& named);
   absl::flat_hash_map<std::string, int> site_index_;
   // [result][site + 1][source label]: index 0 is "none".
   std::vector<Counter> recipients_;
@@ -173,6 +189,13 @@ class RelayMetrics {
   int site_count_ = 0;       // "none" and "other" included
   int source_count_ = 0;     // "none" and "other" included
   int source_other_ = -1;    // the source label of "other", -1 when every source has its own
+  absl::flat_hash_map<std::string, int> tenant_index_;  // named tenant -> label index
+  int tenant_count_ = 0;                                // labels: "none", names, "other"
+  // [result][tenant label], [result][campaign label]: campaign labels are "none", "other", then
+  // the learned names.
+  std::vector<Counter> tenant_recipients_;
+  std::vector<Counter> campaign_recipients_;
+  std::unique_ptr<LabelTable> campaigns_;
   std::vector<Counter> loop_turns_;
   // One cache line per shard: each shard stores its own without sharing a line.
   struct alignas(64) Oldest {

@@ -47,6 +47,44 @@ TEST(RelayMetricsTest, RecipientsBySiteAndSource) {
   EXPECT_EQ(series, 3u * 4 * 3);
 }
 
+// Named tenants have a label each; campaigns take one as they are first seen, up to
+// kCampaignsMax, then share "other"; a label not yet taken is not rendered at all.
+TEST(RelayMetricsTest, RecipientsByTenantAndCampaign) {
+  RelayMetricsOptions o = Options();
+  o.tenants = {"shop", "billing"};
+  RelayMetrics m(o);
+  EXPECT_EQ(m.TenantIndex(""), 0);
+  EXPECT_EQ(m.TenantIndex("example.com"), 0) << "a sending domain is not a label";
+  EXPECT_EQ(m.CampaignIndex(""), 0);
+  const int spring = m.CampaignIndex("spring-2027");
+  EXPECT_EQ(m.CampaignIndex("spring-2027"), spring);
+  m.TenantRecipient(0, RecipientResult::kDelivered, m.TenantIndex("shop"), spring);
+  m.TenantRecipient(1, RecipientResult::kDelivered, m.TenantIndex("shop"), spring);
+  m.TenantRecipient(1, RecipientResult::kBounced, m.TenantIndex("billing"), 0);
+  m.TenantRecipient(0, RecipientResult::kDeferred, 0, 999);  // out of range: "none"
+  std::string text = m.Render();
+  EXPECT_TRUE(Has(text, "relay_tenant_recipients_total{result=\"delivered\",tenant=\"shop\"} 2"))
+      << text;
+  EXPECT_TRUE(Has(text, "relay_tenant_recipients_total{result=\"bounced\",tenant=\"billing\"} 1"));
+  EXPECT_TRUE(Has(text, "relay_tenant_recipients_total{result=\"deferred\",tenant=\"none\"} 1"));
+  EXPECT_TRUE(Has(
+      text, "relay_campaign_recipients_total{result=\"delivered\",campaign=\"spring-2027\"} 2"));
+  EXPECT_TRUE(Has(text, "relay_campaign_recipients_total{result=\"bounced\",campaign=\"none\"} 1"));
+  EXPECT_EQ(text.find("\x01"), std::string::npos) << "placeholders never reach a scrape";
+  for (int i = 1; i < RelayMetrics::kCampaignsMax; ++i) {
+    EXPECT_GE(m.CampaignIndex("c" + std::to_string(i)), 2);
+  }
+  const int late = m.CampaignIndex("one-too-many");
+  EXPECT_EQ(late, 1);
+  m.TenantRecipient(0, RecipientResult::kDelivered, 0, late);
+  text = m.Render();
+  EXPECT_TRUE(
+      Has(text, "relay_campaign_recipients_total{result=\"delivered\",campaign=\"other\"} 1"));
+  EXPECT_TRUE(
+      Has(text, "relay_campaign_recipients_total{result=\"delivered\",campaign=\"c31\"} 0"));
+  EXPECT_EQ(text.find("one-too-many"), std::string::npos);
+}
+
 TEST(RelayMetricsTest, FailuresByCategoryAndSite) {
   RelayMetrics m(Options());
   m.Failure(0, RecipientResult::kBounced, m.SiteIndex("google"),

@@ -238,6 +238,7 @@ std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const Config& config, int sh
       options.sites.push_back(spec.name);
     }
   }
+  for (const config::Tenant& t : config.tenants.tenants()) options.tenants.push_back(t.name);
   auto pool = delivery::EgressPool::Create(config.delivery.sources, config.delivery.strategy,
                                            config.hostname);
   if (pool.ok()) {

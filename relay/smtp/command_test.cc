@@ -121,6 +121,27 @@ TEST(ParseMailArgument, PathAndParams) {
   EXPECT_EQ(mail.params.body, BodyType::k7Bit);
 }
 
+TEST(ParseMailArgument, Campaign) {
+  MailCommand mail;
+  ASSERT_EQ(ParseMailArgument("FROM:<a@b.example> XCAMPAIGN=spring+2D2027/a", &mail),
+            ArgError::kNone);
+  EXPECT_EQ(mail.params.campaign, "spring-2027/a");
+  ASSERT_EQ(ParseMailArgument("FROM:<a@b.example> xcampaign=news+20letter", &mail),
+            ArgError::kNone);
+  EXPECT_EQ(mail.params.campaign, "news letter");
+  // Not a label: a control character, a quote, too long, empty; twice.
+  for (const char* bad : {"XCAMPAIGN=a+0Ab", "XCAMPAIGN=a\"b", "XCAMPAIGN=", "XCAMPAIGN=+20x"}) {
+    EXPECT_EQ(ParseMailArgument(std::string("FROM:<a@b.example> ") + bad, &mail),
+              ArgError::kParamSyntax)
+        << bad;
+  }
+  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> XCAMPAIGN=" + std::string(65, 'c'), &mail),
+            ArgError::kParamSyntax);
+  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> XCAMPAIGN=a XCAMPAIGN=b", &mail),
+            ArgError::kParamDuplicate);
+  EXPECT_TRUE(IsValidLabel(std::string(64, 'c')));
+}
+
 TEST(ParseMailArgument, Errors) {
   MailCommand mail;
   EXPECT_EQ(ParseMailArgument("TO:<a@b.example>", &mail), ArgError::kSyntax);

@@ -265,6 +265,32 @@ TEST(ServerSession, MailParametersAndAddresses) {
                                       "Postmaster"}));
 }
 
+// XCAMPAIGN is the relay's own MAIL parameter: advertised and taken where the listener offers it
+// (submission), 555 elsewhere.
+TEST(ServerSession, CampaignParameterOnlyWhereOffered) {
+  ServerConfig config = TestConfig();
+  config.campaigns = true;
+  Driver d(config);
+  d.Connect(/*implicit_tls=*/true);
+  EXPECT_NE(d.Send("EHLO client.example\r\n").find("250-XCAMPAIGN\r\n"), std::string::npos);
+  ASSERT_EQ(d.Send("AUTH PLAIN " + PlainResponse("alice", "secret") + "\r\n"),
+            "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> XCAMPAIGN=a+0Ab\r\n"),
+            "501 5.5.4 Bad MAIL parameter\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> XCAMPAIGN=spring+2D2027\r\n"),
+            "250 2.1.0 Ok\r\n");
+  d.Send("RCPT TO:<a@b.example>\r\nDATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.envelopes.size(), 1u);
+  EXPECT_EQ(d.envelopes[0].params.campaign, "spring-2027");
+
+  Driver plain;  // campaigns off: not advertised, not taken
+  plain.Connect(/*implicit_tls=*/true);
+  EXPECT_EQ(plain.Send("EHLO client.example\r\n").find("XCAMPAIGN"), std::string::npos);
+  plain.Send("AUTH PLAIN " + PlainResponse("alice", "secret") + "\r\n");
+  EXPECT_EQ(plain.Send("MAIL FROM:<alice@example.com> XCAMPAIGN=x\r\n"),
+            "555 5.5.4 Unsupported MAIL parameter\r\n");
+}
+
 TEST(ServerSession, MailParamsNeedEhlo) {
   ServerConfig config = TestConfig();
   config.auth_required = false;  // port 25 style

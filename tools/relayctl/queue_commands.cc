@@ -30,8 +30,11 @@ struct Args {
   std::string spool = kDefaultSpoolDir;
   std::string domain;
   std::string sender;
+  std::string tenant;    // list: only this tenant's messages (queue::TenantOf)
+  std::string campaign;  // list: only this campaign's
   std::string id;
-  std::string by = "domain";  // summary: "domain" (destination) or "sender" (sending domain)
+  // summary: "domain" (destination), "sender" (sending domain), "tenant", "campaign", "priority"
+  std::string by = "domain";
   size_t top = 20;            // summary: rows before "(other)"
 };
 
@@ -39,9 +42,11 @@ int Usage() {
   std::fprintf(
       stderr,
       "usage: relayctl queue list [--spool DIR] [--domain DOMAIN] [--sender ADDR|@DOMAIN]\n"
+      "                           [--tenant NAME] [--campaign NAME]\n"
       "       relayctl queue show ID [--spool DIR]\n"
       "       relayctl queue stats [--spool DIR]\n"
-      "       relayctl queue summary [--spool DIR] [--by domain|sender] [--top N]\n");
+      "       relayctl queue summary [--spool DIR] [--by domain|sender|tenant|campaign|priority]\n"
+      "                              [--top N]\n");
   return 2;
 }
 
@@ -129,7 +134,11 @@ bool Matches(const MessageInfo& m, const Args& args) {
     }
     if (!any) return false;
   }
-  return true;
+  if (!args.tenant.empty() &&
+      queue::TenantOf(m.attributes, m.sender) != absl::AsciiStrToLower(args.tenant)) {
+    return false;
+  }
+  return args.campaign.empty() || m.attributes.campaign == args.campaign;
 }
 
 std::string LastReply(const MessageInfo& m) {
@@ -180,6 +189,11 @@ int Show(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args& a
     std::printf("id: %s\nage: %s\nsize: %zu bytes\nsender: %s\n", m->id.ToString().c_str(),
                 Age(now_ms - m->created_unix_ms).c_str(), m->message.size(),
                 std::string(Sender(*m)).c_str());
+    std::printf("tenant: %s\n", OneLine(queue::TenantOf(m->attributes, m->sender), 80).c_str());
+    if (!m->attributes.campaign.empty()) {
+      std::printf("campaign: %s\n", OneLine(m->attributes.campaign, 80).c_str());
+    }
+    std::printf("priority: %s\n", queue::PriorityName(m->attributes.priority));
     if (m->delay_notified) std::printf("delay notice: sent to the sender\n");
     for (size_t i = 0; i < m->recipients.size(); ++i) {
       const queue::RecipientState& r = m->recipients[i];
@@ -273,8 +287,27 @@ constexpr size_t kSummaryBuckets = sizeof(kSummaryBucketsMin) / sizeof(kSummaryB
 
 struct SummaryRow {
   uint64_t total = 0;
+  uint64_t bytes = 0;  // of the messages, once per pending recipient (what is left to send)
   uint64_t buckets[kSummaryBuckets] = {};
 };
+
+// The row a pending recipient `r` of `m` counts in for `--by`.
+std::string SummaryKey(const MessageInfo& m, const queue::RecipientState& r,
+                       const std::string& by) {
+  if (by == "sender") return Domain(m.sender);
+  if (by == "tenant") return queue::TenantOf(m.attributes, m.sender);
+  if (by == "campaign") return m.attributes.campaign;
+  if (by == "priority") return queue::PriorityName(m.attributes.priority);
+  return Domain(r.address);
+}
+
+const char* SummaryTitle(const std::string& by) {
+  if (by == "sender") return "SENDING DOMAIN";
+  if (by == "tenant") return "TENANT";
+  if (by == "campaign") return "CAMPAIGN";
+  if (by == "priority") return "PRIORITY";
+  return "DESTINATION DOMAIN";
+}
 
 size_t BucketOf(int64_t age_ms) {
   size_t b = 0;
@@ -283,7 +316,9 @@ size_t BucketOf(int64_t age_ms) {
 }
 
 void PrintSummaryRow(const std::string& name, const SummaryRow& row) {
-  std::printf("%-32s %7llu", name.c_str(), static_cast<unsigned long long>(row.total));
+  std::printf("%-32s %7llu %12llu", OneLine(name, 32).c_str(),
+              static_cast<unsigned long long>(row.total),
+              static_cast<unsigned long long>(row.bytes));
   for (uint64_t n : row.buckets) std::printf(" %6llu", static_cast<unsigned long long>(n));
   std::printf("\n");
 }
@@ -299,9 +334,10 @@ int Summary(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args
       const size_t bucket = BucketOf(now_ms - m.created_unix_ms);
       for (const queue::RecipientState& r : m.recipients) {
         if (r.status != RecipientStatus::kPending) continue;
-        SummaryRow& row = rows[args.by == "sender" ? Domain(m.sender) : Domain(r.address)];
+        SummaryRow& row = rows[SummaryKey(m, r, args.by)];
         for (SummaryRow* x : {&row, &all}) {
           ++x->total;
+          x->bytes += m.message.size();
           ++x->buckets[bucket];
         }
       }
@@ -311,7 +347,7 @@ int Summary(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
     return a.second.total != b.second.total ? a.second.total > b.second.total : a.first < b.first;
   });
-  std::printf("%-32s %7s", args.by == "sender" ? "SENDING DOMAIN" : "DESTINATION DOMAIN", "T");
+  std::printf("%-32s %7s %12s", SummaryTitle(args.by), "T", "BYTES");
   for (int64_t m : kSummaryBucketsMin) std::printf(" %6lld", static_cast<long long>(m));
   std::printf(" %6s\n", "more");
   PrintSummaryRow("TOTAL", all);
@@ -322,6 +358,7 @@ int Summary(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args
       continue;
     }
     other.total += sorted[i].second.total;
+    other.bytes += sorted[i].second.bytes;
     for (size_t b = 0; b < kSummaryBuckets; ++b) other.buckets[b] += sorted[i].second.buckets[b];
   }
   if (sorted.size() > args.top) PrintSummaryRow("(other)", other);
@@ -347,8 +384,16 @@ int QueueCommand(int argc, char** argv) {
       if (!value(&args.domain)) return Usage();
     } else if (a == "--sender" && args.command == "list") {
       if (!value(&args.sender)) return Usage();
+    } else if (a == "--tenant" && args.command == "list") {
+      if (!value(&args.tenant)) return Usage();
+    } else if (a == "--campaign" && args.command == "list") {
+      if (!value(&args.campaign)) return Usage();
     } else if (a == "--by" && args.command == "summary") {
-      if (!value(&args.by) || (args.by != "domain" && args.by != "sender")) return Usage();
+      static constexpr std::string_view kBy[] = {"domain", "sender", "tenant", "campaign",
+                                                 "priority"};
+      if (!value(&args.by) || std::find(std::begin(kBy), std::end(kBy), args.by) == std::end(kBy)) {
+        return Usage();
+      }
     } else if (a == "--top" && args.command == "summary") {
       std::string n;
       if (!value(&n) || n.empty() || n.size() > 6 ||

@@ -189,6 +189,7 @@ void FuzzServerSession(std::string_view data) {
   config.tls_available = flags & 1;
   config.auth_required = flags & 2;
   config.auth_requires_tls = flags & 4;
+  config.campaigns = flags & 2;  // XCAMPAIGN where AUTH is required, as on submission
   const bool implicit_tls = flags & 8;
   if (flags & 16) {
     // Small limits so that short inputs reach them.
