@@ -232,6 +232,9 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   bool expired = info->created_unix_ms + options_.message_age_ms_max <= now;
   // Group the due pending recipients by domain (RFC 5321 §5.1: one MX lookup per domain).
   absl::flat_hash_map<std::string, Job> by_domain;
+  const std::string tenant = queue::TenantOf(info->attributes, info->sender);
+  const auto weight_it = options_.tenant_weights.find(info->attributes.tenant);
+  const uint32_t weight = weight_it == options_.tenant_weights.end() ? 1 : weight_it->second;
   std::vector<std::string> order;
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
     const queue::RecipientState& r = info->recipients[i];
@@ -244,6 +247,9 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     if (inserted) {
       it->second.id = id;
       it->second.domain = domain;
+      it->second.tenant = tenant;
+      it->second.priority = info->attributes.priority;
+      it->second.weight = weight;
       order.push_back(domain);
     }
     it->second.recipients.push_back(i);

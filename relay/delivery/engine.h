@@ -102,7 +102,7 @@ struct DeliveryOptions {
   // Outcomes waiting to be recorded at which no new delivery starts.
   size_t unrecorded_outcomes_max = 1000;
   // A recipient that bounces for good in one of these categories joins the suppression list of
-  // its message's sending domain (null: no list).
+  // its message's tenant (null: no list).
   feedback::SuppressionList* suppression = nullptr;
   std::vector<feedback::BounceCategory> suppress_categories;
   // VERP ([feedback]): a message whose sending domain has a bounce domain goes out one
@@ -112,6 +112,9 @@ struct DeliveryOptions {
   // engine's suspensions are its own.
   Suspensions* suspensions = nullptr;
   int shard = 0;  // named in the suspensions it posts
+  // Named tenants' weights ([[tenants]] weight): their share of a busy site against other
+  // tenants (relay/delivery/fair_queue.h). Any other tenant weighs 1.
+  absl::flat_hash_map<std::string, uint32_t> tenant_weights;
 };
 
 class DeliveryEngine {

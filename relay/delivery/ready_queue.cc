@@ -52,16 +52,10 @@ std::unique_ptr<Job> ReadyQueue::TakeJob(int64_t now_ms, int64_t* wait_ms) {
     *wait_ms = rate_.MsUntilAvailable(1, now_ms);
     return nullptr;
   }
-  auto job = std::make_unique<Job>(std::move(jobs_.front()));
-  jobs_.pop_front();
-  return job;
+  return std::make_unique<Job>(jobs_.Pop());
 }
 
-std::deque<Job> ReadyQueue::TakeAll() {
-  std::deque<Job> jobs;
-  jobs.swap(jobs_);
-  return jobs;
-}
+std::vector<Job> ReadyQueue::TakeAll() { return jobs_.TakeAll(); }
 
 bool ReadyQueue::MayOpenConnection(size_t idle_connections, int64_t now_ms, int64_t* wait_ms) {
   *wait_ms = 0;

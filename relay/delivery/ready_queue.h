@@ -1,6 +1,8 @@
 // A ready queue: the jobs waiting for a connection to one site (a shaping rule's MX hosts) from
 // one egress source, with that pair's limits: open connections, the message and connection
-// rates (token buckets), and a suspension after a reply rule or an unreachable site. It decides;
+// rates (token buckets), and a suspension after a reply rule or an unreachable site. Jobs leave
+// by priority class, then by weighted round robin between tenants (relay/delivery/fair_queue.h),
+// so a tenant's backlog delays neither a transactional message nor another tenant. It decides;
 // the engine acts (opens connections, arms the pump timer, fails jobs). No clock of its own:
 // every call takes the caller's monotonic milliseconds, so tests drive it exactly.
 //
@@ -17,6 +19,7 @@
 
 #include "dns/mx.h"
 #include "queue/record_format.h"
+#include "relay/delivery/fair_queue.h"
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/io/timer_wheel.h"
@@ -32,6 +35,11 @@ struct Job {
   std::string site;                  // set once the MX lookup chose a ready queue
   std::vector<uint32_t> recipients;  // indices into the envelope
   std::string mail_from;             // the return path when not the stored sender: VERP
+  // Its message's tenant (queue::TenantOf), class and the tenant's weight: its place in the
+  // ready queue (FairQueue).
+  std::string tenant;
+  queue::Priority priority = queue::Priority::kNormal;
+  uint32_t weight = 1;
   int64_t queued_ms = 0;             // when it joined its ready queue (monotonic)
   int metrics_site = -1;             // the shaping rule's metrics label index, -1: none yet
   int source = -1;                   // the egress source index, -1: none yet
@@ -59,12 +67,18 @@ class ReadyQueue {
   int64_t suspended_until_ms() const { return suspended_until_ms_; }
   const std::string& suspended_reason() const { return suspended_reason_; }
 
-  void Push(Job job) { jobs_.push_back(std::move(job)); }
+  void Push(Job job) {
+    const queue::Priority priority = job.priority;
+    const std::string tenant = job.tenant;
+    const uint32_t weight = job.weight;
+    jobs_.Push(std::move(job), priority, tenant, weight);
+  }
   // The next job, when the message rate allows one now; otherwise nullptr, and `*wait_ms` says
   // when to ask again (TokenBucket::kNeverMs: never). nullptr with *wait_ms 0 when empty.
   std::unique_ptr<Job> TakeJob(int64_t now_ms, int64_t* wait_ms);
-  // Every waiting job, leaving the queue empty (the site is unreachable or suspended).
-  std::deque<Job> TakeAll();
+  // Every waiting job, in the order TakeJob would give them, leaving the queue empty (the site is
+  // unreachable or suspended).
+  std::vector<Job> TakeAll();
   size_t waiting() const { return jobs_.size(); }
   bool empty() const { return jobs_.empty(); }
 
@@ -91,7 +105,7 @@ class ReadyQueue {
   ShapingRule limits_;
   std::vector<dns::Candidate> candidates_;
   int metrics_site_ = -1;
-  std::deque<Job> jobs_;
+  FairQueue<Job> jobs_;
   std::vector<OutboundConnection*> connections_;
   bool updated_ = false;         // Update ran: limits_ holds a rule
   TokenBucket rate_;             // messages_per_second, with burst

@@ -48,6 +48,36 @@ TEST(ReadyQueueTest, TakesJobsInOrderAtTheMessageRate) {
   EXPECT_TRUE(q.empty());
 }
 
+// At a throttled site a tenant's backlog of bulk jobs delays neither a transactional job nor
+// another tenant's: the rate's tokens go by class, then round robin by weight.
+TEST(ReadyQueueTest, TheRateIsSharedByClassThenByTenant) {
+  ReadyQueue q("google", 0, 1000);
+  q.Update(Rule(1, 1, 10, 0), {}, -1, 1000);
+  for (uint64_t i = 1; i <= 100; ++i) {
+    Job job = MakeJob(i);
+    job.tenant = "news";
+    job.priority = queue::Priority::kBulk;
+    q.Push(std::move(job));
+  }
+  Job other = MakeJob(200);
+  other.tenant = "club";
+  other.priority = queue::Priority::kBulk;
+  q.Push(std::move(other));
+  Job reset = MakeJob(300);
+  reset.tenant = "shop";
+  reset.priority = queue::Priority::kTransactional;
+  q.Push(std::move(reset));
+  int64_t wait = 0;
+  EXPECT_EQ(q.TakeJob(1000, &wait)->id.lo, 300u) << "the transactional job first";
+  EXPECT_EQ(q.TakeJob(2000, &wait)->id.lo, 1u);
+  EXPECT_EQ(q.TakeJob(3000, &wait)->id.lo, 200u) << "the other tenant's turn";
+  EXPECT_EQ(q.TakeJob(4000, &wait)->id.lo, 2u);
+  EXPECT_EQ(q.waiting(), 98u);
+  std::vector<Job> rest = q.TakeAll();
+  ASSERT_EQ(rest.size(), 98u);
+  EXPECT_EQ(rest.front().id.lo, 3u);
+}
+
 TEST(ReadyQueueTest, NoRateMeansNoWait) {
   ReadyQueue q("default", 0, 0);
   q.Update(Rule(0, 0, 10, 0), {}, -1, 0);

@@ -253,6 +253,9 @@ absl::Status Shard::StartDelivery() {
     options.unrecorded_outcomes_max = config.delivery.unrecorded_outcomes_max;
     options.suppression = shared_.suppression;
     options.suppress_categories = config.suppression.bounce_categories;
+    for (const config::Tenant& t : config.tenants.tenants()) {
+      options.tenant_weights[t.name] = t.weight;
+    }
     options.verp = shared_.verp;
     options.suspensions = shared_.suspensions;
     options.shard = index_;
