@@ -2,6 +2,7 @@
 
 #include <nmmintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -111,14 +112,23 @@ bool KnownVersion(RecordType type, uint8_t version) {
 
 // The attributes block's bytes (without its own str16 length); 0 for empty attributes.
 size_t AttributesBytes(const MessageAttributes& a) {
-  return a.empty() ? 0 : 2 + a.tenant.size() + 2 + a.campaign.size() + 1;
+  return a.empty() ? 0 : 2 + a.tenant.size() + 2 + a.campaign.size() + 1 + 2 + a.envid.size() + 1;
+}
+
+bool HasRecipientDsn(const std::vector<RecipientState>& recipients) {
+  for (const RecipientState& r : recipients) {
+    if (r.notify != 0 || !r.orcpt.empty()) return true;
+  }
+  return false;
 }
 
 char* PutAttributes(char* p, const MessageAttributes& a) {
   p = Put<uint16_t>(p, static_cast<uint16_t>(AttributesBytes(a)));
   p = PutStr16(p, a.tenant);
   p = PutStr16(p, a.campaign);
-  return Put<uint8_t>(p, static_cast<uint8_t>(a.priority));
+  p = Put<uint8_t>(p, static_cast<uint8_t>(a.priority));
+  p = PutStr16(p, a.envid);
+  return Put<uint8_t>(p, a.dsn_ret);
 }
 
 // The fields of an attributes block this code knows; bytes after them are a later version's
@@ -135,6 +145,13 @@ bool DecodeAttributes(std::string_view block, MessageAttributes* a) {
   a->tenant.assign(tenant);
   a->campaign.assign(campaign);
   a->priority = static_cast<Priority>(priority);
+  if (r.empty()) return true;  // a block without the DSN fields
+  std::string_view envid;
+  if (!r.GetStr16(&envid) || envid.size() > kAttributeBytesMax || !r.Get(&a->dsn_ret) ||
+      a->dsn_ret > kDsnRetMax) {
+    return false;
+  }
+  a->envid.assign(envid);
   return true;
 }
 
@@ -218,9 +235,11 @@ size_t MessagePayloadBytes(std::string_view sender, const MessageAttributes& att
   size_t n = 16 + 8 + 4 + 2 + sender.size() + 4;
   if (!attributes.empty()) n += 2 + AttributesBytes(attributes);
   const bool originals = HasOriginals(recipients);
+  const bool dsn = HasRecipientDsn(recipients);
   for (const RecipientState& r : recipients) {
     n += 2 + r.address.size() + 1 + 4 + 8 + 2 + r.last_reply.size();
     if (originals) n += 2 + r.original.size();
+    if (dsn) n += 1 + 2 + r.orcpt.size();
   }
   return n + 4 + message_bytes;
 }
@@ -239,9 +258,11 @@ size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_
   char* p = out + kRecordHeaderBytes;
   const bool originals = HasOriginals(recipients);
   const bool with_attributes = !attributes.empty();
-  flags &= ~(kMessageFlagOriginalRecipients | kMessageFlagAttributes);
+  const bool dsn = HasRecipientDsn(recipients);
+  flags &= ~(kMessageFlagOriginalRecipients | kMessageFlagAttributes | kMessageFlagRecipientDsn);
   if (originals) flags |= kMessageFlagOriginalRecipients;
   if (with_attributes) flags |= kMessageFlagAttributes;
+  if (dsn) flags |= kMessageFlagRecipientDsn;
   PutId(p, id);
   p = Put<int64_t>(p, created_unix_ms);
   p = Put<uint32_t>(p, flags);
@@ -255,14 +276,18 @@ size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_
     p = Put<int64_t>(p, r.next_attempt_unix_ms);
     p = PutStr16(p, r.last_reply);
     if (originals) p = PutStr16(p, r.original);
+    if (dsn) {
+      p = Put<uint8_t>(p, r.notify);
+      p = PutStr16(p, r.orcpt);
+    }
   }
   p = Put<uint32_t>(p, static_cast<uint32_t>(message_part1.size() + message_part2.size()));
   p = PutBytes(p, message_part1);
   p = PutBytes(p, message_part2);
   // The lowest version that holds the record: older readers still read the rest.
-  const uint8_t version = with_attributes ? kMessageWithAttributesVersion
-                          : originals     ? kMessageWithOriginalsVersion
-                                          : RecordVersion(RecordType::kMessage);
+  const uint8_t version = with_attributes || dsn ? kMessageWithAttributesVersion
+                          : originals            ? kMessageWithOriginalsVersion
+                                                 : RecordVersion(RecordType::kMessage);
   return Finish(out, RecordType::kMessage, segment_seq, p - (out + kRecordHeaderBytes), version);
 }
 
@@ -327,14 +352,18 @@ absl::StatusOr<MessageRecordView> DecodeMessagePayload(std::string_view payload)
   }
   v.recipients.resize(count);
   const bool originals = (v.flags & kMessageFlagOriginalRecipients) != 0;
+  const bool dsn = (v.flags & kMessageFlagRecipientDsn) != 0;
   for (RecipientState& rs : v.recipients) {
-    std::string_view address, reply, original;
+    std::string_view address, reply, original, orcpt;
     uint8_t status;
     if (!r.GetStr16(&address) || !r.Get(&status) || status > 2 || !r.Get(&rs.attempts) ||
         !r.Get(&rs.next_attempt_unix_ms) || !r.GetStr16(&reply) ||
-        (originals && !r.GetStr16(&original))) {
+        (originals && !r.GetStr16(&original)) ||
+        (dsn && (!r.Get(&rs.notify) || rs.notify > kNotifyMax || !r.GetStr16(&orcpt) ||
+                 orcpt.size() > kOrcptBytesMax))) {
       return absl::DataLossError("malformed message record recipient");
     }
+    rs.orcpt.assign(orcpt);
     rs.address.assign(address);
     rs.status = static_cast<RecipientStatus>(status);
     rs.last_reply.assign(reply);

@@ -28,12 +28,16 @@
 // length then the bytes):
 //   kMessage:   id(16) created_unix_ms(i64) flags(u32) sender(str16)
 //               [attributes(str16): with kMessageFlagAttributes, record version 4; its bytes are
-//                tenant(str16) campaign(str16) priority(u8), and a reader ignores bytes after the
-//                fields it knows, so later fields need no new version]
+//                tenant(str16) campaign(str16) priority(u8) [envid(str16) ret(u8)]
+//                -- the bracketed part may be absent (a block of the first version 4 writers);
+//                a reader ignores bytes after the fields it knows, so later fields need no new
+//                version]
 //               recipient_count(u32)
 //               per recipient: address(str16) status(u8) attempts(u32) next_attempt_unix_ms(i64)
 //                              last_reply(str16) [original(str16): with
 //                              kMessageFlagOriginalRecipients, record version 3]
+//                              [notify(u8) orcpt(str16): with kMessageFlagRecipientDsn, record
+//                              version 4]
 //               message(str32)  -- the prepended headers (Received, DKIM-Signature) then the
 //                                  message as received; stored contiguously so it is served as
 //                                  one string_view straight from the mapping.
@@ -113,6 +117,8 @@ inline constexpr uint32_t kMessageFlagDelayNotified = 2;
 inline constexpr uint32_t kMessageFlagOriginalRecipients = 4;
 // The attributes block follows the sender (set by the encoder when any attribute is set).
 inline constexpr uint32_t kMessageFlagAttributes = 8;
+// Every recipient carries notify and orcpt (set by the encoder when any recipient has one).
+inline constexpr uint32_t kMessageFlagRecipientDsn = 16;
 
 // The segment header, at offset 0 of every segment file. `segment_seq` 0 means the file is a free
 // segment of the reserve. `committed_bytes` is the end of the records covered by the last completed
@@ -181,6 +187,10 @@ struct RecipientState {
   // target, which is private: a DSN names this one instead, see relay/delivery/delivery_policy.h);
   // empty when the sender's own address is `address`. RFC 3461 §4.2 calls it the ORCPT.
   std::string original;
+  // The client's DSN parameters for this recipient (RFC 3461 §4.1, §4.2): NOTIFY as
+  // smtp::kNotify* bits (0: none given, the relay's default) and ORCPT ("rfc822;a@b", "": none).
+  uint8_t notify = 0;
+  std::string orcpt;
   RecipientStatus status = RecipientStatus::kPending;
   uint32_t attempts = 0;
   int64_t next_attempt_unix_ms = 0;
@@ -204,12 +214,24 @@ struct MessageAttributes {
   std::string tenant;
   std::string campaign;  // as the client named it (printable ASCII, checked on input)
   Priority priority = Priority::kNormal;
+  // The DSN extension's message parameters as the client gave them (RFC 3461 §4.3, §4.4): ENVID
+  // and RET (0 none, 1 FULL, 2 HDRS: smtp::DsnReturn's values). NOTIFY and ORCPT are each
+  // recipient's (RecipientState).
+  std::string envid;
+  uint8_t dsn_ret = 0;
 
-  bool empty() const { return tenant.empty() && campaign.empty() && priority == Priority::kNormal; }
+  bool empty() const {
+    return tenant.empty() && campaign.empty() && priority == Priority::kNormal && envid.empty() &&
+           dsn_ret == 0;
+  }
   friend bool operator==(const MessageAttributes&, const MessageAttributes&) = default;
 };
-// Bytes each string attribute may hold; longer ones are refused by the spool.
+// Bytes each string attribute may hold; longer ones are refused by the spool (ENVID's limit is
+// 100, ORCPT's 500: RFC 3461 §4.4, §4.2).
 inline constexpr size_t kAttributeBytesMax = 128;
+inline constexpr size_t kOrcptBytesMax = 500;
+inline constexpr uint8_t kDsnRetMax = 2;
+inline constexpr uint8_t kNotifyMax = 15;
 
 // The message's tenant: the named one, else the sender's domain (lower-case), else "" (the null
 // sender: the relay's own DSNs).
@@ -222,6 +244,9 @@ struct Envelope {
   std::vector<std::string> recipients;
   // Empty, or parallel to `recipients`: RecipientState::original of each.
   std::vector<std::string> original_recipients;
+  // Empty, or parallel to `recipients`: RecipientState::notify and orcpt of each.
+  std::vector<uint8_t> notify;
+  std::vector<std::string> orcpt;
   MessageAttributes attributes;
 };
 

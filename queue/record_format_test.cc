@@ -206,14 +206,50 @@ TEST(RecordTest, AttributesRoundTripInVersion4) {
   EXPECT_FALSE(DecodeMessagePayload(bad).ok());
 }
 
+// The DSN parameters: ENVID and RET in the attributes block, NOTIFY and ORCPT per recipient
+// (kMessageFlagRecipientDsn), all in a version 4 record.
+TEST(RecordTest, DsnParametersRoundTrip) {
+  std::vector<RecipientState> rcpts(2);
+  rcpts[0].address = "a@example.org";
+  rcpts[0].notify = 1 | 2;
+  rcpts[0].orcpt = "rfc822;A@example.org";
+  rcpts[1].address = "b@example.org";
+  MessageAttributes attributes;
+  attributes.envid = "batch-7";
+  attributes.dsn_ret = 2;
+  std::string_view part = "Subject: x\r\n\r\nbody\r\n";
+  for (const MessageAttributes& a : {attributes, MessageAttributes{}}) {
+    size_t payload = MessagePayloadBytes("s@example.com", a, rcpts, part.size());
+    std::vector<char> buf(AlignRecord(kRecordHeaderBytes + payload));
+    ASSERT_EQ(EncodeMessageRecord(buf.data(), 5, MessageId{1, 2}, 17, 0, "s@example.com", a, rcpts,
+                                  part, {}),
+              buf.size());
+    RecordHeader header;
+    size_t total;
+    ASSERT_EQ(CheckRecord(buf.data(), buf.size(), 5, &header, &total), ScanResult::kValid);
+    EXPECT_EQ(header.version, kMessageWithAttributesVersion) << "recipients' DSN alone is v4";
+    auto view = DecodeMessagePayload(
+        std::string_view(buf.data() + kRecordHeaderBytes, header.payload_bytes));
+    ASSERT_TRUE(view.ok()) << view.status();
+    EXPECT_NE(view->flags & kMessageFlagRecipientDsn, 0u);
+    EXPECT_EQ(view->attributes, a);
+    EXPECT_EQ(view->recipients[0].notify, 3);
+    EXPECT_EQ(view->recipients[0].orcpt, "rfc822;A@example.org");
+    EXPECT_EQ(view->recipients[1].notify, 0);
+    EXPECT_EQ(view->recipients[1].orcpt, "");
+    EXPECT_EQ(view->message, part);
+  }
+}
+
 // A later version may append fields to the attributes block: this one reads the fields it knows.
 TEST(RecordTest, AttributesBlockIgnoresLaterFields) {
   std::string payload(16 + 8, '\0');
   const uint32_t flags = kMessageFlagAttributes;
   payload.append(reinterpret_cast<const char*>(&flags), 4);
   payload.append("\0\0", 2);  // the null sender
-  const std::string block =
-      std::string("\x01\0t", 3) + std::string("\x01\0c", 3) + "\x02" + "later";
+  // tenant "t", campaign "c", transactional, envid "e", RET=HDRS, then a later version's bytes.
+  const std::string block = std::string("\x01\0t", 3) + std::string("\x01\0c", 3) + "\x02" +
+                            std::string("\x01\0e", 3) + "\x02" + "later";
   const uint16_t block_bytes = static_cast<uint16_t>(block.size());
   payload.append(reinterpret_cast<const char*>(&block_bytes), 2);
   payload += block;
@@ -224,6 +260,26 @@ TEST(RecordTest, AttributesBlockIgnoresLaterFields) {
   EXPECT_EQ(view->attributes.tenant, "t");
   EXPECT_EQ(view->attributes.campaign, "c");
   EXPECT_EQ(view->attributes.priority, Priority::kTransactional);
+  EXPECT_EQ(view->attributes.envid, "e");
+  EXPECT_EQ(view->attributes.dsn_ret, 2);
+}
+
+// A block of the first version 4 writers ends after the priority: no DSN fields, still read.
+TEST(RecordTest, AttributesBlockWithoutDsnFields) {
+  std::string payload(16 + 8, '\0');
+  const uint32_t flags = kMessageFlagAttributes;
+  payload.append(reinterpret_cast<const char*>(&flags), 4);
+  payload.append("\0\0", 2);
+  const std::string block = std::string("\x01\0t", 3) + std::string("\0\0", 2) + "\x01";
+  const uint16_t block_bytes = static_cast<uint16_t>(block.size());
+  payload.append(reinterpret_cast<const char*>(&block_bytes), 2);
+  payload += block;
+  payload.append(std::string(8, '\0'));
+  auto view = DecodeMessagePayload(payload);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->attributes.tenant, "t");
+  EXPECT_EQ(view->attributes.priority, Priority::kBulk);
+  EXPECT_EQ(view->attributes.envid, "");
 }
 
 // Forwarded mail keeps, per recipient, the address the sender used (a DSN names it instead of the

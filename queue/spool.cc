@@ -50,6 +50,27 @@ absl::Status FullSpoolError(std::string_view why) {
   return absl::ResourceExhaustedError(absl::StrCat("spool full: ", ToAbsl(why)));
 }
 
+// Whether the envelope's attributes and per-recipient DSN parameters fit a record.
+absl::Status CheckAttributes(const Envelope& e) {
+  const MessageAttributes& a = e.attributes;
+  if (a.tenant.size() > kAttributeBytesMax || a.campaign.size() > kAttributeBytesMax ||
+      a.envid.size() > kAttributeBytesMax) {
+    return absl::InvalidArgumentError("message attribute too long");
+  }
+  if (a.dsn_ret > kDsnRetMax) return absl::InvalidArgumentError("bad RET value");
+  if ((!e.notify.empty() && e.notify.size() != e.recipients.size()) ||
+      (!e.orcpt.empty() && e.orcpt.size() != e.recipients.size())) {
+    return absl::InvalidArgumentError("DSN parameters do not match the recipients");
+  }
+  for (const std::string& o : e.orcpt) {
+    if (o.size() > kOrcptBytesMax) return absl::InvalidArgumentError("ORCPT too long");
+  }
+  for (uint8_t n : e.notify) {
+    if (n > kNotifyMax) return absl::InvalidArgumentError("bad NOTIFY value");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Spool::Spool(const SpoolOptions& options)
@@ -444,6 +465,7 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
       envelope.original_recipients.size() != envelope.recipients.size()) {
     return absl::InvalidArgumentError("original recipients do not match the recipients");
   }
+  RETURN_IF_ERROR(CheckAttributes(envelope));
   std::vector<RecipientState> recipients(envelope.recipients.size());
   for (size_t i = 0; i < recipients.size(); ++i) {
     if (envelope.recipients[i].size() > kAddressBytesMax) {
@@ -456,14 +478,12 @@ absl::StatusOr<Appended> Spool::AppendMessage(const Envelope& envelope,
       }
       recipients[i].original = envelope.original_recipients[i];
     }
+    if (!envelope.notify.empty()) recipients[i].notify = envelope.notify[i];
+    if (!envelope.orcpt.empty()) recipients[i].orcpt = envelope.orcpt[i];
   }
   const size_t message_bytes = prepend_headers.size() + message.size();
   if (message_bytes > UINT32_MAX) return absl::InvalidArgumentError("message too large");
   const MessageAttributes& attributes = envelope.attributes;
-  if (attributes.tenant.size() > kAttributeBytesMax ||
-      attributes.campaign.size() > kAttributeBytesMax) {
-    return absl::InvalidArgumentError("message attribute too long");
-  }
   const size_t payload =
       MessagePayloadBytes(envelope.sender, attributes, recipients, message_bytes);
   const size_t total = AlignRecord(kRecordHeaderBytes + payload);

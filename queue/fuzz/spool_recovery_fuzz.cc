@@ -44,6 +44,8 @@ uint32_t ReferenceCrc32c(uint32_t crc, const char* data, size_t size) {
 struct Written {
   std::string sender;
   MessageAttributes attributes;
+  uint8_t notify0 = 0;  // the first recipient's DSN parameters
+  std::string orcpt0;
   std::vector<std::string> recipients;
   std::string message;
   uint64_t offset = 0;
@@ -77,10 +79,16 @@ void FuzzSpoolRecovery(std::string_view data) {
         states[r].address = "r" + std::to_string(r) + "@" + std::string(in.Take(in.Byte() % 16));
         w.recipients.push_back(states[r].address);
       }
-      if (op & 0x80) {  // a message with attributes (record version 4)
+      if (op & 0x80) {  // a message with attributes and DSN parameters (record version 4)
         w.attributes.tenant = std::string(in.Take(in.Byte() % 24));
         w.attributes.campaign = std::string(in.Take(in.Byte() % 24));
         w.attributes.priority = static_cast<Priority>(in.Byte() % (kPriorityMax + 1));
+        w.attributes.envid = std::string(in.Take(in.Byte() % 24));
+        w.attributes.dsn_ret = in.Byte() % (kDsnRetMax + 1);
+        states[0].notify = in.Byte() % (kNotifyMax + 1);
+        states[0].orcpt = std::string(in.Take(in.Byte() % 24));
+        w.notify0 = states[0].notify;
+        w.orcpt0 = states[0].orcpt;
       }
       w.message = std::string(in.Take(4 * static_cast<size_t>(in.Byte())));
       const MessageId id{kEpoch, ids.size() + 1};
@@ -204,6 +212,8 @@ void FuzzSpoolRecovery(std::string_view data) {
     for (size_t r = 0; r < recipients.size(); ++r) {
       FUZZ_CHECK(recipients[r].address == it->second.recipients[r]);
     }
+    FUZZ_CHECK(recipients[0].notify == it->second.notify0 &&
+               recipients[0].orcpt == it->second.orcpt0);
     FUZZ_CHECK(bytes == it->second.message);
   };
 

@@ -77,7 +77,7 @@ absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
   request.kind = kind;
   // RFC 3463: a failure's status is of class 5, a delay's of class 4; a local reason without a
   // code is x.0.0.
-  const char status_class = kind == DsnKind::kDelay ? '4' : '5';
+  const char status_class = kind == DsnKind::kDelay ? '4' : kind == DsnKind::kRelayed ? '2' : '5';
   request.reporting_mta = hostname_;
   request.envelope_sender = std::string(subject.sender);
   request.queue_id = std::string(subject.queue_id);
@@ -86,6 +86,8 @@ absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
   request.arrival_unix_s = arrival_unix_ms / 1000;
   request.now_unix_s = now_unix_ms / 1000;
   request.original_message = subject.headers;
+  request.return_full = subject.return_full;
+  request.envelope_id = std::string(subject.envid);
   for (const FailedRecipient& f : failed) {
     DsnRecipient r;
     // A forwarded recipient is the alias owner's private address. From the sender's side the
@@ -96,6 +98,7 @@ absl::StatusOr<std::string> DeliveryPolicy::BuildDsn(
       return forwarded ? ReplaceIgnoringCase(text, f.address, f.original) : text;
     };
     r.final_recipient = forwarded ? f.original : f.address;
+    r.original_recipient = f.orcpt;
     r.status = !f.outcome.enhanced.empty() && f.outcome.enhanced[0] == status_class
                    ? f.outcome.enhanced
                    : std::string(1, status_class) + ".0.0";

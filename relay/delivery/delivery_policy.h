@@ -46,6 +46,8 @@ class DeliveryPolicy {
     int64_t arrival_unix_ms = 0;
     std::string_view tenant;  // its tenant and campaign, named in the report when set
     std::string_view campaign;
+    std::string_view envid;    // the sender's ENVID (RFC 3461 §4.4)
+    bool return_full = false;  // `headers` is the whole message, returned as such (RET=FULL)
   };
   // A DSN (RFC 3464) for `failed` recipients of `subject`. A kDelay DSN reports recipients that
   // are still being retried, until arrival + message_age_s_max.

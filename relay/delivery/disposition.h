@@ -36,6 +36,12 @@ struct DispositionFacts {
   bool this_unknown = false;     // this attempt's body went out and no reply came back
   // The outcome's category (DeliveryPolicy::Classify); ignored for a delivery.
   feedback::BounceCategory category = feedback::BounceCategory::kOther;
+  // The recipient's NOTIFY (RFC 3461 §4.1, smtp::kNotify* bits; 0: none given: failures and
+  // delays are reported, successes not).
+  uint8_t notify = 0;
+  // The server that took the message offered DSN and was given NOTIFY: it reports the success
+  // itself (RFC 3461 §6.2.1); otherwise a NOTIFY=SUCCESS gets our "relayed" DSN (§6.2.3.1).
+  bool notify_passed_on = false;
 };
 
 enum class DsnIntent {
@@ -43,6 +49,7 @@ enum class DsnIntent {
   kFailure,       // the recipient joins the message's failure DSN
   kDelayWarning,  // the recipient joins the message's "delayed" DSN
   kDropped,       // failed for good, from the null sender: logged, no DSN
+  kRelayed,       // delivered with NOTIFY=SUCCESS to a server without DSN: a "relayed" DSN
 };
 
 struct Disposition {

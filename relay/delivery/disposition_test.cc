@@ -4,6 +4,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "relay/smtp/command.h"
 
 namespace relay::delivery {
 namespace {
@@ -85,6 +86,39 @@ TEST(DispositionTest, Table) {
       {"bounced, an earlier attempt unknown: no marker", kNoUser,
        With(Facts(1, 1000, retry), [](auto& f) { f.earlier_unknown = true; }), RecordType::kBounced,
        DsnIntent::kFailure, 0, "550", nullptr},
+      // RFC 3461 §4.1: NOTIFY says which DSNs the sender wants.
+      {"permanent, NOTIFY=NEVER", kNoUser,
+       With(Facts(0, 1000, retry), [](auto& f) { f.notify = smtp::kNotifyNever; }),
+       RecordType::kBounced, DsnIntent::kNone, 0, "550", nullptr},
+      {"permanent, NOTIFY=DELAY only", kNoUser,
+       With(Facts(0, 1000, retry), [](auto& f) { f.notify = smtp::kNotifyDelay; }),
+       RecordType::kBounced, DsnIntent::kNone, 0, "550", nullptr},
+      {"permanent, NOTIFY=FAILURE", kNoUser,
+       With(Facts(0, 1000, retry), [](auto& f) { f.notify = smtp::kNotifyFailure; }),
+       RecordType::kBounced, DsnIntent::kFailure, 0, "550", nullptr},
+      {"past delay_warning_s, NOTIFY=FAILURE only", kBusy,
+       With(Facts(3, 5 * kHour, retry), [](auto& f) { f.notify = smtp::kNotifyFailure; }),
+       RecordType::kDeferred, DsnIntent::kNone, retry, "451", nullptr},
+      {"past delay_warning_s, NOTIFY=DELAY", kBusy,
+       With(Facts(3, 5 * kHour, retry), [](auto& f) { f.notify = smtp::kNotifyDelay; }),
+       RecordType::kDeferred, DsnIntent::kDelayWarning, retry, "451", nullptr},
+      {"delivered, NOTIFY=SUCCESS, no DSN at the server: relayed", kOk,
+       With(Facts(0, 1000, -1), [](auto& f) { f.notify = smtp::kNotifySuccess; }),
+       RecordType::kDelivered, DsnIntent::kRelayed, 0, "250", nullptr},
+      {"delivered, NOTIFY=SUCCESS passed on: the server reports", kOk,
+       With(Facts(0, 1000, -1),
+            [](auto& f) {
+              f.notify = smtp::kNotifySuccess;
+              f.notify_passed_on = true;
+            }),
+       RecordType::kDelivered, DsnIntent::kNone, 0, "250", nullptr},
+      {"delivered, NOTIFY=SUCCESS, null sender", kOk,
+       With(Facts(0, 1000, -1),
+            [](auto& f) {
+              f.notify = smtp::kNotifySuccess;
+              f.null_sender = true;
+            }),
+       RecordType::kDelivered, DsnIntent::kNone, 0, "250", nullptr},
   };
   RetryPolicy policy;
   policy.delay_warning_s = 4 * 3600;

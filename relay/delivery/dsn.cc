@@ -192,6 +192,19 @@ std::string_view HeaderSection(std::string_view message) {
 
 namespace {
 
+// RFC 3464 §2.3.3's Action of each kind.
+const char* ActionOf(DsnKind kind) {
+  switch (kind) {
+    case DsnKind::kFailure:
+      return "failed";
+    case DsnKind::kDelay:
+      return "delayed";
+    case DsnKind::kRelayed:
+      return "relayed";
+  }
+  return "failed";
+}
+
 absl::Status CheckRequest(const DsnRequest& req) {
   if (req.envelope_sender.empty()) {
     return absl::FailedPreconditionError(
@@ -202,12 +215,14 @@ absl::Status CheckRequest(const DsnRequest& req) {
       req.reporting_mta.empty()) {
     return absl::InvalidArgumentError("DSN sender or reporting host is empty or has a line break");
   }
-  const bool failure = req.kind == DsnKind::kFailure;
+  const char status_class = req.kind == DsnKind::kFailure ? '5'
+                            : req.kind == DsnKind::kDelay ? '4'
+                                                          : '2';
   for (const DsnRecipient& r : req.recipients) {
-    if (!StatusMatches(r.status, failure ? '5' : '4')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("DSN status \"", SevenBit(r.status), "\" for ", SevenBit(r.final_recipient),
-                       failure ? " must be 5.x.x for a failure" : " must be 4.x.x for a delay"));
+    if (!StatusMatches(r.status, status_class)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "DSN status \"", SevenBit(r.status), "\" for ", SevenBit(r.final_recipient), " must be ",
+          std::string(1, status_class), ".x.x for a ", ActionOf(req.kind)));
     }
   }
   return absl::OkStatus();
@@ -221,8 +236,17 @@ std::string Notification(const DsnRequest& req, const std::string& host) {
   notification += "\r\n";
   if (failure) {
     AppendWrapped(notification,
-                  "I'm sorry to have to inform you that your message could not be delivered to "
-                  "one or more recipients. The message's headers are attached below.",
+                  req.return_full
+                      ? "I'm sorry to have to inform you that your message could not be delivered "
+                        "to one or more recipients. The message is attached below."
+                      : "I'm sorry to have to inform you that your message could not be delivered "
+                        "to one or more recipients. The message's headers are attached below.",
+                  "");
+  } else if (req.kind == DsnKind::kRelayed) {
+    AppendWrapped(notification,
+                  "Your message was delivered to the server of each recipient below, as you asked "
+                  "to be told. That server does not report delivery status, so no further notice "
+                  "will follow.",
                   "");
   } else {
     AppendWrapped(notification,
@@ -251,7 +275,7 @@ std::string Notification(const DsnRequest& req, const std::string& host) {
     }
     if (!r.category.empty()) absl::StrAppend(&what, " (", SevenBit(r.category), ")");
     AppendWrapped(notification, what, "");
-    if (!failure && r.will_retry_until_unix_s != 0) {
+    if (req.kind == DsnKind::kDelay && r.will_retry_until_unix_s != 0) {
       AppendWrapped(notification,
                     absl::StrCat("Delivery will be retried until ",
                                  Rfc5322Date(r.will_retry_until_unix_s), "."),
@@ -264,7 +288,6 @@ std::string Notification(const DsnRequest& req, const std::string& host) {
 // Part 2, for programs: RFC 3464 §2.2 per-message fields, then §2.3 per-recipient blocks, each
 // preceded by an empty line.
 std::string DeliveryReport(const DsnRequest& req, const std::string& host) {
-  const bool failure = req.kind == DsnKind::kFailure;
   std::string report;
   AppendField(report, "Reporting-MTA", absl::StrCat("dns; ", host));
   if (!req.envelope_id.empty()) {
@@ -276,11 +299,16 @@ std::string DeliveryReport(const DsnRequest& req, const std::string& host) {
   for (const DsnRecipient& r : req.recipients) {
     report += "\r\n";
     if (!r.original_recipient.empty()) {
+      // RFC 3464 §2.3.1: the ORCPT as given, "addr-type; address".
+      const size_t semi = r.original_recipient.find(';');
+      const std::string_view orcpt = r.original_recipient;
       AppendField(report, "Original-Recipient",
-                  absl::StrCat("rfc822; ", SevenBit(r.original_recipient)));
+                  semi == std::string::npos ? absl::StrCat("rfc822; ", SevenBit(orcpt))
+                                            : absl::StrCat(SevenBit(orcpt.substr(0, semi)), "; ",
+                                                           SevenBit(orcpt.substr(semi + 1))));
     }
     AppendField(report, "Final-Recipient", absl::StrCat("rfc822; ", SevenBit(r.final_recipient)));
-    AppendField(report, "Action", failure ? "failed" : "delayed");
+    AppendField(report, "Action", ActionOf(req.kind));
     AppendField(report, "Status", r.status);
     if (!r.category.empty()) AppendField(report, "X-Bounce-Category", SevenBit(r.category));
     if (!r.remote_mta.empty()) {
@@ -292,7 +320,7 @@ std::string DeliveryReport(const DsnRequest& req, const std::string& host) {
     if (r.last_attempt_unix_s != 0) {
       AppendField(report, "Last-Attempt-Date", Rfc5322Date(r.last_attempt_unix_s));
     }
-    if (!failure && r.will_retry_until_unix_s != 0) {
+    if (req.kind == DsnKind::kDelay && r.will_retry_until_unix_s != 0) {
       AppendField(report, "Will-Retry-Until", Rfc5322Date(r.will_retry_until_unix_s));
     }
   }
@@ -321,8 +349,10 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   Dsn dsn;
   dsn.rcpt_to = req.envelope_sender;
   const std::string host = SevenBit(req.reporting_mta);
-  const std::string headers =
-      NormalizedHeaders(HeaderSection(req.original_message), &dsn.needs_8bitmime);
+  // RET=FULL (RFC 3461 §4.3) returns the whole message with a failure, else its header section.
+  const bool full = failure && req.return_full;
+  const std::string headers = NormalizedHeaders(
+      full ? req.original_message : HeaderSection(req.original_message), &dsn.needs_8bitmime);
   const std::string notification = Notification(req, host);
   const std::string report = DeliveryReport(req, host);
   const std::string boundary = Boundary(req, {notification, report, headers});
@@ -332,9 +362,10 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   AppendField(out, "Date", Rfc5322Date(req.now_unix_s));
   AppendField(out, "From", absl::StrCat("Mail Delivery System <MAILER-DAEMON@", host, ">"));
   AppendField(out, "To", absl::StrCat("<", SevenBit(req.envelope_sender), ">"));
-  AppendField(
-      out, "Subject",
-      failure ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)");
+  AppendField(out, "Subject",
+              failure                         ? "Undelivered Mail Returned to Sender"
+              : req.kind == DsnKind::kRelayed ? "Successful Mail Relay (no further notice)"
+                                              : "Delayed Mail (still being retried)");
   AppendField(out, "Message-ID",
               absl::StrCat("<dsn.", Alnum(req.queue_id), ".", req.now_unix_s, "@", host, ">"));
   AppendField(out, "Auto-Submitted", "auto-replied");  // RFC 3834 §5
@@ -358,8 +389,13 @@ absl::StatusOr<Dsn> BuildDsn(const DsnRequest& req) {
   };
   append_part("Notification", "text/plain; charset=us-ascii", notification, false);
   append_part("Delivery report", "message/delivery-status", report, false);
-  // 3. The original header section (RFC 3462 §4).
-  append_part("Undelivered Message Headers", "text/rfc822-headers", headers, dsn.needs_8bitmime);
+  // 3. The original header section (RFC 3462 §4), or the whole message (§3).
+  if (full) {
+    append_part("Undelivered Message", "message/rfc822", headers, dsn.needs_8bitmime);
+  } else {
+    append_part(failure ? "Undelivered Message Headers" : "Message Headers", "text/rfc822-headers",
+                headers, dsn.needs_8bitmime);
+  }
   absl::StrAppend(&out, "--", boundary, "--\r\n");
   return dsn;
 }

@@ -28,11 +28,15 @@ namespace relay::delivery {
 enum class DsnKind {
   kFailure,  // Action: failed, Status 5.x.x: the message will not be delivered
   kDelay,    // Action: delayed, Status 4.x.x: a warning, delivery is still being retried
+  // Action: relayed, Status 2.x.x: delivered to a server that does not offer DSN, so no report
+  // of the final delivery will come (RFC 3464 §2.3.3, RFC 3461 §6.2.3.1).
+  kRelayed,
 };
 
 struct DsnRecipient {
   std::string final_recipient;     // the address the relay tried (RCPT TO)
-  std::string original_recipient;  // ORCPT, RFC 3461 §4.2 (optional)
+  // ORCPT (RFC 3461 §4.2), "addr-type;address" or a bare address (rfc822); "" omits it.
+  std::string original_recipient;
   std::string status;              // enhanced status, RFC 3463: "5.1.1", "4.4.7"
   std::string remote_mta;          // MX host that answered (optional)
   // The remote reply, for Diagnostic-Code: smtp; (omitted when reply_code is 0, e.g. null MX).
@@ -63,8 +67,10 @@ struct DsnRequest {
   int64_t now_unix_s = 0;  // Date:
   std::vector<DsnRecipient> recipients;
   // The original message (or just its header section): everything up to the first empty line
-  // is returned in the text/rfc822-headers part.
+  // is returned in the text/rfc822-headers part, or with `return_full` (RET=FULL, RFC 3461
+  // §4.3; failures only) the whole of it as message/rfc822 (RFC 3462 §3).
   std::string_view original_message;
+  bool return_full = false;
 };
 
 struct Dsn {

@@ -121,6 +121,48 @@ TEST(Dsn, DelayVariant) {
   EXPECT_NE(dsn->data.find("Subject: Delayed Mail"), std::string::npos);
 }
 
+// NOTIFY=SUCCESS delivered to a server without DSN (RFC 3461 §6.2.3.1), with the sender's ENVID
+// and ORCPT named (§4.4, §4.2).
+TEST(Dsn, RelayedVariantWithEnvidAndOrcpt) {
+  DsnRequest r = Request();
+  r.kind = DsnKind::kRelayed;
+  r.envelope_id = "batch-7";
+  r.recipients[0].status = "2.0.0";
+  r.recipients[0].reply_code = 250;
+  r.recipients[0].reply_enhanced = "2.0.0";
+  r.recipients[0].reply_text = "OK queued";
+  r.recipients[0].category.clear();
+  r.recipients[0].original_recipient = "rfc822;Nobody@Gmail.com";
+  auto dsn = BuildDsn(r);
+  ASSERT_TRUE(dsn.ok()) << dsn.status();
+  ExpectWellFormedLines(dsn->data);
+  for (const char* field :
+       {"Action: relayed\r\n", "Status: 2.0.0\r\n", "Original-Envelope-Id: batch-7\r\n",
+        "Original-Recipient: rfc822; Nobody@Gmail.com\r\n", "Subject: Successful Mail Relay",
+        "Content-Type: text/rfc822-headers"}) {
+    EXPECT_NE(dsn->data.find(field), std::string::npos) << field;
+  }
+  r.recipients[0].status = "5.0.0";
+  EXPECT_FALSE(BuildDsn(r).ok()) << "a relayed DSN's status is 2.x.x";
+}
+
+// RET=FULL (RFC 3461 §4.3): a failure returns the whole message as message/rfc822.
+TEST(Dsn, ReturnFullCarriesTheBody) {
+  DsnRequest r = Request();
+  r.return_full = true;
+  auto dsn = BuildDsn(r);
+  ASSERT_TRUE(dsn.ok()) << dsn.status();
+  ExpectWellFormedLines(dsn->data);
+  EXPECT_NE(dsn->data.find("Content-Type: message/rfc822\r\n"), std::string::npos);
+  EXPECT_NE(dsn->data.find("body line\r\n"), std::string::npos);
+  EXPECT_NE(dsn->data.find("The message is attached below."), std::string::npos);
+  r.return_full = false;
+  dsn = BuildDsn(r);
+  ASSERT_TRUE(dsn.ok());
+  EXPECT_EQ(dsn->data.find("body line"), std::string::npos);
+  EXPECT_NE(dsn->data.find("Content-Type: text/rfc822-headers\r\n"), std::string::npos);
+}
+
 TEST(Dsn, LongAndHostileInputStaysWithinLineLimits) {
   DsnRequest r = Request();
   r.recipients[0].reply_text =

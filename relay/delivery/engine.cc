@@ -468,6 +468,8 @@ DispositionFacts DeliveryEngine::FactsOf(const Job& job, uint32_t recipient,
                                                         facts.created_unix_ms, facts.now_unix_ms);
   }
   facts.null_sender = info.sender.empty();
+  facts.notify = rcpt.notify;
+  facts.notify_passed_on = attempt.remote_dsn && rcpt.notify != 0;
   facts.delay_notified = info.delay_notified;
   // Without a body in this attempt the recipient's marker, if open, is an earlier attempt's.
   facts.earlier_unknown = job.body_sent
@@ -512,6 +514,9 @@ void DeliveryEngine::CollectDsn(DsnIntent intent, const queue::MessageInfo& info
     case DsnIntent::kDelayWarning:
       AddToDsn(&delayed_, info, failed);
       break;
+    case DsnIntent::kRelayed:
+      AddToDsn(&relayed_, info, failed);
+      break;
     case DsnIntent::kDropped:
       LogWarning() << "message " << info.id.ToString() << " from the null sender (a DSN) to "
                    << failed.address
@@ -546,8 +551,8 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     state.next_attempt_unix_ms = d.next_attempt_unix_ms;
   }
   CountOutcome(job, *info, d, attempt);
-  FailedRecipient failed{rcpt.address, d.effective,   attempt.mx_host,
-                         now,          rcpt.original, d.category};
+  FailedRecipient failed{rcpt.address,  d.effective, attempt.mx_host, now,
+                         rcpt.original, d.category,  rcpt.orcpt};
   CollectDsn(d.dsn, *info, failed);
   // Logged first, while `info` is certainly valid: appending the state may drop the message from
   // the index (it became final). The log is not the durable truth, the state record is.
@@ -562,6 +567,7 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     // of being attempted again when the job ends (a refused append leaves the index as it was).
     if (d.dsn == DsnIntent::kFailure) DropFromDsn(&bounced_, job.id);
     if (d.dsn == DsnIntent::kDelayWarning) DropFromDsn(&delayed_, job.id);
+    if (d.dsn == DsnIntent::kRelayed) DropFromDsn(&relayed_, job.id);
     UnrecordedOutcome entry;
     entry.state = std::move(state);
     entry.bounce = d.dsn == DsnIntent::kFailure;
@@ -681,6 +687,13 @@ void DeliveryEngine::AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>*
     it->second.headers = std::string(HeaderSection(info.message));
     it->second.tenant = queue::TenantOf(info.attributes, info.sender);
     it->second.campaign = info.attributes.campaign;
+    it->second.envid = info.attributes.envid;
+    // RET=FULL (RFC 3461 §4.3): a failure DSN returns the whole message, up to a bound.
+    if (dsns == &bounced_ && info.attributes.dsn_ret == 1 &&
+        info.message.size() <= options_.dsn_return_bytes_max) {
+      it->second.headers = std::string(info.message);
+      it->second.return_full = true;
+    }
   }
   it->second.failed.push_back(std::move(failed));
 }
@@ -788,6 +801,11 @@ void DeliveryEngine::MaybeSendDsn(queue::MessageId id) {
     bounced_.erase(it);
     SendDsn(id, DsnKind::kFailure, std::move(pending));
   }
+  if (auto it = relayed_.find(id); it != relayed_.end()) {
+    PendingDsn pending = std::move(it->second);
+    relayed_.erase(it);
+    SendDsn(id, DsnKind::kRelayed, std::move(pending));
+  }
   if (auto it = delayed_.find(id); it != delayed_.end()) {
     PendingDsn pending = std::move(it->second);
     delayed_.erase(it);
@@ -816,6 +834,8 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
   subject.arrival_unix_ms = pending.arrival_unix_ms;
   subject.tenant = pending.tenant;
   subject.campaign = pending.campaign;
+  subject.envid = pending.envid;
+  subject.return_full = pending.return_full;
   absl::StatusOr<std::string> dsn = policy_->BuildDsn(kind, subject, NowUnixMs(), pending.failed);
   if (!dsn.ok()) {
     LogError() << "building the DSN for " << id.ToString() << ": " << dsn.status();
@@ -842,7 +862,9 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
     line.campaign = pending.campaign;
     std::string dsn_id = appended->id.ToString();
     line.dsn_queue_id = dsn_id;
-    line.dsn_action = kind == DsnKind::kDelay ? "delayed" : "failed";
+    line.dsn_action = kind == DsnKind::kDelay     ? "delayed"
+                      : kind == DsnKind::kRelayed ? "relayed"
+                                                  : "failed";
     std::string message_id_storage;
     line.message_id = events::FindMessageId(pending.headers, &message_id_storage);
     Record(line);

@@ -77,6 +77,7 @@ struct FailedRecipient {
   // target, queue::RecipientState::original); "" otherwise.
   std::string original;
   feedback::BounceCategory category = feedback::BounceCategory::kOther;
+  std::string orcpt;  // the sender's ORCPT for it (RFC 3461 §4.2), "" when none
 };
 
 struct DeliveryOptions {
@@ -115,6 +116,9 @@ struct DeliveryOptions {
   // Named tenants' weights ([[tenants]] weight): their share of a busy site against other
   // tenants (relay/delivery/fair_queue.h). Any other tenant weighs 1.
   absl::flat_hash_map<std::string, uint32_t> tenant_weights;
+  // A failure DSN for a message sent with RET=FULL returns the whole message up to this size,
+  // its header section beyond (Postfix's bounce_size_limit).
+  uint64_t dsn_return_bytes_max = 1 << 20;
 };
 
 class DeliveryEngine {
@@ -286,12 +290,16 @@ class DeliveryEngine {
     std::string headers;  // the original header section, for text/rfc822-headers
     std::string tenant;   // the message's (queue::TenantOf)
     std::string campaign;
+    std::string envid;         // the sender's ENVID (RFC 3461 §4.4)
+    bool return_full = false;  // `headers` holds the whole message (RET=FULL)
     std::vector<FailedRecipient> failed;
   };
   absl::flat_hash_map<queue::MessageId, PendingDsn> bounced_;
   // Recipients deferred past [retry] delay_warning_s of a message not yet warned about: one
   // "delayed" DSN per message, ever (the spool records kDelayNotified).
   absl::flat_hash_map<queue::MessageId, PendingDsn> delayed_;
+  // Recipients delivered with NOTIFY=SUCCESS to a server without DSN: one "relayed" DSN.
+  absl::flat_hash_map<queue::MessageId, PendingDsn> relayed_;
   void SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pending);
   // A recipient joins the message's failure (bounced_) or delay (delayed_) DSN of this round;
   // DropFromDsn takes the last one out again.

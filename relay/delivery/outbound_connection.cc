@@ -292,6 +292,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
     attempt.tls_cipher = tls_->cipher_name();
   }
   attempt.duration_ms = reactor_->NowMs() - attempt_start_ms_;
+  attempt.remote_dsn = session_->extensions().dsn;
   int64_t suspend_ms = 0;
   std::string suspend_reason;
   for (const smtp::Outcome& o : outcomes) {
@@ -383,6 +384,7 @@ void OutboundConnection::TakeWork() {
   smtp::OutgoingMessage message;
   message.mail_from = slot->mail_from.empty() ? std::string(info->sender) : slot->mail_from;
   for (uint32_t r : slot->recipients) message.recipients.push_back(info->recipients[r].address);
+  AddDsnParameters(*info, *slot, &message);
   message.size_bytes = info->message.size();
   message.needs_8bitmime = NeedsUtf8(info->message);
   message.needs_smtputf8 = NeedsUtf8(message.mail_from) ||
@@ -392,6 +394,19 @@ void OutboundConnection::TakeWork() {
   // Behind a body (RFC 2920 §3.1): the commands wait in pending_out_ and Flush writes them after
   // the body's last segment.
   Apply(session_->SendMessage(std::move(message)));
+}
+
+void OutboundConnection::AddDsnParameters(const queue::MessageInfo& info, const Job& job,
+                                          smtp::OutgoingMessage* message) {
+  message->ret = static_cast<smtp::DsnReturn>(info.attributes.dsn_ret);
+  message->envid = info.attributes.envid;
+  for (size_t i = 0; i < job.recipients.size(); ++i) {
+    const queue::RecipientState& r = info.recipients[job.recipients[i]];
+    if (r.notify == 0 && r.orcpt.empty()) continue;
+    message->rcpt_params.resize(job.recipients.size());
+    message->rcpt_params[i].notify = r.notify;
+    message->rcpt_params[i].orcpt = r.orcpt;
+  }
 }
 
 void OutboundConnection::ReleaseJob(std::unique_ptr<Job>& job) {

@@ -78,6 +78,10 @@ class OutboundConnection : public io::IoObject {
   void OnSent(int result);
   void OnTimer();
   void ReleaseJob(std::unique_ptr<Job>& job);
+  // The sender's DSN parameters (RFC 3461) of `job`'s recipients, passed on when the server
+  // offers DSN.
+  static void AddDsnParameters(const queue::MessageInfo& info, const Job& job,
+                               smtp::OutgoingMessage* message);
   void Close();
 
   DeliveryEngine* const engine_;

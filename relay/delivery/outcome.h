@@ -49,6 +49,8 @@ struct AttemptInfo {
   // The outcome is the remote's reply. False when it was made up here (timeout, connection lost,
   // DNS): after the body went out, such an outcome leaves the attempt's real outcome unknown.
   bool reply_received = false;
+  // The server offered DSN (RFC 3461): the sender's NOTIFY went with each RCPT.
+  bool remote_dsn = false;
 };
 
 }  // namespace relay::delivery

@@ -263,10 +263,11 @@ absl::Status ParseSources(DeliverySettings& d, const Section& t) {
 }
 
 absl::Status ParseDelivery(DeliverySettings& d, const Section& t) {
-  RETURN_IF_ERROR(t.Known({"enabled", "dns_servers", "family", "mx_port", "idle_connection_ms",
-                           "source_suspend_ms", "tls_verify", "tls_ca_file", "strategy", "source",
-                           "reply_line_bytes_max", "reply_lines_max", "reply_bytes_max",
-                           "outcome_retry_ms", "outcome_retry_ms_max", "unrecorded_outcomes_max"}));
+  RETURN_IF_ERROR(
+      t.Known({"enabled", "dns_servers", "family", "mx_port", "idle_connection_ms",
+               "source_suspend_ms", "tls_verify", "tls_ca_file", "strategy", "source",
+               "reply_line_bytes_max", "reply_lines_max", "reply_bytes_max", "outcome_retry_ms",
+               "outcome_retry_ms_max", "unrecorded_outcomes_max", "dsn_return_bytes_max"}));
   RETURN_IF_ERROR(t.Bool("enabled", &d.enabled));
   RETURN_IF_ERROR(t.StringList("dns_servers", &d.dns_servers));
   RETURN_IF_ERROR(t.Enum("family", &d.family,
@@ -297,6 +298,7 @@ absl::Status ParseDelivery(DeliverySettings& d, const Section& t) {
         absl::StrCat("must be at least delivery.outcome_retry_ms (", d.outcome_retry_ms, ")"));
   }
   RETURN_IF_ERROR(t.Int("unrecorded_outcomes_max", &d.unrecorded_outcomes_max, 1, 10000000));
+  RETURN_IF_ERROR(t.Int("dsn_return_bytes_max", &d.dsn_return_bytes_max, 0, int64_t{1} << 32));
   RETURN_IF_ERROR(t.Enum("strategy", &d.strategy,
                          {{"round-robin", delivery::EgressStrategy::kRoundRobin},
                           {"weighted", delivery::EgressStrategy::kWeighted},

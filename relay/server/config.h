@@ -27,7 +27,9 @@ namespace relay::server {
 
 // Limits of the SMTP server, each with the reply it causes (see relay/smtp/server_session.h).
 struct SmtpLimits {
-  uint32_t command_line_bytes_max = 512;       // RFC 5321 §4.5.3.1.4, CRLF included
+  // RFC 5321 §4.5.3.1.4's 512 (CRLF included), plus the 500 octets DSN's ORCPT may add to a RCPT
+  // command (RFC 3461 §4).
+  uint32_t command_line_bytes_max = 1024;
   uint32_t data_line_bytes_max = 1000;         // RFC 5322 §2.1.1: 998 + CRLF
   uint64_t message_bytes_max = 36700160;       // 35 MiB, advertised in SIZE
   uint32_t recipients_max = 1000;              // RFC 5321 §4.5.3.1.8 asks for at least 100
@@ -122,6 +124,9 @@ struct DeliverySettings {
   uint32_t outcome_retry_ms = 1000;
   uint32_t outcome_retry_ms_max = 60000;
   uint32_t unrecorded_outcomes_max = 1000;
+  // A failure DSN for a message sent with RET=FULL (RFC 3461 §4.3) returns the whole message up
+  // to this size, its header section beyond (Postfix's bounce_size_limit).
+  uint64_t dsn_return_bytes_max = 1 << 20;
 };
 
 struct LogSettings {

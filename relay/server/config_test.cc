@@ -31,7 +31,7 @@ TEST(Config, DefaultTextLoadsWithDefaults) {
   ASSERT_EQ(c->submission_listen.size(), 1u);
   EXPECT_EQ(c->submission_listen[0], "127.0.0.1:2587");
   EXPECT_EQ(c->submissions_listen[0], "127.0.0.1:2465");
-  EXPECT_EQ(c->smtp.command_line_bytes_max, 512u);
+  EXPECT_EQ(c->smtp.command_line_bytes_max, 1024u);
   EXPECT_EQ(c->queue.segment_bytes, 64u << 20);
   EXPECT_TRUE(c->queue.fsync);
   // Relative paths resolve against the file's directory.

@@ -189,6 +189,10 @@ reply_bytes_max = ${reply_bytes_max}
 outcome_retry_ms = ${outcome_retry_ms}
 outcome_retry_ms_max = ${outcome_retry_ms_max}
 unrecorded_outcomes_max = ${unrecorded_outcomes_max}
+# DSNs (RFC 3461): clients may ask with NOTIFY, RET, ENVID and ORCPT, which are kept with the
+# message and passed on to an MX that offers DSN. A failure DSN for RET=FULL returns the whole
+# message up to this size, its headers beyond.
+dsn_return_bytes_max = ${dsn_return_bytes_max}
 # Verify MX certificates against tls_ca_file (most MX hosts do not have publicly trusted ones).
 tls_verify = false
 tls_ca_file = "${tls_ca_file}"
@@ -312,6 +316,25 @@ ${shaping}
 # url = "https://${hostname}"
 # listen = ["0.0.0.0:443", "[::]:443"]
 # bulk_users = ["news@${domain}"]
+
+# Tenants: the senders sharing this relay, by authenticated user or sending domain. Each
+# message is stored with its tenant, its campaign (named by the client in the header below,
+# removed before signing, or with MAIL FROM:<...> XCAMPAIGN=name) and its class; the delivery
+# log, events, DSNs, metrics and `relayctl queue` name them. At a busy site transactional mail
+# goes before normal before bulk (a message may say X-Relay-Priority: bulk, also removed), and
+# tenants share the site by weight. A message of no tenant belongs to its sending domain.
+# [[tenants]]
+# name = "shop"
+# domains = ["${domain}"]
+# priority = "transactional"
+# weight = 1
+# [[tenants]]
+# name = "newsletter"
+# users = ["news@${domain}"]
+# priority = "bulk"
+# [campaigns]
+# header = "X-Relay-Campaign"
+# priority_header = "X-Relay-Priority"
 
 # DKIM (RFC 6376, RFC 8463). Signatures, and port 25's checks and seals, are computed by a pool of
 # threads beside the shards (0: one per online core).
@@ -588,6 +611,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${outcome_retry_ms}", absl::StrCat(d.outcome_retry_ms)},
       {"${outcome_retry_ms_max}", absl::StrCat(d.outcome_retry_ms_max)},
       {"${unrecorded_outcomes_max}", absl::StrCat(d.unrecorded_outcomes_max)},
+      {"${dsn_return_bytes_max}", absl::StrCat(d.dsn_return_bytes_max)},
       {"${tls_ca_file}", d.tls_ca_file},
       {"${sources}", SourcesText(o)},
       {"${log_dir}", o.log_dir},

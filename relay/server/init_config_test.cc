@@ -245,6 +245,7 @@ TEST_F(InitDirectoryTest, ShowsEveryDefaultAndTheLinesTestsEdit) {
   EXPECT_TRUE(absl::StrContains(text, "\n# [dkim]\n# signing_threads = 0\n"));
   EXPECT_TRUE(absl::StrContains(text, "\n# checks_queued_max = 64\n"));
   EXPECT_TRUE(absl::StrContains(text, "\n# [[shaping]]\n# name = \"google\"\n"));
+  EXPECT_TRUE(absl::StrContains(text, "\n# [[tenants]]\n# name = \"shop\"\n"));
 }
 
 // The commented [receive] section, uncommented as an operator would, loads with the values it
@@ -263,7 +264,8 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   std::string edited;
   bool in_receive = false;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line == "# [receive]" || line == "# [feedback]" || line == "# [unsubscribe]") {
+    if (line == "# [receive]" || line == "# [feedback]" || line == "# [unsubscribe]" ||
+        line == "# [[tenants]]") {
       in_receive = true;
     }
     if (line.empty()) in_receive = false;
@@ -287,6 +289,12 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   // And [unsubscribe], with the relay's own certificate.
   EXPECT_TRUE(c->unsubscribe.enabled());
   EXPECT_EQ(c->unsubscribe.url, "https://" + c->hostname);
+  // And the two example tenants, the domain's and its newsletter user's.
+  ASSERT_EQ(c->tenants.tenants().size(), 2u);
+  const std::string domain = c->feedback.verp[0].domain;
+  EXPECT_EQ(c->tenants.Find("app@" + domain, domain)->name, "shop");
+  EXPECT_EQ(c->tenants.Find("news@" + domain, domain)->name, "newsletter");
+  EXPECT_EQ(c->tenants.Find("news@" + domain, domain)->priority, queue::Priority::kBulk);
 }
 
 TEST_F(InitDirectoryTest, WithoutDkimWritesNoKey) {

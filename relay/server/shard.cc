@@ -251,6 +251,7 @@ absl::Status Shard::StartDelivery() {
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;
     options.outcome_retry_ms_max = config.delivery.outcome_retry_ms_max;
     options.unrecorded_outcomes_max = config.delivery.unrecorded_outcomes_max;
+    options.dsn_return_bytes_max = config.delivery.dsn_return_bytes_max;
     options.suppression = shared_.suppression;
     options.suppress_categories = config.suppression.bounce_categories;
     for (const config::Tenant& t : config.tenants.tenants()) {

@@ -18,6 +18,32 @@
 #include "relay/smtp/received.h"
 
 namespace relay::server {
+
+void CarryDsnParameters(const smtp::Envelope& env, queue::Envelope* qenv) {
+  if (env.params.envid) qenv->attributes.envid = *env.params.envid;
+  qenv->attributes.dsn_ret = static_cast<uint8_t>(env.params.ret);
+  const bool any =
+      std::any_of(env.rcpt_params.begin(), env.rcpt_params.end(),
+                  [](const smtp::RcptParams& p) { return p.notify != 0 || !p.orcpt.empty(); });
+  if (!any) return;
+  absl::flat_hash_map<std::string_view, const smtp::RcptParams*> by_address;
+  for (size_t i = 0; i < env.recipients.size() && i < env.rcpt_params.size(); ++i) {
+    by_address.try_emplace(env.recipients[i], &env.rcpt_params[i]);
+  }
+  const size_t n = qenv->recipients.size();
+  qenv->notify.assign(n, 0);
+  qenv->orcpt.assign(n, "");
+  for (size_t i = 0; i < n; ++i) {
+    // A forwarded target takes its alias's parameters: the address the client gave.
+    const bool forwarded =
+        i < qenv->original_recipients.size() && !qenv->original_recipients[i].empty();
+    auto it = by_address.find(forwarded ? qenv->original_recipients[i] : qenv->recipients[i]);
+    if (it == by_address.end()) continue;
+    qenv->notify[i] = it->second->notify;
+    qenv->orcpt[i] = it->second->orcpt;
+  }
+}
+
 namespace {
 
 smtp::ServerConfig SessionConfig(const Config& config, bool tls_available, bool receive) {
@@ -564,6 +590,7 @@ void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::str
     }
     ctx_.host->OnRecipientsSuppressed(id_text, env.mail_from, suppressed);
   }
+  CarryDsnParameters(env, &qenv);
   AppendToSpool(qenv, id, std::move(id_text));
 }
 

@@ -40,6 +40,11 @@
 
 namespace relay::server {
 
+// The client's DSN parameters (RFC 3461) for the envelope it queues: ENVID and RET, and each
+// recipient's NOTIFY and ORCPT, found by the address the client gave (a forwarded target by its
+// alias's; a recipient left out, suppressed, takes nothing).
+void CarryDsnParameters(const smtp::Envelope& env, queue::Envelope* qenv);
+
 class SmtpConnection : public io::IoObject {
  public:
   // `receive`: a port-25 connection (relay/receive): no AUTH required, recipients by alias,

@@ -55,6 +55,8 @@ Extensions ParseExtensions(const ServerReply& reply) {
       ext.chunking = true;
     } else if (EqualsIgnoreCase(keyword, "ENHANCEDSTATUSCODES")) {
       ext.enhanced_status_codes = true;
+    } else if (EqualsIgnoreCase(keyword, "DSN")) {
+      ext.dsn = true;
     }
   }
   return ext;
@@ -622,11 +624,40 @@ void ClientSession::AppendMail() {
   if (extensions_.size) out.append(" SIZE=").append(std::to_string(message_.size_bytes));
   if (message_.needs_8bitmime) out.append(" BODY=8BITMIME");  // RFC 6152 §2
   if (message_.needs_smtputf8) out.append(" SMTPUTF8");       // RFC 6531 §3.4
+  if (extensions_.dsn) {  // RFC 3461 §5.2: passed on to a server that offers DSN
+    if (message_.ret != DsnReturn::kUnspecified) {
+      out.append(message_.ret == DsnReturn::kFull ? " RET=FULL" : " RET=HDRS");
+    }
+    if (!message_.envid.empty()) out.append(" ENVID=").append(EncodeXtext(message_.envid));
+  }
   out.append("\r\n");
 }
 
 void ClientSession::AppendRcpt(size_t index) {
-  actions_.write.append("RCPT TO:<").append(message_.recipients[index]).append(">\r\n");
+  std::string& out = actions_.write;
+  out.append("RCPT TO:<").append(message_.recipients[index]).append(">");
+  if (extensions_.dsn && index < message_.rcpt_params.size()) {
+    const RcptParams& p = message_.rcpt_params[index];
+    if (p.notify != 0) {
+      out.append(" NOTIFY=");
+      if ((p.notify & kNotifyNever) != 0) out.append("NEVER");
+      const char* sep = "";
+      for (const auto& [bit, name] :
+           {std::pair{kNotifySuccess, "SUCCESS"}, std::pair{kNotifyFailure, "FAILURE"},
+            std::pair{kNotifyDelay, "DELAY"}}) {
+        if ((p.notify & bit) == 0) continue;
+        out.append(sep).append(name);
+        sep = ",";
+      }
+    }
+    const size_t semi = p.orcpt.find(';');
+    if (semi != std::string::npos) {  // addr-type ";" xtext (RFC 3461 §4.2)
+      out.append(" ORCPT=")
+          .append(p.orcpt, 0, semi + 1)
+          .append(EncodeXtext(std::string_view(p.orcpt).substr(semi + 1)));
+    }
+  }
+  out.append("\r\n");
 }
 
 void ClientSession::ArmFor(Pending pending) {

@@ -62,6 +62,7 @@
 #include <vector>
 
 #include "relay/smtp/client_reply.h"
+#include "relay/smtp/command.h"
 #include "relay/smtp/outcome_kind.h"
 
 namespace relay::smtp {
@@ -107,6 +108,7 @@ struct Extensions {
   bool starttls = false;
   bool chunking = false;
   bool enhanced_status_codes = false;
+  bool dsn = false;  // RFC 3461: RET, ENVID, NOTIFY and ORCPT are passed on
 };
 
 struct OutgoingMessage {
@@ -115,6 +117,11 @@ struct OutgoingMessage {
   uint64_t size_bytes = 0;  // the message bytes as stored (SIZE=, RFC 1870 §3)
   bool needs_8bitmime = false;
   bool needs_smtputf8 = false;
+  // The sender's DSN parameters (RFC 3461), passed on when the server offers DSN: RET and ENVID
+  // (decoded; "" none), and per recipient NOTIFY and ORCPT (empty, or parallel to recipients).
+  DsnReturn ret = DsnReturn::kUnspecified;
+  std::string envid;
+  std::vector<RcptParams> rcpt_params;
 };
 
 struct Outcome {

@@ -187,6 +187,35 @@ TEST(ClientSessionTest, PipeliningBatchesMailRcptsAndData) {
   EXPECT_EQ(d.Written(), "QUIT\r\n");
 }
 
+// RFC 3461 §5.2: the sender's DSN parameters go on to a server that offers DSN, and only to one.
+TEST(ClientSessionTest, DsnParametersPassedOnOnlyWhenOffered) {
+  for (const bool offered : {true, false}) {
+    SCOPED_TRACE(offered);
+    Driver d(Config());
+    OutgoingMessage m = Message({"a@x.example", "b@x.example"}, 10);
+    m.ret = DsnReturn::kHeaders;
+    m.envid = "id=1 2";
+    m.rcpt_params.resize(2);
+    m.rcpt_params[0].notify = kNotifySuccess | kNotifyFailure;
+    m.rcpt_params[0].orcpt = "rfc822;A+b@x.example";
+    m.rcpt_params[1].notify = kNotifyNever;
+    d.queue.push_back(m);
+    d.Connect();
+    d.Server("220 mx.example ESMTP\r\n");
+    d.Written();
+    d.Server(offered ? "250-mx.example\r\n250-PIPELINING\r\n250 DSN\r\n"
+                     : "250-mx.example\r\n250 PIPELINING\r\n");
+    EXPECT_EQ(d.session.extensions().dsn, offered);
+    EXPECT_EQ(d.Written(),
+              offered
+                  ? "MAIL FROM:<sender@relay.example> RET=HDRS ENVID=id+3D1+202\r\n"
+                    "RCPT TO:<a@x.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;A+2Bb@x.example\r\n"
+                    "RCPT TO:<b@x.example> NOTIFY=NEVER\r\nDATA\r\n"
+                  : "MAIL FROM:<sender@relay.example>\r\nRCPT TO:<a@x.example>\r\n"
+                    "RCPT TO:<b@x.example>\r\nDATA\r\n");
+  }
+}
+
 TEST(ClientSessionTest, PartialRcptFailuresWithoutPipelining) {
   Driver d(Config());
   d.queue.push_back(Message({"a@x", "b@x", "c@x"}));

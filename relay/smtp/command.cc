@@ -172,7 +172,91 @@ bool IsValidIpv6(std::string_view text) {
   return compressed ? groups < 8 : groups == 8;
 }
 
-ArgError ParseParams(std::string_view text, MailParams* mail) {
+// NOTIFY=NEVER or a comma-separated list of SUCCESS, FAILURE and DELAY (RFC 3461 §4.1).
+bool ParseNotify(std::string_view value, uint8_t* out) {
+  *out = 0;
+  while (true) {
+    const size_t comma = value.find(',');
+    const std::string_view item = value.substr(0, comma);
+    uint8_t bit;
+    if (EqualsIgnoreCase(item, "NEVER")) {
+      bit = kNotifyNever;
+    } else if (EqualsIgnoreCase(item, "SUCCESS")) {
+      bit = kNotifySuccess;
+    } else if (EqualsIgnoreCase(item, "FAILURE")) {
+      bit = kNotifyFailure;
+    } else if (EqualsIgnoreCase(item, "DELAY")) {
+      bit = kNotifyDelay;
+    } else {
+      return false;
+    }
+    if ((*out & bit) != 0) return false;
+    *out |= bit;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return (*out & kNotifyNever) == 0 || *out == kNotifyNever;  // NEVER stands alone
+}
+
+// ORCPT=addr-type;xtext (RFC 3461 §4.2): addr-type an atom, the address printable once decoded.
+bool ParseOrcpt(std::string_view value, std::string* out) {
+  const size_t semi = value.find(';');
+  if (semi == 0 || semi == std::string_view::npos || value.size() > kOrcptBytesMax) return false;
+  const std::string_view type = value.substr(0, semi);
+  for (unsigned char c : type) {
+    if (!IsLetDig(c) && c != '-') return false;
+  }
+  std::string address;
+  if (!DecodeXtext(value.substr(semi + 1), &address) || address.empty()) return false;
+  for (unsigned char c : address) {
+    if (c < 32 || c == 127) return false;  // UTF-8 stays (RFC 6533 utf-8 addr-type)
+  }
+  out->assign(type.data(), type.size());
+  out->push_back(';');
+  out->append(address);
+  return true;
+}
+
+ArgError ParseRcptParam(std::string_view keyword, std::string_view value, RcptParams* rcpt) {
+  if (EqualsIgnoreCase(keyword, "NOTIFY")) {
+    if (rcpt->notify != 0) return ArgError::kParamDuplicate;
+    return ParseNotify(value, &rcpt->notify) ? ArgError::kNone : ArgError::kParamSyntax;
+  }
+  if (EqualsIgnoreCase(keyword, "ORCPT")) {
+    if (!rcpt->orcpt.empty()) return ArgError::kParamDuplicate;
+    return ParseOrcpt(value, &rcpt->orcpt) ? ArgError::kNone : ArgError::kParamSyntax;
+  }
+  return ArgError::kParamUnknown;
+}
+
+ArgError ParseDsnMailParam(std::string_view keyword, std::string_view value, MailParams* mail) {
+  if (EqualsIgnoreCase(keyword, "RET")) {
+    if (mail->ret != DsnReturn::kUnspecified) return ArgError::kParamDuplicate;
+    if (EqualsIgnoreCase(value, "FULL")) {
+      mail->ret = DsnReturn::kFull;
+    } else if (EqualsIgnoreCase(value, "HDRS")) {
+      mail->ret = DsnReturn::kHeaders;
+    } else {
+      return ArgError::kParamSyntax;
+    }
+    return ArgError::kNone;
+  }
+  if (EqualsIgnoreCase(keyword, "ENVID")) {
+    if (mail->envid.has_value()) return ArgError::kParamDuplicate;
+    std::string decoded;
+    if (value.empty() || value.size() > kEnvidBytesMax || !DecodeXtext(value, &decoded)) {
+      return ArgError::kParamSyntax;
+    }
+    for (unsigned char c : decoded) {
+      if (c < 32 || c > 126) return ArgError::kParamSyntax;  // §4.4: printable ASCII
+    }
+    mail->envid = std::move(decoded);
+    return ArgError::kNone;
+  }
+  return ArgError::kParamUnknown;
+}
+
+ArgError ParseParams(std::string_view text, MailParams* mail, RcptParams* rcpt) {
   // esmtp-param = esmtp-keyword ["=" esmtp-value], separated by one or more spaces.
   while (!text.empty()) {
     while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
@@ -192,7 +276,10 @@ ArgError ParseParams(std::string_view text, MailParams* mail) {
       // esmtp-value = 1*(%d33-60 / %d62-126), UTF-8 allowed by RFC 6531 §3.3.
       if (c < 33 || c == '=' || c == 127) return ArgError::kParamSyntax;
     }
-    if (mail == nullptr) return ArgError::kParamUnknown;
+    if (rcpt != nullptr) {
+      if (ArgError e = ParseRcptParam(keyword, value, rcpt); e != ArgError::kNone) return e;
+      continue;
+    }
     if (EqualsIgnoreCase(keyword, "SIZE")) {
       if (mail->size_bytes.has_value()) return ArgError::kParamDuplicate;
       if (value.empty() || value.size() > 20) return ArgError::kParamSyntax;
@@ -229,8 +316,8 @@ ArgError ParseParams(std::string_view text, MailParams* mail) {
         return ArgError::kParamSyntax;
       }
       mail->campaign = std::move(decoded);
-    } else {
-      return ArgError::kParamUnknown;
+    } else if (ArgError e = ParseDsnMailParam(keyword, value, mail); e != ArgError::kNone) {
+      return e;
     }
   }
   return ArgError::kNone;
@@ -429,7 +516,7 @@ ArgError ParseMailArgument(std::string_view argument, MailCommand* out) {
   error = ParsePath(path, /*allow_null=*/true, &out->path);
   if (error != ArgError::kNone) return error;
   if (EqualsIgnoreCase(out->path.address, "postmaster")) return ArgError::kPathSyntax;
-  return ParseParams(params, &out->params);
+  return ParseParams(params, &out->params, nullptr);
 }
 
 ArgError ParseRcptArgument(std::string_view argument, RcptCommand* out) {
@@ -439,7 +526,7 @@ ArgError ParseRcptArgument(std::string_view argument, RcptCommand* out) {
   *out = RcptCommand();
   error = ParsePath(path, /*allow_null=*/false, &out->path);
   if (error != ArgError::kNone) return error;
-  return ParseParams(params, nullptr);
+  return ParseParams(params, nullptr, &out->params);
 }
 
 bool ParseBdatArgument(std::string_view argument, uint64_t* chunk_bytes, bool* last) {
@@ -471,6 +558,22 @@ bool IsValidHeloArgument(std::string_view argument) {
   std::string_view name = argument;
   if (name.back() == '.') name.remove_suffix(1);
   return IsValidDomain(name, /*allow_utf8=*/true);
+}
+
+std::string EncodeXtext(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    if (c < 33 || c > 126 || c == '+' || c == '=') {
+      out.push_back('+');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
 }
 
 bool DecodeXtext(std::string_view text, std::string* out) {

@@ -58,6 +58,16 @@ struct Path {
 
 enum class BodyType { kUnspecified, k7Bit, k8BitMime };
 
+enum class DsnReturn : uint8_t { kUnspecified = 0, kFull = 1, kHeaders = 2 };
+// NOTIFY's values (RFC 3461 §4.1): NEVER alone, or any of the other three.
+inline constexpr uint8_t kNotifySuccess = 1;
+inline constexpr uint8_t kNotifyFailure = 2;
+inline constexpr uint8_t kNotifyDelay = 4;
+inline constexpr uint8_t kNotifyNever = 8;
+// RFC 3461 §4.4: ENVID at most 100 characters; §4.2: ORCPT at most 500.
+inline constexpr size_t kEnvidBytesMax = 100;
+inline constexpr size_t kOrcptBytesMax = 500;
+
 // MAIL FROM parameters (esmtp-param, RFC 5321 §4.1.2).
 struct MailParams {
   std::optional<uint64_t> size_bytes;  // SIZE= (RFC 1870 §3)
@@ -67,6 +77,18 @@ struct MailParams {
   // XCAMPAIGN=<name>, the relay's own extension (advertised on the submission ports): the
   // campaign the message belongs to, xtext-decoded; a valid label (IsValidLabel).
   std::optional<std::string> campaign;
+  // DSN (RFC 3461 §4.3, §4.4): RET=FULL|HDRS, what a failure report returns; ENVID=<xtext>,
+  // decoded, printable ASCII, at most kEnvidBytesMax.
+  DsnReturn ret = DsnReturn::kUnspecified;
+  std::optional<std::string> envid;
+};
+
+// RCPT TO parameters: DSN's NOTIFY and ORCPT (RFC 3461 §4.1, §4.2).
+struct RcptParams {
+  uint8_t notify = 0;  // kNotify* bits; 0: no NOTIFY (the relay's default: failures and delays)
+  // ORCPT=addr-type;xtext, kept as "addr-type;address" with the address decoded ("rfc822;a@b");
+  // empty: none.
+  std::string orcpt;
 };
 
 // A tenant's or a campaign's name: 1 to kLabelBytesMax of letters, digits and "-_.+@:/ ", not
@@ -92,13 +114,14 @@ struct MailCommand {
 
 struct RcptCommand {
   Path path;
+  RcptParams params;
 };
 
 // Parses the argument of MAIL: "FROM:<path> [SP param]*". One or more spaces after the colon are
 // tolerated (common client behaviour); everything else is strict.
 ArgError ParseMailArgument(std::string_view argument, MailCommand* out);
-// Parses the argument of RCPT: "TO:<path> [SP param]*". No RCPT parameters are advertised (no
-// DSN), so any parameter is kParamUnknown. "<Postmaster>" without a domain is allowed (§4.1.1.3).
+// Parses the argument of RCPT: "TO:<path> [SP param]*"; NOTIFY and ORCPT are the parameters
+// known. "<Postmaster>" without a domain is allowed (§4.1.1.3).
 ArgError ParseRcptArgument(std::string_view argument, RcptCommand* out);
 
 // Parses a path including its angle brackets ("<a@b>", "<>", "<@r1,@r2:a@b>").
@@ -117,6 +140,8 @@ bool ParseBdatArgument(std::string_view argument, uint64_t* chunk_bytes, bool* l
 // EHLO/HELO argument: a Domain or an address literal (§4.1.1.1). Returns false when malformed.
 bool IsValidHeloArgument(std::string_view argument);
 
+// Encodes `text` as RFC 3461 §4 xtext: '+', '=' and bytes outside 33..126 become "+XX".
+std::string EncodeXtext(std::string_view text);
 // Decodes RFC 3461 §4 xtext ("+XX" hex escapes). Returns false on malformed input.
 bool DecodeXtext(std::string_view text, std::string* out);
 

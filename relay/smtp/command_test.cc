@@ -142,6 +142,52 @@ TEST(ParseMailArgument, Campaign) {
   EXPECT_TRUE(IsValidLabel(std::string(64, 'c')));
 }
 
+// DSN (RFC 3461): RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT.
+TEST(ParseMailArgument, DsnParameters) {
+  MailCommand mail;
+  ASSERT_EQ(ParseMailArgument("FROM:<a@b.example> RET=hdrs ENVID=QQ+2B314", &mail),
+            ArgError::kNone);
+  EXPECT_EQ(mail.params.ret, DsnReturn::kHeaders);
+  EXPECT_EQ(mail.params.envid, "QQ+314");
+  ASSERT_EQ(ParseMailArgument("FROM:<a@b.example> RET=FULL", &mail), ArgError::kNone);
+  EXPECT_EQ(mail.params.ret, DsnReturn::kFull);
+  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> RET=BODY", &mail), ArgError::kParamSyntax);
+  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> RET=FULL RET=HDRS", &mail),
+            ArgError::kParamDuplicate);
+  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> ENVID=" + std::string(101, 'x'), &mail),
+            ArgError::kParamSyntax);
+  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> ENVID=a+0Ab", &mail), ArgError::kParamSyntax);
+
+  RcptCommand rcpt;
+  ASSERT_EQ(ParseRcptArgument("TO:<c@d.example> NOTIFY=success,DELAY ORCPT=rfc822;c+2Bx@d.example",
+                              &rcpt),
+            ArgError::kNone);
+  EXPECT_EQ(rcpt.params.notify, kNotifySuccess | kNotifyDelay);
+  EXPECT_EQ(rcpt.params.orcpt, "rfc822;c+x@d.example");
+  ASSERT_EQ(ParseRcptArgument("TO:<c@d.example> NOTIFY=NEVER", &rcpt), ArgError::kNone);
+  EXPECT_EQ(rcpt.params.notify, kNotifyNever);
+  EXPECT_TRUE(rcpt.params.orcpt.empty());
+  for (const char* bad :
+       {"NOTIFY=NEVER,SUCCESS", "NOTIFY=", "NOTIFY=FAILURE,FAILURE", "NOTIFY=SOMETIMES",
+        "ORCPT=c@d.example", "ORCPT=;c@d.example", "ORCPT=rfc822;", "ORCPT=rfc822;a+0Ab"}) {
+    EXPECT_EQ(ParseRcptArgument(std::string("TO:<c@d.example> ") + bad, &rcpt),
+              ArgError::kParamSyntax)
+        << bad;
+  }
+  EXPECT_EQ(ParseRcptArgument("TO:<c@d.example> NOTIFY=NEVER NOTIFY=NEVER", &rcpt),
+            ArgError::kParamDuplicate);
+  EXPECT_EQ(ParseRcptArgument("TO:<c@d.example> XFOO=1", &rcpt), ArgError::kParamUnknown);
+}
+
+TEST(Xtext, EncodeDecodeRoundTrip) {
+  const std::string text = "a+b=c d\x01\xc3\xa9~";
+  const std::string encoded = EncodeXtext(text);
+  EXPECT_EQ(encoded, "a+2Bb+3Dc+20d+01+C3+A9~");
+  std::string decoded;
+  ASSERT_TRUE(DecodeXtext(encoded, &decoded));
+  EXPECT_EQ(decoded, text);
+}
+
 TEST(ParseMailArgument, Errors) {
   MailCommand mail;
   EXPECT_EQ(ParseMailArgument("TO:<a@b.example>", &mail), ArgError::kSyntax);
@@ -158,19 +204,19 @@ TEST(ParseMailArgument, Errors) {
             ArgError::kParamDuplicate);
   EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> BODY=BINARYMIME", &mail),
             ArgError::kParamUnknown);
-  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> RET=HDRS", &mail), ArgError::kParamUnknown);
+  EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> MT-PRIORITY=3", &mail), ArgError::kParamUnknown);
   EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> SMTPUTF8=yes", &mail), ArgError::kParamSyntax);
   EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> AUTH=+4", &mail), ArgError::kParamSyntax);
   EXPECT_EQ(ParseMailArgument("FROM:<a@b.example> =x", &mail), ArgError::kParamSyntax);
 }
 
-TEST(ParseRcptArgument, PathAndNoParams) {
+TEST(ParseRcptArgument, PathAndUnknownParams) {
   RcptCommand rcpt;
   ASSERT_EQ(ParseRcptArgument("TO:<x@y.example>", &rcpt), ArgError::kNone);
   EXPECT_EQ(rcpt.path.address, "x@y.example");
   ASSERT_EQ(ParseRcptArgument("To:<postmaster>", &rcpt), ArgError::kNone);
   EXPECT_EQ(ParseRcptArgument("TO:<>", &rcpt), ArgError::kNullNotAllowed);
-  EXPECT_EQ(ParseRcptArgument("TO:<x@y.example> NOTIFY=NEVER", &rcpt), ArgError::kParamUnknown);
+  EXPECT_EQ(ParseRcptArgument("TO:<x@y.example> XNOTIFY=NEVER", &rcpt), ArgError::kParamUnknown);
   EXPECT_EQ(ParseRcptArgument("FROM:<x@y.example>", &rcpt), ArgError::kSyntax);
 }
 

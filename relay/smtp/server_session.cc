@@ -497,6 +497,7 @@ void ServerSession::ResetTransaction() {
   envelope_.mail_from.clear();
   envelope_.params = MailParams();
   envelope_.recipients.clear();
+  envelope_.rcpt_params.clear();
   envelope_.chunked = false;
   data_error_ = DataError::kNone;
 }
@@ -587,7 +588,7 @@ void ServerSession::HandleEhlo(std::string_view arg, bool extended) {
     return AppendReply(actions_.write, 250, "", config_.hostname);
   }
   const std::string size_line = Concat("SIZE ", std::to_string(config_.limits.message_bytes_max));
-  std::string_view lines[12];
+  std::string_view lines[14];
   size_t n = 0;
   lines[n++] = config_.hostname;
   lines[n++] = "PIPELINING";
@@ -596,8 +597,9 @@ void ServerSession::HandleEhlo(std::string_view arg, bool extended) {
   lines[n++] = "SMTPUTF8";
   lines[n++] = "ENHANCEDSTATUSCODES";
   lines[n++] = "CHUNKING";
-  if (config_.tls_available && !tls_active_) lines[n++] = "STARTTLS";
+  if (config_.dsn) lines[n++] = "DSN";
   if (config_.campaigns) lines[n++] = "XCAMPAIGN";
+  if (config_.tls_available && !tls_active_) lines[n++] = "STARTTLS";
   if (config_.auth_enabled && (tls_active_ || !config_.auth_requires_tls)) {
     lines[n++] = "AUTH PLAIN LOGIN";
   }
@@ -627,13 +629,14 @@ void ServerSession::HandleMail(std::string_view arg) {
       return Error(501, "5.5.4", "Bad MAIL parameter");
   }
   const MailParams& params = mail.params;
+  const bool dsn_params = params.ret != DsnReturn::kUnspecified || params.envid;
   const bool has_params = params.size_bytes || params.body != BodyType::kUnspecified ||
-                          params.smtputf8 || params.auth || params.campaign;
+                          params.smtputf8 || params.auth || params.campaign || dsn_params;
   if (has_params && greeted_ != Greeted::kEhlo) {
     return Error(555, "5.5.4", "MAIL parameters need EHLO");
   }
-  if (params.campaign && !config_.campaigns) {
-    return Error(555, "5.5.4", "Unsupported MAIL parameter");  // XCAMPAIGN not advertised
+  if ((params.campaign && !config_.campaigns) || (dsn_params && !config_.dsn)) {
+    return Error(555, "5.5.4", "Unsupported MAIL parameter");  // not advertised
   }
   if (params.size_bytes && *params.size_bytes > config_.limits.message_bytes_max) {
     return Error(552, "5.3.4", "Message size exceeds fixed maximum message size");  // RFC 1870
@@ -648,6 +651,7 @@ void ServerSession::HandleMail(std::string_view arg) {
   envelope_.mail_from = std::move(mail.path.address);
   envelope_.params = std::move(mail.params);
   envelope_.recipients.clear();
+  envelope_.rcpt_params.clear();
   envelope_.chunked = false;
   policy_->OnMailFrom(envelope_.mail_from);
   Ok(250, "2.1.0", "Ok");
@@ -670,6 +674,10 @@ void ServerSession::HandleRcpt(std::string_view arg) {
     case ArgError::kParamSyntax:
     case ArgError::kParamDuplicate:
       return Error(501, "5.5.4", "Bad RCPT parameter");
+  }
+  const bool dsn_params = rcpt.params.notify != 0 || !rcpt.params.orcpt.empty();
+  if (dsn_params && (greeted_ != Greeted::kEhlo || !config_.dsn)) {
+    return Error(555, "5.5.4", "Unsupported RCPT parameter");  // DSN not advertised
   }
   if (rcpt.path.non_ascii && !envelope_.params.smtputf8) {
     return Error(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
@@ -698,6 +706,7 @@ void ServerSession::HandleRcpt(std::string_view arg) {
       return Ok(452, "4.5.3", "Send this recipient in a transaction of its own");
   }
   envelope_.recipients.push_back(std::move(rcpt.path.address));
+  envelope_.rcpt_params.push_back(std::move(rcpt.params));
   Ok(250, "2.1.5", "Ok");
 }
 

@@ -45,7 +45,7 @@ namespace relay::smtp {
 
 struct ServerLimits {
   // A command line including CRLF (RFC 5321 §4.5.3.1.4). Longer -> 500 5.5.2.
-  size_t command_line_bytes_max = 512;
+  size_t command_line_bytes_max = 1024;  // RFC 5321 §4.5.3.1.4 plus DSN's ORCPT (RFC 3461)
   // AUTH command and SASL response lines including CRLF (RFC 4954 §4). Longer -> 500 5.5.2.
   size_t auth_line_bytes_max = 12288;
   // A DATA/BDAT content line including CRLF (RFC 5322 §2.1.1: 998 + CRLF). Longer -> the
@@ -77,6 +77,7 @@ struct ServerConfig {
   bool auth_requires_tls = true;  // AUTH offered and accepted only under TLS (the default)
   bool auth_required = true;      // MAIL needs AUTH first (submission); false for port 25
   bool campaigns = false;         // XCAMPAIGN offered (MailParams::campaign; submission)
+  bool dsn = true;                // DSN offered (RFC 3461: RET, ENVID, NOTIFY, ORCPT)
   ServerLimits limits;
 };
 
@@ -116,6 +117,7 @@ struct Envelope {
   std::string mail_from;  // "" for the null path
   MailParams params;
   std::vector<std::string> recipients;
+  std::vector<RcptParams> rcpt_params;  // parallel to recipients
   bool chunked = false;  // received with BDAT
 };
 

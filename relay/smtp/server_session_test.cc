@@ -123,7 +123,7 @@ class Driver {
 
 constexpr std::string_view kEhloReplyTls =
     "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-    "250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 AUTH PLAIN LOGIN\r\n";
+    "250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-DSN\r\n250 AUTH PLAIN LOGIN\r\n";
 
 TEST(ServerSession, GreetingAndEhloAdvertisement) {
   Driver d;
@@ -131,7 +131,8 @@ TEST(ServerSession, GreetingAndEhloAdvertisement) {
   // Plaintext: STARTTLS offered, AUTH not (it needs TLS by default).
   EXPECT_EQ(d.Send("EHLO client.example\r\n"),
             "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n250-8BITMIME\r\n"
-            "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
+            "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-DSN\r\n"
+            "250 STARTTLS\r\n");
   Driver tls;
   tls.Connect(/*implicit_tls=*/true);
   EXPECT_EQ(tls.Send("ehlo client.example\r\n"), kEhloReplyTls);
@@ -143,7 +144,7 @@ TEST(ServerSession, GreetingAndEhloAdvertisement) {
   config.auth_requires_tls = false;
   Driver plain(config);
   plain.Connect();
-  EXPECT_THAT(plain.Send("EHLO c\r\n"), HasSubstr("250-CHUNKING\r\n250 AUTH PLAIN LOGIN\r\n"));
+  EXPECT_THAT(plain.Send("EHLO c\r\n"), HasSubstr("250-DSN\r\n250 AUTH PLAIN LOGIN\r\n"));
 }
 
 TEST(ServerSession, Helo) {
@@ -235,7 +236,7 @@ TEST(ServerSession, MailParametersAndAddresses) {
   EXPECT_EQ(d.Send("MAIL FROM:alice@example.com\r\n"), "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
   EXPECT_EQ(d.Send("MAIL FROM:<alice@@example.com>\r\n"),
             "501 5.1.7 Bad sender address syntax\r\n");
-  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> RET=FULL\r\n"),
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> MT-PRIORITY=3\r\n"),
             "555 5.5.4 Unsupported MAIL parameter\r\n");
   EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> SIZE=x\r\n"), "501 5.5.4 Bad MAIL parameter\r\n");
   EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> SIZE=36700161\r\n"),
@@ -252,8 +253,7 @@ TEST(ServerSession, MailParametersAndAddresses) {
   EXPECT_EQ(d.Send("RCPT TO:<пользователь@пример.рф>\r\n"), "250 2.1.5 Ok\r\n");
   EXPECT_EQ(d.Send("RCPT TO:<Postmaster>\r\n"), "250 2.1.5 Ok\r\n");
   EXPECT_EQ(d.Send("RCPT TO:<>\r\n"), "501 5.1.3 Bad recipient address syntax\r\n");
-  EXPECT_EQ(d.Send("RCPT TO:<a@b.example> NOTIFY=NEVER\r\n"),
-            "555 5.5.4 Unsupported RCPT parameter\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<a@b.example> XFOO=1\r\n"), "555 5.5.4 Unsupported RCPT parameter\r\n");
   EXPECT_EQ(d.Send("RCPT TO:a@b.example\r\n"), "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
   d.Send("DATA\r\nx\r\n.\r\n");
   ASSERT_EQ(d.envelopes.size(), 1u);
@@ -289,6 +289,42 @@ TEST(ServerSession, CampaignParameterOnlyWhereOffered) {
   plain.Send("AUTH PLAIN " + PlainResponse("alice", "secret") + "\r\n");
   EXPECT_EQ(plain.Send("MAIL FROM:<alice@example.com> XCAMPAIGN=x\r\n"),
             "555 5.5.4 Unsupported MAIL parameter\r\n");
+}
+
+// DSN is offered; its parameters travel in the envelope, one RcptParams per recipient.
+TEST(ServerSession, DsnParametersAreTakenAndKept) {
+  Driver d;
+  d.Connect(/*implicit_tls=*/true);
+  EXPECT_NE(d.Send("EHLO client.example\r\n").find("250-DSN\r\n"), std::string::npos);
+  ASSERT_EQ(d.Send("AUTH PLAIN " + PlainResponse("alice", "secret") + "\r\n"),
+            "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> RET=HDRS ENVID=e1\r\n"), "250 2.1.0 Ok\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<a@b.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;A@b.example\r\n"),
+            "250 2.1.5 Ok\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<c@b.example>\r\n"), "250 2.1.5 Ok\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<e@b.example> NOTIFY=NEVER,DELAY\r\n"),
+            "501 5.5.4 Bad RCPT parameter\r\n");
+  d.Send("DATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.envelopes.size(), 1u);
+  const Envelope& e = d.envelopes[0];
+  EXPECT_EQ(e.params.ret, DsnReturn::kHeaders);
+  EXPECT_EQ(e.params.envid, "e1");
+  ASSERT_EQ(e.rcpt_params.size(), 2u);
+  EXPECT_EQ(e.rcpt_params[0].notify, kNotifySuccess | kNotifyFailure);
+  EXPECT_EQ(e.rcpt_params[0].orcpt, "rfc822;A@b.example");
+  EXPECT_EQ(e.rcpt_params[1].notify, 0);
+
+  ServerConfig off = TestConfig();
+  off.dsn = false;
+  Driver plain(off);
+  plain.Connect(/*implicit_tls=*/true);
+  EXPECT_EQ(plain.Send("EHLO client.example\r\n").find("DSN"), std::string::npos);
+  plain.Send("AUTH PLAIN " + PlainResponse("alice", "secret") + "\r\n");
+  EXPECT_EQ(plain.Send("MAIL FROM:<alice@example.com> RET=FULL\r\n"),
+            "555 5.5.4 Unsupported MAIL parameter\r\n");
+  EXPECT_EQ(plain.Send("MAIL FROM:<alice@example.com>\r\n"), "250 2.1.0 Ok\r\n");
+  EXPECT_EQ(plain.Send("RCPT TO:<a@b.example> NOTIFY=NEVER\r\n"),
+            "555 5.5.4 Unsupported RCPT parameter\r\n");
 }
 
 TEST(ServerSession, MailParamsNeedEhlo) {
@@ -664,11 +700,11 @@ TEST(ServerSession, CommandLineLimit) {
   ServerConfig config = TestConfig();
   Driver d(config);
   d.Connect();
-  // 512 octets including CRLF is allowed, 513 is not.
-  const std::string at_limit = "NOOP " + std::string(512 - 7, 'x') + "\r\n";
-  ASSERT_EQ(at_limit.size(), 512u);
+  // 1024 octets including CRLF is allowed (RFC 5321's 512 and DSN's ORCPT), 1025 is not.
+  const std::string at_limit = "NOOP " + std::string(1024 - 7, 'x') + "\r\n";
+  ASSERT_EQ(at_limit.size(), 1024u);
   EXPECT_EQ(d.Send(at_limit), "250 2.0.0 Ok\r\n");
-  const std::string over = "NOOP " + std::string(512 - 6, 'x') + "\r\n";
+  const std::string over = "NOOP " + std::string(1024 - 6, 'x') + "\r\n";
   EXPECT_EQ(d.Send(over), "500 5.5.2 Line too long\r\n");
   // A line far beyond every limit, in pieces: one reply when its CRLF finally comes.
   std::string huge(20000, 'y');
