@@ -111,7 +111,53 @@ absl::StatusOr<std::string> DeliveryEngine::RetryAll() {
   return absl::StrCat(ids.size(), " messages are being retried");
 }
 
-absl::StatusOr<std::string> DeliveryEngine::BounceNow(queue::MessageId id) {
+absl::StatusOr<std::string> DeliveryEngine::ActOnSelected(QueueAction action,
+                                                          const QueueSelector& selector) {
+  std::vector<queue::MessageId> ids;
+  size_t kept = 0;  // delete: pending recipients elsewhere
+  bool more = false;
+  spool_->ForEachMessage([&](const queue::MessageInfo& info) {
+    if (more || !selector.MatchesMessage(info)) return;
+    bool selected = false, elsewhere = false;
+    for (uint32_t i = 0; i < info.recipients.size(); ++i) {
+      if (info.recipients[i].status != queue::RecipientStatus::kPending) continue;
+      (selector.MatchesRecipient(info, i) ? selected : elsewhere) = true;
+    }
+    if (!selected) return;
+    if (action == QueueAction::kDelete && elsewhere) {
+      ++kept;
+      return;
+    }
+    if (ids.size() >= kSelectedMessagesMax) {
+      more = true;
+      return;
+    }
+    ids.push_back(info.id);
+  });
+  size_t done = 0, busy = 0, refused = 0;
+  for (queue::MessageId id : ids) {
+    if (jobs_out_.contains(id)) {
+      ++busy;
+      continue;
+    }
+    absl::StatusOr<std::string> r = action == QueueAction::kRetry    ? RetryNow(id)
+                                    : action == QueueAction::kBounce ? BounceNow(id, &selector)
+                                                                     : DeleteNow(id);
+    ++(r.ok() ? done : refused);
+  }
+  const char* what = action == QueueAction::kRetry    ? "retried"
+                     : action == QueueAction::kBounce ? "bounced"
+                                                      : "deleted";
+  std::string answer = absl::StrCat(done, " messages ", what, " (", selector.Describe(), ")");
+  if (busy > 0) absl::StrAppend(&answer, "; ", busy, " being delivered now: ask again");
+  if (refused > 0) absl::StrAppend(&answer, "; ", refused, " refused (see the log)");
+  if (kept > 0) absl::StrAppend(&answer, "; ", kept, " kept: recipients at other domains");
+  if (more) absl::StrAppend(&answer, "; more remain: ask again");
+  return answer;
+}
+
+absl::StatusOr<std::string> DeliveryEngine::BounceNow(queue::MessageId id,
+                                                      const QueueSelector* only) {
   const queue::MessageInfo* info = spool_->Find(id);
   if (info == nullptr) return absl::NotFoundError(absl::StrCat("no live message ", id.ToString()));
   if (jobs_out_.contains(id)) {
@@ -121,7 +167,8 @@ absl::StatusOr<std::string> DeliveryEngine::BounceNow(queue::MessageId id) {
   Job job;
   job.id = id;
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
-    if (info->recipients[i].status == queue::RecipientStatus::kPending && !OutcomeWaiting(id, i)) {
+    if (info->recipients[i].status == queue::RecipientStatus::kPending && !OutcomeWaiting(id, i) &&
+        (only == nullptr || only->MatchesRecipient(*info, i))) {
       job.recipients.push_back(i);
     }
   }

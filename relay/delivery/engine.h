@@ -48,6 +48,7 @@
 #include "relay/delivery/dsn.h"
 #include "relay/delivery/egress.h"
 #include "relay/delivery/outcome.h"
+#include "relay/delivery/queue_selector.h"
 #include "relay/delivery/ready_queue.h"
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
@@ -79,6 +80,8 @@ struct FailedRecipient {
   feedback::BounceCategory category = feedback::BounceCategory::kOther;
   std::string orcpt;  // the sender's ORCPT for it (RFC 3461 §4.2), "" when none
 };
+
+enum class QueueAction { kRetry, kBounce, kDelete };
 
 struct DeliveryOptions {
   std::string hostname;                  // Reporting-MTA of DSNs, default EHLO name
@@ -149,9 +152,15 @@ class DeliveryEngine {
   // Retry every live message now.
   absl::StatusOr<std::string> RetryAll();
   // Bounce: every pending recipient fails now ("5.0.0 bounced by the operator"), with a DSN.
-  absl::StatusOr<std::string> BounceNow(queue::MessageId id);
+  // With `only`, just the pending recipients it selects.
+  absl::StatusOr<std::string> BounceNow(queue::MessageId id, const QueueSelector* only = nullptr);
   // Delete: the message is dropped without a DSN.
   absl::StatusOr<std::string> DeleteNow(queue::MessageId id);
+  // The same for every message of this shard `selector` selects (relay/delivery/
+  // queue_selector.h), at most kSelectedMessagesMax of them: bounce fails only the selected
+  // recipients, delete leaves a message that has pending recipients the selector does not name.
+  // The answer counts what was done, what was being delivered (ask again) and what remains.
+  absl::StatusOr<std::string> ActOnSelected(QueueAction action, const QueueSelector& selector);
 
   // Where every outcome is logged as a JSON line (optional; the shard owns it).
   void set_log(DeliveryLog* log) { log_ = log; }

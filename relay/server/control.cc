@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "relay/base/log.h"
+#include "relay/delivery/queue_selector.h"
 #include "relay/server/shard.h"
 
 namespace relay::server {
@@ -30,7 +31,16 @@ struct Client {
   int fd;
   int64_t deadline_ms;
   std::string request;
+  std::string who;  // "uid U pid P" from SO_PEERCRED: the log names who asked
 };
+
+// Who is on the other end of a Unix socket, as the kernel says.
+std::string PeerOf(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return "an unknown peer";
+  return absl::StrCat("uid ", cred.uid, " pid ", cred.pid);
+}
 
 int64_t NowMs() {
   timespec ts;
@@ -186,8 +196,8 @@ void ControlSocket::Serve() {
           : c.request.size() >= kRequestBytesMax
               ? absl::StrCat("error: request longer than ", kRequestBytesMax, " bytes")
               : std::string("error: incomplete request");
-      LogInfo() << "control: " << absl::StripAsciiWhitespace(c.request.substr(0, 80)) << " -> "
-                << answer;
+      LogInfo() << "control: " << c.who << " asked \""
+                << absl::StripAsciiWhitespace(c.request.substr(0, 200)) << "\" -> " << answer;
       answer += "\n";
       // Non-blocking: an answer the client does not take at once is dropped with the client.
       ssize_t written = ::send(c.fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -197,7 +207,9 @@ void ControlSocket::Serve() {
     clients.swap(waiting);
     if (fds[1].revents != 0) {
       int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (client >= 0) clients.push_back({client, NowMs() + kRequestTimeoutMs, std::string()});
+      if (client >= 0) {
+        clients.push_back({client, NowMs() + kRequestTimeoutMs, std::string(), PeerOf(client)});
+      }
     }
   }
   for (const Client& c : clients) ::close(c.fd);
@@ -254,6 +266,20 @@ std::string ControlSocket::HandleSuspension(const std::vector<std::string>& word
       seconds == 0 ? " suspended until resumed" : absl::StrCat(" suspended for ", seconds, " s"));
 }
 
+std::string ControlSocket::AskEveryShard(const std::vector<Shard*>& shards, const std::string& verb,
+                                         const std::string& argument) {
+  // One answer that starts with "ok" only when every shard's does: relayctl's exit status.
+  std::string answers;
+  bool all_ok = true;
+  for (Shard* s : shards) {
+    std::string answer = s->Control(verb, argument);
+    all_ok = all_ok && absl::StartsWith(answer, "ok");
+    if (!answers.empty()) answers += "; ";
+    answers += absl::StrCat("shard ", s->index(), ": ", answer);
+  }
+  return absl::StrCat(all_ok ? "ok: " : "error: ", answers);
+}
+
 std::string ControlSocket::Handle(const std::string& request, const std::vector<Shard*>& shards,
                                   MainThreadRequests* main_thread,
                                   delivery::Suspensions* suspensions) {
@@ -268,8 +294,9 @@ std::string ControlSocket::Handle(const std::string& request, const std::vector<
     if (main_thread == nullptr) return "error: reload is not available here";
     return main_thread->Ask(kReloadTimeoutMs);
   }
-  if (words.size() != 2) {
-    return "error: expected \"retry|bounce|delete ID\", \"retry --all\" or \"reload\"";
+  if (words.size() < 2) {
+    return "error: expected retry|bounce|delete ID|--all|--tenant T|--campaign C|--sender S"
+           "|--domain D, or reload";
   }
   const std::string& verb = words[0];
   const std::string& id = words[1];
@@ -277,18 +304,17 @@ std::string ControlSocket::Handle(const std::string& request, const std::vector<
     return absl::StrCat("error: unknown request ", verb);
   }
   if (id == "--all") {
-    if (verb != "retry") return "error: only retry takes --all";
-    // One answer that starts with "ok" only when every shard's does: relayctl's exit status.
-    std::string answers;
-    bool all_ok = true;
-    for (Shard* s : shards) {
-      std::string answer = s->Control("retry-all", "");
-      all_ok = all_ok && absl::StartsWith(answer, "ok");
-      if (!answers.empty()) answers += "; ";
-      answers += absl::StrCat("shard ", s->index(), ": ", answer);
-    }
-    return absl::StrCat(all_ok ? "ok: " : "error: ", answers);
+    if (verb != "retry" || words.size() != 2) return "error: only retry takes --all, alone";
+    return AskEveryShard(shards, "retry-all", "");
   }
+  if (absl::StartsWith(id, "--")) {
+    // A selector: checked here, carried out by every shard on its own messages.
+    const std::vector<std::string> rest(words.begin() + 1, words.end());
+    absl::StatusOr<delivery::QueueSelector> selector = delivery::ParseQueueSelector(rest);
+    if (!selector.ok()) return absl::StrCat("error: ", selector.status().message());
+    return AskEveryShard(shards, verb + "-selected", absl::StrJoin(rest, " "));
+  }
+  if (words.size() != 2) return absl::StrCat("error: ", verb, " takes one queue id");
   // "EPOCH-SHARD-SEQ": the shard that owns the message.
   std::vector<std::string> parts = absl::StrSplit(id, '-');
   unsigned long shard = 0;

@@ -2,10 +2,12 @@
 //
 // A Unix stream socket (mode 0600, so only the relay's user and root may use it) served by a
 // thread of its own: one request line per connection ("retry ID", "retry --all", "bounce ID",
-// "delete ID", "reload", "suspend SITE SECONDS [REASON]", "resume SITE", "suspensions"), one
-// answer line ("ok: ..." or "error: ..."). A request about a message goes to
-// the shard that owns it (the shard number is part of the queue id) and runs on that shard's
-// thread, so the queue is only ever written by its own shard.
+// "delete ID", "retry|bounce|delete --tenant T --campaign C --sender S --domain D" (any of the
+// four, relay/delivery/queue_selector.h), "reload", "suspend SITE SECONDS [REASON]", "resume
+// SITE", "suspensions"), one answer line ("ok: ..." or "error: ..."). A request about a message
+// goes to the shard that owns it (the shard number is part of the queue id), one with a selector
+// to every shard, and runs on that shard's thread, so the queue is only ever written by its own
+// shard. Each request is logged with who asked (the peer's uid and pid, SO_PEERCRED).
 //
 // Local clients are bounded like remote ones: at most kClientsMax at once (others wait in the
 // listen backlog), a request line of at most kRequestBytesMax that must arrive within
@@ -86,6 +88,9 @@ class ControlSocket {
   // every source, in every shard, kept across a restart.
   static std::string HandleSuspension(const std::vector<std::string>& words,
                                       delivery::Suspensions& suspensions, int64_t now_unix_ms);
+  // `verb` with `argument` asked of every shard in turn; one line naming each shard's answer.
+  static std::string AskEveryShard(const std::vector<Shard*>& shards, const std::string& verb,
+                                   const std::string& argument);
 
  private:
   ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards,

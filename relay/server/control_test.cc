@@ -92,8 +92,18 @@ TEST(ControlSocketTest, OverlongRequestIsRefused) {
 TEST(ControlSocketTest, RequestsNamingNoShard) {
   std::vector<Shard*> none;
   EXPECT_EQ(ControlSocket::Handle("retry", none, nullptr),
-            "error: expected \"retry|bounce|delete ID\", \"retry --all\" or \"reload\"");
-  EXPECT_EQ(ControlSocket::Handle("bounce --all", none, nullptr), "error: only retry takes --all");
+            "error: expected retry|bounce|delete ID|--all|--tenant T|--campaign C|--sender S"
+            "|--domain D, or reload");
+  EXPECT_EQ(ControlSocket::Handle("bounce --all", none, nullptr),
+            "error: only retry takes --all, alone");
+  // A selector is checked before any shard is asked; with none running, every shard said ok.
+  EXPECT_EQ(ControlSocket::Handle("bounce --tenant", none, nullptr),
+            "error: --tenant needs a value");
+  EXPECT_EQ(ControlSocket::Handle("delete --site google", none, nullptr), "error: unknown --site");
+  EXPECT_EQ(ControlSocket::Handle("delete --tenant shop --domain gmail.com", none, nullptr),
+            "ok: ");
+  EXPECT_EQ(ControlSocket::Handle("delete 6a1b2c3d-4-1 extra", none, nullptr),
+            "error: delete takes one queue id");
   EXPECT_EQ(ControlSocket::Handle("delete nonsense", none, nullptr),
             "error: not a queue id: nonsense");
   EXPECT_EQ(ControlSocket::Handle("reload", none, nullptr), "error: reload is not available here");

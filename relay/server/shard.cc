@@ -12,7 +12,9 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
@@ -94,6 +96,10 @@ std::string Shard::Control(const std::string& verb, const std::string& id_text) 
       done->set_value(line(delivery_->RetryAll()));
       return;
     }
+    if (absl::EndsWith(verb, "-selected")) {
+      done->set_value(line(ActOnSelected(verb.substr(0, verb.size() - 9), id_text)));
+      return;
+    }
     absl::StatusOr<queue::MessageId> id = queue::MessageId::Parse(id_text);
     if (!id.ok()) {
       done->set_value(absl::StrCat("error: not a queue id: ", id_text));
@@ -111,6 +117,17 @@ std::string Shard::Control(const std::string& verb, const std::string& id_text) 
     return "error: the shard did not answer within 10 s";
   }
   return answer.get();
+}
+
+absl::StatusOr<std::string> Shard::ActOnSelected(const std::string& verb,
+                                                 const std::string& selector_text) {
+  absl::StatusOr<delivery::QueueSelector> selector =
+      delivery::ParseQueueSelector(absl::StrSplit(selector_text, ' ', absl::SkipEmpty()));
+  if (!selector.ok()) return selector.status();
+  const delivery::QueueAction action = verb == "retry"    ? delivery::QueueAction::kRetry
+                                       : verb == "bounce" ? delivery::QueueAction::kBounce
+                                                          : delivery::QueueAction::kDelete;
+  return delivery_->ActOnSelected(action, *selector);
 }
 
 void Shard::RequestTlsReloadCheck() {

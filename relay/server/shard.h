@@ -67,6 +67,9 @@ class Shard final : private ConnectionHost {
   // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, or "retry-all")
   // on this shard's thread and returns its one-line answer ("ok: ..." or "error: ...").
   std::string Control(const std::string& verb, const std::string& id);
+  // The shard's part of "retry|bounce|delete --tenant ... --domain ..." (its thread).
+  absl::StatusOr<std::string> ActOnSelected(const std::string& verb,
+                                            const std::string& selector_text);
   // Any thread: an "unsubscribed" event for `address` of `tenant` (`via`: "one-click"), written
   // by this shard's thread at its next loop turn.
   void RecordUnsubscribed(std::string tenant, std::string address, std::string via);

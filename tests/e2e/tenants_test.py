@@ -7,7 +7,7 @@ relayd on loopback, with two named tenants,
   [[tenants]] name = "news"  users = ["news@example.net"]  priority = "bulk"
 
 delivers through a real DNS server (unbound) to a real receiver (aiosmtpd) that refuses
-gone@example.org for good (550 5.1.1) and defers later@example.org (451 4.7.1). Shows: the
+gone*@example.org for good (550 5.1.1) and defers later*@example.org (451 4.7.1). Shows: the
 campaign a client names in X-Relay-Campaign or with the MAIL parameter XCAMPAIGN= travels with the
 message into the delivery log, the DSN, the metrics and `relayctl queue`, together with the
 tenant and the class; the client's fields never reach the receiver (and the DKIM signature is
@@ -17,6 +17,7 @@ the address for its tenant only.
 usage: tenants_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
 import os
+import re
 import smtplib
 import ssl
 import subprocess
@@ -47,7 +48,8 @@ REPLIES = {
 
 @harness.fixture
 def sink():
-    s = local_smtp.Sink(lambda address: REPLIES.get(address.split("@")[0]))
+    s = local_smtp.Sink(lambda address: next(
+        (reply for prefix, reply in REPLIES.items() if address.startswith(prefix)), None))
     with local_smtp.serving(s, SINK_IP, MX_PORT, TMP):
         yield s
 
@@ -280,6 +282,47 @@ def queue_commands():
     rc, out = queue("show", ids[0] if ids else "0-0-0")
     check(rc == 0 and "tenant: news\ncampaign: autumn\npriority: bulk\n" in out,
           "show names tenant, campaign and class: %s" % out)
+
+
+def control(*args):
+    r = subprocess.run([RELAYCTL, "queue"] + list(args) + ["--config", config()[0]],
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+@harness.case(8, "relayctl queue retry, bounce and delete by tenant, campaign and domain")
+def selectors():
+    relay()
+    for n in range(3):
+        check(news(["later%d@example.org" % n], "X-Relay-Campaign: winter sale\r\n") == (250, ""),
+              "a deferred news message %d" % n)
+        lines("deferred", "later%d@example.org" % n)
+    rc, out = control("retry", "--tenant", "news", "--domain", "example.org")
+    check(rc == 0 and "messages retried (tenant news, domain example.org)" in out,
+          "retry by tenant and domain: %s" % out.strip())
+    rc, out = control("bounce", "--campaign", "winter sale", "--domain", "other.example")
+    check(rc == 0 and "0 messages bounced" in out, "a domain with nothing: 0: %s" % out.strip())
+    wait_for(lambda: len([e for e in events() if e.get("event") == "deferred" and
+                          e.get("recipient", "").startswith("later")]) >= 6,
+             "the retried messages deferred again")
+    rc, out = control("delete", "--campaign", "winter sale", "--sender", "news@example.net")
+    counts = [int(n) for n in re.findall(r"(\d+) messages deleted", out)]
+    check(rc == 0 and sum(counts) == 3, "delete by campaign, over the shards: 3: %s" % out.strip())
+    deleted = wait_for(lambda: [e for e in events() if e.get("event") == "deleted" and
+                                e.get("recipient", "").startswith("later")],
+                       "deleted lines for the campaign's recipients") or []
+    check(len(deleted) == 3 and all(e.get("campaign") == "winter sale" for e in deleted),
+          "three deleted lines, each naming the campaign: %d" % len(deleted))
+    time.sleep(0.5)
+    check(not [m for m in sink().delivered_to("news@example.net")
+               if b"later0@example.org" in m[2]], "delete sends no DSN")
+    rc, out = queue("list", "--campaign", "winter sale")
+    check(rc == 0 and len([l for l in out.splitlines()[1:] if l.strip()]) == 0,
+          "nothing left of the campaign: %s" % out)
+    check("control: uid 0 pid " in relay().log() and 'asked "delete --campaign winter+20sale' in
+          relay().log(), "the log names who asked for what")
+    rc, out = control("bounce", "--tenant")
+    check(rc == 2, "a selector without its value: usage: %s" % out.strip())
 
 
 harness.main()

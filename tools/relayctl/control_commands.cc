@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "relay/server/config.h"
+#include "relay/smtp/command.h"
 #include "tools/relayctl/user_commands.h"
 
 namespace relay::relayctl {
@@ -107,15 +109,34 @@ constexpr char kTargetUsage[] = "[--config PATH | --config-dir DIR | --socket PA
 int QueueControlCommand(int argc, char** argv) {
   std::string verb = argc > 0 ? argv[0] : "";
   const std::string command = "queue " + verb;
+  // The selector's options are this command's own (values xtext-encoded on the socket, so a
+  // campaign name may hold spaces); the rest are the target's.
+  std::vector<char*> args = {argv[0]};
+  std::string selector;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--tenant" || a == "--campaign" || a == "--sender" || a == "--domain") &&
+        i + 1 < argc) {
+      absl::StrAppend(&selector, " ", a, " ", smtp::EncodeXtext(argv[++i]));
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
   Target target;
   std::vector<std::string> rest;
-  if (!ParseTarget(argc, argv, command.c_str(), &target, &rest)) return 2;
-  if (rest.size() != 1) {
-    std::fprintf(stderr, "usage: relayctl queue %s ID%s %s\n", verb.c_str(),
-                 verb == "retry" ? "|--all" : "", kTargetUsage);
+  if (!ParseTarget(static_cast<int>(args.size()), args.data(), command.c_str(), &target, &rest)) {
     return 2;
   }
-  return Ask(target, verb + " " + rest[0]);
+  if (selector.empty() ? rest.size() != 1 : !rest.empty()) {
+    std::fprintf(stderr,
+                 "usage: relayctl queue %s ID%s %s\n"
+                 "       relayctl queue %s [--tenant T] [--campaign C] [--sender ADDR|@DOMAIN] "
+                 "[--domain D] %s\n",
+                 verb.c_str(), verb == "retry" ? "|--all" : "", kTargetUsage, verb.c_str(),
+                 kTargetUsage);
+    return 2;
+  }
+  return Ask(target, selector.empty() ? verb + " " + rest[0] : verb + selector);
 }
 
 namespace {
