@@ -359,7 +359,7 @@ absl::StatusOr<MessageRecordView> DecodeMessagePayload(std::string_view payload)
     if (!r.GetStr16(&address) || !r.Get(&status) || status > 2 || !r.Get(&rs.attempts) ||
         !r.Get(&rs.next_attempt_unix_ms) || !r.GetStr16(&reply) ||
         (originals && !r.GetStr16(&original)) ||
-        (dsn && (!r.Get(&rs.notify) || rs.notify > kNotifyMax || !r.GetStr16(&orcpt) ||
+        (dsn && (!r.Get(&rs.notify) || !IsValidNotify(rs.notify) || !r.GetStr16(&orcpt) ||
                  orcpt.size() > kOrcptBytesMax))) {
       return absl::DataLossError("malformed message record recipient");
     }

@@ -30,8 +30,9 @@
 //               [attributes(str16): with kMessageFlagAttributes, record version 4; its bytes are
 //                tenant(str16) campaign(str16) priority(u8) [envid(str16) ret(u8)]
 //                -- the bracketed part may be absent (a block of the first version 4 writers);
-//                a reader ignores bytes after the fields it knows, so later fields need no new
-//                version]
+//                a reader ignores bytes after the fields it knows, so a later field needs no new
+//                version as long as losing it is harmless: a copy made by compaction in an
+//                older build writes only the fields that build knows]
 //               recipient_count(u32)
 //               per recipient: address(str16) status(u8) attempts(u32) next_attempt_unix_ms(i64)
 //                              last_reply(str16) [original(str16): with
@@ -232,6 +233,10 @@ inline constexpr size_t kAttributeBytesMax = 128;
 inline constexpr size_t kOrcptBytesMax = 500;
 inline constexpr uint8_t kDsnRetMax = 2;
 inline constexpr uint8_t kNotifyMax = 15;
+// NOTIFY bits as smtp::kNotify* has them: NEVER (8) alone, or any of the other three.
+inline constexpr bool IsValidNotify(uint8_t n) {
+  return n <= kNotifyMax && ((n & 8) == 0 || n == 8);
+}
 
 // The message's tenant: the named one, else the sender's domain (lower-case), else "" (the null
 // sender: the relay's own DSNs).

@@ -66,7 +66,7 @@ absl::Status CheckAttributes(const Envelope& e) {
     if (o.size() > kOrcptBytesMax) return absl::InvalidArgumentError("ORCPT too long");
   }
   for (uint8_t n : e.notify) {
-    if (n > kNotifyMax) return absl::InvalidArgumentError("bad NOTIFY value");
+    if (!IsValidNotify(n)) return absl::InvalidArgumentError("bad NOTIFY value");
   }
   return absl::OkStatus();
 }

@@ -85,7 +85,7 @@ void FuzzSpoolRecovery(std::string_view data) {
         w.attributes.priority = static_cast<Priority>(in.Byte() % (kPriorityMax + 1));
         w.attributes.envid = std::string(in.Take(in.Byte() % 24));
         w.attributes.dsn_ret = in.Byte() % (kDsnRetMax + 1);
-        states[0].notify = in.Byte() % (kNotifyMax + 1);
+        states[0].notify = in.Byte() % 8;  // any of SUCCESS, FAILURE, DELAY (or none)
         states[0].orcpt = std::string(in.Take(in.Byte() % 24));
         w.notify0 = states[0].notify;
         w.orcpt0 = states[0].orcpt;

@@ -190,10 +190,7 @@ std::string_view HeaderSection(std::string_view message) {
   return message.substr(0, end);
 }
 
-namespace {
-
-// RFC 3464 §2.3.3's Action of each kind.
-const char* ActionOf(DsnKind kind) {
+const char* DsnActionName(DsnKind kind) {
   switch (kind) {
     case DsnKind::kFailure:
       return "failed";
@@ -204,6 +201,8 @@ const char* ActionOf(DsnKind kind) {
   }
   return "failed";
 }
+
+namespace {
 
 absl::Status CheckRequest(const DsnRequest& req) {
   if (req.envelope_sender.empty()) {
@@ -222,7 +221,7 @@ absl::Status CheckRequest(const DsnRequest& req) {
     if (!StatusMatches(r.status, status_class)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "DSN status \"", SevenBit(r.status), "\" for ", SevenBit(r.final_recipient), " must be ",
-          std::string(1, status_class), ".x.x for a ", ActionOf(req.kind)));
+          std::string(1, status_class), ".x.x for a ", DsnActionName(req.kind)));
     }
   }
   return absl::OkStatus();
@@ -308,7 +307,7 @@ std::string DeliveryReport(const DsnRequest& req, const std::string& host) {
                                                            SevenBit(orcpt.substr(semi + 1))));
     }
     AppendField(report, "Final-Recipient", absl::StrCat("rfc822; ", SevenBit(r.final_recipient)));
-    AppendField(report, "Action", ActionOf(req.kind));
+    AppendField(report, "Action", DsnActionName(req.kind));
     AppendField(report, "Status", r.status);
     if (!r.category.empty()) AppendField(report, "X-Bounce-Category", SevenBit(r.category));
     if (!r.remote_mta.empty()) {

@@ -33,6 +33,9 @@ enum class DsnKind {
   kRelayed,
 };
 
+// RFC 3464 §2.3.3's Action of each kind: "failed", "delayed", "relayed".
+const char* DsnActionName(DsnKind kind);
+
 struct DsnRecipient {
   std::string final_recipient;     // the address the relay tried (RCPT TO)
   // ORCPT (RFC 3461 §4.2), "addr-type;address" or a bare address (rfc822); "" omits it.

@@ -736,7 +736,8 @@ void DeliveryEngine::AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>*
     it->second.campaign = info.attributes.campaign;
     it->second.envid = info.attributes.envid;
     // RET=FULL (RFC 3461 §4.3): a failure DSN returns the whole message, up to a bound.
-    if (dsns == &bounced_ && info.attributes.dsn_ret == 1 &&
+    if (dsns == &bounced_ &&
+        info.attributes.dsn_ret == static_cast<uint8_t>(smtp::DsnReturn::kFull) &&
         info.message.size() <= options_.dsn_return_bytes_max) {
       it->second.headers = std::string(info.message);
       it->second.return_full = true;
@@ -909,9 +910,7 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
     line.campaign = pending.campaign;
     std::string dsn_id = appended->id.ToString();
     line.dsn_queue_id = dsn_id;
-    line.dsn_action = kind == DsnKind::kDelay     ? "delayed"
-                      : kind == DsnKind::kRelayed ? "relayed"
-                                                  : "failed";
+    line.dsn_action = DsnActionName(kind);
     std::string message_id_storage;
     line.message_id = events::FindMessageId(pending.headers, &message_id_storage);
     Record(line);

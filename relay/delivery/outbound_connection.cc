@@ -292,7 +292,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
     attempt.tls_cipher = tls_->cipher_name();
   }
   attempt.duration_ms = reactor_->NowMs() - attempt_start_ms_;
-  attempt.remote_dsn = session_->extensions().dsn;
+  attempt.remote_dsn = session_->extensions().dsn && job_->mail_from.empty();
   int64_t suspend_ms = 0;
   std::string suspend_reason;
   for (const smtp::Outcome& o : outcomes) {
@@ -384,7 +384,9 @@ void OutboundConnection::TakeWork() {
   smtp::OutgoingMessage message;
   message.mail_from = slot->mail_from.empty() ? std::string(info->sender) : slot->mail_from;
   for (uint32_t r : slot->recipients) message.recipients.push_back(info->recipients[r].address);
-  AddDsnParameters(*info, *slot, &message);
+  // A VERP return path sends the remote's DSNs to the bounce domain, which reads failures only:
+  // the sender's parameters stay here, and the relay writes the DSNs it asked for itself.
+  if (slot->mail_from.empty()) AddDsnParameters(*info, *slot, &message);
   message.size_bytes = info->message.size();
   message.needs_8bitmime = NeedsUtf8(info->message);
   message.needs_smtputf8 = NeedsUtf8(message.mail_from) ||

@@ -49,7 +49,8 @@ struct AttemptInfo {
   // The outcome is the remote's reply. False when it was made up here (timeout, connection lost,
   // DNS): after the body went out, such an outcome leaves the attempt's real outcome unknown.
   bool reply_received = false;
-  // The server offered DSN (RFC 3461): the sender's NOTIFY went with each RCPT.
+  // The server offered DSN (RFC 3461) and the sender's NOTIFY went with each RCPT (never with a
+  // VERP return path).
   bool remote_dsn = false;
 };
 

@@ -2,8 +2,9 @@
 // --tenant, --campaign, --sender or --domain; issue 16): every condition given must hold.
 //
 // Tenant, campaign and sender select whole messages; a domain selects the pending recipients at
-// that domain, so a message with recipients at several domains is retried or bounced only for
-// the one named, and deleted only when it has no pending recipient elsewhere.
+// that domain, so a message with recipients at several domains is bounced only for the one
+// named, and deleted only when it has no pending recipient elsewhere. A retry is of the whole
+// message (its other recipients are attempted early too, which costs nothing but an attempt).
 //
 // Pure data and matching; any thread. Parsing is linear in the request.
 #pragma once

@@ -336,7 +336,9 @@ int RelayMetrics::TenantIndex(std::string_view tenant) const {
 }
 
 int RelayMetrics::CampaignIndex(std::string_view campaign) const {
-  if (campaign.empty()) return 0;
+  // A campaign named like a fixed label counts in it: one series per label value.
+  if (campaign.empty() || campaign == "none") return 0;
+  if (campaign == "other") return 1;
   const int slot = campaigns_->Slot(campaign);
   return slot == LabelTable::kOther ? 1 : 2 + slot;
 }

@@ -56,6 +56,8 @@ TEST(RelayMetricsTest, RecipientsByTenantAndCampaign) {
   EXPECT_EQ(m.TenantIndex(""), 0);
   EXPECT_EQ(m.TenantIndex("example.com"), 0) << "a sending domain is not a label";
   EXPECT_EQ(m.CampaignIndex(""), 0);
+  EXPECT_EQ(m.CampaignIndex("none"), 0) << "a name of a fixed label counts in it";
+  EXPECT_EQ(m.CampaignIndex("other"), 1);
   const int spring = m.CampaignIndex("spring-2027");
   EXPECT_EQ(m.CampaignIndex("spring-2027"), spring);
   m.TenantRecipient(0, RecipientResult::kDelivered, m.TenantIndex("shop"), spring);

@@ -321,8 +321,9 @@ ${shaping}
 # message is stored with its tenant, its campaign (named by the client in the header below,
 # removed before signing, or with MAIL FROM:<...> XCAMPAIGN=name) and its class; the delivery
 # log, events, DSNs, metrics and `relayctl queue` name them. At a busy site transactional mail
-# goes before normal before bulk (a message may say X-Relay-Priority: bulk, also removed), and
-# tenants share the site by weight. A message of no tenant belongs to its sending domain.
+# goes before normal before bulk (a message may say X-Relay-Priority: bulk, also removed; never
+# above its tenant's priority_max, by default its priority), and tenants share the site by
+# weight. A message of no tenant belongs to its sending domain (normal at most).
 # [[tenants]]
 # name = "shop"
 # domains = ["${domain}"]

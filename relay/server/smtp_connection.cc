@@ -19,9 +19,17 @@
 
 namespace relay::server {
 
-void CarryDsnParameters(const smtp::Envelope& env, queue::Envelope* qenv) {
+// The spool keeps what the SMTP parser takes (queue/ cannot see relay/smtp).
+static_assert(queue::kOrcptBytesMax == smtp::kOrcptBytesMax);
+static_assert(queue::kAttributeBytesMax >= smtp::kEnvidBytesMax);
+static_assert(queue::kAttributeBytesMax >= smtp::kLabelBytesMax);
+
+void CarryDsnParameters(const smtp::Envelope& env, bool received, queue::Envelope* qenv) {
   if (env.params.envid) qenv->attributes.envid = *env.params.envid;
   qenv->attributes.dsn_ret = static_cast<uint8_t>(env.params.ret);
+  if (received && env.params.ret == smtp::DsnReturn::kFull) {
+    qenv->attributes.dsn_ret = static_cast<uint8_t>(smtp::DsnReturn::kHeaders);
+  }
   const bool any =
       std::any_of(env.rcpt_params.begin(), env.rcpt_params.end(),
                   [](const smtp::RcptParams& p) { return p.notify != 0 || !p.orcpt.empty(); });
@@ -39,7 +47,16 @@ void CarryDsnParameters(const smtp::Envelope& env, queue::Envelope* qenv) {
         i < qenv->original_recipients.size() && !qenv->original_recipients[i].empty();
     auto it = by_address.find(forwarded ? qenv->original_recipients[i] : qenv->recipients[i]);
     if (it == by_address.end()) continue;
-    qenv->notify[i] = it->second->notify;
+    uint8_t notify = it->second->notify;
+    if (received && (notify & smtp::kNotifySuccess) != 0) {
+      // Port 25's senders are strangers: no success notice to an address anyone can forge, and
+      // none from the final MX naming an alias's private target (RFC 3461 §6.2.7.3 would send
+      // "expanded"; a forwarder of one's own domains owes nothing beyond failures). What stays
+      // keeps its meaning: SUCCESS alone becomes NEVER.
+      notify &= static_cast<uint8_t>(~smtp::kNotifySuccess);
+      if (notify == 0) notify = smtp::kNotifyNever;
+    }
+    qenv->notify[i] = notify;
     qenv->orcpt[i] = it->second->orcpt;
   }
 }
@@ -510,7 +527,12 @@ bool SmtpConnection::TakeClientFields(std::string* unsubscribe_fields) {
                     absl::StrCat(tenants.priority_header, ": transactional, normal or bulk"));
       return false;
     }
-    attributes_.priority = *named;
+    attributes_.priority = config::AllowedPriority(submission_policy_->named_tenant(), *named);
+    if (attributes_.priority != *named) {
+      LogInfo() << "message from " << session_.user() << " asked for class "
+                << queue::PriorityName(*named) << ", above its tenant's priority_max: "
+                << queue::PriorityName(attributes_.priority);
+    }
   }
   if (links) *unsubscribe_fields = UnsubscribeFields(fields);
   return true;
@@ -590,7 +612,7 @@ void SmtpConnection::AppendMessage(absl::Time now, std::string missing, std::str
     }
     ctx_.host->OnRecipientsSuppressed(id_text, env.mail_from, suppressed);
   }
-  CarryDsnParameters(env, &qenv);
+  CarryDsnParameters(env, /*received=*/false, &qenv);
   AppendToSpool(qenv, id, std::move(id_text));
 }
 

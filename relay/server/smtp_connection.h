@@ -42,8 +42,10 @@ namespace relay::server {
 
 // The client's DSN parameters (RFC 3461) for the envelope it queues: ENVID and RET, and each
 // recipient's NOTIFY and ORCPT, found by the address the client gave (a forwarded target by its
-// alias's; a recipient left out, suppressed, takes nothing).
-void CarryDsnParameters(const smtp::Envelope& env, queue::Envelope* qenv);
+// alias's; a recipient left out, suppressed, takes nothing). Mail `received` on port 25 asks for
+// no success notice (SUCCESS is dropped, alone it becomes NEVER) and no full return (RET=FULL is
+// HDRS): its sender may be forged, and such notices would be backscatter.
+void CarryDsnParameters(const smtp::Envelope& env, bool received, queue::Envelope* qenv);
 
 class SmtpConnection : public io::IoObject {
  public:

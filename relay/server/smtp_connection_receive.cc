@@ -93,7 +93,7 @@ void SmtpConnection::QueueReceived(const receive::InboundResults& results) {
   }
   qenv.recipients = plan.targets;
   qenv.original_recipients = plan.originals;
-  CarryDsnParameters(env, &qenv);
+  CarryDsnParameters(env, /*received=*/true, &qenv);
   // RFC 8601 §5: the Authentication-Results goes above the trace field of this hop.
   const receive::AuthResults ar =
       receive::ToAuthResults(results, config.hostname, config.receive.arc);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "queue/spool_reader.h"
 #include "relay/base/clock.h"
+#include "relay/delivery/queue_selector.h"
 
 namespace relay::relayctl {
 namespace {
@@ -116,29 +117,20 @@ std::string OneLine(std::string_view text, size_t max) {
 
 std::string_view Sender(const MessageInfo& m) { return m.sender.empty() ? "<>" : m.sender; }
 
+// The list's filters are the control socket's selector (relay/delivery/queue_selector.h): a
+// message matches when its own conditions hold and, with --domain, one of its pending recipients
+// is at that domain.
 bool Matches(const MessageInfo& m, const Args& args) {
-  if (!args.sender.empty()) {
-    if (args.sender[0] == '@') {
-      if (Domain(m.sender) != absl::AsciiStrToLower(args.sender.substr(1))) return false;
-    } else if (!absl::EqualsIgnoreCase(queue::ToAbsl(m.sender), args.sender)) {
-      return false;
-    }
+  delivery::QueueSelector selector;
+  selector.tenant = absl::AsciiStrToLower(args.tenant);
+  selector.campaign = args.campaign;
+  selector.sender = args.sender;
+  selector.domain = absl::AsciiStrToLower(args.domain);
+  if (!selector.MatchesMessage(m)) return false;
+  for (uint32_t i = 0; i < m.recipients.size(); ++i) {
+    if (selector.MatchesRecipient(m, i)) return true;
   }
-  if (!args.domain.empty()) {
-    bool any = false;
-    for (const queue::RecipientState& r : m.recipients) {
-      if (r.status == RecipientStatus::kPending &&
-          Domain(r.address) == absl::AsciiStrToLower(args.domain)) {
-        any = true;
-      }
-    }
-    if (!any) return false;
-  }
-  if (!args.tenant.empty() &&
-      queue::TenantOf(m.attributes, m.sender) != absl::AsciiStrToLower(args.tenant)) {
-    return false;
-  }
-  return args.campaign.empty() || m.attributes.campaign == args.campaign;
+  return selector.domain.empty();
 }
 
 std::string LastReply(const MessageInfo& m) {

@@ -22,13 +22,17 @@ bool IsFieldName(std::string_view name) {
 }
 
 absl::Status ParseTenant(const Section& e, Tenant* t) {
-  RETURN_IF_ERROR(e.Known({"name", "users", "domains", "priority", "weight"}));
+  RETURN_IF_ERROR(e.Known({"name", "users", "domains", "priority", "priority_max", "weight"}));
   if (!e.Has("name")) return e.Error("name", "is required");
   RETURN_IF_ERROR(e.NonEmptyString("name", &t->name));
   absl::AsciiStrToLower(&t->name);
-  if (!IsValidName(t->name)) {
+  if (!IsValidName(t->name) || t->name.find('.') != std::string::npos) {
     return e.Error("name", absl::StrCat("must be 1 to ", kNameBytesMax,
-                                        " letters, digits and -_.+@:/ characters"));
+                                        " letters, digits and -_+@:/ characters (no dot: a "
+                                        "name with one reads as a sending domain)"));
+  }
+  if (t->name == "none" || t->name == "other") {
+    return e.Error("name", "\"none\" and \"other\" are metrics labels of their own");
   }
   RETURN_IF_ERROR(e.StringList("users", &t->users));
   for (std::string& u : t->users) u = NormalizeUserName(Absl(u));
@@ -37,16 +41,40 @@ absl::Status ParseTenant(const Section& e, Tenant* t) {
   if (t->users.empty() && t->domains.empty()) {
     return e.Error("users", "a tenant needs users or domains (or both)");
   }
-  RETURN_IF_ERROR(e.Enum("priority", &t->priority,
-                         {{"transactional", queue::Priority::kTransactional},
-                          {"normal", queue::Priority::kNormal},
-                          {"bulk", queue::Priority::kBulk}}));
+  for (const auto& [key, out] :
+       {std::pair{"priority", &t->priority}, std::pair{"priority_max", &t->priority_max}}) {
+    if (key == std::string_view("priority_max")) t->priority_max = t->priority;
+    RETURN_IF_ERROR(e.Enum(key, out,
+                           {{"transactional", queue::Priority::kTransactional},
+                            {"normal", queue::Priority::kNormal},
+                            {"bulk", queue::Priority::kBulk}}));
+  }
+  if (PriorityRank(t->priority_max) < PriorityRank(t->priority)) {
+    return e.Error("priority_max", "is below priority");
+  }
   return e.Int("weight", &t->weight, 1, 1000);
 }
 
 }  // namespace
 
 bool IsValidName(std::string_view name) { return smtp::IsValidLabel(name); }
+
+int PriorityRank(queue::Priority p) {
+  switch (p) {
+    case queue::Priority::kTransactional:
+      return 2;
+    case queue::Priority::kNormal:
+      return 1;
+    case queue::Priority::kBulk:
+      return 0;
+  }
+  return 1;
+}
+
+queue::Priority AllowedPriority(const Tenant* tenant, queue::Priority asked) {
+  const queue::Priority max = tenant != nullptr ? tenant->priority_max : queue::Priority::kNormal;
+  return PriorityRank(asked) > PriorityRank(max) ? max : asked;
+}
 
 std::optional<queue::Priority> PriorityNamed(std::string_view text) {
   absl::string_view t = absl::StripAsciiWhitespace(Absl(text));

@@ -7,11 +7,17 @@
 //   users = ["news@shop.example", "app"] # authenticated users whose mail is this tenant's
 //   domains = ["shop.example"]           # and mail whose MAIL FROM domain is one of these
 //   priority = "bulk"                    # its mail's class: "transactional", "normal", "bulk"
+//   priority_max = "normal"              # the highest a message may ask for (X-Relay-Priority);
+//                                        # default: `priority`, so a message can only go lower
 //   weight = 1                           # its share of a busy site against other tenants
 //
 //   [campaigns]
 //   header = "X-Relay-Campaign"          # the client names the campaign in this field (removed)
 //   priority_header = "X-Relay-Priority" # or a message's class, overriding its tenant's (removed)
+//
+// Tenant names follow the campaigns' rules but hold no '.', so that none is mistaken for a
+// sending domain (the tenant of mail of no named tenant), and are not "none" or "other" (metrics
+// labels).
 //
 // A message's tenant is the one that lists its user, else the one that lists its sender's
 // domain, else none: then the sending domain is its tenant, as it was before tenants had names,
@@ -41,8 +47,16 @@ struct Tenant {
   std::vector<std::string> users;    // normalized as the users file does (domain lower-cased)
   std::vector<std::string> domains;  // lower-case
   queue::Priority priority = queue::Priority::kNormal;
+  queue::Priority priority_max = queue::Priority::kNormal;
   uint32_t weight = 1;
 };
+
+// Transactional above normal above bulk: 2, 1, 0.
+int PriorityRank(queue::Priority p);
+// The class a message of `tenant` (null: no named tenant, whose mail is normal at most) gets when
+// it asks for `asked`: at most the tenant's priority_max, so that a client cannot lift its own
+// newsletter above other tenants' mail.
+queue::Priority AllowedPriority(const Tenant* tenant, queue::Priority asked);
 
 // Tenant and campaign names: 1 to kNameBytesMax of letters, digits, '-', '_', '.', ' ', '+',
 // '@', ':' and '/' (what a campaign tool writes: "spring-2027/a"); never a control character

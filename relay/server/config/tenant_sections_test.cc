@@ -51,18 +51,26 @@ TEST(Tenants, UserFirstThenSendingDomain) {
 
 TEST(Tenants, RefusesAmbiguityAndNonsense) {
   for (const char* text : {
-           "[[tenants]]\nusers = [\"a\"]\n",                                  // no name
-           "[[tenants]]\nname = \"a\"\n",                                     // nobody in it
-           "[[tenants]]\nname = \"a b\\n\"\nusers = [\"a\"]\n",               // control character
+           "[[tenants]]\nusers = [\"a\"]\n",                     // no name
+           "[[tenants]]\nname = \"a\"\n",                        // nobody in it
+           "[[tenants]]\nname = \"a b\\n\"\nusers = [\"a\"]\n",  // control character
            "[[tenants]]\nname = \"a\"\nusers = [\"u\"]\npriority = \"high\"\n",
            "[[tenants]]\nname = \"a\"\nusers = [\"u\"]\nweight = 0\n",
-           "[[tenants]]\nname = \"a\"\nusers = [\"u\"]\n[[tenants]]\nname = \"A\"\nusers = [\"v\"]\n",
-           "[[tenants]]\nname = \"a\"\nusers = [\"u\"]\n[[tenants]]\nname = \"b\"\nusers = [\"u\"]\n",
+           "[[tenants]]\nname = \"a\"\nusers = [\"u\"]\n[[tenants]]\nname = \"A\"\nusers = "
+           "[\"v\"]\n",
+           "[[tenants]]\nname = \"a\"\nusers = [\"u\"]\n[[tenants]]\nname = \"b\"\nusers = "
+           "[\"u\"]\n",
            "[[tenants]]\nname = \"a\"\ndomains = [\"x.test\"]\n[[tenants]]\nname = \"b\"\n"
            "domains = [\"X.test\"]\n",
            "[campaigns]\nheader = \"X Campaign\"\n",
            "[campaigns]\nheader = \"X-A\"\npriority_header = \"x-a\"\n",
            "[campaigns]\nlist = \"x\"\n",
+           // A dot reads as a sending domain; none and other are metrics labels.
+           "[[tenants]]\nname = \"shop.example\"\nusers = [\"u\"]\n",
+           "[[tenants]]\nname = \"none\"\nusers = [\"u\"]\n",
+           "[[tenants]]\nname = \"Other\"\nusers = [\"u\"]\n",
+           "[[tenants]]\nname = \"a\"\nusers = [\"u\"]\npriority = \"normal\"\n"
+           "priority_max = \"bulk\"\n",
        }) {
     auto s = Parse(text);
     EXPECT_FALSE(s.ok()) << text;
@@ -72,6 +80,27 @@ TEST(Tenants, RefusesAmbiguityAndNonsense) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("user \"u\" belongs to another tenant"), std::string::npos)
       << s.status();
+}
+
+// A message may ask for a class up to its tenant's priority_max (by default its priority); mail
+// of no named tenant up to normal.
+TEST(Tenants, AMessageCannotLiftItselfAboveItsTenant) {
+  auto s = Parse(
+      "[[tenants]]\nname = \"news\"\nusers = [\"news\"]\npriority = \"bulk\"\n"
+      "[[tenants]]\nname = \"shop\"\nusers = [\"shop\"]\npriority_max = \"transactional\"\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  const Tenant* news = s->Named("news");
+  const Tenant* shop = s->Named("shop");
+  ASSERT_NE(news, nullptr);
+  ASSERT_NE(shop, nullptr);
+  EXPECT_EQ(news->priority_max, queue::Priority::kBulk);
+  EXPECT_EQ(AllowedPriority(news, queue::Priority::kTransactional), queue::Priority::kBulk);
+  EXPECT_EQ(shop->priority, queue::Priority::kNormal);
+  EXPECT_EQ(AllowedPriority(shop, queue::Priority::kTransactional),
+            queue::Priority::kTransactional);
+  EXPECT_EQ(AllowedPriority(shop, queue::Priority::kBulk), queue::Priority::kBulk);
+  EXPECT_EQ(AllowedPriority(nullptr, queue::Priority::kTransactional), queue::Priority::kNormal);
+  EXPECT_EQ(AllowedPriority(nullptr, queue::Priority::kBulk), queue::Priority::kBulk);
 }
 
 TEST(Tenants, NamesAndPriorities) {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "relay/server/control.h"
 #include "tools/fuzz/fuzz.h"
 
@@ -28,11 +29,14 @@ void FuzzControl(std::string_view input) {
   FUZZ_CHECK(answer.find('\n') == std::string::npos);
   FUZZ_CHECK(answer.substr(0, 4) == "ok: " || answer.substr(0, 7) == "error: ");
   FUZZ_CHECK(answer.size() <= request.size() + 120);
+  // The words as Handle sees them: blanks of every kind stripped from both ends, split on spaces.
+  const absl::string_view stripped = absl::StripAsciiWhitespace(request);
+  const std::string_view line(stripped.data(), stripped.size());
   std::vector<std::string_view> words;
-  for (size_t pos = 0; pos < request.size();) {
-    const size_t space = request.find(' ', pos);
-    const size_t end = space == std::string::npos ? request.size() : space;
-    if (end > pos) words.push_back(std::string_view(request).substr(pos, end - pos));
+  for (size_t pos = 0; pos < line.size();) {
+    const size_t space = line.find(' ', pos);
+    const size_t end = space == std::string::npos ? line.size() : space;
+    if (end > pos) words.push_back(line.substr(pos, end - pos));
     pos = end + 1;
   }
   if (answer.substr(0, 3) == "ok:") {
