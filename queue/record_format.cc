@@ -171,6 +171,18 @@ const char* PriorityName(Priority priority) {
   return "unknown";
 }
 
+int PriorityRank(Priority priority) {
+  switch (priority) {
+    case Priority::kTransactional:
+      return 2;
+    case Priority::kNormal:
+      return 1;
+    case Priority::kBulk:
+      return 0;
+  }
+  return 1;
+}
+
 std::string TenantOf(const MessageAttributes& attributes, std::string_view sender) {
   if (!attributes.tenant.empty()) return attributes.tenant;
   const size_t at = sender.rfind('@');

@@ -206,6 +206,8 @@ struct RecipientState {
 enum class Priority : uint8_t { kNormal = 0, kBulk = 1, kTransactional = 2 };
 inline constexpr uint8_t kPriorityMax = 2;
 const char* PriorityName(Priority priority);  // "normal", "bulk", "transactional"
+// The order classes are served in: transactional 2, normal 1, bulk 0.
+int PriorityRank(Priority priority);
 
 // Who a message belongs to and how it is to be treated, fixed at acceptance. Empty strings and
 // kNormal are "not set"; a message with nothing set stores no attributes block at all.

@@ -731,17 +731,17 @@ void DeliveryEngine::AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>*
   if (first) {
     it->second.sender = std::string(info.sender);
     it->second.arrival_unix_ms = info.created_unix_ms;
-    it->second.headers = std::string(HeaderSection(info.message));
     it->second.tenant = queue::TenantOf(info.attributes, info.sender);
     it->second.campaign = info.attributes.campaign;
     it->second.envid = info.attributes.envid;
-    // RET=FULL (RFC 3461 §4.3): a failure DSN returns the whole message, up to a bound.
-    if (dsns == &bounced_ &&
+    // RET=FULL (RFC 3461 §4.3): a failure DSN returns the whole message, up to a bound; any
+    // other DSN, or a larger message, its header section.
+    it->second.return_full =
+        dsns == &bounced_ &&
         info.attributes.dsn_ret == static_cast<uint8_t>(smtp::DsnReturn::kFull) &&
-        info.message.size() <= options_.dsn_return_bytes_max) {
-      it->second.headers = std::string(info.message);
-      it->second.return_full = true;
-    }
+        info.message.size() <= options_.dsn_return_bytes_max;
+    it->second.headers =
+        std::string(it->second.return_full ? info.message : HeaderSection(info.message));
   }
   it->second.failed.push_back(std::move(failed));
 }

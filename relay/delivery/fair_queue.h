@@ -31,7 +31,7 @@ class FairQueue {
   // Queues `item` for `tenant` in `priority`'s class; `weight` (at least 1) is the tenant's
   // share, taken from the first item of a flow that was empty.
   void Push(T item, queue::Priority priority, const std::string& tenant, uint32_t weight) {
-    Class& c = classes_[Rank(priority)];
+    Class& c = classes_[2 - queue::PriorityRank(priority)];  // the first class is served first
     auto [it, added] = c.flows.try_emplace(tenant);
     Flow& flow = it->second;
     if (added || flow.items.empty()) {
@@ -94,17 +94,6 @@ class FairQueue {
     absl::node_hash_map<std::string, Flow> flows;
     std::deque<const std::string*> active;  // the round: flows with items, front is served
   };
-  static size_t Rank(queue::Priority p) {
-    switch (p) {
-      case queue::Priority::kTransactional:
-        return 0;
-      case queue::Priority::kNormal:
-        return 1;
-      case queue::Priority::kBulk:
-        return 2;
-    }
-    return 1;
-  }
   std::array<Class, 3> classes_;
   size_t size_ = 0;
 };

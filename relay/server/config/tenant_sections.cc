@@ -44,12 +44,14 @@ absl::Status ParseTenant(const Section& e, Tenant* t) {
   for (const auto& [key, out] :
        {std::pair{"priority", &t->priority}, std::pair{"priority_max", &t->priority_max}}) {
     if (key == std::string_view("priority_max")) t->priority_max = t->priority;
-    RETURN_IF_ERROR(e.Enum(key, out,
-                           {{"transactional", queue::Priority::kTransactional},
-                            {"normal", queue::Priority::kNormal},
-                            {"bulk", queue::Priority::kBulk}}));
+    if (!e.Has(key)) continue;
+    std::string text;
+    RETURN_IF_ERROR(e.String(key, &text));
+    std::optional<queue::Priority> named = PriorityNamed(text);
+    if (!named) return e.Error(key, "must be \"transactional\", \"normal\" or \"bulk\"");
+    *out = *named;
   }
-  if (PriorityRank(t->priority_max) < PriorityRank(t->priority)) {
+  if (queue::PriorityRank(t->priority_max) < queue::PriorityRank(t->priority)) {
     return e.Error("priority_max", "is below priority");
   }
   return e.Int("weight", &t->weight, 1, 1000);
@@ -59,21 +61,9 @@ absl::Status ParseTenant(const Section& e, Tenant* t) {
 
 bool IsValidName(std::string_view name) { return smtp::IsValidLabel(name); }
 
-int PriorityRank(queue::Priority p) {
-  switch (p) {
-    case queue::Priority::kTransactional:
-      return 2;
-    case queue::Priority::kNormal:
-      return 1;
-    case queue::Priority::kBulk:
-      return 0;
-  }
-  return 1;
-}
-
 queue::Priority AllowedPriority(const Tenant* tenant, queue::Priority asked) {
   const queue::Priority max = tenant != nullptr ? tenant->priority_max : queue::Priority::kNormal;
-  return PriorityRank(asked) > PriorityRank(max) ? max : asked;
+  return queue::PriorityRank(asked) > queue::PriorityRank(max) ? max : asked;
 }
 
 std::optional<queue::Priority> PriorityNamed(std::string_view text) {

@@ -51,8 +51,6 @@ struct Tenant {
   uint32_t weight = 1;
 };
 
-// Transactional above normal above bulk: 2, 1, 0.
-int PriorityRank(queue::Priority p);
 // The class a message of `tenant` (null: no named tenant, whose mail is normal at most) gets when
 // it asks for `asked`: at most the tenant's priority_max, so that a client cannot lift its own
 // newsletter above other tenants' mail.

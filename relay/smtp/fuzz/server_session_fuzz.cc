@@ -161,9 +161,16 @@ Run RunSession(const ServerConfig& config, bool implicit_tls, uint8_t seed, std:
 
 void FuzzParsers(std::string_view text) {
   MailCommand mail;
-  ParseMailArgument(text, &mail);
+  if (ParseMailArgument(text, &mail) == ArgError::kNone) {
+    Require(!mail.params.envid || mail.params.envid->size() <= kEnvidBytesMax, "ENVID too long");
+    Require(!mail.params.campaign || IsValidLabel(*mail.params.campaign), "campaign not a label");
+  }
   RcptCommand rcpt;
-  ParseRcptArgument(text, &rcpt);
+  if (ParseRcptArgument(text, &rcpt) == ArgError::kNone) {
+    Require(rcpt.params.orcpt.size() <= kOrcptBytesMax, "ORCPT too long");
+    Require((rcpt.params.notify & kNotifyNever) == 0 || rcpt.params.notify == kNotifyNever,
+            "NEVER with another NOTIFY value");
+  }
   uint64_t chunk = 0;
   bool last = false;
   ParseBdatArgument(text, &chunk, &last);
