@@ -63,6 +63,12 @@ int64_t DeliveryPolicy::SuspendMsForReply(const ShapingRule& rule,
   return static_cast<int64_t>(r->suspend_s) * 1000;
 }
 
+const ReplyRule* DeliveryPolicy::BackoffForReply(const ShapingRule& rule,
+                                                 const RecipientOutcome& outcome) const {
+  const ReplyRule* r = rule.MatchReply(outcome.code, outcome.enhanced, outcome.text);
+  return r != nullptr && r->action == ReplyAction::kBackoff ? r : nullptr;
+}
+
 bool DeliveryPolicy::BounceForReply(const ShapingRule& rule,
                                     const RecipientOutcome& outcome) const {
   const ReplyRule* r = rule.MatchReply(outcome.code, outcome.enhanced, outcome.text);

@@ -36,6 +36,8 @@ class DeliveryPolicy {
   int64_t NextAttemptUnixMs(uint32_t attempts, int64_t created_unix_ms, int64_t now_unix_ms);
   // How long a reply suspends the (source, site) it came from; 0 when it does not.
   int64_t SuspendMsForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
+  // The backoff a reply puts on the (source, site) it came from: a rule's kBackoff, or null.
+  const ReplyRule* BackoffForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
   // Whether a reply rule says this transient reply is in fact permanent.
   bool BounceForReply(const ShapingRule& rule, const RecipientOutcome& outcome) const;
   // The message a DSN reports on.

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -68,93 +69,171 @@ absl::StatusOr<std::vector<EgressSource>> ExpandPrefix(const EgressSourceConfig&
 
 }  // namespace
 
-absl::StatusOr<EgressPool> EgressPool::Create(const std::vector<EgressSourceConfig>& configs,
-                                              EgressStrategy strategy, std::string default_ehlo) {
-  EgressPool pool;
-  pool.strategy_ = strategy;
+absl::StatusOr<Egress> Egress::Create(const std::vector<EgressSourceConfig>& configs,
+                                      const std::vector<EgressPoolConfig>& pools,
+                                      EgressStrategy strategy, std::string default_ehlo) {
+  Egress egress;
   for (const EgressSourceConfig& c : configs) {
+    std::vector<EgressSource> made;
     if (!c.prefix.empty()) {
       auto expanded = ExpandPrefix(c);
       if (!expanded.ok()) return expanded.status();
-      for (auto& s : *expanded) pool.sources_.push_back(std::move(s));
-      continue;
-    }
-    EgressSource s;
-    s.ehlo_name = c.ehlo_name.empty() ? default_ehlo : c.ehlo_name;
-    s.weight = c.weight == 0 ? 1 : c.weight;
-    if (c.address.empty()) {
-      s.name = "default";
+      made = std::move(*expanded);
     } else {
-      auto parsed = io::SocketAddress::Parse(c.address);
-      if (!parsed.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("egress source address ", c.address, ": ", parsed.status().message()));
+      EgressSource s;
+      s.ehlo_name = c.ehlo_name.empty() ? default_ehlo : c.ehlo_name;
+      s.weight = c.weight == 0 ? 1 : c.weight;
+      if (c.address.empty()) {
+        s.name = "default";
+      } else {
+        auto parsed = io::SocketAddress::Parse(c.address);
+        if (!parsed.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("egress source address ", c.address, ": ", parsed.status().message()));
+        }
+        s.address = *parsed;
+        s.any_address = false;
+        s.name = parsed->IpString();
       }
-      s.address = *parsed;
-      s.any_address = false;
-      s.name = parsed->IpString();
+      made.push_back(std::move(s));
     }
-    pool.sources_.push_back(std::move(s));
+    for (EgressSource& s : made) {
+      s.group = !c.name.empty() ? c.name : !c.prefix.empty() ? c.prefix : s.name;
+      s.warmup = c.warmup;
+      s.warmup_start_day = c.warmup_start_day;
+      egress.sources_.push_back(std::move(s));
+    }
   }
-  if (pool.sources_.empty()) {
+  if (egress.sources_.empty()) {
     EgressSource s;
     s.name = "default";
+    s.group = "default";
     s.ehlo_name = std::move(default_ehlo);
-    pool.sources_.push_back(std::move(s));
+    egress.sources_.push_back(std::move(s));
   }
-  return pool;
+  const size_t n = egress.sources_.size();
+  // Pool 0 is "default": the configured one of that name, else every source.
+  auto configured_default = std::find_if(
+      pools.begin(), pools.end(), [](const EgressPoolConfig& p) { return p.name == "default"; });
+  if (configured_default == pools.end()) {
+    Pool all;
+    all.name = "default";
+    all.strategy = strategy;
+    for (size_t i = 0; i < n; ++i) all.members.push_back(static_cast<int>(i));
+    egress.pools_.push_back(std::move(all));
+  }
+  std::vector<const EgressPoolConfig*> ordered;
+  if (configured_default != pools.end()) ordered.push_back(&*configured_default);
+  for (const EgressPoolConfig& p : pools) {
+    if (p.name != "default") ordered.push_back(&p);
+  }
+  for (const EgressPoolConfig* pc : ordered) {
+    if (egress.PoolIndex(pc->name) >= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("egress pool ", pc->name, " is named twice"));
+    }
+    Pool pool;
+    pool.name = pc->name;
+    pool.strategy = pc->strategy.value_or(strategy);
+    std::vector<bool> taken(n, false);
+    for (const std::string& name : pc->sources) {
+      bool found = false;
+      for (size_t i = 0; i < n; ++i) {
+        const EgressSource& s = egress.sources_[i];
+        if (s.group != name && s.name != name) continue;
+        found = true;
+        if (!taken[i]) pool.members.push_back(static_cast<int>(i));
+        taken[i] = true;
+      }
+      if (!found) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("egress pool ", pc->name, " names source ", name,
+                         ", which no "
+                         "[[delivery.source]] is (by name or address)"));
+      }
+    }
+    if (pool.members.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("egress pool ", pc->name, " has no sources"));
+    }
+    egress.pools_.push_back(std::move(pool));
+  }
+  for (Pool& p : egress.pools_) {
+    p.member.assign(n, false);
+    for (int i : p.members) p.member[static_cast<size_t>(i)] = true;
+  }
+  return egress;
 }
 
-int EgressPool::Pick(std::string_view site, int family, int64_t now_ms) {
-  auto usable = [&](size_t i) {
-    const EgressSource& s = sources_[i];
-    return s.suspended_until_ms <= now_ms && (s.any_address || s.address.family() == family);
-  };
-  size_t n = sources_.size();
-  switch (strategy_) {
-    case EgressStrategy::kSticky: {
-      size_t start = absl::Hash<std::string_view>()(site) % n;
-      for (size_t k = 0; k < n; ++k) {
-        if (usable((start + k) % n)) return static_cast<int>((start + k) % n);
-      }
-      return -1;
-    }
-    case EgressStrategy::kWeighted: {
-      uint64_t total = 0;
-      for (size_t i = 0; i < n; ++i) {
-        if (usable(i)) total += sources_[i].weight;
-      }
-      if (total == 0) return -1;
-      // Smooth and deterministic: walk the weights with a moving turn counter.
-      uint64_t point = (weighted_turn_++ * 2654435761u) % total;
-      for (size_t i = 0; i < n; ++i) {
-        if (!usable(i)) continue;
-        if (point < sources_[i].weight) return static_cast<int>(i);
-        point -= sources_[i].weight;
-      }
-      return -1;
-    }
-    case EgressStrategy::kRoundRobin:
-      for (size_t k = 0; k < n; ++k) {
-        size_t i = (next_ + k) % n;
-        if (usable(i)) {
-          next_ = i + 1;
-          return static_cast<int>(i);
-        }
-      }
-      return -1;
+int Egress::PoolIndex(std::string_view name) const {
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    if (pools_[i].name == name) return static_cast<int>(i);
   }
   return -1;
 }
 
-void EgressPool::Suspend(int index, int64_t until_ms, std::string_view why) {
+bool Egress::InPool(int pool, int source) const {
+  return pool >= 0 && static_cast<size_t>(pool) < pools_.size() && source >= 0 &&
+         static_cast<size_t>(source) < sources_.size() &&
+         pools_[static_cast<size_t>(pool)].member[static_cast<size_t>(source)];
+}
+
+int Egress::StartOf(Pool& p, std::string_view site, absl::FunctionRef<bool(size_t)> usable) {
+  const size_t n = p.members.size();
+  switch (p.strategy) {
+    case EgressStrategy::kSticky:
+      return static_cast<int>(absl::Hash<std::string_view>()(site) % n);
+    case EgressStrategy::kWeighted: {
+      uint64_t total = 0;
+      for (size_t k = 0; k < n; ++k) {
+        if (usable(k)) total += sources_[static_cast<size_t>(p.members[k])].weight;
+      }
+      if (total == 0) return -1;
+      // Smooth and deterministic: walk the weights with a moving turn counter.
+      uint64_t point = (p.weighted_turn++ * 2654435761u) % total;
+      for (size_t k = 0; k < n; ++k) {
+        if (!usable(k)) continue;
+        const uint32_t w = sources_[static_cast<size_t>(p.members[k])].weight;
+        if (point < w) return static_cast<int>(k);
+        point -= w;
+      }
+      return -1;
+    }
+    case EgressStrategy::kRoundRobin:
+      return static_cast<int>(p.next % n);
+  }
+  return -1;
+}
+
+int Egress::Pick(int pool, std::string_view site, int family, int64_t now_ms,
+                 absl::FunctionRef<bool(int source)> may_send) {
+  if (pool < 0 || static_cast<size_t>(pool) >= pools_.size()) return -1;
+  Pool& p = pools_[static_cast<size_t>(pool)];
+  auto usable = [&](size_t k) {
+    const EgressSource& s = sources_[static_cast<size_t>(p.members[k])];
+    return s.suspended_until_ms <= now_ms && (s.any_address || s.address.family() == family);
+  };
+  const int start = StartOf(p, site, usable);
+  if (start < 0) return -1;
+  // From the strategy's choice on, the first usable member that may send: a source out of its
+  // warm-up allowance passes the message to the next one.
+  const size_t n = p.members.size();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t at = (static_cast<size_t>(start) + k) % n;
+    const int index = p.members[at];
+    if (!usable(at) || !may_send(index)) continue;
+    if (p.strategy == EgressStrategy::kRoundRobin) p.next = at + 1;
+    return index;
+  }
+  return -1;
+}
+
+void Egress::Suspend(int index, int64_t until_ms, std::string_view why) {
   EgressSource& s = sources_[index];
   s.suspended_until_ms = until_ms;
   LogWarning() << "egress source " << s.name << " (" << s.ehlo_name << ") suspended: "
                << std::string(why);
 }
 
-int EgressPool::OpenSocket(int index, const io::SocketAddress& destination) const {
+int Egress::OpenSocket(int index, const io::SocketAddress& destination) const {
   const EgressSource& s = sources_[index];
   int fd = socket(destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;

@@ -1,12 +1,15 @@
 #include "relay/delivery/engine.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
+#include "relay/base/sv.h"
 #include "relay/delivery/delivery_policy.h"
 #include "relay/delivery/dsn.h"
 #include "relay/delivery/outbound_connection.h"
@@ -15,6 +18,13 @@ namespace relay::delivery {
 
 using Category = feedback::BounceCategory;
 namespace {
+
+// A job the operator's suspension of its domain, tenant or campaign holds back: deferred, and
+// counted as the relay's own policy, not the receiver's.
+RecipientOutcome HeldOutcome(const Suspension& hold) {
+  return RecipientOutcome::Transient(absl::StrCat("delivery held: ", hold.reason), 0, "4.3.2")
+      .Categorized(feedback::BounceCategory::kPolicy);
+}
 
 constexpr size_t kDispatchBatchMax = 256;  // messages dispatched per timer turn
 
@@ -52,9 +62,21 @@ DeliveryEngine::~DeliveryEngine() {
 }
 
 absl::Status DeliveryEngine::Start() {
-  auto pool = EgressPool::Create(options_.sources, options_.strategy, options_.hostname);
-  if (!pool.ok()) return pool.status();
-  egress_ = std::move(*pool);
+  auto egress =
+      Egress::Create(options_.sources, options_.pools, options_.strategy, options_.hostname);
+  if (!egress.ok()) return egress.status();
+  egress_ = std::move(*egress);
+  for (auto [routes, by_index] : {std::pair{&options_.pool_routes.campaigns, &pool_by_campaign_},
+                                  std::pair{&options_.pool_routes.domains, &pool_by_domain_},
+                                  std::pair{&options_.pool_routes.tenants, &pool_by_tenant_}}) {
+    for (const auto& [name, pool] : *routes) {
+      const int index = egress_.PoolIndex(pool);
+      if (index < 0) return absl::InvalidArgumentError(absl::StrCat("no egress pool ", pool));
+      (*by_index)[name] = index;
+    }
+  }
+  if (options_.warmup == nullptr) own_warmup_ = std::make_unique<WarmupLedger>();
+  warmup_ = options_.warmup != nullptr ? options_.warmup : own_warmup_.get();
   dns::ResolverOptions ropts;
   ropts.servers = options_.dns_servers;
   ropts.family = options_.family;
@@ -273,6 +295,7 @@ void DeliveryEngine::OnScheduleTimer() {
 
 void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   if (jobs_out_.contains(id)) return;  // in progress: rescheduled when its jobs finish
+  SyncSuspensions();                   // the holds and rebinds in force now
   const queue::MessageInfo* info = spool_->Find(id);
   if (info == nullptr) return;  // deleted or final
   int64_t now = NowUnixMs();
@@ -282,6 +305,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   const std::string tenant = queue::TenantOf(info->attributes, info->sender);
   const auto weight_it = options_.tenant_weights.find(info->attributes.tenant);
   const uint32_t weight = weight_it == options_.tenant_weights.end() ? 1 : weight_it->second;
+  const int pool = ConfiguredPool(*info);
   std::vector<std::string> order;
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
     const queue::RecipientState& r = info->recipients[i];
@@ -297,6 +321,8 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
       it->second.tenant = tenant;
       it->second.priority = info->attributes.priority;
       it->second.weight = weight;
+      it->second.campaign = info->attributes.campaign;
+      it->second.pool = pool;
       order.push_back(domain);
     }
     it->second.recipients.push_back(i);
@@ -360,39 +386,163 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
     return;
   }
   ShapingRule limits = policy_->LimitsFor(job.domain, result.hosts);
-  int family = result.candidates.front().address.family();
-  int source = egress_.Pick(result.site, family, reactor_->NowMs());
-  if (source < 0) {
-    FailJob(job, RecipientOutcome::Transient("no usable egress source address", 0, "4.4.0")
-                     .Categorized(Category::kRouting));
+  std::vector<dns::Candidate> candidates = result.candidates;
+  for (dns::Candidate& c : candidates) c.address.set_port(options_.mx_port);
+  Enqueue(std::move(job), result.site, limits, candidates);
+}
+
+void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule& limits,
+                             const std::vector<dns::Candidate>& candidates) {
+  SyncSuspensions();
+  // A hold that came while the domain was resolved.
+  if (const Suspension* hold = job_holds_ ? HoldFor(job) : nullptr; hold != nullptr) {
+    FailJob(job, HeldOutcome(*hold));
     return;
   }
-  std::string key = absl::StrCat(source, "|", result.site);
+  const int pool = PoolFor(job, site, limits.name);
+  const int family = candidates.front().address.family();
+  const int64_t now_unix = NowUnixMs();
+  const Suspension* held = nullptr;
+  bool warmed_up = false;  // some source had no warm-up allowance left
+  const int source = egress_.Pick(pool, site, family, reactor_->NowMs(), [&](int i) {
+    if (source_holds_) {
+      if (const Suspension* h = SourceHold(i); h != nullptr) {
+        held = h;
+        return false;
+      }
+    }
+    const EgressSource& s = egress_.source(i);
+    if (s.warmup.empty()) return true;
+    const int64_t allowance = WarmupAllowance(s.warmup, s.warmup_start_day, now_unix / kDayMs);
+    if (warmup_->Take(s.name, site, allowance, now_unix)) return true;
+    warmed_up = true;
+    return false;
+  });
+  if (source < 0) {
+    const std::string& name = egress_.pool_name(pool);
+    FailJob(
+        job,
+        RecipientOutcome::Transient(
+            warmed_up ? absl::StrCat("the sources of pool ", name,
+                                     " have sent their warm-up allowance to ", site, " for today")
+            : held != nullptr
+                ? absl::StrCat("no egress source of pool ", name, " may send: ", held->reason)
+                : absl::StrCat("no usable egress source address in pool ", name),
+            0, "4.4.0")
+            .Categorized(Category::kRouting));
+    return;
+  }
+  std::string key = absl::StrCat(source, "|", site);
   auto& slot = queues_[key];
   if (slot == nullptr) {
-    slot = std::make_unique<ReadyQueue>(result.site, source, reactor_->NowMs());
+    slot = std::make_unique<ReadyQueue>(site, source, reactor_->NowMs());
     ReadyQueue* q = slot.get();
     q->pump_timer()->set_callback([this, q] { Pump(q); });
   }
   ReadyQueue* queue = slot.get();
-  std::vector<dns::Candidate> candidates = result.candidates;
-  for (dns::Candidate& c : candidates) c.address.set_port(options_.mx_port);
-  job.site = result.site;
+  job.site = site;
   job.source = source;
   if (options_.metrics != nullptr) job.metrics_site = options_.metrics->SiteIndex(limits.name);
-  queue->Update(limits, std::move(candidates), job.metrics_site, reactor_->NowMs());
-  SyncSuspensions();
+  queue->Update(limits, candidates, job.metrics_site, reactor_->NowMs());
   if (const Suspension* shared = SharedSuspensionFor(*queue); shared != nullptr) {
     ApplySharedSuspension(queue, *shared);
   }
+  if (auto it = shared_suspensions_.find(BackoffKey(source, site));
+      it != shared_suspensions_.end()) {
+    ApplySharedBackoff(queue, it->second);
+  }
   if (queue->suspended(reactor_->NowMs())) {
     FailJob(job, RecipientOutcome::Transient(absl::StrCat(
-                     "delivery to ", result.site, " suspended: ", queue->suspended_reason())));
+                     "delivery to ", site, " suspended: ", queue->suspended_reason())));
     return;
   }
   job.queued_ms = reactor_->NowMs();
   for (Job& part : SplitForVerp(std::move(job))) queue->Push(std::move(part));
   Pump(queue);
+}
+
+int DeliveryEngine::ConfiguredPool(const queue::MessageInfo& info) const {
+  if (options_.pool_routes.empty()) return Egress::kDefaultPool;
+  if (!info.attributes.campaign.empty()) {
+    if (auto it = pool_by_campaign_.find(info.attributes.campaign); it != pool_by_campaign_.end()) {
+      return it->second;
+    }
+  }
+  if (auto it = pool_by_domain_.find(DomainOf(info.sender)); it != pool_by_domain_.end()) {
+    return it->second;
+  }
+  if (auto it = pool_by_tenant_.find(queue::TenantOf(info.attributes, info.sender));
+      it != pool_by_tenant_.end()) {
+    return it->second;
+  }
+  return Egress::kDefaultPool;
+}
+
+int DeliveryEngine::PoolFor(const Job& job, std::string_view site, std::string_view rule) const {
+  if (!rebinds_) return job.pool;
+  // The most particular rebind wins: campaign, tenant, recipient domain, site.
+  std::pair<const char*, std::string_view> named[] = {{"campaign", job.campaign},
+                                                      {"tenant", job.tenant},
+                                                      {"domain", job.domain},
+                                                      {"site", site},
+                                                      {"site", rule}};
+  for (const auto& [kind, value] : named) {
+    if (value.empty()) continue;
+    auto it = shared_suspensions_.find(RebindKey(kind, value));
+    if (it == shared_suspensions_.end()) continue;
+    const int pool = egress_.PoolIndex(it->second.pool);
+    if (pool >= 0) return pool;
+  }
+  return job.pool;
+}
+
+const Suspension* DeliveryEngine::HoldFor(const Job& job) const {
+  std::pair<const char*, std::string_view> named[] = {
+      {"domain", job.domain}, {"tenant", job.tenant}, {"campaign", job.campaign}};
+  for (const auto& [kind, value] : named) {
+    if (value.empty()) continue;
+    auto it = shared_suspensions_.find(SelectorKey(kind, value));
+    if (it != shared_suspensions_.end()) return &it->second;
+  }
+  return nullptr;
+}
+
+const Suspension* DeliveryEngine::SourceHold(int source) const {
+  const EgressSource& s = egress_.source(source);
+  for (const std::string& name : {s.name, s.group}) {
+    auto it = shared_suspensions_.find(SelectorKey("source", name));
+    if (it != shared_suspensions_.end()) return &it->second;
+  }
+  return nullptr;
+}
+
+void DeliveryEngine::SortWaitingJobs() {
+  // Queues are never removed; Enqueue may add some, which the copy leaves out (they hold only
+  // jobs placed by this very pass).
+  std::vector<ReadyQueue*> queues;
+  queues.reserve(queues_.size());
+  for (const auto& [key, queue] : queues_) {
+    if (!queue->empty()) queues.push_back(queue.get());
+  }
+  for (ReadyQueue* queue : queues) {
+    const bool source_held = source_holds_ && SourceHold(queue->source()) != nullptr;
+    std::vector<Job> jobs = queue->TakeAll();
+    const ShapingRule rule = queue->rule();
+    const std::vector<dns::Candidate> candidates = queue->candidates();
+    bool kept = false;
+    for (Job& job : jobs) {
+      if (const Suspension* hold = job_holds_ ? HoldFor(job) : nullptr; hold != nullptr) {
+        FailJob(job, HeldOutcome(*hold));
+      } else if (source_held ||
+                 !egress_.InPool(PoolFor(job, queue->site(), rule.name), queue->source())) {
+        Enqueue(std::move(job), queue->site(), rule, candidates);
+      } else {
+        queue->Push(std::move(job));
+        kept = true;
+      }
+    }
+    if (kept) Pump(queue);
+  }
 }
 
 std::vector<Job> DeliveryEngine::SplitForVerp(Job job) {
@@ -948,15 +1098,39 @@ void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::stri
       queue, RecipientOutcome::Transient(absl::StrCat("delivery suspended after: ", reason)));
 }
 
+void DeliveryEngine::BackoffQueue(ReadyQueue* queue, int64_t until_ms, double factor,
+                                  std::string reason) {
+  Suspension s;
+  s.key = BackoffKey(queue->source(), queue->site());
+  s.until_unix_ms = NowUnixMs() + (until_ms - reactor_->NowMs());
+  s.backoff = factor;
+  s.reason = std::move(reason);
+  s.shard = options_.shard;
+  if (options_.suspensions == nullptr) {
+    ApplySharedBackoff(queue, s);
+    return;
+  }
+  // The receiver judges the source address, whichever shard sends: every shard slows down.
+  options_.suspensions->Suspend(std::move(s));
+  SyncSuspensions();
+}
+
 void DeliveryEngine::SyncSuspensions() {
   if (options_.suspensions == nullptr) return;
   const uint64_t generation = options_.suspensions->generation();
   if (generation == suspensions_seen_) return;
   suspensions_seen_ = generation;
   shared_suspensions_.clear();
+  const bool sorted_before = job_holds_ || source_holds_ || rebinds_;
+  job_holds_ = source_holds_ = rebinds_ = false;
   for (Suspension& s : options_.suspensions->InForce(NowUnixMs())) {
-    std::string key = s.key;
-    shared_suspensions_[key] = std::move(s);
+    const std::string& key = s.key;
+    job_holds_ = job_holds_ || absl::StartsWith(key, "domain:") ||
+                 absl::StartsWith(key, "tenant:") || absl::StartsWith(key, "campaign:");
+    source_holds_ = source_holds_ || absl::StartsWith(key, "source:");
+    rebinds_ = rebinds_ || absl::StartsWith(key, Sv(kRebindPrefix));
+    std::string k = s.key;
+    shared_suspensions_[k] = std::move(s);
   }
   // Queues are never removed, and nothing below adds one: the pointers stay valid.
   std::vector<ReadyQueue*> queues;
@@ -973,7 +1147,35 @@ void DeliveryEngine::SyncSuspensions() {
                 << egress_.source(queue->source()).name << " resumed";
       queue->Suspend(0, "");
     }
+    auto backoff = shared_suspensions_.find(BackoffKey(queue->source(), queue->site()));
+    if (backoff != shared_suspensions_.end()) {
+      ApplySharedBackoff(queue, backoff->second);
+    } else if (queue->backoff() < 1) {
+      LogInfo() << "delivery to " << queue->site() << " from "
+                << egress_.source(queue->source()).name << " back to its full rate";
+      queue->Backoff(1, 0, now);
+    }
   }
+  // A hold or rebind that came or went moves the jobs it names (a lifted rebind sends them back
+  // to their own pool).
+  if (job_holds_ || source_holds_ || rebinds_ || sorted_before) SortWaitingJobs();
+}
+
+void DeliveryEngine::ApplySharedBackoff(ReadyQueue* queue, const Suspension& s) {
+  const int64_t now = reactor_->NowMs();
+  const int64_t until_ms = now + (s.until_unix_ms - NowUnixMs());
+  if (until_ms <= now) return;
+  if (queue->backoff() == s.backoff && std::abs(queue->backoff_until_ms() - until_ms) < 1000) {
+    return;  // already so (the shard that posted it, or an earlier look)
+  }
+  LogWarning() << "slowing delivery to " << queue->site() << " from "
+               << egress_.source(queue->source()).name << " to " << s.backoff * 100
+               << "% of its limits for " << (until_ms - now) / 1000 << " s"
+               << (s.shard >= 0 && s.shard != options_.shard
+                       ? absl::StrCat(", as shard ", s.shard, " did")
+                       : "")
+               << ": " << s.reason;
+  queue->Backoff(s.backoff, until_ms, now);
 }
 
 const Suspension* DeliveryEngine::SharedSuspensionFor(const ReadyQueue& queue) const {

@@ -54,6 +54,7 @@
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/suspensions.h"
 #include "relay/delivery/token_bucket.h"
+#include "relay/delivery/warmup.h"
 #include "relay/events/event_journal.h"
 #include "relay/feedback/suppression_list.h"
 #include "relay/feedback/verp.h"
@@ -95,7 +96,12 @@ struct DeliveryOptions {
   bool tls_verify = false;             // verify server certificates (system CA store)
   std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
   std::vector<EgressSourceConfig> sources;
+  std::vector<EgressPoolConfig> pools;  // named pools (relay/delivery/egress.h)
+  PoolRoutes pool_routes;               // which pool a message goes out of
   EgressStrategy strategy = EgressStrategy::kRoundRobin;
+  // Today's messages per (source, site) of sources in warm-up, shared by every shard's engine
+  // (relay/delivery/warmup.h); null: this engine counts on its own.
+  WarmupLedger* warmup = nullptr;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
   // What an MX may make a connection hold (relay/smtp/client_reply.h).
@@ -112,8 +118,8 @@ struct DeliveryOptions {
   // VERP ([feedback]): a message whose sending domain has a bounce domain goes out one
   // transaction per recipient, each with its own return path (relay/feedback/verp.h). Null: none.
   const feedback::Verp* verp = nullptr;
-  // Suspensions shared by every shard's engine (relay/delivery/suspensions.h); null: this
-  // engine's suspensions are its own.
+  // Suspensions, backoffs and rebinds shared by every shard's engine (relay/delivery/
+  // suspensions.h); null: this engine's suspensions and backoffs are its own.
   Suspensions* suspensions = nullptr;
   int shard = 0;  // named in the suspensions it posts
   // Named tenants' weights ([[tenants]] weight): their share of a busy site against other
@@ -173,7 +179,7 @@ class DeliveryEngine {
   DeliveryPolicy* policy() { return policy_; }
   queue::Spool* spool() { return spool_; }
   const DeliveryOptions& options() const { return options_; }
-  EgressPool& egress() { return egress_; }
+  Egress& egress() { return egress_; }
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
@@ -191,6 +197,8 @@ class DeliveryEngine {
   void OnSiteUnreachable(ReadyQueue* queue, const RecipientOutcome& outcome);
   // A reply matched a rule that suspends this (source, site).
   void SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::string reason);
+  // A reply matched a rule that slows this (source, site) down to `factor` of its limits.
+  void BackoffQueue(ReadyQueue* queue, int64_t until_ms, double factor, std::string reason);
   void OnConnectionClosed(OutboundConnection* connection);
 
   // Counters.
@@ -229,12 +237,30 @@ class DeliveryEngine {
   void SyncSuspensions();
   // Suspends `queue` as another shard or the operator did, unless it already is for as long.
   void ApplySharedSuspension(ReadyQueue* queue, const Suspension& s);
+  // Slows `queue` down as a backoff entry says, unless it already is.
+  void ApplySharedBackoff(ReadyQueue* queue, const Suspension& s);
   // The board's entry for `queue` (its own, or its site's from every source), the later ending;
   // null when none.
   const Suspension* SharedSuspensionFor(const ReadyQueue& queue) const;
   // Far enough to mean "until resumed" on the monotonic clock (about 300 years).
   static constexpr int64_t kSuspensionForeverMs = int64_t{1} << 53;
   void OnMx(Job job, const dns::MxResult& result);
+  // `job` joins the ready queue of `site` from a source of its pool (PoolFor) that is usable,
+  // not held by the operator and within its warm-up allowance; `candidates` carry the port.
+  void Enqueue(Job job, const std::string& site, const ShapingRule& limits,
+               const std::vector<dns::Candidate>& candidates);
+  // The pool a message's configuration routes it to (DeliveryOptions::pool_routes).
+  int ConfiguredPool(const queue::MessageInfo& info) const;
+  // The job's pool: an operator's rebind of its campaign, tenant, domain or site (`site`, or the
+  // shaping rule `rule`), else job.pool.
+  int PoolFor(const Job& job, std::string_view site, std::string_view rule) const;
+  // The operator's suspension of the job's domain, tenant or campaign; null when none.
+  const Suspension* HoldFor(const Job& job) const;
+  // The operator's suspension of egress source `source` (by name or group); null when none.
+  const Suspension* SourceHold(int source) const;
+  // After the board changed: the jobs waiting in ready queues that a hold now names are deferred,
+  // and those whose source is held or no longer in their pool (a rebind) join another queue.
+  void SortWaitingJobs();
   void Pump(ReadyQueue* queue);
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.
   void PumpLater(ReadyQueue* queue, int64_t wait_ms);
@@ -279,7 +305,7 @@ class DeliveryEngine {
   queue::Spool* spool_;
   DeliveryOptions options_;
   DeliveryPolicy* policy_;
-  EgressPool egress_;
+  Egress egress_;
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<tls::ClientTlsContext> client_tls_;
   DeliveryLog* log_ = nullptr;
@@ -316,7 +342,17 @@ class DeliveryEngine {
                 const queue::MessageInfo& info, FailedRecipient failed);
   void DropFromDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns, queue::MessageId id);
   uint64_t suspensions_seen_ = 0;  // the board's generation last taken
-  absl::flat_hash_map<std::string, Suspension> shared_suspensions_;  // by ready-queue key
+  absl::flat_hash_map<std::string, Suspension> shared_suspensions_;  // by key
+  // What kinds of entries shared_suspensions_ holds: the hot path looks further only when some do.
+  bool job_holds_ = false;     // domain:, tenant:, campaign:
+  bool source_holds_ = false;  // source:
+  bool rebinds_ = false;       // rebind:
+  // DeliveryOptions::pool_routes with pool indices.
+  absl::flat_hash_map<std::string, int> pool_by_campaign_;
+  absl::flat_hash_map<std::string, int> pool_by_domain_;
+  absl::flat_hash_map<std::string, int> pool_by_tenant_;
+  std::unique_ptr<WarmupLedger> own_warmup_;  // when options_.warmup is null
+  WarmupLedger* warmup_ = nullptr;
   absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;
   std::vector<std::unique_ptr<dns::QueryHandle>> lookups_;
   absl::flat_hash_map<OutboundConnection*, std::unique_ptr<OutboundConnection>> connections_;

@@ -295,6 +295,9 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
   attempt.remote_dsn = session_->extensions().dsn && job_->mail_from.empty();
   int64_t suspend_ms = 0;
   std::string suspend_reason;
+  uint32_t backoff_s = 0;
+  double backoff_rate = 1;
+  std::string backoff_reason;
   for (const smtp::Outcome& o : outcomes) {
     if (o.recipient_index >= job_->recipients.size()) continue;
     RecipientOutcome outcome = ToOutcome(o);
@@ -308,6 +311,13 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
       suspend_ms = engine_->policy()->SuspendMsForReply(queue_->limits(), outcome);
       if (suspend_ms > 0) suspend_reason = outcome.ToString();
     }
+    if (o.from_peer && outcome.kind != OutcomeKind::kDelivered && backoff_s == 0) {
+      if (const ReplyRule* r = engine_->policy()->BackoffForReply(queue_->limits(), outcome)) {
+        backoff_s = r->backoff_s;
+        backoff_rate = r->backoff_rate;
+        backoff_reason = outcome.ToString();
+      }
+    }
   }
   ReleaseJob(job_);
   job_ = std::move(next_job_);
@@ -315,6 +325,9 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
   if (suspend_ms > 0) {
     engine_->SuspendQueue(queue_, reactor_->NowMs() + suspend_ms, suspend_reason);
     stop_after_current_ = true;
+  } else if (backoff_s > 0) {
+    engine_->BackoffQueue(queue_, reactor_->NowMs() + int64_t{backoff_s} * 1000, backoff_rate,
+                          backoff_reason);
   }
 }
 

@@ -27,17 +27,47 @@ ReadyQueue::ReadyQueue(std::string site, int source, int64_t now_ms)
 
 void ReadyQueue::Update(const ShapingRule& limits, std::vector<dns::Candidate> candidates,
                         int metrics_site, int64_t now_ms) {
-  if (!updated_ || limits_.messages_per_second != limits.messages_per_second ||
-      limits_.messages_burst != limits.messages_burst) {
-    rate_ = MessageRate(limits, now_ms);
-  }
-  if (!updated_ || limits_.connections_per_minute != limits.connections_per_minute) {
-    connection_rate_ = ConnectionRate(limits, now_ms);
-  }
-  updated_ = true;
-  limits_ = limits;
+  rule_ = limits;
+  ApplyLimits(now_ms);
   candidates_ = std::move(candidates);
   metrics_site_ = metrics_site;
+}
+
+void ReadyQueue::ApplyLimits(int64_t now_ms) {
+  ShapingRule in_force = rule_;
+  if (backoff_ < 1) {
+    auto scaled = [this](uint32_t v) {
+      return v == 0 ? 0 : std::max<uint32_t>(1, static_cast<uint32_t>(v * backoff_));
+    };
+    in_force.connections_max = scaled(rule_.connections_max);
+    in_force.messages_per_second = scaled(rule_.messages_per_second);
+    in_force.messages_burst = scaled(rule_.messages_burst);
+    in_force.connections_per_minute = scaled(rule_.connections_per_minute);
+  }
+  if (!updated_ || limits_.messages_per_second != in_force.messages_per_second ||
+      limits_.messages_burst != in_force.messages_burst) {
+    rate_ = MessageRate(in_force, now_ms);
+  }
+  if (!updated_ || limits_.connections_per_minute != in_force.connections_per_minute) {
+    connection_rate_ = ConnectionRate(in_force, now_ms);
+  }
+  updated_ = true;
+  limits_ = std::move(in_force);
+}
+
+void ReadyQueue::Backoff(double factor, int64_t until_ms, int64_t now_ms) {
+  if (factor >= 1 || until_ms <= now_ms) {
+    factor = 1;
+    until_ms = 0;
+  }
+  if (factor == backoff_ && until_ms == backoff_until_ms_) return;
+  backoff_ = factor;
+  backoff_until_ms_ = until_ms;
+  if (updated_) ApplyLimits(now_ms);
+}
+
+void ReadyQueue::ExpireBackoff(int64_t now_ms) {
+  if (backoff_until_ms_ != 0 && backoff_until_ms_ <= now_ms) Backoff(1, 0, now_ms);
 }
 
 void ReadyQueue::Suspend(int64_t until_ms, std::string reason) {
@@ -47,6 +77,7 @@ void ReadyQueue::Suspend(int64_t until_ms, std::string reason) {
 
 std::unique_ptr<Job> ReadyQueue::TakeJob(int64_t now_ms, int64_t* wait_ms) {
   *wait_ms = 0;
+  ExpireBackoff(now_ms);
   if (jobs_.empty()) return nullptr;
   if (!rate_.TryTake(1, now_ms)) {
     *wait_ms = rate_.MsUntilAvailable(1, now_ms);
@@ -59,6 +90,7 @@ std::vector<Job> ReadyQueue::TakeAll() { return jobs_.TakeAll(); }
 
 bool ReadyQueue::MayOpenConnection(size_t idle_connections, int64_t now_ms, int64_t* wait_ms) {
   *wait_ms = 0;
+  ExpireBackoff(now_ms);
   if (jobs_.empty() || connections_.size() >= limits_.connections_max) return false;
   // One new connection per batch of messages the open ones cannot take right away.
   const size_t busy = connections_.size() - std::min(idle_connections, connections_.size());

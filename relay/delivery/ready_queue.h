@@ -35,6 +35,8 @@ struct Job {
   std::string site;                  // set once the MX lookup chose a ready queue
   std::vector<uint32_t> recipients;  // indices into the envelope
   std::string mail_from;             // the return path when not the stored sender: VERP
+  std::string campaign;              // its message's campaign, "" when none
+  int pool = 0;                      // the egress pool its configuration routes it to
   // Its message's tenant (queue::TenantOf), class and the tenant's weight: its place in the
   // ready queue (FairQueue).
   std::string tenant;
@@ -64,6 +66,13 @@ class ReadyQueue {
   // Suspension: no job is taken in until `until_ms` (the engine fails them as deferred).
   void Suspend(int64_t until_ms, std::string reason);
   bool suspended(int64_t now_ms) const { return suspended_until_ms_ > now_ms; }
+  // Backoff: until `until_ms`, the rule's message rate, connections and connection rate are
+  // scaled by `factor` (0 < factor < 1; at least one connection and one message a second when the
+  // rule has a rate); a rule without a message rate gets none. factor 1 (or an until_ms that has
+  // passed) lifts it.
+  void Backoff(double factor, int64_t until_ms, int64_t now_ms);
+  double backoff() const { return backoff_; }  // 1: none
+  int64_t backoff_until_ms() const { return backoff_until_ms_; }
   int64_t suspended_until_ms() const { return suspended_until_ms_; }
   const std::string& suspended_reason() const { return suspended_reason_; }
 
@@ -93,16 +102,25 @@ class ReadyQueue {
 
   const std::string& site() const { return site_; }
   int source() const { return source_; }
+  // The limits in force: the rule's, scaled by a backoff.
   const ShapingRule& limits() const { return limits_; }
+  // The shaping rule's share for this shard, as Update gave it.
+  const ShapingRule& rule() const { return rule_; }
   const std::vector<dns::Candidate>& candidates() const { return candidates_; }
   int metrics_site() const { return metrics_site_; }
   // Re-pumps the queue when a rate lets the next message or connection go (the engine's).
   io::Timer* pump_timer() { return &pump_timer_; }
 
  private:
+  // limits_ from rule_ and the backoff; the buckets are made again when their rate changed.
+  void ApplyLimits(int64_t now_ms);
+  // A backoff whose time is over is lifted.
+  void ExpireBackoff(int64_t now_ms);
+
   std::string site_;
   int source_;
-  ShapingRule limits_;
+  ShapingRule rule_;    // the shaping rule's share for this shard
+  ShapingRule limits_;  // in force
   std::vector<dns::Candidate> candidates_;
   int metrics_site_ = -1;
   FairQueue<Job> jobs_;
@@ -113,6 +131,8 @@ class ReadyQueue {
   io::Timer pump_timer_;
   int64_t suspended_until_ms_ = 0;
   std::string suspended_reason_;
+  double backoff_ = 1;
+  int64_t backoff_until_ms_ = 0;
 };
 
 }  // namespace relay::delivery

@@ -40,12 +40,14 @@ std::string NormalizeHostName(std::string_view name) {
 }
 
 absl::StatusOr<ReplyRule> ReplyRule::Make(std::string pattern, bool is_regex, ReplyAction action,
-                                          uint32_t suspend_s) {
+                                          uint32_t seconds, double backoff_rate) {
   ReplyRule r;
   r.is_regex = is_regex;
   r.pattern = std::move(pattern);
   r.action = action;
-  r.suspend_s = action == ReplyAction::kSuspend ? suspend_s : 0;
+  r.suspend_s = action == ReplyAction::kSuspend ? seconds : 0;
+  r.backoff_s = action == ReplyAction::kBackoff ? seconds : 0;
+  r.backoff_rate = action == ReplyAction::kBackoff ? backoff_rate : 0;
   if (!is_regex) {
     absl::AsciiStrToLower(&r.pattern);
     return r;

@@ -49,6 +49,8 @@ enum class ReplyAction {
   kSuspend,  // suspend the (source, site) pair for suspend_s and defer its messages (transient,
              // even when the reply was 5xx: it is about the source, not the recipient)
   kBounce,   // the text is known to be permanent even when the code is 4xx: bounce now
+  kBackoff,  // slow the (source, site) pair down for backoff_s: its rate and connections scaled
+             // by backoff_rate (PowerMTA's backoff mode); the reply itself counts as it is
 };
 
 struct ReplyRule {
@@ -56,12 +58,15 @@ struct ReplyRule {
   bool is_regex = false;                    // else a substring
   std::shared_ptr<const std::regex> regex;  // compiled once at load, when is_regex
   ReplyAction action = ReplyAction::kSuspend;
-  uint32_t suspend_s = 0;
+  uint32_t suspend_s = 0;   // kSuspend
+  uint32_t backoff_s = 0;   // kBackoff
+  double backoff_rate = 0;  // kBackoff: 0 < rate < 1
 
   // A rule for `pattern` (a substring, or an ECMAScript regex when `is_regex`), compiled here;
-  // a regex that does not compile is an error naming the problem.
+  // a regex that does not compile is an error naming the problem. `seconds`: the suspension's or
+  // the backoff's.
   static absl::StatusOr<ReplyRule> Make(std::string pattern, bool is_regex, ReplyAction action,
-                                        uint32_t suspend_s);
+                                        uint32_t seconds, double backoff_rate = 0);
 
   // Matching is case-insensitive, against the reply as one line: "421 4.7.28 text" (the text of
   // a multi-line reply joined with spaces by the caller).

@@ -1,16 +1,18 @@
 #include "relay/delivery/suspensions.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "relay/base/log.h"
+#include "relay/base/replace_file.h"
+#include "relay/base/sv.h"
 
 namespace relay::delivery {
 namespace {
@@ -28,6 +30,26 @@ std::string CleanReason(std::string_view reason) {
 
 }  // namespace
 
+bool IsSelectorKind(std::string_view kind) {
+  for (std::string_view k : kSelectorKinds) {
+    if (k == kind) return true;
+  }
+  return false;
+}
+
+std::string SelectorKey(std::string_view kind, std::string_view value) {
+  if (kind == "site") return AnySourceKey(value);
+  return absl::StrCat(Sv(kind), ":", Sv(value));
+}
+
+std::string BackoffKey(int source, std::string_view site) {
+  return absl::StrCat(Sv(kBackoffPrefix), source, "|", Sv(site));
+}
+
+std::string RebindKey(std::string_view kind, std::string_view value) {
+  return absl::StrCat(Sv(kRebindPrefix), Sv(kind), ":", Sv(value));
+}
+
 std::string AnySourceKey(std::string_view site) {
   return absl::StrCat(kAnySource, "|", std::string(site));
 }
@@ -41,8 +63,11 @@ std::string FormatSuspensionsFile(const std::vector<Suspension>& entries) {
   std::string out =
       "# relayd's suspensions: key, until (unix ms), shard (-1: the operator), reason\n";
   for (const Suspension& s : entries) {
-    absl::StrAppend(&out, s.key, "\t", s.until_unix_ms, "\t", s.shard, "\t", CleanReason(s.reason),
-                    "\n");
+    absl::StrAppend(&out, s.key, "\t", s.until_unix_ms, "\t", s.shard, "\t", CleanReason(s.reason));
+    // %.17g: the factor reads back as the same double.
+    if (s.backoff > 0) absl::StrAppend(&out, absl::StrFormat("\tbackoff=%.17g", s.backoff));
+    if (!s.pool.empty()) absl::StrAppend(&out, "\tpool=", CleanReason(s.pool));
+    out += "\n";
   }
   return out;
 }
@@ -66,9 +91,30 @@ std::vector<Suspension> ParseSuspensionsFile(std::string_view text) {
       from = tab + 1;
     }
     if (n != 3) continue;
-    fields[3] = line.substr(from);
+    // The reason, then optional "name=value" fields.
+    const std::string_view tail = line.substr(from);
+    const std::vector<absl::string_view> rest =
+        absl::StrSplit(absl::string_view(tail.data(), tail.size()), '\t');
+    fields[3] = std::string_view(rest[0].data(), rest[0].size());
     Suspension s;
-    if (fields[0].find('|') == std::string_view::npos || fields[0].size() > 300 ||
+    bool extras_ok = true;
+    for (size_t i = 1; i < rest.size() && extras_ok; ++i) {
+      const std::string_view extra(rest[i].data(), rest[i].size());
+      if (absl::StartsWith(Sv(extra), "backoff=")) {
+        const std::string_view v = extra.substr(8);
+        extras_ok = absl::SimpleAtod(absl::string_view(v.data(), v.size()), &s.backoff) &&
+                    s.backoff > 0 && s.backoff < 1;
+      } else if (absl::StartsWith(Sv(extra), "pool=")) {
+        s.pool = std::string(extra.substr(5));
+        extras_ok = !s.pool.empty() && s.pool.size() <= Suspensions::kReasonBytesMax &&
+                    s.pool.find('\r') == std::string::npos;
+      }
+    }
+    const std::string_view key = fields[0];
+    const bool key_ok = key.find_first_of("|:") != std::string_view::npos &&
+                        absl::StartsWith(Sv(key), Sv(kRebindPrefix)) == !s.pool.empty() &&
+                        absl::StartsWith(Sv(key), Sv(kBackoffPrefix)) == (s.backoff > 0);
+    if (!extras_ok || !key_ok || fields[0].size() > 300 ||
         !absl::SimpleAtoi(absl::string_view(fields[1].data(), fields[1].size()),
                           &s.until_unix_ms) ||
         !absl::SimpleAtoi(absl::string_view(fields[2].data(), fields[2].size()), &s.shard)) {
@@ -110,6 +156,15 @@ size_t Suspensions::Resume(std::string_view site) {
   }
   if (erased > 0) Changed();
   return erased;
+}
+
+bool Suspensions::Remove(std::string_view key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(Sv(key));
+  if (it == entries_.end()) return false;
+  entries_.erase(it);
+  Changed();
+  return true;
 }
 
 std::vector<Suspension> Suspensions::InForce(int64_t now_unix_ms) {
@@ -155,15 +210,10 @@ void Suspensions::Changed() {
   std::vector<Suspension> all;
   all.reserve(entries_.size());
   for (const auto& [key, s] : entries_) all.push_back(s);
-  const std::string text = FormatSuspensionsFile(all);
-  const std::string tmp = path_ + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  if (fd >= 0) ::close(fd);
-  ok = ok && ::rename(tmp.c_str(), path_.c_str()) == 0;
-  if (!ok) {
-    LogWarning() << "suspensions: cannot write " << path_ << ": " << std::strerror(errno)
-                 << " (they hold until a restart)";
+  const absl::Status written =
+      ReplaceFile(path_, FormatSuspensionsFile(all), 0600, /*durable=*/false);
+  if (!written.ok()) {
+    LogWarning() << "suspensions: " << written.message() << " (they hold until a restart)";
   }
 }
 

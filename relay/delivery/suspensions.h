@@ -1,7 +1,19 @@
-// Suspensions that hold for the whole relay: a reply rule that suspends a (source, site) pair
-// (Gmail's 4.7.28, Yahoo's TSS04) in the shard that saw the reply suspends it in every shard, since
-// the receiver judges the source address, not the shard; and the operator's suspensions of a site
-// (`relayctl queue suspend SITE`), for every source, until a time or until resumed.
+// What holds for the whole relay about where mail may go: a reply rule that suspends a (source,
+// site) pair (Gmail's 4.7.28, Yahoo's TSS04) or slows it down (a backoff: its rate and connections
+// scaled down for a while, PowerMTA's backoff mode) in the shard that saw the reply does so in
+// every shard, since the receiver judges the source address, not the shard; the operator's
+// suspensions
+// (`relayctl queue suspend`) of a site, a recipient domain, a source, a tenant or a campaign, until
+// a time or until resumed; and the operator's rebinds (`relayctl queue rebind`), which send the
+// mail of a site, domain, tenant or campaign out of another egress pool.
+//
+// Keys:
+//   "<source index>|<site>"          a reply rule's suspension of one (source, site) pair
+//   "*|<site>"                       the operator's suspension of a site, from every source
+//   "<kind>:<value>"                 the operator's suspension of a domain, source, tenant or
+//                                    campaign
+//   "backoff:<source index>|<site>"  a reply rule's backoff (`backoff` set)
+//   "rebind:<kind>:<value>"          a rebind (`pool` set); kind is site, domain, tenant, campaign
 // DESIGN.md: per-destination limits are split across shards so that no shard asks another
 // before it sends; a suspension is the exception because it is rare and its point is that nobody
 // sends.
@@ -41,14 +53,31 @@ struct Suspension {
   int64_t until_unix_ms = 0;
   std::string reason;
   int shard = -1;  // the shard whose reply rule suspended it; -1: the operator
+  // A backoff: the pair's message rate and connections are scaled by this (0 < backoff < 1)
+  // instead of stopped. 0: a suspension.
+  double backoff = 0;
+  std::string pool;  // a rebind: the pool its mail goes out of
 };
+
+// What the operator can name: a site (an MX set or a shaping rule's name), a recipient domain, an
+// egress source (its name or address), a tenant, a campaign.
+inline constexpr std::string_view kSelectorKinds[] = {"site", "domain", "source", "tenant",
+                                                      "campaign"};
+bool IsSelectorKind(std::string_view kind);
+// The key of the operator's suspension of `value` of `kind` ("*|<site>" for a site).
+std::string SelectorKey(std::string_view kind, std::string_view value);
+std::string BackoffKey(int source, std::string_view site);
+std::string RebindKey(std::string_view kind, std::string_view value);
+inline constexpr std::string_view kBackoffPrefix = "backoff:";
+inline constexpr std::string_view kRebindPrefix = "rebind:";
 
 // The key for `site` from every source.
 std::string AnySourceKey(std::string_view site);
 // The site part of a key.
 std::string_view SiteOfKey(std::string_view key);
 
-// The file's text for `entries`, one line each: key TAB until TAB shard TAB reason.
+// The file's text for `entries`, one line each: key TAB until TAB shard TAB reason, then
+// "TAB backoff=F" and "TAB pool=P" when set.
 std::string FormatSuspensionsFile(const std::vector<Suspension>& entries);
 // The entries of a file's text; lines that do not parse are skipped.
 std::vector<Suspension> ParseSuspensionsFile(std::string_view text);
@@ -62,8 +91,10 @@ class Suspensions {
   // unless it comes from the operator, whose word replaces the entry). False when the board
   // holds kEntriesMax entries already.
   bool Suspend(Suspension s);
-  // Lifts every entry of `site` (all sources); how many there were.
+  // Lifts every suspension and backoff of `site` (all sources); how many there were.
   size_t Resume(std::string_view site);
+  // Lifts the entry `key`; whether there was one.
+  bool Remove(std::string_view key);
   // Bumped by every change; an engine compares it with the one it last read.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // The entries still in force at `now_unix_ms` (expired ones are dropped here).

@@ -1,8 +1,5 @@
 #include "relay/events/event_sink.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -15,11 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "relay/base/log.h"
+#include "relay/base/replace_file.h"
+#include "relay/base/status_macros.h"
+#include "relay/base/sv.h"
 
 namespace relay::events {
 namespace {
-
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -203,25 +201,7 @@ void EventSink::Collect() {
 }
 
 absl::Status EventSink::SaveCursor(const std::vector<Position>& cursor) {
-  const std::string text = FormatCursor(cursor);
-  const std::string tmp = cursor_path_ + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            ::fdatasync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), cursor_path_.c_str()) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot write ", cursor_path_, ": ", std::strerror(errno)));
-  }
-  int dir = ::open(journals_->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  RETURN_IF_ERROR(ReplaceFile(cursor_path_, FormatCursor(cursor), 0640, /*durable=*/true));
   std::lock_guard<std::mutex> lock(mu_);
   persisted_ = cursor;
   return absl::OkStatus();

@@ -14,12 +14,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
 #include "relay/base/status_macros.h"
 #include "relay/io/socket.h"
 #include "relay/metrics/http_server.h"
 #include "relay/server/config/bounce_sections.h"
 #include "relay/server/config/delivery_sections.h"
 #include "relay/server/config/toml_section.h"
+#include "relay/smtp/command.h"
 
 namespace relay::server {
 namespace {
@@ -244,21 +246,110 @@ absl::Status ParseDkim(Config& c, const Section& t) {
   return absl::OkStatus();
 }
 
+// A label without spaces: the operator types it (relayctl queue rebind --pool P).
+bool IsValidPoolName(std::string_view name) {
+  return smtp::IsValidLabel(name) && name.find(' ') == std::string_view::npos;
+}
+
+absl::Status ReadStrategy(const Section& t, delivery::EgressStrategy* strategy) {
+  return t.Enum("strategy", strategy,
+                {{"round-robin", delivery::EgressStrategy::kRoundRobin},
+                 {"weighted", delivery::EgressStrategy::kWeighted},
+                 {"sticky", delivery::EgressStrategy::kSticky}});
+}
+
+// "2026-12-01" as days since 1970-01-01.
+absl::Status ReadDay(const Section& t, std::string_view key, int64_t* day) {
+  std::string text;
+  RETURN_IF_ERROR(t.String(key, &text));
+  if (text.empty()) return absl::OkStatus();
+  absl::CivilDay civil;
+  if (text.size() != 10 || !absl::ParseCivilTime(text, &civil)) {
+    return t.Error(key, "must be a date, \"YYYY-MM-DD\"");
+  }
+  *day = civil - absl::CivilDay(1970, 1, 1);
+  return absl::OkStatus();
+}
+
 absl::Status ParseSources(DeliverySettings& d, const Section& t) {
   ASSIGN_OR_RETURN(std::vector<Section> sources, t.Tables("source"));
+  absl::flat_hash_set<std::string> names;
   for (const Section& st : sources) {
-    RETURN_IF_ERROR(st.Known({"address", "ehlo_name", "weight", "prefix", "count"}));
+    RETURN_IF_ERROR(st.Known(
+        {"name", "address", "ehlo_name", "weight", "prefix", "count", "warmup", "warmup_start"}));
     delivery::EgressSourceConfig sc;
+    RETURN_IF_ERROR(st.String("name", &sc.name));
     RETURN_IF_ERROR(st.String("address", &sc.address));
     RETURN_IF_ERROR(st.String("ehlo_name", &sc.ehlo_name));
     RETURN_IF_ERROR(st.Int("weight", &sc.weight, 1, 1000000));
     RETURN_IF_ERROR(st.String("prefix", &sc.prefix));
     RETURN_IF_ERROR(st.Int("count", &sc.count, 0, 65536));
+    std::vector<int64_t> warmup;
+    if (st.Has("warmup")) {
+      RETURN_IF_ERROR(st.IntList("warmup", &warmup, 0, 100000000, /*non_decreasing=*/false));
+    }
+    sc.warmup.assign(warmup.begin(), warmup.end());
+    if (st.Has("warmup_start") && !st.Has("warmup")) {
+      return st.Error("warmup_start", "goes with warmup = [messages per site on day 1, 2, ...]");
+    }
+    RETURN_IF_ERROR(ReadDay(st, "warmup_start", &sc.warmup_start_day));
     if (sc.ehlo_name.empty()) {
       return st.TableError("each [[delivery.source]] needs the ehlo_name its PTR gives");
     }
+    if (!sc.name.empty() && !IsValidPoolName(sc.name)) {
+      return st.Error("name", "must be letters, digits and -_+@:/. characters");
+    }
+    const std::string name = !sc.name.empty()     ? sc.name
+                             : !sc.prefix.empty() ? sc.prefix
+                                                  : sc.address;
+    if (!name.empty() && !names.insert(name).second) {
+      return st.Error(sc.name.empty() ? "address" : "name",
+                      absl::StrCat("names source ", name, " a second time"));
+    }
     d.sources.push_back(std::move(sc));
   }
+  return absl::OkStatus();
+}
+
+// [[delivery.pool]] name, sources, strategy, and the tenants, (sending) domains and campaigns
+// whose mail goes out of it.
+absl::Status ParsePools(DeliverySettings& d, const Section& t) {
+  ASSIGN_OR_RETURN(std::vector<Section> pools, t.Tables("pool"));
+  absl::flat_hash_map<std::string, std::string>* routes[] = {
+      &d.pool_routes.tenants, &d.pool_routes.domains, &d.pool_routes.campaigns};
+  const std::string_view route_keys[] = {"tenants", "domains", "campaigns"};
+  for (const Section& pt : pools) {
+    RETURN_IF_ERROR(pt.Known({"name", "sources", "strategy", "tenants", "domains", "campaigns"}));
+    delivery::EgressPoolConfig pool;
+    RETURN_IF_ERROR(pt.NonEmptyString("name", &pool.name));
+    if (!IsValidPoolName(pool.name)) {
+      return pt.Error("name", "must be letters, digits and -_+@:/. characters");
+    }
+    RETURN_IF_ERROR(pt.StringList("sources", &pool.sources));
+    if (pool.sources.empty()) return pt.Error("sources", "must name at least one source");
+    if (pt.Has("strategy")) {
+      delivery::EgressStrategy strategy = delivery::EgressStrategy::kRoundRobin;
+      RETURN_IF_ERROR(ReadStrategy(pt, &strategy));
+      pool.strategy = strategy;
+    }
+    for (size_t k = 0; k < 3; ++k) {
+      std::vector<std::string> names;
+      RETURN_IF_ERROR(pt.StringList(route_keys[k], &names));
+      for (size_t i = 0; i < names.size(); ++i) {
+        std::string name = k == 1 ? absl::AsciiStrToLower(names[i]) : names[i];
+        auto [it, inserted] = routes[k]->try_emplace(name, pool.name);
+        if (!inserted) {
+          return pt.ItemError(route_keys[k], i,
+                              absl::StrCat(name, " goes out of pool ", it->second, " already"));
+        }
+      }
+    }
+    d.pools.push_back(std::move(pool));
+  }
+  // The pools name sources that exist, once each.
+  absl::StatusOr<delivery::Egress> egress =
+      delivery::Egress::Create(d.sources, d.pools, d.strategy, "");
+  if (!egress.ok()) return t.TableError(std::string(egress.status().message()));
   return absl::OkStatus();
 }
 
@@ -267,7 +358,7 @@ absl::Status ParseDelivery(DeliverySettings& d, const Section& t) {
       t.Known({"enabled", "dns_servers", "family", "mx_port", "idle_connection_ms",
                "source_suspend_ms", "tls_verify", "tls_ca_file", "strategy", "source",
                "reply_line_bytes_max", "reply_lines_max", "reply_bytes_max", "outcome_retry_ms",
-               "outcome_retry_ms_max", "unrecorded_outcomes_max", "dsn_return_bytes_max"}));
+               "outcome_retry_ms_max", "unrecorded_outcomes_max", "dsn_return_bytes_max", "pool"}));
   RETURN_IF_ERROR(t.Bool("enabled", &d.enabled));
   RETURN_IF_ERROR(t.StringList("dns_servers", &d.dns_servers));
   RETURN_IF_ERROR(t.Enum("family", &d.family,
@@ -299,11 +390,9 @@ absl::Status ParseDelivery(DeliverySettings& d, const Section& t) {
   }
   RETURN_IF_ERROR(t.Int("unrecorded_outcomes_max", &d.unrecorded_outcomes_max, 1, 10000000));
   RETURN_IF_ERROR(t.Int("dsn_return_bytes_max", &d.dsn_return_bytes_max, 0, int64_t{1} << 32));
-  RETURN_IF_ERROR(t.Enum("strategy", &d.strategy,
-                         {{"round-robin", delivery::EgressStrategy::kRoundRobin},
-                          {"weighted", delivery::EgressStrategy::kWeighted},
-                          {"sticky", delivery::EgressStrategy::kSticky}}));
-  return ParseSources(d, t);
+  RETURN_IF_ERROR(ReadStrategy(t, &d.strategy));
+  RETURN_IF_ERROR(ParseSources(d, t));
+  return ParsePools(d, t);
 }
 
 absl::Status ParseLog(LogSettings& l, const Section& t) {

@@ -116,6 +116,9 @@ struct DeliverySettings {
   std::string tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
   delivery::EgressStrategy strategy = delivery::EgressStrategy::kRoundRobin;
   std::vector<delivery::EgressSourceConfig> sources;  // empty: the kernel's choice
+  // [[delivery.pool]]: named sets of sources, and which mail goes out of each (egress.h).
+  std::vector<delivery::EgressPoolConfig> pools;
+  delivery::PoolRoutes pool_routes;
   // What an MX may make one connection hold: reply_line_bytes_max, reply_lines_max and
   // reply_bytes_max (relay/smtp/client_reply.h). More is a protocol error that ends the session.
   smtp::ReplyLimits reply_limits;

@@ -112,6 +112,77 @@ TEST(Config, OutboundBoundsAreReadAndChecked) {
 }
 
 // The bound on how long a delivery outcome waits for a group commit: read, and range-checked.
+TEST(Config, PoolsAndWarmUp) {
+  const std::string base = DefaultText("relay.test");
+  auto c = LoadConfig(WriteFile("pools.toml", base + R"(
+[[delivery.source]]
+name = "warm"
+address = "192.0.2.10"
+ehlo_name = "mta1.example.com"
+[[delivery.source]]
+address = "192.0.2.11"
+ehlo_name = "mta2.example.com"
+warmup = [50, 100, 500]
+warmup_start = "2026-12-01"
+[[delivery.pool]]
+name = "bulk"
+sources = ["192.0.2.11", "warm"]
+strategy = "weighted"
+tenants = ["news"]
+domains = ["News.Example.com"]
+campaigns = ["black-friday"]
+[[delivery.pool]]
+name = "default"
+sources = ["warm"]
+)"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  const DeliverySettings& d = c->delivery;
+  ASSERT_EQ(d.sources.size(), 2u);
+  EXPECT_EQ(d.sources[0].name, "warm");
+  EXPECT_EQ(d.sources[1].warmup, (std::vector<uint32_t>{50, 100, 500}));
+  EXPECT_EQ(d.sources[1].warmup_start_day, 20788);  // 2026-12-01
+  ASSERT_EQ(d.pools.size(), 2u);
+  EXPECT_EQ(d.pools[0].name, "bulk");
+  EXPECT_EQ(d.pools[0].strategy, delivery::EgressStrategy::kWeighted);
+  EXPECT_FALSE(d.pools[1].strategy.has_value());
+  EXPECT_EQ(d.pool_routes.tenants.at("news"), "bulk");
+  EXPECT_EQ(d.pool_routes.domains.at("news.example.com"), "bulk");
+  EXPECT_EQ(d.pool_routes.campaigns.at("black-friday"), "bulk");
+
+  const std::string source = R"(
+[[delivery.source]]
+name = "a"
+address = "192.0.2.10"
+ehlo_name = "mta1.example.com"
+)";
+  const std::pair<std::string, std::string> bad[] = {
+      {"[[delivery.pool]]\nname = \"p\"\nsources = [\"b\"]\n", "names source b"},
+      {"[[delivery.pool]]\nname = \"p\"\nsources = []\n", "must name at least one source"},
+      {"[[delivery.pool]]\nname = \"p q\"\nsources = [\"a\"]\n", "pool[0].name: must be"},
+      {"[[delivery.pool]]\nname = \"p\"\nsources = [\"a\"]\ntenants = [\"t\"]\n"
+       "[[delivery.pool]]\nname = \"q\"\nsources = [\"a\"]\ntenants = [\"t\"]\n",
+       "t goes out of pool p already"},
+      {"[[delivery.pool]]\nname = \"p\"\nsources = [\"a\"]\n"
+       "[[delivery.pool]]\nname = \"p\"\nsources = [\"a\"]\n",
+       "named twice"},
+      {"[[delivery.source]]\nname = \"a\"\naddress = \"192.0.2.11\"\nehlo_name = \"m\"\n",
+       "names source a a second time"},
+      {"[[delivery.source]]\naddress = \"192.0.2.11\"\nehlo_name = \"m\"\n"
+       "warmup_start = \"2026-12-01\"\n",
+       "goes with warmup"},
+      {"[[delivery.source]]\naddress = \"192.0.2.11\"\nehlo_name = \"m\"\nwarmup = [1]\n"
+       "warmup_start = \"1 Dec\"\n",
+       "must be a date"},
+  };
+  int n = 0;
+  for (const auto& [extra, problem] : bad) {
+    auto b =
+        LoadConfig(WriteFile("pools-bad" + std::to_string(n++) + ".toml", base + source + extra));
+    ASSERT_FALSE(b.ok()) << extra;
+    EXPECT_NE(b.status().message().find(problem), std::string::npos) << b.status();
+  }
+}
+
 TEST(Config, QueueOutcomeSyncMs) {
   // The generated config shows the setting with its default; change only that line.
   const std::string text = DefaultText("h");

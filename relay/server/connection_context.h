@@ -13,6 +13,7 @@
 #include "dns/spf.h"
 #include "queue/spool.h"
 #include "relay/delivery/suspensions.h"
+#include "relay/delivery/warmup.h"
 #include "relay/feedback/returned_mail.h"
 #include "relay/feedback/suppression_list.h"
 #include "relay/io/buffer_ring.h"
@@ -49,6 +50,7 @@ struct SharedState {
   const feedback::Verp* verp = nullptr;              // null: no VERP domains ([feedback])
   const feedback::Unsubscribe* unsubscribe = nullptr;  // null: no [unsubscribe]
   delivery::Suspensions* suspensions = nullptr;  // shared by the shards' delivery engines
+  delivery::WarmupLedger* warmup = nullptr;      // likewise
 };
 
 struct ShardCounters {

@@ -21,8 +21,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "relay/base/log.h"
+#include "relay/base/sv.h"
 #include "relay/delivery/queue_selector.h"
 #include "relay/server/shard.h"
+#include "relay/smtp/command.h"
 
 namespace relay::server {
 namespace {
@@ -215,55 +217,120 @@ void ControlSocket::Serve() {
   for (const Client& c : clients) ::close(c.fd);
 }
 
+namespace {
+
+// "until resumed" for the operator's entries: far beyond any queue's message age.
+constexpr int64_t kUntilResumedMs = int64_t{1000} * 365 * 86400 * 1000;
+
+// What the operator names: "SITE" or "KIND=VALUE", the value in xtext (RFC 3461 §4: a campaign
+// may hold spaces) (relay/delivery/suspensions.h); false when it names nothing.
+bool ParseWhat(const std::string& what, std::string* kind, std::string* value) {
+  const size_t eq = what.find('=');
+  *kind = eq == std::string::npos ? "site" : what.substr(0, eq);
+  return delivery::IsSelectorKind(*kind) &&
+         smtp::DecodeXtext(eq == std::string::npos ? what : what.substr(eq + 1), value) &&
+         !value->empty() && value->size() <= 253 &&
+         value->find_first_of("|\t\r\n") == std::string::npos;
+}
+
+// How the listing names an entry.
+std::string Describe(const delivery::Suspension& s) {
+  std::string_view key = s.key;
+  if (absl::StartsWith(Sv(key), Sv(delivery::kRebindPrefix))) {
+    key.remove_prefix(delivery::kRebindPrefix.size());
+    const size_t colon = key.find(':');
+    return absl::StrCat(Sv(key.substr(0, colon)), " ", Sv(key.substr(colon + 1)),
+                        " rebound to pool ", s.pool);
+  }
+  const bool backoff = absl::StartsWith(Sv(key), Sv(delivery::kBackoffPrefix));
+  if (backoff) key.remove_prefix(delivery::kBackoffPrefix.size());
+  const size_t bar = key.find('|');
+  if (bar == std::string_view::npos) {
+    const size_t colon = key.find(':');
+    return absl::StrCat(Sv(key.substr(0, colon)), " ", Sv(key.substr(colon + 1)));
+  }
+  const std::string_view source = key.substr(0, bar);
+  return absl::StrCat(
+      Sv(key.substr(bar + 1)),
+      source == delivery::kAnySource ? "" : absl::StrCat(" from source ", Sv(source)),
+      backoff ? absl::StrCat(" slowed to ", static_cast<int>(s.backoff * 100 + 0.5), "%") : "");
+}
+
+}  // namespace
+
 std::string ControlSocket::HandleSuspension(const std::vector<std::string>& words,
-                                            delivery::Suspensions& suspensions,
-                                            int64_t now_unix_ms) {
+                                            delivery::Suspensions& suspensions, int64_t now_unix_ms,
+                                            const std::vector<std::string>& pools) {
   const std::string& verb = words[0];
   if (verb == "suspensions") {
     std::vector<std::string> lines;
     for (const delivery::Suspension& s : suspensions.InForce(now_unix_ms)) {
-      const std::string source = s.key.substr(0, s.key.find('|'));
       lines.push_back(absl::StrCat(
-          std::string(delivery::SiteOfKey(s.key)),
-          source == delivery::kAnySource ? "" : absl::StrCat(" from source ", source),
+          Describe(s),
           s.until_unix_ms - now_unix_ms > (int64_t{100} * 365 * 86400 * 1000)
               ? std::string(" until resumed")
               : absl::StrCat(" for ", (s.until_unix_ms - now_unix_ms + 999) / 1000, " s"),
           s.shard < 0 ? " (operator)" : absl::StrCat(" (shard ", s.shard, ")"), ": ", s.reason));
     }
-    return absl::StrCat("ok: ", lines.size(), " suspended", lines.empty() ? "" : "; ",
+    std::sort(lines.begin(), lines.end());
+    return absl::StrCat("ok: ", lines.size(), " in force", lines.empty() ? "" : "; ",
                         absl::StrJoin(lines, "; "));
   }
-  if (verb == "resume") {
-    if (words.size() != 2) return "error: expected \"resume SITE\"";
-    const size_t n = suspensions.Resume(words[1]);
-    if (n == 0) return absl::StrCat("error: ", words[1], " is not suspended");
-    LogInfo() << "control: delivery to " << words[1] << " resumed by the operator";
-    return absl::StrCat("ok: ", words[1], " resumed (", n, n == 1 ? " entry)" : " entries)");
+  std::string kind, value;
+  if (words.size() < 2 || !ParseWhat(words[1], &kind, &value)) {
+    return "error: expected SITE or KIND=VALUE (KIND: site, domain, source, tenant or campaign)";
   }
-  // suspend SITE SECONDS [REASON...]
+  const std::string what = kind == "site" ? value : absl::StrCat(kind, " ", value);
+  if (verb == "resume" || verb == "unbind") {
+    if (words.size() != 2) return absl::StrCat("error: expected \"", verb, " SITE|KIND=VALUE\"");
+    const size_t n = verb == "unbind" ? suspensions.Remove(delivery::RebindKey(kind, value))
+                     : kind == "site" ? suspensions.Resume(value)
+                                      : suspensions.Remove(delivery::SelectorKey(kind, value));
+    if (n == 0) {
+      return absl::StrCat("error: ", what,
+                          verb == "unbind" ? " is not rebound" : " is not suspended");
+    }
+    LogInfo() << "control: " << what << (verb == "unbind" ? " back to its own pool" : " resumed")
+              << " by the operator";
+    return absl::StrCat(
+        "ok: ", what, verb == "unbind" ? " back to its own pool" : " resumed",
+        verb == "unbind" ? "" : absl::StrCat(" (", n, n == 1 ? " entry)" : " entries)"));
+  }
+  // suspend WHAT SECONDS [REASON...] | rebind WHAT POOL SECONDS [REASON...]
+  const bool rebind = verb == "rebind";
+  const size_t at = rebind ? 3 : 2;
   int64_t seconds = 0;
-  if (words.size() < 3 || !absl::SimpleAtoi(words[2], &seconds) || seconds < 0 ||
+  if (words.size() < at + 1 || !absl::SimpleAtoi(words[at], &seconds) || seconds < 0 ||
       seconds > int64_t{10} * 365 * 86400) {
-    return "error: expected \"suspend SITE SECONDS [REASON]\" (0 seconds: until resumed)";
+    return rebind ? "error: expected \"rebind SITE|KIND=VALUE POOL SECONDS [REASON]\" (0 "
+                    "seconds: until unbound)"
+                  : "error: expected \"suspend SITE|KIND=VALUE SECONDS [REASON]\" (0 seconds: "
+                    "until resumed)";
   }
   delivery::Suspension s;
-  s.key = delivery::AnySourceKey(words[1]);
-  // "Until resumed": far beyond any queue's message age.
-  s.until_unix_ms = seconds == 0 ? now_unix_ms + (int64_t{1000} * 365 * 86400 * 1000)
-                                 : now_unix_ms + seconds * 1000;
-  std::vector<std::string> reason(words.begin() + 3, words.end());
-  s.reason = absl::StrCat("suspended by the operator", reason.empty() ? "" : ": ",
-                          absl::StrJoin(reason, " "));
+  if (rebind) {
+    if (kind == "source") return "error: a rebind names a site, domain, tenant or campaign";
+    if (std::find(pools.begin(), pools.end(), words[2]) == pools.end()) {
+      return absl::StrCat("error: no egress pool ", words[2],
+                          " (pools: ", absl::StrJoin(pools, ", "), ")");
+    }
+    s.key = delivery::RebindKey(kind, value);
+    s.pool = words[2];
+  } else {
+    s.key = delivery::SelectorKey(kind, value);
+  }
+  s.until_unix_ms = seconds == 0 ? now_unix_ms + kUntilResumedMs : now_unix_ms + seconds * 1000;
+  std::vector<std::string> reason(words.begin() + static_cast<ptrdiff_t>(at) + 1, words.end());
+  s.reason = absl::StrCat(rebind ? "rebound" : "suspended", " by the operator",
+                          reason.empty() ? "" : ": ", absl::StrJoin(reason, " "));
   s.shard = -1;
   if (!suspensions.Suspend(s)) return "error: too many suspensions already";
-  LogInfo() << "control: delivery to " << words[1] << " "
-            << (seconds == 0 ? std::string("suspended until resumed")
-                             : absl::StrCat("suspended for ", seconds, " s"))
-            << " by the operator: " << s.reason;
-  return absl::StrCat(
-      "ok: ", words[1],
-      seconds == 0 ? " suspended until resumed" : absl::StrCat(" suspended for ", seconds, " s"));
+  const std::string done =
+      absl::StrCat(rebind ? absl::StrCat(" rebound to pool ", s.pool) : std::string(" suspended"),
+                   seconds == 0 ? (rebind ? " until unbound" : " until resumed")
+                                : absl::StrCat(" for ", seconds, " s"));
+  LogInfo() << "control: " << what << done << " by the operator: " << s.reason;
+  return absl::StrCat("ok: ", what, done);
 }
 
 std::string ControlSocket::AskEveryShard(const std::vector<Shard*>& shards, const std::string& verb,
@@ -286,9 +353,16 @@ std::string ControlSocket::Handle(const std::string& request, const std::vector<
   std::vector<std::string> words =
       absl::StrSplit(absl::StripAsciiWhitespace(request), ' ', absl::SkipEmpty());
   if (!words.empty() &&
-      (words[0] == "suspend" || words[0] == "resume" || words[0] == "suspensions")) {
+      (words[0] == "suspend" || words[0] == "resume" || words[0] == "suspensions" ||
+       words[0] == "rebind" || words[0] == "unbind")) {
     if (suspensions == nullptr) return "error: suspensions are not available here";
-    return HandleSuspension(words, *suspensions, absl::ToUnixMillis(absl::Now()));
+    std::vector<std::string> pools = {"default"};
+    if (!shards.empty()) {
+      for (const delivery::EgressPoolConfig& p : shards[0]->config().delivery.pools) {
+        if (p.name != "default") pools.push_back(p.name);
+      }
+    }
+    return HandleSuspension(words, *suspensions, absl::ToUnixMillis(absl::Now()), pools);
   }
   if (words.size() == 1 && words[0] == "reload") {
     if (main_thread == nullptr) return "error: reload is not available here";

@@ -3,11 +3,12 @@
 // A Unix stream socket (mode 0600, so only the relay's user and root may use it) served by a
 // thread of its own: one request line per connection ("retry ID", "retry --all", "bounce ID",
 // "delete ID", "retry|bounce|delete --tenant T --campaign C --sender S --domain D" (any of the
-// four, relay/delivery/queue_selector.h), "reload", "suspend SITE SECONDS [REASON]", "resume
-// SITE", "suspensions"), one answer line ("ok: ..." or "error: ..."). A request about a message
-// goes to the shard that owns it (the shard number is part of the queue id), one with a selector
-// to every shard, and runs on that shard's thread, so the queue is only ever written by its own
-// shard. Each request is logged with who asked (the peer's uid and pid, SO_PEERCRED).
+// four, relay/delivery/queue_selector.h), "reload", "suspend WHAT SECONDS [REASON]", "resume
+// WHAT", "rebind WHAT POOL SECONDS [REASON]", "unbind WHAT", "suspensions"), one answer line ("ok:
+// ..." or "error: ..."). A request about a message goes to the shard that owns it (the shard number
+// is part of the queue id), one with a selector to every shard, and runs on that shard's thread, so
+// the queue is only ever written by its own shard. Each request is logged with who asked (the
+// peer's uid and pid, SO_PEERCRED).
 //
 // Local clients are bounded like remote ones: at most kClientsMax at once (others wait in the
 // listen backlog), a request line of at most kRequestBytesMax that must arrive within
@@ -83,11 +84,17 @@ class ControlSocket {
   static std::string Handle(const std::string& request, const std::vector<Shard*>& shards,
                             MainThreadRequests* main_thread,
                             delivery::Suspensions* suspensions = nullptr);
-  // suspend SITE SECONDS [REASON] (0 seconds: until resumed), resume SITE, suspensions: the
-  // operator's suspensions of a site (its MX set or its shaping rule's name, "google"), from
-  // every source, in every shard, kept across a restart.
+  // The operator's word on where mail may go, for every shard, kept across a restart
+  // (relay/delivery/suspensions.h). WHAT is a site (its MX set or its shaping rule's name,
+  // "google") or KIND=VALUE, KIND one of site, domain, source, tenant, campaign:
+  //   suspend WHAT SECONDS [REASON]      (0 seconds: until resumed)
+  //   resume WHAT
+  //   rebind WHAT POOL SECONDS [REASON]  its mail goes out of egress pool POOL (one of `pools`)
+  //   unbind WHAT
+  //   suspensions                        everything in force, reply rules' entries included
   static std::string HandleSuspension(const std::vector<std::string>& words,
-                                      delivery::Suspensions& suspensions, int64_t now_unix_ms);
+                                      delivery::Suspensions& suspensions, int64_t now_unix_ms,
+                                      const std::vector<std::string>& pools = {"default"});
   // `verb` with `argument` asked of every shard in turn; one line naming each shard's answer.
   static std::string AskEveryShard(const std::vector<Shard*>& shards, const std::string& verb,
                                    const std::string& argument);

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -147,7 +148,7 @@ TEST(ControlHandleTest, SuspendResumeAndList) {
             "ok: google suspended for 3600 s");
   EXPECT_EQ(handle("suspend yahoo 0"), "ok: yahoo suspended until resumed");
   std::string list = handle("suspensions");
-  EXPECT_TRUE(absl::StartsWith(list, "ok: 2 suspended; ")) << list;
+  EXPECT_TRUE(absl::StartsWith(list, "ok: 2 in force; ")) << list;
   EXPECT_NE(list.find("google for 3600 s (operator): suspended by the operator: blocklisted, "
                       "asking Google"),
             std::string::npos)
@@ -160,6 +161,56 @@ TEST(ControlHandleTest, SuspendResumeAndList) {
   EXPECT_TRUE(absl::StartsWith(handle("suspend x"), "error: expected"));
   EXPECT_EQ(ControlSocket::Handle("suspensions", {}, nullptr, nullptr),
             "error: suspensions are not available here");
+}
+
+TEST(ControlHandleTest, SuspendByEverySelectorRebindAndUnbind) {
+  delivery::Suspensions board;
+  const int64_t now = 1700000000000;
+  auto handle = [&](const char* request) {
+    std::vector<std::string> words = absl::StrSplit(request, ' ', absl::SkipEmpty());
+    return ControlSocket::HandleSuspension(words, board, now, {"default", "warm", "cold"});
+  };
+  EXPECT_EQ(handle("suspend tenant=shop 600 card declined"), "ok: tenant shop suspended for 600 s");
+  EXPECT_EQ(handle("suspend campaign=black-friday 0"),
+            "ok: campaign black-friday suspended until resumed");
+  EXPECT_EQ(handle("suspend domain=example.org 60"), "ok: domain example.org suspended for 60 s");
+  EXPECT_EQ(handle("suspend source=2001:db8::25 60"), "ok: source 2001:db8::25 suspended for 60 s");
+  EXPECT_EQ(handle("suspend site=google 60"), "ok: google suspended for 60 s");
+  EXPECT_EQ(handle("suspend campaign=spring+20sale 60"),
+            "ok: campaign spring sale suspended for 60 s");  // xtext
+  EXPECT_EQ(handle("rebind tenant=shop warm 0 moving to the warm IPs"),
+            "ok: tenant shop rebound to pool warm until unbound");
+  EXPECT_EQ(handle("rebind google cold 3600"), "ok: google rebound to pool cold for 3600 s");
+  EXPECT_EQ(handle("rebind tenant=shop hot 0"),
+            "error: no egress pool hot (pools: default, warm, cold)");
+  EXPECT_EQ(handle("rebind source=x warm 0"),
+            "error: a rebind names a site, domain, tenant or campaign");
+  EXPECT_TRUE(absl::StartsWith(handle("suspend colour=blue 60"), "error: expected SITE or KIND"));
+  EXPECT_TRUE(absl::StartsWith(handle("suspend tenant= 60"), "error: expected SITE or KIND"));
+  EXPECT_TRUE(absl::StartsWith(handle("suspend a|b 60"), "error: expected SITE or KIND"));
+  std::map<std::string, delivery::Suspension> by_key;
+  for (delivery::Suspension& s : board.InForce(now)) by_key[s.key] = s;
+  ASSERT_EQ(by_key.size(), 8u);
+  EXPECT_TRUE(by_key.contains("campaign:spring sale"));
+  EXPECT_TRUE(by_key.contains("tenant:shop"));
+  EXPECT_TRUE(by_key.contains("source:2001:db8::25"));
+  EXPECT_TRUE(by_key.contains("*|google"));
+  EXPECT_EQ(by_key["rebind:tenant:shop"].pool, "warm");
+  EXPECT_EQ(by_key["rebind:site:google"].pool, "cold");
+  EXPECT_EQ(by_key["rebind:tenant:shop"].reason, "rebound by the operator: moving to the warm IPs");
+  const std::string list = handle("suspensions");
+  EXPECT_TRUE(absl::StartsWith(list, "ok: 8 in force; ")) << list;
+  EXPECT_NE(list.find("tenant shop rebound to pool warm until resumed (operator)"),
+            std::string::npos)
+      << list;
+  EXPECT_NE(list.find("campaign black-friday until resumed (operator)"), std::string::npos) << list;
+  EXPECT_EQ(handle("unbind tenant=shop"), "ok: tenant shop back to its own pool");
+  EXPECT_EQ(handle("unbind tenant=shop"), "error: tenant shop is not rebound");
+  EXPECT_EQ(handle("resume tenant=shop"), "ok: tenant shop resumed (1 entry)");
+  EXPECT_EQ(handle("resume tenant=shop"), "error: tenant shop is not suspended");
+  // Resuming a site leaves its rebind alone.
+  EXPECT_EQ(handle("resume google"), "ok: google resumed (1 entry)");
+  EXPECT_EQ(board.InForce(now).size(), 5u);
 }
 
 TEST(SuspensionsFileTest, KeptAcrossARestart) {
@@ -177,6 +228,33 @@ TEST(SuspensionsFileTest, KeptAcrossARestart) {
   EXPECT_EQ(in_force[0].key, "*|google");
   EXPECT_EQ(in_force[0].reason, "by hand");
   EXPECT_EQ(in_force[0].shard, -1);
+}
+
+TEST(SuspensionsFileTest, BackoffsAndRebindsReadBack) {
+  const std::string path = std::string(getenv("TEST_TMPDIR")) + "/suspensions-extra";
+  {
+    delivery::Suspensions board;
+    board.SetFile(path);
+    delivery::Suspension backoff{delivery::BackoffKey(1, "google"), 5000, "421 4.7.0 slow down", 0};
+    backoff.backoff = 0.25;
+    board.Suspend(backoff);
+    delivery::Suspension rebind{delivery::RebindKey("tenant", "shop"), 5000, "by hand", -1};
+    rebind.pool = "warm";
+    board.Suspend(rebind);
+  }
+  delivery::Suspensions again;
+  ASSERT_TRUE(again.Load(path, 3000).ok());
+  std::map<std::string, delivery::Suspension> by_key;
+  for (delivery::Suspension& s : again.InForce(3000)) by_key[s.key] = s;
+  ASSERT_EQ(by_key.size(), 2u);
+  EXPECT_EQ(by_key["backoff:1|google"].backoff, 0.25);
+  EXPECT_EQ(by_key["backoff:1|google"].reason, "421 4.7.0 slow down");
+  EXPECT_EQ(by_key["rebind:tenant:shop"].pool, "warm");
+  // A line whose extras do not fit its key is left out.
+  EXPECT_TRUE(delivery::ParseSuspensionsFile("rebind:tenant:x\t1\t-1\tr\n").empty());
+  EXPECT_TRUE(delivery::ParseSuspensionsFile("backoff:0|g\t1\t0\tr\tbackoff=1.5\n").empty());
+  EXPECT_TRUE(delivery::ParseSuspensionsFile("0|g\t1\t0\tr\tbackoff=0.5\n").empty());
+  EXPECT_EQ(delivery::ParseSuspensionsFile("tenant:x\t1\t-1\tr\tfuture=1\n").size(), 1u);
 }
 
 }  // namespace

@@ -239,10 +239,10 @@ std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const Config& config, int sh
     }
   }
   for (const config::Tenant& t : config.tenants.tenants()) options.tenants.push_back(t.name);
-  auto pool = delivery::EgressPool::Create(config.delivery.sources, config.delivery.strategy,
-                                           config.hostname);
-  if (pool.ok()) {
-    for (size_t i = 0; i < pool->size(); ++i) options.sources.push_back(pool->source(i).name);
+  auto egress = delivery::Egress::Create(config.delivery.sources, config.delivery.pools,
+                                         config.delivery.strategy, config.hostname);
+  if (egress.ok()) {
+    for (size_t i = 0; i < egress->size(); ++i) options.sources.push_back(egress->source(i).name);
   }
   return std::make_unique<metrics::RelayMetrics>(options);
 }
@@ -275,6 +275,7 @@ class DaemonParts {
   std::shared_ptr<const feedback::Verp> verp;  // [feedback]; null without VERP domains
   std::shared_ptr<const feedback::Unsubscribe> unsubscribe;  // [unsubscribe]; null when off
   delivery::Suspensions suspensions;                         // one board for every shard's engine
+  delivery::WarmupLedger warmup;                             // likewise, for sources in warm-up
   // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
   // suppression list, so they stop before either goes.
   std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
@@ -325,6 +326,7 @@ absl::Status DaemonParts::StartShards() {
   shared.verp = verp.get();
   shared.unsubscribe = unsubscribe.get();
   shared.suspensions = &suspensions;
+  shared.warmup = &warmup;
   shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;
@@ -497,6 +499,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     absl::Status loaded = p.suspensions.Load(path, absl::ToUnixMillis(absl::Now()));
     if (!loaded.ok()) LogWarning() << "suspensions: " << loaded.message();
     p.suspensions.SetFile(path);
+    // Today's warm-up counts: a restart hands no source a fresh allowance.
+    const std::string warmup_path = p.config.spool_dir + "/warmup";
+    loaded = p.warmup.Load(warmup_path, absl::ToUnixMillis(absl::Now()));
+    if (!loaded.ok()) LogWarning() << "warm-up: " << loaded.message();
+    p.warmup.SetFile(warmup_path);
   }
   if (p.config.receive.enabled()) {
     auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
@@ -614,6 +621,7 @@ uint64_t Daemon::Stop() {
   for (auto& server : p.unsubscribe_servers) server->Stop();  // likewise
   for (auto& shard : p.shards) shard->RequestStop();
   for (auto& shard : p.shards) shard->Join();
+  p.warmup.Flush();  // the last seconds' counts
   // After the shards: their last events are in the journal, for the next start to send.
   if (p.event_sinks != nullptr) p.event_sinks->Stop();
   // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a

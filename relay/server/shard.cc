@@ -263,6 +263,9 @@ absl::Status Shard::StartDelivery() {
     options.tls_verify = config.delivery.tls_verify;
     options.tls_ca_file = config.delivery.tls_ca_file;
     options.sources = config.delivery.sources;
+    options.pools = config.delivery.pools;
+    options.pool_routes = config.delivery.pool_routes;
+    options.warmup = shared_.warmup;
     options.strategy = config.delivery.strategy;
     options.reply_limits = config.delivery.reply_limits;
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;

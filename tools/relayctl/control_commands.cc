@@ -179,15 +179,24 @@ int64_t DurationSeconds(const std::string& text) {
 
 int QueueSuspendCommand(int argc, char** argv) {
   const std::string verb = argc > 0 ? argv[0] : "";
-  // --for and --reason are this command's own; the rest are the target's.
+  const bool timed = verb == "suspend" || verb == "rebind";
+  // --for, --reason, --pool and the selectors are this command's own; the rest are the target's.
   std::vector<char*> args = {argv[0]};
-  std::string duration, reason;
+  std::string duration, reason, pool, what;
+  int selectors = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--for" && i + 1 < argc && verb == "suspend") {
+    const std::string kind = a.size() > 2 && a.rfind("--", 0) == 0 ? a.substr(2) : "";
+    if (a == "--for" && i + 1 < argc && timed) {
       duration = argv[++i];
-    } else if (a == "--reason" && i + 1 < argc && verb == "suspend") {
+    } else if (a == "--reason" && i + 1 < argc && timed) {
       reason = argv[++i];
+    } else if (a == "--pool" && i + 1 < argc && verb == "rebind") {
+      pool = argv[++i];
+    } else if (i + 1 < argc && (kind == "site" || kind == "domain" || kind == "source" ||
+                                kind == "tenant" || kind == "campaign")) {
+      what = kind + "=" + smtp::EncodeXtext(argv[++i]);
+      ++selectors;
     } else {
       args.push_back(argv[i]);
     }
@@ -198,19 +207,35 @@ int QueueSuspendCommand(int argc, char** argv) {
   if (!ParseTarget(static_cast<int>(args.size()), args.data(), command.c_str(), &target, &rest)) {
     return 2;
   }
+  // A bare SITE is the site selector.
+  if (selectors == 0 && rest.size() == 1 && verb != "suspensions") {
+    what = rest[0];
+    rest.clear();
+    selectors = 1;
+  }
   const int64_t seconds = duration.empty() ? 0 : DurationSeconds(duration);
-  const size_t want = verb == "suspensions" ? 0 : 1;
-  if (rest.size() != want || seconds < 0 || reason.find_first_of("\r\n") != std::string::npos) {
-    std::fprintf(stderr,
-                 "usage: relayctl queue suspend SITE [--for 90s|15m|2h|7d] [--reason TEXT] %s\n"
-                 "       relayctl queue resume SITE %s\n       relayctl queue suspensions %s\n",
-                 kTargetUsage, kTargetUsage, kTargetUsage);
+  const bool bad_what = verb == "suspensions" ? selectors != 0 : selectors != 1;
+  if (!rest.empty() || bad_what || seconds < 0 || (verb == "rebind") == pool.empty() ||
+      what.find_first_of(" \r\n") != std::string::npos ||
+      pool.find_first_of(" \r\n") != std::string::npos ||
+      reason.find_first_of("\r\n") != std::string::npos) {
+    std::fprintf(
+        stderr,
+        "usage: relayctl queue suspend WHAT [--for 90s|15m|2h|7d] [--reason TEXT] %s\n"
+        "       relayctl queue resume WHAT %s\n"
+        "       relayctl queue rebind WHAT --pool POOL [--for DURATION] [--reason TEXT] "
+        "%s\n"
+        "       relayctl queue unbind WHAT %s\n"
+        "       relayctl queue suspensions %s\n"
+        "  WHAT: SITE (an MX set or a shaping rule's name), or one of --site S, --domain D,"
+        "\n        --source NAME|ADDRESS, --tenant T, --campaign C\n",
+        kTargetUsage, kTargetUsage, kTargetUsage, kTargetUsage, kTargetUsage);
     return 2;
   }
   if (verb == "suspensions") return Ask(target, "suspensions");
-  if (verb == "resume") return Ask(target, "resume " + rest[0]);
-  return Ask(target, "suspend " + rest[0] + " " + std::to_string(seconds) +
-                         (reason.empty() ? "" : " " + reason));
+  if (verb == "resume" || verb == "unbind") return Ask(target, verb + " " + what);
+  return Ask(target, verb + " " + what + (pool.empty() ? "" : " " + pool) + " " +
+                         std::to_string(seconds) + (reason.empty() ? "" : " " + reason));
 }
 
 int ReloadCommand(int argc, char** argv) {

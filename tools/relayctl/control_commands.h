@@ -15,9 +15,11 @@ namespace relay::relayctl {
 
 // argv[0] is the verb (retry, bounce or delete).
 int QueueControlCommand(int argc, char** argv);
-// `relayctl queue suspend SITE [--for DURATION] [--reason TEXT]`, `queue resume SITE`,
-// `queue suspensions`: argv[0] is the verb. DURATION: seconds, or with s, m, h or d; none: until
-// resumed.
+// `relayctl queue suspend WHAT [--for DURATION] [--reason TEXT]`, `queue resume WHAT`,
+// `queue rebind WHAT --pool POOL [--for DURATION] [--reason TEXT]`, `queue unbind WHAT`,
+// `queue suspensions`: argv[0] is the verb. WHAT: a SITE, or --site, --domain, --source, --tenant
+// or --campaign with its value. DURATION: seconds, or with s, m, h or d; none: until resumed
+// (unbound).
 int QueueSuspendCommand(int argc, char** argv);
 // reload: the certificate, the users and the aliases read again, the delivery logs reopened; the
 // answer says what was reloaded and which edits of relayd.toml need a restart.

@@ -94,9 +94,9 @@ absl::StatusOr<ExpectedDns> ExpectedRecords(const server::Config& config,
   e.domain = absl::AsciiStrToLower(domain);
   e.hostname = absl::AsciiStrToLower(config.hostname);
   for (const delivery::EgressSourceConfig& c : config.delivery.sources) {
-    // One pool per entry, so that each derived address is known to come from its prefix.
-    absl::StatusOr<delivery::EgressPool> pool =
-        delivery::EgressPool::Create({c}, delivery::EgressStrategy::kRoundRobin, config.hostname);
+    // One entry at a time, so that each derived address is known to come from its prefix.
+    absl::StatusOr<delivery::Egress> pool =
+        delivery::Egress::Create({c}, {}, delivery::EgressStrategy::kRoundRobin, config.hostname);
     if (!pool.ok()) return pool.status();
     if (!c.prefix.empty()) {
       e.prefixes.push_back(PrefixRecord{c.prefix, c.count, c.ehlo_name});

@@ -30,7 +30,8 @@ int Queue(int argc, char** argv) {
     return relay::relayctl::QueueControlCommand(argc - 1, argv + 1);
   }
   if (argc >= 2 && (std::strcmp(argv[1], "suspend") == 0 || std::strcmp(argv[1], "resume") == 0 ||
-                    std::strcmp(argv[1], "suspensions") == 0)) {
+                    std::strcmp(argv[1], "suspensions") == 0 ||
+                    std::strcmp(argv[1], "rebind") == 0 || std::strcmp(argv[1], "unbind") == 0)) {
     return relay::relayctl::QueueSuspendCommand(argc - 1, argv + 1);
   }
   return relay::relayctl::QueueCommand(argc, argv);
@@ -56,9 +57,11 @@ constexpr Command kCommands[] = {
      "qshape)\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
      "the running relay\n"
-     "  queue suspend SITE [--for DURATION] [--reason TEXT], queue resume SITE, queue "
-     "suspensions\n       stop or restart delivery to a site (MX set or shaping rule name) in "
-     "every shard"},
+     "  queue suspend WHAT [--for DURATION] [--reason TEXT], queue resume WHAT, queue "
+     "suspensions\n       stop or restart delivery in every shard; WHAT: a SITE (MX set or "
+     "shaping rule name)\n       or --site S, --domain D, --source NAME, --tenant T, --campaign C"
+     "\n  queue rebind WHAT --pool POOL [--for DURATION], queue unbind WHAT   send WHAT's mail "
+     "out of\n       another egress pool (WHAT: not a source)"},
     {"reload", relay::relayctl::ReloadCommand,
      "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
      "users\n       and aliases and reopens its logs; says what changed that needs a restart"},

@@ -1,6 +1,7 @@
 // Fuzz target for the suspensions file (relay/delivery/suspensions.h), read at start: on-disk
 // input that a bad disk or a hand edit may have changed. Checks: every entry read has a key with
-// a '|' and a reason without tab or line end; formatting the entries and reading them again gives
+// a '|' or a ':', a reason without tab or line end, a backoff only on a backoff key and a pool
+// only on a rebind key; formatting the entries and reading them again gives
 // the same entries; time and memory linear in the input.
 #include <string>
 #include <string_view>
@@ -15,7 +16,9 @@ void FuzzSuspensionsFile(std::string_view input) {
   const std::vector<Suspension> entries = ParseSuspensionsFile(input);
   FUZZ_CHECK(entries.size() <= Suspensions::kEntriesMax);
   for (const Suspension& s : entries) {
-    FUZZ_CHECK(s.key.find('|') != std::string::npos);
+    FUZZ_CHECK(s.key.find_first_of("|:") != std::string::npos);
+    FUZZ_CHECK((s.key.rfind(kBackoffPrefix, 0) == 0) == (s.backoff > 0 && s.backoff < 1));
+    FUZZ_CHECK((s.key.rfind(kRebindPrefix, 0) == 0) == !s.pool.empty());
     FUZZ_CHECK(s.reason.find_first_of("\t\r\n") == std::string::npos);
     FUZZ_CHECK(s.reason.size() <= Suspensions::kReasonBytesMax);
   }
@@ -24,7 +27,8 @@ void FuzzSuspensionsFile(std::string_view input) {
   for (size_t i = 0; i < again.size(); ++i) {
     FUZZ_CHECK(again[i].key == entries[i].key &&
                again[i].until_unix_ms == entries[i].until_unix_ms &&
-               again[i].shard == entries[i].shard && again[i].reason == entries[i].reason);
+               again[i].shard == entries[i].shard && again[i].reason == entries[i].reason &&
+               again[i].backoff == entries[i].backoff && again[i].pool == entries[i].pool);
   }
 }
 

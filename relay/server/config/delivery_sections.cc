@@ -31,27 +31,36 @@ absl::Status ReadNames(const Section& s, std::string_view key, std::vector<std::
 }
 
 absl::StatusOr<delivery::ReplyRule> ParseReplyRule(const Section& r) {
-  RETURN_IF_ERROR(r.Known({"contains", "regex", "suspend_s", "bounce"}));
+  RETURN_IF_ERROR(
+      r.Known({"contains", "regex", "suspend_s", "bounce", "backoff_s", "backoff_rate"}));
   if (r.Has("contains") == r.Has("regex")) {
     return r.TableError("a reply rule needs exactly one of contains = \"...\" or regex = \"...\"");
   }
-  if (r.Has("suspend_s") == r.Has("bounce")) {
-    return r.TableError("a reply rule needs exactly one of suspend_s = N or bounce = true");
+  if (int{r.Has("suspend_s")} + int{r.Has("bounce")} + int{r.Has("backoff_s")} != 1) {
+    return r.TableError(
+        "a reply rule needs exactly one of suspend_s = N, backoff_s = N or bounce = true");
+  }
+  if (r.Has("backoff_rate") && !r.Has("backoff_s")) {
+    return r.Error("backoff_rate", "goes with backoff_s = N");
   }
   const std::string_view pattern_key = r.Has("contains") ? "contains" : "regex";
   std::string pattern;
   RETURN_IF_ERROR(r.NonEmptyString(pattern_key, &pattern));
-  uint32_t suspend_s = 0;
-  RETURN_IF_ERROR(r.Int("suspend_s", &suspend_s, 1, 7 * 24 * 3600));
+  uint32_t seconds = 0;
+  RETURN_IF_ERROR(r.Int("suspend_s", &seconds, 1, 7 * 24 * 3600));
+  RETURN_IF_ERROR(r.Int("backoff_s", &seconds, 1, 7 * 24 * 3600));
+  double backoff_rate = 0.5;
+  RETURN_IF_ERROR(r.Fraction("backoff_rate", &backoff_rate, 0.01, 1));
   if (r.Has("bounce")) {
     bool bounce = false;
     RETURN_IF_ERROR(r.Bool("bounce", &bounce));
     if (!bounce) return r.Error("bounce", "must be true (or leave it out)");
   }
-  const delivery::ReplyAction action =
-      r.Has("bounce") ? delivery::ReplyAction::kBounce : delivery::ReplyAction::kSuspend;
+  const delivery::ReplyAction action = r.Has("bounce")      ? delivery::ReplyAction::kBounce
+                                       : r.Has("backoff_s") ? delivery::ReplyAction::kBackoff
+                                                            : delivery::ReplyAction::kSuspend;
   absl::StatusOr<delivery::ReplyRule> rule =
-      delivery::ReplyRule::Make(pattern, pattern_key == "regex", action, suspend_s);
+      delivery::ReplyRule::Make(pattern, pattern_key == "regex", action, seconds, backoff_rate);
   if (!rule.ok()) return r.Error(pattern_key, std::string(rule.status().message()));
   return rule;
 }

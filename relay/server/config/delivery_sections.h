@@ -23,8 +23,8 @@ absl::StatusOr<delivery::RetryPolicy> ParseRetry(const Section& retry);
 // tls ("required" | "opportunistic" | "disabled"), pipeline_transactions, connect_timeout_ms,
 // greeting_timeout_ms, command_timeout_ms, data_init_timeout_ms, data_block_timeout_ms,
 // data_done_timeout_ms, tls_handshake_timeout_ms, replace_reply_rules, and [[shaping.reply]]
-// entries with `contains = "..."` or `regex = "..."` and either `suspend_s = N` or
-// `bounce = true`.
+// entries with `contains = "..."` or `regex = "..."` and one of `suspend_s = N`,
+// `backoff_s = N` (with `backoff_rate`, default 0.5) or `bounce = true`.
 absl::StatusOr<delivery::ShapingRules> ParseShaping(const Section& root,
                                                     delivery::ShapingRules base);
 
