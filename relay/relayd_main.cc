@@ -10,8 +10,9 @@
 //                                            printed to publish; then exit
 //   relayd --help                            this usage, on stdout
 //
-// Signals: SIGHUP reloads the certificate, the users file and port 25's aliases and SRS secrets
-// (existing connections are kept);
+// Signals: SIGHUP reloads the certificate, the users file, port 25's aliases and SRS secrets, and
+// relayd.toml's DKIM keys and shaping rules, naming what else changed (existing connections are
+// kept);
 // SIGTERM and SIGINT stop accepting, let sessions finish within shutdown.grace_ms, flush the
 // queue and exit 0.
 #include <poll.h>

@@ -30,6 +30,8 @@ class DeliveryPolicy {
                  std::shared_ptr<const feedback::BounceClassifier> bounces, uint32_t shard_count,
                  std::string hostname, uint64_t random_seed);
 
+  // A reload's rules, for every lookup from now on.
+  void SetShaping(std::shared_ptr<const ShapingRules> shaping) { shaping_ = std::move(shaping); }
   // This shard's share of the rule for `domain` with MX `hosts` (limits split across shards).
   ShapingRule LimitsFor(std::string_view domain, const std::vector<dns::MxHost>& hosts) const;
   // The next attempt after `attempts` failed ones, or -1 when the message is too old to retry.

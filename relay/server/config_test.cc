@@ -451,8 +451,9 @@ TEST(Config, ReceiveDmarcPolicy) {
       << c.status();
 }
 
-// SIGHUP does not re-read relayd.toml; what changed in it is named so that the operator knows a
-// restart is needed (a [metrics] section added later used to be ignored without a word).
+// SIGHUP applies only some of relayd.toml (DKIM keys, shaping rules); what else changed in it is
+// named so that the operator knows a restart is needed (a [metrics] section added later used to
+// be ignored without a word).
 TEST(Config, ChangedSettingsNamesWhatDiffers) {
   const std::string before = R"(# comment
 hostname = "a.example"

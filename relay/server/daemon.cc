@@ -578,23 +578,56 @@ ReloadResult Daemon::Reload() {
   }
   for (auto& shard : p.shards) shard->RequestLogReopen();
   done.push_back("delivery logs reopened");
-  // Say what an edit of relayd.toml changed that this did not apply, rather than let the
-  // operator believe it took effect.
+  // relayd.toml again: the DKIM keys (their files are read again too: a key replaced under the
+  // same selector) and the shaping rules take effect now; what else an edit changed is named,
+  // for the next restart. A file with an error changes nothing.
   if (!p.options.config_path.empty()) {
+    const std::string text = ReadConfigText(p.options.config_path);
+    absl::StatusOr<Config> next = LoadConfig(p.options.config_path);
     absl::StatusOr<std::vector<std::string>> changed =
-        ChangedSettings(p.options.config_text, ReadConfigText(p.options.config_path));
+        next.ok() ? ChangedSettings(p.options.config_text, text) : next.status();
     if (!changed.ok()) {
       result.ok = false;
-      done.push_back(absl::StrCat(p.options.config_path, ": ", changed.status().message(),
-                                  "; the running configuration stays"));
-    } else if (!changed->empty()) {
-      done.push_back(absl::StrCat(p.options.config_path, " changed (",
-                                  absl::StrJoin(*changed, ", "),
-                                  "): not applied; these take effect at the next restart"));
+      done.push_back(absl::StrCat(changed.status().message(), "; the running configuration stays"));
+    } else {
+      report("DKIM keys and shaping rules", ApplyLive(*next));
+      std::vector<std::string> later;
+      for (const std::string& key : *changed) {
+        if (!absl::StartsWith(key, "dkim") && !absl::StartsWith(key, "shaping")) {
+          later.push_back(key);
+        }
+      }
+      if (!later.empty()) {
+        done.push_back(absl::StrCat(p.options.config_path, " changed (", absl::StrJoin(later, ", "),
+                                    "): not applied; these take effect at the next restart"));
+      }
     }
   }
   result.summary = absl::StrCat(result.ok ? "ok: " : "error: ", absl::StrJoin(done, "; "));
   return result;
+}
+
+absl::Status Daemon::ApplyLive(const Config& next) {
+  DaemonParts& p = *parts_;
+  const dkim::SignerConfig keys = DkimConfig(next);
+  // Every key is checked before any shard gets one: a bad key file changes nothing.
+  std::vector<std::shared_ptr<const dkim::Signer>> signers;
+  for (size_t i = 0; i < p.shards.size() && !keys.keys.empty(); ++i) {
+    absl::StatusOr<std::unique_ptr<dkim::Signer>> signer = dkim::Signer::Create(keys);
+    if (!signer.ok()) return signer.status();
+    signers.push_back(std::move(*signer));
+  }
+  for (size_t i = 0; i < p.shards.size(); ++i) {
+    RETURN_IF_ERROR(p.shards[i]->Reconfigure(signers.empty() ? nullptr : signers[i], next.shaping));
+  }
+  std::vector<std::string> selectors;
+  for (const DkimKeyConfig& k : next.dkim_keys) {
+    selectors.push_back(absl::StrCat(k.selector, "._domainkey.", k.domain));
+  }
+  LogInfo() << "reload: signing with "
+            << (selectors.empty() ? "no DKIM key" : absl::StrJoin(selectors, ", ")) << "; "
+            << (next.shaping != nullptr ? next.shaping->specs().size() : 0) << " shaping rules";
+  return absl::OkStatus();
 }
 
 void Daemon::CheckCertificate() {

@@ -43,8 +43,11 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Reads the certificate, the users and the aliases again and reopens the delivery logs;
-  // relayd.toml itself is read only at start. A part that fails keeps its previous state.
+  // Reads the certificate, the users and the aliases again, reopens the delivery logs, and reads
+  // relayd.toml again: its DKIM keys (key rotation: a new selector starts signing, the old one
+  // stops) and shaping rules take effect, and the answer names every other setting that changed,
+  // which waits for a restart. A part that fails keeps its previous state; a relayd.toml with an
+  // error changes nothing and the error is named.
   ReloadResult Reload();
   // Reloads the certificate when its files changed (every tls.reload_check_ms).
   void CheckCertificate();
@@ -66,6 +69,8 @@ class Daemon {
 
  private:
   explicit Daemon(std::unique_ptr<DaemonParts> parts);
+  // The settings a reload applies to the running shards: `next`'s DKIM keys and shaping rules.
+  absl::Status ApplyLive(const Config& next);
   std::unique_ptr<DaemonParts> parts_;
 };
 

@@ -92,7 +92,10 @@ TEST(Daemon, StartsOnPortZeroServesReloadsAndStops) {
   const std::string dir = TestDir("run");
   DaemonOptions options;
   options.config_path = dir + "/relayd.toml";
-  options.config_text = "hostname = \"relay.test\"\n";
+  // A file that loads, as LoopbackConfig's settings would read.
+  const std::string file_head =
+      "[submission]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = []\nauth_requires_tls = false\n";
+  options.config_text = "hostname = \"relay.test\"\n" + file_head;
   std::ofstream(options.config_path) << options.config_text;
   absl::StatusOr<std::unique_ptr<Daemon>> daemon =
       Daemon::Start(LoopbackConfig(dir), std::move(options));
@@ -118,9 +121,10 @@ TEST(Daemon, StartsOnPortZeroServesReloadsAndStops) {
 
   ReloadResult reload = relay.Reload();
   EXPECT_TRUE(reload.ok) << reload.summary;
-  EXPECT_EQ(reload.summary, "ok: users reloaded; delivery logs reopened");
-  // An edit of relayd.toml is reported, not applied.
-  std::ofstream(dir + "/relayd.toml") << "hostname = \"other.test\"\n";
+  EXPECT_EQ(reload.summary,
+            "ok: users reloaded; delivery logs reopened; DKIM keys and shaping rules reloaded");
+  // An edit of relayd.toml that needs a restart is reported, not applied.
+  std::ofstream(dir + "/relayd.toml") << "hostname = \"other.test\"\n" + file_head;
   reload = relay.Reload();
   EXPECT_TRUE(reload.ok);
   EXPECT_TRUE(absl::StrContains(reload.summary, "relayd.toml changed (hostname): not applied"))

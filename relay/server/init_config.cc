@@ -198,8 +198,20 @@ tls_verify = false
 tls_ca_file = "${tls_ca_file}"
 # round-robin, weighted or sticky (one source per destination site).
 strategy = "round-robin"
-# The egress pool: each source address with the EHLO name its PTR gives.
+# The egress sources: each source address with the EHLO name its PTR gives (and a `name`).
 ${sources}
+# Named pools: a tenant, sending domain or campaign goes out of its own sources; other mail out of
+# the pool named "default", or of every source when there is none. A new address warms up: a
+# source's `warmup = [50, 100, 500, 1000, 5000]` is what it may send to one site on its 1st, 2nd,
+# ... day from `warmup_start = "YYYY-MM-DD"` (UTC), no limit after; the rest goes out of the
+# pool's other sources, or waits. `relayctl queue rebind` moves mail to another pool at run time.
+# [[delivery.pool]]
+# name = "bulk"
+# sources = ["192.0.2.11"]   # [[delivery.source]] names or addresses
+# strategy = "weighted"
+# tenants = ["newsletter"]
+# domains = ["news.${domain}"]
+# campaigns = ["black-friday"]
 [log]
 # The delivery log: one JSON object per line per event (received, delivered, deferred, bounced,
 # dsn_sent), one file per shard (delivery-<shard>.log). Rotated by size, and reopened on SIGHUP

@@ -9,9 +9,9 @@
 
 namespace relay::server {
 
-MessagePreparer::MessagePreparer(const dkim::Signer* signer, SigningPool* pool,
+MessagePreparer::MessagePreparer(std::shared_ptr<const dkim::Signer> signer, SigningPool* pool,
                                  io::Reactor* reactor, std::string hostname)
-    : signer_(signer), pool_(pool), reactor_(reactor), hostname_(std::move(hostname)) {}
+    : signer_(std::move(signer)), pool_(pool), reactor_(reactor), hostname_(std::move(hostname)) {}
 
 void MessagePreparer::Prepare(std::string_view message, const std::string& forced_domain,
                               const std::string& next_queue_id, absl::Time now,
@@ -41,8 +41,10 @@ void MessagePreparer::Prepare(std::string_view message, const std::string& force
   std::vector<std::string_view> parts;
   if (!pending->missing.empty()) parts.push_back(pending->missing);
   parts.push_back(message);
+  // The session points into the signer: it lives until the result is back, whatever a reload
+  // does meanwhile.
   pool_->Sign(std::move(session), std::move(parts), absl::ToUnixSeconds(now), reactor_,
-              [this, pending, started_ns, done = std::move(done)](
+              [this, pending, started_ns, signer = signer_, done = std::move(done)](
                   absl::StatusOr<std::string> signatures, dkim::SignReport report) {
                 Finish(std::move(*pending), std::move(signatures), report, started_ns, done);
               });

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,10 +33,10 @@ struct PreparedMessage {
 
 class MessagePreparer {
  public:
-  // `signer` null: messages are not signed. `pool` null: signatures are computed inline. All
-  // outlive the preparer.
-  MessagePreparer(const dkim::Signer* signer, SigningPool* pool, io::Reactor* reactor,
-                  std::string hostname);
+  // `signer` null: messages are not signed. `pool` null: signatures are computed inline. The
+  // pool and the reactor outlive the preparer.
+  MessagePreparer(std::shared_ptr<const dkim::Signer> signer, SigningPool* pool,
+                  io::Reactor* reactor, std::string hostname);
 
   // An error means the message cannot be signed (a malformed header): it is refused rather than
   // sent unsigned. Never for an unsigned relay.
@@ -51,13 +52,16 @@ class MessagePreparer {
                Done done);
 
   bool signs() const { return signer_ != nullptr; }
+  // From the next message on, signs with `signer` (null: not at all): a reload's new keys. A
+  // signature under way keeps the signer it started with.
+  void SetSigner(std::shared_ptr<const dkim::Signer> signer) { signer_ = std::move(signer); }
 
  private:
   // Completes `prepared` with the signing result and hands it to `done`.
   void Finish(PreparedMessage prepared, absl::StatusOr<std::string> signatures,
               const dkim::SignReport& report, int64_t started_ns, const Done& done) const;
 
-  const dkim::Signer* const signer_;
+  std::shared_ptr<const dkim::Signer> signer_;
   SigningPool* const pool_;
   io::Reactor* const reactor_;
   const std::string hostname_;

@@ -57,7 +57,7 @@ class MessagePreparerTest : public ::testing::Test {
     return result ? std::move(*result) : absl::InternalError("no result");
   }
   std::unique_ptr<io::Reactor> reactor_;
-  std::unique_ptr<dkim::Signer> signer_;
+  std::shared_ptr<const dkim::Signer> signer_;
 };
 
 TEST_F(MessagePreparerTest, UnsignedAddsWhatIsMissingAtOnce) {
@@ -78,7 +78,7 @@ TEST_F(MessagePreparerTest, UnsignedAddsWhatIsMissingAtOnce) {
 }
 
 TEST_F(MessagePreparerTest, InlineSignsWhatIsMissingAndTheMessage) {
-  MessagePreparer p(signer_.get(), nullptr, reactor_.get(), "relay.test");
+  MessagePreparer p(signer_, nullptr, reactor_.get(), "relay.test");
   bool at_once = false;
   auto r = Prepare(p, kMessage, &at_once);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -95,7 +95,7 @@ TEST_F(MessagePreparerTest, InlineSignsWhatIsMissingAndTheMessage) {
 TEST_F(MessagePreparerTest, PoolSignsLaterWithUniqueMessageIds) {
   auto pool = SigningPool::Create(2);
   ASSERT_TRUE(pool.ok());
-  MessagePreparer p(signer_.get(), pool->get(), reactor_.get(), "relay.test");
+  MessagePreparer p(signer_, pool->get(), reactor_.get(), "relay.test");
   bool at_once = true;
   auto first = Prepare(p, kMessage, &at_once);
   ASSERT_TRUE(first.ok()) << first.status();
@@ -112,7 +112,7 @@ TEST_F(MessagePreparerTest, AMessageThatCannotBeSignedIsAnError) {
   auto pool = SigningPool::Create(1);
   ASSERT_TRUE(pool.ok());
   for (SigningPool* on : {static_cast<SigningPool*>(nullptr), pool->get()}) {
-    MessagePreparer p(signer_.get(), on, reactor_.get(), "relay.test");
+    MessagePreparer p(signer_, on, reactor_.get(), "relay.test");
     auto r = Prepare(p, "From: a@example.com\r\nFrom: b@example.com\r\n\r\nbody\r\n");
     EXPECT_FALSE(r.ok()) << (on == nullptr ? "inline" : "pool");
   }

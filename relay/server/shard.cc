@@ -78,6 +78,23 @@ void Shard::RequestLogReopen() {
   if (log_ != nullptr) log_->RequestReopen();  // an atomic flag, acted on at the next Flush
 }
 
+absl::Status Shard::Reconfigure(std::shared_ptr<const dkim::Signer> signer,
+                                std::shared_ptr<const delivery::ShapingRules> shaping) {
+  if (reactor_ == nullptr) return absl::FailedPreconditionError("shard not running");
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> taken = done->get_future();
+  reactor_->RunInLoop([this, signer = std::move(signer), shaping = std::move(shaping), done] {
+    if (preparer_ != nullptr) preparer_->SetSigner(signer);
+    if (shaping != nullptr && policy_ != nullptr) policy_->SetShaping(shaping);
+    done->set_value();
+  });
+  if (taken.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("shard ", index_, " did not take the new settings within 10 s"));
+  }
+  return absl::OkStatus();
+}
+
 std::string Shard::Control(const std::string& verb, const std::string& id_text) {
   if (reactor_ == nullptr) return "error: shard not running";
   auto done = std::make_shared<std::promise<std::string>>();
@@ -140,11 +157,12 @@ absl::Status Shard::Setup() {
   ASSIGN_OR_RETURN(buffers_, io::BufferRing::Create(reactor_.get(), kBufferGroup,
                                                     kReceiveBuffers, kReceiveBufferBytes));
   RETURN_IF_ERROR(OpenSpool());
+  std::shared_ptr<const dkim::Signer> signer;
   if (shared_.dkim != nullptr) {
-    ASSIGN_OR_RETURN(signer_, dkim::Signer::Create(*shared_.dkim));
+    ASSIGN_OR_RETURN(signer, dkim::Signer::Create(*shared_.dkim));
   }
-  preparer_ = std::make_unique<MessagePreparer>(signer_.get(), shared_.signing_pool, reactor_.get(),
-                                                config.hostname);
+  preparer_ = std::make_unique<MessagePreparer>(std::move(signer), shared_.signing_pool,
+                                                reactor_.get(), config.hostname);
   RETURN_IF_ERROR(StartDelivery());
   RETURN_IF_ERROR(StartReceiveChecks());
   RETURN_IF_ERROR(OpenListeners());
@@ -569,7 +587,6 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   if (log_ != nullptr) (void)log_->Flush();
   log_.reset();
   preparer_.reset();
-  signer_.reset();
   spool_.reset();
   buffers_.reset();
   reactor_.reset();

@@ -64,6 +64,11 @@ class Shard final : private ConnectionHost {
   void RequestTlsReloadCheck();
   // Any thread (SIGHUP): reopen the delivery log at the next loop turn (logrotate moved it).
   void RequestLogReopen();
+  // Main thread (a reload): from the next message on, signs with `signer` (null: not at all) and
+  // takes sites' limits from `shaping` (null: unchanged). Returns once the shard's thread has
+  // taken them, or an error when it does not answer.
+  absl::Status Reconfigure(std::shared_ptr<const dkim::Signer> signer,
+                           std::shared_ptr<const delivery::ShapingRules> shaping);
   // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, or "retry-all")
   // on this shard's thread and returns its one-line answer ("ok: ..." or "error: ...").
   std::string Control(const std::string& verb, const std::string& id);
@@ -140,8 +145,7 @@ class Shard final : private ConnectionHost {
   std::unique_ptr<queue::Spool> spool_;
   // Creates the spool's reserve segments off this thread; destroyed (joined) before spool_.
   std::unique_ptr<queue::SegmentCreator> segment_creator_;
-  std::unique_ptr<dkim::Signer> signer_;
-  std::unique_ptr<MessagePreparer> preparer_;  // uses signer_
+  std::unique_ptr<MessagePreparer> preparer_;  // holds the DKIM signer
   std::unique_ptr<delivery::DeliveryLog> log_;
   // The event journal (null without event sinks), synced with the spool's batches through
   // journal_sync_; both outlive syncer_.

@@ -61,9 +61,16 @@ def dkim_key():
 
 
 @harness.fixture
+def next_dkim_key():
+    """The key a reload rotates to: selector "s2" of example.com."""
+    return local_dns.dkim_key(TMP, "example-next")
+
+
+@harness.fixture
 def dns_port():
     zones = local_dns.mx_zones(("example.org", "example.com", "example.net"), SINK_IP)
     zones += "  local-data: 's1._domainkey.example.com. 300 IN TXT %s'\n" % dkim_key()[1]
+    zones += "  local-data: 's2._domainkey.example.com. 300 IN TXT %s'\n" % next_dkim_key()[1]
     with local_dns.unbound(TMP, zones) as port:
         yield port
 
@@ -323,6 +330,46 @@ def selectors():
           relay().log(), "the log names who asked for what")
     rc, out = control("bounce", "--tenant")
     check(rc == 2, "a selector without its value: usage: %s" % out.strip())
+
+
+@harness.case(9, "relayctl reload rotates the DKIM key: the next message signs with the new selector")
+def dkim_rotation():
+    import dkim  # python3-dkim
+    relay()
+    conf_text = open(config()[0]).read()
+    rotated = conf_text.replace('selector = "s1"\nkey = "%s"' % dkim_key()[0],
+                                'selector = "s2"\nkey = "%s"' % next_dkim_key()[0])
+    check(rotated != conf_text, "the test edits the [[dkim.key]] entry")
+
+    def signed(rcpt):
+        check(shop([rcpt]) == (250, ""), "shop submits to %s" % rcpt)
+        wait_for(lambda: sink().delivered_to(rcpt), "%s is delivered" % rcpt)
+        got = sink().delivered_to(rcpt)
+        return got[0][2] if got else b""
+
+    try:
+        open(config()[0], "w").write(rotated)
+        r = subprocess.run([RELAYCTL, "reload", "--config", config()[0]], capture_output=True,
+                           text=True, timeout=60)
+        out = (r.stdout + r.stderr).strip()
+        check(r.returncode == 0 and "DKIM keys and shaping rules reloaded" in out and
+              "dkim" not in out.split("reloaded;")[-1],
+              "relayctl reload applies the new key, and names no DKIM setting for a restart: %s"
+              % out)
+        data = signed("rotated@example.org")
+        check(b"s=s2;" in data and b"s=s1;" not in data, "signed with s2 only")
+        check(dkim.verify(data, dnsfunc=dkim_dns), "the s2 signature verifies")
+        # A key file that cannot be read: the reload says so and signing stays with s2.
+        open(config()[0], "w").write(rotated.replace(next_dkim_key()[0], TMP + "/missing.pem"))
+        r = subprocess.run([RELAYCTL, "reload", "--config", config()[0]], capture_output=True,
+                           text=True, timeout=60)
+        out = (r.stdout + r.stderr).strip()
+        check(r.returncode == 1 and "missing.pem" in out and "stays" in out,
+              "a bad key is refused with its file named, the running keys kept: %s" % out)
+        data = signed("kept@example.org")
+        check(b"s=s2;" in data and dkim.verify(data, dnsfunc=dkim_dns), "still signed with s2")
+    finally:
+        open(config()[0], "w").write(conf_text)
 
 
 harness.main()

@@ -21,8 +21,9 @@ int QueueControlCommand(int argc, char** argv);
 // or --campaign with its value. DURATION: seconds, or with s, m, h or d; none: until resumed
 // (unbound).
 int QueueSuspendCommand(int argc, char** argv);
-// reload: the certificate, the users and the aliases read again, the delivery logs reopened; the
-// answer says what was reloaded and which edits of relayd.toml need a restart.
+// reload: the certificate, the users and the aliases read again, the delivery logs reopened, the
+// DKIM keys and shaping rules of relayd.toml applied; the answer says what was reloaded and which
+// other edits of relayd.toml need a restart.
 int ReloadCommand(int argc, char** argv);
 
 }  // namespace relay::relayctl
