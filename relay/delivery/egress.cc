@@ -176,6 +176,26 @@ bool Egress::InPool(int pool, int source) const {
          pools_[static_cast<size_t>(pool)].member[static_cast<size_t>(source)];
 }
 
+bool Egress::SameSourcesAs(const Egress& other) const {
+  if (sources_.size() != other.sources_.size()) return false;
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    const EgressSource& a = sources_[i];
+    const EgressSource& b = other.sources_[i];
+    if (a.name != b.name || a.group != b.group || a.ehlo_name != b.ehlo_name ||
+        a.any_address != b.any_address || a.freebind != b.freebind) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Egress::CarryStateFrom(const Egress& old) {
+  for (size_t i = 0; i < sources_.size() && i < old.sources_.size(); ++i) {
+    sources_[i].suspended_until_ms = old.sources_[i].suspended_until_ms;
+    sources_[i].connections = old.sources_[i].connections;
+  }
+}
+
 int Egress::StartOf(Pool& p, std::string_view site, absl::FunctionRef<bool(size_t)> usable) {
   const size_t n = p.members.size();
   switch (p.strategy) {

@@ -99,6 +99,11 @@ class Egress {
   const std::string& pool_name(int pool) const { return pools_[pool].name; }
   size_t pool_count() const { return pools_.size(); }
   bool InPool(int pool, int source) const;
+  // The same sources in the same order (names, addresses, EHLO names), whatever their weights,
+  // warm-up schedules and pools: what a reload may change while ready queues are keyed by source.
+  bool SameSourcesAs(const Egress& other) const;
+  // Takes over `old`'s suspensions (kernel refusals) and connection counts; SameSourcesAs(old).
+  void CarryStateFrom(const Egress& old);
   // Suspends a source the kernel refused.
   void Suspend(int index, int64_t until_ms, std::string_view why);
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
+#include "relay/base/status_macros.h"
 #include "relay/base/sv.h"
 #include "relay/delivery/delivery_policy.h"
 #include "relay/delivery/dsn.h"
@@ -66,15 +67,7 @@ absl::Status DeliveryEngine::Start() {
       Egress::Create(options_.sources, options_.pools, options_.strategy, options_.hostname);
   if (!egress.ok()) return egress.status();
   egress_ = std::move(*egress);
-  for (auto [routes, by_index] : {std::pair{&options_.pool_routes.campaigns, &pool_by_campaign_},
-                                  std::pair{&options_.pool_routes.domains, &pool_by_domain_},
-                                  std::pair{&options_.pool_routes.tenants, &pool_by_tenant_}}) {
-    for (const auto& [name, pool] : *routes) {
-      const int index = egress_.PoolIndex(pool);
-      if (index < 0) return absl::InvalidArgumentError(absl::StrCat("no egress pool ", pool));
-      (*by_index)[name] = index;
-    }
-  }
+  RETURN_IF_ERROR(IndexPoolRoutes());
   if (options_.warmup == nullptr) own_warmup_ = std::make_unique<WarmupLedger>();
   warmup_ = options_.warmup != nullptr ? options_.warmup : own_warmup_.get();
   dns::ResolverOptions ropts;
@@ -305,7 +298,6 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   const std::string tenant = queue::TenantOf(info->attributes, info->sender);
   const auto weight_it = options_.tenant_weights.find(info->attributes.tenant);
   const uint32_t weight = weight_it == options_.tenant_weights.end() ? 1 : weight_it->second;
-  const int pool = ConfiguredPool(*info);
   std::vector<std::string> order;
   for (uint32_t i = 0; i < info->recipients.size(); ++i) {
     const queue::RecipientState& r = info->recipients[i];
@@ -322,7 +314,6 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
       it->second.priority = info->attributes.priority;
       it->second.weight = weight;
       it->second.campaign = info->attributes.campaign;
-      it->second.pool = pool;
       order.push_back(domain);
     }
     it->second.recipients.push_back(i);
@@ -461,8 +452,54 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
   Pump(queue);
 }
 
-int DeliveryEngine::ConfiguredPool(const queue::MessageInfo& info) const {
+absl::Status DeliveryEngine::IndexPoolRoutes() {
+  for (auto [routes, by_index] : {std::pair{&options_.pool_routes.campaigns, &pool_by_campaign_},
+                                  std::pair{&options_.pool_routes.domains, &pool_by_domain_},
+                                  std::pair{&options_.pool_routes.tenants, &pool_by_tenant_}}) {
+    by_index->clear();
+    for (const auto& [name, pool] : *routes) {
+      const int index = egress_.PoolIndex(pool);
+      if (index < 0) return absl::InvalidArgumentError(absl::StrCat("no egress pool ", pool));
+      (*by_index)[name] = index;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeliveryEngine::Reconfigure(const std::vector<EgressSourceConfig>& sources,
+                                         const std::vector<EgressPoolConfig>& pools,
+                                         const PoolRoutes& routes, EgressStrategy strategy) {
+  absl::StatusOr<Egress> next = Egress::Create(sources, pools, strategy, options_.hostname);
+  if (!next.ok()) return next.status();
+  if (!next->SameSourcesAs(egress_)) {
+    return absl::FailedPreconditionError(
+        "the egress sources changed (names, addresses or EHLO names): they take effect at the "
+        "next restart");
+  }
+  for (const auto* named : {&routes.campaigns, &routes.domains, &routes.tenants}) {
+    for (const auto& [name, pool] : *named) {
+      if (next->PoolIndex(pool) < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("no egress pool ", pool));
+      }
+    }
+  }
+  next->CarryStateFrom(egress_);
+  egress_ = std::move(*next);
+  options_.sources = sources;
+  options_.pools = pools;
+  options_.pool_routes = routes;
+  options_.strategy = strategy;
+  // Every pool was checked above: this cannot fail.
+  if (absl::Status indexed = IndexPoolRoutes(); !indexed.ok()) return indexed;
+  SortWaitingJobs();
+  return absl::OkStatus();
+}
+
+int DeliveryEngine::ConfiguredPool(const Job& job) const {
   if (options_.pool_routes.empty()) return Egress::kDefaultPool;
+  const queue::MessageInfo* found = spool_->Find(job.id);
+  if (found == nullptr) return Egress::kDefaultPool;
+  const queue::MessageInfo& info = *found;
   if (!info.attributes.campaign.empty()) {
     if (auto it = pool_by_campaign_.find(info.attributes.campaign); it != pool_by_campaign_.end()) {
       return it->second;
@@ -471,15 +508,14 @@ int DeliveryEngine::ConfiguredPool(const queue::MessageInfo& info) const {
   if (auto it = pool_by_domain_.find(DomainOf(info.sender)); it != pool_by_domain_.end()) {
     return it->second;
   }
-  if (auto it = pool_by_tenant_.find(queue::TenantOf(info.attributes, info.sender));
-      it != pool_by_tenant_.end()) {
+  if (auto it = pool_by_tenant_.find(job.tenant); it != pool_by_tenant_.end()) {
     return it->second;
   }
   return Egress::kDefaultPool;
 }
 
 int DeliveryEngine::PoolFor(const Job& job, std::string_view site, std::string_view rule) const {
-  if (!rebinds_) return job.pool;
+  if (!rebinds_) return ConfiguredPool(job);
   // The most particular rebind wins: campaign, tenant, recipient domain, site.
   std::pair<const char*, std::string_view> named[] = {{"campaign", job.campaign},
                                                       {"tenant", job.tenant},
@@ -493,7 +529,7 @@ int DeliveryEngine::PoolFor(const Job& job, std::string_view site, std::string_v
     const int pool = egress_.PoolIndex(it->second.pool);
     if (pool >= 0) return pool;
   }
-  return job.pool;
+  return ConfiguredPool(job);
 }
 
 const Suspension* DeliveryEngine::HoldFor(const Job& job) const {

@@ -168,6 +168,19 @@ class DeliveryEngine {
   // The answer counts what was done, what was being delivered (ask again) and what remains.
   absl::StatusOr<std::string> ActOnSelected(QueueAction action, const QueueSelector& selector);
 
+  // A reload's tenants' weights ([[tenants]] weight), for the jobs queued from now on.
+  void SetTenantWeights(absl::flat_hash_map<std::string, uint32_t> weights) {
+    options_.tenant_weights = std::move(weights);
+  }
+  // A reload's egress pools and their routes, the sources' weights and warm-up schedules and the
+  // strategy, from the next job on; the waiting jobs whose source is not
+  // in their pool any more move. The sources must be the ones the engine runs with
+  // (Egress::SameSourcesAs: ready queues are keyed by source); otherwise nothing changes and the
+  // error says so.
+  absl::Status Reconfigure(const std::vector<EgressSourceConfig>& sources,
+                           const std::vector<EgressPoolConfig>& pools, const PoolRoutes& routes,
+                           EgressStrategy strategy);
+
   // Where every outcome is logged as a JSON line (optional; the shard owns it).
   void set_log(DeliveryLog* log) { log_ = log; }
   // The shard's event journal (null: no event sinks); every line the log gets, it gets too.
@@ -249,18 +262,21 @@ class DeliveryEngine {
   // not held by the operator and within its warm-up allowance; `candidates` carry the port.
   void Enqueue(Job job, const std::string& site, const ShapingRule& limits,
                const std::vector<dns::Candidate>& candidates);
-  // The pool a message's configuration routes it to (DeliveryOptions::pool_routes).
-  int ConfiguredPool(const queue::MessageInfo& info) const;
+  // The pool the configuration routes a job's message to (DeliveryOptions::pool_routes).
+  int ConfiguredPool(const Job& job) const;
   // The job's pool: an operator's rebind of its campaign, tenant, domain or site (`site`, or the
-  // shaping rule `rule`), else job.pool.
+  // shaping rule `rule`), else ConfiguredPool.
   int PoolFor(const Job& job, std::string_view site, std::string_view rule) const;
   // The operator's suspension of the job's domain, tenant or campaign; null when none.
   const Suspension* HoldFor(const Job& job) const;
   // The operator's suspension of egress source `source` (by name or group); null when none.
   const Suspension* SourceHold(int source) const;
-  // After the board changed: the jobs waiting in ready queues that a hold now names are deferred,
-  // and those whose source is held or no longer in their pool (a rebind) join another queue.
+  // After the board or the pools changed: the jobs waiting in ready queues that a hold now names
+  // are deferred, and those whose source is held or no longer in their pool (a rebind, a reload)
+  // join another queue.
   void SortWaitingJobs();
+  // options_.pool_routes with the indices of egress_'s pools; an error names an unknown pool.
+  absl::Status IndexPoolRoutes();
   void Pump(ReadyQueue* queue);
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.
   void PumpLater(ReadyQueue* queue, int64_t wait_ms);

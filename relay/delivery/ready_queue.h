@@ -36,7 +36,6 @@ struct Job {
   std::vector<uint32_t> recipients;  // indices into the envelope
   std::string mail_from;             // the return path when not the stored sender: VERP
   std::string campaign;              // its message's campaign, "" when none
-  int pool = 0;                      // the egress pool its configuration routes it to
   // Its message's tenant (queue::TenantOf), class and the tenant's weight: its place in the
   // ready queue (FairQueue).
   std::string tenant;

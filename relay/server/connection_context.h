@@ -110,6 +110,9 @@ struct ConnectionContext {
   dns::SpfEvaluator* spf = nullptr;
   receive::DkimChecker* dkim_checker = nullptr;
   receive::DmarcChecker* dmarc_checker = nullptr;
+  // The tenants in force: the config's, or a reload's (Shard::Reconfigure swaps it on this
+  // thread).
+  const std::shared_ptr<const config::TenantSettings>* tenants = nullptr;
 
   const Config& config() const { return *shared->config; }
   const metrics::RelayMetrics* metrics() const { return shared->metrics; }

@@ -21,6 +21,7 @@
 #include "relay/base/clock.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
+#include "relay/base/sv.h"
 #include "relay/delivery/egress.h"
 #include "relay/delivery/shaping.h"
 #include "relay/events/event_sinks.h"
@@ -568,48 +569,63 @@ ReloadResult Daemon::Reload() {
       done.push_back(absl::StrCat(what, ": ", status.message(), " (the previous one stays)"));
     }
   };
+  // relayd.toml again, whole: a file with an error changes nothing of it, and is named.
+  std::shared_ptr<const Config> next;
+  absl::StatusOr<std::vector<std::string>> changed = std::vector<std::string>();
+  if (!p.options.config_path.empty()) {
+    const std::string text = ReadConfigText(p.options.config_path);
+    absl::StatusOr<Config> loaded = LoadConfig(p.options.config_path);
+    changed = loaded.ok() ? ChangedSettings(p.options.config_text, text) : loaded.status();
+    if (changed.ok()) next = std::make_shared<const Config>(std::move(*loaded));
+  }
   if (p.tls != nullptr) report("certificate", p.tls->Reload());
   report("users", p.auth->Reload());
   if (p.receive_state != nullptr) {
-    // A broken aliases file keeps the previous set: mail keeps flowing while it is fixed.
-    auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
+    // Aliases, local domains, SRS secrets and ARC keys, from the file read again when it loads
+    // and still receives. A broken aliases file keeps the previous set: mail keeps flowing.
+    const Config& receive = next != nullptr && next->receive.enabled() ? *next : p.config;
+    auto state = LoadReceiveState(receive, p.verp, p.unsubscribe);
     if (state.ok()) p.receive_state->Set(std::move(*state));
     report("aliases", state.status());
   }
   for (auto& shard : p.shards) shard->RequestLogReopen();
   done.push_back("delivery logs reopened");
-  // relayd.toml again: the DKIM keys (their files are read again too: a key replaced under the
-  // same selector) and the shaping rules take effect now; what else an edit changed is named,
-  // for the next restart. A file with an error changes nothing.
-  if (!p.options.config_path.empty()) {
-    const std::string text = ReadConfigText(p.options.config_path);
-    absl::StatusOr<Config> next = LoadConfig(p.options.config_path);
-    absl::StatusOr<std::vector<std::string>> changed =
-        next.ok() ? ChangedSettings(p.options.config_text, text) : next.status();
-    if (!changed.ok()) {
-      result.ok = false;
-      done.push_back(absl::StrCat(changed.status().message(), "; the running configuration stays"));
-    } else {
-      report("DKIM keys and shaping rules", ApplyLive(*next));
-      std::vector<std::string> later;
-      for (const std::string& key : *changed) {
-        if (!absl::StartsWith(key, "dkim") && !absl::StartsWith(key, "shaping")) {
-          later.push_back(key);
-        }
+  if (!changed.ok()) {
+    result.ok = false;
+    done.push_back(absl::StrCat(changed.status().message(), "; the running configuration stays"));
+  } else if (next != nullptr) {
+    // DKIM keys (their files read again too: a key replaced under the same selector), shaping
+    // rules, tenants and, while the sources stay the same, the egress pools take effect now;
+    // every other setting an edit changed is named, for the next restart.
+    bool egress = false;
+    const absl::Status applied = ApplyLive(next, &egress);
+    report(egress ? "DKIM keys, shaping rules, tenants and egress pools"
+                  : "DKIM keys, shaping rules and tenants",
+           applied);
+    std::vector<std::string> later;
+    for (const std::string& key : *changed) {
+      bool live = false;
+      for (std::string_view prefix :
+           {"dkim", "shaping", "tenants", "campaigns", "receive.domains", "receive.aliases"}) {
+        live = live || absl::StartsWith(key, Sv(prefix));
       }
-      if (!later.empty()) {
-        done.push_back(absl::StrCat(p.options.config_path, " changed (", absl::StrJoin(later, ", "),
-                                    "): not applied; these take effect at the next restart"));
+      for (std::string_view prefix : {"delivery.source", "delivery.pool", "delivery.strategy"}) {
+        live = live || (egress && absl::StartsWith(key, Sv(prefix)));
       }
+      if (!live || !applied.ok()) later.push_back(key);
+    }
+    if (!later.empty()) {
+      done.push_back(absl::StrCat(p.options.config_path, " changed (", absl::StrJoin(later, ", "),
+                                  "): not applied; these take effect at the next restart"));
     }
   }
   result.summary = absl::StrCat(result.ok ? "ok: " : "error: ", absl::StrJoin(done, "; "));
   return result;
 }
 
-absl::Status Daemon::ApplyLive(const Config& next) {
+absl::Status Daemon::ApplyLive(std::shared_ptr<const Config> next, bool* egress) {
   DaemonParts& p = *parts_;
-  const dkim::SignerConfig keys = DkimConfig(next);
+  const dkim::SignerConfig keys = DkimConfig(*next);
   // Every key is checked before any shard gets one: a bad key file changes nothing.
   std::vector<std::shared_ptr<const dkim::Signer>> signers;
   for (size_t i = 0; i < p.shards.size() && !keys.keys.empty(); ++i) {
@@ -617,16 +633,31 @@ absl::Status Daemon::ApplyLive(const Config& next) {
     if (!signer.ok()) return signer.status();
     signers.push_back(std::move(*signer));
   }
+  // The pools change with the sources they are made of kept: ready queues are keyed by source.
+  absl::StatusOr<delivery::Egress> running =
+      delivery::Egress::Create(p.config.delivery.sources, p.config.delivery.pools,
+                               p.config.delivery.strategy, p.config.hostname);
+  absl::StatusOr<delivery::Egress> wanted = delivery::Egress::Create(
+      next->delivery.sources, next->delivery.pools, next->delivery.strategy, next->hostname);
+  *egress = running.ok() && wanted.ok() && wanted->SameSourcesAs(*running) &&
+            next->hostname == p.config.hostname;
   for (size_t i = 0; i < p.shards.size(); ++i) {
-    RETURN_IF_ERROR(p.shards[i]->Reconfigure(signers.empty() ? nullptr : signers[i], next.shaping));
+    Shard::LiveSettings live;
+    live.signer = signers.empty() ? nullptr : signers[i];
+    live.config = next;
+    live.egress = *egress;
+    RETURN_IF_ERROR(p.shards[i]->Reconfigure(std::move(live)));
   }
   std::vector<std::string> selectors;
-  for (const DkimKeyConfig& k : next.dkim_keys) {
+  for (const DkimKeyConfig& k : next->dkim_keys) {
     selectors.push_back(absl::StrCat(k.selector, "._domainkey.", k.domain));
   }
   LogInfo() << "reload: signing with "
             << (selectors.empty() ? "no DKIM key" : absl::StrJoin(selectors, ", ")) << "; "
-            << (next.shaping != nullptr ? next.shaping->specs().size() : 0) << " shaping rules";
+            << (next->shaping != nullptr ? next->shaping->specs().size() : 0) << " shaping rules, "
+            << next->tenants.tenants().size() << " tenants"
+            << (*egress ? absl::StrCat(", ", next->delivery.pools.size(), " egress pools")
+                        : std::string(", egress unchanged (its sources changed: restart)"));
   return absl::OkStatus();
 }
 

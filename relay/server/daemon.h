@@ -45,9 +45,10 @@ class Daemon {
 
   // Reads the certificate, the users and the aliases again, reopens the delivery logs, and reads
   // relayd.toml again: its DKIM keys (key rotation: a new selector starts signing, the old one
-  // stops) and shaping rules take effect, and the answer names every other setting that changed,
-  // which waits for a restart. A part that fails keeps its previous state; a relayd.toml with an
-  // error changes nothing and the error is named.
+  // stops), shaping rules, tenants, local domains and aliases take effect, and its egress pools
+  // (routes, weights, warm-up) while the sources stay the same; the answer names every other
+  // setting that changed, which waits for a restart. A part that fails keeps its previous state; a
+  // relayd.toml with an error changes nothing and the error is named.
   ReloadResult Reload();
   // Reloads the certificate when its files changed (every tls.reload_check_ms).
   void CheckCertificate();
@@ -69,8 +70,9 @@ class Daemon {
 
  private:
   explicit Daemon(std::unique_ptr<DaemonParts> parts);
-  // The settings a reload applies to the running shards: `next`'s DKIM keys and shaping rules.
-  absl::Status ApplyLive(const Config& next);
+  // The settings a reload applies to the running shards: `next`'s DKIM keys, shaping rules,
+  // tenants, and its egress pools when its sources are the running ones (`*egress` says whether).
+  absl::Status ApplyLive(std::shared_ptr<const Config> next, bool* egress);
   std::unique_ptr<DaemonParts> parts_;
 };
 

@@ -122,7 +122,8 @@ TEST(Daemon, StartsOnPortZeroServesReloadsAndStops) {
   ReloadResult reload = relay.Reload();
   EXPECT_TRUE(reload.ok) << reload.summary;
   EXPECT_EQ(reload.summary,
-            "ok: users reloaded; delivery logs reopened; DKIM keys and shaping rules reloaded");
+            "ok: users reloaded; delivery logs reopened; DKIM keys, shaping rules, tenants and "
+            "egress pools reloaded");
   // An edit of relayd.toml that needs a restart is reported, not applied.
   std::ofstream(dir + "/relayd.toml") << "hostname = \"other.test\"\n" + file_head;
   reload = relay.Reload();

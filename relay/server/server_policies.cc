@@ -24,7 +24,8 @@ void SubmissionPolicy::OnMailFrom(std::string_view address) {
       sending_domain_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
     }
   }
-  named_tenant_ = tenants_ != nullptr ? tenants_->Find(user_, sending_domain_) : nullptr;
+  held_tenants_ = tenants_ != nullptr ? *tenants_ : nullptr;
+  named_tenant_ = held_tenants_ != nullptr ? held_tenants_->Find(user_, sending_domain_) : nullptr;
   tenant_ = named_tenant_ != nullptr ? named_tenant_->name : sending_domain_;
 }
 

@@ -36,9 +36,11 @@ class SubmissionPolicy final : public smtp::ServerPolicy {
  public:
   // `suppression` null: no list is checked. `accept_suppressed`: a suppressed recipient is
   // accepted and listed in suppressed() for the driver to leave out of the queued envelope.
-  // `tenants` null: no named tenants.
+  // `tenants` (null: no named tenants) is where the tenants in force are: each transaction takes
+  // them at MAIL FROM and holds them to its end, whatever a reload does meanwhile.
   SubmissionPolicy(Authenticator* authenticator, const feedback::SuppressionList* suppression,
-                   bool accept_suppressed = false, const config::TenantSettings* tenants = nullptr)
+                   bool accept_suppressed = false,
+                   const std::shared_ptr<const config::TenantSettings>* tenants = nullptr)
       : authenticator_(authenticator),
         suppression_(suppression),
         accept_suppressed_(accept_suppressed),
@@ -51,6 +53,8 @@ class SubmissionPolicy final : public smtp::ServerPolicy {
   // This transaction's named tenant (null: none, the sending domain is the tenant) and its
   // tenant's name ("" for the null sender without a named tenant). Set at MAIL FROM.
   const config::Tenant* named_tenant() const { return named_tenant_; }
+  // The tenants this transaction took at MAIL FROM (null: none named).
+  const config::TenantSettings* tenant_settings() const { return held_tenants_.get(); }
   const std::string& tenant() const { return tenant_; }
   // The recipients of this transaction accepted although suppressed (accept_suppressed), with
   // their entries; cleared at each MAIL FROM.
@@ -60,7 +64,8 @@ class SubmissionPolicy final : public smtp::ServerPolicy {
   Authenticator* const authenticator_;
   const feedback::SuppressionList* const suppression_;
   const bool accept_suppressed_;
-  const config::TenantSettings* const tenants_;
+  const std::shared_ptr<const config::TenantSettings>* const tenants_;
+  std::shared_ptr<const config::TenantSettings> held_tenants_;  // named_tenant_ points into it
   std::vector<feedback::SuppressionEntry> suppressed_;
   std::string user_;  // the last MaySendAs's
   const config::Tenant* named_tenant_ = nullptr;

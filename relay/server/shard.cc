@@ -78,21 +78,33 @@ void Shard::RequestLogReopen() {
   if (log_ != nullptr) log_->RequestReopen();  // an atomic flag, acted on at the next Flush
 }
 
-absl::Status Shard::Reconfigure(std::shared_ptr<const dkim::Signer> signer,
-                                std::shared_ptr<const delivery::ShapingRules> shaping) {
+absl::Status Shard::Reconfigure(LiveSettings live) {
   if (reactor_ == nullptr) return absl::FailedPreconditionError("shard not running");
-  auto done = std::make_shared<std::promise<void>>();
-  std::future<void> taken = done->get_future();
-  reactor_->RunInLoop([this, signer = std::move(signer), shaping = std::move(shaping), done] {
-    if (preparer_ != nullptr) preparer_->SetSigner(signer);
-    if (shaping != nullptr && policy_ != nullptr) policy_->SetShaping(shaping);
-    done->set_value();
+  auto done = std::make_shared<std::promise<absl::Status>>();
+  std::future<absl::Status> taken = done->get_future();
+  reactor_->RunInLoop([this, live = std::move(live), done] {
+    const Config& next = *live.config;
+    if (preparer_ != nullptr) preparer_->SetSigner(live.signer);
+    if (policy_ != nullptr && next.shaping != nullptr) policy_->SetShaping(next.shaping);
+    // Connections take the tenants at their next MAIL FROM.
+    tenants_ = std::shared_ptr<const config::TenantSettings>(live.config, &next.tenants);
+    absl::Status engine = absl::OkStatus();
+    if (delivery_ != nullptr) {
+      absl::flat_hash_map<std::string, uint32_t> weights;
+      for (const config::Tenant& t : next.tenants.tenants()) weights[t.name] = t.weight;
+      delivery_->SetTenantWeights(std::move(weights));
+      if (live.egress) {
+        engine = delivery_->Reconfigure(next.delivery.sources, next.delivery.pools,
+                                        next.delivery.pool_routes, next.delivery.strategy);
+      }
+    }
+    done->set_value(engine);
   });
   if (taken.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
     return absl::DeadlineExceededError(
         absl::StrCat("shard ", index_, " did not take the new settings within 10 s"));
   }
-  return absl::OkStatus();
+  return taken.get();
 }
 
 std::string Shard::Control(const std::string& verb, const std::string& id_text) {
@@ -179,6 +191,10 @@ absl::Status Shard::Setup() {
   cc.spf = spf_.get();
   cc.dkim_checker = dkim_checker_.get();
   cc.dmarc_checker = dmarc_checker_.get();
+  // The config's own tenants, not owned: shared_.config outlives the shard.
+  tenants_ =
+      std::shared_ptr<const config::TenantSettings>(std::shared_ptr<const void>(), &config.tenants);
+  cc.tenants = &tenants_;
   return absl::OkStatus();
 }
 

@@ -64,11 +64,18 @@ class Shard final : private ConnectionHost {
   void RequestTlsReloadCheck();
   // Any thread (SIGHUP): reopen the delivery log at the next loop turn (logrotate moved it).
   void RequestLogReopen();
-  // Main thread (a reload): from the next message on, signs with `signer` (null: not at all) and
-  // takes sites' limits from `shaping` (null: unchanged). Returns once the shard's thread has
-  // taken them, or an error when it does not answer.
-  absl::Status Reconfigure(std::shared_ptr<const dkim::Signer> signer,
-                           std::shared_ptr<const delivery::ShapingRules> shaping);
+  // What a reload changes in a running shard.
+  struct LiveSettings {
+    std::shared_ptr<const dkim::Signer> signer;  // null: no signing
+    std::shared_ptr<const Config> config;        // the file as read again
+    // Apply its egress pools, routes, source weights and warm-up schedules (its sources are the
+    // running ones: the caller checked).
+    bool egress = false;
+  };
+  // Main thread (a reload): from the next message on, signs with `live.signer`, and takes the
+  // shaping rules and tenants (and with `egress`, the pools) of `live.config`. Returns once the
+  // shard's thread has taken them: the engine's error, or one when the shard does not answer.
+  absl::Status Reconfigure(LiveSettings live);
   // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, or "retry-all")
   // on this shard's thread and returns its one-line answer ("ok: ..." or "error: ...").
   std::string Control(const std::string& verb, const std::string& id);
@@ -146,6 +153,8 @@ class Shard final : private ConnectionHost {
   // Creates the spool's reserve segments off this thread; destroyed (joined) before spool_.
   std::unique_ptr<queue::SegmentCreator> segment_creator_;
   std::unique_ptr<MessagePreparer> preparer_;  // holds the DKIM signer
+  // The tenants in force (ConnectionContext::tenants): the config's until a reload.
+  std::shared_ptr<const config::TenantSettings> tenants_;
   std::unique_ptr<delivery::DeliveryLog> log_;
   // The event journal (null without event sinks), synced with the spool's batches through
   // journal_sync_; both outlive syncer_.

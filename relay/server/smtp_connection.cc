@@ -409,7 +409,7 @@ std::unique_ptr<smtp::ServerPolicy> SmtpConnection::MakePolicy(bool receive) {
   if (!receive) {
     auto policy = std::make_unique<SubmissionPolicy>(authenticator, ctx_.shared->suppression,
                                                      ctx_.config().suppression.accept_suppressed,
-                                                     &ctx_.config().tenants);
+                                                     ctx_.tenants);
     submission_policy_ = policy.get();
     return policy;
   }
@@ -496,7 +496,10 @@ void SmtpConnection::RefuseMessage(int code, std::string_view enhanced, std::str
 
 bool SmtpConnection::TakeClientFields(std::string* unsubscribe_fields) {
   const Config& config = ctx_.config();
-  const config::TenantSettings& tenants = config.tenants;
+  // The tenants the transaction took at MAIL FROM, which its named tenant belongs to.
+  const config::TenantSettings& tenants = submission_policy_->tenant_settings() != nullptr
+                                              ? *submission_policy_->tenant_settings()
+                                              : config.tenants;
   const bool links = ctx_.shared->unsubscribe != nullptr;
   ClientFields fields = ReadClientFields(
       session_.message(),

@@ -352,7 +352,7 @@ def dkim_rotation():
         r = subprocess.run([RELAYCTL, "reload", "--config", config()[0]], capture_output=True,
                            text=True, timeout=60)
         out = (r.stdout + r.stderr).strip()
-        check(r.returncode == 0 and "DKIM keys and shaping rules reloaded" in out and
+        check(r.returncode == 0 and "DKIM keys, shaping rules, tenants and egress pools reloaded" in out and
               "dkim" not in out.split("reloaded;")[-1],
               "relayctl reload applies the new key, and names no DKIM setting for a restart: %s"
               % out)
