@@ -11,8 +11,8 @@
 //   relayd --help                            this usage, on stdout
 //
 // Signals: SIGHUP reloads the certificate, the users file, port 25's aliases and SRS secrets, and
-// relayd.toml's DKIM keys and shaping rules, naming what else changed (existing connections are
-// kept);
+// relayd.toml's DKIM keys, shaping rules, tenants, limits and egress pools, naming what else
+// changed (existing connections are kept);
 // SIGTERM and SIGINT stop accepting, let sessions finish within shutdown.grace_ms, flush the
 // queue and exit 0.
 #include <poll.h>

@@ -113,8 +113,12 @@ struct ConnectionContext {
   // The tenants in force: the config's, or a reload's (Shard::Reconfigure swaps it on this
   // thread).
   const std::shared_ptr<const config::TenantSettings>* tenants = nullptr;
+  // The configuration a new connection runs with: the one the relay started with, with a
+  // reload's live sections ([limits] among them) once there was one. Each connection keeps the
+  // one it started with.
+  std::shared_ptr<const Config> live_config;
 
-  const Config& config() const { return *shared->config; }
+  const Config& config() const { return *live_config; }
   const metrics::RelayMetrics* metrics() const { return shared->metrics; }
 };
 

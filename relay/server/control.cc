@@ -356,12 +356,8 @@ std::string ControlSocket::Handle(const std::string& request, const std::vector<
       (words[0] == "suspend" || words[0] == "resume" || words[0] == "suspensions" ||
        words[0] == "rebind" || words[0] == "unbind")) {
     if (suspensions == nullptr) return "error: suspensions are not available here";
-    std::vector<std::string> pools = {"default"};
-    if (!shards.empty()) {
-      for (const delivery::EgressPoolConfig& p : shards[0]->config().delivery.pools) {
-        if (p.name != "default") pools.push_back(p.name);
-      }
-    }
+    const std::vector<std::string> pools =
+        shards.empty() ? std::vector<std::string>{"default"} : shards[0]->pool_names();
     return HandleSuspension(words, *suspensions, absl::ToUnixMillis(absl::Now()), pools);
   }
   if (words.size() == 1 && words[0] == "reload") {

@@ -605,8 +605,8 @@ ReloadResult Daemon::Reload() {
     std::vector<std::string> later;
     for (const std::string& key : *changed) {
       bool live = false;
-      for (std::string_view prefix :
-           {"dkim", "shaping", "tenants", "campaigns", "receive.domains", "receive.aliases"}) {
+      for (std::string_view prefix : {"dkim", "shaping", "tenants", "campaigns", "limits",
+                                      "receive.domains", "receive.aliases"}) {
         live = live || absl::StartsWith(key, Sv(prefix));
       }
       for (std::string_view prefix : {"delivery.source", "delivery.pool", "delivery.strategy"}) {
@@ -641,10 +641,25 @@ absl::Status Daemon::ApplyLive(std::shared_ptr<const Config> next, bool* egress)
       next->delivery.sources, next->delivery.pools, next->delivery.strategy, next->hostname);
   *egress = running.ok() && wanted.ok() && wanted->SameSourcesAs(*running) &&
             next->hostname == p.config.hostname;
+  // The running configuration with the sections a reload applies taken from the file; every
+  // other setting stays as the relay started, whatever the file says (Reload names it).
+  auto effective = std::make_shared<Config>(p.later);
+  effective->dkim_keys = next->dkim_keys;
+  effective->shaping = next->shaping;
+  effective->tenants = next->tenants;
+  effective->smtp = next->smtp;
+  effective->receive.domains = next->receive.domains;
+  effective->receive.aliases_files = next->receive.aliases_files;
+  if (*egress) {
+    effective->delivery.sources = next->delivery.sources;
+    effective->delivery.pools = next->delivery.pools;
+    effective->delivery.pool_routes = next->delivery.pool_routes;
+    effective->delivery.strategy = next->delivery.strategy;
+  }
   for (size_t i = 0; i < p.shards.size(); ++i) {
     Shard::LiveSettings live;
     live.signer = signers.empty() ? nullptr : signers[i];
-    live.config = next;
+    live.config = effective;
     live.egress = *egress;
     RETURN_IF_ERROR(p.shards[i]->Reconfigure(std::move(live)));
   }

@@ -45,10 +45,11 @@ class Daemon {
 
   // Reads the certificate, the users and the aliases again, reopens the delivery logs, and reads
   // relayd.toml again: its DKIM keys (key rotation: a new selector starts signing, the old one
-  // stops), shaping rules, tenants, local domains and aliases take effect, and its egress pools
-  // (routes, weights, warm-up) while the sources stay the same; the answer names every other
-  // setting that changed, which waits for a restart. A part that fails keeps its previous state; a
-  // relayd.toml with an error changes nothing and the error is named.
+  // stops), shaping rules, tenants, [limits] (for connections opened from then on), local domains
+  // and aliases take effect, and its egress pools (routes, weights, warm-up) while the sources
+  // stay the same; the answer names every other setting that changed, which waits for a restart. A
+  // part that fails keeps its previous state; a relayd.toml with an error changes nothing and the
+  // error is named.
   ReloadResult Reload();
   // Reloads the certificate when its files changed (every tls.reload_check_ms).
   void CheckCertificate();

@@ -124,6 +124,18 @@ TEST(Daemon, StartsOnPortZeroServesReloadsAndStops) {
   EXPECT_EQ(reload.summary,
             "ok: users reloaded; delivery logs reopened; DKIM keys, shaping rules, tenants and "
             "egress pools reloaded");
+  // [limits] applies to the connections opened after the reload.
+  std::ofstream(dir + "/relayd.toml")
+      << "hostname = \"relay.test\"\n" + file_head << "[limits]\nmessage_bytes_max = 1048576\n";
+  reload = relay.Reload();
+  EXPECT_TRUE(reload.ok) << reload.summary;
+  EXPECT_FALSE(absl::StrContains(reload.summary, "not applied")) << reload.summary;
+  {
+    Client client(port);
+    client.Say("");
+    const std::string ehlo = client.Say("EHLO client.test\r\n");
+    EXPECT_TRUE(absl::StrContains(ehlo, "SIZE 1048576")) << ehlo;
+  }
   // An edit of relayd.toml that needs a restart is reported, not applied.
   std::ofstream(dir + "/relayd.toml") << "hostname = \"other.test\"\n" + file_head;
   reload = relay.Reload();

@@ -44,6 +44,15 @@ uint32_t SplitLimit(uint32_t limit, int shards) {
   return std::max<uint32_t>(1, (limit + shards - 1) / shards);
 }
 
+// "default" and every named pool of `config`.
+std::vector<std::string> PoolNames(const Config& config) {
+  std::vector<std::string> names = {"default"};
+  for (const delivery::EgressPoolConfig& p : config.delivery.pools) {
+    if (p.name != "default") names.push_back(p.name);
+  }
+  return names;
+}
+
 }  // namespace
 
 Shard::Shard(int index, int shard_count, const SharedState& shared)
@@ -51,10 +60,15 @@ Shard::Shard(int index, int shard_count, const SharedState& shared)
       shard_count_(shard_count),
       shared_(shared),
       connections_max_(SplitLimit(shared.config->smtp.connections_max, shard_count)),
-      connections_per_ip_max_(
-          SplitLimit(shared.config->smtp.connections_per_ip_max, shard_count)) {}
+      connections_per_ip_max_(SplitLimit(shared.config->smtp.connections_per_ip_max, shard_count)),
+      pool_names_(PoolNames(*shared.config)) {}
 
 Shard::~Shard() { Join(); }
+
+std::vector<std::string> Shard::pool_names() const {
+  std::lock_guard<std::mutex> lock(pool_names_mu_);
+  return pool_names_;
+}
 
 absl::Status Shard::Start() {
   std::promise<absl::Status> started;
@@ -86,8 +100,15 @@ absl::Status Shard::Reconfigure(LiveSettings live) {
     const Config& next = *live.config;
     if (preparer_ != nullptr) preparer_->SetSigner(live.signer);
     if (policy_ != nullptr && next.shaping != nullptr) policy_->SetShaping(next.shaping);
-    // Connections take the tenants at their next MAIL FROM.
+    // Connections take the tenants at their next MAIL FROM, the limits when they open.
     tenants_ = std::shared_ptr<const config::TenantSettings>(live.config, &next.tenants);
+    connection_context_.live_config = live.config;
+    connections_max_ = SplitLimit(next.smtp.connections_max, shard_count_);
+    connections_per_ip_max_ = SplitLimit(next.smtp.connections_per_ip_max, shard_count_);
+    {
+      std::lock_guard<std::mutex> lock(pool_names_mu_);
+      pool_names_ = PoolNames(next);
+    }
     absl::Status engine = absl::OkStatus();
     if (delivery_ != nullptr) {
       absl::flat_hash_map<std::string, uint32_t> weights;
@@ -195,6 +216,7 @@ absl::Status Shard::Setup() {
   tenants_ =
       std::shared_ptr<const config::TenantSettings>(std::shared_ptr<const void>(), &config.tenants);
   cc.tenants = &tenants_;
+  cc.live_config = std::shared_ptr<const Config>(std::shared_ptr<const void>(), &config);
   return absl::OkStatus();
 }
 
@@ -425,7 +447,7 @@ void Shard::ArmTimers() {
 
 bool Shard::UnderStress() const {
   return uint64_t{connections_.size()} * 100 >=
-         uint64_t{connections_max_} * config().smtp.stress_connections_percent;
+         uint64_t{connections_max_} * connection_context_.config().smtp.stress_connections_percent;
 }
 
 void Shard::OnMessageAppending(const queue::Envelope& envelope, const std::string& id_text,

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,7 +68,8 @@ class Shard final : private ConnectionHost {
   // What a reload changes in a running shard.
   struct LiveSettings {
     std::shared_ptr<const dkim::Signer> signer;  // null: no signing
-    std::shared_ptr<const Config> config;        // the file as read again
+    // The running configuration with the file's live sections (Daemon::ApplyLive).
+    std::shared_ptr<const Config> config;
     // Apply its egress pools, routes, source weights and warm-up schedules (its sources are the
     // running ones: the caller checked).
     bool egress = false;
@@ -98,7 +100,11 @@ class Shard final : private ConnectionHost {
 
   // The delivery engine, for the control socket's verbs; null when delivery is disabled.
   delivery::DeliveryEngine* delivery() { return delivery_.get(); }
+  // The configuration the shard started with (a reload's live sections are in its connections'
+  // context, not here).
   const Config& config() const { return *shared_.config; }
+  // Any thread: "default" and the named egress pools, a reload's once there was one.
+  std::vector<std::string> pool_names() const;
   int index() const { return index_; }
 
  private:
@@ -144,8 +150,10 @@ class Shard final : private ConnectionHost {
   const int shard_count_;
   const SharedState shared_;
   ConnectionContext connection_context_;  // filled by Setup, handed to every connection
-  uint32_t connections_max_;
+  uint32_t connections_max_;              // this shard's share; a reload may change it
   uint32_t connections_per_ip_max_;
+  mutable std::mutex pool_names_mu_;
+  std::vector<std::string> pool_names_;  // guarded by pool_names_mu_
   std::thread thread_;
   std::unique_ptr<io::Reactor> reactor_;
   std::unique_ptr<io::BufferRing> buffers_;

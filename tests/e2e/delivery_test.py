@@ -478,7 +478,14 @@ def reload():
     open(conf_path(), "w").write(edited)
     try:
         code, out = relayctl("reload", "--config", conf_path())
-        check(code == 0 and "connections_max" in out and "next restart" in out,
+        check(code == 0 and "limits reloaded" not in out and "next restart" not in out,
+              "relayctl reload applies [limits] at once: %s" % out.strip())
+        restart = re.sub(r"(?m)^rotate_keep = \d+", "rotate_keep = 9", edited, count=1)
+        check(restart != edited, "the test edits log.rotate_keep")
+        open(conf_path(), "w").write(restart)
+        code, out = relayctl("reload", "--config", conf_path())
+        check(code == 0 and "log.rotate_keep" in out and "next restart" in out and
+              "connections_max" not in out,
               "relayctl reload names an edit that needs a restart: %s" % out.strip())
     finally:
         open(conf_path(), "w").write(conf_text)

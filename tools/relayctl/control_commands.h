@@ -22,8 +22,8 @@ int QueueControlCommand(int argc, char** argv);
 // (unbound).
 int QueueSuspendCommand(int argc, char** argv);
 // reload: the certificate, the users and the aliases read again, the delivery logs reopened, the
-// DKIM keys and shaping rules of relayd.toml applied; the answer says what was reloaded and which
-// other edits of relayd.toml need a restart.
+// DKIM keys, shaping rules, tenants, limits and egress pools of relayd.toml applied; the answer
+// says what was reloaded and which other edits of relayd.toml need a restart.
 int ReloadCommand(int argc, char** argv);
 
 }  // namespace relay::relayctl

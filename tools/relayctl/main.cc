@@ -64,8 +64,8 @@ constexpr Command kCommands[] = {
      "out of\n       another egress pool (WHAT: not a source)"},
     {"reload", relay::relayctl::ReloadCommand,
      "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
-     "users,\n       aliases, DKIM keys and shaping rules and reopens its logs; says what changed "
-     "that needs a restart"},
+     "users,\n       aliases, DKIM keys, shaping rules, tenants, limits and pools and reopens its "
+     "logs;\n       says what changed that needs a restart"},
     {"send-test", relay::relayctl::SendTestCommand,
      "send-test --to ADDRESS --user USER [--from A] [--config PATH] [--wait S]   submit a test\n"
      "       message through the running relay; say how it left and what to check on arrival"},
