@@ -563,7 +563,7 @@ void DeliveryEngine::SortWaitingJobs() {
   for (ReadyQueue* queue : queues) {
     const bool source_held = source_holds_ && SourceHold(queue->source()) != nullptr;
     std::vector<Job> jobs = queue->TakeAll();
-    const ShapingRule rule = queue->rule();
+    const ShapingRule rule = queue->limits();
     const std::vector<dns::Candidate> candidates = queue->candidates();
     bool kept = false;
     for (Job& job : jobs) {
@@ -1258,6 +1258,42 @@ void DeliveryEngine::CountRecipient(const Job& job, const queue::MessageInfo& in
   m->Recipient(options_.metrics_shard, result, job.metrics_site, job.source);
   m->TenantRecipient(options_.metrics_shard, result, m->TenantIndex(info.attributes.tenant),
                      m->CampaignIndex(info.attributes.campaign));
+}
+
+std::vector<DeliveryEngine::ReadyQueueView> DeliveryEngine::ReadyQueues(size_t max) {
+  SyncSuspensions();
+  std::vector<ReadyQueueView> out;
+  const int64_t now = reactor_->NowMs();
+  for (const auto& [key, queue] : queues_) {
+    const bool suspended = queue->suspended(now);
+    const bool slowed = queue->backoff() < 1 && queue->backoff_until_ms() > now;
+    if (queue->empty() && queue->connections().empty() && !suspended && !slowed) continue;
+    ReadyQueueView v;
+    v.site = queue->site();
+    v.rule = queue->limits().name;
+    v.source = egress_.source(queue->source()).name;
+    v.waiting = queue->waiting();
+    v.connections = queue->connections().size();
+    v.connections_max = queue->connections_max();
+    v.messages_per_second = queue->messages_per_second();
+    if (suspended) {
+      const int64_t left_ms = queue->suspended_until_ms() - now;
+      v.state = absl::StrCat("suspended ",
+                             left_ms >= kSuspensionForeverMs / 2
+                                 ? std::string("until resumed")
+                                 : absl::StrCat("for ", (left_ms + 999) / 1000, " s"),
+                             ": ", queue->suspended_reason());
+    } else if (slowed) {
+      v.state = absl::StrCat("slowed to ", static_cast<int>(queue->backoff() * 100 + 0.5), "% for ",
+                             (queue->backoff_until_ms() - now + 999) / 1000, " s");
+    }
+    out.push_back(std::move(v));
+  }
+  std::sort(out.begin(), out.end(), [](const ReadyQueueView& a, const ReadyQueueView& b) {
+    return a.waiting != b.waiting ? a.waiting > b.waiting : a.site < b.site;
+  });
+  if (out.size() > max) out.resize(max);
+  return out;
 }
 
 void DeliveryEngine::CountTlsHandshake(bool ok) const {

@@ -181,6 +181,21 @@ class DeliveryEngine {
                            const std::vector<EgressPoolConfig>& pools, const PoolRoutes& routes,
                            EgressStrategy strategy);
 
+  // What `relayctl queue ready` shows of one ready queue.
+  struct ReadyQueueView {
+    std::string site;    // the MX host set
+    std::string rule;    // the shaping rule it falls under ("google", "default")
+    std::string source;  // the egress source's name
+    size_t waiting = 0;  // jobs (a message's recipients at one domain) waiting for a connection
+    size_t connections = 0;
+    uint32_t connections_max = 0;      // in force (a backoff lowers it): this shard's share
+    uint32_t messages_per_second = 0;  // likewise; 0: no rate
+    std::string state;                 // "" | "suspended for N s: reason" | "slowed to P% for N s"
+  };
+  // The ready queues with jobs waiting, connections open, a suspension or a backoff, the most
+  // waiting first, at most `max` of them (after taking the shared board's latest entries).
+  std::vector<ReadyQueueView> ReadyQueues(size_t max);
+
   // Where every outcome is logged as a JSON line (optional; the shard owns it).
   void set_log(DeliveryLog* log) { log_ = log; }
   // The shard's event journal (null: no event sinks); every line the log gets, it gets too.

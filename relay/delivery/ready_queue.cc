@@ -6,15 +6,14 @@ namespace relay::delivery {
 
 namespace {
 
-TokenBucket MessageRate(const ShapingRule& limits, int64_t now_ms) {
-  uint32_t burst = limits.messages_burst > 0 ? limits.messages_burst : limits.messages_per_second;
-  return TokenBucket(limits.messages_per_second, burst, now_ms);
+// A burst of 0 is the rate's own size.
+TokenBucket MessageRate(uint32_t per_second, uint32_t burst, int64_t now_ms) {
+  return TokenBucket(per_second, burst > 0 ? burst : per_second, now_ms);
 }
 
 // A per-minute rate as a bucket of that size refilled continuously.
-TokenBucket ConnectionRate(const ShapingRule& limits, int64_t now_ms) {
-  return TokenBucket(limits.connections_per_minute / 60.0,
-                     std::max<uint32_t>(1, limits.connections_per_minute), now_ms);
+TokenBucket ConnectionRate(uint32_t per_minute, int64_t now_ms) {
+  return TokenBucket(per_minute / 60.0, std::max<uint32_t>(1, per_minute), now_ms);
 }
 
 }  // namespace
@@ -22,37 +21,36 @@ TokenBucket ConnectionRate(const ShapingRule& limits, int64_t now_ms) {
 ReadyQueue::ReadyQueue(std::string site, int source, int64_t now_ms)
     : site_(std::move(site)),
       source_(source),
-      rate_(MessageRate(limits_, now_ms)),
-      connection_rate_(ConnectionRate(limits_, now_ms)) {}
+      rate_(MessageRate(0, 0, now_ms)),
+      connection_rate_(ConnectionRate(0, now_ms)) {
+  const ShapingRule defaults;
+  in_force_ = {defaults.connections_max, defaults.messages_per_second, defaults.messages_burst,
+               defaults.connections_per_minute};
+}
 
 void ReadyQueue::Update(const ShapingRule& limits, std::vector<dns::Candidate> candidates,
                         int metrics_site, int64_t now_ms) {
-  rule_ = limits;
+  limits_ = limits;
   ApplyLimits(now_ms);
   candidates_ = std::move(candidates);
   metrics_site_ = metrics_site;
 }
 
 void ReadyQueue::ApplyLimits(int64_t now_ms) {
-  ShapingRule in_force = rule_;
-  if (backoff_ < 1) {
-    auto scaled = [this](uint32_t v) {
-      return v == 0 ? 0 : std::max<uint32_t>(1, static_cast<uint32_t>(v * backoff_));
-    };
-    in_force.connections_max = scaled(rule_.connections_max);
-    in_force.messages_per_second = scaled(rule_.messages_per_second);
-    in_force.messages_burst = scaled(rule_.messages_burst);
-    in_force.connections_per_minute = scaled(rule_.connections_per_minute);
+  auto scaled = [this](uint32_t v) {
+    return v == 0 || backoff_ >= 1 ? v : std::max<uint32_t>(1, static_cast<uint32_t>(v * backoff_));
+  };
+  const InForce next = {scaled(limits_.connections_max), scaled(limits_.messages_per_second),
+                        scaled(limits_.messages_burst), scaled(limits_.connections_per_minute)};
+  if (!updated_ || in_force_.messages_per_second != next.messages_per_second ||
+      in_force_.messages_burst != next.messages_burst) {
+    rate_ = MessageRate(next.messages_per_second, next.messages_burst, now_ms);
   }
-  if (!updated_ || limits_.messages_per_second != in_force.messages_per_second ||
-      limits_.messages_burst != in_force.messages_burst) {
-    rate_ = MessageRate(in_force, now_ms);
-  }
-  if (!updated_ || limits_.connections_per_minute != in_force.connections_per_minute) {
-    connection_rate_ = ConnectionRate(in_force, now_ms);
+  if (!updated_ || in_force_.connections_per_minute != next.connections_per_minute) {
+    connection_rate_ = ConnectionRate(next.connections_per_minute, now_ms);
   }
   updated_ = true;
-  limits_ = std::move(in_force);
+  in_force_ = next;
 }
 
 void ReadyQueue::Backoff(double factor, int64_t until_ms, int64_t now_ms) {
@@ -91,7 +89,7 @@ std::vector<Job> ReadyQueue::TakeAll() { return jobs_.TakeAll(); }
 bool ReadyQueue::MayOpenConnection(size_t idle_connections, int64_t now_ms, int64_t* wait_ms) {
   *wait_ms = 0;
   ExpireBackoff(now_ms);
-  if (jobs_.empty() || connections_.size() >= limits_.connections_max) return false;
+  if (jobs_.empty() || connections_.size() >= in_force_.connections_max) return false;
   // One new connection per batch of messages the open ones cannot take right away.
   const size_t busy = connections_.size() - std::min(idle_connections, connections_.size());
   if (busy > 0 && jobs_.size() <= connections_.size()) return false;

@@ -101,30 +101,38 @@ class ReadyQueue {
 
   const std::string& site() const { return site_; }
   int source() const { return source_; }
-  // The limits in force: the rule's, scaled by a backoff.
-  const ShapingRule& limits() const { return limits_; }
   // The shaping rule's share for this shard, as Update gave it.
-  const ShapingRule& rule() const { return rule_; }
+  const ShapingRule& limits() const { return limits_; }
+  // The limits a backoff scales, in force now.
+  uint32_t connections_max() const { return in_force_.connections_max; }
+  uint32_t messages_per_second() const { return in_force_.messages_per_second; }
+  uint32_t connections_per_minute() const { return in_force_.connections_per_minute; }
   const std::vector<dns::Candidate>& candidates() const { return candidates_; }
   int metrics_site() const { return metrics_site_; }
   // Re-pumps the queue when a rate lets the next message or connection go (the engine's).
   io::Timer* pump_timer() { return &pump_timer_; }
 
  private:
-  // limits_ from rule_ and the backoff; the buckets are made again when their rate changed.
+  // in_force_ from limits_ and the backoff; the buckets are made again when their rate changed.
   void ApplyLimits(int64_t now_ms);
   // A backoff whose time is over is lifted.
   void ExpireBackoff(int64_t now_ms);
 
   std::string site_;
   int source_;
-  ShapingRule rule_;    // the shaping rule's share for this shard
-  ShapingRule limits_;  // in force
+  ShapingRule limits_;
+  struct InForce {
+    uint32_t connections_max = 0;
+    uint32_t messages_per_second = 0;
+    uint32_t messages_burst = 0;
+    uint32_t connections_per_minute = 0;
+  };
+  InForce in_force_;
   std::vector<dns::Candidate> candidates_;
   int metrics_site_ = -1;
   FairQueue<Job> jobs_;
   std::vector<OutboundConnection*> connections_;
-  bool updated_ = false;         // Update ran: limits_ holds a rule
+  bool updated_ = false;         // Update ran: limits_ holds a rule, in_force_ its limits
   TokenBucket rate_;             // messages_per_second, with burst
   TokenBucket connection_rate_;  // connections_per_minute
   io::Timer pump_timer_;

@@ -163,12 +163,12 @@ TEST(ReadyQueueTest, ABackoffSlowsTheQueueForAWhile) {
   ReadyQueue q("google", 0, 1000);
   q.Update(Rule(10, 10, 8, 600), {}, -1, 1000);
   q.Backoff(0.25, 61000, 1000);
-  EXPECT_EQ(q.limits().messages_per_second, 2u);
-  EXPECT_EQ(q.limits().connections_max, 2u);
-  EXPECT_EQ(q.limits().connections_per_minute, 150u);
-  EXPECT_EQ(q.rule().messages_per_second, 10u);
+  EXPECT_EQ(q.messages_per_second(), 2u);
+  EXPECT_EQ(q.connections_max(), 2u);
+  EXPECT_EQ(q.connections_per_minute(), 150u);
+  EXPECT_EQ(q.limits().messages_per_second, 10u);
   q.Update(Rule(10, 10, 8, 600), {}, -1, 2000);  // another lookup
-  EXPECT_EQ(q.limits().messages_per_second, 2u);
+  EXPECT_EQ(q.messages_per_second(), 2u);
   for (uint64_t i = 1; i <= 10; ++i) q.Push(MakeJob(i));
   int64_t wait = 0;
   ASSERT_NE(q.TakeJob(2000, &wait), nullptr);
@@ -177,21 +177,21 @@ TEST(ReadyQueueTest, ABackoffSlowsTheQueueForAWhile) {
   EXPECT_EQ(wait, 500);
   // Never below one connection or one message a second.
   q.Backoff(0.01, 61000, 2000);
-  EXPECT_EQ(q.limits().messages_per_second, 1u);
-  EXPECT_EQ(q.limits().connections_max, 1u);
+  EXPECT_EQ(q.messages_per_second(), 1u);
+  EXPECT_EQ(q.connections_max(), 1u);
   // Over: the rule's limits again, at the next question.
   EXPECT_NE(q.TakeJob(61000, &wait), nullptr);
   EXPECT_EQ(q.backoff(), 1.0);
-  EXPECT_EQ(q.limits().messages_per_second, 10u);
-  EXPECT_EQ(q.limits().connections_max, 8u);
+  EXPECT_EQ(q.messages_per_second(), 10u);
+  EXPECT_EQ(q.connections_max(), 8u);
   // A rule without a rate gets none from a backoff; its connections are still scaled.
   ReadyQueue open("yahoo", 0, 1000);
   open.Update(Rule(0, 0, 10, 0), {}, -1, 1000);
   open.Backoff(0.5, 5000, 1000);
-  EXPECT_EQ(open.limits().messages_per_second, 0u);
-  EXPECT_EQ(open.limits().connections_max, 5u);
+  EXPECT_EQ(open.messages_per_second(), 0u);
+  EXPECT_EQ(open.connections_max(), 5u);
   open.Backoff(1, 0, 2000);
-  EXPECT_EQ(open.limits().connections_max, 10u);
+  EXPECT_EQ(open.connections_max(), 10u);
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ std::string FreshDir(const std::string& name) {
   return dir;
 }
 
-delivery::DeliveryRecord Delivered(const std::string& recipient) {
+// `recipient` outlives the record (a literal): the record holds a view of it.
+delivery::DeliveryRecord Delivered(std::string_view recipient) {
   delivery::DeliveryRecord r;
   r.event = delivery::DeliveryEvent::kDelivered;
   r.time_unix_ms = 1700000000123;

@@ -360,6 +360,18 @@ std::string ControlSocket::Handle(const std::string& request, const std::vector<
         shards.empty() ? std::vector<std::string>{"default"} : shards[0]->pool_names();
     return HandleSuspension(words, *suspensions, absl::ToUnixMillis(absl::Now()), pools);
   }
+  if (words.size() == 1 && words[0] == "ready") {
+    // Every shard's ready queues, one list: relayctl sums the shards' shares of a queue.
+    std::vector<std::string> entries;
+    for (Shard* s : shards) {
+      std::string answer = s->Control("ready", "");
+      if (!absl::StartsWith(answer, "ok: ")) {
+        return absl::StrCat("error: shard ", s->index(), ": ", answer);
+      }
+      if (answer.size() > 4) entries.push_back(answer.substr(4));
+    }
+    return absl::StrCat("ok: ", absl::StrJoin(entries, "|"));
+  }
   if (words.size() == 1 && words[0] == "reload") {
     if (main_thread == nullptr) return "error: reload is not available here";
     return main_thread->Ask(kReloadTimeoutMs);

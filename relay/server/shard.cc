@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
@@ -42,6 +43,22 @@ constexpr int64_t kMaintenanceIntervalMs = 1000;
 
 uint32_t SplitLimit(uint32_t limit, int shards) {
   return std::max<uint32_t>(1, (limit + shards - 1) / shards);
+}
+
+// The "ready" answer (Shard::kReadyQueuesMax).
+std::string FormatReadyQueues(const std::vector<delivery::DeliveryEngine::ReadyQueueView>& queues) {
+  std::vector<std::string> entries;
+  entries.reserve(queues.size());
+  for (const delivery::DeliveryEngine::ReadyQueueView& q : queues) {
+    std::string state = q.state;
+    for (char& c : state) {
+      if (c == '\t' || c == '|' || c == '\r' || c == '\n') c = ' ';
+    }
+    entries.push_back(absl::StrCat(q.site, "\t", q.rule, "\t", q.source, "\t", q.waiting, "\t",
+                                   q.connections, "\t", q.connections_max, "\t",
+                                   q.messages_per_second, "\t", state));
+  }
+  return absl::StrJoin(entries, "|");
 }
 
 // "default" and every named pool of `config`.
@@ -144,6 +161,11 @@ std::string Shard::Control(const std::string& verb, const std::string& id_text) 
     };
     if (verb == "retry-all") {
       done->set_value(line(delivery_->RetryAll()));
+      return;
+    }
+    if (verb == "ready") {
+      done->set_value(
+          absl::StrCat("ok: ", FormatReadyQueues(delivery_->ReadyQueues(kReadyQueuesMax))));
       return;
     }
     if (absl::EndsWith(verb, "-selected")) {

@@ -78,8 +78,14 @@ class Shard final : private ConnectionHost {
   // shaping rules and tenants (and with `egress`, the pools) of `live.config`. Returns once the
   // shard's thread has taken them: the engine's error, or one when the shard does not answer.
   absl::Status Reconfigure(LiveSettings live);
-  // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, or "retry-all")
-  // on this shard's thread and returns its one-line answer ("ok: ..." or "error: ...").
+  // The ready queues a shard lists at most in its answer to "ready", the most waiting first. The
+  // answer's entries (`relayctl queue ready`) are separated by '|', their fields by TAB: site,
+  // rule, source, waiting, connections, connections_max, messages_per_second, state (TABs and
+  // '|' in it made spaces).
+  static constexpr size_t kReadyQueuesMax = 500;
+  // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, "retry-all", or
+  // "ready": the shard's ready queues) on this shard's thread and returns its one-line answer
+  // ("ok: ..." or "error: ...").
   std::string Control(const std::string& verb, const std::string& id);
   // The shard's part of "retry|bounce|delete --tenant ... --domain ..." (its thread).
   absl::StatusOr<std::string> ActOnSelected(const std::string& verb,

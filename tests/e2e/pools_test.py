@@ -305,6 +305,9 @@ def backoff_reply():
           "the backoff is listed: %s" % out)
     check(shop("after-slow@example.org"), "shop submits during the backoff")
     check(line("delivered", "after-slow@example.org"), "mail still flows, slower")
+    code, out = relayctl("queue", "ready")
+    check(code == 0 and "mx.example.org" in out and "slowed to 50% for " in out and
+          "SOURCE" in out, "relayctl queue ready shows the slowed queue:\n%s" % out)
 
 
 @harness.case(7, "a reload renames a tenant and routes it to another pool; new sources wait")

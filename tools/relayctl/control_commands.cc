@@ -5,13 +5,19 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "relay/base/sv.h"
 #include "relay/server/config.h"
 #include "relay/smtp/command.h"
 #include "tools/relayctl/user_commands.h"
@@ -49,7 +55,9 @@ bool ParseTarget(int argc, char** argv, const char* command, Target* target,
 }
 
 // Sends one request line and prints the answer. The exit status of the command.
-int Ask(Target target, const std::string& request) {
+// Sends `request` to the relay of `target`; its answer in `*answer`. 0, or the exit status of a
+// failure already reported on stderr.
+int Exchange(Target target, const std::string& request, std::string* answer) {
   if (target.socket_path.empty()) {
     // Where the running relay listens is the config's control_socket, not a fixed name.
     if (target.config_path.empty()) target.config_path = target.config_dir + "/relayd.toml";
@@ -83,7 +91,6 @@ int Ask(Target target, const std::string& request) {
     close(fd);
     return 1;
   }
-  std::string answer;
   char buf[512];
   for (;;) {
     // Above relayd's own bounds: 10 s for a shard, 30 s for the main thread's reload.
@@ -91,13 +98,19 @@ int Ask(Target target, const std::string& request) {
     if (poll(&p, 1, 40000) <= 0) break;
     ssize_t n = read(fd, buf, sizeof(buf));
     if (n <= 0) break;
-    answer.append(buf, static_cast<size_t>(n));
+    answer->append(buf, static_cast<size_t>(n));
   }
   close(fd);
-  if (answer.empty()) {
+  if (answer->empty()) {
     std::fprintf(stderr, "relayctl: no answer from relayd\n");
     return 1;
   }
+  return 0;
+}
+
+int Ask(Target target, const std::string& request) {
+  std::string answer;
+  if (int failed = Exchange(std::move(target), request, &answer); failed != 0) return failed;
   std::fputs(answer.c_str(), stdout);
   return answer.rfind("ok", 0) == 0 ? 0 : 1;
 }
@@ -236,6 +249,66 @@ int QueueSuspendCommand(int argc, char** argv) {
   if (verb == "resume" || verb == "unbind") return Ask(target, verb + " " + what);
   return Ask(target, verb + " " + what + (pool.empty() ? "" : " " + pool) + " " +
                          std::to_string(seconds) + (reason.empty() ? "" : " " + reason));
+}
+
+std::string FormatReadyTable(std::string_view entries) {
+  struct Row {
+    std::string rule;
+    uint64_t waiting = 0, connections = 0, connections_max = 0, rate = 0;
+    std::string state;
+  };
+  // Every shard lists its share of a (site, source) queue: one row for the relay.
+  std::map<std::pair<std::string, std::string>, Row> rows;
+  for (absl::string_view entry : absl::StrSplit(Sv(entries), '|', absl::SkipEmpty())) {
+    const std::vector<std::string> f = absl::StrSplit(entry, '\t');
+    uint64_t n[4] = {};
+    if (f.size() != 8 || !absl::SimpleAtoi(f[3], &n[0]) || !absl::SimpleAtoi(f[4], &n[1]) ||
+        !absl::SimpleAtoi(f[5], &n[2]) || !absl::SimpleAtoi(f[6], &n[3])) {
+      continue;
+    }
+    Row& row = rows[{f[0], f[2]}];
+    row.rule = f[1];
+    row.waiting += n[0];
+    row.connections += n[1];
+    row.connections_max += n[2];
+    row.rate += n[3];
+    if (row.state.empty()) row.state = f[7];
+  }
+  if (rows.empty()) return "no ready queue has work, connections, a suspension or a backoff\n";
+  std::vector<std::pair<std::pair<std::string, std::string>, Row>> sorted(rows.begin(), rows.end());
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return a.second.waiting > b.second.waiting;
+  });
+  std::string out = absl::StrFormat("%-40s %-12s %-24s %8s %6s %6s %7s  %s\n", "SITE", "RULE",
+                                    "SOURCE", "WAITING", "CONNS", "MAX", "RATE/S", "STATE");
+  uint64_t waiting = 0, connections = 0;
+  for (const auto& [key, row] : sorted) {
+    absl::StrAppendFormat(&out, "%-40s %-12s %-24s %8d %6d %6d %7s  %s\n", key.first, row.rule,
+                          key.second, row.waiting, row.connections, row.connections_max,
+                          row.rate == 0 ? std::string("-") : absl::StrCat(row.rate), row.state);
+    waiting += row.waiting;
+    connections += row.connections;
+  }
+  absl::StrAppendFormat(&out, "%-40s %-12s %-24s %8d %6d\n", "TOTAL", "", "", waiting, connections);
+  return out;
+}
+
+int QueueReadyCommand(int argc, char** argv) {
+  Target target;
+  std::vector<std::string> rest;
+  if (!ParseTarget(argc, argv, "queue ready", &target, &rest)) return 2;
+  if (!rest.empty()) {
+    std::fprintf(stderr, "usage: relayctl queue ready %s\n", kTargetUsage);
+    return 2;
+  }
+  std::string answer;
+  if (int failed = Exchange(std::move(target), "ready", &answer); failed != 0) return failed;
+  if (answer.rfind("ok: ", 0) != 0) {
+    std::fputs(answer.c_str(), stdout);
+    return 1;
+  }
+  std::printf("%s", FormatReadyTable(answer.substr(4)).c_str());
+  return 0;
 }
 
 int ReloadCommand(int argc, char** argv) {

@@ -11,6 +11,9 @@
 // it starts with "ok", 1 otherwise (or when relayd cannot be reached), 2 for usage errors.
 #pragma once
 
+#include <string>
+#include <string_view>
+
 namespace relay::relayctl {
 
 // argv[0] is the verb (retry, bounce or delete).
@@ -21,6 +24,12 @@ int QueueControlCommand(int argc, char** argv);
 // or --campaign with its value. DURATION: seconds, or with s, m, h or d; none: until resumed
 // (unbound).
 int QueueSuspendCommand(int argc, char** argv);
+// `relayctl queue ready`: the running relay's ready queues, one row per (site, source) with the
+// shards' shares summed: jobs waiting, connections open and allowed, the message rate, and a
+// suspension or backoff in force.
+int QueueReadyCommand(int argc, char** argv);
+// The table for the "ready" answer's entries (relay/server/shard.h), for tests.
+std::string FormatReadyTable(std::string_view entries);
 // reload: the certificate, the users and the aliases read again, the delivery logs reopened, the
 // DKIM keys, shaping rules, tenants, limits and egress pools of relayd.toml applied; the answer
 // says what was reloaded and which other edits of relayd.toml need a restart.

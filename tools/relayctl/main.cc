@@ -29,6 +29,9 @@ int Queue(int argc, char** argv) {
                     std::strcmp(argv[1], "delete") == 0)) {
     return relay::relayctl::QueueControlCommand(argc - 1, argv + 1);
   }
+  if (argc >= 2 && std::strcmp(argv[1], "ready") == 0) {
+    return relay::relayctl::QueueReadyCommand(argc - 1, argv + 1);
+  }
   if (argc >= 2 && (std::strcmp(argv[1], "suspend") == 0 || std::strcmp(argv[1], "resume") == 0 ||
                     std::strcmp(argv[1], "suspensions") == 0 ||
                     std::strcmp(argv[1], "rebind") == 0 || std::strcmp(argv[1], "unbind") == 0)) {
@@ -61,7 +64,9 @@ constexpr Command kCommands[] = {
      "suspensions\n       stop or restart delivery in every shard; WHAT: a SITE (MX set or "
      "shaping rule name)\n       or --site S, --domain D, --source NAME, --tenant T, --campaign C"
      "\n  queue rebind WHAT --pool POOL [--for DURATION], queue unbind WHAT   send WHAT's mail "
-     "out of\n       another egress pool (WHAT: not a source)"},
+     "out of\n       another egress pool (WHAT: not a source)\n"
+     "  queue ready   the running relay's ready queues by site and source: waiting, "
+     "connections,\n       limits, suspensions and backoffs"},
     {"reload", relay::relayctl::ReloadCommand,
      "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
      "users,\n       aliases, DKIM keys, shaping rules, tenants, limits and pools and reopens its "

@@ -2,8 +2,8 @@
 // client (relayctl) sends to the control socket. The harness frames the input as ServeOne does
 // (the first line of what arrives, which can be at most kReadBytesMax long) and has it handled
 // with no shard running, so that every request is parsed and refused or answered without
-// touching a queue. Checks: one answer line, "ok: ..." only for "retry --all" or a selector, an
-// answer naming
+// touching a queue. Checks: one answer line, "ok: ..." only for "retry --all", a selector or
+// "ready" (no shard: no queue), an answer naming
 // the shard for a well-formed queue id, and an answer no longer than the request and a
 // sentence.
 #include <string>
@@ -40,10 +40,12 @@ void FuzzControl(std::string_view input) {
     pos = end + 1;
   }
   if (answer.substr(0, 3) == "ok:") {
-    // "retry --all", or a selector (relay/delivery/queue_selector.h): every shard (none) said ok.
+    // "retry --all", a selector (relay/delivery/queue_selector.h) or "ready": every shard
+    // (none) said ok.
     FUZZ_CHECK((request.find("retry") != std::string::npos &&
                 request.find("--all") != std::string::npos) ||
-               (words.size() >= 3 && words[1].substr(0, 2) == "--"));
+               (words.size() >= 3 && words[1].substr(0, 2) == "--") ||
+               (words.size() == 1 && words[0] == "ready" && answer == "ok: "));
   }
   // A request of a known verb and a queue id of a plain hex shard is refused for that shard.
   if (words.size() == 2 && (words[0] == "retry" || words[0] == "bounce" || words[0] == "delete")) {
