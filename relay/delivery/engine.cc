@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -395,6 +396,7 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
   const int64_t now_unix = NowUnixMs();
   const Suspension* held = nullptr;
   bool warmed_up = false;  // some source had no warm-up allowance left
+  bool counted = false;    // the chosen source's allowance counts this job
   const int source = egress_.Pick(pool, site, family, reactor_->NowMs(), [&](int i) {
     if (source_holds_) {
       if (const Suspension* h = SourceHold(i); h != nullptr) {
@@ -405,7 +407,10 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
     const EgressSource& s = egress_.source(i);
     if (s.warmup.empty()) return true;
     const int64_t allowance = WarmupAllowance(s.warmup, s.warmup_start_day, now_unix / kDayMs);
-    if (warmup_->Take(s.name, site, allowance, now_unix)) return true;
+    if (warmup_->Take(s.name, site, allowance, now_unix)) {
+      counted = allowance >= 0;
+      return true;
+    }
     warmed_up = true;
     return false;
   });
@@ -433,6 +438,7 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
   ReadyQueue* queue = slot.get();
   job.site = site;
   job.source = source;
+  job.warmup_counted = counted;
   if (options_.metrics != nullptr) job.metrics_site = options_.metrics->SiteIndex(limits.name);
   queue->Update(limits, candidates, job.metrics_site, reactor_->NowMs());
   if (const Suspension* shared = SharedSuspensionFor(*queue); shared != nullptr) {
@@ -571,6 +577,8 @@ void DeliveryEngine::SortWaitingJobs() {
         FailJob(job, HeldOutcome(*hold));
       } else if (source_held ||
                  !egress_.InPool(PoolFor(job, queue->site(), rule.name), queue->source())) {
+        GiveBackWarmup(job);  // counted again against the source it moves to
+        job.warmup_counted = false;
         Enqueue(std::move(job), queue->site(), rule, candidates);
       } else {
         queue->Push(std::move(job));
@@ -1011,8 +1019,14 @@ void DeliveryEngine::OnRecordTimer() {
 }
 
 void DeliveryEngine::FailJob(const Job& job, const RecipientOutcome& outcome) {
+  GiveBackWarmup(job);
   for (uint32_t r : job.recipients) RecordOutcome(job, r, outcome, AttemptInfo{});
   JobDone(job);
+}
+
+void DeliveryEngine::GiveBackWarmup(const Job& job) {
+  if (!job.warmup_counted || job.body_sent || job.source < 0) return;
+  warmup_->GiveBack(egress_.source(job.source).name, job.site, NowUnixMs());
 }
 
 void DeliveryEngine::JobDone(const Job& job) {
@@ -1136,30 +1150,41 @@ void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::stri
 
 void DeliveryEngine::BackoffQueue(ReadyQueue* queue, int64_t until_ms, double factor,
                                   std::string reason) {
+  const int64_t now = reactor_->NowMs();
+  // Every reply that matches the rule asks again: one that would move the end by less than a
+  // tenth of the backoff changes nothing, and the board (a file write, every shard's look) is
+  // left alone.
+  if (queue->backoff() == factor && queue->backoff_until_ms() >= until_ms - (until_ms - now) / 10) {
+    return;
+  }
   Suspension s;
   s.key = BackoffKey(queue->source(), queue->site());
-  s.until_unix_ms = NowUnixMs() + (until_ms - reactor_->NowMs());
+  s.until_unix_ms = NowUnixMs() + (until_ms - now);
   s.backoff = factor;
   s.reason = std::move(reason);
   s.shard = options_.shard;
-  if (options_.suspensions == nullptr) {
-    ApplySharedBackoff(queue, s);
-    return;
-  }
+  ApplySharedBackoff(queue, s);  // this shard at once
+  if (options_.suspensions == nullptr) return;
   // The receiver judges the source address, whichever shard sends: every shard slows down.
-  options_.suspensions->Suspend(std::move(s));
-  SyncSuspensions();
+  if (!options_.suspensions->Suspend(std::move(s))) {
+    LogWarning() << "the suspensions board is full: the backoff of " << queue->site()
+                 << " holds in shard " << options_.shard << " only";
+  }
 }
 
 void DeliveryEngine::SyncSuspensions() {
   if (options_.suspensions == nullptr) return;
   const uint64_t generation = options_.suspensions->generation();
-  if (generation == suspensions_seen_) return;
+  const int64_t now_unix = NowUnixMs();
+  // Unchanged, and no entry has ended since the last look (an ended hold or rebind must let go).
+  if (generation == suspensions_seen_ && now_unix < board_next_end_unix_ms_) return;
   suspensions_seen_ = generation;
+  board_next_end_unix_ms_ = std::numeric_limits<int64_t>::max();
   shared_suspensions_.clear();
   const bool sorted_before = job_holds_ || source_holds_ || rebinds_;
   job_holds_ = source_holds_ = rebinds_ = false;
-  for (Suspension& s : options_.suspensions->InForce(NowUnixMs())) {
+  for (Suspension& s : options_.suspensions->InForce(now_unix)) {
+    board_next_end_unix_ms_ = std::min(board_next_end_unix_ms_, s.until_unix_ms);
     const std::string& key = s.key;
     job_holds_ = job_holds_ || absl::StartsWith(key, "domain:") ||
                  absl::StartsWith(key, "tenant:") || absl::StartsWith(key, "campaign:");
@@ -1278,11 +1303,11 @@ std::vector<DeliveryEngine::ReadyQueueView> DeliveryEngine::ReadyQueues(size_t m
     v.messages_per_second = queue->messages_per_second();
     if (suspended) {
       const int64_t left_ms = queue->suspended_until_ms() - now;
-      v.state = absl::StrCat("suspended ",
-                             left_ms >= kSuspensionForeverMs / 2
-                                 ? std::string("until resumed")
-                                 : absl::StrCat("for ", (left_ms + 999) / 1000, " s"),
-                             ": ", queue->suspended_reason());
+      v.state =
+          absl::StrCat("suspended ",
+                       IsUntilResumed(left_ms) ? std::string("until resumed")
+                                               : absl::StrCat("for ", (left_ms + 999) / 1000, " s"),
+                       ": ", queue->suspended_reason());
     } else if (slowed) {
       v.state = absl::StrCat("slowed to ", static_cast<int>(queue->backoff() * 100 + 0.5), "% for ",
                              (queue->backoff_until_ms() - now + 999) / 1000, " s");

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
@@ -270,7 +271,8 @@ class DeliveryEngine {
   // The board's entry for `queue` (its own, or its site's from every source), the later ending;
   // null when none.
   const Suspension* SharedSuspensionFor(const ReadyQueue& queue) const;
-  // Far enough to mean "until resumed" on the monotonic clock (about 300 years).
+  // Far enough to mean "until resumed" on the monotonic clock (about 285,000 years): what an end
+  // beyond it is cut to.
   static constexpr int64_t kSuspensionForeverMs = int64_t{1} << 53;
   void OnMx(Job job, const dns::MxResult& result);
   // `job` joins the ready queue of `site` from a source of its pool (PoolFor) that is usable,
@@ -297,6 +299,9 @@ class DeliveryEngine {
   void PumpLater(ReadyQueue* queue, int64_t wait_ms);
   // Records the outcome for every recipient of `job` and finishes it.
   void FailJob(const Job& job, const RecipientOutcome& outcome);
+  // A job counted against its source's warm-up allowance that leaves its queue before its body
+  // went out: the count goes back.
+  void GiveBackWarmup(const Job& job);
   // Queues the failure DSN and then the delay DSN collected for `id` in this round, if any.
   void MaybeSendDsn(queue::MessageId id);
   void CountRecipient(const Job& job, const queue::MessageInfo& info,
@@ -373,6 +378,8 @@ class DeliveryEngine {
                 const queue::MessageInfo& info, FailedRecipient failed);
   void DropFromDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns, queue::MessageId id);
   uint64_t suspensions_seen_ = 0;  // the board's generation last taken
+  // When the first entry taken then ends: the board is looked at again from then on.
+  int64_t board_next_end_unix_ms_ = std::numeric_limits<int64_t>::max();
   absl::flat_hash_map<std::string, Suspension> shared_suspensions_;  // by key
   // What kinds of entries shared_suspensions_ holds: the hot path looks further only when some do.
   bool job_holds_ = false;     // domain:, tenant:, campaign:

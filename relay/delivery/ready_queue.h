@@ -46,6 +46,8 @@ struct Job {
   int source = -1;                   // the egress source index, -1: none yet
   // RecordAttemptStart ran: the body is going out, the remote may accept the message from now on.
   bool body_sent = false;
+  // Counted against its source's warm-up allowance (given back if it fails before its body).
+  bool warmup_counted = false;
   // Recipients that, when the body went out, already had an attempt of unknown outcome.
   std::vector<uint32_t> unknown_before;
 };

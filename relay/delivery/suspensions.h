@@ -47,6 +47,11 @@ namespace relay::delivery {
 
 inline constexpr char kAnySource[] = "*";
 
+// The operator's "until resumed": an end far beyond any queue's message age (1,000 years), and
+// what reads as such (over 100 years left).
+inline constexpr int64_t kUntilResumedMs = int64_t{1000} * 365 * 86400 * 1000;
+inline bool IsUntilResumed(int64_t left_ms) { return left_ms > int64_t{100} * 365 * 86400 * 1000; }
+
 struct Suspension {
   // "<source index>|<site>", as the engine keys its ready queues; "*|<site>" for every source.
   std::string key;

@@ -107,6 +107,15 @@ bool WarmupLedger::Take(std::string_view source, std::string_view site, int64_t 
   return true;
 }
 
+void WarmupLedger::GiveBack(std::string_view source, std::string_view site, int64_t now_unix_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RollTo(now_unix_ms / kDayMs);  // counted yesterday: nothing to give back today
+  auto it = counts_.find(KeyOf(source, site));
+  if (it == counts_.end() || it->second == 0) return;
+  --it->second;
+  dirty_ = true;
+}
+
 int64_t WarmupLedger::Count(std::string_view source, std::string_view site, int64_t now_unix_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   RollTo(now_unix_ms / kDayMs);

@@ -51,6 +51,9 @@ class WarmupLedger {
   // Counts one message from `source` to `site` at `now_unix_ms` if fewer than `allowance` were
   // counted today; false when the allowance is used up (or the ledger is full).
   bool Take(std::string_view source, std::string_view site, int64_t allowance, int64_t now_unix_ms);
+  // A message counted by Take that did not go out after all (deferred before its body was sent,
+  // or sent out of another source): today's count goes down by one.
+  void GiveBack(std::string_view source, std::string_view site, int64_t now_unix_ms);
   // Today's count.
   int64_t Count(std::string_view source, std::string_view site, int64_t now_unix_ms);
   // Today's counts, for the operator.

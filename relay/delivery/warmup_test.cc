@@ -34,6 +34,11 @@ TEST(WarmupLedgerTest, CountsPerSourceAndSiteUpToTheAllowance) {
   EXPECT_EQ(ledger.Count("192.0.2.10", "google", kNoon), 2);
   EXPECT_FALSE(ledger.Take("192.0.2.12", "google", 0, kNoon));
   EXPECT_TRUE(ledger.Take("192.0.2.12", "google", -1, kNoon));  // no limit
+  // A message that did not go out is given back.
+  ledger.GiveBack("192.0.2.10", "google", kNoon);
+  EXPECT_EQ(ledger.Count("192.0.2.10", "google", kNoon), 1);
+  EXPECT_TRUE(ledger.Take("192.0.2.10", "google", 2, kNoon));
+  ledger.GiveBack("192.0.2.99", "google", kNoon);  // never counted: nothing happens
   // The next day starts from nothing.
   EXPECT_TRUE(ledger.Take("192.0.2.10", "google", 2, kNoon + kDayMs));
   EXPECT_EQ(ledger.Count("192.0.2.10", "google", kNoon + kDayMs), 1);

@@ -289,8 +289,11 @@ absl::Status ParseSources(DeliverySettings& d, const Section& t) {
       RETURN_IF_ERROR(st.IntList("warmup", &warmup, 0, 100000000, /*non_decreasing=*/false));
     }
     sc.warmup.assign(warmup.begin(), warmup.end());
-    if (st.Has("warmup_start") && !st.Has("warmup")) {
-      return st.Error("warmup_start", "goes with warmup = [messages per site on day 1, 2, ...]");
+    if (st.Has("warmup_start") != st.Has("warmup")) {
+      return st.Has("warmup")
+                 ? st.Error("warmup", "needs warmup_start = \"YYYY-MM-DD\", its first day")
+                 : st.Error("warmup_start",
+                            "goes with warmup = [messages per site on day 1, 2, ...]");
     }
     RETURN_IF_ERROR(ReadDay(st, "warmup_start", &sc.warmup_start_day));
     if (sc.ehlo_name.empty()) {

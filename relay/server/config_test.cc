@@ -173,6 +173,8 @@ ehlo_name = "mta1.example.com"
       {"[[delivery.source]]\naddress = \"192.0.2.11\"\nehlo_name = \"m\"\nwarmup = [1]\n"
        "warmup_start = \"1 Dec\"\n",
        "must be a date"},
+      {"[[delivery.source]]\naddress = \"192.0.2.11\"\nehlo_name = \"m\"\nwarmup = [1]\n",
+       "needs warmup_start"},
   };
   int n = 0;
   for (const auto& [extra, problem] : bad) {

@@ -199,7 +199,8 @@ void ControlSocket::Serve() {
               ? absl::StrCat("error: request longer than ", kRequestBytesMax, " bytes")
               : std::string("error: incomplete request");
       LogInfo() << "control: " << c.who << " asked \""
-                << absl::StripAsciiWhitespace(c.request.substr(0, 200)) << "\" -> " << answer;
+                << absl::StripAsciiWhitespace(c.request.substr(0, 200)) << "\" -> "
+                << (answer.size() > 300 ? absl::StrCat(answer.substr(0, 300), "...") : answer);
       answer += "\n";
       // Non-blocking: an answer the client does not take at once is dropped with the client.
       ssize_t written = ::send(c.fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -219,18 +220,20 @@ void ControlSocket::Serve() {
 
 namespace {
 
-// "until resumed" for the operator's entries: far beyond any queue's message age.
-constexpr int64_t kUntilResumedMs = int64_t{1000} * 365 * 86400 * 1000;
-
 // What the operator names: "SITE" or "KIND=VALUE", the value in xtext (RFC 3461 §4: a campaign
 // may hold spaces) (relay/delivery/suspensions.h); false when it names nothing.
 bool ParseWhat(const std::string& what, std::string* kind, std::string* value) {
   const size_t eq = what.find('=');
   *kind = eq == std::string::npos ? "site" : what.substr(0, eq);
-  return delivery::IsSelectorKind(*kind) &&
-         smtp::DecodeXtext(eq == std::string::npos ? what : what.substr(eq + 1), value) &&
-         !value->empty() && value->size() <= 253 &&
-         value->find_first_of("|\t\r\n") == std::string::npos;
+  if (!delivery::IsSelectorKind(*kind) ||
+      !smtp::DecodeXtext(eq == std::string::npos ? what : what.substr(eq + 1), value) ||
+      value->empty() || value->size() > 253 ||
+      value->find_first_of("|\t\r\n") != std::string::npos) {
+    return false;
+  }
+  // Host and domain names are kept in lower case (jobs, ready queues); tenants too.
+  if (*kind == "site" || *kind == "domain" || *kind == "tenant") absl::AsciiStrToLower(value);
+  return true;
 }
 
 // How the listing names an entry.
@@ -267,7 +270,7 @@ std::string ControlSocket::HandleSuspension(const std::vector<std::string>& word
     for (const delivery::Suspension& s : suspensions.InForce(now_unix_ms)) {
       lines.push_back(absl::StrCat(
           Describe(s),
-          s.until_unix_ms - now_unix_ms > (int64_t{100} * 365 * 86400 * 1000)
+          delivery::IsUntilResumed(s.until_unix_ms - now_unix_ms)
               ? std::string(" until resumed")
               : absl::StrCat(" for ", (s.until_unix_ms - now_unix_ms + 999) / 1000, " s"),
           s.shard < 0 ? " (operator)" : absl::StrCat(" (shard ", s.shard, ")"), ": ", s.reason));
@@ -319,7 +322,8 @@ std::string ControlSocket::HandleSuspension(const std::vector<std::string>& word
   } else {
     s.key = delivery::SelectorKey(kind, value);
   }
-  s.until_unix_ms = seconds == 0 ? now_unix_ms + kUntilResumedMs : now_unix_ms + seconds * 1000;
+  s.until_unix_ms =
+      seconds == 0 ? now_unix_ms + delivery::kUntilResumedMs : now_unix_ms + seconds * 1000;
   std::vector<std::string> reason(words.begin() + static_cast<ptrdiff_t>(at) + 1, words.end());
   s.reason = absl::StrCat(rebind ? "rebound" : "suspended", " by the operator",
                           reason.empty() ? "" : ": ", absl::StrJoin(reason, " "));

@@ -656,13 +656,18 @@ absl::Status Daemon::ApplyLive(std::shared_ptr<const Config> next, bool* egress)
     effective->delivery.pool_routes = next->delivery.pool_routes;
     effective->delivery.strategy = next->delivery.strategy;
   }
+  // Every shard is asked, whatever another answered: one that does not take the settings (it
+  // did not answer in time) is named, the others run with them.
+  std::vector<std::string> failed;
   for (size_t i = 0; i < p.shards.size(); ++i) {
     Shard::LiveSettings live;
     live.signer = signers.empty() ? nullptr : signers[i];
     live.config = effective;
     live.egress = *egress;
-    RETURN_IF_ERROR(p.shards[i]->Reconfigure(std::move(live)));
+    absl::Status taken = p.shards[i]->Reconfigure(std::move(live));
+    if (!taken.ok()) failed.push_back(absl::StrCat("shard ", i, ": ", taken.message()));
   }
+  if (!failed.empty()) return absl::UnavailableError(absl::StrJoin(failed, "; "));
   std::vector<std::string> selectors;
   for (const DkimKeyConfig& k : next->dkim_keys) {
     selectors.push_back(absl::StrCat(k.selector, "._domainkey.", k.domain));

@@ -115,6 +115,21 @@ absl::Status Shard::Reconfigure(LiveSettings live) {
   std::future<absl::Status> taken = done->get_future();
   reactor_->RunInLoop([this, live = std::move(live), done] {
     const Config& next = *live.config;
+    // The one step that can fail goes first: when it does, the shard keeps all it had.
+    if (live.egress && delivery_ != nullptr) {
+      absl::Status engine =
+          delivery_->Reconfigure(next.delivery.sources, next.delivery.pools,
+                                 next.delivery.pool_routes, next.delivery.strategy);
+      if (!engine.ok()) {
+        done->set_value(engine);
+        return;
+      }
+    }
+    if (delivery_ != nullptr) {
+      absl::flat_hash_map<std::string, uint32_t> weights;
+      for (const config::Tenant& t : next.tenants.tenants()) weights[t.name] = t.weight;
+      delivery_->SetTenantWeights(std::move(weights));
+    }
     if (preparer_ != nullptr) preparer_->SetSigner(live.signer);
     if (policy_ != nullptr && next.shaping != nullptr) policy_->SetShaping(next.shaping);
     // Connections take the tenants at their next MAIL FROM, the limits when they open.
@@ -126,17 +141,7 @@ absl::Status Shard::Reconfigure(LiveSettings live) {
       std::lock_guard<std::mutex> lock(pool_names_mu_);
       pool_names_ = PoolNames(next);
     }
-    absl::Status engine = absl::OkStatus();
-    if (delivery_ != nullptr) {
-      absl::flat_hash_map<std::string, uint32_t> weights;
-      for (const config::Tenant& t : next.tenants.tenants()) weights[t.name] = t.weight;
-      delivery_->SetTenantWeights(std::move(weights));
-      if (live.egress) {
-        engine = delivery_->Reconfigure(next.delivery.sources, next.delivery.pools,
-                                        next.delivery.pool_routes, next.delivery.strategy);
-      }
-    }
-    done->set_value(engine);
+    done->set_value(absl::OkStatus());
   });
   if (taken.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
     return absl::DeadlineExceededError(

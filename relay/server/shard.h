@@ -82,7 +82,8 @@ class Shard final : private ConnectionHost {
   // answer's entries (`relayctl queue ready`) are separated by '|', their fields by TAB: site,
   // rule, source, waiting, connections, connections_max, messages_per_second, state (TABs and
   // '|' in it made spaces).
-  static constexpr size_t kReadyQueuesMax = 500;
+  // 200 entries of about 100 bytes per shard: an answer the socket's buffer takes whole.
+  static constexpr size_t kReadyQueuesMax = 200;
   // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, "retry-all", or
   // "ready": the shard's ready queues) on this shard's thread and returns its one-line answer
   // ("ok: ..." or "error: ...").

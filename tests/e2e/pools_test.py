@@ -310,6 +310,22 @@ def backoff_reply():
           "SOURCE" in out, "relayctl queue ready shows the slowed queue:\n%s" % out)
 
 
+@harness.case(8, "a hold with a duration ends by itself, in every shard")
+def timed_hold():
+    code, out = relayctl("queue", "suspend", "--campaign", "flash sale", "--for", "2s")
+    check(code == 0 and out == "ok: campaign flash sale suspended for 2 s", "suspend: %s" % out)
+    for i in range(2):
+        check(shop("flash%d@example.org" % i, "X-Relay-Campaign: flash sale\r\n"),
+              "shop submits flash%d" % i)
+        held = line("deferred", "flash%d@example.org" % i)
+        check("delivery held" in str(held), "flash%d is held: %s" % (i, held))
+    time.sleep(2.5)
+    code, out = relayctl("queue", "retry", "--campaign", "flash sale")
+    check(code == 0, "retry --campaign: %s" % out)
+    wait_for(lambda: all(sink().delivered_to("flash%d@example.org" % i) for i in range(2)),
+             "delivered once the hold is over, without a resume")
+
+
 @harness.case(7, "a reload renames a tenant and routes it to another pool; new sources wait")
 def reload_pools():
     relay()
