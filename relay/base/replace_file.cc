@@ -5,10 +5,23 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 
 namespace relay {
+
+absl::StatusOr<std::string> ReadStateFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return std::string();
+    return absl::FailedPreconditionError(absl::StrCat(path, ": ", std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 absl::Status ReplaceFile(const std::string& path, std::string_view text, int mode, bool durable) {
   const std::string tmp = absl::StrCat(path, ".tmp");

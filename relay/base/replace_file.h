@@ -8,10 +8,15 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace relay {
 
 // An error names the file and the system's reason.
 absl::Status ReplaceFile(const std::string& path, std::string_view text, int mode, bool durable);
+
+// The text of a small state file that ReplaceFile wrote: "" when there is none yet. An error names
+// the file and the system's reason.
+absl::StatusOr<std::string> ReadStateFile(const std::string& path);
 
 }  // namespace relay

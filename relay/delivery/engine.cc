@@ -68,7 +68,7 @@ absl::Status DeliveryEngine::Start() {
       Egress::Create(options_.sources, options_.pools, options_.strategy, options_.hostname);
   if (!egress.ok()) return egress.status();
   egress_ = std::move(*egress);
-  RETURN_IF_ERROR(IndexPoolRoutes());
+  ASSIGN_OR_RETURN(pool_by_, IndexPoolRoutes(options_.pool_routes, egress_));
   if (options_.warmup == nullptr) own_warmup_ = std::make_unique<WarmupLedger>();
   warmup_ = options_.warmup != nullptr ? options_.warmup : own_warmup_.get();
   dns::ResolverOptions ropts;
@@ -89,6 +89,10 @@ absl::Status DeliveryEngine::Start() {
     if (due >= 0) Schedule(info.id, due);
   });
   return absl::OkStatus();
+}
+
+int64_t DeliveryEngine::MonotonicOf(int64_t unix_ms) const {
+  return reactor_->NowMs() + (unix_ms - NowUnixMs());
 }
 
 int64_t DeliveryEngine::NowUnixMs() const {
@@ -458,18 +462,19 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
   Pump(queue);
 }
 
-absl::Status DeliveryEngine::IndexPoolRoutes() {
-  for (auto [routes, by_index] : {std::pair{&options_.pool_routes.campaigns, &pool_by_campaign_},
-                                  std::pair{&options_.pool_routes.domains, &pool_by_domain_},
-                                  std::pair{&options_.pool_routes.tenants, &pool_by_tenant_}}) {
-    by_index->clear();
-    for (const auto& [name, pool] : *routes) {
-      const int index = egress_.PoolIndex(pool);
+absl::StatusOr<DeliveryEngine::PoolIndexes> DeliveryEngine::IndexPoolRoutes(
+    const PoolRoutes& routes, const Egress& egress) {
+  PoolIndexes indexes;
+  for (auto [named, by_index] : {std::pair{&routes.campaigns, &indexes.campaigns},
+                                 std::pair{&routes.domains, &indexes.domains},
+                                 std::pair{&routes.tenants, &indexes.tenants}}) {
+    for (const auto& [name, pool] : *named) {
+      const int index = egress.PoolIndex(pool);
       if (index < 0) return absl::InvalidArgumentError(absl::StrCat("no egress pool ", pool));
       (*by_index)[name] = index;
     }
   }
-  return absl::OkStatus();
+  return indexes;
 }
 
 absl::Status DeliveryEngine::Reconfigure(const std::vector<EgressSourceConfig>& sources,
@@ -482,21 +487,16 @@ absl::Status DeliveryEngine::Reconfigure(const std::vector<EgressSourceConfig>& 
         "the egress sources changed (names, addresses or EHLO names): they take effect at the "
         "next restart");
   }
-  for (const auto* named : {&routes.campaigns, &routes.domains, &routes.tenants}) {
-    for (const auto& [name, pool] : *named) {
-      if (next->PoolIndex(pool) < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("no egress pool ", pool));
-      }
-    }
-  }
+  // Everything that can fail, before anything changes.
+  absl::StatusOr<PoolIndexes> indexes = IndexPoolRoutes(routes, *next);
+  if (!indexes.ok()) return indexes.status();
   next->CarryStateFrom(egress_);
   egress_ = std::move(*next);
+  pool_by_ = std::move(*indexes);
   options_.sources = sources;
   options_.pools = pools;
   options_.pool_routes = routes;
   options_.strategy = strategy;
-  // Every pool was checked above: this cannot fail.
-  if (absl::Status indexed = IndexPoolRoutes(); !indexed.ok()) return indexed;
   SortWaitingJobs();
   return absl::OkStatus();
 }
@@ -507,14 +507,15 @@ int DeliveryEngine::ConfiguredPool(const Job& job) const {
   if (found == nullptr) return Egress::kDefaultPool;
   const queue::MessageInfo& info = *found;
   if (!info.attributes.campaign.empty()) {
-    if (auto it = pool_by_campaign_.find(info.attributes.campaign); it != pool_by_campaign_.end()) {
+    if (auto it = pool_by_.campaigns.find(info.attributes.campaign);
+        it != pool_by_.campaigns.end()) {
       return it->second;
     }
   }
-  if (auto it = pool_by_domain_.find(DomainOf(info.sender)); it != pool_by_domain_.end()) {
+  if (auto it = pool_by_.domains.find(DomainOf(info.sender)); it != pool_by_.domains.end()) {
     return it->second;
   }
-  if (auto it = pool_by_tenant_.find(job.tenant); it != pool_by_tenant_.end()) {
+  if (auto it = pool_by_.tenants.find(job.tenant); it != pool_by_.tenants.end()) {
     return it->second;
   }
   return Egress::kDefaultPool;
@@ -1175,16 +1176,17 @@ void DeliveryEngine::BackoffQueue(ReadyQueue* queue, int64_t until_ms, double fa
 void DeliveryEngine::SyncSuspensions() {
   if (options_.suspensions == nullptr) return;
   const uint64_t generation = options_.suspensions->generation();
+  // Unchanged, and no entry has ended since the last look (an ended hold or rebind must let go):
+  // an atomic load and a monotonic clock read, on every dispatch.
+  if (generation == suspensions_seen_ && reactor_->NowMs() < board_next_end_ms_) return;
   const int64_t now_unix = NowUnixMs();
-  // Unchanged, and no entry has ended since the last look (an ended hold or rebind must let go).
-  if (generation == suspensions_seen_ && now_unix < board_next_end_unix_ms_) return;
   suspensions_seen_ = generation;
-  board_next_end_unix_ms_ = std::numeric_limits<int64_t>::max();
+  board_next_end_ms_ = std::numeric_limits<int64_t>::max();
   shared_suspensions_.clear();
   const bool sorted_before = job_holds_ || source_holds_ || rebinds_;
   job_holds_ = source_holds_ = rebinds_ = false;
   for (Suspension& s : options_.suspensions->InForce(now_unix)) {
-    board_next_end_unix_ms_ = std::min(board_next_end_unix_ms_, s.until_unix_ms);
+    board_next_end_ms_ = std::min(board_next_end_ms_, MonotonicOf(s.until_unix_ms));
     const std::string& key = s.key;
     job_holds_ = job_holds_ || absl::StartsWith(key, "domain:") ||
                  absl::StartsWith(key, "tenant:") || absl::StartsWith(key, "campaign:");
@@ -1224,7 +1226,7 @@ void DeliveryEngine::SyncSuspensions() {
 
 void DeliveryEngine::ApplySharedBackoff(ReadyQueue* queue, const Suspension& s) {
   const int64_t now = reactor_->NowMs();
-  const int64_t until_ms = now + (s.until_unix_ms - NowUnixMs());
+  const int64_t until_ms = MonotonicOf(s.until_unix_ms);
   if (until_ms <= now) return;
   if (queue->backoff() == s.backoff && std::abs(queue->backoff_until_ms() - until_ms) < 1000) {
     return;  // already so (the shard that posted it, or an earlier look)

@@ -292,8 +292,17 @@ class DeliveryEngine {
   // are deferred, and those whose source is held or no longer in their pool (a rebind, a reload)
   // join another queue.
   void SortWaitingJobs();
-  // options_.pool_routes with the indices of egress_'s pools; an error names an unknown pool.
-  absl::Status IndexPoolRoutes();
+  // `routes` with the indices of `egress`'s pools; an error names an unknown pool.
+  struct PoolIndexes {
+    absl::flat_hash_map<std::string, int> campaigns;
+    absl::flat_hash_map<std::string, int> domains;
+    absl::flat_hash_map<std::string, int> tenants;
+  };
+  static absl::StatusOr<PoolIndexes> IndexPoolRoutes(const PoolRoutes& routes,
+                                                     const Egress& egress);
+  // The monotonic time (reactor ms) of a wall-clock time: suspensions and backoffs are kept in
+  // wall-clock time (the same in every shard and after a restart), queues on the monotonic clock.
+  int64_t MonotonicOf(int64_t unix_ms) const;
   void Pump(ReadyQueue* queue);
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.
   void PumpLater(ReadyQueue* queue, int64_t wait_ms);
@@ -378,17 +387,14 @@ class DeliveryEngine {
                 const queue::MessageInfo& info, FailedRecipient failed);
   void DropFromDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>* dsns, queue::MessageId id);
   uint64_t suspensions_seen_ = 0;  // the board's generation last taken
-  // When the first entry taken then ends: the board is looked at again from then on.
-  int64_t board_next_end_unix_ms_ = std::numeric_limits<int64_t>::max();
+  // When the first entry taken then ends (reactor ms): the board is looked at again from then on.
+  int64_t board_next_end_ms_ = std::numeric_limits<int64_t>::max();
   absl::flat_hash_map<std::string, Suspension> shared_suspensions_;  // by key
   // What kinds of entries shared_suspensions_ holds: the hot path looks further only when some do.
   bool job_holds_ = false;     // domain:, tenant:, campaign:
   bool source_holds_ = false;  // source:
   bool rebinds_ = false;       // rebind:
-  // DeliveryOptions::pool_routes with pool indices.
-  absl::flat_hash_map<std::string, int> pool_by_campaign_;
-  absl::flat_hash_map<std::string, int> pool_by_domain_;
-  absl::flat_hash_map<std::string, int> pool_by_tenant_;
+  PoolIndexes pool_by_;        // DeliveryOptions::pool_routes with pool indices
   std::unique_ptr<WarmupLedger> own_warmup_;  // when options_.warmup is null
   WarmupLedger* warmup_ = nullptr;
   absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;

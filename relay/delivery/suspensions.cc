@@ -1,10 +1,5 @@
 #include "relay/delivery/suspensions.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -187,15 +182,10 @@ void Suspensions::SetFile(std::string path) {
 }
 
 absl::Status Suspensions::Load(const std::string& path, int64_t now_unix_ms) {
-  std::ifstream in(path);
-  if (!in) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return absl::FailedPreconditionError(absl::StrCat(path, ": ", std::strerror(errno)));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+  absl::StatusOr<std::string> text = ReadStateFile(path);
+  if (!text.ok()) return text.status();
   std::lock_guard<std::mutex> lock(mu_);
-  for (Suspension& s : ParseSuspensionsFile(text.str())) {
+  for (Suspension& s : ParseSuspensionsFile(*text)) {
     if (s.until_unix_ms <= now_unix_ms || entries_.size() >= kEntriesMax) continue;
     std::string key = s.key;
     entries_.insert_or_assign(std::move(key), std::move(s));

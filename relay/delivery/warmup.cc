@@ -1,10 +1,5 @@
 #include "relay/delivery/warmup.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/log.h"
@@ -141,17 +136,12 @@ void WarmupLedger::SetFile(std::string path) {
 }
 
 absl::Status WarmupLedger::Load(const std::string& path, int64_t now_unix_ms) {
-  std::ifstream in(path);
-  if (!in) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return absl::FailedPreconditionError(absl::StrCat(path, ": ", std::strerror(errno)));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+  absl::StatusOr<std::string> text = ReadStateFile(path);
+  if (!text.ok()) return text.status();
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t day = now_unix_ms / kDayMs;
   RollTo(day);
-  for (WarmupCount& c : ParseWarmupFile(text.str(), day)) {
+  for (WarmupCount& c : ParseWarmupFile(*text, day)) {
     if (counts_.size() >= kEntriesMax) break;
     int64_t& count = counts_[KeyOf(c.source, c.site)];
     count = std::max(count, c.count);

@@ -55,6 +55,9 @@ bool ParseTarget(int argc, char** argv, const char* command, Target* target,
 }
 
 // Sends one request line and prints the answer. The exit status of the command.
+// Far above any answer relayd gives (a "ready" answer of 200 queues per shard on 64 shards).
+constexpr size_t kAnswerBytesMax = 4 << 20;
+
 // Sends `request` to the relay of `target`; its answer in `*answer`. 0, or the exit status of a
 // failure already reported on stderr.
 int Exchange(Target target, const std::string& request, std::string* answer) {
@@ -99,6 +102,11 @@ int Exchange(Target target, const std::string& request, std::string* answer) {
     ssize_t n = read(fd, buf, sizeof(buf));
     if (n <= 0) break;
     answer->append(buf, static_cast<size_t>(n));
+    if (answer->size() > kAnswerBytesMax) {
+      close(fd);
+      std::fprintf(stderr, "relayctl: relayd's answer is longer than %zu bytes\n", kAnswerBytesMax);
+      return 1;
+    }
   }
   close(fd);
   if (answer->empty()) {
