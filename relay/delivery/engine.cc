@@ -319,6 +319,8 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
       it->second.priority = info->attributes.priority;
       it->second.weight = weight;
       it->second.campaign = info->attributes.campaign;
+      it->second.message_bytes = info->message.size();
+      it->second.created_unix_ms = info->created_unix_ms;
       order.push_back(domain);
     }
     it->second.recipients.push_back(i);
@@ -1321,6 +1323,21 @@ std::vector<DeliveryEngine::ReadyQueueView> DeliveryEngine::ReadyQueues(size_t m
   });
   if (out.size() > max) out.resize(max);
   return out;
+}
+
+QueueShape DeliveryEngine::Shape(ShapeBy by) {
+  QueueShape shape;
+  const int64_t now = NowUnixMs();
+  for (const auto& [key, queue] : queues_) {
+    const std::string& name =
+        by == ShapeBy::kSite ? queue->site() : egress_.source(queue->source()).name;
+    auto add = [&](const Job& job) {
+      shape.Add(name, job.recipients.size(), job.message_bytes, now - job.created_unix_ms);
+    };
+    queue->ForEachJob(add);
+    for (const OutboundConnection* c : queue->connections()) c->ForEachJob(add);
+  }
+  return shape;
 }
 
 void DeliveryEngine::CountTlsHandshake(bool ok) const {

@@ -50,6 +50,7 @@
 #include "relay/delivery/egress.h"
 #include "relay/delivery/outcome.h"
 #include "relay/delivery/queue_selector.h"
+#include "relay/delivery/queue_shape.h"
 #include "relay/delivery/ready_queue.h"
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
@@ -196,6 +197,11 @@ class DeliveryEngine {
   // The ready queues with jobs waiting, connections open, a suspension or a backoff, the most
   // waiting first, at most `max` of them (after taking the shared board's latest entries).
   std::vector<ReadyQueueView> ReadyQueues(size_t max);
+  // The recipients in the ready queues and on connections (resolved, waiting or going out), by
+  // site or by source, with their bytes and ages: what `relayctl queue summary --by site|source`
+  // adds up over the shards. Mail waiting for a retry or an MX answer has neither yet.
+  enum class ShapeBy { kSite, kSource };
+  QueueShape Shape(ShapeBy by);
 
   // Where every outcome is logged as a JSON line (optional; the shard owns it).
   void set_log(DeliveryLog* log) { log_ = log; }

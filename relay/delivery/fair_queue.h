@@ -74,6 +74,16 @@ class FairQueue {
     return all;
   }
 
+  // Calls f(item) for every item, in no particular order.
+  template <typename F>
+  void ForEach(F f) const {
+    for (const Class& c : classes_) {
+      for (const auto& [tenant, flow] : c.flows) {
+        for (const T& item : flow.items) f(item);
+      }
+    }
+  }
+
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   // Tenants with items waiting, over all classes (a tenant in two classes counts twice).

@@ -46,6 +46,12 @@ class OutboundConnection : public io::IoObject {
   void Abort() { Close(); }
   bool Idle() const override;
   ReadyQueue* queue() const { return queue_; }
+  // Calls f(job) for the jobs it holds (the one being sent and the one pipelined behind it).
+  template <typename F>
+  void ForEachJob(F f) const {
+    if (job_ != nullptr) f(*job_);
+    if (next_job_ != nullptr) f(*next_job_);
+  }
 
  private:
   void ConnectNext(std::string why);

@@ -36,6 +36,8 @@ struct Job {
   std::vector<uint32_t> recipients;  // indices into the envelope
   std::string mail_from;             // the return path when not the stored sender: VERP
   std::string campaign;              // its message's campaign, "" when none
+  uint64_t message_bytes = 0;        // its message's size (queue summary)
+  int64_t created_unix_ms = 0;       // when its message was accepted (queue summary)
   // Its message's tenant (queue::TenantOf), class and the tenant's weight: its place in the
   // ready queue (FairQueue).
   std::string tenant;
@@ -90,6 +92,11 @@ class ReadyQueue {
   // unreachable or suspended).
   std::vector<Job> TakeAll();
   size_t waiting() const { return jobs_.size(); }
+  // Calls f(job) for every waiting job.
+  template <typename F>
+  void ForEachJob(F f) const {
+    jobs_.ForEach(f);
+  }
   bool empty() const { return jobs_.empty(); }
 
   // Whether to open one more connection now, given how many of the open ones wait for work:

@@ -23,6 +23,7 @@
 #include "relay/base/log.h"
 #include "relay/base/sv.h"
 #include "relay/delivery/queue_selector.h"
+#include "relay/delivery/queue_shape.h"
 #include "relay/server/shard.h"
 #include "relay/smtp/command.h"
 
@@ -375,6 +376,20 @@ std::string ControlSocket::Handle(const std::string& request, const std::vector<
       if (answer.size() > 4) entries.push_back(answer.substr(4));
     }
     return absl::StrCat("ok: ", absl::StrJoin(entries, "|"));
+  }
+  if (words.size() == 2 && words[0] == "shape" && (words[1] == "site" || words[1] == "source")) {
+    // The shards' shares of each row, added up here: one table for the relay.
+    delivery::QueueShape shape;
+    for (Shard* s : shards) {
+      std::string answer = s->Control("shape-" + words[1], "");
+      if (!absl::StartsWith(answer, "ok: ")) {
+        return absl::StrCat("error: shard ", s->index(), ": ", answer);
+      }
+      if (absl::Status merged = shape.Merge(std::string_view(answer).substr(4)); !merged.ok()) {
+        return absl::StrCat("error: shard ", s->index(), ": ", merged.message());
+      }
+    }
+    return absl::StrCat("ok: ", shape.Encode(Shard::kReadyQueuesMax));
   }
   if (words.size() == 1 && words[0] == "reload") {
     if (main_thread == nullptr) return "error: reload is not available here";

@@ -4,7 +4,9 @@
 // thread of its own: one request line per connection ("retry ID", "retry --all", "bounce ID",
 // "delete ID", "retry|bounce|delete --tenant T --campaign C --sender S --domain D" (any of the
 // four, relay/delivery/queue_selector.h), "reload", "suspend WHAT SECONDS [REASON]", "resume
-// WHAT", "rebind WHAT POOL SECONDS [REASON]", "unbind WHAT", "suspensions"), one answer line ("ok:
+// WHAT", "rebind WHAT POOL SECONDS [REASON]", "unbind WHAT", "suspensions", "ready", "shape
+// site|source": the ready queues, or their recipients by site or source with bytes and ages,
+// summed over the shards), one answer line ("ok:
 // ..." or "error: ..."). A request about a message goes to the shard that owns it (the shard number
 // is part of the queue id), one with a selector to every shard, and runs on that shard's thread, so
 // the queue is only ever written by its own shard. Each request is logged with who asked (the

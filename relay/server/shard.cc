@@ -168,6 +168,12 @@ std::string Shard::Control(const std::string& verb, const std::string& id_text) 
       done->set_value(line(delivery_->RetryAll()));
       return;
     }
+    if (verb == "shape-site" || verb == "shape-source") {
+      const auto by = verb == "shape-site" ? delivery::DeliveryEngine::ShapeBy::kSite
+                                           : delivery::DeliveryEngine::ShapeBy::kSource;
+      done->set_value(absl::StrCat("ok: ", delivery_->Shape(by).Encode(kReadyQueuesMax)));
+      return;
+    }
     if (verb == "ready") {
       done->set_value(
           absl::StrCat("ok: ", FormatReadyQueues(delivery_->ReadyQueues(kReadyQueuesMax))));

@@ -18,7 +18,8 @@ out of the pool's other source or, in a pool with no other, waits; the count sur
 `relayctl queue suspend --tenant` holds one tenant's mail while the other's flows, in both shards,
 and resume plus retry sends it; `--source` takes an address out of its pool; `rebind` moves a
 tenant to another pool and `unbind` moves it back; a backoff reply slows the site in every shard
-and is listed.
+and is listed; `relayctl queue summary --by site|source` shows the mail waiting at a throttled
+site, with its bytes and ages.
 
 usage: pools_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
@@ -57,7 +58,8 @@ def sink():
 
 @harness.fixture
 def dns_port():
-    with local_dns.unbound(TMP, local_dns.mx_zones(("example.org",), SINK_IP)) as port:
+    with local_dns.unbound(TMP, local_dns.mx_zones(("example.org", "throttled.example"),
+                                                   SINK_IP)) as port:
         yield port
 
 
@@ -124,6 +126,12 @@ messages_per_second = 40
 contains = "4.7.0 slow down"
 backoff_s = 600
 backoff_rate = 0.5
+
+[[shaping]]
+name = "throttled"
+domains = ["throttled.example"]
+connections_max = 1
+messages_per_second = 1
 """ % (WARM, NEW, today, SPARE))
     r = subprocess.run([RELAYCTL, "user-add", "news@example.net", "--allow", "@example.net",
                         "--config-dir", TMP + "/relay", "--scrypt-log2-n", "10"],
@@ -324,6 +332,39 @@ def timed_hold():
     check(code == 0, "retry --campaign: %s" % out)
     wait_for(lambda: all(sink().delivered_to("flash%d@example.org" % i) for i in range(2)),
              "delivered once the hold is over, without a resume")
+
+
+@harness.case(9, "queue summary by site and by source: the running relay's ready mail")
+def summary_by_site():
+    # 12 messages to a site allowed 1 a second: most of them wait in its ready queue.
+    s = smtplib.SMTP("127.0.0.1", relay().port(), local_hostname="client.test", timeout=30)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login("app@example.com", conf()[1])
+    for i in range(12):
+        s.sendmail("app@example.com", ["t%d@throttled.example" % i],
+                   "From: app@example.com\r\nTo: t%d@throttled.example\r\nSubject: shape\r\n"
+                   "\r\nHi.\r\n" % i)
+    s.quit()
+
+    def row(by, key):
+        code, out = relayctl("queue", "summary", "--by", by)
+        check(code == 0, "queue summary --by %s: %s" % (by, out))
+        fields = [ln.split() for ln in out.splitlines() if ln.split()[:1] == [key]]
+        return fields[0] if fields and int(fields[0][1]) > 0 else None
+
+    site = wait_for(lambda: row("site", "mx.throttled.example"), "a row for the throttled site")
+    if site:
+        check(1 <= int(site[1]) <= 12 and int(site[2]) >= 50 * int(site[1]) and
+              int(site[3]) == int(site[1]),
+              "recipients, their bytes, all under 5 minutes old: %s" % site)
+    source = wait_for(lambda: row("source", WARM), "a row for shop's source")
+    check(source is not None and int(source[1]) >= 1, "by source: %s" % source)
+    code, out = relayctl("queue", "summary", "--by", "site", "--top", "x")
+    check(code == 2, "a bad --top is a usage error: %s" % out)
+    wait_for(lambda: all(sink().delivered_to("t%d@throttled.example" % i) for i in range(12)),
+             "the throttled site gets all 12")
+    code, out = relayctl("queue", "summary", "--by", "site")
+    check(code == 0 and "mx.throttled.example" not in out, "nothing waits any more:\n%s" % out)
 
 
 @harness.case(7, "a reload renames a tenant and routes it to another pool; new sources wait")

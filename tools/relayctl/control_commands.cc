@@ -13,11 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "relay/base/sv.h"
+#include "relay/delivery/queue_shape.h"
 #include "relay/server/config.h"
 #include "relay/smtp/command.h"
 #include "tools/relayctl/user_commands.h"
@@ -316,6 +318,48 @@ int QueueReadyCommand(int argc, char** argv) {
     return 1;
   }
   std::printf("%s", FormatReadyTable(answer.substr(4)).c_str());
+  return 0;
+}
+
+int QueueShapeCommand(int argc, char** argv) {
+  // --by and --top are this command's; the rest name the relay.
+  std::string by;
+  size_t top = 20;
+  bool usage = false;
+  std::vector<char*> target_args = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--by" && i + 1 < argc) {
+      by = argv[++i];
+    } else if (arg == "--top" && i + 1 < argc) {
+      usage = usage || !absl::SimpleAtoi(argv[++i], &top) || top > 100000;
+    } else {
+      target_args.push_back(argv[i]);
+    }
+  }
+  Target target;
+  std::vector<std::string> rest;
+  usage = usage ||
+          !ParseTarget(static_cast<int>(target_args.size()), target_args.data(), "queue summary",
+                       &target, &rest) ||
+          !rest.empty();
+  if (usage || (by != "site" && by != "source")) {
+    std::fprintf(stderr, "usage: relayctl queue summary --by site|source [--top N] %s\n",
+                 kTargetUsage);
+    return 2;
+  }
+  std::string answer;
+  if (int failed = Exchange(std::move(target), "shape " + by, &answer); failed != 0) return failed;
+  delivery::QueueShape shape;
+  absl::Status merged =
+      answer.rfind("ok:", 0) == 0
+          ? shape.Merge(std::string(absl::StripAsciiWhitespace(Sv(answer).substr(3))))
+          : absl::UnknownError(absl::StripTrailingAsciiWhitespace(Sv(answer)));
+  if (!merged.ok()) {
+    std::fprintf(stderr, "relayctl queue summary: %s\n", std::string(merged.message()).c_str());
+    return 1;
+  }
+  std::fputs(shape.Format(by == "site" ? "SITE (READY)" : "SOURCE (READY)", top).c_str(), stdout);
   return 0;
 }
 

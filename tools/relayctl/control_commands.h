@@ -30,6 +30,10 @@ int QueueSuspendCommand(int argc, char** argv);
 int QueueReadyCommand(int argc, char** argv);
 // The table for the "ready" answer's entries (relay/server/shard.h), for tests.
 std::string FormatReadyTable(std::string_view entries);
+// `relayctl queue summary --by site|source [--top N]`: argv[0] is "summary". The running relay's
+// recipients in ready queues and on connections by site or egress source, with bytes and age
+// buckets (the table of the offline summary, relay/delivery/queue_shape.h).
+int QueueShapeCommand(int argc, char** argv);
 // reload: the certificate, the users and the aliases read again, the delivery logs reopened, the
 // DKIM keys, shaping rules, tenants, limits and egress pools of relayd.toml applied; the answer
 // says what was reloaded and which other edits of relayd.toml need a restart.

@@ -29,6 +29,15 @@ int Queue(int argc, char** argv) {
                     std::strcmp(argv[1], "delete") == 0)) {
     return relay::relayctl::QueueControlCommand(argc - 1, argv + 1);
   }
+  if (argc >= 2 && std::strcmp(argv[1], "summary") == 0) {
+    // By site or source: only the running relay knows (an MX answer, the pool's choice).
+    for (int i = 2; i + 1 < argc; ++i) {
+      if (std::strcmp(argv[i], "--by") == 0 &&
+          (std::strcmp(argv[i + 1], "site") == 0 || std::strcmp(argv[i + 1], "source") == 0)) {
+        return relay::relayctl::QueueShapeCommand(argc - 1, argv + 1);
+      }
+    }
+  }
   if (argc >= 2 && std::strcmp(argv[1], "ready") == 0) {
     return relay::relayctl::QueueReadyCommand(argc - 1, argv + 1);
   }
@@ -56,8 +65,8 @@ constexpr Command kCommands[] = {
      "authenticate USER [--config-dir DIR]   check a password (exit 0 when right)"},
     {"queue", Queue,
      "queue list|show ID|stats|summary [--spool DIR] [--domain D] [--sender S] [--by domain|"
-     "sender]\n       inspect the spool (summary: pending recipients by domain and age, like "
-     "qshape)\n"
+     "sender|tenant|campaign|priority|site|source]\n       inspect the spool (summary: pending "
+     "recipients by domain and age, like qshape; by site or source: the running relay's)\n"
      "  queue retry ID|--all, queue bounce ID, queue delete ID [--config-dir DIR]   act on "
      "the running relay\n"
      "  queue suspend WHAT [--for DURATION] [--reason TEXT], queue resume WHAT, queue "

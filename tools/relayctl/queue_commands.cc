@@ -18,6 +18,7 @@
 #include "queue/spool_reader.h"
 #include "relay/base/clock.h"
 #include "relay/delivery/queue_selector.h"
+#include "relay/delivery/queue_shape.h"
 
 namespace relay::relayctl {
 namespace {
@@ -47,7 +48,9 @@ int Usage() {
       "       relayctl queue show ID [--spool DIR]\n"
       "       relayctl queue stats [--spool DIR]\n"
       "       relayctl queue summary [--spool DIR] [--by domain|sender|tenant|campaign|priority]\n"
-      "                              [--top N]\n");
+      "                              [--top N]\n"
+      "       relayctl queue summary --by site|source [--top N] [--config PATH|--config-dir DIR|"
+      "--socket PATH]\n");
   return 2;
 }
 
@@ -272,17 +275,6 @@ int Stats(const std::vector<std::unique_ptr<SpoolReader>>& readers) {
   return 0;
 }
 
-// qshape's buckets (Postfix): pending recipients by how long their message has been queued, in
-// minutes, each bucket twice the one before.
-constexpr int64_t kSummaryBucketsMin[] = {5, 10, 20, 40, 80, 160, 320, 640, 1280};
-constexpr size_t kSummaryBuckets = sizeof(kSummaryBucketsMin) / sizeof(kSummaryBucketsMin[0]) + 1;
-
-struct SummaryRow {
-  uint64_t total = 0;
-  uint64_t bytes = 0;  // of the messages, once per pending recipient (what is left to send)
-  uint64_t buckets[kSummaryBuckets] = {};
-};
-
 // The row a pending recipient `r` of `m` counts in for `--by`.
 std::string SummaryKey(const MessageInfo& m, const queue::RecipientState& r,
                        const std::string& by) {
@@ -301,59 +293,20 @@ const char* SummaryTitle(const std::string& by) {
   return "DESTINATION DOMAIN";
 }
 
-size_t BucketOf(int64_t age_ms) {
-  size_t b = 0;
-  while (b + 1 < kSummaryBuckets && age_ms >= kSummaryBucketsMin[b] * 60000) ++b;
-  return b;
-}
-
-void PrintSummaryRow(const std::string& name, const SummaryRow& row) {
-  std::printf("%-32s %7llu %12llu", OneLine(name, 32).c_str(),
-              static_cast<unsigned long long>(row.total),
-              static_cast<unsigned long long>(row.bytes));
-  for (uint64_t n : row.buckets) std::printf(" %6llu", static_cast<unsigned long long>(n));
-  std::printf("\n");
-}
-
-// Pending recipients by destination domain (or sending domain) and by age: what Postfix's
-// qshape shows, for the relay's spool.
+// Pending recipients by destination domain (or sending domain, tenant, ...) and by age: what
+// Postfix's qshape shows, for the relay's spool.
 int Summary(const std::vector<std::unique_ptr<SpoolReader>>& readers, const Args& args) {
   const int64_t now_ms = static_cast<int64_t>(RealClock::Get()->WallSeconds() * 1000);
-  std::map<std::string, SummaryRow> rows;
-  SummaryRow all;
+  delivery::QueueShape shape;
   for (const auto& reader : readers) {
     reader->index().ForEach([&](const MessageInfo& m) {
-      const size_t bucket = BucketOf(now_ms - m.created_unix_ms);
       for (const queue::RecipientState& r : m.recipients) {
         if (r.status != RecipientStatus::kPending) continue;
-        SummaryRow& row = rows[SummaryKey(m, r, args.by)];
-        for (SummaryRow* x : {&row, &all}) {
-          ++x->total;
-          x->bytes += m.message.size();
-          ++x->buckets[bucket];
-        }
+        shape.Add(SummaryKey(m, r, args.by), 1, m.message.size(), now_ms - m.created_unix_ms);
       }
     });
   }
-  std::vector<std::pair<std::string, SummaryRow>> sorted(rows.begin(), rows.end());
-  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
-    return a.second.total != b.second.total ? a.second.total > b.second.total : a.first < b.first;
-  });
-  std::printf("%-32s %7s %12s", SummaryTitle(args.by), "T", "BYTES");
-  for (int64_t m : kSummaryBucketsMin) std::printf(" %6lld", static_cast<long long>(m));
-  std::printf(" %6s\n", "more");
-  PrintSummaryRow("TOTAL", all);
-  SummaryRow other;
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    if (i < args.top) {
-      PrintSummaryRow(sorted[i].first.empty() ? "(none)" : sorted[i].first, sorted[i].second);
-      continue;
-    }
-    other.total += sorted[i].second.total;
-    other.bytes += sorted[i].second.bytes;
-    for (size_t b = 0; b < kSummaryBuckets; ++b) other.buckets[b] += sorted[i].second.buckets[b];
-  }
-  if (sorted.size() > args.top) PrintSummaryRow("(other)", other);
+  std::fputs(shape.Format(SummaryTitle(args.by), args.top).c_str(), stdout);
   return 0;
 }
 
