@@ -9,7 +9,7 @@ Disposition Dispose(const RecipientOutcome& outcome, const DispositionFacts& fac
                     const RetryPolicy& retry, size_t reply_bytes_max) {
   Disposition d;
   d.effective = outcome;
-  d.attempt = facts.attempts_before + 1;
+  d.attempt = facts.attempts_before + (facts.not_an_attempt ? 0 : 1);
   d.possible_duplicate = facts.earlier_unknown;
   d.category = facts.category;
   // RFC 3461 §4.1: without NOTIFY the relay reports failures and delays; with it, what it names.

@@ -34,6 +34,7 @@ struct DispositionFacts {
   bool delay_notified = false;   // the message already had its "delayed" DSN
   bool earlier_unknown = false;  // an earlier attempt's outcome is unknown (marker open)
   bool this_unknown = false;     // this attempt's body went out and no reply came back
+  bool not_an_attempt = false;   // a hold deferred it (RecipientOutcome::held): not counted
   // The outcome's category (DeliveryPolicy::Classify); ignored for a delivery.
   feedback::BounceCategory category = feedback::BounceCategory::kOther;
   // The recipient's NOTIFY (RFC 3461 §4.1, smtp::kNotify* bits; 0: none given: failures and
@@ -57,7 +58,7 @@ struct Disposition {
   // What the record, the log line and a failure DSN say: the outcome, or the "gave up" bounce it
   // became. At most `reply_bytes_max` of ToString().
   RecipientOutcome effective;
-  uint32_t attempt = 1;              // this attempt's number: attempts_before + 1
+  uint32_t attempt = 1;  // this attempt's number: attempts_before + 1 (+ 0 when not_an_attempt)
   int64_t next_attempt_unix_ms = 0;  // kDeferred: when; else 0
   DsnIntent dsn = DsnIntent::kNone;
   // Deferred or bounced: the facts' category, or message-expired when the relay gave up.

@@ -151,6 +151,17 @@ TEST(DispositionTest, NoDelayWarningWhenDisabled) {
   EXPECT_EQ(d.dsn, DsnIntent::kNone);
 }
 
+TEST(DispositionTest, AHoldIsNotAnAttempt) {
+  DispositionFacts facts = Facts(2, kHour, kCreated + 3 * kHour);
+  facts.not_an_attempt = true;
+  Disposition d = Dispose(kBusy, facts, RetryPolicy{}, 4096);
+  EXPECT_EQ(d.record, RecordType::kDeferred);
+  EXPECT_EQ(d.attempt, 2u);  // as before the hold
+  EXPECT_EQ(d.next_attempt_unix_ms, kCreated + 3 * kHour);
+  facts.not_an_attempt = false;
+  EXPECT_EQ(Dispose(kBusy, facts, RetryPolicy{}, 4096).attempt, 3u);
+}
+
 TEST(DispositionTest, GivingUpKeepsTheBounceWithinTheRecord) {
   // The last reply was already as long as a record holds: "gave up after ..." must still fit,
   // with the codes kept.

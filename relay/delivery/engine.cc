@@ -394,7 +394,7 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
   SyncSuspensions();
   // A hold that came while the domain was resolved.
   if (const Suspension* hold = job_holds_ ? HoldFor(job) : nullptr; hold != nullptr) {
-    FailJob(job, HeldOutcome(*hold));
+    HoldJob(job, *hold, HeldOutcome(*hold));
     return;
   }
   const int pool = PoolFor(job, site, limits.name);
@@ -422,8 +422,7 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
   });
   if (source < 0) {
     const std::string& name = egress_.pool_name(pool);
-    FailJob(
-        job,
+    RecipientOutcome outcome =
         RecipientOutcome::Transient(
             warmed_up ? absl::StrCat("the sources of pool ", name,
                                      " have sent their warm-up allowance to ", site, " for today")
@@ -431,7 +430,12 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
                 ? absl::StrCat("no egress source of pool ", name, " may send: ", held->reason)
                 : absl::StrCat("no usable egress source address in pool ", name),
             0, "4.4.0")
-            .Categorized(Category::kRouting));
+            .Categorized(Category::kRouting);
+    if (held != nullptr && !warmed_up) {
+      HoldJob(job, *held, std::move(outcome));
+    } else {
+      FailJob(job, outcome);
+    }
     return;
   }
   std::string key = absl::StrCat(source, "|", site);
@@ -455,8 +459,13 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
     ApplySharedBackoff(queue, it->second);
   }
   if (queue->suspended(reactor_->NowMs())) {
-    FailJob(job, RecipientOutcome::Transient(absl::StrCat(
-                     "delivery to ", site, " suspended: ", queue->suspended_reason())));
+    RecipientOutcome outcome = RecipientOutcome::Transient(
+        absl::StrCat("delivery to ", site, " suspended: ", queue->suspended_reason()));
+    if (const Suspension* s = SharedSuspensionFor(*queue); s != nullptr) {
+      HoldJob(job, *s, std::move(outcome));
+    } else {
+      FailJob(job, outcome);
+    }
     return;
   }
   job.queued_ms = reactor_->NowMs();
@@ -577,7 +586,7 @@ void DeliveryEngine::SortWaitingJobs() {
     bool kept = false;
     for (Job& job : jobs) {
       if (const Suspension* hold = job_holds_ ? HoldFor(job) : nullptr; hold != nullptr) {
-        FailJob(job, HeldOutcome(*hold));
+        HoldJob(job, *hold, HeldOutcome(*hold));
       } else if (source_held ||
                  !egress_.InPool(PoolFor(job, queue->site(), rule.name), queue->source())) {
         GiveBackWarmup(job);  // counted again against the source it moves to
@@ -707,7 +716,18 @@ DispositionFacts DeliveryEngine::FactsOf(const Job& job, uint32_t recipient,
   facts.attempts_before = rcpt.attempts;
   facts.created_unix_ms = info.created_unix_ms;
   facts.now_unix_ms = NowUnixMs();
-  if (outcome.kind == OutcomeKind::kTransient) {
+  if (outcome.kind == OutcomeKind::kTransient && outcome.held) {
+    // Due when the hold ends (never past the message's age limit, where Dispatch gives up), or
+    // by the schedule's current interval for a hold until resumed.
+    facts.not_an_attempt = true;
+    const int64_t expiry = facts.created_unix_ms + options_.message_age_ms_max;
+    facts.retry_at_unix_ms =
+        outcome.held_until_unix_ms <= 0
+            ? policy_->NextAttemptUnixMs(std::max<uint32_t>(facts.attempts_before, 1),
+                                         facts.created_unix_ms, facts.now_unix_ms)
+        : facts.now_unix_ms >= expiry ? -1
+                                      : std::min(outcome.held_until_unix_ms, expiry);
+  } else if (outcome.kind == OutcomeKind::kTransient) {
     facts.retry_at_unix_ms = policy_->NextAttemptUnixMs(facts.attempts_before + 1,
                                                         facts.created_unix_ms, facts.now_unix_ms);
   }
@@ -1130,6 +1150,35 @@ void DeliveryEngine::OnSiteUnreachable(ReadyQueue* queue, const RecipientOutcome
   for (const Job& job : queue->TakeAll()) FailJob(job, outcome);
 }
 
+void DeliveryEngine::HoldJob(const Job& job, const Suspension& hold, RecipientOutcome outcome) {
+  outcome.held = true;
+  outcome.held_until_unix_ms =
+      IsUntilResumed(hold.until_unix_ms - NowUnixMs()) ? 0 : hold.until_unix_ms;
+  held_[hold.key].insert(job.id);
+  FailJob(job, outcome);
+}
+
+void DeliveryEngine::ReleaseLiftedHolds() {
+  std::vector<queue::MessageId> lifted;
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (shared_suspensions_.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    lifted.insert(lifted.end(), it->second.begin(), it->second.end());
+    held_.erase(it++);
+  }
+  if (lifted.empty()) return;
+  // Next turn: this may run inside a Dispatch or an Enqueue.
+  reactor_->Post([this, lifted = std::move(lifted)] {
+    for (queue::MessageId id : lifted) {
+      if (jobs_out_.contains(id) || spool_->Find(id) == nullptr) continue;
+      scheduled_.Remove(id);
+      Dispatch(id, /*force=*/true);
+    }
+  });
+}
+
 void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::string reason) {
   LogWarning() << "suspending delivery to " << queue->site() << " from "
                << egress_.source(queue->source()).name << " for "
@@ -1138,17 +1187,19 @@ void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::stri
   if (options_.metrics != nullptr) {
     options_.metrics->site(queue->metrics_site()).suspensions.Add(options_.metrics_shard);
   }
-  if (options_.suspensions != nullptr) {
-    // The receiver judges the source address, whichever shard sends: every shard stops.
-    Suspension s;
-    s.key = absl::StrCat(queue->source(), "|", queue->site());
-    s.until_unix_ms = NowUnixMs() + (until_ms - reactor_->NowMs());
-    s.reason = reason;
-    s.shard = options_.shard;
-    options_.suspensions->Suspend(std::move(s));
-  }
-  OnSiteUnreachable(
-      queue, RecipientOutcome::Transient(absl::StrCat("delivery suspended after: ", reason)));
+  Suspension s;
+  s.key = absl::StrCat(queue->source(), "|", queue->site());
+  s.until_unix_ms = NowUnixMs() + (until_ms - reactor_->NowMs());
+  s.reason = reason;
+  s.shard = options_.shard;
+  // The receiver judges the source address, whichever shard sends: every shard stops.
+  if (options_.suspensions != nullptr) options_.suspensions->Suspend(s);
+  HoldWaitingJobs(queue, s, absl::StrCat("delivery suspended after: ", reason));
+}
+
+void DeliveryEngine::HoldWaitingJobs(ReadyQueue* queue, const Suspension& hold,
+                                     const std::string& why) {
+  for (const Job& job : queue->TakeAll()) HoldJob(job, hold, RecipientOutcome::Transient(why));
 }
 
 void DeliveryEngine::BackoffQueue(ReadyQueue* queue, int64_t until_ms, double factor,
@@ -1224,6 +1275,8 @@ void DeliveryEngine::SyncSuspensions() {
   // A hold or rebind that came or went moves the jobs it names (a lifted rebind sends them back
   // to their own pool).
   if (job_holds_ || source_holds_ || rebinds_ || sorted_before) SortWaitingJobs();
+  // The messages of holds that are gone go now, not when their deferral said.
+  ReleaseLiftedHolds();
 }
 
 void DeliveryEngine::ApplySharedBackoff(ReadyQueue* queue, const Suspension& s) {
@@ -1276,8 +1329,7 @@ void DeliveryEngine::ApplySharedSuspension(ReadyQueue* queue, const Suspension& 
                << (s.shard >= 0 ? absl::StrCat("as shard ", s.shard, " did") : "by the operator")
                << ": " << s.reason;
   queue->Suspend(until_ms, s.reason);
-  OnSiteUnreachable(
-      queue, RecipientOutcome::Transient(absl::StrCat("delivery suspended after: ", s.reason)));
+  HoldWaitingJobs(queue, s, absl::StrCat("delivery suspended after: ", s.reason));
 }
 
 void DeliveryEngine::CountRecipient(const Job& job, const queue::MessageInfo& info,

@@ -197,6 +197,11 @@ class DeliveryEngine {
   // The ready queues with jobs waiting, connections open, a suspension or a backoff, the most
   // waiting first, at most `max` of them (after taking the shared board's latest entries).
   std::vector<ReadyQueueView> ReadyQueues(size_t max);
+  // Takes the shared board's suspensions when it changed since the last look (one atomic load
+  // otherwise), and applies them: to the ready queues, to the jobs a hold or rebind names, and to
+  // the messages of lifted holds (sent again). Every dispatch looks; the control socket asks
+  // after an operator's change, so that a resume needs no other traffic.
+  void SyncSuspensions();
   // The recipients in the ready queues and on connections (resolved, waiting or going out), by
   // site or by source, with their bytes and ages: what `relayctl queue summary --by site|source`
   // adds up over the shards. Mail waiting for a retry or an MX answer has neither yet.
@@ -267,9 +272,6 @@ class DeliveryEngine {
   // `job` as it goes into its ready queue: one job per recipient with its own return path when
   // the sender's domain has VERP ([feedback]); jobs_out_ counts the parts.
   std::vector<Job> SplitForVerp(Job job);
-  // Takes the shared board's suspensions when it changed since the last look (one atomic load
-  // otherwise), and applies them to this engine's ready queues.
-  void SyncSuspensions();
   // Suspends `queue` as another shard or the operator did, unless it already is for as long.
   void ApplySharedSuspension(ReadyQueue* queue, const Suspension& s);
   // Slows `queue` down as a backoff entry says, unless it already is.
@@ -314,6 +316,13 @@ class DeliveryEngine {
   void PumpLater(ReadyQueue* queue, int64_t wait_ms);
   // Records the outcome for every recipient of `job` and finishes it.
   void FailJob(const Job& job, const RecipientOutcome& outcome);
+  // FailJob with `outcome` marked held by `hold` (RecipientOutcome::held: not an attempt, due when
+  // the hold ends); the message is dispatched again as soon as the hold is lifted.
+  void HoldJob(const Job& job, const Suspension& hold, RecipientOutcome outcome);
+  // Every job waiting in `queue`, held by `hold` with the text `why`.
+  void HoldWaitingJobs(ReadyQueue* queue, const Suspension& hold, const std::string& why);
+  // After a look at the board: the messages of holds no longer on it are dispatched (next turn).
+  void ReleaseLiftedHolds();
   // A job counted against its source's warm-up allowance that leaves its queue before its body
   // went out: the count goes back.
   void GiveBackWarmup(const Job& job);
@@ -401,6 +410,9 @@ class DeliveryEngine {
   bool source_holds_ = false;  // source:
   bool rebinds_ = false;       // rebind:
   PoolIndexes pool_by_;        // DeliveryOptions::pool_routes with pool indices
+  // The messages each hold (its board key) deferred, in this run: released when it is lifted.
+  // (After a restart, they are due when their deferral said.)
+  absl::flat_hash_map<std::string, absl::flat_hash_set<queue::MessageId>> held_;
   std::unique_ptr<WarmupLedger> own_warmup_;  // when options_.warmup is null
   WarmupLedger* warmup_ = nullptr;
   absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;

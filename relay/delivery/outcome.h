@@ -24,6 +24,11 @@ struct RecipientOutcome {
   // The relay's own verdict on a failure it made up (expired, DNS, unreachable); unset: the bounce
   // rules classify the reply (DeliveryPolicy::Classify).
   std::optional<feedback::BounceCategory> category;
+  // Deferred by a hold before any attempt (the operator's, or a suspension of its site): not
+  // counted as an attempt, and due again when the hold ends, held_until_unix_ms (0: a hold until
+  // resumed, the retry schedule's time), or at once when it is lifted (the engine's).
+  bool held = false;
+  int64_t held_until_unix_ms = 0;
 
   // "550 5.1.1 No such user" or "connection refused by mx.example [192.0.2.1]".
   std::string ToString() const;

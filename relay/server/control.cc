@@ -363,7 +363,14 @@ std::string ControlSocket::Handle(const std::string& request, const std::vector<
     if (suspensions == nullptr) return "error: suspensions are not available here";
     const std::vector<std::string> pools =
         shards.empty() ? std::vector<std::string>{"default"} : shards[0]->pool_names();
-    return HandleSuspension(words, *suspensions, absl::ToUnixMillis(absl::Now()), pools);
+    std::string answer =
+        HandleSuspension(words, *suspensions, absl::ToUnixMillis(absl::Now()), pools);
+    // Every shard takes the change now (a lifted hold's mail goes at once), not at its next
+    // dispatch.
+    if (words[0] != "suspensions" && absl::StartsWith(answer, "ok")) {
+      for (Shard* s : shards) s->Control("sync", "");
+    }
+    return answer;
   }
   if (words.size() == 1 && words[0] == "ready") {
     // Every shard's ready queues, one list: relayctl sums the shards' shares of a queue.

@@ -174,6 +174,11 @@ std::string Shard::Control(const std::string& verb, const std::string& id_text) 
       done->set_value(absl::StrCat("ok: ", delivery_->Shape(by).Encode(kReadyQueuesMax)));
       return;
     }
+    if (verb == "sync") {
+      delivery_->SyncSuspensions();
+      done->set_value("ok: board taken");
+      return;
+    }
     if (verb == "ready") {
       done->set_value(
           absl::StrCat("ok: ", FormatReadyQueues(delivery_->ReadyQueues(kReadyQueuesMax))));

@@ -85,7 +85,8 @@ class Shard final : private ConnectionHost {
   // 200 entries of about 100 bytes per shard: an answer the socket's buffer takes whole.
   static constexpr size_t kReadyQueuesMax = 200;
   // Any thread: runs an operator request ("retry", "bounce" or "delete" of `id`, "retry-all", or
-  // "ready": the shard's ready queues, "shape-site" or "shape-source": its queue shape,
+  // "sync": take the suspension board now, "ready": the shard's ready queues, "shape-site" or
+  // "shape-source": its queue shape,
   // delivery::QueueShape::Encode's text with at most kReadyQueuesMax rows) on this shard's thread
   // and returns its one-line answer ("ok: ..." or "error: ...").
   std::string Control(const std::string& verb, const std::string& id);
