@@ -131,8 +131,25 @@ absl::StatusOr<std::string> DeliveryEngine::RetryAll() {
   return absl::StrCat(ids.size(), " messages are being retried");
 }
 
+void DeliveryEngine::RememberSite(const std::string& domain, const std::string& site,
+                                  const std::string& rule) {
+  auto it = domain_sites_.find(domain);
+  if (it != domain_sites_.end() && it->second.first == site && it->second.second == rule) return;
+  if (it == domain_sites_.end() && domain_sites_.size() >= kDomainSitesMax) {
+    domain_sites_.clear();  // a bounded memory: the domains in use come back with their mail
+  }
+  domain_sites_[domain] = {site, rule};
+}
+
 absl::StatusOr<std::string> DeliveryEngine::ActOnSelected(QueueAction action,
-                                                          const QueueSelector& selector) {
+                                                          const QueueSelector& given) {
+  QueueSelector selector = given;
+  if (!selector.site.empty()) {
+    selector.at_site = [this](std::string_view domain, std::string_view site) {
+      auto it = domain_sites_.find(absl::string_view(domain.data(), domain.size()));
+      return it != domain_sites_.end() && (it->second.first == site || it->second.second == site);
+    };
+  }
   std::vector<queue::MessageId> ids;
   size_t kept = 0;  // delete: pending recipients elsewhere
   bool more = false;
@@ -173,6 +190,9 @@ absl::StatusOr<std::string> DeliveryEngine::ActOnSelected(QueueAction action,
   if (refused > 0) absl::StrAppend(&answer, "; ", refused, " refused (see the log)");
   if (kept > 0) absl::StrAppend(&answer, "; ", kept, " kept: recipients at other domains");
   if (more) absl::StrAppend(&answer, "; more remain: ask again");
+  if (!selector.site.empty()) {
+    absl::StrAppend(&answer, "; a site takes in the domains looked up since the start");
+  }
   return answer;
 }
 
@@ -384,6 +404,7 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
     return;
   }
   ShapingRule limits = policy_->LimitsFor(job.domain, result.hosts);
+  RememberSite(job.domain, result.site, limits.name);
   std::vector<dns::Candidate> candidates = result.candidates;
   for (dns::Candidate& c : candidates) c.address.set_port(options_.mx_port);
   Enqueue(std::move(job), result.site, limits, candidates);

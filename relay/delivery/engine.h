@@ -323,6 +323,8 @@ class DeliveryEngine {
   void HoldWaitingJobs(ReadyQueue* queue, const Suspension& hold, const std::string& why);
   // After a look at the board: the messages of holds no longer on it are dispatched (next turn).
   void ReleaseLiftedHolds();
+  // An MX answer sent `domain`'s mail to `site`, under shaping rule `rule` (QueueSelector::site).
+  void RememberSite(const std::string& domain, const std::string& site, const std::string& rule);
   // A job counted against its source's warm-up allowance that leaves its queue before its body
   // went out: the count goes back.
   void GiveBackWarmup(const Job& job);
@@ -413,6 +415,10 @@ class DeliveryEngine {
   // The messages each hold (its board key) deferred, in this run: released when it is lifted.
   // (After a restart, they are due when their deferral said.)
   absl::flat_hash_map<std::string, absl::flat_hash_set<queue::MessageId>> held_;
+  // Recipient domain -> (site, shaping rule) of its latest MX answer, for `--site` selectors; at
+  // most kDomainSitesMax domains (emptied when full).
+  static constexpr size_t kDomainSitesMax = 50000;
+  absl::flat_hash_map<std::string, std::pair<std::string, std::string>> domain_sites_;
   std::unique_ptr<WarmupLedger> own_warmup_;  // when options_.warmup is null
   WarmupLedger* warmup_ = nullptr;
   absl::flat_hash_map<std::string, std::unique_ptr<ReadyQueue>> queues_;

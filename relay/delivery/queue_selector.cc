@@ -37,13 +37,20 @@ bool QueueSelector::MatchesMessage(const queue::MessageInfo& info) const {
 bool QueueSelector::MatchesRecipient(const queue::MessageInfo& info, uint32_t index) const {
   const queue::RecipientState& r = info.recipients[index];
   if (r.status != queue::RecipientStatus::kPending) return false;
-  return domain.empty() || absl::EqualsIgnoreCase(Absl(DomainPart(r.address)), domain);
+  if (!domain.empty() && !absl::EqualsIgnoreCase(Absl(DomainPart(r.address)), domain)) {
+    return false;
+  }
+  if (site.empty()) return true;
+  if (!at_site) return false;
+  const std::string lower = absl::AsciiStrToLower(Absl(DomainPart(r.address)));
+  return at_site(lower, site);
 }
 
 std::string QueueSelector::Describe() const {
   std::vector<std::string> parts;
-  for (const auto& [name, value] : {std::pair{"tenant", &tenant}, std::pair{"campaign", &campaign},
-                                    std::pair{"sender", &sender}, std::pair{"domain", &domain}}) {
+  for (const auto& [name, value] :
+       {std::pair{"tenant", &tenant}, std::pair{"campaign", &campaign},
+        std::pair{"sender", &sender}, std::pair{"domain", &domain}, std::pair{"site", &site}}) {
     if (!value->empty()) parts.push_back(absl::StrCat(name, " ", *value));
   }
   return absl::StrJoin(parts, ", ");
@@ -57,6 +64,7 @@ absl::StatusOr<QueueSelector> ParseQueueSelector(const std::vector<std::string>&
                          : words[i] == "--campaign" ? &s.campaign
                          : words[i] == "--sender"   ? &s.sender
                          : words[i] == "--domain"   ? &s.domain
+                         : words[i] == "--site"     ? &s.site
                                                     : nullptr;
     if (field == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown ", words[i]));
     if (i + 1 >= words.size() || words[i + 1].empty()) {
@@ -72,6 +80,7 @@ absl::StatusOr<QueueSelector> ParseQueueSelector(const std::vector<std::string>&
   }
   absl::AsciiStrToLower(&s.tenant);
   absl::AsciiStrToLower(&s.domain);
+  absl::AsciiStrToLower(&s.site);
   return s;
 }
 

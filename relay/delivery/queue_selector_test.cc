@@ -28,10 +28,26 @@ TEST(QueueSelectorTest, ParsesEveryFieldOnce) {
        std::vector<std::vector<std::string>>{{},
                                              {"--tenant"},
                                              {"--tenant", ""},
-                                             {"--site", "google"},
+                                             {"--mx", "google"},
                                              {"--tenant", "a", "--tenant", "b"}}) {
     EXPECT_FALSE(ParseQueueSelector(bad).ok()) << bad.size();
   }
+}
+
+TEST(QueueSelectorTest, SiteSelectsTheDomainsTheRelaySentThere) {
+  const queue::MessageInfo m = Message();
+  auto s = ParseQueueSelector({"--site", "Google"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->Describe(), "site google");
+  EXPECT_FALSE(s->MatchesRecipient(m, 0));  // no memory of MX answers: nothing
+  s->at_site = [](std::string_view domain, std::string_view site) {
+    return domain == "gmail.com" && site == "google";
+  };
+  EXPECT_TRUE(s->MatchesRecipient(m, 0));
+  EXPECT_FALSE(s->MatchesRecipient(m, 1));  // yahoo.com
+  EXPECT_FALSE(s->MatchesRecipient(m, 2));  // GMAIL.com, but delivered
+  s->domain = "yahoo.com";                  // both must hold
+  EXPECT_FALSE(s->MatchesRecipient(m, 0));
 }
 
 TEST(QueueSelectorTest, MessageAndRecipientConditions) {

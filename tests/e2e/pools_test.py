@@ -25,6 +25,7 @@ usage: pools_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
 import datetime
 import os
+import re
 import smtplib
 import ssl
 import subprocess
@@ -362,6 +363,23 @@ def summary_by_site():
              "the throttled site gets all 12")
     code, out = relayctl("queue", "summary", "--by", "site")
     check(code == 0 and "mx.throttled.example" not in out, "nothing waits any more:\n%s" % out)
+
+
+@harness.case(10, "bounce --site: the recipients at the domains a site (a rule) takes in")
+def bounce_site():
+    code, out = relayctl("queue", "suspend", "throttled", "--for", "1h")
+    check(code == 0, "suspend the site by its rule's name: %s" % out)
+    for i in range(2):
+        check(shop("b%d@throttled.example" % i), "shop submits b%d" % i)
+        held = line("deferred", "b%d@throttled.example" % i)
+        check("suspended" in str(held), "b%d is held: %s" % (i, held))
+    code, out = relayctl("queue", "bounce", "--site", "throttled")
+    bounced = sum(int(n) for n in re.findall(r"(\d+) messages bounced", out))
+    check(code == 0 and bounced == 2 and "site throttled" in out,
+          "bounce --site bounces both: %s" % out)
+    for i in range(2):
+        check(line("bounced", "b%d@throttled.example" % i), "b%d is bounced" % i)
+    relayctl("queue", "resume", "throttled")
 
 
 @harness.case(7, "a reload renames a tenant and routes it to another pool; new sources wait")

@@ -138,7 +138,8 @@ int QueueControlCommand(int argc, char** argv) {
   std::string selector;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--tenant" || a == "--campaign" || a == "--sender" || a == "--domain") &&
+    if ((a == "--tenant" || a == "--campaign" || a == "--sender" || a == "--domain" ||
+         a == "--site") &&
         i + 1 < argc) {
       absl::StrAppend(&selector, " ", a, " ", smtp::EncodeXtext(argv[++i]));
     } else {
@@ -154,7 +155,7 @@ int QueueControlCommand(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: relayctl queue %s ID%s %s\n"
                  "       relayctl queue %s [--tenant T] [--campaign C] [--sender ADDR|@DOMAIN] "
-                 "[--domain D] %s\n",
+                 "[--domain D] [--site S] %s\n",
                  verb.c_str(), verb == "retry" ? "|--all" : "", kTargetUsage, verb.c_str(),
                  kTargetUsage);
     return 2;
