@@ -418,6 +418,17 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
     HoldJob(job, *hold, HeldOutcome(*hold));
     return;
   }
+  if (job.mail_from.empty() && options_.verp != nullptr) {
+    // Each VERP part is a message of its own at the site: its own source and warm-up count.
+    std::vector<Job> parts = SplitForVerp(std::move(job));
+    for (Job& part : parts) EnqueueOne(std::move(part), site, limits, candidates);
+    return;
+  }
+  EnqueueOne(std::move(job), site, limits, candidates);
+}
+
+void DeliveryEngine::EnqueueOne(Job job, const std::string& site, const ShapingRule& limits,
+                                const std::vector<dns::Candidate>& candidates) {
   const int pool = PoolFor(job, site, limits.name);
   const int family = candidates.front().address.family();
   const int64_t now_unix = NowUnixMs();
@@ -490,7 +501,7 @@ void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule
     return;
   }
   job.queued_ms = reactor_->NowMs();
-  for (Job& part : SplitForVerp(std::move(job))) queue->Push(std::move(part));
+  queue->Push(std::move(job));
   Pump(queue);
 }
 

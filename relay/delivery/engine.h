@@ -287,6 +287,9 @@ class DeliveryEngine {
   // not held by the operator and within its warm-up allowance; `candidates` carry the port.
   void Enqueue(Job job, const std::string& site, const ShapingRule& limits,
                const std::vector<dns::Candidate>& candidates);
+  // Enqueue for one transaction (a job, or one of its VERP parts).
+  void EnqueueOne(Job job, const std::string& site, const ShapingRule& limits,
+                  const std::vector<dns::Candidate>& candidates);
   // The pool the configuration routes a job's message to (DeliveryOptions::pool_routes).
   int ConfiguredPool(const Job& job) const;
   // The job's pool: an operator's rebind of its campaign, tenant, domain or site (`site`, or the

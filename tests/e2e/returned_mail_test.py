@@ -45,6 +45,7 @@ SINK_IP = "127.0.0.2"
 MX_PORT = local_dns.free_port([SINK_IP])
 METRICS_PORT = local_dns.free_port()
 WAIT_S = 30
+NEW_SOURCE = "127.0.0.3"  # in warm-up: 2 messages a day per site
 VERP = re.compile(r"^bounces\+[0-9a-f-]+\.\d+\.[a-z2-7]{12}@bounce\.example\.com$")
 
 
@@ -63,7 +64,7 @@ def dkim_key():
 
 @harness.fixture
 def dns_port():
-    zones = local_dns.mx_zones(("example.org", "example.com"), SINK_IP)
+    zones = local_dns.mx_zones(("example.org", "example.com", "warm.example"), SINK_IP)
     zones += "  local-data: 's1._domainkey.example.com. 300 IN TXT %s'\n" % dkim_key()[1]
     with local_dns.unbound(TMP, zones) as port:
         yield port
@@ -91,6 +92,27 @@ dmarc = false
 domain = "example.com"
 bounce_domain = "bounce.example.com"
 
+[[delivery.source]]
+name = "usual"
+address = "127.0.0.4"
+ehlo_name = "usual.example.com"
+
+[[delivery.source]]
+name = "new"
+address = "%s"
+ehlo_name = "new.example.com"
+warmup = [2]
+warmup_start = "%s"
+
+[[delivery.pool]]
+name = "default"
+sources = ["usual"]
+
+[[delivery.pool]]
+name = "warming"
+sources = ["new"]
+campaigns = ["warm-up"]
+
 [unsubscribe]
 url = "https://relay.example.com"
 listen = ["127.0.0.1:0"]
@@ -99,7 +121,7 @@ listen = ["127.0.0.1:0"]
 domain = "example.com"
 selector = "s1"
 key = "%s"
-""" % dkim_key()[0])
+""" % (NEW_SOURCE, time.strftime("%Y-%m-%d", time.gmtime()), dkim_key()[0]))
     os.makedirs(conf_dir + "/aliases", exist_ok=True)
     open(conf_dir + "/aliases/local.test", "w").write("postmaster: owner@example.org\n")
     return conf, password
@@ -461,6 +483,30 @@ def mailto_unsubscribe():
                              e.get("recipient") == "writer@example.org"], "an unsubscribed line")
     check(line and line[0].get("feedback") == "mailto", "via mailto: %s" % line)
     check(refused_now("writer@example.org")[0] == 550, "the next RCPT is refused")
+
+
+@harness.case(11, "each VERP copy counts against a source's warm-up allowance")
+def verp_warmup():
+    rcpts = ["w%d@warm.example" % i for i in range(5)]
+    s = smtplib.SMTP("127.0.0.1", relay().port(), local_hostname="client.test", timeout=30)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login("app@example.com", config()[1])
+    s.sendmail("app@example.com", rcpts, "From: app@example.com\r\nTo: w@warm.example\r\n"
+               "Subject: warm\r\nX-Relay-Campaign: warm-up\r\n\r\nHi.\r\n")
+    s.quit()
+    # Five transactions (one per return path) at a site where the pool's one source may send two
+    # today: two go, three wait.
+    def outcomes():
+        found = {e["recipient"]: e for e in events()
+                 if e.get("recipient") in rcpts and e.get("event") in ("delivered", "deferred")}
+        return found if len(found) == 5 else None
+    outcome = wait_for(outcomes, "an outcome for each of the five") or {}
+    delivered = [r for r, e in outcome.items() if e["event"] == "delivered"]
+    check(len(delivered) == 2 and all(outcome[r].get("source") == NEW_SOURCE for r in delivered),
+          "two copies left from the source in warm-up: %s" % delivered)
+    waiting = [e for e in outcome.values() if e["event"] == "deferred"]
+    check(len(waiting) == 3 and all("warm-up allowance" in e.get("reason", "") for e in waiting),
+          "three wait for tomorrow's allowance: %s" % waiting)
 
 
 harness.main()
