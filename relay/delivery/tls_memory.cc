@@ -1,0 +1,158 @@
+#include "relay/delivery/tls_memory.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "relay/base/log.h"
+#include "relay/base/replace_file.h"
+#include "relay/base/sv.h"
+
+namespace relay::delivery {
+namespace {
+
+constexpr int64_t kDayMs = int64_t{86400} * 1000;
+constexpr size_t kDomainBytesMax = 255;  // RFC 1035 §2.3.4
+
+bool DomainChars(std::string_view d) {
+  if (d.empty() || d.size() > kDomainBytesMax) return false;
+  for (char c : d) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string FormatTlsMemoryFile(const std::vector<TlsMemoryEntry>& entries) {
+  std::string out =
+      "# relayd's TLS downgrade memory: domain, then the day (UTC days since 1970-01-01) of its "
+      "latest delivery over TLS\n";
+  for (const TlsMemoryEntry& e : entries) {
+    if (!DomainChars(e.domain)) continue;
+    absl::StrAppend(&out, e.domain, "\t", e.day, "\n");
+  }
+  return out;
+}
+
+std::vector<TlsMemoryEntry> ParseTlsMemoryFile(std::string_view text, size_t max) {
+  std::vector<TlsMemoryEntry> out;
+  size_t pos = 0;
+  while (pos < text.size() && out.size() < max) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    const std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.empty() || line[0] == '#') continue;
+    const size_t tab = line.find('\t');
+    if (tab == std::string_view::npos) continue;
+    TlsMemoryEntry e;
+    const std::string_view day = line.substr(tab + 1);
+    if (!DomainChars(line.substr(0, tab)) || day.size() > 12 ||
+        !absl::SimpleAtoi(Sv(day), &e.day) || e.day < 0) {
+      continue;
+    }
+    e.domain = std::string(line.substr(0, tab));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void TlsMemory::Remember(std::string_view domain, int64_t now_unix_ms) {
+  if (!options_.enabled) return;
+  const int64_t today = now_unix_ms / kDayMs;
+  const std::string key = absl::AsciiStrToLower(Sv(domain));
+  if (!DomainChars(key)) return;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = days_.find(key);
+    if (it != days_.end() && it->second >= today) return;  // the common case: already today
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = days_.find(key);
+  if (it == days_.end()) {
+    if (days_.size() >= options_.domains_max) {
+      if (!full_logged_) {
+        LogWarning() << "TLS downgrade memory: " << options_.domains_max
+                     << " domains remembered ([tls_policy] memory_domains_max); new ones are not";
+        full_logged_ = true;
+      }
+      return;
+    }
+    days_.emplace(key, today);
+  } else {
+    it->second = std::max(it->second, today);
+  }
+  dirty_ = true;
+}
+
+bool TlsMemory::Requires(std::string_view domain, int64_t now_unix_ms) const {
+  if (!options_.enabled) return false;
+  absl::ReaderMutexLock lock(&mu_);
+  if (days_.empty()) return false;
+  // Domains are stored in lower case; jobs carry them so.
+  auto it = days_.find(Sv(domain));
+  return it != days_.end() && now_unix_ms / kDayMs - it->second <= options_.days;
+}
+
+bool TlsMemory::Forget(std::string_view domain) {
+  absl::MutexLock lock(&mu_);
+  const bool erased = days_.erase(absl::AsciiStrToLower(Sv(domain))) > 0;
+  dirty_ = dirty_ || erased;
+  return erased;
+}
+
+std::vector<TlsMemoryEntry> TlsMemory::List(size_t max, size_t* total) const {
+  std::vector<TlsMemoryEntry> out;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    *total = days_.size();
+    out.reserve(days_.size());
+    for (const auto& [domain, day] : days_) out.push_back({domain, day});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const TlsMemoryEntry& a, const TlsMemoryEntry& b) { return a.domain < b.domain; });
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+
+void TlsMemory::SetFile(std::string path) {
+  absl::MutexLock lock(&mu_);
+  path_ = std::move(path);
+}
+
+absl::Status TlsMemory::Load(const std::string& path, int64_t now_unix_ms) {
+  absl::StatusOr<std::string> text = ReadStateFile(path);
+  if (!text.ok()) return text.status();
+  const int64_t today = now_unix_ms / kDayMs;
+  absl::MutexLock lock(&mu_);
+  for (TlsMemoryEntry& e : ParseTlsMemoryFile(*text, options_.domains_max)) {
+    if (today - e.day > options_.days || days_.size() >= options_.domains_max) continue;
+    int64_t& day = days_[e.domain];
+    day = std::max(day, e.day);
+  }
+  return absl::OkStatus();
+}
+
+void TlsMemory::Flush() {
+  std::vector<TlsMemoryEntry> all;
+  std::string path;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!dirty_ || path_.empty()) return;
+    dirty_ = false;
+    path = path_;
+    all.reserve(days_.size());
+    for (const auto& [domain, day] : days_) all.push_back({domain, day});
+  }
+  // Formatted and written outside the lock: deliveries go on meanwhile.
+  const absl::Status written = ReplaceFile(path, FormatTlsMemoryFile(all), 0600, /*durable=*/false);
+  if (!written.ok()) {
+    LogWarning() << "TLS downgrade memory: " << written.message();
+    absl::MutexLock lock(&mu_);
+    dirty_ = true;  // tried again at the next Flush
+  }
+}
+
+}  // namespace relay::delivery
