@@ -22,6 +22,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -196,11 +197,18 @@ int Run(const Flags& flags) {
   LogInfo() << "relayd ready: " << relay.ReadyLine();
   const uint32_t tls_check_ms = relay.config().tls_reload_check_ms;
   int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
+  auto now_ms = [] {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+  };
+  int64_t next_tls_check_ms = now_ms() + tls_check_ms;
+  int64_t next_housekeeping_ms = now_ms() + server::Daemon::kHousekeepingMs;
   for (;;) {
-    // The main thread waits for a signal, a reload asked through the control socket, or the
-    // certificate check interval.
+    // The main thread waits for a signal, a reload asked through the control socket, or its
+    // housekeeping interval (and the certificate check's, when that is due).
     pollfd fds[2] = {{signal_fd, POLLIN, 0}, {relay.control_request_fd(), POLLIN, 0}};
-    int ready = poll(fds, 2, static_cast<int>(tls_check_ms > 0 ? tls_check_ms : 60000));
+    int ready = poll(fds, 2, server::Daemon::kHousekeepingMs);
     int sig = -1;
     if (ready > 0 && (fds[0].revents & POLLIN)) {
       signalfd_siginfo info;
@@ -215,7 +223,14 @@ int Run(const Flags& flags) {
     }
     if (sig == SIGHUP) LogInfo() << "SIGHUP: " << relay.Reload().summary;
     if (ready > 0 && (fds[1].revents & POLLIN)) relay.AnswerControlRequest();
-    if (ready == 0 && tls_check_ms > 0) relay.CheckCertificate();
+    if (now_ms() >= next_housekeeping_ms) {
+      relay.Housekeeping();
+      next_housekeeping_ms = now_ms() + server::Daemon::kHousekeepingMs;
+    }
+    if (tls_check_ms > 0 && now_ms() >= next_tls_check_ms) {
+      relay.CheckCertificate();
+      next_tls_check_ms = now_ms() + tls_check_ms;
+    }
   }
   ::close(signal_fd);
   const uint64_t accepted = relay.Stop();

@@ -187,6 +187,15 @@ void FormatDeliveryRecord(const DeliveryRecord& r, std::string& out) {
     AppendJsonString(out, r.tls_version);
     out += ",\"cipher\":";
     AppendJsonString(out, r.tls_cipher);
+    if (!r.tls_mode.empty()) {
+      out += ",\"mode\":";
+      AppendJsonString(out, r.tls_mode);
+    }
+    out += '}';
+  } else if (!r.tls_mode.empty()) {
+    AppendKey(out, "tls");
+    out += "{\"mode\":";
+    AppendJsonString(out, r.tls_mode);
     out += '}';
   }
   if (r.reply_code != 0) {

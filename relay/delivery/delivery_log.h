@@ -66,6 +66,9 @@ struct DeliveryRecord {
   std::string_view source_address;  // egress source the attempt left from
   std::string_view tls_version;     // "TLSv1.3"; empty: plaintext
   std::string_view tls_cipher;
+  // TlsModeName ("none", "opportunistic", "verified", ...): for deliveries and encrypted
+  // attempts; "" otherwise.
+  std::string_view tls_mode;
   int reply_code = 0;
   std::string_view reply_enhanced;
   // The reply's text; without a reply (reply_code 0) the local reason: "connection refused",

@@ -847,6 +847,10 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     state.next_attempt_unix_ms = d.next_attempt_unix_ms;
   }
   CountOutcome(job, *info, d, attempt);
+  if (d.record == queue::RecordType::kDelivered && !attempt.tls_version.empty() &&
+      options_.tls_memory != nullptr) {
+    options_.tls_memory->Remember(job.domain, now);
+  }
   FailedRecipient failed{rcpt.address,  d.effective, attempt.mx_host, now,
                          rcpt.original, d.category,  rcpt.orcpt};
   CollectDsn(d.dsn, *info, failed);
@@ -889,8 +893,12 @@ void DeliveryEngine::CountOutcome(const Job& job, const queue::MessageInfo& info
     case queue::RecordType::kDelivered:
       stats_.delivered++;
       CountRecipient(job, info, metrics::RecipientResult::kDelivered);
-      if (options_.metrics != nullptr && !attempt.tls_version.empty()) {
-        options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
+      if (options_.metrics != nullptr) {
+        if (!attempt.tls_version.empty()) {
+          options_.metrics->site(job.metrics_site).delivered_tls.Add(options_.metrics_shard);
+        }
+        options_.metrics->delivered_by_tls(static_cast<int>(attempt.tls_mode))
+            .Add(options_.metrics_shard);
       }
       break;
     case queue::RecordType::kDeferred:
@@ -939,6 +947,10 @@ void DeliveryEngine::LogOutcome(const Job& job, const queue::MessageInfo& info,
   line.source_address = attempt.source_ip;
   line.tls_version = attempt.tls_version;
   line.tls_cipher = attempt.tls_cipher;
+  // How TLS was used: for every delivery ("none" in plain text) and every encrypted attempt.
+  if (d.record == queue::RecordType::kDelivered || !attempt.tls_version.empty()) {
+    line.tls_mode = TlsModeName(attempt.tls_mode);
+  }
   line.reply_code = d.effective.code;
   line.reply_enhanced = d.effective.enhanced;
   line.reply_text = d.effective.text;
@@ -1407,6 +1419,15 @@ std::vector<DeliveryEngine::ReadyQueueView> DeliveryEngine::ReadyQueues(size_t m
   });
   if (out.size() > max) out.resize(max);
   return out;
+}
+
+std::string DeliveryEngine::TlsRequirement(const Job& job) const {
+  if (options_.tls_memory == nullptr || !options_.tls_memory->Requires(job.domain, NowUnixMs())) {
+    return "";
+  }
+  return absl::StrCat("TLS is required for ", job.domain,
+                      ", which took mail over TLS before (relayctl tls forget ", job.domain,
+                      " allows plain text again)");
 }
 
 QueueShape DeliveryEngine::Shape(ShapeBy by) {

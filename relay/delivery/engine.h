@@ -55,6 +55,7 @@
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/suspensions.h"
+#include "relay/delivery/tls_memory.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/delivery/warmup.h"
 #include "relay/events/event_journal.h"
@@ -104,6 +105,9 @@ struct DeliveryOptions {
   // Today's messages per (source, site) of sources in warm-up, shared by every shard's engine
   // (relay/delivery/warmup.h); null: this engine counts on its own.
   WarmupLedger* warmup = nullptr;
+  // The domains that took mail over TLS ([tls_policy] downgrade_memory), shared by every shard's
+  // engine (relay/delivery/tls_memory.h); null: no memory.
+  TlsMemory* tls_memory = nullptr;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
   // What an MX may make a connection hold (relay/smtp/client_reply.h).
@@ -223,6 +227,9 @@ class DeliveryEngine {
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
+  // Why `job` may not go out over a connection without TLS ("" when it may): its domain is in
+  // the downgrade memory.
+  std::string TlsRequirement(const Job& job) const;
   // The job's body is about to go out to `mx_host` (before its first byte is written): records
   // an attempt marker for each of its pending recipients, and notes which of them already had an
   // attempt of unknown outcome.

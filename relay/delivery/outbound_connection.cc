@@ -256,10 +256,12 @@ void OutboundConnection::Apply(const smtp::ClientActions& actions) {
     bool tls_broke = tls_ != nullptr && !tls_->established();
     if (tls_broke && !without_tls_ && queue_->limits().tls == TlsPolicy::kOpportunistic) {
       without_tls_ = true;  // same candidate again, in plain text
+      tls_failure_ = o.ToString();
       LogInfo() << "STARTTLS with " << c.host << " failed (" << o.ToString()
                 << "); retrying without TLS";
     } else {
       without_tls_ = false;
+      tls_failure_.clear();
       ++candidate_;
     }
     Flush();
@@ -290,6 +292,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
   if (tls_ != nullptr && tls_->established()) {
     attempt.tls_version = tls_->protocol_version();
     attempt.tls_cipher = tls_->cipher_name();
+    attempt.tls_mode = tls_->peer_verified() ? TlsMode::kVerified : TlsMode::kOpportunistic;
   }
   attempt.duration_ms = reactor_->NowMs() - attempt_start_ms_;
   attempt.remote_dsn = session_->extensions().dsn && job_->mail_from.empty();
@@ -379,20 +382,23 @@ void OutboundConnection::TakeWork() {
     }
   }
   std::unique_ptr<Job>& slot = idle ? job_ : next_job_;
-  slot = engine_->TakeJob(queue_);
-  if (slot == nullptr) {
-    // Nothing to do now: when idle, linger for reuse, then quit. Behind a body the session's timer
-    // runs; the next `ready` or a Kick asks again.
-    if (idle) reactor_->timers().ScheduleAfter(&timer_, engine_->options().idle_connection_ms);
-    return;
+  const queue::MessageInfo* info = nullptr;
+  for (;;) {
+    slot = engine_->TakeJob(queue_);
+    if (slot == nullptr) {
+      // Nothing to do now: when idle, linger for reuse, then quit. Behind a body the session's
+      // timer runs; the next `ready` or a Kick asks again.
+      if (idle) reactor_->timers().ScheduleAfter(&timer_, engine_->options().idle_connection_ms);
+      return;
+    }
+    info = engine_->spool()->Find(slot->id);
+    if (info == nullptr) {
+      ReleaseJob(slot);
+      continue;
+    }
+    engine_->spool()->Pin(slot->id);
+    if (!RefusedForTls(slot)) break;
   }
-  const queue::MessageInfo* info = engine_->spool()->Find(slot->id);
-  if (info == nullptr) {
-    ReleaseJob(slot);
-    TakeWork();
-    return;
-  }
-  engine_->spool()->Pin(slot->id);
   (idle ? attempt_start_ms_ : next_attempt_start_ms_) = reactor_->NowMs();
   smtp::OutgoingMessage message;
   message.mail_from = slot->mail_from.empty() ? std::string(info->sender) : slot->mail_from;
@@ -409,6 +415,29 @@ void OutboundConnection::TakeWork() {
   // Behind a body (RFC 2920 §3.1): the commands wait in pending_out_ and Flush writes them after
   // the body's last segment.
   Apply(session_->SendMessage(std::move(message)));
+}
+
+bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
+  const bool encrypted = tls_ != nullptr && tls_->established();
+  // A rule that disables TLS for the site is the operator's word that its TLS is broken.
+  if (encrypted || queue_->limits().tls == TlsPolicy::kDisabled) return false;
+  std::string required = engine_->TlsRequirement(*job);
+  if (required.empty()) return false;
+  const dns::Candidate& c = current_candidate();
+  RecipientOutcome outcome =
+      RecipientOutcome::Transient(
+          absl::StrCat(required, "; ", c.host, " [", c.address.IpString(), "] ",
+                       tls_failure_.empty() ? std::string("offered no STARTTLS")
+                                            : absl::StrCat("failed STARTTLS: ", tls_failure_)),
+          0, "4.7.10")
+          .Categorized(feedback::BounceCategory::kBadConnection);
+  AttemptInfo attempt;
+  attempt.mx_host = c.host;
+  attempt.remote_ip = c.address.IpString();
+  attempt.source_ip = engine_->egress().source(queue_->source()).name;
+  for (uint32_t r : job->recipients) engine_->RecordOutcome(*job, r, outcome, attempt);
+  ReleaseJob(job);
+  return true;
 }
 
 void OutboundConnection::AddDsnParameters(const queue::MessageInfo& info, const Job& job,

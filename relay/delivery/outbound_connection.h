@@ -84,6 +84,9 @@ class OutboundConnection : public io::IoObject {
   void OnSent(int result);
   void OnTimer();
   void ReleaseJob(std::unique_ptr<Job>& job);
+  // Without TLS on this connection, a job whose domain requires it (engine TlsRequirement) is
+  // deferred with the reason and released: true. The job is pinned.
+  bool RefusedForTls(std::unique_ptr<Job>& job);
   // The sender's DSN parameters (RFC 3461) of `job`'s recipients, passed on when the server
   // offers DSN.
   static void AddDsnParameters(const queue::MessageInfo& info, const Job& job,
@@ -103,6 +106,7 @@ class OutboundConnection : public io::IoObject {
   std::optional<smtp::ClientSession> session_;
   std::unique_ptr<tls::TlsStream> tls_;
   std::string last_error_;        // why the previous candidate failed
+  std::string tls_failure_;       // why STARTTLS failed, when this candidate goes on without TLS
   std::string plaintext_in_;
   std::string pending_out_;       // commands not yet sent
   std::string sending_;           // bytes of the send in flight (commands or ciphertext)

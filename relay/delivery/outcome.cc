@@ -42,4 +42,20 @@ RecipientOutcome RecipientOutcome::Permanent(std::string text, int code, std::st
   return RecipientOutcome{OutcomeKind::kPermanent, code, std::move(enhanced), std::move(text)};
 }
 
+std::string_view TlsModeName(TlsMode mode) {
+  switch (mode) {
+    case TlsMode::kNone:
+      return "none";
+    case TlsMode::kOpportunistic:
+      return "opportunistic";
+    case TlsMode::kVerified:
+      return "verified";
+    case TlsMode::kMtaSts:
+      return "mta-sts";
+    case TlsMode::kDane:
+      return "dane";
+  }
+  return "?";
+}
+
 }  // namespace relay::delivery

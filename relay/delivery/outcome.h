@@ -43,6 +43,16 @@ struct RecipientOutcome {
   RecipientOutcome Categorized(feedback::BounceCategory c) &&;
 };
 
+// How a delivery used TLS (issue 17, item 6); the order of metrics::kTlsModeNames.
+enum class TlsMode : uint8_t {
+  kNone,           // plain text
+  kOpportunistic,  // encrypted; the certificate was not valid for the MX name (or not checked)
+  kVerified,       // the certificate is valid for the MX name (WebPKI, the CA store)
+  kMtaSts,         // verified as the domain's MTA-STS policy demands
+  kDane,           // verified by the MX host's TLSA records
+};
+std::string_view TlsModeName(TlsMode mode);
+
 // What the delivery log records about the attempt.
 struct AttemptInfo {
   std::string mx_host;
@@ -50,6 +60,7 @@ struct AttemptInfo {
   std::string source_ip;
   std::string tls_version;   // "" when plain text
   std::string tls_cipher;
+  TlsMode tls_mode = TlsMode::kNone;
   int64_t duration_ms = 0;
   // The outcome is the remote's reply. False when it was made up here (timeout, connection lost,
   // DNS): after the body went out, such an outcome leaves the attempt's real outcome unknown.

@@ -91,6 +91,14 @@ RelayMetrics::RelayMetrics(const RelayMetricsOptions& options)
              "outbound."),
         l);
   }
+  for (int m = 0; m < kTlsModes; ++m) {
+    delivered_by_tls_[m] = r.AddCounter(
+        "relay_delivered_by_tls_total",
+        Help("Recipients delivered, by how TLS was used: none (plain text), opportunistic "
+             "(encrypted, certificate not checked or not valid), verified (certificate valid for "
+             "the MX name), mta-sts or dane (as the domain's policy demanded)."),
+        {{"mode", kTlsModeNames[m]}});
+  }
   for (int a = 0; a < 3; ++a) {
     auth_[a] = r.AddCounter(
         "relay_auth_attempts_total",

@@ -52,6 +52,10 @@ enum class ListenerKind { kSubmission = 0, kSubmissions = 1, kReceive = 2 };
 enum class RecipientResult { kDelivered = 0, kDeferred = 1, kBounced = 2 };
 enum class Direction { kInbound = 0, kOutbound = 1 };
 enum class AuthOutcome { kSuccess = 0, kFailure = 1, kError = 2 };
+// How a delivery used TLS (relay/delivery/outcome.h TlsMode, in the same order).
+inline constexpr int kTlsModes = 5;
+inline constexpr const char* kTlsModeNames[kTlsModes] = {"none", "opportunistic", "verified",
+                                                         "mta-sts", "dane"};
 enum class DkimAlgorithm { kRsaSha256 = 0, kEd25519Sha256 = 1 };
 // What a message to a bounce domain turned out to be (relay/feedback/returned_mail.h).
 enum class FeedbackResult {
@@ -138,6 +142,8 @@ class RelayMetrics {
   const Counter& tls_handshakes(Direction d) const { return tls_handshakes_[static_cast<int>(d)]; }
   const Counter& tls_failures(Direction d) const { return tls_failures_[static_cast<int>(d)]; }
   const Counter& auth(AuthOutcome o) const { return auth_[static_cast<int>(o)]; }
+  // Recipients delivered, by how TLS was used (kTlsModeNames).
+  const Counter& delivered_by_tls(int mode) const { return delivered_by_tls_[mode]; }
   const Counter& feedback(FeedbackResult r) const { return feedback_[static_cast<int>(r)]; }
   const Counter& dkim_signatures(DkimAlgorithm a) const {
     return dkim_signatures_[static_cast<int>(a)];
@@ -177,6 +183,7 @@ class RelayMetrics {
   Counter tls_handshakes_[2];
   Counter tls_failures_[2];
   Counter auth_[3];
+  Counter delivered_by_tls_[kTlsModes];
   Counter feedback_[kFeedbackResults];
   Counter dkim_signatures_[2];
   void AddTenantSeries(const std::vector<std::string>& named);

@@ -427,6 +427,13 @@ absl::Status ParseSuppression(SuppressionSettings& s, const Section& t) {
   return absl::OkStatus();
 }
 
+absl::Status ParseTlsPolicy(TlsPolicySettings& p, const Section& t) {
+  RETURN_IF_ERROR(t.Known({"downgrade_memory", "memory_days", "memory_domains_max"}));
+  RETURN_IF_ERROR(t.Bool("downgrade_memory", &p.downgrade_memory));
+  RETURN_IF_ERROR(t.Int("memory_days", &p.memory_days, 1, 3650));
+  return t.Int("memory_domains_max", &p.memory_domains_max, 1, 10000000);
+}
+
 absl::Status ParseMetrics(MetricsSettings& m, const Section& t) {
   RETURN_IF_ERROR(t.Known({"listen", "allow_public"}));
   RETURN_IF_ERROR(t.String("listen", &m.listen));
@@ -457,11 +464,11 @@ absl::Status WithTable(const Section& root, std::string_view key, Parser parse) 
 
 absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(
-      root.Known({"hostname",   "shards",      "spool_dir",   "users",   "control_socket",
-                  "submission", "tls",         "limits",      "auth",    "queue",
-                  "dkim",       "shutdown",    "delivery",    "retry",   "shaping",
-                  "bounces",    "suppression", "log",         "metrics", "receive",
-                  "events",     "feedback",    "unsubscribe", "tenants", "campaigns"}));
+      root.Known({"hostname",  "shards",    "spool_dir", "users",    "control_socket", "submission",
+                  "tls",       "limits",    "auth",      "queue",    "dkim",           "shutdown",
+                  "delivery",  "retry",     "shaping",   "bounces",  "suppression",    "log",
+                  "metrics",   "receive",   "events",    "feedback", "unsubscribe",    "tenants",
+                  "campaigns", "tls_policy"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -493,6 +500,8 @@ absl::Status Parse(const Section& root, Config& c) {
   RETURN_IF_ERROR(WithTable(root, "receive", [&](const Section& t) { return ParseReceive(c, t); }));
   RETURN_IF_ERROR(WithTable(root, "suppression",
                             [&](const Section& t) { return ParseSuppression(c.suppression, t); }));
+  RETURN_IF_ERROR(WithTable(root, "tls_policy",
+                            [&](const Section& t) { return ParseTlsPolicy(c.tls_policy, t); }));
   ASSIGN_OR_RETURN(c.events, config::ParseEvents(root, c.dir));
   ASSIGN_OR_RETURN(c.tenants, config::ParseTenants(root));
   ASSIGN_OR_RETURN(c.feedback, config::ParseFeedback(root, c.dir, c.receive.domains));

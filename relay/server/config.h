@@ -162,6 +162,15 @@ struct SuppressionSettings {
       feedback::BounceCategory::kBadMailbox, feedback::BounceCategory::kInactiveMailbox};
 };
 
+// [tls_policy]: what makes outbound TLS mandatory for a destination (issue 17).
+struct TlsPolicySettings {
+  // Downgrade memory (relay/delivery/tls_memory.h): a domain that took mail over TLS gets no
+  // plain text afterwards, for memory_days after its latest TLS delivery.
+  bool downgrade_memory = true;
+  uint32_t memory_days = 90;
+  uint32_t memory_domains_max = 200000;
+};
+
 // Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).
 struct ReceiveSettings {
   std::vector<std::string> listen;             // empty: no port-25 listener
@@ -221,6 +230,7 @@ struct Config {
   LogSettings log;
   MetricsSettings metrics;
   SuppressionSettings suppression;
+  TlsPolicySettings tls_policy;
   config::EventsSettings events;  // [events] (config/event_sections.h)
   config::FeedbackSettings feedback;  // [feedback] (config/feedback_sections.h)
   config::UnsubscribeSettings unsubscribe;  // [unsubscribe] (config/feedback_sections.h)

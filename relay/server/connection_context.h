@@ -13,6 +13,7 @@
 #include "dns/spf.h"
 #include "queue/spool.h"
 #include "relay/delivery/suspensions.h"
+#include "relay/delivery/tls_memory.h"
 #include "relay/delivery/warmup.h"
 #include "relay/feedback/returned_mail.h"
 #include "relay/feedback/suppression_list.h"
@@ -51,6 +52,7 @@ struct SharedState {
   const feedback::Unsubscribe* unsubscribe = nullptr;  // null: no [unsubscribe]
   delivery::Suspensions* suspensions = nullptr;  // shared by the shards' delivery engines
   delivery::WarmupLedger* warmup = nullptr;      // likewise
+  delivery::TlsMemory* tls_memory = nullptr;     // likewise; null: [tls_policy] memory off
 };
 
 struct ShardCounters {

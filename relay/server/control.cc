@@ -99,7 +99,7 @@ void MainThreadRequests::Close(const std::string& answer) {
 
 absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
     const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
-    delivery::Suspensions* suspensions) {
+    delivery::Suspensions* suspensions, delivery::TlsMemory* tls_memory) {
   // Bound as DIR/.ctl-XXXXXX/s, chmod 0600 there (the directory is 0700), then renamed.
   std::string dir = path;
   size_t slash = dir.rfind('/');
@@ -146,7 +146,7 @@ absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(err)));
   }
   std::unique_ptr<ControlSocket> control(
-      new ControlSocket(fd, wake, path, std::move(shards), main_thread, suspensions));
+      new ControlSocket(fd, wake, path, std::move(shards), main_thread, suspensions, tls_memory));
   control->thread_ = std::thread([c = control.get()] { c->Serve(); });
   return control;
 }
@@ -195,7 +195,8 @@ void ControlSocket::Serve() {
         continue;
       }
       std::string answer =
-          done ? Handle(c.request.substr(0, newline), shards_, main_thread_, suspensions_)
+          done ? Handle(c.request.substr(0, newline), shards_, main_thread_, suspensions_,
+                        tls_memory_)
           : c.request.size() >= kRequestBytesMax
               ? absl::StrCat("error: request longer than ", kRequestBytesMax, " bytes")
               : std::string("error: incomplete request");
@@ -352,11 +353,39 @@ std::string ControlSocket::AskEveryShard(const std::vector<Shard*>& shards, cons
   return absl::StrCat(all_ok ? "ok: " : "error: ", answers);
 }
 
+std::string ControlSocket::HandleTls(const std::vector<std::string>& words,
+                                     delivery::TlsMemory* tls_memory) {
+  if (tls_memory == nullptr) {
+    return "error: the TLS downgrade memory is off ([tls_policy] downgrade_memory)";
+  }
+  if (words.size() == 3 && words[1] == "forget") {
+    const std::string domain = absl::AsciiStrToLower(words[2]);
+    return tls_memory->Forget(domain)
+               ? absl::StrCat("ok: ", domain, " forgotten: plain text is allowed again")
+               : absl::StrCat("error: ", domain, " is not remembered");
+  }
+  if (words.size() == 2 && words[1] == "list") {
+    size_t total = 0;
+    std::vector<delivery::TlsMemoryEntry> entries = tls_memory->List(kTlsListMax, &total);
+    std::string answer = absl::StrCat("ok: ", total, " remembered");
+    for (const delivery::TlsMemoryEntry& e : entries) {
+      absl::StrAppend(
+          &answer, "; ", e.domain, " ",
+          absl::FormatTime("%Y-%m-%d", absl::FromUnixSeconds(e.day * 86400), absl::UTCTimeZone()));
+    }
+    if (entries.size() < total) absl::StrAppend(&answer, "; ...");
+    return answer;
+  }
+  return "error: expected tls forget DOMAIN, or tls list";
+}
+
 std::string ControlSocket::Handle(const std::string& request, const std::vector<Shard*>& shards,
                                   MainThreadRequests* main_thread,
-                                  delivery::Suspensions* suspensions) {
+                                  delivery::Suspensions* suspensions,
+                                  delivery::TlsMemory* tls_memory) {
   std::vector<std::string> words =
       absl::StrSplit(absl::StripAsciiWhitespace(request), ' ', absl::SkipEmpty());
+  if (!words.empty() && words[0] == "tls") return HandleTls(words, tls_memory);
   if (!words.empty() &&
       (words[0] == "suspend" || words[0] == "resume" || words[0] == "suspensions" ||
        words[0] == "rebind" || words[0] == "unbind")) {

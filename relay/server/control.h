@@ -6,7 +6,7 @@
 // four, relay/delivery/queue_selector.h), "reload", "suspend WHAT SECONDS [REASON]", "resume
 // WHAT", "rebind WHAT POOL SECONDS [REASON]", "unbind WHAT", "suspensions", "ready", "shape
 // site|source": the ready queues, or their recipients by site or source with bytes and ages,
-// summed over the shards), one answer line ("ok:
+// summed over the shards, "tls forget DOMAIN", "tls list"), one answer line ("ok:
 // ..." or "error: ..."). A request about a message goes to the shard that owns it (the shard number
 // is part of the queue id), one with a selector to every shard, and runs on that shard's thread, so
 // the queue is only ever written by its own shard. Each request is logged with who asked (the
@@ -32,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "relay/delivery/suspensions.h"
+#include "relay/delivery/tls_memory.h"
 
 namespace relay::server {
 
@@ -73,10 +74,11 @@ class ControlSocket {
 
   // Binds `path` (an old socket file left by a previous run is replaced) and starts serving.
   // `shards` and `main_thread` (may be null: no reload) must outlive the returned object.
-  // `suspensions` (may be null) is the board the operator's suspend and resume act on.
+  // `suspensions` (may be null) is the board the operator's suspend and resume act on,
+  // `tls_memory` (may be null) the downgrade memory "tls forget|list" act on.
   static absl::StatusOr<std::unique_ptr<ControlSocket>> Start(
       const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
-      delivery::Suspensions* suspensions = nullptr);
+      delivery::Suspensions* suspensions = nullptr, delivery::TlsMemory* tls_memory = nullptr);
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
   // Stops the thread (a request being handled finishes first), closes, removes the file.
@@ -85,7 +87,14 @@ class ControlSocket {
   // The answer to one request line.
   static std::string Handle(const std::string& request, const std::vector<Shard*>& shards,
                             MainThreadRequests* main_thread,
-                            delivery::Suspensions* suspensions = nullptr);
+                            delivery::Suspensions* suspensions = nullptr,
+                            delivery::TlsMemory* tls_memory = nullptr);
+  // The TLS downgrade memory (relay/delivery/tls_memory.h):
+  //   tls forget DOMAIN   plain text is allowed again for DOMAIN
+  //   tls list            the remembered domains (at most kTlsListMax), with their latest day
+  static std::string HandleTls(const std::vector<std::string>& words,
+                               delivery::TlsMemory* tls_memory);
+  static constexpr size_t kTlsListMax = 10000;
   // The operator's word on where mail may go, for every shard, kept across a restart
   // (relay/delivery/suspensions.h). WHAT is a site (its MX set or its shaping rule's name,
   // "google") or KIND=VALUE, KIND one of site, domain, source, tenant, campaign:
@@ -103,13 +112,15 @@ class ControlSocket {
 
  private:
   ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards,
-                MainThreadRequests* main_thread, delivery::Suspensions* suspensions)
+                MainThreadRequests* main_thread, delivery::Suspensions* suspensions,
+                delivery::TlsMemory* tls_memory)
       : fd_(fd),
         wake_fd_(wake_fd),
         path_(std::move(path)),
         shards_(std::move(shards)),
         main_thread_(main_thread),
-        suspensions_(suspensions) {}
+        suspensions_(suspensions),
+        tls_memory_(tls_memory) {}
   void Serve();
 
   const int fd_;
@@ -118,6 +129,7 @@ class ControlSocket {
   const std::vector<Shard*> shards_;
   MainThreadRequests* const main_thread_;
   delivery::Suspensions* const suspensions_;
+  delivery::TlsMemory* const tls_memory_;
   std::thread thread_;
 };
 

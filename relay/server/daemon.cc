@@ -277,6 +277,7 @@ class DaemonParts {
   std::shared_ptr<const feedback::Unsubscribe> unsubscribe;  // [unsubscribe]; null when off
   delivery::Suspensions suspensions;                         // one board for every shard's engine
   delivery::WarmupLedger warmup;                             // likewise, for sources in warm-up
+  std::unique_ptr<delivery::TlsMemory> tls_memory;           // [tls_policy] downgrade_memory
   // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
   // suppression list, so they stop before either goes.
   std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
@@ -328,6 +329,7 @@ absl::Status DaemonParts::StartShards() {
   shared.unsubscribe = unsubscribe.get();
   shared.suspensions = &suspensions;
   shared.warmup = &warmup;
+  shared.tls_memory = tls_memory.get();
   shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;
@@ -428,8 +430,8 @@ absl::Status DaemonParts::StartUnsubscribe() {
 }
 
 void DaemonParts::StartEndpoints() {
-  auto started_control =
-      ControlSocket::Start(config.control_socket_path, shard_list, &main_thread, &suspensions);
+  auto started_control = ControlSocket::Start(config.control_socket_path, shard_list, &main_thread,
+                                              &suspensions, tls_memory.get());
   if (started_control.ok()) {
     control = std::move(*started_control);
   } else {
@@ -505,6 +507,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     loaded = p.warmup.Load(warmup_path, absl::ToUnixMillis(absl::Now()));
     if (!loaded.ok()) LogWarning() << "warm-up: " << loaded.message();
     p.warmup.SetFile(warmup_path);
+    // The domains that took mail over TLS: no plain text for them after a restart either.
+    if (p.config.tls_policy.downgrade_memory) {
+      const TlsPolicySettings& t = p.config.tls_policy;
+      p.tls_memory = std::make_unique<delivery::TlsMemory>(delivery::TlsMemory::Options{
+          .enabled = true, .days = t.memory_days, .domains_max = t.memory_domains_max});
+      const std::string memory_path = p.config.spool_dir + "/tls-memory";
+      loaded = p.tls_memory->Load(memory_path, absl::ToUnixMillis(absl::Now()));
+      if (!loaded.ok()) LogWarning() << "TLS downgrade memory: " << loaded.message();
+      p.tls_memory->SetFile(memory_path);
+    }
   }
   if (p.config.receive.enabled()) {
     auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
@@ -681,6 +693,10 @@ absl::Status Daemon::ApplyLive(std::shared_ptr<const Config> next, bool* egress)
   return absl::OkStatus();
 }
 
+void Daemon::Housekeeping() {
+  if (parts_->tls_memory != nullptr) parts_->tls_memory->Flush();
+}
+
 void Daemon::CheckCertificate() {
   if (parts_->tls == nullptr) return;
   bool reloaded = false;
@@ -706,6 +722,7 @@ uint64_t Daemon::Stop() {
   for (auto& shard : p.shards) shard->RequestStop();
   for (auto& shard : p.shards) shard->Join();
   p.warmup.Flush();  // the last seconds' counts
+  if (p.tls_memory != nullptr) p.tls_memory->Flush();
   // After the shards: their last events are in the journal, for the next start to send.
   if (p.event_sinks != nullptr) p.event_sinks->Stop();
   // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a

@@ -53,6 +53,9 @@ class Daemon {
   ReloadResult Reload();
   // Reloads the certificate when its files changed (every tls.reload_check_ms).
   void CheckCertificate();
+  // The main thread's periodic work (every kHousekeepingMs): state files written when changed.
+  void Housekeeping();
+  static constexpr int kHousekeepingMs = 5000;
   // A descriptor that is readable while `relayctl reload` waits for an answer, and the call that
   // answers it (with Reload()).
   int control_request_fd() const;

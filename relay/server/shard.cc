@@ -360,6 +360,7 @@ absl::Status Shard::StartDelivery() {
     options.pools = config.delivery.pools;
     options.pool_routes = config.delivery.pool_routes;
     options.warmup = shared_.warmup;
+    options.tls_memory = shared_.tls_memory;
     options.strategy = config.delivery.strategy;
     options.reply_limits = config.delivery.reply_limits;
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;

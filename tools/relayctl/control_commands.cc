@@ -364,6 +364,45 @@ int QueueShapeCommand(int argc, char** argv) {
   return 0;
 }
 
+std::string FormatTlsList(std::string_view answer) {
+  std::vector<std::string> parts = absl::StrSplit(Sv(answer), "; ");
+  std::string out = absl::StrFormat("%-48s %s\n", "DOMAIN (TLS REQUIRED)", "LAST TLS DELIVERY");
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const size_t space = parts[i].rfind(' ');
+    if (space == std::string::npos) {
+      absl::StrAppend(&out, parts[i], "\n");  // "..."
+      continue;
+    }
+    absl::StrAppendFormat(&out, "%-48s %s\n", parts[i].substr(0, space),
+                          parts[i].substr(space + 1));
+  }
+  absl::StrAppend(&out, parts.empty() ? "" : parts[0], "\n");
+  return out;
+}
+
+int TlsCommand(int argc, char** argv) {
+  Target target;
+  std::vector<std::string> rest;
+  if (!ParseTarget(argc, argv, "tls", &target, &rest) ||
+      !((rest.size() == 2 && rest[0] == "forget" &&
+         rest[1].find_first_of(" \r\n") == std::string::npos) ||
+        (rest.size() == 1 && rest[0] == "list"))) {
+    std::fprintf(stderr, "usage: relayctl tls forget DOMAIN %s\n       relayctl tls list %s\n",
+                 kTargetUsage, kTargetUsage);
+    return 2;
+  }
+  if (rest[0] == "forget") return Ask(target, "tls forget " + rest[1]);
+  std::string answer;
+  if (int failed = Exchange(std::move(target), "tls list", &answer); failed != 0) return failed;
+  absl::StripTrailingAsciiWhitespace(&answer);
+  if (answer.rfind("ok: ", 0) != 0) {
+    std::printf("%s\n", answer.c_str());
+    return 1;
+  }
+  std::fputs(FormatTlsList(std::string_view(answer).substr(4)).c_str(), stdout);
+  return 0;
+}
+
 int ReloadCommand(int argc, char** argv) {
   Target target;
   std::vector<std::string> rest;

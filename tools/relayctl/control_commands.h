@@ -34,6 +34,11 @@ std::string FormatReadyTable(std::string_view entries);
 // recipients in ready queues and on connections by site or egress source, with bytes and age
 // buckets (the table of the offline summary, relay/delivery/queue_shape.h).
 int QueueShapeCommand(int argc, char** argv);
+// `relayctl tls forget DOMAIN`, `relayctl tls list`: the running relay's TLS downgrade memory
+// (relay/delivery/tls_memory.h). argv[0] is "tls".
+int TlsCommand(int argc, char** argv);
+// The table for the "tls list" answer ("N remembered; DOMAIN DAY; ..."), for tests.
+std::string FormatTlsList(std::string_view answer);
 // reload: the certificate, the users and the aliases read again, the delivery logs reopened, the
 // DKIM keys, shaping rules, tenants, limits and egress pools of relayd.toml applied; the answer
 // says what was reloaded and which other edits of relayd.toml need a restart.

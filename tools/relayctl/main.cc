@@ -76,6 +76,9 @@ constexpr Command kCommands[] = {
      "out of\n       another egress pool (WHAT: not a source)\n"
      "  queue ready   the running relay's ready queues by site and source: waiting, "
      "connections,\n       limits, suspensions and backoffs"},
+    {"tls", relay::relayctl::TlsCommand,
+     "tls forget DOMAIN | tls list [--config PATH | --config-dir DIR]   the TLS downgrade "
+     "memory:\n       allow plain text to DOMAIN again; list the domains that must get TLS"},
     {"reload", relay::relayctl::ReloadCommand,
      "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
      "users,\n       aliases, DKIM keys, shaping rules, tenants, limits and pools and reopens its "

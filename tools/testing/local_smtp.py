@@ -31,18 +31,19 @@ def tls_context(tmp, name="mx.test"):
     return context
 
 
-def start(handler, host, port, tmp):
-    """Starts aiosmtpd with STARTTLS for `handler` on host:port; returns its controller."""
+def start(handler, host, port, tmp, tls=True):
+    """Starts aiosmtpd with STARTTLS (unless `tls` is false: a server that does not offer it) for
+    `handler` on host:port; returns its controller."""
     controller = Controller(handler, hostname=host, port=port, ready_timeout=10,
-                            tls_context=tls_context(tmp))
+                            tls_context=tls_context(tmp) if tls else None)
     controller.start()
     return controller
 
 
 @contextlib.contextmanager
-def serving(handler, host, port, tmp):
+def serving(handler, host, port, tmp, tls=True):
     """start() as a context manager: gives the controller, stops it at the end."""
-    controller = start(handler, host, port, tmp)
+    controller = start(handler, host, port, tmp, tls)
     try:
         yield controller
     finally:
