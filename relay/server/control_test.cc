@@ -100,7 +100,9 @@ TEST(ControlSocketTest, RequestsNamingNoShard) {
   // A selector is checked before any shard is asked; with none running, every shard said ok.
   EXPECT_EQ(ControlSocket::Handle("bounce --tenant", none, nullptr),
             "error: --tenant needs a value");
-  EXPECT_EQ(ControlSocket::Handle("delete --site google", none, nullptr), "error: unknown --site");
+  EXPECT_EQ(ControlSocket::Handle("delete --mx google", none, nullptr), "error: unknown --mx");
+  EXPECT_EQ(ControlSocket::Handle("tls list", none, nullptr),
+            "error: the TLS downgrade memory is off ([tls_policy] downgrade_memory)");
   EXPECT_EQ(ControlSocket::Handle("delete --tenant shop --domain gmail.com", none, nullptr),
             "ok: ");
   EXPECT_EQ(ControlSocket::Handle("delete 6a1b2c3d-4-1 extra", none, nullptr),
