@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "relay/base/check.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
@@ -83,6 +84,14 @@ absl::Status DeliveryEngine::Start() {
   auto tls = tls::ClientTlsContext::Create(topts);
   if (!tls.ok()) return tls.status();
   client_tls_ = std::move(*tls);
+  if (options_.sts_cache != nullptr) {
+    tls::ClientTlsContext::Options sopts;
+    sopts.verify_required = true;  // RFC 8461 §3.3: a policy only from a verified server
+    if (!options_.sts_ca_file.empty()) sopts.ca_file = options_.sts_ca_file;
+    ASSIGN_OR_RETURN(sts_tls_, tls::ClientTlsContext::Create(sopts));
+    sts_ = std::make_unique<tls_policy::StsResolver>(reactor_, resolver_.get(), options_.sts_cache,
+                                                     sts_tls_.get(), options_.sts);
+  }
   // Recovery: every live message with a pending recipient is scheduled at its due time.
   spool_->ForEachMessage([this](const queue::MessageInfo& info) {
     int64_t due = info.NextDueUnixMs();
@@ -368,23 +377,36 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
                        .Categorized(Category::kBadMailbox));
       continue;
     }
-    auto handle = std::make_unique<dns::QueryHandle>();
-    dns::QueryHandle* raw = handle.get();
-    *raw = resolver_->ResolveMx(
-        domain, options_.family, [this, job = std::move(job), raw](dns::MxResult result) mutable {
-          OnMx(std::move(job), result);
-          // The handle is done; drop it after this turn.
-          reactor_->Post([this, raw] {
-            auto it = std::find_if(lookups_.begin(), lookups_.end(),
-                                   [raw](const auto& h) { return h.get() == raw; });
-            if (it != lookups_.end()) {
-              (*it)->Detach();
-              lookups_.erase(it);
-            }
-          });
-        });
-    lookups_.push_back(std::move(handle));
+    if (sts_ != nullptr) {
+      // The domain's MTA-STS policy first (from the cache at once, mostly), then its MX.
+      sts_->Policy(domain, [this, job = std::move(job)](tls_policy::StsEntryPtr policy) mutable {
+        job.sts = std::move(policy);
+        ResolveMxFor(std::move(job));
+      });
+      continue;
+    }
+    ResolveMxFor(std::move(job));
   }
+}
+
+void DeliveryEngine::ResolveMxFor(Job job) {
+  const std::string domain = job.domain;
+  auto handle = std::make_unique<dns::QueryHandle>();
+  dns::QueryHandle* raw = handle.get();
+  *raw = resolver_->ResolveMx(
+      domain, options_.family, [this, job = std::move(job), raw](dns::MxResult result) mutable {
+        OnMx(std::move(job), result);
+        // The handle is done; drop it after this turn.
+        reactor_->Post([this, raw] {
+          auto it = std::find_if(lookups_.begin(), lookups_.end(),
+                                 [raw](const auto& h) { return h.get() == raw; });
+          if (it != lookups_.end()) {
+            (*it)->Detach();
+            lookups_.erase(it);
+          }
+        });
+      });
+  lookups_.push_back(std::move(handle));
 }
 
 void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
@@ -401,6 +423,19 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
             RecipientOutcome::Transient(
                 result.status.ok() ? "no usable MX address" : result.status.ToString(), 0, "4.4.3")
                 .Categorized(Category::kRouting));
+    return;
+  }
+  if (job.sts != nullptr && job.sts->policy.mode == tls_policy::StsMode::kEnforce &&
+      std::none_of(result.hosts.begin(), result.hosts.end(), [&](const dns::MxHost& h) {
+        return tls_policy::StsMxAllowed(job.sts->policy, h.name);
+      })) {
+    // RFC 8461 §4.1: no MX the policy names, no delivery (an attacker may have changed the MX).
+    FailJob(job, RecipientOutcome::Transient(
+                     absl::StrCat("no MX host of ", job.domain, " (", result.site,
+                                  ") matches its MTA-STS policy (mx: ",
+                                  absl::StrJoin(job.sts->policy.mx, ", "), ")"),
+                     0, "4.7.5")
+                     .Categorized(Category::kBadConnection));
     return;
   }
   ShapingRule limits = policy_->LimitsFor(job.domain, result.hosts);
@@ -1428,6 +1463,32 @@ std::string DeliveryEngine::TlsRequirement(const Job& job) const {
   return absl::StrCat("TLS is required for ", job.domain,
                       ", which took mail over TLS before (relayctl tls forget ", job.domain,
                       " allows plain text again)");
+}
+
+std::string DeliveryEngine::StsRequirement(const Job& job, std::string_view mx_host, bool encrypted,
+                                           bool verified, std::string_view verify_error) const {
+  if (job.sts == nullptr) return "";
+  const tls_policy::StsPolicy& policy = job.sts->policy;
+  std::string failure;
+  if (!tls_policy::StsMxAllowed(policy, mx_host)) {
+    failure =
+        absl::StrCat(Sv(mx_host), " is not one of its mx (", absl::StrJoin(policy.mx, ", "), ")");
+  } else if (!encrypted) {
+    failure = absl::StrCat(Sv(mx_host), " gave no TLS");
+  } else if (!verified) {
+    failure = absl::StrCat("the certificate of ", Sv(mx_host), " is not valid for it (",
+                           verify_error.empty() ? "not verified" : Sv(verify_error), ")");
+  }
+  if (failure.empty()) return "";
+  const std::string why =
+      absl::StrCat("the MTA-STS policy of ", job.domain, " (id ", job.sts->id, ", ",
+                   Sv(tls_policy::StsModeName(policy.mode)),
+                   ") requires a verified TLS connection to a listed MX: ", failure);
+  if (policy.mode != tls_policy::StsMode::kEnforce) {
+    LogInfo() << "MTA-STS testing: " << why << " (delivered anyway)";
+    return "";
+  }
+  return why;
 }
 
 QueueShape DeliveryEngine::Shape(ShapeBy by) {

@@ -66,6 +66,8 @@
 #include "relay/metrics/relay_metrics.h"
 #include "relay/smtp/client_reply.h"
 #include "relay/tls/tls_context.h"
+#include "relay/tls_policy/sts_cache.h"
+#include "relay/tls_policy/sts_resolver.h"
 
 namespace relay::delivery {
 
@@ -108,6 +110,12 @@ struct DeliveryOptions {
   // The domains that took mail over TLS ([tls_policy] downgrade_memory), shared by every shard's
   // engine (relay/delivery/tls_memory.h); null: no memory.
   TlsMemory* tls_memory = nullptr;
+  // MTA-STS ([tls_policy] mta_sts): the relay's policy cache, shared by every shard's engine
+  // (null: no MTA-STS), how this engine discovers policies, and the CA file their HTTPS servers'
+  // certificates must lead to ("": the system store).
+  tls_policy::StsCache* sts_cache = nullptr;
+  tls_policy::StsResolverOptions sts;
+  std::string sts_ca_file;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
   // What an MX may make a connection hold (relay/smtp/client_reply.h).
@@ -230,6 +238,12 @@ class DeliveryEngine {
   // Why `job` may not go out over a connection without TLS ("" when it may): its domain is in
   // the downgrade memory.
   std::string TlsRequirement(const Job& job) const;
+  // Why `job` may not go out over this connection under its domain's MTA-STS policy in enforce
+  // mode ("" when it may): TLS, a certificate valid for `mx_host` (`verify_error` when not), and
+  // `mx_host` one of the policy's mx patterns. A policy in testing mode never refuses: a failure
+  // is logged.
+  std::string StsRequirement(const Job& job, std::string_view mx_host, bool encrypted,
+                             bool verified, std::string_view verify_error) const;
   // The job's body is about to go out to `mx_host` (before its first byte is written): records
   // an attempt marker for each of its pending recipients, and notes which of them already had an
   // attempt of unknown outcome.
@@ -290,6 +304,8 @@ class DeliveryEngine {
   // beyond it is cut to.
   static constexpr int64_t kSuspensionForeverMs = int64_t{1} << 53;
   void OnMx(Job job, const dns::MxResult& result);
+  // The job's domain's MX lookup (after its MTA-STS policy, when discovery is on).
+  void ResolveMxFor(Job job);
   // `job` joins the ready queue of `site` from a source of its pool (PoolFor) that is usable,
   // not held by the operator and within its warm-up allowance; `candidates` carry the port.
   void Enqueue(Job job, const std::string& site, const ShapingRule& limits,
@@ -379,6 +395,9 @@ class DeliveryEngine {
   DeliveryPolicy* policy_;
   Egress egress_;
   std::unique_ptr<dns::Resolver> resolver_;
+  // MTA-STS discovery (with options_.sts_cache), and the context its fetches verify with.
+  std::unique_ptr<tls::ClientTlsContext> sts_tls_;
+  std::unique_ptr<tls_policy::StsResolver> sts_;
   std::unique_ptr<tls::ClientTlsContext> client_tls_;
   DeliveryLog* log_ = nullptr;
   events::EventJournal* journal_ = nullptr;

@@ -293,6 +293,11 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
     attempt.tls_version = tls_->protocol_version();
     attempt.tls_cipher = tls_->cipher_name();
     attempt.tls_mode = tls_->peer_verified() ? TlsMode::kVerified : TlsMode::kOpportunistic;
+    // Verified as the domain's MTA-STS policy asks (enforce, or testing that passed).
+    if (attempt.tls_mode == TlsMode::kVerified && job_->sts != nullptr &&
+        tls_policy::StsMxAllowed(job_->sts->policy, c.host)) {
+      attempt.tls_mode = TlsMode::kMtaSts;
+    }
   }
   attempt.duration_ms = reactor_->NowMs() - attempt_start_ms_;
   attempt.remote_dsn = session_->extensions().dsn && job_->mail_from.empty();
@@ -419,18 +424,31 @@ void OutboundConnection::TakeWork() {
 
 bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   const bool encrypted = tls_ != nullptr && tls_->established();
-  // A rule that disables TLS for the site is the operator's word that its TLS is broken.
-  if (encrypted || queue_->limits().tls == TlsPolicy::kDisabled) return false;
-  std::string required = engine_->TlsRequirement(*job);
-  if (required.empty()) return false;
+  if (encrypted && job->sts == nullptr) return false;  // the common case, at no cost
   const dns::Candidate& c = current_candidate();
-  RecipientOutcome outcome =
-      RecipientOutcome::Transient(
-          absl::StrCat(required, "; ", c.host, " [", c.address.IpString(), "] ",
-                       tls_failure_.empty() ? std::string("offered no STARTTLS")
-                                            : absl::StrCat("failed STARTTLS: ", tls_failure_)),
-          0, "4.7.10")
-          .Categorized(feedback::BounceCategory::kBadConnection);
+  const std::string plain_why =
+      absl::StrCat(c.host, " [", c.address.IpString(), "] ",
+                   tls_failure_.empty() ? std::string("offered no STARTTLS")
+                                        : absl::StrCat("failed STARTTLS: ", tls_failure_));
+  // MTA-STS first (RFC 8461 §5): it asks more than TLS.
+  std::string why;
+  if (job->sts != nullptr) {
+    why = engine_->StsRequirement(*job, c.host, encrypted, encrypted && tls_->peer_verified(),
+                                  encrypted ? tls_->peer_verify_error() : std::string());
+  }
+  std::string enhanced = "4.7.5";
+  if (why.empty()) {
+    // A rule that disables TLS for the site is the operator's word that its TLS is broken.
+    if (encrypted || queue_->limits().tls == TlsPolicy::kDisabled) return false;
+    std::string required = engine_->TlsRequirement(*job);
+    if (required.empty()) return false;
+    why = absl::StrCat(required, "; ", plain_why);
+    enhanced = "4.7.10";
+  } else if (!encrypted) {
+    absl::StrAppend(&why, "; ", plain_why);
+  }
+  RecipientOutcome outcome = RecipientOutcome::Transient(std::move(why), 0, enhanced)
+                                 .Categorized(feedback::BounceCategory::kBadConnection);
   AttemptInfo attempt;
   attempt.mx_host = c.host;
   attempt.remote_ip = c.address.IpString();

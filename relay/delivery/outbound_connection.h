@@ -84,8 +84,10 @@ class OutboundConnection : public io::IoObject {
   void OnSent(int result);
   void OnTimer();
   void ReleaseJob(std::unique_ptr<Job>& job);
-  // Without TLS on this connection, a job whose domain requires it (engine TlsRequirement) is
-  // deferred with the reason and released: true. The job is pinned.
+  // A job this connection may not carry is deferred with the reason and released (true): its
+  // domain's MTA-STS policy in enforce mode asks for what the connection lacks (engine
+  // StsRequirement), or it has no TLS and the domain is in the downgrade memory
+  // (TlsRequirement). The job is pinned.
   bool RefusedForTls(std::unique_ptr<Job>& job);
   // The sender's DSN parameters (RFC 3461) of `job`'s recipients, passed on when the server
   // offers DSN.

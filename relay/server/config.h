@@ -169,6 +169,17 @@ struct TlsPolicySettings {
   bool downgrade_memory = true;
   uint32_t memory_days = 90;
   uint32_t memory_domains_max = 200000;
+  // MTA-STS (RFC 8461; relay/tls_policy): each recipient domain's policy is discovered before its
+  // mail goes out (the TXT record checked at most every mta_sts_recheck_s per domain and shard,
+  // the policy fetched over HTTPS when its id changed) and cached for its max_age in
+  // <spool>/mta-sts. mta_sts_ca_file: the CA bundle policy servers' certificates must lead to
+  // ("": the system store); mta_sts_port: where policies are fetched (443; tests use another).
+  bool mta_sts = true;
+  std::string mta_sts_ca_file;
+  uint32_t mta_sts_port = 443;
+  uint32_t mta_sts_recheck_s = 3600;
+  uint32_t mta_sts_fetch_timeout_ms = 30000;
+  uint32_t mta_sts_policies_max = 100000;
 };
 
 // Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).

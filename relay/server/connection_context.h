@@ -28,6 +28,7 @@
 #include "relay/server/message_preparer.h"
 #include "relay/server/signing_pool.h"
 #include "relay/tls/tls_context.h"
+#include "relay/tls_policy/sts_cache.h"
 
 namespace relay::events {
 class EventSinks;
@@ -53,6 +54,7 @@ struct SharedState {
   delivery::Suspensions* suspensions = nullptr;  // shared by the shards' delivery engines
   delivery::WarmupLedger* warmup = nullptr;      // likewise
   delivery::TlsMemory* tls_memory = nullptr;     // likewise; null: [tls_policy] memory off
+  tls_policy::StsCache* sts_cache = nullptr;     // likewise; null: [tls_policy] mta_sts off
 };
 
 struct ShardCounters {

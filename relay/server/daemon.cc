@@ -278,6 +278,7 @@ class DaemonParts {
   delivery::Suspensions suspensions;                         // one board for every shard's engine
   delivery::WarmupLedger warmup;                             // likewise, for sources in warm-up
   std::unique_ptr<delivery::TlsMemory> tls_memory;           // [tls_policy] downgrade_memory
+  std::unique_ptr<tls_policy::StsCache> sts_cache;           // [tls_policy] mta_sts
   // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
   // suppression list, so they stop before either goes.
   std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
@@ -330,6 +331,7 @@ absl::Status DaemonParts::StartShards() {
   shared.suspensions = &suspensions;
   shared.warmup = &warmup;
   shared.tls_memory = tls_memory.get();
+  shared.sts_cache = sts_cache.get();
   shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;
@@ -517,6 +519,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
       if (!loaded.ok()) LogWarning() << "TLS downgrade memory: " << loaded.message();
       p.tls_memory->SetFile(memory_path);
     }
+    // The MTA-STS policies seen before: an attacker who blocks the fetch after a restart does
+    // not remove them.
+    if (p.config.tls_policy.mta_sts) {
+      p.sts_cache =
+          std::make_unique<tls_policy::StsCache>(p.config.tls_policy.mta_sts_policies_max);
+      const std::string sts_path = p.config.spool_dir + "/mta-sts";
+      loaded = p.sts_cache->Load(sts_path, absl::ToUnixSeconds(absl::Now()));
+      if (!loaded.ok()) LogWarning() << "MTA-STS cache: " << loaded.message();
+      p.sts_cache->SetFile(sts_path);
+    }
   }
   if (p.config.receive.enabled()) {
     auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
@@ -695,6 +707,7 @@ absl::Status Daemon::ApplyLive(std::shared_ptr<const Config> next, bool* egress)
 
 void Daemon::Housekeeping() {
   if (parts_->tls_memory != nullptr) parts_->tls_memory->Flush();
+  if (parts_->sts_cache != nullptr) parts_->sts_cache->Flush();
 }
 
 void Daemon::CheckCertificate() {
@@ -723,6 +736,7 @@ uint64_t Daemon::Stop() {
   for (auto& shard : p.shards) shard->Join();
   p.warmup.Flush();  // the last seconds' counts
   if (p.tls_memory != nullptr) p.tls_memory->Flush();
+  if (p.sts_cache != nullptr) p.sts_cache->Flush();
   // After the shards: their last events are in the journal, for the next start to send.
   if (p.event_sinks != nullptr) p.event_sinks->Stop();
   // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a

@@ -361,6 +361,12 @@ absl::Status Shard::StartDelivery() {
     options.pool_routes = config.delivery.pool_routes;
     options.warmup = shared_.warmup;
     options.tls_memory = shared_.tls_memory;
+    options.sts_cache = shared_.sts_cache;
+    options.sts_ca_file = config.tls_policy.mta_sts_ca_file;
+    options.sts.https_port = static_cast<uint16_t>(config.tls_policy.mta_sts_port);
+    options.sts.recheck_ms = int64_t{config.tls_policy.mta_sts_recheck_s} * 1000;
+    options.sts.limits.timeout_ms = config.tls_policy.mta_sts_fetch_timeout_ms;
+    options.sts.family = options.family;
     options.strategy = config.delivery.strategy;
     options.reply_limits = config.delivery.reply_limits;
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;

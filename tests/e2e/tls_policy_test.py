@@ -11,14 +11,25 @@ would make it: mail to secure.example is deferred with the reason, never sent in
 while plain.example (never seen with TLS) is delivered in plain text and logged so. `relayctl
 tls forget` lets secure.example's mail go in plain text again.
 
+MTA-STS: a test CA signs the certificates of a second receiver (mx.enforce.example and
+mx.unlisted.example) and of an HTTPS server (python's http.server) that serves each domain's
+policy at https://mta-sts.<domain>/.well-known/mta-sts.txt; a third receiver shows a self-signed
+certificate (mx.badcert.example, mx.testing.example). The zone publishes _mta-sts TXT records.
+Shows: an enforce policy with a certificate valid for the MX delivers, logged as mta-sts; an
+enforce policy with a certificate that is not valid defers, and so does one whose mx patterns do
+not name the MX; a testing policy delivers anyway; the policies are kept in <spool>/mta-sts and
+hold after a restart while the HTTPS server is down.
+
 usage: tls_policy_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
+import http.server
 import os
 import re
 import smtplib
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -33,16 +44,87 @@ from harness import check  # noqa: E402
 RELAYD, RELAYCTL = harness.args()[0], harness.args()[1]
 TMP = harness.scratch("tlspolicy-")
 SINK_IP = "127.0.0.2"
-MX_PORT = local_dns.free_port([SINK_IP])
+GOOD_IP, BAD_IP, HTTPS_IP = "127.0.0.5", "127.0.0.4", "127.0.0.3"
+MX_PORT = local_dns.free_port([SINK_IP, GOOD_IP, BAD_IP])
+HTTPS_PORT = local_dns.free_port([HTTPS_IP])
+POLICIES = {
+    "enforce.example": "mode: enforce\r\nmx: mx.enforce.example\r\n",
+    "badcert.example": "mode: enforce\r\nmx: *.badcert.example\r\n",
+    "testing.example": "mode: testing\r\nmx: mx.testing.example\r\n",
+    "unlisted.example": "mode: enforce\r\nmx: mx.elsewhere.example\r\n",
+}
 METRICS_PORT = local_dns.free_port()
 WAIT_S = 30
 SINK = local_smtp.Sink()
 
 
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=TMP)
+
+
+@harness.fixture
+def ca():
+    """The test CA's certificate file, and a function making a key and certificate it signs for
+    some DNS names: (cert path, key path)."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=relay test CA", "-keyout", "ca.key", "-out", "ca.crt",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign")
+
+    def issue(name, *dns_names):
+        open(TMP + "/%s.ext" % name, "w").write(
+            "subjectAltName=" + ",".join("DNS:" + n for n in dns_names) + "\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + dns_names[0],
+                "-keyout", name + ".key", "-out", name + ".csr")
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-extfile", name + ".ext", "-out", name + ".crt")
+        return TMP + "/" + name + ".crt", TMP + "/" + name + ".key"
+    return TMP + "/ca.crt", issue
+
+
+class PolicyHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        domain = self.headers.get("Host", "").split(":")[0][len("mta-sts."):]
+        body = POLICIES.get(domain)
+        if self.path != "/.well-known/mta-sts.txt" or body is None:
+            self.send_error(404)
+            return
+        data = ("version: STSv1\r\n" + body + "max_age: 86400\r\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class PolicyServer:
+    """https://mta-sts.<domain>/.well-known/mta-sts.txt for each domain of POLICIES."""
+
+    def __init__(self):
+        cert, key = ca()[1]("https", *["mta-sts." + d for d in POLICIES])
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        self.server = http.server.ThreadingHTTPServer((HTTPS_IP, HTTPS_PORT), PolicyHandler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @harness.fixture
 def dns_port():
-    with local_dns.unbound(TMP, local_dns.mx_zones(("secure.example", "plain.example"),
-                                                   SINK_IP)) as port:
+    zones = local_dns.mx_zones(("secure.example", "plain.example"), SINK_IP)
+    zones += local_dns.mx_zones(("enforce.example", "unlisted.example"), GOOD_IP)
+    zones += local_dns.mx_zones(("badcert.example", "testing.example"), BAD_IP)
+    for domain in POLICIES:
+        zones += "  local-data: '_mta-sts.%s. 300 IN TXT \"v=STSv1; id=1\"'\n" % domain
+        zones += '  local-data: "mta-sts.%s. 300 IN A %s"\n' % (domain, HTTPS_IP)
+    with local_dns.unbound(TMP, zones) as port:
         yield port
 
 
@@ -53,7 +135,9 @@ def conf():
         relayd_process.loopback(dns_port(), MX_PORT, metrics_port=METRICS_PORT),
         {"retry": {"intervals_s": [3600], "jitter_fraction": 0.0},
          "control_socket": harness.scratch("tp-", dir="/tmp") + "/control.sock",
-         "tls_policy": {"downgrade_memory": True, "memory_days": 30}}))
+         "delivery": {"tls_ca_file": ca()[0]},
+         "tls_policy": {"downgrade_memory": True, "memory_days": 30, "mta_sts_ca_file": ca()[0],
+                        "mta_sts_port": HTTPS_PORT}}))
 
 
 @harness.fixture
@@ -152,6 +236,56 @@ def stripped():
         wait_for(lambda: SINK.delivered_to("b@secure.example"), "b@ delivered after tls forget")
         code, out = relayctl("tls", "list")
         check(code == 0 and "0 remembered" in out, "nothing remembered now:\n%s" % out)
+
+
+@harness.case(3, "MTA-STS: enforce delivers over verified TLS, refuses a bad certificate or MX")
+def mta_sts():
+    good_cert, good_key = ca()[1]("mx-good", "mx.enforce.example", "mx.unlisted.example")
+    good = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    good.load_cert_chain(good_cert, good_key)
+    policies = PolicyServer()
+    good_sink = local_smtp.Controller(SINK, hostname=GOOD_IP, port=MX_PORT, ready_timeout=10,
+                                      tls_context=good)
+    good_sink.start()
+    bad_sink = local_smtp.start(SINK, BAD_IP, MX_PORT, TMP)  # a self-signed certificate
+    try:
+        for rcpt in ("a@enforce.example", "a@badcert.example", "a@testing.example",
+                     "a@unlisted.example"):
+            submit(rcpt)
+        got = line("delivered", "a@enforce.example")
+        check(got.get("tls", {}).get("mode") == "mta-sts",
+              "enforce, valid certificate: delivered, logged as mta-sts: %s" % got.get("tls"))
+        held = line("deferred", "a@badcert.example")
+        check("MTA-STS policy of badcert.example" in str(held) and "not valid" in str(held),
+              "enforce, self-signed certificate: deferred with the reason: %s" % held)
+        check(not SINK.delivered_to("a@badcert.example"), "nothing reached that MX")
+        got = line("delivered", "a@testing.example")
+        check(got.get("tls", {}).get("mode") == "opportunistic",
+              "testing: delivered anyway: %s" % got.get("tls"))
+        check("MTA-STS testing: " in relay().log(), "and the failure is logged")
+        held = line("deferred", "a@unlisted.example")
+        check("matches its MTA-STS policy" in str(held) and "mx.elsewhere.example" in str(held),
+              "enforce, MX not in the policy: deferred: %s" % held)
+        check(metric('relay_delivered_by_tls_total{mode="mta-sts"}') >= 1, "counted as mta-sts")
+    finally:
+        policies.stop()
+    # The policies outlive a restart, and hold while their server is down.
+    relay().stop()
+    cached = open(TMP + "/relay/spool/mta-sts").read()
+    check(re.search(r"^enforce\.example\t1\t\d+\tenforce\t86400\tmx\.enforce\.example$",
+                    cached, re.M), "kept on disk: %r" % cached)
+    relay().start()
+    try:
+        submit("b@badcert.example")
+        held = line("deferred", "b@badcert.example")
+        check("MTA-STS policy of badcert.example" in str(held),
+              "after a restart, with the policy server down, still enforced: %s" % held)
+        submit("b@enforce.example")
+        got = line("delivered", "b@enforce.example")
+        check(got.get("tls", {}).get("mode") == "mta-sts", "and delivered as mta-sts: %s" % got)
+    finally:
+        good_sink.stop()
+        bad_sink.stop()
 
 
 harness.main()

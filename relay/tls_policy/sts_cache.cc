@@ -1,0 +1,89 @@
+#include "relay/tls_policy/sts_cache.h"
+
+#include <algorithm>
+
+#include "relay/base/log.h"
+#include "relay/base/replace_file.h"
+#include "relay/base/sv.h"
+
+namespace relay::tls_policy {
+
+bool StsEntryFresh(const StsCacheEntry& entry, int64_t now_unix_s) {
+  return now_unix_s < entry.fetched_unix_s + entry.policy.max_age_s;
+}
+
+StsEntryPtr StsCache::Find(std::string_view domain) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = entries_.find(Sv(domain));
+  return it == entries_.end() ? nullptr : it->second;
+}
+
+void StsCache::Store(StsCacheEntry entry) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(entry.domain);
+  if (it == entries_.end() && entries_.size() >= policies_max_) {
+    if (!full_logged_) {
+      LogWarning() << "MTA-STS: " << policies_max_
+                   << " policies cached ([tls_policy] mta_sts_policies_max); new ones are not kept";
+      full_logged_ = true;
+    }
+    return;
+  }
+  std::string domain = entry.domain;
+  entries_[domain] = std::make_shared<const StsCacheEntry>(std::move(entry));
+  dirty_ = true;
+}
+
+std::vector<StsEntryPtr> StsCache::List(size_t max, size_t* total) const {
+  std::vector<StsEntryPtr> out;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    *total = entries_.size();
+    out.reserve(entries_.size());
+    for (const auto& [domain, entry] : entries_) out.push_back(entry);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const StsEntryPtr& a, const StsEntryPtr& b) { return a->domain < b->domain; });
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+
+void StsCache::SetFile(std::string path) {
+  absl::MutexLock lock(&mu_);
+  path_ = std::move(path);
+}
+
+absl::Status StsCache::Load(const std::string& path, int64_t now_unix_s) {
+  absl::StatusOr<std::string> text = ReadStateFile(path);
+  if (!text.ok()) return text.status();
+  absl::MutexLock lock(&mu_);
+  for (StsCacheEntry& e : ParseStsCacheFile(*text, policies_max_)) {
+    if (!StsEntryFresh(e, now_unix_s) || entries_.size() >= policies_max_) continue;
+    auto it = entries_.find(e.domain);
+    if (it != entries_.end() && it->second->fetched_unix_s >= e.fetched_unix_s) continue;
+    std::string domain = e.domain;
+    entries_[domain] = std::make_shared<const StsCacheEntry>(std::move(e));
+  }
+  return absl::OkStatus();
+}
+
+void StsCache::Flush() {
+  std::vector<StsCacheEntry> all;
+  std::string path;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!dirty_ || path_.empty()) return;
+    dirty_ = false;
+    path = path_;
+    all.reserve(entries_.size());
+    for (const auto& [domain, entry] : entries_) all.push_back(*entry);
+  }
+  const absl::Status written = ReplaceFile(path, FormatStsCacheFile(all), 0600, /*durable=*/false);
+  if (!written.ok()) {
+    LogWarning() << "MTA-STS cache: " << written.message();
+    absl::MutexLock lock(&mu_);
+    dirty_ = true;
+  }
+}
+
+}  // namespace relay::tls_policy

@@ -1,0 +1,131 @@
+#include "relay/tls_policy/sts_resolver.h"
+
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "relay/base/log.h"
+
+namespace relay::tls_policy {
+
+StsResolver::StsResolver(io::Reactor* reactor, dns::Resolver* dns, StsCache* cache,
+                         tls::ClientTlsContext* context, StsResolverOptions options)
+    : reactor_(reactor), dns_(dns), cache_(cache), context_(context), options_(options) {}
+
+StsResolver::~StsResolver() {
+  for (auto& [domain, d] : discoveries_) {
+    d->query.Cancel();
+    if (d->fetch != nullptr) reactor_->RetireWhenIdle(std::move(d->fetch));
+  }
+}
+
+int64_t StsResolver::NowUnixS() const {
+  return static_cast<int64_t>(reactor_->clock()->WallSeconds());
+}
+
+StsEntryPtr StsResolver::InForce(const std::string& domain) const {
+  StsEntryPtr entry = cache_->Find(domain);
+  if (entry == nullptr || entry->policy.mode == StsMode::kNone ||
+      !StsEntryFresh(*entry, NowUnixS())) {
+    return nullptr;
+  }
+  return entry;
+}
+
+void StsResolver::Policy(const std::string& domain, Done done) {
+  const int64_t now = reactor_->NowMs();
+  auto checked = checked_ms_.find(domain);
+  if (checked != checked_ms_.end() && now - checked->second < options_.recheck_ms) {
+    done(InForce(domain));
+    return;
+  }
+  auto [it, added] = discoveries_.try_emplace(domain);
+  if (!added) {
+    it->second->waiting.push_back(std::move(done));
+    return;
+  }
+  it->second = std::make_unique<Discovery>();
+  it->second->waiting.push_back(std::move(done));
+  if (checked_ms_.size() >= options_.domains_max) checked_ms_.clear();
+  checked_ms_[domain] = now;  // one look per recheck interval, whatever comes of it
+  ++stats_.txt_lookups;
+  it->second->query = dns_->LookupTxt(absl::StrCat("_mta-sts.", domain),
+                                      [this, domain](dns::TxtResult r) { OnTxt(domain, r); });
+}
+
+void StsResolver::OnTxt(const std::string& domain, dns::TxtResult result) {
+  std::vector<std::string> records;
+  for (const dns::TxtRecord& r : result.records) records.push_back(r.joined);
+  absl::StatusOr<std::string> id =
+      result.status.ok() ? ParseStsRecord(records) : absl::UnavailableError("");
+  if (!id.ok()) {
+    if (result.status.ok() && !absl::IsNotFound(id.status())) {
+      LogInfo() << "MTA-STS: _mta-sts." << domain << ": " << id.status().message();
+    }
+    Finish(domain);  // no record: a cached policy holds until it expires (§5.1)
+    return;
+  }
+  StsEntryPtr cached = cache_->Find(domain);
+  if (cached != nullptr && cached->id == *id && StsEntryFresh(*cached, NowUnixS())) {
+    Finish(domain);
+    return;
+  }
+  Fetch(domain, *id);
+}
+
+void StsResolver::Fetch(const std::string& domain, std::string id) {
+  const std::string host = absl::StrCat("mta-sts.", domain);
+  auto it = discoveries_.find(domain);
+  if (it == discoveries_.end()) return;
+  it->second->query =
+      dns_->ResolveAddresses(host, options_.family, [this, domain, host, id](dns::AddressResult r) {
+        if (!r.status.ok() || r.addresses.empty()) {
+          ++stats_.fetch_failures;
+          LogInfo() << "MTA-STS: " << host << ": " << r.status.ToString();
+          Finish(domain);
+          return;
+        }
+        auto d = discoveries_.find(domain);
+        if (d == discoveries_.end()) return;
+        io::SocketAddress address = r.addresses.front();
+        address.set_port(options_.https_port);
+        ++stats_.fetches;
+        d->second->fetch = HttpsGet::Start(
+            reactor_, context_, host, address, "/.well-known/mta-sts.txt", options_.limits,
+            [this, domain, id](HttpsGetResult result) { OnPolicy(domain, id, std::move(result)); });
+      });
+}
+
+void StsResolver::OnPolicy(const std::string& domain, const std::string& id,
+                           HttpsGetResult result) {
+  absl::StatusOr<StsPolicy> policy =
+      result.status.ok() ? ParseStsPolicy(result.body) : absl::StatusOr<StsPolicy>(result.status);
+  if (!policy.ok()) {
+    ++stats_.fetch_failures;
+    LogWarning() << "MTA-STS: the policy of " << domain << " (id " << id
+                 << ") was not taken: " << policy.status().message();
+  } else {
+    StsCacheEntry entry;
+    entry.domain = domain;
+    entry.id = id;
+    entry.fetched_unix_s = NowUnixS();
+    entry.policy = std::move(*policy);
+    LogInfo() << "MTA-STS: " << domain << " has policy " << id << ": mode "
+              << StsModeName(entry.policy.mode) << ", max_age " << entry.policy.max_age_s << " s, "
+              << entry.policy.mx.size() << " mx pattern(s)";
+    cache_->Store(std::move(entry));
+  }
+  Finish(domain);
+}
+
+void StsResolver::Finish(const std::string& domain) {
+  auto it = discoveries_.find(domain);
+  if (it == discoveries_.end()) return;
+  std::unique_ptr<Discovery> d = std::move(it->second);
+  discoveries_.erase(it);
+  d->query.Detach();
+  if (d->fetch != nullptr) reactor_->RetireWhenIdle(std::move(d->fetch));
+  const StsEntryPtr policy = InForce(domain);
+  for (Done& done : d->waiting) done(policy);
+}
+
+}  // namespace relay::tls_policy

@@ -1,0 +1,86 @@
+// A shard's MTA-STS discovery (RFC 8461 §3, §5): the policy in force for a recipient domain,
+// from the relay's cache (StsCache) when the domain's TXT record was checked recently, otherwise
+// after a look at _mta-sts.<domain> TXT and, when its id differs from the cached policy's (or
+// none is cached), a fetch of https://mta-sts.<domain>/.well-known/mta-sts.txt on the shard's
+// ring (HttpsGet).
+//
+// As the RFC says: a cached policy holds until its max_age runs out, whatever the TXT lookup or
+// the fetch says meanwhile (an attacker who blocks them cannot remove it); a domain without a
+// cached policy whose discovery fails has none (it is tried again at the next recheck). Lookups
+// of one domain in flight are shared: many messages to a new domain make one discovery.
+//
+// Shard thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "dns/resolver.h"
+#include "relay/io/reactor.h"
+#include "relay/tls/tls_context.h"
+#include "relay/tls_policy/https_get.h"
+#include "relay/tls_policy/sts_cache.h"
+
+namespace relay::tls_policy {
+
+struct StsResolverOptions {
+  // The TXT record is looked at again (and the policy fetched when its id changed) at most this
+  // often per domain and shard.
+  int64_t recheck_ms = 3600 * 1000;
+  uint16_t https_port = 443;  // tests serve policies on another port
+  HttpsGetLimits limits;
+  dns::FamilyPreference family = dns::FamilyPreference::kIpv6First;
+  size_t domains_max = 100000;  // domains whose last check is remembered (then forgotten at once)
+};
+
+struct StsResolverStats {
+  uint64_t fetches = 0;         // HTTPS fetches started
+  uint64_t fetch_failures = 0;  // ... that gave no policy (the log says why)
+  uint64_t txt_lookups = 0;
+};
+
+class StsResolver {
+ public:
+  // The policy in force for the domain: null when none (no policy, mode none, or expired).
+  using Done = std::function<void(StsEntryPtr)>;
+
+  // `context` must require verified certificates; every pointer outlives the resolver.
+  StsResolver(io::Reactor* reactor, dns::Resolver* dns, StsCache* cache,
+              tls::ClientTlsContext* context, StsResolverOptions options);
+  ~StsResolver();
+
+  // `domain` in lower case. `done` runs at once when the cache answers, otherwise later on the
+  // shard's thread.
+  void Policy(const std::string& domain, Done done);
+
+  const StsResolverStats& stats() const { return stats_; }
+
+ private:
+  struct Discovery {
+    std::vector<Done> waiting;
+    dns::QueryHandle query;
+    std::unique_ptr<HttpsGet> fetch;
+  };
+  void OnTxt(const std::string& domain, dns::TxtResult result);
+  void Fetch(const std::string& domain, std::string id);
+  void OnPolicy(const std::string& domain, const std::string& id, HttpsGetResult result);
+  // Answers every waiting caller with the cached policy (if fresh) and ends the discovery.
+  void Finish(const std::string& domain);
+  StsEntryPtr InForce(const std::string& domain) const;
+  int64_t NowUnixS() const;
+
+  io::Reactor* const reactor_;
+  dns::Resolver* const dns_;
+  StsCache* const cache_;
+  tls::ClientTlsContext* const context_;
+  const StsResolverOptions options_;
+  absl::flat_hash_map<std::string, int64_t> checked_ms_;  // domain -> reactor ms of its check
+  absl::flat_hash_map<std::string, std::unique_ptr<Discovery>> discoveries_;
+  StsResolverStats stats_;
+};
+
+}  // namespace relay::tls_policy
