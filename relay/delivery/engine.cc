@@ -89,8 +89,8 @@ absl::Status DeliveryEngine::Start() {
     sopts.verify_required = true;  // RFC 8461 §3.3: a policy only from a verified server
     if (!options_.sts_ca_file.empty()) sopts.ca_file = options_.sts_ca_file;
     ASSIGN_OR_RETURN(sts_tls_, tls::ClientTlsContext::Create(sopts));
-    sts_ = std::make_unique<tls_policy::StsResolver>(reactor_, resolver_.get(), options_.sts_cache,
-                                                     sts_tls_.get(), options_.sts);
+    sts_ = std::make_unique<tlspolicy::StsResolver>(reactor_, resolver_.get(), options_.sts_cache,
+                                                    sts_tls_.get(), options_.sts);
   }
   // Recovery: every live message with a pending recipient is scheduled at its due time.
   spool_->ForEachMessage([this](const queue::MessageInfo& info) {
@@ -379,7 +379,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     }
     if (sts_ != nullptr) {
       // The domain's MTA-STS policy first (from the cache at once, mostly), then its MX.
-      sts_->Policy(domain, [this, job = std::move(job)](tls_policy::StsEntryPtr policy) mutable {
+      sts_->Policy(domain, [this, job = std::move(job)](tlspolicy::StsEntryPtr policy) mutable {
         job.sts = std::move(policy);
         ResolveMxFor(std::move(job));
       });
@@ -425,9 +425,9 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
                 .Categorized(Category::kRouting));
     return;
   }
-  if (job.sts != nullptr && job.sts->policy.mode == tls_policy::StsMode::kEnforce &&
+  if (job.sts != nullptr && job.sts->policy.mode == tlspolicy::StsMode::kEnforce &&
       std::none_of(result.hosts.begin(), result.hosts.end(), [&](const dns::MxHost& h) {
-        return tls_policy::StsMxAllowed(job.sts->policy, h.name);
+        return tlspolicy::StsMxAllowed(job.sts->policy, h.name);
       })) {
     // RFC 8461 §4.1: no MX the policy names, no delivery (an attacker may have changed the MX).
     FailJob(job, RecipientOutcome::Transient(
@@ -1468,9 +1468,9 @@ std::string DeliveryEngine::TlsRequirement(const Job& job) const {
 std::string DeliveryEngine::StsRequirement(const Job& job, std::string_view mx_host, bool encrypted,
                                            bool verified, std::string_view verify_error) const {
   if (job.sts == nullptr) return "";
-  const tls_policy::StsPolicy& policy = job.sts->policy;
+  const tlspolicy::StsPolicy& policy = job.sts->policy;
   std::string failure;
-  if (!tls_policy::StsMxAllowed(policy, mx_host)) {
+  if (!tlspolicy::StsMxAllowed(policy, mx_host)) {
     failure =
         absl::StrCat(Sv(mx_host), " is not one of its mx (", absl::StrJoin(policy.mx, ", "), ")");
   } else if (!encrypted) {
@@ -1482,9 +1482,9 @@ std::string DeliveryEngine::StsRequirement(const Job& job, std::string_view mx_h
   if (failure.empty()) return "";
   const std::string why =
       absl::StrCat("the MTA-STS policy of ", job.domain, " (id ", job.sts->id, ", ",
-                   Sv(tls_policy::StsModeName(policy.mode)),
+                   Sv(tlspolicy::StsModeName(policy.mode)),
                    ") requires a verified TLS connection to a listed MX: ", failure);
-  if (policy.mode != tls_policy::StsMode::kEnforce) {
+  if (policy.mode != tlspolicy::StsMode::kEnforce) {
     LogInfo() << "MTA-STS testing: " << why << " (delivered anyway)";
     return "";
   }

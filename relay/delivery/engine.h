@@ -55,7 +55,6 @@
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/suspensions.h"
-#include "relay/delivery/tls_memory.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/delivery/warmup.h"
 #include "relay/events/event_journal.h"
@@ -66,8 +65,9 @@
 #include "relay/metrics/relay_metrics.h"
 #include "relay/smtp/client_reply.h"
 #include "relay/tls/tls_context.h"
-#include "relay/tls_policy/sts_cache.h"
-#include "relay/tls_policy/sts_resolver.h"
+#include "relay/tlspolicy/sts_cache.h"
+#include "relay/tlspolicy/sts_resolver.h"
+#include "relay/tlspolicy/tls_memory.h"
 
 namespace relay::delivery {
 
@@ -108,13 +108,13 @@ struct DeliveryOptions {
   // (relay/delivery/warmup.h); null: this engine counts on its own.
   WarmupLedger* warmup = nullptr;
   // The domains that took mail over TLS ([tls_policy] downgrade_memory), shared by every shard's
-  // engine (relay/delivery/tls_memory.h); null: no memory.
-  TlsMemory* tls_memory = nullptr;
+  // engine (relay/tlspolicy/tls_memory.h); null: no memory.
+  tlspolicy::TlsMemory* tls_memory = nullptr;
   // MTA-STS ([tls_policy] mta_sts): the relay's policy cache, shared by every shard's engine
   // (null: no MTA-STS), how this engine discovers policies, and the CA file their HTTPS servers'
   // certificates must lead to ("": the system store).
-  tls_policy::StsCache* sts_cache = nullptr;
-  tls_policy::StsResolverOptions sts;
+  tlspolicy::StsCache* sts_cache = nullptr;
+  tlspolicy::StsResolverOptions sts;
   std::string sts_ca_file;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
@@ -397,7 +397,7 @@ class DeliveryEngine {
   std::unique_ptr<dns::Resolver> resolver_;
   // MTA-STS discovery (with options_.sts_cache), and the context its fetches verify with.
   std::unique_ptr<tls::ClientTlsContext> sts_tls_;
-  std::unique_ptr<tls_policy::StsResolver> sts_;
+  std::unique_ptr<tlspolicy::StsResolver> sts_;
   std::unique_ptr<tls::ClientTlsContext> client_tls_;
   DeliveryLog* log_ = nullptr;
   events::EventJournal* journal_ = nullptr;

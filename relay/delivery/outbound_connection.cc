@@ -295,7 +295,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
     attempt.tls_mode = tls_->peer_verified() ? TlsMode::kVerified : TlsMode::kOpportunistic;
     // Verified as the domain's MTA-STS policy asks (enforce, or testing that passed).
     if (attempt.tls_mode == TlsMode::kVerified && job_->sts != nullptr &&
-        tls_policy::StsMxAllowed(job_->sts->policy, c.host)) {
+        tlspolicy::StsMxAllowed(job_->sts->policy, c.host)) {
       attempt.tls_mode = TlsMode::kMtaSts;
     }
   }

@@ -23,7 +23,7 @@
 #include "relay/delivery/shaping.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/io/timer_wheel.h"
-#include "relay/tls_policy/sts_cache.h"
+#include "relay/tlspolicy/sts_cache.h"
 
 namespace relay::delivery {
 
@@ -38,7 +38,7 @@ struct Job {
   std::string mail_from;             // the return path when not the stored sender: VERP
   std::string campaign;              // its message's campaign, "" when none
   // Its domain's MTA-STS policy in force when it was dispatched (enforce or testing); null: none.
-  std::shared_ptr<const tls_policy::StsCacheEntry> sts;
+  std::shared_ptr<const tlspolicy::StsCacheEntry> sts;
   uint64_t message_bytes = 0;        // its message's size (queue summary)
   int64_t created_unix_ms = 0;       // when its message was accepted (queue summary)
   // Its message's tenant (queue::TenantOf), class and the tenant's weight: its place in the

@@ -164,7 +164,7 @@ struct SuppressionSettings {
 
 // [tls_policy]: what makes outbound TLS mandatory for a destination (issue 17).
 struct TlsPolicySettings {
-  // Downgrade memory (relay/delivery/tls_memory.h): a domain that took mail over TLS gets no
+  // Downgrade memory (relay/tlspolicy/tls_memory.h): a domain that took mail over TLS gets no
   // plain text afterwards, for memory_days after its latest TLS delivery.
   bool downgrade_memory = true;
   uint32_t memory_days = 90;

@@ -206,6 +206,35 @@ TEST(Config, QueueOutcomeSyncMs) {
   EXPECT_NE(c.status().message().find("outcome_sync_ms"), std::string::npos) << c.status();
 }
 
+TEST(Config, TlsPolicy) {
+  // The generated config shows [tls_policy] with its defaults.
+  const std::string text = DefaultText("h");
+  auto c = LoadConfig(WriteFile("tlsp0.toml", text));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->tls_policy.downgrade_memory);
+  EXPECT_TRUE(c->tls_policy.mta_sts);
+  EXPECT_EQ(c->tls_policy.mta_sts_port, 443u);
+  EXPECT_EQ(c->tls_policy.memory_days, 90u);
+  auto with = [&](const std::string& line, const std::string& replacement) {
+    std::string edited = text;
+    const size_t at = edited.find(line);
+    EXPECT_NE(at, std::string::npos) << line;
+    edited.replace(at, line.size(), replacement);
+    return edited;
+  };
+  c = LoadConfig(
+      WriteFile("tlsp1.toml", with("mta_sts = true\n", "mta_sts = false\nmta_sts_port = 8443\n")));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->tls_policy.mta_sts);
+  EXPECT_EQ(c->tls_policy.mta_sts_port, 8443u);
+  c = LoadConfig(WriteFile("tlsp2.toml", with("memory_days = 90\n", "memory_days = 0\n")));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("memory_days"), std::string::npos) << c.status();
+  c = LoadConfig(WriteFile("tlsp3.toml", with("mta_sts = true\n", "mta_sts = true\ndane = 1\n")));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("dane"), std::string::npos) << c.status();
+}
+
 TEST(Config, AuthThrottleAndQueueBoundsAreReadAndChecked) {
   const std::string text = DefaultText("h");
   auto c = LoadConfig(WriteFile("auth1.toml", Edited(text, {

@@ -13,7 +13,6 @@
 #include "dns/spf.h"
 #include "queue/spool.h"
 #include "relay/delivery/suspensions.h"
-#include "relay/delivery/tls_memory.h"
 #include "relay/delivery/warmup.h"
 #include "relay/feedback/returned_mail.h"
 #include "relay/feedback/suppression_list.h"
@@ -28,7 +27,8 @@
 #include "relay/server/message_preparer.h"
 #include "relay/server/signing_pool.h"
 #include "relay/tls/tls_context.h"
-#include "relay/tls_policy/sts_cache.h"
+#include "relay/tlspolicy/sts_cache.h"
+#include "relay/tlspolicy/tls_memory.h"
 
 namespace relay::events {
 class EventSinks;
@@ -53,8 +53,8 @@ struct SharedState {
   const feedback::Unsubscribe* unsubscribe = nullptr;  // null: no [unsubscribe]
   delivery::Suspensions* suspensions = nullptr;  // shared by the shards' delivery engines
   delivery::WarmupLedger* warmup = nullptr;      // likewise
-  delivery::TlsMemory* tls_memory = nullptr;     // likewise; null: [tls_policy] memory off
-  tls_policy::StsCache* sts_cache = nullptr;     // likewise; null: [tls_policy] mta_sts off
+  tlspolicy::TlsMemory* tls_memory = nullptr;    // likewise; null: [tls_policy] memory off
+  tlspolicy::StsCache* sts_cache = nullptr;      // likewise; null: [tls_policy] mta_sts off
 };
 
 struct ShardCounters {

@@ -99,7 +99,7 @@ void MainThreadRequests::Close(const std::string& answer) {
 
 absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
     const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
-    delivery::Suspensions* suspensions, delivery::TlsMemory* tls_memory) {
+    delivery::Suspensions* suspensions, tlspolicy::TlsMemory* tls_memory) {
   // Bound as DIR/.ctl-XXXXXX/s, chmod 0600 there (the directory is 0700), then renamed.
   std::string dir = path;
   size_t slash = dir.rfind('/');
@@ -354,7 +354,7 @@ std::string ControlSocket::AskEveryShard(const std::vector<Shard*>& shards, cons
 }
 
 std::string ControlSocket::HandleTls(const std::vector<std::string>& words,
-                                     delivery::TlsMemory* tls_memory) {
+                                     tlspolicy::TlsMemory* tls_memory) {
   if (tls_memory == nullptr) {
     return "error: the TLS downgrade memory is off ([tls_policy] downgrade_memory)";
   }
@@ -366,9 +366,9 @@ std::string ControlSocket::HandleTls(const std::vector<std::string>& words,
   }
   if (words.size() == 2 && words[1] == "list") {
     size_t total = 0;
-    std::vector<delivery::TlsMemoryEntry> entries = tls_memory->List(kTlsListMax, &total);
+    std::vector<tlspolicy::TlsMemoryEntry> entries = tls_memory->List(kTlsListMax, &total);
     std::string answer = absl::StrCat("ok: ", total, " remembered");
-    for (const delivery::TlsMemoryEntry& e : entries) {
+    for (const tlspolicy::TlsMemoryEntry& e : entries) {
       absl::StrAppend(
           &answer, "; ", e.domain, " ",
           absl::FormatTime("%Y-%m-%d", absl::FromUnixSeconds(e.day * 86400), absl::UTCTimeZone()));
@@ -382,7 +382,7 @@ std::string ControlSocket::HandleTls(const std::vector<std::string>& words,
 std::string ControlSocket::Handle(const std::string& request, const std::vector<Shard*>& shards,
                                   MainThreadRequests* main_thread,
                                   delivery::Suspensions* suspensions,
-                                  delivery::TlsMemory* tls_memory) {
+                                  tlspolicy::TlsMemory* tls_memory) {
   std::vector<std::string> words =
       absl::StrSplit(absl::StripAsciiWhitespace(request), ' ', absl::SkipEmpty());
   if (!words.empty() && words[0] == "tls") return HandleTls(words, tls_memory);

@@ -32,7 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "relay/delivery/suspensions.h"
-#include "relay/delivery/tls_memory.h"
+#include "relay/tlspolicy/tls_memory.h"
 
 namespace relay::server {
 
@@ -78,7 +78,7 @@ class ControlSocket {
   // `tls_memory` (may be null) the downgrade memory "tls forget|list" act on.
   static absl::StatusOr<std::unique_ptr<ControlSocket>> Start(
       const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
-      delivery::Suspensions* suspensions = nullptr, delivery::TlsMemory* tls_memory = nullptr);
+      delivery::Suspensions* suspensions = nullptr, tlspolicy::TlsMemory* tls_memory = nullptr);
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
   // Stops the thread (a request being handled finishes first), closes, removes the file.
@@ -88,12 +88,12 @@ class ControlSocket {
   static std::string Handle(const std::string& request, const std::vector<Shard*>& shards,
                             MainThreadRequests* main_thread,
                             delivery::Suspensions* suspensions = nullptr,
-                            delivery::TlsMemory* tls_memory = nullptr);
-  // The TLS downgrade memory (relay/delivery/tls_memory.h):
+                            tlspolicy::TlsMemory* tls_memory = nullptr);
+  // The TLS downgrade memory (relay/tlspolicy/tls_memory.h):
   //   tls forget DOMAIN   plain text is allowed again for DOMAIN
   //   tls list            the remembered domains (at most kTlsListMax), with their latest day
   static std::string HandleTls(const std::vector<std::string>& words,
-                               delivery::TlsMemory* tls_memory);
+                               tlspolicy::TlsMemory* tls_memory);
   static constexpr size_t kTlsListMax = 10000;
   // The operator's word on where mail may go, for every shard, kept across a restart
   // (relay/delivery/suspensions.h). WHAT is a site (its MX set or its shaping rule's name,
@@ -113,7 +113,7 @@ class ControlSocket {
  private:
   ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards,
                 MainThreadRequests* main_thread, delivery::Suspensions* suspensions,
-                delivery::TlsMemory* tls_memory)
+                tlspolicy::TlsMemory* tls_memory)
       : fd_(fd),
         wake_fd_(wake_fd),
         path_(std::move(path)),
@@ -129,7 +129,7 @@ class ControlSocket {
   const std::vector<Shard*> shards_;
   MainThreadRequests* const main_thread_;
   delivery::Suspensions* const suspensions_;
-  delivery::TlsMemory* const tls_memory_;
+  tlspolicy::TlsMemory* const tls_memory_;
   std::thread thread_;
 };
 

@@ -277,8 +277,8 @@ class DaemonParts {
   std::shared_ptr<const feedback::Unsubscribe> unsubscribe;  // [unsubscribe]; null when off
   delivery::Suspensions suspensions;                         // one board for every shard's engine
   delivery::WarmupLedger warmup;                             // likewise, for sources in warm-up
-  std::unique_ptr<delivery::TlsMemory> tls_memory;           // [tls_policy] downgrade_memory
-  std::unique_ptr<tls_policy::StsCache> sts_cache;           // [tls_policy] mta_sts
+  std::unique_ptr<tlspolicy::TlsMemory> tls_memory;          // [tls_policy] downgrade_memory
+  std::unique_ptr<tlspolicy::StsCache> sts_cache;            // [tls_policy] mta_sts
   // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
   // suppression list, so they stop before either goes.
   std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
@@ -512,7 +512,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     // The domains that took mail over TLS: no plain text for them after a restart either.
     if (p.config.tls_policy.downgrade_memory) {
       const TlsPolicySettings& t = p.config.tls_policy;
-      p.tls_memory = std::make_unique<delivery::TlsMemory>(delivery::TlsMemory::Options{
+      p.tls_memory = std::make_unique<tlspolicy::TlsMemory>(tlspolicy::TlsMemory::Options{
           .enabled = true, .days = t.memory_days, .domains_max = t.memory_domains_max});
       const std::string memory_path = p.config.spool_dir + "/tls-memory";
       loaded = p.tls_memory->Load(memory_path, absl::ToUnixMillis(absl::Now()));
@@ -522,8 +522,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     // The MTA-STS policies seen before: an attacker who blocks the fetch after a restart does
     // not remove them.
     if (p.config.tls_policy.mta_sts) {
-      p.sts_cache =
-          std::make_unique<tls_policy::StsCache>(p.config.tls_policy.mta_sts_policies_max);
+      p.sts_cache = std::make_unique<tlspolicy::StsCache>(p.config.tls_policy.mta_sts_policies_max);
       const std::string sts_path = p.config.spool_dir + "/mta-sts";
       loaded = p.sts_cache->Load(sts_path, absl::ToUnixSeconds(absl::Now()));
       if (!loaded.ok()) LogWarning() << "MTA-STS cache: " << loaded.message();

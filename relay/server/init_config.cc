@@ -212,6 +212,23 @@ ${sources}
 # tenants = ["newsletter"]
 # domains = ["news.${domain}"]
 # campaigns = ["black-friday"]
+
+[tls_policy]
+# Downgrade memory: a recipient domain that took mail over TLS gets no plain text for
+# memory_days after its latest TLS delivery (a stripped STARTTLS defers instead). relayctl tls
+# list shows the domains, relayctl tls forget DOMAIN allows plain text again.
+downgrade_memory = true
+memory_days = 90
+memory_domains_max = 200000
+# MTA-STS (RFC 8461): each domain's policy is discovered before its mail goes out and cached for
+# its max_age in the spool; in enforce mode mail goes only over TLS with a certificate valid for
+# an MX the policy lists. Policy servers' certificates must lead to mta_sts_ca_file ("": the
+# system store).
+mta_sts = true
+mta_sts_ca_file = ""
+mta_sts_recheck_s = 3600
+mta_sts_fetch_timeout_ms = 30000
+mta_sts_policies_max = 100000
 [log]
 # The delivery log: one JSON object per line per event (received, delivered, deferred, bounced,
 # dsn_sent), one file per shard (delivery-<shard>.log). Rotated by size, and reopened on SIGHUP

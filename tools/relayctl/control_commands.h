@@ -35,7 +35,7 @@ std::string FormatReadyTable(std::string_view entries);
 // buckets (the table of the offline summary, relay/delivery/queue_shape.h).
 int QueueShapeCommand(int argc, char** argv);
 // `relayctl tls forget DOMAIN`, `relayctl tls list`: the running relay's TLS downgrade memory
-// (relay/delivery/tls_memory.h). argv[0] is "tls".
+// (relay/tlspolicy/tls_memory.h). argv[0] is "tls".
 int TlsCommand(int argc, char** argv);
 // The table for the "tls list" answer ("N remembered; DOMAIN DAY; ..."), for tests.
 std::string FormatTlsList(std::string_view answer);

@@ -1,4 +1,4 @@
-#include "relay/tls_policy/https_get.h"
+#include "relay/tlspolicy/https_get.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "relay/base/sv.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 
 bool ParseHttpResponseHead(std::string_view response, int* code, std::string* content_type,
                            size_t* body_start) {
@@ -241,4 +241,4 @@ void HttpsGet::Finish(absl::Status status) {
   done(std::move(result));
 }
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

@@ -1,10 +1,10 @@
-#include "relay/tls_policy/mta_sts.h"
+#include "relay/tlspolicy/mta_sts.h"
 
 #include <string>
 
 #include "gtest/gtest.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 namespace {
 
 TEST(StsPolicyTest, ParsesTheRfcExample) {
@@ -113,4 +113,4 @@ TEST(StsCacheFileTest, RoundTripsAndSkipsBadLines) {
 }
 
 }  // namespace
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

@@ -1,4 +1,4 @@
-// Fuzz target for the MTA-STS cache file (relay/tls_policy/mta_sts.h), read at start: on-disk
+// Fuzz target for the MTA-STS cache file (relay/tlspolicy/mta_sts.h), read at start: on-disk
 // input that a bad disk or a hand edit may have changed. Checks: every entry read is one the
 // relay could have written (a domain, an id of letters and digits, a known mode, max_age within
 // the RFC's maximum, mx patterns unless mode none); formatting the entries and reading them again
@@ -6,10 +6,10 @@
 #include <string>
 #include <string_view>
 
-#include "relay/tls_policy/mta_sts.h"
+#include "relay/tlspolicy/mta_sts.h"
 #include "tools/fuzz/fuzz.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 namespace {
 
 constexpr size_t kMax = 1000;
@@ -44,20 +44,20 @@ std::string OneLongLine(size_t bytes) {
 }
 
 }  // namespace
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy
 
 const relay::fuzz::Target& relay::fuzz::GetTarget() {
   static const Target target{
       .name = "sts_cache_file",
-      .run = relay::tls_policy::FuzzStsCache,
+      .run = relay::tlspolicy::FuzzStsCache,
       // The entries, the file formatted again and its entries: a short line
       // ("a\t1\t0\tnone\t0\t\n", 14 bytes) makes an entry of about 150 bytes, in a vector that
       // doubles.
       .bounds = {.heap_peak_bytes = {16384, 64},
                  .heap_allocated_bytes = {65536, 200},
                  .allocations = {256, 1.0}},
-      .scaled = {{.name = "many lines", .make = relay::tls_policy::ManyLines},
-                 {.name = "one long line", .make = relay::tls_policy::OneLongLine}},
+      .scaled = {{.name = "many lines", .make = relay::tlspolicy::ManyLines},
+                 {.name = "one long line", .make = relay::tlspolicy::OneLongLine}},
   };
   return target;
 }

@@ -1,4 +1,4 @@
-#include "relay/delivery/tls_memory.h"
+#include "relay/tlspolicy/tls_memory.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "relay/base/replace_file.h"
 
-namespace relay::delivery {
+namespace relay::tlspolicy {
 namespace {
 
 constexpr int64_t kDay = int64_t{86400} * 1000;
@@ -83,4 +83,4 @@ TEST(TlsMemoryTest, ParsesOnlyWhatItWrites) {
 }
 
 }  // namespace
-}  // namespace relay::delivery
+}  // namespace relay::tlspolicy

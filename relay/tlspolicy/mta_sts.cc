@@ -1,4 +1,4 @@
-#include "relay/tls_policy/mta_sts.h"
+#include "relay/tlspolicy/mta_sts.h"
 
 #include <algorithm>
 
@@ -10,7 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "relay/base/sv.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 namespace {
 
 constexpr size_t kNameBytesMax = 255;  // a domain name (RFC 1035 §2.3.4)
@@ -252,4 +252,4 @@ std::vector<StsCacheEntry> ParseStsCacheFile(std::string_view text, size_t max) 
   return out;
 }
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

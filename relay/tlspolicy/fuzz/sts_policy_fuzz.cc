@@ -1,14 +1,14 @@
-// Fuzz target for MTA-STS policy bodies (relay/tls_policy/mta_sts.h), which any web server that
+// Fuzz target for MTA-STS policy bodies (relay/tlspolicy/mta_sts.h), which any web server that
 // answers for mta-sts.<domain> writes. Checks: a policy that parses has a known mode, a max_age
 // within the RFC's maximum, at most kStsMxMax lower-case mx patterns (at least one unless mode
 // none), and every pattern matches a host made from it; time and memory linear in the input.
 #include <string>
 #include <string_view>
 
-#include "relay/tls_policy/mta_sts.h"
+#include "relay/tlspolicy/mta_sts.h"
 #include "tools/fuzz/fuzz.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 namespace {
 
 void FuzzStsPolicy(std::string_view input) {
@@ -35,18 +35,18 @@ std::string OneLongLine(size_t bytes) {
 }
 
 }  // namespace
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy
 
 const relay::fuzz::Target& relay::fuzz::GetTarget() {
   static const Target target{
       .name = "sts_policy",
-      .run = relay::tls_policy::FuzzStsPolicy,
+      .run = relay::tlspolicy::FuzzStsPolicy,
       // At most kStsMxMax patterns of at most 255 bytes whatever the input: a bounded policy.
       .bounds = {.heap_peak_bytes = {32768, 2},
                  .heap_allocated_bytes = {65536, 4},
                  .allocations = {256, 0.1}},
-      .scaled = {{.name = "many lines", .make = relay::tls_policy::ManyLines},
-                 {.name = "one long line", .make = relay::tls_policy::OneLongLine}},
+      .scaled = {{.name = "many lines", .make = relay::tlspolicy::ManyLines},
+                 {.name = "one long line", .make = relay::tlspolicy::OneLongLine}},
   };
   return target;
 }

@@ -1,4 +1,4 @@
-#include "relay/tls_policy/sts_cache.h"
+#include "relay/tlspolicy/sts_cache.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@
 #include "relay/base/replace_file.h"
 #include "relay/base/sv.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 
 bool StsEntryFresh(const StsCacheEntry& entry, int64_t now_unix_s) {
   return now_unix_s < entry.fetched_unix_s + entry.policy.max_age_s;
@@ -86,4 +86,4 @@ void StsCache::Flush() {
   }
 }
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

@@ -22,10 +22,10 @@
 #include "dns/resolver.h"
 #include "relay/io/reactor.h"
 #include "relay/tls/tls_context.h"
-#include "relay/tls_policy/https_get.h"
-#include "relay/tls_policy/sts_cache.h"
+#include "relay/tlspolicy/https_get.h"
+#include "relay/tlspolicy/sts_cache.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 
 struct StsResolverOptions {
   // The TXT record is looked at again (and the policy fetched when its id changed) at most this
@@ -83,4 +83,4 @@ class StsResolver {
   StsResolverStats stats_;
 };
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

@@ -1,11 +1,11 @@
-#include "relay/tls_policy/sts_resolver.h"
+#include "relay/tlspolicy/sts_resolver.h"
 
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
 #include "relay/base/log.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 
 StsResolver::StsResolver(io::Reactor* reactor, dns::Resolver* dns, StsCache* cache,
                          tls::ClientTlsContext* context, StsResolverOptions options)
@@ -128,4 +128,4 @@ void StsResolver::Finish(const std::string& domain) {
   for (Done& done : d->waiting) done(policy);
 }
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

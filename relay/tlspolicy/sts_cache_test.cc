@@ -1,4 +1,4 @@
-#include "relay/tls_policy/sts_cache.h"
+#include "relay/tlspolicy/sts_cache.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 
 #include "gtest/gtest.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 namespace {
 
 StsCacheEntry Entry(const std::string& domain, int64_t fetched, int64_t max_age) {
@@ -63,4 +63,4 @@ TEST(StsCacheTest, TheFileKeepsFreshPoliciesAcrossARestart) {
 }
 
 }  // namespace
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

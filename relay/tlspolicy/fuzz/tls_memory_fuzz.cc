@@ -1,4 +1,4 @@
-// Fuzz target for the TLS downgrade memory's file (relay/delivery/tls_memory.h), read at start:
+// Fuzz target for the TLS downgrade memory's file (relay/tlspolicy/tls_memory.h), read at start:
 // on-disk input that a bad disk or a hand edit may have changed. Checks: every entry read has a
 // domain of [a-z0-9.-] only and a day that is not negative; at most the maximum asked for;
 // formatting the entries and reading them again gives the same entries; time and memory linear
@@ -6,10 +6,10 @@
 #include <string>
 #include <string_view>
 
-#include "relay/delivery/tls_memory.h"
+#include "relay/tlspolicy/tls_memory.h"
 #include "tools/fuzz/fuzz.h"
 
-namespace relay::delivery {
+namespace relay::tlspolicy {
 namespace {
 
 constexpr size_t kMax = 1000;
@@ -36,20 +36,20 @@ std::string ManyLines(size_t bytes) {
 std::string OneLongLine(size_t bytes) { return std::string(bytes, 'a') + "\t20430\n"; }
 
 }  // namespace
-}  // namespace relay::delivery
+}  // namespace relay::tlspolicy
 
 const relay::fuzz::Target& relay::fuzz::GetTarget() {
   static const Target target{
       .name = "tls_memory_file",
-      .run = relay::delivery::FuzzTlsMemoryFile,
+      .run = relay::tlspolicy::FuzzTlsMemoryFile,
       // The entries (at most kMax), the file formatted again and its entries: the shortest line
       // that parses ("a\t1\n", 4 bytes) makes an entry of about 40 bytes, in a vector that
       // doubles.
       .bounds = {.heap_peak_bytes = {8192, 64},
                  .heap_allocated_bytes = {32768, 160},
                  .allocations = {256, 1.0}},
-      .scaled = {{.name = "many lines", .make = relay::delivery::ManyLines},
-                 {.name = "one long line", .make = relay::delivery::OneLongLine}},
+      .scaled = {{.name = "many lines", .make = relay::tlspolicy::ManyLines},
+                 {.name = "one long line", .make = relay::tlspolicy::OneLongLine}},
   };
   return target;
 }

@@ -3,7 +3,7 @@
 // must not strip a policy the relay had seen). An entry holds until its max_age runs out; a newer
 // policy (another id in the TXT record) replaces it. At most `policies_max` domains: past that a
 // new policy is not kept (and the log says so once). <spool>/mta-sts is written by Flush when the
-// cache changed and read by Load at start (relay/tls_policy/mta_sts.h parses it).
+// cache changed and read by Load at start (relay/tlspolicy/mta_sts.h parses it).
 //
 // Thread-safe: readers take a shared lock and get an immutable entry.
 #pragma once
@@ -18,9 +18,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "relay/tls_policy/mta_sts.h"
+#include "relay/tlspolicy/mta_sts.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 
 using StsEntryPtr = std::shared_ptr<const StsCacheEntry>;
 
@@ -53,4 +53,4 @@ class StsCache {
   bool full_logged_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

@@ -22,7 +22,7 @@
 #include "relay/tls/tls_context.h"
 #include "relay/tls/tls_stream.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 
 struct HttpsGetLimits {
   size_t head_bytes_max = 16 << 10;
@@ -85,4 +85,4 @@ class HttpsGet : public io::IoObject {
   io::Timer deadline_;
 };
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

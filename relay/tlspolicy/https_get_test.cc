@@ -1,4 +1,4 @@
-#include "relay/tls_policy/https_get.h"
+#include "relay/tlspolicy/https_get.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,7 +13,7 @@
 #include "gtest/gtest.h"
 #include "relay/tls/self_signed.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 namespace {
 
 std::string TempDir() {
@@ -174,4 +174,4 @@ TEST_F(HttpsGetTest, BoundedInBytesAndTime) {
 }
 
 }  // namespace
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

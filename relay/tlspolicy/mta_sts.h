@@ -21,7 +21,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace relay::tls_policy {
+namespace relay::tlspolicy {
 
 // RFC 8461 §3.2: a policy is at most kept this long.
 inline constexpr int64_t kStsMaxAgeMax = 31557600;
@@ -68,4 +68,4 @@ std::string FormatStsCacheFile(const std::vector<StsCacheEntry>& entries);
 // The entries of `text`, at most `max`; a line that does not parse is skipped.
 std::vector<StsCacheEntry> ParseStsCacheFile(std::string_view text, size_t max);
 
-}  // namespace relay::tls_policy
+}  // namespace relay::tlspolicy

@@ -1,4 +1,4 @@
-#include "relay/delivery/tls_memory.h"
+#include "relay/tlspolicy/tls_memory.h"
 
 #include <algorithm>
 
@@ -9,7 +9,7 @@
 #include "relay/base/replace_file.h"
 #include "relay/base/sv.h"
 
-namespace relay::delivery {
+namespace relay::tlspolicy {
 namespace {
 
 constexpr int64_t kDayMs = int64_t{86400} * 1000;
@@ -155,4 +155,4 @@ void TlsMemory::Flush() {
   }
 }
 
-}  // namespace relay::delivery
+}  // namespace relay::tlspolicy

@@ -26,7 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 
-namespace relay::delivery {
+namespace relay::tlspolicy {
 
 struct TlsMemoryEntry {
   std::string domain;  // lower case
@@ -74,4 +74,4 @@ class TlsMemory {
   bool full_logged_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace relay::delivery
+}  // namespace relay::tlspolicy
