@@ -20,6 +20,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -208,7 +209,11 @@ int Run(const Flags& flags) {
     // The main thread waits for a signal, a reload asked through the control socket, or its
     // housekeeping interval (and the certificate check's, when that is due).
     pollfd fds[2] = {{signal_fd, POLLIN, 0}, {relay.control_request_fd(), POLLIN, 0}};
-    int ready = poll(fds, 2, server::Daemon::kHousekeepingMs);
+    int ready =
+        poll(fds, 2,
+             static_cast<int>(tls_check_ms > 0
+                                  ? std::min<int64_t>(tls_check_ms, server::Daemon::kHousekeepingMs)
+                                  : server::Daemon::kHousekeepingMs));
     int sig = -1;
     if (ready > 0 && (fds[0].revents & POLLIN)) {
       signalfd_siginfo info;

@@ -30,6 +30,8 @@ RecipientOutcome HeldOutcome(const Suspension& hold) {
 }
 
 constexpr size_t kDispatchBatchMax = 256;  // messages dispatched per timer turn
+// An attempt number past every retry schedule: its interval is the schedule's last (longest).
+constexpr uint32_t kLongestInterval = 1u << 20;
 
 std::string DomainOf(std::string_view address) {
   size_t at = address.rfind('@');
@@ -142,6 +144,7 @@ absl::StatusOr<std::string> DeliveryEngine::RetryAll() {
 
 void DeliveryEngine::RememberSite(const std::string& domain, const std::string& site,
                                   const std::string& rule) {
+  if (site.size() > kSiteBytesMax) return;  // a hostile MX set is not worth the memory
   auto it = domain_sites_.find(domain);
   if (it != domain_sites_.end() && it->second.first == site && it->second.second == rule) return;
   if (it == domain_sites_.end() && domain_sites_.size() >= kDomainSitesMax) {
@@ -338,7 +341,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     if (r.status != queue::RecipientStatus::kPending) continue;
     // Its outcome is known but not yet recorded: attempting it again would repeat a delivery.
     if (OutcomeWaiting(id, i)) continue;
-    if (!expired && !force && r.next_attempt_unix_ms > now) continue;
+    if (!expired && !force && r.next_attempt_unix_ms > now && !Released(id, i)) continue;
     std::string domain = DomainOf(r.address);
     auto [it, inserted] = by_domain.try_emplace(domain);
     if (inserted) {
@@ -354,6 +357,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
     }
     it->second.recipients.push_back(i);
   }
+  released_.erase(id);  // its released recipients are in these jobs (or no longer pending)
   if (order.empty()) {
     int64_t next = NextDueUnixMs(*info);
     if (next >= 0) Schedule(id, next);
@@ -438,11 +442,24 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
                      .Categorized(Category::kBadConnection));
     return;
   }
-  ShapingRule limits = policy_->LimitsFor(job.domain, result.hosts);
-  RememberSite(job.domain, result.site, limits.name);
+  std::vector<dns::MxHost> hosts = result.hosts;
   std::vector<dns::Candidate> candidates = result.candidates;
+  std::string site = result.site;
+  if (job.sts != nullptr && job.sts->policy.mode == tlspolicy::StsMode::kEnforce) {
+    // Only the MX hosts the policy names are tried (§4.1: the others are as good as
+    // unreachable): a site of its own, so that its connections never go to the rest.
+    const tlspolicy::StsPolicy& policy = job.sts->policy;
+    std::erase_if(hosts,
+                  [&](const dns::MxHost& h) { return !tlspolicy::StsMxAllowed(policy, h.name); });
+    std::erase_if(candidates, [&](const dns::Candidate& c) {
+      return !tlspolicy::StsMxAllowed(policy, c.host);
+    });
+    if (hosts.size() != result.hosts.size()) site = dns::SiteKey(hosts);
+  }
+  ShapingRule limits = policy_->LimitsFor(job.domain, hosts);
+  RememberSite(job.domain, site, limits.name);
   for (dns::Candidate& c : candidates) c.address.set_port(options_.mx_port);
-  Enqueue(std::move(job), result.site, limits, candidates);
+  Enqueue(std::move(job), site, limits, candidates);
 }
 
 void DeliveryEngine::Enqueue(Job job, const std::string& site, const ShapingRule& limits,
@@ -784,14 +801,15 @@ DispositionFacts DeliveryEngine::FactsOf(const Job& job, uint32_t recipient,
   facts.created_unix_ms = info.created_unix_ms;
   facts.now_unix_ms = NowUnixMs();
   if (outcome.kind == OutcomeKind::kTransient && outcome.held) {
-    // Due when the hold ends (never past the message's age limit, where Dispatch gives up), or
-    // by the schedule's current interval for a hold until resumed.
+    // Due when the hold ends (never past the message's age limit, where Dispatch gives up), or,
+    // for a hold until resumed, after the schedule's longest interval: a resume sends it at once
+    // (ReleaseLiftedHolds), so this only bounds the wait after a restart, without waking a large
+    // held backlog every few minutes.
     facts.not_an_attempt = true;
     const int64_t expiry = facts.created_unix_ms + options_.message_age_ms_max;
     facts.retry_at_unix_ms =
         outcome.held_until_unix_ms <= 0
-            ? policy_->NextAttemptUnixMs(std::max<uint32_t>(facts.attempts_before, 1),
-                                         facts.created_unix_ms, facts.now_unix_ms)
+            ? policy_->NextAttemptUnixMs(kLongestInterval, facts.created_unix_ms, facts.now_unix_ms)
         : facts.now_unix_ms >= expiry ? -1
                                       : std::min(outcome.held_until_unix_ms, expiry);
   } else if (outcome.kind == OutcomeKind::kTransient) {
@@ -1010,7 +1028,16 @@ bool DeliveryEngine::OutcomeWaiting(queue::MessageId id, uint32_t recipient) con
   return !waiting_.empty() && waiting_.contains(std::make_pair(id, recipient));
 }
 
+bool DeliveryEngine::Released(queue::MessageId id, uint32_t recipient) const {
+  if (released_.empty()) return false;
+  auto it = released_.find(id);
+  return it != released_.end() &&
+         std::find(it->second.begin(), it->second.end(), recipient) != it->second.end();
+}
+
 int64_t DeliveryEngine::NextDueUnixMs(const queue::MessageInfo& info) const {
+  // Recipients of a lifted hold are due now (a message whose jobs were out when it was lifted).
+  if (!released_.empty() && released_.contains(info.id) && info.NextDueUnixMs() >= 0) return 0;
   if (waiting_.empty()) return info.NextDueUnixMs();
   int64_t due = -1;
   for (uint32_t i = 0; i < info.recipients.size(); ++i) {
@@ -1233,29 +1260,32 @@ void DeliveryEngine::HoldJob(const Job& job, const Suspension& hold, RecipientOu
   outcome.held = true;
   outcome.held_until_unix_ms =
       IsUntilResumed(hold.until_unix_ms - NowUnixMs()) ? 0 : hold.until_unix_ms;
-  held_[hold.key].insert(job.id);
+  // Only holds on the board are lifted by a look at it (without one, the hold's end is the
+  // recipients' next attempt).
+  if (options_.suspensions != nullptr) {
+    std::vector<uint32_t>& held = held_[hold.key][job.id];
+    held.insert(held.end(), job.recipients.begin(), job.recipients.end());
+  }
   FailJob(job, outcome);
 }
 
 void DeliveryEngine::ReleaseLiftedHolds() {
-  std::vector<queue::MessageId> lifted;
   for (auto it = held_.begin(); it != held_.end();) {
     if (shared_suspensions_.contains(it->first)) {
       ++it;
       continue;
     }
-    lifted.insert(lifted.end(), it->second.begin(), it->second.end());
+    // The held recipients are due now: through the schedule, which dispatches in batches (a
+    // large backlog must not stall the shard), and only they (the message's other recipients
+    // keep their own times). A message with jobs out is scheduled again when they finish.
+    for (auto& [id, recipients] : it->second) {
+      if (spool_->Find(id) == nullptr) continue;
+      std::vector<uint32_t>& due = released_[id];
+      due.insert(due.end(), recipients.begin(), recipients.end());
+      Schedule(id, 0);
+    }
     held_.erase(it++);
   }
-  if (lifted.empty()) return;
-  // Next turn: this may run inside a Dispatch or an Enqueue.
-  reactor_->Post([this, lifted = std::move(lifted)] {
-    for (queue::MessageId id : lifted) {
-      if (jobs_out_.contains(id) || spool_->Find(id) == nullptr) continue;
-      scheduled_.Remove(id);
-      Dispatch(id, /*force=*/true);
-    }
-  });
 }
 
 void DeliveryEngine::SuspendQueue(ReadyQueue* queue, int64_t until_ms, std::string reason) {
@@ -1485,7 +1515,14 @@ std::string DeliveryEngine::StsRequirement(const Job& job, std::string_view mx_h
                    Sv(tlspolicy::StsModeName(policy.mode)),
                    ") requires a verified TLS connection to a listed MX: ", failure);
   if (policy.mode != tlspolicy::StsMode::kEnforce) {
-    LogInfo() << "MTA-STS testing: " << why << " (delivered anyway)";
+    // At most one line per domain every kStsTestingLogMs: a busy domain is not a log flood.
+    const int64_t now = reactor_->NowMs();
+    if (sts_testing_logged_.size() >= kStsTestingLogDomainsMax) sts_testing_logged_.clear();
+    int64_t& last = sts_testing_logged_[job.domain];
+    if (last == 0 || now - last >= kStsTestingLogMs) {
+      last = now;
+      LogInfo() << "MTA-STS testing: " << why << " (delivered anyway)";
+    }
     return "";
   }
   return why;
@@ -1566,6 +1603,7 @@ void DeliveryEngine::Stop(std::function<void()> done) {
   stopping_ = true;
   reactor_->timers().Cancel(&schedule_timer_);
   lookups_.clear();
+  if (sts_ != nullptr) sts_->Stop();
   if (connections_.empty()) {
     done();
     return;

@@ -235,6 +235,9 @@ class DeliveryEngine {
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
+  // A job counted against its source's warm-up allowance that leaves its queue before its body
+  // went out: the count goes back.
+  void GiveBackWarmup(const Job& job);
   // Why `job` may not go out over a connection without TLS ("" when it may): its domain is in
   // the downgrade memory.
   std::string TlsRequirement(const Job& job) const;
@@ -351,9 +354,7 @@ class DeliveryEngine {
   void ReleaseLiftedHolds();
   // An MX answer sent `domain`'s mail to `site`, under shaping rule `rule` (QueueSelector::site).
   void RememberSite(const std::string& domain, const std::string& site, const std::string& rule);
-  // A job counted against its source's warm-up allowance that leaves its queue before its body
-  // went out: the count goes back.
-  void GiveBackWarmup(const Job& job);
+
   // Queues the failure DSN and then the delay DSN collected for `id` in this round, if any.
   void MaybeSendDsn(queue::MessageId id);
   void CountRecipient(const Job& job, const queue::MessageInfo& info,
@@ -398,6 +399,10 @@ class DeliveryEngine {
   // MTA-STS discovery (with options_.sts_cache), and the context its fetches verify with.
   std::unique_ptr<tls::ClientTlsContext> sts_tls_;
   std::unique_ptr<tlspolicy::StsResolver> sts_;
+  // Domains whose testing-mode MTA-STS failure was logged lately (reactor ms).
+  static constexpr int64_t kStsTestingLogMs = 600000;
+  static constexpr size_t kStsTestingLogDomainsMax = 10000;
+  mutable absl::flat_hash_map<std::string, int64_t> sts_testing_logged_;
   std::unique_ptr<tls::ClientTlsContext> client_tls_;
   DeliveryLog* log_ = nullptr;
   events::EventJournal* journal_ = nullptr;
@@ -441,12 +446,18 @@ class DeliveryEngine {
   bool source_holds_ = false;  // source:
   bool rebinds_ = false;       // rebind:
   PoolIndexes pool_by_;        // DeliveryOptions::pool_routes with pool indices
-  // The messages each hold (its board key) deferred, in this run: released when it is lifted.
-  // (After a restart, they are due when their deferral said.)
-  absl::flat_hash_map<std::string, absl::flat_hash_set<queue::MessageId>> held_;
+  // The recipients each hold (its board key) deferred, by message, in this run: released when it
+  // is lifted (after a restart, they are due when their deferral said). Bounded by the queue.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<queue::MessageId, std::vector<uint32_t>>>
+      held_;
+  // Recipients of lifted holds, due now whatever their next attempt says, until their message is
+  // dispatched.
+  absl::flat_hash_map<queue::MessageId, std::vector<uint32_t>> released_;
+  bool Released(queue::MessageId id, uint32_t recipient) const;
   // Recipient domain -> (site, shaping rule) of its latest MX answer, for `--site` selectors; at
   // most kDomainSitesMax domains (emptied when full).
   static constexpr size_t kDomainSitesMax = 50000;
+  static constexpr size_t kSiteBytesMax = 1024;
   absl::flat_hash_map<std::string, std::pair<std::string, std::string>> domain_sites_;
   std::unique_ptr<WarmupLedger> own_warmup_;  // when options_.warmup is null
   WarmupLedger* warmup_ = nullptr;

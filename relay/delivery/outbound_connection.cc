@@ -453,6 +453,7 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   attempt.mx_host = c.host;
   attempt.remote_ip = c.address.IpString();
   attempt.source_ip = engine_->egress().source(queue_->source()).name;
+  engine_->GiveBackWarmup(*job);  // it never left
   for (uint32_t r : job->recipients) engine_->RecordOutcome(*job, r, outcome, attempt);
   ReleaseJob(job);
   return true;

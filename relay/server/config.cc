@@ -428,9 +428,10 @@ absl::Status ParseSuppression(SuppressionSettings& s, const Section& t) {
 }
 
 absl::Status ParseTlsPolicy(TlsPolicySettings& p, const Section& t) {
-  RETURN_IF_ERROR(t.Known({"downgrade_memory", "memory_days", "memory_domains_max", "mta_sts",
-                           "mta_sts_ca_file", "mta_sts_port", "mta_sts_recheck_s",
-                           "mta_sts_fetch_timeout_ms", "mta_sts_policies_max"}));
+  RETURN_IF_ERROR(
+      t.Known({"downgrade_memory", "memory_days", "memory_domains_max", "mta_sts",
+               "mta_sts_ca_file", "mta_sts_port", "mta_sts_recheck_s", "mta_sts_fetch_timeout_ms",
+               "mta_sts_policies_max", "mta_sts_lookups_max"}));
   RETURN_IF_ERROR(t.Bool("downgrade_memory", &p.downgrade_memory));
   RETURN_IF_ERROR(t.Int("memory_days", &p.memory_days, 1, 3650));
   RETURN_IF_ERROR(t.Int("memory_domains_max", &p.memory_domains_max, 1, 10000000));
@@ -439,6 +440,7 @@ absl::Status ParseTlsPolicy(TlsPolicySettings& p, const Section& t) {
   RETURN_IF_ERROR(t.Int("mta_sts_port", &p.mta_sts_port, 1, 65535));
   RETURN_IF_ERROR(t.Int("mta_sts_recheck_s", &p.mta_sts_recheck_s, 1, 86400 * 7));
   RETURN_IF_ERROR(t.Int("mta_sts_fetch_timeout_ms", &p.mta_sts_fetch_timeout_ms, 100, 300000));
+  RETURN_IF_ERROR(t.Int("mta_sts_lookups_max", &p.mta_sts_lookups_max, 1, 100000));
   return t.Int("mta_sts_policies_max", &p.mta_sts_policies_max, 1, 10000000);
 }
 

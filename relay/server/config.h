@@ -180,6 +180,8 @@ struct TlsPolicySettings {
   uint32_t mta_sts_recheck_s = 3600;
   uint32_t mta_sts_fetch_timeout_ms = 30000;
   uint32_t mta_sts_policies_max = 100000;
+  // Discoveries (TXT lookup, then maybe a fetch) in flight per shard; past it the cache answers.
+  uint32_t mta_sts_lookups_max = 100;
 };
 
 // Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).

@@ -94,7 +94,8 @@ class ControlSocket {
   //   tls list            the remembered domains (at most kTlsListMax), with their latest day
   static std::string HandleTls(const std::vector<std::string>& words,
                                tlspolicy::TlsMemory* tls_memory);
-  static constexpr size_t kTlsListMax = 10000;
+  // About 40 bytes an entry: an answer the socket's buffer takes whole.
+  static constexpr size_t kTlsListMax = 1000;
   // The operator's word on where mail may go, for every shard, kept across a restart
   // (relay/delivery/suspensions.h). WHAT is a site (its MX set or its shaping rule's name,
   // "google") or KIND=VALUE, KIND one of site, domain, source, tenant, campaign:

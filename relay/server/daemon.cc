@@ -705,8 +705,15 @@ absl::Status Daemon::ApplyLive(std::shared_ptr<const Config> next, bool* egress)
 }
 
 void Daemon::Housekeeping() {
-  if (parts_->tls_memory != nullptr) parts_->tls_memory->Flush();
-  if (parts_->sts_cache != nullptr) parts_->sts_cache->Flush();
+  const absl::Time now = absl::Now();
+  if (parts_->tls_memory != nullptr) {
+    parts_->tls_memory->Prune(absl::ToUnixMillis(now));
+    parts_->tls_memory->Flush();
+  }
+  if (parts_->sts_cache != nullptr) {
+    parts_->sts_cache->Prune(absl::ToUnixSeconds(now));
+    parts_->sts_cache->Flush();
+  }
 }
 
 void Daemon::CheckCertificate() {

@@ -229,6 +229,8 @@ mta_sts_ca_file = ""
 mta_sts_recheck_s = 3600
 mta_sts_fetch_timeout_ms = 30000
 mta_sts_policies_max = 100000
+# Policy lookups in flight per shard; past it, mail goes by the cached policy (or none).
+mta_sts_lookups_max = 100
 [log]
 # The delivery log: one JSON object per line per event (received, delivered, deferred, bounced,
 # dsn_sent), one file per shard (delivery-<shard>.log). Rotated by size, and reopened on SIGHUP

@@ -367,6 +367,7 @@ absl::Status Shard::StartDelivery() {
     options.sts.recheck_ms = int64_t{config.tls_policy.mta_sts_recheck_s} * 1000;
     options.sts.limits.timeout_ms = config.tls_policy.mta_sts_fetch_timeout_ms;
     options.sts.family = options.family;
+    options.sts.discoveries_max = config.tls_policy.mta_sts_lookups_max;
     options.strategy = config.delivery.strategy;
     options.reply_limits = config.delivery.reply_limits;
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;

@@ -15,7 +15,8 @@
 namespace relay::tlspolicy {
 
 bool ParseHttpResponseHead(std::string_view response, int* code, std::string* content_type,
-                           size_t* body_start) {
+                           size_t* body_start, int64_t* content_length) {
+  if (content_length != nullptr) *content_length = -1;
   const size_t end = response.find("\r\n\r\n");
   if (end == std::string_view::npos) return false;
   *body_start = end + 4;
@@ -35,6 +36,13 @@ bool ParseHttpResponseHead(std::string_view response, int* code, std::string* co
         head.substr(start, eol == std::string_view::npos ? std::string_view::npos : eol - start);
     const size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
+    if (content_length != nullptr &&
+        absl::EqualsIgnoreCase(Sv(line.substr(0, colon)), "content-length")) {
+      int64_t n = -1;
+      const absl::string_view v = absl::StripAsciiWhitespace(Sv(line.substr(colon + 1)));
+      *content_length = v.size() <= 12 && absl::SimpleAtoi(v, &n) && n >= 0 ? n : -1;
+      continue;
+    }
     if (!absl::EqualsIgnoreCase(Sv(line.substr(0, colon)), "content-type")) continue;
     std::string_view value = line.substr(colon + 1);
     const size_t semicolon = value.find(';');
@@ -159,7 +167,7 @@ void HttpsGet::OnRecv(int result) {
     return;
   }
   if (result == 0) {
-    Complete();
+    Complete(/*close_notify=*/false);
     return;
   }
   std::string plaintext;
@@ -180,22 +188,24 @@ void HttpsGet::OnRecv(int result) {
   }
   response_ += plaintext;
   if (tls_->peer_closed()) {
-    Complete();
+    Complete(/*close_notify=*/true);
     return;
   }
   Flush();
   if (!finished_) reactor_->Recv(fd_, buffer_, sizeof(buffer_), &recv_);
 }
 
-void HttpsGet::Complete() {
+void HttpsGet::Complete(bool close_notify) {
   HttpsGetResult result;
   size_t body_start = 0;
+  int64_t content_length = -1;
   const std::string url = absl::StrCat("https://", host_, path_);
   if (tls_ == nullptr || !tls_->established()) {
     Finish(absl::UnavailableError(absl::StrCat(url, ": closed before TLS was established")));
     return;
   }
-  if (!ParseHttpResponseHead(response_, &result.code, &result.content_type, &body_start)) {
+  if (!ParseHttpResponseHead(response_, &result.code, &result.content_type, &body_start,
+                             &content_length)) {
     Finish(absl::InvalidArgumentError(absl::StrCat(url, ": not an HTTP/1.x answer")));
     return;
   }
@@ -220,12 +230,34 @@ void HttpsGet::Complete() {
         absl::StrCat(url, ": the body is longer than ", limits_.body_bytes_max, " bytes")));
     return;
   }
+  // A TCP close without close_notify may be a cut made on the path: the body counts only when
+  // its Content-Length says it is whole.
+  const size_t body_bytes = response_.size() - body_start;
+  if (content_length >= 0 ? body_bytes != static_cast<uint64_t>(content_length) : !close_notify) {
+    Finish(
+        absl::DataLossError(absl::StrCat(url, ": the body may be cut (", body_bytes, " bytes",
+                                         content_length >= 0 ? absl::StrCat(" of ", content_length)
+                                                             : std::string(", no Content-Length"),
+                                         close_notify ? ")" : ", no TLS close_notify)")));
+    return;
+  }
   result.body = response_.substr(body_start);
   finished_ = true;
   reactor_->timers().Cancel(&deadline_);
   Done done = std::move(done_);
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
   done(std::move(result));
+}
+
+void HttpsGet::Cancel() {
+  if (finished_) return;
+  finished_ = true;
+  done_ = nullptr;
+  reactor_->timers().Cancel(&deadline_);
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  if (connect_.in_flight()) reactor_->Cancel(&connect_);
+  if (recv_.in_flight()) reactor_->Cancel(&recv_);
+  if (send_.in_flight()) reactor_->Cancel(&send_);
 }
 
 void HttpsGet::Finish(absl::Status status) {

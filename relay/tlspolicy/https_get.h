@@ -37,10 +37,11 @@ struct HttpsGetResult {
   std::string body;
 };
 
-// The status code, Content-Type (lower case, parameters dropped) and where the body starts of a
-// response `head_and_body`; false when its head is not complete or not HTTP/1.x.
+// The status code, Content-Type (lower case, parameters dropped), Content-Length (-1 when none
+// or not a number) and where the body starts of a response; false when its head is not complete
+// or not HTTP/1.x.
 bool ParseHttpResponseHead(std::string_view response, int* code, std::string* content_type,
-                           size_t* body_start);
+                           size_t* body_start, int64_t* content_length = nullptr);
 
 class HttpsGet : public io::IoObject {
  public:
@@ -53,6 +54,9 @@ class HttpsGet : public io::IoObject {
                                          std::string path, HttpsGetLimits limits, Done done);
   ~HttpsGet() override;
   bool Idle() const override;
+  // Abandons the fetch: `done` will not run, the operations in flight are cancelled (hand the
+  // object to RetireWhenIdle after this).
+  void Cancel();
 
  private:
   HttpsGet(io::Reactor* reactor, tls::ClientTlsContext* context, std::string host,
@@ -63,7 +67,9 @@ class HttpsGet : public io::IoObject {
   void OnSent(int result);
   void Flush();  // sends the TLS bytes waiting, if no send is in flight
   void Finish(absl::Status status);
-  void Complete();  // the server closed: the response is whole
+  // The server closed (`close_notify`: with a TLS close_notify, not only a TCP close): the
+  // response is whole if it said so, or its Content-Length is met.
+  void Complete(bool close_notify);
 
   io::Reactor* const reactor_;
   tls::ClientTlsContext* const context_;

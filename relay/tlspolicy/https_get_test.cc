@@ -160,6 +160,23 @@ TEST_F(HttpsGetTest, RefusesWhatRfc8461Refuses) {
   EXPECT_NE(std::string(r.status.message()).find("TLS"), std::string::npos) << r.status;
 }
 
+TEST_F(HttpsGetTest, ACutBodyIsRefused) {
+  HttpsGetResult r = Fetch(
+      std::string("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 500\r\n\r\n") +
+      kPolicy);
+  EXPECT_TRUE(absl::IsDataLoss(r.status)) << r.status;
+  r = Fetch(std::string("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ") +
+            std::to_string(sizeof(kPolicy) - 1) + "\r\n\r\n" + kPolicy);
+  EXPECT_TRUE(r.status.ok()) << r.status;
+  int code = 0;
+  std::string type;
+  size_t body = 0;
+  int64_t length = 0;
+  ASSERT_TRUE(ParseHttpResponseHead("HTTP/1.1 200 OK\r\ncontent-length:  42 \r\n\r\n", &code, &type,
+                                    &body, &length));
+  EXPECT_EQ(length, 42);
+}
+
 TEST_F(HttpsGetTest, BoundedInBytesAndTime) {
   HttpsGetLimits small;
   small.body_bytes_max = 100;

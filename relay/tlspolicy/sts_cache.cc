@@ -67,17 +67,33 @@ absl::Status StsCache::Load(const std::string& path, int64_t now_unix_s) {
   return absl::OkStatus();
 }
 
+void StsCache::Prune(int64_t now_unix_s) {
+  absl::MutexLock lock(&mu_);
+  if (entries_.size() < policies_max_ - policies_max_ / 10) return;
+  const size_t before = entries_.size();
+  absl::erase_if(entries_,
+                 [now_unix_s](const auto& e) { return !StsEntryFresh(*e.second, now_unix_s); });
+  if (entries_.size() != before) {
+    dirty_ = true;
+    full_logged_ = false;
+  }
+}
+
 void StsCache::Flush() {
-  std::vector<StsCacheEntry> all;
+  std::vector<StsEntryPtr> held;
   std::string path;
   {
+    // Pointers only under the lock: the shards' lookups wait for no copy.
     absl::MutexLock lock(&mu_);
     if (!dirty_ || path_.empty()) return;
     dirty_ = false;
     path = path_;
-    all.reserve(entries_.size());
-    for (const auto& [domain, entry] : entries_) all.push_back(*entry);
+    held.reserve(entries_.size());
+    for (const auto& [domain, entry] : entries_) held.push_back(entry);
   }
+  std::vector<StsCacheEntry> all;
+  all.reserve(held.size());
+  for (const StsEntryPtr& e : held) all.push_back(*e);
   const absl::Status written = ReplaceFile(path, FormatStsCacheFile(all), 0600, /*durable=*/false);
   if (!written.ok()) {
     LogWarning() << "MTA-STS cache: " << written.message();

@@ -43,6 +43,9 @@ class StsCache {
   absl::Status Load(const std::string& path, int64_t now_unix_s);
   // Writes the file if the cache changed since the last write.
   void Flush();
+  // Drops the entries past their max_age when the cache is nearly full (so that new policies
+  // find room); the caller's housekeeping.
+  void Prune(int64_t now_unix_s);
 
  private:
   const size_t policies_max_;

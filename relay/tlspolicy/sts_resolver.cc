@@ -11,11 +11,18 @@ StsResolver::StsResolver(io::Reactor* reactor, dns::Resolver* dns, StsCache* cac
                          tls::ClientTlsContext* context, StsResolverOptions options)
     : reactor_(reactor), dns_(dns), cache_(cache), context_(context), options_(options) {}
 
-StsResolver::~StsResolver() {
+StsResolver::~StsResolver() { Stop(); }
+
+void StsResolver::Stop() {
+  // Nothing in flight may call back into a resolver (or use a TLS context) that is going away.
   for (auto& [domain, d] : discoveries_) {
     d->query.Cancel();
-    if (d->fetch != nullptr) reactor_->RetireWhenIdle(std::move(d->fetch));
+    if (d->fetch != nullptr) {
+      d->fetch->Cancel();
+      reactor_->RetireWhenIdle(std::move(d->fetch));
+    }
   }
+  discoveries_.clear();
 }
 
 int64_t StsResolver::NowUnixS() const {
@@ -35,14 +42,27 @@ void StsResolver::Policy(const std::string& domain, Done done) {
   const int64_t now = reactor_->NowMs();
   auto checked = checked_ms_.find(domain);
   if (checked != checked_ms_.end() && now - checked->second < options_.recheck_ms) {
+    // Checked lately; but a cached policy that ran out is looked at again at once, so that an
+    // enforce policy does not lapse until the next recheck.
+    StsEntryPtr cached = cache_->Find(domain);
+    if (cached == nullptr || StsEntryFresh(*cached, NowUnixS())) {
+      done(InForce(domain));
+      return;
+    }
+  }
+  auto found = discoveries_.find(domain);
+  if (found != discoveries_.end()) {
+    found->second->waiting.push_back(std::move(done));
+    return;
+  }
+  if (discoveries_.size() >= options_.discoveries_max) {
+    // Too many at once (a campaign to many new domains, or policy servers that stall): the cache
+    // answers, and this domain is looked at again with its next message.
+    ++stats_.discoveries_refused;
     done(InForce(domain));
     return;
   }
   auto [it, added] = discoveries_.try_emplace(domain);
-  if (!added) {
-    it->second->waiting.push_back(std::move(done));
-    return;
-  }
   it->second = std::make_unique<Discovery>();
   it->second->waiting.push_back(std::move(done));
   if (checked_ms_.size() >= options_.domains_max) checked_ms_.clear();
@@ -64,8 +84,12 @@ void StsResolver::OnTxt(const std::string& domain, dns::TxtResult result) {
     Finish(domain);  // no record: a cached policy holds until it expires (§5.1)
     return;
   }
+  // The same policy, with more than half of its max_age to go: nothing to fetch. Within the last
+  // half it is fetched again, so that a policy in use is renewed before it runs out (§5.1).
   StsEntryPtr cached = cache_->Find(domain);
-  if (cached != nullptr && cached->id == *id && StsEntryFresh(*cached, NowUnixS())) {
+  const int64_t now = NowUnixS();
+  if (cached != nullptr && cached->id == *id &&
+      cached->fetched_unix_s + cached->policy.max_age_s - now > cached->policy.max_age_s / 2) {
     Finish(domain);
     return;
   }

@@ -35,12 +35,15 @@ struct StsResolverOptions {
   HttpsGetLimits limits;
   dns::FamilyPreference family = dns::FamilyPreference::kIpv6First;
   size_t domains_max = 100000;  // domains whose last check is remembered (then forgotten at once)
+  // Discoveries (TXT lookup, then maybe a fetch) in flight at once; past it the cache answers.
+  size_t discoveries_max = 100;
 };
 
 struct StsResolverStats {
   uint64_t fetches = 0;         // HTTPS fetches started
   uint64_t fetch_failures = 0;  // ... that gave no policy (the log says why)
   uint64_t txt_lookups = 0;
+  uint64_t discoveries_refused = 0;  // past discoveries_max: answered from the cache
 };
 
 class StsResolver {
@@ -56,6 +59,10 @@ class StsResolver {
   // `domain` in lower case. `done` runs at once when the cache answers, otherwise later on the
   // shard's thread.
   void Policy(const std::string& domain, Done done);
+
+  // Abandons every discovery in flight: their callers are never answered (the engine is
+  // stopping; their jobs are found again in the spool at the next start).
+  void Stop();
 
   const StsResolverStats& stats() const { return stats_; }
 

@@ -135,6 +135,18 @@ absl::Status TlsMemory::Load(const std::string& path, int64_t now_unix_ms) {
   return absl::OkStatus();
 }
 
+void TlsMemory::Prune(int64_t now_unix_ms) {
+  const int64_t today = now_unix_ms / kDayMs;
+  absl::MutexLock lock(&mu_);
+  if (days_.size() < options_.domains_max - options_.domains_max / 10) return;
+  const size_t before = days_.size();
+  absl::erase_if(days_, [&](const auto& e) { return today - e.second > options_.days; });
+  if (days_.size() != before) {
+    dirty_ = true;
+    full_logged_ = false;
+  }
+}
+
 void TlsMemory::Flush() {
   std::vector<TlsMemoryEntry> all;
   std::string path;

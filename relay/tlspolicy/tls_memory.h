@@ -64,6 +64,9 @@ class TlsMemory {
   absl::Status Load(const std::string& path, int64_t now_unix_ms);
   // Writes the file if the memory changed since the last write (a caller's timer, and the stop).
   void Flush();
+  // Forgets the domains past `days` when the memory is nearly full (so that new ones find room);
+  // the caller's housekeeping.
+  void Prune(int64_t now_unix_ms);
 
  private:
   const Options options_;

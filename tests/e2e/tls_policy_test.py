@@ -17,7 +17,7 @@ policy at https://mta-sts.<domain>/.well-known/mta-sts.txt; a third receiver sho
 certificate (mx.badcert.example, mx.testing.example). The zone publishes _mta-sts TXT records.
 Shows: an enforce policy with a certificate valid for the MX delivers, logged as mta-sts; an
 enforce policy with a certificate that is not valid defers, and so does one whose mx patterns do
-not name the MX; a testing policy delivers anyway; the policies are kept in <spool>/mta-sts and
+not name the MX; an MX the policy does not list is passed over for one it lists; a testing policy delivers anyway; the policies are kept in <spool>/mta-sts and
 hold after a restart while the HTTPS server is down.
 
 usage: tls_policy_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
@@ -52,6 +52,7 @@ POLICIES = {
     "badcert.example": "mode: enforce\r\nmx: *.badcert.example\r\n",
     "testing.example": "mode: testing\r\nmx: mx.testing.example\r\n",
     "unlisted.example": "mode: enforce\r\nmx: mx.elsewhere.example\r\n",
+    "mixed.example": "mode: enforce\r\nmx: mx.mixed.example\r\n",
 }
 METRICS_PORT = local_dns.free_port()
 WAIT_S = 30
@@ -121,6 +122,13 @@ def dns_port():
     zones = local_dns.mx_zones(("secure.example", "plain.example"), SINK_IP)
     zones += local_dns.mx_zones(("enforce.example", "unlisted.example"), GOOD_IP)
     zones += local_dns.mx_zones(("badcert.example", "testing.example"), BAD_IP)
+    # mixed.example: its preferred MX is not in its policy (as an attacker would make it), the
+    # second one is.
+    zones += ('  local-zone: "mixed.example." static\n'
+              '  local-data: "mixed.example. 300 IN MX 10 evil.mixed.example."\n'
+              '  local-data: "mixed.example. 300 IN MX 20 mx.mixed.example."\n'
+              '  local-data: "evil.mixed.example. 300 IN A %s"\n'
+              '  local-data: "mx.mixed.example. 300 IN A %s"\n' % (BAD_IP, GOOD_IP))
     for domain in POLICIES:
         zones += "  local-data: '_mta-sts.%s. 300 IN TXT \"v=STSv1; id=1\"'\n" % domain
         zones += '  local-data: "mta-sts.%s. 300 IN A %s"\n' % (domain, HTTPS_IP)
@@ -240,7 +248,8 @@ def stripped():
 
 @harness.case(3, "MTA-STS: enforce delivers over verified TLS, refuses a bad certificate or MX")
 def mta_sts():
-    good_cert, good_key = ca()[1]("mx-good", "mx.enforce.example", "mx.unlisted.example")
+    good_cert, good_key = ca()[1]("mx-good", "mx.enforce.example", "mx.unlisted.example",
+                                  "mx.mixed.example")
     good = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     good.load_cert_chain(good_cert, good_key)
     policies = PolicyServer()
@@ -250,7 +259,7 @@ def mta_sts():
     bad_sink = local_smtp.start(SINK, BAD_IP, MX_PORT, TMP)  # a self-signed certificate
     try:
         for rcpt in ("a@enforce.example", "a@badcert.example", "a@testing.example",
-                     "a@unlisted.example"):
+                     "a@unlisted.example", "a@mixed.example"):
             submit(rcpt)
         got = line("delivered", "a@enforce.example")
         check(got.get("tls", {}).get("mode") == "mta-sts",
@@ -266,7 +275,10 @@ def mta_sts():
         held = line("deferred", "a@unlisted.example")
         check("matches its MTA-STS policy" in str(held) and "mx.elsewhere.example" in str(held),
               "enforce, MX not in the policy: deferred: %s" % held)
-        check(metric('relay_delivered_by_tls_total{mode="mta-sts"}') >= 1, "counted as mta-sts")
+        got = line("delivered", "a@mixed.example")
+        check(got.get("mx") == "mx.mixed.example" and got.get("tls", {}).get("mode") == "mta-sts",
+              "an MX the policy does not list is passed over for one it lists: %s" % got)
+        check(metric('relay_delivered_by_tls_total{mode="mta-sts"}') >= 2, "counted as mta-sts")
     finally:
         policies.stop()
     # The policies outlive a restart, and hold while their server is down.
