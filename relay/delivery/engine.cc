@@ -381,8 +381,8 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
                        .Categorized(Category::kBadMailbox));
       continue;
     }
-    if (sts_ != nullptr) {
-      // The domain's MTA-STS policy first (from the cache at once, mostly), then its MX.
+    if (sts_ != nullptr && !sts_->Known(domain, &job.sts)) {
+      // The domain's MTA-STS policy first (known to this shard, mostly), then its MX.
       sts_->Policy(domain, [this, job = std::move(job)](tlspolicy::StsEntryPtr policy) mutable {
         job.sts = std::move(policy);
         ResolveMxFor(std::move(job));

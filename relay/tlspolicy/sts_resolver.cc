@@ -38,17 +38,25 @@ StsEntryPtr StsResolver::InForce(const std::string& domain) const {
   return entry;
 }
 
+bool StsResolver::Known(const std::string& domain, StsEntryPtr* policy) const {
+  auto checked = checked_.find(domain);
+  if (checked == checked_.end() ||
+      reactor_->NowMs() - checked->second.at_ms >= options_.recheck_ms) {
+    return false;
+  }
+  const StsEntryPtr& entry = checked->second.entry;
+  // A policy that ran out is looked at again at once, so that an enforce policy does not lapse
+  // until the next recheck.
+  if (entry != nullptr && !StsEntryFresh(*entry, NowUnixS())) return false;
+  *policy = entry;
+  return true;
+}
+
 void StsResolver::Policy(const std::string& domain, Done done) {
   const int64_t now = reactor_->NowMs();
-  auto checked = checked_ms_.find(domain);
-  if (checked != checked_ms_.end() && now - checked->second < options_.recheck_ms) {
-    // Checked lately; but a cached policy that ran out is looked at again at once, so that an
-    // enforce policy does not lapse until the next recheck.
-    StsEntryPtr cached = cache_->Find(domain);
-    if (cached == nullptr || StsEntryFresh(*cached, NowUnixS())) {
-      done(InForce(domain));
-      return;
-    }
+  if (StsEntryPtr known; Known(domain, &known)) {
+    done(std::move(known));
+    return;
   }
   auto found = discoveries_.find(domain);
   if (found != discoveries_.end()) {
@@ -65,8 +73,8 @@ void StsResolver::Policy(const std::string& domain, Done done) {
   auto [it, added] = discoveries_.try_emplace(domain);
   it->second = std::make_unique<Discovery>();
   it->second->waiting.push_back(std::move(done));
-  if (checked_ms_.size() >= options_.domains_max) checked_ms_.clear();
-  checked_ms_[domain] = now;  // one look per recheck interval, whatever comes of it
+  if (checked_.size() >= options_.domains_max) checked_.clear();
+  checked_[domain] = Checked{now, nullptr};  // one look per recheck interval, whatever comes of it
   ++stats_.txt_lookups;
   it->second->query = dns_->LookupTxt(absl::StrCat("_mta-sts.", domain),
                                       [this, domain](dns::TxtResult r) { OnTxt(domain, r); });
@@ -149,6 +157,7 @@ void StsResolver::Finish(const std::string& domain) {
   d->query.Detach();
   if (d->fetch != nullptr) reactor_->RetireWhenIdle(std::move(d->fetch));
   const StsEntryPtr policy = InForce(domain);
+  if (auto c = checked_.find(domain); c != checked_.end()) c->second.entry = policy;
   for (Done& done : d->waiting) done(policy);
 }
 

@@ -59,6 +59,9 @@ class StsResolver {
   // `domain` in lower case. `done` runs at once when the cache answers, otherwise later on the
   // shard's thread.
   void Policy(const std::string& domain, Done done);
+  // The delivery path's fast way: true, with the policy in force in `*policy` (null: none), when
+  // this shard looked at the domain within recheck_ms; false when Policy must discover it.
+  bool Known(const std::string& domain, StsEntryPtr* policy) const;
 
   // Abandons every discovery in flight: their callers are never answered (the engine is
   // stopping; their jobs are found again in the spool at the next start).
@@ -85,7 +88,13 @@ class StsResolver {
   StsCache* const cache_;
   tls::ClientTlsContext* const context_;
   const StsResolverOptions options_;
-  absl::flat_hash_map<std::string, int64_t> checked_ms_;  // domain -> reactor ms of its check
+  // Domains this shard looked at: when (reactor ms) and the policy it found (null: none), so
+  // that a known domain costs one lookup in this map and no lock.
+  struct Checked {
+    int64_t at_ms = 0;
+    StsEntryPtr entry;
+  };
+  absl::flat_hash_map<std::string, Checked> checked_;
   absl::flat_hash_map<std::string, std::unique_ptr<Discovery>> discoveries_;
   StsResolverStats stats_;
 };

@@ -81,6 +81,7 @@ void TlsMemory::Remember(std::string_view domain, int64_t now_unix_ms) {
       return;
     }
     days_.emplace(key, today);
+    size_.store(days_.size(), std::memory_order_relaxed);
   } else {
     it->second = std::max(it->second, today);
   }
@@ -88,9 +89,8 @@ void TlsMemory::Remember(std::string_view domain, int64_t now_unix_ms) {
 }
 
 bool TlsMemory::Requires(std::string_view domain, int64_t now_unix_ms) const {
-  if (!options_.enabled) return false;
+  if (!options_.enabled || size_.load(std::memory_order_relaxed) == 0) return false;
   absl::ReaderMutexLock lock(&mu_);
-  if (days_.empty()) return false;
   // Domains are stored in lower case; jobs carry them so.
   auto it = days_.find(Sv(domain));
   return it != days_.end() && now_unix_ms / kDayMs - it->second <= options_.days;
@@ -99,6 +99,7 @@ bool TlsMemory::Requires(std::string_view domain, int64_t now_unix_ms) const {
 bool TlsMemory::Forget(std::string_view domain) {
   absl::MutexLock lock(&mu_);
   const bool erased = days_.erase(absl::AsciiStrToLower(Sv(domain))) > 0;
+  size_.store(days_.size(), std::memory_order_relaxed);
   dirty_ = dirty_ || erased;
   return erased;
 }
@@ -132,6 +133,7 @@ absl::Status TlsMemory::Load(const std::string& path, int64_t now_unix_ms) {
     int64_t& day = days_[e.domain];
     day = std::max(day, e.day);
   }
+  size_.store(days_.size(), std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -141,6 +143,7 @@ void TlsMemory::Prune(int64_t now_unix_ms) {
   if (days_.size() < options_.domains_max - options_.domains_max / 10) return;
   const size_t before = days_.size();
   absl::erase_if(days_, [&](const auto& e) { return today - e.second > options_.days; });
+  size_.store(days_.size(), std::memory_order_relaxed);
   if (days_.size() != before) {
     dirty_ = true;
     full_logged_ = false;
