@@ -2,6 +2,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "relay/base/lines.h"
 #include "relay/base/log.h"
 #include "relay/base/replace_file.h"
 #include "relay/base/sv.h"
@@ -42,35 +43,34 @@ std::string FormatWarmupFile(int64_t day, const std::vector<WarmupCount>& counts
 std::vector<WarmupCount> ParseWarmupFile(std::string_view text, int64_t day) {
   std::vector<WarmupCount> out;
   bool day_seen = false;
-  size_t pos = 0;
-  while (pos < text.size() && out.size() < WarmupLedger::kEntriesMax) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    const std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line[0] == '#' || line.size() > kLineBytesMax) continue;
+  bool other_day = false;
+  ForEachLine(text, [&](std::string_view line) {
+    if (line.empty() || line[0] == '#' || line.size() > kLineBytesMax) return true;
     if (!day_seen) {
       int64_t file_day = 0;
       if (!absl::SimpleAtoi(absl::string_view(line.data(), line.size()), &file_day) ||
           file_day != day) {
-        return {};  // another day's counts (or no day): today starts from nothing
+        other_day = true;  // another day's counts (or no day): today starts from nothing
+        return false;
       }
       day_seen = true;
-      continue;
+      return true;
     }
     const size_t tab1 = line.find('\t');
     const size_t tab2 = tab1 == std::string_view::npos ? tab1 : line.find('\t', tab1 + 1);
-    if (tab2 == std::string_view::npos) continue;
+    if (tab2 == std::string_view::npos) return true;
     WarmupCount c;
     const std::string_view count = line.substr(tab2 + 1);
     if (tab1 == 0 || tab2 == tab1 + 1 ||
         !absl::SimpleAtoi(absl::string_view(count.data(), count.size()), &c.count) || c.count < 0) {
-      continue;
+      return true;
     }
     c.source = std::string(line.substr(0, tab1));
     c.site = std::string(line.substr(tab1 + 1, tab2 - tab1 - 1));
     out.push_back(std::move(c));
-  }
+    return out.size() < WarmupLedger::kEntriesMax;
+  });
+  if (other_day) out.clear();
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "relay/base/lines.h"
 #include "relay/base/sv.h"
 
 namespace relay::tlspolicy {
@@ -220,15 +221,11 @@ std::string FormatStsCacheFile(const std::vector<StsCacheEntry>& entries) {
 
 std::vector<StsCacheEntry> ParseStsCacheFile(std::string_view text, size_t max) {
   std::vector<StsCacheEntry> out;
-  size_t pos = 0;
-  while (pos < text.size() && out.size() < max) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    const std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line[0] == '#' || line.size() > kCacheLineBytesMax) continue;
+  if (max == 0) return out;
+  ForEachLine(text, [&](std::string_view line) {
+    if (line.empty() || line[0] == '#' || line.size() > kCacheLineBytesMax) return true;
     const std::vector<absl::string_view> f = absl::StrSplit(Sv(line), '\t');
-    if (f.size() != 6) continue;
+    if (f.size() != 6) return true;
     StsCacheEntry e;
     e.domain = std::string(f[0]);
     e.id = std::string(f[1]);
@@ -245,10 +242,11 @@ std::vector<StsCacheEntry> ParseStsCacheFile(std::string_view text, size_t max) 
     for (size_t i = 0; ok && i < mx.size(); ++i) {
       ok = ValidName(mx[i], /*pattern=*/true) && absl::AsciiStrToLower(mx[i]) == mx[i];
     }
-    if (!ok) continue;
+    if (!ok) return true;
     e.policy.mx = std::move(mx);
     out.push_back(std::move(e));
-  }
+    return out.size() < max;
+  });
   return out;
 }
 

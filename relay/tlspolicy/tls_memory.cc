@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "relay/base/lines.h"
 #include "relay/base/log.h"
 #include "relay/base/replace_file.h"
 #include "relay/base/sv.h"
@@ -38,24 +39,21 @@ std::string FormatTlsMemoryFile(const std::vector<TlsMemoryEntry>& entries) {
 
 std::vector<TlsMemoryEntry> ParseTlsMemoryFile(std::string_view text, size_t max) {
   std::vector<TlsMemoryEntry> out;
-  size_t pos = 0;
-  while (pos < text.size() && out.size() < max) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    const std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line[0] == '#') continue;
+  if (max == 0) return out;
+  ForEachLine(text, [&](std::string_view line) {
+    if (line.empty() || line[0] == '#') return true;
     const size_t tab = line.find('\t');
-    if (tab == std::string_view::npos) continue;
+    if (tab == std::string_view::npos) return true;
     TlsMemoryEntry e;
     const std::string_view day = line.substr(tab + 1);
     if (!DomainChars(line.substr(0, tab)) || day.size() > 12 ||
         !absl::SimpleAtoi(Sv(day), &e.day) || e.day < 0) {
-      continue;
+      return true;
     }
     e.domain = std::string(line.substr(0, tab));
     out.push_back(std::move(e));
-  }
+    return out.size() < max;
+  });
   return out;
 }
 
