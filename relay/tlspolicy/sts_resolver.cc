@@ -58,9 +58,17 @@ void StsResolver::Policy(const std::string& domain, Done done) {
     done(std::move(known));
     return;
   }
+  // A policy still fresh in the cache is used while the discovery renews it in the background:
+  // only a domain without one waits for the TXT lookup and the fetch.
+  const StsEntryPtr cached = cache_->Find(domain);
+  const bool fresh = cached != nullptr && StsEntryFresh(*cached, NowUnixS());
   auto found = discoveries_.find(domain);
   if (found != discoveries_.end()) {
-    found->second->waiting.push_back(std::move(done));
+    if (fresh) {
+      done(InForce(domain));
+    } else {
+      found->second->waiting.push_back(std::move(done));
+    }
     return;
   }
   if (discoveries_.size() >= options_.discoveries_max) {
@@ -70,14 +78,15 @@ void StsResolver::Policy(const std::string& domain, Done done) {
     done(InForce(domain));
     return;
   }
-  auto [it, added] = discoveries_.try_emplace(domain);
-  it->second = std::make_unique<Discovery>();
-  it->second->waiting.push_back(std::move(done));
+  std::unique_ptr<Discovery>& d = discoveries_[domain];
+  d = std::make_unique<Discovery>();
+  if (!fresh) d->waiting.push_back(std::move(done));
   if (checked_.size() >= options_.domains_max) checked_.clear();
   checked_[domain] = Checked{now, nullptr};  // one look per recheck interval, whatever comes of it
   ++stats_.txt_lookups;
-  it->second->query = dns_->LookupTxt(absl::StrCat("_mta-sts.", domain),
-                                      [this, domain](dns::TxtResult r) { OnTxt(domain, r); });
+  d->query = dns_->LookupTxt(absl::StrCat("_mta-sts.", domain),
+                             [this, domain](dns::TxtResult r) { OnTxt(domain, r); });
+  if (fresh) done(InForce(domain));  // last: it may start more lookups
 }
 
 void StsResolver::OnTxt(const std::string& domain, dns::TxtResult result) {
