@@ -1,0 +1,40 @@
+// DANE TLSA records for SMTP (RFC 6698 §2.1, RFC 7672 §3.1): what a record says and whether a
+// certificate of the MX host's chain matches it. Pure: the lookup (with the validating
+// resolver's AD bit) and the handshake are the caller's.
+//
+// RDATA: certificate usage (1 byte), selector (1), matching type (1), association data (the
+// rest). For SMTP only DANE-TA(2) and DANE-EE(3) are usable (RFC 7672 §3.1.3: PKIX-TA and
+// PKIX-EE are not), with selector Cert(0) or SPKI(1) and matching type Full(0), SHA2-256(1) or
+// SHA2-512(2), the digest of the right length.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace relay::tlspolicy {
+
+struct TlsaRecord {
+  uint8_t usage = 0;     // 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE
+  uint8_t selector = 0;  // 0 the whole certificate, 1 its SubjectPublicKeyInfo
+  uint8_t mtype = 0;     // 0 the data itself, 1 SHA-256, 2 SHA-512
+  std::string data;
+};
+
+// Bytes of association data kept at most (a full certificate; more is refused).
+inline constexpr size_t kTlsaDataBytesMax = 16 << 10;
+
+// The record of `rdata`; an error names what is wrong (too short, too long).
+absl::StatusOr<TlsaRecord> ParseTlsaRdata(std::string_view rdata);
+
+// Whether the record can authenticate an SMTP server (RFC 7672 §3.1): DANE-TA or DANE-EE, a known
+// selector, a known matching type with data of its length.
+bool TlsaUsableForSmtp(const TlsaRecord& record);
+
+// Whether `cert_der` (one certificate, DER) matches `record`'s selector and matching type. False
+// for a certificate that does not parse.
+bool TlsaMatches(const TlsaRecord& record, std::string_view cert_der);
+
+}  // namespace relay::tlspolicy
