@@ -429,28 +429,25 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
                 .Categorized(Category::kRouting));
     return;
   }
-  if (job.sts != nullptr && job.sts->policy.mode == tlspolicy::StsMode::kEnforce &&
-      std::none_of(result.hosts.begin(), result.hosts.end(), [&](const dns::MxHost& h) {
-        return tlspolicy::StsMxAllowed(job.sts->policy, h.name);
-      })) {
-    // RFC 8461 §4.1: no MX the policy names, no delivery (an attacker may have changed the MX).
-    FailJob(job, RecipientOutcome::Transient(
-                     absl::StrCat("no MX host of ", job.domain, " (", result.site,
-                                  ") matches its MTA-STS policy (mx: ",
-                                  absl::StrJoin(job.sts->policy.mx, ", "), ")"),
-                     0, "4.7.5")
-                     .Categorized(Category::kBadConnection));
-    return;
-  }
   std::vector<dns::MxHost> hosts = result.hosts;
   std::vector<dns::Candidate> candidates = result.candidates;
   std::string site = result.site;
   if (job.sts != nullptr && job.sts->policy.mode == tlspolicy::StsMode::kEnforce) {
-    // Only the MX hosts the policy names are tried (§4.1: the others are as good as
+    // Only the MX hosts the policy names are tried (RFC 8461 §4.1: the others are as good as
     // unreachable): a site of its own, so that its connections never go to the rest.
     const tlspolicy::StsPolicy& policy = job.sts->policy;
     std::erase_if(hosts,
                   [&](const dns::MxHost& h) { return !tlspolicy::StsMxAllowed(policy, h.name); });
+    if (hosts.empty()) {
+      // None of them: no delivery (an attacker may have changed the MX).
+      FailJob(job, RecipientOutcome::Transient(
+                       absl::StrCat("no MX host of ", job.domain, " (", result.site,
+                                    ") matches its MTA-STS policy (mx: ",
+                                    absl::StrJoin(policy.mx, ", "), ")"),
+                       0, "4.7.5")
+                       .Categorized(Category::kBadConnection));
+      return;
+    }
     std::erase_if(candidates, [&](const dns::Candidate& c) {
       return !tlspolicy::StsMxAllowed(policy, c.host);
     });
@@ -900,10 +897,6 @@ void DeliveryEngine::RecordOutcome(const Job& job, uint32_t recipient,
     state.next_attempt_unix_ms = d.next_attempt_unix_ms;
   }
   CountOutcome(job, *info, d, attempt);
-  if (d.record == queue::RecordType::kDelivered && !attempt.tls_version.empty() &&
-      options_.tls_memory != nullptr) {
-    options_.tls_memory->Remember(job.domain, now);
-  }
   FailedRecipient failed{rcpt.address,  d.effective, attempt.mx_host, now,
                          rcpt.original, d.category,  rcpt.orcpt};
   CollectDsn(d.dsn, *info, failed);
@@ -1484,6 +1477,10 @@ std::vector<DeliveryEngine::ReadyQueueView> DeliveryEngine::ReadyQueues(size_t m
   });
   if (out.size() > max) out.resize(max);
   return out;
+}
+
+void DeliveryEngine::DeliveredOverTls(const Job& job) {
+  if (options_.tls_memory != nullptr) options_.tls_memory->Remember(job.domain, NowUnixMs());
 }
 
 std::string DeliveryEngine::TlsRequirement(const Job& job) const {

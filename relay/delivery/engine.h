@@ -238,6 +238,9 @@ class DeliveryEngine {
   // A job counted against its source's warm-up allowance that leaves its queue before its body
   // went out: the count goes back.
   void GiveBackWarmup(const Job& job);
+  // Some recipients of `job` were delivered over TLS: its domain joins the downgrade memory (once
+  // per job, not per recipient).
+  void DeliveredOverTls(const Job& job);
   // Why `job` may not go out over a connection without TLS ("" when it may): its domain is in
   // the downgrade memory.
   std::string TlsRequirement(const Job& job) const;
@@ -350,7 +353,8 @@ class DeliveryEngine {
   void HoldJob(const Job& job, const Suspension& hold, RecipientOutcome outcome);
   // Every job waiting in `queue`, held by `hold` with the text `why`.
   void HoldWaitingJobs(ReadyQueue* queue, const Suspension& hold, const std::string& why);
-  // After a look at the board: the messages of holds no longer on it are dispatched (next turn).
+  // After a look at the board: the recipients of holds no longer on it are due at once (released_,
+  // through the schedule).
   void ReleaseLiftedHolds();
   // An MX answer sent `domain`'s mail to `site`, under shaping rule `rule` (QueueSelector::site).
   void RememberSite(const std::string& domain, const std::string& site, const std::string& rule);

@@ -306,6 +306,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
   uint32_t backoff_s = 0;
   double backoff_rate = 1;
   std::string backoff_reason;
+  bool delivered_any = false;
   for (const smtp::Outcome& o : outcomes) {
     if (o.recipient_index >= job_->recipients.size()) continue;
     RecipientOutcome outcome = ToOutcome(o);
@@ -314,6 +315,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
         engine_->policy()->BounceForReply(queue_->limits(), outcome)) {
       outcome.kind = OutcomeKind::kPermanent;  // a reply rule knows this 4xx is final
     }
+    delivered_any = delivered_any || outcome.kind == OutcomeKind::kDelivered;
     engine_->RecordOutcome(*job_, job_->recipients[o.recipient_index], outcome, attempt);
     if (o.from_peer && outcome.kind != OutcomeKind::kDelivered && suspend_ms == 0) {
       suspend_ms = engine_->policy()->SuspendMsForReply(queue_->limits(), outcome);
@@ -327,6 +329,7 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
       }
     }
   }
+  if (delivered_any && !attempt.tls_version.empty()) engine_->DeliveredOverTls(*job_);
   ReleaseJob(job_);
   job_ = std::move(next_job_);
   attempt_start_ms_ = next_attempt_start_ms_;
@@ -426,10 +429,11 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   const bool encrypted = tls_ != nullptr && tls_->established();
   if (encrypted && job->sts == nullptr) return false;  // the common case, at no cost
   const dns::Candidate& c = current_candidate();
-  const std::string plain_why =
-      absl::StrCat(c.host, " [", c.address.IpString(), "] ",
-                   tls_failure_.empty() ? std::string("offered no STARTTLS")
-                                        : absl::StrCat("failed STARTTLS: ", tls_failure_));
+  auto plain_why = [&] {
+    return absl::StrCat(c.host, " [", c.address.IpString(), "] ",
+                        tls_failure_.empty() ? std::string("offered no STARTTLS")
+                                             : absl::StrCat("failed STARTTLS: ", tls_failure_));
+  };
   // MTA-STS first (RFC 8461 §5): it asks more than TLS.
   std::string why;
   if (job->sts != nullptr) {
@@ -442,10 +446,10 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
     if (encrypted || queue_->limits().tls == TlsPolicy::kDisabled) return false;
     std::string required = engine_->TlsRequirement(*job);
     if (required.empty()) return false;
-    why = absl::StrCat(required, "; ", plain_why);
+    why = absl::StrCat(required, "; ", plain_why());
     enhanced = "4.7.10";
   } else if (!encrypted) {
-    absl::StrAppend(&why, "; ", plain_why);
+    absl::StrAppend(&why, "; ", plain_why());
   }
   RecipientOutcome outcome = RecipientOutcome::Transient(std::move(why), 0, enhanced)
                                  .Categorized(feedback::BounceCategory::kBadConnection);

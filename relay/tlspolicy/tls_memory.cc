@@ -60,13 +60,14 @@ std::vector<TlsMemoryEntry> ParseTlsMemoryFile(std::string_view text, size_t max
 void TlsMemory::Remember(std::string_view domain, int64_t now_unix_ms) {
   if (!options_.enabled) return;
   const int64_t today = now_unix_ms / kDayMs;
+  {
+    // The common case, without a copy: already remembered today (jobs carry lower-case domains).
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = days_.find(Sv(domain));
+    if (it != days_.end() && it->second >= today) return;
+  }
   const std::string key = absl::AsciiStrToLower(Sv(domain));
   if (!DomainChars(key)) return;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    auto it = days_.find(key);
-    if (it != days_.end() && it->second >= today) return;  // the common case: already today
-  }
   absl::MutexLock lock(&mu_);
   auto it = days_.find(key);
   if (it == days_.end()) {
