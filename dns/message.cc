@@ -225,6 +225,7 @@ absl::StatusOr<Message> ParseMessage(absl::Span<const uint8_t> wire) {
   m.truncated = flags & 0x0200;
   m.recursion_desired = flags & 0x0100;
   m.recursion_available = flags & 0x0080;
+  m.authenticated_data = flags & 0x0020;
   m.rcode = flags & 0xF;
   // Every question takes at least 5 bytes and every record at least 11: a count that cannot
   // fit is rejected before anything is reserved.

@@ -34,6 +34,7 @@ enum RrType : uint16_t {
   kTypeTxt = 16,
   kTypeAaaa = 28,
   kTypeOpt = 41,
+  kTypeTlsa = 52,  // RFC 6698
 };
 constexpr uint16_t kClassIn = 1;
 
@@ -94,6 +95,9 @@ struct Message {
   bool truncated = false;
   bool recursion_desired = false;
   bool recursion_available = false;
+  // AD (RFC 4035 §3.2.3): the resolver validated every record of the answer with DNSSEC. Worth
+  // only what the path to the resolver is worth (dns::ResolverOptions::trust_ad).
+  bool authenticated_data = false;
   uint8_t rcode = 0;
   std::vector<Question> questions;
   std::vector<ResourceRecord> answers;
@@ -139,6 +143,7 @@ class MessageBuilder {
   static constexpr uint16_t kFlagTruncated = 0x0200;
   static constexpr uint16_t kFlagRecursionDesired = 0x0100;
   static constexpr uint16_t kFlagRecursionAvailable = 0x0080;
+  static constexpr uint16_t kFlagAuthenticatedData = 0x0020;
 
   enum class Section { kQuestion = 0, kAnswer = 1, kAuthority = 2, kAdditional = 3 };
 

@@ -28,6 +28,8 @@ enum class FamilyPreference { kIpv6First, kIpv4First, kIpv4Only, kIpv6Only };
 struct MxHost {
   std::string name;  // canonical (lower case, no final dot)
   uint16_t preference = 0;
+  // Its address records were validated with DNSSEC (dns::ResolverOptions::trust_ad).
+  bool dnssec = false;
 };
 
 // One place to try delivery: an MX host and one of its addresses (port 0; the caller sets 25).

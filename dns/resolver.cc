@@ -6,12 +6,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "relay/base/check.h"
+#include "relay/base/lines.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
 
@@ -209,7 +213,19 @@ void Resolver::Lookup(std::string_view name, uint16_t type, LookupFn fn) {
   ++queries_in_flight_;
   ++queries_sent_;
   ++api_depth_;  // an answer c-ares produces synchronously must not reach users re-entrantly
-  ares_query(channel_, pending->name.c_str(), kClassIn, type, &Resolver::OnAnswer, pending);
+  // ares_query's own query with the AD bit set: a validating resolver then says whether it
+  // validated the answer (RFC 6840 §5.7), without the DO bit's signatures to carry.
+  unsigned char* query = nullptr;
+  int query_bytes = 0;
+  int rc = ares_create_query(pending->name.c_str(), kClassIn, type, 0, /*rd=*/1, &query,
+                             &query_bytes, options_.edns_payload_bytes);
+  if (rc != ARES_SUCCESS) {
+    OnAnswer(pending, rc, 0, nullptr, 0);
+  } else {
+    query[3] |= MessageBuilder::kFlagAuthenticatedData;
+    ares_send(channel_, query, query_bytes, &Resolver::OnAnswer, pending);
+    ares_free_string(query);
+  }
   --api_depth_;
   RearmTimer();
 }
@@ -328,6 +344,60 @@ void Resolver::OnTimer() {
   RearmTimer();
 }
 
+bool Resolver::Secure(const CachedAnswer& answer) const {
+  return options_.trust_ad && answer.message.authenticated_data &&
+         (answer.message.rcode == kRcodeNoError || answer.message.rcode == kRcodeNxDomain);
+}
+
+namespace {
+
+// The address of a server as given in the options ("127.0.0.1:5353", "[::1]:53", "::1").
+std::string_view ServerHost(std::string_view server) {
+  if (!server.empty() && server.front() == '[') {
+    const size_t end = server.find(']');
+    return server.substr(1, end == std::string_view::npos ? std::string_view::npos : end - 1);
+  }
+  if (std::count(server.begin(), server.end(), ':') == 1) return server.substr(0, server.find(':'));
+  return server;
+}
+
+bool IsLoopback(std::string_view host) {
+  if (host.substr(0, 4) == "127.") return true;
+  return host == "::1" || host == "0:0:0:0:0:0:0:1";
+}
+
+}  // namespace
+
+bool AdTrustedByDefault(const std::vector<std::string>& servers, std::string_view resolv_conf) {
+  std::vector<std::string> from_conf;
+  bool trust_ad_option = false;
+  relay::ForEachLine(resolv_conf, [&](std::string_view line) {
+    std::vector<absl::string_view> words =
+        absl::StrSplit(ToAbsl(line), absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (words.empty() || words[0].front() == '#' || words[0].front() == ';') return true;
+    if (words[0] == "nameserver" && words.size() >= 2)
+      from_conf.emplace_back(words[1].data(), words[1].size());
+    if (words[0] == "options") {
+      for (size_t i = 1; i < words.size(); ++i) trust_ad_option |= words[i] == "trust-ad";
+    }
+    return true;
+  });
+  const std::vector<std::string>& used = servers.empty() ? from_conf : servers;
+  if (servers.empty() && trust_ad_option) return true;
+  return !used.empty() && std::all_of(used.begin(), used.end(), [](const std::string& s) {
+    return IsLoopback(ServerHost(s));
+  });
+}
+
+bool AdTrustedByDefault(const std::vector<std::string>& servers) {
+  std::string conf;
+  if (servers.empty()) {
+    std::ifstream in("/etc/resolv.conf");
+    conf.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return AdTrustedByDefault(servers, conf);
+}
+
 // ---- Public lookups ----
 
 QueryHandle Resolver::Query(std::string_view name, uint16_t type, QueryCallback callback) {
@@ -359,6 +429,29 @@ QueryHandle Resolver::LookupTxt(std::string_view name, TxtCallback callback) {
                result.status =
                    DnsStatus::Permanent(Reason::kNoData, absl::StrCat(qname, ": no TXT records"));
              }
+           }
+           Deliver(token, callback, std::move(result));
+         });
+  --api_depth_;
+  return QueryHandle(token);
+}
+
+QueryHandle Resolver::LookupTlsa(std::string_view host, uint16_t port,
+                                 std::function<void(TlsaResult)> callback) {
+  Token token = std::make_shared<internal::Token>();
+  std::string qname = absl::StrCat("_", port, "._tcp.", ToAbsl(CanonicalName(host)));
+  ++api_depth_;
+  Lookup(qname, kTypeTlsa,
+         [this, token, qname, callback = std::move(callback)](QueryResult q) mutable {
+           TlsaResult result;
+           result.status = q.status;
+           if (q.answer != nullptr) result.dnssec = Secure(*q.answer);
+           if (q.status.ok() && q.answer != nullptr) {
+             for (const ResourceRecord* rr : AnswersFor(q.answer->message, qname, kTypeTlsa)) {
+               result.rdatas.push_back(rr->rdata);
+             }
+           } else if (q.status.reason == Reason::kNxDomain) {
+             result.status = DnsStatus::Ok();
            }
            Deliver(token, callback, std::move(result));
          });
@@ -403,6 +496,7 @@ struct AddressJoin {
   int outstanding = 0;
   std::vector<relay::io::SocketAddress> v4, v6;
   std::vector<DnsStatus> statuses;
+  bool dnssec = true;  // until an answer says otherwise
   std::function<void(AddressResult)> fn;
 };
 
@@ -417,7 +511,8 @@ void Resolver::AddressesInternal(std::string_view host, FamilyPreference family,
   if (family != FamilyPreference::kIpv6Only) types.push_back(kTypeA);
   join->outstanding = static_cast<int>(types.size());
   for (uint16_t type : types) {
-    Lookup(join->host, type, [join, token, type](QueryResult q) {
+    Lookup(join->host, type, [this, join, token, type](QueryResult q) {
+      join->dnssec = join->dnssec && q.answer != nullptr && Secure(*q.answer);
       if (q.status.ok() && q.answer != nullptr) {
         auto& out = type == kTypeA ? join->v4 : join->v6;
         out = AddressesFrom(q.answer->message, join->host, type);
@@ -426,6 +521,7 @@ void Resolver::AddressesInternal(std::string_view host, FamilyPreference family,
       if (--join->outstanding > 0) return;
       AddressResult result;
       result.addresses = OrderAddresses(join->v6, join->v4, join->family);
+      result.dnssec = join->dnssec;
       if (result.addresses.empty()) result.status = NoAddressStatus(join->host, join->statuses);
       join->fn(std::move(result));
     });
@@ -453,6 +549,7 @@ struct MxJoin {
   std::string domain;
   FamilyPreference family;
   bool implicit = false;
+  bool dnssec = false;
   std::vector<MxHost> hosts;
   std::vector<AddressResult> addresses;  // parallel to hosts
   int outstanding = 0;
@@ -469,6 +566,7 @@ QueryHandle Resolver::ResolveMx(std::string_view domain, FamilyPreference family
   auto finish = [this, token, join]() {
     MxResult result;
     result.implicit_mx = join->implicit;
+    result.dnssec = join->dnssec;
     std::vector<DnsStatus> failures;
     for (size_t i = 0; i < join->hosts.size(); ++i) {
       const AddressResult& a = join->addresses[i];
@@ -478,6 +576,7 @@ QueryHandle Resolver::ResolveMx(std::string_view domain, FamilyPreference family
         continue;
       }
       result.hosts.push_back(join->hosts[i]);
+      result.hosts.back().dnssec = a.dnssec;
       for (const relay::io::SocketAddress& addr : a.addresses) {
         result.candidates.push_back(
             Candidate{join->hosts[i].name, join->hosts[i].preference, addr});
@@ -518,6 +617,7 @@ QueryHandle Resolver::ResolveMx(std::string_view domain, FamilyPreference family
       Deliver(token, join->callback, std::move(failed));
       return;
     }
+    join->dnssec = Secure(*q.answer);
     join->addresses.resize(join->hosts.size());
     join->outstanding = static_cast<int>(join->hosts.size());
     for (size_t i = 0; i < join->hosts.size(); ++i) {

@@ -51,6 +51,11 @@ struct ResolverOptions {
   // larger than the buffer is dropped by the kernel and costs a timeout; each small datagram
   // takes ~2 KiB of it, so the default buffer holds only ~100 answers.
   int udp_receive_buffer_bytes = 1 << 20;
+  // Whether the AD bit of an answer means what it says (RFC 4035 §3.2.3, RFC 6698 §4.1): only
+  // when the resolver validates DNSSEC and the path to it cannot be tampered with (loopback, as
+  // glibc's `options trust-ad`). Every query asks for AD (RFC 6840 §5.7); without this, every
+  // answer counts as insecure.
+  bool trust_ad = false;
   // The family preference of ResolveMx when none is given.
   FamilyPreference family = FamilyPreference::kIpv6First;
   CacheOptions cache;
@@ -98,11 +103,15 @@ struct MxResult {
   // The sorted set of MX host names ("a.mx.example,b.mx.example"); see dns/mx.h.
   std::string site;
   bool implicit_mx = false;  // no MX records: the domain itself (RFC 5321 §5.1)
+  // The MX answer (or, for an implicit MX, its denial) was validated with DNSSEC (trust_ad). Each
+  // host says whether its addresses were (MxHost::dnssec).
+  bool dnssec = false;
 };
 
 struct AddressResult {
   DnsStatus status;
   std::vector<relay::io::SocketAddress> addresses;  // ordered by the family preference, port 0
+  bool dnssec = false;  // every answer (of both families) was validated (trust_ad)
 };
 
 struct TxtRecord {
@@ -113,6 +122,12 @@ struct TxtRecord {
 struct TxtResult {
   DnsStatus status;
   std::vector<TxtRecord> records;
+};
+
+struct TlsaResult {
+  DnsStatus status;     // ok with no records: none published (NXDOMAIN and NODATA are not failures)
+  bool dnssec = false;  // the answer, records or denial, was validated (trust_ad)
+  std::vector<std::string> rdatas;  // the RDATA of each TLSA record (relay/tlspolicy/tlsa.h)
 };
 
 struct PtrResult {
@@ -127,6 +142,13 @@ struct QueryResult {
   std::shared_ptr<const CachedAnswer> answer;
   bool from_cache = false;
 };
+
+// Whether the AD bit of `servers` (ResolverOptions::servers; empty: those of /etc/resolv.conf)
+// can be believed by default: every one of them is on loopback, or resolv.conf says `options
+// trust-ad` (glibc's own switch for the same question).
+bool AdTrustedByDefault(const std::vector<std::string>& servers);
+// The same judgement from a resolv.conf's text.
+bool AdTrustedByDefault(const std::vector<std::string>& servers, std::string_view resolv_conf);
 
 class Resolver {
  public:
@@ -150,6 +172,9 @@ class Resolver {
   [[nodiscard]] QueryHandle ResolveAddresses(std::string_view host, FamilyPreference family,
                                              AddressCallback callback);
   [[nodiscard]] QueryHandle LookupTxt(std::string_view name, TxtCallback callback);
+  // The TLSA records of a service (RFC 6698 §3): `_<port>._tcp.<host>`.
+  [[nodiscard]] QueryHandle LookupTlsa(std::string_view host, uint16_t port,
+                                       std::function<void(TlsaResult)> callback);
   // Reverse lookup of an IPv4 or IPv6 address given as text.
   [[nodiscard]] QueryHandle LookupPtr(std::string_view ip, PtrCallback callback);
   // Any other type: the answer as received. NXDOMAIN is permanent; NODATA is ok with no
@@ -185,6 +210,8 @@ class Resolver {
   void Lookup(std::string_view name, uint16_t type, LookupFn fn);
   void AddressesInternal(std::string_view host, FamilyPreference family, Token token,
                          std::function<void(AddressResult)> fn);
+  // Whether `answer` was validated with DNSSEC and the resolver is trusted to say so.
+  bool Secure(const CachedAnswer& answer) const;
   template <typename Result>
   void Deliver(const Token& token, std::function<void(Result)>& callback, Result result);
 

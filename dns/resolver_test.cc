@@ -509,6 +509,49 @@ TEST_F(ResolverTest, ForwardConfirmedReverseDns) {
   EXPECT_EQ(calls, 0);
 }
 
+TEST_F(ResolverTest, TlsaRecordsAndTheirAbsence) {
+  auto tlsa = [&](std::string_view host) {
+    TlsaResult out;
+    bool done = false;
+    QueryHandle h = resolver_->LookupTlsa(host, 25, [&](TlsaResult r) {
+      out = std::move(r);
+      done = true;
+    });
+    RunUntil(done);
+    return out;
+  };
+  TlsaResult a = tlsa("A.mx.test.");
+  ASSERT_TRUE(a.status.ok()) << a.status.ToString();
+  ASSERT_EQ(a.rdatas.size(), 1u);
+  EXPECT_EQ(a.rdatas[0].substr(0, 4), std::string("\x03\x01\x01\x01", 4));
+  EXPECT_EQ(a.rdatas[0].size(), 3u + 32u);
+  EXPECT_FALSE(a.dnssec);  // unbound here does not validate, and the resolver is not trusted
+  TlsaResult none = tlsa("b.mx.test");  // NODATA: none, not a failure
+  EXPECT_TRUE(none.status.ok()) << none.status.ToString();
+  EXPECT_TRUE(none.rdatas.empty());
+  TlsaResult nx = tlsa("nonexistent.mx.test");  // NXDOMAIN: none either
+  EXPECT_TRUE(nx.status.ok()) << nx.status.ToString();
+  EXPECT_TRUE(nx.rdatas.empty());
+  // Nothing is validated here, so no MX answer is secure either.
+  MxResult mx = Mx("mx.test", FamilyPreference::kIpv4Only);
+  EXPECT_FALSE(mx.dnssec);
+  for (const MxHost& h : mx.hosts) EXPECT_FALSE(h.dnssec) << h.name;
+}
+
+TEST(AdTrustTest, LoopbackServersOrTheTrustAdOption) {
+  EXPECT_TRUE(AdTrustedByDefault({"127.0.0.1:5353"}, ""));
+  EXPECT_TRUE(AdTrustedByDefault({"[::1]:53", "127.0.0.53"}, ""));
+  EXPECT_FALSE(AdTrustedByDefault({"127.0.0.1", "192.0.2.1"}, ""));
+  EXPECT_FALSE(AdTrustedByDefault({"[2001:db8::1]:53"}, ""));
+  EXPECT_TRUE(AdTrustedByDefault({}, "# local\nnameserver 127.0.0.1\n"));
+  EXPECT_TRUE(AdTrustedByDefault({}, "nameserver ::1\nsearch example\n"));
+  EXPECT_FALSE(AdTrustedByDefault({}, "nameserver 127.0.0.1\nnameserver 192.0.2.53\n"));
+  EXPECT_TRUE(AdTrustedByDefault({}, "nameserver 192.0.2.53\noptions edns0 trust-ad\n"));
+  // The option speaks for resolv.conf's servers, not for servers configured elsewhere.
+  EXPECT_FALSE(AdTrustedByDefault({"192.0.2.1"}, "options trust-ad\n"));
+  EXPECT_FALSE(AdTrustedByDefault({}, ""));  // no server at all: nothing to trust
+}
+
 TEST_F(ResolverTest, BadServerListIsAnError) {
   ResolverOptions options;
   options.servers = {"not an address"};

@@ -160,6 +160,10 @@ std::string TestZones() {
   data("b.mx.test. 300 IN A 127.0.0.2");
   data("b.mx.test. 300 IN AAAA ::1");
   data("c.mx.test. 300 IN A 127.0.0.3");
+  // DANE (RFC 7672): a TLSA record of a.mx.test, in this unsigned zone.
+  data(
+      "_25._tcp.a.mx.test. 300 IN TLSA 3 1 1 "
+      "0102030405060708091011121314151617181920212223242526272829303132");
   // A second domain hosted by the same provider: same site.
   data("other.test. 600 IN MX 10 b.mx.test.");
   data("other.test. 600 IN MX 10 a.mx.test.");

@@ -77,6 +77,7 @@ absl::Status DeliveryEngine::Start() {
   dns::ResolverOptions ropts;
   ropts.servers = options_.dns_servers;
   ropts.family = options_.family;
+  ropts.trust_ad = options_.trust_ad;
   auto resolver = dns::Resolver::Create(reactor_, ropts);
   if (!resolver.ok()) return resolver.status();
   resolver_ = std::move(*resolver);
@@ -393,24 +394,31 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   }
 }
 
+dns::QueryHandle* DeliveryEngine::TrackLookup() {
+  lookups_.push_back(std::make_unique<dns::QueryHandle>());
+  return lookups_.back().get();
+}
+
+void DeliveryEngine::ForgetLookup(dns::QueryHandle* raw) {
+  // The handle is done; drop it after this turn.
+  reactor_->Post([this, raw] {
+    auto it = std::find_if(lookups_.begin(), lookups_.end(),
+                           [raw](const auto& h) { return h.get() == raw; });
+    if (it != lookups_.end()) {
+      (*it)->Detach();
+      lookups_.erase(it);
+    }
+  });
+}
+
 void DeliveryEngine::ResolveMxFor(Job job) {
   const std::string domain = job.domain;
-  auto handle = std::make_unique<dns::QueryHandle>();
-  dns::QueryHandle* raw = handle.get();
-  *raw = resolver_->ResolveMx(
-      domain, options_.family, [this, job = std::move(job), raw](dns::MxResult result) mutable {
-        OnMx(std::move(job), result);
-        // The handle is done; drop it after this turn.
-        reactor_->Post([this, raw] {
-          auto it = std::find_if(lookups_.begin(), lookups_.end(),
-                                 [raw](const auto& h) { return h.get() == raw; });
-          if (it != lookups_.end()) {
-            (*it)->Detach();
-            lookups_.erase(it);
-          }
-        });
-      });
-  lookups_.push_back(std::move(handle));
+  dns::QueryHandle* raw = TrackLookup();
+  *raw = resolver_->ResolveMx(domain, options_.family,
+                              [this, job = std::move(job), raw](dns::MxResult result) mutable {
+                                OnMx(std::move(job), result);
+                                ForgetLookup(raw);
+                              });
 }
 
 void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
@@ -429,9 +437,88 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
                 .Categorized(Category::kRouting));
     return;
   }
+  if (options_.dane && result.dnssec &&
+      std::any_of(result.hosts.begin(), result.hosts.end(),
+                  [](const dns::MxHost& h) { return h.dnssec; })) {
+    LookupDane(std::move(job), result);
+    return;
+  }
+  Route(std::move(job), result, {});
+}
+
+// One TLSA lookup per MX host whose addresses were validated too (RFC 7672 §2.2.1, §2.2.2: an
+// insecure host gets no DANE), all at once; Route when the last one is in.
+void DeliveryEngine::LookupDane(Job job, const dns::MxResult& result) {
+  struct Join {
+    Job job;
+    dns::MxResult mx;
+    size_t outstanding = 0;
+    std::shared_ptr<tlspolicy::DanePolicy> policy = std::make_shared<tlspolicy::DanePolicy>();
+    std::vector<std::pair<std::string, std::string>> refused;
+  };
+  auto join = std::make_shared<Join>();
+  join->job = std::move(job);
+  join->mx = result;
+  for (const dns::MxHost& h : result.hosts) join->outstanding += h.dnssec ? 1 : 0;
+  for (const dns::MxHost& h : result.hosts) {
+    if (!h.dnssec) continue;
+    dns::QueryHandle* raw = TrackLookup();
+    *raw =
+        resolver_->LookupTlsa(h.name, 25, [this, join, host = h.name, raw](dns::TlsaResult tlsa) {
+          ForgetLookup(raw);
+          if (!tlsa.status.ok()) {
+            // A failed lookup of a signed name may be an attacker's doing: no delivery to the
+            // host until it answers (RFC 7672 §2.2).
+            join->refused.emplace_back(
+                host, absl::StrCat("its TLSA lookup failed (", tlsa.status.ToString(), ")"));
+          } else if (tlsa.dnssec && !tlsa.rdatas.empty()) {
+            std::vector<tlspolicy::TlsaRecord> usable;
+            for (const std::string& rdata : tlsa.rdatas) {
+              absl::StatusOr<tlspolicy::TlsaRecord> r = tlspolicy::ParseTlsaRdata(rdata);
+              if (r.ok() && tlspolicy::TlsaUsableForSmtp(*r)) usable.push_back(*std::move(r));
+            }
+            if (usable.empty()) {
+              join->refused.emplace_back(
+                  host, absl::StrCat("none of its ", tlsa.rdatas.size(),
+                                     " TLSA records is usable for SMTP (RFC 7672 §3.1)"));
+            } else {
+              join->policy->hosts.emplace(host, std::move(usable));
+            }
+          }  // records that are not validated count as none (RFC 7672 §2.2)
+          if (--join->outstanding > 0) return;
+          if (!join->policy->hosts.empty()) {
+            join->job.dane = std::move(join->policy);
+            join->job.sts = nullptr;  // DANE outranks MTA-STS (RFC 8461 §2)
+          }
+          Route(std::move(join->job), join->mx, join->refused);
+        });
+  }
+}
+
+void DeliveryEngine::Route(Job job, const dns::MxResult& result,
+                           const std::vector<std::pair<std::string, std::string>>& refused) {
   std::vector<dns::MxHost> hosts = result.hosts;
   std::vector<dns::Candidate> candidates = result.candidates;
   std::string site = result.site;
+  if (!refused.empty()) {
+    auto is_refused = [&](std::string_view host) {
+      return std::any_of(refused.begin(), refused.end(),
+                         [&](const auto& r) { return r.first == host; });
+    };
+    std::erase_if(hosts, [&](const dns::MxHost& h) { return is_refused(h.name); });
+    std::erase_if(candidates, [&](const dns::Candidate& c) { return is_refused(c.host); });
+    if (hosts.empty()) {
+      std::vector<std::string> whys;
+      for (const auto& [host, why] : refused) whys.push_back(absl::StrCat(host, ": ", why));
+      FailJob(job, RecipientOutcome::Transient(
+                       absl::StrCat("DANE: no MX host of ", job.domain,
+                                    " may be used now: ", absl::StrJoin(whys, "; ")),
+                       0, "4.7.5")
+                       .Categorized(Category::kBadConnection));
+      return;
+    }
+    site = dns::SiteKey(hosts);
+  }
   if (job.sts != nullptr && job.sts->policy.mode == tlspolicy::StsMode::kEnforce) {
     // Only the MX hosts the policy names are tried (RFC 8461 §4.1: the others are as good as
     // unreachable): a site of its own, so that its connections never go to the rest.
@@ -1490,6 +1577,13 @@ std::string DeliveryEngine::TlsRequirement(const Job& job) const {
   return absl::StrCat("TLS is required for ", job.domain,
                       ", which took mail over TLS before (relayctl tls forget ", job.domain,
                       " allows plain text again)");
+}
+
+const std::vector<tlspolicy::TlsaRecord>* DeliveryEngine::DaneRecords(const Job& job,
+                                                                      std::string_view mx_host) {
+  if (job.dane == nullptr) return nullptr;
+  auto it = job.dane->hosts.find(Sv(mx_host));
+  return it == job.dane->hosts.end() ? nullptr : &it->second;
 }
 
 std::string DeliveryEngine::StsRequirement(const Job& job, std::string_view mx_host, bool encrypted,

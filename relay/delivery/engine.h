@@ -116,6 +116,12 @@ struct DeliveryOptions {
   tlspolicy::StsCache* sts_cache = nullptr;
   tlspolicy::StsResolverOptions sts;
   std::string sts_ca_file;
+  // DANE ([tls_policy] dane, RFC 7672): after a DNSSEC-validated MX answer, each MX host's TLSA
+  // records decide its TLS. `trust_ad`: the resolver validates DNSSEC and its AD bit can be
+  // believed ([tls_policy] dnssec_trust_ad); without it no answer is validated and DANE never
+  // applies.
+  bool dane = true;
+  bool trust_ad = false;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
   // What an MX may make a connection hold (relay/smtp/client_reply.h).
@@ -250,6 +256,9 @@ class DeliveryEngine {
   // is logged.
   std::string StsRequirement(const Job& job, std::string_view mx_host, bool encrypted,
                              bool verified, std::string_view verify_error) const;
+  // The TLSA records of `mx_host` when DANE governs its TLS for `job` (null: it does not).
+  static const std::vector<tlspolicy::TlsaRecord>* DaneRecords(const Job& job,
+                                                               std::string_view mx_host);
   // The job's body is about to go out to `mx_host` (before its first byte is written): records
   // an attempt marker for each of its pending recipients, and notes which of them already had an
   // attempt of unknown outcome.
@@ -310,6 +319,15 @@ class DeliveryEngine {
   // beyond it is cut to.
   static constexpr int64_t kSuspensionForeverMs = int64_t{1} << 53;
   void OnMx(Job job, const dns::MxResult& result);
+  // After a validated MX answer: the TLSA records of its validated hosts, then Route.
+  void LookupDane(Job job, const dns::MxResult& result);
+  // The hosts to try under the domain's DANE and MTA-STS policies, then Enqueue. `refused`: MX
+  // hosts DANE rules out for now (host, why).
+  void Route(Job job, const dns::MxResult& result,
+             const std::vector<std::pair<std::string, std::string>>& refused);
+  // Keeps `handle` until its callback ran (the handle is dropped on the next turn).
+  dns::QueryHandle* TrackLookup();
+  void ForgetLookup(dns::QueryHandle* handle);
   // The job's domain's MX lookup (after its MTA-STS policy, when discovery is on).
   void ResolveMxFor(Job job);
   // `job` joins the ready queue of `site` from a source of its pool (PoolFor) that is usable,

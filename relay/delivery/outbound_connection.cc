@@ -64,6 +64,7 @@ void OutboundConnection::ConnectNext(std::string why) {
   }
   session_.reset();
   tls_.reset();
+  dane_checked_.clear();  // a new peer: its certificate has not been checked
   pending_out_.clear();
   connected_ = false;
   if (closed_) return;
@@ -293,9 +294,12 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
     attempt.tls_version = tls_->protocol_version();
     attempt.tls_cipher = tls_->cipher_name();
     attempt.tls_mode = tls_->peer_verified() ? TlsMode::kVerified : TlsMode::kOpportunistic;
-    // Verified as the domain's MTA-STS policy asks (enforce, or testing that passed).
-    if (attempt.tls_mode == TlsMode::kVerified && job_->sts != nullptr &&
-        tlspolicy::StsMxAllowed(job_->sts->policy, c.host)) {
+    // Authenticated by its TLSA records (RefusedForTls let the job through), or verified as the
+    // domain's MTA-STS policy asks (enforce, or testing that passed).
+    if (DeliveryEngine::DaneRecords(*job_, c.host) != nullptr) {
+      attempt.tls_mode = TlsMode::kDane;
+    } else if (attempt.tls_mode == TlsMode::kVerified && job_->sts != nullptr &&
+               tlspolicy::StsMxAllowed(job_->sts->policy, c.host)) {
       attempt.tls_mode = TlsMode::kMtaSts;
     }
   }
@@ -427,16 +431,32 @@ void OutboundConnection::TakeWork() {
 
 bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   const bool encrypted = tls_ != nullptr && tls_->established();
-  if (encrypted && job->sts == nullptr) return false;  // the common case, at no cost
+  if (encrypted && job->sts == nullptr && job->dane == nullptr) return false;  // the common case
   const dns::Candidate& c = current_candidate();
   auto plain_why = [&] {
     return absl::StrCat(c.host, " [", c.address.IpString(), "] ",
                         tls_failure_.empty() ? std::string("offered no STARTTLS")
                                              : absl::StrCat("failed STARTTLS: ", tls_failure_));
   };
-  // MTA-STS first (RFC 8461 §5): it asks more than TLS.
   std::string why;
-  if (job->sts != nullptr) {
+  if (const auto* tlsa = DeliveryEngine::DaneRecords(*job, c.host); tlsa != nullptr) {
+    // DANE first (RFC 8461 §2): TLS is mandatory and the TLSA records, not a CA, authenticate.
+    if (!encrypted) {
+      why = absl::StrCat(c.host, " publishes TLSA records (DANE): TLS is required");
+    } else {
+      if (dane_checked_ != *tlsa) {  // checked once per connection and set of records
+        dane_checked_ = *tlsa;
+        dane_status_ =
+            tlspolicy::DaneAuthenticate(*tlsa, tls_->peer_chain(), {c.host},
+                                        static_cast<int64_t>(reactor_->clock()->WallSeconds()));
+      }
+      if (dane_status_.ok()) return false;
+      why = absl::StrCat("the TLSA records of ", c.host, " do not authenticate its certificate (",
+                         dane_status_.message(), ")");
+    }
+  }
+  // MTA-STS next (RFC 8461 §5): it asks more than TLS.
+  if (why.empty() && job->sts != nullptr) {
     why = engine_->StsRequirement(*job, c.host, encrypted, encrypted && tls_->peer_verified(),
                                   encrypted ? tls_->peer_verify_error() : std::string());
   }

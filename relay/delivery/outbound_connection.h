@@ -109,6 +109,9 @@ class OutboundConnection : public io::IoObject {
   std::unique_ptr<tls::TlsStream> tls_;
   std::string last_error_;        // why the previous candidate failed
   std::string tls_failure_;       // why STARTTLS failed, when this candidate goes on without TLS
+  // The TLSA records this connection's certificate was last checked against, and the verdict.
+  std::vector<tlspolicy::TlsaRecord> dane_checked_;
+  absl::Status dane_status_;
   std::string plaintext_in_;
   std::string pending_out_;       // commands not yet sent
   std::string sending_;           // bytes of the send in flight (commands or ciphertext)

@@ -24,6 +24,7 @@
 #include "relay/delivery/token_bucket.h"
 #include "relay/io/timer_wheel.h"
 #include "relay/tlspolicy/sts_cache.h"
+#include "relay/tlspolicy/tlsa.h"
 
 namespace relay::delivery {
 
@@ -39,6 +40,9 @@ struct Job {
   std::string campaign;              // its message's campaign, "" when none
   // Its domain's MTA-STS policy in force when it was dispatched (enforce or testing); null: none.
   std::shared_ptr<const tlspolicy::StsCacheEntry> sts;
+  // The DANE records of its MX hosts when they have any (they then outrank MTA-STS, RFC 8461 §2,
+  // and `sts` is null); null: none.
+  std::shared_ptr<const tlspolicy::DanePolicy> dane;
   uint64_t message_bytes = 0;        // its message's size (queue summary)
   int64_t created_unix_ms = 0;       // when its message was accepted (queue summary)
   // Its message's tenant (queue::TenantOf), class and the tenant's weight: its place in the

@@ -431,7 +431,11 @@ absl::Status ParseTlsPolicy(TlsPolicySettings& p, const Section& t) {
   RETURN_IF_ERROR(
       t.Known({"downgrade_memory", "memory_days", "memory_domains_max", "mta_sts",
                "mta_sts_ca_file", "mta_sts_port", "mta_sts_recheck_s", "mta_sts_fetch_timeout_ms",
-               "mta_sts_policies_max", "mta_sts_lookups_max"}));
+               "mta_sts_policies_max", "mta_sts_lookups_max", "dane", "dnssec_trust_ad"}));
+  RETURN_IF_ERROR(t.Bool("dane", &p.dane));
+  using TrustAd = TlsPolicySettings::TrustAd;
+  RETURN_IF_ERROR(t.Enum("dnssec_trust_ad", &p.dnssec_trust_ad,
+                         {{"auto", TrustAd::kAuto}, {"yes", TrustAd::kYes}, {"no", TrustAd::kNo}}));
   RETURN_IF_ERROR(t.Bool("downgrade_memory", &p.downgrade_memory));
   RETURN_IF_ERROR(t.Int("memory_days", &p.memory_days, 1, 3650));
   RETURN_IF_ERROR(t.Int("memory_domains_max", &p.memory_domains_max, 1, 10000000));

@@ -182,6 +182,13 @@ struct TlsPolicySettings {
   uint32_t mta_sts_policies_max = 100000;
   // Discoveries (TXT lookup, then maybe a fetch) in flight per shard; past it the cache answers.
   uint32_t mta_sts_lookups_max = 100;
+  // DANE (RFC 7672): an MX host whose TLSA records are DNSSEC-validated gets TLS authenticated by
+  // them, or no mail. Validation is the resolver's: its AD bit counts only when dnssec_trust_ad
+  // says so: kAuto when every DNS server is on loopback or /etc/resolv.conf has `options
+  // trust-ad` (dns::AdTrustedByDefault).
+  enum class TrustAd { kAuto, kYes, kNo };
+  bool dane = true;
+  TrustAd dnssec_trust_ad = TrustAd::kAuto;
 };
 
 // Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).

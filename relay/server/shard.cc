@@ -368,6 +368,18 @@ absl::Status Shard::StartDelivery() {
     options.sts.limits.timeout_ms = config.tls_policy.mta_sts_fetch_timeout_ms;
     options.sts.family = options.family;
     options.sts.discoveries_max = config.tls_policy.mta_sts_lookups_max;
+    options.dane = config.tls_policy.dane;
+    switch (config.tls_policy.dnssec_trust_ad) {
+      case TlsPolicySettings::TrustAd::kYes:
+        options.trust_ad = true;
+        break;
+      case TlsPolicySettings::TrustAd::kNo:
+        options.trust_ad = false;
+        break;
+      case TlsPolicySettings::TrustAd::kAuto:
+        options.trust_ad = dns::AdTrustedByDefault(config.delivery.dns_servers);
+        break;
+    }
     options.strategy = config.delivery.strategy;
     options.reply_limits = config.delivery.reply_limits;
     options.outcome_retry_ms = config.delivery.outcome_retry_ms;

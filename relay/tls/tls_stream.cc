@@ -261,6 +261,17 @@ bool TlsStream::peer_verified() const {
   return SSL_get_verify_result(ssl_.get()) == X509_V_OK;
 }
 
+std::vector<std::string> TlsStream::peer_chain() const {
+  std::vector<std::string> chain;
+  const STACK_OF(CRYPTO_BUFFER)* certs = SSL_get0_peer_certificates(ssl_.get());
+  if (certs == nullptr) return chain;
+  for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(certs); ++i) {
+    const CRYPTO_BUFFER* b = sk_CRYPTO_BUFFER_value(certs, i);
+    chain.emplace_back(reinterpret_cast<const char*>(CRYPTO_BUFFER_data(b)), CRYPTO_BUFFER_len(b));
+  }
+  return chain;
+}
+
 long TlsStream::peer_verify_result() const { return SSL_get_verify_result(ssl_.get()); }
 
 std::string TlsStream::peer_verify_error() const {

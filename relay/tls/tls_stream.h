@@ -104,6 +104,8 @@ class TlsStream {
   bool peer_verified() const;
   // X509_V_OK (0) or the verification error code, and its text.
   long peer_verify_result() const;
+  // The certificates the peer presented, leaf first, DER (empty before the handshake).
+  std::vector<std::string> peer_chain() const;
   std::string peer_verify_error() const;
   // The last error, as text (empty when none).
   const std::string& error() const { return error_; }

@@ -11,7 +11,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace relay::tlspolicy {
@@ -21,6 +24,15 @@ struct TlsaRecord {
   uint8_t selector = 0;  // 0 the whole certificate, 1 its SubjectPublicKeyInfo
   uint8_t mtype = 0;     // 0 the data itself, 1 SHA-256, 2 SHA-512
   std::string data;
+
+  bool operator==(const TlsaRecord&) const = default;
+};
+
+// What DANE says for a destination (RFC 7672 §2.2), made after a DNSSEC-validated MX answer: the
+// usable TLSA records of each MX host that has them (canonical name). A host not named has none:
+// it gets what the destination's other policies say.
+struct DanePolicy {
+  absl::flat_hash_map<std::string, std::vector<TlsaRecord>> hosts;
 };
 
 // Bytes of association data kept at most (a full certificate; more is refused).
@@ -36,5 +48,15 @@ bool TlsaUsableForSmtp(const TlsaRecord& record);
 // Whether `cert_der` (one certificate, DER) matches `record`'s selector and matching type. False
 // for a certificate that does not parse.
 bool TlsaMatches(const TlsaRecord& record, std::string_view cert_der);
+
+// Whether the chain an SMTP server presented (`chain_der`, leaf first, DER) is authenticated by
+// its usable TLSA records (RFC 7672 §3.1, §3.2): OK when a DANE-EE record matches the leaf (no
+// name or date check: the record is the authority), or a DANE-TA record matches one of the
+// presented certificates and the leaf chains up to it, is valid at `now_unix_s` and names one of
+// `names` (the MX host name; wildcards as RFC 6125 allows). Otherwise an error saying why, for
+// the delivery log. Records that are not usable are skipped; none usable is an error.
+absl::Status DaneAuthenticate(const std::vector<TlsaRecord>& records,
+                              const std::vector<std::string>& chain_der,
+                              const std::vector<std::string>& names, int64_t now_unix_s);
 
 }  // namespace relay::tlspolicy

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -96,6 +97,52 @@ TEST(TlsaTest, MatchesTheCertificateOrItsKeyByEachMatchingType) {
   EXPECT_FALSE(TlsaMatches(Record(1, 1, 1, Sha256(mx.spki)), mx.der));  // unusable: no match
   EXPECT_FALSE(TlsaMatches(Record(3, 1, 1, Sha256(mx.spki)), "not a certificate"));
   EXPECT_FALSE(TlsaMatches(Record(3, 1, 1, Sha256(mx.spki)), mx.der + "x"));  // trailing bytes
+}
+
+TEST(TlsaTest, DaneEeAuthenticatesTheLeafWhateverItsNameOrDates) {
+  const Cert mx = MakeCert("mx.dane.test");
+  const Cert other = MakeCert("other.dane.test");
+  const int64_t now = 1790000000;
+  EXPECT_TRUE(
+      DaneAuthenticate({Record(3, 1, 1, Sha256(mx.spki))}, {mx.der}, {"elsewhere.test"}, now).ok());
+  // Far beyond its validity: DANE-EE does not look at dates (RFC 7672 §3.1.1).
+  EXPECT_TRUE(
+      DaneAuthenticate({Record(3, 0, 1, Sha256(mx.der))}, {mx.der}, {"mx.dane.test"}, now * 4)
+          .ok());
+  // Any of several records; a chain certificate other than the leaf does not count for EE.
+  EXPECT_TRUE(
+      DaneAuthenticate({Record(3, 1, 1, Sha256(other.spki)), Record(3, 1, 1, Sha256(mx.spki))},
+                       {mx.der}, {"mx.dane.test"}, now)
+          .ok());
+  absl::Status s = DaneAuthenticate({Record(3, 1, 1, Sha256(mx.spki))}, {other.der, mx.der},
+                                    {"mx.dane.test"}, now);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no certificate of the server's chain matches its 1 TLSA record"),
+            std::string::npos)
+      << s;
+}
+
+TEST(TlsaTest, DaneTaChecksTheNameAndTheDates) {
+  // The leaf is its own anchor here (self-signed); the chain up to a CA is the end-to-end test's.
+  const Cert mx = MakeCert("mx.dane.test");
+  const int64_t now = std::time(nullptr);
+  const TlsaRecord ta = Record(2, 1, 1, Sha256(mx.spki));
+  EXPECT_TRUE(DaneAuthenticate({ta}, {mx.der}, {"mx.dane.test"}, now).ok());
+  EXPECT_TRUE(DaneAuthenticate({ta}, {mx.der}, {"other.test", "MX.Dane.Test"}, now).ok());
+  absl::Status wrong_name = DaneAuthenticate({ta}, {mx.der}, {"other.dane.test"}, now);
+  EXPECT_FALSE(wrong_name.ok());
+  EXPECT_NE(wrong_name.message().find("DANE-TA"), std::string::npos) << wrong_name;
+  EXPECT_FALSE(DaneAuthenticate({ta}, {mx.der}, {"mx.dane.test"}, now + 20 * 365 * 86400LL).ok());
+}
+
+TEST(TlsaTest, NothingUsableOrNothingPresentedIsRefused) {
+  const Cert mx = MakeCert("mx.dane.test");
+  absl::Status s = DaneAuthenticate({Record(1, 1, 1, Sha256(mx.spki))}, {mx.der}, {"mx.dane.test"},
+                                    std::time(nullptr));
+  EXPECT_EQ(s.message(), "no usable TLSA record");
+  EXPECT_FALSE(DaneAuthenticate({Record(3, 1, 1, Sha256(mx.spki))}, {}, {"mx.dane.test"}, 0).ok());
+  EXPECT_FALSE(
+      DaneAuthenticate({Record(3, 1, 1, Sha256(mx.spki))}, {"junk"}, {"mx.dane.test"}, 0).ok());
 }
 
 }  // namespace

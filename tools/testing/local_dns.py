@@ -11,6 +11,14 @@ nothing leaves the host), and the free-port helper they all need.
 
 Callers that track their child processes pass `spawn(argv) -> subprocess.Popen`. dkim_key()
 makes a DKIM key and the TXT data that publishes it in such a zone.
+
+For DNSSEC (DANE, RFC 7672): sign_zone() signs a zone with Debian's ldnsutils, and
+validating_unbound() serves it from a second, authoritative unbound behind a validating one
+that sets the AD bit for it; that pair too asks nothing of any address but 127.0.0.1.
+
+    signed, anchor = local_dns.sign_zone(tmp, "dane.test", ["mx.dane.test. 300 IN A 127.0.0.2"])
+    with local_dns.validating_unbound(tmp, [("dane.test", signed, anchor)], zones) as port:
+        ...
 """
 import base64
 import contextlib
@@ -20,6 +28,8 @@ import subprocess
 import time
 
 UNBOUND = "/usr/sbin/unbound"
+LDNS_KEYGEN = "/usr/bin/ldns-keygen"
+LDNS_SIGNZONE = "/usr/bin/ldns-signzone"
 
 
 def free_port(hosts=("127.0.0.1",)):
@@ -66,29 +76,46 @@ def unbound_conf(port, directory, logfile, pidfile, zones, extra=""):
     return text
 
 
-def start_unbound(tmp, zones, spawn=None, ready_timeout_s=10):
-    """Starts unbound with `zones` (unbound "server:" lines) in directory `tmp`; returns
-    (process, port) once it answers, or raises RuntimeError naming its log."""
-    port = free_port()
-    conf = tmp + "/unbound.conf"
+def _run_unbound(tmp, name, port, zones, extra, spawn, ready_timeout_s):
+    # Starts unbound from `tmp`/`name`.conf, logging to `tmp`/`name`.log; returns the process
+    # once it answers on `port`.
+    conf = "%s/%s.conf" % (tmp, name)
+    log = "%s/%s.log" % (tmp, name)
     with open(conf, "w") as f:
-        f.write(unbound_conf(port, tmp, tmp + "/unbound.log", "", zones))
+        f.write(unbound_conf(port, tmp, log, "", zones, extra))
     argv = [UNBOUND, "-d", "-c", conf]
     if spawn is None:
-        proc = subprocess.Popen(argv, stdout=open(tmp + "/unbound.out", "w"),
+        proc = subprocess.Popen(argv, stdout=open("%s/%s.out" % (tmp, name), "w"),
                                 stderr=subprocess.STDOUT)
     else:
         proc = spawn(argv)
     deadline = time.time() + ready_timeout_s
     while time.time() < deadline:
         if _answers(port):
-            return proc, port
+            return proc
         if proc.poll() is not None:
             break
         time.sleep(0.1)
     if spawn is None and proc.poll() is None:
         proc.kill()
-    raise RuntimeError("unbound did not answer on port %d: see %s/unbound.log" % (port, tmp))
+    raise RuntimeError("unbound did not answer on port %d: see %s" % (port, log))
+
+
+def _stop(proc):
+    # SIGTERM, then SIGKILL.
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_unbound(tmp, zones, spawn=None, ready_timeout_s=10):
+    """Starts unbound with `zones` (unbound "server:" lines) in directory `tmp`; returns
+    (process, port) once it answers, or raises RuntimeError naming its log."""
+    port = free_port()
+    return _run_unbound(tmp, "unbound", port, zones, "", spawn, ready_timeout_s), port
 
 
 @contextlib.contextmanager
@@ -99,12 +126,75 @@ def unbound(tmp, zones):
     try:
         yield port
     finally:
-        proc.terminate()
+        _stop(proc)
+
+
+def sign_zone(tmp, origin, records):
+    """Writes zone `origin` (e.g. "dane.test") to `tmp`: an SOA, NS ns.<origin> at 127.0.0.1 and
+    `records` (zone-file lines with absolute names), and signs it (NSEC) with a new
+    ECDSAP256SHA256 key, signatures valid from an hour ago for a year. Returns (signed zone file,
+    trust anchor: the key's DS record as unbound's trust-anchor takes it)."""
+    origin = origin.rstrip(".")
+    path = "%s/%s.zone" % (tmp, origin)
+    with open(path, "w") as f:
+        f.write("%s. 300 IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 300\n"
+                % (origin, origin, origin))
+        f.write("%s. 300 IN NS ns.%s.\n" % (origin, origin))
+        f.write("ns.%s. 300 IN A 127.0.0.1\n" % origin)
+        for record in records:
+            f.write(record + "\n")
+    # One key, flagged as a KSK (257); with no ZSK given, ldns-signzone signs everything with it.
+    # Written to `tmp` as K<origin>.+013+<tag>.{key,private,ds}.
+    base = subprocess.run([LDNS_KEYGEN, "-a", "ECDSAP256SHA256", "-k", origin], cwd=tmp,
+                          check=True, capture_output=True, text=True).stdout.strip()
+    now = int(time.time())
+    subprocess.run([LDNS_SIGNZONE, "-i", str(now - 3600), "-e", str(now + 365 * 86400),
+                    "-o", origin + ".", "-f", path + ".signed", path, "%s/%s" % (tmp, base)],
+                   check=True, capture_output=True)
+    with open("%s/%s.ds" % (tmp, base)) as f:
+        anchor = " ".join(f.read().split())
+    return path + ".signed", anchor
+
+
+@contextlib.contextmanager
+def validating_unbound(tmp, signed_zones, zones=""):
+    """A validating unbound on 127.0.0.1 (the port is given): each of `signed_zones`, a list of
+    (origin, signed zone file, trust anchor) as from sign_zone(), is answered with DNSSEC
+    validation (the AD bit on secure answers to queries with AD or DO set, SERVFAIL on bogus
+    ones); `zones` (unbound "server:" lines, as for unbound()) are answered too, as insecure
+    local data. Behind it a second unbound serves the signed zones authoritatively. Both are
+    stopped at the end of the block. Logs: `tmp`/unbound-auth.log and `tmp`/unbound-validator.log.
+    """
+    # Refuse everything but the signed zones (transparent: they go on to the auth-zones in the
+    # first and to the stubs in the second); a stub for the root, pointing at the authoritative
+    # unbound, keeps the validator's own lookups (which bypass local zones) off the root servers.
+    refuse = '  local-zone: "." refuse\n'
+    auth_zones = ""
+    anchors = ""
+    for origin, path, anchor in signed_zones:
+        origin = origin.rstrip(".") + "."
+        refuse += '  local-zone: "%s" transparent\n' % origin
+        auth_zones += ('auth-zone:\n  name: "%s"\n  zonefile: "%s"\n'
+                       '  for-downstream: yes\n  for-upstream: no\n' % (origin, path))
+        anchors += "  trust-anchor: \"%s\"\n" % anchor
+    auth_port = free_port()
+    stubs = ""
+    for origin in [z[0].rstrip(".") + "." for z in signed_zones] + ["."]:
+        stubs += 'stub-zone:\n  name: "%s"\n  stub-addr: 127.0.0.1@%d\n' % (origin, auth_port)
+    auth = _run_unbound(tmp, "unbound-auth", auth_port, refuse + auth_zones, "", None, 10)
+    try:
+        port = free_port()
+        # A later module-config line replaces the template's "iterator". No RFC 8145 key-tag
+        # queries (only noise here).
+        validator = _run_unbound(tmp, "unbound-validator", port, zones + refuse + anchors + stubs,
+                                 '  module-config: "validator iterator"\n'
+                                 '  trust-anchor-signaling: no', None, 10)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield port
+        finally:
+            _stop(validator)
+    finally:
+        _stop(auth)
 
 
 def dkim_key(tmp, name):
