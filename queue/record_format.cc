@@ -111,8 +111,15 @@ bool KnownVersion(RecordType type, uint8_t version) {
 }
 
 // The attributes block's bytes (without its own str16 length); 0 for empty attributes.
+// The attributes' TLS byte (RFC 8689).
+constexpr uint8_t kTlsRequire = 1;   // REQUIRETLS
+constexpr uint8_t kTlsOptional = 2;  // TLS-Required: No
+
 size_t AttributesBytes(const MessageAttributes& a) {
-  return a.empty() ? 0 : 2 + a.tenant.size() + 2 + a.campaign.size() + 1 + 2 + a.envid.size() + 1;
+  if (a.empty()) return 0;
+  // The TLS byte is written only when it says something: older readers stop before it.
+  const size_t tls = a.require_tls || a.tls_optional ? 1 : 0;
+  return 2 + a.tenant.size() + 2 + a.campaign.size() + 1 + 2 + a.envid.size() + 1 + tls;
 }
 
 bool HasRecipientDsn(const std::vector<RecipientState>& recipients) {
@@ -128,7 +135,10 @@ char* PutAttributes(char* p, const MessageAttributes& a) {
   p = PutStr16(p, a.campaign);
   p = Put<uint8_t>(p, static_cast<uint8_t>(a.priority));
   p = PutStr16(p, a.envid);
-  return Put<uint8_t>(p, a.dsn_ret);
+  p = Put<uint8_t>(p, a.dsn_ret);
+  if (!a.require_tls && !a.tls_optional) return p;
+  return Put<uint8_t>(p, static_cast<uint8_t>((a.require_tls ? kTlsRequire : 0) |
+                                              (a.tls_optional ? kTlsOptional : 0)));
 }
 
 // The fields of an attributes block this code knows; bytes after them are a later version's
@@ -152,6 +162,11 @@ bool DecodeAttributes(std::string_view block, MessageAttributes* a) {
     return false;
   }
   a->envid.assign(envid);
+  if (r.empty()) return true;  // a block without the TLS byte
+  uint8_t tls = 0;
+  if (!r.Get(&tls)) return false;  // other bits: a later version's, ignored
+  a->require_tls = (tls & kTlsRequire) != 0;
+  a->tls_optional = (tls & kTlsOptional) != 0;
   return true;
 }
 

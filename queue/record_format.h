@@ -222,10 +222,14 @@ struct MessageAttributes {
   // recipient's (RecipientState).
   std::string envid;
   uint8_t dsn_ret = 0;
+  // RFC 8689: the client asked for REQUIRETLS (delivery only over verified TLS to servers that
+  // offer it), or wrote `TLS-Required: No` (the destination's TLS policies may be ignored).
+  bool require_tls = false;
+  bool tls_optional = false;
 
   bool empty() const {
     return tenant.empty() && campaign.empty() && priority == Priority::kNormal && envid.empty() &&
-           dsn_ret == 0;
+           dsn_ret == 0 && !require_tls && !tls_optional;
   }
   friend bool operator==(const MessageAttributes&, const MessageAttributes&) = default;
 };

@@ -217,8 +217,13 @@ TEST(RecordTest, DsnParametersRoundTrip) {
   MessageAttributes attributes;
   attributes.envid = "batch-7";
   attributes.dsn_ret = 2;
+  MessageAttributes tls;  // REQUIRETLS and TLS-Required: No (RFC 8689) in the byte after RET
+  tls.require_tls = true;
+  MessageAttributes tls_optional;
+  tls_optional.tls_optional = true;
+  tls_optional.envid = "x";
   std::string_view part = "Subject: x\r\n\r\nbody\r\n";
-  for (const MessageAttributes& a : {attributes, MessageAttributes{}}) {
+  for (const MessageAttributes& a : {attributes, MessageAttributes{}, tls, tls_optional}) {
     size_t payload = MessagePayloadBytes("s@example.com", a, rcpts, part.size());
     std::vector<char> buf(AlignRecord(kRecordHeaderBytes + payload));
     ASSERT_EQ(EncodeMessageRecord(buf.data(), 5, MessageId{1, 2}, 17, 0, "s@example.com", a, rcpts,
@@ -247,9 +252,10 @@ TEST(RecordTest, AttributesBlockIgnoresLaterFields) {
   const uint32_t flags = kMessageFlagAttributes;
   payload.append(reinterpret_cast<const char*>(&flags), 4);
   payload.append("\0\0", 2);  // the null sender
-  // tenant "t", campaign "c", transactional, envid "e", RET=HDRS, then a later version's bytes.
+  // tenant "t", campaign "c", transactional, envid "e", RET=HDRS, REQUIRETLS with a bit this
+  // version does not know, then a later version's bytes.
   const std::string block = std::string("\x01\0t", 3) + std::string("\x01\0c", 3) + "\x02" +
-                            std::string("\x01\0e", 3) + "\x02" + "later";
+                            std::string("\x01\0e", 3) + "\x02" + "\x81" + "later";
   const uint16_t block_bytes = static_cast<uint16_t>(block.size());
   payload.append(reinterpret_cast<const char*>(&block_bytes), 2);
   payload += block;
@@ -262,6 +268,8 @@ TEST(RecordTest, AttributesBlockIgnoresLaterFields) {
   EXPECT_EQ(view->attributes.priority, Priority::kTransactional);
   EXPECT_EQ(view->attributes.envid, "e");
   EXPECT_EQ(view->attributes.dsn_ret, 2);
+  EXPECT_TRUE(view->attributes.require_tls);
+  EXPECT_FALSE(view->attributes.tls_optional);
 }
 
 // A block of the first version 4 writers ends after the priority: no DSN fields, still read.

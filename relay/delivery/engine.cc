@@ -352,6 +352,8 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
       it->second.priority = info->attributes.priority;
       it->second.weight = weight;
       it->second.campaign = info->attributes.campaign;
+      it->second.require_tls = info->attributes.require_tls;
+      it->second.tls_optional = info->attributes.tls_optional && !info->attributes.require_tls;
       it->second.message_bytes = info->message.size();
       it->second.created_unix_ms = info->created_unix_ms;
       order.push_back(domain);
@@ -382,7 +384,7 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
                        .Categorized(Category::kBadMailbox));
       continue;
     }
-    if (sts_ != nullptr && !sts_->Known(domain, &job.sts)) {
+    if (sts_ != nullptr && !job.tls_optional && !sts_->Known(domain, &job.sts)) {
       // The domain's MTA-STS policy first (known to this shard, mostly), then its MX.
       sts_->Policy(domain, [this, job = std::move(job)](tlspolicy::StsEntryPtr policy) mutable {
         job.sts = std::move(policy);
@@ -437,7 +439,7 @@ void DeliveryEngine::OnMx(Job job, const dns::MxResult& result) {
                 .Categorized(Category::kRouting));
     return;
   }
-  if (options_.dane && result.dnssec &&
+  if (options_.dane && !job.tls_optional && result.dnssec &&
       std::any_of(result.hosts.begin(), result.hosts.end(),
                   [](const dns::MxHost& h) { return h.dnssec; })) {
     LookupDane(std::move(job), result);
@@ -1137,10 +1139,11 @@ void DeliveryEngine::AddToDsn(absl::flat_hash_map<queue::MessageId, PendingDsn>*
     it->second.tenant = queue::TenantOf(info.attributes, info.sender);
     it->second.campaign = info.attributes.campaign;
     it->second.envid = info.attributes.envid;
+    it->second.require_tls = info.attributes.require_tls;
     // RET=FULL (RFC 3461 §4.3): a failure DSN returns the whole message, up to a bound; any
     // other DSN, or a larger message, its header section.
     it->second.return_full =
-        dsns == &bounced_ &&
+        dsns == &bounced_ && !info.attributes.require_tls &&
         info.attributes.dsn_ret == static_cast<uint8_t>(smtp::DsnReturn::kFull) &&
         info.message.size() <= options_.dsn_return_bytes_max;
     it->second.headers =
@@ -1301,6 +1304,7 @@ void DeliveryEngine::SendDsn(queue::MessageId id, DsnKind kind, PendingDsn pendi
   queue::Envelope envelope;
   envelope.sender = "";
   envelope.recipients.push_back(pending.sender);
+  envelope.attributes.require_tls = pending.require_tls;
   auto appended = spool_->AppendMessage(envelope, "", *dsn, nullptr);
   if (!appended.ok()) {
     LogError() << "queueing the DSN for " << id.ToString() << " to " << pending.sender << ": "
@@ -1571,7 +1575,8 @@ void DeliveryEngine::DeliveredOverTls(const Job& job) {
 }
 
 std::string DeliveryEngine::TlsRequirement(const Job& job) const {
-  if (options_.tls_memory == nullptr || !options_.tls_memory->Requires(job.domain, NowUnixMs())) {
+  if (options_.tls_memory == nullptr || job.tls_optional ||
+      !options_.tls_memory->Requires(job.domain, NowUnixMs())) {
     return "";
   }
   return absl::StrCat("TLS is required for ", job.domain,

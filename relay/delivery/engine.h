@@ -445,6 +445,9 @@ class DeliveryEngine {
     std::string campaign;
     std::string envid;         // the sender's ENVID (RFC 3461 §4.4)
     bool return_full = false;  // `headers` holds the whole message (RET=FULL)
+    // The message asked for REQUIRETLS: its report returns the header section only and goes out
+    // under REQUIRETLS too (RFC 8689 §5).
+    bool require_tls = false;
     std::vector<FailedRecipient> failed;
   };
   absl::flat_hash_map<queue::MessageId, PendingDsn> bounced_;

@@ -418,6 +418,7 @@ void OutboundConnection::TakeWork() {
   // A VERP return path sends the remote's DSNs to the bounce domain, which reads failures only:
   // the sender's parameters stay here, and the relay writes the DSNs it asked for itself.
   if (slot->mail_from.empty()) AddDsnParameters(*info, *slot, &message);
+  message.require_tls = slot->require_tls;  // RefusedForTls saw the server offer it
   message.size_bytes = info->message.size();
   message.needs_8bitmime = NeedsUtf8(info->message);
   message.needs_smtputf8 = NeedsUtf8(message.mail_from) ||
@@ -431,7 +432,9 @@ void OutboundConnection::TakeWork() {
 
 bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   const bool encrypted = tls_ != nullptr && tls_->established();
-  if (encrypted && job->sts == nullptr && job->dane == nullptr) return false;  // the common case
+  if (encrypted && job->sts == nullptr && job->dane == nullptr && !job->require_tls) {
+    return false;  // the common case, at no cost
+  }
   const dns::Candidate& c = current_candidate();
   auto plain_why = [&] {
     return absl::StrCat(c.host, " [", c.address.IpString(), "] ",
@@ -439,6 +442,7 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
                                              : absl::StrCat("failed STARTTLS: ", tls_failure_));
   };
   std::string why;
+  bool dane_authenticated = false;
   if (const auto* tlsa = DeliveryEngine::DaneRecords(*job, c.host); tlsa != nullptr) {
     // DANE first (RFC 8461 §2): TLS is mandatory and the TLSA records, not a CA, authenticate.
     if (!encrypted) {
@@ -450,18 +454,41 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
             tlspolicy::DaneAuthenticate(*tlsa, tls_->peer_chain(), {c.host},
                                         static_cast<int64_t>(reactor_->clock()->WallSeconds()));
       }
-      if (dane_status_.ok()) return false;
-      why = absl::StrCat("the TLSA records of ", c.host, " do not authenticate its certificate (",
-                         dane_status_.message(), ")");
+      dane_authenticated = dane_status_.ok();
+      if (!dane_authenticated) {
+        why = absl::StrCat("the TLSA records of ", c.host, " do not authenticate its certificate (",
+                           dane_status_.message(), ")");
+      }
     }
-  }
-  // MTA-STS next (RFC 8461 §5): it asks more than TLS.
-  if (why.empty() && job->sts != nullptr) {
+  } else if (job->sts != nullptr) {
+    // MTA-STS next (RFC 8461 §5): it asks more than TLS.
     why = engine_->StsRequirement(*job, c.host, encrypted, encrypted && tls_->peer_verified(),
                                   encrypted ? tls_->peer_verify_error() : std::string());
   }
   std::string enhanced = "4.7.5";
-  if (why.empty()) {
+  bool permanent = false;
+  if (why.empty() && job->require_tls) {
+    // REQUIRETLS (RFC 8689 §4.2.1): authenticated TLS to a server that offers REQUIRETLS, or the
+    // message goes back to its sender.
+    if (!encrypted) {
+      why = plain_why();
+    } else if (!dane_authenticated && !tls_->peer_verified()) {
+      why = absl::StrCat("the certificate of ", c.host, " is not valid for it (",
+                         tls_->peer_verify_error().empty() ? std::string("not verified")
+                                                           : tls_->peer_verify_error(),
+                         ")");
+    } else if (!session_->extensions().requiretls) {
+      why = absl::StrCat(c.host, " does not offer REQUIRETLS");
+    }
+    if (!why.empty()) {
+      why = absl::StrCat(
+          "REQUIRETLS: the message may go only over authenticated TLS to a server "
+          "that offers REQUIRETLS: ",
+          why);
+      enhanced = "5.7.10";
+      permanent = true;
+    }
+  } else if (why.empty()) {
     // A rule that disables TLS for the site is the operator's word that its TLS is broken.
     if (encrypted || queue_->limits().tls == TlsPolicy::kDisabled) return false;
     std::string required = engine_->TlsRequirement(*job);
@@ -471,7 +498,9 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   } else if (!encrypted) {
     absl::StrAppend(&why, "; ", plain_why());
   }
-  RecipientOutcome outcome = RecipientOutcome::Transient(std::move(why), 0, enhanced)
+  if (why.empty()) return false;
+  RecipientOutcome outcome = (permanent ? RecipientOutcome::Permanent(std::move(why), 550, enhanced)
+                                        : RecipientOutcome::Transient(std::move(why), 0, enhanced))
                                  .Categorized(feedback::BounceCategory::kBadConnection);
   AttemptInfo attempt;
   attempt.mx_host = c.host;

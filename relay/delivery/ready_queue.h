@@ -43,6 +43,10 @@ struct Job {
   // The DANE records of its MX hosts when they have any (they then outrank MTA-STS, RFC 8461 §2,
   // and `sts` is null); null: none.
   std::shared_ptr<const tlspolicy::DanePolicy> dane;
+  // RFC 8689: its message asked for REQUIRETLS, or said `TLS-Required: No` (then `sts` and `dane`
+  // stay null and the downgrade memory does not hold it back).
+  bool require_tls = false;
+  bool tls_optional = false;
   uint64_t message_bytes = 0;        // its message's size (queue summary)
   int64_t created_unix_ms = 0;       // when its message was accepted (queue summary)
   // Its message's tenant (queue::TenantOf), class and the tenant's weight: its place in the

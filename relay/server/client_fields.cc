@@ -51,6 +51,10 @@ ClientFields ReadClientFields(std::string_view message,
         drop.emplace_back(pos, next);
       } else if (NameIs(bare, "List-Unsubscribe")) {
         fields.has_list_unsubscribe = true;
+      } else if (NameIs(bare, "TLS-Required")) {
+        const absl::string_view v = absl::StripAsciiWhitespace(
+            absl::string_view(bare.data(), bare.size()).substr(sizeof("TLS-Required")));
+        fields.tls_required_no = absl::EqualsIgnoreCase(v, "No");
       }
     } else if (current >= 0) {
       if (value.size() < kClientFieldValueBytesMax) {

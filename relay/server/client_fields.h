@@ -22,6 +22,9 @@ struct ClientFields {
   // around it removed; nullopt when the message has none.
   std::vector<std::optional<std::string>> values;
   bool has_list_unsubscribe = false;  // the client wrote its own List-Unsubscribe
+  // The message has `TLS-Required: No` (RFC 8689 §5): its sender lets the destination's TLS
+  // policies go. The field stays in the message (it is for every hop).
+  bool tls_required_no = false;
   // The message less every field of the names asked for, if it had one.
   std::optional<std::string> without_fields;
 };

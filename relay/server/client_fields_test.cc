@@ -39,6 +39,15 @@ TEST(ClientFieldsTest, FoldedValuesAndTheLastOneWins) {
   EXPECT_TRUE(SaysBulk(""));
 }
 
+TEST(ClientFieldsTest, TlsRequiredNoIsSeenAndKept) {
+  ClientFields f = ReadClientFields("To: c@d.test\r\nTLS-Required:  no \r\n\r\nbody", kNames);
+  EXPECT_TRUE(f.tls_required_no);
+  EXPECT_FALSE(f.without_fields.has_value());  // for every hop: not removed
+  EXPECT_FALSE(ReadClientFields("TLS-Required: yes\r\n\r\n", kNames).tls_required_no);
+  EXPECT_FALSE(ReadClientFields("To: x\r\n\r\nTLS-Required: No\r\n", kNames).tls_required_no);
+  EXPECT_FALSE(ReadClientFields("TLS-Requiredx: No\r\n\r\n", kNames).tls_required_no);
+}
+
 TEST(ClientFieldsTest, NoFieldNoCopy) {
   ClientFields f = ReadClientFields(
       "List-Unsubscribe: <mailto:x@y.test>\r\nX-Relay-Bulkish: yes\r\n\r\nbody", kNames);

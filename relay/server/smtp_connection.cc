@@ -27,6 +27,9 @@ static_assert(queue::kAttributeBytesMax >= smtp::kLabelBytesMax);
 void CarryDsnParameters(const smtp::Envelope& env, bool received, queue::Envelope* qenv) {
   if (env.params.envid) qenv->attributes.envid = *env.params.envid;
   qenv->attributes.dsn_ret = static_cast<uint8_t>(env.params.ret);
+  qenv->attributes.require_tls = env.params.requiretls;
+  // RFC 8689 §4.1: with REQUIRETLS, a TLS-Required field is ignored.
+  if (env.params.requiretls) qenv->attributes.tls_optional = false;
   if (received && env.params.ret == smtp::DsnReturn::kFull) {
     qenv->attributes.dsn_ret = static_cast<uint8_t>(smtp::DsnReturn::kHeaders);
   }
@@ -71,6 +74,7 @@ smtp::ServerConfig SessionConfig(const Config& config, bool tls_available, bool 
   c.auth_requires_tls = config.auth_requires_tls;
   c.auth_required = true;  // submission: never an open relay
   c.campaigns = !receive;  // XCAMPAIGN
+  c.requiretls = !receive;  // REQUIRETLS: the submission ports (RFC 8689)
   if (receive) {
     // Port 25: anyone may hand us mail for our domains; AUTH only under TLS, for relaying.
     c.auth_required = false;
@@ -507,6 +511,7 @@ bool SmtpConnection::TakeClientFields(std::string* unsubscribe_fields) {
        tenants.campaign_header, tenants.priority_header});
   if (fields.without_fields) cleaned_message_ = std::move(*fields.without_fields);
   attributes_ = queue::MessageAttributes();
+  attributes_.tls_optional = fields.tls_required_no;
   if (const config::Tenant* tenant = submission_policy_->named_tenant()) {
     attributes_.tenant = tenant->name;
     attributes_.priority = tenant->priority;

@@ -57,6 +57,8 @@ Extensions ParseExtensions(const ServerReply& reply) {
       ext.enhanced_status_codes = true;
     } else if (EqualsIgnoreCase(keyword, "DSN")) {
       ext.dsn = true;
+    } else if (EqualsIgnoreCase(keyword, "REQUIRETLS")) {
+      ext.requiretls = true;
     }
   }
   return ext;
@@ -630,6 +632,7 @@ void ClientSession::AppendMail() {
     }
     if (!message_.envid.empty()) out.append(" ENVID=").append(EncodeXtext(message_.envid));
   }
+  if (message_.require_tls && extensions_.requiretls) out.append(" REQUIRETLS");
   out.append("\r\n");
 }
 

@@ -109,6 +109,7 @@ struct Extensions {
   bool chunking = false;
   bool enhanced_status_codes = false;
   bool dsn = false;  // RFC 3461: RET, ENVID, NOTIFY and ORCPT are passed on
+  bool requiretls = false;  // RFC 8689 §4.1
 };
 
 struct OutgoingMessage {
@@ -122,6 +123,9 @@ struct OutgoingMessage {
   DsnReturn ret = DsnReturn::kUnspecified;
   std::string envid;
   std::vector<RcptParams> rcpt_params;
+  // MAIL FROM's REQUIRETLS (RFC 8689 §4.2.1): the caller sends it only to a server that offered
+  // REQUIRETLS over a TLS session it authenticated.
+  bool require_tls = false;
 };
 
 struct Outcome {

@@ -216,6 +216,30 @@ TEST(ClientSessionTest, DsnParametersPassedOnOnlyWhenOffered) {
   }
 }
 
+// RFC 8689 §4.2.1: REQUIRETLS is read from the EHLO reply and sent with a message that asks for it.
+TEST(ClientSessionTest, RequireTlsSentWhenOfferedAndAsked) {
+  Driver d(Config());
+  OutgoingMessage m = Message({"a@x.example"}, 10);
+  m.require_tls = true;
+  d.queue.push_back(m);
+  d.Connect();
+  d.Server("220 mx.example ESMTP\r\n");
+  d.Written();
+  d.Server("250-mx.example\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n");
+  EXPECT_TRUE(d.session.extensions().requiretls);
+  EXPECT_EQ(d.Written(),
+            "MAIL FROM:<sender@relay.example> REQUIRETLS\r\nRCPT TO:<a@x.example>\r\nDATA\r\n");
+
+  Driver plain(Config());  // a message that does not ask: no parameter, whatever is offered
+  plain.queue.push_back(Message({"a@x.example"}, 10));
+  plain.Connect();
+  plain.Server("220 mx.example ESMTP\r\n");
+  plain.Written();
+  plain.Server("250-mx.example\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n");
+  EXPECT_EQ(plain.Written(),
+            "MAIL FROM:<sender@relay.example>\r\nRCPT TO:<a@x.example>\r\nDATA\r\n");
+}
+
 TEST(ClientSessionTest, PartialRcptFailuresWithoutPipelining) {
   Driver d(Config());
   d.queue.push_back(Message({"a@x", "b@x", "c@x"}));

@@ -304,6 +304,10 @@ ArgError ParseParams(std::string_view text, MailParams* mail, RcptParams* rcpt) 
       if (has_value) return ArgError::kParamSyntax;  // RFC 6531 §3.4: no value
       if (mail->smtputf8) return ArgError::kParamDuplicate;
       mail->smtputf8 = true;
+    } else if (EqualsIgnoreCase(keyword, "REQUIRETLS")) {
+      if (has_value) return ArgError::kParamSyntax;  // RFC 8689 §4.1: no value
+      if (mail->requiretls) return ArgError::kParamDuplicate;
+      mail->requiretls = true;
     } else if (EqualsIgnoreCase(keyword, "AUTH")) {
       if (mail->auth.has_value()) return ArgError::kParamDuplicate;
       std::string decoded;

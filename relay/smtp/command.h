@@ -81,6 +81,7 @@ struct MailParams {
   // decoded, printable ASCII, at most kEnvidBytesMax.
   DsnReturn ret = DsnReturn::kUnspecified;
   std::optional<std::string> envid;
+  bool requiretls = false;  // REQUIRETLS (RFC 8689 §4.1), no value
 };
 
 // RCPT TO parameters: DSN's NOTIFY and ORCPT (RFC 3461 §4.1, §4.2).

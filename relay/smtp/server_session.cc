@@ -599,6 +599,7 @@ void ServerSession::HandleEhlo(std::string_view arg, bool extended) {
   lines[n++] = "CHUNKING";
   if (config_.dsn) lines[n++] = "DSN";
   if (config_.campaigns) lines[n++] = "XCAMPAIGN";
+  if (config_.requiretls && tls_active_) lines[n++] = "REQUIRETLS";  // RFC 8689 §4.1: under TLS
   if (config_.tls_available && !tls_active_) lines[n++] = "STARTTLS";
   if (config_.auth_enabled && (tls_active_ || !config_.auth_requires_tls)) {
     lines[n++] = "AUTH PLAIN LOGIN";
@@ -631,12 +632,17 @@ void ServerSession::HandleMail(std::string_view arg) {
   const MailParams& params = mail.params;
   const bool dsn_params = params.ret != DsnReturn::kUnspecified || params.envid;
   const bool has_params = params.size_bytes || params.body != BodyType::kUnspecified ||
-                          params.smtputf8 || params.auth || params.campaign || dsn_params;
+                          params.smtputf8 || params.auth || params.campaign || dsn_params ||
+                          params.requiretls;
   if (has_params && greeted_ != Greeted::kEhlo) {
     return Error(555, "5.5.4", "MAIL parameters need EHLO");
   }
-  if ((params.campaign && !config_.campaigns) || (dsn_params && !config_.dsn)) {
+  if ((params.campaign && !config_.campaigns) || (dsn_params && !config_.dsn) ||
+      (params.requiretls && !config_.requiretls)) {
     return Error(555, "5.5.4", "Unsupported MAIL parameter");  // not advertised
+  }
+  if (params.requiretls && !tls_active_) {
+    return Error(530, "5.7.10", "REQUIRETLS needs a TLS session");  // RFC 8689 §4.1
   }
   if (params.size_bytes && *params.size_bytes > config_.limits.message_bytes_max) {
     return Error(552, "5.3.4", "Message size exceeds fixed maximum message size");  // RFC 1870

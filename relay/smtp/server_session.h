@@ -78,6 +78,7 @@ struct ServerConfig {
   bool auth_required = true;      // MAIL needs AUTH first (submission); false for port 25
   bool campaigns = false;         // XCAMPAIGN offered (MailParams::campaign; submission)
   bool dsn = true;                // DSN offered (RFC 3461: RET, ENVID, NOTIFY, ORCPT)
+  bool requiretls = false;        // REQUIRETLS offered once TLS is up (RFC 8689 §4.1)
   ServerLimits limits;
 };
 

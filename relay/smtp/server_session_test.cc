@@ -327,6 +327,37 @@ TEST(ServerSession, DsnParametersAreTakenAndKept) {
             "555 5.5.4 Unsupported RCPT parameter\r\n");
 }
 
+// REQUIRETLS (RFC 8689 §4.1): offered only once TLS is up, taken only there, no value.
+TEST(ServerSession, RequireTlsOnlyUnderTls) {
+  ServerConfig config = TestConfig();
+  config.requiretls = true;
+  config.auth_required = false;
+  Driver d(config);
+  d.auto_tls = false;
+  d.Connect();
+  EXPECT_EQ(d.Send("EHLO client.example\r\n").find("REQUIRETLS"), std::string::npos);
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> REQUIRETLS\r\n"),
+            "530 5.7.10 REQUIRETLS needs a TLS session\r\n");
+  d.Send("STARTTLS\r\n");
+  d.Drain(d.session.OnTlsEstablished("TLSv1.3", "TLS_AES_256_GCM_SHA384"));
+  EXPECT_NE(d.Send("EHLO client.example\r\n").find("250-REQUIRETLS\r\n"), std::string::npos);
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> REQUIRETLS=yes\r\n"),
+            "501 5.5.4 Bad MAIL parameter\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> REQUIRETLS REQUIRETLS\r\n"),
+            "501 5.5.4 Bad MAIL parameter\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@example.com> requiretls\r\n"), "250 2.1.0 Ok\r\n");
+  d.Send("RCPT TO:<a@b.example>\r\nDATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.envelopes.size(), 1u);
+  EXPECT_TRUE(d.envelopes[0].params.requiretls);
+
+  Driver off;  // not offered (port 25): not taken
+  off.Connect(/*implicit_tls=*/true);
+  EXPECT_EQ(off.Send("EHLO client.example\r\n").find("REQUIRETLS"), std::string::npos);
+  off.Send("AUTH PLAIN " + PlainResponse("alice", "secret") + "\r\n");
+  EXPECT_EQ(off.Send("MAIL FROM:<alice@example.com> REQUIRETLS\r\n"),
+            "555 5.5.4 Unsupported MAIL parameter\r\n");
+}
+
 TEST(ServerSession, MailParamsNeedEhlo) {
   ServerConfig config = TestConfig();
   config.auth_required = false;  // port 25 style

@@ -17,8 +17,14 @@ policy at https://mta-sts.<domain>/.well-known/mta-sts.txt; a third receiver sho
 certificate (mx.badcert.example, mx.testing.example). The zone publishes _mta-sts TXT records.
 Shows: an enforce policy with a certificate valid for the MX delivers, logged as mta-sts; an
 enforce policy with a certificate that is not valid defers, and so does one whose mx patterns do
-not name the MX; an MX the policy does not list is passed over for one it lists; a testing policy delivers anyway; the policies are kept in <spool>/mta-sts and
-hold after a restart while the HTTPS server is down.
+not name the MX; an MX the policy does not list is passed over for one it lists; a testing policy
+delivers anyway; the policies are kept in <spool>/mta-sts and hold after a restart while the
+HTTPS server is down.
+
+REQUIRETLS (RFC 8689): the relay offers it after STARTTLS; a message submitted with it goes to a
+receiver with a certificate valid for its MX that offers REQUIRETLS (and gets the parameter), and
+bounces with 5.7.10 from one that does not offer it or whose certificate is not valid. A message
+that says `TLS-Required: No` goes in plain text to a remembered domain whose STARTTLS is gone.
 
 usage: tls_policy_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
@@ -33,6 +39,8 @@ import threading
 import time
 import urllib.request
 
+import aiosmtpd.smtp
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "testing"))
 import local_dns  # noqa: E402  (the project's own helpers, found through the path above)
@@ -45,7 +53,8 @@ RELAYD, RELAYCTL = harness.args()[0], harness.args()[1]
 TMP = harness.scratch("tlspolicy-")
 SINK_IP = "127.0.0.2"
 GOOD_IP, BAD_IP, HTTPS_IP = "127.0.0.5", "127.0.0.4", "127.0.0.3"
-MX_PORT = local_dns.free_port([SINK_IP, GOOD_IP, BAD_IP])
+RT_IP, NO_RT_IP = "127.0.0.6", "127.0.0.7"  # receivers that offer REQUIRETLS, and not
+MX_PORT = local_dns.free_port([SINK_IP, GOOD_IP, BAD_IP, RT_IP, NO_RT_IP])
 HTTPS_PORT = local_dns.free_port([HTTPS_IP])
 POLICIES = {
     "enforce.example": "mode: enforce\r\nmx: mx.enforce.example\r\n",
@@ -129,6 +138,9 @@ def dns_port():
               '  local-data: "mixed.example. 300 IN MX 20 mx.mixed.example."\n'
               '  local-data: "evil.mixed.example. 300 IN A %s"\n'
               '  local-data: "mx.mixed.example. 300 IN A %s"\n' % (BAD_IP, GOOD_IP))
+    zones += local_dns.mx_zones(("rt-ok.example",), RT_IP)
+    zones += local_dns.mx_zones(("rt-no.example",), NO_RT_IP)
+    zones += local_dns.mx_zones(("rt-bad.example", "tlsno.example"), SINK_IP)
     for domain in POLICIES:
         zones += "  local-data: '_mta-sts.%s. 300 IN TXT \"v=STSv1; id=1\"'\n" % domain
         zones += '  local-data: "mta-sts.%s. 300 IN A %s"\n' % (domain, HTTPS_IP)
@@ -155,12 +167,13 @@ def relay():
         yield r
 
 
-def submit(rcpt):
+def submit(rcpt, mail_options=(), fields=""):
     s = smtplib.SMTP("127.0.0.1", relay().port(), local_hostname="client.test", timeout=30)
     s.starttls(context=ssl._create_unverified_context())
     s.login("app@example.com", conf()[1])
     s.sendmail("app@example.com", [rcpt], "From: app@example.com\r\nTo: %s\r\nSubject: tls\r\n"
-               "Message-ID: <%s@client.test>\r\n\r\nHi.\r\n" % (rcpt, time.time_ns()))
+               "Message-ID: <%s@client.test>\r\n%s\r\nHi.\r\n" % (rcpt, time.time_ns(), fields),
+               mail_options=list(mail_options))
     s.quit()
 
 
@@ -298,6 +311,89 @@ def mta_sts():
     finally:
         good_sink.stop()
         bad_sink.stop()
+
+
+REQUIRETLS_SEEN = []  # the MAIL FROM lines a REQUIRETLS receiver got with the parameter
+
+
+class RequireTlsSmtp(aiosmtpd.smtp.SMTP):
+    """aiosmtpd offering REQUIRETLS (RFC 8689 §4.1): in the EHLO reply, and as a MAIL parameter,
+    noted in REQUIRETLS_SEEN."""
+
+    async def smtp_EHLO(self, hostname):
+        self._ehlo_extra = True
+        return await super().smtp_EHLO(hostname)
+
+    async def push(self, status):
+        if getattr(self, "_ehlo_extra", False) and status.startswith("250 "):
+            self._ehlo_extra = False
+            await super().push("250-REQUIRETLS")
+        return await super().push(status)
+
+    async def smtp_MAIL(self, arg):
+        if arg and re.search(r"\sREQUIRETLS(\s|$)", arg, re.I):
+            REQUIRETLS_SEEN.append(arg)
+            arg = re.sub(r"\sREQUIRETLS(?=\s|$)", "", arg, flags=re.I)
+        return await super().smtp_MAIL(arg)
+
+
+class RequireTlsController(local_smtp.Controller):
+    def factory(self):
+        return RequireTlsSmtp(self.handler, **self.SMTP_kwargs)
+
+
+@harness.case(4, "REQUIRETLS: verified TLS to a receiver that offers it, else a 5.7.10 bounce")
+def requiretls():
+    cert, key = ca()[1]("mx-rt", "mx.rt-ok.example", "mx.rt-no.example")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    rt = harness.stop_at_exit(RequireTlsController(SINK, hostname=RT_IP, port=MX_PORT,
+                                                   ready_timeout=10, tls_context=context),
+                              "stop", name="REQUIRETLS sink")
+    rt.start()
+    no_rt = harness.stop_at_exit(local_smtp.Controller(SINK, hostname=NO_RT_IP, port=MX_PORT,
+                                                       ready_timeout=10, tls_context=context),
+                                 "stop", name="sink without REQUIRETLS")
+    no_rt.start()
+    # The relay offers it on submission after STARTTLS, not before.
+    s = smtplib.SMTP("127.0.0.1", relay().port(), local_hostname="client.test", timeout=30)
+    s.ehlo()
+    check(not s.has_extn("requiretls"), "not offered before STARTTLS")
+    s.starttls(context=ssl._create_unverified_context())
+    s.ehlo()
+    check(s.has_extn("requiretls"), "offered after STARTTLS")
+    s.quit()
+    with local_smtp.serving(SINK, SINK_IP, MX_PORT, TMP):  # a self-signed certificate
+        submit("a@rt-ok.example", ["REQUIRETLS"])
+        submit("a@rt-no.example", ["REQUIRETLS"])
+        submit("a@rt-bad.example", ["REQUIRETLS"])
+        got = line("delivered", "a@rt-ok.example")
+        check(got.get("tls", {}).get("mode") == "verified" and
+              any("app@example.com" in m for m in REQUIRETLS_SEEN),
+              "verified TLS, REQUIRETLS offered: delivered with the parameter: %s %s"
+              % (got.get("tls"), REQUIRETLS_SEEN))
+        bounced = line("bounced", "a@rt-no.example")
+        check("does not offer REQUIRETLS" in str(bounced) and "5.7.10" in str(bounced),
+              "a receiver without REQUIRETLS: bounced with 5.7.10: %s" % bounced)
+        check(not SINK.delivered_to("a@rt-no.example"), "nothing reached it")
+        bounced = line("bounced", "a@rt-bad.example")
+        check("REQUIRETLS" in str(bounced) and "is not valid for it" in str(bounced),
+              "a certificate not valid for the MX: bounced: %s" % bounced)
+        check(not SINK.delivered_to("a@rt-bad.example"), "nothing reached that MX either")
+        # TLS-Required: No (RFC 8689 §5): first a TLS delivery puts tlsno.example in the memory.
+        submit("a@tlsno.example")
+        line("delivered", "a@tlsno.example")
+    with local_smtp.serving(SINK, SINK_IP, MX_PORT, TMP, tls=False):
+        submit("b@tlsno.example", fields="TLS-Required: No\r\n")
+        got = line("delivered", "b@tlsno.example")
+        check(got.get("tls") == {"mode": "none"},
+              "TLS-Required: No: delivered in plain text to a remembered domain: %s" % got)
+        check(b"TLS-Required: No" in SINK.delivered_to("b@tlsno.example")[0][2],
+              "the field travels on")
+        submit("c@tlsno.example")
+        held = line("deferred", "c@tlsno.example")
+        check("TLS is required for tlsno.example" in str(held),
+              "without the field, the memory holds: %s" % held)
 
 
 harness.main()
