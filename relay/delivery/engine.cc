@@ -50,11 +50,17 @@ DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers, qu
       policy_(policy) {
   schedule_timer_.set_callback([this] { OnScheduleTimer(); });
   record_timer_.set_callback([this] { OnRecordTimer(); });
+  tls_report_timer_.set_callback([this] { SendDueTlsReports(); });
 }
 
 DeliveryEngine::~DeliveryEngine() {
   reactor_->timers().Cancel(&schedule_timer_);
   reactor_->timers().Cancel(&record_timer_);
+  reactor_->timers().Cancel(&tls_report_timer_);
+  for (auto& post : report_posts_) {
+    post->Cancel();
+    reactor_->RetireWhenIdle(std::move(post));
+  }
   if (!unrecorded_.empty()) {
     LogError() << unrecorded_.size()
                << " delivery outcomes could not be recorded in the spool; their recipients will "
@@ -94,6 +100,13 @@ absl::Status DeliveryEngine::Start() {
     ASSIGN_OR_RETURN(sts_tls_, tls::ClientTlsContext::Create(sopts));
     sts_ = std::make_unique<tlspolicy::StsResolver>(reactor_, resolver_.get(), options_.sts_cache,
                                                     sts_tls_.get(), options_.sts);
+  }
+  if (options_.tls_reports != nullptr && options_.send_tls_reports) {
+    tls::ClientTlsContext::Options ropts;
+    ropts.verify_required = true;  // RFC 8460 §5.4: the report server's certificate is checked
+    if (!options_.tls_report_ca_file.empty()) ropts.ca_file = options_.tls_report_ca_file;
+    ASSIGN_OR_RETURN(report_tls_, tls::ClientTlsContext::Create(ropts));
+    reactor_->timers().ScheduleAfter(&tls_report_timer_, kTlsReportCheckMs);
   }
   // Recovery: every live message with a pending recipient is scheduled at its due time.
   spool_->ForEachMessage([this](const queue::MessageInfo& info) {
@@ -396,6 +409,142 @@ void DeliveryEngine::Dispatch(queue::MessageId id, bool force) {
   }
 }
 
+void DeliveryEngine::ReportDaneFailure(const Job& job, const std::string& host,
+                                       tlspolicy::TlsFailure failure, std::string why) {
+  if (options_.tls_reports == nullptr) return;
+  tlspolicy::TlsSession s;
+  s.policy_domain = job.domain;
+  s.policy_type = tlspolicy::ReportPolicyType::kTlsa;
+  s.success = false;
+  s.failure = failure;
+  s.receiving_mx = host;
+  s.additional = std::move(why);
+  options_.tls_reports->Record(s, NowUnixMs() / 1000);
+}
+
+void DeliveryEngine::SendDueTlsReports() {
+  if (stopping_) return;
+  reactor_->timers().ScheduleAfter(&tls_report_timer_, kTlsReportCheckMs);
+  for (tlspolicy::DomainReport& report : options_.tls_reports->TakeDue(NowUnixMs() / 1000)) {
+    // Where the domain wants its report (RFC 8460 §3): _smtp._tls.<domain> TXT.
+    const std::string name = absl::StrCat("_smtp._tls.", report.policy_domain);
+    dns::QueryHandle* raw = TrackLookup();
+    *raw = resolver_->LookupTxt(name, [this, raw, name,
+                                       report = std::move(report)](dns::TxtResult txt) mutable {
+      ForgetLookup(raw);
+      if (!txt.status.ok()) {
+        // No record (the common case) is no news; a failed lookup is.
+        if (txt.status.transient()) {
+          LogInfo() << "TLS report for " << report.policy_domain << " not sent: " << name << ": "
+                    << txt.status.ToString();
+        }
+        return;
+      }
+      for (const dns::TxtRecord& record : txt.records) {
+        absl::StatusOr<tlspolicy::TlsRptRecord> rpt = tlspolicy::ParseTlsRptRecord(record.joined);
+        if (rpt.ok()) {
+          SendTlsReport(std::move(report), rpt->rua);
+          return;
+        }
+      }
+      LogInfo() << "TLS report for " << report.policy_domain << " not sent: " << name
+                << " has no TLSRPTv1 record with a usable rua";
+    });
+  }
+}
+
+void DeliveryEngine::SendTlsReport(tlspolicy::DomainReport report,
+                                   const std::vector<std::string>& rua) {
+  const std::string& hostname = options_.hostname;
+  const std::string report_id =
+      absl::StrCat(report.window_start_unix_s, ".", report.policy_domain, "@", hostname);
+  const std::string json = tlspolicy::BuildReportJson(
+      {report},
+      options_.tls_report_organization.empty() ? hostname : options_.tls_report_organization,
+      options_.tls_report_contact.empty() ? absl::StrCat("postmaster@", hostname)
+                                          : options_.tls_report_contact,
+      report_id);
+  const std::string gzipped = tlspolicy::Gzip(json);
+  for (const std::string& uri : rua) {
+    if (absl::StartsWithIgnoreCase(uri, "https:")) {
+      PostTlsReport(uri, report.policy_domain, gzipped);
+      continue;
+    }
+    // mailto:address[?query] (RFC 6068); the relay's own queue takes it like any message.
+    std::string to = uri.substr(sizeof("mailto:") - 1);
+    to = to.substr(0, to.find('?'));
+    const std::string from = options_.tls_report_from.empty()
+                                 ? absl::StrCat("tls-reports@", hostname)
+                                 : options_.tls_report_from;
+    const std::string message = tlspolicy::BuildReportMessage(
+        from, to, report.policy_domain, hostname, report_id, report.window_start_unix_s,
+        report.window_end_unix_s, NowUnixMs() / 1000, gzipped);
+    queue::Envelope envelope;
+    envelope.sender = "";  // nothing comes back to a report (RFC 3464-like: no loops)
+    envelope.recipients.push_back(to);
+    auto appended = spool_->AppendMessage(envelope, "", message, nullptr);
+    if (!appended.ok()) {
+      LogError() << "queueing the TLS report for " << report.policy_domain << " to " << to << ": "
+                 << appended.status();
+      continue;
+    }
+    LogInfo() << "TLS report " << report_id << " (" << report.successes << " successful, "
+              << report.failures << " failed sessions) queued to " << to << " as "
+              << appended->id.ToString();
+    Schedule(appended->id, 0);
+  }
+}
+
+void DeliveryEngine::PostTlsReport(const std::string& url, const std::string& domain,
+                                   std::string gzipped) {
+  if (report_posts_.size() >= kTlsReportPostsMax) {
+    LogWarning() << "TLS report for " << domain << " to " << url
+                 << " not sent: " << kTlsReportPostsMax << " reports are being posted";
+    return;
+  }
+  std::string host, path;
+  uint16_t port = 443;
+  if (!tlspolicy::SplitHttpsUrl(url, &host, &port, &path)) {
+    LogInfo() << "TLS report for " << domain << " not posted: " << url << " is not a usable URL";
+    return;
+  }
+  dns::QueryHandle* raw = TrackLookup();
+  *raw = resolver_->ResolveAddresses(
+      host, options_.family,
+      [this, raw, host, port, path, url, domain,
+       gzipped = std::move(gzipped)](dns::AddressResult a) mutable {
+        ForgetLookup(raw);
+        if (a.addresses.empty() || stopping_) {
+          LogInfo() << "TLS report for " << domain << " not posted: " << url << ": "
+                    << a.status.ToString();
+          return;
+        }
+        io::SocketAddress address = a.addresses.front();
+        address.set_port(port);
+        auto self = std::make_shared<tlspolicy::HttpsGet*>(nullptr);
+        auto done = [this, url, domain, self](tlspolicy::HttpsGetResult result) {
+          if (result.status.ok()) {
+            LogInfo() << "TLS report for " << domain << " posted to " << url << " (HTTP "
+                      << result.code << ")";
+          } else {
+            LogInfo() << "TLS report for " << domain << " not posted: " << result.status;
+          }
+          // Retired after this turn: `done` runs inside the post.
+          reactor_->Post([this, self] {
+            auto it = std::find_if(report_posts_.begin(), report_posts_.end(),
+                                   [&](const auto& p) { return p.get() == *self; });
+            if (it == report_posts_.end()) return;
+            reactor_->RetireWhenIdle(std::move(*it));
+            report_posts_.erase(it);
+          });
+        };
+        report_posts_.push_back(tlspolicy::HttpsGet::StartPost(
+            reactor_, report_tls_.get(), host, address, path, "application/tlsrpt+gzip",
+            std::move(gzipped), tlspolicy::HttpsGetLimits(), std::move(done)));
+        *self = report_posts_.back().get();
+      });
+}
+
 dns::QueryHandle* DeliveryEngine::TrackLookup() {
   lookups_.push_back(std::make_unique<dns::QueryHandle>());
   return lookups_.back().get();
@@ -473,6 +622,8 @@ void DeliveryEngine::LookupDane(Job job, const dns::MxResult& result) {
             // host until it answers (RFC 7672 §2.2).
             join->refused.emplace_back(
                 host, absl::StrCat("its TLSA lookup failed (", tlsa.status.ToString(), ")"));
+            ReportDaneFailure(join->job, host, tlspolicy::TlsFailure::kDnssecInvalid,
+                              join->refused.back().second);
           } else if (tlsa.dnssec && !tlsa.rdatas.empty()) {
             std::vector<tlspolicy::TlsaRecord> usable;
             for (const std::string& rdata : tlsa.rdatas) {
@@ -483,6 +634,8 @@ void DeliveryEngine::LookupDane(Job job, const dns::MxResult& result) {
               join->refused.emplace_back(
                   host, absl::StrCat("none of its ", tlsa.rdatas.size(),
                                      " TLSA records is usable for SMTP (RFC 7672 §3.1)"));
+              ReportDaneFailure(join->job, host, tlspolicy::TlsFailure::kTlsaInvalid,
+                                join->refused.back().second);
             } else {
               join->policy->hosts.emplace(host, std::move(usable));
             }
@@ -1698,6 +1851,7 @@ void DeliveryEngine::Abort() {
 void DeliveryEngine::Stop(std::function<void()> done) {
   stopping_ = true;
   reactor_->timers().Cancel(&schedule_timer_);
+  reactor_->timers().Cancel(&tls_report_timer_);
   lookups_.clear();
   if (sts_ != nullptr) sts_->Stop();
   if (connections_.empty()) {

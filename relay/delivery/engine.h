@@ -65,9 +65,11 @@
 #include "relay/metrics/relay_metrics.h"
 #include "relay/smtp/client_reply.h"
 #include "relay/tls/tls_context.h"
+#include "relay/tlspolicy/https_get.h"
 #include "relay/tlspolicy/sts_cache.h"
 #include "relay/tlspolicy/sts_resolver.h"
 #include "relay/tlspolicy/tls_memory.h"
+#include "relay/tlspolicy/tls_report.h"
 
 namespace relay::delivery {
 
@@ -122,6 +124,18 @@ struct DeliveryOptions {
   // applies.
   bool dane = true;
   bool trust_ad = false;
+  // TLS reporting ([tls_policy] reports, RFC 8460): every engine counts the sessions of
+  // destinations with a policy (MTA-STS or DANE) in this shared ledger (null: no reports); the
+  // engine with send_tls_reports sends the report of each window that ended to the rua of the
+  // domain's _smtp._tls record, by mail through its spool or by HTTPS POST (the server verified
+  // against tls_report_ca_file, "": the system store). The report names organization and
+  // contact.
+  tlspolicy::TlsReportLedger* tls_reports = nullptr;
+  bool send_tls_reports = false;
+  std::string tls_report_organization;
+  std::string tls_report_contact;
+  std::string tls_report_from;  // the From of report mail
+  std::string tls_report_ca_file;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
   // What an MX may make a connection hold (relay/smtp/client_reply.h).
@@ -325,6 +339,14 @@ class DeliveryEngine {
   // hosts DANE rules out for now (host, why).
   void Route(Job job, const dns::MxResult& result,
              const std::vector<std::pair<std::string, std::string>>& refused);
+  // TLS reports: the windows that ended, each domain's _smtp._tls record, then the report to
+  // each of its rua.
+  void SendDueTlsReports();
+  void SendTlsReport(tlspolicy::DomainReport report, const std::vector<std::string>& rua);
+  void PostTlsReport(const std::string& url, const std::string& domain, std::string gzipped);
+  // Counts a DANE failure that kept `host` out of `job`'s MX set (RFC 8460 §4.3.2).
+  void ReportDaneFailure(const Job& job, const std::string& host, tlspolicy::TlsFailure failure,
+                         std::string why);
   // Keeps `handle` until its callback ran (the handle is dropped on the next turn).
   dns::QueryHandle* TrackLookup();
   void ForgetLookup(dns::QueryHandle* handle);
@@ -421,6 +443,13 @@ class DeliveryEngine {
   // MTA-STS discovery (with options_.sts_cache), and the context its fetches verify with.
   std::unique_ptr<tls::ClientTlsContext> sts_tls_;
   std::unique_ptr<tlspolicy::StsResolver> sts_;
+  // TLS reports (options_.send_tls_reports): the timer that looks for ended windows, the context
+  // report POSTs verify with, and the POSTs in flight (bounded).
+  static constexpr int64_t kTlsReportCheckMs = 1000;
+  static constexpr size_t kTlsReportPostsMax = 64;
+  io::Timer tls_report_timer_;
+  std::unique_ptr<tls::ClientTlsContext> report_tls_;
+  std::vector<std::unique_ptr<tlspolicy::HttpsGet>> report_posts_;
   // Domains whose testing-mode MTA-STS failure was logged lately (reactor ms).
   static constexpr int64_t kStsTestingLogMs = 600000;
   static constexpr size_t kStsTestingLogDomainsMax = 10000;

@@ -65,6 +65,7 @@ void OutboundConnection::ConnectNext(std::string why) {
   session_.reset();
   tls_.reset();
   dane_checked_.clear();  // a new peer: its certificate has not been checked
+  reported_.clear();      // and a new session to report
   pending_out_.clear();
   connected_ = false;
   if (closed_) return;
@@ -460,10 +461,31 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
                            dane_status_.message(), ")");
       }
     }
+    if (!encrypted) {
+      ReportSession(*job, tlspolicy::TlsFailure::kStarttlsNotSupported, plain_why());
+    } else if (!dane_authenticated) {
+      ReportSession(*job, tlspolicy::TlsFailure::kValidationFailure,
+                    std::string(dane_status_.message()));
+    } else {
+      ReportSession(*job, std::nullopt, "");
+    }
   } else if (job->sts != nullptr) {
     // MTA-STS next (RFC 8461 §5): it asks more than TLS.
-    why = engine_->StsRequirement(*job, c.host, encrypted, encrypted && tls_->peer_verified(),
+    const bool verified = encrypted && tls_->peer_verified();
+    why = engine_->StsRequirement(*job, c.host, encrypted, verified,
                                   encrypted ? tls_->peer_verify_error() : std::string());
+    // Reported in testing mode too (RFC 8460 §4.1).
+    if (!tlspolicy::StsMxAllowed(job->sts->policy, c.host)) {
+      ReportSession(*job, tlspolicy::TlsFailure::kValidationFailure,
+                    absl::StrCat(c.host, " is not an mx of the policy"));
+    } else if (!encrypted) {
+      ReportSession(*job, tlspolicy::TlsFailure::kStarttlsNotSupported, plain_why());
+    } else if (!verified) {
+      ReportSession(*job, CertificateFailure(tls_->peer_verify_result()),
+                    tls_->peer_verify_error());
+    } else {
+      ReportSession(*job, std::nullopt, "");
+    }
   }
   std::string enhanced = "4.7.5";
   bool permanent = false;
@@ -510,6 +532,62 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   for (uint32_t r : job->recipients) engine_->RecordOutcome(*job, r, outcome, attempt);
   ReleaseJob(job);
   return true;
+}
+
+tlspolicy::TlsFailure OutboundConnection::CertificateFailure(long verify_result) {
+  switch (verify_result) {
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+      return tlspolicy::TlsFailure::kCertificateHostMismatch;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return tlspolicy::TlsFailure::kCertificateExpired;
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_UNTRUSTED:
+      return tlspolicy::TlsFailure::kCertificateNotTrusted;
+    default:
+      return tlspolicy::TlsFailure::kValidationFailure;
+  }
+}
+
+void OutboundConnection::ReportSession(const Job& job, std::optional<tlspolicy::TlsFailure> failure,
+                                       std::string additional) {
+  tlspolicy::TlsReportLedger* ledger = engine_->options().tls_reports;
+  if (ledger == nullptr) return;
+  // A session counts once per policy domain (RFC 8460 §4.4: sessions, not messages).
+  if (std::find(reported_.begin(), reported_.end(), job.domain) != reported_.end()) return;
+  if (reported_.size() >= kReportedDomainsMax) return;
+  reported_.push_back(job.domain);
+  const dns::Candidate& c = current_candidate();
+  tlspolicy::TlsSession s;
+  s.policy_domain = job.domain;
+  if (const auto* tlsa = DeliveryEngine::DaneRecords(job, c.host); tlsa != nullptr) {
+    s.policy_type = tlspolicy::ReportPolicyType::kTlsa;
+    for (const tlspolicy::TlsaRecord& r : *tlsa) {
+      s.policy_strings.push_back(tlspolicy::TlsaPresentation(r));
+    }
+  } else if (job.sts != nullptr) {
+    s.policy_type = tlspolicy::ReportPolicyType::kSts;
+    s.policy_strings = tlspolicy::StsPolicyLines(job.sts->policy);
+    s.mx_hosts = job.sts->policy.mx;
+  }
+  s.success = !failure.has_value();
+  if (failure.has_value()) {
+    s.failure = *failure;
+    sockaddr_storage local{};
+    socklen_t length = sizeof(local);
+    if (fd_ >= 0 && ::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+      s.sending_ip =
+          io::SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local), length).IpString();
+    }
+    s.receiving_mx = c.host;
+    s.receiving_ip = c.address.IpString();
+    s.additional = std::move(additional);
+  }
+  ledger->Record(s, static_cast<int64_t>(reactor_->clock()->WallSeconds()));
 }
 
 void OutboundConnection::AddDsnParameters(const queue::MessageInfo& info, const Job& job,

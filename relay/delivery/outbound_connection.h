@@ -89,6 +89,11 @@ class OutboundConnection : public io::IoObject {
   // StsRequirement), or it has no TLS and the domain is in the downgrade memory
   // (TlsRequirement). The job is pinned.
   bool RefusedForTls(std::unique_ptr<Job>& job);
+  // Counts this session for `job`'s policy domain in the TLS reports: a success (no failure) or
+  // a failure of that type, once per session and domain.
+  void ReportSession(const Job& job, std::optional<tlspolicy::TlsFailure> failure,
+                     std::string additional);
+  static tlspolicy::TlsFailure CertificateFailure(long verify_result);
   // The sender's DSN parameters (RFC 3461) of `job`'s recipients, passed on when the server
   // offers DSN.
   static void AddDsnParameters(const queue::MessageInfo& info, const Job& job,
@@ -112,6 +117,9 @@ class OutboundConnection : public io::IoObject {
   // The TLSA records this connection's certificate was last checked against, and the verdict.
   std::vector<tlspolicy::TlsaRecord> dane_checked_;
   absl::Status dane_status_;
+  // The policy domains this session was counted for in the TLS reports (RFC 8460), bounded.
+  static constexpr size_t kReportedDomainsMax = 64;
+  std::vector<std::string> reported_;
   std::string plaintext_in_;
   std::string pending_out_;       // commands not yet sent
   std::string sending_;           // bytes of the send in flight (commands or ciphertext)

@@ -431,7 +431,16 @@ absl::Status ParseTlsPolicy(TlsPolicySettings& p, const Section& t) {
   RETURN_IF_ERROR(
       t.Known({"downgrade_memory", "memory_days", "memory_domains_max", "mta_sts",
                "mta_sts_ca_file", "mta_sts_port", "mta_sts_recheck_s", "mta_sts_fetch_timeout_ms",
-               "mta_sts_policies_max", "mta_sts_lookups_max", "dane", "dnssec_trust_ad"}));
+               "mta_sts_policies_max", "mta_sts_lookups_max", "dane", "dnssec_trust_ad", "reports",
+               "report_interval_s", "report_domains_max", "report_organization", "report_contact",
+               "report_from", "report_ca_file"}));
+  RETURN_IF_ERROR(t.Bool("reports", &p.reports));
+  RETURN_IF_ERROR(t.Int("report_interval_s", &p.report_interval_s, 1, 86400 * 7));
+  RETURN_IF_ERROR(t.Int("report_domains_max", &p.report_domains_max, 1, 10000000));
+  RETURN_IF_ERROR(t.String("report_organization", &p.report_organization));
+  RETURN_IF_ERROR(t.String("report_contact", &p.report_contact));
+  RETURN_IF_ERROR(t.String("report_from", &p.report_from));
+  RETURN_IF_ERROR(t.String("report_ca_file", &p.report_ca_file));
   RETURN_IF_ERROR(t.Bool("dane", &p.dane));
   using TrustAd = TlsPolicySettings::TrustAd;
   RETURN_IF_ERROR(t.Enum("dnssec_trust_ad", &p.dnssec_trust_ad,

@@ -189,6 +189,20 @@ struct TlsPolicySettings {
   enum class TrustAd { kAuto, kYes, kNo };
   bool dane = true;
   TrustAd dnssec_trust_ad = TrustAd::kAuto;
+  // TLS reporting (RFC 8460; relay/tlspolicy/tls_report.h): sessions with destinations that have
+  // an MTA-STS or DANE policy are counted per domain over report_interval_s (UTC days by
+  // default; kept in <spool>/tls-reports across restarts), and each domain that publishes an
+  // _smtp._tls record gets the window's report, by mail through the queue or HTTPS POST (the
+  // server's certificate leading to report_ca_file, "": the system store). The report names
+  // report_organization ("": the hostname) and report_contact ("": postmaster@hostname); mail
+  // comes from report_from ("": tls-reports@hostname).
+  bool reports = true;
+  uint32_t report_interval_s = 86400;
+  uint32_t report_domains_max = 10000;
+  std::string report_organization;
+  std::string report_contact;
+  std::string report_from;
+  std::string report_ca_file;
 };
 
 // Port 25: mail for the relay's own domains, forwarded by alias (relay/receive/aliases.h).

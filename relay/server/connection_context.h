@@ -29,6 +29,7 @@
 #include "relay/tls/tls_context.h"
 #include "relay/tlspolicy/sts_cache.h"
 #include "relay/tlspolicy/tls_memory.h"
+#include "relay/tlspolicy/tls_report.h"
 
 namespace relay::events {
 class EventSinks;
@@ -55,6 +56,7 @@ struct SharedState {
   delivery::WarmupLedger* warmup = nullptr;      // likewise
   tlspolicy::TlsMemory* tls_memory = nullptr;    // likewise; null: [tls_policy] memory off
   tlspolicy::StsCache* sts_cache = nullptr;      // likewise; null: [tls_policy] mta_sts off
+  tlspolicy::TlsReportLedger* tls_reports = nullptr;  // likewise; null: [tls_policy] reports off
 };
 
 struct ShardCounters {

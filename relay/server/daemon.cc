@@ -20,6 +20,7 @@
 #include "dkim/signer.h"
 #include "relay/base/clock.h"
 #include "relay/base/log.h"
+#include "relay/base/replace_file.h"
 #include "relay/base/status_macros.h"
 #include "relay/base/sv.h"
 #include "relay/delivery/egress.h"
@@ -279,6 +280,9 @@ class DaemonParts {
   delivery::WarmupLedger warmup;                             // likewise, for sources in warm-up
   std::unique_ptr<tlspolicy::TlsMemory> tls_memory;          // [tls_policy] downgrade_memory
   std::unique_ptr<tlspolicy::StsCache> sts_cache;            // [tls_policy] mta_sts
+  std::unique_ptr<tlspolicy::TlsReportLedger> tls_reports;   // [tls_policy] reports
+  std::string tls_reports_path;
+  int64_t tls_reports_flushed_ms = 0;
   // The one-click endpoints ([unsubscribe] listen); their handlers use the shards and the
   // suppression list, so they stop before either goes.
   std::vector<std::unique_ptr<metrics::HttpServer>> unsubscribe_servers;
@@ -332,6 +336,7 @@ absl::Status DaemonParts::StartShards() {
   shared.warmup = &warmup;
   shared.tls_memory = tls_memory.get();
   shared.sts_cache = sts_cache.get();
+  shared.tls_reports = tls_reports.get();
   shared.events = event_sinks.get();
   shared_later = shared;
   shared_later.config = &later;
@@ -528,6 +533,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
       if (!loaded.ok()) LogWarning() << "MTA-STS cache: " << loaded.message();
       p.sts_cache->SetFile(sts_path);
     }
+    // The sessions counted so far in this report window: a restart does not lose them.
+    if (p.config.tls_policy.reports) {
+      const TlsPolicySettings& t = p.config.tls_policy;
+      p.tls_reports = std::make_unique<tlspolicy::TlsReportLedger>(
+          tlspolicy::TlsReportLimits{.domains_max = t.report_domains_max}, t.report_interval_s);
+      p.tls_reports_path = p.config.spool_dir + "/tls-reports";
+      absl::StatusOr<std::string> text = ReadStateFile(p.tls_reports_path);
+      loaded = text.ok() ? p.tls_reports->Load(*text) : text.status();
+      if (!loaded.ok()) LogWarning() << "TLS report counts: " << loaded.message();
+    }
   }
   if (p.config.receive.enabled()) {
     auto state = LoadReceiveState(p.config, p.verp, p.unsubscribe);
@@ -714,6 +729,19 @@ void Daemon::Housekeeping() {
     parts_->sts_cache->Prune(absl::ToUnixSeconds(now));
     parts_->sts_cache->Flush();
   }
+  // The report counts change with every session: written once a minute (and at the stop).
+  if (parts_->tls_reports != nullptr &&
+      absl::ToUnixMillis(now) - parts_->tls_reports_flushed_ms >= kTlsReportsFlushMs) {
+    FlushTlsReports();
+  }
+}
+
+void Daemon::FlushTlsReports() {
+  DaemonParts& p = *parts_;
+  p.tls_reports_flushed_ms = absl::ToUnixMillis(absl::Now());
+  absl::Status written = ReplaceFile(p.tls_reports_path, p.tls_reports->Format(), 0600,
+                                     /*durable=*/false);
+  if (!written.ok()) LogWarning() << "TLS report counts: " << written.message();
 }
 
 void Daemon::CheckCertificate() {
@@ -743,6 +771,7 @@ uint64_t Daemon::Stop() {
   p.warmup.Flush();  // the last seconds' counts
   if (p.tls_memory != nullptr) p.tls_memory->Flush();
   if (p.sts_cache != nullptr) p.sts_cache->Flush();
+  if (p.tls_reports != nullptr) FlushTlsReports();
   // After the shards: their last events are in the journal, for the next start to send.
   if (p.event_sinks != nullptr) p.event_sinks->Stop();
   // Scrapes go on during the drain (the last counts are visible); /healthz says 503 once a

@@ -56,6 +56,9 @@ class Daemon {
   // The main thread's periodic work (every kHousekeepingMs): state files written when changed.
   void Housekeeping();
   static constexpr int kHousekeepingMs = 5000;
+  static constexpr int64_t kTlsReportsFlushMs = 60000;
+  // <spool>/tls-reports: the TLS report counts ([tls_policy] reports) as they are now.
+  void FlushTlsReports();
   // A descriptor that is readable while `relayctl reload` waits for an answer, and the call that
   // answers it (with Reload()).
   int control_request_fd() const;

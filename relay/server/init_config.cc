@@ -237,6 +237,15 @@ mta_sts_lookups_max = 100
 # unbound beside the relay) or /etc/resolv.conf has "options trust-ad".
 dane = true
 dnssec_trust_ad = "auto"
+# TLS reporting (RFC 8460): sessions with domains that have an MTA-STS or DANE policy are counted
+# per UTC day (report_interval_s) and each domain that publishes an _smtp._tls record gets the
+# day's report, by mail through the queue or by HTTPS POST. Report mail comes from report_from,
+# by default tls-reports@${hostname}.
+reports = true
+report_interval_s = 86400
+report_domains_max = 10000
+report_organization = ""
+report_contact = ""
 [log]
 # The delivery log: one JSON object per line per event (received, delivered, deferred, bounced,
 # dsn_sent), one file per shard (delivery-<shard>.log). Rotated by size, and reopened on SIGHUP

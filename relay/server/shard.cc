@@ -369,6 +369,12 @@ absl::Status Shard::StartDelivery() {
     options.sts.family = options.family;
     options.sts.discoveries_max = config.tls_policy.mta_sts_lookups_max;
     options.dane = config.tls_policy.dane;
+    options.tls_reports = shared_.tls_reports;
+    options.send_tls_reports = index_ == 0;  // one shard sends what all of them counted
+    options.tls_report_organization = config.tls_policy.report_organization;
+    options.tls_report_contact = config.tls_policy.report_contact;
+    options.tls_report_from = config.tls_policy.report_from;
+    options.tls_report_ca_file = config.tls_policy.report_ca_file;
     switch (config.tls_policy.dnssec_trust_ad) {
       case TlsPolicySettings::TrustAd::kYes:
         options.trust_ad = true;

@@ -43,6 +43,10 @@ struct HttpsGetResult {
 bool ParseHttpResponseHead(std::string_view response, int* code, std::string* content_type,
                            size_t* body_start, int64_t* content_length = nullptr);
 
+// "https://host[:port][/path]" (a report's rua, RFC 8460 §3): false for any other form. The
+// host is lower case, an IPv6 literal without its brackets; the path "/" when none.
+bool SplitHttpsUrl(std::string_view url, std::string* host, uint16_t* port, std::string* path);
+
 class HttpsGet : public io::IoObject {
  public:
   using Done = std::function<void(HttpsGetResult)>;
@@ -52,6 +56,12 @@ class HttpsGet : public io::IoObject {
   static std::unique_ptr<HttpsGet> Start(io::Reactor* reactor, tls::ClientTlsContext* context,
                                          std::string host, io::SocketAddress address,
                                          std::string path, HttpsGetLimits limits, Done done);
+  // A POST of `body` as `content_type` instead (a TLS report, RFC 8460 §5.3): any 2xx answer is
+  // a success; the answer's body is not looked at.
+  static std::unique_ptr<HttpsGet> StartPost(io::Reactor* reactor, tls::ClientTlsContext* context,
+                                             std::string host, io::SocketAddress address,
+                                             std::string path, std::string content_type,
+                                             std::string body, HttpsGetLimits limits, Done done);
   ~HttpsGet() override;
   bool Idle() const override;
   // Abandons the fetch: `done` will not run, the operations in flight are cancelled (hand the
@@ -78,6 +88,9 @@ class HttpsGet : public io::IoObject {
   const std::string path_;
   const HttpsGetLimits limits_;
   Done done_;
+  bool post_ = false;
+  std::string post_type_;
+  std::string post_body_;
   int fd_ = -1;
   bool finished_ = false;
   bool request_sent_ = false;

@@ -250,4 +250,12 @@ std::vector<StsCacheEntry> ParseStsCacheFile(std::string_view text, size_t max) 
   return out;
 }
 
+std::vector<std::string> StsPolicyLines(const StsPolicy& policy) {
+  std::vector<std::string> lines = {"version: STSv1",
+                                    absl::StrCat("mode: ", Sv(StsModeName(policy.mode)))};
+  for (const std::string& mx : policy.mx) lines.push_back(absl::StrCat("mx: ", mx));
+  lines.push_back(absl::StrCat("max_age: ", policy.max_age_s));
+  return lines;
+}
+
 }  // namespace relay::tlspolicy

@@ -44,6 +44,9 @@ struct StsPolicy {
 // enforce|testing|none, max_age 0..kStsMaxAgeMax (a larger one is cut to it, as §3.2 says to
 // treat it), at least one mx unless mode is none. An error names what is wrong.
 absl::StatusOr<StsPolicy> ParseStsPolicy(std::string_view text);
+// The policy's lines as RFC 8460 §4.4 reports them: "version: STSv1", "mode: ...", each "mx: ...",
+// "max_age: ...".
+std::vector<std::string> StsPolicyLines(const StsPolicy& policy);
 
 // The policy id of a domain's _mta-sts TXT answer (§3.1): records not starting "v=STSv1" are
 // dropped; exactly one must remain and parse. NotFound: the domain has no policy; InvalidArgument:

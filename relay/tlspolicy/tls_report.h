@@ -5,7 +5,7 @@
 // - ParseTlsRptRecord: the TXT record (§3), hostile DNS input, linear.
 // - TlsReportLedger: the counts, shared by every shard's engine (one absl::Mutex), bounded in
 //   domains and in failure details per domain; persisted across restarts as a small text file
-//   (FormatLedgerFile / ParseLedgerFile, hostile on-disk input, linear).
+//   (TlsReportLedger::Format / Load, hostile on-disk input, linear).
 // - BuildReportJson, Gzip, BuildReportMessage: the report (§4, JSON), compressed (§5.3,
 //   application/tlsrpt+gzip), and the mail that carries it (§5.3, multipart/report).
 #pragma once
@@ -68,7 +68,7 @@ struct TlsSession {
   std::string sending_ip;
   std::string receiving_mx;
   std::string receiving_ip;
-  std::string additional;  // "additional-information": a short reason
+  std::string additional;  // "failure-reason-code": a short reason (RFC 8460 §4.4)
 };
 
 // One domain's aggregate over a window.
@@ -97,7 +97,7 @@ struct DomainReport {
 struct TlsReportLimits {
   size_t domains_max = 10000;        // policy domains counted per window; more are not counted
   size_t failure_details_max = 100;  // distinct failure details per domain
-  size_t policy_strings_max = 64;    // lines kept of a domain's policy
+  size_t policy_strings_max = 64;    // lines kept of a domain's policy, and of its mx patterns
 };
 
 // Windows are aligned to multiples of `window_s` since the Unix epoch (86400: UTC days, as
@@ -130,6 +130,10 @@ class TlsReportLedger {
   mutable absl::Mutex mu_;
   // By (window start, domain).
   absl::flat_hash_map<std::string, DomainReport> reports_ ABSL_GUARDED_BY(mu_);
+  // Domains held per window start, for domains_max (a window that holds none is absent).
+  absl::flat_hash_map<int64_t, size_t> window_domains_ ABSL_GUARDED_BY(mu_);
+  // The newest window seen (by Record or Load): the current one. -1: none yet.
+  int64_t newest_window_start_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 // The JSON report of RFC 8460 §4.4 for `domains` (one policy each) of one window:

@@ -6,6 +6,8 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace relay::tlspolicy {
@@ -72,6 +74,11 @@ bool TlsaMatches(const TlsaRecord& record, std::string_view cert_der) {
   }
   // Not secret: the record is public and so is the certificate.
   return record.data == std::string_view(reinterpret_cast<const char*>(digest), length);
+}
+
+std::string TlsaPresentation(const TlsaRecord& r) {
+  return absl::StrCat(r.usage, " ", r.selector, " ", r.mtype, " ",
+                      absl::AsciiStrToUpper(absl::BytesToHexString(r.data)));
 }
 
 namespace {

@@ -49,6 +49,9 @@ bool TlsaUsableForSmtp(const TlsaRecord& record);
 // for a certificate that does not parse.
 bool TlsaMatches(const TlsaRecord& record, std::string_view cert_der);
 
+// The record in presentation form (RFC 6698 §2.2): "3 1 1 0A1B...".
+std::string TlsaPresentation(const TlsaRecord& record);
+
 // Whether the chain an SMTP server presented (`chain_der`, leaf first, DER) is authenticated by
 // its usable TLSA records (RFC 7672 §3.1, §3.2): OK when a DANE-EE record matches the leaf (no
 // name or date check: the record is the authority), or a DANE-TA record matches one of the

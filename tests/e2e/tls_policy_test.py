@@ -26,9 +26,17 @@ receiver with a certificate valid for its MX that offers REQUIRETLS (and gets th
 bounces with 5.7.10 from one that does not offer it or whose certificate is not valid. A message
 that says `TLS-Required: No` goes in plain text to a remembered domain whose STARTTLS is gone.
 
+TLS reporting (RFC 8460), with a report window of a few seconds: rpt.example (enforce, a valid
+certificate) and rptfail.example (testing, a self-signed one) publish _smtp._tls records; after a
+window each gets its report by mail (to a receiver, MIME multipart/report with the gzip) and by
+HTTPS POST (to a server the test CA vouches for), with the right policy, counts and failure type.
+
 usage: tls_policy_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
+import email
+import gzip
 import http.server
+import json
 import os
 import re
 import smtplib
@@ -54,7 +62,10 @@ TMP = harness.scratch("tlspolicy-")
 SINK_IP = "127.0.0.2"
 GOOD_IP, BAD_IP, HTTPS_IP = "127.0.0.5", "127.0.0.4", "127.0.0.3"
 RT_IP, NO_RT_IP = "127.0.0.6", "127.0.0.7"  # receivers that offer REQUIRETLS, and not
-MX_PORT = local_dns.free_port([SINK_IP, GOOD_IP, BAD_IP, RT_IP, NO_RT_IP])
+REPORTS_IP = "127.0.0.8"  # reports.example: its MX and its HTTPS report server
+MX_PORT = local_dns.free_port([SINK_IP, GOOD_IP, BAD_IP, RT_IP, NO_RT_IP, REPORTS_IP])
+REPORTS_HTTPS_PORT = local_dns.free_port([REPORTS_IP])
+REPORT_WINDOW_S = 3
 HTTPS_PORT = local_dns.free_port([HTTPS_IP])
 POLICIES = {
     "enforce.example": "mode: enforce\r\nmx: mx.enforce.example\r\n",
@@ -62,6 +73,8 @@ POLICIES = {
     "testing.example": "mode: testing\r\nmx: mx.testing.example\r\n",
     "unlisted.example": "mode: enforce\r\nmx: mx.elsewhere.example\r\n",
     "mixed.example": "mode: enforce\r\nmx: mx.mixed.example\r\n",
+    "rpt.example": "mode: enforce\r\nmx: mx.rpt.example\r\n",
+    "rptfail.example": "mode: testing\r\nmx: mx.rptfail.example\r\n",
 }
 METRICS_PORT = local_dns.free_port()
 WAIT_S = 30
@@ -138,6 +151,14 @@ def dns_port():
               '  local-data: "mixed.example. 300 IN MX 20 mx.mixed.example."\n'
               '  local-data: "evil.mixed.example. 300 IN A %s"\n'
               '  local-data: "mx.mixed.example. 300 IN A %s"\n' % (BAD_IP, GOOD_IP))
+    zones += local_dns.mx_zones(("rpt.example",), GOOD_IP)
+    zones += local_dns.mx_zones(("rptfail.example",), BAD_IP)
+    zones += local_dns.mx_zones(("reports.example",), REPORTS_IP)
+    zones += '  local-data: "reports.example. 300 IN A %s"\n' % REPORTS_IP
+    for domain in ("rpt.example", "rptfail.example"):
+        zones += ("  local-data: '_smtp._tls.%s. 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@"
+                  "reports.example,https://reports.example:%d/v1/tlsrpt\"'\n"
+                  % (domain, REPORTS_HTTPS_PORT))
     zones += local_dns.mx_zones(("rt-ok.example",), RT_IP)
     zones += local_dns.mx_zones(("rt-no.example",), NO_RT_IP)
     zones += local_dns.mx_zones(("rt-bad.example", "tlsno.example"), SINK_IP)
@@ -157,7 +178,8 @@ def conf():
          "control_socket": harness.scratch("tp-", dir="/tmp") + "/control.sock",
          "delivery": {"tls_ca_file": ca()[0]},
          "tls_policy": {"downgrade_memory": True, "memory_days": 30, "mta_sts_ca_file": ca()[0],
-                        "mta_sts_port": HTTPS_PORT}}))
+                        "mta_sts_port": HTTPS_PORT, "report_interval_s": REPORT_WINDOW_S,
+                        "report_ca_file": ca()[0], "report_organization": "relay test"}}))
 
 
 @harness.fixture
@@ -394,6 +416,107 @@ def requiretls():
         held = line("deferred", "c@tlsno.example")
         check("TLS is required for tlsno.example" in str(held),
               "without the field, the memory holds: %s" % held)
+
+
+class ReportHandler(http.server.BaseHTTPRequestHandler):
+    posts = []  # (path, content type, body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        ReportHandler.posts.append((self.path, self.headers.get("Content-Type"), body))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def report_policies(gzipped):
+    """The report's policies by domain, from its gzip."""
+    report = json.loads(gzip.decompress(gzipped))
+    check(report.get("organization-name") == "relay test" and "report-id" in report and
+          report.get("date-range", {}).get("start-datetime", "").endswith("Z"),
+          "an RFC 8460 report: %s" % {k: v for k, v in report.items() if k != "policies"})
+    return {p["policy"]["policy-domain"]: p for p in report.get("policies", [])}
+
+
+@harness.case(5, "TLS reports: each policy domain gets its counts, by mail and by HTTPS POST")
+def tls_reports():
+    good_cert, good_key = ca()[1]("mx-rpt", "mx.rpt.example")
+    good = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    good.load_cert_chain(good_cert, good_key)
+    policies = PolicyServer()
+    harness.stop_at_exit(policies, "stop", name="policy server")
+    good_sink = harness.stop_at_exit(local_smtp.Controller(
+        SINK, hostname=GOOD_IP, port=MX_PORT, ready_timeout=10, tls_context=good), "stop",
+        name="good sink")
+    good_sink.start()
+    harness.stop_at_exit(local_smtp.start(SINK, BAD_IP, MX_PORT, TMP), "stop", name="bad sink")
+    harness.stop_at_exit(local_smtp.start(SINK, REPORTS_IP, MX_PORT, TMP), "stop",
+                         name="reports sink")
+    cert, key = ca()[1]("reports", "reports.example")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer((REPORTS_IP, REPORTS_HTTPS_PORT), ReportHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    harness.at_exit("report server", lambda: (server.shutdown(), server.server_close()))
+    submit("a@rpt.example")
+    submit("a@rptfail.example")
+    check(line("delivered", "a@rpt.example").get("tls", {}).get("mode") == "mta-sts",
+          "rpt.example: delivered under its policy")
+    check(line("delivered", "a@rptfail.example").get("tls", {}).get("mode") == "opportunistic",
+          "rptfail.example: a testing policy delivers anyway")
+    # The window ends within REPORT_WINDOW_S; then each domain's report goes out.
+    def posted():
+        domains = set()
+        for post in list(ReportHandler.posts):
+            try:
+                domains |= {p["policy"]["policy-domain"]
+                            for p in json.loads(gzip.decompress(post[2]))["policies"]}
+            except (OSError, ValueError, KeyError):
+                pass
+        return domains >= {"rpt.example", "rptfail.example"} and list(ReportHandler.posts)
+    got = wait_for(posted, "both domains' reports posted")
+    posts = got or []
+    check(all(p[0] == "/v1/tlsrpt" and p[1] == "application/tlsrpt+gzip" for p in posts),
+          "POSTed as application/tlsrpt+gzip to the rua's path: %s" % [p[:2] for p in posts])
+    by_domain = {}
+    for p in posts:
+        by_domain.update(report_policies(p[2]))
+    ok = by_domain.get("rpt.example", {})
+    check(ok.get("policy", {}).get("policy-type") == "sts" and
+          "mode: enforce" in ok.get("policy", {}).get("policy-string", []) and
+          ok.get("summary") == {"total-successful-session-count": 1,
+                                "total-failure-session-count": 0},
+          "rpt.example: one successful session under its enforce policy: %s" % ok)
+    bad = by_domain.get("rptfail.example", {})
+    details = bad.get("failure-details", [])
+    check(bad.get("summary", {}).get("total-failure-session-count") == 1 and
+          bad.get("summary", {}).get("total-successful-session-count") == 0 and
+          details and details[0].get("result-type") == "certificate-not-trusted" and
+          details[0].get("receiving-mx-hostname") == "mx.rptfail.example" and
+          details[0].get("receiving-ip") == BAD_IP and details[0].get("failed-session-count") == 1,
+          "rptfail.example: one failed session, certificate-not-trusted at its MX: %s" % bad)
+    # And by mail, through the relay's own queue.
+    mails = wait_for(lambda: len(SINK.delivered_to("tlsrpt@reports.example")) >= 2 and
+                     SINK.delivered_to("tlsrpt@reports.example"), "the reports by mail")
+    seen = {}
+    for mail_from, _, content in mails or []:
+        message = email.message_from_bytes(content)
+        check(mail_from in ("", "<>") and message.get_content_type() == "multipart/report" and
+              message.get_param("report-type") == "tlsrpt" and
+              message["Subject"].startswith("Report Domain: ") and
+              message["TLS-Report-Submitter"], "a multipart/report with its fields: %s"
+              % dict(message.items()))
+        for part in message.walk():
+            if part.get_content_type() == "application/tlsrpt+gzip":
+                check(part.get_filename().endswith(".json.gz"), "named *.json.gz")
+                seen.update(report_policies(part.get_payload(decode=True)))
+    check(set(seen) >= {"rpt.example", "rptfail.example"} and
+          seen["rptfail.example"]["failure-details"] == details,
+          "the mailed reports say the same: %s" % sorted(seen))
 
 
 harness.main()
