@@ -54,6 +54,7 @@ DeliveryEngine::DeliveryEngine(io::Reactor* reactor, io::BufferRing* buffers, qu
 }
 
 DeliveryEngine::~DeliveryEngine() {
+  *alive_ = false;
   reactor_->timers().Cancel(&schedule_timer_);
   reactor_->timers().Cancel(&record_timer_);
   reactor_->timers().Cancel(&tls_report_timer_);
@@ -476,23 +477,34 @@ void DeliveryEngine::SendTlsReport(tlspolicy::DomainReport report,
     const std::string from = options_.tls_report_from.empty()
                                  ? absl::StrCat("tls-reports@", hostname)
                                  : options_.tls_report_from;
-    const std::string message = tlspolicy::BuildReportMessage(
+    std::string message = tlspolicy::BuildReportMessage(
         from, to, report.policy_domain, hostname, report_id, report.window_start_unix_s,
         report.window_end_unix_s, NowUnixMs() / 1000, gzipped);
-    queue::Envelope envelope;
-    envelope.sender = "";  // nothing comes back to a report (RFC 3464-like: no loops)
-    envelope.recipients.push_back(to);
-    auto appended = spool_->AppendMessage(envelope, "", message, nullptr);
-    if (!appended.ok()) {
-      LogError() << "queueing the TLS report for " << report.policy_domain << " to " << to << ": "
-                 << appended.status();
+    const std::string what = absl::StrCat("TLS report ", report_id, " (", report.successes,
+                                          " successful, ", report.failures, " failed sessions)");
+    if (!options_.sign_report) {
+      QueueTlsReport(to, what, std::move(message));
       continue;
     }
-    LogInfo() << "TLS report " << report_id << " (" << report.successes << " successful, "
-              << report.failures << " failed sessions) queued to " << to << " as "
-              << appended->id.ToString();
-    Schedule(appended->id, 0);
+    // RFC 8460 §5.3: the report is DKIM-signed, by the key of its From domain.
+    options_.sign_report(std::move(message), [this, alive = alive_, to, what](std::string done) {
+      if (*alive) QueueTlsReport(to, what, std::move(done));
+    });
   }
+}
+
+void DeliveryEngine::QueueTlsReport(const std::string& to, const std::string& what,
+                                    std::string message) {
+  queue::Envelope envelope;
+  envelope.sender = "";  // nothing comes back to a report: no loops
+  envelope.recipients.push_back(to);
+  auto appended = spool_->AppendMessage(envelope, "", message, nullptr);
+  if (!appended.ok()) {
+    LogError() << "queueing the " << what << " to " << to << ": " << appended.status();
+    return;
+  }
+  LogInfo() << what << " queued to " << to << " as " << appended->id.ToString();
+  Schedule(appended->id, 0);
 }
 
 void DeliveryEngine::PostTlsReport(const std::string& url, const std::string& domain,

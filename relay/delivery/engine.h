@@ -136,6 +136,9 @@ struct DeliveryOptions {
   std::string tls_report_contact;
   std::string tls_report_from;  // the From of report mail
   std::string tls_report_ca_file;
+  // Signs a report mail (DKIM, RFC 8460 §5.3) and hands it back, signed or not, on the engine's
+  // thread, possibly later; empty: reports go unsigned.
+  std::function<void(std::string message, std::function<void(std::string)> done)> sign_report;
   const metrics::RelayMetrics* metrics = nullptr;  // null: nothing is counted
   int metrics_shard = 0;                           // the shard's cells to count in
   // What an MX may make a connection hold (relay/smtp/client_reply.h).
@@ -344,6 +347,7 @@ class DeliveryEngine {
   void SendDueTlsReports();
   void SendTlsReport(tlspolicy::DomainReport report, const std::vector<std::string>& rua);
   void PostTlsReport(const std::string& url, const std::string& domain, std::string gzipped);
+  void QueueTlsReport(const std::string& to, const std::string& what, std::string message);
   // Counts a DANE failure that kept `host` out of `job`'s MX set (RFC 8460 §4.3.2).
   void ReportDaneFailure(const Job& job, const std::string& host, tlspolicy::TlsFailure failure,
                          std::string why);
@@ -448,6 +452,8 @@ class DeliveryEngine {
   static constexpr int64_t kTlsReportCheckMs = 1000;
   static constexpr size_t kTlsReportPostsMax = 64;
   io::Timer tls_report_timer_;
+  // Cleared by ~DeliveryEngine: a report signed after it is dropped.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<tls::ClientTlsContext> report_tls_;
   std::vector<std::unique_ptr<tlspolicy::HttpsGet>> report_posts_;
   // Domains whose testing-mode MTA-STS failure was logged lately (reactor ms).

@@ -375,6 +375,19 @@ absl::Status Shard::StartDelivery() {
     options.tls_report_contact = config.tls_policy.report_contact;
     options.tls_report_from = config.tls_policy.report_from;
     options.tls_report_ca_file = config.tls_policy.report_ca_file;
+    options.sign_report = [this](std::string message, std::function<void(std::string)> done) {
+      auto kept = std::make_shared<std::string>(std::move(message));
+      preparer_->Prepare(*kept, "", spool_->NextMessageId().ToString(), absl::Now(), "",
+                         [kept, done = std::move(done)](absl::StatusOr<PreparedMessage> prepared) {
+                           if (!prepared.ok()) {
+                             LogWarning()
+                                 << "TLS report not signed: " << prepared.status().message();
+                             done(std::move(*kept));
+                             return;
+                           }
+                           done(absl::StrCat(prepared->signatures, prepared->missing, *kept));
+                         });
+    };
     switch (config.tls_policy.dnssec_trust_ad) {
       case TlsPolicySettings::TrustAd::kYes:
         options.trust_ad = true;

@@ -179,7 +179,8 @@ def conf():
          "delivery": {"tls_ca_file": ca()[0]},
          "tls_policy": {"downgrade_memory": True, "memory_days": 30, "mta_sts_ca_file": ca()[0],
                         "mta_sts_port": HTTPS_PORT, "report_interval_s": REPORT_WINDOW_S,
-                        "report_ca_file": ca()[0], "report_organization": "relay test"}}))
+                        "report_ca_file": ca()[0], "report_organization": "relay test",
+                        "report_from": "tls-reports@example.com"}}), dkim=True)
 
 
 @harness.fixture
@@ -510,6 +511,8 @@ def tls_reports():
               message["Subject"].startswith("Report Domain: ") and
               message["TLS-Report-Submitter"], "a multipart/report with its fields: %s"
               % dict(message.items()))
+        check("d=example.com" in (message["DKIM-Signature"] or "").replace("\r\n", ""),
+              "DKIM-signed by its From domain (RFC 8460 §5.3): %s" % message["DKIM-Signature"])
         for part in message.walk():
             if part.get_content_type() == "application/tlsrpt+gzip":
                 check(part.get_filename().endswith(".json.gz"), "named *.json.gz")
