@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -213,16 +214,21 @@ void Resolver::Lookup(std::string_view name, uint16_t type, LookupFn fn) {
   ++queries_in_flight_;
   ++queries_sent_;
   ++api_depth_;  // an answer c-ares produces synchronously must not reach users re-entrantly
-  // ares_query's own query with the AD bit set: a validating resolver then says whether it
-  // validated the answer (RFC 6840 §5.7), without the DO bit's signatures to carry.
+  // The query ares_query would send, with the AD bit set: a validating resolver then says
+  // whether it validated the answer (RFC 6840 §5.7), without the DO bit's signatures to carry.
+  // ares_send keeps the query's ID, and c-ares 1.18 sends every query to a server from one UDP
+  // port: the ID is the only thing an off-path spoofer must guess, so it is random (glibc's
+  // arc4random: the kernel's CSPRNG).
   unsigned char* query = nullptr;
   int query_bytes = 0;
-  int rc = ares_create_query(pending->name.c_str(), kClassIn, type, 0, /*rd=*/1, &query,
+  const auto id = static_cast<unsigned short>(arc4random() & 0xFFFF);
+  int rc = ares_create_query(pending->name.c_str(), kClassIn, type, id, /*rd=*/1, &query,
                              &query_bytes, options_.edns_payload_bytes);
   if (rc != ARES_SUCCESS) {
     OnAnswer(pending, rc, 0, nullptr, 0);
   } else {
-    query[3] |= MessageBuilder::kFlagAuthenticatedData;
+    // The AD flag is bit 5 of the header's fourth byte (RFC 4035 §3.2.3).
+    query[3] |= static_cast<unsigned char>(MessageBuilder::kFlagAuthenticatedData);
     ares_send(channel_, query, query_bytes, &Resolver::OnAnswer, pending);
     ares_free_string(query);
   }
@@ -382,11 +388,13 @@ bool AdTrustedByDefault(const std::vector<std::string>& servers, std::string_vie
     }
     return true;
   });
-  const std::vector<std::string>& used = servers.empty() ? from_conf : servers;
-  if (servers.empty() && trust_ad_option) return true;
-  return !used.empty() && std::all_of(used.begin(), used.end(), [](const std::string& s) {
-    return IsLoopback(ServerHost(s));
-  });
+  // resolv.conf's own loopback servers are not enough: a stub there (systemd-resolved, Docker's
+  // 127.0.0.11, dnsmasq) may pass on an AD bit from an upstream path anyone can tamper with. Only
+  // its trust-ad option (the operator's word, as glibc takes it) or servers the relay's own
+  // configuration names on loopback are believed.
+  if (servers.empty()) return trust_ad_option && !from_conf.empty();
+  return std::all_of(servers.begin(), servers.end(),
+                     [](const std::string& s) { return IsLoopback(ServerHost(s)); });
 }
 
 bool AdTrustedByDefault(const std::vector<std::string>& servers) {
@@ -496,7 +504,7 @@ struct AddressJoin {
   int outstanding = 0;
   std::vector<relay::io::SocketAddress> v4, v6;
   std::vector<DnsStatus> statuses;
-  bool dnssec = true;  // until an answer says otherwise
+  bool dnssec = true;  // until an answer with addresses says otherwise
   std::function<void(AddressResult)> fn;
 };
 
@@ -512,16 +520,18 @@ void Resolver::AddressesInternal(std::string_view host, FamilyPreference family,
   join->outstanding = static_cast<int>(types.size());
   for (uint16_t type : types) {
     Lookup(join->host, type, [this, join, token, type](QueryResult q) {
-      join->dnssec = join->dnssec && q.answer != nullptr && Secure(*q.answer);
       if (q.status.ok() && q.answer != nullptr) {
         auto& out = type == kTypeA ? join->v4 : join->v6;
         out = AddressesFrom(q.answer->message, join->host, type);
+        // Only answers that gave addresses count: a family that failed (even a bogus one)
+        // gives no address to connect to, so it cannot make the others insecure.
+        if (!out.empty()) join->dnssec = join->dnssec && Secure(*q.answer);
       }
       join->statuses.push_back(q.status);
       if (--join->outstanding > 0) return;
       AddressResult result;
       result.addresses = OrderAddresses(join->v6, join->v4, join->family);
-      result.dnssec = join->dnssec;
+      result.dnssec = join->dnssec && !result.addresses.empty();
       if (result.addresses.empty()) result.status = NoAddressStatus(join->host, join->statuses);
       join->fn(std::move(result));
     });

@@ -144,8 +144,9 @@ struct QueryResult {
 };
 
 // Whether the AD bit of `servers` (ResolverOptions::servers; empty: those of /etc/resolv.conf)
-// can be believed by default: every one of them is on loopback, or resolv.conf says `options
-// trust-ad` (glibc's own switch for the same question).
+// can be believed by default: every server the relay's configuration names is on loopback (a
+// validating resolver beside it), or, with none named, resolv.conf says `options trust-ad`
+// (glibc's own switch for the same question; its loopback stubs alone are not enough).
 bool AdTrustedByDefault(const std::vector<std::string>& servers);
 // The same judgement from a resolv.conf's text.
 bool AdTrustedByDefault(const std::vector<std::string>& servers, std::string_view resolv_conf);

@@ -107,14 +107,15 @@ bool HasOriginals(const std::vector<RecipientState>& recipients) {
 bool KnownVersion(RecordType type, uint8_t version) {
   return version == RecordVersion(type) ||
          (type == RecordType::kMessage &&
-          (version == kMessageWithOriginalsVersion || version == kMessageWithAttributesVersion));
+          (version == kMessageWithOriginalsVersion || version == kMessageWithAttributesVersion ||
+           version == kMessageRequiringTlsVersion));
 }
 
-// The attributes block's bytes (without its own str16 length); 0 for empty attributes.
 // The attributes' TLS byte (RFC 8689).
 constexpr uint8_t kTlsRequire = 1;   // REQUIRETLS
 constexpr uint8_t kTlsOptional = 2;  // TLS-Required: No
 
+// The attributes block's bytes (without its own str16 length); 0 for empty attributes.
 size_t AttributesBytes(const MessageAttributes& a) {
   if (a.empty()) return 0;
   // The TLS byte is written only when it says something: older readers stop before it.
@@ -312,9 +313,10 @@ size_t EncodeMessageRecord(char* out, uint64_t segment_seq, MessageId id, int64_
   p = PutBytes(p, message_part1);
   p = PutBytes(p, message_part2);
   // The lowest version that holds the record: older readers still read the rest.
-  const uint8_t version = with_attributes || dsn ? kMessageWithAttributesVersion
-                          : originals            ? kMessageWithOriginalsVersion
-                                                 : RecordVersion(RecordType::kMessage);
+  const uint8_t version = attributes.require_tls   ? kMessageRequiringTlsVersion
+                          : with_attributes || dsn ? kMessageWithAttributesVersion
+                          : originals              ? kMessageWithOriginalsVersion
+                                                   : RecordVersion(RecordType::kMessage);
   return Finish(out, RecordType::kMessage, segment_seq, p - (out + kRecordHeaderBytes), version);
 }
 

@@ -5,11 +5,12 @@
 // version 1 for the types of the first format, version 2 for kAttempt, version 3 for a kMessage
 // whose recipients carry the address each was expanded from (kMessageFlagOriginalRecipients:
 // forwarded mail), version 4 for a kMessage with attributes (kMessageFlagAttributes: a named
-// tenant, a campaign, a priority class). A message is written with the lowest version that holds
-// it. A reader accepts a record only with a version it knows for its type, so code of the first
-// format reads a spool of this one as long as it holds none of the newer kinds, and sees them as
-// damaged records (its segment's messages are re-appended and the segment moved aside: nothing is
-// lost).
+// tenant, a campaign, a priority class), version 5 for a kMessage whose attributes ask for
+// REQUIRETLS (RFC 8689: a build that would drop the flag and deliver without it must not read
+// it). A message is written with the lowest version that holds it. A reader accepts a record only
+// with a version it knows for its type, so code of the first format reads a spool of this one as
+// long as it holds none of the newer kinds, and sees them as damaged records (its segment's
+// messages are re-appended and the segment moved aside: nothing is lost).
 //
 // A spool is a directory of fixed-size segment files (`segment-NNNNNN.q`). Each file starts with a
 // 4096-byte SegmentHeader; records follow back to back from offset kSegmentHeaderBytes, each
@@ -28,7 +29,9 @@
 // length then the bytes):
 //   kMessage:   id(16) created_unix_ms(i64) flags(u32) sender(str16)
 //               [attributes(str16): with kMessageFlagAttributes, record version 4; its bytes are
-//                tenant(str16) campaign(str16) priority(u8) [envid(str16) ret(u8)]
+//                tenant(str16) campaign(str16) priority(u8) [envid(str16) ret(u8) [tls(u8)]]
+//                -- tls: bit 0 REQUIRETLS (record version 5), bit 1 `TLS-Required: No`; written
+//                only when one is set;
 //                -- the bracketed part may be absent (a block of the first version 4 writers);
 //                a reader ignores bytes after the fields it knows, so a later field needs no new
 //                version as long as losing it is harmless: a copy made by compaction in an
@@ -85,11 +88,13 @@ inline constexpr uint32_t kRecordMagic = 0x43455251;   // "QREC" little-endian
 // The segment header's version.
 inline constexpr uint8_t kFormatVersion = 1;
 // The newest record version this code reads and writes (see RecordVersion).
-inline constexpr uint8_t kRecordVersionMax = 4;
+inline constexpr uint8_t kRecordVersionMax = 5;
 // The version of a kMessage record with kMessageFlagOriginalRecipients; without it, version 1.
 inline constexpr uint8_t kMessageWithOriginalsVersion = 3;
 // The version of a kMessage record with kMessageFlagAttributes (originals or not).
 inline constexpr uint8_t kMessageWithAttributesVersion = 4;
+// The version of a kMessage record whose attributes ask for REQUIRETLS.
+inline constexpr uint8_t kMessageRequiringTlsVersion = 5;
 inline constexpr size_t kSegmentHeaderBytes = 4096;
 inline constexpr size_t kRecordHeaderBytes = 32;
 inline constexpr size_t kRecordAlignBytes = 8;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -89,7 +90,9 @@ absl::Status DeliveryEngine::Start() {
   if (!resolver.ok()) return resolver.status();
   resolver_ = std::move(*resolver);
   tls::ClientTlsContext::Options topts;
-  topts.verify_required = options_.tls_verify;
+  // Never aborts a handshake: tls_verify is judged per job (OutboundConnection::RefusedForTls),
+  // after DANE has had its say.
+  topts.verify_required = false;
   topts.ca_file = options_.tls_ca_file;
   auto tls = tls::ClientTlsContext::Create(topts);
   if (!tls.ok()) return tls.status();
@@ -471,15 +474,25 @@ void DeliveryEngine::SendTlsReport(tlspolicy::DomainReport report,
       PostTlsReport(uri, report.policy_domain, gzipped);
       continue;
     }
-    // mailto:address[?query] (RFC 6068); the relay's own queue takes it like any message.
-    std::string to = uri.substr(sizeof("mailto:") - 1);
-    to = to.substr(0, to.find('?'));
+    // mailto:address[?query] (RFC 6068); the relay's own queue takes it like any message, but
+    // only a plain address: the record is anyone's text.
+    std::optional<std::string> address = tlspolicy::MailtoAddress(uri);
+    if (!address.has_value()) {
+      LogInfo() << "TLS report for " << report.policy_domain << ": rua " << absl::CHexEscape(uri)
+                << " is not a usable mailto address";
+      continue;
+    }
+    const std::string to = *std::move(address);
     const std::string from = options_.tls_report_from.empty()
                                  ? absl::StrCat("tls-reports@", hostname)
                                  : options_.tls_report_from;
-    std::string message = tlspolicy::BuildReportMessage(
-        from, to, report.policy_domain, hostname, report_id, report.window_start_unix_s,
-        report.window_end_unix_s, NowUnixMs() / 1000, gzipped);
+    // RFC 8460 §3: a report goes out even when TLS to the reporting domain fails (its policy is
+    // likely what failed): TLS-Required: No (RFC 8689 §5), for this relay and the next hop.
+    std::string message = absl::StrCat(
+        "TLS-Required: No\r\n",
+        tlspolicy::BuildReportMessage(from, to, report.policy_domain, hostname, report_id,
+                                      report.window_start_unix_s, report.window_end_unix_s,
+                                      NowUnixMs() / 1000, gzipped));
     const std::string what = absl::StrCat("TLS report ", report_id, " (", report.successes,
                                           " successful, ", report.failures, " failed sessions)");
     if (!options_.sign_report) {
@@ -495,9 +508,11 @@ void DeliveryEngine::SendTlsReport(tlspolicy::DomainReport report,
 
 void DeliveryEngine::QueueTlsReport(const std::string& to, const std::string& what,
                                     std::string message) {
+  if (stopping_) return;  // signed after the stop began: the spool may be closing
   queue::Envelope envelope;
   envelope.sender = "";  // nothing comes back to a report: no loops
   envelope.recipients.push_back(to);
+  envelope.attributes.tls_optional = true;
   auto appended = spool_->AppendMessage(envelope, "", message, nullptr);
   if (!appended.ok()) {
     LogError() << "queueing the " << what << " to " << to << ": " << appended.status();
@@ -542,7 +557,8 @@ void DeliveryEngine::PostTlsReport(const std::string& url, const std::string& do
             LogInfo() << "TLS report for " << domain << " not posted: " << result.status;
           }
           // Retired after this turn: `done` runs inside the post.
-          reactor_->Post([this, self] {
+          reactor_->Post([this, alive = alive_, self] {
+            if (!*alive) return;
             auto it = std::find_if(report_posts_.begin(), report_posts_.end(),
                                    [&](const auto& p) { return p.get() == *self; });
             if (it == report_posts_.end()) return;
@@ -563,8 +579,9 @@ dns::QueryHandle* DeliveryEngine::TrackLookup() {
 }
 
 void DeliveryEngine::ForgetLookup(dns::QueryHandle* raw) {
-  // The handle is done; drop it after this turn.
-  reactor_->Post([this, raw] {
+  // The handle is done; drop it after this turn (unless the engine is gone by then).
+  reactor_->Post([this, alive = alive_, raw] {
+    if (!*alive) return;
     auto it = std::find_if(lookups_.begin(), lookups_.end(),
                            [raw](const auto& h) { return h.get() == raw; });
     if (it != lookups_.end()) {
@@ -639,24 +656,23 @@ void DeliveryEngine::LookupDane(Job job, const dns::MxResult& result) {
           } else if (tlsa.dnssec && !tlsa.rdatas.empty()) {
             std::vector<tlspolicy::TlsaRecord> usable;
             for (const std::string& rdata : tlsa.rdatas) {
+              if (usable.size() >= tlspolicy::kTlsaRecordsPerHostMax) break;
               absl::StatusOr<tlspolicy::TlsaRecord> r = tlspolicy::ParseTlsaRdata(rdata);
               if (r.ok() && tlspolicy::TlsaUsableForSmtp(*r)) usable.push_back(*std::move(r));
             }
             if (usable.empty()) {
-              join->refused.emplace_back(
-                  host, absl::StrCat("none of its ", tlsa.rdatas.size(),
-                                     " TLSA records is usable for SMTP (RFC 7672 §3.1)"));
+              // RFC 7672 §2.2: TLS is still mandatory, without authentication (an empty set).
               ReportDaneFailure(join->job, host, tlspolicy::TlsFailure::kTlsaInvalid,
-                                join->refused.back().second);
-            } else {
-              join->policy->hosts.emplace(host, std::move(usable));
+                                absl::StrCat("none of its ", tlsa.rdatas.size(),
+                                             " TLSA records is usable for SMTP"));
             }
+            join->policy->hosts.emplace(host, std::move(usable));
           }  // records that are not validated count as none (RFC 7672 §2.2)
           if (--join->outstanding > 0) return;
-          if (!join->policy->hosts.empty()) {
-            join->job.dane = std::move(join->policy);
-            join->job.sts = nullptr;  // DANE outranks MTA-STS (RFC 8461 §2)
-          }
+          // For the hosts it names, DANE decides their TLS; MTA-STS still decides the rest and
+          // which hosts may be used at all (an MX answer validated by a resolver the relay
+          // trusts is still only as good as that trust).
+          if (!join->policy->hosts.empty()) join->job.dane = std::move(join->policy);
           Route(std::move(join->job), join->mx, join->refused);
         });
   }
@@ -664,6 +680,7 @@ void DeliveryEngine::LookupDane(Job job, const dns::MxResult& result) {
 
 void DeliveryEngine::Route(Job job, const dns::MxResult& result,
                            const std::vector<std::pair<std::string, std::string>>& refused) {
+  job.mx_dnssec = result.dnssec;
   std::vector<dns::MxHost> hosts = result.hosts;
   std::vector<dns::Candidate> candidates = result.candidates;
   std::string site = result.site;

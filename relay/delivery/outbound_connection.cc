@@ -206,11 +206,8 @@ void OutboundConnection::OnData(std::string_view bytes) {
     return;
   }
   if (!was_established && tls_->established()) {
-    if (engine_->options().tls_verify && !tls_->peer_verified()) {
-      engine_->CountTlsHandshake(false);
-      Apply(session_->OnTlsFailed(tls_->peer_verify_error()));
-      return;
-    }
+    // [delivery] tls_verify is judged per job (RefusedForTls): a DANE host's certificate answers
+    // to its TLSA records, not to a CA.
     engine_->CountTlsHandshake(true);
     Apply(session_->OnTlsEstablished());
   }
@@ -297,7 +294,8 @@ void OutboundConnection::FinishJob(const std::vector<smtp::Outcome>& outcomes) {
     attempt.tls_mode = tls_->peer_verified() ? TlsMode::kVerified : TlsMode::kOpportunistic;
     // Authenticated by its TLSA records (RefusedForTls let the job through), or verified as the
     // domain's MTA-STS policy asks (enforce, or testing that passed).
-    if (DeliveryEngine::DaneRecords(*job_, c.host) != nullptr) {
+    if (const auto* tlsa = DeliveryEngine::DaneRecords(*job_, c.host);
+        tlsa != nullptr && !tlsa->empty()) {
       attempt.tls_mode = TlsMode::kDane;
     } else if (attempt.tls_mode == TlsMode::kVerified && job_->sts != nullptr &&
                tlspolicy::StsMxAllowed(job_->sts->policy, c.host)) {
@@ -433,7 +431,8 @@ void OutboundConnection::TakeWork() {
 
 bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   const bool encrypted = tls_ != nullptr && tls_->established();
-  if (encrypted && job->sts == nullptr && job->dane == nullptr && !job->require_tls) {
+  const bool verify = engine_->options().tls_verify;
+  if (encrypted && job->sts == nullptr && job->dane == nullptr && !job->require_tls && !verify) {
     return false;  // the common case, at no cost
   }
   const dns::Candidate& c = current_candidate();
@@ -442,13 +441,16 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
                         tls_failure_.empty() ? std::string("offered no STARTTLS")
                                              : absl::StrCat("failed STARTTLS: ", tls_failure_));
   };
+  const bool verified = encrypted && tls_->peer_verified();
   std::string why;
   bool dane_authenticated = false;
-  if (const auto* tlsa = DeliveryEngine::DaneRecords(*job, c.host); tlsa != nullptr) {
-    // DANE first (RFC 8461 §2): TLS is mandatory and the TLSA records, not a CA, authenticate.
+  const auto* tlsa = DeliveryEngine::DaneRecords(*job, c.host);
+  if (tlsa != nullptr) {
+    // DANE first (RFC 7672 §2.2, RFC 8461 §2): TLS is mandatory and the TLSA records, not a CA,
+    // authenticate; a set with no usable record asks for TLS alone.
     if (!encrypted) {
       why = absl::StrCat(c.host, " publishes TLSA records (DANE): TLS is required");
-    } else {
+    } else if (!tlsa->empty()) {
       if (dane_checked_ != *tlsa) {  // checked once per connection and set of records
         dane_checked_ = *tlsa;
         dane_status_ =
@@ -461,17 +463,18 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
                            dane_status_.message(), ")");
       }
     }
-    if (!encrypted) {
-      ReportSession(*job, tlspolicy::TlsFailure::kStarttlsNotSupported, plain_why());
-    } else if (!dane_authenticated) {
-      ReportSession(*job, tlspolicy::TlsFailure::kValidationFailure,
-                    std::string(dane_status_.message()));
-    } else {
-      ReportSession(*job, std::nullopt, "");
+    if (!tlsa->empty()) {
+      if (!encrypted) {
+        ReportSession(*job, tlspolicy::TlsFailure::kStarttlsNotSupported, plain_why());
+      } else if (!dane_authenticated) {
+        ReportSession(*job, tlspolicy::TlsFailure::kValidationFailure,
+                      std::string(dane_status_.message()));
+      } else {
+        ReportSession(*job, std::nullopt, "");
+      }
     }
   } else if (job->sts != nullptr) {
     // MTA-STS next (RFC 8461 §5): it asks more than TLS.
-    const bool verified = encrypted && tls_->peer_verified();
     why = engine_->StsRequirement(*job, c.host, encrypted, verified,
                                   encrypted ? tls_->peer_verify_error() : std::string());
     // Reported in testing mode too (RFC 8460 §4.1).
@@ -487,14 +490,27 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
       ReportSession(*job, std::nullopt, "");
     }
   }
+  if (why.empty() && verify && encrypted && !verified && !dane_authenticated) {
+    // [delivery] tls_verify: a certificate that is not valid for the MX defers (unless DANE
+    // authenticated it: DANE-EE servers are self-signed as a rule).
+    why = absl::StrCat("the certificate of ", c.host, " is not valid for it (",
+                       tls_->peer_verify_error(), "; [delivery] tls_verify)");
+  }
   std::string enhanced = "4.7.5";
   bool permanent = false;
   if (why.empty() && job->require_tls) {
-    // REQUIRETLS (RFC 8689 §4.2.1): authenticated TLS to a server that offers REQUIRETLS, or the
-    // message goes back to its sender.
-    if (!encrypted) {
+    // REQUIRETLS (RFC 8689 §4.2.1): an MX that DNSSEC or the domain's MTA-STS policy vouches for,
+    // authenticated TLS, and a server that offers REQUIRETLS; or the message goes back to its
+    // sender.
+    const bool mx_vouched =
+        job->mx_dnssec || dane_authenticated ||
+        (job->sts != nullptr && tlspolicy::StsMxAllowed(job->sts->policy, c.host));
+    if (!mx_vouched) {
+      why = absl::StrCat("neither DNSSEC nor an MTA-STS policy vouches for ", c.host,
+                         " as an MX of ", job->domain);
+    } else if (!encrypted) {
       why = plain_why();
-    } else if (!dane_authenticated && !tls_->peer_verified()) {
+    } else if (!dane_authenticated && !verified) {
       why = absl::StrCat("the certificate of ", c.host, " is not valid for it (",
                          tls_->peer_verify_error().empty() ? std::string("not verified")
                                                            : tls_->peer_verify_error(),
@@ -507,7 +523,7 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
           "REQUIRETLS: the message may go only over authenticated TLS to a server "
           "that offers REQUIRETLS: ",
           why);
-      enhanced = "5.7.10";
+      enhanced = "5.7.30";  // REQUIRETLS support required (RFC 8689 §7)
       permanent = true;
     }
   } else if (why.empty()) {

@@ -40,9 +40,11 @@ struct Job {
   std::string campaign;              // its message's campaign, "" when none
   // Its domain's MTA-STS policy in force when it was dispatched (enforce or testing); null: none.
   std::shared_ptr<const tlspolicy::StsCacheEntry> sts;
-  // The DANE records of its MX hosts when they have any (they then outrank MTA-STS, RFC 8461 §2,
-  // and `sts` is null); null: none.
+  // The DANE records of its MX hosts when they have any (for those hosts they decide TLS, not
+  // `sts`); null: none.
   std::shared_ptr<const tlspolicy::DanePolicy> dane;
+  // Its MX answer was validated with DNSSEC (REQUIRETLS, RFC 8689 §4.2.1).
+  bool mx_dnssec = false;
   // RFC 8689: its message asked for REQUIRETLS, or said `TLS-Required: No` (then `sts` and `dane`
   // stay null and the downgrade memory does not hold it back).
   bool require_tls = false;

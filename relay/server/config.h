@@ -184,8 +184,8 @@ struct TlsPolicySettings {
   uint32_t mta_sts_lookups_max = 100;
   // DANE (RFC 7672): an MX host whose TLSA records are DNSSEC-validated gets TLS authenticated by
   // them, or no mail. Validation is the resolver's: its AD bit counts only when dnssec_trust_ad
-  // says so: kAuto when every DNS server is on loopback or /etc/resolv.conf has `options
-  // trust-ad` (dns::AdTrustedByDefault).
+  // says so: kAuto when every [delivery] dns_servers entry is on loopback, or none is named and
+  // /etc/resolv.conf has `options trust-ad` (dns::AdTrustedByDefault).
   enum class TrustAd { kAuto, kYes, kNo };
   bool dane = true;
   TrustAd dnssec_trust_ad = TrustAd::kAuto;

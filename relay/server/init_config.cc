@@ -232,9 +232,10 @@ mta_sts_policies_max = 100000
 # Policy lookups in flight per shard; past it, mail goes by the cached policy (or none).
 mta_sts_lookups_max = 100
 # DANE (RFC 7672): an MX host whose TLSA records are DNSSEC-validated gets TLS authenticated by
-# them, or no mail (DANE outranks MTA-STS). The validation is the resolver's: its AD bit counts
-# when dnssec_trust_ad = "yes", or "auto" and every DNS server is on loopback (a validating
-# unbound beside the relay) or /etc/resolv.conf has "options trust-ad".
+# them, or no mail (for that host DANE outranks MTA-STS). The validation is the resolver's: its
+# AD bit counts when dnssec_trust_ad = "yes", or "auto" and every [delivery] dns_servers entry
+# is on loopback (a validating unbound beside the relay), or none is named and
+# /etc/resolv.conf has "options trust-ad".
 dane = true
 dnssec_trust_ad = "auto"
 # TLS reporting (RFC 8460): sessions with domains that have an MTA-STS or DANE policy are counted

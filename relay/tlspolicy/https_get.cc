@@ -152,10 +152,11 @@ HttpsGet::~HttpsGet() {
 }
 
 bool HttpsGet::Idle() const {
-  return !connect_.in_flight() && !recv_.in_flight() && !send_.in_flight();
+  return begun_ && !connect_.in_flight() && !recv_.in_flight() && !send_.in_flight();
 }
 
 void HttpsGet::Begin() {
+  begun_ = true;
   if (finished_) return;
   reactor_->timers().ScheduleAfter(&deadline_, limits_.timeout_ms);
   fd_ = ::socket(address_.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -93,6 +93,7 @@ class HttpsGet : public io::IoObject {
   std::string post_body_;
   int fd_ = -1;
   bool finished_ = false;
+  bool begun_ = false;  // Begin ran (the task Start posts holds a pointer to this object until)
   bool request_sent_ = false;
   std::unique_ptr<tls::TlsStream> tls_;
   std::string response_;  // plaintext received

@@ -9,6 +9,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -746,6 +747,60 @@ std::string BuildReportMessage(std::string_view from, std::string_view to,
   }
   absl::StrAppend(&m, "\r\n--", boundary, "--\r\n");
   return m;
+}
+
+std::optional<std::string> MailtoAddress(std::string_view uri) {
+  constexpr std::string_view kScheme = "mailto:";
+  if (uri.size() <= kScheme.size() ||
+      !absl::EqualsIgnoreCase(Sv(uri.substr(0, kScheme.size())), Sv(kScheme))) {
+    return std::nullopt;
+  }
+  std::string_view rest = uri.substr(kScheme.size());
+  rest = rest.substr(0, rest.find('?'));
+  if (rest.empty() || rest.size() > 254) return std::nullopt;  // RFC 5321 §4.5.3.1.3
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string address;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    char c = rest[i];
+    if (c == '%') {
+      if (i + 2 >= rest.size()) return std::nullopt;
+      const int hi = hex(rest[i + 1]), lo = hex(rest[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= ' ' || u >= 127 || c == '<' || c == '>' || c == '"' || c == '\\' || c == ',' ||
+        c == '(' || c == ')' || c == '[' || c == ']' || c == ';' || c == ':') {
+      return std::nullopt;
+    }
+    address.push_back(c);
+  }
+  const size_t at = address.find('@');
+  if (at == 0 || at == std::string::npos || address.find('@', at + 1) != std::string::npos) {
+    return std::nullopt;
+  }
+  const std::string_view domain = std::string_view(address).substr(at + 1);
+  if (domain.empty() || domain.size() > 253) return std::nullopt;
+  size_t label = 0;
+  for (size_t i = 0; i <= domain.size(); ++i) {
+    if (i == domain.size() || domain[i] == '.') {
+      if (label == 0 || label > 63 || domain[i - 1] == '-' || domain[i - label] == '-') {
+        return std::nullopt;
+      }
+      label = 0;
+      continue;
+    }
+    const char c = domain[i];
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') return std::nullopt;
+    ++label;
+  }
+  return address;
 }
 
 }  // namespace relay::tlspolicy

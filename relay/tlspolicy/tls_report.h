@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +53,12 @@ struct TlsRptRecord {
 inline constexpr size_t kTlsRptRuaMax = 8;             // URIs kept at most
 inline constexpr size_t kTlsRptRecordBytesMax = 4096;  // longer records are refused
 absl::StatusOr<TlsRptRecord> ParseTlsRptRecord(std::string_view txt);
+
+// The address of a "mailto:" rua (RFC 6068: percent-decoded, a query after '?' dropped), only
+// when it is a plain address an SMTP envelope can carry: local@domain, one '@', no control
+// characters, spaces, quotes, angle brackets, backslashes or commas, the domain made of LDH
+// labels. nullopt otherwise: DNS text never reaches a command line as it is.
+std::optional<std::string> MailtoAddress(std::string_view uri);
 
 // One SMTP session as the engine saw it, against one destination's policy.
 struct TlsSession {

@@ -646,5 +646,23 @@ TEST(TlsReportMessageTest, NoHeaderInjection) {
   EXPECT_NE(m.find("Message-ID: <id_x_@s>\r\n"), std::string::npos);
 }
 
+TEST(TlsReportTest, MailtoAddressIsAPlainAddressOrNothing) {
+  EXPECT_EQ(MailtoAddress("mailto:tlsrpt@example.com"), "tlsrpt@example.com");
+  EXPECT_EQ(MailtoAddress("MAILTO:a.b+c@r.example.net?subject=x"), "a.b+c@r.example.net");
+  EXPECT_EQ(MailtoAddress("mailto:a%2Bb@example.com"), "a+b@example.com");
+  // Anything that could end an SMTP command line or an address is refused.
+  EXPECT_EQ(MailtoAddress("mailto:x@a>\r\nDATA"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:x@a%3E%0D%0ADATA"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:x@a%0"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:a@b@c.example"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:@c.example"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:a@-c.example"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:a@c..example"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:a b@c.example"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:a,b@c.example"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("https://c.example/"), std::nullopt);
+  EXPECT_EQ(MailtoAddress("mailto:"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace relay::tlspolicy

@@ -28,9 +28,14 @@ struct TlsaRecord {
   bool operator==(const TlsaRecord&) const = default;
 };
 
+// Usable records kept per MX host, at most: a signed zone may publish kilobytes of them, and each
+// costs certificate work per connection.
+inline constexpr size_t kTlsaRecordsPerHostMax = 16;
+
 // What DANE says for a destination (RFC 7672 §2.2), made after a DNSSEC-validated MX answer: the
-// usable TLSA records of each MX host that has them (canonical name). A host not named has none:
-// it gets what the destination's other policies say.
+// usable TLSA records of each MX host that published validated TLSA records (canonical name).
+// An empty list: records, none usable: TLS is mandatory but not authenticated (§2.2). A host not
+// named has none: it gets what the destination's other policies say.
 struct DanePolicy {
   absl::flat_hash_map<std::string, std::vector<TlsaRecord>> hosts;
 };

@@ -11,8 +11,8 @@ the CA in its chain), 127.0.0.4 offers no STARTTLS.
 Shows: a DANE-EE record that matches the certificate's key delivers, logged and counted as dane;
 a DANE-TA record naming the CA delivers when the certificate names the MX, and defers when it
 does not; a record that does not match defers and nothing reaches the MX; a host whose TLSA set
-has no usable record, and a host that offers no STARTTLS, defer; an unsigned zone with the same
-wrong record stays opportunistic and delivers.
+has no usable record gets TLS without authentication (and no mail without TLS), a host that
+offers no STARTTLS defers; an unsigned zone with the same wrong record stays opportunistic.
 
 usage: dane_test.py RELAYD RELAYCTL [--case N[,M...]] [--list]
 """
@@ -107,9 +107,12 @@ def dns_port():
     records.append(tlsa("mx.taname.dane.test", 2, 0, 1, ca_cert))
     records += mx("wrong.dane.test", "mx.wrong.dane.test", EE_IP)
     records.append(tlsa("mx.wrong.dane.test", 3, 1, 1, wrong))
-    # PKIX-EE (usage 1) is not for SMTP (RFC 7672 §3.1.3): a set with nothing usable.
+    # PKIX-EE (usage 1) is not for SMTP (RFC 7672 §3.1.3): a set with nothing usable, which still
+    # makes TLS mandatory (§2.2).
     records += mx("unusable.dane.test", "mx.unusable.dane.test", EE_IP)
     records.append(tlsa("mx.unusable.dane.test", 1, 1, 1, ee_key))
+    records += mx("unusableplain.dane.test", "mx.unusableplain.dane.test", PLAIN_IP)
+    records.append(tlsa("mx.unusableplain.dane.test", 1, 1, 1, ee_key))
     records += mx("strip.dane.test", "mx.strip.dane.test", PLAIN_IP)
     records.append(tlsa("mx.strip.dane.test", 3, 1, 1, ee_key))
     # A signed domain without TLSA records: opportunistic, as before.
@@ -219,12 +222,18 @@ def mismatch():
     check(not SINK.delivered_to("a@taname.dane.test"), "nothing reached that MX")
 
 
-@harness.case(3, "no usable TLSA record, or no STARTTLS at a DANE host: deferred")
+@harness.case(3, "no usable TLSA record: TLS without authentication; no STARTTLS: deferred")
 def unusable():
     submit("a@unusable.dane.test")
-    held = line("deferred", "a@unusable.dane.test")
-    check("none of its 1 TLSA records is usable" in str(held),
-          "a TLSA set with nothing usable defers: %s" % held)
+    got = line("delivered", "a@unusable.dane.test")
+    check(got.get("tls", {}).get("mode") == "opportunistic",
+          "a TLSA set with nothing usable: delivered over TLS, not authenticated: %s"
+          % got.get("tls"))
+    submit("a@unusableplain.dane.test")
+    held = line("deferred", "a@unusableplain.dane.test")
+    check("publishes TLSA records (DANE): TLS is required" in str(held),
+          "and TLS stays mandatory: no STARTTLS defers: %s" % held)
+    check(not SINK.delivered_to("a@unusableplain.dane.test"), "nothing went in plain text")
     submit("a@strip.dane.test")
     held = line("deferred", "a@strip.dane.test")
     check("publishes TLSA records (DANE): TLS is required" in str(held) and

@@ -21,10 +21,11 @@ not name the MX; an MX the policy does not list is passed over for one it lists;
 delivers anyway; the policies are kept in <spool>/mta-sts and hold after a restart while the
 HTTPS server is down.
 
-REQUIRETLS (RFC 8689): the relay offers it after STARTTLS; a message submitted with it goes to a
-receiver with a certificate valid for its MX that offers REQUIRETLS (and gets the parameter), and
-bounces with 5.7.10 from one that does not offer it or whose certificate is not valid. A message
-that says `TLS-Required: No` goes in plain text to a remembered domain whose STARTTLS is gone.
+REQUIRETLS (RFC 8689): the relay offers it after STARTTLS; a message submitted with it goes to an
+MX its domain's MTA-STS policy lists, with a certificate valid for it, that offers REQUIRETLS (and
+gets the parameter); it bounces with 5.7.30 from one that does not offer it, whose certificate is
+not valid, or that neither DNSSEC nor MTA-STS vouches for. A message that says `TLS-Required: No`
+goes in plain text to a remembered domain whose STARTTLS is gone.
 
 TLS reporting (RFC 8460), with a report window of a few seconds: rpt.example (enforce, a valid
 certificate) and rptfail.example (testing, a self-signed one) publish _smtp._tls records; after a
@@ -75,6 +76,11 @@ POLICIES = {
     "mixed.example": "mode: enforce\r\nmx: mx.mixed.example\r\n",
     "rpt.example": "mode: enforce\r\nmx: mx.rpt.example\r\n",
     "rptfail.example": "mode: testing\r\nmx: mx.rptfail.example\r\n",
+    # REQUIRETLS needs an MX that DNSSEC or MTA-STS vouches for (RFC 8689 §4.2.1): testing mode
+    # is enough.
+    "rt-ok.example": "mode: testing\r\nmx: mx.rt-ok.example\r\n",
+    "rt-no.example": "mode: testing\r\nmx: mx.rt-no.example\r\n",
+    "rt-bad.example": "mode: testing\r\nmx: mx.rt-bad.example\r\n",
 }
 METRICS_PORT = local_dns.free_port()
 WAIT_S = 30
@@ -159,7 +165,7 @@ def dns_port():
         zones += ("  local-data: '_smtp._tls.%s. 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@"
                   "reports.example,https://reports.example:%d/v1/tlsrpt\"'\n"
                   % (domain, REPORTS_HTTPS_PORT))
-    zones += local_dns.mx_zones(("rt-ok.example",), RT_IP)
+    zones += local_dns.mx_zones(("rt-ok.example", "rt-none.example"), RT_IP)
     zones += local_dns.mx_zones(("rt-no.example",), NO_RT_IP)
     zones += local_dns.mx_zones(("rt-bad.example", "tlsno.example"), SINK_IP)
     for domain in POLICIES:
@@ -365,9 +371,17 @@ class RequireTlsController(local_smtp.Controller):
         return RequireTlsSmtp(self.handler, **self.SMTP_kwargs)
 
 
-@harness.case(4, "REQUIRETLS: verified TLS to a receiver that offers it, else a 5.7.10 bounce")
+@harness.case(4, "REQUIRETLS: verified TLS to a receiver that offers it, else a 5.7.30 bounce")
 def requiretls():
-    cert, key = ca()[1]("mx-rt", "mx.rt-ok.example", "mx.rt-no.example")
+    policies = PolicyServer()
+    try:
+        requiretls_with_policies()
+    finally:
+        policies.stop()
+
+
+def requiretls_with_policies():
+    cert, key = ca()[1]("mx-rt", "mx.rt-ok.example", "mx.rt-no.example", "mx.rt-none.example")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     rt = harness.stop_at_exit(RequireTlsController(SINK, hostname=RT_IP, port=MX_PORT,
@@ -390,19 +404,27 @@ def requiretls():
         submit("a@rt-ok.example", ["REQUIRETLS"])
         submit("a@rt-no.example", ["REQUIRETLS"])
         submit("a@rt-bad.example", ["REQUIRETLS"])
+        submit("a@rt-none.example", ["REQUIRETLS"])
         got = line("delivered", "a@rt-ok.example")
-        check(got.get("tls", {}).get("mode") == "verified" and
+        check(got.get("tls", {}).get("mode") == "mta-sts" and
               any("app@example.com" in m for m in REQUIRETLS_SEEN),
-              "verified TLS, REQUIRETLS offered: delivered with the parameter: %s %s"
+              "an MX its MTA-STS policy lists, verified TLS, REQUIRETLS offered: delivered with the "
+              "parameter: %s %s"
               % (got.get("tls"), REQUIRETLS_SEEN))
         bounced = line("bounced", "a@rt-no.example")
-        check("does not offer REQUIRETLS" in str(bounced) and "5.7.10" in str(bounced),
-              "a receiver without REQUIRETLS: bounced with 5.7.10: %s" % bounced)
+        check("does not offer REQUIRETLS" in str(bounced) and "5.7.30" in str(bounced),
+              "a receiver without REQUIRETLS: bounced with 5.7.30: %s" % bounced)
         check(not SINK.delivered_to("a@rt-no.example"), "nothing reached it")
         bounced = line("bounced", "a@rt-bad.example")
         check("REQUIRETLS" in str(bounced) and "is not valid for it" in str(bounced),
               "a certificate not valid for the MX: bounced: %s" % bounced)
         check(not SINK.delivered_to("a@rt-bad.example"), "nothing reached that MX either")
+        bounced = line("bounced", "a@rt-none.example")
+        check("neither DNSSEC nor an MTA-STS policy vouches for mx.rt-none.example" in
+              str(bounced), "an MX nothing vouches for (no DNSSEC, no MTA-STS): bounced: %s"
+              % bounced)
+        check(not SINK.delivered_to("a@rt-none.example"), "nothing reached it, valid certificate "
+              "and REQUIRETLS notwithstanding")
         # TLS-Required: No (RFC 8689 §5): first a TLS delivery puts tlsno.example in the memory.
         submit("a@tlsno.example")
         line("delivered", "a@tlsno.example")
