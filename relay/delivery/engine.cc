@@ -102,8 +102,10 @@ absl::Status DeliveryEngine::Start() {
     sopts.verify_required = true;  // RFC 8461 §3.3: a policy only from a verified server
     if (!options_.sts_ca_file.empty()) sopts.ca_file = options_.sts_ca_file;
     ASSIGN_OR_RETURN(sts_tls_, tls::ClientTlsContext::Create(sopts));
+    tlspolicy::StsResolverOptions sts = options_.sts;
+    sts.reports = options_.tls_reports;
     sts_ = std::make_unique<tlspolicy::StsResolver>(reactor_, resolver_.get(), options_.sts_cache,
-                                                    sts_tls_.get(), options_.sts);
+                                                    sts_tls_.get(), sts);
   }
   if (options_.tls_reports != nullptr && options_.send_tls_reports) {
     tls::ClientTlsContext::Options ropts;

@@ -1,7 +1,9 @@
 #include "relay/tlspolicy/sts_resolver.h"
 
+#include <algorithm>
 #include <ctime>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/log.h"
 
@@ -11,7 +13,10 @@ StsResolver::StsResolver(io::Reactor* reactor, dns::Resolver* dns, StsCache* cac
                          tls::ClientTlsContext* context, StsResolverOptions options)
     : reactor_(reactor), dns_(dns), cache_(cache), context_(context), options_(options) {}
 
-StsResolver::~StsResolver() { Stop(); }
+StsResolver::~StsResolver() {
+  *alive_ = false;
+  Stop();
+}
 
 void StsResolver::Stop() {
   // Nothing in flight may call back into a resolver (or use a TLS context) that is going away.
@@ -23,6 +28,7 @@ void StsResolver::Stop() {
     }
   }
   discoveries_.clear();
+  waiting_ = 0;
 }
 
 int64_t StsResolver::NowUnixS() const {
@@ -64,10 +70,12 @@ void StsResolver::Policy(const std::string& domain, Done done) {
   const bool fresh = cached != nullptr && StsEntryFresh(*cached, NowUnixS());
   auto found = discoveries_.find(domain);
   if (found != discoveries_.end()) {
-    if (fresh) {
+    if (fresh || waiting_ >= options_.waiting_max) {
+      if (!fresh) ++stats_.discoveries_refused;
       done(InForce(domain));
     } else {
       found->second->waiting.push_back(std::move(done));
+      ++waiting_;
     }
     return;
   }
@@ -80,7 +88,10 @@ void StsResolver::Policy(const std::string& domain, Done done) {
   }
   std::unique_ptr<Discovery>& d = discoveries_[domain];
   d = std::make_unique<Discovery>();
-  if (!fresh) d->waiting.push_back(std::move(done));
+  if (!fresh) {
+    d->waiting.push_back(std::move(done));
+    ++waiting_;
+  }
   if (checked_.size() >= options_.domains_max) checked_.clear();
   checked_[domain] = Checked{now, nullptr};  // one look per recheck interval, whatever comes of it
   ++stats_.txt_lookups;
@@ -122,28 +133,70 @@ void StsResolver::Fetch(const std::string& domain, std::string id) {
         if (!r.status.ok() || r.addresses.empty()) {
           ++stats_.fetch_failures;
           LogInfo() << "MTA-STS: " << host << ": " << r.status.ToString();
+          ReportFailure(domain, TlsFailure::kStsPolicyFetchError, r.status.ToString());
           Finish(domain);
           return;
         }
         auto d = discoveries_.find(domain);
         if (d == discoveries_.end()) return;
-        io::SocketAddress address = r.addresses.front();
-        address.set_port(options_.https_port);
-        ++stats_.fetches;
-        d->second->fetch = HttpsGet::Start(
-            reactor_, context_, host, address, "/.well-known/mta-sts.txt", options_.limits,
-            [this, domain, id](HttpsGetResult result) { OnPolicy(domain, id, std::move(result)); });
+        d->second->addresses = std::move(r.addresses);
+        if (d->second->addresses.size() > options_.fetch_addresses_max) {
+          d->second->addresses.resize(options_.fetch_addresses_max);
+        }
+        std::reverse(d->second->addresses.begin(), d->second->addresses.end());  // next: back()
+        FetchFrom(domain, id);
       });
+}
+
+void StsResolver::FetchFrom(const std::string& domain, const std::string& id) {
+  auto d = discoveries_.find(domain);
+  if (d == discoveries_.end() || d->second->addresses.empty()) return;
+  io::SocketAddress address = d->second->addresses.back();
+  d->second->addresses.pop_back();
+  address.set_port(options_.https_port);
+  ++stats_.fetches;
+  if (d->second->fetch != nullptr) reactor_->RetireWhenIdle(std::move(d->second->fetch));
+  d->second->fetch = HttpsGet::Start(
+      reactor_, context_, absl::StrCat("mta-sts.", domain), address, "/.well-known/mta-sts.txt",
+      options_.limits,
+      [this, domain, id](HttpsGetResult result) { OnPolicy(domain, id, std::move(result)); });
+}
+
+void StsResolver::ReportFailure(const std::string& domain, TlsFailure failure, std::string why) {
+  if (options_.reports == nullptr) return;
+  TlsSession s;
+  s.policy_domain = domain;
+  s.policy_type = ReportPolicyType::kSts;
+  s.success = false;
+  s.failure = failure;
+  s.additional = std::move(why);
+  options_.reports->Record(s, NowUnixS());
 }
 
 void StsResolver::OnPolicy(const std::string& domain, const std::string& id,
                            HttpsGetResult result) {
+  if (absl::IsUnavailable(result.status)) {
+    // The connection failed: mta-sts.<domain>'s next address, if it has one.
+    auto d = discoveries_.find(domain);
+    if (d != discoveries_.end() && !d->second->addresses.empty()) {
+      LogInfo() << "MTA-STS: " << result.status.message() << "; trying another address";
+      // Not from inside the fetch that is reporting: on the next turn.
+      reactor_->Post([this, alive = alive_, domain, id] {
+        if (*alive) FetchFrom(domain, id);
+      });
+      return;
+    }
+  }
   absl::StatusOr<StsPolicy> policy =
       result.status.ok() ? ParseStsPolicy(result.body) : absl::StatusOr<StsPolicy>(result.status);
   if (!policy.ok()) {
     ++stats_.fetch_failures;
     LogWarning() << "MTA-STS: the policy of " << domain << " (id " << id
                  << ") was not taken: " << policy.status().message();
+    ReportFailure(
+        domain,
+        result.status.ok() ? TlsFailure::kStsPolicyInvalid : TlsFailure::kStsPolicyFetchError,
+        std::string(policy.status().message()));
   } else {
     StsCacheEntry entry;
     entry.domain = domain;
@@ -167,6 +220,7 @@ void StsResolver::Finish(const std::string& domain) {
   if (d->fetch != nullptr) reactor_->RetireWhenIdle(std::move(d->fetch));
   const StsEntryPtr policy = InForce(domain);
   if (auto c = checked_.find(domain); c != checked_.end()) c->second.entry = policy;
+  waiting_ -= d->waiting.size();
   for (Done& done : d->waiting) done(policy);
 }
 

@@ -24,6 +24,7 @@
 #include "relay/tls/tls_context.h"
 #include "relay/tlspolicy/https_get.h"
 #include "relay/tlspolicy/sts_cache.h"
+#include "relay/tlspolicy/tls_report.h"
 
 namespace relay::tlspolicy {
 
@@ -37,6 +38,13 @@ struct StsResolverOptions {
   size_t domains_max = 100000;  // domains whose last check is remembered (then forgotten at once)
   // Discoveries (TXT lookup, then maybe a fetch) in flight at once; past it the cache answers.
   size_t discoveries_max = 100;
+  // Callers waiting for discoveries, all domains together; past it the cache answers.
+  size_t waiting_max = 100000;
+  // Addresses of mta-sts.<domain> tried in turn when a connection fails.
+  size_t fetch_addresses_max = 4;
+  // Where a policy that could not be fetched or parsed is counted (RFC 8460 §4.3.2.1:
+  // sts-policy-fetch-error, sts-policy-invalid); null: nowhere.
+  TlsReportLedger* reports = nullptr;
 };
 
 struct StsResolverStats {
@@ -74,7 +82,12 @@ class StsResolver {
     std::vector<Done> waiting;
     dns::QueryHandle query;
     std::unique_ptr<HttpsGet> fetch;
+    std::vector<io::SocketAddress> addresses;  // of mta-sts.<domain>, the next to try first
   };
+  // Starts the fetch from the discovery's next address.
+  void FetchFrom(const std::string& domain, const std::string& id);
+  // Counts a policy that could not be had in the TLS reports.
+  void ReportFailure(const std::string& domain, TlsFailure failure, std::string why);
   void OnTxt(const std::string& domain, dns::TxtResult result);
   void Fetch(const std::string& domain, std::string id);
   void OnPolicy(const std::string& domain, const std::string& id, HttpsGetResult result);
@@ -96,6 +109,9 @@ class StsResolver {
   };
   absl::flat_hash_map<std::string, Checked> checked_;
   absl::flat_hash_map<std::string, std::unique_ptr<Discovery>> discoveries_;
+  size_t waiting_ = 0;  // callers in every discovery's `waiting`
+  // Cleared by ~StsResolver: a retry posted before it is dropped.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   StsResolverStats stats_;
 };
 

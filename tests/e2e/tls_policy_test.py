@@ -64,6 +64,7 @@ SINK_IP = "127.0.0.2"
 GOOD_IP, BAD_IP, HTTPS_IP = "127.0.0.5", "127.0.0.4", "127.0.0.3"
 RT_IP, NO_RT_IP = "127.0.0.6", "127.0.0.7"  # receivers that offer REQUIRETLS, and not
 REPORTS_IP = "127.0.0.8"  # reports.example: its MX and its HTTPS report server
+DEAD_IP = "127.0.0.9"  # nothing listens there
 MX_PORT = local_dns.free_port([SINK_IP, GOOD_IP, BAD_IP, RT_IP, NO_RT_IP, REPORTS_IP])
 REPORTS_HTTPS_PORT = local_dns.free_port([REPORTS_IP])
 REPORT_WINDOW_S = 3
@@ -78,6 +79,8 @@ POLICIES = {
     "rptfail.example": "mode: testing\r\nmx: mx.rptfail.example\r\n",
     # REQUIRETLS needs an MX that DNSSEC or MTA-STS vouches for (RFC 8689 §4.2.1): testing mode
     # is enough.
+    # Its policy server's first address takes no connection: the second one serves it.
+    "twoaddr.example": "mode: enforce\r\nmx: mx.twoaddr.example\r\n",
     "rt-ok.example": "mode: testing\r\nmx: mx.rt-ok.example\r\n",
     "rt-no.example": "mode: testing\r\nmx: mx.rt-no.example\r\n",
     "rt-bad.example": "mode: testing\r\nmx: mx.rt-bad.example\r\n",
@@ -161,13 +164,22 @@ def dns_port():
     zones += local_dns.mx_zones(("rptfail.example",), BAD_IP)
     zones += local_dns.mx_zones(("reports.example",), REPORTS_IP)
     zones += '  local-data: "reports.example. 300 IN A %s"\n' % REPORTS_IP
-    for domain in ("rpt.example", "rptfail.example"):
+    for domain in ("rpt.example", "rptfail.example", "rptfetch.example"):
         zones += ("  local-data: '_smtp._tls.%s. 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@"
                   "reports.example,https://reports.example:%d/v1/tlsrpt\"'\n"
                   % (domain, REPORTS_HTTPS_PORT))
     zones += local_dns.mx_zones(("rt-ok.example", "rt-none.example"), RT_IP)
     zones += local_dns.mx_zones(("rt-no.example",), NO_RT_IP)
     zones += local_dns.mx_zones(("rt-bad.example", "tlsno.example"), SINK_IP)
+    zones += local_dns.mx_zones(("twoaddr.example",), GOOD_IP)
+    # rptfetch.example publishes _mta-sts and _smtp._tls records, but its policy server has no
+    # policy for it (404): a fetch error to report.
+    zones += local_dns.mx_zones(("rptfetch.example",), GOOD_IP)
+    zones += ("  local-data: '_mta-sts.rptfetch.example. 300 IN TXT \"v=STSv1; id=1\"'\n"
+              '  local-data: "mta-sts.rptfetch.example. 300 IN A %s"\n' % HTTPS_IP)
+    # Addresses in the order given, so that the dead one comes first.
+    zones += "  rrset-roundrobin: no\n"
+    zones += '  local-data: "mta-sts.twoaddr.example. 300 IN A %s"\n' % DEAD_IP
     for domain in POLICIES:
         zones += "  local-data: '_mta-sts.%s. 300 IN TXT \"v=STSv1; id=1\"'\n" % domain
         zones += '  local-data: "mta-sts.%s. 300 IN A %s"\n' % (domain, HTTPS_IP)
@@ -291,7 +303,7 @@ def stripped():
 @harness.case(3, "MTA-STS: enforce delivers over verified TLS, refuses a bad certificate or MX")
 def mta_sts():
     good_cert, good_key = ca()[1]("mx-good", "mx.enforce.example", "mx.unlisted.example",
-                                  "mx.mixed.example")
+                                  "mx.mixed.example", "mx.twoaddr.example")
     good = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     good.load_cert_chain(good_cert, good_key)
     policies = PolicyServer()
@@ -301,7 +313,7 @@ def mta_sts():
     bad_sink = local_smtp.start(SINK, BAD_IP, MX_PORT, TMP)  # a self-signed certificate
     try:
         for rcpt in ("a@enforce.example", "a@badcert.example", "a@testing.example",
-                     "a@unlisted.example", "a@mixed.example"):
+                     "a@unlisted.example", "a@mixed.example", "a@twoaddr.example"):
             submit(rcpt)
         got = line("delivered", "a@enforce.example")
         check(got.get("tls", {}).get("mode") == "mta-sts",
@@ -320,6 +332,11 @@ def mta_sts():
         got = line("delivered", "a@mixed.example")
         check(got.get("mx") == "mx.mixed.example" and got.get("tls", {}).get("mode") == "mta-sts",
               "an MX the policy does not list is passed over for one it lists: %s" % got)
+        got = line("delivered", "a@twoaddr.example")
+        check(got.get("tls", {}).get("mode") == "mta-sts" and
+              "trying another address" in relay().log(),
+              "the policy server's first address refused the connection, the second served the "
+              "policy: %s" % got.get("tls"))
         check(metric('relay_delivered_by_tls_total{mode="mta-sts"}') >= 2, "counted as mta-sts")
     finally:
         policies.stop()
@@ -487,6 +504,7 @@ def tls_reports():
     harness.at_exit("report server", lambda: (server.shutdown(), server.server_close()))
     submit("a@rpt.example")
     submit("a@rptfail.example")
+    submit("a@rptfetch.example")
     check(line("delivered", "a@rpt.example").get("tls", {}).get("mode") == "mta-sts",
           "rpt.example: delivered under its policy")
     check(line("delivered", "a@rptfail.example").get("tls", {}).get("mode") == "opportunistic",
@@ -500,7 +518,8 @@ def tls_reports():
                             for p in json.loads(gzip.decompress(post[2]))["policies"]}
             except (OSError, ValueError, KeyError):
                 pass
-        return domains >= {"rpt.example", "rptfail.example"} and list(ReportHandler.posts)
+        return domains >= {"rpt.example", "rptfail.example", "rptfetch.example"} and \
+            list(ReportHandler.posts)
     got = wait_for(posted, "both domains' reports posted")
     posts = got or []
     check(all(p[0] == "/v1/tlsrpt" and p[1] == "application/tlsrpt+gzip" for p in posts),
@@ -522,8 +541,14 @@ def tls_reports():
           details[0].get("receiving-mx-hostname") == "mx.rptfail.example" and
           details[0].get("receiving-ip") == BAD_IP and details[0].get("failed-session-count") == 1,
           "rptfail.example: one failed session, certificate-not-trusted at its MX: %s" % bad)
+    fetch = by_domain.get("rptfetch.example", {})
+    details = fetch.get("failure-details", [{}])
+    check(fetch.get("summary", {}).get("total-failure-session-count") == 1 and
+          details[0].get("result-type") == "sts-policy-fetch-error",
+          "rptfetch.example: its policy could not be fetched: sts-policy-fetch-error: %s" % fetch)
+    details = bad.get("failure-details", [])
     # And by mail, through the relay's own queue.
-    mails = wait_for(lambda: len(SINK.delivered_to("tlsrpt@reports.example")) >= 2 and
+    mails = wait_for(lambda: len(SINK.delivered_to("tlsrpt@reports.example")) >= 3 and
                      SINK.delivered_to("tlsrpt@reports.example"), "the reports by mail")
     seen = {}
     for mail_from, _, content in mails or []:
