@@ -432,6 +432,13 @@ void DeliveryEngine::SendDueTlsReports() {
   if (stopping_) return;
   reactor_->timers().ScheduleAfter(&tls_report_timer_, kTlsReportCheckMs);
   for (tlspolicy::DomainReport& report : options_.tls_reports->TakeDue(NowUnixMs() / 1000)) {
+    reports_due_.push_back(std::move(report));
+  }
+  // A window's end may bring thousands of domains: a few each tick, so that the shard's own MX
+  // lookups do not queue behind them.
+  for (size_t n = 0; n < kTlsReportsPerTick && !reports_due_.empty(); ++n) {
+    tlspolicy::DomainReport report = std::move(reports_due_.front());
+    reports_due_.pop_front();
     // Where the domain wants its report (RFC 8460 §3): _smtp._tls.<domain> TXT.
     const std::string name = absl::StrCat("_smtp._tls.", report.policy_domain);
     dns::QueryHandle* raw = TrackLookup();

@@ -451,6 +451,10 @@ class DeliveryEngine {
   // report POSTs verify with, and the POSTs in flight (bounded).
   static constexpr int64_t kTlsReportCheckMs = 1000;
   static constexpr size_t kTlsReportPostsMax = 64;
+  static constexpr size_t kTlsReportsPerTick = 50;
+  // Reports taken from the ledger and not yet looked at (bounded by the ledger's domains_max per
+  // window).
+  std::deque<tlspolicy::DomainReport> reports_due_;
   io::Timer tls_report_timer_;
   // Cleared by ~DeliveryEngine: a report signed after it is dropped.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

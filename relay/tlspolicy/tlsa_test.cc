@@ -1,8 +1,12 @@
 #include "relay/tlspolicy/tlsa.h"
 
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -59,6 +63,51 @@ TlsaRecord Record(uint8_t usage, uint8_t selector, uint8_t mtype, std::string da
       data);
   EXPECT_TRUE(r.ok());
   return *r;
+}
+
+// A certificate issued for the test: an EC P-256 key, CA or not, signed by `issuer` (itself when
+// null), valid from `not_before` to `not_after` (Unix seconds), with a DNS name when not "".
+struct Issued {
+  bssl::UniquePtr<EVP_PKEY> key;
+  bssl::UniquePtr<X509> cert;
+  std::string der;
+};
+
+Issued Issue(const std::string& cn, bool ca, const Issued* issuer, int64_t not_before,
+             int64_t not_after, const std::string& dns_name = "") {
+  Issued out;
+  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  EXPECT_TRUE(EC_KEY_generate_key(ec.get()));
+  out.key.reset(EVP_PKEY_new());
+  EXPECT_TRUE(EVP_PKEY_assign_EC_KEY(out.key.get(), ec.release()));
+  out.cert.reset(X509_new());
+  X509* x = out.cert.get();
+  static long serial = 1;
+  X509_set_version(x, X509_VERSION_3);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const uint8_t*>(cn.c_str()),
+                             -1, -1, 0);
+  X509_set_issuer_name(x, issuer != nullptr ? X509_get_subject_name(issuer->cert.get()) : name);
+  ASN1_TIME_set(X509_getm_notBefore(x), static_cast<time_t>(not_before));
+  ASN1_TIME_set(X509_getm_notAfter(x), static_cast<time_t>(not_after));
+  X509_set_pubkey(x, out.key.get());
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer != nullptr ? issuer->cert.get() : x, x, nullptr, nullptr, 0);
+  auto add = [&](int nid, const char* value) {
+    bssl::UniquePtr<X509_EXTENSION> e(X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value));
+    ASSERT_NE(e, nullptr) << value;
+    X509_add_ext(x, e.get(), -1);
+  };
+  add(NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+  if (ca) add(NID_key_usage, "critical,keyCertSign");
+  if (!dns_name.empty()) add(NID_subject_alt_name, ("DNS:" + dns_name).c_str());
+  EXPECT_TRUE(X509_sign(x, issuer != nullptr ? issuer->key.get() : out.key.get(), EVP_sha256()));
+  uint8_t* der = nullptr;
+  const int n = i2d_X509(x, &der);
+  out.der.assign(reinterpret_cast<char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  return out;
 }
 
 TEST(TlsaTest, ParsesAndBoundsTheRdata) {
@@ -143,6 +192,45 @@ TEST(TlsaTest, NothingUsableOrNothingPresentedIsRefused) {
   EXPECT_FALSE(DaneAuthenticate({Record(3, 1, 1, Sha256(mx.spki))}, {}, {"mx.dane.test"}, 0).ok());
   EXPECT_FALSE(
       DaneAuthenticate({Record(3, 1, 1, Sha256(mx.spki))}, {"junk"}, {"mx.dane.test"}, 0).ok());
+}
+
+TEST(TlsaTest, DaneTaNamesARootOrAnIntermediateOfTheChain) {
+  const int64_t now = 1790000000, day = 86400;
+  const Issued root = Issue("test root", true, nullptr, now - day, now + 365 * day);
+  const Issued inter = Issue("test intermediate", true, &root, now - day, now + 365 * day);
+  const Issued leaf = Issue("mx", false, &inter, now - day, now + 30 * day, "mx.dane.test");
+  const std::vector<std::string> chain = {leaf.der, inter.der, root.der};
+  // The root, or the intermediate, by its certificate's digest: the leaf chains up to either.
+  EXPECT_TRUE(
+      DaneAuthenticate({Record(2, 0, 1, Sha256(root.der))}, chain, {"mx.dane.test"}, now).ok());
+  absl::Status s = DaneAuthenticate({Record(2, 0, 1, Sha256(inter.der))}, {leaf.der, inter.der},
+                                    {"mx.dane.test"}, now);
+  EXPECT_TRUE(s.ok()) << s;
+  // The name is checked against the leaf's, and the dates along the chain.
+  EXPECT_FALSE(
+      DaneAuthenticate({Record(2, 0, 1, Sha256(root.der))}, chain, {"other.dane.test"}, now).ok());
+  EXPECT_FALSE(
+      DaneAuthenticate({Record(2, 0, 1, Sha256(root.der))}, chain, {"mx.dane.test"}, now + 60 * day)
+          .ok());
+  // A chain that carries the named certificate while its leaf was issued by someone else.
+  const Issued other_ca = Issue("another CA", true, nullptr, now - day, now + 365 * day);
+  const Issued stranger = Issue("mx", false, &other_ca, now - day, now + 30 * day, "mx.dane.test");
+  s = DaneAuthenticate({Record(2, 0, 1, Sha256(root.der))}, {stranger.der, inter.der, root.der},
+                       {"mx.dane.test"}, now);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("does not verify"), std::string::npos) << s;
+  // An intermediate that ran out makes the chain fail even though the root is named.
+  const Issued old_inter = Issue("old intermediate", true, &root, now - 90 * day, now - day);
+  const Issued late_leaf =
+      Issue("mx", false, &old_inter, now - 2 * day, now + 30 * day, "mx.dane.test");
+  EXPECT_FALSE(DaneAuthenticate({Record(2, 0, 1, Sha256(root.der))},
+                                {late_leaf.der, old_inter.der, root.der}, {"mx.dane.test"}, now)
+                   .ok());
+  // A leaf that is not a CA cannot stand in for one.
+  const Issued fake = Issue("mx", false, &leaf, now - day, now + 30 * day, "mx.dane.test");
+  EXPECT_FALSE(DaneAuthenticate({Record(2, 0, 1, Sha256(leaf.der))}, {fake.der, leaf.der},
+                                {"mx.dane.test"}, now)
+                   .ok());
 }
 
 }  // namespace
