@@ -35,6 +35,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "relay/base/json.h"
 
 namespace relay::delivery {
 
@@ -110,8 +111,9 @@ struct DeliveryLogOptions {
 // "<dir>/delivery-<shard>.log".
 std::string DeliveryLogPath(std::string_view dir, uint32_t shard);
 
-// Appends `s` to `out` as a JSON string with its quotes, escaped as described above.
-void AppendJsonString(std::string& out, std::string_view s);
+// Appends `s` to `out` as a JSON string with its quotes, escaped as described above
+// (relay/base/json.h).
+using relay::AppendJsonString;
 
 // Appends one JSON object and its '\n' for `record`.
 void FormatDeliveryRecord(const DeliveryRecord& record, std::string& out);

@@ -17,6 +17,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "relay/base/check.h"
+#include "relay/base/json.h"
 #include "relay/base/lines.h"
 #include "relay/base/sv.h"
 
@@ -190,78 +191,8 @@ void AddDetail(DomainReport* report, TlsFailure failure, std::string_view sendin
 
 // --- The report ---
 
-constexpr char kHex[] = "0123456789abcdef";
-
-// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629 §4: no overlong forms, no
-// surrogates, nothing above U+10FFFF), 0 when there is none.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size() || byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-  }
-  return n;
-}
-
-// A JSON string (RFC 8259 §7); bytes that are not UTF-8 become U+FFFD.
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out->push_back(static_cast<char>(c));
-      ++i;
-      continue;
-    }
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x80) {  // other control characters, and DEL
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 0xf]);
-        } else if (const size_t n = Utf8SequenceLength(s, i); n > 0) {
-          out->append(s.data() + i, n);
-          i += n;
-          continue;
-        } else {
-          out->append("\\ufffd");
-        }
-    }
-    ++i;
-  }
-  out->push_back('"');
-}
+// A JSON string (RFC 8259 §7): relay/base/json.h.
+void AppendJsonString(std::string* out, std::string_view s) { relay::AppendJsonString(*out, s); }
 
 void AppendJsonStringArray(std::string* out, const std::vector<std::string>& items) {
   out->push_back('[');
