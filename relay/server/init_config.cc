@@ -247,6 +247,9 @@ report_interval_s = 86400
 report_domains_max = 10000
 report_organization = ""
 report_contact = ""
+report_from = ""
+# The CA bundle report servers' certificates must lead to ("": the system store).
+report_ca_file = ""
 [log]
 # The delivery log: one JSON object per line per event (received, delivered, deferred, bounced,
 # dsn_sent), one file per shard (delivery-<shard>.log). Rotated by size, and reopened on SIGHUP
