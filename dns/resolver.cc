@@ -19,6 +19,7 @@
 #include "relay/base/lines.h"
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
+#include "relay/base/url.h"
 
 namespace dns {
 namespace {
@@ -367,11 +368,6 @@ std::string_view ServerHost(std::string_view server) {
   return server;
 }
 
-bool IsLoopback(std::string_view host) {
-  if (host.substr(0, 4) == "127.") return true;
-  return host == "::1" || host == "0:0:0:0:0:0:0:1";
-}
-
 }  // namespace
 
 bool AdTrustedByDefault(const std::vector<std::string>& servers, std::string_view resolv_conf) {
@@ -393,8 +389,9 @@ bool AdTrustedByDefault(const std::vector<std::string>& servers, std::string_vie
   // its trust-ad option (the operator's word, as glibc takes it) or servers the relay's own
   // configuration names on loopback are believed.
   if (servers.empty()) return trust_ad_option && !from_conf.empty();
-  return std::all_of(servers.begin(), servers.end(),
-                     [](const std::string& s) { return IsLoopback(ServerHost(s)); });
+  return std::all_of(servers.begin(), servers.end(), [](const std::string& s) {
+    return relay::IsLoopbackHost(std::string(ServerHost(s)));
+  });
 }
 
 bool AdTrustedByDefault(const std::vector<std::string>& servers) {

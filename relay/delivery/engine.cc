@@ -14,6 +14,7 @@
 #include "relay/base/log.h"
 #include "relay/base/status_macros.h"
 #include "relay/base/sv.h"
+#include "relay/base/url.h"
 #include "relay/delivery/delivery_policy.h"
 #include "relay/delivery/dsn.h"
 #include "relay/delivery/outbound_connection.h"
@@ -432,7 +433,18 @@ void DeliveryEngine::SendDueTlsReports() {
   if (stopping_) return;
   reactor_->timers().ScheduleAfter(&tls_report_timer_, kTlsReportCheckMs);
   for (tlspolicy::DomainReport& report : options_.tls_reports->TakeDue(NowUnixMs() / 1000)) {
+    if (reports_due_.size() >= kTlsReportsDueMax) {
+      // Windows shorter than the time their reports take to go out: the oldest wait, the rest
+      // are dropped rather than kept without bound.
+      ++reports_dropped_;
+      continue;
+    }
     reports_due_.push_back(std::move(report));
+  }
+  if (reports_dropped_ > 0 && reports_due_.empty()) {
+    LogWarning() << reports_dropped_ << " TLS reports dropped: more were due than "
+                 << kTlsReportsDueMax << " at once";
+    reports_dropped_ = 0;
   }
   // A window's end may bring thousands of domains: a few each tick, so that the shard's own MX
   // lookups do not queue behind them.
@@ -538,12 +550,14 @@ void DeliveryEngine::PostTlsReport(const std::string& url, const std::string& do
                  << " not sent: " << kTlsReportPostsMax << " reports are being posted";
     return;
   }
-  std::string host, path;
-  uint16_t port = 443;
-  if (!tlspolicy::SplitHttpsUrl(url, &host, &port, &path)) {
-    LogInfo() << "TLS report for " << domain << " not posted: " << url << " is not a usable URL";
+  absl::StatusOr<Url> parsed = ParseUrl(url);
+  if (!parsed.ok() || !parsed->tls) {
+    LogInfo() << "TLS report for " << domain << " not posted: " << absl::CHexEscape(url) << ": "
+              << (parsed.ok() ? std::string("not https") : std::string(parsed.status().message()));
     return;
   }
+  const std::string host = parsed->host, path = parsed->path;
+  const uint16_t port = parsed->port;
   dns::QueryHandle* raw = TrackLookup();
   *raw = resolver_->ResolveAddresses(
       host, options_.family,

@@ -452,9 +452,10 @@ class DeliveryEngine {
   static constexpr int64_t kTlsReportCheckMs = 1000;
   static constexpr size_t kTlsReportPostsMax = 64;
   static constexpr size_t kTlsReportsPerTick = 50;
-  // Reports taken from the ledger and not yet looked at (bounded by the ledger's domains_max per
-  // window).
+  // Reports taken from the ledger and not yet looked at, at most kTlsReportsDueMax.
+  static constexpr size_t kTlsReportsDueMax = 100000;
   std::deque<tlspolicy::DomainReport> reports_due_;
+  uint64_t reports_dropped_ = 0;
   io::Timer tls_report_timer_;
   // Cleared by ~DeliveryEngine: a report signed after it is dropped.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

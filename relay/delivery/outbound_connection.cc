@@ -444,6 +444,9 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
   const bool verified = encrypted && tls_->peer_verified();
   std::string why;
   bool dane_authenticated = false;
+  // An MX its domain's MTA-STS policy lists (looked at once, for the policy, the report and
+  // REQUIRETLS).
+  const bool sts_listed = job->sts != nullptr && tlspolicy::StsMxAllowed(job->sts->policy, c.host);
   const auto* tlsa = DeliveryEngine::DaneRecords(*job, c.host);
   if (tlsa != nullptr) {
     // DANE first (RFC 7672 §2.2, RFC 8461 §2): TLS is mandatory and the TLSA records, not a CA,
@@ -478,7 +481,7 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
     why = engine_->StsRequirement(*job, c.host, encrypted, verified,
                                   encrypted ? tls_->peer_verify_error() : std::string());
     // Reported in testing mode too (RFC 8460 §4.1).
-    if (!tlspolicy::StsMxAllowed(job->sts->policy, c.host)) {
+    if (!sts_listed) {
       ReportSession(*job, tlspolicy::TlsFailure::kValidationFailure,
                     absl::StrCat(c.host, " is not an mx of the policy"));
     } else if (!encrypted) {
@@ -502,9 +505,7 @@ bool OutboundConnection::RefusedForTls(std::unique_ptr<Job>& job) {
     // REQUIRETLS (RFC 8689 §4.2.1): an MX that DNSSEC or the domain's MTA-STS policy vouches for,
     // authenticated TLS, and a server that offers REQUIRETLS; or the message goes back to its
     // sender.
-    const bool mx_vouched =
-        job->mx_dnssec || dane_authenticated ||
-        (job->sts != nullptr && tlspolicy::StsMxAllowed(job->sts->policy, c.host));
+    const bool mx_vouched = job->mx_dnssec || dane_authenticated || sts_listed;
     if (!mx_vouched) {
       why = absl::StrCat("neither DNSSEC nor an MTA-STS policy vouches for ", c.host,
                          " as an MX of ", job->domain);

@@ -15,19 +15,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "relay/base/url.h"
 
 namespace relay::events {
 
 inline constexpr size_t kResponseHeadBytesMax = 16 << 10;
 
-struct Url {
-  bool tls = true;
-  std::string host;  // without brackets for an IPv6 literal
-  uint16_t port = 443;
-  std::string path = "/";
-};
-// "https://host[:port][/path]" (or http:// to a loopback address); an error names the problem.
-absl::StatusOr<Url> ParseUrl(std::string_view text);
+using relay::ParseUrl;  // relay/base/url.h
+using relay::Url;
 
 // The status code of an HTTP/1.x response head ("HTTP/1.1 200 OK\r\n..."), -1 when it has none.
 int ParseStatusLine(std::string_view head);

@@ -48,9 +48,9 @@ TEST(ParseUrl, TakesHttpsAndLoopbackHttpOnly) {
   EXPECT_EQ(v6->host, "::1");
   EXPECT_EQ(v6->port, 443);
   EXPECT_TRUE(ParseUrl("http://127.0.0.1:8080/x").ok());
-  for (const char* bad :
-       {"http://hooks.example.com/", "ftp://x/", "https:///x", "https://x:0/", "https://x:99999/",
-        "https://user:pw@x/", "https://x/a b", "https://[::1/"}) {
+  for (const char* bad : {"http://hooks.example.com/", "ftp://x/", "https:///x", "https://x:0/",
+                          "https://x:99999/", "https://user:pw@x/", "https://x/a b",
+                          "https://[::1/", "https://x\r\nEvil: 1/", "https://a b/"}) {
     EXPECT_FALSE(ParseUrl(bad).ok()) << bad;
   }
 }

@@ -52,57 +52,6 @@ bool ParseHttpResponseHead(std::string_view response, int* code, std::string* co
   return true;
 }
 
-bool SplitHttpsUrl(std::string_view url, std::string* host, uint16_t* port, std::string* path) {
-  constexpr std::string_view kScheme = "https://";
-  if (url.size() <= kScheme.size() ||
-      !absl::EqualsIgnoreCase(Sv(url.substr(0, kScheme.size())), Sv(kScheme))) {
-    return false;
-  }
-  std::string_view rest = url.substr(kScheme.size());
-  const size_t slash = rest.find('/');
-  std::string_view authority = rest.substr(0, slash);
-  *path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (authority.find('@') != std::string_view::npos) return false;  // no userinfo
-  std::string_view port_text;
-  if (!authority.empty() && authority.front() == '[') {
-    const size_t close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    *host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty() && (after.front() != ':' || after.size() == 1)) return false;
-    if (!after.empty()) port_text = after.substr(1);
-  } else {
-    const size_t colon = authority.find(':');
-    *host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      if (port_text.empty()) return false;
-    }
-  }
-  if (host->empty()) return false;
-  for (char c : *host) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':') {
-      return false;
-    }
-  }
-  absl::AsciiStrToLower(host);
-  *port = 443;
-  if (!port_text.empty()) {
-    uint32_t p = 0;
-    if (port_text.size() > 5) return false;
-    for (char c : port_text) {
-      if (c < '0' || c > '9') return false;
-      p = p * 10 + static_cast<uint32_t>(c - '0');
-    }
-    if (p == 0 || p > 65535) return false;
-    *port = static_cast<uint16_t>(p);
-  }
-  for (char c : *path) {
-    if (static_cast<unsigned char>(c) <= ' ' || c == 127) return false;  // one request line
-  }
-  return true;
-}
-
 std::unique_ptr<HttpsGet> HttpsGet::Start(io::Reactor* reactor, tls::ClientTlsContext* context,
                                           std::string host, io::SocketAddress address,
                                           std::string path, HttpsGetLimits limits, Done done) {

@@ -43,10 +43,6 @@ struct HttpsGetResult {
 bool ParseHttpResponseHead(std::string_view response, int* code, std::string* content_type,
                            size_t* body_start, int64_t* content_length = nullptr);
 
-// "https://host[:port][/path]" (a report's rua, RFC 8460 §3): false for any other form. The
-// host is lower case, an IPv6 literal without its brackets; the path "/" when none.
-bool SplitHttpsUrl(std::string_view url, std::string* host, uint16_t* port, std::string* path);
-
 class HttpsGet : public io::IoObject {
  public:
   using Done = std::function<void(HttpsGetResult)>;

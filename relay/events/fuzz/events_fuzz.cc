@@ -55,7 +55,12 @@ void FuzzEvents(std::string_view input) {
     }
     case 4: {
       absl::StatusOr<Url> url = ParseUrl(input);
-      if (url.ok()) FUZZ_CHECK(!url->host.empty() && url->port != 0);
+      if (url.ok()) {
+        FUZZ_CHECK(!url->host.empty() && url->port != 0);
+        // Both go on a request line or into a header: nothing that ends one.
+        FUZZ_CHECK(url->host.find_first_of("\r\n /") == std::string::npos);
+        FUZZ_CHECK(url->path.find_first_of("\r\n ") == std::string::npos);
+      }
       break;
     }
   }
