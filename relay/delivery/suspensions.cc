@@ -125,6 +125,7 @@ std::vector<Suspension> ParseSuspensionsFile(std::string_view text) {
 bool Suspensions::Suspend(Suspension s) {
   std::lock_guard<std::mutex> lock(mu_);
   s.reason = CleanReason(s.reason);
+  const std::string key = s.key;
   auto it = entries_.find(s.key);
   if (it == entries_.end()) {
     if (entries_.size() >= kEntriesMax) return false;
@@ -135,6 +136,36 @@ bool Suspensions::Suspend(Suspension s) {
     return true;  // an earlier end from a reply rule changes nothing
   }
   Changed();
+  if (listener_) listener_(entries_.find(key)->second, /*removed=*/false);
+  return true;
+}
+
+void Suspensions::SetListener(Listener listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listener_ = std::move(listener);
+}
+
+bool Suspensions::Mirror(Suspension s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s.reason = CleanReason(s.reason);
+  auto it = entries_.find(s.key);
+  if (it == entries_.end() && entries_.size() >= kEntriesMax) return false;
+  if (it != entries_.end() && it->second.until_unix_ms == s.until_unix_ms &&
+      it->second.backoff == s.backoff && it->second.pool == s.pool) {
+    return true;  // no change: the engines need not look again
+  }
+  std::string key = s.key;
+  entries_.insert_or_assign(std::move(key), std::move(s));
+  Changed();
+  return true;
+}
+
+bool Suspensions::Unmirror(std::string_view key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(Sv(key));
+  if (it == entries_.end()) return false;
+  entries_.erase(it);
+  Changed();
   return true;
 }
 
@@ -143,6 +174,7 @@ size_t Suspensions::Resume(std::string_view site) {
   size_t erased = 0;
   for (auto it = entries_.begin(); it != entries_.end();) {
     if (SiteOfKey(it->first) == site) {
+      if (listener_) listener_(it->second, /*removed=*/true);
       entries_.erase(it++);
       ++erased;
     } else {
@@ -157,6 +189,7 @@ bool Suspensions::Remove(std::string_view key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(Sv(key));
   if (it == entries_.end()) return false;
+  if (listener_) listener_(it->second, /*removed=*/true);
   entries_.erase(it);
   Changed();
   return true;

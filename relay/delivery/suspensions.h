@@ -35,6 +35,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -105,6 +106,16 @@ class Suspensions {
   // The entries still in force at `now_unix_ms` (expired ones are dropped here).
   std::vector<Suspension> InForce(int64_t now_unix_ms);
 
+  // A fleet's board (relay/cluster/fleet.h): every change made here through Suspend, Resume and
+  // Remove is told to `listener` (with mu_ held: it must only queue it), so that it reaches the
+  // other nodes; their changes come in through Mirror and Unmirror, which are not told. Entries
+  // that expire are not told either (every node drops them at the same time). Set before use.
+  using Listener = std::function<void(const Suspension& entry, bool removed)>;
+  void SetListener(Listener listener);
+  // Sets `s` as it is (another node's word), or takes `key` out; false: no room, no such entry.
+  bool Mirror(Suspension s);
+  bool Unmirror(std::string_view key);
+
   // Where changes are written from now on.
   void SetFile(std::string path);
   // Reads `path` (a missing file is an empty list) into the board, leaving out entries over by
@@ -117,6 +128,7 @@ class Suspensions {
   std::mutex mu_;
   absl::flat_hash_map<std::string, Suspension> entries_;  // guarded by mu_
   std::string path_;                                      // guarded by mu_
+  Listener listener_;                                     // guarded by mu_
   std::atomic<uint64_t> generation_{0};
 };
 

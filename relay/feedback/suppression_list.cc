@@ -10,8 +10,10 @@
 #include <filesystem>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "relay/base/log.h"
+#include "relay/base/sv.h"
 
 namespace relay::feedback {
 namespace {
@@ -218,7 +220,7 @@ absl::StatusOr<std::optional<SuppressionEntry>> SuppressionList::Find(
   return result;
 }
 
-absl::Status SuppressionList::Put(const std::vector<SuppressionEntry>& entries) {
+absl::Status SuppressionList::Put(const std::vector<SuppressionEntry>& entries, bool announce) {
   std::vector<std::string> keys;
   keys.reserve(entries.size());
   for (const SuppressionEntry& e : entries) {
@@ -250,6 +252,9 @@ absl::Status SuppressionList::Put(const std::vector<SuppressionEntry>& entries) 
           absl::StrCat("suppression list full (map_bytes_max ", options_.map_bytes_max, ")"));
     }
     return MdbError("commit", rc);
+  }
+  if (announce && listener_) {
+    for (const SuppressionEntry& e : entries) listener_(e, /*removed=*/false);
   }
   return absl::OkStatus();
 }
@@ -312,6 +317,11 @@ void SuppressionList::Flush() {
 }
 
 absl::StatusOr<bool> SuppressionList::Remove(std::string_view tenant, std::string_view address) {
+  return Delete(tenant, address, /*announce=*/true);
+}
+
+absl::StatusOr<bool> SuppressionList::Delete(std::string_view tenant, std::string_view address,
+                                             bool announce) {
   absl::StatusOr<std::string> key = EntryKey(tenant, address);
   if (!key.ok()) return key.status();
   MDB_txn* txn = nullptr;
@@ -327,6 +337,12 @@ absl::StatusOr<bool> SuppressionList::Remove(std::string_view tenant, std::strin
     return MdbError("delete", rc);
   }
   if (int c = mdb_txn_commit(txn); c != 0) return MdbError("commit", c);
+  if (announce && listener_) {
+    SuppressionEntry e;
+    e.tenant = absl::AsciiStrToLower(Sv(tenant));
+    e.address = absl::AsciiStrToLower(Sv(address));
+    listener_(e, /*removed=*/true);
+  }
   return true;
 }
 

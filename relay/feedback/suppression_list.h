@@ -102,10 +102,24 @@ class SuppressionList {
   // Waits until every AddLater() so far is committed (tests, shutdown).
   void Flush();
 
+  // A fleet's list (relay/cluster/fleet.h): every change this process commits (Add, AddMany,
+  // AddLater once written, Remove) is told to `listener` after its commit, on the committing
+  // thread, so that it reaches the other nodes; changes that came from them go in through the
+  // Mirror calls, which commit without telling. Set before the first change.
+  using Listener = std::function<void(const SuppressionEntry& entry, bool removed)>;
+  void SetListener(Listener listener) { listener_ = std::move(listener); }
+  absl::Status MirrorAdd(const std::vector<SuppressionEntry>& entries) {
+    return Put(entries, /*announce=*/false);
+  }
+  absl::StatusOr<bool> MirrorRemove(std::string_view tenant, std::string_view address) {
+    return Delete(tenant, address, /*announce=*/false);
+  }
+
  private:
   struct Env;
   explicit SuppressionList(SuppressionListOptions options);
-  absl::Status Put(const std::vector<SuppressionEntry>& entries);
+  absl::Status Put(const std::vector<SuppressionEntry>& entries, bool announce = true);
+  absl::StatusOr<bool> Delete(std::string_view tenant, std::string_view address, bool announce);
   void WriterLoop();
 
   SuppressionListOptions options_;
@@ -118,6 +132,7 @@ class SuppressionList {
   uint64_t dropped_ = 0;
   bool stopping_ = false;
   std::thread writer_;
+  Listener listener_;
 };
 
 }  // namespace relay::feedback

@@ -1,0 +1,213 @@
+// A relay node in a fleet that shares one Redis ([cluster] redis): the limits of each receiver
+// (connections at once and messages a second per source and site, warm-up allowances), the
+// suspensions and backoffs that reply rules and the operator post, and the suppression list hold
+// for every node, not each. No cluster protocol of our own: Redis's atomic scripts and one
+// stream of changes.
+//
+// Shared state, under the configured key prefix ("relay:"):
+//   lease:<source>|<site>     hash node-id -> connections that node holds; a script grants a
+//                             lease only below the limit, counting only nodes that are alive
+//                             (their live:<node-id> key, refreshed every heartbeat, expires after
+//                             lease_ttl_ms: a crashed node's connections are released then)
+//   rate:<source>|<site>      a token bucket (tokens, time) refilled by Redis's own clock; nodes
+//                             take tokens in batches (about token_batch_ms of the rate), so Redis
+//                             sees one call for many messages
+//   warmup:<day>:<source>|<site>  today's messages over the fleet; each node sends at most its
+//                             share of what is left between two syncs
+//   suspensions               hash key -> the entry (relay/delivery/suspensions.h's file line),
+//                             reply rules' keys naming the source by its name, not its index
+//   suppression               hash "tenant NUL address" -> the entry (suppression_list.h)
+//   changes                   a stream of every change to the two hashes (node, type, key,
+//                             value), read by every node from where it last was
+//   node:<name>, nodes        each node's status (JSON, expiring) and a sorted set of names by
+//                             last heartbeat: `relayctl cluster status`
+//
+// One agent thread per node talks to Redis: each round (every sync_ms, or at once when a shard
+// ran short) is one pipelined round trip carrying the heartbeat when due, lease and token
+// requests, changes made here, and the read of the change stream. Shards never wait on it: they
+// take from what the agent fetched and are told to ask again after retry_ms.
+//
+// When Redis cannot be reached, the node falls back to its share of every limit (the limit
+// divided by fleet_size, rounded up), keeps its own suppression list (the local copy) and
+// suspension board, logs it once, counts it, and queues the changes it makes (at most
+// pending_changes_max); when Redis answers again it re-asserts the leases it holds, sends what
+// it queued and reads what it missed. A node that starts, or was away longer than the stream
+// keeps, reads the suppression hash whole.
+//
+// Thread-safe. The board and the list outlive the Fleet; Stop() before they go.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "relay/cluster/redis_link.h"
+#include "relay/delivery/shared_limits.h"
+#include "relay/delivery/suspensions.h"
+#include "relay/delivery/token_bucket.h"
+#include "relay/feedback/suppression_list.h"
+
+namespace relay::cluster {
+
+struct FleetOptions {
+  RedisLinkOptions redis;
+  std::string key_prefix = "relay:";
+  std::string node;         // this node's name (unique in the fleet); default the host name
+  uint32_t fleet_size = 1;  // nodes sharing the limits: each one's share when Redis is away
+  int64_t sync_ms = 100;    // a round at least this often (the change stream's delay)
+  int64_t heartbeat_ms = 1000;
+  int64_t lease_ttl_ms = 10000;         // a silent node's leases are freed after this
+  int64_t lease_linger_ms = 1000;       // a lease no connection uses goes back after this
+  int64_t token_batch_ms = 200;         // tokens fetched at once: this long at the rate
+  int64_t token_ttl_ms = 1000;          // fetched tokens not used within this are dropped
+  int64_t retry_ms = 20;                // a shard told no asks again after this
+  int64_t full_sync_ms = 10000;         // the suspensions hash is read whole this often
+  size_t pending_changes_max = 100000;  // changes queued while Redis is away
+  size_t changes_stream_max = 1000000;  // entries the change stream keeps (approximately)
+  size_t keys_max = 100000;             // lease, rate and warm-up keys tracked
+  // This node's egress sources by index: reply rules' board keys name sources by index.
+  std::vector<std::string> source_names;
+  // Where the node keeps its place in the change stream ("": nowhere, a full read at start).
+  std::string cursor_path;
+  // This node's load for the status (JSON object members without braces, e.g.
+  // "\"queued\":12,\"connections\":3"); called on the agent thread.
+  std::function<std::string()> status;
+};
+
+// What the agent has done, for the metrics.
+struct FleetStats {
+  std::atomic<bool> shared{false};  // Redis answers: limits are the fleet's, not the share
+  std::atomic<uint64_t> round_trips{0};
+  std::atomic<uint64_t> commands{0};
+  std::atomic<uint64_t> redis_failures{0};  // rounds that failed (each starts the fallback)
+  std::atomic<uint64_t> leases_granted{0};
+  std::atomic<uint64_t> tokens_granted{0};
+  std::atomic<uint64_t> changes_sent{0};
+  std::atomic<uint64_t> changes_applied{0};
+  std::atomic<uint64_t> changes_dropped{0};  // queued beyond pending_changes_max
+};
+
+class Fleet : public delivery::SharedLimits {
+ public:
+  // Hooks the board and the list (either may be null) and starts nothing yet.
+  static absl::StatusOr<std::unique_ptr<Fleet>> Create(FleetOptions options,
+                                                       delivery::Suspensions* board,
+                                                       feedback::SuppressionList* suppression);
+  ~Fleet() override;
+
+  // Starts the agent thread.
+  void Start();
+  // Ends it after a last round that sends queued changes and gives back this node's leases.
+  void Stop();
+
+  // SharedLimits.
+  bool TryLease(std::string_view key, uint32_t limit) override;
+  void ReturnLease(std::string_view key) override;
+  bool TryToken(std::string_view key, uint32_t per_second, uint32_t burst) override;
+  void ReturnToken(std::string_view key) override;
+  bool TakeWarmup(std::string_view key, int64_t allowance, int64_t day) override;
+  void GiveBackWarmup(std::string_view key, int64_t day) override;
+  int64_t retry_ms() const override { return options_.retry_ms; }
+
+  const FleetStats& stats() const { return stats_; }
+  const FleetOptions& options() const { return options_; }
+  const std::string& node_id() const { return node_id_; }
+
+  // The nodes Redis knows, one line each, for `relayctl cluster status` (its own connection).
+  absl::StatusOr<std::string> Status() const;
+
+ private:
+  Fleet(FleetOptions options, delivery::Suspensions* board, feedback::SuppressionList* suppression);
+
+  struct Lease {
+    uint32_t limit = 0;
+    uint32_t held = 0;    // granted by Redis (shared mode)
+    uint32_t in_use = 0;  // connections open
+    uint32_t wanted = 0;  // shards told no since the last request
+    int64_t surplus_since_ms = -1;
+    int64_t next_ask_ms = 0;
+  };
+  struct Tokens {
+    uint32_t per_second = 0;
+    uint32_t burst = 0;
+    uint32_t tokens = 0;  // fetched, not yet used
+    int64_t fetched_ms = 0;
+    uint32_t wanted = 0;
+    int64_t next_ask_ms = 0;
+    std::unique_ptr<delivery::TokenBucket> local;  // the share, while Redis is away
+  };
+  struct Warmup {
+    int64_t day = -1;
+    int64_t allowance = 0;
+    int64_t fleet_count = 0;  // the fleet's count at the last sync
+    int64_t unsynced = 0;     // this node's messages since (GiveBack lowers it)
+    int64_t synced_ms = 0;
+  };
+  // A change made here, for the other nodes.
+  struct Change {
+    enum class Kind { kSuspension, kSuppression } kind;
+    bool removed = false;
+    std::string key;    // the fleet's key
+    std::string value;  // the entry's text (not for removals)
+  };
+
+  void Run();
+  // One round trip; false when Redis did not answer.
+  bool Round(int64_t now_ms);
+  void Fallback(const absl::Status& why);
+  void OnBoardChange(const delivery::Suspension& s, bool removed);
+  void OnSuppressionChange(const feedback::SuppressionEntry& e, bool removed);
+  void Queue(Change change);
+  // The fleet's key of a board key and back ("" when this node has no such source).
+  std::string FleetKey(std::string_view local_key) const;
+  std::string LocalKey(std::string_view fleet_key) const;
+  void ApplyChange(std::string_view type, std::string_view key, std::string_view value);
+  void ReconcileSuspensions(const RedisReply& all);
+  void SaveCursor();
+  std::string K(std::string_view suffix) const { return options_.key_prefix + std::string(suffix); }
+  static int64_t NowMs();
+  static int64_t NowUnixMs();
+
+  const FleetOptions options_;
+  delivery::Suspensions* const board_;
+  feedback::SuppressionList* const suppression_;
+  std::string node_id_;  // "<node>/<incarnation>"
+  absl::flat_hash_map<std::string, int> source_index_;
+  FleetStats stats_;
+  std::atomic<bool> shared_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;                             // guarded by mu_
+  bool kicked_ = false;                               // guarded by mu_: a shard ran short
+  absl::flat_hash_map<std::string, Lease> leases_;    // guarded by mu_
+  absl::flat_hash_map<std::string, Tokens> tokens_;   // guarded by mu_
+  absl::flat_hash_map<std::string, Warmup> warmups_;  // guarded by mu_
+  std::deque<Change> changes_;                        // guarded by mu_
+
+  // The agent thread's own.
+  std::unique_ptr<RedisLink> link_;
+  uint64_t link_connections_ = 0;  // the link's count when leases were last re-asserted
+  int64_t heartbeat_due_ms_ = 0;
+  int64_t full_sync_due_ms_ = 0;
+  int64_t started_unix_ms_ = 0;
+  std::string stream_id_ = "";  // where this node is in the change stream; "": not placed yet
+  bool suppression_full_read_ = false;  // reading the hash whole (HSCAN), at scan_cursor_
+  std::string scan_cursor_ = "0";
+  std::string saved_stream_id_;
+  int64_t cursor_saved_ms_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace relay::cluster
