@@ -102,6 +102,58 @@ std::string SuspensionLine(const delivery::Suspension& s) {
 
 }  // namespace
 
+void AppendChangeCommands(std::string_view key_prefix, std::string_view writer, bool suppression,
+                          bool removed, const std::string& key, const std::string& value,
+                          size_t stream_max, std::vector<RedisLink::Command>* out) {
+  const std::string prefix(key_prefix);
+  const std::string hash = prefix + (suppression ? "suppression" : "suspensions");
+  std::string type = suppression ? "p" : "s";
+  if (removed) {
+    out->push_back({"HDEL", hash, key});
+    type += "-";
+  } else {
+    out->push_back({"HSET", hash, key, value});
+  }
+  out->push_back({"XADD", prefix + "changes", "MAXLEN", "~", std::to_string(stream_max), "*", "n",
+                  std::string(writer), "t", type, "k", key, "v", removed ? "" : value});
+}
+
+SuppressionPublisher::SuppressionPublisher(const FleetOptions& options)
+    : options_(options), link_(options.redis) {
+  writer_ = absl::StrCat("relayctl/", getpid());
+}
+
+void SuppressionPublisher::Add(const feedback::SuppressionEntry& e, bool removed) {
+  absl::StatusOr<std::string> key = feedback::EntryKey(e.tenant, e.address);
+  if (!key.ok()) return;
+  AppendChangeCommands(options_.key_prefix, writer_, /*suppression=*/true, removed, *key,
+                       removed ? "" : feedback::EncodeEntryValue(e), options_.changes_stream_max,
+                       &commands_);
+  if (++changes_ >= kBatch) Send();
+}
+
+void SuppressionPublisher::Send() {
+  if (commands_.empty()) return;
+  if (status_.ok()) {
+    absl::StatusOr<std::vector<RedisReply>> replies = link_.Pipeline(commands_);
+    if (!replies.ok()) {
+      status_ = replies.status();
+    } else {
+      for (const RedisReply& r : *replies) {
+        if (r.is_error() && status_.ok()) status_ = absl::InternalError("redis: " + r.str);
+      }
+      if (status_.ok()) sent_ += changes_;
+    }
+  }
+  commands_.clear();
+  changes_ = 0;
+}
+
+absl::Status SuppressionPublisher::Finish() {
+  Send();
+  return status_;
+}
+
 absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Create(FleetOptions options,
                                                      delivery::Suspensions* board,
                                                      feedback::SuppressionList* suppression) {
@@ -526,18 +578,11 @@ bool Fleet::Round(int64_t now) {
     }
   }
   // Changes made here, before the stream is read: every node sees them in order.
-  const std::string stream_max = std::to_string(options_.changes_stream_max);
   for (const Change& c : sending) {
-    const std::string hash = K(c.kind == Change::Kind::kSuspension ? "suspensions" : "suppression");
-    std::string type = c.kind == Change::Kind::kSuspension ? "s" : "p";
-    if (c.removed) {
-      add({"HDEL", hash, c.key});
-      type += "-";
-    } else {
-      add({"HSET", hash, c.key, c.value});
-    }
-    add({"XADD", K("changes"), "MAXLEN", "~", stream_max, "*", "n", node_id_, "t", type, "k", c.key,
-         "v", c.value});
+    std::vector<RedisLink::Command> change;
+    AppendChangeCommands(options_.key_prefix, node_id_, c.kind == Change::Kind::kSuppression,
+                         c.removed, c.key, c.value, options_.changes_stream_max, &change);
+    for (RedisLink::Command& command : change) add(std::move(command));
   }
   for (const LeaseAsk& a : lease_asks) {
     uint32_t limit = 0;

@@ -98,6 +98,35 @@ struct FleetStats {
   std::atomic<uint64_t> changes_dropped{0};  // queued beyond pending_changes_max
 };
 
+// The commands that record one change in the fleet: the hash entry ("suspensions" or
+// "suppression"; HSET, or HDEL when `removed`) and the stream entry that tells the other nodes.
+// `writer` names who made it: a node does not apply its own changes again.
+void AppendChangeCommands(std::string_view key_prefix, std::string_view writer, bool suppression,
+                          bool removed, const std::string& key, const std::string& value,
+                          size_t stream_max, std::vector<RedisLink::Command>* out);
+
+// Suppression changes made outside relayd (relayctl suppress on any node) sent to the fleet, in
+// pipelined batches of kBatch, so that every node's copy gets them. One thread.
+class SuppressionPublisher {
+ public:
+  static constexpr size_t kBatch = 1000;
+  explicit SuppressionPublisher(const FleetOptions& options);
+  void Add(const feedback::SuppressionEntry& e, bool removed);
+  // Sends what is left; the first error of any batch (later batches are not tried after one).
+  absl::Status Finish();
+  uint64_t sent() const { return sent_; }
+
+ private:
+  void Send();
+  const FleetOptions options_;
+  RedisLink link_;
+  std::string writer_;
+  std::vector<RedisLink::Command> commands_;
+  size_t changes_ = 0;  // in commands_
+  uint64_t sent_ = 0;
+  absl::Status status_;
+};
+
 class Fleet : public delivery::SharedLimits {
  public:
   // Hooks the board and the list (either may be null) and starts nothing yet.

@@ -789,6 +789,13 @@ void DeliveryEngine::EnqueueOne(Job job, const std::string& site, const ShapingR
     if (s.warmup.empty()) return true;
     const int64_t allowance = WarmupAllowance(s.warmup, s.warmup_start_day, now_unix / kDayMs);
     if (warmup_->Take(s.name, site, allowance, now_unix)) {
+      SharedLimits* fleet = options_.shared_limits;
+      if (fleet != nullptr &&
+          !fleet->TakeWarmup(SharedLimitKey(s.name, site), allowance, now_unix / kDayMs)) {
+        warmup_->GiveBack(s.name, site, now_unix);  // the fleet has sent today's allowance
+        warmed_up = true;
+        return false;
+      }
       counted = allowance >= 0;
       return true;
     }
@@ -818,6 +825,7 @@ void DeliveryEngine::EnqueueOne(Job job, const std::string& site, const ShapingR
   if (slot == nullptr) {
     slot = std::make_unique<ReadyQueue>(site, source, reactor_->NowMs());
     ReadyQueue* q = slot.get();
+    q->set_shared_key(SharedLimitKey(egress_.source(source).name, site));
     q->pump_timer()->set_callback([this, q] { Pump(q); });
   }
   ReadyQueue* queue = slot.get();
@@ -1034,6 +1042,13 @@ void DeliveryEngine::Pump(ReadyQueue* queue) {
       if (wait_ms > 0) PumpLater(queue, wait_ms);
       return;
     }
+    // The fleet's connections to the pair, after this shard's share said yes (OnConnectionClosed
+    // gives the lease back).
+    if (options_.shared_limits != nullptr &&
+        !options_.shared_limits->TryLease(queue->shared_key(), FleetConnectionsMax(*queue))) {
+      PumpLater(queue, options_.shared_limits->retry_ms());
+      return;
+    }
     auto connection = std::make_unique<OutboundConnection>(this, queue);
     OutboundConnection* raw = connection.get();
     queue->AddConnection(raw);
@@ -1046,10 +1061,35 @@ void DeliveryEngine::Pump(ReadyQueue* queue) {
   }
 }
 
+uint32_t DeliveryEngine::FleetConnectionsMax(const ReadyQueue& queue) const {
+  const uint32_t whole = queue.limits().whole_connections_max;
+  if (queue.backoff() >= 1) return whole;
+  return std::max<uint32_t>(1, static_cast<uint32_t>(whole * queue.backoff()));
+}
+
 std::unique_ptr<Job> DeliveryEngine::TakeJob(ReadyQueue* queue) {
   if (stopping_) return nullptr;
   int64_t wait_ms = 0;
+  // The fleet's message rate for the pair, after this shard's: a token taken for a job that the
+  // shard's own bucket then holds back goes back.
+  SharedLimits* fleet = options_.shared_limits;
+  const ShapingRule& rule = queue->limits();
+  bool fleet_token = false;
+  if (fleet != nullptr && rule.whole_messages_per_second > 0 && !queue->empty()) {
+    const double scale = std::min(queue->backoff(), 1.0);
+    const uint32_t rate =
+        std::max<uint32_t>(1, static_cast<uint32_t>(rule.whole_messages_per_second * scale));
+    const uint32_t burst = std::max<uint32_t>(
+        1, static_cast<uint32_t>(
+               (rule.whole_messages_burst > 0 ? rule.whole_messages_burst : rate) * scale));
+    if (!fleet->TryToken(queue->shared_key(), rate, burst)) {
+      PumpLater(queue, fleet->retry_ms());
+      return nullptr;
+    }
+    fleet_token = true;
+  }
   std::unique_ptr<Job> job = queue->TakeJob(reactor_->NowMs(), &wait_ms);
+  if (job == nullptr && fleet_token) fleet->ReturnToken(queue->shared_key());
   // Rate-limited: come back when the next token is there.
   if (job == nullptr && wait_ms > 0) PumpLater(queue, wait_ms);
   return job;
@@ -1443,7 +1483,12 @@ void DeliveryEngine::FailJob(const Job& job, const RecipientOutcome& outcome) {
 
 void DeliveryEngine::GiveBackWarmup(const Job& job) {
   if (!job.warmup_counted || job.body_sent || job.source < 0) return;
-  warmup_->GiveBack(egress_.source(job.source).name, job.site, NowUnixMs());
+  const int64_t now_unix = NowUnixMs();
+  warmup_->GiveBack(egress_.source(job.source).name, job.site, now_unix);
+  if (options_.shared_limits != nullptr) {
+    options_.shared_limits->GiveBackWarmup(
+        SharedLimitKey(egress_.source(job.source).name, job.site), now_unix / kDayMs);
+  }
 }
 
 void DeliveryEngine::JobDone(const Job& job) {
@@ -1874,6 +1919,7 @@ void DeliveryEngine::PublishSiteMetrics() {
 void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
   ReadyQueue* queue = connection->queue();
   queue->RemoveConnection(connection);
+  if (options_.shared_limits != nullptr) options_.shared_limits->ReturnLease(queue->shared_key());
   auto it = connections_.find(connection);
   if (it != connections_.end()) {
     reactor_->RetireWhenIdle(std::move(it->second));

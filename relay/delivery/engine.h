@@ -54,6 +54,7 @@
 #include "relay/delivery/ready_queue.h"
 #include "relay/delivery/scheduled_queue.h"
 #include "relay/delivery/shaping.h"
+#include "relay/delivery/shared_limits.h"
 #include "relay/delivery/suspensions.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/delivery/warmup.h"
@@ -155,6 +156,10 @@ struct DeliveryOptions {
   // VERP ([feedback]): a message whose sending domain has a bounce domain goes out one
   // transaction per recipient, each with its own return path (relay/feedback/verp.h). Null: none.
   const feedback::Verp* verp = nullptr;
+  // A fleet's limits (relay/delivery/shared_limits.h): with it, every connection takes a lease and
+  // every message a token of the rule's whole limits over the fleet, and warm-up allowances count
+  // the fleet's messages. Null: the limits are this relay's own.
+  SharedLimits* shared_limits = nullptr;
   // Suspensions, backoffs and rebinds shared by every shard's engine (relay/delivery/
   // suspensions.h); null: this engine's suspensions and backoffs are its own.
   Suspensions* suspensions = nullptr;
@@ -388,6 +393,8 @@ class DeliveryEngine {
   // wall-clock time (the same in every shard and after a restart), queues on the monotonic clock.
   int64_t MonotonicOf(int64_t unix_ms) const;
   void Pump(ReadyQueue* queue);
+  // The fleet's connections_max for the pair, scaled by its backoff.
+  uint32_t FleetConnectionsMax(const ReadyQueue& queue) const;
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.
   void PumpLater(ReadyQueue* queue, int64_t wait_ms);
   // Records the outcome for every recipient of `job` and finishes it.

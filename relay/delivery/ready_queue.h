@@ -123,6 +123,9 @@ class ReadyQueue {
 
   const std::string& site() const { return site_; }
   int source() const { return source_; }
+  // Its key in a fleet's shared limits ("<source name>|<site>"), set by the engine.
+  const std::string& shared_key() const { return shared_key_; }
+  void set_shared_key(std::string key) { shared_key_ = std::move(key); }
   // The shaping rule's share for this shard, as Update gave it.
   const ShapingRule& limits() const { return limits_; }
   // The limits a backoff scales, in force now.
@@ -142,6 +145,7 @@ class ReadyQueue {
 
   std::string site_;
   int source_;
+  std::string shared_key_;
   ShapingRule limits_;
   struct InForce {
     uint32_t connections_max = 0;

@@ -203,6 +203,9 @@ ShapingRule ShapingRules::Resolve(std::string_view domain,
 
 ShapingRule SplitAcrossShards(const ShapingRule& rule, uint32_t shards) {
   ShapingRule r = rule;
+  r.whole_connections_max = rule.connections_max;
+  r.whole_messages_per_second = rule.messages_per_second;
+  r.whole_messages_burst = rule.messages_burst;
   if (shards <= 1) return r;
   r.connections_max = SplitUp(rule.connections_max, shards);
   r.messages_per_second = SplitUp(rule.messages_per_second, shards);

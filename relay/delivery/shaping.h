@@ -81,6 +81,11 @@ struct ShapingRule {
   uint32_t messages_per_second = 0;            // token bucket rate; 0: no rate limit
   uint32_t messages_burst = 0;                 // bucket size; 0: same as messages_per_second
   uint32_t connections_per_minute = 0;         // new connections; 0: no limit
+  // The rule's own connections_max, messages_per_second and messages_burst before
+  // SplitAcrossShards took a shard's share: what a fleet shares (relay/delivery/shared_limits.h).
+  uint32_t whole_connections_max = 10;
+  uint32_t whole_messages_per_second = 0;
+  uint32_t whole_messages_burst = 0;
   TlsPolicy tls = TlsPolicy::kOpportunistic;
   // With PIPELINING, send the next message's MAIL/RCPT/DATA right after a body's "." instead of
   // after its final reply (RFC 2920 §3.1); false for a server that mishandles that.

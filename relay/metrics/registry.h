@@ -66,6 +66,8 @@ class Gauge {
   Gauge() = default;
   void Set(int shard, int64_t value) const;
   void Add(int shard, int64_t delta) const;
+  // The exposed value: the sum over shards (any thread; 0 for a no-op handle).
+  int64_t Total() const;
   bool valid() const { return registry_ != nullptr; }
 
  private:
@@ -233,6 +235,10 @@ inline void Gauge::Add(int shard, int64_t delta) const {
     registry_->Cell(shard, slot_)
         .fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
   }
+}
+
+inline int64_t Gauge::Total() const {
+  return registry_ != nullptr ? static_cast<int64_t>(registry_->Sum(slot_)) : 0;
 }
 
 inline void Histogram::Observe(int shard, uint64_t value) const {

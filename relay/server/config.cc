@@ -491,7 +491,7 @@ absl::Status Parse(const Section& root, Config& c) {
                   "tls",       "limits",    "auth",      "queue",    "dkim",           "shutdown",
                   "delivery",  "retry",     "shaping",   "bounces",  "suppression",    "log",
                   "metrics",   "receive",   "events",    "feedback", "unsubscribe",    "tenants",
-                  "campaigns", "tls_policy"}));
+                  "campaigns", "tls_policy", "cluster"}));
   RETURN_IF_ERROR(root.String("hostname", &c.hostname));
   RETURN_IF_ERROR(root.Int("shards", &c.shards, 0, 256));
   RETURN_IF_ERROR(root.String("spool_dir", &c.spool_dir));
@@ -527,6 +527,7 @@ absl::Status Parse(const Section& root, Config& c) {
                             [&](const Section& t) { return ParseTlsPolicy(c.tls_policy, t); }));
   ASSIGN_OR_RETURN(c.events, config::ParseEvents(root, c.dir));
   ASSIGN_OR_RETURN(c.tenants, config::ParseTenants(root));
+  ASSIGN_OR_RETURN(c.cluster, config::ParseCluster(root, c.dir));
   ASSIGN_OR_RETURN(c.feedback, config::ParseFeedback(root, c.dir, c.receive.domains));
   for (const feedback::VerpDomain& d : c.feedback.verp) {
     if (d.bounce_domain == c.receive.srs_domain) {

@@ -18,6 +18,7 @@
 #include "relay/delivery/shaping.h"
 #include "relay/feedback/bounce_classifier.h"
 #include "relay/receive/dmarc.h"
+#include "relay/server/config/cluster_section.h"
 #include "relay/server/config/event_sections.h"
 #include "relay/server/config/feedback_sections.h"
 #include "relay/server/config/tenant_sections.h"
@@ -269,6 +270,7 @@ struct Config {
   config::FeedbackSettings feedback;  // [feedback] (config/feedback_sections.h)
   config::UnsubscribeSettings unsubscribe;  // [unsubscribe] (config/feedback_sections.h)
   config::TenantSettings tenants;           // [[tenants]], [campaigns] (config/tenant_sections.h)
+  config::ClusterSettings cluster;          // [cluster] (config/cluster_section.h)
   ReceiveSettings receive;
   std::shared_ptr<const delivery::ShapingRules> shaping;  // shipped defaults + [[shaping]]
   // [[bounces.rule]] then the shipped bounce rules (config/bounce_sections.h).

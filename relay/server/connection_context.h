@@ -12,6 +12,7 @@
 #include "dkim/signer.h"
 #include "dns/spf.h"
 #include "queue/spool.h"
+#include "relay/delivery/shared_limits.h"
 #include "relay/delivery/suspensions.h"
 #include "relay/delivery/warmup.h"
 #include "relay/feedback/returned_mail.h"
@@ -54,6 +55,7 @@ struct SharedState {
   const feedback::Unsubscribe* unsubscribe = nullptr;  // null: no [unsubscribe]
   delivery::Suspensions* suspensions = nullptr;  // shared by the shards' delivery engines
   delivery::WarmupLedger* warmup = nullptr;      // likewise
+  delivery::SharedLimits* shared_limits = nullptr;  // a fleet's ([cluster]); null: none
   tlspolicy::TlsMemory* tls_memory = nullptr;    // likewise; null: [tls_policy] memory off
   tlspolicy::StsCache* sts_cache = nullptr;      // likewise; null: [tls_policy] mta_sts off
   tlspolicy::TlsReportLedger* tls_reports = nullptr;  // likewise; null: [tls_policy] reports off

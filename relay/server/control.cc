@@ -99,7 +99,8 @@ void MainThreadRequests::Close(const std::string& answer) {
 
 absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
     const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
-    delivery::Suspensions* suspensions, tlspolicy::TlsMemory* tls_memory) {
+    delivery::Suspensions* suspensions, tlspolicy::TlsMemory* tls_memory,
+    ClusterStatus cluster_status) {
   // Bound as DIR/.ctl-XXXXXX/s, chmod 0600 there (the directory is 0700), then renamed.
   std::string dir = path;
   size_t slash = dir.rfind('/');
@@ -146,7 +147,8 @@ absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Start(
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(err)));
   }
   std::unique_ptr<ControlSocket> control(
-      new ControlSocket(fd, wake, path, std::move(shards), main_thread, suspensions, tls_memory));
+      new ControlSocket(fd, wake, path, std::move(shards), main_thread, suspensions, tls_memory,
+                        std::move(cluster_status)));
   control->thread_ = std::thread([c = control.get()] { c->Serve(); });
   return control;
 }
@@ -196,7 +198,7 @@ void ControlSocket::Serve() {
       }
       std::string answer =
           done ? Handle(c.request.substr(0, newline), shards_, main_thread_, suspensions_,
-                        tls_memory_)
+                        tls_memory_, cluster_status_)
           : c.request.size() >= kRequestBytesMax
               ? absl::StrCat("error: request longer than ", kRequestBytesMax, " bytes")
               : std::string("error: incomplete request");
@@ -382,10 +384,15 @@ std::string ControlSocket::HandleTls(const std::vector<std::string>& words,
 std::string ControlSocket::Handle(const std::string& request, const std::vector<Shard*>& shards,
                                   MainThreadRequests* main_thread,
                                   delivery::Suspensions* suspensions,
-                                  tlspolicy::TlsMemory* tls_memory) {
+                                  tlspolicy::TlsMemory* tls_memory,
+                                  const ClusterStatus& cluster_status) {
   std::vector<std::string> words =
       absl::StrSplit(absl::StripAsciiWhitespace(request), ' ', absl::SkipEmpty());
   if (!words.empty() && words[0] == "tls") return HandleTls(words, tls_memory);
+  if (words.size() == 2 && words[0] == "cluster" && words[1] == "status") {
+    if (!cluster_status) return "error: this relay is not in a fleet ([cluster] redis is not set)";
+    return cluster_status();
+  }
   if (!words.empty() &&
       (words[0] == "suspend" || words[0] == "resume" || words[0] == "suspensions" ||
        words[0] == "rebind" || words[0] == "unbind")) {

@@ -76,9 +76,13 @@ class ControlSocket {
   // `shards` and `main_thread` (may be null: no reload) must outlive the returned object.
   // `suspensions` (may be null) is the board the operator's suspend and resume act on,
   // `tls_memory` (may be null) the downgrade memory "tls forget|list" act on.
+  // `cluster_status` (may be empty) answers "cluster status": the fleet's nodes
+  // (relay/cluster/fleet.h).
+  using ClusterStatus = std::function<std::string()>;
   static absl::StatusOr<std::unique_ptr<ControlSocket>> Start(
       const std::string& path, std::vector<Shard*> shards, MainThreadRequests* main_thread,
-      delivery::Suspensions* suspensions = nullptr, tlspolicy::TlsMemory* tls_memory = nullptr);
+      delivery::Suspensions* suspensions = nullptr, tlspolicy::TlsMemory* tls_memory = nullptr,
+      ClusterStatus cluster_status = nullptr);
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
   // Stops the thread (a request being handled finishes first), closes, removes the file.
@@ -88,7 +92,8 @@ class ControlSocket {
   static std::string Handle(const std::string& request, const std::vector<Shard*>& shards,
                             MainThreadRequests* main_thread,
                             delivery::Suspensions* suspensions = nullptr,
-                            tlspolicy::TlsMemory* tls_memory = nullptr);
+                            tlspolicy::TlsMemory* tls_memory = nullptr,
+                            const ClusterStatus& cluster_status = nullptr);
   // The TLS downgrade memory (relay/tlspolicy/tls_memory.h):
   //   tls forget DOMAIN   plain text is allowed again for DOMAIN
   //   tls list            the remembered domains (at most kTlsListMax), with their latest day
@@ -114,14 +119,15 @@ class ControlSocket {
  private:
   ControlSocket(int fd, int wake_fd, std::string path, std::vector<Shard*> shards,
                 MainThreadRequests* main_thread, delivery::Suspensions* suspensions,
-                tlspolicy::TlsMemory* tls_memory)
+                tlspolicy::TlsMemory* tls_memory, ClusterStatus cluster_status)
       : fd_(fd),
         wake_fd_(wake_fd),
         path_(std::move(path)),
         shards_(std::move(shards)),
         main_thread_(main_thread),
         suspensions_(suspensions),
-        tls_memory_(tls_memory) {}
+        tls_memory_(tls_memory),
+        cluster_status_(std::move(cluster_status)) {}
   void Serve();
 
   const int fd_;
@@ -131,6 +137,7 @@ class ControlSocket {
   MainThreadRequests* const main_thread_;
   delivery::Suspensions* const suspensions_;
   tlspolicy::TlsMemory* const tls_memory_;
+  const ClusterStatus cluster_status_;
   std::thread thread_;
 };
 

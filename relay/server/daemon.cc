@@ -23,6 +23,7 @@
 #include "relay/base/replace_file.h"
 #include "relay/base/status_macros.h"
 #include "relay/base/sv.h"
+#include "relay/cluster/fleet.h"
 #include "relay/delivery/egress.h"
 #include "relay/delivery/shaping.h"
 #include "relay/events/event_sinks.h"
@@ -223,13 +224,46 @@ void AddEventSeries(const events::EventSinks* sinks, metrics::Registry* r) {
   }
 }
 
+// The fleet's series ([cluster]): whether Redis answers, and what the agent asked of it.
+void AddFleetSeries(const cluster::Fleet* fleet, metrics::Registry* r) {
+  using metrics::MetricType;
+  const cluster::FleetStats* s = &fleet->stats();
+  r->AddCallback("relay_cluster_shared", MetricType::kGauge,
+                 {.help = "1 while Redis answers and limits are the fleet's; 0 while this node "
+                          "keeps to its share of each limit."},
+                 {}, [s] { return s->shared.load() ? 1.0 : 0.0; });
+  auto counter = [&](const char* name, const char* help, const std::atomic<uint64_t>* v) {
+    r->AddCallback(name, MetricType::kCounter, {.help = help}, {},
+                   [v] { return static_cast<double>(v->load(std::memory_order_relaxed)); });
+  };
+  counter("relay_cluster_redis_round_trips_total",
+          "Pipelined round trips to Redis (one per agent round).", &s->round_trips);
+  counter("relay_cluster_redis_commands_total", "Commands sent to Redis.", &s->commands);
+  counter("relay_cluster_redis_failures_total",
+          "Rounds Redis did not answer (each starts the fallback to this node's share).",
+          &s->redis_failures);
+  counter("relay_cluster_leases_granted_total", "Connection leases Redis granted this node.",
+          &s->leases_granted);
+  counter("relay_cluster_tokens_granted_total", "Rate tokens Redis granted this node.",
+          &s->tokens_granted);
+  counter("relay_cluster_changes_sent_total",
+          "Suspension and suppression changes this node sent to the fleet.", &s->changes_sent);
+  counter("relay_cluster_changes_applied_total",
+          "Suspension and suppression changes of other nodes applied here.", &s->changes_applied);
+  counter("relay_cluster_changes_dropped_total",
+          "Changes not sent: more than [cluster] pending_changes_max waited for Redis.",
+          &s->changes_dropped);
+}
+
 std::unique_ptr<metrics::RelayMetrics> BuildMetrics(const Config& config, int shards,
                                                     const std::string& version,
-                                                    const events::EventSinks* sinks) {
+                                                    const events::EventSinks* sinks,
+                                                    const cluster::Fleet* fleet) {
   metrics::RelayMetricsOptions options;
-  if (sinks != nullptr) {
-    options.add_series = [sinks](metrics::Registry* r) { AddEventSeries(sinks, r); };
-  }
+  options.add_series = [sinks, fleet](metrics::Registry* r) {
+    if (sinks != nullptr) AddEventSeries(sinks, r);
+    if (fleet != nullptr) AddFleetSeries(fleet, r);
+  };
   options.shards = shards;
   options.version = version;
   options.start_time_unix_s = RealClock::Get()->WallSeconds();
@@ -289,6 +323,9 @@ class DaemonParts {
   std::unique_ptr<metrics::RelayMetrics> relay_metrics;
   std::unique_ptr<feedback::SuppressionList> suppression;  // outlives the shards that use it
   std::unique_ptr<events::EventSinks> event_sinks;         // likewise
+  // [cluster]: the fleet's agent, hooked to the board and the list above, used by the shards
+  // below (so it goes after them and before those).
+  std::unique_ptr<cluster::Fleet> fleet;
   SharedState shared;
   SharedState shared_later;
   std::vector<std::unique_ptr<Shard>> shards;
@@ -298,12 +335,43 @@ class DaemonParts {
   std::unique_ptr<metrics::HttpServer> metrics_server;
   bool stopped = false;
 
+  absl::Status StartFleet();
   absl::Status StartShards();
   void StartEndpoints();
   absl::Status StartUnsubscribe();
   // [feedback] and [unsubscribe]: the VERP codec and the unsubscribe links, with their secret.
   absl::Status LoadFeedback();
 };
+
+absl::Status DaemonParts::StartFleet() {
+  if (!config.cluster.enabled) return absl::OkStatus();
+  cluster::FleetOptions o = config.cluster.fleet;
+  // Reply rules' suspensions name sources by index here and by name in Redis.
+  absl::StatusOr<delivery::Egress> egress =
+      delivery::Egress::Create(config.delivery.sources, config.delivery.pools,
+                               config.delivery.strategy, config.hostname);
+  if (!egress.ok()) return egress.status();
+  for (size_t i = 0; i < egress->size(); ++i) {
+    o.source_names.push_back(egress->source(static_cast<int>(i)).name);
+  }
+  o.cursor_path = config.spool_dir + "/cluster-stream";
+  // The load other nodes and the operator see (relayctl cluster status): read from the metrics'
+  // cells, which any thread may read.
+  o.status = [this] {
+    const metrics::RelayMetrics* m = relay_metrics.get();
+    if (m == nullptr) return std::string("\"shards\":0");
+    return absl::StrCat("\"shards\":", shard_list.size(),
+                        ",\"queued_messages\":", m->queue_messages.Total(),
+                        ",\"outbound_connections\":", m->outbound_connections_open.Total());
+  };
+  ASSIGN_OR_RETURN(fleet, cluster::Fleet::Create(std::move(o), &suspensions, suppression.get()));
+  fleet->Start();
+  LogInfo() << "cluster: node " << fleet->options().node << " of " << fleet->options().fleet_size
+            << ", state in Redis " << config.cluster.fleet.redis.address.host << ":"
+            << config.cluster.fleet.redis.address.port << " under \""
+            << fleet->options().key_prefix << "\"";
+  return absl::OkStatus();
+}
 
 absl::Status DaemonParts::StartShards() {
   int shard_count = config.shards > 0 ? static_cast<int>(config.shards)
@@ -319,7 +387,8 @@ absl::Status DaemonParts::StartShards() {
     o.webhooks = config.events.webhooks;
     ASSIGN_OR_RETURN(event_sinks, events::EventSinks::Create(std::move(o)));
   }
-  relay_metrics = BuildMetrics(config, shard_count, options.version, event_sinks.get());
+  relay_metrics =
+      BuildMetrics(config, shard_count, options.version, event_sinks.get(), fleet.get());
   // Shard 0 binds first; when a listener asks for port 0 the others reuse the port it got.
   later = config;
   shared.config = &config;
@@ -334,6 +403,7 @@ absl::Status DaemonParts::StartShards() {
   shared.unsubscribe = unsubscribe.get();
   shared.suspensions = &suspensions;
   shared.warmup = &warmup;
+  shared.shared_limits = fleet.get();
   shared.tls_memory = tls_memory.get();
   shared.sts_cache = sts_cache.get();
   shared.tls_reports = tls_reports.get();
@@ -437,8 +507,15 @@ absl::Status DaemonParts::StartUnsubscribe() {
 }
 
 void DaemonParts::StartEndpoints() {
+  ControlSocket::ClusterStatus cluster_status;
+  if (fleet != nullptr) {
+    cluster_status = [f = fleet.get()] {
+      absl::StatusOr<std::string> s = f->Status();
+      return s.ok() ? *s : absl::StrCat("error: ", s.status().message());
+    };
+  }
   auto started_control = ControlSocket::Start(config.control_socket_path, shard_list, &main_thread,
-                                              &suspensions, tls_memory.get());
+                                              &suspensions, tls_memory.get(), cluster_status);
   if (started_control.ok()) {
     control = std::move(*started_control);
   } else {
@@ -565,6 +642,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Config config, DaemonOptio
     LogInfo() << "suppression list " << o.path << ": " << p.suppression->Count().value_or(0)
               << " entries";
   }
+  RETURN_IF_ERROR(p.StartFleet());
   RETURN_IF_ERROR(p.StartShards());
   RETURN_IF_ERROR(p.StartUnsubscribe());
   p.StartEndpoints();
@@ -768,6 +846,8 @@ uint64_t Daemon::Stop() {
   for (auto& server : p.unsubscribe_servers) server->Stop();  // likewise
   for (auto& shard : p.shards) shard->RequestStop();
   for (auto& shard : p.shards) shard->Join();
+  // The fleet has this node's leases back at once, and the changes it queued.
+  if (p.fleet != nullptr) p.fleet->Stop();
   p.warmup.Flush();  // the last seconds' counts
   if (p.tls_memory != nullptr) p.tls_memory->Flush();
   if (p.sts_cache != nullptr) p.sts_cache->Flush();

@@ -412,6 +412,7 @@ absl::Status Shard::StartDelivery() {
     }
     options.verp = shared_.verp;
     options.suspensions = shared_.suspensions;
+    options.shared_limits = shared_.shared_limits;
     options.shard = index_;
     options.metrics = shared_.metrics;
     options.metrics_shard = index_;

@@ -403,6 +403,23 @@ int TlsCommand(int argc, char** argv) {
   return 0;
 }
 
+int ClusterCommand(int argc, char** argv) {
+  Target target;
+  std::vector<std::string> rest;
+  if (!ParseTarget(argc, argv, "cluster", &target, &rest) ||
+      !(rest.size() == 1 && rest[0] == "status")) {
+    std::fprintf(stderr, "usage: relayctl cluster status %s\n", kTargetUsage);
+    return 2;
+  }
+  std::string answer;
+  if (int failed = Exchange(std::move(target), "cluster status", &answer); failed != 0) {
+    return failed;
+  }
+  std::fputs(answer.c_str(), stdout);
+  if (!answer.empty() && answer.back() != '\n') std::fputs("\n", stdout);
+  return answer.rfind("error", 0) == 0 ? 1 : 0;
+}
+
 int ReloadCommand(int argc, char** argv) {
   Target target;
   std::vector<std::string> rest;

@@ -43,5 +43,8 @@ std::string FormatTlsList(std::string_view answer);
 // DKIM keys, shaping rules, tenants, limits and egress pools of relayd.toml applied; the answer
 // says what was reloaded and which other edits of relayd.toml need a restart.
 int ReloadCommand(int argc, char** argv);
+// relayctl cluster status: the nodes of the running relay's fleet ([cluster]), as Redis knows
+// them: each one's name, whether it is up, its load and queue.
+int ClusterCommand(int argc, char** argv);
 
 }  // namespace relay::relayctl

@@ -79,6 +79,9 @@ constexpr Command kCommands[] = {
     {"tls", relay::relayctl::TlsCommand,
      "tls forget DOMAIN | tls list [--config PATH | --config-dir DIR]   the TLS downgrade "
      "memory:\n       allow plain text to DOMAIN again; list the domains that must get TLS"},
+    {"cluster", relay::relayctl::ClusterCommand,
+     "cluster status [--config PATH | --config-dir DIR]   the nodes of the running relay's fleet "
+     "([cluster]):\n       up or gone, load and queue, as Redis knows them"},
     {"reload", relay::relayctl::ReloadCommand,
      "reload [--config PATH | --config-dir DIR]   the running relay reloads its certificate, "
      "users,\n       aliases, DKIM keys, shaping rules, tenants, limits and pools and reopens its "

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "relay/cluster/fleet.h"
 #include "relay/feedback/suppression_list.h"
 #include "relay/server/config.h"
 #include "tools/relayctl/user_commands.h"
@@ -76,7 +77,9 @@ bool ParseOptions(int argc, char** argv, Options* o) {
   return true;
 }
 
-std::unique_ptr<SuppressionList> OpenList(const Options& o) {
+// `fleet`: set when the config has a [cluster]: changes go to the fleet's Redis too.
+std::unique_ptr<SuppressionList> OpenList(const Options& o,
+                                          std::optional<cluster::FleetOptions>* fleet) {
   feedback::SuppressionListOptions options;
   options.path = o.file;
   if (options.path.empty()) {
@@ -89,6 +92,7 @@ std::unique_ptr<SuppressionList> OpenList(const Options& o) {
     }
     options.path = config->suppression.path;
     options.map_bytes_max = config->suppression.map_bytes_max;
+    if (config->cluster.enabled) *fleet = config->cluster.fleet;
   }
   // Before relayd's first start the spool directory may not exist yet; relayd makes it too.
   std::error_code ec;
@@ -365,12 +369,37 @@ int SuppressCommand(int argc, char** argv) {
   if ((o.verb == "add" || o.verb == "remove") && (o.args.size() != 1 || o.tenant.empty())) {
     return Usage();
   }
-  std::unique_ptr<SuppressionList> list = OpenList(o);
+  std::optional<cluster::FleetOptions> fleet;
+  std::unique_ptr<SuppressionList> list = OpenList(o, &fleet);
   if (list == nullptr) return 1;
-  if (o.verb == "add") return AddOne(*list, o);
-  if (o.verb == "remove") return RemoveOne(*list, o);
-  if (o.verb == "import") return Import(*list, o);
-  return Print(*list, o);
+  // In a fleet, what this command changes here goes to every node through Redis (the running
+  // relayd of this node reads the file directly, as the others read Redis).
+  std::unique_ptr<cluster::SuppressionPublisher> publisher;
+  if (fleet) {
+    publisher = std::make_unique<cluster::SuppressionPublisher>(*fleet);
+    list->SetListener([p = publisher.get()](const SuppressionEntry& e, bool removed) {
+      p->Add(e, removed);
+    });
+  }
+  const int rc = o.verb == "add"      ? AddOne(*list, o)
+                 : o.verb == "remove" ? RemoveOne(*list, o)
+                 : o.verb == "import" ? Import(*list, o)
+                                      : Print(*list, o);
+  if (publisher == nullptr) return rc;
+  const absl::Status shared = publisher->Finish();
+  if (!shared.ok()) {
+    std::fprintf(stderr,
+                 "relayctl suppress: done on this node only: the fleet's Redis %s:%u did not take "
+                 "it (%s); run the command again when it answers\n",
+                 fleet->redis.address.host.c_str(), fleet->redis.address.port,
+                 std::string(shared.message()).c_str());
+    return rc != 0 ? rc : 1;
+  }
+  if (publisher->sent() > 0) {
+    std::printf("shared with the fleet through Redis %s:%u\n", fleet->redis.address.host.c_str(),
+                fleet->redis.address.port);
+  }
+  return rc;
 }
 
 }  // namespace relay::relayctl
