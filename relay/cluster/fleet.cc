@@ -41,7 +41,8 @@ return got
 )lua";
 
 // A token bucket in KEYS[1] (t: Redis's time of the last take in ms, n: tokens), ARGV[1] tokens
-// a second up to ARGV[2]; takes up to ARGV[3]. Returns {taken, ms until the next token}.
+// a second up to ARGV[2]; takes up to ARGV[3]. Returns {taken, ms until the rest of ARGV[3]
+// would be there}: a node short of tokens asks again for a whole batch, not for each token.
 // Redis's clock, so that the nodes' clocks do not matter.
 constexpr char kRateScript[] = R"lua(
 local rate = tonumber(ARGV[1])
@@ -62,11 +63,13 @@ tokens = tokens - got
 redis.call('HSET', KEYS[1], 't', now, 'n', tostring(tokens))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
 local wait = 0
-if got < want then wait = math.ceil((1 - tokens) * 1000 / rate) end
+if got < want then wait = math.ceil((want - got - tokens) * 1000 / rate) end
 return {got, wait}
 )lua";
 
-constexpr int64_t kLeaseStarvedMs = 50;  // a lease request that got none waits this long
+// A lease request that got none waits this long, doubling while the fleet has none to give.
+constexpr int64_t kLeaseStarvedMs = 50;
+constexpr int64_t kLeaseStarvedMsMax = 1000;
 constexpr int64_t kWarmupSyncMs = 1000;
 constexpr int64_t kWarmupKeyTtlMs = int64_t{2} * 86400 * 1000;
 constexpr int64_t kCursorSaveMs = 1000;
@@ -246,7 +249,9 @@ bool Fleet::TryLease(std::string_view key, uint32_t limit) {
   }
   Lease& l = it->second;
   l.limit = limit;
-  if (!shared_.load(std::memory_order_relaxed)) {
+  // Without Redis, and for a while after it came back (the other nodes re-assert what they
+  // opened meanwhile, which Redis did not see), this node keeps to its share.
+  if (!shared_.load(std::memory_order_relaxed) || NowMs() < settle_until_ms_) {
     if (l.in_use >= ShareOf(limit, options_.fleet_size)) return false;
     ++l.in_use;
     return true;
@@ -259,6 +264,13 @@ bool Fleet::TryLease(std::string_view key, uint32_t limit) {
   kicked_ = true;
   wake_.notify_one();
   return false;
+}
+
+bool Fleet::OverShare(std::string_view key, uint32_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shared_.load(std::memory_order_relaxed) && NowMs() >= settle_until_ms_) return false;
+  auto it = leases_.find(Sv(key));
+  return it != leases_.end() && it->second.in_use > ShareOf(limit, options_.fleet_size);
 }
 
 void Fleet::ReturnLease(std::string_view key) {
@@ -553,6 +565,16 @@ bool Fleet::Round(int64_t now) {
     }
   }
 
+  // A shard's kick that found nothing due (its lease or token request waits for next_ask_ms)
+  // costs no round trip: the stream is read every sync_ms, not on every kick.
+  const bool due = reconnected || now >= heartbeat_due_ms_ ||
+                   (board_ != nullptr && now >= full_sync_due_ms_) ||
+                   now - polled_ms_ >= options_.sync_ms || suppression_full_read_ ||
+                   !sending.empty() || !lease_asks.empty() || !lease_sets.empty() ||
+                   !token_asks.empty() || !warmup_syncs.empty();
+  if (!due) return true;
+  polled_ms_ = now;
+
   // Heartbeat (and leases re-asserted after a new connection).
   if (reconnected || now >= heartbeat_due_ms_) {
     add({"SET", K("live:" + node_id_), "1", "PX", std::to_string(options_.lease_ttl_ms)});
@@ -597,7 +619,11 @@ bool Fleet::Round(int64_t now) {
           std::lock_guard<std::mutex> lock(mu_);
           Lease& l = leases_[key];
           l.held += static_cast<uint32_t>(std::max<int64_t>(0, got));
-          if (got < want) l.next_ask_ms = now + kLeaseStarvedMs;
+          if (got > 0) l.starved_ms = 0;
+          if (got < want) {
+            l.starved_ms = std::clamp<int64_t>(l.starved_ms * 2, kLeaseStarvedMs, kLeaseStarvedMsMax);
+            l.next_ask_ms = now + l.starved_ms;
+          }
           stats_.leases_granted.fetch_add(std::max<int64_t>(0, got), std::memory_order_relaxed);
         });
   }
@@ -620,9 +646,9 @@ bool Fleet::Round(int64_t now) {
             t.tokens += static_cast<uint32_t>(got);
             t.fetched_ms = now;
             stats_.tokens_granted.fetch_add(got, std::memory_order_relaxed);
-          } else {
-            t.next_ask_ms = now + std::clamp<int64_t>(wait, 1, 1000);
           }
+          // Short: the next request waits until a batch is there (the fleet's rate is spent).
+          if (wait > 0) t.next_ask_ms = now + std::clamp<int64_t>(wait, 1, 1000);
         });
   }
   const int64_t day = NowUnixMs() / (int64_t{86400} * 1000);
@@ -702,7 +728,7 @@ bool Fleet::Round(int64_t now) {
               (void)suppression_->MirrorAdd(adds);
               adds.clear();
             }
-            ApplyChange(type, key, value);
+            board_changed_ = ApplyChange(type, key, value) || board_changed_;
           }
           if (!adds.empty()) {
             const absl::Status s = suppression_->MirrorAdd(adds);
@@ -734,13 +760,17 @@ bool Fleet::Round(int64_t now) {
         });
   }
   if (board_ != nullptr && (reconnected || now >= full_sync_due_ms_)) {
-    add({"HGETALL", K("suspensions")}, [this](const RedisReply& r) { ReconcileSuspensions(r); });
+    add({"HGETALL", K("suspensions")}, [this](const RedisReply& r) {
+      board_changed_ = ReconcileSuspensions(r) || board_changed_;
+    });
     full_sync_due_ms_ = now + options_.full_sync_ms;
   }
 
   absl::StatusOr<std::vector<RedisReply>> replies = link_->Pipeline(commands);
   stats_.round_trips.fetch_add(1, std::memory_order_relaxed);
   stats_.commands.fetch_add(commands.size(), std::memory_order_relaxed);
+  stats_.limit_commands.fetch_add(lease_asks.size() + token_asks.size() + warmup_syncs.size(),
+                                  std::memory_order_relaxed);
   if (!replies.ok()) {
     // What was being sent goes back in front, to go first next time.
     std::lock_guard<std::mutex> lock(mu_);
@@ -754,6 +784,7 @@ bool Fleet::Round(int64_t now) {
     if (shared_.load()) Fallback(replies.status());
     return false;
   }
+  board_changed_ = false;
   for (size_t i = 0; i < replies->size(); ++i) {
     if ((*replies)[i].is_error()) {
       LogWarning() << "cluster: Redis refused " << commands[i][0] << ": " << (*replies)[i].str;
@@ -761,6 +792,7 @@ bool Fleet::Round(int64_t now) {
     }
     if (handlers[i]) handlers[i]((*replies)[i]);
   }
+  if (board_changed_ && options_.board_changed) options_.board_changed();
   stats_.changes_sent.fetch_add(sending.size(), std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -773,6 +805,10 @@ bool Fleet::Round(int64_t now) {
   if (reconnected || now >= heartbeat_due_ms_) heartbeat_due_ms_ = now + options_.heartbeat_ms;
   link_connections_ = link_->connections();
   if (!shared_.load()) {
+    if (stats_.redis_failures.load() > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      settle_until_ms_ = now + 2 * options_.heartbeat_ms + options_.redis.reconnect_ms;
+    }
     shared_.store(true);
     stats_.shared.store(true);
     LogInfo() << "cluster: node " << options_.node << " shares limits and state through Redis "
@@ -785,30 +821,35 @@ bool Fleet::Round(int64_t now) {
   return true;
 }
 
-void Fleet::ApplyChange(std::string_view type, std::string_view key, std::string_view value) {
+bool Fleet::ApplyChange(std::string_view type, std::string_view key, std::string_view value) {
   stats_.changes_applied.fetch_add(1, std::memory_order_relaxed);
   if (type == "p-" && suppression_ != nullptr) {
     const size_t nul = key.find('\0');
-    if (nul == std::string_view::npos) return;
+    if (nul == std::string_view::npos) return false;
     (void)suppression_->MirrorRemove(key.substr(0, nul), key.substr(nul + 1));
-    return;
+    return false;
   }
-  if (board_ == nullptr) return;
+  if (board_ == nullptr) return false;
   if (type == "s") {
     std::vector<delivery::Suspension> parsed = delivery::ParseSuspensionsFile(value);
-    if (parsed.size() != 1) return;
+    if (parsed.size() != 1) return false;
     delivery::Suspension s = std::move(parsed.front());
     s.key = LocalKey(s.key);
-    if (s.key.empty() || s.until_unix_ms <= NowUnixMs()) return;
+    if (s.key.empty() || s.until_unix_ms <= NowUnixMs()) return false;
+    const uint64_t before = board_->generation();
     board_->Mirror(std::move(s));
-  } else if (type == "s-") {
-    const std::string local = LocalKey(key);
-    if (!local.empty()) board_->Unmirror(local);
+    return board_->generation() != before;
   }
+  if (type == "s-") {
+    const std::string local = LocalKey(key);
+    return !local.empty() && board_->Unmirror(local);
+  }
+  return false;
 }
 
-void Fleet::ReconcileSuspensions(const RedisReply& all) {
-  if (all.type != RedisReply::Type::kArray) return;
+bool Fleet::ReconcileSuspensions(const RedisReply& all) {
+  if (all.type != RedisReply::Type::kArray) return false;
+  const uint64_t before = board_->generation();
   const int64_t now_unix = NowUnixMs();
   absl::flat_hash_set<std::string> fleet_keys;
   std::vector<std::string> expired;
@@ -845,6 +886,7 @@ void Fleet::ReconcileSuspensions(const RedisReply& all) {
     hdel.insert(hdel.end(), expired.begin(), expired.end());
     (void)link_->Call(hdel);
   }
+  return board_->generation() != before;
 }
 
 void Fleet::SaveCursor() {

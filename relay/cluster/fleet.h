@@ -31,8 +31,14 @@
 // divided by fleet_size, rounded up), keeps its own suppression list (the local copy) and
 // suspension board, logs it once, counts it, and queues the changes it makes (at most
 // pending_changes_max); when Redis answers again it re-asserts the leases it holds, sends what
-// it queued and reads what it missed. A node that starts, or was away longer than the stream
-// keeps, reads the suppression hash whole.
+// it queued and reads what it missed, and keeps to its share of connections a little longer
+// (2 heartbeats and a reconnect) while the other nodes re-assert theirs. A node that starts, or
+// was away longer than the stream keeps, reads the suppression hash whole.
+//
+// What is not exact: a node cut off from Redis alone keeps its share of connections while the
+// others, once its liveness key expires (lease_ttl_ms), no longer count them: the site may see
+// the limit plus that share. Rate tokens fetched are used within token_ttl_ms or dropped, and a
+// warm-up allowance can be passed by fewer messages than there are nodes.
 //
 // Thread-safe. The board and the list outlive the Fleet; Stop() before they go.
 #pragma once
@@ -80,6 +86,10 @@ struct FleetOptions {
   std::vector<std::string> source_names;
   // Where the node keeps its place in the change stream ("": nowhere, a full read at start).
   std::string cursor_path;
+  // Called on the agent thread after changes of other nodes went onto the board, so that the
+  // engines act on them now (a lifted suspension's mail goes at once) rather than at their next
+  // dispatch.
+  std::function<void()> board_changed;
   // This node's load for the status (JSON object members without braces, e.g.
   // "\"queued\":12,\"connections\":3"); called on the agent thread.
   std::function<std::string()> status;
@@ -90,6 +100,7 @@ struct FleetStats {
   std::atomic<bool> shared{false};  // Redis answers: limits are the fleet's, not the share
   std::atomic<uint64_t> round_trips{0};
   std::atomic<uint64_t> commands{0};
+  std::atomic<uint64_t> limit_commands{0};  // lease, token and warm-up requests among them
   std::atomic<uint64_t> redis_failures{0};  // rounds that failed (each starts the fallback)
   std::atomic<uint64_t> leases_granted{0};
   std::atomic<uint64_t> tokens_granted{0};
@@ -143,6 +154,7 @@ class Fleet : public delivery::SharedLimits {
   // SharedLimits.
   bool TryLease(std::string_view key, uint32_t limit) override;
   void ReturnLease(std::string_view key) override;
+  bool OverShare(std::string_view key, uint32_t limit) override;
   bool TryToken(std::string_view key, uint32_t per_second, uint32_t burst) override;
   void ReturnToken(std::string_view key) override;
   bool TakeWarmup(std::string_view key, int64_t allowance, int64_t day) override;
@@ -166,6 +178,7 @@ class Fleet : public delivery::SharedLimits {
     uint32_t wanted = 0;  // shards told no since the last request
     int64_t surplus_since_ms = -1;
     int64_t next_ask_ms = 0;
+    int64_t starved_ms = 0;  // the wait after a request that got too few
   };
   struct Tokens {
     uint32_t per_second = 0;
@@ -201,8 +214,10 @@ class Fleet : public delivery::SharedLimits {
   // The fleet's key of a board key and back ("" when this node has no such source).
   std::string FleetKey(std::string_view local_key) const;
   std::string LocalKey(std::string_view fleet_key) const;
-  void ApplyChange(std::string_view type, std::string_view key, std::string_view value);
-  void ReconcileSuspensions(const RedisReply& all);
+  // Applies one change of another node; true when the board changed.
+  bool ApplyChange(std::string_view type, std::string_view key, std::string_view value);
+  // True when the board changed.
+  bool ReconcileSuspensions(const RedisReply& all);
   void SaveCursor();
   std::string K(std::string_view suffix) const { return options_.key_prefix + std::string(suffix); }
   static int64_t NowMs();
@@ -221,6 +236,7 @@ class Fleet : public delivery::SharedLimits {
   bool stopping_ = false;                             // guarded by mu_
   bool kicked_ = false;                               // guarded by mu_: a shard ran short
   absl::flat_hash_map<std::string, Lease> leases_;    // guarded by mu_
+  int64_t settle_until_ms_ = 0;                       // guarded by mu_
   absl::flat_hash_map<std::string, Tokens> tokens_;   // guarded by mu_
   absl::flat_hash_map<std::string, Warmup> warmups_;  // guarded by mu_
   std::deque<Change> changes_;                        // guarded by mu_
@@ -229,12 +245,14 @@ class Fleet : public delivery::SharedLimits {
   std::unique_ptr<RedisLink> link_;
   uint64_t link_connections_ = 0;  // the link's count when leases were last re-asserted
   int64_t heartbeat_due_ms_ = 0;
+  int64_t polled_ms_ = 0;  // the last round trip
   int64_t full_sync_due_ms_ = 0;
   int64_t started_unix_ms_ = 0;
   std::string stream_id_ = "";  // where this node is in the change stream; "": not placed yet
   bool suppression_full_read_ = false;  // reading the hash whole (HSCAN), at scan_cursor_
   std::string scan_cursor_ = "0";
   std::string saved_stream_id_;
+  bool board_changed_ = false;  // in this round, by other nodes' changes
   int64_t cursor_saved_ms_ = 0;
   std::thread thread_;
 };

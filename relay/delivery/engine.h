@@ -263,6 +263,12 @@ class DeliveryEngine {
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
+  // This node holds more of the pair's connections than the fleet lets it now
+  // (SharedLimits::OverShare): a connection quits between messages.
+  bool OverFleetShare(const ReadyQueue& queue) {
+    return options_.shared_limits != nullptr &&
+           options_.shared_limits->OverShare(queue.shared_key(), FleetConnectionsMax(queue));
+  }
   // A job counted against its source's warm-up allowance that leaves its queue before its body
   // went out: the count goes back.
   void GiveBackWarmup(const Job& job);
@@ -395,6 +401,7 @@ class DeliveryEngine {
   void Pump(ReadyQueue* queue);
   // The fleet's connections_max for the pair, scaled by its backoff.
   uint32_t FleetConnectionsMax(const ReadyQueue& queue) const;
+
   // Arms the queue's pump timer for `wait_ms` from now unless it is armed or the wait is never.
   void PumpLater(ReadyQueue* queue, int64_t wait_ms);
   // Records the outcome for every recipient of `job` and finishes it.

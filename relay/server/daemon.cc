@@ -239,6 +239,9 @@ void AddFleetSeries(const cluster::Fleet* fleet, metrics::Registry* r) {
   counter("relay_cluster_redis_round_trips_total",
           "Pipelined round trips to Redis (one per agent round).", &s->round_trips);
   counter("relay_cluster_redis_commands_total", "Commands sent to Redis.", &s->commands);
+  counter("relay_cluster_limit_commands_total",
+          "Lease, rate token and warm-up requests among them (batched: far fewer than messages).",
+          &s->limit_commands);
   counter("relay_cluster_redis_failures_total",
           "Rounds Redis did not answer (each starts the fallback to this node's share).",
           &s->redis_failures);
@@ -326,6 +329,8 @@ class DaemonParts {
   // [cluster]: the fleet's agent, hooked to the board and the list above, used by the shards
   // below (so it goes after them and before those).
   std::unique_ptr<cluster::Fleet> fleet;
+  std::mutex fleet_pokes_mu;
+  bool fleet_pokes_shards = false;  // guarded by fleet_pokes_mu: the shards may be asked to sync
   SharedState shared;
   SharedState shared_later;
   std::vector<std::unique_ptr<Shard>> shards;
@@ -355,12 +360,27 @@ absl::Status DaemonParts::StartFleet() {
     o.source_names.push_back(egress->source(static_cast<int>(i)).name);
   }
   o.cursor_path = config.spool_dir + "/cluster-stream";
+  o.board_changed = [this] {
+    // Not once the shards are stopping (Daemon::Stop clears the flag under the lock first).
+    std::lock_guard<std::mutex> lock(fleet_pokes_mu);
+    if (!fleet_pokes_shards) return;
+    for (Shard* s : shard_list) s->RequestSuspensionSync();
+  };
   // The load other nodes and the operator see (relayctl cluster status): read from the metrics'
   // cells, which any thread may read.
   o.status = [this] {
-    const metrics::RelayMetrics* m = relay_metrics.get();
-    if (m == nullptr) return std::string("\"shards\":0");
-    return absl::StrCat("\"shards\":", shard_list.size(),
+    // The shards and the metrics are there once fleet_pokes_shards is set (under the lock).
+    size_t shards = 0;
+    const metrics::RelayMetrics* m = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(fleet_pokes_mu);
+      if (fleet_pokes_shards) {
+        shards = shard_list.size();
+        m = relay_metrics.get();
+      }
+    }
+    if (m == nullptr) return absl::StrCat("\"shards\":", shards);
+    return absl::StrCat("\"shards\":", shards,
                         ",\"queued_messages\":", m->queue_messages.Total(),
                         ",\"outbound_connections\":", m->outbound_connections_open.Total());
   };
@@ -433,7 +453,11 @@ absl::Status DaemonParts::StartShards() {
       fix(later.receive.listen, shards[0]->receive_ports());
     }
   }
-  for (auto& shard : shards) shard_list.push_back(shard.get());
+  {
+    std::lock_guard<std::mutex> lock(fleet_pokes_mu);
+    for (auto& shard : shards) shard_list.push_back(shard.get());
+    fleet_pokes_shards = true;
+  }
   if (event_sinks != nullptr) {
     event_sinks->Start();
     LogInfo() << "events journal " << config.events.dir << ": " << event_sinks->sinks().size()
@@ -844,6 +868,10 @@ uint64_t Daemon::Stop() {
   p.main_thread.Close("error: relayd is stopping");
   p.control.reset();  // its thread ends before the shards it asks
   for (auto& server : p.unsubscribe_servers) server->Stop();  // likewise
+  {
+    std::lock_guard<std::mutex> lock(p.fleet_pokes_mu);
+    p.fleet_pokes_shards = false;
+  }
   for (auto& shard : p.shards) shard->RequestStop();
   for (auto& shard : p.shards) shard->Join();
   // The fleet has this node's leases back at once, and the changes it queued.

@@ -105,6 +105,13 @@ void Shard::RequestStop() {
   reactor_->RunInLoop([this] { BeginStop(); });
 }
 
+void Shard::RequestSuspensionSync() {
+  if (reactor_ == nullptr) return;
+  reactor_->RunInLoop([this] {
+    if (delivery_ != nullptr) delivery_->SyncSuspensions();
+  });
+}
+
 void Shard::RequestLogReopen() {
   if (log_ != nullptr) log_->RequestReopen();  // an atomic flag, acted on at the next Flush
 }

@@ -63,6 +63,9 @@ class Shard final : private ConnectionHost {
   void RequestStop();
   void Join();
   void RequestTlsReloadCheck();
+  // Any thread: the delivery engine looks at the suspension board at the next loop turn (another
+  // node of the fleet changed it).
+  void RequestSuspensionSync();
   // Any thread (SIGHUP): reopen the delivery log at the next loop turn (logrotate moved it).
   void RequestLogReopen();
   // What a reload changes in a running shard.
