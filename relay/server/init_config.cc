@@ -310,6 +310,20 @@ ${shaping}
 # tenants = ["${domain}"]
 # secret_file = "webhook-app.secret"
 # events = ["delivered", "bounced", "expired", "suppressed"]
+# A fleet: nodes that share one Redis share each receiver's connection and rate limits per
+# (source, site), warm-up counts, suspensions and the suppression list (README, "Running a
+# fleet"). Without Redis a node keeps to 1/fleet_size of each limit until it answers again.
+# [cluster]
+# redis = "127.0.0.1:6379"
+# node = ""                      # this node's name in the fleet; "": the host name
+# fleet_size = ${cluster_fleet_size}
+# key_prefix = "${cluster_key_prefix}"
+# sync_ms = ${cluster_sync_ms}
+# heartbeat_ms = ${cluster_heartbeat_ms}
+# lease_ttl_ms = ${cluster_lease_ttl_ms}
+# token_batch_ms = ${cluster_token_batch_ms}
+# pending_changes_max = ${cluster_pending_changes_max}
+
 # Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
@@ -607,6 +621,7 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
   const DeliverySettings d;
   const LogSettings log;
   const ReceiveSettings r;
+  const cluster::FleetOptions fleet;
   const delivery::RetryPolicy retry;
   const Config c;
   const std::vector<std::pair<absl::string_view, std::string>> values = {
@@ -684,6 +699,13 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${dmarc_quarantine}", receive::InboundActionName(r.policy.dmarc_quarantine)},
       {"${spf_fail_without_dkim}", r.policy.refuse_spf_fail_without_dkim ? "refuse" : "accept"},
       {"${signing_threads}", absl::StrCat(c.dkim_signing_threads)},
+      {"${cluster_fleet_size}", absl::StrCat(fleet.fleet_size)},
+      {"${cluster_key_prefix}", fleet.key_prefix},
+      {"${cluster_sync_ms}", absl::StrCat(fleet.sync_ms)},
+      {"${cluster_heartbeat_ms}", absl::StrCat(fleet.heartbeat_ms)},
+      {"${cluster_lease_ttl_ms}", absl::StrCat(fleet.lease_ttl_ms)},
+      {"${cluster_token_batch_ms}", absl::StrCat(fleet.token_batch_ms)},
+      {"${cluster_pending_changes_max}", absl::StrCat(fleet.pending_changes_max)},
       {"${dkim_keys}", DkimKeysText(o, keys)},
   };
   return absl::StrReplaceAll(kTemplate, values);

@@ -265,7 +265,7 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   bool in_receive = false;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     if (line == "# [receive]" || line == "# [feedback]" || line == "# [unsubscribe]" ||
-        line == "# [[tenants]]") {
+        line == "# [[tenants]]" || line == "# [cluster]") {
       in_receive = true;
     }
     if (line.empty()) in_receive = false;
@@ -295,6 +295,15 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   EXPECT_EQ(c->tenants.Find("app@" + domain, domain)->name, "shop");
   EXPECT_EQ(c->tenants.Find("news@" + domain, domain)->name, "newsletter");
   EXPECT_EQ(c->tenants.Find("news@" + domain, domain)->priority, queue::Priority::kBulk);
+  // And [cluster], with the fleet's defaults.
+  ASSERT_TRUE(c->cluster.enabled);
+  const cluster::FleetOptions f;
+  EXPECT_EQ(c->cluster.fleet.redis.address.port, 6379);
+  EXPECT_EQ(c->cluster.fleet.fleet_size, f.fleet_size);
+  EXPECT_EQ(c->cluster.fleet.sync_ms, f.sync_ms);
+  EXPECT_EQ(c->cluster.fleet.lease_ttl_ms, f.lease_ttl_ms);
+  EXPECT_EQ(c->cluster.fleet.token_batch_ms, f.token_batch_ms);
+  EXPECT_EQ(c->cluster.fleet.pending_changes_max, f.pending_changes_max);
 }
 
 TEST_F(InitDirectoryTest, WithoutDkimWritesNoKey) {

@@ -37,6 +37,7 @@ cat > "${T}/expected" <<'FILES'
 -rw-r--r-- root/root /etc/logrotate.d/relayd
 -rw-r--r-- root/root /etc/relay/relayd.toml.example
 -rw-r--r-- root/root /lib/systemd/system/relayd.service
+-rw-r--r-- root/root /lib/systemd/system/relayd@.service
 -rwxr-xr-x root/root /usr/libexec/relay/acme-reload-hook
 -rwxr-xr-x root/root /usr/sbin/relayctl
 -rwxr-xr-x root/root /usr/sbin/relayd

@@ -51,6 +51,31 @@ unit)
     grep -qx "ConditionPathExists=/etc/relay/relayd.toml" "${here}/relayd.service"
   ;;
 
+template)
+  if ! command -v systemd-analyze >/dev/null; then
+    echo "FAIL: systemd-analyze is not installed (Debian package systemd)"; exit 1
+  fi
+  unit="$(realpath "$2")"
+  printf '#!/bin/sh\nexit 0\n' > "${T}/relayd"
+  chmod 755 "${T}/relayd"
+  sed "s#/usr/sbin/relayd#${T}/relayd#" "${unit}" > "${T}/relayd@.service"
+  # An instance of the template, as `systemctl start relayd@a` makes it.
+  cp "${T}/relayd@.service" "${T}/relayd@a.service"
+  out="$(systemd-analyze verify --man=no "${T}/relayd@a.service" 2>&1)" && rc=0 || rc=$?
+  echo "${out}"
+  check "systemd-analyze verify relayd@a exits 0" test "${rc}" -eq 0
+  check "systemd-analyze verify relayd@a prints nothing" test -z "${out}"
+  check "instance a reads /etc/relay/a/relayd.toml" \
+    grep -qx "ExecStart=${T}/relayd --config /etc/relay/%i/relayd.toml" "${T}/relayd@.service"
+  check "and starts only once it exists" \
+    grep -qx "ConditionPathExists=/etc/relay/%i/relayd.toml" "${unit}"
+  check "it writes only its own spool and logs" \
+    grep -qx "ReadWritePaths=/var/spool/relay/%i /var/log/relay/%i" "${unit}"
+  check "its control socket is in /run/relay/a" grep -qx "RuntimeDirectory=relay/%i" "${unit}"
+  check "no path of the single unit is left" bash -c '! grep -q "/etc/relay/relayd.toml" "$1"' _ \
+    "${unit}"
+  ;;
+
 logrotate)
   if ! command -v logrotate >/dev/null; then
     echo "FAIL: logrotate is not installed (Debian package logrotate)"; exit 1
