@@ -105,12 +105,26 @@ std::string SuspensionLine(const delivery::Suspension& s) {
 
 }  // namespace
 
-void AppendChangeCommands(std::string_view key_prefix, std::string_view writer, bool suppression,
+const char* StateHash(StateKind kind) {
+  switch (kind) {
+    case StateKind::kSuspension:
+      return "suspensions";
+    case StateKind::kSuppression:
+      return "suppression";
+    case StateKind::kTlsMemory:
+      return "tls-memory";
+    case StateKind::kStsPolicy:
+      return "mta-sts";
+  }
+  return "";
+}
+
+void AppendChangeCommands(std::string_view key_prefix, std::string_view writer, StateKind kind,
                           bool removed, const std::string& key, const std::string& value,
                           size_t stream_max, std::vector<RedisLink::Command>* out) {
   const std::string prefix(key_prefix);
-  const std::string hash = prefix + (suppression ? "suppression" : "suspensions");
-  std::string type = suppression ? "p" : "s";
+  const std::string hash = prefix + StateHash(kind);
+  std::string type(1, static_cast<char>(kind));
   if (removed) {
     out->push_back({"HDEL", hash, key});
     type += "-";
@@ -129,7 +143,7 @@ SuppressionPublisher::SuppressionPublisher(const FleetOptions& options)
 void SuppressionPublisher::Add(const feedback::SuppressionEntry& e, bool removed) {
   absl::StatusOr<std::string> key = feedback::EntryKey(e.tenant, e.address);
   if (!key.ok()) return;
-  AppendChangeCommands(options_.key_prefix, writer_, /*suppression=*/true, removed, *key,
+  AppendChangeCommands(options_.key_prefix, writer_, StateKind::kSuppression, removed, *key,
                        removed ? "" : feedback::EncodeEntryValue(e), options_.changes_stream_max,
                        &commands_);
   if (++changes_ >= kBatch) Send();
@@ -157,9 +171,7 @@ absl::Status SuppressionPublisher::Finish() {
   return status_;
 }
 
-absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Create(FleetOptions options,
-                                                     delivery::Suspensions* board,
-                                                     feedback::SuppressionList* suppression) {
+absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Create(FleetOptions options, State state) {
   if (options.fleet_size == 0) return absl::InvalidArgumentError("[cluster] fleet_size is 0");
   if (options.node.empty()) {
     char host[256] = {};
@@ -172,12 +184,15 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Create(FleetOptions options,
           absl::StrCat("[cluster] node \"", options.node, "\": no spaces, '/' or '|'"));
     }
   }
-  return std::unique_ptr<Fleet>(new Fleet(std::move(options), board, suppression));
+  return std::unique_ptr<Fleet>(new Fleet(std::move(options), state));
 }
 
-Fleet::Fleet(FleetOptions options, delivery::Suspensions* board,
-             feedback::SuppressionList* suppression)
-    : options_(std::move(options)), board_(board), suppression_(suppression) {
+Fleet::Fleet(FleetOptions options, State state)
+    : options_(std::move(options)),
+      board_(state.board),
+      suppression_(state.suppression),
+      tls_memory_(state.tls_memory),
+      sts_cache_(state.sts_cache) {
   std::random_device rd;
   node_id_ = absl::StrCat(options_.node, "/", absl::Hex(rd() ^ (uint64_t{rd()} << 32)));
   for (size_t i = 0; i < options_.source_names.size(); ++i) {
@@ -203,12 +218,32 @@ Fleet::Fleet(FleetOptions options, delivery::Suspensions* board,
       OnSuppressionChange(e, removed);
     });
   }
+  if (tls_memory_ != nullptr) {
+    tls_memory_->SetListener([this](const tlspolicy::TlsMemoryEntry& e, bool forgotten) {
+      Queue({.kind = StateKind::kTlsMemory,
+             .removed = forgotten,
+             .key = e.domain,
+             .value = forgotten ? "" : std::to_string(e.day)});
+    });
+  }
+  if (sts_cache_ != nullptr) {
+    sts_cache_->SetListener([this](const tlspolicy::StsCacheEntry& e) {
+      std::string line = tlspolicy::FormatStsCacheFile({e});
+      // The file's one entry line, past its header.
+      const size_t nl = line.find('\n');
+      if (nl != std::string::npos && line[0] == '#') line.erase(0, nl + 1);
+      while (!line.empty() && line.back() == '\n') line.pop_back();
+      Queue({.kind = StateKind::kStsPolicy, .key = e.domain, .value = std::move(line)});
+    });
+  }
 }
 
 Fleet::~Fleet() {
   Stop();
   if (board_ != nullptr) board_->SetListener(nullptr);
   if (suppression_ != nullptr) suppression_->SetListener(nullptr);
+  if (tls_memory_ != nullptr) tls_memory_->SetListener(nullptr);
+  if (sts_cache_ != nullptr) sts_cache_->SetListener(nullptr);
 }
 
 int64_t Fleet::NowMs() {
@@ -413,7 +448,7 @@ std::string Fleet::LocalKey(std::string_view fleet_key) const {
 }
 
 void Fleet::OnBoardChange(const delivery::Suspension& s, bool removed) {
-  Change c{.kind = Change::Kind::kSuspension, .removed = removed, .key = FleetKey(s.key)};
+  Change c{.kind = StateKind::kSuspension, .removed = removed, .key = FleetKey(s.key)};
   if (!removed) {
     delivery::Suspension fleet = s;
     fleet.key = c.key;
@@ -425,7 +460,7 @@ void Fleet::OnBoardChange(const delivery::Suspension& s, bool removed) {
 void Fleet::OnSuppressionChange(const feedback::SuppressionEntry& e, bool removed) {
   absl::StatusOr<std::string> key = feedback::EntryKey(e.tenant, e.address);
   if (!key.ok()) return;
-  Change c{.kind = Change::Kind::kSuppression, .removed = removed, .key = std::move(*key)};
+  Change c{.kind = StateKind::kSuppression, .removed = removed, .key = std::move(*key)};
   if (!removed) c.value = feedback::EncodeEntryValue(e);
   Queue(std::move(c));
 }
@@ -567,11 +602,10 @@ bool Fleet::Round(int64_t now) {
 
   // A shard's kick that found nothing due (its lease or token request waits for next_ask_ms)
   // costs no round trip: the stream is read every sync_ms, not on every kick.
-  const bool due = reconnected || now >= heartbeat_due_ms_ ||
-                   (board_ != nullptr && now >= full_sync_due_ms_) ||
-                   now - polled_ms_ >= options_.sync_ms || suppression_full_read_ ||
-                   !sending.empty() || !lease_asks.empty() || !lease_sets.empty() ||
-                   !token_asks.empty() || !warmup_syncs.empty();
+  const bool due =
+      reconnected || now >= heartbeat_due_ms_ || (board_ != nullptr && now >= full_sync_due_ms_) ||
+      now - polled_ms_ >= options_.sync_ms || !full_read_.empty() || !sending.empty() ||
+      !lease_asks.empty() || !lease_sets.empty() || !token_asks.empty() || !warmup_syncs.empty();
   if (!due) return true;
   polled_ms_ = now;
 
@@ -602,8 +636,8 @@ bool Fleet::Round(int64_t now) {
   // Changes made here, before the stream is read: every node sees them in order.
   for (const Change& c : sending) {
     std::vector<RedisLink::Command> change;
-    AppendChangeCommands(options_.key_prefix, node_id_, c.kind == Change::Kind::kSuppression,
-                         c.removed, c.key, c.value, options_.changes_stream_max, &change);
+    AppendChangeCommands(options_.key_prefix, node_id_, c.kind, c.removed, c.key, c.value,
+                         options_.changes_stream_max, &change);
     for (RedisLink::Command& command : change) add(std::move(command));
   }
   for (const LeaseAsk& a : lease_asks) {
@@ -621,7 +655,8 @@ bool Fleet::Round(int64_t now) {
           l.held += static_cast<uint32_t>(std::max<int64_t>(0, got));
           if (got > 0) l.starved_ms = 0;
           if (got < want) {
-            l.starved_ms = std::clamp<int64_t>(l.starved_ms * 2, kLeaseStarvedMs, kLeaseStarvedMsMax);
+            l.starved_ms =
+                std::clamp<int64_t>(l.starved_ms * 2, kLeaseStarvedMs, kLeaseStarvedMsMax);
             l.next_ask_ms = now + l.starved_ms;
           }
           stats_.leases_granted.fetch_add(std::max<int64_t>(0, got), std::memory_order_relaxed);
@@ -683,7 +718,10 @@ bool Fleet::Round(int64_t now) {
         stream_id_ = place;
       } else {
         stream_id_.clear();
-        suppression_full_read_ = suppression_ != nullptr;
+        full_read_.clear();
+        if (suppression_ != nullptr) full_read_.push_back(StateKind::kSuppression);
+        if (tls_memory_ != nullptr) full_read_.push_back(StateKind::kTlsMemory);
+        if (sts_cache_ != nullptr) full_read_.push_back(StateKind::kStsPolicy);
         scan_cursor_ = "0";
         if (!place.empty()) {
           LogWarning() << "cluster: the change stream no longer holds " << place
@@ -705,7 +743,9 @@ bool Fleet::Round(int64_t now) {
           if (r.type != RedisReply::Type::kArray || r.elements.empty()) return;
           const RedisReply& stream = r.elements[0];
           if (stream.elements.size() != 2) return;
-          std::vector<feedback::SuppressionEntry> adds;
+          // Suppressions added in a row go in one transaction; anything else in between (a
+          // removal) goes after them, in order.
+          std::vector<std::pair<std::string, std::string>> adds;
           for (const RedisReply& entry : stream.elements[1].elements) {
             if (entry.elements.size() != 2) continue;
             stream_id_ = entry.elements[0].str;
@@ -718,44 +758,32 @@ bool Fleet::Round(int64_t now) {
               if (f[i].str == "v") value = f[i + 1].str;
             }
             if (node == node_id_) continue;
-            if (type == "p" && suppression_ != nullptr) {
-              absl::StatusOr<feedback::SuppressionEntry> e = feedback::DecodeEntry(key, value);
-              if (e.ok()) adds.push_back(std::move(*e));
+            if (type == "p") {
+              adds.emplace_back(key, value);
               continue;
             }
-            if (!adds.empty() && type == "p-") {
-              // Keep the order: adds before this removal go first.
-              (void)suppression_->MirrorAdd(adds);
+            if (!adds.empty()) {
+              ApplyEntries(StateKind::kSuppression, adds);
               adds.clear();
             }
             board_changed_ = ApplyChange(type, key, value) || board_changed_;
           }
-          if (!adds.empty()) {
-            const absl::Status s = suppression_->MirrorAdd(adds);
-            if (!s.ok()) LogWarning() << "cluster: suppressions from the fleet: " << s.message();
-            stats_.changes_applied.fetch_add(adds.size(), std::memory_order_relaxed);
-          }
+          if (!adds.empty()) ApplyEntries(StateKind::kSuppression, adds);
         });
   }
-  if (suppression_full_read_) {
-    add({"HSCAN", K("suppression"), scan_cursor_, "COUNT", std::to_string(kScanCount)},
-        [this](const RedisReply& r) {
+  if (!full_read_.empty()) {
+    const StateKind kind = full_read_.front();
+    add({"HSCAN", K(StateHash(kind)), scan_cursor_, "COUNT", std::to_string(kScanCount)},
+        [this, kind](const RedisReply& r) {
           if (r.type != RedisReply::Type::kArray || r.elements.size() != 2) return;
-          std::vector<feedback::SuppressionEntry> adds;
+          std::vector<std::pair<std::string, std::string>> kv;
           const std::vector<RedisReply>& f = r.elements[1].elements;
-          for (size_t i = 0; i + 1 < f.size(); i += 2) {
-            absl::StatusOr<feedback::SuppressionEntry> e =
-                feedback::DecodeEntry(f[i].str, f[i + 1].str);
-            if (e.ok()) adds.push_back(std::move(*e));
-          }
-          if (!adds.empty()) {
-            const absl::Status s = suppression_->MirrorAdd(adds);
-            if (!s.ok()) LogWarning() << "cluster: suppressions from the fleet: " << s.message();
-          }
+          for (size_t i = 0; i + 1 < f.size(); i += 2) kv.emplace_back(f[i].str, f[i + 1].str);
+          ApplyEntries(kind, kv);
           scan_cursor_ = r.elements[0].str;
           if (scan_cursor_ == "0") {
-            suppression_full_read_ = false;
-            LogInfo() << "cluster: the fleet's suppression list read whole";
+            LogInfo() << "cluster: the fleet's " << StateHash(kind) << " read whole";
+            if (!full_read_.empty()) full_read_.pop_front();
           }
         });
   }
@@ -821,8 +849,42 @@ bool Fleet::Round(int64_t now) {
   return true;
 }
 
+void Fleet::ApplyEntries(StateKind kind,
+                         const std::vector<std::pair<std::string, std::string>>& kv) {
+  stats_.changes_applied.fetch_add(kv.size(), std::memory_order_relaxed);
+  if (kind == StateKind::kSuppression && suppression_ != nullptr) {
+    std::vector<feedback::SuppressionEntry> adds;
+    for (const auto& [key, value] : kv) {
+      absl::StatusOr<feedback::SuppressionEntry> e = feedback::DecodeEntry(key, value);
+      if (e.ok()) adds.push_back(std::move(*e));
+    }
+    const absl::Status s = suppression_->MirrorAdd(adds);
+    if (!s.ok()) LogWarning() << "cluster: suppressions from the fleet: " << s.message();
+  } else if (kind == StateKind::kTlsMemory && tls_memory_ != nullptr) {
+    for (const auto& [domain, day_text] : kv) {
+      int64_t day = 0;
+      if (absl::SimpleAtoi(day_text, &day)) tls_memory_->Mirror({domain, day});
+    }
+  } else if (kind == StateKind::kStsPolicy && sts_cache_ != nullptr) {
+    for (const auto& [domain, line] : kv) {
+      for (tlspolicy::StsCacheEntry& e : tlspolicy::ParseStsCacheFile(line, 1)) {
+        if (e.domain == domain) sts_cache_->Mirror(std::move(e));
+      }
+    }
+  }
+}
+
 bool Fleet::ApplyChange(std::string_view type, std::string_view key, std::string_view value) {
+  if (type == "m" || type == "t") {
+    ApplyEntries(type == "m" ? StateKind::kTlsMemory : StateKind::kStsPolicy,
+                 {{std::string(key), std::string(value)}});
+    return false;
+  }
   stats_.changes_applied.fetch_add(1, std::memory_order_relaxed);
+  if (type == "m-") {
+    if (tls_memory_ != nullptr) tls_memory_->Unmirror(key);
+    return false;
+  }
   if (type == "p-" && suppression_ != nullptr) {
     const size_t nul = key.find('\0');
     if (nul == std::string_view::npos) return false;
@@ -873,7 +935,7 @@ bool Fleet::ReconcileSuspensions(const RedisReply& all) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const Change& c : changes_) {
-      if (c.kind == Change::Kind::kSuspension) pending.insert(c.key);
+      if (c.kind == StateKind::kSuspension) pending.insert(c.key);
     }
   }
   for (const delivery::Suspension& s : board_->InForce(now_unix)) {
@@ -890,7 +952,7 @@ bool Fleet::ReconcileSuspensions(const RedisReply& all) {
 }
 
 void Fleet::SaveCursor() {
-  if (options_.cursor_path.empty() || stream_id_.empty() || suppression_full_read_ ||
+  if (options_.cursor_path.empty() || stream_id_.empty() || !full_read_.empty() ||
       stream_id_ == saved_stream_id_) {
     return;
   }

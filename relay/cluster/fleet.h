@@ -17,8 +17,12 @@
 //   suspensions               hash key -> the entry (relay/delivery/suspensions.h's file line),
 //                             reply rules' keys naming the source by its name, not its index
 //   suppression               hash "tenant NUL address" -> the entry (suppression_list.h)
-//   changes                   a stream of every change to the two hashes (node, type, key,
-//                             value), read by every node from where it last was
+//   tls-memory                hash domain -> the day of its latest TLS delivery (the downgrade
+//                             memory, relay/tlspolicy/tls_memory.h)
+//   mta-sts                   hash domain -> its MTA-STS policy as fetched (the cache file's
+//                             line, relay/tlspolicy/mta_sts.h)
+//   changes                   a stream of every change to these hashes (node, type, key, value),
+//                             read by every node from where it last was
 //   node:<name>, nodes        each node's status (JSON, expiring) and a sorted set of names by
 //                             last heartbeat: `relayctl cluster status`
 //
@@ -33,7 +37,8 @@
 // pending_changes_max); when Redis answers again it re-asserts the leases it holds, sends what
 // it queued and reads what it missed, and keeps to its share of connections a little longer
 // (2 heartbeats and a reconnect) while the other nodes re-assert theirs. A node that starts, or
-// was away longer than the stream keeps, reads the suppression hash whole.
+// was away longer than the stream keeps, reads the suppression, TLS memory and MTA-STS hashes
+// whole.
 //
 // What is not exact: a node cut off from Redis alone keeps its share of connections while the
 // others, once its liveness key expires (lease_ttl_ms), no longer count them: the site may see
@@ -63,6 +68,8 @@
 #include "relay/delivery/suspensions.h"
 #include "relay/delivery/token_bucket.h"
 #include "relay/feedback/suppression_list.h"
+#include "relay/tlspolicy/sts_cache.h"
+#include "relay/tlspolicy/tls_memory.h"
 
 namespace relay::cluster {
 
@@ -109,10 +116,19 @@ struct FleetStats {
   std::atomic<uint64_t> changes_dropped{0};  // queued beyond pending_changes_max
 };
 
-// The commands that record one change in the fleet: the hash entry ("suspensions" or
-// "suppression"; HSET, or HDEL when `removed`) and the stream entry that tells the other nodes.
-// `writer` names who made it: a node does not apply its own changes again.
-void AppendChangeCommands(std::string_view key_prefix, std::string_view writer, bool suppression,
+// What a change is about: its hash and its type in the stream.
+enum class StateKind : char {
+  kSuspension = 's',   // hash "suspensions"
+  kSuppression = 'p',  // "suppression"
+  kTlsMemory = 'm',    // "tls-memory"
+  kStsPolicy = 't',    // "mta-sts"
+};
+const char* StateHash(StateKind kind);
+
+// The commands that record one change in the fleet: the hash entry (HSET, or HDEL when
+// `removed`) and the stream entry that tells the other nodes. `writer` names who made it: a node
+// does not apply its own changes again.
+void AppendChangeCommands(std::string_view key_prefix, std::string_view writer, StateKind kind,
                           bool removed, const std::string& key, const std::string& value,
                           size_t stream_max, std::vector<RedisLink::Command>* out);
 
@@ -140,10 +156,15 @@ class SuppressionPublisher {
 
 class Fleet : public delivery::SharedLimits {
  public:
-  // Hooks the board and the list (either may be null) and starts nothing yet.
-  static absl::StatusOr<std::unique_ptr<Fleet>> Create(FleetOptions options,
-                                                       delivery::Suspensions* board,
-                                                       feedback::SuppressionList* suppression);
+  // What the fleet shares besides the limits (any may be null: not shared).
+  struct State {
+    delivery::Suspensions* board = nullptr;
+    feedback::SuppressionList* suppression = nullptr;
+    tlspolicy::TlsMemory* tls_memory = nullptr;
+    tlspolicy::StsCache* sts_cache = nullptr;
+  };
+  // Hooks the state's stores and starts nothing yet.
+  static absl::StatusOr<std::unique_ptr<Fleet>> Create(FleetOptions options, State state);
   ~Fleet() override;
 
   // Starts the agent thread.
@@ -169,7 +190,7 @@ class Fleet : public delivery::SharedLimits {
   absl::StatusOr<std::string> Status() const;
 
  private:
-  Fleet(FleetOptions options, delivery::Suspensions* board, feedback::SuppressionList* suppression);
+  Fleet(FleetOptions options, State state);
 
   struct Lease {
     uint32_t limit = 0;
@@ -198,7 +219,7 @@ class Fleet : public delivery::SharedLimits {
   };
   // A change made here, for the other nodes.
   struct Change {
-    enum class Kind { kSuspension, kSuppression } kind;
+    StateKind kind = StateKind::kSuspension;
     bool removed = false;
     std::string key;    // the fleet's key
     std::string value;  // the entry's text (not for removals)
@@ -210,6 +231,9 @@ class Fleet : public delivery::SharedLimits {
   void Fallback(const absl::Status& why);
   void OnBoardChange(const delivery::Suspension& s, bool removed);
   void OnSuppressionChange(const feedback::SuppressionEntry& e, bool removed);
+  // Applies the entries of a hash read whole (HSCAN) or of the stream: the suppressions of one
+  // batch in one transaction.
+  void ApplyEntries(StateKind kind, const std::vector<std::pair<std::string, std::string>>& kv);
   void Queue(Change change);
   // The fleet's key of a board key and back ("" when this node has no such source).
   std::string FleetKey(std::string_view local_key) const;
@@ -226,6 +250,8 @@ class Fleet : public delivery::SharedLimits {
   const FleetOptions options_;
   delivery::Suspensions* const board_;
   feedback::SuppressionList* const suppression_;
+  tlspolicy::TlsMemory* const tls_memory_;
+  tlspolicy::StsCache* const sts_cache_;
   std::string node_id_;  // "<node>/<incarnation>"
   absl::flat_hash_map<std::string, int> source_index_;
   FleetStats stats_;
@@ -249,7 +275,8 @@ class Fleet : public delivery::SharedLimits {
   int64_t full_sync_due_ms_ = 0;
   int64_t started_unix_ms_ = 0;
   std::string stream_id_ = "";  // where this node is in the change stream; "": not placed yet
-  bool suppression_full_read_ = false;  // reading the hash whole (HSCAN), at scan_cursor_
+  // The hashes still to read whole (HSCAN), the first at scan_cursor_.
+  std::deque<StateKind> full_read_;
   std::string scan_cursor_ = "0";
   std::string saved_stream_id_;
   bool board_changed_ = false;  // in this round, by other nodes' changes

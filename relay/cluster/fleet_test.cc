@@ -105,7 +105,7 @@ TEST(FleetTest, LeasesHoldForTheFleet) {
   RedisServer redis(FreePort());
   std::vector<std::unique_ptr<Fleet>> nodes;
   for (const char* name : {"a", "b", "c"}) {
-    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), nullptr, nullptr));
+    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), {}));
     nodes.back()->Start();
   }
   for (auto& n : nodes) ASSERT_TRUE(Eventually([&] { return n->stats().shared.load(); }));
@@ -143,7 +143,7 @@ TEST(FleetTest, ACrashedNodesLeasesExpire) {
   RedisLink link(RedisLinkOptions{.address = {"127.0.0.1", redis.port()}});
   ASSERT_TRUE(link.Call({"HSET", "relay:lease:s|site", "ghost/1", "4"}).ok());
   ASSERT_TRUE(link.Call({"SET", "relay:live:ghost/1", "1", "PX", "300"}).ok());
-  auto node = *Fleet::Create(Options(redis.port(), "a", 2), nullptr, nullptr);
+  auto node = *Fleet::Create(Options(redis.port(), "a", 2), {});
   node->Start();
   ASSERT_TRUE(Eventually([&] { return node->stats().shared.load(); }));
   int got = 0;
@@ -162,7 +162,7 @@ TEST(FleetTest, RateHoldsForTheFleetWithFewCalls) {
   RedisServer redis(FreePort());
   std::vector<std::unique_ptr<Fleet>> nodes;
   for (const char* name : {"a", "b", "c"}) {
-    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), nullptr, nullptr));
+    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), {}));
     nodes.back()->Start();
   }
   for (auto& n : nodes) ASSERT_TRUE(Eventually([&] { return n->stats().shared.load(); }));
@@ -186,7 +186,7 @@ TEST(FleetTest, RateHoldsForTheFleetWithFewCalls) {
 
 TEST(FleetTest, FallsBackToItsShareAndComesBack) {
   RedisServer redis(FreePort());
-  auto node = *Fleet::Create(Options(redis.port(), "a", 3), nullptr, nullptr);
+  auto node = *Fleet::Create(Options(redis.port(), "a", 3), {});
   node->Start();
   ASSERT_TRUE(Eventually([&] { return node->stats().shared.load(); }));
   redis.Kill();
@@ -213,8 +213,8 @@ TEST(FleetTest, FallsBackToItsShareAndComesBack) {
 TEST(FleetTest, SuspensionsReachEveryNode) {
   RedisServer redis(FreePort());
   delivery::Suspensions board_a, board_b;
-  auto a = *Fleet::Create(Options(redis.port(), "a", 2), &board_a, nullptr);
-  auto b = *Fleet::Create(Options(redis.port(), "b", 2), &board_b, nullptr);
+  auto a = *Fleet::Create(Options(redis.port(), "a", 2), {.board = &board_a});
+  auto b = *Fleet::Create(Options(redis.port(), "b", 2), {.board = &board_b});
   // Node b has the same source at another index.
   a->Start();
   b->Start();
@@ -257,8 +257,8 @@ TEST(FleetTest, SuppressionsReachEveryNodeAndAStartingNodeReadsThemAll) {
     return *feedback::SuppressionList::Open(o);
   };
   auto list_a = list("a"), list_b = list("b"), list_c = list("c");
-  auto a = *Fleet::Create(Options(redis.port(), "a", 3), nullptr, list_a.get());
-  auto b = *Fleet::Create(Options(redis.port(), "b", 3), nullptr, list_b.get());
+  auto a = *Fleet::Create(Options(redis.port(), "a", 3), {.suppression = list_a.get()});
+  auto b = *Fleet::Create(Options(redis.port(), "b", 3), {.suppression = list_b.get()});
   a->Start();
   b->Start();
   ASSERT_TRUE(Eventually([&] { return a->stats().shared.load() && b->stats().shared.load(); }));
@@ -275,7 +275,7 @@ TEST(FleetTest, SuppressionsReachEveryNodeAndAStartingNodeReadsThemAll) {
   }));
   EXPECT_EQ((*list_b->Find("example.com", "gone@example.net"))->category, "bad-mailbox");
   // A node that starts later reads the hash whole.
-  auto c = *Fleet::Create(Options(redis.port(), "c", 3), nullptr, list_c.get());
+  auto c = *Fleet::Create(Options(redis.port(), "c", 3), {.suppression = list_c.get()});
   c->Start();
   EXPECT_TRUE(
       Eventually([&] { return list_c->Find("example.com", "later@example.net")->has_value(); }));
@@ -291,7 +291,7 @@ TEST(FleetTest, WarmupAllowanceHoldsForTheFleet) {
   RedisServer redis(FreePort());
   std::vector<std::unique_ptr<Fleet>> nodes;
   for (const char* name : {"a", "b", "c"}) {
-    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), nullptr, nullptr));
+    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), {}));
     nodes.back()->Start();
   }
   for (auto& n : nodes) ASSERT_TRUE(Eventually([&] { return n->stats().shared.load(); }));
@@ -310,11 +310,53 @@ TEST(FleetTest, WarmupAllowanceHoldsForTheFleet) {
   EXPECT_LE(sent, 102);
 }
 
+TEST(FleetTest, TlsMemoryAndMtaStsPoliciesReachEveryNode) {
+  RedisServer redis(FreePort());
+  tlspolicy::TlsMemory memory_a({}), memory_b({}), memory_c({});
+  tlspolicy::StsCache sts_a, sts_b, sts_c;
+  auto a =
+      *Fleet::Create(Options(redis.port(), "a", 3), {.tls_memory = &memory_a, .sts_cache = &sts_a});
+  auto b =
+      *Fleet::Create(Options(redis.port(), "b", 3), {.tls_memory = &memory_b, .sts_cache = &sts_b});
+  a->Start();
+  b->Start();
+  ASSERT_TRUE(Eventually([&] { return a->stats().shared.load() && b->stats().shared.load(); }));
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  // A delivery over TLS on a: b must not send that domain plain text either.
+  memory_a.Remember("tls.example", now_ms);
+  tlspolicy::StsCacheEntry policy{
+      .domain = "sts.example", .id = "20261208", .fetched_unix_s = now_ms / 1000};
+  policy.policy.mode = tlspolicy::StsMode::kEnforce;
+  policy.policy.max_age_s = 86400;
+  policy.policy.mx = {"mx.sts.example"};
+  sts_a.Store(policy);
+  EXPECT_TRUE(Eventually([&] {
+    return memory_b.Requires("tls.example", now_ms) && sts_b.Find("sts.example") != nullptr;
+  }));
+  ASSERT_NE(sts_b.Find("sts.example"), nullptr);
+  EXPECT_EQ(sts_b.Find("sts.example")->id, "20261208");
+  EXPECT_EQ(sts_b.Find("sts.example")->policy.mx, std::vector<std::string>{"mx.sts.example"});
+  // A node that starts later reads both whole.
+  auto c =
+      *Fleet::Create(Options(redis.port(), "c", 3), {.tls_memory = &memory_c, .sts_cache = &sts_c});
+  c->Start();
+  EXPECT_TRUE(Eventually([&] {
+    return memory_c.Requires("tls.example", now_ms) && sts_c.Find("sts.example") != nullptr;
+  }));
+  // The operator forgets the domain on b: a and c forget it too.
+  EXPECT_TRUE(memory_b.Forget("tls.example"));
+  EXPECT_TRUE(Eventually([&] {
+    return !memory_a.Requires("tls.example", now_ms) && !memory_c.Requires("tls.example", now_ms);
+  }));
+}
+
 TEST(FleetTest, StatusListsTheNodes) {
   RedisServer redis(FreePort());
   FleetOptions o = Options(redis.port(), "alpha", 2);
   o.status = [] { return std::string("\"queued\":7"); };
-  auto a = *Fleet::Create(o, nullptr, nullptr);
+  auto a = *Fleet::Create(o, {});
   a->Start();
   ASSERT_TRUE(Eventually([&] { return a->stats().shared.load(); }));
   absl::StatusOr<std::string> status = a->Status();

@@ -384,7 +384,10 @@ absl::Status DaemonParts::StartFleet() {
                         ",\"queued_messages\":", m->queue_messages.Total(),
                         ",\"outbound_connections\":", m->outbound_connections_open.Total());
   };
-  ASSIGN_OR_RETURN(fleet, cluster::Fleet::Create(std::move(o), &suspensions, suppression.get()));
+  ASSIGN_OR_RETURN(fleet, cluster::Fleet::Create(std::move(o), {.board = &suspensions,
+                                                                .suppression = suppression.get(),
+                                                                .tls_memory = tls_memory.get(),
+                                                                .sts_cache = sts_cache.get()}));
   fleet->Start();
   LogInfo() << "cluster: node " << fleet->options().node << " of " << fleet->options().fleet_size
             << ", state in Redis " << config.cluster.fleet.redis.address.host << ":"

@@ -20,6 +20,15 @@ StsEntryPtr StsCache::Find(std::string_view domain) const {
 
 void StsCache::Store(StsCacheEntry entry) {
   absl::MutexLock lock(&mu_);
+  if (!listener_) {
+    Put(std::move(entry));
+    return;
+  }
+  StsCacheEntry told = entry;
+  if (Put(std::move(entry))) listener_(told);
+}
+
+bool StsCache::Put(StsCacheEntry entry) {
   auto it = entries_.find(entry.domain);
   if (it == entries_.end() && entries_.size() >= policies_max_) {
     if (!full_logged_) {
@@ -27,11 +36,24 @@ void StsCache::Store(StsCacheEntry entry) {
                    << " policies cached ([tls_policy] mta_sts_policies_max); new ones are not kept";
       full_logged_ = true;
     }
-    return;
+    return false;
   }
   std::string domain = entry.domain;
   entries_[domain] = std::make_shared<const StsCacheEntry>(std::move(entry));
   dirty_ = true;
+  return true;
+}
+
+void StsCache::SetListener(Listener listener) {
+  absl::MutexLock lock(&mu_);
+  listener_ = std::move(listener);
+}
+
+void StsCache::Mirror(StsCacheEntry entry) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(entry.domain);
+  if (it != entries_.end() && it->second->fetched_unix_s >= entry.fetched_unix_s) return;
+  Put(std::move(entry));
 }
 
 std::vector<StsEntryPtr> StsCache::List(size_t max, size_t* total) const {

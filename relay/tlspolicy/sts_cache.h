@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,6 +39,13 @@ class StsCache {
   // Every entry, sorted by domain, at most `max`; `*total` is how many there are.
   std::vector<StsEntryPtr> List(size_t max, size_t* total) const;
 
+  // A fleet's cache (relay/cluster/fleet.h): every policy stored here is told to `listener` (with
+  // the lock held: it must only queue it); other nodes' come in through Mirror, which keeps an
+  // entry only when it was fetched later than the one held, and is not told.
+  using Listener = std::function<void(const StsCacheEntry& entry)>;
+  void SetListener(Listener listener);
+  void Mirror(StsCacheEntry entry);
+
   void SetFile(std::string path);
   // Reads `path` (a missing file is an empty cache); entries past their max_age are dropped.
   absl::Status Load(const std::string& path, int64_t now_unix_s);
@@ -54,6 +62,9 @@ class StsCache {
   std::string path_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool full_logged_ ABSL_GUARDED_BY(mu_) = false;
+  Listener listener_ ABSL_GUARDED_BY(mu_);
+  // Store and Mirror: false when the cache is full.
+  bool Put(StsCacheEntry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace relay::tlspolicy

@@ -69,6 +69,10 @@ void TlsMemory::Remember(std::string_view domain, int64_t now_unix_ms) {
   const std::string key = absl::AsciiStrToLower(Sv(domain));
   if (!DomainChars(key)) return;
   absl::MutexLock lock(&mu_);
+  if (Set(key, today) && listener_) listener_({key, today}, /*forgotten=*/false);
+}
+
+bool TlsMemory::Set(const std::string& key, int64_t day) {
   auto it = days_.find(key);
   if (it == days_.end()) {
     if (days_.size() >= options_.domains_max) {
@@ -77,14 +81,37 @@ void TlsMemory::Remember(std::string_view domain, int64_t now_unix_ms) {
                      << " domains remembered ([tls_policy] memory_domains_max); new ones are not";
         full_logged_ = true;
       }
-      return;
+      return false;
     }
-    days_.emplace(key, today);
+    days_.emplace(key, day);
     size_.store(days_.size(), std::memory_order_relaxed);
+  } else if (it->second >= day) {
+    return false;
   } else {
-    it->second = std::max(it->second, today);
+    it->second = day;
   }
   dirty_ = true;
+  return true;
+}
+
+void TlsMemory::SetListener(Listener listener) {
+  absl::MutexLock lock(&mu_);
+  listener_ = std::move(listener);
+}
+
+void TlsMemory::Mirror(const TlsMemoryEntry& entry) {
+  if (!options_.enabled) return;
+  const std::string key = absl::AsciiStrToLower(Sv(entry.domain));
+  if (!DomainChars(key)) return;
+  absl::MutexLock lock(&mu_);
+  Set(key, entry.day);
+}
+
+void TlsMemory::Unmirror(std::string_view domain) {
+  absl::MutexLock lock(&mu_);
+  const bool erased = days_.erase(absl::AsciiStrToLower(Sv(domain))) > 0;
+  size_.store(days_.size(), std::memory_order_relaxed);
+  dirty_ = dirty_ || erased;
 }
 
 bool TlsMemory::Requires(std::string_view domain, int64_t now_unix_ms) const {
@@ -97,9 +124,11 @@ bool TlsMemory::Requires(std::string_view domain, int64_t now_unix_ms) const {
 
 bool TlsMemory::Forget(std::string_view domain) {
   absl::MutexLock lock(&mu_);
-  const bool erased = days_.erase(absl::AsciiStrToLower(Sv(domain))) > 0;
+  const std::string key = absl::AsciiStrToLower(Sv(domain));
+  const bool erased = days_.erase(key) > 0;
   size_.store(days_.size(), std::memory_order_relaxed);
   dirty_ = dirty_ || erased;
+  if (erased && listener_) listener_({key, 0}, /*forgotten=*/true);
   return erased;
 }
 

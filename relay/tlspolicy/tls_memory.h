@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +60,14 @@ class TlsMemory {
   // The remembered domains (sorted), at most `max`, and how many there are in all.
   std::vector<TlsMemoryEntry> List(size_t max, size_t* total) const;
 
+  // A fleet's memory (relay/cluster/fleet.h): a domain remembered here, or its day moving on, and
+  // a domain forgotten, are told to `listener` (with the lock held: it must only queue it); other
+  // nodes' come in through Mirror (the later day wins) and Unmirror, which are not told.
+  using Listener = std::function<void(const TlsMemoryEntry& entry, bool forgotten)>;
+  void SetListener(Listener listener);
+  void Mirror(const TlsMemoryEntry& entry);
+  void Unmirror(std::string_view domain);
+
   void SetFile(std::string path);
   // Reads `path` (a missing file is an empty memory); entries past `days` are dropped. An error
   // names the file.
@@ -78,6 +87,10 @@ class TlsMemory {
   std::string path_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool full_logged_ ABSL_GUARDED_BY(mu_) = false;
+  Listener listener_ ABSL_GUARDED_BY(mu_);
+  // Mirror and Remember: `day` for `key` (lower case, checked), unless a later one is there.
+  // False when it changed nothing.
+  bool Set(const std::string& key, int64_t day) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace relay::tlspolicy
