@@ -21,21 +21,26 @@ namespace {
 
 // Grants up to ARGV[3] leases of KEYS[1] to node ARGV[1] under the limit ARGV[2], counting the
 // fields of live nodes only (ARGV[4] .. node is a node's liveness key); the fields of silent
-// nodes go. Reads keys it is not given: a standalone Redis (or one hash slot), as documented.
+// nodes go. A request that gets fewer than it asked for counts in the field "~starved", which the
+// nodes holding more than their share watch (they give connections back then). Reads keys it is
+// not given: a standalone Redis (or one hash slot), as documented.
 constexpr char kLeaseScript[] = R"lua(
 local fields = redis.call('HGETALL', KEYS[1])
 local total = 0
 for i = 1, #fields, 2 do
   local n = fields[i]
-  if n ~= ARGV[1] and redis.call('EXISTS', ARGV[4] .. n) == 0 then
+  if n == '~starved' then
+  elseif n ~= ARGV[1] and redis.call('EXISTS', ARGV[4] .. n) == 0 then
     redis.call('HDEL', KEYS[1], n)
   else
     total = total + tonumber(fields[i + 1])
   end
 end
-local got = math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) - total)
+local want = tonumber(ARGV[3])
+local got = math.min(want, tonumber(ARGV[2]) - total)
 if got < 0 then got = 0 end
 if got > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], got) end
+if got < want then redis.call('HINCRBY', KEYS[1], '~starved', 1) end
 redis.call('PEXPIRE', KEYS[1], 86400000)
 return got
 )lua";
@@ -69,7 +74,7 @@ return {got, wait}
 
 // A lease request that got none waits this long, doubling while the fleet has none to give.
 constexpr int64_t kLeaseStarvedMs = 50;
-constexpr int64_t kLeaseStarvedMsMax = 1000;
+constexpr int64_t kLeaseStarvedMsMax = 250;
 constexpr int64_t kWarmupSyncMs = 1000;
 constexpr int64_t kWarmupKeyTtlMs = int64_t{2} * 86400 * 1000;
 constexpr int64_t kCursorSaveMs = 1000;
@@ -284,9 +289,12 @@ bool Fleet::TryLease(std::string_view key, uint32_t limit) {
   }
   Lease& l = it->second;
   l.limit = limit;
-  // Without Redis, and for a while after it came back (the other nodes re-assert what they
-  // opened meanwhile, which Redis did not see), this node keeps to its share.
-  if (!shared_.load(std::memory_order_relaxed) || NowMs() < settle_until_ms_) {
+  // Without Redis, for a while after it came back (the other nodes re-assert what they opened
+  // meanwhile, which Redis did not see), and while other nodes are refused leases this node
+  // holds more than its share of, it keeps to its share.
+  const int64_t now = NowMs();
+  if (!shared_.load(std::memory_order_relaxed) || now < settle_until_ms_ ||
+      now < l.contended_until_ms) {
     if (l.in_use >= ShareOf(limit, options_.fleet_size)) return false;
     ++l.in_use;
     return true;
@@ -303,9 +311,13 @@ bool Fleet::TryLease(std::string_view key, uint32_t limit) {
 
 bool Fleet::OverShare(std::string_view key, uint32_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (shared_.load(std::memory_order_relaxed) && NowMs() >= settle_until_ms_) return false;
   auto it = leases_.find(Sv(key));
-  return it != leases_.end() && it->second.in_use > ShareOf(limit, options_.fleet_size);
+  if (it == leases_.end() || it->second.in_use <= ShareOf(limit, options_.fleet_size)) {
+    return false;
+  }
+  const int64_t now = NowMs();
+  return !shared_.load(std::memory_order_relaxed) || now < settle_until_ms_ ||
+         now < it->second.contended_until_ms;
 }
 
 void Fleet::ReturnLease(std::string_view key) {
@@ -564,7 +576,10 @@ bool Fleet::Round(int64_t now) {
         l.wanted = 0;
         if (want > 0) lease_asks.push_back({key, want});
       } else if (l.held > l.in_use) {
-        if (l.surplus_since_ms < 0) {
+        // Unused leases go back after the linger, or at once while other nodes are short.
+        if (now < l.contended_until_ms) {
+          lease_sets.push_back({key, l.in_use});
+        } else if (l.surplus_since_ms < 0) {
           l.surplus_since_ms = now;
         } else if (now - l.surplus_since_ms >= options_.lease_linger_ms) {
           lease_sets.push_back({key, l.in_use});
@@ -624,6 +639,29 @@ bool Fleet::Round(int64_t now) {
     add({"SET", K("node:" + options_.node), status, "PX", std::to_string(options_.lease_ttl_ms)});
     add({"ZADD", K("nodes"), std::to_string(NowUnixMs()), options_.node});
     add({"ZREMRANGEBYSCORE", K("nodes"), "-inf", std::to_string(NowUnixMs() - 86400 * 1000)});
+  }
+  // A node holding more than its share looks, every round, whether others were refused leases
+  // since (the script's "~starved" count went up): then it keeps to its share for a few
+  // heartbeats, its connections past the share quitting after their message (OverShare).
+  if (!reconnected) {
+    std::vector<std::string> watched;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [key, l] : leases_) {
+        if (l.in_use > ShareOf(l.limit, options_.fleet_size)) watched.push_back(key);
+      }
+    }
+    for (const std::string& key : watched) {
+      add({"HGET", K("lease:" + key), "~starved"}, [this, key, now](const RedisReply& r) {
+        const int64_t starved = r.AsInteger();
+        std::lock_guard<std::mutex> lock(mu_);
+        Lease& l = leases_[key];
+        if (l.starved_seen >= 0 && starved > l.starved_seen) {
+          l.contended_until_ms = now + 3 * options_.heartbeat_ms;
+        }
+        l.starved_seen = starved;
+      });
+    }
   }
   for (const auto& [key, held] : lease_sets) {
     if (held == 0) {

@@ -200,6 +200,10 @@ class Fleet : public delivery::SharedLimits {
     int64_t surplus_since_ms = -1;
     int64_t next_ask_ms = 0;
     int64_t starved_ms = 0;  // the wait after a request that got too few
+    // The script's "~starved" count when last read (-1: never), and until when other nodes are
+    // short of this pair's leases (this node then keeps to its share).
+    int64_t starved_seen = -1;
+    int64_t contended_until_ms = 0;
   };
   struct Tokens {
     uint32_t per_second = 0;

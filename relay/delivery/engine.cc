@@ -1896,6 +1896,19 @@ void DeliveryEngine::CountTlsHandshake(bool ok) const {
   c.Add(options_.metrics_shard);
 }
 
+void DeliveryEngine::QuitFleetSurplus() {
+  if (options_.shared_limits == nullptr) return;
+  for (const auto& [key, queue] : queues_) {
+    if (queue->connections().empty() || !OverFleetShare(*queue)) continue;
+    // Kick: an idle connection that is over the share quits instead of taking work (a copy: a
+    // quitting connection may leave the list).
+    const std::vector<OutboundConnection*> open = queue->connections();
+    for (OutboundConnection* c : open) {
+      if (c->WaitingForWork()) c->Kick();
+    }
+  }
+}
+
 void DeliveryEngine::PublishSiteMetrics() {
   const metrics::RelayMetrics* m = options_.metrics;
   if (m == nullptr) return;

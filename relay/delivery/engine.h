@@ -325,6 +325,9 @@ class DeliveryEngine {
   // Sets this shard's per-site gauges (ready messages, suspended queues) from its ready queues:
   // O(ready queues), for a periodic timer rather than every loop turn.
   void PublishSiteMetrics();
+  // In a fleet, once a second: the idle connections of pairs this node holds more of than the
+  // fleet lets it now (other nodes are short, or Redis is away) quit, giving their leases back.
+  void QuitFleetSurplus();
   size_t scheduled() const { return scheduled_.size(); }
 
  private:

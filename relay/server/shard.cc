@@ -517,7 +517,10 @@ void Shard::ArmTimers() {
     RequestReserveSegments();
     auto moved = spool_->MaintainSpace();
     if (!moved.ok()) LogWarning() << "spool compaction: " << moved.status();
-    if (delivery_ != nullptr) delivery_->PublishSiteMetrics();
+    if (delivery_ != nullptr) {
+      delivery_->PublishSiteMetrics();
+      delivery_->QuitFleetSurplus();
+    }
     if (!stopping_) reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
   });
   reactor_->timers().ScheduleAfter(&maintenance_timer_, kMaintenanceIntervalMs);
