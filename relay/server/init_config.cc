@@ -310,6 +310,20 @@ ${shaping}
 # tenants = ["${domain}"]
 # secret_file = "webhook-app.secret"
 # events = ["delivered", "bounced", "expired", "suppressed"]
+# Or (and) to a RabbitMQ exchange: each event one persistent message with routing key
+# "<tenant>.<event>" (dots in the tenant written "_": "example_com.bounced"), message_id the
+# event's id, published with confirms and retried until the broker acknowledges it. No amqps://:
+# keep the broker on loopback or a private network (or reach it through a tunnel).
+# [[events.amqp]]
+# name = "bus"
+# url = "amqp://relay@127.0.0.1:5672/%2f"
+# password_file = "amqp-bus.password"
+# tenants = ["*"]
+# exchange = "relay.events"
+# exchange_type = "topic"
+# declare_exchange = true
+# timeout_ms = 10000
+# heartbeat_s = 30
 # Receiving on port 25 for your own domains, forwarding by alias (one file per domain in
 # aliases_dir, chasquid's format: "user: target, target", "*: target" for a catch-all). Forwarded
 # mail gets an SRS envelope sender, Authentication-Results and an ARC set signed with the
