@@ -105,6 +105,8 @@ EventSink::Delivered EventSink::DeliverBatch() {
   for (;;) {
     absl::Status s = Deliver(batch_, batch_events_);
     if (s.ok()) return Delivered::kTaken;
+    // A hand-over that Stop() cut short is no failure of the far side.
+    if (stopping_flag_.load()) return Delivered::kStopping;
     if (absl::IsResourceExhausted(s) && batch_events_ > 1) {
       // Too large for the far side (HTTP 413): the same events again, in halves.
       LogWarning() << "event sink " << options_.name << ": " << s.message() << " for "
@@ -191,6 +193,7 @@ void EventSink::Collect() {
             return false;
           }
           if (batch_events_ == 0) batch_first_unix_ms_ = e.time_unix_ms;
+          batch_starts_.push_back(batch_.size() + (batch_events_ == 0 ? 0 : 1));
           absl::StrAppend(&batch_, batch_events_ == 0 ? "" : ",", "{\"id\":\"", shard, "-",
                           e.at.seq, "-", e.at.offset, "\",", Sv(e.json.substr(1)));
           ++batch_events_;
@@ -238,12 +241,14 @@ void EventSink::Run() {
         dirty = !SaveCursor(cursor_).ok();
         last_save_ms = now;
       }
+      Idle();
       if (!Sleep(kPollMs)) break;
       continue;
     }
     stats_.oldest_pending_unix_ms.store(batch_first_unix_ms_, std::memory_order_relaxed);
     const bool full = batch_events_ >= EventsMax() || batch_.size() >= options_.batch_bytes_max;
     if (!full && now - batch_first_unix_ms_ < options_.batch_wait_ms) {
+      Idle();
       if (!Sleep(kPollMs)) break;
       continue;
     }
@@ -252,6 +257,7 @@ void EventSink::Run() {
     if (delivered == Delivered::kTooLarge) {
       events_cap_ = std::max<size_t>(1, batch_events_ / 2);
       batch_.clear();
+      batch_starts_.clear();
       batch_events_ = 0;
       batch_lines_ = 0;
       next_ = cursor_;
@@ -266,6 +272,7 @@ void EventSink::Run() {
     stats_.oldest_pending_unix_ms.store(0, std::memory_order_relaxed);
     cursor_ = next_;
     batch_.clear();
+    batch_starts_.clear();
     batch_events_ = 0;
     batch_lines_ = 0;
     if (absl::Status s = SaveCursor(cursor_); !s.ok()) {

@@ -1,6 +1,6 @@
 // An event sink: a thread that takes the events some tenants want from the journals of every
-// shard (event_journal.h), in batches, and hands each batch to its far side (a webhook; an AMQP
-// exchange or a Kafka topic can be others) until the far side takes it: at least once.
+// shard (event_journal.h), in batches, and hands each batch to its far side (a webhook, an AMQP
+// exchange; a Kafka topic can be another) until the far side takes it: at least once.
 //
 // Each sink has its own cursor: per shard, the journal position up to which the far side has taken
 // every event (or the event was not for this sink). The cursor is kept in
@@ -86,6 +86,12 @@ class EventSink {
   // Hands one batch to the far side: `events` is `count` JSON objects separated by commas. OK
   // once the far side has taken it; an error (its message is logged and kept) is retried.
   virtual absl::Status Deliver(std::string_view events, size_t count) = 0;
+  // Called on the sink's thread about every 100 ms while no batch is being handed over, for the
+  // upkeep of a connection kept open between batches (AMQP heartbeats). It must not wait.
+  virtual void Idle() {}
+  // Where each event of the batch being delivered begins in Deliver's `events` (at its '{'), for
+  // a far side that takes events one by one.
+  const std::vector<size_t>& batch_starts() const { return batch_starts_; }
   // Set when Stop() is called: a Deliver that waits on the network gives up when it is.
   const std::atomic<bool>& stopping() const { return stopping_flag_; }
 
@@ -117,6 +123,7 @@ class EventSink {
   size_t events_cap_ = 0;                     // 0: batch_events_max; else halved after an HTTP 413
   size_t first_shard_ = 0;                    // Collect starts here, one further each batch
   std::string batch_;                         // the events, comma-separated JSON objects
+  std::vector<size_t> batch_starts_;          // where each event begins in batch_
   size_t batch_events_ = 0;
   uint64_t batch_lines_ = 0;  // journal lines the batch passes, taken or filtered
   int64_t batch_first_unix_ms_ = 0;

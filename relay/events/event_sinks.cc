@@ -78,6 +78,14 @@ absl::StatusOr<std::unique_ptr<EventSinks>> EventSinks::Create(EventSinksOptions
     }
     sinks->sinks_.push_back(std::move(*sender));
   }
+  for (const AmqpOptions& a : o.amqp) {
+    absl::StatusOr<std::unique_ptr<AmqpSink>> sink = AmqpSink::Create(a, &sinks->journals_);
+    if (!sink.ok()) {
+      return absl::Status(sink.status().code(),
+                          absl::StrCat("amqp sink ", a.name, ": ", sink.status().message()));
+    }
+    sinks->sinks_.push_back(std::move(*sink));
+  }
   // A shard never starts a file at a number a sink has passed (its files may be gone: another
   // shard count before, or removed unread).
   for (auto& sink : sinks->sinks_) {

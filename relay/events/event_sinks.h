@@ -1,5 +1,6 @@
 // The event sinks of a relay and the journal they read: the heads the shards publish, the sinks
-// (one WebhookSender per configured endpoint), and the journal's upkeep. Once a second a
+// (one WebhookSender per configured endpoint, one AmqpSink per configured exchange), and the
+// journal's upkeep. Once a second a
 // maintenance thread removes the files every sink has passed, and keeps the journal within
 // journal_bytes_max: past it (an endpoint down for long), the oldest files go first, their events
 // counted as dropped and logged, so a dead endpoint cannot fill the disk the spool lives on.
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "relay/events/amqp_sink.h"
 #include "relay/events/event_journal.h"
 #include "relay/events/webhook_sender.h"
 
@@ -30,6 +32,7 @@ struct EventSinksOptions {
   uint64_t journal_bytes_max = uint64_t{4} << 30;  // all files of all shards
   int sync_interval_ms = 100;  // the shards' journal fdatasync; 0: in each queue group commit
   std::vector<WebhookOptions> webhooks;
+  std::vector<AmqpOptions> amqp;  // names unique across webhooks and amqp (the cursor files)
 };
 
 class EventSinks {

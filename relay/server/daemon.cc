@@ -183,7 +183,7 @@ dkim::SignerConfig DkimConfig(const Config& config) {
 }
 
 // Label values for the metrics: every shaping rule's name and every egress source's name.
-// The event sinks' series: per webhook, what it sent, failed and has yet to send.
+// The event sinks' series: per sink, what it sent, failed and has yet to send.
 void AddEventSeries(const events::EventSinks* sinks, metrics::Registry* r) {
   using metrics::MetricType;
   r->AddCallback("relay_events_dropped_total", MetricType::kCounter,
@@ -199,28 +199,52 @@ void AddEventSeries(const events::EventSinks* sinks, metrics::Registry* r) {
                  [sinks] { return static_cast<double>(sinks->journal_write_errors()); });
   for (const auto& sink : sinks->sinks()) {
     const events::SinkStats* st = &sink->stats();
-    const metrics::Labels labels = {{"webhook", sink->sink_options().name}};
-    r->AddCallback("relay_webhook_events_sent_total", MetricType::kCounter,
-                   {.help = "Events a webhook endpoint acknowledged (2xx)."}, labels,
-                   [st] { return static_cast<double>(st->events_sent.load()); });
-    r->AddCallback("relay_webhook_batches_sent_total", MetricType::kCounter,
-                   {.help = "Batches a webhook endpoint acknowledged."}, labels,
+    const auto* amqp = dynamic_cast<const events::AmqpSink*>(sink.get());
+    // Series per kind, the sink's name the label: relay_webhook_*{webhook="app"} (as they were
+    // before AMQP sinks came) and relay_amqp_*{amqp="bus"}.
+    const std::string kind = amqp != nullptr ? "amqp" : "webhook";
+    const std::string prefix = absl::StrCat("relay_", kind, "_");
+    const std::string far = amqp != nullptr ? "the AMQP broker" : "a webhook endpoint";
+    const metrics::Labels labels = {{kind, sink->sink_options().name}};
+    r->AddCallback(prefix + "events_sent_total", MetricType::kCounter,
+                   {.help = amqp != nullptr ? "Events the broker acknowledged (publisher confirms)."
+                                            : "Events a webhook endpoint acknowledged (2xx)."},
+                   labels, [st] { return static_cast<double>(st->events_sent.load()); });
+    r->AddCallback(prefix + "batches_sent_total", MetricType::kCounter,
+                   {.help = absl::StrCat("Batches ", far, " acknowledged.")}, labels,
                    [st] { return static_cast<double>(st->batches_sent.load()); });
-    r->AddCallback("relay_webhook_failures_total", MetricType::kCounter,
-                   {.help = "Posts to a webhook endpoint that failed (no 2xx): each is retried."},
-                   labels, [st] { return static_cast<double>(st->failures.load()); });
     r->AddCallback(
-        "relay_webhook_pending_events", MetricType::kGauge,
-        {.help = "Journal events a webhook has not passed yet (sent, or not for it)."}, labels,
+        prefix + "failures_total", MetricType::kCounter,
+        {.help = amqp != nullptr
+                     ? "Batches the broker did not acknowledge (refused, connection lost or "
+                       "refused, timeout): each is retried."
+                     : "Posts to a webhook endpoint that failed (no 2xx): each is retried."},
+        labels, [st] { return static_cast<double>(st->failures.load()); });
+    r->AddCallback(
+        prefix + "pending_events", MetricType::kGauge,
+        {.help = absl::StrCat("Journal events ", amqp != nullptr ? "an AMQP sink" : "a webhook",
+                              " has not passed yet (sent, or not for it).")},
+        labels,
         [st] { return static_cast<double>(std::max<int64_t>(0, st->backlog_events.load())); });
-    r->AddCallback("relay_webhook_oldest_pending_age_seconds", MetricType::kGauge,
-                   {.help = "Age of the oldest event waiting for a webhook's acknowledgement "
-                            "(0 when none waits)."},
+    r->AddCallback(prefix + "oldest_pending_age_seconds", MetricType::kGauge,
+                   {.help = absl::StrCat("Age of the oldest event waiting for ",
+                                         amqp != nullptr ? "the broker" : "a webhook",
+                                         "'s acknowledgement (0 when none waits).")},
                    labels, [st] {
                      const int64_t t = st->oldest_pending_unix_ms.load();
                      return t == 0 ? 0.0
                                    : std::max(0.0, RealClock::Get()->WallSeconds() - t / 1000.0);
                    });
+    if (amqp == nullptr) continue;
+    const events::AmqpStats* as = &amqp->amqp_stats();
+    r->AddCallback("relay_amqp_unroutable_events_total", MetricType::kCounter,
+                   {.help = "Events the broker acknowledged but routed to no queue (basic.return): "
+                            "taken, not retried; bind a queue to the exchange for them."},
+                   labels, [as] { return static_cast<double>(as->unroutable_events.load()); });
+    r->AddCallback("relay_amqp_connections_total", MetricType::kCounter,
+                   {.help = "Connections an AMQP sink opened to its broker (one, unless the "
+                            "broker went away or a batch failed)."},
+                   labels, [as] { return static_cast<double>(as->connections.load()); });
   }
 }
 
@@ -408,6 +432,7 @@ absl::Status DaemonParts::StartShards() {
     o.journal_bytes_max = config.events.journal_bytes_max;
     o.sync_interval_ms = config.events.sync_interval_ms;
     o.webhooks = config.events.webhooks;
+    o.amqp = config.events.amqp;
     ASSIGN_OR_RETURN(event_sinks, events::EventSinks::Create(std::move(o)));
   }
   relay_metrics =
@@ -463,8 +488,8 @@ absl::Status DaemonParts::StartShards() {
   }
   if (event_sinks != nullptr) {
     event_sinks->Start();
-    LogInfo() << "events journal " << config.events.dir << ": " << event_sinks->sinks().size()
-              << " webhook(s)";
+    LogInfo() << "events journal " << config.events.dir << ": " << config.events.webhooks.size()
+              << " webhook(s), " << config.events.amqp.size() << " AMQP sink(s)";
   }
   return absl::OkStatus();
 }

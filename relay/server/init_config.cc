@@ -310,6 +310,20 @@ ${shaping}
 # tenants = ["${domain}"]
 # secret_file = "webhook-app.secret"
 # events = ["delivered", "bounced", "expired", "suppressed"]
+# Or (and) to a RabbitMQ exchange: each event one persistent message with routing key
+# "<tenant>.<event>" (dots in the tenant written "_": "example_com.bounced"), message_id the
+# event's id, published with confirms and retried until the broker acknowledges it. No amqps://:
+# keep the broker on loopback or a private network (or reach it through a tunnel).
+# [[events.amqp]]
+# name = "bus"
+# url = "amqp://relay@127.0.0.1:5672/%2f"
+# password_file = "amqp-bus.password"
+# tenants = ["*"]
+# exchange = "relay.events"
+# exchange_type = "topic"
+# declare_exchange = true
+# timeout_ms = 10000
+# heartbeat_s = 30
 # A fleet: nodes that share one Redis share each receiver's connection and rate limits per
 # (source, site), warm-up counts, suspensions and the suppression list (README, "Running a
 # fleet"). Without Redis a node keeps to 1/fleet_size of each limit until it answers again.

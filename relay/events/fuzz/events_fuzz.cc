@@ -1,11 +1,15 @@
 // Fuzz target for what the event sinks read: journal lines (on-disk input), the Message-ID field
-// of a message's header, cursor files (on disk) and the status line of an endpoint's response
-// (any server on the Internet). The first byte picks the parser. Checks: fields found lie inside
+// of a message's header, cursor files (on disk), the status line of an endpoint's response
+// (any server on the Internet), an event's JSON as the AMQP sink reads it (from the journal) and
+// an AMQP URL (the config). The first byte picks the parser. Checks: fields found lie inside
 // the input, a cursor read back formats and reads the same, and time and memory are linear in
 // the input.
+#include <algorithm>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "relay/events/amqp_sink.h"
 #include "relay/events/event_journal.h"
 #include "relay/events/https_post.h"
 #include "relay/events/journal_reader.h"
@@ -22,7 +26,7 @@ bool Inside(std::string_view part, std::string_view whole) {
 
 void FuzzEvents(std::string_view input) {
   if (input.empty()) return;
-  const char which = input[0] % 5;
+  const char which = input[0] % 7;
   input.remove_prefix(1);
   switch (which) {
     case 0: {
@@ -63,11 +67,36 @@ void FuzzEvents(std::string_view input) {
       }
       break;
     }
+    case 5: {
+      const std::vector<AmqpEvent> events = SplitBatch(input, {0});
+      FUZZ_CHECK(events.size() <= 1);
+      for (const AmqpEvent& e : events) {
+        FUZZ_CHECK(Inside(e.json, input) && Inside(e.id, input) && Inside(e.event, input) &&
+                   Inside(e.tenant, input));
+        // A topic exchange's two words, within AMQP's 255 bytes.
+        const std::string key = RoutingKey(e.tenant, e.event);
+        FUZZ_CHECK(!key.empty() && key.size() <= 255 &&
+                   std::count(key.begin(), key.end(), '.') == 1 && key.front() != '.' &&
+                   key.back() != '.');
+      }
+      break;
+    }
+    case 6: {
+      absl::StatusOr<AmqpUrl> url = ParseAmqpUrl(input);
+      if (url.ok()) FUZZ_CHECK(!url->host.empty() && url->port != 0 && !url->vhost.empty());
+      break;
+    }
   }
 }
 
 std::string ManyJournalFields(size_t bytes) {
   return std::string(1, '\0') + "1\tdelivered\t" + std::string(bytes, 'a') + "\t5\t{}";
+}
+
+std::string LongAmqpEvent(size_t bytes) {
+  std::string s = std::string(1, '\5') + "{\"id\":\"0-1-0\",\"event\":\"bounced\",\"tenant\":\"";
+  while (s.size() < bytes) s += "a.\\u00e9";
+  return s + "\",\"reply\":{\"text\":[1,2]}}";
 }
 
 std::string LongHeader(size_t bytes) {
@@ -97,7 +126,8 @@ const relay::fuzz::Target& relay::fuzz::GetTarget() {
                  .allocations = {1024, 1}},
       .scaled = {{.name = "long journal line", .make = relay::events::ManyJournalFields},
                  {.name = "long header", .make = relay::events::LongHeader},
-                 {.name = "many cursor lines", .make = relay::events::ManyCursorLines}},
+                 {.name = "many cursor lines", .make = relay::events::ManyCursorLines},
+                 {.name = "long AMQP event", .make = relay::events::LongAmqpEvent}},
   };
   return target;
 }

@@ -1,4 +1,5 @@
-// [events]: the event journal and the webhooks that take each tenant's events (relay/events).
+// [events]: the event journal and the sinks that take each tenant's events (relay/events): HTTPS
+// webhooks and AMQP exchanges (RabbitMQ).
 //
 //   [events]
 //   dir = ""                          # "": <spool_dir>/events
@@ -15,6 +16,18 @@
 //   ca_file = "/etc/ssl/certs/ca-certificates.crt"
 //   batch_events_max = 500, batch_bytes_max = 1048576, batch_wait_ms = 1000
 //   timeout_ms = 10000, retry_initial_ms = 1000, retry_ms_max = 300000
+//   [[events.amqp]]                   # one message per event, "<tenant>.<event>" (amqp_sink.h)
+//   name = "bus"                      # [a-z0-9_-], unique among all sinks
+//   url = "amqp://relay@10.0.0.5:5672/mail"  # user:password@host:port/vhost; no amqps://
+//   password_file = "amqp-bus.password"  # or the password in url; trailing white space dropped
+//   tenants = ["*"], events = [...]   # as for a webhook
+//   exchange = "relay.events"         # declared durable at connect (declare_exchange = true)
+//   exchange_type = "topic"           # or "direct", "fanout", "headers"
+//   declare_exchange = true           # false: it must exist (and may be an amq.* one)
+//   timeout_ms = 10000                # connecting; a batch's publishes up to its last ack
+//   heartbeat_s = 30                  # asked of the broker, which may lower it; 0: none
+//   batch_events_max = 500, batch_bytes_max = 1048576, batch_wait_ms = 1000
+//   retry_initial_ms = 1000, retry_ms_max = 300000
 //
 // sync: "with-queue" fdatasyncs the journal in each group commit of the queue, so an event is on
 // disk no later than the outcome it describes, even across a power loss; it costs a second
@@ -22,7 +35,7 @@
 // page cache, which a crash of relayd does not lose) and fdatasyncs it on its own every sync_ms:
 // a power loss or kernel crash may lose the last sync_ms of events.
 //
-// Without a webhook there is no journal and no event costs anything.
+// Without a sink there is no journal and no event costs anything.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +43,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "relay/events/amqp_sink.h"
 #include "relay/events/webhook_sender.h"
 #include "relay/server/config/toml_section.h"
 
@@ -41,11 +55,12 @@ struct EventsSettings {
   uint64_t journal_bytes_max = uint64_t{4} << 30;
   int sync_interval_ms = 100;  // 0: sync = "with-queue"
   std::vector<events::WebhookOptions> webhooks;
-  bool enabled() const { return !webhooks.empty(); }
+  std::vector<events::AmqpOptions> amqp;
+  bool enabled() const { return !webhooks.empty() || !amqp.empty(); }
 };
 
-// The [events] table of `root`; relative secret_file and ca_file paths are read under
-// `config_dir`.
+// The [events] table of `root`; relative secret_file, ca_file and password_file paths are read
+// under `config_dir`.
 absl::StatusOr<EventsSettings> ParseEvents(const Section& root, const std::string& config_dir);
 
 }  // namespace relay::server::config
