@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "relay/base/clock.h"
 #include "relay/base/json.h"
 #include "relay/base/log.h"
 #include "relay/base/replace_file.h"
@@ -251,17 +252,9 @@ Fleet::~Fleet() {
   if (sts_cache_ != nullptr) sts_cache_->SetListener(nullptr);
 }
 
-int64_t Fleet::NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t Fleet::NowMs() { return RealClock::Get()->MonotonicMillis(); }
 
-int64_t Fleet::NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t Fleet::NowUnixMs() { return static_cast<int64_t>(RealClock::Get()->WallSeconds() * 1000); }
 
 void Fleet::Start() {
   started_unix_ms_ = NowUnixMs();
@@ -601,7 +594,7 @@ bool Fleet::Round(int64_t now) {
         token_asks.push_back({key, batch});
       }
     }
-    const int64_t day = NowUnixMs() / (int64_t{86400} * 1000);
+    const int64_t day = NowUnixMs() / delivery::kDayMs;
     for (auto& [key, w] : warmups_) {
       if (w.day != day) continue;
       const int64_t left = w.allowance - w.fleet_count;
@@ -724,7 +717,7 @@ bool Fleet::Round(int64_t now) {
           if (wait > 0) t.next_ask_ms = now + std::clamp<int64_t>(wait, 1, 1000);
         });
   }
-  const int64_t day = NowUnixMs() / (int64_t{86400} * 1000);
+  const int64_t day = NowUnixMs() / delivery::kDayMs;
   for (const auto& [key, delta] : warmup_syncs) {
     const std::string k = K(absl::StrCat("warmup:", day, ":", key));
     add({"INCRBY", k, std::to_string(delta)},

@@ -67,6 +67,7 @@
 #include "relay/delivery/shared_limits.h"
 #include "relay/delivery/suspensions.h"
 #include "relay/delivery/token_bucket.h"
+#include "relay/delivery/warmup.h"
 #include "relay/feedback/suppression_list.h"
 #include "relay/tlspolicy/sts_cache.h"
 #include "relay/tlspolicy/tls_memory.h"

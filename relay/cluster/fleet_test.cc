@@ -92,6 +92,16 @@ bool Eventually(F f) {
   return f();
 }
 
+// Nodes a, b and c of a fleet of three, started.
+std::vector<std::unique_ptr<Fleet>> ThreeNodes(uint16_t port) {
+  std::vector<std::unique_ptr<Fleet>> nodes;
+  for (const char* name : {"a", "b", "c"}) {
+    nodes.push_back(*Fleet::Create(Options(port, name, 3), {}));
+    nodes.back()->Start();
+  }
+  return nodes;
+}
+
 TEST(RedisAddressTest, Parses) {
   EXPECT_EQ(ParseRedisAddress("10.0.0.1:6380")->port, 6380);
   EXPECT_EQ(ParseRedisAddress("redis.internal")->host, "redis.internal");
@@ -103,11 +113,7 @@ TEST(RedisAddressTest, Parses) {
 
 TEST(FleetTest, LeasesHoldForTheFleet) {
   RedisServer redis(FreePort());
-  std::vector<std::unique_ptr<Fleet>> nodes;
-  for (const char* name : {"a", "b", "c"}) {
-    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), {}));
-    nodes.back()->Start();
-  }
+  std::vector<std::unique_ptr<Fleet>> nodes = ThreeNodes(redis.port());
   for (auto& n : nodes) ASSERT_TRUE(Eventually([&] { return n->stats().shared.load(); }));
   // Every node asks for connections until the fleet's 6 are out.
   int open[3] = {0, 0, 0};
@@ -160,11 +166,7 @@ TEST(FleetTest, ACrashedNodesLeasesExpire) {
 
 TEST(FleetTest, RateHoldsForTheFleetWithFewCalls) {
   RedisServer redis(FreePort());
-  std::vector<std::unique_ptr<Fleet>> nodes;
-  for (const char* name : {"a", "b", "c"}) {
-    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), {}));
-    nodes.back()->Start();
-  }
+  std::vector<std::unique_ptr<Fleet>> nodes = ThreeNodes(redis.port());
   for (auto& n : nodes) ASSERT_TRUE(Eventually([&] { return n->stats().shared.load(); }));
   // 50 a second, burst 10, for 2 s: at most 10 + 100 messages over the three.
   const auto start = std::chrono::steady_clock::now();
@@ -289,11 +291,7 @@ TEST(FleetTest, SuppressionsReachEveryNodeAndAStartingNodeReadsThemAll) {
 
 TEST(FleetTest, WarmupAllowanceHoldsForTheFleet) {
   RedisServer redis(FreePort());
-  std::vector<std::unique_ptr<Fleet>> nodes;
-  for (const char* name : {"a", "b", "c"}) {
-    nodes.push_back(*Fleet::Create(Options(redis.port(), name, 3), {}));
-    nodes.back()->Start();
-  }
+  std::vector<std::unique_ptr<Fleet>> nodes = ThreeNodes(redis.port());
   for (auto& n : nodes) ASSERT_TRUE(Eventually([&] { return n->stats().shared.load(); }));
   const int64_t day = 20000;
   int sent = 0;

@@ -3,19 +3,13 @@
 #include <hiredis/hiredis.h>
 
 #include <charconv>
-#include <chrono>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "relay/base/clock.h"
 
 namespace relay::cluster {
 namespace {
-
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 timeval Tv(int64_t ms) {
   timeval tv;
@@ -118,7 +112,7 @@ void RedisLink::Close() {
 
 absl::Status RedisLink::Connect() {
   if (context_ != nullptr) return absl::OkStatus();
-  const int64_t now = SteadyMs();
+  const int64_t now = RealClock::Get()->MonotonicMillis();
   if (last_attempt_ms_ >= 0 && now - last_attempt_ms_ < options_.reconnect_ms) {
     return absl::UnavailableError(absl::StrCat("redis ", options_.address.host, ":",
                                                options_.address.port, " unreachable (retrying)"));
