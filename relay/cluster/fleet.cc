@@ -277,6 +277,7 @@ bool Fleet::TryLease(std::string_view key, uint32_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = leases_.find(Sv(key));
   if (it == leases_.end()) {
+    if (leases_.size() >= options_.keys_max) ForgetIdleKeys();
     if (leases_.size() >= options_.keys_max) return false;
     it = leases_.emplace(std::string(key), Lease{}).first;
   }
@@ -302,15 +303,34 @@ bool Fleet::TryLease(std::string_view key, uint32_t limit) {
   return false;
 }
 
-bool Fleet::OverShare(std::string_view key, uint32_t limit) {
+void Fleet::ForgetIdleKeys() {
+  // Pairs that hold nothing are forgotten (a later use starts them afresh); what holds leases,
+  // tokens or an unsynced warm-up count stays.
+  const int64_t day = NowUnixMs() / delivery::kDayMs;
+  absl::erase_if(leases_, [](const auto& kv) {
+    return kv.second.in_use == 0 && kv.second.held == 0 && kv.second.wanted == 0;
+  });
+  absl::erase_if(tokens_,
+                 [](const auto& kv) { return kv.second.tokens == 0 && kv.second.wanted == 0; });
+  absl::erase_if(warmups_,
+                 [day](const auto& kv) { return kv.second.day != day || kv.second.unsynced == 0; });
+}
+
+bool Fleet::ReleaseOverShare(std::string_view key, uint32_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = leases_.find(Sv(key));
   if (it == leases_.end() || it->second.in_use <= ShareOf(limit, options_.fleet_size)) {
     return false;
   }
   const int64_t now = NowMs();
-  return !shared_.load(std::memory_order_relaxed) || now < settle_until_ms_ ||
-         now < it->second.contended_until_ms;
+  if (shared_.load(std::memory_order_relaxed) && now >= settle_until_ms_ &&
+      now >= it->second.contended_until_ms) {
+    return false;
+  }
+  // Counted down now, not when the connection closes: connections that reach the decision at
+  // once do not all quit.
+  --it->second.in_use;
+  return true;
 }
 
 void Fleet::ReturnLease(std::string_view key) {
@@ -324,6 +344,7 @@ bool Fleet::TryToken(std::string_view key, uint32_t per_second, uint32_t burst) 
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tokens_.find(Sv(key));
   if (it == tokens_.end()) {
+    if (tokens_.size() >= options_.keys_max) ForgetIdleKeys();
     if (tokens_.size() >= options_.keys_max) return false;
     it = tokens_.emplace(std::string(key), Tokens{}).first;
   }
@@ -369,15 +390,16 @@ bool Fleet::TakeWarmup(std::string_view key, int64_t allowance, int64_t day) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = warmups_.find(Sv(key));
   if (it == warmups_.end()) {
+    if (warmups_.size() >= options_.keys_max) ForgetIdleKeys();
     if (warmups_.size() >= options_.keys_max) return false;
     it = warmups_.emplace(std::string(key), Warmup{}).first;
   }
   Warmup& w = it->second;
   if (w.day != day) w = Warmup{.day = day};
   w.allowance = allowance;
-  // This node's share of what the fleet had left at the last sync, rounded up: the fleet's total
-  // passes the allowance by fewer than fleet_size messages at worst, when every node takes its
-  // last share at once.
+  // This node's share of what the fleet had left at its last sync, rounded up. The count does not
+  // see the other nodes' messages since their syncs: nodes sending at once can pass the
+  // allowance by about a share each (fleet.h).
   const int64_t left = allowance - w.fleet_count;
   const int64_t share = left <= 0 ? 0 : (left + options_.fleet_size - 1) / options_.fleet_size;
   if (w.unsynced >= share) {
@@ -411,6 +433,7 @@ void Fleet::Queue(Change change) {
       return;
     }
     changes_.push_back(std::move(change));
+    kicked_ = true;
   }
   wake_.notify_one();
 }
@@ -511,6 +534,7 @@ void Fleet::Run() {
 }
 
 void Fleet::Fallback(const absl::Status& why) {
+  announced_down_ = true;
   shared_.store(false);
   stats_.shared.store(false);
   stats_.redis_failures.fetch_add(1, std::memory_order_relaxed);
@@ -533,7 +557,7 @@ bool Fleet::Round(int64_t now) {
     // more.
     absl::StatusOr<RedisReply> ping = link_->Call({"PING"});
     if (!ping.ok()) {
-      if (shared_.load()) Fallback(ping.status());
+      if (shared_.load() || !announced_down_) Fallback(ping.status());
       return false;
     }
   }
@@ -556,29 +580,49 @@ bool Fleet::Round(int64_t now) {
       sending.push_back(std::move(changes_.front()));
       changes_.pop_front();
     }
+    // What Redis is told a node holds is set here, under the lock, before the reply: a lower
+    // count is never sent while shards take leases against a higher one (held only shrinks
+    // early, the safe direction).
+    auto set_held = [&](const std::string& key, Lease& l) {
+      l.held = l.in_use;
+      l.surplus_since_ms = -1;
+      lease_sets.push_back({key, l.held});
+    };
     for (auto& [key, l] : leases_) {
       if (reconnected) {
         // Redis may have lost everything (a restart) or this node was away: what it holds is what
-        // its connections use.
-        lease_sets.push_back({key, l.in_use});
+        // its connections use. Pairs that hold nothing cost no command.
+        if (l.in_use > 0 || l.held > 0) set_held(key, l);
         continue;
       }
+      // Connections opened on the share (while settling or contended) without a lease of Redis:
+      // Redis learns of them at once.
+      if (l.in_use > l.held) {
+        set_held(key, l);
+        continue;
+      }
+      bool asked = false;
       if (l.wanted > 0 && now >= l.next_ask_ms) {
         const uint32_t room = l.limit > l.held ? l.limit - l.held : 0;
         const uint32_t want = std::min(l.wanted, room);
         l.wanted = 0;
-        if (want > 0) lease_asks.push_back({key, want});
-      } else if (l.held > l.in_use) {
-        // Unused leases go back after the linger, or at once while other nodes are short.
-        if (now < l.contended_until_ms) {
-          lease_sets.push_back({key, l.in_use});
-        } else if (l.surplus_since_ms < 0) {
-          l.surplus_since_ms = now;
-        } else if (now - l.surplus_since_ms >= options_.lease_linger_ms) {
-          lease_sets.push_back({key, l.in_use});
+        if (want > 0) {
+          lease_asks.push_back({key, want});
+          asked = true;
         }
-      } else {
-        l.surplus_since_ms = -1;
+      }
+      if (asked || l.held <= l.in_use) {
+        if (l.held <= l.in_use) l.surplus_since_ms = -1;
+        continue;
+      }
+      // Unused leases go back after the linger, or at once while other nodes are short or the
+      // limit fell below them (a backoff).
+      if (now < l.contended_until_ms || l.held > l.limit) {
+        set_held(key, l);
+      } else if (l.surplus_since_ms < 0) {
+        l.surplus_since_ms = now;
+      } else if (now - l.surplus_since_ms >= options_.lease_linger_ms) {
+        set_held(key, l);
       }
     }
     for (auto& [key, t] : tokens_) {
@@ -635,7 +679,7 @@ bool Fleet::Round(int64_t now) {
   }
   // A node holding more than its share looks, every round, whether others were refused leases
   // since (the script's "~starved" count went up): then it keeps to its share for a few
-  // heartbeats, its connections past the share quitting after their message (OverShare).
+  // heartbeats, its connections past the share quitting after their message (ReleaseOverShare).
   if (!reconnected) {
     std::vector<std::string> watched;
     {
@@ -649,10 +693,13 @@ bool Fleet::Round(int64_t now) {
         const int64_t starved = r.AsInteger();
         std::lock_guard<std::mutex> lock(mu_);
         Lease& l = leases_[key];
-        if (l.starved_seen >= 0 && starved > l.starved_seen) {
+        // Others were refused since the last look: the count rose by more than this node's own
+        // refusals.
+        if (l.starved_seen >= 0 && starved - l.starved_seen > l.own_starved) {
           l.contended_until_ms = now + 3 * options_.heartbeat_ms;
         }
         l.starved_seen = starved;
+        l.own_starved = 0;
       });
     }
   }
@@ -686,6 +733,7 @@ bool Fleet::Round(int64_t now) {
           l.held += static_cast<uint32_t>(std::max<int64_t>(0, got));
           if (got > 0) l.starved_ms = 0;
           if (got < want) {
+            ++l.own_starved;  // the script counted this refusal: not another node's
             l.starved_ms =
                 std::clamp<int64_t>(l.starved_ms * 2, kLeaseStarvedMs, kLeaseStarvedMsMax);
             l.next_ask_ms = now + l.starved_ms;
@@ -840,7 +888,7 @@ bool Fleet::Round(int64_t now) {
       changes_.pop_back();
       stats_.changes_dropped.fetch_add(1, std::memory_order_relaxed);
     }
-    if (shared_.load()) Fallback(replies.status());
+    if (shared_.load() || !announced_down_) Fallback(replies.status());
     return false;
   }
   board_changed_ = false;
@@ -853,17 +901,10 @@ bool Fleet::Round(int64_t now) {
   }
   if (board_changed_ && options_.board_changed) options_.board_changed();
   stats_.changes_sent.fetch_add(sending.size(), std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [key, held] : lease_sets) {
-      Lease& l = leases_[key];
-      l.held = held;
-      l.surplus_since_ms = -1;
-    }
-  }
   if (reconnected || now >= heartbeat_due_ms_) heartbeat_due_ms_ = now + options_.heartbeat_ms;
   link_connections_ = link_->connections();
   if (!shared_.load()) {
+    announced_down_ = false;
     if (stats_.redis_failures.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);
       settle_until_ms_ = now + 2 * options_.heartbeat_ms + options_.redis.reconnect_ms;

@@ -42,10 +42,15 @@
 //
 // What is not exact: a node cut off from Redis alone keeps its share of connections while the
 // others, once its liveness key expires (lease_ttl_ms), no longer count them: the site may see
-// the limit plus that share. Rate tokens fetched are used within token_ttl_ms or dropped, and a
-// warm-up allowance can be passed by fewer messages than there are nodes.
+// the limit plus that share. Rate tokens fetched are used within token_ttl_ms or dropped. A
+// warm-up allowance is shared as each node's share of what the fleet had left at its last sync,
+// which does not see the other nodes' messages since theirs: nodes sending at once can pass the
+// allowance by up to about one share each. Changes queued while Redis is away live in memory: a
+// node that dies then loses them for the fleet (its own list and board keep them).
 //
-// Thread-safe. The board and the list outlive the Fleet; Stop() before they go.
+// Thread-safe. The stores outlive the Fleet; Stop() before they go. Lock order: a store's own
+// lock (its listener runs under it) before Fleet's; the agent never calls a store while holding
+// Fleet's lock. Redis must be a standalone server (the lease script reads keys it is not given).
 #pragma once
 
 #include <atomic>
@@ -176,7 +181,7 @@ class Fleet : public delivery::SharedLimits {
   // SharedLimits.
   bool TryLease(std::string_view key, uint32_t limit) override;
   void ReturnLease(std::string_view key) override;
-  bool OverShare(std::string_view key, uint32_t limit) override;
+  bool ReleaseOverShare(std::string_view key, uint32_t limit) override;
   bool TryToken(std::string_view key, uint32_t per_second, uint32_t burst) override;
   void ReturnToken(std::string_view key) override;
   bool TakeWarmup(std::string_view key, int64_t allowance, int64_t day) override;
@@ -204,6 +209,7 @@ class Fleet : public delivery::SharedLimits {
     // The script's "~starved" count when last read (-1: never), and until when other nodes are
     // short of this pair's leases (this node then keeps to its share).
     int64_t starved_seen = -1;
+    int64_t own_starved = 0;  // this node's refusals since that read (the script counts them too)
     int64_t contended_until_ms = 0;
   };
   struct Tokens {
@@ -231,6 +237,8 @@ class Fleet : public delivery::SharedLimits {
   };
 
   void Run();
+  // mu_ held: a map at keys_max drops its entries that hold nothing.
+  void ForgetIdleKeys();
   // One round trip; false when Redis did not answer.
   bool Round(int64_t now_ms);
   void Fallback(const absl::Status& why);
@@ -284,7 +292,8 @@ class Fleet : public delivery::SharedLimits {
   std::deque<StateKind> full_read_;
   std::string scan_cursor_ = "0";
   std::string saved_stream_id_;
-  bool board_changed_ = false;  // in this round, by other nodes' changes
+  bool board_changed_ = false;   // in this round, by other nodes' changes
+  bool announced_down_ = false;  // Fallback logged since Redis last answered
   int64_t cursor_saved_ms_ = 0;
   std::thread thread_;
 };

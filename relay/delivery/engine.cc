@@ -1896,12 +1896,22 @@ void DeliveryEngine::CountTlsHandshake(bool ok) const {
   c.Add(options_.metrics_shard);
 }
 
+bool DeliveryEngine::QuitForFleet(OutboundConnection* connection) {
+  if (options_.shared_limits == nullptr || connection->lease_returned()) return false;
+  const ReadyQueue& queue = *connection->queue();
+  if (!options_.shared_limits->ReleaseOverShare(queue.shared_key(), FleetConnectionsMax(queue))) {
+    return false;
+  }
+  connection->set_lease_returned();
+  return true;
+}
+
 void DeliveryEngine::QuitFleetSurplus() {
   if (options_.shared_limits == nullptr) return;
   for (const auto& [key, queue] : queues_) {
-    if (queue->connections().empty() || !OverFleetShare(*queue)) continue;
-    // Kick: an idle connection that is over the share quits instead of taking work (a copy: a
-    // quitting connection may leave the list).
+    if (queue->connections().empty()) continue;
+    // Kick: an idle connection asks QuitForFleet before taking work; each that quits lowers the
+    // count the next one is judged by (a copy: a quitting connection may leave the list).
     const std::vector<OutboundConnection*> open = queue->connections();
     for (OutboundConnection* c : open) {
       if (c->WaitingForWork()) c->Kick();
@@ -1932,7 +1942,9 @@ void DeliveryEngine::PublishSiteMetrics() {
 void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
   ReadyQueue* queue = connection->queue();
   queue->RemoveConnection(connection);
-  if (options_.shared_limits != nullptr) options_.shared_limits->ReturnLease(queue->shared_key());
+  if (options_.shared_limits != nullptr && !connection->lease_returned()) {
+    options_.shared_limits->ReturnLease(queue->shared_key());
+  }
   auto it = connections_.find(connection);
   if (it != connections_.end()) {
     reactor_->RetireWhenIdle(std::move(it->second));

@@ -263,12 +263,9 @@ class DeliveryEngine {
   tls::ClientTlsContext* client_tls() { return client_tls_.get(); }
   // The next job for a connection of `queue`, honouring the rate limit; null when none now.
   std::unique_ptr<Job> TakeJob(ReadyQueue* queue);
-  // This node holds more of the pair's connections than the fleet lets it now
-  // (SharedLimits::OverShare): a connection quits between messages.
-  bool OverFleetShare(const ReadyQueue& queue) {
-    return options_.shared_limits != nullptr &&
-           options_.shared_limits->OverShare(queue.shared_key(), FleetConnectionsMax(queue));
-  }
+  // Asked by `connection` between messages: this node holds more of its pair's connections than
+  // the fleet lets it now (SharedLimits::ReleaseOverShare); its lease is given back and it quits.
+  bool QuitForFleet(OutboundConnection* connection);
   // A job counted against its source's warm-up allowance that leaves its queue before its body
   // went out: the count goes back.
   void GiveBackWarmup(const Job& job);

@@ -387,7 +387,7 @@ void OutboundConnection::TakeWork() {
   if (!idle && !CanPipeline()) return;  // pipelining: CanPipeline checks the limits itself
   if (idle) {
     bool used_up = session_->messages_done() >= queue_->limits().messages_per_connection_max;
-    if (stop_after_current_ || used_up || engine_->OverFleetShare(*queue_)) {
+    if (stop_after_current_ || used_up || engine_->QuitForFleet(this)) {
       Apply(session_->Quit());
       return;
     }

@@ -46,6 +46,9 @@ class OutboundConnection : public io::IoObject {
   void Abort() { Close(); }
   bool Idle() const override;
   ReadyQueue* queue() const { return queue_; }
+  // Its fleet lease was given back before it closed (DeliveryEngine::QuitForFleet).
+  bool lease_returned() const { return lease_returned_; }
+  void set_lease_returned() { lease_returned_ = true; }
   // Calls f(job) for the jobs it holds (the one being sent and the one pipelined behind it).
   template <typename F>
   void ForEachJob(F f) const {
@@ -142,6 +145,7 @@ class OutboundConnection : public io::IoObject {
   bool stop_after_current_ = false;
   bool closed_ = false;
   bool quitting_ = false;
+  bool lease_returned_ = false;  // its fleet lease went back before it closed (QuitForFleet)
   // Opportunistic TLS failed its handshake at this candidate: the retry there goes without
   // STARTTLS (RFC 7435: opportunistic security falls back to plain text, never to no delivery).
   bool without_tls_ = false;

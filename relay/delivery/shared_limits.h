@@ -24,9 +24,11 @@ class SharedLimits {
   // open it now (a lease is taken, and given back by ReturnLease when the connection closes).
   virtual bool TryLease(std::string_view key, uint32_t limit) = 0;
   virtual void ReturnLease(std::string_view key) = 0;
-  // This node holds more connections than it may now (Redis is away and it opened more than its
-  // share before): a connection that finishes a message quits instead of taking the next.
-  virtual bool OverShare(std::string_view key, uint32_t limit) = 0;
+  // This node holds more connections than it may now (Redis is away, or came back a moment ago,
+  // or other nodes are refused leases, and this node holds more than its share): one lease is
+  // given back now, for a connection that quits instead of taking its next message and does not
+  // call ReturnLease when it closes. False: it may go on.
+  virtual bool ReleaseOverShare(std::string_view key, uint32_t limit) = 0;
   // One message under `per_second` messages a second (bursts of `burst`) over the fleet.
   virtual bool TryToken(std::string_view key, uint32_t per_second, uint32_t burst) = 0;
   // A token taken that was not used after all.

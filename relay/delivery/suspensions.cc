@@ -154,6 +154,12 @@ bool Suspensions::Mirror(Suspension s) {
       it->second.backoff == s.backoff && it->second.pool == s.pool) {
     return true;  // no change: the engines need not look again
   }
+  // A reply rule's suspension keeps its later end, as Suspend does (two nodes suspending the
+  // same pair at nearly the same time).
+  if (it != entries_.end() && s.shard >= 0 && it->second.shard >= 0 &&
+      it->second.until_unix_ms > s.until_unix_ms && it->second.backoff == s.backoff) {
+    return true;
+  }
   std::string key = s.key;
   entries_.insert_or_assign(std::move(key), std::move(s));
   Changed();

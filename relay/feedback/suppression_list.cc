@@ -253,8 +253,11 @@ absl::Status SuppressionList::Put(const std::vector<SuppressionEntry>& entries, 
     }
     return MdbError("commit", rc);
   }
-  if (announce && listener_) {
-    for (const SuppressionEntry& e : entries) listener_(e, /*removed=*/false);
+  if (announce) {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    if (listener_) {
+      for (const SuppressionEntry& e : entries) listener_(e, /*removed=*/false);
+    }
   }
   return absl::OkStatus();
 }
@@ -337,6 +340,7 @@ absl::StatusOr<bool> SuppressionList::Delete(std::string_view tenant, std::strin
     return MdbError("delete", rc);
   }
   if (int c = mdb_txn_commit(txn); c != 0) return MdbError("commit", c);
+  std::lock_guard<std::mutex> lock(listener_mu_);
   if (announce && listener_) {
     SuppressionEntry e;
     e.tenant = absl::AsciiStrToLower(Sv(tenant));

@@ -104,10 +104,14 @@ class SuppressionList {
 
   // A fleet's list (relay/cluster/fleet.h): every change this process commits (Add, AddMany,
   // AddLater once written, Remove) is told to `listener` after its commit, on the committing
-  // thread, so that it reaches the other nodes; changes that came from them go in through the
+  // thread (under a lock of the list's own: it must only queue it), so that it reaches the other
+  // nodes; changes that came from them go in through the
   // Mirror calls, which commit without telling. Set before the first change.
   using Listener = std::function<void(const SuppressionEntry& entry, bool removed)>;
-  void SetListener(Listener listener) { listener_ = std::move(listener); }
+  void SetListener(Listener listener) {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    listener_ = std::move(listener);
+  }
   absl::Status MirrorAdd(const std::vector<SuppressionEntry>& entries) {
     return Put(entries, /*announce=*/false);
   }
@@ -132,7 +136,9 @@ class SuppressionList {
   uint64_t dropped_ = 0;
   bool stopping_ = false;
   std::thread writer_;
-  Listener listener_;
+  // Held while the listener runs, so that SetListener(nullptr) waits for a call in progress.
+  std::mutex listener_mu_;
+  Listener listener_;  // guarded by listener_mu_
 };
 
 }  // namespace relay::feedback

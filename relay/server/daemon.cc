@@ -274,9 +274,11 @@ void AddFleetSeries(const cluster::Fleet* fleet, metrics::Registry* r) {
   counter("relay_cluster_tokens_granted_total", "Rate tokens Redis granted this node.",
           &s->tokens_granted);
   counter("relay_cluster_changes_sent_total",
-          "Suspension and suppression changes this node sent to the fleet.", &s->changes_sent);
+          "Changes of suspensions, suppressions, the TLS memory and MTA-STS policies this node "
+          "sent to the fleet.",
+          &s->changes_sent);
   counter("relay_cluster_changes_applied_total",
-          "Suspension and suppression changes of other nodes applied here.", &s->changes_applied);
+          "Changes of other nodes applied here (the same kinds).", &s->changes_applied);
   counter("relay_cluster_changes_dropped_total",
           "Changes not sent: more than [cluster] pending_changes_max waited for Redis.",
           &s->changes_dropped);
@@ -902,7 +904,9 @@ uint64_t Daemon::Stop() {
   }
   for (auto& shard : p.shards) shard->RequestStop();
   for (auto& shard : p.shards) shard->Join();
-  // The fleet has this node's leases back at once, and the changes it queued.
+  // The fleet has this node's leases back at once, and the changes it queued: the suppressions
+  // the shards' last bounces made are committed (and queued for it) first.
+  if (p.suppression != nullptr) p.suppression->Flush();
   if (p.fleet != nullptr) p.fleet->Stop();
   p.warmup.Flush();  // the last seconds' counts
   if (p.tls_memory != nullptr) p.tls_memory->Flush();

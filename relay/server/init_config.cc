@@ -330,7 +330,7 @@ ${shaping}
 # [cluster]
 # redis = "127.0.0.1:6379"
 # node = ""                      # this node's name in the fleet; "": the host name
-# fleet_size = ${cluster_fleet_size}
+# fleet_size = 3                 # required: the nodes sharing this Redis
 # key_prefix = "${cluster_key_prefix}"
 # sync_ms = ${cluster_sync_ms}
 # heartbeat_ms = ${cluster_heartbeat_ms}
@@ -713,7 +713,6 @@ std::string InitConfigText(const InitOptions& o, const std::vector<InitKey>& key
       {"${dmarc_quarantine}", receive::InboundActionName(r.policy.dmarc_quarantine)},
       {"${spf_fail_without_dkim}", r.policy.refuse_spf_fail_without_dkim ? "refuse" : "accept"},
       {"${signing_threads}", absl::StrCat(c.dkim_signing_threads)},
-      {"${cluster_fleet_size}", absl::StrCat(fleet.fleet_size)},
       {"${cluster_key_prefix}", fleet.key_prefix},
       {"${cluster_sync_ms}", absl::StrCat(fleet.sync_ms)},
       {"${cluster_heartbeat_ms}", absl::StrCat(fleet.heartbeat_ms)},

@@ -299,7 +299,7 @@ TEST_F(InitDirectoryTest, TheReceiveSectionUncommentedLoadsWithItsDefaults) {
   ASSERT_TRUE(c->cluster.enabled);
   const cluster::FleetOptions f;
   EXPECT_EQ(c->cluster.fleet.redis.address.port, 6379);
-  EXPECT_EQ(c->cluster.fleet.fleet_size, f.fleet_size);
+  EXPECT_EQ(c->cluster.fleet.fleet_size, 3u);
   EXPECT_EQ(c->cluster.fleet.sync_ms, f.sync_ms);
   EXPECT_EQ(c->cluster.fleet.lease_ttl_ms, f.lease_ttl_ms);
   EXPECT_EQ(c->cluster.fleet.token_batch_ms, f.token_batch_ms);

@@ -31,7 +31,7 @@ TEST(Cluster, ReadsEverySetting) {
       "fleet_size = 3\nkey_prefix = \"eu:\"\nsync_ms = 50\nheartbeat_ms = 500\n"
       "lease_ttl_ms = 5000\nlease_linger_ms = 200\ntoken_batch_ms = 100\ntoken_ttl_ms = 800\n"
       "retry_ms = 10\nfull_sync_ms = 2000\nconnect_timeout_ms = 300\ncommand_timeout_ms = 400\n"
-      "reconnect_ms = 500\npending_changes_max = 10\nchanges_stream_max = 5000\n"
+      "reconnect_ms = 500\npending_changes_max = 1000\nchanges_stream_max = 5000\n"
       "keys_max = 1000\n");
   ASSERT_TRUE(s.ok()) << s.status();
   const cluster::FleetOptions& f = s->fleet;
@@ -53,7 +53,7 @@ TEST(Cluster, ReadsEverySetting) {
   EXPECT_EQ(f.redis.connect_timeout_ms, 300);
   EXPECT_EQ(f.redis.command_timeout_ms, 400);
   EXPECT_EQ(f.redis.reconnect_ms, 500);
-  EXPECT_EQ(f.pending_changes_max, 10u);
+  EXPECT_EQ(f.pending_changes_max, 1000u);
   EXPECT_EQ(f.changes_stream_max, 5000u);
   EXPECT_EQ(f.keys_max, 1000u);
 }
@@ -64,16 +64,24 @@ TEST(Cluster, RefusesWhatCannotWork) {
     return s.ok() ? std::string("(loaded)") : std::string(s.status().message());
   };
   EXPECT_NE(error("[cluster]\nfleet_size = 3\n").find("redis"), std::string::npos);
-  EXPECT_NE(error("[cluster]\nredis = \"::1:6379\"\n").find("brackets"), std::string::npos);
-  EXPECT_NE(error("[cluster]\nredis = \"r:6379\"\nnode = \"a b\"\n").find("node"),
+  EXPECT_NE(error("[cluster]\nredis = \"::1:6379\"\nfleet_size = 2\n").find("brackets"),
             std::string::npos);
-  EXPECT_NE(error("[cluster]\nredis = \"r\"\nheartbeat_ms = 1000\nlease_ttl_ms = 1500\n")
-                .find("twice"),
+  EXPECT_NE(error("[cluster]\nredis = \"r:6379\"\nfleet_size = 2\nnode = \"a b\"\n").find("node"),
             std::string::npos);
-  EXPECT_NE(error("[cluster]\nredis = \"r\"\npassword = \"a\"\npassword_file = \"b\"\n")
-                .find("both"),
-            std::string::npos);
+  EXPECT_NE(
+      error("[cluster]\nredis = \"r\"\nfleet_size = 2\nheartbeat_ms = 1000\nlease_ttl_ms = 1500\n")
+          .find("twice"),
+      std::string::npos);
+  EXPECT_NE(
+      error("[cluster]\nredis = \"r\"\nfleet_size = 2\npassword = \"a\"\npassword_file = \"b\"\n")
+          .find("both"),
+      std::string::npos);
   EXPECT_NE(error("[cluster]\nredis = \"r\"\nshards = 2\n").find("shards"), std::string::npos);
+  EXPECT_NE(error("[cluster]\nredis = \"r\"\n").find("fleet_size"), std::string::npos);
+  EXPECT_NE(error("[cluster]\nredis = \"r\"\nfleet_size = 2\ntoken_batch_ms = 500\n"
+                  "token_ttl_ms = 100\n")
+                .find("token_batch_ms"),
+            std::string::npos);
 }
 
 }  // namespace
