@@ -74,6 +74,17 @@ return {got, wait}
 )lua";
 
 // A lease request that got none waits this long, doubling while the fleet has none to give.
+// Deletes the fields of KEYS[1] named in ARGV (field, value pairs) whose value is still the one
+// given.
+constexpr char kDeleteIfUnchangedScript[] = R"lua(
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return 0
+)lua";
+
 constexpr int64_t kLeaseStarvedMs = 50;
 constexpr int64_t kLeaseStarvedMsMax = 250;
 constexpr int64_t kWarmupSyncMs = 1000;
@@ -654,10 +665,11 @@ bool Fleet::Round(int64_t now) {
 
   // A shard's kick that found nothing due (its lease or token request waits for next_ask_ms)
   // costs no round trip: the stream is read every sync_ms, not on every kick.
-  const bool due =
-      reconnected || now >= heartbeat_due_ms_ || (board_ != nullptr && now >= full_sync_due_ms_) ||
-      now - polled_ms_ >= options_.sync_ms || !full_read_.empty() || !sending.empty() ||
-      !lease_asks.empty() || !lease_sets.empty() || !token_asks.empty() || !warmup_syncs.empty();
+  const bool due = reconnected || now >= heartbeat_due_ms_ ||
+                   (board_ != nullptr && now >= full_sync_due_ms_) ||
+                   now - polled_ms_ >= options_.sync_ms || !full_read_.empty() || stream_behind_ ||
+                   !sending.empty() || !lease_asks.empty() || !lease_sets.empty() ||
+                   !token_asks.empty() || !warmup_syncs.empty();
   if (!due) return true;
   polled_ms_ = now;
 
@@ -822,6 +834,14 @@ bool Fleet::Round(int64_t now) {
           if (r.type != RedisReply::Type::kArray || r.elements.empty()) return;
           const RedisReply& stream = r.elements[0];
           if (stream.elements.size() != 2) return;
+          // A full read: more may wait; the next round comes at once, so that a node behind
+          // catches up before trimming (MAXLEN) passes its place.
+          stream_behind_ =
+              stream.elements[1].elements.size() >= static_cast<size_t>(kStreamReadMax);
+          if (stream_behind_) {
+            std::lock_guard<std::mutex> lock(mu_);
+            kicked_ = true;
+          }
           // Suppressions added in a row go in one transaction; anything else in between (a
           // removal) goes after them, in order.
           std::vector<std::pair<std::string, std::string>> adds;
@@ -994,6 +1014,7 @@ bool Fleet::ReconcileSuspensions(const RedisReply& all) {
     delivery::Suspension s = std::move(parsed.front());
     if (s.until_unix_ms <= now_unix) {
       expired.push_back(all.elements[i].str);
+      expired.push_back(all.elements[i + 1].str);
       continue;
     }
     s.key = LocalKey(all.elements[i].str);
@@ -1016,7 +1037,8 @@ bool Fleet::ReconcileSuspensions(const RedisReply& all) {
   }
   // Entries over by now go from the hash (any node may do it; HDEL is idempotent).
   if (!expired.empty()) {
-    RedisLink::Command hdel = {"HDEL", K("suspensions")};
+    // Only if unchanged since it was read: a node may have suspended the key again meanwhile.
+    RedisLink::Command hdel = {"EVAL", kDeleteIfUnchangedScript, "1", K("suspensions")};
     hdel.insert(hdel.end(), expired.begin(), expired.end());
     (void)link_->Call(hdel);
   }

@@ -46,7 +46,11 @@
 // warm-up allowance is shared as each node's share of what the fleet had left at its last sync,
 // which does not see the other nodes' messages since theirs: nodes sending at once can pass the
 // allowance by up to about one share each. Changes queued while Redis is away live in memory: a
-// node that dies then loses them for the fleet (its own list and board keep them).
+// node that dies then loses them for the fleet (its own list and board keep them). A node finds
+// out that the stream was trimmed past its place only when it connects: one that stays
+// connected reads on at once after every full read to stay ahead of the trimming, but a node
+// more than changes_stream_max entries behind misses the difference. A full read adds entries;
+// removals made while a node was away are not replayed by it.
 //
 // Thread-safe. The stores outlive the Fleet; Stop() before they go. Lock order: a store's own
 // lock (its listener runs under it) before Fleet's; the agent never calls a store while holding
@@ -284,7 +288,8 @@ class Fleet : public delivery::SharedLimits {
   std::unique_ptr<RedisLink> link_;
   uint64_t link_connections_ = 0;  // the link's count when leases were last re-asserted
   int64_t heartbeat_due_ms_ = 0;
-  int64_t polled_ms_ = 0;  // the last round trip
+  int64_t polled_ms_ = 0;       // the last round trip
+  bool stream_behind_ = false;  // the last read was full: more entries may wait
   int64_t full_sync_due_ms_ = 0;
   int64_t started_unix_ms_ = 0;
   std::string stream_id_ = "";  // where this node is in the change stream; "": not placed yet
