@@ -1944,6 +1944,7 @@ void DeliveryEngine::OnConnectionClosed(OutboundConnection* connection) {
   queue->RemoveConnection(connection);
   if (options_.shared_limits != nullptr && !connection->lease_returned()) {
     options_.shared_limits->ReturnLease(queue->shared_key());
+    connection->set_lease_returned();  // once, however often the close is reported
   }
   auto it = connections_.find(connection);
   if (it != connections_.end()) {
