@@ -178,6 +178,15 @@ std::string Word(std::string_view text, size_t bytes_max) {
 
 }  // namespace
 
+// A field table's UTF-8 entry; `value` must outlive the table's use.
+amqp_table_entry_t Utf8Entry(const char* key, const std::string& value) {
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_UTF8;
+  e.value.value.bytes = Bytes(value);
+  return e;
+}
+
 std::string JsonUnescape(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -426,9 +435,7 @@ absl::Status AmqpSink::Connect() {
     capabilities[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
     capabilities[0].value.value.boolean = 1;
     amqp_table_entry_t properties[2];
-    properties[0].key = amqp_cstring_bytes("connection_name");
-    properties[0].value.kind = AMQP_FIELD_KIND_UTF8;
-    properties[0].value.value.bytes = Bytes(name);
+    properties[0] = Utf8Entry("connection_name", name);
     properties[1].key = amqp_cstring_bytes("capabilities");
     properties[1].value.kind = AMQP_FIELD_KIND_TABLE;
     properties[1].value.value.table = amqp_table_t{1, capabilities};
@@ -495,12 +502,8 @@ absl::Status AmqpSink::Publish(const std::vector<AmqpEvent>& events) {
       const std::string tenant = JsonUnescape(e.tenant);
       const std::string event = JsonUnescape(e.event).substr(0, kEventWordBytesMax);
       amqp_table_entry_t headers[2];
-      headers[0].key = amqp_cstring_bytes("tenant");
-      headers[0].value.kind = AMQP_FIELD_KIND_UTF8;
-      headers[0].value.value.bytes = Bytes(tenant);
-      headers[1].key = amqp_cstring_bytes("event");
-      headers[1].value.kind = AMQP_FIELD_KIND_UTF8;
-      headers[1].value.value.bytes = Bytes(event);
+      headers[0] = Utf8Entry("tenant", tenant);
+      headers[1] = Utf8Entry("event", event);
       amqp_basic_properties_t p;
       std::memset(&p, 0, sizeof(p));
       p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
